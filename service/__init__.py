@@ -1,0 +1,28 @@
+"""Ketamine FHIR Bridge: the Flask application factory."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from service.config import Settings
+from service.runtime import Runtime
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings (defaults → KFHIR_* environment → `config`), database, blueprints."""
+    settings = config if isinstance(config, Settings) else Settings.load(config)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    # Werkzeug's own cap too, so chunked bodies without Content-Length are cut off as well.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["kfhir"] = Runtime.build(settings)
+
+    from service.web import domain_api, errors, health
+
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(domain_api.bp)
+    return app

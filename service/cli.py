@@ -1,0 +1,87 @@
+"""Command line: ketamine-fhir serve | db upgrade | import | seed-demo. Exit 0 ok, 1 negative result, 2 usage."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from service.config import Settings
+from service.errors import ConfigError
+from service.runtime import Runtime
+
+
+def _runtime() -> Runtime:
+    try:
+        return Runtime.build(Settings.load())
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group()
+def cli() -> None:
+    """Ketamine FHIR Bridge: ketamine therapy records to FHIR R4 and back."""
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind (default KFHIR_HOST or 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default KFHIR_PORT or 8080).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the API on HOST:PORT (development server; use gunicorn in production)."""
+    from werkzeug.serving import run_simple
+
+    from service import create_app
+
+    settings = Settings.load()
+    settings = settings.replace(host=host or settings.host, port=port or settings.port)
+    app = create_app(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(f"Ketamine FHIR Bridge on {base}")
+    click.echo(f"  health:     {base}/health")
+    click.echo(f"  domain API: {base}/api/v1/treatment-plans (also administrations, adverse-events, assessments)")
+    run_simple(settings.host, settings.port, app, threaded=True)
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration (idempotent)."""
+    from service.store.migrate import current_revision, upgrade
+
+    runtime = _runtime()
+    upgrade(runtime.engine)
+    click.echo(f"database at revision {current_revision(runtime.engine)}: {runtime.engine.url.render_as_string()}")
+
+
+@cli.command("seed-demo")
+def seed_demo() -> None:
+    """Load the deterministic synthetic demo records (again: changes nothing)."""
+    from service.demo import demo_records
+
+    runtime = _runtime()
+    created = 0
+    for kind, payload in demo_records():
+        created += runtime.intake.submit(kind, payload).created
+    click.echo(f"demo data: {created} records created, {len(demo_records()) - created} already present")
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", required=True,
+              type=click.Choice(["administration", "treatment-plan", "adverse-event", "assessment"]))
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human")
+def import_(file: Path, kind: str, fmt: str) -> None:
+    """Import FILE (JSON Lines, or CSV by .csv extension); valid lines are stored, errors reported."""
+    from service.importer import import_file, render_report
+
+    report = import_file(_runtime().intake, file, kind, progress=sys.stdout.isatty() and fmt == "human")
+    click.echo(render_report(report, fmt))
+    sys.exit(1 if report.errors else 0)
+
+
+def main() -> None:
+    cli(prog_name="ketamine-fhir")

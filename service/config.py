@@ -1,0 +1,71 @@
+"""Settings, read once at start-up: defaults, then KFHIR_* environment, then explicit overrides."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from service.errors import ConfigError
+
+
+
+#: Largest request body accepted (bytes); larger bodies get 413 before they are parsed.
+DEFAULT_MAX_BODY = 5 * 1024 * 1024
+#: Deepest JSON nesting accepted; FHIR resources never need more, attackers often try.
+DEFAULT_MAX_JSON_DEPTH = 64
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service; the README's table lists the same names."""
+
+    #: Relative SQLite paths are resolved against the working directory (``make run`` uses the checkout).
+    database_url: str = "sqlite:///instance/ketamine-fhir.db"
+    log_level: str = "INFO"
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    page_size: int = DEFAULT_PAGE_SIZE
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from KFHIR_<NAME> variables, then `overrides` (keys are field names)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"KFHIR_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _coerce(f, raw)
+        for name, value in (overrides or {}).items():
+            if name not in {f.name for f in fields(cls)}:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = value
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"KFHIR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        for name in ("max_body_bytes", "max_json_depth", "page_size", "port"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
+        if not self.database_url.startswith(("sqlite:", "postgresql")):
+            raise ConfigError("KFHIR_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(f: dataclasses.Field[Any], raw: str) -> Any:
+    if f.type in ("int", int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"KFHIR_{f.name.upper()} must be an integer, not {raw!r}") from None
+    return raw

@@ -1,0 +1,110 @@
+"""Intake of clinic records: schema, clinical rules, canonical form, idempotent storage."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import ValidationError
+
+from service.domain import rules
+from service.domain.kinds import KINDS, Kind, as_utc_naive
+from service.domain.schemas import flatten_errors
+from service.errors import Conflict, Issue, NotFound, PreconditionFailed, Unprocessable
+from service.store.records import NewRecord, RecordStore, StaleVersion, StoredRecord
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A record that passed the schema and every error-level rule, with its warnings."""
+
+    kind: Kind
+    new: NewRecord
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        return self.new.warnings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    record: StoredRecord
+    created: bool
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Intake:
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+        self.context = rules.RuleContext(lookup=self._lookup)
+
+    def check(self, kind_name: str, payload: Any) -> Checked:
+        """Validate `payload`; raise Unprocessable with every error found, or return it checked."""
+        kind = KINDS[kind_name]
+        schema = kind.schema()
+        if not isinstance(payload, dict):
+            raise Unprocessable("The record must be a JSON object.", [Issue("$", "Expected a JSON object.")])
+        try:
+            loaded = schema.load(payload)
+        except ValidationError as exc:
+            issues = [Issue(path, msg) for path, msg in flatten_errors(exc.messages)]
+            raise Unprocessable(f"The {kind.name} record is not valid.", issues) from None
+        found = rules.check(kind.name, loaded, self.context)
+        errors = [i for i in found if i.severity == "error"]
+        if errors:
+            raise Unprocessable(f"The {kind.name} record breaks clinical rules.", errors)
+        content = schema.dump(loaded)
+        patient = loaded["patient"]["identifier"]
+        new = NewRecord(kind=kind.name, source=loaded["source"], external_id=loaded["external_id"],
+                        patient_system=patient["system"], patient_value=patient["value"],
+                        clinical_at=as_utc_naive(kind.clinical_at(loaded)), content=content,
+                        content_hash=content_hash(content), warnings=[i.as_dict() for i in found])
+        return Checked(kind, new)
+
+    def submit(self, kind_name: str, payload: Any) -> Outcome:
+        """Store a new record; the same record sent again returns the stored one (created=False)."""
+        checked = self.check(kind_name, payload)
+        record, created = self.store.create(checked.new)
+        if not created and record.content_hash != checked.new.content_hash:
+            raise Conflict(
+                f"A {kind_name} with external_id {record.external_id!r} from source {record.source!r} "
+                f"already exists with different content; send a PUT to record {record.id} to change it.",
+                existing_id=record.id)
+        return Outcome(record, created)
+
+    def replace(self, kind_name: str, record_id: str, expected_version: int, payload: Any) -> Outcome:
+        """Store `payload` as the next version of a record, if nobody changed it since `expected_version`."""
+        current = self.get(kind_name, record_id)
+        checked = self.check(kind_name, payload)
+        if (checked.new.source, checked.new.external_id) != (current.source, current.external_id):
+            raise Conflict("external_id and source identify a record and cannot change; "
+                           f"record {record_id} is {current.external_id!r} from {current.source!r}.",
+                           existing_id=record_id)
+        if current.version != expected_version:
+            raise _stale(current, expected_version)
+        if current.content_hash == checked.new.content_hash:
+            return Outcome(current, False)
+        try:
+            return Outcome(self.store.update(record_id, expected_version, checked.new), False)
+        except StaleVersion as exc:
+            raise _stale(exc.current, expected_version) from None
+
+    def get(self, kind_name: str, record_id: str) -> StoredRecord:
+        record = self.store.get(kind_name, record_id)
+        if record is None:
+            raise NotFound(f"No {kind_name} record with id {record_id!r}.")
+        return record
+
+    def _lookup(self, kind: str, source: str, external_id: str) -> dict[str, Any] | None:
+        record = self.store.find(kind, source, external_id)
+        return record.content if record else None
+
+
+def _stale(current: StoredRecord, expected: int) -> PreconditionFailed:
+    return PreconditionFailed(f"Record {current.id} is at version {current.version}, not {expected}; "
+                              "read it again and resend your change.", current_version=current.version)

@@ -1,0 +1,39 @@
+"""The four record kinds: their schema, URL segment and the field that dates each record."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from typing import Any, Callable
+
+from marshmallow import Schema
+
+from service.domain.schemas import SCHEMAS
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    plural: str  # the /api/v1 URL segment
+    schema: type[Schema]
+    clinical_at: Callable[[dict[str, Any]], datetime | date | None]
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k for k in (
+        Kind("treatment-plan", "treatment-plans", SCHEMAS["treatment-plan"],
+             lambda r: (r.get("period") or {}).get("start")),
+        Kind("administration", "administrations", SCHEMAS["administration"], lambda r: r["started_at"]),
+        Kind("adverse-event", "adverse-events", SCHEMAS["adverse-event"], lambda r: r["onset_at"]),
+        Kind("assessment", "assessments", SCHEMAS["assessment"], lambda r: r["at"]),
+    )
+}
+BY_PLURAL = {k.plural: k for k in KINDS.values()}
+
+
+def as_utc_naive(value: datetime | date | None) -> datetime | None:
+    """The instant the store indexes: aware datetimes to UTC, dates at 00:00 UTC, without tzinfo."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.min, tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).replace(tzinfo=None)

@@ -1,0 +1,252 @@
+"""Clinical rules over a schema-valid record: each returns issues, 'error' rejects, 'warning' flags.
+
+Every threshold cites its source in ../shared/reference/clinical.md (section numbers below).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator, Protocol
+
+from service.errors import Issue
+
+Record = dict[str, Any]
+
+#: Score ranges per instrument (inclusive). PHQ-9 0–27 (clinical.md §6, Kroenke bands);
+#: MADRS 0–60, QIDS-SR16 0–27, GAD-7 0–21 (DOMAIN.md, clinical.md §6); CADSS 23 items × 0–4 = 0–92,
+#: MOAA/S 0–5, BPRS positive 4 items × 0–6 = 0–24, anchoring fixed at 0–6 (clinical.md §3).
+#: HAM-D17 and C-SSRS have no sourced range in clinical.md: only non-negative is enforced.
+SCORE_RANGES: dict[str, tuple[int, int | None]] = {
+    "phq9": (0, 27), "madrs": (0, 60), "qids-sr16": (0, 27), "gad7": (0, 21),
+    "cadss": (0, 92), "moaas": (0, 5), "bprs-positive": (0, 24),
+    "hamd17": (0, None), "cssrs": (0, None),
+}
+#: Esketamine: one nasal device delivers 28 mg; 56 mg = 2 devices, 84 mg = 3 (clinical.md §2).
+ESKETAMINE_DEVICE_MG = 28
+ESKETAMINE_MAX_MG = 84
+#: Racemic IV: benefit and AEs across 0.10–0.75 mg/kg, usual 0.5 (clinical.md §1, Andrade 2017).
+IV_KETAMINE_MG_PER_KG = (0.1, 0.75)
+#: Esketamine label general guide for elevated pre-dose BP: >140 systolic or >90 diastolic (clinical.md §3).
+ESKETAMINE_PREDOSE_BP = (140, 90)
+#: Esketamine: monitor ≥ 2 h after dosing at every session (boxed warning, REMS; clinical.md §2).
+ESKETAMINE_MONITORING = timedelta(minutes=120)
+#: TRD = inadequate response to ≥ 2 antidepressants in the episode (clinical.md §6).
+TRD_MIN_TRIALS = 2
+#: Classes that interact (clinical.md §5): CNS depressants raise sedation, stimulants and MAOIs BP,
+#: theophylline lowers the seizure threshold.
+INTERACTION_EFFECTS = {
+    "benzodiazepine": "increases sedation and may reduce the antidepressant effect",
+    "non-benzodiazepine-sedative-hypnotic": "increases sedation",
+    "opioid": "increases sedation",
+    "cns-depressant": "increases sedation",
+    "psychostimulant": "increases blood pressure",
+    "maoi": "increases blood pressure",
+    "theophylline": "lowers the seizure threshold",
+}
+
+
+class Lookup(Protocol):
+    """Finds another stored record's content by kind, source and external_id (or None)."""
+
+    def __call__(self, kind: str, source: str, external_id: str) -> Record | None: ...
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    lookup: Lookup
+
+
+def _no_lookup(kind: str, source: str, external_id: str) -> Record | None:
+    return None
+
+
+NO_CONTEXT = RuleContext(lookup=_no_lookup)
+Rule = Callable[[Record, RuleContext], Iterator[Issue]]
+
+
+def error(field: str, message: str, rule: str) -> Issue:
+    return Issue(field, message, "error", rule)
+
+
+def warning(field: str, message: str, rule: str) -> Issue:
+    return Issue(field, message, "warning", rule)
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+# --- shared checks -------------------------------------------------------------------------
+
+def score_in_range(instrument: str, value: int, field: str) -> Iterator[Issue]:
+    low, high = SCORE_RANGES[instrument]
+    if value < low or (high is not None and value > high):
+        bounds = f"{low}–{high}" if high is not None else f"≥ {low}"
+        yield error(field, f"{instrument} score {value} is outside the instrument's range {bounds}", "score-range")
+
+
+def esketamine_dose(dose_mg: float, field: str) -> Iterator[Issue]:
+    if dose_mg % ESKETAMINE_DEVICE_MG or dose_mg > ESKETAMINE_MAX_MG:
+        yield error(field, f"esketamine dose {dose_mg:g} mg must be a multiple of 28 mg (one device) "
+                           f"and at most 84 mg", "esketamine-dose")
+
+
+def iv_dose_per_kg(mg_per_kg: float, field: str) -> Iterator[Issue]:
+    low, high = IV_KETAMINE_MG_PER_KG
+    if not low <= mg_per_kg <= high:
+        yield warning(field, f"IV ketamine dose {mg_per_kg:.2f} mg/kg is outside the usual {low}–{high} mg/kg",
+                      "iv-dose-range")
+
+
+def predose_bp(systolic: int | None, diastolic: int | None, field: str) -> Iterator[Issue]:
+    sys_max, dia_max = ESKETAMINE_PREDOSE_BP
+    if (systolic or 0) > sys_max or (diastolic or 0) > dia_max:
+        yield warning(field, f"pre-dose blood pressure {systolic}/{diastolic} mmHg is above 140/90 for "
+                             f"esketamine: weigh the rise against benefit", "esketamine-predose-bp")
+
+
+def not_before(later: Any, earlier: Any, field: str, what: str, rule: str) -> Iterator[Issue]:
+    end, start = _parse_dt(later), _parse_dt(earlier)
+    if end is not None and start is not None and end < start:
+        yield error(field, what, rule)
+
+
+# --- treatment plan ------------------------------------------------------------------------
+
+def plan_period(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
+    period = plan.get("period") or {}
+    if period.get("start") and period.get("end") and period["end"] < period["start"]:
+        yield error("period.end", "period end is before its start", "period-order")
+
+
+def plan_dose(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
+    dose = plan["dose"]
+    if plan["medication"] == "esketamine":
+        if dose["unit"] != "mg":
+            yield error("dose.unit", "esketamine is dosed in whole devices of 28 mg: use unit mg", "esketamine-dose")
+        else:
+            yield from esketamine_dose(dose["value"], "dose.value")
+    elif plan["route"] == "intravenous" and dose["unit"] == "mg/kg":
+        yield from iv_dose_per_kg(dose["value"], "dose.value")
+
+
+def plan_trd_trials(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
+    trials = plan.get("prior_antidepressant_trials")
+    if plan["indication"]["code"] == "trd" and trials is not None and trials < TRD_MIN_TRIALS:
+        yield warning("prior_antidepressant_trials", f"TRD means inadequate response to at least "
+                      f"{TRD_MIN_TRIALS} antidepressant trials; {trials} recorded", "trd-trials")
+
+
+def plan_screening(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
+    screening = plan.get("screening") or {}
+    for i, item in enumerate(screening.get("contraindications") or []):
+        if item["present"]:
+            yield warning(f"screening.contraindications[{i}]",
+                          f"contraindication or caution present: {item['code']}", "contraindication")
+    for i, med in enumerate(screening.get("interacting_medications") or []):
+        effect = INTERACTION_EFFECTS.get(med["class_"])
+        if effect:
+            yield warning(f"screening.interacting_medications[{i}]",
+                          f"{med['name']} ({med['class_']}) {effect} with ketamine", "interaction")
+    bp = screening.get("baseline_bp")
+    if bp and plan["medication"] == "esketamine":
+        yield from predose_bp(bp["systolic"], bp["diastolic"], "screening.baseline_bp")
+
+
+# --- administration ------------------------------------------------------------------------
+
+def session_times(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
+    yield from not_before(adm.get("ended_at"), adm["started_at"], "ended_at",
+                          "ended_at is before started_at", "session-order")
+    yield from not_before(adm.get("monitoring_ended_at"), adm["started_at"], "monitoring_ended_at",
+                          "monitoring_ended_at is before started_at", "session-order")
+
+
+def session_status(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
+    if adm["status"] in ("stopped", "not-done") and not adm.get("status_reason"):
+        yield error("status_reason", f"a session with status {adm['status']} needs a status_reason", "status-reason")
+    if adm["status"] == "completed" and adm.get("dose_mg") is None:
+        yield error("dose_mg", "a completed session needs the dose given (dose_mg)", "dose-given")
+
+
+def session_dose(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
+    dose = adm.get("dose_mg")
+    if dose is None:
+        return
+    if adm["medication"] == "esketamine":
+        yield from esketamine_dose(dose, "dose_mg")
+    elif adm["route"] == "intravenous" and adm.get("weight_kg"):
+        yield from iv_dose_per_kg(dose / adm["weight_kg"], "dose_mg")
+
+
+def session_esketamine_monitoring(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
+    if adm["medication"] != "esketamine" or adm["status"] == "not-done":
+        return
+    for i, vit in enumerate(adm.get("vitals") or []):
+        if vit["phase"] == "pre":
+            yield from predose_bp(vit.get("systolic"), vit.get("diastolic"), f"vitals[{i}]")
+    ended = adm.get("monitoring_ended_at")
+    if ended is None:
+        yield warning("monitoring_ended_at", "esketamine sessions need at least 120 minutes of post-dose "
+                      "monitoring; its end is not recorded", "esketamine-monitoring")
+    elif ended - adm["started_at"] < ESKETAMINE_MONITORING:
+        minutes = int((ended - adm["started_at"]).total_seconds() // 60)
+        yield warning("monitoring_ended_at", f"post-dose monitoring lasted {minutes} minutes; esketamine "
+                      f"needs at least 120", "esketamine-monitoring")
+
+
+def session_scores(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
+    for i, score in enumerate(adm.get("scores") or []):
+        yield from score_in_range(score["instrument"], score["value"], f"scores[{i}].value")
+
+
+# --- adverse event -------------------------------------------------------------------------
+
+def ae_seriousness(ae: Record, ctx: RuleContext) -> Iterator[Issue]:
+    criteria = ae.get("seriousness_criteria") or []
+    if ae["serious"] and not criteria:
+        yield error("seriousness_criteria", "a serious adverse event needs at least one seriousness "
+                    "criterion", "seriousness")
+    if not ae["serious"] and criteria:
+        yield error("seriousness_criteria", "seriousness criteria given for an event marked not serious",
+                    "seriousness")
+
+
+def ae_description(ae: Record, ctx: RuleContext) -> Iterator[Issue]:
+    if ae["term"] == "other" and not ae.get("description"):
+        yield error("description", "term 'other' needs a description", "other-term")
+
+
+def ae_onset(ae: Record, ctx: RuleContext) -> Iterator[Issue]:
+    ref = ae.get("administration_external_id")
+    if not ref:
+        return
+    session = ctx.lookup("administration", ae["source"], ref)
+    if session is None:
+        yield warning("administration_external_id", f"no administration {ref!r} from source "
+                      f"{ae['source']!r} is stored yet", "suspect-session")
+        return
+    yield from not_before(ae["onset_at"], session["started_at"], "onset_at",
+                          f"onset is before the suspected session {ref!r} started", "onset-order")
+
+
+# --- assessment ----------------------------------------------------------------------------
+
+def assessment_score(rec: Record, ctx: RuleContext) -> Iterator[Issue]:
+    yield from score_in_range(rec["instrument"], rec["score"], "score")
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "treatment-plan": (plan_period, plan_dose, plan_trd_trials, plan_screening),
+    "administration": (session_times, session_status, session_dose, session_esketamine_monitoring,
+                       session_scores),
+    "adverse-event": (ae_seriousness, ae_description, ae_onset),
+    "assessment": (assessment_score,),
+}
+
+
+def check(kind: str, record: Record, ctx: RuleContext = NO_CONTEXT) -> list[Issue]:
+    """Run every rule of `kind` over a schema-loaded record; issues from all rules, in order."""
+    return [issue for rule in RULES[kind] for issue in rule(record, ctx)]

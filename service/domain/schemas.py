@@ -1,0 +1,218 @@
+"""Marshmallow schemas of the four record kinds, exactly as DOMAIN.md names their fields."""
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from service.domain import vocabulary as v
+from service.domain.fields import StrictBoolean, Text, instant, integer, local_code, one_of, positive
+
+ICD10_CM = r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
+RXNORM = r"^[0-9]{1,10}$"
+
+
+class Strict(Schema):
+    """Unknown fields are an error naming the field (marshmallow: 'Unknown field.')."""
+
+    class Meta:
+        unknown = RAISE
+        ordered = True
+
+
+class IdentifierSchema(Strict):
+    system = Text(max_length=500, required=True)
+    value = Text(required=True)
+
+
+class NameSchema(Strict):
+    family = Text()
+    given = fields.List(Text(), validate=validate.Length(max=10))
+
+
+class PatientSchema(Strict):
+    identifier = fields.Nested(IdentifierSchema, required=True)
+    name = fields.Nested(NameSchema)
+    birth_date = fields.Date()
+    sex = one_of(v.SEX)
+
+
+class PersonSchema(Strict):
+    identifier = fields.Nested(IdentifierSchema, required=True)
+    name = Text()
+
+
+class RecordSchema(Strict):
+    """Fields common to every record."""
+
+    external_id = Text(required=True)
+    source = Text(load_default="default")
+    patient = fields.Nested(PatientSchema, required=True)
+
+
+# --- treatment plan ------------------------------------------------------------------------
+
+class IndicationSchema(Strict):
+    code = one_of(v.INDICATIONS, required=True)
+    icd10 = fields.String(validate=validate.Regexp(ICD10_CM, error="Not an ICD-10-CM code."))
+
+
+class DoseSchema(Strict):
+    value = positive(required=True)
+    unit = one_of(v.DOSE_UNITS, required=True)
+
+
+class FrequencySchema(Strict):
+    count = integer(1, required=True)
+    period = positive(required=True)
+    period_unit = one_of(v.PERIOD_UNITS, required=True)
+
+
+class DatePeriodSchema(Strict):
+    start = fields.Date()
+    end = fields.Date()
+
+
+class GoalSchema(Strict):
+    measure = one_of(v.GOAL_MEASURES, required=True)
+    target = one_of(v.GOAL_TARGETS, required=True)
+    baseline = integer(0)
+
+
+class AntidepressantSchema(Strict):
+    name = Text(required=True)
+    rxnorm = fields.String(validate=validate.Regexp(RXNORM, error="Not an RxNorm code (digits)."))
+
+
+class ConcurrentTherapySchema(Strict):
+    psychotherapy = Text(allow_none=True)
+    antidepressants = fields.List(fields.Nested(AntidepressantSchema))
+
+
+class ContraindicationSchema(Strict):
+    code = local_code(required=True)
+    present = StrictBoolean(required=True)
+
+
+class BloodPressureSchema(Strict):
+    systolic = integer(1, required=True)
+    diastolic = integer(1, required=True)
+
+
+class InteractingMedicationSchema(Strict):
+    name = Text(required=True)
+    class_ = one_of(v.INTERACTING_CLASSES, required=True, data_key="class")
+
+
+class ScreeningSchema(Strict):
+    contraindications = fields.List(fields.Nested(ContraindicationSchema))
+    baseline_bp = fields.Nested(BloodPressureSchema)
+    pregnant = StrictBoolean(allow_none=True)
+    interacting_medications = fields.List(fields.Nested(InteractingMedicationSchema))
+
+
+class TreatmentPlanSchema(RecordSchema):
+    status = one_of(v.PLAN_STATUS, required=True)
+    indication = fields.Nested(IndicationSchema, required=True)
+    prior_antidepressant_trials = integer(0)
+    medication = one_of(v.MEDICATIONS, required=True)
+    route = one_of(v.ROUTES, required=True)
+    dose = fields.Nested(DoseSchema, required=True)
+    infusion_minutes = integer(1)
+    phase = one_of(v.PHASES)
+    sessions_planned = integer(1)
+    frequency = fields.Nested(FrequencySchema)
+    period = fields.Nested(DatePeriodSchema)
+    goals = fields.List(fields.Nested(GoalSchema))
+    concurrent_therapy = fields.Nested(ConcurrentTherapySchema)
+    screening = fields.Nested(ScreeningSchema)
+    prescriber = fields.Nested(PersonSchema)
+
+
+# --- administration (one session) ----------------------------------------------------------
+
+class VitalsSchema(Strict):
+    at = instant(required=True)
+    phase = one_of(v.VITAL_PHASES, required=True)
+    systolic = integer(1)
+    diastolic = integer(1)
+    heart_rate = integer(1)
+    spo2 = integer(0, 100)  # percent
+    respiratory_rate = integer(1)
+
+
+class ScoreSchema(Strict):
+    instrument = one_of(v.SESSION_SCALES, required=True)
+    value = integer(required=True)
+    at = instant(required=True)
+
+
+class AdministrationSchema(RecordSchema):
+    plan_external_id = Text()
+    session_number = integer(1)
+    status = one_of(v.SESSION_STATUS, required=True)
+    status_reason = Text(max_length=1000)
+    medication = one_of(v.MEDICATIONS, required=True)
+    route = one_of(v.ROUTES, required=True)
+    dose_mg = positive()
+    weight_kg = positive()
+    started_at = instant(required=True)
+    ended_at = instant()
+    lot_number = Text(max_length=100)
+    performer = fields.Nested(PersonSchema)
+    vitals = fields.List(fields.Nested(VitalsSchema), validate=validate.Length(max=200))
+    scores = fields.List(fields.Nested(ScoreSchema), validate=validate.Length(max=200))
+    monitoring_ended_at = instant()
+    discharged_with_escort = StrictBoolean()
+
+
+# --- adverse event -------------------------------------------------------------------------
+
+class AdverseEventSchema(RecordSchema):
+    administration_external_id = Text()
+    onset_at = instant(required=True)
+    term = one_of(v.AE_TERMS, required=True)
+    description = Text(max_length=4000)
+    serious = StrictBoolean(required=True)
+    seriousness_criteria = fields.List(one_of(v.SERIOUSNESS))
+    severity = one_of(v.SEVERITY)
+    ctcae_grade = integer(1, 5)
+    outcome = one_of(v.AE_OUTCOMES)
+    action_taken = one_of(v.AE_ACTIONS)
+    causality = one_of(v.CAUSALITY)
+    recorded_by = fields.Nested(PersonSchema)
+
+
+# --- assessment ----------------------------------------------------------------------------
+
+class AssessmentSchema(RecordSchema):
+    plan_external_id = Text()
+    instrument = one_of(v.ASSESSMENT_INSTRUMENTS, required=True)
+    score = integer(required=True)
+    at = instant(required=True)
+
+
+SCHEMAS: dict[str, type[RecordSchema]] = {
+    "treatment-plan": TreatmentPlanSchema,
+    "administration": AdministrationSchema,
+    "adverse-event": AdverseEventSchema,
+    "assessment": AssessmentSchema,
+}
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Turn marshmallow's nested error dict into (path, message) pairs: `vitals[0].spo2`."""
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [(prefix or "$", m) for m in messages]
+    if isinstance(messages, list):
+        return [pair for m in messages for pair in flatten_errors(m, prefix)]
+    pairs: list[tuple[str, str]] = []
+    for key, sub in messages.items():
+        if isinstance(key, int):
+            path = f"{prefix}[{key}]"
+        elif key == "_schema":
+            path = prefix
+        else:
+            path = f"{prefix}.{key}" if prefix else str(key)
+        pairs.extend(flatten_errors(sub, path))
+    return pairs

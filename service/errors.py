@@ -1,0 +1,110 @@
+"""One exception hierarchy for everything a caller can get wrong; rendered in one place (web/errors.py).
+
+    KfhirError                      base; never raised itself
+    ├── ConfigError                 bad settings at start-up (not an HTTP error)
+    └── RequestError                carries an HTTP status, a title and issues [{field, message}]
+        ├── BadRequest              400 malformed JSON, bad query parameters
+        ├── NotFound                404
+        ├── MethodNotAllowed        405
+        ├── Conflict                409 same external_id with different content
+        ├── PreconditionFailed      412 stale If-Match
+        ├── PayloadTooLarge         413
+        ├── UnsupportedMediaType    415
+        ├── Unprocessable           422 schema or clinical-rule errors
+        └── PreconditionRequired    428 PUT without If-Match
+
+The core raises these; it knows nothing of HTTP beyond the status number each carries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding about one field: `severity` is 'error' (rejected) or 'warning' (accepted, flagged)."""
+
+    field: str
+    message: str
+    severity: str = "error"
+    rule: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "message": self.message, "severity": self.severity}
+        if self.rule:
+            out["rule"] = self.rule
+        return out
+
+
+class KfhirError(Exception):
+    """Base of every error this service raises on purpose."""
+
+
+class ConfigError(KfhirError):
+    """A setting is missing or malformed; start-up stops with this message."""
+
+
+class RequestError(KfhirError):
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, issues: list[Issue] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.issues = issues or []
+        self.extra = extra
+
+
+class BadRequest(RequestError):
+    status, title = 400, "Bad request"
+
+
+class NotFound(RequestError):
+    status, title = 404, "Not found"
+
+
+class MethodNotAllowed(RequestError):
+    status, title = 405, "Method not allowed"
+
+
+class Conflict(RequestError):
+    status, title = 409, "Conflict"
+
+
+class PreconditionFailed(RequestError):
+    status, title = 412, "Precondition failed"
+
+
+class PayloadTooLarge(RequestError):
+    status, title = 413, "Payload too large"
+
+
+class UnsupportedMediaType(RequestError):
+    status, title = 415, "Unsupported media type"
+
+
+class Unprocessable(RequestError):
+    status, title = 422, "Unprocessable content"
+
+
+class PreconditionRequired(RequestError):
+    status, title = 428, "Precondition required"
+
+
+@dataclass
+class IssueList:
+    """Collects issues instead of stopping at the first one."""
+
+    items: list[Issue] = field(default_factory=list)
+
+    def add(self, field_: str, message: str, severity: str = "error", rule: str | None = None) -> None:
+        self.items.append(Issue(field_, message, severity, rule))
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.items if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.items if i.severity == "warning"]

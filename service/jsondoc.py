@@ -1,0 +1,54 @@
+"""JSON documents from untrusted bytes: UTF-8, no NaN, no repeated keys, bounded nesting."""
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+from service.errors import BadRequest
+
+
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"The body is not UTF-8 (byte {exc.start}).") from None
+    if not text.strip():
+        raise BadRequest("The body is empty; send a JSON object.")
+    try:
+        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"Malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    except RecursionError:
+        _too_deep(max_depth)
+    if depth(doc) > max_depth:
+        _too_deep(max_depth)
+    return doc
+
+
+def depth(doc: Any) -> int:
+    """Nesting depth of containers (a scalar is 0, `{}` is 1), without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _too_deep(max_depth: int) -> NoReturn:
+    raise BadRequest(f"The JSON is nested more than {max_depth} levels deep.")
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise BadRequest(f"{name} is not valid JSON.")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRequest(f"The JSON object repeats the key {key!r}.")
+        out[key] = value
+    return out

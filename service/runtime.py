@@ -1,0 +1,25 @@
+"""The objects one running service shares: settings, database engine, store and intake."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from service.config import Settings
+from service.domain.intake import Intake
+from service.store.engine import make_engine
+from service.store.records import RecordStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    store: RecordStore
+    intake: Intake
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Runtime":
+        engine = make_engine(settings.database_url)
+        store = RecordStore(engine)
+        return cls(settings, engine, store, Intake(store))

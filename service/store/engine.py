@@ -1,0 +1,45 @@
+"""Database engine: SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+#: How long a SQLite writer waits for the lock before failing (ms).
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: Execution option marking a connection that will write.
+WRITE = "kfhir_write"
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
+    # Let SQLAlchemy, not the driver, open transactions, so `_sqlite_begin` chooses their kind.
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """Writers take the write lock up front (BEGIN IMMEDIATE) so the busy timeout applies;
+    a deferred transaction that reads then writes fails at once with 'database is locked'."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")

@@ -1,0 +1,164 @@
+"""Record repository: idempotent create, optimistic update, read, filtered cursor listing."""
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from sqlalchemy import Engine, Select, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.store.engine import WRITE
+from service.store.models import RecordRow, RecordVersionRow
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record as stored: plain data, detached from any database session."""
+
+    pk: int
+    id: str
+    kind: str
+    source: str
+    external_id: str
+    version: int
+    content: dict[str, Any]
+    content_hash: str
+    warnings: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: RecordRow) -> "StoredRecord":
+        return cls(row.pk, row.id, row.kind, row.source, row.external_id, row.version, row.content,
+                   row.content_hash, row.warnings, row.created_at, row.updated_at)
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """What intake hands the store: identity, index columns and the canonical content."""
+
+    kind: str
+    source: str
+    external_id: str
+    patient_system: str
+    patient_value: str
+    clinical_at: datetime | None
+    content: dict[str, Any]
+    content_hash: str
+    warnings: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    kind: str
+    patient_system: str | None = None
+    patient_value: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    after_pk: int = 0
+    limit: int = 50
+
+
+class StaleVersion(Exception):
+    """The record changed since the version the caller read."""
+
+    def __init__(self, current: StoredRecord) -> None:
+        super().__init__(f"record {current.id} is at version {current.version}")
+        self.current = current
+
+
+def utcnow() -> datetime:
+    """UTC without tzinfo: both backends store naive UTC, so comparisons agree."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class RecordStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE: write})
+            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    def create(self, new: NewRecord) -> tuple[StoredRecord, bool]:
+        """Insert `new`, or return the record already stored under its identity (created=False).
+
+        The unique constraint decides between concurrent identical creates, so exactly one wins.
+        """
+        now = utcnow()
+        row = RecordRow(id=str(uuid.uuid4()), kind=new.kind, source=new.source, external_id=new.external_id,
+                        patient_system=new.patient_system, patient_value=new.patient_value,
+                        clinical_at=new.clinical_at, version=1, content=new.content,
+                        content_hash=new.content_hash, warnings=new.warnings, created_at=now, updated_at=now)
+        try:
+            with self._session(write=True) as session:
+                session.add(row)
+                session.flush()
+                session.add(_version_of(row))
+            return StoredRecord.of(row), True
+        except IntegrityError:
+            existing = self.find(new.kind, new.source, new.external_id)
+            if existing is None:  # the constraint that failed was not the identity: a real error
+                raise
+            return existing, False
+
+    def update(self, record_id: str, expected_version: int, new: NewRecord) -> StoredRecord:
+        """Store `new` as the next version if the record is still at `expected_version`."""
+        with self._session(write=True) as session:
+            result = session.execute(
+                update(RecordRow)
+                .where(RecordRow.id == record_id, RecordRow.version == expected_version)
+                .values(version=expected_version + 1, content=new.content, content_hash=new.content_hash,
+                        warnings=new.warnings, patient_system=new.patient_system,
+                        patient_value=new.patient_value, clinical_at=new.clinical_at, updated_at=utcnow())
+                .execution_options(synchronize_session=False))
+            row = session.scalars(select(RecordRow).where(RecordRow.id == record_id)).one()
+            if result.rowcount != 1:
+                raise StaleVersion(StoredRecord.of(row))
+            session.add(_version_of(row))
+            return StoredRecord.of(row)
+
+    def get(self, kind: str, record_id: str) -> StoredRecord | None:
+        return self._one(select(RecordRow).where(RecordRow.kind == kind, RecordRow.id == record_id))
+
+    def find(self, kind: str, source: str, external_id: str) -> StoredRecord | None:
+        return self._one(select(RecordRow).where(RecordRow.kind == kind, RecordRow.source == source,
+                                                 RecordRow.external_id == external_id))
+
+    def versions(self, record: StoredRecord) -> list[dict[str, Any]]:
+        with self._session() as session:
+            rows = session.scalars(select(RecordVersionRow).where(RecordVersionRow.record_pk == record.pk)
+                                   .order_by(RecordVersionRow.version))
+            return [{"version": r.version, "content": r.content, "warnings": r.warnings,
+                     "created_at": r.created_at} for r in rows]
+
+    def list(self, q: ListQuery) -> list[StoredRecord]:
+        """Records of a kind in insertion order after `after_pk`, at most `limit`."""
+        stmt = select(RecordRow).where(RecordRow.kind == q.kind, RecordRow.pk > q.after_pk)
+        if q.patient_value is not None:
+            stmt = stmt.where(RecordRow.patient_value == q.patient_value)
+        if q.patient_system is not None:
+            stmt = stmt.where(RecordRow.patient_system == q.patient_system)
+        if q.date_from is not None:
+            stmt = stmt.where(RecordRow.clinical_at >= q.date_from)
+        if q.date_to is not None:
+            stmt = stmt.where(RecordRow.clinical_at < q.date_to)
+        with self._session() as session:
+            return [StoredRecord.of(r) for r in session.scalars(stmt.order_by(RecordRow.pk).limit(q.limit))]
+
+    def _one(self, stmt: Select[tuple[RecordRow]]) -> StoredRecord | None:
+        with self._session() as session:
+            row = session.scalars(stmt).one_or_none()
+            return StoredRecord.of(row) if row else None
+
+
+def _version_of(row: RecordRow) -> RecordVersionRow:
+    return RecordVersionRow(record_pk=row.pk, version=row.version, content=row.content,
+                            content_hash=row.content_hash, warnings=row.warnings, created_at=row.updated_at)

@@ -1,0 +1,1 @@
+"""HTTP layer: blueprints that parse and answer requests, then call the core."""

@@ -1,0 +1,46 @@
+"""The one place errors become HTTP responses: problem+json (RFC 9457) for every route so far."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from service.errors import RequestError
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
+            **extra: Any) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+                            "instance": request.path}
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return Response(json.dumps(body), status=status, mimetype=PROBLEM)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(RequestError)
+    def on_request_error(exc: RequestError) -> Response:
+        errors = [{"field": i.field, "message": i.message} | ({"rule": i.rule} if i.rule else {})
+                  for i in exc.issues]
+        return problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        response = problem(status, exc.name, exc.description or exc.name)
+        allowed = getattr(exc, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(Exception)
+    def on_unexpected(exc: Exception) -> Response:
+        # A bug: log it with its traceback, tell the client nothing about the internals.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal server error", "The server failed to handle this request; it has been logged.")
