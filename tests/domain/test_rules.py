@@ -1,0 +1,241 @@
+"""Clinical rules: each case is named for the clinical situation it covers."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from factories import FACTORIES, administration, adverse_event, assessment, esketamine_plan, esketamine_session, treatment_plan
+from service.domain import rules
+from service.domain.schemas import SCHEMAS
+
+
+def findings(kind: str, record: dict[str, Any], ctx: rules.RuleContext = rules.NO_CONTEXT) -> list[tuple[str, str, str]]:
+    loaded = SCHEMAS[kind]().load(record)
+    return [(i.severity, i.rule or "", i.field) for i in rules.check(kind, loaded, ctx)]
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_minimal_records_raise_nothing(kind: str) -> None:
+    assert findings(kind, FACTORIES[kind]()) == []
+
+
+# --- session timing and status --------------------------------------------------------------
+
+def test_session_ending_before_it_started_is_an_error() -> None:
+    record = administration(ended_at="2026-03-02T08:59:00-05:00")
+    assert findings("administration", record) == [("error", "session-order", "ended_at")]
+
+
+def test_session_end_compared_across_offsets() -> None:
+    # 14:30Z is 09:30-05:00: after the 09:00-05:00 start although the clock reads earlier.
+    assert findings("administration", administration(ended_at="2026-03-02T14:30:00Z")) == []
+
+
+@pytest.mark.parametrize("status", ["stopped", "not-done"])
+def test_stopped_or_not_done_session_needs_a_reason(status: str) -> None:
+    assert ("error", "status-reason", "status_reason") in findings("administration", administration(status=status))
+    assert findings("administration", administration(status=status, status_reason="patient declined")) == []
+
+
+def test_completed_session_needs_the_dose_given() -> None:
+    assert findings("administration", administration(dose_mg=None)) == [("error", "dose-given", "dose_mg")]
+
+
+# --- doses ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dose", [28, 56, 84])
+def test_esketamine_whole_devices_up_to_84_mg(dose: int) -> None:
+    assert findings("administration", esketamine_session(dose_mg=dose)) == []
+
+
+@pytest.mark.parametrize("dose", [30, 60, 112, 85, 56.5])
+def test_esketamine_dose_not_whole_devices_or_above_84_is_an_error(dose: float) -> None:
+    assert findings("administration", esketamine_session(dose_mg=dose)) == [("error", "esketamine-dose", "dose_mg")]
+
+
+def test_esketamine_plan_in_mg_per_kg_is_an_error() -> None:
+    plan = esketamine_plan(dose={"value": 0.5, "unit": "mg/kg"})
+    assert findings("treatment-plan", plan) == [("error", "esketamine-dose", "dose.unit")]
+
+
+def test_esketamine_plan_dose_of_70_mg_is_an_error() -> None:
+    assert findings("treatment-plan", esketamine_plan(dose={"value": 70, "unit": "mg"})) == [
+        ("error", "esketamine-dose", "dose.value")]
+
+
+@pytest.mark.parametrize("dose_mg, weight", [(7, 70), (35, 70), (52.5, 70)])  # 0.1, 0.5, 0.75 mg/kg
+def test_iv_ketamine_within_0_1_to_0_75_mg_per_kg(dose_mg: float, weight: float) -> None:
+    assert findings("administration", administration(dose_mg=dose_mg, weight_kg=weight)) == []
+
+
+@pytest.mark.parametrize("dose_mg, weight", [(6.9, 70), (56, 70), (140, 70)])
+def test_iv_ketamine_outside_usual_range_is_a_warning(dose_mg: float, weight: float) -> None:
+    assert findings("administration", administration(dose_mg=dose_mg, weight_kg=weight)) == [
+        ("warning", "iv-dose-range", "dose_mg")]
+
+
+def test_iv_dose_unchecked_without_weight() -> None:
+    assert findings("administration", administration(dose_mg=140, weight_kg=None)) == []
+
+
+def test_im_ketamine_is_not_held_to_the_iv_range() -> None:
+    assert findings("administration", administration(route="intramuscular", dose_mg=140)) == []
+
+
+def test_iv_plan_dose_above_range_is_a_warning() -> None:
+    assert findings("treatment-plan", treatment_plan(dose={"value": 1.0, "unit": "mg/kg"})) == [
+        ("warning", "iv-dose-range", "dose.value")]
+
+
+# --- esketamine monitoring ------------------------------------------------------------------
+
+@pytest.mark.parametrize("systolic, diastolic", [(141, 80), (130, 91), (165, 100)])
+def test_esketamine_predose_bp_above_140_90_is_a_warning(systolic: int, diastolic: int) -> None:
+    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": systolic, "diastolic": diastolic}]
+    assert findings("administration", esketamine_session(vitals=vitals)) == [
+        ("warning", "esketamine-predose-bp", "vitals[0]")]
+
+
+def test_esketamine_bp_of_140_90_is_not_elevated() -> None:
+    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 140, "diastolic": 90}]
+    assert findings("administration", esketamine_session(vitals=vitals)) == []
+
+
+def test_high_bp_after_dosing_is_not_a_predose_warning() -> None:
+    vitals = [{"at": "2026-03-02T09:40:00-05:00", "phase": "post", "systolic": 170, "diastolic": 100}]
+    assert findings("administration", esketamine_session(vitals=vitals)) == []
+
+
+def test_esketamine_plan_baseline_bp_above_threshold_is_a_warning() -> None:
+    plan = esketamine_plan(screening={"baseline_bp": {"systolic": 150, "diastolic": 85}})
+    assert findings("treatment-plan", plan) == [("warning", "esketamine-predose-bp", "screening.baseline_bp")]
+
+
+def test_esketamine_monitoring_shorter_than_120_minutes_is_a_warning() -> None:
+    session = esketamine_session(monitoring_ended_at="2026-03-02T10:59:00-05:00")  # 119 min
+    assert findings("administration", session) == [("warning", "esketamine-monitoring", "monitoring_ended_at")]
+
+
+def test_esketamine_monitoring_of_exactly_120_minutes_is_enough() -> None:
+    assert findings("administration", esketamine_session(monitoring_ended_at="2026-03-02T11:00:00-05:00")) == []
+
+
+def test_esketamine_monitoring_not_recorded_is_a_warning() -> None:
+    assert findings("administration", esketamine_session(monitoring_ended_at=None)) == [
+        ("warning", "esketamine-monitoring", "monitoring_ended_at")]
+
+
+def test_monitoring_ending_before_dosing_is_an_error() -> None:
+    session = esketamine_session(monitoring_ended_at="2026-03-02T08:00:00-05:00")
+    assert ("error", "session-order", "monitoring_ended_at") in findings("administration", session)
+
+
+def test_racemic_ketamine_has_no_120_minute_rule() -> None:
+    assert findings("administration", administration(monitoring_ended_at="2026-03-02T09:45:00-05:00")) == []
+
+
+# --- plan screening -------------------------------------------------------------------------
+
+def test_trd_with_fewer_than_two_trials_is_a_warning() -> None:
+    assert findings("treatment-plan", treatment_plan(prior_antidepressant_trials=1)) == [
+        ("warning", "trd-trials", "prior_antidepressant_trials")]
+
+
+def test_two_trials_make_trd() -> None:
+    assert findings("treatment-plan", treatment_plan(prior_antidepressant_trials=2)) == []
+
+
+def test_one_trial_is_fine_for_other_indications() -> None:
+    plan = treatment_plan(indication={"code": "mdd-acute-suicidality"}, prior_antidepressant_trials=0)
+    assert findings("treatment-plan", plan) == []
+
+
+def test_present_contraindication_is_a_warning_absent_is_not() -> None:
+    screening = {"contraindications": [{"code": "aneurysmal-vascular-disease", "present": True},
+                                       {"code": "intracerebral-hemorrhage-history", "present": False}]}
+    assert findings("treatment-plan", treatment_plan(screening=screening)) == [
+        ("warning", "contraindication", "screening.contraindications[0]")]
+
+
+@pytest.mark.parametrize("klass", ["benzodiazepine", "opioid", "cns-depressant", "psychostimulant", "maoi"])
+def test_interacting_medication_classes_are_warnings(klass: str) -> None:
+    screening = {"interacting_medications": [{"name": "x", "class": klass}]}
+    assert findings("treatment-plan", treatment_plan(screening=screening)) == [
+        ("warning", "interaction", "screening.interacting_medications[0]")]
+
+
+def test_other_medication_class_is_not_an_interaction() -> None:
+    screening = {"interacting_medications": [{"name": "sertraline", "class": "other"}]}
+    assert findings("treatment-plan", treatment_plan(screening=screening)) == []
+
+
+def test_plan_period_ending_before_start_is_an_error() -> None:
+    plan = treatment_plan(period={"start": "2026-03-02", "end": "2026-03-01"})
+    assert findings("treatment-plan", plan) == [("error", "period-order", "period.end")]
+
+
+# --- adverse events -------------------------------------------------------------------------
+
+def test_serious_event_needs_criteria() -> None:
+    assert findings("adverse-event", adverse_event(serious=True)) == [("error", "seriousness", "seriousness_criteria")]
+    assert findings("adverse-event", adverse_event(serious=True, seriousness_criteria=["hospitalization"])) == []
+
+
+def test_criteria_on_a_non_serious_event_is_an_error() -> None:
+    record = adverse_event(serious=False, seriousness_criteria=["death"])
+    assert findings("adverse-event", record) == [("error", "seriousness", "seriousness_criteria")]
+
+
+def test_other_term_needs_a_description() -> None:
+    assert findings("adverse-event", adverse_event(term="other")) == [("error", "other-term", "description")]
+    assert findings("adverse-event", adverse_event(term="other", description="tinnitus")) == []
+
+
+def _with_session(started_at: str) -> rules.RuleContext:
+    stored = {("administration", "clinic-a", "adm-1"): {"started_at": started_at}}
+    return rules.RuleContext(lookup=lambda kind, source, ext: stored.get((kind, source, ext)))
+
+
+def test_onset_before_the_suspected_session_is_an_error() -> None:
+    ae = adverse_event(administration_external_id="adm-1", onset_at="2026-03-02T08:00:00-05:00")
+    assert findings("adverse-event", ae, _with_session("2026-03-02T09:00:00-05:00")) == [
+        ("error", "onset-order", "onset_at")]
+
+
+def test_onset_after_the_suspected_session_start_is_fine() -> None:
+    ae = adverse_event(administration_external_id="adm-1", onset_at="2026-03-02T14:20:00Z")
+    assert findings("adverse-event", ae, _with_session("2026-03-02T09:00:00-05:00")) == []
+
+
+def test_unknown_suspected_session_is_a_warning() -> None:
+    ae = adverse_event(administration_external_id="adm-9")
+    assert findings("adverse-event", ae, _with_session("2026-03-02T09:00:00-05:00")) == [
+        ("warning", "suspect-session", "administration_external_id")]
+
+
+# --- score ranges ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("instrument, low, high", [
+    ("phq9", 0, 27), ("madrs", 0, 60), ("qids-sr16", 0, 27), ("gad7", 0, 21)])
+def test_assessment_scores_within_the_instrument_range(instrument: str, low: int, high: int) -> None:
+    for score in (low, high):
+        assert findings("assessment", assessment(instrument=instrument, score=score)) == []
+    for score in (low - 1, high + 1):
+        assert findings("assessment", assessment(instrument=instrument, score=score)) == [
+            ("error", "score-range", "score")]
+
+
+@pytest.mark.parametrize("instrument, high", [("cadss", 92), ("moaas", 5), ("bprs-positive", 24), ("phq9", 27)])
+def test_session_scale_scores_within_range(instrument: str, high: int) -> None:
+    def score(value: int) -> dict[str, Any]:
+        return administration(scores=[{"instrument": instrument, "value": value, "at": "2026-03-02T09:30:00-05:00"}])
+    assert findings("administration", score(high)) == []
+    assert findings("administration", score(high + 1)) == [("error", "score-range", "scores[0].value")]
+    assert findings("administration", score(-1)) == [("error", "score-range", "scores[0].value")]
+
+
+@pytest.mark.parametrize("instrument", ["hamd17", "cssrs"])
+def test_unsourced_ranges_only_forbid_negative_scores(instrument: str) -> None:
+    assert findings("assessment", assessment(instrument=instrument, score=40)) == []
+    assert findings("assessment", assessment(instrument=instrument, score=-1)) == [("error", "score-range", "score")]

@@ -1,0 +1,141 @@
+"""The record store: one copy per identity even under races, versions kept, filters and pages."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from factories import assessment
+from service.domain.intake import content_hash
+from service.runtime import Runtime
+from service.store import records as records_module
+from service.store.models import RecordRow, RecordVersionRow
+from service.store.records import ListQuery, NewRecord, StaleVersion
+
+
+def new(external_id: str = "a-1", patient: str = "MRN-1", at: datetime | None = None,
+        content: dict[str, Any] | None = None, source: str = "clinic-a") -> NewRecord:
+    body = content or {"external_id": external_id, "score": 1}
+    return NewRecord("assessment", source, external_id, "https://clinic.example/mrn", patient,
+                     at or datetime(2026, 3, 2, 14), body, content_hash(body), [])
+
+
+def counts(rt: Runtime) -> tuple[int, int]:
+    with Session(rt.engine) as s:
+        return (s.scalar(select(func.count()).select_from(RecordRow)) or 0,
+                s.scalar(select(func.count()).select_from(RecordVersionRow)) or 0)
+
+
+def test_create_then_same_identity_returns_the_stored_record(runtime: Runtime) -> None:
+    first, created = runtime.store.create(new())
+    again, created_again = runtime.store.create(new(content={"external_id": "a-1", "score": 2}))
+    assert (created, created_again) == (True, False)
+    assert again.id == first.id and again.content == {"external_id": "a-1", "score": 1}
+    assert counts(runtime) == (1, 1)
+
+
+def test_same_external_id_from_another_source_is_another_record(runtime: Runtime) -> None:
+    runtime.store.create(new())
+    _, created = runtime.store.create(new(source="clinic-b"))
+    assert created and counts(runtime) == (2, 2)
+
+
+def test_concurrent_identical_creates_store_exactly_one(runtime: Runtime) -> None:
+    barrier, results, errors = threading.Barrier(8), [], []
+
+    def create() -> None:
+        try:
+            barrier.wait()
+            results.append(runtime.store.create(new("race-1")))
+        except Exception as exc:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(created for _, created in results) == [False] * 7 + [True]
+    assert len({record.id for record, _ in results}) == 1
+    assert counts(runtime) == (1, 1)
+
+
+def test_update_keeps_every_version(runtime: Runtime) -> None:
+    record, _ = runtime.store.create(new())
+    updated = runtime.store.update(record.id, 1, new(content={"external_id": "a-1", "score": 5}))
+    assert updated.version == 2 and updated.content["score"] == 5
+    history = runtime.store.versions(updated)
+    assert [(v["version"], v["content"]["score"]) for v in history] == [(1, 1), (2, 5)]
+
+
+def test_update_from_a_stale_version_changes_nothing(runtime: Runtime) -> None:
+    record, _ = runtime.store.create(new())
+    runtime.store.update(record.id, 1, new(content={"external_id": "a-1", "score": 5}))
+    with pytest.raises(StaleVersion) as info:
+        runtime.store.update(record.id, 1, new(content={"external_id": "a-1", "score": 9}))
+    assert info.value.current.version == 2
+    assert runtime.store.get("assessment", record.id).content["score"] == 5  # type: ignore[union-attr]
+    assert counts(runtime) == (1, 2)
+
+
+def test_concurrent_updates_from_one_version_let_exactly_one_win(runtime: Runtime) -> None:
+    record, _ = runtime.store.create(new())
+    barrier, outcomes = threading.Barrier(6), []
+
+    def update(score: int) -> None:
+        barrier.wait()
+        try:
+            runtime.store.update(record.id, 1, new(content={"external_id": "a-1", "score": score}))
+            outcomes.append("won")
+        except StaleVersion:
+            outcomes.append("stale")
+
+    threads = [threading.Thread(target=update, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["stale"] * 5 + ["won"]
+    assert counts(runtime) == (1, 2)
+
+
+def test_a_crash_between_record_and_version_rows_writes_neither(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(row: RecordRow) -> RecordVersionRow:
+        raise RuntimeError("process died here")
+
+    monkeypatch.setattr(records_module, "_version_of", explode)
+    with pytest.raises(RuntimeError):
+        runtime.store.create(new())
+    assert counts(runtime) == (0, 0)
+
+
+def test_get_and_find(runtime: Runtime) -> None:
+    record, _ = runtime.store.create(new())
+    assert runtime.store.get("assessment", record.id) == record
+    assert runtime.store.get("administration", record.id) is None
+    assert runtime.store.find("assessment", "clinic-a", "a-1") == record
+    assert runtime.store.find("assessment", "clinic-b", "a-1") is None
+
+
+def test_list_filters_by_patient_and_date_and_pages_in_order(runtime: Runtime) -> None:
+    for n in range(5):
+        runtime.store.create(new(f"a-{n}", patient="MRN-1" if n % 2 == 0 else "MRN-2", at=datetime(2026, 3, 1 + n, 12)))
+    ids = lambda q: [r.external_id for r in runtime.store.list(q)]  # noqa: E731
+    assert ids(ListQuery("assessment", patient_value="MRN-1")) == ["a-0", "a-2", "a-4"]
+    assert ids(ListQuery("assessment", patient_system="https://other", patient_value="MRN-1")) == []
+    assert ids(ListQuery("assessment", date_from=datetime(2026, 3, 2), date_to=datetime(2026, 3, 4))) == ["a-1", "a-2"]
+    first = runtime.store.list(ListQuery("assessment", limit=2))
+    rest = runtime.store.list(ListQuery("assessment", after_pk=first[-1].pk, limit=10))
+    assert [r.external_id for r in first + rest] == [f"a-{n}" for n in range(5)]
+    assert ids(ListQuery("administration")) == []
+
+
+def test_content_round_trips_unicode_and_nesting(runtime: Runtime) -> None:
+    content = assessment(patient={"identifier": {"system": "s", "value": "v"}, "name": {"family": "Ñoño 患者"}})
+    record, _ = runtime.store.create(new(content=content))
+    assert runtime.store.get("assessment", record.id).content == content  # type: ignore[union-attr]
