@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KFHIR := $(VENV)/bin/ketamine-fhir
 PYTEST_ARGS ?=
 
-.PHONY: run test clean
+.PHONY: run test lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { echo "python venv module missing: installing python3-venv"; \
@@ -26,8 +26,12 @@ run: $(VENV)/.installed-run
 	$(KFHIR) seed-demo
 	$(KFHIR) serve
 
-# Starts a throwaway PostgreSQL on loopback, runs every test, stops the server whatever happens.
-test: $(VENV)/.installed-test
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check service tests
+	$(VENV)/bin/mypy
+
+# Lints, starts a throwaway PostgreSQL on loopback, runs every test, stops the server whatever happens.
+test: lint
 	@set -e; eval "$$(scripts/postgres.sh start)"; trap 'scripts/postgres.sh stop' EXIT; \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -5,17 +5,32 @@ import sys
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import Settings
-from service.errors import ConfigError
+from service.errors import ConfigError, Conflict
 from service.runtime import Runtime
 
 
-def _runtime() -> Runtime:
+def _settings() -> Settings:
     try:
-        return Runtime.build(Settings.load())
+        return Settings.load()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _runtime() -> Runtime:
+    """The runtime of a command that reads or writes records: the schema must be current."""
+    from service.store.migrate import current_revision, head_revision
+
+    runtime = Runtime.build(_settings())
+    try:
+        revision = current_revision(runtime.engine)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"cannot reach the database: {type(exc).__name__}") from None
+    if revision != head_revision():
+        raise click.UsageError("the database is not migrated: run `ketamine-fhir db upgrade` first")
+    return runtime
 
 
 @click.group()
@@ -32,7 +47,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     from service import create_app
 
-    settings = Settings.load()
+    settings = _settings()
     settings = settings.replace(host=host or settings.host, port=port or settings.port)
     app = create_app(settings)
     base = f"http://{settings.host}:{settings.port}"
@@ -52,7 +67,7 @@ def db_upgrade() -> None:
     """Apply every pending migration (idempotent)."""
     from service.store.migrate import current_revision, upgrade
 
-    runtime = _runtime()
+    runtime = Runtime.build(_settings())
     upgrade(runtime.engine)
     click.echo(f"database at revision {current_revision(runtime.engine)}: {runtime.engine.url.render_as_string()}")
 
@@ -63,10 +78,15 @@ def seed_demo() -> None:
     from service.demo import demo_records
 
     runtime = _runtime()
-    created = 0
-    for kind, payload in demo_records():
-        created += runtime.intake.submit(kind, payload).created
-    click.echo(f"demo data: {created} records created, {len(demo_records()) - created} already present")
+    records = demo_records()
+    created = edited = 0
+    for kind, payload in records:
+        try:
+            created += runtime.intake.submit(kind, payload).created
+        except Conflict:  # someone changed this demo record since: theirs stays
+            edited += 1
+    click.echo(f"demo data: {created} records created, {len(records) - created - edited} already present, "
+               f"{edited} changed since and kept")
 
 
 @cli.command("import")

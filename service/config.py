@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from service.errors import ConfigError
-
-
 
 #: Largest request body accepted (bytes); larger bodies get 413 before they are parsed.
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
@@ -33,7 +32,7 @@ class Settings:
     port: int = 8080
 
     @classmethod
-    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from KFHIR_<NAME> variables, then `overrides` (keys are field names)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -58,7 +57,7 @@ class Settings:
         if not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError("KFHIR_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 

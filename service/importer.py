@@ -8,17 +8,19 @@ CSV layout: one record per row; the header names dotted paths into the record
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 from marshmallow import Schema, fields
 
 from service.domain.intake import Intake
 from service.domain.kinds import KINDS
-from service.errors import RequestError
+from service.errors import BadRequest, RequestError
 from service.jsondoc import parse_json
 
 MAX_LINE_DEPTH = 64
@@ -67,21 +69,28 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
         for number, raw in enumerate(fh, start=1):
             if raw.strip():
                 try:
-                    yield number, parse_json(raw, MAX_LINE_DEPTH)
+                    yield number, parse_json(raw.rstrip(b"\r\n"), MAX_LINE_DEPTH)
                 except RequestError as exc:
                     yield number, exc
 
 
 def _csv_rows(path: Path, kind: str) -> Iterator[tuple[int, Any]]:
     schema = KINDS[kind].schema()
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            record: dict[str, Any] = {}
-            for column, cell in row.items():
-                if column and cell not in (None, ""):
-                    _put(record, column.strip().split("."), _typed(schema, column, cell))
-            yield reader.line_num, _lists(record)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: spreadsheets often write a byte-order mark
+    except UnicodeDecodeError as exc:
+        yield 1, BadRequest(f"{path.name} is not UTF-8 text (byte {exc.start}); save the CSV as UTF-8.")
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        if None in row:  # DictReader files cells beyond the header under the key None
+            yield reader.line_num, BadRequest(f"The row has {len(row[None])} more cells than the header has columns.")
+            continue
+        record: dict[str, Any] = {}
+        for column, cell in row.items():
+            if column and cell not in (None, ""):
+                _put(record, column.strip().split("."), _typed(schema, column, cell))
+        yield reader.line_num, _lists(record)
 
 
 def _put(target: dict[str, Any], parts: list[str], value: Any) -> None:

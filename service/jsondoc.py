@@ -11,9 +11,9 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadRequest(f"The body is not UTF-8 (byte {exc.start}).") from None
+        raise BadRequest(f"The text is not UTF-8 (byte {exc.start}).") from None
     if not text.strip():
-        raise BadRequest("The body is empty; send a JSON object.")
+        raise BadRequest("The document is empty; send a JSON object.")
     try:
         doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:

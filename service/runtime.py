@@ -19,7 +19,7 @@ class Runtime:
     intake: Intake
 
     @classmethod
-    def build(cls, settings: Settings) -> "Runtime":
+    def build(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
         store = RecordStore(engine)
         return cls(settings, engine, store, Intake(store))

@@ -86,13 +86,13 @@ class Intake:
                            f"record {record_id} is {current.external_id!r} from {current.source!r}.",
                            existing_id=record_id)
         if current.version != expected_version:
-            raise _stale(current, expected_version)
+            raise stale(current, expected_version)
         if current.content_hash == checked.new.content_hash:
             return Outcome(current, False)
         try:
             return Outcome(self.store.update(record_id, expected_version, checked.new), False)
         except StaleVersion as exc:
-            raise _stale(exc.current, expected_version) from None
+            raise stale(exc.current, expected_version) from None
 
     def get(self, kind_name: str, record_id: str) -> StoredRecord:
         record = self.store.get(kind_name, record_id)
@@ -105,6 +105,6 @@ class Intake:
         return record.content if record else None
 
 
-def _stale(current: StoredRecord, expected: int) -> PreconditionFailed:
+def stale(current: StoredRecord, expected: int) -> PreconditionFailed:
     return PreconditionFailed(f"Record {current.id} is at version {current.version}, not {expected}; "
                               "read it again and resend your change.", current_version=current.version)

@@ -1,9 +1,10 @@
 """The four record kinds: their schema, URL segment and the field that dates each record."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
-from typing import Any, Callable
+from datetime import UTC, date, datetime, time
+from typing import Any
 
 from marshmallow import Schema
 
@@ -31,9 +32,11 @@ BY_PLURAL = {k.plural: k for k in KINDS.values()}
 
 
 def as_utc_naive(value: datetime | date | None) -> datetime | None:
+    return None if value is None else utc_naive(value)
+
+
+def utc_naive(value: datetime | date) -> datetime:
     """The instant the store indexes: aware datetimes to UTC, dates at 00:00 UTC, without tzinfo."""
-    if value is None:
-        return None
     if not isinstance(value, datetime):
-        value = datetime.combine(value, time.min, tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = datetime.combine(value, time.min, tzinfo=UTC)
+    return value.astimezone(UTC).replace(tzinfo=None)

@@ -4,9 +4,10 @@ Every threshold cites its source in ../shared/reference/clinical.md (section num
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from service.errors import Issue
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, Select, select, update
+from sqlalchemy import CursorResult, Engine, Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +33,7 @@ class StoredRecord:
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: RecordRow) -> "StoredRecord":
+    def of(cls, row: RecordRow) -> StoredRecord:
         return cls(row.pk, row.id, row.kind, row.source, row.external_id, row.version, row.content,
                    row.content_hash, row.warnings, row.created_at, row.updated_at)
 
@@ -73,7 +74,7 @@ class StaleVersion(Exception):
 
 def utcnow() -> datetime:
     """UTC without tzinfo: both backends store naive UTC, so comparisons agree."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class RecordStore:
@@ -112,7 +113,7 @@ class RecordStore:
     def update(self, record_id: str, expected_version: int, new: NewRecord) -> StoredRecord:
         """Store `new` as the next version if the record is still at `expected_version`."""
         with self._session(write=True) as session:
-            result = session.execute(
+            result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 update(RecordRow)
                 .where(RecordRow.id == record_id, RecordRow.version == expected_version)
                 .values(version=expected_version + 1, content=new.content, content_hash=new.content_hash,
@@ -153,7 +154,7 @@ class RecordStore:
         with self._session() as session:
             return [StoredRecord.of(r) for r in session.scalars(stmt.order_by(RecordRow.pk).limit(q.limit))]
 
-    def _one(self, stmt: Select[tuple[RecordRow]]) -> StoredRecord | None:
+    def _one(self, stmt: Select[RecordRow]) -> StoredRecord | None:
         with self._session() as session:
             row = session.scalars(stmt).one_or_none()
             return StoredRecord.of(row) if row else None

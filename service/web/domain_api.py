@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from service.domain.kinds import BY_PLURAL, Kind, as_utc_naive
+from service.domain.intake import stale
+from service.domain.kinds import BY_PLURAL, Kind, utc_naive
 from service.errors import BadRequest, Issue, PreconditionFailed, PreconditionRequired
 from service.runtime import Runtime
 from service.store.records import ListQuery, StoredRecord
@@ -21,7 +23,8 @@ ETAG = re.compile(r'^(W/)?"(\d+)"$')
 
 
 def _runtime() -> Runtime:
-    return current_app.extensions["kfhir"]
+    runtime: Runtime = current_app.extensions["kfhir"]
+    return runtime
 
 
 def _kind(plural: str) -> Kind:
@@ -75,11 +78,19 @@ def replace(plural: str, record_id: str) -> Response:
     if_match = request.headers.get("If-Match")
     if if_match is None:
         raise PreconditionRequired("Send If-Match with the ETag you read, so no concurrent change is lost.")
-    _runtime().intake.get(kind.name, record_id)  # 404 before judging the precondition or the body
+    current = _runtime().intake.get(kind.name, record_id)
+    # RFC 9110 §13.2.1: preconditions are judged before the request content is.
     match = ETAG.match(if_match.strip())
-    if match is None:
-        raise PreconditionFailed(f"If-Match {if_match!r} is not an ETag this API issued (like W/\"1\").")
-    outcome = _runtime().intake.replace(kind.name, record_id, int(match.group(2)), _body())
+    if if_match.strip() == "*":  # any current version will do
+        expected = current.version
+    elif match is None:
+        raise PreconditionFailed(f"If-Match {if_match!r} is not an ETag this API issued (like W/\"1\").",
+                                 current_version=current.version)
+    else:
+        expected = int(match.group(2))
+    if expected != current.version:
+        raise stale(current, expected)
+    outcome = _runtime().intake.replace(kind.name, record_id, expected, _body())
     return _answer(outcome.record, 200)
 
 
@@ -94,10 +105,12 @@ def versions(plural: str, record_id: str) -> Response:
 def search(plural: str) -> Response:
     kind = _kind(plural)
     query = _list_query(kind, request.args)
-    page = _runtime().store.list(query)
+    # One more than asked for tells whether another page exists, so `next` never leads to an empty page.
+    page = _runtime().store.list(dataclasses.replace(query, limit=query.limit + 1))
     following = None
-    if len(page) == query.limit:
-        args = request.args.to_dict() | {"cursor": _cursor(page[-1].pk)}
+    if len(page) > query.limit:
+        page = page[: query.limit]
+        args: dict[str, Any] = request.args.to_dict() | {"cursor": _cursor(page[-1].pk)}
         following = url_for("domain_api.search", plural=plural, **args)
     return jsonify(items=[represent(r) for r in page], count=len(page), next=following)
 
@@ -108,7 +121,8 @@ LIST_PARAMS = {"patient_identifier", "date_from", "date_to", "limit", "cursor"}
 def _list_query(kind: Kind, args: Any) -> ListQuery:
     unknown = sorted(set(args) - LIST_PARAMS)
     if unknown:
-        raise BadRequest("Unknown query parameter.", [Issue(name, f"not one of {sorted(LIST_PARAMS)}") for name in unknown])
+        allowed = f"not one of {sorted(LIST_PARAMS)}"
+        raise BadRequest("Unknown query parameter.", [Issue(name, allowed) for name in unknown])
     system, value = _patient(args.get("patient_identifier"))
     settings = _runtime().settings
     limit = _int_param(args, "limit", settings.page_size, 1, 500)
@@ -124,7 +138,8 @@ def _patient(raw: str | None) -> tuple[str | None, str | None]:
         return None, None
     system, bar, value = raw.rpartition("|")
     if not value:
-        raise BadRequest("patient_identifier needs a value.", [Issue("patient_identifier", "use system|value or value")])
+        raise BadRequest("patient_identifier needs a value.",
+                         [Issue("patient_identifier", "use system|value or value")])
     return (system if bar else None), value
 
 
@@ -145,15 +160,14 @@ def _date_param(args: Any, name: str, end: bool) -> datetime | None:
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)
-            return as_utc_naive(day + timedelta(days=1) if end else day)
+            return utc_naive(day + timedelta(days=1) if end else day)
         moment = datetime.fromisoformat(raw.replace(" ", "+"))
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise BadRequest(f"{name} must be YYYY-MM-DD or an ISO 8601 datetime with a UTC offset.",
                          [Issue(name, f"got {raw!r}")])
-    bound = as_utc_naive(moment)
-    assert bound is not None
+    bound = utc_naive(moment)
     return bound + timedelta(microseconds=1) if end else bound
 
 

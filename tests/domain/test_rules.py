@@ -4,8 +4,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from factories import (
+    FACTORIES,
+    administration,
+    adverse_event,
+    assessment,
+    esketamine_plan,
+    esketamine_session,
+    treatment_plan,
+)
 
-from factories import FACTORIES, administration, adverse_event, assessment, esketamine_plan, esketamine_session, treatment_plan
 from service.domain import rules
 from service.domain.schemas import SCHEMAS
 

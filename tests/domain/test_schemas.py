@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from factories import FACTORIES, administration, adverse_event, assessment, esketamine_session, treatment_plan, with_
 from marshmallow import ValidationError
 
-from factories import FACTORIES, administration, adverse_event, assessment, esketamine_session, treatment_plan, with_
 from service.domain.schemas import SCHEMAS, flatten_errors
 
 

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from factories import assessment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from factories import assessment
 from service.domain.intake import content_hash
 from service.runtime import Runtime
 from service.store import records as records_module

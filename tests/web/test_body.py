@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from factories import assessment
 from flask import Flask
 from flask.testing import FlaskClient
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from factories import assessment
 from service import create_app
 from service.jsondoc import depth
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from factories import FACTORIES, administration, adverse_event, assessment, esketamine_session, treatment_plan
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
-
-from factories import FACTORIES, adverse_event, administration, assessment, esketamine_session, treatment_plan
 
 PLURAL = {"treatment-plan": "treatment-plans", "administration": "administrations",
           "adverse-event": "adverse-events", "assessment": "assessments"}
@@ -125,10 +124,30 @@ def test_put_without_if_match_is_428(client: FlaskClient) -> None:
     assert client.put(f"/api/v1/assessments/{rid}", json=assessment(score=9)).status_code == 428
 
 
-@pytest.mark.parametrize("header", ["*", "1", 'W/"x"', '"abc"'])
+@pytest.mark.parametrize("header", ["1", 'W/"x"', '"abc"', "W/1"])
 def test_put_with_unusable_if_match_is_412(client: FlaskClient, header: str) -> None:
     rid = _created(client)["id"]
     assert client.put(f"/api/v1/assessments/{rid}", json=assessment(score=9), headers={"If-Match": header}).status_code == 412
+
+
+def test_put_with_if_match_star_replaces_the_current_version(client: FlaskClient) -> None:
+    rid = _created(client)["id"]
+    response = client.put(f"/api/v1/assessments/{rid}", json=assessment(score=9), headers={"If-Match": "*"})
+    assert response.status_code == 200 and response.headers["ETag"] == 'W/"2"'
+
+
+def test_stale_etag_is_judged_before_the_body(client: FlaskClient) -> None:
+    rid = _created(client)["id"]
+    client.put(f"/api/v1/assessments/{rid}", json=assessment(score=9), headers={"If-Match": 'W/"1"'})
+    response = client.put(f"/api/v1/assessments/{rid}", data="{", content_type="application/json",
+                          headers={"If-Match": 'W/"1"'})
+    assert response.status_code == 412
+
+
+def test_full_last_page_has_no_next(client: FlaskClient) -> None:
+    _seed(client)
+    page = client.get("/api/v1/assessments?limit=4").get_json()
+    assert page["count"] == 4 and page["next"] is None
 
 
 def test_put_cannot_change_identity(client: FlaskClient) -> None:

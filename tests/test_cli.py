@@ -1,0 +1,231 @@
+"""The `ketamine-fhir` console script, run as a user runs it: a real process per command, on each backend."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+
+import pytest
+from factories import assessment
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from service.config import Settings
+from service.demo import demo_records
+from service.runtime import Runtime
+from service.store.engine import make_engine
+from service.store.migrate import head_revision
+
+KFHIR = Path(sys.executable).parent / "ketamine-fhir"
+SERVE_START_TIMEOUT = 20.0
+
+
+def cli_env(database_url: str, **settings: str) -> dict[str, str]:
+    """This process's environment without any KFHIR_* setting, then the database and `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_") or k == "KFHIR_TEST_POSTGRES_URL"}
+    return env | {"KFHIR_DATABASE_URL": database_url} | settings
+
+
+def run_cli(*args: str, database_url: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(KFHIR), *args], env=cli_env(database_url, **settings), cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def record_counts(database_url: str) -> Counter[str]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return Counter(dict(conn.execute(text("SELECT kind, count(*) FROM records GROUP BY kind")).all()))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database nobody has migrated: a new SQLite file, or a new PostgreSQL database beside the test one."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'not-yet-created' / 'fresh.db'}"
+        return
+    name = f"kfhir_fresh_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --- db upgrade ----------------------------------------------------------------------------
+
+def test_db_upgrade_creates_the_schema_on_a_new_database_and_a_second_run_changes_nothing(
+        fresh_database_url: str, tmp_path: Path) -> None:
+    first = run_cli("db", "upgrade", database_url=fresh_database_url, cwd=tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert f"database at revision {head_revision()}" in first.stdout
+    runtime = Runtime.build(Settings.load({"database_url": fresh_database_url}, environ={}))
+    try:
+        assert {"records", "record_versions", "alembic_version"} <= set(inspect(runtime.engine).get_table_names())
+        stored = runtime.intake.submit("assessment", assessment()).record
+
+        second = run_cli("db", "upgrade", database_url=fresh_database_url, cwd=tmp_path)
+
+        assert second.returncode == 0, second.stderr
+        assert f"database at revision {head_revision()}" in second.stdout
+        assert runtime.store.get("assessment", stored.id) == stored  # data survives a repeated upgrade
+        with runtime.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
+    finally:
+        runtime.engine.dispose()
+
+
+# --- seed-demo -----------------------------------------------------------------------------
+
+def test_seed_demo_loads_every_demo_record_once_and_a_second_run_creates_none(
+        database_url: str, tmp_path: Path) -> None:
+    expected = Counter(kind for kind, _ in demo_records())
+
+    first = run_cli("seed-demo", database_url=database_url, cwd=tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert f"{sum(expected.values())} records created, 0 already present" in first.stdout
+    assert record_counts(database_url) == expected
+
+    second = run_cli("seed-demo", database_url=database_url, cwd=tmp_path)
+
+    assert second.returncode == 0, second.stderr
+    assert f"0 records created, {sum(expected.values())} already present" in second.stdout
+    assert record_counts(database_url) == expected
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (a loopback URL we built)
+            return resp.status, json.loads(resp.read())
+    except HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, log: Path) -> tuple[int, dict[str, object]]:
+    deadline = time.monotonic() + SERVE_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited with {proc.returncode} before answering:\n{log.read_text()}")
+        try:
+            return _get(url)
+        except (URLError, ConnectionError):
+            time.sleep(0.05)
+    pytest.fail(f"serve did not answer {url} within {SERVE_START_TIMEOUT} s:\n{log.read_text()}")
+
+
+def test_serve_answers_health_over_real_http_on_the_port_given(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(KFHIR), "serve", "--port", str(port)], env=cli_env(database_url),
+                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        status, body = _wait_until_serving(proc, f"http://127.0.0.1:{port}/health", log)
+        assert (status, body) == (200, {"status": "ok"})
+        # /ready proves the server uses the database KFHIR_DATABASE_URL names (migrated by the fixture).
+        status, body = _get(f"http://127.0.0.1:{port}/ready")
+        assert (status, body["database"]) == (200, "ok")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert f"http://127.0.0.1:{port}" in log.read_text()
+
+
+# --- usage errors --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("KFHIR_LOG_LEVEL", "LOUD"),
+    ("KFHIR_PORT", "eighty"),
+    ("KFHIR_PAGE_SIZE", "0"),
+    ("KFHIR_DATABASE_URL", "mysql://db.example/kfhir"),
+])
+def test_a_bad_setting_exits_2_with_a_message_naming_the_variable(variable: str, value: str, tmp_path: Path) -> None:
+    result = run_cli("db", "upgrade", database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path,
+                     **{variable: value})
+
+    assert result.returncode == 2
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "kfhir.db").exists()
+
+
+COMMANDS = {
+    "seed-demo": ["seed-demo"],
+    "import": ["import", "{file}", "--kind", "assessment"],
+    "serve": ["serve", "--port", "{port}"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS.values()), ids=list(COMMANDS))
+def test_every_command_rejects_a_bad_setting_with_exit_2(command: list[str], tmp_path: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    records.write_text(json.dumps(assessment()) + "\n")
+    args = [a.format(file=records, port=free_port()) for a in command]
+
+    result = run_cli(*args, database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path,
+                     KFHIR_LOG_LEVEL="LOUD")
+
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
+    assert "KFHIR_LOG_LEVEL" in result.stderr
+
+
+def test_an_unknown_command_exits_2_and_says_so(tmp_path: Path) -> None:
+    result = run_cli("frobnicate", database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "No such command 'frobnicate'" in result.stderr
+
+
+def test_import_of_a_missing_file_exits_2(tmp_path: Path) -> None:
+    result = run_cli("import", str(tmp_path / "absent.jsonl"), "--kind", "assessment",
+                     database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "absent.jsonl" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["seed-demo"], ["import", "records.jsonl", "--kind", "assessment"]])
+def test_commands_on_an_unmigrated_database_say_to_upgrade_and_leak_nothing(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "records.jsonl").write_text(json.dumps(assessment()) + "\n")
+    result = run_cli(*command, database_url=f"sqlite:///{tmp_path / 'new.db'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "ketamine-fhir db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr and "MRN-001" not in result.stderr + result.stdout
+
+
+def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run_cli("seed-demo", database_url="postgresql://nobody@127.0.0.1:1/none", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Error: cannot reach the database: OperationalError"

@@ -1,0 +1,294 @@
+"""openapi.yaml is the contract: valid OpenAPI 3.1, one operation for each Flask route and method,
+and every documented response produced by the real app and validated against it (both backends)."""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from factories import FACTORIES, PATIENT, administration, adverse_event, assessment, treatment_plan
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_core import Config, OpenAPI
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from openapi_core.exceptions import OpenAPIError
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from werkzeug.test import TestResponse
+from werkzeug.wrappers import Request
+
+from service import create_app
+from service.config import Settings
+from service.domain.kinds import KINDS
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
+PLURALS = [k.plural for k in KINDS.values()]
+KIND_OF = {k.plural: k.name for k in KINDS.values()}
+#: A body larger than this small limit still conforms to the spec, so 413 is the only possible answer.
+SMALL_BODY_LIMIT = 64
+
+#: Per kind: records the schema accepts but a clinical rule rejects (422 with `rule`) ...
+RULE_ERRORS = {
+    "treatment-plan": treatment_plan(period={"start": "2026-03-20", "end": "2026-03-02"}),
+    "administration": administration(status="stopped"),
+    "adverse-event": adverse_event(serious=True),
+    "assessment": assessment(score=99),
+}
+#: ... and records stored with warnings (assessments have no warning rule).
+WITH_WARNINGS = {
+    "treatment-plan": treatment_plan(prior_antidepressant_trials=1),
+    "administration": administration(dose_mg=70),
+    "adverse-event": adverse_event(administration_external_id="adm-not-stored"),
+}
+
+
+def _json(value: bytes, **_parameters: str) -> Any:
+    return json.loads(value)
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    with SPEC_PATH.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="module")
+def openapi() -> OpenAPI:
+    # openapi-core reads only application/json (and a few others) as JSON out of the box.
+    config = Config(extra_media_type_deserializers={"application/problem+json": _json,
+                                                    "application/fhir+json": _json})
+    return OpenAPI.from_file_path(str(SPEC_PATH), config=config)
+
+
+class Contract:
+    """Sends requests through Flask test clients and validates every exchange against the spec."""
+
+    def __init__(self, openapi: OpenAPI, client: FlaskClient) -> None:
+        self.openapi = openapi
+        self.client = client
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def send(self, method: str, path: str, status: int, *, conforming: bool = True,
+             client: FlaskClient | None = None, **kwargs: Any) -> TestResponse:
+        """Send, check the status, then the request (conforming or not) and the response against the spec.
+
+        A request the spec does not allow (bad JSON, wrong media type, invalid record, no If-Match)
+        must also fail request validation, so spec and service agree on what they refuse.
+        """
+        response = (client or self.client).open(path, method=method, **kwargs)
+        assert response.status_code == status, response.get_data(as_text=True)
+        request = WerkzeugOpenAPIRequest(Request.from_values(path, method=method, **kwargs))
+        if conforming:
+            self.openapi.validate_request(request)
+        else:
+            with pytest.raises(OpenAPIError):
+                self.openapi.validate_request(request)
+        self.openapi.validate_response(request, WerkzeugOpenAPIResponse(response))
+        self.seen.add((method.lower(), template(path), status))
+        return response
+
+    def statuses(self, method: str, path_template: str) -> set[int]:
+        return {s for m, p, s in self.seen if (m, p) == (method, path_template)}
+
+
+def template(path: str) -> str:
+    """The spec path of a request path: `/api/v1/assessments/3f2a…/versions` → `…/{record_id}/versions`."""
+    parts = path.split("?", 1)[0].split("/")
+    if len(parts) > 4 and parts[1:3] == ["api", "v1"]:
+        parts[4] = "{record_id}"
+    return "/".join(parts)
+
+
+def documented(spec: dict[str, Any], method: str, path: str) -> set[int]:
+    return {int(code) for code in spec["paths"][path][method]["responses"]}
+
+
+@pytest.fixture
+def contract(openapi: OpenAPI, client: FlaskClient) -> Contract:
+    return Contract(openapi, client)
+
+
+@pytest.fixture
+def small_client(settings: Settings) -> Iterator[FlaskClient]:
+    """A client of the same database whose app refuses bodies over SMALL_BODY_LIMIT bytes."""
+    application = create_app(settings.replace(max_body_bytes=SMALL_BODY_LIMIT))
+    application.config["TESTING"] = True
+    yield application.test_client()
+    application.extensions["kfhir"].engine.dispose()
+
+
+def _create(contract: Contract, plural: str, record: dict[str, Any]) -> TestResponse:
+    return contract.send("POST", f"/api/v1/{plural}", 201, json=record)
+
+
+def _changed(record: dict[str, Any]) -> dict[str, Any]:
+    return record | {"patient": PATIENT | {"birth_date": "1981-02-03"}}
+
+
+# --- the document itself -----------------------------------------------------------------------
+
+def test_spec_is_valid_openapi_3_1(spec: dict[str, Any]) -> None:
+    assert spec["openapi"] == "3.1.0"
+    validate(spec, cls=OpenAPIV31SpecValidator)
+
+
+def flask_operations(app: Flask) -> set[tuple[str, str]]:
+    """(method, spec path) of every route: `<any(a, b):x>` expands to each literal, `<name>` → `{name}`."""
+    converter = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
+    operations = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        pieces = converter.split(rule.rule)  # text, conv, args, name, text, conv, args, name, ..., text
+        choices: list[list[str]] = []
+        for i in range(0, len(pieces), 4):
+            choices.append([pieces[i]])
+            if i + 3 < len(pieces):
+                conv, args, name = pieces[i + 1:i + 4]
+                if conv == "any":
+                    choices.append([a.strip().strip("'\"") for a in args.split(",")])
+                else:
+                    choices.append(["{" + name + "}"])
+        for path_parts in itertools.product(*choices):
+            for method in rule.methods or ():
+                if method not in ("HEAD", "OPTIONS"):
+                    operations.add((method.lower(), "".join(path_parts)))
+    return operations
+
+
+def spec_operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(m, path) for path, item in spec["paths"].items() for m in item if m in HTTP_METHODS}
+
+
+def test_every_route_is_documented_and_every_operation_is_a_route(app: Flask, spec: dict[str, Any]) -> None:
+    routes, operations = flask_operations(app), spec_operations(spec)
+    assert routes - operations == set(), "routes missing from openapi.yaml"
+    assert operations - routes == set(), "operations in openapi.yaml that the app does not serve"
+
+
+def test_route_conversion_sees_literal_kind_segments(app: Flask) -> None:
+    routes = flask_operations(app)
+    assert ("put", "/api/v1/adverse-events/{record_id}") in routes
+    assert ("get", "/api/v1/assessments/{record_id}/versions") in routes
+
+
+def test_every_operation_is_exercised_below(spec: dict[str, Any]) -> None:
+    """The tests below cover these operations, each with every documented status."""
+    exercised = {("get", "/health"), ("get", "/ready")}
+    for plural in PLURALS:
+        base = f"/api/v1/{plural}"
+        exercised |= {("post", base), ("get", base), ("get", base + "/{record_id}"),
+                      ("put", base + "/{record_id}"), ("get", base + "/{record_id}/versions")}
+    assert spec_operations(spec) == exercised
+
+
+# --- requests and responses against the spec ---------------------------------------------------
+
+def test_health_and_ready(contract: Contract, openapi: OpenAPI, spec: dict[str, Any], tmp_path: Path) -> None:
+    assert contract.send("GET", "/health", 200).json == {"status": "ok"}
+    assert contract.send("GET", "/ready", 200).json["status"] == "ready"
+    never_migrated = Settings.load({"database_url": f"sqlite:///{tmp_path / 'empty.db'}"}, environ={})
+    (tmp_path / "a-directory.db").mkdir()
+    unreachable = Settings.load({"database_url": f"sqlite:///{tmp_path / 'a-directory.db'}"}, environ={})
+    for settings, database in ((never_migrated, "not migrated"), (unreachable, "unreachable")):
+        application = create_app(settings)
+        try:
+            body = contract.send("GET", "/ready", 503, client=application.test_client()).json
+        finally:
+            application.extensions["kfhir"].engine.dispose()
+        assert body["database"] == database
+    assert contract.statuses("get", "/health") == documented(spec, "get", "/health")
+    assert contract.statuses("get", "/ready") == documented(spec, "get", "/ready")
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_create(plural: str, contract: Contract, small_client: FlaskClient, spec: dict[str, Any]) -> None:
+    path, record = f"/api/v1/{plural}", FACTORIES[KIND_OF[plural]]()
+    created = _create(contract, plural, record)
+    assert created.headers["Location"] == f"{path}/{created.json['id']}"
+    assert created.headers["ETag"] == 'W/"1"'
+    assert contract.send("POST", path, 200, json=record).json["id"] == created.json["id"]
+    again = contract.send("POST", path, 200, data=json.dumps(record), content_type="application/fhir+json")
+    assert again.json["version"] == 1
+    conflict = contract.send("POST", path, 409, json=_changed(record)).json
+    assert conflict["existing_id"] == created.json["id"]
+    contract.send("POST", path, 400, conforming=False, data='{"external_id": ', content_type="application/json")
+    contract.send("POST", path, 415, conforming=False, data=json.dumps(record), content_type="text/plain")
+    invalid = contract.send("POST", path, 422, conforming=False, json=record | {"colour": "red"}).json
+    assert invalid["errors"] == [{"field": "colour", "message": "Unknown field."}]
+    broken = contract.send("POST", path, 422, json=RULE_ERRORS[KIND_OF[plural]] | {"external_id": "x-2"}).json
+    assert all("rule" in e for e in broken["errors"])
+    contract.send("POST", path, 413, client=small_client, json=record | {"external_id": "x-3"})
+    if KIND_OF[plural] in WITH_WARNINGS:
+        warned = _create(contract, plural, WITH_WARNINGS[KIND_OF[plural]] | {"external_id": "x-4"}).json
+        assert warned["warnings"] and warned["warnings"][0]["severity"] == "warning"
+    assert contract.statuses("post", path) == documented(spec, "post", path)
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_read_and_versions(plural: str, contract: Contract, spec: dict[str, Any]) -> None:
+    base, record = f"/api/v1/{plural}", FACTORIES[KIND_OF[plural]]()
+    record_id = _create(contract, plural, record).json["id"]
+    read = contract.send("GET", f"{base}/{record_id}", 200)
+    assert read.json["record"]["external_id"] == record["external_id"]
+    contract.send("GET", f"{base}/{uuid.uuid4()}", 404)
+    contract.send("PUT", f"{base}/{record_id}", 200, json=_changed(record), headers={"If-Match": read.headers["ETag"]})
+    versions = contract.send("GET", f"{base}/{record_id}/versions", 200).json
+    assert [v["version"] for v in versions["versions"]] == [1, 2]
+    contract.send("GET", f"{base}/{uuid.uuid4()}/versions", 404)
+    for path in (base + "/{record_id}", base + "/{record_id}/versions"):
+        assert contract.statuses("get", path) == documented(spec, "get", path)
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_list(plural: str, contract: Contract, spec: dict[str, Any]) -> None:
+    path, record = f"/api/v1/{plural}", FACTORIES[KIND_OF[plural]]()
+    _create(contract, plural, record)
+    _create(contract, plural, record | {"external_id": "second"})
+    identifier = f"{PATIENT['identifier']['system']}|{PATIENT['identifier']['value']}"
+    query = {"patient_identifier": identifier, "date_from": "2026-01-01", "date_to": "2026-12-31T23:59:59+00:00",
+             "limit": 1}
+    page = contract.send("GET", path, 200, query_string=query).json
+    assert page["count"] == 1 and page["next"]
+    page = contract.send("GET", page["next"], 200).json
+    assert page["count"] == 1 and page["items"][0]["external_id"] == "second"
+    assert page["next"] is None  # the last page says so; no empty page to fetch
+    assert contract.send("GET", path, 200, query_string={"patient_identifier": "MRN-404"}).json["count"] == 0
+    contract.send("GET", path, 400, conforming=False, query_string={"limit": 0})
+    contract.send("GET", path, 400, conforming=False, query_string={"date_from": "2026-03-01T09:00"})
+    contract.send("GET", path, 400, conforming=False, query_string={"patient_identifier": "https://mrn.example|"})
+    assert contract.statuses("get", path) == documented(spec, "get", path)
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_replace(plural: str, contract: Contract, small_client: FlaskClient, spec: dict[str, Any]) -> None:
+    record = FACTORIES[KIND_OF[plural]]()
+    created = _create(contract, plural, record).json
+    path = f"/api/v1/{plural}/{created['id']}"
+    changed, v1, v2 = _changed(record), {"If-Match": 'W/"1"'}, {"If-Match": 'W/"2"'}
+    contract.send("PUT", path, 428, conforming=False, json=changed)
+    contract.send("PUT", f"/api/v1/{plural}/{uuid.uuid4()}", 404, json=changed, headers=v1)
+    not_ours = contract.send("PUT", path, 412, conforming=False, json=changed, headers={"If-Match": "abc"}).json
+    assert not_ours["current_version"] == 1
+    replaced = contract.send("PUT", path, 200, json=changed, headers=v1)
+    assert replaced.json["version"] == 2 and replaced.headers["ETag"] == 'W/"2"'
+    stale = contract.send("PUT", path, 412, json=record, headers=v1).json
+    assert stale["current_version"] == 2
+    moved = contract.send("PUT", path, 409, json=changed | {"external_id": "other"}, headers=v2).json
+    assert moved["existing_id"] == created["id"]
+    contract.send("PUT", path, 422, conforming=False, json=changed | {"colour": "red"}, headers=v2)
+    contract.send("PUT", path, 422, json=RULE_ERRORS[KIND_OF[plural]], headers=v2)
+    contract.send("PUT", path, 400, conforming=False, data="[1,", content_type="application/json", headers=v2)
+    contract.send("PUT", path, 415, conforming=False, data=json.dumps(changed), headers=v2)
+    contract.send("PUT", path, 413, client=small_client, json=changed, headers=v2)
+    same = contract.send("PUT", path, 200, data=json.dumps(changed), content_type="application/fhir+json",
+                         headers={"If-Match": '"2"'})
+    assert same.json["version"] == 2
+    put = f"/api/v1/{plural}/{{record_id}}"
+    assert contract.statuses("put", put) == documented(spec, "put", put)
