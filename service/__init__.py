@@ -15,6 +15,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults → KFHIR_* environment → `config`), database, blueprints."""
     settings = config if isinstance(config, Settings) else Settings.load(config)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up chatter is not news
     app = Flask(__name__)
     # Werkzeug's own cap too, so chunked bodies without Content-Length are cut off as well.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
