@@ -1,0 +1,1 @@
+"""FHIR conformance resources: the R4 core package, our implementation guide, snapshots, packaging."""
