@@ -90,7 +90,7 @@ def pack(folder: Path, dist: Path) -> Path:
     for path, doc in conformance_files(folder).items():
         entries[f"package/{path.name}"] = path.read_bytes()
         index.append(_index_entry(path.name, doc))
-    for path in sorted((folder / "examples").glob("**/*.json")):
+    for path in sorted((folder / "examples").glob("*.json")):  # examples/invalid/ stays out
         doc = json.loads(path.read_text(encoding="utf-8"))
         if "resourceType" in doc and path.name != "manifest.json":
             entries[f"package/example/{path.name}"] = path.read_bytes()

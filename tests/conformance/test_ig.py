@@ -90,3 +90,15 @@ def test_pack_is_reproducible(tmp_path: Path) -> None:
     second = pack(profiles_dir(), tmp_path / "b").read_bytes()
     assert tarfile.is_tarfile(tmp_path / "a" / "ketamine-fhir.ig-0.1.0.tgz")
     assert len(first) == len(second)
+
+
+def test_every_binding_and_profile_reference_resolves(structures: list[dict]) -> None:
+    defs = load()
+    missing = set()
+    for sd in structures:
+        for element in sd["differential"]["element"]:
+            canonicals = [element.get("binding", {}).get("valueSet")]
+            for kind in element.get("type", []):
+                canonicals += kind.get("profile", []) + kind.get("targetProfile", [])
+            missing |= {(sd["id"], c) for c in canonicals if c and defs.resolve(c) is None}
+    assert missing == set()
