@@ -24,7 +24,7 @@ def test_committed_snapshots_and_guide_are_current() -> None:
 
 def test_a_changed_differential_makes_the_snapshot_stale(tmp_path: Path) -> None:
     folder = tmp_path / "profiles"
-    shutil.copytree(profiles_dir(), folder, ignore=shutil.ignore_patterns("core", "examples"))
+    shutil.copytree(profiles_dir(), folder, ignore=shutil.ignore_patterns("core"))
     path = folder / "StructureDefinition-ketamine-indication.json"
     profile = json.loads(path.read_text())
     profile["differential"]["element"].append({"id": "Condition.onset[x]", "path": "Condition.onset[x]", "min": 1})
