@@ -16,11 +16,12 @@ Record = dict[str, Any]
 #: Score ranges per instrument (inclusive). PHQ-9 0–27 (clinical.md §6, Kroenke bands);
 #: MADRS 0–60, QIDS-SR16 0–27, GAD-7 0–21 (DOMAIN.md, clinical.md §6); CADSS 23 items × 0–4 = 0–92,
 #: MOAA/S 0–5, BPRS positive 4 items × 0–6 = 0–24, anchoring fixed at 0–6 (clinical.md §3).
-#: HAM-D17 and C-SSRS have no sourced range in clinical.md: only non-negative is enforced.
+#: C-SSRS ideation severity 0–5: the five levels of LOINC answer list LL5434-7 (terminology.md §4a)
+#: plus 0 for none. HAM-D17 has no sourced range: only non-negative is enforced.
 SCORE_RANGES: dict[str, tuple[int, int | None]] = {
     "phq9": (0, 27), "madrs": (0, 60), "qids-sr16": (0, 27), "gad7": (0, 21),
     "cadss": (0, 92), "moaas": (0, 5), "bprs-positive": (0, 24),
-    "hamd17": (0, None), "cssrs": (0, None),
+    "hamd17": (0, None), "cssrs": (0, 5),
 }
 #: Esketamine: one nasal device delivers 28 mg; 56 mg = 2 devices, 84 mg = 3 (clinical.md §2).
 ESKETAMINE_DEVICE_MG = 28

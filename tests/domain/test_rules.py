@@ -243,7 +243,11 @@ def test_session_scale_scores_within_range(instrument: str, high: int) -> None:
     assert findings("administration", score(-1)) == [("error", "score-range", "scores[0].value")]
 
 
-@pytest.mark.parametrize("instrument", ["hamd17", "cssrs"])
-def test_unsourced_ranges_only_forbid_negative_scores(instrument: str) -> None:
-    assert findings("assessment", assessment(instrument=instrument, score=40)) == []
-    assert findings("assessment", assessment(instrument=instrument, score=-1)) == [("error", "score-range", "score")]
+def test_hamd17_has_no_sourced_maximum_so_only_negative_is_refused() -> None:
+    assert findings("assessment", assessment(instrument="hamd17", score=40)) == []
+    assert findings("assessment", assessment(instrument="hamd17", score=-1)) == [("error", "score-range", "score")]
+
+
+def test_cssrs_ideation_severity_is_0_to_5() -> None:
+    assert findings("assessment", assessment(instrument="cssrs", score=5)) == []
+    assert findings("assessment", assessment(instrument="cssrs", score=6)) == [("error", "score-range", "score")]
