@@ -104,6 +104,19 @@ def import_(file: Path, kind: str, fmt: str) -> None:
     sys.exit(1 if report.errors else 0)
 
 
+@cli.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--profile", default=None, help="Validate against this profile URL instead of meta.profile.")
+@click.option("--ig", "igs", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Extra conformance resources: a package .tgz, a folder or a single JSON file (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str) -> None:
+    """Validate FHIR JSON files (or folders of them) against R4 and the ketamine profiles."""
+    from service.validation.cli import run_validate
+
+    sys.exit(run_validate(list(paths), profile, list(igs), fmt))
+
+
 @cli.group()
 def profiles() -> None:
     """The implementation guide in profiles/: snapshots and the FHIR NPM package."""

@@ -1,0 +1,73 @@
+"""`ketamine-fhir validate`: files or folders in, one OperationOutcome per file out."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from service.conformance.definitions import load
+from service.conformance.package import CONFORMANCE_TYPES, Package, Resource, read_folder
+from service.errors import BadRequest
+from service.jsondoc import parse_json
+from service.validation.engine import Validator
+from service.validation.outcome import Finding, has_errors, operation_outcome
+
+MAX_DEPTH = 64
+
+
+def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: str) -> int:
+    """Exit status: 0 no errors, 1 some error, 2 a bad --ig or --profile."""
+    validator = Validator(load().with_own([*load().own.values(), *_extra(igs)]))
+    if profile and validator.defs.resolve(profile) is None:
+        raise click.UsageError(f"unknown profile {profile}")
+    results = [(path, _findings(validator, path, profile)) for path in _files(paths)]
+    if fmt == "json":
+        outcomes = [operation_outcome(f) for _, f in results]
+        doc: Any = outcomes[0] if len(outcomes) == 1 else {
+            "resourceType": "Bundle", "type": "collection",
+            "entry": [{"fullUrl": path.resolve().as_uri(), "resource": o} for (path, _), o in zip(results, outcomes,
+                                                                                                  strict=True)]}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for path, findings in results:
+            errors = sum(f.severity in ("error", "fatal") for f in findings)
+            click.echo(f"{path}: {'INVALID' if errors else 'valid'} ({errors} errors, {len(findings) - errors} other)")
+            for f in findings:
+                click.echo(f"  {f.severity:11} {f.expression}: {f.message}")
+    return 1 if any(has_errors(f) for _, f in results) else 0
+
+
+def _findings(validator: Validator, path: Path, profile: str | None) -> list[Finding]:
+    try:
+        resource = parse_json(path.read_bytes(), MAX_DEPTH)
+    except BadRequest as exc:
+        return [Finding("fatal", "structure", "$this", exc.detail)]
+    return validator.validate(resource, profile)
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        out += sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    return out
+
+
+def _extra(igs: list[Path]) -> list[Resource]:
+    out: list[Resource] = []
+    for ig in igs:
+        try:
+            if ig.is_dir():
+                out += read_folder(ig)
+            elif ig.suffix == ".tgz":
+                package = Package.from_tgz(ig)
+                out += [r for r in package.resources() if r.get("resourceType") in CONFORMANCE_TYPES]
+            else:
+                doc = json.loads(ig.read_text(encoding="utf-8"))
+                if doc.get("resourceType") not in CONFORMANCE_TYPES:
+                    raise click.UsageError(f"--ig {ig}: not a conformance resource")
+                out.append(doc)
+        except (OSError, ValueError, KeyError) as exc:
+            raise click.UsageError(f"--ig {ig}: {exc}") from None
+    return out

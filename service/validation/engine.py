@@ -1,0 +1,569 @@
+"""The validator: resource JSON walked against compiled plans of its profiles and the R4 base."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.conformance.definitions import CORE_SD, Definitions
+from service.validation.invariants import NATIVE, InvariantError, Invariants
+from service.validation.outcome import Finding
+from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
+from service.validation.primitives import load_primitives
+from service.validation.terminology import Terminology
+
+OURS = "https://ketamine-fhir.org/fhir/StructureDefinition/"
+#: Resources of these types without meta.profile are judged by our profile (setting default_profiles).
+DEFAULT_PROFILES = {
+    "CarePlan": "ketamine-treatment-plan", "Condition": "ketamine-indication",
+    "MedicationRequest": "ketamine-protocol-order", "MedicationAdministration": "ketamine-administration",
+    "AdverseEvent": "ketamine-adverse-event", "DetectedIssue": "ketamine-safety-flag",
+}
+OBSERVATION_PROFILES = {"vital-signs": "ketamine-session-monitoring", "survey": "ketamine-outcome-score"}
+LITERAL_REFERENCE = re.compile(
+    r"^((https?://[^?#]*/)?)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
+BINDING_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "information"}
+CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
+
+
+class UnknownProfile(LookupError):
+    """A profile URL that no loaded StructureDefinition has."""
+
+
+@dataclass
+class _Run:
+    """The state of one validation: findings so far and the resources being walked."""
+
+    root: dict[str, Any]
+    findings: list[Finding] = field(default_factory=list)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    plans: list[StructurePlan] = field(default_factory=list)
+    full_urls: dict[str, str] = field(default_factory=dict)  # Bundle entry fullUrl → resourceType
+    primitive_owner: str | None = None  # the element whose `_field` extensions are being walked
+
+    def add(self, severity: str, code: str, expression: str, message: str) -> None:
+        self.findings.append(Finding(severity, code, expression, message))
+
+
+class Validator:
+    def __init__(self, defs: Definitions, default_profiles: bool = True, unknown_extension: str = "warning") -> None:
+        self.defs = defs
+        self.default_profiles = default_profiles
+        self.unknown_extension = unknown_extension
+        self.primitives = load_primitives(defs)
+        self.terminology = Terminology(defs)
+        self.invariants = Invariants()
+        self._plans: dict[str, StructurePlan] = {}
+        self._resource_types = {sd["type"] for sd in defs.core.resources("StructureDefinition")
+                                if sd.get("kind") == "resource" and sd.get("derivation") == "specialization"}
+
+    # --- public ---------------------------------------------------------------------------
+
+    def validate(self, resource: Any, profile: str | None = None) -> list[Finding]:
+        """Every finding about `resource`, in document order, each reported once."""
+        run = _Run(resource if isinstance(resource, dict) else {})
+        if not isinstance(resource, dict):
+            run.add("fatal", "structure", "$this", "The resource must be a JSON object.")
+            return run.findings
+        self._resource(resource, resource.get("resourceType", "Resource"), run, profile)
+        seen: set[tuple[str, str, str]] = set()
+        unique = []
+        for f in run.findings:
+            if (f.severity, f.expression, f.message) not in seen:
+                seen.add((f.severity, f.expression, f.message))
+                unique.append(f)
+        return unique
+
+    def plan(self, url: str) -> StructurePlan:
+        if url not in self._plans:
+            sd = self.defs.resolve(url)
+            if sd is None or sd.get("resourceType") != "StructureDefinition" or "snapshot" not in sd:
+                raise UnknownProfile(url)
+            self._plans[url] = compile_structure(sd)
+        return self._plans[url]
+
+    # --- resources ------------------------------------------------------------------------
+
+    def _resource(self, res: dict[str, Any], expr: str, run: _Run, profile: str | None = None) -> None:
+        kind = res.get("resourceType")
+        if not isinstance(kind, str) or kind not in self._resource_types:
+            run.add("error", "structure", expr, f"Unknown or missing resourceType {kind!r}.")
+            return
+        urls = [profile] if profile else self._profiles_of(res, kind)
+        plans = []
+        for url in urls:
+            try:
+                plans.append(self.plan(url))
+            except UnknownProfile:
+                run.add("error", "structure", f"{expr}.meta.profile" if not profile else expr,
+                        f"Profile {url} is unknown: it cannot be checked, so the resource is not accepted.")
+        if not plans:
+            plans = [self.plan(CORE_SD + kind)]
+        if kind == "Bundle":
+            run.full_urls.update(_full_urls(res))
+        run.resources.append(res)
+        for plan in plans:
+            if plan.type != kind:
+                run.add("error", "structure", expr, f"Profile {plan.url} is for {plan.type}, not {kind}.")
+                continue
+            run.plans.append(plan)
+            self._object(res, plan.root.children, expr, run, resource=True)
+            self._constraints(res, plan.root.constraints, kind, expr, run, plan.url)
+            run.plans.pop()
+        run.resources.pop()
+
+    def _profiles_of(self, res: dict[str, Any], kind: str) -> list[str]:
+        declared = (res.get("meta") or {}).get("profile") if isinstance(res.get("meta"), dict) else None
+        if isinstance(declared, list) and declared and all(isinstance(p, str) for p in declared):
+            return declared
+        if not self.default_profiles:
+            return []
+        if kind == "Observation":
+            categories = {str(c.get("code")) for cat in res.get("category") or [] if isinstance(cat, dict)
+                          for c in cat.get("coding") or [] if isinstance(c, dict)}
+            chosen = [OBSERVATION_PROFILES[c] for c in sorted(categories & set(OBSERVATION_PROFILES))]
+            return [OURS + chosen[0]] if len(chosen) == 1 else []
+        return [OURS + DEFAULT_PROFILES[kind]] if kind in DEFAULT_PROFILES else []
+
+    # --- objects and elements -------------------------------------------------------------
+
+    def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: _Run,
+                resource: bool = False) -> None:
+        names: dict[str, tuple[ElementPlan, TypeRef | None]] = {}
+        for child in children:
+            for json_name, kind in child.json_names().items():
+                names[json_name] = (child, kind)
+        found: dict[str, list[tuple[str, TypeRef | None, Any]]] = {c.id: [] for c in children}
+        extended: dict[str, int] = {}
+        for key, value in obj.items():
+            if resource and key == "resourceType":
+                continue
+            stem = key[1:] if key.startswith("_") else key
+            hit = names.get(stem)
+            if hit is None:
+                run.add("error", "structure", f"{expr}.{key}", f"Unknown element '{key}' in {expr.rsplit('.', 1)[-1]}.")
+                continue
+            child, kind = hit
+            if key.startswith("_"):
+                run.primitive_owner = child.path
+                extended[child.id] = self._primitive_extensions(value, f"{expr}.{key}", run)
+                run.primitive_owner = None
+            else:
+                found[child.id].append((key, kind, value))
+        for child in children:
+            self._element(child, found[child.id], extended.get(child.id, 0), expr, run)
+
+    def _element(self, plan: ElementPlan, occurrences: list[tuple[str, TypeRef | None, Any]], extended: int,
+                 expr: str, run: _Run) -> None:
+        if len(occurrences) > 1:
+            run.add("error", "structure", expr, f"{plan.path} has more than one type present "
+                    f"({', '.join(k for k, _, _ in occurrences)}); a choice element takes one.")
+        items: list[tuple[str, TypeRef | None, Any]] = []
+        for key, kind, value in occurrences:
+            where = f"{expr}.{key}"
+            if plan.is_array and not isinstance(value, list):
+                run.add("error", "structure", where, f"{key} must be a JSON array.")
+                value = [value]
+            elif not plan.is_array and isinstance(value, list):
+                run.add("error", "structure", where, f"{key} must be a single value, not an array.")
+                continue
+            if plan.is_array:
+                if not value:
+                    run.add("error", "structure", where, f"{key} must not be an empty array (ele-1).")
+                items += [(f"{where}[{i}]", kind, v) for i, v in enumerate(value) if v is not None or not extended]
+            else:
+                items.append((where, kind, value))
+        count = max(len(items), extended)
+        where = f"{expr}.{plan.name}" if not plan.choice else f"{expr}.{plan.name}[x]"
+        if count < plan.min:
+            run.add("error", "required", where, f"{plan.path}: minimum required = {plan.min}, but only found {count}.")
+        if plan.max is not None and count > plan.max:
+            run.add("error", "structure", where, f"{plan.path}: maximum allowed = {plan.max}, but found {count}.")
+        for item_expr, kind, value in items:
+            self._value(value, plan, kind, item_expr, run)
+        if plan.slices:
+            self._slicing(plan, items, where, run)
+
+    def _primitive_extensions(self, value: Any, expr: str, run: _Run) -> int:
+        """`_field` holds a primitive's id and extensions; returns how many values it stands for."""
+        entries = value if isinstance(value, list) else [value]
+        extension_plan = self._type_plan(TypeRef("Element"))
+        for i, entry in enumerate(entries):
+            where = f"{expr}[{i}]" if isinstance(value, list) else expr
+            if entry is None:
+                continue
+            if not isinstance(entry, dict) or not entry:
+                run.add("error", "structure", where, "A primitive's extension holder must be a non-empty object.")
+                continue
+            self._object(entry, extension_plan.root.children, where, run)
+        return sum(1 for e in entries if e is not None)
+
+    # --- values -----------------------------------------------------------------------------
+
+    def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: _Run) -> None:
+        if value is None:
+            run.add("error", "structure", expr, "null is not a valid FHIR value.")
+            return
+        if kind is None and plan.content_reference:
+            self._content_reference(value, plan, expr, run)
+            return
+        if kind is None:
+            kind = plan.types[0] if plan.types else TypeRef("Element")
+        primitive = self.primitives.get(kind.code)
+        if primitive is not None or kind.code.startswith("http://hl7.org/fhirpath/System."):
+            self._primitive(value, plan, kind, expr, run)
+            return
+        if kind.code == "Resource" or kind.code in self._resource_types:
+            if not isinstance(value, dict):
+                run.add("error", "structure", expr, "A resource must be a JSON object.")
+            else:
+                self._resource(value, expr, run)
+            return
+        if not isinstance(value, dict):
+            run.add("error", "structure", expr, f"{plan.path} must be a JSON object ({kind.code}).")
+            return
+        if not value:
+            run.add("error", "structure", expr, f"{plan.path} must not be an empty object (ele-1).")
+            return
+        type_plan = self._type_plan(kind)
+        self._object(value, plan.children or type_plan.root.children, expr, run)
+        self._fixed_and_pattern(value, plan, expr, run)
+        if kind.code == "Extension":
+            self._extension(value, plan, kind, expr, run)
+        elif kind.code == "Reference":
+            self._reference(value, kind, expr, run)
+        if plan.binding and kind.code in CODED:
+            self._binding(value, kind.code, plan, expr, run)
+        if kind.code in ("Coding", "CodeableConcept"):
+            self._known_codes(value, kind.code, expr, run)
+        keys = {c.key for c in plan.constraints}
+        constraints = plan.constraints + tuple(c for c in type_plan.root.constraints if c.key not in keys)
+        base = kind.code if kind.code not in ("BackboneElement", "Element") else plan.path
+        self._constraints(value, constraints, base, expr, run, plan.id)
+
+    def _primitive(self, value: Any, plan: ElementPlan, kind: TypeRef, expr: str, run: _Run) -> None:
+        primitive = self.primitives.get(kind.code)
+        if primitive is None:  # System.String etc.: the `value` of a primitive type's own definition
+            return
+        problem = primitive.check(value)
+        if problem:
+            run.add("error", "value", expr, f"{value!r} {problem} ({kind.code}).")
+            return
+        self._fixed_and_pattern(value, plan, expr, run)
+        if plan.binding and kind.code in CODED:
+            self._binding(value, kind.code, plan, expr, run)
+
+    def _content_reference(self, value: Any, plan: ElementPlan, expr: str, run: _Run) -> None:
+        """An element defined by reference to another (`#Questionnaire.item`): use that one's rules."""
+        target = (plan.content_reference or "").split("#", 1)[-1]
+        structure = run.plans[-1] if run.plans else None
+        node = _find_path(structure.root, target) if structure else None
+        if node is None:
+            return
+        if not isinstance(value, dict) or not value:
+            run.add("error", "structure", expr, f"{plan.path} must be a non-empty JSON object.")
+            return
+        self._object(value, node.children, expr, run)
+
+    def _type_plan(self, kind: TypeRef) -> StructurePlan:
+        url = kind.profiles[0] if kind.profiles else CORE_SD + kind.code
+        try:
+            return self.plan(url)
+        except UnknownProfile:
+            return self.plan(CORE_SD + kind.code)
+
+    # --- rules on values ----------------------------------------------------------------------
+
+    def _fixed_and_pattern(self, value: Any, plan: ElementPlan, expr: str, run: _Run) -> None:
+        if plan.fixed and value != plan.fixed[1]:
+            run.add("error", "value", expr, f"{plan.path}: value must be exactly {plan.fixed[1]!r} ({plan.fixed[0]}).")
+        if plan.pattern and not matches_pattern(value, plan.pattern[1]):
+            run.add("error", "value", expr, f"{plan.path}: value must match the pattern {plan.pattern[1]!r}.")
+
+    def _constraints(self, node: Any, constraints: tuple[Constraint, ...], base: str, expr: str, run: _Run,
+                     where: str) -> None:
+        resource = run.resources[-1] if run.resources else run.root
+        for rule in constraints:
+            if rule.key in NATIVE:
+                continue
+            try:
+                ok = self.invariants.holds(rule.expression, node, base, resource, run.root)
+            except InvariantError as exc:
+                run.add("information", "informational", expr, f"Invariant {rule.key} could not be evaluated: {exc}")
+                continue
+            if not ok:
+                severity = "error" if rule.severity == "error" else "warning"
+                source = f" (defined in {rule.source})" if rule.source else ""
+                run.add(severity, "invariant", expr, f"Constraint failed: {rule.key}: '{rule.human}'{source}")
+
+    def _extension(self, value: dict[str, Any], plan: ElementPlan, kind: TypeRef, expr: str, run: _Run) -> None:
+        has_value = any(k.startswith("value") for k in value)
+        if has_value == bool(value.get("extension")):  # ext-1, checked natively
+            run.add("error", "invariant", expr, "Constraint failed: ext-1: 'Must have either extensions or value[x], "
+                                                "not both'")
+        url = value.get("url")
+        if not isinstance(url, str):
+            return  # a missing url is a cardinality error already
+        definition = self.defs.resolve(kind.profiles[0] if kind.profiles else url)
+        if definition is not None and definition.get("type") == "Extension":
+            self._extension_context(definition, plan, expr, run)
+        if kind.profiles:
+            return  # a profiled slice was validated against its definition
+        if definition is None or definition.get("type") != "Extension":
+            if self.unknown_extension != "ignore":
+                run.add(self.unknown_extension, "extension", expr, f"Unknown extension {url}.")
+            return
+        extension_plan = self.plan(definition["url"])
+        self._object(value, extension_plan.root.children, expr, run)
+        self._constraints(value, extension_plan.root.constraints, "Extension", expr, run, url)
+
+    def _extension_context(self, definition: dict[str, Any], plan: ElementPlan, expr: str, run: _Run) -> None:
+        """An extension may sit only where its definition's context says."""
+        owner = run.primitive_owner or plan.path.rsplit(".", 1)[0]
+        owner_type = owner if "." not in owner else None
+        allowed = [c.get("expression") for c in definition.get("context", []) if c.get("type") == "element"]
+        if not allowed or any(a in (owner, owner_type, "Element", "Resource", "DomainResource") for a in allowed):
+            return
+        run.add("error", "structure", expr, f"Extension {definition['url']} is not allowed on {owner}: its context "
+                                            f"is {', '.join(str(a) for a in allowed)}.")
+
+    def _reference(self, value: dict[str, Any], kind: TypeRef, expr: str, run: _Run) -> None:
+        ref = value.get("reference")
+        if not isinstance(ref, str):
+            return
+        allowed = self._target_types(kind)
+        if ref.startswith("#"):
+            contained = [c.get("id") for c in (run.resources[-1] if run.resources else run.root).get("contained") or []
+                         if isinstance(c, dict)]
+            if ref != "#" and ref[1:] not in contained:
+                run.add("error", "structure", f"{expr}.reference", f"Contained resource {ref} is not in this resource.")
+            return
+        if ref.startswith(("urn:uuid:", "urn:oid:")):
+            target = run.full_urls.get(ref)
+        else:
+            match = LITERAL_REFERENCE.match(ref)
+            if match is None:
+                if not ref.startswith(("http://", "https://")):
+                    run.add("error", "structure", f"{expr}.reference", f"{ref!r} is not a valid reference.")
+                return
+            target = match.group(3)
+            if target not in self._resource_types:
+                run.add("error", "structure", f"{expr}.reference", f"{target} in {ref!r} is not a resource type.")
+                return
+        if target and allowed and target not in allowed:
+            run.add("error", "structure", f"{expr}.reference",
+                    f"The type '{target}' is not valid for this reference: must be {' or '.join(sorted(allowed))}.")
+
+    def _target_types(self, kind: TypeRef) -> set[str]:
+        types = set()
+        for url in kind.targets:
+            sd = self.defs.resolve(url)
+            if sd is None or sd.get("type") == "Resource":
+                return set()
+            types.add(sd["type"])
+        return types
+
+    # --- terminology --------------------------------------------------------------------------
+
+    def _binding(self, value: Any, code_type: str, plan: ElementPlan, expr: str, run: _Run) -> None:
+        binding = plan.binding or {}
+        strength, url = binding.get("strength"), binding.get("valueSet")
+        if strength not in BINDING_SEVERITY or not url:
+            return
+        codings = _codings(value, code_type)
+        severity = BINDING_SEVERITY[strength]
+        if not codings:
+            if code_type == "CodeableConcept" and strength in ("required", "extensible"):
+                run.add(severity, "code-invalid", expr, f"{plan.path}: no code given; a code from {url} is "
+                                                        f"{'required' if strength == 'required' else 'expected'}.")
+            return
+        expansion = self.terminology.expand(url)
+        if expansion is None:
+            run.add("warning", "not-found", expr, f"{plan.path}: value set {url} is unknown, codes not checked.")
+            return
+        hits = [c for c in codings if _in(expansion.codes, c)]
+        for system, code, display in hits:
+            expected = expansion.codes.get((system, code)) if system else None
+            if display and expected and display.strip().lower() != expected.strip().lower():
+                run.add("warning", "value", expr, f"Display {display!r} for {system}#{code} should be {expected!r}.")
+        if hits:
+            return
+        unchecked = [c for c in codings if c[0] and c[0] in expansion.systems_unknown]
+        if unchecked and not expansion.complete:
+            run.add("warning", "not-supported", expr, f"{plan.path}: codes from {unchecked[0][0]} cannot be checked "
+                                                      f"against {url} offline.")
+            return
+        shown = ", ".join(f"{s}#{c}" if s else str(c) for s, c, _ in codings)
+        run.add(severity, "code-invalid", expr, f"{plan.path}: {shown} is not in the value set {url} "
+                                                f"({strength} binding).")
+
+    def _known_codes(self, value: dict[str, Any], code_type: str, expr: str, run: _Run) -> None:
+        """A code from a code system we hold completely must exist in it."""
+        for system, code, _ in _codings(value, code_type):
+            if not system or not code:
+                continue
+            cs = self.defs.resolve(system)
+            if cs is None or cs.get("resourceType") != "CodeSystem" or cs.get("content") != "complete":
+                continue
+            if self.terminology.display(system, code) is None and not _has_code(cs.get("concept", []), code):
+                run.add("error", "code-invalid", expr, f"Unknown code {code!r} in the code system {system}.")
+
+    # --- slicing ------------------------------------------------------------------------------
+
+    def _slicing(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
+                 run: _Run) -> None:
+        discriminators = (sliced.slicing or {}).get("discriminator", [])
+        counts = {s.slice_name: 0 for s in sliced.slices}
+        for item_expr, kind, value in items:
+            chosen = next((s for s in sliced.slices if self._matches(value, kind, s, discriminators)), None)
+            if chosen is None:
+                if (sliced.slicing or {}).get("rules") == "closed":
+                    run.add("error", "structure", item_expr, f"{sliced.path}: this item matches no slice and the "
+                                                             f"slicing is closed.")
+                continue
+            counts[chosen.slice_name] += 1
+            self._value(value, chosen, kind if kind and any(t.code == kind.code for t in chosen.types) else None,
+                        item_expr, run)
+        for s in sliced.slices:
+            n = counts[s.slice_name]
+            if n < s.min:
+                run.add("error", "required", expr, f"{sliced.path}: slice '{s.slice_name}' requires at least {s.min}, "
+                                                   f"found {n}.")
+            if s.max is not None and n > s.max:
+                run.add("error", "structure", expr, f"{sliced.path}: slice '{s.slice_name}' allows at most {s.max}, "
+                                                    f"found {n}.")
+
+    def _matches(self, value: Any, kind: TypeRef | None, slice_: ElementPlan,
+                 discriminators: list[dict[str, Any]]) -> bool:
+        for d in discriminators:
+            path, how = d.get("path", "$this"), d.get("type")
+            if how == "type":
+                if kind is None or kind.code not in {t.code for t in slice_.types}:
+                    return False
+                continue
+            if how == "profile":
+                if not isinstance(value, dict) or not slice_.types or not slice_.types[0].profiles:
+                    return False
+                probe = _Run(value)
+                self._value(value, slice_, slice_.types[0], "$slice", probe)
+                if any(f.severity in ("error", "fatal") for f in probe.findings):
+                    return False
+                continue
+            actual = _navigate(value, path)
+            if how == "exists":
+                target = _find_child(slice_, path)
+                wanted = target is not None and target.min > 0
+                if bool(actual) != wanted:
+                    return False
+                continue
+            expected = self._discriminator_value(slice_, path)
+            if expected is None:
+                return False
+            mode, wanted_value = expected
+            if mode == "valueset":
+                if not any(self._member(v, wanted_value) for v in actual):
+                    return False
+            elif not any((v == wanted_value) if mode == "fixed" else matches_pattern(v, wanted_value) for v in actual):
+                return False
+        return True
+
+    def _member(self, value: Any, valueset: str) -> bool:
+        """For a discriminator on a bound element: is some code of `value` in the value set?"""
+        expansion = self.terminology.expand(valueset)
+        if expansion is None:
+            return False
+        code_type = "CodeableConcept" if isinstance(value, dict) and "coding" in value else (
+            "Coding" if isinstance(value, dict) else "code")
+        return any(_in(expansion.codes, c) for c in _codings(value, code_type))
+
+    def _discriminator_value(self, slice_: ElementPlan, path: str) -> tuple[str, Any] | None:
+        if path == "url" and slice_.types and slice_.types[0].code == "Extension" and slice_.types[0].profiles:
+            return ("fixed", slice_.types[0].profiles[0])
+        target = slice_ if path == "$this" else _find_child(slice_, path)
+        if target is None:
+            return None
+        if target.fixed:
+            return ("fixed", target.fixed[1])
+        if target.pattern:
+            return ("pattern", target.pattern[1])
+        binding = target.binding or {}
+        if binding.get("strength") == "required" and binding.get("valueSet"):
+            return ("valueset", binding["valueSet"])  # R4 allows a discriminator on a required binding
+        return None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def matches_pattern(value: Any, pattern: Any) -> bool:
+    """FHIR pattern[x]: every property of the pattern is in the value; each pattern list item in the list."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        return isinstance(value, list) and all(any(matches_pattern(v, p) for v in value) for p in pattern)
+    return bool(value == pattern)
+
+
+def _navigate(value: Any, path: str) -> list[Any]:
+    nodes = [value]
+    if path != "$this":
+        for step in path.split("."):
+            step = step.removesuffix("[x]")
+            nxt: list[Any] = []
+            for node in nodes:
+                if isinstance(node, dict):
+                    found = node.get(step)
+                    nxt.extend(found if isinstance(found, list) else [found] if found is not None else [])
+            nodes = nxt
+    return nodes
+
+
+def _find_child(plan: ElementPlan, path: str) -> ElementPlan | None:
+    node: ElementPlan | None = plan
+    for step in path.split("."):
+        if node is None:
+            return None
+        node = next((c for c in node.children if c.name == step.removesuffix("[x]")), None)
+    return node
+
+
+def _find_path(root: ElementPlan, path: str) -> ElementPlan | None:
+    if root.path == path:
+        return root
+    for child in root.children:
+        if path == child.path or path.startswith(child.path + "."):
+            return _find_path(child, path)
+    return None
+
+
+def _codings(value: Any, code_type: str) -> list[tuple[str | None, Any, str | None]]:
+    if code_type in ("code", "string", "uri"):
+        return [(None, value, None)]
+    if not isinstance(value, dict):
+        return []
+    if code_type == "Coding":
+        return [(value.get("system"), value.get("code"), value.get("display"))] if value.get("code") else []
+    if code_type == "Quantity":
+        return [(value.get("system"), value.get("code"), None)] if value.get("code") else []
+    return [(c.get("system"), c.get("code"), c.get("display")) for c in value.get("coding") or []
+            if isinstance(c, dict) and c.get("code")]
+
+
+def _in(codes: dict[tuple[str, str], str | None], coding: tuple[str | None, Any, str | None]) -> bool:
+    system, code, _ = coding
+    if system is None:
+        return any(c == code for _, c in codes)
+    return (system, code) in codes
+
+
+def _has_code(concepts: list[dict[str, Any]], code: str) -> bool:
+    return any(c.get("code") == code or _has_code(c.get("concept", []), code) for c in concepts)
+
+
+def _full_urls(bundle: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for entry in bundle.get("entry") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+            full_url, kind = entry.get("fullUrl"), entry["resource"].get("resourceType")
+            if isinstance(full_url, str) and isinstance(kind, str):
+                out[full_url] = kind
+    return out

@@ -1,0 +1,65 @@
+"""FHIRPath invariants through fhirpathpy, compiled once per expression; ele-1 and ext-1 natively."""
+from __future__ import annotations
+
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
+
+R4 = models["r4"]
+#: Checked natively by the walker (a test proves the native checks agree with the FHIRPath):
+#: ele-1 uses hasValue(), which fhirpathpy does not implement; ext-1 is on every extension.
+NATIVE = {"ele-1", "ext-1"}
+
+
+def _has_value(inputs: list[Any]) -> bool:
+    """FHIRPath hasValue(): one primitive with an actual value (fhirpathpy lacks it)."""
+    return len(inputs) == 1 and inputs[0] is not None and not isinstance(inputs[0], (dict, list))
+
+
+def _html_checks(inputs: list[Any]) -> bool:
+    """htmlChecks() (txt-1, txt-2): XHTML narrative rules are not checked here; R4 marks them as
+    implementation-specific, and narratives are informative."""
+    return True
+
+
+class InvariantError(Exception):
+    """The expression could not be evaluated (unsupported function, type error)."""
+
+
+class Invariants:
+    def __init__(self) -> None:
+        self._compiled: dict[str, Any] = {}
+
+    def holds(self, expression: str, node: Any, base: str, resource: Any, root: Any) -> bool:
+        """Whether `expression` is true on `node` (an element of type/path `base`)."""
+        compiled = self._compiled.get(expression)
+        if compiled is None:
+            try:
+                compiled = self._compiled[expression] = fhirpathpy.compile(expression, R4, OPTIONS)
+            except Exception as exc:  # noqa: BLE001 - the parser raises bare Exceptions
+                raise InvariantError(f"cannot parse: {exc}") from None
+        try:
+            start = ResourceNode.create_node(node, base)  # type: ignore[no-untyped-call]
+            result = compiled(start, {"resource": resource, "rootResource": root})
+        except Exception as exc:  # noqa: BLE001 - fhirpathpy raises bare Exceptions for unsupported functions
+            raise InvariantError(str(exc)) from None
+        return _truthy(result)
+
+
+def _truthy(result: list[Any]) -> bool:
+    """FHIRPath: an empty result does not fail an invariant; a single boolean decides."""
+    if not result:
+        return True
+    if len(result) == 1 and isinstance(result[0], bool):
+        return result[0]
+    return True
+
+
+def _quiet(label: str, value: Any) -> None:
+    """FHIRPath trace() output (ref-1 uses it) is not ours to print."""
+
+
+OPTIONS = {"traceFn": _quiet, "userInvocationTable": {"hasValue": {"fn": _has_value},
+                                                        "htmlChecks": {"fn": _html_checks}}}

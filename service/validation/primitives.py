@@ -1,0 +1,50 @@
+"""FHIR primitive types: the JSON type each takes and its lexical rule (regex read from R4 core)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from service.conformance.definitions import Definitions
+
+REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
+INTEGERS = {"integer": (-2**31, 2**31 - 1), "positiveInt": (1, 2**31 - 1), "unsignedInt": (0, 2**31 - 1)}
+PRIMITIVES = ("boolean", "integer", "decimal", "string", "code", "id", "uri", "url", "canonical", "oid", "uuid",
+              "date", "dateTime", "instant", "time", "base64Binary", "markdown", "positiveInt", "unsignedInt", "xhtml")
+
+
+@dataclass(frozen=True)
+class Primitive:
+    name: str
+    pattern: re.Pattern[str] | None
+
+    def check(self, value: Any) -> str | None:
+        """None when `value` is a valid JSON value of this type, else what is wrong with it."""
+        if self.name == "boolean":
+            return None if isinstance(value, bool) else "must be true or false"
+        if self.name in INTEGERS:
+            low, high = INTEGERS[self.name]
+            if isinstance(value, bool) or not isinstance(value, int):
+                return "must be a JSON integer"
+            return None if low <= value <= high else f"must be between {low} and {high}"
+        if self.name == "decimal":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return None if ok else "must be a JSON number"
+        if not isinstance(value, str):
+            return "must be a JSON string"
+        if value == "":
+            return "must not be empty"
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            return f"is not a valid {self.name}"
+        return None
+
+
+def load_primitives(defs: Definitions) -> dict[str, Primitive]:
+    """Each primitive type with the regex its R4 StructureDefinition gives for `<type>.value`."""
+    out = {}
+    for name in PRIMITIVES:
+        value = next(e for e in defs.structure(name)["snapshot"]["element"] if e["id"] == f"{name}.value")
+        regex = next((x["valueString"] for t in value.get("type", []) for x in t.get("extension", [])
+                      if x["url"] == REGEX_EXT), None)
+        out[name] = Primitive(name, re.compile(regex) if regex and name not in INTEGERS and name != "boolean" else None)
+    return out

@@ -1,0 +1,92 @@
+"""Value sets expanded offline: extensional lists, whole local/core code systems, imports, exclusions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.conformance.definitions import Definitions
+
+Code = tuple[str, str]  # (system, code)
+
+
+@dataclass
+class Expansion:
+    """The codes of a value set with their displays; `complete` is False when some part could not be
+    expanded here (a filter, or a code system we do not hold, like SNOMED CT or LOINC)."""
+
+    codes: dict[Code, str | None] = field(default_factory=dict)
+    complete: bool = True
+    systems_unknown: set[str] = field(default_factory=set)
+
+
+class Terminology:
+    def __init__(self, defs: Definitions) -> None:
+        self.defs = defs
+        self._cache: dict[str, Expansion] = {}
+
+    def expand(self, url: str) -> Expansion | None:
+        """None when the value set itself is unknown."""
+        url = url.split("|", 1)[0]
+        if url not in self._cache:
+            vs = self.defs.resolve(url)
+            if vs is None or vs.get("resourceType") != "ValueSet":
+                return None
+            self._cache[url] = Expansion()  # guards against import cycles
+            self._cache[url] = self._expand(vs)
+        return self._cache[url]
+
+    def display(self, system: str, code: str) -> str | None:
+        cs = self.defs.resolve(system)
+        if cs is None or cs.get("resourceType") != "CodeSystem":
+            return None
+        return _concepts(cs.get("concept", [])).get(code)
+
+    def _expand(self, vs: dict[str, Any]) -> Expansion:
+        compose = vs.get("compose")
+        if compose is None:
+            out = Expansion()
+            for c in vs.get("expansion", {}).get("contains", []):
+                out.codes[(c["system"], c["code"])] = c.get("display")
+            out.complete = "expansion" in vs
+            return out
+        out = Expansion()
+        for include in compose.get("include", []):
+            self._include(include, out)
+        for exclude in compose.get("exclude", []):
+            removed = Expansion()
+            self._include(exclude, removed)
+            for key in removed.codes:
+                out.codes.pop(key, None)
+        return out
+
+    def _include(self, include: dict[str, Any], out: Expansion) -> None:
+        for imported in include.get("valueSet", []):
+            sub = self.expand(imported)
+            if sub is None:
+                out.complete = False
+                continue
+            out.codes.update(sub.codes)
+            out.complete &= sub.complete
+            out.systems_unknown |= sub.systems_unknown
+        system = include.get("system")
+        if system is None:
+            return
+        if "concept" in include:
+            for c in include["concept"]:
+                out.codes[(system, c["code"])] = c.get("display") or self.display(system, c["code"])
+            return
+        cs = self.defs.resolve(system)
+        if include.get("filter") or cs is None or cs.get("content") != "complete":
+            out.complete = False
+            out.systems_unknown.add(system)
+            return
+        for code, display in _concepts(cs.get("concept", [])).items():
+            out.codes[(system, code)] = display
+
+
+def _concepts(concepts: list[dict[str, Any]]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for c in concepts:
+        out[c["code"]] = c.get("display")
+        out.update(_concepts(c.get("concept", [])))
+    return out
