@@ -32,6 +32,7 @@ lint: $(VENV)/.installed-test
 
 # Lints, starts a throwaway PostgreSQL on loopback, runs every test, stops the server whatever happens.
 test: lint
+	scripts/fetch_r4_examples.sh .cache
 	@set -e; eval "$$(scripts/postgres.sh start)"; trap 'scripts/postgres.sh stop' EXIT; \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -1,6 +1,7 @@
 """FHIRPath invariants through fhirpathpy, compiled once per expression; ele-1 and ext-1 natively."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import fhirpathpy
@@ -24,6 +25,15 @@ def _html_checks(inputs: list[Any]) -> bool:
     return True
 
 
+SYSTEM_TYPE = re.compile(r"\b(is|as)\s+(?:System\.)?(Boolean|String|Integer|Decimal|DateTime|Date|Time)\b")
+
+
+def fhir_types(expression: str) -> str:
+    """`answer is Boolean` (que-7) names the System type, which an R4 boolean element converts to;
+    fhirpathpy answers false there, so test against the FHIR type, which it does recognise."""
+    return SYSTEM_TYPE.sub(lambda m: f"{m.group(1)} {m.group(2)[0].lower()}{m.group(2)[1:]}", expression)
+
+
 class InvariantError(Exception):
     """The expression could not be evaluated (unsupported function, type error)."""
 
@@ -37,7 +47,7 @@ class Invariants:
         compiled = self._compiled.get(expression)
         if compiled is None:
             try:
-                compiled = self._compiled[expression] = fhirpathpy.compile(expression, R4, OPTIONS)
+                compiled = self._compiled[expression] = fhirpathpy.compile(fhir_types(expression), R4, OPTIONS)
             except Exception as exc:  # noqa: BLE001 - the parser raises bare Exceptions
                 raise InvariantError(f"cannot parse: {exc}") from None
         try:

@@ -69,8 +69,9 @@ def compile_structure(sd: dict[str, Any]) -> StructurePlan:
     elements = sd["snapshot"]["element"]
     nodes: dict[str, ElementPlan] = {}
     root: ElementPlan | None = None
+    is_resource = sd.get("kind") == "resource"
     for element in elements:
-        node = _element(element)
+        node = _element(element, is_resource)
         nodes[node.id] = node
         parent_id, _, last = node.id.rpartition(".")
         if root is None:
@@ -83,7 +84,7 @@ def compile_structure(sd: dict[str, Any]) -> StructurePlan:
     return StructurePlan(sd["url"], sd["type"], root)
 
 
-def _element(e: dict[str, Any]) -> ElementPlan:
+def _element(e: dict[str, Any], is_resource: bool) -> ElementPlan:
     last = e["path"].rsplit(".", 1)[-1]
     choice = last.endswith("[x]")
     base_max = (e.get("base") or {}).get("max", e.get("max", "1"))
@@ -98,8 +99,8 @@ def _element(e: dict[str, Any]) -> ElementPlan:
         id=e["id"], path=e["path"], name=last[:-3] if choice else last,
         min=e.get("min", 0), max=None if e.get("max", "*") == "*" else int(e["max"]),
         is_array=base_max != "1" and base_max != "0",
-        types=tuple(TypeRef(_type_code(e, t), tuple(t.get("profile", [])), tuple(t.get("targetProfile", [])))
-                    for t in e.get("type", [])),
+        types=tuple(TypeRef(_type_code(e, t, is_resource), tuple(t.get("profile", [])),
+                            tuple(t.get("targetProfile", []))) for t in e.get("type", [])),
         choice=choice, fixed=fixed, pattern=pattern, binding=e.get("binding"),
         constraints=tuple(Constraint(c["key"], c["severity"], c.get("human", ""), c.get("expression", ""),
                                      c.get("source")) for c in e.get("constraint", []) if c.get("expression")),
@@ -111,12 +112,12 @@ def _element(e: dict[str, Any]) -> ElementPlan:
 FHIR_TYPE = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 
 
-def _type_code(element: dict[str, Any], kind: dict[str, Any]) -> str:
+def _type_code(element: dict[str, Any], kind: dict[str, Any], is_resource: bool) -> str:
     """R4 snapshots type `id` elements and primitive values as System.String with the FHIR type in an
     extension; a resource's own id is an `id` (R4 §2.6.2) although its snapshot says string."""
     code: str = kind["code"]
     if code.startswith("http://hl7.org/fhirpath/System."):
-        if element["path"].count(".") == 1 and element["path"].endswith(".id") and element["path"][0].isupper():
+        if is_resource and element["path"].count(".") == 1 and element["path"].endswith(".id"):
             return "id"
         for ext in kind.get("extension", []):
             if ext.get("url") == FHIR_TYPE:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from service.conformance.definitions import Definitions
@@ -36,7 +37,20 @@ class Primitive:
             return "must not be empty"
         if self.pattern is not None and not self.pattern.fullmatch(value):
             return f"is not a valid {self.name}"
+        if self.name in ("date", "dateTime", "instant") and not _real_day(value):
+            return f"is not a valid {self.name}: no such day"
         return None
+
+
+def _real_day(value: str) -> bool:
+    """The regexes allow 2026-02-30; the calendar does not."""
+    if len(value) < 10:
+        return True
+    try:
+        date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return True
 
 
 def load_primitives(defs: Definitions) -> dict[str, Primitive]:

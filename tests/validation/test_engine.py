@@ -183,13 +183,40 @@ def test_native_ext_1_agrees_with_its_fhirpath(validator: Validator) -> None:
 # --- references and extensions ---------------------------------------------------------------
 
 @pytest.mark.parametrize("reference, fragment", [
-    ("Group/1", "The type 'Group' is not valid"), ("Patient", "is not a valid reference"),
-    ("Foo/1", "Foo in 'Foo/1' is not a resource type"), ("#missing", "Contained resource #missing"),
+    ("Group/1", "The type 'Group' is not valid"), ("#missing", "Contained resource #missing"),
 ])
 def test_reference_checks(validator: Validator, reference: str, fragment: str) -> None:
     event = example("AdverseEvent-nausea-esketamine-session-1")
     event["subject"] = {"reference": reference}
     assert any(fragment in f.message for f in errors(validator, event))
+
+
+@pytest.mark.parametrize("reference, fragment", [
+    ("Patient", "is not a valid reference"), ("Foo/1", "Foo in 'Foo/1' is not a resource type"),
+])
+def test_malformed_references_are_warnings_as_in_hapi(validator: Validator, reference: str, fragment: str) -> None:
+    event = example("AdverseEvent-nausea-esketamine-session-1")
+    event["subject"] = {"reference": reference}
+    found = validator.validate(event)
+    assert [f.severity for f in found if fragment in f.message] == ["warning"]
+
+
+@pytest.mark.parametrize("unit, ok", [("mg", True), ("mm[Hg]", True), ("mg/kg/h", True), ("mEq", False), ("ea", False)])
+def test_ucum_units(validator: Validator, unit: str, ok: bool) -> None:
+    score = example("Observation-heart-rate-iv-session-1-intra")
+    score["valueQuantity"]["code"] = unit
+    assert any("is not valid UCUM" in f.message for f in errors(validator, score)) is not ok
+
+
+def test_relative_canonical_is_an_error(validator: Validator) -> None:
+    questionnaire = {"resourceType": "Questionnaire", "status": "active", "derivedFrom": ["Questionnaire/x"]}
+    assert any("must be absolute" in f.message for f in errors(validator, questionnaire))
+
+
+def test_narrative_links_must_resolve(validator: Validator) -> None:
+    div = '<div xmlns="http://www.w3.org/1999/xhtml"><a href="#a">A</a><a name="b"/></div>'
+    found = errors(validator, patient(text={"status": "generated", "div": div}))
+    assert [f.message for f in found] == ["Hyperlink '#a' in the narrative does not resolve."]
 
 
 def test_contained_reference_resolves(validator: Validator) -> None:

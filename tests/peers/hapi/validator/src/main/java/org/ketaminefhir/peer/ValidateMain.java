@@ -201,6 +201,10 @@ public final class ValidateMain {
 				new InMemoryTerminologyServerValidationSupport(ctx),
 				new SnapshotGeneratingValidationSupport(ctx));
 		FhirInstanceValidator module = new FhirInstanceValidator(chain);
+		// Check the resource type named in literal references ("Group/1" where Patient is allowed), as our
+		// validator does; HAPI otherwise checks only references that carry Reference.type or resolve.
+		module.setAssumeValidRestReferences(true);
+		ENUMERATED = url -> isEnumerated(chain, url);
 		FhirValidator validator = ctx.newValidator();
 		validator.registerValidatorModule(module);
 
@@ -507,12 +511,51 @@ public final class ValidateMain {
 			}
 			boolean rule1 = isUnknownCodeSystemMessage(i);
 			boolean rule2 = i.messageId != null && i.messageId.startsWith(TX_NOVALID_PREFIX)
-					&& unknownAt.contains(String.valueOf(i.location));
+					&& unknownAt.contains(String.valueOf(i.location)) && !namesEnumeratedValueSet(i.message);
 			if (rule1 || rule2) {
 				i.downgradedFrom = i.severity;
 				i.severity = ResultSeverityEnum.WARNING.getCode();
 			}
 		}
+	}
+
+	/** Whether membership in the value set the message names is decidable offline: every include lists its
+	 * codes or takes a whole code system we hold completely. Then a miss stays an error, even for a coding
+	 * whose own system is unknown (LOINC, ICD-10-CM, or a made-up one). */
+	private static java.util.function.Predicate<String> ENUMERATED = url -> false;
+	private static final java.util.regex.Pattern VALUE_SET_URL =
+			java.util.regex.Pattern.compile("(https?://[^\\s'|\"]+/ValueSet/[^\\s'|\"]+)");
+
+	private static boolean namesEnumeratedValueSet(String message) {
+		java.util.regex.Matcher m = VALUE_SET_URL.matcher(message == null ? "" : message);
+		return m.find() && ENUMERATED.test(m.group(1));
+	}
+
+	private static boolean isEnumerated(ValidationSupportChain chain, String url) {
+		IBaseResource found = chain.fetchValueSet(url);
+		if (!(found instanceof org.hl7.fhir.r4.model.ValueSet)) {
+			return false;
+		}
+		org.hl7.fhir.r4.model.ValueSet vs = (org.hl7.fhir.r4.model.ValueSet) found;
+		if (!vs.hasCompose() || vs.getCompose().getInclude().isEmpty()) {
+			return false;
+		}
+		for (org.hl7.fhir.r4.model.ValueSet.ConceptSetComponent inc : vs.getCompose().getInclude()) {
+			if (inc.hasFilter() || inc.hasValueSet()) {
+				return false;
+			}
+			if (!inc.hasConcept() && !isCompleteCodeSystem(chain, inc.getSystem())) {
+				return false;
+			}
+		}
+		return true;
+	}
+
+	private static boolean isCompleteCodeSystem(ValidationSupportChain chain, String system) {
+		IBaseResource cs = system == null ? null : chain.fetchCodeSystem(system);
+		return cs instanceof org.hl7.fhir.r4.model.CodeSystem
+				&& ((org.hl7.fhir.r4.model.CodeSystem) cs).getContent()
+						== org.hl7.fhir.r4.model.CodeSystem.CodeSystemContentMode.COMPLETE;
 	}
 
 	private static boolean isUnknownCodeSystemMessage(Issue i) {
