@@ -44,6 +44,15 @@ class Invariants:
 
     def holds(self, expression: str, node: Any, base: str, resource: Any, root: Any) -> bool:
         """Whether `expression` is true on `node` (an element of type/path `base`)."""
+        fast = FAST.get(expression)
+        if fast is not None:
+            answer = fast(node, root)
+            if answer is not None:
+                return answer
+        return self.evaluate(expression, node, base, resource, root)
+
+    def evaluate(self, expression: str, node: Any, base: str, resource: Any, root: Any) -> bool:
+        """The FHIRPath answer, always through fhirpathpy (what the fast paths are tested against)."""
         compiled = self._compiled.get(expression)
         if compiled is None:
             try:
@@ -73,3 +82,55 @@ def _quiet(label: str, value: Any) -> None:
 
 OPTIONS = {"traceFn": _quiet, "userInvocationTable": {"hasValue": {"fn": _has_value},
                                                         "htmlChecks": {"fn": _html_checks}}}
+
+
+# --- native fast paths for the base invariants every resource meets -----------------------------
+# Each answers exactly as its FHIRPath does, or None to defer to FHIRPath; tests/validation compare
+# them on many inputs. Keyed by the full expression, so a profile that rewrites one gets FHIRPath.
+
+def _get(node: Any, key: str) -> Any:
+    return node.get(key) if isinstance(node, dict) else None
+
+
+def _contained(node: Any) -> list[Any]:
+    found = _get(node, "contained")
+    return found if isinstance(found, list) else []
+
+
+def _ref_1(node: Any, root: Any) -> bool | None:
+    ref = _get(node, "reference")
+    if not isinstance(ref, str) or not ref.startswith("#") or ref == "#":  # "#" is the container itself
+        return True
+    return ref[1:] in {_get(c, "id") for c in _contained(root)}
+
+
+def _dom_3(node: Any, root: Any) -> bool | None:
+    return True if not _contained(node) else None
+
+
+def _per_1(node: Any, root: Any) -> bool | None:
+    start, end = _get(node, "start"), _get(node, "end")
+    if not isinstance(start, str) or not isinstance(end, str):
+        return True
+    if len(start) == len(end) == 10:  # two dates of the same precision compare as text
+        return start <= end
+    return None
+
+
+FAST: dict[str, Any] = {
+    "code.empty() or system.exists()": lambda n, r: _get(n, "code") is None or _get(n, "system") is not None,
+    "comparator.empty()": lambda n, r: _get(n, "comparator") is None,
+    "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
+    "%rootResource.contained.id.trace('ids'))": _ref_1,
+    "contained.contained.empty()": lambda n, r: not any(_contained(c) for c in _contained(n)),
+    "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()":
+        lambda n, r: not any(_get(_get(c, "meta"), k) is not None for c in _contained(n)
+                             for k in ("versionId", "lastUpdated")),
+    "contained.meta.security.empty()": lambda n, r: not any(_get(_get(c, "meta"), "security") for c in _contained(n)),
+    "text.`div`.exists()": lambda n, r: _get(_get(n, "text"), "div") is not None,
+    "start.hasValue().not() or end.hasValue().not() or (start <= end)": _per_1,
+}
+FAST["contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | "
+     "%resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#')"
+     ".exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#')"
+     ".exists()).not()).trace('unmatched', id).empty()"] = _dom_3
