@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import fhirpathpy
@@ -48,7 +49,7 @@ class Invariants:
         if fast is not None:
             answer = fast(node, root)
             if answer is not None:
-                return answer
+                return bool(answer)
         return self.evaluate(expression, node, base, resource, root)
 
     def evaluate(self, expression: str, node: Any, base: str, resource: Any, root: Any) -> bool:
@@ -117,7 +118,7 @@ def _per_1(node: Any, root: Any) -> bool | None:
     return None
 
 
-FAST: dict[str, Any] = {
+FAST: dict[str, Callable[[Any, Any], bool | None]] = {
     "code.empty() or system.exists()": lambda n, r: _get(n, "code") is None or _get(n, "system") is not None,
     "comparator.empty()": lambda n, r: _get(n, "comparator") is None,
     "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
