@@ -81,6 +81,9 @@ class Validator:
                 unique.append(f)
         return unique
 
+    def is_resource_type(self, name: str) -> bool:
+        return name in self._resource_types
+
     def plan(self, url: str) -> StructurePlan:
         if url not in self._plans:
             sd = self.defs.resolve(url)
@@ -96,6 +99,8 @@ class Validator:
         if not isinstance(kind, str) or kind not in self._resource_types:
             run.add("error", "structure", expr, f"Unknown or missing resourceType {kind!r}.")
             return
+        if profile:
+            self.plan(profile)  # an unknown forced profile is the caller's error: UnknownProfile
         urls = [profile] if profile else self._profiles_of(res, kind)
         plans = []
         for url in urls:

@@ -1,4 +1,4 @@
-"""The one place errors become HTTP responses: problem+json (RFC 9457) for every route so far."""
+"""The one place errors become HTTP responses: OperationOutcome under /fhir, problem+json (RFC 9457) elsewhere."""
 from __future__ import annotations
 
 import logging
@@ -7,20 +7,37 @@ from typing import Any
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from service.errors import RequestError
+from service.errors import Issue, RequestError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+FHIR_JSON = "application/fhir+json"
+#: HTTP status → OperationOutcome issue code (FHIR R4 IssueType).
+ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+              409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly", 415: "not-supported",
+              422: "processing", 428: "required"}
 
 
 def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
             **extra: Any) -> Response:
+    if request.path == "/fhir" or request.path.startswith("/fhir/"):
+        return outcome(status, detail, [Issue(e["field"], e["message"]) for e in errors or []])
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail,
                             "instance": request.path}
     if errors:
         body["errors"] = errors
     body.update(extra)
     return Response(json.dumps(body), status=status, mimetype=PROBLEM)
+
+
+def outcome(status: int, detail: str, issues: list[Issue]) -> Response:
+    """An OperationOutcome: the overall detail first, then one issue per field with its FHIRPath."""
+    code = ISSUE_TYPE.get(status, "exception")
+    entries: list[dict[str, Any]] = [{"severity": "error", "code": code, "details": {"text": detail}}]
+    entries += [{"severity": "error", "code": code, "details": {"text": i.message}, "expression": [i.field]}
+                for i in issues]
+    body = {"resourceType": "OperationOutcome", "issue": entries}
+    return Response(json.dumps(body), status=status, mimetype=FHIR_JSON)
 
 
 def register(app: Flask) -> None:

@@ -102,6 +102,8 @@ def template(path: str) -> str:
     parts = path.split("?", 1)[0].split("/")
     if len(parts) > 4 and parts[1:3] == ["api", "v1"]:
         parts[4] = "{record_id}"
+    if len(parts) == 4 and parts[1] == "fhir" and parts[3] == "$validate":
+        parts[2] = "{resource_type}"
     return "/".join(parts)
 
 
@@ -180,7 +182,8 @@ def test_route_conversion_sees_literal_kind_segments(app: Flask) -> None:
 
 def test_every_operation_is_exercised_below(spec: dict[str, Any]) -> None:
     """The tests below cover these operations, each with every documented status."""
-    exercised = {("get", "/health"), ("get", "/ready")}
+    exercised = {("get", "/health"), ("get", "/ready"), ("post", "/fhir/$validate"),
+                 ("post", "/fhir/{resource_type}/$validate")}
     for plural in PLURALS:
         base = f"/api/v1/{plural}"
         exercised |= {("post", base), ("get", base), ("get", base + "/{record_id}"),
@@ -292,3 +295,21 @@ def test_replace(plural: str, contract: Contract, small_client: FlaskClient, spe
     assert same.json["version"] == 2
     put = f"/api/v1/{plural}/{{record_id}}"
     assert contract.statuses("put", put) == documented(spec, "put", put)
+
+
+# --- FHIR $validate --------------------------------------------------------------------------------
+
+def test_fhir_validate(contract: Contract, small_client: FlaskClient, spec: dict[str, Any]) -> None:
+    patient = {"resourceType": "Patient", "gender": "female"}
+    for path in ("/fhir/$validate", "/fhir/Patient/$validate"):
+        outcome = contract.send("POST", path, 200, json=patient).json
+        assert outcome["resourceType"] == "OperationOutcome"
+        wrapped = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient | {"gender": "x"}}]}
+        assert any(i["severity"] == "error" for i in contract.send("POST", path, 200, json=wrapped).json["issue"])
+        contract.send("POST", path, 400, conforming=False, data="{", content_type="application/fhir+json")
+        contract.send("POST", path, 415, conforming=False, data="<Patient/>", content_type="application/fhir+xml")
+        contract.send("POST", path, 413, client=small_client, json={"resourceType": "Patient", "id": "x" * 200})
+    contract.send("POST", "/fhir/Observation/$validate", 400, json=patient)
+    contract.send("POST", "/fhir/Patientx/$validate", 404, json=patient)
+    for path in ("/fhir/$validate", "/fhir/{resource_type}/$validate"):
+        assert contract.statuses("post", path) == documented(spec, "post", path)
