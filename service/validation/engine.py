@@ -113,6 +113,7 @@ class Validator:
             plans = [self.plan(CORE_SD + kind)]
         if kind == "Bundle":
             run.full_urls.update(_full_urls(res))
+            self._bundle_entries(res, expr, run)
         run.resources.append(res)
         for plan in plans:
             if plan.type != kind:
@@ -123,6 +124,20 @@ class Validator:
             self._constraints(res, plan.root.constraints, kind, expr, run, plan.url)
             run.plans.pop()
         run.resources.pop()
+
+    def _bundle_entries(self, bundle: dict[str, Any], expr: str, run: _Run) -> None:
+        """An entry's fullUrl names its resource: type and id must be the resource's own."""
+        entries = bundle.get("entry")
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+                continue
+            full_url, resource = entry.get("fullUrl"), entry["resource"]
+            match = LITERAL_REFERENCE.match(full_url) if isinstance(full_url, str) and full_url.startswith("http") \
+                else None
+            if match and (match.group(3), match.group(4)) != (resource.get("resourceType"), resource.get("id")):
+                run.add("error", "invalid", f"{expr}.entry[{i}].fullUrl",
+                        f"fullUrl {full_url} does not match the resource's type and id "
+                        f"({resource.get('resourceType')}/{resource.get('id')}).")
 
     def _profiles_of(self, res: dict[str, Any], kind: str) -> list[str]:
         declared = (res.get("meta") or {}).get("profile") if isinstance(res.get("meta"), dict) else None

@@ -287,3 +287,18 @@ def test_ensure_valid_raises_with_every_error() -> None:
     with pytest.raises(Unprocessable) as info:
         ensure_valid(session)
     assert [i.field for i in info.value.issues] == ["MedicationAdministration.context"]
+
+
+def test_bundle_full_url_must_name_the_resource(validator: Validator) -> None:
+    entry = {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient()}
+    assert errors(validator, {"resourceType": "Bundle", "type": "collection", "entry": [entry]}) == []
+    entry["fullUrl"] = "http://example.org/fhir/Patient/p2"
+    found = errors(validator, {"resourceType": "Bundle", "type": "collection", "entry": [entry]})
+    assert [f.expression for f in found] == ["Bundle.entry[0].fullUrl"]
+
+
+def test_transaction_entries_need_a_request(validator: Validator) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:1", "resource": patient()}]}
+    assert any("bdl-3" in f.message for f in errors(validator, bundle))
+    bundle["entry"][0]["request"] = {"method": "POST", "url": "Patient"}
+    assert errors(validator, bundle) == []
