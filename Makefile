@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KFHIR := $(VENV)/bin/ketamine-fhir
 PYTEST_ARGS ?=
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { echo "python venv module missing: installing python3-venv"; \
@@ -38,3 +38,12 @@ test: lint
 
 clean:
 	rm -rf $(VENV) instance build *.egg-info
+
+# Validation benchmark against the HAPI FHIR reference validator (issue 10): prints a table and writes the
+# same figures to bench/results/validation-<date>.json. Never part of `make test`. HAPI needs Java 17 and
+# Maven (the harness is built on first use); without them it is reported as "not run". BENCH_ARGS: see
+# `$(PY) -m bench --help`.
+.PHONY: bench
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-test
+	$(PY) -m bench $(BENCH_ARGS)

@@ -63,6 +63,8 @@ def read_folder(folder: Path) -> list[Resource]:
     out = []
     for path in sorted(folder.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path.name} is not a JSON object")
         if doc.get("resourceType") in CONFORMANCE_TYPES:
             out.append(doc)
     return out

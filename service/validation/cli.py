@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ MAX_DEPTH = 64
 def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: str) -> int:
     """Exit status: 0 no errors, 1 some error, 2 a bad --ig or --profile."""
     validator = Validator(load().with_own([*load().own.values(), *_extra(igs)]))
-    if profile and validator.defs.resolve(profile) is None:
+    found = validator.defs.resolve(profile) if profile else None
+    if profile and (found is None or found.get("resourceType") != "StructureDefinition"):
         raise click.UsageError(f"unknown profile {profile}")
     results = [(path, _findings(validator, path, profile)) for path in _files(paths)]
     if fmt == "json":
@@ -65,9 +67,9 @@ def _extra(igs: list[Path]) -> list[Resource]:
                 out += [r for r in package.resources() if r.get("resourceType") in CONFORMANCE_TYPES]
             else:
                 doc = json.loads(ig.read_text(encoding="utf-8"))
-                if doc.get("resourceType") not in CONFORMANCE_TYPES:
+                if not isinstance(doc, dict) or doc.get("resourceType") not in CONFORMANCE_TYPES:
                     raise click.UsageError(f"--ig {ig}: not a conformance resource")
                 out.append(doc)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, AttributeError, TypeError, tarfile.TarError) as exc:
             raise click.UsageError(f"--ig {ig}: {exc}") from None
     return out

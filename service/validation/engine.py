@@ -23,6 +23,7 @@ DEFAULT_PROFILES = {
 OBSERVATION_PROFILES = {"vital-signs": "ketamine-session-monitoring", "survey": "ketamine-outcome-score"}
 LITERAL_REFERENCE = re.compile(
     r"^((https?://[^?#]*/)?)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
+ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # object addresses differ between runs; findings must not
 UCUM = "http://unitsofmeasure.org"
 QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Count", "MoneyQuantity"}
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -72,7 +73,8 @@ class Validator:
         if not isinstance(resource, dict):
             run.add("fatal", "structure", "$this", "The resource must be a JSON object.")
             return run.findings
-        self._resource(resource, resource.get("resourceType", "Resource"), run, profile)
+        kind = resource.get("resourceType")
+        self._resource(resource, kind if isinstance(kind, str) and kind.isidentifier() else "Resource", run, profile)
         seen: set[tuple[str, str, str]] = set()
         unique = []
         for f in run.findings:
@@ -146,8 +148,8 @@ class Validator:
         if not self.default_profiles:
             return []
         if kind == "Observation":
-            categories = {str(c.get("code")) for cat in res.get("category") or [] if isinstance(cat, dict)
-                          for c in cat.get("coding") or [] if isinstance(c, dict)}
+            categories = {str(c.get("code")) for cat in _list(res.get("category")) if isinstance(cat, dict)
+                          for c in _list(cat.get("coding")) if isinstance(c, dict)}
             chosen = [OBSERVATION_PROFILES[c] for c in sorted(categories & set(OBSERVATION_PROFILES))]
             return [OURS + chosen[0]] if len(chosen) == 1 else []
         return [OURS + DEFAULT_PROFILES[kind]] if kind in DEFAULT_PROFILES else []
@@ -327,7 +329,8 @@ class Validator:
             try:
                 ok = self.invariants.holds(rule.expression, node, base, resource, run.root)
             except InvariantError as exc:
-                run.add("information", "informational", expr, f"Invariant {rule.key} could not be evaluated: {exc}")
+                run.add("information", "informational", expr, f"Invariant {rule.key} could not be evaluated: "
+                                                               f"{ADDRESS.sub('', str(exc))}")
                 continue
             if not ok:
                 severity = "error" if rule.severity == "error" else "warning"
@@ -376,7 +379,8 @@ class Validator:
         allowed = self._target_types(kind)
         if ref.startswith("#"):
             # `#id` points into the containing resource's `contained`, also from one contained resource to another
-            contained = [c.get("id") for holder in [run.root, *run.resources] for c in holder.get("contained") or []
+            contained = [c.get("id") for holder in [run.root, *run.resources]
+                         for c in _list(holder.get("contained"))
                          if isinstance(c, dict)]
             if ref != "#" and ref[1:] not in contained:
                 run.add("error", "structure", f"{expr}.reference", f"Contained resource {ref} is not in this resource.")
@@ -613,9 +617,14 @@ def _has_code(concepts: list[dict[str, Any]], code: str) -> bool:
     return any(c.get("code") == code or _has_code(c.get("concept", []), code) for c in concepts)
 
 
+def _list(value: Any) -> list[Any]:
+    """`value` when it is a JSON array; anything else (reported elsewhere) counts as none."""
+    return value if isinstance(value, list) else []
+
+
 def _full_urls(bundle: dict[str, Any]) -> dict[str, str]:
     out = {}
-    for entry in bundle.get("entry") or []:
+    for entry in _list(bundle.get("entry")):
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
             full_url, kind = entry.get("fullUrl"), entry["resource"].get("resourceType")
             if isinstance(full_url, str) and isinstance(kind, str):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fhirpathpy
@@ -106,7 +106,30 @@ def _ref_1(node: Any, root: Any) -> bool | None:
 
 
 def _dom_3(node: Any, root: Any) -> bool | None:
-    return True if not _contained(node) else None
+    """Every contained resource is referenced from the resource (`#id`), or itself refers to its
+    container (`#`). fhirpathpy cannot evaluate dom-3 once there are contained resources."""
+    contained = _contained(node)
+    if not contained:
+        return True
+    outside = {v for v in _strings(node, skip=id(contained))}
+    for c in contained:
+        cid = _get(c, "id")
+        if isinstance(cid, str) and f"#{cid}" not in outside and "#" not in set(_strings(c)):
+            return False
+    return True
+
+
+def _strings(node: Any, skip: int | None = None) -> Iterator[str]:
+    """Every string value under `node` (a reference, canonical or uri among them)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, str):
+            yield current
+        elif isinstance(current, dict):
+            stack.extend(current.values())
+        elif isinstance(current, list) and id(current) != skip:
+            stack.extend(current)
 
 
 def _per_1(node: Any, root: Any) -> bool | None:

@@ -13,7 +13,7 @@ from validation.corpus import official_sample
 from service.conformance.definitions import load
 from service.resources import profiles_dir
 from service.validation.engine import Validator
-from service.validation.invariants import FAST, Invariants, fhir_types
+from service.validation.invariants import FAST, InvariantError, Invariants, fhir_types
 
 OFFICIAL = Path(__file__).resolve().parents[2] / ".cache" / "hl7.fhir.r4.examples-4.0.1.tgz"
 
@@ -30,13 +30,17 @@ def test_fast_paths_agree_with_fhirpath_on_real_resources(monkeypatch: pytest.Mo
     checked: dict[str, int] = {}
 
     def both(expression: str, node: Any, base: str, resource: Any, root: Any) -> bool:
-        slow = validator.invariants.evaluate(expression, node, base, resource, root)
+        try:
+            slow = validator.invariants.evaluate(expression, node, base, resource, root)
+        except InvariantError:  # fhirpathpy cannot evaluate dom-3 with contained resources: nothing to compare
+            return original(expression, node, base, resource, root)
         fast = FAST.get(expression)
         if fast is not None and (answer := fast(node, root)) is not None:
             assert answer == slow, (expression, node)
             checked[expression] = checked.get(expression, 0) + 1
         return slow
 
+    original = validator.invariants.holds
     monkeypatch.setattr(validator.invariants, "holds", both)
     docs = [json.loads(p.read_text()) for p in sorted(profiles_dir().glob("examples/**/*.json")) if p.name != "manifest.json"]
     docs += [doc for _, doc in official_sample(OFFICIAL, count=150)]
@@ -62,8 +66,12 @@ def test_fast_paths_agree_with_fhirpath_on_generated_nodes(node: dict[str, Any])
     invariants = Invariants()
     for expression, fast in FAST.items():
         answer = fast(node, node)
+        try:
+            slow = invariants.evaluate(expression, node, "Element", node, node)
+        except InvariantError:  # dom-3 with contained resources is beyond fhirpathpy; tested directly below
+            continue
         if answer is not None:
-            assert answer == invariants.evaluate(expression, node, "Element", node, node), expression
+            assert answer == slow, expression
 
 
 def test_system_type_names_are_read_as_fhir_types() -> None:
@@ -72,3 +80,13 @@ def test_system_type_names_are_read_as_fhir_types() -> None:
     invariants = Invariants()
     assert invariants.holds(rule, {"operator": "exists", "answerBoolean": True}, "Questionnaire.item.enableWhen", {}, {})
     assert not invariants.holds(rule, {"operator": "exists", "answerString": "x"}, "Questionnaire.item.enableWhen", {}, {})
+
+
+def test_dom_3_contained_resources_must_be_referenced() -> None:
+    dom_3 = next(e for e in FAST if e.startswith("contained.where"))
+    referenced = {"contained": [{"resourceType": "Practitioner", "id": "a"}], "generalPractitioner": [{"reference": "#a"}]}
+    orphan = {"contained": [{"resourceType": "Practitioner", "id": "a"}]}
+    back = {"contained": [{"resourceType": "Provenance", "id": "a", "target": [{"reference": "#"}]}]}
+    assert FAST[dom_3](referenced, referenced) is True
+    assert FAST[dom_3](orphan, orphan) is False
+    assert FAST[dom_3](back, back) is True
