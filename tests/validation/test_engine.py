@@ -61,6 +61,7 @@ def test_every_invalid_example_has_an_error(validator: Validator, path: Path) ->
     (patient(multipleBirthBoolean=True, multipleBirthInteger=2), "more than one type"),
     (patient(id="bad id!"), "is not a valid id"),
     ({"resourceType": "Patientt"}, "Unknown or missing resourceType"),
+    ({"resourceType": "DomainResource"}, "Unknown or missing resourceType"),
     ([], "must be a JSON object"),
     (patient(deceasedDateTime="2020-01-01T10:00:00"), "is not a valid dateTime"),
     (patient(gender="female "), "is not a valid code"),
