@@ -24,7 +24,10 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
     found = validator.defs.resolve(profile) if profile else None
     if profile and (found is None or found.get("resourceType") != "StructureDefinition"):
         raise click.UsageError(f"unknown profile {profile}")
-    results = [(path, _findings(validator, path, profile)) for path in _files(paths)]
+    files = _files(paths)
+    if not files:
+        raise click.UsageError("no .json files to validate in " + ", ".join(str(p) for p in paths))
+    results = [(path, _findings(validator, path, profile)) for path in files]
     if fmt == "json":
         outcomes = [operation_outcome(f) for _, f in results]
         doc: Any = outcomes[0] if len(outcomes) == 1 else {

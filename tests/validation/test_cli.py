@@ -489,3 +489,8 @@ def test_validating_does_not_change_the_file(tmp_path: Path) -> None:
     before = path.read_bytes()
     assert validate(path).returncode == 0
     assert path.read_bytes() == before
+
+
+def test_a_folder_without_json_files_is_a_usage_error(tmp_path: Path) -> None:
+    result = validate(tmp_path)
+    assert result.returncode == 2 and "no .json files" in result.stderr
