@@ -13,14 +13,15 @@ Resource = dict[str, Any]
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
-def _walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """(path, value) of `node` and everything under it, parents first."""
     yield path, node
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _walk(value, (*path, key))
+            yield from walk(value, (*path, key))
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _walk(value, (*path, i))
+            yield from walk(value, (*path, i))
 
 
 def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
@@ -30,7 +31,7 @@ def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
 
 
 def _first(doc: Resource, test: Callable[[tuple[Any, ...], Any], bool]) -> tuple[Any, ...] | None:
-    return next((p for p, v in _walk(doc) if p and test(p, v)), None)
+    return next((p for p, v in walk(doc) if p and test(p, v)), None)
 
 
 def _replace_first(test: Callable[[tuple[Any, ...], Any], bool], value: Any) -> Callable[[Resource], bool]:

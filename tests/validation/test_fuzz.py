@@ -12,7 +12,6 @@ import copy
 import json
 import math
 import os
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from validation.corpus import walk
 
 from service.conformance.definitions import load
 from service.resources import profiles_dir
@@ -69,17 +69,6 @@ def _pieces() -> list[Any]:
         for _, node in walk(json.loads(_read(path))):
             seen.setdefault(json.dumps(node, sort_keys=True), None)
     return list(seen)
-
-
-def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    """(path, value) of `node` and everything under it, parents first."""
-    yield path, node
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from walk(value, (*path, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from walk(value, (*path, i))
 
 
 def replace(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
