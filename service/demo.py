@@ -167,7 +167,7 @@ def _iv_trd_induction() -> list[Pair]:
     """DEMO-0001: IV racemic ketamine, six sessions over three weeks, MADRS response."""
     first, weight = BASE, 70.0
     plan = _plan("demo-plan-001", _patient(1, "Alpha", "1984-05-14", "female"), first,
-                 indication={"code": "trd", "icd10": "F33.2"}, prior_antidepressant_trials=3,
+                 indication={"code": "trd", "icd10": "F33.1"}, prior_antidepressant_trials=3,
                  medication="ketamine", route="intravenous", dose={"value": 0.5, "unit": "mg/kg"},
                  infusion_minutes=IV_MINUTES, sessions_planned=6, baseline_bp=(122, 78),
                  goals=_goals("madrs", 32, "response", "remission"), psychotherapy="CBT")
@@ -184,7 +184,7 @@ def _esketamine_trd() -> list[Pair]:
     """DEMO-0002: esketamine TRD induction, 56 mg then 84 mg; one transient BP rise."""
     first = BASE + timedelta(days=1, hours=1)  # Tuesdays and Fridays, 10:00
     plan = _plan("demo-plan-002", _patient(2, "Bravo", "1971-09-03", "male"), first,
-                 indication={"code": "trd", "icd10": "F33.2"}, prior_antidepressant_trials=2,
+                 indication={"code": "trd", "icd10": "F33.1"}, prior_antidepressant_trials=2,
                  medication="esketamine", route="intranasal", dose={"value": 56, "unit": "mg"},
                  sessions_planned=8, baseline_bp=(130, 82), goals=_goals("madrs", 30, "response"))
     doses, pre_bp = (56, 84, 84, 84), ((132, 84), (136, 86), (128, 82), (130, 80))
@@ -203,7 +203,7 @@ def _esketamine_suicidality() -> list[Pair]:
     """DEMO-0003: MDSI schedule, esketamine 84 mg twice weekly with an oral antidepressant."""
     first = BASE + timedelta(hours=4)  # Mondays and Thursdays, 13:00
     plan = _plan("demo-plan-003", _patient(3, "Charlie", "1990-11-21", "female"), first,
-                 indication={"code": "mdd-acute-suicidality", "icd10": "F33.2"},
+                 indication={"code": "mdd-acute-suicidality", "icd10": "F33.1"},
                  prior_antidepressant_trials=1, medication="esketamine", route="intranasal",
                  dose={"value": 84, "unit": "mg"}, sessions_planned=8, baseline_bp=(118, 74),
                  goals=_goals("madrs", 38, "response") + _goals("cssrs", 4, "response"),

@@ -1,0 +1,66 @@
+"""Mappings between clinic records and FHIR R4, executed from the specifications in mappings/.
+
+    map_record(kind, record) -> Mapped         a validated transaction Bundle (raises if invalid)
+    read_fhir(payload) -> Reversed              the record a Bundle or resource describes
+    default_mapper() -> Mapper                  the shipped specifications, compiled once
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from service.conformance.definitions import load
+from service.errors import Issue, Unprocessable
+from service.mapping.engine import Mapper, Reversed
+from service.mapping.spec import load_all
+from service.mapping.transforms import MappingError
+from service.validation import default_validator
+from service.validation.outcome import has_errors, operation_outcome
+
+__all__ = ["Mapped", "Mapper", "MappingError", "Reversed", "default_mapper", "map_record", "read_fhir"]
+
+
+@dataclass(frozen=True)
+class Mapped:
+    kind: str
+    bundle: dict[str, Any]
+    outcome: dict[str, Any]      # the validation OperationOutcome of the Bundle
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        return [i for i in self.outcome["issue"] if i["severity"] == "warning"]
+
+
+@cache
+def default_mapper() -> Mapper:
+    return Mapper(load_all(), load())
+
+
+def map_record(kind: str, record: dict[str, Any], mapper: Mapper | None = None) -> Mapped:
+    """Map a record (in the canonical form the intake stores) and validate the Bundle.
+
+    A Bundle that breaks our profiles never leaves: Unprocessable carries the OperationOutcome.
+    """
+    mapper = mapper or default_mapper()
+    try:
+        bundle = mapper.to_bundle(kind, record)
+    except MappingError as exc:
+        raise Unprocessable(f"The {kind} record cannot be mapped to FHIR: {exc}", [Issue("$", str(exc))]) from None
+    findings = default_validator().validate(bundle)
+    outcome = operation_outcome(findings)
+    if has_errors(findings):
+        errors = [Issue(f.expression, f.message) for f in findings if f.severity in ("error", "fatal")]
+        raise Unprocessable(f"The FHIR resources mapped from this {kind} record break the profiles.", errors,
+                            operation_outcome=outcome)
+    return Mapped(kind, bundle, outcome)
+
+
+def read_fhir(payload: dict[str, Any], resolve: Any = None, mapper: Mapper | None = None) -> Reversed:
+    """The record a FHIR Bundle or resource describes; Unprocessable when it cannot say."""
+    mapper = mapper or default_mapper()
+    try:
+        return mapper.to_record(payload, resolve)
+    except MappingError as exc:
+        raise Unprocessable(f"The FHIR content cannot be read as a clinic record: {exc}", [Issue("$", str(exc))]) \
+            from None

@@ -1,0 +1,406 @@
+"""Run the mapping specifications: a record → a transaction Bundle, and FHIR resources → a record.
+
+Forward first decides which resources the record becomes (each role once, once per list item,
+or not at all when its condition fails), gives each its deterministic identity, then applies the
+rules. Reverse finds each role's resources again — by following the references the forward rules
+made, or, for resources nothing refers to, by type and the fixed codes the role writes — and runs
+every reversible rule backwards into the record.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from service.conformance.definitions import Definitions
+from service.mapping.concepts import ConceptIndex
+from service.mapping.identity import RecordKey, stable_id
+from service.mapping.paths import ElementPath, PathCompiler, contains
+from service.mapping.spec import Role, Rule, Spec, lookup
+from service.mapping.transforms import MappingError, forward, reverse
+
+TAG_SYSTEM = "https://ketamine-fhir.org/fhir/mapping"
+Json = Any
+
+
+@dataclass
+class _Made:
+    role: Role
+    scope: Any
+    item: int | None
+    full_url: str
+    resource: dict[str, Any]
+    request: dict[str, str]
+
+
+@dataclass
+class Reversed:
+    kind: str
+    record: dict[str, Any]
+    used: list[str] = field(default_factory=list)   # references of the resources read
+    notes: list[str] = field(default_factory=list)  # what could not be carried into the record
+
+
+class Mapper:
+    def __init__(self, specs: dict[str, Spec], defs: Definitions) -> None:
+        self.specs = specs
+        self.paths = PathCompiler(defs)
+        self.concepts = ConceptIndex(defs)
+        self.check()
+
+    def check(self) -> None:
+        """Compile every target path and concept map now, so a bad spec fails at start-up."""
+        for spec in self.specs.values():
+            for role in spec.roles:
+                self.paths.compile(role.structure, "identifier")
+                for rule in role.rules:
+                    self.path(role, rule)
+                    if rule.transform == "concept":
+                        self.concepts.system(rule.params["map"])
+                    if rule.transform == "record-reference" and rule.params["kind"] not in self.specs:
+                        raise MappingError(f"{spec.kind}: {rule.to}: no mapping for kind {rule.params['kind']!r}")
+
+    def path(self, role: Role, rule: Rule) -> ElementPath:
+        return self.paths.compile(role.structure, rule.to)
+
+    # --- forward ---------------------------------------------------------------------------
+
+    def to_bundle(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+        """The transaction Bundle for one record (its canonical form, as the intake stores it)."""
+        spec = self.specs[kind]
+        made = self._instances(spec, record)
+        links = _ForwardLinks(self, spec, record, made)
+        for each in made:
+            for rule in each.role.rules:
+                if rule.when is not None and not rule.when.holds(each.scope, record):
+                    continue
+                value = forward(rule, each.scope, links)
+                if value is not None:
+                    self.path(each.role, rule).put(each.resource, copy.deepcopy(value))
+        entries, seen = [], set()
+        for each in made:
+            if each.full_url in seen:
+                continue
+            seen.add(each.full_url)
+            resource = self.paths.ordered(each.resource, each.role.structure)
+            entries.append({"fullUrl": each.full_url, "resource": resource, "request": each.request})
+        return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+    def _instances(self, spec: Spec, record: dict[str, Any]) -> list[_Made]:
+        source, external_id = record.get("source", "default"), record["external_id"]
+        made: list[_Made] = []
+        for role in spec.roles:
+            scopes: list[tuple[Any, int | None]]
+            if role.for_each:
+                scopes = list(zip(lookup(record, role.for_each) or [], range(10**6), strict=False))
+            else:
+                scope = lookup(record, role.scope) if role.scope else record
+                scopes = [(scope, None)] if scope is not None else []
+            for scope, item in scopes:
+                if role.when is not None and not role.when.holds(scope, record):
+                    continue
+                resource: dict[str, Any] = {"resourceType": role.type}
+                if role.person:
+                    ident = scope["identifier"]
+                    rid = stable_id(ident["system"], ident["value"])
+                    request = {"method": "POST", "url": role.type,
+                               "ifNoneExist": "identifier=" + quote(f"{_escape(ident['system'])}|"
+                                                                    f"{_escape(ident['value'])}", safe="")}
+                else:
+                    key = RecordKey(spec.kind, source, external_id, None if role is spec.primary else role.role,
+                                    item)
+                    rid = key.id
+                    resource["id"] = rid
+                    request = {"method": "PUT", "url": f"{role.type}/{rid}"}
+                    self.paths.compile(role.structure, "identifier").put(resource, key.identifier())
+                meta: dict[str, Any] = {}
+                if role.profile:
+                    meta["profile"] = [role.profile]
+                meta["tag"] = [{"system": TAG_SYSTEM, "code": f"{spec.kind}/{spec.version}",
+                                "display": f"Mapped by mappings/{spec.kind}.yaml version {spec.version}"}]
+                resource["meta"] = meta
+                made.append(_Made(role, scope, item, f"urn:uuid:{rid}", resource, request))
+        return made
+
+    # --- reverse ---------------------------------------------------------------------------
+
+    def to_record(self, payload: dict[str, Any], resolve: Any = None) -> Reversed:
+        """The record a Bundle (or a single resource) describes.
+
+        `resolve(reference) -> resource | None` finds resources outside the payload (the facade's
+        store); inside a Bundle, fullUrls and `Type/id` resolve on their own.
+        """
+        found = _Found(payload, resolve)
+        spec, primary = self._detect(found)
+        by_role: dict[str, list[dict[str, Any]]] = {spec.primary.role: [primary]}
+        claimed = {id(primary)}
+        for role in spec.roles[1:]:
+            targets = self._referenced(spec, role, by_role, found)
+            if not targets and not role.person:
+                targets = [r for r in found.resources if id(r) not in claimed and self._matches(role, r)]
+            targets = [t for t in targets if t is not None]
+            claimed.update(id(t) for t in targets)
+            by_role[role.role] = targets
+        links = _ReverseLinks(self, found)
+        record: dict[str, Any] = {}
+        items: dict[str, dict[Any, dict[str, Any]]] = {}
+        for role in spec.roles:
+            for resource in by_role.get(role.role, []):
+                values = self._read(role, resource, links)
+                if role.for_each:
+                    slot = items.setdefault(role.for_each, {})
+                    key = _item_key(spec, role, resource, values)
+                    _merge_into(slot.setdefault(key, {}), values)
+                elif role.scope:
+                    _merge_into(_at(record, role.scope), values)
+                else:
+                    _merge_into(record, values)
+        notes: list[str] = []
+        for list_field, slot in items.items():
+            complete = []
+            for key in sorted(slot, key=_sortable):
+                missing = [k for k in self._keys(spec, list_field) if k not in slot[key]]
+                if missing:
+                    notes.append(f"{list_field}: an item without {', '.join(missing)} was left out")
+                else:
+                    complete.append(slot[key])
+            if complete:
+                _set(record, list_field, complete)
+        source, external_id = _record_identity(spec, primary)
+        record = {"external_id": external_id, "source": source, **record}
+        used = [f"{r['resourceType']}/{r.get('id', '')}" for rs in by_role.values() for r in rs]
+        return Reversed(spec.kind, record, used, notes)
+
+    def _keys(self, spec: Spec, list_field: str) -> list[str]:
+        """The fields every item of a list needs: the keys its roles group items by."""
+        return sorted({k for role in spec.roles if role.for_each == list_field for k in role.key})
+
+    def _detect(self, found: _Found) -> tuple[Spec, dict[str, Any]]:
+        candidates = []
+        for spec in self.specs.values():
+            for resource in found.resources:
+                if self._matches(spec.primary, resource) and not self._is_part_of_other(spec, resource):
+                    candidates.append((spec, resource))
+        if not candidates:
+            kinds = ", ".join(f"{s.primary.type} ({s.kind})" for s in self.specs.values())
+            raise MappingError(f"no resource maps to a record: expected one of {kinds}")
+        mains = {(s.kind, id(r)) for s, r in candidates}
+        if len(mains) > 1:
+            # the resource others point at wins: a session's score Observation is not an assessment
+            ranked = sorted(candidates, key=lambda c: list(self.specs).index(c[0].kind))
+            first_type = ranked[0][0].primary.type
+            ranked = [c for c in ranked if c[0].primary.type == first_type]
+            if len(ranked) > 1:
+                raise MappingError(f"the payload holds {len(ranked)} {first_type} resources; send one record at a time")
+            return ranked[0]
+        return candidates[0]
+
+    def _is_part_of_other(self, spec: Spec, resource: dict[str, Any]) -> bool:
+        """A score Observation `partOf` a session belongs to that session, not to an assessment."""
+        return spec.primary.type == "Observation" and bool(resource.get("partOf"))
+
+    def _matches(self, role: Role, resource: dict[str, Any]) -> bool:
+        if resource.get("resourceType") != role.type:
+            return False
+        for rule in role.rules:
+            if rule.transform != "fixed" or rule.to.split(".")[0].split(":")[0] not in ("code", "category", "class"):
+                continue
+            expected = rule.params["value"]
+            template = self.path(role, rule).leaf_template
+            actual = self.path(role, rule).get(resource)
+            if actual is None:
+                return False
+            candidates = actual if isinstance(actual, list) else [actual]
+            pattern = _discriminating(expected, template)
+            if not any(contains(c, pattern) for c in candidates):
+                return False
+        return True
+
+    def _referenced(self, spec: Spec, role: Role, by_role: dict[str, list[dict[str, Any]]],
+                    found: _Found) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for other in spec.roles:
+            for rule in other.rules:
+                if rule.transform != "reference" or rule.params.get("ref") != role.role:
+                    continue
+                for resource in by_role.get(other.role, []):
+                    refs = self.path(other, rule).get(resource)
+                    for ref in refs if isinstance(refs, list) else [refs] if refs else []:
+                        target = found.resolve(ref, resource)
+                        if target is not None and target.get("resourceType") == role.type and \
+                                all(t is not target for t in out):
+                            out.append(target)
+        return out
+
+    def _read(self, role: Role, resource: dict[str, Any], links: _ReverseLinks) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for rule in role.rules:
+            if not rule.reversible or rule.field is None:
+                continue
+            value = reverse(rule, self.path(role, rule).get(resource), links)
+            if value is not None:
+                _set(values, rule.field, value)
+        return values
+
+
+class _ForwardLinks:
+    def __init__(self, mapper: Mapper, spec: Spec, record: dict[str, Any], made: list[_Made]) -> None:
+        self.concepts = mapper.concepts
+        self.mapper = mapper
+        self.spec = spec
+        self.source = record.get("source", "default")
+        self.made = made
+
+    def references(self, role: str) -> list[dict[str, Any]]:
+        return [{"reference": m.full_url} for m in self.made if m.role.role == role]
+
+    def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]:
+        spec = self.mapper.specs[kind]
+        target = spec.role(role) if role else spec.primary
+        key = RecordKey(kind, self.source, external_id, None if target is spec.primary else target.role)
+        return {"reference": f"{target.type}/{key.id}", "identifier": key.identifier()}
+
+    def external_id_of(self, kind: str, role: str | None, reference: dict[str, Any]) -> str | None:
+        raise NotImplementedError  # forward never reads references
+
+
+class _ReverseLinks:
+    def __init__(self, mapper: Mapper, found: _Found) -> None:
+        self.concepts = mapper.concepts
+        self.found = found
+
+    def references(self, role: str) -> list[dict[str, Any]]:
+        raise NotImplementedError  # reverse never makes references
+
+    def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def external_id_of(self, kind: str, role: str | None, reference: dict[str, Any]) -> str | None:
+        identifier = reference.get("identifier")
+        if isinstance(identifier, dict):
+            key = RecordKey.parse(identifier.get("system"), identifier.get("value"))
+            if key is not None and key.kind == kind:
+                return key.external_id
+        target = self.found.resolve(reference, None)
+        if target is not None:
+            for ident in _identifiers(target):
+                key = RecordKey.parse(ident.get("system"), ident.get("value"))
+                if key is not None and key.kind == kind:
+                    return key.external_id
+            # a sender's own resource: its record is named the way _record_identity names it
+            return _record_identity_of(target)[1]
+        text = reference.get("reference")
+        if isinstance(text, str) and text.count("/") >= 1 and not text.startswith("urn:"):
+            return text.rstrip("/").split("/")[-1]
+        return None
+
+
+class _Found:
+    """The resources of a payload, and how references among them resolve."""
+
+    def __init__(self, payload: dict[str, Any], resolve: Any) -> None:
+        if not isinstance(payload, dict) or "resourceType" not in payload:
+            raise MappingError("expected a FHIR resource or Bundle")
+        self.by_url: dict[str, dict[str, Any]] = {}
+        if payload["resourceType"] == "Bundle":
+            self.resources = []
+            for entry in payload.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and "resourceType" in resource:
+                    self.resources.append(resource)
+                    if entry.get("fullUrl"):
+                        self.by_url[entry["fullUrl"]] = resource
+        else:
+            self.resources = [payload]
+        for resource in self.resources:
+            if "id" in resource:
+                self.by_url.setdefault(f"{resource['resourceType']}/{resource['id']}", resource)
+        self.external = resolve
+
+    def resolve(self, ref: Any, origin: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+            return None
+        text = ref["reference"]
+        if text in self.by_url:
+            return self.by_url[text]
+        tail = "/".join(text.split("/")[-2:])
+        if tail in self.by_url:
+            return self.by_url[tail]
+        return self.external(text) if self.external else None
+
+
+def _identifiers(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    found = resource.get("identifier")
+    items = found if isinstance(found, list) else [found] if isinstance(found, dict) else []
+    return [i for i in items if isinstance(i, dict)]
+
+
+def _record_identity(spec: Spec, primary: dict[str, Any]) -> tuple[str, str]:
+    """(source, external_id): from our business identifier, else as _record_identity_of says."""
+    for ident in _identifiers(primary):
+        key = RecordKey.parse(ident.get("system"), ident.get("value"))
+        if key is not None and key.kind == spec.kind and key.role is None:
+            return key.source, key.external_id
+    return _record_identity_of(primary)
+
+
+def _record_identity_of(resource: dict[str, Any]) -> tuple[str, str]:
+    """A sender's resource names its record by its first identifier (system as the source), else its id."""
+    for ident in _identifiers(resource):
+        if ident.get("system") and ident.get("value"):
+            return str(ident["system"]), str(ident["value"])
+    if resource.get("id"):
+        return "fhir", str(resource["id"])
+    raise MappingError(f"the {resource.get('resourceType')} has neither an identifier nor an id to name the record by")
+
+
+def _item_key(spec: Spec, role: Role, resource: dict[str, Any], values: dict[str, Any]) -> Any:
+    for ident in _identifiers(resource):
+        key = RecordKey.parse(ident.get("system"), ident.get("value"))
+        if key is not None and key.kind == spec.kind and key.item is not None:
+            return (0, key.item)
+    return (1, tuple(str(values.get(name)) for name in role.key))
+
+
+def _sortable(key: Any) -> Any:
+    return key
+
+
+def _discriminating(expected: Json, template: dict[str, Any] | None) -> Json:
+    """What a fixed value must match in reverse: its codes, not its displays."""
+    def strip(value: Json) -> Json:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("display", "text")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return strip(expected if template is None or not isinstance(expected, dict) else {**template, **expected})
+
+
+def _escape(text: str) -> str:
+    """FHIR search token escaping: `|`, `,` and `$` inside a value are preceded by a backslash."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
+
+
+def _at(record: dict[str, Any], dotted: str) -> dict[str, Any]:
+    node = record
+    for part in dotted.split("."):
+        node = node.setdefault(part, {})
+    return node
+
+
+def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *head, last = dotted.split(".")
+    node = target
+    for part in head:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def _merge_into(target: dict[str, Any], values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target.setdefault(key, value)

@@ -1,0 +1,287 @@
+"""FHIR element paths in a profile's own terms, compiled against its snapshot.
+
+A mapping rule names its target the way the profile does: `extension:monitoringMinutes.valueInteger`,
+`component:systolic.valueQuantity`, `dosage.route`. Compiling such a path against the snapshot
+tells, for every step, whether the JSON holds an array there and, for a slice, what an item of
+that slice must contain (an extension's `url`, the pattern on a discriminating `code`). With that
+one compiled path both directions work: `put` builds the element, `get` finds it again.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from service.conformance.definitions import Definitions
+from service.conformance.snapshot import with_snapshot
+
+Json = Any
+_VALUE_KEY = re.compile(r"^(fixed|pattern)([A-Z]\w*)$")
+_BY_URL = re.compile(r"^(extension|modifierExtension)\((.+)\)$")
+EXTENSION_BASE = "https://ketamine-fhir.org/fhir/StructureDefinition/"
+
+
+class PathError(ValueError):
+    """A mapping names an element its profile does not have."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str                     # the JSON property (`valueQuantity`, `component`)
+    array: bool                   # the property holds a JSON array
+    template: dict[str, Any] | None  # what an item of the named slice must contain
+
+
+@dataclass(frozen=True)
+class ElementPath:
+    text: str
+    steps: tuple[Step, ...]
+
+    def put(self, resource: dict[str, Any], value: Json) -> None:
+        """Set the element to `value`; at a repeating last step, append (a list extends)."""
+        node = resource
+        for step in self.steps[:-1]:
+            node = _descend(node, step)
+        last = self.steps[-1]
+        if not last.array:
+            if isinstance(value, dict) and isinstance(node.get(last.name), dict):
+                _merge(node[last.name], value)  # two rules fill one element (event coding + text)
+            else:
+                node[last.name] = value
+            return
+        items = node.setdefault(last.name, [])
+        for item in value if isinstance(value, list) else [value]:
+            if last.template is not None and isinstance(item, dict):
+                item = _merge(copy.deepcopy(last.template), item)
+            if item not in items:  # the same coding produced twice is one coding
+                items.append(item)
+
+    def get(self, resource: dict[str, Any]) -> Json:
+        """The element's value (a list at a repeating last step), or None when absent."""
+        node: Json = resource
+        for step in self.steps[:-1]:
+            node = _find(node, step)
+            if node is None:
+                return None
+        last = self.steps[-1]
+        found = node.get(last.name) if isinstance(node, dict) else None
+        if last.array and isinstance(found, list) and last.template is not None:
+            found = [item for item in found if contains(item, last.template)] or None
+        return found
+
+    @property
+    def leaf_template(self) -> dict[str, Any] | None:
+        return self.steps[-1].template
+
+
+def _descend(node: dict[str, Any], step: Step) -> dict[str, Any]:
+    if not step.array:
+        child = node.setdefault(step.name, {})
+        return child  # type: ignore[no-any-return]
+    items: list[dict[str, Any]] = node.setdefault(step.name, [])
+    for item in items:
+        if step.template is None or contains(item, step.template):
+            return item
+    created = copy.deepcopy(step.template) if step.template else {}
+    items.append(created)
+    return created
+
+
+def _find(node: Json, step: Step) -> Json:
+    if not isinstance(node, dict) or step.name not in node:
+        return None
+    child = node[step.name]
+    if not step.array:
+        return child
+    for item in child if isinstance(child, list) else []:
+        if step.template is None or contains(item, step.template):
+            return item
+    return None
+
+
+def contains(value: Json, pattern: Json) -> bool:
+    """FHIR pattern semantics: every property of `pattern` is in `value`; arrays match item-wise."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(k in value and contains(value[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        return isinstance(value, list) and all(any(contains(v, p) for v in value) for p in pattern)
+    return bool(value == pattern)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+class PathCompiler:
+    """Compile element paths against profiles (or core types), caching snapshots per URL."""
+
+    def __init__(self, defs: Definitions) -> None:
+        self.defs = defs
+        self._compile = cache(self._compile_uncached)
+
+    def compile(self, structure: str, text: str) -> ElementPath:
+        return self._compile(structure, text)
+
+    @cache  # noqa: B019 - one compiler per process; snapshots are immutable
+    def elements(self, structure: str) -> dict[str, dict[str, Any]]:
+        sd = self.defs.structure(structure)
+        if "snapshot" not in sd:
+            sd = with_snapshot(sd, self.defs)
+        return {e["id"]: e for e in sd["snapshot"]["element"]}
+
+    def _compile_uncached(self, structure: str, text: str) -> ElementPath:
+        elements = self.elements(structure)
+        root = next(iter(elements))
+        steps: list[Step] = []
+        current, table, chosen = root, elements, ""
+        for segment in _segments(text):
+            by_url = _BY_URL.match(segment)
+            if by_url:
+                # an extension the profile does not slice for: name it by its definition
+                prop, url = by_url.group(1), by_url.group(2)
+                url = url if "/" in url else EXTENSION_BASE + url
+                steps.append(Step(prop, True, {"url": url}))
+                table = self.elements(url)
+                current = next(iter(table))
+                continue
+            name, _, slice_name = segment.partition(":")
+            found = _child(table, current, name)
+            if found is None:
+                # below a datatype or an extension slice: continue in the type's own definition
+                table, current = self._type_table(table[current], chosen, text)
+                found = _child(table, current, name)
+            if found is None:
+                raise PathError(f"{structure}: {text!r}: no element {name!r} under {current}")
+            element_id, prop = found
+            element = table[element_id]
+            chosen = prop[len(element_id.rsplit(".", 1)[-1]) - 3:] if element_id.endswith("[x]") else ""
+            template = None
+            if slice_name:
+                element_id = f"{element_id}:{slice_name}"
+                if element_id not in table:
+                    raise PathError(f"{structure}: {text!r}: no slice {slice_name!r} on {found[0]}")
+                element = table[element_id]
+                template = self._slice_template(table, element_id)
+            steps.append(Step(prop, _repeats(element), template))
+            current = element_id
+        return ElementPath(text, tuple(steps))
+
+    @cache  # noqa: B019
+    def _layout(self, structure: str) -> tuple[dict[str, int], frozenset[str]]:
+        """Element positions (snapshot order) and the ids that have children in this table."""
+        table = self.elements(structure)
+        positions = {element_id: i for i, element_id in enumerate(table)}
+        parents = frozenset(element_id.rsplit(".", 1)[0] for element_id in table if "." in element_id)
+        return positions, parents
+
+    def ordered(self, value: Json, structure: str, current: str | None = None) -> Json:
+        """`value` with its properties in the definition's element order, as FHIR JSON is written."""
+        if isinstance(value, list):
+            return [self.ordered(v, structure, current) for v in value]
+        if not isinstance(value, dict):
+            return value
+        table = self.elements(structure)
+        positions, parents = self._layout(structure)
+        current = current or next(iter(table))
+        placed = []
+        for key, child in value.items():
+            found = _child(table, current, key.lstrip("_")) if key != "resourceType" else None
+            if found is None:
+                placed.append((-1 if key == "resourceType" else len(positions), key, child))
+                continue
+            element_id = found[0]
+            if element_id in parents:
+                child = self.ordered(child, structure, element_id)
+            elif isinstance(child, dict | list):
+                sub = _type_of(table[element_id], found[1])
+                if sub is not None:
+                    child = self.ordered(child, sub)
+            placed.append((positions[element_id], key, child))
+        placed.sort(key=lambda p: p[0])
+        return {key: child for _, key, child in placed}
+
+    def _type_table(self, element: dict[str, Any], chosen: str,
+                    text: str) -> tuple[dict[str, dict[str, Any]], str]:
+        types = element.get("type") or []
+        if chosen:
+            types = [t for t in types if t["code"][:1].upper() + t["code"][1:] == chosen]
+        if len(types) != 1:
+            raise PathError(f"{text!r}: {element['id']} has {len(types)} types; name one with value[x] → valueX")
+        kind = types[0]
+        table = self.elements(kind["profile"][0] if kind.get("profile") else kind["code"])
+        return table, next(iter(table))
+
+    def _slice_template(self, table: dict[str, dict[str, Any]], slice_id: str) -> dict[str, Any] | None:
+        element = table[slice_id]
+        profiles = [p for t in element.get("type", []) for p in t.get("profile", [])]
+        if element["path"].endswith(".extension") or element["path"].endswith(".modifierExtension"):
+            return {"url": profiles[0]} if profiles else None
+        template: dict[str, Any] = {}
+        for key, value in element.items():
+            if _VALUE_KEY.match(key):
+                template.update(copy.deepcopy(value))
+        prefix = slice_id + "."
+        for child_id, child in table.items():
+            rest = child_id[len(prefix):] if child_id.startswith(prefix) else None
+            if rest is None or "." in rest or ":" in rest:
+                continue
+            for key, value in child.items():
+                match = _VALUE_KEY.match(key)
+                if match:
+                    prop = rest[:-3] + match.group(2) if rest.endswith("[x]") else rest
+                    template[prop] = copy.deepcopy(value)
+        return template or None
+
+
+def _segments(text: str) -> list[str]:
+    """Split on dots outside parentheses (extension URLs contain dots)."""
+    out, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += char == "("
+        depth -= char == ")"
+        if char == "." and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    out.append(text[start:])
+    return out
+
+
+def _child(table: dict[str, dict[str, Any]], parent: str, name: str) -> tuple[str, str] | None:
+    """The element id of property `name` under `parent` (a choice `valueQuantity` → `value[x]`)."""
+    direct = f"{parent}.{name}"
+    if direct in table:
+        return direct, name
+    for element_id, element in table.items():
+        if not element_id.startswith(parent + ".") or not element_id.endswith("[x]"):
+            continue
+        stem = element_id[len(parent) + 1:-3]
+        if "." in stem or ":" in stem or not name.startswith(stem):
+            continue
+        suffix = name[len(stem):]
+        if any(t["code"][:1].upper() + t["code"][1:] == suffix for t in element.get("type", [])):
+            return element_id, name
+    return None
+
+
+def _type_of(element: dict[str, Any], prop: str) -> str | None:
+    """The definition to order a complex child by: its profile, else its type (choice: by suffix)."""
+    for kind in element.get("type", []):
+        code = kind["code"]
+        if len(element["type"]) > 1 and not prop.endswith(code[:1].upper() + code[1:]):
+            continue
+        if code[:1].islower() or code in ("Element", "BackboneElement", "Resource"):
+            return None
+        return str(kind["profile"][0]) if kind.get("profile") else str(code)
+    return None
+
+
+def _repeats(element: dict[str, Any]) -> bool:
+    maximum = (element.get("base") or {}).get("max", element.get("max", "1"))
+    return bool(maximum != "1")

@@ -1,0 +1,237 @@
+"""The transforms a rule names, each with its forward (record → FHIR) and reverse direction."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from service.mapping.concepts import ConceptIndex
+from service.mapping.spec import Rule, lookup
+
+UCUM = "http://unitsofmeasure.org"
+Json = Any
+
+
+class MappingError(ValueError):
+    """A value a rule cannot carry (a local code with no mapping, a unit that does not match)."""
+
+
+class Links(Protocol):
+    """What a transform may ask of the mapping in progress."""
+
+    concepts: ConceptIndex
+
+    def references(self, role: str) -> list[dict[str, Any]]: ...
+
+    def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]: ...
+
+    def external_id_of(self, kind: str, role: str | None, reference: dict[str, Any]) -> str | None: ...
+
+
+# --- forward -------------------------------------------------------------------------------
+
+def forward(rule: Rule, scope: Any, links: Links) -> Json:
+    """The FHIR value `rule` produces from `scope` (its record or list item), or None for nothing."""
+    transform = rule.transform
+    if transform == "fixed":
+        return rule.params["value"]
+    if transform == "reference":
+        refs = links.references(rule.params["ref"])
+        if not refs:
+            return None
+        return refs if rule.each else refs[0]
+    if transform in ("minutes-between", "ratio", "template"):
+        return _DERIVED[transform](rule, scope)
+    value = lookup(scope, rule.field or "")
+    if value is None or value == []:
+        return None
+    if rule.each:
+        out: list[Json] = []
+        for item in value:
+            produced = _FORWARD[transform](rule, item, links)
+            out.extend(produced if isinstance(produced, list) else [produced])
+        return out
+    return _FORWARD[transform](rule, value, links)
+
+
+def _copy(rule: Rule, value: Any, links: Links) -> Json:
+    return value
+
+
+def _quantity(rule: Rule, value: Any, links: Links) -> Json:
+    if "unit_field" in rule.params:
+        number, unit = value["value"], value[rule.params["unit_field"]]
+        display = unit
+    else:
+        number, unit = value, rule.params["unit"]
+        display = rule.params.get("unit_display", unit)
+    return {"value": number, "unit": display, "system": UCUM, "code": unit}
+
+
+def _concept(rule: Rule, value: Any, links: Links) -> Json:
+    system = links.concepts.system(rule.params["map"])
+    standard, with_local = system.forward(value, rule.params.get("system"))
+    shape = rule.params.get("as", "CodeableConcept")
+    if shape == "code":
+        if standard is None or with_local:
+            raise MappingError(f"{rule.params['map']}: {value!r} has no code that can be read back")
+        return standard["code"]
+    codings = [c for c in (standard, system.local_coding(value) if with_local else None) if c]
+    if shape == "Coding":
+        return codings if len(codings) > 1 or rule.each else codings[0]
+    return {"coding": codings}
+
+
+def _lookup(rule: Rule, value: Any, links: Links) -> Json:
+    values = rule.params["values"]
+    key = value if value in values else str(value).lower() if isinstance(value, bool) else value
+    if key not in values:
+        raise MappingError(f"no FHIR value for {value!r} (known: {', '.join(map(str, values))})")
+    return values[key]
+
+
+def _record_reference(rule: Rule, value: Any, links: Links) -> Json:
+    return links.record_reference(rule.params["kind"], rule.params.get("role"), str(value))
+
+
+def _minutes_between(rule: Rule, scope: Any) -> Json:
+    start, end = (lookup(scope, name) for name in rule.fields)
+    if start is None or end is None:
+        return None
+    seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    return int(seconds // 60) if seconds >= 0 else None
+
+
+def _ratio(rule: Rule, scope: Any) -> Json:
+    top, bottom = (lookup(scope, name) for name in rule.fields)
+    if top is None or not bottom:
+        return None
+    unit = rule.params["unit"]
+    return {"value": round(top / bottom, int(rule.params.get("digits", 3))), "unit": unit, "system": UCUM,
+            "code": unit}
+
+
+def _template(rule: Rule, scope: Any) -> Json:
+    text: str = rule.params["text"]
+    try:
+        return text.format_map({k: v for k, v in scope.items() if v is not None})
+    except KeyError:
+        return None
+
+
+_FORWARD: dict[str, Callable[[Rule, Any, Links], Json]] = {
+    "copy": _copy, "date": _copy, "datetime": _copy, "quantity": _quantity, "concept": _concept,
+    "lookup": _lookup, "record-reference": _record_reference,
+}
+_DERIVED: dict[str, Callable[[Rule, Any], Json]] = {
+    "minutes-between": _minutes_between, "ratio": _ratio, "template": _template,
+}
+
+
+# --- reverse -------------------------------------------------------------------------------
+
+def reverse(rule: Rule, found: Json, links: Links) -> Json:
+    """The record value for the FHIR value `found` at the rule's target, or None."""
+    if found is None:
+        return None
+    if rule.each:
+        items = found if isinstance(found, list) else [found]
+        return _reverse_each(rule, items, links) or None
+    if isinstance(found, list) and rule.transform not in ("copy", "concept", "lookup"):
+        found = found[0] if found else None
+    return _REVERSE[rule.transform](rule, found, links)
+
+
+def _reverse_each(rule: Rule, items: list[Json], links: Links) -> list[Json]:
+    if rule.transform != "concept":
+        return [_REVERSE[rule.transform](rule, item, links) for item in items]
+    system = links.concepts.system(rule.params["map"])
+    local = [i["code"] for i in items if isinstance(i, dict) and i.get("system") == system.url]
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        code = system.back(item.get("system"), item.get("code"))
+        if code is not None and code not in out and (item.get("system") == system.url or code not in local):
+            out.append(code)
+    return out
+
+
+def _r_copy(rule: Rule, found: Json, links: Links) -> Json:
+    return found
+
+
+def _r_datetime(rule: Rule, found: Json, links: Links) -> Json:
+    if not isinstance(found, str) or "T" not in found:
+        raise MappingError(f"{rule.to}: {found!r} is not a date and time; the record needs one with a UTC offset")
+    return found
+
+
+def _r_quantity(rule: Rule, found: Json, links: Links) -> Json:
+    if not isinstance(found, dict) or "value" not in found:
+        raise MappingError(f"{rule.to}: expected a Quantity with a value")
+    if found.get("system") != UCUM:
+        raise MappingError(f"{rule.to}: the quantity's unit is not UCUM (system {found.get('system')!r})")
+    if "unit_field" in rule.params:
+        return {"value": found["value"], rule.params["unit_field"]: found.get("code")}
+    if found.get("code") != rule.params["unit"]:
+        raise MappingError(f"{rule.to}: expected unit {rule.params['unit']!r}, found {found.get('code')!r}")
+    return found["value"]
+
+
+def _r_concept(rule: Rule, found: Json, links: Links) -> Json:
+    system = links.concepts.system(rule.params["map"])
+    shape = rule.params.get("as", "CodeableConcept")
+    if shape == "code":
+        code = system.back(_standard_system(system.name, rule, links), found)
+        if code is None:
+            raise MappingError(f"{rule.to}: code {found!r} has no {system.name} equivalent")
+        return code
+    if shape == "CodeableConcept":
+        concepts = found if isinstance(found, list) else [found]  # a repeating element: any of them
+        codings = [c for cc in concepts if isinstance(cc, dict) for c in cc.get("coding", [])]
+    else:
+        codings = found if isinstance(found, list) else [found]
+    codings = [c for c in codings if isinstance(c, dict)]
+    # the local coding, when it travelled, is the exact answer; standard codes come second
+    ordered = sorted(codings, key=lambda c: c.get("system") != system.url)
+    for coding in ordered:
+        code = system.back(coding.get("system"), coding.get("code"))
+        if code is not None:
+            return code
+    shown = ", ".join(f"{c.get('system')}|{c.get('code')}" for c in codings) or "no coding"
+    raise MappingError(f"{rule.to}: {shown} has no {system.name} equivalent")
+
+
+def _standard_system(name: str, rule: Rule, links: Links) -> str:
+    """For `as: code` targets the system is implied: the one every target of the map shares."""
+    systems = {t.system for c in links.concepts.system(name).concepts.values() for t in c.targets}
+    return systems.pop() if len(systems) == 1 else ""
+
+
+def _r_lookup(rule: Rule, found: Json, links: Links) -> Json:
+    candidates = found if isinstance(found, list) else [found]
+    for record_value, fhir_value in rule.params["values"].items():
+        if any(c == fhir_value for c in candidates):
+            return _typed(record_value)
+    raise MappingError(f"{rule.to}: none of the expected values is present")
+
+
+def _typed(value: Any) -> Any:
+    return {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+
+
+def _r_record_reference(rule: Rule, found: Json, links: Links) -> Json:
+    if not isinstance(found, dict):
+        return None
+    external_id = links.external_id_of(rule.params["kind"], rule.params.get("role"), found)
+    if external_id is None:
+        raise MappingError(f"{rule.to}: reference {found.get('reference')!r} does not name a "
+                           f"{rule.params['kind']} record (no business identifier)")
+    return external_id
+
+
+_REVERSE: dict[str, Callable[[Rule, Json, Links], Json]] = {
+    "copy": _r_copy, "date": _r_copy, "datetime": _r_datetime, "quantity": _r_quantity,
+    "concept": _r_concept, "lookup": _r_lookup, "record-reference": _r_record_reference,
+}
