@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -22,4 +23,10 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
         store = RecordStore(engine)
-        return cls(settings, engine, store, Intake(store))
+        return cls(settings, engine, store, Intake(store, map_check=_map_check))
+
+
+def _map_check(kind: str, content: dict[str, Any]) -> None:
+    from service.mapping import map_record  # the mapping specs and profiles load on first use
+
+    map_record(kind, content)

@@ -229,12 +229,12 @@ def test_numbered_csv_columns_keep_numeric_order_past_nine(runtime: Runtime, tmp
 
 
 WRONG_TYPES_CSV = """\
-external_id,source,patient.identifier.system,patient.identifier.value,session_number,status,medication,route,dose_mg,weight_kg,started_at,vitals.0.at,vitals.0.phase,vitals.0.systolic,discharged_with_escort
-adm-good,clinic-a,https://clinic.example/mrn,MRN-001,1,completed,ketamine,intravenous,35,70,2026-03-02T09:00:00-05:00,2026-03-02T08:50:00-05:00,pre,124,true
-adm-lots,clinic-a,https://clinic.example/mrn,MRN-001,2,completed,ketamine,intravenous,lots,70,2026-03-05T09:00:00-05:00,,,,true
-adm-high,clinic-a,https://clinic.example/mrn,MRN-001,3,completed,ketamine,intravenous,35,70,2026-03-09T09:00:00-05:00,2026-03-09T08:50:00-05:00,pre,high,true
-adm-yes,clinic-a,https://clinic.example/mrn,MRN-001,4,completed,ketamine,intravenous,35,70,2026-03-12T09:00:00-05:00,,,,yes
-adm-two,clinic-a,https://clinic.example/mrn,MRN-001,two,completed,ketamine,intravenous,35,70.5kg,2026-03-16T09:00:00-05:00,,,,false
+external_id,source,patient.identifier.system,patient.identifier.value,session_number,status,medication,route,dose_mg,weight_kg,started_at,ended_at,vitals.0.at,vitals.0.phase,vitals.0.systolic,discharged_with_escort
+adm-good,clinic-a,https://clinic.example/mrn,MRN-001,1,completed,ketamine,intravenous,35,70,2026-03-02T09:00:00-05:00,2026-03-02T09:40:00-05:00,2026-03-02T08:50:00-05:00,pre,124,true
+adm-lots,clinic-a,https://clinic.example/mrn,MRN-001,2,completed,ketamine,intravenous,lots,70,2026-03-05T09:00:00-05:00,2026-03-05T09:40:00-05:00,,,,true
+adm-high,clinic-a,https://clinic.example/mrn,MRN-001,3,completed,ketamine,intravenous,35,70,2026-03-09T09:00:00-05:00,2026-03-09T09:40:00-05:00,2026-03-09T08:50:00-05:00,pre,high,true
+adm-yes,clinic-a,https://clinic.example/mrn,MRN-001,4,completed,ketamine,intravenous,35,70,2026-03-12T09:00:00-05:00,2026-03-12T09:40:00-05:00,,,,yes
+adm-two,clinic-a,https://clinic.example/mrn,MRN-001,two,completed,ketamine,intravenous,35,70.5kg,2026-03-16T09:00:00-05:00,2026-03-16T09:40:00-05:00,,,,false
 """
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +39,26 @@ def content_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+#: Maps a checked record's content to FHIR and raises Unprocessable when the result breaks a profile.
+MapCheck = Callable[[str, dict[str, Any]], Any]
+
+
 class Intake:
-    def __init__(self, store: RecordStore) -> None:
-        self.store = store
+    def __init__(self, store: RecordStore | None, map_check: MapCheck | None = None) -> None:
+        """`store` None: check records without one (a preview); rules that compare with other records are skipped.
+
+        `map_check`: run on every record that passed its schema and rules, so a record whose FHIR form
+        would break our profiles is refused before it is stored (the mapping engine in production).
+        """
+        self._store = store
+        self.map_check = map_check
         self.context = rules.RuleContext(lookup=self._lookup)
+
+    @property
+    def store(self) -> RecordStore:
+        if self._store is None:
+            raise RuntimeError("this Intake checks records only; it has no store")
+        return self._store
 
     def check(self, kind_name: str, payload: Any) -> Checked:
         """Validate `payload`; raise Unprocessable with every error found, or return it checked."""
@@ -59,6 +76,8 @@ class Intake:
         if errors:
             raise Unprocessable(f"The {kind.name} record breaks clinical rules.", errors)
         content = schema.dump(loaded)
+        if self.map_check is not None:
+            self.map_check(kind.name, content)
         patient = loaded["patient"]["identifier"]
         new = NewRecord(kind=kind.name, source=loaded["source"], external_id=loaded["external_id"],
                         patient_system=patient["system"], patient_value=patient["value"],
@@ -101,7 +120,9 @@ class Intake:
         return record
 
     def _lookup(self, kind: str, source: str, external_id: str) -> dict[str, Any] | None:
-        record = self.store.find(kind, source, external_id)
+        if self._store is None:
+            return None
+        record = self._store.find(kind, source, external_id)
         return record.content if record else None
 
 

@@ -171,6 +171,11 @@ def session_status(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
         yield error("status_reason", f"a session with status {adm['status']} needs a status_reason", "status-reason")
     if adm["status"] == "completed" and adm.get("dose_mg") is None:
         yield error("dose_mg", "a completed session needs the dose given (dose_mg)", "dose-given")
+    if adm.get("dose_mg") is not None and not adm.get("route"):
+        yield error("route", "a session with a dose needs the route it was given by", "route-given")
+    if adm.get("dose_mg") is not None and adm.get("route") == "intravenous" and adm.get("ended_at") is None:
+        # the FHIR form needs the infusion's end or rate (profile invariant ket-2)
+        yield error("ended_at", "an intravenous dose needs the time the infusion ended (ended_at)", "infusion-end")
 
 
 def session_dose(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
@@ -179,7 +184,7 @@ def session_dose(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
         return
     if adm["medication"] == "esketamine":
         yield from esketamine_dose(dose, "dose_mg")
-    elif adm["route"] == "intravenous" and adm.get("weight_kg"):
+    elif adm.get("route") == "intravenous" and adm.get("weight_kg"):
         yield from iv_dose_per_kg(dose / adm["weight_kg"], "dose_mg")
 
 

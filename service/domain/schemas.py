@@ -153,7 +153,7 @@ class AdministrationSchema(RecordSchema):
     status = one_of(v.SESSION_STATUS, required=True)
     status_reason = Text(max_length=1000)
     medication = one_of(v.MEDICATIONS, required=True)
-    route = one_of(v.ROUTES, required=True)
+    route = one_of(v.ROUTES)  # required with a dose (rules.session_status); a session not done has none
     dose_mg = positive()
     weight_kg = positive()
     started_at = instant(required=True)

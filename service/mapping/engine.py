@@ -132,16 +132,7 @@ class Mapper:
         store); inside a Bundle, fullUrls and `Type/id` resolve on their own.
         """
         found = _Found(payload, resolve)
-        spec, primary = self._detect(found)
-        by_role: dict[str, list[dict[str, Any]]] = {spec.primary.role: [primary]}
-        claimed = {id(primary)}
-        for role in spec.roles[1:]:
-            targets = self._referenced(spec, role, by_role, found)
-            if not targets and not role.person:
-                targets = [r for r in found.resources if id(r) not in claimed and self._matches(role, r)]
-            targets = [t for t in targets if t is not None]
-            claimed.update(id(t) for t in targets)
-            by_role[role.role] = targets
+        spec, primary, by_role = self._assign(found)
         links = _ReverseLinks(self, found)
         record: dict[str, Any] = {}
         items: dict[str, dict[Any, dict[str, Any]]] = {}
@@ -175,6 +166,35 @@ class Mapper:
     def _keys(self, spec: Spec, list_field: str) -> list[str]:
         """The fields every item of a list needs: the keys its roles group items by."""
         return sorted({k for role in spec.roles if role.for_each == list_field for k in role.key})
+
+    def assign(self, payload: dict[str, Any], resolve: Any = None) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+        """(kind, role → the payload's resources playing it): what reverse reads, for review and tests."""
+        spec, _, by_role = self._assign(_Found(payload, resolve))
+        return spec.kind, by_role
+
+    def reverse_links(self, payload: dict[str, Any], resolve: Any = None) -> _ReverseLinks:
+        return _ReverseLinks(self, _Found(payload, resolve))
+
+    def read_value(self, rule: Rule, found: Json, links: _ReverseLinks) -> Json:
+        """One rule run backwards on the value at its target."""
+        return reverse(rule, found, links)
+
+    def _assign(self, found: _Found) -> tuple[Spec, dict[str, Any], dict[str, list[dict[str, Any]]]]:
+        spec, primary = self._detect(found)
+        by_role: dict[str, list[dict[str, Any]]] = {spec.primary.role: [primary]}
+        claimed = {id(primary)}
+        for role in spec.roles[1:]:
+            targets = self._referenced(spec, role, by_role, found)
+            if not targets and not role.person:
+                # nothing points at it (vital signs, safety flags): it must point into the record
+                ours = {name for rs in by_role.values() for r in rs for name in found.names(r)}
+                targets = [r for r in found.resources if id(r) not in claimed and self._matches(role, r)
+                           and _references(r) & ours]
+            if not role.for_each:
+                targets = targets[:1]  # one role, one resource: the main resource's reference comes first
+            claimed.update(id(t) for t in targets)
+            by_role[role.role] = targets
+        return spec, primary, by_role
 
     def _detect(self, found: _Found) -> tuple[Spec, dict[str, Any]]:
         candidates = []
@@ -318,6 +338,13 @@ class _Found:
                 self.by_url.setdefault(f"{resource['resourceType']}/{resource['id']}", resource)
         self.external = resolve
 
+    def names(self, resource: dict[str, Any]) -> set[str]:
+        """Every way a reference in the payload can name `resource`."""
+        out = {url for url, r in self.by_url.items() if r is resource}
+        if "id" in resource:
+            out.add(f"{resource['resourceType']}/{resource['id']}")
+        return out
+
     def resolve(self, ref: Any, origin: dict[str, Any] | None) -> dict[str, Any] | None:
         if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
             return None
@@ -328,6 +355,23 @@ class _Found:
         if tail in self.by_url:
             return self.by_url[tail]
         return self.external(text) if self.external else None
+
+
+def _references(node: Any) -> set[str]:
+    """Every literal reference in a resource, also as `Type/id` for absolute URLs."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, dict):
+            ref = current.get("reference")
+            if isinstance(ref, str):
+                found.add(ref)
+                found.add("/".join(ref.split("/")[-2:]))
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
+    return found
 
 
 def _identifiers(resource: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Deterministic identity: the same record always yields the same business identifiers and ids.
 
 Every resource made from a record carries a business identifier under our canonical base —
-system `…/record/{kind}`, value `{source}/{external_id}` (the source percent-encoded so the
-first `/` always splits) plus `#{role}` or `#{role}/{item}` for the resources besides the main
+system `…/record/{kind}`, value `{source}/{external_id}` (both percent-encoded, so `/` and `#`
+always split) plus `#{role}` or `#{role}/{item}` for the resources besides the main
 one — and its id is the UUIDv5 of that identifier. Patients and practitioners are the clinic's
 own people: their id is the UUIDv5 of their own identifier, and a transaction creates them only
 if no resource with that identifier exists yet.
@@ -30,7 +30,7 @@ class RecordKey:
 
     @property
     def value(self) -> str:
-        value = f"{quote(self.source, safe='')}/{self.external_id}"
+        value = f"{quote(self.source, safe='')}/{quote(self.external_id, safe='')}"
         if self.role is not None:
             value += f"#{self.role}" + (f"/{self.item}" if self.item is not None else "")
         return value
@@ -54,7 +54,7 @@ class RecordKey:
         if fragment:
             role, _, index = fragment.partition("/")
             item = int(index) if index.isdigit() else None
-        return cls(kind, unquote(source), external_id, role, item)
+        return cls(kind, unquote(source), unquote(external_id), role, item)
 
 
 def stable_id(system: str, value: str) -> str:

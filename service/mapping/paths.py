@@ -55,7 +55,7 @@ class ElementPath:
         for item in value if isinstance(value, list) else [value]:
             if last.template is not None and isinstance(item, dict):
                 item = _merge(copy.deepcopy(last.template), item)
-            if item not in items:  # the same coding produced twice is one coding
+            if not (isinstance(item, dict) and item in items):  # the same coding produced twice is one coding
                 items.append(item)
 
     def get(self, resource: dict[str, Any]) -> Json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import json
 import re
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from service.web.body import json_body
 bp = Blueprint("domain_api", __name__, url_prefix="/api/v1")
 KIND_SEGMENT = "<any(" + ", ".join(f'"{p}"' for p in BY_PLURAL) + "):plural>"
 ETAG = re.compile(r'^(W/)?"(\d+)"$')
+FHIR_JSON = "application/fhir+json"
 
 
 def _runtime() -> Runtime:
@@ -99,6 +101,31 @@ def versions(plural: str, record_id: str) -> Response:
     record = _runtime().intake.get(_kind(plural).name, record_id)
     items = [v | {"created_at": v["created_at"].isoformat() + "Z"} for v in _runtime().store.versions(record)]
     return jsonify(id=record.id, versions=items)
+
+
+@bp.get(f"/{KIND_SEGMENT}/<record_id>/fhir")
+def as_fhir(plural: str, record_id: str) -> Response:
+    """The transaction Bundle the stored record maps to (the same engine the exchange uses)."""
+    from service.mapping import map_record
+
+    record = _runtime().intake.get(_kind(plural).name, record_id)
+    mapped = map_record(record.kind, record.content)
+    response = Response(json.dumps(mapped.bundle, ensure_ascii=False), status=200, mimetype=FHIR_JSON)
+    response.headers["ETag"] = etag(record)
+    return response
+
+
+@bp.post(f"/preview/{KIND_SEGMENT}")
+def preview(plural: str) -> Response:
+    """Check and map a record without storing it: the Bundle, its validation outcome, the record's warnings."""
+    from service.mapping import map_record
+
+    checked = _runtime().intake.check(_kind(plural).name, _body())
+    mapped = map_record(checked.kind.name, checked.new.content)
+    body = {"kind": checked.kind.name, "bundle": mapped.bundle, "outcome": mapped.outcome,
+            "warnings": checked.warnings}
+    # the standard library keeps FHIR's element order (Flask's JSON sorts keys)
+    return Response(json.dumps(body, ensure_ascii=False), status=200, mimetype="application/json")
 
 
 @bp.get(f"/{KIND_SEGMENT}")

@@ -91,6 +91,20 @@ def test_im_ketamine_is_not_held_to_the_iv_range() -> None:
     assert findings("administration", administration(route="intramuscular", dose_mg=140)) == []
 
 
+def test_a_dose_needs_its_route() -> None:
+    assert findings("administration", administration(route=None)) == [("error", "route-given", "route")]
+
+
+def test_an_iv_dose_needs_the_infusion_end() -> None:
+    assert findings("administration", administration(ended_at=None)) == [("error", "infusion-end", "ended_at")]
+    assert findings("administration", administration(route="intramuscular", ended_at=None)) == []
+
+
+def test_a_session_not_done_needs_no_route() -> None:
+    record = administration(status="not-done", status_reason="Patient declined", dose_mg=None, route=None)
+    assert findings("administration", record) == []
+
+
 def test_iv_plan_dose_above_range_is_a_warning() -> None:
     assert findings("treatment-plan", treatment_plan(dose={"value": 1.0, "unit": "mg/kg"})) == [
         ("warning", "iv-dose-range", "dose.value")]

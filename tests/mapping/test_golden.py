@@ -1,0 +1,69 @@
+"""Golden tests: clinical scenarios (tests/mapping/golden/*.record.json) and the Bundle each must
+become, written by hand from the profiles and terminology.md (*.bundle.json), ids shown as labels."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from mapping.support import golden_bundle, golden_record, labelled
+
+from service.mapping import Mapper, map_record
+from service.mapping.identity import RecordKey
+
+KINDS = ["treatment-plan", "administration", "adverse-event", "assessment"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_record_becomes_the_expected_bundle(mapper: Mapper, kind: str) -> None:
+    produced = labelled(mapper.to_bundle(kind, golden_record(kind)))
+    expected = golden_bundle(kind)
+    assert [e["fullUrl"] for e in produced["entry"]] == [e["fullUrl"] for e in expected["entry"]]
+    for got, want in zip(produced["entry"], expected["entry"], strict=True):
+        assert got == want, f"{want['fullUrl']}:\n{json.dumps(got, indent=1)}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_golden_bundle_conforms_to_the_profiles(kind: str) -> None:
+    mapped = map_record(kind, golden_record(kind))
+    assert not [i for i in mapped.outcome["issue"] if i["severity"] in ("error", "fatal")]
+
+
+def test_ids_are_uuid5_of_the_business_identifier(mapper: Mapper) -> None:
+    bundle = mapper.to_bundle("assessment", golden_record("assessment"))
+    observation = bundle["entry"][0]
+    key = RecordKey("assessment", "clinic-a", "phq9-2026-03-20")
+    assert observation["resource"]["id"] == key.id and uuid.UUID(key.id).version == 5
+    assert observation["fullUrl"] == f"urn:uuid:{key.id}"
+    assert observation["request"] == {"method": "PUT", "url": f"Observation/{key.id}"}
+
+
+def test_re_export_of_an_unchanged_record_is_byte_identical(mapper: Mapper) -> None:
+    for kind in KINDS:
+        first = json.dumps(mapper.to_bundle(kind, golden_record(kind)))
+        again = json.dumps(mapper.to_bundle(kind, golden_record(kind)))
+        assert first == again
+
+
+def test_an_edited_record_updates_the_same_resources(mapper: Mapper) -> None:
+    record = golden_record("administration")
+    before = mapper.to_bundle("administration", record)
+    record["dose_mg"] = 28.0
+    after = mapper.to_bundle("administration", record)
+    assert [e["fullUrl"] for e in before["entry"]] == [e["fullUrl"] for e in after["entry"]]
+    assert [e["request"] for e in before["entry"]] == [e["request"] for e in after["entry"]]
+    assert after["entry"][0]["resource"]["dosage"]["dose"]["value"] == 28.0
+    assert before != after
+
+
+def test_the_same_person_in_two_roles_is_one_entry(mapper: Mapper) -> None:
+    record = golden_record("adverse-event")
+    bundle = mapper.to_bundle("adverse-event", record)
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]].count("Practitioner") == 1
+
+
+def test_entries_are_ordered_as_fhir_writes_elements(mapper: Mapper) -> None:
+    resource = mapper.to_bundle("administration", golden_record("administration"))["entry"][0]["resource"]
+    keys = list(resource)
+    assert keys[:4] == ["resourceType", "id", "meta", "extension"]
+    assert keys.index("status") < keys.index("medicationCodeableConcept") < keys.index("subject") < keys.index("dosage")
