@@ -8,7 +8,6 @@ every reversible rule backwards into the record.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +15,7 @@ from urllib.parse import quote
 from service.conformance.definitions import Definitions
 from service.mapping.concepts import ConceptIndex
 from service.mapping.identity import RecordKey, stable_id
-from service.mapping.paths import ElementPath, PathCompiler, contains
+from service.mapping.paths import ElementPath, PathCompiler, clone, contains
 from service.mapping.spec import Role, Rule, Spec, lookup
 from service.mapping.transforms import MappingError, forward, reverse
 
@@ -77,7 +76,7 @@ class Mapper:
                     continue
                 value = forward(rule, each.scope, links)
                 if value is not None:
-                    self.path(each.role, rule).put(each.resource, copy.deepcopy(value))
+                    self.path(each.role, rule).put(each.resource, clone(value))
         entries, seen = [], set()
         for each in made:
             if each.full_url in seen:

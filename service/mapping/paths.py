@@ -54,7 +54,7 @@ class ElementPath:
         items = node.setdefault(last.name, [])
         for item in value if isinstance(value, list) else [value]:
             if last.template is not None and isinstance(item, dict):
-                item = _merge(copy.deepcopy(last.template), item)
+                item = _merge(clone(last.template), item)
             if not (isinstance(item, dict) and item in items):  # the same coding produced twice is one coding
                 items.append(item)
 
@@ -84,7 +84,7 @@ def _descend(node: dict[str, Any], step: Step) -> dict[str, Any]:
     for item in items:
         if step.template is None or contains(item, step.template):
             return item
-    created = copy.deepcopy(step.template) if step.template else {}
+    created = clone(step.template) if step.template else {}
     items.append(created)
     return created
 
@@ -115,8 +115,17 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value)
         else:
-            base[key] = copy.deepcopy(value)
+            base[key] = clone(value)
     return base
+
+
+def clone(value: Json) -> Json:
+    """A copy of JSON data (dicts, lists, scalars): what deepcopy does, without its bookkeeping."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
 
 
 class PathCompiler:
@@ -187,25 +196,31 @@ class PathCompiler:
             return [self.ordered(v, structure, current) for v in value]
         if not isinstance(value, dict):
             return value
-        table = self.elements(structure)
-        positions, parents = self._layout(structure)
-        current = current or next(iter(table))
+        current = current or next(iter(self.elements(structure)))
         placed = []
         for key, child in value.items():
-            found = _child(table, current, key.lstrip("_")) if key != "resourceType" else None
-            if found is None:
-                placed.append((-1 if key == "resourceType" else len(positions), key, child))
-                continue
-            element_id = found[0]
-            if element_id in parents:
-                child = self.ordered(child, structure, element_id)
-            elif isinstance(child, dict | list):
-                sub = _type_of(table[element_id], found[1])
-                if sub is not None:
+            position, inner, sub = self._slot(structure, current, key)
+            if isinstance(child, dict | list):
+                if inner is not None:
+                    child = self.ordered(child, structure, inner)
+                elif sub is not None:
                     child = self.ordered(child, sub)
-            placed.append((positions[element_id], key, child))
+            placed.append((position, key, child))
         placed.sort(key=lambda p: p[0])
         return {key: child for _, key, child in placed}
+
+    @cache  # noqa: B019
+    def _slot(self, structure: str, current: str, key: str) -> tuple[int, str | None, str | None]:
+        """(position, element id to order its children by, or the type to order them by) of one property."""
+        table = self.elements(structure)
+        positions, parents = self._layout(structure)
+        found = _child(table, current, key.lstrip("_")) if key != "resourceType" else None
+        if found is None:
+            return (-1 if key == "resourceType" else len(positions)), None, None
+        element_id = found[0]
+        if element_id in parents:
+            return positions[element_id], element_id, None
+        return positions[element_id], None, _type_of(table[element_id], found[1])
 
     def _type_table(self, element: dict[str, Any], chosen: str,
                     text: str) -> tuple[dict[str, dict[str, Any]], str]:
