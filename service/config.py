@@ -30,6 +30,8 @@ class Settings:
     page_size: int = DEFAULT_PAGE_SIZE
     host: str = "127.0.0.1"
     port: int = 8080
+    #: entries a batch or transaction Bundle may have; more is 413
+    max_bundle_entries: int = 500
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,7 +53,7 @@ class Settings:
     def check(self) -> None:
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"KFHIR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
-        for name in ("max_body_bytes", "max_json_depth", "page_size", "port"):
+        for name in ("max_body_bytes", "max_json_depth", "page_size", "port", "max_bundle_entries"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
         if not self.database_url.startswith(("sqlite:", "postgresql")):

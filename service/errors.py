@@ -7,6 +7,7 @@
         ├── NotFound                404
         ├── MethodNotAllowed        405
         ├── Conflict                409 same external_id with different content
+        ├── Gone                    410 a deleted FHIR resource
         ├── PreconditionFailed      412 stale If-Match
         ├── PayloadTooLarge         413
         ├── UnsupportedMediaType    415
@@ -70,6 +71,10 @@ class MethodNotAllowed(RequestError):
 
 class Conflict(RequestError):
     status, title = 409, "Conflict"
+
+
+class Gone(RequestError):
+    status, title = 410, "Gone"
 
 
 class PreconditionFailed(RequestError):

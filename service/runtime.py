@@ -1,4 +1,4 @@
-"""The objects one running service shares: settings, database engine, store and intake."""
+"""The objects one running service shares: settings, database engine, stores, intake and the FHIR server."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +8,11 @@ from sqlalchemy import Engine
 
 from service.config import Settings
 from service.domain.intake import Intake
+from service.facade.records import RecordLinker
+from service.facade.server import FhirServer
 from service.store.engine import make_engine
 from service.store.records import RecordStore
+from service.store.resources import ResourceStore
 
 
 @dataclass
@@ -18,15 +21,33 @@ class Runtime:
     engine: Engine
     store: RecordStore
     intake: Intake
+    resources: ResourceStore
+    fhir: FhirServer
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
         store = RecordStore(engine)
-        return cls(settings, engine, store, Intake(store, map_check=_map_check))
+        intake = Intake(store, map_check=_map_check)
+        resources = ResourceStore(engine)
+        linker = RecordLinker(resources, intake, _mapper)
+        fhir = FhirServer(resources, _validate, settings.max_bundle_entries, after_write=linker)
+        return cls(settings, engine, store, intake, resources, fhir)
 
 
 def _map_check(kind: str, content: dict[str, Any]) -> None:
     from service.mapping import map_record  # the mapping specs and profiles load on first use
 
     map_record(kind, content)
+
+
+def _mapper() -> Any:
+    from service.mapping import default_mapper
+
+    return default_mapper()
+
+
+def _validate(resource: dict[str, Any]) -> Any:
+    from service.validation import default_validator
+
+    return default_validator().validate(resource)

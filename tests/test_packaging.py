@@ -25,6 +25,11 @@ REQUIRED_FILES = [
     "service/store/migrations/env.py",
     "service/store/migrations/script.py.mako",
     "service/store/migrations/versions/0001_records.py",
+    "service/store/migrations/versions/0002_fhir_resources.py",
+    "service/mappings/administration.yaml",
+    "service/mappings/people.yaml",
+    "service/mapping/engine.py",
+    "service/facade/server.py",
 ]
 
 

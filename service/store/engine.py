@@ -1,11 +1,14 @@
 """Database engine: SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 #: How long a SQLite writer waits for the lock before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -44,3 +47,13 @@ def _sqlite_begin(conn: Any) -> None:
     """Writers take the write lock up front (BEGIN IMMEDIATE) so the busy timeout applies;
     a deferred transaction that reads then writes fails at once with 'database is locked'."""
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+
+
+@contextmanager
+def session(engine: Engine, write: bool = False) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back if it raises.
+    Writers say so up front, so SQLite takes the write lock at BEGIN (see _sqlite_begin)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE: write})
+        with Session(bind=conn, expire_on_commit=False) as current, current.begin():
+            yield current

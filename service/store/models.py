@@ -1,10 +1,11 @@
-"""Tables: records (the current version) and record_versions (every version, never overwritten)."""
+"""Tables: records and record_versions (clinic records, every version kept); fhir_* (the FHIR facade's
+resources, their versions, search index and conditional-create claims)."""
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -47,3 +48,80 @@ class RecordVersionRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+
+
+# --- the FHIR facade's resources -----------------------------------------------------------------
+
+class ResourceRow(Base):
+    """The current version of one FHIR resource (a deleted one keeps its row, `deleted` set)."""
+
+    __tablename__ = "fhir_resources"
+    __table_args__ = (
+        UniqueConstraint("resource_type", "id", name="uq_fhir_resources_identity"),
+        Index("ix_fhir_resources_type_updated", "resource_type", "last_updated"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    id: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    last_updated: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: validation warnings of the current version, for the admin console
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    #: the clinic record this resource was read into (or mapped from), if any
+    record_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class ResourceVersionRow(Base):
+    """Every version of every resource, in the order they were written (pk): the history."""
+
+    __tablename__ = "fhir_resource_versions"
+    __table_args__ = (
+        UniqueConstraint("resource_pk", "version", name="uq_fhir_versions"),
+        Index("ix_fhir_versions_type_updated", "resource_type", "last_updated"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resources.pk", ondelete="RESTRICT"), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    id: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    method: Mapped[str] = mapped_column(String(8), nullable=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    last_updated: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class SearchIndexRow(Base):
+    """One searchable value of a current resource: a token, a date range or a reference."""
+
+    __tablename__ = "fhir_search_index"
+    __table_args__ = (
+        Index("ix_fhir_search_value", "resource_type", "param", "value"),
+        Index("ix_fhir_search_dates", "resource_type", "param", "low", "high"),
+        Index("ix_fhir_search_resource", "resource_pk"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resources.pk", ondelete="CASCADE"), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    param: Mapped[str] = mapped_column(String(64), nullable=False)
+    system: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    value: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    low: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    high: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+
+
+class ConditionalClaimRow(Base):
+    """A conditional create's criteria, claimed once: the database refuses a concurrent second claim,
+    so identical If-None-Exist creates racing each other make exactly one resource."""
+
+    __tablename__ = "fhir_conditional_claims"
+    __table_args__ = (UniqueConstraint("resource_type", "criteria", name="uq_fhir_claims"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    criteria: Mapped[str] = mapped_column(String(1000), nullable=False)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resources.pk", ondelete="CASCADE"), nullable=False)

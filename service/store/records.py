@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, Engine, Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.store.engine import WRITE
+from service.store.engine import session
 from service.store.models import RecordRow, RecordVersionRow
 
 
@@ -83,10 +83,8 @@ class RecordStore:
 
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{WRITE: write})
-            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
-                yield session
+        with session(self.engine, write) as current:
+            yield current
 
     def create(self, new: NewRecord) -> tuple[StoredRecord, bool]:
         """Insert `new`, or return the record already stored under its identity (created=False).

@@ -18,9 +18,13 @@ ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 
               422: "processing", 428: "required"}
 
 
+def _under_fhir() -> bool:
+    return request.path == "/fhir" or request.path.startswith("/fhir/")
+
+
 def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
             **extra: Any) -> Response:
-    if request.path == "/fhir" or request.path.startswith("/fhir/"):
+    if _under_fhir():
         return outcome(status, detail, [Issue(e["field"], e["message"]) for e in errors or []])
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail,
                             "instance": request.path}
@@ -43,6 +47,13 @@ def outcome(status: int, detail: str, issues: list[Issue]) -> Response:
 def register(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def on_request_error(exc: RequestError) -> Response:
+        if _under_fhir() and isinstance(exc.extra.get("operation_outcome"), dict):
+            # the validator's own OperationOutcome, with every issue's severity, leads
+            full = exc.extra["operation_outcome"]
+            body = {"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": ISSUE_TYPE.get(exc.status, "processing"),
+                 "details": {"text": exc.detail}}] + full["issue"]}
+            return Response(json.dumps(body), status=exc.status, mimetype=FHIR_JSON)
         errors = [{"field": i.field, "message": i.message} | ({"rule": i.rule} if i.rule else {})
                   for i in exc.issues]
         return problem(exc.status, exc.title, exc.detail, errors, **exc.extra)

@@ -1,12 +1,22 @@
-"""FHIR R4 REST interface under /fhir. So far: the $validate operation (the facade comes with its issue)."""
+"""FHIR R4 REST interface under /fhir: the facade's interactions, $validate and our conformance resources.
+
+HTTP only: media types, headers (ETag, If-Match, If-None-Exist, Prefer, Location, Last-Modified)
+and status codes. What happens to resources is service/facade/server.py's business.
+"""
 from __future__ import annotations
 
+import json
+from datetime import UTC
+from email.utils import format_datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, json, request
+from flask import Blueprint, Response, current_app, request
 
-from service.errors import BadRequest, Issue, NotFound, UnsupportedMediaType
+from service.errors import BadRequest, Issue, MethodNotAllowed, NotFound, PreconditionFailed, UnsupportedMediaType
+from service.facade.searchparams import TYPES
+from service.facade.server import Written
 from service.runtime import Runtime
+from service.store.resources import StoredResource
 from service.validation import default_validator
 from service.validation.engine import UnknownProfile
 from service.validation.outcome import operation_outcome
@@ -14,16 +24,242 @@ from service.web.body import JSON_TYPES, json_body
 
 bp = Blueprint("fhir_api", __name__, url_prefix="/fhir")
 FHIR_JSON = "application/fhir+json"
+XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml")
+#: Conformance resources of our IG, readable (and searchable by url) but not writable.
+CONFORMANCE = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap", "ImplementationGuide")
+SOFTWARE = {"name": "Ketamine FHIR Bridge", "version": "0.1.0", "date": "2026-11-28"}
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["kfhir"]
+    return runtime
+
+
+def _base() -> str:
+    return request.url_root.rstrip("/") + "/fhir"
+
+
+@bp.before_request
+def _formats() -> None:
+    """JSON only: `_format` and `Accept` asking for XML get 415 with an OperationOutcome."""
+    wanted = request.args.get("_format", "")
+    if "xml" in wanted:
+        raise UnsupportedMediaType("FHIR XML is not supported; use _format=json or application/fhir+json.")
+    if wanted and wanted not in ("json", "application/json", "application/fhir+json"):
+        raise UnsupportedMediaType(f"_format {wanted!r} is not supported; use json.")
+    accept = request.accept_mimetypes
+    if accept.provided and accept.best_match([FHIR_JSON, "application/json", "*/*"]) is None \
+            and any(x in str(accept) for x in XML_TYPES):
+        raise UnsupportedMediaType("FHIR XML is not supported; accept application/fhir+json.")
 
 
 def _resource_body() -> Any:
-    if request.mimetype in ("application/fhir+xml", "application/xml", "text/xml"):
+    if request.mimetype in XML_TYPES:
         raise UnsupportedMediaType("FHIR XML is not supported; send application/fhir+json.")
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Send application/fhir+json, not {request.mimetype or 'no media type'!r}.")
-    runtime: Runtime = current_app.extensions["kfhir"]
-    return json_body(request, runtime.settings.max_body_bytes, runtime.settings.max_json_depth)
+    return json_body(request, _runtime().settings.max_body_bytes, _runtime().settings.max_json_depth)
 
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    pretty = request.args.get("_pretty") == "true"
+    text = json.dumps(body, ensure_ascii=False, indent=2 if pretty else None)
+    response = Response(text, status=status, mimetype=FHIR_JSON)
+    response.headers.update(headers or {})
+    return response
+
+
+def _version_headers(stored: StoredResource) -> dict[str, str]:
+    modified = stored.last_updated.replace(tzinfo=UTC)
+    return {"ETag": f'W/"{stored.version}"', "Last-Modified": format_datetime(modified, usegmt=True)}
+
+
+def _written(written: Written) -> Response:
+    stored = written.resource
+    headers = _version_headers(stored)
+    headers["Location"] = f"{_base()}/{stored.resource_type}/{stored.id}/_history/{stored.version}"
+    prefer = _prefer("return")
+    if prefer == "minimal":
+        response = Response(status=written.status)
+        response.headers.update(headers)
+        return response
+    if prefer == "OperationOutcome":
+        outcome = operation_outcome(written.findings)
+        outcome["issue"] += [{"severity": "information", "code": "informational", "details": {"text": n}}
+                             for n in written.notes]
+        return _json(outcome, written.status, headers)
+    return _json(stored.content, written.status, headers)
+
+
+def _prefer(name: str) -> str | None:
+    for part in request.headers.get("Prefer", "").split(";"):
+        for item in part.split(","):
+            key, _, value = item.strip().partition("=")
+            if key.strip() == name:
+                return value.strip().strip('"')
+    return None
+
+
+def _if_match() -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    text = raw.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise PreconditionFailed(f"If-Match {raw!r} is not an ETag this server issued (like W/\"1\").")
+    return int(text)
+
+
+def _query_items() -> list[tuple[str, str]]:
+    items = list(request.args.items(multi=True))
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        items += list(request.form.items(multi=True))
+    return items
+
+
+def _type(resource_type: str) -> str:
+    if resource_type.startswith("$"):
+        raise MethodNotAllowed(f"{resource_type} is an operation; this server runs $validate, by POST.")
+    if resource_type in CONFORMANCE:
+        return resource_type
+    _runtime().fhir.check_type(resource_type)
+    return resource_type
+
+
+# --- system level ------------------------------------------------------------------------------
+
+@bp.get("/metadata")
+def metadata() -> Response:
+    profiles: dict[str, list[str]] = {}
+    for resource in default_validator().defs.own.values():
+        if resource.get("resourceType") == "StructureDefinition" and resource.get("kind") == "resource" \
+                and resource.get("derivation") == "constraint":
+            profiles.setdefault(resource["type"], []).append(resource["url"])
+    return _json(_runtime().fhir.capability(_base(), profiles, SOFTWARE))
+
+
+@bp.post("")
+def bundle() -> Response:
+    return _json(_runtime().fhir.bundle(_resource_body(), _base()))
+
+
+@bp.get("/_history")
+def history_system() -> Response:
+    return _json(_runtime().fhir.history(_base(), items=list(request.args.items(multi=True))))
+
+
+# --- type level --------------------------------------------------------------------------------
+
+@bp.get("/<resource_type>")
+@bp.post("/<resource_type>/_search")
+def search(resource_type: str) -> Response:
+    if resource_type in CONFORMANCE:
+        return _json(_conformance_search(resource_type))
+    lenient = _prefer("handling") == "lenient"
+    return _json(_runtime().fhir.search(_type(resource_type), _query_items(), _base(), lenient))
+
+
+@bp.post("/<resource_type>")
+def create(resource_type: str) -> Response:
+    _writable(resource_type)
+    return _written(_runtime().fhir.create(resource_type, _resource_body(), request.headers.get("If-None-Exist")))
+
+
+@bp.put("/<resource_type>")
+def conditional_update(resource_type: str) -> Response:
+    _writable(resource_type)
+    if not request.query_string:
+        raise BadRequest("PUT to a type needs search criteria (a conditional update) or an id in the URL.",
+                         [Issue("url", f"expected {resource_type}/id or {resource_type}?identifier=…")])
+    criteria = request.query_string.decode()
+    return _written(_runtime().fhir.conditional_update(resource_type, criteria, _resource_body()))
+
+
+@bp.delete("/<resource_type>")
+def conditional_delete(resource_type: str) -> Response:
+    raise MethodNotAllowed("Conditional delete is not supported; delete by id.")
+
+
+@bp.get("/<resource_type>/_history")
+def history_type(resource_type: str) -> Response:
+    return _json(_runtime().fhir.history(_base(), _type(resource_type), items=list(request.args.items(multi=True))))
+
+
+# --- instance level ----------------------------------------------------------------------------
+
+@bp.get("/<resource_type>/<resource_id>")
+def read(resource_type: str, resource_id: str) -> Response:
+    if resource_type in CONFORMANCE:
+        return _json(_conformance_read(resource_type, resource_id))
+    stored = _runtime().fhir.read(_type(resource_type), resource_id)
+    return _json(stored.content, 200, _version_headers(stored))
+
+
+@bp.put("/<resource_type>/<resource_id>")
+def update(resource_type: str, resource_id: str) -> Response:
+    _writable(resource_type)
+    return _written(_runtime().fhir.update(resource_type, resource_id, _resource_body(), _if_match()))
+
+
+@bp.delete("/<resource_type>/<resource_id>")
+def delete(resource_type: str, resource_id: str) -> Response:
+    _writable(resource_type)
+    stored = _runtime().fhir.delete(resource_type, resource_id)
+    response = Response(status=204)
+    response.headers["ETag"] = f'W/"{stored.version}"'
+    return response
+
+
+@bp.get("/<resource_type>/<resource_id>/_history")
+def history_instance(resource_type: str, resource_id: str) -> Response:
+    return _json(_runtime().fhir.history(_base(), _type(resource_type), resource_id,
+                                         list(request.args.items(multi=True))))
+
+
+@bp.get("/<resource_type>/<resource_id>/_history/<version>")
+def vread(resource_type: str, resource_id: str, version: str) -> Response:
+    if not version.isdigit():
+        raise NotFound(f"{resource_type}/{resource_id} has no version {version!r}.")
+    stored = _runtime().fhir.read(_type(resource_type), resource_id, int(version))
+    return _json(stored.content, 200, _version_headers(stored))
+
+
+def _writable(resource_type: str) -> None:
+    if resource_type in CONFORMANCE:
+        raise MethodNotAllowed(f"{resource_type} resources are the server's own conformance resources: read only.")
+    _type(resource_type)
+
+
+# --- conformance resources ---------------------------------------------------------------------
+
+def _conformance() -> list[dict[str, Any]]:
+    return list(default_validator().defs.own.values())
+
+
+def _conformance_read(resource_type: str, resource_id: str) -> dict[str, Any]:
+    for resource in _conformance():
+        if resource.get("resourceType") == resource_type and resource.get("id") == resource_id:
+            return resource
+    raise NotFound(f"{resource_type}/{resource_id} is not one of this server's conformance resources.")
+
+
+def _conformance_search(resource_type: str) -> dict[str, Any]:
+    unknown = sorted(set(request.args) - {"url", "_format", "_pretty"})
+    if unknown:
+        raise BadRequest(f"{resource_type} is searchable by url only.", [Issue(n, "not supported") for n in unknown])
+    url = request.args.get("url")
+    found = [r for r in _conformance() if r.get("resourceType") == resource_type
+             and (url is None or r.get("url") == url.split("|")[0])]
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(found),
+            "link": [{"relation": "self", "url": request.url}],
+            "entry": [{"fullUrl": f"{_base()}/{resource_type}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                      for r in found]}
+
+
+# --- $validate ---------------------------------------------------------------------------------
 
 def _operands(body: Any) -> tuple[Any, str | None]:
     """The resource and profile of a $validate call: a raw resource, or Parameters (resource, profile)."""
@@ -54,7 +290,7 @@ def _validate(expected_type: str | None) -> Response:
     except UnknownProfile:
         raise BadRequest(f"Profile {profile} is unknown.", [Issue("profile", "not a loaded StructureDefinition")]) \
             from None
-    return Response(json.dumps(operation_outcome(findings)), status=200, mimetype=FHIR_JSON)
+    return _json(operation_outcome(findings))
 
 
 @bp.post("/$validate")
@@ -67,3 +303,6 @@ def validate_typed(resource_type: str) -> Response:
     if not default_validator().is_resource_type(resource_type):
         raise NotFound(f"{resource_type} is not a FHIR R4 resource type.")
     return _validate(resource_type)
+
+
+__all__ = ["TYPES", "bp"]

@@ -14,7 +14,7 @@ def test_health_is_ok(client: FlaskClient) -> None:
 
 def test_ready_when_database_is_migrated(client: FlaskClient) -> None:
     response = client.get("/ready")
-    assert response.status_code == 200 and response.get_json()["revision"] == "0001"
+    assert response.status_code == 200 and response.get_json()["revision"] == "0002"
 
 
 def test_not_ready_on_an_unmigrated_database(tmp_path: Path) -> None:

@@ -97,9 +97,15 @@ class Contract:
         return {s for m, p, s in self.seen if (m, p) == (method, path_template)}
 
 
+FHIR_LITERALS = {"metadata", "_history", "$validate", "_search"}
+
+
 def template(path: str) -> str:
     """The spec path of a request path: `/api/v1/assessments/3f2a…/versions` → `…/{record_id}/versions`."""
     parts = path.split("?", 1)[0].split("/")
+    if len(parts) > 2 and parts[1] == "fhir":
+        names = ["{resource_type}", "{resource_id}", "_history", "{version}"]
+        return "/".join(parts[:2] + [p if p in FHIR_LITERALS else names[i] for i, p in enumerate(parts[2:])])
     if len(parts) > 4 and parts[1:3] == ["api", "v1"] and parts[3] != "preview":
         parts[4] = "{record_id}"
     if len(parts) == 4 and parts[1] == "fhir" and parts[3] == "$validate":
@@ -183,7 +189,7 @@ def test_route_conversion_sees_literal_kind_segments(app: Flask) -> None:
 def test_every_operation_is_exercised_below(spec: dict[str, Any]) -> None:
     """The tests below cover these operations, each with every documented status."""
     exercised = {("get", "/health"), ("get", "/ready"), ("post", "/fhir/$validate"),
-                 ("post", "/fhir/{resource_type}/$validate")}
+                 ("post", "/fhir/{resource_type}/$validate")} | FHIR_OPERATIONS
     for plural in PLURALS:
         base = f"/api/v1/{plural}"
         exercised |= {("post", base), ("get", base), ("get", base + "/{record_id}"),
@@ -355,3 +361,120 @@ def test_fhir_validate(contract: Contract, small_client: FlaskClient, spec: dict
     contract.send("POST", "/fhir/Patientx/$validate", 404, json=patient)
     for path in ("/fhir/$validate", "/fhir/{resource_type}/$validate"):
         assert contract.statuses("post", path) == documented(spec, "post", path)
+
+
+# --- the FHIR facade ---------------------------------------------------------------------------------
+
+FHIR_OPERATIONS = {
+    ("get", "/fhir/metadata"), ("post", "/fhir"), ("get", "/fhir/_history"),
+    ("get", "/fhir/{resource_type}"), ("post", "/fhir/{resource_type}"), ("put", "/fhir/{resource_type}"),
+    ("delete", "/fhir/{resource_type}"), ("post", "/fhir/{resource_type}/_search"),
+    ("get", "/fhir/{resource_type}/_history"), ("get", "/fhir/{resource_type}/{resource_id}"),
+    ("put", "/fhir/{resource_type}/{resource_id}"), ("delete", "/fhir/{resource_type}/{resource_id}"),
+    ("get", "/fhir/{resource_type}/{resource_id}/_history"),
+    ("get", "/fhir/{resource_type}/{resource_id}/_history/{version}"),
+}
+FHIR = "application/fhir+json"
+MRN = {"system": "https://clinic.example/mrn", "value": "MRN-777"}
+
+
+def _patient(**changes: Any) -> dict[str, Any]:
+    """A Patient with the MRN; a change to None leaves the element out."""
+    patient = {"resourceType": "Patient", "identifier": [MRN], "gender": "female", **changes}
+    return {k: v for k, v in patient.items() if v is not None}
+
+
+def _post(contract: Contract, path: str, status: int, body: Any, **kwargs: Any) -> TestResponse:
+    return contract.send("POST", path, status, data=json.dumps(body), content_type=FHIR, **kwargs)
+
+
+def _put(contract: Contract, path: str, status: int, body: Any, **kwargs: Any) -> TestResponse:
+    return contract.send("PUT", path, status, data=json.dumps(body), content_type=FHIR, **kwargs)
+
+
+def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[str, Any]) -> None:
+    assert contract.send("GET", "/fhir/metadata", 200).json["fhirVersion"] == "4.0.1"
+    # create, conditional create, read, update, vread, history, delete
+    created = _post(contract, "/fhir/Patient", 201, _patient(id="ignored"))
+    pid = created.json["id"]
+    assert pid != "ignored" and created.headers["Location"].endswith(f"/fhir/Patient/{pid}/_history/1")
+    exists = {"If-None-Exist": f"identifier={MRN['system']}|{MRN['value']}"}
+    assert _post(contract, "/fhir/Patient", 200, _patient(), headers=exists).json["id"] == pid
+    read = contract.send("GET", f"/fhir/Patient/{pid}", 200)
+    assert read.headers["ETag"] == 'W/"1"' and read.json["meta"]["versionId"] == "1"
+    _put(contract, f"/fhir/Patient/{pid}", 200, read.json | {"gender": "male"}, headers={"If-Match": 'W/"1"'})
+    _put(contract, f"/fhir/Patient/{pid}", 412, read.json, headers={"If-Match": 'W/"1"'})
+    _put(contract, "/fhir/Patient/chosen-id", 201, _patient(id="chosen-id", identifier=None))
+    _put(contract, "/fhir/Patient/other-id", 400, _patient(id="chosen-id"))
+    _put(contract, f"/fhir/Patient/{pid}", 422, read.json | {"gender": "x"})
+    _put(contract, "/fhir/Nonsense/1", 404, {"resourceType": "Nonsense", "id": "1"})
+    _put(contract, "/fhir/StructureDefinition/ketamine-administration", 405, {"resourceType": "StructureDefinition"})
+    contract.send("PUT", f"/fhir/Patient/{pid}", 415, conforming=False, data="<Patient/>", content_type="application/fhir+xml")
+    contract.send("PUT", f"/fhir/Patient/{pid}", 413, client=small_client, data=json.dumps(_patient(id=pid, text={"status": "generated", "div": "x" * 100})), content_type=FHIR)
+    assert contract.send("GET", f"/fhir/Patient/{pid}/_history/1", 200).json["gender"] == "female"
+    contract.send("GET", f"/fhir/Patient/{pid}/_history/9", 404)
+    history = contract.send("GET", f"/fhir/Patient/{pid}/_history", 200).json
+    assert [e["response"]["etag"] for e in history["entry"]] == ['W/"2"', 'W/"1"']
+    contract.send("GET", f"/fhir/Patient/{pid}/_history", 400, conforming=False, query_string={"_count": "none"})
+    contract.send("GET", "/fhir/Patient/never/_history", 404)
+    contract.send("GET", "/fhir/Patient/_history", 200)
+    contract.send("GET", "/fhir/Banana/_history", 404)
+    contract.send("GET", "/fhir/Patient/_history", 400, query_string={"_since": "yesterday"})
+    contract.send("GET", "/fhir/_history", 200, query_string={"_count": 1})
+    contract.send("GET", "/fhir/_history", 400, query_string={"_since": "2026"})
+    contract.send("DELETE", "/fhir/Patient/chosen-id", 204)
+    contract.send("GET", "/fhir/Patient/chosen-id", 410)
+    contract.send("GET", "/fhir/Patient/chosen-id/_history/2", 410)
+    contract.send("GET", "/fhir/Patient/nobody", 404)
+    contract.send("DELETE", "/fhir/Patient/nobody", 404)
+    contract.send("DELETE", "/fhir/CodeSystem/ketamine-instrument", 405)
+    contract.send("DELETE", "/fhir/Patient", 405)
+    # create's failures
+    _post(contract, "/fhir/Patient", 400, {"resourceType": "Practitioner"})
+    _post(contract, "/fhir/Banana", 404, {"resourceType": "Banana"})
+    _post(contract, "/fhir/ValueSet", 405, {"resourceType": "ValueSet"})
+    _post(contract, "/fhir/Patient", 422, _patient(birthDate="02/03/1980"))
+    contract.send("POST", "/fhir/Patient", 415, conforming=False, data="<Patient/>", content_type="application/fhir+xml")
+    contract.send("POST", "/fhir/Patient", 413, client=small_client, data=json.dumps(_patient(text={"status": "generated", "div": "x" * 100})), content_type=FHIR)
+    _post(contract, "/fhir/Patient", 201, _patient())  # a second Patient with the same MRN, unconditionally
+    _post(contract, "/fhir/Patient", 412, _patient(), headers=exists)
+    # conditional update
+    by_npi = "/fhir/Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9990000017"
+    npi = {"system": "http://hl7.org/fhir/sid/us-npi", "value": "9990000017"}
+    practitioner = {"resourceType": "Practitioner", "identifier": [npi]}
+    made = _put(contract, by_npi, 201, practitioner)
+    assert _put(contract, by_npi, 200, practitioner | {"name": [{"text": "Dr A"}]}).json["id"] == made.json["id"]
+    _put(contract, by_npi, 422, practitioner | {"gender": "x"})
+    _put(contract, "/fhir/Practitioner", 400, practitioner)
+    _put(contract, "/fhir/Banana?identifier=x", 404, {"resourceType": "Banana"})
+    _put(contract, f"/fhir/Patient?identifier={MRN['system']}|{MRN['value']}", 412, _patient())
+    # search
+    found = contract.send("GET", "/fhir/Patient", 200, query_string={"identifier": f"{MRN['system']}|{MRN['value']}"}).json
+    assert found["total"] == 2
+    contract.send("GET", "/fhir/Patient", 400, query_string={"colour": "red"})
+    lenient = contract.send("GET", "/fhir/Patient", 200, query_string={"colour": "red"}, headers={"Prefer": "handling=lenient"})
+    assert lenient.json["total"] == 2
+    contract.send("GET", "/fhir/Banana", 404)
+    contract.send("GET", "/fhir/$everything", 405)  # an operation, and not one this server runs
+    assert contract.send("GET", "/fhir/StructureDefinition", 200, query_string={"url": "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-administration"}).json["total"] == 1
+    contract.send("POST", "/fhir/Patient/_search", 200, data={"gender": "male"}, content_type="application/x-www-form-urlencoded")
+    contract.send("POST", "/fhir/Patient/_search", 400, data={"birthdate": "gt-yesterday"}, content_type="application/x-www-form-urlencoded")
+    contract.send("POST", "/fhir/Banana/_search", 404)
+    # batch and transaction
+    entry = {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111", "resource": _patient(identifier=None),
+             "request": {"method": "POST", "url": "Patient"}}
+    done = _post(contract, "/fhir", 200, {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}).json
+    assert done["entry"][0]["response"]["status"] == "201 Created"
+    _post(contract, "/fhir", 400, {"resourceType": "Bundle", "type": "collection"})
+    dangling = {**entry, "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                      "subject": {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"}},
+                "request": {"method": "POST", "url": "Observation"}}
+    _post(contract, "/fhir", 404, {"resourceType": "Bundle", "type": "transaction", "entry": [dangling]})
+    stale = {"resource": read.json, "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 'W/"1"'}}
+    _post(contract, "/fhir", 412, {"resourceType": "Bundle", "type": "transaction", "entry": [stale]})
+    invalid = {**entry, "resource": _patient(gender="x")}
+    _post(contract, "/fhir", 422, {"resourceType": "Bundle", "type": "transaction", "entry": [invalid]})
+    contract.send("POST", "/fhir", 415, conforming=False, data="<Bundle/>", content_type="application/fhir+xml")
+    contract.send("POST", "/fhir", 413, client=small_client, data=json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry] * 3}), content_type=FHIR)
+    for method, path in FHIR_OPERATIONS:
+        assert contract.statuses(method, path) == documented(spec, method, path), (method, path)

@@ -1,0 +1,1 @@
+"""The FHIR R4 REST facade's core: interactions, search parameters and queries, clinic-record links."""

@@ -1,0 +1,181 @@
+"""Search requests: query parameters parsed into criteria, with errors that name the parameter.
+
+    parse(resource_type, [(name, value), ...], lenient) -> Query
+
+Values of one parameter separated by commas are alternatives (OR); the same parameter repeated,
+or different parameters, must all hold (AND). Token `system|code`, `|code`, `system|`, `code`;
+date with a prefix `eq lt le gt ge` (default eq); reference `Type/id` or a bare id; string
+(prefix, case and accent insensitive; `:exact`, `:contains`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from service.errors import BadRequest, Issue
+from service.facade.searchparams import RESULT, Param, normalise, params_of, parse_range
+
+DEFAULT_COUNT = 20
+MAX_COUNT = 200
+DATE_PREFIXES = ("eq", "ne", "lt", "le", "gt", "ge")
+SORTABLE = {"_lastUpdated", "date", "_id"}
+
+
+@dataclass(frozen=True)
+class Match:
+    """One alternative of a criterion."""
+
+    system: str | None = None
+    system_given: bool = False     # `|code` means: no system
+    value: str | None = None
+    prefix: str = "eq"
+    low: datetime | None = None
+    high: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Criterion:
+    param: Param
+    modifier: str | None
+    matches: tuple[Match, ...]
+
+
+@dataclass
+class Query:
+    resource_type: str
+    criteria: list[Criterion] = field(default_factory=list)
+    count: int = DEFAULT_COUNT
+    offset: int = 0
+    sort: list[tuple[str, bool]] = field(default_factory=list)   # (param, descending)
+    include: list[tuple[str, str, str | None]] = field(default_factory=list)  # (type, param, target)
+    total: bool = True
+    ignored: list[str] = field(default_factory=list)             # lenient: what was left out
+
+
+def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = False) -> Query:
+    query = Query(resource_type)
+    known = params_of(resource_type)
+    problems: list[Issue] = []
+    for raw_name, raw_value in items:
+        name, _, modifier = raw_name.partition(":")
+        try:
+            if name == "_count":
+                query.count = _count(raw_value)
+            elif name == "_offset":
+                query.offset = _int(raw_name, raw_value, 0, 100_000)
+            elif name == "_sort":
+                query.sort = _sort(raw_value, known)
+            elif name == "_include":
+                query.include.append(_include(raw_value, resource_type))
+            elif name == "_total":
+                query.total = raw_value != "none"
+            elif name in ("_format", "_pretty"):
+                continue
+            elif name in RESULT:
+                raise _bad(raw_name, f"{name} is not supported by this server")
+            elif name in known:
+                query.criteria.append(_criterion(known[name], modifier or None, raw_value))
+            else:
+                raise _bad(raw_name, f"unknown search parameter for {resource_type} (known: "
+                                     f"{', '.join(sorted(known))})")
+        except BadRequest as exc:
+            if lenient and name not in ("_count",):
+                query.ignored.append(raw_name)
+            else:
+                problems.extend(exc.issues)
+    if problems:
+        raise BadRequest("The search has parameters this server cannot use.", problems)
+    return query
+
+
+def _bad(name: str, message: str) -> BadRequest:
+    return BadRequest(message, [Issue(name, message)])
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise _bad(name, f"{name} must be an integer from {low} to {high}, not {raw!r}")
+    return int(raw)
+
+
+def _count(raw: str) -> int:
+    return min(_int("_count", raw, 0, 10_000), MAX_COUNT)
+
+
+def _sort(raw: str, known: dict[str, Param]) -> list[tuple[str, bool]]:
+    out = []
+    for item in raw.split(","):
+        descending = item.startswith("-")
+        name = item.lstrip("-")
+        if name not in SORTABLE or (name == "date" and not any(p.kind == "date" for p in known.values()
+                                                                  if not p.name.startswith("_"))):
+            raise _bad("_sort", f"cannot sort by {name!r} (supported: date, _lastUpdated, _id)")
+        out.append((name, descending))
+    return out
+
+
+def _include(raw: str, resource_type: str) -> tuple[str, str, str | None]:
+    parts = raw.split(":")
+    if len(parts) not in (2, 3) or parts[0] != resource_type:
+        raise _bad("_include", f"expected {resource_type}:parameter[:TargetType], not {raw!r}")
+    param = params_of(resource_type).get(parts[1])
+    if param is None or param.kind != "reference":
+        raise _bad("_include", f"{parts[1]!r} is not a reference parameter of {resource_type}")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _criterion(param: Param, modifier: str | None, raw: str) -> Criterion:
+    modifiers: dict[str, set[str | None]] = {"token": {None, "not"}, "reference": {None}, "date": {None},
+                                             "string": {None, "exact", "contains"}}
+    allowed = modifiers[param.kind]
+    if param.name == "_id":
+        allowed = {None}
+    if modifier not in allowed:
+        raise _bad(f"{param.name}:{modifier}", f"modifier :{modifier} is not supported for {param.name}")
+    if raw == "":
+        raise _bad(param.name, f"{param.name} needs a value")
+    matches = tuple(_match(param, value) for value in _split(raw))
+    return Criterion(param, modifier, matches)
+
+
+def _split(raw: str) -> list[str]:
+    """Comma-separated alternatives; `\\,` is a literal comma."""
+    out, current, escaped = [], "", False
+    for char in raw:
+        if escaped:
+            current += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            out.append(current)
+            current = ""
+        else:
+            current += char
+    out.append(current)
+    return out
+
+
+def _match(param: Param, raw: str) -> Match:
+    if param.kind == "token":
+        if "|" in raw:
+            system, code = raw.split("|", 1)
+            return Match(system=system or None, system_given=True, value=code or None)
+        return Match(value=raw)
+    if param.kind == "reference":
+        if "/" not in raw.rstrip("/"):
+            if not param.targets or len(param.targets) > 1 and "Patient" not in param.targets:
+                raise _bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
+            return Match(value=f"{param.targets[0]}/{raw}")
+        parts = raw.rstrip("/").split("/_history/")[0].split("/")
+        return Match(value=f"{parts[-2]}/{parts[-1]}")
+    if param.kind == "string":
+        return Match(value=normalise(raw))
+    prefix, text = (raw[:2], raw[2:]) if raw[:2] in DATE_PREFIXES else ("eq", raw)
+    if prefix == "ne":
+        raise _bad(param.name, "the ne prefix is not supported; use lt and gt")
+    found = parse_range(text.replace(" ", "+"))
+    if found is None:
+        raise _bad(param.name, f"{param.name}={raw!r} is not a FHIR date, dateTime or instant (with an "
+                               f"optional prefix {', '.join(p for p in DATE_PREFIXES if p != 'ne')})")
+    return Match(prefix=prefix, low=found[0], high=found[1])

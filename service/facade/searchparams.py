@@ -1,0 +1,238 @@
+"""The search parameters the facade supports, as data, and the values a resource is indexed under.
+
+Each parameter names its kind (token, date, reference, string) and the element paths it reads,
+following the R4 SearchParameter definitions for these resource types (a choice element like
+`effective` reads `effectiveDateTime`, `effectivePeriod` or `effectiveInstant`). Writing a
+resource indexes these values; searching compares against them.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+#: The resource types the facade serves (issue 6).
+TYPES = ("Patient", "Practitioner", "Encounter", "Condition", "CarePlan", "Goal", "MedicationRequest",
+         "MedicationAdministration", "Observation", "AdverseEvent", "DetectedIssue", "Provenance")
+#: Open ends of a date range.
+EARLIEST = datetime(1, 1, 1)
+LATEST = datetime(9999, 12, 31, 23, 59, 59)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str                    # token | date | reference | string
+    paths: tuple[str, ...]
+    targets: tuple[str, ...] = ()  # reference: the resource types it may point at
+    description: str = ""
+
+
+def _p(name: str, kind: str, *paths: str, targets: tuple[str, ...] = (), description: str = "") -> Param:
+    return Param(name, kind, paths, targets, description)
+
+
+IDENTIFIER = _p("identifier", "token", "identifier", description="A business identifier: system|value")
+SUBJECT_PATIENT = _p("patient", "reference", "subject", targets=("Patient",), description="The patient")
+SUBJECT = _p("subject", "reference", "subject", targets=("Patient", "Group"), description="The subject")
+STATUS = _p("status", "token", "status", description="The status code")
+
+PARAMS: dict[str, dict[str, Param]] = {
+    "Patient": {p.name: p for p in (
+        IDENTIFIER, _p("family", "string", "name.family"), _p("given", "string", "name.given"),
+        _p("name", "string", "name.family", "name.given", "name.text"), _p("birthdate", "date", "birthDate"),
+        _p("gender", "token", "gender"))},
+    "Practitioner": {p.name: p for p in (
+        IDENTIFIER, _p("name", "string", "name.family", "name.given", "name.text"),
+        _p("family", "string", "name.family"))},
+    "Encounter": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("date", "date", "period"), _p("class", "token", "class"))},
+    "Condition": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, _p("code", "token", "code"), _p("category", "token", "category"),
+        _p("clinical-status", "token", "clinicalStatus"), _p("onset-date", "date", "onset"),
+        _p("recorded-date", "date", "recordedDate"))},
+    "CarePlan": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("category", "token", "category"),
+        _p("date", "date", "period"), _p("intent", "token", "intent"))},
+    "Goal": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, _p("lifecycle-status", "token", "lifecycleStatus"),
+        _p("category", "token", "category"))},
+    "MedicationRequest": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("code", "token", "medication"),
+        _p("intent", "token", "intent"), _p("authoredon", "date", "authoredOn"))},
+    "MedicationAdministration": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("code", "token", "medication"),
+        _p("effective-time", "date", "effective"),
+        _p("context", "reference", "context", targets=("Encounter", "EpisodeOfCare")),
+        _p("request", "reference", "request", targets=("MedicationRequest",)))},
+    "Observation": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("code", "token", "code"),
+        _p("category", "token", "category"), _p("date", "date", "effective"),
+        _p("encounter", "reference", "encounter", targets=("Encounter",)),
+        _p("part-of", "reference", "partOf", targets=("MedicationAdministration", "Procedure", "Immunization")))},
+    "AdverseEvent": {p.name: p for p in (
+        IDENTIFIER, SUBJECT, _p("date", "date", "date"), _p("event", "token", "event"),
+        _p("category", "token", "category"), _p("seriousness", "token", "seriousness"),
+        _p("severity", "token", "severity"), _p("actuality", "token", "actuality"))},
+    "DetectedIssue": {p.name: p for p in (
+        IDENTIFIER, _p("patient", "reference", "patient", targets=("Patient",)), _p("code", "token", "code"),
+        _p("identified", "date", "identified"),
+        _p("implicated", "reference", "implicated"))},
+    "Provenance": {p.name: p for p in (
+        _p("target", "reference", "target"), _p("patient", "reference", "target", targets=("Patient",)),
+        _p("recorded", "date", "recorded"))},
+}
+#: Parameters every type has, answered from the resource table itself.
+COMMON = {"_id": _p("_id", "token", "id"), "_lastUpdated": _p("_lastUpdated", "date", "meta.lastUpdated")}
+#: Result parameters the facade honours.
+RESULT = ("_count", "_sort", "_include", "_format", "_pretty", "_summary", "_total", "_elements")
+
+
+def params_of(resource_type: str) -> dict[str, Param]:
+    return {**COMMON, **PARAMS.get(resource_type, {})}
+
+
+# --- extracting values ---------------------------------------------------------------------
+
+def values_at(resource: dict[str, Any], path: str) -> list[Any]:
+    """Every value at a dotted path; a last step `effective` also reads `effectiveDateTime`, …"""
+    nodes: list[Any] = [resource]
+    steps = path.split(".")
+    for i, step in enumerate(steps):
+        found: list[Any] = []
+        for node in nodes:
+            if not isinstance(node, dict):
+                continue
+            if step in node:
+                value = node[step]
+                found.extend(value if isinstance(value, list) else [value])
+            elif i == len(steps) - 1:
+                for key, value in node.items():  # a choice element: effective → effectiveDateTime
+                    if key.startswith(step) and key[len(step):len(step) + 1].isupper():
+                        found.extend(value if isinstance(value, list) else [value])
+        nodes = found
+    return nodes
+
+
+@dataclass(frozen=True)
+class IndexValue:
+    param: str
+    system: str | None = None
+    value: str | None = None
+    low: datetime | None = None
+    high: datetime | None = None
+
+
+def index(resource: dict[str, Any]) -> list[IndexValue]:
+    """The values `resource` is found by, for every parameter of its type."""
+    out: list[IndexValue] = []
+    for param in PARAMS.get(resource.get("resourceType", ""), {}).values():
+        for path in param.paths:
+            for value in values_at(resource, path):
+                out.extend(_index_one(param, value))
+    return out
+
+
+def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:
+    if param.kind == "token":
+        for system, code in tokens(value):
+            yield IndexValue(param.name, system, code)
+    elif param.kind == "date":
+        found = date_range(value)
+        if found:
+            yield IndexValue(param.name, low=found[0], high=found[1])
+    elif param.kind == "reference":
+        target = reference_key(value)
+        if target:
+            yield IndexValue(param.name, value=target)
+    elif param.kind == "string" and isinstance(value, str):
+        yield IndexValue(param.name, value=normalise(value)[:500])
+
+
+def tokens(value: Any) -> list[tuple[str | None, str]]:
+    """(system, code) pairs of a code, Coding, CodeableConcept or Identifier."""
+    if isinstance(value, str):
+        return [(None, value)]
+    if isinstance(value, bool):
+        return [(None, "true" if value else "false")]
+    if not isinstance(value, dict):
+        return []
+    if "coding" in value:
+        return [p for c in value.get("coding") or [] for p in tokens(c)]
+    if "code" in value and isinstance(value["code"], str):
+        return [(value.get("system"), value["code"])]
+    if "value" in value and isinstance(value["value"], str):  # Identifier
+        return [(value.get("system"), value["value"])]
+    return []
+
+
+def reference_key(value: Any) -> str | None:
+    """`Type/id` of a literal reference (relative or absolute, version dropped); None otherwise."""
+    if not isinstance(value, dict) or not isinstance(value.get("reference"), str):
+        return None
+    ref = value["reference"].split("/_history/")[0]
+    parts = ref.split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return f"{parts[-2]}/{parts[-1]}"
+    return None
+
+
+def normalise(text: str) -> str:
+    """Strings match case- and accent-insensitively from the start, as FHIR string search does."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in folded if not unicodedata.combining(c)).casefold()
+
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
+                   r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+
+
+def date_range(value: Any) -> tuple[datetime, datetime] | None:
+    """The instant range a date, dateTime, instant or Period covers, in naive UTC."""
+    if isinstance(value, dict):
+        start = date_range(value.get("start")) if value.get("start") else None
+        end = date_range(value.get("end")) if value.get("end") else None
+        if start is None and end is None:
+            return None
+        return (start[0] if start else EARLIEST), (end[1] if end else LATEST)
+    if not isinstance(value, str):
+        return None
+    return parse_range(value)
+
+
+def parse_range(text: str) -> tuple[datetime, datetime] | None:
+    """`2026`, `2026-03`, `2026-03-02`, `2026-03-02T09:00:00-05:00`: [first, last] instant covered."""
+    match = _DATE.match(text)
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        if hour is None:
+            low = datetime(int(year), int(month or 1), int(day or 1))
+            if day:
+                high = low + timedelta(days=1)
+            elif month:
+                high = (low.replace(day=28) + timedelta(days=4)).replace(day=1)
+            else:
+                high = low.replace(year=low.year + 1)
+            return low, high - timedelta(microseconds=1)
+        micro = int((fraction or "0")[:6].ljust(6, "0"))
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro)
+    except ValueError:
+        return None
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    if second is None:
+        return moment, moment + timedelta(minutes=1) - timedelta(microseconds=1)
+    if fraction is None:
+        return moment, moment + timedelta(seconds=1) - timedelta(microseconds=1)
+    return moment, moment
+
+
+def utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment

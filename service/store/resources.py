@@ -1,0 +1,243 @@
+"""FHIR resource repository: versions, history, search index and conditional-create claims.
+
+Every write happens in a `Unit` (one database transaction), so a transaction Bundle is all or
+nothing and a single interaction is atomic too. A write bumps the version, appends to the
+history and rewrites the resource's search index rows in the same transaction.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from service.facade.query import Criterion, Match, Query
+from service.facade.searchparams import EARLIEST, LATEST, index
+from service.store.engine import session
+from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
+from service.store.records import utcnow
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    pk: int
+    resource_type: str
+    id: str
+    version: int
+    deleted: bool
+    last_updated: datetime
+    content: dict[str, Any] | None
+    warnings: list[dict[str, Any]]
+    record_id: str | None = None
+    method: str | None = None
+
+    @classmethod
+    def of(cls, row: ResourceRow) -> StoredResource:
+        return cls(row.pk, row.resource_type, row.id, row.version, row.deleted, row.last_updated, row.content,
+                   row.warnings, row.record_id)
+
+    @classmethod
+    def of_version(cls, row: ResourceVersionRow) -> StoredResource:
+        return cls(row.resource_pk, row.resource_type, row.id, row.version, row.deleted, row.last_updated,
+                   row.content, [], None, row.method)
+
+
+def instant(moment: datetime) -> str:
+    """`meta.lastUpdated`: a FHIR instant in UTC with milliseconds."""
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+class ResourceStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def unit(self, write: bool = False) -> Iterator[Unit]:
+        with session(self.engine, write) as current:
+            yield Unit(current)
+
+
+class Unit:
+    """The operations of one transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _row(self, resource_type: str, resource_id: str) -> ResourceRow | None:
+        return self.session.scalars(select(ResourceRow).where(
+            ResourceRow.resource_type == resource_type, ResourceRow.id == resource_id)).one_or_none()
+
+    def get(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        """The current version, deleted or not; None when the id was never used."""
+        row = self._row(resource_type, resource_id)
+        return StoredResource.of(row) if row else None
+
+    def version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
+        row = self.session.scalars(select(ResourceVersionRow).where(
+            ResourceVersionRow.resource_type == resource_type, ResourceVersionRow.id == resource_id,
+            ResourceVersionRow.version == version)).one_or_none()
+        return StoredResource.of_version(row) if row else None
+
+    def write(self, resource_type: str, resource_id: str, content: dict[str, Any] | None,
+              warnings: list[dict[str, Any]], method: str, record_id: str | None = None) -> StoredResource:
+        """Store the next version (the first when new); `content` None deletes. Sets meta.versionId/lastUpdated."""
+        row = self._row(resource_type, resource_id)
+        now = utcnow()
+        version = row.version + 1 if row else 1
+        if content is not None:
+            content = {**content, "id": resource_id,
+                       "meta": {**(content.get("meta") or {}), "versionId": str(version),
+                                "lastUpdated": instant(now)}}
+            content = {"resourceType": content["resourceType"], "id": resource_id, "meta": content["meta"],
+                       **{k: v for k, v in content.items() if k not in ("resourceType", "id", "meta")}}
+        if row is None:
+            row = ResourceRow(resource_type=resource_type, id=resource_id, version=version, deleted=content is None,
+                              last_updated=now, content=content, warnings=warnings, record_id=record_id)
+            self.session.add(row)
+        else:
+            row.version, row.deleted, row.last_updated = version, content is None, now
+            row.content, row.warnings = content, warnings
+            if record_id is not None:
+                row.record_id = record_id
+        self.session.flush()
+        self.session.add(ResourceVersionRow(resource_pk=row.pk, resource_type=resource_type, id=resource_id,
+                                            version=version, method=method, deleted=content is None,
+                                            last_updated=now, content=content))
+        self.session.execute(delete(SearchIndexRow).where(SearchIndexRow.resource_pk == row.pk))
+        if content is not None:
+            self.session.add_all(SearchIndexRow(resource_pk=row.pk, resource_type=resource_type, param=v.param,
+                                                system=v.system, value=v.value, low=v.low, high=v.high)
+                                 for v in index(content))
+        else:
+            self.session.execute(delete(ConditionalClaimRow).where(ConditionalClaimRow.resource_pk == row.pk))
+        self.session.flush()
+        return StoredResource.of(row)
+
+    def link_record(self, resource_type: str, resource_id: str, record_id: str) -> None:
+        row = self._row(resource_type, resource_id)
+        if row is not None:
+            row.record_id = record_id
+
+    # --- conditional create -----------------------------------------------------------------
+
+    def claim(self, resource_type: str, criteria: str, resource_pk: int) -> None:
+        """Raises IntegrityError when another transaction holds the same claim."""
+        self.session.add(ConditionalClaimRow(resource_type=resource_type, criteria=criteria, resource_pk=resource_pk))
+        self.session.flush()
+
+    def release(self, resource_type: str, criteria: str) -> None:
+        """Drop a claim whose resource no longer matches its criteria (changed or deleted since)."""
+        self.session.execute(delete(ConditionalClaimRow).where(
+            ConditionalClaimRow.resource_type == resource_type, ConditionalClaimRow.criteria == criteria))
+
+    # --- search and history -----------------------------------------------------------------
+
+    def search(self, query: Query) -> tuple[list[StoredResource], int | None]:
+        stmt = select(ResourceRow).where(ResourceRow.resource_type == query.resource_type,
+                                         ResourceRow.deleted.is_(False))
+        for criterion in query.criteria:
+            stmt = stmt.where(_condition(query.resource_type, criterion))
+        total = None
+        if query.total:
+            total = self.session.scalar(select(func.count()).select_from(stmt.subquery()))
+        order: list[Any] = []
+        for name, descending in query.sort:
+            column: Any = ResourceRow.last_updated if name == "_lastUpdated" else (
+                ResourceRow.id if name == "_id" else _date_key(query.resource_type, descending))
+            order.append(column.desc() if descending else column.asc())
+        order.append(ResourceRow.pk.asc())
+        rows = self.session.scalars(stmt.order_by(*order).offset(query.offset).limit(query.count))
+        return [StoredResource.of(r) for r in rows], total
+
+    def by_keys(self, keys: list[str]) -> list[StoredResource]:
+        """Current, not deleted resources named `Type/id`."""
+        out = []
+        for key in dict.fromkeys(keys):
+            resource_type, _, resource_id = key.partition("/")
+            row = self._row(resource_type, resource_id)
+            if row is not None and not row.deleted:
+                out.append(StoredResource.of(row))
+        return out
+
+    def history(self, resource_type: str | None, resource_id: str | None, since: datetime | None,
+                count: int, offset: int) -> tuple[list[StoredResource], int]:
+        stmt = select(ResourceVersionRow)
+        if resource_type is not None:
+            stmt = stmt.where(ResourceVersionRow.resource_type == resource_type)
+        if resource_id is not None:
+            stmt = stmt.where(ResourceVersionRow.id == resource_id)
+        if since is not None:
+            stmt = stmt.where(ResourceVersionRow.last_updated >= since)
+        total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = self.session.scalars(stmt.order_by(ResourceVersionRow.pk.desc()).offset(offset).limit(count))
+        return [StoredResource.of_version(r) for r in rows], total
+
+
+def _indexed(resource_type: str, param: str, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists().where(SearchIndexRow.resource_pk == ResourceRow.pk, SearchIndexRow.resource_type == resource_type,
+                          SearchIndexRow.param == param, *conditions)
+
+
+def _condition(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
+    param = criterion.param
+    alternatives = [_match(resource_type, criterion, m) for m in criterion.matches]
+    found = or_(*alternatives)
+    return ~found if criterion.modifier == "not" and param.kind == "token" else found
+
+
+def _match(resource_type: str, criterion: Criterion, m: Match) -> ColumnElement[bool]:
+    param = criterion.param
+    if param.name == "_id":
+        return ResourceRow.id == m.value
+    if param.name == "_lastUpdated":
+        found: ColumnElement[bool] = _date_compare(ResourceRow.last_updated, ResourceRow.last_updated, m)
+        return found
+    if param.kind == "token":
+        conditions = []
+        if m.value is not None:
+            conditions.append(SearchIndexRow.value == m.value)
+        if m.system_given:
+            conditions.append(SearchIndexRow.system == m.system if m.system else SearchIndexRow.system.is_(None))
+        return _indexed(resource_type, param.name, *conditions)
+    if param.kind == "reference":
+        return _indexed(resource_type, param.name, SearchIndexRow.value == m.value)
+    if param.kind == "string":
+        text = (m.value or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        if criterion.modifier == "exact":
+            condition = SearchIndexRow.value == (m.value or "")
+        elif criterion.modifier == "contains":
+            condition = SearchIndexRow.value.like(f"%{text}%", escape="\\")
+        else:
+            condition = SearchIndexRow.value.like(f"{text}%", escape="\\")
+        return _indexed(resource_type, param.name, condition)
+    return _indexed(resource_type, param.name, _date_compare(SearchIndexRow.low, SearchIndexRow.high, m))
+
+
+def _date_compare(low: Any, high: Any, m: Match) -> Any:
+    """R4 date search: eq — the value's range contains the resource's; lt/le/gt/ge — the ranges overlap that way."""
+    if m.low is None or m.high is None:  # the parser gives every date match both ends
+        raise ValueError("a date match without its range")
+    if m.prefix == "eq":
+        return and_(low >= m.low, high <= m.high)
+    if m.prefix == "lt":
+        return low < m.low
+    if m.prefix == "le":
+        return low <= m.high
+    if m.prefix == "gt":
+        return high > m.high
+    return high >= m.low  # ge
+
+
+def _date_key(resource_type: str, descending: bool) -> Any:
+    """The resource's earliest indexed `date`-kind value, for _sort=date (missing sorts last)."""
+    from service.facade.searchparams import PARAMS
+
+    names = [p.name for p in PARAMS.get(resource_type, {}).values() if p.kind == "date"]
+    preferred = "date" if "date" in names else (names[0] if names else "date")
+    agg = func.max(SearchIndexRow.high) if descending else func.min(SearchIndexRow.low)
+    key = select(agg).where(SearchIndexRow.resource_pk == ResourceRow.pk, SearchIndexRow.param == preferred)
+    return func.coalesce(key.scalar_subquery(), EARLIEST if descending else LATEST)

@@ -1,0 +1,165 @@
+"""The facade through the Flask test client: transactions, search semantics, clinic-record links, metadata.
+
+(Live-server tests with a real FHIR client library are in test_live_client.py.)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from service.mapping import default_mapper
+from service.validation import default_validator
+
+FHIR = "application/fhir+json"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "mapping" / "golden"
+
+
+def post(client: FlaskClient, path: str, body: Any, **headers: str) -> Any:
+    return client.post(path, data=json.dumps(body), content_type=FHIR, headers=headers)
+
+
+def golden_record(kind: str) -> dict[str, Any]:
+    record = json.loads((GOLDEN / f"{kind}.record.json").read_text(encoding="utf-8"))
+    record.pop("_scenario")
+    return record
+
+
+def golden_bundle(kind: str) -> dict[str, Any]:
+    from service.domain.schemas import SCHEMAS
+
+    schema = SCHEMAS[kind]()
+    return default_mapper().to_bundle(kind, schema.dump(schema.load(golden_record(kind))))
+
+
+def test_metadata_is_a_valid_r4_capability_statement(client: FlaskClient) -> None:
+    statement = client.get("/fhir/metadata").json
+    findings = default_validator().validate(statement)
+    assert [f for f in findings if f.severity in ("error", "fatal")] == []
+    served = {r["type"] for r in statement["rest"][0]["resource"]}
+    assert {"MedicationAdministration", "Observation", "Patient", "Provenance"} <= served
+    administration = next(r for r in statement["rest"][0]["resource"] if r["type"] == "MedicationAdministration")
+    assert "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-administration" in administration[
+        "supportedProfile"]
+    assert {"read", "vread", "create", "update", "delete", "search-type"} <= {
+        i["code"] for i in administration["interaction"]}
+
+
+def test_a_mapped_session_posts_as_a_transaction_and_again_changes_nothing(client: FlaskClient) -> None:
+    bundle = golden_bundle("administration")
+    first = post(client, "/fhir", bundle)
+    assert first.status_code == 200, first.json
+    statuses = [e["response"]["status"] for e in first.json["entry"]]
+    assert statuses == ["201 Created"] * len(bundle["entry"])
+    again = post(client, "/fhir", bundle).json
+    # the deterministic ids update in place; the people are found by identifier, not duplicated
+    assert [e["response"]["status"] for e in again["entry"]] == ["200 OK"] * len(bundle["entry"])
+    assert client.get("/fhir/Patient").json["total"] == 1
+    administration_id = bundle["entry"][0]["resource"]["id"]
+    stored = client.get(f"/fhir/MedicationAdministration/{administration_id}").json
+    assert stored["meta"]["versionId"] == "2"
+    patient_ref = stored["subject"]["reference"]
+    assert patient_ref.startswith("Patient/") and not patient_ref.startswith("urn:")
+    observations = client.get("/fhir/Observation", query_string={"part-of": f"MedicationAdministration/{administration_id}"})
+    assert observations.json["total"] == 6  # weight, bp, systolic, heart rate, SpO2, CADSS
+
+
+def test_a_failing_transaction_stores_nothing(client: FlaskClient) -> None:
+    bundle = golden_bundle("administration")
+    bundle["entry"][-1]["resource"]["identifier"][0]["system"] = "not a uri"
+    refused = post(client, "/fhir", bundle)
+    assert refused.status_code == 422 and refused.json["resourceType"] == "OperationOutcome"
+    assert client.get("/fhir/_history").json["total"] == 0
+
+
+def test_an_ehr_session_becomes_a_clinic_record(client: FlaskClient) -> None:
+    bundle = golden_bundle("administration")
+    assert post(client, "/fhir", bundle).status_code == 200
+    records = client.get("/api/v1/administrations").json["items"]
+    assert len(records) == 1
+    record = records[0]["record"]
+    assert (record["source"], record["external_id"]) == ("clinic-a", "session-2")
+    assert record["dose_mg"] == 35 and record["route"] == "intravenous"
+    assert record["patient"]["identifier"] == {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-1001"}
+
+
+def test_a_resource_that_cannot_be_a_record_is_kept_with_a_note(client: FlaskClient) -> None:
+    observation = {"resourceType": "Observation", "meta": {"profile": [
+        "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-outcome-score"]},
+        "status": "final", "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                                     "code": "survey"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+        "subject": {"reference": "Patient/not-stored"}, "effectiveDateTime": "2026-03-20T10:00:00-05:00",
+        "valueInteger": 9}
+    made = post(client, "/fhir/Observation", observation, Prefer="return=OperationOutcome")
+    assert made.status_code == 201
+    notes = [i["details"]["text"] for i in made.json["issue"] if i["severity"] == "information"]
+    assert any(n.startswith("Not read into a clinic record") for n in notes), made.json
+    assert client.get("/api/v1/assessments").json["items"] == []
+
+
+@pytest.fixture
+def observations(client: FlaskClient) -> list[str]:
+    ids = []
+    for day, value in ((2, 120), (5, 135), (9, 150)):
+        body = {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": f"2026-03-0{day}T09:00:00-05:00",
+                "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
+        ids.append(post(client, "/fhir/Observation", body).json["id"])
+    post(client, "/fhir/Patient", {"resourceType": "Patient", "id": "p1"})
+    client.put("/fhir/Patient/p1", data=json.dumps({"resourceType": "Patient", "id": "p1"}), content_type=FHIR)
+    return ids
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"date": "2026-03-05"}, [1]),
+    ({"date": "lt2026-03-05"}, [0]),
+    ({"date": "le2026-03-05"}, [0, 1]),
+    ({"date": "gt2026-03-05"}, [2]),
+    ({"date": "ge2026-03-05T14:00:00Z"}, [1, 2]),
+    ({"date": "2026-03"}, [0, 1, 2]),
+    ({"code": "http://loinc.org|8867-4"}, [0, 1, 2]),
+    ({"code": "http://snomed.info/sct|8867-4"}, []),
+    ({"code": "8867-4,1234-5"}, [0, 1, 2]),
+    ({"patient": "p1"}, [0, 1, 2]),
+    ({"subject": "Patient/p1", "date": "ge2026-03-05"}, [1, 2]),
+    ({"status": "final", "_sort": "-date"}, [2, 1, 0]),
+])
+def test_search_semantics(client: FlaskClient, observations: list[str], query: dict[str, str],
+                          expected: list[int]) -> None:
+    found = client.get("/fhir/Observation", query_string=query).json
+    ids = [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "match"]
+    if "_sort" not in query:
+        ids = sorted(ids, key=observations.index)
+    assert ids == [observations[i] for i in expected]
+    assert found["total"] == len(expected)
+
+
+def test_paging_links_keep_every_parameter(client: FlaskClient, observations: list[str]) -> None:
+    page = client.get("/fhir/Observation", query_string={"status": "final", "_count": 2, "_sort": "date"}).json
+    assert [e["resource"]["id"] for e in page["entry"]] == observations[:2]
+    following = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    assert "status=final" in following and "_sort=date" in following and "_count=2" in following
+    second = client.get(following.replace("http://localhost", "")).json
+    assert [e["resource"]["id"] for e in second["entry"]] == observations[2:]
+    assert not any(link["relation"] == "next" for link in second["link"])
+    assert any(link["relation"] == "previous" for link in second["link"])
+
+
+def test_include_adds_the_referenced_patient(client: FlaskClient, observations: list[str]) -> None:
+    found = client.get("/fhir/Observation", query_string={"_include": "Observation:patient"}).json
+    modes = [(e["resource"]["resourceType"], e["search"]["mode"]) for e in found["entry"]]
+    assert modes.count(("Patient", "include")) == 1 and modes.count(("Observation", "match")) == 3
+
+
+@pytest.mark.parametrize("query", [{"date": "yesterday"}, {"date": "ne2026-03-05"}, {"_count": "-1"},
+                                   {"_sort": "colour"}, {"code:above": "x"}, {"_include": "Patient:organization"},
+                                   {"_summary": "true"}])
+def test_search_values_the_server_cannot_use_are_400(client: FlaskClient, query: dict[str, str]) -> None:
+    refused = client.get("/fhir/Observation", query_string=query)
+    assert refused.status_code == 400 and refused.json["resourceType"] == "OperationOutcome"
