@@ -181,7 +181,8 @@ class FhirServer:
             return unit.write(resource_type, resource_id, None, [], "DELETE")
 
     def _write(self, unit: Unit, resource_type: str, resource_id: str, resource: dict[str, Any],
-               findings: list[Finding], method: str, created: bool) -> Written:
+               findings: list[Finding], method: str, created: bool, pending: set[str] | None = None) -> Written:
+        _check_references(unit, resource, pending or set())
         stored = unit.write(resource_type, resource_id, resource, [_as_warning(f) for f in findings], method)
         return Written(stored, created, findings)
 
@@ -291,8 +292,8 @@ class FhirServer:
         for r in requests:
             if r.method == "POST" and r.full_url and not r.if_none_exist:
                 names[r.full_url] = f"{r.resource_type}/{uuid.uuid4()}"
-            elif r.method == "PUT" and r.full_url and r.resource_id:
-                names[r.full_url] = f"{r.resource_type}/{r.resource_id}"
+            elif r.method == "PUT" and r.resource_id:  # keyed by fullUrl, or a key no reference can use
+                names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
         checked = {r.index: self._checked(r.resource_type, r.resource) for r in requests if r.method in ("POST", "PUT")}
         responses: dict[int, dict[str, Any]] = {}
         log: list[Written] = []
@@ -351,7 +352,7 @@ class FhirServer:
             if r.method == "POST":
                 new_id = names.get(r.full_url or "", f"/{uuid.uuid4()}").split("/")[-1]
                 written = self._write(unit, r.resource_type, new_id, {k: v for k, v in resource.items() if k != "id"},
-                                      findings, "POST", True)
+                                      findings, "POST", True, set(names.values()))
             else:
                 current = unit.get(r.resource_type, r.resource_id or "")
                 if r.if_match is not None and (current is None or current.version != r.if_match):
@@ -360,7 +361,7 @@ class FhirServer:
                     raise BadRequest(f"entry[{r.index}]: the resource's id is not the id in request.url.",
                                      [Issue(f"Bundle.entry[{r.index}].resource.id", f"expected {r.resource_id}")])
                 written = self._write(unit, r.resource_type, r.resource_id or "", resource, findings, "PUT",
-                                      current is None or current.deleted)
+                                      current is None or current.deleted, set(names.values()))
             if log is not None:
                 log.append(written)
             return {"response": _response(base, written.resource, written.status, written.findings)}
@@ -473,6 +474,37 @@ def _rewrite(node: Any, names: dict[str, str]) -> Any:
         elif ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
             raise NotFound(f"The reference {ref} names no entry of this Bundle.")
     return out
+
+
+def _check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) -> None:
+    """Referential integrity on write, as HAPI enforces it: a relative reference to a type this
+    server serves must name a resource it holds, or one the same transaction writes (`pending`);
+    absolute URLs point elsewhere and are not checked."""
+    missing = []
+    for path, ref in _references(resource, resource.get("resourceType", "")):
+        parts = ref.split("/_history/")[0].split("/")
+        if len(parts) != 2 or parts[0] not in TYPES or "?" in ref or "/".join(parts) in pending:
+            continue
+        found = unit.get(parts[0], parts[1])
+        if found is None or found.deleted:
+            missing.append(Issue(path, f"{ref} is not a resource of this server"))
+    if missing:
+        raise BadRequest(f"The resource refers to resources this server does not hold: "
+                         f"{', '.join(i.message.split(' ')[0] for i in missing)}.", missing)
+
+
+def _references(node: Any, path: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            found.append((f"{path}.reference", node["reference"]))
+        for key, value in node.items():
+            if key != "contained":
+                found.extend(_references(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_references(value, f"{path}[{i}]"))
+    return found
 
 
 def _unit_read(unit: Unit, r: _Request) -> StoredResource:

@@ -29,11 +29,18 @@ def golden_record(kind: str) -> dict[str, Any]:
     return record
 
 
-def golden_bundle(kind: str) -> dict[str, Any]:
+def golden_bundle(kind: str, **changes: Any) -> dict[str, Any]:
     from service.domain.schemas import SCHEMAS
 
     schema = SCHEMAS[kind]()
-    return default_mapper().to_bundle(kind, schema.dump(schema.load(golden_record(kind))))
+    return default_mapper().to_bundle(kind, schema.dump(schema.load(golden_record(kind) | changes)))
+
+
+def the_plan(client: FlaskClient) -> None:
+    """Session 2 belongs to plan-7 of the same patient: the plan's order must be there first."""
+    patient = {"identifier": {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-1001"}}
+    sent = post(client, "/fhir", golden_bundle("treatment-plan", external_id="plan-7", patient=patient))
+    assert sent.status_code == 200, sent.json
 
 
 def test_metadata_is_a_valid_r4_capability_statement(client: FlaskClient) -> None:
@@ -49,16 +56,26 @@ def test_metadata_is_a_valid_r4_capability_statement(client: FlaskClient) -> Non
         i["code"] for i in administration["interaction"]}
 
 
+def test_a_session_before_its_plan_is_refused_whole(client: FlaskClient) -> None:
+    refused = post(client, "/fhir", golden_bundle("administration"))
+    assert refused.status_code == 400 and "MedicationRequest/" in refused.json["issue"][0]["details"]["text"]
+    assert client.get("/fhir/_history").json["total"] == 0
+
+
 def test_a_mapped_session_posts_as_a_transaction_and_again_changes_nothing(client: FlaskClient) -> None:
+    the_plan(client)
     bundle = golden_bundle("administration")
     first = post(client, "/fhir", bundle)
     assert first.status_code == 200, first.json
-    statuses = [e["response"]["status"] for e in first.json["entry"]]
-    assert statuses == ["201 Created"] * len(bundle["entry"])
+    statuses = [(e["request"]["url"].split("/")[0], r["response"]["status"])
+                for e, r in zip(bundle["entry"], first.json["entry"], strict=True)]
+    # every resource of the session is new; the plan's patient is found by MRN (ifNoneExist)
+    assert [s for t, s in statuses if t != "Patient"] == ["201 Created"] * (len(statuses) - 1)
+    assert ("Patient", "200 OK") in statuses
     again = post(client, "/fhir", bundle).json
     # the deterministic ids update in place; the people are found by identifier, not duplicated
     assert [e["response"]["status"] for e in again["entry"]] == ["200 OK"] * len(bundle["entry"])
-    assert client.get("/fhir/Patient").json["total"] == 1
+    assert client.get("/fhir/Patient").json["total"] == 1  # the plan's patient, found by MRN
     administration_id = bundle["entry"][0]["resource"]["id"]
     stored = client.get(f"/fhir/MedicationAdministration/{administration_id}").json
     assert stored["meta"]["versionId"] == "2"
@@ -69,14 +86,17 @@ def test_a_mapped_session_posts_as_a_transaction_and_again_changes_nothing(clien
 
 
 def test_a_failing_transaction_stores_nothing(client: FlaskClient) -> None:
+    the_plan(client)
+    before = client.get("/fhir/_history").json["total"]
     bundle = golden_bundle("administration")
     bundle["entry"][-1]["resource"]["identifier"][0]["system"] = "not a uri"
     refused = post(client, "/fhir", bundle)
     assert refused.status_code == 422 and refused.json["resourceType"] == "OperationOutcome"
-    assert client.get("/fhir/_history").json["total"] == 0
+    assert client.get("/fhir/_history").json["total"] == before
 
 
 def test_an_ehr_session_becomes_a_clinic_record(client: FlaskClient) -> None:
+    the_plan(client)
     bundle = golden_bundle("administration")
     assert post(client, "/fhir", bundle).status_code == 200
     records = client.get("/api/v1/administrations").json["items"]
@@ -88,12 +108,14 @@ def test_an_ehr_session_becomes_a_clinic_record(client: FlaskClient) -> None:
 
 
 def test_a_resource_that_cannot_be_a_record_is_kept_with_a_note(client: FlaskClient) -> None:
+    # a patient without an MRN: the clinic record needs patient.identifier
+    client.put("/fhir/Patient/no-mrn", data=json.dumps({"resourceType": "Patient", "id": "no-mrn"}), content_type=FHIR)
     observation = {"resourceType": "Observation", "meta": {"profile": [
         "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-outcome-score"]},
         "status": "final", "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                                      "code": "survey"}]}],
         "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
-        "subject": {"reference": "Patient/not-stored"}, "effectiveDateTime": "2026-03-20T10:00:00-05:00",
+        "subject": {"reference": "Patient/no-mrn"}, "effectiveDateTime": "2026-03-20T10:00:00-05:00",
         "valueInteger": 9}
     made = post(client, "/fhir/Observation", observation, Prefer="return=OperationOutcome")
     assert made.status_code == 201
@@ -102,8 +124,43 @@ def test_a_resource_that_cannot_be_a_record_is_kept_with_a_note(client: FlaskCli
     assert client.get("/api/v1/assessments").json["items"] == []
 
 
+def test_references_must_name_resources_the_server_holds(client: FlaskClient) -> None:
+    body = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "Patient/nobody"}}
+    refused = post(client, "/fhir/Observation", body)
+    assert refused.status_code == 400
+    assert refused.json["issue"][1]["expression"] == ["Observation.subject.reference"]
+    elsewhere = body | {"subject": {"reference": "https://ehr.example/fhir/Patient/123"}}
+    assert post(client, "/fhir/Observation", elsewhere).status_code == 201
+
+
+def test_a_bundle_over_the_entry_limit_is_413(settings: Any) -> None:
+    from service import create_app
+
+    application = create_app(settings.replace(max_bundle_entries=2))
+    try:
+        entry = {"request": {"method": "GET", "url": "Patient/x"}}
+        refused = post(application.test_client(), "/fhir", {"resourceType": "Bundle", "type": "batch",
+                                                             "entry": [entry] * 3})
+        assert refused.status_code == 413 and refused.json["resourceType"] == "OperationOutcome"
+    finally:
+        application.extensions["kfhir"].engine.dispose()
+
+
+def test_a_batch_answers_each_entry_on_its_own(client: FlaskClient) -> None:
+    good = {"resource": {"resourceType": "Patient", "gender": "female"}, "request": {"method": "POST", "url": "Patient"}}
+    bad = {"resource": {"resourceType": "Patient", "gender": "x"}, "request": {"method": "POST", "url": "Patient"}}
+    missing = {"request": {"method": "GET", "url": "Patient/nobody"}}
+    answer = post(client, "/fhir", {"resourceType": "Bundle", "type": "batch", "entry": [good, bad, missing]}).json
+    statuses = [e["response"]["status"] for e in answer["entry"]]
+    assert statuses == ["201 Created", "422 Unprocessable content", "404 Not found"]
+    assert answer["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert client.get("/fhir/Patient").json["total"] == 1
+
+
 @pytest.fixture
 def observations(client: FlaskClient) -> list[str]:
+    client.put("/fhir/Patient/p1", data=json.dumps({"resourceType": "Patient", "id": "p1"}), content_type=FHIR)
     ids = []
     for day, value in ((2, 120), (5, 135), (9, 150)):
         body = {"resourceType": "Observation", "status": "final",
@@ -111,8 +168,6 @@ def observations(client: FlaskClient) -> list[str]:
                 "subject": {"reference": "Patient/p1"}, "effectiveDateTime": f"2026-03-0{day}T09:00:00-05:00",
                 "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
         ids.append(post(client, "/fhir/Observation", body).json["id"])
-    post(client, "/fhir/Patient", {"resourceType": "Patient", "id": "p1"})
-    client.put("/fhir/Patient/p1", data=json.dumps({"resourceType": "Patient", "id": "p1"}), content_type=FHIR)
     return ids
 
 
