@@ -5,14 +5,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.domain.intake import Intake
+from service.errors import Issue, RequestError, Unprocessable
 from service.facade.records import RecordLinker
 from service.facade.server import FhirServer
 from service.store.engine import make_engine
-from service.store.records import RecordStore
-from service.store.resources import ResourceStore
+from service.store.records import RecordStore, StoredRecord
+from service.store.resources import ResourceStore, Unit
 
 
 @dataclass
@@ -28,17 +30,26 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
         store = RecordStore(engine)
-        intake = Intake(store, map_check=_map_check)
         resources = ResourceStore(engine)
+        intake = Intake(store, map_check=_map_check)
         linker = RecordLinker(resources, intake, _mapper)
         fhir = FhirServer(resources, _validate, settings.max_bundle_entries, after_write=linker)
+
+        def export(session: Session, mapped: Any, record: StoredRecord) -> None:
+            try:
+                fhir.export_record(Unit(session), mapped.bundle, record.id)
+            except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN
+                raise Unprocessable(f"The record's FHIR resources cannot be stored: {exc.detail}",
+                                    exc.issues or [Issue("$", exc.detail)]) from None
+
+        intake.export = export
         return cls(settings, engine, store, intake, resources, fhir)
 
 
-def _map_check(kind: str, content: dict[str, Any]) -> None:
+def _map_check(kind: str, content: dict[str, Any]) -> Any:
     from service.mapping import map_record  # the mapping specs and profiles load on first use
 
-    map_record(kind, content)
+    return map_record(kind, content)
 
 
 def _mapper() -> Any:

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError
+from sqlalchemy.orm import Session
 
 from service.domain import rules
 from service.domain.kinds import KINDS, Kind, as_utc_naive
 from service.domain.schemas import flatten_errors
 from service.errors import Conflict, Issue, NotFound, PreconditionFailed, Unprocessable
-from service.store.records import NewRecord, RecordStore, StaleVersion, StoredRecord
+from service.store.records import NewRecord, RecordStore, StaleVersion, StoredRecord, Within
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Checked:
 
     kind: Kind
     new: NewRecord
+    mapped: Any = None   # what map_check returned: the record's FHIR form
 
     @property
     def warnings(self) -> list[dict[str, Any]]:
@@ -41,10 +43,13 @@ def content_hash(content: dict[str, Any]) -> str:
 
 #: Maps a checked record's content to FHIR and raises Unprocessable when the result breaks a profile.
 MapCheck = Callable[[str, dict[str, Any]], Any]
+#: Stores a record's FHIR form (map_check's result) in the record write's own transaction.
+Export = Callable[[Session, Any, StoredRecord], None]
 
 
 class Intake:
-    def __init__(self, store: RecordStore | None, map_check: MapCheck | None = None) -> None:
+    def __init__(self, store: RecordStore | None, map_check: MapCheck | None = None,
+                 export: Export | None = None) -> None:
         """`store` None: check records without one (a preview); rules that compare with other records are skipped.
 
         `map_check`: run on every record that passed its schema and rules, so a record whose FHIR form
@@ -52,6 +57,7 @@ class Intake:
         """
         self._store = store
         self.map_check = map_check
+        self.export = export
         self.context = rules.RuleContext(lookup=self._lookup)
 
     @property
@@ -76,19 +82,28 @@ class Intake:
         if errors:
             raise Unprocessable(f"The {kind.name} record breaks clinical rules.", errors)
         content = schema.dump(loaded)
-        if self.map_check is not None:
-            self.map_check(kind.name, content)
+        mapped = self.map_check(kind.name, content) if self.map_check is not None else None
         patient = loaded["patient"]["identifier"]
         new = NewRecord(kind=kind.name, source=loaded["source"], external_id=loaded["external_id"],
                         patient_system=patient["system"], patient_value=patient["value"],
                         clinical_at=as_utc_naive(kind.clinical_at(loaded)), content=content,
                         content_hash=content_hash(content), warnings=[i.as_dict() for i in found])
-        return Checked(kind, new)
+        return Checked(kind, new, mapped)
 
-    def submit(self, kind_name: str, payload: Any) -> Outcome:
-        """Store a new record; the same record sent again returns the stored one (created=False)."""
+    def _within(self, checked: Checked, export: bool) -> Within | None:
+        """The export of the record's FHIR form into the same transaction, when there is one to do."""
+        if not export or self.export is None or checked.mapped is None:
+            return None
+        run, mapped = self.export, checked.mapped
+        return lambda session, record: run(session, mapped, record)
+
+    def submit(self, kind_name: str, payload: Any, export: bool = True) -> Outcome:
+        """Store a new record; the same record sent again returns the stored one (created=False).
+
+        `export`: also store its FHIR resources (not for records read from FHIR resources).
+        """
         checked = self.check(kind_name, payload)
-        record, created = self.store.create(checked.new)
+        record, created = self.store.create(checked.new, self._within(checked, export))
         if not created and record.content_hash != checked.new.content_hash:
             raise Conflict(
                 f"A {kind_name} with external_id {record.external_id!r} from source {record.source!r} "
@@ -96,7 +111,8 @@ class Intake:
                 existing_id=record.id)
         return Outcome(record, created)
 
-    def replace(self, kind_name: str, record_id: str, expected_version: int, payload: Any) -> Outcome:
+    def replace(self, kind_name: str, record_id: str, expected_version: int, payload: Any,
+                export: bool = True) -> Outcome:
         """Store `payload` as the next version of a record, if nobody changed it since `expected_version`."""
         current = self.get(kind_name, record_id)
         checked = self.check(kind_name, payload)
@@ -109,7 +125,8 @@ class Intake:
         if current.content_hash == checked.new.content_hash:
             return Outcome(current, False)
         try:
-            return Outcome(self.store.update(record_id, expected_version, checked.new), False)
+            return Outcome(self.store.update(record_id, expected_version, checked.new,
+                                             self._within(checked, export)), False)
         except StaleVersion as exc:
             raise stale(exc.current, expected_version) from None
 

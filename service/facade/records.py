@@ -52,10 +52,10 @@ class RecordLinker:
 
     def _store(self, kind: str, record: dict[str, Any]) -> str:
         try:
-            return self.intake.submit(kind, record).record.id
+            return self.intake.submit(kind, record, export=False).record.id
         except Conflict as exc:  # the EHR sent a new version of a record it sent before
             current = self.intake.get(kind, exc.extra["existing_id"])
-            return self.intake.replace(kind, current.id, current.version, record).record.id
+            return self.intake.replace(kind, current.id, current.version, record, export=False).record.id
 
     def _resolve(self, reference: str) -> dict[str, Any] | None:
         parts = reference.split("/_history/")[0].rstrip("/").split("/")

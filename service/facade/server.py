@@ -287,40 +287,65 @@ class FhirServer:
         for request in requests:
             if request.error:
                 raise request.error
-        # every urn:uuid and Type/id fullUrl of a created or updated resource, mapped to its stored id
-        names: dict[str, str] = {}
-        for r in requests:
-            if r.method == "POST" and r.full_url and not r.if_none_exist:
-                names[r.full_url] = f"{r.resource_type}/{uuid.uuid4()}"
-            elif r.method == "PUT" and r.resource_id:  # keyed by fullUrl, or a key no reference can use
-                names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
         checked = {r.index: self._checked(r.resource_type, r.resource) for r in requests if r.method in ("POST", "PUT")}
-        responses: dict[int, dict[str, Any]] = {}
         log: list[Written] = []
         try:
             with self.store.unit(write=True) as unit:
-                # conditional creates first: every reference to them must know where it points
-                for r in requests:
-                    if r.method == "POST" and r.if_none_exist:
-                        query = self._criteria_query(r.resource_type, r.if_none_exist, f"entry[{r.index}].ifNoneExist")
-                        matches, _ = unit.search(query)
-                        if len(matches) > 1:
-                            raise PreconditionFailed(f"entry[{r.index}]: ifNoneExist matches {len(matches)} resources.")
-                        if matches:
-                            responses[r.index] = {"response": _response(base, matches[0], 200)}
-                        found = matches[0].id if matches else str(uuid.uuid4())
-                        if r.full_url:
-                            names[r.full_url] = f"{r.resource_type}/{found}"
-                for r in sorted(requests, key=lambda q: (ORDER[q.method], q.index)):
-                    if r.index not in responses:
-                        responses[r.index] = self._perform(unit, base, r, names, checked.get(r.index), log)
+                responses = self._run(unit, base, requests, checked, log, set())
         except RequestError as exc:
             raise type(exc)(f"The transaction failed at entry {_failed_at(exc)}and nothing was stored: {exc.detail}",
                             exc.issues, **exc.extra) from None
         for written in log:  # committed: now read them into clinic records
             self._followed(written)
-        return {"resourceType": "Bundle", "type": "transaction-response",
-                "entry": [responses[r.index] for r in requests]}
+        return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
+
+    def export_record(self, unit: Unit, bundle: dict[str, Any], record_id: str) -> list[StoredResource]:
+        """Store a clinic record's mapped (and already validated) Bundle in the caller's transaction.
+
+        References to other records' resources may point ahead (a session stored before its plan):
+        the ids are deterministic, so they resolve once the plan arrives.
+        """
+        requests = [_request_of(i, e) for i, e in enumerate(bundle["entry"])]
+        for request in requests:
+            if request.error:
+                raise request.error
+        checked: dict[int, tuple[dict[str, Any], list[Finding]]] = {
+            r.index: (r.resource, []) for r in requests if r.method in ("POST", "PUT")}
+        log: list[Written] = []
+        ahead = {key for r in requests for _, ref in _references(r.resource, "") for key in [ref] if "/" in key}
+        self._run(unit, "", requests, checked, log, ahead)
+        for written in log:
+            unit.link_record(written.resource.resource_type, written.resource.id, record_id)
+        return [w.resource for w in log]
+
+    def _run(self, unit: Unit, base: str, requests: list[_Request],
+             checked: dict[int, tuple[dict[str, Any], list[Finding]]], log: list[Written],
+             pending: set[str]) -> list[dict[str, Any]]:
+        """A transaction's entries in one unit, in R4 order; the response entries in request order."""
+        # every urn:uuid and Type/id fullUrl of a created or updated resource, mapped to its stored id
+        names: dict[str, str] = {f"#ahead-{i}": key for i, key in enumerate(sorted(pending))}
+        for r in requests:
+            if r.method == "POST" and r.full_url and not r.if_none_exist:
+                names[r.full_url] = f"{r.resource_type}/{uuid.uuid4()}"
+            elif r.method == "PUT" and r.resource_id:  # keyed by fullUrl, or a key no reference can use
+                names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
+        responses: dict[int, dict[str, Any]] = {}
+        # conditional creates first: every reference to them must know where it points
+        for r in requests:
+            if r.method == "POST" and r.if_none_exist:
+                query = self._criteria_query(r.resource_type, r.if_none_exist, f"entry[{r.index}].ifNoneExist")
+                matches, _ = unit.search(query)
+                if len(matches) > 1:
+                    raise PreconditionFailed(f"entry[{r.index}]: ifNoneExist matches {len(matches)} resources.")
+                if matches:
+                    responses[r.index] = {"response": _response(base, matches[0], 200)}
+                found = matches[0].id if matches else str(uuid.uuid4())
+                if r.full_url:
+                    names[r.full_url] = f"{r.resource_type}/{found}"
+        for r in sorted(requests, key=lambda q: (ORDER[q.method], q.index)):
+            if r.index not in responses:
+                responses[r.index] = self._perform(unit, base, r, names, checked.get(r.index), log)
+        return [responses[r.index] for r in requests]
 
     def _perform(self, unit: Unit | None, base: str, r: _Request, names: dict[str, str],
                  checked: tuple[dict[str, Any], list[Finding]] | None = None,

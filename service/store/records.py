@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +64,10 @@ class ListQuery:
     limit: int = 50
 
 
+#: Work done in a record write's own transaction: (session, the record as stored) → None.
+Within = Callable[[Session, "StoredRecord"], None]
+
+
 class StaleVersion(Exception):
     """The record changed since the version the caller read."""
 
@@ -86,10 +90,11 @@ class RecordStore:
         with session(self.engine, write) as current:
             yield current
 
-    def create(self, new: NewRecord) -> tuple[StoredRecord, bool]:
+    def create(self, new: NewRecord, within: Within | None = None) -> tuple[StoredRecord, bool]:
         """Insert `new`, or return the record already stored under its identity (created=False).
 
         The unique constraint decides between concurrent identical creates, so exactly one wins.
+        `within(session, record)` runs in the same transaction (the record's FHIR resources).
         """
         now = utcnow()
         row = RecordRow(id=str(uuid.uuid4()), kind=new.kind, source=new.source, external_id=new.external_id,
@@ -101,6 +106,8 @@ class RecordStore:
                 session.add(row)
                 session.flush()
                 session.add(_version_of(row))
+                if within is not None:
+                    within(session, StoredRecord.of(row))
             return StoredRecord.of(row), True
         except IntegrityError:
             existing = self.find(new.kind, new.source, new.external_id)
@@ -108,7 +115,8 @@ class RecordStore:
                 raise
             return existing, False
 
-    def update(self, record_id: str, expected_version: int, new: NewRecord) -> StoredRecord:
+    def update(self, record_id: str, expected_version: int, new: NewRecord,
+               within: Within | None = None) -> StoredRecord:
         """Store `new` as the next version if the record is still at `expected_version`."""
         with self._session(write=True) as session:
             result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
@@ -122,6 +130,8 @@ class RecordStore:
             if result.rowcount != 1:
                 raise StaleVersion(StoredRecord.of(row))
             session.add(_version_of(row))
+            if within is not None:
+                within(session, StoredRecord.of(row))
             return StoredRecord.of(row)
 
     def get(self, kind: str, record_id: str) -> StoredRecord | None:

@@ -218,3 +218,37 @@ def test_include_adds_the_referenced_patient(client: FlaskClient, observations: 
 def test_search_values_the_server_cannot_use_are_400(client: FlaskClient, query: dict[str, str]) -> None:
     refused = client.get("/fhir/Observation", query_string=query)
     assert refused.status_code == 400 and refused.json["resourceType"] == "OperationOutcome"
+
+
+def test_a_clinic_record_is_stored_with_its_fhir_resources(client: FlaskClient) -> None:
+    """Issue 5 item 7: storing a record stores its mapped resources in the same transaction."""
+    record = golden_record("administration")
+    stored = client.post("/api/v1/administrations", json=record)
+    assert stored.status_code == 201, stored.json
+    bundle = client.get(f"/api/v1/administrations/{stored.json['id']}/fhir").json
+    main = bundle["entry"][0]["resource"]
+    held = client.get(f"/fhir/MedicationAdministration/{main['id']}").json
+    assert held["identifier"] == main["identifier"] and held["dosage"] == main["dosage"]
+    # the session points at its plan's order before the plan exists; the plan fills it in later
+    assert held["request"]["reference"].startswith("MedicationRequest/")
+    assert client.get("/fhir/Observation", query_string={"part-of": f"MedicationAdministration/{main['id']}"}
+                      ).json["total"] == 6
+    # a new version of the record updates the same resources
+    changed = client.put(f"/api/v1/administrations/{stored.json['id']}", json=record | {"dose_mg": 28},
+                         headers={"If-Match": stored.headers["ETag"]})
+    assert changed.status_code == 200
+    again = client.get(f"/fhir/MedicationAdministration/{main['id']}").json
+    assert again["meta"]["versionId"] == "2" and again["dosage"]["dose"]["value"] == 28
+
+
+def test_a_record_whose_resources_cannot_be_stored_is_not_stored(client: FlaskClient) -> None:
+    """Two Patients already carry the MRN (an EHR's duplicates): the session's Patient entry
+    (ifNoneExist) is ambiguous, so neither the record nor any of its resources is stored."""
+    mrn = {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-1001"}
+    for _ in range(2):
+        assert post(client, "/fhir/Patient", {"resourceType": "Patient", "identifier": [mrn]}).status_code == 201
+    refused = client.post("/api/v1/administrations", json=golden_record("administration"))
+    assert refused.status_code == 422, refused.json
+    assert refused.json["detail"].endswith("matches 2 resources.")
+    assert client.get("/api/v1/administrations").json["items"] == []
+    assert client.get("/fhir/MedicationAdministration").json["total"] == 0
