@@ -1,0 +1,81 @@
+"""Search parameters: the values a resource is indexed under, and how query values are read."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from service.errors import BadRequest
+from service.facade.query import parse
+from service.facade.searchparams import EARLIEST, LATEST, date_range, index, parse_range, reference_key, tokens
+
+
+@pytest.mark.parametrize("text, low, high", [
+    ("2026", datetime(2026, 1, 1), datetime(2026, 12, 31, 23, 59, 59, 999999)),
+    ("2026-02", datetime(2026, 2, 1), datetime(2026, 2, 28, 23, 59, 59, 999999)),
+    ("2026-03-02", datetime(2026, 3, 2), datetime(2026, 3, 2, 23, 59, 59, 999999)),
+    ("2026-03-02T09:00:00-05:00", datetime(2026, 3, 2, 14), datetime(2026, 3, 2, 14, 0, 0, 999999)),
+    ("2026-03-02T09:00:00.250Z", datetime(2026, 3, 2, 9, 0, 0, 250000), datetime(2026, 3, 2, 9, 0, 0, 250000)),
+    ("2026-03-02T13:30+05:30", datetime(2026, 3, 2, 8), datetime(2026, 3, 2, 8, 0, 59, 999999)),
+])
+def test_dates_cover_their_precision_in_utc(text: str, low: datetime, high: datetime) -> None:
+    assert parse_range(text) == (low, high)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-13-01", "2026-02-30", "26-03-02", ""])
+def test_what_is_not_a_date_is_none(text: str) -> None:
+    assert parse_range(text) is None
+
+
+def test_a_period_with_an_open_end_runs_to_the_end_of_time() -> None:
+    assert date_range({"start": "2026-03-02"}) == (datetime(2026, 3, 2), LATEST)
+    assert date_range({"end": "2026-03-02"})[0] == EARLIEST  # type: ignore[index]
+    assert date_range({}) is None
+
+
+def test_tokens_of_codes_codings_concepts_and_identifiers() -> None:
+    assert tokens("final") == [(None, "final")]
+    assert tokens({"coding": [{"system": "s", "code": "a"}, {"code": "b"}]}) == [("s", "a"), (None, "b")]
+    assert tokens({"system": "mrn", "value": "42"}) == [("mrn", "42")]
+    assert tokens({"text": "free text"}) == []
+
+
+@pytest.mark.parametrize("reference, key", [
+    ({"reference": "Patient/1"}, "Patient/1"),
+    ({"reference": "https://ehr.example/fhir/Patient/1/_history/3"}, "Patient/1"),
+    ({"reference": "urn:uuid:0b7f6a3e"}, None),
+    ({"reference": "#contained"}, None),
+    ({"display": "no reference"}, None),
+])
+def test_reference_keys(reference: dict[str, str], key: str | None) -> None:
+    assert reference_key(reference) == key
+
+
+def test_an_observation_is_indexed_by_every_parameter_of_its_type() -> None:
+    observation = {"resourceType": "Observation", "status": "final", "identifier": [{"system": "s", "value": "v"}],
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                   "subject": {"reference": "Patient/p1"}, "effectivePeriod": {"start": "2026-03-02"},
+                   "partOf": [{"reference": "MedicationAdministration/m1"}]}
+    found = {(v.param, v.system, v.value) for v in index(observation) if v.low is None}
+    assert {("status", None, "final"), ("identifier", "s", "v"), ("code", "http://loinc.org", "8867-4"),
+            ("patient", None, "Patient/p1"), ("subject", None, "Patient/p1"),
+            ("part-of", None, "MedicationAdministration/m1")} <= found
+    (date,) = [v for v in index(observation) if v.param == "date"]
+    assert (date.low, date.high) == (datetime(2026, 3, 2), LATEST)
+
+
+def test_query_values_are_read_with_their_prefixes_and_alternatives() -> None:
+    query = parse("Observation", [("date", "ge2026-03-02"), ("code", "http://loinc.org|8867-4,|x"),
+                                  ("_count", "500"), ("_sort", "-date")])
+    date, code = query.criteria
+    assert date.matches[0].prefix == "ge" and date.matches[0].low == datetime(2026, 3, 2)
+    assert [(m.system, m.system_given, m.value) for m in code.matches] == [
+        ("http://loinc.org", True, "8867-4"), (None, True, "x")]
+    assert query.count == 200 and query.sort == [("date", True)]
+
+
+def test_unknown_parameters_are_named_unless_lenient() -> None:
+    with pytest.raises(BadRequest) as refused:
+        parse("Observation", [("colour", "red"), ("code:above", "x")])
+    assert [i.field for i in refused.value.issues] == ["colour", "code:above"]
+    assert parse("Observation", [("colour", "red")], lenient=True).ignored == ["colour"]
