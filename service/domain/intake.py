@@ -66,7 +66,7 @@ class Intake:
             raise RuntimeError("this Intake checks records only; it has no store")
         return self._store
 
-    def check(self, kind_name: str, payload: Any) -> Checked:
+    def check(self, kind_name: str, payload: Any, map_check: bool = True) -> Checked:
         """Validate `payload`; raise Unprocessable with every error found, or return it checked."""
         kind = KINDS[kind_name]
         schema = kind.schema()
@@ -82,7 +82,7 @@ class Intake:
         if errors:
             raise Unprocessable(f"The {kind.name} record breaks clinical rules.", errors)
         content = schema.dump(loaded)
-        mapped = self.map_check(kind.name, content) if self.map_check is not None else None
+        mapped = self.map_check(kind.name, content) if self.map_check is not None and map_check else None
         patient = loaded["patient"]["identifier"]
         new = NewRecord(kind=kind.name, source=loaded["source"], external_id=loaded["external_id"],
                         patient_system=patient["system"], patient_value=patient["value"],
@@ -102,7 +102,7 @@ class Intake:
 
         `export`: also store its FHIR resources (not for records read from FHIR resources).
         """
-        checked = self.check(kind_name, payload)
+        checked = self.check(kind_name, payload, map_check=export)  # read from FHIR: validated as FHIR already
         record, created = self.store.create(checked.new, self._within(checked, export))
         if not created and record.content_hash != checked.new.content_hash:
             raise Conflict(
@@ -115,7 +115,7 @@ class Intake:
                 export: bool = True) -> Outcome:
         """Store `payload` as the next version of a record, if nobody changed it since `expected_version`."""
         current = self.get(kind_name, record_id)
-        checked = self.check(kind_name, payload)
+        checked = self.check(kind_name, payload, map_check=export)
         if (checked.new.source, checked.new.external_id) != (current.source, current.external_id):
             raise Conflict("external_id and source identify a record and cannot change; "
                            f"record {record_id} is {current.external_id!r} from {current.source!r}.",

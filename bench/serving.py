@@ -1,0 +1,197 @@
+"""Serving benchmark (issue 6): the FHIR facade under load, with the production server.
+
+    python -m bench.serving [--seconds 10] [--clients 8] [--workers 2] [--hapi-url URL]
+
+Starts `gunicorn -w 2` on loopback with a fresh SQLite database, creates the resources a ketamine
+MedicationAdministration refers to, then a load generator in a separate process (bench/load.py:
+threads, one keep-alive connection each) posts valid MedicationAdministrations for `--seconds`,
+validation on. Reports creates/s and p50/p99 latency, then the time of one 1,000-entry transaction
+Bundle (vital-sign Observations of one patient). With --hapi-url (a running HAPI FHIR server, e.g.
+the tests' peer) the same load runs against it in the same run. Targets (issue 6): ≥ 400 creates/s,
+p99 < 50 ms, 1,000-entry transaction < 2 s. Writes bench/results/serving-<date>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+EXAMPLES = ROOT / "profiles" / "examples"
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_ours(workers: int, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    url = f"sqlite:///{folder / 'bench.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_")} | {
+        "KFHIR_DATABASE_URL": url, "KFHIR_LOG_LEVEL": "WARNING", "KFHIR_MAX_BUNDLE_ENTRIES": "1000"}
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "ketamine-fhir"), "db", "upgrade"], env=env, check=True, capture_output=True)
+    port = free_port()
+    process = subprocess.Popen([str(bin_dir / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                                "--log-level", "warning", "service:create_app()"], env=env, cwd=folder)
+    base = f"http://127.0.0.1:{port}/fhir"
+    wait_ready(base, process)
+    return process, base
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes] | None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if requests.get(f"{base}/metadata", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{base} did not answer /metadata within {timeout} s")
+
+
+def example(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    doc.pop("text", None)
+    return doc
+
+
+def seed(base: str) -> dict[str, Any]:
+    """Create what the administration example refers to; return the administration to post."""
+    session = requests.Session()
+    for name in ("Patient-demo-alpha", "Practitioner-demo-nurse", "Practitioner-demo-prescriber", "Condition-trd-alpha",
+                 "MedicationRequest-iv-induction-alpha", "Encounter-iv-session-1"):
+        doc = example(name)  # the examples refer to each other by these ids: update-as-create keeps them
+        answer = session.put(f"{base}/{doc['resourceType']}/{doc['id']}", data=json.dumps(doc), headers=FHIR,
+                             timeout=60)
+        if answer.status_code not in (200, 201):
+            raise RuntimeError(f"seeding {name}: {answer.status_code} {answer.text[:300]}")
+    administration = example("MedicationAdministration-iv-session-1")
+    administration.pop("id")
+    return administration
+
+
+def transaction_bundle(entries: int) -> dict[str, Any]:
+    patient = "urn:uuid:00000000-0000-4000-8000-000000000000"
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": patient, "resource": {"resourceType": "Patient", "gender": "female"},
+         "request": {"method": "POST", "url": "Patient"}}]}
+    for i in range(entries - 1):
+        bundle["entry"].append({"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i + 1:012d}", "resource": {
+            "resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+            "subject": {"reference": patient},
+            "effectiveDateTime": f"2026-03-02T{8 + i // 600:02d}:{(i // 10) % 60:02d}:{i % 10:02d}-05:00",
+            "valueQuantity": {"value": 60 + i % 40, "unit": "beats/minute", "system": "http://unitsofmeasure.org",
+                              "code": "/min"}}, "request": {"method": "POST", "url": "Observation"}})
+    return bundle
+
+
+def load(base: str, body: dict[str, Any], seconds: float, clients: int) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(body, f)
+    try:
+        done = subprocess.run([sys.executable, "-m", "bench.load", f"{base}/MedicationAdministration", f.name,
+                               str(seconds), str(clients)], capture_output=True, text=True, cwd=ROOT, check=True)
+    finally:
+        os.unlink(f.name)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def timed_transaction(base: str, entries: int) -> dict[str, Any]:
+    bundle = transaction_bundle(entries)
+    started = time.perf_counter()
+    answer = requests.post(base, data=json.dumps(bundle), headers=FHIR, timeout=300)
+    elapsed = time.perf_counter() - started
+    return {"entries": entries, "status": answer.status_code, "seconds": elapsed}
+
+
+def contender(name: str, base: str, seconds: float, clients: int) -> dict[str, Any]:
+    body = seed(base)
+    load(base, body, min(2.0, seconds), clients)  # warm-up
+    figures = load(base, body, seconds, clients)
+    figures["transaction_1000"] = timed_transaction(base, 1000)
+    figures["name"] = name
+    return figures
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [f"Serving benchmark {result['date']}: POST MedicationAdministration (validated), "
+             f"{result['clients']} client threads in a separate process, {result['seconds']} s after warm-up", ""]
+    head = f"{'server':<34}{'creates/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'1000-entry tx s':>17}"
+    lines += [head, "-" * len(head)]
+    for c in result["contenders"]:
+        if "error" in c:
+            lines.append(f"{c['name']:<34}not run: {c['error']}")
+            continue
+        tx = c["transaction_1000"]
+        tx_text = f"{tx['seconds']:.2f}" + ("" if tx["status"] == 200 else f" ({tx['status']})")
+        lines.append(f"{c['name']:<34}{c['per_second']:>11,.0f}{c['p50_ms']:>9.1f}{c['p99_ms']:>9.1f}"
+                     f"{c['errors']:>8}{tx_text:>17}")
+    ours = result["contenders"][0]
+    if "error" not in ours:
+        checks = [("≥ 400 creates/s", ours["per_second"] >= 400), ("p99 < 50 ms", ours["p99_ms"] < 50),
+                  ("1,000-entry transaction < 2 s", ours["transaction_1000"]["seconds"] < 2
+                   and ours["transaction_1000"]["status"] == 200)]
+        lines += [""] + [f"Target {label}: {'PASS' if ok else 'MISS'}" for label, ok in checks]
+    if len(result["contenders"]) > 1 and all("error" not in c for c in result["contenders"]):
+        theirs = result["contenders"][1]
+        lines.append(f"Ratio ours/HAPI creates/s: {ours['per_second'] / theirs['per_second']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--hapi-url", default=None, help="base URL of a running HAPI FHIR R4 server to compare")
+    args = parser.parse_args(argv)
+    contenders = []
+    with tempfile.TemporaryDirectory() as folder:
+        process, base = start_ours(args.workers, Path(folder))
+        try:
+            contenders.append(contender(f"ours (gunicorn -w {args.workers}, SQLite)", base, args.seconds,
+                                        args.clients))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    if args.hapi_url:
+        try:
+            contenders.append(contender("HAPI FHIR 8.8.0 JPA (H2)", args.hapi_url.rstrip("/"), args.seconds,
+                                        args.clients))
+        except (requests.RequestException, RuntimeError, subprocess.CalledProcessError) as exc:
+            contenders.append({"name": "HAPI FHIR 8.8.0 JPA (H2)", "error": str(exc)[:200]})
+    else:
+        contenders.append({"name": "HAPI FHIR 8.8.0 JPA (H2)", "error": "no --hapi-url given"})
+    result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "seconds": args.seconds,
+              "clients": args.clients, "contenders": contenders}
+    print(table(result))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"serving-{result['date'][:10]}.json"
+    path.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(f"\nwrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
