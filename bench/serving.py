@@ -43,10 +43,12 @@ def start_ours(workers: int, folder: Path) -> tuple[subprocess.Popen[bytes], str
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_")} | {
         "KFHIR_DATABASE_URL": url, "KFHIR_LOG_LEVEL": "WARNING", "KFHIR_MAX_BUNDLE_ENTRIES": "1000"}
     bin_dir = Path(sys.executable).parent
-    subprocess.run([str(bin_dir / "ketamine-fhir"), "db", "upgrade"], env=env, check=True, capture_output=True)
+    upgrade = [str(bin_dir / "ketamine-fhir"), "db", "upgrade"]
+    subprocess.run(upgrade, env=env, check=True, capture_output=True)  # noqa: S603 - our own commands
     port = free_port()
-    process = subprocess.Popen([str(bin_dir / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
-                                "--log-level", "warning", "service:create_app()"], env=env, cwd=folder)
+    serve = [str(bin_dir / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+             "service:create_app()"]
+    process = subprocess.Popen(serve, env=env, cwd=folder)  # noqa: S603
     base = f"http://127.0.0.1:{port}/fhir"
     wait_ready(base, process)
     return process, base
@@ -109,8 +111,9 @@ def load(base: str, body: dict[str, Any], seconds: float, clients: int) -> dict[
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(body, f)
     try:
-        done = subprocess.run([sys.executable, "-m", "bench.load", f"{base}/MedicationAdministration", f.name,
-                               str(seconds), str(clients)], capture_output=True, text=True, cwd=ROOT, check=True)
+        command = [sys.executable, "-m", "bench.load", f"{base}/MedicationAdministration", f.name, str(seconds),
+                   str(clients)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)  # noqa: S603
     finally:
         os.unlink(f.name)
     result: dict[str, Any] = json.loads(done.stdout)
