@@ -7,6 +7,7 @@
         ├── NotFound                404
         ├── MethodNotAllowed        405
         ├── Conflict                409 same external_id with different content
+        │   └── Contention          409 concurrent writers collided; retried before it reaches a client
         ├── Gone                    410 a deleted FHIR resource
         ├── PreconditionFailed      412 stale If-Match
         ├── PayloadTooLarge         413
@@ -71,6 +72,10 @@ class MethodNotAllowed(RequestError):
 
 class Conflict(RequestError):
     status, title = 409, "Conflict"
+
+
+class Contention(Conflict):
+    """Concurrent writers met on a unique constraint; the same request again will pass."""
 
 
 class Gone(RequestError):

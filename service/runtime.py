@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.domain.intake import Intake
-from service.errors import Issue, RequestError, Unprocessable
+from service.errors import Contention, Issue, RequestError, Unprocessable
 from service.facade.records import RecordLinker
 from service.facade.server import FhirServer
 from service.store.engine import make_engine
@@ -38,6 +39,9 @@ class Runtime:
         def export(session: Session, mapped: Any, record: StoredRecord) -> None:
             try:
                 fhir.export_record(Unit(session), mapped.bundle, record.id)
+            except IntegrityError:  # a concurrent record created the same new Patient first
+                raise Contention("Another record created the same patient or practitioner at the same moment; "
+                                 "send this record again.") from None
             except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN
                 raise Unprocessable(f"The record's FHIR resources cannot be stored: {exc.detail}",
                                     exc.issues or [Issue("$", exc.detail)]) from None

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from service.domain import rules
 from service.domain.kinds import KINDS, Kind, as_utc_naive
 from service.domain.schemas import flatten_errors
-from service.errors import Conflict, Issue, NotFound, PreconditionFailed, Unprocessable
+from service.errors import Conflict, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
 from service.store.records import NewRecord, RecordStore, StaleVersion, StoredRecord, Within
 
 
@@ -103,7 +103,13 @@ class Intake:
         `export`: also store its FHIR resources (not for records read from FHIR resources).
         """
         checked = self.check(kind_name, payload, map_check=export)  # read from FHIR: validated as FHIR already
-        record, created = self.store.create(checked.new, self._within(checked, export))
+        for attempt in range(3):
+            try:
+                record, created = self.store.create(checked.new, self._within(checked, export))
+                break
+            except Contention:  # a concurrent record made the same new Patient: it is there now
+                if attempt == 2:
+                    raise
         if not created and record.content_hash != checked.new.content_hash:
             raise Conflict(
                 f"A {kind_name} with external_id {record.external_id!r} from source {record.source!r} "
@@ -124,11 +130,16 @@ class Intake:
             raise stale(current, expected_version)
         if current.content_hash == checked.new.content_hash:
             return Outcome(current, False)
-        try:
-            return Outcome(self.store.update(record_id, expected_version, checked.new,
-                                             self._within(checked, export)), False)
-        except StaleVersion as exc:
-            raise stale(exc.current, expected_version) from None
+        for attempt in range(3):
+            try:
+                return Outcome(self.store.update(record_id, expected_version, checked.new,
+                                                 self._within(checked, export)), False)
+            except StaleVersion as exc:
+                raise stale(exc.current, expected_version) from None
+            except Contention:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # noqa: S101 - the loop returns or raises
 
     def get(self, kind_name: str, record_id: str) -> StoredRecord:
         record = self.store.get(kind_name, record_id)

@@ -289,12 +289,18 @@ class FhirServer:
                 raise request.error
         checked = {r.index: self._checked(r.resource_type, r.resource) for r in requests if r.method in ("POST", "PUT")}
         log: list[Written] = []
-        try:
-            with self.store.unit(write=True) as unit:
-                responses = self._run(unit, base, requests, checked, log, set())
-        except RequestError as exc:
-            raise type(exc)(f"The transaction failed at entry {_failed_at(exc)}and nothing was stored: {exc.detail}",
-                            exc.issues, **exc.extra) from None
+        for attempt in range(3):
+            try:
+                with self.store.unit(write=True) as unit:
+                    responses = self._run(unit, base, requests, checked, log, set())
+                break
+            except IntegrityError:  # a concurrent transaction claimed the same ifNoneExist: run again
+                log.clear()
+                if attempt == 2:
+                    raise Conflict("The transaction kept meeting concurrent identical creates; retry it.") from None
+            except RequestError as exc:
+                raise type(exc)(f"The transaction failed at entry {_failed_at(exc)}and nothing was stored: "
+                                f"{exc.detail}", exc.issues, **exc.extra) from None
         for written in log:  # committed: now read them into clinic records
             self._followed(written)
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
@@ -345,6 +351,10 @@ class FhirServer:
         for r in sorted(requests, key=lambda q: (ORDER[q.method], q.index)):
             if r.index not in responses:
                 responses[r.index] = self._perform(unit, base, r, names, checked.get(r.index), log)
+                if r.method == "POST" and r.if_none_exist:  # race-free, as a single conditional create
+                    key = _normal_criteria(r.if_none_exist)
+                    unit.release(r.resource_type, key)
+                    unit.claim(r.resource_type, key, log[-1].resource.pk)
         return [responses[r.index] for r in requests]
 
     def _perform(self, unit: Unit | None, base: str, r: _Request, names: dict[str, str],

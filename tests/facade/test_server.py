@@ -252,3 +252,26 @@ def test_a_record_whose_resources_cannot_be_stored_is_not_stored(client: FlaskCl
     assert refused.json["detail"].endswith("matches 2 resources.")
     assert client.get("/api/v1/administrations").json["items"] == []
     assert client.get("/fhir/MedicationAdministration").json["total"] == 0
+
+
+def test_concurrent_records_of_one_new_patient_make_one_patient_resource(client: FlaskClient) -> None:
+    """Eight sessions of a patient the server has never seen, stored at once: each export's
+    Patient entry is a conditional create, claimed in the database, so one Patient results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    runtime = client.application.extensions["kfhir"]
+    record = golden_record("administration")
+
+    def store(i: int) -> str:
+        session = record | {"external_id": f"session-{100 + i}", "session_number": 3 + i}
+        return str(runtime.intake.submit("administration", session).record.id)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(store, range(8)))
+    assert len(set(ids)) == 8
+    assert client.get("/fhir/Patient").json["total"] == 1
+    assert client.get("/fhir/MedicationAdministration").json["total"] == 8
+    patient = client.get("/fhir/Patient").json["entry"][0]["resource"]["id"]
+    subjects = {e["resource"]["subject"]["reference"] for e in
+                client.get("/fhir/MedicationAdministration", query_string={"_count": 20}).json["entry"]}
+    assert subjects == {f"Patient/{patient}"}
