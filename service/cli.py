@@ -59,6 +59,7 @@ def serve(host: str | None, port: int | None) -> None:
     click.echo(f"Ketamine FHIR Bridge on {base}")
     click.echo(f"  health:     {base}/health")
     click.echo(f"  domain API: {base}/api/v1/treatment-plans (also administrations, adverse-events, assessments)")
+    click.echo(f"  FHIR R4:    {base}/fhir/metadata")
     run_simple(settings.host, settings.port, app, threaded=True)
 
 
