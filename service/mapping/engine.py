@@ -8,6 +8,8 @@ every reversible rule backwards into the record.
 """
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +18,7 @@ from service.conformance.definitions import Definitions
 from service.mapping.concepts import ConceptIndex
 from service.mapping.identity import RecordKey, stable_id
 from service.mapping.paths import ElementPath, PathCompiler, clone, contains
-from service.mapping.spec import Role, Rule, Spec, lookup
+from service.mapping.spec import Narrative, Role, Rule, Spec, lookup
 from service.mapping.transforms import MappingError, forward, reverse
 
 TAG_SYSTEM = "https://ketamine-fhir.org/fhir/mapping"
@@ -71,6 +73,8 @@ class Mapper:
         made = self._instances(spec, record)
         links = _ForwardLinks(self, spec, record, made)
         for each in made:
+            if each.role.narrative is not None:
+                each.resource["text"] = narrative(each.role.narrative, each.scope, record)
             for rule in each.role.rules:
                 if rule.when is not None and not rule.when.holds(each.scope, record):
                     continue
@@ -354,6 +358,26 @@ class _Found:
         if tail in self.by_url:
             return self.by_url[tail]
         return self.external(text) if self.external else None
+
+
+_FIELD = re.compile(r"\{([\w.$]+)\}")
+
+
+def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, str]:
+    """Resource.text: the title and every line whose fields are all present, as escaped XHTML."""
+    lines = []
+    for line in spec.lines:
+        values = {}
+        for name in _FIELD.findall(line):
+            value = lookup(record, name[2:]) if name.startswith("$.") else lookup(scope, name)
+            if value is None or value == []:
+                break
+            values[name] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        else:
+            lines.append(_FIELD.sub(lambda m: values[m.group(1)], line))
+    items = "".join(f"<li>{html.escape(line, quote=False)}</li>" for line in lines)
+    body = f"<p><b>{html.escape(spec.title, quote=False)}</b></p>" + (f"<ul>{items}</ul>" if items else "")
+    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
 
 
 def _references(node: Any) -> set[str]:

@@ -112,6 +112,15 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Narrative:
+    """The human-readable text a resource carries (Resource.text, status generated): a title and
+    lines like `Dose: {dose_mg} mg`; a line whose fields the record lacks is left out."""
+
+    title: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Role:
     """One resource (or one per list item, with `for_each`) that a record becomes."""
 
@@ -126,6 +135,7 @@ class Role:
     when: Condition | None = None
     person: bool = False            # found by business identifier (Patient, Practitioner)
     template: str | None = None     # the people.yaml template it came from
+    narrative: Narrative | None = None
 
     @property
     def structure(self) -> str:
@@ -245,7 +255,8 @@ def _role(data: Any, where: str, templates: dict[str, dict[str, Any]]) -> Role:
         merged.update(role=data["role"], scope=data.get("from"), why=data.get("why", merged.get("why", "")))
         role = _role(merged, where, {})
         return Role(**{**role.__dict__, "template": used})
-    _only(data, {"role", "type", "profile", "why", "rules", "for_each", "key", "when", "person", "scope"}, where)
+    _only(data, {"role", "type", "profile", "why", "rules", "for_each", "key", "when", "person", "scope",
+                 "narrative"}, where)
     for key in ("role", "type", "rules"):
         if key not in data:
             raise SpecError(f"{where}: missing {key!r}")
@@ -253,7 +264,16 @@ def _role(data: Any, where: str, templates: dict[str, dict[str, Any]]) -> Role:
     when = Condition.parse(data["when"], where) if data.get("when") is not None else None
     return Role(str(data["role"]), str(data["type"]), data.get("profile"), str(data.get("why", "")), rules,
                 data.get("scope"), data.get("for_each"), tuple(data.get("key") or ()), when,
-                bool(data.get("person", False)))
+                bool(data.get("person", False)), None, _narrative(data.get("narrative"), where))
+
+
+def _narrative(data: Any, where: str) -> Narrative | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("title"), str) or not all(
+            isinstance(line, str) for line in data.get("lines") or []):
+        raise SpecError(f"{where}: narrative needs a `title` and a list of `lines`")
+    return Narrative(data["title"], tuple(data.get("lines") or ()))
 
 
 def _rule(data: Any, where: str) -> Rule:

@@ -65,5 +65,31 @@ def test_the_same_person_in_two_roles_is_one_entry(mapper: Mapper) -> None:
 def test_entries_are_ordered_as_fhir_writes_elements(mapper: Mapper) -> None:
     resource = mapper.to_bundle("administration", golden_record("administration"))["entry"][0]["resource"]
     keys = list(resource)
-    assert keys[:4] == ["resourceType", "id", "meta", "extension"]
+    assert keys[:5] == ["resourceType", "id", "meta", "text", "extension"]
     assert keys.index("status") < keys.index("medicationCodeableConcept") < keys.index("subject") < keys.index("dosage")
+
+
+def test_every_resource_carries_a_narrative_from_its_role(mapper: Mapper) -> None:
+    for kind in KINDS:
+        for entry in mapper.to_bundle(kind, golden_record(kind))["entry"]:
+            text = entry["resource"]["text"]
+            assert text["status"] == "generated"
+            assert text["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml"><p><b>')
+
+
+def test_the_session_narrative_says_what_was_given(mapper: Mapper) -> None:
+    bundle = mapper.to_bundle("administration", golden_record("administration"))
+    assert bundle["entry"][0]["resource"]["text"]["div"] == (
+        '<div xmlns="http://www.w3.org/1999/xhtml"><p><b>Ketamine session</b></p><ul>'
+        "<li>Session 2</li><li>Status: completed</li><li>ketamine 35.0 mg, intravenous</li>"
+        "<li>Body weight: 70.0 kg</li><li>Started: 2026-03-05T09:00:00-05:00</li>"
+        "<li>Ended: 2026-03-05T09:40:00-05:00</li></ul></div>")
+    systolic_only = next(e["resource"] for e in bundle["entry"] if e["resource"].get("identifier", [{}])[0].get(
+        "value", "").endswith("#systolic/1"))
+    assert "<li>142 mmHg, intra-dose, at 2026-03-05T09:20:00-05:00</li>" in systolic_only["text"]["div"]
+
+
+def test_narratives_escape_what_the_clinic_typed(mapper: Mapper) -> None:
+    record = golden_record("adverse-event") | {"description": "BP <194/112> & headache"}
+    div = mapper.to_bundle("adverse-event", record)["entry"][0]["resource"]["text"]["div"]
+    assert "BP &lt;194/112&gt; &amp; headache" in div and "<194" not in div
