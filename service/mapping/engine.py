@@ -374,10 +374,14 @@ def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, 
                 break
             values[name] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
         else:
-            lines.append(_FIELD.sub(lambda m, found=values: found[m.group(1)], line))
+            lines.append(_fill(line, values))
     items = "".join(f"<li>{html.escape(line, quote=False)}</li>" for line in lines)
     body = f"<p><b>{html.escape(spec.title, quote=False)}</b></p>" + (f"<ul>{items}</ul>" if items else "")
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
+
+
+def _fill(line: str, values: dict[str, str]) -> str:
+    return _FIELD.sub(lambda m: values[m.group(1)], line)
 
 
 def _references(node: Any) -> set[str]:
