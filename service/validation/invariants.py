@@ -9,6 +9,9 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from service.validation import fhirpath_fixes
+
+fhirpath_fixes.apply()
 R4 = models["r4"]
 #: Checked natively by the walker (a test proves the native checks agree with the FHIRPath):
 #: ele-1 uses hasValue(), which fhirpathpy does not implement; ext-1 is on every extension.

@@ -102,20 +102,19 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def vitals(draw: st.DrawFn, around: datetime) -> dict[str, Any]:
-    # times inside a record share the session's UTC offset: fhirpathpy 2.2.4 compares two element
-    # dateTimes with different offsets wrongly (per-1, ket-4); the validator fix comes separately
     measures = draw(st.fixed_dictionaries({}, optional={
         "systolic": st.integers(80, 220), "diastolic": st.integers(40, 130), "heart_rate": st.integers(40, 160),
         "spo2": st.integers(80, 100), "respiratory_rate": st.integers(6, 30)}).filter(bool))
     at = around + timedelta(minutes=draw(st.integers(-30, 180)))
-    return {"at": at.isoformat(), "phase": draw(st.sampled_from(v.VITAL_PHASES)), **measures}
+    return {"at": at.astimezone(draw(offsets)).isoformat(), "phase": draw(st.sampled_from(v.VITAL_PHASES)),
+            **measures}
 
 
 @st.composite
 def administrations(draw: st.DrawFn) -> dict[str, Any]:
-    offset = draw(offsets)
+    # times in several UTC offsets: end ≥ start must hold as instants, not as text
     started = (datetime(2026, 1, 1, 8, tzinfo=UTC) + timedelta(minutes=draw(st.integers(0, 60 * 24 * 300)))
-               ).astimezone(offset)
+               ).astimezone(draw(offsets))
     status = draw(st.sampled_from(v.SESSION_STATUS))
     medication = draw(st.sampled_from(v.MEDICATIONS))
     route = "intranasal" if medication == "esketamine" else draw(st.sampled_from(["intravenous", "intramuscular"]))
@@ -133,7 +132,8 @@ def administrations(draw: st.DrawFn) -> dict[str, Any]:
             st.sampled_from([17.5, 35.0, 52.5])),
         "weight_kg": draw(optional(st.sampled_from([55.0, 70.0, 92.5]))),
         "started_at": started.isoformat(),
-        "ended_at": ended.isoformat() if route == "intravenous" or draw(st.booleans()) else None,
+        "ended_at": ended.astimezone(draw(offsets)).isoformat() if route == "intravenous" or draw(st.booleans())
+        else None,
         "lot_number": draw(optional(ids)),
         "performer": draw(optional(person())),
         "vitals": draw(optional(st.lists(vitals(started), max_size=4))),
