@@ -22,7 +22,7 @@ def _temporal(values: list[Any]) -> list[Any]:
     out = []
     for value in values:
         if isinstance(value, ResourceNode) and value.path in TEMPORAL and isinstance(value.data, str):
-            converted = FP_DateTime(value.data)
+            converted = FP_DateTime(value.data)  # type: ignore[no-untyped-call]
             out.append(converted if converted is not None else value)
         else:
             out.append(value)
@@ -30,7 +30,7 @@ def _temporal(values: list[Any]) -> list[Any]:
 
 
 def _typecheck_temporal(a: list[Any], b: list[Any]) -> Any:
-    return _typecheck(_temporal(a), _temporal(b))
+    return _typecheck(_temporal(a), _temporal(b))  # type: ignore[no-untyped-call]
 
 
 def apply() -> None:
