@@ -6,6 +6,7 @@ from pathlib import Path
 from flask.testing import FlaskClient
 
 from service import create_app
+from service.store.migrate import head_revision
 
 
 def test_health_is_ok(client: FlaskClient) -> None:
@@ -14,7 +15,7 @@ def test_health_is_ok(client: FlaskClient) -> None:
 
 def test_ready_when_database_is_migrated(client: FlaskClient) -> None:
     response = client.get("/ready")
-    assert response.status_code == 200 and response.get_json()["revision"] == "0002"
+    assert response.status_code == 200 and response.get_json()["revision"] == head_revision()
 
 
 def test_not_ready_on_an_unmigrated_database(tmp_path: Path) -> None:
