@@ -16,6 +16,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else Settings.load(config)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up chatter is not news
+    from service.web import logs
+
+    logs.install()  # access log lines without query strings: they carry MRNs
     app = Flask(__name__)
     # Werkzeug's own cap too, so chunked bodies without Content-Length are cut off as well.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
