@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ NARRATIVE = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/x
 
 
 @pytest.fixture(scope="session")
-def fhir(hapi_server: HapiServer) -> requests.Session:  # noqa: F811 - the imported fixture
-    session = requests.Session()
-    session.headers.update({"Accept": FHIR_JSON, "Content-Type": FHIR_JSON})
-    return session
+def fhir(hapi_server: HapiServer) -> Iterator[requests.Session]:  # noqa: F811 - the imported fixture
+    with requests.Session() as session:
+        session.headers.update({"Accept": FHIR_JSON, "Content-Type": FHIR_JSON})
+        yield session
 
 
 def url(server: HapiServer, path: str = "") -> str:
@@ -172,6 +173,19 @@ def test_our_profiles_are_enforced_and_unknown_code_systems_only_warned(hapi_ser
     response = fhir.post(url(hapi_server, "Observation"), json=score)
     assert response.status_code == 201, response.text[:4000]
 
+    # $validate (what a read-back check would use) applies the same profiles and the same downgrade.
+    stored = fhir.get(response.headers["Location"].split("/_history")[0]).json()
+    validated = fhir.post(url(hapi_server, "Observation/$validate"), json=stored)
+    assert validated.status_code == 200, validated.text[:4000]
+    issues = validated.json()["issue"]
+    assert not errors(validated.json()), issues
+    assert any("loinc" in (i.get("diagnostics") or "").lower() and i["severity"] == "warning" for i in issues), issues
+    del stored["category"]
+    refused = fhir.post(url(hapi_server, "Observation/$validate"), json=stored)
+    # 422: request validation refuses the $validate body before the operation runs ($validate itself: 412).
+    assert refused.status_code in (412, 422), refused.text[:2000]
+    assert any("category" in (i.get("diagnostics") or "") for i in errors(refused.json()))
+
 
 def test_conditional_create_does_not_duplicate(hapi_server: HapiServer,  # noqa: F811
                                                fhir: requests.Session) -> None:
@@ -203,11 +217,22 @@ def test_versioned_update_with_if_match_and_history(hapi_server: HapiServer,  # 
     stale = fhir.put(url(hapi_server, f"Patient/{patient_id}"), json=current, headers={"If-Match": 'W/"1"'})
     assert stale.status_code in (409, 412), stale.text[:2000]
     errors(stale.json())
+    # The same inside a transaction (ifMatch on the entry's request): HAPI 8.8 checks it there too.
+    current = fhir.get(url(hapi_server, f"Patient/{patient_id}")).json()
+    current["gender"] = "unknown"
+    entry = {"fullUrl": url(hapi_server, f"Patient/{patient_id}"), "resource": current,
+             "request": {"method": "PUT", "url": f"Patient/{patient_id}", "ifMatch": 'W/"1"'}}
+    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+    stale = fhir.post(url(hapi_server), json=transaction)
+    assert stale.status_code in (409, 412), stale.text[:2000]
+    entry["request"]["ifMatch"] = 'W/"2"'
+    assert bundle_statuses(fhir.post(url(hapi_server), json=transaction)) == ["200 OK"]
 
     history = search(fhir, hapi_server, f"Patient/{patient_id}/_history")
     assert history["type"] == "history"
-    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["3", "2", "1"]
     assert fhir.get(url(hapi_server, f"Patient/{patient_id}/_history/1")).json()["gender"] == "female"
+    assert fhir.get(url(hapi_server, f"Patient/{patient_id}/_history/2")).json()["gender"] == "other"
 
 
 def test_conditional_update_creates_then_updates(hapi_server: HapiServer,  # noqa: F811
