@@ -281,6 +281,30 @@ def map_command(kind: str, file: Path, fmt: str) -> None:
         click.echo(f"record warning: {warning['field']}: {warning['message']}", err=True)
 
 
+@cli.group()
+def keys() -> None:
+    """Keys for SMART Backend Services authentication to EHRs."""
+
+
+@keys.command("generate")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the private key (PEM); refused if the file exists.")
+@click.option("--algorithm", type=click.Choice(["RS384", "ES384"]), default="RS384", show_default=True)
+def keys_generate(out: Path, algorithm: str) -> None:
+    """Write a new private key and print the public JWKS to register with the EHR."""
+    from service.exchange.auth import generate_key
+
+    if out.exists():
+        raise click.UsageError(f"{out} exists; choose another path (keys are never overwritten)")
+    pem, public = generate_key(algorithm)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.touch(mode=0o600)
+    out.write_bytes(pem)
+    click.echo(f"wrote the private key to {out} (keep it secret); register this public JWKS with the EHR:",
+               err=True)
+    click.echo(json.dumps(public, indent=2))
+
+
 def _refusal(exc: Any) -> str:
     lines = [exc.detail] + [f"  {i.field}: {i.message}" for i in exc.issues]
     return "\n".join(lines)
@@ -294,6 +318,84 @@ def _mapper(factory: Any) -> Any:
         return factory()
     except (SpecError, MappingError) as exc:
         raise click.ClickException(f"the mapping specifications do not load: {exc}") from None
+
+
+@cli.group()
+def admin() -> None:
+    """Accounts of the admin console at /admin."""
+
+
+def _accounts() -> Any:
+    from service.admin.accounts import Accounts
+
+    return Accounts(_runtime().engine)
+
+
+def _new_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
+    return password
+
+
+@admin.command("create-user")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def admin_create_user(username: str, password_stdin: bool) -> None:
+    """Create an admin account USERNAME; the password is asked for twice (or read with --password-stdin)."""
+    from service.admin.accounts import AccountError
+
+    accounts = _accounts()
+    try:
+        name = accounts.create(username, _new_password(password_stdin))
+    except AccountError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"admin account {name!r} created")
+
+
+@admin.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def admin_set_password(username: str, password_stdin: bool) -> None:
+    """Give USERNAME a new password; its open sessions end."""
+    from service.admin.accounts import AccountError
+
+    accounts = _accounts()
+    try:
+        accounts.set_password(username, _new_password(password_stdin))
+    except AccountError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"password of {username.strip().lower()!r} changed; its sessions ended")
+
+
+@admin.command("unlock")
+@click.argument("username")
+def admin_unlock(username: str) -> None:
+    """Lift the lockout that failed sign-ins put on USERNAME."""
+    found = _accounts().unlock(username)
+    click.echo(f"{username.strip().lower()!r} unlocked" if found else f"{username.strip().lower()!r} was not locked")
+
+
+@admin.command("list-users")
+def admin_list_users() -> None:
+    """The admin account names, one a line."""
+    for name in _accounts().usernames():
+        click.echo(name)
+
+
+@admin.command("demo-user")
+def admin_demo_user() -> None:
+    """First run only: when no admin account exists, create `admin` with a random password and print it once."""
+    import secrets
+
+    accounts = _accounts()
+    if accounts.exists():
+        click.echo("an admin account exists already; nothing changed (`ketamine-fhir admin set-password` resets one)")
+        return
+    password = secrets.token_urlsafe(15)
+    accounts.create("admin", password)
+    click.echo(f"admin console: sign in as `admin` with password {password} (shown once; "
+               "change it with `ketamine-fhir admin set-password admin`)")
 
 
 def main() -> None:
