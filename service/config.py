@@ -32,6 +32,8 @@ class Settings:
     port: int = 8080
     #: entries a batch or transaction Bundle may have; more is 413
     max_bundle_entries: int = 500
+    #: the EHR endpoints file (YAML, see service/exchange/endpoints.py); empty: none configured
+    endpoints_file: str = ""
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -10,7 +11,9 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.domain.intake import Intake
-from service.errors import Contention, Issue, RequestError, Unprocessable
+from service.errors import ConfigError, Contention, Issue, RequestError, Unprocessable
+from service.exchange.endpoints import Endpoint, EndpointError
+from service.exchange.endpoints import load as load_endpoints
 from service.facade.records import RecordLinker
 from service.facade.server import FhirServer
 from service.store.engine import make_engine
@@ -26,6 +29,7 @@ class Runtime:
     intake: Intake
     resources: ResourceStore
     fhir: FhirServer
+    endpoints: list[Endpoint]
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -47,7 +51,11 @@ class Runtime:
                                     exc.issues or [Issue("$", exc.detail)]) from None
 
         intake.export = export
-        return cls(settings, engine, store, intake, resources, fhir)
+        try:
+            endpoints = load_endpoints(Path(settings.endpoints_file) if settings.endpoints_file else None)
+        except EndpointError as exc:
+            raise ConfigError(f"KFHIR_ENDPOINTS_FILE: {exc}") from None
+        return cls(settings, engine, store, intake, resources, fhir, endpoints)
 
 
 def _map_check(kind: str, content: dict[str, Any]) -> Any:

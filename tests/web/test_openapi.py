@@ -106,7 +106,7 @@ def template(path: str) -> str:
     if len(parts) > 2 and parts[1] == "fhir":
         names = ["{resource_type}", "{resource_id}", "_history", "{version}"]
         return "/".join(parts[:2] + [p if p in FHIR_LITERALS else names[i] for i, p in enumerate(parts[2:])])
-    if len(parts) > 4 and parts[1:3] == ["api", "v1"] and parts[3] != "preview":
+    if len(parts) > 4 and parts[1:3] == ["api", "v1"] and parts[3] not in ("preview", "exchange"):
         parts[4] = "{record_id}"
     if len(parts) == 4 and parts[1] == "fhir" and parts[3] == "$validate":
         parts[2] = "{resource_type}"
@@ -151,7 +151,7 @@ def flask_operations(app: Flask) -> set[tuple[str, str]]:
     converter = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
     operations = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.rule.startswith("/admin"):  # the HTML console, not an API (issue 8)
             continue
         pieces = converter.split(rule.rule)  # text, conv, args, name, text, conv, args, name, ..., text
         choices: list[list[str]] = []
@@ -189,7 +189,7 @@ def test_route_conversion_sees_literal_kind_segments(app: Flask) -> None:
 def test_every_operation_is_exercised_below(spec: dict[str, Any]) -> None:
     """The tests below cover these operations, each with every documented status."""
     exercised = {("get", "/health"), ("get", "/ready"), ("post", "/fhir/$validate"),
-                 ("post", "/fhir/{resource_type}/$validate")} | FHIR_OPERATIONS
+                 ("post", "/fhir/{resource_type}/$validate"), ("get", "/api/v1/exchange/endpoints")} | FHIR_OPERATIONS
     for plural in PLURALS:
         base = f"/api/v1/{plural}"
         exercised |= {("post", base), ("get", base), ("get", base + "/{record_id}"),
@@ -478,3 +478,21 @@ def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[s
     contract.send("POST", "/fhir", 413, client=small_client, data=json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry] * 3}), content_type=FHIR)
     for method, path in FHIR_OPERATIONS:
         assert contract.statuses(method, path) == documented(spec, method, path), (method, path)
+
+
+def test_exchange_endpoints(contract: Contract, spec: dict[str, Any], settings: Settings, tmp_path: Path) -> None:
+    assert contract.send("GET", "/api/v1/exchange/endpoints", 200).json == {"endpoints": []}
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": [
+        {"name": "hapi", "preset": "hapi-public"},
+        {"name": "hospital", "base_url": "https://ehr.example/fhir", "mode": "conditional",
+         "auth": {"type": "bearer", "token_env": "HOSPITAL_TOKEN"}}]}), encoding="utf-8")
+    application = create_app(settings.replace(endpoints_file=str(path)))
+    try:
+        listed = contract.send("GET", "/api/v1/exchange/endpoints", 200, client=application.test_client()).json
+    finally:
+        application.extensions["kfhir"].engine.dispose()
+    assert [e["name"] for e in listed["endpoints"]] == ["hapi", "hospital"]
+    assert listed["endpoints"][0]["base_url"] == "https://hapi.fhir.org/baseR4"
+    assert listed["endpoints"][1]["auth"] == {"type": "bearer", "token_env": "HOSPITAL_TOKEN"}
+    assert contract.statuses("get", "/api/v1/exchange/endpoints") == documented(spec, "get", "/api/v1/exchange/endpoints")
