@@ -137,18 +137,35 @@ def contender(name: str, base: str, seconds: float, clients: int) -> dict[str, A
     return figures
 
 
+def _with_peer(name: str, seconds: float, clients: int) -> dict[str, Any]:
+    """Start the tests' HAPI FHIR peer (tests/peers/hapi_server.py) with our IG and load it the same way."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from peers.hapi_server import HapiServer, build_ig_package
+    except Exception as exc:  # noqa: BLE001 - any failure to load the peer module is "not run"
+        return {"name": name, "error": f"cannot load the peer: {exc}"}
+    try:
+        with tempfile.TemporaryDirectory() as dist, HapiServer.start(build_ig_package(Path(dist))) as peer:
+            figures = contender(name, peer.base_url, seconds, clients)
+            figures["startup_s"] = peer.startup_seconds
+            figures["memory_kb"] = peer.memory_kb()
+            return figures
+    except Exception as exc:  # noqa: BLE001 - Java or Maven missing, build or start failed: "not run: why"
+        return {"name": name, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+
 def table(result: dict[str, Any]) -> str:
     lines = [f"Serving benchmark {result['date']}: POST MedicationAdministration (validated), "
              f"{result['clients']} client threads in a separate process, {result['seconds']} s after warm-up", ""]
-    head = f"{'server':<34}{'creates/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'1000-entry tx s':>17}"
+    head = f"{'server':<58}{'creates/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'1000-entry tx s':>17}"
     lines += [head, "-" * len(head)]
     for c in result["contenders"]:
         if "error" in c:
-            lines.append(f"{c['name']:<34}not run: {c['error']}")
+            lines.append(f"{c['name']:<58}not run: {c['error']}")
             continue
         tx = c["transaction_1000"]
         tx_text = f"{tx['seconds']:.2f}" + ("" if tx["status"] == 200 else f" ({tx['status']})")
-        lines.append(f"{c['name']:<34}{c['per_second']:>11,.0f}{c['p50_ms']:>9.1f}{c['p99_ms']:>9.1f}"
+        lines.append(f"{c['name']:<58}{c['per_second']:>11,.0f}{c['p50_ms']:>9.1f}{c['p99_ms']:>9.1f}"
                      f"{c['errors']:>8}{tx_text:>17}")
     ours = result["contenders"][0]
     if "error" not in ours:
@@ -168,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hapi-url", default=None, help="base URL of a running HAPI FHIR R4 server to compare")
+    parser.add_argument("--no-hapi", action="store_true", help="do not start the HAPI FHIR peer (tests/peers)")
     args = parser.parse_args(argv)
     contenders = []
     with tempfile.TemporaryDirectory() as folder:
@@ -178,14 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             process.terminate()
             process.wait(timeout=30)
+    name = "HAPI FHIR 8.8.0 JPA (H2, our IG, request validation)"
     if args.hapi_url:
         try:
-            contenders.append(contender("HAPI FHIR 8.8.0 JPA (H2)", args.hapi_url.rstrip("/"), args.seconds,
-                                        args.clients))
+            contenders.append(contender(name, args.hapi_url.rstrip("/"), args.seconds, args.clients))
         except (requests.RequestException, RuntimeError, subprocess.CalledProcessError) as exc:
-            contenders.append({"name": "HAPI FHIR 8.8.0 JPA (H2)", "error": str(exc)[:200]})
+            contenders.append({"name": name, "error": str(exc)[:200]})
+    elif args.no_hapi:
+        contenders.append({"name": name, "error": "--no-hapi"})
     else:
-        contenders.append({"name": "HAPI FHIR 8.8.0 JPA (H2)", "error": "no --hapi-url given"})
+        contenders.append(_with_peer(name, args.seconds, args.clients))
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "seconds": args.seconds,
               "clients": args.clients, "contenders": contenders}
     print(table(result))
