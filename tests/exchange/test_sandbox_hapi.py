@@ -1,0 +1,16 @@
+"""sandbox-check against the HAPI FHIR 8.8.0 JPA peer (tests/peers/hapi/server), our IG loaded and
+request validation on: the scripted exchange must pass against a real EHR-grade server too."""
+from __future__ import annotations
+
+from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - the session fixture
+
+from service.exchange.client import FhirClient
+from service.exchange.sandbox import run
+
+
+def test_sandbox_check_passes_against_the_hapi_peer(hapi_server: HapiServer) -> None:  # noqa: F811
+    report = run(FhirClient(hapi_server.base_url), "transaction")
+    assert report.passed, report.table()
+    again = run(FhirClient(hapi_server.base_url), "transaction")  # the same records again: no duplicates
+    assert again.passed, again.table()
+    assert "1 patient(s)" in again.steps[1].message
