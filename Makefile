@@ -37,12 +37,13 @@ test: lint
 	  $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) instance build *.egg-info
+	rm -rf $(VENV) instance build *.egg-info tests/peers/hapi/server/target
 
-# Validation benchmark against the HAPI FHIR reference validator (issue 10): prints a table and writes the
-# same figures to bench/results/validation-<date>.json. Never part of `make test`. HAPI needs Java 17 and
-# Maven (the harness is built on first use); without them it is reported as "not run". BENCH_ARGS: see
-# `$(PY) -m bench --help`.
+# Benchmarks (never part of `make test`): validation against the HAPI FHIR reference validator, mapping
+# (record → validated Bundle), and serving (gunicorn -w 2 under load) against the HAPI FHIR JPA peer.
+# Each prints a table and writes bench/results/<part>-<date>.json. HAPI needs Java 17 and Maven (built on
+# first use); without them it is reported as "not run". BENCH_PARTS=validation,mapping,serving picks parts;
+# BENCH_ARGS go to the validation part (`$(PY) -m bench --help`).
 .PHONY: bench
 BENCH_ARGS ?=
 bench: $(VENV)/.installed-test
