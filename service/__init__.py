@@ -25,11 +25,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["kfhir"] = Runtime.build(settings)
 
-    from service.web import domain_api, errors, exchange_api, fhir_api, health
+    from service.web import admin, domain_api, errors, exchange_api, fhir_api, health
 
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(domain_api.bp)
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(exchange_api.bp)
+    admin.init_app(app)
     return app

@@ -125,3 +125,40 @@ class ConditionalClaimRow(Base):
     resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
     criteria: Mapped[str] = mapped_column(String(1000), nullable=False)
     resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resources.pk", ondelete="CASCADE"), nullable=False)
+
+
+# --- the admin console (issue 8) -----------------------------------------------------------------
+
+class AdminAccountRow(Base):
+    """One admin console account: an argon2 password hash, never the password."""
+
+    __tablename__ = "admin_accounts"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
+    #: raised by sign-out and password changes: every session cookie signed before stops working
+    session_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+
+
+class AdminThrottleRow(Base):
+    """Failed sign-ins per username (known or not, so a lockout reveals nothing) and the lock they earned."""
+
+    __tablename__ = "admin_sign_in_throttle"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+
+
+class AdminSecretRow(Base):
+    """Secrets the service generates once and every process shares (the session signing key)."""
+
+    __tablename__ = "admin_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)

@@ -1,0 +1,42 @@
+"""The admin console at /admin: server-rendered pages behind sign-in (blueprint `admin`).
+
+    session.py   the signed session cookie: key from the database or KFHIR_SECRET_KEY, /admin only
+    auth.py      sign-in, sign-out, the sign-in guard and CSRF tokens on every form
+    views.py     overview, mappings, profiles, try it
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from flask import Blueprint, Flask
+
+from service.admin.signing import SigningKey
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+#: Environment settings of the console, read once when the app is built (README, "Admin console").
+SECRET_KEY = "KFHIR_SECRET_KEY"  # noqa: S105 - the variable's name, not a key
+SECURE_COOKIE = "KFHIR_SECURE_COOKIES"
+#: A signed-in session ends after this long, whatever the activity.
+SESSION_LIFETIME = timedelta(hours=8)
+
+
+def init_app(app: Flask) -> None:
+    """Register the blueprint and the session it needs (only /admin gets a session cookie)."""
+    from service.web.admin import auth, views  # noqa: F401 - their routes attach to bp
+    from service.web.admin.session import AdminSessionInterface
+
+    runtime = app.extensions["kfhir"]
+    configured = app.config.get("SECRET_KEY") or os.environ.get(SECRET_KEY) or None
+    app.session_interface = AdminSessionInterface(SigningKey(runtime.engine, configured))
+    app.config.update(
+        SESSION_COOKIE_NAME="kfhir_admin",
+        SESSION_COOKIE_PATH="/admin",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get(SECURE_COOKIE, "").lower() in ("1", "true", "yes"),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+    )
+    app.register_blueprint(bp)

@@ -1,0 +1,127 @@
+"""Sign-in and sign-out, the guard every console page passes, and CSRF tokens on every form.
+
+CSRF is our own few lines rather than Flask-WTF: the console has a handful of forms, no WTForms, and the
+session is already a signed cookie; a random token per session, compared in constant time, is all it takes.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from typing import Any
+
+from flask import abort, current_app, redirect, render_template, request, session, url_for
+from flask.sessions import NullSession, SessionMixin
+from werkzeug.exceptions import HTTPException
+
+from service.admin.accounts import Accounts
+from service.web.admin import SESSION_LIFETIME, bp
+
+#: Pages anyone may open: the sign-in form and the stylesheet it uses.
+PUBLIC = {"admin.sign_in", "admin.static"}
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def accounts() -> Accounts:
+    return Accounts(current_app.extensions["kfhir"].engine)
+
+
+def _available(s: SessionMixin) -> bool:
+    return not isinstance(s, NullSession)  # no signing key: the database cannot give one yet
+
+
+def csrf_token() -> str:
+    """This session's token (made on first use); every form carries it in a hidden field."""
+    if not _available(session):
+        return ""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    token: str = session["csrf"]
+    return token
+
+
+@bp.app_template_global()
+def admin_csrf_token() -> str:
+    return csrf_token()
+
+
+def signed_in_user() -> str | None:
+    """The signed-in username, if the cookie is current: not expired, and its account's sessions not ended."""
+    user, version, at = session.get("user"), session.get("v"), session.get("at")
+    if not isinstance(user, str) or not isinstance(at, int | float):
+        return None
+    if time.time() - at > SESSION_LIFETIME.total_seconds():
+        return None
+    return user if accounts().session_version(user) == version else None
+
+
+@bp.before_request
+def guard() -> Any:
+    if request.endpoint == "admin.static":
+        return None
+    if not _available(session):
+        abort(503, "The admin console is unavailable: the database is not migrated (run `ketamine-fhir db upgrade`).")
+    if request.method in UNSAFE:
+        sent = request.form.get("csrf_token", "")
+        expected = session.get("csrf", "")
+        if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
+            abort(403, "The form was missing its security token or it was out of date; reload the page and "
+                       "send it again.")
+    if request.endpoint in PUBLIC:
+        return None
+    user = signed_in_user()
+    if user is None:
+        session.pop("user", None)
+        return redirect(url_for("admin.sign_in", next=request.full_path if request.args else request.path))
+    request.environ["kfhir.admin_user"] = user
+    return None
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path inside the console: never another host (no open redirect)."""
+    if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("admin.overview")
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> Any:
+    next_url = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        csrf_token()
+        return render_template("admin/sign_in.html", next=next_url, error=None, username="")
+    username = request.form.get("username", "")
+    result = accounts().sign_in(username, request.form.get("password", ""))
+    if not result.ok:
+        if result.locked_until is not None:
+            error = (f"Too many failed attempts: sign-in for this username is locked until "
+                     f"{result.locked_until:%H:%M} UTC.")
+        else:
+            error = "Wrong username or password."
+        return render_template("admin/sign_in.html", next=next_url, error=error, username=username), 401
+    session.clear()  # a fresh session (and CSRF token) for the signed-in user: no fixation
+    session.update(user=result.username, v=result.session_version, at=int(time.time()),
+                   csrf=secrets.token_urlsafe(32))
+    session.permanent = True
+    return redirect(next_url)
+
+
+@bp.post("/sign-out")
+def sign_out() -> Any:
+    user = request.environ.get("kfhir.admin_user")
+    if user:
+        accounts().sign_out(user)  # this cookie and any copy of it stop working
+    session.clear()
+    return redirect(url_for("admin.sign_in"))
+
+
+@bp.app_template_global()
+def admin_user() -> str | None:
+    user: str | None = request.environ.get("kfhir.admin_user")
+    return user
+
+
+@bp.errorhandler(HTTPException)
+def on_http_error(exc: HTTPException) -> Any:
+    status = exc.code or 500
+    return render_template("admin/error.html", status=status, title=exc.name, detail=exc.description), status
