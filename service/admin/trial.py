@@ -1,10 +1,10 @@
 """Try it: a record (any kind) or a FHIR resource/Bundle checked, mapped and validated; nothing is stored."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.admin.jsonview import View, annotate
 from service.domain.intake import Intake
 from service.domain.kinds import KINDS
 from service.errors import BadRequest, Issue, Unprocessable
@@ -32,7 +32,12 @@ class Trial:
     errors: list[Issue] = field(default_factory=list)        # the record's own schema and rule errors
     warnings: list[dict[str, Any]] = field(default_factory=list)   # the record's clinical warnings
     findings: list[Finding] = field(default_factory=list)    # FHIR validation issues, each with its FHIRPath
-    bundle: str | None = None                                # the mapped Bundle, as JSON text
+    bundle: dict[str, Any] | None = None                     # the mapped Bundle
+    view: View | None = None                                 # the FHIR JSON the findings are about, by line
+
+    def show(self, doc: Any) -> Trial:
+        self.view = annotate(doc, self.findings)
+        return self
 
 
 def parse(raw: bytes) -> Any:
@@ -61,7 +66,7 @@ def try_fhir(doc: dict[str, Any]) -> Trial:
     errors = sum(f.severity in ("error", "fatal") for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)
     kind = doc.get("resourceType") if isinstance(doc.get("resourceType"), str) else "document"
-    return Trial(FHIR, errors == 0, f"{kind}: {errors} errors, {warnings} warnings", findings=findings)
+    return Trial(FHIR, errors == 0, f"{kind}: {errors} errors, {warnings} warnings", findings=findings).show(doc)
 
 
 def try_record(kind: str, doc: dict[str, Any]) -> Trial:
@@ -79,7 +84,7 @@ def try_record(kind: str, doc: dict[str, Any]) -> Trial:
     findings = _findings(mapped.outcome)
     entries = len(mapped.bundle.get("entry", []))
     return Trial(kind, True, f"The {kind} record maps to a Bundle of {entries} resources.", warnings=warnings,
-                 findings=findings, bundle=json.dumps(mapped.bundle, indent=2, ensure_ascii=False))
+                 findings=findings, bundle=mapped.bundle).show(mapped.bundle)
 
 
 def _findings(outcome: dict[str, Any]) -> list[Finding]:

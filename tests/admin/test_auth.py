@@ -155,3 +155,12 @@ def test_the_console_says_so_when_the_database_is_not_migrated(tmp_path: object)
 
     assert response.status_code == 503
     assert "db upgrade" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("page", ["/admin/sign-in", "/admin/", "/admin/try", "/admin/mappings/banana"])
+def test_console_pages_forbid_framing_scripts_and_caching(admin: FlaskClient, page: str) -> None:
+    headers = admin.get(page).headers
+
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'none' covers scripts
+    assert (headers["X-Frame-Options"], headers["Cache-Control"]) == ("DENY", "no-store")

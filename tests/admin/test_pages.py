@@ -169,3 +169,18 @@ def test_an_upload_over_the_body_limit_is_a_413_page(app: Flask, admin: FlaskCli
     response = admin.post("/admin/try", data={"document": "x" * 4096}, content_type="multipart/form-data")
 
     assert response.status_code == 413 and response.mimetype == "text/html"
+
+
+def test_each_issue_links_to_its_element_and_the_element_is_marked(admin: FlaskClient) -> None:
+    status, page = _try(admin, json.dumps({"resourceType": "Patient", "gender": "x", "name": [{"given": [1]}]}))
+
+    assert status == 200
+    assert '<a href="#at-Patient.gender"><code>Patient.gender</code></a>' in page
+    assert '<span id="at-Patient.gender" class="flag" data-severity="error">  &#34;gender&#34;: &#34;x&#34;,' in page
+    assert '<a href="#at-Patient.name[0].given[0]">' in page
+
+
+def test_an_invalid_example_marks_the_element_its_issue_is_about(admin: FlaskClient) -> None:
+    page = text(admin, "/admin/examples/examples/invalid/ketamine-administration--route-local-code.json")
+
+    assert 'class="flag" data-severity="error"' in page and '<a href="#at-MedicationAdministration' in page

@@ -10,7 +10,7 @@ import secrets
 import time
 from typing import Any
 
-from flask import abort, current_app, redirect, render_template, request, session, url_for
+from flask import Response, abort, current_app, redirect, render_template, request, session, url_for
 from flask.sessions import NullSession, SessionMixin
 from werkzeug.exceptions import HTTPException
 
@@ -119,6 +119,27 @@ def sign_out() -> Any:
 def admin_user() -> str | None:
     user: str | None = request.environ.get("kfhir.admin_user")
     return user
+
+
+#: The console loads nothing from elsewhere, runs no script and is never framed (no clickjacking);
+#: its pages show patient data, so browsers and proxies keep no copy.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@bp.after_request
+def security_headers(response: Response) -> Response:
+    for name, value in HEADERS.items():
+        if name == "Cache-Control" and request.endpoint == "admin.static":
+            continue  # the stylesheet may be cached
+        response.headers.setdefault(name, value)
+    return response
 
 
 @bp.errorhandler(HTTPException)

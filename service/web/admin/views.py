@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, abort, current_app, render_template, request
 
 from service.admin import mappings, profiles, trial
+from service.admin.jsonview import annotate
 from service.admin.overview import overview as counts
 from service.domain.kinds import KINDS
 from service.web.admin import bp
@@ -56,7 +57,8 @@ def example(file: str) -> str:
         abort(404, f"There is no example {file!r} in the implementation guide's manifest.")
     doc = profiles.example_document(entry)
     result = profiles.validate_example(entry, doc)
-    return render_template("admin/example.html", entry=entry, doc=doc, result=result)
+    return render_template("admin/example.html", entry=entry, doc=doc, result=result,
+                           view=annotate(doc, result.findings))
 
 
 @bp.get("/profiles/package.tgz")
