@@ -40,6 +40,10 @@ ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 Validate = Callable[[dict[str, Any]], list[Finding]]
 
 
+class _ClaimLost(Exception):
+    """A concurrent conditional create committed a matching resource after our search."""
+
+
 @dataclass
 class Written:
     """A write's result: the stored version, whether it was created, and the validation findings."""
@@ -126,11 +130,10 @@ class FhirServer:
                         raise PreconditionFailed(f"If-None-Exist {criteria!r} matches {len(matches)} resources.")
                     if matches:
                         return Written(matches[0], False)
-                    unit.release(resource_type, key)  # a claim left by a resource that no longer matches
                     written = self._write(unit, resource_type, str(uuid.uuid4()), resource, findings, "POST", True)
-                    unit.claim(resource_type, key, written.resource.pk)
+                    _claim(unit, query, key, written.resource.pk)
                 return self._followed(written)
-            except IntegrityError:
+            except (IntegrityError, _ClaimLost):
                 continue  # a concurrent identical create won the claim: search again, now it is visible
         raise Conflict(f"Could not settle If-None-Exist {criteria!r} against concurrent writers; retry.")
 
@@ -294,7 +297,7 @@ class FhirServer:
                 with self.store.unit(write=True) as unit:
                     responses = self._run(unit, base, requests, checked, log, set())
                 break
-            except IntegrityError:  # a concurrent transaction claimed the same ifNoneExist: run again
+            except (IntegrityError, _ClaimLost):  # a concurrent transaction claimed the same ifNoneExist: run again
                 log.clear()
                 if attempt == 2:
                     raise Conflict("The transaction kept meeting concurrent identical creates; retry it.") from None
@@ -352,9 +355,8 @@ class FhirServer:
             if r.index not in responses:
                 responses[r.index] = self._perform(unit, base, r, names, checked.get(r.index), log)
                 if r.method == "POST" and r.if_none_exist:  # race-free, as a single conditional create
-                    key = _normal_criteria(r.if_none_exist)
-                    unit.release(r.resource_type, key)
-                    unit.claim(r.resource_type, key, log[-1].resource.pk)
+                    query = self._criteria_query(r.resource_type, r.if_none_exist, f"entry[{r.index}].ifNoneExist")
+                    _claim(unit, query, _normal_criteria(r.if_none_exist), log[-1].resource.pk)
         return [responses[r.index] for r in requests]
 
     def _perform(self, unit: Unit | None, base: str, r: _Request, names: dict[str, str],
@@ -436,6 +438,16 @@ class FhirServer:
                       "operation": [{"name": "validate",
                                      "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]}],
         }
+
+
+def _claim(unit: Unit, query: Query, key: str, resource_pk: int) -> None:
+    """Claim an If-None-Exist key for a just-written resource, dropping a claim left by a resource that
+    no longer matches. Under PostgreSQL's READ COMMITTED that drop also removes the claim of a concurrent
+    create that committed after our search, so search again: any match besides ours means we lost."""
+    unit.release(query.resource_type, key)
+    unit.claim(query.resource_type, key, resource_pk)
+    if len(unit.search(query)[0]) > 1:
+        raise _ClaimLost(key)
 
 
 # --- Bundle requests ---------------------------------------------------------------------------
