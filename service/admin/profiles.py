@@ -82,8 +82,13 @@ def _element(e: dict[str, Any], constrained: bool) -> Element:
                    _binding(e.get("binding")), fixed, bool(e.get("mustSupport")), constrained, e.get("short", ""))
 
 
+FHIR_TYPE = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
+
+
 def _type(t: dict[str, Any]) -> str:
-    code = str(t.get("code", "")).rsplit("/", 1)[-1]
+    """`Reference(Patient | Group)`, `CodeableConcept`; an `id`'s FHIRPath System.String shows as its FHIR type."""
+    named = [e.get("valueUrl") for e in t.get("extension", []) if e.get("url") == FHIR_TYPE]
+    code = str(named[0] if named and named[0] else t.get("code", "")).rsplit("/", 1)[-1]
     targets = [p.rsplit("/", 1)[-1] for p in t.get("targetProfile", []) + t.get("profile", [])]
     return f"{code}({' | '.join(targets)})" if targets else code
 
