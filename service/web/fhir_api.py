@@ -142,6 +142,7 @@ def metadata() -> Response:
 
 
 @bp.post("")
+@bp.post("/")  # `[base]/`: some clients (fhirpy's execute) post Bundles there; HAPI accepts it too
 def bundle() -> Response:
     return _json(_runtime().fhir.bundle(_resource_body(), _base()))
 

@@ -105,7 +105,7 @@ def template(path: str) -> str:
     parts = path.split("?", 1)[0].split("/")
     if len(parts) > 2 and parts[1] == "fhir":
         names = ["{resource_type}", "{resource_id}", "_history", "{version}"]
-        return "/".join(parts[:2] + [p if p in FHIR_LITERALS else names[i] for i, p in enumerate(parts[2:])])
+        return "/".join(parts[:2] + [p if p in FHIR_LITERALS or not p else names[i] for i, p in enumerate(parts[2:])])
     if len(parts) > 4 and parts[1:3] == ["api", "v1"] and parts[3] not in ("preview", "exchange"):
         parts[4] = "{record_id}"
     if len(parts) == 4 and parts[1] == "fhir" and parts[3] == "$validate":
@@ -366,7 +366,7 @@ def test_fhir_validate(contract: Contract, small_client: FlaskClient, spec: dict
 # --- the FHIR facade ---------------------------------------------------------------------------------
 
 FHIR_OPERATIONS = {
-    ("get", "/fhir/metadata"), ("post", "/fhir"), ("get", "/fhir/_history"),
+    ("get", "/fhir/metadata"), ("post", "/fhir"), ("post", "/fhir/"), ("get", "/fhir/_history"),
     ("get", "/fhir/{resource_type}"), ("post", "/fhir/{resource_type}"), ("put", "/fhir/{resource_type}"),
     ("delete", "/fhir/{resource_type}"), ("post", "/fhir/{resource_type}/_search"),
     ("get", "/fhir/{resource_type}/_history"), ("get", "/fhir/{resource_type}/{resource_id}"),
@@ -476,6 +476,15 @@ def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[s
     _post(contract, "/fhir", 422, {"resourceType": "Bundle", "type": "transaction", "entry": [invalid]})
     contract.send("POST", "/fhir", 415, conforming=False, data="<Bundle/>", content_type="application/fhir+xml")
     contract.send("POST", "/fhir", 413, client=small_client, data=json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry] * 3}), content_type=FHIR)
+    # `[base]/` answers exactly as `[base]`
+    _post(contract, "/fhir/", 200, {"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
+    _post(contract, "/fhir/", 400, {"resourceType": "Bundle", "type": "collection"})
+    _post(contract, "/fhir/", 404, {"resourceType": "Bundle", "type": "transaction", "entry": [dangling]})
+    _post(contract, "/fhir/", 412, {"resourceType": "Bundle", "type": "transaction", "entry": [stale]})
+    _post(contract, "/fhir/", 422, {"resourceType": "Bundle", "type": "transaction", "entry": [invalid]})
+    contract.send("POST", "/fhir/", 415, conforming=False, data="<Bundle/>", content_type="application/fhir+xml")
+    contract.send("POST", "/fhir/", 413, client=small_client, data=json.dumps(
+        {"resourceType": "Bundle", "type": "batch", "entry": [entry] * 3}), content_type=FHIR)
     for method, path in FHIR_OPERATIONS:
         assert contract.statuses(method, path) == documented(spec, method, path), (method, path)
 
