@@ -30,8 +30,10 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check service tests
 	$(VENV)/bin/mypy
 
-# Lints, starts a throwaway PostgreSQL on loopback, runs every test, stops the server whatever happens.
+# Lints, installs Debian's Chromium if missing (browser tests), starts a throwaway PostgreSQL on loopback,
+# runs every test (the HAPI FHIR peers build themselves with Maven on first use), stops the server.
 test: lint
+	scripts/chromium.sh
 	scripts/fetch_r4_examples.sh .cache
 	@set -e; eval "$$(scripts/postgres.sh start)"; trap 'scripts/postgres.sh stop' EXIT; \
 	  $(PY) -m pytest $(PYTEST_ARGS)
