@@ -176,11 +176,32 @@ def test_each_issue_links_to_its_element_and_the_element_is_marked(admin: FlaskC
 
     assert status == 200
     assert '<a href="#at-Patient.gender"><code>Patient.gender</code></a>' in page
-    assert '<span id="at-Patient.gender" class="flag" data-severity="error">  &#34;gender&#34;: &#34;x&#34;,' in page
+    assert '<span id="at-Patient.gender" class="flag" data-note="error">  &#34;gender&#34;: &#34;x&#34;,' in page
     assert '<a href="#at-Patient.name[0].given[0]">' in page
 
 
 def test_an_invalid_example_marks_the_element_its_issue_is_about(admin: FlaskClient) -> None:
     page = text(admin, "/admin/examples/examples/invalid/ketamine-administration--route-local-code.json")
 
-    assert 'class="flag" data-severity="error"' in page and '<a href="#at-MedicationAdministration' in page
+    assert 'class="flag" data-note="error"' in page and '<a href="#at-MedicationAdministration' in page
+
+
+def test_the_worked_example_marks_the_elements_each_rule_wrote(admin: FlaskClient) -> None:
+    page = text(admin, "/admin/mappings/administration")
+
+    # R1 is the first rule (status); R11 writes the route: each links to its element in the Bundle
+    assert '<a href="#ex-Bundle.entry[0].resource.status">in example</a>' in page
+    assert '<span id="ex-Bundle.entry[0].resource.status" class="flag" data-note="R1">' in page
+    assert 'id="ex-Bundle.entry[0].resource.dosage.route" class="flag" data-note="R11"' in page
+
+
+def test_trace_finds_for_every_rule_the_elements_it_wrote() -> None:
+    from service.admin.mappings import example
+
+    found = example("administration")
+
+    assert found is not None
+    spec = default_mapper().specs["administration"]
+    assert len(found.produced) == sum(len(role.rules) for role in spec.roles)
+    assert found.produced[0] == ["Bundle.entry[0].resource.status"]
+    assert sum(1 for paths in found.produced if paths) > len(found.produced) // 2
