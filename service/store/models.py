@@ -1,11 +1,11 @@
 """Tables: records and record_versions (clinic records, every version kept); fhir_* (the FHIR facade's
-resources, their versions, search index and conditional-create claims)."""
+resources, their versions, search index and conditional-create claims); admin_*; outbox_* (EHR delivery)."""
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -162,3 +162,64 @@ class AdminSecretRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+
+
+# --- the outbox (issue 7) ------------------------------------------------------------------------
+
+class OutboxJobRow(Base):
+    """One record version to deliver to one EHR endpoint: queued → in_flight → done | dead.
+
+    `payload` is the record's FHIR Bundle as stored in the same transaction, so what is sent is
+    exactly what was stored, whatever the mappings say later."""
+
+    __tablename__ = "outbox_jobs"
+    __table_args__ = (
+        Index("ix_outbox_claim", "state", "next_attempt_at"),
+        Index("ix_outbox_key", "endpoint", "business_key", "pk"),
+        Index("ix_outbox_record", "record_id"),
+        # The database itself refuses a second in-flight job for the same (endpoint, business key).
+        Index("uq_outbox_in_flight", "endpoint", "business_key", unique=True,
+              sqlite_where=text("state = 'in_flight'"), postgresql_where=text("state = 'in_flight'")),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(64), nullable=False)
+    record_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    record_kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    record_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: kind/source/external_id: jobs of one key run one at a time, oldest first
+    business_key: Mapped[str] = mapped_column(String(500), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: what the server wrote: [{resourceType, id, version, status}]
+    written: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    #: a later job for the same key made this one pointless: it was finished without sending
+    superseded_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+
+
+class OutboxAttemptRow(Base):
+    """One try at delivering a job: who tried, when, and what the server said."""
+
+    __tablename__ = "outbox_attempts"
+    __table_args__ = (UniqueConstraint("job_pk", "number", name="uq_outbox_attempts"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("outbox_jobs.pk", ondelete="CASCADE"), nullable=False)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    worker: Mapped[str] = mapped_column(String(200), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    #: done | retry | dead | lost (the worker vanished: its lease expired)
+    result: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
