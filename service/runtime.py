@@ -14,6 +14,7 @@ from service.domain.intake import Intake
 from service.errors import ConfigError, Contention, Issue, RequestError, Unprocessable
 from service.exchange.endpoints import Endpoint, EndpointError
 from service.exchange.endpoints import load as load_endpoints
+from service.exchange.outbox import Outbox, enqueue
 from service.facade.records import RecordLinker
 from service.facade.server import FhirServer
 from service.store.engine import make_engine
@@ -30,6 +31,7 @@ class Runtime:
     resources: ResourceStore
     fhir: FhirServer
     endpoints: list[Endpoint]
+    outbox: Outbox
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -40,9 +42,15 @@ class Runtime:
         linker = RecordLinker(resources, intake, _mapper)
         fhir = FhirServer(resources, _validate, settings.max_bundle_entries, after_write=linker)
 
+        try:
+            endpoints = load_endpoints(Path(settings.endpoints_file) if settings.endpoints_file else None)
+        except EndpointError as exc:
+            raise ConfigError(f"KFHIR_ENDPOINTS_FILE: {exc}") from None
+
         def export(session: Session, mapped: Any, record: StoredRecord) -> None:
             try:
                 fhir.export_record(Unit(session), mapped.bundle, record.id)
+                enqueue(session, record, mapped.bundle, endpoints)  # the EHRs hear of it if and only if it is stored
             except IntegrityError:  # a concurrent record created the same new Patient first
                 raise Contention("Another record created the same patient or practitioner at the same moment; "
                                  "send this record again.") from None
@@ -51,11 +59,7 @@ class Runtime:
                                     exc.issues or [Issue("$", exc.detail)]) from None
 
         intake.export = export
-        try:
-            endpoints = load_endpoints(Path(settings.endpoints_file) if settings.endpoints_file else None)
-        except EndpointError as exc:
-            raise ConfigError(f"KFHIR_ENDPOINTS_FILE: {exc}") from None
-        return cls(settings, engine, store, intake, resources, fhir, endpoints)
+        return cls(settings, engine, store, intake, resources, fhir, endpoints, Outbox(engine))
 
 
 def _map_check(kind: str, content: dict[str, Any]) -> Any:

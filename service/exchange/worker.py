@@ -1,0 +1,157 @@
+"""The outbox worker: claims due jobs, pushes each record's Bundle to its EHR, decides what a failure means.
+
+Network errors, 429 and 5xx come back later (exponential backoff with jitter, or the server's
+Retry-After); 409 too (someone wrote in between: sending the newest version again reconciles).
+400/422 and other refusals are dead letters carrying the OperationOutcome; 412 means a conditional
+request matched several resources on the EHR, which needs a person. A heartbeat keeps the lease
+while a push runs, so only a worker that vanished loses its jobs to another.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.exchange.client import FhirClient, FhirError, Written
+from service.exchange.endpoints import Endpoint
+from service.exchange.outbox import Failure, Job, Outbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between attempts: base·2^(n-1), capped, with equal jitter (half fixed, half random)."""
+
+    base_s: float = 2.0
+    cap_s: float = 3600.0
+    max_attempts: int = 20
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:  # the server said when; a little jitter keeps workers apart
+            return min(self.cap_s, retry_after) + rng.uniform(0, 1)
+        exponential: float = min(self.cap_s, self.base_s * 2.0 ** max(0, attempts - 1))
+        return exponential / 2 + rng.uniform(0, exponential / 2)
+
+
+@dataclass
+class Tally:
+    done: int = 0
+    retry: int = 0
+    dead: int = 0
+    lost: int = 0          # finished by us, but the job had been reclaimed meanwhile
+    seconds: list[float] = field(default_factory=list)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    def __init__(self, outbox: Outbox, endpoints: list[Endpoint], name: str | None = None,
+                 backoff: Backoff | None = None, clients: dict[str, FhirClient] | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.outbox = outbox
+        self.endpoints = {e.name: e for e in endpoints}
+        self.name = name or worker_name()
+        self.backoff = backoff or Backoff()
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
+        # Built up front: a missing secret stops the worker at start, not job by job.
+        self.clients = clients if clients is not None else {
+            e.name: FhirClient(e.base_url, e.credentials(), e.timeout_s) for e in endpoints}
+
+    def step(self) -> tuple[Job, str] | None:
+        """Claim one due job and deliver it; (the job, what became of it), or None when nothing is due."""
+        claimed = self.outbox.claim(self.name, list(self.endpoints))
+        if not claimed:
+            return None
+        job = claimed[0]
+        with self._heartbeat(job.pk):
+            return job, self.deliver(job)
+
+    def drain(self, on_job: Callable[[Job, str], None] | None = None) -> Tally:
+        """Deliver every job due now (jobs waiting for a later retry stay queued)."""
+        tally = Tally()
+        while True:
+            started = time.perf_counter()
+            result = self.step()
+            if result is None:
+                return tally
+            job, state = result
+            setattr(tally, state, getattr(tally, state) + 1)
+            tally.seconds.append(time.perf_counter() - started)
+            if on_job is not None:
+                on_job(job, state)
+
+    def run(self, stop: threading.Event, poll_s: float = 1.0) -> Tally:
+        """Until `stop` is set: the job in hand is finished, then the loop ends (SIGTERM sets it)."""
+        tally = Tally()
+        while not stop.is_set():
+            result = self.step()
+            if result is None:
+                stop.wait(poll_s)
+                continue
+            setattr(tally, result[1], getattr(tally, result[1]) + 1)
+        return tally
+
+    def deliver(self, job: Job) -> str:
+        """Push `job`'s Bundle and record the outcome: done, retry, dead, or lost (reclaimed meanwhile)."""
+        endpoint = self.endpoints[job.endpoint]
+        try:
+            written = self.clients[job.endpoint].push(job.payload, endpoint.mode)
+        except FhirError as exc:
+            return self._failed(job, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not lose the job: it stays, and says why
+            log.exception("outbox job %s: unexpected error", job.pk)
+            return self._failed(job, FhirError(f"unexpected {type(exc).__name__}: {exc}", retryable=True))
+        return "done" if self.outbox.complete(self.name, job.pk, [_as_dict(w) for w in written]) else "lost"
+
+    def _failed(self, job: Job, exc: FhirError) -> str:
+        failure = Failure(exc.message, exc.status, exc.outcome)
+        if exc.status == 412:
+            failure = Failure(f"needs a person: the EHR matched several resources for a conditional request "
+                              f"(merge or correct them there, then retry): {exc.message}", 412, exc.outcome)
+            return self._bury(job, failure)
+        if not (exc.retryable or exc.status == 409):
+            return self._bury(job, failure)
+        if job.attempts >= self.backoff.max_attempts:
+            return self._bury(job, Failure(f"gave up after {job.attempts} attempts: {exc.message}",
+                                           exc.status, exc.outcome))
+        delay = self.backoff.delay(job.attempts, exc.retry_after, self.rng)
+        log.warning("outbox job %s (%s): attempt %s failed, again in %.0f s: %s", job.pk, job.endpoint,
+                    job.attempts, delay, exc.message)
+        return "retry" if self.outbox.retry_later(self.name, job.pk, failure, delay) else "lost"
+
+    def _bury(self, job: Job, failure: Failure) -> str:
+        log.error("outbox job %s (%s): dead letter: %s", job.pk, job.endpoint, failure.message)
+        return "dead" if self.outbox.bury(self.name, job.pk, failure) else "lost"
+
+    @contextmanager
+    def _heartbeat(self, pk: int) -> Iterator[None]:
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.outbox.lease_s / 3):
+                if not self.outbox.heartbeat(self.name, pk):
+                    return
+
+        thread = threading.Thread(target=beat, name=f"outbox-heartbeat-{pk}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _as_dict(written: Written) -> dict[str, Any]:
+    return {"resourceType": written.resource_type, "id": written.id, "version": written.version,
+            "status": written.status, "location": written.location}

@@ -1,0 +1,34 @@
+"""Exchange fixtures: a runtime whose endpoints file names EHRs, on each database backend."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service.config import Settings
+from service.runtime import Runtime
+
+EHR = "http://ehr.test/fhir"
+
+
+def endpoints_file(folder: Path, *endpoints: dict[str, Any]) -> Path:
+    path = folder / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": list(endpoints)}), encoding="utf-8")
+    return path
+
+
+#: `ehr` takes every kind; `registry` only assessments; `paused` is disabled.
+ENDPOINTS = ({"name": "ehr", "base_url": EHR},
+             {"name": "registry", "base_url": "http://registry.test/fhir", "kinds": ["assessment"]},
+             {"name": "paused", "base_url": "http://paused.test/fhir", "enabled": False})
+
+
+@pytest.fixture
+def exchange_runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    path = endpoints_file(tmp_path, *ENDPOINTS)
+    runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
+    yield runtime
+    runtime.engine.dispose()

@@ -1,0 +1,204 @@
+"""The outbox on SQLite and PostgreSQL: enqueued with the record or not at all, claimed under a lease,
+one in-flight job per (endpoint, business key), oldest version first, dead letters retried by hand."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from factories import assessment, treatment_plan
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from service.errors import Conflict, NotFound
+from service.exchange.outbox import Failure, JobQuery, Outbox, every_record
+from service.runtime import Runtime
+from service.store.engine import session as transaction
+from service.store.models import OutboxJobRow, RecordRow, ResourceRow
+from service.store.records import utcnow
+
+
+def jobs(runtime: Runtime) -> list[OutboxJobRow]:
+    with transaction(runtime.engine) as session:
+        return list(session.scalars(select(OutboxJobRow).order_by(OutboxJobRow.pk)))
+
+
+def test_storing_a_record_enqueues_one_job_per_endpoint_that_takes_its_kind(exchange_runtime: Runtime) -> None:
+    plan = exchange_runtime.intake.submit("treatment-plan", treatment_plan()).record
+    score = exchange_runtime.intake.submit("assessment", assessment()).record
+    found = [(j.endpoint, j.record_id, j.record_version, j.state) for j in jobs(exchange_runtime)]
+    assert found == [("ehr", plan.id, 1, "queued"), ("ehr", score.id, 1, "queued"),
+                     ("registry", score.id, 1, "queued")]  # `paused` is disabled; registry takes assessments
+    (job,) = [j for j in jobs(exchange_runtime) if j.record_id == plan.id]
+    assert job.business_key == "treatment-plan/clinic-a/plan-1"
+    assert {e["resource"]["resourceType"] for e in job.payload["entry"]} >= {"CarePlan", "Patient"}
+
+
+def test_the_same_record_again_enqueues_nothing(exchange_runtime: Runtime) -> None:
+    exchange_runtime.intake.submit("assessment", assessment())
+    exchange_runtime.intake.submit("assessment", assessment())
+    assert len(jobs(exchange_runtime)) == 2
+
+
+def test_a_failure_after_the_enqueue_rolls_back_record_resources_and_jobs(exchange_runtime: Runtime) -> None:
+    export = exchange_runtime.intake.export
+    assert export is not None
+
+    def export_then_fail(session: Any, mapped: Any, record: Any) -> None:
+        export(session, mapped, record)
+        assert session.scalars(select(OutboxJobRow)).all()  # enqueued in this very transaction
+        raise RuntimeError("the disk filled up")
+
+    exchange_runtime.intake.export = export_then_fail
+    with pytest.raises(RuntimeError, match="disk"):
+        exchange_runtime.intake.submit("assessment", assessment())
+    with transaction(exchange_runtime.engine) as session:
+        for table in (RecordRow, ResourceRow, OutboxJobRow):
+            assert session.scalars(select(table)).all() == []
+
+
+def test_a_new_version_supersedes_the_queued_job_of_the_old_one(exchange_runtime: Runtime) -> None:
+    first = exchange_runtime.intake.submit("assessment", assessment()).record
+    exchange_runtime.intake.replace("assessment", first.id, 1, assessment(score=12))
+    ehr = [j for j in jobs(exchange_runtime) if j.endpoint == "ehr"]
+    assert [(j.record_version, j.state) for j in ehr] == [(1, "done"), (2, "queued")]
+    assert ehr[0].superseded_by == ehr[1].pk and ehr[0].attempts == 0
+
+
+def test_an_older_version_in_flight_holds_back_the_newer_one(exchange_runtime: Runtime) -> None:
+    outbox = exchange_runtime.outbox
+    first = exchange_runtime.intake.submit("assessment", assessment()).record
+    (old,) = outbox.claim("w1", ["ehr"])
+    exchange_runtime.intake.replace("assessment", first.id, 1, assessment(score=12))
+    assert outbox.claim("w2", ["ehr"]) == []  # version 2 waits until version 1 is delivered
+    assert outbox.complete("w1", old.pk, [])
+    (new,) = outbox.claim("w2", ["ehr"])
+    assert (new.record_version, new.state, new.attempts) == (2, "in_flight", 1)
+
+
+def test_the_database_refuses_two_in_flight_jobs_for_one_key(exchange_runtime: Runtime) -> None:
+    first = exchange_runtime.intake.submit("assessment", assessment()).record
+    exchange_runtime.outbox.claim("w1", ["ehr"])
+    exchange_runtime.intake.replace("assessment", first.id, 1, assessment(score=12))
+    with pytest.raises(IntegrityError), transaction(exchange_runtime.engine, write=True) as session:
+        session.execute(update(OutboxJobRow).where(OutboxJobRow.record_version == 2, OutboxJobRow.endpoint == "ehr")
+                        .values(state="in_flight"))
+
+
+def test_a_stale_lease_is_reclaimed_and_the_vanished_worker_cannot_finish(exchange_runtime: Runtime) -> None:
+    exchange_runtime.intake.submit("assessment", assessment())
+    short = Outbox(exchange_runtime.engine, lease_s=0.05)
+    (job,) = short.claim("vanished", ["ehr"])
+    assert short.claim("other", ["ehr"]) == []  # the lease still holds
+    time.sleep(0.1)
+    (again,) = short.claim("other", ["ehr"])
+    assert (again.pk, again.lease_owner, again.attempts) == (job.pk, "other", 2)
+    assert not short.complete("vanished", job.pk, [])
+    assert short.complete("other", job.pk, [{"resourceType": "Observation", "id": "x", "version": "1"}])
+    attempts = short.attempts(job.pk)
+    assert [(a["number"], a["worker"], a["result"]) for a in attempts] == [(1, "vanished", "lost"),
+                                                                            (2, "other", "done")]
+
+
+def test_a_heartbeat_keeps_the_lease(exchange_runtime: Runtime) -> None:
+    exchange_runtime.intake.submit("assessment", assessment())
+    short = Outbox(exchange_runtime.engine, lease_s=0.2)
+    (job,) = short.claim("busy", ["ehr"])
+    for _ in range(4):
+        time.sleep(0.1)
+        assert short.heartbeat("busy", job.pk)
+    assert short.claim("other", ["ehr"]) == []
+    assert not short.heartbeat("other", job.pk)
+
+
+def test_retry_later_waits_and_dead_jobs_are_retried_by_hand(exchange_runtime: Runtime) -> None:
+    outbox = exchange_runtime.outbox
+    exchange_runtime.intake.submit("assessment", assessment())
+    (job,) = outbox.claim("w", ["ehr"])
+    assert outbox.retry_later("w", job.pk, Failure("503 Service Unavailable", 503), 60)
+    assert outbox.claim("w", ["ehr"]) == []
+    waiting = outbox.get(job.pk)
+    assert waiting.state == "queued" and waiting.next_attempt_at > utcnow() + timedelta(seconds=50)
+    with pytest.raises(Conflict, match="only a dead job"):
+        outbox.retry(job.pk)
+    with transaction(exchange_runtime.engine, write=True) as session:
+        session.execute(update(OutboxJobRow).values(next_attempt_at=utcnow()))
+    (job,) = outbox.claim("w", ["ehr"])
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}
+    assert outbox.bury("w", job.pk, Failure("422: invalid", 422, outcome))
+    dead = outbox.get(job.pk)
+    assert (dead.state, dead.last_outcome, dead.attempts) == ("dead", outcome, 2)
+    assert outbox.retry(job.pk).state == "queued"
+    assert outbox.claim("w", ["ehr"])[0].pk == job.pk
+    with pytest.raises(NotFound):
+        outbox.retry(10_000)
+
+
+def test_retry_dead_queues_every_dead_job_of_one_endpoint(exchange_runtime: Runtime) -> None:
+    outbox = exchange_runtime.outbox
+    for n in range(3):
+        exchange_runtime.intake.submit("assessment", assessment(external_id=f"a-{n}"))
+    for job in outbox.claim("w", ["ehr", "registry"], limit=10):
+        assert outbox.bury("w", job.pk, Failure("400"))
+    assert outbox.counts("ehr") == {"queued": 0, "in_flight": 0, "done": 0, "dead": 3}
+    assert outbox.retry_dead("ehr") == 3
+    assert outbox.counts("ehr")["queued"] == 3 and outbox.counts("registry")["dead"] == 3
+
+
+def test_listing_filters_and_pages(exchange_runtime: Runtime) -> None:
+    outbox = exchange_runtime.outbox
+    exchange_runtime.intake.submit("treatment-plan", treatment_plan())
+    for n in range(3):
+        exchange_runtime.intake.submit("assessment", assessment(external_id=f"a-{n}"))
+    assert len(outbox.list(JobQuery())) == 7
+    assert [j.record_kind for j in outbox.list(JobQuery(kind="treatment-plan"))] == ["treatment-plan"]
+    page = outbox.list(JobQuery(endpoint="registry", limit=2))
+    rest = outbox.list(JobQuery(endpoint="registry", after_pk=page[-1].pk))
+    assert [len(page), len(rest)] == [2, 1]
+    assert outbox.list(JobQuery(since=utcnow() + timedelta(minutes=1))) == []
+    assert outbox.list(JobQuery(state="dead")) == []
+
+
+def test_backfill_queues_records_stored_before_the_endpoint_existed(exchange_runtime: Runtime) -> None:
+    outbox = exchange_runtime.outbox
+    exchange_runtime.intake.submit("assessment", assessment())
+    with transaction(exchange_runtime.engine, write=True) as session:
+        session.query(OutboxJobRow).delete()
+    ehr = next(e for e in exchange_runtime.endpoints if e.name == "ehr")
+    records = list(every_record(exchange_runtime.store, ehr.kinds))
+    assert outbox.backfill(ehr, records, lambda r: {"resourceType": "Bundle", "entry": []}) == 1
+    assert outbox.backfill(ehr, records, lambda r: {"resourceType": "Bundle", "entry": []}) == 0
+
+
+def test_concurrent_workers_never_hold_the_same_job(exchange_runtime: Runtime) -> None:
+    """Four workers (threads, each its own connections) claim and finish 30 jobs; each job runs once."""
+    for n in range(30):
+        exchange_runtime.intake.submit("assessment", assessment(external_id=f"c-{n}"))
+    outbox = exchange_runtime.outbox
+    running: set[int] = set()
+    ran: list[int] = []
+    overlap: list[int] = []
+    lock = threading.Lock()
+
+    def work(name: str) -> None:
+        while claimed := outbox.claim(name, ["ehr"]):
+            (job,) = claimed
+            with lock:
+                if job.pk in running:
+                    overlap.append(job.pk)
+                running.add(job.pk)
+                ran.append(job.pk)
+            time.sleep(0.005)
+            with lock:
+                running.discard(job.pk)
+            assert outbox.complete(name, job.pk, [])
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlap == [] and sorted(ran) == sorted(set(ran)) and len(ran) == 30
+    assert outbox.counts("ehr") == {"queued": 0, "in_flight": 0, "done": 30, "dead": 0}
