@@ -3,6 +3,7 @@
     session.py   the signed session cookie: key from the database or KFHIR_SECRET_KEY, /admin only
     auth.py      sign-in, sign-out, the sign-in guard and CSRF tokens on every form
     views.py     overview, mappings, profiles, try it
+    patients.py  patient search and a patient's course (charts from charts.py)
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ SESSION_LIFETIME = timedelta(hours=8)
 
 def init_app(app: Flask) -> None:
     """Register the blueprint and the session it needs (only /admin gets a session cookie)."""
-    from service.web.admin import auth, views  # noqa: F401 - their routes attach to bp
+    from service.web.admin import auth, patients, views  # noqa: F401 - their routes attach to bp
     from service.web.admin.session import AdminSessionInterface
 
     runtime = app.extensions["kfhir"]

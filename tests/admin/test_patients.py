@@ -1,0 +1,143 @@
+"""Patient pages: search by identifier, and a course with its plans, sessions, charts, events and warnings."""
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+from factories import PATIENT, adverse_event, assessment, esketamine_plan, esketamine_session
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.admin.course import course
+from service.web.admin.charts import score_charts, vitals_chart
+
+SYSTEM, VALUE = PATIENT["identifier"]["system"], PATIENT["identifier"]["value"]
+COURSE = "/admin/patients/course?" + urlencode({"system": SYSTEM, "value": VALUE})
+VITALS = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 150, "diastolic": 95, "heart_rate": 80},
+          {"at": "2026-03-02T09:40:00-05:00", "phase": "post", "systolic": 166, "diastolic": 99, "heart_rate": 92},
+          {"at": "2026-03-02T11:00:00-05:00", "phase": "post", "systolic": 138, "diastolic": 86}]
+
+
+def _seed(app: Flask) -> None:
+    """An esketamine plan (MADRS goal, baseline 30), two sessions sent out of order, scores, an adverse event."""
+    intake = app.extensions["kfhir"].intake
+    intake.submit("treatment-plan", esketamine_plan(goals=[{"measure": "madrs", "target": "response", "baseline": 30}]))
+    intake.submit("administration", esketamine_session(
+        external_id="esk-2", session_number=2, dose_mg=84, started_at="2026-03-05T09:00:00-05:00",
+        ended_at="2026-03-05T09:10:00-05:00", monitoring_ended_at="2026-03-05T11:05:00-05:00",
+        vitals=[{"at": "2026-03-05T08:50:00-05:00", "phase": "pre", "systolic": 128, "diastolic": 80}]))
+    intake.submit("administration", esketamine_session(vitals=VITALS))
+    for n, (score, at) in enumerate(((30, "2026-03-01T10:00:00-05:00"), (12, "2026-03-06T10:00:00-05:00"))):
+        intake.submit("assessment", assessment(external_id=f"asmt-{n}", instrument="madrs", score=score, at=at))
+    intake.submit("adverse-event", adverse_event(administration_external_id="esk-1", term="hypertension",
+                                                 onset_at="2026-03-02T09:35:00-05:00"))
+
+
+def page(client: FlaskClient, path: str, status: int = 200) -> str:
+    response = client.get(path)
+    assert response.status_code == status, (path, response.status_code)
+    return response.get_data(as_text=True)
+
+
+def test_patient_pages_need_sign_in(client: FlaskClient, app: Flask) -> None:
+    _seed(app)
+    for path in ("/admin/patients?identifier=MRN", COURSE):
+        response = client.get(path)
+        assert response.status_code == 302 and "/admin/sign-in" in response.headers["Location"]
+
+
+def test_the_search_finds_patients_by_part_of_their_identifier(admin: FlaskClient, app: Flask) -> None:
+    _seed(app)
+    app.extensions["kfhir"].intake.submit("assessment", assessment(
+        external_id="other", patient=PATIENT | {"identifier": {"system": SYSTEM, "value": "MRN-0012"}}))
+
+    found = page(admin, "/admin/patients?identifier=mrn-001")
+
+    assert "2 patients with an identifier containing" in found
+    assert found.index(">MRN-001</a>") < found.index(">MRN-0012</a>")  # the exact match first
+    assert f'href="/admin/patients/course?system={SYSTEM}&amp;value={VALUE}"' in found and "Zulu Testpatient" in found
+
+
+def test_search_wildcards_are_literal_and_nothing_found_is_said(admin: FlaskClient, app: Flask) -> None:
+    _seed(app)
+
+    assert "No patient has an identifier containing" in page(admin, "/admin/patients?identifier=%25")
+    assert "No patient has an identifier containing" in page(admin, "/admin/patients?identifier=MRN_001")
+    assert "Search by the identifier" in page(admin, "/admin/patients")
+
+
+def test_an_overlong_search_is_refused_plainly(admin: FlaskClient) -> None:
+    assert "at most 200 characters" in page(admin, "/admin/patients?identifier=" + "x" * 201, 400)
+
+
+def test_a_course_lists_plans_and_sessions_in_order_with_dose_and_route(admin: FlaskClient, app: Flask) -> None:
+    _seed(app)
+
+    found = page(admin, COURSE)
+
+    assert "Course of Zulu Testpatient (MRN-001)" in found
+    assert "<code>plan-1</code>" in found and "madrs response (baseline 30)" in found
+    rows = re.findall(r'<tr><th scope="row" class="num">(\d+)</th>.*?<td class="num">(\d+)</td>', found, re.S)
+    assert rows == [("1", "56"), ("2", "84")]  # by start time, not by arrival
+    assert "<td>intranasal</td>" in found
+
+
+def test_a_course_draws_vitals_and_scores_as_svg_with_thresholds(admin: FlaskClient, app: Flask) -> None:
+    _seed(app)
+
+    found = page(admin, COURSE)
+
+    vitals = found[found.index('<svg id="vitals-chart"'):found.index("</svg>", found.index('<svg id="vitals-chart"'))]
+    assert "<title id=\"vitals-chart-title\">" in vitals and "<desc" in vitals
+    values = re.findall(r'<g class="point" data-value="(\d+)">', vitals)
+    assert sorted(values) == sorted(["150", "95", "80", "166", "99", "92", "138", "86", "128", "80"])
+    assert "systolic 140: esketamine guide" in vitals and "AE: hypertension" in vitals
+    madrs = found[found.index('<svg id="score-chart-madrs"'):]
+    assert re.findall(r'<g class="point" data-value="(\d+)">', madrs)[:2] == ["30", "12"]
+    assert "response ≤ 15 (50% of 30)" in madrs and "remission ≤ 10 (KetECT)" in madrs
+    assert 'id="vitals-table"' in found and 'id="scores-table"' in found  # the data without the chart
+
+
+def test_a_course_shows_adverse_events_on_the_timeline_and_the_warnings(admin: FlaskClient, app: Flask) -> None:
+    _seed(app)
+
+    found = page(admin, COURSE)
+
+    timeline = found[found.index('<ol class="timeline">'):found.index("</ol>", found.index('<ol class="timeline">'))]
+    order = [timeline.index(s) for s in ("madrs 30", "session 1:", "adverse event: hypertension", "session 2:",
+                                         "madrs 12")]
+    assert order == sorted(order)
+    warnings = found[found.index('id="warnings-table"'):]
+    assert "pre-dose blood pressure 150/95 mmHg is above 140/90" in warnings and "esketamine-predose-bp" in warnings
+
+
+def test_an_unknown_patient_is_a_404_and_a_half_named_one_a_400(admin: FlaskClient) -> None:
+    assert "No record names a patient" in page(admin, COURSE, 404)
+    assert "both" in page(admin, "/admin/patients/course?system=x", 400)
+
+
+def test_the_course_core_orders_sessions_and_finds_baselines(app: Flask) -> None:
+    _seed(app)
+
+    built = course(app.extensions["kfhir"].engine, SYSTEM, VALUE)
+
+    assert built is not None
+    assert [s.number for s in built.sessions] == [1, 2]
+    assert [r.phase for r in built.sessions[0].readings] == ["pre", "post", "post"]
+    assert built.baseline("madrs") == 30 and built.baseline("phq9") is None
+    assert course(app.extensions["kfhir"].engine, SYSTEM, "nobody") is None
+
+
+def test_charts_put_higher_values_higher_and_skip_what_is_missing(app: Flask) -> None:
+    _seed(app)
+    built = course(app.extensions["kfhir"].engine, SYSTEM, VALUE)
+    assert built is not None
+
+    chart = vitals_chart(built)
+    assert chart is not None
+    systolic = chart.series[0].lines[0]
+    assert [p.value for p in systolic] == ["150", "166", "138"]
+    assert systolic[1].y < systolic[0].y < systolic[2].y  # SVG y grows downwards
+    heart = chart.series[2].lines[0]
+    assert [p.value for p in heart] == ["80", "92"]  # the third reading has no heart rate
+    assert [c.id for c in score_charts(built)] == ["score-chart-madrs"]
