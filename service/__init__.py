@@ -1,7 +1,6 @@
 """Ketamine FHIR Bridge: the Flask application factory."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,12 +13,11 @@ from service.runtime import Runtime
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults → KFHIR_* environment → `config`), database, blueprints."""
     settings = config if isinstance(config, Settings) else Settings.load(config)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up chatter is not news
     from service.web import logs
 
-    logs.install()  # access log lines without query strings: they carry MRNs
+    logs.configure(settings.log_level)  # JSON lines without PHI: no URLs, query strings or bodies
     app = Flask(__name__)
+    logs.init_app(app)  # first, so every later hook's refusal is logged with a request id
     # Werkzeug's own cap too, so chunked bodies without Content-Length are cut off as well.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

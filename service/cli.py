@@ -18,10 +18,14 @@ from service.runtime import Runtime
 
 
 def _settings() -> Settings:
+    from service.web import logs
+
     try:
-        return Settings.load()
+        settings = Settings.load()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    logs.configure(settings.log_level)  # the same PHI-safe JSON lines as the web processes
+    return settings
 
 
 def _runtime() -> Runtime:
@@ -46,14 +50,22 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default=None, help="Interface to bind (default KFHIR_HOST or 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default KFHIR_PORT or 8080).")
-def serve(host: str | None, port: int | None) -> None:
-    """Serve the API on HOST:PORT (development server; use gunicorn in production)."""
+@click.option("--production", is_flag=True,
+              help="gunicorn with KFHIR_WORKERS workers, KFHIR_REQUEST_TIMEOUT, graceful stop on SIGTERM.")
+def serve(host: str | None, port: int | None, production: bool) -> None:
+    """Serve the API on HOST:PORT (the development server, or gunicorn with --production)."""
     from werkzeug.serving import run_simple
 
     from service import create_app
 
     settings = _settings()
     settings = settings.replace(host=host or settings.host, port=port or settings.port)
+    if production:
+        from service.web.serving import serve as serve_production
+
+        click.echo(f"Ketamine FHIR Bridge (gunicorn, {settings.workers} workers) on {settings.host}:{settings.port}")
+        serve_production(settings)
+        return
     app = create_app(settings)
     base = f"http://{settings.host}:{settings.port}"
     click.echo(f"Ketamine FHIR Bridge on {base}")

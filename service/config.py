@@ -25,6 +25,15 @@ class Settings:
     #: Relative SQLite paths are resolved against the working directory (``make run`` uses the checkout).
     database_url: str = "sqlite:///instance/ketamine-fhir.db"
     log_level: str = "INFO"
+    #: requests per minute each API client may make (per web process); 0: no limit, the development default
+    rate_limit: int = 0
+    #: `serve --production`: gunicorn worker processes, and seconds before a silent worker is killed and
+    #: replaced, or before workers still finishing requests on SIGTERM are stopped
+    workers: int = 2
+    request_timeout: int = 60
+    graceful_timeout: int = 30
+    #: addresses of the TLS-terminating proxy, trusted for X-Forwarded-Proto (gunicorn forwarded_allow_ips)
+    forwarded_allow_ips: str = "127.0.0.1"
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
     page_size: int = DEFAULT_PAGE_SIZE
@@ -60,6 +69,11 @@ class Settings:
                 raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
         if not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError("KFHIR_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        for name in ("workers", "request_timeout", "graceful_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
+        if self.rate_limit < 0:
+            raise ConfigError("KFHIR_RATE_LIMIT must be 0 (no limit) or a positive number of requests per minute")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,56 @@
+"""Production serving: gunicorn's pre-fork workers, configured from our settings, logging our JSON lines."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+from service.config import Settings
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    """Each worker builds its own app (no preload): database connections must not cross a fork."""
+    return {
+        "bind": f"{settings.host}:{settings.port}",
+        "workers": settings.workers,
+        # a worker silent this long is killed and replaced; its open transaction is rolled back
+        "timeout": settings.request_timeout,
+        # on SIGTERM workers finish the requests in hand for up to this long, then stop
+        "graceful_timeout": settings.graceful_timeout,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "preload_app": False,
+        "accesslog": None,  # kfhir.access logs each request by route template; gunicorn's would log the URL
+        "logconfig_dict": logging_config(settings.log_level),
+    }
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """gunicorn's own lines (boot, worker exits, signals) through the same JSON handler as ours."""
+    quiet: dict[str, Any] = {"handlers": [], "propagate": True}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "root": {"level": level.upper(), "handlers": ["json"]},
+        "loggers": {"gunicorn.error": quiet | {"level": "INFO"}, "gunicorn.access": quiet | {"level": "WARNING"}},
+        "handlers": {"json": {"()": "service.web.logs.JsonHandler"}},
+    }
+
+
+class ProductionServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.settings).items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        from service import create_app
+
+        return create_app(self.settings)
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT (graceful: requests in hand finish), then return."""
+    ProductionServer(settings).run()
