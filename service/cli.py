@@ -439,5 +439,15 @@ def admin_demo_user() -> None:
                "change it with `ketamine-fhir admin set-password admin`)")
 
 
+def _add_exchange_commands() -> None:
+    from service.exchange.commands import pull, push, worker
+
+    for command in (worker, push, pull):
+        cli.add_command(command)
+
+
+_add_exchange_commands()
+
+
 def main() -> None:
     cli(prog_name="ketamine-fhir")

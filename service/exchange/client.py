@@ -153,8 +153,8 @@ class FhirClient:
         rest = dependency_order([e for e in bundle["entry"] if id(e) not in written])
         if rest:
             batch = {"resourceType": "Bundle", "type": "batch",
-                     "entry": [{"fullUrl": e.get("fullUrl"), "resource": _rewrite(copy.deepcopy(e["resource"]), names),
-                                "request": e["request"]} for e in rest]}
+                     "entry": [{"fullUrl": e.get("fullUrl"), "request": e["request"],
+                                "resource": rewrite_references(copy.deepcopy(e["resource"]), names)} for e in rest]}
             answer = self.json("POST", "", batch)
             for entry, response in zip(rest, (answer or {}).get("entry") or [], strict=False):
                 result = response.get("response") or {}
@@ -173,7 +173,7 @@ class FhirClient:
         written = []
         for entry in dependency_order(bundle["entry"]):
             request = entry["request"]
-            resource = _rewrite(copy.deepcopy(entry["resource"]), names)
+            resource = rewrite_references(copy.deepcopy(entry["resource"]), names)
             headers = {"If-None-Exist": request["ifNoneExist"]} if request.get("ifNoneExist") else {}
             answer = self.request(request["method"], request["url"], resource, headers)
             if answer.status_code not in (200, 201):
@@ -307,7 +307,7 @@ def dependency_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             names[entry["fullUrl"]] = i
         if entry["request"]["method"] == "PUT":
             names[entry["request"]["url"]] = i
-    needs = {i: {names[r] for r in _references(e.get("resource")) if r in names and names[r] != i}
+    needs = {i: {names[r] for r in references(e.get("resource")) if r in names and names[r] != i}
              for i, e in enumerate(entries)}
     ordered: list[int] = []
     visiting: set[int] = set()
@@ -326,20 +326,20 @@ def dependency_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [entries[i] for i in ordered]
 
 
-def _references(node: Any) -> list[str]:
+def references(node: Any) -> list[str]:
     if isinstance(node, dict):
         found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
+        return found + [r for v in node.values() for r in references(v)]
     if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
+        return [r for v in node for r in references(v)]
     return []
 
 
-def _rewrite(node: Any, names: dict[str, str]) -> Any:
+def rewrite_references(node: Any, names: dict[str, str]) -> Any:
     if isinstance(node, list):
-        return [_rewrite(v, names) for v in node]
+        return [rewrite_references(v, names) for v in node]
     if isinstance(node, dict):
-        out = {k: _rewrite(v, names) for k, v in node.items()}
+        out = {k: rewrite_references(v, names) for k, v in node.items()}
         if isinstance(out.get("reference"), str) and out["reference"] in names:
             out["reference"] = names[out["reference"]]
         return out

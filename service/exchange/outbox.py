@@ -249,7 +249,7 @@ class Outbox:
             if row is None:
                 raise NotFound(f"No outbox job {pk}.")
             if row.state != "dead":
-                raise Conflict(f"Outbox job {pk} is {row.state}; only a dead job can be retried.", state=row.state)
+                raise Conflict(f"Outbox job {pk} is {row.state}; only a dead job can be retried.")
             row.state, row.next_attempt_at, row.finished_at, row.updated_at = "queued", now, None, now
             return Job.of(row)
 

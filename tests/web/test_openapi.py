@@ -98,6 +98,9 @@ class Contract:
 
 
 FHIR_LITERALS = {"metadata", "_history", "$validate", "_search"}
+OUTBOX_OPERATIONS = {("get", "/api/v1/exchange/jobs"), ("get", "/api/v1/exchange/jobs/{job_id}"),
+                     ("post", "/api/v1/exchange/jobs/{job_id}/retry"),
+                     ("post", "/api/v1/exchange/endpoints/{name}/retry-dead")}
 
 
 def template(path: str) -> str:
@@ -110,6 +113,8 @@ def template(path: str) -> str:
         parts[4] = "{record_id}"
     if len(parts) == 4 and parts[1] == "fhir" and parts[3] == "$validate":
         parts[2] = "{resource_type}"
+    if len(parts) > 5 and parts[1:4] == ["api", "v1", "exchange"]:
+        parts[5] = "{job_id}" if parts[4] == "jobs" else "{name}"
     return "/".join(parts)
 
 
@@ -190,6 +195,7 @@ def test_every_operation_is_exercised_below(spec: dict[str, Any]) -> None:
     """The tests below cover these operations, each with every documented status."""
     exercised = {("get", "/health"), ("get", "/ready"), ("post", "/fhir/$validate"),
                  ("post", "/fhir/{resource_type}/$validate"), ("get", "/api/v1/exchange/endpoints")} | FHIR_OPERATIONS
+    exercised |= OUTBOX_OPERATIONS  # in tests/exchange/test_jobs_api.py, with an endpoints file
     for plural in PLURALS:
         base = f"/api/v1/{plural}"
         exercised |= {("post", base), ("get", base), ("get", base + "/{record_id}"),

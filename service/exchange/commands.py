@@ -1,0 +1,135 @@
+"""Exchange commands: ketamine-fhir worker | push --endpoint NAME [--all] | pull --endpoint NAME --patient ID."""
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import sys
+import threading
+import time
+
+import click
+
+from service.exchange.endpoints import Endpoint, EndpointError
+from service.exchange.worker import Tally, Worker
+from service.runtime import Runtime
+
+
+def _runtime() -> Runtime:
+    from service.cli import _runtime as runtime  # the schema check every command shares
+
+    return runtime()
+
+
+def _endpoint(runtime: Runtime, name: str) -> Endpoint:
+    found = next((e for e in runtime.endpoints if e.name == name), None)
+    if found is None:
+        known = ", ".join(e.name for e in runtime.endpoints) or "none: set KFHIR_ENDPOINTS_FILE"
+        raise click.UsageError(f"no endpoint named {name!r} (known: {known})")
+    return found
+
+
+def _worker(runtime: Runtime, endpoints: list[Endpoint]) -> Worker:
+    try:
+        return Worker(runtime.outbox, endpoints)
+    except (EndpointError, OSError) as exc:  # a secret's variable unset, a key file unreadable
+        raise click.UsageError(str(exc)) from None
+
+
+@click.command("worker")
+@click.option("--endpoint", "names", multiple=True, help="Only this endpoint (repeatable; default: every enabled one).")
+@click.option("--poll", default=1.0, show_default=True, help="Seconds between looks at an empty queue.")
+def worker(names: tuple[str, ...], poll: float) -> None:
+    """Deliver outbox jobs to the EHR endpoints until stopped (SIGTERM or Ctrl-C finish the job in hand).
+
+    On PostgreSQL any number of workers, on any machines, share the queue; on SQLite run one.
+    """
+    runtime = _runtime()
+    endpoints = [_endpoint(runtime, n) for n in names] or [e for e in runtime.endpoints if e.enabled]
+    if not endpoints:
+        raise click.UsageError("no enabled endpoint: configure KFHIR_ENDPOINTS_FILE")
+    delivering = _worker(runtime, endpoints)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"worker {delivering.name} delivering to {', '.join(e.name for e in endpoints)}", err=True)
+    tally = delivering.run(stop, poll)
+    click.echo(f"worker stopped: {_summary(tally)}", err=True)
+
+
+@click.command("push")
+@click.option("--endpoint", "name", required=True, help="The endpoint whose queued jobs to deliver.")
+@click.option("--all", "backfill", is_flag=True,
+              help="First queue every stored record never queued for the endpoint (stored before it was configured).")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human")
+def push(name: str, backfill: bool, fmt: str) -> None:
+    """Deliver the endpoint's due jobs once, then stop; exit 1 when any job failed (dead or retrying)."""
+    from service.exchange.outbox import every_record
+    from service.mapping import map_record
+
+    runtime = _runtime()
+    endpoint = _endpoint(runtime, name)
+    delivering = _worker(runtime, [endpoint])
+    queued = runtime.outbox.backfill(endpoint, every_record(runtime.store, endpoint.kinds),
+                                     lambda r: map_record(r.kind, r.content).bundle) if backfill else 0
+    started = time.perf_counter()
+    if sys.stdout.isatty() and fmt == "human":
+        with click.progressbar(length=runtime.outbox.counts(name)["queued"], label=f"pushing to {name}") as bar:
+            tally = delivering.drain(lambda job, state: bar.update(1))
+    else:
+        tally = delivering.drain()
+    seconds = time.perf_counter() - started
+    _report_push(fmt, name, queued, tally, seconds, runtime.outbox.counts(name))
+    sys.exit(1 if tally.dead or tally.retry else 0)
+
+
+def _report_push(fmt: str, name: str, queued: int, tally: Tally, seconds: float, counts: dict[str, int]) -> None:
+    median_ms = statistics.median(tally.seconds) * 1000 if tally.seconds else 0.0
+    if fmt == "json":
+        click.echo(json.dumps({"endpoint": name, "backfilled": queued, "done": tally.done, "retry": tally.retry,
+                               "dead": tally.dead, "lost": tally.lost, "seconds": round(seconds, 3),
+                               "median_ms_per_job": round(median_ms, 1), "states": counts}))
+        return
+    if queued:
+        click.echo(f"{queued} records queued for {name} (never sent before)")
+    click.echo(f"{name}: {_summary(tally)} in {seconds:.1f} s (median {median_ms:.0f} ms per record); "
+               f"outbox now {counts['queued']} queued, {counts['dead']} dead")
+
+
+def _summary(tally: Tally) -> str:
+    return f"{tally.done} delivered, {tally.retry} to retry later, {tally.dead} dead letters"
+
+
+@click.command("pull")
+@click.option("--endpoint", "name", required=True, help="The EHR endpoint to read from.")
+@click.option("--patient", "identifier", required=True, help="The patient's identifier: SYSTEM|VALUE (or VALUE).")
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human")
+def pull(name: str, identifier: str, fmt: str) -> None:
+    """Read a patient's ketamine resources from the EHR into this service (validated, mapped to records).
+
+    Pulling again changes nothing unless the EHR's resources changed. Exit 1 when no patient matched.
+    """
+    from service.errors import RequestError
+    from service.exchange.client import FhirClient, FhirError
+    from service.exchange.pull import parse_identifier
+    from service.exchange.pull import pull as run_pull
+
+    runtime = _runtime()
+    endpoint = _endpoint(runtime, name)
+    try:
+        parse_identifier(identifier)
+        client = FhirClient(endpoint.base_url, endpoint.credentials(), endpoint.timeout_s)
+    except (ValueError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        report = run_pull(client, runtime.fhir, runtime.resources, identifier)
+    except FhirError as exc:
+        raise click.ClickException(f"{name}: {exc.message}") from None
+    except RequestError as exc:
+        raise click.ClickException(f"the EHR's resources were refused here: {exc.detail}") from None
+    if fmt == "json":
+        click.echo(json.dumps(vars(report)))
+    else:
+        click.echo(f"{name}: {report.patients} patient(s), {report.fetched} resources fetched, {report.written} "
+                   f"written, {report.unchanged} unchanged; {len(report.records)} clinic records")
+    sys.exit(0 if report.patients else 1)

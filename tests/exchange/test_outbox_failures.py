@@ -1,0 +1,137 @@
+"""What the worker makes of failures a real server will not produce on demand (scripted with `responses`):
+retried later with backoff or Retry-After, or a dead letter carrying the server's OperationOutcome."""
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+import responses
+from exchange.conftest import EHR
+from factories import assessment
+from sqlalchemy import update
+
+from service.exchange.outbox import Job, JobQuery
+from service.exchange.worker import Backoff, Worker
+from service.runtime import Runtime
+from service.store.engine import session as transaction
+from service.store.models import OutboxJobRow
+from service.store.records import utcnow
+
+OUTCOME = {"resourceType": "OperationOutcome", "issue": [
+    {"severity": "error", "code": "invalid", "diagnostics": "Observation.status: minimum required = 1",
+     "expression": ["Observation.status"]}]}
+
+
+def worker(runtime: Runtime, **backoff: Any) -> Worker:
+    ehr = [e for e in runtime.endpoints if e.name == "ehr"]
+    return Worker(runtime.outbox, ehr, name="test-worker", backoff=Backoff(**backoff), rng=random.Random(7))  # noqa: S311 - jitter
+
+
+def one_job(runtime: Runtime) -> Job:
+    runtime.intake.submit("assessment", assessment())
+    (job,) = runtime.outbox.list(JobQuery(endpoint="ehr"))
+    return job
+
+
+def transaction_response(bundle: dict[str, Any]) -> dict[str, Any]:
+    entries = [{"response": {"status": "201 Created", "location": f"{e['resource']['resourceType']}/"
+                             f"{e['request']['url'].split('/')[-1] if e['request']['method'] == 'PUT' else 'p1'}"
+                             "/_history/1"}} for e in bundle["entry"]]
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+
+
+@responses.activate
+def test_a_delivered_job_records_what_the_server_wrote(exchange_runtime: Runtime) -> None:
+    job = one_job(exchange_runtime)
+    responses.post(EHR, json=transaction_response(job.payload), status=200)
+    assert worker(exchange_runtime).drain().done == 1
+    done = exchange_runtime.outbox.get(job.pk)
+    assert done.state == "done" and done.finished_at is not None
+    assert {(w["resourceType"], w["version"]) for w in done.written or []} == {("Patient", "1"), ("Observation", "1")}
+    assert exchange_runtime.outbox.attempts(job.pk)[0]["result"] == "done"
+
+
+RETRIED: list[tuple[str, dict[str, Any], str]] = [
+    ("429 with Retry-After", {"status": 429, "headers": {"Retry-After": "120"}}, "429"),
+    ("503", {"status": 503, "json": OUTCOME}, "503"),
+    ("502 HTML error page", {"status": 502, "body": "<html><h1>Bad Gateway</h1></html>", "content_type": "text/html"},
+     "text/html"),
+    ("connection reset", {"body": requests.ConnectionError("Connection reset by peer")}, "connection failed"),
+    ("timeout", {"body": requests.Timeout()}, "no answer within"),
+    ("409 conflict", {"status": 409, "json": OUTCOME}, "409"),
+]
+
+
+@pytest.mark.parametrize("case, reply, says", RETRIED, ids=[c[0] for c in RETRIED])
+@responses.activate
+def test_temporary_failures_come_back_later(exchange_runtime: Runtime, case: str, reply: dict[str, Any],
+                                            says: str) -> None:
+    job = one_job(exchange_runtime)
+    responses.post(EHR, **reply)
+    before = utcnow()
+    assert worker(exchange_runtime).drain().retry == 1
+    waiting = exchange_runtime.outbox.get(job.pk)
+    assert waiting.state == "queued" and waiting.attempts == 1 and says in (waiting.last_error or "")
+    delay = (waiting.next_attempt_at - before).total_seconds()
+    if case.startswith("429"):
+        assert 120 <= delay <= 122  # the server's word, plus at most a second of jitter
+    else:
+        assert 1 <= delay <= 3  # base 2 s, equal jitter: between 1 and 2 s
+    (attempt,) = exchange_runtime.outbox.attempts(job.pk)
+    assert attempt["result"] == "retry" and attempt["error"] == waiting.last_error
+
+
+DEAD: list[tuple[str, dict[str, Any], str]] = [
+    ("400 with OperationOutcome", {"status": 400, "json": OUTCOME}, "Observation.status"),
+    ("422 with OperationOutcome", {"status": 422, "json": OUTCOME}, "minimum required"),
+    ("412 multiple matches", {"status": 412, "json": {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "duplicate", "diagnostics": "Multiple resources match this search"}]}},
+     "needs a person"),
+    ("200 with malformed JSON", {"status": 200, "body": "{not json", "content_type": "application/fhir+json"},
+     "not JSON"),
+]
+
+
+@pytest.mark.parametrize("case, reply, says", DEAD, ids=[c[0] for c in DEAD])
+@responses.activate
+def test_refusals_are_dead_letters_with_the_outcome(exchange_runtime: Runtime, case: str, reply: dict[str, Any],
+                                                    says: str) -> None:
+    job = one_job(exchange_runtime)
+    responses.post(EHR, **reply)
+    assert worker(exchange_runtime).drain().dead == 1
+    assert len(responses.calls) == 1  # no retry: sending the same thing again cannot help
+    dead = exchange_runtime.outbox.get(job.pk)
+    assert dead.state == "dead" and says in (dead.last_error or "")
+    if "json" in reply and reply["status"] != 412:
+        assert dead.last_outcome == OUTCOME
+        assert exchange_runtime.outbox.attempts(job.pk)[0]["http_status"] == reply["status"]
+
+
+@responses.activate
+def test_backoff_grows_and_gives_up_into_a_dead_letter(exchange_runtime: Runtime) -> None:
+    job = one_job(exchange_runtime)
+    responses.post(EHR, status=503)
+    delays = []
+    for _ in range(4):
+        before = utcnow()
+        worker(exchange_runtime, max_attempts=4).drain()
+        current = exchange_runtime.outbox.get(job.pk)
+        if current.state == "dead":
+            break
+        delays.append((current.next_attempt_at - before).total_seconds())
+        with transaction(exchange_runtime.engine, write=True) as session:  # time passes
+            session.execute(update(OutboxJobRow).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+    assert [1 <= delays[0] <= 3, 2 <= delays[1] <= 5, 4 <= delays[2] <= 9] == [True] * 3
+    dead = exchange_runtime.outbox.get(job.pk)
+    assert dead.state == "dead" and dead.attempts == 4 and "gave up after 4 attempts" in (dead.last_error or "")
+    assert [a["result"] for a in exchange_runtime.outbox.attempts(job.pk)] == ["retry"] * 3 + ["dead"]
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    backoff, rng = Backoff(base_s=2, cap_s=60), random.Random(1)  # noqa: S311 - jitter
+    delays = [backoff.delay(30, None, rng) for _ in range(50)]
+    assert all(30 <= d <= 60 for d in delays) and len(set(delays)) > 1
+    assert 60 <= backoff.delay(1, 600, rng) <= 61  # Retry-After is capped too
