@@ -39,14 +39,25 @@ test: lint
 	  $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) instance build *.egg-info tests/peers/hapi/server/target
+	rm -rf $(VENV) instance build *.egg-info tests/peers/hapi/server/target bench/medplum/node_modules \
+	  bench/fhircraft/.venv
 
-# Benchmarks (never part of `make test`): validation against the HAPI FHIR reference validator, mapping
-# (record → validated Bundle), and serving (gunicorn -w 2 under load) against the HAPI FHIR JPA peer.
-# Each prints a table and writes bench/results/<part>-<date>.json. HAPI needs Java 17 and Maven (built on
-# first use); without them it is reported as "not run". BENCH_PARTS=validation,mapping,serving picks parts;
-# BENCH_ARGS go to the validation part (`$(PY) -m bench --help`).
+# Benchmarks (never part of `make test`): validation against the HAPI FHIR reference validator, the validators
+# side by side (HAPI, Medplum, fhircraft, fhir.resources, json.loads), mapping (record → validated Bundle), and
+# serving (gunicorn -w 2 under load) against the HAPI FHIR JPA peer. Each prints a table and writes
+# bench/results/<part>-<date>.json. HAPI needs Java 17 and Maven (built on first use), Medplum Node and npm,
+# fhircraft its own venv; a peer that cannot be installed is reported as "not run". QUICK=1: every part small
+# (< 2 min). BENCH_PARTS=validation,compare,mapping,serving picks parts; BENCH_ARGS go to the validation part.
 .PHONY: bench
 BENCH_ARGS ?=
-bench: $(VENV)/.installed-test
-	$(PY) -m bench $(BENCH_ARGS)
+QUICK ?=
+BENCH_PEERS := bench/medplum/node_modules/.installed $(if $(QUICK),,bench/fhircraft/.venv/.installed)
+bench: $(VENV)/.installed-test $(BENCH_PEERS)
+	QUICK=$(QUICK) $(PY) -m bench $(BENCH_ARGS)
+
+# The peers' installs may fail (no npm, no network): "-" goes on, and the benchmark reports them as not run.
+bench/medplum/node_modules/.installed: bench/medplum/package.json bench/medplum/package-lock.json
+	-cd bench/medplum && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed
+
+bench/fhircraft/.venv/.installed: bench/fhircraft/requirements.txt
+	-$(PYTHON) -m venv bench/fhircraft/.venv && bench/fhircraft/.venv/bin/pip install -q -r $< && touch $@

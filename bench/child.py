@@ -1,0 +1,144 @@
+"""One Python contender in a fresh process, pinned to one core: `python bench/child.py NAME MANIFEST.json`.
+
+Run by path (fhircraft runs in its own virtual environment, where this project is not installed), so only the
+standard library is imported here; each contender's library is imported inside its loader. The protocol,
+shared with bench/medplum/validate.mjs: the manifest holds spawn_ns, our StructureDefinitions (profiles), the
+files, the warm-up files and min_reps / min_time_s; stdout gets one JSON document with loaded_ns and
+first_result_ns (time.monotonic_ns, CLOCK_MONOTONIC like the parent's spawn_ns) and per file the call times of
+parse + validate from the file's text in memory, whether errors were reported, and the first messages."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+Check = Callable[[str], list[str]]  # text -> error messages (empty: no error)
+R4 = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def _ours(profiles: list[str]) -> tuple[str, Check, dict[str, Any]]:
+    from service.validation import default_validator
+    validate = default_validator().validate
+
+    def check(text: str) -> list[str]:
+        return [f"{f.expression}: {f.message}" for f in validate(json.loads(text)) if f.severity in ("error", "fatal")]
+    return "ours (ketamine-fhir)", check, {"profiles": "the IG package, as the service loads it"}
+
+
+def _fhir_resources(profiles: list[str]) -> tuple[str, Check, dict[str, Any]]:
+    from importlib.metadata import version
+
+    from fhir.resources.R4B import get_fhir_model_class
+    from pydantic import ValidationError
+
+    def check(text: str) -> list[str]:
+        doc = json.loads(text)
+        try:
+            get_fhir_model_class(doc["resourceType"]).model_validate(doc)
+        except (ValidationError, KeyError, ValueError) as exc:
+            return [str(exc).splitlines()[0][:300]]
+        return []
+    return f"fhir.resources {version('fhir.resources')} model_validate", check, {"profiles": "none (structure only)"}
+
+
+def _json_loads(profiles: list[str]) -> tuple[str, Check, dict[str, Any]]:
+    def check(text: str) -> list[str]:
+        json.loads(text)
+        return []
+    return "json.loads (parse floor)", check, {"profiles": "none (parse only)"}
+
+
+def _fhircraft(profiles: list[str]) -> tuple[str, Check, dict[str, Any]]:
+    from importlib.metadata import version
+
+    from fhircraft.fhir.resources.factory import FHIRModelFactory
+    from pydantic import ValidationError
+
+    warnings.simplefilter("ignore")  # fhircraft warns on every warning-level constraint (dom-6 …)
+    factory = FHIRModelFactory("R4")
+    loaded: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for path in profiles:
+        with open(path, encoding="utf-8") as f:
+            sd = json.load(f)
+        try:
+            factory.register(sd)
+            loaded[sd["url"]] = factory.build(canonical_url=sd["url"])
+        except Exception as exc:  # noqa: BLE001 - a profile fhircraft cannot load is reported, with why
+            failed[sd["url"]] = " ".join(str(exc).split())[:300]
+
+    def model(resource: Any) -> Any:
+        meta = resource.get("meta") or {}
+        url = (meta.get("profile") or [None])[0]
+        return loaded.get(url) or factory.build(canonical_url=R4 + resource["resourceType"])
+
+    def check(text: str) -> list[str]:
+        doc = json.loads(text)
+        resources = [doc] + ([e.get("resource") for e in doc.get("entry", [])] if doc.get("resourceType") == "Bundle"
+                             else [])
+        errors = []
+        for resource in resources:
+            try:
+                model(resource).model_validate(resource)
+            except (ValidationError, KeyError, ValueError, TypeError, AttributeError) as exc:
+                errors.append(" ".join(str(exc).split())[:300])
+        return errors
+    return f"fhircraft {version('fhircraft')}", check, {"profiles_loaded": sorted(loaded), "profiles_failed": failed}
+
+
+CONTENDERS: dict[str, Callable[[list[str]], tuple[str, Check, dict[str, Any]]]] = {
+    "ours": _ours, "fhir.resources": _fhir_resources, "json.loads": _json_loads, "fhircraft": _fhircraft}
+
+
+def _timed(check: Check, text: str, min_reps: int, min_ns: int) -> dict[str, Any]:
+    times: list[int] = []
+    clock = time.perf_counter_ns
+    start = clock()
+    errors: list[str] = []
+    while len(times) < min_reps or clock() - start < min_ns:
+        t0 = clock()
+        try:
+            errors = check(text)
+        except ValueError as exc:  # not JSON
+            errors = [f"not parsed: {exc}"]
+        times.append(clock() - t0)
+    return {"times_ns": times, "errors": bool(errors), "messages": errors[:5]}
+
+
+def vmhwm_kib() -> int | None:
+    """Peak resident set of this process image (VmHWM). Not ru_maxrss: at exec Linux carries the parent's
+    high-water mark over (subprocess starts children with vfork), so ru_maxrss reports the parent's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), None)
+    except OSError:
+        return None
+
+
+def main(name: str, manifest_path: str) -> dict[str, Any]:
+    with open(manifest_path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    label, check, info = CONTENDERS[name](manifest["profiles"])
+    texts = []
+    for entry in manifest["files"]:
+        with open(entry["path"], encoding="utf-8") as f:
+            texts.append(f.read())
+    loaded_ns = time.monotonic_ns()
+    _timed(check, texts[manifest["warmup"][0]], 1, 0)
+    first_ns = time.monotonic_ns()
+    for i in manifest["warmup"]:
+        _timed(check, texts[i], 1, 0)
+    min_ns = int(manifest["min_time_s"] * 1e9)
+    results = [_timed(check, text, manifest["min_reps"], min_ns) for text in texts]
+    return {"contender": label, "loaded_ns": loaded_ns, "first_result_ns": first_ns, **info,
+            "peak_rss_kib": vmhwm_kib(), "results": results}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], sys.argv[2])))

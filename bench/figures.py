@@ -1,0 +1,65 @@
+"""Figures of one contender's run (issue 10): per input size the median and p95 time per resource and
+resources/s, cost growth from the smallest to the largest Bundle, and verdict agreement with HAPI.
+
+Size 1 is the valid single resources: each file's median call, then the median and p95 over files.
+A Bundle of N entries: each call's time / N, median and p95 over the calls. Growth: the least-squares slope of
+the median call time against N (µs per entry) and the exponent log(t_max / t_min) / log(N_max / N_min),
+1.00 when cost is linear in N."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench import stats
+from bench.bundles import File
+
+
+def _size_rows(files: list[File], results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for kind, key in (("valid", "1"), ("invalid", "1 (invalid)")):
+        medians = [stats.median(r["times_ns"]) or 0.0 for f, r in zip(files, results, strict=True) if f.kind == kind]
+        if medians:
+            med = (stats.median(medians) or 0.0) / 1e3
+            rows[key] = {"entries": 1, "files": len(medians), "median_us": med,
+                         "p95_us": (stats.p95(medians) or 0.0) / 1e3, "per_s": 1e6 / med if med else None,
+                         "reps": min(len(r["times_ns"]) for f, r in zip(files, results, strict=True) if f.kind == kind)}
+    for f, r in zip(files, results, strict=True):
+        if f.kind == "bundle":
+            per = [t / 1e3 / f.entries for t in r["times_ns"]]
+            med = stats.median(per) or 0.0
+            rows[str(f.entries)] = {"entries": f.entries, "files": 1, "median_us": med, "p95_us": stats.p95(per),
+                                    "per_s": 1e6 / med if med else None, "reps": len(per),
+                                    "call_median_ms": med * f.entries / 1e3}
+    return rows
+
+
+def growth(rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    points = sorted((r["entries"], r["call_median_ms"]) for r in rows.values() if "call_median_ms" in r)
+    if len(points) < 2:
+        return None
+    n = [p[0] for p in points]
+    t = [p[1] * 1e3 for p in points]  # µs per call
+    mean_n, mean_t = sum(n) / len(n), sum(t) / len(t)
+    slope = sum((a - mean_n) * (b - mean_t) for a, b in zip(n, t, strict=True)) / sum((a - mean_n) ** 2 for a in n)
+    exponent = math.log(t[-1] / t[0]) / math.log(n[-1] / n[0]) if t[0] > 0 and t[-1] > 0 else None
+    return {"from": n[0], "to": n[-1], "slope_us_per_entry": slope, "exponent": exponent}
+
+
+def disagreements(files: list[File], results: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> dict[str, Any]:
+    differ = [f.name for f, mine, theirs in zip(files, results, oracle, strict=True)
+              if mine["errors"] != theirs["errors"]]
+    return {"count": len(differ), "of": len(files), "files": differ}
+
+
+def summarise(files: list[File], runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Adds sizes, growth and (when HAPI ran) disagreements to every contender that ran."""
+    oracle = runs.get("hapi", {}).get("results") if runs.get("hapi", {}).get("status") == "ran" else None
+    for run in runs.values():
+        if run["status"] != "ran":
+            continue
+        run["sizes"] = _size_rows(files, run["results"])
+        run["growth"] = growth(run["sizes"])
+        run["verdicts"] = {"with_errors": sum(r["errors"] for r in run["results"]), "of": len(files)}
+        if oracle is not None:
+            run["disagreements"] = disagreements(files, run["results"], oracle)
+    return runs

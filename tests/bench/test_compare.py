@@ -1,0 +1,86 @@
+"""Smoke test of the QUICK path of `make bench`'s compare part (issue 10), and its figures and chart.
+
+The smoke test runs the in-process contenders only (ours, fhir.resources, json.loads: a few seconds); the
+others must still appear in the table as "not run" with the reason."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from bench import bundles, chart, figures
+from bench.contenders import CONTENDERS
+
+ROOT = Path(__file__).resolve().parents[2]
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_the_quick_path_prints_the_table_and_writes_json_and_chart(tmp_path: Path) -> None:
+    env = dict(os.environ, QUICK="1")
+    proc = subprocess.run([sys.executable, "-m", "bench.compare", "--only", "ours,fhir.resources,json.loads",
+                           "--out-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = proc.stdout
+    assert "| input | contender | median µs/resource |" in table
+    for size in ("1 resource (valid examples)", "Bundle of 10 ", "Bundle of 100 "):
+        assert sum(line.startswith(f"| {size}") for line in table.splitlines()) == 3, size
+    assert "Bundle of 1,000" not in table  # QUICK stops at 100 entries
+    for label in ("HAPI FHIR 8.8.0 | not run: not chosen", "Medplum | not run: not chosen",
+                  "fhircraft | not run: QUICK=1"):
+        assert f"| {label}" in table, label
+
+    (json_path,) = tmp_path.glob("compare-*.json")
+    res = json.loads(json_path.read_text(encoding="utf-8"))
+    assert res["quick"] is True and list(res["contenders"]) == list(CONTENDERS)
+    ours = res["contenders"]["ours"]
+    assert ours["status"] == "ran" and set(ours["sizes"]) == {"1", "1 (invalid)", "10", "100"}
+    assert ours["verdicts"]["with_errors"] >= res["corpus"]["invalid"] - 1  # the invalid examples are invalid
+    assert res["contenders"]["json.loads"]["verdicts"]["with_errors"] == 0
+    assert all(r["startup_ms"] > 0 and r["peak_rss_kib"] > 0 for r in res["contenders"].values()
+               if r["status"] == "ran")
+    (svg_path,) = tmp_path.glob("compare-*.svg")
+    svg = ET.parse(svg_path).getroot()  # noqa: S314 - the chart we just wrote
+    assert len(svg.findall(f"{SVG}polyline")) == 3
+
+
+def test_make_bench_quick_passes_quick_and_skips_the_fhircraft_install() -> None:
+    plan = subprocess.run(["make", "-n", "bench", "QUICK=1"], cwd=ROOT, capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+    assert "QUICK=1 .venv/bin/python -m bench" in plan
+    assert "fhircraft" not in plan
+
+
+def test_growth_is_linear_for_cost_proportional_to_entries() -> None:
+    rows = {str(n): {"entries": n, "call_median_ms": 0.2 * n + 0.05} for n in (10, 100, 1000)}
+    g = figures.growth(rows)
+    assert g is not None
+    assert abs(g["slope_us_per_entry"] - 200) < 1e-6
+    assert 0.97 < g["exponent"] < 1.0  # the constant 50 µs makes small Bundles a little dearer per entry
+    quadratic = {str(n): {"entries": n, "call_median_ms": 0.001 * n * n} for n in (10, 100, 1000)}
+    assert abs(figures.growth(quadratic)["exponent"] - 2.0) < 1e-9  # type: ignore[index]
+
+
+def test_the_chart_draws_one_line_per_contender_that_ran() -> None:
+    ran = {"status": "ran", "contender": "a & b", "sizes": {
+        "1": {"entries": 1, "median_us": 300.0}, "1 (invalid)": {"entries": 1, "median_us": 9.0},
+        "10": {"entries": 10, "median_us": 250.0}, "1000": {"entries": 1000, "median_us": 240.0}}}
+    drawn = chart.svg("t", {"x": ran, "y": {"status": "not run: no node", "contender": "y"}})
+    root = ET.fromstring(drawn)  # noqa: S314 - our own output
+    (line,) = root.findall(f"{SVG}polyline")
+    assert len(line.get("points", "").split()) == 3  # invalid singles are not a point of the curve
+    assert any(t.text == "a & b" for t in root.iter(f"{SVG}text"))
+
+
+def test_bundle_entries_are_distinct_copies_of_the_examples() -> None:
+    examples: list[dict[str, Any]] = [{"resourceType": "Patient", "id": "p"},
+                                      {"resourceType": "Observation", "id": "o", "subject": {"reference": "Patient/p"}}]
+    b = bundles.bundle(examples, 5)
+    urls = [e["fullUrl"] for e in b["entry"]]
+    assert len(set(urls)) == 5 and urls[2] == f"{bundles.BASE}/Patient/p-1"
+    assert b["entry"][3]["resource"] == {"resourceType": "Observation", "id": "o-1", "subject": {"reference": "Patient/p"}}
+    assert examples[0] == {"resourceType": "Patient", "id": "p"}  # the examples are not changed
