@@ -24,6 +24,7 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 run: $(VENV)/.installed-run
 	$(KFHIR) db upgrade
 	$(KFHIR) seed-demo
+	$(KFHIR) admin demo-user
 	$(KFHIR) serve
 
 lint: $(VENV)/.installed-test

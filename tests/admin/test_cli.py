@@ -1,6 +1,7 @@
 """`ketamine-fhir admin …`: accounts made from the command line, as an operator or a script would."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from admin.support import PASSWORD, kfhir
@@ -75,3 +76,13 @@ def test_admin_commands_need_a_migrated_database(tmp_path: Path) -> None:
     result = kfhir("admin", "list-users", database_url=f"sqlite:///{tmp_path / 'new.db'}", cwd=tmp_path)
 
     assert result.returncode == 2 and "db upgrade" in result.stderr
+
+
+def test_make_run_creates_the_demo_admin_after_migrating_and_before_serving() -> None:
+    """`make run` (README): the demo admin exists on first run, its password printed by `admin demo-user`."""
+    root = Path(__file__).resolve().parents[2]
+    planned = subprocess.run(["make", "-n", "-C", str(root), "run"], capture_output=True, text=True, timeout=60,
+                             check=True).stdout.splitlines()
+    steps = [line.split("ketamine-fhir ", 1)[1] for line in planned if "ketamine-fhir " in line]
+
+    assert steps.index("db upgrade") < steps.index("admin demo-user") < steps.index("serve")
