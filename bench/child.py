@@ -62,14 +62,20 @@ def _fhircraft(profiles: list[str]) -> tuple[str, Check, dict[str, Any]]:
     factory = FHIRModelFactory("R4")
     loaded: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    for path in profiles:
+    urls = []
+    for path in profiles:  # all registered first: a profile's model needs the extensions it uses
         with open(path, encoding="utf-8") as f:
             sd = json.load(f)
         try:
             factory.register(sd)
-            loaded[sd["url"]] = factory.build(canonical_url=sd["url"])
+            urls.append(sd["url"])
         except Exception as exc:  # noqa: BLE001 - a profile fhircraft cannot load is reported, with why
             failed[sd["url"]] = " ".join(str(exc).split())[:300]
+    for url in urls:
+        try:
+            loaded[url] = factory.build(canonical_url=url)
+        except Exception as exc:  # noqa: BLE001 - as above
+            failed[url] = " ".join(str(exc).split())[:300]
 
     def model(resource: Any) -> Any:
         meta = resource.get("meta") or {}

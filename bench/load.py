@@ -1,13 +1,16 @@
 """Load generator (run as its own process by bench/serving.py): POST one body repeatedly from N threads.
 
-    python -m bench.load URL BODY.json SECONDS THREADS   → JSON on stdout: count, per_second, p50/p99 ms, errors
+    python -m bench.load URL BODY.json SECONDS THREADS [CONTENT_TYPE]
+    → JSON on stdout: count, per_second, p50/p99 ms, errors (answers other than 201)
 
 Each thread keeps one HTTP connection (requests.Session) and posts back to back; latency is measured
-per request around the whole call.
+per request around the whole call. "__SEQ__" in the body becomes "<pid>-<thread>-<n>" in each request, so that
+a body with a business identifier creates a new record each time instead of updating one.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -19,25 +22,33 @@ from bench import stats
 
 def main(argv: list[str]) -> int:
     url, body_path, seconds, threads = argv[0], argv[1], float(argv[2]), int(argv[3])
+    content_type = argv[4] if len(argv) > 4 else "application/fhir+json"
     with open(body_path, encoding="utf-8") as f:
         body = f.read()
-    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+    headers = {"Content-Type": content_type, "Prefer": "return=minimal"}
+    if os.environ.get("KFHIR_BENCH_TOKEN"):  # the service's API key, given by environment, not argv
+        headers["Authorization"] = f"Bearer {os.environ['KFHIR_BENCH_TOKEN']}"
     latencies: list[list[float]] = [[] for _ in range(threads)]
     errors = [0] * threads
+    statuses: list[dict[str, int]] = [{} for _ in range(threads)]  # per thread: what the errors were
     stop = time.monotonic() + seconds
 
     def worker(i: int) -> None:
         session = requests.Session()
+        sent = 0
         while time.monotonic() < stop:
+            data = body.replace("__SEQ__", f"{os.getpid()}-{i}-{sent}")  # unique across runs too
+            sent += 1
             t0 = time.perf_counter()
             try:
-                answer = session.post(url, data=body, headers=headers, timeout=60)
-                ok = answer.status_code == 201
-            except requests.RequestException:
-                ok = False
+                answer = session.post(url, data=data, headers=headers, timeout=60)
+                ok, what = answer.status_code == 201, str(answer.status_code)
+            except requests.RequestException as exc:
+                ok, what = False, type(exc).__name__
             latencies[i].append((time.perf_counter() - t0) * 1000)
             if not ok:
                 errors[i] += 1
+                statuses[i][what] = statuses[i].get(what, 0) + 1
 
     started = time.monotonic()
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
@@ -49,7 +60,8 @@ def main(argv: list[str]) -> int:
     flat = [x for per in latencies for x in per]
     done = len(flat) - sum(errors)
     print(json.dumps({"count": len(flat), "errors": sum(errors), "seconds": elapsed, "per_second": done / elapsed,
-                      "p50_ms": stats.median(flat), "p99_ms": stats.quantile(flat, 0.99)}))
+                      "p50_ms": stats.median(flat), "p99_ms": stats.quantile(flat, 0.99),
+                      "error_statuses": {k: sum(s.get(k, 0) for s in statuses) for s0 in statuses for k in s0}}))
     return 0
 
 
