@@ -33,7 +33,7 @@ def cli_env(database_url: str) -> dict[str, str]:
 
 def run_import(path: Path, kind: str, database_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(KFHIR), "import", str(path), "--kind", kind, *extra], env=cli_env(database_url),
-                          cwd=path.parent, capture_output=True, text=True, timeout=120)
+                          cwd=path.parent, capture_output=True, text=True, timeout=900)  # a hang guard, not a speed test
 
 
 def parse_human(stdout: str) -> tuple[dict[int, list[str]], dict[int, str], tuple[int, ...]]:

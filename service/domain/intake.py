@@ -60,6 +60,10 @@ class Intake:
         self.export = export
         self.context = rules.RuleContext(lookup=self._lookup)
 
+    def bound(self, outer: Session) -> Intake:
+        """This intake storing inside the caller's transaction (see RecordStore.bound)."""
+        return Intake(self.store.bound(outer), self.map_check, self.export)
+
     @property
     def store(self) -> RecordStore:
         if self._store is None:

@@ -60,16 +60,16 @@ class Written:
 
 class FhirServer:
     def __init__(self, store: ResourceStore, validate: Validate, max_bundle_entries: int = 500,
-                 after_write: Callable[[StoredResource], list[str]] | None = None) -> None:
+                 after_write: Callable[[Unit, StoredResource], list[str]] | None = None) -> None:
         self.store = store
         self.validate = validate
         self.max_bundle_entries = max_bundle_entries
-        #: runs after a write committed, e.g. to read the resource into a clinic record; returns notes
+        #: runs after a write, in its transaction, e.g. to read the resource into a clinic record; returns notes
         self.after_write = after_write
 
-    def _followed(self, written: Written) -> Written:
+    def _followed(self, unit: Unit, written: Written) -> Written:
         if self.after_write is not None:
-            written.notes.extend(self.after_write(written.resource))
+            written.notes.extend(self.after_write(unit, written.resource))
         return written
 
     # --- checks ----------------------------------------------------------------------------
@@ -115,7 +115,7 @@ class FhirServer:
         if if_none_exist is None:
             with self.store.unit(write=True) as unit:
                 written = self._write(unit, resource_type, str(uuid.uuid4()), resource, findings, "POST", True)
-            return self._followed(written)
+                return self._followed(unit, written)
         return self._conditional_create(resource_type, resource, findings, if_none_exist)
 
     def _conditional_create(self, resource_type: str, resource: dict[str, Any], findings: list[Finding],
@@ -132,7 +132,7 @@ class FhirServer:
                         return Written(matches[0], False)
                     written = self._write(unit, resource_type, str(uuid.uuid4()), resource, findings, "POST", True)
                     _claim(unit, query, key, written.resource.pk)
-                return self._followed(written)
+                    return self._followed(unit, written)
             except (IntegrityError, _ClaimLost):
                 continue  # a concurrent identical create won the claim: search again, now it is visible
         raise Conflict(f"Could not settle If-None-Exist {criteria!r} against concurrent writers; retry.")
@@ -154,7 +154,7 @@ class FhirServer:
                                          f"{resource_type}/{resource_id} is at {at}.")
             created = current is None or current.deleted
             written = self._write(unit, resource_type, resource_id, resource, findings, "PUT", created)
-        return self._followed(written)
+            return self._followed(unit, written)
 
     def conditional_update(self, resource_type: str, criteria: str, body: Any) -> Written:
         self.check_type(resource_type)
@@ -296,6 +296,8 @@ class FhirServer:
             try:
                 with self.store.unit(write=True) as unit:
                     responses = self._run(unit, base, requests, checked, log, set())
+                    for written in log:  # read into clinic records in the same transaction
+                        self._followed(unit, written)
                 break
             except (IntegrityError, _ClaimLost):  # a concurrent transaction claimed the same ifNoneExist: run again
                 log.clear()
@@ -304,8 +306,6 @@ class FhirServer:
             except RequestError as exc:
                 raise type(exc)(f"The transaction failed at entry {_failed_at(exc)}and nothing was stored: "
                                 f"{exc.detail}", exc.issues, **exc.extra) from None
-        for written in log:  # committed: now read them into clinic records
-            self._followed(written)
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
 
     def export_record(self, unit: Unit, bundle: dict[str, Any], record_id: str) -> list[StoredResource]:

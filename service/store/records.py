@@ -82,11 +82,21 @@ def utcnow() -> datetime:
 
 
 class RecordStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, outer: Session | None = None) -> None:
         self.engine = engine
+        self._outer = outer
+
+    def bound(self, outer: Session) -> RecordStore:
+        """This store working inside the caller's transaction: each operation is a savepoint of it, so a
+        failed insert (the identity constraint) undoes only itself and the caller's work commits as one."""
+        return RecordStore(self.engine, outer)
 
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
+        if self._outer is not None:
+            with self._outer.begin_nested():
+                yield self._outer
+            return
         with session(self.engine, write) as current:
             yield current
 

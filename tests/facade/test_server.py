@@ -12,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from service.mapping import default_mapper
+from service.store.records import RecordStore
 from service.validation import default_validator
 
 FHIR = "application/fhir+json"
@@ -105,6 +106,32 @@ def test_an_ehr_session_becomes_a_clinic_record(client: FlaskClient) -> None:
     assert (record["source"], record["external_id"]) == ("clinic-a", "session-2")
     assert record["dose_mg"] == 35 and record["route"] == "intravenous"
     assert record["patient"]["identifier"] == {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-1001"}
+
+
+def test_a_crash_while_making_the_record_leaves_neither_resource_nor_record(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resources, the clinic record and their link commit as one: a failure that is not a refusal of
+    the record (here an error inside the record store, as a lost connection would be) undoes them all."""
+    the_plan(client)
+    before = client.get("/fhir/_history").json["total"]
+    bundle = golden_bundle("administration")
+
+    def lost_connection(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError("connection lost")
+
+    monkeypatch.setattr(RecordStore, "create", lost_connection)
+    server = client.application.extensions["kfhir"].fhir
+    with pytest.raises(OSError):
+        server.bundle(bundle, "http://localhost/fhir")
+    assert client.get("/fhir/_history").json["total"] == before
+    assert client.get("/api/v1/administrations").json["items"] == []
+    monkeypatch.undo()  # once it works, all of it is there, linked
+    assert post(client, "/fhir", bundle).status_code == 200
+    administration = client.get("/fhir/MedicationAdministration").json["entry"][0]["resource"]
+    record = client.get("/api/v1/administrations").json["items"][0]
+    assert record["record"]["external_id"] == "session-2"
+    linked = client.application.extensions["kfhir"].fhir.read("MedicationAdministration", administration["id"])
+    assert linked.record_id == record["id"]
 
 
 def test_a_resource_that_cannot_be_a_record_is_kept_with_a_note(client: FlaskClient) -> None:
