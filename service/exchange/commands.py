@@ -11,6 +11,7 @@ import time
 import click
 
 from service.exchange.endpoints import Endpoint, EndpointError
+from service.exchange.outbox import LEASE_S, Outbox
 from service.exchange.worker import Tally, Worker
 from service.runtime import Runtime
 
@@ -29,9 +30,9 @@ def _endpoint(runtime: Runtime, name: str) -> Endpoint:
     return found
 
 
-def _worker(runtime: Runtime, endpoints: list[Endpoint]) -> Worker:
+def _worker(runtime: Runtime, endpoints: list[Endpoint], lease_s: float = LEASE_S) -> Worker:
     try:
-        return Worker(runtime.outbox, endpoints)
+        return Worker(Outbox(runtime.engine, lease_s), endpoints)
     except (EndpointError, OSError) as exc:  # a secret's variable unset, a key file unreadable
         raise click.UsageError(str(exc)) from None
 
@@ -39,7 +40,9 @@ def _worker(runtime: Runtime, endpoints: list[Endpoint]) -> Worker:
 @click.command("worker")
 @click.option("--endpoint", "names", multiple=True, help="Only this endpoint (repeatable; default: every enabled one).")
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between looks at an empty queue.")
-def worker(names: tuple[str, ...], poll: float) -> None:
+@click.option("--lease", default=LEASE_S, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds a claimed job stays this worker's without a heartbeat (then another may take it).")
+def worker(names: tuple[str, ...], poll: float, lease: float) -> None:
     """Deliver outbox jobs to the EHR endpoints until stopped (SIGTERM or Ctrl-C finish the job in hand).
 
     On PostgreSQL any number of workers, on any machines, share the queue; on SQLite run one.
@@ -48,7 +51,7 @@ def worker(names: tuple[str, ...], poll: float) -> None:
     endpoints = [_endpoint(runtime, n) for n in names] or [e for e in runtime.endpoints if e.enabled]
     if not endpoints:
         raise click.UsageError("no enabled endpoint: configure KFHIR_ENDPOINTS_FILE")
-    delivering = _worker(runtime, endpoints)
+    delivering = _worker(runtime, endpoints, lease)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
