@@ -6,8 +6,8 @@ import math
 from typing import Any
 from xml.sax.saxutils import escape
 
-WIDTH, HEIGHT = 760, 440
-LEFT, RIGHT, TOP, BOTTOM = 70, 230, 40, 50
+WIDTH, HEIGHT = 800, 440
+LEFT, RIGHT, TOP, BOTTOM = 70, 270, 40, 50
 COLOURS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#7b4b94", "#6c757d", "#00798c")
 
 
@@ -18,6 +18,10 @@ def _points(run: dict[str, Any]) -> list[tuple[int, float]]:
 
 def _decades(low: float, high: float) -> list[float]:
     return [10.0 ** e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)]
+
+
+def _label(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
 
 
 def svg(title: str, runs: dict[str, dict[str, Any]]) -> str:
@@ -45,7 +49,7 @@ def svg(title: str, runs: dict[str, dict[str, Any]]) -> str:
         out.append(f'<text x="{px(x):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{x:,.0f}</text>')
     for y in yt:
         out.append(f'<line x1="{LEFT}" y1="{py(y):.1f}" x2="{LEFT + plot_w}" y2="{py(y):.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{LEFT - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:,.4g}</text>')
+        out.append(f'<text x="{LEFT - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{_label(y)}</text>')
     out.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 12}" text-anchor="middle">entries per file '
                f'(1 = single resources; Bundles)</text>')
     out.append(f'<text transform="translate(16 {TOP + plot_h / 2}) rotate(-90)" text-anchor="middle">'
@@ -58,6 +62,6 @@ def svg(title: str, runs: dict[str, dict[str, Any]]) -> str:
         ly = TOP + 10 + 20 * i
         out.append(f'<line x1="{WIDTH - RIGHT + 15}" y1="{ly}" x2="{WIDTH - RIGHT + 35}" y2="{ly}" '
                    f'stroke="{colour}" stroke-width="2"/>')
-        out.append(f'<text x="{WIDTH - RIGHT + 40}" y="{ly + 4}">{escape(name[:28])}</text>')
+        out.append(f'<text x="{WIDTH - RIGHT + 40}" y="{ly + 4}">{escape(name.split(" (")[0][:36])}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

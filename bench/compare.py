@@ -38,7 +38,7 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
         files = bundles.build(Path(tmp) / "corpus", sizes)
         plan = contenders.Plan(files, _profiles(), corpus.conformance_dir(Path(tmp) / "ig"),
                                min_reps=3 if quick else 5, min_time_s=0.01 if quick else 0.1,
-                               slow_reps=2 if quick else 3)
+                               slow_reps=1 if quick else 3)
         runs = contenders.run(plan, only, QUICK_SKIPS if quick else {})
     figures.summarise(files, runs)
     return {

@@ -66,14 +66,14 @@ def test_growth_is_linear_for_cost_proportional_to_entries() -> None:
 
 
 def test_the_chart_draws_one_line_per_contender_that_ran() -> None:
-    ran = {"status": "ran", "contender": "a & b", "sizes": {
+    ran = {"status": "ran", "contender": "a & b (details)", "sizes": {
         "1": {"entries": 1, "median_us": 300.0}, "1 (invalid)": {"entries": 1, "median_us": 9.0},
         "10": {"entries": 10, "median_us": 250.0}, "1000": {"entries": 1000, "median_us": 240.0}}}
     drawn = chart.svg("t", {"x": ran, "y": {"status": "not run: no node", "contender": "y"}})
     root = ET.fromstring(drawn)  # noqa: S314 - our own output
     (line,) = root.findall(f"{SVG}polyline")
     assert len(line.get("points", "").split()) == 3  # invalid singles are not a point of the curve
-    assert any(t.text == "a & b" for t in root.iter(f"{SVG}text"))
+    assert any(t.text == "a & b" for t in root.iter(f"{SVG}text"))  # escaped, without the parenthesis
 
 
 def test_bundle_entries_are_distinct_copies_of_the_examples() -> None:
