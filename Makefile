@@ -43,6 +43,16 @@ clean:
 	rm -rf $(VENV) instance build *.egg-info tests/peers/hapi/server/target bench/medplum/node_modules \
 	  bench/fhircraft/.venv
 
+# The fuzz tests of `make test` (tests/hardening: schemathesis against openapi.yaml, hypothesis against the FHIR
+# facade, the parsers on random bytes) with FUZZ_REQUESTS generated requests per test and backend instead of
+# 1,250, and fresh examples each run instead of CI's fixed ones.
+.PHONY: fuzz
+FUZZ_REQUESTS ?= 10000
+fuzz: $(VENV)/.installed-test
+	@set -e; eval "$$(scripts/postgres.sh start)"; trap 'scripts/postgres.sh stop' EXIT; \
+	  KFHIR_FUZZ_REQUESTS=$(FUZZ_REQUESTS) KFHIR_FUZZ_RANDOM=1 $(PY) -m pytest -p no:logging -s \
+	    tests/hardening/test_fuzz_openapi.py tests/hardening/test_fuzz_facade.py tests/hardening/test_parsers.py
+
 # Benchmarks (never part of `make test`): validation against the HAPI FHIR reference validator, the validators
 # side by side (HAPI, Medplum, fhircraft, fhir.resources, json.loads), mapping (record → validated Bundle), and
 # serving (gunicorn -w 2 under load) against the HAPI FHIR JPA peer. Each prints a table and writes

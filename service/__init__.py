@@ -31,4 +31,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(exchange_api.bp)
     admin.init_app(app)
+    from service.web import limits
+
+    limits.init_app(app, settings.rate_limit)  # last: after authentication has named the client
     return app

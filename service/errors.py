@@ -13,7 +13,8 @@
         ├── PayloadTooLarge         413
         ├── UnsupportedMediaType    415
         ├── Unprocessable           422 schema or clinical-rule errors
-        └── PreconditionRequired    428 PUT without If-Match
+        ├── PreconditionRequired    428 PUT without If-Match
+        └── TooManyRequests         429 over the client's rate limit; `retry_after` seconds
 
 The core raises these; it knows nothing of HTTP beyond the status number each carries.
 """
@@ -100,6 +101,16 @@ class Unprocessable(RequestError):
 
 class PreconditionRequired(RequestError):
     status, title = 428, "Precondition required"
+
+
+class TooManyRequests(RequestError):
+    """Rendered with a Retry-After header of `retry_after` whole seconds (RFC 9110 §10.2.3)."""
+
+    status, title = 429, "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 @dataclass

@@ -43,7 +43,8 @@ LOCAL_CODE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 def local_code(**kwargs: Any) -> fields.String:
     """A clinic-side code: lower case, digits and single hyphens (DOMAIN.md)."""
-    return fields.String(validate=validate.Regexp(LOCAL_CODE, error="Must be a lower-case hyphenated code."), **kwargs)
+    code = validate.Regexp(LOCAL_CODE, error="Must be a lower-case hyphenated code.")
+    return fields.String(validate=[validate.Length(max=100), code], **kwargs)
 
 
 def one_of(choices: tuple[str, ...], **kwargs: Any) -> fields.String:

@@ -86,7 +86,7 @@ class AntidepressantSchema(Strict):
 
 class ConcurrentTherapySchema(Strict):
     psychotherapy = Text(allow_none=True)
-    antidepressants = fields.List(fields.Nested(AntidepressantSchema))
+    antidepressants = fields.List(fields.Nested(AntidepressantSchema), validate=validate.Length(max=50))
 
 
 class ContraindicationSchema(Strict):
@@ -105,10 +105,11 @@ class InteractingMedicationSchema(Strict):
 
 
 class ScreeningSchema(Strict):
-    contraindications = fields.List(fields.Nested(ContraindicationSchema))
+    contraindications = fields.List(fields.Nested(ContraindicationSchema), validate=validate.Length(max=50))
     baseline_bp = fields.Nested(BloodPressureSchema)
     pregnant = StrictBoolean(allow_none=True)
-    interacting_medications = fields.List(fields.Nested(InteractingMedicationSchema))
+    interacting_medications = fields.List(fields.Nested(InteractingMedicationSchema),
+                                          validate=validate.Length(max=50))
 
 
 class TreatmentPlanSchema(RecordSchema):
@@ -123,7 +124,7 @@ class TreatmentPlanSchema(RecordSchema):
     sessions_planned = integer(1)
     frequency = fields.Nested(FrequencySchema)
     period = fields.Nested(DatePeriodSchema)
-    goals = fields.List(fields.Nested(GoalSchema))
+    goals = fields.List(fields.Nested(GoalSchema), validate=validate.Length(max=20))
     concurrent_therapy = fields.Nested(ConcurrentTherapySchema)
     screening = fields.Nested(ScreeningSchema)
     prescriber = fields.Nested(PersonSchema)
@@ -174,7 +175,7 @@ class AdverseEventSchema(RecordSchema):
     term = one_of(v.AE_TERMS, required=True)
     description = Text(max_length=4000)
     serious = StrictBoolean(required=True)
-    seriousness_criteria = fields.List(one_of(v.SERIOUSNESS))
+    seriousness_criteria = fields.List(one_of(v.SERIOUSNESS), validate=validate.Length(max=len(v.SERIOUSNESS)))
     severity = one_of(v.SEVERITY)
     ctcae_grade = integer(1, 5)
     outcome = one_of(v.AE_OUTCOMES)

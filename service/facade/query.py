@@ -93,7 +93,7 @@ def _bad(name: str, message: str) -> BadRequest:
 
 
 def _int(name: str, raw: str, low: int, high: int) -> int:
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # int('²') raises
         raise _bad(name, f"{name} must be an integer from {low} to {high}, not {raw!r}")
     return int(raw)
 

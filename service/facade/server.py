@@ -645,7 +645,7 @@ def _bounded(args: dict[str, str], name: str, default: int, low: int, high: int)
     raw = args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw):
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw):  # int('²') raises
         raise BadRequest(f"{name} must be an integer ≥ {low}.", [Issue(name, f"got {raw!r}")])
     return min(int(raw), high)
 

@@ -21,6 +21,9 @@ from service.store.engine import session
 from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.records import utcnow
 
+#: versions are INTEGER columns (32 bits); a larger version cannot exist
+MAX_VERSION = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class StoredResource:
@@ -77,6 +80,8 @@ class Unit:
         return StoredResource.of(row) if row else None
 
     def version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
+        if not 0 < version <= MAX_VERSION:  # PostgreSQL refuses to compare an INTEGER column with a larger number
+            return None
         row = self.session.scalars(select(ResourceVersionRow).where(
             ResourceVersionRow.resource_type == resource_type, ResourceVersionRow.id == resource_id,
             ResourceVersionRow.version == version)).one_or_none()

@@ -22,6 +22,7 @@ bp = Blueprint("domain_api", __name__, url_prefix="/api/v1")
 KIND_SEGMENT = "<any(" + ", ".join(f'"{p}"' for p in BY_PLURAL) + "):plural>"
 ETAG = re.compile(r'^(W/)?"(\d+)"$')
 FHIR_JSON = "application/fhir+json"
+MAX_KEY = 2**31 - 1
 
 
 def _runtime() -> Runtime:
@@ -174,7 +175,7 @@ def _int_param(args: Any, name: str, default: int, low: int, high: int) -> int:
     raw = args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # int('²') raises
         raise BadRequest(f"{name} must be an integer from {low} to {high}.", [Issue(name, f"got {raw!r}")])
     return int(raw)
 
@@ -205,8 +206,10 @@ def _cursor(pk: int) -> str:
 def _uncursor(raw: str) -> int:
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        if text.startswith("pk:") and text[3:].isdigit():
-            return int(text[3:])
+        number = text.removeprefix("pk:")
+        # keys are INTEGER columns: a larger number is no key of ours (and PostgreSQL would refuse it)
+        if text.startswith("pk:") and number.isascii() and number.isdigit() and int(number) <= MAX_KEY:
+            return int(number)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise BadRequest("cursor is not one this API issued; follow the `next` link.", [Issue("cursor", "invalid")])

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from service.errors import Issue, RequestError
+from service.errors import Issue, RequestError, TooManyRequests
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -15,7 +15,7 @@ FHIR_JSON = "application/fhir+json"
 #: HTTP status → OperationOutcome issue code (FHIR R4 IssueType).
 ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
               409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly", 415: "not-supported",
-              422: "processing", 428: "required"}
+              422: "processing", 428: "required", 429: "throttled"}
 
 
 def _under_fhir() -> bool:
@@ -56,7 +56,10 @@ def register(app: Flask) -> None:
             return Response(json.dumps(body), status=exc.status, mimetype=FHIR_JSON)
         errors = [{"field": i.field, "message": i.message} | ({"rule": i.rule} if i.rule else {})
                   for i in exc.issues]
-        return problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
+        response = problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> Response:

@@ -14,6 +14,8 @@ from service.runtime import Runtime
 from service.web.domain_api import _cursor, _date_param, _int_param, _uncursor
 
 bp = Blueprint("exchange_api", __name__, url_prefix="/api/v1/exchange")
+#: job ids are INTEGER keys (32 bits); a larger id matches no route (404), never a database error
+MAX_JOB = 2**31 - 1
 
 
 def _runtime() -> Runtime:
@@ -39,13 +41,13 @@ def jobs() -> Response:
     return jsonify(items=[j.public() for j in page], count=len(page), next=following)
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get(f"/jobs/<int(max={MAX_JOB}):job_id>")
 def job(job_id: int) -> Response:
     outbox = _runtime().outbox
     return jsonify(outbox.get(job_id).public() | {"history": outbox.attempts(job_id)})
 
 
-@bp.post("/jobs/<int:job_id>/retry")
+@bp.post(f"/jobs/<int(max={MAX_JOB}):job_id>/retry")
 def retry(job_id: int) -> Response:
     return jsonify(_runtime().outbox.retry(job_id).public())
 

@@ -222,7 +222,7 @@ def history_instance(resource_type: str, resource_id: str) -> Response:
 
 @bp.get("/<resource_type>/<resource_id>/_history/<version>")
 def vread(resource_type: str, resource_id: str, version: str) -> Response:
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):  # '²' is a digit to isdigit() but not to int()
         raise NotFound(f"{resource_type}/{resource_id} has no version {version!r}.")
     stored = _runtime().fhir.read(_type(resource_type), resource_id, int(version))
     return _json(stored.content, 200, _version_headers(stored))

@@ -102,6 +102,7 @@ def configure(level: str) -> None:
     if not any(isinstance(h, JsonHandler) for h in root.handlers):
         root.addHandler(JsonHandler())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up chatter is not news
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)  # at DEBUG it would log result rows
     werkzeug = logging.getLogger("werkzeug")
     if not any(isinstance(f, DropAccessLines) for f in werkzeug.filters):
         werkzeug.addFilter(DropAccessLines())

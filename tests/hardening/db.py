@@ -4,29 +4,50 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, bindparam, inspect, text
 
 #: tables whose rows record that a request happened (not what it changed): audit, rate and key bookkeeping
-BOOKKEEPING = {"alembic_version", "audit_events", "api_clients"}
+BOOKKEEPING = frozenset({"alembic_version", "audit_events", "api_clients"})
 
 
-def snapshot(engine: Engine, skip: set[str] = BOOKKEEPING) -> dict[str, tuple[int, str]]:
-    """{table: (rows, sha256 of every row in primary-key order)}."""
-    out: dict[str, tuple[int, str]] = {}
-    inspector = inspect(engine)
-    with engine.connect() as conn:
+_QUERIES: dict[tuple[str, frozenset[str]], list[tuple[str, str]]] = {}
+
+
+def _queries(engine: Engine, skip: frozenset[str]) -> list[tuple[str, str]]:
+    """(table, SELECT every row in primary-key order), reflected once per database."""
+    key = (engine.url.render_as_string(), skip)
+    if key not in _QUERIES:
+        inspector = inspect(engine)
+        found = []
         for table in sorted(set(inspector.get_table_names()) - skip):
             keys = inspector.get_pk_constraint(table)["constrained_columns"] or [
                 c["name"] for c in inspector.get_columns(table)]
             order = ", ".join(f'"{k}"' for k in keys)
-            rows = conn.execute(text(f'SELECT * FROM "{table}" ORDER BY {order}')).all()  # noqa: S608
-            digest = hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
-            out[table] = (len(rows), digest)
+            found.append((table, f'SELECT * FROM "{table}" ORDER BY {order}'))  # noqa: S608
+        _QUERIES[key] = found
+    return _QUERIES[key]
+
+
+def snapshot(engine: Engine, skip: frozenset[str] = BOOKKEEPING) -> dict[str, tuple[int, str]]:
+    """{table: (rows, sha256 of every row in primary-key order)}."""
+    out: dict[str, tuple[int, str]] = {}
+    with engine.connect() as conn:
+        for table, query in _queries(engine, skip):
+            rows = conn.execute(text(query)).all()
+            out[table] = (len(rows), hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest())
     return out
 
 
 def counts(engine: Engine) -> dict[str, int]:
     return {table: rows for table, (rows, _) in snapshot(engine).items()}
+
+
+def stored(engine: Engine, *resource_types: str) -> int:
+    """How many FHIR resources of these types the store holds (other writes, such as Provenance, aside)."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM fhir_resources WHERE resource_type IN :types")
+                                .bindparams(bindparam("types", expanding=True)), {"types": list(resource_types)})
+                   .scalar_one())
 
 
 def wait_for_writer(monitor: Engine, timeout: float = 30.0) -> float:

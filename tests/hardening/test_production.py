@@ -1,0 +1,83 @@
+"""`ketamine-fhir serve --production`: gunicorn from our settings, not ready while migrations are pending,
+JSON log lines without query strings, and a graceful stop on SIGTERM that lets the request in hand finish."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import BACKENDS, postgres_url
+from facade.live import fresh_database
+from hardening.db import stored, wait_for_writer
+from hardening.production import cli, production
+from hardening.test_crash import fhir_headers, post_in_background, transaction
+from sqlalchemy import create_engine
+
+from service.config import Settings
+from service.store.engine import make_engine
+from service.store.migrate import head_revision, upgrade
+from service.web.serving import gunicorn_options
+
+
+def test_gunicorn_takes_workers_bind_and_timeouts_from_settings() -> None:
+    settings = Settings.load(environ={"KFHIR_WORKERS": "5", "KFHIR_REQUEST_TIMEOUT": "45", "KFHIR_HOST": "10.0.0.5",
+                                      "KFHIR_PORT": "9000", "KFHIR_GRACEFUL_TIMEOUT": "20",
+                                      "KFHIR_FORWARDED_ALLOW_IPS": "10.0.0.2"})
+    options = gunicorn_options(settings)
+    assert options["bind"] == "10.0.0.5:9000" and options["workers"] == 5
+    assert options["timeout"] == 45 and options["graceful_timeout"] == 20
+    assert options["forwarded_allow_ips"] == "10.0.0.2"
+    assert options["preload_app"] is False and options["accesslog"] is None
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    pg = postgres_url() if request.param == "postgresql" else None
+    with fresh_database(request.param, pg, tmp_path) as url:
+        yield url
+
+
+def test_not_ready_while_migrations_are_pending_then_ready_after_db_upgrade(empty_database: str,
+                                                                           tmp_path: Path) -> None:
+    engine = make_engine(empty_database)
+    upgrade(engine, "0001")  # an older release's schema
+    engine.dispose()
+    with production(empty_database, tmp_path, migrate=False, KFHIR_WORKERS="2") as server:
+        pending = requests.get(f"{server.base}/ready", timeout=10)
+        assert pending.status_code == 503
+        assert pending.json() | {"expected": None} == {"status": "unavailable", "database": "not migrated",
+                                                      "revision": "0001", "expected": None}
+        assert requests.get(f"{server.base}/health", timeout=10).status_code == 200  # alive, just not ready
+        cli(server.env, tmp_path, "db", "upgrade")
+        ready = requests.get(f"{server.base}/ready", timeout=10)
+        assert ready.status_code == 200 and ready.json()["revision"] == head_revision()
+        requests.get(f"{server.base}/fhir/Patient?identifier=urn:x|MRN-SECRET-7&name=Secretname", timeout=10)
+    lines = [line for line in server.log.read_text().splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in lines]
+    assert any(e["logger"] == "gunicorn.error" and "Booting worker" in e["message"] for e in entries)
+    access = [e for e in entries if e["logger"] == "kfhir.access"]
+    assert {e["route"] for e in access} >= {"/ready", "/health", "/fhir/<resource_type>"}
+    assert "MRN-SECRET-7" not in server.log.read_text() and "Secretname" not in server.log.read_text()
+
+
+def test_sigterm_lets_the_transaction_in_hand_finish_then_stops(tmp_path: Path) -> None:
+    with fresh_database("postgresql", postgres_url(), tmp_path) as url:
+        monitor = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with production(url, tmp_path, KFHIR_WORKERS="1", KFHIR_GRACEFUL_TIMEOUT="60") as server:
+            before = stored(monitor, "Patient", "Observation")
+            bundle = json.dumps(transaction(200, "TERM")).encode()
+            thread, outcome = post_in_background(f"{server.base}/fhir", bundle, fhir_headers(server))
+            wait_for_writer(monitor)
+            server.proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            thread.join(timeout=90)
+            assert server.proc.wait(timeout=90) == 0
+            stopped_after = time.monotonic() - started
+        assert isinstance(outcome[0], requests.Response) and outcome[0].status_code == 200, outcome
+        assert stored(monitor, "Patient", "Observation") == before + 400
+        monitor.dispose()
+    print(f"SIGTERM mid-transaction: the 400-entry Bundle committed whole; gunicorn stopped {stopped_after:.1f} s later")
