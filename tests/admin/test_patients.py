@@ -141,3 +141,22 @@ def test_charts_put_higher_values_higher_and_skip_what_is_missing(app: Flask) ->
     heart = chart.series[2].lines[0]
     assert [p.value for p in heart] == ["80", "92"]  # the third reading has no heart rate
     assert [c.id for c in score_charts(built)] == ["score-chart-madrs"]
+
+
+def test_many_sessions_keep_their_labels_apart(app: Flask) -> None:
+    intake = app.extensions["kfhir"].intake
+    for n in range(1, 25):
+        day = f"2026-03-{n + 1:02d}"
+        intake.submit("administration", esketamine_session(
+            external_id=f"esk-{n}", session_number=n, started_at=f"{day}T09:00:00-05:00",
+            ended_at=f"{day}T09:10:00-05:00", monitoring_ended_at=f"{day}T11:05:00-05:00",
+            vitals=[{"at": f"{day}T08:50:00-05:00", "phase": "pre", "systolic": 120, "diastolic": 80}]))
+    built = course(app.extensions["kfhir"].engine, SYSTEM, VALUE)
+    assert built is not None
+
+    chart = vitals_chart(built)
+
+    assert chart is not None and len(chart.bands) == 24
+    labelled = [x0 for x0, _, label in chart.bands if label]
+    assert 1 < len(labelled) < 24 and min(b - a for a, b in zip(labelled, labelled[1:], strict=False)) >= 60
+    assert chart.x_ticks == []  # no room for pre/intra/post under each reading

@@ -14,6 +14,8 @@ from service.admin.course import Course, Session
 
 WIDTH, HEIGHT = 920, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 230, 24, 56
+#: The narrowest band (session) that still gets its own label, and the narrowest that gets phase labels.
+MIN_LABEL_PX, MIN_PHASE_PX = 60, 70
 #: Esketamine label's general guide for elevated pre-dose BP, >140/90 mmHg (clinical.md §3: J&J Medical
 #: Information; PDR); the same figure as service/domain/rules.py ESKETAMINE_PREDOSE_BP.
 BP_GUIDE = (140, 90)
@@ -110,16 +112,17 @@ def vitals_chart(course: Course) -> Chart | None:
               Series("heart-rate", "Heart rate (/min)", "circle", "2 3")]
     chart = Chart("vitals-chart", "Blood pressure and heart rate in each session",
                   _vitals_desc(sessions), "mmHg · beats/min", _ticks(lo, hi, 20, a, b), [], series)
+    every = math.ceil(MIN_LABEL_PX / band)  # many sessions: label every n-th band so labels never overlap
     for i, s in enumerate(sessions):
         x0 = LEFT + i * band
-        chart.bands.append((x0, x0 + band, f"S{s.number} {s.started_at:%m-%d}"))
+        chart.bands.append((x0, x0 + band, f"S{s.number} {s.started_at:%m-%d}" if i % every == 0 else ""))
         step = band / (len(s.readings) + 1)
         for series_, attr in zip(series, ("systolic", "diastolic", "heart_rate"), strict=True):
             line = [Point(x0 + (j + 1) * step, a * v + b, str(v), f"S{s.number} {r.phase} {r.at:%H:%M}")
                     for j, r in enumerate(s.readings) if (v := getattr(r, attr)) is not None]
             if line:
                 series_.lines.append(line)
-        if band >= 70:
+        if band >= MIN_PHASE_PX:
             chart.x_ticks += [(x0 + (j + 1) * step, r.phase) for j, r in enumerate(s.readings)]
     if any(s.medication == "esketamine" for s in sessions):
         chart.thresholds += [Rule(a * BP_GUIDE[0] + b, "systolic 140: esketamine guide", "10 3 2 3",
