@@ -100,6 +100,21 @@ CONTENDERS: dict[str, Callable[[list[str]], tuple[str, Check, dict[str, Any]]]] 
     "ours": _ours, "fhir.resources": _fhir_resources, "json.loads": _json_loads, "fhircraft": _fhircraft}
 
 
+def _quantile(ordered: list[int], q: float) -> float:
+    """As bench/stats.quantile (not importable here: fhircraft's venv does not have this project)."""
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def summary(times: list[int]) -> dict[str, Any]:
+    """What the parent needs of one file's call times: kept per file, not every sample, so that the samples
+    of a fast contender (tens of thousands of calls) do not swell the peak RSS being measured."""
+    ordered = sorted(times)
+    return {"calls": len(ordered), "median_ns": _quantile(ordered, 0.5), "p95_ns": _quantile(ordered, 0.95)}
+
+
 def _timed(check: Check, text: str, min_reps: int, min_ns: int) -> dict[str, Any]:
     times: list[int] = []
     clock = time.perf_counter_ns
@@ -112,7 +127,7 @@ def _timed(check: Check, text: str, min_reps: int, min_ns: int) -> dict[str, Any
         except ValueError as exc:  # not JSON
             errors = [f"not parsed: {exc}"]
         times.append(clock() - t0)
-    return {"times_ns": times, "errors": bool(errors), "messages": errors[:5]}
+    return {**summary(times), "errors": bool(errors), "messages": errors[:5]}
 
 
 def vmhwm_kib() -> int | None:

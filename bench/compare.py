@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bundles, chart, contenders, corpus, figures, report
+from bench import bundles, chart, contenders, corpus, figures, report, targets
 from bench.validation import _cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,7 +41,7 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
                                slow_reps=1 if quick else 3)
         runs = contenders.run(plan, only, QUICK_SKIPS if quick else {})
     figures.summarise(files, runs)
-    return {
+    res = {
         "date": dt.date.today().isoformat(),
         "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "quick": quick,
@@ -52,6 +52,8 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
         "contenders": runs,
         "wall_s": time.perf_counter() - started,
     }
+    res["targets"] = targets.check(res)
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import hapi
+from bench import hapi, stats
 from bench.bundles import File
 
 BENCH = Path(__file__).resolve().parent
@@ -109,6 +109,11 @@ def run_child(name: str, plan: Plan) -> dict[str, Any]:
         return _spawn(command, manifest, Path(tmp), MEDPLUM if name == "medplum" else ROOT)
 
 
+def _summary(times_ns: list[float]) -> dict[str, Any]:
+    """The children's per-file summary (bench/child.py summary) of HAPI's times."""
+    return {"calls": len(times_ns), "median_ns": stats.median(times_ns), "p95_ns": stats.p95(times_ns)}
+
+
 def run_hapi(plan: Plan) -> dict[str, Any]:
     """The harness over warm-up files then every file `slow_reps` times, in one JVM; the per-file times are
     timed inside the JVM (read + parse + validate), after the warm-up."""
@@ -120,7 +125,7 @@ def run_hapi(plan: Plan) -> dict[str, Any]:
         return out
     times, w = out["per_file_ms"], len(warm)
     last = w + (reps - 1) * n  # verdicts of the last repetition
-    results = [{"times_ns": [times[w + r * n + i] * 1e6 for r in range(reps)], "errors": out["errors"][last + i],
+    results = [{**_summary([times[w + r * n + i] * 1e6 for r in range(reps)]), "errors": out["errors"][last + i],
                 "messages": out["error_messages"][last + i]} for i in range(n)]
     return {"status": "ran", "contender": f"HAPI FHIR {out['hapi_version']} (instance validator)",
             "profiles": "the IG's StructureDefinitions, ValueSets, CodeSystems (--ig)",

@@ -2,7 +2,7 @@
 resources/s, cost growth from the smallest to the largest Bundle, and verdict agreement with HAPI.
 
 Size 1 is the valid single resources: each file's median call, then the median and p95 over files.
-A Bundle of N entries: each call's time / N, median and p95 over the calls. Growth: the least-squares slope of
+A Bundle of N entries: the median and p95 of its calls, / N. Growth: the least-squares slope of
 the median call time against N (µs per entry) and the exponent log(t_max / t_min) / log(N_max / N_min),
 1.00 when cost is linear in N."""
 from __future__ import annotations
@@ -17,18 +17,18 @@ from bench.bundles import File
 def _size_rows(files: list[File], results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for kind, key in (("valid", "1"), ("invalid", "1 (invalid)")):
-        medians = [stats.median(r["times_ns"]) or 0.0 for f, r in zip(files, results, strict=True) if f.kind == kind]
+        medians = [r["median_ns"] for f, r in zip(files, results, strict=True) if f.kind == kind]
         if medians:
             med = (stats.median(medians) or 0.0) / 1e3
             rows[key] = {"entries": 1, "files": len(medians), "median_us": med,
                          "p95_us": (stats.p95(medians) or 0.0) / 1e3, "per_s": 1e6 / med if med else None,
-                         "reps": min(len(r["times_ns"]) for f, r in zip(files, results, strict=True) if f.kind == kind)}
+                         "reps": min(r["calls"] for f, r in zip(files, results, strict=True) if f.kind == kind)}
     for f, r in zip(files, results, strict=True):
         if f.kind == "bundle":
-            per = [t / 1e3 / f.entries for t in r["times_ns"]]
-            med = stats.median(per) or 0.0
-            rows[str(f.entries)] = {"entries": f.entries, "files": 1, "median_us": med, "p95_us": stats.p95(per),
-                                    "per_s": 1e6 / med if med else None, "reps": len(per),
+            med = r["median_ns"] / 1e3 / f.entries
+            rows[str(f.entries)] = {"entries": f.entries, "files": 1, "median_us": med,
+                                    "p95_us": r["p95_ns"] / 1e3 / f.entries,
+                                    "per_s": 1e6 / med if med else None, "reps": r["calls"],
                                     "call_median_ms": med * f.entries / 1e3}
     return rows
 

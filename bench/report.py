@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import targets
+
 SINGLES = {"1": "1 resource (valid examples)", "1 (invalid)": "1 resource (invalid examples)"}
 
 
@@ -68,7 +70,8 @@ def markdown(res: dict[str, Any]) -> str:
              f"the same files for every contender. Each contender in its own process, after warm-up; time = parse + "
              f"validate from the text in memory (HAPI: read + parse + validate, timed in the JVM). "
              f"{res['machine']['cpus']} CPUs ({res['machine']['cpu']}); Python contenders pinned to one core.", ""]
-    lines += speed_table(runs) + [""] + contender_table(runs)
+    lines += speed_table(runs) + [""] + contender_table(runs) + ["", "Targets (issue 10, validator):", ""]
+    lines += targets.markdown(res["targets"])
     lines += ["", "Verdict: a file has errors when the contender reports an error or fatal issue; "
               "\"≠ HAPI\" counts the files (singles and Bundles) where that differs from HAPI's verdict."]
     return "\n".join(lines)

@@ -73,6 +73,19 @@ function validate(text, profiles) {
   return errors;
 }
 
+// Per file only the count, median and p95 (linear interpolation, as bench/stats.py): keeping every sample
+// of tens of thousands of calls would swell the peak RSS being measured.
+function summary(times) {
+  const ordered = [...times].sort((a, b) => a - b);
+  const quantile = (q) => {
+    const pos = q * (ordered.length - 1);
+    const low = Math.floor(pos);
+    const high = Math.min(low + 1, ordered.length - 1);
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low);
+  };
+  return { calls: ordered.length, median_ns: quantile(0.5), p95_ns: quantile(0.95) };
+}
+
 function timed(text, profiles, minReps, minNs) {
   const times = [];
   const start = now();
@@ -86,7 +99,7 @@ function timed(text, profiles, minReps, minNs) {
     }
     times.push(Number(now() - t0));
   }
-  return { times_ns: times, errors: errors.length > 0, messages: errors.slice(0, 5) };
+  return { ...summary(times), errors: errors.length > 0, messages: errors.slice(0, 5) };
 }
 
 // Peak resident set of this process image (VmHWM); ru_maxrss would include the parent's, carried over at exec.

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from bench import bundles, chart, figures
+from bench import bundles, chart, figures, targets
 from bench.contenders import CONTENDERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +30,7 @@ def test_the_quick_path_prints_the_table_and_writes_json_and_chart(tmp_path: Pat
     for size in ("1 resource (valid examples)", "Bundle of 10 ", "Bundle of 100 "):
         assert sum(line.startswith(f"| {size}") for line in table.splitlines()) == 3, size
     assert "Bundle of 1,000" not in table  # QUICK stops at 100 entries
+    assert "| target | measured | verdict | off by |" in table
     for label in ("HAPI FHIR 8.8.0 | not run: not chosen", "Medplum | not run: not chosen",
                   "fhircraft | not run: QUICK=1"):
         assert f"| {label}" in table, label
@@ -84,3 +85,18 @@ def test_bundle_entries_are_distinct_copies_of_the_examples() -> None:
     assert len(set(urls)) == 5 and urls[2] == f"{bundles.BASE}/Patient/p-1"
     assert b["entry"][3]["resource"] == {"resourceType": "Observation", "id": "o-1", "subject": {"reference": "Patient/p"}}
     assert examples[0] == {"resourceType": "Patient", "id": "p"}  # the examples are not changed
+
+
+def test_targets_say_how_far_off_and_name_the_largest_gap() -> None:
+    files = [{"kind": "valid", "profile": targets.MA_PROFILE}, {"kind": "valid", "profile": None}]
+    ours = {"status": "ran", "peak_rss_kib": 100_000, "results": [{"median_ns": 500_000}, {"median_ns": 1_000}],
+            "sizes": {"1": {"median_us": 100.0}, "10": {"median_us": 50.0}}}
+    hapi = {"status": "ran", "sizes": {"1": {"median_us": 5_000.0}, "10": {"median_us": 500.0}}}
+    rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": ours, "hapi": hapi}})
+    assert [r["verdict"] for r in rows] == ["MISS", "MISS", "PASS"]
+    assert rows[0]["off_by"] == 2.0  # 500 µs against 250
+    assert rows[1]["off_by"] == 2.0 and "10.0× at the worst size (10)" in rows[1]["measured"]
+    assert targets.markdown(rows)[-1].startswith("Largest gap: ≤ 250 µs")
+    rows = targets.check({"corpus": {"files": files},
+                          "contenders": {"ours": ours, "hapi": {"status": "not run: no java"}}})
+    assert rows[1]["verdict"] == "NOT RUN"
