@@ -127,11 +127,14 @@ def import_(file: Path, kind: str, fmt: str) -> None:
 @click.option("--ig", "igs", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Extra conformance resources: a package .tgz, a folder or a single JSON file (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str) -> None:
+@click.option("--must-support", is_flag=True,
+              help="Also report, as information, mustSupport elements of the profiles that a resource leaves out.")
+def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str,
+                     must_support: bool) -> None:
     """Validate FHIR JSON files (or folders of them) against R4 and the ketamine profiles."""
     from service.validation.cli import run_validate
 
-    sys.exit(run_validate(list(paths), profile, list(igs), fmt))
+    sys.exit(run_validate(list(paths), profile, list(igs), fmt, must_support))
 
 
 @cli.group()

@@ -14,12 +14,14 @@ from service.errors import BadRequest
 from service.jsondoc import parse_json
 from service.validation.engine import Validator
 from service.validation.outcome import Finding, has_errors, operation_outcome
+from service.validation.positions import locate, root_name
 
 MAX_DEPTH = 64
 
 
-def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: str) -> int:
-    """Exit status: 0 no errors, 1 some error, 2 a bad --ig or --profile."""
+def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: str, must_support: bool = False) -> int:
+    """Exit status: 0 no errors, 1 some error, 2 a bad --ig or --profile. `must_support` also reports, as
+    information, mustSupport elements of the profiles that the resource leaves out."""
     validator = Validator(load().with_own([*load().own.values(), *_extra(igs)]))
     found = validator.defs.resolve(profile) if profile else None
     if profile and (found is None or found.get("resourceType") != "StructureDefinition"):
@@ -27,7 +29,7 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
     files = _files(paths)
     if not files:
         raise click.UsageError("no .json files to validate in " + ", ".join(str(p) for p in paths))
-    results = [(path, _findings(validator, path, profile)) for path in files]
+    results = [(path, _findings(validator, path, profile, must_support)) for path in files]
     if fmt == "json":
         outcomes = [operation_outcome(f) for _, f in results]
         doc: Any = outcomes[0] if len(outcomes) == 1 else {
@@ -40,16 +42,19 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
             errors = sum(f.severity in ("error", "fatal") for f in findings)
             click.echo(f"{path}: {'INVALID' if errors else 'valid'} ({errors} errors, {len(findings) - errors} other)")
             for f in findings:
-                click.echo(f"  {f.severity:11} {f.expression}: {f.message}")
+                at = f" [line {f.line}, col {f.column}]" if f.line is not None else ""
+                click.echo(f"  {f.severity:11} {f.expression}: {f.message}{at}")
     return 1 if any(has_errors(f) for _, f in results) else 0
 
 
-def _findings(validator: Validator, path: Path, profile: str | None) -> list[Finding]:
+def _findings(validator: Validator, path: Path, profile: str | None, must_support: bool = False) -> list[Finding]:
+    text = path.read_bytes()
     try:
-        resource = parse_json(path.read_bytes(), MAX_DEPTH)
+        resource = parse_json(text, MAX_DEPTH)
     except BadRequest as exc:
         return [Finding("fatal", "structure", "$this", exc.detail)]
-    return validator.validate(resource, profile)
+    return locate(validator.validate(resource, profile, must_support=must_support),
+                  text.decode("utf-8", "replace"), root_name(resource))
 
 
 def _files(paths: list[Path]) -> list[Path]:

@@ -49,6 +49,7 @@ class _Run:
     full_urls: dict[str, str] = field(default_factory=dict)  # Bundle entry fullUrl → resourceType
     primitive_owner: str | None = None  # the element whose `_field` extensions are being walked
     owner_types: tuple[str, ...] = ()  # the datatype(s) of the element whose extensions are being walked
+    must_support: bool = False  # report absent mustSupport elements (information)
 
     def add(self, severity: str, code: str, expression: str, message: str) -> None:
         self.findings.append(Finding(severity, code, expression, message))
@@ -63,15 +64,19 @@ class Validator:
         self.terminology = Terminology(defs)
         self.invariants = Invariants()
         self._plans: dict[str, StructurePlan] = {}
+        # Keyed by id(); each entry keeps its key object alive, so an id is never reused while cached.
+        self._merged: dict[tuple[int, int], tuple[ElementPlan, StructurePlan, tuple[Constraint, ...]]] = {}
+        self._layouts: dict[int, tuple[list[ElementPlan], dict[str, tuple[ElementPlan, TypeRef | None]], set[str]]] = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
         self._resource_types = {e["type"] for e in defs.core.index if e.get("resourceType") == "StructureDefinition"
                                 and e.get("kind") == "resource" and e.get("id") == e.get("type")} - ABSTRACT
 
     # --- public ---------------------------------------------------------------------------
 
-    def validate(self, resource: Any, profile: str | None = None) -> list[Finding]:
-        """Every finding about `resource`, in document order, each reported once."""
-        run = _Run(resource if isinstance(resource, dict) else {})
+    def validate(self, resource: Any, profile: str | None = None, must_support: bool = False) -> list[Finding]:
+        """Every finding about `resource`, in document order, each reported once. `must_support` adds an
+        information issue for each mustSupport element of its profiles that the resource leaves out."""
+        run = _Run(resource if isinstance(resource, dict) else {}, must_support=must_support)
         if not isinstance(resource, dict):
             run.add("fatal", "structure", "$this", "The resource must be a JSON object.")
             return run.findings
@@ -160,11 +165,8 @@ class Validator:
 
     def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: _Run,
                 resource: bool = False) -> None:
-        names: dict[str, tuple[ElementPlan, TypeRef | None]] = {}
-        for child in children:
-            for json_name, kind in child.json_names().items():
-                names[json_name] = (child, kind)
-        found: dict[str, list[tuple[str, TypeRef | None, Any]]] = {c.id: [] for c in children}
+        names, always = self._layout(children)
+        found: dict[str, list[tuple[str, TypeRef | None, Any]]] = {}
         extended: dict[str, int] = {}
         for key, value in obj.items():
             if resource and key == "resourceType":
@@ -180,9 +182,31 @@ class Validator:
                 extended[child.id] = self._primitive_extensions(value, f"{expr}.{key}", run)
                 run.primitive_owner, run.owner_types = None, ()
             else:
-                found[child.id].append((key, kind, value))
-        for child in children:
-            self._element(child, found[child.id], extended.get(child.id, 0), expr, run)
+                found.setdefault(child.id, []).append((key, kind, value))
+        for child in children:  # in definition order, as before; an absent optional element has nothing to check
+            present = child.id in found or child.id in extended
+            if present or child.id in always:
+                self._element(child, found.get(child.id, []), extended.get(child.id, 0), expr, run)
+            if not present and run.must_support and child.must_support and child.min == 0:  # min > 0: an error already
+                self._absent_must_support(child, expr, run)
+
+    def _absent_must_support(self, plan: ElementPlan, expr: str, run: _Run) -> None:
+        """Only reported on request: an absent mustSupport element is allowed, but a receiver relying on our
+        profiles expects it when the sender has it (the element's parent is present, or it is top level)."""
+        profile = run.plans[-1].url if run.plans else "the profile"
+        where = f"{expr}.{plan.name}" if not plan.choice else f"{expr}.{plan.name}[x]"
+        run.add("information", "informational", where,
+                f"{plan.path} is mustSupport in {profile} but absent: send it when it is known.")
+
+    def _layout(self, children: list[ElementPlan]) -> tuple[dict[str, tuple[ElementPlan, TypeRef | None]], set[str]]:
+        """Per list of element plans, once: JSON name → (element, implied type), and the elements that must
+        be looked at even when absent (a minimum, or slices that may have one)."""
+        layout = self._layouts.get(id(children))
+        if layout is None:
+            names = {json_name: (child, kind) for child in children for json_name, kind in child.json_names().items()}
+            always = {c.id for c in children if c.min > 0 or c.slices}
+            layout = self._layouts[id(children)] = (children, names, always)
+        return layout[1], layout[2]
 
     def _element(self, plan: ElementPlan, occurrences: list[tuple[str, TypeRef | None, Any]], extended: int,
                  expr: str, run: _Run) -> None:
@@ -272,10 +296,19 @@ class Validator:
             run.add("error", "code-invalid", expr, f"The unit {unit!r} is not valid UCUM.")
         if kind.code in ("Coding", "CodeableConcept", "Quantity"):
             self._known_codes(value, kind.code, expr, run)
-        keys = {c.key for c in plan.constraints}
-        constraints = plan.constraints + tuple(c for c in type_plan.root.constraints if c.key not in keys)
+        constraints = self._merged_constraints(plan, type_plan)
         base = kind.code if kind.code not in ("BackboneElement", "Element") else plan.path
         self._constraints(value, constraints, base, expr, run, plan.id)
+
+    def _merged_constraints(self, plan: ElementPlan, type_plan: StructurePlan) -> tuple[Constraint, ...]:
+        """The element's own constraints, then its type's that it does not restate; once per pair."""
+        key = (id(plan), id(type_plan))
+        found = self._merged.get(key)
+        if found is None:
+            keys = {c.key for c in plan.constraints}
+            merged = plan.constraints + tuple(c for c in type_plan.root.constraints if c.key not in keys)
+            found = self._merged[key] = (plan, type_plan, merged)
+        return found[2]
 
     def _primitive(self, value: Any, plan: ElementPlan, kind: TypeRef, expr: str, run: _Run) -> None:
         primitive = self.primitives.get(kind.code)
@@ -453,10 +486,8 @@ class Validator:
         for system, code, _ in _codings(value, code_type):
             if not system or not code:
                 continue
-            cs = self.defs.resolve(system)
-            if cs is None or cs.get("resourceType") != "CodeSystem" or cs.get("content") != "complete":
-                continue
-            if self.terminology.display(system, code) is None and not _has_code(cs.get("concept", []), code):
+            codes = self.terminology.complete_codes(system)
+            if codes is not None and code not in codes:
                 run.add("error", "code-invalid", expr, f"Unknown code {code!r} in the code system {system}.")
 
     # --- slicing ------------------------------------------------------------------------------
@@ -613,10 +644,6 @@ def _in(codes: dict[tuple[str, str], str | None], coding: tuple[str | None, Any,
     if system is None:
         return any(c == code for _, c in codes)
     return (system, code) in codes
-
-
-def _has_code(concepts: list[dict[str, Any]], code: str) -> bool:
-    return any(c.get("code") == code or _has_code(c.get("concept", []), code) for c in concepts)
 
 
 def _list(value: Any) -> list[Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+ISSUE_LINE = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line"
+ISSUE_COL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-col"
 SEVERITY_ORDER = {"fatal": 0, "error": 1, "warning": 2, "information": 3}
 
 
@@ -15,10 +17,19 @@ class Finding:
     code: str
     expression: str
     message: str
+    line: int | None = None  # in the JSON text, when the input was text (positions.locate)
+    column: int | None = None
 
     def as_issue(self) -> dict[str, Any]:
-        return {"severity": self.severity, "code": self.code, "details": {"text": self.message},
-                "expression": [self.expression]}
+        issue: dict[str, Any] = {"severity": self.severity, "code": self.code, "details": {"text": self.message},
+                                 "expression": [self.expression]}
+        if self.line is not None and self.column is not None:
+            # as HAPI 8.8.0 does (ca.uhn.fhir.validation.ValidationResult): line/col extensions and the
+            # position as a second location beside the path
+            issue["extension"] = [{"url": ISSUE_LINE, "valueInteger": self.line},
+                                  {"url": ISSUE_COL, "valueInteger": self.column}]
+            issue["location"] = [self.expression, f"Line[{self.line}] Col[{self.column}]"]
+        return issue
 
 
 def operation_outcome(findings: list[Finding]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class Terminology:
     def __init__(self, defs: Definitions) -> None:
         self.defs = defs
         self._cache: dict[str, Expansion] = {}
+        self._indexes: dict[str, tuple[dict[str, str | None], bool] | None] = {}
 
     def expand(self, url: str) -> Expansion | None:
         """None when the value set itself is unknown."""
@@ -36,10 +37,21 @@ class Terminology:
         return self._cache[url]
 
     def display(self, system: str, code: str) -> str | None:
-        cs = self.defs.resolve(system)
-        if cs is None or cs.get("resourceType") != "CodeSystem":
-            return None
-        return _concepts(cs.get("concept", [])).get(code)
+        index = self._index(system)
+        return index[0].get(code) if index else None
+
+    def complete_codes(self, system: str) -> dict[str, str | None] | None:
+        """code → display of a code system we hold completely (content = complete), else None."""
+        index = self._index(system)
+        return index[0] if index and index[1] else None
+
+    def _index(self, system: str) -> tuple[dict[str, str | None], bool] | None:
+        """The code system's concepts, nested ones included, flattened once per system."""
+        if system not in self._indexes:
+            cs = self.defs.resolve(system)
+            self._indexes[system] = None if cs is None or cs.get("resourceType") != "CodeSystem" else (
+                _concepts(cs.get("concept", [])), cs.get("content") == "complete")
+        return self._indexes[system]
 
     def _expand(self, vs: dict[str, Any]) -> Expansion:
         compose = vs.get("compose")

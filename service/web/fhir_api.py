@@ -5,6 +5,7 @@ and status codes. What happens to resources is service/facade/server.py's busine
 """
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC
 from email.utils import format_datetime
@@ -20,6 +21,7 @@ from service.store.resources import StoredResource
 from service.validation import default_validator
 from service.validation.engine import UnknownProfile
 from service.validation.outcome import operation_outcome
+from service.validation.positions import locate, root_name
 from service.web.body import JSON_TYPES, json_body
 
 bp = Blueprint("fhir_api", __name__, url_prefix="/fhir")
@@ -281,8 +283,18 @@ def _operands(body: Any) -> tuple[Any, str | None]:
     return body, profile
 
 
+def _body_text() -> str:
+    """The request body as text, for issue positions; read once (within the size limit, +1 so that json_body
+    still sees an oversized body) and put back as a stream for json_body, which parses it and enforces limits."""
+    raw = request.stream.read(_runtime().settings.max_body_bytes + 1)
+    request.stream = io.BytesIO(raw)
+    return raw.decode("utf-8", "replace")
+
+
 def _validate(expected_type: str | None) -> Response:
-    resource, profile = _operands(_resource_body())
+    text = _body_text()
+    body = _resource_body()
+    resource, profile = _operands(body)
     if expected_type and isinstance(resource, dict) and resource.get("resourceType") != expected_type:
         raise BadRequest(f"This is {expected_type}/$validate but the resource is a "
                          f"{resource.get('resourceType')!r}.", [Issue("resourceType", f"expected {expected_type}")])
@@ -291,6 +303,8 @@ def _validate(expected_type: str | None) -> Response:
     except UnknownProfile:
         raise BadRequest(f"Profile {profile} is unknown.", [Issue("profile", "not a loaded StructureDefinition")]) \
             from None
+    if resource is body:  # a raw resource: its positions in the request text are its elements' (Parameters: no)
+        findings = locate(findings, text, root_name(resource))
     return _json(operation_outcome(findings))
 
 

@@ -20,6 +20,7 @@ import pytest
 from service.conformance.definitions import load
 from service.conformance.snapshot import with_snapshot
 from service.resources import profiles_dir
+from service.validation.outcome import ISSUE_COL, ISSUE_LINE
 
 KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 PROFILES = profiles_dir()
@@ -213,7 +214,10 @@ def test_json_for_one_file_is_one_operation_outcome_with_full_issues() -> None:
     assert route == [{"severity": "error", "code": "required",
                       "details": {"text": "MedicationAdministration.dosage.route: minimum required = 1, "
                                           "but only found 0."},
-                      "expression": ["MedicationAdministration.dosage.route"]}]
+                      "expression": ["MedicationAdministration.dosage.route"],
+                      # the missing route is placed where its parent, dosage, starts (as HAPI places it)
+                      "extension": [{"url": ISSUE_LINE, "valueInteger": 55}, {"url": ISSUE_COL, "valueInteger": 13}],
+                      "location": ["MedicationAdministration.dosage.route", "Line[55] Col[13]"]}]
 
 
 def test_json_for_a_valid_file_is_an_operation_outcome_without_errors() -> None:
@@ -251,7 +255,8 @@ def test_json_and_text_agree_on_the_findings() -> None:
     for line, issue in zip(lines, issues, strict=True):
         severity, rest = line.split(None, 1)
         assert severity == issue["severity"]
-        assert rest == f"{issue['expression'][0]}: {issue['details']['text']}"
+        position = f" [line {issue['extension'][0]['valueInteger']}, col {issue['extension'][1]['valueInteger']}]"
+        assert rest == f"{issue['expression'][0]}: {issue['details']['text']}{position}"
 
 
 # --- --profile --------------------------------------------------------------------------------
@@ -494,3 +499,20 @@ def test_validating_does_not_change_the_file(tmp_path: Path) -> None:
 def test_a_folder_without_json_files_is_a_usage_error(tmp_path: Path) -> None:
     result = validate(tmp_path)
     assert result.returncode == 2 and "no .json files" in result.stderr
+
+
+def test_issues_carry_the_line_and_column_of_their_element(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "resourceType": "Patient",\n  "birthDate": "1980-13-01"\n}\n')
+    text = validate(broken)
+    assert text.returncode == 1 and "Patient.birthDate: " in text.stdout and "[line 3, col 16]" in text.stdout
+    issue = json.loads(validate(broken, "--format", "json").stdout)["issue"][0]
+    assert issue["location"] == ["Patient.birthDate", "Line[3] Col[16]"]
+
+
+def test_must_support_reporting_is_opt_in() -> None:
+    plain = validate(ADMINISTRATION_EXAMPLE)
+    assert plain.returncode == 0 and "mustSupport" not in plain.stdout
+    asked = validate(ADMINISTRATION_EXAMPLE, "--must-support")
+    assert asked.returncode == 0  # information only: still valid
+    assert "information MedicationAdministration.statusReason: " in asked.stdout and "mustSupport" in asked.stdout

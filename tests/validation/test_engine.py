@@ -303,3 +303,22 @@ def test_transaction_entries_need_a_request(validator: Validator) -> None:
     assert any("bdl-3" in f.message for f in errors(validator, bundle))
     bundle["entry"][0]["request"] = {"method": "POST", "url": "Patient"}
     assert errors(validator, bundle) == []
+
+
+def test_absent_must_support_elements_are_reported_only_on_request(validator: Validator) -> None:
+    session = example("MedicationAdministration-iv-session-1")
+    del session["dosage"]["rateQuantity"]
+    plain = validator.validate(session)
+    asked = validator.validate(session, must_support=True)
+    extra = [f for f in asked if f not in plain]
+    assert all(f.severity == "information" and "mustSupport" in f.message for f in extra)
+    assert "MedicationAdministration.statusReason" in {f.expression for f in extra}
+    assert "MedicationAdministration.dosage.rate[x]" in {f.expression for f in extra}
+    assert not any("mustSupport" in f.message for f in plain)
+
+
+def test_a_missing_required_must_support_element_is_an_error_not_also_information(validator: Validator) -> None:
+    session = example("MedicationAdministration-iv-session-1")
+    del session["context"]
+    found = validator.validate(session, must_support=True)
+    assert [f.severity for f in found if f.expression == "MedicationAdministration.context"] == ["error"]

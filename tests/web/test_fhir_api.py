@@ -61,3 +61,12 @@ def test_unknown_fhir_path_is_a_404_operation_outcome(client: FlaskClient) -> No
 def test_wrong_method_is_405_operation_outcome(client: FlaskClient) -> None:
     response = client.get("/fhir/$validate")
     assert response.status_code == 405 and response.get_json()["issue"][0]["code"] == "not-supported"
+
+
+def test_issues_of_a_raw_resource_carry_line_and_column(client: FlaskClient) -> None:
+    text = '{\n  "resourceType": "Patient",\n  "birthDate": "1980-13-01"\n}'
+    response = client.post("/fhir/$validate", data=text, content_type="application/fhir+json")
+    issue = next(i for i in response.get_json()["issue"] if i["expression"] == ["Patient.birthDate"])
+    assert issue["location"] == ["Patient.birthDate", "Line[3] Col[16]"]
+    assert {"url": "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line", "valueInteger": 3} \
+        in issue["extension"]
