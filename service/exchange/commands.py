@@ -125,7 +125,7 @@ def pull(name: str, identifier: str, fmt: str) -> None:
     except (ValueError, OSError) as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        report = run_pull(client, runtime.fhir, runtime.resources, identifier)
+        report = run_pull(client, runtime, identifier)
     except FhirError as exc:
         raise click.ClickException(f"{name}: {exc.message}") from None
     except RequestError as exc:

@@ -13,9 +13,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.errors import Conflict, RequestError
 from service.exchange.client import FhirClient, FhirError, references, rewrite_references
 from service.facade.records import CANONICAL, MAIN_PROFILES
 from service.facade.server import FhirServer
+from service.mapping import MappingError, default_mapper
+from service.runtime import Runtime
 from service.store.resources import ResourceStore
 
 PEOPLE = ("Patient", "Practitioner")
@@ -23,6 +26,9 @@ PEOPLE = ("Patient", "Practitioner")
 #: stored: what a record's main resource refers to comes first.
 TYPES = ("Condition", "Goal", "MedicationRequest", "Encounter", "Observation", "CarePlan",
          "MedicationAdministration", "AdverseEvent")
+#: What a reference may lead to and is read along (not, say, an Organization graph without end).
+FOLLOWED = {*TYPES, *PEOPLE}
+MAX_RESOURCES = 2000
 
 
 @dataclass
@@ -32,6 +38,7 @@ class PullReport:
     written: int = 0
     unchanged: int = 0
     records: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def parse_identifier(text: str) -> str:
@@ -41,32 +48,42 @@ def parse_identifier(text: str) -> str:
     return text.strip()
 
 
-def pull(client: FhirClient, fhir: FhirServer, store: ResourceStore, identifier: str) -> PullReport:
+def pull(client: FhirClient, runtime: Runtime, identifier: str) -> PullReport:
     """Read the ketamine resources of the patient(s) with `identifier` on the EHR into our store."""
     report = PullReport()
     for patient in client.search("Patient", {"identifier": parse_identifier(identifier)}):
         report.patients += 1
         fetched = _fetch(client, patient)
         report.fetched += len(fetched)
-        _import(fhir, store, fetched, report)
+        _import(runtime.fhir, runtime.resources, fetched, report)
+        _read_sessions(runtime, fetched, report)
     return report
 
 
 def _fetch(client: FhirClient, patient: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The patient's resources with our profiles, and the people they refer to, keyed Type/id."""
+    """The patient's resources with our profiles, what is part of them, and everything they refer to (an
+    Encounter, the people), keyed Type/id."""
     found = {f"Patient/{patient['id']}": patient}
+    others: dict[str, dict[str, Any]] = {}
     for resource_type in TYPES:
         for resource in client.search(resource_type, {"subject": f"Patient/{patient['id']}", "_count": "100"}):
-            if any(p.startswith(CANONICAL) for p in (resource.get("meta") or {}).get("profile") or []):
-                found[f"{resource_type}/{resource['id']}"] = resource
-    for reference in {r for resource in list(found.values()) for r in references(resource)}:
+            ours = any(p.startswith(CANONICAL) for p in (resource.get("meta") or {}).get("profile") or [])
+            (found if ours else others)[f"{resource_type}/{resource['id']}"] = resource
+    # and what is part of ours without a profile of ours (a session's body weight: core bodyweight profile)
+    found |= {key: r for key, r in others.items() if any(ref in found for ref in references(r.get("partOf")))}
+    pending = [r for resource in found.values() for r in references(resource)]
+    while pending and len(found) < MAX_RESOURCES:
+        reference = pending.pop()
         kind, _, rid = reference.partition("/")
-        if kind == "Practitioner" and reference not in found:
-            try:
-                found[reference] = client.read(kind, rid)
-            except FhirError as exc:
-                if exc.status != 404:
-                    raise
+        if reference in found or not rid or "/" in rid or kind not in FOLLOWED:
+            continue  # contained (#x), absolute or versioned references are not followed
+        try:
+            found[reference] = client.read(kind, rid)
+        except FhirError as exc:
+            if exc.status not in (404, 410):
+                raise
+            continue  # the import reports what stays unresolved
+        pending += references(found[reference])
     return found
 
 
@@ -127,9 +144,14 @@ def _identifier(resource: dict[str, Any]) -> str | None:
 
 def _rank(resource: dict[str, Any]) -> int:
     """Supporting resources first, then main ones; a session's scores before a standalone score."""
-    main = resource["resourceType"] in MAIN_PROFILES and not resource.get("partOf") and \
-        MAIN_PROFILES[resource["resourceType"]] in ((resource.get("meta") or {}).get("profile") or [])
+    main = _main(resource)
     return (TYPES.index(resource["resourceType"]) if resource["resourceType"] in TYPES else 0) + (100 if main else 0)
+
+
+def _main(resource: dict[str, Any]) -> bool:
+    """A record's main resource (what the facade reads into a record), not a session's score."""
+    profile = MAIN_PROFILES.get(resource["resourceType"])
+    return profile in ((resource.get("meta") or {}).get("profile") or []) and not resource.get("partOf")
 
 
 def _clean(resource: dict[str, Any]) -> dict[str, Any]:
@@ -141,3 +163,33 @@ def _clean(resource: dict[str, Any]) -> dict[str, Any]:
     else:
         out.pop("meta", None)
     return out
+
+
+def _read_sessions(runtime: Runtime, fetched: dict[str, dict[str, Any]], report: PullReport) -> None:
+    """The facade reads a session from its MedicationAdministration and what that refers to; the vital signs
+    and scores refer to the session (partOf), not it to them, so it is read again here with them, as the
+    Bundle it was sent in. Unchanged, it stays as it is."""
+    mapper = default_mapper()
+    for key, resource in fetched.items():
+        if resource["resourceType"] != "MedicationAdministration" or not _main(resource):
+            continue
+        parts = [k for k, r in fetched.items() if r["resourceType"] == "Observation" and key in references(r)]
+        with runtime.resources.unit() as unit:
+            stored = [unit.get(*k.split("/")) for k in [key, *parts]]
+        bundle = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"resource": r.content} for r in stored if r is not None and r.content]}
+        try:
+            session = mapper.to_record(bundle, resolve=lambda reference: _stored(runtime.resources, reference))
+            runtime.intake.submit(session.kind, session.record, export=False)  # the same again: nothing changes
+        except Conflict as exc:  # the facade stored it without its readings a moment ago
+            current = runtime.intake.get("administration", exc.extra["existing_id"])
+            runtime.intake.replace("administration", current.id, current.version, session.record, export=False)
+        except (MappingError, RequestError) as exc:
+            report.notes.append(f"{key}: not read with its readings: {getattr(exc, 'detail', exc)}")
+
+
+def _stored(store: ResourceStore, reference: str) -> dict[str, Any] | None:
+    kind, _, rid = reference.split("/_history/")[0].partition("/")
+    with store.unit() as unit:
+        found = unit.get(kind, rid) if rid else None
+    return found.content if found is not None and not found.deleted else None

@@ -17,6 +17,7 @@ from web.test_openapi import spec as spec  # noqa: PLC0414
 
 from service.config import Settings
 from service.exchange.outbox import Failure
+from service.web.domain_api import _cursor
 
 JOBS = "/api/v1/exchange/jobs"
 
@@ -64,7 +65,8 @@ def test_jobs_are_listed_filtered_paged_and_retried(contract: Contract, app: Fla
     assert rest["count"] == 1 and rest["next"] is None
     assert contract.send("GET", f"{JOBS}?kind=treatment-plan&state=queued&since=2020-01-01", 200).json["count"] == 1
     assert contract.send("GET", f"{JOBS}?since=2999-01-01T00:00:00Z", 200).json["count"] == 0
-    for bad in ("state=lost", "kind=labs", "since=yesterday", "limit=0", "cursor=bm9wZQ", "colour=red"):
+    for bad in ("state=lost", "kind=labs", "since=yesterday", "limit=0", "cursor=bm9wZQ", "colour=red",
+                f"cursor={_cursor(10**30)}"):
         problem = contract.send("GET", f"{JOBS}?{bad}", 400, conforming=bad.startswith(("cursor", "colour"))).json
         assert problem["errors"][0]["field"] == bad.split("=")[0]
 
@@ -72,9 +74,11 @@ def test_jobs_are_listed_filtered_paged_and_retried(contract: Contract, app: Fla
     detail = contract.send("GET", f"{JOBS}/{job_id}", 200).json
     assert detail["history"] == []
     contract.send("GET", f"{JOBS}/99999", 404)
+    contract.send("GET", f"{JOBS}/{10**30}", 404)  # beyond any integer column: still a plain 404
     refused = contract.send("POST", f"{JOBS}/{job_id}/retry", 409).json
     assert "only a dead job" in refused["detail"]
     contract.send("POST", f"{JOBS}/99999/retry", 404)
+    contract.send("POST", f"{JOBS}/{2**63}/retry", 404)
 
     kill(app, job_id)
     dead = contract.send("GET", f"{JOBS}/{job_id}", 200).json
