@@ -39,8 +39,9 @@ def speed_table(runs: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def contender_table(runs: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| contender | profiles | start-up to first result | peak RSS | growth 10→1,000 (1.00 = linear) | "
-             "µs per added entry | verdicts ≠ HAPI |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| contender | profiles | start-up to first result | peak RSS | growth, smallest → largest Bundle "
+             "(1.00 = linear) | µs per added entry | verdicts ≠ HAPI |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for run in runs.values():
         if run["status"] != "ran":
             lines.append(f"| {run['contender']} | {run['status']} | | | | | |")
@@ -48,8 +49,9 @@ def contender_table(runs: dict[str, dict[str, Any]]) -> list[str]:
         g = run.get("growth") or {}
         d = run.get("disagreements")
         differ = f"{d['count']} of {d['of']}" if d else "— (HAPI not run)"
+        span = f" ({g['from']:,}→{g['to']:,})" if g else ""
         lines.append(f"| {run['contender']} | {_profiles(run)} | {_num(run['startup_ms'] / 1e3, 2)} s | "
-                     f"{_mb(run.get('peak_rss_kib'))} | {_num(g.get('exponent'), 2)} | "
+                     f"{_mb(run.get('peak_rss_kib'))} | {_num(g.get('exponent'), 2)}{span} | "
                      f"{_num(g.get('slope_us_per_entry'))} | {differ} |")
     return lines
 
