@@ -6,10 +6,13 @@ from typing import Any
 
 import fhirpathpy
 import pytest
+from fhirpathpy.engine.nodes import FP_DateTime
 from fhirpathpy.models import models
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.resources import profiles_dir
-from service.validation import default_validator, invariants  # noqa: F401 - importing applies the fix
+from service.validation import default_validator, fhirpath_fixes, invariants  # noqa: F401 - importing applies the fix
 
 R4 = models["r4"]
 
@@ -39,3 +42,24 @@ def test_a_session_across_offsets_is_valid_and_a_reversed_one_is_not() -> None:
     errors = {f.message.split(":")[1].strip() for f in default_validator().validate(administration)
               if f.severity == "error"}
     assert {"per-1", "ket-4"} <= errors
+
+
+DATES = st.builds(lambda y, mo, d: f"{y:04d}-{mo:02d}-{d:02d}", st.integers(1900, 2100), st.integers(1, 12),
+                  st.integers(1, 28))
+TIMES = st.builds(lambda h, mi, s, frac, tz: f"T{h:02d}:{mi:02d}:{s:02d}{frac}{tz}", st.integers(0, 23),
+                  st.integers(0, 59), st.integers(0, 59), st.sampled_from(["", ".5", ".12", ".123", ".123456"]),
+                  st.sampled_from(["", "Z", "+00:00", "-05:00", "+05:30", "+14:00", "-12:00"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(date=DATES, time=st.one_of(st.just(""), TIMES))
+def test_iso_datetimes_parse_to_the_instant_dateutil_gives(date: str, time: str) -> None:
+    value = FP_DateTime(date + time)
+    fast, slow = fhirpath_fixes.datetime_object(value), fhirpath_fixes._parse_with_dateutil(value)
+    assert fast == slow and fast.timestamp() == slow.timestamp() and fast.utcoffset() == slow.utcoffset()
+
+
+def test_text_outside_the_iso_forms_still_goes_to_dateutil() -> None:
+    assert fhirpath_fixes.ISO.match("2026-01-01T10:00:00.1234567Z") is None
+    assert fhirpath_fixes.ISO.match("2026-01") is None
+    assert fhirpath_fixes.ISO.match("2026-01-01T10:00:00.123+05:30") is not None

@@ -52,8 +52,10 @@ def test_fast_paths_agree_with_fhirpath_on_real_resources(monkeypatch: pytest.Mo
 nodes = st.fixed_dictionaries({}, optional={
     "code": st.sampled_from(["mg", "kg"]), "system": st.just("http://unitsofmeasure.org"),
     "comparator": st.sampled_from(["<", ">"]), "reference": st.sampled_from(["#a", "#b", "Patient/1", "#"]),
-    "start": st.sampled_from(["2020-01-01", "2020-01-02", "2020-01-01T10:00:00Z"]),
-    "end": st.sampled_from(["2020-01-01", "2019-12-31", "2020-01-01T09:00:00Z"]),
+    "start": st.sampled_from(["2020-01-01", "2020-01-02", "2020-01-01T10:00:00Z", "2020-01-01T10:00:00-05:00",
+                              "2020-01-01T10:00:00", "2020-01-01T10:00:00.5Z"]),
+    "end": st.sampled_from(["2020-01-01", "2019-12-31", "2020-01-01T09:00:00Z", "2020-01-01T10:00:00-05:00",
+                            "2020-01-01T11:00:00-05:00", "2020-01-01T09:30:00", "2020-01-01T10:00:00.5Z"]),
     "text": st.sampled_from([{"div": "<div/>"}, {"status": "generated"}]),
     "contained": st.lists(st.fixed_dictionaries({"resourceType": st.just("Patient"), "id": st.sampled_from(["a", "c"])},
                                                 optional={"meta": st.sampled_from([{"versionId": "1"}, {"security": [{"code": "x"}]}])}),
@@ -90,3 +92,13 @@ def test_dom_3_contained_resources_must_be_referenced() -> None:
     assert FAST[dom_3](referenced, referenced) is True
     assert FAST[dom_3](orphan, orphan) is False
     assert FAST[dom_3](back, back) is True
+
+
+def test_an_input_the_compiled_form_cannot_evaluate_is_reported_as_fhirpathpy_reports_it() -> None:
+    invariants = Invariants()
+    rule = "value.empty() or value >= 0"  # ket-8: a string value cannot be ordered against 0
+    assert invariants.native(rule) is not None
+    assert invariants.holds(rule, {"valueInteger": 3}, "Extension", {}, {}) is True
+    assert invariants.holds(rule, {"valueInteger": -3}, "Extension", {}, {}) is False
+    with pytest.raises(InvariantError, match="did not match type"):
+        invariants.holds(rule, {"valueString": "x"}, "Extension", {}, {})
