@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from factories import assessment, treatment_plan
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, NotFound
 from service.exchange.outbox import Failure, JobQuery, Outbox, every_record
 from service.runtime import Runtime
+from service.store.engine import make_engine
 from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow, RecordRow, ResourceRow
 from service.store.records import utcnow
@@ -173,17 +174,18 @@ def test_backfill_queues_records_stored_before_the_endpoint_existed(exchange_run
 
 
 def test_concurrent_workers_never_hold_the_same_job(exchange_runtime: Runtime) -> None:
-    """Four workers (threads, each its own connections) claim and finish 30 jobs; each job runs once."""
+    """Four workers, each with its own engine (as on four machines), claim and finish 30 jobs; each runs once."""
     for n in range(30):
         exchange_runtime.intake.submit("assessment", assessment(external_id=f"c-{n}"))
     outbox = exchange_runtime.outbox
+    engines = [make_engine(exchange_runtime.settings.database_url) for _ in range(4)]
     running: set[int] = set()
     ran: list[int] = []
     overlap: list[int] = []
     lock = threading.Lock()
 
-    def work(name: str) -> None:
-        while claimed := outbox.claim(name, ["ehr"]):
+    def work(name: str, mine: Outbox) -> None:
+        while claimed := mine.claim(name, ["ehr"]):
             (job,) = claimed
             with lock:
                 if job.pk in running:
@@ -193,12 +195,27 @@ def test_concurrent_workers_never_hold_the_same_job(exchange_runtime: Runtime) -
             time.sleep(0.005)
             with lock:
                 running.discard(job.pk)
-            assert outbox.complete(name, job.pk, [])
+            assert mine.complete(name, job.pk, [])
 
-    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    threads = [threading.Thread(target=work, args=(f"w{i}", Outbox(e))) for i, e in enumerate(engines)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    for engine in engines:
+        engine.dispose()
     assert overlap == [] and sorted(ran) == sorted(set(ran)) and len(ran) == 30
     assert outbox.counts("ehr") == {"queued": 0, "in_flight": 0, "done": 30, "dead": 0}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_claims_skip_a_job_another_worker_has_locked(exchange_runtime: Runtime) -> None:
+    """FOR UPDATE SKIP LOCKED: a claim passes over a row another transaction holds instead of waiting for it."""
+    for n in range(2):
+        exchange_runtime.intake.submit("assessment", assessment(external_id=f"s-{n}"))
+    first = min(j.pk for j in exchange_runtime.outbox.list(JobQuery(endpoint="ehr")))
+    with exchange_runtime.engine.connect() as conn, conn.begin():
+        conn.execute(text("SELECT pk FROM outbox_jobs WHERE pk = :pk FOR UPDATE"), {"pk": first})
+        started = time.monotonic()
+        (claimed,) = exchange_runtime.outbox.claim("other", ["ehr"])
+        assert claimed.pk != first and time.monotonic() - started < 5
