@@ -94,7 +94,7 @@ def _report_push(fmt: str, name: str, queued: int, tally: Tally, seconds: float,
                                "median_ms_per_job": round(median_ms, 1), "states": counts}))
         return
     if queued:
-        click.echo(f"{queued} records queued for {name} (never sent before)")
+        click.echo(f"{queued} records queued for {name} (never sent there before)")
     click.echo(f"{name}: {_summary(tally)} in {seconds:.1f} s (median {median_ms:.0f} ms per record); "
                f"outbox now {counts['queued']} queued, {counts['dead']} dead")
 

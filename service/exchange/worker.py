@@ -4,7 +4,8 @@ Network errors, 429 and 5xx come back later (exponential backoff with jitter, or
 Retry-After); 409 too (someone wrote in between: sending the newest version again reconciles).
 400/422 and other refusals are dead letters carrying the OperationOutcome; 412 means a conditional
 request matched several resources on the EHR, which needs a person. A heartbeat keeps the lease
-while a push runs, so only a worker that vanished loses its jobs to another.
+while a push runs, so only a worker that vanished loses its jobs to another. Logs name the job and the
+HTTP status only: the server's messages may quote patient data, so they stay in the job (the API shows them).
 """
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ class Worker:
         except FhirError as exc:
             return self._failed(job, exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the job: it stays, and says why
-            log.exception("outbox job %s: unexpected error", job.pk)
+            log.error("outbox job %s: unexpected %s (the job keeps the message)", job.pk, type(exc).__name__)
             return self._failed(job, FhirError(f"unexpected {type(exc).__name__}: {exc}", retryable=True))
         return "done" if self.outbox.complete(self.name, job.pk, [_as_dict(w) for w in written]) else "lost"
 
@@ -126,12 +127,12 @@ class Worker:
             return self._bury(job, Failure(f"gave up after {job.attempts} attempts: {exc.message}",
                                            exc.status, exc.outcome))
         delay = self.backoff.delay(job.attempts, exc.retry_after, self.rng)
-        log.warning("outbox job %s (%s): attempt %s failed, again in %.0f s: %s", job.pk, job.endpoint,
-                    job.attempts, delay, exc.message)
+        log.warning("outbox job %s (%s): attempt %s failed (HTTP %s), again in %.0f s", job.pk, job.endpoint,
+                    job.attempts, exc.status or "-", delay)
         return "retry" if self.outbox.retry_later(self.name, job.pk, failure, delay) else "lost"
 
     def _bury(self, job: Job, failure: Failure) -> str:
-        log.error("outbox job %s (%s): dead letter: %s", job.pk, job.endpoint, failure.message)
+        log.error("outbox job %s (%s): dead letter (HTTP %s)", job.pk, job.endpoint, failure.status or "-")
         return "dead" if self.outbox.bury(self.name, job.pk, failure) else "lost"
 
     @contextmanager

@@ -18,11 +18,14 @@ import pytest
 from exchange.conftest import endpoints_file
 from factories import PATIENT, assessment
 from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - the session fixture
+from sqlalchemy import delete
 
 from service.config import Settings
 from service.exchange.client import FhirClient
 from service.exchange.outbox import JobQuery
 from service.runtime import Runtime
+from service.store.engine import session as transaction
+from service.store.models import OutboxJobRow
 
 KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 RECORD_SYSTEM = "https://ketamine-fhir.org/fhir/record/assessment"
@@ -106,7 +109,9 @@ def test_push_drains_once_and_pull_reads_back_into_a_fresh_database(
         setup: tuple[Runtime, Path], database_url: str, tmp_path: Path, sqlite_template: Path) -> None:
     runtime, endpoints = setup
     source = f"push-{uuid.uuid4().hex[:8]}"
-    store_assessments(runtime, source, 3, patients=1)
+    store_assessments(runtime, source, 4, patients=1)
+    with transaction(runtime.engine, write=True) as session:  # one record stored before the endpoint existed
+        session.execute(delete(OutboxJobRow).where(OutboxJobRow.business_key == f"assessment/{source}/a-3"))
     env = env_for(database_url, endpoints)
     pushed = subprocess.run([str(KFHIR), "push", "--endpoint", "hapi", "--format", "json"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
@@ -114,9 +119,13 @@ def test_push_drains_once_and_pull_reads_back_into_a_fresh_database(
     summary = json.loads(pushed.stdout)
     assert (summary["done"], summary["dead"], summary["states"]["queued"]) == (3, 0, 0)
     assert summary["median_ms_per_job"] > 0
-    nothing = subprocess.run([str(KFHIR), "push", "--endpoint", "hapi"], env=env, cwd=tmp_path,
+    backfilled = subprocess.run([str(KFHIR), "push", "--endpoint", "hapi", "--all"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=300)
+    assert backfilled.returncode == 0, backfilled.stderr
+    assert "1 records queued for hapi" in backfilled.stdout and "1 delivered" in backfilled.stdout
+    nothing = subprocess.run([str(KFHIR), "push", "--endpoint", "hapi", "--all"], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
-    assert nothing.returncode == 0 and "0 delivered" in nothing.stdout
+    assert nothing.returncode == 0 and "0 delivered" in nothing.stdout and "queued for" not in nothing.stdout
     unknown = subprocess.run([str(KFHIR), "push", "--endpoint", "nowhere"], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
     assert unknown.returncode == 2 and "no endpoint named 'nowhere'" in unknown.stderr
@@ -125,12 +134,12 @@ def test_push_drains_once_and_pull_reads_back_into_a_fresh_database(
     shutil.copy(sqlite_template, fresh)
     fresh_env = env_for(f"sqlite:///{fresh}", endpoints)
     patient = f"https://clinic.example/mrn|{source}-0"
-    for expected_written in (4, 0):  # the Patient and three Observations; then nothing new
+    for expected_written in (5, 0):  # the Patient and four Observations; then nothing new
         pulled = subprocess.run([str(KFHIR), "pull", "--endpoint", "hapi", "--patient", patient, "--format", "json"],
                                 env=fresh_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert pulled.returncode == 0, pulled.stderr
         report = json.loads(pulled.stdout)
-        assert (report["patients"], report["written"], len(report["records"])) == (1, expected_written, 3)
+        assert (report["patients"], report["written"], len(report["records"])) == (1, expected_written, 4)
     missing = subprocess.run([str(KFHIR), "pull", "--endpoint", "hapi", "--patient", f"{patient}-nobody"],
                              env=fresh_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "0 patient(s)" in missing.stdout
