@@ -2,7 +2,9 @@
 retried later with backoff or Retry-After, or a dead letter carrying the server's OperationOutcome."""
 from __future__ import annotations
 
+import json
 import random
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ from exchange.conftest import EHR
 from factories import assessment
 from sqlalchemy import update
 
-from service.exchange.outbox import Job, JobQuery
+from service.exchange.outbox import Job, JobQuery, Outbox
 from service.exchange.worker import Backoff, Worker
 from service.runtime import Runtime
 from service.store.engine import session as transaction
@@ -135,3 +137,22 @@ def test_backoff_is_capped_and_jittered() -> None:
     delays = [backoff.delay(30, None, rng) for _ in range(50)]
     assert all(30 <= d <= 60 for d in delays) and len(set(delays)) > 1
     assert 60 <= backoff.delay(1, 600, rng) <= 61  # Retry-After is capped too
+
+
+@responses.activate
+def test_a_slow_push_keeps_its_lease_by_heartbeat(exchange_runtime: Runtime) -> None:
+    """A push that outlasts the lease several times over: the heartbeat keeps the job from other workers."""
+    job = one_job(exchange_runtime)
+    taken: list[Job] = []
+
+    def slow(request: Any) -> tuple[int, dict[str, str], str]:
+        for _ in range(4):
+            time.sleep(0.25)
+            taken.extend(Outbox(exchange_runtime.engine, lease_s=0.3).claim("another", ["ehr"]))
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(transaction_response(job.payload))
+
+    responses.add_callback(responses.POST, EHR, callback=slow)
+    ehr = [e for e in exchange_runtime.endpoints if e.name == "ehr"]
+    tally = Worker(Outbox(exchange_runtime.engine, lease_s=0.3), ehr, name="slow").drain()
+    assert (tally.done, tally.lost, taken) == (1, 0, [])
+    assert [a["worker"] for a in exchange_runtime.outbox.attempts(job.pk)] == ["slow"]
