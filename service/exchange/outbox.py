@@ -242,7 +242,8 @@ class Outbox:
         return {state: found.get(state, 0) for state in STATES}
 
     def retry(self, pk: int) -> Job:
-        """Send a dead job again now (after a person fixed the cause); other states are refused."""
+        """Send a dead job again now (after a person fixed the cause); other states are refused, and so is a
+        job of an older version than one queued or sent since (it would overwrite the newer one)."""
         now = utcnow()
         with transaction(self.engine, write=True) as session:
             row = session.get(OutboxJobRow, pk, with_for_update=self.postgres)
@@ -250,18 +251,27 @@ class Outbox:
                 raise NotFound(f"No outbox job {pk}.")
             if row.state != "dead":
                 raise Conflict(f"Outbox job {pk} is {row.state}; only a dead job can be retried.")
+            newer = _newer(session, row)
+            if newer is not None:
+                raise Conflict(f"Outbox job {pk} carries version {row.record_version} of its record; job {newer} "
+                               "carries a newer one, so sending this one again would overwrite it.")
             row.state, row.next_attempt_at, row.finished_at, row.updated_at = "queued", now, None, now
             return Job.of(row)
 
     def retry_dead(self, endpoint: str) -> int:
-        """Queue every dead job of `endpoint` again; how many."""
+        """Queue every dead job of `endpoint` again; how many. A dead job of an older version than a later job
+        of its record is finished as superseded instead (sending it would overwrite the newer version)."""
         now = utcnow()
+        queued = 0
         with transaction(self.engine, write=True) as session:
-            result = session.execute(update(OutboxJobRow).where(
-                OutboxJobRow.endpoint == endpoint, OutboxJobRow.state == "dead",
-            ).values(state="queued", next_attempt_at=now, finished_at=None, updated_at=now)
-                .execution_options(synchronize_session=False))
-            return int(getattr(result, "rowcount", 0))
+            stmt = select(OutboxJobRow).where(OutboxJobRow.endpoint == endpoint, OutboxJobRow.state == "dead")
+            for row in list(session.scalars(stmt.with_for_update() if self.postgres else stmt)):
+                row.superseded_by = _newer(session, row)
+                row.state = "done" if row.superseded_by else "queued"
+                row.next_attempt_at, row.updated_at = now, now
+                row.finished_at = now if row.superseded_by else None
+                queued += row.superseded_by is None
+        return queued
 
     def backfill(self, endpoint: Endpoint, records: Iterable[StoredRecord],
                  bundle_of: Callable[[StoredRecord], dict[str, Any]]) -> int:
@@ -281,6 +291,13 @@ class Outbox:
             return session.scalar(select(OutboxJobRow.pk).where(
                 OutboxJobRow.endpoint == endpoint.name, OutboxJobRow.record_id == record.id,
                 OutboxJobRow.record_version == record.version).limit(1)) is not None
+
+
+def _newer(session: Session, row: OutboxJobRow) -> int | None:
+    """The latest later job of the same record and endpoint, if any."""
+    return session.scalar(select(func.max(OutboxJobRow.pk)).where(
+        OutboxJobRow.endpoint == row.endpoint, OutboxJobRow.business_key == row.business_key,
+        OutboxJobRow.pk > row.pk))
 
 
 def every_record(store: RecordStore, kinds: Iterable[str], page: int = 200) -> Iterator[StoredRecord]:

@@ -219,3 +219,19 @@ def test_postgresql_claims_skip_a_job_another_worker_has_locked(exchange_runtime
         started = time.monotonic()
         (claimed,) = exchange_runtime.outbox.claim("other", ["ehr"])
         assert claimed.pk != first and time.monotonic() - started < 5
+
+
+def test_a_dead_older_version_is_not_sent_again_over_a_newer_one(exchange_runtime: Runtime) -> None:
+    outbox = exchange_runtime.outbox
+    first = exchange_runtime.intake.submit("assessment", assessment()).record
+    (old,) = outbox.claim("w", ["ehr"])
+    assert outbox.bury("w", old.pk, Failure("422: invalid", 422))
+    exchange_runtime.intake.replace("assessment", first.id, 1, assessment(score=12))  # fixed at the source
+    with pytest.raises(Conflict, match="newer one"):
+        outbox.retry(old.pk)
+    assert outbox.retry_dead("ehr") == 0
+    moot = outbox.get(old.pk)
+    assert (moot.state, moot.record_version) == ("done", 1) and moot.superseded_by is not None
+    assert outbox.get(moot.superseded_by).record_version == 2
+    (new,) = outbox.claim("w", ["ehr"])
+    assert new.record_version == 2
