@@ -34,6 +34,10 @@ BINDING_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "
 CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
 
 
+#: Of a list of element plans: JSON name → (element, implied type), ids always visited, id → position.
+Layout = tuple[dict[str, tuple[ElementPlan, TypeRef | None]], frozenset[str], dict[str, int]]
+
+
 class UnknownProfile(LookupError):
     """A profile URL that no loaded StructureDefinition has."""
 
@@ -66,7 +70,7 @@ class Validator:
         self._plans: dict[str, StructurePlan] = {}
         # Keyed by id(); each entry keeps its key object alive, so an id is never reused while cached.
         self._merged: dict[tuple[int, int], tuple[ElementPlan, StructurePlan, tuple[Constraint, ...]]] = {}
-        self._layouts: dict[int, tuple[list[ElementPlan], dict[str, tuple[ElementPlan, TypeRef | None]], set[str]]] = {}
+        self._layouts: dict[int, tuple[list[ElementPlan], Layout]] = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
         self._resource_types = {e["type"] for e in defs.core.index if e.get("resourceType") == "StructureDefinition"
                                 and e.get("kind") == "resource" and e.get("id") == e.get("type")} - ABSTRACT
@@ -165,7 +169,7 @@ class Validator:
 
     def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: _Run,
                 resource: bool = False) -> None:
-        names, always = self._layout(children)
+        names, always, order = self._layout(children)
         found: dict[str, list[tuple[str, TypeRef | None, Any]]] = {}
         extended: dict[str, int] = {}
         for key, value in obj.items():
@@ -183,11 +187,16 @@ class Validator:
                 run.primitive_owner, run.owner_types = None, ()
             else:
                 found.setdefault(child.id, []).append((key, kind, value))
-        for child in children:  # in definition order, as before; an absent optional element has nothing to check
+        if not run.must_support:  # the present elements and those with a minimum or slices, in definition order
+            for i in sorted(order[cid] for cid in always.union(found, extended)):
+                child = children[i]
+                self._element(child, found.get(child.id, []), extended.get(child.id, 0), expr, run)
+            return
+        for child in children:
             present = child.id in found or child.id in extended
             if present or child.id in always:
                 self._element(child, found.get(child.id, []), extended.get(child.id, 0), expr, run)
-            if not present and run.must_support and child.must_support and child.min == 0:  # min > 0: an error already
+            if not present and child.must_support and child.min == 0:  # min > 0: an error already
                 self._absent_must_support(child, expr, run)
 
     def _absent_must_support(self, plan: ElementPlan, expr: str, run: _Run) -> None:
@@ -198,15 +207,16 @@ class Validator:
         run.add("information", "informational", where,
                 f"{plan.path} is mustSupport in {profile} but absent: send it when it is known.")
 
-    def _layout(self, children: list[ElementPlan]) -> tuple[dict[str, tuple[ElementPlan, TypeRef | None]], set[str]]:
-        """Per list of element plans, once: JSON name → (element, implied type), and the elements that must
-        be looked at even when absent (a minimum, or slices that may have one)."""
+    def _layout(self, children: list[ElementPlan]) -> Layout:
+        """Per list of element plans, once: JSON name → (element, implied type), the elements that must be
+        looked at even when absent (a minimum, or slices that may have one), and each element's position."""
         layout = self._layouts.get(id(children))
         if layout is None:
             names = {json_name: (child, kind) for child in children for json_name, kind in child.json_names().items()}
-            always = {c.id for c in children if c.min > 0 or c.slices}
-            layout = self._layouts[id(children)] = (children, names, always)
-        return layout[1], layout[2]
+            always = frozenset(c.id for c in children if c.min > 0 or c.slices)
+            order = {c.id: i for i, c in enumerate(children)}
+            layout = self._layouts[id(children)] = (children, (names, always, order))
+        return layout[1]
 
     def _element(self, plan: ElementPlan, occurrences: list[tuple[str, TypeRef | None, Any]], extended: int,
                  expr: str, run: _Run) -> None:
