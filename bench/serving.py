@@ -206,10 +206,15 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"{'':<4}errors by status: {', '.join(f'{k}: {v}' for k, v in c['error_statuses'].items())}")
     ours = result["contenders"][0]
     if "error" not in ours:
-        checks = [("≥ 400 creates/s", ours["per_second"] >= 400), ("p99 < 50 ms", ours["p99_ms"] < 50),
-                  ("1,000-entry transaction < 2 s", ours["transaction_1000"]["seconds"] < 2
-                   and ours["transaction_1000"]["status"] == 200)]
-        lines += [""] + [f"Target {label}: {'PASS' if ok else 'MISS'}" for label, ok in checks]
+        tx = ours["transaction_1000"]
+        # (label, factor off: 1.00 or less meets the target); a failed transaction cannot meet its target
+        checks = [("≥ 400 creates/s", 400 / max(ours["per_second"], 1e-9)), ("p99 < 50 ms", ours["p99_ms"] / 50),
+                  ("1,000-entry transaction < 2 s", tx["seconds"] / 2 if tx["status"] == 200 else float("inf"))]
+        lines += [""] + [f"Target {label}: {'PASS' if off < 1 else 'MISS'} (off by {off:,.2f}×)"
+                         for label, off in checks]
+        label, off = max(checks, key=lambda c: c[1])
+        if off >= 1:
+            lines.append(f"Largest gap: {label}, off by {off:,.1f}×")
     theirs = result["contenders"][-1]
     if theirs is not ours and "error" not in ours and "error" not in theirs:
         lines.append(f"Ratio ours/HAPI creates/s: {ours['per_second'] / theirs['per_second']:.2f}")
