@@ -32,8 +32,12 @@ _CONVERTER = re.compile(r"<[^<>]*?(\w+)>")
 FIELDS = ("request_id", "client_id", "method", "route", "status", "duration_ms")
 
 
+#: terminal colours (werkzeug's start-up lines): noise in a JSON field
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def scrub(text: str) -> str:
-    return _QUERY.sub(r"\1?…", text)
+    return _QUERY.sub(r"\1?…", _ANSI.sub("", text))
 
 
 class JsonFormatter(logging.Formatter):

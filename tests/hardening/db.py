@@ -10,32 +10,38 @@ from sqlalchemy import Engine, bindparam, inspect, text
 BOOKKEEPING = frozenset({"alembic_version", "audit_events", "api_clients"})
 
 
-_QUERIES: dict[tuple[str, frozenset[str]], list[tuple[str, str]]] = {}
+_TABLES: dict[tuple[str, frozenset[str]], list[tuple[str, str]]] = {}
 
 
-def _queries(engine: Engine, skip: frozenset[str]) -> list[tuple[str, str]]:
-    """(table, SELECT every row in primary-key order), reflected once per database."""
+def _tables(engine: Engine, skip: frozenset[str]) -> list[tuple[str, str]]:
+    """(table, its primary-key columns as an ORDER BY list), reflected once per database."""
     key = (engine.url.render_as_string(), skip)
-    if key not in _QUERIES:
+    if key not in _TABLES:
         inspector = inspect(engine)
         found = []
         for table in sorted(set(inspector.get_table_names()) - skip):
             keys = inspector.get_pk_constraint(table)["constrained_columns"] or [
                 c["name"] for c in inspector.get_columns(table)]
-            order = ", ".join(f'"{k}"' for k in keys)
-            found.append((table, f'SELECT * FROM "{table}" ORDER BY {order}'))  # noqa: S608
-        _QUERIES[key] = found
-    return _QUERIES[key]
+            found.append((table, ", ".join(f'x."{k}"' for k in keys)))
+        _TABLES[key] = found
+    return _TABLES[key]
 
 
 def snapshot(engine: Engine, skip: frozenset[str] = BOOKKEEPING) -> dict[str, tuple[int, str]]:
-    """{table: (rows, sha256 of every row in primary-key order)}."""
-    out: dict[str, tuple[int, str]] = {}
+    """{table: (rows, hash of every row in primary-key order)}: PostgreSQL hashes in one round trip."""
+    tables = _tables(engine, skip)
     with engine.connect() as conn:
-        for table, query in _queries(engine, skip):
-            rows = conn.execute(text(query)).all()
+        if engine.dialect.name == "postgresql":
+            # table names come from the database's own catalogue
+            parts = [f"(SELECT count(*) FROM \"{t}\"), (SELECT md5(coalesce(string_agg(x::text, '|' "  # noqa: S608
+                     f"ORDER BY {order}), '')) FROM \"{t}\" x)" for t, order in tables]
+            row = conn.execute(text("SELECT " + ", ".join(parts))).one()
+            return {t: (row[2 * i], row[2 * i + 1]) for i, (t, _) in enumerate(tables)}
+        out: dict[str, tuple[int, str]] = {}
+        for table, order in tables:
+            rows = conn.execute(text(f'SELECT * FROM "{table}" x ORDER BY {order}')).all()  # noqa: S608
             out[table] = (len(rows), hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest())
-    return out
+        return out
 
 
 def counts(engine: Engine) -> dict[str, int]:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import postgres_url
 from facade.live import fresh_database
 from factories import administration
 from hardening.db import counts, stored, wait_for_writer
@@ -26,8 +25,8 @@ PARTIES = 8
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    with fresh_database("postgresql", postgres_url(), tmp_path) as url:
+def database(tmp_path: Path, postgres_admin_url: str) -> Iterator[str]:
+    with fresh_database("postgresql", postgres_admin_url, tmp_path) as url:
         yield url
 
 

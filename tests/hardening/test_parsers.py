@@ -7,12 +7,12 @@ and a message, never a traceback."""
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hardening.fuzzing import FUZZ, REQUESTS
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.cli import cli
@@ -23,9 +23,8 @@ from service.validation import default_validator
 from service.validation.engine import Validator
 
 EXAMPLES = sorted(p.read_bytes() for p in (profiles_dir() / "examples").glob("*.json") if p.name != "manifest.json")
-MANY = settings(max_examples=int(os.environ.get("KFHIR_FUZZ_REQUESTS", "1250")), deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
-FEW = settings(MANY, max_examples=60)
+MANY = settings(FUZZ, max_examples=REQUESTS // 2)
+FEW = settings(FUZZ, max_examples=60)
 
 
 @st.composite

@@ -5,14 +5,14 @@ import io
 import json
 import logging
 import re
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from facade.live import KFHIR, server_env
 from flask.testing import FlaskClient
 
-from service.cli import cli
 from service.config import Settings
 from service.demo import MRN_SYSTEM, demo_records
 from service.web.logs import JsonFormatter, RequestFields
@@ -109,9 +109,8 @@ def facade_flow(client: FlaskClient, record_id: str) -> None:
 
 def test_the_demo_flow_at_debug_logs_no_phi(client: FlaskClient, database_url: str, every_line: io.StringIO,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    seeded = CliRunner().invoke(cli, ["seed-demo"], env={"KFHIR_DATABASE_URL": database_url,
-                                                           "KFHIR_LOG_LEVEL": "DEBUG"})
-    assert seeded.exit_code == 0, seeded.output
+    seeded = subprocess.run([str(KFHIR), "seed-demo"], env=server_env(database_url, KFHIR_LOG_LEVEL="DEBUG"),
+                            capture_output=True, text=True, timeout=300, check=True)
     domain_flow(client)
     record_id = client.get("/api/v1/administrations?patient_identifier=DEMO-0005&limit=1").json["items"][0]["id"]
     facade_flow(client, record_id)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BACKENDS, postgres_url
 from facade.live import fresh_database
 from hardening.db import stored, wait_for_writer
 from hardening.production import cli, production
@@ -34,9 +33,9 @@ def test_gunicorn_takes_workers_bind_and_timeouts_from_settings() -> None:
     assert options["preload_app"] is False and options["accesslog"] is None
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=["sqlite", "postgresql"])
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    pg = postgres_url() if request.param == "postgresql" else None
+    pg = request.getfixturevalue("postgres_admin_url") if request.param == "postgresql" else None
     with fresh_database(request.param, pg, tmp_path) as url:
         yield url
 
@@ -64,8 +63,8 @@ def test_not_ready_while_migrations_are_pending_then_ready_after_db_upgrade(empt
     assert "MRN-SECRET-7" not in server.log.read_text() and "Secretname" not in server.log.read_text()
 
 
-def test_sigterm_lets_the_transaction_in_hand_finish_then_stops(tmp_path: Path) -> None:
-    with fresh_database("postgresql", postgres_url(), tmp_path) as url:
+def test_sigterm_lets_the_transaction_in_hand_finish_then_stops(tmp_path: Path, postgres_admin_url: str) -> None:
+    with fresh_database("postgresql", postgres_admin_url, tmp_path) as url:
         monitor = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
         with production(url, tmp_path, KFHIR_WORKERS="1", KFHIR_GRACEFUL_TIMEOUT="60") as server:
             before = stored(monitor, "Patient", "Observation")

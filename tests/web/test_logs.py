@@ -27,6 +27,7 @@ def access(text: str) -> list[dict[str, object]]:
     ("fetching https://ehr.example/fhir/Patient?name=Alpha failed", "fetching https://ehr.example/fhir/Patient?… failed"),
     ("POST /fhir HTTP/1.1", "POST /fhir HTTP/1.1"),
     ("is this a question? yes", "is this a question? yes"),
+    ("\x1b[33mPress CTRL+C to quit\x1b[0m", "Press CTRL+C to quit"),
 ])
 def test_query_strings_are_cut_from_every_message(raw: str, shown: str) -> None:
     assert scrub(raw) == shown
