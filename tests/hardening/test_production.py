@@ -12,7 +12,7 @@ import pytest
 import requests
 from facade.live import fresh_database
 from hardening.db import stored, wait_for_writer
-from hardening.production import cli, production
+from hardening.production import api_credentials, cli, production
 from hardening.test_crash import fhir_headers, post_in_background, transaction
 from sqlalchemy import create_engine
 
@@ -45,7 +45,7 @@ def test_not_ready_while_migrations_are_pending_then_ready_after_db_upgrade(empt
     engine = make_engine(empty_database)
     upgrade(engine, "0001")  # an older release's schema
     engine.dispose()
-    with production(empty_database, tmp_path, migrate=False, KFHIR_WORKERS="2") as server:
+    with production(empty_database, tmp_path, migrate=False, KFHIR_WORKERS="2", KFHIR_LOG_LEVEL="DEBUG") as server:
         pending = requests.get(f"{server.base}/ready", timeout=10)
         assert pending.status_code == 503
         assert pending.json() | {"expected": None} == {"status": "unavailable", "database": "not migrated",
@@ -54,13 +54,21 @@ def test_not_ready_while_migrations_are_pending_then_ready_after_db_upgrade(empt
         cli(server.env, tmp_path, "db", "upgrade")
         ready = requests.get(f"{server.base}/ready", timeout=10)
         assert ready.status_code == 200 and ready.json()["revision"] == head_revision()
-        requests.get(f"{server.base}/fhir/Patient?identifier=urn:x|MRN-SECRET-7&name=Secretname", timeout=10)
+        headers = api_credentials(server.env, tmp_path) | {"Content-Type": "application/fhir+json"}
+        patient = {"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "MRN-SECRET-7"}],
+                   "name": [{"family": "Secretname"}], "birthDate": "1961-02-03"}
+        created = requests.post(f"{server.base}/fhir/Patient", json=patient, headers=headers, timeout=30)
+        assert created.status_code == 201, created.text
+        found = requests.get(f"{server.base}/fhir/Patient?identifier=urn:x|MRN-SECRET-7&name=Secretname",
+                             headers=headers, timeout=30)
+        assert found.json()["total"] == 1
     lines = [line for line in server.log.read_text().splitlines() if line.startswith("{")]
     entries = [json.loads(line) for line in lines]
     assert any(e["logger"] == "gunicorn.error" and "Booting worker" in e["message"] for e in entries)
     access = [e for e in entries if e["logger"] == "kfhir.access"]
     assert {e["route"] for e in access} >= {"/ready", "/health", "/fhir/<resource_type>"}
-    assert "MRN-SECRET-7" not in server.log.read_text() and "Secretname" not in server.log.read_text()
+    log = server.log.read_text()
+    assert "MRN-SECRET-7" not in log and "Secretname" not in log and "1961-02-03" not in log
 
 
 def test_sigterm_lets_the_transaction_in_hand_finish_then_stops(tmp_path: Path, postgres_admin_url: str) -> None:
