@@ -25,6 +25,7 @@ run: $(VENV)/.installed-run
 	$(KFHIR) db upgrade
 	$(KFHIR) seed-demo
 	$(KFHIR) admin demo-user
+	$(KFHIR) clients demo-key
 	$(KFHIR) serve
 
 lint: $(VENV)/.installed-test

@@ -26,7 +26,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     from service.web import admin, domain_api, errors, exchange_api, fhir_api, health
 
     errors.register(app)
+    from service.security import Security
+    from service.web import audit_api, auth
+
+    # deny by default on /api and /fhir, and audit every access there
+    auth.init_app(app, Security.build(settings, app.extensions["kfhir"].engine))
     app.register_blueprint(health.bp)
+    app.register_blueprint(audit_api.bp)
     app.register_blueprint(domain_api.bp)
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(exchange_api.bp)

@@ -43,6 +43,12 @@ class Settings:
     max_bundle_entries: int = 500
     #: the EHR endpoints file (YAML, see service/exchange/endpoints.py); empty: none configured
     endpoints_file: str = ""
+    #: OAuth issuer whose JWT access tokens are accepted (`iss`); empty: API keys only
+    oauth_issuer: str = ""
+    #: the `aud` those tokens must carry (this server's identifier at the issuer)
+    oauth_audience: str = ""
+    #: where the issuer publishes its signing keys (JWKS)
+    oauth_jwks_url: str = ""
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +73,11 @@ class Settings:
         for name in ("max_body_bytes", "max_json_depth", "page_size", "port", "max_bundle_entries"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
+        oauth = {"KFHIR_OAUTH_ISSUER": self.oauth_issuer, "KFHIR_OAUTH_AUDIENCE": self.oauth_audience,
+                 "KFHIR_OAUTH_JWKS_URL": self.oauth_jwks_url}
+        if any(oauth.values()) and not all(oauth.values()):
+            missing = ", ".join(k for k, v in oauth.items() if not v)
+            raise ConfigError(f"JWT access tokens need issuer, audience and JWKS URL together: set {missing}")
         if not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError("KFHIR_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
         for name in ("workers", "request_timeout", "graceful_timeout"):

@@ -4,6 +4,8 @@
     ├── ConfigError                 bad settings at start-up (not an HTTP error)
     └── RequestError                carries an HTTP status, a title and issues [{field, message}]
         ├── BadRequest              400 malformed JSON, bad query parameters
+        ├── Unauthorized            401 no bearer token, or one this server does not accept
+        ├── Forbidden               403 the token's scopes do not cover the interaction
         ├── NotFound                404
         ├── MethodNotAllowed        405
         ├── Conflict                409 same external_id with different content
@@ -61,6 +63,24 @@ class RequestError(KfhirError):
 
 class BadRequest(RequestError):
     status, title = 400, "Bad request"
+
+
+class Unauthorized(RequestError):
+    """`challenge` is the WWW-Authenticate value (RFC 6750 §3); the detail never says why a token failed."""
+
+    status, title = 401, "Unauthorized"
+
+    def __init__(self, detail: str, challenge: str) -> None:
+        super().__init__(detail)
+        self.challenge = challenge
+
+
+class Forbidden(RequestError):
+    status, title = 403, "Forbidden"
+
+    def __init__(self, detail: str, challenge: str = "") -> None:
+        super().__init__(detail)
+        self.challenge = challenge
 
 
 class NotFound(RequestError):

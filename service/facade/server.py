@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from service.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     Gone,
     Issue,
     MethodNotAllowed,
@@ -30,6 +31,7 @@ from service.errors import (
 )
 from service.facade.query import Query, parse
 from service.facade.searchparams import TYPES, params_of, parse_range
+from service.security.scopes import insufficient
 from service.store.resources import ResourceStore, StoredResource, Unit, instant
 from service.validation.outcome import Finding, operation_outcome
 
@@ -38,6 +40,21 @@ ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 
 Validate = Callable[[dict[str, Any]], list[Finding]]
+#: may the caller do these interactions (scope letters c r u d s) on this resource type? (web/auth.py)
+Permits = Callable[[str, str], bool]
+#: scope letters each Bundle entry needs, by method
+ENTRY_LETTERS = {"GET": "r", "POST": "c", "PUT": "u", "DELETE": "d"}
+#: CapabilityStatement.rest.security; codes from R4 restful-security-service (OAuth, SMART-on-FHIR)
+SECURITY = {
+    "cors": False,
+    "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                             "code": code, "display": code}]} for code in ("SMART-on-FHIR", "OAuth")],
+    "description": "Every interaction except GET metadata needs Authorization: Bearer with an API key "
+                   "(ketamine-fhir clients add) or a JWT access token from the configured OAuth issuer. SMART "
+                   "system/ scopes decide, v2 (system/Observation.rs) or v1 (system/*.read): per interaction, per "
+                   "Bundle entry and per _include target; system/AuditEvent.rs reads the audit trail.",
+}
+
 
 
 class _ClaimLost(Exception):
@@ -199,13 +216,17 @@ class FhirServer:
         query.count, query.total = 2, False
         return query
 
-    def search(self, resource_type: str, items: list[tuple[str, str]], base: str, lenient: bool = False
-               ) -> dict[str, Any]:
+    def search(self, resource_type: str, items: list[tuple[str, str]], base: str, lenient: bool = False,
+               can_read: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        """`can_read`: an `_include` of a type the caller may not read is refused (typed) or left out (untyped)."""
         self.check_type(resource_type)
         query = parse(resource_type, items, lenient)
+        for _, _name, target in query.include:
+            if target is not None and can_read is not None and not can_read(target):
+                raise insufficient(target, "r", f"_include of {target}")
         with self.store.unit() as unit:
             found, total = unit.search(query)
-            included = self._includes(unit, query, found)
+            included = [r for r in self._includes(unit, query, found) if can_read is None or can_read(r.resource_type)]
         entries = [_entry(base, r, "match") for r in found] + [_entry(base, r, "include") for r in included]
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
         if total is not None:
@@ -258,7 +279,9 @@ class FhirServer:
 
     # --- batch and transaction ------------------------------------------------------------
 
-    def bundle(self, body: Any, base: str) -> dict[str, Any]:
+    def bundle(self, body: Any, base: str, permits: Permits | None = None) -> dict[str, Any]:
+        """A batch or transaction; `permits` checks every entry's interaction (a batch answers a forbidden
+        entry 403, a transaction with one fails whole with 403 before anything runs)."""
         if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
             raise BadRequest("POST /fhir takes a Bundle of type batch or transaction.",
                              [Issue("resourceType", "expected Bundle")])
@@ -273,6 +296,13 @@ class FhirServer:
             raise PayloadTooLarge(f"The Bundle has {len(entries)} entries; this server takes at most "
                                   f"{self.max_bundle_entries}.")
         requests = [_request_of(i, e) for i, e in enumerate(entries)]
+        if permits is not None:
+            for r in requests:
+                _permit(r, permits)
+        forbidden = [r.error for r in requests if isinstance(r.error, Forbidden)]
+        if kind == "transaction" and forbidden:
+            raise Forbidden(f"The transaction was refused and nothing was stored: {forbidden[0].detail}",
+                            forbidden[0].challenge)
         if kind == "batch":
             return {"resourceType": "Bundle", "type": "batch-response",
                     "entry": [self._batch_entry(base, r) for r in requests]}
@@ -433,7 +463,7 @@ class FhirServer:
             "software": {"name": software["name"], "version": software["version"]},
             "implementation": {"description": "Ketamine FHIR Bridge FHIR R4 facade", "url": base},
             "fhirVersion": "4.0.1", "format": ["application/fhir+json", "json"],
-            "rest": [{"mode": "server", "resource": resources,
+            "rest": [{"mode": "server", "security": SECURITY, "resource": resources,
                       "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
                       "operation": [{"name": "validate",
                                      "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]}],
@@ -505,6 +535,15 @@ def _request_of(index: int, entry: Any) -> _Request:
         out.error = BadRequest(f"{where}: POST goes to the type, not Type/id.",
                                [Issue(f"{where}.request.url", f"expected {resource_type}")])
     return out
+
+
+def _permit(r: _Request, permits: Permits) -> None:
+    """Mark an entry the caller may not run; a malformed entry keeps its own error."""
+    if r.error is not None:
+        return
+    letters = ENTRY_LETTERS[r.method] + ("s" if r.method == "POST" and r.if_none_exist else "")
+    if not permits(r.resource_type, letters):
+        r.error = insufficient(r.resource_type, letters, f"Bundle.entry[{r.index}]: {r.method} {r.resource_type}")
 
 
 def _rewrite(node: Any, names: dict[str, str]) -> Any:

@@ -223,3 +223,42 @@ class OutboxAttemptRow(Base):
     http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+# --- API clients and the audit trail (issue 9) ---------------------------------------------------
+
+class ApiClientRow(Base):
+    """An API client: its key's public id and keyed hash (never the key), its scopes, whether revoked."""
+
+    __tablename__ = "api_clients"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    scopes: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+
+
+class AuditEventRow(Base):
+    """One AuditEvent, append-only (database triggers refuse UPDATE and DELETE); the columns are what
+    searches filter on, `content` the FHIR AuditEvent itself."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_recorded", "recorded"),
+        Index("ix_audit_events_agent", "agent", "recorded"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
+    recorded: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    action: Mapped[str] = mapped_column(String(1), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(2), nullable=False)
+    agent: Mapped[str] = mapped_column(String(200), nullable=False)
+    #: ` Patient 2 administration ` — the audited types and entity type codes, space-delimited for LIKE
+    entity_types: Mapped[str] = mapped_column(String(1000), nullable=False)
+    #: keyed hashes of the patients' identifiers, space-delimited; never the identifiers
+    patients: Mapped[str] = mapped_column(Text, nullable=False)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from service.errors import Issue, RequestError, TooManyRequests
+from service.errors import Forbidden, Issue, RequestError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -59,6 +59,8 @@ def register(app: Flask) -> None:
         response = problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Unauthorized | Forbidden) and exc.challenge:
+            response.headers["WWW-Authenticate"] = exc.challenge
         return response
 
     @app.errorhandler(HTTPException)

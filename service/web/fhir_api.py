@@ -22,6 +22,7 @@ from service.validation import default_validator
 from service.validation.engine import UnknownProfile
 from service.validation.outcome import operation_outcome
 from service.validation.positions import locate, root_name
+from service.web import auth
 from service.web.body import JSON_TYPES, json_body
 
 bp = Blueprint("fhir_api", __name__, url_prefix="/fhir")
@@ -146,7 +147,7 @@ def metadata() -> Response:
 @bp.post("")
 @bp.post("/")  # `[base]/`: some clients (fhirpy's execute) post Bundles there; HAPI accepts it too
 def bundle() -> Response:
-    return _json(_runtime().fhir.bundle(_resource_body(), _base()))
+    return _json(_runtime().fhir.bundle(_resource_body(), _base(), auth.may))
 
 
 @bp.get("/_history")
@@ -162,7 +163,7 @@ def search(resource_type: str) -> Response:
     if resource_type in CONFORMANCE:
         return _json(_conformance_search(resource_type))
     lenient = _prefer("handling") == "lenient"
-    return _json(_runtime().fhir.search(_type(resource_type), _query_items(), _base(), lenient))
+    return _json(_runtime().fhir.search(_type(resource_type), _query_items(), _base(), lenient, auth.can_read))
 
 
 @bp.post("/<resource_type>")

@@ -26,8 +26,8 @@ def bundle(kind: str, **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def ehr(tmp_path: Path) -> Iterator[FhirClient]:
-    with live_server(tmp_path) as base:
-        yield FhirClient(base)
+    with live_server(tmp_path) as live:
+        yield FhirClient(live.base, live.auth)
 
 
 def test_capabilities_of_an_r4_server(ehr: FhirClient) -> None:

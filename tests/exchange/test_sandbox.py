@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exchange.live import live_server
+from exchange.live import LiveEhr, live_server
 
 from service.exchange.client import FhirClient
 from service.exchange.sandbox import run
@@ -17,29 +17,30 @@ KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 
 
 @pytest.fixture
-def base(tmp_path: Path) -> Iterator[str]:
-    with live_server(tmp_path) as url:
-        yield url
+def ehr(tmp_path: Path) -> Iterator[LiveEhr]:
+    with live_server(tmp_path) as live:
+        yield live
 
 
 @pytest.mark.parametrize("mode", ["transaction", "conditional"])
-def test_every_step_passes_against_a_conforming_server(base: str, mode: str) -> None:
-    report = run(FhirClient(base), mode, cleanup=True)
+def test_every_step_passes_against_a_conforming_server(ehr: LiveEhr, mode: str) -> None:
+    report = run(FhirClient(ehr.base, ehr.auth), mode, cleanup=True)
     assert [s.name for s in report.steps] == [
         "capabilities", "patient by identifier", "push treatment-plan", "push administration",
         "push adverse-event", "read back and compare", "search by patient with paging", "cleanup"]
     assert report.passed, report.table()
 
 
-def test_the_cli_prints_the_table_and_writes_a_self_contained_html_report(base: str, tmp_path: Path) -> None:
+def test_the_cli_prints_the_table_and_writes_a_self_contained_html_report(ehr: LiveEhr, tmp_path: Path) -> None:
     html_report = tmp_path / "report.html"
-    done = subprocess.run([str(KFHIR), "sandbox-check", "--base-url", base, "--report", str(html_report)],
+    done = subprocess.run([str(KFHIR), "sandbox-check", "--base-url", ehr.base, "--bearer-token", ehr.token,
+                           "--report", str(html_report)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all steps passed" in done.stdout and "PASS" in done.stdout
     page = html_report.read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and "All steps passed" in page and "<script" not in page
-    assert "http" not in page.replace(base, "")  # nothing loaded from elsewhere
+    assert "http" not in page.replace(ehr.base, "")  # nothing loaded from elsewhere
 
 
 def test_a_server_that_is_not_there_fails_the_first_step_and_skips_the_rest(tmp_path: Path) -> None:

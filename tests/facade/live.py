@@ -18,6 +18,8 @@ from sqlalchemy.engine import make_url
 
 KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 START_TIMEOUT = 30.0
+#: the live server's API client may do everything (its key is LiveServer.token)
+FULL_SCOPES = "system/*.cruds system/ketamine-records.cruds system/ketamine-exchange.cruds system/AuditEvent.rs"
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,12 @@ class LiveServer:
     base: str  # the FHIR base URL, e.g. http://127.0.0.1:PORT/fhir
     backend: str
     log: Path
+    token: str = ""  # an API key with FULL_SCOPES
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header, to merge into a request's headers."""
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 def free_port() -> int:
@@ -59,6 +67,13 @@ def fresh_database(backend: str, postgres_url: str | None, workdir: Path) -> Ite
         admin.dispose()
 
 
+def add_client(env: dict[str, str], workdir: Path, name: str = "live-tests", scopes: str = FULL_SCOPES) -> str:
+    """`ketamine-fhir clients add`: the key is the last line of its output."""
+    done = subprocess.run([str(KFHIR), "clients", "add", name, "--scopes", scopes], env=env, cwd=workdir,
+                          check=True, capture_output=True, text=True, timeout=120)
+    return done.stdout.strip().splitlines()[-1]
+
+
 def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -78,6 +93,7 @@ def live_server(database_url: str, workdir: Path, backend: str, **settings: str)
     env = server_env(database_url, **settings)
     subprocess.run([str(KFHIR), "db", "upgrade"], env=env, cwd=workdir, check=True,
                    capture_output=True, timeout=120)
+    token = add_client(env, workdir)
     port = free_port()
     log = workdir / "serve.log"
     with log.open("wb") as out:
@@ -85,7 +101,7 @@ def live_server(database_url: str, workdir: Path, backend: str, **settings: str)
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_until_serving(proc, f"http://127.0.0.1:{port}/ready", log)
-        yield LiveServer(f"http://127.0.0.1:{port}/fhir", backend, log)
+        yield LiveServer(f"http://127.0.0.1:{port}/fhir", backend, log, token)
     finally:
         proc.terminate()
         try:

@@ -44,13 +44,14 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture
 def http(server: LiveServer) -> Iterator[requests.Session]:
     with requests.Session() as session:
-        session.headers.update({"Accept": FHIR})
+        session.headers.update({"Accept": FHIR} | server.auth)
         yield session
 
 
 @pytest.fixture
 def ehr(server: LiveServer) -> SyncFHIRClient:
-    return SyncFHIRClient(server.base, extra_headers={"Accept": FHIR, "Content-Type": FHIR})
+    return SyncFHIRClient(server.base, authorization=server.auth["Authorization"],
+                          extra_headers={"Accept": FHIR, "Content-Type": FHIR})
 
 
 def example(name: str) -> dict[str, Any]:
@@ -315,9 +316,10 @@ def test_an_oversized_body_is_413_with_an_operation_outcome(tmp_path: Path) -> N
         patient = new_patient()
         patient["text"] = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">'
                            + "x" * 4096 + "</div>"}
-        resp = requests.post(f"{small.base}/Patient", json=patient, headers={"Content-Type": FHIR}, timeout=TIMEOUT)
+        resp = requests.post(f"{small.base}/Patient", json=patient, headers={"Content-Type": FHIR} | small.auth,
+                             timeout=TIMEOUT)
         assert resp.status_code == 413 and is_outcome(resp)
-        search = requests.get(f"{small.base}/Patient", timeout=TIMEOUT).json()
+        search = requests.get(f"{small.base}/Patient", headers=small.auth, timeout=TIMEOUT).json()
         assert search["total"] == 0  # nothing stored
 
 
@@ -338,7 +340,7 @@ def _race(server: LiveServer, parties: int) -> tuple[str, list[tuple[int, str]]]
     """`parties` threads, each with its own connection, post the same conditional create at once."""
     mrn = f"RACE-{uuid.uuid4().hex[:10]}"
     body = json.dumps(new_patient(mrn))
-    headers = {"Content-Type": FHIR, "Accept": FHIR, "If-None-Exist": f"identifier={MRN}|{mrn}"}
+    headers = {"Content-Type": FHIR, "Accept": FHIR, "If-None-Exist": f"identifier={MRN}|{mrn}"} | server.auth
     barrier = threading.Barrier(parties)
     results: list[tuple[int, str]] = []
     errors: list[BaseException] = []
@@ -372,5 +374,6 @@ def test_parallel_identical_conditional_creates_make_exactly_one_resource(server
     assert {status for status, _ in results} <= {200, 201}, results
     assert [status for status, _ in results].count(201) == 1, results
     assert len({rid for _, rid in results}) == 1, results
-    found = requests.get(f"{server.base}/Patient", params={"identifier": f"{MRN}|{mrn}"}, timeout=TIMEOUT).json()
+    found = requests.get(f"{server.base}/Patient", params={"identifier": f"{MRN}|{mrn}"}, headers=server.auth,
+                         timeout=TIMEOUT).json()
     assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == results[0][1]

@@ -74,17 +74,23 @@ class Contract:
         self.client = client
         self.seen: set[tuple[str, str, int]] = set()
 
-    def send(self, method: str, path: str, status: int, *, conforming: bool = True,
+    def send(self, method: str, path: str, status: int, *, conforming: bool | None = True,
              client: FlaskClient | None = None, **kwargs: Any) -> TestResponse:
         """Send, check the status, then the request (conforming or not) and the response against the spec.
 
-        A request the spec does not allow (bad JSON, wrong media type, invalid record, no If-Match)
-        must also fail request validation, so spec and service agree on what they refuse.
+        A request the spec does not allow (bad JSON, wrong media type, invalid record, no If-Match, no
+        bearer token) must also fail request validation, so spec and service agree on what they refuse.
+        `conforming=None`: the request is refused before its content matters (403), only the response is checked.
         """
-        response = (client or self.client).open(path, method=method, **kwargs)
+        sender = client or self.client
+        response = sender.open(path, method=method, **kwargs)
         assert response.status_code == status, response.get_data(as_text=True)
-        request = WerkzeugOpenAPIRequest(Request.from_values(path, method=method, **kwargs))
-        if conforming:
+        # the token the test client sends by itself is part of the request the spec judges
+        request = WerkzeugOpenAPIRequest(Request.from_values(path, method=method, environ_base=dict(
+            sender.environ_base), **kwargs))
+        if conforming is None:
+            pass
+        elif conforming:
             self.openapi.validate_request(request)
         else:
             with pytest.raises(OpenAPIError):
@@ -98,6 +104,8 @@ class Contract:
 
 
 FHIR_LITERALS = {"metadata", "_history", "$validate", "_search"}
+#: 401 and 403 are exercised for every secured operation at once (test_every_secured_operation_…)
+AUTH_STATUSES = {401, 403}
 OUTBOX_OPERATIONS = {("get", "/api/v1/exchange/jobs"), ("get", "/api/v1/exchange/jobs/{job_id}"),
                      ("post", "/api/v1/exchange/jobs/{job_id}/retry"),
                      ("post", "/api/v1/exchange/endpoints/{name}/retry-dead")}
@@ -106,6 +114,8 @@ OUTBOX_OPERATIONS = {("get", "/api/v1/exchange/jobs"), ("get", "/api/v1/exchange
 def template(path: str) -> str:
     """The spec path of a request path: `/api/v1/assessments/3f2a…/versions` → `…/{record_id}/versions`."""
     parts = path.split("?", 1)[0].split("/")
+    if len(parts) > 2 and parts[1] == "fhir" and parts[2] == "AuditEvent":
+        return "/fhir/AuditEvent" + ("/{event_id}" if len(parts) > 3 else "")
     if len(parts) > 2 and parts[1] == "fhir":
         names = ["{resource_type}", "{resource_id}", "_history", "{version}"]
         return "/".join(parts[:2] + [p if p in FHIR_LITERALS or not p else names[i] for i, p in enumerate(parts[2:])])
@@ -119,7 +129,8 @@ def template(path: str) -> str:
 
 
 def documented(spec: dict[str, Any], method: str, path: str) -> set[int]:
-    return {int(code) for code in spec["paths"][path][method]["responses"]}
+    """The documented statuses the operation's own test exercises (401 and 403 have a test of their own)."""
+    return {int(code) for code in spec["paths"][path][method]["responses"]} - AUTH_STATUSES
 
 
 @pytest.fixture
@@ -196,6 +207,7 @@ def test_every_operation_is_exercised_below(spec: dict[str, Any]) -> None:
     exercised = {("get", "/health"), ("get", "/ready"), ("post", "/fhir/$validate"),
                  ("post", "/fhir/{resource_type}/$validate"), ("get", "/api/v1/exchange/endpoints")} | FHIR_OPERATIONS
     exercised |= OUTBOX_OPERATIONS  # in tests/exchange/test_jobs_api.py, with an endpoints file
+    exercised |= AUDIT_OPERATIONS
     for plural in PLURALS:
         base = f"/api/v1/{plural}"
         exercised |= {("post", base), ("get", base), ("get", base + "/{record_id}"),
@@ -511,3 +523,52 @@ def test_exchange_endpoints(contract: Contract, spec: dict[str, Any], settings: 
     assert listed["endpoints"][0]["base_url"] == "https://hapi.fhir.org/baseR4"
     assert listed["endpoints"][1]["auth"] == {"type": "bearer", "token_env": "HOSPITAL_TOKEN"}
     assert contract.statuses("get", "/api/v1/exchange/endpoints") == documented(spec, "get", "/api/v1/exchange/endpoints")
+
+
+# --- authentication and authorization (issue 9) ------------------------------------------------
+
+AUDIT_OPERATIONS = {("get", "/fhir/AuditEvent"), ("get", "/fhir/AuditEvent/{event_id}")}
+SAMPLE = {"{record_id}": "00000000-0000-4000-8000-000000000000", "{resource_type}": "Patient",
+          "{resource_id}": "x1", "{version}": "1", "{event_id}": "x1", "{name}": "hapi", "{job_id}": "1"}
+
+
+def test_every_secured_operation_answers_401_and_403(contract: Contract, app: Flask, spec: dict[str, Any],
+                                                     api_key: Any) -> None:
+    """Without a token: 401 (and the spec refuses the request too); with a token whose scopes grant nothing
+    here (system/Basic.r): 403 — for every operation documenting them, each status it documents."""
+    anonymous = FlaskClient(app, app.response_class)
+    useless = {"Authorization": f"Bearer {api_key('system/Basic.r')}"}
+    forbidden_entry = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]}
+    checked = 0
+    for path_template, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            codes = {int(c) for c in operation["responses"]}
+            if not codes & AUTH_STATUSES:
+                assert operation.get("security") == [], (method, path_template)  # open on purpose
+                continue
+            path = path_template
+            for name, value in SAMPLE.items():
+                path = path.replace(name, value)
+            body = json.dumps(forbidden_entry if path in ("/fhir", "/fhir/") else {})
+            sent = {"data": body, "content_type": "application/fhir+json" if path.startswith("/fhir")
+                    else "application/json"}
+            contract.send(method.upper(), path, 401, conforming=False, client=anonymous, **sent)
+            if 403 in codes:
+                contract.send(method.upper(), path, 403, conforming=None, client=anonymous, headers=useless, **sent)
+            assert contract.statuses(method, path_template) == codes & AUTH_STATUSES, (method, path_template)
+            checked += 1
+    assert checked == len(spec_operations(spec)) - 3  # all but /health, /ready and GET /fhir/metadata
+
+
+def test_fhir_audit_events(contract: Contract, spec: dict[str, Any]) -> None:
+    contract.send("GET", "/api/v1/administrations", 200)  # something to audit
+    page = contract.send("GET", "/fhir/AuditEvent", 200, query_string={"action": "E", "_count": 1}).json
+    event_id = page["entry"][0]["resource"]["id"]
+    contract.send("GET", "/fhir/AuditEvent", 400, query_string={"date": "yesterday"})
+    contract.send("GET", f"/fhir/AuditEvent/{event_id}", 200)
+    contract.send("GET", "/fhir/AuditEvent/no-such-event", 404)
+    for method, path in AUDIT_OPERATIONS:
+        assert contract.statuses(method, path) == documented(spec, method, path), (method, path)

@@ -1,0 +1,211 @@
+"""The audit trail: one append-only FHIR AuditEvent per API access, following IHE BALP's RESTful patterns.
+
+BALP (IHE Basic Audit Log Patterns, https://profiles.ihe.net/ITI/BALP/, profiles IHE.BasicAudit.Create,
+.Read, .Update, .Delete, .Query and their Patient* variants, read in the IHE/ITI.BasicAudit FSH sources):
+type `rest`, subtype the FHIR restful-interaction, action C/R/U/D (E for queries), the client as "Source
+Role ID" with its network address, this server as "Destination Role ID", the resource as a "System
+Object" entity in role "Domain Resource", the patient as a "Person" entity in role "Patient", a query
+as a "System Object" entity in role "Query". Two deliberate departures, both for PHI:
+the patient entity names the patient by a keyed hash of its identifier (`PATIENT_HASH` system), never
+the identifier; and a query entity describes which parameters were used, not the raw query BALP puts
+(base64) in `entity.query`, because search values are MRNs and names.
+Failures (401, 403, 4xx, 5xx) are recorded in the same pattern with their outcome code.
+
+An event is written once the response is decided, in a transaction of its own: refusals and reads have
+no transaction to share, and a failed change's rollback must not take its audit record with it. What a
+change writes carries its own Provenance, in the change's transaction, naming the same client.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from service.store.engine import session
+from service.store.models import AuditEventRow
+from service.store.records import utcnow
+from service.store.resources import instant
+
+# --- codes, each from the source cited beside it ------------------------------------------------
+#: R4 AuditEventID value set; BALP: `type = audit-event-type#rest "Restful Operation"`
+EVENT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+              "display": "Restful Operation"}
+#: R4 code system restful-interaction (http://hl7.org/fhir/codesystem-restful-interaction.html); BALP subtypes
+INTERACTION = "http://hl7.org/fhir/restful-interaction"
+#: BALP agent[client] / agent[server]: DICOM DCM 110153 "Source Role ID", 110152 "Destination Role ID"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+SOURCE_ROLE = {"system": DCM, "code": "110153", "display": "Source Role ID"}
+DESTINATION_ROLE = {"system": DCM, "code": "110152", "display": "Destination Role ID"}
+#: R4 AuditEventSourceType; BALP example source type 4 "Application Server"
+SOURCE_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
+               "display": "Application Server"}
+#: R4 audit-entity-type: 1 Person, 2 System Object (BALP entity[patient], entity[data], entity[query])
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+#: R4 object-role: 1 Patient, 4 Domain Resource, 24 Query (BALP RestObjectRoles, entity[patient], entity[query])
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+#: R4 AuditEvent.agent.network.type (http://hl7.org/fhir/valueset-network-type.html): 2 IP Address, 5 URI
+NETWORK_IP, NETWORK_URI = "2", "5"
+#: R4 AuditEvent.outcome (audit-event-outcome): 0 success, 4 minor failure, 8 serious failure
+SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
+#: R4 AuditEvent.action (audit-event-action) per restful interaction, as BALP assigns them
+ACTIONS = {"create": "C", "read": "R", "vread": "R", "history-instance": "R", "update": "U", "delete": "D"}
+#: our own identifier systems (names under our domain, not codes)
+PATIENT_HASH = "https://ketamine-fhir.org/fhir/sid/patient-identifier-hmac-sha256"
+RECORD_ID = "https://ketamine-fhir.org/fhir/sid/record-id"
+SERVER_NAME = "Ketamine FHIR Bridge"
+#: entities kept per event (a 500-entry transaction still gives one readable event)
+MAX_ENTITIES = 200
+
+
+@dataclass(frozen=True)
+class Entity:
+    """What was touched: a FHIR resource (`Type`, id) or a clinic record (`kind` with record=True)."""
+
+    type: str
+    id: str | None = None
+    record: bool = False
+
+
+@dataclass
+class Access:
+    """One API access as the web layer saw it; `patients` are (system, value) identifiers, hashed here."""
+
+    interaction: str
+    status: int
+    client_id: str | None
+    issuer: str | None
+    source_address: str | None
+    server: str
+    entities: list[Entity] = field(default_factory=list)
+    patients: list[tuple[str, str]] = field(default_factory=list)
+    patient_refs: list[str] = field(default_factory=list)
+    query: str | None = None  # which parameters a search used (names only)
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    agent: str | None = None
+    entity_type: str | None = None
+    action: str | None = None
+    patient_hash: str | None = None
+    count: int = 50
+    offset: int = 0
+    #: oldest first pages stably while events keep arriving (the FHIR search); newest first suits a console
+    newest_first: bool = False
+
+
+def outcome_of(status: int) -> str:
+    return SUCCESS if status < 400 else MINOR_FAILURE if status < 500 else SERIOUS_FAILURE
+
+
+def action_of(interaction: str) -> str:
+    return ACTIONS.get(interaction, "E")
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, pepper: Callable[[], bytes]) -> None:
+        self.engine = engine
+        self._pepper = pepper
+
+    def patient_hash(self, system: str, value: str) -> str:
+        """HMAC-SHA256 of `system|value` under the server's secret: MRNs are few enough to enumerate,
+        so a plain hash would give them away; this one only lets someone holding the secret look one up."""
+        return hmac.new(self._pepper(), f"{system}|{value}".encode(), hashlib.sha256).hexdigest()
+
+    def record(self, access: Access) -> dict[str, Any]:
+        """Append one AuditEvent; returns it."""
+        now = utcnow()
+        hashes = list(dict.fromkeys(self.patient_hash(s, v) for s, v in access.patients))[:MAX_ENTITIES]
+        content = _event(str(uuid.uuid4()), now, access, hashes)
+        types = {e.type for e in access.entities} | {e["type"]["code"] for e in content.get("entity", [])}
+        with session(self.engine, write=True) as s:
+            s.add(AuditEventRow(id=content["id"], recorded=now, action=content["action"],
+                                outcome=content["outcome"], agent=access.client_id or "",
+                                entity_types=f" {' '.join(sorted(types))} "[:1000],
+                                patients=f" {' '.join(hashes)} ", content=content))
+        return content
+
+    def search(self, query: AuditQuery) -> tuple[list[dict[str, Any]], int]:
+        """The matching events (one page) and how many match in all: what /fhir/AuditEvent and the console list."""
+        stmt = select(AuditEventRow)
+        if query.since is not None:
+            stmt = stmt.where(AuditEventRow.recorded >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(AuditEventRow.recorded <= query.until)
+        if query.agent:
+            stmt = stmt.where(AuditEventRow.agent == query.agent)
+        if query.action:
+            stmt = stmt.where(AuditEventRow.action == query.action)
+        if query.entity_type:
+            stmt = stmt.where(AuditEventRow.entity_types.contains(f" {query.entity_type} ", autoescape=True))
+        if query.patient_hash:
+            stmt = stmt.where(AuditEventRow.patients.contains(f" {query.patient_hash} ", autoescape=True))
+        with session(self.engine) as s:
+            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            order = AuditEventRow.pk.desc() if query.newest_first else AuditEventRow.pk.asc()
+            rows = s.scalars(stmt.order_by(order).offset(query.offset).limit(query.count))
+            return [r.content for r in rows], total
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        with session(self.engine) as s:
+            row = s.scalars(select(AuditEventRow).where(AuditEventRow.id == event_id)).first()
+            return row.content if row else None
+
+
+def _coding(system: str, code: str, display: str) -> dict[str, str]:
+    return {"system": system, "code": code, "display": display}
+
+
+def _event(event_id: str, now: datetime, access: Access, hashes: list[str]) -> dict[str, Any]:
+    client: dict[str, Any] = {"type": {"coding": [SOURCE_ROLE]}, "requestor": True}
+    if access.client_id:
+        client["who"] = {"identifier": {"system": access.issuer or "", "value": access.client_id},
+                         "display": access.client_id}
+    else:
+        client["who"] = {"display": "unauthenticated client"}
+    if access.source_address:
+        client["network"] = {"address": access.source_address, "type": NETWORK_IP}
+    server = {"type": {"coding": [DESTINATION_ROLE]}, "who": {"display": SERVER_NAME}, "requestor": False,
+              "network": {"address": access.server, "type": NETWORK_URI}}
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent", "id": event_id, "meta": {"versionId": "1", "lastUpdated": instant(now)},
+        "type": EVENT_TYPE,
+        "subtype": [_coding(INTERACTION, access.interaction, access.interaction)],
+        "action": action_of(access.interaction), "recorded": instant(now),
+        "outcome": outcome_of(access.status), "outcomeDesc": f"HTTP {access.status}",
+        "agent": [client, server],
+        "source": {"observer": {"display": SERVER_NAME}, "type": [SOURCE_TYPE]},
+    }
+    entities = _entities(access, hashes)
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def _entities(access: Access, hashes: list[str]) -> list[dict[str, Any]]:
+    data = _coding(ENTITY_TYPE, "2", "System Object")
+    out: list[dict[str, Any]] = []
+    for e in access.entities[:MAX_ENTITIES]:
+        what: dict[str, Any] = {"display": e.type}
+        if e.id:
+            what = {"identifier": {"system": RECORD_ID, "value": e.id}, "display": e.type} if e.record \
+                else {"reference": f"{e.type}/{e.id}"}
+        out.append({"what": what, "type": data, "role": _coding(OBJECT_ROLE, "4", "Domain Resource")})
+    if access.query is not None:
+        out.append({"type": data, "role": _coding(OBJECT_ROLE, "24", "Query"), "description": access.query})
+    person, patient_role = _coding(ENTITY_TYPE, "1", "Person"), _coding(OBJECT_ROLE, "1", "Patient")
+    for digest in hashes:
+        out.append({"what": {"identifier": {"system": PATIENT_HASH, "value": digest}}, "type": person,
+                    "role": patient_role})
+    for ref in list(dict.fromkeys(access.patient_refs))[:MAX_ENTITIES]:
+        out.append({"what": {"reference": ref}, "type": person, "role": patient_role})
+    return out

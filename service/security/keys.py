@@ -1,0 +1,122 @@
+"""API keys: `kfhir_<key id>_<secret>`, 256 random bits, stored as HMAC-SHA256 under a server secret.
+
+A slow password hash (argon2) would cost tens of milliseconds on every request and buys nothing for a
+key nobody chose: 256 random bits cannot be guessed offline. The HMAC key (the "pepper", generated once
+and kept in the database like the session signing key) still means a leaked copy of the api_clients
+table alone is not enough to test candidate keys. The key id, public, finds the row without a scan.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from service.admin.signing import stored_key
+from service.security.scopes import Grant, well_formed
+from service.store.engine import session
+from service.store.models import ApiClientRow
+from service.store.records import utcnow
+
+PREFIX = "kfhir_"
+KEY = re.compile(r"^kfhir_(?P<id>[0-9a-f]{16})_(?P<secret>[A-Za-z0-9_-]{43})$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: the database secret keying every stored hash (see stored_key)
+PEPPER = "api-key-pepper"
+
+
+class ClientError(ValueError):
+    """A client name or scope list that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def grant(self) -> Grant:
+        return Grant.of(self.scopes)
+
+
+class ApiClients:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pepper: bytes | None = None
+        self._lock = threading.Lock()
+
+    def pepper(self) -> bytes:
+        """The hashing secret, read once (and made on first use): also keys patient hashes in the audit."""
+        with self._lock:
+            if self._pepper is None:
+                self._pepper = stored_key(self.engine, PEPPER).encode()
+            return self._pepper
+
+    def _hash(self, key: str) -> str:
+        return hmac.new(self.pepper(), key.encode(), hashlib.sha256).hexdigest()
+
+    def add(self, name: str, scopes: list[str]) -> str:
+        """Create client `name` with `scopes`; returns its key, which is never stored or shown again."""
+        name = check_name(name)
+        check_scopes(scopes)
+        key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        key = f"{PREFIX}{key_id}_{secret}"
+        try:
+            with session(self.engine, write=True) as s:
+                s.add(ApiClientRow(name=name, key_id=key_id, key_hash=self._hash(key), scopes=" ".join(scopes),
+                                   created_at=utcnow()))
+        except IntegrityError:
+            raise ClientError(f"a client named {name!r} exists already") from None
+        return key
+
+    def list(self) -> list[ApiClient]:
+        with session(self.engine) as s:
+            return [_client(r) for r in s.scalars(select(ApiClientRow).order_by(ApiClientRow.name))]
+
+    def revoke(self, name: str) -> bool:
+        """Revoke `name`'s key at once; False when there is no such active client."""
+        with session(self.engine, write=True) as s:
+            row = s.scalars(select(ApiClientRow).where(ApiClientRow.name == name.strip().lower())).first()
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = utcnow()
+            return True
+
+    def authenticate(self, key: str) -> ApiClient | None:
+        """The active client whose key this is; None for anything else (same answer for every failure)."""
+        found = KEY.match(key)
+        if found is None:
+            return None
+        with session(self.engine) as s:
+            row = s.scalars(select(ApiClientRow).where(ApiClientRow.key_id == found["id"])).first()
+        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, self._hash(key)):
+            return None
+        return _client(row)
+
+
+def _client(row: ApiClientRow) -> ApiClient:
+    return ApiClient(row.name, tuple(row.scopes.split()), row.created_at, row.revoked_at)
+
+
+def check_name(name: str) -> str:
+    cleaned = name.strip().lower()
+    if not NAME.match(cleaned):
+        raise ClientError("a client name is 1 to 64 letters, digits or . _ -, starting with a letter or digit")
+    return cleaned
+
+
+def check_scopes(scopes: list[str]) -> None:
+    if not scopes:
+        raise ClientError("give at least one scope, e.g. --scopes 'system/*.rs'")
+    bad = [s for s in scopes if not well_formed(s)]
+    if bad:
+        raise ClientError(f"not a system scope this server grants: {', '.join(bad)} "
+                          "(use system/Type.cruds, system/*.read, system/ketamine-records.write, …)")

@@ -1,0 +1,103 @@
+"""What one request did, read off the request and its response, for the audit (service/security/audit.py):
+the resources or records touched, the patients concerned (identifiers, hashed by the audit), the
+parameter names a search used (never their values)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+
+from service.security.audit import MAX_ENTITIES, Access, Entity
+from service.security.authn import Principal
+
+
+def access(response: Response, principal: Principal | None, interaction: str) -> Access:
+    body = response.get_json(silent=True) if response.is_json and not response.direct_passthrough else None
+    args = request.view_args or {}
+    prefix = "/fhir" if request.path.startswith("/fhir") else "/api/v1"
+    found = Access(interaction=_refined(interaction, body), status=response.status_code,
+                   client_id=principal.client_id if principal else None, issuer=principal.issuer if principal else None,
+                   source_address=request.remote_addr, server=request.host_url.rstrip("/") + prefix,
+                   request_id=_request_id())
+    if interaction in ("search-type", "history-type", "history-system"):
+        found.query = "parameters: " + (", ".join(sorted(set(request.args))) or "none")
+    if request.blueprint == "domain_api":
+        _domain(found, args, body)
+    elif isinstance(body, dict):
+        _fhir(found, args, body)
+    elif args.get("resource_type"):
+        found.entities.append(Entity(str(args["resource_type"]), args.get("resource_id")))
+    return found
+
+
+def _request_id() -> str | None:
+    from flask import g
+
+    value = g.get("request_id")
+    return str(value) if value else None
+
+
+def _refined(interaction: str, body: Any) -> str:
+    if interaction == "transaction" and isinstance(body, dict) and body.get("type") == "batch-response":
+        return "batch"
+    return interaction
+
+
+# --- FHIR ----------------------------------------------------------------------------------------
+
+def _fhir(found: Access, args: dict[str, Any], body: dict[str, Any]) -> None:
+    kind = body.get("resourceType")
+    if kind == "Bundle" and body.get("type") in ("transaction-response", "batch-response"):
+        for entry in body.get("entry") or []:
+            location = ((entry or {}).get("response") or {}).get("location") or ""
+            parts = location.split("/")
+            if len(parts) >= 2:
+                found.entities.append(Entity(parts[0], parts[1]))
+        return
+    if kind == "Bundle":
+        found.entities.append(Entity(str(args.get("resource_type") or "Bundle")))
+        for entry in (body.get("entry") or [])[:MAX_ENTITIES]:
+            _patients(found, (entry or {}).get("resource"))
+        return
+    if kind == "OperationOutcome" or not isinstance(kind, str):
+        if args.get("resource_type"):
+            found.entities.append(Entity(str(args["resource_type"]), args.get("resource_id")))
+        return
+    found.entities.append(Entity(kind, body.get("id") or args.get("resource_id")))
+    _patients(found, body)
+
+
+def _patients(found: Access, resource: Any) -> None:
+    if not isinstance(resource, dict):
+        return
+    if resource.get("resourceType") == "Patient":
+        if resource.get("id"):
+            found.patient_refs.append(f"Patient/{resource['id']}")
+        for identifier in resource.get("identifier") or []:
+            if isinstance(identifier, dict) and identifier.get("value"):
+                found.patients.append((str(identifier.get("system") or ""), str(identifier["value"])))
+                break
+        return
+    for key in ("subject", "patient"):
+        ref = (resource.get(key) or {}).get("reference") if isinstance(resource.get(key), dict) else None
+        if isinstance(ref, str) and ref.startswith("Patient/"):
+            found.patient_refs.append(ref.split("/_history/")[0])
+
+
+# --- domain records --------------------------------------------------------------------------------
+
+def _domain(found: Access, args: dict[str, Any], body: Any) -> None:
+    from service.domain.kinds import BY_PLURAL
+
+    plural = args.get("plural")
+    kind = BY_PLURAL[plural].name if plural in BY_PLURAL else "record"
+    items = body.get("items") if isinstance(body, dict) and isinstance(body.get("items"), list) else None
+    shown = items if items is not None else [body] if isinstance(body, dict) and "record" in body else []
+    for item in shown[:MAX_ENTITIES]:
+        found.entities.append(Entity(kind, item.get("id"), record=True))
+        patient = (item.get("record") or {}).get("patient") if isinstance(item.get("record"), dict) else None
+        identifier = (patient or {}).get("identifier") if isinstance(patient, dict) else None
+        if isinstance(identifier, dict) and identifier.get("value"):
+            found.patients.append((str(identifier.get("system") or ""), str(identifier["value"])))
+    if not shown:
+        found.entities.append(Entity(kind, args.get("record_id"), record=True))

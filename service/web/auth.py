@@ -1,0 +1,122 @@
+"""Deny by default on /api and /fhir: every request needs a bearer token whose scopes cover the route,
+and every request there leaves an AuditEvent. Open: /health, /ready, GET /fhir/metadata.
+
+The decisions are service/security's; this module only says which interaction each route is. A route
+under /api or /fhir that is in no table below is refused (403) even to a valid token: a new endpoint
+is closed until someone decides who may use it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+
+from service.errors import Forbidden
+from service.facade.searchparams import TYPES
+from service.security import Security
+from service.security.authn import Principal
+from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant
+from service.web import auditing
+
+log = logging.getLogger(__name__)
+SECURED = ("/api/", "/fhir")
+OPEN = {("GET", "/fhir/metadata"), ("HEAD", "/fhir/metadata")}
+#: endpoint → FHIR restful interaction (what the audit calls it, and what scope letters it needs)
+INTERACTIONS = {
+    "fhir_api.read": "read", "fhir_api.vread": "vread", "fhir_api.history_instance": "history-instance",
+    "fhir_api.search": "search-type", "fhir_api.history_type": "history-type",
+    "fhir_api.history_system": "history-system", "fhir_api.create": "create", "fhir_api.update": "update",
+    "fhir_api.conditional_update": "update", "fhir_api.delete": "delete", "fhir_api.conditional_delete": "delete",
+    "fhir_api.bundle": "transaction", "fhir_api.validate_any": "operation", "fhir_api.validate_typed": "operation",
+    "domain_api.create": "create", "domain_api.read": "read", "domain_api.replace": "update",
+    "domain_api.versions": "history-instance", "domain_api.as_fhir": "read", "domain_api.preview": "operation",
+    "domain_api.search": "search-type",
+    "audit_api.search": "search-type", "audit_api.read": "read",
+}
+LETTERS = {"read": "r", "vread": "r", "history-instance": "r", "search-type": "s", "history-type": "s",
+           "history-system": "s", "create": "c", "update": "u", "delete": "d"}
+#: blueprints whose routes all concern one scope resource (any new route of theirs is covered by method)
+BLUEPRINT_RESOURCE = {"domain_api": RECORDS, "exchange_api": EXCHANGE, "audit_api": AUDIT}
+BY_METHOD = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+#: conformance resources of our IG: any authenticated client may read them (they hold no patient data)
+CONFORMANCE = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap", "ImplementationGuide")
+
+
+def init_app(app: Flask, security: Security) -> None:
+    app.extensions["kfhir_security"] = security
+    app.before_request(_guard)
+    app.after_request(_audit)
+
+
+def security() -> Security:
+    found: Security = current_app.extensions["kfhir_security"]
+    return found
+
+
+def secured() -> bool:
+    path = request.path
+    return (path.startswith(SECURED[0]) or path == "/fhir" or path.startswith("/fhir/")) \
+        and (request.method, path) not in OPEN
+
+
+def principal() -> Principal:
+    """The caller of this request (the guard ran, so there is one)."""
+    found: Principal = g.principal
+    return found
+
+
+def interaction() -> str:
+    endpoint = request.endpoint or ""
+    if endpoint in INTERACTIONS:
+        return INTERACTIONS[endpoint]
+    return BY_METHOD.get(request.method, "operation")
+
+
+def _guard() -> None:
+    if not secured():
+        return
+    g.principal = security().authenticator.authenticate(request.headers.get("Authorization"))
+    g.client_id = g.principal.client_id  # for the log lines (service/web/logs.py)
+    if request.endpoint is None:
+        return  # no such route: routing answers 404 or 405 now that the caller is known
+    _authorize(g.principal.grant, request.endpoint, request.view_args or {})
+
+
+def _authorize(grant: Grant, endpoint: str, args: dict[str, Any]) -> None:
+    blueprint = endpoint.partition(".")[0]
+    what = interaction()
+    letters = LETTERS.get(what, "")
+    if blueprint == "fhir_api":
+        resource_type = args.get("resource_type")
+        if what == "history-system":
+            for name in TYPES:
+                grant.require(name, "s")
+        elif resource_type and resource_type not in CONFORMANCE and letters:
+            extra = "s" if endpoint == "fhir_api.conditional_update" or request.headers.get("If-None-Exist") else ""
+            grant.require(resource_type, letters + extra)
+        return  # Bundles: each entry is checked by the FHIR core; $validate and conformance: any client
+    resource = BLUEPRINT_RESOURCE.get(blueprint)
+    if resource is None:
+        raise Forbidden("This endpoint is not open to API clients.")
+    grant.require(resource, "c" if endpoint == "domain_api.preview" else letters or "r")
+
+
+def can_read(resource_type: str) -> bool:
+    """For the FHIR core: may this request's caller see resources of this type (`_include` targets)?"""
+    return principal().grant.allows(resource_type, "r")
+
+
+def may(resource_type: str, letters: str) -> bool:
+    """For the FHIR core: does this request's caller hold these letters on this type (Bundle entries)?"""
+    return principal().grant.allows(resource_type, letters)
+
+
+def _audit(response: Response) -> Response:
+    if not secured():
+        return response
+    try:
+        security().audit.record(auditing.access(response, g.get("principal"), interaction()))
+    except Exception:  # the access happened whatever the audit store says: answer it, and alert loudly
+        log.exception("an AuditEvent could not be recorded")
+    return response

@@ -1,0 +1,74 @@
+"""API keys: made once, stored only as a keyed hash, refused once revoked (both backends)."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from service.runtime import Runtime
+from service.security.keys import ApiClients, ClientError
+from service.store.engine import session
+from service.store.models import ApiClientRow
+
+
+@pytest.fixture
+def clients(runtime: Runtime) -> ApiClients:
+    return ApiClients(runtime.engine)
+
+
+def test_a_key_authenticates_its_client_with_its_scopes(clients: ApiClients) -> None:
+    key = clients.add("Lab-Feed", ["system/Observation.cruds", "system/Patient.rs"])
+    assert key.startswith("kfhir_") and len(key) > 60
+    found = clients.authenticate(key)
+    assert found is not None and found.name == "lab-feed"
+    assert found.grant.allows("Observation", "c") and not found.grant.allows("Patient", "c")
+
+
+def test_the_key_is_stored_only_as_a_keyed_hash(clients: ApiClients, runtime: Runtime) -> None:
+    key = clients.add("ehr", ["system/*.rs"])
+    secret = key.rsplit("_", 1)[1]
+    with session(runtime.engine) as s:
+        row = s.scalars(select(ApiClientRow).where(ApiClientRow.name == "ehr")).one()
+        stored = (row.key_id, row.key_hash, row.scopes)
+    assert secret not in "".join(stored) and key not in "".join(stored)
+    import hashlib
+
+    assert stored[1] != hashlib.sha256(key.encode()).hexdigest()  # keyed: a plain hash would not do
+
+
+@pytest.mark.parametrize("tampered", [
+    lambda k: k[:-1] + ("A" if k[-1] != "A" else "B"),   # one character of the secret
+    lambda k: k.replace("kfhir_", "kfhix_"),
+    lambda k: k[:30],
+    lambda k: "kfhir_0000000000000000_" + k.rsplit("_", 1)[1],  # the secret under another key id
+])
+def test_anything_but_the_exact_key_is_refused(clients: ApiClients, tampered: object) -> None:
+    key = clients.add("ehr", ["system/*.rs"])
+    assert clients.authenticate(tampered(key)) is None  # type: ignore[operator]
+
+
+def test_revoked_keys_are_refused_and_listed_as_revoked(clients: ApiClients) -> None:
+    key = clients.add("old-feed", ["system/*.rs"])
+    assert clients.revoke("OLD-FEED")
+    assert clients.authenticate(key) is None
+    assert not clients.revoke("old-feed")  # once
+    listed = {c.name: c for c in clients.list()}
+    assert listed["old-feed"].revoked_at is not None
+
+
+@pytest.mark.parametrize(("name", "scopes", "message"), [
+    ("", ["system/*.rs"], "client name"),
+    ("has space", ["system/*.rs"], "client name"),
+    ("ok", [], "at least one scope"),
+    ("ok", ["patient/*.rs"], "not a system scope"),
+    ("ok", ["system/Patient.rs?identifier=x"], "not a system scope"),
+])
+def test_unusable_names_and_scopes_are_refused(clients: ApiClients, name: str, scopes: list[str],
+                                                message: str) -> None:
+    with pytest.raises(ClientError, match=message):
+        clients.add(name, scopes)
+
+
+def test_a_name_is_taken_once(clients: ApiClients) -> None:
+    clients.add("ehr", ["system/*.rs"])
+    with pytest.raises(ClientError, match="exists already"):
+        clients.add("EHR", ["system/*.rs"])
