@@ -8,11 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from bench import bundles, chart, figures, targets
+from bench import bundles, chart, child, figures, targets
 from bench.contenders import CONTENDERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,3 +101,13 @@ def test_targets_say_how_far_off_and_name_the_largest_gap() -> None:
     rows = targets.check({"corpus": {"files": files},
                           "contenders": {"ours": ours, "hapi": {"status": "not run: no java"}}})
     assert rows[1]["verdict"] == "NOT RUN"
+
+
+def test_a_slow_contender_stops_at_two_calls_past_the_time_cap() -> None:
+    def slow(text: str) -> list[str]:
+        time.sleep(0.03)
+        return ["an error"]
+
+    capped = child._timed(slow, "{}", 3, 0, int(0.04e9))
+    assert capped["calls"] == 2 and capped["errors"] and capped["median_ns"] >= 0.03e9
+    assert child._timed(slow, "{}", 3, 0, None)["calls"] == 3
