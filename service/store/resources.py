@@ -69,6 +69,8 @@ class Unit:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        #: main resources already read into clinic records in this transaction (see facade/records.py)
+        self.linked: set[str] = set()
 
     def _row(self, resource_type: str, resource_id: str) -> ResourceRow | None:
         return self.session.scalars(select(ResourceRow).where(

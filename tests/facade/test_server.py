@@ -106,6 +106,32 @@ def test_an_ehr_session_becomes_a_clinic_record(client: FlaskClient) -> None:
     assert (record["source"], record["external_id"]) == ("clinic-a", "session-2")
     assert record["dose_mg"] == 35 and record["route"] == "intravenous"
     assert record["patient"]["identifier"] == {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-1001"}
+    # the readings refer to the session (partOf), not it to them: they are part of its record all the same
+    assert (record["vitals"], record["scores"]) == (golden_record("administration")["vitals"],
+                                                   golden_record("administration")["scores"])
+    assert records[0]["version"] == 1  # the session and its readings made the record once
+
+
+def test_readings_posted_one_by_one_join_their_session_record(client: FlaskClient) -> None:
+    """An EHR without transactions posts the session, then each vital sign and score on its own."""
+    the_plan(client)
+    bundle = golden_bundle("administration")
+    readings = [e for e in bundle["entry"] if e["resource"].get("partOf")]
+    rest = [e for e in bundle["entry"] if not e["resource"].get("partOf")]
+    sent = post(client, "/fhir", bundle | {"entry": rest})
+    assert readings and sent.status_code == 200
+    assert client.get("/api/v1/administrations").json["items"][0]["record"].get("vitals") in (None, [])
+    where = {e["fullUrl"]: "/".join(answer["response"]["location"].split("/")[:2])
+             for e, answer in zip(rest, sent.json["entry"], strict=True)}
+    for entry in readings:  # outside the transaction, references name the stored resources
+        text = json.dumps(entry["resource"])
+        for full_url, stored in where.items():
+            text = text.replace(f'"{full_url}"', f'"{stored}"')
+        answer = client.put(f"/fhir/{entry['request']['url']}", data=text, content_type=FHIR)
+        assert answer.status_code == 201, answer.json
+    item = client.get("/api/v1/administrations").json["items"][0]
+    assert (item["record"]["vitals"], item["record"]["scores"]) == (golden_record("administration")["vitals"],
+                                                                    golden_record("administration")["scores"])
 
 
 def test_a_crash_while_making_the_record_leaves_neither_resource_nor_record(
