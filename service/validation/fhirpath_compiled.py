@@ -5,8 +5,9 @@ registry per call, reduce() and ResourceNode wrappers for every step. Here each 
 closure once, the registry is merged once, and member navigation is done natively with the same rules
 (choice types, `_field` extensions, type names from the model). Functions and operators are fhirpathpy's
 own, called the way its engine calls them, except the commonest ones, written out in fhirpath_steps; the
-answers are its answers, and tests/validation compare the two on every constraint of the corpus. Anything outside the subset below is not compiled (Unsupported), and an
-input that raises is handed back to fhirpathpy, which then reports the error as before.
+answers are its answers, and tests/validation compare the two on every constraint of the corpus.
+Anything outside the subset below is not compiled (Unsupported), and an input that raises is handed back
+to fhirpathpy, which then reports the error as before.
 """
 from __future__ import annotations
 
