@@ -1,10 +1,10 @@
-"""JSON documents from untrusted bytes: UTF-8, no NaN, no repeated keys, bounded nesting."""
+"""JSON documents from untrusted bytes: UTF-8, no NaN, no repeated keys, bounded nesting, no NUL in strings."""
 from __future__ import annotations
 
 import json
 from typing import Any, NoReturn
 
-from service.errors import BadRequest
+from service.errors import BadRequest, Unprocessable
 
 
 def parse_json(raw: bytes, max_depth: int) -> Any:
@@ -22,7 +22,23 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
         _too_deep(max_depth)
     if depth(doc) > max_depth:
         _too_deep(max_depth)
+    if "\\u0000" in text and _holds_nul(doc):  # well-formed, but no FHIR string or record field holds one
+        raise Unprocessable("The JSON holds a NUL character (\\u0000) in a string; PostgreSQL cannot store it.")
     return doc
+
+
+def _holds_nul(doc: Any) -> bool:
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str) and "\x00" in node:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def depth(doc: Any) -> int:

@@ -59,6 +59,8 @@ def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = Fals
     for raw_name, raw_value in items:
         name, _, modifier = raw_name.partition(":")
         try:
+            if "\x00" in raw_name + raw_value:  # PostgreSQL cannot hold NUL in text, and no resource has one
+                raise _bad(raw_name, "a NUL character (%00) cannot be searched for")
             if name == "_count":
                 query.count = _count(raw_value)
             elif name == "_offset":

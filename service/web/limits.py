@@ -1,4 +1,4 @@
-"""Per-client rate limit on /api and /fhir: a token bucket per client, 429 with Retry-After when it is empty.
+"""Request limits: URLs holding NUL refused; a per-client rate limit on /api and /fhir (429 with Retry-After).
 
 Each web process keeps its own buckets (no shared state, no extra database write per request), so with
 N processes a client gets at most N × the limit; the README's production section divides accordingly and
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from flask import Flask, g, request
 
-from service.errors import TooManyRequests
+from service.errors import BadRequest, TooManyRequests
 
 LIMITED = ("/api/", "/fhir")
 #: buckets kept before full ones are forgotten, so many one-off callers cannot grow memory without end
@@ -58,8 +58,15 @@ def client_key() -> str:
     return f"client:{client}" if client else f"address:{request.remote_addr}"
 
 
+def refuse_nul() -> None:
+    """A NUL character (%00) in the URL names nothing we hold, and PostgreSQL refuses it in any query."""
+    if "\x00" in request.path or any("\x00" in k + v for k, v in request.args.items(multi=True)):
+        raise BadRequest("The URL holds a NUL character (%00).")
+
+
 def init_app(app: Flask, per_minute: int) -> None:
     """Register after authentication's hook, so the limit is per client, not per address."""
+    app.before_request(refuse_nul)
     if per_minute <= 0:
         return
     limiter = RateLimiter(per_minute)

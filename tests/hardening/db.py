@@ -56,15 +56,22 @@ def stored(engine: Engine, *resource_types: str) -> int:
                    .scalar_one())
 
 
-def wait_for_writer(monitor: Engine, timeout: float = 30.0) -> float:
-    """Seconds until another session of this PostgreSQL database holds a transaction that has written."""
+WRITERS = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+               "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()")
+
+
+def wait_for_writer(monitor: Engine, timeout: float = 30.0, present: bool = True) -> float:
+    """Seconds until another session of this PostgreSQL database holds a transaction that has written
+    (`present`), or until none does."""
     started = time.monotonic()
-    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                 "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()")
     with monitor.connect() as conn:
         while time.monotonic() - started < timeout:
-            if conn.execute(query).scalar():
+            if bool(conn.execute(WRITERS).scalar()) == present:
                 return time.monotonic() - started
             conn.rollback()
             time.sleep(0.002)
-    raise AssertionError(f"no transaction wrote within {timeout} s")
+    raise AssertionError(f"{'no' if present else 'a'} transaction held writes for {timeout} s")
+
+
+def wait_until_no_writer(monitor: Engine, timeout: float = 30.0) -> float:
+    return wait_for_writer(monitor, timeout, present=False)
