@@ -25,6 +25,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from service.exchange.outbox import Failure, Outbox
+from service.store.engine import make_engine
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "admin"
@@ -48,16 +51,26 @@ def chromium_installed() -> None:
     pytest.skip(f"{MISSING} (with CI=true this fails)")
 
 
+#: The EHR endpoint the live server queues records for; nothing listens there (no job is ever sent).
+ENDPOINTS = "endpoints:\n  - name: hospital\n    base_url: http://127.0.0.1:9/fhir\n"
+
+
 @pytest.fixture
 def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """`ketamine-fhir serve` on a free loopback port, with an admin account made by the CLI."""
+    """`ketamine-fhir serve` on a free loopback port, with an admin account made by the CLI, the demo data
+    loaded and an endpoints file, so the outbox holds the demo records' jobs."""
     made = kfhir("admin", "create-user", USER, "--password-stdin", database_url=database_url, cwd=tmp_path,
                  stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
+    (tmp_path / "endpoints.yaml").write_text(ENDPOINTS, encoding="utf-8")
+    env = cli_env(database_url) | {"KFHIR_ENDPOINTS_FILE": str(tmp_path / "endpoints.yaml")}
+    seeded = subprocess.run([str(KFHIR), "seed-demo"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert seeded.returncode == 0, seeded.stderr
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(KFHIR), "serve", "--port", str(port)], env=cli_env(database_url),
+        proc = subprocess.Popen([str(KFHIR), "serve", "--port", str(port)], env=env,
                                 cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -176,3 +189,79 @@ def test_an_admin_signs_in_reviews_a_mapping_and_a_profile_tries_a_record_and_si
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
     browser.get(f"{live_server}/admin/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
+
+
+def _bury_one(database_url: str) -> int:
+    """Make one queued job a dead letter, as a worker would after a 422 from the EHR."""
+    engine = make_engine(database_url)
+    try:
+        outbox = Outbox(engine)
+        (job,) = outbox.claim("browser-test", ["hospital"], limit=1)
+        outcome = {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": "invalid", "diagnostics": "CarePlan.subject: unknown patient"}]}
+        assert outbox.bury("browser-test", job.pk, Failure("POST http://127.0.0.1:9/fhir: 422", 422, outcome))
+        return job.pk
+    finally:
+        engine.dispose()
+
+
+def test_an_admin_follows_a_course_reads_mapping_history_and_retries_a_dead_letter(
+        live_server: str, browser: WebDriver, database_url: str) -> None:
+    backend = _backend(database_url)
+    dead = _bury_one(database_url)
+    browser.get(f"{live_server}/admin/")
+    _sign_in(browser)
+
+    # patients: search by part of the MRN, open the course, the charts are drawn with their data points
+    follow(browser, browser.find_element(By.LINK_TEXT, "Patients"))
+    browser.find_element(By.ID, "identifier").send_keys("demo-000")
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.search button"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#patients tbody tr")) == 5
+    shot(browser, "patients", backend)
+    follow(browser, browser.find_element(By.LINK_TEXT, "DEMO-0002"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Course of Bravo Testpatient (DEMO-0002)"
+    vitals = browser.find_element(By.ID, "vitals-chart")
+    assert vitals.size["width"] > 400 and vitals.size["height"] > 100  # laid out, not just present
+    points = vitals.find_elements(By.CSS_SELECTOR, "g.point")
+    assert len(points) == 4 * 3 * 3  # 4 sessions, 3 readings, systolic + diastolic + heart rate
+    assert {p.get_attribute("data-value") for p in points} >= {"168", "98"}  # the transient BP rise
+    assert vitals.find_element(By.CSS_SELECTOR, "g.adverse-event text").text == "AE: hypertension"
+    madrs = browser.find_element(By.ID, "score-chart-madrs")
+    assert [p.get_attribute("data-value") for p in madrs.find_elements(By.CSS_SELECTOR, "g.point")] == ["30", "22"]
+    assert madrs.find_element(By.CSS_SELECTOR, "g.threshold.response text").text.startswith("response ≤ 15")
+    shot(browser, "patient-course", backend)
+    browser.find_element(By.LINK_TEXT, "Vital signs").click()  # an in-page link: the charts in view
+    WebDriverWait(browser, START_TIMEOUT).until(lambda d: d.current_url.endswith("#vitals"))
+    shot(browser, "patient-course-charts", backend)
+
+    # mappings: the history of a mapping, and the changes of its latest version
+    follow(browser, browser.find_element(By.LINK_TEXT, "Mappings"))
+    follow(browser, browser.find_elements(By.LINK_TEXT, "versions and changes")[0])
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("History of the")
+    assert browser.find_elements(By.CSS_SELECTOR, "#versions tr.current")
+    shot(browser, "mapping-history", backend)
+
+    # exchange: endpoints, the dead letters in the outbox, one job's OperationOutcome, retry it
+    follow(browser, browser.find_element(By.LINK_TEXT, "Exchange"))
+    assert browser.find_element(By.CSS_SELECTOR, "#endpoints th a").text == "hospital"
+    shot(browser, "exchange", backend)
+    follow(browser, browser.find_element(By.LINK_TEXT, "hospital"))
+    shot(browser, "endpoint", backend)
+    follow(browser, browser.find_element(By.LINK_TEXT, "1 dead"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
+    assert len(rows) == 1 and rows[0].find_element(By.TAG_NAME, "a").text == str(dead)
+    shot(browser, "outbox-dead", backend)
+    follow(browser, rows[0].find_element(By.TAG_NAME, "a"))
+    assert "unknown patient" in browser.find_element(By.CSS_SELECTOR, "table.outcome").text
+    shot(browser, "job-dead", backend)
+    follow(browser, browser.find_element(By.ID, "retry"))
+    assert browser.find_element(By.CSS_SELECTOR, "[role=status]").text.startswith("Queued again")
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Outbox job {dead}: queued"
+    shot(browser, "job-retried", backend)
+
+    # audit: the course this admin opened is in the trail, by a hash of the patient, never the MRN
+    follow(browser, browser.find_element(By.LINK_TEXT, "Audit"))
+    rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    assert any("admin:alice" in r and "patient course" in r for r in rows)
+    assert any("outbox job" in r for r in rows) and not any("DEMO-0002" in r for r in rows)
+    shot(browser, "audit", backend)

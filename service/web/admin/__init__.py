@@ -4,16 +4,23 @@
     auth.py      sign-in, sign-out, the sign-in guard and CSRF tokens on every form
     views.py     overview, mappings, profiles, try it
     patients.py  patient search and a patient's course (charts from charts.py)
+    mapping_history.py  every known version of a mapping and a rule diff between two
+    exchange_pages.py   endpoints and their checks, the outbox, a job; retry, sandbox-check
+    audit_page.py       the audit trail with filters; the console's own accesses recorded in it
 """
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 
 from flask import Blueprint, Flask
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.admin.signing import SigningKey
 
+log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates",
                static_folder="static", static_url_path="/static")
 
@@ -26,7 +33,7 @@ SESSION_LIFETIME = timedelta(hours=8)
 
 def init_app(app: Flask) -> None:
     """Register the blueprint and the session it needs (only /admin gets a session cookie)."""
-    from service.web.admin import auth, patients, views  # noqa: F401 - their routes attach to bp
+    from service.web.admin import audit_page, auth, exchange_pages, mapping_history, patients, views  # noqa: F401
     from service.web.admin.session import AdminSessionInterface
 
     runtime = app.extensions["kfhir"]
@@ -41,3 +48,14 @@ def init_app(app: Flask) -> None:
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     app.register_blueprint(bp)
+    _record_mapping_versions(runtime.engine)
+
+
+def _record_mapping_versions(engine: Engine) -> None:
+    """The mapping history starts at a service's first start (service/admin/history.py)."""
+    from service.admin.history import record_current
+
+    try:
+        record_current(engine)
+    except SQLAlchemyError as exc:  # not migrated yet: the history page records them once it is
+        log.info("mapping versions not recorded at start-up: %s", type(exc).__name__)

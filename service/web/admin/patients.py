@@ -4,7 +4,9 @@ from __future__ import annotations
 from flask import abort, current_app, render_template, request
 
 from service.admin import course as courses
+from service.security.audit import Entity
 from service.web.admin import bp, charts
+from service.web.admin.audit_page import note
 
 #: Longest identifier text a search takes: MRNs are short; anything longer is a mistake, not a search.
 MAX_QUERY = 200
@@ -17,6 +19,8 @@ def patients() -> tuple[str, int]:
         return render_template("admin/patients.html", query=query[:MAX_QUERY], hits=None,
                                error=f"An identifier is at most {MAX_QUERY} characters."), 400
     hits = courses.search(current_app.extensions["kfhir"].engine, query) if query else None
+    if hits is not None:
+        note("search-type", [Entity("Patient")], query="parameters: identifier")
     return render_template("admin/patients.html", query=query, hits=hits, error=None), 200
 
 
@@ -28,5 +32,6 @@ def patient_course() -> str:
     found = courses.course(current_app.extensions["kfhir"].engine, system, value)
     if found is None:
         abort(404, f"No record names a patient with identifier {system}|{value}.")
+    note("read", [Entity("patient course")], [(system, value)])
     return render_template("admin/course.html", course=found, vitals=charts.vitals_chart(found),
                            scores=charts.score_charts(found), timeline=found.timeline())

@@ -1,0 +1,146 @@
+"""The console's exchange pages: endpoints with their last checks, the outbox with filters, a job with its
+attempts; actions retry, retry every dead job of an endpoint, check capabilities and run sandbox-check."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+
+from service.admin import exchange
+from service.domain.kinds import KINDS
+from service.errors import Conflict, NotFound
+from service.exchange.endpoints import Endpoint
+from service.exchange.outbox import STATES, JobQuery
+from service.runtime import Runtime
+from service.security.audit import Entity
+from service.web.admin import bp
+from service.web.admin.audit_page import note
+
+PAGE = 50
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["kfhir"]
+    return runtime
+
+
+def _user() -> str:
+    return str(request.environ.get("kfhir.admin_user", "?"))
+
+
+def _endpoint(name: str) -> Endpoint:
+    found = exchange.find(_runtime().endpoints, name)
+    if found is None:
+        abort(404, f"No endpoint named {name!r} is configured (KFHIR_ENDPOINTS_FILE).")
+    return found
+
+
+@bp.get("/exchange")
+def exchange_overview() -> str:
+    runtime = _runtime()
+    rows = [(e, exchange.latest(runtime.engine, e.name, exchange.CAPABILITIES), runtime.outbox.counts(e.name))
+            for e in runtime.endpoints]
+    return render_template("admin/exchange.html", rows=rows, counts=runtime.outbox.counts())
+
+
+@bp.get("/exchange/endpoints/<name>")
+def endpoint_page(name: str) -> str:
+    endpoint, runtime = _endpoint(name), _runtime()
+    return render_template(
+        "admin/endpoint.html", endpoint=endpoint, counts=runtime.outbox.counts(name),
+        capabilities=exchange.latest(runtime.engine, name, exchange.CAPABILITIES),
+        sandbox=exchange.latest(runtime.engine, name, exchange.SANDBOX), requeued=request.args.get("requeued"))
+
+
+@bp.post("/exchange/endpoints/<name>/capabilities")
+def endpoint_capabilities(name: str) -> Any:
+    exchange.check_capabilities(_runtime().engine, _endpoint(name), _user())
+    note("operation", [Entity(f"capability check of endpoint {name}")])
+    return redirect(url_for("admin.endpoint_page", name=name) + "#capabilities")
+
+
+@bp.post("/exchange/endpoints/<name>/sandbox-check")
+def endpoint_sandbox_check(name: str) -> Any:
+    endpoint = _endpoint(name)
+    if request.form.get("confirm") != "yes":
+        abort(400, "sandbox-check writes synthetic test records (patient SANDBOX-0001) to the server: tick the "
+                   "box that says you mean it.")
+    exchange.run_sandbox_check(_runtime().engine, endpoint, _user(), request.form.get("cleanup") == "yes")
+    note("operation", [Entity(f"sandbox-check of endpoint {name}")])
+    return redirect(url_for("admin.endpoint_page", name=name) + "#sandbox")
+
+
+@bp.post("/exchange/endpoints/<name>/retry-dead")
+def endpoint_retry_dead(name: str) -> Any:
+    _endpoint(name)
+    queued = _runtime().outbox.retry_dead(name)
+    note("update", [Entity(f"{queued} dead outbox jobs of endpoint {name}")])
+    return redirect(url_for("admin.endpoint_page", name=name, requeued=queued))
+
+
+@bp.app_template_global()
+def outbox_url(**filters: Any) -> str:
+    """The outbox page with these filters (url_for cannot take an `endpoint` filter: its own argument)."""
+    query = urlencode({k: v for k, v in filters.items() if v not in (None, "")})
+    return url_for("admin.outbox") + (f"?{query}" if query else "")
+
+
+@bp.get("/exchange/outbox")
+def outbox() -> tuple[str, int]:
+    runtime = _runtime()
+    query, errors = _query(request.args, [e.name for e in runtime.endpoints])
+    jobs = runtime.outbox.list(JobQuery(**{**vars(query), "limit": query.limit + 1})) if not errors else []
+    following = None
+    if len(jobs) > query.limit:
+        jobs = jobs[:query.limit]
+        following = outbox_url(**(request.args.to_dict() | {"after": jobs[-1].pk}))
+    return render_template("admin/outbox.html", jobs=jobs, next_url=following, errors=errors, args=request.args,
+                           states=STATES, kinds=KINDS, endpoints=runtime.endpoints), 400 if errors else 200
+
+
+def _query(args: Any, endpoints: list[str]) -> tuple[JobQuery, list[str]]:
+    """The filters as a JobQuery, and what was wrong with them (nothing runs when anything is)."""
+    errors: list[str] = []
+    state, endpoint, kind = args.get("state") or None, args.get("endpoint") or None, args.get("kind") or None
+    if state is not None and state not in STATES:
+        errors.append(f"State must be one of {', '.join(STATES)}.")
+    if kind is not None and kind not in KINDS:
+        errors.append(f"Kind must be one of {', '.join(KINDS)}.")
+    if endpoint is not None and endpoint not in endpoints:
+        errors.append(f"No endpoint named {endpoint!r} is configured.")
+    since = None
+    if args.get("since"):
+        try:
+            since = datetime.combine(date.fromisoformat(args["since"]), datetime.min.time())
+        except ValueError:
+            errors.append("The date must be a day like 2026-03-02.")
+    after = args.get("after", "0")
+    if not after.isdigit() or len(after) > 18:
+        errors.append("`after` must be a job number.")
+        after = "0"
+    return JobQuery(state=state, endpoint=endpoint, kind=kind, since=since, after_pk=int(after), limit=PAGE), errors
+
+
+@bp.get("/exchange/jobs/<int:pk>")
+def job_page(pk: int) -> str:
+    outbox = _runtime().outbox
+    try:
+        job = outbox.get(pk)
+    except NotFound:
+        abort(404, f"There is no outbox job {pk}.")
+    return render_template("admin/job.html", job=job, attempts=outbox.attempts(pk),
+                           retried=request.args.get("retried") == "1")
+
+
+@bp.post("/exchange/jobs/<int:pk>/retry")
+def job_retry(pk: int) -> Any:
+    try:
+        _runtime().outbox.retry(pk)
+    except NotFound:
+        abort(404, f"There is no outbox job {pk}.")
+    except Conflict as exc:
+        abort(409, exc.detail)
+    note("update", [Entity(f"outbox job {pk}")])
+    return redirect(url_for("admin.job_page", pk=pk, retried=1))
