@@ -168,6 +168,10 @@ def test_an_admin_signs_in_reviews_a_mapping_and_a_profile_tries_a_record_and_si
     keys = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#invariants ~ table th[scope=row]")]
     assert "ket-2" in keys
     shot(browser, "profile-ketamine-administration", backend)
+    invalid = browser.find_element(By.CSS_SELECTOR, "#examples ~ table a[href*='/invalid/']")
+    follow(browser, invalid)
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Example examples/invalid/")
+    shot(browser, "example-invalid", backend)
 
     follow(browser, browser.find_element(By.LINK_TEXT, "Try it"))
     Select(browser.find_element(By.ID, "kind")).select_by_value("administration")
