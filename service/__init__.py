@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from service.config import Settings
-from service.runtime import Runtime
+    from service.config import Settings
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults → KFHIR_* environment → `config`), database, blueprints."""
+    # Imported here, not at the top: `import service.validation` (the CLI's validate, the benchmarks, a
+    # library user) then costs no Flask, SQLAlchemy or exchange imports (≈ 1 s of a cold start).
+    from flask import Flask
+
+    from service.config import Settings
+    from service.runtime import Runtime
+
     settings = config if isinstance(config, Settings) else Settings.load(config)
     from service.web import logs
 
