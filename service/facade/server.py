@@ -31,6 +31,7 @@ from service.errors import (
 )
 from service.facade.query import Query, parse
 from service.facade.searchparams import TYPES, params_of, parse_range
+from service.security.provenance import RECORD, provenance
 from service.security.scopes import insufficient
 from service.store.resources import ResourceStore, StoredResource, Unit, instant
 from service.validation.outcome import Finding, operation_outcome
@@ -204,6 +205,10 @@ class FhirServer:
                findings: list[Finding], method: str, created: bool, pending: set[str] | None = None) -> Written:
         _check_references(unit, resource, pending or set())
         stored = unit.write(resource_type, resource_id, resource, [_as_warning(f) for f in findings], method)
+        if resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
+            target = f"{resource_type}/{stored.id}/_history/{stored.version}"
+            unit.write("Provenance", str(uuid.uuid4()), provenance(target, created, instant(stored.last_updated)),
+                       [], "POST")
         return Written(stored, created, findings)
 
     # --- search and history ----------------------------------------------------------------
@@ -352,7 +357,11 @@ class FhirServer:
             r.index: (r.resource, []) for r in requests if r.method in ("POST", "PUT")}
         log: list[Written] = []
         ahead = {key for r in requests for _, ref in _references(r.resource, "") for key in [ref] if "/" in key}
-        self._run(unit, "", requests, checked, log, ahead)
+        source = RECORD.set(record_id)  # their Provenance names the record
+        try:
+            self._run(unit, "", requests, checked, log, ahead)
+        finally:
+            RECORD.reset(source)
         for written in log:
             unit.link_record(written.resource.resource_type, written.resource.id, record_id)
         return [w.resource for w in log]

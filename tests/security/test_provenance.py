@@ -1,0 +1,73 @@
+"""Provenance on every resource version received from a client or mapped from a clinic record, written in
+the same transaction, naming the client (and the record)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from factories import administration
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.runtime import Runtime
+from service.security.audit import RECORD_ID
+from service.validation import default_validator
+
+FHIR = "application/fhir+json"
+
+
+def provenances(app: Flask) -> list[dict[str, Any]]:
+    with app.extensions["kfhir"].resources.unit() as unit:
+        return [r.content for r in unit.history("Provenance", None, None, 10_000, 0)[0]]
+
+
+def of(app: Flask, target: str) -> list[dict[str, Any]]:
+    return [p for p in provenances(app) if p["target"][0]["reference"] == target]
+
+
+def test_a_resource_received_through_the_facade_gets_one_provenance_per_version(
+        app: Flask, client: FlaskClient) -> None:
+    made = client.post("/fhir/Patient", data=json.dumps({"resourceType": "Patient", "gender": "female"}),
+                       content_type=FHIR).get_json()
+    client.put(f"/fhir/Patient/{made['id']}", data=json.dumps(made | {"gender": "male"}), content_type=FHIR)
+    [first] = of(app, f"Patient/{made['id']}/_history/1")
+    [second] = of(app, f"Patient/{made['id']}/_history/2")
+    assert first["activity"]["coding"][0]["code"] == "CREATE" and second["activity"]["coding"][0]["code"] == "UPDATE"
+    author, custodian = first["agent"]
+    assert author["type"]["coding"][0]["code"] == "author" and author["who"]["display"] == "tests"
+    assert custodian["type"]["coding"][0]["code"] == "custodian"
+    assert "entity" not in first
+    found = client.get("/fhir/Provenance", query_string={"target": f"Patient/{made['id']}"}).get_json()
+    assert found["total"] == 2
+    for resource in (first, second):
+        assert [f for f in default_validator().validate(resource) if f.severity in ("error", "fatal")] == []
+
+
+def test_every_resource_mapped_from_a_record_names_the_record(app: Flask, client: FlaskClient) -> None:
+    record = client.post("/api/v1/administrations", json=administration()).get_json()
+    written = [p for p in provenances(app) if p.get("entity")]
+    assert written, "the record's resources have no Provenance"
+    with app.extensions["kfhir"].resources.unit() as unit:
+        resources, _ = unit.history(None, None, None, 10_000, 0)
+    mapped = {f"{r.resource_type}/{r.id}/_history/{r.version}" for r in resources if r.resource_type != "Provenance"}
+    assert {p["target"][0]["reference"] for p in written} == mapped
+    for p in written:
+        assert p["entity"] == [{"role": "source", "what": {"identifier": {"system": RECORD_ID, "value": record["id"]},
+                                                           "display": "clinic record"}}]
+        assert [a["type"]["coding"][0]["code"] for a in p["agent"]] == ["author", "assembler"]
+
+
+def test_a_provenance_posted_by_a_client_gets_none_of_its_own(app: Flask, client: FlaskClient) -> None:
+    made = client.post("/fhir/Patient", data=json.dumps({"resourceType": "Patient"}), content_type=FHIR).get_json()
+    theirs = {"resourceType": "Provenance", "target": [{"reference": f"Patient/{made['id']}"}],
+              "recorded": "2026-03-02T09:00:00Z", "agent": [{"who": {"display": "EHR"}}]}
+    assert client.post("/fhir/Provenance", data=json.dumps(theirs), content_type=FHIR).status_code == 201
+    assert len(provenances(app)) == 2  # ours for the Patient, and theirs
+
+
+def test_without_a_client_the_server_is_the_only_agent(runtime: Runtime) -> None:
+    stored = runtime.fhir.create("Patient", {"resourceType": "Patient"}).resource
+    with runtime.resources.unit() as unit:
+        [ours] = [r.content for r in unit.history("Provenance", None, None, 10, 0)[0]]
+    assert ours["target"] == [{"reference": f"Patient/{stored.id}/_history/1"}]
+    assert [a["type"]["coding"][0]["code"] for a in ours["agent"]] == ["custodian"]
