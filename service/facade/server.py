@@ -57,7 +57,6 @@ SECURITY = {
 }
 
 
-
 class _ClaimLost(Exception):
     """A concurrent conditional create committed a matching resource after our search."""
 
