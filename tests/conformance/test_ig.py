@@ -59,6 +59,13 @@ def test_every_profile_is_an_r4_constraint_with_differential_and_snapshot(struct
         assert sd["snapshot"]["element"][0]["id"] == sd["type"]
 
 
+def test_each_element_appears_once_in_a_differential(structures: list[dict]) -> None:
+    """HAPI merges repeated element ids, but stricter readers (fhircraft) reject the profile: say it once."""
+    for sd in structures:
+        ids = [e["id"] for e in sd["differential"]["element"]]
+        assert len(ids) == len(set(ids)), (sd["id"], [i for i in ids if ids.count(i) > 1])
+
+
 def test_every_invariant_has_a_key_text_and_fhirpath(structures: list[dict]) -> None:
     keys = []
     for sd in structures:
