@@ -57,10 +57,10 @@ def register(app: Flask) -> None:
         errors = [{"field": i.field, "message": i.message} | ({"rule": i.rule} if i.rule else {})
                   for i in exc.issues]
         response = problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
-        if isinstance(exc, TooManyRequests):
-            response.headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Unauthorized | Forbidden) and exc.challenge:
             response.headers["WWW-Authenticate"] = exc.challenge
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.errorhandler(HTTPException)
