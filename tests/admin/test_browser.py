@@ -18,11 +18,11 @@ import pytest
 from admin.support import KFHIR, PASSWORD, USER, cli_env, free_port, kfhir
 from factories import administration
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from service.exchange.outbox import Failure, Outbox
@@ -125,7 +125,20 @@ def follow(driver: WebDriver, element: WebElement) -> None:
     """Click a link or a submit button and wait until the next page has replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, START_TIMEOUT).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, START_TIMEOUT).until(lambda _driver: _replaced(page))
+
+
+def _replaced(page: WebElement) -> bool:
+    """Whether `page` has left the document. Selenium's staleness_of expects StaleElementReference, but
+    chromedriver, asked in the middle of the navigation, may answer "unknown error: Node with given id
+    does not belong to the document" instead: that means gone too; any other answer means ask again."""
+    try:
+        page.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        return "does not belong to the document" in str(exc)
+    return False
 
 
 def _sign_in(driver: WebDriver, password: str = PASSWORD) -> None:
