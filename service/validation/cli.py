@@ -10,7 +10,7 @@ import click
 
 from service.conformance.definitions import load
 from service.conformance.package import CONFORMANCE_TYPES, Package, Resource, read_folder
-from service.errors import BadRequest
+from service.errors import RequestError
 from service.jsondoc import parse_json
 from service.validation.engine import Validator
 from service.validation.outcome import Finding, has_errors, operation_outcome
@@ -51,7 +51,7 @@ def _findings(validator: Validator, path: Path, profile: str | None, must_suppor
     text = path.read_bytes()
     try:
         resource = parse_json(text, MAX_DEPTH)
-    except BadRequest as exc:
+    except RequestError as exc:  # not JSON (400), or JSON no store could hold (a NUL: 422)
         return [Finding("fatal", "structure", "$this", exc.detail)]
     return locate(validator.validate(resource, profile, must_support=must_support),
                   text.decode("utf-8", "replace"), root_name(resource))

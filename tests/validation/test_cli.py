@@ -119,6 +119,17 @@ def test_a_valid_file_exits_0_and_says_valid() -> None:
     assert_no_traceback(result)
 
 
+def test_a_nul_character_in_a_string_is_a_fatal_issue_not_a_crash(tmp_path: Path) -> None:
+    """FHIR strings hold no character below U+0020 but tab/CR/LF; the parser refuses U+0000 (a store could not
+    hold it), and the command reports that as the file's finding (the hardening fuzzer found the crash)."""
+    path = tmp_path / "nul.json"
+    path.write_text('{"resourceType": "Patient", "name": [{"family": "Do\\u0000e"}]}', encoding="utf-8")
+    result = validate(path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "fatal" in result.stdout and "NUL" in result.stdout
+    assert_no_traceback(result)
+
+
 def test_every_valid_example_exits_0() -> None:
     paths = sorted(p for p in EXAMPLES.glob("*.json") if p.name != "manifest.json")
     result = validate(*paths)
