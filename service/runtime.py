@@ -39,7 +39,7 @@ class Runtime:
         store = RecordStore(engine)
         resources = ResourceStore(engine)
         intake = Intake(store, map_check=_map_check)
-        linker = RecordLinker(resources, intake, _mapper)
+        linker = RecordLinker(intake, _mapper)
         fhir = FhirServer(resources, _validate, settings.max_bundle_entries, after_write=linker)
 
         try:

@@ -18,7 +18,7 @@ from service.domain.intake import Intake
 from service.errors import Conflict, RequestError
 from service.facade.query import parse
 from service.mapping import Mapper, MappingError
-from service.store.resources import ResourceStore, StoredResource, Unit
+from service.store.resources import StoredResource, Unit
 
 CANONICAL = "https://ketamine-fhir.org/fhir/StructureDefinition/"
 MAIN_PROFILES = {
@@ -34,8 +34,7 @@ MAX_READINGS = 500
 
 
 class RecordLinker:
-    def __init__(self, store: ResourceStore, intake: Intake, mapper: Any) -> None:
-        self.store = store
+    def __init__(self, intake: Intake, mapper: Any) -> None:
         self.intake = intake
         self._mapper = mapper  # a Mapper, or a function giving one (the specs load on first use)
 
