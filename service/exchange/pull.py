@@ -13,11 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import Conflict, RequestError
 from service.exchange.client import FhirClient, FhirError, references, rewrite_references
 from service.facade.records import CANONICAL, MAIN_PROFILES
 from service.facade.server import FhirServer
-from service.mapping import MappingError, default_mapper
 from service.runtime import Runtime
 from service.store.resources import ResourceStore
 
@@ -56,7 +54,6 @@ def pull(client: FhirClient, runtime: Runtime, identifier: str) -> PullReport:
         fetched = _fetch(client, patient)
         report.fetched += len(fetched)
         _import(runtime.fhir, runtime.resources, fetched, report)
-        _read_sessions(runtime, fetched, report)
     return report
 
 
@@ -163,33 +160,3 @@ def _clean(resource: dict[str, Any]) -> dict[str, Any]:
     else:
         out.pop("meta", None)
     return out
-
-
-def _read_sessions(runtime: Runtime, fetched: dict[str, dict[str, Any]], report: PullReport) -> None:
-    """The facade reads a session from its MedicationAdministration and what that refers to; the vital signs
-    and scores refer to the session (partOf), not it to them, so it is read again here with them, as the
-    Bundle it was sent in. Unchanged, it stays as it is."""
-    mapper = default_mapper()
-    for key, resource in fetched.items():
-        if resource["resourceType"] != "MedicationAdministration" or not _main(resource):
-            continue
-        parts = [k for k, r in fetched.items() if r["resourceType"] == "Observation" and key in references(r)]
-        with runtime.resources.unit() as unit:
-            stored = [unit.get(*k.split("/")) for k in [key, *parts]]
-        bundle = {"resourceType": "Bundle", "type": "collection",
-                  "entry": [{"resource": r.content} for r in stored if r is not None and r.content]}
-        try:
-            session = mapper.to_record(bundle, resolve=lambda reference: _stored(runtime.resources, reference))
-            runtime.intake.submit(session.kind, session.record, export=False)  # the same again: nothing changes
-        except Conflict as exc:  # the facade stored it without its readings a moment ago
-            current = runtime.intake.get("administration", exc.extra["existing_id"])
-            runtime.intake.replace("administration", current.id, current.version, session.record, export=False)
-        except (MappingError, RequestError) as exc:
-            report.notes.append(f"{key}: not read with its readings: {getattr(exc, 'detail', exc)}")
-
-
-def _stored(store: ResourceStore, reference: str) -> dict[str, Any] | None:
-    kind, _, rid = reference.split("/_history/")[0].partition("/")
-    with store.unit() as unit:
-        found = unit.get(kind, rid) if rid else None
-    return found.content if found is not None and not found.deleted else None
