@@ -16,8 +16,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     # library user) then costs no Flask, SQLAlchemy or exchange imports (≈ 1 s of a cold start).
     from flask import Flask
 
+    from service.app.runtime import Runtime
     from service.config import Settings
-    from service.runtime import Runtime
 
     settings = config if isinstance(config, Settings) else Settings.load(config)
     from service.web import logs

@@ -12,9 +12,9 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.app.runtime import Runtime
 from service.config import Settings
 from service.errors import ConfigError, Conflict
-from service.runtime import Runtime
 
 
 def _settings() -> Settings:

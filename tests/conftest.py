@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
 from service import create_app
+from service.app.runtime import Runtime
 from service.config import Settings
-from service.runtime import Runtime
 from service.security.keys import ApiClients
 from service.store.engine import make_engine
 from service.store.migrate import upgrade

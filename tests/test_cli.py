@@ -19,9 +19,9 @@ from factories import assessment
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
+from service.app.runtime import Runtime
 from service.config import Settings
 from service.demo import demo_records
-from service.runtime import Runtime
 from service.store.engine import make_engine
 from service.store.migrate import head_revision
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from service.app.runtime import Runtime
 from service.demo import demo_records
-from service.runtime import Runtime
 
 Record = dict[str, Any]
 RECORDS = demo_records()

@@ -15,8 +15,8 @@ import pytest
 from factories import administration, assessment, esketamine_session
 from sqlalchemy import Engine, text
 
+from service.app.runtime import Runtime
 from service.importer import import_file
-from service.runtime import Runtime
 from service.store.records import ListQuery
 
 KFHIR = Path(sys.executable).parent / "ketamine-fhir"

@@ -54,6 +54,8 @@ class Intake:
 
         `map_check`: run on every record that passed its schema and rules, so a record whose FHIR form
         would break our profiles is refused before it is stored (the mapping engine in production).
+        `export`: run with map_check's result in the transaction that stores the record (service/app/flows.py).
+        An intake without them stores records read from FHIR resources, which are validated as FHIR already.
         """
         self._store = store
         self.map_check = map_check
@@ -70,7 +72,7 @@ class Intake:
             raise RuntimeError("this Intake checks records only; it has no store")
         return self._store
 
-    def check(self, kind_name: str, payload: Any, map_check: bool = True) -> Checked:
+    def check(self, kind_name: str, payload: Any) -> Checked:
         """Validate `payload`; raise Unprocessable with every error found, or return it checked."""
         kind = KINDS[kind_name]
         schema = kind.schema()
@@ -86,7 +88,7 @@ class Intake:
         if errors:
             raise Unprocessable(f"The {kind.name} record breaks clinical rules.", errors)
         content = schema.dump(loaded)
-        mapped = self.map_check(kind.name, content) if self.map_check is not None and map_check else None
+        mapped = self.map_check(kind.name, content) if self.map_check is not None else None
         patient = loaded["patient"]["identifier"]
         new = NewRecord(kind=kind.name, source=loaded["source"], external_id=loaded["external_id"],
                         patient_system=patient["system"], patient_value=patient["value"],
@@ -94,22 +96,19 @@ class Intake:
                         content_hash=content_hash(content), warnings=[i.as_dict() for i in found])
         return Checked(kind, new, mapped)
 
-    def _within(self, checked: Checked, export: bool) -> Within | None:
+    def _within(self, checked: Checked) -> Within | None:
         """The export of the record's FHIR form into the same transaction, when there is one to do."""
-        if not export or self.export is None or checked.mapped is None:
+        if self.export is None or checked.mapped is None:
             return None
         run, mapped = self.export, checked.mapped
         return lambda session, record: run(session, mapped, record)
 
-    def submit(self, kind_name: str, payload: Any, export: bool = True) -> Outcome:
-        """Store a new record; the same record sent again returns the stored one (created=False).
-
-        `export`: also store its FHIR resources (not for records read from FHIR resources).
-        """
-        checked = self.check(kind_name, payload, map_check=export)  # read from FHIR: validated as FHIR already
+    def submit(self, kind_name: str, payload: Any) -> Outcome:
+        """Store a new record; the same record sent again returns the stored one (created=False)."""
+        checked = self.check(kind_name, payload)
         for attempt in range(3):
             try:
-                record, created = self.store.create(checked.new, self._within(checked, export))
+                record, created = self.store.create(checked.new, self._within(checked))
                 break
             except Contention:  # a concurrent record made the same new Patient: it is there now
                 if attempt == 2:
@@ -121,11 +120,10 @@ class Intake:
                 existing_id=record.id)
         return Outcome(record, created)
 
-    def replace(self, kind_name: str, record_id: str, expected_version: int, payload: Any,
-                export: bool = True) -> Outcome:
+    def replace(self, kind_name: str, record_id: str, expected_version: int, payload: Any) -> Outcome:
         """Store `payload` as the next version of a record, if nobody changed it since `expected_version`."""
         current = self.get(kind_name, record_id)
-        checked = self.check(kind_name, payload, map_check=export)
+        checked = self.check(kind_name, payload)
         if (checked.new.source, checked.new.external_id) != (current.source, current.external_id):
             raise Conflict("external_id and source identify a record and cannot change; "
                            f"record {record_id} is {current.external_id!r} from {current.source!r}.",
@@ -137,7 +135,7 @@ class Intake:
         for attempt in range(3):
             try:
                 return Outcome(self.store.update(record_id, expected_version, checked.new,
-                                                 self._within(checked, export)), False)
+                                                 self._within(checked)), False)
             except StaleVersion as exc:
                 raise stale(exc.current, expected_version) from None
             except Contention:

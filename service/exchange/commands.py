@@ -10,10 +10,10 @@ import time
 
 import click
 
+from service.app.runtime import Runtime
 from service.exchange.endpoints import Endpoint, EndpointError
 from service.exchange.outbox import LEASE_S, Outbox
 from service.exchange.worker import Tally, Worker
-from service.runtime import Runtime
 
 
 def _runtime() -> Runtime:
@@ -112,10 +112,10 @@ def pull(name: str, identifier: str, fmt: str) -> None:
 
     Pulling again changes nothing unless the EHR's resources changed. Exit 1 when no patient matched.
     """
+    from service.app.pull import parse_identifier
+    from service.app.pull import pull as run_pull
     from service.errors import RequestError
     from service.exchange.client import FhirClient, FhirError
-    from service.exchange.pull import parse_identifier
-    from service.exchange.pull import pull as run_pull
 
     runtime = _runtime()
     endpoint = _endpoint(runtime, name)

@@ -29,8 +29,8 @@ from service.errors import (
     RequestError,
     Unprocessable,
 )
-from service.facade.query import Query, parse
-from service.facade.searchparams import TYPES, params_of, parse_range
+from service.search.parameters import TYPES, params_of, parse_range
+from service.search.query import Query, parse
 from service.security.provenance import RECORD, provenance
 from service.security.scopes import insufficient
 from service.store.resources import ResourceStore, StoredResource, Unit, instant
@@ -248,7 +248,7 @@ class FhirServer:
         keys: list[str] = []
         for _, param_name, target in query.include:
             param = params_of(query.resource_type)[param_name]
-            from service.facade.searchparams import reference_key, values_at
+            from service.search.parameters import reference_key, values_at
 
             for resource in found:
                 for path in param.paths:

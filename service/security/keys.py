@@ -18,8 +18,8 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from service.admin.signing import stored_key
 from service.security.scopes import Grant, well_formed
+from service.security.signing import stored_key
 from service.store.engine import session
 from service.store.models import ApiClientRow
 from service.store.records import utcnow

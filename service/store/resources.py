@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from service.facade.query import Criterion, Match, Query
-from service.facade.searchparams import EARLIEST, LATEST, index
+from service.search.parameters import EARLIEST, LATEST, index
+from service.search.query import Criterion, Match, Query
 from service.store.engine import session
 from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.records import utcnow
@@ -69,7 +69,7 @@ class Unit:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        #: main resources already read into clinic records in this transaction (see facade/records.py)
+        #: main resources already read into clinic records in this transaction (see service/app/flows.py)
         self.linked: set[str] = set()
 
     def _row(self, resource_type: str, resource_id: str) -> ResourceRow | None:
@@ -241,7 +241,7 @@ def _date_compare(low: Any, high: Any, m: Match) -> Any:
 
 def _date_key(resource_type: str, descending: bool) -> Any:
     """The resource's earliest indexed `date`-kind value, for _sort=date (missing sorts last)."""
-    from service.facade.searchparams import PARAMS
+    from service.search.parameters import PARAMS
 
     names = [p.name for p in PARAMS.get(resource_type, {}).values() if p.kind == "date"]
     preferred = "date" if "date" in names else (names[0] if names else "date")

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, request
 
 from service.errors import BadRequest, Issue, NotFound
-from service.facade.searchparams import parse_range
+from service.search.parameters import parse_range
 from service.security.audit import AuditQuery
 from service.web.auth import security
 

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from service.errors import Forbidden
-from service.facade.searchparams import TYPES
+from service.search.parameters import TYPES
 from service.security import Security, provenance
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant

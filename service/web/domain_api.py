@@ -11,10 +11,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from service.app.runtime import Runtime
 from service.domain.intake import stale
 from service.domain.kinds import BY_PLURAL, Kind, utc_naive
 from service.errors import BadRequest, Issue, PreconditionFailed, PreconditionRequired
-from service.runtime import Runtime
 from service.store.records import ListQuery, StoredRecord
 from service.web.body import json_body
 

@@ -7,10 +7,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from service.app.runtime import Runtime
 from service.domain.kinds import KINDS
 from service.errors import BadRequest, Issue, NotFound
 from service.exchange.outbox import STATES, JobQuery
-from service.runtime import Runtime
 from service.web.domain_api import _cursor, _date_param, _int_param, _uncursor
 
 bp = Blueprint("exchange_api", __name__, url_prefix="/api/v1/exchange")

@@ -13,10 +13,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from service.app.runtime import Runtime
 from service.errors import BadRequest, Issue, MethodNotAllowed, NotFound, PreconditionFailed, UnsupportedMediaType
-from service.facade.searchparams import TYPES
 from service.facade.server import Written
-from service.runtime import Runtime
+from service.search.parameters import TYPES
 from service.store.resources import StoredResource
 from service.validation import default_validator
 from service.validation.engine import UnknownProfile

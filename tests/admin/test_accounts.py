@@ -8,9 +8,9 @@ from admin.support import PASSWORD, USER
 from sqlalchemy import select
 
 from service.admin.accounts import LOCKOUT, MAX_FAILURES, AccountError, Accounts
-from service.admin.signing import NAME, SigningKey
+from service.app.runtime import Runtime
 from service.errors import ConfigError
-from service.runtime import Runtime
+from service.security.signing import NAME, SigningKey
 from service.store.engine import session
 from service.store.models import AdminAccountRow, AdminSecretRow
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from service.app.runtime import Runtime
 from service.config import Settings
-from service.runtime import Runtime
 
 EHR = "http://ehr.test/fhir"
 

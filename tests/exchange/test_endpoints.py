@@ -66,9 +66,9 @@ def test_malformed_endpoints_are_refused_by_name(tmp_path: Path, endpoint: dict[
 
 
 def test_a_bad_file_stops_the_service_at_start_up(tmp_path: Path) -> None:
+    from service.app.runtime import Runtime
     from service.config import Settings
     from service.errors import ConfigError
-    from service.runtime import Runtime
 
     path = write(tmp_path, {"name": "x"})
     with pytest.raises(ConfigError, match="KFHIR_ENDPOINTS_FILE"):

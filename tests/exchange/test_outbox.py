@@ -12,9 +12,9 @@ from factories import assessment, treatment_plan
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from service.app.runtime import Runtime
 from service.errors import Conflict, NotFound
 from service.exchange.outbox import Failure, JobQuery, Outbox, every_record
-from service.runtime import Runtime
 from service.store.engine import make_engine
 from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow, RecordRow, ResourceRow

@@ -15,9 +15,9 @@ from exchange.conftest import EHR
 from factories import assessment
 from sqlalchemy import update
 
+from service.app.runtime import Runtime
 from service.exchange.outbox import Job, JobQuery, Outbox
 from service.exchange.worker import Backoff, Worker
-from service.runtime import Runtime
 from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow
 from service.store.records import utcnow

@@ -16,15 +16,15 @@ from factories import PATIENT, administration, adverse_event, treatment_plan
 from mapping.support import canonical
 from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - the session fixture
 
+from service.app.pull import pull
+from service.app.runtime import Runtime
 from service.config import Settings
 from service.demo import MRN_SYSTEM, demo_records
 from service.exchange.client import FhirClient, Written
 from service.exchange.outbox import JobQuery, enqueue
-from service.exchange.pull import pull
 from service.exchange.worker import Worker
 from service.mapping import default_mapper
 from service.mapping.coverage import carried
-from service.runtime import Runtime
 from service.store.engine import session as transaction
 from service.store.records import ListQuery
 from service.validation import validate

@@ -20,10 +20,10 @@ from factories import PATIENT, assessment
 from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - the session fixture
 from sqlalchemy import delete
 
+from service.app.runtime import Runtime
 from service.config import Settings
 from service.exchange.client import FhirClient
 from service.exchange.outbox import JobQuery
-from service.runtime import Runtime
 from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow
 

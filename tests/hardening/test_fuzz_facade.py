@@ -16,8 +16,8 @@ from hardening.fuzzing import BACKENDS, Referee, quiet_settings, share
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.facade.searchparams import TYPES
 from service.resources import profiles_dir
+from service.search.parameters import TYPES
 
 FHIR = "application/fhir+json"
 EXAMPLES = sorted(p for p in (profiles_dir() / "examples").glob("*.json") if p.name != "manifest.json")

@@ -9,7 +9,7 @@ from factories import FACTORIES, administration, treatment_plan
 from flask.testing import FlaskClient
 
 from service.config import MAX_PAGE_SIZE
-from service.facade.query import MAX_COUNT
+from service.search.query import MAX_COUNT
 
 FHIR = "application/fhir+json"
 PLURAL = {"treatment-plan": "treatment-plans", "administration": "administrations",

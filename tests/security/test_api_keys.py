@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from service.runtime import Runtime
+from service.app.runtime import Runtime
 from service.security.keys import ApiClients, ClientError
 from service.store.engine import session
 from service.store.models import ApiClientRow

@@ -9,7 +9,7 @@ from factories import administration
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.runtime import Runtime
+from service.app.runtime import Runtime
 from service.security.audit import RECORD_ID
 from service.validation import default_validator
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from service.runtime import Runtime
+from service.app.runtime import Runtime
 from service.store.engine import make_engine
 from service.store.migrate import current_revision, head_revision, upgrade
 from service.store.models import Base

@@ -10,8 +10,8 @@ from factories import assessment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.app.runtime import Runtime
 from service.domain.intake import content_hash
-from service.runtime import Runtime
 from service.store import records as records_module
 from service.store.models import RecordRow, RecordVersionRow
 from service.store.records import ListQuery, NewRecord, StaleVersion

@@ -18,7 +18,7 @@ from flask import Blueprint, Flask
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.admin.signing import SigningKey
+from service.security.signing import SigningKey
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates",

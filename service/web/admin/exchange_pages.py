@@ -9,11 +9,11 @@ from urllib.parse import urlencode
 from flask import abort, current_app, redirect, render_template, request, url_for
 
 from service.admin import exchange
+from service.app.runtime import Runtime
 from service.domain.kinds import KINDS
 from service.errors import Conflict, NotFound
 from service.exchange.endpoints import Endpoint
 from service.exchange.outbox import STATES, JobQuery
-from service.runtime import Runtime
 from service.security.audit import Entity
 from service.web.admin import bp
 from service.web.admin.audit_page import note

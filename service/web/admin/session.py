@@ -9,7 +9,7 @@ from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.admin.signing import SigningKey
+from service.security.signing import SigningKey
 
 log = logging.getLogger(__name__)
 

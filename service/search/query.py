@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.errors import BadRequest, Issue
-from service.facade.searchparams import RESULT, Param, normalise, params_of, parse_range
+from service.search.parameters import RESULT, Param, normalise, params_of, parse_range
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 200

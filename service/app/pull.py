@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.app.flows import CANONICAL, MAIN_PROFILES
+from service.app.runtime import Runtime
 from service.exchange.client import FhirClient, FhirError, references, rewrite_references
-from service.facade.records import CANONICAL, MAIN_PROFILES
 from service.facade.server import FhirServer
-from service.runtime import Runtime
 from service.store.resources import ResourceStore
 
 PEOPLE = ("Patient", "Practitioner")

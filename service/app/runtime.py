@@ -1,4 +1,5 @@
-"""The objects one running service shares: settings, database engine, stores, intake and the FHIR server."""
+"""The composition root: the objects one running service shares (settings, database engine, stores, intake, the
+FHIR server, EHR endpoints and outbox), wired once with the flows of service/app/flows.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,20 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from service.app.flows import RecordWritten, ResourceWritten
 from service.config import Settings
 from service.domain.intake import Intake
-from service.errors import ConfigError, Contention, Issue, RequestError, Unprocessable
+from service.errors import ConfigError
 from service.exchange.endpoints import Endpoint, EndpointError
 from service.exchange.endpoints import load as load_endpoints
-from service.exchange.outbox import Outbox, enqueue
-from service.facade.records import RecordLinker
+from service.exchange.outbox import Outbox
 from service.facade.server import FhirServer
 from service.store.engine import make_engine
-from service.store.records import RecordStore, StoredRecord
-from service.store.resources import ResourceStore, Unit
+from service.store.records import RecordStore
+from service.store.resources import ResourceStore
 
 
 @dataclass
@@ -35,30 +34,19 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
+        """Wire the service: every collaborator is given at construction, nothing is set afterwards."""
         engine = make_engine(settings.database_url)
         store = RecordStore(engine)
         resources = ResourceStore(engine)
-        intake = Intake(store, map_check=_map_check)
-        linker = RecordLinker(intake, _mapper)
-        fhir = FhirServer(resources, _validate, settings.max_bundle_entries, after_write=linker)
-
         try:
             endpoints = load_endpoints(Path(settings.endpoints_file) if settings.endpoints_file else None)
         except EndpointError as exc:
             raise ConfigError(f"KFHIR_ENDPOINTS_FILE: {exc}") from None
-
-        def export(session: Session, mapped: Any, record: StoredRecord) -> None:
-            try:
-                fhir.export_record(Unit(session), mapped.bundle, record.id)
-                enqueue(session, record, mapped.bundle, endpoints)  # the EHRs hear of it if and only if it is stored
-            except IntegrityError:  # a concurrent record created the same new Patient first
-                raise Contention("Another record created the same patient or practitioner at the same moment; "
-                                 "send this record again.") from None
-            except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN
-                raise Unprocessable(f"The record's FHIR resources cannot be stored: {exc.detail}",
-                                    exc.issues or [Issue("$", exc.detail)]) from None
-
-        intake.export = export
+        # A resource written through the facade becomes a record through an intake that neither maps nor exports;
+        # a record written through the domain API is mapped, and its resources written through the facade.
+        read_back = ResourceWritten(Intake(store), _mapper)
+        fhir = FhirServer(resources, _validate, settings.max_bundle_entries, after_write=read_back)
+        intake = Intake(store, map_check=_map_check, export=RecordWritten(fhir, endpoints))
         return cls(settings, engine, store, intake, resources, fhir, endpoints, Outbox(engine))
 
 

@@ -1,23 +1,34 @@
-"""Resources an EHR posts become clinic records: the mapping read backwards, then the usual intake.
+"""The two flows that cross layers, owned here and wired once in `service/app/runtime.py`.
 
-Only a record's main resource starts this (a ketamine-treatment-plan CarePlan, a
-ketamine-administration MedicationAdministration, a ketamine-adverse-event AdverseEvent, a
-ketamine-outcome-score Observation that is not part of a session); the resources it refers to
-are read from the store. The resource keeps the id of its record. A resource that cannot become
-a record stays stored as FHIR; the reason is returned as a note for the response and the console.
-
-It runs inside the write's own transaction, the record's part in a savepoint: the resource, its
-record and the link between them commit together (one commit, nothing half-done after a crash),
-while a record that cannot be made undoes only its savepoint.
+* A clinic record was written (`RecordWritten`, run by the domain intake inside the record's transaction):
+  its mapped, already validated Bundle is stored as FHIR resources through the facade, each version with its
+  Provenance naming the record, and queued for every EHR endpoint. The EHRs hear of a record if and only if
+  it is stored: the record, its resources and the outbox jobs commit together.
+* A FHIR resource was written (`ResourceWritten`, run by the facade inside the write's transaction): a
+  record's main resource (a ketamine-treatment-plan CarePlan, a ketamine-administration
+  MedicationAdministration, a ketamine-adverse-event AdverseEvent, a ketamine-outcome-score Observation
+  that is not part of a session) is read back into a clinic record by the mapping run in reverse, and
+  stored through an intake that neither maps nor exports (the record came from FHIR: nothing to send back,
+  and no loop). The resources it refers to are read from the store; the resource keeps the id of its
+  record. A resource that cannot become a record stays stored as FHIR; the reason is a note for the
+  response and the console. The record's part runs in a savepoint, so a record that cannot be made undoes
+  only itself while the resource, its record and the link between them commit together.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from service.domain.intake import Intake
-from service.errors import Conflict, RequestError
-from service.facade.query import parse
+from service.errors import Conflict, Contention, Issue, RequestError, Unprocessable
+from service.exchange.endpoints import Endpoint
+from service.exchange.outbox import enqueue
+from service.facade.server import FhirServer
 from service.mapping import Mapper, MappingError
+from service.search.query import parse
+from service.store.records import StoredRecord
 from service.store.resources import StoredResource, Unit
 
 CANONICAL = "https://ketamine-fhir.org/fhir/StructureDefinition/"
@@ -33,8 +44,30 @@ MAIN_PROFILES = {
 MAX_READINGS = 500
 
 
-class RecordLinker:
+class RecordWritten:
+    """Stores a written record's FHIR form and queues it for the EHRs, in the record's own transaction."""
+
+    def __init__(self, fhir: FhirServer, endpoints: list[Endpoint]) -> None:
+        self.fhir = fhir
+        self.endpoints = endpoints
+
+    def __call__(self, session: Session, mapped: Any, record: StoredRecord) -> None:
+        try:
+            self.fhir.export_record(Unit(session), mapped.bundle, record.id)
+            enqueue(session, record, mapped.bundle, self.endpoints)
+        except IntegrityError:  # a concurrent record created the same new Patient first
+            raise Contention("Another record created the same patient or practitioner at the same moment; "
+                             "send this record again.") from None
+        except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN
+            raise Unprocessable(f"The record's FHIR resources cannot be stored: {exc.detail}",
+                                exc.issues or [Issue("$", exc.detail)]) from None
+
+
+class ResourceWritten:
+    """Reads a written FHIR resource back into a clinic record, in the write's own transaction."""
+
     def __init__(self, intake: Intake, mapper: Any) -> None:
+        """`intake`: one without map_check or export (what is read from FHIR is validated as FHIR already)."""
         self.intake = intake
         self._mapper = mapper  # a Mapper, or a function giving one (the specs load on first use)
 
@@ -77,10 +110,10 @@ class RecordLinker:
     @staticmethod
     def _store(intake: Intake, kind: str, record: dict[str, Any]) -> str:
         try:
-            return intake.submit(kind, record, export=False).record.id
+            return intake.submit(kind, record).record.id
         except Conflict as exc:  # the EHR sent a new version of a record it sent before
             current = intake.get(kind, exc.extra["existing_id"])
-            return intake.replace(kind, current.id, current.version, record, export=False).record.id
+            return intake.replace(kind, current.id, current.version, record).record.id
 
 
 def _is_main(stored: StoredResource) -> bool:

@@ -6,8 +6,8 @@ from datetime import datetime
 import pytest
 
 from service.errors import BadRequest
-from service.facade.query import parse
-from service.facade.searchparams import EARLIEST, LATEST, date_range, index, parse_range, reference_key, tokens
+from service.search.parameters import EARLIEST, LATEST, date_range, index, parse_range, reference_key, tokens
+from service.search.query import parse
 
 
 @pytest.mark.parametrize("text, low, high", [
