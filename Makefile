@@ -31,6 +31,7 @@ run: $(VENV)/.installed-run
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check service tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Lints, installs Debian's Chromium if missing (browser tests), starts a throwaway PostgreSQL on loopback,
 # runs every test (the HAPI FHIR peers build themselves with Maven on first use), stops the server.
