@@ -8,8 +8,6 @@ every reversible rule backwards into the record.
 """
 from __future__ import annotations
 
-import html
-import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -17,8 +15,10 @@ from urllib.parse import quote
 from service.conformance.definitions import Definitions
 from service.mapping.concepts import ConceptIndex
 from service.mapping.identity import RecordKey, stable_id
+from service.mapping.narrative import narrative
 from service.mapping.paths import ElementPath, PathCompiler, clone, contains
-from service.mapping.spec import Narrative, Role, Rule, Spec, lookup
+from service.mapping.payload import Payload
+from service.mapping.spec import Role, Rule, Spec, lookup
 from service.mapping.transforms import MappingError, forward, reverse
 
 TAG_SYSTEM = "https://ketamine-fhir.org/fhir/mapping"
@@ -134,7 +134,7 @@ class Mapper:
         `resolve(reference) -> resource | None` finds resources outside the payload (the facade's
         store); inside a Bundle, fullUrls and `Type/id` resolve on their own.
         """
-        found = _Found(payload, resolve)
+        found = Payload(payload, resolve)
         spec, primary, by_role = self._assign(found)
         links = _ReverseLinks(self, found)
         record: dict[str, Any] = {}
@@ -172,17 +172,17 @@ class Mapper:
 
     def assign(self, payload: dict[str, Any], resolve: Any = None) -> tuple[str, dict[str, list[dict[str, Any]]]]:
         """(kind, role → the payload's resources playing it): what reverse reads, for review and tests."""
-        spec, _, by_role = self._assign(_Found(payload, resolve))
+        spec, _, by_role = self._assign(Payload(payload, resolve))
         return spec.kind, by_role
 
     def reverse_links(self, payload: dict[str, Any], resolve: Any = None) -> _ReverseLinks:
-        return _ReverseLinks(self, _Found(payload, resolve))
+        return _ReverseLinks(self, Payload(payload, resolve))
 
     def read_value(self, rule: Rule, found: Json, links: _ReverseLinks) -> Json:
         """One rule run backwards on the value at its target."""
         return reverse(rule, found, links)
 
-    def _assign(self, found: _Found) -> tuple[Spec, dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    def _assign(self, found: Payload) -> tuple[Spec, dict[str, Any], dict[str, list[dict[str, Any]]]]:
         spec, primary = self._detect(found)
         by_role: dict[str, list[dict[str, Any]]] = {spec.primary.role: [primary]}
         claimed = {id(primary)}
@@ -199,7 +199,7 @@ class Mapper:
             by_role[role.role] = targets
         return spec, primary, by_role
 
-    def _detect(self, found: _Found) -> tuple[Spec, dict[str, Any]]:
+    def _detect(self, found: Payload) -> tuple[Spec, dict[str, Any]]:
         candidates = []
         for spec in self.specs.values():
             for resource in found.resources:
@@ -241,7 +241,7 @@ class Mapper:
         return True
 
     def _referenced(self, spec: Spec, role: Role, by_role: dict[str, list[dict[str, Any]]],
-                    found: _Found) -> list[dict[str, Any]]:
+                    found: Payload) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for other in spec.roles:
             for rule in other.rules:
@@ -289,7 +289,7 @@ class _ForwardLinks:
 
 
 class _ReverseLinks:
-    def __init__(self, mapper: Mapper, found: _Found) -> None:
+    def __init__(self, mapper: Mapper, found: Payload) -> None:
         self.concepts = mapper.concepts
         self.found = found
 
@@ -317,71 +317,6 @@ class _ReverseLinks:
         if isinstance(text, str) and text.count("/") >= 1 and not text.startswith("urn:"):
             return text.rstrip("/").split("/")[-1]
         return None
-
-
-class _Found:
-    """The resources of a payload, and how references among them resolve."""
-
-    def __init__(self, payload: dict[str, Any], resolve: Any) -> None:
-        if not isinstance(payload, dict) or "resourceType" not in payload:
-            raise MappingError("expected a FHIR resource or Bundle")
-        self.by_url: dict[str, dict[str, Any]] = {}
-        if payload["resourceType"] == "Bundle":
-            self.resources = []
-            for entry in payload.get("entry") or []:
-                resource = entry.get("resource") if isinstance(entry, dict) else None
-                if isinstance(resource, dict) and "resourceType" in resource:
-                    self.resources.append(resource)
-                    if entry.get("fullUrl"):
-                        self.by_url[entry["fullUrl"]] = resource
-        else:
-            self.resources = [payload]
-        for resource in self.resources:
-            if "id" in resource:
-                self.by_url.setdefault(f"{resource['resourceType']}/{resource['id']}", resource)
-        self.external = resolve
-
-    def names(self, resource: dict[str, Any]) -> set[str]:
-        """Every way a reference in the payload can name `resource`."""
-        out = {url for url, r in self.by_url.items() if r is resource}
-        if "id" in resource:
-            out.add(f"{resource['resourceType']}/{resource['id']}")
-        return out
-
-    def resolve(self, ref: Any, origin: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
-            return None
-        text = ref["reference"]
-        if text in self.by_url:
-            return self.by_url[text]
-        tail = "/".join(text.split("/")[-2:])
-        if tail in self.by_url:
-            return self.by_url[tail]
-        return self.external(text) if self.external else None
-
-
-_FIELD = re.compile(r"\{([\w.$]+)\}")
-
-
-def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, str]:
-    """Resource.text: the title and every line whose fields are all present, as escaped XHTML."""
-    lines = []
-    for line in spec.lines:
-        values = {}
-        for name in _FIELD.findall(line):
-            value = lookup(record, name[2:]) if name.startswith("$.") else lookup(scope, name)
-            if value is None or value == []:
-                break
-            values[name] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-        else:
-            lines.append(_fill(line, values))
-    items = "".join(f"<li>{html.escape(line, quote=False)}</li>" for line in lines)
-    body = f"<p><b>{html.escape(spec.title, quote=False)}</b></p>" + (f"<ul>{items}</ul>" if items else "")
-    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
-
-
-def _fill(line: str, values: dict[str, str]) -> str:
-    return _FIELD.sub(lambda m: values[m.group(1)], line)
 
 
 def _references(node: Any) -> set[str]:

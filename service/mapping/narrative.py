@@ -1,0 +1,31 @@
+"""Resource.text of a mapped resource: the spec's title and lines with the record's values, as escaped XHTML."""
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from service.mapping.spec import Narrative, lookup
+
+_FIELD = re.compile(r"\{([\w.$]+)\}")
+
+
+def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, str]:
+    """Resource.text: the title and every line whose fields are all present, as escaped XHTML."""
+    lines = []
+    for line in spec.lines:
+        values = {}
+        for name in _FIELD.findall(line):
+            value = lookup(record, name[2:]) if name.startswith("$.") else lookup(scope, name)
+            if value is None or value == []:
+                break
+            values[name] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        else:
+            lines.append(_fill(line, values))
+    items = "".join(f"<li>{html.escape(line, quote=False)}</li>" for line in lines)
+    body = f"<p><b>{html.escape(spec.title, quote=False)}</b></p>" + (f"<ul>{items}</ul>" if items else "")
+    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
+
+
+def _fill(line: str, values: dict[str, str]) -> str:
+    return _FIELD.sub(lambda m: values[m.group(1)], line)
