@@ -1,7 +1,7 @@
 """FHIR R4 REST interface under /fhir: the facade's interactions, $validate and our conformance resources.
 
 HTTP only: media types, headers (ETag, If-Match, If-None-Exist, Prefer, Location, Last-Modified)
-and status codes. What happens to resources is service/facade/server.py's business.
+and status codes. What happens to resources is the business of service/facade/ (server.py).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request
 
 from service.app.runtime import Runtime
 from service.errors import BadRequest, Issue, MethodNotAllowed, NotFound, PreconditionFailed, UnsupportedMediaType
-from service.facade.server import Written
+from service.facade.interactions import Written
 from service.search.parameters import TYPES
 from service.store.resources import StoredResource
 from service.validation import default_validator

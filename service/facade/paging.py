@@ -1,0 +1,125 @@
+"""Search and history: searchset and history Bundles, with _include and paging links."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from service.errors import BadRequest, Issue, NotFound
+from service.search.parameters import params_of, parse_range, reference_key, values_at
+from service.search.query import Query, parse
+from service.security.scopes import insufficient
+from service.store.resources import ResourceStore, StoredResource, Unit, instant
+
+
+def search(store: ResourceStore, resource_type: str, items: list[tuple[str, str]], base: str,
+           lenient: bool = False, can_read: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """`can_read`: an `_include` of a type the caller may not read is refused (typed) or left out (untyped)."""
+    query = parse(resource_type, items, lenient)
+    for _, _name, target in query.include:
+        if target is not None and can_read is not None and not can_read(target):
+            raise insufficient(target, "r", f"_include of {target}")
+    with store.unit() as unit:
+        found, total = unit.search(query)
+        included = [r for r in _includes(unit, query, found) if can_read is None or can_read(r.resource_type)]
+    entries = [_entry(base, r, "match") for r in found] + [_entry(base, r, "include") for r in included]
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    kept = [(k, v) for k, v in items if k not in ("_offset",) and k not in query.ignored]
+    bundle["link"] = _page_links(f"{base}/{resource_type}", kept, query.offset, query.count, len(found), total)
+    bundle["entry"] = entries
+    if query.ignored:
+        bundle["entry"].append({"resource": {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "warning", "code": "not-supported", "details": {"text": f"Ignored: {name}"},
+             "expression": [name]} for name in query.ignored]}, "search": {"mode": "outcome"}})
+    return bundle
+
+
+def _includes(unit: Unit, query: Query, found: list[StoredResource]) -> list[StoredResource]:
+    keys: list[str] = []
+    for _, param_name, target in query.include:
+        param = params_of(query.resource_type)[param_name]
+        for resource in found:
+            for path in param.paths:
+                for value in values_at(resource.content or {}, path):
+                    key = reference_key(value)
+                    if key and (target is None or key.startswith(target + "/")):
+                        keys.append(key)
+    seen = {(r.resource_type, r.id) for r in found}
+    return [r for r in unit.by_keys(keys) if (r.resource_type, r.id) not in seen]
+
+
+def history(store: ResourceStore, base: str, resource_type: str | None = None, resource_id: str | None = None,
+            items: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    args = dict(items or [])
+    unknown = sorted(set(args) - {"_since", "_count", "_offset", "_format", "_pretty"})
+    if unknown:
+        raise BadRequest("History takes _since, _count and _offset only.",
+                         [Issue(n, "not supported") for n in unknown])
+    since = _since(args.get("_since"))
+    count = _bounded(args, "_count", 20, 1, 200)
+    offset = _bounded(args, "_offset", 0, 0, 1_000_000)
+    with store.unit() as unit:
+        if resource_id is not None and resource_type is not None and unit.get(resource_type, resource_id) is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known to this server.")
+        versions, total = unit.history(resource_type, resource_id, since, count, offset)
+    path = "/".join(p for p in (base, resource_type, resource_id, "_history") if p)
+    kept = [(k, v) for k, v in (items or []) if k != "_offset"]
+    return {"resourceType": "Bundle", "type": "history", "total": total,
+            "link": _page_links(path, kept, offset, count, len(versions), total),
+            "entry": [_history_entry(base, v) for v in versions]}
+
+
+def _entry(base: str, resource: StoredResource, mode: str) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{resource.resource_type}/{resource.id}", "resource": resource.content,
+            "search": {"mode": mode}}
+
+
+def _history_entry(base: str, v: StoredResource) -> dict[str, Any]:
+    url = f"{v.resource_type}/{v.id}"
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
+    if v.content is not None:
+        entry["resource"] = v.content
+    status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[v.method or "PUT"]
+    if v.method == "PUT" and v.version == 1:
+        status = "201 Created"
+    entry["request"] = {"method": v.method, "url": url if v.method != "POST" else v.resource_type}
+    entry["response"] = {"status": status, "etag": f'W/"{v.version}"', "lastModified": instant(v.last_updated)}
+    return entry
+
+
+def _page_links(path: str, items: list[tuple[str, str]], offset: int, count: int, shown: int,
+                total: int | None) -> list[dict[str, str]]:
+    def url(at: int) -> str:
+        query = [(k, v) for k, v in items if k != "_count"] + [("_count", str(count))]
+        if at:
+            query.append(("_offset", str(at)))
+        return f"{path}?{urlencode(query)}"
+
+    links = [{"relation": "self", "url": url(offset)}]
+    more = (offset + shown < total) if total is not None else shown == count and count > 0
+    if more:
+        links.append({"relation": "next", "url": url(offset + count)})
+    if offset > 0:
+        links.append({"relation": "previous", "url": url(max(0, offset - count))})
+    return links
+
+
+def _since(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    found = parse_range(raw.replace(" ", "+"))
+    if found is None or "T" not in raw:
+        raise BadRequest("_since must be a FHIR instant, e.g. 2026-03-02T09:00:00Z.", [Issue("_since", f"got {raw!r}")])
+    return found[0]
+
+
+def _bounded(args: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw):  # int('²') raises
+        raise BadRequest(f"{name} must be an integer ≥ {low}.", [Issue(name, f"got {raw!r}")])
+    return min(int(raw), high)

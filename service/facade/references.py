@@ -1,0 +1,56 @@
+"""References in written resources: Bundle fullUrls rewritten to stored ids, and referential integrity."""
+from __future__ import annotations
+
+from typing import Any
+
+from service.errors import BadRequest, Issue, NotFound
+from service.search.parameters import TYPES
+from service.store.resources import Unit
+
+
+def rewrite(node: Any, names: dict[str, str]) -> Any:
+    """References to fullUrls of the Bundle become references to the stored resources."""
+    if isinstance(node, list):
+        return [rewrite(v, names) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: rewrite(v, names) for k, v in node.items()}
+    ref = out.get("reference")
+    if isinstance(ref, str):
+        if ref in names:
+            out["reference"] = names[ref]
+        elif ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
+            raise NotFound(f"The reference {ref} names no entry of this Bundle.")
+    return out
+
+
+def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) -> None:
+    """Referential integrity on write, as HAPI enforces it: a relative reference to a type this
+    server serves must name a resource it holds, or one the same transaction writes (`pending`);
+    absolute URLs point elsewhere and are not checked."""
+    missing = []
+    for path, ref in references(resource, resource.get("resourceType", "")):
+        parts = ref.split("/_history/")[0].split("/")
+        if len(parts) != 2 or parts[0] not in TYPES or "?" in ref or "/".join(parts) in pending:
+            continue
+        found = unit.get(parts[0], parts[1])
+        if found is None or found.deleted:
+            missing.append(Issue(path, f"{ref} is not a resource of this server"))
+    if missing:
+        raise BadRequest(f"The resource refers to resources this server does not hold: "
+                         f"{', '.join(i.message.split(' ')[0] for i in missing)}.", missing)
+
+
+def references(node: Any, path: str) -> list[tuple[str, str]]:
+    """Every (path, reference) in a resource, outside contained resources."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            found.append((f"{path}.reference", node["reference"]))
+        for key, value in node.items():
+            if key != "contained":
+                found.extend(references(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(references(value, f"{path}[{i}]"))
+    return found
