@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 from marshmallow import Schema, fields
 
 from service.domain.intake import Intake
@@ -24,6 +23,9 @@ from service.errors import BadRequest, RequestError
 from service.jsondoc import parse_json
 
 MAX_LINE_DEPTH = 64
+#: the rows, numbered by file line, handed to `import_file`'s progress wrapper and taken back from it
+Rows = list[tuple[int, Any]]
+Progress = Callable[[Rows], AbstractContextManager[Iterable[tuple[int, Any]]]]
 
 
 @dataclass
@@ -36,15 +38,12 @@ class Report:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def import_file(intake: Intake, path: Path, kind: str, progress: bool = False) -> Report:
+def import_file(intake: Intake, path: Path, kind: str, progress: Progress | None = None) -> Report:
+    """Submit each line (or CSV row) of `path` as a `kind` record; `progress` wraps the rows (a progress bar)."""
     rows = list(_csv_rows(path, kind) if path.suffix.lower() == ".csv" else _jsonl_rows(path))
     report = Report(kind)
-    if not progress:
-        for line, payload in rows:
-            _import_one(intake, kind, line, payload, report)
-        return report
-    with click.progressbar(rows, label=f"importing {path.name}") as bar:
-        for line, payload in bar:
+    with (progress or nullcontext)(rows) as shown:
+        for line, payload in shown:
             _import_one(intake, kind, line, payload, report)
     return report
 
@@ -138,14 +137,3 @@ def _field_at(schema: Schema, parts: list[str]) -> Any:
             return None
         node = next((f for name, f in node.fields.items() if (f.data_key or name) == part), None)
     return node
-
-
-def render_report(report: Report, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(report.__dict__, indent=2)
-    lines = [f"line {e['line']}: {e['message']}" + "".join(f"\n    {i['field']}: {i['message']}" for i in e["issues"])
-             for e in report.errors]
-    lines.append(f"{report.lines} lines: {report.created} created, {report.unchanged} already present, "
-                 f"{len(report.errors)} rejected, {report.warnings} warnings")
-    return "\n".join(lines)
-

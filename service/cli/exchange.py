@@ -1,4 +1,4 @@
-"""Exchange commands: ketamine-fhir worker | push --endpoint NAME [--all] | pull --endpoint NAME --patient ID."""
+"""`ketamine-fhir worker | push | pull | sandbox-check`: records to and from EHR FHIR servers."""
 from __future__ import annotations
 
 import json
@@ -7,19 +7,15 @@ import statistics
 import sys
 import threading
 import time
+from pathlib import Path
 
 import click
 
-from service.app.runtime import Runtime
+from service.cli import context
+from service.cli.context import Runtime
 from service.exchange.endpoints import Endpoint, EndpointError
 from service.exchange.outbox import LEASE_S, Outbox
 from service.exchange.worker import Tally, Worker
-
-
-def _runtime() -> Runtime:
-    from service.cli import _runtime as runtime  # the schema check every command shares
-
-    return runtime()
 
 
 def _endpoint(runtime: Runtime, name: str) -> Endpoint:
@@ -47,16 +43,19 @@ def worker(names: tuple[str, ...], poll: float, lease: float) -> None:
 
     On PostgreSQL any number of workers, on any machines, share the queue; on SQLite run one.
     """
-    runtime = _runtime()
+    runtime = context.runtime()
     endpoints = [_endpoint(runtime, n) for n in names] or [e for e in runtime.endpoints if e.enabled]
     if not endpoints:
         raise click.UsageError("no enabled endpoint: configure KFHIR_ENDPOINTS_FILE")
     delivering = _worker(runtime, endpoints, lease)
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
     click.echo(f"worker {delivering.name} delivering to {', '.join(e.name for e in endpoints)}", err=True)
-    tally = delivering.run(stop, poll)
+    try:
+        tally = delivering.run(stop, poll)
+    finally:  # run in-process (a test, a script), the caller's handlers come back
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     click.echo(f"worker stopped: {_summary(tally)}", err=True)
 
 
@@ -70,7 +69,7 @@ def push(name: str, backfill: bool, fmt: str) -> None:
     from service.exchange.outbox import every_record
     from service.mapping import map_record
 
-    runtime = _runtime()
+    runtime = context.runtime()
     endpoint = _endpoint(runtime, name)
     delivering = _worker(runtime, [endpoint])
     queued = runtime.outbox.backfill(endpoint, every_record(runtime.store, endpoint.kinds),
@@ -117,7 +116,7 @@ def pull(name: str, identifier: str, fmt: str) -> None:
     from service.errors import RequestError
     from service.exchange.client import FhirClient, FhirError
 
-    runtime = _runtime()
+    runtime = context.runtime()
     endpoint = _endpoint(runtime, name)
     try:
         parse_identifier(identifier)
@@ -136,3 +135,32 @@ def pull(name: str, identifier: str, fmt: str) -> None:
         click.echo(f"{name}: {report.patients} patient(s), {report.fetched} resources fetched, {report.written} "
                    f"written, {report.unchanged} unchanged; {len(report.records)} clinic records")
     sys.exit(0 if report.patients else 1)
+
+
+@click.command("sandbox-check")
+@click.option("--base-url", required=True, help="The FHIR server's base URL (…/fhir, …/baseR4).")
+@click.option("--bearer-token", default=None, help="A bearer token, for sandboxes that want one.")
+@click.option("--mode", type=click.Choice(["transaction", "batch", "conditional"]), default="transaction",
+              show_default=True, help="How records are sent (conditional: one request per resource).")
+@click.option("--cleanup", is_flag=True, help="Delete what was written at the end.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as FILE.html or FILE.json.")
+def sandbox_check(base_url: str, bearer_token: str | None, mode: str, cleanup: bool,
+                  report_path: Path | None) -> None:
+    """Run a scripted exchange with a FHIR server and print each step; exit 0 only if all pass.
+
+    Pushes synthetic records (patient MRN SANDBOX-0001) of a treatment plan, a dosing session with
+    vital signs and scores, and an adverse event; reads everything back; searches with paging.
+    """
+    from service.exchange.auth import Bearer
+    from service.exchange.client import FhirClient
+    from service.exchange.sandbox import run
+
+    client = FhirClient(base_url, Bearer(bearer_token) if bearer_token else None)
+    report = run(client, mode, cleanup)
+    click.echo(report.table())
+    if report_path is not None:
+        text = report.as_html() if report_path.suffix.lower() in (".html", ".htm") else report.as_json()
+        report_path.write_text(text, encoding="utf-8")
+        click.echo(f"report: {report_path}", err=True)
+    sys.exit(0 if report.passed else 1)

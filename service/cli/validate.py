@@ -1,7 +1,11 @@
-"""`ketamine-fhir validate`: files or folders in, one OperationOutcome per file out."""
+"""`ketamine-fhir validate`: files or folders in, one OperationOutcome per file out.
+
+Exit status: 0 no errors, 1 some error, 2 a bad path, --ig or --profile.
+"""
 from __future__ import annotations
 
 import json
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,20 @@ from service.validation.outcome import Finding, has_errors, operation_outcome
 from service.validation.positions import locate, root_name
 
 MAX_DEPTH = 64
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--profile", default=None, help="Validate against this profile URL instead of meta.profile.")
+@click.option("--ig", "igs", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Extra conformance resources: a package .tgz, a folder or a single JSON file (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--must-support", is_flag=True,
+              help="Also report, as information, mustSupport elements of the profiles that a resource leaves out.")
+def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str,
+                     must_support: bool) -> None:
+    """Validate FHIR JSON files (or folders of them) against R4 and the ketamine profiles."""
+    sys.exit(run_validate(list(paths), profile, list(igs), fmt, must_support))
 
 
 def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: str, must_support: bool = False) -> int:

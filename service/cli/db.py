@@ -1,0 +1,21 @@
+"""`ketamine-fhir db upgrade`: the database schema, migrated with Alembic."""
+from __future__ import annotations
+
+import click
+
+from service.cli import context
+
+
+@click.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration (idempotent)."""
+    from service.store.migrate import current_revision, upgrade
+
+    engine = context.runtime(migrated=False).engine
+    upgrade(engine)
+    click.echo(f"database at revision {current_revision(engine)}: {engine.url.render_as_string()}")
