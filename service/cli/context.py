@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.app.runtime import Runtime  # the composition root; imported here only, so that a move is one line
 from service.config import Settings
 from service.errors import ConfigError
-from service.app.runtime import Runtime  # the composition root; imported here only, so that a move is one line
 
 __all__ = ["Runtime", "runtime", "settings"]
 
