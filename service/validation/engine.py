@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from service.conformance.definitions import CORE_SD, Definitions
@@ -10,6 +9,9 @@ from service.validation.invariants import NATIVE, InvariantError, Invariants
 from service.validation.outcome import Finding
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.primitives import load_primitives
+from service.validation.references import LITERAL_REFERENCE, References, as_list
+from service.validation.run import Run
+from service.validation.slicing import Slicing, matches_pattern
 from service.validation.terminology import Terminology
 from service.validation.units import valid_ucum
 
@@ -21,8 +23,6 @@ DEFAULT_PROFILES = {
     "AdverseEvent": "ketamine-adverse-event", "DetectedIssue": "ketamine-safety-flag",
 }
 OBSERVATION_PROFILES = {"vital-signs": "ketamine-session-monitoring", "survey": "ketamine-outcome-score"}
-LITERAL_REFERENCE = re.compile(
-    r"^((https?://[^?#]*/)?)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # object addresses differ between runs; findings must not
 UCUM = "http://unitsofmeasure.org"
 ABSTRACT = {"Resource", "DomainResource"}  # types of the definitions, never of an instance
@@ -30,7 +30,6 @@ QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Coun
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 HREF = re.compile(r"""href\s*=\s*["']#([^"']+)["']""")
 TARGET = re.compile(r"""(?:name|id)\s*=\s*["']([^"']+)["']""")
-BINDING_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "information"}
 CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
 
 
@@ -42,24 +41,7 @@ class UnknownProfile(LookupError):
     """A profile URL that no loaded StructureDefinition has."""
 
 
-@dataclass
-class _Run:
-    """The state of one validation: findings so far and the resources being walked."""
-
-    root: dict[str, Any]
-    findings: list[Finding] = field(default_factory=list)
-    resources: list[dict[str, Any]] = field(default_factory=list)
-    plans: list[StructurePlan] = field(default_factory=list)
-    full_urls: dict[str, str] = field(default_factory=dict)  # Bundle entry fullUrl → resourceType
-    primitive_owner: str | None = None  # the element whose `_field` extensions are being walked
-    owner_types: tuple[str, ...] = ()  # the datatype(s) of the element whose extensions are being walked
-    must_support: bool = False  # report absent mustSupport elements (information)
-
-    def add(self, severity: str, code: str, expression: str, message: str) -> None:
-        self.findings.append(Finding(severity, code, expression, message))
-
-
-class Validator:
+class Validator(Slicing, References):
     def __init__(self, defs: Definitions, default_profiles: bool = True, unknown_extension: str = "warning") -> None:
         self.defs = defs
         self.default_profiles = default_profiles
@@ -80,7 +62,7 @@ class Validator:
     def validate(self, resource: Any, profile: str | None = None, must_support: bool = False) -> list[Finding]:
         """Every finding about `resource`, in document order, each reported once. `must_support` adds an
         information issue for each mustSupport element of its profiles that the resource leaves out."""
-        run = _Run(resource if isinstance(resource, dict) else {}, must_support=must_support)
+        run = Run(resource if isinstance(resource, dict) else {}, must_support=must_support)
         if not isinstance(resource, dict):
             run.add("fatal", "structure", "$this", "The resource must be a JSON object.")
             return run.findings
@@ -107,7 +89,7 @@ class Validator:
 
     # --- resources ------------------------------------------------------------------------
 
-    def _resource(self, res: dict[str, Any], expr: str, run: _Run, profile: str | None = None) -> None:
+    def _resource(self, res: dict[str, Any], expr: str, run: Run, profile: str | None = None) -> None:
         kind = res.get("resourceType")
         if not isinstance(kind, str) or kind not in self._resource_types:
             run.add("error", "structure", expr, f"Unknown or missing resourceType {kind!r}.")
@@ -138,7 +120,7 @@ class Validator:
             run.plans.pop()
         run.resources.pop()
 
-    def _bundle_entries(self, bundle: dict[str, Any], expr: str, run: _Run) -> None:
+    def _bundle_entries(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
         """An entry's fullUrl names its resource: type and id must be the resource's own."""
         entries = bundle.get("entry")
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
@@ -159,15 +141,15 @@ class Validator:
         if not self.default_profiles:
             return []
         if kind == "Observation":
-            categories = {str(c.get("code")) for cat in _list(res.get("category")) if isinstance(cat, dict)
-                          for c in _list(cat.get("coding")) if isinstance(c, dict)}
+            categories = {str(c.get("code")) for cat in as_list(res.get("category")) if isinstance(cat, dict)
+                          for c in as_list(cat.get("coding")) if isinstance(c, dict)}
             chosen = [OBSERVATION_PROFILES[c] for c in sorted(categories & set(OBSERVATION_PROFILES))]
             return [OURS + chosen[0]] if len(chosen) == 1 else []
         return [OURS + DEFAULT_PROFILES[kind]] if kind in DEFAULT_PROFILES else []
 
     # --- objects and elements -------------------------------------------------------------
 
-    def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: _Run,
+    def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
                 resource: bool = False) -> None:
         names, always, order = self._layout(children)
         found: dict[str, list[tuple[str, TypeRef | None, Any]]] = {}
@@ -199,7 +181,7 @@ class Validator:
             if not present and child.must_support and child.min == 0:  # min > 0: an error already
                 self._absent_must_support(child, expr, run)
 
-    def _absent_must_support(self, plan: ElementPlan, expr: str, run: _Run) -> None:
+    def _absent_must_support(self, plan: ElementPlan, expr: str, run: Run) -> None:
         """Only reported on request: an absent mustSupport element is allowed, but a receiver relying on our
         profiles expects it when the sender has it (the element's parent is present, or it is top level)."""
         profile = run.plans[-1].url if run.plans else "the profile"
@@ -219,7 +201,7 @@ class Validator:
         return layout[1]
 
     def _element(self, plan: ElementPlan, occurrences: list[tuple[str, TypeRef | None, Any]], extended: int,
-                 expr: str, run: _Run) -> None:
+                 expr: str, run: Run) -> None:
         if len(occurrences) > 1:
             run.add("error", "structure", expr, f"{plan.path} has more than one type present "
                     f"({', '.join(k for k, _, _ in occurrences)}); a choice element takes one.")
@@ -249,7 +231,7 @@ class Validator:
         if plan.slices:
             self._slicing(plan, items, where, run)
 
-    def _primitive_extensions(self, value: Any, expr: str, run: _Run) -> int:
+    def _primitive_extensions(self, value: Any, expr: str, run: Run) -> int:
         """`_field` holds a primitive's id and extensions; returns how many values it stands for."""
         entries = value if isinstance(value, list) else [value]
         extension_plan = self._type_plan(TypeRef("Element"))
@@ -265,7 +247,7 @@ class Validator:
 
     # --- values -----------------------------------------------------------------------------
 
-    def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: _Run) -> None:
+    def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: Run) -> None:
         if value is None:
             run.add("error", "structure", expr, "null is not a valid FHIR value.")
             return
@@ -320,7 +302,7 @@ class Validator:
             found = self._merged[key] = (plan, type_plan, merged)
         return found[2]
 
-    def _primitive(self, value: Any, plan: ElementPlan, kind: TypeRef, expr: str, run: _Run) -> None:
+    def _primitive(self, value: Any, plan: ElementPlan, kind: TypeRef, expr: str, run: Run) -> None:
         primitive = self.primitives.get(kind.code)
         if primitive is None:  # System.String etc.: the `value` of a primitive type's own definition
             return
@@ -338,7 +320,7 @@ class Validator:
         if plan.binding and kind.code in CODED:
             self._binding(value, kind.code, plan, expr, run)
 
-    def _content_reference(self, value: Any, plan: ElementPlan, expr: str, run: _Run) -> None:
+    def _content_reference(self, value: Any, plan: ElementPlan, expr: str, run: Run) -> None:
         """An element defined by reference to another (`#Questionnaire.item`): use that one's rules."""
         target = (plan.content_reference or "").split("#", 1)[-1]
         structure = run.plans[-1] if run.plans else None
@@ -359,13 +341,13 @@ class Validator:
 
     # --- rules on values ----------------------------------------------------------------------
 
-    def _fixed_and_pattern(self, value: Any, plan: ElementPlan, expr: str, run: _Run) -> None:
+    def _fixed_and_pattern(self, value: Any, plan: ElementPlan, expr: str, run: Run) -> None:
         if plan.fixed and value != plan.fixed[1]:
             run.add("error", "value", expr, f"{plan.path}: value must be exactly {plan.fixed[1]!r} ({plan.fixed[0]}).")
         if plan.pattern and not matches_pattern(value, plan.pattern[1]):
             run.add("error", "value", expr, f"{plan.path}: value must match the pattern {plan.pattern[1]!r}.")
 
-    def _constraints(self, node: Any, constraints: tuple[Constraint, ...], base: str, expr: str, run: _Run,
+    def _constraints(self, node: Any, constraints: tuple[Constraint, ...], base: str, expr: str, run: Run,
                      where: str) -> None:
         resource = run.resources[-1] if run.resources else run.root
         for rule in constraints:
@@ -382,7 +364,7 @@ class Validator:
                 source = f" (defined in {rule.source})" if rule.source else ""
                 run.add(severity, "invariant", expr, f"Constraint failed: {rule.key}: '{rule.human}'{source}")
 
-    def _extension(self, value: dict[str, Any], plan: ElementPlan, kind: TypeRef, expr: str, run: _Run) -> None:
+    def _extension(self, value: dict[str, Any], plan: ElementPlan, kind: TypeRef, expr: str, run: Run) -> None:
         has_value = any(k.startswith(("value", "_value")) for k in value)  # an extended primitive exists too
         if has_value == bool(value.get("extension")):  # ext-1, checked natively
             run.add("error", "invariant", expr, "Constraint failed: ext-1: 'Must have either extensions or value[x], "
@@ -403,7 +385,7 @@ class Validator:
         self._object(value, extension_plan.root.children, expr, run)
         self._constraints(value, extension_plan.root.constraints, "Extension", expr, run, url)
 
-    def _extension_context(self, definition: dict[str, Any], plan: ElementPlan, expr: str, run: _Run) -> None:
+    def _extension_context(self, definition: dict[str, Any], plan: ElementPlan, expr: str, run: Run) -> None:
         """An extension may sit only where its definition's context says."""
         owner = run.primitive_owner or plan.path.rsplit(".", 1)[0]
         names = {owner, "Element", "Resource", "DomainResource", *run.owner_types}
@@ -417,211 +399,7 @@ class Validator:
         run.add(severity, "structure", expr, f"Extension {definition['url']} is not allowed on {owner}: its context "
                                             f"is {', '.join(str(a) for a in allowed)}.")
 
-    def _reference(self, value: dict[str, Any], kind: TypeRef, expr: str, run: _Run) -> None:
-        ref = value.get("reference")
-        if not isinstance(ref, str):
-            return
-        allowed = self._target_types(kind)
-        if ref.startswith("#"):
-            # `#id` points into the containing resource's `contained`, also from one contained resource to another
-            contained = [c.get("id") for holder in [run.root, *run.resources]
-                         for c in _list(holder.get("contained"))
-                         if isinstance(c, dict)]
-            if ref != "#" and ref[1:] not in contained:
-                run.add("error", "structure", f"{expr}.reference", f"Contained resource {ref} is not in this resource.")
-            return
-        if ref.startswith(("urn:uuid:", "urn:oid:")):
-            target = run.full_urls.get(ref)
-        else:
-            match = LITERAL_REFERENCE.match(ref)
-            if match is None:
-                # Reference.reference is a string: HAPI, too, only warns about its form.
-                if not ref.startswith(("http://", "https://")):
-                    run.add("warning", "structure", f"{expr}.reference", f"{ref!r} is not a valid reference.")
-                return
-            target = match.group(3)
-            if target not in self._resource_types:
-                run.add("warning", "structure", f"{expr}.reference", f"{target} in {ref!r} is not a resource type.")
-                return
-        if target and allowed and target not in allowed:
-            run.add("error", "structure", f"{expr}.reference",
-                    f"The type '{target}' is not valid for this reference: must be {' or '.join(sorted(allowed))}.")
-
-    def _target_types(self, kind: TypeRef) -> set[str]:
-        types = set()
-        for url in kind.targets:
-            sd = self.defs.resolve(url)
-            if sd is None or sd.get("type") == "Resource":
-                return set()
-            types.add(sd["type"])
-        return types
-
-    # --- terminology --------------------------------------------------------------------------
-
-    def _binding(self, value: Any, code_type: str, plan: ElementPlan, expr: str, run: _Run) -> None:
-        binding = plan.binding or {}
-        strength, url = binding.get("strength"), binding.get("valueSet")
-        if strength not in BINDING_SEVERITY or not url:
-            return
-        codings = _codings(value, code_type)
-        severity = BINDING_SEVERITY[strength]
-        if not codings:
-            if code_type == "CodeableConcept" and strength in ("required", "extensible"):
-                run.add(severity, "code-invalid", expr, f"{plan.path}: no code given; a code from {url} is "
-                                                        f"{'required' if strength == 'required' else 'expected'}.")
-            return
-        expansion = self.terminology.expand(url)
-        if expansion is None:
-            run.add("warning", "not-found", expr, f"{plan.path}: value set {url} is unknown, codes not checked.")
-            return
-        hits = [c for c in codings if _in(expansion.codes, c)]
-        for system, code, display in hits:
-            expected = expansion.codes.get((system, code)) if system else None
-            if display and expected and display.strip().lower() != expected.strip().lower():
-                run.add("warning", "value", expr, f"Display {display!r} for {system}#{code} should be {expected!r}.")
-        if hits:
-            return
-        unchecked = [c for c in codings if (c[0] or None) in expansion.systems_unknown or (c[0] is None)]
-        if unchecked and not expansion.complete:
-            system = unchecked[0][0] or ", ".join(sorted(expansion.systems_unknown))
-            run.add("warning", "not-supported", expr, f"{plan.path}: codes from {system} cannot be checked "
-                                                      f"against {url} offline.")
-            return
-        shown = ", ".join(f"{s}#{c}" if s else str(c) for s, c, _ in codings)
-        run.add(severity, "code-invalid", expr, f"{plan.path}: {shown} is not in the value set {url} "
-                                                f"({strength} binding).")
-
-    def _known_codes(self, value: dict[str, Any], code_type: str, expr: str, run: _Run) -> None:
-        """A code from a code system we hold completely must exist in it."""
-        for system, code, _ in _codings(value, code_type):
-            if not system or not code:
-                continue
-            codes = self.terminology.complete_codes(system)
-            if codes is not None and code not in codes:
-                run.add("error", "code-invalid", expr, f"Unknown code {code!r} in the code system {system}.")
-
-    # --- slicing ------------------------------------------------------------------------------
-
-    def _slicing(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
-                 run: _Run) -> None:
-        discriminators = (sliced.slicing or {}).get("discriminator", [])
-        counts = {s.slice_name: 0 for s in sliced.slices}
-        for item_expr, kind, value in items:
-            chosen = next((s for s in sliced.slices if self._matches(value, kind, s, discriminators)), None)
-            if chosen is None:
-                url = value.get("url") if isinstance(value, dict) else None
-                if sliced.path.endswith(".extension") and isinstance(url, str) and ":" not in url:
-                    # a complex extension's parts are named by relative urls; only the defined ones exist
-                    run.add("error", "structure", item_expr, f"Sub-extension url '{url}' is not defined by this "
-                                                             f"extension ({sliced.path}).")
-                elif (sliced.slicing or {}).get("rules") == "closed":
-                    run.add("error", "structure", item_expr, f"{sliced.path}: this item matches no slice and the "
-                                                             f"slicing is closed.")
-                continue
-            counts[chosen.slice_name] += 1
-            self._value(value, chosen, kind if kind and any(t.code == kind.code for t in chosen.types) else None,
-                        item_expr, run)
-        for s in sliced.slices:
-            n = counts[s.slice_name]
-            if n < s.min:
-                run.add("error", "required", expr, f"{sliced.path}: slice '{s.slice_name}' requires at least {s.min}, "
-                                                   f"found {n}.")
-            if s.max is not None and n > s.max:
-                run.add("error", "structure", expr, f"{sliced.path}: slice '{s.slice_name}' allows at most {s.max}, "
-                                                    f"found {n}.")
-
-    def _matches(self, value: Any, kind: TypeRef | None, slice_: ElementPlan,
-                 discriminators: list[dict[str, Any]]) -> bool:
-        for d in discriminators:
-            path, how = d.get("path", "$this"), d.get("type")
-            if how == "type":
-                if kind is None or kind.code not in {t.code for t in slice_.types}:
-                    return False
-                continue
-            if how == "profile":
-                if not isinstance(value, dict) or not slice_.types or not slice_.types[0].profiles:
-                    return False
-                probe = _Run(value)
-                self._value(value, slice_, slice_.types[0], "$slice", probe)
-                if any(f.severity in ("error", "fatal") for f in probe.findings):
-                    return False
-                continue
-            actual = _navigate(value, path)
-            if how == "exists":
-                target = _find_child(slice_, path)
-                wanted = target is not None and target.min > 0
-                if bool(actual) != wanted:
-                    return False
-                continue
-            expected = self._discriminator_value(slice_, path)
-            if expected is None:
-                return False
-            mode, wanted_value = expected
-            if mode == "valueset":
-                if not any(self._member(v, wanted_value) for v in actual):
-                    return False
-            elif not any((v == wanted_value) if mode == "fixed" else matches_pattern(v, wanted_value) for v in actual):
-                return False
-        return True
-
-    def _member(self, value: Any, valueset: str) -> bool:
-        """For a discriminator on a bound element: is some code of `value` in the value set?"""
-        expansion = self.terminology.expand(valueset)
-        if expansion is None:
-            return False
-        code_type = "CodeableConcept" if isinstance(value, dict) and "coding" in value else (
-            "Coding" if isinstance(value, dict) else "code")
-        return any(_in(expansion.codes, c) for c in _codings(value, code_type))
-
-    def _discriminator_value(self, slice_: ElementPlan, path: str) -> tuple[str, Any] | None:
-        if path == "url" and slice_.types and slice_.types[0].code == "Extension" and slice_.types[0].profiles:
-            return ("fixed", slice_.types[0].profiles[0])
-        target = slice_ if path == "$this" else _find_child(slice_, path)
-        if target is None:
-            return None
-        if target.fixed:
-            return ("fixed", target.fixed[1])
-        if target.pattern:
-            return ("pattern", target.pattern[1])
-        binding = target.binding or {}
-        if binding.get("strength") == "required" and binding.get("valueSet"):
-            return ("valueset", binding["valueSet"])  # R4 allows a discriminator on a required binding
-        return None
-
-
 # --- helpers ----------------------------------------------------------------------------------
-
-def matches_pattern(value: Any, pattern: Any) -> bool:
-    """FHIR pattern[x]: every property of the pattern is in the value; each pattern list item in the list."""
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
-    if isinstance(pattern, list):
-        return isinstance(value, list) and all(any(matches_pattern(v, p) for v in value) for p in pattern)
-    return bool(value == pattern)
-
-
-def _navigate(value: Any, path: str) -> list[Any]:
-    nodes = [value]
-    if path != "$this":
-        for step in path.split("."):
-            step = step.removesuffix("[x]")
-            nxt: list[Any] = []
-            for node in nodes:
-                if isinstance(node, dict):
-                    found = node.get(step)
-                    nxt.extend(found if isinstance(found, list) else [found] if found is not None else [])
-            nodes = nxt
-    return nodes
-
-
-def _find_child(plan: ElementPlan, path: str) -> ElementPlan | None:
-    node: ElementPlan | None = plan
-    for step in path.split("."):
-        if node is None:
-            return None
-        node = next((c for c in node.children if c.name == step.removesuffix("[x]")), None)
-    return node
-
 
 def _find_path(root: ElementPlan, path: str) -> ElementPlan | None:
     if root.path == path:
@@ -632,38 +410,9 @@ def _find_path(root: ElementPlan, path: str) -> ElementPlan | None:
     return None
 
 
-def _codings(value: Any, code_type: str) -> list[tuple[str | None, Any, str | None]]:
-    """(system, code, display) of each coding in `value`; wrongly typed parts (reported elsewhere) are None."""
-    def text(v: Any) -> str | None:
-        return v if isinstance(v, str) else None
-
-    if code_type in ("code", "string", "uri"):
-        return [(None, value, None)] if isinstance(value, str) else []
-    if not isinstance(value, dict):
-        return []
-    if code_type in ("Coding", "Quantity"):
-        code = text(value.get("code"))
-        return [(text(value.get("system")), code, text(value.get("display")))] if code else []
-    codings = value.get("coding")
-    return [(text(c.get("system")), c["code"], text(c.get("display"))) for c in codings or []
-            if isinstance(c, dict) and isinstance(c.get("code"), str)] if isinstance(codings, list) else []
-
-
-def _in(codes: dict[tuple[str, str], str | None], coding: tuple[str | None, Any, str | None]) -> bool:
-    system, code, _ = coding
-    if system is None:
-        return any(c == code for _, c in codes)
-    return (system, code) in codes
-
-
-def _list(value: Any) -> list[Any]:
-    """`value` when it is a JSON array; anything else (reported elsewhere) counts as none."""
-    return value if isinstance(value, list) else []
-
-
 def _full_urls(bundle: dict[str, Any]) -> dict[str, str]:
     out = {}
-    for entry in _list(bundle.get("entry")):
+    for entry in as_list(bundle.get("entry")):
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
             full_url, kind = entry.get("fullUrl"), entry["resource"].get("resourceType")
             if isinstance(full_url, str) and isinstance(kind, str):

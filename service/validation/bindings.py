@@ -1,0 +1,91 @@
+"""Terminology checks of the validator: bindings to value sets and codes of code systems held completely."""
+from __future__ import annotations
+
+from typing import Any
+
+from service.validation.plan import ElementPlan
+from service.validation.run import Run
+from service.validation.terminology import Terminology
+
+BINDING_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "information"}
+
+
+class Bindings:
+    """Mixed into the Validator: the checks that need its terminology."""
+
+    terminology: Terminology
+
+    def _binding(self, value: Any, code_type: str, plan: ElementPlan, expr: str, run: Run) -> None:
+        binding = plan.binding or {}
+        strength, url = binding.get("strength"), binding.get("valueSet")
+        if strength not in BINDING_SEVERITY or not url:
+            return
+        codings = codings_of(value, code_type)
+        severity = BINDING_SEVERITY[strength]
+        if not codings:
+            if code_type == "CodeableConcept" and strength in ("required", "extensible"):
+                run.add(severity, "code-invalid", expr, f"{plan.path}: no code given; a code from {url} is "
+                                                        f"{'required' if strength == 'required' else 'expected'}.")
+            return
+        expansion = self.terminology.expand(url)
+        if expansion is None:
+            run.add("warning", "not-found", expr, f"{plan.path}: value set {url} is unknown, codes not checked.")
+            return
+        hits = [c for c in codings if in_codes(expansion.codes, c)]
+        for system, code, display in hits:
+            expected = expansion.codes.get((system, code)) if system else None
+            if display and expected and display.strip().lower() != expected.strip().lower():
+                run.add("warning", "value", expr, f"Display {display!r} for {system}#{code} should be {expected!r}.")
+        if hits:
+            return
+        unchecked = [c for c in codings if (c[0] or None) in expansion.systems_unknown or (c[0] is None)]
+        if unchecked and not expansion.complete:
+            system = unchecked[0][0] or ", ".join(sorted(expansion.systems_unknown))
+            run.add("warning", "not-supported", expr, f"{plan.path}: codes from {system} cannot be checked "
+                                                      f"against {url} offline.")
+            return
+        shown = ", ".join(f"{s}#{c}" if s else str(c) for s, c, _ in codings)
+        run.add(severity, "code-invalid", expr, f"{plan.path}: {shown} is not in the value set {url} "
+                                                f"({strength} binding).")
+
+    def _known_codes(self, value: dict[str, Any], code_type: str, expr: str, run: Run) -> None:
+        """A code from a code system we hold completely must exist in it."""
+        for system, code, _ in codings_of(value, code_type):
+            if not system or not code:
+                continue
+            codes = self.terminology.complete_codes(system)
+            if codes is not None and code not in codes:
+                run.add("error", "code-invalid", expr, f"Unknown code {code!r} in the code system {system}.")
+
+    def _member(self, value: Any, valueset: str) -> bool:
+        """For a discriminator on a bound element: is some code of `value` in the value set?"""
+        expansion = self.terminology.expand(valueset)
+        if expansion is None:
+            return False
+        code_type = "CodeableConcept" if isinstance(value, dict) and "coding" in value else (
+            "Coding" if isinstance(value, dict) else "code")
+        return any(in_codes(expansion.codes, c) for c in codings_of(value, code_type))
+
+
+def codings_of(value: Any, code_type: str) -> list[tuple[str | None, Any, str | None]]:
+    """(system, code, display) of each coding in `value`; wrongly typed parts (reported elsewhere) are None."""
+    def text(v: Any) -> str | None:
+        return v if isinstance(v, str) else None
+
+    if code_type in ("code", "string", "uri"):
+        return [(None, value, None)] if isinstance(value, str) else []
+    if not isinstance(value, dict):
+        return []
+    if code_type in ("Coding", "Quantity"):
+        code = text(value.get("code"))
+        return [(text(value.get("system")), code, text(value.get("display")))] if code else []
+    codings = value.get("coding")
+    return [(text(c.get("system")), c["code"], text(c.get("display"))) for c in codings or []
+            if isinstance(c, dict) and isinstance(c.get("code"), str)] if isinstance(codings, list) else []
+
+
+def in_codes(codes: dict[tuple[str, str], str | None], coding: tuple[str | None, Any, str | None]) -> bool:
+    system, code, _ = coding
+    if system is None:
+        return any(c == code for _, c in codes)
+    return (system, code) in codes

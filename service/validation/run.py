@@ -1,0 +1,25 @@
+"""The state of one validation run: the findings so far and the resources being walked."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.validation.outcome import Finding
+from service.validation.plan import StructurePlan
+
+
+@dataclass
+class Run:
+    """The state of one validation: findings so far and the resources being walked."""
+
+    root: dict[str, Any]
+    findings: list[Finding] = field(default_factory=list)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    plans: list[StructurePlan] = field(default_factory=list)
+    full_urls: dict[str, str] = field(default_factory=dict)  # Bundle entry fullUrl → resourceType
+    primitive_owner: str | None = None  # the element whose `_field` extensions are being walked
+    owner_types: tuple[str, ...] = ()  # the datatype(s) of the element whose extensions are being walked
+    must_support: bool = False  # report absent mustSupport elements (information)
+
+    def add(self, severity: str, code: str, expression: str, message: str) -> None:
+        self.findings.append(Finding(severity, code, expression, message))

@@ -1,0 +1,124 @@
+"""Slicing in the validator: which slice each repeated item belongs to, by the slicing's discriminators."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from service.validation.bindings import Bindings
+from service.validation.plan import ElementPlan, TypeRef
+from service.validation.run import Run
+
+
+class Slicing(Bindings):
+    """Mixed into the Validator: slice counts, closed slicing, and the discriminator types R4 defines."""
+
+    if TYPE_CHECKING:
+        def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: Run) -> None: ...
+
+    def _slicing(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
+                 run: Run) -> None:
+        discriminators = (sliced.slicing or {}).get("discriminator", [])
+        counts = {s.slice_name: 0 for s in sliced.slices}
+        for item_expr, kind, value in items:
+            chosen = next((s for s in sliced.slices if self._matches(value, kind, s, discriminators)), None)
+            if chosen is None:
+                url = value.get("url") if isinstance(value, dict) else None
+                if sliced.path.endswith(".extension") and isinstance(url, str) and ":" not in url:
+                    # a complex extension's parts are named by relative urls; only the defined ones exist
+                    run.add("error", "structure", item_expr, f"Sub-extension url '{url}' is not defined by this "
+                                                             f"extension ({sliced.path}).")
+                elif (sliced.slicing or {}).get("rules") == "closed":
+                    run.add("error", "structure", item_expr, f"{sliced.path}: this item matches no slice and the "
+                                                             f"slicing is closed.")
+                continue
+            counts[chosen.slice_name] += 1
+            self._value(value, chosen, kind if kind and any(t.code == kind.code for t in chosen.types) else None,
+                        item_expr, run)
+        for s in sliced.slices:
+            n = counts[s.slice_name]
+            if n < s.min:
+                run.add("error", "required", expr, f"{sliced.path}: slice '{s.slice_name}' requires at least {s.min}, "
+                                                   f"found {n}.")
+            if s.max is not None and n > s.max:
+                run.add("error", "structure", expr, f"{sliced.path}: slice '{s.slice_name}' allows at most {s.max}, "
+                                                    f"found {n}.")
+
+    def _matches(self, value: Any, kind: TypeRef | None, slice_: ElementPlan,
+                 discriminators: list[dict[str, Any]]) -> bool:
+        for d in discriminators:
+            path, how = d.get("path", "$this"), d.get("type")
+            if how == "type":
+                if kind is None or kind.code not in {t.code for t in slice_.types}:
+                    return False
+                continue
+            if how == "profile":
+                if not isinstance(value, dict) or not slice_.types or not slice_.types[0].profiles:
+                    return False
+                probe = Run(value)
+                self._value(value, slice_, slice_.types[0], "$slice", probe)
+                if any(f.severity in ("error", "fatal") for f in probe.findings):
+                    return False
+                continue
+            actual = navigate(value, path)
+            if how == "exists":
+                target = find_child(slice_, path)
+                wanted = target is not None and target.min > 0
+                if bool(actual) != wanted:
+                    return False
+                continue
+            expected = self._discriminator_value(slice_, path)
+            if expected is None:
+                return False
+            mode, wanted_value = expected
+            if mode == "valueset":
+                if not any(self._member(v, wanted_value) for v in actual):
+                    return False
+            elif not any((v == wanted_value) if mode == "fixed" else matches_pattern(v, wanted_value) for v in actual):
+                return False
+        return True
+
+    def _discriminator_value(self, slice_: ElementPlan, path: str) -> tuple[str, Any] | None:
+        if path == "url" and slice_.types and slice_.types[0].code == "Extension" and slice_.types[0].profiles:
+            return ("fixed", slice_.types[0].profiles[0])
+        target = slice_ if path == "$this" else find_child(slice_, path)
+        if target is None:
+            return None
+        if target.fixed:
+            return ("fixed", target.fixed[1])
+        if target.pattern:
+            return ("pattern", target.pattern[1])
+        binding = target.binding or {}
+        if binding.get("strength") == "required" and binding.get("valueSet"):
+            return ("valueset", binding["valueSet"])  # R4 allows a discriminator on a required binding
+        return None
+
+
+def matches_pattern(value: Any, pattern: Any) -> bool:
+    """FHIR pattern[x]: every property of the pattern is in the value; each pattern list item in the list."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        return isinstance(value, list) and all(any(matches_pattern(v, p) for v in value) for p in pattern)
+    return bool(value == pattern)
+
+
+def navigate(value: Any, path: str) -> list[Any]:
+    nodes = [value]
+    if path != "$this":
+        for step in path.split("."):
+            step = step.removesuffix("[x]")
+            nxt: list[Any] = []
+            for node in nodes:
+                if isinstance(node, dict):
+                    found = node.get(step)
+                    nxt.extend(found if isinstance(found, list) else [found] if found is not None else [])
+            nodes = nxt
+    return nodes
+
+
+def find_child(plan: ElementPlan, path: str) -> ElementPlan | None:
+    node: ElementPlan | None = plan
+    for step in path.split("."):
+        if node is None:
+            return None
+        node = next((c for c in node.children if c.name == step.removesuffix("[x]")), None)
+    return node
