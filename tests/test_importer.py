@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli.support import Done, kfhir
 from factories import administration, assessment, esketamine_session
 from sqlalchemy import Engine, text
 
@@ -27,13 +28,14 @@ CRASH_APP_NAME = "kfhir-crash-import"  # PGAPPNAME of the import we kill, to see
 
 
 def cli_env(database_url: str) -> dict[str, str]:
+    """The environment of the import process the crash test kills."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_")}
     return env | {"KFHIR_DATABASE_URL": database_url, "PGAPPNAME": CRASH_APP_NAME}
 
 
-def run_import(path: Path, kind: str, database_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(KFHIR), "import", str(path), "--kind", kind, *extra], env=cli_env(database_url),
-                          cwd=path.parent, capture_output=True, text=True, timeout=900)  # a hang guard, not a speed test
+def run_import(path: Path, kind: str, database_url: str, *extra: str) -> Done:
+    """`ketamine-fhir import` in-process (tests/cli/support.py)."""
+    return kfhir("import", path, "--kind", kind, *extra, database_url=database_url, cwd=path.parent)
 
 
 def parse_human(stdout: str) -> tuple[dict[int, list[str]], dict[int, str], tuple[int, ...]]:

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from cli.support import kfhir
 
 from service.conformance.definitions import core_package, load
 from service.conformance.ig import build, pack, stale
 from service.resources import profiles_dir
 
-KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 CANONICAL = "https://ketamine-fhir.org/fhir/"
 
 
@@ -30,7 +28,7 @@ def test_a_changed_differential_makes_the_snapshot_stale(tmp_path: Path) -> None
     profile["differential"]["element"].append({"id": "Condition.onset[x]", "path": "Condition.onset[x]", "min": 1})
     path.write_text(json.dumps(profile, indent=2))
     assert stale(folder) == [path]
-    result = subprocess.run([str(KFHIR), "profiles", "check", "--dir", str(folder)], capture_output=True, text=True)
+    result = kfhir("profiles", "check", "--dir", folder)
     assert result.returncode == 1 and "StructureDefinition-ketamine-indication.json" in result.stdout
     assert build(folder) == [path]
     onset = next(e for e in json.loads(path.read_text())["snapshot"]["element"] if e["id"] == "Condition.onset[x]")
@@ -77,7 +75,7 @@ def test_every_invariant_has_a_key_text_and_fhirpath(structures: list[dict]) -> 
 
 
 def test_package_has_the_fhir_npm_layout(tmp_path: Path) -> None:
-    result = subprocess.run([str(KFHIR), "profiles", "package", "--dist", str(tmp_path)], capture_output=True, text=True)
+    result = kfhir("profiles", "package", "--dist", tmp_path)
     assert result.returncode == 0, result.stderr
     target = Path(result.stdout.strip())
     assert target == tmp_path / "ketamine-fhir.ig-0.1.0.tgz"

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli.support import kfhir
 from exchange.live import LiveEhr, live_server
 
 from service.exchange.client import FhirClient
 from service.exchange.sandbox import run
-
-KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 
 
 @pytest.fixture
@@ -33,9 +30,7 @@ def test_every_step_passes_against_a_conforming_server(ehr: LiveEhr, mode: str) 
 
 def test_the_cli_prints_the_table_and_writes_a_self_contained_html_report(ehr: LiveEhr, tmp_path: Path) -> None:
     html_report = tmp_path / "report.html"
-    done = subprocess.run([str(KFHIR), "sandbox-check", "--base-url", ehr.base, "--bearer-token", ehr.token,
-                           "--report", str(html_report)],
-                          capture_output=True, text=True, timeout=300)
+    done = kfhir("sandbox-check", "--base-url", ehr.base, "--bearer-token", ehr.token, "--report", html_report)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all steps passed" in done.stdout and "PASS" in done.stdout
     page = html_report.read_text(encoding="utf-8")
@@ -45,8 +40,7 @@ def test_the_cli_prints_the_table_and_writes_a_self_contained_html_report(ehr: L
 
 def test_a_server_that_is_not_there_fails_the_first_step_and_skips_the_rest(tmp_path: Path) -> None:
     json_report = tmp_path / "report.json"
-    done = subprocess.run([str(KFHIR), "sandbox-check", "--base-url", "http://127.0.0.1:9/fhir",
-                           "--report", str(json_report)], capture_output=True, text=True, timeout=120)
+    done = kfhir("sandbox-check", "--base-url", "http://127.0.0.1:9/fhir", "--report", json_report)
     assert done.returncode == 1
     steps = json.loads(json_report.read_text(encoding="utf-8"))["steps"]
     assert steps[0]["status"] == "fail" and "connection failed" in steps[0]["message"]

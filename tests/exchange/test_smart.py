@@ -4,8 +4,6 @@ exp at most 5 minutes ahead, kid in the header, client_credentials with system/ 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +13,7 @@ from typing import Any
 
 import jwt
 import pytest
+from cli.support import kfhir
 from exchange.live import free_port
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
@@ -132,14 +131,11 @@ def test_a_key_the_ehr_does_not_know_is_refused_clearly(served: tuple[Ehr, bytes
 
 def test_keys_generate_writes_a_private_key_and_prints_its_jwks(tmp_path: Path) -> None:
     out = tmp_path / "keys" / "ehr.pem"
-    kfhir = Path(sys.executable).parent / "ketamine-fhir"
-    done = subprocess.run([str(kfhir), "keys", "generate", "--out", str(out), "--algorithm", "ES384"],
-                          capture_output=True, text=True, timeout=60)
+    done = kfhir("keys", "generate", "--out", out, "--algorithm", "ES384")
     assert done.returncode == 0, done.stderr
     jwks = json.loads(done.stdout)
     assert jwks["keys"][0]["kid"] == key_id(out.read_bytes()) and jwks["keys"][0]["alg"] == "ES384"
     assert "d" not in jwks["keys"][0]  # the public part only
     assert out.stat().st_mode & 0o077 == 0
-    again = subprocess.run([str(kfhir), "keys", "generate", "--out", str(out)], capture_output=True, text=True,
-                           timeout=60)
+    again = kfhir("keys", "generate", "--out", out)
     assert again.returncode == 2 and "never overwritten" in again.stderr

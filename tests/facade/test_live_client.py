@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,8 +13,9 @@ from typing import Any
 
 import pytest
 import requests
+from cli.support import kfhir
 from conftest import BACKENDS, postgres_url
-from facade.live import KFHIR, LiveServer, fresh_database, live_server
+from facade.live import LiveServer, fresh_database, live_server
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome as FhirpyOutcome
 from fhirpy.base.exceptions import ResourceNotFound
@@ -191,8 +191,8 @@ def _mapped_bundle(kind: str, tmp_path: Path, changes: dict[str, Any]) -> dict[s
     record.pop("_scenario", None)
     path = tmp_path / f"{kind}.json"
     path.write_text(json.dumps(record | changes))
-    out = subprocess.run([str(KFHIR), "map", "--kind", kind, str(path), "--format", "json"],
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = kfhir("map", "--kind", kind, path, "--format", "json")
+    assert out.returncode == 0, out.stderr
     bundle: dict[str, Any] = json.loads(out.stdout)["bundle"]
     return bundle
 

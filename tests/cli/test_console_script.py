@@ -1,4 +1,8 @@
-"""The `ketamine-fhir` console script, run as a user runs it: a real process per command, on each backend."""
+"""The `ketamine-fhir` console script as a user runs it: a real process per command.
+
+Only what needs a process lives here: the installed entry point, exit statuses as the shell sees them, a
+migration from a process of its own, a server on a real port. Every other CLI test runs in-process
+(tests/cli/support.py)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +13,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.error import HTTPError, URLError
@@ -21,12 +24,12 @@ from sqlalchemy.engine import make_url
 
 from service.app.runtime import Runtime
 from service.config import Settings
-from service.demo import demo_records
-from service.store.engine import make_engine
+from service.resources import profiles_dir
 from service.store.migrate import head_revision
 
 KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 SERVE_START_TIMEOUT = 20.0
+EXAMPLES = profiles_dir() / "examples"
 
 
 def cli_env(database_url: str, **settings: str) -> dict[str, str]:
@@ -47,15 +50,6 @@ def free_port() -> int:
         return port
 
 
-def record_counts(database_url: str) -> Counter[str]:
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return Counter(dict(conn.execute(text("SELECT kind, count(*) FROM records GROUP BY kind")).all()))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """A database nobody has migrated: a new SQLite file, or a new PostgreSQL database beside the test one."""
@@ -73,6 +67,38 @@ def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# --- the entry point -----------------------------------------------------------------------
+
+def test_help_lists_every_command_group(tmp_path: Path) -> None:
+    result = run_cli("--help", database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: ketamine-fhir [OPTIONS] COMMAND [ARGS]...")
+    listed = result.stdout.split("Commands:", 1)[1].split()
+    for command in ("admin", "clients", "db", "import", "keys", "map", "mappings", "profiles", "pull", "push",
+                    "sandbox-check", "seed-demo", "serve", "validate", "worker"):
+        assert command in listed
+
+
+def test_an_unknown_command_exits_2_and_says_so(tmp_path: Path) -> None:
+    result = run_cli("frobnicate", database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "No such command 'frobnicate'" in result.stderr
+
+
+def test_validate_exits_0_valid_1_invalid_2_usage(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'kfhir.db'}"
+    valid = run_cli("validate", str(EXAMPLES / "Patient-demo-alpha.json"), database_url=database, cwd=tmp_path)
+    invalid = run_cli("validate", str(EXAMPLES / "invalid" / "ketamine-administration--no-route.json"),
+                      database_url=database, cwd=tmp_path)
+    usage = run_cli("validate", str(tmp_path / "missing.json"), database_url=database, cwd=tmp_path)
+
+    assert (valid.returncode, invalid.returncode, usage.returncode) == (0, 1, 2), valid.stderr + invalid.stderr
+    assert ": valid (0 errors" in valid.stdout and ": INVALID (1 errors" in invalid.stdout
+    assert "does not exist" in usage.stderr and "Traceback" not in usage.stderr
 
 
 # --- db upgrade ----------------------------------------------------------------------------
@@ -97,25 +123,6 @@ def test_db_upgrade_creates_the_schema_on_a_new_database_and_a_second_run_change
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
     finally:
         runtime.engine.dispose()
-
-
-# --- seed-demo -----------------------------------------------------------------------------
-
-def test_seed_demo_loads_every_demo_record_once_and_a_second_run_creates_none(
-        database_url: str, tmp_path: Path) -> None:
-    expected = Counter(kind for kind, _ in demo_records())
-
-    first = run_cli("seed-demo", database_url=database_url, cwd=tmp_path)
-
-    assert first.returncode == 0, first.stderr
-    assert f"{sum(expected.values())} records created, 0 already present" in first.stdout
-    assert record_counts(database_url) == expected
-
-    second = run_cli("seed-demo", database_url=database_url, cwd=tmp_path)
-
-    assert second.returncode == 0, second.stderr
-    assert f"0 records created, {sum(expected.values())} already present" in second.stdout
-    assert record_counts(database_url) == expected
 
 
 # --- serve ---------------------------------------------------------------------------------
@@ -161,71 +168,3 @@ def test_serve_answers_health_over_real_http_on_the_port_given(database_url: str
             proc.kill()
             proc.wait()
     assert f"http://127.0.0.1:{port}" in log.read_text()
-
-
-# --- usage errors --------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("variable", "value"), [
-    ("KFHIR_LOG_LEVEL", "LOUD"),
-    ("KFHIR_PORT", "eighty"),
-    ("KFHIR_PAGE_SIZE", "0"),
-    ("KFHIR_DATABASE_URL", "mysql://db.example/kfhir"),
-])
-def test_a_bad_setting_exits_2_with_a_message_naming_the_variable(variable: str, value: str, tmp_path: Path) -> None:
-    result = run_cli("db", "upgrade", database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path,
-                     **{variable: value})
-
-    assert result.returncode == 2
-    assert variable in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "kfhir.db").exists()
-
-
-COMMANDS = {
-    "seed-demo": ["seed-demo"],
-    "import": ["import", "{file}", "--kind", "assessment"],
-    "serve": ["serve", "--port", "{port}"],
-}
-
-
-@pytest.mark.parametrize("command", list(COMMANDS.values()), ids=list(COMMANDS))
-def test_every_command_rejects_a_bad_setting_with_exit_2(command: list[str], tmp_path: Path) -> None:
-    records = tmp_path / "records.jsonl"
-    records.write_text(json.dumps(assessment()) + "\n")
-    args = [a.format(file=records, port=free_port()) for a in command]
-
-    result = run_cli(*args, database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path,
-                     KFHIR_LOG_LEVEL="LOUD")
-
-    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
-    assert "KFHIR_LOG_LEVEL" in result.stderr
-
-
-def test_an_unknown_command_exits_2_and_says_so(tmp_path: Path) -> None:
-    result = run_cli("frobnicate", database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path)
-
-    assert result.returncode == 2
-    assert "No such command 'frobnicate'" in result.stderr
-
-
-def test_import_of_a_missing_file_exits_2(tmp_path: Path) -> None:
-    result = run_cli("import", str(tmp_path / "absent.jsonl"), "--kind", "assessment",
-                     database_url=f"sqlite:///{tmp_path / 'kfhir.db'}", cwd=tmp_path)
-
-    assert result.returncode == 2
-    assert "absent.jsonl" in result.stderr
-
-
-@pytest.mark.parametrize("command", [["seed-demo"], ["import", "records.jsonl", "--kind", "assessment"]])
-def test_commands_on_an_unmigrated_database_say_to_upgrade_and_leak_nothing(tmp_path: Path, command: list[str]) -> None:
-    (tmp_path / "records.jsonl").write_text(json.dumps(assessment()) + "\n")
-    result = run_cli(*command, database_url=f"sqlite:///{tmp_path / 'new.db'}", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "ketamine-fhir db upgrade" in result.stderr
-    assert "Traceback" not in result.stderr and "MRN-001" not in result.stderr + result.stdout
-
-
-def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
-    result = run_cli("seed-demo", database_url="postgresql://nobody@127.0.0.1:1/none", cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip() == "Error: cannot reach the database: OperationalError"

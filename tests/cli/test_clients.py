@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from admin.support import kfhir
+from cli.support import kfhir
 from flask import Flask
 from flask.testing import FlaskClient
 

@@ -1,23 +1,20 @@
-"""`ketamine-fhir mappings show|diff|export-conceptmaps` and `ketamine-fhir map`, run as a user runs them."""
+"""`ketamine-fhir mappings show|diff|export-conceptmaps` and `ketamine-fhir map`, in-process (tests/cli/support.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli.support import Done, kfhir
 from mapping.support import GOLDEN
 
 from service.mapping.spec import folder
 from service.resources import profiles_dir
 
-KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(KFHIR), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def run(*args: str, cwd: Path) -> Done:
+    return kfhir(*args, cwd=cwd)
 
 
 def test_show_renders_every_kind_as_a_table(tmp_path: Path) -> None:

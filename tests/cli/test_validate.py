@@ -1,4 +1,5 @@
-"""`ketamine-fhir validate`, run as a user runs it: a real process per call, reading real files.
+"""`ketamine-fhir validate` on real files, in-process (tests/cli/support.py; the exit statuses of the console
+script as a process: tests/cli/test_console_script.py).
 
 Exit status: 0 no errors, 1 some error (or fatal), 2 a usage error (bad path, unknown --profile, bad --ig).
 """
@@ -6,23 +7,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tarfile
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli.support import Done, kfhir
 
 from service.conformance.definitions import load
 from service.conformance.snapshot import with_snapshot
 from service.resources import profiles_dir
 from service.validation.outcome import ISSUE_COL, ISSUE_LINE
 
-KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 PROFILES = profiles_dir()
 EXAMPLES = PROFILES / "examples"
 INVALID = EXAMPLES / "invalid"
@@ -34,17 +32,15 @@ ADMINISTRATION_EXAMPLE = EXAMPLES / "MedicationAdministration-iv-session-1.json"
 DATED_PATIENT = "https://example.org/fhir/StructureDefinition/dated-patient"
 
 
-def validate(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_")}
-    return subprocess.run([str(KFHIR), "validate", *map(str, args)], capture_output=True, text=True, timeout=120,
-                          env=env, cwd=cwd)
+def validate(*args: str | Path, cwd: Path | None = None) -> Done:
+    return kfhir("validate", *args, cwd=cwd)
 
 
-def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+def assert_no_traceback(result: Done) -> None:
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
 
 
-def outcome(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+def outcome(result: Done) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(result.stdout)
     return doc
 
@@ -363,8 +359,7 @@ def test_ig_folder_ignores_files_that_are_not_conformance_resources(tmp_path: Pa
 def test_ig_package_made_by_profiles_package(tmp_path: Path) -> None:
     """The shipped guide as a .tgz: loading it again changes no verdict."""
     dist = tmp_path / "dist"
-    made = subprocess.run([str(KFHIR), "profiles", "package", "--dist", str(dist)], capture_output=True, text=True,
-                          timeout=120)
+    made = kfhir("profiles", "package", "--dist", dist)
     assert made.returncode == 0, made.stderr
     tgz = Path(made.stdout.strip())
     assert tgz.suffix == ".tgz" and tgz.exists()
@@ -384,8 +379,7 @@ def test_ig_package_of_an_own_guide_adds_its_profile(tmp_path: Path) -> None:
                                               "canonical": "https://example.org/fhir"})
     write(guide / "StructureDefinition-dated-patient.json", dated_patient_profile())
     (guide / "examples").mkdir()
-    made = subprocess.run([str(KFHIR), "profiles", "package", "--dir", str(guide), "--dist", str(tmp_path / "dist")],
-                          capture_output=True, text=True, timeout=120)
+    made = kfhir("profiles", "package", "--dir", guide, "--dist", tmp_path / "dist")
     assert made.returncode == 0, made.stderr
     tgz = Path(made.stdout.strip())
     assert tgz.name == "example.dated-0.0.1.tgz"
