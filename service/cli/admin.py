@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import secrets
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from service.admin.accounts import AccountError, Accounts
 from service.cli import context
+
+if TYPE_CHECKING:
+    from service.admin.accounts import Accounts
 
 
 @click.group()
@@ -16,6 +19,8 @@ def admin() -> None:
 
 
 def _accounts() -> Accounts:
+    from service.admin.accounts import Accounts  # argon2: loaded by the commands that hash, not by every command
+
     return Accounts(context.runtime().engine)
 
 
@@ -31,6 +36,8 @@ def _new_password(password_stdin: bool) -> str:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 def admin_create_user(username: str, password_stdin: bool) -> None:
     """Create an admin account USERNAME; the password is asked for twice (or read with --password-stdin)."""
+    from service.admin.accounts import AccountError
+
     accounts = _accounts()
     try:
         name = accounts.create(username, _new_password(password_stdin))
@@ -44,6 +51,8 @@ def admin_create_user(username: str, password_stdin: bool) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 def admin_set_password(username: str, password_stdin: bool) -> None:
     """Give USERNAME a new password; its open sessions end."""
+    from service.admin.accounts import AccountError
+
     accounts = _accounts()
     try:
         accounts.set_password(username, _new_password(password_stdin))

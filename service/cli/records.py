@@ -4,13 +4,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from service.cli import context
 from service.domain.kinds import KINDS
 from service.errors import Conflict
-from service.importer import Progress, Report
+
+if TYPE_CHECKING:
+    from service.importer import Progress, Report
 
 
 @click.command("seed-demo")

@@ -8,17 +8,14 @@ import json
 import sys
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from service.conformance.definitions import load
-from service.conformance.package import CONFORMANCE_TYPES, Package, Resource, read_folder
-from service.errors import RequestError
-from service.jsondoc import parse_json
-from service.validation.engine import Validator
-from service.validation.outcome import Finding, has_errors, operation_outcome
-from service.validation.positions import locate, root_name
+if TYPE_CHECKING:
+    from service.conformance.package import Resource
+    from service.validation.engine import Validator
+    from service.validation.outcome import Finding
 
 MAX_DEPTH = 64
 
@@ -40,6 +37,10 @@ def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Pa
 def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: str, must_support: bool = False) -> int:
     """Exit status: 0 no errors, 1 some error, 2 a bad --ig or --profile. `must_support` also reports, as
     information, mustSupport elements of the profiles that the resource leaves out."""
+    from service.conformance.definitions import load
+    from service.validation.engine import Validator
+    from service.validation.outcome import has_errors, operation_outcome
+
     validator = Validator(load().with_own([*load().own.values(), *_extra(igs)]))
     found = validator.defs.resolve(profile) if profile else None
     if profile and (found is None or found.get("resourceType") != "StructureDefinition"):
@@ -66,6 +67,11 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
 
 
 def _findings(validator: Validator, path: Path, profile: str | None, must_support: bool = False) -> list[Finding]:
+    from service.errors import RequestError
+    from service.jsondoc import parse_json
+    from service.validation.outcome import Finding
+    from service.validation.positions import locate, root_name
+
     text = path.read_bytes()
     try:
         resource = parse_json(text, MAX_DEPTH)
@@ -83,6 +89,8 @@ def _files(paths: list[Path]) -> list[Path]:
 
 
 def _extra(igs: list[Path]) -> list[Resource]:
+    from service.conformance.package import CONFORMANCE_TYPES, Package, read_folder
+
     out: list[Resource] = []
     for ig in igs:
         try:
