@@ -1,9 +1,15 @@
-"""Batch and transaction Bundles (POST /fhir), and a clinic record's mapped Bundle stored in its own transaction."""
+"""Batch and transaction Bundles (POST /fhir), and a clinic record's mapped Bundle stored in its own transaction.
+
+A batch entry is the request sent alone (http.html#brules: "treated as if an individual interaction"); a
+transaction runs the same per-entry operations (interactions.py) in one unit of work, in R4 order, with its
+fullUrls rewritten to the ids they are stored as (http.html#trules).
+"""
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +19,6 @@ from service.errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    Gone,
     Issue,
     NotFound,
     PayloadTooLarge,
@@ -22,15 +27,20 @@ from service.errors import (
 )
 from service.facade.interactions import (
     ClaimLost,
+    Condition,
     Interactions,
+    Names,
+    Prepared,
     Written,
-    claim,
-    client_meta,
-    criteria_query,
-    normal_criteria,
-    write,
+    condition,
+    create_in,
+    delete_in,
+    match_in,
+    read_in,
+    shaped,
+    update_in,
 )
-from service.facade.references import references, rewrite
+from service.facade.references import references
 from service.search.parameters import TYPES
 from service.security.provenance import RECORD
 from service.security.scopes import insufficient
@@ -43,7 +53,6 @@ ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 Permits = Callable[[str, str], bool]
 #: scope letters each Bundle entry needs, by method
 ENTRY_LETTERS = {"GET": "r", "POST": "c", "PUT": "u", "DELETE": "d"}
-Checked = dict[int, tuple[dict[str, Any], list[Finding]]]
 
 
 def bundle(server: Interactions, body: Any, base: str, max_entries: int,
@@ -76,7 +85,7 @@ def bundle(server: Interactions, body: Any, base: str, max_entries: int,
     return _transaction(server, base, requests)
 
 
-def export_record(server: Interactions, unit: Unit, bundle: dict[str, Any], record_id: str) -> list[StoredResource]:
+def export_record(unit: Unit, bundle: dict[str, Any], record_id: str) -> list[StoredResource]:
     """Store a clinic record's mapped (and already validated) Bundle in the caller's transaction.
 
     References to other records' resources may point ahead (a session stored before its plan):
@@ -86,12 +95,13 @@ def export_record(server: Interactions, unit: Unit, bundle: dict[str, Any], reco
     for request in requests:
         if request.error:
             raise request.error
-    checked: Checked = {r.index: (r.resource, []) for r in requests if r.method in ("POST", "PUT")}
+    prepared = {r.index: shaped(r.resource_type, r.resource, [], r.resource_id if r.method == "PUT" else None)
+                for r in requests if r.method in ("POST", "PUT")}
     log: list[Written] = []
     ahead = {key for r in requests for _, ref in references(r.resource, "") for key in [ref] if "/" in key}
     source = RECORD.set(record_id)  # their Provenance names the record
     try:
-        _run(server, unit, "", requests, checked, log, ahead)
+        _run(unit, "", requests, prepared, log, ahead)
     finally:
         RECORD.reset(source)
     for written in log:
@@ -99,113 +109,101 @@ def export_record(server: Interactions, unit: Unit, bundle: dict[str, Any], reco
     return [w.resource for w in log]
 
 
-def _batch_entry(server: Interactions, base: str, request: _Request) -> dict[str, Any]:
+def _batch_entry(server: Interactions, base: str, r: _Request) -> dict[str, Any]:
+    """The entry as a request sent alone (http.html#brules), its failure its own answer."""
     try:
-        if request.error:
-            raise request.error
-        return _perform(server, None, base, request, {})
+        if r.error:
+            raise r.error
+        if r.method == "GET":
+            return _read(base, server.read(r.resource_type, r.resource_id or "", r.version))
+        if r.method == "DELETE":
+            return _deleted(server.delete(r.resource_type, r.resource_id or ""))
+        if r.method == "POST":
+            return _written(base, server.create(r.resource_type, r.resource, r.if_none_exist))
+        return _written(base, server.update(r.resource_type, r.resource_id or "", r.resource, r.if_match))
     except RequestError as exc:
         return {"response": {"status": f"{exc.status} {exc.title}", "outcome": _error_outcome(exc)}}
 
 
 def _transaction(server: Interactions, base: str, requests: list[_Request]) -> dict[str, Any]:
+    """Every entry in one database transaction, or none (http.html#trules)."""
     for request in requests:
         if request.error:
             raise request.error
-    checked = {r.index: server.checked(r.resource_type, r.resource) for r in requests if r.method in ("POST", "PUT")}
-    log: list[Written] = []
-    for attempt in range(3):
-        try:
-            with server.store.unit(write=True) as unit:
-                responses = _run(server, unit, base, requests, checked, log, set())
-                for written in log:  # read into clinic records in the same transaction
-                    server.followed(unit, written)
-            break
-        except (IntegrityError, ClaimLost):  # a concurrent transaction claimed the same ifNoneExist: run again
-            log.clear()
-            if attempt == 2:
-                raise Conflict("The transaction kept meeting concurrent identical creates; retry it.") from None
-        except RequestError as exc:
-            raise type(exc)(f"The transaction failed at entry {_failed_at(exc)}and nothing was stored: "
-                            f"{exc.detail}", exc.issues, **exc.extra) from None
-    return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
+    try:
+        prepared: dict[int, Prepared] = {}
+        for r in requests:
+            if r.method in ("POST", "PUT"):
+                with _at(r):  # checked as the request alone would be, once, outside the retried unit
+                    prepared[r.index] = server.prepare(r.resource_type, r.resource,
+                                                       r.resource_id if r.method == "PUT" else None)
+        for _attempt in range(3):
+            try:
+                with server.store.unit(write=True) as unit:
+                    log: list[Written] = []
+                    responses = _run(unit, base, requests, prepared, log, set())
+                    for written in log:  # read into clinic records in the same transaction
+                        server.followed(unit, written)
+                return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
+            except (IntegrityError, ClaimLost):  # a concurrent transaction claimed the same ifNoneExist: again
+                continue
+    except RequestError as exc:
+        raise type(exc)(f"The transaction failed at entry {_failed_at(exc)}and nothing was stored: "
+                        f"{exc.detail}", exc.issues, **exc.extra) from None
+    raise Conflict("The transaction kept meeting concurrent identical creates; retry it.")
 
 
-def _run(server: Interactions, unit: Unit, base: str, requests: list[_Request], checked: Checked,
-         log: list[Written], pending: set[str]) -> list[dict[str, Any]]:
+def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
+         pending: set[str]) -> list[dict[str, Any]]:
     """A transaction's entries in one unit, in R4 order; the response entries in request order."""
     # every urn:uuid and Type/id fullUrl of a created or updated resource, mapped to its stored id
-    names: dict[str, str] = {f"#ahead-{i}": key for i, key in enumerate(sorted(pending))}
+    names: Names = {f"#ahead-{i}": key for i, key in enumerate(sorted(pending))}
     for r in requests:
         if r.method == "POST" and r.full_url and not r.if_none_exist:
             names[r.full_url] = f"{r.resource_type}/{uuid.uuid4()}"
         elif r.method == "PUT" and r.resource_id:  # keyed by fullUrl, or a key no reference can use
             names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
     responses: dict[int, dict[str, Any]] = {}
+    conditions: dict[int, Condition] = {}
     # conditional creates first: every reference to them must know where it points
     for r in requests:
         if r.method == "POST" and r.if_none_exist:
-            query = criteria_query(r.resource_type, r.if_none_exist, f"entry[{r.index}].ifNoneExist")
-            matches, _ = unit.search(query)
-            if len(matches) > 1:
-                raise PreconditionFailed(f"entry[{r.index}]: ifNoneExist matches {len(matches)} resources.")
-            if matches:
-                responses[r.index] = {"response": _response(base, matches[0], 200)}
-            found = matches[0].id if matches else str(uuid.uuid4())
+            with _at(r):
+                when = conditions[r.index] = condition(r.resource_type, r.if_none_exist,
+                                                       f"entry[{r.index}].ifNoneExist")
+                found = match_in(unit, when)
+            if found is not None:
+                responses[r.index] = _written(base, Written(found, False))
             if r.full_url:
-                names[r.full_url] = f"{r.resource_type}/{found}"
+                names[r.full_url] = f"{r.resource_type}/{found.id if found else uuid.uuid4()}"
     for r in sorted(requests, key=lambda q: (ORDER[q.method], q.index)):
         if r.index not in responses:
-            responses[r.index] = _perform(server, unit, base, r, names, checked.get(r.index), log)
-            if r.method == "POST" and r.if_none_exist:  # race-free, as a single conditional create
-                query = criteria_query(r.resource_type, r.if_none_exist, f"entry[{r.index}].ifNoneExist")
-                claim(unit, query, normal_criteria(r.if_none_exist), log[-1].resource.pk)
+            with _at(r):
+                responses[r.index] = _perform(unit, base, r, names, prepared, conditions.get(r.index), log)
     return [responses[r.index] for r in requests]
 
 
-def _perform(server: Interactions, unit: Unit | None, base: str, r: _Request, names: dict[str, str],
-             checked: tuple[dict[str, Any], list[Finding]] | None = None,
-             log: list[Written] | None = None) -> dict[str, Any]:
-    """One entry: inside a transaction's unit, or on its own (batch)."""
+def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[int, Prepared],
+             when: Condition | None, log: list[Written]) -> dict[str, Any]:
+    """One transaction entry: the operation a request sent alone runs, in the transaction's unit."""
+    if r.method == "GET":
+        return _read(base, read_in(unit, r.resource_type, r.resource_id or "", r.version))
+    if r.method == "DELETE":
+        return _deleted(delete_in(unit, r.resource_type, r.resource_id or ""))
+    if r.method == "POST":
+        new_id = names[r.full_url].split("/")[-1] if r.full_url in names else str(uuid.uuid4())
+        written = create_in(unit, prepared[r.index], new_id, names, when)
+    else:
+        written = update_in(unit, prepared[r.index], r.resource_id or "", r.if_match, names)
+    log.append(written)
+    return _written(base, written)
+
+
+@contextmanager
+def _at(r: _Request) -> Iterator[None]:
+    """An error names the entry it came from (a failed transaction says where)."""
     try:
-        if r.method == "GET":
-            found = server.read(r.resource_type, r.resource_id or "") if unit is None else _unit_read(unit, r)
-            return {"resource": found.content, "response": _response(base, found, 200)}
-        if r.method == "DELETE":
-            if unit is None:
-                stored = server.delete(r.resource_type, r.resource_id or "")
-            else:
-                current = unit.get(r.resource_type, r.resource_id or "")
-                if current is None:
-                    raise NotFound(f"{r.resource_type}/{r.resource_id} is not known to this server.")
-                stored = current if current.deleted else unit.write(r.resource_type, current.id, None, [], "DELETE")
-            return {"response": {"status": "204 No Content", "etag": f'W/"{stored.version}"'}}
-        if unit is None:
-            resource = rewrite(r.resource, names)
-            if r.method == "POST":
-                written = server.create(r.resource_type, resource, r.if_none_exist)
-            else:
-                written = server.update(r.resource_type, r.resource_id or "", resource, r.if_match)
-            return {"response": _response(base, written.resource, written.status, written.findings)}
-        resource, findings = checked or server.checked(r.resource_type, resource)
-        resource = rewrite(resource, names)
-        resource["meta"] = client_meta(resource.get("meta"))
-        if r.method == "POST":
-            new_id = names.get(r.full_url or "", f"/{uuid.uuid4()}").split("/")[-1]
-            written = write(unit, r.resource_type, new_id, {k: v for k, v in resource.items() if k != "id"},
-                            findings, "POST", True, set(names.values()))
-        else:
-            current = unit.get(r.resource_type, r.resource_id or "")
-            if r.if_match is not None and (current is None or current.version != r.if_match):
-                raise PreconditionFailed(f"entry[{r.index}]: ifMatch W/\"{r.if_match}\" does not match.")
-            if resource.get("id") != r.resource_id:
-                raise BadRequest(f"entry[{r.index}]: the resource's id is not the id in request.url.",
-                                 [Issue(f"Bundle.entry[{r.index}].resource.id", f"expected {r.resource_id}")])
-            written = write(unit, r.resource_type, r.resource_id or "", resource, findings, "PUT",
-                            current is None or current.deleted, set(names.values()))
-        if log is not None:
-            log.append(written)
-        return {"response": _response(base, written.resource, written.status, written.findings)}
+        yield
     except RequestError as exc:
         exc.extra.setdefault("entry", r.index)
         raise
@@ -221,6 +219,7 @@ class _Request:
     full_url: str | None
     if_none_exist: str | None
     if_match: int | None
+    version: int | None = None   # a GET of Type/id/_history/vid: vread
     error: RequestError | None = None
 
 
@@ -236,34 +235,42 @@ def _request_of(index: int, entry: Any) -> _Request:
         blank.error = BadRequest(f"{where}.request needs a method (GET, POST, PUT, DELETE) and a url.",
                                  [Issue(f"{where}.request", "method and url required")])
         return blank
-    path = url.split("?", 1)[0].strip("/")
-    parts = path.split("/")
-    resource_type = parts[0]
-    resource_id = parts[1] if len(parts) > 1 else None
+    parts = url.split("?", 1)[0].strip("/").split("/")
+    resource_type, resource_id = parts[0], parts[1] if len(parts) > 1 else None
     if_match = None
     if request.get("ifMatch"):
         found = re.match(r'^(W/)?"(\d+)"$', str(request["ifMatch"]))
-        if found is None:
-            blank.error = BadRequest(f"{where}.request.ifMatch is not an ETag like W/\"1\".",
-                                     [Issue(f"{where}.request.ifMatch", "expected W/\"n\"")])
+        if found is None:  # as the If-Match header: a condition that cannot hold (RFC 9110 §13.1.1)
+            blank.error = PreconditionFailed(f"{where}.request.ifMatch is not an ETag like W/\"1\".",
+                                             [Issue(f"{where}.request.ifMatch", "expected W/\"n\"")])
             return blank
         if_match = int(found.group(2))
     out = _Request(index, method, resource_type, resource_id, entry.get("resource"), entry.get("fullUrl"),
                    request.get("ifNoneExist"), if_match)
-    if resource_type not in TYPES:
-        out.error = NotFound(f"{where}: this server does not serve {resource_type!r}.")
-    elif method in ("GET", "DELETE") and (resource_id is None or "?" in url):
-        out.error = BadRequest(f"{where}: {method} needs Type/id (conditional {method} is not supported).",
-                               [Issue(f"{where}.request.url", "expected Type/id")])
-    elif method == "PUT" and resource_id is None:
-        out.error = BadRequest(f"{where}: PUT needs Type/id (conditional update in Bundles is not supported).",
-                               [Issue(f"{where}.request.url", "expected Type/id")])
-    elif method in ("POST", "PUT") and not isinstance(out.resource, dict):
-        out.error = BadRequest(f"{where}: {method} needs a resource.", [Issue(f"{where}.resource", "required")])
-    elif method == "POST" and resource_id is not None:
-        out.error = BadRequest(f"{where}: POST goes to the type, not Type/id.",
-                               [Issue(f"{where}.request.url", f"expected {resource_type}")])
+    out.error = _refusal(where, out, url, parts[2:])
     return out
+
+
+def _refusal(where: str, r: _Request, url: str, rest: list[str]) -> RequestError | None:
+    """Why an entry cannot run, if it cannot: a type we do not serve, a URL its method cannot take, no resource."""
+    if r.resource_type not in TYPES:
+        return NotFound(f"{where}: this server does not serve {r.resource_type!r}.")
+    if r.method == "POST":
+        if r.resource_id is not None:
+            return BadRequest(f"{where}: POST goes to the type, not Type/id.",
+                              [Issue(f"{where}.request.url", f"expected {r.resource_type}")])
+    elif r.method == "GET" and len(rest) == 2 and rest[0] == "_history":
+        if not (rest[1].isascii() and rest[1].isdigit()):  # as GET [type]/[id]/_history/[vid] alone
+            return NotFound(f"{r.resource_type}/{r.resource_id} has no version {rest[1]!r}.")
+        r.version = int(rest[1])
+    elif rest or r.resource_id is None or (r.method != "PUT" and "?" in url):
+        # not read as Type/id with the rest dropped: a PUT to Type/id/_history/1 would update Type/id
+        shape = "Type/id or Type/id/_history/vid" if r.method == "GET" else "Type/id"
+        return BadRequest(f"{where}: {r.method} needs {shape} (conditional {r.method} in Bundles is not supported).",
+                          [Issue(f"{where}.request.url", f"expected {shape}")])
+    if r.method in ("POST", "PUT") and not isinstance(r.resource, dict):
+        return BadRequest(f"{where}: {r.method} needs a resource.", [Issue(f"{where}.resource", "required")])
+    return None
 
 
 def _permit(r: _Request, permits: Permits) -> None:
@@ -275,18 +282,23 @@ def _permit(r: _Request, permits: Permits) -> None:
         r.error = insufficient(r.resource_type, letters, f"Bundle.entry[{r.index}]: {r.method} {r.resource_type}")
 
 
-def _unit_read(unit: Unit, r: _Request) -> StoredResource:
-    found = unit.get(r.resource_type, r.resource_id or "")
-    if found is None:
-        raise NotFound(f"{r.resource_type}/{r.resource_id} is not known to this server.")
-    if found.deleted:
-        raise Gone(f"{r.resource_type}/{r.resource_id} was deleted.")
-    return found
-
-
 def _failed_at(exc: RequestError) -> str:
     index = exc.extra.pop("entry", None)
     return f"{index} " if index is not None else ""
+
+
+# --- response entries --------------------------------------------------------------------------
+
+def _read(base: str, found: StoredResource) -> dict[str, Any]:
+    return {"resource": found.content, "response": _response(base, found, 200)}
+
+
+def _deleted(stored: StoredResource) -> dict[str, Any]:
+    return {"response": {"status": "204 No Content", "etag": f'W/"{stored.version}"'}}
+
+
+def _written(base: str, written: Written) -> dict[str, Any]:
+    return {"response": _response(base, written.resource, written.status, written.findings)}
 
 
 def _response(base: str, stored: StoredResource, status: int, findings: list[Finding] | None = None

@@ -1,7 +1,11 @@
-"""Interactions on single resources: read, vread, create, update, delete and their conditional forms.
+"""Interactions on single resources (read, vread, create, update, delete), each written once on a unit of work.
 
-Every write is validated by the profile validator first (errors: 422, nothing stored) and runs in
-one database transaction that also versions the resource and rewrites its search index.
+A request sent alone runs the operation in a database transaction of its own (Interactions); a transaction
+Bundle runs the same operations for its entries in its one unit (bundles.py). So an entry answers as the
+request would alone, as R4 asks (http.html#transaction: entries are "processed separately as if they were
+an individual interaction ... subject to the normal processing for each, including the meta element,
+verification and version aware updates"). Every write is validated by the profile validator first (errors:
+422, nothing stored) and versions the resource and rewrites its search index in the same transaction.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import BadRequest, Conflict, Gone, Issue, NotFound, PreconditionFailed, Unprocessable
-from service.facade.references import check_references
+from service.facade.references import check_references, rewrite
 from service.search.parameters import TYPES
 from service.search.query import Query, parse
 from service.security.provenance import provenance
@@ -27,6 +31,8 @@ ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 Validate = Callable[[dict[str, Any]], list[Finding]]
 #: runs after a write, in its transaction, e.g. to read the resource into a clinic record; returns notes
 AfterWrite = Callable[[Unit, StoredResource], list[str]]
+#: a Bundle's fullUrls (urn:uuid:…, Type/id) → the Type/id each is stored as; empty for a request sent alone
+Names = dict[str, str]
 
 
 class ClaimLost(Exception):
@@ -47,6 +53,24 @@ class Written:
         return 201 if self.created else 200
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A resource checked before any unit of work, as it will be written (references not yet rewritten)."""
+
+    resource_type: str
+    resource: dict[str, Any]
+    findings: list[Finding]   # warnings and information: errors refused it
+
+
+@dataclass(frozen=True)
+class Condition:
+    """If-None-Exist (a Bundle entry's ifNoneExist): the search, and the criteria as claimed in the database."""
+
+    query: Query
+    criteria: str
+    key: str
+
+
 class Interactions:
     """The single-resource interactions, each in a database transaction of its own."""
 
@@ -55,19 +79,20 @@ class Interactions:
         self.validate = validate
         self.after_write = after_write
 
-    def followed(self, unit: Unit, written: Written) -> Written:
-        if self.after_write is not None:
-            written.notes.extend(self.after_write(unit, written.resource))
-        return written
-
-    # --- checks ----------------------------------------------------------------------------
-
     @staticmethod
     def check_type(resource_type: str) -> None:
         if resource_type not in TYPES:
             raise NotFound(f"This server does not serve {resource_type} resources (it serves {', '.join(TYPES)}).")
 
-    def checked(self, resource_type: str, body: Any) -> tuple[dict[str, Any], list[Finding]]:
+    def prepare(self, resource_type: str, body: Any, resource_id: str | None = None) -> Prepared:
+        """A create's (`resource_id` None) or an update's body, checked: the id against the URL's, the type
+        against the URL's, the content against its profile (errors: 422); then shaped()."""
+        if resource_id is not None:
+            if not ID.match(resource_id):
+                raise BadRequest(f"{resource_id!r} is not a FHIR id.", [Issue("id", "1-64 of A-Z a-z 0-9 - .")])
+            if isinstance(body, dict) and body.get("id") != resource_id:
+                raise BadRequest(f"The resource's id {body.get('id')!r} is not the id in the URL {resource_id!r}.",
+                                 [Issue("id", f"expected {resource_id}")])
         if not isinstance(body, dict):
             raise BadRequest("The body must be a JSON object (a FHIR resource).", [Issue("$", "expected an object")])
         if body.get("resourceType") != resource_type:
@@ -79,74 +104,47 @@ class Interactions:
             raise Unprocessable(f"The {resource_type} does not conform to its profile.",
                                 [Issue(f.expression, f.message) for f in errors],
                                 operation_outcome=operation_outcome(findings))
-        return body, [f for f in findings if f.severity not in ("error", "fatal")]
+        return shaped(resource_type, body, [f for f in findings if f.severity not in ("error", "fatal")], resource_id)
 
-    # --- instance interactions -------------------------------------------------------------
+    def followed(self, unit: Unit, written: Written) -> Written:
+        if self.after_write is not None:
+            written.notes.extend(self.after_write(unit, written.resource))
+        return written
+
+    # --- requests sent alone: each the operation below in a unit of its own -----------------
 
     def read(self, resource_type: str, resource_id: str, version: int | None = None) -> StoredResource:
         self.check_type(resource_type)
         with self.store.unit() as unit:
-            found = unit.get(resource_type, resource_id) if version is None else unit.version(
-                resource_type, resource_id, version)
-        if found is None:
-            what = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version is not None else "")
-            raise NotFound(f"{what} is not known to this server.")
-        if found.deleted:
-            raise Gone(f"{resource_type}/{resource_id} was deleted (version {found.version}).")
-        return found
+            return read_in(unit, resource_type, resource_id, version)
 
     def create(self, resource_type: str, body: Any, if_none_exist: str | None = None) -> Written:
         self.check_type(resource_type)
-        resource, findings = self.checked(resource_type, body)
-        resource = {k: v for k, v in resource.items() if k != "id"}
-        resource["meta"] = client_meta(resource.get("meta"))
+        prepared = self.prepare(resource_type, body)
         if if_none_exist is None:
             with self.store.unit(write=True) as unit:
-                written = write(unit, resource_type, str(uuid.uuid4()), resource, findings, "POST", True)
-                return self.followed(unit, written)
-        return self._conditional_create(resource_type, resource, findings, if_none_exist)
-
-    def _conditional_create(self, resource_type: str, resource: dict[str, Any], findings: list[Finding],
-                            criteria: str) -> Written:
-        query = criteria_query(resource_type, criteria, "If-None-Exist")
-        key = normal_criteria(criteria)
+                return self.followed(unit, create_in(unit, prepared, str(uuid.uuid4()), {}))
+        when = condition(resource_type, if_none_exist, "If-None-Exist")
         for _attempt in range(3):
             try:
                 with self.store.unit(write=True) as unit:
-                    matches, _ = unit.search(query)
-                    if len(matches) > 1:
-                        raise PreconditionFailed(f"If-None-Exist {criteria!r} matches {len(matches)} resources.")
-                    if matches:
-                        return Written(matches[0], False)
-                    written = write(unit, resource_type, str(uuid.uuid4()), resource, findings, "POST", True)
-                    claim(unit, query, key, written.resource.pk)
-                    return self.followed(unit, written)
+                    found = match_in(unit, when)
+                    if found is not None:
+                        return Written(found, False)
+                    return self.followed(unit, create_in(unit, prepared, str(uuid.uuid4()), {}, when))
             except (IntegrityError, ClaimLost):
                 continue  # a concurrent identical create won the claim: search again, now it is visible
-        raise Conflict(f"Could not settle If-None-Exist {criteria!r} against concurrent writers; retry.")
+        raise Conflict(f"Could not settle If-None-Exist {if_none_exist!r} against concurrent writers; retry.")
 
     def update(self, resource_type: str, resource_id: str, body: Any, if_match: int | None = None) -> Written:
         self.check_type(resource_type)
-        if not ID.match(resource_id):
-            raise BadRequest(f"{resource_id!r} is not a FHIR id.", [Issue("id", "1-64 of A-Z a-z 0-9 - .")])
-        if isinstance(body, dict) and body.get("id") != resource_id:
-            raise BadRequest(f"The resource's id {body.get('id')!r} is not the id in the URL {resource_id!r}.",
-                             [Issue("id", f"expected {resource_id}")])
-        resource, findings = self.checked(resource_type, body)
-        resource = {**resource, "meta": client_meta(resource.get("meta"))}
+        prepared = self.prepare(resource_type, body, resource_id)
         with self.store.unit(write=True) as unit:
-            current = unit.get(resource_type, resource_id)
-            if if_match is not None and (current is None or current.deleted or current.version != if_match):
-                at = "no current version" if current is None or current.deleted else f"version {current.version}"
-                raise PreconditionFailed(f"If-Match W/\"{if_match}\" does not match: "
-                                         f"{resource_type}/{resource_id} is at {at}.")
-            created = current is None or current.deleted
-            written = write(unit, resource_type, resource_id, resource, findings, "PUT", created)
-            return self.followed(unit, written)
+            return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}))
 
     def conditional_update(self, resource_type: str, criteria: str, body: Any) -> Written:
         self.check_type(resource_type)
-        query = criteria_query(resource_type, criteria, "the conditional update")
+        query = condition(resource_type, criteria, "the conditional update").query
         with self.store.unit() as unit:
             matches, _ = unit.search(query)
         if len(matches) > 1:
@@ -164,42 +162,99 @@ class Interactions:
     def delete(self, resource_type: str, resource_id: str) -> StoredResource:
         self.check_type(resource_type)
         with self.store.unit(write=True) as unit:
-            current = unit.get(resource_type, resource_id)
-            if current is None:
-                raise NotFound(f"{resource_type}/{resource_id} is not known to this server.")
-            if current.deleted:
-                return current
-            return unit.write(resource_type, resource_id, None, [], "DELETE")
+            return delete_in(unit, resource_type, resource_id)
 
 
-def write(unit: Unit, resource_type: str, resource_id: str, resource: dict[str, Any], findings: list[Finding],
-          method: str, created: bool, pending: set[str] | None = None) -> Written:
-    check_references(unit, resource, pending or set())
-    stored = unit.write(resource_type, resource_id, resource, [_as_warning(f) for f in findings], method)
-    if resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
-        target = f"{resource_type}/{stored.id}/_history/{stored.version}"
+# --- the operations on a unit of work, for a request alone and for a Bundle entry alike ------------
+
+def read_in(unit: Unit, resource_type: str, resource_id: str, version: int | None = None) -> StoredResource:
+    """read, or vread with a `version` (http.html#read, #vread): 404 unknown, 410 deleted."""
+    found = unit.get(resource_type, resource_id) if version is None else unit.version(
+        resource_type, resource_id, version)
+    if found is None:
+        what = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version is not None else "")
+        raise NotFound(f"{what} is not known to this server.")
+    if found.deleted:
+        raise Gone(f"{resource_type}/{resource_id} was deleted (version {found.version}).")
+    return found
+
+
+def match_in(unit: Unit, when: Condition) -> StoredResource | None:
+    """The resource a conditional create finds instead of creating one (http.html#ccreate): 412 if several."""
+    matches, _ = unit.search(when.query)
+    if len(matches) > 1:
+        raise PreconditionFailed(f"If-None-Exist {when.criteria!r} matches {len(matches)} resources.")
+    return matches[0] if matches else None
+
+
+def create_in(unit: Unit, prepared: Prepared, new_id: str, names: Names, when: Condition | None = None) -> Written:
+    """create under the server's `new_id`; for a conditional create (`when`), claim its criteria."""
+    written = _write(unit, prepared, new_id, "POST", True, names)
+    if when is not None:
+        _claim(unit, when, written.resource.pk)
+    return written
+
+
+def update_in(unit: Unit, prepared: Prepared, resource_id: str, if_match: int | None, names: Names) -> Written:
+    """update, or create at a client's id (http.html#update); `if_match` must name the current version
+    (http.html#concurrency): a deleted resource has none (a read answers 410), so it fails there too."""
+    current = unit.get(prepared.resource_type, resource_id)
+    if if_match is not None and (current is None or current.deleted or current.version != if_match):
+        at = "no current version" if current is None or current.deleted else f"version {current.version}"
+        raise PreconditionFailed(f"If-Match W/\"{if_match}\" does not match: "
+                                 f"{prepared.resource_type}/{resource_id} is at {at}.")
+    return _write(unit, prepared, resource_id, "PUT", current is None or current.deleted, names)
+
+
+def delete_in(unit: Unit, resource_type: str, resource_id: str) -> StoredResource:
+    """delete (http.html#delete): 404 unknown; deleting a deleted resource changes nothing."""
+    current = unit.get(resource_type, resource_id)
+    if current is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known to this server.")
+    if current.deleted:
+        return current
+    return unit.write(resource_type, resource_id, None, [], "DELETE")
+
+
+def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names) -> Written:
+    resource = rewrite(prepared.resource, names)
+    check_references(unit, resource, set(names.values()))
+    stored = unit.write(prepared.resource_type, resource_id, resource,
+                        [_as_warning(f) for f in prepared.findings], method)
+    if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
+        target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
         unit.write("Provenance", str(uuid.uuid4()), provenance(target, created, instant(stored.last_updated)),
                    [], "POST")
-    return Written(stored, created, findings)
+    return Written(stored, created, prepared.findings)
 
 
-def criteria_query(resource_type: str, criteria: str, what: str) -> Query:
+def _claim(unit: Unit, when: Condition, resource_pk: int) -> None:
+    """Claim an If-None-Exist key for a just-written resource, dropping a claim left by a resource that
+    no longer matches. Under PostgreSQL's READ COMMITTED that drop also removes the claim of a concurrent
+    create that committed after our search, so search again: any match besides ours means we lost."""
+    unit.release(when.query.resource_type, when.key)
+    unit.claim(when.query.resource_type, when.key, resource_pk)
+    if len(unit.search(when.query)[0]) > 1:
+        raise ClaimLost(when.key)
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+def shaped(resource_type: str, resource: dict[str, Any], findings: list[Finding],
+           resource_id: str | None = None) -> Prepared:
+    """What a client may not say left out: a create's id (http.html#create: the server assigns it) and the
+    server's meta.versionId and meta.lastUpdated."""
+    kept = {k: v for k, v in resource.items() if k != "id" or resource_id is not None}
+    return Prepared(resource_type, kept | {"meta": client_meta(resource.get("meta"))}, findings)
+
+
+def condition(resource_type: str, criteria: str, what: str) -> Condition:
     items = parse_qsl(criteria.split("?", 1)[-1], keep_blank_values=True)
     if not items:
         raise BadRequest(f"{what} has no search criteria.", [Issue(what, "expected e.g. identifier=system|value")])
     query = parse(resource_type, items)
     query.count, query.total = 2, False
-    return query
-
-
-def claim(unit: Unit, query: Query, key: str, resource_pk: int) -> None:
-    """Claim an If-None-Exist key for a just-written resource, dropping a claim left by a resource that
-    no longer matches. Under PostgreSQL's READ COMMITTED that drop also removes the claim of a concurrent
-    create that committed after our search, so search again: any match besides ours means we lost."""
-    unit.release(query.resource_type, key)
-    unit.claim(query.resource_type, key, resource_pk)
-    if len(unit.search(query)[0]) > 1:
-        raise ClaimLost(key)
+    return Condition(query, criteria, urlencode(sorted(items))[:1000])
 
 
 def client_meta(meta: Any) -> dict[str, Any]:
@@ -207,11 +262,6 @@ def client_meta(meta: Any) -> dict[str, Any]:
     if not isinstance(meta, dict):
         return {}
     return {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
-
-
-def normal_criteria(criteria: str) -> str:
-    items = sorted(parse_qsl(criteria.split("?", 1)[-1], keep_blank_values=True))
-    return urlencode(items)[:1000]
 
 
 def _as_warning(finding: Finding) -> dict[str, Any]:

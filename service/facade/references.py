@@ -7,6 +7,9 @@ from service.errors import BadRequest, Issue, NotFound
 from service.search.parameters import TYPES
 from service.store.resources import Unit
 
+#: references that stand for an entry of the same Bundle until rewrite() replaces them
+PLACEHOLDERS = ("urn:uuid:", "urn:oid:")
+
 
 def rewrite(node: Any, names: dict[str, str]) -> Any:
     """References to fullUrls of the Bundle become references to the stored resources."""
@@ -16,25 +19,30 @@ def rewrite(node: Any, names: dict[str, str]) -> Any:
         return node
     out = {k: rewrite(v, names) for k, v in node.items()}
     ref = out.get("reference")
-    if isinstance(ref, str):
-        if ref in names:
-            out["reference"] = names[ref]
-        elif ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
-            raise NotFound(f"The reference {ref} names no entry of this Bundle.")
+    if isinstance(ref, str) and ref in names:
+        out["reference"] = names[ref]
     return out
 
 
 def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) -> None:
     """Referential integrity on write, as HAPI enforces it: a relative reference to a type this
     server serves must name a resource it holds, or one the same transaction writes (`pending`);
-    absolute URLs point elsewhere and are not checked."""
+    absolute URLs point elsewhere and are not checked. A placeholder (urn:uuid:, urn:oid:) still there
+    after rewrite() named no entry of a transaction: it resolves nowhere (references.html: SHALL be
+    resolvable; HAPI: "Unable to satisfy placeholder ID"), in a Bundle or sent alone: 404 as it has been."""
+    found = references(resource, resource.get("resourceType", ""))
+    dangling = [Issue(path, f"{ref} names no entry of this request") for path, ref in found
+                if ref.startswith(PLACEHOLDERS)]
+    if dangling:
+        raise NotFound(f"The reference {dangling[0].message.split(' ')[0]} names no entry of a transaction "
+                       f"Bundle (a placeholder resolves only within one).", dangling)
     missing = []
-    for path, ref in references(resource, resource.get("resourceType", "")):
+    for path, ref in found:
         parts = ref.split("/_history/")[0].split("/")
         if len(parts) != 2 or parts[0] not in TYPES or "?" in ref or "/".join(parts) in pending:
             continue
-        found = unit.get(parts[0], parts[1])
-        if found is None or found.deleted:
+        stored = unit.get(parts[0], parts[1])
+        if stored is None or stored.deleted:
             missing.append(Issue(path, f"{ref} is not a resource of this server"))
     if missing:
         raise BadRequest(f"The resource refers to resources this server does not hold: "

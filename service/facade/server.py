@@ -42,7 +42,7 @@ class FhirServer(Interactions):
 
     def export_record(self, unit: Unit, bundle: dict[str, Any], record_id: str) -> list[StoredResource]:
         """Store a clinic record's mapped (and already validated) Bundle in the caller's transaction."""
-        return bundles.export_record(self, unit, bundle, record_id)
+        return bundles.export_record(unit, bundle, record_id)
 
     @staticmethod
     def capability(base: str, profiles: dict[str, list[str]], software: dict[str, str]) -> dict[str, Any]:
