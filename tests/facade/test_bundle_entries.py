@@ -65,6 +65,14 @@ def test_if_match_on_the_current_version_updates(client: FlaskClient, way: str) 
 
 
 @pytest.mark.parametrize("way", WAYS)
+def test_an_if_match_that_is_no_etag_of_ours_fails(client: FlaskClient, way: str) -> None:
+    """RFC 9110 §13.1.1: a condition that cannot hold is 412, in the header or in Bundle.entry.request.ifMatch."""
+    put(client, way)
+    assert status(client, way, "PUT", f"Patient/{way}", patient(way, gender="male"), if_match="abc") == 412
+    assert client.get(f"/fhir/Patient/{way}").json["gender"] == "female"
+
+
+@pytest.mark.parametrize("way", WAYS)
 def test_an_id_that_is_not_a_fhir_id_is_refused(client: FlaskClient, way: str) -> None:
     """http.html#update, datatypes.html#id: 1-64 of A-Z a-z 0-9 - and ."""
     assert status(client, way, "PUT", f"Patient/{way}_1", patient(f"{way}_1")) == 400
