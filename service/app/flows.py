@@ -29,7 +29,7 @@ from service.facade.server import FhirServer
 from service.mapping import Mapper, MappingError
 from service.search.query import parse
 from service.store.records import StoredRecord
-from service.store.resources import StoredResource, Unit
+from service.store.resources import Author, StoredResource, Unit
 
 CANONICAL = "https://ketamine-fhir.org/fhir/StructureDefinition/"
 MAIN_PROFILES = {
@@ -51,9 +51,9 @@ class RecordWritten:
         self.fhir = fhir
         self.endpoints = endpoints
 
-    def __call__(self, session: Session, mapped: Any, record: StoredRecord) -> None:
+    def __call__(self, session: Session, mapped: Any, record: StoredRecord, author: Author | None) -> None:
         try:
-            self.fhir.export_record(Unit(session), mapped.bundle, record.id)
+            self.fhir.export_record(Unit(session, author, record.id), mapped.bundle)
             enqueue(session, record, mapped.bundle, self.endpoints)
         except IntegrityError:  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "

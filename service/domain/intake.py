@@ -43,8 +43,10 @@ def content_hash(content: dict[str, Any]) -> str:
 
 #: Maps a checked record's content to FHIR and raises Unprocessable when the result breaks a profile.
 MapCheck = Callable[[str, dict[str, Any]], Any]
-#: Stores a record's FHIR form (map_check's result) in the record write's own transaction.
-Export = Callable[[Session, Any, StoredRecord], None]
+#: (issuer, client id) of the API client a record is written for; None from the command line
+Author = tuple[str, str]
+#: Stores a record's FHIR form (map_check's result) in the record write's own transaction, for its author.
+Export = Callable[[Session, Any, StoredRecord, Author | None], None]
 
 
 class Intake:
@@ -96,19 +98,21 @@ class Intake:
                         content_hash=content_hash(content), warnings=[i.as_dict() for i in found])
         return Checked(kind, new, mapped)
 
-    def _within(self, checked: Checked) -> Within | None:
+    def _within(self, checked: Checked, author: Author | None) -> Within | None:
         """The export of the record's FHIR form into the same transaction, when there is one to do."""
         if self.export is None or checked.mapped is None:
             return None
         run, mapped = self.export, checked.mapped
-        return lambda session, record: run(session, mapped, record)
+        return lambda session, record: run(session, mapped, record, author)
 
-    def submit(self, kind_name: str, payload: Any) -> Outcome:
-        """Store a new record; the same record sent again returns the stored one (created=False)."""
+    def submit(self, kind_name: str, payload: Any, author: Author | None = None) -> Outcome:
+        """Store a new record; the same record sent again returns the stored one (created=False).
+
+        `author`: the API client it comes from, named in the Provenance of its FHIR resources."""
         checked = self.check(kind_name, payload)
         for attempt in range(3):
             try:
-                record, created = self.store.create(checked.new, self._within(checked))
+                record, created = self.store.create(checked.new, self._within(checked, author))
                 break
             except Contention:  # a concurrent record made the same new Patient: it is there now
                 if attempt == 2:
@@ -120,7 +124,8 @@ class Intake:
                 existing_id=record.id)
         return Outcome(record, created)
 
-    def replace(self, kind_name: str, record_id: str, expected_version: int, payload: Any) -> Outcome:
+    def replace(self, kind_name: str, record_id: str, expected_version: int, payload: Any,
+                author: Author | None = None) -> Outcome:
         """Store `payload` as the next version of a record, if nobody changed it since `expected_version`."""
         current = self.get(kind_name, record_id)
         checked = self.check(kind_name, payload)
@@ -135,7 +140,7 @@ class Intake:
         for attempt in range(3):
             try:
                 return Outcome(self.store.update(record_id, expected_version, checked.new,
-                                                 self._within(checked)), False)
+                                                 self._within(checked, author)), False)
             except StaleVersion as exc:
                 raise stale(exc.current, expected_version) from None
             except Contention:

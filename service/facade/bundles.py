@@ -42,7 +42,6 @@ from service.facade.interactions import (
 )
 from service.facade.references import references
 from service.search.parameters import TYPES
-from service.security.provenance import RECORD
 from service.security.scopes import insufficient
 from service.store.resources import StoredResource, Unit, instant
 from service.validation.outcome import Finding, operation_outcome
@@ -85,8 +84,9 @@ def bundle(server: Interactions, body: Any, base: str, max_entries: int,
     return _transaction(server, base, requests)
 
 
-def export_record(unit: Unit, bundle: dict[str, Any], record_id: str) -> list[StoredResource]:
-    """Store a clinic record's mapped (and already validated) Bundle in the caller's transaction.
+def export_record(unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
+    """Store the mapped (and already validated) Bundle of the clinic record `unit.record_id` in the caller's
+    transaction; each version's Provenance names the record.
 
     References to other records' resources may point ahead (a session stored before its plan):
     the ids are deterministic, so they resolve once the plan arrives.
@@ -99,13 +99,11 @@ def export_record(unit: Unit, bundle: dict[str, Any], record_id: str) -> list[St
                 for r in requests if r.method in ("POST", "PUT")}
     log: list[Written] = []
     ahead = {key for r in requests for _, ref in references(r.resource, "") for key in [ref] if "/" in key}
-    source = RECORD.set(record_id)  # their Provenance names the record
-    try:
-        _run(unit, "", requests, prepared, log, ahead)
-    finally:
-        RECORD.reset(source)
+    if unit.record_id is None:
+        raise ValueError("export_record needs a unit of work for a record (Unit.record_id)")
+    _run(unit, "", requests, prepared, log, ahead)
     for written in log:
-        unit.link_record(written.resource.resource_type, written.resource.id, record_id)
+        unit.link_record(written.resource.resource_type, written.resource.id, unit.record_id)
     return [w.resource for w in log]
 
 

@@ -223,8 +223,8 @@ def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, create
                         [_as_warning(f) for f in prepared.findings], method)
     if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
         target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
-        unit.write("Provenance", str(uuid.uuid4()), provenance(target, created, instant(stored.last_updated)),
-                   [], "POST")
+        made = provenance(target, created, instant(stored.last_updated), unit.author, unit.record_id)
+        unit.write("Provenance", str(uuid.uuid4()), made, [], "POST")
     return Written(stored, created, prepared.findings)
 
 

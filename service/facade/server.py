@@ -13,7 +13,7 @@ from service.facade import bundles, paging
 from service.facade.bundles import Permits
 from service.facade.capability import capability
 from service.facade.interactions import AfterWrite, Interactions, Validate, Written
-from service.store.resources import ResourceStore, StoredResource, Unit
+from service.store.resources import Author, ResourceStore, StoredResource, Unit
 
 
 class FhirServer(Interactions):
@@ -23,6 +23,10 @@ class FhirServer(Interactions):
                  after_write: AfterWrite | None = None) -> None:
         super().__init__(store, validate, after_write)
         self.max_bundle_entries = max_bundle_entries
+
+    def acting_for(self, author: Author | None) -> FhirServer:
+        """This server writing on behalf of the API client `author` (each version's Provenance names it)."""
+        return FhirServer(self.store.acting_for(author), self.validate, self.max_bundle_entries, self.after_write)
 
     def search(self, resource_type: str, items: list[tuple[str, str]], base: str, lenient: bool = False,
                can_read: Callable[[str], bool] | None = None) -> dict[str, Any]:
@@ -40,9 +44,10 @@ class FhirServer(Interactions):
         """A batch or transaction; `permits` checks every entry's interaction (bundles.py)."""
         return bundles.bundle(self, body, base, self.max_bundle_entries, permits)
 
-    def export_record(self, unit: Unit, bundle: dict[str, Any], record_id: str) -> list[StoredResource]:
-        """Store a clinic record's mapped (and already validated) Bundle in the caller's transaction."""
-        return bundles.export_record(unit, bundle, record_id)
+    def export_record(self, unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
+        """Store the mapped (and already validated) Bundle of the record `unit.record_id` in the caller's
+        transaction."""
+        return bundles.export_record(unit, bundle)
 
     @staticmethod
     def capability(base: str, profiles: dict[str, list[str]], software: dict[str, str]) -> dict[str, Any]:

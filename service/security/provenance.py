@@ -2,13 +2,12 @@
 (an EHR) through the facade, or mapped from a clinic record. Written by the FHIR core in the same
 transaction as the version it describes.
 
-Who: the API client of the request (`CLIENT`, set by the web layer for the request's duration; None
-from the command line), and this server as custodian (received) or assembler (mapped from a record,
-which is then the `source` entity).
+Who: the API client the write is made for (None from the command line), and this server as custodian
+(received) or assembler (mapped from a record, which is then the `source` entity). Both are given by
+the caller: the store's unit of work carries them (service/store/resources.py Unit).
 """
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any
 
 from service.security.audit import RECORD_ID, SERVER_NAME
@@ -19,19 +18,16 @@ DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 #: R4 ProvenanceParticipantType (http://terminology.hl7.org/CodeSystem/provenance-participant-type):
 #: author, custodian, assembler
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-#: (issuer, client id) of the request being served
-CLIENT: ContextVar[tuple[str, str] | None] = ContextVar("kfhir_provenance_client", default=None)
-#: the clinic record whose resources are being written (set by the export)
-RECORD: ContextVar[str | None] = ContextVar("kfhir_provenance_record", default=None)
 
 
 def _agent(role: str, who: dict[str, Any]) -> dict[str, Any]:
     return {"type": {"coding": [{"system": PARTICIPANT, "code": role}]}, "who": who}
 
 
-def provenance(target: str, created: bool, recorded: str) -> dict[str, Any]:
-    """The Provenance of one written version `Type/id/_history/n`."""
-    client, record = CLIENT.get(), RECORD.get()
+def provenance(target: str, created: bool, recorded: str, client: tuple[str, str] | None = None,
+               record: str | None = None) -> dict[str, Any]:
+    """The Provenance of one written version `Type/id/_history/n`, written for the API client `client`
+    (issuer, client id), from the clinic record `record` when it is one's FHIR form."""
     agents = []
     if client is not None:
         agents.append(_agent("author", {"identifier": {"system": client[0], "value": client[1]},

@@ -54,21 +54,33 @@ def instant(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds") + "Z"
 
 
+#: (issuer, client id) of the API client on whose behalf a transaction writes
+Author = tuple[str, str]
+
+
 class ResourceStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, author: Author | None = None) -> None:
         self.engine = engine
+        self.author = author
+
+    def acting_for(self, author: Author | None) -> ResourceStore:
+        """This store, its transactions writing on behalf of `author` (None: the server itself, e.g. the CLI)."""
+        return ResourceStore(self.engine, author)
 
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Unit]:
         with session(self.engine, write) as current:
-            yield Unit(current)
+            yield Unit(current, self.author)
 
 
 class Unit:
-    """The operations of one transaction."""
+    """The operations of one transaction, and on whose behalf it writes (what each version's Provenance says)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, author: Author | None = None, record_id: str | None = None) -> None:
         self.session = session
+        self.author = author
+        #: the clinic record whose FHIR form this transaction writes, if it is one (the Provenance's source)
+        self.record_id = record_id
         #: main resources already read into clinic records in this transaction (see service/app/flows.py)
         self.linked: set[str] = set()
 

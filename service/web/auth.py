@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app, g, request
 
 from service.errors import Forbidden
 from service.search.parameters import TYPES
-from service.security import Security, provenance
+from service.security import Security
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant
 from service.web import auditing
@@ -47,7 +47,6 @@ def init_app(app: Flask, security: Security) -> None:
     app.extensions["kfhir_security"] = security
     app.before_request(_guard)
     app.after_request(_audit)
-    app.teardown_request(_forget)
 
 
 def security() -> Security:
@@ -67,6 +66,12 @@ def principal() -> Principal:
     return found
 
 
+def author() -> tuple[str, str] | None:
+    """(issuer, client id) of the caller, whom the Provenance of what this request writes names as author."""
+    found = g.get("principal")
+    return (found.issuer, found.client_id) if found is not None else None
+
+
 def interaction() -> str:
     endpoint = request.endpoint or ""
     if endpoint in INTERACTIONS:
@@ -79,7 +84,6 @@ def _guard() -> None:
         return
     g.principal = security().authenticator.authenticate(request.headers.get("Authorization"))
     g.client_id = g.principal.client_id  # for the log lines (service/web/logs.py)
-    provenance.CLIENT.set((g.principal.issuer, g.principal.client_id))  # the author of what it writes
     if request.endpoint is None:
         return  # no such route: routing answers 404 or 405 now that the caller is known
     _authorize(g.principal.grant, request.endpoint, request.view_args or {})
@@ -102,11 +106,6 @@ def _authorize(grant: Grant, endpoint: str, args: dict[str, Any]) -> None:
     if resource is None:
         raise Forbidden("This endpoint is not open to API clients.")
     grant.require(resource, "c" if endpoint == "domain_api.preview" else letters or "r")
-
-
-def _forget(_exc: BaseException | None) -> None:
-    """A worker thread serves many requests: the next one must not inherit this one's client."""
-    provenance.CLIENT.set(None)
 
 
 def can_read(resource_type: str) -> bool:

@@ -16,6 +16,7 @@ from service.domain.intake import stale
 from service.domain.kinds import BY_PLURAL, Kind, utc_naive
 from service.errors import BadRequest, Issue, PreconditionFailed, PreconditionRequired
 from service.store.records import ListQuery, StoredRecord
+from service.web import auth
 from service.web.body import json_body
 
 bp = Blueprint("domain_api", __name__, url_prefix="/api/v1")
@@ -66,7 +67,7 @@ BY_PLURAL_OF = {k.name: p for p, k in BY_PLURAL.items()}
 
 @bp.post(f"/{KIND_SEGMENT}")
 def create(plural: str) -> Response:
-    outcome = _runtime().intake.submit(_kind(plural).name, _body())
+    outcome = _runtime().intake.submit(_kind(plural).name, _body(), auth.author())
     return _answer(outcome.record, 201 if outcome.created else 200)
 
 
@@ -93,7 +94,7 @@ def replace(plural: str, record_id: str) -> Response:
         expected = int(match.group(2))
     if expected != current.version:
         raise stale(current, expected)
-    outcome = _runtime().intake.replace(kind.name, record_id, expected, _body())
+    outcome = _runtime().intake.replace(kind.name, record_id, expected, _body(), auth.author())
     return _answer(outcome.record, 200)
 
 

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from service.app.runtime import Runtime
 from service.errors import BadRequest, Issue, MethodNotAllowed, NotFound, PreconditionFailed, UnsupportedMediaType
 from service.facade.interactions import Written
+from service.facade.server import FhirServer
 from service.search.parameters import TYPES
 from service.store.resources import StoredResource
 from service.validation import default_validator
@@ -36,6 +37,11 @@ SOFTWARE = {"name": "Ketamine FHIR Bridge", "version": "0.1.0", "date": "2026-11
 def _runtime() -> Runtime:
     runtime: Runtime = current_app.extensions["kfhir"]
     return runtime
+
+
+def _fhir() -> FhirServer:
+    """The FHIR server writing on behalf of this request's client (its Provenance names the author)."""
+    return _runtime().fhir.acting_for(auth.author())
 
 
 def _base() -> str:
@@ -147,7 +153,7 @@ def metadata() -> Response:
 @bp.post("")
 @bp.post("/")  # `[base]/`: some clients (fhirpy's execute) post Bundles there; HAPI accepts it too
 def bundle() -> Response:
-    return _json(_runtime().fhir.bundle(_resource_body(), _base(), auth.may))
+    return _json(_fhir().bundle(_resource_body(), _base(), auth.may))
 
 
 @bp.get("/_history")
@@ -169,7 +175,7 @@ def search(resource_type: str) -> Response:
 @bp.post("/<resource_type>")
 def create(resource_type: str) -> Response:
     _writable(resource_type)
-    return _written(_runtime().fhir.create(resource_type, _resource_body(), request.headers.get("If-None-Exist")))
+    return _written(_fhir().create(resource_type, _resource_body(), request.headers.get("If-None-Exist")))
 
 
 @bp.put("/<resource_type>")
@@ -179,7 +185,7 @@ def conditional_update(resource_type: str) -> Response:
         raise BadRequest("PUT to a type needs search criteria (a conditional update) or an id in the URL.",
                          [Issue("url", f"expected {resource_type}/id or {resource_type}?identifier=…")])
     criteria = request.query_string.decode()
-    return _written(_runtime().fhir.conditional_update(resource_type, criteria, _resource_body()))
+    return _written(_fhir().conditional_update(resource_type, criteria, _resource_body()))
 
 
 @bp.delete("/<resource_type>")
@@ -205,13 +211,13 @@ def read(resource_type: str, resource_id: str) -> Response:
 @bp.put("/<resource_type>/<resource_id>")
 def update(resource_type: str, resource_id: str) -> Response:
     _writable(resource_type)
-    return _written(_runtime().fhir.update(resource_type, resource_id, _resource_body(), _if_match()))
+    return _written(_fhir().update(resource_type, resource_id, _resource_body(), _if_match()))
 
 
 @bp.delete("/<resource_type>/<resource_id>")
 def delete(resource_type: str, resource_id: str) -> Response:
     _writable(resource_type)
-    stored = _runtime().fhir.delete(resource_type, resource_id)
+    stored = _fhir().delete(resource_type, resource_id)
     response = Response(status=204)
     response.headers["ETag"] = f'W/"{stored.version}"'
     return response

@@ -47,8 +47,8 @@ def test_a_failure_after_the_enqueue_rolls_back_record_resources_and_jobs(exchan
     export = exchange_runtime.intake.export
     assert export is not None
 
-    def export_then_fail(session: Any, mapped: Any, record: Any) -> None:
-        export(session, mapped, record)
+    def export_then_fail(session: Any, mapped: Any, record: Any, author: Any) -> None:
+        export(session, mapped, record, author)
         assert session.scalars(select(OutboxJobRow)).all()  # enqueued in this very transaction
         raise RuntimeError("the disk filled up")
 
