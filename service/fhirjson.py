@@ -1,0 +1,151 @@
+"""FHIR JSON toolkit: literal references (walk, rewrite), weak ETags, OperationOutcomes, findings that refuse.
+
+A bottom layer: it imports the standard library and service.errors only, so every package may use it.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.errors import Issue, Unprocessable
+
+# --- references --------------------------------------------------------------------------------
+
+
+def references(node: Any, path: str = "$", *, contained: bool = True) -> Iterator[tuple[str, str]]:
+    """Every literal reference under `node` in document order, as (FHIRPath of its `reference` element,
+    the reference). `contained=False` skips contained resources, whose references are their own business."""
+    stack: list[tuple[Any, str]] = [(node, path)]
+    while stack:  # a stack, not recursion: JSON from an EHR has no depth limit of ours
+        current, where = stack.pop()
+        if isinstance(current, dict):
+            ref = current.get("reference")
+            if isinstance(ref, str):
+                yield f"{where}.reference", ref
+            stack.extend((value, f"{where}.{key}") for key, value in reversed(current.items())
+                         if contained or key != "contained")
+        elif isinstance(current, list):
+            stack.extend((value, f"{where}[{i}]") for i, value in reversed(list(enumerate(current))))
+
+
+def rewrite_references(node: Any, names: Mapping[str, str]) -> Any:
+    """A copy of `node` in which each reference that `names` holds is replaced by what it maps to."""
+    if isinstance(node, list):
+        return [rewrite_references(v, names) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: rewrite_references(v, names) for k, v in node.items()}
+    ref = out.get("reference")
+    if isinstance(ref, str) and ref in names:
+        out["reference"] = names[ref]
+    return out
+
+
+# --- ETags -------------------------------------------------------------------------------------
+
+#: RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE
+_ENTITY_TAG = re.compile(r'(?:W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
+
+
+def etag(version: int | str) -> str:
+    """The weak ETag of a version, `W/"3"`, as FHIR servers send it (http.html#versioning)."""
+    return f'W/"{version}"'
+
+
+def etag_tag(text: str) -> str | None:
+    """The opaque tag of an entity-tag (`W/"3"` and `"3"` both give `3`); None when `text` is not one."""
+    match = _ENTITY_TAG.fullmatch(text.strip())
+    return match.group(1) if match else None
+
+
+def etag_version(text: str) -> int | None:
+    """The version an ETag of ours names (`W/"3"` → 3); None for anything else (`3`, `W/"x"`, `*`, or more
+    digits than any version of ours has, which int() would also refuse past 4,300)."""
+    tag = etag_tag(text)
+    return int(tag) if tag and len(tag) <= 18 and tag.isascii() and tag.isdigit() else None
+
+
+# --- OperationOutcome ----------------------------------------------------------------------------
+
+ISSUE_LINE = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line"
+ISSUE_COL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-col"
+SEVERITY_ORDER = {"fatal": 0, "error": 1, "warning": 2, "information": 3}
+#: HTTP status → the issue code (R4 IssueType) of the OperationOutcome that answers with it.
+ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+              409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly", 415: "not-supported",
+              422: "processing", 428: "required", 429: "throttled"}
+
+
+def issue(severity: str, code: str, text: str, expression: str | None = None) -> dict[str, Any]:
+    """One OperationOutcome.issue; `expression` is the FHIRPath of the element it is about."""
+    out: dict[str, Any] = {"severity": severity, "code": code, "details": {"text": text}}
+    if expression is not None:
+        out["expression"] = [expression]
+    return out
+
+
+def outcome(issues: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """An OperationOutcome of `issues`; with none it says so, as an OperationOutcome needs one issue."""
+    found = list(issues) or [issue("information", "informational", "No issues found.")]
+    return {"resourceType": "OperationOutcome", "issue": found}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: where (FHIRPath with indexes), how bad, what kind (IssueType) and why."""
+
+    severity: str
+    code: str
+    expression: str
+    message: str
+    line: int | None = None  # in the JSON text, when the input was text (validation/positions.py)
+    column: int | None = None
+
+    def as_issue(self) -> dict[str, Any]:
+        out = issue(self.severity, self.code, self.message, self.expression)
+        if self.line is not None and self.column is not None:
+            # as HAPI 8.8.0 does (ca.uhn.fhir.validation.ValidationResult): line/col extensions and the
+            # position as a second location beside the path
+            out["extension"] = [{"url": ISSUE_LINE, "valueInteger": self.line},
+                                {"url": ISSUE_COL, "valueInteger": self.column}]
+            out["location"] = [self.expression, f"Line[{self.line}] Col[{self.column}]"]
+        return out
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity in ("error", "fatal")
+
+
+def operation_outcome(findings: Iterable[Finding]) -> dict[str, Any]:
+    return outcome(f.as_issue() for f in findings)
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    return any(f.is_error for f in findings)
+
+
+def findings_of(operation_outcome: Mapping[str, Any]) -> list[Finding]:
+    """The findings an OperationOutcome holds: its issues that name an element (not 'No issues found.')."""
+    return [Finding(i["severity"], i["code"], i["expression"][0], i["details"]["text"])
+            for i in operation_outcome.get("issue", []) if i.get("expression")]
+
+
+def error_outcome(status: int, detail: str, issues: Sequence[Issue] = (),
+                  full: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The OperationOutcome of a refused request: the detail first, then one issue per field with its FHIRPath,
+    or, when the validator's own OperationOutcome (`full`) is at hand, its issues with their severities."""
+    code = ISSUE_TYPE.get(status, "exception")
+    lead = issue("error", code, detail)
+    if full is not None:
+        return outcome([lead, *full["issue"]])
+    return outcome([lead, *(issue("error", code, i.message, i.field) for i in issues)])
+
+
+def refuse_errors(findings: Sequence[Finding], detail: str) -> None:
+    """Unprocessable (422) when any finding is an error: it carries each error as an issue and the whole
+    OperationOutcome (warnings too) as `operation_outcome`, which the /fhir error response shows."""
+    errors = [Issue(f.expression, f.message) for f in findings if f.is_error]
+    if errors:
+        raise Unprocessable(detail, errors, operation_outcome=operation_outcome(findings))

@@ -1,0 +1,160 @@
+"""The FHIR JSON toolkit: reference walking and rewriting, ETags, OperationOutcomes, findings that refuse."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from service.errors import Issue, Unprocessable
+from service.fhirjson import (
+    ISSUE_COL,
+    Finding,
+    error_outcome,
+    etag,
+    etag_tag,
+    etag_version,
+    findings_of,
+    has_errors,
+    operation_outcome,
+    outcome,
+    references,
+    refuse_errors,
+    rewrite_references,
+)
+
+SESSION: dict[str, Any] = {
+    "resourceType": "MedicationAdministration",
+    "subject": {"reference": "Patient/p1", "display": "Ann"},
+    "context": {"reference": "urn:uuid:enc"},
+    "contained": [{"resourceType": "Medication", "id": "m", "manufacturer": {"reference": "Organization/o"}}],
+    "supportingInformation": [{"reference": "Observation/a"}, {"identifier": {"value": "x"}},
+                              {"reference": "Observation/b", "type": "Observation"}],
+    "note": [{"text": "reference"}],
+    "reasonReference": [{"reference": 7}],  # not a string: not a literal reference
+}
+
+
+# --- references --------------------------------------------------------------------------------
+
+def test_references_are_walked_in_document_order_with_their_fhirpath() -> None:
+    assert list(references(SESSION, "MedicationAdministration")) == [
+        ("MedicationAdministration.subject.reference", "Patient/p1"),
+        ("MedicationAdministration.context.reference", "urn:uuid:enc"),
+        ("MedicationAdministration.contained[0].manufacturer.reference", "Organization/o"),
+        ("MedicationAdministration.supportingInformation[0].reference", "Observation/a"),
+        ("MedicationAdministration.supportingInformation[2].reference", "Observation/b"),
+    ]
+
+
+def test_contained_resources_can_be_left_out() -> None:
+    found = [ref for _, ref in references(SESSION, contained=False)]
+    assert found == ["Patient/p1", "urn:uuid:enc", "Observation/a", "Observation/b"]
+
+
+def test_a_reference_nested_in_a_reference_is_found_after_its_parent() -> None:
+    node = [{"reference": "A/1", "extension": [{"valueReference": {"reference": "B/2"}}]}]
+    assert list(references(node)) == [("$[0].reference", "A/1"),
+                                      ("$[0].extension[0].valueReference.reference", "B/2")]
+
+
+def test_scalars_and_empty_containers_hold_no_references() -> None:
+    for node in (None, "Patient/1", 3, {}, [], {"reference": None}):
+        assert list(references(node)) == []
+
+
+def test_very_deep_json_is_walked_without_recursion() -> None:
+    node: Any = {"reference": "Patient/deep"}
+    for _ in range(5000):
+        node = {"item": [node]}
+    assert [ref for _, ref in references(node)] == ["Patient/deep"]
+
+
+def test_rewrite_replaces_only_the_named_references_and_leaves_the_input_alone() -> None:
+    before = copy.deepcopy(SESSION)
+    out = rewrite_references(SESSION, {"urn:uuid:enc": "Encounter/e9", "Organization/o": "Organization/ours"})
+    assert before == SESSION
+    assert out["context"] == {"reference": "Encounter/e9"}
+    assert out["contained"][0]["manufacturer"]["reference"] == "Organization/ours"
+    assert out["subject"] == {"reference": "Patient/p1", "display": "Ann"}
+    assert out["note"] == [{"text": "reference"}] and out["reasonReference"] == [{"reference": 7}]
+    assert out["contained"] is not SESSION["contained"]
+
+
+# --- ETags ---------------------------------------------------------------------------------------
+
+def test_an_etag_is_weak_and_quoted() -> None:
+    assert etag(3) == 'W/"3"' and etag("x1") == 'W/"x1"'
+
+
+@pytest.mark.parametrize("text, tag, version", [
+    ('W/"3"', "3", 3), ('"3"', "3", 3), (' W/"12" ', "12", 12), ('W/"abc"', "abc", None), ('W/""', "", None),
+    ("3", None, None), ("W/3", None, None), ('W/"3', None, None), ("*", None, None), ('w/"3"', None, None),
+    ('W/"²"', "²", None), ('"3" , "4"', None, None), ('W/"' + "9" * 19 + '"', "9" * 19, None),
+    ('W/"' + "9" * 5000 + '"', "9" * 5000, None),
+])
+def test_etags_are_parsed_as_rfc_9110_entity_tags(text: str, tag: str | None, version: int | None) -> None:
+    assert etag_tag(text) == tag
+    assert etag_version(text) == version
+
+
+def test_the_largest_version_of_ours_still_parses() -> None:
+    assert etag_version(etag(2**31 - 1)) == 2**31 - 1
+
+
+# --- OperationOutcome ----------------------------------------------------------------------------
+
+def test_an_empty_outcome_says_there_are_no_issues() -> None:
+    assert outcome([]) == {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "information", "code": "informational", "details": {"text": "No issues found."}}]}
+    assert operation_outcome([]) == outcome([])
+
+
+def test_findings_become_issues_with_their_path_and_position() -> None:
+    found = [Finding("error", "structure", "Patient.gender", "bad code", line=4, column=13),
+             Finding("warning", "invalid", "Patient.name[0]", "odd")]
+    issues = operation_outcome(found)["issue"]
+    assert issues[0]["expression"] == ["Patient.gender"] and issues[0]["details"] == {"text": "bad code"}
+    assert issues[0]["location"] == ["Patient.gender", "Line[4] Col[13]"]
+    assert {"url": ISSUE_COL, "valueInteger": 13} in issues[0]["extension"]
+    assert issues[1] == {"severity": "warning", "code": "invalid", "details": {"text": "odd"},
+                         "expression": ["Patient.name[0]"]}
+    assert findings_of(operation_outcome(found)) == [Finding(f.severity, f.code, f.expression, f.message)
+                                                     for f in found]
+    assert findings_of(outcome([])) == []
+
+
+def test_errors_are_error_and_fatal_findings() -> None:
+    assert not has_errors([Finding("warning", "x", "$", "w"), Finding("information", "x", "$", "i")])
+    assert has_errors([Finding("fatal", "x", "$", "f")]) and has_errors([Finding("error", "x", "$", "e")])
+
+
+def test_an_error_outcome_leads_with_the_detail_then_each_field() -> None:
+    body = error_outcome(404, "Patient/x is not known.", [Issue("Patient.id", "no such id")])
+    assert body["issue"] == [
+        {"severity": "error", "code": "not-found", "details": {"text": "Patient/x is not known."}},
+        {"severity": "error", "code": "not-found", "details": {"text": "no such id"}, "expression": ["Patient.id"]}]
+    assert error_outcome(599, "odd")["issue"][0]["code"] == "exception"
+
+
+def test_an_error_outcome_keeps_the_validators_own_issues() -> None:
+    full = operation_outcome([Finding("warning", "invalid", "Patient.name", "odd")])
+    body = error_outcome(422, "Does not conform.", [Issue("ignored", "when the full outcome is given")], full)
+    assert [i["severity"] for i in body["issue"]] == ["error", "warning"]
+    assert body["issue"][0] == {"severity": "error", "code": "processing", "details": {"text": "Does not conform."}}
+
+
+def test_findings_with_an_error_refuse_with_422_carrying_all_of_them() -> None:
+    found = [Finding("warning", "invalid", "Observation.note", "odd"),
+             Finding("error", "required", "Observation.status", "missing"),
+             Finding("fatal", "structure", "$this", "not JSON")]
+    with pytest.raises(Unprocessable) as raised:
+        refuse_errors(found, "The Observation does not conform to its profile.")
+    assert raised.value.status == 422 and raised.value.detail == "The Observation does not conform to its profile."
+    assert raised.value.issues == [Issue("Observation.status", "missing"), Issue("$this", "not JSON")]
+    assert raised.value.extra["operation_outcome"] == operation_outcome(found)
+
+
+def test_findings_without_errors_pass() -> None:
+    refuse_errors([Finding("warning", "invalid", "Observation.note", "odd")], "unused")
+    refuse_errors([], "unused")

@@ -1,0 +1,106 @@
+"""The HTTP parameter toolkit: one integer policy (refuse malformed or too small, clamp too large), dates, cursors."""
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+import pytest
+
+from service.errors import BadRequest
+from service.params import MAX_KEY, cursor, date_bound, date_range, integer, parse_integer, uncursor
+
+# --- integers ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, expected", [
+    ("1", 1), ("20", 20), ("200", 200), ("007", 7), ("201", 200), ("5000", 200), ("9" * 30, 200),
+    ("9" * 5000, 200), ("0" * 40 + "3", 3),
+])
+def test_integers_above_the_maximum_are_served_as_the_maximum(raw: str, expected: int) -> None:
+    assert parse_integer("_count", raw, 1, 200) == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "00", "", "-1", "+1", " 1", "1 ", "1.0", "1e3", "²", "١", "abc", "0x10"])
+def test_malformed_or_too_small_integers_are_400_naming_the_parameter(raw: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        parse_integer("limit", raw, 1, 500)
+    assert [i.field for i in raised.value.issues] == ["limit"]
+    assert "limit" in raised.value.detail
+
+
+def test_a_zero_minimum_takes_zero() -> None:
+    assert parse_integer("_offset", "0", 0, 10) == 0
+
+
+def test_an_absent_integer_is_the_default_and_a_present_one_is_parsed() -> None:
+    assert integer({}, "_count", 20, 1, 200) == 20
+    assert integer({"_count": "7"}, "_count", 20, 1, 200) == 7
+    with pytest.raises(BadRequest):
+        integer({"_count": ""}, "_count", 20, 1, 200)
+
+
+# --- dates ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, low, high", [
+    ("2026", datetime(2026, 1, 1), datetime(2026, 12, 31, 23, 59, 59, 999999)),
+    ("2024-02", datetime(2024, 2, 1), datetime(2024, 2, 29, 23, 59, 59, 999999)),
+    ("2026-12", datetime(2026, 12, 1), datetime(2026, 12, 31, 23, 59, 59, 999999)),
+    ("2026-03-02", datetime(2026, 3, 2), datetime(2026, 3, 2, 23, 59, 59, 999999)),
+    ("2026-03-02T09:00", datetime(2026, 3, 2, 9), datetime(2026, 3, 2, 9, 0, 59, 999999)),
+    ("2026-03-02T09:00:00Z", datetime(2026, 3, 2, 9), datetime(2026, 3, 2, 9, 0, 0, 999999)),
+    ("2026-03-02T09:00:00-05:00", datetime(2026, 3, 2, 14), datetime(2026, 3, 2, 14, 0, 0, 999999)),
+    ("2026-03-02T01:30:00.25+02:00", datetime(2026, 3, 1, 23, 30, 0, 250000),
+     datetime(2026, 3, 1, 23, 30, 0, 250000)),
+])
+def test_fhir_dates_cover_their_whole_precision_in_naive_utc(text: str, low: datetime, high: datetime) -> None:
+    assert date_range(text) == (low, high)
+
+
+@pytest.mark.parametrize("text", ["", "26", "2026-2", "2026-02-30", "2026-13", "2026-03-02T25:00",
+                                  "2026-03-02 09:00", "03/02/2026", "2026-03-02T09:00:00+0100",
+                                  "9999-12-31T23:00:00-05:00", "0000"])
+def test_other_texts_are_no_fhir_date(text: str) -> None:
+    assert date_range(text) is None
+
+
+@pytest.mark.parametrize("raw, end, expected", [
+    ("2026-03-02", False, datetime(2026, 3, 2)),
+    ("2026-03-02", True, datetime(2026, 3, 3)),  # the whole day is in
+    ("2026-03-02T10:00:00+01:00", False, datetime(2026, 3, 2, 9)),
+    ("2026-03-02T10:00:00+01:00", True, datetime(2026, 3, 2, 9, 0, 0, 1)),  # that instant, not its second
+    ("2026-03-02T10:00:00 01:00", True, datetime(2026, 3, 2, 9, 0, 0, 1)),  # an unencoded '+'
+    ("2026-03", True, datetime(2026, 4, 1)),
+    ("9999-12-31", True, datetime.max),
+])
+def test_date_bounds_are_half_open_in_naive_utc(raw: str, end: bool, expected: datetime) -> None:
+    assert date_bound({"date_to": raw}, "date_to", end=end) == expected
+
+
+@pytest.mark.parametrize("raw", ["2026-03-02T10:00:00", "2026-03-02T10:00", "03/02/2026", "yesterday", ""])
+def test_a_date_bound_with_a_time_needs_its_offset(raw: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        date_bound({"since": raw}, "since", end=False)
+    assert [i.field for i in raised.value.issues] == ["since"]
+
+
+def test_an_absent_date_bound_is_none() -> None:
+    assert date_bound({}, "since", end=True) is None
+
+
+# --- cursors -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", [0, 1, 41, MAX_KEY])
+def test_a_cursor_gives_back_its_key(key: int) -> None:
+    assert uncursor("cursor", cursor(key)) == key
+
+
+def _encoded(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("raw", ["", "%%%", "bm9wZQ", _encoded("pk:"), _encoded("pk:a"), _encoded("pk:-1"),
+                                 _encoded("pk:²"), _encoded(f"pk:{MAX_KEY + 1}"), _encoded("pk:" + "9" * 5000),
+                                 _encoded("7"), "\x00"])
+def test_anything_but_our_cursor_is_400(raw: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        uncursor("cursor", raw)
+    assert [i.field for i in raised.value.issues] == ["cursor"]
