@@ -27,7 +27,7 @@ TARGET_MS = 3.0
 
 
 def cases() -> list[tuple[str, str, dict[str, Any]]]:
-    from service.domain.schemas import SCHEMAS
+    from service.domain.kinds import KINDS
 
     out = []
     for kind in ("treatment-plan", "administration", "adverse-event", "assessment"):
@@ -42,7 +42,7 @@ def cases() -> list[tuple[str, str, dict[str, Any]]]:
     session["scores"] = [{"instrument": name, "value": value, "at": "2026-03-05T09:45:00-05:00"}
                          for name, value in (("cadss", 12), ("moaas", 4), ("bprs-positive", 2))]
     out.append(("administration, 6 readings + 3 scores", "administration", session))
-    return [(label, kind, SCHEMAS[kind]().dump(SCHEMAS[kind]().load(r))) for label, kind, r in out]
+    return [(label, kind, KINDS[kind].schema().dump(KINDS[kind].schema().load(r))) for label, kind, r in out]
 
 
 def timed(call: Callable[[], Any], min_time: float, min_reps: int) -> tuple[list[float], list[float]]:

@@ -3,7 +3,6 @@ console's own accesses to patient data and its actions, recorded in the same tra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from service.security.audit import PATIENT_HASH, Access, AuditLog, Entity
@@ -60,8 +59,3 @@ def record_admin(log: AuditLog, user: str, interaction: str, status: int, server
                       issuer="urn:ketamine-fhir:admin-console", source_address=address, server=server,
                       entities=what, patients=list(patients or []), query=query))
 
-
-def parse_day(text: str, end: bool = False) -> datetime | None:
-    """`2026-03-02` → that day's first (or with `end`, last) instant, naive UTC as the trail stores it."""
-    day = datetime.fromisoformat(text)
-    return day.replace(hour=23, minute=59, second=59, microsecond=999999) if end else day

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.validation.outcome import SEVERITY_ORDER, Finding
+from service.fhirjson import SEVERITY_ORDER, Finding
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from service.conformance.ig import pack
+from service.fhirjson import Finding
 from service.resources import profiles_dir
 from service.validation import default_validator
-from service.validation.outcome import Finding
 
 CORE = "http://hl7.org/fhir/"
 

@@ -8,10 +8,10 @@ from service.admin.jsonview import View, annotate
 from service.domain.intake import Intake
 from service.domain.kinds import KINDS
 from service.errors import BadRequest, Issue, Unprocessable
+from service.fhirjson import Finding, findings_of
 from service.jsondoc import parse_json
 from service.mapping import map_record
 from service.validation import default_validator
-from service.validation.outcome import Finding
 
 AUTO = "auto"
 FHIR = "fhir"
@@ -80,14 +80,9 @@ def try_record(kind: str, doc: dict[str, Any]) -> Trial:
     except Unprocessable as exc:
         outcome = exc.extra.get("operation_outcome")
         return Trial(kind, False, exc.detail, errors=exc.issues if not outcome else [], warnings=warnings,
-                     findings=_findings(outcome) if outcome else [])
-    findings = _findings(mapped.outcome)
+                     findings=findings_of(outcome) if outcome else [])
+    findings = findings_of(mapped.outcome)
     entries = len(mapped.bundle.get("entry", []))
     return Trial(kind, True, f"The {kind} record maps to a Bundle of {entries} resources.", warnings=warnings,
                  findings=findings, bundle=mapped.bundle).show(mapped.bundle)
 
-
-def _findings(outcome: dict[str, Any]) -> list[Finding]:
-    """Findings back from an OperationOutcome (the 'no issues' information line left out)."""
-    return [Finding(i["severity"], i["code"], (i.get("expression") or [""])[0], i["details"]["text"])
-            for i in outcome.get("issue", []) if i.get("expression")]

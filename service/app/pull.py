@@ -15,8 +15,9 @@ from typing import Any
 
 from service.app.flows import CANONICAL, MAIN_PROFILES
 from service.app.runtime import Runtime
-from service.exchange.client import FhirClient, FhirError, references, rewrite_references
+from service.exchange.client import FhirClient, FhirError
 from service.facade.server import FhirServer
+from service.fhirjson import references, rewrite_references
 from service.store.resources import ResourceStore
 
 PEOPLE = ("Patient", "Practitioner")
@@ -67,8 +68,8 @@ def _fetch(client: FhirClient, patient: dict[str, Any]) -> dict[str, dict[str, A
             ours = any(p.startswith(CANONICAL) for p in (resource.get("meta") or {}).get("profile") or [])
             (found if ours else others)[f"{resource_type}/{resource['id']}"] = resource
     # and what is part of ours without a profile of ours (a session's body weight: core bodyweight profile)
-    found |= {key: r for key, r in others.items() if any(ref in found for ref in references(r.get("partOf")))}
-    pending = [r for resource in found.values() for r in references(resource)]
+    found |= {key: r for key, r in others.items() if any(ref in found for _, ref in references(r.get("partOf")))}
+    pending = [ref for resource in found.values() for _, ref in references(resource)]
     while pending and len(found) < MAX_RESOURCES:
         reference = pending.pop()
         kind, _, rid = reference.partition("/")
@@ -80,7 +81,7 @@ def _fetch(client: FhirClient, patient: dict[str, Any]) -> dict[str, dict[str, A
             if exc.status not in (404, 410):
                 raise
             continue  # the import reports what stays unresolved
-        pending += references(found[reference])
+        pending += [ref for _, ref in references(found[reference])]
     return found
 
 

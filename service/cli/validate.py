@@ -14,8 +14,8 @@ import click
 
 if TYPE_CHECKING:
     from service.conformance.package import Resource
+    from service.fhirjson import Finding
     from service.validation.engine import Validator
-    from service.validation.outcome import Finding
 
 MAX_DEPTH = 64
 
@@ -38,10 +38,10 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
     """Exit status: 0 no errors, 1 some error, 2 a bad --ig or --profile. `must_support` also reports, as
     information, mustSupport elements of the profiles that the resource leaves out."""
     from service.conformance.definitions import load
-    from service.validation.engine import Validator
-    from service.validation.outcome import has_errors, operation_outcome
+    from service.fhirjson import has_errors, operation_outcome
+    from service.validation import ours
 
-    validator = Validator(load().with_own([*load().own.values(), *_extra(igs)]))
+    validator = ours(load().with_own([*load().own.values(), *_extra(igs)]))
     found = validator.defs.resolve(profile) if profile else None
     if profile and (found is None or found.get("resourceType") != "StructureDefinition"):
         raise click.UsageError(f"unknown profile {profile}")
@@ -68,8 +68,8 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
 
 def _findings(validator: Validator, path: Path, profile: str | None, must_support: bool = False) -> list[Finding]:
     from service.errors import RequestError
+    from service.fhirjson import Finding
     from service.jsondoc import parse_json
-    from service.validation.outcome import Finding
     from service.validation.positions import locate, root_name
 
     text = path.read_bytes()

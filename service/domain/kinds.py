@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import Schema
 
-from service.domain.schemas import SCHEMAS
+from service.domain.schemas import AdministrationSchema, AdverseEventSchema, AssessmentSchema, TreatmentPlanSchema
 
 
 @dataclass(frozen=True)
@@ -19,15 +19,16 @@ class Kind:
     clinical_at: Callable[[dict[str, Any]], datetime | date | None]
 
 
+#: Every record kind, in the order lists, forms and the CLI show them: the one list of them in the service.
 KINDS: dict[str, Kind] = {
     k.name: k for k in (
-        Kind("treatment-plan", "treatment-plans", SCHEMAS["treatment-plan"],
-             lambda r: (r.get("period") or {}).get("start")),
-        Kind("administration", "administrations", SCHEMAS["administration"], lambda r: r["started_at"]),
-        Kind("adverse-event", "adverse-events", SCHEMAS["adverse-event"], lambda r: r["onset_at"]),
-        Kind("assessment", "assessments", SCHEMAS["assessment"], lambda r: r["at"]),
+        Kind("treatment-plan", "treatment-plans", TreatmentPlanSchema, lambda r: (r.get("period") or {}).get("start")),
+        Kind("administration", "administrations", AdministrationSchema, lambda r: r["started_at"]),
+        Kind("adverse-event", "adverse-events", AdverseEventSchema, lambda r: r["onset_at"]),
+        Kind("assessment", "assessments", AssessmentSchema, lambda r: r["at"]),
     )
 }
+NAMES = tuple(KINDS)
 BY_PLURAL = {k.plural: k for k in KINDS.values()}
 
 

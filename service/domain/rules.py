@@ -14,9 +14,9 @@ from service.errors import Issue
 Record = dict[str, Any]
 
 #: Score ranges per instrument (inclusive). PHQ-9 0–27 (clinical.md §6, Kroenke bands);
-#: MADRS 0–60, QIDS-SR16 0–27, GAD-7 0–21 (DOMAIN.md, clinical.md §6); CADSS 23 items × 0–4 = 0–92,
+#: MADRS 0–60, QIDS-SR16 0–27, GAD-7 0–21 (../shared/design/DOMAIN.md, clinical.md §6); CADSS 23 items × 0–4 = 0–92,
 #: MOAA/S 0–5, BPRS positive 4 items × 0–6 = 0–24, anchoring fixed at 0–6 (clinical.md §3).
-#: C-SSRS ideation severity 0–5: the five levels of LOINC answer list LL5434-7 (terminology.md §4a)
+#: C-SSRS ideation severity 0–5: the five levels of LOINC answer list LL5434-7 (../shared/reference/terminology.md §4a)
 #: plus 0 for none. HAM-D17 has no sourced range: only non-negative is enforced.
 SCORE_RANGES: dict[str, tuple[int, int | None]] = {
     "phq9": (0, 27), "madrs": (0, 60), "qids-sr16": (0, 27), "gad7": (0, 21),
@@ -28,7 +28,8 @@ ESKETAMINE_DEVICE_MG = 28
 ESKETAMINE_MAX_MG = 84
 #: Racemic IV: benefit and AEs across 0.10–0.75 mg/kg, usual 0.5 (clinical.md §1, Andrade 2017).
 IV_KETAMINE_MG_PER_KG = (0.1, 0.75)
-#: Esketamine label general guide for elevated pre-dose BP: >140 systolic or >90 diastolic (clinical.md §3).
+#: Esketamine label general guide for elevated pre-dose BP: >140 systolic or >90 diastolic (clinical.md §3: J&J
+#: Medical Information; PDR). The admin console draws it on the course charts too.
 ESKETAMINE_PREDOSE_BP = (140, 90)
 #: Esketamine: monitor ≥ 2 h after dosing at every session (boxed warning, REMS; clinical.md §2).
 ESKETAMINE_MONITORING = timedelta(minutes=120)

@@ -1,4 +1,4 @@
-"""Marshmallow schemas of the four record kinds, exactly as DOMAIN.md names their fields."""
+"""Marshmallow schemas of the four record kinds, exactly as ../shared/design/DOMAIN.md names their fields."""
 from __future__ import annotations
 
 from typing import Any
@@ -191,14 +191,6 @@ class AssessmentSchema(RecordSchema):
     instrument = one_of(v.ASSESSMENT_INSTRUMENTS, required=True)
     score = integer(required=True)
     at = instant(required=True)
-
-
-SCHEMAS: dict[str, type[RecordSchema]] = {
-    "treatment-plan": TreatmentPlanSchema,
-    "administration": AdministrationSchema,
-    "adverse-event": AdverseEventSchema,
-    "assessment": AssessmentSchema,
-}
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -6,7 +6,6 @@ whether trying again later can help (network errors, 429, 5xx: `retryable`, with
 """
 from __future__ import annotations
 
-import copy
 import email.utils
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 import requests
 
 from service.exchange.auth import Auth, AuthError
+from service.fhirjson import etag, etag_tag, references, rewrite_references
 
 FHIR_JSON = "application/fhir+json"
 MODES = ("transaction", "batch", "conditional")
@@ -154,7 +154,7 @@ class FhirClient:
         if rest:
             batch = {"resourceType": "Bundle", "type": "batch",
                      "entry": [{"fullUrl": e.get("fullUrl"), "request": e["request"],
-                                "resource": rewrite_references(copy.deepcopy(e["resource"]), names)} for e in rest]}
+                                "resource": rewrite_references(e["resource"], names)} for e in rest]}
             answer = self.json("POST", "", batch)
             for entry, response in zip(rest, (answer or {}).get("entry") or [], strict=False):
                 result = response.get("response") or {}
@@ -173,7 +173,7 @@ class FhirClient:
         written = []
         for entry in dependency_order(bundle["entry"]):
             request = entry["request"]
-            resource = rewrite_references(copy.deepcopy(entry["resource"]), names)
+            resource = rewrite_references(entry["resource"], names)
             headers = {"If-None-Exist": request["ifNoneExist"]} if request.get("ifNoneExist") else {}
             answer = self.request(request["method"], request["url"], resource, headers)
             if answer.status_code not in (200, 201):
@@ -190,7 +190,7 @@ class FhirClient:
 
     def update(self, resource: dict[str, Any], version: str | None) -> dict[str, Any]:
         """A version-aware update: If-Match on the version read; 409/412 raise FhirError(conflict)."""
-        headers = {"If-Match": f'W/"{version}"'} if version else {}
+        headers = {"If-Match": etag(version)} if version else {}
         result: dict[str, Any] = self.json("PUT", f"{resource['resourceType']}/{resource['id']}", resource, headers)
         return result
 
@@ -225,7 +225,7 @@ class FhirClient:
                 problems.append(f"{stored.resource_type}/{stored.id}: cannot read it back ({exc.message})")
                 continue
             for key, value in sent.items():
-                if key in ("id", "meta", "text") or _has_reference(value):
+                if key in ("id", "meta", "text") or any(references(value)):
                     continue
                 if found.get(key) != value:
                     problems.append(f"{stored.resource_type}/{stored.id}.{key}: sent {value!r}, "
@@ -287,7 +287,7 @@ def _written(entry: dict[str, Any], result: dict[str, Any]) -> Written:
     if location and "/_history/" in location:
         version = location.split("/_history/")[1].split("/")[0]
     elif result.get("etag"):
-        version = str(result["etag"]).replace("W/", "").strip('"')
+        version = etag_tag(str(result["etag"]))
     return Written(resource_type, _id_of(location) or "", version, str(result.get("status", "")), location)
 
 
@@ -307,7 +307,7 @@ def dependency_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             names[entry["fullUrl"]] = i
         if entry["request"]["method"] == "PUT":
             names[entry["request"]["url"]] = i
-    needs = {i: {names[r] for r in references(e.get("resource")) if r in names and names[r] != i}
+    needs = {i: {names[r] for _, r in references(e.get("resource")) if r in names and names[r] != i}
              for i, e in enumerate(entries)}
     ordered: list[int] = []
     visiting: set[int] = set()
@@ -325,30 +325,3 @@ def dependency_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         visit(i)
     return [entries[i] for i in ordered]
 
-
-def references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in references(v)]
-    return []
-
-
-def rewrite_references(node: Any, names: dict[str, str]) -> Any:
-    if isinstance(node, list):
-        return [rewrite_references(v, names) for v in node]
-    if isinstance(node, dict):
-        out = {k: rewrite_references(v, names) for k, v in node.items()}
-        if isinstance(out.get("reference"), str) and out["reference"] in names:
-            out["reference"] = names[out["reference"]]
-        return out
-    return node
-
-
-def _has_reference(value: Any) -> bool:
-    if isinstance(value, dict):
-        return "reference" in value or any(_has_reference(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_reference(v) for v in value)
-    return False

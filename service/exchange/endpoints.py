@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
+from service.domain.kinds import NAMES as KINDS
 from service.exchange.auth import Auth, Basic, Bearer, SmartBackend, key_id
 from service.exchange.client import MODES
 
-KINDS = ("treatment-plan", "administration", "adverse-event", "assessment")
 AUTH_TYPES = ("none", "basic", "bearer", "smart-backend")
 #: Public sandboxes integrators test with, and what to know about them.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -12,11 +12,11 @@ from typing import Any
 
 from service.conformance.definitions import load
 from service.errors import Issue, Unprocessable
+from service.fhirjson import operation_outcome, refuse_errors
 from service.mapping.engine import Mapper, Reversed
 from service.mapping.spec import load_all
 from service.mapping.transforms import MappingError
 from service.validation import default_validator
-from service.validation.outcome import has_errors, operation_outcome
 
 __all__ = ["Mapped", "Mapper", "MappingError", "Reversed", "default_mapper", "map_record", "read_fhir"]
 
@@ -48,12 +48,8 @@ def map_record(kind: str, record: dict[str, Any], mapper: Mapper | None = None) 
     except MappingError as exc:
         raise Unprocessable(f"The {kind} record cannot be mapped to FHIR: {exc}", [Issue("$", str(exc))]) from None
     findings = default_validator().validate(bundle)
-    outcome = operation_outcome(findings)
-    if has_errors(findings):
-        errors = [Issue(f.expression, f.message) for f in findings if f.severity in ("error", "fatal")]
-        raise Unprocessable(f"The FHIR resources mapped from this {kind} record break the profiles.", errors,
-                            operation_outcome=outcome)
-    return Mapped(kind, bundle, outcome)
+    refuse_errors(findings, f"The FHIR resources mapped from this {kind} record break the profiles.")
+    return Mapped(kind, bundle, operation_outcome(findings))
 
 
 def read_fhir(payload: dict[str, Any], resolve: Any = None, mapper: Mapper | None = None) -> Reversed:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.conformance.definitions import Definitions
+from service.conformance.profiles import CANONICAL
 
-LOCAL_BASE = "https://ketamine-fhir.org/fhir/CodeSystem/"
+LOCAL_BASE = CANONICAL + "/CodeSystem/"
 SAFE_IN_REVERSE = {"equal", "equivalent", "narrower", "specializes"}
 
 

@@ -1,6 +1,6 @@
 """What a mapping covers: every record field mapped or listed as unmapped, and what comes back.
 
-`fields(kind)` lists the record contract's leaf fields from the marshmallow schema (DOMAIN.md),
+`fields(kind)` lists the record contract's leaf fields from the marshmallow schema (../shared/design/DOMAIN.md),
 `uncovered(spec)` those no rule reads and no `unmapped` entry explains, and `carried(spec,
 record)` the part of a record the reversible rules promise to bring back — the yardstick of the
 round-trip tests, derived from the specification rather than written beside it.
@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
-from service.domain.schemas import SCHEMAS
+from service.domain.kinds import KINDS
 from service.mapping.spec import Role, Spec, lookup
 
 #: Fields that name the record itself; they become the business identifier, not an element.
@@ -34,7 +34,7 @@ def leaf_fields(schema: Schema, prefix: str = "") -> list[str]:
 
 
 def contract_fields(kind: str) -> list[str]:
-    return [f for f in leaf_fields(SCHEMAS[kind]()) if f not in IDENTITY]
+    return [f for f in leaf_fields(KINDS[kind].schema()) if f not in IDENTITY]
 
 
 def role_base(role: Role) -> str:

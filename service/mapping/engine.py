@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from service.conformance.definitions import Definitions
+from service.fhirjson import references
 from service.mapping.concepts import ConceptIndex
 from service.mapping.identity import RecordKey, stable_id
 from service.mapping.narrative import narrative
@@ -153,7 +154,7 @@ class Mapper:
         notes: list[str] = []
         for list_field, slot in items.items():
             complete = []
-            for key in sorted(slot, key=_sortable):
+            for key in sorted(slot):
                 missing = [k for k in self._keys(spec, list_field) if k not in slot[key]]
                 if missing:
                     notes.append(f"{list_field}: an item without {', '.join(missing)} was left out")
@@ -321,19 +322,7 @@ class _ReverseLinks:
 
 def _references(node: Any) -> set[str]:
     """Every literal reference in a resource, also as `Type/id` for absolute URLs."""
-    found: set[str] = set()
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, dict):
-            ref = current.get("reference")
-            if isinstance(ref, str):
-                found.add(ref)
-                found.add("/".join(ref.split("/")[-2:]))
-            stack.extend(current.values())
-        elif isinstance(current, list):
-            stack.extend(current)
-    return found
+    return {name for _, ref in references(node) for name in (ref, "/".join(ref.split("/")[-2:]))}
 
 
 def _identifiers(resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -367,10 +356,6 @@ def _item_key(spec: Spec, role: Role, resource: dict[str, Any], values: dict[str
         if key is not None and key.kind == spec.kind and key.item is not None:
             return (0, key.item)
     return (1, tuple(str(values.get(name)) for name in role.key))
-
-
-def _sortable(key: Any) -> Any:
-    return key
 
 
 def _discriminating(expected: Json, template: dict[str, Any] | None) -> Json:

@@ -15,12 +15,12 @@ from functools import cache
 from typing import Any
 
 from service.conformance.definitions import Definitions
+from service.conformance.profiles import STRUCTURES
 from service.conformance.snapshot import with_snapshot
 
 Json = Any
 _VALUE_KEY = re.compile(r"^(fixed|pattern)([A-Z]\w*)$")
 _BY_URL = re.compile(r"^(extension|modifierExtension)\((.+)\)$")
-EXTENSION_BASE = "https://ketamine-fhir.org/fhir/StructureDefinition/"
 
 
 class PathError(ValueError):
@@ -155,7 +155,7 @@ class PathCompiler:
             if by_url:
                 # an extension the profile does not slice for: name it by its definition
                 prop, url = by_url.group(1), by_url.group(2)
-                url = url if "/" in url else EXTENSION_BASE + url
+                url = url if "/" in url else STRUCTURES + url
                 steps.append(Step(prop, True, {"url": url}))
                 table = self.elements(url)
                 current = next(iter(table))

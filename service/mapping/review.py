@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from service.mapping.concepts import ConceptIndex
+from service.mapping.concepts import LOCAL_BASE, ConceptIndex
 from service.mapping.coverage import role_base
 from service.mapping.spec import Role, Rule, Spec
 
@@ -88,8 +88,7 @@ def _plain(value: Any) -> str:
 
 SHORT = {"http://loinc.org": "LOINC", "http://snomed.info/sct": "SNOMED", "http://unitsofmeasure.org": "UCUM",
          "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm", "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM"}
-PREFIXES = ("https://ketamine-fhir.org/fhir/CodeSystem/", "http://terminology.hl7.org/CodeSystem/",
-            "http://hl7.org/fhir/")
+PREFIXES = (LOCAL_BASE, "http://terminology.hl7.org/CodeSystem/", "http://hl7.org/fhir/")
 
 
 def system_name(system: str | None) -> str:
@@ -118,9 +117,6 @@ def _value(value: Any) -> str:
 
 
 # --- rendering -----------------------------------------------------------------------------
-
-COLUMNS = ("source", "target", "transform", "terminology", "condition", "direction", "why")
-
 
 def as_json(specs: list[Spec], concepts: ConceptIndex) -> str:
     return json.dumps([{"kind": s.kind, "version": s.version, "title": s.title, "summary": s.summary,

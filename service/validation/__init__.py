@@ -2,22 +2,29 @@
 
     validate(resource, profile=None) -> OperationOutcome (dict)
     ensure_valid(resource, profile=None)  raises Unprocessable carrying every error
+    ours(defs=None) -> Validator           judges a resource that names no profile by ours of its type
 """
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-from service.conformance.definitions import load
-from service.errors import Issue, Unprocessable
+from service.conformance.definitions import Definitions, load
+from service.conformance.profiles import shipped
+from service.fhirjson import operation_outcome, refuse_errors
 from service.validation.engine import Validator
-from service.validation.outcome import has_errors, operation_outcome
+
+
+def ours(defs: Definitions | None = None, **options: Any) -> Validator:
+    """A validator of `defs` (default: R4 core and the shipped IG) that judges a resource without meta.profile
+    by the shipped IG's profile of its type (service/conformance/profiles.py), as the service does."""
+    return Validator(defs or load(), shipped().defaults, **options)
 
 
 @cache
 def default_validator() -> Validator:
     """R4 core plus the shipped implementation guide, compiled lazily and kept for the process."""
-    return Validator(load())
+    return ours()
 
 
 def validate(resource: Any, profile: str | None = None) -> dict[str, Any]:
@@ -25,7 +32,4 @@ def validate(resource: Any, profile: str | None = None) -> dict[str, Any]:
 
 
 def ensure_valid(resource: Any, profile: str | None = None) -> None:
-    findings = default_validator().validate(resource, profile)
-    if has_errors(findings):
-        issues = [Issue(f.expression, f.message) for f in findings if f.severity in ("error", "fatal")]
-        raise Unprocessable("The resource does not conform to its profile.", issues)
+    refuse_errors(default_validator().validate(resource, profile), "The resource does not conform to its profile.")

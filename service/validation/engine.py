@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from service.conformance.definitions import CORE_SD, Definitions
+from service.fhirjson import Finding
 from service.validation.invariants import NATIVE, InvariantError, Invariants
-from service.validation.outcome import Finding
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.primitives import load_primitives
 from service.validation.references import LITERAL_REFERENCE, References, as_list
@@ -15,14 +16,6 @@ from service.validation.slicing import Slicing, matches_pattern
 from service.validation.terminology import Terminology
 from service.validation.units import valid_ucum
 
-OURS = "https://ketamine-fhir.org/fhir/StructureDefinition/"
-#: Resources of these types without meta.profile are judged by our profile (setting default_profiles).
-DEFAULT_PROFILES = {
-    "CarePlan": "ketamine-treatment-plan", "Condition": "ketamine-indication",
-    "MedicationRequest": "ketamine-protocol-order", "MedicationAdministration": "ketamine-administration",
-    "AdverseEvent": "ketamine-adverse-event", "DetectedIssue": "ketamine-safety-flag",
-}
-OBSERVATION_PROFILES = {"vital-signs": "ketamine-session-monitoring", "survey": "ketamine-outcome-score"}
 ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # object addresses differ between runs; findings must not
 UCUM = "http://unitsofmeasure.org"
 ABSTRACT = {"Resource", "DomainResource"}  # types of the definitions, never of an instance
@@ -35,6 +28,8 @@ CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
 
 #: Of a list of element plans: JSON name → (element, implied type), ids always visited, id → position.
 Layout = tuple[dict[str, tuple[ElementPlan, TypeRef | None]], frozenset[str], dict[str, int]]
+#: The profiles a resource that declares none (no meta.profile) is judged by, besides its R4 base.
+DefaultProfiles = Callable[[dict[str, Any]], list[str]]
 
 
 class UnknownProfile(LookupError):
@@ -42,7 +37,11 @@ class UnknownProfile(LookupError):
 
 
 class Validator(Slicing, References):
-    def __init__(self, defs: Definitions, default_profiles: bool = True, unknown_extension: str = "warning") -> None:
+    """`default_profiles` names the profiles of a resource without meta.profile (none: its R4 base only);
+    the service gives ours (service/validation/__init__.py)."""
+
+    def __init__(self, defs: Definitions, default_profiles: DefaultProfiles | None = None,
+                 unknown_extension: str = "warning") -> None:
         self.defs = defs
         self.default_profiles = default_profiles
         self.unknown_extension = unknown_extension
@@ -96,7 +95,7 @@ class Validator(Slicing, References):
             return
         if profile:
             self.plan(profile)  # an unknown forced profile is the caller's error: UnknownProfile
-        urls = [profile] if profile else self._profiles_of(res, kind)
+        urls = [profile] if profile else self._profiles_of(res)
         plans = []
         for url in urls:
             try:
@@ -134,18 +133,11 @@ class Validator(Slicing, References):
                         f"fullUrl {full_url} does not match the resource's type and id "
                         f"({resource.get('resourceType')}/{resource.get('id')}).")
 
-    def _profiles_of(self, res: dict[str, Any], kind: str) -> list[str]:
+    def _profiles_of(self, res: dict[str, Any]) -> list[str]:
         declared = (res.get("meta") or {}).get("profile") if isinstance(res.get("meta"), dict) else None
         if isinstance(declared, list) and declared and all(isinstance(p, str) for p in declared):
             return declared
-        if not self.default_profiles:
-            return []
-        if kind == "Observation":
-            categories = {str(c.get("code")) for cat in as_list(res.get("category")) if isinstance(cat, dict)
-                          for c in as_list(cat.get("coding")) if isinstance(c, dict)}
-            chosen = [OBSERVATION_PROFILES[c] for c in sorted(categories & set(OBSERVATION_PROFILES))]
-            return [OURS + chosen[0]] if len(chosen) == 1 else []
-        return [OURS + DEFAULT_PROFILES[kind]] if kind in DEFAULT_PROFILES else []
+        return self.default_profiles(res) if self.default_profiles is not None else []
 
     # --- objects and elements -------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import bisect
 import dataclasses
 import re
 
-from service.validation.outcome import Finding
+from service.fhirjson import Finding
 
 TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
 STEP = re.compile(r"(\.[^.\[]+|\[\d+\])$")

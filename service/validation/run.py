@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.validation.outcome import Finding
+from service.fhirjson import Finding
 from service.validation.plan import StructurePlan
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, request
 
 from service.errors import BadRequest, Issue, NotFound
-from service.search.parameters import parse_range
+from service.params import date_range, integer
 from service.security.audit import AuditQuery
 from service.web.auth import security
 
@@ -21,6 +20,7 @@ bp = Blueprint("audit_api", __name__, url_prefix="/fhir/AuditEvent")
 FHIR_JSON = "application/fhir+json"
 PARAMS = {"date", "agent", "entity-type", "action", "_count", "_offset", "_format", "_pretty"}
 MAX_COUNT = 200
+TICK = timedelta(microseconds=1)
 
 
 @bp.get("")
@@ -63,7 +63,7 @@ def _query() -> AuditQuery:
         raise BadRequest("action is one of C, R, U, D, E.", [Issue("action", f"got {action!r}")])
     return AuditQuery(since=since, until=until, agent=args.get("agent") or None,
                       entity_type=(args.get("entity-type") or "").rpartition("|")[2] or None, action=action,
-                      count=_int(args, "_count", 50, 1, MAX_COUNT), offset=_int(args, "_offset", 0, 0, 10**9))
+                      count=integer(args, "_count", 50, 1, MAX_COUNT), offset=integer(args, "_offset", 0, 0, 10**9))
 
 
 def _dates(values: list[str]) -> tuple[datetime | None, datetime | None]:
@@ -72,23 +72,22 @@ def _dates(values: list[str]) -> tuple[datetime | None, datetime | None]:
     until: datetime | None = None
     for raw in values:
         prefix, text = (raw[:2], raw[2:]) if raw[:2] in ("eq", "lt", "le", "gt", "ge") else ("eq", raw)
-        found = parse_range(text.replace(" ", "+"))
+        found = date_range(text.replace(" ", "+"))
         if found is None:
             raise BadRequest("date must be a FHIR date or instant with an optional prefix eq, lt, le, gt, ge.",
                              [Issue("date", f"got {raw!r}")])
         low, high = found
-        tick = timedelta(microseconds=1)
         if prefix in ("eq", "ge", "gt"):
-            since = max(filter(None, (since, low if prefix != "gt" else high + tick)))
+            since = max(filter(None, (since, _after(high) if prefix == "gt" else low)))
         if prefix in ("eq", "le", "lt"):
-            until = min(filter(None, (until, high if prefix != "lt" else low - tick)))
+            until = min(filter(None, (until, _before(low) if prefix == "lt" else high)))
     return since, until
 
 
-def _int(args: Any, name: str, default: int, low: int, high: int) -> int:
-    raw = args.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < low:  # "²" is a digit to isdigit, not to int
-        raise BadRequest(f"{name} must be an integer ≥ {low}.", [Issue(name, f"got {raw!r}")])
-    return min(int(raw), high)
+def _after(moment: datetime) -> datetime:
+    return moment + TICK if moment < datetime.max else moment
+
+
+def _before(moment: datetime) -> datetime:
+    return moment - TICK if moment > datetime.min else moment
+

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
+from service.conformance.package import CONFORMANCE_TYPES
 from service.errors import Forbidden
 from service.search.parameters import TYPES
 from service.security import Security
@@ -39,8 +40,6 @@ LETTERS = {"read": "r", "vread": "r", "history-instance": "r", "search-type": "s
 #: blueprints whose routes all concern one scope resource (any new route of theirs is covered by method)
 BLUEPRINT_RESOURCE = {"domain_api": RECORDS, "exchange_api": EXCHANGE, "audit_api": AUDIT}
 BY_METHOD = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
-#: conformance resources of our IG: any authenticated client may read them (they hold no patient data)
-CONFORMANCE = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap", "ImplementationGuide")
 
 
 def init_app(app: Flask, security: Security) -> None:
@@ -98,10 +97,12 @@ def _authorize(grant: Grant, endpoint: str, args: dict[str, Any]) -> None:
         if what == "history-system":
             for name in TYPES:
                 grant.require(name, "s")
-        elif resource_type and resource_type not in CONFORMANCE and letters:
+        elif resource_type and resource_type not in CONFORMANCE_TYPES and letters:
             extra = "s" if endpoint == "fhir_api.conditional_update" or request.headers.get("If-None-Exist") else ""
             grant.require(resource_type, letters + extra)
-        return  # Bundles: each entry is checked by the FHIR core; $validate and conformance: any client
+        # Bundles: each entry is checked by the FHIR core; $validate and our IG's conformance resources (no
+        # patient data in them): any authenticated client
+        return
     resource = BLUEPRINT_RESOURCE.get(blueprint)
     if resource is None:
         raise Forbidden("This endpoint is not open to API clients.")

@@ -8,14 +8,11 @@ from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from service.errors import Forbidden, Issue, RequestError, TooManyRequests, Unauthorized
+from service.fhirjson import error_outcome
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 FHIR_JSON = "application/fhir+json"
-#: HTTP status → OperationOutcome issue code (FHIR R4 IssueType).
-ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-              409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly", 415: "not-supported",
-              422: "processing", 428: "required", 429: "throttled"}
 
 
 def _under_fhir() -> bool:
@@ -25,7 +22,8 @@ def _under_fhir() -> bool:
 def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
             **extra: Any) -> Response:
     if _under_fhir():
-        return outcome(status, detail, [Issue(e["field"], e["message"]) for e in errors or []])
+        return outcome(status, detail, [Issue(e["field"], e["message"]) for e in errors or []],
+                       extra.get("operation_outcome"))
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail,
                             "instance": request.path}
     if errors:
@@ -34,26 +32,16 @@ def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] |
     return Response(json.dumps(body), status=status, mimetype=PROBLEM)
 
 
-def outcome(status: int, detail: str, issues: list[Issue]) -> Response:
-    """An OperationOutcome: the overall detail first, then one issue per field with its FHIRPath."""
-    code = ISSUE_TYPE.get(status, "exception")
-    entries: list[dict[str, Any]] = [{"severity": "error", "code": code, "details": {"text": detail}}]
-    entries += [{"severity": "error", "code": code, "details": {"text": i.message}, "expression": [i.field]}
-                for i in issues]
-    body = {"resourceType": "OperationOutcome", "issue": entries}
+def outcome(status: int, detail: str, issues: list[Issue], full: Any = None) -> Response:
+    """An OperationOutcome: the overall detail first, then one issue per field with its FHIRPath, or the
+    validator's own OperationOutcome (`full`) with every issue's severity."""
+    body = error_outcome(status, detail, issues, full if isinstance(full, dict) else None)
     return Response(json.dumps(body), status=status, mimetype=FHIR_JSON)
 
 
 def register(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def on_request_error(exc: RequestError) -> Response:
-        if _under_fhir() and isinstance(exc.extra.get("operation_outcome"), dict):
-            # the validator's own OperationOutcome, with every issue's severity, leads
-            full = exc.extra["operation_outcome"]
-            body = {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": ISSUE_TYPE.get(exc.status, "processing"),
-                 "details": {"text": exc.detail}}] + full["issue"]}
-            return Response(json.dumps(body), status=exc.status, mimetype=FHIR_JSON)
         errors = [{"field": i.field, "message": i.message} | ({"rule": i.rule} if i.rule else {})
                   for i in exc.issues]
         response = problem(exc.status, exc.title, exc.detail, errors, **exc.extra)

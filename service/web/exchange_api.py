@@ -5,56 +5,50 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from service.app.runtime import Runtime
-from service.domain.kinds import KINDS
+from service.config import MAX_PAGE_SIZE
+from service.domain.kinds import NAMES as KINDS
 from service.errors import BadRequest, Issue, NotFound
 from service.exchange.outbox import STATES, JobQuery
-from service.web.domain_api import _cursor, _date_param, _int_param, _uncursor
+from service.params import MAX_KEY, cursor, date_bound, integer, uncursor
+from service.web import current
 
 bp = Blueprint("exchange_api", __name__, url_prefix="/api/v1/exchange")
-#: job ids are INTEGER keys (32 bits); a larger id matches no route (404), never a database error
-MAX_JOB = 2**31 - 1
-
-
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["kfhir"]
-    return runtime
 
 
 @bp.get("/endpoints")
 def endpoints() -> Response:
-    return jsonify(endpoints=[e.public() for e in _runtime().endpoints])
+    return jsonify(endpoints=[e.public() for e in current.runtime().endpoints])
 
 
 @bp.get("/jobs")
 def jobs() -> Response:
     query = _job_query(request.args)
     # One more than asked for tells whether another page exists, so `next` never leads to an empty page.
-    page = _runtime().outbox.list(JobQuery(**{**vars(query), "limit": query.limit + 1}))
+    page = current.runtime().outbox.list(JobQuery(**{**vars(query), "limit": query.limit + 1}))
     following = None
     if len(page) > query.limit:
         page = page[: query.limit]
         # not url_for: the `endpoint` filter would collide with its own argument of that name
-        following = f"{request.path}?{urlencode(request.args.to_dict() | {'cursor': _cursor(page[-1].pk)})}"
+        following = f"{request.path}?{urlencode(request.args.to_dict() | {'cursor': cursor(page[-1].pk)})}"
     return jsonify(items=[j.public() for j in page], count=len(page), next=following)
 
 
-@bp.get(f"/jobs/<int(max={MAX_JOB}):job_id>")
+@bp.get(f"/jobs/<int(max={MAX_KEY}):job_id>")
 def job(job_id: int) -> Response:
-    outbox = _runtime().outbox
+    outbox = current.runtime().outbox
     return jsonify(outbox.get(job_id).public() | {"history": outbox.attempts(job_id)})
 
 
-@bp.post(f"/jobs/<int(max={MAX_JOB}):job_id>/retry")
+@bp.post(f"/jobs/<int(max={MAX_KEY}):job_id>/retry")
 def retry(job_id: int) -> Response:
-    return jsonify(_runtime().outbox.retry(job_id).public())
+    return jsonify(current.runtime().outbox.retry(job_id).public())
 
 
 @bp.post("/endpoints/<name>/retry-dead")
 def retry_dead(name: str) -> Response:
-    runtime = _runtime()
+    runtime = current.runtime()
     if not any(e.name == name for e in runtime.endpoints):
         raise NotFound(f"No endpoint named {name!r}.")
     return jsonify(endpoint=name, queued=runtime.outbox.retry_dead(name))
@@ -67,10 +61,10 @@ def _job_query(args: Any) -> JobQuery:
     unknown = sorted(set(args) - JOB_PARAMS)
     if unknown:
         raise BadRequest("Unknown query parameter.", [Issue(n, f"not one of {sorted(JOB_PARAMS)}") for n in unknown])
-    for name, allowed in (("state", STATES), ("kind", tuple(KINDS))):
+    for name, allowed in (("state", STATES), ("kind", KINDS)):
         if name in args and args[name] not in allowed:
             raise BadRequest(f"{name} must be one of {', '.join(allowed)}.", [Issue(name, f"got {args[name]!r}")])
-    limit = _int_param(args, "limit", _runtime().settings.page_size, 1, 500)
-    after = _uncursor(args["cursor"]) if "cursor" in args else 0
+    limit = integer(args, "limit", current.runtime().settings.page_size, 1, MAX_PAGE_SIZE)
+    after = uncursor("cursor", args["cursor"]) if "cursor" in args else 0
     return JobQuery(args.get("state"), args.get("endpoint"), args.get("kind"),
-                    _date_param(args, "since", end=False), after, limit)
+                    date_bound(args, "since", end=False), after, limit)

@@ -1,11 +1,12 @@
 """Liveness (/health) and readiness (/ready: database reachable and migrated)."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.store.migrate import current_revision, head_revision
+from service.web import current
 
 bp = Blueprint("health", __name__)
 
@@ -17,11 +18,11 @@ def health() -> Response:
 
 @bp.get("/ready")
 def ready() -> tuple[Response, int]:
-    runtime = current_app.extensions["kfhir"]
+    engine = current.runtime().engine
     try:
-        with runtime.engine.connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        revision = current_revision(runtime.engine)
+        revision = current_revision(engine)
     except SQLAlchemyError:
         return jsonify(status="unavailable", database="unreachable"), 503
     head = head_revision()

@@ -18,8 +18,8 @@ from cli.support import Done, kfhir
 
 from service.conformance.definitions import load
 from service.conformance.snapshot import with_snapshot
+from service.fhirjson import ISSUE_COL, ISSUE_LINE
 from service.resources import profiles_dir
-from service.validation.outcome import ISSUE_COL, ISSUE_LINE
 
 PROFILES = profiles_dir()
 EXAMPLES = PROFILES / "examples"

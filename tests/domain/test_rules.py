@@ -15,11 +15,11 @@ from factories import (
 )
 
 from service.domain import rules
-from service.domain.schemas import SCHEMAS
+from service.domain.kinds import KINDS
 
 
 def findings(kind: str, record: dict[str, Any], ctx: rules.RuleContext = rules.NO_CONTEXT) -> list[tuple[str, str, str]]:
-    loaded = SCHEMAS[kind]().load(record)
+    loaded = KINDS[kind].schema().load(record)
     return [(i.severity, i.rule or "", i.field) for i in rules.check(kind, loaded, ctx)]
 
 

@@ -7,23 +7,24 @@ import pytest
 from factories import FACTORIES, administration, adverse_event, assessment, esketamine_session, treatment_plan, with_
 from marshmallow import ValidationError
 
-from service.domain.schemas import SCHEMAS, flatten_errors
+from service.domain.kinds import KINDS
+from service.domain.schemas import flatten_errors
 
 
 def errors_of(kind: str, record: dict[str, Any]) -> dict[str, str]:
     with pytest.raises(ValidationError) as info:
-        SCHEMAS[kind]().load(record)
+        KINDS[kind].schema().load(record)
     return dict(flatten_errors(info.value.messages))
 
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_minimal_records_load(kind: str) -> None:
-    loaded = SCHEMAS[kind]().load(FACTORIES[kind]())
+    loaded = KINDS[kind].schema().load(FACTORIES[kind]())
     assert loaded["external_id"]
 
 
 def test_source_defaults_to_default() -> None:
-    assert SCHEMAS["assessment"]().load(assessment(source=None))["source"] == "default"
+    assert KINDS["assessment"].schema().load(assessment(source=None))["source"] == "default"
 
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
@@ -43,7 +44,7 @@ def test_datetimes_without_offset_are_rejected(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["2026-03-02T09:00:00Z", "2026-03-02T09:00:00+05:30", "2026-03-02T09:00:00.5-05:00"])
 def test_datetimes_with_offset_are_accepted(value: str) -> None:
-    assert SCHEMAS["administration"]().load(administration(started_at=value, ended_at=None))
+    assert KINDS["administration"].schema().load(administration(started_at=value, ended_at=None))
 
 
 @pytest.mark.parametrize("field, value", [
@@ -75,7 +76,7 @@ def test_patient_identifier_is_required() -> None:
 
 @pytest.mark.parametrize("unit", ["mg/kg", "mg"])
 def test_dose_units_are_explicit_ucum(unit: str) -> None:
-    assert SCHEMAS["treatment-plan"]().load(treatment_plan(dose={"value": 1, "unit": unit}))
+    assert KINDS["treatment-plan"].schema().load(treatment_plan(dose={"value": 1, "unit": unit}))
 
 
 @pytest.mark.parametrize("unit", ["milligram", "MG", "g", ""])
@@ -85,12 +86,12 @@ def test_other_dose_units_are_rejected(unit: str) -> None:
 
 def test_interacting_medication_class_uses_the_json_name_class() -> None:
     screening = {"interacting_medications": [{"name": "lorazepam", "class": "benzodiazepine"}]}
-    loaded = SCHEMAS["treatment-plan"]().load(treatment_plan(screening=screening))
-    assert SCHEMAS["treatment-plan"]().dump(loaded)["screening"] == screening
+    loaded = KINDS["treatment-plan"].schema().load(treatment_plan(screening=screening))
+    assert KINDS["treatment-plan"].schema().dump(loaded)["screening"] == screening
 
 
 def test_icd10_must_look_like_icd10_cm() -> None:
-    assert SCHEMAS["treatment-plan"]().load(treatment_plan(indication={"code": "trd", "icd10": "F33.2"}))
+    assert KINDS["treatment-plan"].schema().load(treatment_plan(indication={"code": "trd", "icd10": "F33.2"}))
     assert "indication.icd10" in errors_of("treatment-plan", treatment_plan(indication={"code": "trd", "icd10": "depression"}))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from exchange.live import live_server
 
-from service.domain.schemas import SCHEMAS
+from service.domain.kinds import KINDS
 from service.exchange.client import FhirClient, FhirError
 from service.mapping import default_mapper
 
@@ -20,7 +20,7 @@ MRN = {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-1001"}
 def bundle(kind: str, **changes: Any) -> dict[str, Any]:
     record = json.loads((GOLDEN / f"{kind}.record.json").read_text(encoding="utf-8"))
     record.pop("_scenario")
-    schema = SCHEMAS[kind]()
+    schema = KINDS[kind].schema()
     return default_mapper().to_bundle(kind, schema.dump(schema.load(record | changes)))
 
 

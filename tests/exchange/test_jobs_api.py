@@ -17,7 +17,7 @@ from web.test_openapi import spec as spec  # noqa: PLC0414
 
 from service.config import Settings
 from service.exchange.outbox import Failure
-from service.web.domain_api import _cursor
+from service.params import cursor
 
 JOBS = "/api/v1/exchange/jobs"
 
@@ -66,7 +66,7 @@ def test_jobs_are_listed_filtered_paged_and_retried(contract: Contract, app: Fla
     assert contract.send("GET", f"{JOBS}?kind=treatment-plan&state=queued&since=2020-01-01", 200).json["count"] == 1
     assert contract.send("GET", f"{JOBS}?since=2999-01-01T00:00:00Z", 200).json["count"] == 0
     for bad in ("state=lost", "kind=labs", "since=yesterday", "limit=0", "cursor=bm9wZQ", "colour=red",
-                f"cursor={_cursor(10**30)}"):
+                f"cursor={cursor(10**30)}"):
         problem = contract.send("GET", f"{JOBS}?{bad}", 400, conforming=bad.startswith(("cursor", "colour"))).json
         assert problem["errors"][0]["field"] == bad.split("=")[0]
 

@@ -31,9 +31,9 @@ def golden_record(kind: str) -> dict[str, Any]:
 
 
 def golden_bundle(kind: str, **changes: Any) -> dict[str, Any]:
-    from service.domain.schemas import SCHEMAS
+    from service.domain.kinds import KINDS
 
-    schema = SCHEMAS[kind]()
+    schema = KINDS[kind].schema()
     return default_mapper().to_bundle(kind, schema.dump(schema.load(golden_record(kind) | changes)))
 
 
@@ -274,7 +274,7 @@ def test_search_values_the_server_cannot_use_are_400(client: FlaskClient, query:
 
 
 def test_a_clinic_record_is_stored_with_its_fhir_resources(client: FlaskClient) -> None:
-    """Issue 5 item 7: storing a record stores its mapped resources in the same transaction."""
+    """Storing a record stores its mapped resources in the same transaction."""
     record = golden_record("administration")
     stored = client.post("/api/v1/administrations", json=record)
     assert stored.status_code == 201, stored.json

@@ -61,9 +61,15 @@ def test_a_plan_at_every_list_cap_passes(client: FlaskClient) -> None:
     assert "screening.contraindications" not in fields_of(response.json)
 
 
-def test_domain_page_size_is_capped(client: FlaskClient) -> None:
-    assert client.get(f"/api/v1/assessments?limit={MAX_PAGE_SIZE}").status_code == 200
-    response = client.get(f"/api/v1/assessments?limit={MAX_PAGE_SIZE + 1}")
+def test_domain_page_size_is_clamped_to_the_maximum(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A larger `limit` is served as the largest page (service/params.py), as FHIR's _count is."""
+    assert client.get(f"/api/v1/assessments?limit={MAX_PAGE_SIZE + 1}").status_code == 200
+    monkeypatch.setattr("service.web.domain_api.MAX_PAGE_SIZE", 2)
+    for n in range(3):
+        assert client.post("/api/v1/assessments", json=FACTORIES["assessment"](external_id=f"a-{n}")).status_code == 201
+    page = client.get("/api/v1/assessments?limit=100000").json
+    assert page["count"] == 2 and page["next"] is not None
+    response = client.get("/api/v1/assessments?limit=0")
     assert response.status_code == 400 and "limit" in fields_of(response.json)
 
 

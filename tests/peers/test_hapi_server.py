@@ -18,7 +18,7 @@ import pytest
 import requests
 from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - hapi_server is the fixture
 
-from service.domain.schemas import SCHEMAS
+from service.domain.kinds import KINDS
 from service.mapping import default_mapper
 
 GOLDEN = Path(__file__).resolve().parents[1] / "mapping" / "golden"
@@ -44,7 +44,7 @@ def golden_record(kind: str, **overrides: Any) -> dict[str, Any]:
     record = json.loads((GOLDEN / f"{kind}.record.json").read_text(encoding="utf-8"))
     record.pop("_scenario", None)
     record.update(overrides)
-    schema = SCHEMAS[kind]()
+    schema = KINDS[kind].schema()
     dumped: dict[str, Any] = schema.dump(schema.load(record))
     return dumped
 

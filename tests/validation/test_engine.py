@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from service.conformance.definitions import load
+from service.fhirjson import Finding
 from service.resources import profiles_dir
-from service.validation import ensure_valid, validate
+from service.validation import ensure_valid, ours, validate
 from service.validation.engine import Validator, matches_pattern
-from service.validation.outcome import Finding
 
 EXAMPLES = profiles_dir() / "examples"
 OURS = "https://ketamine-fhir.org/fhir/StructureDefinition/"
@@ -20,7 +20,7 @@ OURS = "https://ketamine-fhir.org/fhir/StructureDefinition/"
 
 @pytest.fixture(scope="module")
 def validator() -> Validator:
-    return Validator(load())
+    return ours()
 
 
 def example(name: str) -> dict[str, Any]:
@@ -229,8 +229,8 @@ def test_contained_reference_resolves(validator: Validator) -> None:
 
 def test_unknown_extension_is_a_warning_or_an_error_by_setting() -> None:
     resource = patient(extension=[{"url": "http://example.org/unknown", "valueString": "x"}])
-    assert [f.severity for f in Validator(load()).validate(resource) if "Unknown extension" in f.message] == ["warning"]
-    strict = Validator(load(), unknown_extension="error")
+    assert [f.severity for f in ours().validate(resource) if "Unknown extension" in f.message] == ["warning"]
+    strict = ours(unknown_extension="error")
     assert [f.severity for f in strict.validate(resource) if "Unknown extension" in f.message] == ["error"]
 
 
@@ -256,8 +256,8 @@ def test_resources_without_meta_profile_get_our_profile_by_default() -> None:
     session = example("MedicationAdministration-iv-session-3")
     del session["meta"]
     del session["context"]
-    assert errors(Validator(load()), session) != []
-    assert errors(Validator(load(), default_profiles=False), session) == []
+    assert errors(ours(), session) != []
+    assert errors(Validator(load()), session) == []
 
 
 def test_bundle_entries_are_validated_and_urn_uuid_references_resolved(validator: Validator) -> None:

@@ -20,7 +20,7 @@ from validation.corpus import mutated, official_sample
 
 from service.conformance.definitions import load
 from service.resources import profiles_dir
-from service.validation.engine import Validator
+from service.validation import ours
 from service.validation.fhirpath_compiled import compile_expression, verdict
 from service.validation.invariants import FAST, OPTIONS, InvariantError, Invariants, fhir_types
 
@@ -50,7 +50,7 @@ def _mutations_of(docs: list[Any]) -> Iterator[tuple[str, Any]]:
 def _recorded(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
     """The invariant evaluations the validator asks for on the corpus: each distinct input once, at most
     PER_EXPRESSION per expression (fhirpathpy takes about a millisecond for each)."""
-    validator = Validator(load())
+    validator = ours()
     calls: dict[str, Call] = {}
     original = validator.invariants.holds
 

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from validation.corpus import walk
 
-from service.conformance.definitions import load
+from service.fhirjson import Finding
 from service.resources import profiles_dir
+from service.validation import ours
 from service.validation.engine import Validator
-from service.validation.outcome import Finding
 
 EXAMPLES_DIR = profiles_dir() / "examples"
 VALID = sorted(p for p in EXAMPLES_DIR.glob("*.json") if p.name != "manifest.json")
@@ -48,7 +48,7 @@ SETTINGS = settings(deadline=None, max_examples=int(os.environ.get("KFHIR_FUZZ_E
 
 @cache
 def validator() -> Validator:
-    return Validator(load())
+    return ours()
 
 
 @cache

@@ -26,7 +26,7 @@ def test_every_fast_path_matches_a_base_invariant() -> None:
 
 
 def test_fast_paths_agree_with_fhirpath_on_real_resources(monkeypatch: pytest.MonkeyPatch) -> None:
-    validator = Validator(load(), default_profiles=False)
+    validator = Validator(load())
     checked: dict[str, int] = {}
 
     def both(expression: str, node: Any, base: str, resource: Any, root: Any) -> bool:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 
-from service.conformance.definitions import load
-from service.validation.engine import Validator
-from service.validation.outcome import ISSUE_COL, ISSUE_LINE, Finding
+from service.fhirjson import ISSUE_COL, ISSUE_LINE, Finding
+from service.validation import ours
 from service.validation.positions import locate, positions
 
 TEXT = """{
@@ -35,7 +34,7 @@ def test_findings_carry_line_and_column_of_their_element_or_its_parent() -> None
 
 
 def test_a_real_validation_is_located_and_rendered_as_hapi_does() -> None:
-    findings = Validator(load()).validate(json.loads(TEXT))
+    findings = ours().validate(json.loads(TEXT))
     issue = next(f for f in locate(findings, TEXT, "Patient") if f.expression == "Patient.birthDate").as_issue()
     assert issue["location"] == ["Patient.birthDate", "Line[7] Col[16]"]
     assert issue["extension"] == [{"url": ISSUE_LINE, "valueInteger": 7}, {"url": ISSUE_COL, "valueInteger": 16}]

@@ -5,18 +5,20 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import current_app, render_template, request, url_for
+from flask import render_template, request, url_for
 
 from service.admin import audit
+from service.errors import BadRequest
+from service.params import date_range, parse_integer
 from service.security.audit import AuditLog, AuditQuery, Entity
 from service.web.admin import bp
+from service.web.auth import security
 
 PAGE = 50
 
 
 def _log() -> AuditLog:
-    log: AuditLog = current_app.extensions["kfhir_security"].audit
-    return log
+    return security().audit
 
 
 def note(interaction: str, what: list[Entity], patients: list[tuple[str, str]] | None = None,
@@ -46,12 +48,11 @@ def _query(args: Any) -> tuple[AuditQuery, list[str]]:
     since = until = None
     for name in ("since", "until"):
         if args.get(name):
-            try:
-                moment = audit.parse_day(args[name], end=name == "until")
-            except ValueError:
+            found = date_range(args[name])  # a day: from its first instant, until its last
+            if found is None:
                 errors.append(f"`{name}` must be a day like 2026-03-02.")
                 continue
-            since, until = (moment, until) if name == "since" else (since, moment)
+            since, until = (found[0], until) if name == "since" else (since, found[1])
     action = args.get("action") or None
     if action is not None and action not in audit.ACTIONS:
         errors.append("The action must be one of " + ", ".join(audit.ACTIONS) + ".")
@@ -63,10 +64,11 @@ def _query(args: Any) -> tuple[AuditQuery, list[str]]:
             errors.append("A patient is named system|value, e.g. https://clinic.example/mrn|MRN-001.")
         else:
             patient_hash = _log().patient_hash(system, value)
-    offset = args.get("offset", "0")
-    if not offset.isdigit() or len(offset) > 9:
+    try:
+        offset = parse_integer("offset", args.get("offset", "0"), 0, 10**9)
+    except BadRequest:
         errors.append("`offset` must be a number.")
-        offset = "0"
+        offset = 0
     return AuditQuery(since=since, until=until, agent=(args.get("agent") or "").strip() or None,
                       entity_type=(args.get("entity_type") or "").strip() or None, action=action,
-                      patient_hash=patient_hash, count=PAGE, offset=int(offset), newest_first=True), errors
+                      patient_hash=patient_hash, count=PAGE, offset=offset, newest_first=True), errors

@@ -10,11 +10,12 @@ import secrets
 import time
 from typing import Any
 
-from flask import Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Response, abort, redirect, render_template, request, session, url_for
 from flask.sessions import NullSession, SessionMixin
 from werkzeug.exceptions import HTTPException
 
 from service.admin.accounts import Accounts
+from service.web import current
 from service.web.admin import SESSION_LIFETIME, bp
 
 #: Pages anyone may open: the sign-in form and the stylesheet it uses.
@@ -23,7 +24,7 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def accounts() -> Accounts:
-    return Accounts(current_app.extensions["kfhir"].engine)
+    return Accounts(current.runtime().engine)
 
 
 def _available(s: SessionMixin) -> bool:

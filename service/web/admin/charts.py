@@ -11,14 +11,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from service.admin.course import Course, Session
+from service.domain.rules import ESKETAMINE_PREDOSE_BP
 
 WIDTH, HEIGHT = 920, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 230, 24, 56
 #: The narrowest band (session) that still gets its own label, and the narrowest that gets phase labels.
 MIN_LABEL_PX, MIN_PHASE_PX = 60, 70
-#: Esketamine label's general guide for elevated pre-dose BP, >140/90 mmHg (clinical.md §3: J&J Medical
-#: Information; PDR); the same figure as service/domain/rules.py ESKETAMINE_PREDOSE_BP.
-BP_GUIDE = (140, 90)
 #: Response: a ≥50% decrease from the baseline score (clinical.md §6, PMC8382305; Talati 2019 for MADRS,
 #: ELEKT-D for QIDS-SR16). Drawn at half the baseline.
 RESPONSE_FRACTION = 0.5
@@ -125,9 +123,10 @@ def vitals_chart(course: Course) -> Chart | None:
         if band >= MIN_PHASE_PX:
             chart.x_ticks += [(x0 + (j + 1) * step, r.phase) for j, r in enumerate(s.readings)]
     if any(s.medication == "esketamine" for s in sessions):
-        chart.thresholds += [Rule(a * BP_GUIDE[0] + b, "systolic 140: esketamine guide", "10 3 2 3",
+        systolic, diastolic = ESKETAMINE_PREDOSE_BP  # the label's pre-dose guide the rules check too
+        chart.thresholds += [Rule(a * systolic + b, f"systolic {systolic}: esketamine guide", "10 3 2 3",
                                   "bp-guide"),
-                             Rule(a * BP_GUIDE[1] + b, "diastolic 90: esketamine guide", "10 3 2 3",
+                             Rule(a * diastolic + b, f"diastolic {diastolic}: esketamine guide", "10 3 2 3",
                                   "bp-guide")]
     where = {s.external_id: LEFT + (i + 0.5) * band for i, s in enumerate(sessions)}
     chart.events = [Rule(where[ae.session], f"AE: {ae.term}", "", "adverse-event")

@@ -2,28 +2,23 @@
 attempts; actions retry, retry every dead job of an endpoint, check capabilities and run sandbox-check."""
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import abort, current_app, redirect, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 
 from service.admin import exchange
-from service.app.runtime import Runtime
 from service.domain.kinds import KINDS
-from service.errors import Conflict, NotFound
+from service.errors import BadRequest, Conflict, NotFound
 from service.exchange.endpoints import Endpoint
 from service.exchange.outbox import STATES, JobQuery
+from service.params import MAX_KEY, date_bound, parse_integer
 from service.security.audit import Entity
+from service.web import current
 from service.web.admin import bp
 from service.web.admin.audit_page import note
 
 PAGE = 50
-
-
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["kfhir"]
-    return runtime
 
 
 def _user() -> str:
@@ -31,7 +26,7 @@ def _user() -> str:
 
 
 def _endpoint(name: str) -> Endpoint:
-    found = exchange.find(_runtime().endpoints, name)
+    found = exchange.find(current.runtime().endpoints, name)
     if found is None:
         abort(404, f"No endpoint named {name!r} is configured (KFHIR_ENDPOINTS_FILE).")
     return found
@@ -39,7 +34,7 @@ def _endpoint(name: str) -> Endpoint:
 
 @bp.get("/exchange")
 def exchange_overview() -> str:
-    runtime = _runtime()
+    runtime = current.runtime()
     rows = [(e, exchange.latest(runtime.engine, e.name, exchange.CAPABILITIES), runtime.outbox.counts(e.name))
             for e in runtime.endpoints]
     return render_template("admin/exchange.html", rows=rows, counts=runtime.outbox.counts())
@@ -47,7 +42,7 @@ def exchange_overview() -> str:
 
 @bp.get("/exchange/endpoints/<name>")
 def endpoint_page(name: str) -> str:
-    endpoint, runtime = _endpoint(name), _runtime()
+    endpoint, runtime = _endpoint(name), current.runtime()
     return render_template(
         "admin/endpoint.html", endpoint=endpoint, counts=runtime.outbox.counts(name),
         capabilities=exchange.latest(runtime.engine, name, exchange.CAPABILITIES),
@@ -56,7 +51,7 @@ def endpoint_page(name: str) -> str:
 
 @bp.post("/exchange/endpoints/<name>/capabilities")
 def endpoint_capabilities(name: str) -> Any:
-    exchange.check_capabilities(_runtime().engine, _endpoint(name), _user())
+    exchange.check_capabilities(current.runtime().engine, _endpoint(name), _user())
     note("operation", [Entity(f"capability check of endpoint {name}")])
     return redirect(url_for("admin.endpoint_page", name=name) + "#capabilities")
 
@@ -67,7 +62,7 @@ def endpoint_sandbox_check(name: str) -> Any:
     if request.form.get("confirm") != "yes":
         abort(400, "sandbox-check writes synthetic test records (patient SANDBOX-0001) to the server: tick the "
                    "box that says you mean it.")
-    exchange.run_sandbox_check(_runtime().engine, endpoint, _user(), request.form.get("cleanup") == "yes")
+    exchange.run_sandbox_check(current.runtime().engine, endpoint, _user(), request.form.get("cleanup") == "yes")
     note("operation", [Entity(f"sandbox-check of endpoint {name}")])
     return redirect(url_for("admin.endpoint_page", name=name) + "#sandbox")
 
@@ -75,7 +70,7 @@ def endpoint_sandbox_check(name: str) -> Any:
 @bp.post("/exchange/endpoints/<name>/retry-dead")
 def endpoint_retry_dead(name: str) -> Any:
     _endpoint(name)
-    queued = _runtime().outbox.retry_dead(name)
+    queued = current.runtime().outbox.retry_dead(name)
     note("update", [Entity(f"{queued} dead outbox jobs of endpoint {name}")])
     return redirect(url_for("admin.endpoint_page", name=name, requeued=queued))
 
@@ -89,7 +84,7 @@ def outbox_url(**filters: Any) -> str:
 
 @bp.get("/exchange/outbox")
 def outbox() -> tuple[str, int]:
-    runtime = _runtime()
+    runtime = current.runtime()
     query, errors = _query(request.args, [e.name for e in runtime.endpoints])
     jobs = runtime.outbox.list(JobQuery(**{**vars(query), "limit": query.limit + 1})) if not errors else []
     following = None
@@ -111,21 +106,21 @@ def _query(args: Any, endpoints: list[str]) -> tuple[JobQuery, list[str]]:
     if endpoint is not None and endpoint not in endpoints:
         errors.append(f"No endpoint named {endpoint!r} is configured.")
     since = None
-    if args.get("since"):
-        try:
-            since = datetime.combine(date.fromisoformat(args["since"]), datetime.min.time())
-        except ValueError:
-            errors.append("The date must be a day like 2026-03-02.")
-    after = args.get("after", "0")
-    if not after.isdigit() or len(after) > 18:
+    try:
+        since = date_bound(args, "since", end=False) if args.get("since") else None
+    except BadRequest:
+        errors.append("The date must be a day like 2026-03-02.")
+    try:
+        after = parse_integer("after", args.get("after", "0"), 0, MAX_KEY)
+    except BadRequest:
         errors.append("`after` must be a job number.")
-        after = "0"
-    return JobQuery(state=state, endpoint=endpoint, kind=kind, since=since, after_pk=int(after), limit=PAGE), errors
+        after = 0
+    return JobQuery(state=state, endpoint=endpoint, kind=kind, since=since, after_pk=after, limit=PAGE), errors
 
 
 @bp.get("/exchange/jobs/<int:pk>")
 def job_page(pk: int) -> str:
-    outbox = _runtime().outbox
+    outbox = current.runtime().outbox
     try:
         job = outbox.get(pk)
     except NotFound:
@@ -137,7 +132,7 @@ def job_page(pk: int) -> str:
 @bp.post("/exchange/jobs/<int:pk>/retry")
 def job_retry(pk: int) -> Any:
     try:
-        _runtime().outbox.retry(pk)
+        current.runtime().outbox.retry(pk)
     except NotFound:
         abort(404, f"There is no outbox job {pk}.")
     except Conflict as exc:

@@ -1,9 +1,10 @@
 """The console's mapping history: every known version of a kind's mapping and a rule diff between two."""
 from __future__ import annotations
 
-from flask import abort, current_app, render_template, request
+from flask import abort, render_template, request
 
 from service.admin import history, mappings
+from service.web import current
 from service.web.admin import bp
 
 
@@ -11,7 +12,7 @@ from service.web.admin import bp
 def mapping_history(kind: str) -> tuple[str, int]:
     if mappings.spec(kind) is None:
         abort(404, f"There is no mapping for a record kind {kind!r}.")
-    engine = current_app.extensions["kfhir"].engine
+    engine = current.runtime().engine
     history.record_current(engine)  # a process that started before the database was migrated records now
     found = history.versions(engine, kind)
     old_id, new_id = request.args.get("from", ""), request.args.get("to", "")

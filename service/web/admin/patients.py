@@ -1,10 +1,11 @@
 """The console's patient pages: search by identifier, and one patient's course with its charts."""
 from __future__ import annotations
 
-from flask import abort, current_app, render_template, request
+from flask import abort, render_template, request
 
 from service.admin import course as courses
 from service.security.audit import Entity
+from service.web import current
 from service.web.admin import bp, charts
 from service.web.admin.audit_page import note
 
@@ -18,7 +19,7 @@ def patients() -> tuple[str, int]:
     if len(query) > MAX_QUERY:
         return render_template("admin/patients.html", query=query[:MAX_QUERY], hits=None,
                                error=f"An identifier is at most {MAX_QUERY} characters."), 400
-    hits = courses.search(current_app.extensions["kfhir"].engine, query) if query else None
+    hits = courses.search(current.runtime().engine, query) if query else None
     if hits is not None:
         note("search-type", [Entity("Patient")], query="parameters: identifier")
     return render_template("admin/patients.html", query=query, hits=hits, error=None), 200
@@ -29,7 +30,7 @@ def patient_course() -> str:
     system, value = request.args.get("system", ""), request.args.get("value", "")
     if not system or not value:
         abort(400, "A patient is named by its identifier: both `system` and `value` are needed.")
-    found = courses.course(current_app.extensions["kfhir"].engine, system, value)
+    found = courses.course(current.runtime().engine, system, value)
     if found is None:
         abort(404, f"No record names a patient with identifier {system}|{value}.")
     note("read", [Entity("patient course")], [(system, value)])

@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Response, abort, current_app, render_template, request
+from flask import Response, abort, render_template, request
 
 from service.admin import mappings, profiles, trial
 from service.admin.jsonview import annotate
 from service.admin.overview import overview as counts
 from service.domain.kinds import KINDS
+from service.web import current
 from service.web.admin import bp
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,7 @@ log = logging.getLogger(__name__)
 
 @bp.get("/")
 def overview() -> str:
-    runtime = current_app.extensions["kfhir"]
-    return render_template("admin/overview.html", counts=counts(runtime.engine), specs=mappings.specs(),
+    return render_template("admin/overview.html", counts=counts(current.runtime().engine), specs=mappings.specs(),
                            profiles=profiles.structure_definitions())
 
 

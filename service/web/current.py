@@ -1,0 +1,23 @@
+"""The app serving this request: its runtime (settings, stores, the FHIR server), and the request's JSON body."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app, request
+
+from service.web.body import json_body
+
+if TYPE_CHECKING:
+    from service.app.runtime import Runtime
+
+
+def runtime() -> Runtime:
+    """What create_app built for this app (service/__init__.py)."""
+    found: Runtime = current_app.extensions["kfhir"]
+    return found
+
+
+def body() -> Any:
+    """The request's JSON document, within the size and depth limits of the settings."""
+    settings = runtime().settings
+    return json_body(request, settings.max_body_bytes, settings.max_json_depth)
