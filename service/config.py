@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from service.errors import ConfigError
@@ -16,6 +16,8 @@ DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: How a yes/no setting may be written.
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class Settings:
     oauth_audience: str = ""
     #: where the issuer publishes its signing keys (JWKS)
     oauth_jwks_url: str = ""
+    #: the admin console's session signing key (service/admin/signing.py); empty: one generated and kept in
+    #: the database
+    secret_key: str = field(default="", repr=False)
+    #: mark the admin session cookie Secure even when the TLS-terminating proxy forwards plain HTTP
+    secure_cookies: bool = False
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,4 +103,8 @@ def _coerce(f: dataclasses.Field[Any], raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"KFHIR_{f.name.upper()} must be an integer, not {raw!r}") from None
+    if f.type in ("bool", bool):
+        if raw.strip().lower() not in TRUE + FALSE:
+            raise ConfigError(f"KFHIR_{f.name.upper()} must be 1 or 0 (true or false), not {raw!r}")
+        return raw.strip().lower() in TRUE
     return raw

@@ -22,7 +22,7 @@ The core raises these; it knows nothing of HTTP beyond the status number each ca
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -132,20 +132,3 @@ class TooManyRequests(RequestError):
         super().__init__(detail)
         self.retry_after = retry_after
 
-
-@dataclass
-class IssueList:
-    """Collects issues instead of stopping at the first one."""
-
-    items: list[Issue] = field(default_factory=list)
-
-    def add(self, field_: str, message: str, severity: str = "error", rule: str | None = None) -> None:
-        self.items.append(Issue(field_, message, severity, rule))
-
-    @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.items if i.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Issue]:
-        return [i for i in self.items if i.severity == "warning"]

@@ -42,7 +42,7 @@ LOCAL_CODE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 def local_code(**kwargs: Any) -> fields.String:
-    """A clinic-side code: lower case, digits and single hyphens (DOMAIN.md)."""
+    """A clinic-side code: lower case, digits and single hyphens (../shared/design/DOMAIN.md)."""
     code = validate.Regexp(LOCAL_CODE, error="Must be a lower-case hyphenated code.")
     return fields.String(validate=[validate.Length(max=100), code], **kwargs)
 

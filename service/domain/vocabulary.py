@@ -1,4 +1,4 @@
-"""The clinic-side enumerations of DOMAIN.md, in one place for schemas, rules and docs."""
+"""The clinic-side enumerations of ../shared/design/DOMAIN.md, in one place for schemas, rules and docs."""
 from __future__ import annotations
 
 SEX = ("female", "male", "other", "unknown")
@@ -15,7 +15,7 @@ PHASES = ("induction", "maintenance")
 PERIOD_UNITS = ("s", "min", "h", "d", "wk", "mo", "a")
 GOAL_MEASURES = ("madrs", "phq9", "qids-sr16", "hamd17", "cssrs")
 GOAL_TARGETS = ("response", "remission")
-#: Medication classes the screening records; all but "other" interact (clinical.md §5).
+#: Medication classes the screening records; all but "other" interact (../shared/reference/clinical.md §5).
 INTERACTING_CLASSES = (
     "benzodiazepine", "non-benzodiazepine-sedative-hypnotic", "opioid", "cns-depressant",
     "psychostimulant", "maoi", "theophylline", "other",

@@ -1,4 +1,3 @@
-"""Exchange with EHR FHIR servers: authentication (incl. SMART Backend Services) and the FHIR client.
-
-The durable outbox and the worker that drain records into these clients come with issue 7.
+"""Exchange with EHR FHIR servers: the endpoints, authentication (incl. SMART Backend Services), the FHIR
+client, the durable outbox and the worker that drains it, pulling a patient's records, and the sandbox check.
 """

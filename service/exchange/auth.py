@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -159,7 +158,3 @@ def key_id(private_pem: bytes) -> str:
     public = key.public_key().public_bytes(serialization.Encoding.DER,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(public).hexdigest()[:16]
-
-
-def load_key(path: Path) -> bytes:
-    return path.read_bytes()

@@ -127,7 +127,7 @@ class ConditionalClaimRow(Base):
     resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resources.pk", ondelete="CASCADE"), nullable=False)
 
 
-# --- the admin console (issue 8) -----------------------------------------------------------------
+# --- the admin console --------------------------------------------------------------------------
 
 class AdminAccountRow(Base):
     """One admin console account: an argon2 password hash, never the password."""
@@ -164,7 +164,7 @@ class AdminSecretRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
 
 
-# --- the outbox (issue 7) ------------------------------------------------------------------------
+# --- the outbox ---------------------------------------------------------------------------------
 
 class OutboxJobRow(Base):
     """One record version to deliver to one EHR endpoint: queued → in_flight → done | dead.
@@ -225,7 +225,7 @@ class OutboxAttemptRow(Base):
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
-# --- API clients and the audit trail (issue 9) ---------------------------------------------------
+# --- API clients and the audit trail -------------------------------------------------------------
 
 class ApiClientRow(Base):
     """An API client: its key's public id and keyed hash (never the key), its scopes, whether revoked."""

@@ -1,4 +1,4 @@
-"""Smoke test of the QUICK path of `make bench`'s compare part (issue 10), and its figures and chart.
+"""Smoke test of the QUICK path of `make bench`'s compare part, and its figures and chart.
 
 The smoke test runs the in-process contenders only (ours, fhir.resources, json.loads: a few seconds); the
 others must still appear in the table as "not run" with the reason."""

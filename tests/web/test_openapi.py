@@ -167,7 +167,7 @@ def flask_operations(app: Flask) -> set[tuple[str, str]]:
     converter = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
     operations = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.rule.startswith("/admin"):  # the HTML console, not an API (issue 8)
+        if rule.endpoint == "static" or rule.rule.startswith("/admin"):  # the HTML console, not an API
             continue
         pieces = converter.split(rule.rule)  # text, conv, args, name, text, conv, args, name, ..., text
         choices: list[list[str]] = []
@@ -525,7 +525,7 @@ def test_exchange_endpoints(contract: Contract, spec: dict[str, Any], settings: 
     assert contract.statuses("get", "/api/v1/exchange/endpoints") == documented(spec, "get", "/api/v1/exchange/endpoints")
 
 
-# --- authentication and authorization (issue 9) ------------------------------------------------
+# --- authentication and authorization ----------------------------------------------------------
 
 AUDIT_OPERATIONS = {("get", "/fhir/AuditEvent"), ("get", "/fhir/AuditEvent/{event_id}")}
 SAMPLE = {"{record_id}": "00000000-0000-4000-8000-000000000000", "{resource_type}": "Patient",

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 
 from flask import Blueprint, Flask
@@ -24,9 +23,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates",
                static_folder="static", static_url_path="/static")
 
-#: Environment settings of the console, read once when the app is built (README, "Admin console").
-SECRET_KEY = "KFHIR_SECRET_KEY"  # noqa: S105 - the variable's name, not a key
-SECURE_COOKIE = "KFHIR_SECURE_COOKIES"
 #: A signed-in session ends after this long, whatever the activity.
 SESSION_LIFETIME = timedelta(hours=8)
 
@@ -37,14 +33,14 @@ def init_app(app: Flask) -> None:
     from service.web.admin.session import AdminSessionInterface
 
     runtime = app.extensions["kfhir"]
-    configured = app.config.get("SECRET_KEY") or os.environ.get(SECRET_KEY) or None
-    app.session_interface = AdminSessionInterface(SigningKey(runtime.engine, configured))
+    settings = runtime.settings
+    app.session_interface = AdminSessionInterface(SigningKey(runtime.engine, settings.secret_key or None))
     app.config.update(
         SESSION_COOKIE_NAME="kfhir_admin",
         SESSION_COOKIE_PATH="/admin",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=os.environ.get(SECURE_COOKIE, "").lower() in ("1", "true", "yes"),
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     app.register_blueprint(bp)
