@@ -33,3 +33,19 @@ def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None
 def test_unknown_override_is_refused() -> None:
     with pytest.raises(ConfigError, match="colour"):
         Settings.load({"colour": "blue"}, environ={})
+
+
+@pytest.mark.parametrize("raw, expected", [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False),
+                                           ("false", False), ("no", False), ("", False)])
+def test_yes_no_settings(raw: str, expected: bool) -> None:
+    assert Settings.load(environ={"KFHIR_SECURE_COOKIES": raw}).secure_cookies is expected
+
+
+def test_a_yes_no_setting_that_is_neither_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match="KFHIR_SECURE_COOKIES"):
+        Settings.load(environ={"KFHIR_SECURE_COOKIES": "sometimes"})
+
+
+def test_the_secret_key_is_a_setting_never_shown() -> None:
+    settings = Settings.load(environ={"KFHIR_SECRET_KEY": "k" * 40})
+    assert settings.secret_key == "k" * 40 and "k" * 40 not in repr(settings)
