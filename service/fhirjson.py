@@ -30,6 +30,15 @@ def references(node: Any, path: str = "$", *, contained: bool = True) -> Iterato
             stack.extend((value, f"{where}[{i}]") for i, value in reversed(list(enumerate(current))))
 
 
+def reference_key(ref: str) -> tuple[str, str] | None:
+    """(type, id) of a literal reference, relative or absolute, its version dropped; None for anything else
+    (`#contained`, `urn:uuid:…`, a bare id)."""
+    parts = ref.split("/_history/")[0].split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-1]:
+        return parts[-2], parts[-1]
+    return None
+
+
 def rewrite_references(node: Any, names: Mapping[str, str]) -> Any:
     """A copy of `node` in which each reference that `names` holds is replaced by what it maps to."""
     if isinstance(node, list):

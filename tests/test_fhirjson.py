@@ -18,6 +18,7 @@ from service.fhirjson import (
     has_errors,
     operation_outcome,
     outcome,
+    reference_key,
     references,
     refuse_errors,
     rewrite_references,
@@ -158,3 +159,12 @@ def test_findings_with_an_error_refuse_with_422_carrying_all_of_them() -> None:
 def test_findings_without_errors_pass() -> None:
     refuse_errors([Finding("warning", "invalid", "Observation.note", "odd")], "unused")
     refuse_errors([], "unused")
+
+
+@pytest.mark.parametrize("ref, key", [
+    ("Patient/1", ("Patient", "1")), ("https://ehr.example/fhir/Patient/1/_history/3", ("Patient", "1")),
+    ("Observation/a.b-9", ("Observation", "a.b-9")), ("urn:uuid:0b7f6a3e", None), ("#contained", None), ("#", None),
+    ("1", None), ("patient/1", None), ("Patient/", None), ("", None),
+])
+def test_a_reference_key_is_type_and_id_without_the_version(ref: str, key: tuple[str, str] | None) -> None:
+    assert reference_key(ref) == key

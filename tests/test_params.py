@@ -50,12 +50,18 @@ def test_an_absent_integer_is_the_default_and_a_present_one_is_parsed() -> None:
     ("2026-03-02T09:00:00-05:00", datetime(2026, 3, 2, 14), datetime(2026, 3, 2, 14, 0, 0, 999999)),
     ("2026-03-02T01:30:00.25+02:00", datetime(2026, 3, 1, 23, 30, 0, 250000),
      datetime(2026, 3, 1, 23, 30, 0, 250000)),
+    ("2026-02", datetime(2026, 2, 1), datetime(2026, 2, 28, 23, 59, 59, 999999)),
+    ("2026-03-02T09:00:00.250Z", datetime(2026, 3, 2, 9, 0, 0, 250000), datetime(2026, 3, 2, 9, 0, 0, 250000)),
+    ("2026-03-02T13:30+05:30", datetime(2026, 3, 2, 8), datetime(2026, 3, 2, 8, 0, 59, 999999)),
+    ("9999", datetime(9999, 1, 1), datetime.max),
+    ("9999-12", datetime(9999, 12, 1), datetime.max),
 ])
 def test_fhir_dates_cover_their_whole_precision_in_naive_utc(text: str, low: datetime, high: datetime) -> None:
     assert date_range(text) == (low, high)
 
 
-@pytest.mark.parametrize("text", ["", "26", "2026-2", "2026-02-30", "2026-13", "2026-03-02T25:00",
+@pytest.mark.parametrize("text", ["", "26", "26-03-02", "yesterday", "2026-2", "2026-02-30", "2026-13", "2026-13-01",
+                                  "2026-03-02T25:00",
                                   "2026-03-02 09:00", "03/02/2026", "2026-03-02T09:00:00+0100",
                                   "9999-12-31T23:00:00-05:00", "0000"])
 def test_other_texts_are_no_fhir_date(text: str) -> None:

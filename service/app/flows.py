@@ -26,19 +26,11 @@ from service.errors import Conflict, Contention, Issue, RequestError, Unprocessa
 from service.exchange.endpoints import Endpoint
 from service.exchange.outbox import enqueue
 from service.facade.server import FhirServer
-from service.mapping import Mapper, MappingError
+from service.fhirjson import reference_key
+from service.mapping import Mapper, MappingError, main_profiles
 from service.search.query import parse
 from service.store.records import StoredRecord
 from service.store.resources import Author, StoredResource, Unit
-
-CANONICAL = "https://ketamine-fhir.org/fhir/StructureDefinition/"
-MAIN_PROFILES = {
-    "CarePlan": CANONICAL + "ketamine-treatment-plan",
-    "MedicationAdministration": CANONICAL + "ketamine-administration",
-    "AdverseEvent": CANONICAL + "ketamine-adverse-event",
-    "Observation": CANONICAL + "ketamine-outcome-score",
-}
-
 
 #: more readings than a session can have (vital signs every few minutes of a long infusion, scores)
 MAX_READINGS = 500
@@ -98,10 +90,9 @@ class ResourceWritten:
         content = stored.content or {}
         if stored.resource_type == "Observation" and content.get("partOf"):
             for part_of in content["partOf"]:
-                reference = str((part_of or {}).get("reference", "")).split("/_history/")[0]
-                kind, _, rid = reference.rpartition("/")
-                if kind.endswith("MedicationAdministration") and rid:
-                    session = unit.get("MedicationAdministration", rid)
+                key = reference_key(str((part_of or {}).get("reference", "")))
+                if key is not None and key[0] == "MedicationAdministration":
+                    session = unit.get(*key)
                     if session is not None and not session.deleted and _is_main(session):
                         return session
             return None
@@ -117,7 +108,7 @@ class ResourceWritten:
 
 
 def _is_main(stored: StoredResource) -> bool:
-    profile = MAIN_PROFILES.get(stored.resource_type)
+    profile = main_profiles().get(stored.resource_type)
     return profile is not None and profile in (((stored.content or {}).get("meta") or {}).get("profile") or [])
 
 
@@ -135,8 +126,6 @@ def _payload(unit: Unit, main: StoredResource) -> dict[str, Any]:
 
 
 def _resolve(unit: Unit, reference: str) -> dict[str, Any] | None:
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
-    if len(parts) < 2:
-        return None
-    found = unit.get(parts[-2], parts[-1])
+    key = reference_key(reference)
+    found = unit.get(*key) if key is not None else None
     return found.content if found and not found.deleted else None

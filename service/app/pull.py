@@ -13,11 +13,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.app.flows import CANONICAL, MAIN_PROFILES
 from service.app.runtime import Runtime
+from service.conformance.profiles import STRUCTURES
 from service.exchange.client import FhirClient, FhirError
 from service.facade.server import FhirServer
 from service.fhirjson import references, rewrite_references
+from service.mapping import main_profiles
 from service.store.resources import ResourceStore
 
 PEOPLE = ("Patient", "Practitioner")
@@ -65,7 +66,7 @@ def _fetch(client: FhirClient, patient: dict[str, Any]) -> dict[str, dict[str, A
     others: dict[str, dict[str, Any]] = {}
     for resource_type in TYPES:
         for resource in client.search(resource_type, {"subject": f"Patient/{patient['id']}", "_count": "100"}):
-            ours = any(p.startswith(CANONICAL) for p in (resource.get("meta") or {}).get("profile") or [])
+            ours = any(p.startswith(STRUCTURES) for p in (resource.get("meta") or {}).get("profile") or [])
             (found if ours else others)[f"{resource_type}/{resource['id']}"] = resource
     # and what is part of ours without a profile of ours (a session's body weight: core bodyweight profile)
     found |= {key: r for key, r in others.items() if any(ref in found for _, ref in references(r.get("partOf")))}
@@ -109,7 +110,7 @@ def _import(fhir: FhirServer, store: ResourceStore, fetched: dict[str, dict[str,
         report.written += len(entries)
     with store.unit() as unit:
         for key, resource in fetched.items():
-            stored = unit.get(*key.split("/")) if resource["resourceType"] in MAIN_PROFILES else None
+            stored = unit.get(*key.split("/")) if resource["resourceType"] in main_profiles() else None
             if stored is not None and stored.record_id and stored.record_id not in report.records:
                 report.records.append(stored.record_id)
 
@@ -148,7 +149,7 @@ def _rank(resource: dict[str, Any]) -> int:
 
 def _main(resource: dict[str, Any]) -> bool:
     """A record's main resource (what the facade reads into a record), not a session's score."""
-    profile = MAIN_PROFILES.get(resource["resourceType"])
+    profile = main_profiles().get(resource["resourceType"])
     return profile in ((resource.get("meta") or {}).get("profile") or []) and not resource.get("partOf")
 
 

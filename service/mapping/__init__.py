@@ -3,6 +3,7 @@
     map_record(kind, record) -> Mapped         a validated transaction Bundle (raises if invalid)
     read_fhir(payload) -> Reversed              the record a Bundle or resource describes
     default_mapper() -> Mapper                  the shipped specifications, compiled once
+    main_profiles() -> {type: profile}          the profile of each record kind's main resource
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from service.mapping.spec import load_all
 from service.mapping.transforms import MappingError
 from service.validation import default_validator
 
-__all__ = ["Mapped", "Mapper", "MappingError", "Reversed", "default_mapper", "map_record", "read_fhir"]
+__all__ = ["Mapped", "Mapper", "MappingError", "Reversed", "default_mapper", "main_profiles", "map_record",
+           "read_fhir"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,13 @@ class Mapped:
 @cache
 def default_mapper() -> Mapper:
     return Mapper(load_all(), load())
+
+
+@cache
+def main_profiles() -> dict[str, str]:
+    """Resource type → the profile of a record kind's main resource, the first resource of its mapping in
+    mappings/: what is read back into a record when it is written as FHIR, or pulled from an EHR."""
+    return {s.primary.type: s.primary.profile for s in load_all().values() if s.primary.profile}
 
 
 def map_record(kind: str, record: dict[str, Any], mapper: Mapper | None = None) -> Mapped:

@@ -7,18 +7,18 @@ resource indexes these values; searching compares against them.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-#: The resource types the facade serves (issue 6).
+from service import fhirjson
+from service.params import EARLIEST, LATEST
+from service.params import date_range as text_range
+
+#: The resource types the facade serves.
 TYPES = ("Patient", "Practitioner", "Encounter", "Condition", "CarePlan", "Goal", "MedicationRequest",
          "MedicationAdministration", "Observation", "AdverseEvent", "DetectedIssue", "Provenance")
-#: Open ends of a date range.
-EARLIEST = datetime(1, 1, 1)
-LATEST = datetime(9999, 12, 31, 23, 59, 59)
 
 
 @dataclass(frozen=True)
@@ -172,11 +172,8 @@ def reference_key(value: Any) -> str | None:
     """`Type/id` of a literal reference (relative or absolute, version dropped); None otherwise."""
     if not isinstance(value, dict) or not isinstance(value.get("reference"), str):
         return None
-    ref = value["reference"].split("/_history/")[0]
-    parts = ref.split("/")
-    if len(parts) >= 2 and parts[-2][:1].isupper():
-        return f"{parts[-2]}/{parts[-1]}"
-    return None
+    found = fhirjson.reference_key(value["reference"])
+    return "/".join(found) if found else None
 
 
 def normalise(text: str) -> str:
@@ -187,12 +184,8 @@ def normalise(text: str) -> str:
     return "".join(c for c in folded if not unicodedata.combining(c)).casefold()
 
 
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
-                   r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
-
-
 def date_range(value: Any) -> tuple[datetime, datetime] | None:
-    """The instant range a date, dateTime, instant or Period covers, in naive UTC."""
+    """The instant range a date, dateTime, instant (service/params.py) or Period covers, in naive UTC."""
     if isinstance(value, dict):
         start = date_range(value.get("start")) if value.get("start") else None
         end = date_range(value.get("end")) if value.get("end") else None
@@ -201,38 +194,8 @@ def date_range(value: Any) -> tuple[datetime, datetime] | None:
         return (start[0] if start else EARLIEST), (end[1] if end else LATEST)
     if not isinstance(value, str):
         return None
-    return parse_range(value)
+    return text_range(value)
 
 
-def parse_range(text: str) -> tuple[datetime, datetime] | None:
-    """`2026`, `2026-03`, `2026-03-02`, `2026-03-02T09:00:00-05:00`: [first, last] instant covered."""
-    match = _DATE.match(text)
-    if not match:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    try:
-        if hour is None:
-            low = datetime(int(year), int(month or 1), int(day or 1))
-            if day:
-                high = low + timedelta(days=1)
-            elif month:
-                high = (low.replace(day=28) + timedelta(days=4)).replace(day=1)
-            else:
-                high = low.replace(year=low.year + 1)
-            return low, high - timedelta(microseconds=1)
-        micro = int((fraction or "0")[:6].ljust(6, "0"))
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro)
-    except ValueError:
-        return None
-    if zone and zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    if second is None:
-        return moment, moment + timedelta(minutes=1) - timedelta(microseconds=1)
-    if fraction is None:
-        return moment, moment + timedelta(seconds=1) - timedelta(microseconds=1)
-    return moment, moment
-
-
-def utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+#: A FHIR date, dateTime or instant as text; the facade imports it from here until it is split.
+parse_range = text_range

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.errors import BadRequest, Issue
-from service.search.parameters import RESULT, Param, normalise, params_of, parse_range
+from service.params import bad, date_range, parse_integer
+from service.search.parameters import RESULT, Param, normalise, params_of
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 200
+#: Deeper pages cost the database a scan of every row before them; past this, the last page allowed is served.
+MAX_OFFSET = 100_000
 DATE_PREFIXES = ("eq", "ne", "lt", "le", "gt", "ge")
 SORTABLE = {"_lastUpdated", "date", "_id"}
 
@@ -60,11 +63,11 @@ def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = Fals
         name, _, modifier = raw_name.partition(":")
         try:
             if "\x00" in raw_name + raw_value:  # PostgreSQL cannot hold NUL in text, and no resource has one
-                raise _bad(raw_name, "a NUL character (%00) cannot be searched for")
-            if name == "_count":
-                query.count = _count(raw_value)
+                raise bad(raw_name, "a NUL character (%00) cannot be searched for")
+            if name == "_count":  # 0: the total only (search.html#count); above MAX_COUNT: MAX_COUNT
+                query.count = parse_integer(raw_name, raw_value, 0, MAX_COUNT)
             elif name == "_offset":
-                query.offset = _int(raw_name, raw_value, 0, 100_000)
+                query.offset = parse_integer(raw_name, raw_value, 0, MAX_OFFSET)
             elif name == "_sort":
                 query.sort = _sort(raw_value, known)
             elif name == "_include":
@@ -74,11 +77,11 @@ def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = Fals
             elif name in ("_format", "_pretty"):
                 continue
             elif name in RESULT:
-                raise _bad(raw_name, f"{name} is not supported by this server")
+                raise bad(raw_name, f"{name} is not supported by this server")
             elif name in known:
                 query.criteria.append(_criterion(known[name], modifier or None, raw_value))
             else:
-                raise _bad(raw_name, f"unknown search parameter for {resource_type} (known: "
+                raise bad(raw_name, f"unknown search parameter for {resource_type} (known: "
                                      f"{', '.join(sorted(known))})")
         except BadRequest as exc:
             if lenient and name not in ("_count",):
@@ -90,20 +93,6 @@ def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = Fals
     return query
 
 
-def _bad(name: str, message: str) -> BadRequest:
-    return BadRequest(message, [Issue(name, message)])
-
-
-def _int(name: str, raw: str, low: int, high: int) -> int:
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # int('²') raises
-        raise _bad(name, f"{name} must be an integer from {low} to {high}, not {raw!r}")
-    return int(raw)
-
-
-def _count(raw: str) -> int:
-    return min(_int("_count", raw, 0, 10_000), MAX_COUNT)
-
-
 def _sort(raw: str, known: dict[str, Param]) -> list[tuple[str, bool]]:
     out = []
     for item in raw.split(","):
@@ -111,7 +100,7 @@ def _sort(raw: str, known: dict[str, Param]) -> list[tuple[str, bool]]:
         name = item.lstrip("-")
         if name not in SORTABLE or (name == "date" and not any(p.kind == "date" for p in known.values()
                                                                   if not p.name.startswith("_"))):
-            raise _bad("_sort", f"cannot sort by {name!r} (supported: date, _lastUpdated, _id)")
+            raise bad("_sort", f"cannot sort by {name!r} (supported: date, _lastUpdated, _id)")
         out.append((name, descending))
     return out
 
@@ -119,10 +108,10 @@ def _sort(raw: str, known: dict[str, Param]) -> list[tuple[str, bool]]:
 def _include(raw: str, resource_type: str) -> tuple[str, str, str | None]:
     parts = raw.split(":")
     if len(parts) not in (2, 3) or parts[0] != resource_type:
-        raise _bad("_include", f"expected {resource_type}:parameter[:TargetType], not {raw!r}")
+        raise bad("_include", f"expected {resource_type}:parameter[:TargetType], not {raw!r}")
     param = params_of(resource_type).get(parts[1])
     if param is None or param.kind != "reference":
-        raise _bad("_include", f"{parts[1]!r} is not a reference parameter of {resource_type}")
+        raise bad("_include", f"{parts[1]!r} is not a reference parameter of {resource_type}")
     return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
 
@@ -133,9 +122,9 @@ def _criterion(param: Param, modifier: str | None, raw: str) -> Criterion:
     if param.name == "_id":
         allowed = {None}
     if modifier not in allowed:
-        raise _bad(f"{param.name}:{modifier}", f"modifier :{modifier} is not supported for {param.name}")
+        raise bad(f"{param.name}:{modifier}", f"modifier :{modifier} is not supported for {param.name}")
     if raw == "":
-        raise _bad(param.name, f"{param.name} needs a value")
+        raise bad(param.name, f"{param.name} needs a value")
     matches = tuple(_match(param, value) for value in _split(raw))
     return Criterion(param, modifier, matches)
 
@@ -167,7 +156,7 @@ def _match(param: Param, raw: str) -> Match:
     if param.kind == "reference":
         if "/" not in raw.rstrip("/"):
             if not param.targets or len(param.targets) > 1 and "Patient" not in param.targets:
-                raise _bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
+                raise bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
             return Match(value=f"{param.targets[0]}/{raw}")
         parts = raw.rstrip("/").split("/_history/")[0].split("/")
         return Match(value=f"{parts[-2]}/{parts[-1]}")
@@ -175,9 +164,9 @@ def _match(param: Param, raw: str) -> Match:
         return Match(value=normalise(raw))
     prefix, text = (raw[:2], raw[2:]) if raw[:2] in DATE_PREFIXES else ("eq", raw)
     if prefix == "ne":
-        raise _bad(param.name, "the ne prefix is not supported; use lt and gt")
-    found = parse_range(text.replace(" ", "+"))
+        raise bad(param.name, "the ne prefix is not supported; use lt and gt")
+    found = date_range(text.replace(" ", "+"))
     if found is None:
-        raise _bad(param.name, f"{param.name}={raw!r} is not a FHIR date, dateTime or instant (with an "
+        raise bad(param.name, f"{param.name}={raw!r} is not a FHIR date, dateTime or instant (with an "
                                f"optional prefix {', '.join(p for p in DATE_PREFIXES if p != 'ne')})")
     return Match(prefix=prefix, low=found[0], high=found[1])

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from service.search.parameters import EARLIEST, LATEST, index
+from service.params import EARLIEST, LATEST
+from service.search.parameters import index
 from service.search.query import Criterion, Match, Query
 from service.store.engine import session
 from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from service.mapping import main_profiles
 from service.mapping.spec import Condition, SpecError, folder, load_all, parse
 
 RULE = {"field": "score", "to": "valueInteger", "why": "The total."}
@@ -27,6 +28,15 @@ def test_the_shipped_files_load_with_one_spec_per_kind() -> None:
         assert loaded.path == folder() / f"{kind}.yaml"
         assert loaded.version.count(".") == 2
         assert all(rule.why for role in loaded.roles for rule in role.rules), kind
+
+
+def test_each_kinds_main_resource_and_its_profile_come_from_its_mapping() -> None:
+    ours = "https://ketamine-fhir.org/fhir/StructureDefinition/"
+    assert main_profiles() == {"CarePlan": ours + "ketamine-treatment-plan",
+                               "MedicationAdministration": ours + "ketamine-administration",
+                               "AdverseEvent": ours + "ketamine-adverse-event",
+                               "Observation": ours + "ketamine-outcome-score"}
+    assert set(main_profiles()) == {spec.primary.type for spec in load_all().values()}
 
 
 def test_person_templates_expand_with_their_record_field() -> None:

@@ -6,25 +6,9 @@ from datetime import datetime
 import pytest
 
 from service.errors import BadRequest
-from service.search.parameters import EARLIEST, LATEST, date_range, index, parse_range, reference_key, tokens
+from service.params import EARLIEST, LATEST
+from service.search.parameters import date_range, index, reference_key, tokens
 from service.search.query import parse
-
-
-@pytest.mark.parametrize("text, low, high", [
-    ("2026", datetime(2026, 1, 1), datetime(2026, 12, 31, 23, 59, 59, 999999)),
-    ("2026-02", datetime(2026, 2, 1), datetime(2026, 2, 28, 23, 59, 59, 999999)),
-    ("2026-03-02", datetime(2026, 3, 2), datetime(2026, 3, 2, 23, 59, 59, 999999)),
-    ("2026-03-02T09:00:00-05:00", datetime(2026, 3, 2, 14), datetime(2026, 3, 2, 14, 0, 0, 999999)),
-    ("2026-03-02T09:00:00.250Z", datetime(2026, 3, 2, 9, 0, 0, 250000), datetime(2026, 3, 2, 9, 0, 0, 250000)),
-    ("2026-03-02T13:30+05:30", datetime(2026, 3, 2, 8), datetime(2026, 3, 2, 8, 0, 59, 999999)),
-])
-def test_dates_cover_their_precision_in_utc(text: str, low: datetime, high: datetime) -> None:
-    assert parse_range(text) == (low, high)
-
-
-@pytest.mark.parametrize("text", ["yesterday", "2026-13-01", "2026-02-30", "26-03-02", ""])
-def test_what_is_not_a_date_is_none(text: str) -> None:
-    assert parse_range(text) is None
 
 
 def test_a_period_with_an_open_end_runs_to_the_end_of_time() -> None:
