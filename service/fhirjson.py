@@ -1,4 +1,4 @@
-"""FHIR JSON toolkit: literal references (walk, rewrite), weak ETags, OperationOutcomes, findings that refuse.
+"""FHIR JSON toolkit: references (walk, rewrite, Type/id), patterns, weak ETags, OperationOutcomes, refusals.
 
 A bottom layer: it imports the standard library and service.errors only, so every package may use it.
 """
@@ -52,6 +52,16 @@ def rewrite_references(node: Any, names: Mapping[str, str]) -> Any:
     return out
 
 
+def matches_pattern(value: Any, pattern: Any) -> bool:
+    """FHIR pattern[x] (elementdefinition-definitions.html#ElementDefinition.pattern_x_): every property of the
+    pattern is in the value, each item of a pattern list in the value's list; anything else equal."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        return isinstance(value, list) and all(any(matches_pattern(v, p) for v in value) for p in pattern)
+    return bool(value == pattern)
+
+
 # --- ETags -------------------------------------------------------------------------------------
 
 #: RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE
@@ -70,10 +80,15 @@ def etag_tag(text: str) -> str | None:
 
 
 def etag_version(text: str) -> int | None:
-    """The version an ETag of ours names (`W/"3"` → 3); None for anything else (`3`, `W/"x"`, `*`, or more
-    digits than any version of ours has, which int() would also refuse past 4,300)."""
+    """The version an ETag of ours names (`W/"3"` → 3); None for anything else (`3`, `W/"x"`, `*`)."""
     tag = etag_tag(text)
-    return int(tag) if tag and len(tag) <= 18 and tag.isascii() and tag.isdigit() else None
+    return version_id(tag) if tag is not None else None
+
+
+def version_id(text: str) -> int | None:
+    """A versionId of ours (`3`, as in `_history/3`); None for anything else: not ASCII digits ('²' is a digit
+    to isdigit(), not to int()), or more digits than any version has (int() refuses past 4,300 of them)."""
+    return int(text) if 0 < len(text) <= 18 and text.isascii() and text.isdigit() else None
 
 
 # --- OperationOutcome ----------------------------------------------------------------------------

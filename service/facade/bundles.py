@@ -6,7 +6,6 @@ fullUrls rewritten to the ids they are stored as (http.html#trules).
 """
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,11 +39,10 @@ from service.facade.interactions import (
     shaped,
     update_in,
 )
-from service.facade.references import references
+from service.fhirjson import Finding, error_outcome, etag, etag_version, operation_outcome, references, version_id
 from service.search.parameters import TYPES
 from service.security.scopes import insufficient
 from service.store.resources import StoredResource, Unit, instant
-from service.validation.outcome import Finding, operation_outcome
 
 #: R4 transaction processing order (http.html#trules): deletes, creates, updates, reads.
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
@@ -119,8 +117,9 @@ def _batch_entry(server: Interactions, base: str, r: _Request) -> dict[str, Any]
         if r.method == "POST":
             return _written(base, server.create(r.resource_type, r.resource, r.if_none_exist))
         return _written(base, server.update(r.resource_type, r.resource_id or "", r.resource, r.if_match))
-    except RequestError as exc:
-        return {"response": {"status": f"{exc.status} {exc.title}", "outcome": _error_outcome(exc)}}
+    except RequestError as exc:  # the OperationOutcome the request alone would get
+        outcome = error_outcome(exc.status, exc.detail, exc.issues, exc.extra.get("operation_outcome"))
+        return {"response": {"status": f"{exc.status} {exc.title}", "outcome": outcome}}
 
 
 def _transaction(server: Interactions, base: str, requests: list[_Request]) -> dict[str, Any]:
@@ -237,12 +236,11 @@ def _request_of(index: int, entry: Any) -> _Request:
     resource_type, resource_id = parts[0], parts[1] if len(parts) > 1 else None
     if_match = None
     if request.get("ifMatch"):
-        found = re.match(r'^(W/)?"(\d+)"$', str(request["ifMatch"]))
-        if found is None:  # as the If-Match header: a condition that cannot hold (RFC 9110 §13.1.1)
+        if_match = etag_version(str(request["ifMatch"]))
+        if if_match is None:  # as the If-Match header: a condition that cannot hold (RFC 9110 §13.1.1)
             blank.error = PreconditionFailed(f"{where}.request.ifMatch is not an ETag like W/\"1\".",
                                              [Issue(f"{where}.request.ifMatch", "expected W/\"n\"")])
             return blank
-        if_match = int(found.group(2))
     out = _Request(index, method, resource_type, resource_id, entry.get("resource"), entry.get("fullUrl"),
                    request.get("ifNoneExist"), if_match)
     out.error = _refusal(where, out, url, parts[2:])
@@ -258,9 +256,9 @@ def _refusal(where: str, r: _Request, url: str, rest: list[str]) -> RequestError
             return BadRequest(f"{where}: POST goes to the type, not Type/id.",
                               [Issue(f"{where}.request.url", f"expected {r.resource_type}")])
     elif r.method == "GET" and len(rest) == 2 and rest[0] == "_history":
-        if not (rest[1].isascii() and rest[1].isdigit()):  # as GET [type]/[id]/_history/[vid] alone
+        r.version = version_id(rest[1])
+        if r.version is None:  # as GET [type]/[id]/_history/[vid] alone
             return NotFound(f"{r.resource_type}/{r.resource_id} has no version {rest[1]!r}.")
-        r.version = int(rest[1])
     elif rest or r.resource_id is None or (r.method != "PUT" and "?" in url):
         # not read as Type/id with the rest dropped: a PUT to Type/id/_history/1 would update Type/id
         shape = "Type/id or Type/id/_history/vid" if r.method == "GET" else "Type/id"
@@ -292,7 +290,7 @@ def _read(base: str, found: StoredResource) -> dict[str, Any]:
 
 
 def _deleted(stored: StoredResource) -> dict[str, Any]:
-    return {"response": {"status": "204 No Content", "etag": f'W/"{stored.version}"'}}
+    return {"response": {"status": "204 No Content", "etag": etag(stored.version)}}
 
 
 def _written(base: str, written: Written) -> dict[str, Any]:
@@ -304,16 +302,8 @@ def _response(base: str, stored: StoredResource, status: int, findings: list[Fin
     text = {200: "200 OK", 201: "201 Created"}[status]
     out: dict[str, Any] = {"status": text,
                            "location": f"{stored.resource_type}/{stored.id}/_history/{stored.version}",
-                           "etag": f'W/"{stored.version}"', "lastModified": instant(stored.last_updated)}
+                           "etag": etag(stored.version), "lastModified": instant(stored.last_updated)}
     if findings:
         out["outcome"] = operation_outcome(findings)
     return out
 
-
-def _error_outcome(exc: RequestError) -> dict[str, Any]:
-    if "operation_outcome" in exc.extra:
-        return exc.extra["operation_outcome"]  # type: ignore[no-any-return]
-    issues = [{"severity": "error", "code": "processing", "details": {"text": exc.detail}}]
-    issues += [{"severity": "error", "code": "processing", "details": {"text": i.message}, "expression": [i.field]}
-               for i in exc.issues]
-    return {"resourceType": "OperationOutcome", "issue": issues}

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.conformance.profiles import shipped
 from service.search.parameters import TYPES, params_of
+from service.version import NAME, RELEASED, version
 
 #: CapabilityStatement.rest.security; codes from R4 restful-security-service (OAuth, SMART-on-FHIR)
 SECURITY = {
@@ -18,8 +20,9 @@ SECURITY = {
 VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 
 
-def capability(base: str, profiles: dict[str, list[str]], software: dict[str, str]) -> dict[str, Any]:
-    """The CapabilityStatement of what this server actually does."""
+def capability(base: str) -> dict[str, Any]:
+    """The CapabilityStatement of what this server actually does, with our profile(s) of each type (the IG's)."""
+    profiles = shipped().by_type
     resources = []
     for resource_type in TYPES:
         entry: dict[str, Any] = {
@@ -36,12 +39,12 @@ def capability(base: str, profiles: dict[str, list[str]], software: dict[str, st
             "operation": [VALIDATE],
         }
         if profiles.get(resource_type):
-            entry["supportedProfile"] = profiles[resource_type]
+            entry["supportedProfile"] = list(profiles[resource_type])
         resources.append({k: v for k, v in entry.items() if v != []})  # ele-1: no empty arrays
     return {
-        "resourceType": "CapabilityStatement", "status": "active", "date": software["date"], "kind": "instance",
-        "software": {"name": software["name"], "version": software["version"]},
-        "implementation": {"description": "Ketamine FHIR Bridge FHIR R4 facade", "url": base},
+        "resourceType": "CapabilityStatement", "status": "active", "date": RELEASED, "kind": "instance",
+        "software": {"name": NAME, "version": version()},
+        "implementation": {"description": f"{NAME} FHIR R4 facade", "url": base},
         "fhirVersion": "4.0.1", "format": ["application/fhir+json", "json"],
         "rest": [{"mode": "server", "security": SECURITY, "resource": resources,
                   "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],

@@ -18,13 +18,13 @@ from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.exc import IntegrityError
 
-from service.errors import BadRequest, Conflict, Gone, Issue, NotFound, PreconditionFailed, Unprocessable
-from service.facade.references import check_references, rewrite
+from service.errors import BadRequest, Conflict, Gone, Issue, NotFound, PreconditionFailed
+from service.facade.references import check_references
+from service.fhirjson import Finding, etag, refuse_errors, rewrite_references
 from service.search.parameters import TYPES
 from service.search.query import Query, parse
 from service.security.provenance import provenance
 from service.store.resources import ResourceStore, StoredResource, Unit, instant
-from service.validation.outcome import Finding, operation_outcome
 
 ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -99,12 +99,8 @@ class Interactions:
             raise BadRequest(f"The URL names {resource_type} but the resource is {body.get('resourceType')!r}.",
                              [Issue("resourceType", f"expected {resource_type}")])
         findings = self.validate(body)
-        errors = [f for f in findings if f.severity in ("error", "fatal")]
-        if errors:
-            raise Unprocessable(f"The {resource_type} does not conform to its profile.",
-                                [Issue(f.expression, f.message) for f in errors],
-                                operation_outcome=operation_outcome(findings))
-        return shaped(resource_type, body, [f for f in findings if f.severity not in ("error", "fatal")], resource_id)
+        refuse_errors(findings, f"The {resource_type} does not conform to its profile.")
+        return shaped(resource_type, body, findings, resource_id)
 
     def followed(self, unit: Unit, written: Written) -> Written:
         if self.after_write is not None:
@@ -201,7 +197,7 @@ def update_in(unit: Unit, prepared: Prepared, resource_id: str, if_match: int | 
     current = unit.get(prepared.resource_type, resource_id)
     if if_match is not None and (current is None or current.deleted or current.version != if_match):
         at = "no current version" if current is None or current.deleted else f"version {current.version}"
-        raise PreconditionFailed(f"If-Match W/\"{if_match}\" does not match: "
+        raise PreconditionFailed(f"If-Match {etag(if_match)} does not match: "
                                  f"{prepared.resource_type}/{resource_id} is at {at}.")
     return _write(unit, prepared, resource_id, "PUT", current is None or current.deleted, names)
 
@@ -217,7 +213,7 @@ def delete_in(unit: Unit, resource_type: str, resource_id: str) -> StoredResourc
 
 
 def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names) -> Written:
-    resource = rewrite(prepared.resource, names)
+    resource = rewrite_references(prepared.resource, names)  # Bundle fullUrls → the stored resources
     check_references(unit, resource, set(names.values()))
     stored = unit.write(prepared.resource_type, resource_id, resource,
                         [_as_warning(f) for f in prepared.findings], method)

@@ -7,7 +7,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from service.errors import BadRequest, Issue, NotFound
-from service.search.parameters import params_of, parse_range, reference_key, values_at
+from service.fhirjson import etag, issue, outcome
+from service.params import date_range, integer
+from service.search.parameters import params_of, reference_key, values_at
 from service.search.query import Query, parse
 from service.security.scopes import insufficient
 from service.store.resources import ResourceStore, StoredResource, Unit, instant
@@ -31,9 +33,8 @@ def search(store: ResourceStore, resource_type: str, items: list[tuple[str, str]
     bundle["link"] = _page_links(f"{base}/{resource_type}", kept, query.offset, query.count, len(found), total)
     bundle["entry"] = entries
     if query.ignored:
-        bundle["entry"].append({"resource": {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "warning", "code": "not-supported", "details": {"text": f"Ignored: {name}"},
-             "expression": [name]} for name in query.ignored]}, "search": {"mode": "outcome"}})
+        ignored = outcome(issue("warning", "not-supported", f"Ignored: {name}", name) for name in query.ignored)
+        bundle["entry"].append({"resource": ignored, "search": {"mode": "outcome"}})
     return bundle
 
 
@@ -59,8 +60,8 @@ def history(store: ResourceStore, base: str, resource_type: str | None = None, r
         raise BadRequest("History takes _since, _count and _offset only.",
                          [Issue(n, "not supported") for n in unknown])
     since = _since(args.get("_since"))
-    count = _bounded(args, "_count", 20, 1, 200)
-    offset = _bounded(args, "_offset", 0, 0, 1_000_000)
+    count = integer(args, "_count", 20, 1, 200)
+    offset = integer(args, "_offset", 0, 0, 1_000_000)
     with store.unit() as unit:
         if resource_id is not None and resource_type is not None and unit.get(resource_type, resource_id) is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known to this server.")
@@ -86,7 +87,7 @@ def _history_entry(base: str, v: StoredResource) -> dict[str, Any]:
     if v.method == "PUT" and v.version == 1:
         status = "201 Created"
     entry["request"] = {"method": v.method, "url": url if v.method != "POST" else v.resource_type}
-    entry["response"] = {"status": status, "etag": f'W/"{v.version}"', "lastModified": instant(v.last_updated)}
+    entry["response"] = {"status": status, "etag": etag(v.version), "lastModified": instant(v.last_updated)}
     return entry
 
 
@@ -110,16 +111,8 @@ def _page_links(path: str, items: list[tuple[str, str]], offset: int, count: int
 def _since(raw: str | None) -> datetime | None:
     if raw is None:
         return None
-    found = parse_range(raw.replace(" ", "+"))
+    found = date_range(raw.replace(" ", "+"))
     if found is None or "T" not in raw:
         raise BadRequest("_since must be a FHIR instant, e.g. 2026-03-02T09:00:00Z.", [Issue("_since", f"got {raw!r}")])
     return found[0]
 
-
-def _bounded(args: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = args.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw):  # int('²') raises
-        raise BadRequest(f"{name} must be an integer ≥ {low}.", [Issue(name, f"got {raw!r}")])
-    return min(int(raw), high)

@@ -1,36 +1,24 @@
-"""References in written resources: Bundle fullUrls rewritten to stored ids, and referential integrity."""
+"""Referential integrity of written resources: placeholders left unresolved, references to what is not held."""
 from __future__ import annotations
 
 from typing import Any
 
 from service.errors import BadRequest, Issue, NotFound
+from service.fhirjson import references
 from service.search.parameters import TYPES
 from service.store.resources import Unit
 
-#: references that stand for an entry of the same Bundle until rewrite() replaces them
+#: references that stand for an entry of the same Bundle until its stored id replaces them (interactions.py)
 PLACEHOLDERS = ("urn:uuid:", "urn:oid:")
-
-
-def rewrite(node: Any, names: dict[str, str]) -> Any:
-    """References to fullUrls of the Bundle become references to the stored resources."""
-    if isinstance(node, list):
-        return [rewrite(v, names) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: rewrite(v, names) for k, v in node.items()}
-    ref = out.get("reference")
-    if isinstance(ref, str) and ref in names:
-        out["reference"] = names[ref]
-    return out
 
 
 def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) -> None:
     """Referential integrity on write, as HAPI enforces it: a relative reference to a type this
     server serves must name a resource it holds, or one the same transaction writes (`pending`);
     absolute URLs point elsewhere and are not checked. A placeholder (urn:uuid:, urn:oid:) still there
-    after rewrite() named no entry of a transaction: it resolves nowhere (references.html: SHALL be
+    after that named no entry of a transaction: it resolves nowhere (references.html: SHALL be
     resolvable; HAPI: "Unable to satisfy placeholder ID"), in a Bundle or sent alone: 404 as it has been."""
-    found = references(resource, resource.get("resourceType", ""))
+    found = list(references(resource, resource.get("resourceType", ""), contained=False))
     dangling = [Issue(path, f"{ref} names no entry of this request") for path, ref in found
                 if ref.startswith(PLACEHOLDERS)]
     if dangling:
@@ -48,17 +36,3 @@ def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) ->
         raise BadRequest(f"The resource refers to resources this server does not hold: "
                          f"{', '.join(i.message.split(' ')[0] for i in missing)}.", missing)
 
-
-def references(node: Any, path: str) -> list[tuple[str, str]]:
-    """Every (path, reference) in a resource, outside contained resources."""
-    found: list[tuple[str, str]] = []
-    if isinstance(node, dict):
-        if isinstance(node.get("reference"), str):
-            found.append((f"{path}.reference", node["reference"]))
-        for key, value in node.items():
-            if key != "contained":
-                found.extend(references(value, f"{path}.{key}"))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found.extend(references(value, f"{path}[{i}]"))
-    return found

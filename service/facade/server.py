@@ -50,9 +50,9 @@ class FhirServer(Interactions):
         return bundles.export_record(unit, bundle)
 
     @staticmethod
-    def capability(base: str, profiles: dict[str, list[str]], software: dict[str, str]) -> dict[str, Any]:
+    def capability(base: str) -> dict[str, Any]:
         """The CapabilityStatement of what this server actually does."""
-        return capability(base, profiles, software)
+        return capability(base)
 
 
 __all__ = ["FhirServer", "Written"]

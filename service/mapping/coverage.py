@@ -13,7 +13,7 @@ from typing import Any
 from marshmallow import Schema, fields
 
 from service.domain.kinds import KINDS
-from service.mapping.spec import Role, Spec, lookup
+from service.mapping.spec import Role, Spec, branch, lookup, put
 
 #: Fields that name the record itself; they become the business identifier, not an element.
 IDENTITY = ("external_id", "source")
@@ -90,11 +90,11 @@ def carried(spec: Spec, record: dict[str, Any]) -> dict[str, Any]:
         scope = lookup(record, role.scope) if role.scope else record
         if scope is None or (role.when is not None and not role.when.holds(scope, record)):
             continue
-        target = _node(out, role.scope) if role.scope else out
+        target = branch(out, role.scope) if role.scope else out
         _carry(role, scope, record, target)
     for name, by_index in lists.items():
         if by_index:
-            _put(out, name, [by_index[i] for i in sorted(by_index)])
+            put(out, name, [by_index[i] for i in sorted(by_index)])
     return out
 
 
@@ -107,17 +107,4 @@ def _carry(role: Role, scope: Any, record: dict[str, Any], target: dict[str, Any
         value = lookup(scope, rule.field)
         if value is None or value == []:
             continue
-        _put(target, rule.field, copy.deepcopy(value))
-
-
-def _node(root: dict[str, Any], dotted: str) -> dict[str, Any]:
-    node = root
-    for part in dotted.split("."):
-        node = node.setdefault(part, {})
-    return node
-
-
-def _put(root: dict[str, Any], dotted: str, value: Any) -> None:
-    *head, last = dotted.split(".")
-    node = _node(root, ".".join(head)) if head else root
-    node[last] = value
+        put(target, rule.field, copy.deepcopy(value))

@@ -13,13 +13,13 @@ from typing import Any
 from urllib.parse import quote
 
 from service.conformance.definitions import Definitions
-from service.fhirjson import references
+from service.fhirjson import matches_pattern, references
 from service.mapping.concepts import ConceptIndex
 from service.mapping.identity import RecordKey, stable_id
 from service.mapping.narrative import narrative
-from service.mapping.paths import ElementPath, PathCompiler, clone, contains
+from service.mapping.paths import ElementPath, PathCompiler, clone
 from service.mapping.payload import Payload
-from service.mapping.spec import Role, Rule, Spec, lookup
+from service.mapping.spec import Role, Rule, Spec, branch, lookup, put
 from service.mapping.transforms import MappingError, forward, reverse
 
 TAG_SYSTEM = "https://ketamine-fhir.org/fhir/mapping"
@@ -148,7 +148,7 @@ class Mapper:
                     key = _item_key(spec, role, resource, values)
                     _merge_into(slot.setdefault(key, {}), values)
                 elif role.scope:
-                    _merge_into(_at(record, role.scope), values)
+                    _merge_into(branch(record, role.scope), values)
                 else:
                     _merge_into(record, values)
         notes: list[str] = []
@@ -161,7 +161,7 @@ class Mapper:
                 else:
                     complete.append(slot[key])
             if complete:
-                _set(record, list_field, complete)
+                put(record, list_field, complete)
         source, external_id = _record_identity(spec, primary)
         record = {"external_id": external_id, "source": source, **record}
         used = [f"{r['resourceType']}/{r.get('id', '')}" for rs in by_role.values() for r in rs]
@@ -237,7 +237,7 @@ class Mapper:
                 return False
             candidates = actual if isinstance(actual, list) else [actual]
             pattern = _discriminating(expected, template)
-            if not any(contains(c, pattern) for c in candidates):
+            if not any(matches_pattern(c, pattern) for c in candidates):
                 return False
         return True
 
@@ -264,7 +264,7 @@ class Mapper:
                 continue
             value = reverse(rule, self.path(role, rule).get(resource), links)
             if value is not None:
-                _set(values, rule.field, value)
+                put(values, rule.field, value)
         return values
 
 
@@ -372,21 +372,6 @@ def _discriminating(expected: Json, template: dict[str, Any] | None) -> Json:
 def _escape(text: str) -> str:
     """FHIR search token escaping: `|`, `,` and `$` inside a value are preceded by a backslash."""
     return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
-
-
-def _at(record: dict[str, Any], dotted: str) -> dict[str, Any]:
-    node = record
-    for part in dotted.split("."):
-        node = node.setdefault(part, {})
-    return node
-
-
-def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
-    *head, last = dotted.split(".")
-    node = target
-    for part in head:
-        node = node.setdefault(part, {})
-    node[last] = value
 
 
 def _merge_into(target: dict[str, Any], values: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from service.conformance.definitions import Definitions
 from service.conformance.profiles import STRUCTURES
 from service.conformance.snapshot import with_snapshot
+from service.fhirjson import matches_pattern
 
 Json = Any
 _VALUE_KEY = re.compile(r"^(fixed|pattern)([A-Z]\w*)$")
@@ -68,7 +69,7 @@ class ElementPath:
         last = self.steps[-1]
         found = node.get(last.name) if isinstance(node, dict) else None
         if last.array and isinstance(found, list) and last.template is not None:
-            found = [item for item in found if contains(item, last.template)] or None
+            found = [item for item in found if matches_pattern(item, last.template)] or None
         return found
 
     @property
@@ -82,7 +83,7 @@ def _descend(node: dict[str, Any], step: Step) -> dict[str, Any]:
         return child  # type: ignore[no-any-return]
     items: list[dict[str, Any]] = node.setdefault(step.name, [])
     for item in items:
-        if step.template is None or contains(item, step.template):
+        if step.template is None or matches_pattern(item, step.template):
             return item
     created = clone(step.template) if step.template else {}
     items.append(created)
@@ -96,18 +97,9 @@ def _find(node: Json, step: Step) -> Json:
     if not step.array:
         return child
     for item in child if isinstance(child, list) else []:
-        if step.template is None or contains(item, step.template):
+        if step.template is None or matches_pattern(item, step.template):
             return item
     return None
-
-
-def contains(value: Json, pattern: Json) -> bool:
-    """FHIR pattern semantics: every property of `pattern` is in `value`; arrays match item-wise."""
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(k in value and contains(value[k], v) for k, v in pattern.items())
-    if isinstance(pattern, list):
-        return isinstance(value, list) and all(any(contains(v, p) for v in value) for p in pattern)
-    return bool(value == pattern)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -179,6 +179,20 @@ def lookup(data: Any, dotted: str) -> Any:
     return node
 
 
+def branch(data: dict[str, Any], dotted: str) -> dict[str, Any]:
+    """The object at `screening.baseline_bp` in nested dicts, made (empty) where it is missing."""
+    node = data
+    for part in dotted.split("."):
+        node = node.setdefault(part, {})
+    return node
+
+
+def put(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `screening.baseline_bp.systolic` in nested dicts, making the objects on the way."""
+    head, _, last = dotted.rpartition(".")
+    (branch(data, head) if head else data)[last] = value
+
+
 def folder() -> Path:
     return data_dir("mappings")
 

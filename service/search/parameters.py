@@ -195,7 +195,3 @@ def date_range(value: Any) -> tuple[datetime, datetime] | None:
     if not isinstance(value, str):
         return None
     return text_range(value)
-
-
-#: A FHIR date, dateTime or instant as text; the facade imports it from here until it is split.
-parse_range = text_range

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from service.conformance.definitions import CORE_SD, Definitions
-from service.fhirjson import Finding
+from service.fhirjson import Finding, matches_pattern
 from service.validation.invariants import NATIVE, InvariantError, Invariants
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.primitives import load_primitives
 from service.validation.references import LITERAL_REFERENCE, References, as_list
 from service.validation.run import Run
-from service.validation.slicing import Slicing, matches_pattern
+from service.validation.slicing import Slicing
 from service.validation.terminology import Terminology
 from service.validation.units import valid_ucum
 

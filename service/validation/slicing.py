@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from service.fhirjson import matches_pattern
 from service.validation.bindings import Bindings
 from service.validation.plan import ElementPlan, TypeRef
 from service.validation.run import Run
@@ -90,15 +91,6 @@ class Slicing(Bindings):
         if binding.get("strength") == "required" and binding.get("valueSet"):
             return ("valueset", binding["valueSet"])  # R4 allows a discriminator on a required binding
         return None
-
-
-def matches_pattern(value: Any, pattern: Any) -> bool:
-    """FHIR pattern[x]: every property of the pattern is in the value; each pattern list item in the list."""
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
-    if isinstance(pattern, list):
-        return isinstance(value, list) and all(any(matches_pattern(v, p) for v in value) for p in pattern)
-    return bool(value == pattern)
 
 
 def navigate(value: Any, path: str) -> list[Any]:

@@ -11,37 +11,29 @@ from datetime import UTC
 from email.utils import format_datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from service.app.runtime import Runtime
+from service.conformance.package import CONFORMANCE_TYPES
 from service.errors import BadRequest, Issue, MethodNotAllowed, NotFound, PreconditionFailed, UnsupportedMediaType
 from service.facade.interactions import Written
 from service.facade.server import FhirServer
+from service.fhirjson import etag, etag_version, issue, operation_outcome, version_id
 from service.search.parameters import TYPES
 from service.store.resources import StoredResource
 from service.validation import default_validator
 from service.validation.engine import UnknownProfile
-from service.validation.outcome import operation_outcome
 from service.validation.positions import locate, root_name
-from service.web import auth
-from service.web.body import JSON_TYPES, json_body
+from service.web import auth, current
+from service.web.body import JSON_TYPES
 
 bp = Blueprint("fhir_api", __name__, url_prefix="/fhir")
 FHIR_JSON = "application/fhir+json"
 XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml")
-#: Conformance resources of our IG, readable (and searchable by url) but not writable.
-CONFORMANCE = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap", "ImplementationGuide")
-SOFTWARE = {"name": "Ketamine FHIR Bridge", "version": "0.1.0", "date": "2026-11-28"}
-
-
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["kfhir"]
-    return runtime
 
 
 def _fhir() -> FhirServer:
     """The FHIR server writing on behalf of this request's client (its Provenance names the author)."""
-    return _runtime().fhir.acting_for(auth.author())
+    return current.runtime().fhir.acting_for(auth.author())
 
 
 def _base() -> str:
@@ -67,7 +59,7 @@ def _resource_body() -> Any:
         raise UnsupportedMediaType("FHIR XML is not supported; send application/fhir+json.")
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Send application/fhir+json, not {request.mimetype or 'no media type'!r}.")
-    return json_body(request, _runtime().settings.max_body_bytes, _runtime().settings.max_json_depth)
+    return current.body()
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -80,7 +72,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _version_headers(stored: StoredResource) -> dict[str, str]:
     modified = stored.last_updated.replace(tzinfo=UTC)
-    return {"ETag": f'W/"{stored.version}"', "Last-Modified": format_datetime(modified, usegmt=True)}
+    return {"ETag": etag(stored.version), "Last-Modified": format_datetime(modified, usegmt=True)}
 
 
 def _written(written: Written) -> Response:
@@ -94,8 +86,7 @@ def _written(written: Written) -> Response:
         return response
     if prefer == "OperationOutcome":
         outcome = operation_outcome(written.findings)
-        outcome["issue"] += [{"severity": "information", "code": "informational", "details": {"text": n}}
-                             for n in written.notes]
+        outcome["issue"] += [issue("information", "informational", note) for note in written.notes]
         return _json(outcome, written.status, headers)
     return _json(stored.content, written.status, headers)
 
@@ -113,13 +104,10 @@ def _if_match() -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None:
         return None
-    text = raw.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit():
+    version = etag_version(raw)
+    if version is None:  # a condition that cannot hold (RFC 9110 §13.1.1)
         raise PreconditionFailed(f"If-Match {raw!r} is not an ETag this server issued (like W/\"1\").")
-    return int(text)
+    return version
 
 
 def _query_items() -> list[tuple[str, str]]:
@@ -132,9 +120,9 @@ def _query_items() -> list[tuple[str, str]]:
 def _type(resource_type: str) -> str:
     if resource_type.startswith("$"):
         raise MethodNotAllowed(f"{resource_type} is an operation; this server runs $validate, by POST.")
-    if resource_type in CONFORMANCE:
+    if resource_type in CONFORMANCE_TYPES:  # our IG's: readable (and searchable by url), not writable
         return resource_type
-    _runtime().fhir.check_type(resource_type)
+    current.runtime().fhir.check_type(resource_type)
     return resource_type
 
 
@@ -142,12 +130,7 @@ def _type(resource_type: str) -> str:
 
 @bp.get("/metadata")
 def metadata() -> Response:
-    profiles: dict[str, list[str]] = {}
-    for resource in default_validator().defs.own.values():
-        if resource.get("resourceType") == "StructureDefinition" and resource.get("kind") == "resource" \
-                and resource.get("derivation") == "constraint":
-            profiles.setdefault(resource["type"], []).append(resource["url"])
-    return _json(_runtime().fhir.capability(_base(), profiles, SOFTWARE))
+    return _json(current.runtime().fhir.capability(_base()))
 
 
 @bp.post("")
@@ -158,7 +141,7 @@ def bundle() -> Response:
 
 @bp.get("/_history")
 def history_system() -> Response:
-    return _json(_runtime().fhir.history(_base(), items=list(request.args.items(multi=True))))
+    return _json(current.runtime().fhir.history(_base(), items=list(request.args.items(multi=True))))
 
 
 # --- type level --------------------------------------------------------------------------------
@@ -166,10 +149,10 @@ def history_system() -> Response:
 @bp.get("/<resource_type>")
 @bp.post("/<resource_type>/_search")
 def search(resource_type: str) -> Response:
-    if resource_type in CONFORMANCE:
+    if resource_type in CONFORMANCE_TYPES:
         return _json(_conformance_search(resource_type))
     lenient = _prefer("handling") == "lenient"
-    return _json(_runtime().fhir.search(_type(resource_type), _query_items(), _base(), lenient, auth.can_read))
+    return _json(current.runtime().fhir.search(_type(resource_type), _query_items(), _base(), lenient, auth.can_read))
 
 
 @bp.post("/<resource_type>")
@@ -195,16 +178,17 @@ def conditional_delete(resource_type: str) -> Response:
 
 @bp.get("/<resource_type>/_history")
 def history_type(resource_type: str) -> Response:
-    return _json(_runtime().fhir.history(_base(), _type(resource_type), items=list(request.args.items(multi=True))))
+    items = list(request.args.items(multi=True))
+    return _json(current.runtime().fhir.history(_base(), _type(resource_type), items=items))
 
 
 # --- instance level ----------------------------------------------------------------------------
 
 @bp.get("/<resource_type>/<resource_id>")
 def read(resource_type: str, resource_id: str) -> Response:
-    if resource_type in CONFORMANCE:
+    if resource_type in CONFORMANCE_TYPES:
         return _json(_conformance_read(resource_type, resource_id))
-    stored = _runtime().fhir.read(_type(resource_type), resource_id)
+    stored = current.runtime().fhir.read(_type(resource_type), resource_id)
     return _json(stored.content, 200, _version_headers(stored))
 
 
@@ -219,26 +203,27 @@ def delete(resource_type: str, resource_id: str) -> Response:
     _writable(resource_type)
     stored = _fhir().delete(resource_type, resource_id)
     response = Response(status=204)
-    response.headers["ETag"] = f'W/"{stored.version}"'
+    response.headers["ETag"] = etag(stored.version)
     return response
 
 
 @bp.get("/<resource_type>/<resource_id>/_history")
 def history_instance(resource_type: str, resource_id: str) -> Response:
-    return _json(_runtime().fhir.history(_base(), _type(resource_type), resource_id,
+    return _json(current.runtime().fhir.history(_base(), _type(resource_type), resource_id,
                                          list(request.args.items(multi=True))))
 
 
 @bp.get("/<resource_type>/<resource_id>/_history/<version>")
 def vread(resource_type: str, resource_id: str, version: str) -> Response:
-    if not (version.isascii() and version.isdigit()):  # '²' is a digit to isdigit() but not to int()
+    number = version_id(version)
+    if number is None:
         raise NotFound(f"{resource_type}/{resource_id} has no version {version!r}.")
-    stored = _runtime().fhir.read(_type(resource_type), resource_id, int(version))
+    stored = current.runtime().fhir.read(_type(resource_type), resource_id, number)
     return _json(stored.content, 200, _version_headers(stored))
 
 
 def _writable(resource_type: str) -> None:
-    if resource_type in CONFORMANCE:
+    if resource_type in CONFORMANCE_TYPES:
         raise MethodNotAllowed(f"{resource_type} resources are the server's own conformance resources: read only.")
     _type(resource_type)
 
@@ -293,7 +278,7 @@ def _operands(body: Any) -> tuple[Any, str | None]:
 def _body_text() -> str:
     """The request body as text, for issue positions; read once (within the size limit, +1 so that json_body
     still sees an oversized body) and put back as a stream for json_body, which parses it and enforces limits."""
-    raw = request.stream.read(_runtime().settings.max_body_bytes + 1)
+    raw = request.stream.read(current.runtime().settings.max_body_bytes + 1)
     request.stream = io.BytesIO(raw)
     return raw.decode("utf-8", "replace")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from service.conformance.definitions import load
-from service.mapping.paths import PathCompiler, PathError, contains
+from service.fhirjson import matches_pattern
+from service.mapping.paths import PathCompiler, PathError
 
 MONITORING = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-session-monitoring"
 ADMINISTRATION = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-administration"
@@ -85,4 +86,4 @@ def test_ordered_writes_elements_in_definition_order(paths: PathCompiler) -> Non
     ("a", "a", True),
 ])
 def test_contains_follows_pattern_semantics(value: object, pattern: object, expected: bool) -> None:
-    assert contains(value, pattern) is expected
+    assert matches_pattern(value, pattern) is expected

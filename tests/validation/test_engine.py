@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from service.conformance.definitions import load
-from service.fhirjson import Finding
+from service.fhirjson import Finding, matches_pattern
 from service.resources import profiles_dir
 from service.validation import ensure_valid, ours, validate
-from service.validation.engine import Validator, matches_pattern
+from service.validation.engine import Validator
 
 EXAMPLES = profiles_dir() / "examples"
 OURS = "https://ketamine-fhir.org/fhir/StructureDefinition/"
