@@ -16,12 +16,14 @@ from service.fhirjson import (
     etag_version,
     findings_of,
     has_errors,
+    matches_pattern,
     operation_outcome,
     outcome,
     reference_key,
     references,
     refuse_errors,
     rewrite_references,
+    version_id,
 )
 
 SESSION: dict[str, Any] = {
@@ -168,3 +170,21 @@ def test_findings_without_errors_pass() -> None:
 ])
 def test_a_reference_key_is_type_and_id_without_the_version(ref: str, key: tuple[str, str] | None) -> None:
     assert reference_key(ref) == key
+
+
+@pytest.mark.parametrize("text, version", [("1", 1), ("42", 42), ("0", 0), ("9" * 18, int("9" * 18)), ("9" * 19, None),
+                                           ("9" * 5000, None), ("", None), ("²", None), ("-1", None), (" 1", None),
+                                           ("1a", None)])
+def test_a_version_id_is_a_plain_number_of_at_most_18_digits(text: str, version: int | None) -> None:
+    assert version_id(text) == version
+
+
+@pytest.mark.parametrize("value, pattern, expected", [
+    ({"coding": [{"system": "s", "code": "c", "display": "d"}, {"code": "x"}]}, {"coding": [{"system": "s", "code": "c"}]},
+     True),
+    ({"coding": [{"system": "s", "code": "other"}]}, {"coding": [{"system": "s", "code": "c"}]}, False),
+    ({"coding": {"system": "s"}}, {"coding": [{"system": "s"}]}, False),
+    ("final", "final", True), (1, 1.0, True), ("1", 1, False), ({}, {}, True), ([], [], True),
+])
+def test_a_pattern_matches_a_value_that_holds_all_of_it(value: object, pattern: object, expected: bool) -> None:
+    assert matches_pattern(value, pattern) is expected
