@@ -1,4 +1,4 @@
-"""The contenders' corpus (issue 10): single resources and collection Bundles of 10, 100 and 1,000 entries,
+"""The contenders' corpus: single resources and collection Bundles of 10, 100 and 1,000 entries,
 written once to one folder so that every contender reads the same files.
 
 Singles are every valid IG example (each profile, plus the Patient, Practitioner and Encounter they refer to)

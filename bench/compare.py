@@ -1,4 +1,4 @@
-"""Validators side by side (issue 10): ours, HAPI FHIR 8.8.0, Medplum, fhircraft, and the floors
+"""Validators side by side: ours, HAPI FHIR 8.8.0, Medplum, fhircraft, and the floors
 fhir.resources `model_validate` and `json.loads`, on the same single resources and Bundles of 10, 100 and 1,000.
 
     python -m bench.compare [--quick] [--only ours,hapi,...] [--out-dir DIR]

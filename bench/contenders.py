@@ -1,4 +1,4 @@
-"""Runs each contender on the corpus of bench/bundles.py, each in its own process (issue 10).
+"""Runs each contender on the corpus of bench/bundles.py, each in its own process.
 
 Python contenders run bench/child.py pinned to one core; Medplum runs bench/medplum/validate.mjs under Node;
 HAPI runs the harness of tests/peers (bench/hapi.py) in one JVM. Every process gets the same files, warms up

@@ -1,4 +1,4 @@
-"""Figures of one contender's run (issue 10): per input size the median and p95 time per resource and
+"""Figures of one contender's run: per input size the median and p95 time per resource and
 resources/s, cost growth from the smallest to the largest Bundle, and verdict agreement with HAPI.
 
 Size 1 is the valid single resources: each file's median call, then the median and p95 over files.

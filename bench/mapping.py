@@ -1,11 +1,11 @@
-"""Mapping benchmark (issue 5): record → validated transaction Bundle, per record kind.
+"""Mapping benchmark: record → validated transaction Bundle, per record kind.
 
     python -m bench.mapping [--min-time 0.5] [--min-reps 30]
 
 For each kind: the golden clinical record of tests/mapping/golden, plus the issue's reference case,
 an administration with 6 vital readings and 3 scores. Per case the median and p95 over repeated
 calls (after a warm-up call) of: forward mapping alone, validation of the Bundle alone, and both
-(map_record, what the domain API does on every write). Target (issue 5): ≤ 3 ms median to map and
+(map_record, what the domain API does on every write). Target: ≤ 3 ms median to map and
 validate the reference administration. Writes bench/results/mapping-<date>.json.
 """
 from __future__ import annotations

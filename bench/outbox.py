@@ -1,4 +1,4 @@
-"""Outbox benchmark (issue 7): time to push the demo data to the HAPI FHIR peer, and the median per record.
+"""Outbox benchmark: time to push the demo data to the HAPI FHIR peer, and the median per record.
 
     python -m bench.outbox [--hapi-url URL]
 

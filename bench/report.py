@@ -1,4 +1,4 @@
-"""The contenders' figures as Markdown (issue 10): one table per input size, one per contender."""
+"""The contenders' figures as Markdown: one table per input size, one per contender."""
 from __future__ import annotations
 
 from typing import Any
@@ -72,7 +72,7 @@ def markdown(res: dict[str, Any]) -> str:
              f"the same files for every contender. Each contender in its own process, after warm-up; time = parse + "
              f"validate from the text in memory (HAPI: read + parse + validate, timed in the JVM). "
              f"{res['machine']['cpus']} CPUs ({res['machine']['cpu']}); Python contenders pinned to one core.", ""]
-    lines += speed_table(runs) + [""] + contender_table(runs) + ["", "Targets (issue 10, validator):", ""]
+    lines += speed_table(runs) + [""] + contender_table(runs) + ["", "Targets (validator):", ""]
     lines += targets.markdown(res["targets"])
     lines += ["", "Verdict: a file has errors when the contender reports an error or fatal issue; "
               "\"≠ HAPI\" counts the files (singles and Bundles) where that differs from HAPI's verdict."]

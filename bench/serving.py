@@ -1,4 +1,4 @@
-"""Serving benchmark (issue 6): the FHIR facade under load, with the production server.
+"""Serving benchmark: the FHIR facade under load, with the production server.
 
     python -m bench.serving [--seconds 10] [--clients 8] [--workers 2] [--hapi-url URL]
 
@@ -7,7 +7,7 @@ MedicationAdministration refers to, then a load generator in a separate process 
 threads, one keep-alive connection each) posts valid MedicationAdministrations for `--seconds`,
 validation on. Reports creates/s and p50/p99 latency, then the time of one 1,000-entry transaction
 Bundle (vital-sign Observations of one patient). With --hapi-url (a running HAPI FHIR server, e.g.
-the tests' peer) the same load runs against it in the same run. Targets (issue 6): ≥ 400 creates/s,
+the tests' peer) the same load runs against it in the same run. Targets: ≥ 400 creates/s,
 p99 < 50 ms, 1,000-entry transaction < 2 s. Writes bench/results/serving-<date>.json.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The validator targets of issue 10 against the compare figures: ≤ 250 µs per ketamine
+"""The validator targets against the compare figures: ≤ 250 µs per ketamine
 MedicationAdministration, ≥ 20× faster than HAPI at every input size, < 150 MB resident. Each row says how
 far off it is (a factor: 1.00 or less meets the target), so the largest gap can be named."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validation benchmark (issue 10): our validator against HAPI FHIR 8.8.0 on the same files.
+"""Validation benchmark: our validator against HAPI FHIR 8.8.0 on the same files.
 
     python -m bench [--min-time 0.1] [--min-reps 20] [--hapi-passes 3] [--startup-runs 3] [--no-hapi]
 
@@ -15,7 +15,7 @@ Prints a table and writes the same figures to bench/results/validation-<date>.js
   reading and parsing the file (validate-only ratio in the JSON); agreement: files where one validator reports
   an error or fatal issue and the other none.
 
-Targets (issue 10) are printed with PASS/MISS; nothing is tuned to meet them."""
+Targets are printed with PASS/MISS; nothing is tuned to meet them."""
 from __future__ import annotations
 
 import argparse
@@ -157,7 +157,7 @@ def table(res: dict[str, Any]) -> str:
     else:
         lines.append(f"HAPI: {hp['status']}")
 
-    lines += ["", "Targets (issue 10):"]
+    lines += ["", "Targets:"]
     for t in res["targets"]:
         lines.append(f"  {t['verdict']:<9}{t['target']:<52}{t['measured']}")
 

@@ -51,7 +51,7 @@ class Settings:
     oauth_audience: str = ""
     #: where the issuer publishes its signing keys (JWKS)
     oauth_jwks_url: str = ""
-    #: the admin console's session signing key (service/admin/signing.py); empty: one generated and kept in
+    #: the admin console's session signing key (service/security/signing.py); empty: one generated and kept in
     #: the database
     secret_key: str = field(default="", repr=False)
     #: mark the admin session cookie Secure even when the TLS-terminating proxy forwards plain HTTP
