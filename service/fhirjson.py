@@ -85,6 +85,12 @@ def etag_version(text: str) -> int | None:
     return version_id(tag) if tag is not None else None
 
 
+def if_match_version(text: str) -> int | None:
+    """The version a FHIR If-Match header or Bundle `ifMatch` names, read as HAPI FHIR reads it: `W/"3"`, `"3"` and
+    the bare `3` some clients send all give 3; None for anything else. (The domain API takes only ETags it issued.)"""
+    return version_id(text.strip().removeprefix("W/").strip('"'))
+
+
 def version_id(text: str) -> int | None:
     """A versionId of ours (`3`, as in `_history/3`); None for anything else: not ASCII digits ('²' is a digit
     to isdigit(), not to int()), or more digits than any version has (int() refuses past 4,300 of them)."""

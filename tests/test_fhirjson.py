@@ -14,6 +14,7 @@ from service.fhirjson import (
     etag,
     etag_tag,
     etag_version,
+    if_match_version,
     findings_of,
     has_errors,
     matches_pattern,
@@ -99,6 +100,13 @@ def test_an_etag_is_weak_and_quoted() -> None:
 def test_etags_are_parsed_as_rfc_9110_entity_tags(text: str, tag: str | None, version: int | None) -> None:
     assert etag_tag(text) == tag
     assert etag_version(text) == version
+
+
+@pytest.mark.parametrize(("text", "version"), [
+    ('W/"3"', 3), ('"3"', 3), ("3", 3), ("W/3", 3), (' W/"12" ', 12), ("*", None), ('W/"x"', None), ("", None),
+    ('W/"0"', 0), ("²", None)])
+def test_a_fhir_if_match_is_read_as_hapi_reads_it(text: str, version: int | None) -> None:
+    assert if_match_version(text) == version
 
 
 def test_the_largest_version_of_ours_still_parses() -> None:

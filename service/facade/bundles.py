@@ -39,7 +39,7 @@ from service.facade.interactions import (
     shaped,
     update_in,
 )
-from service.fhirjson import Finding, error_outcome, etag, etag_version, operation_outcome, references, version_id
+from service.fhirjson import Finding, error_outcome, etag, if_match_version, operation_outcome, references, version_id
 from service.search.parameters import TYPES
 from service.security.scopes import insufficient
 from service.store.resources import StoredResource, Unit, instant
@@ -236,7 +236,7 @@ def _request_of(index: int, entry: Any) -> _Request:
     resource_type, resource_id = parts[0], parts[1] if len(parts) > 1 else None
     if_match = None
     if request.get("ifMatch"):
-        if_match = etag_version(str(request["ifMatch"]))
+        if_match = if_match_version(str(request["ifMatch"]))
         if if_match is None:  # as the If-Match header: a condition that cannot hold (RFC 9110 §13.1.1)
             blank.error = PreconditionFailed(f"{where}.request.ifMatch is not an ETag like W/\"1\".",
                                              [Issue(f"{where}.request.ifMatch", "expected W/\"n\"")])

@@ -17,7 +17,7 @@ from service.conformance.package import CONFORMANCE_TYPES
 from service.errors import BadRequest, Issue, MethodNotAllowed, NotFound, PreconditionFailed, UnsupportedMediaType
 from service.facade.interactions import Written
 from service.facade.server import FhirServer
-from service.fhirjson import etag, etag_version, issue, operation_outcome, version_id
+from service.fhirjson import etag, if_match_version, issue, operation_outcome, version_id
 from service.search.parameters import TYPES
 from service.store.resources import StoredResource
 from service.validation import default_validator
@@ -104,7 +104,7 @@ def _if_match() -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None:
         return None
-    version = etag_version(raw)
+    version = if_match_version(raw)
     if version is None:  # a condition that cannot hold (RFC 9110 §13.1.1)
         raise PreconditionFailed(f"If-Match {raw!r} is not an ETag this server issued (like W/\"1\").")
     return version

@@ -73,6 +73,16 @@ def test_an_if_match_that_is_no_etag_of_ours_fails(client: FlaskClient, way: str
 
 
 @pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("if_match", ["1", '"1"', "W/1"])
+def test_an_if_match_without_the_weak_quoted_form_is_read_as_hapi_reads_it(client: FlaskClient, way: str,
+                                                                           if_match: str) -> None:
+    """HAPI FHIR accepts a version in If-Match with or without W/ and quotes; clients that send a bare 1 work."""
+    put(client, way)
+    assert status(client, way, "PUT", f"Patient/{way}", patient(way, gender="male"), if_match=if_match) == 200
+    assert client.get(f"/fhir/Patient/{way}").json["gender"] == "male"
+
+
+@pytest.mark.parametrize("way", WAYS)
 def test_an_id_that_is_not_a_fhir_id_is_refused(client: FlaskClient, way: str) -> None:
     """http.html#update, datatypes.html#id: 1-64 of A-Z a-z 0-9 - and ."""
     assert status(client, way, "PUT", f"Patient/{way}_1", patient(f"{way}_1")) == 400
