@@ -1,9 +1,14 @@
-"""Shared fixtures: `app`/`client` on each database backend (SQLite file, the PostgreSQL server
-that `make test` starts), `runtime` for core tests, and the record factories.
+"""Shared fixtures: `app`/`client` on a database (a SQLite file; also the PostgreSQL server that `make test`
+starts for tests marked `both_backends`), `runtime` for core tests, and the test tiers' markers.
 
 /api and /fhir deny by default, so every test database holds the API client `tests` with every scope
 (FULL_SCOPES), and every Flask test client of an app on that database sends its key (TokenClient,
-installed for all apps below). `anonymous_client` sends none; `api_key(*scopes)` makes a narrower one."""
+installed for all apps below). `anonymous_client` sends none; `api_key(*scopes)` makes a narrower one.
+
+Backends: a test that asks for `database_url` (or app, client, runtime, settings) runs on SQLite only,
+unless it is marked `both_backends` (or parametrizes `database_url` itself): PostgreSQL is for what the two
+backends do differently (claims, locks, races, constraints, migrations, triggers, NUL, types), not for
+every request test twice. Tiers (markers set below by path or fixture): peer, browser, fuzz, postgres."""
 from __future__ import annotations
 
 import os
@@ -14,12 +19,15 @@ from pathlib import Path
 import pytest
 
 # from a module of their own: a test module's `from conftest import …` loads this file a second time
+from argon2 import PasswordHasher
 from credentials import FULL_SCOPES, KEYS, TokenClient
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
 from service import create_app
+from service.admin import accounts
+from service.admin.history import record_current
 from service.app.runtime import Runtime
 from service.config import Settings
 from service.security.keys import ApiClients
@@ -28,6 +36,59 @@ from service.store.migrate import upgrade
 
 BACKENDS = ["sqlite", "postgresql"]
 Flask.test_client_class = TokenClient
+TESTS = Path(__file__).resolve().parent
+
+#: markers by path (relative to tests/, a folder ends in "/"): the slow tiers `make check` leaves out
+TIERS: dict[str, str] = {
+    "peers/": "peer",                               # the HAPI FHIR server and validator, built with Maven
+    "validation/test_hapi_agreement.py": "peer",
+    "admin/test_browser.py": "browser",             # chromium through chromedriver
+    "hardening/test_fuzz_openapi.py": "fuzz",       # sized by KFHIR_FUZZ_REQUESTS (`make fuzz`: the full runs)
+    "hardening/test_fuzz_facade.py": "fuzz",
+    "hardening/test_parsers.py": "fuzz",
+}
+#: argon2id at its lowest cost: the library's defaults (production's) cost about 0.1 s a hash on an idle core and
+#: 0.5 s on this busy 2-core machine, twice per signed-in test; no test depends on the cost (the parameters
+#: travel in each hash, so a hash made either way verifies either way)
+QUICK_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+QUICK_DUMMY_HASH = QUICK_HASHER.hash("not a password of anyone")
+#: fixtures that start a HAPI FHIR peer (a JVM): their tests are the peer tier too
+PEER_FIXTURES = {"hapi_server", "hapi"}
+#: fixtures that reach the PostgreSQL server
+POSTGRES_FIXTURES = {"postgres_engine", "postgres_admin_url"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`database_url`: SQLite, and PostgreSQL too for tests marked both_backends (unless the test chose)."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "database_url" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return
+    both = metafunc.definition.get_closest_marker("both_backends") is not None
+    metafunc.parametrize("database_url", BACKENDS if both else BACKENDS[:1], indirect=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        where = Path(str(item.path)).relative_to(TESTS).as_posix() if TESTS in item.path.parents else ""
+        for prefix, marker in TIERS.items():
+            if where == prefix or (prefix.endswith("/") and where.startswith(prefix)):
+                item.add_marker(marker)
+        names = set(getattr(item, "fixturenames", ()))
+        if names & PEER_FIXTURES:
+            item.add_marker("peer")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if names & POSTGRES_FIXTURES or "postgresql" in params.values():
+            item.add_marker("postgres")
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process admin accounts hash with QUICK_HASHER (processes the tests start use the real one)."""
+    monkeypatch.setattr(accounts, "HASHER", QUICK_HASHER)
+    monkeypatch.setattr(accounts, "_DUMMY_HASH", QUICK_DUMMY_HASH)
 
 
 def postgres_url() -> str:
@@ -40,10 +101,12 @@ def postgres_url() -> str:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite file, copied for each test (migrating costs more than copying)."""
+    """A migrated SQLite file, copied for each test (migrating costs more than copying), with what every
+    app records at start-up already there (the mapping versions: parsing their YAML costs more still)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
+    record_current(engine)
     KEYS["template"] = ApiClients(engine).add("tests", FULL_SCOPES)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -69,9 +132,10 @@ def _empty_postgres(engine: Engine) -> None:
             conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
+    """A fresh database: SQLite unless parametrized with "postgresql" (see pytest_generate_tests)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
         target = tmp_path / "kfhir.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), target)
         KEYS[f"sqlite:///{target}"] = KEYS["template"]

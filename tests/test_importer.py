@@ -86,6 +86,7 @@ def mixed_sessions(tmp_path: Path) -> Path:
 GOOD_SESSIONS = ["adm-ok-1", "esk-ok-1", "adm-ok-2"]
 
 
+@pytest.mark.both_backends  # batches committed as they go
 def test_jsonl_import_stores_valid_lines_and_names_each_bad_line_and_field(
         database_url: str, runtime: Runtime, tmp_path: Path) -> None:
     result = run_import(mixed_sessions(tmp_path), "administration", database_url)
@@ -100,6 +101,7 @@ def test_jsonl_import_stores_valid_lines_and_names_each_bad_line_and_field(
     assert stored_ids(runtime, "administration") == GOOD_SESSIONS
 
 
+@pytest.mark.both_backends  # the identity constraint
 def test_importing_the_same_file_again_creates_no_duplicates(
         database_url: str, runtime: Runtime, tmp_path: Path) -> None:
     path = mixed_sessions(tmp_path)
@@ -154,6 +156,7 @@ def test_line_numbers_count_blank_lines_and_crlf_endings(runtime: Runtime, tmp_p
     assert "UTF-8" in report.errors[1]["message"]
 
 
+@pytest.mark.both_backends  # the identity constraint
 def test_a_changed_record_under_a_stored_external_id_is_reported_not_overwritten(
         runtime: Runtime, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "twice.jsonl", [json.dumps(assessment(score=18)), json.dumps(assessment(score=9))])
@@ -346,6 +349,7 @@ def kill_when_some_are_stored(proc: subprocess.Popen[bytes], engine: Engine) -> 
     assert proc.wait(timeout=10) == -signal.SIGKILL
 
 
+@pytest.mark.both_backends  # what a killed connection leaves
 def test_an_import_killed_midway_leaves_a_sound_database_and_a_rerun_stores_every_line_once(
         database_url: str, runtime: Runtime, tmp_path: Path) -> None:
     path, expected_ids = crash_file(tmp_path)

@@ -14,6 +14,8 @@ from service.security.signing import NAME, SigningKey
 from service.store.engine import session
 from service.store.models import AdminAccountRow, AdminSecretRow
 
+pytestmark = pytest.mark.both_backends  # the lockout row is locked and counted in the database; names are unique
+
 NOW = datetime(2026, 3, 2, 14, 0)
 
 

@@ -34,6 +34,7 @@ def _engine(app: Flask) -> Engine:
     return engine
 
 
+@pytest.mark.both_backends  # a unique constraint settles a race
 def test_each_version_is_recorded_once_when_first_seen_without_git(app: Flask, tmp_path: Path) -> None:
     first, second = _copy(tmp_path, "v1"), _copy(tmp_path, "v2", why="Scores arrive final.", version="1.1.0")
     engine = _engine(app)

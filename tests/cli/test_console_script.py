@@ -103,6 +103,7 @@ def test_validate_exits_0_valid_1_invalid_2_usage(tmp_path: Path) -> None:
 
 # --- db upgrade ----------------------------------------------------------------------------
 
+@pytest.mark.both_backends  # migrations
 def test_db_upgrade_creates_the_schema_on_a_new_database_and_a_second_run_changes_nothing(
         fresh_database_url: str, tmp_path: Path) -> None:
     first = run_cli("db", "upgrade", database_url=fresh_database_url, cwd=tmp_path)

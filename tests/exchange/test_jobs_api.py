@@ -19,6 +19,8 @@ from service.config import Settings
 from service.exchange.outbox import Failure
 from service.params import cursor
 
+pytestmark = pytest.mark.both_backends  # retries lock the job row
+
 JOBS = "/api/v1/exchange/jobs"
 
 

@@ -20,6 +20,8 @@ from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow, RecordRow, ResourceRow
 from service.store.records import utcnow
 
+pytestmark = pytest.mark.both_backends  # claims (SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite), leases, the partial unique index
+
 
 def jobs(runtime: Runtime) -> list[OutboxJobRow]:
     with transaction(runtime.engine) as session:

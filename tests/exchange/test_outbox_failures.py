@@ -22,6 +22,8 @@ from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow
 from service.store.records import utcnow
 
+pytestmark = pytest.mark.both_backends  # each outcome is written under the claim's row lock
+
 OUTCOME = {"resourceType": "OperationOutcome", "issue": [
     {"severity": "error", "code": "invalid", "diagnostics": "Observation.status: minimum required = 1",
      "expression": ["Observation.status"]}]}

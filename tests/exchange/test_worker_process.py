@@ -27,6 +27,8 @@ from service.exchange.outbox import JobQuery
 from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow
 
+pytestmark = pytest.mark.both_backends  # worker processes share the queue through the database's locks
+
 KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 RECORD_SYSTEM = "https://ketamine-fhir.org/fhir/record/assessment"
 

@@ -63,6 +63,7 @@ def test_a_session_before_its_plan_is_refused_whole(client: FlaskClient) -> None
     assert client.get("/fhir/_history").json["total"] == 0
 
 
+@pytest.mark.both_backends  # conditional creates claimed in the database
 def test_a_mapped_session_posts_as_a_transaction_and_again_changes_nothing(client: FlaskClient) -> None:
     the_plan(client)
     bundle = golden_bundle("administration")
@@ -86,6 +87,7 @@ def test_a_mapped_session_posts_as_a_transaction_and_again_changes_nothing(clien
     assert observations.json["total"] == 6  # weight, bp, systolic, heart rate, SpO2, CADSS
 
 
+@pytest.mark.both_backends  # one database transaction per Bundle
 def test_a_failing_transaction_stores_nothing(client: FlaskClient) -> None:
     the_plan(client)
     before = client.get("/fhir/_history").json["total"]
@@ -134,6 +136,7 @@ def test_readings_posted_one_by_one_join_their_session_record(client: FlaskClien
                                                                     golden_record("administration")["scores"])
 
 
+@pytest.mark.both_backends  # one database transaction per Bundle
 def test_a_crash_while_making_the_record_leaves_neither_resource_nor_record(
         client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """The resources, the clinic record and their link commit as one: a failure that is not a refusal of
@@ -224,6 +227,7 @@ def observations(client: FlaskClient) -> list[str]:
     return ids
 
 
+@pytest.mark.both_backends  # search runs in SQL (LIKE, dates)
 @pytest.mark.parametrize("query, expected", [
     ({"date": "2026-03-05"}, [1]),
     ({"date": "lt2026-03-05"}, [0]),
@@ -248,6 +252,7 @@ def test_search_semantics(client: FlaskClient, observations: list[str], query: d
     assert found["total"] == len(expected)
 
 
+@pytest.mark.both_backends  # search runs in SQL (ordering, offsets)
 def test_paging_links_keep_every_parameter(client: FlaskClient, observations: list[str]) -> None:
     page = client.get("/fhir/Observation", query_string={"status": "final", "_count": 2, "_sort": "date"}).json
     assert [e["resource"]["id"] for e in page["entry"]] == observations[:2]
@@ -259,6 +264,7 @@ def test_paging_links_keep_every_parameter(client: FlaskClient, observations: li
     assert any(link["relation"] == "previous" for link in second["link"])
 
 
+@pytest.mark.both_backends  # search runs in SQL
 def test_include_adds_the_referenced_patient(client: FlaskClient, observations: list[str]) -> None:
     found = client.get("/fhir/Observation", query_string={"_include": "Observation:patient"}).json
     modes = [(e["resource"]["resourceType"], e["search"]["mode"]) for e in found["entry"]]
@@ -294,6 +300,7 @@ def test_a_clinic_record_is_stored_with_its_fhir_resources(client: FlaskClient) 
     assert again["meta"]["versionId"] == "2" and again["dosage"]["dose"]["value"] == 28
 
 
+@pytest.mark.both_backends  # conditional creates claimed in the database
 def test_a_record_whose_resources_cannot_be_stored_is_not_stored(client: FlaskClient) -> None:
     """Two Patients already carry the MRN (an EHR's duplicates): the session's Patient entry
     (ifNoneExist) is ambiguous, so neither the record nor any of its resources is stored."""
@@ -307,6 +314,7 @@ def test_a_record_whose_resources_cannot_be_stored_is_not_stored(client: FlaskCl
     assert client.get("/fhir/MedicationAdministration").json["total"] == 0
 
 
+@pytest.mark.both_backends  # a race on a claim
 def test_concurrent_records_of_one_new_patient_make_one_patient_resource(client: FlaskClient) -> None:
     """Eight sessions of a patient the server has never seen, stored at once: each export's
     Patient entry is a conditional create, claimed in the database, so one Patient results."""

@@ -49,11 +49,13 @@ def test_domain_strings_and_lists_are_capped(client: FlaskClient, kind: str, cha
     assert stored(client) == 0
 
 
+@pytest.mark.both_backends  # column types and sizes
 def test_the_longest_allowed_strings_pass(client: FlaskClient) -> None:
     record = administration(external_id="x" * 200, lot_number="L" * 100)
     assert client.post("/api/v1/administrations", json=record).status_code == 201
 
 
+@pytest.mark.both_backends  # column types and sizes
 def test_a_plan_at_every_list_cap_passes(client: FlaskClient) -> None:
     plan = treatment_plan(screening={"contraindications": [{"code": f"c-{i}", "present": False} for i in range(50)]})
     response = client.post("/api/v1/treatment-plans", json=plan)

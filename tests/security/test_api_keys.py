@@ -68,6 +68,7 @@ def test_unusable_names_and_scopes_are_refused(clients: ApiClients, name: str, s
         clients.add(name, scopes)
 
 
+@pytest.mark.both_backends  # a unique constraint
 def test_a_name_is_taken_once(clients: ApiClients) -> None:
     clients.add("ehr", ["system/*.rs"])
     with pytest.raises(ClientError, match="exists already"):

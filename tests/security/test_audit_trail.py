@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from service.security.audit import PATIENT_HASH, AuditLog, AuditQuery
 from service.validation import default_validator
 
+pytestmark = pytest.mark.both_backends  # PostgreSQL triggers keep the trail append-only
+
 FHIR = "application/fhir+json"
 MRN = {"system": "https://clinic.example/mrn", "value": "MRN-AUDIT-7"}
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -10,6 +11,8 @@ from service.app.runtime import Runtime
 from service.store.engine import make_engine
 from service.store.migrate import current_revision, head_revision, upgrade
 from service.store.models import Base
+
+pytestmark = pytest.mark.both_backends  # migrations
 
 
 def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from service.store import records as records_module
 from service.store.models import RecordRow, RecordVersionRow
 from service.store.records import ListQuery, NewRecord, StaleVersion
 
+pytestmark = pytest.mark.both_backends  # the store: identity constraints, savepoints, concurrent writers, JSON and time columns
+
 
 def new(external_id: str = "a-1", patient: str = "MRN-1", at: datetime | None = None,
         content: dict[str, Any] | None = None, source: str = "clinic-a") -> NewRecord:

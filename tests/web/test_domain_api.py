@@ -27,6 +27,7 @@ def test_create_answers_201_with_location_and_etag(client: FlaskClient, kind: st
     assert client.get(response.headers["Location"]).get_json() == body
 
 
+@pytest.mark.both_backends  # the identity constraint
 def test_identical_resend_answers_200_without_duplicate(client: FlaskClient) -> None:
     first = post(client, "assessments", assessment())
     again = post(client, "assessments", assessment())
@@ -34,11 +35,13 @@ def test_identical_resend_answers_200_without_duplicate(client: FlaskClient) -> 
     assert client.get("/api/v1/assessments").get_json()["count"] == 1
 
 
+@pytest.mark.both_backends  # JSON as each database stores it
 def test_resend_with_equivalent_json_is_identical(client: FlaskClient) -> None:
     post(client, "administrations", administration(dose_mg=35))
     assert post(client, "administrations", administration(dose_mg=35.0)).status_code == 200
 
 
+@pytest.mark.both_backends  # the identity constraint
 def test_conflicting_resend_answers_409_naming_the_record(client: FlaskClient) -> None:
     first = post(client, "assessments", assessment()).get_json()
     response = post(client, "assessments", assessment(score=3))
@@ -111,6 +114,7 @@ def test_put_with_current_etag_stores_a_new_version(client: FlaskClient) -> None
     assert [(v["version"], v["content"]["score"]) for v in versions] == [(1, 18), (2, 9)]
 
 
+@pytest.mark.both_backends  # the version check in the UPDATE
 def test_put_with_stale_etag_is_412_and_changes_nothing(client: FlaskClient) -> None:
     rid = _created(client)["id"]
     client.put(f"/api/v1/assessments/{rid}", json=assessment(score=9), headers={"If-Match": 'W/"1"'})
@@ -202,6 +206,7 @@ def test_list_by_patient_identifier(client: FlaskClient) -> None:
     assert _ids(client, "patient_identifier=https://elsewhere|MRN-2") == []
 
 
+@pytest.mark.both_backends  # time columns
 def test_list_by_date_range_in_utc(client: FlaskClient) -> None:
     _seed(client)
     # a-1 is 2026-03-02T23:30-05:00 = 2026-03-03T04:30Z: inside a range of the 3rd (UTC).
@@ -210,6 +215,7 @@ def test_list_by_date_range_in_utc(client: FlaskClient) -> None:
     assert _ids(client, "date_to=2026-03-04T10:00:00Z") == ["a-0", "a-1", "a-2"]
 
 
+@pytest.mark.both_backends  # ordering and cursors in SQL
 def test_list_pages_follow_next_until_done(client: FlaskClient) -> None:
     _seed(client)
     seen, url = [], "/api/v1/assessments?limit=3&patient_identifier=MRN-1"
@@ -242,6 +248,7 @@ def test_wrong_method_is_405_with_allow(client: FlaskClient) -> None:
     assert response.mimetype == "application/problem+json"
 
 
+@pytest.mark.both_backends  # JSON and time columns
 def test_treatment_plan_round_trip_keeps_every_field(client: FlaskClient) -> None:
     plan = treatment_plan(
         goals=[{"measure": "madrs", "target": "response", "baseline": 32}],
