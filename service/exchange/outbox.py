@@ -31,15 +31,18 @@ STATES = ("queued", "in_flight", "done", "dead")
 OPEN = ("queued", "in_flight")
 #: How long a claim holds without a heartbeat; a worker that vanished loses its jobs after this.
 LEASE_S = 60.0
+#: What time it is (naive UTC, as stored); tests give the outbox one they can move instead of sleeping.
+Clock = Callable[[], datetime]
 
 
 def business_key(record: StoredRecord) -> str:
     return f"{record.kind}/{record.source}/{record.external_id}"
 
 
-def enqueue(session: Session, record: StoredRecord, bundle: dict[str, Any], endpoints: list[Endpoint]) -> list[int]:
+def enqueue(session: Session, record: StoredRecord, bundle: dict[str, Any], endpoints: list[Endpoint],
+            clock: Clock = utcnow) -> list[int]:
     """One job per enabled endpoint that takes this kind, in the caller's transaction (the record's)."""
-    now, key = utcnow(), business_key(record)
+    now, key = clock(), business_key(record)
     pks = []
     for endpoint in endpoints:
         if not endpoint.enabled or record.kind not in endpoint.kinds:
@@ -119,16 +122,17 @@ class Failure:
 
 
 class Outbox:
-    def __init__(self, engine: Engine, lease_s: float = LEASE_S) -> None:
+    def __init__(self, engine: Engine, lease_s: float = LEASE_S, clock: Clock = utcnow) -> None:
         self.engine = engine
         self.lease_s = lease_s
+        self.clock = clock
         self.postgres = engine.dialect.name == "postgresql"
 
     # --- the worker's side -----------------------------------------------------------------
 
     def claim(self, worker: str, endpoints: list[str], limit: int = 1) -> list[Job]:
         """Take up to `limit` due jobs (or jobs whose lease expired) of `endpoints` for `worker`."""
-        now = utcnow()
+        now = self.clock()
         job, earlier = OutboxJobRow, aliased(OutboxJobRow)
         blocked = exists().where(earlier.endpoint == job.endpoint, earlier.business_key == job.business_key,
                                  earlier.pk < job.pk, earlier.state.in_(OPEN))
@@ -151,7 +155,7 @@ class Outbox:
 
     def heartbeat(self, worker: str, pk: int) -> bool:
         """Extend `worker`'s lease on job `pk`; False when the job is no longer its own."""
-        now = utcnow()
+        now = self.clock()
         with transaction(self.engine, write=True) as session:
             result = session.execute(update(OutboxJobRow).where(
                 OutboxJobRow.pk == pk, OutboxJobRow.state == "in_flight", OutboxJobRow.lease_owner == worker,
@@ -172,7 +176,7 @@ class Outbox:
     def _finish(self, worker: str, pk: int, state: str, failure: Failure | None, delay_s: float = 0.0,
                 written: list[dict[str, Any]] | None = None) -> bool:
         """Record an attempt's end, if `worker` still holds the job (a reclaimed job is someone else's)."""
-        now = utcnow()
+        now = self.clock()
         with transaction(self.engine, write=True) as session:
             row = session.scalars(self._own(pk, worker)).one_or_none()
             if row is None:
@@ -244,7 +248,7 @@ class Outbox:
     def retry(self, pk: int) -> Job:
         """Send a dead job again now (after a person fixed the cause); other states are refused, and so is a
         job of an older version than one queued or sent since (it would overwrite the newer one)."""
-        now = utcnow()
+        now = self.clock()
         with transaction(self.engine, write=True) as session:
             row = session.get(OutboxJobRow, pk, with_for_update=self.postgres)
             if row is None:
@@ -261,7 +265,7 @@ class Outbox:
     def retry_dead(self, endpoint: str) -> int:
         """Queue every dead job of `endpoint` again; how many. A dead job of an older version than a later job
         of its record is finished as superseded instead (sending it would overwrite the newer version)."""
-        now = utcnow()
+        now = self.clock()
         queued = 0
         with transaction(self.engine, write=True) as session:
             stmt = select(OutboxJobRow).where(OutboxJobRow.endpoint == endpoint, OutboxJobRow.state == "dead")
@@ -283,7 +287,7 @@ class Outbox:
                 continue
             bundle = bundle_of(record)
             with transaction(self.engine, write=True) as session:
-                count += len(enqueue(session, record, bundle, [endpoint]))
+                count += len(enqueue(session, record, bundle, [endpoint], self.clock))
         return count
 
     def _queued_before(self, endpoint: Endpoint, record: StoredRecord) -> bool:

@@ -11,10 +11,11 @@ import pytest
 from factories import assessment, treatment_plan
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
+from support.clock import FakeClock
 
 from service.app.runtime import Runtime
 from service.errors import Conflict, NotFound
-from service.exchange.outbox import Failure, JobQuery, Outbox, every_record
+from service.exchange.outbox import LEASE_S, Failure, JobQuery, Outbox, every_record
 from service.store.engine import make_engine
 from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow, RecordRow, ResourceRow
@@ -92,42 +93,46 @@ def test_the_database_refuses_two_in_flight_jobs_for_one_key(exchange_runtime: R
 
 def test_a_stale_lease_is_reclaimed_and_the_vanished_worker_cannot_finish(exchange_runtime: Runtime) -> None:
     exchange_runtime.intake.submit("assessment", assessment())
-    short = Outbox(exchange_runtime.engine, lease_s=0.05)
-    (job,) = short.claim("vanished", ["ehr"])
-    assert short.claim("other", ["ehr"]) == []  # the lease still holds
-    time.sleep(0.1)
-    (again,) = short.claim("other", ["ehr"])
+    clock = FakeClock()
+    outbox = Outbox(exchange_runtime.engine, clock=clock)
+    (job,) = outbox.claim("vanished", ["ehr"])
+    clock.advance(LEASE_S - 1)
+    assert outbox.claim("other", ["ehr"]) == []  # the lease still holds
+    clock.advance(2)
+    (again,) = outbox.claim("other", ["ehr"])
     assert (again.pk, again.lease_owner, again.attempts) == (job.pk, "other", 2)
-    assert not short.complete("vanished", job.pk, [])
-    assert short.complete("other", job.pk, [{"resourceType": "Observation", "id": "x", "version": "1"}])
-    attempts = short.attempts(job.pk)
+    assert not outbox.complete("vanished", job.pk, [])
+    assert outbox.complete("other", job.pk, [{"resourceType": "Observation", "id": "x", "version": "1"}])
+    attempts = outbox.attempts(job.pk)
     assert [(a["number"], a["worker"], a["result"]) for a in attempts] == [(1, "vanished", "lost"),
                                                                             (2, "other", "done")]
 
 
 def test_a_heartbeat_keeps_the_lease(exchange_runtime: Runtime) -> None:
     exchange_runtime.intake.submit("assessment", assessment())
-    short = Outbox(exchange_runtime.engine, lease_s=0.2)
-    (job,) = short.claim("busy", ["ehr"])
-    for _ in range(4):
-        time.sleep(0.1)
-        assert short.heartbeat("busy", job.pk)
-    assert short.claim("other", ["ehr"]) == []
-    assert not short.heartbeat("other", job.pk)
+    clock = FakeClock()
+    outbox = Outbox(exchange_runtime.engine, clock=clock)
+    (job,) = outbox.claim("busy", ["ehr"])
+    for _ in range(4):  # twice the lease in all, half a lease between beats
+        clock.advance(LEASE_S / 2)
+        assert outbox.heartbeat("busy", job.pk)
+    assert outbox.claim("other", ["ehr"]) == []
+    assert not outbox.heartbeat("other", job.pk)
 
 
 def test_retry_later_waits_and_dead_jobs_are_retried_by_hand(exchange_runtime: Runtime) -> None:
-    outbox = exchange_runtime.outbox
     exchange_runtime.intake.submit("assessment", assessment())
+    clock = FakeClock()
+    outbox = Outbox(exchange_runtime.engine, clock=clock)
     (job,) = outbox.claim("w", ["ehr"])
     assert outbox.retry_later("w", job.pk, Failure("503 Service Unavailable", 503), 60)
+    clock.advance(59)
     assert outbox.claim("w", ["ehr"]) == []
     waiting = outbox.get(job.pk)
-    assert waiting.state == "queued" and waiting.next_attempt_at > utcnow() + timedelta(seconds=50)
+    assert waiting.state == "queued" and waiting.next_attempt_at == clock() + timedelta(seconds=1)
     with pytest.raises(Conflict, match="only a dead job"):
         outbox.retry(job.pk)
-    with transaction(exchange_runtime.engine, write=True) as session:
-        session.execute(update(OutboxJobRow).values(next_attempt_at=utcnow()))
+    clock.advance(1)
     (job,) = outbox.claim("w", ["ehr"])
     outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}
     assert outbox.bury("w", job.pk, Failure("422: invalid", 422, outcome))

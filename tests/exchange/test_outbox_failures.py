@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,14 +12,12 @@ import requests
 import responses
 from exchange.conftest import EHR
 from factories import assessment
-from sqlalchemy import update
+from support.clock import FakeClock
+from support.waiting import wait_until
 
 from service.app.runtime import Runtime
-from service.exchange.outbox import Job, JobQuery, Outbox
+from service.exchange.outbox import LEASE_S, Job, JobQuery, Outbox
 from service.exchange.worker import Backoff, Worker
-from service.store.engine import session as transaction
-from service.store.models import OutboxJobRow
-from service.store.records import utcnow
 
 pytestmark = pytest.mark.both_backends  # each outcome is written under the claim's row lock
 
@@ -29,9 +26,10 @@ OUTCOME = {"resourceType": "OperationOutcome", "issue": [
      "expression": ["Observation.status"]}]}
 
 
-def worker(runtime: Runtime, **backoff: Any) -> Worker:
+def worker(runtime: Runtime, outbox: Outbox | None = None, **backoff: Any) -> Worker:
     ehr = [e for e in runtime.endpoints if e.name == "ehr"]
-    return Worker(runtime.outbox, ehr, name="test-worker", backoff=Backoff(**backoff), rng=random.Random(7))  # noqa: S311 - jitter
+    return Worker(outbox or runtime.outbox, ehr, name="test-worker", backoff=Backoff(**backoff),
+                  rng=random.Random(7))  # noqa: S311 - jitter
 
 
 def one_job(runtime: Runtime) -> Job:
@@ -74,12 +72,12 @@ RETRIED: list[tuple[str, dict[str, Any], str]] = [
 def test_temporary_failures_come_back_later(exchange_runtime: Runtime, case: str, reply: dict[str, Any],
                                             says: str) -> None:
     job = one_job(exchange_runtime)
+    clock = FakeClock()
     responses.post(EHR, **reply)
-    before = utcnow()
-    assert worker(exchange_runtime).drain().retry == 1
+    assert worker(exchange_runtime, Outbox(exchange_runtime.engine, clock=clock)).drain().retry == 1
     waiting = exchange_runtime.outbox.get(job.pk)
     assert waiting.state == "queued" and waiting.attempts == 1 and says in (waiting.last_error or "")
-    delay = (waiting.next_attempt_at - before).total_seconds()
+    delay = (waiting.next_attempt_at - clock()).total_seconds()
     if case.startswith("429"):
         assert 120 <= delay <= 122  # the server's word, plus at most a second of jitter
     else:
@@ -117,17 +115,18 @@ def test_refusals_are_dead_letters_with_the_outcome(exchange_runtime: Runtime, c
 @responses.activate
 def test_backoff_grows_and_gives_up_into_a_dead_letter(exchange_runtime: Runtime) -> None:
     job = one_job(exchange_runtime)
+    clock = FakeClock()
+    outbox = Outbox(exchange_runtime.engine, clock=clock)
     responses.post(EHR, status=503)
     delays = []
     for _ in range(4):
-        before = utcnow()
-        worker(exchange_runtime, max_attempts=4).drain()
+        before = clock()
+        worker(exchange_runtime, outbox, max_attempts=4).drain()
         current = exchange_runtime.outbox.get(job.pk)
         if current.state == "dead":
             break
         delays.append((current.next_attempt_at - before).total_seconds())
-        with transaction(exchange_runtime.engine, write=True) as session:  # time passes
-            session.execute(update(OutboxJobRow).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        clock.advance(delays[-1])  # time passes: the job is due again
     assert [1 <= delays[0] <= 3, 2 <= delays[1] <= 5, 4 <= delays[2] <= 9] == [True] * 3
     dead = exchange_runtime.outbox.get(job.pk)
     assert dead.state == "dead" and dead.attempts == 4 and "gave up after 4 attempts" in (dead.last_error or "")
@@ -145,16 +144,23 @@ def test_backoff_is_capped_and_jittered() -> None:
 def test_a_slow_push_keeps_its_lease_by_heartbeat(exchange_runtime: Runtime) -> None:
     """A push that outlasts the lease several times over: the heartbeat keeps the job from other workers."""
     job = one_job(exchange_runtime)
+    clock = FakeClock()
+    outbox = Outbox(exchange_runtime.engine, clock=clock)
     taken: list[Job] = []
 
+    def renewed() -> bool:  # a beat since the clock last moved: the lease runs a whole LEASE_S from now
+        expires = outbox.get(job.pk).lease_expires_at
+        return expires is not None and expires > clock() + timedelta(seconds=LEASE_S / 2)
+
     def slow(request: Any) -> tuple[int, dict[str, str], str]:
-        for _ in range(4):
-            time.sleep(0.25)
-            taken.extend(Outbox(exchange_runtime.engine, lease_s=0.3).claim("another", ["ehr"]))
+        for _ in range(4):  # twice the lease in all: without the heartbeat it lapses at the third step
+            clock.advance(LEASE_S / 2)
+            wait_until(renewed, "the worker's heartbeat to renew its lease")
+            taken.extend(outbox.claim("another", ["ehr"]))
         return 200, {"Content-Type": "application/fhir+json"}, json.dumps(transaction_response(job.payload))
 
     responses.add_callback(responses.POST, EHR, callback=slow)
     ehr = [e for e in exchange_runtime.endpoints if e.name == "ehr"]
-    tally = Worker(Outbox(exchange_runtime.engine, lease_s=0.3), ehr, name="slow").drain()
+    tally = Worker(outbox, ehr, name="slow", heartbeat_s=0.02).drain()
     assert (tally.done, tally.lost, taken) == (1, 0, [])
     assert [a["worker"] for a in exchange_runtime.outbox.attempts(job.pk)] == ["slow"]
