@@ -1,7 +1,8 @@
 """The test helpers the benchmark shares with the test suite, loaded by file path.
 
 tests/ is no package (pytest puts it on sys.path); loading the two modules by path avoids importing
-`validation` or `peers` as top-level names, which another installed distribution could shadow."""
+`validation` or `peers` as top-level names, which another installed distribution could shadow. What they
+import in turn (tests/support: the Maven build) is found at the end of sys.path, behind everything installed."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,6 +18,8 @@ def _load(relative: str, name: str) -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     path = TESTS / relative
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")

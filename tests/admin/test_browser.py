@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.error import URLError
 
 import pytest
-from admin.support import KFHIR, PASSWORD, USER, cli_env, free_port, kfhir
+from admin.support import PASSWORD, USER, kfhir
 from factories import administration
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
@@ -24,6 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from support import serving
 
 from service.exchange.outbox import Failure, Outbox
 from service.store.engine import make_engine
@@ -63,39 +60,11 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
                  stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
     (tmp_path / "endpoints.yaml").write_text(ENDPOINTS, encoding="utf-8")
-    env = cli_env(database_url) | {"KFHIR_ENDPOINTS_FILE": str(tmp_path / "endpoints.yaml")}
-    seeded = subprocess.run([str(KFHIR), "seed-demo"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+    env = serving.kfhir_env(database_url, KFHIR_ENDPOINTS_FILE=str(tmp_path / "endpoints.yaml"))
+    seeded = serving.kfhir("seed-demo", env=env, cwd=tmp_path, timeout=300)
     assert seeded.returncode == 0, seeded.stderr
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(KFHIR), "serve", "--port", str(port)], env=env,
-                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(proc, f"{base}/health", log)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_for(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (a loopback URL we built)
-                return
-        except (URLError, ConnectionError):
-            time.sleep(0.1)
-    pytest.fail(f"serve did not answer within {START_TIMEOUT} s:\n{log.read_text()}")
+    with serving.served(["serve"], env, tmp_path, ready="/health") as server:
+        yield server.base
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from admin.support import csrf
 from exchange.conftest import endpoints_file
-from exchange.live import live_server
 from flask import Flask
 from flask.testing import FlaskClient
+from support.serving import live_server
 
 from service.admin import exchange
 from service.config import Settings
@@ -21,7 +21,8 @@ TOKEN_ENV = "KFHIR_ADMIN_TEST_EHR_TOKEN"  # noqa: S105 - the variable's name, no
 
 @pytest.fixture
 def ehr(tmp_path: Path) -> Iterator[Any]:
-    with live_server(tmp_path / "ehr") as live:
+    (tmp_path / "ehr").mkdir()
+    with live_server(f"sqlite:///{tmp_path / 'ehr' / 'ehr.db'}", tmp_path / "ehr", KFHIR_LOG_LEVEL="WARNING") as live:
         yield live
 
 

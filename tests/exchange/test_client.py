@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exchange.live import live_server
+from support.serving import live_server
 
 from service.domain.kinds import KINDS
 from service.exchange.client import FhirClient, FhirError
@@ -26,8 +26,8 @@ def bundle(kind: str, **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def ehr(tmp_path: Path) -> Iterator[FhirClient]:
-    with live_server(tmp_path) as live:
-        yield FhirClient(live.base, live.auth)
+    with live_server(f"sqlite:///{tmp_path / 'ehr.db'}", tmp_path, KFHIR_LOG_LEVEL="WARNING") as live:
+        yield FhirClient(live.base, live.bearer)
 
 
 def test_capabilities_of_an_r4_server(ehr: FhirClient) -> None:

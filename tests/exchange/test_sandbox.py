@@ -7,28 +7,28 @@ from pathlib import Path
 
 import pytest
 from cli.support import kfhir
-from exchange.live import LiveEhr, live_server
+from support.serving import LiveServer, live_server
 
 from service.exchange.client import FhirClient
 from service.exchange.sandbox import run
 
 
 @pytest.fixture
-def ehr(tmp_path: Path) -> Iterator[LiveEhr]:
-    with live_server(tmp_path) as live:
+def ehr(tmp_path: Path) -> Iterator[LiveServer]:
+    with live_server(f"sqlite:///{tmp_path / 'ehr.db'}", tmp_path, KFHIR_LOG_LEVEL="WARNING") as live:
         yield live
 
 
 @pytest.mark.parametrize("mode", ["transaction", "conditional"])
-def test_every_step_passes_against_a_conforming_server(ehr: LiveEhr, mode: str) -> None:
-    report = run(FhirClient(ehr.base, ehr.auth), mode, cleanup=True)
+def test_every_step_passes_against_a_conforming_server(ehr: LiveServer, mode: str) -> None:
+    report = run(FhirClient(ehr.base, ehr.bearer), mode, cleanup=True)
     assert [s.name for s in report.steps] == [
         "capabilities", "patient by identifier", "push treatment-plan", "push administration",
         "push adverse-event", "read back and compare", "search by patient with paging", "cleanup"]
     assert report.passed, report.table()
 
 
-def test_the_cli_prints_the_table_and_writes_a_self_contained_html_report(ehr: LiveEhr, tmp_path: Path) -> None:
+def test_the_cli_prints_the_table_and_writes_a_self_contained_html_report(ehr: LiveServer, tmp_path: Path) -> None:
     html_report = tmp_path / "report.html"
     done = kfhir("sandbox-check", "--base-url", ehr.base, "--bearer-token", ehr.token, "--report", html_report)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 import pytest
 from cli.support import kfhir
-from exchange.live import free_port
 from flask import Flask, jsonify, request
+from support.serving import free_port
 from werkzeug.serving import make_server
 
 from service.exchange.auth import SmartBackend, generate_key, key_id

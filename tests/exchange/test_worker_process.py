@@ -4,14 +4,10 @@ gracefully; push drains once; pull reads a patient back into a fresh database.""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,8 @@ from exchange.conftest import endpoints_file
 from factories import PATIENT, assessment
 from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - the session fixture
 from sqlalchemy import delete
+from support.serving import KFHIR, kfhir_env
+from support.waiting import wait_until
 
 from service.app.runtime import Runtime
 from service.config import Settings
@@ -29,22 +27,11 @@ from service.store.models import OutboxJobRow
 
 pytestmark = pytest.mark.both_backends  # worker processes share the queue through the database's locks
 
-KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 RECORD_SYSTEM = "https://ketamine-fhir.org/fhir/record/assessment"
 
 
 def env_for(database_url: str, endpoints: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_")}
-    return env | {"KFHIR_DATABASE_URL": database_url, "KFHIR_ENDPOINTS_FILE": str(endpoints),
-                  "KFHIR_LOG_LEVEL": "WARNING"}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
+    return kfhir_env(database_url, KFHIR_ENDPOINTS_FILE=str(endpoints), KFHIR_LOG_LEVEL="WARNING")
 
 
 def store_assessments(runtime: Runtime, source: str, count: int, patients: int) -> list[str]:
@@ -74,7 +61,7 @@ def test_sigkill_mid_push_loses_nothing_and_duplicates_nothing(setup: tuple[Runt
         first = subprocess.Popen(command, env=env_for(database_url, endpoints), cwd=tmp_path,
                                  stdout=subprocess.DEVNULL, stderr=log)
     try:
-        wait_for(lambda: outbox.counts("hapi")["done"] >= 10, 180, "the first worker to deliver 10 jobs")
+        wait_until(lambda: outbox.counts("hapi")["done"] >= 10, "the first worker to deliver 10 jobs", 180, 0.1)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:
@@ -87,7 +74,7 @@ def test_sigkill_mid_push_loses_nothing_and_duplicates_nothing(setup: tuple[Runt
         second = subprocess.Popen(command, env=env_for(database_url, endpoints), cwd=tmp_path,
                                   stdout=subprocess.DEVNULL, stderr=log)
     try:
-        wait_for(lambda: outbox.counts("hapi")["done"] == 50, 300, "the restarted worker to deliver every job")
+        wait_until(lambda: outbox.counts("hapi")["done"] == 50, "the restarted worker to deliver every job", 300, 0.1)
         second.send_signal(signal.SIGTERM)  # graceful: finishes the job in hand, then exits 0
         assert second.wait(timeout=60) == 0
         assert "worker stopped: " in (tmp_path / "second.log").read_text(encoding="utf-8")

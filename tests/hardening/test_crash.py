@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import requests
-from facade.live import fresh_database
 from factories import administration
 from hardening.db import counts, stored, wait_for_writer, wait_until_no_writer
 from hardening.production import Production, production
 from sqlalchemy import Engine, create_engine, text
+from support.databases import fresh_database
 
 FHIR = "application/fhir+json"
 MRN = "https://hardening.example/mrn"

@@ -5,13 +5,12 @@ import io
 import json
 import logging
 import re
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from facade.live import KFHIR, server_env
 from flask.testing import FlaskClient
+from support.serving import kfhir, kfhir_env
 
 from service.config import Settings
 from service.demo import MRN_SYSTEM, demo_records
@@ -109,8 +108,7 @@ def facade_flow(client: FlaskClient, record_id: str) -> None:
 
 def test_the_demo_flow_at_debug_logs_no_phi(client: FlaskClient, database_url: str, every_line: io.StringIO,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    seeded = subprocess.run([str(KFHIR), "seed-demo"], env=server_env(database_url, KFHIR_LOG_LEVEL="DEBUG"),
-                            capture_output=True, text=True, timeout=300, check=True)
+    seeded = kfhir("seed-demo", env=kfhir_env(database_url, KFHIR_LOG_LEVEL="DEBUG"), timeout=300, check=True)
     domain_flow(client)
     record_id = client.get("/api/v1/administrations?patient_identifier=DEMO-0005&limit=1").json["items"][0]["id"]
     facade_flow(client, record_id)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from facade.live import fresh_database
 from hardening.db import stored, wait_for_writer
 from hardening.production import api_credentials, cli, production
 from hardening.test_crash import fhir_headers, post_in_background, transaction
 from sqlalchemy import create_engine
+from support.databases import fresh_database
 
 from service.config import Settings
 from service.store.engine import make_engine

@@ -29,35 +29,29 @@ start is a new JVM with a new, empty in-memory database. Start-up takes 20-60 s 
 The fixture: when the peer cannot be built or started, tests that use it are skipped with the reason, except
 with CI=true in the environment, where they fail (a CI run never silently skips the EHR peer).
 Environment: KFHIR_HAPI_SERVER_JAVA_OPTS adds JVM options (e.g. -Xmx1g); KFHIR_HAPI_SERVER_TIMEOUT overrides
-the start-up timeout in seconds (default 240). Only the standard library (and pytest, for the fixture) is used.
+the start-up timeout in seconds (default 240). Maven builds it through tests/support/maven.py.
 """
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from support.maven import MavenProject
+from support.serving import free_port
 
 SERVER_DIR = Path(__file__).resolve().parent / "hapi" / "server"
-POM = SERVER_DIR / "pom.xml"
-TARGET = SERVER_DIR / "target"
-CLASSES = TARGET / "classes"
-CLASSPATH_FILE = TARGET / "cp.txt"
-STAMP = TARGET / ".kfhir-build-stamp"
 MAIN_CLASS = "org.ketaminefhir.peer.server.HapiPeerApplication"
 REPO_ROOT = SERVER_DIR.parents[3]
 
@@ -65,7 +59,6 @@ REPO_ROOT = SERVER_DIR.parents[3]
 # C1 only (TieredStopAtLevel=1): faster start-up, and test traffic is too light to need C2.
 DEFAULT_JAVA_OPTS = ("-Xmx768m", "-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                      "-XX:ReservedCodeCacheSize=96m", "-XX:MaxMetaspaceSize=256m")
-BUILD_TIMEOUT_S = 1800
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 30.0
 
@@ -74,53 +67,15 @@ class HapiServerError(RuntimeError):
     """The peer could not be built or started (not: it refused a request)."""
 
 
-def _tool(name: str, java_home_relative: str | None = None) -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home_relative and java_home:
-        candidate = Path(java_home) / java_home_relative
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if not found:
-        raise HapiServerError(f"`{name}` is not on PATH: the HAPI FHIR peer needs Java 17 and Maven 3.8+")
-    return found
+PROJECT = MavenProject(SERVER_DIR, "the HAPI FHIR peer", HapiServerError)
 
 
 # ---------------------------------------------------------------------------------------------- building
 
-def _sources() -> Iterable[Path]:
-    yield POM
-    yield from (p for p in (SERVER_DIR / "src").rglob("*") if p.is_file())
-
-
-def _is_stale() -> bool:
-    if not (STAMP.is_file() and CLASSPATH_FILE.is_file() and CLASSES.is_dir()):
-        return True
-    built = STAMP.stat().st_mtime
-    return any(p.stat().st_mtime > built for p in _sources())
-
-
-def _mvn(*args: str) -> None:
-    command = [_tool("mvn"), "-B", "-q", "-f", str(POM), *args]
-    proc = subprocess.run(command, cwd=SERVER_DIR, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-                          check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise HapiServerError(f"{' '.join(command)} failed (exit {proc.returncode}):\n{tail}")
-
-
 def build(force: bool = False) -> tuple[Path, str]:
     """Builds the server unless target/ is newer than pom.xml and src/; returns (classes dir, dependency
-    classpath). Safe to call from concurrent processes (a file lock in target/ serialises the builds)."""
-    TARGET.mkdir(exist_ok=True)
-    with open(TARGET / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if force or _is_stale():
-            STAMP.unlink(missing_ok=True)
-            _mvn("package", "-DskipTests")
-            _mvn("dependency:build-classpath", f"-Dmdep.outputFile={CLASSPATH_FILE}")
-            STAMP.touch()
-    return CLASSES, CLASSPATH_FILE.read_text(encoding="utf-8").strip()
+    classpath)."""
+    return PROJECT.build(force)
 
 
 def build_ig_package(dist: Path) -> Path:
@@ -135,12 +90,6 @@ def build_ig_package(dist: Path) -> Path:
     if proc.returncode != 0 or not packages:
         raise HapiServerError(f"{' '.join(command)} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
     return packages[-1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -165,15 +114,13 @@ class HapiServer:
         """Builds if needed, starts the JVM and waits until GET {base}/metadata answers 200.
         Raises HapiServerError (with the end of the server log) when it exits or does not answer in time;
         the JVM is stopped then."""
-        classes, classpath = build()
         if timeout is None:
             timeout = float(os.environ.get("KFHIR_HAPI_SERVER_TIMEOUT", START_TIMEOUT_S))
         port = port or free_port()
         if log_path is None:
             log_path = Path(tempfile.mkdtemp(prefix="kfhir-hapi-server-")) / "server.log"
         opts = [*DEFAULT_JAVA_OPTS, *os.environ.get("KFHIR_HAPI_SERVER_JAVA_OPTS", "").split(), *extra_java_opts]
-        command = [_tool("java", "bin/java"), *opts, "-cp", f"{classes}{os.pathsep}{classpath}", MAIN_CLASS,
-                   f"--server.port={port}", "--server.address=127.0.0.1"]
+        command = [*PROJECT.java_command(MAIN_CLASS, opts), f"--server.port={port}", "--server.address=127.0.0.1"]
         if ig_package is not None:
             command.append(f"--kfhir.ig-package={Path(ig_package).resolve()}")
         log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()

@@ -7,7 +7,7 @@ tests and benchmarks compare against.
 
 The first call builds the Java harness with Maven (the first build ever downloads HAPI and its dependencies
 from Maven Central, then Maven works from ~/.m2). Later calls reuse target/ until pom.xml or src/ change.
-Only the standard library is used. Each `validate` call starts one JVM (a few seconds of warm-up), so pass
+Only the standard library is used (and tests/support/maven.py, which builds). Each `validate` call starts one JVM (a few seconds of warm-up), so pass
 many files to one call rather than calling once per file.
 
 Output of `validate` (the harness's stdout, parsed):
@@ -25,26 +25,20 @@ strict_unknown_code_systems=True to see HAPI's own severities. A file that canno
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from support.maven import MavenProject
+
 HARNESS_DIR = Path(__file__).resolve().parent / "hapi" / "validator"
-POM = HARNESS_DIR / "pom.xml"
-TARGET = HARNESS_DIR / "target"
-CLASSES = TARGET / "classes"
-CLASSPATH_FILE = TARGET / "cp.txt"
-STAMP = TARGET / ".kfhir-build-stamp"
 MAIN_CLASS = "org.ketaminefhir.peer.ValidateMain"
 
 # Heap well under this machine's RAM; override (or add flags) with KFHIR_HAPI_JAVA_OPTS.
 DEFAULT_JAVA_OPTS = ("-Xmx1g", "-XX:+UseSerialGC")
-BUILD_TIMEOUT_S = 1800
 VALIDATE_TIMEOUT_S = 900
 
 
@@ -52,58 +46,23 @@ class HapiValidatorError(RuntimeError):
     """The harness could not be built or run (not: the resources were invalid)."""
 
 
-def _tool(name: str, java_home_relative: str | None = None) -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home_relative and java_home:
-        candidate = Path(java_home) / java_home_relative
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if not found:
-        raise HapiValidatorError(f"`{name}` is not on PATH: the HAPI validator harness needs Java 17 and Maven 3.8+")
-    return found
-
-
-def _sources() -> Iterable[Path]:
-    yield POM
-    yield from (p for p in (HARNESS_DIR / "src").rglob("*") if p.is_file())
+PROJECT = MavenProject(HARNESS_DIR, "the HAPI validator harness", HapiValidatorError)
 
 
 def _is_stale() -> bool:
-    if not (STAMP.is_file() and CLASSPATH_FILE.is_file() and CLASSES.is_dir()):
-        return True
-    built = STAMP.stat().st_mtime
-    return any(p.stat().st_mtime > built for p in _sources())
-
-
-def _mvn(*args: str) -> None:
-    command = [_tool("mvn"), "-B", "-q", "-f", str(POM), *args]
-    proc = subprocess.run(command, cwd=HARNESS_DIR, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-                          check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise HapiValidatorError(f"{' '.join(command)} failed (exit {proc.returncode}):\n{tail}")
+    return PROJECT.is_stale()
 
 
 def build(force: bool = False) -> tuple[Path, str]:
     """Builds the harness unless target/ is newer than pom.xml and src/; returns (classes dir, dependency
-    classpath). Safe to call from concurrent processes (a file lock in target/ serialises the builds)."""
-    TARGET.mkdir(exist_ok=True)
-    with open(TARGET / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if force or _is_stale():
-            STAMP.unlink(missing_ok=True)
-            _mvn("package", "-DskipTests")
-            _mvn("dependency:build-classpath", f"-Dmdep.outputFile={CLASSPATH_FILE}")
-            STAMP.touch()
-    return CLASSES, CLASSPATH_FILE.read_text(encoding="utf-8").strip()
+    classpath)."""
+    return PROJECT.build(force)
 
 
 def java_command(extra_java_opts: Sequence[str] = ()) -> list[str]:
     """`java -cp … ValidateMain` (builds first if needed); append the harness options and file names."""
-    classes, classpath = build()
     opts = list(DEFAULT_JAVA_OPTS) + os.environ.get("KFHIR_HAPI_JAVA_OPTS", "").split() + list(extra_java_opts)
-    return [_tool("java", "bin/java"), *opts, "-cp", f"{classes}{os.pathsep}{classpath}", MAIN_CLASS]
+    return PROJECT.java_command(MAIN_CLASS, opts)
 
 
 def validate(
