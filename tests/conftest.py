@@ -23,6 +23,9 @@ from argon2 import PasswordHasher
 from credentials import FULL_SCOPES, KEYS, TokenClient
 from flask import Flask
 from flask.testing import FlaskClient
+
+# one HAPI FHIR JPA peer for the session: a fixture imported into test modules would start one per module
+from peers.hapi_server import hapi_server  # noqa: F401
 from sqlalchemy import Engine, text
 
 from service import create_app

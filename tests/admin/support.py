@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
-from support import serving
 
 USER = "alice"
 PASSWORD = "correct horse battery staple"  # noqa: S105 - the test account's password
@@ -26,8 +23,3 @@ def csrf(client: FlaskClient, path: str = "/admin/sign-in") -> str:
 def sign_in(client: FlaskClient, username: str = USER, password: str = PASSWORD, **extra: str) -> Any:
     return client.post("/admin/sign-in", data={"csrf_token": csrf(client), "username": username,
                                                "password": password, **extra})
-
-
-def kfhir(*args: str, database_url: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """The console script on `database_url` (tests/support/serving.py runs it)."""
-    return serving.kfhir(*args, env=serving.kfhir_env(database_url), cwd=cwd, stdin=stdin, timeout=60)

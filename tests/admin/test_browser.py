@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from admin.support import PASSWORD, USER, kfhir
+from admin.support import PASSWORD, USER
+from cli.support import kfhir
 from factories import administration
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
@@ -60,9 +61,10 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
                  stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
     (tmp_path / "endpoints.yaml").write_text(ENDPOINTS, encoding="utf-8")
-    env = serving.kfhir_env(database_url, KFHIR_ENDPOINTS_FILE=str(tmp_path / "endpoints.yaml"))
-    seeded = serving.kfhir("seed-demo", env=env, cwd=tmp_path, timeout=300)
+    endpoints = str(tmp_path / "endpoints.yaml")
+    seeded = kfhir("seed-demo", database_url=database_url, cwd=tmp_path, KFHIR_ENDPOINTS_FILE=endpoints)
     assert seeded.returncode == 0, seeded.stderr
+    env = serving.script_env(database_url, KFHIR_ENDPOINTS_FILE=endpoints)
     with serving.served(["serve"], env, tmp_path, ready="/health") as server:
         yield server.base
 

@@ -6,67 +6,39 @@ migration from a process of its own, a server on a real port. Every other CLI te
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.error import HTTPError, URLError
+from urllib.error import HTTPError
 
 import pytest
 from factories import assessment
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
+from support.databases import fresh_database
+from support.serving import run_script, script_env, served
 
 from service.app.runtime import Runtime
 from service.config import Settings
 from service.resources import profiles_dir
 from service.store.migrate import head_revision
 
-KFHIR = Path(sys.executable).parent / "ketamine-fhir"
-SERVE_START_TIMEOUT = 20.0
 EXAMPLES = profiles_dir() / "examples"
 
 
-def cli_env(database_url: str, **settings: str) -> dict[str, str]:
-    """This process's environment without any KFHIR_* setting, then the database and `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_") or k == "KFHIR_TEST_POSTGRES_URL"}
-    return env | {"KFHIR_DATABASE_URL": database_url} | settings
-
-
 def run_cli(*args: str, database_url: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(KFHIR), *args], env=cli_env(database_url, **settings), cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return run_script(*args, env=script_env(database_url, **settings), cwd=cwd, timeout=60)
 
 
 @pytest.fixture
 def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """A database nobody has migrated: a new SQLite file, or a new PostgreSQL database beside the test one."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        yield f"sqlite:///{tmp_path / 'not-yet-created' / 'fresh.db'}"
-        return
-    name = f"kfhir_fresh_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """A database nobody has migrated: a new SQLite file in a folder not yet made, or a new PostgreSQL database
+    beside the test one."""
+    backend = make_url(database_url).get_backend_name()
+    with fresh_database(backend, database_url if backend == "postgresql" else None,
+                        tmp_path / "not-yet-created") as url:
+        yield url
 
 
 # --- the entry point -----------------------------------------------------------------------
@@ -137,35 +109,11 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
             return exc.code, json.loads(exc.read())
 
 
-def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, log: Path) -> tuple[int, dict[str, object]]:
-    deadline = time.monotonic() + SERVE_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode} before answering:\n{log.read_text()}")
-        try:
-            return _get(url)
-        except (URLError, ConnectionError):
-            time.sleep(0.05)
-    pytest.fail(f"serve did not answer {url} within {SERVE_START_TIMEOUT} s:\n{log.read_text()}")
-
-
 def test_serve_answers_health_over_real_http_on_the_port_given(database_url: str, tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(KFHIR), "serve", "--port", str(port)], env=cli_env(database_url),
-                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        status, body = _wait_until_serving(proc, f"http://127.0.0.1:{port}/health", log)
+    with served(["serve"], script_env(database_url), tmp_path, ready="/health") as server:
+        status, body = _get(f"{server.base}/health")
         assert (status, body) == (200, {"status": "ok"})
         # /ready proves the server uses the database KFHIR_DATABASE_URL names (migrated by the fixture).
-        status, body = _get(f"http://127.0.0.1:{port}/ready")
+        status, body = _get(f"{server.base}/ready")
         assert (status, body["database"]) == (200, "ok")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert f"http://127.0.0.1:{port}" in log.read_text()
+    assert server.base in server.log.read_text()

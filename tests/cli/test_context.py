@@ -9,15 +9,7 @@ from pathlib import Path
 import pytest
 from cli.support import kfhir
 from factories import assessment
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from support.serving import free_port
 
 
 @pytest.mark.parametrize(("variable", "value"), [

@@ -14,7 +14,7 @@ import pytest
 from exchange.conftest import endpoints_file
 from factories import PATIENT, administration, adverse_event, treatment_plan
 from mapping.support import canonical
-from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - the session fixture
+from peers.hapi_server import HapiServer
 
 from service.app.pull import pull
 from service.app.runtime import Runtime
@@ -39,7 +39,7 @@ def hapi_runtime(database_url: str, folder: Path, base_url: str) -> Runtime:
 
 
 @pytest.fixture
-def runtime_on_hapi(database_url: str, tmp_path: Path, hapi_server: HapiServer) -> Iterator[Runtime]:  # noqa: F811
+def runtime_on_hapi(database_url: str, tmp_path: Path, hapi_server: HapiServer) -> Iterator[Runtime]:
     runtime = hapi_runtime(database_url, tmp_path, hapi_server.base_url)
     yield runtime
     runtime.engine.dispose()
@@ -75,7 +75,7 @@ def assert_one_patient_each(client: FhirClient) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_demo_data_through_the_worker_to_hapi_and_back(runtime_on_hapi: Runtime, hapi_server: HapiServer,  # noqa: F811
+def test_demo_data_through_the_worker_to_hapi_and_back(runtime_on_hapi: Runtime, hapi_server: HapiServer,
                                                        tmp_path: Path, sqlite_template: Path) -> None:
     runtime, client = runtime_on_hapi, FhirClient(hapi_server.base_url, timeout=120)
     for kind, record in demo_records():
@@ -142,7 +142,7 @@ def test_demo_data_through_the_worker_to_hapi_and_back(runtime_on_hapi: Runtime,
 @pytest.mark.parametrize("mode", ["conditional"])
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_servers_without_transactions_get_the_same_records_once(mode: str, database_url: str, tmp_path: Path,
-                                                               hapi_server: HapiServer) -> None:  # noqa: F811
+                                                               hapi_server: HapiServer) -> None:
     """One request per resource: people first, references rewritten, sent twice, stored once.
 
     (Batch mode is not here: HAPI validates a batch whole and refuses a plan whose MedicationRequest in the same

@@ -2,13 +2,13 @@
 request validation on: the scripted exchange must pass against a real EHR-grade server too."""
 from __future__ import annotations
 
-from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - the session fixture
+from peers.hapi_server import HapiServer
 
 from service.exchange.client import FhirClient
 from service.exchange.sandbox import run
 
 
-def test_sandbox_check_passes_against_the_hapi_peer(hapi_server: HapiServer) -> None:  # noqa: F811
+def test_sandbox_check_passes_against_the_hapi_peer(hapi_server: HapiServer) -> None:
     report = run(FhirClient(hapi_server.base_url), "transaction")
     assert report.passed, report.table()
     again = run(FhirClient(hapi_server.base_url), "transaction")  # the same records again: no duplicates

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from exchange.conftest import endpoints_file
 from factories import PATIENT, assessment
-from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - the session fixture
+from peers.hapi_server import HapiServer
 from sqlalchemy import delete
-from support.serving import KFHIR, kfhir_env
+from support.serving import KFHIR, script_env
 from support.waiting import wait_until
 
 from service.app.runtime import Runtime
@@ -31,7 +31,7 @@ RECORD_SYSTEM = "https://ketamine-fhir.org/fhir/record/assessment"
 
 
 def env_for(database_url: str, endpoints: Path) -> dict[str, str]:
-    return kfhir_env(database_url, KFHIR_ENDPOINTS_FILE=str(endpoints), KFHIR_LOG_LEVEL="WARNING")
+    return script_env(database_url, KFHIR_ENDPOINTS_FILE=str(endpoints), KFHIR_LOG_LEVEL="WARNING")
 
 
 def store_assessments(runtime: Runtime, source: str, count: int, patients: int) -> list[str]:
@@ -44,14 +44,14 @@ def store_assessments(runtime: Runtime, source: str, count: int, patients: int) 
 
 
 @pytest.fixture
-def setup(database_url: str, tmp_path: Path, hapi_server: HapiServer) -> tuple[Runtime, Path]:  # noqa: F811
+def setup(database_url: str, tmp_path: Path, hapi_server: HapiServer) -> tuple[Runtime, Path]:
     path = endpoints_file(tmp_path, {"name": "hapi", "base_url": hapi_server.base_url, "timeout_s": 60})
     runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
     return runtime, path
 
 
 def test_sigkill_mid_push_loses_nothing_and_duplicates_nothing(setup: tuple[Runtime, Path], database_url: str,
-                                                               hapi_server: HapiServer, tmp_path: Path) -> None:  # noqa: F811
+                                                               hapi_server: HapiServer, tmp_path: Path) -> None:
     runtime, endpoints = setup
     source = f"kill-{uuid.uuid4().hex[:8]}"
     values = store_assessments(runtime, source, 50, patients=5)

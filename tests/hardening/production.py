@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.serving import START_TIMEOUT_S, kfhir, kfhir_env, migrated, served
+from support.serving import START_TIMEOUT_S, migrated, run_script, script_env, served
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Production:
 
 
 def cli(env: dict[str, str], workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return kfhir(*args, env=env, cwd=workdir, check=True)
+    return run_script(*args, env=env, cwd=workdir, check=True)
 
 
 def api_credentials(env: dict[str, str], workdir: Path) -> dict[str, str]:
@@ -53,7 +53,7 @@ def api_credentials(env: dict[str, str], workdir: Path) -> dict[str, str]:
 def production(database_url: str, workdir: Path, migrate: bool = True, **settings: str) -> Iterator[Production]:
     """gunicorn on a free port (the database migrated first, with an API key in `headers`, unless not
     `migrate`), once /health answers; stopped with SIGTERM (gracefully) at the end, killed if it hangs."""
-    env = kfhir_env(database_url, **settings)
+    env = script_env(database_url, **settings)
     headers = {"Authorization": f"Bearer {migrated(database_url)}"} if migrate else {}
     with served(["serve", "--production"], env, workdir, ready="/health", stop=signal.SIGTERM,
                 stop_timeout=40) as running:

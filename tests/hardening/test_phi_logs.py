@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from support.serving import kfhir, kfhir_env
+from support.serving import run_script, script_env
 
 from service.config import Settings
 from service.demo import MRN_SYSTEM, demo_records
@@ -108,7 +108,7 @@ def facade_flow(client: FlaskClient, record_id: str) -> None:
 
 def test_the_demo_flow_at_debug_logs_no_phi(client: FlaskClient, database_url: str, every_line: io.StringIO,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    seeded = kfhir("seed-demo", env=kfhir_env(database_url, KFHIR_LOG_LEVEL="DEBUG"), timeout=300, check=True)
+    seeded = run_script("seed-demo", env=script_env(database_url, KFHIR_LOG_LEVEL="DEBUG"), timeout=300, check=True)
     domain_flow(client)
     record_id = client.get("/api/v1/administrations?patient_identifier=DEMO-0005&limit=1").json["items"][0]["id"]
     facade_flow(client, record_id)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from peers.hapi_server import HapiServer, hapi_server  # noqa: F401 - hapi_server is the fixture
+from peers.hapi_server import HapiServer
 
 from service.domain.kinds import KINDS
 from service.mapping import default_mapper
@@ -29,7 +29,7 @@ NARRATIVE = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/x
 
 
 @pytest.fixture(scope="session")
-def fhir(hapi_server: HapiServer) -> Iterator[requests.Session]:  # noqa: F811 - the imported fixture
+def fhir(hapi_server: HapiServer) -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.headers.update({"Accept": FHIR_JSON, "Content-Type": FHIR_JSON})
         yield session
@@ -79,7 +79,7 @@ def new_patient(fhir: requests.Session, server: HapiServer, value: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- tests
 
-def test_capability_statement_is_r4_with_transactions(hapi_server: HapiServer,  # noqa: F811
+def test_capability_statement_is_r4_with_transactions(hapi_server: HapiServer,
                                                       fhir: requests.Session) -> None:
     metadata = fhir.get(url(hapi_server, "metadata")).json()
     assert metadata["resourceType"] == "CapabilityStatement"
@@ -97,7 +97,7 @@ def test_capability_statement_is_r4_with_transactions(hapi_server: HapiServer,  
     assert patient["versioning"] == "versioned-update"
 
 
-def test_mapping_engine_transaction_bundles_are_accepted(hapi_server: HapiServer,  # noqa: F811
+def test_mapping_engine_transaction_bundles_are_accepted(hapi_server: HapiServer,
                                                          fhir: requests.Session) -> None:
     mapper = default_mapper()
     assessment = golden_record("assessment")
@@ -138,7 +138,7 @@ def test_mapping_engine_transaction_bundles_are_accepted(hapi_server: HapiServer
     assert found["total"] == 1
 
 
-def test_invalid_resource_is_refused_with_an_operation_outcome(hapi_server: HapiServer,  # noqa: F811
+def test_invalid_resource_is_refused_with_an_operation_outcome(hapi_server: HapiServer,
                                                                fhir: requests.Session) -> None:
     bogus = {"resourceType": "Observation", "text": NARRATIVE, "status": "bogus", "code": {"text": "x"},
              "identifier": [{"system": TEST_SYSTEM, "value": f"bogus-{uuid.uuid4()}"}]}
@@ -150,7 +150,7 @@ def test_invalid_resource_is_refused_with_an_operation_outcome(hapi_server: Hapi
     assert found["total"] == 0
 
 
-def test_our_profiles_are_enforced_and_unknown_code_systems_only_warned(hapi_server: HapiServer,  # noqa: F811
+def test_our_profiles_are_enforced_and_unknown_code_systems_only_warned(hapi_server: HapiServer,
                                                                         fhir: requests.Session) -> None:
     patient_id = new_patient(fhir, hapi_server, f"profile-{uuid.uuid4()}")
     score: dict[str, Any] = {
@@ -187,7 +187,7 @@ def test_our_profiles_are_enforced_and_unknown_code_systems_only_warned(hapi_ser
     assert any("category" in (i.get("diagnostics") or "") for i in errors(refused.json()))
 
 
-def test_conditional_create_does_not_duplicate(hapi_server: HapiServer,  # noqa: F811
+def test_conditional_create_does_not_duplicate(hapi_server: HapiServer,
                                                fhir: requests.Session) -> None:
     value = f"cond-{uuid.uuid4()}"
     patient = {"resourceType": "Patient", "text": NARRATIVE, "identifier": [{"system": TEST_SYSTEM, "value": value}],
@@ -204,7 +204,7 @@ def test_conditional_create_does_not_duplicate(hapi_server: HapiServer,  # noqa:
     assert found["entry"][0]["resource"]["identifier"][0]["value"] == value
 
 
-def test_versioned_update_with_if_match_and_history(hapi_server: HapiServer,  # noqa: F811
+def test_versioned_update_with_if_match_and_history(hapi_server: HapiServer,
                                                     fhir: requests.Session) -> None:
     patient_id = new_patient(fhir, hapi_server, f"version-{uuid.uuid4()}")
     current = fhir.get(url(hapi_server, f"Patient/{patient_id}")).json()
@@ -235,7 +235,7 @@ def test_versioned_update_with_if_match_and_history(hapi_server: HapiServer,  # 
     assert fhir.get(url(hapi_server, f"Patient/{patient_id}/_history/2")).json()["gender"] == "other"
 
 
-def test_conditional_update_creates_then_updates(hapi_server: HapiServer,  # noqa: F811
+def test_conditional_update_creates_then_updates(hapi_server: HapiServer,
                                                  fhir: requests.Session) -> None:
     value = f"condupd-{uuid.uuid4()}"
     patient = {"resourceType": "Patient", "text": NARRATIVE, "identifier": [{"system": TEST_SYSTEM, "value": value}],
@@ -250,7 +250,7 @@ def test_conditional_update_creates_then_updates(hapi_server: HapiServer,  # noq
     assert updated.json()["meta"]["versionId"] == "2"
 
 
-def test_search_pages_with_next_links(hapi_server: HapiServer, fhir: requests.Session) -> None:  # noqa: F811
+def test_search_pages_with_next_links(hapi_server: HapiServer, fhir: requests.Session) -> None:
     family = f"Paging{uuid.uuid4().hex[:12]}"
     transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "request": {"method": "POST", "url": "Patient"},
@@ -276,7 +276,7 @@ def test_search_pages_with_next_links(hapi_server: HapiServer, fhir: requests.Se
     assert sorted(seen) == sorted(f"{family}-{i}" for i in range(7))
 
 
-def test_reference_to_a_missing_resource_is_refused(hapi_server: HapiServer,  # noqa: F811
+def test_reference_to_a_missing_resource_is_refused(hapi_server: HapiServer,
                                                     fhir: requests.Session) -> None:
     observation = {"resourceType": "Observation", "text": NARRATIVE, "status": "final", "code": {"text": "x"},
                    "subject": {"reference": f"Patient/{uuid.uuid4()}"}, "effectiveDateTime": "2026-01-01",

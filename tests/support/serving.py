@@ -4,7 +4,7 @@
         requests.get(f"{live.base}/Patient", headers=live.headers)
 
 Each process gets this environment without KFHIR_* settings (the tests' own may leak in otherwise), plus the
-database and the settings the test names."""
+database and the settings the test names. (Most command tests run the CLI in-process: tests/cli/support.py.)"""
 from __future__ import annotations
 
 import os
@@ -39,13 +39,13 @@ def free_port() -> int:
         return port
 
 
-def kfhir_env(database_url: str, **settings: str) -> dict[str, str]:
+def script_env(database_url: str, **settings: str) -> dict[str, str]:
     """This environment without KFHIR_* settings (the test PostgreSQL URL aside), on `database_url`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_") or k == "KFHIR_TEST_POSTGRES_URL"}
     return env | {"KFHIR_DATABASE_URL": database_url} | settings
 
 
-def kfhir(*args: str, env: dict[str, str], cwd: Path | None = None, stdin: str = "", timeout: float = 120,
+def run_script(*args: str, env: dict[str, str], cwd: Path | None = None, stdin: str = "", timeout: float = 120,
           check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the console script; a new session, so no terminal: prompts read standard input."""
     return subprocess.run([str(KFHIR), *args], env=env, cwd=cwd, input=stdin, capture_output=True, text=True,
@@ -133,7 +133,7 @@ def migrated(database_url: str) -> str:
 @contextmanager
 def live_server(database_url: str, workdir: Path, **settings: str) -> Iterator[LiveServer]:
     """Migrate `database_url`, add an API client, and `serve` it."""
-    env = kfhir_env(database_url, **settings)
+    env = script_env(database_url, **settings)
     token = migrated(database_url)
     with served(["serve"], env, workdir) as server:
         yield LiveServer(f"{server.base}/fhir", server.log, token, database_url.split(":", 1)[0].split("+")[0])
