@@ -27,6 +27,8 @@ from flask.testing import FlaskClient
 # one HAPI FHIR JPA peer for the session: a fixture imported into test modules would start one per module
 from peers.hapi_server import hapi_server  # noqa: F401
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from support.databases import create_database, drop_database
 
 from service import create_app
 from service.admin import accounts
@@ -59,6 +61,17 @@ QUICK_DUMMY_HASH = QUICK_HASHER.hash("not a password of anyone")
 PEER_FIXTURES = {"hapi_server", "hapi"}
 #: fixtures that reach the PostgreSQL server
 POSTGRES_FIXTURES = {"postgres_engine", "postgres_admin_url"}
+#: pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) sends each test to any worker, except these, which
+#: stay together on one: the users of the session's HAPI FHIR JPA server (one JVM, not one per worker), and
+#: modules whose module-scoped fixture runs something costly (live servers, a HAPI validator run, a wheel)
+XDIST_GROUPS: dict[str, str] = {
+    "facade/test_live_client.py": "live-client",
+    "conformance/test_examples.py": "hapi-examples",
+    "conformance/test_ig.py": "ig-package",
+    "validation/test_hapi_agreement.py": "hapi-agreement",
+    "peers/test_hapi_validator.py": "hapi-validator",
+    "test_packaging.py": "wheel",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -73,6 +86,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("database_url", BACKENDS if both else BACKENDS[:1], indirect=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads xdist_group and `-m` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         where = Path(str(item.path)).relative_to(TESTS).as_posix() if TESTS in item.path.parents else ""
@@ -82,6 +96,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = set(getattr(item, "fixturenames", ()))
         if names & PEER_FIXTURES:
             item.add_marker("peer")
+        if "hapi_server" in names:
+            item.add_marker(pytest.mark.xdist_group("hapi-server"))
+        elif where in XDIST_GROUPS:
+            item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS[where]))
         params = getattr(getattr(item, "callspec", None), "params", {})
         if names & POSTGRES_FIXTURES or "postgresql" in params.values():
             item.add_marker("postgres")
@@ -119,12 +137,19 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_engine() -> Iterator[Engine]:
-    engine = make_engine(postgres_url())
+    """The test database, migrated; under pytest-xdist each worker's own (kfhir_test_gw0, ...), since tests
+    empty it between them."""
+    url, worker = postgres_url(), os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        url = create_database(url, f"{make_url(url).database}_{worker}")
+    engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     upgrade(engine)
     yield engine
     engine.dispose()
+    if worker:
+        drop_database(postgres_url(), make_url(url).database or "")
 
 
 def _empty_postgres(engine: Engine) -> None:
