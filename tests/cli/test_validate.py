@@ -5,6 +5,7 @@ Exit status: 0 no errors, 1 some error (or fatal), 2 a usage error (bad path, un
 """
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import shutil
@@ -84,8 +85,10 @@ def dated_patient_profile() -> dict[str, Any]:
 
 
 def tgz(files: dict[str, bytes]) -> bytes:
+    """The same bytes on every call (a gzip header holds its time; a test's parameters must be the same in every
+    pytest-xdist worker's collection)."""
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
