@@ -51,6 +51,8 @@ TIERS: dict[str, str] = {
     "hardening/test_fuzz_openapi.py": "fuzz",       # sized by KFHIR_FUZZ_REQUESTS (`make fuzz`: the full runs)
     "hardening/test_fuzz_facade.py": "fuzz",
     "hardening/test_parsers.py": "fuzz",
+    "validation/test_fuzz.py": "fuzz",              # hostile JSON at the validator (KFHIR_FUZZ_EXAMPLES)
+    "validation/test_fhirpath_compiled.py": "fuzz",  # generated and mutated nodes through both FHIRPaths: 100 s
 }
 #: argon2id at its lowest cost: the library's defaults (production's) cost about 0.1 s a hash on an idle core and
 #: 0.5 s on this busy 2-core machine, twice per signed-in test; no test depends on the cost (the parameters

@@ -23,7 +23,7 @@ from service.store.records import ListQuery
 KFHIR = Path(sys.executable).parent / "ketamine-fhir"
 DATA = Path(__file__).parent / "data" / "import"
 SUMMARY = re.compile(r"^(\d+) lines: (\d+) created, (\d+) already present, (\d+) rejected, (\d+) warnings$")
-CRASH_RECORDS = 3000
+CRASH_RECORDS = 400  # the import is killed at its first commit: a few hundred lines leave it mid-file
 CRASH_APP_NAME = "kfhir-crash-import"  # PGAPPNAME of the import we kill, to see its backend go away
 
 
