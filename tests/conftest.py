@@ -24,8 +24,8 @@ from credentials import FULL_SCOPES, KEYS, TokenClient
 from flask import Flask
 from flask.testing import FlaskClient
 
-# one HAPI FHIR JPA peer for the session: a fixture imported into test modules would start one per module
-from peers.hapi_server import hapi_server  # noqa: F401
+# the HAPI FHIR JPA peers, registered once: imported into each test module, each module would start its own
+from peers.hapi_server import empty_hapi_server, hapi_server  # noqa: F401
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from support.databases import create_database, drop_database
@@ -60,7 +60,7 @@ TIERS: dict[str, str] = {
 QUICK_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 QUICK_DUMMY_HASH = QUICK_HASHER.hash("not a password of anyone")
 #: fixtures that start a HAPI FHIR peer (a JVM): their tests are the peer tier too
-PEER_FIXTURES = {"hapi_server", "hapi"}
+PEER_FIXTURES = {"hapi_server", "empty_hapi_server", "hapi"}
 #: fixtures that reach the PostgreSQL server
 POSTGRES_FIXTURES = {"postgres_engine", "postgres_admin_url"}
 #: pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) sends each test to any worker, except these, which

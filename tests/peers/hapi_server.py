@@ -223,11 +223,8 @@ def _unavailable(message: str) -> None:
     pytest.skip(f"HAPI FHIR peer unavailable (with CI=true this fails): {message}")
 
 
-@pytest.fixture(scope="session")
-def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiServer]:
-    """One HAPI FHIR JPA server for the test session, our IG installed, on a free loopback port; stopped at the
-    end. Tests share its database: use unique identifiers per test."""
-    work = tmp_path_factory.mktemp("hapi-server")
+def _peer(work: Path) -> Iterator[HapiServer]:
+    """A peer with our IG installed, on a free loopback port, working in `work`; stopped at the end."""
     try:
         package = build_ig_package(work / "ig")
         server = HapiServer.start(ig_package=package, log_path=work / "server.log")
@@ -241,3 +238,17 @@ def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiServer
         metrics = {"startup_seconds": server.startup_seconds, **server.memory_kb()}
         (work / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiServer]:
+    """One HAPI FHIR JPA server for the test session (registered once, in tests/conftest.py). Tests share its
+    database: use unique identifiers per test."""
+    yield from _peer(tmp_path_factory.mktemp("hapi-server"))
+
+
+@pytest.fixture(scope="module")
+def empty_hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiServer]:
+    """A peer of the module's own, holding nothing the other tests wrote: another JVM, for a test whose fixed
+    records would meet theirs (the sandbox check's practitioner has the demo's NPI)."""
+    yield from _peer(tmp_path_factory.mktemp("hapi-server-empty"))
