@@ -8,35 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Engine, Float, Index, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Engine, select
 
 from service.exchange import sandbox
 from service.exchange.client import FhirClient, FhirError
 from service.exchange.endpoints import Endpoint, EndpointError
 from service.store.engine import session
-from service.store.models import Base
+from service.store.models import EndpointCheckRow
 from service.store.records import utcnow
 
 CAPABILITIES, SANDBOX = "capabilities", "sandbox-check"
-
-
-class EndpointCheckRow(Base):
-    """One capability check or sandbox-check of an endpoint, as an admin ran it (migration 0006)."""
-
-    __tablename__ = "endpoint_checks"
-    __table_args__ = (Index("ix_endpoint_checks_latest", "endpoint", "kind", "pk"),)
-
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    endpoint: Mapped[str] = mapped_column(String(100), nullable=False)
-    kind: Mapped[str] = mapped_column(String(20), nullable=False)   # capabilities | sandbox-check
-    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
-    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    seconds: Mapped[float] = mapped_column(Float, nullable=False)
-    summary: Mapped[str] = mapped_column(Text, nullable=False)
-    #: a sandbox-check's steps [{name, status, seconds, message}], or a failed call's OperationOutcome
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    run_by: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 @dataclass(frozen=True)

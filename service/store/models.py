@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -262,3 +262,21 @@ class AuditEventRow(Base):
     #: keyed hashes of the patients' identifiers, space-delimited; never the identifiers
     patients: Mapped[str] = mapped_column(Text, nullable=False)
     content: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+
+class EndpointCheckRow(Base):
+    """One capability check or sandbox-check of an endpoint, as an admin ran it (migration 0006)."""
+
+    __tablename__ = "endpoint_checks"
+    __table_args__ = (Index("ix_endpoint_checks_latest", "endpoint", "kind", "pk"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)   # capabilities | sandbox-check
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    summary: Mapped[str] = mapped_column(Text, nullable=False)
+    #: a sandbox-check's steps [{name, status, seconds, message}], or a failed call's OperationOutcome
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    run_by: Mapped[str] = mapped_column(String(64), nullable=False)
