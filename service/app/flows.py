@@ -25,6 +25,7 @@ from service.domain.intake import Intake
 from service.errors import Conflict, Contention, Issue, RequestError, Unprocessable
 from service.exchange.endpoints import Endpoint
 from service.exchange.outbox import enqueue
+from service.facade.interactions import ClaimLost
 from service.facade.server import FhirServer
 from service.fhirjson import reference_key
 from service.mapping import Mapper, MappingError, main_profiles
@@ -47,7 +48,7 @@ class RecordWritten:
         try:
             self.fhir.export_record(Unit(session, author, record.id), mapped.bundle)
             enqueue(session, record, mapped.bundle, self.endpoints)
-        except IntegrityError:  # a concurrent record created the same new Patient first
+        except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "
                              "send this record again.") from None
         except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN

@@ -1,6 +1,7 @@
 """Value sets expanded offline: extensional lists, whole local/core code systems, imports, exclusions."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,18 +24,31 @@ class Terminology:
     def __init__(self, defs: Definitions) -> None:
         self.defs = defs
         self._cache: dict[str, Expansion] = {}
+        self._pending: dict[str, Expansion] = {}  # being expanded by the thread holding the lock
+        self._lock = threading.RLock()  # re-entered by imports of value sets
         self._indexes: dict[str, tuple[dict[str, str | None], bool] | None] = {}
 
     def expand(self, url: str) -> Expansion | None:
-        """None when the value set itself is unknown."""
+        """None when the value set itself is unknown. Thread-safe: web workers validate in threads, and a value
+        set being expanded must never be seen half done (an empty expansion refused every code, found by
+        tests/facade/test_server.py's eight concurrent first records)."""
         url = url.split("|", 1)[0]
-        if url not in self._cache:
+        found = self._cache.get(url)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._cache.get(url) or self._pending.get(url)
+            if found is not None:
+                return found
             vs = self.defs.resolve(url)
             if vs is None or vs.get("resourceType") != "ValueSet":
                 return None
-            self._cache[url] = Expansion()  # guards against import cycles
-            self._cache[url] = self._expand(vs)
-        return self._cache[url]
+            self._pending[url] = Expansion()  # what an import cycle back to this value set sees
+            try:
+                self._cache[url] = self._expand(vs)
+            finally:
+                del self._pending[url]
+            return self._cache[url]
 
     def display(self, system: str, code: str) -> str | None:
         index = self._index(system)
