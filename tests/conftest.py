@@ -52,6 +52,7 @@ TIERS: dict[str, str] = {
     "hardening/test_fuzz_facade.py": "fuzz",
     "hardening/test_parsers.py": "fuzz",
     "validation/test_fuzz.py": "fuzz",              # hostile JSON at the validator (KFHIR_FUZZ_EXAMPLES)
+    "validation/test_fuzz_outcome.py": "fuzz",      # any definition named: an OperationOutcome (KFHIR_FUZZ_REQUESTS)
     "validation/test_fhirpath_compiled.py": "fuzz",  # generated and mutated nodes through both FHIRPaths: 100 s
 }
 #: argon2id at its lowest cost: the library's defaults (production's) cost about 0.1 s a hash on an idle core and

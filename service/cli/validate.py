@@ -40,11 +40,14 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
     from service.conformance.definitions import load
     from service.fhirjson import has_errors, operation_outcome
     from service.validation import ours
+    from service.validation.engine import UnknownProfile
 
     validator = ours(load().with_own([*load().own.values(), *_extra(igs)]))
-    found = validator.defs.resolve(profile) if profile else None
-    if profile and (found is None or found.get("resourceType") != "StructureDefinition"):
-        raise click.UsageError(f"unknown profile {profile}")
+    try:
+        if profile:
+            validator.plan(profile)  # held with a snapshot, or one generated from its differential
+    except UnknownProfile:
+        raise click.UsageError(f"unknown profile {profile}") from None
     files = _files(paths)
     if not files:
         raise click.UsageError("no .json files to validate in " + ", ".join(str(p) for p in paths))

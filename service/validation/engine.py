@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from service.conformance.definitions import CORE_SD, Definitions
+from service.conformance.snapshot import SnapshotError, generate
 from service.fhirjson import Finding, matches_pattern
 from service.validation.invariants import NATIVE, InvariantError, Invariants
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
@@ -79,10 +80,17 @@ class Validator(Slicing, References):
         return name in self._resource_types
 
     def plan(self, url: str) -> StructurePlan:
+        """The compiled plan of a StructureDefinition; one held only as a differential gets its snapshot generated
+        (as HAPI's SnapshotGeneratingValidationSupport does). UnknownProfile when neither can be had."""
         if url not in self._plans:
             sd = self.defs.resolve(url)
-            if sd is None or sd.get("resourceType") != "StructureDefinition" or "snapshot" not in sd:
+            if sd is None or sd.get("resourceType") != "StructureDefinition":
                 raise UnknownProfile(url)
+            if "snapshot" not in sd:
+                try:
+                    sd = {**sd, "snapshot": {"element": generate(sd, self.defs)}}
+                except (SnapshotError, KeyError, TypeError, ValueError, AttributeError, IndexError):
+                    raise UnknownProfile(url) from None
             self._plans[url] = compile_structure(sd)
         return self._plans[url]
 
@@ -369,11 +377,15 @@ class Validator(Slicing, References):
             self._extension_context(definition, plan, expr, run)
         if kind.profiles:
             return  # a profiled slice was validated against its definition
-        if definition is None or definition.get("type") != "Extension":
+        try:
+            extension_plan = self.plan(definition["url"]) if definition and definition.get("type") == "Extension" \
+                else None
+        except UnknownProfile:  # held, but no snapshot could be had: as unusable as one not held at all
+            extension_plan = None
+        if extension_plan is None:
             if self.unknown_extension != "ignore":
                 run.add(self.unknown_extension, "extension", expr, f"Unknown extension {url}.")
             return
-        extension_plan = self.plan(definition["url"])
         self._object(value, extension_plan.root.children, expr, run)
         self._constraints(value, extension_plan.root.constraints, "Extension", expr, run, url)
 

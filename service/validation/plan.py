@@ -76,8 +76,14 @@ def compile_structure(sd: dict[str, Any]) -> StructurePlan:
         parent_id, _, last = node.id.rpartition(".")
         if root is None:
             root = node
-        elif ":" in last:
+        elif ":" in last and f"{parent_id}.{last.split(':', 1)[0]}" in nodes:
             nodes[f"{parent_id}.{last.split(':', 1)[0]}"].slices.append(node)
+        elif ":" in last:
+            # A slice whose unsliced element the snapshot leaves out (R4's familymemberhistory-genetic, catalog):
+            # it stands for the element itself, and its children hang under its own id.
+            nodes[f"{parent_id}.{last.split(':', 1)[0]}"] = node
+            node.slice_name = None
+            nodes[parent_id].children.append(node)
         else:
             nodes[parent_id].children.append(node)
     assert root is not None  # noqa: S101 - a snapshot always has its root element
