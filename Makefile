@@ -9,8 +9,8 @@ PYTEST_ARGS ?=
 # a live server) stay on one worker (tests/conftest.py XDIST_GROUPS)
 WORKERS ?= 2
 XDIST := -n $(WORKERS) --dist loadgroup
-# the fast tier: what `make check` runs (markers set in tests/conftest.py)
-FAST := not (peer or browser or fuzz or postgres)
+# the fast tier: what `make check` runs (markers set in tests/conftest.py and by tests)
+FAST := not (peer or browser or fuzz or postgres or install)
 
 .PHONY: run test check lint clean bench
 
@@ -49,7 +49,7 @@ test: lint
 	@set -e; eval "$$(scripts/postgres.sh start)"; trap 'scripts/postgres.sh stop' EXIT; \
 	  $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
-# The inner loop: lint and the fast tier (no HAPI peer, browser, fuzzing or PostgreSQL), in under 2 minutes.
+# The inner loop: lint and the fast tier (no HAPI peer, browser, fuzzing, PostgreSQL or wheel install), in under 2 minutes.
 check: lint
 	scripts/fetch_r4_examples.sh .cache
 	$(PY) -m pytest $(XDIST) -m "$(FAST)" $(PYTEST_ARGS)

@@ -1,4 +1,5 @@
-"""A plain (non-editable) wheel of the project carries the data files and the console script it needs."""
+"""A plain (non-editable) wheel of the project carries every package, the data files and the console script it
+needs, and installed into a fresh venv (no source tree on the path) it migrates, serves and validates."""
 from __future__ import annotations
 
 import configparser
@@ -12,7 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
+import requests
 from packaging.requirements import Requirement
+from support.serving import free_port, wait_until_answers
 
 from service.store.migrate import head_revision
 
@@ -30,7 +33,10 @@ REQUIRED_FILES = [
     "service/mappings/people.yaml",
     "service/mapping/engine.py",
     "service/facade/server.py",
+    "service/security/tokens.py",
 ]
+#: a fresh install resolves every dependency (from pip's cache when it holds them): minutes on a busy machine
+INSTALL_TIMEOUT_S = 600
 
 
 def missing_build_requirements() -> list[str]:
@@ -70,6 +76,15 @@ def test_the_wheel_contains_profiles_mappings_and_migrations(wheel: Path) -> Non
     assert not any(n.startswith(("tests/", "profiles/", "mappings/")) for n in names)
 
 
+def test_the_wheel_holds_every_package_of_the_source_tree(wheel: Path) -> None:
+    """Every folder of service/ with Python modules in it is in the wheel (a hand-written list once forgot one)."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "service").rglob("*.py")
+                if "__pycache__" not in p.parts}
+
+    assert sorted(p for p in packages if f"{p}/__init__.py" not in names) == []
+
+
 def test_the_wheel_declares_the_console_script(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         (entry_points,) = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]
@@ -94,3 +109,43 @@ def test_the_installed_wheel_finds_its_migrations(wheel: Path, tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith(str(site / "service"))
     assert f"database at revision {head_revision()}" in result.stdout
+
+
+@pytest.mark.install
+def test_the_wheel_in_a_fresh_venv_migrates_serves_and_validates(wheel: Path, tmp_path: Path) -> None:
+    """The user's way: `pip install ketamine_fhir-*.whl` into a new venv, then the README's commands, run away from
+    the checkout with nothing of it on the path (the editable install once hid a package missing from the wheel)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python, kfhir = venv / "bin" / "python", venv / "bin" / "ketamine-fhir"
+    # this pip installs into the new venv (--python): no ensurepip, and pip's cache is the one the dev venv filled
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+                                str(wheel)], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFHIR_", "PYTHON"))} | {
+        "KFHIR_DATABASE_URL": f"sqlite:///{tmp_path / 'kfhir.db'}"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    where = run(str(python), "-c", "import service; print(service.__file__)")
+    upgraded = run(str(kfhir), "db", "upgrade")
+    example = Path(where.stdout.strip()).parent / "profiles" / "examples" / "Patient-demo-alpha.json"
+    validated = run(str(kfhir), "validate", str(example))
+
+    assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
+    assert upgraded.returncode == 0 and f"database at revision {head_revision()}" in upgraded.stdout, upgraded.stderr
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([str(kfhir), "serve", "--port", str(port)], env=env, cwd=tmp_path, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/health", server, log)
+        answer = requests.get(f"http://127.0.0.1:{port}/fhir/Patient", timeout=30)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert answer.status_code == 401  # the service's security came with the wheel: deny by default
