@@ -62,7 +62,7 @@ def _mapper() -> Any:
     return default_mapper()
 
 
-def _validate(resource: dict[str, Any]) -> Any:
+def _validate(resource: dict[str, Any], profile: str | None = None) -> Any:
     from service.validation import default_validator
 
-    return default_validator().validate(resource)
+    return default_validator().validate(resource, profile)

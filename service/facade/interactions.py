@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import BadRequest, Conflict, Gone, Issue, NotFound, PreconditionFailed
+from service.facade.policy import Validate, judge
 from service.facade.references import check_references
 from service.fhirjson import Finding, etag, refuse_errors, rewrite_references
 from service.search.parameters import TYPES
@@ -28,7 +29,6 @@ from service.store.resources import ResourceStore, StoredResource, Unit, instant
 
 ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
-Validate = Callable[[dict[str, Any]], list[Finding]]
 #: runs after a write, in its transaction, e.g. to read the resource into a clinic record; returns notes
 AfterWrite = Callable[[Unit, StoredResource], list[str]]
 #: a Bundle's fullUrls (urn:uuid:…, Type/id) → the Type/id each is stored as; empty for a request sent alone
@@ -86,7 +86,7 @@ class Interactions:
 
     def prepare(self, resource_type: str, body: Any, resource_id: str | None = None) -> Prepared:
         """A create's (`resource_id` None) or an update's body, checked: the id against the URL's, the type
-        against the URL's, the content against its profile (errors: 422); then shaped()."""
+        against the URL's, the content against the profile policy.py holds it to (errors: 422); then shaped()."""
         if resource_id is not None:
             if not ID.match(resource_id):
                 raise BadRequest(f"{resource_id!r} is not a FHIR id.", [Issue("id", "1-64 of A-Z a-z 0-9 - .")])
@@ -98,7 +98,7 @@ class Interactions:
         if body.get("resourceType") != resource_type:
             raise BadRequest(f"The URL names {resource_type} but the resource is {body.get('resourceType')!r}.",
                              [Issue("resourceType", f"expected {resource_type}")])
-        findings = self.validate(body)
+        findings = judge(body, self.validate)
         refuse_errors(findings, f"The {resource_type} does not conform to its profile.")
         return shaped(resource_type, body, findings, resource_id)
 

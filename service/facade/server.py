@@ -12,7 +12,8 @@ from typing import Any
 from service.facade import bundles, paging
 from service.facade.bundles import Permits
 from service.facade.capability import capability
-from service.facade.interactions import AfterWrite, Interactions, Validate, Written
+from service.facade.interactions import AfterWrite, Interactions, Written
+from service.facade.policy import Validate
 from service.store.resources import Author, ResourceStore, StoredResource, Unit
 
 
