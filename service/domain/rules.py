@@ -15,14 +15,17 @@ Record = dict[str, Any]
 
 #: Score ranges per instrument (inclusive). PHQ-9 0–27 (clinical.md §6, Kroenke bands);
 #: MADRS 0–60, QIDS-SR16 0–27, GAD-7 0–21 (../shared/design/DOMAIN.md, clinical.md §6); CADSS 23 items × 0–4 = 0–92,
-#: MOAA/S 0–5, BPRS positive 4 items × 0–6 = 0–24, anchoring fixed at 0–6 (clinical.md §3).
+#: MOAA/S 0–5 (clinical.md §3); HAM-D17 17 items, total 0–52 (clinical.md §3, depression scales).
 #: C-SSRS ideation severity 0–5: the five levels of LOINC answer list LL5434-7 (../shared/reference/terminology.md §4a)
-#: plus 0 for none. HAM-D17 has no sourced range: only non-negative is enforced.
-SCORE_RANGES: dict[str, tuple[int, int | None]] = {
+#: plus 0 for none.
+SCORE_RANGES: dict[str, tuple[int, int]] = {
     "phq9": (0, 27), "madrs": (0, 60), "qids-sr16": (0, 27), "gad7": (0, 21),
-    "cadss": (0, 92), "moaas": (0, 5), "bprs-positive": (0, 24),
-    "hamd17": (0, None), "cssrs": (0, 5),
+    "cadss": (0, 92), "moaas": (0, 5), "hamd17": (0, 52), "cssrs": (0, 5),
+    "bprs-positive": (0, 24),  # under the default anchoring; BPRS_POSITIVE_RANGES has both
 }
+#: BPRS positive: 4 items, each 0–6 (total 0–24) or 1–7 (total 4–28) as the sender declares; never reinterpreted
+#: (clinical.md §3, BPRS+). No declaration means 0–6, the contract's default (../shared/design/DOMAIN.md).
+BPRS_POSITIVE_RANGES = {"0-6": (0, 24), "1-7": (4, 28)}
 #: Esketamine: one nasal device delivers 28 mg; 56 mg = 2 devices, 84 mg = 3 (clinical.md §2).
 ESKETAMINE_DEVICE_MG = 28
 ESKETAMINE_MAX_MG = 84
@@ -83,11 +86,11 @@ def _parse_dt(value: Any) -> datetime | None:
 
 # --- shared checks -------------------------------------------------------------------------
 
-def score_in_range(instrument: str, value: int, field: str) -> Iterator[Issue]:
-    low, high = SCORE_RANGES[instrument]
-    if value < low or (high is not None and value > high):
-        bounds = f"{low}–{high}" if high is not None else f"≥ {low}"
-        yield error(field, f"{instrument} score {value} is outside the instrument's range {bounds}", "score-range")
+def score_in_range(instrument: str, value: int, field: str, anchoring: str | None = None) -> Iterator[Issue]:
+    low, high = BPRS_POSITIVE_RANGES[anchoring or "0-6"] if instrument == "bprs-positive" else SCORE_RANGES[instrument]
+    scale = f"{instrument} (items anchored {anchoring or '0-6'})" if instrument == "bprs-positive" else instrument
+    if not low <= value <= high:
+        yield error(field, f"{scale} score {value} is outside the instrument's range {low}–{high}", "score-range")
 
 
 def esketamine_dose(dose_mg: float, field: str) -> Iterator[Issue]:
@@ -207,7 +210,11 @@ def session_esketamine_monitoring(adm: Record, ctx: RuleContext) -> Iterator[Iss
 
 def session_scores(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
     for i, score in enumerate(adm.get("scores") or []):
-        yield from score_in_range(score["instrument"], score["value"], f"scores[{i}].value")
+        if score.get("anchoring") and score["instrument"] != "bprs-positive":
+            yield error(f"scores[{i}].anchoring", f"anchoring is declared for bprs-positive only, not "
+                        f"{score['instrument']}", "score-anchoring")
+            continue
+        yield from score_in_range(score["instrument"], score["value"], f"scores[{i}].value", score.get("anchoring"))
 
 
 # --- adverse event -------------------------------------------------------------------------
@@ -244,6 +251,14 @@ def ae_onset(ae: Record, ctx: RuleContext) -> Iterator[Issue]:
 
 def assessment_score(rec: Record, ctx: RuleContext) -> Iterator[Issue]:
     yield from score_in_range(rec["instrument"], rec["score"], "score")
+    item9 = rec.get("phq9_item9")
+    if item9 is None:
+        return
+    if rec["instrument"] != "phq9":
+        yield error("phq9_item9", f"phq9_item9 belongs to a PHQ-9, not a {rec['instrument']} score", "phq9-item9")
+    elif item9 > rec["score"]:
+        yield error("phq9_item9", f"item 9 answered {item9} cannot exceed the PHQ-9 total {rec['score']}, "
+                    "which includes it", "phq9-item9")
 
 
 RULES: dict[str, tuple[Rule, ...]] = {

@@ -89,9 +89,18 @@ class ConcurrentTherapySchema(Strict):
     antidepressants = fields.List(fields.Nested(AntidepressantSchema), validate=validate.Length(max=50))
 
 
+class OverrideSchema(Strict):
+    """A clinician's documented decision to treat despite a present contraindication: who, why and when."""
+
+    by = fields.Nested(PersonSchema, required=True)
+    reason = Text(max_length=2000, required=True)
+    at = instant(required=True)
+
+
 class ContraindicationSchema(Strict):
     code = local_code(required=True)
     present = StrictBoolean(required=True)
+    override = fields.Nested(OverrideSchema)
 
 
 class BloodPressureSchema(Strict):
@@ -108,6 +117,7 @@ class ScreeningSchema(Strict):
     contraindications = fields.List(fields.Nested(ContraindicationSchema), validate=validate.Length(max=50))
     baseline_bp = fields.Nested(BloodPressureSchema)
     pregnant = StrictBoolean(allow_none=True)
+    breastfeeding = StrictBoolean(allow_none=True)
     interacting_medications = fields.List(fields.Nested(InteractingMedicationSchema),
                                           validate=validate.Length(max=50))
 
@@ -146,6 +156,15 @@ class ScoreSchema(Strict):
     instrument = one_of(v.SESSION_SCALES, required=True)
     value = integer(required=True)
     at = instant(required=True)
+    anchoring = one_of(v.BPRS_ANCHORINGS)  # bprs-positive only (rules.score_anchoring); absent means 0-6
+
+
+class ConcomitantMedicationSchema(Strict):
+    """A medication taken before this session, as the REMS Patient Monitoring Form asks for it."""
+
+    name = Text(required=True)
+    class_ = one_of(v.INTERACTING_CLASSES, required=True, data_key="class")
+    rxnorm = fields.String(validate=validate.Regexp(RXNORM, error="Not an RxNorm code (digits)."))
 
 
 class AdministrationSchema(RecordSchema):
@@ -163,6 +182,9 @@ class AdministrationSchema(RecordSchema):
     performer = fields.Nested(PersonSchema)
     vitals = fields.List(fields.Nested(VitalsSchema), validate=validate.Length(max=200))
     scores = fields.List(fields.Nested(ScoreSchema), validate=validate.Length(max=200))
+    concomitant_medications = fields.List(fields.Nested(ConcomitantMedicationSchema),
+                                          validate=validate.Length(max=50))
+    ready_to_leave_at = instant()
     monitoring_ended_at = instant()
     discharged_with_escort = StrictBoolean()
 
@@ -190,6 +212,7 @@ class AssessmentSchema(RecordSchema):
     plan_external_id = Text()
     instrument = one_of(v.ASSESSMENT_INSTRUMENTS, required=True)
     score = integer(required=True)
+    phq9_item9 = integer(0, 3)  # PHQ-9 only (rules.phq9_item9_instrument): item 9's answer, LOINC 44260-8
     at = instant(required=True)
 
 

@@ -24,6 +24,8 @@ INTERACTING_CLASSES = (
 SESSION_STATUS = ("completed", "stopped", "not-done")
 VITAL_PHASES = ("pre", "intra", "post")
 SESSION_SCALES = ("cadss", "moaas", "bprs-positive", "phq9", "madrs", "cssrs")
+#: How BPRS items were rated: 0-6 (some ketamine trials) or 1-7 (the original BPRS) (clinical.md §3, BPRS+).
+BPRS_ANCHORINGS = ("0-6", "1-7")
 
 AE_TERMS = (
     "nausea", "vomiting", "dizziness", "hypertension", "dissociation", "sedation", "headache",

@@ -257,8 +257,9 @@ def test_session_scale_scores_within_range(instrument: str, high: int) -> None:
     assert findings("administration", score(-1)) == [("error", "score-range", "scores[0].value")]
 
 
-def test_hamd17_has_no_sourced_maximum_so_only_negative_is_refused() -> None:
-    assert findings("assessment", assessment(instrument="hamd17", score=40)) == []
+def test_hamd17_total_is_0_to_52() -> None:  # clinical.md §3: 17 items rated 0–4 or 0–2
+    assert findings("assessment", assessment(instrument="hamd17", score=52)) == []
+    assert findings("assessment", assessment(instrument="hamd17", score=53)) == [("error", "score-range", "score")]
     assert findings("assessment", assessment(instrument="hamd17", score=-1)) == [("error", "score-range", "score")]
 
 
