@@ -20,7 +20,7 @@ from service.mapping.narrative import narrative
 from service.mapping.paths import ElementPath, PathCompiler, clone
 from service.mapping.payload import Payload
 from service.mapping.spec import Role, Rule, Spec, branch, lookup, put
-from service.mapping.transforms import MappingError, forward, reverse
+from service.mapping.transforms import MappingError, codes_only, forward, reverse
 
 TAG_SYSTEM = "https://ketamine-fhir.org/fhir/mapping"
 Json = Any
@@ -66,6 +66,11 @@ class Mapper:
     def path(self, role: Role, rule: Rule) -> ElementPath:
         return self.paths.compile(role.structure, rule.to)
 
+    def found(self, role: Role, rule: Rule, resource: dict[str, Any]) -> Json:
+        """The value at a rule's target in a resource: every item's, for a rule over a list (`each`)."""
+        path = self.path(role, rule)
+        return path.get_each(resource) if rule.each else path.get(resource)
+
     # --- forward ---------------------------------------------------------------------------
 
     def to_bundle(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +85,13 @@ class Mapper:
                 if rule.when is not None and not rule.when.holds(each.scope, record):
                     continue
                 value = forward(rule, each.scope, links)
-                if value is not None:
-                    self.path(each.role, rule).put(each.resource, clone(value))
+                if value is None:
+                    continue
+                path = self.path(each.role, rule)
+                if rule.each:
+                    path.put_each(each.resource, clone(value))
+                else:
+                    path.put(each.resource, clone(value))
         entries, seen = [], set()
         for each in made:
             if each.full_url in seen:
@@ -262,7 +272,7 @@ class Mapper:
         for rule in role.rules:
             if not rule.reversible or rule.field is None:
                 continue
-            value = reverse(rule, self.path(role, rule).get(resource), links)
+            value = reverse(rule, self.found(role, rule, resource), links)
             if value is not None:
                 put(values, rule.field, value)
         return values
@@ -360,13 +370,7 @@ def _item_key(spec: Spec, role: Role, resource: dict[str, Any], values: dict[str
 
 def _discriminating(expected: Json, template: dict[str, Any] | None) -> Json:
     """What a fixed value must match in reverse: its codes, not its displays."""
-    def strip(value: Json) -> Json:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("display", "text")}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-    return strip(expected if template is None or not isinstance(expected, dict) else {**template, **expected})
+    return codes_only(expected if template is None or not isinstance(expected, dict) else {**template, **expected})
 
 
 def _escape(text: str) -> str:

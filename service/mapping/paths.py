@@ -72,6 +72,32 @@ class ElementPath:
             found = [item for item in found if matches_pattern(item, last.template)] or None
         return found
 
+    def put_each(self, resource: dict[str, Any], values: list[Json]) -> None:
+        """Each value in an item of its own at the path's last repeating step: one extension per criterion."""
+        split = self._last_repeat()
+        if split is None or split == len(self.steps) - 1:
+            self.put(resource, values)
+            return
+        head, tail = ElementPath(self.text, self.steps[:split + 1]), ElementPath(self.text, self.steps[split + 1:])
+        for value in values:
+            item: dict[str, Any] = {}
+            tail.put(item, value)
+            head.put(resource, item)
+
+    def get_each(self, resource: dict[str, Any]) -> Json:
+        """What put_each wrote: the value in every item at the last repeating step (a list), or None."""
+        split = self._last_repeat()
+        if split is None or split == len(self.steps) - 1:
+            return self.get(resource)
+        head, tail = ElementPath(self.text, self.steps[:split + 1]), ElementPath(self.text, self.steps[split + 1:])
+        items = head.get(resource)
+        found = [tail.get(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        return [value for value in found if value is not None] or None
+
+    def _last_repeat(self) -> int | None:
+        repeating = [i for i, step in enumerate(self.steps) if step.array]
+        return repeating[-1] if repeating else None
+
     @property
     def leaf_template(self) -> dict[str, Any] | None:
         return self.steps[-1].template

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from service.fhirjson import matches_pattern
 from service.mapping.concepts import ConceptIndex
 from service.mapping.spec import Rule, lookup
 
@@ -145,6 +146,9 @@ def reverse(rule: Rule, found: Json, links: Links) -> Json:
 def _reverse_each(rule: Rule, items: list[Json], links: Links) -> list[Json]:
     if rule.transform != "concept":
         return [_REVERSE[rule.transform](rule, item, links) for item in items]
+    if rule.params.get("as", "CodeableConcept") == "CodeableConcept":
+        # one CodeableConcept per item (an extension each): the code each one means, once
+        return list(dict.fromkeys(_r_concept(rule, item, links) for item in items))
     system = links.concepts.system(rule.params["map"])
     local = [i["code"] for i in items if isinstance(i, dict) and i.get("system") == system.url]
     out: list[str] = []
@@ -212,9 +216,20 @@ def _standard_system(name: str, rule: Rule, links: Links) -> str:
 def _r_lookup(rule: Rule, found: Json, links: Links) -> Json:
     candidates = found if isinstance(found, list) else [found]
     for record_value, fhir_value in rule.params["values"].items():
-        if any(c == fhir_value for c in candidates):
+        # codes decide, displays do not: an EHR may send its own display for the same code
+        pattern = codes_only(fhir_value)
+        if any(c == fhir_value or (isinstance(c, dict) and matches_pattern(c, pattern)) for c in candidates):
             return _typed(record_value)
     raise MappingError(f"{rule.to}: none of the expected values is present")
+
+
+def codes_only(value: Json) -> Json:
+    """A FHIR value to match by its codes: displays and texts left out."""
+    if isinstance(value, dict):
+        return {k: codes_only(v) for k, v in value.items() if k not in ("display", "text")}
+    if isinstance(value, list):
+        return [codes_only(v) for v in value]
+    return value
 
 
 def _typed(value: Any) -> Any:

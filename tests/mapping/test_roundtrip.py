@@ -107,7 +107,7 @@ def projection(mapper: Mapper, payload: dict[str, Any]) -> dict[str, list[str]]:
             for rule in role.rules:
                 if not rule.reversible:
                     continue
-                found = mapper.path(role, rule).get(resource)
+                found = mapper.found(role, rule, resource)
                 if found is not None:
                     row[rule.to] = _numbers(mapper.read_value(rule, found, links))
             if row:  # a resource with nothing mapped (a flag without evidence) reads as nothing
