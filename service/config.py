@@ -5,9 +5,12 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.errors import ConfigError
+
+if TYPE_CHECKING:
+    from service.validation.policy import ValidationPolicy
 
 #: Largest request body accepted (bytes); larger bodies get 413 before they are parsed.
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
@@ -56,6 +59,24 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     #: mark the admin session cookie Secure even when the TLS-terminating proxy forwards plain HTTP
     secure_cookies: bool = False
+    #: `$validate`'s policy (service/validation/policy.py; defaults: the HL7 validator's): how to report a
+    #: meta.profile we do not hold, and an extension whose definition we do not hold (error, warning, information,
+    #: ignore)
+    validation_unknown_profile: str = "warning"
+    validation_unknown_extension: str = "error"
+    #: URL prefixes of extensions accepted without a definition (comma or space separated; * accepts any)
+    validation_extension_domains: str = ""
+    #: judge a resource without meta.profile by our profile of its type in `$validate` too
+    validation_our_profiles: bool = False
+
+    def validation_policy(self) -> ValidationPolicy:
+        """The policy `$validate` runs with (a call's own parameters may change it)."""
+        from service.validation.policy import ValidationPolicy, domains  # the validator loads on first use
+
+        return ValidationPolicy(unknown_profile=self.validation_unknown_profile,
+                                unknown_extension=self.validation_unknown_extension,
+                                extension_domains=domains(self.validation_extension_domains),
+                                our_profiles=self.validation_our_profiles)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +111,13 @@ class Settings:
         for name in ("workers", "request_timeout", "graceful_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
+        from service.validation.policy import PolicyError
+
+        try:
+            self.validation_policy()
+        except PolicyError as exc:
+            raise ConfigError(f"KFHIR_VALIDATION_{str(exc).split(' ', 1)[0].upper()} {str(exc).split(' ', 1)[1]}") \
+                from None
         if self.rate_limit < 0:
             raise ConfigError("KFHIR_RATE_LIMIT must be 0 (no limit) or a positive number of requests per minute")
 

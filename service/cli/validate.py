@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from service.validation.policy import SEVERITIES
+
 if TYPE_CHECKING:
     from service.conformance.package import Resource
     from service.fhirjson import Finding
     from service.validation.engine import Validator
+    from service.validation.policy import ValidationPolicy
 
 MAX_DEPTH = 64
 
@@ -28,21 +31,40 @@ MAX_DEPTH = 64
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--must-support", is_flag=True,
               help="Also report, as information, mustSupport elements of the profiles that a resource leaves out.")
+@click.option("--unknown-profile", type=click.Choice(SEVERITIES), default="warning", show_default=True,
+              help="How to report a meta.profile that is not held (the HL7 validator: warning).")
+@click.option("--unknown-extension", type=click.Choice(SEVERITIES), default="error", show_default=True,
+              help="How to report an extension whose definition is not held (the HL7 validator: error).")
+@click.option("--allow-extension-domain", "extension_domains", multiple=True, metavar="URL",
+              help="Accept extensions whose URL starts with this, without a definition (repeatable).")
+@click.option("--allow-any-extensions", is_flag=True, help="Accept every extension without a definition.")
+@click.option("--our-profiles", is_flag=True,
+              help="Judge a resource without meta.profile by the ketamine profile of its type.")
 def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str,
-                     must_support: bool) -> None:
-    """Validate FHIR JSON files (or folders of them) against R4 and the ketamine profiles."""
-    sys.exit(run_validate(list(paths), profile, list(igs), fmt, must_support))
+                     must_support: bool, unknown_profile: str, unknown_extension: str,
+                     extension_domains: tuple[str, ...], allow_any_extensions: bool, our_profiles: bool) -> None:
+    """Validate FHIR JSON files (or folders of them) against R4 and the profiles they claim, as the HL7
+    validator does by default (the options change that)."""
+    from service.validation.policy import ANY, ValidationPolicy
+
+    policy = ValidationPolicy(unknown_profile=unknown_profile, unknown_extension=unknown_extension,
+                              extension_domains=(*extension_domains, *([ANY] if allow_any_extensions else [])),
+                              our_profiles=our_profiles)
+    sys.exit(run_validate(list(paths), profile, list(igs), fmt, must_support, policy))
 
 
-def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: str, must_support: bool = False) -> int:
+def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: str, must_support: bool = False,
+                 policy: ValidationPolicy | None = None) -> int:
     """Exit status: 0 no errors, 1 some error, 2 a bad --ig or --profile. `must_support` also reports, as
-    information, mustSupport elements of the profiles that the resource leaves out."""
+    information, mustSupport elements of the profiles that the resource leaves out; `policy` defaults to the
+    HL7 validator's (service/validation/policy.py)."""
     from service.conformance.definitions import load
     from service.fhirjson import has_errors, operation_outcome
     from service.validation import ours
     from service.validation.engine import UnknownProfile
+    from service.validation.policy import ValidationPolicy
 
-    validator = ours(load().with_own([*load().own.values(), *_extra(igs)]))
+    validator = ours(load().with_own([*load().own.values(), *_extra(igs)]), policy or ValidationPolicy())
     try:
         if profile:
             validator.plan(profile)  # held with a snapshot, or one generated from its differential
@@ -51,7 +73,14 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
     files = _files(paths)
     if not files:
         raise click.UsageError("no .json files to validate in " + ", ".join(str(p) for p in paths))
-    results = [(path, _findings(validator, path, profile, must_support)) for path in files]
+    judged = [(path, _findings(validator, path, profile, must_support, walked)) for path, walked in files]
+    skipped = [path for path, findings in judged if findings is None]
+    results = [(path, findings) for path, findings in judged if findings is not None]
+    if not results:
+        raise click.UsageError("no FHIR resources to validate in " + ", ".join(str(p) for p in paths))
+    if fmt == "text":
+        for path in skipped:
+            click.echo(f"{path}: skipped (not a FHIR resource)")
     if fmt == "json":
         outcomes = [operation_outcome(f) for _, f in results]
         doc: Any = outcomes[0] if len(outcomes) == 1 else {
@@ -69,7 +98,10 @@ def run_validate(paths: list[Path], profile: str | None, igs: list[Path], fmt: s
     return 1 if any(has_errors(f) for _, f in results) else 0
 
 
-def _findings(validator: Validator, path: Path, profile: str | None, must_support: bool = False) -> list[Finding]:
+def _findings(validator: Validator, path: Path, profile: str | None, must_support: bool = False,
+              walked: bool = False) -> list[Finding] | None:
+    """The findings about the file; None for a file met while walking a folder that is JSON but no FHIR resource
+    (a manifest beside the examples): a named file is always judged."""
     from service.errors import RequestError
     from service.fhirjson import Finding
     from service.jsondoc import parse_json
@@ -80,14 +112,17 @@ def _findings(validator: Validator, path: Path, profile: str | None, must_suppor
         resource = parse_json(text, MAX_DEPTH)
     except RequestError as exc:  # not JSON (400), or JSON no store could hold (a NUL: 422)
         return [Finding("fatal", "structure", "$this", exc.detail)]
+    if walked and not (isinstance(resource, dict) and "resourceType" in resource):
+        return None
     return locate(validator.validate(resource, profile, must_support=must_support),
                   text.decode("utf-8", "replace"), root_name(resource))
 
 
-def _files(paths: list[Path]) -> list[Path]:
-    out: list[Path] = []
+def _files(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """Each file to judge, and whether it was found by walking a folder (not named by the user)."""
+    out: list[tuple[Path, bool]] = []
     for path in paths:
-        out += sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        out += [(p, True) for p in sorted(path.rglob("*.json"))] if path.is_dir() else [(path, False)]
     return out
 
 

@@ -6,10 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from service.conformance.definitions import CORE_SD, Definitions
+from service.conformance.profiles import shipped
 from service.conformance.snapshot import SnapshotError, generate
 from service.fhirjson import Finding, matches_pattern
 from service.validation.invariants import NATIVE, InvariantError, Invariants
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
+from service.validation.policy import ValidationPolicy
 from service.validation.primitives import load_primitives
 from service.validation.references import LITERAL_REFERENCE, References, as_list
 from service.validation.run import Run
@@ -29,7 +31,7 @@ CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
 
 #: Of a list of element plans: JSON name → (element, implied type), ids always visited, id → position.
 Layout = tuple[dict[str, tuple[ElementPlan, TypeRef | None]], frozenset[str], dict[str, int]]
-#: The profiles a resource that declares none (no meta.profile) is judged by, besides its R4 base.
+#: Our profiles of a resource that declares none (no meta.profile), when the policy applies ours.
 DefaultProfiles = Callable[[dict[str, Any]], list[str]]
 
 
@@ -38,14 +40,16 @@ class UnknownProfile(LookupError):
 
 
 class Validator(Slicing, References):
-    """`default_profiles` names the profiles of a resource without meta.profile (none: its R4 base only);
-    the service gives ours (service/validation/__init__.py)."""
+    """`policy` is what a run accepts beyond FHIR's own rules (policy.py; a call may give its own);
+    `our_profiles` names our profile of a resource without meta.profile, for a policy that applies ours
+    (default: the shipped implementation guide's, service/conformance/profiles.py)."""
 
-    def __init__(self, defs: Definitions, default_profiles: DefaultProfiles | None = None,
-                 unknown_extension: str = "warning") -> None:
+    def __init__(self, defs: Definitions, policy: ValidationPolicy | None = None,
+                 our_profiles: DefaultProfiles | None = None) -> None:
         self.defs = defs
-        self.default_profiles = default_profiles
-        self.unknown_extension = unknown_extension
+        self.policy = policy or ValidationPolicy()
+        self.our_profiles = our_profiles
+        self.global_profiles = _global_profiles(defs)
         self.primitives = load_primitives(defs)
         self.terminology = Terminology(defs)
         self.invariants = Invariants()
@@ -59,10 +63,13 @@ class Validator(Slicing, References):
 
     # --- public ---------------------------------------------------------------------------
 
-    def validate(self, resource: Any, profile: str | None = None, must_support: bool = False) -> list[Finding]:
+    def validate(self, resource: Any, profile: str | None = None, must_support: bool = False,
+                 policy: ValidationPolicy | None = None) -> list[Finding]:
         """Every finding about `resource`, in document order, each reported once. `must_support` adds an
-        information issue for each mustSupport element of its profiles that the resource leaves out."""
-        run = Run(resource if isinstance(resource, dict) else {}, must_support=must_support)
+        information issue for each mustSupport element of its profiles that the resource leaves out; `policy`
+        replaces the validator's own for this call."""
+        run = Run(resource if isinstance(resource, dict) else {}, must_support=must_support,
+                  policy=policy or self.policy)
         if not isinstance(resource, dict):
             run.add("fatal", "structure", "$this", "The resource must be a JSON object.")
             return run.findings
@@ -103,14 +110,13 @@ class Validator(Slicing, References):
             return
         if profile:
             self.plan(profile)  # an unknown forced profile is the caller's error: UnknownProfile
-        urls = [profile] if profile else self._profiles_of(res)
+        urls = [profile] if profile else self._profiles_of(res, run)
         plans = []
         for url in urls:
             try:
                 plans.append(self.plan(url))
             except UnknownProfile:
-                run.add("error", "structure", f"{expr}.meta.profile" if not profile else expr,
-                        f"Profile {url} is unknown: it cannot be checked, so the resource is not accepted.")
+                self._unknown_profile(url, expr, run)
         if not plans:
             plans = [self.plan(CORE_SD + kind)]
         if kind == "Bundle":
@@ -141,11 +147,26 @@ class Validator(Slicing, References):
                         f"fullUrl {full_url} does not match the resource's type and id "
                         f"({resource.get('resourceType')}/{resource.get('id')}).")
 
-    def _profiles_of(self, res: dict[str, Any]) -> list[str]:
-        declared = (res.get("meta") or {}).get("profile") if isinstance(res.get("meta"), dict) else None
-        if isinstance(declared, list) and declared and all(isinstance(p, str) for p in declared):
-            return declared
-        return self.default_profiles(res) if self.default_profiles is not None else []
+    def _profiles_of(self, res: dict[str, Any], run: Run) -> list[str]:
+        """What the resource claims (meta.profile), and the global profiles of its type; when it claims none
+        and the policy applies ours, our profile of its type."""
+        meta = res.get("meta")
+        declared = meta.get("profile") if isinstance(meta, dict) else None
+        urls = [p for p in declared if isinstance(p, str)] if isinstance(declared, list) else []
+        if not urls and run.policy.our_profiles:
+            urls = (self.our_profiles or shipped().defaults)(res)
+        if run.policy.global_profiles:
+            urls += [u for u in self.global_profiles.get(str(res.get("resourceType")), ()) if u not in urls]
+        return urls
+
+    def _unknown_profile(self, url: str, expr: str, run: Run) -> None:
+        severity = run.policy.unknown_profile
+        if severity == "ignore":
+            return
+        consequence = ", so the resource is not accepted" if severity == "error" else \
+            "; the resource is checked against its base type"
+        run.add(severity, "structure", f"{expr}.meta.profile",
+                f"Profile reference '{url}' has not been checked because it could not be found{consequence}.")
 
     # --- objects and elements -------------------------------------------------------------
 
@@ -383,8 +404,9 @@ class Validator(Slicing, References):
         except UnknownProfile:  # held, but no snapshot could be had: as unusable as one not held at all
             extension_plan = None
         if extension_plan is None:
-            if self.unknown_extension != "ignore":
-                run.add(self.unknown_extension, "extension", expr, f"Unknown extension {url}.")
+            severity = run.policy.extension_severity(url)
+            if severity != "ignore":
+                run.add(severity, "extension", expr, f"Unknown extension {url}.")
             return
         self._object(value, extension_plan.root.children, expr, run)
         self._constraints(value, extension_plan.root.constraints, "Extension", expr, run, url)
@@ -412,6 +434,18 @@ def _find_path(root: ElementPlan, path: str) -> ElementPlan | None:
         if path == child.path or path.startswith(child.path + "."):
             return _find_path(child, path)
     return None
+
+
+def _global_profiles(defs: Definitions) -> dict[str, tuple[str, ...]]:
+    """resource type → the profiles the ImplementationGuides we hold declare global for it (IG.global)."""
+    out: dict[str, list[str]] = {}
+    for resource in defs.own.values():
+        if resource.get("resourceType") == "ImplementationGuide":
+            for entry in as_list(resource.get("global")):
+                if isinstance(entry, dict) and isinstance(entry.get("type"), str) and \
+                        isinstance(entry.get("profile"), str):
+                    out.setdefault(entry["type"], []).append(entry["profile"])
+    return {kind: tuple(urls) for kind, urls in out.items()}
 
 
 def _full_urls(bundle: dict[str, Any]) -> dict[str, str]:

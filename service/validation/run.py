@@ -6,6 +6,7 @@ from typing import Any
 
 from service.fhirjson import Finding
 from service.validation.plan import StructurePlan
+from service.validation.policy import ValidationPolicy
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Run:
     primitive_owner: str | None = None  # the element whose `_field` extensions are being walked
     owner_types: tuple[str, ...] = ()  # the datatype(s) of the element whose extensions are being walked
     must_support: bool = False  # report absent mustSupport elements (information)
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
 
     def add(self, severity: str, code: str, expression: str, message: str) -> None:
         self.findings.append(Finding(severity, code, expression, message))

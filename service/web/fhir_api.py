@@ -22,6 +22,7 @@ from service.search.parameters import TYPES
 from service.store.resources import StoredResource
 from service.validation import default_validator
 from service.validation.engine import UnknownProfile
+from service.validation.policy import PolicyError, ValidationPolicy, domains
 from service.validation.positions import locate, root_name
 from service.web import auth, current
 from service.web.body import JSON_TYPES
@@ -256,9 +257,16 @@ def _conformance_search(resource_type: str) -> dict[str, Any]:
 
 # --- $validate ---------------------------------------------------------------------------------
 
-def _operands(body: Any) -> tuple[Any, str | None]:
-    """The resource and profile of a $validate call: a raw resource, or Parameters (resource, profile)."""
+#: $validate's policy parameters (query or Parameters), each a field of ValidationPolicy (service/validation/policy.py)
+POLICY_PARAMETERS = {"unknown-profile": "unknown_profile", "unknown-extension": "unknown_extension",
+                     "extension-domain": "extension_domains", "our-profiles": "our_profiles"}
+
+
+def _operands(body: Any) -> tuple[Any, str | None, dict[str, list[str]]]:
+    """The resource, profile and policy parameters of a $validate call: a raw resource, or Parameters (resource,
+    profile, the policy's parameters); the query string may give profile and the policy too."""
     profile = request.args.get("profile")
+    given = {name: request.args.getlist(name) for name in POLICY_PARAMETERS if name in request.args}
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
         resource = None
         for p in body.get("parameter") or []:
@@ -268,11 +276,33 @@ def _operands(body: Any) -> tuple[Any, str | None]:
                 resource = p.get("resource")
             elif p.get("name") == "profile":
                 profile = p.get("valueCanonical") or p.get("valueUri") or profile
+            elif p.get("name") in POLICY_PARAMETERS:
+                value = next((v for k, v in p.items() if k.startswith("value")), None)
+                given.setdefault(p["name"], []).append(str(value).lower() if isinstance(value, bool) else str(value))
         if resource is None:
             raise BadRequest("The Parameters resource has no 'resource' parameter.",
                              [Issue("Parameters.parameter", "add {name: resource, resource: {...}}")])
-        return resource, profile
-    return body, profile
+        return resource, profile, given
+    return body, profile, given
+
+
+def _policy(given: dict[str, list[str]]) -> ValidationPolicy:
+    """The service's $validate policy (KFHIR_VALIDATION_*) with this call's parameters applied."""
+    changes: dict[str, Any] = {}
+    for name, values in given.items():
+        field = POLICY_PARAMETERS[name]
+        if field == "extension_domains":
+            changes[field] = domains(values)
+        elif field == "our_profiles":
+            if values[-1].lower() not in ("true", "false"):
+                raise BadRequest(f"{name} must be true or false.", [Issue(name, "true or false")])
+            changes[field] = values[-1].lower() == "true"
+        else:
+            changes[field] = values[-1]
+    try:
+        return current.runtime().settings.validation_policy().replace(**changes)
+    except PolicyError as exc:
+        raise BadRequest(f"Invalid validation policy: {exc}.", [Issue(next(iter(given)), str(exc))]) from None
 
 
 def _body_text() -> str:
@@ -286,12 +316,13 @@ def _body_text() -> str:
 def _validate(expected_type: str | None) -> Response:
     text = _body_text()
     body = _resource_body()
-    resource, profile = _operands(body)
+    resource, profile, given = _operands(body)
+    policy = _policy(given)
     if expected_type and isinstance(resource, dict) and resource.get("resourceType") != expected_type:
         raise BadRequest(f"This is {expected_type}/$validate but the resource is a "
                          f"{resource.get('resourceType')!r}.", [Issue("resourceType", f"expected {expected_type}")])
     try:
-        findings = default_validator().validate(resource, profile)
+        findings = default_validator().validate(resource, profile, policy=policy)
     except UnknownProfile:
         raise BadRequest(f"Profile {profile} is unknown.", [Issue("profile", "not a loaded StructureDefinition")]) \
             from None

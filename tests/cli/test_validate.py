@@ -130,7 +130,9 @@ def test_a_nul_character_in_a_string_is_a_fatal_issue_not_a_crash(tmp_path: Path
 
 
 def test_every_valid_example_exits_0() -> None:
-    paths = sorted(p for p in EXAMPLES.glob("*.json") if p.name != "manifest.json")
+    """README: `ketamine-fhir validate profiles/examples/*-*.json` exits 0."""
+    paths = sorted(EXAMPLES.glob("*-*.json"))
+    assert EXAMPLES / "manifest.json" not in paths
     result = validate(*paths)
     assert result.returncode == 0, result.stdout + result.stderr
     headers = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
@@ -335,12 +337,15 @@ def test_ig_folder_profile_declared_in_meta_profile(tmp_path: Path) -> None:
     assert with_ig.returncode == 1, with_ig.stdout + with_ig.stderr
     assert birth_date_missing(outcome(with_ig)["issue"])
     assert validate("--ig", folder, dated).returncode == 0
-    # without the IG the declared profile is unknown: an error, but not the birth date one
+    # without the IG the declared profile is unknown: a warning (as the HL7 validator), not the birth date error
     without = validate("--format", "json", dated)
-    assert without.returncode == 1
+    assert without.returncode == 0
     issues = outcome(without)["issue"]
     assert not birth_date_missing(issues)
-    assert any(i["expression"] == ["Patient.meta.profile"] and DATED_PATIENT in i["details"]["text"] for i in issues)
+    assert any(i["expression"] == ["Patient.meta.profile"] and DATED_PATIENT in i["details"]["text"]
+               and i["severity"] == "warning" for i in issues)
+    strict = validate("--unknown-profile", "error", dated)
+    assert strict.returncode == 1 and DATED_PATIENT in strict.stdout
 
 
 def test_ig_single_structure_definition_file(tmp_path: Path) -> None:
@@ -524,3 +529,52 @@ def test_must_support_reporting_is_opt_in() -> None:
     asked = validate(ADMINISTRATION_EXAMPLE, "--must-support")
     assert asked.returncode == 0  # information only: still valid
     assert "information MedicationAdministration.statusReason: " in asked.stdout and "mustSupport" in asked.stdout
+
+
+# --- the policy: the HL7 validator's defaults, each a flag -----------------------------------------
+
+UNHELD_EXTENSION = "http://example.org/fhir/StructureDefinition/unheld"
+
+
+def test_the_readme_command_validates_every_example_skips_the_manifest_and_fails_on_the_counter_examples() -> None:
+    """README: `ketamine-fhir validate profiles/examples/` judges the examples (valid) and invalid/ (each
+    INVALID): exit 1; manifest.json, met while walking the folder, is no resource and is skipped."""
+    result = validate(EXAMPLES)
+    assert result.returncode == 1, result.stdout + result.stderr
+    headers = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in result.stdout.splitlines()
+               if not line.startswith(" ")}
+    assert headers.pop(str(EXAMPLES / "manifest.json")) == "skipped (not a FHIR resource)"
+    for path in EXAMPLES.glob("*.json"):
+        if path.name != "manifest.json":
+            assert headers[str(path)].startswith("valid"), path
+    assert all(headers[str(p)].startswith("INVALID") for p in INVALID.glob("*.json"))
+    assert_no_traceback(result)
+
+
+def test_a_named_file_that_is_no_resource_is_still_judged() -> None:
+    result = validate(EXAMPLES / "manifest.json")
+    assert result.returncode == 1 and "INVALID" in result.stdout, result.stdout
+
+
+def test_an_ordinary_r4_condition_is_not_judged_as_a_ketamine_indication(tmp_path: Path) -> None:
+    condition = write(tmp_path / "c.json", {
+        "resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}, "code": {"text": "Asthma"},
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Asthma</div>"}})
+    assert validate(condition).returncode == 0
+    assert validate("--our-profiles", condition).returncode == 1
+
+
+@pytest.mark.parametrize("flags, code, severity", [
+    ((), 1, "error"),
+    (("--unknown-extension", "warning"), 0, "warning"),
+    (("--allow-extension-domain", "http://example.org/fhir/"), 0, None),
+    (("--allow-any-extensions",), 0, "information"),
+])
+def test_an_unheld_extension_by_flag(tmp_path: Path, flags: tuple[str, ...], code: int, severity: str | None) -> None:
+    path = write(tmp_path / "p.json", {
+        "resourceType": "Patient", "id": "p1", "extension": [{"url": UNHELD_EXTENSION, "valueString": "x"}],
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}})
+    result = validate("--format", "json", *flags, path)
+    assert result.returncode == code, result.stdout + result.stderr
+    found = [i["severity"] for i in outcome(result)["issue"] if "Unknown extension" in i["details"]["text"]]
+    assert found == ([severity] if severity else [])

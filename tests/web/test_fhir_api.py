@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from flask.testing import FlaskClient
 
+from service import create_app
+from service.config import Settings
+from service.errors import ConfigError
 from service.resources import profiles_dir
 
 OURS = "https://ketamine-fhir.org/fhir/StructureDefinition/"
@@ -70,3 +74,50 @@ def test_issues_of_a_raw_resource_carry_line_and_column(client: FlaskClient) -> 
     assert issue["location"] == ["Patient.birthDate", "Line[3] Col[16]"]
     assert {"url": "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line", "valueInteger": 3} \
         in issue["extension"]
+
+
+# --- the validation policy: HL7's defaults, each a parameter and a setting ------------------------
+
+UNHELD = {"resourceType": "Patient", "extension": [{"url": "http://example.org/fhir/StructureDefinition/x",
+                                                    "valueString": "x"}]}
+
+
+def unheld_severities(outcome: dict) -> list[str]:
+    return [i["severity"] for i in outcome["issue"] if "Unknown extension" in i["details"]["text"]]
+
+
+def test_an_unheld_extension_is_an_error_by_default(client: FlaskClient) -> None:
+    assert unheld_severities(post(client, "/fhir/$validate", UNHELD)) == ["error"]
+
+
+def test_policy_parameters_in_the_query_and_in_parameters(client: FlaskClient) -> None:
+    assert unheld_severities(post(client, "/fhir/$validate?unknown-extension=warning", UNHELD)) == ["warning"]
+    assert unheld_severities(post(client, "/fhir/$validate?extension-domain=http://example.org/", UNHELD)) == []
+    params = {"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": UNHELD}, {"name": "extension-domain", "valueString": "*"}]}
+    assert unheld_severities(post(client, "/fhir/$validate", params)) == ["information"]
+
+
+def test_our_profiles_only_when_asked(client: FlaskClient) -> None:
+    condition = {"resourceType": "Condition", "subject": {"reference": "Patient/p"}, "code": {"text": "Asthma"}}
+    assert errors(post(client, "/fhir/Condition/$validate", condition)) == []
+    assert errors(post(client, "/fhir/Condition/$validate?our-profiles=true", condition)) != []
+
+
+def test_a_bad_policy_parameter_is_400(client: FlaskClient) -> None:
+    assert post(client, "/fhir/$validate?unknown-profile=loud", UNHELD)["status"] == 400
+    assert post(client, "/fhir/$validate?our-profiles=maybe", UNHELD)["status"] == 400
+
+
+def test_the_service_setting_changes_the_default(settings: Settings) -> None:
+    app = create_app(settings.replace(validation_unknown_extension="warning"))
+    app.config["TESTING"] = True
+    try:
+        assert unheld_severities(post(app.test_client(), "/fhir/$validate", UNHELD)) == ["warning"]
+    finally:
+        app.extensions["kfhir"].engine.dispose()
+
+
+def test_a_bad_policy_setting_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match="KFHIR_VALIDATION_UNKNOWN_EXTENSION"):
+        Settings.load({"validation_unknown_extension": "loud"}, environ={})
