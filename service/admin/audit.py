@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Engine, Text, cast, or_, select
+
+from service.admin.jobs import patient_of
+from service.exchange.outbox import Failure, Job
 from service.security.audit import PATIENT_HASH, Access, AuditLog, Entity
+from service.store.engine import session
+from service.store.models import AuditEventRow
 
 #: AuditEvent.action (R4 audit-event-action): what the console's filter offers, in words
 ACTIONS = {"C": "create", "R": "read", "U": "update", "D": "delete", "E": "execute (search, operation)"}
@@ -13,6 +19,8 @@ ACTIONS = {"C": "create", "R": "read", "U": "update", "D": "delete", "E": "execu
 OUTCOMES = {"0": "success", "4": "minor failure", "8": "serious failure", "12": "major failure"}
 #: how console users appear as agents, beside API clients
 ADMIN_PREFIX = "admin:"
+#: and outbox workers delivering to EHRs
+WORKER_PREFIX = "worker:"
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,48 @@ def row(event: dict[str, Any]) -> Row:
 
 def record_admin(log: AuditLog, user: str, interaction: str, status: int, server: str, address: str | None,
                  what: list[Entity], patients: list[tuple[str, str]] | None = None,
-                 query: str | None = None) -> None:
+                 query: str | None = None, description: str | None = None) -> None:
     """One console access in the audit trail: who (the admin), what they read or changed, which patient."""
     log.record(Access(interaction=interaction, status=status, client_id=ADMIN_PREFIX + user,
                       issuer="urn:ketamine-fhir:admin-console", source_address=address, server=server,
-                      entities=what, patients=list(patients or []), query=query))
+                      entities=what, patients=list(patients or []), query=query, description=description))
 
+
+def record_delivery(log: AuditLog, worker: str, job: Job, state: str, failure: Failure | None,
+                    base_url: str) -> None:
+    """A worker's delivery of an outbox job to an EHR: the worker as the requestor, the EHR as the destination,
+    the record and the job as what was sent, the patient by the keyed hash as ever; the outcome as it was."""
+    status = failure.status if failure is not None and failure.status else (200 if state == "done" else 503)
+    words = {"done": "delivered", "retry": "failed, to be retried", "dead": "failed — dead letter",
+             "lost": "lost (the job was reclaimed)"}.get(state, state)
+    detail = f"{words}: {failure.message}" if failure is not None and failure.message else words
+    if failure is not None and not failure.status:
+        detail = f"no HTTP answer; {detail}"
+    patient = patient_of(job.payload)
+    log.record(Access(interaction="transaction", status=status, client_id=WORKER_PREFIX + worker,
+                      issuer="urn:ketamine-fhir:outbox-worker", source_address=None, server=base_url,
+                      entities=[Entity(job.record_kind, job.record_id, record=True),
+                                Entity(f"outbox job {job.pk} to {job.endpoint}")],
+                      patients=[patient] if patient else [], description=detail[:500]))
+
+
+def record_pull(log: AuditLog, endpoint: str, base_url: str, identifier: tuple[str, str] | None, status: int,
+                detail: str) -> None:
+    """A pull of a patient's resources from an EHR (`ketamine-fhir pull`)."""
+    log.record(Access(interaction="search-type", status=status, client_id=f"pull:{endpoint}",
+                      issuer="urn:ketamine-fhir:pull", source_address=None, server=base_url,
+                      entities=[Entity(f"pull from {endpoint}")], patients=[identifier] if identifier else [],
+                      query="parameters: patient identifier", description=detail[:500]))
+
+
+
+def mentioning(engine: Engine, needles: list[str], limit: int = 20) -> list[Row]:
+    """The newest events that name any of `needles` (a record's id, its resources' `Type/id`): a record's trail.
+    Ids are UUIDs, so a text match on the stored event cannot name anything else."""
+    if not needles:
+        return []
+    text = cast(AuditEventRow.content, Text)
+    stmt = (select(AuditEventRow.content).where(or_(*(text.contains(n, autoescape=True) for n in needles[:50])))
+            .order_by(AuditEventRow.pk.desc()).limit(limit))
+    with session(engine) as s:
+        return [row(c) for c in s.scalars(stmt)]

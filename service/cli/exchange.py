@@ -11,11 +11,15 @@ from pathlib import Path
 
 import click
 
+from service.admin.audit import record_delivery, record_pull
 from service.cli import context
 from service.cli.context import Runtime
 from service.exchange.endpoints import Endpoint, EndpointError
 from service.exchange.outbox import LEASE_S, Outbox
 from service.exchange.worker import Tally, Worker
+from service.exchange.workers import Workers
+from service.security.audit import AuditLog
+from service.security.keys import ApiClients
 
 
 def _endpoint(runtime: Runtime, name: str) -> Endpoint:
@@ -27,10 +31,19 @@ def _endpoint(runtime: Runtime, name: str) -> Endpoint:
 
 
 def _worker(runtime: Runtime, endpoints: list[Endpoint], lease_s: float = LEASE_S) -> Worker:
+    """A worker that records its heartbeat (the console shows it) and audits every delivery."""
     try:
-        return Worker(Outbox(runtime.engine, lease_s), endpoints)
+        made = Worker(Outbox(runtime.engine, lease_s), endpoints, workers=Workers(runtime.engine))
     except (EndpointError, OSError) as exc:  # a secret's variable unset, a key file unreadable
         raise click.UsageError(str(exc)) from None
+    log, bases = _audit_log(runtime), {e.name: e.base_url for e in endpoints}
+    made.observer = lambda job, state, failure: record_delivery(log, made.name, job, state, failure,
+                                                                bases[job.endpoint])
+    return made
+
+
+def _audit_log(runtime: Runtime) -> AuditLog:
+    return AuditLog(runtime.engine, ApiClients(runtime.engine).pepper)
 
 
 @click.command("worker")
@@ -123,12 +136,19 @@ def pull(name: str, identifier: str, fmt: str) -> None:
         client = FhirClient(endpoint.base_url, endpoint.credentials(), endpoint.timeout_s)
     except (ValueError, OSError) as exc:
         raise click.UsageError(str(exc)) from None
+    system, bar, value = identifier.strip().rpartition("|")
+    patient = (system, value) if bar and system else None
+    audit = _audit_log(runtime)
     try:
         report = run_pull(client, runtime, identifier)
     except FhirError as exc:
+        record_pull(audit, name, endpoint.base_url, patient, exc.status or 503, f"failed: {exc.message}")
         raise click.ClickException(f"{name}: {exc.message}") from None
     except RequestError as exc:
+        record_pull(audit, name, endpoint.base_url, patient, 422, f"refused here: {exc.detail}")
         raise click.ClickException(f"the EHR's resources were refused here: {exc.detail}") from None
+    record_pull(audit, name, endpoint.base_url, patient, 200 if report.patients else 404,
+                f"{report.patients} patient(s), {report.fetched} fetched, {report.written} written")
     if fmt == "json":
         click.echo(json.dumps(vars(report)))
     else:

@@ -64,6 +64,8 @@ class FhirClient:
         self.auth = auth or Auth()
         self.timeout = timeout
         self.session = session or requests.Session()
+        #: the HTTP status of the last answer (the outbox keeps it with a successful attempt)
+        self.last_status: int | None = None
 
     # --- requests --------------------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class FhirClient:
                     from None
             if answer.status_code == 401 and attempt == 0 and self.auth.refresh():
                 continue  # an expired token: ask for a new one, once
+            self.last_status = answer.status_code
             return answer
         return answer
 
@@ -245,6 +248,9 @@ def error_of(method: str, url: str, answer: requests.Response) -> FhirError:
             outcome = None
     status = answer.status_code
     retryable = status == 429 or status >= 500
+    # The full URL as sent (a transaction goes to `[base]`, given here as ""), without its query: search
+    # parameters may name a patient, and this message is kept with the job and shown in the console.
+    url = str(getattr(answer, "url", "") or "").split("?", 1)[0] or url
     text = outcome_text(outcome) or _kind_of_body(answer)
     return FhirError(f"{method} {url}: {status} {answer.reason or ''}: {text}".strip(), status, outcome,
                      retryable, retry_after(answer.headers.get("Retry-After")))

@@ -110,6 +110,9 @@ class JobQuery:
     since: datetime | None = None   # created at or after
     after_pk: int = 0
     limit: int = 50
+    before_pk: int | None = None
+    #: oldest first pages the API's cursor stably; newest first suits a person (the console)
+    newest_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,8 @@ class Outbox:
                 .execution_options(synchronize_session=False))
             return bool(getattr(result, "rowcount", 0))
 
-    def complete(self, worker: str, pk: int, written: list[dict[str, Any]]) -> bool:
-        return self._finish(worker, pk, "done", None, written=written)
+    def complete(self, worker: str, pk: int, written: list[dict[str, Any]], http_status: int | None = None) -> bool:
+        return self._finish(worker, pk, "done", Failure("", http_status) if http_status else None, written=written)
 
     def retry_later(self, worker: str, pk: int, failure: Failure, delay_s: float) -> bool:
         return self._finish(worker, pk, "queued", failure, delay_s=delay_s)
@@ -183,7 +186,7 @@ class Outbox:
                 return False
             self._finish_attempt(session, row, {"queued": "retry"}.get(state, state), failure, now)
             row.state, row.lease_owner, row.lease_expires_at, row.updated_at = state, None, None, now
-            if failure is not None:
+            if failure is not None and state != "done":
                 row.last_error, row.last_outcome = failure.message, failure.outcome
             if state == "queued":
                 row.next_attempt_at = now + timedelta(seconds=delay_s)
@@ -206,8 +209,9 @@ class Outbox:
         if attempt is None:
             return
         attempt.finished_at, attempt.result = now, result
-        if failure is not None:
-            attempt.error, attempt.http_status, attempt.outcome = failure.message, failure.status, failure.outcome
+        if failure is not None:  # a delivery passes its HTTP status alone, as a Failure without a message
+            attempt.error, attempt.http_status = failure.message or None, failure.status
+            attempt.outcome = failure.outcome
 
     # --- the API's side --------------------------------------------------------------------
 
@@ -228,6 +232,8 @@ class Outbox:
 
     def list(self, q: JobQuery) -> list[Job]:
         stmt = select(OutboxJobRow).where(OutboxJobRow.pk > q.after_pk)
+        if q.before_pk is not None:
+            stmt = stmt.where(OutboxJobRow.pk < q.before_pk)
         for column, value in ((OutboxJobRow.state, q.state), (OutboxJobRow.endpoint, q.endpoint),
                               (OutboxJobRow.record_kind, q.kind)):
             if value is not None:
@@ -235,7 +241,8 @@ class Outbox:
         if q.since is not None:
             stmt = stmt.where(OutboxJobRow.created_at >= q.since)
         with transaction(self.engine) as session:
-            return [Job.of(r) for r in session.scalars(stmt.order_by(OutboxJobRow.pk).limit(q.limit))]
+            order = OutboxJobRow.pk.desc() if q.newest_first else OutboxJobRow.pk.asc()
+            return [Job.of(r) for r in session.scalars(stmt.order_by(order).limit(q.limit))]
 
     def counts(self, endpoint: str | None = None) -> dict[str, int]:
         stmt = select(OutboxJobRow.state, func.count()).group_by(OutboxJobRow.state)

@@ -24,6 +24,7 @@ from typing import Any
 from service.exchange.client import FhirClient, FhirError, Written
 from service.exchange.endpoints import Endpoint
 from service.exchange.outbox import Failure, Job, Outbox
+from service.exchange.workers import BEAT_S, Workers
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ class Tally:
     seconds: list[float] = field(default_factory=list)
 
 
+#: Told of every finished delivery: the job, what became of it (done, retry, dead, lost) and why it failed.
+Observer = Callable[[Job, str, Failure | None], None]
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -59,8 +64,13 @@ def worker_name() -> str:
 class Worker:
     def __init__(self, outbox: Outbox, endpoints: list[Endpoint], name: str | None = None,
                  backoff: Backoff | None = None, clients: dict[str, FhirClient] | None = None,
-                 rng: random.Random | None = None, heartbeat_s: float | None = None) -> None:
+                 rng: random.Random | None = None, heartbeat_s: float | None = None,
+                 workers: Workers | None = None, observer: Observer | None = None) -> None:
         self.outbox = outbox
+        self.workers = workers
+        self.observer = observer
+        self._beaten = 0.0
+        self._tally = Tally()
         self.endpoints = {e.name: e for e in endpoints}
         self.name = name or worker_name()
         self.backoff = backoff or Backoff()
@@ -74,6 +84,7 @@ class Worker:
 
     def step(self) -> tuple[Job, str] | None:
         """Claim one due job and deliver it; (the job, what became of it), or None when nothing is due."""
+        self.alive()
         claimed = self.outbox.claim(self.name, list(self.endpoints))
         if not claimed:
             return None
@@ -95,44 +106,65 @@ class Worker:
             if on_job is not None:
                 on_job(job, state)
 
+    def alive(self, force: bool = False) -> None:
+        """Record this worker's heartbeat (at most every BEAT_S seconds), so the console knows it runs."""
+        if self.workers is None or (not force and time.monotonic() - self._beaten < BEAT_S):
+            return
+        self._beaten = time.monotonic()
+        t = self._tally
+        self.workers.beat(self.name, list(self.endpoints), t.done, t.dead + t.retry)
+
     def run(self, stop: threading.Event, poll_s: float = 1.0) -> Tally:
         """Until `stop` is set: the job in hand is finished, then the loop ends (SIGTERM sets it)."""
         tally = Tally()
-        while not stop.is_set():
-            result = self.step()
-            if result is None:
-                stop.wait(poll_s)
-                continue
-            setattr(tally, result[1], getattr(tally, result[1]) + 1)
+        self.alive(force=True)
+        try:
+            while not stop.is_set():
+                result = self.step()
+                if result is None:
+                    stop.wait(poll_s)
+                    continue
+                setattr(tally, result[1], getattr(tally, result[1]) + 1)
+        finally:
+            if self.workers is not None:
+                self.workers.stopped(self.name)
         return tally
 
     def deliver(self, job: Job) -> str:
         """Push `job`'s Bundle and record the outcome: done, retry, dead, or lost (reclaimed meanwhile)."""
         endpoint = self.endpoints[job.endpoint]
+        failure: Failure | None = None
         try:
             written = self.clients[job.endpoint].push(job.payload, endpoint.mode)
         except FhirError as exc:
-            return self._failed(job, exc)
+            state, failure = self._failed(job, exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the job: it stays, and says why
             log.error("outbox job %s: unexpected %s (the job keeps the message)", job.pk, type(exc).__name__)
-            return self._failed(job, FhirError(f"unexpected {type(exc).__name__}: {exc}", retryable=True))
-        return "done" if self.outbox.complete(self.name, job.pk, [_as_dict(w) for w in written]) else "lost"
+            state, failure = self._failed(job, FhirError(f"unexpected {type(exc).__name__}: {exc}", retryable=True))
+        else:
+            status = getattr(self.clients[job.endpoint], "last_status", None)
+            state = "done" if self.outbox.complete(self.name, job.pk, [_as_dict(w) for w in written], status) \
+                else "lost"
+        setattr(self._tally, state, getattr(self._tally, state) + 1)
+        if self.observer is not None:
+            self.observer(job, state, failure)
+        return state
 
-    def _failed(self, job: Job, exc: FhirError) -> str:
+    def _failed(self, job: Job, exc: FhirError) -> tuple[str, Failure]:
         failure = Failure(exc.message, exc.status, exc.outcome)
         if exc.status == 412:
             failure = Failure(f"needs a person: the EHR matched several resources for a conditional request "
                               f"(merge or correct them there, then retry): {exc.message}", 412, exc.outcome)
-            return self._bury(job, failure)
+            return self._bury(job, failure), failure
         if not (exc.retryable or exc.status == 409):
-            return self._bury(job, failure)
+            return self._bury(job, failure), failure
         if job.attempts >= self.backoff.max_attempts:
-            return self._bury(job, Failure(f"gave up after {job.attempts} attempts: {exc.message}",
-                                           exc.status, exc.outcome))
+            failure = Failure(f"gave up after {job.attempts} attempts: {exc.message}", exc.status, exc.outcome)
+            return self._bury(job, failure), failure
         delay = self.backoff.delay(job.attempts, exc.retry_after, self.rng)
         log.warning("outbox job %s (%s): attempt %s failed (HTTP %s), again in %.0f s", job.pk, job.endpoint,
                     job.attempts, exc.status or "-", delay)
-        return "retry" if self.outbox.retry_later(self.name, job.pk, failure, delay) else "lost"
+        return ("retry" if self.outbox.retry_later(self.name, job.pk, failure, delay) else "lost"), failure
 
     def _bury(self, job: Job, failure: Failure) -> str:
         log.error("outbox job %s (%s): dead letter (HTTP %s)", job.pk, job.endpoint, failure.status or "-")

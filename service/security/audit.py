@@ -87,6 +87,8 @@ class Access:
     patient_refs: list[str] = field(default_factory=list)
     query: str | None = None  # which parameters a search used (names only)
     request_id: str | None = None
+    #: outcomeDesc when `HTTP {status}` would not say it (a console check that failed, a connection refused)
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def _event(event_id: str, now: datetime, access: Access, hashes: list[str]) -> d
         "type": EVENT_TYPE,
         "subtype": [_coding(INTERACTION, access.interaction, access.interaction)],
         "action": action_of(access.interaction), "recorded": instant(now),
-        "outcome": outcome_of(access.status), "outcomeDesc": f"HTTP {access.status}",
+        "outcome": outcome_of(access.status), "outcomeDesc": access.description or f"HTTP {access.status}",
         "agent": [client, server],
         "source": {"observer": {"display": SERVER_NAME}, "type": [SOURCE_TYPE]},
     }

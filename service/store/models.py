@@ -280,3 +280,36 @@ class EndpointCheckRow(Base):
     #: a sandbox-check's steps [{name, status, seconds, message}], or a failed call's OperationOutcome
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     run_by: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class OutboxWorkerRow(Base):
+    """An outbox worker's heartbeat (migration 0007): the console says which workers are alive and warns when
+    jobs wait with none; counts are since the worker started."""
+
+    __tablename__ = "outbox_workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    endpoints: Mapped[str] = mapped_column(Text, nullable=False)   # space-delimited endpoint names
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    delivered: Mapped[int] = mapped_column(Integer, nullable=False)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ConsoleTaskRow(Base):
+    """A long console action (a sandbox-check) run in the background (migration 0007): running → passed |
+    failed, its steps so far in `progress`; the finished report is also kept as an EndpointCheckRow."""
+
+    __tablename__ = "console_tasks"
+    __table_args__ = (Index("ix_console_tasks_latest", "endpoint", "kind", "pk"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    run_by: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -12,11 +12,13 @@ from service.admin.accounts import MAX_FAILURES, Accounts
 PAGES = ["/admin/", "/admin/mappings", "/admin/mappings/administration", "/admin/profiles",
          "/admin/profiles/ketamine-administration", "/admin/profiles/package.tgz", "/admin/try",
          "/admin/examples/examples/Patient-demo-alpha.json", "/admin/patients", "/admin/patients?identifier=MRN",
-         "/admin/mappings/administration/history", "/admin/exchange", "/admin/exchange/outbox", "/admin/audit"]
+         "/admin/mappings/administration/history", "/admin/exchange", "/admin/exchange/outbox", "/admin/audit",
+         "/admin/records/administration", "/admin/records/administration?q=MRN"]
 #: Pages about stored data or a configured endpoint: opened signed in by their own tests (test_patients,
 #: test_exchange), here only refused without a session.
 DATA_PAGES = ["/admin/patients/course?system=https://clinic.example/mrn&value=MRN-001",
-              "/admin/exchange/endpoints/ehr", "/admin/exchange/jobs/1"]
+              "/admin/exchange/endpoints/ehr", "/admin/exchange/jobs/1",
+              "/admin/records/administration/00000000-0000-4000-8000-000000000000"]
 PUBLIC = {"admin.sign_in", "admin.static"}
 ACTIONS = ["/admin/try", "/admin/sign-out", "/admin/exchange/jobs/1/retry", "/admin/exchange/endpoints/ehr/retry-dead",
            "/admin/exchange/endpoints/ehr/capabilities", "/admin/exchange/endpoints/ehr/sandbox-check"]

@@ -244,7 +244,7 @@ def test_an_admin_follows_a_course_reads_mapping_history_and_retries_a_dead_lett
     shot(browser, "job-dead", backend)
     follow(browser, browser.find_element(By.ID, "retry"))
     assert browser.find_element(By.CSS_SELECTOR, "[role=status]").text.startswith("Queued again")
-    assert browser.find_element(By.TAG_NAME, "h1").text == f"Outbox job {dead}: queued"
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Outbox job {dead}: retrying after an error"
     shot(browser, "job-retried", backend)
 
     # audit: the course this admin opened is in the trail, by a hash of the patient, never the MRN

@@ -75,8 +75,15 @@ def test_the_overview_lists_endpoints_with_counts_and_checks(admin: FlaskClient,
     assert '<a href="/admin/exchange/endpoints/ehr">ehr</a>' in page and "http://registry.test/fhir" in page
     assert 'paused</a> <span class="mark">disabled</span>' in page
     assert "never checked" in page
-    ehr_row = page[page.index('endpoints/ehr">'):page.index("</tr>", page.index('endpoints/ehr">'))]
-    assert re.findall(r'<td class="num">(\d+)</td>', ehr_row) == ["1", "1", "0"]  # queued, dead, done
+    health = page[page.index('id="health"'):page.index("</table>", page.index('id="health"'))]
+    ehr_row = health[health.index('endpoints/ehr">'):health.index("</tr>", health.index('endpoints/ehr">'))]
+    # delivered, waiting, retrying after an error, dead
+    assert re.findall(r'<td class="num">(?:<a [^>]*>)?(\d+)', ehr_row) == ["0", "1", "0", "1"]
+    assert '<td class="status">needs a person</td>' in ehr_row
+    alerts = page[page.index('id="alerts"'):page.index("</ul>", page.index('id="alerts"'))]
+    assert "ehr: 1 dead job — it needs a person" in alerts
+    assert "2 jobs waiting and no outbox worker is running" in alerts  # an assessment for each endpoint
+    assert "No outbox worker is running" in page
 
 
 def test_the_outbox_filters_by_state_endpoint_kind_and_date(admin: FlaskClient, app: Flask) -> None:
@@ -98,7 +105,7 @@ def test_bad_outbox_filters_are_explained_and_nothing_listed(admin: FlaskClient,
     page = _text(admin, "/admin/exchange/outbox?state=lost&since=yesterday&endpoint=nowhere&after=x", 400)
 
     for message in ("State must be one of", "The date must be a day", "No endpoint named &#39;nowhere&#39;",
-                    "must be a job number"):
+                    "must be job numbers"):
         assert message in page
     assert 'id="jobs"' not in page
 
@@ -127,10 +134,12 @@ def test_a_job_page_shows_attempts_and_the_servers_operation_outcome(admin: Flas
     assert "POST http://ehr.test/fhir: 422 Unprocessable" in page
     assert "<caption>OperationOutcome from the server</caption>" in page
     assert "<code>Observation.code</code>" in page and "unknown LOINC code" in page
-    attempts = page[page.index('id="attempts-table"'):]
-    assert "test-worker" in attempts and '<td class="num">422</td>' in attempts and "<td>dead</td>" in attempts
+    attempts = page[page.index('id="attempts"'):]
+    assert "Attempt 1: failed — dead letter · HTTP 422" in attempts and "test-worker" in attempts
     assert 'id="retry"' in page
+    assert page.index('id="now"') < page.index('id="sent"') < page.index('id="attempts"')  # the state first
     assert _text(admin, "/admin/exchange/jobs/999999", 404)
+    assert "There is no outbox job" in _text(admin, "/admin/exchange/jobs/99999999999999999999", 404)
 
 
 def test_retry_queues_a_dead_job_again_and_refuses_a_live_one(admin: FlaskClient, app: Flask) -> None:

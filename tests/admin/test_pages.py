@@ -25,8 +25,9 @@ def test_the_overview_counts_records_per_kind_and_resources_per_type(admin: Flas
 
     page = text(admin, "/admin/")
 
-    assert '<a href="/admin/mappings/assessment">assessment</a></th><td class="num">1</td>' in page
-    assert '<a href="/admin/mappings/administration">administration</a></th><td class="num">0</td>' in page
+    assert ('<a href="/admin/records/assessment">assessment</a></th><td class="num">'
+            '<a href="/admin/records/assessment">1</a></td>') in page
+    assert '<a href="/admin/records/administration">0</a></td>' in page
     assert '<th scope="row">Observation</th><td class="num">1</td>' in page
     assert '<th scope="row">Patient</th><td class="num">1</td>' in page
 

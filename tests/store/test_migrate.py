@@ -20,7 +20,7 @@ def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0006"
+    assert current_revision(engine) == head_revision() == "0007"
 
 
 def test_migrations_match_the_models(runtime: Runtime) -> None:

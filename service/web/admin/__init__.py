@@ -5,7 +5,9 @@
     views.py     overview, mappings, profiles, try it
     patients.py  patient search and a patient's course (charts from charts.py)
     mapping_history.py  every known version of a mapping and a rule diff between two
-    exchange_pages.py   endpoints and their checks, the outbox, a job; retry, sandbox-check
+    exchange_pages.py   the exchange dashboard, endpoints and their checks, the outbox, a job; retry, sandbox-check
+    records_pages.py    each kind's records with a search; one record with its resources, jobs and audit trail
+    formats.py          times in the local zone with their offset, ages, counted nouns
     audit_page.py       the audit trail with filters; the console's own accesses recorded in it
 """
 from __future__ import annotations
@@ -29,7 +31,16 @@ SESSION_LIFETIME = timedelta(hours=8)
 
 def init_app(app: Flask) -> None:
     """Register the blueprint and the session it needs (only /admin gets a session cookie)."""
-    from service.web.admin import audit_page, auth, exchange_pages, mapping_history, patients, views  # noqa: F401
+    from service.web.admin import (  # noqa: F401
+        audit_page,
+        auth,
+        exchange_pages,
+        formats,
+        mapping_history,
+        patients,
+        records_pages,
+        views,
+    )
     from service.web.admin.session import AdminSessionInterface
 
     runtime = app.extensions["kfhir"]

@@ -1,13 +1,16 @@
-"""The console's exchange pages: endpoints with their last checks, the outbox with filters, a job with its
-attempts; actions retry, retry every dead job of an endpoint, check capabilities and run sandbox-check."""
+"""The console's exchange pages: the dashboard (endpoints' health, workers, alerts), the outbox newest first with
+filters, a job diagnosed (the request as sent, every attempt); actions retry, retry every dead job of an endpoint,
+check capabilities and run sandbox-check."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import abort, redirect, render_template, request, url_for
 
-from service.admin import exchange
+from service.admin import exchange, jobs
+from service.admin.dashboard import FILTER_NAMES, STATE_NAMES, dashboard, state_of
 from service.domain.kinds import KINDS
 from service.errors import BadRequest, Conflict, NotFound
 from service.exchange.endpoints import Endpoint
@@ -35,9 +38,16 @@ def _endpoint(name: str) -> Endpoint:
 @bp.get("/exchange")
 def exchange_overview() -> str:
     runtime = current.runtime()
-    rows = [(e, exchange.latest(runtime.engine, e.name, exchange.CAPABILITIES), runtime.outbox.counts(e.name))
-            for e in runtime.endpoints]
-    return render_template("admin/exchange.html", rows=rows, counts=runtime.outbox.counts())
+    checks = {e.name: exchange.latest(runtime.engine, e.name, exchange.CAPABILITIES) for e in runtime.endpoints}
+    return render_template("admin/exchange.html", board=dashboard(runtime.engine, runtime.endpoints), checks=checks,
+                           counts=runtime.outbox.counts())
+
+
+@bp.app_template_global()
+def job_state(job: Any) -> tuple[str, str]:
+    """(css key, words) of a job's state, as the dashboard names it."""
+    key = state_of(job)
+    return key, STATE_NAMES[key]
 
 
 @bp.get("/exchange/endpoints/<name>")
@@ -84,15 +94,27 @@ def outbox_url(**filters: Any) -> str:
 
 @bp.get("/exchange/outbox")
 def outbox() -> tuple[str, int]:
+    """Newest first; `before` pages to older jobs, `after` to newer ones, the filters kept in both links."""
     runtime = current.runtime()
     query, errors = _query(request.args, [e.name for e in runtime.endpoints])
-    jobs = runtime.outbox.list(JobQuery(**{**vars(query), "limit": query.limit + 1})) if not errors else []
-    following = None
-    if len(jobs) > query.limit:
-        jobs = jobs[:query.limit]
-        following = outbox_url(**(request.args.to_dict() | {"after": jobs[-1].pk}))
-    return render_template("admin/outbox.html", jobs=jobs, next_url=following, errors=errors, args=request.args,
-                           states=STATES, kinds=KINDS, endpoints=runtime.endpoints), 400 if errors else 200
+    found: list[Any] = []
+    if not errors:
+        newer = query.after_pk > 0  # the page just newer than `after`: read upwards, shown newest first
+        found = runtime.outbox.list(replace(query, limit=query.limit + 1, newest_first=not newer))
+        more = len(found) > query.limit
+        found = found[:query.limit]
+        if newer:
+            found.reverse()
+    filters = {k: v for k, v in request.args.to_dict().items() if k not in ("after", "before")}
+    older_url = newer_url = None
+    if found:
+        has_older = more if not query.after_pk else True
+        has_newer = bool(query.after_pk) and more or bool(query.before_pk)
+        older_url = outbox_url(**filters, before=found[-1].pk) if has_older else None
+        newer_url = outbox_url(**filters, after=found[0].pk) if has_newer else None
+    return render_template("admin/outbox.html", jobs=found, older_url=older_url, newer_url=newer_url, errors=errors,
+                           args=request.args, states=FILTER_NAMES, kinds=KINDS, endpoints=runtime.endpoints), \
+        400 if errors else 200
 
 
 def _query(args: Any, endpoints: list[str]) -> tuple[JobQuery, list[str]]:
@@ -110,27 +132,37 @@ def _query(args: Any, endpoints: list[str]) -> tuple[JobQuery, list[str]]:
         since = date_bound(args, "since", end=False) if args.get("since") else None
     except BadRequest:
         errors.append("The date must be a day like 2026-03-02.")
+    after, before = 0, None
     try:
         after = parse_integer("after", args.get("after", "0"), 0, MAX_KEY)
+        before = parse_integer("before", args["before"], 1, MAX_KEY) if args.get("before") else None
     except BadRequest:
-        errors.append("`after` must be a job number.")
-        after = 0
-    return JobQuery(state=state, endpoint=endpoint, kind=kind, since=since, after_pk=after, limit=PAGE), errors
+        errors.append("`after` and `before` must be job numbers.")
+    return JobQuery(state=state, endpoint=endpoint, kind=kind, since=since, after_pk=after, before_pk=before,
+                    limit=PAGE), errors
+
+
+def _job(pk: int) -> Any:
+    """The job, or the console's 404 (a number beyond any key is no job either, not a database error)."""
+    if pk > MAX_KEY:
+        abort(404, f"There is no outbox job {pk}.")
+    try:
+        return current.runtime().outbox.get(pk)
+    except NotFound:
+        abort(404, f"There is no outbox job {pk}.")
 
 
 @bp.get("/exchange/jobs/<int:pk>")
 def job_page(pk: int) -> str:
-    outbox = current.runtime().outbox
-    try:
-        job = outbox.get(pk)
-    except NotFound:
-        abort(404, f"There is no outbox job {pk}.")
-    return render_template("admin/job.html", job=job, attempts=outbox.attempts(pk),
-                           retried=request.args.get("retried") == "1")
+    runtime = current.runtime()
+    job = _job(pk)
+    found = jobs.diagnose(job, exchange.find(runtime.endpoints, job.endpoint), runtime.outbox.attempts(pk))
+    return render_template("admin/job.html", job=job, d=found, retried=request.args.get("retried") == "1")
 
 
 @bp.post("/exchange/jobs/<int:pk>/retry")
 def job_retry(pk: int) -> Any:
+    _job(pk)
     try:
         current.runtime().outbox.retry(pk)
     except NotFound:

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, abort, render_template, request
 
 from service.admin import mappings, profiles, trial
+from service.admin.dashboard import dashboard
 from service.admin.jsonview import annotate
 from service.admin.overview import overview as counts
 from service.domain.kinds import KINDS
@@ -18,8 +19,10 @@ log = logging.getLogger(__name__)
 
 @bp.get("/")
 def overview() -> str:
-    return render_template("admin/overview.html", counts=counts(current.runtime().engine), specs=mappings.specs(),
-                           profiles=profiles.structure_definitions())
+    runtime = current.runtime()
+    board = dashboard(runtime.engine, runtime.endpoints)
+    return render_template("admin/overview.html", counts=counts(runtime.engine), specs=mappings.specs(),
+                           profiles=profiles.structure_definitions(), board=board)
 
 
 @bp.get("/mappings")
