@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from service.errors import ConfigError
+from service.jsondoc import DEFAULT_MAX_ITEMS, DEFAULT_MAX_VALUES
 
 if TYPE_CHECKING:
     from service.validation.policy import ValidationPolicy
@@ -41,6 +42,9 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    #: the longest JSON array, and the most values in one JSON document, accepted (413 above, before any walk)
+    max_json_items: int = DEFAULT_MAX_ITEMS
+    max_json_values: int = DEFAULT_MAX_VALUES
     page_size: int = DEFAULT_PAGE_SIZE
     host: str = "127.0.0.1"
     port: int = 8080
@@ -98,7 +102,8 @@ class Settings:
     def check(self) -> None:
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"KFHIR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
-        for name in ("max_body_bytes", "max_json_depth", "page_size", "port", "max_bundle_entries"):
+        for name in ("max_body_bytes", "max_json_depth", "max_json_items", "max_json_values", "page_size", "port",
+                     "max_bundle_entries"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
         oauth = {"KFHIR_OAUTH_ISSUER": self.oauth_issuer, "KFHIR_OAUTH_AUDIENCE": self.oauth_audience,

@@ -4,6 +4,7 @@ A bottom layer: it imports the standard library and service.errors only, so ever
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,10 +117,49 @@ def issue(severity: str, code: str, text: str, expression: str | None = None) ->
     return out
 
 
+#: the most issues, and about the most bytes, one OperationOutcome carries (a final issue counts what was left out):
+#: one per element of a hostile document once made an 89 MB answer
+MAX_ISSUES = 100
+MAX_OUTCOME_BYTES = 64 * 1024
+#: an issue's text is cut here (texts quote element names and values, which the sender chose)
+MAX_ISSUE_TEXT = 1_000
+
+
 def outcome(issues: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """An OperationOutcome of `issues`; with none it says so, as an OperationOutcome needs one issue."""
+    """An OperationOutcome of `issues`; with none it says so, as an OperationOutcome needs one issue. Capped at
+    MAX_ISSUES issues and about MAX_OUTCOME_BYTES: errors first, then a final issue saying how many were left out."""
     found = list(issues) or [issue("information", "informational", "No issues found.")]
-    return {"resourceType": "OperationOutcome", "issue": found}
+    return {"resourceType": "OperationOutcome", "issue": capped(found)}
+
+
+def capped(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`issues` as they are when within the caps; else the worst first (document order within a severity), texts
+    cut, up to the caps, and a last issue counting the rest."""
+    kept = _within_caps(issues)
+    if len(kept) == len(issues):
+        return kept
+    ranked = sorted(issues, key=lambda i: SEVERITY_ORDER.get(str(i.get("severity")), 4))
+    kept = _within_caps(ranked, room=1)
+    rest = ranked[len(kept):]
+    errors = sum(1 for i in rest if i.get("severity") in ("error", "fatal"))
+    return [*kept, issue("information", "too-costly", f"{len(rest)} more issues left out ({errors} of them errors); "
+                         f"an OperationOutcome here holds at most {MAX_ISSUES} issues and about "
+                         f"{MAX_OUTCOME_BYTES} bytes. Fix these and ask again to see the rest.")]
+
+
+def _within_caps(issues: list[dict[str, Any]], room: int = 0) -> list[dict[str, Any]]:
+    """The leading issues that fit MAX_ISSUES - `room` and MAX_OUTCOME_BYTES, each with its text cut."""
+    kept: list[dict[str, Any]] = []
+    size = 0
+    for item in issues[:MAX_ISSUES - room]:
+        text = (item.get("details") or {}).get("text")
+        if isinstance(text, str) and len(text) > MAX_ISSUE_TEXT:
+            item = item | {"details": item["details"] | {"text": text[:MAX_ISSUE_TEXT] + "… (cut)"}}
+        size += len(json.dumps(item, ensure_ascii=False))
+        if size > MAX_OUTCOME_BYTES - 1024 * room:
+            break
+        kept.append(item)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -168,14 +208,14 @@ def error_outcome(status: int, detail: str, issues: Sequence[Issue] = (),
     or, when the validator's own OperationOutcome (`full`) is at hand, its issues with their severities."""
     code = ISSUE_TYPE.get(status, "exception")
     lead = issue("error", code, detail)
-    if full is not None:
-        return outcome([lead, *full["issue"]])
+    if full is not None:  # an OperationOutcome of ours, capped already: the lead goes on top
+        return {"resourceType": "OperationOutcome", "issue": [lead, *full["issue"]]}
     return outcome([lead, *(issue("error", code, i.message, i.field) for i in issues)])
 
 
 def refuse_errors(findings: Sequence[Finding], detail: str) -> None:
     """Unprocessable (422) when any finding is an error: it carries each error as an issue and the whole
     OperationOutcome (warnings too) as `operation_outcome`, which the /fhir error response shows."""
-    errors = [Issue(f.expression, f.message) for f in findings if f.is_error]
-    if errors:
-        raise Unprocessable(detail, errors, operation_outcome=operation_outcome(findings))
+    errors = [Issue(f.expression, f.message[:MAX_ISSUE_TEXT]) for f in findings if f.is_error]
+    if errors:  # listed in problem+json too: no more of them than an OperationOutcome holds
+        raise Unprocessable(detail, errors[:MAX_ISSUES], operation_outcome=operation_outcome(findings))

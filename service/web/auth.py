@@ -17,7 +17,7 @@ from service.errors import Forbidden
 from service.search.parameters import TYPES
 from service.security import Security
 from service.security.authn import Principal
-from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant
+from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
 from service.web import auditing
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,24 @@ def _authorize(grant: Grant, endpoint: str, args: dict[str, Any]) -> None:
         elif resource_type and resource_type not in CONFORMANCE_TYPES and letters:
             extra = "s" if endpoint == "fhir_api.conditional_update" or request.headers.get("If-None-Exist") else ""
             grant.require(resource_type, letters + extra)
-        # Bundles: each entry is checked by the FHIR core; $validate and our IG's conformance resources (no
-        # patient data in them): any authenticated client
+        elif what == "operation":  # $validate: the resource's own type is checked again once the body is read
+            may_validate(grant, resource_type)
+        # Bundles: each entry is checked by the FHIR core; our IG's conformance resources (no patient data in
+        # them): any authenticated client
         return
     resource = BLUEPRINT_RESOURCE.get(blueprint)
     if resource is None:
         raise Forbidden("This endpoint is not open to API clients.")
     grant.require(resource, "c" if endpoint == "domain_api.preview" else letters or "r")
+
+
+def may_validate(grant: Grant, resource_type: str | None) -> None:
+    """$validate costs CPU and memory: only for a client that may create, read or update the resource's type
+    (a type this server does not store, or none named yet: any type it does). Once let anyone with a token
+    (even `system/AuditEvent.rs`) make the server walk a 5 MB document."""
+    types = [resource_type] if resource_type in TYPES else list(TYPES)
+    if not any(grant.allows(name, letter) for name in types for letter in "cru"):
+        raise insufficient(resource_type if resource_type in TYPES else "*", "r", "$validate")
 
 
 def can_read(resource_type: str) -> bool:

@@ -18,6 +18,6 @@ def runtime() -> Runtime:
 
 
 def body() -> Any:
-    """The request's JSON document, within the size and depth limits of the settings."""
-    settings = runtime().settings
-    return json_body(request, settings.max_body_bytes, settings.max_json_depth)
+    """The request's JSON document, within the size, depth, array and value limits of the settings."""
+    s = runtime().settings
+    return json_body(request, s.max_body_bytes, s.max_json_depth, s.max_json_items, s.max_json_values)

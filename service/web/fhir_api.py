@@ -318,6 +318,8 @@ def _validate(expected_type: str | None) -> Response:
     body = _resource_body()
     resource, profile, given = _operands(body)
     policy = _policy(given)
+    kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    auth.may_validate(auth.principal().grant, kind if isinstance(kind, str) else None)
     if expected_type and isinstance(resource, dict) and resource.get("resourceType") != expected_type:
         raise BadRequest(f"This is {expected_type}/$validate but the resource is a "
                          f"{resource.get('resourceType')!r}.", [Issue("resourceType", f"expected {expected_type}")])
