@@ -25,7 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 # the HAPI FHIR JPA peers, registered once: imported into each test module, each module would start its own
-from peers.hapi_server import empty_hapi_server, hapi_server  # noqa: F401
+from peers.hapi_server import hapi_server  # noqa: F401
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from support.databases import create_database, drop_database
@@ -61,7 +61,7 @@ TIERS: dict[str, str] = {
 QUICK_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 QUICK_DUMMY_HASH = QUICK_HASHER.hash("not a password of anyone")
 #: fixtures that start a HAPI FHIR peer (a JVM): their tests are the peer tier too
-PEER_FIXTURES = {"hapi_server", "empty_hapi_server", "hapi"}
+PEER_FIXTURES = {"hapi_server", "hapi"}
 #: fixtures that reach the PostgreSQL server
 POSTGRES_FIXTURES = {"postgres_engine", "postgres_admin_url"}
 #: pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) sends each test to any worker, except these, which
@@ -69,6 +69,7 @@ POSTGRES_FIXTURES = {"postgres_engine", "postgres_admin_url"}
 #: modules whose module-scoped fixture runs something costly (live servers, a HAPI validator run, a wheel)
 XDIST_GROUPS: dict[str, str] = {
     "facade/test_live_client.py": "live-client",
+    "exchange/test_sandbox.py": "sandbox-live",
     "conformance/test_examples.py": "hapi-examples",
     "conformance/test_ig.py": "ig-package",
     "validation/test_hapi_agreement.py": "hapi-agreement",

@@ -52,6 +52,7 @@ class Capabilities:
     transaction: bool
     batch: bool
     types: dict[str, set[str]] = field(default_factory=dict)   # resource type → interactions
+    software: str = ""                                          # software.name and .version, as stated
 
     def supports(self, resource_type: str, interaction: str) -> bool:
         return interaction in self.types.get(resource_type, set())
@@ -121,7 +122,10 @@ class FhirClient:
         rest: dict[str, Any] = next((r for r in statement.get("rest") or [] if r.get("mode") == "server"), {})
         system = {i.get("code") for i in rest.get("interaction") or []}
         types = {r.get("type"): {i.get("code") for i in r.get("interaction") or []} for r in rest.get("resource") or []}
-        return Capabilities(version, "transaction" in system, "batch" in system, types)
+        software = statement.get("software")
+        named = " ".join(str(software[k]) for k in ("name", "version") if software.get(k)) \
+            if isinstance(software, dict) else ""
+        return Capabilities(version, "transaction" in system, "batch" in system, types, named)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -141,8 +145,12 @@ class FhirClient:
                 for entry, response in zip(bundle["entry"], answer.get("entry") or [], strict=False)]
 
     def _push_batch(self, bundle: dict[str, Any]) -> list[Written]:
-        """A batch resolves no references between its entries: the people are created (or found) first,
-        one conditional create each, and every reference is rewritten to the ids they got."""
+        """Batches in waves: the people first (one conditional create each), then each wave holds only entries
+        whose references are already stored, rewritten to the ids the server holds. R4 http.html §3.1.0.11.1
+        (batch processing rules): "References within a Bundle.entry.resource to another Bundle.entry.resource
+        that is being created within the batch are considered to be non-conformant"; HAPI FHIR's request
+        validator resolves such references inside the batch and checks them against their target profiles
+        there, refusing the batch with 422."""
         people = [e for e in bundle["entry"] if e["request"].get("ifNoneExist")]
         names: dict[str, str] = {}
         written: dict[int, Written] = {}
@@ -153,13 +161,12 @@ class FhirClient:
         for entry in bundle["entry"]:
             if entry["request"]["method"] == "PUT" and entry.get("fullUrl"):
                 names[entry["fullUrl"]] = entry["request"]["url"]
-        rest = dependency_order([e for e in bundle["entry"] if id(e) not in written])
-        if rest:
+        for wave in batch_waves([e for e in bundle["entry"] if id(e) not in written]):
             batch = {"resourceType": "Bundle", "type": "batch",
                      "entry": [{"fullUrl": e.get("fullUrl"), "request": e["request"],
-                                "resource": rewrite_references(e["resource"], names)} for e in rest]}
+                                "resource": rewrite_references(e["resource"], names)} for e in wave]}
             answer = self.json("POST", "", batch)
-            for entry, response in zip(rest, (answer or {}).get("entry") or [], strict=False):
+            for entry, response in zip(wave, (answer or {}).get("entry") or [], strict=False):
                 result = response.get("response") or {}
                 status = str(result.get("status", ""))
                 if not status.startswith("2"):
@@ -167,7 +174,9 @@ class FhirClient:
                     raise FhirError(f"{entry['request']['method']} {entry['request']['url']}: {status} "
                                     f"{outcome_text(outcome)}", int(status[:3]) if status[:3].isdigit() else None,
                                     outcome)
-                written[id(entry)] = _written(entry, result)
+                written[id(entry)] = done = _written(entry, result)
+                if done.id:
+                    names[entry.get("fullUrl", "")] = f"{done.resource_type}/{done.id}"
         return [written[id(e)] for e in bundle["entry"]]
 
     def _push_each(self, bundle: dict[str, Any]) -> list[Written]:
@@ -204,18 +213,29 @@ class FhirClient:
         return result
 
     def search(self, resource_type: str, params: dict[str, str] | list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
-        """Every matching resource, following `next` links to the end."""
+        """Every matching resource, following `next` links to the end. A page with no `next` link whose `total`
+        says more match is followed by `_offset` (Medplum's in-memory repository pages so, without links)."""
         page = self.json("GET", resource_type, params=params, ok=(200,))
-        seen_pages = 0
+        seen_pages, seen, first_ids = 0, 0, None
         while isinstance(page, dict):
-            for entry in page.get("entry") or []:
-                if (entry.get("search") or {}).get("mode", "match") == "match" and "resource" in entry:
-                    yield entry["resource"]
+            matches = [e["resource"] for e in page.get("entry") or []
+                       if (e.get("search") or {}).get("mode", "match") == "match" and "resource" in e]
+            ids = [m.get("id") for m in matches]
+            if seen_pages and ids[:1] == first_ids:
+                return   # the server ignored _offset: the same page again
+            first_ids, seen = ids[:1], seen + len(matches)
+            yield from matches
             following = next((link["url"] for link in page.get("link") or [] if link.get("relation") == "next"), None)
             seen_pages += 1
-            if not following or seen_pages > 10_000:
+            if seen_pages > 10_000:
                 return
-            page = self.json("GET", following, ok=(200,))
+            if following:
+                page = self.json("GET", following, ok=(200,))
+            elif matches and isinstance(page.get("total"), int) and page["total"] > seen:
+                rest = [(k, v) for k, v in (params.items() if isinstance(params, dict) else params) if k != "_offset"]
+                page = self.json("GET", resource_type, params=[*rest, ("_offset", str(seen))], ok=(200,))
+            else:
+                return
 
     def verify(self, bundle: dict[str, Any], written: list[Written]) -> list[str]:
         """Read back what was written; the differences from what was sent, as sentences."""
@@ -331,3 +351,17 @@ def dependency_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         visit(i)
     return [entries[i] for i in ordered]
 
+
+def batch_waves(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The entries in waves: none refers to an entry of its own wave or a later one (a cycle ends up in one wave)."""
+    names = {e["fullUrl"]: i for i, e in enumerate(entries) if e.get("fullUrl")}
+    needs = {i: {names[r] for _, r in references(e.get("resource")) if r in names and names[r] != i}
+             for i, e in enumerate(entries)}
+    waves: list[list[dict[str, Any]]] = []
+    placed: set[int] = set()
+    while len(placed) < len(entries):
+        ready = [i for i in range(len(entries)) if i not in placed and needs[i] <= placed]
+        ready = ready or [i for i in range(len(entries)) if i not in placed]
+        waves.append([entries[i] for i in ready])
+        placed.update(ready)
+    return waves

@@ -245,10 +245,3 @@ def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiServer
     """One HAPI FHIR JPA server for the test session (registered once, in tests/conftest.py). Tests share its
     database: use unique identifiers per test."""
     yield from _peer(tmp_path_factory.mktemp("hapi-server"))
-
-
-@pytest.fixture(scope="module")
-def empty_hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiServer]:
-    """A peer of the module's own, holding nothing the other tests wrote: another JVM, for a test whose fixed
-    records would meet theirs (the sandbox check's practitioner has the demo's NPI)."""
-    yield from _peer(tmp_path_factory.mktemp("hapi-server-empty"))

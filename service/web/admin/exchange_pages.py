@@ -70,8 +70,8 @@ def endpoint_capabilities(name: str) -> Any:
 def endpoint_sandbox_check(name: str) -> Any:
     endpoint = _endpoint(name)
     if request.form.get("confirm") != "yes":
-        abort(400, "sandbox-check writes synthetic test records (patient SANDBOX-0001) to the server: tick the "
-                   "box that says you mean it.")
+        abort(400, "sandbox-check writes synthetic test records (patient SANDBOX-<run id>, new each run) to the "
+                   "server: tick the box that says you mean it.")
     exchange.run_sandbox_check(current.runtime().engine, endpoint, _user(), request.form.get("cleanup") == "yes")
     note("operation", [Entity(f"sandbox-check of endpoint {name}")])
     return redirect(url_for("admin.endpoint_page", name=name) + "#sandbox")
