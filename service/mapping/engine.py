@@ -198,7 +198,9 @@ class Mapper:
         by_role: dict[str, list[dict[str, Any]]] = {spec.primary.role: [primary]}
         claimed = {id(primary)}
         for role in spec.roles[1:]:
-            targets = self._referenced(spec, role, by_role, found)
+            # a role with fixed codes takes only what matches them (of a plan's two Conditions, the suicidality one)
+            targets = [t for t in self._referenced(spec, role, by_role, found)
+                       if id(t) not in claimed and self._matches(role, t)]
             if not targets and not role.person:
                 # nothing points at it (vital signs, safety flags): it must point into the record
                 ours = {name for rs in by_role.values() for r in rs for name in found.names(r)}

@@ -18,6 +18,8 @@ from service.resources import profiles_dir
 
 ICD10 = [c["code"] for c in json.loads((profiles_dir() / "ValueSet-ketamine-indications-icd10.json")
                                        .read_text(encoding="utf-8"))["compose"]["include"][0]["concept"]]
+#: codes of the indication chapters beyond the listed ones (ket-19): the usual TRD code F33.2 among them
+ICD10_CHAPTERS = ["F33.2", "F32.2", "F32.A", "F31.5", "F43.12", "F42.2", "G89.21", "F10.239", "F19.10"]
 CONTRAINDICATIONS = [c["code"] for c in json.loads((profiles_dir() / "CodeSystem-ketamine-contraindication.json")
                                                    .read_text(encoding="utf-8"))["concept"]]
 
@@ -76,7 +78,7 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
         **{k: draw(s) for k, s in common().items()},
         "status": draw(st.sampled_from(v.PLAN_STATUS)),
         "indication": _drop_none({"code": draw(st.sampled_from(v.INDICATIONS)),
-                                  "icd10": draw(optional(st.sampled_from(ICD10)))}),
+                                  "icd10": draw(optional(st.sampled_from(ICD10 + ICD10_CHAPTERS)))}),
         "prior_antidepressant_trials": draw(optional(st.integers(0, 8))),
         "medication": medication, "route": route, "dose": dose,
         "infusion_minutes": draw(st.integers(20, 100)) if route in ("intravenous", "subcutaneous") else None,

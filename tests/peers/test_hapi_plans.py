@@ -1,0 +1,39 @@
+"""Treatment plans the HAPI FHIR peer must accept: an indication coded with any ICD-10-CM code of its chapter
+(F33.2, the usual code for treatment-resistant depression, is not among the listed ones) and an MDSI plan with
+its suicidal-ideation Condition; a code outside the chapters is refused there too (ket-19)."""
+from __future__ import annotations
+
+import uuid
+
+import requests
+from peers.hapi_server import HapiServer
+from peers.test_hapi_adverse_events import fhir  # noqa: F401 - the module's FHIR session fixture
+from peers.test_hapi_server import bundle_statuses, errors, golden_record
+
+from service.mapping import default_mapper, map_record
+
+
+def test_plans_with_chapter_codes_reach_the_ehr(hapi_server: HapiServer, fhir: requests.Session) -> None:  # noqa: F811
+    source = f"plan-peer-{uuid.uuid4()}"
+    for code, icd10 in (("trd", "F33.2"), ("mdd", "F32.2"), ("mdd-acute-suicidality", "F33.2"), ("ptsd", "F43.12")):
+        plan = golden_record("treatment-plan", source=source, external_id=f"plan-{code}",
+                             indication={"code": code, "icd10": icd10})
+        bundle = map_record("treatment-plan", plan).bundle
+        statuses = bundle_statuses(fhir.post(hapi_server.base_url, json=bundle))
+        assert all(s.startswith(("200", "201")) for s in statuses), statuses
+        conditions = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition"]
+        assert len(conditions) == (2 if code == "mdd-acute-suicidality" else 1)
+        stored = fhir.get(f"{hapi_server.base_url}/Condition/{conditions[0]['id']}").json()
+        assert {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": icd10} in stored["code"]["coding"]
+
+
+def test_a_code_outside_the_chapters_is_refused_by_the_ehr_too(hapi_server: HapiServer,
+                                                               fhir: requests.Session) -> None:  # noqa: F811
+    plan = golden_record("treatment-plan", source=f"plan-peer-{uuid.uuid4()}", indication={"code": "trd",
+                                                                                          "icd10": "F33.2"})
+    bundle = default_mapper().to_bundle("treatment-plan", plan)
+    condition = bundle["entry"][1]["resource"]
+    condition["code"]["coding"][-1]["code"] = "F34.1"
+    response = fhir.post(hapi_server.base_url, json=bundle)
+    assert response.status_code == 422, response.text[:2000]
+    assert any("ket-19" in (i.get("diagnostics") or "") for i in errors(response.json()))
