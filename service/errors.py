@@ -8,6 +8,7 @@
         ├── Forbidden               403 the token's scopes do not cover the interaction
         ├── NotFound                404
         ├── MethodNotAllowed        405
+        ├── NotAcceptable           406 a response format (Accept, _format, fhirVersion) this server does not give
         ├── Conflict                409 same external_id with different content
         │   └── Contention          409 concurrent writers collided; retried before it reaches a client
         ├── Gone                    410 a deleted FHIR resource
@@ -89,6 +90,10 @@ class NotFound(RequestError):
 
 class MethodNotAllowed(RequestError):
     status, title = 405, "Method not allowed"
+
+
+class NotAcceptable(RequestError):
+    status, title = 406, "Not acceptable"
 
 
 class Conflict(RequestError):

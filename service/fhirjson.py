@@ -105,8 +105,8 @@ ISSUE_COL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-col"
 SEVERITY_ORDER = {"fatal": 0, "error": 1, "warning": 2, "information": 3}
 #: HTTP status → the issue code (R4 IssueType) of the OperationOutcome that answers with it.
 ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-              409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly", 415: "not-supported",
-              422: "processing", 428: "required", 429: "throttled"}
+              406: "not-supported", 409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly",
+              415: "not-supported", 422: "processing", 428: "required", 429: "throttled"}
 
 
 def issue(severity: str, code: str, text: str, expression: str | None = None) -> dict[str, Any]:

@@ -92,7 +92,8 @@ def export_record(unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
     requests = [_request_of(i, e) for i, e in enumerate(bundle["entry"])]
     for request in requests:
         if request.error:
-            raise request.error
+            with _at(request):
+                raise request.error
     prepared = {r.index: shaped(r.resource_type, r.resource, [], r.resource_id if r.method == "PUT" else None)
                 for r in requests if r.method in ("POST", "PUT")}
     log: list[Written] = []
@@ -117,17 +118,19 @@ def _batch_entry(server: Interactions, base: str, r: _Request) -> dict[str, Any]
         if r.method == "POST":
             return _written(base, server.create(r.resource_type, r.resource, r.if_none_exist))
         return _written(base, server.update(r.resource_type, r.resource_id or "", r.resource, r.if_match))
-    except RequestError as exc:  # the OperationOutcome the request alone would get
-        outcome = error_outcome(exc.status, exc.detail, exc.issues, exc.extra.get("operation_outcome"))
+    except RequestError as exc:  # the OperationOutcome the request alone would get, saying which entry it is
+        outcome = error_outcome(exc.status, f"Entry {_entry_name(r)}: {exc.detail}", exc.issues,
+                                exc.extra.get("operation_outcome"))
         return {"response": {"status": f"{exc.status} {exc.title}", "outcome": outcome}}
 
 
 def _transaction(server: Interactions, base: str, requests: list[_Request]) -> dict[str, Any]:
     """Every entry in one database transaction, or none (http.html#trules)."""
-    for request in requests:
-        if request.error:
-            raise request.error
     try:
+        for request in requests:  # malformed entries (forbidden ones were refused before): the first one's error
+            if request.error:
+                with _at(request):
+                    raise request.error
         prepared: dict[int, Prepared] = {}
         for r in requests:
             if r.method in ("POST", "PUT"):
@@ -145,7 +148,7 @@ def _transaction(server: Interactions, base: str, requests: list[_Request]) -> d
             except (IntegrityError, ClaimLost):  # a concurrent transaction claimed the same ifNoneExist: again
                 continue
     except RequestError as exc:
-        raise type(exc)(f"The transaction failed at entry {_failed_at(exc)}and nothing was stored: "
+        raise type(exc)(f"The transaction failed{_failed_at(exc)} and nothing was stored: "
                         f"{exc.detail}", exc.issues, **exc.extra) from None
     raise Conflict("The transaction kept meeting concurrent identical creates; retry it.")
 
@@ -197,13 +200,19 @@ def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[in
 
 
 @contextmanager
-def _at(r: _Request) -> Iterator[None]:
-    """An error names the entry it came from (a failed transaction says where)."""
+def _at(r: _Request | None) -> Iterator[None]:
+    """An error names the entry it came from, by index and fullUrl (a failed transaction says where)."""
     try:
         yield
     except RequestError as exc:
-        exc.extra.setdefault("entry", r.index)
+        if r is not None:
+            exc.extra.setdefault("entry", _entry_name(r))
         raise
+
+
+def _entry_name(r: _Request) -> str:
+    return f"{r.index} ({r.full_url})" if r.full_url else f"{r.index} ({r.method} {r.resource_type}" + (
+        f"/{r.resource_id})" if r.resource_id else ")")
 
 
 @dataclass
@@ -279,8 +288,8 @@ def _permit(r: _Request, permits: Permits) -> None:
 
 
 def _failed_at(exc: RequestError) -> str:
-    index = exc.extra.pop("entry", None)
-    return f"{index} " if index is not None else ""
+    entry = exc.extra.pop("entry", None)
+    return f" at entry {entry}" if entry is not None else ""
 
 
 # --- response entries --------------------------------------------------------------------------

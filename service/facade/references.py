@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.errors import BadRequest, Issue, NotFound
+from service.errors import BadRequest, Issue
 from service.fhirjson import references
 from service.search.parameters import TYPES
 from service.store.resources import Unit
@@ -17,12 +17,13 @@ def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) ->
     server serves must name a resource it holds, or one the same transaction writes (`pending`);
     absolute URLs point elsewhere and are not checked. A placeholder (urn:uuid:, urn:oid:) still there
     after that named no entry of a transaction: it resolves nowhere (references.html: SHALL be
-    resolvable; HAPI: "Unable to satisfy placeholder ID"), in a Bundle or sent alone: 404 as it has been."""
+    resolvable), in a Bundle or sent alone: 400, as HAPI answers it ("Unable to satisfy placeholder ID",
+    an InvalidRequestException)."""
     found = list(references(resource, resource.get("resourceType", ""), contained=False))
     dangling = [Issue(path, f"{ref} names no entry of this request") for path, ref in found
                 if ref.startswith(PLACEHOLDERS)]
     if dangling:
-        raise NotFound(f"The reference {dangling[0].message.split(' ')[0]} names no entry of a transaction "
+        raise BadRequest(f"The reference {dangling[0].message.split(' ')[0]} names no entry of a transaction "
                        f"Bundle (a placeholder resolves only within one).", dangling)
     missing = []
     for path, ref in found:
@@ -35,4 +36,5 @@ def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) ->
     if missing:
         raise BadRequest(f"The resource refers to resources this server does not hold: "
                          f"{', '.join(i.message.split(' ')[0] for i in missing)}.", missing)
+
 

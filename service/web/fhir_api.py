@@ -14,7 +14,15 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from service.conformance.package import CONFORMANCE_TYPES
-from service.errors import BadRequest, Issue, MethodNotAllowed, NotFound, PreconditionFailed, UnsupportedMediaType
+from service.errors import (
+    BadRequest,
+    Issue,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    PreconditionFailed,
+    UnsupportedMediaType,
+)
 from service.facade.interactions import Written
 from service.facade.server import FhirServer
 from service.fhirjson import etag, if_match_version, issue, operation_outcome, version_id
@@ -30,6 +38,8 @@ from service.web.body import JSON_TYPES
 bp = Blueprint("fhir_api", __name__, url_prefix="/fhir")
 FHIR_JSON = "application/fhir+json"
 XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml")
+#: what a response in FHIR JSON satisfies, as a media type or a _format short name (http.html#mime)
+JSON_ANSWERS = ("application/fhir+json", "application/json", "json", "application/*", "*/*", "*")
 
 
 def _fhir() -> FhirServer:
@@ -43,16 +53,39 @@ def _base() -> str:
 
 @bp.before_request
 def _formats() -> None:
-    """JSON only: `_format` and `Accept` asking for XML get 415 with an OperationOutcome."""
-    wanted = request.args.get("_format", "")
-    if "xml" in wanted:
-        raise UnsupportedMediaType("FHIR XML is not supported; use _format=json or application/fhir+json.")
-    if wanted and wanted not in ("json", "application/json", "application/fhir+json"):
-        raise UnsupportedMediaType(f"_format {wanted!r} is not supported; use json.")
-    accept = request.accept_mimetypes
-    if accept.provided and accept.best_match([FHIR_JSON, "application/json", "*/*"]) is None \
-            and any(x in str(accept) for x in XML_TYPES):
-        raise UnsupportedMediaType("FHIR XML is not supported; accept application/fhir+json.")
+    """The response is FHIR JSON for R4, or nothing: `_format` (which overrides Accept) and Accept that name
+    no JSON type, or a fhirVersion other than 4.0, get 406 (http.html#mime, #version-parameter)."""
+    wanted = request.args.get("_format")
+    if wanted is not None:
+        if not _json_type(wanted):
+            raise NotAcceptable(f"_format {wanted!r} is not served: {_what_we_serve(wanted)}")
+        return
+    offered = [item.strip() for item in request.headers.get("Accept", "").split(",") if item.strip()]
+    if offered and not any(_json_type(item) for item in offered):
+        raise NotAcceptable(f"Accept {request.headers['Accept']!r} names no format served: "
+                            f"{_what_we_serve(' '.join(offered))}")
+
+
+def _json_type(media: str) -> bool:
+    """Is `media` (a type with parameters, or a _format short name) R4 JSON, or a wildcard that JSON satisfies?"""
+    name, *parameters = [part.strip() for part in media.split(";")]
+    options = dict(p.partition("=")[::2] for p in parameters)
+    options = {k.strip().lower(): v.strip().strip('"') for k, v in options.items()}
+    if options.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
+        return False
+    return name.lower() in JSON_ANSWERS and _r4(options.get("fhirversion"))
+
+
+def _r4(fhir_version: str | None) -> bool:
+    return fhir_version is None or fhir_version == "4.0" or fhir_version.startswith("4.0.")
+
+
+def _what_we_serve(asked: str) -> str:
+    if "fhirversion" in asked.lower():
+        return "this server speaks FHIR R4 only (fhirVersion=4.0, 4.0.1); ask for application/fhir+json."
+    if "xml" in asked.lower():
+        return "FHIR XML is not supported; use _format=json or Accept: application/fhir+json."
+    return "this server answers in FHIR JSON only (_format=json, Accept: application/fhir+json)."
 
 
 def _resource_body() -> Any:
@@ -60,6 +93,10 @@ def _resource_body() -> Any:
         raise UnsupportedMediaType("FHIR XML is not supported; send application/fhir+json.")
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Send application/fhir+json, not {request.mimetype or 'no media type'!r}.")
+    version = request.mimetype_params.get("fhirversion")
+    if not _r4(version):
+        raise UnsupportedMediaType(f"The body says fhirVersion={version}; this server takes FHIR R4 only "
+                                   f"(application/fhir+json; fhirVersion=4.0).")
     return current.body()
 
 

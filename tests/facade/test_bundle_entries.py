@@ -97,11 +97,11 @@ def test_an_update_with_another_id_is_refused_for_the_id_before_its_content(clie
 @pytest.mark.parametrize("way", WAYS)
 def test_a_placeholder_reference_that_names_nothing_is_refused(client: FlaskClient, way: str) -> None:
     """references.html: a reference SHALL resolve; a urn:uuid names an entry of the same transaction or nothing
-    (404, as a transaction has answered it: tests/web/test_openapi.py)."""
+    (400, as HAPI answers it: "Unable to satisfy placeholder ID")."""
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": way},
                    "subject": {"reference": "urn:uuid:0b7f6a3e-0000-4000-8000-000000000001"}}
     refused, outcome = send(client, way, "POST", "Observation", observation)
-    assert refused == 404, outcome
+    assert refused == 400, outcome
     assert client.get("/fhir/Observation", query_string={"code": way}).json["total"] == 0
 
 

@@ -412,6 +412,7 @@ def _put(contract: Contract, path: str, status: int, body: Any, **kwargs: Any) -
 
 def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[str, Any]) -> None:
     assert contract.send("GET", "/fhir/metadata", 200).json["fhirVersion"] == "4.0.1"
+    contract.send("GET", "/fhir/metadata", 406, query_string={"_format": "xml"})
     # create, conditional create, read, update, vread, history, delete
     created = _post(contract, "/fhir/Patient", 201, _patient(id="ignored"))
     pid = created.json["id"]
@@ -444,6 +445,8 @@ def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[s
     contract.send("GET", "/fhir/Patient/chosen-id", 410)
     contract.send("GET", "/fhir/Patient/chosen-id/_history/2", 410)
     contract.send("GET", "/fhir/Patient/nobody", 404)
+    contract.send("GET", "/fhir/Patient/nobody", 406, headers={"Accept": "application/fhir+xml"})
+    contract.send("GET", "/fhir/Patient", 406, headers={"Accept": "application/fhir+json; fhirVersion=3.0"})
     contract.send("DELETE", "/fhir/Patient/nobody", 404)
     contract.send("DELETE", "/fhir/CodeSystem/ketamine-instrument", 405)
     contract.send("DELETE", "/fhir/Patient", 405)
@@ -487,7 +490,9 @@ def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[s
     dangling = {**entry, "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                                       "subject": {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"}},
                 "request": {"method": "POST", "url": "Observation"}}
-    _post(contract, "/fhir", 404, {"resourceType": "Bundle", "type": "transaction", "entry": [dangling]})
+    _post(contract, "/fhir", 400, {"resourceType": "Bundle", "type": "transaction", "entry": [dangling]})
+    banana = {"request": {"method": "POST", "url": "Banana"}, "resource": {"resourceType": "Banana"}}
+    _post(contract, "/fhir", 404, {"resourceType": "Bundle", "type": "transaction", "entry": [banana]})
     stale = {"resource": read.json, "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 'W/"1"'}}
     _post(contract, "/fhir", 412, {"resourceType": "Bundle", "type": "transaction", "entry": [stale]})
     invalid = {**entry, "resource": _patient(gender="x")}
@@ -497,7 +502,8 @@ def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[s
     # `[base]/` answers exactly as `[base]`
     _post(contract, "/fhir/", 200, {"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
     _post(contract, "/fhir/", 400, {"resourceType": "Bundle", "type": "collection"})
-    _post(contract, "/fhir/", 404, {"resourceType": "Bundle", "type": "transaction", "entry": [dangling]})
+    _post(contract, "/fhir/", 400, {"resourceType": "Bundle", "type": "transaction", "entry": [dangling]})
+    _post(contract, "/fhir/", 404, {"resourceType": "Bundle", "type": "transaction", "entry": [banana]})
     _post(contract, "/fhir/", 412, {"resourceType": "Bundle", "type": "transaction", "entry": [stale]})
     _post(contract, "/fhir/", 422, {"resourceType": "Bundle", "type": "transaction", "entry": [invalid]})
     contract.send("POST", "/fhir/", 415, conforming=False, data="<Bundle/>", content_type="application/fhir+xml")
