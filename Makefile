@@ -56,7 +56,7 @@ check: lint
 
 clean:
 	rm -rf $(VENV) instance build *.egg-info tests/peers/hapi/server/target bench/medplum/node_modules \
-	  bench/fhircraft/.venv
+	  bench/fhircraft/.venv bench/java/target
 
 # The fuzz tests (marker fuzz: tests/hardening's schemathesis against openapi.yaml and hypothesis against the
 # FHIR facade, the parsers on random bytes) at full size: FUZZ_REQUESTS generated requests per suite, shared
@@ -71,18 +71,24 @@ fuzz: $(VENV)/.installed-test
 	  KFHIR_FUZZ_REQUESTS=$(FUZZ_REQUESTS) KFHIR_FUZZ_RANDOM=$(FUZZ_RANDOM) \
 	    $(PY) -m pytest $(XDIST) -p no:logging -rP -m fuzz $(PYTEST_ARGS)
 
-# Benchmarks (never part of `make test`): validation against the HAPI FHIR reference validator, the validators
-# side by side (HAPI, Medplum, fhircraft, fhir.resources, json.loads), mapping (record → validated Bundle), and
-# serving (gunicorn -w 2 under load) against the HAPI FHIR JPA peer. Each prints a table and writes
-# bench/results/<part>-<date>.json. HAPI needs Java 17 and Maven (built on first use), Medplum Node and npm,
-# fhircraft its own venv; a peer that cannot be installed is reported as "not run". QUICK=1: every part small
-# (< 2 min). BENCH_PARTS=validation,compare,mapping,serving picks parts; BENCH_ARGS go to the validation part.
-.PHONY: bench
+# Benchmarks (never part of `make test`): validation of the corpus by ours, the validators side by side under one
+# protocol (bench/protocol.py: ours, HAPI, Medplum as shipped and with the profile parsed once, fhircraft,
+# fhir.resources, json.loads; warmed until steady, pinned to one core, verdicts beside every time), mapping, and
+# serving on equal terms (ours on SQLite and PostgreSQL, the HAPI FHIR JPA server with C2 on an H2 file). Each
+# prints its tables and time and writes bench/results/<part>-<date>.json (and .md, compare also .svg). HAPI needs
+# Java 17 and Maven (built on first use), Medplum Node and npm, fhircraft its own venv; a peer that cannot be
+# installed is reported as "not run". QUICK=1: every part small (< 2 min on an idle 2-core machine).
+# BENCH_PARTS=validation,compare,mapping,serving picks parts; BENCH_ARGS go to the validation part.
+# `make bench-readme` rewrites the README's benchmark figures from the latest results (bench/readme.py).
+.PHONY: bench bench-readme
 BENCH_ARGS ?=
 QUICK ?=
 BENCH_PEERS := bench/medplum/node_modules/.installed $(if $(QUICK),,bench/fhircraft/.venv/.installed)
 bench: $(VENV)/.installed-test $(BENCH_PEERS)
 	QUICK=$(QUICK) $(PY) -m bench $(BENCH_ARGS)
+
+bench-readme: $(VENV)/.installed-test
+	$(PY) -m bench.readme
 
 # The peers' installs may fail (no npm, no network): "-" goes on, and the benchmark reports them as not run.
 bench/medplum/node_modules/.installed: bench/medplum/package.json bench/medplum/package-lock.json

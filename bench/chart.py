@@ -13,7 +13,7 @@ COLOURS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#7b4b94", "#6c757d", "#0
 
 def _points(run: dict[str, Any]) -> list[tuple[int, float]]:
     return sorted((row["entries"], row["median_us"]) for key, row in run.get("sizes", {}).items()
-                  if key != "1 (invalid)" and row["median_us"] > 0)
+                  if key not in ("1 (invalid)", "agreed") and row["median_us"] > 0)
 
 
 def _decades(low: float, high: float) -> list[float]:

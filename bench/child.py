@@ -1,15 +1,16 @@
-"""One Python contender in a fresh process, pinned to one core: `python bench/child.py NAME MANIFEST.json`.
+"""One Python contender in a fresh process: `python bench/child.py NAME MANIFEST.json` (pinned by the parent).
 
 Run by path (fhircraft runs in its own virtual environment, where this project is not installed), so only the
-standard library is imported here; each contender's library is imported inside its loader. The protocol,
-shared with bench/medplum/validate.mjs: the manifest holds spawn_ns, our StructureDefinitions (profiles), the
-files, the warm-up files and min_reps / min_time_s; stdout gets one JSON document with loaded_ns and
-first_result_ns (time.monotonic_ns, CLOCK_MONOTONIC like the parent's spawn_ns) and per file the call times of
-parse + validate from the file's text in memory, whether errors were reported, and the first messages."""
+standard library and bench/protocol.py (standard library only, on PYTHONPATH) are imported here; each
+contender's library is imported inside its loader. The protocol (bench/protocol.py), shared with
+bench/medplum/validate.mjs and bench/hapi/BenchMain.java: the manifest holds spawn_ns, our StructureDefinitions
+(profiles), the files, the warm-up files and the protocol settings; stdout gets one JSON document with loaded_ns
+and first_result_ns (time.monotonic_ns, CLOCK_MONOTONIC like the parent's spawn_ns), the warm-up pass values
+(ms per round) and per file the call times of parse + validate from the file's text in memory, whether errors
+were reported, and the first messages."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -26,7 +27,7 @@ def _ours(profiles: list[str]) -> tuple[str, Check, dict[str, Any]]:
 
     def check(text: str) -> list[str]:
         return [f"{f.expression}: {f.message}" for f in validate(json.loads(text)) if f.severity in ("error", "fatal")]
-    return "ours (ketamine-fhir)", check, {"profiles": "the IG package, as the service loads it"}
+    return "ours (ketamine-fhir)", check, {}
 
 
 def _fhir_resources(profiles: list[str]) -> tuple[str, Check, dict[str, Any]]:
@@ -115,23 +116,46 @@ def summary(times: list[int]) -> dict[str, Any]:
     return {"calls": len(ordered), "median_ns": _quantile(ordered, 0.5), "p95_ns": _quantile(ordered, 0.95)}
 
 
-def _timed(check: Check, text: str, min_reps: int, min_ns: int, max_ns: int | None = None) -> dict[str, Any]:
-    """Calls until min_reps and min_ns are reached; past max_ns, two calls are enough (fhircraft spends about
+def _call(check: Check, text: str) -> list[str]:
+    try:
+        return check(text)
+    except ValueError as exc:  # not JSON
+        return [f"not parsed: {exc}"]
+
+
+def _timed(check: Check, text: str, min_calls: int, min_ns: int, max_ns: int | None = None) -> dict[str, Any]:
+    """Calls until min_calls and min_ns are reached; past max_ns, two calls are enough (fhircraft spends about
     40 s on each call of the 1,000-entry Bundle, which made make bench overrun its 15 minutes)."""
     times: list[int] = []
     clock = time.perf_counter_ns
     start = clock()
     errors: list[str] = []
-    while len(times) < min_reps or clock() - start < min_ns:
+    while len(times) < min_calls or clock() - start < min_ns:
         if max_ns is not None and len(times) >= 2 and clock() - start > max_ns:
             break
         t0 = clock()
-        try:
-            errors = check(text)
-        except ValueError as exc:  # not JSON
-            errors = [f"not parsed: {exc}"]
+        errors = _call(check, text)
         times.append(clock() - t0)
     return {**summary(times), "errors": bool(errors), "messages": errors[:5]}
+
+
+def warm_up(check: Check, texts: list[str], settings: dict[str, Any]) -> list[float]:
+    """Rule 1 of bench/protocol.py: passes over the warm-up files until the last `window` pass values (ms per
+    round) are steady, or `max_s` has passed. Returns the pass values."""
+    from bench.protocol import is_steady  # on PYTHONPATH (bench/contenders.py); standard library only
+
+    clock = time.perf_counter_ns
+    began = clock()
+    min_pass_ns, max_ns = int(settings["min_pass_s"] * 1e9), int(settings["max_s"] * 1e9)
+    passes: list[float] = []
+    while not is_steady(passes, settings["window"], settings["tolerance"]) and clock() - began < max_ns:
+        t0, rounds = clock(), 0
+        while rounds == 0 or clock() - t0 < min_pass_ns:
+            for text in texts:
+                _call(check, text)
+            rounds += 1
+        passes.append((clock() - t0) / rounds / 1e6)
+    return passes
 
 
 def vmhwm_kib() -> int | None:
@@ -145,26 +169,23 @@ def vmhwm_kib() -> int | None:
 
 
 def main(name: str, manifest_path: str) -> dict[str, Any]:
+    """The protocol of bench/protocol.py; the parent pins this process to its core before exec."""
     with open(manifest_path, encoding="utf-8") as f:
         manifest = json.load(f)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    settings = manifest["protocol"]
     label, check, info = CONTENDERS[name](manifest["profiles"])
     texts = []
     for entry in manifest["files"]:
         with open(entry["path"], encoding="utf-8") as f:
             texts.append(f.read())
     loaded_ns = time.monotonic_ns()
-    _timed(check, texts[manifest["warmup"][0]], 1, 0)
+    _call(check, texts[manifest["warmup"][0]])
     first_ns = time.monotonic_ns()
-    for i in manifest["warmup"]:
-        _timed(check, texts[i], 1, 0)
-    min_ns = int(manifest["min_time_s"] * 1e9)
-    max_s = manifest.get("max_time_s")
-    max_ns = None if max_s is None else int(max_s * 1e9)
-    results = [_timed(check, text, manifest["min_reps"], min_ns, max_ns) for text in texts]
+    passes = warm_up(check, [texts[i] for i in manifest["warmup"]], settings)
+    min_ns, max_ns = int(settings["per_file_s"] * 1e9), int(settings["slow_file_s"] * 1e9)
+    results = [_timed(check, text, settings["min_calls"], min_ns, max_ns) for text in texts]
     return {"contender": label, "loaded_ns": loaded_ns, "first_result_ns": first_ns, **info,
-            "peak_rss_kib": vmhwm_kib(), "results": results}
+            "warmup_pass_ms": passes, "peak_rss_kib": vmhwm_kib(), "results": results}
 
 
 if __name__ == "__main__":

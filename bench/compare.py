@@ -1,11 +1,13 @@
-"""Validators side by side: ours, HAPI FHIR 8.8.0, Medplum, fhircraft, and the floors
-fhir.resources `model_validate` and `json.loads`, on the same single resources and Bundles of 10, 100 and 1,000.
+"""Validators side by side under one protocol (bench/protocol.py): ours, HAPI FHIR 8.8.0, Medplum as shipped
+and with the profile parsed once, fhircraft, and the floors fhir.resources `model_validate` and `json.loads`, on
+the same single resources and Bundles of 10, 100 and 1,000.
 
     python -m bench.compare [--quick] [--only ours,hapi,...] [--out-dir DIR]
 
-Prints Markdown tables, writes bench/results/compare-<date>.json and compare-<date>.svg (time per resource
-against Bundle size). QUICK=1 in the environment (make bench QUICK=1) is --quick: Bundles of 10 and 100,
-fewer repetitions, and fhircraft not run (its import and model building alone take over a minute here)."""
+Prints Markdown tables and writes bench/results/compare-<date>.json, .md and .svg (time per resource against
+Bundle size). QUICK=1 in the environment (make bench QUICK=1) is --quick: Bundles of 10 and 100, the short
+protocol (bench/protocol.QUICK), and fhircraft not run (its import and model building alone take over a
+minute here)."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bundles, chart, contenders, corpus, figures, report, targets
+from bench import bundles, chart, contenders, corpus, figures, machine, protocol, report, targets
 from bench.validation import _cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -33,14 +35,14 @@ def _profiles() -> list[str]:
 
 def run(quick: bool, only: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
+    before = machine.load_average()
     sizes = (10, 100) if quick else bundles.SIZES
     with tempfile.TemporaryDirectory(prefix="kfhir-bench-compare-") as tmp:
         files = bundles.build(Path(tmp) / "corpus", sizes)
         plan = contenders.Plan(files, _profiles(), corpus.conformance_dir(Path(tmp) / "ig"),
-                               min_reps=3 if quick else 5, min_time_s=0.01 if quick else 0.1,
-                               slow_reps=1 if quick else 3)
+                               protocol.QUICK if quick else protocol.FULL)
         runs = contenders.run(plan, only, QUICK_SKIPS if quick else {})
-    figures.summarise(files, runs)
+    agreed = figures.summarise(files, runs)
     res = {
         "date": dt.date.today().isoformat(),
         "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -48,7 +50,10 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
         "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count()},
         "corpus": {"valid": sum(f.kind == "valid" for f in files), "invalid": sum(f.kind == "invalid" for f in files),
                    "bundles": list(sizes), "files": [f.to_json() for f in files]},
-        "settings": {"min_reps": plan.min_reps, "min_time_s": plan.min_time_s, "slow_reps": plan.slow_reps},
+        "protocol": plan.settings.to_json(),
+        "core": contenders.core(),
+        "load": machine.load_span(before),
+        "agreed": agreed if runs["hapi"]["status"] == "ran" else None,
         "contenders": runs,
         "wall_s": time.perf_counter() - started,
     }
@@ -75,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = args.out_dir / f"compare-{res['date']}"
     res["table"] = text.splitlines()
     stem.with_suffix(".json").write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    stem.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
     stem.with_suffix(".svg").write_text(chart.svg(f"Median µs per resource, {res['date']}", res["contenders"]),
                                         encoding="utf-8")
     print(text)

@@ -1,10 +1,12 @@
-"""Runs each contender on the corpus of bench/bundles.py, each in its own process.
+"""Runs each contender on the corpus of bench/bundles.py, each in its own process, under bench/protocol.py.
 
-Python contenders run bench/child.py pinned to one core; Medplum runs bench/medplum/validate.mjs under Node;
-HAPI runs the harness of tests/peers (bench/hapi.py) in one JVM. Every process gets the same files, warms up
-on the single resources and the smallest Bundle, then times each file at least `min_reps` times and
-`min_time_s` seconds. Peak RSS is the child's ru_maxrss from os.wait4. A contender that cannot run is
-returned as {"status": "not run: why"}, never dropped."""
+Python contenders run bench/child.py; Medplum runs bench/medplum/validate.mjs under Node, twice (as shipped, and
+with each profile parsed once); HAPI runs bench/java/BenchMain.java in one JVM (C2 and the JVM's default GC for
+what it sees: no -XX flag but the heap). Every process is pinned before exec to the same single core
+(os.sched_setaffinity in the child between fork and exec, as `taskset -c N` does), so the JVM, Node and Python
+all see one CPU; gets the same files and the same protocol settings; and reports its warm-up passes, from which
+the parent computes when it was steady. Peak RSS is the child's VmHWM. A contender that cannot run is returned
+as {"status": "not run: why"}, never dropped."""
 from __future__ import annotations
 
 import json
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import hapi, stats
+from bench import hapi, protocol
 from bench.bundles import File
 
 BENCH = Path(__file__).resolve().parent
@@ -26,39 +28,66 @@ ROOT = BENCH.parent
 MEDPLUM = BENCH / "medplum"
 FHIRCRAFT_PY = BENCH / "fhircraft" / ".venv" / "bin" / "python"
 TIMEOUT_S = 900
-SLOW_FILE_S = 60  # fhircraft: past this, two calls of a file are enough (bench/child.py _timed)
 
 
 @dataclass
 class Plan:
     files: list[File]
     profiles: list[str]  # our StructureDefinition files
-    ig_dir: Path  # our conformance resources, for HAPI's --ig
-    min_reps: int
-    min_time_s: float
-    slow_reps: int  # HAPI and fhircraft: reps of each file (tens of ms per resource)
+    ig_dir: Path  # our conformance resources, for HAPI
+    settings: protocol.Settings
 
     def warmup(self) -> list[int]:
         smallest = min((f.entries for f in self.files if f.kind == "bundle"), default=0)
         return [i for i, f in enumerate(self.files)
-                if f.kind == "valid" or (f.kind == "bundle" and f.entries == smallest)]
+                if f.kind in ("valid", "invalid") or (f.kind == "bundle" and f.entries == smallest)]
 
 
-CONTENDERS = ("ours", "hapi", "medplum", "fhircraft", "fhir.resources", "json.loads")
-LABELS = {"ours": "ours (ketamine-fhir)", "hapi": "HAPI FHIR 8.8.0", "medplum": "Medplum", "fhircraft": "fhircraft",
+CONTENDERS = ("ours", "hapi", "medplum", "medplum-parsed", "fhircraft", "fhir.resources", "json.loads")
+LABELS = {"ours": "ours (ketamine-fhir)", "hapi": "HAPI FHIR 8.8.0", "medplum": "Medplum, as shipped",
+          "medplum-parsed": "Medplum, profile parsed once", "fhircraft": "fhircraft",
           "fhir.resources": "fhir.resources model_validate", "json.loads": "json.loads (parse floor)"}
+# What each contender checks, so that a fast row that checks less reads as such (bench/README.md has the why).
+CHECKS = {
+    "ours": "structure, cardinality, FHIRPath invariants, slicing, bindings to the IG's value sets (terminology)",
+    "hapi": "structure, cardinality, FHIRPath invariants, slicing, terminology (IG + R4 value sets, in memory)",
+    "medplum": "structure, cardinality, FHIRPath invariants, slicing; no terminology",
+    "medplum-parsed": "as Medplum as shipped: structure, cardinality, invariants, slicing; no terminology",
+    "fhircraft": "structure, cardinality, invariants (pydantic models of the profiles it accepts); no terminology",
+    "fhir.resources": "R4B structure and types only; no profile, no invariants, no terminology",
+    "json.loads": "JSON syntax only",
+}
+
+
+PROFILES = {"ours": "the IG package, as the service loads it",
+            "hapi": "the IG's StructureDefinitions, ValueSets, CodeSystems (as the tests' harness loads them)"}
+
+
+def core() -> int:
+    """The one core every contender is pinned to: the last this process may run on."""
+    return max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+
+
+def _pin(cpu: int) -> Any:
+    def pin() -> None:  # runs in the child between fork and exec, as taskset does
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {cpu})
+    return pin
 
 
 def _command(name: str, manifest: Path) -> list[str] | str:
     """The child's command line, or why it cannot run."""
     child = str(BENCH / "child.py")
-    if name == "medplum":
+    if name in ("medplum", "medplum-parsed"):
         node = shutil.which("node")
         if node is None:
             return "node is not on PATH"
         if not (MEDPLUM / "node_modules" / "@medplum" / "core").is_dir():
             return "@medplum/core not installed (make bench runs npm ci in bench/medplum)"
-        return [node, str(MEDPLUM / "validate.mjs"), str(manifest)]
+        return [node, str(MEDPLUM / "validate.mjs"), str(manifest), "parsed-once" if name == "medplum-parsed"
+                else "shipped"]
+    if name == "hapi":
+        return hapi.bench_command(manifest)
     if name == "fhircraft":
         if not FHIRCRAFT_PY.is_file():
             return "no bench/fhircraft/.venv (make bench installs bench/fhircraft/requirements.txt there)"
@@ -66,14 +95,15 @@ def _command(name: str, manifest: Path) -> list[str] | str:
     return [sys.executable, child, name, str(manifest)]
 
 
-def _spawn(command: list[str], manifest: dict[str, Any], folder: Path, cwd: Path) -> dict[str, Any]:
+def _spawn(command: list[str], manifest: dict[str, Any], folder: Path, cwd: Path, cpu: int) -> dict[str, Any]:
     manifest_path, out_path, err_path = folder / "manifest.json", folder / "out.json", folder / "err.txt"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         spawn_ns = time.monotonic_ns()
         manifest_path.write_text(json.dumps(manifest | {"spawn_ns": spawn_ns}), encoding="utf-8")
         started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=cwd, env=env)  # noqa: S603 - our own scripts
+        proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=cwd, env=env,  # noqa: S603 - our own
+                                preexec_fn=_pin(cpu))  # noqa: PLW1509 - no threads in the parent
         polled = None
         while True:
             pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
@@ -104,38 +134,16 @@ def run_child(name: str, plan: Plan) -> dict[str, Any]:
         command = _command(name, Path(tmp) / "manifest.json")
         if isinstance(command, str):
             return {"status": f"not run: {command}"}
-        slow = name == "fhircraft"
-        manifest = {"profiles": plan.profiles, "files": [f.to_json() for f in plan.files], "warmup": plan.warmup(),
-                    "min_reps": plan.slow_reps if slow else plan.min_reps, "min_time_s": plan.min_time_s,
-                    "max_time_s": SLOW_FILE_S if slow else None}
-        return _spawn(command, manifest, Path(tmp), MEDPLUM if name == "medplum" else ROOT)
-
-
-def _summary(times_ns: list[float]) -> dict[str, Any]:
-    """The children's per-file summary (bench/child.py summary) of HAPI's times."""
-    return {"calls": len(times_ns), "median_ns": stats.median(times_ns), "p95_ns": stats.p95(times_ns)}
-
-
-def run_hapi(plan: Plan) -> dict[str, Any]:
-    """The harness over warm-up files then every file `slow_reps` times, in one JVM; the per-file times are
-    timed inside the JVM (read + parse + validate), after the warm-up."""
-    warm = plan.warmup()
-    n, reps = len(plan.files), plan.slow_reps
-    listed = [Path(plan.files[i].path) for i in warm] + [Path(f.path) for f in plan.files] * reps
-    out = hapi.run(listed, plan.ig_dir, 1, timeout=TIMEOUT_S)
-    if out["status"] != "ran":
-        return out
-    times, w = out["per_file_ms"], len(warm)
-    last = w + (reps - 1) * n  # verdicts of the last repetition
-    results = [{**_summary([times[w + r * n + i] * 1e6 for r in range(reps)]), "errors": out["errors"][last + i],
-                "messages": out["error_messages"][last + i]} for i in range(n)]
-    return {"status": "ran", "contender": f"HAPI FHIR {out['hapi_version']} (instance validator)",
-            "profiles": "the IG's StructureDefinitions, ValueSets, CodeSystems (--ig)",
-            "startup_ms": out["jvm_uptime_at_ready_ms"] + times[0], "load_ms": out["jvm_uptime_at_ready_ms"],
-            "startup_note": "JVM uptime at ready (includes the harness's own 2-resource warm-up) + first file",
-            "peak_rss_kib": out["peak_rss_vmhwm_polled_kib"] or out["peak_rss_ru_maxrss_kib"],
-            "wall_s": out["process_wall_s"],
-            "snapshot_problems": out["snapshot_problems"], "results": results}
+        manifest = {"profiles": plan.profiles, "ig_dir": str(plan.ig_dir.resolve()),
+                    "files": [f.to_json() for f in plan.files], "warmup": plan.warmup(),
+                    "protocol": plan.settings.to_json()}
+        cpu = core()
+        out = _spawn(command, manifest, Path(tmp), MEDPLUM if name.startswith("medplum") else ROOT, cpu)
+    if out["status"] == "ran":
+        out["pinned_to_cpu"] = cpu
+        out.setdefault("profiles", PROFILES.get(name))
+        out["warmup"] = protocol.warmup_summary(out.pop("warmup_pass_ms"), plan.settings)
+    return out
 
 
 def run(plan: Plan, chosen: list[str], skipped: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -148,9 +156,13 @@ def run(plan: Plan, chosen: list[str], skipped: dict[str, str]) -> dict[str, dic
             out[name] = {"status": "not run: not chosen (--only)"}
         else:
             print(f"contenders: {name}…", file=sys.stderr, flush=True)
+            began = time.perf_counter()
             try:
-                out[name] = run_hapi(plan) if name == "hapi" else run_child(name, plan)
+                out[name] = run_child(name, plan)
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 out[name] = {"status": f"not run: {type(exc).__name__}: {str(exc)[:200]}"}
+            print(f"contenders: {name} {out[name]['status']} in {time.perf_counter() - began:.0f} s",
+                  file=sys.stderr, flush=True)
         out[name].setdefault("contender", LABELS[name])
+        out[name]["checks"] = CHECKS[name]
     return out

@@ -10,8 +10,27 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench import stats
+from bench import protocol, stats
 from bench.bundles import File
+
+
+def size_indexes(files: list[File]) -> dict[str, list[int]]:
+    """The files behind each row of the speed table: the valid singles, the invalid ones, each Bundle."""
+    out: dict[str, list[int]] = {"1": [], "1 (invalid)": []}
+    for i, f in enumerate(files):
+        key = "1" if f.kind == "valid" else "1 (invalid)" if f.kind == "invalid" else str(f.entries)
+        out.setdefault(key, []).append(i)
+    return {k: v for k, v in out.items() if v}
+
+
+def agreed_row(results: list[dict[str, Any]], chosen: list[int]) -> dict[str, Any] | None:
+    """Median and p95 over the chosen single files' medians (the files every validator agrees on)."""
+    medians = [results[i]["median_ns"] for i in chosen]
+    if not medians:
+        return None
+    med = (stats.median(medians) or 0.0) / 1e3
+    return {"entries": 1, "files": len(medians), "median_us": med, "p95_us": (stats.p95(medians) or 0.0) / 1e3,
+            "per_s": 1e6 / med if med else None, "reps": min(results[i]["calls"] for i in chosen)}
 
 
 def _size_rows(files: list[File], results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -51,15 +70,28 @@ def disagreements(files: list[File], results: list[dict[str, Any]], oracle: list
     return {"count": len(differ), "of": len(files), "files": differ}
 
 
-def summarise(files: list[File], runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Adds sizes, growth and (when HAPI ran) disagreements to every contender that ran."""
-    oracle = runs.get("hapi", {}).get("results") if runs.get("hapi", {}).get("status") == "ran" else None
+def summarise(files: list[File], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Adds sizes, growth and, when HAPI ran, the agreement with HAPI of every row, to every contender that ran.
+    Returns the "agreed" set: the single files where every profile validator has HAPI's verdict."""
+    ran = runs.get("hapi", {}).get("status") == "ran"
+    oracle = [r["errors"] for r in runs["hapi"]["results"]] if ran else None
+    indexes = size_indexes(files)
+    agreed = protocol.agreed_files(runs)
+    singles = [i for i in agreed or [] if files[i].entries == 1]
     for run in runs.values():
         if run["status"] != "ran":
             continue
         run["sizes"] = _size_rows(files, run["results"])
         run["growth"] = growth(run["sizes"])
         run["verdicts"] = {"with_errors": sum(r["errors"] for r in run["results"]), "of": len(files)}
-        if oracle is not None:
-            run["disagreements"] = disagreements(files, run["results"], oracle)
-    return runs
+        if oracle is None:
+            continue
+        verdicts = [r["errors"] for r in run["results"]]
+        run["disagreements"] = disagreements(files, run["results"], runs["hapi"]["results"])
+        for key, chosen in indexes.items():
+            run["sizes"][key]["agree"] = protocol.agreement(verdicts, oracle, chosen)
+        row = agreed_row(run["results"], singles)
+        if row is not None:
+            run["sizes"]["agreed"] = row | {"agree": protocol.agreement(verdicts, oracle, singles)}
+    return {"files": [files[i].name for i in singles], "of": sum(f.entries == 1 for f in files),
+            "judges": [name for name, run in runs.items() if run["status"] == "ran" and name not in protocol.FLOORS]}

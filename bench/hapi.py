@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -112,3 +113,33 @@ def run(files: list[Path], ig_dir: Path, passes: int, timeout: float = 900) -> d
                             if i["severity"] in ("error", "fatal")][:5] for r in results[last]],
         "verdict_changed_between_passes": unstable,
     }
+
+
+BENCH_MAIN = Path(__file__).resolve().parent / "java" / "BenchMain.java"
+BENCH_CLASSES = BENCH_MAIN.parent / "target"
+# The heap is the one flag: the validator needs well under 1 GB, and the JVM's default (a quarter of RAM) would
+# make its peak RSS a matter of how lazily it collects. No GC flag (the JVM's default for one CPU) and no
+# -XX:TieredStopAtLevel: C1 then C2, as a user's JVM runs.
+BENCH_JAVA_OPTS = ("-Xmx1g",)
+
+
+def bench_command(manifest: Path) -> list[str] | str:
+    """`java … BenchMain MANIFEST` (bench/java/BenchMain.java, compiled with javac against the tests' harness when
+    stale), or why it cannot run."""
+    try:
+        hv = hapi_module()
+        classes, classpath = hv.build()
+    except Exception as exc:  # noqa: BLE001 - any failure to load or build the harness is "not run"
+        return f"the HAPI harness cannot be built ({str(exc).strip().splitlines()[0][:200]})"
+    javac, java = shutil.which("javac"), shutil.which("java")
+    if javac is None or java is None:
+        return "javac or java is not on PATH"
+    compiled = BENCH_CLASSES / "org" / "ketaminefhir" / "peer" / "BenchMain.class"
+    cp = f"{classes}{os.pathsep}{classpath}"
+    if not compiled.is_file() or compiled.stat().st_mtime < BENCH_MAIN.stat().st_mtime:
+        done = subprocess.run([javac, "-nowarn", "-d", str(BENCH_CLASSES), "-cp", cp, str(BENCH_MAIN)],  # noqa: S603
+                              capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            return f"javac BenchMain.java failed: {done.stderr.strip()[-300:]}"
+    return [java, *BENCH_JAVA_OPTS, "-cp", f"{BENCH_CLASSES}{os.pathsep}{cp}", "org.ketaminefhir.peer.BenchMain",
+            str(manifest)]

@@ -5,7 +5,8 @@ from typing import Any
 
 from bench import targets
 
-SINGLES = {"1": "1 resource (valid examples)", "1 (invalid)": "1 resource (invalid examples)"}
+SINGLES = {"1": "1 resource (valid examples)", "1 (invalid)": "1 resource (invalid examples)",
+           "agreed": "1 resource, only files all validators agree on"}
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -18,12 +19,18 @@ def _mb(kib: int | None) -> str:
 
 def _sizes(runs: dict[str, dict[str, Any]]) -> list[str]:
     keys = {k for r in runs.values() for k in r.get("sizes", {})}
-    return sorted(keys, key=lambda k: (int(k.split()[0]), k))
+    return sorted(keys, key=lambda k: (0, k) if k == "agreed" else (int(k.split()[0]), k))
+
+
+def _agree(row: dict[str, Any]) -> str:
+    a = row.get("agree")
+    return "— (HAPI not run)" if a is None else f"{a['agree']} of {a['of']}"
 
 
 def speed_table(runs: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| input | contender | median µs/resource | p95 µs/resource | resources/s | × ours (median) | calls |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| input | contender | median µs/resource | p95 µs/resource | resources/s | × ours (median) | calls | "
+             "verdict = HAPI's |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     ours = runs.get("ours", {}).get("sizes", {})
     for size in _sizes(runs):
         label = SINGLES.get(size) or f"Bundle of {int(size):,}"
@@ -34,25 +41,54 @@ def speed_table(runs: dict[str, dict[str, Any]]) -> list[str]:
             mine = ours.get(size, {}).get("median_us")
             ratio = row["median_us"] / mine if mine else None
             lines.append(f"| {label} | {run['contender']} | {_num(row['median_us'], 1)} | {_num(row['p95_us'], 1)} | "
-                         f"{_num(row['per_s'])} | {_num(ratio, 2)} | {row['reps']} |")
+                         f"{_num(row['per_s'])} | {_num(ratio, 2)} | {row['reps']} | {_agree(row)} |")
     return lines
 
 
+def _warmup(run: dict[str, Any]) -> str:
+    w = run.get("warmup")
+    if not w:
+        return "—"
+    if not w["steady"]:
+        return f"not steady after {w['passes']} passes (last spread {_num((w['last_spread'] or 0) * 100, 1)} %)"
+    first, steady = _num(w["first_pass_ms"], 1), _num(w["steady_pass_ms"], 1)
+    return f"steady after {w['steady_after']} passes ({first} → {steady} ms)"
+
+
 def contender_table(runs: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| contender | profiles | start-up to first result | peak RSS | growth, smallest → largest Bundle "
-             "(1.00 = linear) | µs per added entry | verdicts ≠ HAPI |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| contender | checks | profiles | warm-up (pass: first → steady) | start-up to first result | peak RSS | "
+             "growth, smallest → largest Bundle (1.00 = linear) | µs per added entry | verdicts ≠ HAPI |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for run in runs.values():
         if run["status"] != "ran":
-            lines.append(f"| {run['contender']} | {run['status']} | | | | | |")
+            lines.append(f"| {run['contender']} | {run.get('checks', '')} | {run['status']} | | | | | | |")
             continue
         g = run.get("growth") or {}
         d = run.get("disagreements")
         differ = f"{d['count']} of {d['of']}" if d else "— (HAPI not run)"
         span = f" ({g['from']:,}→{g['to']:,})" if g else ""
-        lines.append(f"| {run['contender']} | {_profiles(run)} | {_num(run['startup_ms'] / 1e3, 2)} s | "
-                     f"{_mb(run.get('peak_rss_kib'))} | {_num(g.get('exponent'), 2)}{span} | "
-                     f"{_num(g.get('slope_us_per_entry'))} | {differ} |")
+        lines.append(f"| {run['contender']} | {run.get('checks', '')} | {_profiles(run)} | {_warmup(run)} | "
+                     f"{_num(run['startup_ms'] / 1e3, 2)} s | {_mb(run.get('peak_rss_kib'))} | "
+                     f"{_num(g.get('exponent'), 2)}{span} | {_num(g.get('slope_us_per_entry'))} | {differ} |")
+    return lines
+
+
+def hapi_lines(hapi: dict[str, Any]) -> list[str]:
+    """HAPI's per-call constant, and how its JVM ran."""
+    if hapi.get("status") != "ran":
+        return []
+    c, jvm = hapi.get("per_call_constant") or {}, hapi.get("jvm") or {}
+    lines = [f"HAPI's JVM: {jvm.get('compiler', '?')}, GC {', '.join(jvm.get('gc', [])) or '?'} (the JVM's default "
+             f"for {jvm.get('available_processors', '?')} CPU), heap max {jvm.get('max_heap_mb', '?')} MB, "
+             f"options {' '.join(jvm.get('input_arguments', [])) or '(none)'}, Java {jvm.get('java_version', '?')}."]
+    if c.get("status") == "ran":
+        single = hapi.get("sizes", {}).get("1", {}).get("median_us")
+        share = f"; {c['median_ns'] / 1e3 / single * 100:,.0f} % of its median valid single" if single else ""
+        lines.append(f"HAPI's per-call constant: {c['what']}: median {c['median_ns'] / 1e3:,.0f} µs, p95 "
+                     f"{c['p95_ns'] / 1e3:,.0f} µs over {c['calls']} calls{share}. It is paid once per "
+                     f"validateWithResult call, so once per Bundle, not per entry.")
+    else:
+        lines.append(f"HAPI's per-call constant: {c.get('status', 'not measured')}")
     return lines
 
 
@@ -65,15 +101,26 @@ def _profiles(run: dict[str, Any]) -> str:
 
 def markdown(res: dict[str, Any]) -> str:
     runs = res["contenders"]
-    c = res["corpus"]
+    c, st = res["corpus"], res["protocol"]
+    agreed = res.get("agreed")
     lines = [f"## Validators side by side, {res['date']}", "",
+             f"Load while measuring: {res['load']}. {res['machine']['cpus']} CPUs ({res['machine']['cpu']}) shared "
+             f"with other work; every contender pinned to the same one core (cpu {res.get('core')}), JVM and Node "
+             f"included.", "",
              f"Corpus: {c['valid']} valid and {c['invalid']} invalid single resources (the IG examples), and "
              f"collection Bundles of {', '.join(f'{n:,}' for n in c['bundles'])} entries built from the valid ones; "
-             f"the same files for every contender. Each contender in its own process, after warm-up; time = parse + "
-             f"validate from the text in memory (HAPI: read + parse + validate, timed in the JVM). "
-             f"{res['machine']['cpus']} CPUs ({res['machine']['cpu']}); Python contenders pinned to one core.", ""]
-    lines += speed_table(runs) + [""] + contender_table(runs) + ["", "Targets (validator):", ""]
-    lines += targets.markdown(res["targets"])
+             f"the same files for every contender. Protocol (bench/protocol.py): each contender in its own process "
+             f"warms up in passes over the single resources and the smallest Bundle until {st['window']} passes in a "
+             f"row differ by < {st['tolerance'] * 100:.0f} % (at most {st['max_s']:.0f} s; the warm-up column says "
+             f"how many passes it took), then each file is timed for {st['per_file_s']} s (at least "
+             f"{st['min_calls']} calls); medians come from those calls only. Time = parse + validate from the text "
+             f"in memory.", ""]
+    if agreed is not None:
+        lines += [f"\"Only files all validators agree on\": the {len(agreed['files'])} of {agreed['of']} single "
+                  f"files where {', '.join(agreed['judges'])} all have HAPI's verdict.", ""]
+    lines += speed_table(runs) + [""] + contender_table(runs) + [""] + hapi_lines(runs.get("hapi", {}))
+    lines += ["", "Targets (validator):", ""] + targets.markdown(res["targets"])
     lines += ["", "Verdict: a file has errors when the contender reports an error or fatal issue; "
-              "\"≠ HAPI\" counts the files (singles and Bundles) where that differs from HAPI's verdict."]
+              "\"verdict = HAPI's\" counts the row's files where it is HAPI's verdict, \"≠ HAPI\" the files "
+              "(singles and Bundles) where it is not."]
     return "\n".join(lines)

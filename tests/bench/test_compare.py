@@ -32,9 +32,11 @@ def test_the_quick_path_prints_the_table_and_writes_json_and_chart(tmp_path: Pat
         assert sum(line.startswith(f"| {size}") for line in table.splitlines()) == 3, size
     assert "Bundle of 1,000" not in table  # QUICK stops at 100 entries
     assert "| target | measured | verdict | off by |" in table
-    for label in ("HAPI FHIR 8.8.0 | not run: not chosen", "Medplum | not run: not chosen",
-                  "fhircraft | not run: QUICK=1"):
-        assert f"| {label}" in table, label
+    rows = {line.split(" | ")[0]: line for line in table.splitlines() if "| not run: " in line}
+    for label, why in (("HAPI FHIR 8.8.0", "not chosen"), ("Medplum, as shipped", "not chosen"),
+                       ("Medplum, profile parsed once", "not chosen"), ("fhircraft", "QUICK=1")):
+        assert f"not run: {why}" in rows[f"| {label}"], label
+        assert "no terminology" in rows[f"| {label}"] or label.startswith("HAPI")  # what it checks, even unrun
 
     (json_path,) = tmp_path.glob("compare-*.json")
     res = json.loads(json_path.read_text(encoding="utf-8"))
@@ -45,6 +47,11 @@ def test_the_quick_path_prints_the_table_and_writes_json_and_chart(tmp_path: Pat
     assert res["contenders"]["json.loads"]["verdicts"]["with_errors"] == 0
     assert all(r["startup_ms"] > 0 and r["peak_rss_kib"] > 0 for r in res["contenders"].values()
                if r["status"] == "ran")
+    for run in (r for r in res["contenders"].values() if r["status"] == "ran"):  # the protocol was followed
+        assert run["warmup"]["passes"] >= 1 and run["pinned_to_cpu"] == res["core"]
+        assert all(r["calls"] >= res["protocol"]["min_calls"] for r in run["results"])
+    assert "Load while measuring: load average" in table
+    assert (tmp_path / f"compare-{res['date']}.md").read_text(encoding="utf-8").strip() == table.split("\nFigures")[0].strip()
     (svg_path,) = tmp_path.glob("compare-*.svg")
     svg = ET.parse(svg_path).getroot()  # noqa: S314 - the chart we just wrote
     assert len(svg.findall(f"{SVG}polyline")) == 3

@@ -1,0 +1,296 @@
+package org.ketaminefhir.peer;
+
+import ca.uhn.fhir.context.FhirContext;
+import ca.uhn.fhir.parser.IParser;
+import ca.uhn.fhir.validation.FhirValidator;
+import ca.uhn.fhir.validation.ValidationOptions;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.PrintStream;
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.Field;
+import java.lang.reflect.Method;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Predicate;
+import org.hl7.fhir.common.hapi.validation.support.CommonCodeSystemsTerminologyService;
+import org.hl7.fhir.common.hapi.validation.support.InMemoryTerminologyServerValidationSupport;
+import org.hl7.fhir.common.hapi.validation.support.PrePopulatedValidationSupport;
+import org.hl7.fhir.common.hapi.validation.support.SnapshotGeneratingValidationSupport;
+import org.hl7.fhir.common.hapi.validation.support.ValidationSupportChain;
+import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
+import org.hl7.fhir.instance.model.api.IBaseResource;
+import org.hl7.fhir.r5.context.IWorkerContext;
+import ca.uhn.fhir.context.support.DefaultProfileValidationSupport;
+
+/**
+ * HAPI FHIR's instance validator under the benchmark protocol of bench/protocol.py (bench only; compiled by
+ * bench/hapi.py with javac against the classes and classpath of the tests' harness, tests/peers/hapi/validator).
+ *
+ * <pre>java -Xmx1g -cp BENCH:HARNESS:CP org.ketaminefhir.peer.BenchMain MANIFEST.json  -> one JSON document</pre>
+ *
+ * The validator is built exactly as the harness's ValidateMain builds it (same chain, same options); the
+ * harness's private helpers (loading our IG directory, the verdict with unknown code systems downgraded) are
+ * reached by reflection so that verdicts stay the harness's. The timed call is validateWithResult on the
+ * file's text in memory, as the other contenders are timed. Besides the protocol, it measures HAPI's own
+ * per-call constant: ValidatorWrapper builds a new InstanceValidator for every validateWithResult call
+ * (whose constructor re-reads an OID table), so buildInstanceValidator is timed on its own, warm.
+ */
+public final class BenchMain {
+	private static final String WRAPPER = "org.hl7.fhir.common.hapi.validation.validator.ValidatorWrapper";
+
+	private BenchMain() {
+	}
+
+	public static void main(String[] args) {
+		PrintStream jsonOut = new PrintStream(new FileOutputStream(FileDescriptor.out), false, StandardCharsets.UTF_8);
+		System.setOut(System.err);
+		int code = 0;
+		try {
+			jsonOut.print(new ObjectMapper().writeValueAsString(run(Path.of(args[0]))));
+		} catch (Throwable t) {
+			t.printStackTrace(System.err);
+			code = 4;
+		}
+		jsonOut.flush();
+		System.exit(code); // the chain's executor thread is not a daemon
+	}
+
+	private static Method harness(String name, Class<?>... types) throws ReflectiveOperationException {
+		Method m = ValidateMain.class.getDeclaredMethod(name, types);
+		m.setAccessible(true);
+		return m;
+	}
+
+	@SuppressWarnings("unchecked")
+	private static Map<String, Object> run(Path manifestPath) throws Exception {
+		Map<String, Object> manifest = new ObjectMapper().readValue(manifestPath.toFile(), Map.class);
+		Map<String, Object> settings = (Map<String, Object>) manifest.get("protocol");
+		FhirContext ctx = FhirContext.forR4();
+		PrePopulatedValidationSupport ours = new PrePopulatedValidationSupport(ctx);
+		IParser parser = ctx.newJsonParser();
+		harness("loadDirectory", IParser.class, PrePopulatedValidationSupport.class, Path.class, List.class, List.class)
+				.invoke(null, parser, ours, Path.of((String) manifest.get("ig_dir")), new ArrayList<String>(),
+						new ArrayList<IBaseResource>());
+		ValidationSupportChain chain = new ValidationSupportChain(ours, new DefaultProfileValidationSupport(ctx),
+				new CommonCodeSystemsTerminologyService(ctx), new InMemoryTerminologyServerValidationSupport(ctx),
+				new SnapshotGeneratingValidationSupport(ctx));
+		FhirInstanceValidator module = new FhirInstanceValidator(chain);
+		module.setAssumeValidRestReferences(true); // as the harness
+		Method enumerated = harness("isEnumerated", ValidationSupportChain.class, String.class);
+		Field enumeratedField = ValidateMain.class.getDeclaredField("ENUMERATED");
+		enumeratedField.setAccessible(true);
+		enumeratedField.set(null, (Predicate<String>) url -> {
+			try {
+				return (Boolean) enumerated.invoke(null, chain, url);
+			} catch (ReflectiveOperationException e) {
+				throw new IllegalStateException(e);
+			}
+		});
+		FhirValidator validator = ctx.newValidator();
+		validator.registerValidatorModule(module);
+		ValidationOptions options = new ValidationOptions();
+
+		List<Map<String, Object>> files = (List<Map<String, Object>>) manifest.get("files");
+		List<String> texts = new ArrayList<>();
+		for (Map<String, Object> f : files) {
+			texts.add(Files.readString(Path.of((String) f.get("path")), StandardCharsets.UTF_8));
+		}
+		List<Integer> warm = (List<Integer>) manifest.get("warmup");
+		long loadedNs = System.nanoTime(); // CLOCK_MONOTONIC on Linux, as the parent's time.monotonic_ns()
+		call(validator, options, texts.get(warm.get(0)));
+		long firstNs = System.nanoTime();
+		List<String> warmTexts = new ArrayList<>();
+		for (int i : warm) {
+			warmTexts.add(texts.get(i));
+		}
+		List<Double> passes = warmUp(validator, options, warmTexts, settings);
+
+		long minNs = (long) (num(settings, "per_file_s") * 1e9);
+		long maxNs = (long) (num(settings, "slow_file_s") * 1e9);
+		int minCalls = (int) num(settings, "min_calls");
+		Method validateFile = harness("validateFile", FhirValidator.class, ValidationOptions.class, Path.class,
+				boolean.class);
+		List<Map<String, Object>> results = new ArrayList<>();
+		for (int i = 0; i < texts.size(); i++) {
+			Map<String, Object> r = timed(validator, options, texts.get(i), minCalls, minNs, maxNs);
+			List<String> errors = errors((List<?>) validateFile.invoke(null, validator, options,
+					Path.of((String) files.get(i).get("path")), false));
+			r.put("errors", !errors.isEmpty());
+			r.put("messages", errors.subList(0, Math.min(5, errors.size())));
+			results.add(r);
+		}
+
+		Map<String, Object> out = new LinkedHashMap<>();
+		out.put("contender", "HAPI FHIR " + ca.uhn.fhir.util.VersionUtil.getVersion() + " (instance validator)");
+		out.put("loaded_ns", Long.toString(loadedNs));
+		out.put("first_result_ns", Long.toString(firstNs));
+		out.put("warmup_pass_ms", passes);
+		out.put("per_call_constant", constant(module.getWorkerContext(), minCalls, minNs));
+		out.put("jvm", jvm());
+		out.put("peak_rss_kib", vmhwmKib());
+		out.put("results", results);
+		return out;
+	}
+
+	private static double num(Map<String, Object> settings, String key) {
+		return ((Number) settings.get(key)).doubleValue();
+	}
+
+	private static void call(FhirValidator validator, ValidationOptions options, String text) {
+		try {
+			validator.validateWithResult(text, options);
+		} catch (RuntimeException e) {
+			// malformed JSON: HAPI throws instead of reporting an issue; the verdict comes from the harness
+		}
+	}
+
+	private static boolean isSteady(List<Double> passes, int window, double tolerance) {
+		if (window < 2 || passes.size() < window) {
+			return false;
+		}
+		double[] last = passes.subList(passes.size() - window, passes.size()).stream().mapToDouble(d -> d)
+				.sorted().toArray();
+		int mid = last.length / 2;
+		double median = last.length % 2 == 1 ? last[mid] : (last[mid - 1] + last[mid]) / 2;
+		return median > 0 && (last[last.length - 1] - last[0]) / median < tolerance;
+	}
+
+	/** Rule 1 of bench/protocol.py, as bench/child.py warm_up. */
+	private static List<Double> warmUp(FhirValidator validator, ValidationOptions options, List<String> texts,
+			Map<String, Object> settings) {
+		int window = (int) num(settings, "window");
+		double tolerance = num(settings, "tolerance");
+		long minPassNs = (long) (num(settings, "min_pass_s") * 1e9);
+		long maxNs = (long) (num(settings, "max_s") * 1e9);
+		long began = System.nanoTime();
+		List<Double> passes = new ArrayList<>();
+		while (!isSteady(passes, window, tolerance) && System.nanoTime() - began < maxNs) {
+			long t0 = System.nanoTime();
+			int rounds = 0;
+			while (rounds == 0 || System.nanoTime() - t0 < minPassNs) {
+				for (String text : texts) {
+					call(validator, options, text);
+				}
+				rounds++;
+			}
+			passes.add((System.nanoTime() - t0) / (double) rounds / 1e6);
+		}
+		return passes;
+	}
+
+	private static Map<String, Object> timed(FhirValidator validator, ValidationOptions options, String text,
+			int minCalls, long minNs, long maxNs) {
+		List<Long> times = new ArrayList<>();
+		long start = System.nanoTime();
+		while (times.size() < minCalls || System.nanoTime() - start < minNs) {
+			if (times.size() >= 2 && System.nanoTime() - start > maxNs) {
+				break;
+			}
+			long t0 = System.nanoTime();
+			call(validator, options, text);
+			times.add(System.nanoTime() - t0);
+		}
+		return summary(times);
+	}
+
+	private static Map<String, Object> summary(List<Long> times) {
+		long[] ordered = times.stream().mapToLong(t -> t).sorted().toArray();
+		Map<String, Object> r = new LinkedHashMap<>();
+		r.put("calls", ordered.length);
+		r.put("median_ns", quantile(ordered, 0.5));
+		r.put("p95_ns", quantile(ordered, 0.95));
+		return r;
+	}
+
+	/** As bench/stats.py quantile (linear interpolation). */
+	private static double quantile(long[] ordered, double q) {
+		double pos = q * (ordered.length - 1);
+		int low = (int) pos;
+		int high = Math.min(low + 1, ordered.length - 1);
+		return ordered[low] + (ordered[high] - ordered[low]) * (pos - low);
+	}
+
+	private static List<String> errors(List<?> issues) throws ReflectiveOperationException {
+		List<String> out = new ArrayList<>();
+		for (Object issue : issues) {
+			String severity = (String) field(issue, "severity");
+			if ("error".equals(severity) || "fatal".equals(severity)) {
+				out.add(field(issue, "location") + ": " + field(issue, "message"));
+			}
+		}
+		return out;
+	}
+
+	private static Object field(Object o, String name) throws ReflectiveOperationException {
+		Field f = o.getClass().getDeclaredField(name);
+		f.setAccessible(true);
+		return f.get(o);
+	}
+
+	/** ValidatorWrapper.buildInstanceValidator, which validateWithResult runs once per call, timed alone. */
+	private static Map<String, Object> constant(IWorkerContext context, int minCalls, long minNs) {
+		Map<String, Object> out = new LinkedHashMap<>();
+		out.put("what", "ValidatorWrapper.buildInstanceValidator (a new InstanceValidator per validateWithResult "
+				+ "call), timed alone after the warm-up");
+		try {
+			Class<?> wrapperClass = Class.forName(WRAPPER);
+			Constructor<?> ctor = wrapperClass.getDeclaredConstructor();
+			ctor.setAccessible(true);
+			Object wrapper = ctor.newInstance();
+			Method build = wrapperClass.getDeclaredMethod("buildInstanceValidator", IWorkerContext.class);
+			build.setAccessible(true);
+			for (int i = 0; i < 20; i++) {
+				build.invoke(wrapper, context); // its own warm-up
+			}
+			List<Long> times = new ArrayList<>();
+			long start = System.nanoTime();
+			while (times.size() < Math.max(minCalls, 20) || System.nanoTime() - start < minNs) {
+				long t0 = System.nanoTime();
+				build.invoke(wrapper, context);
+				times.add(System.nanoTime() - t0);
+			}
+			out.putAll(summary(times));
+			out.put("status", "ran");
+		} catch (ReflectiveOperationException | RuntimeException e) {
+			out.put("status", "not run: " + e);
+		}
+		return out;
+	}
+
+	private static Map<String, Object> jvm() {
+		Map<String, Object> out = new LinkedHashMap<>();
+		List<String> gcs = new ArrayList<>();
+		for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) {
+			gcs.add(gc.getName());
+		}
+		out.put("gc", gcs);
+		out.put("compiler", ManagementFactory.getCompilationMXBean().getName());
+		out.put("input_arguments", ManagementFactory.getRuntimeMXBean().getInputArguments());
+		out.put("available_processors", Runtime.getRuntime().availableProcessors());
+		out.put("max_heap_mb", Runtime.getRuntime().maxMemory() / (1024 * 1024));
+		out.put("java_version", System.getProperty("java.version"));
+		return out;
+	}
+
+	private static Long vmhwmKib() {
+		try {
+			for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+				if (line.startsWith("VmHWM:")) {
+					return Long.parseLong(line.split("\\s+")[1]);
+				}
+			}
+		} catch (java.io.IOException | RuntimeException e) {
+			// not Linux: no peak RSS
+		}
+		return null;
+	}
+}

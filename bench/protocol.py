@@ -1,0 +1,98 @@
+"""The one protocol every validator contender follows, and the figures that check it was followed.
+
+Every contender (ours, HAPI, Medplum as shipped and with the profile parsed once, fhircraft, the floors) runs
+in its own process, pinned to the same single core (bench/contenders.py sets the affinity before exec, so the
+JVM and Node see one CPU as the Python children do), and is handed the same manifest:
+
+1. warm-up passes: one pass calls every warm-up file once (the single resources and the smallest Bundle),
+   repeated until the pass lasted at least `min_pass_s` (a pass's value is its time per round, so that a
+   contender taking microseconds is not judged on scheduler noise); passes go on until the last `window`
+   values are steady, (max - min) / median < `tolerance` (10 passes within 5 %), or until `max_s` - then the
+   contender is reported as not steady, with its pass count, never silently;
+2. then every file is called for the same `per_file_s` (at least `min_calls` calls; a file whose calls exceed
+   `slow_file_s` stops at two), and its median and p95 are taken from those calls only: warm-up calls never
+   enter a median.
+
+The children (bench/child.py, bench/medplum/validate.mjs, bench/hapi/BenchMain.java) each implement rule 1 in
+their own language; the parent recomputes `steady_after` from the pass values they report with the function
+below, so the rule that is printed is the rule that is tested (tests/bench/test_protocol.py).
+
+Verdict agreement: a file's verdict is "has an error or fatal issue". Every contender's verdicts are compared
+with HAPI's, file by file, and printed beside each time; the "agreed" row times every contender only on the
+files where all the profile validators agree with HAPI (the floors, which check no profile, are timed on
+those files too but do not decide which they are)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+FLOORS = ("fhir.resources", "json.loads")  # check no profile: timed, but not asked to agree
+
+
+@dataclass(frozen=True)
+class Settings:
+    window: int = 10  # passes that must be steady
+    tolerance: float = 0.05  # (max - min) / median of those passes
+    min_pass_s: float = 0.05  # a pass repeats the warm-up set until it lasted this long
+    max_s: float = 120.0  # warm-up gives up (reported as not steady) after this long
+    per_file_s: float = 0.2  # each file is timed for this long after warm-up
+    min_calls: int = 3  # ... and at least this many calls
+    slow_file_s: float = 60.0  # past this, two calls of one file are enough (fhircraft's 1,000-entry Bundle)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = Settings()
+QUICK = Settings(window=5, max_s=5.0, per_file_s=0.01, min_pass_s=0.02)
+
+
+def spread(values: Sequence[float]) -> float | None:
+    """(max - min) / median of the values; None when there are none or the median is 0."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return (ordered[-1] - ordered[0]) / median if median > 0 else None
+
+
+def is_steady(values: Sequence[float], window: int, tolerance: float) -> bool:
+    """Whether the last `window` pass values vary by less than `tolerance` of their median."""
+    if window < 2 or len(values) < window:
+        return False
+    s = spread(values[-window:])
+    return s is not None and s < tolerance
+
+
+def steady_after(values: Sequence[float], window: int, tolerance: float) -> int | None:
+    """The number of passes after which the values first were steady (the warm-up the contender needed), or
+    None if they never were."""
+    return next((n for n in range(window, len(values) + 1) if is_steady(values[:n], window, tolerance)), None)
+
+
+def warmup_summary(pass_ms: Sequence[float], settings: Settings) -> dict[str, Any]:
+    """What the tables print about one contender's warm-up."""
+    after = steady_after(pass_ms, settings.window, settings.tolerance)
+    last = pass_ms[-settings.window:]
+    return {"passes": len(pass_ms), "steady_after": after, "steady": after is not None,
+            "first_pass_ms": pass_ms[0] if pass_ms else None,
+            "steady_pass_ms": sorted(last)[len(last) // 2] if last else None,
+            "last_spread": spread(last)}
+
+
+def agreement(verdicts: Sequence[bool], oracle: Sequence[bool], chosen: Sequence[int]) -> dict[str, int]:
+    """How many of the `chosen` files get the oracle's verdict."""
+    return {"agree": sum(verdicts[i] == oracle[i] for i in chosen), "of": len(chosen)}
+
+
+def agreed_files(runs: dict[str, dict[str, Any]], oracle: str = "hapi") -> list[int] | None:
+    """Indexes of the files where every profile validator that ran (the floors excepted) has the oracle's
+    verdict; None when the oracle did not run."""
+    ref = runs.get(oracle, {})
+    if ref.get("status") != "ran":
+        return None
+    truth = [r["errors"] for r in ref["results"]]
+    judges = [run for name, run in runs.items() if name not in FLOORS and name != oracle and run.get("status") == "ran"]
+    return [i for i, verdict in enumerate(truth) if all(run["results"][i]["errors"] == verdict for run in judges)]

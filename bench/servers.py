@@ -1,0 +1,163 @@
+"""The servers bench/serving.py loads, each configured as its users would run it for this load, and the line
+that says how (printed beside its figures).
+
+* ours: `ketamine-fhir serve --production` (gunicorn, 2 workers) on a SQLite file (WAL, synchronous=FULL:
+  every commit fsynced) or on PostgreSQL; its log goes to server.log in its folder;
+* PostgreSQL: a server of our own for the run, with PostgreSQL's defaults (fsync on, synchronous_commit on;
+  scripts/postgres.sh turns fsync off for the tests, which would flatter us);
+* HAPI FHIR 8.8.0 JPA (the tests' peer, tests/peers/hapi/server): C1 and C2 (the test settings stop at C1),
+  G1 with a fixed 2 GB heap (the test settings: SerialGC, 768 MB), a durable H2 file instead of the tests'
+  in-memory H2, our IG installed and request validation on, as in the tests."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+HAPI_JAVA_OPTS = ("-XX:TieredStopAtLevel=4", "-XX:-UseSerialGC", "-XX:+UseG1GC", "-Xms2g", "-Xmx2g",
+                  "-XX:ReservedCodeCacheSize=240m", "-XX:MaxMetaspaceSize=512m")
+
+
+@dataclass
+class Server:
+    name: str
+    base: str  # the FHIR base, http://127.0.0.1:PORT/fhir
+    token: str | None
+    config: str
+    ours: bool
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes] | None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if requests.get(f"{base}/metadata", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{base} did not answer /metadata within {timeout} s")
+
+
+def api_key(env: dict[str, str]) -> str | None:
+    """A bearer key with every scope the load needs, or None when this version of the service has no API
+    clients yet (then /fhir and /api/v1 are open)."""
+    command = [str(Path(sys.executable).parent / "ketamine-fhir"), "clients", "add", "bench",
+               "--scopes", "system/*.cruds system/ketamine-records.cruds"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0 and "No such command" in done.stderr:
+        return None
+    if done.returncode != 0:
+        raise RuntimeError(f"ketamine-fhir clients add: {done.stderr.strip()[-300:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def ours(workers: int, folder: Path, database_url: str | None, name: str) -> Iterator[Server]:
+    """Our service under gunicorn on `database_url` (a SQLite file in `folder` when None)."""
+    url = database_url or f"sqlite:///{folder / 'bench.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFHIR_")} | {
+        "KFHIR_DATABASE_URL": url, "KFHIR_LOG_LEVEL": "WARNING", "KFHIR_MAX_BUNDLE_ENTRIES": "1000"}
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "ketamine-fhir"), "db", "upgrade"], env=env, check=True,  # noqa: S603
+                   capture_output=True)
+    token = api_key(env)
+    port = free_port()
+    # As README's "Running in production" says to run it; a 1,000-entry transaction on a loaded machine may take
+    # longer than the default 60 s a worker gets before gunicorn replaces it.
+    env |= {"KFHIR_HOST": "127.0.0.1", "KFHIR_PORT": str(port), "KFHIR_WORKERS": str(workers),
+            "KFHIR_REQUEST_TIMEOUT": "300"}
+    log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([str(bin_dir / "ketamine-fhir"), "serve", "--production"], env=env,  # noqa: S603
+                               cwd=folder, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}/fhir"
+        try:
+            wait_ready(base, process)
+        except RuntimeError as exc:
+            tail = (folder / "server.log").read_text(encoding="utf-8", errors="replace")[-500:]
+            raise RuntimeError(f"{exc}: {tail}") from exc
+        store = "PostgreSQL (defaults: fsync on)" if database_url else "SQLite file (WAL, synchronous=FULL)"
+        yield Server(name, base, token, f"ketamine-fhir serve --production (gunicorn, {workers} workers); {store}; "
+                                        f"every write validated, with its Provenance and audit event in the same "
+                                        f"transaction", True)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+    on_path = shutil.which("pg_ctl")
+    return found[-1].parent if found else Path(on_path).parent if on_path else None
+
+
+@contextlib.contextmanager
+def postgres(folder: Path) -> Iterator[str]:
+    """A PostgreSQL server of our own on loopback with its defaults (durable); yields its URL."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        raise RuntimeError("no PostgreSQL (pg_ctl) on this machine; scripts/postgres.sh installs it")
+    root = os.geteuid() == 0
+    as_owner = ["runuser", "-u", "postgres", "--"] if root else []
+    data = folder / "pg"
+    data.mkdir()
+    if root:
+        shutil.chown(folder, "postgres")
+        shutil.chown(data, "postgres")
+    port = free_port()
+    quiet = {"capture_output": True, "check": True, "timeout": 120}
+    subprocess.run([*as_owner, str(bin_dir / "initdb"), "-D", str(data), "-U", "kfhir", "--auth=trust",  # noqa: S603
+                    "-E", "UTF8"], **quiet)  # type: ignore[call-overload]
+    subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"),  # noqa: S603
+                    "-w", "-t", "60", "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"],
+                   **quiet)  # type: ignore[call-overload]
+    try:
+        subprocess.run([*as_owner, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",  # noqa: S603
+                        "kfhir", "bench"], **quiet)  # type: ignore[call-overload]
+        yield f"postgresql://kfhir@127.0.0.1:{port}/bench"
+    finally:
+        subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],  # noqa: S603
+                       capture_output=True, check=False, timeout=60)
+
+
+@contextlib.contextmanager
+def ours_on_postgres(workers: int, folder: Path) -> Iterator[Server]:
+    with postgres(folder) as url:
+        (folder / "pg-app").mkdir()
+        with ours(workers, folder / "pg-app", url, "ours, PostgreSQL") as server:
+            yield server
+
+
+@contextlib.contextmanager
+def hapi(folder: Path) -> Iterator[Server]:
+    """The tests' HAPI FHIR JPA peer with our IG, configured for load (HAPI_JAVA_OPTS, a durable H2 file)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from peers.hapi_server import HapiServer, build_ig_package  # type: ignore[import-not-found]  # noqa: PLC0415 - tests/ is no package
+
+    h2 = f"jdbc:h2:file:{folder / 'hapi-h2'}"
+    opts = [*HAPI_JAVA_OPTS, f"-Dkfhir.h2-url={h2}"]  # system properties reach Spring's @Value
+    with HapiServer.start(build_ig_package(folder / "ig"), extra_java_opts=opts) as peer:
+        config = (f"JPA, {h2.split(':')[1].upper()} file (durable: each commit written to the file), request "
+                  f"validation against R4 and our IG, search cache off; JVM {' '.join(HAPI_JAVA_OPTS)} (after "
+                  f"the tests' options, which these override); started in {peer.startup_seconds:.0f} s")
+        yield Server("HAPI FHIR 8.8.0 JPA", peer.base_url, None, config, False)

@@ -1,0 +1,114 @@
+"""The benchmark protocol's logic (bench/protocol.py) and the figures built on it: when a warm-up counts as
+steady, which files every validator agrees on, and the agreement printed beside each time. Nothing is timed."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import figures, protocol, report
+from bench.bundles import File
+
+
+def test_a_warm_up_is_steady_only_once_the_whole_window_is_within_the_tolerance() -> None:
+    cold_then_warm = [4500.0, 2000.0, 900.0] + [700.0, 690.0, 705.0, 698.0, 702.0] * 2
+    assert protocol.steady_after(cold_then_warm, window=10, tolerance=0.05) == 13
+    assert not protocol.is_steady(cold_then_warm[:12], 10, 0.05)  # the 900 ms pass is still in the window
+    assert protocol.is_steady(cold_then_warm, 10, 0.05)
+
+
+def test_a_spread_of_five_percent_or_more_of_the_median_is_not_steady() -> None:
+    assert protocol.spread([100.0, 105.0] * 5) == pytest.approx(5 / 102.5)
+    assert protocol.is_steady([100.0, 105.0] * 5, 10, 0.05)  # 4.9 % of the median
+    assert not protocol.is_steady([100.0, 106.0] * 5, 10, 0.05)  # 5.8 %
+
+
+def test_a_warm_up_that_keeps_drifting_is_reported_as_never_steady() -> None:
+    drifting = [1000.0 * 0.97 ** n for n in range(40)]  # 3 % faster every pass: never 10 within 5 %
+    summary = protocol.warmup_summary(drifting, protocol.FULL)
+    assert summary["steady"] is False and summary["steady_after"] is None and summary["passes"] == 40
+    assert summary["last_spread"] > 0.05
+
+
+def test_fewer_passes_than_the_window_or_a_zero_median_are_never_steady() -> None:
+    assert protocol.steady_after([1.0] * 9, 10, 0.05) is None
+    assert protocol.steady_after([0.0] * 10, 10, 0.05) is None
+    assert not protocol.is_steady([1.0], 1, 0.05)  # one pass is not a trend
+    assert protocol.spread([]) is None
+
+
+def test_the_warm_up_summary_gives_the_first_and_the_steady_pass() -> None:
+    summary = protocol.warmup_summary([50.0, 10.0, 10.1, 9.9, 10.0, 10.0], protocol.Settings(window=5))
+    assert summary == {"passes": 6, "steady_after": 6, "steady": True, "first_pass_ms": 50.0,
+                       "steady_pass_ms": 10.0, "last_spread": pytest.approx(0.2 / 10.0)}
+
+
+def _run(verdicts: list[bool], medians: list[float] | None = None, label: str = "c") -> dict[str, Any]:
+    medians = medians or [1000.0] * len(verdicts)
+    return {"status": "ran", "contender": label, "results": [
+        {"errors": v, "median_ns": m, "p95_ns": m, "calls": 3} for v, m in zip(verdicts, medians, strict=True)]}
+
+
+def test_the_agreed_files_are_those_where_every_profile_validator_has_hapis_verdict() -> None:
+    runs = {"hapi": _run([False, True, True, False]), "ours": _run([False, True, True, True]),
+            "medplum": _run([False, False, True, False]), "fhircraft": {"status": "not run: QUICK=1"},
+            "json.loads": _run([False, False, False, False])}  # a floor: checks no profile, decides nothing
+    assert protocol.agreed_files(runs) == [0, 2]
+    assert protocol.agreed_files(runs | {"hapi": {"status": "not run: no java"}}) is None
+    assert protocol.agreement([False, False, True, False], [False, True, True, False], [0, 1, 2]) == \
+        {"agree": 2, "of": 3}
+
+
+def test_every_row_carries_its_agreement_and_the_agreed_row_times_only_the_agreed_files(tmp_path: Any) -> None:
+    files = [File("MA-valid", "valid", 1, str(tmp_path / "a"), None), File("P-valid", "valid", 1, "b", None),
+             File("MA-invalid", "invalid", 1, "c", None), File("bundle-10", "bundle", 10, "d", None)]
+    runs = {"hapi": _run([False, False, True, False], [9000.0, 9000.0, 9000.0, 90000.0]),
+            "ours": _run([False, True, True, False], [100.0, 300.0, 200.0, 1000.0], "ours"),
+            "json.loads": _run([False, False, False, False], [1.0, 1.0, 1.0, 10.0])}
+    agreed = figures.summarise(files, runs)
+    assert agreed == {"files": ["MA-valid", "MA-invalid"], "of": 3, "judges": ["hapi", "ours"]}
+    ours = runs["ours"]["sizes"]
+    assert ours["1"]["agree"] == {"agree": 1, "of": 2} and ours["1 (invalid)"]["agree"] == {"agree": 1, "of": 1}
+    assert ours["10"]["agree"] == {"agree": 1, "of": 1}
+    assert ours["agreed"]["files"] == 2 and ours["agreed"]["median_us"] == pytest.approx(0.15)  # 100 and 200 ns
+    assert runs["json.loads"]["sizes"]["agreed"]["agree"] == {"agree": 1, "of": 2}  # timed there, all the same
+    table = report.speed_table(runs)
+    agreed_rows = [line for line in table if line.startswith("| 1 resource, only files all validators agree on |")]
+    assert len(agreed_rows) == 3 and agreed_rows[1].startswith("| 1 resource, only files all validators agree on | "
+                                                               "ours | 0.1 |")
+    assert agreed_rows[1].endswith("| 2 of 2 |")  # the agreed files: ours has HAPI's verdict on each
+    valid_ours = next(line for line in table if line.startswith("| 1 resource (valid examples) | ours |"))
+    assert valid_ours.endswith("| 1 of 2 |")
+
+
+def test_without_hapi_the_rows_say_so_instead_of_an_agreement() -> None:
+    files = [File("P-valid", "valid", 1, "b", None)]
+    runs = {"hapi": {"status": "not run: no java", "contender": "HAPI"}, "ours": _run([False])}
+    assert figures.summarise(files, runs) == {"files": [], "of": 1, "judges": ["ours"]}
+    assert "agreed" not in runs["ours"]["sizes"]
+    assert "— (HAPI not run)" in "\n".join(report.speed_table(runs))
+
+
+def test_the_readme_figures_are_rewritten_between_the_markers_only() -> None:
+    from bench import readme
+
+    text = f"intro\n{readme.BEGIN}\nold figures\n{readme.END}\nafter\n"
+    new = readme.rewrite(text, f"{readme.BEGIN}\nnew figures\n{readme.END}")
+    assert new == f"intro\n{readme.BEGIN}\nnew figures\n{readme.END}\nafter\n"
+    with pytest.raises(ValueError, match="no"):
+        readme.rewrite("no markers here", "x")
+    committed = (readme.README).read_text(encoding="utf-8")
+    assert committed.count(readme.BEGIN) == 1 and committed.count(readme.END) == 1  # the README keeps its section
+
+
+def test_the_readme_validator_table_carries_agreement_and_warm_up() -> None:
+    from bench import readme
+
+    run = {"status": "ran", "contender": "ours", "checks": "everything", "warmup": {
+        "steady": True, "steady_after": 12, "passes": 12},
+        "sizes": {"1": {"median_us": 480.4, "agree": {"agree": 30, "of": 30}}}}
+    lines = readme.validators({"date": "d", "quick": True, "load": "load average 9", "contenders": {
+        "ours": run, "hapi": {"status": "not run: no java", "contender": "HAPI", "checks": "all"}}})
+    assert "| ours | 480 (30/30) | steady after 12 passes | everything |" in lines
+    assert "| HAPI | — | not run: no java | all |" in lines
+    assert "load average 9" in lines[0] and "(QUICK)" in lines[0]
