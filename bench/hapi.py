@@ -1,6 +1,9 @@
-"""HAPI FHIR 8.8.0 (tests/peers/hapi_validator.py's harness) over the same files, in one JVM.
+"""HAPI FHIR 8.8.0 for the benchmarks: `bench_command` (the compare part: bench/java/BenchMain.java under the
+protocol of bench/protocol.py, as every other contender) and `run` (`python -m bench.validation` without
+--no-hapi: the tests' harness, tests/peers/hapi_validator.py, over the same files in one JVM, for its verdicts
+on the mutations; `make bench` no longer times HAPI this way, see bench/README.md).
 
-The file list is given `passes` times: the harness's own warm-up is two small resources, and our profiles'
+`run`: the file list is given `passes` times: the harness's own warm-up is two small resources, and our profiles'
 snapshots are generated lazily on first use, so the first pass still includes JIT compilation and snapshot
 generation. The figures "after warm-up" are those of the last pass; the first pass is reported beside them.
 per_file_ms is timed inside the JVM around read + parse + validate of each file (ValidateMain.validateFile).

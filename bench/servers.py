@@ -156,7 +156,8 @@ def hapi(folder: Path) -> Iterator[Server]:
 
     h2 = f"jdbc:h2:file:{folder / 'hapi-h2'}"
     opts = [*HAPI_JAVA_OPTS, f"-Dkfhir.h2-url={h2}"]  # system properties reach Spring's @Value
-    with HapiServer.start(build_ig_package(folder / "ig"), extra_java_opts=opts) as peer:
+    # 600 s: on this shared machine under load its start (installing our IG into the H2 file) took over 240 s.
+    with HapiServer.start(build_ig_package(folder / "ig"), extra_java_opts=opts, timeout=600) as peer:
         config = (f"JPA, {h2.split(':')[1].upper()} file (durable: each commit written to the file), request "
                   f"validation against R4 and our IG, search cache off; JVM {' '.join(HAPI_JAVA_OPTS)} (after "
                   f"the tests' options, which these override); started in {peer.startup_seconds:.0f} s")

@@ -9,9 +9,9 @@ refers to, and 50 administrations to read), then the same load from a generator 
 (bench/load.py: threads, one keep-alive connection each):
 
 1. warm-up: creates in windows of `--window` seconds until the last 3 windows' throughputs are within 10 %
-   (bench/protocol.is_steady), at most `--max-warmup` seconds; how many windows it took is printed;
+   (bench/protocol.is_steady), at most `--max-warmup` seconds (60); how many windows it took is printed;
 2. creates (POST MedicationAdministration, validated), reads (GET by id), searches (GET
-   MedicationAdministration?patient=…&_count=10 and ?status=completed&_count=10), each for `--seconds`;
+   MedicationAdministration?patient=…&_count=10 and ?status=completed&_count=10), each for `--seconds` (5);
 3. one 1,000-entry transaction Bundle (vital-sign Observations of one new patient), timed alone;
 4. ours only: POST /api/v1/administrations (a clinic's session record, with vitals and scores: mapped,
    validated, stored, queued), each request a new record.
@@ -267,9 +267,9 @@ def targets_markdown(rows: list[dict[str, Any]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     quick = os.environ.get("QUICK", "") not in ("", "0")
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=2.0 if quick else 10.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=2.0 if quick else 5.0, help="per measurement")
     parser.add_argument("--window", type=float, default=1.0 if quick else 3.0, help="warm-up window, seconds")
-    parser.add_argument("--max-warmup", type=float, default=4.0 if quick else 90.0, help="warm-up cap, seconds")
+    parser.add_argument("--max-warmup", type=float, default=4.0 if quick else 60.0, help="warm-up cap, seconds")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-hapi", action="store_true", default=quick, help="do not run the HAPI JPA server")

@@ -192,7 +192,7 @@ public final class BenchMain {
 		List<Long> times = new ArrayList<>();
 		long start = System.nanoTime();
 		while (times.size() < minCalls || System.nanoTime() - start < minNs) {
-			if (times.size() >= 2 && System.nanoTime() - start > maxNs) {
+			if (!times.isEmpty() && System.nanoTime() - start > maxNs) {
 				break;
 			}
 			long t0 = System.nanoTime();

@@ -118,3 +118,4 @@ def test_a_slow_contender_stops_at_two_calls_past_the_time_cap() -> None:
     capped = child._timed(slow, "{}", 3, 0, int(0.04e9))
     assert capped["calls"] == 2 and capped["errors"] and capped["median_ns"] >= 0.03e9
     assert child._timed(slow, "{}", 3, 0, None)["calls"] == 3
+    assert child._timed(slow, "{}", 3, 0, int(0.01e9))["calls"] == 1  # one call past the cap: no second
