@@ -78,12 +78,15 @@ public class PeerJpaConfig {
 	// ------------------------------------------------------------------ storage
 
 	@Bean(destroyMethod = "close")
-	public BasicDataSource dataSource(@Value("${kfhir.h2-database:}") String databaseName) {
+	public BasicDataSource dataSource(@Value("${kfhir.h2-database:}") String databaseName,
+			@Value("${kfhir.h2-url:}") String h2Url) {
 		String name = databaseName == null || databaseName.isBlank() ? "kfhir-" + UUID.randomUUID() : databaseName;
 		BasicDataSource ds = new BasicDataSource();
 		ds.setDriverClassName("org.h2.Driver");
 		// DB_CLOSE_DELAY=-1: the database lives as long as the JVM, not as long as the last open connection.
-		ds.setUrl("jdbc:h2:mem:" + name + ";DB_CLOSE_DELAY=-1");
+		// kfhir.h2-url replaces it with another H2 database: bench/serving.py runs HAPI on a durable H2 file
+		// (jdbc:h2:file:...), as its users would, so that it is not compared from memory against our disk.
+		ds.setUrl(h2Url == null || h2Url.isBlank() ? "jdbc:h2:mem:" + name + ";DB_CLOSE_DELAY=-1" : h2Url);
 		ds.setUsername("sa");
 		ds.setPassword("");
 		ds.setMaxTotal(20);
