@@ -14,6 +14,7 @@ from datetime import datetime
 
 from service.errors import BadRequest, Issue
 from service.params import bad, date_range, parse_integer
+from service.search import limits
 from service.search.parameters import RESULT, Param, normalise, params_of
 
 DEFAULT_COUNT = 20
@@ -56,6 +57,7 @@ class Query:
 
 
 def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = False) -> Query:
+    limits.check(items)  # before any parsing: 400 naming the limit, lenient or not
     query = Query(resource_type)
     known = params_of(resource_type)
     problems: list[Issue] = []
