@@ -48,6 +48,7 @@ TIERS: dict[str, str] = {
     "peers/": "peer",                               # the HAPI FHIR server and validator, built with Maven
     "validation/test_hapi_agreement.py": "peer",
     "admin/test_browser.py": "browser",             # chromium through chromedriver
+    "admin/test_console_browser.py": "browser",
     "hardening/test_fuzz_openapi.py": "fuzz",       # sized by KFHIR_FUZZ_REQUESTS (`make fuzz`: the full runs)
     "hardening/test_fuzz_facade.py": "fuzz",
     "hardening/test_parsers.py": "fuzz",

@@ -19,6 +19,15 @@ ACTIONS = {"C": "create", "R": "read", "U": "update", "D": "delete", "E": "execu
 OUTCOMES = {"0": "success", "4": "minor failure", "8": "serious failure", "12": "major failure"}
 #: how console users appear as agents, beside API clients
 ADMIN_PREFIX = "admin:"
+#: Sign-in and sign-out are no RESTful interaction: DICOM's User Authentication event with its Login and
+#: Logout subtypes, as the FHIR specification's own examples code them (AuditEvent example-login and
+#: example-logout, https://build.fhir.org/audit-event-example-login.json; R4 value sets audit-event-type and
+#: audit-event-sub-type include these DICOM codes). A failed sign-in and a lockout are failed Logins.
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+USER_AUTHENTICATION = {"system": DCM, "code": "110114", "display": "User Authentication"}
+LOGIN = {"system": DCM, "code": "110122", "display": "Login"}
+LOGOUT = {"system": DCM, "code": "110123", "display": "Logout"}
+CONSOLE_ISSUER = "urn:ketamine-fhir:admin-console"
 #: and outbox workers delivering to EHRs
 WORKER_PREFIX = "worker:"
 
@@ -52,8 +61,9 @@ def row(event: dict[str, Any]) -> Row:
         elif item.get("display"):
             value = (item.get("identifier") or {}).get("value")
             what.append(f"{item['display']} {value}" if value else item["display"])
-    subtype = (event.get("subtype") or [{}])[0].get("code", "")
-    return Row(event.get("id", ""), event.get("recorded", ""), event.get("action", ""), subtype,
+    first = (event.get("subtype") or [{}])[0]
+    subtype = first.get("display") if first.get("system") == DCM else first.get("code", "")
+    return Row(event.get("id", ""), event.get("recorded", ""), event.get("action", ""), subtype or "",
                OUTCOMES.get(event.get("outcome", ""), event.get("outcome", "")), event.get("outcomeDesc", ""),
                (client.get("who") or {}).get("display", ""), (client.get("network") or {}).get("address", ""),
                what, patients)
@@ -64,8 +74,26 @@ def record_admin(log: AuditLog, user: str, interaction: str, status: int, server
                  query: str | None = None, description: str | None = None) -> None:
     """One console access in the audit trail: who (the admin), what they read or changed, which patient."""
     log.record(Access(interaction=interaction, status=status, client_id=ADMIN_PREFIX + user,
-                      issuer="urn:ketamine-fhir:admin-console", source_address=address, server=server,
+                      issuer=CONSOLE_ISSUER, source_address=address, server=server,
                       entities=what, patients=list(patients or []), query=query, description=description))
+
+
+def record_authentication(log: AuditLog, username: str, signed_out: bool, status: int, description: str,
+                          server: str, address: str | None) -> None:
+    """A sign-in (successful, failed, refused while locked, the one that locked the account) or a sign-out.
+    The username is recorded as typed (cut short), whether or not such an account exists: failed attempts on
+    unknown names are what an attack looks like."""
+    log.record(Access(interaction="login" if not signed_out else "logout", status=status,
+                      client_id=ADMIN_PREFIX + (username.strip().lower()[:64] or "(no name)"), issuer=CONSOLE_ISSUER,
+                      source_address=address, server=server, entities=[Entity("admin console session")],
+                      description=description, event_type=USER_AUTHENTICATION, subtype=LOGOUT if signed_out else LOGIN))
+
+
+def record_account_change(log: AuditLog, actor: str, username: str, change: str) -> None:
+    """A change to an admin account made on the command line (unlock, a new password): an update of the account."""
+    log.record(Access(interaction="update", status=200, client_id=actor, issuer="urn:ketamine-fhir:cli",
+                      source_address=None, server="cli", entities=[Entity(f"admin account {username}: {change}")],
+                      description=change))
 
 
 def record_delivery(log: AuditLog, worker: str, job: Job, state: str, failure: Failure | None,

@@ -31,6 +31,22 @@ def _new_password(password_stdin: bool) -> str:
     return password
 
 
+def _audited(username: str, change: str) -> None:
+    """An account change in the audit trail, by the operating-system user who ran the command."""
+    import getpass
+
+    from service.admin.audit import record_account_change
+    from service.security.audit import AuditLog
+    from service.security.keys import ApiClients
+
+    engine = context.runtime().engine
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        who = "unknown"
+    record_account_change(AuditLog(engine, ApiClients(engine).pepper), f"cli:{who}", username.strip().lower(), change)
+
+
 @admin.command("create-user")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
@@ -58,6 +74,7 @@ def admin_set_password(username: str, password_stdin: bool) -> None:
         accounts.set_password(username, _new_password(password_stdin))
     except AccountError as exc:
         raise click.UsageError(str(exc)) from None
+    _audited(username, "password changed; its sessions ended")
     click.echo(f"password of {username.strip().lower()!r} changed; its sessions ended")
 
 
@@ -66,6 +83,8 @@ def admin_set_password(username: str, password_stdin: bool) -> None:
 def admin_unlock(username: str) -> None:
     """Lift the lockout that failed sign-ins put on USERNAME."""
     found = _accounts().unlock(username)
+    if found:
+        _audited(username, "unlocked")
     click.echo(f"{username.strip().lower()!r} unlocked" if found else f"{username.strip().lower()!r} was not locked")
 
 

@@ -95,16 +95,19 @@ class Worker:
     def drain(self, on_job: Callable[[Job, str], None] | None = None) -> Tally:
         """Deliver every job due now (jobs waiting for a later retry stay queued)."""
         tally = Tally()
-        while True:
-            started = time.perf_counter()
-            result = self.step()
-            if result is None:
-                return tally
-            job, state = result
-            setattr(tally, state, getattr(tally, state) + 1)
-            tally.seconds.append(time.perf_counter() - started)
-            if on_job is not None:
-                on_job(job, state)
+        try:
+            while True:
+                started = time.perf_counter()
+                result = self.step()
+                if result is None:
+                    return tally
+                job, state = result
+                setattr(tally, state, getattr(tally, state) + 1)
+                tally.seconds.append(time.perf_counter() - started)
+                if on_job is not None:
+                    on_job(job, state)
+        finally:
+            self._goodbye()
 
     def alive(self, force: bool = False) -> None:
         """Record this worker's heartbeat (at most every BEAT_S seconds), so the console knows it runs."""
@@ -126,9 +129,14 @@ class Worker:
                     continue
                 setattr(tally, result[1], getattr(tally, result[1]) + 1)
         finally:
-            if self.workers is not None:
-                self.workers.stopped(self.name)
+            self._goodbye()
         return tally
+
+    def _goodbye(self) -> None:
+        """This worker stops on purpose: the console shows it stopped (with its counts), not vanished."""
+        if self.workers is not None and self._beaten:
+            t = self._tally
+            self.workers.stopped(self.name, t.done, t.dead + t.retry)
 
     def deliver(self, job: Job) -> str:
         """Push `job`'s Bundle and record the outcome: done, retry, dead, or lost (reclaimed meanwhile)."""

@@ -46,13 +46,13 @@ class Workers:
                 return
             row.last_seen_at, row.delivered, row.failed, row.stopped_at = now, delivered, failed, None
 
-    def stopped(self, name: str) -> None:
-        """`name` stopped on purpose (SIGTERM): not alive, and not a worker that vanished."""
+    def stopped(self, name: str, delivered: int, failed: int) -> None:
+        """`name` stopped on purpose (SIGTERM, a drain finished): not alive, and not a worker that vanished."""
         now = self.clock()
         with transaction(self.engine, write=True) as s:
             row = s.get(OutboxWorkerRow, name)
             if row is not None:
-                row.stopped_at, row.last_seen_at = now, now
+                row.stopped_at, row.last_seen_at, row.delivered, row.failed = now, now, delivered, failed
 
     def seen(self, since: timedelta = timedelta(days=1)) -> list[WorkerSeen]:
         """Workers seen within `since`, most recently seen first."""

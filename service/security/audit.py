@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 
 from service.store.engine import session
 from service.store.models import AuditEventRow
@@ -89,6 +89,9 @@ class Access:
     request_id: str | None = None
     #: outcomeDesc when `HTTP {status}` would not say it (a console check that failed, a connection refused)
     description: str | None = None
+    #: type and subtype codings for what is no RESTful interaction (a sign-in: DICOM User Authentication, Login)
+    event_type: dict[str, str] | None = None
+    subtype: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class AuditQuery:
     entity_type: str | None = None
     action: str | None = None
     patient_hash: str | None = None
+    #: any of these patients (the console's search by part of an identifier finds several)
+    patient_hashes: tuple[str, ...] = ()
     count: int = 50
     offset: int = 0
     #: oldest first pages stably while events keep arriving (the FHIR search); newest first suits a console
@@ -151,6 +156,9 @@ class AuditLog:
             stmt = stmt.where(AuditEventRow.entity_types.contains(f" {query.entity_type} ", autoescape=True))
         if query.patient_hash:
             stmt = stmt.where(AuditEventRow.patients.contains(f" {query.patient_hash} ", autoescape=True))
+        if query.patient_hashes:
+            stmt = stmt.where(or_(*(AuditEventRow.patients.contains(f" {h} ", autoescape=True)
+                                    for h in query.patient_hashes)))
         with session(self.engine) as s:
             total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             order = AuditEventRow.pk.desc() if query.newest_first else AuditEventRow.pk.asc()
@@ -180,8 +188,8 @@ def _event(event_id: str, now: datetime, access: Access, hashes: list[str]) -> d
               "network": {"address": access.server, "type": NETWORK_URI}}
     event: dict[str, Any] = {
         "resourceType": "AuditEvent", "id": event_id, "meta": {"versionId": "1", "lastUpdated": instant(now)},
-        "type": EVENT_TYPE,
-        "subtype": [_coding(INTERACTION, access.interaction, access.interaction)],
+        "type": access.event_type or EVENT_TYPE,
+        "subtype": [access.subtype or _coding(INTERACTION, access.interaction, access.interaction)],
         "action": action_of(access.interaction), "recorded": instant(now),
         "outcome": outcome_of(access.status), "outcomeDesc": access.description or f"HTTP {access.status}",
         "agent": [client, server],

@@ -4,11 +4,16 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
+from admin.support import USER, WRONG, csrf, sign_in
+from cli.support import kfhir
 from factories import PATIENT, assessment
 from flask import Flask
 from flask.testing import FlaskClient
 
+from service.admin.accounts import MAX_FAILURES, Accounts
+
 SYSTEM, VALUE = PATIENT["identifier"]["system"], PATIENT["identifier"]["value"]
+NEW_PASSWORD = "another horse battery staple"  # noqa: S105 - the test account's next password
 COURSE = "/admin/patients/course?" + urlencode({"system": SYSTEM, "value": VALUE})
 
 
@@ -16,7 +21,7 @@ def _rows(client: FlaskClient, query: str = "", status: int = 200) -> list[str]:
     response = client.get("/admin/audit" + query)
     assert response.status_code == status, response.get_data(as_text=True)
     page = response.get_data(as_text=True)
-    return re.findall(r'<tr><td>[^<]+</td><th scope="row">(.*?)</tr>', page, re.S)
+    return re.findall(r'<tr class="outcome-[a-z]+"><td>[^<]+</td><th scope="row">(.*?)</tr>', page, re.S)
 
 
 def test_the_audit_page_needs_sign_in(client: FlaskClient) -> None:
@@ -53,9 +58,55 @@ def test_the_trail_filters_by_patient_agent_action_and_date(admin: FlaskClient, 
 
 
 def test_bad_filters_are_explained(admin: FlaskClient) -> None:
-    response = admin.get("/admin/audit?since=monday&action=X&patient=MRN-001&offset=-1")
+    response = admin.get("/admin/audit?since=monday&action=X&offset=-1")
     page = response.get_data(as_text=True)
 
     assert response.status_code == 400
-    for message in ("must be a day", "The action must be one of", "system|value", "must be a number"):
+    for message in ("must be a day", "The action must be one of", "must be a number"):
         assert message in page
+
+
+def test_the_patient_filter_takes_any_part_of_the_identifier(admin: FlaskClient, app: Flask) -> None:
+    app.extensions["kfhir"].intake.submit("assessment", assessment())
+    admin.get(COURSE)
+
+    for part in (VALUE, VALUE[2:], VALUE.lower()[:-1], f"{SYSTEM}|{VALUE}"):
+        rows = _rows(admin, "?" + urlencode({"patient": part}))
+        assert len(rows) == 1 and "patient course" in rows[0], part
+    assert _rows(admin, "?patient=NOBODY-HERE") == []
+    assert _rows(admin, "?" + urlencode({"patient": f"https://other.example/mrn|{VALUE}"})) == []
+
+
+def test_sign_ins_failures_a_lockout_and_sign_out_are_in_the_trail(client: FlaskClient, accounts: Accounts) -> None:
+    assert sign_in(client, password=WRONG).status_code == 401
+    for _ in range(MAX_FAILURES - 1):
+        sign_in(client, password=WRONG)
+    assert sign_in(client).status_code == 401  # locked: even the right password is refused
+    accounts.unlock(USER)
+    assert sign_in(client).status_code == 302
+    client.post("/admin/sign-out", data={"csrf_token": csrf(client, "/admin/")})
+    assert sign_in(client).status_code == 302
+
+    rows = _rows(client, "?agent=admin:alice")
+    logins = [r for r in rows if "Login" in r or "Logout" in r]
+    texts = [re.sub(r"<[^>]+>", " ", r) for r in reversed(logins)]  # oldest first
+    assert ["failed sign-in: wrong username or password" in t for t in texts[:4]] == [True] * 4
+    assert "lockout: 5 failed sign-ins; locked until" in texts[4] and "minor failure" in texts[4]
+    assert "refused: the username is locked until" in texts[5]
+    assert "success (signed in)" in texts[6] and "Logout" in texts[7] and "success (signed out)" in texts[7]
+    assert "127.0.0.1" in logins[0] or "note" in logins[0]
+
+
+def test_unlock_and_password_change_on_the_command_line_are_in_the_trail(
+        client: FlaskClient, accounts: Accounts, database_url: str) -> None:
+    for _ in range(MAX_FAILURES):
+        sign_in(client, password=WRONG)
+    assert kfhir("admin", "unlock", USER, database_url=database_url).returncode == 0
+    changed = kfhir("admin", "set-password", USER, "--password-stdin", database_url=database_url,
+                    stdin=f"{NEW_PASSWORD}\n")
+    assert changed.returncode == 0, changed.stderr
+    assert sign_in(client, password=NEW_PASSWORD).status_code == 302
+
+    rows = [re.sub(r"<[^>]+>", " ", r) for r in _rows(client, "?action=U")]
+    assert any("cli:" in r and "admin account alice: unlocked" in r and "success" in r for r in rows)
+    assert any("cli:" in r and "admin account alice: password changed" in r for r in rows)

@@ -18,7 +18,7 @@ PAGES = ["/admin/", "/admin/mappings", "/admin/mappings/administration", "/admin
 #: test_exchange), here only refused without a session.
 DATA_PAGES = ["/admin/patients/course?system=https://clinic.example/mrn&value=MRN-001",
               "/admin/exchange/endpoints/ehr", "/admin/exchange/jobs/1",
-              "/admin/records/administration/00000000-0000-4000-8000-000000000000"]
+              "/admin/records/administration/00000000-0000-4000-8000-000000000000", "/admin/no/such/page"]
 PUBLIC = {"admin.sign_in", "admin.static"}
 ACTIONS = ["/admin/try", "/admin/sign-out", "/admin/exchange/jobs/1/retry", "/admin/exchange/endpoints/ehr/retry-dead",
            "/admin/exchange/endpoints/ehr/capabilities", "/admin/exchange/endpoints/ehr/sandbox-check"]
@@ -43,6 +43,31 @@ def test_every_page_redirects_to_sign_in_without_a_session(client: FlaskClient, 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_opens_once_signed_in(admin: FlaskClient, page: str) -> None:
     assert admin.get(page).status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/admin/no/such/page", "/admin/exchange/jobs/99999999999999999999",
+                                  "/admin/records/nothing", "/admin/exchange/endpoints/nowhere"])
+def test_unknown_console_pages_answer_the_consoles_404_page(admin: FlaskClient, page: str) -> None:
+    response = admin.get(page)
+
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert "<h1>404 Not Found</h1>" in response.get_data(as_text=True) and "Signed in as" in response.get_data(as_text=True)
+
+
+def test_a_bug_in_a_console_page_answers_the_consoles_500_page(admin: FlaskClient,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.admin import overview
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug, with a detail no one should see")
+
+    monkeypatch.setattr(overview, "overview", broken)
+    monkeypatch.setattr("service.web.admin.views.counts", broken)
+    response = admin.get("/admin/")
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500 and "<h1>500 Internal Server Error</h1>" in page
+    assert "a detail no one should see" not in page
 
 
 def test_signing_in_goes_to_the_page_asked_for(client: FlaskClient, accounts: Accounts) -> None:

@@ -6,51 +6,35 @@ Screenshots of each page go to tests/artifacts/admin/. No network: Chromium's ba
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from admin.browsing import START_TIMEOUT, backend_of, chromium, follow, require_chromium, shot, sign_in
 from admin.support import PASSWORD, USER
 from cli.support import kfhir
 from factories import administration
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from support import serving
 
 from service.exchange.outbox import Failure, Outbox
 from service.store.engine import make_engine
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "admin"
-START_TIMEOUT = 30.0
-#: What Chromium needs on a closed network and as root (see the machine notes): no sandbox, no GPU,
-#: none of the background connections it would otherwise try at every start.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1000"]
-
-MISSING = "Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)"
+#: The EHR endpoint the live server queues records for; nothing listens there (no job is ever sent).
+ENDPOINTS = "endpoints:\n  - name: hospital\n    base_url: http://127.0.0.1:9/fhir\n"
 
 
 @pytest.fixture(autouse=True)
 def chromium_installed() -> None:
-    """Skipped without the browser on a developer's machine; with CI=true a missing browser fails."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {MISSING}", pytrace=False)
-    pytest.skip(f"{MISSING} (with CI=true this fails)")
+    require_chromium()
 
 
-#: The EHR endpoint the live server queues records for; nothing listens there (no job is ever sent).
-ENDPOINTS = "endpoints:\n  - name: hospital\n    base_url: http://127.0.0.1:9/fhir\n"
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    with chromium(tmp_path) as driver:
+        yield driver
 
 
 @pytest.fixture
@@ -69,66 +53,15 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
         yield server.base
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def shot(driver: WebDriver, name: str, backend: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}-{backend}.png"))
-
-
-def _backend(database_url: str) -> str:
-    return database_url.split(":", 1)[0].split("+", 1)[0]
-
-
-def follow(driver: WebDriver, element: WebElement) -> None:
-    """Click a link or a submit button and wait until the next page has replaced this one."""
-    page = driver.find_element(By.TAG_NAME, "html")
-    element.click()
-    WebDriverWait(driver, START_TIMEOUT).until(lambda _driver: _replaced(page))
-
-
-def _replaced(page: WebElement) -> bool:
-    """Whether `page` has left the document. Selenium's staleness_of expects StaleElementReference, but
-    chromedriver, asked in the middle of the navigation, may answer "unknown error: Node with given id
-    does not belong to the document" instead: that means gone too; any other answer means ask again."""
-    try:
-        page.is_enabled()
-    except StaleElementReferenceException:
-        return True
-    except WebDriverException as exc:
-        return "does not belong to the document" in str(exc)
-    return False
-
-
-def _sign_in(driver: WebDriver, password: str = PASSWORD) -> None:
-    name = driver.find_element(By.ID, "username")
-    name.clear()  # the form keeps the name typed before a failed attempt
-    name.send_keys(USER)
-    driver.find_element(By.ID, "password").send_keys(password)
-    follow(driver, driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
-
-
 def test_an_admin_signs_in_reviews_a_mapping_and_a_profile_tries_a_record_and_signs_out(
         live_server: str, browser: WebDriver, database_url: str) -> None:
-    backend = _backend(database_url)
+    backend = backend_of(database_url)
     browser.get(f"{live_server}/admin/mappings/administration")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
     shot(browser, "sign-in", backend)
-    _sign_in(browser, "not the password")
+    sign_in(browser, "not the password")
     assert "Wrong username or password." in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
-    _sign_in(browser)
+    sign_in(browser)
 
     # back on the page asked for: the administration rules, route coded in SNOMED
     assert browser.current_url == f"{live_server}/admin/mappings/administration"
@@ -195,10 +128,10 @@ def _bury_one(database_url: str) -> int:
 
 def test_an_admin_follows_a_course_reads_mapping_history_and_retries_a_dead_letter(
         live_server: str, browser: WebDriver, database_url: str) -> None:
-    backend = _backend(database_url)
+    backend = backend_of(database_url)
     dead = _bury_one(database_url)
     browser.get(f"{live_server}/admin/")
-    _sign_in(browser)
+    sign_in(browser)
 
     # patients: search by part of the MRN, open the course, the charts are drawn with their data points
     follow(browser, browser.find_element(By.LINK_TEXT, "Patients"))

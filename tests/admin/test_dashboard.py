@@ -49,8 +49,9 @@ def _deliver(app: Flask) -> dict[str, int]:
     runtime.intake.submit("treatment-plan", treatment_plan())
     worker = _worker(runtime, runtime.endpoints)
     worker.alive(force=True)
-    tally = worker.drain()
+    tally = worker.drain()  # as `push` does: it says goodbye at the end
     assert (tally.done, tally.dead, tally.retry) == (1, 1, 1)
+    worker.alive(force=True)  # as `worker` does between polls: alive again
     return {j.endpoint: j.pk for j in runtime.outbox.list(JobQuery())}
 
 
@@ -76,7 +77,7 @@ def test_a_failing_endpoint_and_a_dead_letter_show_on_the_dashboard_and_in_the_a
         assert "HTTP 503" in _row(page, "health", "lab") and "HTTP 422" in _row(page, "health", "registry")
         assert "registry: 1 dead job — it needs a person" in page
         assert "lab: failing — 1 job retrying after errors" in page
-        assert "1 outbox worker alive" in page
+        assert "1 outbox worker alive" in page and "(1 delivered, 2 failed)" in page
 
     dead = _text(admin, f"/admin/exchange/jobs/{jobs['registry']}")
     assert "Outbox job" in dead and "dead — needs a person" in dead
@@ -91,7 +92,7 @@ def test_a_failing_endpoint_and_a_dead_letter_show_on_the_dashboard_and_in_the_a
     assert 'id="last-error"' not in delivered
 
     trail = _text(admin, "/admin/audit?agent=worker:" + _worker_name(app))
-    rows = re.findall(r"<tr><td>.*?</tr>", trail, re.S)
+    rows = re.findall(r"<tr class=\"outcome-[a-z]+\"><td>.*?</tr>", trail, re.S)
     assert len(rows) == 3
     assert any("outbox job" in r and "dead letter" in r and "minor failure (failed — dead letter" in r for r in rows)
     assert any("serious failure (failed, to be retried" in r for r in rows)

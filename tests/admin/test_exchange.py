@@ -181,6 +181,9 @@ def test_a_capability_check_of_an_unreachable_server_is_kept_as_failed(admin: Fl
     check = exchange.latest(app.extensions["kfhir"].engine, "ehr", exchange.CAPABILITIES)
     assert check is not None and not check.passed and check.run_by == "alice"
     assert "FAILED" in _text(admin, "/admin/exchange")
+    events, _ = app.extensions["kfhir_security"].audit.search(AuditQuery(agent="admin:alice", action="E"))
+    (audited,) = [e for e in events if "capability check" in str(e.get("entity"))]
+    assert audited["outcome"] == "8" and audited["outcomeDesc"].startswith("failed: ")  # a failure, not HTTP 200
 
 
 def test_sandbox_check_needs_a_ticked_confirmation(admin: FlaskClient, app: Flask) -> None:

@@ -11,10 +11,15 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-#: what /refusing says: the third entry's status, as HAPI words such a refusal
-REFUSAL = {"resourceType": "OperationOutcome", "issue": [
-    {"severity": "error", "code": "processing", "diagnostics": "Unknown code 'active' for the status of entry 3",
-     "expression": ["Bundle.entry[2].resource.status"]}]}
+
+def refusal(entries: int) -> dict[str, Any]:
+    """What /refusing says: the status of the third entry (the last, in a shorter Bundle) is not allowed."""
+    n = min(2, max(entries - 1, 0))
+    return {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "processing", "diagnostics": f"Unknown code for the status of entry {n + 1}",
+         "expression": [f"Bundle.entry[{n}].resource.status"]}]}
+
+
 MAINTENANCE = {"resourceType": "OperationOutcome", "issue": [
     {"severity": "error", "code": "transient", "diagnostics": "The server is down for maintenance"}]}
 
@@ -24,7 +29,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         self.server.received.append((self.path, dict(self.headers), body))  # type: ignore[attr-defined]
         if self.path.startswith("/refusing"):
-            self._send(422, REFUSAL)
+            self._send(422, refusal(len(body.get("entry") or [])))
         elif self.path.startswith("/down"):
             self._send(503, MAINTENANCE)
         else:

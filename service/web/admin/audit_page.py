@@ -2,19 +2,26 @@
 puts the console's own patient-data reads and actions into the same trail."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import render_template, request, url_for
 
 from service.admin import audit
+from service.admin import course as courses
+from service.admin.accounts import LOCKOUT, MAX_FAILURES
 from service.errors import BadRequest
 from service.params import date_range, parse_integer
 from service.security.audit import AuditLog, AuditQuery, Entity
+from service.web import current
 from service.web.admin import bp
 from service.web.auth import security
 
 PAGE = 50
+MAX_PATIENT = 200
+#: matches no event: a patient filter that names nobody lists nothing (not everything)
+NOBODY = "-"
 
 
 def _log() -> AuditLog:
@@ -22,11 +29,34 @@ def _log() -> AuditLog:
 
 
 def note(interaction: str, what: list[Entity], patients: list[tuple[str, str]] | None = None,
-         query: str | None = None, status: int = 200) -> None:
-    """Record what the signed-in admin just did or read (views call this after the work succeeded)."""
+         query: str | None = None, status: int = 200, description: str | None = None) -> None:
+    """Record what the signed-in admin just did or read, with its real outcome (a check that failed is a
+    failure: `status` and `description` say so)."""
     user = str(request.environ.get("kfhir.admin_user", "?"))
-    audit.record_admin(_log(), user, interaction, status, request.host_url.rstrip("/") + "/admin",
-                       request.remote_addr, what, patients, query)
+    audit.record_admin(_log(), user, interaction, status, _server(), request.remote_addr, what, patients, query,
+                       description)
+
+
+def authenticated(username: str, ok: bool, locked_until: datetime | None, now: datetime) -> None:
+    """Record a sign-in attempt made at `now`: success, a failure, the failure that locked the username, or a
+    refusal while it was locked (a lock this attempt earned ends exactly LOCKOUT after `now`)."""
+    if ok:
+        status, words = 200, "signed in"
+    elif locked_until is None:
+        status, words = 401, "failed sign-in: wrong username or password"
+    elif locked_until == now + LOCKOUT:
+        status, words = 401, f"lockout: {MAX_FAILURES} failed sign-ins; locked until {locked_until:%Y-%m-%d %H:%M} UTC"
+    else:
+        status, words = 401, f"refused: the username is locked until {locked_until:%Y-%m-%d %H:%M} UTC"
+    audit.record_authentication(_log(), username, False, status, words, _server(), request.remote_addr)
+
+
+def signed_out(username: str) -> None:
+    audit.record_authentication(_log(), username, True, 200, "signed out", _server(), request.remote_addr)
+
+
+def _server() -> str:
+    return request.host_url.rstrip("/") + "/admin"
 
 
 @bp.get("/audit")
@@ -57,13 +87,11 @@ def _query(args: Any) -> tuple[AuditQuery, list[str]]:
     if action is not None and action not in audit.ACTIONS:
         errors.append("The action must be one of " + ", ".join(audit.ACTIONS) + ".")
     patient = (args.get("patient") or "").strip()
-    patient_hash = None
-    if patient:
-        system, bar, value = patient.rpartition("|")
-        if not bar or not system or not value:
-            errors.append("A patient is named system|value, e.g. https://clinic.example/mrn|MRN-001.")
-        else:
-            patient_hash = _log().patient_hash(system, value)
+    hashes: tuple[str, ...] = ()
+    if len(patient) > MAX_PATIENT:
+        errors.append(f"A patient identifier is at most {MAX_PATIENT} characters.")
+    elif patient:
+        hashes = _patients(patient) or (NOBODY,)
     try:
         offset = parse_integer("offset", args.get("offset", "0"), 0, 10**9)
     except BadRequest:
@@ -71,4 +99,15 @@ def _query(args: Any) -> tuple[AuditQuery, list[str]]:
         offset = 0
     return AuditQuery(since=since, until=until, agent=(args.get("agent") or "").strip() or None,
                       entity_type=(args.get("entity_type") or "").strip() or None, action=action,
-                      patient_hash=patient_hash, count=PAGE, offset=offset, newest_first=True), errors
+                      patient_hashes=hashes, count=PAGE, offset=offset, newest_first=True), errors
+
+
+def _patients(text: str) -> tuple[str, ...]:
+    """The keyed hashes of every patient whose identifier `text` names: `system|value` exactly, or any part of
+    the value (as the Patients page searches), within `system` when one is given."""
+    system, bar, value = text.rpartition("|")
+    found = {_log().patient_hash(system, value)} if bar and system and value else set()
+    for hit in courses.search(current.runtime().engine, value or text):
+        if not system or hit.system == system:
+            found.add(_log().patient_hash(hit.system, hit.value))
+    return tuple(sorted(found))

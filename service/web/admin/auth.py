@@ -6,6 +6,7 @@ session is already a signed cookie; a random token per session, compared in cons
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import time
 from typing import Any
@@ -15,8 +16,11 @@ from flask.sessions import NullSession, SessionMixin
 from werkzeug.exceptions import HTTPException
 
 from service.admin.accounts import Accounts
+from service.store.records import utcnow
 from service.web import current
-from service.web.admin import SESSION_LIFETIME, bp
+from service.web.admin import SESSION_LIFETIME, audit_page, bp
+
+log = logging.getLogger(__name__)
 
 #: Pages anyone may open: the sign-in form and the stylesheet it uses.
 PUBLIC = {"admin.sign_in", "admin.static"}
@@ -92,7 +96,9 @@ def sign_in() -> Any:
         csrf_token()
         return render_template("admin/sign_in.html", next=next_url, error=None, username="")
     username = request.form.get("username", "")
-    result = accounts().sign_in(username, request.form.get("password", ""))
+    now = utcnow()
+    result = accounts().sign_in(username, request.form.get("password", ""), now)
+    audit_page.authenticated(username, result.ok, result.locked_until, now)
     if not result.ok:
         if result.locked_until is not None:
             error = (f"Too many failed attempts: sign-in for this username is locked until "
@@ -112,6 +118,7 @@ def sign_out() -> Any:
     user = request.environ.get("kfhir.admin_user")
     if user:
         accounts().sign_out(user)  # this cookie and any copy of it stop working
+        audit_page.signed_out(user)
     session.clear()
     return redirect(url_for("admin.sign_in"))
 
@@ -147,3 +154,17 @@ def security_headers(response: Response) -> Response:
 def on_http_error(exc: HTTPException) -> Any:
     status = exc.code or 500
     return render_template("admin/error.html", status=status, title=exc.name, detail=exc.description), status
+
+
+@bp.errorhandler(Exception)
+def on_unexpected(exc: Exception) -> Any:
+    """A bug in a console page: logged with its traceback, answered with the console's own page (no internals)."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return render_template("admin/error.html", status=500, title="Internal Server Error",
+                           detail="The console failed to show this page; the error has been logged."), 500
+
+
+@bp.route("/<path:unknown>", methods=["GET", "POST"])
+def not_found(unknown: str) -> Any:
+    """Any other /admin address: the console's 404 page (signed in), not the API's JSON."""
+    abort(404, "There is no such page in the console.")

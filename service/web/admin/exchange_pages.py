@@ -61,8 +61,8 @@ def endpoint_page(name: str) -> str:
 
 @bp.post("/exchange/endpoints/<name>/capabilities")
 def endpoint_capabilities(name: str) -> Any:
-    exchange.check_capabilities(current.runtime().engine, _endpoint(name), _user())
-    note("operation", [Entity(f"capability check of endpoint {name}")])
+    found = exchange.check_capabilities(current.runtime().engine, _endpoint(name), _user())
+    note("operation", [Entity(f"capability check of endpoint {name}")], **_outcome(found))
     return redirect(url_for("admin.endpoint_page", name=name) + "#capabilities")
 
 
@@ -72,9 +72,20 @@ def endpoint_sandbox_check(name: str) -> Any:
     if request.form.get("confirm") != "yes":
         abort(400, "sandbox-check writes synthetic test records (patient SANDBOX-<run id>, new each run) to the "
                    "server: tick the box that says you mean it.")
-    exchange.run_sandbox_check(current.runtime().engine, endpoint, _user(), request.form.get("cleanup") == "yes")
-    note("operation", [Entity(f"sandbox-check of endpoint {name}")])
+    cleanup = request.form.get("cleanup") == "yes"
+    found = exchange.run_sandbox_check(current.runtime().engine, endpoint, _user(), cleanup)
+    note("operation", [Entity(f"sandbox-check of endpoint {name}")], **_outcome(found))
     return redirect(url_for("admin.endpoint_page", name=name) + "#sandbox")
+
+
+def _outcome(check: exchange.Check) -> dict[str, Any]:
+    """A check's real outcome for the audit trail: a failed check is a failure (the server's HTTP status when
+    it answered one, else 502: the EHR did not give a usable answer), never `HTTP 200`."""
+    if check.passed:
+        return {"status": 200, "description": f"passed: {check.summary}"[:500]}
+    status = (check.detail or {}).get("status")
+    return {"status": status if isinstance(status, int) and status >= 400 else 502,
+            "description": f"failed: {check.summary}"[:500]}
 
 
 @bp.post("/exchange/endpoints/<name>/retry-dead")
