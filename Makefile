@@ -39,11 +39,16 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# the Medplum FHIR peer (tests/peers/medplum): its npm packages, from the committed lock file
+MEDPLUM_PEER := tests/peers/medplum/node_modules/.package-lock.json
+$(MEDPLUM_PEER): tests/peers/medplum/package-lock.json
+	cd tests/peers/medplum && npm ci --no-audit --no-fund --loglevel=error
+
 # Lints, installs Debian's Chromium if missing (browser tests), starts a throwaway PostgreSQL on loopback,
 # runs every test (the HAPI FHIR peers build themselves with Maven on first use), stops the server. The fuzz
 # tests run KFHIR_FUZZ_REQUESTS (tests/hardening/fuzzing.py: 600) requests per suite, CI's fixed examples;
 # `make fuzz` runs the full 5,000.
-test: lint
+test: lint $(MEDPLUM_PEER)
 	scripts/chromium.sh
 	scripts/fetch_r4_examples.sh .cache
 	@set -e; eval "$$(scripts/postgres.sh start)"; trap 'scripts/postgres.sh stop' EXIT; \
@@ -56,7 +61,7 @@ check: lint
 
 clean:
 	rm -rf $(VENV) instance build *.egg-info tests/peers/hapi/server/target bench/medplum/node_modules \
-	  bench/fhircraft/.venv bench/java/target
+	  tests/peers/medplum/node_modules bench/fhircraft/.venv bench/java/target
 
 # The fuzz tests (marker fuzz: tests/hardening's schemathesis against openapi.yaml and hypothesis against the
 # FHIR facade, the parsers on random bytes) at full size: FUZZ_REQUESTS generated requests per suite, shared

@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 
 # the HAPI FHIR JPA peers, registered once: imported into each test module, each module would start its own
 from peers.hapi_server import hapi_server  # noqa: F401
+from peers.medplum_server import medplum_server  # noqa: F401
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from support.databases import create_database, drop_database
@@ -49,6 +50,7 @@ TIERS: dict[str, str] = {
     "validation/test_hapi_agreement.py": "peer",
     "admin/test_browser.py": "browser",             # chromium through chromedriver
     "admin/test_console_browser.py": "browser",
+    "exchange/test_sandbox_report_browser.py": "browser",
     "hardening/test_fuzz_openapi.py": "fuzz",       # sized by KFHIR_FUZZ_REQUESTS (`make fuzz`: the full runs)
     "hardening/test_fuzz_facade.py": "fuzz",
     "hardening/test_parsers.py": "fuzz",
@@ -61,8 +63,8 @@ TIERS: dict[str, str] = {
 #: travel in each hash, so a hash made either way verifies either way)
 QUICK_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 QUICK_DUMMY_HASH = QUICK_HASHER.hash("not a password of anyone")
-#: fixtures that start a HAPI FHIR peer (a JVM): their tests are the peer tier too
-PEER_FIXTURES = {"hapi_server", "hapi"}
+#: fixtures that start a peer server (HAPI FHIR's JVM, Medplum's Node): their tests are the peer tier too
+PEER_FIXTURES = {"hapi_server", "hapi", "medplum_server", "ehr_peer"}
 #: fixtures that reach the PostgreSQL server
 POSTGRES_FIXTURES = {"postgres_engine", "postgres_admin_url"}
 #: pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) sends each test to any worker, except these, which
@@ -71,6 +73,8 @@ POSTGRES_FIXTURES = {"postgres_engine", "postgres_admin_url"}
 XDIST_GROUPS: dict[str, str] = {
     "facade/test_live_client.py": "live-client",
     "exchange/test_sandbox.py": "sandbox-live",
+    "exchange/test_exchange_peers.py": "hapi-server",   # ehr_peer: the session's HAPI FHIR JVM among them
+    "exchange/test_sandbox_peers.py": "hapi-server",
     "conformance/test_examples.py": "hapi-examples",
     "conformance/test_ig.py": "ig-package",
     "validation/test_hapi_agreement.py": "hapi-agreement",

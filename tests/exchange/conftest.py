@@ -32,3 +32,23 @@ def exchange_runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
     runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
     yield runtime
     runtime.engine.dispose()
+
+
+class Peer:
+    """A FHIR server we did not write, started by the tests: its name and base URL."""
+
+    def __init__(self, name: str, base_url: str) -> None:
+        self.name, self.base_url = name, base_url
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: the peers' session fixtures (tests/peers/): HAPI FHIR 8.8.0 JPA, Medplum's FHIR router in memory
+PEERS = {"hapi": "hapi_server", "medplum": "medplum_server"}
+
+
+@pytest.fixture(params=list(PEERS))
+def ehr_peer(request: pytest.FixtureRequest) -> Peer:
+    """Each independent FHIR server in turn."""
+    return Peer(request.param, request.getfixturevalue(PEERS[request.param]).base_url)

@@ -4,7 +4,6 @@ into a new version of the same resource, and pulled back into a fresh database."
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 from exchange.conftest import endpoints_file
-from factories import PATIENT, administration, adverse_event, treatment_plan
 from mapping.support import canonical
 from peers.hapi_server import HapiServer
 
@@ -138,38 +136,3 @@ def test_demo_data_through_the_worker_to_hapi_and_back(runtime_on_hapi: Runtime,
     finally:
         fresh.engine.dispose()
 
-
-@pytest.mark.parametrize("mode", ["conditional"])
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_servers_without_transactions_get_the_same_records_once(mode: str, database_url: str, tmp_path: Path,
-                                                               hapi_server: HapiServer) -> None:
-    """One request per resource: people first, references rewritten, sent twice, stored once.
-
-    (Batch mode is not here: HAPI validates a batch whole and refuses a plan whose MedicationRequest in the same
-    batch it cannot match to our protocol-order profile, RxNorm being unknown to it offline.)"""
-    path = endpoints_file(tmp_path, {"name": "hapi", "base_url": hapi_server.base_url, "mode": mode})
-    runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
-    client = FhirClient(hapi_server.base_url, timeout=120)
-    source = f"{mode}-{uuid.uuid4().hex[:8]}"
-    patient = PATIENT | {"identifier": {"system": "https://clinic.example/mrn", "value": source}}
-    for kind, record in (("treatment-plan", treatment_plan(source=source, patient=patient)),
-                         ("administration", administration(source=source, patient=patient)),
-                         ("adverse-event", adverse_event(source=source, patient=patient,
-                                                         administration_external_id="adm-1"))):
-        runtime.intake.submit(kind, record)
-    worker = Worker(runtime.outbox, runtime.endpoints)
-    try:
-        worker.drain()
-        jobs = runtime.outbox.list(JobQuery())
-        assert [(j.state, j.last_error) for j in jobs] == [("done", None)] * 3
-        problems = [p for job in jobs for p in client.verify(job.payload, [
-            Written(w["resourceType"], w["id"], w["version"], w["status"]) for w in job.written or []])]
-        assert problems == []
-        with transaction(runtime.engine, write=True) as session:
-            for job in jobs:
-                enqueue(session, runtime.store.get(job.record_kind, job.record_id), job.payload, runtime.endpoints)
-        assert worker.drain().done == 3
-        assert_once_each(client, list(records_of(runtime)))
-        assert len(identified(client, "Patient", "https://clinic.example/mrn", source)) == 1
-    finally:
-        runtime.engine.dispose()
