@@ -16,6 +16,7 @@ import requests
 from cli.support import kfhir
 from support.serving import LiveServer, live_server
 
+from service.exchange.auth import Bearer
 from service.exchange.client import FhirClient
 from service.exchange.sandbox import STEPS, run
 from service.exchange.sandbox_report import Report, Step
@@ -120,3 +121,12 @@ def test_a_server_that_is_not_there_fails_the_first_step_and_skips_the_rest(tmp_
     assert steps[0]["failure"] == "transport" and "base URL" in steps[0]["remedy"]
     assert {s["status"] for s in steps[1:]} == {"skip"}
     assert steps[-1]["message"] == "skipped: nothing was written"
+
+
+def test_a_refused_token_is_an_auth_failure_with_its_remedy_and_nothing_is_left_behind(ehr: LiveServer) -> None:
+    report = run(FhirClient(ehr.base, Bearer("kfhir_not_a_key")), "transaction", cleanup=True)
+    refused = [s for s in report.steps if s.status == "fail"]
+    assert refused and {s.failure for s in refused} == {"auth"}, report.table()
+    assert all(s.calls[-1].status == 401 and "credentials" in s.remedy for s in refused)
+    assert report.step("push administration").status == "skip"
+    assert report.step("cleanup").message == "skipped: nothing was written" and not report.passed
