@@ -39,6 +39,7 @@ from service.facade.interactions import (
     shaped,
     update_in,
 )
+from service.facade.references import check_referrers
 from service.fhirjson import Finding, error_outcome, etag, if_match_version, operation_outcome, references, version_id
 from service.search.parameters import TYPES
 from service.security.scopes import insufficient
@@ -180,6 +181,10 @@ def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Pr
         if r.index not in responses:
             with _at(r):
                 responses[r.index] = _perform(unit, base, r, names, prepared, conditions.get(r.index), log)
+    deletes = [r for r in requests if r.method == "DELETE"]
+    if deletes:  # once all are done: a transaction may delete a resource together with what refers to it
+        with _at(deletes[0] if len(deletes) == 1 else None):
+            check_referrers(unit, [f"{r.resource_type}/{r.resource_id}" for r in deletes])
     return [responses[r.index] for r in requests]
 
 
@@ -189,7 +194,7 @@ def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[in
     if r.method == "GET":
         return _read(base, read_in(unit, r.resource_type, r.resource_id or "", r.version))
     if r.method == "DELETE":
-        return _deleted(delete_in(unit, r.resource_type, r.resource_id or ""))
+        return _deleted(delete_in(unit, r.resource_type, r.resource_id or "", check=False))
     if r.method == "POST":
         new_id = names[r.full_url].split("/")[-1] if r.full_url in names else str(uuid.uuid4())
         written = create_in(unit, prepared[r.index], new_id, names, when)

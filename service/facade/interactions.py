@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.errors import BadRequest, Conflict, Gone, Issue, NotFound, PreconditionFailed
 from service.facade.policy import Validate, judge
-from service.facade.references import check_references
+from service.facade.references import check_references, check_referrers
 from service.fhirjson import Finding, etag, refuse_errors, rewrite_references
 from service.search.parameters import TYPES
 from service.search.query import Query, parse
@@ -202,13 +202,16 @@ def update_in(unit: Unit, prepared: Prepared, resource_id: str, if_match: int | 
     return _write(unit, prepared, resource_id, "PUT", current is None or current.deleted, names)
 
 
-def delete_in(unit: Unit, resource_type: str, resource_id: str) -> StoredResource:
-    """delete (http.html#delete): 404 unknown; deleting a deleted resource changes nothing."""
+def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = True) -> StoredResource:
+    """delete (http.html#delete): 404 unknown; deleting a deleted resource changes nothing; 409 while others
+    refer to it (`check`; a transaction checks once all its deletes are done, so it may delete them together)."""
     current = unit.get(resource_type, resource_id)
     if current is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known to this server.")
     if current.deleted:
         return current
+    if check:
+        check_referrers(unit, [f"{resource_type}/{resource_id}"])
     return unit.write(resource_type, resource_id, None, [], "DELETE")
 
 

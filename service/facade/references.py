@@ -1,9 +1,10 @@
-"""Referential integrity of written resources: placeholders left unresolved, references to what is not held."""
+"""Referential integrity: of written resources (placeholders left unresolved, references to what is not held)
+and of deletes (what still refers to a deleted resource)."""
 from __future__ import annotations
 
 from typing import Any
 
-from service.errors import BadRequest, Issue
+from service.errors import BadRequest, Conflict, Issue
 from service.fhirjson import references
 from service.search.parameters import TYPES
 from service.store.resources import Unit
@@ -38,3 +39,16 @@ def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) ->
                          f"{', '.join(i.message.split(' ')[0] for i in missing)}.", missing)
 
 
+
+def check_referrers(unit: Unit, keys: list[str]) -> None:
+    """Referential integrity on delete, as HAPI enforces it: 409 while a current resource other than those
+    deleted refers to one of `keys` (`Type/id`), naming the referrers (at most 20) and where they refer.
+    Provenance does not count: it is the record of what happened, and keeps its target's history readable."""
+    found = [(who, path, what) for who, path, what in unit.referrers(keys) if who not in keys]
+    if found:
+        named = list(dict.fromkeys(who for who, _, _ in found))
+        one = len(named) == 1
+        raise Conflict(f"Unable to delete {', '.join(sorted({what for _, _, what in found}))}: "
+                       f"{', '.join(named)} refer{'s' if one else ''} to it. Delete or change "
+                       f"{'it' if one else 'them'} first.",
+                       [Issue(path, f"{who} refers to {what} at {path}") for who, path, what in found])

@@ -86,6 +86,9 @@ PARAMS: dict[str, dict[str, Param]] = {
 }
 #: Parameters every type has, answered from the resource table itself.
 COMMON = {"_id": _p("_id", "token", "id"), "_lastUpdated": _p("_lastUpdated", "date", "meta.lastUpdated")}
+#: Not a search parameter: every relative literal reference a resource makes, indexed with the path it is at,
+#: so that a delete can name what still refers to its resource (facade/references.py), as HAPI's links do.
+LINK = "_link"
 #: Result parameters the facade honours.
 RESULT = ("_count", "_sort", "_include", "_format", "_pretty", "_summary", "_total", "_elements")
 
@@ -132,6 +135,18 @@ def index(resource: dict[str, Any]) -> list[IndexValue]:
         for path in param.paths:
             for value in values_at(resource, path):
                 out.extend(_index_one(param, value))
+    return out + links(resource)
+
+
+def links(resource: dict[str, Any]) -> list[IndexValue]:
+    """The resource's relative literal references (`Type/id`, version dropped) with their paths; absolute URLs
+    point at other servers and contained resources' references are theirs."""
+    out = []
+    kind = str(resource.get("resourceType", ""))
+    for path, ref in fhirjson.references(resource, kind, contained=False):
+        key = fhirjson.reference_key(ref) if ":" not in ref else None
+        if key is not None:
+            out.append(IndexValue(LINK, system=path.removesuffix(".reference")[:500], value="/".join(key)[:500]))
     return out
 
 
@@ -147,8 +162,8 @@ def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:
         target = reference_key(value)
         if target:
             yield IndexValue(param.name, value=target)
-    elif param.kind == "string" and isinstance(value, str):
-        yield IndexValue(param.name, value=normalise(value)[:500])
+    elif param.kind == "string" and isinstance(value, str):  # as written too, for :exact
+        yield IndexValue(param.name, system=value[:500], value=normalise(value)[:500])
 
 
 def tokens(value: Any) -> list[tuple[str | None, str]]:

@@ -162,8 +162,8 @@ def _match(param: Param, raw: str) -> Match:
             return Match(value=f"{param.targets[0]}/{raw}")
         parts = raw.rstrip("/").split("/_history/")[0].split("/")
         return Match(value=f"{parts[-2]}/{parts[-1]}")
-    if param.kind == "string":
-        return Match(value=normalise(raw))
+    if param.kind == "string":  # `system`: as given, for :exact
+        return Match(system=raw, value=normalise(raw))
     prefix, text = (raw[:2], raw[2:]) if raw[:2] in DATE_PREFIXES else ("eq", raw)
     if prefix == "ne":
         raise bad(param.name, "the ne prefix is not supported; use lt and gt")

@@ -102,6 +102,7 @@ class SearchIndexRow(Base):
         Index("ix_fhir_search_value", "resource_type", "param", "value"),
         Index("ix_fhir_search_dates", "resource_type", "param", "low", "high"),
         Index("ix_fhir_search_resource", "resource_pk"),
+        Index("ix_fhir_search_links", "param", "value"),  # who refers to Type/id, whatever its type
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, or_, s
 from sqlalchemy.orm import Session
 
 from service.params import EARLIEST, LATEST
-from service.search.parameters import index
+from service.search.parameters import LINK, index
 from service.search.query import Criterion, Match, Query
 from service.store.engine import session
 from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
@@ -189,6 +189,17 @@ class Unit:
                 out.append(StoredResource.of(row))
         return out
 
+    def referrers(self, keys: list[str], limit: int = 20) -> list[tuple[str, str, str]]:
+        """(referrer `Type/id`, the path it refers at, the `Type/id` referred to) of current resources that refer
+        to any of `keys` (parameters.links), Provenance left out: it records history, which outlives a delete."""
+        rows = self.session.execute(
+            select(ResourceRow.resource_type, ResourceRow.id, SearchIndexRow.system, SearchIndexRow.value)
+            .join(ResourceRow, ResourceRow.pk == SearchIndexRow.resource_pk)
+            .where(SearchIndexRow.param == LINK, SearchIndexRow.value.in_(keys), ResourceRow.deleted.is_(False),
+                   ResourceRow.resource_type != "Provenance")
+            .order_by(SearchIndexRow.pk).limit(limit))
+        return [(f"{t}/{i}", path or "", value or "") for t, i, path, value in rows]
+
     def history(self, resource_type: str | None, resource_id: str | None, since: datetime | None,
                 count: int, offset: int) -> tuple[list[StoredResource], int]:
         stmt = select(ResourceVersionRow)
@@ -235,8 +246,8 @@ def _match(criterion: Criterion, m: Match) -> ColumnElement[bool]:
         return SearchIndexRow.value == m.value
     if param.kind == "string":
         text = (m.value or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        if criterion.modifier == "exact":
-            return SearchIndexRow.value == (m.value or "")
+        if criterion.modifier == "exact":  # case and accents as written (search.html#string)
+            return SearchIndexRow.system == (m.system or "")
         if criterion.modifier == "contains":
             return SearchIndexRow.value.like(f"%{text}%", escape="\\")
         return SearchIndexRow.value.like(f"{text}%", escape="\\")

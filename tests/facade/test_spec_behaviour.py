@@ -1,5 +1,5 @@
-"""Where real clients lean on the spec: formats (406/415, fhirVersion), and transaction/batch errors that say
-which entry failed."""
+"""Where real clients lean on the spec: referential integrity on delete, formats (406/415, fhirVersion), and
+transaction/batch errors that say which entry failed."""
 from __future__ import annotations
 
 import json
@@ -30,6 +30,47 @@ def held(client: FlaskClient) -> None:
     assert put(client, {"resourceType": "Patient", "id": "p1"}).status_code == 201
     for oid in ("o1", "o2"):
         assert put(client, observation(oid)).status_code == 201
+
+
+# --- referential integrity on delete ------------------------------------------------------------
+
+@pytest.mark.both_backends
+def test_a_delete_while_others_refer_is_409_naming_them(client: FlaskClient, held: None) -> None:
+    refused = client.delete("/fhir/Patient/p1")
+    assert refused.status_code == 409
+    text = refused.json["issue"][0]["details"]["text"]
+    assert "Observation/o1" in text and "Observation/o2" in text and "Patient/p1" in text
+    assert {i.get("expression", [""])[0] for i in refused.json["issue"][1:]} == {"Observation.subject"}
+    assert client.get("/fhir/Patient/p1").status_code == 200  # nothing changed
+
+
+def test_once_the_referrers_are_gone_the_delete_goes_through(client: FlaskClient, held: None) -> None:
+    assert client.delete("/fhir/Observation/o1").status_code == 204
+    assert put(client, observation("o2") | {"subject": {"display": "someone"}}).status_code == 200
+    assert client.delete("/fhir/Patient/p1").status_code == 204  # its Provenance does not hold it back
+
+
+def test_a_transaction_may_delete_a_resource_with_its_referrers(client: FlaskClient, held: None) -> None:
+    deletes = [{"request": {"method": "DELETE", "url": url}} for url in ("Patient/p1", "Observation/o1",
+                                                                         "Observation/o2")]
+    done = post(client, "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": deletes})
+    assert done.status_code == 200, done.json
+    assert client.get("/fhir/Patient/p1").status_code == 410
+
+
+def test_a_transaction_that_leaves_a_referrer_fails_whole(client: FlaskClient, held: None) -> None:
+    deletes = [{"request": {"method": "DELETE", "url": url}} for url in ("Patient/p1", "Observation/o1")]
+    refused = post(client, "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": deletes})
+    assert refused.status_code == 409 and "Observation/o2" in refused.json["issue"][0]["details"]["text"]
+    assert client.get("/fhir/Observation/o1").status_code == 200
+
+
+def test_a_batch_delete_is_refused_on_its_own(client: FlaskClient, held: None) -> None:
+    entries = [{"request": {"method": "DELETE", "url": "Patient/p1"}},
+               {"request": {"method": "DELETE", "url": "Observation/o1"}}]
+    done = post(client, "/fhir", {"resourceType": "Bundle", "type": "batch", "entry": entries}).json
+    assert [e["response"]["status"] for e in done["entry"]] == ["409 Conflict", "204 No Content"]
+    assert "Entry 0 (DELETE Patient/p1)" in done["entry"][0]["response"]["outcome"]["issue"][0]["details"]["text"]
 
 
 # --- formats ------------------------------------------------------------------------------------

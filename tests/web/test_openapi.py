@@ -447,6 +447,15 @@ def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[s
     contract.send("GET", "/fhir/Patient/nobody", 404)
     contract.send("GET", "/fhir/Patient/nobody", 406, headers={"Accept": "application/fhir+xml"})
     contract.send("GET", "/fhir/Patient", 406, headers={"Accept": "application/fhir+json; fhirVersion=3.0"})
+    held_by = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+               "subject": {"reference": f"Patient/{pid}"}}
+    referrer = _post(contract, "/fhir/Observation", 201, held_by).json["id"]
+    contract.send("DELETE", f"/fhir/Patient/{pid}", 409)
+    delete_both = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": f"Patient/{pid}"}}]}
+    _post(contract, "/fhir", 409, delete_both)
+    _post(contract, "/fhir/", 409, delete_both)
+    contract.send("DELETE", f"/fhir/Observation/{referrer}", 204)
     contract.send("DELETE", "/fhir/Patient/nobody", 404)
     contract.send("DELETE", "/fhir/CodeSystem/ketamine-instrument", 405)
     contract.send("DELETE", "/fhir/Patient", 405)
