@@ -35,11 +35,14 @@ class Issue:
     message: str
     severity: str = "error"
     rule: str | None = None
+    fhir_path: str | None = None  # a record's FHIR form broke a profile here (the detail behind `field`)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "message": self.message, "severity": self.severity}
         if self.rule:
             out["rule"] = self.rule
+        if self.fhir_path:
+            out["fhir_path"] = self.fhir_path
         return out
 
 

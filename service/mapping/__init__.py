@@ -13,8 +13,9 @@ from typing import Any
 
 from service.conformance.definitions import load
 from service.errors import Issue, Unprocessable
-from service.fhirjson import operation_outcome, refuse_errors
+from service.fhirjson import has_errors, operation_outcome
 from service.mapping.engine import Mapper, Reversed
+from service.mapping.explain import record_issues
 from service.mapping.spec import load_all
 from service.mapping.transforms import MappingError
 from service.validation import default_validator
@@ -55,9 +56,14 @@ def map_record(kind: str, record: dict[str, Any], mapper: Mapper | None = None) 
     try:
         bundle = mapper.to_bundle(kind, record)
     except MappingError as exc:
-        raise Unprocessable(f"The {kind} record cannot be mapped to FHIR: {exc}", [Issue("$", str(exc))]) from None
+        raise Unprocessable(f"The {kind} record cannot be mapped to FHIR: {exc}",
+                            [Issue(name, str(exc)) for name in exc.fields or ("$",)]) from None
     findings = default_validator().validate(bundle)
-    refuse_errors(findings, f"The FHIR resources mapped from this {kind} record break the profiles.")
+    if has_errors(findings):
+        # named by the record fields that made the elements at fault; the FHIR path stays as detail
+        raise Unprocessable(f"The FHIR resources mapped from this {kind} record break the profiles.",
+                            record_issues(mapper, kind, record, bundle, findings),
+                            operation_outcome=operation_outcome(findings))
     return Mapped(kind, bundle, operation_outcome(findings))
 
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from service.conformance.definitions import Definitions
 from service.fhirjson import matches_pattern, references
-from service.mapping.concepts import ConceptIndex
+from service.mapping.concepts import ConceptError, ConceptIndex
 from service.mapping.identity import RecordKey, stable_id
 from service.mapping.narrative import narrative
 from service.mapping.paths import ElementPath, PathCompiler, clone
@@ -34,6 +34,21 @@ class _Made:
     full_url: str
     resource: dict[str, Any]
     request: dict[str, str]
+
+    @property
+    def base(self) -> str:
+        """Where the role's rules read in the record: `vitals[2].`, `patient.`, or the record itself."""
+        if self.role.for_each:
+            return f"{self.role.for_each}[{self.item}]."
+        return f"{self.role.scope}." if self.role.scope else ""
+
+
+@dataclass
+class Origin:
+    """What made one resource: its structure, and (JSON leaf `code.coding[1].code`, record fields) pairs."""
+
+    structure: str
+    leaves: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -75,23 +90,40 @@ class Mapper:
 
     def to_bundle(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
         """The transaction Bundle for one record (its canonical form, as the intake stores it)."""
+        return self._build(kind, record, None)
+
+    def origins(self, kind: str, record: dict[str, Any]) -> dict[str, Origin]:
+        """Per entry (fullUrl): its structure and the record fields behind each JSON leaf of its resource."""
+        track: dict[str, Origin] = {}
+        self._build(kind, record, track)
+        return track
+
+    def _build(self, kind: str, record: dict[str, Any], track: dict[str, Origin] | None) -> dict[str, Any]:
         spec = self.specs[kind]
         made = self._instances(spec, record)
         links = _ForwardLinks(self, spec, record, made)
         for each in made:
             if each.role.narrative is not None:
                 each.resource["text"] = narrative(each.role.narrative, each.scope, record)
+            origin = track.setdefault(each.full_url, Origin(each.role.structure)) if track is not None else None
             for rule in each.role.rules:
                 if rule.when is not None and not rule.when.holds(each.scope, record):
                     continue
-                value = forward(rule, each.scope, links)
+                fields = tuple(each.base + name for name in ([rule.field] if rule.field else list(rule.fields)))
+                try:
+                    value = forward(rule, each.scope, links)
+                except (MappingError, ConceptError) as exc:  # a local code no concept map knows: that field's fault
+                    raise MappingError(str(exc), fields) from None
                 if value is None:
                     continue
+                before = leaves(each.resource) if origin is not None else set()
                 path = self.path(each.role, rule)
                 if rule.each:
                     path.put_each(each.resource, clone(value))
                 else:
                     path.put(each.resource, clone(value))
+                if origin is not None:
+                    origin.leaves.extend((leaf, fields) for leaf in sorted(leaves(each.resource) - before))
         entries, seen = [], set()
         for each in made:
             if each.full_url in seen:
@@ -330,6 +362,16 @@ class _ReverseLinks:
         if isinstance(text, str) and text.count("/") >= 1 and not text.startswith("urn:"):
             return text.rstrip("/").split("/")[-1]
         return None
+
+
+def leaves(node: Json, prefix: str = "") -> set[str]:
+    """Every leaf of a JSON value as a FHIRPath with indexes: `code.coding[1].code`."""
+    if isinstance(node, dict):
+        return {leaf for key, value in node.items()
+                for leaf in leaves(value, f"{prefix}.{key}" if prefix else key)}
+    if isinstance(node, list):
+        return {leaf for i, value in enumerate(node) for leaf in leaves(value, f"{prefix}[{i}]")}
+    return {prefix}
 
 
 def _references(node: Any) -> set[str]:

@@ -14,7 +14,13 @@ Json = Any
 
 
 class MappingError(ValueError):
-    """A value a rule cannot carry (a local code with no mapping, a unit that does not match)."""
+    """A value a rule cannot carry (a local code with no mapping, a unit that does not match).
+
+    `fields`: the record fields (`vitals[1].phase`) whose value it is, once the engine knows them."""
+
+    def __init__(self, message: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class Links(Protocol):

@@ -43,7 +43,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def on_request_error(exc: RequestError) -> Response:
         errors = [{"field": i.field, "message": i.message} | ({"rule": i.rule} if i.rule else {})
-                  for i in exc.issues]
+                  | ({"fhir_path": i.fhir_path} if i.fhir_path else {}) for i in exc.issues]
         response = problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
         if isinstance(exc, Unauthorized | Forbidden) and exc.challenge:
             response.headers["WWW-Authenticate"] = exc.challenge
