@@ -1,6 +1,7 @@
 """Admin accounts: argon2 password hashes, sign-in with a per-username lockout recorded in the database."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,10 +21,34 @@ MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 12
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
-#: argon2id with the library's defaults (RFC 9106 low-memory profile).
+#: argon2id with the library's defaults (RFC 9106's second recommended option: 64 MiB, t=3, p=4): the command
+#: line's, and the console's with up to two web processes.
 HASHER = PasswordHasher()
-#: Verified against when the username is unknown, so a miss costs as long as a wrong password.
-_DUMMY_HASH = HASHER.hash("not a password of anyone")
+#: What the web processes of one host may spend on password hashes at once (each hashes one at a time,
+#: service/web/limits.py): 16 concurrent sign-ins at 64 MiB each once took a worker from 160 MB to 1.13 GB.
+HASHING_BUDGET_KIB = 128 * 1024
+#: OWASP's floor for argon2id (Password Storage Cheat Sheet: m=19 MiB, t=2, p=1)
+MIN_MEMORY_KIB = 19 * 1024
+
+
+def hasher_for(workers: int, base: PasswordHasher | None = None) -> PasswordHasher:
+    """The hasher for a service of `workers` web processes: `base` (HASHER) while the budget allows, else less
+    memory with OWASP's matching time cost (t=2). A hash records its parameters, so every hash verifies whatever
+    the current ones are, and a sign-in rehashes to them (check_needs_rehash)."""
+    base = base or HASHER
+    memory = HASHING_BUDGET_KIB // max(workers, 1)
+    return base if base.memory_cost <= memory else _smaller(max(memory, MIN_MEMORY_KIB))
+
+
+@functools.cache
+def _smaller(memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=2, memory_cost=memory_kib, parallelism=1)
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """Verified against when the username is unknown, so a miss costs as long as a wrong password."""
+    return hasher.hash("not a password of anyone")
 
 
 class AccountError(ValueError):
@@ -59,8 +84,10 @@ def check_password(password: str) -> None:
 
 
 class Accounts:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, workers: int = 1) -> None:
+        """`workers`: the web processes of this service (KFHIR_WORKERS), which choose the hashing cost."""
         self.engine = engine
+        self.hasher = hasher_for(workers)
 
     def create(self, username: str, password: str) -> str:
         """Add an account; AccountError if the name is taken or the password too weak."""
@@ -68,7 +95,7 @@ class Accounts:
         check_password(password)
         try:
             with session(self.engine, write=True) as s:
-                s.add(AdminAccountRow(username=name, password_hash=HASHER.hash(password), session_version=1,
+                s.add(AdminAccountRow(username=name, password_hash=self.hasher.hash(password), session_version=1,
                                       created_at=utcnow()))
         except IntegrityError:
             raise AccountError(f"an account named {name!r} exists already") from None
@@ -81,7 +108,7 @@ class Accounts:
             row = s.scalars(select(AdminAccountRow).where(AdminAccountRow.username == normalize(username))).first()
             if row is None:
                 raise AccountError(f"no account named {normalize(username)!r}")
-            row.password_hash = HASHER.hash(password)
+            row.password_hash = self.hasher.hash(password)
             row.session_version += 1
 
     def usernames(self) -> list[str]:
@@ -122,7 +149,7 @@ class Accounts:
             return SignIn(False, locked_until=locked)
         with session(self.engine) as s:
             row = s.scalars(select(AdminAccountRow).where(AdminAccountRow.username == name)).first()
-        verified = _verify(row.password_hash if row is not None else _DUMMY_HASH, password)
+        verified = _verify(self.hasher, row.password_hash if row is not None else _dummy_hash(self.hasher), password)
         if row is None or not verified:
             return SignIn(False, locked_until=self._failed(name, now))
         self._succeeded(row, password, now)
@@ -163,13 +190,13 @@ class Accounts:
             if found is not None:
                 s.delete(found)
             values: dict[str, object] = {"last_sign_in_at": now}
-            if HASHER.check_needs_rehash(row.password_hash):  # parameters raised since it was hashed
-                values["password_hash"] = HASHER.hash(password)
+            if self.hasher.check_needs_rehash(row.password_hash):  # parameters changed since it was hashed
+                values["password_hash"] = self.hasher.hash(password)
             s.execute(update(AdminAccountRow).where(AdminAccountRow.pk == row.pk).values(**values))
 
 
-def _verify(password_hash: str, password: str) -> bool:
+def _verify(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
     try:
-        return HASHER.verify(password_hash, password)
+        return hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False

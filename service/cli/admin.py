@@ -21,7 +21,8 @@ def admin() -> None:
 def _accounts() -> Accounts:
     from service.admin.accounts import Accounts  # argon2: loaded by the commands that hash, not by every command
 
-    return Accounts(context.runtime().engine)
+    runtime = context.runtime()
+    return Accounts(runtime.engine, runtime.settings.workers)
 
 
 def _new_password(password_stdin: bool) -> str:

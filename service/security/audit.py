@@ -17,8 +17,11 @@ change writes carries its own Provenance, in the change's transaction, naming th
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +64,14 @@ RECORD_ID = "https://ketamine-fhir.org/fhir/sid/record-id"
 SERVER_NAME = "Ketamine FHIR Bridge"
 #: entities kept per event (a 500-entry transaction still gives one readable event)
 MAX_ENTITIES = 200
+#: the longest text an event keeps from the request (a 60 KB Host header once made a 61 KB row), and the query's
+MAX_FIELD = 200
+MAX_QUERY = 1_000
+#: refusals of callers nobody identified (401, 429) from one address within this many seconds are one burst: its
+#: first is recorded, the rest counted in one event when it ends (500 bad tokens once made 500 rows)
+BURST_S = 60.0
+#: bursts followed at once; past this the oldest are closed early, so many addresses cannot grow memory without end
+MAX_BURSTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,28 @@ class Access:
     event_type: dict[str, str] | None = None
     subtype: dict[str, str] | None = None
 
+    def bounded(self) -> Access:
+        """This access with every text the caller chose cut to what an event keeps."""
+        def cut(text: str | None, limit: int = MAX_FIELD) -> str | None:
+            return text[:limit] if text is not None else None
+
+        return dataclasses.replace(
+            self, client_id=cut(self.client_id), issuer=cut(self.issuer), source_address=cut(self.source_address),
+            server=self.server[:MAX_FIELD], query=cut(self.query, MAX_QUERY), request_id=cut(self.request_id),
+            description=cut(self.description, MAX_QUERY),
+            entities=[Entity(e.type[:64], cut(e.id, 64), e.record) for e in self.entities[:MAX_ENTITIES]],
+            patients=self.patients[:MAX_ENTITIES],
+            patient_refs=[r[:MAX_FIELD] for r in self.patient_refs[:MAX_ENTITIES]])
+
+
+@dataclass
+class _Burst:
+    first: Access
+    started: float
+    first_at: datetime
+    last_at: datetime
+    more: int = 0
+
 
 @dataclass(frozen=True)
 class AuditQuery:
@@ -119,17 +152,56 @@ def action_of(interaction: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, pepper: Callable[[], bytes]) -> None:
+    def __init__(self, engine: Engine, pepper: Callable[[], bytes],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self._pepper = pepper
+        self.clock = clock
+        self._bursts: dict[str, _Burst] = {}
+        self._lock = threading.Lock()
 
     def patient_hash(self, system: str, value: str) -> str:
         """HMAC-SHA256 of `system|value` under the server's secret: MRNs are few enough to enumerate,
         so a plain hash would give them away; this one only lets someone holding the secret look one up."""
         return hmac.new(self._pepper(), f"{system}|{value}".encode(), hashlib.sha256).hexdigest()
 
+    def record_refused(self, access: Access, key: str) -> None:
+        """A refusal of a caller nobody identified, from `key` (its address): the first of a burst is recorded at
+        once, the rest of the burst only counted; one more event says how many once the burst is over (seen at the
+        next event of any kind)."""
+        with self._lock:
+            burst = self._bursts.get(key)
+            if burst is not None and self.clock() - burst.started < BURST_S:
+                burst.more += 1
+                burst.last_at = utcnow()
+                return
+            self._bursts.pop(key, None)
+            if burst is not None:
+                self._bursts[key + "#ended"] = burst  # written below with the others that ended
+            self._bursts[key] = _Burst(access, self.clock(), utcnow(), utcnow())
+        self.record(access)
+
+    def _close_bursts(self) -> None:
+        now = self.clock()
+        with self._lock:
+            ended = [k for k, b in self._bursts.items()
+                     if now - b.started >= BURST_S or k.endswith("#ended")]
+            ended += list(self._bursts)[:max(0, len(self._bursts) - MAX_BURSTS)]
+            closed = [self._bursts.pop(k) for k in dict.fromkeys(ended) if k in self._bursts]
+        for burst in closed:
+            if burst.more:
+                self._write(dataclasses.replace(burst.first, description=(
+                    f"HTTP {burst.first.status}, and {burst.more} more like it from this address from "
+                    f"{instant(burst.first_at)} to {instant(burst.last_at)}")))
+
     def record(self, access: Access) -> dict[str, Any]:
-        """Append one AuditEvent; returns it."""
+        """Append one AuditEvent (and the count of any burst of refusals that has ended); returns it."""
+        if self._bursts:
+            self._close_bursts()
+        return self._write(access)
+
+    def _write(self, access: Access) -> dict[str, Any]:
+        access = access.bounded()
         now = utcnow()
         hashes = list(dict.fromkeys(self.patient_hash(s, v) for s, v in access.patients))[:MAX_ENTITIES]
         content = _event(str(uuid.uuid4()), now, access, hashes)

@@ -8,17 +8,18 @@ is closed until someone decides who may use it.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
 from service.conformance.package import CONFORMANCE_TYPES
-from service.errors import Forbidden
+from service.errors import Forbidden, TooManyRequests, Unauthorized
 from service.search.parameters import TYPES
 from service.security import Security
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
-from service.web import auditing
+from service.web import auditing, limits
 
 log = logging.getLogger(__name__)
 SECURED = ("/api/", "/fhir")
@@ -81,7 +82,16 @@ def interaction() -> str:
 def _guard() -> None:
     if not secured():
         return
-    g.principal = security().authenticator.authenticate(request.headers.get("Authorization"))
+    failures, address = limits.auth_failures(), f"address:{request.remote_addr}"
+    wait = failures.waiting(address)
+    if wait:  # before the token is looked at: no key lookup, no JWKS fetch, no audit row per request
+        raise TooManyRequests(f"More than {limits.FAILED_AUTH_PER_MINUTE} failed authentications a minute from "
+                              "this address; try again later.", retry_after=math.ceil(wait))
+    try:
+        g.principal = security().authenticator.authenticate(request.headers.get("Authorization"))
+    except Unauthorized:
+        failures.take(address)
+        raise
     g.client_id = g.principal.client_id  # for the log lines (service/web/logs.py)
     if request.endpoint is None:
         return  # no such route: routing answers 404 or 405 now that the caller is known
@@ -134,7 +144,11 @@ def _audit(response: Response) -> Response:
     if not secured():
         return response
     try:
-        security().audit.record(auditing.access(response, g.get("principal"), interaction()))
+        access = auditing.access(response, g.get("principal"), interaction())
+        if access.client_id is None:  # refused before anyone was identified: one event per burst of them
+            security().audit.record_refused(access, f"address:{request.remote_addr}")
+        else:
+            security().audit.record(access)
     except Exception:  # the access happened whatever the audit store says: answer it, and alert loudly
         log.exception("an AuditEvent could not be recorded")
     return response

@@ -1,4 +1,6 @@
-"""Request limits: URLs holding NUL refused; a per-client rate limit on /api and /fhir (429 with Retry-After).
+"""Request limits: URLs holding NUL refused; a per-client rate limit on /api and /fhir (429 with Retry-After);
+failed authentications per address on /api and /fhir, and console sign-ins per address and per username,
+refused before any key is looked up or password hashed; one password hash at a time per process.
 
 Each web process keeps its own buckets (no shared state, no extra database write per request), so with
 N processes a client gets at most N × the limit; the README's production section divides accordingly and
@@ -11,13 +13,23 @@ import threading
 import time
 from collections.abc import Callable
 
-from flask import Flask, g, request
+from flask import Flask, Response, current_app, g, render_template, request
 
+from service.admin.accounts import MAX_FAILURES, normalize
 from service.errors import BadRequest, TooManyRequests
 
 LIMITED = ("/api/", "/fhir")
 #: buckets kept before full ones are forgotten, so many one-off callers cannot grow memory without end
 MAX_BUCKETS = 10_000
+#: failed authentications a minute one address may make on /api and /fhir; past them its requests are refused
+#: (429) before the token is even looked at: 45 `Bearer junk` once made 45 401s and 45 audit rows
+FAILED_AUTH_PER_MINUTE = 30
+#: console sign-ins a minute per address, and per username: the database locks a username after MAX_FAILURES
+#: failures, so the next attempt still gets that message; these stop what comes before a hash is computed
+SIGN_IN_PER_ADDRESS = 10
+SIGN_IN_PER_USERNAME = MAX_FAILURES + 1
+#: seconds a sign-in waits for this process's one password hash at a time (argon2 takes 64 MiB) before 503
+HASH_WAIT_S = 2.0
 
 
 class RateLimiter:
@@ -44,6 +56,14 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
 
+    def waiting(self, key: str) -> float:
+        """0 when `key` has a token left (none is taken), else the seconds until one is back."""
+        with self._lock:
+            now = self.clock()
+            tokens, then = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - then) * self.rate)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
     def _forget_full(self, now: float) -> None:
         refilled = [k for k, (tokens, then) in self._buckets.items()
                     if tokens + (now - then) * self.rate >= self.capacity]
@@ -64,9 +84,50 @@ def refuse_nul() -> None:
         raise BadRequest("The URL holds a NUL character (%00).")
 
 
+def auth_failures() -> RateLimiter:
+    """Failed authentications per address (service/web/auth.py takes one per 401, and refuses an empty bucket)."""
+    found: RateLimiter = current_app.extensions["kfhir_auth_failures"]
+    return found
+
+
+def throttle_sign_in() -> Response | None:
+    """Before the console's sign-in is handled: 429 past the per-address or per-username budget, 503 while this
+    process's one password hash at a time is taken for longer than HASH_WAIT_S (released at teardown)."""
+    if request.endpoint != "admin.sign_in" or request.method != "POST":
+        return None
+    limiters: tuple[RateLimiter, RateLimiter, threading.BoundedSemaphore] = current_app.extensions["kfhir_sign_in"]
+    by_address, by_username, hashing = limiters
+    wait = by_address.take(f"address:{request.remote_addr}") or \
+        by_username.take(f"user:{normalize(request.form.get('username', ''))[:64]}")
+    if wait:
+        return _refused(429, "Too many sign-in attempts; try again in a minute.", math.ceil(wait))
+    if not hashing.acquire(timeout=HASH_WAIT_S):
+        return _refused(503, "The console is busy signing others in; try again in a moment.", 1)
+    g.kfhir_hashing = hashing
+    return None
+
+
+def _release_hashing(_: BaseException | None) -> None:
+    hashing = g.pop("kfhir_hashing", None)
+    if hashing is not None:
+        hashing.release()
+
+
+def _refused(status: int, detail: str, retry_after: int) -> Response:
+    title = "Too Many Requests" if status == 429 else "Service Unavailable"
+    response = Response(render_template("admin/error.html", status=status, title=title, detail=detail), status)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def init_app(app: Flask, per_minute: int) -> None:
     """Register after authentication's hook, so the limit is per client, not per address."""
     app.before_request(refuse_nul)
+    app.extensions["kfhir_auth_failures"] = RateLimiter(FAILED_AUTH_PER_MINUTE)
+    app.extensions["kfhir_sign_in"] = (RateLimiter(SIGN_IN_PER_ADDRESS), RateLimiter(SIGN_IN_PER_USERNAME),
+                                       threading.BoundedSemaphore(1))
+    app.before_request(throttle_sign_in)
+    app.teardown_request(_release_hashing)
     if per_minute <= 0:
         return
     limiter = RateLimiter(per_minute)

@@ -28,7 +28,8 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def accounts() -> Accounts:
-    return Accounts(current.runtime().engine)
+    runtime = current.runtime()
+    return Accounts(runtime.engine, runtime.settings.workers)
 
 
 def _available(s: SessionMixin) -> bool:

@@ -1,0 +1,177 @@
+"""Attack: unauthenticated traffic that costs the service (issue 20, items 3 and 4).
+
+32 sign-ins with distinct usernames (16 at once) each cost a 64 MiB argon2 hash: a worker went from 160 MB to
+1.13 GB. 45 `Bearer junk` requests with KFHIR_RATE_LIMIT=30 got 45 401s and wrote 45 audit rows; a 60 KB Host
+header made a 61 KB audit row. Now sign-ins are throttled per address and per username before hashing, one hash
+runs at a time per process at a cost chosen for the worker count, failed authentications are limited per
+address before the token is looked at, and their audit is one event per burst with bounded fields."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from admin.support import PASSWORD, USER, WRONG, sign_in
+from argon2 import PasswordHasher
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from service.admin import accounts
+from service.admin.accounts import HASHING_BUDGET_KIB, Accounts, hasher_for
+from service.security.audit import BURST_S
+from service.store.engine import session
+from service.store.models import AuditEventRow
+from service.web.limits import FAILED_AUTH_PER_MINUTE, SIGN_IN_PER_ADDRESS
+
+
+class CountingHasher(PasswordHasher):
+    """The quick test hasher, counting verifications and how many ran at once."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+        self.delay, self.calls, self.running, self.most = delay, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002 - the library's name
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(self.delay)
+        try:
+            return super().verify(hash, password)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def hasher(monkeypatch: pytest.MonkeyPatch) -> CountingHasher:
+    counting = CountingHasher()
+    monkeypatch.setattr(accounts, "HASHER", counting)
+    return counting
+
+
+@pytest.fixture
+def account(app: Flask, hasher: CountingHasher) -> Accounts:
+    found = Accounts(app.extensions["kfhir"].engine)
+    found.create(USER, PASSWORD)
+    return found
+
+
+def test_sign_ins_from_one_address_are_throttled_before_hashing(client: FlaskClient, account: Accounts,
+                                                                 hasher: CountingHasher) -> None:
+    statuses = [sign_in(client, username=f"user{i}", password=WRONG).status_code for i in range(14)]
+
+    assert statuses == [401] * SIGN_IN_PER_ADDRESS + [429] * (14 - SIGN_IN_PER_ADDRESS)
+    assert hasher.calls == SIGN_IN_PER_ADDRESS
+    refused = sign_in(client)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+
+
+def test_sign_ins_for_one_username_from_many_addresses_are_throttled_before_hashing(
+        client: FlaskClient, account: Accounts, hasher: CountingHasher) -> None:
+    statuses = []
+    for i in range(10):
+        client.environ_base["REMOTE_ADDR"] = f"10.0.0.{i}"
+        statuses.append(sign_in(client, password=WRONG).status_code)
+
+    assert statuses == [401] * 6 + [429] * 4  # the sixth: "locked" from the database, no hash
+    assert hasher.calls == 5
+
+
+def test_one_password_hash_at_a_time(app: Flask, account: Accounts, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow = CountingHasher(delay=0.3)
+    monkeypatch.setattr(accounts, "HASHER", slow)
+    statuses: list[int] = []
+
+    def attempt(i: int) -> None:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"10.0.1.{i}"
+        statuses.append(sign_in(client, username=f"u{i}", password=WRONG).status_code)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert sorted(statuses) == [401] * 4
+    assert slow.most == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4, 6])
+def test_the_argon2_cost_fits_the_worker_count(workers: int) -> None:
+    chosen = hasher_for(workers, PasswordHasher())
+
+    assert chosen.memory_cost * workers <= HASHING_BUDGET_KIB
+    assert chosen.memory_cost >= 19 * 1024 and chosen.time_cost >= 2  # OWASP's floor
+
+
+def test_the_console_hashes_at_the_cost_for_its_workers(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service import create_app
+
+    monkeypatch.setattr(accounts, "HASHER", PasswordHasher())  # the production default, 64 MiB
+    app = create_app({"database_url": database_url, "workers": 4})
+    with app.test_request_context():
+        from service.web.admin.auth import accounts as console_accounts
+
+        assert console_accounts().hasher.memory_cost == HASHING_BUDGET_KIB // 4
+
+
+# --- /api and /fhir ----------------------------------------------------------------------------
+
+def audit_rows(app: Flask) -> int:
+    with session(app.extensions["kfhir"].engine) as s:
+        return int(s.scalar(select(func.count()).select_from(AuditEventRow)) or 0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(app: Flask) -> Iterator[Clock]:
+    found = Clock()
+    app.extensions["kfhir_security"].audit.clock = found
+    app.extensions["kfhir_auth_failures"].clock = found
+    yield found
+
+
+def test_bad_tokens_are_limited_per_address_before_authentication(anonymous_client: FlaskClient, app: Flask,
+                                                                  clock: Clock) -> None:
+    statuses = [anonymous_client.get("/fhir/Patient", headers={"Authorization": "Bearer junk"}).status_code
+                for _ in range(45)]
+
+    assert statuses == [401] * FAILED_AUTH_PER_MINUTE + [429] * (45 - FAILED_AUTH_PER_MINUTE)
+    assert audit_rows(app) == 1  # the burst's first; the rest are counted
+
+
+def test_a_burst_of_refusals_is_one_event_that_counts_them(anonymous_client: FlaskClient, app: Flask,
+                                                          clock: Clock) -> None:
+    for _ in range(20):
+        anonymous_client.get("/api/v1/administrations")
+    clock.now += BURST_S + 1
+    anonymous_client.get("/api/v1/administrations")
+
+    with session(app.extensions["kfhir"].engine) as s:
+        described = [r.content["outcomeDesc"] for r in s.scalars(select(AuditEventRow).order_by(AuditEventRow.pk))]
+    assert len(described) == 3
+    assert described[0] == "HTTP 401" and "and 19 more like it" in described[1]
+
+
+def test_an_audit_row_keeps_bounded_fields(client: FlaskClient, app: Flask) -> None:
+    response = client.get("/fhir/Patient", headers={"Host": "h" * 60_000, "X-Request-ID": "r" * 5000},
+                          query_string={f"{'x' * 3000}{i}": "1" for i in range(20)})
+
+    assert response.status_code == 400
+    with session(app.extensions["kfhir"].engine) as s:
+        sizes = [len(str(r.content)) for r in s.scalars(select(AuditEventRow))]
+    assert sizes and max(sizes) < 4000
+
