@@ -24,12 +24,13 @@ MAX_BUCKETS = 10_000
 #: failed authentications a minute one address may make on /api and /fhir; past them its requests are refused
 #: (429) before the token is even looked at: 45 `Bearer junk` once made 45 401s and 45 audit rows
 FAILED_AUTH_PER_MINUTE = 30
-#: console sign-ins a minute per address, and per username: the database locks a username after MAX_FAILURES
-#: failures, so the next attempt still gets that message; these stop what comes before a hash is computed
+#: console sign-ins a minute per address, and per username, refused before a hash is computed. The database locks
+#: a username after MAX_FAILURES failures (checked before hashing too, one sign-in at a time), and its messages
+#: (locked; unlocked, then signed in) still reach a user within this budget
 SIGN_IN_PER_ADDRESS = 10
-SIGN_IN_PER_USERNAME = MAX_FAILURES + 1
+SIGN_IN_PER_USERNAME = 2 * MAX_FAILURES
 #: seconds a sign-in waits for this process's one password hash at a time (argon2 takes 64 MiB) before 503
-HASH_WAIT_S = 2.0
+HASH_WAIT_S = 1.5
 
 
 class RateLimiter:

@@ -19,11 +19,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from service.admin import accounts
-from service.admin.accounts import HASHING_BUDGET_KIB, Accounts, hasher_for
+from service.admin.accounts import HASHING_BUDGET_KIB, MAX_FAILURES, Accounts, hasher_for
 from service.security.audit import BURST_S
 from service.store.engine import session
 from service.store.models import AuditEventRow
-from service.web.limits import FAILED_AUTH_PER_MINUTE, SIGN_IN_PER_ADDRESS
+from service.web.limits import FAILED_AUTH_PER_MINUTE, SIGN_IN_PER_ADDRESS, SIGN_IN_PER_USERNAME
 
 
 class CountingHasher(PasswordHasher):
@@ -74,12 +74,12 @@ def test_sign_ins_from_one_address_are_throttled_before_hashing(client: FlaskCli
 def test_sign_ins_for_one_username_from_many_addresses_are_throttled_before_hashing(
         client: FlaskClient, account: Accounts, hasher: CountingHasher) -> None:
     statuses = []
-    for i in range(10):
+    for i in range(SIGN_IN_PER_USERNAME + 3):
         client.environ_base["REMOTE_ADDR"] = f"10.0.0.{i}"
         statuses.append(sign_in(client, password=WRONG).status_code)
 
-    assert statuses == [401] * 6 + [429] * 4  # the sixth: "locked" from the database, no hash
-    assert hasher.calls == 5
+    assert statuses == [401] * SIGN_IN_PER_USERNAME + [429] * 3  # from the sixth: "locked" by the database
+    assert hasher.calls == MAX_FAILURES
 
 
 def test_one_password_hash_at_a_time(app: Flask, account: Accounts, monkeypatch: pytest.MonkeyPatch) -> None:
