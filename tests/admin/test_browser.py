@@ -144,7 +144,8 @@ def test_an_admin_follows_a_course_reads_mapping_history_and_retries_a_dead_lett
     vitals = browser.find_element(By.ID, "vitals-chart")
     assert vitals.size["width"] > 400 and vitals.size["height"] > 100  # laid out, not just present
     points = vitals.find_elements(By.CSS_SELECTOR, "g.point")
-    assert len(points) == 4 * 3 * 3  # 4 sessions, 3 readings, systolic + diastolic + heart rate
+    assert len(points) == 4 * 3 * 2  # 4 sessions, 3 readings, systolic + diastolic (heart rate: its own chart)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#heart-rate-chart g.point")) == 4 * 3
     assert {p.get_attribute("data-value") for p in points} >= {"168", "98"}  # the transient BP rise
     assert vitals.find_element(By.CSS_SELECTOR, "g.adverse-event text").text == "AE: hypertension"
     madrs = browser.find_element(By.ID, "score-chart-madrs")

@@ -6,6 +6,7 @@ leads to its record and patient, a sign-in lockout is in the audit trail; at pho
 tables scroll inside their own box. Screenshots go to tests/artifacts/admin/ (named `console-…`)."""
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from admin.browsing import backend_of, chromium, follow, require_chromium, shot, sign_in
 from admin.support import PASSWORD, USER
 from cli.support import kfhir
+from factories import assessment, esketamine_plan, esketamine_session
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -171,3 +173,117 @@ def test_an_admin_finds_the_failing_endpoint_and_the_dead_letters_and_follows_a_
     follow(browser, browser.find_element(By.CSS_SELECTOR, "#jobs tbody th a"))
     assert page_width(browser) <= PHONE[0]
     shot(browser, "console-phone-job-dead", backend)
+
+
+#: A long esketamine course for one patient: 30 sessions, three of them on one day, with pre/intra/post
+#: readings (diastolic and heart rate close together, as at most intra-dose readings), and a PHQ-9 after each.
+def _long_course(folder: Path) -> tuple[Path, Path, Path]:
+    sessions, scores = [], []
+    moments = [f"2026-03-{d:02d}T09:00" for d in range(1, 10)] + \
+              [f"2026-03-10T{h:02d}:00" for h in (8, 12, 16)] + [f"2026-03-{d:02d}T09:00" for d in range(11, 29)]
+    for n, start in enumerate(moments, 1):
+        hour = int(start[11:13])
+        vitals = [{"at": f"{start[:11]}{hour - 1:02d}:50:00-05:00", "phase": "pre", "systolic": 128, "diastolic": 82,
+                   "heart_rate": 80},
+                  {"at": f"{start[:11]}{hour:02d}:40:00-05:00", "phase": "intra", "systolic": 142, "diastolic": 88,
+                   "heart_rate": 88},
+                  {"at": f"{start[:11]}{hour + 1:02d}:30:00-05:00", "phase": "post", "systolic": 132, "diastolic": 84,
+                   "heart_rate": 84}]
+        sessions.append(esketamine_session(
+            external_id=f"long-{n}", session_number=n, plan_external_id="long-plan", started_at=f"{start}:00-05:00",
+            ended_at=f"{start[:14]}10:00-05:00", monitoring_ended_at=f"{start[:11]}{hour + 2:02d}:05:00-05:00",
+            ready_to_leave_at=None, vitals=vitals, patient=LONG_PATIENT))
+        scores.append(assessment(external_id=f"long-phq-{n}", instrument="phq9", score=max(2, 10 - n // 3),
+                                 at=f"{start[:11]}{hour + 3:02d}:00:00-05:00", patient=LONG_PATIENT,
+                                 plan_external_id="long-plan"))
+    paths = []
+    for kind, records in (("treatment-plan", [esketamine_plan(external_id="long-plan", patient=LONG_PATIENT)]),
+                          ("administration", sessions), ("assessment", scores)):
+        path = folder / f"{kind}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        paths.append(path)
+    return paths[0], paths[1], paths[2]
+
+
+LONG_PATIENT = {"identifier": {"system": "https://clinic.example/mrn", "value": "LONG-0001"},
+                "name": {"family": "Testpatient", "given": ["Long"]}, "birth_date": "1970-01-01", "sex": "female"}
+
+
+@pytest.fixture
+def courses(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """`serve` with the demo data and a long course (many sessions, several on one day)."""
+    made = kfhir("admin", "create-user", USER, "--password-stdin", database_url=database_url, cwd=tmp_path,
+                 stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    assert kfhir("seed-demo", database_url=database_url, cwd=tmp_path).returncode == 0
+    for path, kind in zip(_long_course(tmp_path), ("treatment-plan", "administration", "assessment"), strict=True):
+        imported = kfhir("import", str(path), "--kind", kind, database_url=database_url, cwd=tmp_path)
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+    with serving.served(["serve"], serving.script_env(database_url), tmp_path, ready="/health") as server:
+        yield server.base
+
+
+#: every text box of every chart, as Chromium lays them out: [chart id, text, left, top, right, bottom]
+TEXT_BOXES = """return [...document.querySelectorAll('svg.chart')].flatMap(svg => [...svg.querySelectorAll('text')]
+  .filter(t => t.textContent.trim()).map(t => { const r = t.getBoundingClientRect();
+    return [svg.id, t.textContent.trim(), r.left, r.top, r.right, r.bottom]; }));"""
+#: every marker box per chart and series: [chart id, series, point index, left, top, right, bottom]
+MARKER_BOXES = """return [...document.querySelectorAll('svg.chart g.series[data-series]')].flatMap(g =>
+  [...g.querySelectorAll('g.point > *')].map((m, i) => { const r = m.getBoundingClientRect();
+    return [g.closest('svg').id, g.dataset.series, i, r.left, r.top, r.right, r.bottom]; }));"""
+
+
+def _overlapping(boxes: list[list[object]], key: int) -> list[tuple[object, object]]:
+    """Pairs of boxes of one chart (and different `key`, when key names a column) closer than 2 px: text that
+    touches reads as one word (`S7 03-07S10 03-10`), so touching counts as colliding."""
+    found = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            if a[0] != b[0] or (key and a[key] == b[key]):
+                continue
+            l1, t1, r1, b1 = (float(v) for v in a[-4:])  # type: ignore[arg-type]
+            l2, t2, r2, b2 = (float(v) for v in b[-4:])  # type: ignore[arg-type]
+            if min(r1, r2) - max(l1, l2) > -2 and min(b1, b2) - max(t1, t2) > 0.5:
+                found.append((a[:3], b[:3]))
+    return found
+
+
+def test_charts_draw_gridlines_faint_markers_apart_and_labels_that_never_collide(
+        courses: str, browser: WebDriver, database_url: str) -> None:
+    backend = backend_of(database_url)
+    size(browser, DESKTOP)
+    browser.get(f"{courses}/admin/")
+    sign_in(browser)
+    for value, name in (("DEMO-0002", "demo"), ("LONG-0001", "long")):
+        browser.get(f"{courses}/admin/patients/course?system=" +
+                    ("https://demo.ketamine-fhir.example/mrn" if name == "demo" else "https://clinic.example/mrn") +
+                    f"&value={value}")
+        assert browser.find_element(By.TAG_NAME, "h1").text.endswith(f"({value})")
+        # gridlines in the faint line colour; thresholds in ink, thicker: the CSS fixed, read as Chromium applies it
+        grid = browser.find_element(By.CSS_SELECTOR, "#vitals-chart g.grid line")
+        assert grid.value_of_css_property("stroke") == "rgb(213, 218, 224)"
+        threshold = browser.find_element(By.CSS_SELECTOR, "svg.chart g.threshold line")
+        assert threshold.value_of_css_property("stroke") == "rgb(29, 35, 41)"
+        assert float(threshold.value_of_css_property("stroke-width").rstrip("px")) > 1
+        texts = browser.execute_script(TEXT_BOXES)
+        assert len(texts) > 20 and _overlapping(texts, 0) == [], name
+        markers = browser.execute_script(MARKER_BOXES)
+        assert _overlapping(markers, 1) == [], name  # no marker of one series hides one of another
+        labels = [t[1] for t in texts]
+        assert not any(re.fullmatch(r"response ≤ \d+\.\d.*", t) for t in labels)  # integer scores: integer cut-offs
+        shot(browser, f"console-course-charts-{name}-desktop", backend)
+        browser.find_element(By.LINK_TEXT, "Vital signs").click()
+        shot(browser, f"console-course-vitals-{name}-desktop", backend)
+        if name == "long":
+            phq = [t[1] for t in texts if t[0] == "score-chart-phq9"]
+            # three sessions on 03-10, hours apart: each has its guide line, one label speaks for them
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#score-chart-phq9 g.guide.session line")) == 30
+            assert sum(label in phq for label in ("S10", "S11", "S12")) == 1
+            assert "remission ≤ 4 ('none' band, 0–4)" in phq
+        size(browser, PHONE)
+        browser.refresh()
+        assert page_width(browser) <= PHONE[0]
+        chart_box = browser.find_element(By.CSS_SELECTOR, "#vitals-chart").rect
+        assert chart_box["width"] >= 500  # readable: the chart scrolls in its figure instead of shrinking
+        shot(browser, f"console-phone-course-{name}", backend)
+        size(browser, DESKTOP)

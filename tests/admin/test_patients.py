@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.admin.course import course
-from service.web.admin.charts import score_charts, vitals_chart
+from service.web.admin.charts import heart_rate_chart, score_charts, vitals_chart
 
 SYSTEM, VALUE = PATIENT["identifier"]["system"], PATIENT["identifier"]["value"]
 COURSE = "/admin/patients/course?" + urlencode({"system": SYSTEM, "value": VALUE})
@@ -90,7 +90,9 @@ def test_a_course_draws_vitals_and_scores_as_svg_with_thresholds(admin: FlaskCli
     vitals = found[found.index('<svg id="vitals-chart"'):found.index("</svg>", found.index('<svg id="vitals-chart"'))]
     assert "<title id=\"vitals-chart-title\">" in vitals and "<desc" in vitals
     values = re.findall(r'<g class="point" data-value="(\d+)">', vitals)
-    assert sorted(values) == sorted(["150", "95", "80", "166", "99", "92", "138", "86", "128", "80"])
+    assert sorted(values) == sorted(["150", "95", "166", "99", "138", "86", "128", "80"])  # systolic, diastolic
+    heart = found[found.index('<svg id="heart-rate-chart"'):found.index("</svg>", found.index('<svg id="heart-rate'))]
+    assert sorted(re.findall(r'<g class="point" data-value="(\d+)">', heart)) == ["80", "92"]
     assert "systolic 140: esketamine guide" in vitals and "AE: hypertension" in vitals
     madrs = found[found.index('<svg id="score-chart-madrs"'):]
     assert re.findall(r'<g class="point" data-value="(\d+)">', madrs)[:2] == ["30", "12"]
@@ -138,8 +140,12 @@ def test_charts_put_higher_values_higher_and_skip_what_is_missing(app: Flask) ->
     systolic = chart.series[0].lines[0]
     assert [p.value for p in systolic] == ["150", "166", "138"]
     assert systolic[1].y < systolic[0].y < systolic[2].y  # SVG y grows downwards
-    heart = chart.series[2].lines[0]
+    assert [s.key for s in chart.series] == ["systolic", "diastolic"]  # heart rate has its own chart
+    rate = heart_rate_chart(built)
+    assert rate is not None
+    heart = rate.series[0].lines[0]
     assert [p.value for p in heart] == ["80", "92"]  # the third reading has no heart rate
+    assert [label for _, label in chart.x_ticks] == ["pre", "post", "post 2", "pre"]  # a repeated phase numbered
     assert [c.id for c in score_charts(built)] == ["score-chart-madrs"]
 
 

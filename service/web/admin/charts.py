@@ -8,15 +8,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 from service.admin.course import Course, Session
 from service.domain.rules import ESKETAMINE_PREDOSE_BP
 
 WIDTH, HEIGHT = 920, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 230, 24, 56
-#: The narrowest band (session) that still gets its own label, and the narrowest that gets phase labels.
-MIN_LABEL_PX, MIN_PHASE_PX = 60, 70
+#: The narrowest band (session) that still gets its own label; the least room a phase word gets under a reading;
+#: the least distance between two date ticks and between two session guides' labels (11 px text: `03-19` is
+#: about 32 px wide, `S12` about 20 px).
+MIN_LABEL_PX, MIN_PHASE_STEP_PX, MIN_TICK_PX, MIN_GUIDE_PX = 76, 44, 44, 26
 #: Response: a ≥50% decrease from the baseline score (clinical.md §6, PMC8382305; Talati 2019 for MADRS,
 #: ELEKT-D for QIDS-SR16). Drawn at half the baseline.
 RESPONSE_FRACTION = 0.5
@@ -25,7 +27,7 @@ RESPONSE_FRACTION = 0.5
 #: marks an explicit PHQ-9 remission source UNCONFIRMED, so the label names the band. No sourced cut-off for
 #: C-SSRS, QIDS-SR16, HAM-D17 or GAD-7: none is drawn.
 REMISSION = {"madrs": (10, "remission ≤ 10 (KetECT)"),
-             "phq9": (4, "remission < 5 ('none' band)")}
+             "phq9": (4, "remission ≤ 4 ('none' band, 0–4)")}
 #: Instruments measured by response only when a plan sets that goal (the definition is generic).
 RESPONSE_ALWAYS = {"madrs", "phq9", "qids-sr16"}
 LABELS = {"phq9": "PHQ-9", "madrs": "MADRS", "cssrs": "C-SSRS", "qids-sr16": "QIDS-SR16", "hamd17": "HAM-D17",
@@ -62,6 +64,8 @@ class Rule:
     label: str
     dash: str
     key: str
+    level: int = 0      # an adverse event's label row: labels close together stack instead of overlapping
+    label_at: float | None = None   # a threshold's label height, when the line's own would overlap another's
 
 
 @dataclass
@@ -83,6 +87,10 @@ class Chart:
     right: int = WIDTH - RIGHT
     top: int = TOP
     bottom: int = HEIGHT - BOTTOM
+    scale: tuple[float, float] = (1.0, 0.0)    # y = a * value + b
+
+    def y(self, value: float) -> float:
+        return self.scale[0] * value + self.scale[1]
 
 
 def _scale(lo: float, hi: float, top: float, bottom: float) -> tuple[float, float]:
@@ -96,42 +104,79 @@ def _ticks(lo: int, hi: int, step: int, a: float, b: float) -> list[tuple[float,
 
 
 def vitals_chart(course: Course) -> Chart | None:
-    """Blood pressure and heart rate at each reading of each session, sessions side by side."""
+    """Blood pressure at each reading of each session, sessions side by side (heart rate has a chart of its own:
+    at most intra-dose readings its values sit where the diastolic ones do, and one marker hid the other)."""
+    specs = [(Series("systolic", "Systolic BP (mmHg)", "triangle-up", ""), "systolic"),
+             (Series("diastolic", "Diastolic BP (mmHg)", "triangle-down", "7 4"), "diastolic")]
+    chart = _session_chart(course, "vitals-chart", "Blood pressure in each session", "mmHg", specs)
     sessions = [s for s in course.sessions if s.readings]
+    if chart is not None and any(s.medication == "esketamine" for s in sessions):
+        systolic, diastolic = ESKETAMINE_PREDOSE_BP  # the label's pre-dose guide the rules check too
+        chart.thresholds = _apart([
+            Rule(chart.y(systolic), f"systolic {systolic}: esketamine guide", "10 3 2 3", "bp-guide"),
+            Rule(chart.y(diastolic), f"diastolic {diastolic}: esketamine guide", "10 3 2 3", "bp-guide")])
+    return chart
+
+
+def heart_rate_chart(course: Course) -> Chart | None:
+    """Heart rate at each reading of each session, on the same session bands as the blood pressure."""
+    specs = [(Series("heart-rate", "Heart rate (/min)", "circle", "2 3"), "heart_rate")]
+    return _session_chart(course, "heart-rate-chart", "Heart rate in each session", "beats/min", specs)
+
+
+def _session_chart(course: Course, chart_id: str, title: str, unit: str,
+                   specs: list[tuple[Series, str]]) -> Chart | None:
+    sessions = [s for s in course.sessions if any(getattr(r, a) is not None for r in s.readings for _, a in specs)]
     if not sessions:
         return None
-    values = [v for s in sessions for r in s.readings for v in (r.systolic, r.diastolic, r.heart_rate) if v]
+    values = [v for s in sessions for r in s.readings for _, a in specs if (v := getattr(r, a))]
     lo = min(40, 20 * math.floor(min(values, default=40) / 20))
-    hi = max(180, 20 * math.ceil(max(values, default=180) / 20))
+    hi = max(180 if unit == "mmHg" else 120, 20 * math.ceil(max(values, default=120) / 20))
     a, b = _scale(lo, hi, TOP, HEIGHT - BOTTOM)
     band = (WIDTH - RIGHT - LEFT) / len(sessions)
-    series = [Series("systolic", "Systolic BP (mmHg)", "triangle-up", ""),
-              Series("diastolic", "Diastolic BP (mmHg)", "triangle-down", "7 4"),
-              Series("heart-rate", "Heart rate (/min)", "circle", "2 3")]
-    chart = Chart("vitals-chart", "Blood pressure and heart rate in each session",
-                  _vitals_desc(sessions), "mmHg · beats/min", _ticks(lo, hi, 20, a, b), [], series)
-    every = math.ceil(MIN_LABEL_PX / band)  # many sessions: label every n-th band so labels never overlap
+    chart = Chart(chart_id, title, _vitals_desc(sessions), unit, _ticks(lo, hi, 20, a, b), [],
+                  [series for series, _ in specs], scale=(a, b))
+    labels = _band_labels(sessions, band)
     for i, s in enumerate(sessions):
         x0 = LEFT + i * band
-        chart.bands.append((x0, x0 + band, f"S{s.number} {s.started_at:%m-%d}" if i % every == 0 else ""))
+        chart.bands.append((x0, x0 + band, labels[i]))
         step = band / (len(s.readings) + 1)
-        for series_, attr in zip(series, ("systolic", "diastolic", "heart_rate"), strict=True):
+        for series, attr in specs:
             line = [Point(x0 + (j + 1) * step, a * v + b, str(v), f"S{s.number} {r.phase} {r.at:%H:%M}")
                     for j, r in enumerate(s.readings) if (v := getattr(r, attr)) is not None]
             if line:
-                series_.lines.append(line)
-        if band >= MIN_PHASE_PX:
-            chart.x_ticks += [(x0 + (j + 1) * step, r.phase) for j, r in enumerate(s.readings)]
-    if any(s.medication == "esketamine" for s in sessions):
-        systolic, diastolic = ESKETAMINE_PREDOSE_BP  # the label's pre-dose guide the rules check too
-        chart.thresholds += [Rule(a * systolic + b, f"systolic {systolic}: esketamine guide", "10 3 2 3",
-                                  "bp-guide"),
-                             Rule(a * diastolic + b, f"diastolic {diastolic}: esketamine guide", "10 3 2 3",
-                                  "bp-guide")]
+                series.lines.append(line)
+        if step >= MIN_PHASE_STEP_PX:  # room for a word under each reading; a repeated phase is numbered
+            chart.x_ticks += [(x0 + (j + 1) * step, name) for j, name in enumerate(_phase_names(s))]
     where = {s.external_id: LEFT + (i + 0.5) * band for i, s in enumerate(sessions)}
-    chart.events = [Rule(where[ae.session], f"AE: {ae.term}", "", "adverse-event")
-                    for ae in course.adverse_events if ae.session in where]
+    chart.events = _stacked([Rule(where[ae.session], f"AE: {ae.term}", "", "adverse-event")
+                             for ae in course.adverse_events if ae.session in where])
     return chart
+
+
+def _band_labels(sessions: list[Session], band: float) -> list[str]:
+    """`S3 03-19` under every n-th band, n chosen so that labels never overlap; sessions on the day already
+    labelled say only their number (`S4`), which fits a narrower band."""
+    every = math.ceil(MIN_LABEL_PX / band)
+    labels, last_day = [], None
+    for i, s in enumerate(sessions):
+        if i % every:
+            labels.append("")
+            continue
+        day = f"{s.started_at:%m-%d}"
+        labels.append(f"S{s.number}" if day == last_day else f"S{s.number} {day}")
+        last_day = day
+    return labels
+
+
+def _phase_names(s: Session) -> list[str]:
+    """pre, intra, post — and post 2, post 3 when a phase has several readings (they were two unlabelled `post`)."""
+    seen: dict[str, int] = {}
+    names = []
+    for r in s.readings:
+        seen[r.phase] = seen.get(r.phase, 0) + 1
+        names.append(r.phase if seen[r.phase] == 1 else f"{r.phase} {seen[r.phase]}")
+    return names
 
 
 def _vitals_desc(sessions: list[Session]) -> str:
@@ -175,26 +220,57 @@ def _score_chart(course: Course, instrument: str, n: int, x: Callable[[datetime]
                          for s in scores])
     desc = f"{label} scores: " + ", ".join(f"{s.value} on {s.at:%Y-%m-%d}" for s in scores) + "."
     chart = Chart(f"score-chart-{instrument}", f"{label} across the course", desc, label,
-                  _ticks(0, hi, step, a, b), [], [series])
+                  _ticks(0, hi, step, a, b), [], [series], scale=(a, b))
     baseline = course.baseline(instrument)
     if baseline and (instrument in RESPONSE_ALWAYS or course.has_goal(instrument)):
-        level = baseline * RESPONSE_FRACTION
-        chart.thresholds.append(Rule(a * level + b, f"response ≤ {level:g} (50% of {baseline})", "7 4",
-                                     "response"))
+        # Scores are whole numbers: a 50% decrease from 19 is 9.5, which only a score of 9 or less reaches.
+        level = math.floor(baseline * RESPONSE_FRACTION)
+        chart.thresholds.append(Rule(a * level + b, f"response ≤ {level} (50% of {baseline})", "7 4", "response"))
     if instrument in REMISSION:
         cut, text = REMISSION[instrument]
         chart.thresholds.append(Rule(a * cut + b, text, "10 3 2 3", "remission"))
-    chart.guides = [Rule(x(s.started_at), f"S{s.number}", "1 3", "session") for s in course.sessions]
-    chart.events = [Rule(x(ae.onset_at), f"AE: {ae.term}", "", "adverse-event") for ae in course.adverse_events]
+    chart.thresholds = _apart(chart.thresholds)
+    sessions = sorted(course.sessions, key=lambda s: s.started_at)
+    chart.guides = [Rule(at, f"S{s.number}" if show else "", "1 3", "session")
+                    for (at, show), s in zip(_spaced([x(s.started_at) for s in sessions], MIN_GUIDE_PX), sessions,
+                                             strict=True)]
+    chart.events = _stacked([Rule(x(ae.onset_at), f"AE: {ae.term}", "", "adverse-event")
+                             for ae in course.adverse_events])
     days = sorted({s.at.date() for s in scores} | {s.started_at.date() for s in course.sessions})
-    chart.x_ticks = [(x(datetime.combine(d, datetime.min.time(), scores[0].at.tzinfo)), f"{d:%m-%d}")
-                     for d in _thin(days, 10)]
+    ticks = [(at, f"{d:%m-%d}") for d in days  # a day's midnight may fall left of the plot, under the y labels
+             if LEFT + MIN_TICK_PX / 2 <= (at := x(datetime.combine(d, datetime.min.time(), scores[0].at.tzinfo)))
+             <= WIDTH - RIGHT]
+    chart.x_ticks = [t for t, (_, show) in zip(ticks, _spaced([t[0] for t in ticks], MIN_TICK_PX), strict=True)
+                     if show]
     return chart
 
 
-def _thin(items: list[date], most: int) -> list[date]:
-    """At most `most` items, evenly picked, first and last kept."""
-    if len(items) <= most:
-        return items
-    step = (len(items) - 1) / (most - 1)
-    return [items[round(i * step)] for i in range(most)]
+def _apart(thresholds: list[Rule], line_px: float = 13) -> list[Rule]:
+    """Threshold labels (beside the plot, at their line's height) at least a text line apart, top to bottom."""
+    out: list[Rule] = []
+    for t in sorted(thresholds, key=lambda r: r.at):
+        y = t.at + 4
+        if out and y - (out[-1].label_at or 0) < line_px:
+            y = (out[-1].label_at or 0) + line_px
+        out.append(Rule(t.at, t.label, t.dash, t.key, t.level, y))
+    return out
+
+
+def _stacked(events: list[Rule]) -> list[Rule]:
+    """Adverse-event labels (about 7 px a character) one row up when they would run into a label to their left."""
+    out: list[Rule] = []
+    for e in sorted(events, key=lambda r: r.at):
+        busy = {o.level for o in out if e.at - o.at < 9 + 7 * len(o.label)}
+        out.append(Rule(e.at, e.label, e.dash, e.key, next(n for n in range(len(out) + 1) if n not in busy)))
+    return out
+
+
+def _spaced(xs: list[float], gap: float) -> list[tuple[float, bool]]:
+    """Each position, and whether its label is drawn: only when at least `gap` px from the last one drawn (so
+    labels of sessions or days close together never run into each other: `03-1903-20`)."""
+    out, last = [], -math.inf
+    for at in xs:
+        show = at - last >= gap
+        last = at if show else last
+        out.append((at, show))
+    return out

@@ -25,6 +25,16 @@ def at(moment: datetime | str | None, seconds: bool = False) -> str:
     return local.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "")) + f" {offset[:3]}:{offset[3:]}"
 
 
+@bp.app_template_filter("clinical")
+def clinical(moment: datetime) -> str:
+    """`2026-03-19 09:40 -05:00`: a clinical time in the clinic's own offset, as the record gives it (a time
+    without one is stored UTC: it is shown in the server's zone, with its offset too)."""
+    if moment.tzinfo is None:
+        return at(moment)
+    offset = moment.strftime("%z") or "+0000"
+    return moment.strftime("%Y-%m-%d %H:%M") + f" {offset[:3]}:{offset[3:5]}"
+
+
 @bp.app_template_filter("ago")
 def ago(moment: datetime | None) -> str:
     """How long ago a stored (naive UTC) time was: `3 min`, `2 h 5 min`."""

@@ -35,4 +35,5 @@ def patient_course() -> str:
         abort(404, f"No record names a patient with identifier {system}|{value}.")
     note("read", [Entity("patient course")], [(system, value)])
     return render_template("admin/course.html", course=found, vitals=charts.vitals_chart(found),
+                           heart=charts.heart_rate_chart(found),
                            scores=charts.score_charts(found), timeline=found.timeline())
