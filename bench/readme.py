@@ -31,9 +31,11 @@ def _cell(row: dict[str, Any] | None) -> str:
 
 def validators(res: dict[str, Any]) -> list[str]:
     sizes = [(k, label) for k, label in SIZES if any(k in r.get("sizes", {}) for r in res["contenders"].values())]
+    st = res["protocol"]
     lines = [f"Validators, {res['date']}{' (QUICK)' if res['quick'] else ''}; {res['load']}. Median µs per "
-             f"resource after each contender's warm-up to steady state, all pinned to one core; in brackets the "
-             f"files where its verdict is HAPI's.", "",
+             f"resource, all pinned to one core, after each contender's warm-up (until {st['window']} passes within "
+             f"{st['tolerance'] * 100:.0f} %, at most {st['max_s']:g} s), each file timed {st['per_file_s']:g} s; in "
+             f"brackets the files where its verdict is HAPI's.", "",
              "| contender | " + " | ".join(label for _, label in sizes) + " | warm-up | checks |",
              "| --- | " + " | ".join("---:" for _ in sizes) + " | --- | --- |"]
     for run in res["contenders"].values():

@@ -107,7 +107,8 @@ def test_the_readme_validator_table_carries_agreement_and_warm_up() -> None:
     run = {"status": "ran", "contender": "ours", "checks": "everything", "warmup": {
         "steady": True, "steady_after": 12, "passes": 12},
         "sizes": {"1": {"median_us": 480.4, "agree": {"agree": 30, "of": 30}}}}
-    lines = readme.validators({"date": "d", "quick": True, "load": "load average 9", "contenders": {
+    lines = readme.validators({"date": "d", "quick": True, "load": "load average 9",
+                               "protocol": protocol.QUICK.to_json(), "contenders": {
         "ours": run, "hapi": {"status": "not run: no java", "contender": "HAPI", "checks": "all"}}})
     assert "| ours | 480 (30/30) | steady after 12 passes | everything |" in lines
     assert "| HAPI | — | not run: no java | all |" in lines
