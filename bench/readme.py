@@ -32,8 +32,9 @@ def _cell(row: dict[str, Any] | None) -> str:
 def validators(res: dict[str, Any]) -> list[str]:
     sizes = [(k, label) for k, label in SIZES if any(k in r.get("sizes", {}) for r in res["contenders"].values())]
     st = res["protocol"]
-    lines = [f"Validators, {res['date']}{' (QUICK)' if res['quick'] else ''}; {res['load']}. Median µs per "
-             f"resource, all pinned to one core, after each contender's warm-up (until {st['window']} passes within "
+    kind = "QUICK" if res["quick"] else "full protocol"
+    lines = [f"Validators, {res['date']} ({kind}); {res['load']}. Median µs per resource, all pinned to one core, "
+             f"after each contender's warm-up (until {st['window']} passes within "
              f"{st['tolerance'] * 100:.0f} %, at most {st['max_s']:g} s), each file timed {st['per_file_s']:g} s; in "
              f"brackets the files where its verdict is HAPI's.", "",
              "| contender | " + " | ".join(label for _, label in sizes) + " | warm-up | checks |",
@@ -44,9 +45,15 @@ def validators(res: dict[str, Any]) -> list[str]:
                          f"{run.get('checks', '')} |")
             continue
         w = run["warmup"]
-        warm = f"steady after {w['steady_after']} passes" if w["steady"] else f"not steady after {w['passes']}"
+        warm = f"steady after {w['steady_after']} passes" if w["steady"] else f"not steady after {w['passes']} passes"
         lines.append(f"| {run['contender']} | " + " | ".join(_cell(run["sizes"].get(k)) for k, _ in sizes)
                      + f" | {warm} | {run.get('checks', '')} |")
+    ran = [r for r in res["contenders"].values() if r["status"] == "ran"]
+    unsteady = [r for r in ran if not r["warmup"]["steady"]]
+    if unsteady:
+        lines += ["", f"{len(unsteady)} of {len(ran)} contenders never became steady under this load (pass times "
+                      f"still varied by more than {res['protocol']['tolerance'] * 100:.0f} %): their medians carry the "
+                      f"machine's noise, and ratios between them are rough."]
     constant = next((line for line in res.get("table", []) if line.startswith("HAPI's per-call constant")), None)
     return lines + ([""] + [constant] if constant else [])
 
@@ -79,7 +86,8 @@ def section() -> str:
     compare, serve, run = latest("compare"), latest("serving"), latest("run")
     parts: list[list[str]] = []
     if run:
-        parts.append([f"`make bench{' QUICK=1' if run['quick'] else ''}` of {run['date']}: {run['summary']}"])
+        parts.append([f"Part times of the last `make bench{' QUICK=1' if run['quick'] else ''}` ({run['date']}): "
+                      f"{run['summary']}. The tables below are each part's latest results."])
     if compare:
         parts.append(validators(compare))
     if serve:
