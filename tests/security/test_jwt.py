@@ -38,6 +38,8 @@ class Issuer:
     cache_control: str = "max-age=600"
     hits: int = 0
     url: str = ""
+    status: int = 200
+    delay: float = 0.0  # seconds before answering (a hanging issuer)
 
     def publish(self, kid: str, private: Any) -> None:
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key())) \
@@ -53,8 +55,9 @@ def issuer() -> Iterator[Issuer]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the standard library's name
             state.hits += 1
+            time.sleep(state.delay)
             body = json.dumps({"keys": list(state.keys.values())}).encode()
-            self.send_response(200)
+            self.send_response(state.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Cache-Control", state.cache_control)
             self.send_header("Content-Length", str(len(body)))
@@ -187,6 +190,55 @@ def test_an_unreachable_issuer_means_401_not_500(settings: Settings, rsa_key: rs
     finally:
         application.extensions["kfhir"].engine.dispose()
     assert response.status_code == 401
+
+
+def test_a_failed_jwks_fetch_starts_the_refetch_throttle(anonymous: FlaskClient, issuer: Issuer,
+                                                         rsa_key: rsa.RSAPrivateKey) -> None:
+    """Issue 20, item 5: an issuer answering 500 was asked again for every token."""
+    issuer.status = 500
+    for n in range(5):
+        assert get(anonymous, token(rsa_key, kid=f"made-up-{n}")).status_code == 401
+    assert issuer.hits == 1
+
+
+def test_a_hanging_jwks_does_not_stall_a_client_whose_key_is_cached(
+        jwt_app: Flask, issuer: Issuer, rsa_key: rsa.RSAPrivateKey) -> None:
+    """Issue 20, item 5: the cache fetched while holding its lock, so four garbage tokens against a hanging
+    issuer blocked a valid client for 19.6 s."""
+    client = FlaskClient(jwt_app, jwt_app.response_class)
+    assert get(client, token(rsa_key)).status_code == 200
+    jwt_app.extensions["kfhir_security"].authenticator.verifier.jwks._fetched -= 60
+    issuer.delay = 3.0
+    garbage = [threading.Thread(target=get, args=(FlaskClient(jwt_app, jwt_app.response_class),
+                                                   token(rsa_key, kid=f"garbage-{n}"))) for n in range(4)]
+    for thread in garbage:
+        thread.start()
+    time.sleep(0.2)  # a garbage token's refetch is under way
+    started = time.monotonic()
+    answered = get(client, token(rsa_key)).status_code
+    waited = time.monotonic() - started
+    for thread in garbage:
+        thread.join(timeout=30)
+
+    assert answered == 200 and waited < 1.0
+    assert issuer.hits == 2
+
+
+@pytest.mark.parametrize("claims", [
+    {"scope": 123},                                  # not a string: a TypeError, once a 500
+    {"scope": {"system/*.read": True}},
+    {"exp": int(time.time()) + 10 * 365 * 86400},    # ten years
+    {"client_id": "admin:admin"},                    # the console's admin, as the audit names it
+    {"client_id": "x" * 300},
+])
+def test_claims_that_once_passed_or_failed_with_500_are_401(anonymous: FlaskClient, rsa_key: rsa.RSAPrivateKey,
+                                                            claims: dict[str, Any]) -> None:
+    assert get(anonymous, token(rsa_key, **claims)).status_code == 401
+
+
+def test_an_algorithm_that_does_not_fit_the_key_is_401(anonymous: FlaskClient, rsa_key: rsa.RSAPrivateKey) -> None:
+    ec_key = ec.generate_private_key(ec.SECP384R1())
+    assert get(anonymous, token(ec_key, kid="key-1", alg="ES384")).status_code == 401  # key-1 is RSA
 
 
 def test_issuer_audience_and_jwks_url_come_together() -> None:
