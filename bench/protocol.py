@@ -6,8 +6,10 @@ JVM and Node see one CPU as the Python children do), and is handed the same mani
 
 1. warm-up passes: one pass calls every warm-up file once (the single resources and the smallest Bundle),
    repeated until the pass lasted at least `min_pass_s` (a pass's value is its time per round, so that a
-   contender taking microseconds is not judged on scheduler noise); passes go on until the last `window`
-   values are steady, (max - min) / median < `tolerance` (10 passes within 5 %), or until `max_s` - then the
+   contender taking microseconds is not judged on scheduler noise); passes go on until the pass time has stopped
+   changing: the median of the last `window` passes differs from the median of the `window` before them by less
+   than `tolerance` (< 5 % change over 10 passes: a JIT still compiling keeps the median falling, while one pass
+   slowed by another process on this shared machine moves neither median), or until `max_s` - then the
    contender is reported as not steady, with its pass count, never silently;
 2. then every file is called for the same `per_file_s` (at least `min_calls` calls, but no more once its calls
    have taken `slow_file_s`), and its median and p95 are taken from those calls only: warm-up calls never
@@ -49,38 +51,42 @@ FULL = Settings()
 QUICK = Settings(window=5, max_s=5.0, per_file_s=0.01, min_pass_s=0.02)
 
 
-def spread(values: Sequence[float]) -> float | None:
-    """(max - min) / median of the values; None when there are none or the median is 0."""
+def median(values: Sequence[float]) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
     mid = len(ordered) // 2
-    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return (ordered[-1] - ordered[0]) / median if median > 0 else None
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def change(values: Sequence[float], window: int) -> float | None:
+    """|median of the last `window` values - median of the `window` before| / the latter; None until there are
+    2 × window values (or when the earlier median is 0)."""
+    if window < 1 or len(values) < 2 * window:
+        return None
+    last, before = median(values[-window:]), median(values[-2 * window:-window])
+    return abs(last - before) / before if last is not None and before else None
 
 
 def is_steady(values: Sequence[float], window: int, tolerance: float) -> bool:
-    """Whether the last `window` pass values vary by less than `tolerance` of their median."""
-    if window < 2 or len(values) < window:
-        return False
-    s = spread(values[-window:])
-    return s is not None and s < tolerance
+    """Whether the pass values have stopped changing: the last `window` passes' median is within `tolerance` of
+    the median of the `window` passes before them."""
+    c = change(values, window)
+    return c is not None and c < tolerance
 
 
 def steady_after(values: Sequence[float], window: int, tolerance: float) -> int | None:
     """The number of passes after which the values first were steady (the warm-up the contender needed), or
     None if they never were."""
-    return next((n for n in range(window, len(values) + 1) if is_steady(values[:n], window, tolerance)), None)
+    return next((n for n in range(2 * window, len(values) + 1) if is_steady(values[:n], window, tolerance)), None)
 
 
 def warmup_summary(pass_ms: Sequence[float], settings: Settings) -> dict[str, Any]:
     """What the tables print about one contender's warm-up."""
     after = steady_after(pass_ms, settings.window, settings.tolerance)
-    last = pass_ms[-settings.window:]
     return {"passes": len(pass_ms), "steady_after": after, "steady": after is not None,
             "first_pass_ms": pass_ms[0] if pass_ms else None,
-            "steady_pass_ms": sorted(last)[len(last) // 2] if last else None,
-            "last_spread": spread(last)}
+            "steady_pass_ms": median(pass_ms[-settings.window:]), "last_change": change(pass_ms, settings.window)}
 
 
 def agreement(verdicts: Sequence[bool], oracle: Sequence[bool], chosen: Sequence[int]) -> dict[str, int]:

@@ -34,8 +34,8 @@ def validators(res: dict[str, Any]) -> list[str]:
     st = res["protocol"]
     kind = "QUICK" if res["quick"] else "full protocol"
     lines = [f"Validators, {res['date']} ({kind}); {res['load']}. Median µs per resource, all pinned to one core, "
-             f"after each contender's warm-up (until {st['window']} passes within "
-             f"{st['tolerance'] * 100:.0f} %, at most {st['max_s']:g} s), each file timed {st['per_file_s']:g} s; in "
+             f"after each contender's warm-up (until its pass time changes by < {st['tolerance'] * 100:.0f} % over "
+             f"{st['window']} passes, at most {st['max_s']:g} s), each file timed {st['per_file_s']:g} s; in "
              f"brackets the files where its verdict is HAPI's.", "",
              "| contender | " + " | ".join(label for _, label in sizes) + " | warm-up | checks |",
              "| --- | " + " | ".join("---:" for _ in sizes) + " | --- | --- |"]
@@ -51,9 +51,9 @@ def validators(res: dict[str, Any]) -> list[str]:
     ran = [r for r in res["contenders"].values() if r["status"] == "ran"]
     unsteady = [r for r in ran if not r["warmup"]["steady"]]
     if unsteady:
-        lines += ["", f"{len(unsteady)} of {len(ran)} contenders never became steady under this load (pass times "
-                      f"still varied by more than {res['protocol']['tolerance'] * 100:.0f} %): their medians carry the "
-                      f"machine's noise, and ratios between them are rough."]
+        lines += ["", f"{len(unsteady)} of {len(ran)} contenders never became steady under this load (their pass "
+                      f"time still changed by {res['protocol']['tolerance'] * 100:.0f} % or more): their medians carry "
+                      f"the machine's noise, and ratios between them are rough."]
     constant = next((line for line in res.get("table", []) if line.startswith("HAPI's per-call constant")), None)
     return lines + ([""] + [constant] if constant else [])
 

@@ -50,7 +50,8 @@ def _warmup(run: dict[str, Any]) -> str:
     if not w:
         return "—"
     if not w["steady"]:
-        return f"not steady after {w['passes']} passes (last spread {_num((w['last_spread'] or 0) * 100, 1)} %)"
+        last = "—" if w["last_change"] is None else _num(w["last_change"] * 100, 1)
+        return f"not steady after {w['passes']} passes (last change {last} %)"
     first, steady = _num(w["first_pass_ms"], 1), _num(w["steady_pass_ms"], 1)
     return f"steady after {w['steady_after']} passes ({first} → {steady} ms)"
 
@@ -110,9 +111,10 @@ def markdown(res: dict[str, Any]) -> str:
              f"Corpus: {c['valid']} valid and {c['invalid']} invalid single resources (the IG examples), and "
              f"collection Bundles of {', '.join(f'{n:,}' for n in c['bundles'])} entries built from the valid ones; "
              f"the same files for every contender. Protocol (bench/protocol.py): each contender in its own process "
-             f"warms up in passes over the single resources and the smallest Bundle until {st['window']} passes in a "
-             f"row differ by < {st['tolerance'] * 100:.0f} % (at most {st['max_s']:.0f} s; the warm-up column says "
-             f"how many passes it took), then each file is timed for {st['per_file_s']} s (at least "
+             f"warms up in passes over the single resources and the smallest Bundle until the median of the last "
+             f"{st['window']} passes is within {st['tolerance'] * 100:.0f} % of the {st['window']} before (at most "
+             f"{st['max_s']:.0f} s; the warm-up column says how many passes it took), then each file is timed for "
+             f"{st['per_file_s']} s (at least "
              f"{st['min_calls']} calls); medians come from those calls only. Time = parse + validate from the text "
              f"in memory.", ""]
     if agreed is not None:

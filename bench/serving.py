@@ -8,8 +8,9 @@ our IG and request validation). Each gets the same seed (the resources a ketamin
 refers to, and 50 administrations to read), then the same load from a generator in its own process
 (bench/load.py: threads, one keep-alive connection each):
 
-1. warm-up: creates in windows of `--window` seconds until the last 3 windows' throughputs are within 10 %
-   (bench/protocol.is_steady), at most `--max-warmup` seconds (60); how many windows it took is printed;
+1. warm-up: creates in windows of `--window` seconds until the median throughput of the last 3 windows is
+   within 10 % of the 3 before (bench/protocol.is_steady), at most `--max-warmup` seconds (60); how many
+   windows it took is printed;
 2. creates (POST MedicationAdministration, validated), reads (GET by id), searches (GET
    MedicationAdministration?patient=…&_count=10 and ?status=completed&_count=10), each for `--seconds` (5);
 3. one 1,000-entry transaction Bundle (vital-sign Observations of one new patient), timed alone;
@@ -114,7 +115,7 @@ def load(url: str, body: dict[str, Any] | list[str], seconds: float, clients: in
 
 
 def warm_up(url: str, body: dict[str, Any], args: argparse.Namespace, token: str | None) -> dict[str, Any]:
-    """Creates in windows until the last 3 windows' throughputs are within 10 %, or --max-warmup seconds."""
+    """Creates in windows until the throughput changes by < 10 % over 3 windows, or --max-warmup seconds."""
     began, rates = time.monotonic(), list[float]()
     while not protocol.is_steady(rates, 3, 0.10) and time.monotonic() - began < args.max_warmup:
         rates.append(load(url, body, args.window, args.clients, token)["per_second"])

@@ -153,15 +153,21 @@ public final class BenchMain {
 		}
 	}
 
+	private static double median(List<Double> values) {
+		double[] ordered = values.stream().mapToDouble(d -> d).sorted().toArray();
+		int mid = ordered.length / 2;
+		return ordered.length % 2 == 1 ? ordered[mid] : (ordered[mid - 1] + ordered[mid]) / 2;
+	}
+
+	/** bench/protocol.py is_steady: the last window's median within tolerance of the window's before it. */
 	private static boolean isSteady(List<Double> passes, int window, double tolerance) {
-		if (window < 2 || passes.size() < window) {
+		int n = passes.size();
+		if (window < 1 || n < 2 * window) {
 			return false;
 		}
-		double[] last = passes.subList(passes.size() - window, passes.size()).stream().mapToDouble(d -> d)
-				.sorted().toArray();
-		int mid = last.length / 2;
-		double median = last.length % 2 == 1 ? last[mid] : (last[mid - 1] + last[mid]) / 2;
-		return median > 0 && (last[last.length - 1] - last[0]) / median < tolerance;
+		double last = median(passes.subList(n - window, n));
+		double before = median(passes.subList(n - 2 * window, n - window));
+		return before > 0 && Math.abs(last - before) / before < tolerance;
 	}
 
 	/** Rule 1 of bench/protocol.py, as bench/child.py warm_up. */

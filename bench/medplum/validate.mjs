@@ -144,16 +144,21 @@ function validateOrParseError(text, profiles) {
   }
 }
 
-// Rule 1 of bench/protocol.py, as bench/child.py warm_up: passes (ms per round) until the last `window` are
-// steady, (max - min) / median < tolerance, or max_s has passed.
+// Rule 1 of bench/protocol.py (is_steady), as bench/child.py warm_up: passes (ms per round) until the median of the
+// last `window` passes is within `tolerance` of the median of the `window` before them, or max_s has passed.
+function median(values) {
+  const ordered = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(ordered.length / 2);
+  return ordered.length % 2 ? ordered[mid] : (ordered[mid - 1] + ordered[mid]) / 2;
+}
+
 function isSteady(passes, window, tolerance) {
-  if (window < 2 || passes.length < window) {
+  if (window < 1 || passes.length < 2 * window) {
     return false;
   }
-  const last = [...passes.slice(-window)].sort((a, b) => a - b);
-  const mid = Math.floor(last.length / 2);
-  const median = last.length % 2 ? last[mid] : (last[mid - 1] + last[mid]) / 2;
-  return median > 0 && (last[last.length - 1] - last[0]) / median < tolerance;
+  const last = median(passes.slice(-window));
+  const before = median(passes.slice(-2 * window, -window));
+  return before > 0 && Math.abs(last - before) / before < tolerance;
 }
 
 function warmUp(texts, profiles, settings) {
