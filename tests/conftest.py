@@ -71,6 +71,7 @@ POSTGRES_FIXTURES = {"postgres_engine", "postgres_admin_url"}
 #: modules whose module-scoped fixture runs something costly (live servers, a HAPI validator run, a wheel)
 XDIST_GROUPS: dict[str, str] = {
     "facade/test_live_client.py": "live-client",
+    "facade/test_fhirpy.py": "fhirpy-live",
     "exchange/test_sandbox.py": "sandbox-live",
     "exchange/test_exchange_peers.py": "hapi-server",   # ehr_peer: the session's HAPI FHIR JVM among them
     "exchange/test_sandbox_peers.py": "hapi-server",

@@ -1,4 +1,4 @@
-"""Search and history: searchset and history Bundles, with _include and paging links."""
+"""Search and history: searchset and history Bundles, with _include, _revinclude, _summary/_elements and paging."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from service.errors import BadRequest, Issue, NotFound
+from service.facade.subsets import subset
 from service.fhirjson import etag, issue, outcome
 from service.params import date_range, integer
 from service.search.parameters import params_of, reference_key, values_at
@@ -22,10 +23,15 @@ def search(store: ResourceStore, resource_type: str, items: list[tuple[str, str]
     for _, _name, target in query.include:
         if target is not None and can_read is not None and not can_read(target):
             raise insufficient(target, "r", f"_include of {target}")
+    for source, _name, _target in query.revinclude:
+        if can_read is not None and not can_read(source):
+            raise insufficient(source, "r", f"_revinclude of {source}")
     with store.unit() as unit:
         found, total = unit.search(query)
         included = [r for r in _includes(unit, query, found) if can_read is None or can_read(r.resource_type)]
-    entries = [_entry(base, r, "match") for r in found] + [_entry(base, r, "include") for r in included]
+        included += _revincludes(unit, query, found, included)
+    entries = [_entry(base, r, "match", query) for r in found] + [_entry(base, r, "include", query)
+                                                                   for r in included]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         bundle["total"] = total
@@ -52,6 +58,19 @@ def _includes(unit: Unit, query: Query, found: list[StoredResource]) -> list[Sto
     return [r for r in unit.by_keys(keys) if (r.resource_type, r.id) not in seen]
 
 
+def _revincludes(unit: Unit, query: Query, found: list[StoredResource], shown: list[StoredResource]
+                 ) -> list[StoredResource]:
+    keys = [f"{r.resource_type}/{r.id}" for r in found]
+    seen = {(r.resource_type, r.id) for r in [*found, *shown]}
+    out: list[StoredResource] = []
+    for source, param_name, _target in query.revinclude:
+        for r in unit.referring(source, param_name, keys):
+            if (r.resource_type, r.id) not in seen:
+                seen.add((r.resource_type, r.id))
+                out.append(r)
+    return out
+
+
 def history(store: ResourceStore, base: str, resource_type: str | None = None, resource_id: str | None = None,
             items: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     args = dict(items or [])
@@ -73,8 +92,11 @@ def history(store: ResourceStore, base: str, resource_type: str | None = None, r
             "entry": [_history_entry(base, v) for v in versions]}
 
 
-def _entry(base: str, resource: StoredResource, mode: str) -> dict[str, Any]:
-    return {"fullUrl": f"{base}/{resource.resource_type}/{resource.id}", "resource": resource.content,
+def _entry(base: str, resource: StoredResource, mode: str, query: Query | None = None) -> dict[str, Any]:
+    content = resource.content or {}
+    if query is not None:
+        content = subset(content, query.summary, query.elements)
+    return {"fullUrl": f"{base}/{resource.resource_type}/{resource.id}", "resource": content,
             "search": {"mode": mode}}
 
 

@@ -90,7 +90,8 @@ COMMON = {"_id": _p("_id", "token", "id"), "_lastUpdated": _p("_lastUpdated", "d
 #: so that a delete can name what still refers to its resource (facade/references.py), as HAPI's links do.
 LINK = "_link"
 #: Result parameters the facade honours.
-RESULT = ("_count", "_sort", "_include", "_format", "_pretty", "_summary", "_total", "_elements")
+RESULT = ("_count", "_offset", "_sort", "_include", "_revinclude", "_format", "_pretty", "_summary", "_total",
+          "_elements")
 
 
 def params_of(resource_type: str) -> dict[str, Param]:

@@ -5,7 +5,9 @@
 Values of one parameter separated by commas are alternatives (OR); the same parameter repeated,
 or different parameters, must all hold (AND). Token `system|code`, `|code`, `system|`, `code`;
 date with a prefix `eq lt le gt ge` (default eq); reference `Type/id` or a bare id; string
-(prefix, case and accent insensitive; `:exact`, `:contains`).
+(prefix, case and accent insensitive; `:exact`, `:contains`); `:missing=true|false` on any; chains and `_has`
+across one reference (chains.py). Result parameters: `_count`, `_offset`, `_sort`, `_include`, `_revinclude`,
+`_total`, `_summary`, `_elements` (the facade cuts the resources: facade/subsets.py).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from datetime import datetime
 
 from service.errors import BadRequest, Issue
 from service.params import bad, date_range, parse_integer
-from service.search import limits
+from service.search import chains, limits
 from service.search.parameters import RESULT, Param, normalise, params_of
 
 DEFAULT_COUNT = 20
@@ -39,9 +41,14 @@ class Match:
 
 @dataclass(frozen=True)
 class Criterion:
+    """`chain`: across the reference parameter `param`, (the type at the other end, what it must meet);
+    `reverse`: the other end refers to this resource (`_has`), instead of this resource to it."""
+
     param: Param
     modifier: str | None
     matches: tuple[Match, ...]
+    chain: tuple[tuple[str, Criterion], ...] = ()
+    reverse: bool = False
 
 
 @dataclass
@@ -54,6 +61,9 @@ class Query:
     include: list[tuple[str, str, str | None]] = field(default_factory=list)  # (type, param, target)
     total: bool = True
     ignored: list[str] = field(default_factory=list)             # lenient: what was left out
+    revinclude: list[tuple[str, str, str | None]] = field(default_factory=list)  # (type, param, target)
+    summary: str | None = None                                   # _summary: true, text, data, count, false
+    elements: list[str] = field(default_factory=list)            # _elements
 
 
 def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = False) -> Query:
@@ -75,13 +85,25 @@ def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = Fals
             elif name == "_include":
                 query.include.append(_include(raw_value, resource_type))
             elif name == "_total":
-                query.total = raw_value != "none"
+                query.total = _total(raw_value)
+            elif name == "_totalMethod":  # fhirpy's count() sends it (Aidbox's parameter): a total is wanted
+                query.total = True
+            elif name == "_summary":
+                _summary(query, raw_value)
+            elif name == "_elements":
+                query.elements = _elements(raw_value)
+            elif name == "_revinclude":
+                query.revinclude.append(chains.revinclude(raw_value, resource_type))
+            elif name == "_has":
+                query.criteria.append(_across(*chains.reverse(resource_type, raw_name), raw_value, reverse=True))
+            elif "." in raw_name and not name.startswith("_"):
+                query.criteria.append(_across(*chains.chained(resource_type, raw_name), raw_value))
             elif name in ("_format", "_pretty"):
                 continue
             elif name in RESULT:
                 raise bad(raw_name, f"{name} is not supported by this server")
             elif name in known:
-                query.criteria.append(_criterion(known[name], modifier or None, raw_value))
+                query.criteria.append(criterion(known[name], modifier or None, raw_value))
             else:
                 raise bad(raw_name, f"unknown search parameter for {resource_type} (known: "
                                      f"{', '.join(sorted(known))})")
@@ -117,16 +139,47 @@ def _include(raw: str, resource_type: str) -> tuple[str, str, str | None]:
     return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
 
-def _criterion(param: Param, modifier: str | None, raw: str) -> Criterion:
+def _total(raw: str) -> bool:
+    if raw not in ("none", "estimate", "accurate"):
+        raise bad("_total", f"_total={raw!r}: expected none, estimate or accurate")
+    return raw != "none"  # an estimate is the accurate count here: one window count beside the page
+
+
+def _summary(query: Query, raw: str) -> None:
+    if raw not in ("true", "text", "data", "count", "false"):
+        raise bad("_summary", f"_summary={raw!r}: expected true, text, data, count or false")
+    query.summary = raw
+    if raw == "count":  # the total alone (search.html#summary)
+        query.count, query.total = 0, True
+
+
+def _elements(raw: str) -> list[str]:
+    names = [n.strip().removesuffix("[x]") for n in raw.split(",") if n.strip()]
+    if not names or not all(n.isidentifier() for n in names):
+        raise bad("_elements", f"_elements={raw!r}: expected element names separated by commas (id,status)")
+    return names
+
+
+def _across(reference: Param, ends: chains.Ends, raw: str, reverse: bool = False) -> Criterion:
+    return Criterion(reference, None, (), tuple((other, criterion(param, modifier, raw))
+                                                for other, param, modifier in ends), reverse)
+
+
+def criterion(param: Param, modifier: str | None, raw: str) -> Criterion:
+    """`param[:modifier]=raw` (raw: alternatives separated by commas)."""
     modifiers: dict[str, set[str | None]] = {"token": {None, "not"}, "reference": {None}, "date": {None},
                                              "string": {None, "exact", "contains"}}
-    allowed = modifiers[param.kind]
-    if param.name == "_id":
+    allowed = modifiers[param.kind] | {"missing"}
+    if param.name in ("_id", "_lastUpdated"):  # every resource has them: nothing to miss
         allowed = {None}
     if modifier not in allowed:
         raise bad(f"{param.name}:{modifier}", f"modifier :{modifier} is not supported for {param.name}")
     if raw == "":
         raise bad(param.name, f"{param.name} needs a value")
+    if modifier == "missing":
+        if raw not in ("true", "false"):
+            raise bad(f"{param.name}:missing", "expected true or false")
+        return Criterion(param, modifier, (Match(value=raw),))
     matches = tuple(_match(param, value) for value in _split(raw))
     return Criterion(param, modifier, matches)
 

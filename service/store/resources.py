@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, literal, or_, select, true
+from sqlalchemy.orm import Session, aliased
 
 from service.params import EARLIEST, LATEST
 from service.search.parameters import LINK, index
@@ -189,6 +189,15 @@ class Unit:
                 out.append(StoredResource.of(row))
         return out
 
+    def referring(self, source: str, param: str, keys: list[str], limit: int = 1000) -> list[StoredResource]:
+        """_revinclude: current `source` resources whose reference parameter `param` names one of `keys`."""
+        if not keys:
+            return []
+        rows = self.session.scalars(select(ResourceRow).where(
+            ResourceRow.resource_type == source, ResourceRow.deleted.is_(False),
+            _indexed(source, param, SearchIndexRow.value.in_(keys))).order_by(ResourceRow.pk).limit(limit))
+        return [StoredResource.of(r) for r in rows]
+
     def referrers(self, keys: list[str], limit: int = 20) -> list[tuple[str, str, str]]:
         """(referrer `Type/id`, the path it refers at, the `Type/id` referred to) of current resources that refer
         to any of `keys` (parameters.links), Provenance left out: it records history, which outlives a delete."""
@@ -214,22 +223,52 @@ class Unit:
         return [StoredResource.of_version(r) for r in rows], total
 
 
-def _indexed(resource_type: str, param: str, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists().where(SearchIndexRow.resource_pk == ResourceRow.pk, SearchIndexRow.resource_type == resource_type,
+#: the resource row a condition is about: the searched one, or one across a chain (an alias)
+Row = Any
+
+
+def _indexed(resource_type: str, param: str, *conditions: ColumnElement[bool], row: Row = ResourceRow
+             ) -> ColumnElement[bool]:
+    return exists().where(SearchIndexRow.resource_pk == row.pk, SearchIndexRow.resource_type == resource_type,
                           SearchIndexRow.param == param, *conditions)
 
 
-def _condition(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
+def _condition(resource_type: str, criterion: Criterion, row: Row = ResourceRow) -> ColumnElement[bool]:
     """One condition per criterion: its alternatives OR'd inside one index lookup (one EXISTS each made 300
     alternatives cost 5 s and 990 overflow SQLite's expression depth)."""
     param = criterion.param
-    if param.name == "_id":
-        found: ColumnElement[bool] = ResourceRow.id.in_([m.value for m in criterion.matches])
+    if criterion.chain:
+        found: ColumnElement[bool] = or_(*[(_referred_by if criterion.reverse else _refers_to)(
+            resource_type, param.name, other, inner, row) for other, inner in criterion.chain])
+    elif criterion.modifier == "missing":  # search.html#modifiers: true, no value; false, some value
+        present = _indexed(resource_type, param.name, row=row)
+        found = ~present if criterion.matches[0].value == "true" else present
+    elif param.name == "_id":
+        found = row.id.in_([m.value for m in criterion.matches])
     elif param.name == "_lastUpdated":
-        found = or_(*[_date_compare(ResourceRow.last_updated, ResourceRow.last_updated, m) for m in criterion.matches])
+        found = or_(*[_date_compare(row.last_updated, row.last_updated, m) for m in criterion.matches])
     else:
-        found = _indexed(resource_type, param.name, or_(*[_match(criterion, m) for m in criterion.matches]))
+        found = _indexed(resource_type, param.name, or_(*[_match(criterion, m) for m in criterion.matches]), row=row)
     return ~found if criterion.modifier == "not" and param.kind == "token" else found
+
+
+def _refers_to(resource_type: str, param: str, target: str, inner: Criterion, row: Row) -> ColumnElement[bool]:
+    """A chain: `row`'s reference `param` names a current `target` resource that meets `inner`."""
+    other = aliased(ResourceRow)
+    link = aliased(SearchIndexRow)  # not the inner criterion's own index lookup (it would correlate to this)
+    named = select(literal(f"{target}/") + other.id).where(
+        other.resource_type == target, other.deleted.is_(False), _condition(target, inner, other))
+    return exists().where(link.resource_pk == row.pk, link.resource_type == resource_type, link.param == param,
+                          link.value.in_(named))
+
+
+def _referred_by(resource_type: str, param: str, source: str, inner: Criterion, row: Row) -> ColumnElement[bool]:
+    """`_has`: a current `source` resource that meets `inner` refers to `row` through its `param`."""
+    other = aliased(ResourceRow)
+    link = aliased(SearchIndexRow)
+    return exists().where(other.resource_type == source, other.deleted.is_(False), link.resource_pk == other.pk,
+                          link.resource_type == source, link.param == param,
+                          link.value == literal(f"{resource_type}/") + row.id, _condition(source, inner, other))
 
 
 def _match(criterion: Criterion, m: Match) -> ColumnElement[bool]:

@@ -245,6 +245,13 @@ def delete(resource_type: str, resource_id: str) -> Response:
     return response
 
 
+@bp.route("/<resource_type>/<resource_id>", methods=["PATCH"])
+def patch(resource_type: str, resource_id: str) -> Response:
+    """Said outright rather than left to Flask's 405: what to do instead (the CapabilityStatement has no patch)."""
+    raise MethodNotAllowed("PATCH (JSON Patch, FHIRPath Patch) is not supported: read the resource, change it and "
+                           "PUT it back with If-Match set to the ETag read.")
+
+
 @bp.get("/<resource_type>/<resource_id>/_history")
 def history_instance(resource_type: str, resource_id: str) -> Response:
     return _json(current.runtime().fhir.history(_base(), _type(resource_type), resource_id,

@@ -273,7 +273,7 @@ def test_include_adds_the_referenced_patient(client: FlaskClient, observations: 
 
 @pytest.mark.parametrize("query", [{"date": "yesterday"}, {"date": "ne2026-03-05"}, {"_count": "-1"},
                                    {"_sort": "colour"}, {"code:above": "x"}, {"_include": "Patient:organization"},
-                                   {"_summary": "true"}])
+                                   {"_summary": "brief"}, {"_total": "sometimes"}, {"category:missing": "maybe"}])
 def test_search_values_the_server_cannot_use_are_400(client: FlaskClient, query: dict[str, str]) -> None:
     refused = client.get("/fhir/Observation", query_string=query)
     assert refused.status_code == 400 and refused.json["resourceType"] == "OperationOutcome"

@@ -390,6 +390,7 @@ FHIR_OPERATIONS = {
     ("delete", "/fhir/{resource_type}"), ("post", "/fhir/{resource_type}/_search"),
     ("get", "/fhir/{resource_type}/_history"), ("get", "/fhir/{resource_type}/{resource_id}"),
     ("put", "/fhir/{resource_type}/{resource_id}"), ("delete", "/fhir/{resource_type}/{resource_id}"),
+    ("patch", "/fhir/{resource_type}/{resource_id}"),
     ("get", "/fhir/{resource_type}/{resource_id}/_history"),
     ("get", "/fhir/{resource_type}/{resource_id}/_history/{version}"),
 }
@@ -460,6 +461,7 @@ def test_fhir_facade(contract: Contract, small_client: FlaskClient, spec: dict[s
     contract.send("DELETE", "/fhir/Patient/nobody", 404)
     contract.send("DELETE", "/fhir/CodeSystem/ketamine-instrument", 405)
     contract.send("DELETE", "/fhir/Patient", 405)
+    contract.send("PATCH", f"/fhir/Patient/{pid}", 405)
     # create's failures
     _post(contract, "/fhir/Patient", 400, {"resourceType": "Practitioner"})
     _post(contract, "/fhir/Banana", 404, {"resourceType": "Banana"})
