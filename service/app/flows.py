@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.domain.intake import Intake
-from service.errors import Conflict, Contention, Issue, RequestError, Unprocessable
+from service.errors import Conflict, Contention, Forbidden, Issue, RequestError, Unprocessable
 from service.exchange.endpoints import Endpoint
 from service.exchange.outbox import enqueue
 from service.facade.interactions import ClaimLost
@@ -30,6 +30,7 @@ from service.facade.server import FhirServer
 from service.fhirjson import reference_key
 from service.mapping import Mapper, MappingError, main_profiles
 from service.search.query import parse
+from service.security.scopes import RECORDS, insufficient
 from service.store.records import StoredRecord
 from service.store.resources import Author, StoredResource, Unit
 
@@ -77,7 +78,9 @@ class ResourceWritten:
         try:
             reversed_ = self.mapper.to_record(_payload(unit, main),
                                               resolve=lambda reference: _resolve(unit, reference))
-            record = self._store(self.intake.bound(unit.session), reversed_.kind, reversed_.record)
+            record = self._store(self.intake.bound(unit.session), unit, reversed_.kind, reversed_.record)
+        except Forbidden:
+            raise  # the write changes a clinic record its client may not change: refused whole
         except (MappingError, RequestError) as exc:
             return [f"Not read into a clinic record: {getattr(exc, 'detail', exc)}"]
         unit.link_record(main.resource_type, main.id, record)
@@ -100,12 +103,22 @@ class ResourceWritten:
         return stored if _is_main(stored) else None
 
     @staticmethod
-    def _store(intake: Intake, kind: str, record: dict[str, Any]) -> str:
+    def _store(intake: Intake, unit: Unit, kind: str, record: dict[str, Any]) -> str:
+        """The record made or changed, in the write's transaction; the client needs the record scope the domain
+        API would ask (a reading posted with only `system/Observation.c` once changed a session's record)."""
         try:
-            return intake.submit(kind, record).record.id
+            made = intake.submit(kind, record).record.id
+            _require(unit, "c")  # raised inside the transaction: the record made is rolled back with the rest
+            return made
         except Conflict as exc:  # the EHR sent a new version of a record it sent before
+            _require(unit, "u")
             current = intake.get(kind, exc.extra["existing_id"])
             return intake.replace(kind, current.id, current.version, record).record.id
+
+
+def _require(unit: Unit, letters: str) -> None:
+    if not unit.permits(RECORDS, letters):
+        raise insufficient(RECORDS, letters, "A write that changes a clinic record")
 
 
 def _is_main(stored: StoredResource) -> bool:

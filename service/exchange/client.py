@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -74,6 +75,10 @@ class FhirClient:
                 params: Any = None) -> requests.Response:
         if url.startswith(("http://", "https://")):
             full = url
+            if _origin(url) != _origin(self.base_url):  # a `next` link elsewhere would receive our credentials
+                raise FhirError(f"{method} {url.split('?', 1)[0]}: the server linked to another server (origin "
+                                f"{_origin(url)}); only {_origin(self.base_url)} is sent our credentials",
+                                retryable=False)
         else:  # the base itself for Bundles: `[base]`, not `[base]/`, as the spec writes it
             full = f"{self.base_url}/{url.lstrip('/')}" if url.strip("/") else self.base_url
         for attempt in range(2):
@@ -267,7 +272,8 @@ def error_of(method: str, url: str, answer: requests.Response) -> FhirError:
         except ValueError:
             outcome = None
     status = answer.status_code
-    retryable = status == 429 or status >= 500
+    # temporary: 408 Request Timeout, 429, and 5xx but 501 Not Implemented and 505, which no retry mends
+    retryable = status in (408, 429) or (status >= 500 and status not in (501, 505))
     # The full URL as sent (a transaction goes to `[base]`, given here as ""), without its query: search
     # parameters may name a patient, and this message is kept with the job and shown in the console.
     url = str(getattr(answer, "url", "") or "").split("?", 1)[0] or url
@@ -286,6 +292,13 @@ def outcome_text(outcome: Any) -> str:
         where = ", ".join(issue.get("expression") or issue.get("location") or [])
         parts.append(f"{issue.get('severity', 'error')}: {text}" + (f" ({where})" if where else ""))
     return "; ".join(parts)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) as RFC 6454 compares them, the default port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
 
 
 def retry_after(value: str | None) -> float | None:

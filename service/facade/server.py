@@ -25,9 +25,11 @@ class FhirServer(Interactions):
         super().__init__(store, validate, after_write)
         self.max_bundle_entries = max_bundle_entries
 
-    def acting_for(self, author: Author | None) -> FhirServer:
-        """This server writing on behalf of the API client `author` (each version's Provenance names it)."""
-        return FhirServer(self.store.acting_for(author), self.validate, self.max_bundle_entries, self.after_write)
+    def acting_for(self, author: Author | None, permits: Permits | None = None) -> FhirServer:
+        """This server writing on behalf of the API client `author` (each version's Provenance names it), whose
+        scopes `permits` answers for where a write reaches past its resource (a clinic record read back)."""
+        return FhirServer(self.store.acting_for(author, permits), self.validate, self.max_bundle_entries,
+                          self.after_write)
 
     def search(self, resource_type: str, items: list[tuple[str, str]], base: str, lenient: bool = False,
                can_read: Callable[[str], bool] | None = None) -> dict[str, Any]:

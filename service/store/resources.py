@@ -6,7 +6,7 @@ history and rewrites the resource's search index rows in the same transaction.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,33 +57,43 @@ def instant(moment: datetime) -> str:
 
 #: (issuer, client id) of the API client on whose behalf a transaction writes
 Author = tuple[str, str]
+#: (scope resource, letters) → may the client on whose behalf a transaction writes do that?
+Permits = Callable[[str, str], bool]
 
 
 class ResourceStore:
-    def __init__(self, engine: Engine, author: Author | None = None) -> None:
+    def __init__(self, engine: Engine, author: Author | None = None, permits: Permits | None = None) -> None:
         self.engine = engine
         self.author = author
+        self.permits = permits
 
-    def acting_for(self, author: Author | None) -> ResourceStore:
-        """This store, its transactions writing on behalf of `author` (None: the server itself, e.g. the CLI)."""
-        return ResourceStore(self.engine, author)
+    def acting_for(self, author: Author | None, permits: Permits | None = None) -> ResourceStore:
+        """This store, its transactions writing on behalf of `author` (None: the server itself, e.g. the CLI),
+        whose scopes `permits` answers for (None: everything, the server's own writes)."""
+        return ResourceStore(self.engine, author, permits)
 
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Unit]:
         with session(self.engine, write) as current:
-            yield Unit(current, self.author)
+            yield Unit(current, self.author, permits=self.permits)
 
 
 class Unit:
     """The operations of one transaction, and on whose behalf it writes (what each version's Provenance says)."""
 
-    def __init__(self, session: Session, author: Author | None = None, record_id: str | None = None) -> None:
+    def __init__(self, session: Session, author: Author | None = None, record_id: str | None = None,
+                 permits: Permits | None = None) -> None:
         self.session = session
         self.author = author
+        self._permits = permits
         #: the clinic record whose FHIR form this transaction writes, if it is one (the Provenance's source)
         self.record_id = record_id
         #: main resources already read into clinic records in this transaction (see service/app/flows.py)
         self.linked: set[str] = set()
+
+    def permits(self, resource: str, letters: str) -> bool:
+        """Whether the client this transaction writes for holds `letters` on `resource` (the server: always)."""
+        return self._permits is None or self._permits(resource, letters)
 
     def _row(self, resource_type: str, resource_id: str) -> ResourceRow | None:
         return self.session.scalars(select(ResourceRow).where(

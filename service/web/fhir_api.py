@@ -44,7 +44,7 @@ JSON_ANSWERS = ("application/fhir+json", "application/json", "json", "applicatio
 
 def _fhir() -> FhirServer:
     """The FHIR server writing on behalf of this request's client (its Provenance names the author)."""
-    return current.runtime().fhir.acting_for(auth.author())
+    return current.runtime().fhir.acting_for(auth.author(), auth.may)
 
 
 def _base() -> str:
