@@ -62,11 +62,13 @@ def check_capabilities(engine: Engine, endpoint: Endpoint, user: str) -> Check:
         return _keep(engine, endpoint.name, CAPABILITIES, False, started, str(exc), None, user)
 
 
-def run_sandbox_check(engine: Engine, endpoint: Endpoint, user: str, cleanup: bool) -> Check:
-    """sandbox-check (service/exchange/sandbox.py) against the endpoint in its mode; the report is kept."""
+def run_sandbox_check(engine: Engine, endpoint: Endpoint, user: str, cleanup: bool,
+                      progress: sandbox.Progress | None = None) -> Check:
+    """sandbox-check (service/exchange/sandbox.py) against the endpoint in its mode; the report is kept.
+    `progress` hears of every step as it starts and ends (the console's background task shows them)."""
     started = time.perf_counter()
     try:
-        report = sandbox.run(client_for(endpoint), endpoint.mode, cleanup)
+        report = sandbox.run(client_for(endpoint), endpoint.mode, cleanup, progress=progress)
     except EndpointError as exc:
         return _keep(engine, endpoint.name, SANDBOX, False, started, str(exc), None, user)
     failed = sum(s.status == "fail" for s in report.steps)

@@ -16,9 +16,11 @@ from admin.browsing import backend_of, chromium, follow, require_chromium, shot,
 from admin.support import PASSWORD, USER
 from cli.support import kfhir
 from factories import assessment, esketamine_plan, esketamine_session
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 from support import serving
 from support.ehr import ehr_server
 
@@ -153,6 +155,25 @@ def test_an_admin_finds_the_failing_endpoint_and_the_dead_letters_and_follows_a_
     browser.get(f"{console}/admin/no-such-page")
     assert browser.find_element(By.TAG_NAME, "h1").text == "404 Not Found"
     shot(browser, "console-404-desktop", backend)
+
+    # sandbox-check: asked to confirm on the endpoint's own page, then run in the background until its report shows
+    browser.get(f"{console}/admin/exchange/endpoints/hospital")
+    follow(browser, browser.find_element(By.ID, "run-sandbox-check"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Endpoint hospital"
+    assert "tick the box" in browser.find_element(By.ID, "sandbox-error").text
+    shot(browser, "console-sandbox-confirm-desktop", backend)
+    browser.find_element(By.ID, "confirm").click()
+    follow(browser, browser.find_element(By.ID, "run-sandbox-check"))
+    if browser.find_elements(By.ID, "sandbox-progress"):  # still running: its steps so far, and a refresh
+        assert browser.find_elements(By.CSS_SELECTOR, "meta[http-equiv=refresh]")
+        shot(browser, "console-sandbox-progress-desktop", backend)
+    try:  # headless Chromium may hold the refresh back: the test asks again itself
+        WebDriverWait(browser, 120, poll_frequency=2).until(
+            lambda d: d.find_elements(By.ID, "sandbox-report") or d.refresh())
+    except TimeoutException:
+        pytest.fail("no sandbox-check report: " + browser.find_element(By.TAG_NAME, "main").text[-2000:])
+    assert "FAILED" in browser.find_element(By.CSS_SELECTOR, "#sandbox-report caption").text  # no metadata there
+    shot(browser, "console-sandbox-report-desktop", backend)
 
     # phone: the navigation fits, the pages do not grow sideways, wide tables scroll inside their own box
     size(browser, PHONE)

@@ -24,7 +24,7 @@ MAX_PATIENT = 200
 NOBODY = "-"
 
 
-def _log() -> AuditLog:
+def audit_log() -> AuditLog:
     return security().audit
 
 
@@ -33,7 +33,7 @@ def note(interaction: str, what: list[Entity], patients: list[tuple[str, str]] |
     """Record what the signed-in admin just did or read, with its real outcome (a check that failed is a
     failure: `status` and `description` say so)."""
     user = str(request.environ.get("kfhir.admin_user", "?"))
-    audit.record_admin(_log(), user, interaction, status, _server(), request.remote_addr, what, patients, query,
+    audit.record_admin(audit_log(), user, interaction, status, _server(), request.remote_addr, what, patients, query,
                        description)
 
 
@@ -48,11 +48,11 @@ def authenticated(username: str, ok: bool, locked_until: datetime | None, now: d
         status, words = 401, f"lockout: {MAX_FAILURES} failed sign-ins; locked until {locked_until:%Y-%m-%d %H:%M} UTC"
     else:
         status, words = 401, f"refused: the username is locked until {locked_until:%Y-%m-%d %H:%M} UTC"
-    audit.record_authentication(_log(), username, False, status, words, _server(), request.remote_addr)
+    audit.record_authentication(audit_log(), username, False, status, words, _server(), request.remote_addr)
 
 
 def signed_out(username: str) -> None:
-    audit.record_authentication(_log(), username, True, 200, "signed out", _server(), request.remote_addr)
+    audit.record_authentication(audit_log(), username, True, 200, "signed out", _server(), request.remote_addr)
 
 
 def _server() -> str:
@@ -63,7 +63,7 @@ def _server() -> str:
 def audit_trail() -> tuple[str, int]:
     args = request.args
     query, errors = _query(args)
-    events, total = _log().search(query) if not errors else ([], 0)
+    events, total = audit_log().search(query) if not errors else ([], 0)
     if not errors:  # reading the trail is itself an access to audit (as GET /fhir/AuditEvent is)
         note("search-type", [Entity("AuditEvent")], query="parameters: " + (", ".join(sorted(args)) or "none"))
     following = None
@@ -106,8 +106,8 @@ def _patients(text: str) -> tuple[str, ...]:
     """The keyed hashes of every patient whose identifier `text` names: `system|value` exactly, or any part of
     the value (as the Patients page searches), within `system` when one is given."""
     system, bar, value = text.rpartition("|")
-    found = {_log().patient_hash(system, value)} if bar and system and value else set()
+    found = {audit_log().patient_hash(system, value)} if bar and system and value else set()
     for hit in courses.search(current.runtime().engine, value or text):
         if not system or hit.system == system:
-            found.add(_log().patient_hash(hit.system, hit.value))
+            found.add(audit_log().patient_hash(hit.system, hit.value))
     return tuple(sorted(found))

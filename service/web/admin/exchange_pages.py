@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from flask import abort, redirect, render_template, request, url_for
 
-from service.admin import exchange, jobs
+from service.admin import audit, exchange, jobs, tasks
 from service.admin.dashboard import FILTER_NAMES, STATE_NAMES, dashboard, state_of
 from service.domain.kinds import KINDS
 from service.errors import BadRequest, Conflict, NotFound
@@ -19,7 +19,7 @@ from service.params import MAX_KEY, date_bound, parse_integer
 from service.security.audit import Entity
 from service.web import current
 from service.web.admin import bp
-from service.web.admin.audit_page import note
+from service.web.admin.audit_page import audit_log, note
 
 PAGE = 50
 
@@ -51,12 +51,14 @@ def job_state(job: Any) -> tuple[str, str]:
 
 
 @bp.get("/exchange/endpoints/<name>")
-def endpoint_page(name: str) -> str:
+def endpoint_page(name: str, sandbox_error: str | None = None, status: int = 200) -> tuple[str, int]:
     endpoint, runtime = _endpoint(name), current.runtime()
     return render_template(
         "admin/endpoint.html", endpoint=endpoint, counts=runtime.outbox.counts(name),
         capabilities=exchange.latest(runtime.engine, name, exchange.CAPABILITIES),
-        sandbox=exchange.latest(runtime.engine, name, exchange.SANDBOX), requeued=request.args.get("requeued"))
+        sandbox=exchange.latest(runtime.engine, name, exchange.SANDBOX), requeued=request.args.get("requeued"),
+        task=tasks.latest(runtime.engine, name), sandbox_error=sandbox_error,
+        cleanup=request.form.get("cleanup") == "yes" if request.method == "POST" else True), status
 
 
 @bp.post("/exchange/endpoints/<name>/capabilities")
@@ -68,13 +70,22 @@ def endpoint_capabilities(name: str) -> Any:
 
 @bp.post("/exchange/endpoints/<name>/sandbox-check")
 def endpoint_sandbox_check(name: str) -> Any:
+    """Start sandbox-check in the background (service/admin/tasks.py); its steps show on the endpoint's page as
+    they pass. Without the confirmation, or while one runs, the same page says why (the box is asked for there)."""
     endpoint = _endpoint(name)
     if request.form.get("confirm") != "yes":
-        abort(400, "sandbox-check writes synthetic test records (patient SANDBOX-<run id>, new each run) to the "
-                   "server: tick the box that says you mean it.")
-    cleanup = request.form.get("cleanup") == "yes"
-    found = exchange.run_sandbox_check(current.runtime().engine, endpoint, _user(), cleanup)
-    note("operation", [Entity(f"sandbox-check of endpoint {name}")], **_outcome(found))
+        return endpoint_page(name, "sandbox-check writes synthetic test records (patient SANDBOX-<run id>, new "
+                                   "each run) to the server: tick the box that says you mean it, then run it.", 400)
+    log, user, server, address = audit_log(), _user(), request.host_url.rstrip("/") + "/admin", request.remote_addr
+
+    def done(check: exchange.Check) -> None:  # in the task's thread, when the check ends: its real outcome
+        audit.record_admin(log, user, "operation", server=server, address=address,
+                           what=[Entity(f"sandbox-check of endpoint {name}")], **_outcome(check))
+
+    try:
+        tasks.start_sandbox_check(current.runtime().engine, endpoint, user, request.form.get("cleanup") == "yes", done)
+    except tasks.Busy as exc:
+        return endpoint_page(name, str(exc), 409)
     return redirect(url_for("admin.endpoint_page", name=name) + "#sandbox")
 
 
