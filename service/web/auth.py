@@ -19,7 +19,7 @@ from service.search.parameters import TYPES
 from service.security import Security
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
-from service.web import auditing, limits
+from service.web import auditing, current, limits
 
 log = logging.getLogger(__name__)
 SECURED = ("/api/", "/fhir")
@@ -140,11 +140,29 @@ def may(resource_type: str, letters: str) -> bool:
     return principal().grant.allows(resource_type, letters)
 
 
+#: every /api and /fhir answer: patient data is never kept by browsers or proxies, and never sniffed as HTML
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def _patient_identifier(patient_id: str) -> tuple[str, str] | None:
+    """(system, value) of the first identifier of the stored Patient `patient_id`, for the audit's hash."""
+    with current.runtime().resources.unit() as unit:
+        stored = unit.get("Patient", patient_id)
+    for identifier in ((stored.content or {}).get("identifier") or []) if stored is not None else []:
+        if isinstance(identifier, dict) and identifier.get("value"):
+            return str(identifier.get("system") or ""), str(identifier["value"])
+    return None
+
+
 def _audit(response: Response) -> Response:
+    if request.path.startswith(SECURED[0]) or request.path == "/fhir" or request.path.startswith("/fhir/"):
+        for name, value in API_HEADERS.items():
+            response.headers.setdefault(name, value)
     if not secured():
         return response
     try:
         access = auditing.access(response, g.get("principal"), interaction())
+        auditing.identify_patients(access, _patient_identifier)
         if access.client_id is None:  # refused before anyone was identified: one event per burst of them
             security().audit.record_refused(access, f"address:{request.remote_addr}")
         else:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from service.web.body import json_body
 
@@ -20,4 +20,6 @@ def runtime() -> Runtime:
 def body() -> Any:
     """The request's JSON document, within the size, depth, array and value limits of the settings."""
     s = runtime().settings
-    return json_body(request, s.max_body_bytes, s.max_json_depth, s.max_json_items, s.max_json_values)
+    doc = json_body(request, s.max_body_bytes, s.max_json_depth, s.max_json_items, s.max_json_values)
+    g.kfhir_body = doc  # the audit reads a Bundle's entries from it (service/web/auditing.py)
+    return doc

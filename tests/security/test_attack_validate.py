@@ -46,7 +46,7 @@ def test_an_absurd_array_is_refused_before_the_walk(client: FlaskClient) -> None
 
     assert response.status_code == 413
     assert "1000 items" in response.get_data(as_text=True)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # 0.14 s on a live server at load 15; the test may run at load 30
 
 
 def test_a_document_of_too_many_values_is_refused_before_the_walk(client: FlaskClient) -> None:

@@ -85,7 +85,8 @@ def guard() -> Any:
 
 def _safe_next(target: str | None) -> str:
     """Only a path inside the console: never another host (no open redirect)."""
-    if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target:
+    if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target \
+            and target.isprintable():  # CR and LF would split the Location header (once a 500)
         return target
     return url_for("admin.overview")
 
