@@ -163,8 +163,8 @@ class Mapper:
                 meta: dict[str, Any] = {}
                 if role.profile:
                     meta["profile"] = [role.profile]
-                meta["tag"] = [{"system": TAG_SYSTEM, "code": f"{spec.kind}/{spec.version}",
-                                "display": f"Mapped by mappings/{spec.kind}.yaml version {spec.version}"}]
+                meta["tag"] = [{"system": TAG_SYSTEM, "code": f"{spec.kind}/{spec.exact_version}",
+                                "display": f"Mapped by mappings/{spec.kind}.yaml version {spec.exact_version}"}]
                 resource["meta"] = meta
                 made.append(_Made(role, scope, item, f"urn:uuid:{rid}", resource, request))
         return made

@@ -119,16 +119,16 @@ def _value(value: Any) -> str:
 # --- rendering -----------------------------------------------------------------------------
 
 def as_json(specs: list[Spec], concepts: ConceptIndex) -> str:
-    return json.dumps([{"kind": s.kind, "version": s.version, "title": s.title, "summary": s.summary,
-                        "rules": [asdict(r) for r in rows(s, concepts)],
+    return json.dumps([{"kind": s.kind, "version": s.version, "exact_version": s.exact_version, "title": s.title,
+                        "summary": s.summary, "rules": [asdict(r) for r in rows(s, concepts)],
                         "unmapped": [asdict(u) for u in s.unmapped]} for s in specs], indent=2, ensure_ascii=False)
 
 
 def as_markdown(specs: list[Spec], concepts: ConceptIndex) -> str:
     out: list[str] = []
     for spec in specs:
-        out += [f"## {spec.title}", "", f"Kind `{spec.kind}`, mapping version {spec.version}. {spec.summary}".strip(),
-                ""]
+        lead = f"Kind `{spec.kind}`, mapping version {spec.exact_version}. {spec.summary}"
+        out += [f"## {spec.title}", "", lead.strip(), ""]
         current = None
         for row in rows(spec, concepts):
             if row.resource != current:
@@ -153,7 +153,7 @@ def _cell(text: str) -> str:
 def as_table(specs: list[Spec], concepts: ConceptIndex, width: int = 200) -> str:
     out: list[str] = []
     for spec in specs:
-        out += [f"{spec.title}  [{spec.kind} {spec.version}]", ""]
+        out += [f"{spec.title}  [{spec.kind} {spec.exact_version}]", ""]
         current = None
         for row in rows(spec, concepts):
             if row.resource != current:

@@ -9,6 +9,8 @@ with its reason. Loading checks the shape of every file and names the file and r
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from dataclasses import field as _field
@@ -157,6 +159,13 @@ class Spec:
     roles: tuple[Role, ...]
     unmapped: tuple[Unmapped, ...]
     path: Path | None = None
+    digest: str = ""   # SHA-256 of the rules as loaded (the file's data and the people templates)
+
+    @property
+    def exact_version(self) -> str:
+        """The version resources carry: the file's MAJOR.MINOR.PATCH and, as build metadata, the first 10 hex
+        digits of the rules' digest, so two rule sets never share a tag even if someone forgot to bump."""
+        return f"{self.version}+{self.digest[:10]}" if self.digest else self.version
 
     @property
     def primary(self) -> Role:
@@ -238,7 +247,14 @@ def parse(data: Any, where: str, templates: dict[str, dict[str, Any]], path: Pat
                 raise SpecError(f"{where}: role {role.role}: rule to {rule.to}: no role {ref!r}")
     unmapped = tuple(Unmapped(str(u["field"]), str(u["why"])) for u in data.get("unmapped") or [])
     return Spec(str(data["kind"]), str(data["version"]), str(data["title"]), str(data.get("summary", "")),
-                roles, unmapped, path)
+                roles, unmapped, path, digest(data, templates))
+
+
+def digest(data: Any, templates: dict[str, dict[str, Any]]) -> str:
+    """The rules' identity: their data as parsed (comments, order of keys and YAML anchors do not count)."""
+    canonical = json.dumps({"spec": data, "templates": templates}, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _read(path: Path) -> Any:

@@ -1,0 +1,46 @@
+"""What the mapped elements mean: monitoring minutes counted as the REMS counts them, the weight-based dose as
+given (the prescribed one is the plan's), and esketamine coded for the route it was given by."""
+from __future__ import annotations
+
+from factories import administration, esketamine_plan, esketamine_session
+from mapping.support import canonical
+
+from service.mapping import Mapper, map_record, read_fhir
+
+MINUTES = "https://ketamine-fhir.org/fhir/StructureDefinition/post-dose-monitoring-minutes"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def main(mapper: Mapper, kind: str, record: dict[str, object], role: str | None = None) -> dict[str, object]:
+    bundle = map_record(kind, canonical(kind, record), mapper).bundle
+    for entry in bundle["entry"]:
+        if role is None or entry["resource"]["resourceType"] == role:
+            return entry["resource"]  # type: ignore[no-any-return]
+    raise AssertionError(role)
+
+
+def test_monitoring_minutes_count_from_the_start_of_dosing(mapper: Mapper) -> None:
+    """A compliant 120-minute esketamine session (first device 09:00, monitoring ends 11:00) is sent as 120."""
+    session = main(mapper, "administration", esketamine_session(monitoring_ended_at="2026-03-02T11:00:00-05:00"))
+    assert [e["valueInteger"] for e in session["extension"] if e["url"] == MINUTES] == [120]
+
+
+def test_the_weight_based_dose_is_the_dose_given(mapper: Mapper) -> None:
+    """17.5 mg to a 70 kg patient is 0.25 mg/kg, whatever the plan prescribed."""
+    session = main(mapper, "administration", administration(dose_mg=17.5, weight_kg=70))
+    weight_based = session["dosage"]["extension"][0]["valueQuantity"]
+    assert (weight_based["value"], weight_based["code"]) == (0.25, "mg/kg")
+
+
+def test_esketamine_is_a_nasal_spray_only_when_given_nasally(mapper: Mapper) -> None:
+    nasal = main(mapper, "administration", esketamine_session())["medicationCodeableConcept"]
+    assert [c["code"] for c in nasal["coding"] if c["system"] == RXNORM] == ["2201623"]
+    iv = esketamine_session(route="intravenous", dose_mg=14, ended_at="2026-03-02T09:40:00-05:00")
+    coded = main(mapper, "administration", iv)["medicationCodeableConcept"]
+    assert not [c for c in coded["coding"] if c["system"] == RXNORM]  # no esketamine ingredient code confirmed
+    assert [c["code"] for c in coded["coding"]] == ["esketamine"]
+    back = read_fhir(map_record("administration", canonical("administration", iv), mapper).bundle, mapper=mapper)
+    assert back.record["medication"] == "esketamine" and back.record["route"] == "intravenous"
+    order = main(mapper, "treatment-plan", esketamine_plan(route="subcutaneous", infusion_minutes=20,
+                                                         dose={"value": 0.5, "unit": "mg/kg"}), "MedicationRequest")
+    assert [c["code"] for c in order["medicationCodeableConcept"]["coding"]] == ["esketamine"]
