@@ -126,7 +126,11 @@ class Mapper:
                     origin.leaves.extend((leaf, fields) for leaf in sorted(leaves(each.resource) - before))
         entries, seen = [], set()
         for each in made:
-            if each.full_url in seen:
+            if each.role.contained:  # R4 contained resources have no meta.tag of their own to keep apart
+                made[0].resource.setdefault("contained", []).append(
+                    self.paths.ordered({k: v for k, v in each.resource.items() if k != "meta"}, each.role.structure))
+        for each in made:
+            if each.full_url in seen or each.role.contained:
                 continue
             seen.add(each.full_url)
             resource = self.paths.ordered(each.resource, each.role.structure)
@@ -147,6 +151,10 @@ class Mapper:
                 if role.when is not None and not role.when.holds(scope, record):
                     continue
                 resource: dict[str, Any] = {"resourceType": role.type}
+                if role.contained:
+                    resource["id"] = role.role
+                    made.append(_Made(role, scope, item, f"#{role.role}", resource, {}))
+                    continue
                 if role.person:
                     ident = scope["identifier"]
                     rid = stable_id(ident["system"], ident["value"])

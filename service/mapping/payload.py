@@ -39,6 +39,10 @@ class Payload:
         if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
             return None
         text = ref["reference"]
+        if text.startswith("#"):  # a contained resource of the referring one
+            inside = origin.get("contained") if isinstance(origin, dict) else None
+            return next((r for r in inside if isinstance(r, dict) and r.get("id") == text[1:]), None) \
+                if isinstance(inside, list) else None
         if text in self.by_url:
             return self.by_url[text]
         tail = "/".join(text.split("/")[-2:])

@@ -138,6 +138,7 @@ class Role:
     person: bool = False            # found by business identifier (Patient, Practitioner)
     template: str | None = None     # the people.yaml template it came from
     narrative: Narrative | None = None
+    contained: bool = False         # inside the main resource (`contained`, referenced as `#role`), not an entry
 
     @property
     def structure(self) -> str:
@@ -286,7 +287,7 @@ def _role(data: Any, where: str, templates: dict[str, dict[str, Any]]) -> Role:
         role = _role(merged, where, {})
         return Role(**{**role.__dict__, "template": used})
     _only(data, {"role", "type", "profile", "why", "rules", "for_each", "key", "when", "person", "scope",
-                 "narrative"}, where)
+                 "narrative", "contained"}, where)
     for key in ("role", "type", "rules"):
         if key not in data:
             raise SpecError(f"{where}: missing {key!r}")
@@ -294,7 +295,8 @@ def _role(data: Any, where: str, templates: dict[str, dict[str, Any]]) -> Role:
     when = Condition.parse(data["when"], where) if data.get("when") is not None else None
     return Role(str(data["role"]), str(data["type"]), data.get("profile"), str(data.get("why", "")), rules,
                 data.get("scope"), data.get("for_each"), tuple(data.get("key") or ()), when,
-                bool(data.get("person", False)), None, _narrative(data.get("narrative"), where))
+                bool(data.get("person", False)), None, _narrative(data.get("narrative"), where),
+                bool(data.get("contained", False)))
 
 
 def _narrative(data: Any, where: str) -> Narrative | None:

@@ -35,6 +35,8 @@ Layout = tuple[dict[str, tuple[ElementPlan, TypeRef | None]], frozenset[str], di
 DefaultProfiles = Callable[[dict[str, Any]], list[str]]
 
 
+_CONTAINED = re.compile(r"\.contained\[\d+\]$")  # a resource walked inside another one
+
 class UnknownProfile(LookupError):
     """A profile URL that no loaded StructureDefinition has."""
 
@@ -123,6 +125,7 @@ class Validator(Slicing, References):
             run.full_urls.update(_full_urls(res))
             self._bundle_entries(res, expr, run)
         run.resources.append(res)
+        run.roots.append(run.roots[-1] if run.roots and _CONTAINED.search(expr) else res)
         for plan in plans:
             if plan.type != kind:
                 run.add("error", "structure", expr, f"Profile {plan.url} is for {plan.type}, not {kind}.")
@@ -132,6 +135,7 @@ class Validator(Slicing, References):
             self._constraints(res, plan.root.constraints, kind, expr, run, plan.url)
             run.plans.pop()
         run.resources.pop()
+        run.roots.pop()
 
     def _bundle_entries(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
         """An entry's fullUrl names its resource: type and id must be the resource's own."""
@@ -371,11 +375,12 @@ class Validator(Slicing, References):
     def _constraints(self, node: Any, constraints: tuple[Constraint, ...], base: str, expr: str, run: Run,
                      where: str) -> None:
         resource = run.resources[-1] if run.resources else run.root
+        root = run.roots[-1] if run.roots else run.root
         for rule in constraints:
             if rule.key in NATIVE:
                 continue
             try:
-                ok = self.invariants.holds(rule.expression, node, base, resource, run.root)
+                ok = self.invariants.holds(rule.expression, node, base, resource, root)
             except InvariantError as exc:
                 run.add("information", "informational", expr, f"Invariant {rule.key} could not be evaluated: "
                                                                f"{ADDRESS.sub('', str(exc))}")

@@ -16,6 +16,9 @@ class Run:
     root: dict[str, Any]
     findings: list[Finding] = field(default_factory=list)
     resources: list[dict[str, Any]] = field(default_factory=list)
+    #: %rootResource of each resource walked: itself, or for a contained resource its container (FHIRPath
+    #: §"environment variables"); a Bundle's entries are roots of their own, not parts of the Bundle
+    roots: list[dict[str, Any]] = field(default_factory=list)
     plans: list[StructurePlan] = field(default_factory=list)
     full_urls: dict[str, str] = field(default_factory=dict)  # Bundle entry fullUrl → resourceType
     primitive_owner: str | None = None  # the element whose `_field` extensions are being walked

@@ -65,8 +65,8 @@ def test_the_same_person_in_two_roles_is_one_entry(mapper: Mapper) -> None:
 def test_entries_are_ordered_as_fhir_writes_elements(mapper: Mapper) -> None:
     resource = mapper.to_bundle("administration", golden_record("administration"))["entry"][0]["resource"]
     keys = list(resource)
-    assert keys[:5] == ["resourceType", "id", "meta", "text", "extension"]
-    assert keys.index("status") < keys.index("medicationCodeableConcept") < keys.index("subject") < keys.index("dosage")
+    assert keys[:6] == ["resourceType", "id", "meta", "text", "contained", "extension"]  # the lot's Medication
+    assert keys.index("status") < keys.index("medicationReference") < keys.index("subject") < keys.index("dosage")
 
 
 def test_every_resource_carries_a_narrative_from_its_role(mapper: Mapper) -> None:
