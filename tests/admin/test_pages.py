@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 
 from admin.support import csrf
@@ -58,6 +59,15 @@ def test_a_mapping_page_shows_a_worked_example_from_the_demo_data(admin: FlaskCl
 
     assert "<figcaption>Record</figcaption>" in page and "<figcaption>FHIR Bundle</figcaption>" in page
     assert "demo-clinic" in page and "&#34;resourceType&#34;: &#34;Bundle&#34;" in page
+
+
+def test_a_long_mapping_page_has_jump_links_to_each_resource_and_back(admin: FlaskClient) -> None:
+    page = text(admin, "/admin/mappings/administration")
+
+    jump = page[page.index('id="jump"'):page.index("</ul>", page.index('id="jump"'))]
+    targets = re.findall(r'href="#(rules-\d+|unmapped|example)"', jump)
+    assert len(targets) >= 4 and all(f'id="{t}"' in page for t in targets)
+    assert page.count('href="#jump"') == len([t for t in targets if t.startswith("rules-")])
 
 
 def test_an_unknown_mapping_kind_is_a_404_page(admin: FlaskClient) -> None:
