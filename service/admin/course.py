@@ -110,6 +110,8 @@ class Course:
     scores: list[Score] = field(default_factory=list)
     adverse_events: list[AdverseEvent] = field(default_factory=list)
     warnings: list[Warning] = field(default_factory=list)
+    #: (kind, external id, record id) of every record: the ways on to each one's resources, jobs and audit trail
+    records: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -163,7 +165,7 @@ def search(engine: Engine, text: str) -> list[PatientHit]:
 
 def course(engine: Engine, system: str, value: str) -> Course | None:
     """Everything stored about one patient, or None when no record names this identifier."""
-    stmt = (select(RecordRow.kind, RecordRow.content, RecordRow.warnings)
+    stmt = (select(RecordRow.kind, RecordRow.content, RecordRow.warnings, RecordRow.id)
             .where(RecordRow.patient_system == system, RecordRow.patient_value == value)
             .order_by(RecordRow.pk).limit(COURSE_LIMIT))
     with session(engine) as s:
@@ -171,8 +173,9 @@ def course(engine: Engine, system: str, value: str) -> Course | None:
     if not rows:
         return None
     built = Course(system, value, rows[-1][1].get("patient", {}))
-    for kind, content, warnings in rows:
+    for kind, content, warnings, record_id in rows:
         _add(built, kind, content)
+        built.records.append((kind, content["external_id"], record_id))
         built.warnings += [Warning(kind, content["external_id"], w.get("field", ""), w.get("message", ""),
                                    w.get("rule")) for w in warnings or []]
     built.plans.sort(key=lambda p: (p.get("period") or {}).get("start") or "")

@@ -136,6 +136,8 @@ def test_an_admin_finds_the_failing_endpoint_and_the_dead_letters_and_follows_a_
     follow(browser, browser.find_element(By.CSS_SELECTOR, "main dl.facts a[href*='/admin/patients/course']"))
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Course of ")
     shot(browser, "console-course-desktop", backend)
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#record-links a"))  # the course → a record's page
+    assert browser.find_elements(By.CSS_SELECTOR, "#resources-table tbody tr")
 
     # the audit trail has the lockout, the sign-ins and the deliveries with their real outcomes
     browser.get(f"{console}/admin/audit?agent=admin:alice")

@@ -98,6 +98,12 @@ def test_a_course_draws_vitals_and_scores_as_svg_with_thresholds(admin: FlaskCli
     assert re.findall(r'<g class="point" data-value="(\d+)">', madrs)[:2] == ["30", "12"]
     assert "response ≤ 15 (50% of 30)" in madrs and "remission ≤ 10 (KetECT)" in madrs
     assert 'id="vitals-table"' in found and 'id="scores-table"' in found  # the data without the chart
+    links = re.findall(r'<a href="(/admin/records/[a-z-]+/[0-9a-f-]{36})">', found)
+    assert len(links) == 6  # plan, two sessions, two assessments, the adverse event: each record's way on
+    record = page(admin, links[0])
+    assert 'id="resources-table"' in record and "CarePlan/" in record
+    again = page(admin, links[0])  # the first read is now in the record's audit trail
+    assert 'id="record-audit-table"' in again and "admin:alice" in again
 
 
 def test_a_course_shows_adverse_events_on_the_timeline_and_the_warnings(admin: FlaskClient, app: Flask) -> None:
