@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
+import pytest
 from admin.support import USER, WRONG, csrf, sign_in
 from cli.support import kfhir
 from factories import PATIENT, assessment
@@ -66,6 +67,7 @@ def test_bad_filters_are_explained(admin: FlaskClient) -> None:
         assert message in page
 
 
+@pytest.mark.both_backends
 def test_the_patient_filter_takes_any_part_of_the_identifier(admin: FlaskClient, app: Flask) -> None:
     app.extensions["kfhir"].intake.submit("assessment", assessment())
     admin.get(COURSE)

@@ -61,6 +61,7 @@ def _row(page: str, table: str, name: str) -> str:
     return part[start:part.index("</tr>", start)]
 
 
+@pytest.mark.both_backends  # the dashboard's aggregate queries and the audit search, on PostgreSQL too
 def test_a_failing_endpoint_and_a_dead_letter_show_on_the_dashboard_and_in_the_audit_trail(
         admin: FlaskClient, app: Flask) -> None:
     jobs = _deliver(app)
@@ -118,6 +119,7 @@ def test_the_dashboard_warns_when_jobs_wait_and_no_worker_is_alive(admin: FlaskC
     assert "No outbox worker is running" in page and f"{worker.name} — stopped" in page
 
 
+@pytest.mark.both_backends
 def test_the_outbox_lists_newest_first_and_pages_both_ways_keeping_its_filters(
         admin: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     from service.web.admin import exchange_pages
