@@ -48,6 +48,9 @@ class Settings:
     page_size: int = DEFAULT_PAGE_SIZE
     host: str = "127.0.0.1"
     port: int = 8080
+    #: the service's public base URL (https://kfhir.hospital.example), used in fullUrl, links, Location and the
+    #: audit instead of the request's Host header, which the caller chooses; empty: the Host header (development)
+    base_url: str = ""
     #: entries a batch or transaction Bundle may have; more is 413
     max_bundle_entries: int = 500
     #: the EHR endpoints file (YAML, see service/exchange/endpoints.py); empty: none configured
@@ -111,6 +114,9 @@ class Settings:
         if any(oauth.values()) and not all(oauth.values()):
             missing = ", ".join(k for k, v in oauth.items() if not v)
             raise ConfigError(f"JWT access tokens need issuer, audience and JWKS URL together: set {missing}")
+        if self.base_url and (not self.base_url.startswith(("http://", "https://")) or "?" in self.base_url
+                              or "#" in self.base_url or not self.base_url.isprintable()):
+            raise ConfigError("KFHIR_BASE_URL must be an http:// or https:// URL without query or fragment")
         if not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError("KFHIR_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
         for name in ("workers", "request_timeout", "graceful_timeout"):

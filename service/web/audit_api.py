@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 from service.errors import BadRequest, Issue, NotFound
 from service.params import date_range, integer
 from service.security.audit import AuditQuery
+from service.web import current
 from service.web.auth import security
 
 bp = Blueprint("audit_api", __name__, url_prefix="/fhir/AuditEvent")
@@ -27,7 +28,7 @@ TICK = timedelta(microseconds=1)
 def search() -> Response:
     query = _query()
     events, total = security().audit.search(query)
-    base = request.host_url.rstrip("/") + "/fhir/AuditEvent"
+    base = current.public_root() + "/fhir/AuditEvent"
     kept = [(k, v) for k, v in request.args.items(multi=True) if k not in ("_offset", "_count")]
 
     def url(offset: int) -> str:

@@ -10,6 +10,7 @@ from flask import Response, g, request
 
 from service.security.audit import MAX_ENTITIES, Access, Entity
 from service.security.authn import Principal
+from service.web import current
 
 #: patients looked up by reference per event (a searchset of one patient's resources needs one)
 MAX_LOOKUPS = 20
@@ -21,7 +22,7 @@ def access(response: Response, principal: Principal | None, interaction: str) ->
     prefix = "/fhir" if request.path.startswith("/fhir") else "/api/v1"
     found = Access(interaction=_refined(interaction, body), status=response.status_code,
                    client_id=principal.client_id if principal else None, issuer=principal.issuer if principal else None,
-                   source_address=request.remote_addr, server=request.host_url.rstrip("/") + prefix,
+                   source_address=request.remote_addr, server=current.public_root() + prefix,
                    request_id=_request_id())
     if interaction in ("search-type", "history-type", "history-system"):
         found.query = "parameters: " + (", ".join(sorted(set(request.args))) or "none")

@@ -23,3 +23,9 @@ def body() -> Any:
     doc = json_body(request, s.max_body_bytes, s.max_json_depth, s.max_json_items, s.max_json_values)
     g.kfhir_body = doc  # the audit reads a Bundle's entries from it (service/web/auditing.py)
     return doc
+
+
+def public_root() -> str:
+    """The service's public base URL without a trailing slash: KFHIR_BASE_URL, else (development) the Host header."""
+    configured = runtime().settings.base_url
+    return configured.rstrip("/") if configured else request.host_url.rstrip("/")

@@ -48,7 +48,7 @@ def _fhir() -> FhirServer:
 
 
 def _base() -> str:
-    return request.url_root.rstrip("/") + "/fhir"
+    return current.public_root() + "/fhir"
 
 
 @bp.before_request
@@ -294,7 +294,7 @@ def _conformance_search(resource_type: str) -> dict[str, Any]:
     found = [r for r in _conformance() if r.get("resourceType") == resource_type
              and (url is None or r.get("url") == url.split("|")[0])]
     return {"resourceType": "Bundle", "type": "searchset", "total": len(found),
-            "link": [{"relation": "self", "url": request.url}],
+            "link": [{"relation": "self", "url": f"{_base()}/{resource_type}?{request.query_string.decode()}"}],
             "entry": [{"fullUrl": f"{_base()}/{resource_type}/{r['id']}", "resource": r, "search": {"mode": "match"}}
                       for r in found]}
 

@@ -86,3 +86,19 @@ def test_a_line_break_in_the_sign_in_next_is_ignored_not_a_500(client: FlaskClie
 
     assert signed_in.status_code == 302
     assert "\n" not in signed_in.headers["Location"] and "stolen" not in signed_in.headers["Location"]
+
+
+def test_links_and_the_audit_use_the_configured_base_url_not_the_host_header(database_url: str) -> None:
+    from service import create_app
+    from service.config import Settings
+
+    app = create_app(Settings.load({"database_url": database_url, "base_url": "https://kfhir.example.org"},
+                                   environ={}))
+    try:
+        answer = app.test_client().get("/fhir/Patient", headers={"Host": "evil.example"})
+        assert answer.status_code == 200
+        assert all(link["url"].startswith("https://kfhir.example.org/fhir/") for link in answer.json["link"])
+        event = app.extensions["kfhir_security"].audit.search(AuditQuery(count=10, newest_first=True))[0][0]
+        assert event["agent"][1]["network"]["address"] == "https://kfhir.example.org/fhir"
+    finally:
+        app.extensions["kfhir"].engine.dispose()
