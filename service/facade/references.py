@@ -16,7 +16,8 @@ PLACEHOLDERS = ("urn:uuid:", "urn:oid:")
 def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) -> None:
     """Referential integrity on write, as HAPI enforces it: a relative reference to a type this
     server serves must name a resource it holds, or one the same transaction writes (`pending`);
-    absolute URLs point elsewhere and are not checked. A placeholder (urn:uuid:, urn:oid:) still there
+    absolute URLs point elsewhere and are not checked, nor references to a type the writing client may not read
+    (the answer would reveal whether the id exists). A placeholder (urn:uuid:, urn:oid:) still there
     after that named no entry of a transaction: it resolves nowhere (references.html: SHALL be
     resolvable), in a Bundle or sent alone: 400, as HAPI answers it ("Unable to satisfy placeholder ID",
     an InvalidRequestException)."""
@@ -31,6 +32,8 @@ def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) ->
         parts = ref.split("/_history/")[0].split("/")
         if len(parts) != 2 or parts[0] not in TYPES or "?" in ref or "/".join(parts) in pending:
             continue
+        if not unit.permits(parts[0], "r"):  # a 400 for a missing one would tell a client that may not read
+            continue  # that type which ids exist (a Patient's, say): such references are not checked for it
         stored = unit.get(parts[0], parts[1])
         if stored is None or stored.deleted:
             missing.append(Issue(path, f"{ref} is not a resource of this server"))

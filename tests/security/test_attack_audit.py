@@ -102,3 +102,16 @@ def test_links_and_the_audit_use_the_configured_base_url_not_the_host_header(dat
         assert event["agent"][1]["network"]["address"] == "https://kfhir.example.org/fhir"
     finally:
         app.extensions["kfhir"].engine.dispose()
+
+
+def test_reference_checks_reveal_no_patient_to_a_client_that_cannot_read_patients(
+        client: FlaskClient, api_key: Callable[..., str]) -> None:
+    patient_id, _ = a_patient_and_an_observation(client)
+    observations_only = {"Authorization": f"Bearer {api_key('system/Observation.c')}"}
+    answers = [client.post("/fhir/Observation", json=observation_of(who), content_type=FHIR,
+                           headers=observations_only).status_code for who in (patient_id, "no-such-patient")]
+
+    assert answers[0] == answers[1]
+    reader = {"Authorization": f"Bearer {api_key('system/Observation.c', 'system/Patient.r')}"}
+    assert client.post("/fhir/Observation", json=observation_of("no-such-patient"), content_type=FHIR,
+                       headers=reader).status_code == 400  # who may read Patients still gets the check
