@@ -111,7 +111,10 @@ def test_recorded_audit_events_are_valid_r4(app: Flask, client: FlaskClient, ano
 def test_the_audit_trail_is_append_only_in_the_database(app: Flask, client: FlaskClient) -> None:
     post_patient(client)
     engine = app.extensions["kfhir"].engine
-    for statement in ("UPDATE audit_events SET action = 'R'", "DELETE FROM audit_events"):
+    statements = ["UPDATE audit_events SET action = 'R'", "DELETE FROM audit_events"]
+    if engine.dialect.name == "postgresql":  # a TRUNCATE once emptied the trail: row triggers never see it
+        statements.append("TRUNCATE audit_events")
+    for statement in statements:
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
     assert len(events(app)) == 1 and events(app)[0]["action"] == "C"
