@@ -38,8 +38,13 @@ def esketamine_session(**changes: Any) -> dict[str, Any]:
         "external_id": "esk-1", "medication": "esketamine", "route": "intranasal", "dose_mg": 56,
         "weight_kg": None, "ended_at": "2026-03-02T09:10:00-05:00",
         "monitoring_ended_at": "2026-03-02T11:05:00-05:00",
-        "vitals": [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 128, "diastolic": 82}],
+        "vitals": [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 128, "diastolic": 82},
+                   RECHECK_40_MIN],
         **changes})
+
+
+#: The esketamine label's reassessment about 40 minutes after dosing (clinical.md §2 Monitoring).
+RECHECK_40_MIN = {"at": "2026-03-02T09:40:00-05:00", "phase": "post", "systolic": 134, "diastolic": 84}
 
 
 def adverse_event(**changes: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli.support import Done, kfhir
-from factories import administration, assessment, esketamine_session
+from factories import RECHECK_40_MIN, administration, assessment, esketamine_session
 from sqlalchemy import Engine, text
 
 from service.app.runtime import Runtime
@@ -74,7 +74,7 @@ def mixed_sessions(tmp_path: Path) -> Path:
         '{"external_id": "adm-broken", "status": ',                                             # 3 malformed
         json.dumps(administration(external_id="adm-naive", started_at="2026-03-02T09:00:00")),  # 4 no offset
         "   ",                                                                                  # 5
-        json.dumps(esketamine_session(external_id="esk-60", dose_mg=60)),                       # 6 not 28 mg steps
+        json.dumps(esketamine_session(external_id="esk-900", vitals=[SYSTOLIC_900])),          # 6 impossible BP
         json.dumps(esketamine_session(external_id="esk-ok-1")),                                 # 7
         json.dumps(administration(external_id="adm-lots", dose_mg="lots")),                     # 8 not a number
         json.dumps(administration(external_id="adm-ok-2", session_number=2,                     # 9
@@ -84,6 +84,8 @@ def mixed_sessions(tmp_path: Path) -> Path:
 
 
 GOOD_SESSIONS = ["adm-ok-1", "esk-ok-1", "adm-ok-2"]
+#: A systolic no living patient has (clinical.md "Data plausibility"): refused, naming the field.
+SYSTOLIC_900 = {"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 900, "diastolic": 80}
 
 
 @pytest.mark.both_backends  # batches committed as they go
@@ -93,7 +95,7 @@ def test_jsonl_import_stores_valid_lines_and_names_each_bad_line_and_field(
 
     assert result.returncode == 1, result.stderr
     fields, messages, summary = parse_human(result.stdout)
-    assert fields == {3: [], 4: ["started_at"], 6: ["dose_mg"], 8: ["dose_mg"]}
+    assert fields == {3: [], 4: ["started_at"], 6: ["vitals[0].systolic"], 8: ["dose_mg"]}
     assert "Malformed JSON at line 1," in messages[3]  # the position within the line, not past its end
     assert "clinical rules" in messages[6]
     assert "offset" in result.stdout  # the reason for line 4, not just its field
@@ -127,8 +129,8 @@ def test_json_format_reports_every_bad_line_with_its_issues(
     assert {k: report[k] for k in ("kind", "lines", "created", "unchanged", "warnings")} == {
         "kind": "administration", "lines": 7, "created": 3, "unchanged": 0, "warnings": 0}
     assert [(e["line"], [i["field"] for i in e["issues"]]) for e in report["errors"]] == [
-        (3, []), (4, ["started_at"]), (6, ["dose_mg"]), (8, ["dose_mg"])]
-    assert "multiple of 28 mg" in report["errors"][2]["issues"][0]["message"]
+        (3, []), (4, ["started_at"]), (6, ["vitals[0].systolic"]), (8, ["dose_mg"])]
+    assert "living patient" in report["errors"][2]["issues"][0]["message"]
     assert all(e["message"] for e in report["errors"])
 
 
@@ -169,7 +171,7 @@ def test_a_changed_record_under_a_stored_external_id_is_reported_not_overwritten
 
 
 def test_warnings_are_counted_and_the_record_stored(runtime: Runtime, tmp_path: Path) -> None:
-    high_bp = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 152, "diastolic": 94}]
+    high_bp = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 152, "diastolic": 94}, RECHECK_40_MIN]
     path = write_lines(tmp_path / "warn.jsonl", [json.dumps(esketamine_session(vitals=high_bp))])
 
     report = import_file(runtime.intake, path, "administration")
@@ -187,7 +189,7 @@ def test_csv_rows_import_as_the_records_their_json_equivalents_make(
     result = run_import(Path(csv_file), "administration", database_url)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert parse_human(result.stdout)[2] == (2, 2, 0, 0, 0)
+    assert parse_human(result.stdout)[2] == (2, 2, 0, 0, 1)  # csv-esk-01 left without an escort (clinical.md §2)
     for line in (DATA / "administrations.jsonl").read_text().splitlines():
         record = json.loads(line)
         stored = runtime.store.find("administration", record["source"], record["external_id"])

@@ -89,6 +89,7 @@ class Warning:
     field: str
     message: str
     rule: str | None
+    severity: str = "warning"   # high, moderate or low for a clinical finding (service/domain/findings.py)
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def course(engine: Engine, system: str, value: str) -> Course | None:
         _add(built, kind, content)
         built.records.append((kind, content["external_id"], record_id))
         built.warnings += [Warning(kind, content["external_id"], w.get("field", ""), w.get("message", ""),
-                                   w.get("rule")) for w in warnings or []]
+                                   w.get("rule"), w.get("severity", "warning")) for w in warnings or []]
     built.plans.sort(key=lambda p: (p.get("period") or {}).get("start") or "")
     built.sessions.sort(key=lambda x: (_utc(x.started_at), x.number))
     built.scores.sort(key=lambda x: _utc(x.at))

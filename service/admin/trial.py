@@ -35,6 +35,11 @@ class Trial:
     bundle: dict[str, Any] | None = None                     # the mapped Bundle
     view: View | None = None                                 # the FHIR JSON the findings are about, by line
 
+    @property
+    def high(self) -> list[dict[str, Any]]:
+        """High-severity clinical findings: the record is taken, but never shown as a plain green "accepted"."""
+        return [w for w in self.warnings if w.get("severity") == "high"]
+
     def show(self, doc: Any) -> Trial:
         self.view = annotate(doc, self.findings)
         return self
@@ -76,7 +81,7 @@ def try_record(kind: str, doc: dict[str, Any]) -> Trial:
         return Trial(kind, False, exc.detail, errors=exc.issues)
     warnings = checked.warnings
     try:
-        mapped = map_record(kind, checked.new.content)
+        mapped = map_record(kind, checked.new.content, findings=warnings)
     except Unprocessable as exc:
         outcome = exc.extra.get("operation_outcome")
         return Trial(kind, False, exc.detail, errors=exc.issues if not outcome else [], warnings=warnings,

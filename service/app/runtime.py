@@ -50,10 +50,10 @@ class Runtime:
         return cls(settings, engine, store, intake, resources, fhir, endpoints, Outbox(engine))
 
 
-def _map_check(kind: str, content: dict[str, Any]) -> Any:
+def _map_check(kind: str, content: dict[str, Any], findings: list[dict[str, Any]]) -> Any:
     from service.mapping import map_record  # the mapping specs and profiles load on first use
 
-    return map_record(kind, content)
+    return map_record(kind, content, findings=findings)
 
 
 def _mapper() -> Any:

@@ -86,8 +86,11 @@ def push(name: str, backfill: bool, fmt: str) -> None:
     runtime = context.runtime()
     endpoint = _endpoint(runtime, name)
     delivering = _worker(runtime, [endpoint])
+    def bundle_of(record: Any) -> Any:
+        return map_record(record.kind, record.content, findings=record.warnings).bundle
+
     queued = runtime.outbox.backfill(endpoint, every_record(runtime.store, endpoint.kinds),
-                                     lambda r: map_record(r.kind, r.content).bundle) if backfill else 0
+                                     bundle_of) if backfill else 0
     started = time.perf_counter()
     if sys.stdout.isatty() and fmt == "human":
         with click.progressbar(length=runtime.outbox.counts(name)["queued"], label=f"pushing to {name}") as bar:

@@ -108,7 +108,8 @@ def map_command(kind: str, file: Path, fmt: str) -> None:
         raise click.UsageError(f"{file}: {exc}") from None
     try:
         checked = Intake(None).check(kind, payload)
-        mapped = map_record(kind, checked.new.content)  # the preview shows the Bundle the check would make
+        # the preview shows the Bundle the check would make, with its safety flags
+        mapped = map_record(kind, checked.new.content, findings=checked.warnings)
     except Unprocessable as exc:
         body = {"detail": exc.detail, "errors": [i.as_dict() for i in exc.issues], **exc.extra}
         click.echo(json.dumps(body, indent=2, ensure_ascii=False) if fmt == "json" else _refusal(exc))

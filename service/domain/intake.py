@@ -41,8 +41,9 @@ def content_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-#: Maps a checked record's content to FHIR and raises Unprocessable when the result breaks a profile.
-MapCheck = Callable[[str, dict[str, Any]], Any]
+#: Maps a checked record's content, with its findings, to FHIR and raises Unprocessable when the result breaks a
+#: profile.
+MapCheck = Callable[[str, dict[str, Any], list[dict[str, Any]]], Any]
 #: (issuer, client id) of the API client a record is written for; None from the command line
 Author = tuple[str, str]
 #: Stores a record's FHIR form (map_check's result) in the record write's own transaction, for its author.
@@ -90,12 +91,13 @@ class Intake:
         if errors:
             raise Unprocessable(f"The {kind.name} record breaks clinical rules.", errors)
         content = schema.dump(loaded)
-        mapped = self.map_check(kind.name, content) if self.map_check is not None else None
+        warnings = [i.as_dict() for i in found]
+        mapped = self.map_check(kind.name, content, warnings) if self.map_check is not None else None
         patient = loaded["patient"]["identifier"]
         new = NewRecord(kind=kind.name, source=loaded["source"], external_id=loaded["external_id"],
                         patient_system=patient["system"], patient_value=patient["value"],
                         clinical_at=as_utc_naive(kind.clinical_at(loaded)), content=content,
-                        content_hash=content_hash(content), warnings=[i.as_dict() for i in found])
+                        content_hash=content_hash(content), warnings=warnings)
         return Checked(kind, new, mapped)
 
     def _within(self, checked: Checked, author: Author | None) -> Within | None:

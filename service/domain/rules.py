@@ -1,14 +1,18 @@
-"""Clinical rules over a schema-valid record: each returns issues, 'error' rejects, 'warning' flags.
+"""Rules over a schema-valid record: 'error' issues refuse it (422 naming the field), findings flag it.
 
-Every threshold cites its source in ../shared/reference/clinical.md (section numbers below).
+Three families, never confused: record consistency and impossible data (errors, here and in plausibility.py),
+clinical findings on data that can be real (Finding: high, moderate or low; session_rules.py, plan_rules.py,
+catalogued with their sources in findings.py), and notes ('warning') about the record's links and wording.
+Every threshold cites its source in ../shared/reference/clinical.md.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
+from service.domain import plan_rules, plausibility, session_rules
 from service.errors import Issue
 
 Record = dict[str, Any]
@@ -26,29 +30,8 @@ SCORE_RANGES: dict[str, tuple[int, int]] = {
 #: BPRS positive: 4 items, each 0–6 (total 0–24) or 1–7 (total 4–28) as the sender declares; never reinterpreted
 #: (clinical.md §3, BPRS+). No declaration means 0–6, the contract's default (../shared/design/DOMAIN.md).
 BPRS_POSITIVE_RANGES = {"0-6": (0, 24), "1-7": (4, 28)}
-#: Esketamine: one nasal device delivers 28 mg; 56 mg = 2 devices, 84 mg = 3 (clinical.md §2).
-ESKETAMINE_DEVICE_MG = 28
-ESKETAMINE_MAX_MG = 84
-#: Racemic IV: benefit and AEs across 0.10–0.75 mg/kg, usual 0.5 (clinical.md §1, Andrade 2017).
-IV_KETAMINE_MG_PER_KG = (0.1, 0.75)
-#: Esketamine label general guide for elevated pre-dose BP: >140 systolic or >90 diastolic (clinical.md §3: J&J
-#: Medical Information; PDR). The admin console draws it on the course charts too.
-ESKETAMINE_PREDOSE_BP = (140, 90)
-#: Esketamine: monitor ≥ 2 h after dosing at every session (boxed warning, REMS; clinical.md §2).
-ESKETAMINE_MONITORING = timedelta(minutes=120)
 #: TRD = inadequate response to ≥ 2 antidepressants in the episode (clinical.md §6).
 TRD_MIN_TRIALS = 2
-#: Classes that interact (clinical.md §5): CNS depressants raise sedation, stimulants and MAOIs BP,
-#: theophylline lowers the seizure threshold.
-INTERACTION_EFFECTS = {
-    "benzodiazepine": "increases sedation and may reduce the antidepressant effect",
-    "non-benzodiazepine-sedative-hypnotic": "increases sedation",
-    "opioid": "increases sedation",
-    "cns-depressant": "increases sedation",
-    "psychostimulant": "increases blood pressure",
-    "maoi": "increases blood pressure",
-    "theophylline": "lowers the seizure threshold",
-}
 
 
 class Lookup(Protocol):
@@ -93,24 +76,12 @@ def score_in_range(instrument: str, value: int, field: str, anchoring: str | Non
         yield error(field, f"{scale} score {value} is outside the instrument's range {low}–{high}", "score-range")
 
 
-def esketamine_dose(dose_mg: float, field: str) -> Iterator[Issue]:
-    if dose_mg % ESKETAMINE_DEVICE_MG or dose_mg > ESKETAMINE_MAX_MG:
+def esketamine_plan_dose(dose_mg: float, field: str) -> Iterator[Issue]:
+    """A plan orders whole 28 mg devices, 56 or 84 mg a session (clinical.md §2); a session given otherwise is a
+    finding instead (session_rules.esketamine_dose)."""
+    if dose_mg % session_rules.ESKETAMINE_DEVICE_MG or dose_mg > session_rules.ESKETAMINE_MAX_MG:
         yield error(field, f"esketamine dose {dose_mg:g} mg must be a multiple of 28 mg (one device) "
                            f"and at most 84 mg", "esketamine-dose")
-
-
-def iv_dose_per_kg(mg_per_kg: float, field: str) -> Iterator[Issue]:
-    low, high = IV_KETAMINE_MG_PER_KG
-    if not low <= mg_per_kg <= high:
-        yield warning(field, f"IV ketamine dose {mg_per_kg:.2f} mg/kg is outside the usual {low}–{high} mg/kg",
-                      "iv-dose-range")
-
-
-def predose_bp(systolic: int | None, diastolic: int | None, field: str) -> Iterator[Issue]:
-    sys_max, dia_max = ESKETAMINE_PREDOSE_BP
-    if (systolic or 0) > sys_max or (diastolic or 0) > dia_max:
-        yield warning(field, f"pre-dose blood pressure {systolic}/{diastolic} mmHg is above 140/90 for "
-                             f"esketamine: weigh the rise against benefit", "esketamine-predose-bp")
 
 
 def not_before(later: Any, earlier: Any, field: str, what: str, rule: str) -> Iterator[Issue]:
@@ -133,9 +104,7 @@ def plan_dose(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
         if dose["unit"] != "mg":
             yield error("dose.unit", "esketamine is dosed in whole devices of 28 mg: use unit mg", "esketamine-dose")
         else:
-            yield from esketamine_dose(dose["value"], "dose.value")
-    elif plan["route"] == "intravenous" and dose["unit"] == "mg/kg":
-        yield from iv_dose_per_kg(dose["value"], "dose.value")
+            yield from esketamine_plan_dose(dose["value"], "dose.value")
 
 
 def plan_trd_trials(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
@@ -145,20 +114,8 @@ def plan_trd_trials(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
                       f"{TRD_MIN_TRIALS} antidepressant trials; {trials} recorded", "trd-trials")
 
 
-def plan_screening(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
-    screening = plan.get("screening") or {}
-    for i, item in enumerate(screening.get("contraindications") or []):
-        if item["present"]:
-            yield warning(f"screening.contraindications[{i}]",
-                          f"contraindication or caution present: {item['code']}", "contraindication")
-    for i, med in enumerate(screening.get("interacting_medications") or []):
-        effect = INTERACTION_EFFECTS.get(med["class_"])
-        if effect:
-            yield warning(f"screening.interacting_medications[{i}]",
-                          f"{med['name']} ({med['class_']}) {effect} with ketamine", "interaction")
-    bp = screening.get("baseline_bp")
-    if bp and plan["medication"] == "esketamine":
-        yield from predose_bp(bp["systolic"], bp["diastolic"], "screening.baseline_bp")
+def plan_clinical(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
+    yield from plan_rules.plan_findings(plan)
 
 
 # --- administration ------------------------------------------------------------------------
@@ -182,30 +139,10 @@ def session_status(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
         yield error("ended_at", "an intravenous dose needs the time the infusion ended (ended_at)", "infusion-end")
 
 
-def session_dose(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
-    dose = adm.get("dose_mg")
-    if dose is None:
-        return
-    if adm["medication"] == "esketamine":
-        yield from esketamine_dose(dose, "dose_mg")
-    elif adm.get("route") == "intravenous" and adm.get("weight_kg"):
-        yield from iv_dose_per_kg(dose / adm["weight_kg"], "dose_mg")
-
-
-def session_esketamine_monitoring(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
-    if adm["medication"] != "esketamine" or adm["status"] == "not-done":
-        return
-    for i, vit in enumerate(adm.get("vitals") or []):
-        if vit["phase"] == "pre":
-            yield from predose_bp(vit.get("systolic"), vit.get("diastolic"), f"vitals[{i}]")
-    ended = adm.get("monitoring_ended_at")
-    if ended is None:
-        yield warning("monitoring_ended_at", "esketamine sessions need at least 120 minutes of post-dose "
-                      "monitoring; its end is not recorded", "esketamine-monitoring")
-    elif ended - adm["started_at"] < ESKETAMINE_MONITORING:
-        minutes = int((ended - adm["started_at"]).total_seconds() // 60)
-        yield warning("monitoring_ended_at", f"post-dose monitoring lasted {minutes} minutes; esketamine "
-                      f"needs at least 120", "esketamine-monitoring")
+def session_clinical(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
+    plan_id = adm.get("plan_external_id")
+    plan = ctx.lookup("treatment-plan", adm["source"], plan_id) if plan_id else None
+    yield from session_rules.session_findings(adm, plan)
 
 
 def session_scores(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
@@ -249,6 +186,17 @@ def ae_onset(ae: Record, ctx: RuleContext) -> Iterator[Issue]:
 
 # --- assessment ----------------------------------------------------------------------------
 
+def assessment_clinical(rec: Record, ctx: RuleContext) -> Iterator[Issue]:
+    yield from plan_rules.assessment_findings(rec)
+
+
+def plausible(kind: str) -> Rule:
+    def run(record: Record, ctx: RuleContext) -> Iterator[Issue]:
+        yield from plausibility.check(kind, record)
+    run.__name__ = f"plausible_{kind.replace('-', '_')}"
+    return run
+
+
 def assessment_score(rec: Record, ctx: RuleContext) -> Iterator[Issue]:
     yield from score_in_range(rec["instrument"], rec["score"], "score")
     item9 = rec.get("phq9_item9")
@@ -262,11 +210,11 @@ def assessment_score(rec: Record, ctx: RuleContext) -> Iterator[Issue]:
 
 
 RULES: dict[str, tuple[Rule, ...]] = {
-    "treatment-plan": (plan_period, plan_dose, plan_trd_trials, plan_screening),
-    "administration": (session_times, session_status, session_dose, session_esketamine_monitoring,
-                       session_scores),
-    "adverse-event": (ae_seriousness, ae_description, ae_onset),
-    "assessment": (assessment_score,),
+    "treatment-plan": (plausible("treatment-plan"), plan_period, plan_dose, plan_trd_trials, plan_clinical),
+    "administration": (plausible("administration"), session_times, session_status, session_scores,
+                       session_clinical),
+    "adverse-event": (plausible("adverse-event"), ae_seriousness, ae_description, ae_onset),
+    "assessment": (plausible("assessment"), assessment_score, assessment_clinical),
 }
 
 

@@ -1,6 +1,7 @@
 """Mappings between clinic records and FHIR R4, executed from the specifications in mappings/.
 
-    map_record(kind, record) -> Mapped         a validated transaction Bundle (raises if invalid)
+    map_record(kind, record, findings) -> Mapped   a validated transaction Bundle with a DetectedIssue per
+                                                finding (raises if invalid)
     read_fhir(payload) -> Reversed              the record a Bundle or resource describes
     default_mapper() -> Mapper                  the shipped specifications, compiled once
     main_profiles() -> {type: profile}          the profile of each record kind's main resource
@@ -11,11 +12,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from marshmallow import ValidationError
+
 from service.conformance.definitions import load
+from service.domain import rules
+from service.domain.findings import Finding
+from service.domain.kinds import KINDS
 from service.errors import Issue, Unprocessable
 from service.fhirjson import has_errors, operation_outcome
 from service.mapping.engine import Mapper, Reversed
 from service.mapping.explain import record_issues
+from service.mapping.flags import add_flags
 from service.mapping.spec import load_all
 from service.mapping.transforms import MappingError
 from service.validation import default_validator
@@ -47,24 +54,36 @@ def main_profiles() -> dict[str, str]:
     return {s.primary.type: s.primary.profile for s in load_all().values() if s.primary.profile}
 
 
-def map_record(kind: str, record: dict[str, Any], mapper: Mapper | None = None) -> Mapped:
+def map_record(kind: str, record: dict[str, Any], mapper: Mapper | None = None,
+               findings: list[dict[str, Any]] | None = None) -> Mapped:
     """Map a record (in the canonical form the intake stores) and validate the Bundle.
 
+    `findings`: the record's clinical findings as the intake stored them (its `warnings`); each becomes a
+    DetectedIssue. None: found again here by the rules that need no other record.
     A Bundle that breaks our profiles never leaves: Unprocessable carries the OperationOutcome.
     """
     mapper = mapper or default_mapper()
     try:
         bundle = mapper.to_bundle(kind, record)
+        add_flags(bundle, mapper.specs[kind], record, _findings(kind, record) if findings is None else findings)
     except MappingError as exc:
         raise Unprocessable(f"The {kind} record cannot be mapped to FHIR: {exc}",
                             [Issue(name, str(exc)) for name in exc.fields or ("$",)]) from None
-    findings = default_validator().validate(bundle)
-    if has_errors(findings):
+    validation = default_validator().validate(bundle)
+    if has_errors(validation):
         # named by the record fields that made the elements at fault; the FHIR path stays as detail
         raise Unprocessable(f"The FHIR resources mapped from this {kind} record break the profiles.",
-                            record_issues(mapper, kind, record, bundle, findings),
-                            operation_outcome=operation_outcome(findings))
-    return Mapped(kind, bundle, operation_outcome(findings))
+                            record_issues(mapper, kind, record, bundle, validation),
+                            operation_outcome=operation_outcome(validation))
+    return Mapped(kind, bundle, operation_outcome(validation))
+
+
+def _findings(kind: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        loaded = KINDS[kind].schema().load(record)
+    except ValidationError:  # not a record the intake would take: nothing to flag
+        return []
+    return [i.as_dict() for i in rules.check(kind, loaded) if isinstance(i, Finding)]
 
 
 def read_fhir(payload: dict[str, Any], resolve: Any = None, mapper: Mapper | None = None) -> Reversed:

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from service.config import MAX_PAGE_SIZE
+from service.domain.findings import findings_of
 from service.domain.intake import stale
 from service.domain.kinds import BY_PLURAL, KINDS, Kind
 from service.errors import BadRequest, Issue, PreconditionFailed, PreconditionRequired
@@ -31,7 +32,7 @@ def represent(record: StoredRecord) -> dict[str, Any]:
         "id": record.id, "kind": record.kind, "version": record.version,
         "external_id": record.external_id, "source": record.source,
         "created_at": record.created_at.isoformat() + "Z", "updated_at": record.updated_at.isoformat() + "Z",
-        "warnings": record.warnings, "record": record.content,
+        "warnings": record.warnings, "findings": findings_of(record.warnings), "record": record.content,
     }
 
 
@@ -85,7 +86,7 @@ def as_fhir(plural: str, record_id: str) -> Response:
     from service.mapping import map_record
 
     record = current.runtime().intake.get(_kind(plural).name, record_id)
-    mapped = map_record(record.kind, record.content)
+    mapped = map_record(record.kind, record.content, findings=record.warnings)
     response = Response(json.dumps(mapped.bundle, ensure_ascii=False), status=200, mimetype=FHIR_JSON)
     response.headers["ETag"] = etag(record.version)
     return response
@@ -97,9 +98,9 @@ def preview(plural: str) -> Response:
     from service.mapping import map_record
 
     checked = current.runtime().intake.check(_kind(plural).name, current.body())
-    mapped = map_record(checked.kind.name, checked.new.content)
+    mapped = map_record(checked.kind.name, checked.new.content, findings=checked.warnings)
     body = {"kind": checked.kind.name, "bundle": mapped.bundle, "outcome": mapped.outcome,
-            "warnings": checked.warnings}
+            "warnings": checked.warnings, "findings": findings_of(checked.warnings)}
     # the standard library keeps FHIR's element order (Flask's JSON sorts keys)
     return Response(json.dumps(body, ensure_ascii=False), status=200, mimetype="application/json")
 

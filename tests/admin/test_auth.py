@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from service.admin.accounts import MAX_FAILURES, Accounts
 
 #: Every console page with an example of its arguments; a test checks this covers every /admin route.
-PAGES = ["/admin/", "/admin/mappings", "/admin/mappings/administration", "/admin/profiles",
+PAGES = ["/admin/", "/admin/rules", "/admin/mappings", "/admin/mappings/administration", "/admin/profiles",
          "/admin/profiles/ketamine-administration", "/admin/profiles/package.tgz", "/admin/try",
          "/admin/examples/examples/Patient-demo-alpha.json", "/admin/patients", "/admin/patients?identifier=MRN",
          "/admin/mappings/administration/history", "/admin/exchange", "/admin/exchange/outbox", "/admin/audit",

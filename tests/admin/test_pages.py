@@ -1,6 +1,7 @@
 """The console's pages, signed in: what each shows, and Try it on good and bad input (both backends)."""
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -216,3 +217,23 @@ def test_trace_finds_for_every_rule_the_elements_it_wrote() -> None:
     assert len(found.produced) == sum(len(role.rules) for role in spec.roles)
     assert found.produced[0] == ["Bundle.entry[0].resource.status"]
     assert sum(1 for paths in found.produced if paths) > len(found.produced) // 2
+
+
+def test_try_shows_a_high_severity_finding_in_red_never_a_plain_accepted(admin: FlaskClient) -> None:
+    status, page = _try(admin, json.dumps(administration(dose_mg=4970, weight_kg=70)), "administration")  # 71 mg/kg
+
+    assert status == 200
+    assert "Result: accepted with 1 high-severity finding" in page and "Result: accepted</h2>" not in page
+    assert '<p class="error" role="alert">' in page
+    assert '<tr class="severity-high"><td class="error">high</td>' in page and "anaesthetic range" in page
+
+
+def test_the_rules_page_lists_every_rule_with_its_source(admin: FlaskClient) -> None:
+    from service.domain.findings import CATALOGUE
+
+    response = admin.get("/admin/rules")
+    assert response.status_code == 200
+    found = response.get_data(as_text=True)
+    for rule in CATALOGUE.values():
+        assert f"<code>{rule.name}</code>" in found and html.escape(rule.source).replace("&#x27;", "&#39;") in found
+    assert "diastolic" in found[found.index('id="limits-table"'):]

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from factories import (
     FACTORIES,
+    RECHECK_40_MIN,
     administration,
     adverse_event,
     assessment,
@@ -23,6 +24,10 @@ def findings(kind: str, record: dict[str, Any], ctx: rules.RuleContext = rules.N
     return [(i.severity, i.rule or "", i.field) for i in rules.check(kind, loaded, ctx)]
 
 
+def errors(kind: str, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [f for f in findings(kind, record) if f[0] == "error"]
+
+
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_minimal_records_raise_nothing(kind: str) -> None:
     assert findings(kind, FACTORIES[kind]()) == []
@@ -36,8 +41,8 @@ def test_session_ending_before_it_started_is_an_error() -> None:
 
 
 def test_session_end_compared_across_offsets() -> None:
-    # 14:30Z is 09:30-05:00: after the 09:00-05:00 start although the clock reads earlier.
-    assert findings("administration", administration(ended_at="2026-03-02T14:30:00Z")) == []
+    # 14:40Z is 09:40-05:00: after the 09:00-05:00 start although the clock reads earlier.
+    assert findings("administration", administration(ended_at="2026-03-02T14:40:00Z")) == []
 
 
 @pytest.mark.parametrize("status", ["stopped", "not-done"])
@@ -58,8 +63,10 @@ def test_esketamine_whole_devices_up_to_84_mg(dose: int) -> None:
 
 
 @pytest.mark.parametrize("dose", [30, 60, 112, 85, 56.5])
-def test_esketamine_dose_not_whole_devices_or_above_84_is_an_error(dose: float) -> None:
-    assert findings("administration", esketamine_session(dose_mg=dose)) == [("error", "esketamine-dose", "dose_mg")]
+def test_esketamine_session_not_whole_devices_or_above_84_is_flagged_not_refused(dose: float) -> None:
+    # a session that happened is recorded and flagged (issue 15); a plan is still refused (below)
+    assert findings("administration", esketamine_session(dose_mg=dose)) == [
+        ("high", "esketamine-session-dose", "dose_mg")]
 
 
 def test_esketamine_plan_in_mg_per_kg_is_an_error() -> None:
@@ -78,13 +85,15 @@ def test_iv_ketamine_within_0_1_to_0_75_mg_per_kg(dose_mg: float, weight: float)
 
 
 @pytest.mark.parametrize("dose_mg, weight", [(6.9, 70), (56, 70), (140, 70)])
-def test_iv_ketamine_outside_usual_range_is_a_warning(dose_mg: float, weight: float) -> None:
+def test_iv_ketamine_outside_usual_range_is_flagged(dose_mg: float, weight: float) -> None:
+    severity, name = ("high", "anaesthetic-range-dose") if dose_mg / weight > 1 else ("moderate", "iv-dose-range")
     assert findings("administration", administration(dose_mg=dose_mg, weight_kg=weight)) == [
-        ("warning", "iv-dose-range", "dose_mg")]
+        (severity, name, "dose_mg")]
 
 
-def test_iv_dose_unchecked_without_weight() -> None:
-    assert findings("administration", administration(dose_mg=140, weight_kg=None)) == []
+def test_iv_dose_without_weight_cannot_be_checked() -> None:
+    assert findings("administration", administration(dose_mg=140, weight_kg=None)) == [
+        ("moderate", "dose-weight-missing", "dose_mg")]
 
 
 def test_im_ketamine_is_not_held_to_the_iv_range() -> None:
@@ -105,38 +114,39 @@ def test_a_session_not_done_needs_no_route() -> None:
     assert findings("administration", record) == []
 
 
-def test_iv_plan_dose_above_range_is_a_warning() -> None:
+def test_iv_plan_dose_above_range_is_flagged() -> None:
     assert findings("treatment-plan", treatment_plan(dose={"value": 1.0, "unit": "mg/kg"})) == [
-        ("warning", "iv-dose-range", "dose.value")]
+        ("moderate", "iv-dose-range", "dose.value")]
 
 
 # --- esketamine monitoring ------------------------------------------------------------------
 
 @pytest.mark.parametrize("systolic, diastolic", [(141, 80), (130, 91), (165, 100)])
-def test_esketamine_predose_bp_above_140_90_is_a_warning(systolic: int, diastolic: int) -> None:
-    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": systolic, "diastolic": diastolic}]
+def test_esketamine_predose_bp_above_140_90_is_flagged(systolic: int, diastolic: int) -> None:
+    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": systolic, "diastolic": diastolic},
+              RECHECK_40_MIN]
     assert findings("administration", esketamine_session(vitals=vitals)) == [
-        ("warning", "esketamine-predose-bp", "vitals[0]")]
+        ("moderate", "esketamine-predose-bp", "vitals[0]")]
 
 
 def test_esketamine_bp_of_140_90_is_not_elevated() -> None:
-    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 140, "diastolic": 90}]
+    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 140, "diastolic": 90}, RECHECK_40_MIN]
     assert findings("administration", esketamine_session(vitals=vitals)) == []
 
 
 def test_high_bp_after_dosing_is_not_a_predose_warning() -> None:
-    vitals = [{"at": "2026-03-02T09:40:00-05:00", "phase": "post", "systolic": 170, "diastolic": 100}]
+    vitals = [{"at": "2026-03-02T09:40:00-05:00", "phase": "post", "systolic": 170, "diastolic": 100}]  # < 180/110
     assert findings("administration", esketamine_session(vitals=vitals)) == []
 
 
 def test_esketamine_plan_baseline_bp_above_threshold_is_a_warning() -> None:
     plan = esketamine_plan(screening={"baseline_bp": {"systolic": 150, "diastolic": 85}})
-    assert findings("treatment-plan", plan) == [("warning", "esketamine-predose-bp", "screening.baseline_bp")]
+    assert findings("treatment-plan", plan) == [("moderate", "esketamine-predose-bp", "screening.baseline_bp")]
 
 
 def test_esketamine_monitoring_shorter_than_120_minutes_is_a_warning() -> None:
     session = esketamine_session(monitoring_ended_at="2026-03-02T10:59:00-05:00")  # 119 min
-    assert findings("administration", session) == [("warning", "esketamine-monitoring", "monitoring_ended_at")]
+    assert findings("administration", session) == [("moderate", "esketamine-monitoring", "monitoring_ended_at")]
 
 
 def test_esketamine_monitoring_of_exactly_120_minutes_is_enough() -> None:
@@ -145,7 +155,7 @@ def test_esketamine_monitoring_of_exactly_120_minutes_is_enough() -> None:
 
 def test_esketamine_monitoring_not_recorded_is_a_warning() -> None:
     assert findings("administration", esketamine_session(monitoring_ended_at=None)) == [
-        ("warning", "esketamine-monitoring", "monitoring_ended_at")]
+        ("moderate", "esketamine-monitoring", "monitoring_ended_at")]
 
 
 def test_monitoring_ending_before_dosing_is_an_error() -> None:
@@ -173,18 +183,18 @@ def test_one_trial_is_fine_for_other_indications() -> None:
     assert findings("treatment-plan", plan) == []
 
 
-def test_present_contraindication_is_a_warning_absent_is_not() -> None:
-    screening = {"contraindications": [{"code": "aneurysmal-vascular-disease", "present": True},
+def test_present_caution_is_flagged_absent_contraindication_is_not() -> None:
+    screening = {"contraindications": [{"code": "psychosis", "present": True},
                                        {"code": "intracerebral-hemorrhage-history", "present": False}]}
     assert findings("treatment-plan", treatment_plan(screening=screening)) == [
-        ("warning", "contraindication", "screening.contraindications[0]")]
+        ("moderate", "caution", "screening.contraindications[0]")]
 
 
 @pytest.mark.parametrize("klass", ["benzodiazepine", "opioid", "cns-depressant", "psychostimulant", "maoi"])
-def test_interacting_medication_classes_are_warnings(klass: str) -> None:
+def test_interacting_medication_classes_are_flagged(klass: str) -> None:
     screening = {"interacting_medications": [{"name": "x", "class": klass}]}
     assert findings("treatment-plan", treatment_plan(screening=screening)) == [
-        ("warning", "interaction", "screening.interacting_medications[0]")]
+        ("moderate", "interaction", "screening.interacting_medications[0]")]
 
 
 def test_other_medication_class_is_not_an_interaction() -> None:
@@ -252,9 +262,9 @@ def test_assessment_scores_within_the_instrument_range(instrument: str, low: int
 def test_session_scale_scores_within_range(instrument: str, high: int) -> None:
     def score(value: int) -> dict[str, Any]:
         return administration(scores=[{"instrument": instrument, "value": value, "at": "2026-03-02T09:30:00-05:00"}])
-    assert findings("administration", score(high)) == []
-    assert findings("administration", score(high + 1)) == [("error", "score-range", "scores[0].value")]
-    assert findings("administration", score(-1)) == [("error", "score-range", "scores[0].value")]
+    assert [f for f in findings("administration", score(high)) if f[0] == "error"] == []
+    assert errors("administration", score(high + 1)) == [("error", "score-range", "scores[0].value")]
+    assert errors("administration", score(-1)) == [("error", "score-range", "scores[0].value")]
 
 
 def test_hamd17_total_is_0_to_52() -> None:  # clinical.md §3: 17 items rated 0–4 or 0–2
@@ -264,5 +274,5 @@ def test_hamd17_total_is_0_to_52() -> None:  # clinical.md §3: 17 items rated 0
 
 
 def test_cssrs_ideation_severity_is_0_to_5() -> None:
-    assert findings("assessment", assessment(instrument="cssrs", score=5)) == []
-    assert findings("assessment", assessment(instrument="cssrs", score=6)) == [("error", "score-range", "score")]
+    assert findings("assessment", assessment(instrument="cssrs", score=5)) == [("high", "cssrs-ideation", "score")]
+    assert errors("assessment", assessment(instrument="cssrs", score=6)) == [("error", "score-range", "score")]

@@ -78,6 +78,8 @@ NOTED_WRONG = {(SCT, "387458008"), (SCT, "10741871000119101")}
 #: The examples the brief names; the parsed forbidden set must contain them all.
 KNOWN_UNCONFIRMED = {(RXNORM, "2119365"), (SCT, "3424008"), (SCT, "80954004"), (SCT, "387458008"),
                      (SCT, "24982008"), (LOINC, "69737-5"), (LOINC, "93373-9")}
+#: A LOINC answer the sheet's notes confirm with its display and score: `LA6568-5 Not at all (0)`.
+ANSWER = re.compile(r"\b(LA\d{4,6}-\d) ([A-Za-z][A-Za-z ]*?) \(\d\)")
 SHEET_SYSTEMS = {"RxNorm": RXNORM, "SNOMED CT": SCT, "LOINC": LOINC, "ICD-10-CM": ICD10CM}
 CODE_PATTERNS = {SCT: r"\b\d{6,18}\b", RXNORM: r"\b\d{4,8}\b", LOINC: r"\b\d{1,7}-\d\b",
                  ICD10CM: r"\b[A-Z]\d{2}(?:\.[0-9A-Z]{1,4})?\b"}
@@ -91,6 +93,7 @@ class Sheet:
     fhir: list[tuple[str, str, str | None]]   # §6 FHIR value-set codes
     unconfirmed: list[dict[str, str]]         # UNCONFIRMED table rows
     unconfirmed_text: str
+    answers: list[tuple[str, str, str | None]]  # LOINC answers a confirmed row's notes list with their displays
     counts: dict[str, int]
 
 
@@ -116,6 +119,7 @@ def sheet() -> Sheet:
     rows: list[tuple[str, str, str | None]] = []
     fhir: list[tuple[str, str, str | None]] = []
     unconfirmed: list[dict[str, str]] = []
+    answers: list[tuple[str, str, str | None]] = []
     section, header = "", None
     for line in SHEET.read_text(encoding="utf-8").splitlines():
         if line.startswith("#"):
@@ -135,6 +139,8 @@ def sheet() -> Sheet:
             unconfirmed.append(row)
         elif row.get("System URI", "").startswith("http"):
             rows.append((row["System URI"], row["Code"], _display(row["Display (as read)"])))
+            if row["System URI"] == LOINC:  # "Answer list LL358-3: LA6568-5 Not at all (0), …"
+                answers += [(LOINC, code, display) for code, display in ANSWER.findall(row.get("Notes", ""))]
         elif "Code system URI" in row:
             system = row["Code system URI"].strip("`")
             for pair in row["code — display"].split("<br>"):
@@ -150,7 +156,7 @@ def sheet() -> Sheet:
         ("fhir_no_display", r"displays not read: (\d+)"),
         ("unconfirmed", r"UNCONFIRMED items: \*\*(\d+)\*\*"),
     )}
-    return Sheet(rows, fhir, unconfirmed, unconfirmed_text, counts)
+    return Sheet(rows, fhir, unconfirmed, unconfirmed_text, answers, counts)
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -229,7 +235,7 @@ def allow_list() -> dict[tuple[str, str], set[str]]:
     allowed: dict[tuple[str, str], set[str]] = {}
     local = [(url, c["code"], c.get("display")) for url, cs in local_code_systems().items()
              for c in _flatten(cs.get("concept", []))]
-    for system, code, display in sheet().rows + sheet().fhir + core_concepts() + local:
+    for system, code, display in sheet().rows + sheet().fhir + sheet().answers + core_concepts() + local:
         displays = allowed.setdefault((system, code), set())
         if display:
             displays.add(display)
@@ -330,6 +336,7 @@ def test_sheet_parses_to_its_own_counts() -> None:
     assert len(s.fhir) == s.counts["fhir"]
     assert sum(d is None for _, _, d in s.fhir) == s.counts["fhir_no_display"]
     assert len(s.unconfirmed) == s.counts["unconfirmed"]
+    assert [c for _, c, _ in s.answers] == ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]  # PHQ-9 item 9, LL358-3
 
 
 def test_forbidden_codes_include_the_known_unconfirmed_ones() -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from factories import FACTORIES, administration, adverse_event, assessment, esketamine_session, treatment_plan
+from factories import (
+    FACTORIES,
+    RECHECK_40_MIN,
+    administration,
+    adverse_event,
+    assessment,
+    esketamine_session,
+    treatment_plan,
+)
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -58,20 +66,34 @@ def test_source_defaults_so_resend_without_source_matches(client: FlaskClient) -
     assert post(client, "assessments", assessment(source="default")).status_code == 200
 
 
-def test_warnings_are_stored_and_returned(client: FlaskClient) -> None:
-    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 150, "diastolic": 95}]
+def test_findings_are_stored_and_returned_with_their_severity(client: FlaskClient) -> None:
+    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 150, "diastolic": 95}, RECHECK_40_MIN]
     body = post(client, "administrations", esketamine_session(vitals=vitals)).get_json()
     assert [w["rule"] for w in body["warnings"]] == ["esketamine-predose-bp"]
-    assert body["warnings"][0]["severity"] == "warning"
-    assert client.get(f"/api/v1/administrations/{body['id']}").get_json()["warnings"] == body["warnings"]
+    assert body["findings"] == body["warnings"]
+    finding = body["findings"][0]
+    assert (finding["severity"], finding["code"], finding["field"]) == (
+        "moderate", "elevated-predose-blood-pressure", "vitals[0]")
+    assert finding["values"]["systolic"] == 150 and finding["source"].startswith("clinical.md §3")
+    read = client.get(f"/api/v1/administrations/{body['id']}").get_json()
+    assert read["findings"] == body["findings"]
+
+
+def test_a_session_that_happened_is_stored_and_flagged_not_refused(client: FlaskClient) -> None:
+    response = post(client, "administrations", esketamine_session(dose_mg=112))
+    assert response.status_code == 201
+    assert [(f["severity"], f["code"]) for f in response.get_json()["findings"]] == [("high", "dose-outside-range")]
+    bundle = client.get(f"/api/v1/administrations/{response.get_json()['id']}/fhir").get_json()
+    flags = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
+    assert [(f["severity"], f["code"]["coding"][0]["code"]) for f in flags] == [("high", "dose-outside-range")]
 
 
 def test_rule_error_is_422_with_field_and_nothing_stored(client: FlaskClient) -> None:
-    response = post(client, "administrations", esketamine_session(dose_mg=60))
+    vitals = [{"at": "2026-03-02T09:20:00-05:00", "phase": "intra", "systolic": 60, "diastolic": 120}]
+    response = post(client, "administrations", administration(vitals=vitals))
     assert response.status_code == 422
     assert response.get_json()["errors"] == [
-        {"field": "dose_mg", "message": "esketamine dose 60 mg must be a multiple of 28 mg (one device) and at most 84 mg",
-         "rule": "esketamine-dose"}]
+        {"field": "vitals[0].systolic", "message": "systolic 60 is not above diastolic 120", "rule": "implausible"}]
     assert client.get("/api/v1/administrations").get_json()["count"] == 0
 
 

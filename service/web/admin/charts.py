@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.admin.course import Course, Session
-from service.domain.rules import ESKETAMINE_PREDOSE_BP
+from service.domain.session_rules import ESKETAMINE_PREDOSE_GUIDE as ESKETAMINE_PREDOSE_BP
 
 WIDTH, HEIGHT = 920, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 230, 24, 56

@@ -1,4 +1,4 @@
-"""The console's pages: overview, mappings, profiles (with examples and the IG package), try it."""
+"""The console's pages: overview, mappings, profiles (with examples and the IG package), clinical rules, try it."""
 from __future__ import annotations
 
 import logging
@@ -69,6 +69,17 @@ def ig_package() -> Response:
     name, data = profiles.ig_package()
     return Response(data, mimetype="application/gzip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@bp.get("/rules")
+def rules() -> str:
+    """The clinical rules as they run: each finding rule and each plausibility limit, with its source."""
+    from service.domain import plausibility
+    from service.domain.findings import CATALOGUE, SEVERITIES
+
+    found = sorted(CATALOGUE.values(), key=lambda r: (SEVERITIES.index(r.severity), r.code, r.name))
+    return render_template("admin/rules.html", rules=found, limits=plausibility.VITAL_LIMITS,
+                           weight=plausibility.WEIGHT_KG, doc=plausibility.__doc__ or "")
 
 
 @bp.route("/try", methods=["GET", "POST"])
