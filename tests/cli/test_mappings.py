@@ -40,7 +40,7 @@ def test_show_markdown_and_json_carry_the_same_rules(tmp_path: Path) -> None:
 
 def test_diff_names_added_removed_and_changed_rules(tmp_path: Path) -> None:
     data = yaml.safe_load((folder() / "assessment.yaml").read_text(encoding="utf-8"))
-    data["version"] = "1.1.0"
+    released, data["version"] = data["version"], "9.0.0"
     rules = data["resources"][0]["rules"]
     rules[:] = [r for r in rules if r.get("field") != "plan_external_id"]        # removed
     next(r for r in rules if r.get("field") == "score")["why"] = "The total."    # changed
@@ -51,7 +51,7 @@ def test_diff_names_added_removed_and_changed_rules(tmp_path: Path) -> None:
     done = run("mappings", "diff", str(folder() / "assessment.yaml"), str(new), cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "# assessment: 1.0.0 → 1.1.0"
+    assert lines[0] == f"# assessment: {released} → 9.0.0"
     assert "- Observation (score): plan_external_id → basedOn: The treatment plan this score measures, " \
            "by its business identifier." in lines
     assert any(line.startswith("+ Observation (score): — → note.text") for line in lines)
