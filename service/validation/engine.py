@@ -9,11 +9,13 @@ from service.conformance.definitions import CORE_SD, Definitions
 from service.conformance.profiles import shipped
 from service.conformance.snapshot import SnapshotError, generate
 from service.fhirjson import Finding, matches_pattern
+from service.validation.bundles import Bundles
+from service.validation.datatypes import Datatypes
 from service.validation.invariants import NATIVE, InvariantError, Invariants
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.policy import ValidationPolicy
 from service.validation.primitives import load_primitives
-from service.validation.references import LITERAL_REFERENCE, References, as_list
+from service.validation.references import References, as_list
 from service.validation.run import Run
 from service.validation.slicing import Slicing
 from service.validation.terminology import Terminology
@@ -27,6 +29,8 @@ ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 HREF = re.compile(r"""href\s*=\s*["']#([^"']+)["']""")
 TARGET = re.compile(r"""(?:name|id)\s*=\s*["']([^"']+)["']""")
 CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
+ID_CHARACTERS = re.compile(r"[A-Za-z0-9\-.]{65,}")
+DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
 
 
 #: Of a list of element plans: JSON name → (element, implied type), ids always visited, id → position.
@@ -41,7 +45,7 @@ class UnknownProfile(LookupError):
     """A profile URL that no loaded StructureDefinition has."""
 
 
-class Validator(Slicing, References):
+class Validator(Slicing, References, Datatypes, Bundles):
     """`policy` is what a run accepts beyond FHIR's own rules (policy.py; a call may give its own);
     `our_profiles` names our profile of a resource without meta.profile, for a policy that applies ours
     (default: the shipped implementation guide's, service/conformance/profiles.py)."""
@@ -122,8 +126,7 @@ class Validator(Slicing, References):
         if not plans:
             plans = [self.plan(CORE_SD + kind)]
         if kind == "Bundle":
-            run.full_urls.update(_full_urls(res))
-            self._bundle_entries(res, expr, run)
+            self._bundle(res, expr, run)
         run.resources.append(res)
         run.roots.append(run.roots[-1] if run.roots and _CONTAINED.search(expr) else res)
         for plan in plans:
@@ -136,20 +139,6 @@ class Validator(Slicing, References):
             run.plans.pop()
         run.resources.pop()
         run.roots.pop()
-
-    def _bundle_entries(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
-        """An entry's fullUrl names its resource: type and id must be the resource's own."""
-        entries = bundle.get("entry")
-        for i, entry in enumerate(entries if isinstance(entries, list) else []):
-            if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
-                continue
-            full_url, resource = entry.get("fullUrl"), entry["resource"]
-            match = LITERAL_REFERENCE.match(full_url) if isinstance(full_url, str) and full_url.startswith("http") \
-                else None
-            if match and (match.group(3), match.group(4)) != (resource.get("resourceType"), resource.get("id")):
-                run.add("error", "invalid", f"{expr}.entry[{i}].fullUrl",
-                        f"fullUrl {full_url} does not match the resource's type and id "
-                        f"({resource.get('resourceType')}/{resource.get('id')}).")
 
     def _profiles_of(self, res: dict[str, Any], run: Run) -> list[str]:
         """What the resource claims (meta.profile), and the global profiles of its type; when it claims none
@@ -313,6 +302,8 @@ class Validator(Slicing, References):
             run.add("error", "code-invalid", expr, f"The unit {unit!r} is not valid UCUM.")
         if kind.code in ("Coding", "CodeableConcept", "Quantity"):
             self._known_codes(value, kind.code, expr, run)
+        if kind.code in DATATYPE_CHECKED:
+            self._datatype(value, kind.code, expr, run)
         constraints = self._merged_constraints(plan, type_plan)
         base = kind.code if kind.code not in ("BackboneElement", "Element") else plan.path
         self._constraints(value, constraints, base, expr, run, plan.id)
@@ -332,8 +323,10 @@ class Validator(Slicing, References):
         if primitive is None:  # System.String etc.: the `value` of a primitive type's own definition
             return
         problem = primitive.check(value)
-        if problem:
-            run.add("error", "value", expr, f"{value!r} {problem} ({kind.code}).")
+        if problem and kind.code == "id" and _long_contained_id(value, expr, run):
+            run.add("warning", "value", expr, f"The contained resource's id {value!r} is longer than 64 characters.")
+        elif problem:
+            run.add("error", "value", expr, f"{_shown(value)} {problem} ({kind.code}).")
             return
         if kind.code == "canonical" and not value.startswith("#") and not ABSOLUTE.match(value):
             run.add("error", "value", expr, f"Canonical URLs must be absolute unless they are fragment references "
@@ -441,6 +434,19 @@ def _find_path(root: ElementPlan, path: str) -> ElementPlan | None:
     return None
 
 
+def _long_contained_id(value: Any, expr: str, run: Run) -> bool:
+    """A contained resource's own id, of id characters but over 64 of them: the HL7 validator (HAPI 8.8) only
+    warns, as the id is local to its container and resolves there whatever its length."""
+    contained = bool(run.roots) and run.roots[-1] is not run.resources[-1]
+    return contained and expr.endswith(".id") and isinstance(value, str) and ID_CHARACTERS.fullmatch(value) is not None
+
+
+def _shown(value: Any) -> str:
+    """A value as a finding quotes it: a long one cut short (a finding must not carry a megabyte)."""
+    text = repr(value)
+    return text if len(text) <= 200 else f"{text[:200]}… ({len(text)} characters)"
+
+
 def _global_profiles(defs: Definitions) -> dict[str, tuple[str, ...]]:
     """resource type → the profiles the ImplementationGuides we hold declare global for it (IG.global)."""
     out: dict[str, list[str]] = {}
@@ -451,13 +457,3 @@ def _global_profiles(defs: Definitions) -> dict[str, tuple[str, ...]]:
                         isinstance(entry.get("profile"), str):
                     out.setdefault(entry["type"], []).append(entry["profile"])
     return {kind: tuple(urls) for kind, urls in out.items()}
-
-
-def _full_urls(bundle: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for entry in as_list(bundle.get("entry")):
-        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-            full_url, kind = entry.get("fullUrl"), entry["resource"].get("resourceType")
-            if isinstance(full_url, str) and isinstance(kind, str):
-                out[full_url] = kind
-    return out

@@ -124,11 +124,12 @@ def _ref_1(node: Any, root: Any) -> bool | None:
 
 def _dom_3(node: Any, root: Any) -> bool | None:
     """Every contained resource is referenced from the resource (`#id`), or itself refers to its
-    container (`#`). fhirpathpy cannot evaluate dom-3 once there are contained resources."""
+    container (`#`). fhirpathpy cannot evaluate dom-3 once there are contained resources. As the FHIRPath
+    says (`%resource.descendants()`), a reference from another contained resource counts too."""
     contained = _contained(node)
     if not contained:
         return True
-    outside = {v for v in _strings(node, skip=id(contained))}
+    outside = set(_strings(node))
     for c in contained:
         cid = _get(c, "id")
         if isinstance(cid, str) and f"#{cid}" not in outside and "#" not in set(_strings(c)):
@@ -136,7 +137,7 @@ def _dom_3(node: Any, root: Any) -> bool | None:
     return True
 
 
-def _strings(node: Any, skip: int | None = None) -> Iterator[str]:
+def _strings(node: Any) -> Iterator[str]:
     """Every string value under `node` (a reference, canonical or uri among them)."""
     stack = [node]
     while stack:
@@ -145,7 +146,7 @@ def _strings(node: Any, skip: int | None = None) -> Iterator[str]:
             yield current
         elif isinstance(current, dict):
             stack.extend(current.values())
-        elif isinstance(current, list) and id(current) != skip:
+        elif isinstance(current, list):
             stack.extend(current)
 
 

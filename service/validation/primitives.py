@@ -35,11 +35,17 @@ class Primitive:
             return "must be a JSON string"
         if value == "":
             return "must not be empty"
+        if self.name == "string" and len(value) > MAX_STRING:
+            return f"is longer than {MAX_STRING:,} characters, the most a FHIR string may hold"
         if self.pattern is not None and not self.pattern.fullmatch(value):
             return f"is not a valid {self.name}"
         if self.name in ("date", "dateTime", "instant") and not _real_day(value):
             return f"is not a valid {self.name}: no such day"
         return None
+
+
+#: R4 §2.24.0.1 string: "Strings SHALL NOT exceed 1MB (1024*1024 characters) in size"
+MAX_STRING = 1024 * 1024
 
 
 def _real_day(value: str) -> bool:

@@ -1,0 +1,146 @@
+"""Rules of a Bundle that no StructureDefinition states (R4 bundle.html; the HL7 validator's BundleValidator):
+fullUrls, link relations, search set entries, references a document must resolve inside itself."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from service.validation.references import LITERAL_REFERENCE, as_list
+from service.validation.run import Run
+
+ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+#: Bundle types whose entries need no fullUrl (R4 Bundle.entry.fullUrl: "fullUrl may be omitted" for these)
+FULL_URL_OPTIONAL = {"transaction", "transaction-response", "batch", "batch-response"}
+PAGING = ("first", "previous", "next", "last")
+#: the Composition's references a document must resolve inside itself: (element, repeats)
+DOCUMENT_REFERENCES = (("subject", False), ("author", True), ("encounter", False), ("custodian", False))
+
+
+class Bundles:
+    """Mixed into the Validator: a Bundle's own rules, checked once per Bundle before its entries are walked."""
+
+    def _bundle(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
+        kind = bundle.get("type")
+        entries = [e if isinstance(e, dict) else {} for e in as_list(bundle.get("entry"))]
+        run.full_urls.update({e["fullUrl"]: e["resource"]["resourceType"] for e in entries
+                              if isinstance(e.get("fullUrl"), str) and isinstance(e.get("resource"), dict)
+                              and isinstance(e["resource"].get("resourceType"), str)})
+        for i, entry in enumerate(entries):
+            self._full_url(entry, f"{expr}.entry[{i}]", run)
+        self._links(bundle, kind, expr, run)
+        if kind == "searchset":
+            self._search_entries(bundle, entries, expr, run)
+        if kind == "document" and entries and isinstance(entries[0].get("resource"), dict):
+            self._document(entries, expr, run)
+
+    def _full_url(self, entry: dict[str, Any], expr: str, run: Run) -> None:
+        """fullUrl is absolute (a URL, urn:uuid: or urn:oid:); a RESTful one ends with the resource's type and id."""
+        full_url, resource = entry.get("fullUrl"), entry.get("resource")
+        if not isinstance(full_url, str) or not full_url:
+            return
+        if not ABSOLUTE.match(full_url):
+            run.add("error", "invalid", f"{expr}.fullUrl", f"fullUrl {full_url!r} must be an absolute URL (or a "
+                                                           f"urn:uuid: / urn:oid:), not a relative one.")
+            return
+        match = LITERAL_REFERENCE.match(full_url)
+        if match and match.group(2) and isinstance(resource, dict) \
+                and (match.group(3), match.group(4)) != (resource.get("resourceType"), resource.get("id")):
+            run.add("error", "invalid", f"{expr}.fullUrl",
+                    f"fullUrl {full_url} does not match the resource's type and id "
+                    f"({resource.get('resourceType')}/{resource.get('id')}).")
+
+    def _links(self, bundle: dict[str, Any], kind: Any, expr: str, run: Run) -> None:
+        """A link relation names one link: each at most once; a document is no page of a search."""
+        seen: set[str] = set()
+        for i, link in enumerate(as_list(bundle.get("link"))):
+            relation = link.get("relation") if isinstance(link, dict) else None
+            if not isinstance(relation, str):
+                continue
+            where = f"{expr}.link[{i}].relation"
+            if kind in ("document", "message") and relation in PAGING:
+                run.add("error", "invalid", where, f"A {kind} Bundle has no '{relation}' link: paging links belong "
+                                                   f"to search results and histories.")
+            elif relation in seen:
+                run.add("error", "invalid", where, f"The link relation '{relation}' appears more than once.")
+            seen.add(relation)
+
+    def _search_entries(self, bundle: dict[str, Any], entries: list[dict[str, Any]], expr: str, run: Run) -> None:
+        """A search set's matches and includes are resources with ids; matches are of the searched type(s) (from the
+        self link); an outcome is an OperationOutcome."""
+        types = _searched_types(bundle)
+        for i, entry in enumerate(entries):
+            resource, search = entry.get("resource"), entry.get("search")
+            mode = search.get("mode") if isinstance(search, dict) else None
+            if not isinstance(resource, dict) or mode is None:
+                continue
+            where, kind = f"{expr}.entry[{i}].resource", resource.get("resourceType")
+            if mode in ("match", "include") and resource.get("id") is None:
+                run.add("error", "invalid", where, f"A search set's {mode} entry must have a resource id.")
+            if mode == "match" and types and kind not in types:
+                run.add("error", "invalid", where, f"A {kind} is not what was searched for ({', '.join(types)}).")
+            if mode == "outcome" and kind != "OperationOutcome":
+                run.add("error", "invalid", where, f"A search set's outcome entry is an OperationOutcome, not {kind}.")
+
+    def _document(self, entries: list[dict[str, Any]], expr: str, run: Run) -> None:
+        """R4 documents.html: the first entry is the Composition, and what it refers to is in the Bundle."""
+        composition, base = entries[0]["resource"], entries[0].get("fullUrl")
+        where = f"{expr}.entry[0].resource"
+        if composition.get("resourceType") != "Composition":
+            run.add("error", "invalid", where, "The first entry of a document is its Composition.")
+            return
+        for name, repeats in DOCUMENT_REFERENCES:
+            values = as_list(composition.get(name)) if repeats else [composition.get(name)]
+            for j, ref in enumerate(values):
+                self._in_bundle(ref, entries, base, f"{where}.{name}" + (f"[{j}]" if repeats else ""), run)
+        self._sections(as_list(composition.get("section")), entries, base, f"{where}.section", run)
+
+    def _sections(self, sections: list[Any], entries: list[dict[str, Any]], base: Any, expr: str, run: Run) -> None:
+        for i, section in enumerate(s for s in sections if isinstance(s, dict)):
+            for j, ref in enumerate(as_list(section.get("entry"))):
+                self._in_bundle(ref, entries, base, f"{expr}[{i}].entry[{j}]", run)
+            self._sections(as_list(section.get("section")), entries, base, f"{expr}[{i}].section", run)
+
+    def _in_bundle(self, ref: Any, entries: list[dict[str, Any]], base: Any, expr: str, run: Run) -> None:
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(target, str) or target.startswith("#"):
+            return
+        found = resolve_in_bundle(target, entries, base if isinstance(base, str) else None)
+        if not found:
+            run.add("error", "not-found", f"{expr}.reference", f"{target} is not in the document: a document "
+                                                               f"holds every resource its Composition refers to.")
+        elif len(found) > 1:
+            run.add("error", "invalid", f"{expr}.reference", f"{target} matches {len(found)} entries of the Bundle.")
+
+
+def resolve_in_bundle(reference: str, entries: list[dict[str, Any]], base: str | None) -> list[dict[str, Any]]:
+    """The entries a reference names (R4 bundle.html "Resolving references in Bundles"): an absolute one by
+    fullUrl; a relative one against the referring entry's base, or by type and id; a versioned one
+    (…/_history/n) only the entry of that version."""
+    match = LITERAL_REFERENCE.match(reference)
+    version = match.group(5)[len("/_history/"):] if match and match.group(5) else None
+    plain = reference[: -len(match.group(5))] if match and match.group(5) else reference
+    if ABSOLUTE.match(plain):
+        found = [e for e in entries if e.get("fullUrl") == plain]
+    elif match:
+        root = LITERAL_REFERENCE.match(base or "")
+        if root and root.group(2):
+            found = [e for e in entries if e.get("fullUrl") == root.group(2) + plain]
+        else:
+            wanted = (match.group(3), match.group(4))
+            found = [e for e in entries if isinstance(e.get("resource"), dict)
+                     and (e["resource"].get("resourceType"), e["resource"].get("id")) == wanted]
+    else:
+        return []
+    if version is not None:
+        found = [e for e in found if ((e.get("resource") or {}).get("meta") or {}).get("versionId") == version]
+    return found
+
+
+def _searched_types(bundle: dict[str, Any]) -> list[str]:
+    """The resource types a search set's self link searched (`…/Patient?…` → Patient); none when unclear."""
+    for link in as_list(bundle.get("link")):
+        if isinstance(link, dict) and link.get("relation") == "self" and isinstance(link.get("url"), str):
+            path = link["url"].split("?", 1)[0].rstrip("/")
+            last = path.rsplit("/", 1)[-1]
+            return [last] if last[:1].isupper() and last.isalpha() else []
+    return []

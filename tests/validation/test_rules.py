@@ -1,0 +1,186 @@
+"""Rules the HL7 validator applies that no StructureDefinition states, and false errors it does not make: each
+case fails for the one thing broken and passes without it (R4 text and the HL7 validator's check cited)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import pytest
+
+from service.conformance.definitions import load
+from service.fhirjson import Finding
+from service.validation.engine import Validator
+
+NARRATIVE = {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}
+
+
+@pytest.fixture(scope="module")
+def validator() -> Validator:
+    return Validator(load())
+
+
+def errors(validator: Validator, resource: dict[str, Any]) -> list[Finding]:
+    return [f for f in validator.validate(resource) if f.severity in ("error", "fatal")]
+
+
+def patient(**extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": "p1", "text": NARRATIVE, **extra}
+
+
+def observation(**extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": "o1", "text": NARRATIVE, "status": "final", "code": {"text": "x"},
+            **extra}
+
+
+def bundle(kind: str, *entries: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "id": "b1", "type": kind, **({"entry": list(entries)} if entries else {}),
+            **extra}
+
+
+# --- Bundle: fullUrl (R4 Bundle.entry.fullUrl: "an absolute URL"; BUNDLE_ENTRY_URL_ABSOLUTE) -----------------
+
+@pytest.mark.parametrize("full_url, ok", [
+    ("http://example.com/fhir/Patient/p1", True), ("urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0", True),
+    ("urn:oid:1.2.3", True), ("Patient/p1", False), ("p1", False),
+    ("http://example.com/fhir/Patient/p2", False),   # a RESTful URL naming another id
+])
+def test_full_url_is_absolute_and_names_its_resource(validator: Validator, full_url: str, ok: bool) -> None:
+    found = errors(validator, bundle("collection", {"fullUrl": full_url, "resource": patient()}))
+    assert (found == []) == ok, found
+
+
+# --- Bundle: link relations at most once (BUNDLE_LINK_SEARCH_NO_DUPLICATES) ------------------------------------
+
+def test_a_link_relation_appears_at_most_once(validator: Validator) -> None:
+    once = [{"relation": "self", "url": "http://x/fhir/Patient"}, {"relation": "next", "url": "http://x/fhir/p2"}]
+    twice = [*once, {"relation": "self", "url": "http://x/fhir/Patient?a=b"}]
+    assert errors(validator, bundle("searchset", link=once)) == []
+    assert any("more than once" in f.message for f in errors(validator, bundle("searchset", link=twice)))
+
+
+def test_a_document_has_no_paging_links(validator: Validator) -> None:
+    doc = document(link=[{"relation": "next", "url": "http://x/fhir/p2"}])
+    assert any("'next' link" in f.message for f in errors(validator, doc))
+
+
+# --- Bundle: search set entries (BUNDLE_SEARCH_ENTRY_NO_RESOURCE_ID, ..._WRONG_RESOURCE_TYPE_MODE) -------------
+
+def search_entry(resource: dict[str, Any], mode: str = "match") -> dict[str, Any]:
+    return {"fullUrl": f"urn:uuid:{hashlib.md5(str(resource).encode()).hexdigest()[:8]}-0000-4000-8000-"  # noqa: S324
+                       "000000000000", "resource": resource, "search": {"mode": mode}}
+
+
+def test_search_set_matches_have_ids_and_the_searched_type(validator: Validator) -> None:
+    link = [{"relation": "self", "url": "http://x/fhir/Patient?name=x"}]
+    good = bundle("searchset", search_entry(patient()), search_entry(observation(), "include"), link=link)
+    assert errors(validator, good) == []
+    no_id = {k: v for k, v in patient().items() if k != "id"}
+    assert any("must have a resource id" in f.message
+               for f in errors(validator, bundle("searchset", search_entry(no_id), link=link)))
+    assert any("not what was searched for" in f.message
+               for f in errors(validator, bundle("searchset", search_entry(observation()), link=link)))
+
+
+# --- Bundle: references a document resolves inside itself (R4 documents.html) ---------------------------------
+
+def document(*more: dict[str, Any], section_ref: str = "Observation/o1", **extra: Any) -> dict[str, Any]:
+    composition = {"resourceType": "Composition", "id": "c1", "text": NARRATIVE, "status": "final",
+                   "type": {"text": "note"}, "date": "2026-01-01", "title": "t", "subject": {"reference": "Patient/p1"},
+                   "author": [{"reference": "Patient/p1"}],
+                   "section": [{"title": "s", "text": NARRATIVE, "entry": [{"reference": section_ref}]}]}
+    base = "http://example.com/fhir/"
+    entries = [{"fullUrl": base + "Composition/c1", "resource": composition},
+               {"fullUrl": base + "Patient/p1", "resource": patient()},
+               {"fullUrl": base + "Observation/o1", "resource": observation()}, *more]
+    return bundle("document", *entries, identifier={"system": "urn:ietf:rfc:3986", "value": "urn:uuid:1"},
+                  timestamp="2026-01-01T00:00:00Z", **extra)
+
+
+def test_a_documents_section_entries_are_in_the_bundle(validator: Validator) -> None:
+    assert errors(validator, document()) == []
+    assert any("is not in the document" in f.message for f in errors(validator, document(section_ref="Observation/x")))
+
+
+def test_a_reference_matching_several_entries_is_an_error(validator: Validator) -> None:
+    other = {"fullUrl": "http://elsewhere.example.com/fhir/Observation/o1", "resource": observation()}
+    doc = document(other)
+    doc["entry"][0]["fullUrl"] = "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"  # no base to resolve against
+    assert any("matches 2 entries" in f.message for f in errors(validator, doc))
+
+
+def test_a_versioned_reference_names_that_version(validator: Validator) -> None:
+    versioned = document(section_ref="Observation/o1/_history/2")
+    assert any("is not in the document" in f.message for f in errors(validator, versioned))
+    versioned["entry"][2]["resource"]["meta"] = {"versionId": "2"}
+    assert errors(validator, versioned) == []
+
+
+# --- elements -----------------------------------------------------------------------------------------------
+
+def attachment(data: bytes, **extra: Any) -> dict[str, Any]:
+    return {"contentType": "text/plain", "data": base64.b64encode(data).decode(), **extra}
+
+
+@pytest.mark.parametrize("extra, ok", [
+    ({"size": 5}, True), ({"size": 6}, False),
+    ({"hash": base64.b64encode(hashlib.sha1(b"hello").digest()).decode()}, True),  # noqa: S324
+    ({"hash": base64.b64encode(hashlib.sha1(b"other").digest()).decode()}, False),  # noqa: S324
+])
+def test_attachment_size_and_hash_are_those_of_its_data(validator: Validator, extra: dict[str, Any], ok: bool) -> None:
+    found = errors(validator, patient(photo=[attachment(b"hello", **extra)]))
+    assert (found == []) == ok, found
+
+
+@pytest.mark.parametrize("system, fragment", [
+    ("loinc", "absolute reference"),                                         # TERMINOLOGY_TX_SYSTEM_RELATIVE
+    ("http://hl7.org/fhir/ValueSet/administrative-gender", "is a value set"),  # TERMINOLOGY_TX_SYSTEM_VALUESET2
+    ("http://hl7.org/fhir/no-such-system", "not a code system FHIR defines"),  # TERMINOLOGY_TX_SYSTEM_UNKNOWN
+    ("http://loinc.org/8867-4", "is not a code system"),                     # TERMINOLOGY_TX_SYSTEM_INVALID
+])
+def test_coding_system_is_an_absolute_code_system(validator: Validator, system: str, fragment: str) -> None:
+    ok = observation(code={"coding": [{"system": "http://loinc.org", "code": "8867-4"}]})
+    assert errors(validator, ok) == []
+    bad = observation(code={"coding": [{"system": system, "code": "8867-4"}]})
+    assert any(fragment in f.message for f in errors(validator, bad)), errors(validator, bad)
+
+
+def test_a_string_over_1_mb_is_an_error(validator: Validator) -> None:
+    """R4 datatypes §string: "strings SHALL NOT exceed 1MB (1024*1024 characters) in size"."""
+    assert errors(validator, patient(name=[{"family": "x" * (1024 * 1024)}])) == []
+    found = errors(validator, patient(name=[{"family": "x" * (1024 * 1024 + 1)}]))
+    assert any("longer than 1,048,576" in f.message for f in found)
+    assert all(len(f.message) < 400 for f in found)  # the value is not quoted whole
+
+
+def test_references_within_parameters_and_bundle_entries_resolve_in_their_own_resource(validator: Validator) -> None:
+    """ref-1 uses %rootResource: for a resource in Parameters.parameter.resource or Bundle.entry.resource, that
+    resource itself, not the Parameters or Bundle."""
+    inner = observation(contained=[{"resourceType": "Patient", "id": "p"}], subject={"reference": "#p"})
+    assert errors(validator, {"resourceType": "Parameters", "parameter": [{"name": "r", "resource": inner}]}) == []
+    assert errors(validator, bundle("collection", {"fullUrl": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0",
+                                                   "resource": inner})) == []
+    broken = observation(contained=[{"resourceType": "Patient", "id": "p"}], subject={"reference": "#q"})
+    assert any("ref-1" in f.message for f in
+               errors(validator, {"resourceType": "Parameters", "parameter": [{"name": "r", "resource": broken}]}))
+
+
+def test_dom_3_counts_a_reference_from_another_contained_resource(validator: Validator) -> None:
+    """dom-3 looks in %resource.descendants(): a contained resource referred to by another contained one is
+    referred to from the resource."""
+    contained = [{"resourceType": "Practitioner", "id": "doc"},
+                 {"resourceType": "PractitionerRole", "id": "role", "practitioner": {"reference": "#doc"}}]
+    ok = observation(contained=contained, performer=[{"reference": "#role"}])
+    assert errors(validator, ok) == []
+    orphan = observation(contained=contained)
+    assert any("dom-3" in f.message for f in errors(validator, orphan))
+
+
+def test_a_contained_id_over_64_characters_is_a_warning(validator: Validator) -> None:
+    long_id = "a" * 65
+    resource = observation(contained=[{"resourceType": "Patient", "id": long_id}],
+                           subject={"reference": f"#{long_id}"})
+    findings = validator.validate(resource)
+    assert [f.severity for f in findings if "longer than 64" in f.message] == ["warning"]
+    assert [f for f in findings if f.severity == "error"] == []
+    assert any(f.severity == "error" for f in validator.validate(patient(id=long_id)))
