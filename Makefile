@@ -50,13 +50,13 @@ $(MEDPLUM_PEER): tests/peers/medplum/package-lock.json
 # `make fuzz` runs the full 5,000.
 test: lint $(MEDPLUM_PEER)
 	scripts/chromium.sh
-	scripts/fetch_r4_examples.sh .cache
+	scripts/fetch_packages.sh .cache
 	@set -e; eval "$$(scripts/postgres.sh start)"; trap 'scripts/postgres.sh stop' EXIT; \
 	  $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The inner loop: lint and the fast tier (no HAPI peer, browser, fuzzing, PostgreSQL or wheel install), in under 2 minutes.
 check: lint
-	scripts/fetch_r4_examples.sh .cache
+	scripts/fetch_packages.sh .cache
 	$(PY) -m pytest $(XDIST) -m "$(FAST)" $(PYTEST_ARGS)
 
 clean:

@@ -19,11 +19,16 @@ class Definitions:
         self.own = {r["url"]: r for r in own if "url" in r}
 
     def resolve(self, url: str) -> Resource | None:
-        url = url.split("|", 1)[0]
-        if url in self.own:
-            return self.own[url]
-        filename = self._core_urls.get(url)
-        return self.core.get(filename) if filename else None
+        """The resource a canonical names; `url|version` only when the one held has that version (or none): R4
+        canonical references with a version name that version, so another one held is no match."""
+        url, _, version = url.partition("|")
+        found = self.own.get(url)
+        if found is None:
+            filename = self._core_urls.get(url)
+            found = self.core.get(filename) if filename else None
+        if found is not None and version and found.get("version") not in (None, version):
+            return None
+        return found
 
     def structure(self, url_or_type: str) -> Resource:
         """A StructureDefinition by canonical URL, or a core type/resource name like `Quantity`."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Any
 
 from service.conformance.definitions import Definitions
+from service.validation.references import as_list
 from service.validation.run import Run
+from service.validation.terminology import Terminology
 
 #: what a code or identifier system may start with (InstanceValidator.isSystemReferenceValid); `ldap:` only
 #: for identifiers
@@ -20,10 +23,54 @@ EXACT_SYSTEMS = ("http://snomed.info/sct", "http://loinc.org", "http://unitsofme
                  "http://www.nlm.nih.gov/research/umls/rxnorm")
 
 
+#: R4 Identifier.system: "urn:ietf:rfc:3986 if the Identifier.value itself is a full uri"
+URI_IDENTIFIER = "urn:ietf:rfc:3986"
+ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
 class Datatypes:
     """Mixed into the Validator: the checks that belong to a datatype, whatever profile holds it."""
 
     defs: Definitions
+    terminology: Terminology
+
+    def _concept_map(self, resource: dict[str, Any], expr: str, run: Run) -> None:
+        """Each group's source and target codes exist in its code systems, where those are held completely (R4
+        ConceptMap.group.element.code: "Identity (code or path) or the element/item being mapped")."""
+        for g, group in enumerate(as_list(resource.get("group"))):
+            if not isinstance(group, dict):
+                continue
+            source = self._codes_of(group.get("source"))
+            target = self._codes_of(group.get("target"))
+            for e, element in enumerate(as_list(group.get("element"))):
+                where = f"{expr}.group[{g}].element[{e}]"
+                code = element.get("code") if isinstance(element, dict) else None
+                if source is not None and isinstance(code, str) and code not in source:
+                    run.add("error", "code-invalid", f"{where}.code", f"The source code {code!r} is not in the code "
+                                                                     f"system {group.get('source')}.")
+                for t, mapped in enumerate(as_list(element.get("target")) if isinstance(element, dict) else []):
+                    code = mapped.get("code") if isinstance(mapped, dict) else None
+                    if target is not None and isinstance(code, str) and code not in target:
+                        run.add("error", "code-invalid", f"{where}.target[{t}].code",
+                                f"The target code {code!r} is not in the code system {group.get('target')}.")
+
+    def _value_set(self, resource: dict[str, Any], expr: str, run: Run) -> None:
+        """R4 ValueSet.compose.include.system: "An absolute URI which is the code system from which the selected
+        codes come from" (so too in exclude)."""
+        compose = resource.get("compose")
+        for part in ("include", "exclude"):
+            for i, include in enumerate(as_list(compose.get(part)) if isinstance(compose, dict) else []):
+                system = include.get("system") if isinstance(include, dict) else None
+                if isinstance(system, str) and not ABSOLUTE.match(system):
+                    run.add("error", "invalid", f"{expr}.compose.{part}[{i}].system",
+                            f"ValueSet.compose.{part}.system must be an absolute URI, not {system!r}.")
+                elif isinstance(system, str) and "|" in system:  # a uri, not a canonical: the version has its own
+                    run.add("error", "invalid", f"{expr}.compose.{part}[{i}].system",
+                            f"ValueSet.compose.{part}.system is a URI without a |version ({system}): the version "
+                            f"belongs in ValueSet.compose.{part}.version.")
+
+    def _codes_of(self, system: Any) -> dict[str, str | None] | None:
+        return self.terminology.complete_codes(system) if isinstance(system, str) else None
 
     def _datatype(self, value: dict[str, Any], code: str, expr: str, run: Run) -> None:
         if code == "Attachment":
@@ -40,6 +87,10 @@ class Datatypes:
             if isinstance(system, str) and not system.startswith((*SYSTEM_SCHEMES, "ldap:")):
                 run.add("error", "code-invalid", f"{expr}.system", f"Identifier.system must be an absolute "
                                                                   f"reference, not a local one ({system}).")
+            value_ = value.get("value")
+            if system == URI_IDENTIFIER and isinstance(value_, str) and not ABSOLUTE.match(value_):
+                run.add("error", "value", f"{expr}.value", f"With the system {URI_IDENTIFIER} the value is itself a "
+                                                           f"full URI, not {value_!r}.")
 
     def _attachment(self, value: dict[str, Any], expr: str, run: Run) -> None:
         """`size` is the number of bytes of the data, `hash` its SHA-1 (R4 Attachment); checked when the data is

@@ -12,6 +12,7 @@ from service.fhirjson import Finding, matches_pattern
 from service.validation.bundles import Bundles
 from service.validation.datatypes import Datatypes
 from service.validation.invariants import NATIVE, InvariantError, Invariants
+from service.validation.narrative import check_narrative
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.policy import ValidationPolicy
 from service.validation.primitives import load_primitives
@@ -26,8 +27,7 @@ UCUM = "http://unitsofmeasure.org"
 ABSTRACT = {"Resource", "DomainResource"}  # types of the definitions, never of an instance
 QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Count", "MoneyQuantity"}
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-HREF = re.compile(r"""href\s*=\s*["']#([^"']+)["']""")
-TARGET = re.compile(r"""(?:name|id)\s*=\s*["']([^"']+)["']""")
+UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
 ID_CHARACTERS = re.compile(r"[A-Za-z0-9\-.]{65,}")
 DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
@@ -127,6 +127,10 @@ class Validator(Slicing, References, Datatypes, Bundles):
             plans = [self.plan(CORE_SD + kind)]
         if kind == "Bundle":
             self._bundle(res, expr, run)
+        elif kind == "ConceptMap":
+            self._concept_map(res, expr, run)
+        elif kind == "ValueSet":
+            self._value_set(res, expr, run)
         run.resources.append(res)
         run.roots.append(run.roots[-1] if run.roots and _CONTAINED.search(expr) else res)
         for plan in plans:
@@ -328,12 +332,15 @@ class Validator(Slicing, References, Datatypes, Bundles):
         elif problem:
             run.add("error", "value", expr, f"{_shown(value)} {problem} ({kind.code}).")
             return
+        if kind.code in ("uri", "url", "canonical", "uuid") and value.startswith("urn:uuid:") \
+                and not UUID.fullmatch(value):
+            run.add("error", "value", expr, f"UUIDs are lowercase hexadecimal in the form 8-4-4-4-12 (R4 uuid, RFC "
+                                            f"4122): {value}.")
         if kind.code == "canonical" and not value.startswith("#") and not ABSOLUTE.match(value):
             run.add("error", "value", expr, f"Canonical URLs must be absolute unless they are fragment references "
                                             f"({value}).")
         if kind.code == "xhtml":
-            for anchor in sorted(set(HREF.findall(value)) - set(TARGET.findall(value))):
-                run.add("error", "value", expr, f"Hyperlink '#{anchor}' in the narrative does not resolve.")
+            check_narrative(value, expr, run)
         self._fixed_and_pattern(value, plan, expr, run)
         if plan.binding and kind.code in CODED:
             self._binding(value, kind.code, plan, expr, run)
@@ -391,11 +398,18 @@ class Validator(Slicing, References, Datatypes, Bundles):
         url = value.get("url")
         if not isinstance(url, str):
             return  # a missing url is a cardinality error already
+        if ":" not in url:
+            return  # a complex extension's part, named relative to it: its slicing says whether it is defined
         definition = self.defs.resolve(kind.profiles[0] if kind.profiles else url)
         if definition is not None and definition.get("type") == "Extension":
             self._extension_context(definition, plan, expr, run)
-        if kind.profiles:
-            return  # a profiled slice was validated against its definition
+        if kind.profiles:  # a profiled slice was validated against its definition, if it is held
+            if definition is None:
+                severity = run.policy.extension_severity(url)
+                if severity != "ignore":
+                    run.add(severity, "extension", expr, f"Unknown extension {url}: the profile's slice names "
+                                                         f"{kind.profiles[0]}, which is not held.")
+            return
         try:
             extension_plan = self.plan(definition["url"]) if definition and definition.get("type") == "Extension" \
                 else None

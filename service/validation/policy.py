@@ -17,6 +17,9 @@ from typing import Any
 
 #: Severities a policy may give a finding; "ignore" reports nothing.
 SEVERITIES = ("error", "warning", "information", "ignore")
+#: extensions the HL7 validator accepts whatever it is told: its tooling's
+HL7_TOOLS = ("http://hl7.org/fhir/tools/StructureDefinition/",
+             "http://hl7.org/fhir/StructureDefinition/structuredefinition-expression")
 #: An extension domain that allows every extension (the HL7 CLI's -allow-any-extensions).
 ANY = "*"
 
@@ -59,8 +62,10 @@ class ValidationPolicy:
         return dataclasses.replace(self, **changes)
 
     def extension_severity(self, url: str) -> str:
-        """How to report an extension whose definition is not held: an allowed domain says nothing, "*" a hint."""
-        if any(url.startswith(domain) for domain in self.extension_domains if domain != ANY):
+        """How to report an extension whose definition is not held: an allowed domain says nothing, "*" a hint.
+        The HL7 validator always accepts DICOM's (nema.org) and its own tooling's (isKnownExtension)."""
+        if any(url.startswith(domain) for domain in self.extension_domains if domain != ANY) \
+                or "nema.org" in url or url.startswith(HL7_TOOLS):
             return "ignore"
         if ANY in self.extension_domains:
             return "information"

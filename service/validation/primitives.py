@@ -39,11 +39,16 @@ class Primitive:
             return f"is longer than {MAX_STRING:,} characters, the most a FHIR string may hold"
         if self.pattern is not None and not self.pattern.fullmatch(value):
             return f"is not a valid {self.name}"
+        if self.name == "code" and (value != value.strip() or UNICODE_SPACE.search(value.replace(" ", ""))):
+            return "has whitespace other than single spaces inside (a code's whitespace rules)"
         if self.name in ("date", "dateTime", "instant") and not _real_day(value):
             return f"is not a valid {self.name}: no such day"
         return None
 
 
+#: R4 code: "no leading or trailing whitespace, and ... no whitespace other than single spaces in the contents";
+#: whitespace in Unicode's sense (a no-break space is whitespace here, unlike in the regexes)
+UNICODE_SPACE = re.compile(r"\s")
 #: R4 §2.24.0.1 string: "Strings SHALL NOT exceed 1MB (1024*1024 characters) in size"
 MAX_STRING = 1024 * 1024
 
@@ -66,5 +71,8 @@ def load_primitives(defs: Definitions) -> dict[str, Primitive]:
         value = next(e for e in defs.structure(name)["snapshot"]["element"] if e["id"] == f"{name}.value")
         regex = next((x["valueString"] for t in value.get("type", []) for x in t.get("extension", [])
                       if x["url"] == REGEX_EXT), None)
-        out[name] = Primitive(name, re.compile(regex) if regex and name not in INTEGERS and name != "boolean" else None)
+        # ASCII: the regexes are Java's (the HL7 validator's), where \s and \S mean ASCII whitespace only, so a
+        # no-break space (U+00A0) in a string is a character like any other, not whitespace the regex refuses
+        compiled = re.compile(regex, re.ASCII) if regex and name not in INTEGERS and name != "boolean" else None
+        out[name] = Primitive(name, compiled)
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from service.conformance.definitions import Definitions
 from service.fhirjson import matches_pattern
 from service.validation.bindings import Bindings
 from service.validation.plan import ElementPlan, TypeRef
@@ -12,6 +13,8 @@ from service.validation.run import Run
 class Slicing(Bindings):
     """Mixed into the Validator: slice counts, closed slicing, and the discriminator types R4 defines."""
 
+    defs: Definitions
+
     if TYPE_CHECKING:
         def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: Run) -> None: ...
 
@@ -19,6 +22,12 @@ class Slicing(Bindings):
                  run: Run) -> None:
         discriminators = (sliced.slicing or {}).get("discriminator", [])
         counts = {s.slice_name: 0 for s in sliced.slices}
+        for s in sliced.slices:  # an extension slice whose profile is not held cannot tell its items apart
+            unheld = [p for t in s.types if t.code == "Extension" for p in t.profiles[:1]
+                      if self.defs.resolve(p) is None]
+            for item_expr, _, _ in items if unheld else []:
+                run.add("error", "structure", item_expr, f"Slicing cannot be evaluated: the profile {unheld[0]} of "
+                                                         f"the slice {sliced.path}:{s.slice_name} is not held.")
         for item_expr, kind, value in items:
             chosen = next((s for s in sliced.slices if self._matches(value, kind, s, discriminators)), None)
             if chosen is None:

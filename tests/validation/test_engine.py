@@ -292,7 +292,7 @@ def test_bundle_full_url_must_name_the_resource(validator: Validator) -> None:
 
 
 def test_transaction_entries_need_a_request(validator: Validator) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:1", "resource": patient()}]}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0", "resource": patient()}]}
     assert any("bdl-3" in f.message for f in errors(validator, bundle))
     bundle["entry"][0]["request"] = {"method": "POST", "url": "Patient"}
     assert errors(validator, bundle) == []

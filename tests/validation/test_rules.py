@@ -184,3 +184,42 @@ def test_a_contained_id_over_64_characters_is_a_warning(validator: Validator) ->
     assert [f.severity for f in findings if "longer than 64" in f.message] == ["warning"]
     assert [f for f in findings if f.severity == "error"] == []
     assert any(f.severity == "error" for f in validator.validate(patient(id=long_id)))
+
+
+# --- found by the agreement corpus (test_hapi_agreement.py): each with the R4 text in its finding's module -----
+
+@pytest.mark.parametrize("good, bad, fragment", [
+    (patient(), patient(text={"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"> </div>"}),
+     "txt-2"),
+    (patient(), patient(text={"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x"
+                                                            "<img src=\"#nope\"/></div>"}), "Image source '#nope'"),
+    (patient(identifier=[{"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.3"}]),
+     patient(identifier=[{"system": "urn:ietf:rfc:3986", "value": "1.2.3"}]), "full URI"),
+    (patient(gender="male"), patient(gender="male\u00a0"), "whitespace"),
+    (patient(implicitRules="urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"),
+     patient(implicitRules="urn:uuid:0C3151BD-1CBF-4D64-B04D-CD9187A4C6E0"), "UUIDs are lowercase"),
+    ({"resourceType": "ValueSet", "id": "v", "text": NARRATIVE, "status": "draft",
+      "compose": {"include": [{"system": "http://loinc.org", "version": "2.1"}]}},
+     {"resourceType": "ValueSet", "id": "v", "text": NARRATIVE, "status": "draft",
+      "compose": {"include": [{"system": "http://loinc.org|2.1"}]}}, "without a |version"),
+    ({"resourceType": "ConceptMap", "id": "m", "text": NARRATIVE, "status": "draft", "group": [{
+        "source": "http://hl7.org/fhir/administrative-gender", "element": [{"code": "male", "target": [{"equivalence": "unmatched"}]}]}]},
+     {"resourceType": "ConceptMap", "id": "m", "text": NARRATIVE, "status": "draft", "group": [{
+         "source": "http://hl7.org/fhir/administrative-gender", "element": [{"code": "man", "target": [{"equivalence": "unmatched"}]}]}]},
+     "not in the code system"),
+])
+def test_rules_the_agreement_corpus_found(validator: Validator, good: dict[str, Any], bad: dict[str, Any],
+                                          fragment: str) -> None:
+    assert errors(validator, good) == []
+    assert any(fragment in f.message for f in errors(validator, bad)), errors(validator, bad)
+
+
+def test_dicom_extensions_are_accepted_as_the_hl7_validator_does(validator: Validator) -> None:
+    assert errors(validator, patient(extension=[{"url": "http://nema.org/fhir/extensions#0010:1010",
+                                                  "valueString": "x"}])) == []
+
+
+def test_a_versioned_canonical_names_that_version_only() -> None:
+    defs = load()
+    assert defs.resolve("http://hl7.org/fhir/StructureDefinition/SimpleQuantity|4.0.1") is not None
+    assert defs.resolve("http://hl7.org/fhir/StructureDefinition/SimpleQuantity|5.0.0") is None

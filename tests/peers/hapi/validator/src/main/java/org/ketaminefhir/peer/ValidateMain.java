@@ -43,7 +43,8 @@ import java.util.Set;
  * <pre>
  * java -cp target/classes:$(cat target/cp.txt) org.ketaminefhir.peer.ValidateMain \
  *     [--ig DIR]... [--package FILE.tgz]... [--profile URL]... [--stdin-list]
- *     [--strict-unknown-code-systems] [--allow-snapshot-problems] [--no-warmup] [--] FILE.json...
+ *     [--strict-unknown-code-systems] [--allow-snapshot-problems] [--no-warmup]
+ *     [--allow-any-extensions] [--extension-domain URL]... [--] FILE.json...
  * </pre>
  *
  * Prints exactly one JSON document on stdout (results, timing, harness); every log line goes to stderr.
@@ -101,6 +102,8 @@ public final class ValidateMain {
 		boolean strictUnknownCodeSystems;
 		boolean warmup = true;
 		boolean allowSnapshotProblems;
+		boolean allowAnyExtensions;
+		final List<String> extensionDomains = new ArrayList<>();
 	}
 
 	public static void main(String[] args) {
@@ -134,6 +137,7 @@ public final class ValidateMain {
 	private static String usage() {
 		return "usage: ValidateMain [--ig DIR]... [--package FILE.tgz]... [--profile URL]... [--stdin-list]\n"
 				+ "                    [--strict-unknown-code-systems] [--allow-snapshot-problems] [--no-warmup]\n"
+				+ "                    [--allow-any-extensions] [--extension-domain URL]...\n"
 				+ "                    [--] FILE.json...";
 	}
 
@@ -155,6 +159,8 @@ public final class ValidateMain {
 				case "--strict-unknown-code-systems" -> o.strictUnknownCodeSystems = true;
 				case "--no-warmup" -> o.warmup = false;
 				case "--allow-snapshot-problems" -> o.allowSnapshotProblems = true;
+				case "--allow-any-extensions" -> o.allowAnyExtensions = true;
+				case "--extension-domain" -> o.extensionDomains.add(value(args, ++i, a));
 				case "--help" -> throw new UsageException("help");
 				default -> throw new UsageException("unknown option " + a);
 			}
@@ -201,9 +207,7 @@ public final class ValidateMain {
 				new InMemoryTerminologyServerValidationSupport(ctx),
 				new SnapshotGeneratingValidationSupport(ctx));
 		FhirInstanceValidator module = new FhirInstanceValidator(chain);
-		// Check the resource type named in literal references ("Group/1" where Patient is allowed), as our
-		// validator does; HAPI otherwise checks only references that carry Reference.type or resolve.
-		module.setAssumeValidRestReferences(true);
+		configureAsHl7Defaults(module, o);
 		ENUMERATED = url -> isEnumerated(chain, url);
 		FhirValidator validator = ctx.newValidator();
 		validator.registerValidatorModule(module);
@@ -294,6 +298,35 @@ public final class ValidateMain {
 		jsonOut.print(doc);
 		jsonOut.flush();
 		return 0;
+	}
+
+	/**
+	 * Every option this harness sets on HAPI's validator, in one place. The aim is the HL7 reference validator
+	 * (org.hl7.fhir.validation's CLI) at its defaults, which is what users of FHIR validate with; HAPI's
+	 * FhirInstanceValidator defaults differ from it in two places, set back here:
+	 * <ul>
+	 * <li>anyExtensionsAllowed = false: the HL7 CLI refuses an extension it cannot find a definition for
+	 *     (EXTENSION_EXT_UNKNOWN_NOTHERE, an error) unless -allow-any-extensions or -allow-extension-domain says
+	 *     otherwise (InstanceValidator.allowUnknownExtension); HAPI's default (true) makes it a hint.
+	 *     --allow-any-extensions / --extension-domain URL give the CLI's options.</li>
+	 * <li>errorForUnknownProfiles = false: the HL7 validator warns about a meta.profile it cannot find
+	 *     (VALIDATION_VAL_PROFILE_UNKNOWN, a warning) and validates against the base; HAPI's default is an error.</li>
+	 * <li>allowExamples = false: the HL7 CLI's -allow-example-urls defaults to false (example.org and acme.com URLs
+	 *     refused where it checks them); set explicitly, whatever HAPI's default is.</li>
+	 * <li>assumeValidRestReferences: left at the default (false), as the HL7 CLI's.</li>
+	 * </ul>
+	 * One thing no option can give offline: the HL7 CLI asks a terminology server (tx.fhir.org) about code systems
+	 * it does not hold (SNOMED CT, LOINC, RxNorm); here there is none, so what only a server could say is
+	 * downgraded to a warning (see {@link #TX_SYSTEM_UNKNOWN}; --strict-unknown-code-systems keeps HAPI's
+	 * severities), as our validator does without --tx.
+	 */
+	private static void configureAsHl7Defaults(FhirInstanceValidator module, Options o) {
+		module.setAnyExtensionsAllowed(o.allowAnyExtensions);
+		if (!o.extensionDomains.isEmpty()) {
+			module.setCustomExtensionDomains(o.extensionDomains);
+		}
+		module.setErrorForUnknownProfiles(false);
+		module.setAllowExamples(false);
 	}
 
 	private static long millisSince(long nanoStart) {
