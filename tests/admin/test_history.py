@@ -1,6 +1,7 @@
 """Mapping history: versions recorded by the service (no git needed) and from git, rule diffs, the page."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,16 +17,19 @@ from service.store.engine import session
 from service.store.records import utcnow
 
 WHY = "A score the clinic sends is complete; there is no preliminary score."
+#: assessment's version as shipped: the tests change from it, whatever it is now
+SHIPPED = re.search(r"^version: (\S+)$", (folder() / "assessment.yaml").read_text(encoding="utf-8"), re.M)[1]  # type: ignore[index]
+NEXT = "99.0.0"
 
 
-def _copy(tmp_path: Path, name: str, why: str = WHY, version: str = "1.0.0") -> Path:
+def _copy(tmp_path: Path, name: str, why: str = WHY, version: str = SHIPPED) -> Path:
     """The shipped mappings, with assessment's first rule's reason and the file version changed."""
     target = tmp_path / name
     shutil.copytree(folder(), target)
     path = target / "assessment.yaml"
     text = path.read_text(encoding="utf-8")
     assert WHY in text
-    path.write_text(text.replace(WHY, why).replace("version: 1.0.0", f"version: {version}", 1), encoding="utf-8")
+    path.write_text(text.replace(WHY, why).replace(f"version: {SHIPPED}", f"version: {version}", 1), encoding="utf-8")
     return target
 
 
@@ -36,7 +40,7 @@ def _engine(app: Flask) -> Engine:
 
 @pytest.mark.both_backends  # a unique constraint settles a race
 def test_each_version_is_recorded_once_when_first_seen_without_git(app: Flask, tmp_path: Path) -> None:
-    first, second = _copy(tmp_path, "v1"), _copy(tmp_path, "v2", why="Scores arrive final.", version="1.1.0")
+    first, second = _copy(tmp_path, "v1"), _copy(tmp_path, "v2", why="Scores arrive final.", version=NEXT)
     engine = _engine(app)
 
     assert history.record_current(engine, first) == 0  # create_app recorded the shipped files already
@@ -44,10 +48,10 @@ def test_each_version_is_recorded_once_when_first_seen_without_git(app: Flask, t
     assert history.git_versions(second, "assessment") == []  # not a checkout: the database is the history
 
     found = history.versions(engine, "assessment", second)
-    assert [v.version for v in found[:2]] == ["1.1.0", "1.0.0"] and found[0].current and not found[1].current
+    assert [v.version for v in found[:2]] == [NEXT, SHIPPED] and found[0].current and not found[1].current
     changes = history.compare(found[1], found[0])
     assert [(c.kind, c.detail) for c in changes] == [
-        ("version", "1.0.0 → 1.1.0"),
+        ("version", f"{SHIPPED} → {NEXT}"),
         ("changed", f"why: {WHY!r} → 'Scores arrive final.'")]
 
 
