@@ -42,6 +42,12 @@ class RuleDef:
         return Finding(field, message, self.severity, self.name, code=self.code, source=self.source, values=values)
 
 
+def _graded(code: str, source: str, *, high: tuple[str, str], moderate: tuple[str, str]) -> tuple[RuleDef, ...]:
+    """One flag read from one source in two grades: (name, summary) of the high rule and of the moderate one."""
+    return (RuleDef(high[0], code, "high", source, high[1]),
+            RuleDef(moderate[0], code, "moderate", source, moderate[1]))
+
+
 _BP_RACEMIC = "clinical.md §3 BP with racemic ketamine; §4 (Swiss ketamine SmPC: resting BP >180/100 mmHg)"
 _BP_ESK = "clinical.md §3 Pre-dose BP (esketamine label 'general guide' >140/90 mmHg; J&J Medical Information, PDR)"
 _SEDATION = "clinical.md §3 Sedation: MOAA/S (scale; label: 0.3% lost consciousness, MOAA/S 0)"
@@ -68,14 +74,14 @@ CATALOGUE: dict[str, RuleDef] = {r.name: r for r in (
             "within 1.5 h)", "Esketamine: a rise of 40 systolic or 25 diastolic over the pre-dose reading within "
             "90 minutes of dosing."),
     # breathing and sedation
-    RuleDef("spo2-sentinel", "oxygen-desaturation", "high", _SPO2,
-            "SpO2 below 75 %, or below 90 % in readings more than 60 seconds apart: a sentinel event."),
-    RuleDef("spo2-minor", "oxygen-desaturation", "moderate", _SPO2,
-            "SpO2 from 75 to 90 % in one reading: a minor event if it lasted under 60 seconds."),
-    RuleDef("moaas-unresponsive", "deep-sedation", "high", _SEDATION,
-            "MOAA/S 0: no response to pain (loss of consciousness)."),
-    RuleDef("moaas-deep", "deep-sedation", "moderate", _SEDATION,
-            "MOAA/S 1 or 2: responds only to prodding, shaking or pain."),
+    *_graded("oxygen-desaturation", _SPO2,
+             high=("spo2-sentinel", "SpO2 below 75 %, or below 90 % in readings more than 60 seconds apart: a "
+                   "sentinel event."),
+             moderate=("spo2-minor", "SpO2 from 75 to 90 % in one reading: a minor event if it lasted under 60 "
+                       "seconds.")),
+    *_graded("deep-sedation", _SEDATION,
+             high=("moaas-unresponsive", "MOAA/S 0: no response to pain (loss of consciousness)."),
+             moderate=("moaas-deep", "MOAA/S 1 or 2: responds only to prodding, shaking or pain.")),
     # doses
     RuleDef("iv-dose-range", "dose-outside-range", "moderate", _DOSE_IV,
             "IV ketamine outside 0.1–0.75 mg/kg (up to the anaesthetic range)."),
