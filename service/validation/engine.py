@@ -8,12 +8,12 @@ from typing import Any
 from service.conformance.definitions import CORE_SD, Definitions
 from service.conformance.profiles import shipped
 from service.conformance.snapshot import SnapshotError, generate
-from service.fhirjson import Finding, matches_pattern
+from service.fhirjson import Finding
 from service.validation.bundles import Bundles
 from service.validation.datatypes import Datatypes
-from service.validation.invariants import NATIVE, InvariantError, Invariants
-from service.validation.narrative import check_narrative
+from service.validation.invariants import Invariants
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
+from service.validation.plan import UnknownProfile as UnknownProfile  # raised by plan(); callers import it here
 from service.validation.policy import ValidationPolicy
 from service.validation.primitives import load_primitives
 from service.validation.references import References, as_list
@@ -21,15 +21,11 @@ from service.validation.run import Run
 from service.validation.slicing import Slicing
 from service.validation.terminology import Terminology
 from service.validation.units import valid_ucum
+from service.validation.values import CODED, Values
 
-ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # object addresses differ between runs; findings must not
 UCUM = "http://unitsofmeasure.org"
 ABSTRACT = {"Resource", "DomainResource"}  # types of the definitions, never of an instance
 QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Count", "MoneyQuantity"}
-ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
-ID_CHARACTERS = re.compile(r"[A-Za-z0-9\-.]{65,}")
 DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
 
 
@@ -41,11 +37,8 @@ DefaultProfiles = Callable[[dict[str, Any]], list[str]]
 
 _CONTAINED = re.compile(r"\.contained\[\d+\]$")  # a resource walked inside another one
 
-class UnknownProfile(LookupError):
-    """A profile URL that no loaded StructureDefinition has."""
 
-
-class Validator(Slicing, References, Datatypes, Bundles):
+class Validator(Values, Slicing, References, Datatypes, Bundles):
     """`policy` is what a run accepts beyond FHIR's own rules (policy.py; a call may give its own);
     `our_profiles` names our profile of a resource without meta.profile, for a policy that applies ours
     (default: the shipped implementation guide's, service/conformance/profiles.py)."""
@@ -322,29 +315,6 @@ class Validator(Slicing, References, Datatypes, Bundles):
             found = self._merged[key] = (plan, type_plan, merged)
         return found[2]
 
-    def _primitive(self, value: Any, plan: ElementPlan, kind: TypeRef, expr: str, run: Run) -> None:
-        primitive = self.primitives.get(kind.code)
-        if primitive is None:  # System.String etc.: the `value` of a primitive type's own definition
-            return
-        problem = primitive.check(value)
-        if problem and kind.code == "id" and _long_contained_id(value, expr, run):
-            run.add("warning", "value", expr, f"The contained resource's id {value!r} is longer than 64 characters.")
-        elif problem:
-            run.add("error", "value", expr, f"{_shown(value)} {problem} ({kind.code}).")
-            return
-        if kind.code in ("uri", "url", "canonical", "uuid") and value.startswith("urn:uuid:") \
-                and not UUID.fullmatch(value):
-            run.add("error", "value", expr, f"UUIDs are lowercase hexadecimal in the form 8-4-4-4-12 (R4 uuid, RFC "
-                                            f"4122): {value}.")
-        if kind.code == "canonical" and not value.startswith("#") and not ABSOLUTE.match(value):
-            run.add("error", "value", expr, f"Canonical URLs must be absolute unless they are fragment references "
-                                            f"({value}).")
-        if kind.code == "xhtml":
-            check_narrative(value, expr, run)
-        self._fixed_and_pattern(value, plan, expr, run)
-        if plan.binding and kind.code in CODED:
-            self._binding(value, kind.code, plan, expr, run)
-
     def _content_reference(self, value: Any, plan: ElementPlan, expr: str, run: Run) -> None:
         """An element defined by reference to another (`#Questionnaire.item`): use that one's rules."""
         target = (plan.content_reference or "").split("#", 1)[-1]
@@ -364,78 +334,6 @@ class Validator(Slicing, References, Datatypes, Bundles):
         except UnknownProfile:
             return self.plan(CORE_SD + kind.code)
 
-    # --- rules on values ----------------------------------------------------------------------
-
-    def _fixed_and_pattern(self, value: Any, plan: ElementPlan, expr: str, run: Run) -> None:
-        if plan.fixed and value != plan.fixed[1]:
-            run.add("error", "value", expr, f"{plan.path}: value must be exactly {plan.fixed[1]!r} ({plan.fixed[0]}).")
-        if plan.pattern and not matches_pattern(value, plan.pattern[1]):
-            run.add("error", "value", expr, f"{plan.path}: value must match the pattern {plan.pattern[1]!r}.")
-
-    def _constraints(self, node: Any, constraints: tuple[Constraint, ...], base: str, expr: str, run: Run,
-                     where: str) -> None:
-        resource = run.resources[-1] if run.resources else run.root
-        root = run.roots[-1] if run.roots else run.root
-        for rule in constraints:
-            if rule.key in NATIVE:
-                continue
-            try:
-                ok = self.invariants.holds(rule.expression, node, base, resource, root)
-            except InvariantError as exc:
-                run.add("information", "informational", expr, f"Invariant {rule.key} could not be evaluated: "
-                                                               f"{ADDRESS.sub('', str(exc))}")
-                continue
-            if not ok:
-                severity = "error" if rule.severity == "error" else "warning"
-                source = f" (defined in {rule.source})" if rule.source else ""
-                run.add(severity, "invariant", expr, f"Constraint failed: {rule.key}: '{rule.human}'{source}")
-
-    def _extension(self, value: dict[str, Any], plan: ElementPlan, kind: TypeRef, expr: str, run: Run) -> None:
-        has_value = any(k.startswith(("value", "_value")) for k in value)  # an extended primitive exists too
-        if has_value == bool(value.get("extension")):  # ext-1, checked natively
-            run.add("error", "invariant", expr, "Constraint failed: ext-1: 'Must have either extensions or value[x], "
-                                                "not both'")
-        url = value.get("url")
-        if not isinstance(url, str):
-            return  # a missing url is a cardinality error already
-        if ":" not in url:
-            return  # a complex extension's part, named relative to it: its slicing says whether it is defined
-        definition = self.defs.resolve(kind.profiles[0] if kind.profiles else url)
-        if definition is not None and definition.get("type") == "Extension":
-            self._extension_context(definition, plan, expr, run)
-        if kind.profiles:  # a profiled slice was validated against its definition, if it is held
-            if definition is None:
-                severity = run.policy.extension_severity(url)
-                if severity != "ignore":
-                    run.add(severity, "extension", expr, f"Unknown extension {url}: the profile's slice names "
-                                                         f"{kind.profiles[0]}, which is not held.")
-            return
-        try:
-            extension_plan = self.plan(definition["url"]) if definition and definition.get("type") == "Extension" \
-                else None
-        except UnknownProfile:  # held, but no snapshot could be had: as unusable as one not held at all
-            extension_plan = None
-        if extension_plan is None:
-            severity = run.policy.extension_severity(url)
-            if severity != "ignore":
-                run.add(severity, "extension", expr, f"Unknown extension {url}.")
-            return
-        self._object(value, extension_plan.root.children, expr, run)
-        self._constraints(value, extension_plan.root.constraints, "Extension", expr, run, url)
-
-    def _extension_context(self, definition: dict[str, Any], plan: ElementPlan, expr: str, run: Run) -> None:
-        """An extension may sit only where its definition's context says."""
-        owner = run.primitive_owner or plan.path.rsplit(".", 1)[0]
-        names = {owner, "Element", "Resource", "DomainResource", *run.owner_types}
-        if "." not in owner:
-            names.add(owner)
-        allowed = [c.get("expression") for c in definition.get("context", []) if c.get("type") == "element"]
-        if not allowed or any(a in names for a in allowed):
-            return
-        # R4's own extensions are used beyond their declared contexts by R4's own examples; HAPI lets that pass.
-        severity = "warning" if definition["url"].startswith(CORE_SD) else "error"
-        run.add(severity, "structure", expr, f"Extension {definition['url']} is not allowed on {owner}: its context "
-                                            f"is {', '.join(str(a) for a in allowed)}.")
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -446,19 +344,6 @@ def _find_path(root: ElementPlan, path: str) -> ElementPlan | None:
         if path == child.path or path.startswith(child.path + "."):
             return _find_path(child, path)
     return None
-
-
-def _long_contained_id(value: Any, expr: str, run: Run) -> bool:
-    """A contained resource's own id, of id characters but over 64 of them: the HL7 validator (HAPI 8.8) only
-    warns, as the id is local to its container and resolves there whatever its length."""
-    contained = bool(run.roots) and run.roots[-1] is not run.resources[-1]
-    return contained and expr.endswith(".id") and isinstance(value, str) and ID_CHARACTERS.fullmatch(value) is not None
-
-
-def _shown(value: Any) -> str:
-    """A value as a finding quotes it: a long one cut short (a finding must not carry a megabyte)."""
-    text = repr(value)
-    return text if len(text) <= 200 else f"{text[:200]}… ({len(text)} characters)"
 
 
 def _global_profiles(defs: Definitions) -> dict[str, tuple[str, ...]]:

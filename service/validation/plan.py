@@ -8,6 +8,10 @@ from typing import Any
 VALUE_KEY = re.compile(r"^(fixed|pattern)([A-Z].*)$")
 
 
+class UnknownProfile(LookupError):
+    """A profile URL that no loaded StructureDefinition has (or none whose snapshot could be had)."""
+
+
 @dataclass(frozen=True)
 class TypeRef:
     code: str
