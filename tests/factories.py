@@ -59,6 +59,29 @@ def assessment(**changes: Any) -> dict[str, Any]:
                   "score": 18, "at": "2026-03-01T10:00:00+00:00"}, **changes)
 
 
+# --- parts of a record: readings, scores, a weekly frequency -----------------------------------------
+
+#: Before dosing and during the session of administration() (which starts at 09:00-05:00).
+PRE = "2026-03-02T08:50:00-05:00"
+INTRA = "2026-03-02T09:20:00-05:00"
+
+
+def bp(at: str, phase: str, systolic: int, diastolic: int, **more: int) -> dict[str, Any]:
+    return {"at": at, "phase": phase, "systolic": systolic, "diastolic": diastolic, **more}
+
+
+def reading(at: str, phase: str = "intra", **measures: int) -> dict[str, Any]:
+    return {"at": at, "phase": phase, **measures}
+
+
+def score(instrument: str, value: int, at: str = INTRA, **more: Any) -> dict[str, Any]:
+    return {"instrument": instrument, "value": value, "at": at, **more}
+
+
+def weeks(count: int, period: int = 1) -> dict[str, Any]:
+    return {"count": count, "period": period, "period_unit": "wk"}
+
+
 FACTORIES = {"treatment-plan": treatment_plan, "administration": administration,
              "adverse-event": adverse_event, "assessment": assessment}
 

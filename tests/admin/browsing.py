@@ -1,6 +1,6 @@
 """Headless Chromium for the console's browser tests (Debian's chromium + chromedriver, driven by Selenium):
-the browser fixture, screenshots to tests/artifacts/admin/, following links, signing in. No network: Chromium's
-background traffic is off."""
+the browser fixtures (a test module imports `browser_fixture` and `chromium_installed`), screenshots to
+tests/artifacts/admin/, following links, signing in. No network: Chromium's background traffic is off."""
 from __future__ import annotations
 
 import os
@@ -38,6 +38,18 @@ def require_chromium() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and {MISSING}", pytrace=False)
     pytest.skip(f"{MISSING} (with CI=true this fails)")
+
+
+@pytest.fixture(autouse=True)
+def chromium_installed() -> None:
+    """Autouse in every module that imports it (and only there: a conftest would skip non-browser tests)."""
+    require_chromium()
+
+
+@pytest.fixture(name="browser")  # named apart from the tests' `browser` argument it feeds
+def browser_fixture(tmp_path: Path) -> Iterator[WebDriver]:
+    with chromium(tmp_path) as driver:
+        yield driver
 
 
 @contextmanager

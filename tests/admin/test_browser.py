@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from admin.browsing import START_TIMEOUT, backend_of, chromium, follow, require_chromium, shot, sign_in
+from admin.browsing import START_TIMEOUT, backend_of, browser_fixture, chromium_installed, follow, shot, sign_in  # noqa: F401 - the fixtures
 from admin.support import PASSWORD, USER
 from cli.support import kfhir
 from factories import administration
@@ -24,17 +24,6 @@ from service.store.engine import make_engine
 
 #: The EHR endpoint the live server queues records for; nothing listens there (no job is ever sent).
 ENDPOINTS = "endpoints:\n  - name: hospital\n    base_url: http://127.0.0.1:9/fhir\n"
-
-
-@pytest.fixture(autouse=True)
-def chromium_installed() -> None:
-    require_chromium()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    with chromium(tmp_path) as driver:
-        yield driver
 
 
 @pytest.fixture

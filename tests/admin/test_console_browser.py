@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from admin.browsing import backend_of, chromium, follow, require_chromium, shot, sign_in
+from admin.browsing import backend_of, browser_fixture, chromium_installed, follow, shot, sign_in  # noqa: F401 - the fixtures
 from admin.support import PASSWORD, USER
 from cli.support import kfhir
 from factories import assessment, esketamine_plan, esketamine_session
@@ -25,17 +25,6 @@ from support import serving
 from support.ehr import ehr_server
 
 DESKTOP, PHONE = (1366, 900), (390, 844)
-
-
-@pytest.fixture(autouse=True)
-def chromium_installed() -> None:
-    require_chromium()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    with chromium(tmp_path) as driver:
-        yield driver
 
 
 @pytest.fixture

@@ -11,15 +11,21 @@ from typing import Any
 
 import pytest
 from factories import (
+    INTRA,
     NPI,
     PATIENT,
+    PRE,
     RECHECK_40_MIN,
     administration,
     adverse_event,
     assessment,
+    bp,
     esketamine_plan,
     esketamine_session,
+    reading,
+    score,
     treatment_plan,
+    weeks,
 )
 
 from service.domain import rules
@@ -28,28 +34,10 @@ from service.errors import Unprocessable
 from service.mapping import map_record
 from service.validation import default_validator
 
-PRE = "2026-03-02T08:50:00-05:00"
-INTRA = "2026-03-02T09:20:00-05:00"
 FLAG = "https://ketamine-fhir.org/fhir/CodeSystem/ketamine-safety-flag"
 PROFILE = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-safety-flag"
 OVERRIDE = {"by": {"identifier": NPI, "name": "Dr. Aya Prescriber"}, "reason": "Aneurysm clipped 2019; cleared by "
             "neurosurgery", "at": "2026-02-27T15:00:00-05:00"}
-
-
-def bp(at: str, phase: str, systolic: int, diastolic: int, **more: int) -> dict[str, Any]:
-    return {"at": at, "phase": phase, "systolic": systolic, "diastolic": diastolic, **more}
-
-
-def reading(at: str, phase: str = "intra", **measures: int) -> dict[str, Any]:
-    return {"at": at, "phase": phase, **measures}
-
-
-def score(instrument: str, value: int, at: str = INTRA, **more: Any) -> dict[str, Any]:
-    return {"instrument": instrument, "value": value, "at": at, **more}
-
-
-def weeks(count: int, period: int = 1) -> dict[str, Any]:
-    return {"count": count, "period": period, "period_unit": "wk"}
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,15 @@ from typing import Any
 import pytest
 from factories import (
     FACTORIES,
+    PRE,
     RECHECK_40_MIN,
     administration,
     adverse_event,
     assessment,
+    bp,
     esketamine_plan,
     esketamine_session,
+    score,
     treatment_plan,
 )
 
@@ -123,19 +126,18 @@ def test_iv_plan_dose_above_range_is_flagged() -> None:
 
 @pytest.mark.parametrize("systolic, diastolic", [(141, 80), (130, 91), (165, 100)])
 def test_esketamine_predose_bp_above_140_90_is_flagged(systolic: int, diastolic: int) -> None:
-    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": systolic, "diastolic": diastolic},
-              RECHECK_40_MIN]
+    vitals = [bp(PRE, "pre", systolic, diastolic), RECHECK_40_MIN]
     assert findings("administration", esketamine_session(vitals=vitals)) == [
         ("moderate", "esketamine-predose-bp", "vitals[0]")]
 
 
 def test_esketamine_bp_of_140_90_is_not_elevated() -> None:
-    vitals = [{"at": "2026-03-02T08:50:00-05:00", "phase": "pre", "systolic": 140, "diastolic": 90}, RECHECK_40_MIN]
+    vitals = [bp(PRE, "pre", 140, 90), RECHECK_40_MIN]
     assert findings("administration", esketamine_session(vitals=vitals)) == []
 
 
 def test_high_bp_after_dosing_is_not_a_predose_warning() -> None:
-    vitals = [{"at": "2026-03-02T09:40:00-05:00", "phase": "post", "systolic": 170, "diastolic": 100}]  # < 180/110
+    vitals = [bp("2026-03-02T09:40:00-05:00", "post", 170, 100)]  # < 180/110
     assert findings("administration", esketamine_session(vitals=vitals)) == []
 
 
@@ -251,20 +253,20 @@ def test_unknown_suspected_session_is_a_warning() -> None:
 @pytest.mark.parametrize("instrument, low, high", [
     ("phq9", 0, 27), ("madrs", 0, 60), ("qids-sr16", 0, 27), ("gad7", 0, 21)])
 def test_assessment_scores_within_the_instrument_range(instrument: str, low: int, high: int) -> None:
-    for score in (low, high):
-        assert findings("assessment", assessment(instrument=instrument, score=score)) == []
-    for score in (low - 1, high + 1):
-        assert findings("assessment", assessment(instrument=instrument, score=score)) == [
+    for value in (low, high):
+        assert findings("assessment", assessment(instrument=instrument, score=value)) == []
+    for value in (low - 1, high + 1):
+        assert findings("assessment", assessment(instrument=instrument, score=value)) == [
             ("error", "score-range", "score")]
 
 
 @pytest.mark.parametrize("instrument, high", [("cadss", 92), ("moaas", 5), ("bprs-positive", 24), ("phq9", 27)])
 def test_session_scale_scores_within_range(instrument: str, high: int) -> None:
-    def score(value: int) -> dict[str, Any]:
-        return administration(scores=[{"instrument": instrument, "value": value, "at": "2026-03-02T09:30:00-05:00"}])
-    assert [f for f in findings("administration", score(high)) if f[0] == "error"] == []
-    assert errors("administration", score(high + 1)) == [("error", "score-range", "scores[0].value")]
-    assert errors("administration", score(-1)) == [("error", "score-range", "scores[0].value")]
+    def scored(value: int) -> dict[str, Any]:
+        return administration(scores=[score(instrument, value)])
+    assert [f for f in findings("administration", scored(high)) if f[0] == "error"] == []
+    assert errors("administration", scored(high + 1)) == [("error", "score-range", "scores[0].value")]
+    assert errors("administration", scored(-1)) == [("error", "score-range", "scores[0].value")]
 
 
 def test_hamd17_total_is_0_to_52() -> None:  # clinical.md §3: 17 items rated 0–4 or 0–2

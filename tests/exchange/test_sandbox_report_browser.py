@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from admin.test_browser import browser, chromium_installed  # noqa: F401 - the fixtures, browser autouse check
+from admin.browsing import browser_fixture, chromium_installed  # noqa: F401 - the fixtures
 from exchange.test_sandbox import broken_adverse_event
 from peers.medplum_server import MedplumServer
 from selenium.webdriver.common.by import By
@@ -29,7 +29,7 @@ def open_report(driver: WebDriver, report: Report, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
-def test_a_passing_report_shows_the_server_and_every_request(browser: WebDriver,  # noqa: F811
+def test_a_passing_report_shows_the_server_and_every_request(browser: WebDriver,
                                                              medplum_server: MedplumServer) -> None:
     report = run(FhirClient(medplum_server.base_url), "batch", cleanup=True)
     open_report(browser, report, "passed-medplum-batch")
@@ -42,7 +42,7 @@ def test_a_passing_report_shows_the_server_and_every_request(browser: WebDriver,
     assert all(c.is_displayed() for c in browser.find_elements(By.CSS_SELECTOR, "table.calls"))
 
 
-def test_a_refused_push_shows_the_servers_outcome_and_the_remedy(browser: WebDriver, tmp_path: Path) -> None:  # noqa: F811
+def test_a_refused_push_shows_the_servers_outcome_and_the_remedy(browser: WebDriver, tmp_path: Path) -> None:
     with live_server(f"sqlite:///{tmp_path / 'ehr.db'}", tmp_path, KFHIR_LOG_LEVEL="WARNING") as ehr:
         report = run(FhirClient(ehr.base, ehr.bearer), "transaction", cleanup=True, map_record=broken_adverse_event)
     open_report(browser, report, "refused-facade-transaction")
