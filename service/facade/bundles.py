@@ -101,6 +101,7 @@ def export_record(unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
     ahead = {key for r in requests for _, ref in references(r.resource, "") for key in [ref] if "/" in key}
     if unit.record_id is None:
         raise ValueError("export_record needs a unit of work for a record (Unit.record_id)")
+    unit.prefetch([(r.resource_type, r.resource_id) for r in requests if r.method == "PUT" and r.resource_id])
     _run(unit, "", requests, prepared, log, ahead)
     for written in log:
         unit.link_record(written.resource.resource_type, written.resource.id, unit.record_id)

@@ -218,12 +218,13 @@ def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = Tr
 def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names) -> Written:
     resource = rewrite_references(prepared.resource, names)  # Bundle fullUrls → the stored resources
     check_references(unit, resource, set(names.values()))
+    # a POST's id is a UUID this server just made (create_in): no row can hold it yet
     stored = unit.write(prepared.resource_type, resource_id, resource,
-                        [_as_warning(f) for f in prepared.findings], method)
+                        [_as_warning(f) for f in prepared.findings], method, new=method == "POST")
     if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
         target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
         made = provenance(target, created, instant(stored.last_updated), unit.author, unit.record_id)
-        unit.write("Provenance", str(uuid.uuid4()), made, [], "POST")
+        unit.write("Provenance", str(uuid.uuid4()), made, [], "POST", new=True)
     return Written(stored, created, prepared.findings)
 
 

@@ -27,14 +27,18 @@ def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) ->
     if dangling:
         raise BadRequest(f"The reference {dangling[0].message.split(' ')[0]} names no entry of a transaction "
                        f"Bundle (a placeholder resolves only within one).", dangling)
-    missing = []
+    checked = []
     for path, ref in found:
         parts = ref.split("/_history/")[0].split("/")
         if len(parts) != 2 or parts[0] not in TYPES or "?" in ref or "/".join(parts) in pending:
             continue
         if not unit.permits(parts[0], "r"):  # a 400 for a missing one would tell a client that may not read
             continue  # that type which ids exist (a Patient's, say): such references are not checked for it
-        stored = unit.get(parts[0], parts[1])
+        checked.append((path, ref, parts[0], parts[1]))
+    unit.prefetch([(resource_type, resource_id) for _, _, resource_type, resource_id in checked])
+    missing = []
+    for path, ref, resource_type, resource_id in checked:
+        stored = unit.get(resource_type, resource_id)
         if stored is None or stored.deleted:
             missing.append(Issue(path, f"{ref} is not a resource of this server"))
     if missing:

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, Engine, Table, and_, delete, exists, func, insert, literal, or_, select, true, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from service.params import EARLIEST, LATEST
@@ -24,6 +24,9 @@ from service.store.records import utcnow
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
 MAX_VERSION = 2**31 - 1
+#: the tables a write appends to through Core (Unit.write says why)
+VERSIONS = cast(Table, ResourceVersionRow.__table__)
+INDEX = cast(Table, SearchIndexRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,33 @@ class Unit:
         self.record_id = record_id
         #: main resources already read into clinic records in this transaction (see service/app/flows.py)
         self.linked: set[str] = set()
+        #: rows this transaction has read or written, by (type, id), None for one it found absent: a write's
+        #: reference checks, its update and the record read back from it asked for the same rows again and again
+        #: (a domain record took 228 statements, half of them repeats). SQLite's writer holds the database from
+        #: BEGIN IMMEDIATE; on PostgreSQL a concurrent create of the same id fails this one's INSERT on the
+        #: unique constraint, as it did between a lookup and the INSERT before.
+        self._rows: dict[tuple[str, str], ResourceRow | None] = {}
 
     def permits(self, resource: str, letters: str) -> bool:
         """Whether the client this transaction writes for holds `letters` on `resource` (the server: always)."""
         return self._permits is None or self._permits(resource, letters)
 
     def _row(self, resource_type: str, resource_id: str) -> ResourceRow | None:
-        return self.session.scalars(select(ResourceRow).where(
-            ResourceRow.resource_type == resource_type, ResourceRow.id == resource_id)).one_or_none()
+        key = (resource_type, resource_id)
+        if key not in self._rows:
+            self._rows[key] = self.session.scalars(select(ResourceRow).where(
+                ResourceRow.resource_type == resource_type, ResourceRow.id == resource_id)).one_or_none()
+        return self._rows[key]
+
+    def prefetch(self, keys: list[tuple[str, str]]) -> None:
+        """Read the rows of these (type, id) pairs in one statement, for the lookups that follow (a write's
+        references: one statement instead of one each)."""
+        wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
+        if len(wanted) > 1:
+            self._rows.update(dict.fromkeys(wanted))
+            for row in self.session.scalars(select(ResourceRow).where(
+                    tuple_(ResourceRow.resource_type, ResourceRow.id).in_(wanted))):
+                self._rows[row.resource_type, row.id] = row
 
     def get(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version, deleted or not; None when the id was never used."""
@@ -113,9 +135,12 @@ class Unit:
         return StoredResource.of_version(row) if row else None
 
     def write(self, resource_type: str, resource_id: str, content: dict[str, Any] | None,
-              warnings: list[dict[str, Any]], method: str, record_id: str | None = None) -> StoredResource:
-        """Store the next version (the first when new); `content` None deletes. Sets meta.versionId/lastUpdated."""
-        row = self._row(resource_type, resource_id)
+              warnings: list[dict[str, Any]], method: str, record_id: str | None = None,
+              new: bool = False) -> StoredResource:
+        """Store the next version (the first when new); `content` None deletes. Sets meta.versionId/lastUpdated.
+        `new`: the id was just made by this server (a UUID), so no row can hold it: none is looked for."""
+        row = None if new else self._row(resource_type, resource_id)
+        inserted = row is None
         now = utcnow()
         version = row.version + 1 if row else 1
         if content is not None:
@@ -128,23 +153,28 @@ class Unit:
             row = ResourceRow(resource_type=resource_type, id=resource_id, version=version, deleted=content is None,
                               last_updated=now, content=content, warnings=warnings, record_id=record_id)
             self.session.add(row)
+            self._rows[resource_type, resource_id] = row
         else:
             row.version, row.deleted, row.last_updated = version, content is None, now
             row.content, row.warnings = content, warnings
             if record_id is not None:
                 row.record_id = record_id
         self.session.flush()
-        self.session.add(ResourceVersionRow(resource_pk=row.pk, resource_type=resource_type, id=resource_id,
-                                            version=version, method=method, deleted=content is None,
-                                            last_updated=now, content=content))
-        self.session.execute(delete(SearchIndexRow).where(SearchIndexRow.resource_pk == row.pk))
+        # The version and the index rows as plain INSERTs (one statement for all index rows), not ORM objects
+        # flushed one by one; a row just inserted has no index rows or claims to drop.
+        connection = self.session.connection()  # Core: the ORM's bulk INSERT splits rows by which values are None
+        connection.execute(insert(VERSIONS), [{
+            "resource_pk": row.pk, "resource_type": resource_type, "id": resource_id, "version": version,
+            "method": method, "deleted": content is None, "last_updated": now, "content": content}])
+        if not inserted:
+            self.session.execute(delete(SearchIndexRow).where(SearchIndexRow.resource_pk == row.pk))
         if content is not None:
-            self.session.add_all(SearchIndexRow(resource_pk=row.pk, resource_type=resource_type, param=v.param,
-                                                system=v.system, value=v.value, low=v.low, high=v.high)
-                                 for v in index(content))
-        else:
+            rows = [{"resource_pk": row.pk, "resource_type": resource_type, "param": v.param, "system": v.system,
+                     "value": v.value, "low": v.low, "high": v.high} for v in index(content)]
+            if rows:
+                connection.execute(insert(INDEX), rows)
+        elif not inserted:
             self.session.execute(delete(ConditionalClaimRow).where(ConditionalClaimRow.resource_pk == row.pk))
-        self.session.flush()
         return StoredResource.of(row)
 
     def link_record(self, resource_type: str, resource_id: str, record_id: str) -> None:
