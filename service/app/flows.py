@@ -2,8 +2,9 @@
 
 * A clinic record was written (`RecordWritten`, run by the domain intake inside the record's transaction):
   its mapped, already validated Bundle is stored as FHIR resources through the facade, each version with its
-  Provenance naming the record, and queued for every EHR endpoint. The EHRs hear of a record if and only if
-  it is stored: the record, its resources and the outbox jobs commit together.
+  Provenance naming the record, and queued for every EHR endpoint; the safety flags an earlier version raised
+  and this one does not go with it as entered-in-error (service/mapping/flags.py). The EHRs hear of a record
+  if and only if it is stored: the record, its resources and the outbox jobs commit together.
 * A FHIR resource was written (`ResourceWritten`, run by the facade inside the write's transaction): a
   record's main resource (a ketamine-treatment-plan CarePlan, a ketamine-administration
   MedicationAdministration, a ketamine-adverse-event AdverseEvent, a ketamine-outcome-score Observation
@@ -29,7 +30,8 @@ from service.facade.interactions import ClaimLost
 from service.facade.server import FhirServer
 from service.fhirjson import reference_key
 from service.mapping import Mapper, MappingError, main_profiles
-from service.search.query import parse
+from service.mapping.flags import withdraw_stale
+from service.search.query import MAX_COUNT, parse
 from service.security.scopes import RECORDS, insufficient
 from service.store.records import StoredRecord
 from service.store.resources import Author, StoredResource, Unit
@@ -47,7 +49,9 @@ class RecordWritten:
 
     def __call__(self, session: Session, mapped: Any, record: StoredRecord, author: Author | None) -> None:
         try:
-            self.fhir.export_record(Unit(session, author, record.id), mapped.bundle)
+            unit = Unit(session, author, record.id)
+            withdraw_stale(mapped.bundle, _stored_flags(unit, record))
+            self.fhir.export_record(unit, mapped.bundle)
             enqueue(session, record, mapped.bundle, self.endpoints)
         except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "
@@ -55,6 +59,22 @@ class RecordWritten:
         except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN
             raise Unprocessable(f"The record's FHIR resources cannot be stored: {exc.detail}",
                                 exc.issues or [Issue("$", exc.detail)]) from None
+
+
+def _stored_flags(unit: Unit, record: StoredRecord) -> list[dict[str, Any]]:
+    """The patient's stored DetectedIssues (withdraw_stale keeps those under this record's identifiers): what
+    earlier versions of the record raised, the patient being the record's (its MRN, not an id that may differ)."""
+    if record.version == 1:
+        return []  # a first version has no earlier flags
+    mrn = record.content["patient"]["identifier"]
+    query = parse("DetectedIssue", [("patient.identifier", f"{mrn['system']}|{mrn['value']}"), ("_sort", "_id")])
+    query.total, query.count, found = False, MAX_COUNT, []
+    while True:
+        page, _ = unit.search(query)
+        found += [r.content for r in page if r.content and not r.deleted]
+        if len(page) < query.count:
+            return found
+        query.offset += query.count
 
 
 class ResourceWritten:

@@ -55,7 +55,8 @@ def test_pull_follows_next_links_to_the_end(ehr: FhirClient) -> None:
     ehr.push(bundle("administration"))
     (patient,) = ehr.search("Patient", {"identifier": f"{MRN['system']}|{MRN['value']}"})
     pulled = list(ehr.search("Observation", {"patient": patient["id"], "_count": "2"}))
-    assert len(pulled) == 6 and len({o["id"] for o in pulled}) == 6
+    # the session's five vital signs and one score, and the plan's pregnancy status at screening
+    assert len(pulled) == 7 and len({o["id"] for o in pulled}) == 7
 
 
 def test_a_stale_update_is_a_conflict_to_reconcile(ehr: FhirClient) -> None:

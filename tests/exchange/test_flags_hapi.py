@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from domain.test_clinical_scenarios import CASES, PLAN, STORED_PLAN
 from exchange.test_outbox_hapi import hapi_runtime
+from factories import administration
 from peers.hapi_server import HapiServer
 
 from service.app.runtime import Runtime
 from service.exchange.client import FhirClient
 from service.exchange.outbox import JobQuery
 from service.exchange.worker import Worker
+from service.mapping.flags import flag_key
 
 FLAG = "https://ketamine-fhir.org/fhir/CodeSystem/ketamine-safety-flag"
 SOURCE = "flags-on-hapi"  # the session's HAPI is shared: records of their own
@@ -60,3 +62,22 @@ def test_flagged_scenarios_reach_hapi_as_detected_issues(runtime_on_hapi: Runtim
 def _patient(client: FhirClient, mrn: str) -> str:
     (patient,) = client.search("Patient", {"identifier": f"https://clinic.example/mrn|{mrn}"})
     return f"Patient/{patient['id']}"
+
+
+def test_a_withdrawn_flag_reaches_hapi_as_entered_in_error(runtime_on_hapi: Runtime, hapi_server: HapiServer) -> None:
+    """A corrected session's stale flag (flags.WITHDRAWN): HAPI holds it under the same id, no longer final."""
+    runtime, client = runtime_on_hapi, FhirClient(hapi_server.base_url, timeout=120)
+    vitals = [{"at": "2026-03-02T09:20:00-05:00", "phase": "intra", "systolic": 230, "diastolic": 130}]
+    runtime.intake.submit(PLAN, _ours("plan", STORED_PLAN))  # the plan the session belongs to
+    first = runtime.intake.submit("administration", _ours("withdrawn", administration(vitals=vitals))).record
+    flag_id = flag_key("administration", first.content, "elevated-session-blood-pressure").id
+    tally = Worker(runtime.outbox, runtime.endpoints).drain()
+    assert (tally.done, tally.dead) == (2, 0), [j.last_error for j in runtime.outbox.list(JobQuery(limit=9))]
+    assert client.read("DetectedIssue", flag_id)["status"] == "final"
+    corrected = [{**vitals[0], "systolic": 150, "diastolic": 90}]
+    runtime.intake.replace("administration", first.id, 1, _ours("withdrawn", administration(vitals=corrected)))
+    tally = Worker(runtime.outbox, runtime.endpoints).drain()
+    assert (tally.done, tally.dead) == (1, 0), [j.last_error for j in runtime.outbox.list(JobQuery(limit=9))]
+    withdrawn = client.read("DetectedIssue", flag_id)
+    assert withdrawn["status"] == "entered-in-error" and withdrawn["patient"]["reference"] == \
+        _patient(client, "FLAGS-withdrawn")

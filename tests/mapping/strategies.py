@@ -92,7 +92,7 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
             optional={"baseline": st.integers(0, 27)}), max_size=3))),
         "concurrent_therapy": draw(optional(st.fixed_dictionaries({"psychotherapy": st.sampled_from(["CBT", None])}))),
         "screening": draw(optional(st.fixed_dictionaries({}, optional={
-            "contraindications": st.just([{"code": c, "present": draw(st.booleans())} for c in contraindications]),
+            "contraindications": st.just([_screened(draw, c) for c in contraindications]),
             "interacting_medications": st.lists(st.fixed_dictionaries(
                 {"name": names, "class": st.sampled_from(v.INTERACTING_CLASSES)}), max_size=3),
             "baseline_bp": st.fixed_dictionaries({"systolic": st.integers(90, 170), "diastolic": st.integers(50, 100)}),
@@ -100,6 +100,15 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
         "prescriber": draw(optional(person())),
     }
     return _drop_none(record)
+
+
+def _screened(draw: st.DrawFn, code: str) -> dict[str, Any]:
+    """A checklist item; a present one may carry a clinician's documented override."""
+    item: dict[str, Any] = {"code": code, "present": draw(st.booleans())}
+    if item["present"] and draw(st.booleans()):
+        at = datetime(2026, 1, 1, 9, tzinfo=draw(offsets)) + timedelta(minutes=draw(st.integers(0, 10**5)))
+        item["override"] = {"by": draw(person()), "reason": draw(names), "at": at.isoformat()}
+    return item
 
 
 @st.composite

@@ -235,11 +235,32 @@ def allow_list() -> dict[tuple[str, str], set[str]]:
     allowed: dict[tuple[str, str], set[str]] = {}
     local = [(url, c["code"], c.get("display")) for url, cs in local_code_systems().items()
              for c in _flatten(cs.get("concept", []))]
-    for system, code, display in sheet().rows + sheet().fhir + sheet().answers + core_concepts() + local:
+    elsewhere = [(c["system"], c["code"], c["display"]) for c in confirmed_elsewhere()]
+    for system, code, display in sheet().rows + sheet().fhir + sheet().answers + core_concepts() + local + elsewhere:
         displays = allowed.setdefault((system, code), set())
         if display:
             displays.add(display)
     return allowed
+
+
+def confirmed_elsewhere() -> list[dict[str, str]]:
+    """Codes terminology.md does not list that a package read here confirms (mappings/confirmed-codes.json)."""
+    return list(json.loads((MAPPINGS / "confirmed-codes.json").read_text(encoding="utf-8"))["codes"])
+
+
+@pytest.mark.parametrize("entry", confirmed_elsewhere(), ids=lambda e: e["code"])
+def test_codes_confirmed_elsewhere_are_in_their_package(entry: dict[str, str]) -> None:
+    """The package file named holds the code (a pattern, a value set concept) with the display we write."""
+    package = ROOT / ".cache" / entry["package"]
+    assert package.exists(), f"{package} is missing: `make check` downloads it (scripts/fetch_packages.sh)"
+    with tarfile.open(package, "r:gz") as tar:
+        member = tar.extractfile(entry["file"])
+        assert member is not None
+        found = {(f.system, f.code): f.display for f in codings(json.load(member))}
+    assert (entry["system"], entry["code"]) in found, entry
+    if found[(entry["system"], entry["code"])] is not None:
+        assert found[(entry["system"], entry["code"])] == entry["display"]
+    assert entry["source"] and entry["package"] in {"hl7.fhir.uv.ips-2.0.0.tgz"}
 
 
 @cache

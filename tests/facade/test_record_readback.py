@@ -1,0 +1,28 @@
+"""What an EHR posts through the facade comes back into the clinic record whole: a contraindication's documented
+override (the flag's mitigation, found from the plan's supportingInfo) and the screening's pregnancy status."""
+from __future__ import annotations
+
+from typing import Any
+
+from facade.test_server import golden_bundle, golden_record, post
+from flask.testing import FlaskClient
+
+OVERRIDE = {"by": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "9990000017"},
+                   "name": "Dr. Aya Prescriber"},
+            "reason": "Blood pressure controlled on two agents since January", "at": "2026-02-27T15:00:00-05:00"}
+
+
+def read_back(client: FlaskClient, kind: str) -> dict[str, Any]:
+    (item,) = client.get(f"/api/v1/{kind}").json["items"]
+    return item["record"]  # type: ignore[no-any-return]
+
+
+def test_a_plan_posted_as_fhir_keeps_its_override_and_pregnancy_status(client: FlaskClient) -> None:
+    screening = golden_record("treatment-plan")["screening"]
+    screening["contraindications"][1]["override"] = OVERRIDE
+    sent = post(client, "/fhir", golden_bundle("treatment-plan", screening={**screening, "pregnant": True}))
+    assert sent.status_code == 200, sent.json
+    back = read_back(client, "treatment-plans")["screening"]
+    assert back["contraindications"] == [{"code": "uncontrolled-hypertension", "present": True,
+                                          "override": OVERRIDE}]  # absent findings raise no flag: not sent
+    assert back["pregnant"] is True
