@@ -1,10 +1,10 @@
 """The two flows that cross layers, owned here and wired once in `service/app/runtime.py`.
 
 * A clinic record was written (`RecordWritten`, run by the domain intake inside the record's transaction):
-  its mapped, already validated Bundle is stored as FHIR resources through the facade, each version with its
-  Provenance naming the record, and queued for every EHR endpoint; the safety flags an earlier version raised
-  and this one does not go with it as entered-in-error (service/mapping/flags.py). The EHRs hear of a record
-  if and only if it is stored: the record, its resources and the outbox jobs commit together.
+  its mapped, already validated Bundle is stored as FHIR resources through the facade, with a Provenance
+  naming the record and its versions, and queued for every EHR endpoint; the safety flags an earlier version
+  raised and this one does not go with it as entered-in-error (service/mapping/flags.py). The EHRs hear of a
+  record if and only if it is stored: the record, its resources and the outbox jobs commit together.
 * A FHIR resource was written (`ResourceWritten`, run by the facade inside the write's transaction): a
   record's main resource (a ketamine-treatment-plan CarePlan, a ketamine-administration
   MedicationAdministration, a ketamine-adverse-event AdverseEvent, a ketamine-outcome-score Observation

@@ -38,6 +38,7 @@ from service.facade.interactions import (
     read_in,
     shaped,
     update_in,
+    write_provenance,
 )
 from service.facade.references import check_referrers
 from service.fhirjson import Finding, error_outcome, etag, if_match_version, operation_outcome, references, version_id
@@ -85,7 +86,7 @@ def bundle(server: Interactions, body: Any, base: str, max_entries: int,
 
 def export_record(unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
     """Store the mapped (and already validated) Bundle of the clinic record `unit.record_id` in the caller's
-    transaction; each version's Provenance names the record.
+    transaction; their Provenance names the record.
 
     References to other records' resources may point ahead (a session stored before its plan):
     the ids are deterministic, so they resolve once the plan arrives.
@@ -167,6 +168,7 @@ def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Pr
             names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
     responses: dict[int, dict[str, Any]] = {}
     conditions: dict[int, Condition] = {}
+    unit.provenance = []  # one Provenance for the Bundle's (or the record's) versions, written at the end
     # conditional creates first: every reference to them must know where it points
     for r in requests:
         if r.method == "POST" and r.if_none_exist:
@@ -186,6 +188,8 @@ def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Pr
     if deletes:  # once all are done: a transaction may delete a resource together with what refers to it
         with _at(deletes[0] if len(deletes) == 1 else None):
             check_referrers(unit, [f"{r.resource_type}/{r.resource_id}" for r in deletes])
+    versions, unit.provenance = unit.provenance, None
+    write_provenance(unit, versions)
     return [responses[r.index] for r in requests]
 
 

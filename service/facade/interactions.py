@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -223,9 +224,23 @@ def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, create
                         [_as_warning(f) for f in prepared.findings], method, new=method == "POST")
     if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
         target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
-        made = provenance(target, created, instant(stored.last_updated), unit.author, unit.record_id)
-        unit.write("Provenance", str(uuid.uuid4()), made, [], "POST", new=True)
+        if unit.provenance is not None:  # a Bundle's or a record's: one Provenance for the whole write (bundles.py)
+            unit.provenance.append((target, created, stored.last_updated))
+        else:
+            write_provenance(unit, [(target, created, stored.last_updated)])
     return Written(stored, created, prepared.findings)
+
+
+def write_provenance(unit: Unit, versions: list[tuple[str, bool, datetime]]) -> None:
+    """The Provenance of one write (a request, a transaction Bundle, a record's resources): one for the versions
+    it created and one for those it updated (R4 gives a Provenance one activity), each naming them all. One per
+    version doubled the rows a record or a Bundle wrote."""
+    for created in (True, False):
+        targets = [target for target, made, _ in versions if made is created]
+        if targets:
+            recorded = instant(max(at for _, made, at in versions if made is created))
+            unit.write("Provenance", str(uuid.uuid4()), provenance(targets, created, recorded, unit.author,
+                                                                   unit.record_id), [], "POST", new=True)
 
 
 def _claim(unit: Unit, when: Condition, resource_pk: int) -> None:

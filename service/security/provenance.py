@@ -24,17 +24,17 @@ def _agent(role: str, who: dict[str, Any]) -> dict[str, Any]:
     return {"type": {"coding": [{"system": PARTICIPANT, "code": role}]}, "who": who}
 
 
-def provenance(target: str, created: bool, recorded: str, client: tuple[str, str] | None = None,
+def provenance(targets: list[str], created: bool, recorded: str, client: tuple[str, str] | None = None,
                record: str | None = None) -> dict[str, Any]:
-    """The Provenance of one written version `Type/id/_history/n`, written for the API client `client`
-    (issuer, client id), from the clinic record `record` when it is one's FHIR form."""
+    """The Provenance of the versions `Type/id/_history/n` one write created (or updated), written for the API
+    client `client` (issuer, client id), from the clinic record `record` when they are its FHIR form."""
     agents = []
     if client is not None:
         agents.append(_agent("author", {"identifier": {"system": client[0], "value": client[1]},
                                         "display": client[1]}))
     agents.append(_agent("assembler" if record else "custodian", {"display": SERVER_NAME}))
     content: dict[str, Any] = {
-        "resourceType": "Provenance", "target": [{"reference": target}], "recorded": recorded,
+        "resourceType": "Provenance", "target": [{"reference": target} for target in targets], "recorded": recorded,
         "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE" if created else "UPDATE"}]},
         "agent": agents,
     }

@@ -107,6 +107,9 @@ class Unit:
         self.record_id = record_id
         #: main resources already read into clinic records in this transaction (see service/app/flows.py)
         self.linked: set[str] = set()
+        #: (version `Type/id/_history/n`, created, when) of the versions written so far, while a Bundle or a record
+        #: is written (the facade writes their Provenance at its end); None: each write writes its own
+        self.provenance: list[tuple[str, bool, datetime]] | None = None
         #: rows this transaction has read or written, by (type, id), None for one it found absent: a write's
         #: reference checks, its update and the record read back from it asked for the same rows again and again
         #: (a domain record took 228 statements, half of them repeats). SQLite's writer holds the database from

@@ -50,7 +50,9 @@ def test_every_resource_mapped_from_a_record_names_the_record(app: Flask, client
     with app.extensions["kfhir"].resources.unit() as unit:
         resources, _ = unit.history(None, None, None, 10_000, 0)
     mapped = {f"{r.resource_type}/{r.id}/_history/{r.version}" for r in resources if r.resource_type != "Provenance"}
-    assert {p["target"][0]["reference"] for p in written} == mapped
+    targets = [t["reference"] for p in written for t in p["target"]]
+    assert sorted(targets) == sorted(mapped)  # each version named once
+    assert len(written) == 1 and written[0]["activity"]["coding"][0]["code"] == "CREATE"  # one for the record
     for p in written:
         assert p["entity"] == [{"role": "source", "what": {"identifier": {"system": RECORD_ID, "value": record["id"]},
                                                            "display": "clinic record"}}]
@@ -71,3 +73,27 @@ def test_without_a_client_the_server_is_the_only_agent(runtime: Runtime) -> None
         [ours] = [r.content for r in unit.history("Provenance", None, None, 10, 0)[0]]
     assert ours["target"] == [{"reference": f"Patient/{stored.id}/_history/1"}]
     assert [a["type"]["coding"][0]["code"] for a in ours["agent"]] == ["custodian"]
+
+
+def test_a_transaction_gets_one_provenance_for_what_it_created_and_one_for_what_it_updated(
+        app: Flask, client: FlaskClient) -> None:
+    """One per write, not one per version: a Bundle of 1,000 entries wrote 1,000 Provenances."""
+    made = client.post("/fhir/Patient", data=json.dumps({"resourceType": "Patient"}), content_type=FHIR).get_json()
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0b6a3f54-5b3c-4b4e-9d0a-1f0c1d2e3f40", "resource": {"resourceType": "Patient"},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:0b6a3f54-5b3c-4b4e-9d0a-1f0c1d2e3f41", "resource": {"resourceType": "Patient"},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "id": made["id"], "gender": "other"},
+         "request": {"method": "PUT", "url": f"Patient/{made['id']}"}}]}
+    answer = client.post("/fhir", data=json.dumps(bundle), content_type=FHIR)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    versions = [e["response"]["location"].split("/fhir/")[-1] for e in answer.get_json()["entry"]]
+    ours = [p for p in provenances(app) if p["target"][0]["reference"] != f"Patient/{made['id']}/_history/1"]
+    by_activity = {p["activity"]["coding"][0]["code"]: [t["reference"] for t in p["target"]] for p in ours}
+    assert len(ours) == 2
+    assert sorted(by_activity["CREATE"]) == sorted(versions[:2]) and by_activity["UPDATE"] == [versions[2]]
+    found = client.get("/fhir/Provenance", query_string={"target": versions[1].split("/_history/")[0]}).get_json()
+    assert found["total"] == 1
+    for resource in ours:
+        assert [f for f in default_validator().validate(resource) if f.severity in ("error", "fatal")] == []
