@@ -75,6 +75,16 @@ class Settings:
     validation_extension_domains: str = ""
     #: judge a resource without meta.profile by our profile of its type in `$validate` too
     validation_our_profiles: bool = False
+    #: how a display the terminology server does not hold for its code is reported (HL7: error)
+    validation_display_issues: str = "error"
+    #: the FHIR terminology server `$validate` asks what offline expansion cannot answer (LOINC and SNOMED CT codes
+    #: and displays, value sets we cannot expand); empty: none, terminology is checked offline only
+    tx_url: str = ""
+    #: other terminology servers a `$validate` call may name in its txServer parameter (comma or space separated
+    #: base URLs); a call cannot send this service's requests anywhere else
+    tx_allowed: str = ""
+    #: seconds a terminology server's answer is waited for, after which the offline answer stands with a warning
+    tx_timeout: int = 10
 
     def validation_policy(self) -> ValidationPolicy:
         """The policy `$validate` runs with (a call's own parameters may change it)."""
@@ -83,7 +93,8 @@ class Settings:
         return ValidationPolicy(unknown_profile=self.validation_unknown_profile,
                                 unknown_extension=self.validation_unknown_extension,
                                 extension_domains=domains(self.validation_extension_domains),
-                                our_profiles=self.validation_our_profiles)
+                                our_profiles=self.validation_our_profiles, tx_server=self.tx_url or None,
+                                tx_timeout=float(self.tx_timeout), display_issues=self.validation_display_issues)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,7 +134,14 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
         from service.validation.policy import PolicyError
+        from service.validation.policy import tx_url as is_tx_url
 
+        for url in self.tx_servers():
+            if url and not is_tx_url(url):
+                raise ConfigError(f"KFHIR_TX_URL and KFHIR_TX_ALLOWED take http:// or https:// base URLs without "
+                                  f"query or fragment, not {url!r}")
+        if not 0 < self.tx_timeout <= 300:
+            raise ConfigError("KFHIR_TX_TIMEOUT must be between 1 and 300 seconds")
         try:
             self.validation_policy()
         except PolicyError as exc:
@@ -131,6 +149,11 @@ class Settings:
                 from None
         if self.rate_limit < 0:
             raise ConfigError("KFHIR_RATE_LIMIT must be 0 (no limit) or a positive number of requests per minute")
+
+    def tx_servers(self) -> tuple[str, ...]:
+        """The terminology servers a `$validate` call may name: KFHIR_TX_URL and KFHIR_TX_ALLOWED."""
+        named = self.tx_allowed.replace(",", " ").split()
+        return tuple(u.rstrip("/") for u in ([self.tx_url] if self.tx_url else []) + named)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

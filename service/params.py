@@ -16,6 +16,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
+from urllib.parse import urlsplit
 
 from service.errors import BadRequest, Issue
 
@@ -135,3 +136,15 @@ def uncursor(name: str, raw: str) -> int:
             and int(number) <= MAX_KEY:
         return int(number)
     raise BadRequest(f"{name} is not one this API issued; follow the `next` link.", [Issue(name, "invalid")])
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) as RFC 6454 compares them, the default port made explicit: what an outbound client
+    pins its requests to (a link or redirect to another origin is not followed with our credentials)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: no origin anything else has
+        return scheme, (parts.hostname or "").lower(), -1
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)

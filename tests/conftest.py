@@ -79,6 +79,7 @@ XDIST_GROUPS: dict[str, str] = {
     "conformance/test_ig.py": "ig-package",
     "validation/test_hapi_agreement.py": "hapi-agreement",
     "peers/test_hapi_validator.py": "hapi-validator",
+    "peers/test_hapi_tx.py": "hapi-tx",                 # a HAPI FHIR JPA server of its own, as terminology server
     "test_packaging.py": "wheel",
 }
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from service.validation.policy import SEVERITIES
+from service.validation.policy import NO_TX, SEVERITIES
 
 if TYPE_CHECKING:
     from service.conformance.package import Resource
@@ -40,16 +40,29 @@ MAX_DEPTH = 64
 @click.option("--allow-any-extensions", is_flag=True, help="Accept every extension without a definition.")
 @click.option("--our-profiles", is_flag=True,
               help="Judge a resource without meta.profile by the ketamine profile of its type.")
+@click.option("--tx", "tx_server", envvar="KFHIR_TX_URL", default=NO_TX, show_default=True, metavar="URL",
+              help="A FHIR terminology server asked what offline expansion cannot answer (LOINC or SNOMED CT codes "
+                   "and displays, value sets not held or not expandable here); n/a: none (env KFHIR_TX_URL).")
+@click.option("--tx-timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True, metavar="SECONDS",
+              help="How long a terminology server's answer is waited for; then the offline answer and a warning.")
+@click.option("--display-issues", type=click.Choice(SEVERITIES), default="error", show_default=True,
+              help="How to report a display the terminology server does not hold for its code (the HL7 validator: "
+                   "error; its -display-issues-are-warnings: warning).")
 def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str,
                      must_support: bool, unknown_profile: str, unknown_extension: str,
-                     extension_domains: tuple[str, ...], allow_any_extensions: bool, our_profiles: bool) -> None:
+                     extension_domains: tuple[str, ...], allow_any_extensions: bool, our_profiles: bool,
+                     tx_server: str, tx_timeout: float, display_issues: str) -> None:
     """Validate FHIR JSON files (or folders of them) against R4 and the profiles they claim, as the HL7
     validator does by default (the options change that)."""
-    from service.validation.policy import ANY, ValidationPolicy
+    from service.validation.policy import ANY, PolicyError, ValidationPolicy
 
-    policy = ValidationPolicy(unknown_profile=unknown_profile, unknown_extension=unknown_extension,
-                              extension_domains=(*extension_domains, *([ANY] if allow_any_extensions else [])),
-                              our_profiles=our_profiles)
+    try:
+        policy = ValidationPolicy(unknown_profile=unknown_profile, unknown_extension=unknown_extension,
+                                  extension_domains=(*extension_domains, *([ANY] if allow_any_extensions else [])),
+                                  our_profiles=our_profiles, tx_server=None if tx_server == NO_TX else tx_server,
+                                  tx_timeout=tx_timeout, display_issues=display_issues)
+    except PolicyError as exc:
+        raise click.UsageError(str(exc).replace("tx_server", "--tx")) from None
     sys.exit(run_validate(list(paths), profile, list(igs), fmt, must_support, policy))
 
 

@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from service.exchange.auth import Auth, AuthError
 from service.fhirjson import etag, etag_tag, references, rewrite_references
+from service.params import origin as _origin
 
 FHIR_JSON = "application/fhir+json"
 MODES = ("transaction", "batch", "conditional")
@@ -292,13 +292,6 @@ def outcome_text(outcome: Any) -> str:
         where = ", ".join(issue.get("expression") or issue.get("location") or [])
         parts.append(f"{issue.get('severity', 'error')}: {text}" + (f" ({where})" if where else ""))
     return "; ".join(parts)
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) as RFC 6454 compares them, the default port made explicit."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
 
 
 def retry_after(value: str | None) -> float | None:

@@ -25,7 +25,11 @@ SECURITY = {
                    "system/ scopes decide, v2 (system/Observation.rs) or v1 (system/*.read): per interaction, per "
                    "Bundle entry and per _include target; system/AuditEvent.rs reads the audit trail.",
 }
-VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            "documentation": "Besides resource and profile: unknown-profile, unknown-extension, extension-domain, "
+                             "our-profiles and display-issues (the policy, defaults the HL7 validator's), and "
+                             "txServer: the terminology server asked what offline expansion cannot answer (one this "
+                             "server allows, or n/a)."}
 #: our implementation guide (profiles/ImplementationGuide-ketamine-fhir.json)
 IMPLEMENTATION_GUIDE = CANONICAL + "/ImplementationGuide/ketamine-fhir"
 WRITES = ("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type")

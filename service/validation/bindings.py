@@ -1,16 +1,18 @@
-"""Terminology checks of the validator: bindings to value sets and codes of code systems held completely."""
+"""Terminology checks of the validator: bindings to value sets and codes of code systems held completely; what
+they cannot answer goes to the run's terminology server, if it has one (remote.py)."""
 from __future__ import annotations
 
 from typing import Any
 
 from service.validation.plan import ElementPlan
+from service.validation.remote import Remote
 from service.validation.run import Run
 from service.validation.terminology import Terminology
 
 BINDING_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "information"}
 
 
-class Bindings:
+class Bindings(Remote):
     """Mixed into the Validator: the checks that need its terminology."""
 
     terminology: Terminology
@@ -29,7 +31,8 @@ class Bindings:
             return
         expansion = self.terminology.expand(url)
         if expansion is None:
-            run.add("warning", "not-found", expr, f"{plan.path}: value set {url} is unknown, codes not checked.")
+            if not self._ask_value_set(value, code_type, plan, url, expr, run):
+                run.add("warning", "not-found", expr, f"{plan.path}: value set {url} is unknown, codes not checked.")
             return
         hits = [c for c in codings if in_codes(expansion.codes, c)]
         for system, code, display in hits:
@@ -40,6 +43,8 @@ class Bindings:
             return
         unchecked = [c for c in codings if (c[0] or None) in expansion.systems_unknown or (c[0] is None)]
         if unchecked and not expansion.complete:
+            if self._ask_value_set(value, code_type, plan, url, expr, run):
+                return
             system = unchecked[0][0] or ", ".join(sorted(expansion.systems_unknown))
             run.add("warning", "not-supported", expr, f"{plan.path}: codes from {system} cannot be checked "
                                                       f"against {url} offline.")
@@ -56,6 +61,7 @@ class Bindings:
             codes = self.terminology.complete_codes(system)
             if codes is not None and code not in codes:
                 run.add("error", "code-invalid", expr, f"Unknown code {code!r} in the code system {system}.")
+        self._ask_codes(value, code_type, expr, run)
 
     def _member(self, value: Any, valueset: str) -> bool:
         """For a discriminator on a bound element: is some code of `value` in the value set?"""

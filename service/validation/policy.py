@@ -43,14 +43,27 @@ class ValidationPolicy:
     our_profiles: bool = False
     #: apply the profiles an ImplementationGuide we hold declares global for a resource type (HL7 does).
     global_profiles: bool = True
+    #: a FHIR terminology server asked what offline expansion cannot answer (remote.py); None: none. HL7's CLI
+    #: asks tx.fhir.org unless told `-tx n/a`; a service must not send its traffic anywhere unasked: none.
+    tx_server: str | None = None
+    #: seconds a terminology server's answer is waited for (then the offline answer, and a warning)
+    tx_timeout: float = 10.0
+    #: a display the terminology server does not hold for the code. HL7: an error (ValueSetValidator.dispWarning)
+    #: unless -display-issues-are-warnings.
+    display_issues: str = "error"
 
     def __post_init__(self) -> None:
-        for name in ("unknown_profile", "unknown_extension"):
+        for name in ("unknown_profile", "unknown_extension", "display_issues"):
             if getattr(self, name) not in SEVERITIES:
                 raise PolicyError(f"{name} must be one of {', '.join(SEVERITIES)}, not {getattr(self, name)!r}")
         if isinstance(self.extension_domains, str) or not all(isinstance(d, str) and d
                                                               for d in self.extension_domains):
             raise PolicyError("extension_domains must be a list of URL prefixes")
+        if self.tx_server is not None and not tx_url(self.tx_server):
+            raise PolicyError(f"tx_server must be an http:// or https:// URL without query or fragment, or n/a for "
+                              f"none, not {self.tx_server!r}")
+        if not isinstance(self.tx_timeout, (int, float)) or not 0 < self.tx_timeout <= 300:
+            raise PolicyError("tx_timeout must be a number of seconds between 0 and 300")
 
     @classmethod
     def store(cls) -> ValidationPolicy:
@@ -76,3 +89,16 @@ def domains(text: str | Iterable[str]) -> tuple[str, ...]:
     """Extension domains from a setting: comma or space separated, or already a list."""
     parts = text.replace(",", " ").split() if isinstance(text, str) else list(text)
     return tuple(p.strip() for p in parts if p.strip())
+
+
+#: What the HL7 CLI's `-tx n/a` means, and our flags and parameters too: no terminology server.
+NO_TX = "n/a"
+
+
+def tx_url(text: str) -> bool:
+    """An http(s) base URL with a host, no query, fragment or credentials: all a terminology server needs."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment \
+        and parts.username is None and text.isprintable() and " " not in text

@@ -30,7 +30,7 @@ from service.search.parameters import TYPES
 from service.store.resources import StoredResource
 from service.validation import default_validator
 from service.validation.engine import UnknownProfile
-from service.validation.policy import PolicyError, ValidationPolicy, domains
+from service.validation.policy import NO_TX, PolicyError, ValidationPolicy, domains
 from service.validation.positions import locate, root_name
 from service.web import auth, current
 from service.web.body import JSON_TYPES
@@ -301,9 +301,13 @@ def _conformance_search(resource_type: str) -> dict[str, Any]:
 
 # --- $validate ---------------------------------------------------------------------------------
 
+#: the terminology server of one $validate call, named as the HL7 validator's own parameters name it (its CLI's
+#: `-tx`, its engine parameters' and matchbox's $validate `txServer`); `n/a` asks none
+TX_PARAMETER = "txServer"
 #: $validate's policy parameters (query or Parameters), each a field of ValidationPolicy (service/validation/policy.py)
 POLICY_PARAMETERS = {"unknown-profile": "unknown_profile", "unknown-extension": "unknown_extension",
-                     "extension-domain": "extension_domains", "our-profiles": "our_profiles"}
+                     "extension-domain": "extension_domains", "our-profiles": "our_profiles",
+                     "display-issues": "display_issues", TX_PARAMETER: "tx_server"}
 
 
 def _operands(body: Any) -> tuple[Any, str | None, dict[str, list[str]]]:
@@ -337,6 +341,8 @@ def _policy(given: dict[str, list[str]]) -> ValidationPolicy:
         field = POLICY_PARAMETERS[name]
         if field == "extension_domains":
             changes[field] = domains(values)
+        elif field == "tx_server":
+            changes[field] = _tx_server(values[-1])
         elif field == "our_profiles":
             if values[-1].lower() not in ("true", "false"):
                 raise BadRequest(f"{name} must be true or false.", [Issue(name, "true or false")])
@@ -347,6 +353,19 @@ def _policy(given: dict[str, list[str]]) -> ValidationPolicy:
         return current.runtime().settings.validation_policy().replace(**changes)
     except PolicyError as exc:
         raise BadRequest(f"Invalid validation policy: {exc}.", [Issue(next(iter(given)), str(exc))]) from None
+
+
+def _tx_server(value: str) -> str | None:
+    """A call may name only a terminology server this service allows (KFHIR_TX_URL, KFHIR_TX_ALLOWED): any other
+    URL would have this service send requests wherever a client points it."""
+    if value == NO_TX:
+        return None
+    allowed = current.runtime().settings.tx_servers()
+    if value.rstrip("/") not in allowed:
+        shown = ", ".join(allowed) if allowed else "none is configured"
+        raise BadRequest(f"{TX_PARAMETER} must be {NO_TX} or a terminology server this service allows "
+                         f"(KFHIR_TX_URL, KFHIR_TX_ALLOWED: {shown}).", [Issue(TX_PARAMETER, "not an allowed server")])
+    return value.rstrip("/")
 
 
 def _body_text() -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -121,3 +122,17 @@ def test_the_service_setting_changes_the_default(settings: Settings) -> None:
 def test_a_bad_policy_setting_stops_start_up() -> None:
     with pytest.raises(ConfigError, match="KFHIR_VALIDATION_UNKNOWN_EXTENSION"):
         Settings.load({"validation_unknown_extension": "loud"}, environ={})
+
+
+def test_a_tx_server_the_service_does_not_allow_is_400(client: FlaskClient) -> None:
+    """A call may not point this service's requests anywhere (KFHIR_TX_URL and KFHIR_TX_ALLOWED only)."""
+    refused = post(client, "/fhir/$validate?txServer=http://169.254.169.254/latest", UNHELD)
+    assert refused["status"] == 400 and "txServer" in json.dumps(refused)
+    assert unheld_severities(post(client, "/fhir/$validate?txServer=n/a", UNHELD)) == ["error"]
+
+
+@pytest.mark.parametrize("setting", [{"tx_url": "ftp://tx.test"}, {"tx_allowed": "http://a.test/fhir tx.test"},
+                                     {"tx_timeout": 0}, {"validation_display_issues": "loud"}])
+def test_a_bad_tx_setting_stops_start_up(setting: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="KFHIR_(TX|VALIDATION_DISPLAY)"):
+        Settings.load(setting, environ={})

@@ -25,6 +25,7 @@ import ca.uhn.fhir.jpa.packages.PackageInstallationSpec;
 import ca.uhn.fhir.jpa.provider.DaoRegistryResourceSupportedSvc;
 import ca.uhn.fhir.jpa.provider.IJpaSystemProvider;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
+import ca.uhn.fhir.jpa.provider.ValueSetOperationProvider;
 import ca.uhn.fhir.jpa.search.DatabaseBackedPagingProvider;
 import ca.uhn.fhir.jpa.search.IStaleSearchDeletingSvc;
 import ca.uhn.fhir.jpa.search.StaleSearchDeletingSvcImpl;
@@ -276,6 +277,7 @@ public class PeerJpaConfig {
 			IFhirSystemDao<?, ?> fhirSystemDao,
 			ResourceProviderFactory resourceProviderFactory,
 			IJpaSystemProvider jpaSystemProvider,
+			ValueSetOperationProvider valueSetOperations,
 			JpaStorageSettings storageSettings,
 			ISearchParamRegistry searchParamRegistry,
 			IValidationSupport validationSupport,
@@ -289,6 +291,9 @@ public class PeerJpaConfig {
 		server.registerProviders(resourceProviderFactory.createProviders());
 		// transaction/batch, system _history, $expunge...
 		server.registerProvider(jpaSystemProvider);
+		// ValueSet/$expand and ValueSet/$validate-code (a bean of HAPI's JpaConfig, registered as the starter does):
+		// the validator's terminology-server tests (tests/validation/test_tx_server.py) ask them
+		server.registerProvider(valueSetOperations);
 		JpaCapabilityStatementProvider capabilities = new JpaCapabilityStatementProvider(
 				server, fhirSystemDao, storageSettings, searchParamRegistry, validationSupport);
 		capabilities.setImplementationDescription("Ketamine FHIR Bridge test peer (HAPI FHIR 8.8.0 JPA, H2)");
