@@ -106,6 +106,10 @@ CATALOGUE: dict[str, RuleDef] = {r.name: r for r in (
     RuleDef("esketamine-frequency", "frequency-outside-label", "moderate",
             _ESK_LABEL + " TRD and MDSI schedules", "Esketamine plan more often than twice weekly in induction or "
             "weekly in maintenance."),
+    RuleDef("esketamine-course-frequency", "frequency-outside-label", "moderate",
+            _ESK_LABEL + " TRD and MDSI schedules (weeks 1–4 twice weekly; from week 5 at most weekly)",
+            "Esketamine: more sessions in one week of the course (counted from the plan's stored sessions) than "
+            "the label's schedule for that week."),
     RuleDef("infusion-duration-unusual", "infusion-duration-outside-protocol", "low",
             "clinical.md §1 IV (conventional 40 min; ASKP3 40–60 min)", "IV infusion shorter than 40 or longer "
             "than 60 minutes."),

@@ -5,6 +5,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from marshmallow import ValidationError
@@ -14,7 +15,7 @@ from service.domain import rules
 from service.domain.kinds import KINDS, Kind, as_utc_naive
 from service.domain.schemas import flatten_errors
 from service.errors import Conflict, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
-from service.store.records import NewRecord, RecordStore, StaleVersion, StoredRecord, Within
+from service.store.records import ListQuery, NewRecord, RecordStore, StaleVersion, StoredRecord, Within
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Intake:
         self._store = store
         self.map_check = map_check
         self.export = export
-        self.context = rules.RuleContext(lookup=self._lookup)
+        self.context = rules.RuleContext(lookup=self._lookup, course=self._course)
 
     def bound(self, outer: Session) -> Intake:
         """This intake storing inside the caller's transaction (see RecordStore.bound)."""
@@ -161,6 +162,23 @@ class Intake:
             return None
         record = self._store.find(kind, source, external_id)
         return record.content if record else None
+
+    def _course(self, source: str, plan_external_id: str, patient: dict[str, Any], around: datetime) -> list[
+            dict[str, Any]]:
+        """The plan's stored sessions of the patient within a week either side of `around` (none without a store)."""
+        if self._store is None:
+            return []
+        ident = patient["identifier"]
+        query = ListQuery(kind="administration", patient_system=ident["system"], patient_value=ident["value"],
+                          date_from=as_utc_naive(around - COURSE_WINDOW), date_to=as_utc_naive(around + COURSE_WINDOW),
+                          limit=1000)
+        return [r.content for r in self._store.list(query)
+                if r.source == source and r.content.get("plan_external_id") == plan_external_id]
+
+
+#: How far either side of a session its course's other sessions are looked for (a week of the course, and a day
+#: for the sessions' own UTC offsets).
+COURSE_WINDOW = timedelta(days=8)
 
 
 def stale(current: StoredRecord, expected: int) -> PreconditionFailed:

@@ -40,13 +40,25 @@ class Lookup(Protocol):
     def __call__(self, kind: str, source: str, external_id: str) -> Record | None: ...
 
 
-@dataclass(frozen=True)
-class RuleContext:
-    lookup: Lookup
+class Course(Protocol):
+    """The stored sessions of one plan (by source and plan_external_id) of one patient, within a week either side
+    of `around`."""
+
+    def __call__(self, source: str, plan_external_id: str, patient: Record, around: datetime) -> list[Record]: ...
 
 
 def _no_lookup(kind: str, source: str, external_id: str) -> Record | None:
     return None
+
+
+def _no_course(source: str, plan_external_id: str, patient: Record, around: datetime) -> list[Record]:
+    return []
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    lookup: Lookup
+    course: Course = _no_course
 
 
 NO_CONTEXT = RuleContext(lookup=_no_lookup)
@@ -142,7 +154,9 @@ def session_status(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
 def session_clinical(adm: Record, ctx: RuleContext) -> Iterator[Issue]:
     plan_id = adm.get("plan_external_id")
     plan = ctx.lookup("treatment-plan", adm["source"], plan_id) if plan_id else None
-    yield from session_rules.session_findings(adm, plan)
+    course = ctx.course(adm["source"], plan_id, adm["patient"], adm["started_at"]) \
+        if plan_id and adm["medication"] == "esketamine" else []
+    yield from session_rules.session_findings(adm, plan, course)
 
 
 def session_scores(adm: Record, ctx: RuleContext) -> Iterator[Issue]:

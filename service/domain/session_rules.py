@@ -47,6 +47,13 @@ ESKETAMINE_DEVICE_MG, ESKETAMINE_MAX_MG, ESKETAMINE_DAY1_MG, ESKETAMINE_OLDER_AG
 ESKETAMINE_MONITORING = timedelta(minutes=120)   # ≥ 2 h at every session (clinical.md §2, boxed warning, REMS)
 ESKETAMINE_BP_RECHECK = (timedelta(minutes=20), timedelta(minutes=60))  # "about 40 min after dosing" (§2)
 ADULT_AGE = 18   # esketamine is not approved in pediatrics (clinical.md §2 Indications)
+#: Esketamine sessions per week of the course, counted from the stored sessions of the same plan. clinical.md §2
+#: TRD schedule: "Weeks 1–4 (induction): twice weekly." / "Weeks 5–8: 56 or 84 mg once weekly." / "Week 9 onward:
+#: 56 or 84 mg every 2 weeks or once weekly."; MDSI schedule: "84 mg twice weekly for 4 weeks"; and its
+#: "Implications for rules": "weeks 1–4 max twice weekly; weeks 5–8 weekly; week 9 onward weekly or every other
+#: week". A week of the course is 7 days from the plan's period.start (else from the course's first session); a
+#: maintenance plan's course is weekly from its first week.
+ESKETAMINE_INDUCTION_WEEKS, ESKETAMINE_INDUCTION_PER_WEEK, ESKETAMINE_LATER_PER_WEEK = 4, 2, 1
 #: C-SSRS ideation 4 (intent) and 5 (plan and intent) are the top levels of LOINC LL5434-7 (terminology.md §4a).
 CSSRS_HIGH = 4
 #: Classes that interact and how (clinical.md §5).
@@ -294,8 +301,38 @@ def suicide_score(instrument: str, value: int, field: str, at: datetime) -> Iter
                                              cssrs=value, at=at.isoformat())
 
 
-def session_findings(adm: Record, plan: Record | None) -> Iterator[Issue]:
-    """Every clinical finding of a schema-loaded session (`plan`: its stored treatment plan, if known)."""
+def _day(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else datetime.fromisoformat(str(value)).date()
+
+
+def course_frequency(adm: Record, plan: Record | None, course: list[Record]) -> Iterator[Finding]:
+    """More esketamine sessions in one week of the course than the label's schedule gives for that week.
+
+    `course`: the other stored sessions of the same plan (as stored: their own record for this one is left out)."""
+    others = [s for s in course if s.get("external_id") != adm["external_id"] and s.get("status") != "not-done"
+              and s.get("medication") == "esketamine"]
+    start = (plan or {}).get("period", {}).get("start")
+    first = _day(start) if start else min([_day(adm["started_at"]), *(_day(s["started_at"]) for s in others)])
+    week = (_day(adm["started_at"]) - first).days // 7 + 1
+    if week < 1:
+        return  # before the course began: nothing to count against
+    maintenance = (plan or {}).get("phase") == "maintenance"
+    limit = ESKETAMINE_LATER_PER_WEEK if maintenance or week > ESKETAMINE_INDUCTION_WEEKS \
+        else ESKETAMINE_INDUCTION_PER_WEEK
+    count = 1 + sum((_day(s["started_at"]) - first).days // 7 + 1 == week for s in others)
+    if count > limit:
+        phase = "maintenance" if maintenance else "induction" if week <= ESKETAMINE_INDUCTION_WEEKS else \
+            f"week {week} of the course"
+        yield rule("esketamine-course-frequency").finding(
+            "started_at", f"esketamine session {count} in week {week} of the course ({phase}); the label gives at "
+                          f"most {limit} a week then", course_week=week, sessions_that_week=count, label_limit=limit)
+
+
+def session_findings(adm: Record, plan: Record | None, course: list[Record] | None = None) -> Iterator[Issue]:
+    """Every clinical finding of a schema-loaded session (`plan`: its stored treatment plan, if known; `course`:
+    the plan's other stored sessions, if known)."""
     if adm["status"] == "not-done":
         return
     yield from session_bp(adm)
@@ -308,3 +345,4 @@ def session_findings(adm: Record, plan: Record | None) -> Iterator[Issue]:
     if adm["medication"] == "esketamine":
         yield from under_18(adm, adm["started_at"].date())
         yield from monitoring(adm)
+        yield from course_frequency(adm, plan, course or [])

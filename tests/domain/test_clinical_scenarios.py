@@ -6,6 +6,7 @@ validator accepts against ketamine-safety-flag. The section each expectation is 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +47,22 @@ class Case:
     record: dict[str, Any]
     refused: str | None = None                              # the record field a 422 names
     flags: frozenset[tuple[str, str]] = frozenset()         # (safety-flag code, severity) stored and sent
+    course: tuple[dict[str, Any], ...] = ()                 # the plan's sessions stored before this one
 
 
 def stored(kind: str, record: dict[str, Any], *flags: tuple[str, str]) -> Case:
     return Case(kind, record, flags=frozenset(flags))
+
+
+def after(course: list[dict[str, Any]], record: dict[str, Any], *flags: tuple[str, str]) -> Case:
+    """A session stored after `course`, the other sessions of its plan."""
+    return Case(SESSION, record, flags=frozenset(flags), course=tuple(course))
+
+
+def esketamine_on(day: str, external_id: str, **changes: Any) -> dict[str, Any]:
+    """An esketamine session of plan-1 (which starts Monday 2026-03-02) held on `day` instead, times kept."""
+    moved = json.loads(json.dumps(esketamine_session(**changes)).replace("2026-03-02", day))
+    return {**moved, "external_id": external_id, "session_number": 3}
 
 
 def refused(kind: str, record: dict[str, Any], field: str) -> Case:
@@ -61,6 +74,8 @@ BP_PRE, BP_SESSION = "elevated-predose-blood-pressure", "elevated-session-blood-
 DOSE, SPO2, SEDATION = "dose-outside-range", "oxygen-desaturation", "deep-sedation"
 CI, PREG, DRUG, SUICIDE = "contraindication-present", "pregnancy-or-breastfeeding", "drug-interaction", "suicide-risk"
 MONITOR, INFUSION = "insufficient-monitoring", "infusion-duration-outside-protocol"
+FREQUENCY = ("frequency-outside-label", "moderate")
+MONDAY_WEEK_1, THURSDAY_WEEK_1 = esketamine_on("2026-03-02", "esk-a"), esketamine_on("2026-03-05", "esk-b")
 
 CASES: dict[str, Case] = {
     # §1 racemic IV: 0.5 mg/kg over 40 min is the standard session
@@ -135,6 +150,26 @@ CASES: dict[str, Case] = {
         (MONITOR, "moderate")),
     "s2-esketamine-age-16": stored(SESSION, esketamine_session(patient={**PATIENT, "birth_date": "2010-01-15"}),
                                    ("age-outside-label", "moderate")),
+    # §2 TRD schedule, counted over the course (plan-1 starts 2026-03-02): weeks 1–4 twice weekly, weeks 5–8 once
+    # weekly, week 9 onward weekly or every 2 weeks; a maintenance plan weekly
+    "s2-esketamine-third-session-in-week-1": after([MONDAY_WEEK_1, THURSDAY_WEEK_1],
+                                                   esketamine_on("2026-03-06", "esk-c"), FREQUENCY),
+    "s2-esketamine-second-session-in-week-1": after([MONDAY_WEEK_1], esketamine_on("2026-03-05", "esk-c")),
+    "s2-esketamine-twice-in-week-4": after([esketamine_on("2026-03-23", "esk-a")], esketamine_on("2026-03-26", "esk-c")),
+    "s2-esketamine-twice-in-week-6": after([esketamine_on("2026-04-06", "esk-a")], esketamine_on("2026-04-09", "esk-c"),
+                                           FREQUENCY),
+    "s2-esketamine-weeks-5-and-6-once-each": after([esketamine_on("2026-03-30", "esk-a")],
+                                                   esketamine_on("2026-04-09", "esk-c")),
+    "s2-esketamine-twice-in-week-10": after([esketamine_on("2026-05-04", "esk-a")],
+                                            esketamine_on("2026-05-07", "esk-c"), FREQUENCY),
+    "s2-esketamine-not-done-session-not-counted": after(
+        [MONDAY_WEEK_1, esketamine_on("2026-03-05", "esk-b", status="not-done", status_reason="BP 190/105")],
+        esketamine_on("2026-03-06", "esk-c")),
+    "s2-esketamine-resent-session-counted-once": after([MONDAY_WEEK_1, esketamine_on("2026-03-06", "esk-c")],
+                                                       esketamine_on("2026-03-06", "esk-c", lot_number="L2")),
+    "s2-esketamine-maintenance-plan-twice-in-week-1": after(
+        [esketamine_on("2026-03-02", "esk-a", plan_external_id="plan-m")],
+        esketamine_on("2026-03-05", "esk-c", plan_external_id="plan-m"), FREQUENCY),
     # §5 interactions asked per session
     "s5-lorazepam-and-methylphenidate-before-session": stored(SESSION, administration(concomitant_medications=[
         {"name": "lorazepam", "class": "benzodiazepine"}, {"name": "methylphenidate", "class": "psychostimulant"}]),
@@ -203,11 +238,14 @@ CASES: dict[str, Case] = {
 
 #: The treatment plan the sessions belong to (plan-1 of clinic-a): esketamine for TRD, so Day 1 is 56 mg.
 STORED_PLAN = esketamine_plan()
+#: A maintenance plan of the same patient (plan-m), weekly.
+MAINTENANCE_PLAN = esketamine_plan(external_id="plan-m", phase="maintenance", frequency=weeks(1))
 
 
 class _Intake(Intake):
     def _lookup(self, kind: str, source: str, external_id: str) -> dict[str, Any] | None:
-        return STORED_PLAN if (kind, source, external_id) == (PLAN, "clinic-a", "plan-1") else None
+        plans = {"plan-1": STORED_PLAN, "plan-m": MAINTENANCE_PLAN}
+        return plans.get(external_id) if (kind, source) == (PLAN, "clinic-a") else None
 
 
 def test_at_least_forty_scenarios() -> None:
@@ -220,7 +258,7 @@ def test_at_least_forty_scenarios() -> None:
 def test_scenario(name: str) -> None:
     case = CASES[name]
     intake = _Intake(None)
-    intake.context = rules.RuleContext(lookup=intake._lookup)
+    intake.context = rules.RuleContext(lookup=intake._lookup, course=lambda *_: list(case.course))
     if case.refused is not None:
         with pytest.raises(Unprocessable) as info:
             intake.check(case.kind, case.record)
