@@ -3,9 +3,10 @@
 These are data errors, not clinical findings (../shared/reference/clinical.md §3 "Data plausibility": systolic
 below diastolic, a heart rate of 400, SpO2 above 100 %, a birth date in the future, an infusion lasting days).
 The papers that section points to (Genes 2013, PMC3881102; Skyttberg 2017, PMC6220689) score vital signs
-against physiologic limits, but their limit tables could not be read: the limits below are set well outside
-anything measurable in a living adult, so that only slips (unit mix-ups, extra digits) are refused and
-every extreme but real reading is kept and flagged by the clinical rules.
+against physiologic limits, but their limit tables could not be read (only their abstracts were reachable): each
+limit below is a service choice, with its reason beside it, set well outside anything measurable in a living
+patient, so that only slips (unit mix-ups, extra digits) are refused and every extreme but real reading is kept
+and flagged by the clinical rules.
 """
 from __future__ import annotations
 
@@ -17,23 +18,32 @@ from service.errors import Issue
 
 Record = dict[str, Any]
 
-#: Per vital sign: (lowest, highest) a cuff, a monitor or a count can read in a living patient. The
-#: clinical.md examples of impossible values are a heart rate of 400 and SpO2 above 100 % (the schema caps
-#: SpO2 at 100). Limits chosen here, UNCONFIRMED against the papers' tables (see the module docstring).
+#: Per vital sign: (lowest, highest) a cuff, a monitor or a count can read in a living patient. Every limit is a
+#: SERVICE CHOICE, not a published figure: the papers clinical.md "Data plausibility" names (Genes 2013, PMC3881102;
+#: Skyttberg 2017, PMC6220689) were searched again on 2026-12-05 and only their abstracts could be read, not their
+#: limit tables. Each limit is set far outside anything measurable, so that only a slip (an extra digit, a unit
+#: mix-up) is refused and every extreme but real reading is kept and flagged by the clinical rules:
 VITAL_LIMITS: dict[str, tuple[int, int]] = {
+    # service choice: below 30 no cuff reads a systolic pressure; 300 is the top of a sphygmomanometer's scale
     "systolic": (30, 300),
+    # service choice: 10–200 leaves every reported hypertensive crisis inside; 200 is still under systolic's limit
     "diastolic": (10, 200),
+    # service choice: 20–300 keeps extreme bradycardia and tachyarrhythmias; clinical.md names 400 as impossible
     "heart_rate": (20, 300),
+    # service choice: 1–80 keeps the apnoeic and the panting patient; 0 is no breathing, which is not a rate
     "respiratory_rate": (1, 80),
-    "spo2": (0, 100),  # every reading a pulse oximeter can show; above 100 % is impossible
+    # every reading a pulse oximeter can show; above 100 % is impossible (clinical.md, "SpO2 above 100 %")
+    "spo2": (0, 100),
 }
-#: Body weight in kg for a weight-based dose (a chosen limit, same caveat).
+#: Body weight in kg for a weight-based dose. Service choice (same papers unread): 2 kg is below any patient this
+#: therapy is given to, 400 kg above the heaviest adults weighed in hospital; a slip (grams, pounds) falls outside.
 WEIGHT_KG = (2.0, 400.0)
 #: Nothing clinical is dated before 1900 or more than a day ahead (clinical.md "Data plausibility": a birth
 #: date in the future, a session in 1850); a day covers every time zone's today.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 AHEAD = timedelta(days=1)
-#: A session — infusion, observation, readings — lasts hours, not days ("an infusion lasting days").
+#: A session — infusion, observation, readings — lasts hours, not days ("an infusion lasting days", clinical.md).
+#: Service choice: 24 hours, far beyond the 2-hour esketamine observation or a 100-minute infusion (clinical.md §1–§2).
 SESSION_SPAN = timedelta(hours=24)
 #: CTCAE v5 grade ↔ the mild/moderate/severe of the record (clinical.md §7 Severity grading): grade 1 mild,
 #: 2 moderate, 3 severe; 4 life-threatening and 5 death are beyond severe.
