@@ -202,6 +202,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
+    application.extensions["kfhir_security"].audit.close()  # its open bursts go to its own database, not the next test's
     application.extensions["kfhir"].engine.dispose()
 
 

@@ -17,12 +17,16 @@ change writes carries its own Provenance, in the change's transaction, naming th
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import hmac
+import logging
 import threading
 import time
 import uuid
+import weakref
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,8 +71,10 @@ MAX_ENTITIES = 200
 #: the longest text an event keeps from the request (a 60 KB Host header once made a 61 KB row), and the query's
 MAX_FIELD = 200
 MAX_QUERY = 1_000
-#: refusals of callers nobody identified (401, 429) from one address within this many seconds are one burst: its
-#: first is recorded, the rest counted in one event when it ends (500 bad tokens once made 500 rows)
+#: refusals of callers nobody identified (401, 429) from one address within this many seconds of the first are one
+#: burst, written as one event when it ends: its period, and how many of each status (500 bad tokens once made 500
+#: rows, then two). The price: such an event reaches the trail up to this late, and a process killed outright
+#: (SIGKILL) loses the bursts it had open; a graceful stop writes them.
 BURST_S = 60.0
 #: bursts followed at once; past this the oldest are closed early, so many addresses cannot grow memory without end
 MAX_BURSTS = 10_000
@@ -103,6 +109,8 @@ class Access:
     #: type and subtype codings for what is no RESTful interaction (a sign-in: DICOM User Authentication, Login)
     event_type: dict[str, str] | None = None
     subtype: dict[str, str] | None = None
+    #: when what the event records happened, if over a span (a burst of refusals): AuditEvent.period
+    period: tuple[datetime, datetime] | None = None
 
     def bounded(self) -> Access:
         """This access with every text the caller chose cut to what an event keeps."""
@@ -120,11 +128,20 @@ class Access:
 
 @dataclass
 class _Burst:
-    first: Access
+    first: Access  # bounded: ten thousand open bursts must not each hold a 60 KB Host header
     started: float
     first_at: datetime
     last_at: datetime
-    more: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    def event(self) -> Access:
+        """The burst as one access: the first's, with the whole period and how many of each status."""
+        total = sum(self.statuses.values())
+        counts = ", ".join(f"{n} × HTTP {status}" for status, n in sorted(self.statuses.items()))
+        return dataclasses.replace(self.first, period=(self.first_at, self.last_at), description=(
+            f"HTTP {self.first.status}" if total == 1 else
+            f"{total} refusals of unidentified callers from this address ({counts}) from "
+            f"{instant(self.first_at)} to {instant(self.last_at)}"))
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,8 @@ class AuditLog:
         self.clock = clock
         self._bursts: dict[str, _Burst] = {}
         self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        _OPEN.add(self)
 
     def patient_hash(self, system: str, value: str) -> str:
         """HMAC-SHA256 of `system|value` under the server's secret: MRNs are few enough to enumerate,
@@ -166,38 +185,46 @@ class AuditLog:
         return hmac.new(self._pepper(), f"{system}|{value}".encode(), hashlib.sha256).hexdigest()
 
     def record_refused(self, access: Access, key: str) -> None:
-        """A refusal of a caller nobody identified, from `key` (its address): the first of a burst is recorded at
-        once, the rest of the burst only counted; one more event says how many once the burst is over (seen at the
-        next event of any kind)."""
+        """A refusal of a caller nobody identified, from `key` (its address): counted in that address's burst,
+        which is written as one event once it ends (at the next event of any kind, by a timer, or at exit)."""
+        now = utcnow()
         with self._lock:
             burst = self._bursts.get(key)
-            if burst is not None and self.clock() - burst.started < BURST_S:
-                burst.more += 1
-                burst.last_at = utcnow()
-                return
-            self._bursts.pop(key, None)
-            if burst is not None:
-                self._bursts[key + "#ended"] = burst  # written below with the others that ended
-            self._bursts[key] = _Burst(access, self.clock(), utcnow(), utcnow())
-        self.record(access)
+            if burst is None or self.clock() - burst.started >= BURST_S:
+                if burst is not None:
+                    self._bursts[key + "#ended"] = burst  # written below with the others that ended
+                burst = self._bursts[key] = _Burst(access.bounded(), self.clock(), now, now)
+            burst.statuses[access.status] += 1
+            burst.last_at = now
+            if self._timer is None:
+                self._timer = _sweep_later(self)
+        if key + "#ended" in self._bursts or len(self._bursts) > MAX_BURSTS:
+            self.flush()
 
-    def _close_bursts(self) -> None:
+    def flush(self, everything: bool = False) -> None:
+        """Write the bursts that have ended (with `everything`, all of them: the process is stopping)."""
         now = self.clock()
         with self._lock:
             ended = [k for k, b in self._bursts.items()
-                     if now - b.started >= BURST_S or k.endswith("#ended")]
+                     if everything or now - b.started >= BURST_S or k.endswith("#ended")]
             ended += list(self._bursts)[:max(0, len(self._bursts) - MAX_BURSTS)]
             closed = [self._bursts.pop(k) for k in dict.fromkeys(ended) if k in self._bursts]
         for burst in closed:
-            if burst.more:
-                self._write(dataclasses.replace(burst.first, description=(
-                    f"HTTP {burst.first.status}, and {burst.more} more like it from this address from "
-                    f"{instant(burst.first_at)} to {instant(burst.last_at)}")))
+            self._write(burst.event())
+
+    def close(self) -> None:
+        """Write every open burst and stop the timer: this log is done (a test's app, a stopping process)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self.flush(everything=True)
+        _OPEN.discard(self)
 
     def record(self, access: Access) -> dict[str, Any]:
-        """Append one AuditEvent (and the count of any burst of refusals that has ended); returns it."""
+        """Append one AuditEvent (and any burst of refusals that has ended); returns it."""
         if self._bursts:
-            self._close_bursts()
+            self.flush()
         return self._write(access)
 
     def _write(self, access: Access) -> dict[str, Any]:
@@ -243,6 +270,42 @@ class AuditLog:
             return row.content if row else None
 
 
+#: every AuditLog alive, so that a graceful stop writes the bursts they hold (weakly: tests make thousands)
+_OPEN: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+
+
+def _sweep_later(log: AuditLog) -> threading.Timer:
+    """A timer that writes `log`'s ended bursts when the oldest can have ended, again while any is open, without
+    keeping the log alive (so a burst is written within BURST_S even if no other request comes)."""
+    due = min((b.started for b in log._bursts.values()), default=log.clock()) + BURST_S - log.clock()
+    timer = threading.Timer(max(due, 0.0) + 0.5, _sweep, args=(weakref.ref(log),))
+    timer.daemon = True  # never holds up the process's exit; _flush_at_exit writes what is left
+    timer.start()
+    return timer
+
+
+def _sweep(ref: weakref.ref[AuditLog]) -> None:
+    log = ref()
+    if log is None:
+        return
+    try:
+        log.flush()
+    except Exception:  # the next request, the next timer or the exit writes it
+        logging.getLogger(__name__).exception("refusals could not be written to the audit trail")
+    with log._lock:
+        log._timer = _sweep_later(log) if log._bursts else None
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for log in list(_OPEN):
+        if log._bursts:
+            try:
+                log.flush(everything=True)
+            except Exception:  # a database already gone (a test's temporary one): nothing left to write to
+                logging.getLogger(__name__).warning("open bursts of refusals not written at exit", exc_info=True)
+
+
 def _coding(system: str, code: str, display: str) -> dict[str, str]:
     return {"system": system, "code": code, "display": display}
 
@@ -264,6 +327,8 @@ def _event(event_id: str, now: datetime, access: Access, hashes: list[str]) -> d
         "subtype": [access.subtype or _coding(INTERACTION, access.interaction, access.interaction)],
         "action": action_of(access.interaction), "recorded": instant(now),
         "outcome": outcome_of(access.status), "outcomeDesc": access.description or f"HTTP {access.status}",
+        **({"period": {"start": instant(access.period[0]), "end": instant(access.period[1])}}
+           if access.period else {}),
         "agent": [client, server],
         "source": {"observer": {"display": SERVER_NAME}, "type": [SOURCE_TYPE]},
     }

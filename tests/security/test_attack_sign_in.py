@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from admin.support import PASSWORD, USER, WRONG, sign_in
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 
 from service.admin import accounts
 from service.admin.accounts import HASHING_BUDGET_KIB, MAX_FAILURES, Accounts, hasher_for
+from service.security import audit
 from service.security.audit import BURST_S
 from service.store.engine import session
 from service.store.models import AuditEventRow
@@ -144,26 +146,62 @@ def clock(app: Flask) -> Iterator[Clock]:
     yield found
 
 
+def audit_events(app: Flask) -> list[dict[str, Any]]:
+    with session(app.extensions["kfhir"].engine) as s:
+        return [r.content for r in s.scalars(select(AuditEventRow).order_by(AuditEventRow.pk))]
+
+
 def test_bad_tokens_are_limited_per_address_before_authentication(anonymous_client: FlaskClient, app: Flask,
                                                                   clock: Clock) -> None:
     statuses = [anonymous_client.get("/fhir/Patient", headers={"Authorization": "Bearer junk"}).status_code
                 for _ in range(45)]
 
     assert statuses == [401] * FAILED_AUTH_PER_MINUTE + [429] * (45 - FAILED_AUTH_PER_MINUTE)
-    assert audit_rows(app) == 1  # the burst's first; the rest are counted
+    assert audit_rows(app) == 0  # a burst is written once it is over
+    clock.now += BURST_S
+    app.extensions["kfhir_security"].audit.flush()
+    [event] = audit_events(app)
+    assert event["outcomeDesc"].startswith(f"45 refusals of unidentified callers from this address "
+                                           f"({FAILED_AUTH_PER_MINUTE} × HTTP 401, 15 × HTTP 429) from ")
+    assert event["outcome"] == "4" and event["period"]["start"] <= event["period"]["end"]
 
 
-def test_a_burst_of_refusals_is_one_event_that_counts_them(anonymous_client: FlaskClient, app: Flask,
-                                                          clock: Clock) -> None:
+def test_a_burst_of_refusals_is_one_event_and_the_next_burst_another(anonymous_client: FlaskClient, app: Flask,
+                                                                     clock: Clock) -> None:
     for _ in range(20):
         anonymous_client.get("/api/v1/administrations")
     clock.now += BURST_S + 1
-    anonymous_client.get("/api/v1/administrations")
+    anonymous_client.get("/api/v1/administrations")  # starts the next burst, which writes the first
 
-    with session(app.extensions["kfhir"].engine) as s:
-        described = [r.content["outcomeDesc"] for r in s.scalars(select(AuditEventRow).order_by(AuditEventRow.pk))]
-    assert len(described) == 3
-    assert described[0] == "HTTP 401" and "and 19 more like it" in described[1]
+    assert [e["outcomeDesc"].rsplit(" from ", 1)[0] for e in audit_events(app)] == [
+        "20 refusals of unidentified callers from this address (20 × HTTP 401)"]
+    app.extensions["kfhir_security"].audit.close()  # as at a graceful stop: the open burst is written
+    assert [e["outcomeDesc"] for e in audit_events(app)][1:] == ["HTTP 401"]
+
+
+def test_a_burst_is_written_when_it_ends_without_any_other_request(anonymous_client: FlaskClient, app: Flask,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit, "BURST_S", 0.2)  # the timer's delay; the real clock
+    for _ in range(3):
+        anonymous_client.get("/fhir/Patient", headers={"Authorization": "Bearer junk"})
+
+    deadline = time.monotonic() + 10
+    while audit_rows(app) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [e["outcomeDesc"].rsplit(" from ", 1)[0] for e in audit_events(app)] == [
+        "3 refusals of unidentified callers from this address (3 × HTTP 401)"]
+
+
+def test_a_burst_keeps_bounded_fields(anonymous_client: FlaskClient, app: Flask, clock: Clock) -> None:
+    for i in range(5):
+        anonymous_client.get(f"/fhir/{'P' * 5000}{i}", headers={"Host": "h" * 60_000, "X-Request-ID": "r" * 5000,
+                                                                 "Authorization": "Bearer " + "j" * 8000})
+    burst = next(iter(app.extensions["kfhir_security"].audit._bursts.values()))
+    assert len(str(burst.first)) < 4000  # what an open burst holds, one per address
+
+    app.extensions["kfhir_security"].audit.close()
+    [event] = audit_events(app)
+    assert len(str(event)) < 4000 and "5 refusals" in event["outcomeDesc"]
 
 
 def test_an_audit_row_keeps_bounded_fields(client: FlaskClient, app: Flask) -> None:
