@@ -33,8 +33,8 @@ def note(interaction: str, what: list[Entity], patients: list[tuple[str, str]] |
     """Record what the signed-in admin just did or read, with its real outcome (a check that failed is a
     failure: `status` and `description` say so)."""
     user = str(request.environ.get("kfhir.admin_user", "?"))
-    audit.record_admin(audit_log(), user, interaction, status, _server(), request.remote_addr, what, patients, query,
-                       description)
+    audit.record_admin(audit_log(), user, interaction, status, console_address(), request.remote_addr, what, patients,
+                       query, description)
 
 
 def authenticated(username: str, ok: bool, locked_until: datetime | None, now: datetime) -> None:
@@ -48,15 +48,17 @@ def authenticated(username: str, ok: bool, locked_until: datetime | None, now: d
         status, words = 401, f"lockout: {MAX_FAILURES} failed sign-ins; locked until {locked_until:%Y-%m-%d %H:%M} UTC"
     else:
         status, words = 401, f"refused: the username is locked until {locked_until:%Y-%m-%d %H:%M} UTC"
-    audit.record_authentication(audit_log(), username, False, status, words, _server(), request.remote_addr)
+    audit.record_authentication(audit_log(), username, False, status, words, console_address(), request.remote_addr)
 
 
 def signed_out(username: str) -> None:
-    audit.record_authentication(audit_log(), username, True, 200, "signed out", _server(), request.remote_addr)
+    audit.record_authentication(audit_log(), username, True, 200, "signed out", console_address(), request.remote_addr)
 
 
-def _server() -> str:
-    return request.host_url.rstrip("/") + "/admin"
+def console_address() -> str:
+    """The console's address for the audit's server agent: from KFHIR_BASE_URL, never a Host header a caller
+    chose (as the API's fullUrl and links)."""
+    return current.public_root() + "/admin"
 
 
 @bp.get("/audit")

@@ -19,7 +19,7 @@ from service.params import MAX_KEY, date_bound, parse_integer
 from service.security.audit import Entity
 from service.web import current
 from service.web.admin import bp
-from service.web.admin.audit_page import audit_log, note
+from service.web.admin.audit_page import audit_log, console_address, note
 
 PAGE = 50
 
@@ -76,7 +76,7 @@ def endpoint_sandbox_check(name: str) -> Any:
     if request.form.get("confirm") != "yes":
         return endpoint_page(name, "sandbox-check writes synthetic test records (patient SANDBOX-<run id>, new "
                                    "each run) to the server: tick the box that says you mean it, then run it.", 400)
-    log, user, server, address = audit_log(), _user(), request.host_url.rstrip("/") + "/admin", request.remote_addr
+    log, user, server, address = audit_log(), _user(), console_address(), request.remote_addr
 
     def done(check: exchange.Check) -> None:  # in the task's thread, when the check ends: its real outcome
         audit.record_admin(log, user, "operation", server=server, address=address,
