@@ -18,6 +18,11 @@ DEFAULT_MAX_BODY = 5 * 1024 * 1024
 #: Deepest JSON nesting accepted; FHIR resources never need more, attackers often try.
 DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_PAGE_SIZE = 50
+#: JSON values one entry of a batch or transaction Bundle may bring: such a Bundle may hold KFHIR_MAX_BUNDLE_ENTRIES
+#: times this (so the two limits cannot disagree). Measured: our IG's largest example resource holds 69 values and an
+#: entry's fullUrl and request add 6 (tests/security/test_attack_validate.py checks it); the rest is room for what a
+#: clinic adds. A 500-entry transaction of our examples holds about 22,000.
+VALUES_PER_ENTRY = 100
 MAX_PAGE_SIZE = 500
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: How a yes/no setting may be written.
@@ -85,6 +90,13 @@ class Settings:
     tx_allowed: str = ""
     #: seconds a terminology server's answer is waited for, after which the offline answer stands with a warning
     tx_timeout: int = 10
+
+    def bundle_json_limits(self) -> tuple[int, int]:
+        """(longest array, most values) of a batch or transaction Bundle's JSON: they grow with max_bundle_entries,
+        so a Bundle at the entry limit is never refused by the others; every other body keeps max_json_items and
+        max_json_values, the most one resource needs."""
+        return (max(self.max_json_items, self.max_bundle_entries),
+                max(self.max_json_values, self.max_bundle_entries * VALUES_PER_ENTRY))
 
     def validation_policy(self) -> ValidationPolicy:
         """The policy `$validate` runs with (a call's own parameters may change it)."""

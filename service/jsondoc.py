@@ -7,11 +7,13 @@ from typing import Any, NoReturn
 
 from service.errors import BadRequest, PayloadTooLarge, Unprocessable
 
-#: the longest array accepted: no FHIR resource or record of ours needs more (a Bundle has its own, lower limit);
-#: 200,000 empty notes (600 KB) once cost the validator 9–16 s and an 89 MB OperationOutcome
+#: the longest array accepted: no FHIR resource or record of ours needs more (a batch or transaction Bundle's entries
+#: have their own limit, Settings.bundle_json_limits); 200,000 empty notes (600 KB) once cost the validator 9–16 s and
+#: an 89 MB OperationOutcome
 DEFAULT_MAX_ITEMS = 1_000
-#: values (objects, arrays, strings, numbers...) in one document: a 250-entry transaction of our resources holds
-#: about 17,000; the validator spends up to about 90 µs on each (2 s in all) on this busy 2-core machine
+#: values (objects, arrays, strings, numbers...) in one document other than a batch or transaction (whose limit grows
+#: with its entries): our largest resource holds under 100; the validator spends up to about 90 µs on each (2 s in
+#: all) on this busy 2-core machine
 DEFAULT_MAX_VALUES = 20_000
 
 

@@ -17,10 +17,12 @@ def runtime() -> Runtime:
     return found
 
 
-def body() -> Any:
-    """The request's JSON document, within the size, depth, array and value limits of the settings."""
+def body(bundle: bool = False) -> Any:
+    """The request's JSON document, within the size, depth, array and value limits of the settings (a batch or
+    transaction `bundle`'s grow with the entries it may hold)."""
     s = runtime().settings
-    doc = json_body(request, s.max_body_bytes, s.max_json_depth, s.max_json_items, s.max_json_values)
+    items, values = s.bundle_json_limits() if bundle else (s.max_json_items, s.max_json_values)
+    doc = json_body(request, s.max_body_bytes, s.max_json_depth, items, values)
     g.kfhir_body = doc  # the audit reads a Bundle's entries from it (service/web/auditing.py)
     return doc
 

@@ -88,7 +88,7 @@ def _what_we_serve(asked: str) -> str:
     return "this server answers in FHIR JSON only (_format=json, Accept: application/fhir+json)."
 
 
-def _resource_body() -> Any:
+def _resource_body(bundle: bool = False) -> Any:
     if request.mimetype in XML_TYPES:
         raise UnsupportedMediaType("FHIR XML is not supported; send application/fhir+json.")
     if request.mimetype not in JSON_TYPES:
@@ -97,7 +97,7 @@ def _resource_body() -> Any:
     if not _r4(version):
         raise UnsupportedMediaType(f"The body says fhirVersion={version}; this server takes FHIR R4 only "
                                    f"(application/fhir+json; fhirVersion=4.0).")
-    return current.body()
+    return current.body(bundle)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -174,7 +174,7 @@ def metadata() -> Response:
 @bp.post("")
 @bp.post("/")  # `[base]/`: some clients (fhirpy's execute) post Bundles there; HAPI accepts it too
 def bundle() -> Response:
-    return _json(_fhir().bundle(_resource_body(), _base(), auth.may))
+    return _json(_fhir().bundle(_resource_body(bundle=True), _base(), auth.may))
 
 
 @bp.get("/_history")

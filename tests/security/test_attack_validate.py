@@ -13,7 +13,10 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from service import create_app
+from service.config import VALUES_PER_ENTRY, Settings
 from service.fhirjson import MAX_ISSUES, MAX_OUTCOME_BYTES
+from service.jsondoc import parse_json
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "profiles" / "examples"
 FHIR = "application/fhir+json"
@@ -82,3 +85,78 @@ def test_long_issues_are_cut_to_the_byte_cap(client: FlaskClient) -> None:
         assert response.status_code in (200, 422)
         assert len(response.get_data()) < MAX_OUTCOME_BYTES + 4096
         assert "more issues left out" in response.get_json()["issue"][-1]["details"]["text"]
+
+
+# --- a batch or transaction: its JSON limits grow with KFHIR_MAX_BUNDLE_ENTRIES -------------------------------
+
+def values_in(node: Any) -> int:
+    """Values as service/jsondoc.py counts them: this one and every one inside it."""
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return 1 + sum(values_in(child) for child in children)
+
+
+def examples_in_reference_order() -> list[dict[str, Any]]:
+    """Our IG's examples, each after every example it refers to (so any first n of a copy stand on their own)."""
+    pending = {f"{r['resourceType']}/{r['id']}": r for r in (
+        json.loads(p.read_text()) for p in sorted(EXAMPLES.glob("*-*.json")))}
+    ordered: list[dict[str, Any]] = []
+    while pending:
+        ready = [key for key, r in pending.items() if not any(
+            f'"{other}"' in json.dumps(r) for other in pending if other != key)]
+        assert ready, f"examples refer to each other in a circle: {sorted(pending)}"
+        ordered += [pending.pop(key) for key in ready]
+    return ordered
+
+
+def ig_transaction(entries: int) -> dict[str, Any]:
+    """A transaction of `entries` of our IG's examples: copies of the whole set, the k-th with `-k` ids and the
+    references rewritten to them, each PUT at its id."""
+    examples = examples_in_reference_order()
+    keys = [f"{r['resourceType']}/{r['id']}" for r in examples]
+    out: list[dict[str, Any]] = []
+    for k in range(entries // len(examples) + 1):
+        for example in examples:
+            text = json.dumps(example)
+            for key in keys:
+                text = text.replace(f'"{key}"', f'"{key}-{k}"')
+            resource = json.loads(text) | {"id": f"{example['id']}-{k}"}
+            url = f"{resource['resourceType']}/{resource['id']}"
+            out.append({"fullUrl": f"https://clinic.example/fhir/{url}", "resource": resource,
+                        "request": {"method": "PUT", "url": url}})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": out[:entries]}
+
+
+def test_our_examples_fit_the_value_budget_of_an_entry() -> None:
+    entry = ig_transaction(len(examples_in_reference_order()))["entry"]
+    assert max(values_in(e) for e in entry) <= VALUES_PER_ENTRY  # 75 when the budget was set
+
+
+def test_a_transaction_of_our_examples_at_the_entry_limit_fits_the_json_limits_at_the_defaults() -> None:
+    settings = Settings.load({}, environ={})
+    bundle = ig_transaction(settings.max_bundle_entries)
+    items, values = settings.bundle_json_limits()
+
+    assert values_in(bundle) > settings.max_json_values  # about 22,000: the old single limit refused it with 413
+    assert parse_json(json.dumps(bundle).encode(), settings.max_json_depth, items, values) == bundle
+
+
+def test_a_transaction_at_the_entry_limit_is_stored_and_absurd_bundles_are_refused_before_the_walk(
+        database_url: str, api_key: Callable[..., str]) -> None:
+    """Limits low enough for a quick test of their wiring: 40 entries, and 1,000 values in any other body."""
+    app = create_app(Settings.load({"database_url": database_url, "max_bundle_entries": 40,
+                                    "max_json_values": 1_000}, environ={}))
+    client, writer = app.test_client(), api_key("system/*.cu", "system/ketamine-records.cu")
+    try:
+        stored = post(client, "/fhir", ig_transaction(40), writer)  # about 1,800 values: more than another body
+        assert stored.status_code == 200, stored.get_json()
+        assert all(e["response"]["status"].startswith("201") for e in stored.get_json()["entry"])
+        assert post(client, "/fhir/Observation", observation(note=[{"text": "x"}] * 600), writer).status_code == 413
+        assert post(client, "/fhir", ig_transaction(41), writer).status_code == 413
+        for absurd, limit in ((observation(note=[{}] * 200_000), "1000 items"),  # one entry: the array attack
+                              (observation(note=[{"text": "x"}] * 999, component=[{"code": {}}] * 999), "values")):
+            refused = post(client, "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": absurd, "request": {"method": "POST", "url": "Observation"}}]}, writer)
+            assert refused.status_code == 413 and limit in refused.get_data(as_text=True)
+    finally:
+        app.extensions["kfhir_security"].audit.close()
+        app.extensions["kfhir"].engine.dispose()
