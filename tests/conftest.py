@@ -50,6 +50,7 @@ TIERS: dict[str, str] = {
     "validation/test_hapi_agreement.py": "peer",
     "admin/test_browser.py": "browser",             # chromium through chromedriver
     "admin/test_console_browser.py": "browser",
+    "admin/test_try_browser.py": "browser",
     "exchange/test_sandbox_report_browser.py": "browser",
     "hardening/test_fuzz_openapi.py": "fuzz",       # sized by KFHIR_FUZZ_REQUESTS (`make fuzz`: the full runs)
     "hardening/test_fuzz_facade.py": "fuzz",
