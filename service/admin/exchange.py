@@ -102,6 +102,3 @@ def latest(engine: Engine, endpoint: str, check: str) -> Check | None:
                         .order_by(EndpointCheckRow.pk.desc()).limit(1)).one_or_none()
         return _of(row) if row else None
 
-
-def find(endpoints: list[Endpoint], name: str) -> Endpoint | None:
-    return next((e for e in endpoints if e.name == name), None)

@@ -2,9 +2,10 @@
 
 * A clinic record was written (`RecordWritten`, run by the domain intake inside the record's transaction):
   its mapped, already validated Bundle is stored as FHIR resources through the facade, with a Provenance
-  naming the record and its versions, and queued for every EHR endpoint; the safety flags an earlier version
-  raised and this one does not go with it as entered-in-error (service/mapping/flags.py). The EHRs hear of a
-  record if and only if it is stored: the record, its resources and the outbox jobs commit together.
+  naming the record and its versions, and queued for every enabled EHR endpoint in the database; the safety
+  flags an earlier version raised and this one does not go with it as entered-in-error
+  (service/mapping/flags.py). The EHRs hear of a record if and only if it is stored: the record, its
+  resources and the outbox jobs commit together.
 * A FHIR resource was written (`ResourceWritten`, run by the facade inside the write's transaction): a
   record's main resource (a ketamine-treatment-plan CarePlan, a ketamine-administration
   MedicationAdministration, a ketamine-adverse-event AdverseEvent, a ketamine-outcome-score Observation
@@ -24,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from service.domain.intake import Intake
 from service.errors import Conflict, Contention, Forbidden, Issue, RequestError, Unprocessable
-from service.exchange.endpoints import Endpoint
 from service.exchange.outbox import enqueue
+from service.exchange.registry import Endpoints
 from service.facade.interactions import ClaimLost
 from service.facade.server import FhirServer
 from service.fhirjson import reference_key
@@ -43,7 +44,7 @@ MAX_READINGS = 500
 class RecordWritten:
     """Stores a written record's FHIR form and queues it for the EHRs, in the record's own transaction."""
 
-    def __init__(self, fhir: FhirServer, endpoints: list[Endpoint]) -> None:
+    def __init__(self, fhir: FhirServer, endpoints: Endpoints) -> None:
         self.fhir = fhir
         self.endpoints = endpoints
 
@@ -52,7 +53,8 @@ class RecordWritten:
             unit = Unit(session, author, record.id)
             withdraw_stale(mapped.bundle, _stored_flags(unit, record))
             self.fhir.export_record(unit, mapped.bundle)
-            enqueue(session, record, mapped.bundle, self.endpoints)
+            # read in the record's transaction: every process queues for the same endpoints (the database's)
+            enqueue(session, record, mapped.bundle, self.endpoints.within(session))
         except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "
                              "send this record again.") from None

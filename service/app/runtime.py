@@ -12,9 +12,10 @@ from service.app.flows import RecordWritten, ResourceWritten
 from service.config import Settings
 from service.domain.intake import Intake
 from service.errors import ConfigError
-from service.exchange.endpoints import Endpoint, EndpointError
+from service.exchange.endpoints import EndpointError
 from service.exchange.endpoints import load as load_endpoints
 from service.exchange.outbox import Outbox
+from service.exchange.registry import Endpoints
 from service.facade.server import FhirServer
 from service.store.engine import make_engine
 from service.store.records import RecordStore
@@ -29,7 +30,7 @@ class Runtime:
     intake: Intake
     resources: ResourceStore
     fhir: FhirServer
-    endpoints: list[Endpoint]
+    endpoints: Endpoints
     outbox: Outbox
 
     @classmethod
@@ -38,10 +39,14 @@ class Runtime:
         engine = make_engine(settings.database_url)
         store = RecordStore(engine)
         resources = ResourceStore(engine)
+        path = Path(settings.endpoints_file) if settings.endpoints_file else None
         try:
-            endpoints = load_endpoints(Path(settings.endpoints_file) if settings.endpoints_file else None)
+            declared = load_endpoints(path)
         except EndpointError as exc:
             raise ConfigError(f"KFHIR_ENDPOINTS_FILE: {exc}") from None
+        # The file is an import: every process enqueues for the endpoints in the database, whatever it read.
+        endpoints = Endpoints(engine, declared, f"file {path.name}" if path else "")
+        endpoints.import_declared()  # a database not migrated yet takes them at the first read after
         # A resource written through the facade becomes a record through an intake that neither maps nor exports;
         # a record written through the domain API is mapped, and its resources written through the facade.
         read_back = ResourceWritten(Intake(store), _mapper)

@@ -16,6 +16,8 @@ def db_upgrade() -> None:
     """Apply every pending migration (idempotent)."""
     from service.store.migrate import current_revision, upgrade
 
-    engine = context.runtime(migrated=False).engine
+    runtime = context.runtime(migrated=False)
+    engine = runtime.engine
     upgrade(engine)
+    runtime.endpoints.import_declared()  # KFHIR_ENDPOINTS_FILE, when the database could not take it at start-up
     click.echo(f"database at revision {current_revision(engine)}: {engine.url.render_as_string()}")

@@ -7,6 +7,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +25,24 @@ from service.security.keys import ApiClients
 
 
 def _endpoint(runtime: Runtime, name: str) -> Endpoint:
-    found = next((e for e in runtime.endpoints if e.name == name), None)
+    every = runtime.endpoints.all()
+    found = next((e for e in every if e.name == name), None)
     if found is None:
-        known = ", ".join(e.name for e in runtime.endpoints) or "none: set KFHIR_ENDPOINTS_FILE"
+        known = ", ".join(e.name for e in every) or "none: `ketamine-fhir endpoints add` or KFHIR_ENDPOINTS_FILE"
         raise click.UsageError(f"no endpoint named {name!r} (known: {known})")
     return found
 
 
-def _worker(runtime: Runtime, endpoints: list[Endpoint], lease_s: float = LEASE_S) -> Worker:
+def _worker(runtime: Runtime, endpoints: list[Endpoint], lease_s: float = LEASE_S,
+            refresh: Callable[[], list[Endpoint]] | None = None) -> Worker:
     """A worker that records its heartbeat (the console shows it) and audits every delivery."""
     try:
-        made = Worker(Outbox(runtime.engine, lease_s), endpoints, workers=Workers(runtime.engine))
+        made = Worker(Outbox(runtime.engine, lease_s), endpoints, workers=Workers(runtime.engine), refresh=refresh)
     except (EndpointError, OSError) as exc:  # a secret's variable unset, a key file unreadable
         raise click.UsageError(str(exc)) from None
-    log, bases = _audit_log(runtime), {e.name: e.base_url for e in endpoints}
+    log = _audit_log(runtime)
     made.observer = lambda job, state, failure: record_delivery(log, made.name, job, state, failure,
-                                                                bases[job.endpoint])
+                                                                made.endpoints[job.endpoint].base_url)
     return made
 
 
@@ -48,20 +51,29 @@ def _audit_log(runtime: Runtime) -> AuditLog:
 
 
 @click.command("worker")
-@click.option("--endpoint", "names", multiple=True, help="Only this endpoint (repeatable; default: every enabled one).")
+@click.option("--endpoint", "names", multiple=True,
+              help="Only this endpoint (repeatable; default: every enabled one, as the database has them).")
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between looks at an empty queue.")
 @click.option("--lease", default=LEASE_S, show_default=True, type=click.FloatRange(min=1),
               help="Seconds a claimed job stays this worker's without a heartbeat (then another may take it).")
 def worker(names: tuple[str, ...], poll: float, lease: float) -> None:
     """Deliver outbox jobs to the EHR endpoints until stopped (SIGTERM or Ctrl-C finish the job in hand).
 
-    On PostgreSQL any number of workers, on any machines, share the queue; on SQLite run one.
+    It follows the endpoints in the database while it runs (one added, enabled or disabled). On PostgreSQL any
+    number of workers, on any machines, share the queue; on SQLite run one.
     """
     runtime = context.runtime()
-    endpoints = [_endpoint(runtime, n) for n in names] or [e for e in runtime.endpoints if e.enabled]
+    for name in names:
+        if not _endpoint(runtime, name).enabled:
+            raise click.UsageError(f"endpoint {name!r} is disabled (`ketamine-fhir endpoints enable {name}`)")
+
+    def following() -> list[Endpoint]:
+        return [e for e in runtime.endpoints.enabled() if not names or e.name in names]
+
+    endpoints = following()
     if not endpoints:
-        raise click.UsageError("no enabled endpoint: configure KFHIR_ENDPOINTS_FILE")
-    delivering = _worker(runtime, endpoints, lease)
+        raise click.UsageError("no enabled endpoint: `ketamine-fhir endpoints add` one (or KFHIR_ENDPOINTS_FILE)")
+    delivering = _worker(runtime, endpoints, lease, following)
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
     click.echo(f"worker {delivering.name} delivering to {', '.join(e.name for e in endpoints)}", err=True)
@@ -76,7 +88,8 @@ def worker(names: tuple[str, ...], poll: float, lease: float) -> None:
 @click.command("push")
 @click.option("--endpoint", "name", required=True, help="The endpoint whose queued jobs to deliver.")
 @click.option("--all", "backfill", is_flag=True,
-              help="First queue every stored record never queued for the endpoint (stored before it was configured).")
+              help="First queue every stored record whose current version was never queued for the endpoint "
+                   "(stored before it was added, or while it was disabled).")
 @click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human")
 def push(name: str, backfill: bool, fmt: str) -> None:
     """Deliver the endpoint's due jobs once, then stop; exit 1 when any job failed (dead or retrying)."""
@@ -90,7 +103,7 @@ def push(name: str, backfill: bool, fmt: str) -> None:
         return map_record(record.kind, record.content, findings=record.warnings).bundle
 
     queued = runtime.outbox.backfill(endpoint, every_record(runtime.store, endpoint.kinds),
-                                     bundle_of) if backfill else 0
+                                     bundle_of) if backfill else {}
     started = time.perf_counter()
     if sys.stdout.isatty() and fmt == "human":
         with click.progressbar(length=runtime.outbox.counts(name)["queued"], label=f"pushing to {name}") as bar:
@@ -102,15 +115,17 @@ def push(name: str, backfill: bool, fmt: str) -> None:
     sys.exit(1 if tally.dead or tally.retry else 0)
 
 
-def _report_push(fmt: str, name: str, queued: int, tally: Tally, seconds: float, counts: dict[str, int]) -> None:
+def _report_push(fmt: str, name: str, queued: dict[str, int], tally: Tally, seconds: float,
+                 counts: dict[str, int]) -> None:
     median_ms = statistics.median(tally.seconds) * 1000 if tally.seconds else 0.0
     if fmt == "json":
-        click.echo(json.dumps({"endpoint": name, "backfilled": queued, "done": tally.done, "retry": tally.retry,
+        click.echo(json.dumps({"endpoint": name, "backfilled": sum(queued.values()), "backfilled_because": queued,
+                               "done": tally.done, "retry": tally.retry,
                                "dead": tally.dead, "lost": tally.lost, "seconds": round(seconds, 3),
                                "median_ms_per_job": round(median_ms, 1), "states": counts}))
         return
-    if queued:
-        click.echo(f"{queued} records queued for {name} (never sent there before)")
+    for reason, n in queued.items():
+        click.echo(f"{n} record{'' if n == 1 else 's'} queued for {name} ({reason})")
     click.echo(f"{name}: {_summary(tally)} in {seconds:.1f} s (median {median_ms:.0f} ms per record); "
                f"outbox now {counts['queued']} queued, {counts['dead']} dead")
 

@@ -1,4 +1,5 @@
-"""EHR endpoints: a YAML file (KFHIR_ENDPOINTS_FILE) naming the FHIR servers records are sent to.
+"""EHR endpoints: what one is, and the YAML file (KFHIR_ENDPOINTS_FILE) that declares some, imported into the
+database (service/exchange/registry.py), where every process reads them:
 
     endpoints:
       - name: hospital
@@ -11,13 +12,16 @@
         timeout_s: 30
         kinds: [treatment-plan, administration, adverse-event, assessment]
 
-Secrets are never in the file: it names the environment variables that hold them
-(`password_env`, `token_env`, `key_file_env`), and nothing here logs or returns their values.
+Secrets are never in the file nor in the database: both name the environment variables that hold them
+(`password_env`, `token_env`, `key_file_env`), read by the process that sends, and nothing here logs or
+returns their values.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +60,25 @@ class Endpoint:
     enabled: bool = True
     note: str = ""
     environ: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: set when read from the database: when and by what it was added, and when it was last enabled
+    added_at: datetime | None = field(default=None, compare=False)
+    added_by: str = field(default="", compare=False)
+    enabled_at: datetime | None = field(default=None, compare=False)
 
     def public(self) -> dict[str, Any]:
         """What the API and the console show: everything but secrets (names of variables only)."""
         return {"name": self.name, "base_url": self.base_url, "auth": dict(self.auth), "mode": self.mode,
                 "max_entries": self.max_entries, "timeout_s": self.timeout_s, "kinds": list(self.kinds),
-                "enabled": self.enabled, "note": self.note}
+                "enabled": self.enabled, "note": self.note, "added_at": _iso(self.added_at),
+                "added_by": self.added_by, "enabled_at": _iso(self.enabled_at)}
+
+    def why_not_queued(self, stored_at: datetime) -> str:
+        """Why a record version stored at `stored_at` has no job for this endpoint (`push --all` says)."""
+        if self.added_at is not None and stored_at < self.added_at:
+            return "stored before this endpoint was added"
+        if not self.enabled or (self.enabled_at is not None and stored_at < self.enabled_at):
+            return "stored while this endpoint was disabled"
+        return "not queued when stored"
 
     def credentials(self) -> Auth | None:
         kind = self.auth.get("type", "none")
@@ -96,19 +113,22 @@ def load(path: Path | None, environ: dict[str, str] | None = None) -> list[Endpo
     if not isinstance(items, list):
         raise EndpointError(f"{path}: expected `endpoints:` with a list")
     env = dict(os.environ if environ is None else environ)
-    out = [_endpoint(item, f"{path.name}: endpoints[{i}]", env) for i, item in enumerate(items)]
+    out = [parse(item, f"{path.name}: endpoints[{i}]", env) for i, item in enumerate(items)]
     names = [e.name for e in out]
     if len(set(names)) != len(names):
         raise EndpointError(f"{path}: endpoint names repeat: {names}")
     return out
 
 
+#: names go in URLs (the console, the API) and in the outbox's endpoint column (64 characters)
+NAME, NAME_MAX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*"), 64
 ALLOWED = {"name", "preset", "base_url", "auth", "mode", "max_entries", "timeout_s", "kinds", "enabled", "note"}
 AUTH_KEYS = {"none": {"type"}, "basic": {"type", "user", "password_env"}, "bearer": {"type", "token_env"},
              "smart-backend": {"type", "client_id", "key_file_env", "kid", "scope", "token_url"}}
 
 
-def _endpoint(item: Any, where: str, env: dict[str, str]) -> Endpoint:
+def parse(item: Any, where: str, env: dict[str, str]) -> Endpoint:
+    """One endpoint from its file form (the CLI's `endpoints add` builds the same), checked key by key."""
     if not isinstance(item, dict):
         raise EndpointError(f"{where}: expected a mapping")
     unknown = sorted(set(item) - ALLOWED)
@@ -121,6 +141,8 @@ def _endpoint(item: Any, where: str, env: dict[str, str]) -> Endpoint:
     name, base_url = merged.get("name"), merged.get("base_url")
     if not isinstance(name, str) or not name:
         raise EndpointError(f"{where}: every endpoint has a `name`")
+    if len(name) > NAME_MAX or not NAME.fullmatch(name):
+        raise EndpointError(f"{where} ({name}): a name is 1-{NAME_MAX} letters, digits, `.`, `_` or `-`")
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise EndpointError(f"{where} ({name}): base_url must be an http(s) URL")
     auth = merged.get("auth") or {"type": "none"}
@@ -145,3 +167,7 @@ def _endpoint(item: Any, where: str, env: dict[str, str]) -> Endpoint:
         raise EndpointError(f"{where} ({name}): max_entries ≥ 1 and timeout_s > 0")
     return Endpoint(name, base_url.rstrip("/"), dict(auth), mode, max_entries, timeout, kinds,
                     bool(merged.get("enabled", True)), str(merged.get("note", "")), env)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() + "Z" if moment is not None else None

@@ -285,17 +285,20 @@ class Outbox:
         return queued
 
     def backfill(self, endpoint: Endpoint, records: Iterable[StoredRecord],
-                 bundle_of: Callable[[StoredRecord], dict[str, Any]]) -> int:
-        """Queue the current version of every record never queued for `endpoint` (records stored before
-        the endpoint was configured); how many were queued. Mapping runs outside the write transaction."""
-        count = 0
+                 bundle_of: Callable[[StoredRecord], dict[str, Any]]) -> dict[str, int]:
+        """Queue the current version of every record never queued for `endpoint`; how many were queued, by why
+        they were not before (stored before the endpoint was added, or while it was disabled). Mapping runs
+        outside the write transaction."""
+        counts: dict[str, int] = {}
         for record in records:
             if not endpoint.enabled or record.kind not in endpoint.kinds or self._queued_before(endpoint, record):
                 continue
             bundle = bundle_of(record)
             with transaction(self.engine, write=True) as session:
-                count += len(enqueue(session, record, bundle, [endpoint], self.clock))
-        return count
+                if enqueue(session, record, bundle, [endpoint], self.clock):
+                    reason = endpoint.why_not_queued(record.updated_at)
+                    counts[reason] = counts.get(reason, 0) + 1
+        return counts
 
     def _queued_before(self, endpoint: Endpoint, record: StoredRecord) -> bool:
         with transaction(self.engine) as session:

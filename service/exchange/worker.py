@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.exchange.client import FhirClient, FhirError, Written
-from service.exchange.endpoints import Endpoint
+from service.exchange.endpoints import Endpoint, EndpointError
 from service.exchange.outbox import Failure, Job, Outbox
 from service.exchange.workers import BEAT_S, Workers
 
 log = logging.getLogger(__name__)
+#: How often a running worker looks at the database's endpoints (one added, enabled or disabled since).
+REFRESH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class Worker:
     def __init__(self, outbox: Outbox, endpoints: list[Endpoint], name: str | None = None,
                  backoff: Backoff | None = None, clients: dict[str, FhirClient] | None = None,
                  rng: random.Random | None = None, heartbeat_s: float | None = None,
-                 workers: Workers | None = None, observer: Observer | None = None) -> None:
+                 workers: Workers | None = None, observer: Observer | None = None,
+                 refresh: Callable[[], list[Endpoint]] | None = None) -> None:
         self.outbox = outbox
         self.workers = workers
         self.observer = observer
@@ -81,16 +84,41 @@ class Worker:
         # Built up front: a missing secret stops the worker at start, not job by job.
         self.clients = clients if clients is not None else {
             e.name: FhirClient(e.base_url, e.credentials(), e.timeout_s) for e in endpoints}
+        #: the endpoints as the database has them now, looked at every REFRESH_S (None: these endpoints only)
+        self.refresh = refresh
+        self._refreshed = time.monotonic()
 
     def step(self) -> tuple[Job, str] | None:
         """Claim one due job and deliver it; (the job, what became of it), or None when nothing is due."""
         self.alive()
+        self._follow()
         claimed = self.outbox.claim(self.name, list(self.endpoints))
         if not claimed:
             return None
         job = claimed[0]
         with self._heartbeat(job.pk):
             return job, self.deliver(job)
+
+    def _follow(self) -> None:
+        """Deliver to the endpoints the database has now: one added or enabled since is served from the next
+        look, one disabled is left (its jobs wait, queued). An endpoint whose secret this process lacks is
+        left out and logged, the others go on."""
+        if self.refresh is None or time.monotonic() - self._refreshed < REFRESH_S:
+            return
+        self._refreshed = time.monotonic()
+        following: dict[str, Endpoint] = {}
+        for endpoint in self.refresh():
+            if self.endpoints.get(endpoint.name) != endpoint or endpoint.name not in self.clients:
+                try:
+                    self.clients[endpoint.name] = FhirClient(endpoint.base_url, endpoint.credentials(),
+                                                             endpoint.timeout_s)
+                except (EndpointError, OSError) as exc:
+                    log.error("endpoint %s not delivered to by this worker: %s", endpoint.name, exc)
+                    continue
+            following[endpoint.name] = endpoint
+        if set(following) != set(self.endpoints):
+            log.info("worker %s now delivers to %s", self.name, ", ".join(following) or "no endpoint")
+        self.endpoints = following
 
     def drain(self, on_job: Callable[[Job, str], None] | None = None) -> Tally:
         """Deliver every job due now (jobs waiting for a later retry stay queued)."""

@@ -226,6 +226,30 @@ class OutboxAttemptRow(Base):
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
+class EndpointRow(Base):
+    """An EHR endpoint records are sent to (migration 0010): every process reads the same ones here. `auth` names
+    the environment variables holding secrets, never a secret (service/exchange/endpoints.py)."""
+
+    __tablename__ = "endpoints"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(2000), nullable=False)
+    auth: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    max_entries: Mapped[int] = mapped_column(Integer, nullable=False)
+    timeout_s: Mapped[float] = mapped_column(Float, nullable=False)
+    kinds: Mapped[str] = mapped_column(Text, nullable=False)   # space-delimited record kinds
+    note: Mapped[str] = mapped_column(Text, nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    #: `file endpoints.yaml`, `cli`, `console <user>`: where it came from
+    added_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    #: when it was last enabled (its adding, or an `enable` since): records stored before were not queued for it
+    enabled_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+
+
 # --- API clients and the audit trail -------------------------------------------------------------
 
 class ApiClientRow(Base):

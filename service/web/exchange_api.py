@@ -19,7 +19,7 @@ bp = Blueprint("exchange_api", __name__, url_prefix="/api/v1/exchange")
 
 @bp.get("/endpoints")
 def endpoints() -> Response:
-    return jsonify(endpoints=[e.public() for e in current.runtime().endpoints])
+    return jsonify(endpoints=[e.public() for e in current.runtime().endpoints.all()])
 
 
 @bp.get("/jobs")
@@ -49,7 +49,7 @@ def retry(job_id: int) -> Response:
 @bp.post("/endpoints/<name>/retry-dead")
 def retry_dead(name: str) -> Response:
     runtime = current.runtime()
-    if not any(e.name == name for e in runtime.endpoints):
+    if runtime.endpoints.find(name) is None:
         raise NotFound(f"No endpoint named {name!r}.")
     return jsonify(endpoint=name, queued=runtime.outbox.retry_dead(name))
 

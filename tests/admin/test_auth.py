@@ -21,7 +21,8 @@ DATA_PAGES = ["/admin/patients/course?system=https://clinic.example/mrn&value=MR
               "/admin/records/administration/00000000-0000-4000-8000-000000000000", "/admin/no/such/page"]
 PUBLIC = {"admin.sign_in", "admin.static"}
 ACTIONS = ["/admin/try", "/admin/sign-out", "/admin/exchange/jobs/1/retry", "/admin/exchange/endpoints/ehr/retry-dead",
-           "/admin/exchange/endpoints/ehr/capabilities", "/admin/exchange/endpoints/ehr/sandbox-check"]
+           "/admin/exchange/endpoints/ehr/capabilities", "/admin/exchange/endpoints/ehr/sandbox-check",
+           "/admin/exchange/endpoints/ehr/disable", "/admin/exchange/endpoints/ehr/enable"]
 
 
 def test_the_page_list_covers_every_console_route(app: Flask) -> None:

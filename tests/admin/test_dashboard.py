@@ -47,7 +47,7 @@ def _deliver(app: Flask) -> dict[str, int]:
     it (heartbeat, audit); the job of each endpoint."""
     runtime = app.extensions["kfhir"]
     runtime.intake.submit("treatment-plan", treatment_plan())
-    worker = _worker(runtime, runtime.endpoints)
+    worker = _worker(runtime, runtime.endpoints.all())
     worker.alive(force=True)
     tally = worker.drain()  # as `push` does: it says goodbye at the end
     assert (tally.done, tally.dead, tally.retry) == (1, 1, 1)
@@ -108,7 +108,7 @@ def _worker_name(app: Flask) -> str:
 def test_the_dashboard_warns_when_jobs_wait_and_no_worker_is_alive(admin: FlaskClient, app: Flask) -> None:
     runtime = app.extensions["kfhir"]
     runtime.intake.submit("treatment-plan", treatment_plan())
-    worker = _worker(runtime, runtime.endpoints)
+    worker = _worker(runtime, runtime.endpoints.all())
     stop = threading.Event()
     stop.set()
     worker.run(stop)  # registers, then stops at once: seen, not alive

@@ -17,6 +17,7 @@ from service.config import Settings
 from service.exchange.outbox import Failure, JobQuery
 from service.security.audit import AuditQuery
 from service.store.engine import session
+from service.store.models import EndpointRow
 
 OUTCOME = {"resourceType": "OperationOutcome", "issue": [
     {"severity": "error", "code": "invalid", "diagnostics": "Observation.code: unknown LOINC code",
@@ -60,10 +61,13 @@ def test_exchange_pages_need_sign_in(client: FlaskClient, app: Flask) -> None:
 def test_actions_without_the_csrf_token_are_refused_and_change_nothing(admin: FlaskClient, app: Flask) -> None:
     dead = _jobs(app)[0]
     for path in (f"/admin/exchange/jobs/{dead}/retry", "/admin/exchange/endpoints/ehr/retry-dead",
-                 "/admin/exchange/endpoints/ehr/capabilities", "/admin/exchange/endpoints/ehr/sandbox-check"):
+                 "/admin/exchange/endpoints/ehr/capabilities", "/admin/exchange/endpoints/ehr/sandbox-check",
+                 "/admin/exchange/endpoints/ehr/disable", "/admin/exchange/endpoints/paused/enable"):
         response = admin.post(path, data={"confirm": "yes"})
         assert response.status_code == 403, path
     assert app.extensions["kfhir"].outbox.get(dead).state == "dead"
+    endpoints = app.extensions["kfhir"].endpoints
+    assert (endpoints.find("ehr").enabled, endpoints.find("paused").enabled) == (True, False)
     assert exchange.latest(app.extensions["kfhir"].engine, "ehr", exchange.CAPABILITIES) is None
 
 
@@ -199,6 +203,33 @@ def test_sandbox_check_needs_a_ticked_confirmation(admin: FlaskClient, app: Flas
 
 
 def test_no_endpoints_file_says_how_to_configure_one(admin: FlaskClient, app: Flask) -> None:
-    app.extensions["kfhir"].endpoints = []
+    with session(app.extensions["kfhir"].engine, write=True) as s:
+        s.query(EndpointRow).delete()
 
     assert "No endpoint is configured" in _text(admin, "/admin/exchange")
+
+
+def test_an_endpoint_is_disabled_and_enabled_from_the_list_and_the_record_page_says_why_it_was_not_queued(
+        admin: FlaskClient, app: Flask) -> None:
+    runtime = app.extensions["kfhir"]
+    page = _text(admin, "/admin/exchange")
+    assert 'aria-label="Disable endpoint ehr"' in page and 'aria-label="Enable endpoint paused"' in page
+    assert "file endpoints.yaml" in page  # where each came from
+
+    response = admin.post("/admin/exchange/endpoints/ehr/disable", data={"csrf_token": csrf(admin, "/admin/exchange")})
+
+    assert response.status_code == 302 and response.headers["Location"].endswith("#endpoints-h")
+    assert not runtime.endpoints.find("ehr").enabled
+    assert "Endpoint ehr disabled." in _text(admin, response.headers["Location"])
+    record = runtime.intake.submit("treatment-plan", treatment_plan()).record
+    assert runtime.outbox.list(JobQuery(endpoint="ehr")) == []  # nothing new is queued for a disabled endpoint
+    shown = _text(admin, f"/admin/records/treatment-plan/{record.id}")
+    assert "not queued for <a href=\"/admin/exchange/endpoints/ehr\">ehr</a>: stored while this endpoint was " \
+           "disabled" in shown
+    events, _ = app.extensions["kfhir_security"].audit.search(AuditQuery(agent="admin:alice", action="U"))
+    assert [e["entity"][0]["what"]["display"] for e in events] == ["endpoint ehr"]  # who disabled what
+    assert admin.post("/admin/exchange/endpoints/ehr/enable",
+                      data={"csrf_token": csrf(admin, "/admin/exchange")}).status_code == 302
+    assert runtime.endpoints.find("ehr").enabled
+    assert admin.post("/admin/exchange/endpoints/nowhere/disable",
+                      data={"csrf_token": csrf(admin, "/admin/exchange")}).status_code == 404

@@ -47,7 +47,7 @@ def test_records_reach_the_peer_once_change_into_new_versions_and_come_back(
                          ("adverse-event", adverse_event(source=source, patient=patient,
                                                          administration_external_id="adm-1"))):
         runtime.intake.submit(kind, record)
-    worker = Worker(runtime.outbox, runtime.endpoints)
+    worker = Worker(runtime.outbox, runtime.endpoints.all())
     try:
         worker.drain()
         jobs = runtime.outbox.list(JobQuery())
@@ -59,7 +59,7 @@ def test_records_reach_the_peer_once_change_into_new_versions_and_come_back(
         # Sent again: the same resources, no second patient.
         with transaction(runtime.engine, write=True) as session:
             for job in jobs:
-                enqueue(session, runtime.store.get(job.record_kind, job.record_id), job.payload, runtime.endpoints)
+                enqueue(session, runtime.store.get(job.record_kind, job.record_id), job.payload, runtime.endpoints.all())
         assert worker.drain().done == 3
         assert_once_each(client, list(records_of(runtime)))
         assert len(identified(client, "Patient", MRN, source)) == 1

@@ -43,7 +43,7 @@ def test_flagged_scenarios_reach_hapi_as_detected_issues(runtime_on_hapi: Runtim
     flagged = {name: case for name, case in CASES.items() if case.flags and not case.course}
     for name, case in flagged.items():
         runtime.intake.submit(case.kind, _ours(name, case.record) | {"external_id": f"{name}"[:60]})
-    tally = Worker(runtime.outbox, runtime.endpoints).drain()
+    tally = Worker(runtime.outbox, runtime.endpoints.all()).drain()
     dead = [(j.record_kind, str(j.last_error)) for j in runtime.outbox.list(JobQuery(limit=500))
             if j.state == "dead"]
     assert (tally.done, tally.retry, tally.dead) == (len(flagged) + 1, 0, 0), dead

@@ -174,10 +174,11 @@ def test_backfill_queues_records_stored_before_the_endpoint_existed(exchange_run
     exchange_runtime.intake.submit("assessment", assessment())
     with transaction(exchange_runtime.engine, write=True) as session:
         session.query(OutboxJobRow).delete()
-    ehr = next(e for e in exchange_runtime.endpoints if e.name == "ehr")
+    ehr = next(e for e in exchange_runtime.endpoints.all() if e.name == "ehr")
     records = list(every_record(exchange_runtime.store, ehr.kinds))
-    assert outbox.backfill(ehr, records, lambda r: {"resourceType": "Bundle", "entry": []}) == 1
-    assert outbox.backfill(ehr, records, lambda r: {"resourceType": "Bundle", "entry": []}) == 0
+    assert outbox.backfill(ehr, records, lambda r: {"resourceType": "Bundle", "entry": []}) == {
+        "not queued when stored": 1}
+    assert outbox.backfill(ehr, records, lambda r: {"resourceType": "Bundle", "entry": []}) == {}
 
 
 def test_concurrent_workers_never_hold_the_same_job(exchange_runtime: Runtime) -> None:

@@ -27,7 +27,7 @@ OUTCOME = {"resourceType": "OperationOutcome", "issue": [
 
 
 def worker(runtime: Runtime, outbox: Outbox | None = None, **backoff: Any) -> Worker:
-    ehr = [e for e in runtime.endpoints if e.name == "ehr"]
+    ehr = [e for e in runtime.endpoints.all() if e.name == "ehr"]
     return Worker(outbox or runtime.outbox, ehr, name="test-worker", backoff=Backoff(**backoff),
                   rng=random.Random(7))  # noqa: S311 - jitter
 
@@ -160,7 +160,7 @@ def test_a_slow_push_keeps_its_lease_by_heartbeat(exchange_runtime: Runtime) -> 
         return 200, {"Content-Type": "application/fhir+json"}, json.dumps(transaction_response(job.payload))
 
     responses.add_callback(responses.POST, EHR, callback=slow)
-    ehr = [e for e in exchange_runtime.endpoints if e.name == "ehr"]
+    ehr = [e for e in exchange_runtime.endpoints.all() if e.name == "ehr"]
     tally = Worker(outbox, ehr, name="slow", heartbeat_s=0.02).drain()
     assert (tally.done, tally.lost, taken) == (1, 0, [])
     assert [a["worker"] for a in exchange_runtime.outbox.attempts(job.pk)] == ["slow"]

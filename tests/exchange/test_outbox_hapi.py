@@ -78,7 +78,7 @@ def test_demo_data_through_the_worker_to_hapi_and_back(runtime_on_hapi: Runtime,
     runtime, client = runtime_on_hapi, FhirClient(hapi_server.base_url, timeout=120)
     for kind, record in demo_records():
         runtime.intake.submit(kind, record)
-    worker = Worker(runtime.outbox, runtime.endpoints)
+    worker = Worker(runtime.outbox, runtime.endpoints.all())
     tally = worker.drain()
     assert (tally.done, tally.retry, tally.dead) == (44, 0, 0)
 
@@ -101,7 +101,7 @@ def test_demo_data_through_the_worker_to_hapi_and_back(runtime_on_hapi: Runtime,
     # The same records again: updates in place, no second copy of anything.
     with transaction(runtime.engine, write=True) as session:
         for job in jobs:
-            enqueue(session, runtime.store.get(job.record_kind, job.record_id), job.payload, runtime.endpoints)
+            enqueue(session, runtime.store.get(job.record_kind, job.record_id), job.payload, runtime.endpoints.all())
     assert worker.drain().done == 44
     assert_once_each(client, keys)
     assert_one_patient_each(client)

@@ -540,6 +540,7 @@ def test_exchange_endpoints(contract: Contract, spec: dict[str, Any], settings: 
     assert [e["name"] for e in listed["endpoints"]] == ["hapi", "hospital"]
     assert listed["endpoints"][0]["base_url"] == "https://hapi.fhir.org/baseR4"
     assert listed["endpoints"][1]["auth"] == {"type": "bearer", "token_env": "HOSPITAL_TOKEN"}
+    assert listed["endpoints"][1]["added_by"] == "file endpoints.yaml"
     assert contract.statuses("get", "/api/v1/exchange/endpoints") == documented(spec, "get", "/api/v1/exchange/endpoints")
 
 

@@ -1,6 +1,6 @@
 """The console's exchange pages: the dashboard (endpoints' health, workers, alerts), the outbox newest first with
 filters, a job diagnosed (the request as sent, every attempt); actions retry, retry every dead job of an endpoint,
-check capabilities and run sandbox-check."""
+disable or enable an endpoint, check capabilities and run sandbox-check."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -29,18 +29,19 @@ def _user() -> str:
 
 
 def _endpoint(name: str) -> Endpoint:
-    found = exchange.find(current.runtime().endpoints, name)
+    found = current.runtime().endpoints.find(name)
     if found is None:
-        abort(404, f"No endpoint named {name!r} is configured (KFHIR_ENDPOINTS_FILE).")
+        abort(404, f"No endpoint named {name!r} (`ketamine-fhir endpoints list` shows them).")
     return found
 
 
 @bp.get("/exchange")
 def exchange_overview() -> str:
     runtime = current.runtime()
-    checks = {e.name: exchange.latest(runtime.engine, e.name, exchange.CAPABILITIES) for e in runtime.endpoints}
-    return render_template("admin/exchange.html", board=dashboard(runtime.engine, runtime.endpoints), checks=checks,
-                           counts=runtime.outbox.counts())
+    endpoints = runtime.endpoints.all()
+    checks = {e.name: exchange.latest(runtime.engine, e.name, exchange.CAPABILITIES) for e in endpoints}
+    return render_template("admin/exchange.html", board=dashboard(runtime.engine, endpoints), checks=checks,
+                           counts=runtime.outbox.counts(), changed=request.args.get("changed"))
 
 
 @bp.app_template_global()
@@ -99,6 +100,25 @@ def _outcome(check: exchange.Check) -> dict[str, Any]:
             "description": f"failed: {check.summary}"[:500]}
 
 
+@bp.post("/exchange/endpoints/<name>/disable")
+def endpoint_disable(name: str) -> Any:
+    """Nothing new is queued for it; its queued jobs wait and workers leave them (enable sends them)."""
+    return _switch(name, False)
+
+
+@bp.post("/exchange/endpoints/<name>/enable")
+def endpoint_enable(name: str) -> Any:
+    return _switch(name, True)
+
+
+def _switch(name: str, enabled: bool) -> Any:
+    _endpoint(name)
+    current.runtime().endpoints.set_enabled(name, enabled)
+    words = "enabled" if enabled else "disabled"
+    note("update", [Entity(f"endpoint {name}")], description=f"endpoint {name} {words}")
+    return redirect(url_for("admin.exchange_overview", changed=f"{name} {words}") + "#endpoints-h")
+
+
 @bp.post("/exchange/endpoints/<name>/retry-dead")
 def endpoint_retry_dead(name: str) -> Any:
     _endpoint(name)
@@ -118,7 +138,8 @@ def outbox_url(**filters: Any) -> str:
 def outbox() -> tuple[str, int]:
     """Newest first; `before` pages to older jobs, `after` to newer ones, the filters kept in both links."""
     runtime = current.runtime()
-    query, errors = _query(request.args, [e.name for e in runtime.endpoints])
+    endpoints = runtime.endpoints.all()
+    query, errors = _query(request.args, [e.name for e in endpoints])
     found: list[Any] = []
     if not errors:
         newer = query.after_pk > 0  # the page just newer than `after`: read upwards, shown newest first
@@ -135,7 +156,7 @@ def outbox() -> tuple[str, int]:
         older_url = outbox_url(**filters, before=found[-1].pk) if has_older else None
         newer_url = outbox_url(**filters, after=found[0].pk) if has_newer else None
     return render_template("admin/outbox.html", jobs=found, older_url=older_url, newer_url=newer_url, errors=errors,
-                           args=request.args, states=FILTER_NAMES, kinds=KINDS, endpoints=runtime.endpoints), \
+                           args=request.args, states=FILTER_NAMES, kinds=KINDS, endpoints=endpoints), \
         400 if errors else 200
 
 
@@ -178,7 +199,7 @@ def _job(pk: int) -> Any:
 def job_page(pk: int) -> str:
     runtime = current.runtime()
     job = _job(pk)
-    found = jobs.diagnose(job, exchange.find(runtime.endpoints, job.endpoint), runtime.outbox.attempts(pk))
+    found = jobs.diagnose(job, runtime.endpoints.find(job.endpoint), runtime.outbox.attempts(pk))
     return render_template("admin/job.html", job=job, d=found, retried=request.args.get("retried") == "1")
 
 

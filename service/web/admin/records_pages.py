@@ -43,4 +43,7 @@ def record_page(kind: str, record_id: str) -> str:
     line = found.line
     trail = audit.mentioning(current.runtime().engine, [record_id] + [f"{x.type}/{x.id}" for x in found.resources])
     note("read", [Entity(kind, record_id, record=True)], [(line.patient_system, line.patient_value)])
-    return render_template("admin/record.html", r=found, line=line, audit_rows=trail)
+    # endpoints taking this kind with no job for the current version, and why (added since, disabled then)
+    unqueued = {e.name: e.why_not_queued(line.updated_at) for e in current.runtime().endpoints.all()
+                if kind in e.kinds and not any(j.record_version == line.version for j in found.jobs.get(e.name, []))}
+    return render_template("admin/record.html", r=found, line=line, audit_rows=trail, unqueued=unqueued)

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 @bp.get("/")
 def overview() -> str:
     runtime = current.runtime()
-    board = dashboard(runtime.engine, runtime.endpoints)
+    board = dashboard(runtime.engine, runtime.endpoints.all())
     return render_template("admin/overview.html", counts=counts(runtime.engine), specs=mappings.specs(),
                            profiles=profiles.structure_definitions(), board=board)
 
