@@ -72,12 +72,12 @@ def test_a_withdrawn_flag_reaches_hapi_as_entered_in_error(runtime_on_hapi: Runt
     runtime.intake.submit(PLAN, _ours("plan", STORED_PLAN))  # the plan the session belongs to
     first = runtime.intake.submit("administration", _ours("withdrawn", administration(vitals=vitals))).record
     flag_id = flag_key("administration", first.content, "elevated-session-blood-pressure").id
-    tally = Worker(runtime.outbox, runtime.endpoints).drain()
+    tally = Worker(runtime.outbox, runtime.endpoints.all()).drain()
     assert (tally.done, tally.dead) == (2, 0), [j.last_error for j in runtime.outbox.list(JobQuery(limit=9))]
     assert client.read("DetectedIssue", flag_id)["status"] == "final"
     corrected = [{**vitals[0], "systolic": 150, "diastolic": 90}]
     runtime.intake.replace("administration", first.id, 1, _ours("withdrawn", administration(vitals=corrected)))
-    tally = Worker(runtime.outbox, runtime.endpoints).drain()
+    tally = Worker(runtime.outbox, runtime.endpoints.all()).drain()
     assert (tally.done, tally.dead) == (1, 0), [j.last_error for j in runtime.outbox.list(JobQuery(limit=9))]
     withdrawn = client.read("DetectedIssue", flag_id)
     assert withdrawn["status"] == "entered-in-error" and withdrawn["patient"]["reference"] == \
