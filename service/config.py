@@ -80,6 +80,8 @@ class Settings:
     validation_extension_domains: str = ""
     #: judge a resource without meta.profile by our profile of its type in `$validate` too
     validation_our_profiles: bool = False
+    #: accept example URLs (example.org, acme.com) in canonicals that do not resolve (HL7: refused)
+    validation_allow_example_urls: bool = False
     #: how a display the terminology server does not hold for its code is reported (HL7: error)
     validation_display_issues: str = "error"
     #: the FHIR terminology server `$validate` asks what offline expansion cannot answer (LOINC and SNOMED CT codes
@@ -106,7 +108,8 @@ class Settings:
                                 unknown_extension=self.validation_unknown_extension,
                                 extension_domains=domains(self.validation_extension_domains),
                                 our_profiles=self.validation_our_profiles, tx_server=self.tx_url or None,
-                                tx_timeout=float(self.tx_timeout), display_issues=self.validation_display_issues)
+                                tx_timeout=float(self.tx_timeout), display_issues=self.validation_display_issues,
+                                allow_example_urls=self.validation_allow_example_urls)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -40,6 +40,9 @@ MAX_DEPTH = 64
 @click.option("--allow-any-extensions", is_flag=True, help="Accept every extension without a definition.")
 @click.option("--our-profiles", is_flag=True,
               help="Judge a resource without meta.profile by the ketamine profile of its type.")
+@click.option("--allow-example-urls", is_flag=True,
+              help="Accept example URLs (example.org, acme.com) in canonicals that do not resolve (the HL7 "
+                   "validator refuses them unless -allow-example-urls).")
 @click.option("--tx", "tx_server", envvar="KFHIR_TX_URL", default=NO_TX, show_default=True, metavar="URL",
               help="A FHIR terminology server asked what offline expansion cannot answer (LOINC or SNOMED CT codes "
                    "and displays, value sets not held or not expandable here); n/a: none (env KFHIR_TX_URL).")
@@ -51,7 +54,7 @@ MAX_DEPTH = 64
 def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str,
                      must_support: bool, unknown_profile: str, unknown_extension: str,
                      extension_domains: tuple[str, ...], allow_any_extensions: bool, our_profiles: bool,
-                     tx_server: str, tx_timeout: float, display_issues: str) -> None:
+                     allow_example_urls: bool, tx_server: str, tx_timeout: float, display_issues: str) -> None:
     """Validate FHIR JSON files (or folders of them) against R4 and the profiles they claim, as the HL7
     validator does by default (the options change that)."""
     from service.validation.policy import ANY, PolicyError, ValidationPolicy
@@ -60,7 +63,8 @@ def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Pa
         policy = ValidationPolicy(unknown_profile=unknown_profile, unknown_extension=unknown_extension,
                                   extension_domains=(*extension_domains, *([ANY] if allow_any_extensions else [])),
                                   our_profiles=our_profiles, tx_server=None if tx_server == NO_TX else tx_server,
-                                  tx_timeout=tx_timeout, display_issues=display_issues)
+                                  tx_timeout=tx_timeout, display_issues=display_issues,
+                                  allow_example_urls=allow_example_urls)
     except PolicyError as exc:
         raise click.UsageError(str(exc).replace("tx_server", "--tx")) from None
     sys.exit(run_validate(list(paths), profile, list(igs), fmt, must_support, policy))

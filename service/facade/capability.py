@@ -27,9 +27,9 @@ SECURITY = {
 }
 VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
             "documentation": "Besides resource and profile: unknown-profile, unknown-extension, extension-domain, "
-                             "our-profiles and display-issues (the policy, defaults the HL7 validator's), and "
-                             "txServer: the terminology server asked what offline expansion cannot answer (one this "
-                             "server allows, or n/a)."}
+                             "our-profiles, allow-example-urls and display-issues (the policy, defaults the HL7 "
+                             "validator's), and txServer: the terminology server asked what offline expansion cannot "
+                             "answer (one this server allows, or n/a)."}
 #: our implementation guide (profiles/ImplementationGuide-ketamine-fhir.json)
 IMPLEMENTATION_GUIDE = CANONICAL + "/ImplementationGuide/ketamine-fhir"
 WRITES = ("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type")

@@ -9,6 +9,7 @@ from service.conformance.definitions import CORE_SD, Definitions
 from service.conformance.profiles import shipped
 from service.conformance.snapshot import SnapshotError, generate
 from service.fhirjson import Finding
+from service.validation import ids
 from service.validation.bundles import Bundles
 from service.validation.datatypes import Datatypes
 from service.validation.invariants import Invariants
@@ -125,7 +126,9 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         elif kind == "ValueSet":
             self._value_set(res, expr, run)
         run.resources.append(res)
-        run.roots.append(run.roots[-1] if run.roots and _CONTAINED.search(expr) else res)
+        contained = bool(run.roots) and _CONTAINED.search(expr) is not None
+        run.roots.append(run.roots[-1] if contained else res)
+        ids.enter(res, contained, expr, run)
         for plan in plans:
             if plan.type != kind:
                 run.add("error", "structure", expr, f"Profile {plan.url} is for {plan.type}, not {kind}.")
@@ -134,6 +137,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
             self._object(res, plan.root.children, expr, run, resource=True)
             self._constraints(res, plan.root.constraints, kind, expr, run, plan.url)
             run.plans.pop()
+        ids.leave(run)
         run.resources.pop()
         run.roots.pop()
 
@@ -163,6 +167,9 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
     def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
                 resource: bool = False) -> None:
         names, always, order = self._layout(children)
+        ident = obj.get("id")
+        if ident.__class__ is str and not resource:
+            ids.element(obj, ident, expr, run)
         found: dict[str, list[tuple[str, TypeRef | None, Any]]] = {}
         extended: dict[str, int] = {}
         for key, value in obj.items():

@@ -48,6 +48,9 @@ class ValidationPolicy:
     tx_server: str | None = None
     #: seconds a terminology server's answer is waited for (then the offline answer, and a warning)
     tx_timeout: float = 10.0
+    #: accept example URLs (example.org, acme.com) in canonicals that do not resolve. HL7: refused (an error) unless
+    #: -allow-example-urls (urls.py).
+    allow_example_urls: bool = False
     #: a display the terminology server does not hold for the code. HL7: an error (ValueSetValidator.dispWarning)
     #: unless -display-issues-are-warnings.
     display_issues: str = "error"
@@ -68,8 +71,9 @@ class ValidationPolicy:
     @classmethod
     def store(cls) -> ValidationPolicy:
         """What the FHIR facade holds a resource to before storing it: our profile of its type when it names none,
-        an unknown profile refused (it could not be checked), an unknown extension kept with a warning."""
-        return cls(unknown_profile="error", unknown_extension="warning", our_profiles=True)
+        an unknown profile refused (it could not be checked), an unknown extension kept with a warning, example URLs
+        kept (refusing them is the HL7 publication policy, not an R4 rule)."""
+        return cls(unknown_profile="error", unknown_extension="warning", our_profiles=True, allow_example_urls=True)
 
     def replace(self, **changes: Any) -> ValidationPolicy:
         return dataclasses.replace(self, **changes)

@@ -25,6 +25,8 @@ class Run:
     owner_types: tuple[str, ...] = ()  # the datatype(s) of the element whose extensions are being walked
     must_support: bool = False  # report absent mustSupport elements (information)
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+    #: per resource being walked, the ids its elements have so far → the object holding each (ids.py)
+    ids: list[dict[str, int]] = field(default_factory=list)
 
     def add(self, severity: str, code: str, expression: str, message: str) -> None:
         self.findings.append(Finding(severity, code, expression, message))

@@ -12,6 +12,7 @@ from service.validation.narrative import check_narrative
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, UnknownProfile
 from service.validation.primitives import Primitive
 from service.validation.run import Run
+from service.validation.urls import is_example_url
 
 ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # object addresses differ between runs; findings must not
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -50,6 +51,9 @@ class Values(Bindings):
         if kind.code == "canonical" and not value.startswith("#") and not ABSOLUTE.match(value):
             run.add("error", "value", expr, f"Canonical URLs must be absolute unless they are fragment references "
                                             f"({value}).")
+        if kind.code == "canonical" and not run.policy.allow_example_urls and is_example_url(value) \
+                and self.defs.resolve(value) is None:
+            run.add("error", "invalid", expr, f"Example URLs are not allowed in this context ({value}).")
         if kind.code == "xhtml":
             check_narrative(value, expr, run)
         self._fixed_and_pattern(value, plan, expr, run)

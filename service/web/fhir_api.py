@@ -307,7 +307,8 @@ TX_PARAMETER = "txServer"
 #: $validate's policy parameters (query or Parameters), each a field of ValidationPolicy (service/validation/policy.py)
 POLICY_PARAMETERS = {"unknown-profile": "unknown_profile", "unknown-extension": "unknown_extension",
                      "extension-domain": "extension_domains", "our-profiles": "our_profiles",
-                     "display-issues": "display_issues", TX_PARAMETER: "tx_server"}
+                     "display-issues": "display_issues", "allow-example-urls": "allow_example_urls",
+                     TX_PARAMETER: "tx_server"}
 
 
 def _operands(body: Any) -> tuple[Any, str | None, dict[str, list[str]]]:
@@ -343,7 +344,7 @@ def _policy(given: dict[str, list[str]]) -> ValidationPolicy:
             changes[field] = domains(values)
         elif field == "tx_server":
             changes[field] = _tx_server(values[-1])
-        elif field == "our_profiles":
+        elif field in ("our_profiles", "allow_example_urls"):
             if values[-1].lower() not in ("true", "false"):
                 raise BadRequest(f"{name} must be true or false.", [Issue(name, "true or false")])
             changes[field] = values[-1].lower() == "true"

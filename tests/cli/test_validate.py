@@ -337,14 +337,19 @@ def test_ig_folder_profile_declared_in_meta_profile(tmp_path: Path) -> None:
     assert with_ig.returncode == 1, with_ig.stdout + with_ig.stderr
     assert birth_date_missing(outcome(with_ig)["issue"])
     assert validate("--ig", folder, dated).returncode == 0
-    # without the IG the declared profile is unknown: a warning (as the HL7 validator), not the birth date error
-    without = validate("--format", "json", dated)
+    # without the IG the declared profile is unknown: a warning (as the HL7 validator), not the birth date error;
+    # its example.org URL, resolving nowhere, is an error as in the HL7 CLI unless -allow-example-urls
+    refused = validate("--format", "json", dated)
+    assert refused.returncode == 1
+    assert [i["expression"] for i in outcome(refused)["issue"] if i["severity"] == "error"] == [
+        ["Patient.meta.profile[0]"]]
+    without = validate("--format", "json", "--allow-example-urls", dated)
     assert without.returncode == 0
     issues = outcome(without)["issue"]
     assert not birth_date_missing(issues)
     assert any(i["expression"] == ["Patient.meta.profile"] and DATED_PATIENT in i["details"]["text"]
                and i["severity"] == "warning" for i in issues)
-    strict = validate("--unknown-profile", "error", dated)
+    strict = validate("--unknown-profile", "error", "--allow-example-urls", dated)
     assert strict.returncode == 1 and DATED_PATIENT in strict.stdout
 
 
