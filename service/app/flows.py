@@ -1,11 +1,11 @@
 """The two flows that cross layers, owned here and wired once in `service/app/runtime.py`.
 
 * A clinic record was written (`RecordWritten`, run by the domain intake inside the record's transaction):
-  its mapped, already validated Bundle is stored as FHIR resources through the facade, with a Provenance
-  naming the record and its versions, and queued for every enabled EHR endpoint in the database; the safety
-  flags an earlier version raised and this one does not go with it as entered-in-error
-  (service/mapping/flags.py). The EHRs hear of a record if and only if it is stored: the record, its
-  resources and the outbox jobs commit together.
+  its mapped, already validated Bundle, its people brought up to date (service/app/people.py), is stored as
+  FHIR resources through the facade, with a Provenance naming the record and its versions, and queued for
+  every enabled EHR endpoint in the database; the safety flags an earlier version raised and this one does
+  not go with it as entered-in-error (service/mapping/flags.py). The EHRs hear of a record if and only if it
+  is stored: the record, its resources and the outbox jobs commit together.
 * A FHIR resource was written (`ResourceWritten`, run by the facade inside the write's transaction): a
   record's main resource (a ketamine-treatment-plan CarePlan, a ketamine-administration
   MedicationAdministration, a ketamine-adverse-event AdverseEvent, a ketamine-outcome-score Observation
@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.app.people import keep_current
 from service.domain.intake import Intake
 from service.errors import Conflict, Contention, Forbidden, Issue, RequestError, Unprocessable
 from service.exchange.outbox import enqueue
@@ -44,17 +45,21 @@ MAX_READINGS = 500
 class RecordWritten:
     """Stores a written record's FHIR form and queues it for the EHRs, in the record's own transaction."""
 
-    def __init__(self, fhir: FhirServer, endpoints: Endpoints) -> None:
+    def __init__(self, fhir: FhirServer, endpoints: Endpoints, mapper: Any) -> None:
+        """`mapper`: a Mapper, or a function giving one (the specs load on first use)."""
         self.fhir = fhir
         self.endpoints = endpoints
+        self._mapper = mapper
 
     def __call__(self, session: Session, mapped: Any, record: StoredRecord, author: Author | None) -> None:
         try:
             unit = Unit(session, author, record.id)
             withdraw_stale(mapped.bundle, _stored_flags(unit, record))
-            self.fhir.export_record(unit, mapped.bundle)
+            mapper = self._mapper() if callable(self._mapper) else self._mapper
+            bundle = keep_current(unit, mapper, mapped.kind, record, mapped.bundle)  # people as now known
+            self.fhir.export_record(unit, bundle)
             # read in the record's transaction: every process queues for the same endpoints (the database's)
-            enqueue(session, record, mapped.bundle, self.endpoints.within(session))
+            enqueue(session, record, bundle, self.endpoints.within(session))
         except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "
                              "send this record again.") from None

@@ -156,7 +156,7 @@ class FhirClient:
         that is being created within the batch are considered to be non-conformant"; HAPI FHIR's request
         validator resolves such references inside the batch and checks them against their target profiles
         there, refusing the batch with 422."""
-        people = [e for e in bundle["entry"] if e["request"].get("ifNoneExist")]
+        people = [e for e in bundle["entry"] if is_person(e)]
         names: dict[str, str] = {}
         written: dict[int, Written] = {}
         for entry in people:
@@ -164,7 +164,7 @@ class FhirClient:
             names[entry.get("fullUrl", "")] = f"{done.resource_type}/{done.id}"
             written[id(entry)] = done
         for entry in bundle["entry"]:
-            if entry["request"]["method"] == "PUT" and entry.get("fullUrl"):
+            if entry["request"]["method"] == "PUT" and entry.get("fullUrl") and not is_person(entry):
                 names[entry["fullUrl"]] = entry["request"]["url"]
         for wave in batch_waves([e for e in bundle["entry"] if id(e) not in written]):
             batch = {"resourceType": "Bundle", "type": "batch",
@@ -330,6 +330,12 @@ def _id_of(location: str | None) -> str | None:
     return parts[-1] if parts else None
 
 
+def is_person(entry: dict[str, Any]) -> bool:
+    """A person entry: a conditional create, or the conditional update of a person a record changed."""
+    request = entry["request"]
+    return bool(request.get("ifNoneExist")) or (request["method"] == "PUT" and "?" in request["url"])
+
+
 def dependency_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Entries so that what an entry refers to comes before it (servers that check references on
     write refuse the other order when entries are sent one by one or in a batch)."""
@@ -337,7 +343,7 @@ def dependency_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, entry in enumerate(entries):
         if entry.get("fullUrl"):
             names[entry["fullUrl"]] = i
-        if entry["request"]["method"] == "PUT":
+        if entry["request"]["method"] == "PUT" and not is_person(entry):
             names[entry["request"]["url"]] = i
     needs = {i: {names[r] for _, r in references(e.get("resource")) if r in names and names[r] != i}
              for i, e in enumerate(entries)}

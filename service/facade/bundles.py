@@ -96,7 +96,7 @@ def export_record(unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
         if request.error:
             with _at(request):
                 raise request.error
-    prepared = {r.index: shaped(r.resource_type, r.resource, [], r.resource_id if r.method == "PUT" else None)
+    prepared = {r.index: shaped(r.resource_type, r.resource, [], _id_in_url(r))
                 for r in requests if r.method in ("POST", "PUT")}
     log: list[Written] = []
     ahead = {key for r in requests for _, ref in references(r.resource, "") for key in [ref] if "/" in key}
@@ -120,6 +120,8 @@ def _batch_entry(server: Interactions, base: str, r: _Request) -> dict[str, Any]
             return _deleted(server.delete(r.resource_type, r.resource_id or ""))
         if r.method == "POST":
             return _written(base, server.create(r.resource_type, r.resource, r.if_none_exist))
+        if r.criteria is not None:
+            return _written(base, server.conditional_update(r.resource_type, r.criteria, r.resource))
         return _written(base, server.update(r.resource_type, r.resource_id or "", r.resource, r.if_match))
     except RequestError as exc:  # the OperationOutcome the request alone would get, saying which entry it is
         outcome = error_outcome(exc.status, f"Entry {_entry_name(r)}: {exc.detail}", exc.issues,
@@ -138,8 +140,7 @@ def _transaction(server: Interactions, base: str, requests: list[_Request]) -> d
         for r in requests:
             if r.method in ("POST", "PUT"):
                 with _at(r):  # checked as the request alone would be, once, outside the retried unit
-                    prepared[r.index] = server.prepare(r.resource_type, r.resource,
-                                                       r.resource_id if r.method == "PUT" else None)
+                    prepared[r.index] = server.prepare(r.resource_type, r.resource, _id_in_url(r))
         for _attempt in range(3):
             try:
                 with server.store.unit(write=True) as unit:
@@ -169,21 +170,28 @@ def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Pr
     responses: dict[int, dict[str, Any]] = {}
     conditions: dict[int, Condition] = {}
     unit.provenance = []  # one Provenance for the Bundle's (or the record's) versions, written at the end
-    # conditional creates first: every reference to them must know where it points
+    targets: dict[int, str] = {}  # a conditional update's resource: the one matched, or the id it is created at
+    # conditional creates and updates first: every reference to them must know where it points
     for r in requests:
-        if r.method == "POST" and r.if_none_exist:
+        if (r.method == "POST" and r.if_none_exist) or r.criteria is not None:
             with _at(r):
-                when = conditions[r.index] = condition(r.resource_type, r.if_none_exist,
-                                                       f"entry[{r.index}].ifNoneExist")
+                when = condition(r.resource_type, r.if_none_exist or r.criteria or "", f"entry[{r.index}] criteria")
                 found = match_in(unit, when)
-            if found is not None:
+                if r.criteria is not None and found is not None and r.resource.get("id") not in (None, found.id):
+                    raise BadRequest(f"The resource's id {r.resource['id']!r} is not the matching resource's "
+                                     f"{found.id!r}.", [Issue("id", f"expected {found.id} or none")])
+            if found is None or r.criteria is None:
+                conditions[r.index] = when  # a create claims its criteria against concurrent ones
+            if found is not None and r.criteria is None:
                 responses[r.index] = _written(base, Written(found, False))
+            targets[r.index] = found.id if found else str(uuid.uuid4())
             if r.full_url:
-                names[r.full_url] = f"{r.resource_type}/{found.id if found else uuid.uuid4()}"
+                names[r.full_url] = f"{r.resource_type}/{targets[r.index]}"
     for r in sorted(requests, key=lambda q: (ORDER[q.method], q.index)):
         if r.index not in responses:
             with _at(r):
-                responses[r.index] = _perform(unit, base, r, names, prepared, conditions.get(r.index), log)
+                responses[r.index] = _perform(unit, base, r, names, prepared, conditions.get(r.index), log,
+                                              targets.get(r.index))
     deletes = [r for r in requests if r.method == "DELETE"]
     if deletes:  # once all are done: a transaction may delete a resource together with what refers to it
         with _at(deletes[0] if len(deletes) == 1 else None):
@@ -194,8 +202,9 @@ def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Pr
 
 
 def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[int, Prepared],
-             when: Condition | None, log: list[Written]) -> dict[str, Any]:
-    """One transaction entry: the operation a request sent alone runs, in the transaction's unit."""
+             when: Condition | None, log: list[Written], target: str | None = None) -> dict[str, Any]:
+    """One transaction entry: the operation a request sent alone runs, in the transaction's unit; a conditional
+    update (http.html#cond-update) writes its `target`, creating it under its `when` when nothing matched."""
     if r.method == "GET":
         return _read(base, read_in(unit, r.resource_type, r.resource_id or "", r.version))
     if r.method == "DELETE":
@@ -203,8 +212,10 @@ def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[in
     if r.method == "POST":
         new_id = names[r.full_url].split("/")[-1] if r.full_url in names else str(uuid.uuid4())
         written = create_in(unit, prepared[r.index], new_id, names, when)
+    elif r.criteria is not None and when is not None:
+        written = create_in(unit, prepared[r.index], target or str(uuid.uuid4()), names, when)
     else:
-        written = update_in(unit, prepared[r.index], r.resource_id or "", r.if_match, names)
+        written = update_in(unit, prepared[r.index], target or r.resource_id or "", r.if_match, names)
     log.append(written)
     return _written(base, written)
 
@@ -218,6 +229,11 @@ def _at(r: _Request | None) -> Iterator[None]:
         if r is not None:
             exc.extra.setdefault("entry", _entry_name(r))
         raise
+
+
+def _id_in_url(r: _Request) -> str | None:
+    """The id an update names in its URL (a create's, and a conditional update's, is the server's to choose)."""
+    return r.resource_id if r.method == "PUT" else None
 
 
 def _entry_name(r: _Request) -> str:
@@ -237,6 +253,7 @@ class _Request:
     if_match: int | None
     version: int | None = None   # a GET of Type/id/_history/vid: vread
     error: RequestError | None = None
+    criteria: str | None = None  # a conditional update's search (PUT Type?identifier=…)
 
 
 def _request_of(index: int, entry: Any) -> _Request:
@@ -262,6 +279,8 @@ def _request_of(index: int, entry: Any) -> _Request:
             return blank
     out = _Request(index, method, resource_type, resource_id, entry.get("resource"), entry.get("fullUrl"),
                    request.get("ifNoneExist"), if_match)
+    if method == "PUT" and resource_id is None and "?" in url:
+        out.criteria = url.split("?", 1)[1]
     out.error = _refusal(where, out, url, parts[2:])
     return out
 
@@ -278,10 +297,10 @@ def _refusal(where: str, r: _Request, url: str, rest: list[str]) -> RequestError
         r.version = version_id(rest[1])
         if r.version is None:  # as GET [type]/[id]/_history/[vid] alone
             return NotFound(f"{r.resource_type}/{r.resource_id} has no version {rest[1]!r}.")
-    elif rest or r.resource_id is None or (r.method != "PUT" and "?" in url):
+    elif r.criteria is None and (rest or r.resource_id is None or (r.method != "PUT" and "?" in url)):
         # not read as Type/id with the rest dropped: a PUT to Type/id/_history/1 would update Type/id
-        shape = "Type/id or Type/id/_history/vid" if r.method == "GET" else "Type/id"
-        return BadRequest(f"{where}: {r.method} needs {shape} (conditional {r.method} in Bundles is not supported).",
+        shape = {"GET": "Type/id or Type/id/_history/vid", "PUT": "Type/id or Type?criteria"}.get(r.method, "Type/id")
+        return BadRequest(f"{where}: {r.method} needs {shape}.",
                           [Issue(f"{where}.request.url", f"expected {shape}")])
     if r.method in ("POST", "PUT") and not isinstance(r.resource, dict):
         return BadRequest(f"{where}: {r.method} needs a resource.", [Issue(f"{where}.resource", "required")])
@@ -292,7 +311,8 @@ def _permit(r: _Request, permits: Permits) -> None:
     """Mark an entry the caller may not run; a malformed entry keeps its own error."""
     if r.error is not None:
         return
-    letters = ENTRY_LETTERS[r.method] + ("s" if r.method == "POST" and r.if_none_exist else "")
+    conditional = (r.method == "POST" and r.if_none_exist) or r.criteria is not None
+    letters = ENTRY_LETTERS[r.method] + ("s" if conditional else "")
     if not permits(r.resource_type, letters):
         r.error = insufficient(r.resource_type, letters, f"Bundle.entry[{r.index}]: {r.method} {r.resource_type}")
 

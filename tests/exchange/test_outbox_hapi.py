@@ -4,6 +4,7 @@ into a new version of the same resource, and pulled back into a fresh database."
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from exchange.conftest import endpoints_file
+from factories import assessment
 from mapping.support import canonical
 from peers.hapi_server import HapiServer
 
@@ -136,3 +138,31 @@ def test_demo_data_through_the_worker_to_hapi_and_back(runtime_on_hapi: Runtime,
     finally:
         fresh.engine.dispose()
 
+
+
+@pytest.mark.parametrize("mode", ["transaction", "batch", "conditional"])
+def test_a_patient_named_later_is_named_at_the_ehr(hapi_server: HapiServer, database_url: str, tmp_path: Path,
+                                                   mode: str) -> None:
+    """Issue 16 step 5 at a real EHR: a first record with only the MRN, a later one with name, birth date and sex
+    (a conditional update, PUT Patient?identifier=…), then an older one with another name (changes nothing)."""
+    path = endpoints_file(tmp_path, {"name": "hapi", "base_url": hapi_server.base_url, "mode": mode,
+                                     "timeout_s": 120})
+    runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
+    client, worker = FhirClient(hapi_server.base_url, timeout=120), Worker(runtime.outbox, runtime.endpoints)
+    mrn = {"system": "https://clinic.example/mrn", "value": f"P5-{mode}-{uuid.uuid4().hex[:8]}"}
+    source = f"p5-{uuid.uuid4().hex[:8]}"
+    try:
+        runtime.intake.submit("assessment", assessment(source=source, patient={"identifier": mrn}))
+        named = {"identifier": mrn, "name": {"family": "Okafor", "given": ["Ada"]}, "birth_date": "1971-02-03",
+                 "sex": "female"}
+        runtime.intake.submit("assessment", assessment(source=source, external_id="asmt-2", patient=named,
+                                                       at="2026-03-08T10:00:00+00:00"))
+        runtime.intake.submit("assessment", assessment(source=source, external_id="asmt-0", at="2026-01-01T10:00:00Z",
+                                                       patient={**named, "name": {"family": "Old"}}))
+        assert worker.drain().done == 3
+        (held,) = identified(client, "Patient", mrn["system"], mrn["value"])
+        assert (held["name"], held["birthDate"], held["gender"]) == (
+            [{"family": "Okafor", "given": ["Ada"]}], "1971-02-03", "female")
+        assert held["meta"]["versionId"] == "2"  # created, then updated once; the older record changed nothing
+    finally:
+        runtime.engine.dispose()

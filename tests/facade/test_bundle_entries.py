@@ -159,3 +159,19 @@ def test_a_conditional_create_answers_alike(client: FlaskClient) -> None:
             answered = int(bundle["entry"][0]["response"]["status"].split()[0])
         assert answered == (201 if way == "single" else 200)
     assert client.get("/fhir/Patient", query_string={"identifier": "urn:example|1"}).json["total"] == 1
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_conditional_update_answers_alike(client: FlaskClient, way: str) -> None:
+    """PUT Type?criteria (http.html#cond-update): no match creates, one match updates it, two are 412."""
+    identifier = {"system": "urn:example", "value": way}
+    url = f"Patient?identifier=urn:example|{way}"
+    assert status(client, way, "PUT", url, patient(identifier=[identifier])) == 201
+    code, _ = send(client, way, "PUT", url, patient(identifier=[identifier], gender="male"))
+    assert code == 200
+    found = client.get("/fhir/Patient", query_string={"identifier": f"urn:example|{way}"}).json
+    assert found["total"] == 1
+    assert (found["entry"][0]["resource"]["gender"], found["entry"][0]["resource"]["meta"]["versionId"]) == ("male", "2")
+    assert status(client, way, "PUT", url, patient("someone-else", identifier=[identifier])) == 400
+    assert status(client, "single", "POST", "Patient", patient(identifier=[identifier])) == 201
+    assert status(client, way, "PUT", url, patient(identifier=[identifier])) == 412

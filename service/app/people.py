@@ -1,0 +1,149 @@
+"""People kept current: a record's patient and practitioners update the stored person, field by field.
+
+A person (Patient, Practitioner) is found by identifier. Each of its fields (name parts, birth date, sex; a
+practitioner's name) holds the value of the *newest record that gives that field*, newest by the record's
+clinical time (`KINDS[...].clinical_at`: a session's start, an event's onset, a score's time, a plan's period
+start), ties and undated plans ordered by (kind, source, external_id), undated records below every dated one.
+Not arrival order: clinics resend backlogs and the outbox retries, so an old record arriving late must not undo
+a newer name, and the result must not depend on which process stored what first. So the outcome is the same
+whatever order the records arrive in. A record that lacks a field never blanks it, and a record replaced by a
+version without a field leaves the value its older version gave.
+
+The mapped Bundle's person entry then carries the person as now known: a conditional create when the person is
+new, a conditional update (`PUT Patient?identifier=system|value`, R4 http.html#cond-update) when this record
+changes it, so our store and the EHRs the outbox sends to hold the same current person. A conditional update
+replaces the EHR's resource: elements only the EHR holds (its address, telecom) would be lost there; PATCH
+would keep them but not every EHR takes it in a transaction.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.facade.interactions import condition, match_in
+from service.mapping import Mapper
+from service.mapping.spec import Role, lookup, put
+from service.store.models import RecordRow
+from service.store.records import StoredRecord
+from service.store.resources import Unit
+
+Rank = tuple[int, datetime, str, str, str]
+#: resource elements a person keeps from what others wrote (a client's telecom, another identifier)
+SERVER_ELEMENTS = ("id", "meta")
+
+
+def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
+                 bundle: dict[str, Any]) -> dict[str, Any]:
+    """The record's Bundle with each person entry carrying the current person, written as described above."""
+    spec = mapper.specs[kind]
+    people = [r for r in spec.roles if r.person and isinstance(lookup(record.content, r.scope or ""), dict)]
+    if not people:
+        return bundle
+    entries = {e.get("fullUrl"): e for e in bundle["entry"]}
+    merged_record = dict(record.content)
+    stored: dict[str, tuple[Role, dict[str, Any]]] = {}
+    newer = _Newer(unit.session, mapper, record)
+    for role in people:
+        mine = lookup(record.content, role.scope or "")
+        entry = next((e for e in entries.values() if e["request"].get("ifNoneExist")
+                      and e["resource"]["resourceType"] == role.type
+                      and _identifier_of(e) == (mine["identifier"]["system"], mine["identifier"]["value"])), None)
+        if entry is None or entry["fullUrl"] in stored:
+            continue
+        found = match_in(unit, condition(role.type, entry["request"]["ifNoneExist"], f"the {role.role}"))
+        if found is None or found.deleted or found.content is None:
+            continue  # a new person: the entry creates it as the record gives it
+        known = _read(mapper, role, found.content)
+        merged = dict(mine)
+        for rule in role.rules:
+            if rule.field is None or rule.field.startswith("identifier."):
+                continue
+            ours, theirs = lookup(mine, rule.field), lookup(known, rule.field)
+            if theirs is not None and (ours is None or (ours != theirs and newer.gives(role, mine, rule.field))):
+                put(merged, rule.field, theirs)
+        put(merged_record, role.scope or "", merged)
+        stored[entry["fullUrl"]] = (role, found.content)
+    if not stored:
+        return bundle
+    remapped = {e["fullUrl"]: e["resource"] for e in mapper.to_bundle(kind, merged_record)["entry"]}
+    out = []
+    for entry in bundle["entry"]:
+        if entry.get("fullUrl") in stored:
+            entry = _current(entry, remapped[entry["fullUrl"]], stored[entry["fullUrl"]][1])
+        out.append(entry)
+    return {**bundle, "entry": out}
+
+
+def _current(entry: dict[str, Any], mapped: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:
+    """The person entry: what the store holds with the mapped elements as now known; a conditional update
+    when that changes what is held, else the conditional create (which finds it and leaves it)."""
+    kept = {k: v for k, v in held.items() if k not in SERVER_ELEMENTS}
+    resource = {**kept, **{k: v for k, v in mapped.items() if k != "identifier"}}
+    if _content(resource) == _content(held):
+        return {**entry, "resource": resource}
+    request = {"method": "PUT", "url": f"{mapped['resourceType']}?{entry['request']['ifNoneExist']}"}
+    return {"fullUrl": entry["fullUrl"], "resource": resource, "request": request}
+
+
+def _content(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k not in SERVER_ELEMENTS}
+
+
+def _identifier_of(entry: dict[str, Any]) -> tuple[str, str] | None:
+    for ident in entry["resource"].get("identifier") or []:
+        return ident.get("system"), ident.get("value")
+    return None
+
+
+def _read(mapper: Mapper, role: Role, resource: dict[str, Any]) -> dict[str, Any]:
+    """The person fields a stored resource holds, read by the role's rules run backwards."""
+    links = mapper.reverse_links({"resourceType": "Bundle", "type": "collection", "entry": []})
+    values: dict[str, Any] = {}
+    for rule in role.rules:
+        if rule.reversible and rule.field is not None:
+            value = mapper.read_value(rule, mapper.found(role, rule, resource), links)
+            if value is not None:
+                put(values, rule.field, value)
+    return values
+
+
+def rank(kind: str, source: str, external_id: str, clinical_at: datetime | None) -> Rank:
+    """A record's place in time: dated records by clinical time, undated ones below them; ties by identity."""
+    return (0, datetime.min, kind, source, external_id) if clinical_at is None else (
+        1, clinical_at, kind, source, external_id)
+
+
+class _Newer:
+    """Which person fields records newer than this one give (asked only when a value differs, so rarely)."""
+
+    def __init__(self, session: Session, mapper: Mapper, record: StoredRecord) -> None:
+        self.session, self.mapper, self.record = session, mapper, record
+        self._rank: Rank | None = None
+        self._at: datetime | None = None
+
+    def gives(self, role: Role, person: dict[str, Any], field: str) -> bool:
+        ident = (person["identifier"]["system"], person["identifier"]["value"])
+        if self._rank is None:
+            self._at = self.session.scalar(select(RecordRow.clinical_at).where(RecordRow.pk == self.record.pk))
+            self._rank = rank(self.record.kind, self.record.source, self.record.external_id, self._at)
+        stmt = select(RecordRow.kind, RecordRow.source, RecordRow.external_id, RecordRow.clinical_at,
+                      RecordRow.content).where(RecordRow.id != self.record.id)
+        if role.type == "Patient":
+            stmt = stmt.where(RecordRow.patient_system == ident[0], RecordRow.patient_value == ident[1])
+        else:
+            kinds = [k for k, s in self.mapper.specs.items() if any(r.person and r.type == role.type for r in s.roles)]
+            stmt = stmt.where(RecordRow.kind.in_(kinds))
+        if self._at is not None:  # only records at or after this one can outrank it
+            stmt = stmt.where(RecordRow.clinical_at >= self._at)
+        for kind, source, external_id, at, content in self.session.execute(stmt):
+            if rank(kind, source, external_id, at) <= self._rank:
+                continue
+            for other in self.mapper.specs[kind].roles:
+                theirs = lookup(content, other.scope or "") if other.person and other.type == role.type else None
+                if isinstance(theirs, dict) and (theirs.get("identifier") or {}).get("system") == ident[0] \
+                        and theirs["identifier"].get("value") == ident[1] and lookup(theirs, field) is not None:
+                    return True
+        return False

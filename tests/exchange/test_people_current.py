@@ -1,0 +1,107 @@
+"""People kept current (issue 16 step 5, service/app/people.py): a later record with more or newer demographics
+updates the stored Patient or Practitioner (a new version here, a conditional update in the outbox), never
+blanks a known value, and the newest record by clinical time wins whatever order the records arrive in."""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from factories import NPI, administration, assessment, treatment_plan
+from sqlalchemy import select
+
+from service.app.runtime import Runtime
+from service.store.engine import session as transaction
+from service.store.models import OutboxJobRow
+
+BARE = {"identifier": {"system": "https://clinic.example/mrn", "value": "MRN-P5"}}
+FULL = {**BARE, "name": {"family": "Okafor", "given": ["Ada"]}, "birth_date": "1971-02-03", "sex": "female"}
+
+
+def person(runtime: Runtime, resource_type: str, system: str, value: str) -> dict[str, Any]:
+    from service.search.query import parse
+
+    with runtime.resources.unit() as unit:
+        found, _ = unit.search(parse(resource_type, [("identifier", f"{system}|{value}")]))
+    assert len(found) == 1, found
+    return found[0].content or {}
+
+
+def patient(runtime: Runtime, mrn: str = "MRN-P5") -> dict[str, Any]:
+    return person(runtime, "Patient", "https://clinic.example/mrn", mrn)
+
+
+def people_requests(runtime: Runtime, record_id: str) -> list[dict[str, str]]:
+    with transaction(runtime.engine) as session:
+        job = session.scalars(select(OutboxJobRow).where(OutboxJobRow.record_id == record_id,
+                                                         OutboxJobRow.endpoint == "ehr")).one()
+        return [e["request"] for e in job.payload["entry"]
+                if e["resource"]["resourceType"] in ("Patient", "Practitioner")]
+
+
+def test_a_later_record_with_demographics_names_the_patient_here_and_at_the_ehr(exchange_runtime: Runtime) -> None:
+    exchange_runtime.intake.submit("assessment", assessment(patient=BARE))
+    assert "name" not in patient(exchange_runtime)
+    made = exchange_runtime.intake.submit("assessment", assessment(external_id="asmt-2", patient=FULL,
+                                                                   at="2026-03-08T10:00:00+00:00")).record
+    now = patient(exchange_runtime)
+    assert now["meta"]["versionId"] == "2"
+    assert (now["name"], now["birthDate"], now["gender"]) == ([{"family": "Okafor", "given": ["Ada"]}],
+                                                              "1971-02-03", "female")
+    (request,) = people_requests(exchange_runtime, made.id)  # the EHR is told by a conditional update
+    assert request == {"method": "PUT", "url": "Patient?identifier=https%3A%2F%2Fclinic.example%2Fmrn%7CMRN-P5"}
+
+
+def test_a_later_record_without_demographics_blanks_nothing(exchange_runtime: Runtime) -> None:
+    exchange_runtime.intake.submit("assessment", assessment(patient=FULL))
+    made = exchange_runtime.intake.submit("assessment", assessment(external_id="asmt-2", patient=BARE,
+                                                                   at="2026-03-08T10:00:00+00:00")).record
+    now = patient(exchange_runtime)
+    assert now["meta"]["versionId"] == "1" and now["name"] == [{"family": "Okafor", "given": ["Ada"]}]
+    (request,) = people_requests(exchange_runtime, made.id)  # nothing changed: the conditional create finds it
+    assert request["method"] == "POST" and request["ifNoneExist"]
+    with transaction(exchange_runtime.engine) as session:  # and what the EHR would create carries the name
+        job = session.scalars(select(OutboxJobRow).where(OutboxJobRow.record_id == made.id)).first()
+        assert job is not None
+        sent = next(e["resource"] for e in job.payload["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert sent["name"] == [{"family": "Okafor", "given": ["Ada"]}]
+
+
+def test_an_older_record_arriving_late_fills_gaps_but_changes_no_newer_value(runtime: Runtime) -> None:
+    runtime.intake.submit("assessment", assessment(at="2026-03-08T10:00:00+00:00",
+                                                   patient={**BARE, "name": {"family": "Okafor-Reyes",
+                                                                             "given": ["Ada"]}}))
+    runtime.intake.submit("assessment", assessment(external_id="asmt-old", at="2026-01-05T10:00:00+00:00",
+                                                   patient={**FULL, "sex": "unknown"}))
+    now = patient(runtime)
+    assert now["name"] == [{"family": "Okafor-Reyes", "given": ["Ada"]}]  # the March name stays
+    assert (now["birthDate"], now["gender"]) == ("1971-02-03", "unknown")  # gaps filled from January
+
+
+SENT = [  # (record time, demographics): the newest giving each field must win, whatever the arrival order
+    ("2026-01-05T10:00:00+00:00", {"name": {"family": "Early", "given": ["Ada"]}, "sex": "female"}),
+    ("2026-02-05T10:00:00+00:00", {"birth_date": "1971-02-03"}),
+    ("2026-03-05T10:00:00+00:00", {"name": {"family": "Late", "given": ["Ada", "B."]}}),
+]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(SENT)))))
+def test_the_current_patient_does_not_depend_on_arrival_order(runtime: Runtime, order: tuple[int, ...]) -> None:
+    for i in order:
+        at, fields = SENT[i]
+        runtime.intake.submit("assessment", assessment(external_id=f"asmt-{i}", at=at, patient={**BARE, **fields}))
+    now = patient(runtime)
+    assert (now["name"], now["birthDate"], now["gender"]) == ([{"family": "Late", "given": ["Ada", "B."]}],
+                                                              "1971-02-03", "female")
+
+
+def test_the_prescriber_and_the_session_performer_are_kept_current(runtime: Runtime) -> None:
+    runtime.intake.submit("treatment-plan", treatment_plan(prescriber={"identifier": NPI, "name": "Dr. A. Old"}))
+    runtime.intake.submit("administration", administration(performer={"identifier": NPI}))
+    assert person(runtime, "Practitioner", NPI["system"], NPI["value"])["name"] == [{"text": "Dr. A. Old"}]
+    runtime.intake.submit("administration", administration(external_id="adm-2", session_number=2,
+                                                           started_at="2026-03-05T09:00:00-05:00",
+                                                           ended_at="2026-03-05T09:40:00-05:00",
+                                                           performer={"identifier": NPI, "name": "Dr. A. New"}))
+    now = person(runtime, "Practitioner", NPI["system"], NPI["value"])
+    assert now["name"] == [{"text": "Dr. A. New"}] and now["meta"]["versionId"] == "2"
