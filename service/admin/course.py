@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from service.app.people import current_patient
 from service.store.engine import session
 from service.store.models import RecordRow
 
@@ -173,7 +174,8 @@ def course(engine: Engine, system: str, value: str) -> Course | None:
         rows = s.execute(stmt).all()
     if not rows:
         return None
-    built = Course(system, value, rows[-1][1].get("patient", {}))
+    # the Patient as now known (service/app/people.py), not the last record's demographics
+    built = Course(system, value, current_patient(engine, system, value) or rows[-1][1].get("patient", {}))
     for kind, content, warnings, record_id in rows:
         _add(built, kind, content)
         built.records.append((kind, content["external_id"], record_id))

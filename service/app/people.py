@@ -20,15 +20,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from service.facade.interactions import condition, match_in
-from service.mapping import Mapper
+from service.mapping import Mapper, default_mapper
 from service.mapping.spec import Role, lookup, put
+from service.search.query import parse
 from service.store.models import RecordRow
 from service.store.records import StoredRecord
-from service.store.resources import Unit
+from service.store.resources import ResourceStore, Unit
 
 Rank = tuple[int, datetime, str, str, str]
 #: resource elements a person keeps from what others wrote (a client's telecom, another identifier)
@@ -75,6 +76,21 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
             entry = _current(entry, remapped[entry["fullUrl"]], stored[entry["fullUrl"]][1])
         out.append(entry)
     return {**bundle, "entry": out}
+
+
+def current_patient(engine: Engine, system: str, value: str) -> dict[str, Any] | None:
+    """The patient as the store holds it now, in a record's shape (what the console shows); None if not held."""
+    mapper = default_mapper()
+    role = next(r for s in mapper.specs.values() for r in s.roles if r.person and r.type == "Patient")
+    with ResourceStore(engine).unit() as unit:
+        found, _ = unit.search(parse("Patient", [("identifier", f"{_escaped(system)}|{_escaped(value)}")]))
+    held = [f.content for f in found if f.content is not None and not f.deleted]
+    return _read(mapper, role, held[0]) if len(held) == 1 else None
+
+
+def _escaped(text: str) -> str:
+    """A search token's part, its `|`, `,` and `$` escaped (R4 search.html#escaping)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
 
 
 def _current(entry: dict[str, Any], mapped: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:

@@ -82,6 +82,20 @@ def test_a_course_lists_plans_and_sessions_in_order_with_dose_and_route(admin: F
     assert "<td>intranasal</td>" in found
 
 
+def test_a_course_shows_the_current_patient_not_the_last_records(admin: FlaskClient, app: Flask) -> None:
+    """The last record to arrive is an older one with an older name and no birth date: the page shows the Patient
+    as now known (issue 16 step 5: the newest record giving each field wins, nothing known is blanked)."""
+    _seed(app)
+    old = {"identifier": PATIENT["identifier"], "name": {"family": "Maiden", "given": ["Zulu"]}}
+    app.extensions["kfhir"].intake.submit("assessment", assessment(external_id="asmt-late", patient=old,
+                                                                   at="2025-12-01T10:00:00+00:00"))
+
+    found = page(admin, COURSE)
+
+    assert "Course of Zulu Testpatient (MRN-001)" in found and "Maiden" not in found
+    assert "<dt>Birth date</dt><dd>1980-05-17</dd>" in found
+
+
 def test_a_course_draws_vitals_and_scores_as_svg_with_thresholds(admin: FlaskClient, app: Flask) -> None:
     _seed(app)
 
