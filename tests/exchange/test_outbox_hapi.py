@@ -148,7 +148,7 @@ def test_a_patient_named_later_is_named_at_the_ehr(hapi_server: HapiServer, data
     path = endpoints_file(tmp_path, {"name": "hapi", "base_url": hapi_server.base_url, "mode": mode,
                                      "timeout_s": 120})
     runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
-    client, worker = FhirClient(hapi_server.base_url, timeout=120), Worker(runtime.outbox, runtime.endpoints)
+    client, worker = FhirClient(hapi_server.base_url, timeout=120), Worker(runtime.outbox, runtime.endpoints.all())
     mrn = {"system": "https://clinic.example/mrn", "value": f"P5-{mode}-{uuid.uuid4().hex[:8]}"}
     source = f"p5-{uuid.uuid4().hex[:8]}"
     try:
