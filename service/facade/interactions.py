@@ -220,8 +220,9 @@ def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, create
     resource = rewrite_references(prepared.resource, names)  # Bundle fullUrls → the stored resources
     check_references(unit, resource, set(names.values()))
     # a POST's id is a UUID this server just made (create_in): no row can hold it yet
-    stored = unit.write(prepared.resource_type, resource_id, resource,
-                        [_as_warning(f) for f in prepared.findings], method, new=method == "POST")
+    # a record's resources name it as they are written (export_record)
+    stored = unit.write(prepared.resource_type, resource_id, resource, [_as_warning(f) for f in prepared.findings],
+                        method, record_id=unit.record_id, new=method == "POST")
     if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
         target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
         if unit.provenance is not None:  # a Bundle's or a record's: one Provenance for the whole write (bundles.py)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
+    update,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -38,7 +39,8 @@ from service.store.records import utcnow
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
 MAX_VERSION = 2**31 - 1
-#: the tables a write appends to through Core (Unit.write says why)
+#: the tables a unit of work reads and writes through Core (Unit says why)
+RESOURCES = cast(Table, ResourceRow.__table__)
 VERSIONS = cast(Table, ResourceVersionRow.__table__)
 INDEX = cast(Table, SearchIndexRow.__table__)
 
@@ -58,6 +60,12 @@ class StoredResource:
 
     @classmethod
     def of(cls, row: ResourceRow) -> StoredResource:
+        return cls(row.pk, row.resource_type, row.id, row.version, row.deleted, row.last_updated, row.content,
+                   row.warnings, row.record_id)
+
+    @classmethod
+    def of_columns(cls, row: Any) -> StoredResource:
+        """From a Core row of fhir_resources."""
         return cls(row.pk, row.resource_type, row.id, row.version, row.deleted, row.last_updated, row.content,
                    row.warnings, row.record_id)
 
@@ -96,7 +104,11 @@ class ResourceStore:
 
 
 class Unit:
-    """The operations of one transaction, and on whose behalf it writes (what each version's Provenance says)."""
+    """The operations of one transaction, and on whose behalf it writes (what each version's Provenance says).
+
+    The current rows are read and written as plain SQL (Core), not as ORM objects: a domain record's write
+    spent more time in the ORM's flush (its unit of work, events, identity map) than in SQLite. Searches still
+    select ORM rows, refreshed from the database (populate_existing) since the Core writes pass the ORM by."""
 
     def __init__(self, session: Session, author: Author | None = None, record_id: str | None = None,
                  permits: Permits | None = None) -> None:
@@ -115,17 +127,18 @@ class Unit:
         #: (a domain record took 228 statements, half of them repeats). SQLite's writer holds the database from
         #: BEGIN IMMEDIATE; on PostgreSQL a concurrent create of the same id fails this one's INSERT on the
         #: unique constraint, as it did between a lookup and the INSERT before.
-        self._rows: dict[tuple[str, str], ResourceRow | None] = {}
+        self._rows: dict[tuple[str, str], StoredResource | None] = {}
 
     def permits(self, resource: str, letters: str) -> bool:
         """Whether the client this transaction writes for holds `letters` on `resource` (the server: always)."""
         return self._permits is None or self._permits(resource, letters)
 
-    def _row(self, resource_type: str, resource_id: str) -> ResourceRow | None:
+    def _row(self, resource_type: str, resource_id: str) -> StoredResource | None:
         key = (resource_type, resource_id)
         if key not in self._rows:
-            self._rows[key] = self.session.scalars(select(ResourceRow).where(
-                ResourceRow.resource_type == resource_type, ResourceRow.id == resource_id)).one_or_none()
+            found = self.session.connection().execute(select(RESOURCES).where(
+                RESOURCES.c.resource_type == resource_type, RESOURCES.c.id == resource_id)).one_or_none()
+            self._rows[key] = StoredResource.of_columns(found) if found is not None else None
         return self._rows[key]
 
     def prefetch(self, keys: list[tuple[str, str]]) -> None:
@@ -134,14 +147,13 @@ class Unit:
         wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if len(wanted) > 1:
             self._rows.update(dict.fromkeys(wanted))
-            for row in self.session.scalars(select(ResourceRow).where(
-                    tuple_(ResourceRow.resource_type, ResourceRow.id).in_(wanted))):
-                self._rows[row.resource_type, row.id] = row
+            for row in self.session.connection().execute(select(RESOURCES).where(
+                    tuple_(RESOURCES.c.resource_type, RESOURCES.c.id).in_(wanted))):
+                self._rows[row.resource_type, row.id] = StoredResource.of_columns(row)
 
     def get(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version, deleted or not; None when the id was never used."""
-        row = self._row(resource_type, resource_id)
-        return StoredResource.of(row) if row else None
+        return self._row(resource_type, resource_id)
 
     def version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
         if not 0 < version <= MAX_VERSION:  # PostgreSQL refuses to compare an INTEGER column with a larger number
@@ -166,38 +178,46 @@ class Unit:
                                 "lastUpdated": instant(now)}}
             content = {"resourceType": content["resourceType"], "id": resource_id, "meta": content["meta"],
                        **{k: v for k, v in content.items() if k not in ("resourceType", "id", "meta")}}
+        self.session.flush()  # what the ORM holds (e.g. a claim) goes first, as it did when this was ORM too
+        connection = self.session.connection()
+        values = {"version": version, "deleted": content is None, "last_updated": now, "content": content,
+                  "warnings": warnings}
         if row is None:
-            row = ResourceRow(resource_type=resource_type, id=resource_id, version=version, deleted=content is None,
-                              last_updated=now, content=content, warnings=warnings, record_id=record_id)
-            self.session.add(row)
-            self._rows[resource_type, resource_id] = row
+            made = connection.execute(insert(RESOURCES).values(
+                resource_type=resource_type, id=resource_id, record_id=record_id, **values))
+            pk = int(cast(Any, made.inserted_primary_key)[0])
+            stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings,
+                                    record_id)
         else:
-            row.version, row.deleted, row.last_updated = version, content is None, now
-            row.content, row.warnings = content, warnings
-            if record_id is not None:
-                row.record_id = record_id
-        self.session.flush()
-        # The version and the index rows as plain INSERTs (one statement for all index rows), not ORM objects
-        # flushed one by one; a row just inserted has no index rows or claims to drop.
-        connection = self.session.connection()  # Core: the ORM's bulk INSERT splits rows by which values are None
+            pk = row.pk
+            kept = record_id if record_id is not None else row.record_id
+            connection.execute(update(RESOURCES).where(RESOURCES.c.pk == pk).values(
+                **values, **({"record_id": record_id} if record_id is not None else {})))
+            stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings,
+                                    kept)
+        self._rows[resource_type, resource_id] = stored
+        # The version and the index rows (one statement for all of them); a row just inserted has no index rows or
+        # claims to drop. Core: the ORM's bulk INSERT split the index rows by which of their values are None.
         connection.execute(insert(VERSIONS), [{
-            "resource_pk": row.pk, "resource_type": resource_type, "id": resource_id, "version": version,
+            "resource_pk": pk, "resource_type": resource_type, "id": resource_id, "version": version,
             "method": method, "deleted": content is None, "last_updated": now, "content": content}])
         if not inserted:
-            self.session.execute(delete(SearchIndexRow).where(SearchIndexRow.resource_pk == row.pk))
+            connection.execute(delete(INDEX).where(INDEX.c.resource_pk == pk))
         if content is not None:
-            rows = [{"resource_pk": row.pk, "resource_type": resource_type, "param": v.param, "system": v.system,
+            rows = [{"resource_pk": pk, "resource_type": resource_type, "param": v.param, "system": v.system,
                      "value": v.value, "low": v.low, "high": v.high} for v in index(content)]
             if rows:
                 connection.execute(insert(INDEX), rows)
         elif not inserted:
-            self.session.execute(delete(ConditionalClaimRow).where(ConditionalClaimRow.resource_pk == row.pk))
-        return StoredResource.of(row)
+            self.session.execute(delete(ConditionalClaimRow).where(ConditionalClaimRow.resource_pk == pk))
+        return stored
 
     def link_record(self, resource_type: str, resource_id: str, record_id: str) -> None:
         row = self._row(resource_type, resource_id)
-        if row is not None:
-            row.record_id = record_id
+        if row is not None and row.record_id != record_id:
+            self.session.connection().execute(update(RESOURCES).where(RESOURCES.c.pk == row.pk).values(
+                record_id=record_id))
+            self._rows[resource_type, resource_id] = replace(row, record_id=record_id)
 
     # --- conditional create -----------------------------------------------------------------
 
@@ -226,6 +246,7 @@ class Unit:
                 ResourceRow.id if name == "_id" else _date_key(query.resource_type, descending))
             order.append(column.desc() if descending else column.asc())
         order.append(ResourceRow.pk.asc())
+        stmt = stmt.execution_options(populate_existing=True)  # rows written through Core in this unit: as they are
         if not query.total:
             rows = self.session.scalars(stmt.order_by(*order).offset(query.offset).limit(query.count))
             return [StoredResource.of(r) for r in rows], None
@@ -243,7 +264,7 @@ class Unit:
             resource_type, _, resource_id = key.partition("/")
             row = self._row(resource_type, resource_id)
             if row is not None and not row.deleted:
-                out.append(StoredResource.of(row))
+                out.append(row)
         return out
 
     def referring(self, source: str, param: str, keys: list[str], limit: int = 1000) -> list[StoredResource]:
@@ -252,7 +273,8 @@ class Unit:
             return []
         rows = self.session.scalars(select(ResourceRow).where(
             ResourceRow.resource_type == source, ResourceRow.deleted.is_(False),
-            _indexed(source, param, SearchIndexRow.value.in_(keys))).order_by(ResourceRow.pk).limit(limit))
+            _indexed(source, param, SearchIndexRow.value.in_(keys))).order_by(ResourceRow.pk).limit(limit)
+            .execution_options(populate_existing=True))
         return [StoredResource.of(r) for r in rows]
 
     def referrers(self, keys: list[str], limit: int = 20) -> list[tuple[str, str, str]]:
