@@ -25,7 +25,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.orm import Session, aliased
@@ -147,8 +146,9 @@ class Unit:
         wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if len(wanted) > 1:
             self._rows.update(dict.fromkeys(wanted))
-            for row in self.session.connection().execute(select(RESOURCES).where(
-                    tuple_(RESOURCES.c.resource_type, RESOURCES.c.id).in_(wanted))):
+            # an OR of (type, id) pairs: SQLite looks each up in the unique index, where a row-value IN scanned it
+            for row in self.session.connection().execute(select(RESOURCES).where(or_(*(
+                    and_(RESOURCES.c.resource_type == t, RESOURCES.c.id == i) for t, i in wanted)))):
                 self._rows[row.resource_type, row.id] = StoredResource.of_columns(row)
 
     def get(self, resource_type: str, resource_id: str) -> StoredResource | None:
