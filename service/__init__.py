@@ -46,5 +46,5 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     admin.init_app(app)
     from service.web import limits
 
-    limits.init_app(app, settings.rate_limit)  # last: after authentication has named the client
+    limits.init_app(app, settings.rate_limit, settings.database_url)  # last: after authentication has named the client
     return app

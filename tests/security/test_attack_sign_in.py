@@ -25,7 +25,12 @@ from service.security import audit
 from service.security.audit import BURST_S
 from service.store.engine import session
 from service.store.models import AuditEventRow
-from service.web.limits import FAILED_AUTH_PER_MINUTE, SIGN_IN_PER_ADDRESS, SIGN_IN_PER_USERNAME
+from service.web.limits import (
+    FAILED_AUTH_PER_MINUTE,
+    SIGN_IN_PER_ADDRESS,
+    SIGN_IN_PER_USERNAME,
+    HashingSlot,
+)
 
 
 class CountingHasher(PasswordHasher):
@@ -102,6 +107,20 @@ def test_one_password_hash_at_a_time(app: Flask, account: Accounts, monkeypatch:
 
     assert sorted(statuses) == [401] * 4
     assert slow.most == 1
+
+
+def test_a_sign_in_while_another_process_hashes_is_refused_at_once(app: Flask, account: Accounts,
+                                                                   hasher: CountingHasher, database_url: str) -> None:
+    """A gunicorn sync worker waiting for the hash, or hashing, serves nobody: 32 sign-ins of one address kept
+    another client's read waiting 14 s (2 workers, load 12) while every worker hashed."""
+    other_process = HashingSlot(database_url)  # its own lock file descriptor, as another worker has
+    assert other_process.acquire(timeout=0)
+    try:
+        refused = sign_in(app.test_client())  # at once: a thread of this process would wait up to HASH_WAIT_S
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1" and hasher.calls == 0
+    finally:
+        other_process.release()
+    assert sign_in(app.test_client()).status_code == 302 and hasher.calls == 1
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4, 6])
