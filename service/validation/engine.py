@@ -19,6 +19,7 @@ from service.validation.policy import ValidationPolicy
 from service.validation.primitives import load_primitives
 from service.validation.references import References, as_list
 from service.validation.run import Run
+from service.validation.sdslicing import check_slicing
 from service.validation.slicing import Slicing
 from service.validation.terminology import Terminology
 from service.validation.units import valid_ucum
@@ -125,6 +126,8 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
             self._concept_map(res, expr, run)
         elif kind == "ValueSet":
             self._value_set(res, expr, run)
+        elif kind == "StructureDefinition":
+            check_slicing(res, expr, run, self.defs)
         run.resources.append(res)
         contained = bool(run.roots) and _CONTAINED.search(expr) is not None
         run.roots.append(run.roots[-1] if contained else res)
