@@ -69,7 +69,8 @@ class Bindings(Remote):
             codes = self.terminology.complete_codes(system)
             if codes is not None and code not in codes:
                 run.add("error", "code-invalid", expr, f"Unknown code {code!r} in the code system {system}.")
-        self._ask_codes(value, code_type, expr, run)
+        if run.policy.tx_server:  # the walk's hot path: nothing more without a server
+            self._ask_codes(value, code_type, expr, run)
 
     def _member(self, value: Any, valueset: str) -> bool:
         """For a discriminator on a bound element: is some code of `value` in the value set?"""

@@ -129,6 +129,9 @@ def test_a_tx_server_the_service_does_not_allow_is_400(client: FlaskClient) -> N
     refused = post(client, "/fhir/$validate?txServer=http://169.254.169.254/latest", UNHELD)
     assert refused["status"] == 400 and "txServer" in json.dumps(refused)
     assert unheld_severities(post(client, "/fhir/$validate?txServer=n/a", UNHELD)) == ["error"]
+    params = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": UNHELD},
+                                                          {"name": "txServer", "valueUri": "http://10.0.0.1/fhir"}]}
+    assert post(client, "/fhir/$validate", params)["status"] == 400
 
 
 @pytest.mark.parametrize("setting", [{"tx_url": "ftp://tx.test"}, {"tx_allowed": "http://a.test/fhir tx.test"},
