@@ -17,6 +17,7 @@ from sqlalchemy import (
     Engine,
     Table,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -42,6 +43,12 @@ MAX_VERSION = 2**31 - 1
 RESOURCES = cast(Table, ResourceRow.__table__)
 VERSIONS = cast(Table, ResourceVersionRow.__table__)
 INDEX = cast(Table, SearchIndexRow.__table__)
+#: the statements a write runs, built once: building `insert(...).values(...)` anew cost more than running it
+ADD_RESOURCE = insert(RESOURCES)
+SET_RESOURCE = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk"))
+ADD_VERSION = insert(VERSIONS)
+ADD_INDEX = insert(INDEX)
+DROP_INDEX = delete(INDEX).where(INDEX.c.resource_pk == bindparam("the_pk"))
 
 
 @dataclass(frozen=True)
@@ -183,31 +190,30 @@ class Unit:
         values = {"version": version, "deleted": content is None, "last_updated": now, "content": content,
                   "warnings": warnings}
         if row is None:
-            made = connection.execute(insert(RESOURCES).values(
-                resource_type=resource_type, id=resource_id, record_id=record_id, **values))
+            made = connection.execute(ADD_RESOURCE, {"resource_type": resource_type, "id": resource_id,
+                                                     "record_id": record_id, **values})
             pk = int(cast(Any, made.inserted_primary_key)[0])
             stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings,
                                     record_id)
         else:
             pk = row.pk
             kept = record_id if record_id is not None else row.record_id
-            connection.execute(update(RESOURCES).where(RESOURCES.c.pk == pk).values(
-                **values, **({"record_id": record_id} if record_id is not None else {})))
+            connection.execute(SET_RESOURCE, {"the_pk": pk, **values, "record_id": kept})
             stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings,
                                     kept)
         self._rows[resource_type, resource_id] = stored
         # The version and the index rows (one statement for all of them); a row just inserted has no index rows or
         # claims to drop. Core: the ORM's bulk INSERT split the index rows by which of their values are None.
-        connection.execute(insert(VERSIONS), [{
+        connection.execute(ADD_VERSION, [{
             "resource_pk": pk, "resource_type": resource_type, "id": resource_id, "version": version,
             "method": method, "deleted": content is None, "last_updated": now, "content": content}])
         if not inserted:
-            connection.execute(delete(INDEX).where(INDEX.c.resource_pk == pk))
+            connection.execute(DROP_INDEX, {"the_pk": pk})
         if content is not None:
             rows = [{"resource_pk": pk, "resource_type": resource_type, "param": v.param, "system": v.system,
                      "value": v.value, "low": v.low, "high": v.high} for v in index(content)]
             if rows:
-                connection.execute(insert(INDEX), rows)
+                connection.execute(ADD_INDEX, rows)
         elif not inserted:
             self.session.execute(delete(ConditionalClaimRow).where(ConditionalClaimRow.resource_pk == pk))
         return stored
