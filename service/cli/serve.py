@@ -1,6 +1,9 @@
 """`ketamine-fhir serve`: the development server, or gunicorn with --production."""
 from __future__ import annotations
 
+import signal
+import sys
+
 import click
 
 from service.cli import context
@@ -31,4 +34,6 @@ def serve(host: str | None, port: int | None, production: bool) -> None:
     click.echo(f"  health:     {base}/health")
     click.echo(f"  domain API: {base}/api/v1/treatment-plans (also administrations, adverse-events, assessments)")
     click.echo(f"  FHIR R4:    {base}/fhir/metadata")
+    # SIGTERM as an orderly exit, so exit handlers run (the audit writes the bursts of refusals it holds)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     run_simple(settings.host, settings.port, app, threaded=True)

@@ -10,20 +10,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from admin.support import PASSWORD, USER, WRONG, sign_in
 from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from support.serving import migrated, script_env, served
 
 from service.admin import accounts
 from service.admin.accounts import HASHING_BUDGET_KIB, MAX_FAILURES, Accounts, hasher_for
 from service.security import audit
 from service.security.audit import BURST_S
-from service.store.engine import session
+from service.store.engine import make_engine, session
 from service.store.models import AuditEventRow
 from service.web.limits import (
     FAILED_AUTH_PER_MINUTE,
@@ -232,3 +235,22 @@ def test_an_audit_row_keeps_bounded_fields(client: FlaskClient, app: Flask) -> N
         sizes = [len(str(r.content)) for r in s.scalars(select(AuditEventRow))]
     assert sizes and max(sizes) < 4000
 
+
+
+@pytest.mark.parametrize("production", [False, True], ids=["serve", "gunicorn"])
+def test_a_graceful_stop_writes_the_open_bursts(database_url: str, tmp_path: Path, production: bool) -> None:
+    """SIGTERM: the development server exited without its exit handlers, and the burst it held was lost."""
+    migrated(database_url)
+    args = ["serve", "--production"] if production else ["serve"]
+    with served(args, script_env(database_url), tmp_path, ready="/health") as server:
+        for _ in range(5):
+            requests.get(f"{server.base}/fhir/Patient", headers={"Authorization": "Bearer junk"}, timeout=30)
+    engine = make_engine(database_url)
+    try:
+        with session(engine) as s:
+            described = [r.content["outcomeDesc"] for r in s.scalars(select(AuditEventRow))]
+    finally:
+        engine.dispose()
+    # one event per burst and process (gunicorn's workers each keep their own)
+    counted = [1 if d == "HTTP 401" else int(d.split(" refusals")[0]) for d in described]
+    assert sum(counted) == 5 and len(counted) <= (2 if production else 1)
