@@ -151,9 +151,9 @@ class Mapper:
                 if role.when is not None and not role.when.holds(scope, record):
                     continue
                 resource: dict[str, Any] = {"resourceType": role.type}
-                if role.contained:
-                    resource["id"] = role.role
-                    made.append(_Made(role, scope, item, f"#{role.role}", resource, {}))
+                if role.contained:  # one per list item: `#role-item`
+                    resource["id"] = role.role if item is None else f"{role.role}-{item}"
+                    made.append(_Made(role, scope, item, f"#{resource['id']}", resource, {}))
                     continue
                 if role.person:
                     ident = scope["identifier"]

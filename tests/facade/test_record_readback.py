@@ -1,10 +1,11 @@
 """What an EHR posts through the facade comes back into the clinic record whole: a contraindication's documented
-override (the flag's mitigation, found from the plan's supportingInfo) and the screening's pregnancy status."""
+override (the flag's mitigation, found from the plan's supportingInfo), the screening's pregnancy status and
+a session's concomitant medications (contained MedicationStatements the session refers to)."""
 from __future__ import annotations
 
 from typing import Any
 
-from facade.test_server import golden_bundle, golden_record, post
+from facade.test_server import golden_bundle, golden_record, post, the_plan
 from flask.testing import FlaskClient
 
 OVERRIDE = {"by": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "9990000017"},
@@ -26,3 +27,12 @@ def test_a_plan_posted_as_fhir_keeps_its_override_and_pregnancy_status(client: F
     assert back["contraindications"] == [{"code": "uncontrolled-hypertension", "present": True,
                                           "override": OVERRIDE}]  # absent findings raise no flag: not sent
     assert back["pregnant"] is True
+
+
+def test_a_session_posted_as_fhir_keeps_its_concomitant_medications(client: FlaskClient) -> None:
+    the_plan(client)
+    taken = [{"name": "lorazepam", "class": "benzodiazepine", "rxnorm": "6470"},
+             {"name": "sertraline", "class": "other"}]
+    sent = post(client, "/fhir", golden_bundle("administration", concomitant_medications=taken))
+    assert sent.status_code == 200, sent.json
+    assert read_back(client, "administrations")["concomitant_medications"] == taken

@@ -153,6 +153,10 @@ def administrations(draw: st.DrawFn) -> dict[str, Any]:
             "at": st.just((ended + timedelta(minutes=5)).isoformat())}), max_size=3))),
         "monitoring_ended_at": draw(optional(st.just(monitoring.isoformat()))),
         "discharged_with_escort": draw(optional(st.booleans())),
+        "concomitant_medications": draw(optional(st.lists(st.fixed_dictionaries(
+            {"name": names, "class": st.sampled_from(v.INTERACTING_CLASSES)},
+            optional={"rxnorm": st.from_regex(r"[1-9][0-9]{3,6}", fullmatch=True)}),
+            max_size=3, unique_by=lambda m: m["name"]))),
     }
     if status != "completed" and draw(st.booleans()):
         record["dose_mg"] = None
