@@ -417,6 +417,9 @@ def _item_key(spec: Spec, role: Role, resource: dict[str, Any], values: dict[str
         key = RecordKey.parse(ident.get("system"), ident.get("value"))
         if key is not None and key.kind == spec.kind and key.item is not None:
             return (0, key.item)
+    index = str(resource.get("id", "")).removeprefix(f"{role.role}-")
+    if role.contained and index.isdigit():  # a contained item carries its place in its id (#role-item)
+        return (0, int(index))
     return (1, tuple(str(values.get(name)) for name in role.key))
 
 
