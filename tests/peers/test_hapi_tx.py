@@ -70,6 +70,10 @@ def tx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _unavailable(str(exc))
         raise
     try:
+        value_sets = next((r for r in server.metadata()["rest"][0]["resource"] if r["type"] == "ValueSet"), {})
+        assert "validate-code" in {o["name"] for o in value_sets.get("operation", [])}, (
+            "the HAPI peer was built before it registered ValueSet/$validate-code (PeerJpaConfig): a target/ copied "
+            "from elsewhere looks newer than the sources; delete tests/peers/hapi/server/target to rebuild it")
         for resource in (LOINC_SUBSET, VITALS, LETTERS, ALL_LETTERS):
             url = f"{server.base_url}/{resource['resourceType']}/{resource['id']}"
             answer = requests.put(url, json=resource, headers={"Content-Type": "application/fhir+json"}, timeout=60)
