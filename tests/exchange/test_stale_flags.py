@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from exchange.test_outbox_hapi import hapi_runtime
-from factories import administration
+from factories import administration, treatment_plan
 
 from service.app.runtime import Runtime
 from service.exchange.outbox import JobQuery
 from service.mapping.flags import flag_key
+from service.mapping.identity import RecordKey
 from service.validation import default_validator
 
 SESSION, BP_SESSION = "administration", "elevated-session-blood-pressure"
@@ -91,3 +92,13 @@ def test_other_records_flags_are_left_alone(runtime: Runtime) -> None:
 def _flags_of(runtime: Runtime, record_id: str) -> list[dict[str, Any]]:
     (job,) = [j for j in runtime.outbox.list(JobQuery(limit=50)) if j.record_id == record_id]
     return [e["resource"] for e in job.payload["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
+
+
+def test_a_screening_flag_of_an_item_no_longer_sent_is_withdrawn(runtime: Runtime) -> None:
+    """The plan mapping's own flags (one per interacting medication) are withdrawn the same way."""
+    lorazepam = {"interacting_medications": [{"name": "lorazepam", "class": "benzodiazepine"}]}
+    first = runtime.intake.submit("treatment-plan", treatment_plan(screening=lorazepam)).record
+    flag_id = RecordKey("treatment-plan", "clinic-a", first.external_id, "interaction", 0).id
+    assert stored_flag(runtime, flag_id)["status"] == "final"
+    runtime.intake.replace("treatment-plan", first.id, 1, treatment_plan(screening={"interacting_medications": []}))
+    assert stored_flag(runtime, flag_id)["status"] == "entered-in-error"
