@@ -10,6 +10,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from service.validation import fhirpath_fixes
+from service.validation.bundle_invariants import BUNDLE
 from service.validation.fhirpath_compiled import Compiled, compile_expression
 
 fhirpath_fixes.apply()
@@ -55,6 +56,11 @@ class Invariants:
             answer = fast(node, root)
             if answer is not None:
                 return bool(answer)
+        bundle = BUNDLE.get(expression)
+        if bundle is not None:
+            answer = bundle(node, resource)
+            if answer is not None:
+                return answer
         native = self.native(expression)
         if native is not None:
             try:

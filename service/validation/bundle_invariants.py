@@ -1,0 +1,135 @@
+"""Native fast paths for R4's Bundle invariants, whose FHIRPath walks every entry (bdl-3, -4, -7) or runs once per
+entry (bdl-5, -8): through FHIRPath they made an entry of a Bundle dearer than the same resource alone.
+
+Each answers exactly as its FHIRPath does (fhirpathpy's semantics, as fhirpath_compiled's), or None to defer to
+FHIRPath whenever the JSON is not plain: a `_field` extension holder, a value of an unexpected JSON type, an entry
+that is not an object. tests/validation/test_bundle_invariants.py compares them with fhirpathpy."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+#: a FHIRPath member navigation that is not empty: the value, or its `_name` holder, is neither null nor []
+_ABSENT: tuple[None, list[Any]] = (None, [])
+
+
+def _exists(node: dict[str, Any], key: str) -> bool:
+    value, holder = node.get(key), node.get("_" + key)
+    return (value is not None and value != []) or (holder is not None and holder != [])
+
+
+def _entries(bundle: Any) -> list[dict[str, Any]] | None:
+    """Bundle.entry as plain objects, or None when FHIRPath would see anything else."""
+    if not isinstance(bundle, dict) or "_entry" in bundle:
+        return None
+    entries = bundle.get("entry")
+    if entries is None or entries == []:
+        return []
+    if type(entries) is not list:
+        return None
+    if not all(type(e) is dict and "resourceType" not in e for e in entries):
+        return None
+    return entries
+
+
+def _entry(node: Any) -> dict[str, Any] | None:
+    """A Bundle.entry as a plain object (a `resourceType` would make it a resource to FHIRPath)."""
+    return node if type(node) is dict and "resourceType" not in node else None
+
+
+def _bundle_type(resource: Any) -> tuple[bool, str | None]:
+    """(plain, Bundle.type): plain when type is absent or a string and has no `_type` holder."""
+    if not isinstance(resource, dict) or "_type" in resource:
+        return False, None
+    kind = resource.get("type")
+    return (kind is None or isinstance(kind, str)), kind if isinstance(kind, str) else None
+
+
+def _entries_say(field: str, kinds: frozenset[str]) -> Callable[[Any, Any], bool | None]:
+    """bdl-3/bdl-4: `entry.all(<field>.exists() = (%resource.type = k1 or … ))`. With no type, the right side is
+    empty, so `=` is empty and every entry fails `all`."""
+    def check(node: Any, resource: Any) -> bool | None:
+        entries = _entries(node)
+        plain, kind = _bundle_type(resource)
+        if entries is None or not plain:
+            return None
+        if kind is None:
+            return not entries
+        wanted = kind in kinds
+        return all(_exists(e, field) == wanted for e in entries)
+    return check
+
+
+def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
+    """bdl-7: `(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId)
+    .isDistinct()`. The right side is evaluated (and may fail) whatever the left says; with no type the left is
+    empty, and `{} or x` is true or empty: the invariant holds."""
+    entries = _entries(node)
+    plain, kind = _bundle_type(node)
+    if entries is None or not plain:
+        return None
+    keys = []
+    for entry in entries:
+        if not _exists(entry, "fullUrl"):
+            continue
+        full_url = entry.get("fullUrl")
+        if "_fullUrl" in entry or not isinstance(full_url, str):
+            return None
+        version = _version_id(entry)
+        if version is None:
+            return None
+        keys.append(full_url + version)
+    if kind is None or kind == "history":
+        return True
+    return len(set(keys)) == len(keys)
+
+
+def _version_id(entry: dict[str, Any]) -> str | None:
+    """resource.meta.versionId of an entry as `&` sees it ('' when absent), or None when not plain."""
+    resource = entry.get("resource")
+    if "_resource" in entry or resource in _ABSENT:
+        return "" if "_resource" not in entry else None
+    if type(resource) is not dict:
+        return None
+    meta = resource.get("meta")
+    if "_meta" in resource or meta in _ABSENT:
+        return "" if "_meta" not in resource else None
+    if type(meta) is not dict or "resourceType" in meta or "_versionId" in meta:
+        return None
+    version = meta.get("versionId")
+    if version in _ABSENT:
+        return ""
+    return version if isinstance(version, str) else None
+
+
+def _entry_has_content(node: Any, resource: Any) -> bool | None:
+    """bdl-5: `resource.exists() or request.exists() or response.exists()`."""
+    entry = _entry(node)
+    if entry is None:
+        return None
+    return _exists(entry, "resource") or _exists(entry, "request") or _exists(entry, "response")
+
+
+def _no_history_in_full_url(node: Any, resource: Any) -> bool | None:
+    """bdl-8: `fullUrl.exists() implies fullUrl.contains('/_history/').not()`."""
+    entry = _entry(node)
+    if entry is None or "_fullUrl" in entry:
+        return None
+    full_url = entry.get("fullUrl")
+    if full_url in _ABSENT:
+        return True
+    return "/_history/" not in full_url if isinstance(full_url, str) else None
+
+
+#: expression → fast path taking (node, %resource)
+BUNDLE: dict[str, Callable[[Any, Any], bool | None]] = {
+    "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or "
+    "%resource.type = 'history'))": _entries_say("request", frozenset({"batch", "transaction", "history"})),
+    "entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' "
+    "or %resource.type = 'history'))": _entries_say("response", frozenset({"batch-response", "transaction-response",
+                                                                            "history"})),
+    "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()":
+        _full_urls_distinct,
+    "resource.exists() or request.exists() or response.exists()": _entry_has_content,
+    "fullUrl.exists() implies fullUrl.contains('/_history/').not()": _no_history_in_full_url,
+}

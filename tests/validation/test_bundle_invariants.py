@@ -1,0 +1,108 @@
+"""The native Bundle invariants (bdl-3, -4, -5, -7, -8) answer exactly as fhirpathpy does, or defer to it."""
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.conformance.definitions import load
+from service.validation.bundle_invariants import BUNDLE
+from service.validation.invariants import InvariantError, Invariants
+
+OFFICIAL = Path(__file__).resolve().parents[2] / ".cache" / "hl7.fhir.r4.examples-4.0.1.tgz"
+ENTRY_RULES = {"bdl-5", "bdl-8"}
+
+
+def _rules() -> dict[str, str]:
+    """key → expression of the Bundle's own invariants that have a native path."""
+    return {c["key"]: c["expression"] for e in load().structure("Bundle")["snapshot"]["element"]
+            for c in e.get("constraint", []) if c.get("expression") in BUNDLE}
+
+
+def _agree(invariants: Invariants, key: str, expression: str, bundle: Any) -> int:
+    """Compares the native answer with fhirpathpy's on the Bundle (or each of its entries); returns how many
+    answers were compared (a deferral compares nothing)."""
+    nodes = bundle.get("entry") if key in ENTRY_RULES else [bundle]
+    compared = 0
+    for node in nodes if isinstance(nodes, list) else []:
+        answer = BUNDLE[expression](node, bundle)
+        if answer is None:
+            continue
+        try:
+            slow = invariants.evaluate(expression, node, "Bundle.entry" if key in ENTRY_RULES else "Bundle",
+                                       bundle, bundle)
+        except InvariantError:
+            pytest.fail(f"{key}: the native path answered {answer} where fhirpathpy fails: {node}")
+        assert answer == slow, (key, node)
+        compared += 1
+    return compared
+
+
+def test_every_native_path_is_an_r4_bundle_invariant() -> None:
+    assert set(_rules().values()) == set(BUNDLE)
+    assert set(_rules()) == {"bdl-3", "bdl-4", "bdl-5", "bdl-7", "bdl-8"}
+
+
+def test_native_paths_agree_with_fhirpath_on_the_official_bundles() -> None:
+    if not OFFICIAL.exists():
+        pytest.fail(f"{OFFICIAL} is missing: `make test` downloads it (scripts/fetch_packages.sh)")
+    invariants = Invariants()
+    compared = dict.fromkeys(_rules(), 0)
+    with tarfile.open(OFFICIAL) as tar:
+        for member in tar.getmembers():
+            if not member.name.endswith(".json") or "Bundle" not in member.name or member.size > 300_000:
+                continue
+            doc = json.load(tar.extractfile(member))  # type: ignore[arg-type]
+            if doc.get("resourceType") != "Bundle":
+                continue
+            for key, expression in _rules().items():
+                compared[key] += _agree(invariants, key, expression, doc)
+    assert all(n >= 10 for n in compared.values()), compared
+
+
+_text = st.sampled_from(["http://x.org/Patient/1", "http://x.org/Patient/1/_history/2", "urn:uuid:1", ""])
+_maybe = st.sampled_from([None, [], {}, {"method": "GET"}, [{"x": 1}]])
+_meta = st.one_of(st.none(), st.just([]), st.fixed_dictionaries({}, optional={
+    "versionId": st.sampled_from(["1", "2", "", None, 3, []]), "_versionId": st.just({"id": "v"})}))
+_resource = st.one_of(st.none(), st.just([]), st.just("text"), st.fixed_dictionaries(
+    {"resourceType": st.just("Patient")}, optional={"meta": _meta, "_meta": st.just({"id": "m"})}))
+_plain_entry = st.fixed_dictionaries({}, optional={
+    "fullUrl": st.one_of(_text, st.none(), st.just(7), st.just([])), "resource": _resource, "request": _maybe,
+    "response": _maybe})
+_odd_entry = st.fixed_dictionaries({}, optional={
+    "_fullUrl": st.just({"id": "f"}), "_resource": st.just({"id": "r"}), "_request": _maybe,
+    "_response": st.just({"id": "s"}), "resourceType": st.just("Patient")})
+#: mostly plain entries, which the native paths answer; the odd ones (holders, non-objects) they defer
+_entry = st.one_of(_plain_entry, _plain_entry, _plain_entry, st.builds(lambda a, b: {**a, **b}, _plain_entry, _odd_entry),
+                   st.none(), st.just("text"))
+_plain_bundle = st.fixed_dictionaries({"resourceType": st.just("Bundle")}, optional={
+    "type": st.sampled_from(["batch", "transaction", "history", "batch-response", "transaction-response",
+                             "collection", "document", "", 5, None, []]),
+    "entry": st.one_of(st.lists(_entry, max_size=4), st.lists(_plain_entry, max_size=4), st.none(), _entry)})
+bundles = st.one_of(_plain_bundle, _plain_bundle, st.builds(
+    lambda b, odd: {**b, **odd}, _plain_bundle,
+    st.fixed_dictionaries({}, optional={"_type": st.just({"id": "t"}), "_entry": st.just([{"id": "e"}])})))
+
+
+@settings(max_examples=400, deadline=None)
+@given(bundle=bundles)
+def test_native_paths_agree_with_fhirpath_on_generated_bundles(bundle: dict[str, Any]) -> None:
+    invariants = Invariants()
+    for key, expression in _rules().items():
+        _agree(invariants, key, expression, bundle)
+
+
+def test_generated_bundles_reach_the_native_answers() -> None:
+    """Not every generated Bundle defers: plain ones get an answer from each native path, true and false."""
+    plain = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"fullUrl": "http://x.org/Patient/1", "resource": {"resourceType": "Patient"}, "request": {"method": "GET"}},
+        {"fullUrl": "http://x.org/Patient/1", "resource": {"resourceType": "Patient"}}]}
+    answers = {key: [BUNDLE[e](n, plain) for n in (plain["entry"] if key in ENTRY_RULES else [plain])]
+               for key, e in _rules().items()}
+    assert answers == {"bdl-3": [False], "bdl-4": [True], "bdl-7": [False], "bdl-5": [True, True],
+                       "bdl-8": [True, True]}
