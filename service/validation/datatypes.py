@@ -25,6 +25,8 @@ EXACT_SYSTEMS = ("http://snomed.info/sct", "http://loinc.org", "http://unitsofme
 
 #: R4 Identifier.system: "urn:ietf:rfc:3986 if the Identifier.value itself is a full uri"
 URI_IDENTIFIER = "urn:ietf:rfc:3986"
+#: systems whose verdict is remembered (it depends on the system alone); bounded, as systems come from input
+SYSTEMS_KEPT = 10_000
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -33,6 +35,7 @@ class Datatypes:
 
     defs: Definitions
     terminology: Terminology
+    _systems: dict[str, str | None]  # system → what is wrong with it as a Coding.system (None: nothing)
 
     def _concept_map(self, resource: dict[str, Any], expr: str, run: Run) -> None:
         """Each group's source and target codes exist in its code systems, where those are held completely (R4
@@ -118,18 +121,26 @@ class Datatypes:
         never a value set's URL, and one in the spec's namespace must be one the spec defines."""
         if not isinstance(system, str) or not system:
             return
+        if system in self._systems:
+            problem = self._systems[system]
+        else:
+            problem = self._system_problem(system)
+            if len(self._systems) < SYSTEMS_KEPT:
+                self._systems[system] = problem
+        if problem:
+            run.add("error", "code-invalid", expr, problem)
+
+    def _system_problem(self, system: str) -> str | None:
         if not system.startswith(SYSTEM_SCHEMES):
-            run.add("error", "code-invalid", expr, f"Coding.system must be an absolute reference, not a local one "
-                                                   f"({system}).")
-            return
+            return f"Coding.system must be an absolute reference, not a local one ({system})."
         held = self.defs.resolve(system)
         kind = held.get("resourceType") if held else None
         if kind == "ValueSet":
-            run.add("error", "code-invalid", expr, f"{system} is a value set, not a code system: Coding.system "
-                                                   f"names the code system.")
-        elif any(system.startswith(s) and system != s for s in EXACT_SYSTEMS) and kind is None:
-            run.add("error", "code-invalid", expr, f"{system} is not a code system: did you mean "
-                                                   f"{next(s for s in EXACT_SYSTEMS if system.startswith(s))}?")
-        elif system.startswith(HL7_FHIR) and kind is None and "/sid/" not in system \
+            return f"{system} is a value set, not a code system: Coding.system names the code system."
+        if any(system.startswith(s) and system != s for s in EXACT_SYSTEMS) and kind is None:
+            return f"{system} is not a code system: did you mean " \
+                   f"{next(s for s in EXACT_SYSTEMS if system.startswith(s))}?"
+        if system.startswith(HL7_FHIR) and kind is None and "/sid/" not in system \
                 and not system.startswith("http://hl7.org/fhir/test"):
-            run.add("error", "code-invalid", expr, f"{system} is not a code system FHIR defines.")
+            return f"{system} is not a code system FHIR defines."
+        return None

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from service.conformance.definitions import CORE_SD, Definitions
@@ -12,7 +13,7 @@ from service.fhirjson import Finding
 from service.validation import ids
 from service.validation.bundles import Bundles
 from service.validation.datatypes import Datatypes
-from service.validation.invariants import Invariants
+from service.validation.invariants import NATIVE, Invariants
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.plan import UnknownProfile as UnknownProfile  # raised by plan(); callers import it here
 from service.validation.policy import ValidationPolicy
@@ -31,8 +32,13 @@ QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Coun
 DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
 
 
-#: Of a list of element plans: JSON name → (element, implied type), ids always visited, id → position.
-Layout = tuple[dict[str, tuple[ElementPlan, TypeRef | None]], frozenset[str], dict[str, int]]
+#: Of a list of element plans: JSON name → (position, element, implied type), positions always visited.
+Layout = tuple[dict[str, tuple[int, ElementPlan, TypeRef | None]], frozenset[int]]
+Occurrence = tuple[str, TypeRef | None, Any]  # JSON name, the type it implies, its value
+NONE: tuple[Occurrence, ...] = ()
+ELEMENT = TypeRef("Element")
+#: what kind of value a type code is: a primitive, a resource, or a datatype walked as an object
+PRIMITIVE, RESOURCE, COMPLEX = range(3)
 #: Our profiles of a resource that declares none (no meta.profile), when the policy applies ours.
 DefaultProfiles = Callable[[dict[str, Any]], list[str]]
 
@@ -56,8 +62,12 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self.invariants = Invariants()
         self._plans: dict[str, StructurePlan] = {}
         # Keyed by id(); each entry keeps its key object alive, so an id is never reused while cached.
-        self._merged: dict[tuple[int, int], tuple[ElementPlan, StructurePlan, tuple[Constraint, ...]]] = {}
+        self._steps: dict[tuple[int, int], Step] = {}
         self._layouts: dict[int, tuple[list[ElementPlan], Layout]] = {}
+        self._kinds: dict[str, int] = {}
+        self._systems: dict[str, str | None] = {}
+        self._targets: dict[int, tuple[TypeRef, set[str]]] = {}
+        self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
         self._resource_types = {e["type"] for e in defs.core.index if e.get("resourceType") == "StructureDefinition"
                                 and e.get("kind") == "resource" and e.get("id") == e.get("type")} - ABSTRACT
@@ -169,36 +179,37 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
 
     def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
                 resource: bool = False) -> None:
-        names, always, order = self._layout(children)
+        names, always = self._layout(children)
         ident = obj.get("id")
         if ident.__class__ is str and not resource:
             ids.element(obj, ident, expr, run)
-        found: dict[str, list[tuple[str, TypeRef | None, Any]]] = {}
-        extended: dict[str, int] = {}
+        found: dict[int, list[Occurrence]] = {}
+        extended: dict[int, int] = {}
         for key, value in obj.items():
             if resource and key == "resourceType":
                 continue
-            stem = key[1:] if key.startswith("_") else key
-            hit = names.get(stem)
+            holder = key.startswith("_")
+            hit = names.get(key[1:] if holder else key)
             if hit is None:
                 run.add("error", "structure", f"{expr}.{key}", f"Unknown element '{key}' in {expr.rsplit('.', 1)[-1]}.")
                 continue
-            child, kind = hit
-            if key.startswith("_"):
+            i, child, kind = hit
+            if holder:
                 run.primitive_owner, run.owner_types = child.path, tuple(t.code for t in child.types)
-                extended[child.id] = self._primitive_extensions(value, f"{expr}.{key}", run)
+                extended[i] = self._primitive_extensions(value, f"{expr}.{key}", run)
                 run.primitive_owner, run.owner_types = None, ()
+            elif i in found:
+                found[i].append((key, kind, value))
             else:
-                found.setdefault(child.id, []).append((key, kind, value))
+                found[i] = [(key, kind, value)]
         if not run.must_support:  # the present elements and those with a minimum or slices, in definition order
-            for i in sorted(order[cid] for cid in always.union(found, extended)):
-                child = children[i]
-                self._element(child, found.get(child.id, []), extended.get(child.id, 0), expr, run)
+            for i in sorted(always.union(found, extended)):
+                self._element(children[i], found.get(i, NONE), extended.get(i, 0), expr, run)
             return
-        for child in children:
-            present = child.id in found or child.id in extended
-            if present or child.id in always:
-                self._element(child, found.get(child.id, []), extended.get(child.id, 0), expr, run)
+        for i, child in enumerate(children):
+            present = i in found or i in extended
+            if present or i in always:
+                self._element(child, found.get(i, NONE), extended.get(i, 0), expr, run)
             if not present and child.must_support and child.min == 0:  # min > 0: an error already
                 self._absent_must_support(child, expr, run)
 
@@ -211,42 +222,44 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
                 f"{plan.path} is mustSupport in {profile} but absent: send it when it is known.")
 
     def _layout(self, children: list[ElementPlan]) -> Layout:
-        """Per list of element plans, once: JSON name → (element, implied type), the elements that must be
-        looked at even when absent (a minimum, or slices that may have one), and each element's position."""
+        """Per list of element plans, once: JSON name → (position, element, implied type), and the positions of
+        the elements that must be looked at even when absent (a minimum, or slices that may have one)."""
         layout = self._layouts.get(id(children))
         if layout is None:
-            names = {json_name: (child, kind) for child in children for json_name, kind in child.json_names().items()}
-            always = frozenset(c.id for c in children if c.min > 0 or c.slices)
-            order = {c.id: i for i, c in enumerate(children)}
-            layout = self._layouts[id(children)] = (children, (names, always, order))
+            names = {json_name: (i, child, kind) for i, child in enumerate(children)
+                     for json_name, kind in child.json_names().items()}
+            always = frozenset(i for i, c in enumerate(children) if c.min > 0 or c.slices)
+            layout = self._layouts[id(children)] = (children, (names, always))
         return layout[1]
 
-    def _element(self, plan: ElementPlan, occurrences: list[tuple[str, TypeRef | None, Any]], extended: int,
-                 expr: str, run: Run) -> None:
+    def _element(self, plan: ElementPlan, occurrences: Sequence[Occurrence], extended: int, expr: str,
+                 run: Run) -> None:
         if len(occurrences) > 1:
             run.add("error", "structure", expr, f"{plan.path} has more than one type present "
                     f"({', '.join(k for k, _, _ in occurrences)}); a choice element takes one.")
-        items: list[tuple[str, TypeRef | None, Any]] = []
+        items: list[Occurrence] = []
         for key, kind, value in occurrences:
-            where = f"{expr}.{key}"
-            if plan.is_array and not isinstance(value, list):
-                run.add("error", "structure", where, f"{key} must be a JSON array.")
-                value = [value]
-            elif not plan.is_array and isinstance(value, list):
-                run.add("error", "structure", where, f"{key} must be a single value, not an array.")
-                continue
             if plan.is_array:
-                if not value:
+                where = f"{expr}.{key}"
+                if not isinstance(value, list):
+                    run.add("error", "structure", where, f"{key} must be a JSON array.")
+                    value = [value]
+                elif not value:
                     run.add("error", "structure", where, f"{key} must not be an empty array (ele-1).")
                 items += [(f"{where}[{i}]", kind, v) for i, v in enumerate(value) if v is not None or not extended]
+            elif isinstance(value, list):
+                run.add("error", "structure", f"{expr}.{key}", f"{key} must be a single value, not an array.")
             else:
-                items.append((where, kind, value))
+                items.append((f"{expr}.{key}", kind, value))
         count = max(len(items), extended)
-        where = f"{expr}.{plan.name}" if not plan.choice else f"{expr}.{plan.name}[x]"
-        if count < plan.min:
-            run.add("error", "required", where, f"{plan.path}: minimum required = {plan.min}, but only found {count}.")
-        if plan.max is not None and count > plan.max:
-            run.add("error", "structure", where, f"{plan.path}: maximum allowed = {plan.max}, but found {count}.")
+        where = ""  # the element's own path, only built when a finding or its slicing needs it
+        if count < plan.min or (plan.max is not None and count > plan.max) or plan.slices:
+            where = f"{expr}.{plan.name}" if not plan.choice else f"{expr}.{plan.name}[x]"
+            if count < plan.min:
+                run.add("error", "required", where, f"{plan.path}: minimum required = {plan.min}, but only found "
+                                                    f"{count}.")
+            if plan.max is not None and count > plan.max:
+                run.add("error", "structure", where, f"{plan.path}: maximum allowed = {plan.max}, but found {count}.")
         for item_expr, kind, value in items:
             self._value(value, plan, kind, item_expr, run)
         if plan.slices:
@@ -255,7 +268,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
     def _primitive_extensions(self, value: Any, expr: str, run: Run) -> int:
         """`_field` holds a primitive's id and extensions; returns how many values it stands for."""
         entries = value if isinstance(value, list) else [value]
-        extension_plan = self._type_plan(TypeRef("Element"))
+        extension_plan = self._type_plan(ELEMENT)
         for i, entry in enumerate(entries):
             where = f"{expr}[{i}]" if isinstance(value, list) else expr
             if entry is None:
@@ -276,12 +289,14 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
             self._content_reference(value, plan, expr, run)
             return
         if kind is None:
-            kind = plan.types[0] if plan.types else TypeRef("Element")
-        primitive = self.primitives.get(kind.code)
-        if primitive is not None or kind.code.startswith("http://hl7.org/fhirpath/System."):
+            kind = plan.types[0] if plan.types else ELEMENT
+        what = self._kinds.get(kind.code)
+        if what is None:
+            what = self._kinds[kind.code] = self._kind_of(kind.code)
+        if what == PRIMITIVE:
             self._primitive(value, plan, kind, expr, run)
             return
-        if kind.code == "Resource" or kind.code in self._resource_types:
+        if what == RESOURCE:
             if not isinstance(value, dict):
                 run.add("error", "structure", expr, "A resource must be a JSON object.")
             else:
@@ -293,37 +308,47 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         if not value:
             run.add("error", "structure", expr, f"{plan.path} must not be an empty object (ele-1).")
             return
-        type_plan = self._type_plan(kind)
-        outer, run.owner_types = run.owner_types, (kind.code,)
-        self._object(value, plan.children or type_plan.root.children, expr, run)
+        step = self._steps.get((id(plan), id(kind))) or self._step(plan, kind)
+        code = step.code
+        outer, run.owner_types = run.owner_types, step.owner
+        self._object(value, step.children, expr, run)
         run.owner_types = outer
-        self._fixed_and_pattern(value, plan, expr, run)
-        if kind.code == "Extension":
+        if step.fixed_or_pattern:
+            self._fixed_and_pattern(value, plan, expr, run)
+        if code == "Extension":
             self._extension(value, plan, kind, expr, run)
-        elif kind.code == "Reference":
+        elif code == "Reference":
             self._reference(value, kind, expr, run)
-        if plan.binding and kind.code in CODED:
-            self._binding(value, kind.code, plan, expr, run)
-        unit = value.get("code") if kind.code in QUANTITIES and value.get("system") == UCUM else None
+        if step.bound:
+            self._binding(value, code, plan, expr, run)
+        unit = value.get("code") if step.quantity and value.get("system") == UCUM else None
         if isinstance(unit, str) and not valid_ucum(unit):
             run.add("error", "code-invalid", expr, f"The unit {unit!r} is not valid UCUM.")
-        if kind.code in ("Coding", "CodeableConcept", "Quantity"):
-            self._known_codes(value, kind.code, expr, run)
-        if kind.code in DATATYPE_CHECKED:
-            self._datatype(value, kind.code, expr, run)
-        constraints = self._merged_constraints(plan, type_plan)
-        base = kind.code if kind.code not in ("BackboneElement", "Element") else plan.path
-        self._constraints(value, constraints, base, expr, run, plan.id)
+        if step.coded:
+            self._known_codes(value, code, expr, run)
+        if step.datatype:
+            self._datatype(value, code, expr, run)
+        if step.constraints:
+            self._constraints(value, step.constraints, step.base, expr, run, plan.id)
 
-    def _merged_constraints(self, plan: ElementPlan, type_plan: StructurePlan) -> tuple[Constraint, ...]:
-        """The element's own constraints, then its type's that it does not restate; once per pair."""
-        key = (id(plan), id(type_plan))
-        found = self._merged.get(key)
-        if found is None:
-            keys = {c.key for c in plan.constraints}
-            merged = plan.constraints + tuple(c for c in type_plan.root.constraints if c.key not in keys)
-            found = self._merged[key] = (plan, type_plan, merged)
-        return found[2]
+    def _kind_of(self, code: str) -> int:
+        if self.primitives.get(code) is not None or code.startswith("http://hl7.org/fhirpath/System."):
+            return PRIMITIVE
+        return RESOURCE if code == "Resource" or code in self._resource_types else COMPLEX
+
+    def _step(self, plan: ElementPlan, kind: TypeRef) -> Step:
+        """What is done to an object value of `plan` typed `kind`, decided once per pair."""
+        type_plan = self._type_plan(kind)
+        code = kind.code
+        keys = {c.key for c in plan.constraints}  # the element's own constraints, then its type's not restated
+        constraints = tuple(c for c in plan.constraints + tuple(c for c in type_plan.root.constraints
+                                                                 if c.key not in keys) if c.key not in NATIVE)
+        step = Step(plan, kind, code, (code,), plan.children or type_plan.root.children,
+                    bool(plan.fixed or plan.pattern), bool(plan.binding) and code in CODED, code in QUANTITIES,
+                    code in ("Coding", "CodeableConcept", "Quantity"), code in DATATYPE_CHECKED, constraints,
+                    code if code not in ("BackboneElement", "Element") else plan.path)
+        self._steps[id(plan), id(kind)] = step
+        return step
 
     def _content_reference(self, value: Any, plan: ElementPlan, expr: str, run: Run) -> None:
         """An element defined by reference to another (`#Questionnaire.item`): use that one's rules."""
@@ -346,6 +371,24 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What the walk does to an object value of one element typed one way (holds both, keeping their ids)."""
+
+    plan: ElementPlan
+    kind: TypeRef
+    code: str
+    owner: tuple[str]  # run.owner_types while its children are walked
+    children: list[ElementPlan]
+    fixed_or_pattern: bool
+    bound: bool  # a binding to check
+    quantity: bool  # a UCUM unit to check
+    coded: bool  # codes of code systems held completely to check
+    datatype: bool  # datatype rules no StructureDefinition states
+    constraints: tuple[Constraint, ...]  # without those checked natively
+    base: str  # the type the constraints' FHIRPath starts from
+
 
 def _find_path(root: ElementPlan, path: str) -> ElementPlan | None:
     if root.path == path:

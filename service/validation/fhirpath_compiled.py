@@ -11,6 +11,7 @@ to fhirpathpy, which then reports the error as before.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.parser import parse
 
 from service.validation.fhirpath_steps import (
+    BOOLEANS,
     ORDER,
     SPECIAL,
     Ctx,
@@ -28,6 +30,7 @@ from service.validation.fhirpath_steps import (
     Navigator,
     at,
     is_string_literal,
+    numeric_order,
     string_equality,
     temporal_order,
     typed,
@@ -62,13 +65,17 @@ class Compiled:
         tree = parse(expression)["children"][0]  # type: ignore[no-untyped-call]
         self.root = _Compiler(self).expression(tree)
         self.reads = _focus_names(tree)
+        # a property named by one of `reads`, its `_name` holder, or a choice type's `nameType` (prefix: a superset)
+        self._mentioned = re.compile("_*+(?:" + "|".join(map(re.escape, self.reads)) + ")").match \
+            if self.reads else None
         self._absent: dict[tuple[str, Any], bool] = {}
 
     def holds(self, node: Any, base: str, variables: dict[str, Any]) -> bool:
         """The invariant's verdict on `node`. When the expression reads the node only through member names
         (`reads`) and the node has none of them, the answer cannot depend on the node: it is the answer on an
         empty node of the same type, computed once."""
-        if self.reads is not None and isinstance(node, dict) and not _mentions(node, self.reads):
+        if self.reads is not None and isinstance(node, dict) and not (self._mentioned and
+                                                                      any(map(self._mentioned, node))):
             kind = node.get("resourceType")
             key = (base, kind)
             found = self._absent.get(key)
@@ -214,6 +221,21 @@ class _Compiler:
                 this = ctx["$this"] = ctx["$this"] if "$this" in ctx else ctx["dataRoot"]
                 return body(ctx, this)
             return at_root
+        if kind == "Any":  # typed() leaves it as it is
+            def any_(ctx: Ctx, parent: list[Any]) -> Any:
+                ctx["$this"] = parent
+                return body(ctx, parent)
+            return any_
+        if kind == BOOLEANS:  # and/or/implies/xor: one boolean is the common case, typed() does the rest
+            def boolean(ctx: Ctx, parent: list[Any]) -> Any:
+                ctx["$this"] = parent
+                res = body(ctx, parent)
+                if len(res) == 1:
+                    value = res[0].data if type(res[0]) is ResourceNode else res[0]
+                    if value is True or value is False:
+                        return value
+                return typed(kind, res)
+            return boolean
         return lambda ctx, parent: typed(kind, at(ctx, parent, body))
 
     def _infix(self, op: str, raw: list[dict[str, Any]]) -> Fn:
@@ -228,11 +250,13 @@ class _Compiler:
 
         def infix(ctx: Ctx, data: list[Any]) -> list[Any]:
             a, b = left(ctx, data), right(ctx, data)
-            if order is not None and (known := temporal_order(order, a, b)) is not None:
+            if order is not None and ((known := temporal_order(order, a, b)) is not None
+                                      or (known := numeric_order(order, a, b)) is not None):
                 return [known]
-            if nullable and (util.is_nullable(a) or util.is_nullable(b)):  # type: ignore[no-untyped-call]
-                return []
-            return util.arraify(fn(ctx, a, b))  # type: ignore[no-any-return,no-untyped-call]
+            if nullable and (a is None or isinstance(a, list) and not a or b is None or isinstance(b, list) and not b):
+                return []  # util.is_nullable
+            result = fn(ctx, a, b)
+            return result if isinstance(result, list) else [] if result is None else [result]  # util.arraify
         if op in EQUALITY and is_string_literal(raw[1]):
             return string_equality(self.expression(raw[0]), raw[1], op == "=")
         return infix
@@ -255,12 +279,6 @@ def _focus_names(tree: dict[str, Any]) -> tuple[str, ...] | None:
             names.add(node["children"][0]["text"].strip("`"))
         stack.extend(node.get("children", []))
     return tuple(sorted(names))
-
-
-def _mentions(node: dict[str, Any], names: tuple[str, ...]) -> bool:
-    """Whether any property of `node` can be reached by one of `names`: the name itself, its `_name`
-    extension holder, or a choice type's `nameType` (prefix match, a superset)."""
-    return any(key.lstrip("_").startswith(names) for key in node)
 
 
 def compile_expression(expression: str, model: dict[str, Any], options: dict[str, Any]) -> Compiled | None:

@@ -113,6 +113,20 @@ def temporal_order(order: Callable[[Any, Any], bool], a: Any, b: Any) -> bool | 
     return None
 
 
+def numeric_order(order: Callable[[Any, Any], bool], a: Any, b: Any) -> bool | None:
+    """Two single numbers (`value >= 0`): what equality.typecheck and the comparison make of them after
+    util.get_data (a JSON float becomes a Decimal of its text), without the detour; None for anything else."""
+    if not (type(a) is list and type(b) is list and len(a) == 1 and len(b) == 1):
+        return None
+    x, y = util.get_data(a[0]), util.get_data(b[0])  # type: ignore[no-untyped-call]
+    if type(x) in NUMBERS and type(y) in NUMBERS:
+        return order(x, y)
+    return None
+
+
+NUMBERS = {int, Decimal}  # util.is_number's, less complex (which orders nothing) and bool (type(True) is bool)
+
+
 def at(ctx: Ctx, parent: list[Any], body: Fn) -> list[Any]:
     ctx["$this"] = parent  # as make_param does: an operand sees its parent as $this
     return body(ctx, parent)
@@ -187,14 +201,21 @@ class Navigator:
 
     def __init__(self, model: dict[str, Any], key: str) -> None:
         self.model, self.key = model, key
-        self._paths: dict[str | None, tuple[str, list[str] | None]] = {}
+        self._paths: dict[str | None, tuple[str, list[str] | None, dict[str, int]]] = {}
 
-    def _child(self, path: str | None) -> tuple[str, list[str] | None]:
+    def _child(self, path: str | None) -> tuple[str, list[str] | None, dict[str, int]]:
+        """The child's path, its choice types if it is a choice, and the JSON names of those (`valueQuantity`,
+        `_valueQuantity`) → the choice's position: an object is searched by its few keys, not by every choice."""
         found = self._paths.get(path)
         if found is None:
             child = f"{path}.{self.key}" if path else f"_.{self.key}"
             child = self.model["pathsDefinedElsewhere"].get(child, child)
-            found = self._paths[path] = (child, self.model["choiceTypePaths"].get(child))
+            choices = self.model["choiceTypePaths"].get(child)
+            names: dict[str, int] = {}
+            for i, choice in enumerate(choices or ()):
+                names.setdefault(self.key + choice, i)
+                names.setdefault("_" + self.key + choice, i)
+            found = self._paths[path] = (child, choices, names)
         return found
 
     def navigate(self, ctx: Ctx, data: list[Any]) -> list[Any]:
@@ -206,23 +227,30 @@ class Navigator:
         for res in data:
             if type(res) is not ResourceNode:
                 res = ResourceNode.create_node(res)  # type: ignore[no-untyped-call]
-            child, choices = self._child(res.path)
+            child, choices, names = self._child(res.path)
             value = extension = None
             item = res.data
             if type(item) is dict:  # JSON objects: the branches below, without abc.Mapping's slow check
-                if choices:
-                    for choice in choices:
+                if choices:  # the first choice, in the model's order, with a value or an extension
+                    first = None
+                    for name in item:
+                        i = names.get(name)
+                        if i is not None and (first is None or i < first) and item[name] is not None:
+                            first = i
+                    if first is not None:
+                        choice = choices[first]
                         value, extension = item.get(key + choice), item.get("_" + key + choice)
-                        if value is not None or extension is not None:
-                            child += choice
-                            break
+                        child += choice
                 else:
                     value, extension = item.get(key), item.get("_" + key)
                     if key == "extension":
                         child = "Extension"
                 child = path2type.get(child, child)
-                _add(out, value, child)
-                _add(out, extension, child)
+                for found in (value, extension):  # _add, inlined: most members hold one value or none
+                    if type(found) is list:
+                        out.extend(_node(x, child) for x in found)
+                    elif found is not None and found != []:
+                        out.append(_node(found, child))
                 continue
             if isinstance(item, FP_Quantity):
                 value = item.value

@@ -21,6 +21,8 @@ class Primitive:
 
     def check(self, value: Any) -> str | None:
         """None when `value` is a valid JSON value of this type, else what is wrong with it."""
+        if type(value) is str and self.name not in NOT_TEXT:  # the commonest case, straight to the text rules
+            return self._text(value)
         if self.name == "boolean":
             return None if isinstance(value, bool) else "must be true or false"
         if self.name in INTEGERS:
@@ -33,6 +35,9 @@ class Primitive:
             return None if ok else "must be a JSON number"
         if not isinstance(value, str):
             return "must be a JSON string"
+        return self._text(value)
+
+    def _text(self, value: str) -> str | None:
         if value == "":
             return "must not be empty"
         if self.name == "string" and len(value) > MAX_STRING:
@@ -46,6 +51,7 @@ class Primitive:
         return None
 
 
+NOT_TEXT = {"boolean", "decimal", *INTEGERS}  # the JSON types other than string
 #: R4 code: "no leading or trailing whitespace, and ... no whitespace other than single spaces in the contents";
 #: whitespace in Unicode's sense (a no-break space is whitespace here, unlike in the regexes)
 UNICODE_SPACE = re.compile(r"\s")

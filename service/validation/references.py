@@ -17,6 +17,7 @@ class References:
 
     defs: Definitions
     _resource_types: set[str]
+    _targets: dict[int, tuple[TypeRef, set[str]]]  # by id(): each entry keeps its TypeRef alive
 
     def _reference(self, value: dict[str, Any], kind: TypeRef, expr: str, run: Run) -> None:
         ref = value.get("reference")
@@ -49,6 +50,13 @@ class References:
                     f"The type '{target}' is not valid for this reference: must be {' or '.join(sorted(allowed))}.")
 
     def _target_types(self, kind: TypeRef) -> set[str]:
+        """The resource types a Reference typed `kind` may point to (empty: any); once per TypeRef."""
+        known = self._targets.get(id(kind))
+        if known is None:
+            known = self._targets[id(kind)] = (kind, self._resolve_targets(kind))
+        return known[1]
+
+    def _resolve_targets(self, kind: TypeRef) -> set[str]:
         types = set()
         for url in kind.targets:
             sd = self.defs.resolve(url)

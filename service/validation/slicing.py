@@ -14,6 +14,7 @@ class Slicing(Bindings):
     """Mixed into the Validator: slice counts, closed slicing, and the discriminator types R4 defines."""
 
     defs: Definitions
+    _unheld: dict[int, tuple[ElementPlan, list[str | None]]]  # by id(): each entry keeps its plan alive
 
     if TYPE_CHECKING:
         def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: Run) -> None: ...
@@ -22,11 +23,10 @@ class Slicing(Bindings):
                  run: Run) -> None:
         discriminators = (sliced.slicing or {}).get("discriminator", [])
         counts = {s.slice_name: 0 for s in sliced.slices}
-        for s in sliced.slices:  # an extension slice whose profile is not held cannot tell its items apart
-            unheld = [p for t in s.types if t.code == "Extension" for p in t.profiles[:1]
-                      if self.defs.resolve(p) is None]
-            for item_expr, _, _ in items if unheld else []:
-                run.add("error", "structure", item_expr, f"Slicing cannot be evaluated: the profile {unheld[0]} of "
+        for s, unheld in zip(sliced.slices, self._unheld_profiles(sliced), strict=True):
+            # an extension slice whose profile is not held cannot tell its items apart
+            for item_expr, _, _ in items if unheld is not None else []:
+                run.add("error", "structure", item_expr, f"Slicing cannot be evaluated: the profile {unheld} of "
                                                          f"the slice {sliced.path}:{s.slice_name} is not held.")
         for item_expr, kind, value in items:
             chosen = next((s for s in sliced.slices if self._matches(value, kind, s, discriminators)), None)
@@ -51,6 +51,15 @@ class Slicing(Bindings):
             if s.max is not None and n > s.max:
                 run.add("error", "structure", expr, f"{sliced.path}: slice '{s.slice_name}' allows at most {s.max}, "
                                                     f"found {n}.")
+
+    def _unheld_profiles(self, sliced: ElementPlan) -> list[str | None]:
+        """Per slice, the first profile of its Extension type that is not held (None: all held); once per plan."""
+        known = self._unheld.get(id(sliced))
+        if known is None:
+            known = self._unheld[id(sliced)] = (sliced, [next((p for t in s.types if t.code == "Extension"
+                                                               for p in t.profiles[:1] if self.defs.resolve(p) is None),
+                                                              None) for s in sliced.slices])
+        return known[1]
 
     def _matches(self, value: Any, kind: TypeRef | None, slice_: ElementPlan,
                  discriminators: list[dict[str, Any]]) -> bool:

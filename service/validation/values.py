@@ -56,7 +56,8 @@ class Values(Bindings):
             run.add("error", "invalid", expr, f"Example URLs are not allowed in this context ({value}).")
         if kind.code == "xhtml":
             check_narrative(value, expr, run)
-        self._fixed_and_pattern(value, plan, expr, run)
+        if plan.fixed or plan.pattern:
+            self._fixed_and_pattern(value, plan, expr, run)
         if plan.binding and kind.code in CODED:
             self._binding(value, kind.code, plan, expr, run)
 
