@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, Response, current_app, g, render_template, request
+from sqlalchemy.engine import make_url
 
 from service.admin.accounts import MAX_FAILURES, normalize
 from service.errors import BadRequest, TooManyRequests
@@ -43,11 +44,16 @@ class HashingSlot:
     process gets 503 at once instead of waiting, since a gunicorn sync worker that waits or hashes serves nobody
     else. (32 sign-ins of one address, 16 at a time, within its budget of 10 per worker, kept another client's
     read waiting 7.4 s at load 9, 14 s at load 12: every worker was hashing.) Within a process threads wait for it
-    (HASH_WAIT_S). The lock is an flock on a file named for the database: the service's processes share it."""
+    (HASH_WAIT_S). The lock is an flock on a file named for the database (beside a SQLite one): the service's
+    processes share it."""
 
     def __init__(self, service: str) -> None:
-        digest = hashlib.sha256(service.encode()).hexdigest()[:16]
-        self.path = Path(tempfile.gettempdir()) / f"kfhir-sign-in-{digest}.lock"
+        url = make_url(service)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            self.path = Path(f"{url.database}.sign-in.lock")  # beside the database, whose folder SQLite writes to
+        else:
+            digest = hashlib.sha256(service.encode()).hexdigest()[:16]
+            self.path = Path(tempfile.gettempdir()) / f"kfhir-sign-in-{digest}.lock"
         self._threads = threading.BoundedSemaphore(1)
         self._fd: tuple[int, int] | None = None  # (process id, descriptor): opened in each worker after the fork
 
