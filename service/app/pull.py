@@ -24,7 +24,7 @@ from service.store.resources import ResourceStore
 PEOPLE = ("Patient", "Practitioner")
 #: The types a patient's ketamine records are made of (all searchable by `subject`), in the order they are
 #: stored: what a record's main resource refers to comes first.
-TYPES = ("Condition", "Goal", "MedicationRequest", "Encounter", "Observation", "CarePlan",
+TYPES = ("Condition", "Goal", "MedicationRequest", "MedicationStatement", "Encounter", "Observation", "CarePlan",
          "MedicationAdministration", "AdverseEvent")
 #: What a reference may lead to and is read along (not, say, an Organization graph without end).
 FOLLOWED = {*TYPES, *PEOPLE}

@@ -18,7 +18,8 @@ from service.params import date_range as text_range
 
 #: The resource types the facade serves.
 TYPES = ("Patient", "Practitioner", "Encounter", "Condition", "CarePlan", "Goal", "MedicationRequest",
-         "MedicationAdministration", "Observation", "AdverseEvent", "DetectedIssue", "Provenance")
+         "MedicationAdministration", "MedicationStatement", "Observation", "AdverseEvent", "DetectedIssue",
+         "Provenance")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,12 @@ PARAMS: dict[str, dict[str, Param]] = {
         _p("effective-time", "date", "effective"),
         _p("context", "reference", "context", targets=("Encounter", "EpisodeOfCare")),
         _p("request", "reference", "request", targets=("MedicationRequest",)))},
+    "MedicationStatement": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("code", "token", "medication"),
+        _p("effective", "date", "effective"), _p("category", "token", "category"),
+        _p("context", "reference", "context", targets=("Encounter", "EpisodeOfCare")),
+        _p("source", "reference", "informationSource",
+           targets=("Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Organization")))},
     "Observation": {p.name: p for p in (
         IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("code", "token", "code"),
         _p("category", "token", "category"), _p("date", "date", "effective"),

@@ -36,3 +36,22 @@ def test_a_session_posted_as_fhir_keeps_its_concomitant_medications(client: Flas
     sent = post(client, "/fhir", golden_bundle("administration", concomitant_medications=taken))
     assert sent.status_code == 200, sent.json
     assert read_back(client, "administrations")["concomitant_medications"] == taken
+
+
+def test_a_plan_posted_as_fhir_keeps_its_concurrent_antidepressants(client: FlaskClient) -> None:
+    """MedicationStatements the plan's supportingInfo names come back as concurrent_therapy.antidepressants; they are
+    stored, searchable by patient, and the CapabilityStatement says MedicationStatement is served with our profile."""
+    antidepressants = [{"name": "sertraline", "rxnorm": "36437"}, {"name": "bupropion XL"}]
+    sent = post(client, "/fhir", golden_bundle("treatment-plan", concurrent_therapy={"psychotherapy": None,
+                                                                                      "antidepressants": antidepressants}))
+    assert sent.status_code == 200, sent.json
+    assert read_back(client, "treatment-plans")["concurrent_therapy"] == {"antidepressants": antidepressants}
+    found = client.get("/fhir/MedicationStatement?patient.identifier=urn:oid:2.16.840.1.113883.19.5|MRN-1002"
+                       "&status=active&_sort=_id").json
+    assert sorted(e["resource"]["medicationCodeableConcept"]["text"] for e in found["entry"]) == [
+        "bupropion XL", "sertraline"]
+    (served,) = [r for r in client.get("/fhir/metadata").json["rest"][0]["resource"]
+                 if r["type"] == "MedicationStatement"]
+    assert "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-concurrent-medication" in \
+        served["supportedProfile"]
+    assert {"patient", "code", "status", "effective"} <= {p["name"] for p in served["searchParam"]}

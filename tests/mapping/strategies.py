@@ -90,7 +90,10 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
         "goals": draw(optional(st.lists(st.fixed_dictionaries(
             {"measure": st.sampled_from(v.GOAL_MEASURES), "target": st.sampled_from(v.GOAL_TARGETS)},
             optional={"baseline": st.integers(0, 27)}), max_size=3))),
-        "concurrent_therapy": draw(optional(st.fixed_dictionaries({"psychotherapy": st.sampled_from(["CBT", None])}))),
+        "concurrent_therapy": draw(optional(st.fixed_dictionaries({"psychotherapy": st.sampled_from(["CBT", None])},
+            optional={"antidepressants": st.lists(st.fixed_dictionaries(
+                {"name": names}, optional={"rxnorm": st.from_regex(r"[1-9][0-9]{3,6}", fullmatch=True)}),
+                max_size=3, unique_by=lambda a: a["name"])}))),
         "screening": draw(optional(st.fixed_dictionaries({}, optional={
             "contraindications": st.just([_screened(draw, c) for c in contraindications]),
             "interacting_medications": st.lists(st.fixed_dictionaries(
