@@ -32,8 +32,9 @@ QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Coun
 DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
 
 
-#: Of a list of element plans: JSON name → (position, element, implied type), positions always visited.
-Layout = tuple[dict[str, tuple[int, ElementPlan, TypeRef | None]], frozenset[int]]
+#: Of a list of element plans: JSON name → (position, element, implied type), positions always visited, positions
+#: of the elements one value satisfies (no array, no slices, at most one required, at least one allowed).
+Layout = tuple[dict[str, tuple[int, ElementPlan, TypeRef | None]], frozenset[int], frozenset[int]]
 Occurrence = tuple[str, TypeRef | None, Any]  # JSON name, the type it implies, its value
 NONE: tuple[Occurrence, ...] = ()
 ELEMENT = TypeRef("Element")
@@ -179,7 +180,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
 
     def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
                 resource: bool = False) -> None:
-        names, always = self._layout(children)
+        names, always, single = self._layout(children)
         ident = obj.get("id")
         if ident.__class__ is str and not resource:
             ids.element(obj, ident, expr, run)
@@ -204,7 +205,13 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
                 found[i] = [(key, kind, value)]
         if not run.must_support:  # the present elements and those with a minimum or slices, in definition order
             for i in sorted(always.union(found, extended)):
-                self._element(children[i], found.get(i, NONE), extended.get(i, 0), expr, run)
+                occurrences = found.get(i, NONE)
+                if i in single and len(occurrences) == 1 and i not in extended \
+                        and not isinstance(occurrences[0][2], list):  # what _element would do, without its work
+                    key, kind, value = occurrences[0]
+                    self._value(value, children[i], kind, f"{expr}.{key}", run)
+                else:
+                    self._element(children[i], occurrences, extended.get(i, 0), expr, run)
             return
         for i, child in enumerate(children):
             present = i in found or i in extended
@@ -229,7 +236,9 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
             names = {json_name: (i, child, kind) for i, child in enumerate(children)
                      for json_name, kind in child.json_names().items()}
             always = frozenset(i for i, c in enumerate(children) if c.min > 0 or c.slices)
-            layout = self._layouts[id(children)] = (children, (names, always))
+            single = frozenset(i for i, c in enumerate(children) if not c.is_array and not c.slices and c.min <= 1
+                               and (c.max is None or c.max >= 1))
+            layout = self._layouts[id(children)] = (children, (names, always, single))
         return layout[1]
 
     def _element(self, plan: ElementPlan, occurrences: Sequence[Occurrence], extended: int, expr: str,
