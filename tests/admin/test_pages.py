@@ -201,10 +201,11 @@ def test_an_invalid_example_marks_the_element_its_issue_is_about(admin: FlaskCli
 def test_the_worked_example_marks_the_elements_each_rule_wrote(admin: FlaskClient) -> None:
     page = text(admin, "/admin/mappings/administration")
 
-    # R1 is the first rule (status); R13 writes the route: each links to its element in the Bundle
+    # R1 is the first rule (status); R14 writes the route (after the medication's three rules and the concomitant
+    # medications' supportingInformation): each links to its element in the Bundle
     assert '<a href="#ex-Bundle.entry[0].resource.status">in example</a>' in page
     assert '<span id="ex-Bundle.entry[0].resource.status" class="flag" data-note="R1">' in page
-    assert 'id="ex-Bundle.entry[0].resource.dosage.route" class="flag" data-note="R13"' in page
+    assert 'id="ex-Bundle.entry[0].resource.dosage.route" class="flag" data-note="R14"' in page
 
 
 def test_trace_finds_for_every_rule_the_elements_it_wrote() -> None:
