@@ -1,6 +1,7 @@
 """Treatment plans the HAPI FHIR peer must accept: an indication coded with any ICD-10-CM code of its chapter
 (F33.2, the usual code for treatment-resistant depression, is not among the listed ones) and an MDSI plan with
-its suicidal-ideation Condition; a code outside the chapters is refused there too (ket-19)."""
+its suicidal-ideation Condition, each with its concurrent antidepressant as a MedicationStatement; a code outside
+the chapters is refused there too (ket-19)."""
 from __future__ import annotations
 
 import uuid
@@ -25,6 +26,9 @@ def test_plans_with_chapter_codes_reach_the_ehr(hapi_server: HapiServer, fhir: r
         assert len(conditions) == (2 if code == "mdd-acute-suicidality" else 1)
         stored = fhir.get(f"{hapi_server.base_url}/Condition/{conditions[0]['id']}").json()
         assert {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": icd10} in stored["code"]["coding"]
+        (taken,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationStatement"]
+        stored = fhir.get(f"{hapi_server.base_url}/MedicationStatement/{taken['id']}").json()  # its antidepressant
+        assert stored["medicationCodeableConcept"]["text"] == "sertraline" and stored["status"] == "active"
 
 
 def test_a_code_outside_the_chapters_is_refused_by_the_ehr_too(hapi_server: HapiServer,
