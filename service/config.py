@@ -21,7 +21,7 @@ DEFAULT_PAGE_SIZE = 50
 #: JSON values one entry of a batch or transaction Bundle may bring: such a Bundle may hold KFHIR_MAX_BUNDLE_ENTRIES
 #: times this (so the two limits cannot disagree). Measured: our IG's largest example resource holds 69 values and an
 #: entry's fullUrl and request add 6 (tests/security/test_attack_validate.py checks it); the rest is room for what a
-#: clinic adds. A 500-entry transaction of our examples holds about 22,000.
+#: clinic adds. A 300-entry transaction of our examples holds about 13,000.
 VALUES_PER_ENTRY = 100
 MAX_PAGE_SIZE = 500
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -56,8 +56,10 @@ class Settings:
     #: the service's public base URL (https://kfhir.hospital.example), used in fullUrl, links, Location and the
     #: audit instead of the request's Host header, which the caller chooses; empty: the Host header (development)
     base_url: str = ""
-    #: entries a batch or transaction Bundle may have; more is 413
-    max_bundle_entries: int = 500
+    #: entries a batch or transaction Bundle may have; more is 413. A transaction of our IG's examples costs about
+    #: 4.7 ms of CPU an entry (tests/security/measure_attacks.py: 500 took 2.35 s); 300 keeps the largest one a
+    #: client may send near 1.4 s, inside issue 20's bound of 2 s for any single request at the defaults
+    max_bundle_entries: int = 300
     #: the EHR endpoints file (YAML, see service/exchange/endpoints.py); empty: none configured
     endpoints_file: str = ""
     #: OAuth issuer whose JWT access tokens are accepted (`iss`); empty: API keys only

@@ -20,7 +20,7 @@ from service.store.resources import Author, ResourceStore, StoredResource, Unit
 class FhirServer(Interactions):
     """The single-resource interactions, plus Bundles, search, history and the CapabilityStatement."""
 
-    def __init__(self, store: ResourceStore, validate: Validate, max_bundle_entries: int = 500,
+    def __init__(self, store: ResourceStore, validate: Validate, max_bundle_entries: int = 300,
                  after_write: AfterWrite | None = None) -> None:
         super().__init__(store, validate, after_write)
         self.max_bundle_entries = max_bundle_entries
