@@ -80,10 +80,15 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
 
 def current_patient(engine: Engine, system: str, value: str) -> dict[str, Any] | None:
     """The patient as the store holds it now, in a record's shape (what the console shows); None if not held."""
+    return current_person(engine, "Patient", system, value)
+
+
+def current_person(engine: Engine, resource_type: str, system: str, value: str) -> dict[str, Any] | None:
+    """A Patient or Practitioner as the store holds it now, in a record's shape; None if not held (or twice)."""
     mapper = default_mapper()
-    role = next(r for s in mapper.specs.values() for r in s.roles if r.person and r.type == "Patient")
+    role = next(r for s in mapper.specs.values() for r in s.roles if r.person and r.type == resource_type)
     with ResourceStore(engine).unit() as unit:
-        found, _ = unit.search(parse("Patient", [("identifier", f"{_escaped(system)}|{_escaped(value)}")]))
+        found, _ = unit.search(parse(resource_type, [("identifier", f"{_escaped(system)}|{_escaped(value)}")]))
     held = [f.content for f in found if f.content is not None and not f.deleted]
     return _read(mapper, role, held[0]) if len(held) == 1 else None
 

@@ -9,6 +9,7 @@ Resources we hold with the same content are left alone, so pulling twice changes
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +27,9 @@ PEOPLE = ("Patient", "Practitioner")
 #: stored: what a record's main resource refers to comes first.
 TYPES = ("Condition", "Goal", "MedicationRequest", "MedicationStatement", "Encounter", "Observation", "CarePlan",
          "MedicationAdministration", "AdverseEvent")
-#: What a reference may lead to and is read along (not, say, an Organization graph without end).
-FOLLOWED = {*TYPES, *PEOPLE}
+#: What a reference may lead to and is read along (not, say, an Organization graph without end): a plan's or
+#: session's safety flags (DetectedIssue, which R4 searches by `patient`, not `subject`) too.
+FOLLOWED = {*TYPES, *PEOPLE, "DetectedIssue"}
 MAX_RESOURCES = 2000
 
 
@@ -42,8 +44,8 @@ class PullReport:
 
 
 def parse_identifier(text: str) -> str:
-    """`system|value` or a bare `value`, as FHIR token search takes it."""
-    if not text.strip() or text.count("|") > 1:
+    """`system|value` or a bare `value`, as FHIR token search takes it (a `|` inside one escaped as `\\|`)."""
+    if not text.strip() or len(re.split(r"(?<!\\)\|", text)) > 2:
         raise ValueError(f"{text!r}: expected SYSTEM|VALUE or VALUE")
     return text.strip()
 

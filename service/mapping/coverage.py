@@ -99,8 +99,10 @@ def carried(spec: Spec, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _carry(role: Role, scope: Any, record: dict[str, Any], target: dict[str, Any]) -> None:
+    # a one-way rule whose element a reversible rule of the role reads (`one_way: Read back by the rule above`)
+    read_back = {(r.field, r.to) for r in role.rules if r.reversible}
     for rule in role.rules:
-        if not rule.reversible or rule.field is None:
+        if rule.field is None or not (rule.reversible or (rule.one_way and (rule.field, rule.to) in read_back)):
             continue
         if rule.when is not None and not rule.when.holds(scope, record):
             continue

@@ -1,4 +1,7 @@
-"""Hypothesis strategies for valid clinic records of each kind.
+"""Hypothesis strategies for valid clinic records of each kind: every field and every enumeration value of
+DOMAIN.md, the fields added after v1.0 included (contraindication overrides, breastfeeding, BPRS anchoring,
+per-session concomitant medications, ready-to-leave time, PHQ-9 item 9, lot number); test_strategies checks
+that each is drawn.
 
 Valid means: the record contract (DOMAIN.md, the marshmallow schemas) and the profiles' own
 rules (an IV protocol has an infusion time, ket-1; a completed session has a dose, ket-5; an IV
@@ -13,7 +16,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from service.domain import vocabulary as v
-from service.domain.rules import SCORE_RANGES
+from service.domain.plausibility import CTCAE_SEVERITY
+from service.domain.rules import BPRS_POSITIVE_RANGES, SCORE_RANGES
 from service.resources import profiles_dir
 
 ICD10 = [c["code"] for c in json.loads((profiles_dir() / "ValueSet-ketamine-indications-icd10.json")
@@ -55,6 +59,17 @@ def patient() -> st.SearchStrategy[dict[str, Any]]:
                   "sex": st.sampled_from(v.SEX)})
 
 
+rxnorm = st.sampled_from(["6470", "36437", "321988", "2555"])  # RxNorm CUIs as digits: the schema checks the form
+
+
+def medications(klass: bool, code: bool) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """A list of named medications; with `klass` their interacting class, with `code` an optional RxNorm code."""
+    fields: dict[str, st.SearchStrategy[Any]] = {"name": names}
+    if klass:
+        fields["class"] = st.sampled_from(v.INTERACTING_CLASSES)
+    return st.lists(st.fixed_dictionaries(fields, optional={"rxnorm": rxnorm} if code else {}), max_size=3)
+
+
 def common() -> dict[str, st.SearchStrategy[Any]]:
     return {"external_id": ids, "source": ids, "patient": patient()}
 
@@ -85,7 +100,7 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
         "phase": draw(optional(st.sampled_from(v.PHASES))),
         "sessions_planned": draw(optional(st.integers(1, 12))),
         "frequency": draw(optional(st.fixed_dictionaries({"count": st.integers(1, 3), "period": st.sampled_from([1, 2]),
-                                                          "period_unit": st.sampled_from(["d", "wk"])}))),
+                                                          "period_unit": st.sampled_from(v.PERIOD_UNITS)}))),
         "period": _drop_none({"start": str(start), "end": end}),
         "goals": draw(optional(st.lists(st.fixed_dictionaries(
             {"measure": st.sampled_from(v.GOAL_MEASURES), "target": st.sampled_from(v.GOAL_TARGETS)},
@@ -96,10 +111,10 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
                 max_size=3, unique_by=lambda a: a["name"])}))),
         "screening": draw(optional(st.fixed_dictionaries({}, optional={
             "contraindications": st.just([_screened(draw, c) for c in contraindications]),
-            "interacting_medications": st.lists(st.fixed_dictionaries(
-                {"name": names, "class": st.sampled_from(v.INTERACTING_CLASSES)}), max_size=3),
-            "baseline_bp": st.fixed_dictionaries({"systolic": st.integers(90, 170), "diastolic": st.integers(50, 100)}),
-            "pregnant": st.sampled_from([True, False, None])}))),
+            "interacting_medications": medications(True, False),
+            "baseline_bp": st.fixed_dictionaries({"systolic": st.integers(90, 170), "diastolic": st.integers(50, 89)}),
+            "pregnant": st.sampled_from([True, False, None]),
+            "breastfeeding": st.sampled_from([True, False, None])}))),
         "prescriber": draw(optional(person())),
     }
     return _drop_none(record)
@@ -119,6 +134,8 @@ def vitals(draw: st.DrawFn, around: datetime) -> dict[str, Any]:
     measures = draw(st.fixed_dictionaries({}, optional={
         "systolic": st.integers(80, 220), "diastolic": st.integers(40, 130), "heart_rate": st.integers(40, 160),
         "spo2": st.integers(80, 100), "respiratory_rate": st.integers(6, 30)}).filter(bool))
+    if "systolic" in measures and "diastolic" in measures:  # plausible data: systolic above diastolic
+        measures["diastolic"] = min(measures["diastolic"], measures["systolic"] - 1)
     at = around + timedelta(minutes=draw(st.integers(-30, 180)))
     return {"at": at.astimezone(draw(offsets)).isoformat(), "phase": draw(st.sampled_from(v.VITAL_PHASES)),
             **measures}
@@ -131,7 +148,9 @@ def administrations(draw: st.DrawFn) -> dict[str, Any]:
                ).astimezone(draw(offsets))
     status = draw(st.sampled_from(v.SESSION_STATUS))
     medication = draw(st.sampled_from(v.MEDICATIONS))
-    route = "intranasal" if medication == "esketamine" else draw(st.sampled_from(["intravenous", "intramuscular"]))
+    # esketamine by another route than nasal gets the clinic's own code (issue 16): drawn too, less often
+    route = draw(st.sampled_from(v.ROUTES)) if medication == "ketamine" or draw(st.integers(0, 4)) == 0 \
+        else "intranasal"
     ended = started + timedelta(minutes=draw(st.integers(5, 60)))
     monitoring = ended + timedelta(minutes=draw(st.integers(0, 180)))
     scale = draw(st.sampled_from(v.SESSION_SCALES))
@@ -151,9 +170,9 @@ def administrations(draw: st.DrawFn) -> dict[str, Any]:
         "lot_number": draw(optional(ids)),
         "performer": draw(optional(person())),
         "vitals": draw(optional(st.lists(vitals(started), max_size=4))),
-        "scores": draw(optional(st.lists(st.fixed_dictionaries({
-            "instrument": st.just(scale), "value": st.integers(0, SCORE_RANGES[scale][1] or 50),
-            "at": st.just((ended + timedelta(minutes=5)).isoformat())}), max_size=3))),
+        "scores": draw(optional(st.lists(score(scale, ended + timedelta(minutes=5)), max_size=3))),
+        "concomitant_medications": draw(optional(medications(True, True))),
+        "ready_to_leave_at": draw(optional(st.just((ended + (monitoring - ended) / 2).isoformat()))),
         "monitoring_ended_at": draw(optional(st.just(monitoring.isoformat()))),
         "discharged_with_escort": draw(optional(st.booleans())),
         "concomitant_medications": draw(optional(st.lists(st.fixed_dictionaries(
@@ -167,8 +186,24 @@ def administrations(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
+def score(draw: st.DrawFn, scale: str, at: datetime) -> dict[str, Any]:
+    """An in-session score; a BPRS+ one may declare its anchoring, which sets its range."""
+    anchoring = draw(optional(st.sampled_from(v.BPRS_ANCHORINGS))) if scale == "bprs-positive" else None
+    low, high = BPRS_POSITIVE_RANGES[anchoring or "0-6"] if scale == "bprs-positive" else SCORE_RANGES[scale]
+    return _drop_none({"instrument": scale, "value": draw(st.integers(low, high or 50)), "at": at.isoformat(),
+                       "anchoring": anchoring})
+
+
+@st.composite
 def adverse_events(draw: st.DrawFn) -> dict[str, Any]:
-    serious = draw(st.booleans())
+    """Plausible events (intake refuses the rest, service/domain/plausibility.py): a fatal outcome is serious with
+    the criterion death; a CTCAE grade agrees with the severity, 4 and 5 are serious, 5 is fatal or unsaid."""
+    grade = draw(optional(st.integers(1, 5)))
+    outcome = draw(optional(st.sampled_from(v.AE_OUTCOMES if grade != 5 else ("fatal",))))
+    serious = outcome == "fatal" or (grade or 0) >= 4 or draw(st.booleans())
+    criteria = draw(st.lists(st.sampled_from(v.SERIOUSNESS), unique=True, min_size=1, max_size=3))
+    if outcome == "fatal" and "death" not in criteria:
+        criteria.append("death")
     term = draw(st.sampled_from(v.AE_TERMS))
     record = {
         **{k: draw(s) for k, s in common().items()},
@@ -177,11 +212,10 @@ def adverse_events(draw: st.DrawFn) -> dict[str, Any]:
         "term": term,
         "description": "Felt unwell after dosing" if term == "other" else draw(optional(st.just("As observed"))),
         "serious": serious,
-        "seriousness_criteria": draw(st.lists(st.sampled_from(v.SERIOUSNESS), unique=True, min_size=1, max_size=3))
-        if serious else None,
-        "severity": draw(optional(st.sampled_from(v.SEVERITY))),
-        "ctcae_grade": draw(optional(st.integers(1, 5))),
-        "outcome": draw(optional(st.sampled_from(v.AE_OUTCOMES))),
+        "seriousness_criteria": criteria if serious else None,
+        "severity": CTCAE_SEVERITY[grade] if grade is not None else draw(optional(st.sampled_from(v.SEVERITY))),
+        "ctcae_grade": grade,
+        "outcome": outcome,
         "action_taken": draw(optional(st.sampled_from(v.AE_ACTIONS))),
         "causality": draw(optional(st.sampled_from(v.CAUSALITY))),
         "recorded_by": draw(optional(person())),
@@ -192,11 +226,13 @@ def adverse_events(draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def assessments(draw: st.DrawFn) -> dict[str, Any]:
     instrument = draw(st.sampled_from(v.ASSESSMENT_INSTRUMENTS))
+    total = draw(st.integers(0, SCORE_RANGES[instrument][1] or 52))
     record = {
         **{k: draw(s) for k, s in common().items()},
         "plan_external_id": draw(optional(ids)),
         "instrument": instrument,
-        "score": draw(st.integers(0, SCORE_RANGES[instrument][1] or 52)),
+        "score": total,
+        "phq9_item9": draw(optional(st.integers(0, min(3, total)))) if instrument == "phq9" else None,
         "at": draw(instants()),
     }
     return _drop_none(record)
