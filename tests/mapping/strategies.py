@@ -171,7 +171,6 @@ def administrations(draw: st.DrawFn) -> dict[str, Any]:
         "performer": draw(optional(person())),
         "vitals": draw(optional(st.lists(vitals(started), max_size=4))),
         "scores": draw(optional(st.lists(score(scale, ended + timedelta(minutes=5)), max_size=3))),
-        "concomitant_medications": draw(optional(medications(True, True))),
         "ready_to_leave_at": draw(optional(st.just((ended + (monitoring - ended) / 2).isoformat()))),
         "monitoring_ended_at": draw(optional(st.just(monitoring.isoformat()))),
         "discharged_with_escort": draw(optional(st.booleans())),
