@@ -21,6 +21,9 @@ from support.databases import fresh_database
 
 FHIR = "application/fhir+json"
 MRN = "https://hardening.example/mrn"
+#: Entries a crash test's server takes in one transaction: long transactions (500 entries) give a signal time to
+#: land mid-write, past the default entry cap (300)
+LONG_TRANSACTION = "1000"
 PARTIES = 8
 
 
@@ -70,7 +73,7 @@ def fhir_headers(server: Production, **extra: str) -> dict[str, str]:
 
 def test_sigkill_of_a_worker_mid_transaction_leaves_nothing_half_written(
         database: str, monitor: Engine, tmp_path: Path) -> None:
-    with production(database, tmp_path, KFHIR_WORKERS="1") as server:
+    with production(database, tmp_path, KFHIR_WORKERS="1", KFHIR_MAX_BUNDLE_ENTRIES=LONG_TRANSACTION) as server:
         [worker] = server.wait_for_workers(1)
         before = counts(monitor)
         bundle = json.dumps(transaction(250, "KILL")).encode()

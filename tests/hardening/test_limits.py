@@ -8,7 +8,7 @@ import pytest
 from factories import FACTORIES, administration, treatment_plan
 from flask.testing import FlaskClient
 
-from service.config import MAX_PAGE_SIZE
+from service.config import MAX_PAGE_SIZE, Settings
 from service.search.query import MAX_COUNT
 
 FHIR = "application/fhir+json"
@@ -88,10 +88,11 @@ def test_fhir_count_is_clamped_to_the_maximum(client: FlaskClient) -> None:
 
 def test_fhir_bundles_over_the_entry_cap_are_413(client: FlaskClient) -> None:
     entry = {"resource": {"resourceType": "Patient", "gender": "female"}, "request": {"method": "POST", "url": "Patient"}}
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry] * 501}
+    cap = Settings().max_bundle_entries  # the client's app runs at the defaults
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry] * (cap + 1)}
     response = client.post("/fhir", data=json.dumps(bundle), content_type=FHIR)
     assert response.status_code == 413 and response.json["resourceType"] == "OperationOutcome"
-    assert "500" in response.json["issue"][0]["details"]["text"]
+    assert f"at most {cap}" in response.json["issue"][0]["details"]["text"]
     assert client.get("/fhir/Patient").json.get("total", 0) == 0
 
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 from hardening.db import stored, wait_for_writer
 from hardening.production import api_credentials, cli, production
-from hardening.test_crash import fhir_headers, post_in_background, transaction
+from hardening.test_crash import LONG_TRANSACTION, fhir_headers, post_in_background, transaction
 from sqlalchemy import create_engine
 from support.databases import fresh_database
 
@@ -74,17 +74,20 @@ def test_not_ready_while_migrations_are_pending_then_ready_after_db_upgrade(empt
 def test_sigterm_lets_the_transaction_in_hand_finish_then_stops(tmp_path: Path, postgres_admin_url: str) -> None:
     with fresh_database("postgresql", postgres_admin_url, tmp_path) as url:
         monitor = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        with production(url, tmp_path, KFHIR_WORKERS="1", KFHIR_GRACEFUL_TIMEOUT="60") as server:
-            before = stored(monitor, "Patient", "Observation")
-            bundle = json.dumps(transaction(200, "TERM")).encode()
-            thread, outcome = post_in_background(f"{server.base}/fhir", bundle, fhir_headers(server))
-            wait_for_writer(monitor)
-            server.proc.send_signal(signal.SIGTERM)
-            started = time.monotonic()
-            thread.join(timeout=90)
-            assert server.proc.wait(timeout=90) == 0
-            stopped_after = time.monotonic() - started
-        assert isinstance(outcome[0], requests.Response) and outcome[0].status_code == 200, outcome
-        assert stored(monitor, "Patient", "Observation") == before + 400
-        monitor.dispose()
+        try:
+            with production(url, tmp_path, KFHIR_WORKERS="1", KFHIR_GRACEFUL_TIMEOUT="60",
+                            KFHIR_MAX_BUNDLE_ENTRIES=LONG_TRANSACTION) as server:
+                before = stored(monitor, "Patient", "Observation")
+                bundle = json.dumps(transaction(200, "TERM")).encode()
+                thread, outcome = post_in_background(f"{server.base}/fhir", bundle, fhir_headers(server))
+                wait_for_writer(monitor)
+                server.proc.send_signal(signal.SIGTERM)
+                started = time.monotonic()
+                thread.join(timeout=90)
+                assert server.proc.wait(timeout=90) == 0
+                stopped_after = time.monotonic() - started
+            assert isinstance(outcome[0], requests.Response) and outcome[0].status_code == 200, outcome
+            assert stored(monitor, "Patient", "Observation") == before + 400
+        finally:  # a failed assertion must not leave its connections to warn in a later test
+            monitor.dispose()
     print(f"SIGTERM mid-transaction: the 400-entry Bundle committed whole; gunicorn stopped {stopped_after:.1f} s later")
