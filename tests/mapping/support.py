@@ -69,3 +69,14 @@ def labelled(bundle: dict[str, Any]) -> dict[str, Any]:
             request["url"] = f"{head}/{labels[tail]}"
         entries.append({"fullUrl": labels[entry["fullUrl"]], "request": request, "resource": resource})
     return {**bundle, "entry": entries}
+
+
+def numbers(value: Any) -> Any:
+    """84 and 84.0 are the same FHIR decimal value (the record stores numbers as floats): whole floats as ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [numbers(v) for v in value]
+    return value

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mapping.strategies import RECORDS
-from mapping.support import canonical
+from mapping.support import canonical, numbers
 
 from service.demo import demo_records
 from service.mapping import Mapper, map_record, read_fhir
@@ -109,22 +109,11 @@ def projection(mapper: Mapper, payload: dict[str, Any]) -> dict[str, list[str]]:
                     continue
                 found = mapper.found(role, rule, resource)
                 if found is not None:
-                    row[rule.to] = _numbers(mapper.read_value(rule, found, links))
+                    row[rule.to] = numbers(mapper.read_value(rule, found, links))
             if row:  # a resource with nothing mapped (a flag without evidence) reads as nothing
                 values.append(json.dumps(row, sort_keys=True))
         out[role.role] = sorted(values)
     return out
-
-
-def _numbers(value: Any) -> Any:
-    """84 and 84.0 are the same FHIR decimal value (the record stores numbers as floats)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return value
 
 
 def test_every_example_main_resource_is_tried() -> None:

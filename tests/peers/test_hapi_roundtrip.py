@@ -30,7 +30,7 @@ from hardening.fuzzing import FUZZ, REQUESTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mapping.strategies import RECORDS
-from mapping.support import canonical
+from mapping.support import canonical, numbers
 from peers.hapi_server import HapiServer
 from peers.test_hapi_server import golden_record
 
@@ -100,16 +100,6 @@ def referents(kind: str, record: dict[str, Any]) -> list[tuple[str, dict[str, An
             session["started_at"])
         out.append(("administration", shifted(session, delta)))
     return out
-
-
-def numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [numbers(v) for v in value]
-    return value
 
 
 def as_now_known(sender: Runtime, kind: str, record: dict[str, Any]) -> dict[str, Any]:
