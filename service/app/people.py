@@ -11,7 +11,8 @@ version without a field leaves the value its older version gave.
 
 The mapped Bundle's person entry then carries the person as now known: a conditional create when the person is
 new, a conditional update (`PUT Patient?identifier=system|value`, R4 http.html#cond-update) when this record
-changes it, so our store and the EHRs the outbox sends to hold the same current person. A conditional update
+changes it, so our store and the EHRs the outbox sends to hold the same current person (the outbox worker
+sends each job's people as held at send time, service/exchange/people.py). A conditional update
 replaces the EHR's resource: elements only the EHR holds (its address, telecom) would be lost there; PATCH
 would keep them but not every EHR takes it in a transaction.
 """
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 from service.facade.interactions import condition, match_in
 from service.mapping import Mapper, default_mapper
 from service.mapping.spec import Role, lookup, put
+from service.search.parameters import escape
 from service.search.query import parse
 from service.store.models import RecordRow
 from service.store.records import StoredRecord
@@ -88,14 +90,9 @@ def current_person(engine: Engine, resource_type: str, system: str, value: str) 
     mapper = default_mapper()
     role = next(r for s in mapper.specs.values() for r in s.roles if r.person and r.type == resource_type)
     with ResourceStore(engine).unit() as unit:
-        found, _ = unit.search(parse(resource_type, [("identifier", f"{_escaped(system)}|{_escaped(value)}")]))
+        found, _ = unit.search(parse(resource_type, [("identifier", f"{escape(system)}|{escape(value)}")]))
     held = [f.content for f in found if f.content is not None and not f.deleted]
     return _read(mapper, role, held[0]) if len(held) == 1 else None
-
-
-def _escaped(text: str) -> str:
-    """A search token's part, its `|`, `,` and `$` escaped (R4 search.html#escaping)."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
 
 
 def _current(entry: dict[str, Any], mapped: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:

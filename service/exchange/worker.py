@@ -6,6 +6,8 @@ Retry-After); 409 too (someone wrote in between: sending the newest version agai
 request matched several resources on the EHR, which needs a person. A heartbeat keeps the lease
 while a push runs, so only a worker that vanished loses its jobs to another. Logs name the job and the
 HTTP status only: the server's messages may quote patient data, so they stay in the job (the API shows them).
+A job's Patient and Practitioner go as our store holds them when it is sent, not when it was written
+(service/exchange/people.py), so jobs delivered out of order never put an older person back at the EHR.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any
 from service.exchange.client import FhirClient, FhirError, Written
 from service.exchange.endpoints import Endpoint, EndpointError
 from service.exchange.outbox import Failure, Job, Outbox
+from service.exchange.people import current_people
 from service.exchange.workers import BEAT_S, Workers
 
 log = logging.getLogger(__name__)
@@ -171,7 +174,8 @@ class Worker:
         endpoint = self.endpoints[job.endpoint]
         failure: Failure | None = None
         try:
-            written = self.clients[job.endpoint].push(job.payload, endpoint.mode)
+            # the people as held now, not as when the job was written (exchange/people.py: order-proof)
+            written = self.clients[job.endpoint].push(current_people(self.outbox.engine, job.payload), endpoint.mode)
         except FhirError as exc:
             state, failure = self._failed(job, exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the job: it stays, and says why

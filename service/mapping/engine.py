@@ -21,6 +21,7 @@ from service.mapping.paths import ElementPath, PathCompiler, clone
 from service.mapping.payload import Payload
 from service.mapping.spec import Role, Rule, Spec, branch, lookup, put
 from service.mapping.transforms import MappingError, codes_only, forward, reverse
+from service.search.parameters import escape
 
 TAG_SYSTEM = "https://ketamine-fhir.org/fhir/mapping"
 Json = Any
@@ -159,8 +160,8 @@ class Mapper:
                     ident = scope["identifier"]
                     rid = stable_id(ident["system"], ident["value"])
                     request = {"method": "POST", "url": role.type,
-                               "ifNoneExist": "identifier=" + quote(f"{_escape(ident['system'])}|"
-                                                                    f"{_escape(ident['value'])}", safe="")}
+                               "ifNoneExist": "identifier=" + quote(f"{escape(ident['system'])}|"
+                                                                    f"{escape(ident['value'])}", safe="")}
                 else:
                     key = RecordKey(spec.kind, source, external_id, None if role is spec.primary else role.role,
                                     item)
@@ -426,11 +427,6 @@ def _item_key(spec: Spec, role: Role, resource: dict[str, Any], values: dict[str
 def _discriminating(expected: Json, template: dict[str, Any] | None) -> Json:
     """What a fixed value must match in reverse: its codes, not its displays."""
     return codes_only(expected if template is None or not isinstance(expected, dict) else {**template, **expected})
-
-
-def _escape(text: str) -> str:
-    """FHIR search token escaping: `|`, `,` and `$` inside a value are preceded by a backslash."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
 
 
 def _merge_into(target: dict[str, Any], values: dict[str, Any]) -> None:

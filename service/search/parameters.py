@@ -174,6 +174,11 @@ def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:
         yield IndexValue(param.name, system=value[:500], value=normalise(value)[:500])
 
 
+def escape(text: str) -> str:
+    """A token's system or code as a search value: `\\`, `|`, `,` and `$` escaped (R4 search.html#escaping)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
+
+
 def tokens(value: Any) -> list[tuple[str | None, str]]:
     """(system, code) pairs of a code, Coding, CodeableConcept or Identifier."""
     if isinstance(value, str):

@@ -105,3 +105,26 @@ def test_the_prescriber_and_the_session_performer_are_kept_current(runtime: Runt
                                                            performer={"identifier": NPI, "name": "Dr. A. New"}))
     now = person(runtime, "Practitioner", NPI["system"], NPI["value"])
     assert now["name"] == [{"text": "Dr. A. New"}] and now["meta"]["versionId"] == "2"
+
+
+def test_a_job_sends_the_patient_as_held_when_it_is_sent(exchange_runtime: Runtime) -> None:
+    """A job written before a newer record changed the patient sends the newer patient, as a conditional update
+    (the EHR may hold the older one by then); a job whose patient did not change since is sent as written."""
+    from service.exchange.people import current_people
+
+    early = exchange_runtime.intake.submit("assessment", assessment(patient={**BARE, "name": {"family": "Early"}}))
+    exchange_runtime.intake.submit("assessment", assessment(external_id="asmt-2", at="2026-03-08T10:00:00+00:00",
+                                                            patient=FULL))
+    with transaction(exchange_runtime.engine) as session:
+        jobs = list(session.scalars(select(OutboxJobRow).where(OutboxJobRow.endpoint == "ehr")
+                                    .order_by(OutboxJobRow.pk)))
+        first, second = (job.payload for job in jobs)
+    assert jobs[0].record_id == early.record.id
+    sent = current_people(exchange_runtime.engine, first)
+    (entry,) = [e for e in sent["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert entry["resource"]["name"] == [{"family": "Okafor", "given": ["Ada"]}]
+    assert entry["request"] == {"method": "PUT",
+                                "url": "Patient?identifier=https%3A%2F%2Fclinic.example%2Fmrn%7CMRN-P5"}
+    assert [e for e in sent["entry"] if e["resource"]["resourceType"] != "Patient"] == \
+        [e for e in first["entry"] if e["resource"]["resourceType"] != "Patient"]  # the rest as written
+    assert current_people(exchange_runtime.engine, second) == second

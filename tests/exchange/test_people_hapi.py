@@ -1,0 +1,66 @@
+"""People kept current at a real EHR (HAPI FHIR 8.8.0 JPA, tests/peers): whatever order the outbox's jobs are
+delivered in, the EHR ends with the person as we hold it now (service/exchange/people.py)."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from exchange.conftest import endpoints_file
+from factories import assessment
+from peers.hapi_server import HapiServer
+
+from service.app.runtime import Runtime
+from service.config import Settings
+from service.exchange.client import FhirClient
+from service.exchange.worker import Worker
+
+MRN_SYSTEM = "https://clinic.example/mrn"
+
+
+class Ehr:
+    """Our service with the HAPI peer as its one endpoint, a worker, and a client that reads HAPI directly."""
+
+    def __init__(self, runtime: Runtime, base_url: str) -> None:
+        self.runtime = runtime
+        self.worker = Worker(runtime.outbox, runtime.endpoints.all())
+        self.client = FhirClient(base_url, timeout=120)
+        self.mrn = {"system": MRN_SYSTEM, "value": f"P5-{uuid.uuid4().hex[:10]}"}
+        self.source = f"p5-{uuid.uuid4().hex[:8]}"
+
+    def send(self, external_id: str, at: str, **demographics: Any) -> None:
+        self.runtime.intake.submit("assessment", assessment(source=self.source, external_id=external_id, at=at,
+                                                            patient={"identifier": self.mrn, **demographics}))
+
+    def patient(self) -> dict[str, Any]:
+        (held,) = self.client.search("Patient", {"identifier": f"{self.mrn['system']}|{self.mrn['value']}"})
+        return held
+
+
+@pytest.fixture(params=["transaction", "batch", "conditional"])
+def ehr(request: pytest.FixtureRequest, hapi_server: HapiServer, database_url: str, tmp_path: Path) -> Iterator[Ehr]:
+    path = endpoints_file(tmp_path, {"name": "hapi", "base_url": hapi_server.base_url, "mode": request.param,
+                                     "timeout_s": 120})
+    runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
+    yield Ehr(runtime, hapi_server.base_url)
+    runtime.engine.dispose()
+
+
+def test_jobs_delivered_out_of_order_leave_the_ehr_with_the_current_patient(ehr: Ehr) -> None:
+    """Three records, each changing the patient; their jobs go out newest first and the middle one last (a late
+    retry, or parallel workers): each sends the patient as held at send time, so the older name never returns."""
+    ehr.send("asmt-1", "2026-01-05T10:00:00+00:00")
+    ehr.send("asmt-2", "2026-02-05T10:00:00+00:00", name={"family": "Early", "given": ["Ada"]}, sex="female")
+    ehr.send("asmt-3", "2026-03-05T10:00:00+00:00", name={"family": "Late", "given": ["Ada"]},
+             birth_date="1971-02-03")
+    jobs = ehr.worker.outbox.claim(ehr.worker.name, ["hapi"], limit=3)
+    assert len(jobs) == 3  # three records, three business keys: nothing holds one back for another
+    middle = next(e["resource"] for e in jobs[1].payload["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert middle["name"] == [{"family": "Early", "given": ["Ada"]}]  # written when Early was the newest name
+    for job in (jobs[2], jobs[0], jobs[1]):
+        assert ehr.worker.deliver(job) == "done"
+    held = ehr.patient()
+    assert (held["name"], held["gender"], held["birthDate"]) == ([{"family": "Late", "given": ["Ada"]}], "female",
+                                                                 "1971-02-03")
