@@ -63,7 +63,7 @@ def _entries_say(field: str, kinds: frozenset[str]) -> Callable[[Any, Any], bool
 def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
     """bdl-7: `(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId)
     .isDistinct()`. The right side is evaluated (and may fail) whatever the left says; with no type the left is
-    empty, and `{} or x` is true or empty: the invariant holds."""
+    empty, and `{} or x` is x when true, else empty, which fails the invariant."""
     entries = _entries(node)
     plain, kind = _bundle_type(node)
     if entries is None or not plain:
@@ -79,7 +79,7 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
         if version is None:
             return None
         keys.append(full_url + version)
-    if kind is None or kind == "history":
+    if kind == "history":
         return True
     return len(set(keys)) == len(keys)
 

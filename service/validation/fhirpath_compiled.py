@@ -96,7 +96,8 @@ class Compiled:
 
 def verdict(result: list[Any]) -> bool:
     """What fhirpathpy's final result means for an invariant: its top-level values (primitive-extension
-    holders dropped, as its output does); empty passes, one boolean decides, anything else passes."""
+    holders dropped, as its output does); empty fails (invariants.py's `_truthy`), one boolean decides, anything
+    else passes."""
     values = []
     for item in result:
         data = util.get_data(item)  # type: ignore[no-untyped-call]
@@ -105,7 +106,7 @@ def verdict(result: list[Any]) -> bool:
         values.append(data)
     if len(values) == 1 and isinstance(values[0], bool):
         return values[0]
-    return True
+    return bool(values)
 
 
 class _Compiler:

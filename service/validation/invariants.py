@@ -40,6 +40,25 @@ def fhir_types(expression: str) -> str:
     return SYSTEM_TYPE.sub(lambda m: f"{m.group(1)} {m.group(2)[0].lower()}{m.group(2)[1:]}", expression)
 
 
+#: R4 invariants the HL7 validator evaluates rewritten (org.hl7.fhir.validation FHIRPathExpressionFixer.fixExpr, "a hack
+#: work around for past publication of wrong FHIRPath expressions"); without them an empty result would fail them:
+#: ref-1 on a Reference with no `reference` (or `#`, the container), ras-2 on a decimal probability. que-12's human
+#: text says "more than one enableWhen", which its expression (`> 2`) does not.
+HL7_REWRITES = {
+    "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id"
+    ".trace('ids'))": "reference.exists() implies (reference = '#' or (reference.startsWith('#').not() or "
+                      "(reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))))",
+    "probability is decimal implies (probability as decimal) <= 100":
+        "(probability.exists() and (probability is decimal)) implies ((probability as decimal) <= 100)",
+    "enableWhen.count() > 2 implies enableBehavior.exists()": "enableWhen.count() >= 2 implies enableBehavior.exists()",
+}
+
+
+def evaluated(expression: str) -> str:
+    """The FHIRPath actually evaluated for a published expression: HL7's rewrite, with FHIR types (fhir_types)."""
+    return fhir_types(HL7_REWRITES.get(expression, expression))
+
+
 class InvariantError(Exception):
     """The expression could not be evaluated (unsupported function, type error)."""
 
@@ -72,7 +91,7 @@ class Invariants:
     def native(self, expression: str) -> Compiled | None:
         """The expression compiled to closures (fhirpath_compiled), or None when it is outside that subset."""
         if expression not in self._native:
-            self._native[expression] = compile_expression(fhir_types(expression), R4, OPTIONS)
+            self._native[expression] = compile_expression(evaluated(expression), R4, OPTIONS)
         return self._native[expression]
 
     def evaluate(self, expression: str, node: Any, base: str, resource: Any, root: Any) -> bool:
@@ -80,7 +99,7 @@ class Invariants:
         compiled = self._compiled.get(expression)
         if compiled is None:
             try:
-                compiled = self._compiled[expression] = fhirpathpy.compile(fhir_types(expression), R4, OPTIONS)
+                compiled = self._compiled[expression] = fhirpathpy.compile(evaluated(expression), R4, OPTIONS)
             except Exception as exc:  # noqa: BLE001 - the parser raises bare Exceptions
                 raise InvariantError(f"cannot parse: {exc}") from None
         try:
@@ -92,9 +111,11 @@ class Invariants:
 
 
 def _truthy(result: list[Any]) -> bool:
-    """FHIRPath: an empty result does not fail an invariant; a single boolean decides."""
+    """An invariant holds when its expression evaluates to true (R4 ElementDefinition.constraint: "Condition that
+    must evaluate to true"): an empty result fails it, as in the HL7 validator (FHIRPathEngine.convertToBoolean);
+    a single boolean decides; any other value passes."""
     if not result:
-        return True
+        return False
     if len(result) == 1 and isinstance(result[0], bool):
         return result[0]
     return True
