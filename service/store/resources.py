@@ -240,28 +240,39 @@ class Unit:
     # --- search and history -----------------------------------------------------------------
 
     def search(self, query: Query) -> tuple[list[StoredResource], int | None]:
-        """One page and, unless `_total=none`, how many match: one query (the total as a window count beside
-        each row), a second only for a page past the end, where no row carries the total."""
-        stmt = select(ResourceRow).where(ResourceRow.resource_type == query.resource_type,
-                                         ResourceRow.deleted.is_(False))
+        """One page and, unless `_total=none`, how many match: one query, a second only for a page past the end,
+        where no row carries the total.
+
+        The total is a window count over the matching keys only, and the page's bodies are joined to the page's
+        keys afterwards in the same statement: a window count beside each selected body made the database build
+        every matching row with its JSON (the bench's searches, 3,122 matches of 1.7 KB: 62 ms, against 13 ms)."""
+        matching = select(ResourceRow.pk).where(ResourceRow.resource_type == query.resource_type,
+                                                ResourceRow.deleted.is_(False))
         for criterion in query.criteria:
-            stmt = stmt.where(_condition(query.resource_type, criterion))
-        order: list[Any] = []
-        for name, descending in query.sort:
-            column: Any = ResourceRow.last_updated if name == "_lastUpdated" else (
-                ResourceRow.id if name == "_id" else _date_key(query.resource_type, descending))
-            order.append(column.desc() if descending else column.asc())
-        order.append(ResourceRow.pk.asc())
-        stmt = stmt.execution_options(populate_existing=True)  # rows written through Core in this unit: as they are
+            matching = matching.where(_condition(query.resource_type, criterion))
+        sort: list[tuple[Any, bool]] = [
+            (ResourceRow.last_updated if name == "_lastUpdated" else
+             ResourceRow.id if name == "_id" else _date_key(query.resource_type, descending), descending)
+            for name, descending in query.sort]
+        # the sort keys travel with the keys (s0, s1, …), so that the page keeps its order once joined to its bodies
+        keys = matching.add_columns(*(column.label(f"s{i}") for i, (column, _) in enumerate(sort)))
+        if query.total:
+            keys = keys.add_columns(func.count().over().label("total"))
+        order = [column.desc() if descending else column.asc() for column, descending in sort]
+        page = keys.order_by(*order, ResourceRow.pk.asc()).offset(query.offset).limit(
+            max(query.count, 1) if query.total else query.count).subquery()
+        body = aliased(ResourceRow)
+        stmt = select(body, *([page.c.total] if query.total else [])).join(page, body.pk == page.c.pk).order_by(
+            *((page.c[f"s{i}"].desc() if descending else page.c[f"s{i}"].asc()) for i, (_, descending) in
+              enumerate(sort)), page.c.pk.asc())
+        # rows written through Core in this unit: as they are now
+        rows = self.session.execute(stmt.execution_options(populate_existing=True)).all()
         if not query.total:
-            rows = self.session.scalars(stmt.order_by(*order).offset(query.offset).limit(query.count))
-            return [StoredResource.of(r) for r in rows], None
-        counted = stmt.add_columns(func.count().over().label("total"))
-        page = self.session.execute(counted.order_by(*order).offset(query.offset).limit(max(query.count, 1))).all()
-        total = int(page[0].total) if page else 0
-        if not page and query.offset > 0:
-            total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        return [StoredResource.of(r[0]) for r in page[:query.count]], total
+            return [StoredResource.of(r[0]) for r in rows], None
+        total = int(rows[0].total) if rows else 0
+        if not rows and query.offset > 0:
+            total = self.session.scalar(select(func.count()).select_from(matching.subquery())) or 0
+        return [StoredResource.of(r[0]) for r in rows[:query.count]], total
 
     def by_keys(self, keys: list[str]) -> list[StoredResource]:
         """Current, not deleted resources named `Type/id`."""
