@@ -1,14 +1,17 @@
 """What the mapped elements mean: monitoring minutes counted as the REMS counts them, the weight-based dose as
-given (the prescribed one is the plan's), and esketamine coded for the route it was given by."""
+given (the prescribed one is the plan's), esketamine coded for the route it was given by, and the CTCAE grade in
+its own extension beside R4's three-level severity (clinical.md §7)."""
 from __future__ import annotations
 
-from factories import administration, esketamine_plan, esketamine_session
+from factories import administration, adverse_event, esketamine_plan, esketamine_session
 from mapping.support import canonical
 
 from service.mapping import Mapper, map_record, read_fhir
 
 MINUTES = "https://ketamine-fhir.org/fhir/StructureDefinition/post-dose-monitoring-minutes"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+CTCAE = "https://ketamine-fhir.org/fhir/StructureDefinition/adverse-event-ctcae-grade"
+SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
 
 
 def main(mapper: Mapper, kind: str, record: dict[str, object], role: str | None = None) -> dict[str, object]:
@@ -44,3 +47,14 @@ def test_esketamine_is_a_nasal_spray_only_when_given_nasally(mapper: Mapper) -> 
     order = main(mapper, "treatment-plan", esketamine_plan(route="subcutaneous", infusion_minutes=20,
                                                          dose={"value": 0.5, "unit": "mg/kg"}), "MedicationRequest")
     assert [c["code"] for c in order["medicationCodeableConcept"]["coding"]] == ["esketamine"]
+
+
+def test_the_ctcae_grade_travels_beside_the_severity_and_comes_back(mapper: Mapper) -> None:
+    """Grade 4 (life-threatening) is `severe` in R4's required three-level severity, as grades 3 and 5 are: the
+    grade goes in its own extension, the severity keeps one R4 code, and the record reads back with its grade."""
+    record = adverse_event(serious=True, seriousness_criteria=["life-threatening"], severity="severe", ctcae_grade=4)
+    mapped = map_record("adverse-event", canonical("adverse-event", record), mapper)
+    event = mapped.bundle["entry"][0]["resource"]
+    assert [e["valueInteger"] for e in event["extension"] if e["url"] == CTCAE] == [4]
+    assert [(c["system"], c["code"]) for c in event["severity"]["coding"]] == [(SEVERITY, "severe")]
+    assert read_fhir(mapped.bundle, mapper=mapper).record["ctcae_grade"] == 4

@@ -41,6 +41,8 @@ def adverse_event(source: str, **fields: Any) -> dict[str, Any]:
     session = golden_record("administration")
     record = golden_record("adverse-event", source=source, patient=golden_record("treatment-plan")["patient"],
                            administration_external_id=session["external_id"], external_id=f"ae-{uuid.uuid4()}")
+    if "severity" in fields and "ctcae_grade" not in fields:
+        record.pop("ctcae_grade", None)  # the golden event's grade 3 is severe (ket-21): another severity drops it
     record.update(fields)
     return {k: val for k, val in record.items() if val is not None}
 
@@ -105,3 +107,15 @@ def test_every_enumeration_value_reaches_the_ehr(hapi_server: HapiServer, fhir: 
     for value in values:
         record = adverse_event(session_source, **{field: value})
         same(record, push_and_read_back(hapi_server, fhir, record))
+
+
+@pytest.mark.parametrize("grade", [1, 2, 3, 4, 5])
+def test_each_ctcae_grade_reaches_the_ehr(hapi_server: HapiServer, fhir: requests.Session, session_source: str,
+                                          grade: int) -> None:
+    """Each CTCAE grade (v5.0: 1 mild, 2 moderate, 3 severe, 4 life-threatening, 5 death; clinical.md §7) with the
+    severity, seriousness and outcome it implies is accepted by HAPI and read back with its grade."""
+    severity = {1: "mild", 2: "moderate"}.get(grade, "severe")
+    serious = {4: ["life-threatening"], 5: ["death"]}.get(grade)
+    record = adverse_event(session_source, ctcae_grade=grade, severity=severity, serious=serious is not None,
+                           seriousness_criteria=serious, outcome="fatal" if grade == 5 else "resolved")
+    same(record, push_and_read_back(hapi_server, fhir, record))
