@@ -1,17 +1,21 @@
 """What the mapped elements mean: monitoring minutes counted as the REMS counts them, the weight-based dose as
 given (the prescribed one is the plan's), esketamine coded for the route it was given by, and the CTCAE grade in
-its own extension beside R4's three-level severity (clinical.md §7)."""
+its own extension beside R4's three-level severity (clinical.md §7), the REMS ready-to-leave time on the session's
+visit."""
 from __future__ import annotations
 
 from factories import administration, adverse_event, esketamine_plan, esketamine_session
 from mapping.support import canonical
 
+from service.domain import rules
+from service.domain.kinds import KINDS
 from service.mapping import Mapper, map_record, read_fhir
 
 MINUTES = "https://ketamine-fhir.org/fhir/StructureDefinition/post-dose-monitoring-minutes"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CTCAE = "https://ketamine-fhir.org/fhir/StructureDefinition/adverse-event-ctcae-grade"
 SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
+READY = "https://ketamine-fhir.org/fhir/StructureDefinition/ready-to-leave"
 
 
 def main(mapper: Mapper, kind: str, record: dict[str, object], role: str | None = None) -> dict[str, object]:
@@ -58,3 +62,20 @@ def test_the_ctcae_grade_travels_beside_the_severity_and_comes_back(mapper: Mapp
     assert [e["valueInteger"] for e in event["extension"] if e["url"] == CTCAE] == [4]
     assert [(c["system"], c["code"]) for c in event["severity"]["coding"]] == [(SEVERITY, "severe")]
     assert read_fhir(mapped.bundle, mapper=mapper).record["ctcae_grade"] == 4
+
+
+def test_the_ready_to_leave_time_is_the_visits_and_keeps_the_rems_rule_working(mapper: Mapper) -> None:
+    """The REMS form asks when the patient was judged ready to leave (clinical.md §2): the time goes on the session's
+    Encounter beside the end of monitoring, and a session read back from FHIR still shows monitoring ended before
+    the patient was ready (the esketamine-left-before-ready finding), as the record it came from did."""
+    session = esketamine_session(ready_to_leave_at="2026-03-02T11:20:00-05:00")
+    mapped = map_record("administration", canonical("administration", session), mapper)
+    by_type = {e["resource"]["resourceType"]: e["resource"] for e in mapped.bundle["entry"]}
+    visit = by_type["Encounter"]
+    assert [e["valueDateTime"] for e in visit["extension"] if e["url"] == READY] == ["2026-03-02T11:20:00-05:00"]
+    assert visit["period"]["end"] == "2026-03-02T11:05:00-05:00"
+    assert READY not in str(by_type["MedicationAdministration"])
+    back = read_fhir(mapped.bundle, mapper=mapper).record
+    assert back["ready_to_leave_at"] == "2026-03-02T11:20:00-05:00"
+    loaded = KINDS["administration"].schema().load(canonical("administration", back))
+    assert "esketamine-left-before-ready" in {i.rule for i in rules.check("administration", loaded, rules.NO_CONTEXT)}
