@@ -1,4 +1,4 @@
-"""Native fast paths for R4's Bundle invariants, whose FHIRPath walks every entry (bdl-3, -4, -7) or runs once per
+"""Native fast paths for R4's Bundle invariants, whose FHIRPath walks every entry (bdl-2, -3, -4, -7) or runs once per
 entry (bdl-5, -8): through FHIRPath they made an entry of a Bundle dearer than the same resource alone.
 
 Each answers exactly as its FHIRPath does (fhirpathpy's semantics, as fhirpath_compiled's), or None to defer to
@@ -102,6 +102,16 @@ def _version_id(entry: dict[str, Any]) -> str | None:
     return version if isinstance(version, str) else None
 
 
+def _searched_only_in_searchsets(node: Any, resource: Any) -> bool | None:
+    """bdl-2: `entry.search.empty() or (type = 'searchset')`. With no type the right side is empty, and
+    `false or {}` is empty, which fails the invariant."""
+    entries = _entries(node)
+    plain, kind = _bundle_type(node)
+    if entries is None or not plain:
+        return None
+    return kind == "searchset" or not any(_exists(e, "search") for e in entries)
+
+
 def _entry_has_content(node: Any, resource: Any) -> bool | None:
     """bdl-5: `resource.exists() or request.exists() or response.exists()`."""
     entry = _entry(node)
@@ -123,6 +133,7 @@ def _no_history_in_full_url(node: Any, resource: Any) -> bool | None:
 
 #: expression → fast path taking (node, %resource)
 BUNDLE: dict[str, Callable[[Any, Any], bool | None]] = {
+    "entry.search.empty() or (type = 'searchset')": _searched_only_in_searchsets,
     "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or "
     "%resource.type = 'history'))": _entries_say("request", frozenset({"batch", "transaction", "history"})),
     "entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' "

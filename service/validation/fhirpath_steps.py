@@ -98,7 +98,12 @@ def temporal_order(order: Callable[[Any, Any], bool], a: Any, b: Any) -> bool | 
     x, y = a[0], b[0]
     if not (type(x) is ResourceNode and type(y) is ResourceNode and x.path in TEMPORAL and y.path in TEMPORAL):
         return None
-    first, second = x.data, y.data
+    return text_order(x.data, y.data, order)
+
+
+def text_order(first: Any, second: Any, order: Callable[[Any, Any], bool] = operator.ge) -> bool | None:
+    """`first <op> second` on two temporal texts of the same shape (two dates, or two dateTimes to the second
+    with offsets); None for any other pair."""
     if not (isinstance(first, str) and isinstance(second, str)):
         return None
     try:

@@ -45,7 +45,7 @@ def _agree(invariants: Invariants, key: str, expression: str, bundle: Any) -> in
 
 def test_every_native_path_is_an_r4_bundle_invariant() -> None:
     assert set(_rules().values()) == set(BUNDLE)
-    assert set(_rules()) == {"bdl-3", "bdl-4", "bdl-5", "bdl-7", "bdl-8"}
+    assert set(_rules()) == {"bdl-2", "bdl-3", "bdl-4", "bdl-5", "bdl-7", "bdl-8"}
 
 
 def test_native_paths_agree_with_fhirpath_on_the_official_bundles() -> None:
@@ -73,16 +73,16 @@ _resource = st.one_of(st.none(), st.just([]), st.just("text"), st.fixed_dictiona
     {"resourceType": st.just("Patient")}, optional={"meta": _meta, "_meta": st.just({"id": "m"})}))
 _plain_entry = st.fixed_dictionaries({}, optional={
     "fullUrl": st.one_of(_text, st.none(), st.just(7), st.just([])), "resource": _resource, "request": _maybe,
-    "response": _maybe})
+    "response": _maybe, "search": _maybe})
 _odd_entry = st.fixed_dictionaries({}, optional={
     "_fullUrl": st.just({"id": "f"}), "_resource": st.just({"id": "r"}), "_request": _maybe,
-    "_response": st.just({"id": "s"}), "resourceType": st.just("Patient")})
+    "_response": st.just({"id": "s"}), "_search": st.just({"id": "s"}), "resourceType": st.just("Patient")})
 #: mostly plain entries, which the native paths answer; the odd ones (holders, non-objects) they defer
 _entry = st.one_of(_plain_entry, _plain_entry, _plain_entry, st.builds(lambda a, b: {**a, **b}, _plain_entry, _odd_entry),
                    st.none(), st.just("text"))
 _plain_bundle = st.fixed_dictionaries({"resourceType": st.just("Bundle")}, optional={
     "type": st.sampled_from(["batch", "transaction", "history", "batch-response", "transaction-response",
-                             "collection", "document", "", 5, None, []]),
+                             "collection", "document", "searchset", "", 5, None, []]),
     "entry": st.one_of(st.lists(_entry, max_size=4), st.lists(_plain_entry, max_size=4), st.none(), _entry)})
 bundles = st.one_of(_plain_bundle, _plain_bundle, st.builds(
     lambda b, odd: {**b, **odd}, _plain_bundle,
@@ -104,5 +104,7 @@ def test_generated_bundles_reach_the_native_answers() -> None:
         {"fullUrl": "http://x.org/Patient/1", "resource": {"resourceType": "Patient"}}]}
     answers = {key: [BUNDLE[e](n, plain) for n in (plain["entry"] if key in ENTRY_RULES else [plain])]
                for key, e in _rules().items()}
-    assert answers == {"bdl-3": [False], "bdl-4": [True], "bdl-7": [False], "bdl-5": [True, True],
+    assert answers == {"bdl-2": [True], "bdl-3": [False], "bdl-4": [True], "bdl-7": [False], "bdl-5": [True, True],
                        "bdl-8": [True, True]}
+    searched = {**plain, "entry": [{**plain["entry"][0], "search": {"mode": "match"}}]}
+    assert BUNDLE["entry.search.empty() or (type = 'searchset')"](searched, searched) is False
