@@ -152,8 +152,12 @@ def _extra(igs: list[Path]) -> list[Resource]:
             if ig.is_dir():
                 out += read_folder(ig)
             elif ig.suffix == ".tgz":
+                # A package's own ImplementationGuide is not one whose global profiles apply: the HL7 validator
+                # CLI loads a package's resources into its context but lists as guides only those it loads as
+                # loose files or folders (org.hl7.fhir.validation IgLoader.loadIg), as here.
                 package = Package.from_tgz(ig)
-                out += [r for r in package.resources() if r.get("resourceType") in CONFORMANCE_TYPES]
+                out += [r for r in package.resources() if r.get("resourceType") in CONFORMANCE_TYPES
+                        and r.get("resourceType") != "ImplementationGuide"]
             else:
                 doc = json.loads(ig.read_text(encoding="utf-8"))
                 if not isinstance(doc, dict) or doc.get("resourceType") not in CONFORMANCE_TYPES:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from cli.support import Done, kfhir
+from validation import global_cases
 
 from service.conformance.definitions import load
 from service.conformance.snapshot import with_snapshot
@@ -404,6 +405,45 @@ def test_ig_package_of_an_own_guide_adds_its_profile(tmp_path: Path) -> None:
     assert validate("--ig", tgz, dated).returncode == 0
     # our own profiles are still there beside it
     assert validate("--ig", tgz, INVALID / "ketamine-administration--no-route.json").returncode == 1
+
+
+def _judged(result: Done, files: dict[str, Path]) -> dict[str, list[str]]:
+    """file name → the expressions of its errors, from `validate --format json` over `files` (in that order)."""
+    doc = outcome(result)
+    outcomes = [doc] if doc["resourceType"] == "OperationOutcome" else [e["resource"] for e in doc["entry"]]
+    return {name: [x for i in o["issue"] if i["severity"] == "error" for x in i.get("expression", [])]
+            for name, o in zip(files, outcomes, strict=True)}
+
+
+def test_a_guides_global_profiles_hold_resources_of_their_type_to_them(tmp_path: Path) -> None:
+    """Plan-Net 1.2.0 as published (tests/validation/global_cases.py): without a guide declaring its profiles global
+    its examples, meta.profile removed, are judged by R4 alone; with one, by Plan-Net's profile of their type."""
+    files = {name: write(tmp_path / f"{name}.json", doc) for name, (_, doc, _) in global_cases.cases().items()}
+    plain = validate("--format", "json", "--ig", global_cases.package(), *files.values())
+    assert plain.returncode == 0, plain.stdout
+    guide = write(tmp_path / "guide" / "ImplementationGuide-plan-net-global.json", global_cases.global_guide())
+    for loaded in (guide, guide.parent):  # the guide as a file, and in a folder
+        judged = _judged(validate("--format", "json", "--ig", global_cases.package(), "--ig", loaded,
+                                  *files.values()), files)
+        for name, (kind, _, accepted) in global_cases.cases().items():
+            required = global_cases.TYPES[kind][1]
+            assert judged[name] == ([] if accepted else [f"{kind}.{required}"]), name
+
+
+def test_a_packages_own_guide_makes_no_profile_global(tmp_path: Path) -> None:
+    """As the HL7 validator CLI: the ImplementationGuide inside a package loaded with --ig is not one whose global
+    profiles apply (IgLoader lists only guides loaded as files or folders)."""
+    with tarfile.open(global_cases.package(), "r:gz") as tar:
+        raw = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    guide_name = "package/ImplementationGuide-hl7.fhir.us.davinci-pdex-plan-net.json"
+    guide = json.loads(raw[guide_name]) | {"global": global_cases.global_guide()["global"]}
+    package = tmp_path / "plan-net-with-global.tgz"
+    package.write_bytes(tgz({**raw, guide_name: json.dumps(guide).encode()}))
+    files = {name: write(tmp_path / f"{name}.json", doc) for name, (_, doc, _) in global_cases.cases().items()}
+    result = validate("--format", "json", "--ig", package, *files.values())
+    assert result.returncode == 0, result.stdout
+    loose = write(tmp_path / "ImplementationGuide-loose.json", guide)  # the same guide as a file: it applies
+    assert validate("--ig", package, "--ig", loose, files["Location-without-status"]).returncode == 1
 
 
 def test_ig_that_is_not_a_conformance_resource_is_a_usage_error() -> None:
