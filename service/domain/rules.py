@@ -126,6 +126,13 @@ def plan_trd_trials(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
                       f"{TRD_MIN_TRIALS} antidepressant trials; {trials} recorded", "trd-trials")
 
 
+def plan_goals(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
+    """A goal's baseline is a score on the goal's own scale (response and remission are judged against it)."""
+    for i, goal in enumerate(plan.get("goals") or []):
+        if goal.get("baseline") is not None:
+            yield from score_in_range(goal["measure"], goal["baseline"], f"goals[{i}].baseline")
+
+
 def plan_clinical(plan: Record, ctx: RuleContext) -> Iterator[Issue]:
     yield from plan_rules.plan_findings(plan)
 
@@ -224,7 +231,8 @@ def assessment_score(rec: Record, ctx: RuleContext) -> Iterator[Issue]:
 
 
 RULES: dict[str, tuple[Rule, ...]] = {
-    "treatment-plan": (plausible("treatment-plan"), plan_period, plan_dose, plan_trd_trials, plan_clinical),
+    "treatment-plan": (plausible("treatment-plan"), plan_period, plan_dose, plan_trd_trials, plan_goals,
+                       plan_clinical),
     "administration": (plausible("administration"), session_times, session_status, session_scores,
                        session_clinical),
     "adverse-event": (plausible("adverse-event"), ae_seriousness, ae_description, ae_onset),

@@ -13,7 +13,7 @@ from typing import Any
 from marshmallow import Schema, fields
 
 from service.domain.kinds import KINDS
-from service.mapping.spec import Role, Spec, branch, lookup, put
+from service.mapping.spec import Role, Spec, branch, field_path, lookup, put
 
 #: Fields that name the record itself; they become the business identifier, not an element.
 IDENTITY = ("external_id", "source")
@@ -50,7 +50,7 @@ def mapped_fields(spec: Spec) -> dict[str, list[str]]:
         base = role_base(role)
         for rule in role.rules:
             for name in ([rule.field] if rule.field else []) + list(rule.fields):
-                out.setdefault(base + name, []).append(f"{role.type}.{rule.to}")
+                out.setdefault(field_path(base, name), []).append(f"{role.type}.{rule.to}")
     return out
 
 

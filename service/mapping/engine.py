@@ -19,7 +19,7 @@ from service.mapping.identity import RecordKey, stable_id
 from service.mapping.narrative import narrative
 from service.mapping.paths import ElementPath, PathCompiler, clone
 from service.mapping.payload import Payload
-from service.mapping.spec import Role, Rule, Spec, branch, lookup, put
+from service.mapping.spec import Role, Rule, Spec, branch, field_path, lookup, put
 from service.mapping.transforms import MappingError, codes_only, forward, reverse
 from service.search.parameters import escape
 
@@ -110,7 +110,8 @@ class Mapper:
             for rule in each.role.rules:
                 if rule.when is not None and not rule.when.holds(each.scope, record):
                     continue
-                fields = tuple(each.base + name for name in ([rule.field] if rule.field else list(rule.fields)))
+                names = [rule.field] if rule.field else list(rule.fields)
+                fields = tuple(field_path(each.base, name) for name in names)
                 try:
                     value = forward(rule, each.scope, links)
                 except (MappingError, ConceptError) as exc:  # a local code no concept map knows: that field's fault
@@ -327,6 +328,7 @@ class _ForwardLinks:
         self.mapper = mapper
         self.spec = spec
         self.source = record.get("source", "default")
+        self.record = record
         self.made = made
 
     def references(self, role: str) -> list[dict[str, Any]]:
@@ -346,6 +348,7 @@ class _ReverseLinks:
     def __init__(self, mapper: Mapper, found: Payload) -> None:
         self.concepts = mapper.concepts
         self.found = found
+        self.record: dict[str, Any] = {}  # reverse reads FHIR, never the record
 
     def references(self, role: str) -> list[dict[str, Any]]:
         raise NotImplementedError  # reverse never makes references

@@ -11,7 +11,7 @@ from typing import Any
 
 from service.mapping.concepts import LOCAL_BASE, ConceptIndex
 from service.mapping.coverage import role_base
-from service.mapping.spec import Role, Rule, Spec
+from service.mapping.spec import Role, Rule, Spec, field_path
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def rows(spec: Spec, concepts: ConceptIndex) -> list[Row]:
         label = _role_label(role)
         base = role_base(role)
         for rule in role.rules:
-            sources = [base + f for f in ([rule.field] if rule.field else list(rule.fields))]
+            sources = [field_path(base, f) for f in ([rule.field] if rule.field else list(rule.fields))]
             conditions = [c.text for c in (role.when, rule.when) if c is not None]
             if rule.reversible:
                 direction = "both ways"
@@ -215,7 +215,8 @@ def _rule_index(spec: Spec) -> dict[str, Rule]:
     out: dict[str, Rule] = {}
     for role in spec.roles:
         for rule in role.rules:
-            source = role_base(role) + (rule.field or "+".join(rule.fields) or "—")
+            names = [rule.field] if rule.field else list(rule.fields)
+            source = "+".join(field_path(role_base(role), n) for n in names) or "—"
             key = f"{role.type} ({role.role}): {source} → {rule.to}"
             out[key] = rule
     return out

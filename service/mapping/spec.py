@@ -23,7 +23,7 @@ from service.resources import data_dir
 
 TRANSFORMS = {
     "copy", "date", "datetime", "quantity", "concept", "lookup", "fixed", "reference",
-    "record-reference", "minutes-between", "ratio", "template",
+    "record-reference", "minutes-between", "ratio", "template", "scaled", "course-length",
 }
 #: Keys a rule may carry besides its transform's parameters.
 RULE_KEYS = {"field", "fields", "to", "transform", "why", "when", "one_way", "each"}
@@ -38,9 +38,11 @@ PARAMS = {
     "minutes-between": set(),
     "ratio": {"unit", "digits"},
     "template": {"text"},
+    "scaled": {"factor", "unit"},
+    "course-length": set(),
 }
 #: Transforms that produce a value from no single field, or only structure: never read back.
-DERIVED = {"fixed", "reference", "minutes-between", "ratio", "template"}
+DERIVED = {"fixed", "reference", "minutes-between", "ratio", "template", "scaled", "course-length"}
 _CONDITION = re.compile(r"^(not )?([\w.$\[\]]+)(?: (==|!=) (\S+))?$")
 
 
@@ -189,6 +191,16 @@ def lookup(data: Any, dotted: str) -> Any:
     return node
 
 
+def read(scope: Any, record: dict[str, Any], name: str) -> Any:
+    """A rule's field: `$.period.end` in the whole record, any other name in the rule's scope (a list item)."""
+    return lookup(record, name[2:]) if name.startswith("$.") else lookup(scope, name)
+
+
+def field_path(base: str, name: str) -> str:
+    """The record field a rule's field names: `goals[0].baseline` from base `goals[0].`, `period.end` from `$.`."""
+    return name[2:] if name.startswith("$.") else base + name
+
+
 def branch(data: dict[str, Any], dotted: str) -> dict[str, Any]:
     """The object at `screening.baseline_bp` in nested dicts, made (empty) where it is missing."""
     node = data
@@ -319,6 +331,9 @@ def _rule(data: Any, where: str) -> Rule:
         raise SpecError(f"{where}: every rule names its target (`to`) and its reason (`why`)")
     if transform not in DERIVED and "field" not in data:
         raise SpecError(f"{where}: a {transform} rule reads a `field`")
+    if transform not in DERIVED and str(data["field"]).startswith("$.") and "one_way" not in data:
+        raise SpecError(f"{where}: a rule reading the whole record (`$.`) writes a copy; it is read back elsewhere, "
+                        "so it says `one_way`")
     params = {k: v for k, v in data.items() if k in PARAMS[transform]}
     if transform == "concept" and "map" not in params:
         raise SpecError(f"{where}: a concept rule names its `map` (a local code system)")

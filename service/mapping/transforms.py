@@ -1,13 +1,14 @@
 """The transforms a rule names, each with its forward (record → FHIR) and reverse direction."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
 from service.fhirjson import matches_pattern
 from service.mapping.concepts import ConceptIndex
-from service.mapping.spec import Rule, lookup
+from service.mapping.spec import Rule, read
 
 UCUM = "http://unitsofmeasure.org"
 Json = Any
@@ -27,6 +28,7 @@ class Links(Protocol):
     """What a transform may ask of the mapping in progress."""
 
     concepts: ConceptIndex
+    record: dict[str, Any]   # the whole record, which `$.` fields read (a goal's rule reading the plan's period)
 
     def references(self, role: str) -> list[dict[str, Any]]: ...
 
@@ -47,9 +49,9 @@ def forward(rule: Rule, scope: Any, links: Links) -> Json:
         if not refs:
             return None
         return refs if rule.each else refs[0]
-    if transform in ("minutes-between", "ratio", "template"):
-        return _DERIVED[transform](rule, scope)
-    value = lookup(scope, rule.field or "")
+    if transform in _DERIVED:
+        return _DERIVED[transform](rule, scope, links)
+    value = read(scope, links.record, rule.field or "")
     if value is None or value == []:
         return None
     if rule.each:
@@ -101,16 +103,16 @@ def _record_reference(rule: Rule, value: Any, links: Links) -> Json:
     return links.record_reference(rule.params["kind"], rule.params.get("role"), str(value))
 
 
-def _minutes_between(rule: Rule, scope: Any) -> Json:
-    start, end = (lookup(scope, name) for name in rule.fields)
+def _minutes_between(rule: Rule, scope: Any, links: Links) -> Json:
+    start, end = (read(scope, links.record, name) for name in rule.fields)
     if start is None or end is None:
         return None
     seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
     return int(seconds // 60) if seconds >= 0 else None
 
 
-def _ratio(rule: Rule, scope: Any) -> Json:
-    top, bottom = (lookup(scope, name) for name in rule.fields)
+def _ratio(rule: Rule, scope: Any, links: Links) -> Json:
+    top, bottom = (read(scope, links.record, name) for name in rule.fields)
     if top is None or not bottom:
         return None
     unit = rule.params["unit"]
@@ -118,7 +120,29 @@ def _ratio(rule: Rule, scope: Any) -> Json:
             "code": unit}
 
 
-def _template(rule: Rule, scope: Any) -> Json:
+def _scaled(rule: Rule, scope: Any, links: Links) -> Json:
+    """A UCUM Quantity of one field's value times `factor` (half a baseline score), unrounded."""
+    (value,) = (read(scope, links.record, name) for name in rule.fields)
+    if value is None:
+        return None
+    scaled = value * rule.params["factor"]
+    unit = rule.params["unit"]
+    return {"value": int(scaled) if float(scaled).is_integer() else scaled, "unit": unit, "system": UCUM,
+            "code": unit}
+
+
+def _course_length(rule: Rule, scope: Any, links: Links) -> Json:
+    """How long `sessions` take at `count` per `period` `unit`: whole periods until the last session's, as a UCUM
+    Duration (7 sessions at 2 a week fall in 4 weeks); None when any of the four is missing."""
+    sessions, count, period, unit = (read(scope, links.record, name) for name in rule.fields)
+    if not sessions or not count or not period or not unit:
+        return None
+    length = math.ceil(sessions / count) * period
+    return {"value": int(length) if float(length).is_integer() else length, "unit": unit, "system": UCUM,
+            "code": unit}
+
+
+def _template(rule: Rule, scope: Any, links: Links) -> Json:
     text: str = rule.params["text"]
     try:
         return text.format_map({k: v for k, v in scope.items() if v is not None})
@@ -130,8 +154,9 @@ _FORWARD: dict[str, Callable[[Rule, Any, Links], Json]] = {
     "copy": _copy, "date": _copy, "datetime": _copy, "quantity": _quantity, "concept": _concept,
     "lookup": _lookup, "record-reference": _record_reference,
 }
-_DERIVED: dict[str, Callable[[Rule, Any], Json]] = {
-    "minutes-between": _minutes_between, "ratio": _ratio, "template": _template,
+_DERIVED: dict[str, Callable[[Rule, Any, Links], Json]] = {
+    "minutes-between": _minutes_between, "ratio": _ratio, "template": _template, "scaled": _scaled,
+    "course-length": _course_length,
 }
 
 

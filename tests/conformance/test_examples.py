@@ -13,7 +13,8 @@ resource-level invariant). HAPI reports an issue at `location`/`expression`, e.g
 with the manifest when that normalised location equals `path`, or when it is an ancestor of `path` and the
 message names the rest of it: HAPI reports a missing element or an unknown property at the parent
 ("MedicationAdministration.context: minimum required = 1" at `MedicationAdministration`, "Unrecognized property
-'lotNumber'"). For rule=invariant the messageId or the message must also name the key.
+'lotNumber'"), a choice element by its JSON property ("The type of element detailQuantity is not known" at
+`Goal.target`). For rule=invariant the messageId or the message must also name the key.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ CANONICAL = "https://ketamine-fhir.org/fhir/StructureDefinition/"
 
 PROFILE_IDS = ("ketamine-treatment-plan", "ketamine-indication", "ketamine-protocol-order", "ketamine-administration",
                "ketamine-session-monitoring", "ketamine-outcome-score", "ketamine-adverse-event",
-               "ketamine-safety-flag", "ketamine-concurrent-medication")
+               "ketamine-safety-flag", "ketamine-concurrent-medication", "ketamine-treatment-goal")
 RULES = ("cardinality", "fixed", "pattern", "binding", "invariant", "reference-target", "type", "unknown-element",
          "extension")
 #: Rules whose examples are not R4 at all, so fhir.resources must reject them (see test_broken_structure...).
@@ -236,13 +237,19 @@ def _names(text: str, words: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(words)}(?![\w-])", text) is not None
 
 
+def _names_choice(text: str, words: str) -> bool:
+    """The message names a choice element by its JSON property: `detailQuantity` for `detail`."""
+    return re.search(rf"(?<![\w-]){re.escape(words)}[A-Z]\w*(?![\w-])", text) is not None
+
+
 def at_path(issue: dict[str, Any], path: str) -> bool:
     message = _normalise(re.sub(r"(?<=\w):[A-Za-z][\w-]*", "", issue["message"]))  # slice names
     for where in filter(None, (issue.get("location"), issue.get("expression"))):
         location = _normalise(where)
         if location == path:
             return True
-        if path.startswith(location + ".") and _names(message, path[len(location) + 1:]):
+        rest = path[len(location) + 1:]
+        if path.startswith(location + ".") and (_names(message, rest) or _names_choice(message, rest)):
             return True
     return False
 

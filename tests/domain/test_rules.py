@@ -278,3 +278,14 @@ def test_hamd17_total_is_0_to_52() -> None:  # clinical.md §3: 17 items rated 0
 def test_cssrs_ideation_severity_is_0_to_5() -> None:
     assert findings("assessment", assessment(instrument="cssrs", score=5)) == [("high", "cssrs-ideation", "score")]
     assert errors("assessment", assessment(instrument="cssrs", score=6)) == [("error", "score-range", "score")]
+
+
+@pytest.mark.parametrize("measure, top", [("madrs", 60), ("phq9", 27), ("qids-sr16", 27), ("hamd17", 52),
+                                          ("cssrs", 5)])
+def test_a_goals_baseline_is_a_score_of_its_instrument(measure: str, top: int) -> None:
+    """The baseline response and remission are judged against is a score on the goal's scale (the ranges of
+    DOMAIN.md's assessment scores, clinical.md §3): one above the scale's top is a data error."""
+    goal = {"measure": measure, "target": "response"}
+    assert findings("treatment-plan", treatment_plan(goals=[{**goal, "baseline": top}])) == []
+    assert findings("treatment-plan", treatment_plan(goals=[goal, {**goal, "baseline": top + 1}])) == [
+        ("error", "score-range", "goals[1].baseline")]

@@ -102,9 +102,7 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
         "frequency": draw(optional(st.fixed_dictionaries({"count": st.integers(1, 3), "period": st.sampled_from([1, 2]),
                                                           "period_unit": st.sampled_from(v.PERIOD_UNITS)}))),
         "period": _drop_none({"start": str(start), "end": end}),
-        "goals": draw(optional(st.lists(st.fixed_dictionaries(
-            {"measure": st.sampled_from(v.GOAL_MEASURES), "target": st.sampled_from(v.GOAL_TARGETS)},
-            optional={"baseline": st.integers(0, 27)}), max_size=3))),
+        "goals": draw(optional(st.lists(goals(), max_size=3))),
         "concurrent_therapy": draw(optional(st.fixed_dictionaries({"psychotherapy": st.sampled_from(["CBT", None])},
             optional={"antidepressants": st.lists(st.fixed_dictionaries(
                 {"name": names}, optional={"rxnorm": st.from_regex(r"[1-9][0-9]{3,6}", fullmatch=True)}),
@@ -118,6 +116,13 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
         "prescriber": draw(optional(person())),
     }
     return _drop_none(record)
+
+
+def goals() -> st.SearchStrategy[dict[str, Any]]:
+    """A goal; its baseline, when given, a score on the goal's own scale (rules.plan_goals)."""
+    return st.sampled_from(v.GOAL_MEASURES).flatmap(lambda measure: st.fixed_dictionaries(
+        {"measure": st.just(measure), "target": st.sampled_from(v.GOAL_TARGETS)},
+        optional={"baseline": st.integers(*SCORE_RANGES[measure])}))
 
 
 def _screened(draw: st.DrawFn, code: str) -> dict[str, Any]:

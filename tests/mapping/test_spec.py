@@ -64,6 +64,8 @@ def test_person_templates_expand_with_their_record_field() -> None:
     ({"resources": [{"role": "x", "type": "Observation", "rules": [{**RULE, "when": "a ~= b"}]}]},
      "cannot read condition"),
     ({"resources": [{"role": "x", "use": "nobody"}]}, "no template 'nobody'"),
+    ({"resources": [{"role": "x", "type": "Observation", "rules": [{**RULE, "field": "$.period.end"}]}]},
+     "says `one_way`"),  # a copy of the whole record's field is read back where the record's own rule is
     ({"resources": [{"role": "x", "type": "Observation", "rules": []}, {"role": "x", "type": "Patient", "rules": []}]},
      "role names repeat"),
 ])
