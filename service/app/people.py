@@ -11,10 +11,9 @@ version without a field leaves the value its older version gave.
 
 The mapped Bundle's person entry then carries the person as now known: a conditional create when the person is
 new, a conditional update (`PUT Patient?identifier=system|value`, R4 http.html#cond-update) when this record
-changes it, so our store and the EHRs the outbox sends to hold the same current person (the outbox worker
-sends each job's people as held at send time, service/exchange/people.py). A conditional update
-replaces the EHR's resource: elements only the EHR holds (its address, telecom) would be lost there; PATCH
-would keep them but not every EHR takes it in a transaction.
+changes it (our store keeps a new version). The outbox worker does not send these requests as written: it
+sends each job's people as held at send time, merged into the EHR's own resource by a version-aware update, so
+that what only the EHR holds (an address, a phone) stays there (service/exchange/people.py).
 """
 from __future__ import annotations
 

@@ -192,6 +192,8 @@ class FhirClient:
             request = entry["request"]
             resource = rewrite_references(entry["resource"], names)
             headers = {"If-None-Exist": request["ifNoneExist"]} if request.get("ifNoneExist") else {}
+            if request.get("ifMatch"):
+                headers["If-Match"] = request["ifMatch"]
             answer = self.request(request["method"], request["url"], resource, headers)
             if answer.status_code not in (200, 201):
                 raise error_of(request["method"], request["url"], answer)
@@ -331,9 +333,11 @@ def _id_of(location: str | None) -> str | None:
 
 
 def is_person(entry: dict[str, Any]) -> bool:
-    """A person entry: a conditional create, or the conditional update of a person a record changed."""
+    """A person entry: a conditional create, the conditional update of a person a record changed, or the
+    version-aware update of the EHR's own person (service/exchange/people.py); only people carry `ifMatch`."""
     request = entry["request"]
-    return bool(request.get("ifNoneExist")) or (request["method"] == "PUT" and "?" in request["url"])
+    return bool(request.get("ifNoneExist")) or (request["method"] == "PUT" and (
+        "?" in request["url"] or bool(request.get("ifMatch"))))
 
 
 def dependency_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

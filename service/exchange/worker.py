@@ -6,8 +6,9 @@ Retry-After); 409 too (someone wrote in between: sending the newest version agai
 request matched several resources on the EHR, which needs a person. A heartbeat keeps the lease
 while a push runs, so only a worker that vanished loses its jobs to another. Logs name the job and the
 HTTP status only: the server's messages may quote patient data, so they stay in the job (the API shows them).
-A job's Patient and Practitioner go as our store holds them when it is sent, not when it was written
-(service/exchange/people.py), so jobs delivered out of order never put an older person back at the EHR.
+A job's Patient and Practitioner go as our store holds them when it is sent, not when it was written, merged
+into the EHR's own (service/exchange/people.py): jobs delivered out of order never put an older person back at
+the EHR, and what only the EHR holds of a person (an address, a phone) stays.
 """
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ from typing import Any
 from service.exchange.client import FhirClient, FhirError, Written
 from service.exchange.endpoints import Endpoint, EndpointError
 from service.exchange.outbox import Failure, Job, Outbox
-from service.exchange.people import current_people
+from service.exchange.people import current_people, merged_at
 from service.exchange.workers import BEAT_S, Workers
 
 log = logging.getLogger(__name__)
 #: How often a running worker looks at the database's endpoints (one added, enabled or disabled since).
 REFRESH_S = 5.0
+#: How often a person is read and merged again when someone else wrote it between our read and our write.
+MERGE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -174,8 +177,7 @@ class Worker:
         endpoint = self.endpoints[job.endpoint]
         failure: Failure | None = None
         try:
-            # the people as held now, not as when the job was written (exchange/people.py: order-proof)
-            written = self.clients[job.endpoint].push(current_people(self.outbox.engine, job.payload), endpoint.mode)
+            written = self._push(self.clients[job.endpoint], job, endpoint.mode)
         except FhirError as exc:
             state, failure = self._failed(job, exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the job: it stays, and says why
@@ -189,6 +191,19 @@ class Worker:
         if self.observer is not None:
             self.observer(job, state, failure)
         return state
+
+    def _push(self, client: FhirClient, job: Job, mode: str) -> list[Written]:
+        """The job's Bundle, its people as held now and merged into the EHR's (service/exchange/people.py); a
+        person another client changed between our read and our write is read and merged again."""
+        payload, tries = current_people(self.outbox.engine, job.payload), 0
+        while True:
+            merged, tries = merged_at(client, payload), tries + 1
+            try:
+                return client.push(merged, mode)
+            except FhirError as exc:
+                versioned = any(e["request"].get("ifMatch") for e in merged["entry"])
+                if not (exc.conflict and versioned and tries < MERGE_TRIES):
+                    raise
 
     def _failed(self, job: Job, exc: FhirError) -> tuple[str, Failure]:
         failure = Failure(exc.message, exc.status, exc.outcome)

@@ -33,6 +33,8 @@ def worker(runtime: Runtime, outbox: Outbox | None = None, **backoff: Any) -> Wo
 
 
 def one_job(runtime: Runtime) -> Job:
+    """A job of a new patient: the worker's search for the EHR's own Patient finds none (then it pushes)."""
+    responses.get(f"{EHR}/Patient", json={"resourceType": "Bundle", "type": "searchset", "total": 0})
     runtime.intake.submit("assessment", assessment())
     (job,) = runtime.outbox.list(JobQuery(endpoint="ehr"))
     return job
@@ -104,7 +106,7 @@ def test_refusals_are_dead_letters_with_the_outcome(exchange_runtime: Runtime, c
     job = one_job(exchange_runtime)
     responses.post(EHR, **reply)
     assert worker(exchange_runtime).drain().dead == 1
-    assert len(responses.calls) == 1  # no retry: sending the same thing again cannot help
+    assert [c.request.method for c in responses.calls] == ["GET", "POST"]  # no retry: it cannot help
     dead = exchange_runtime.outbox.get(job.pk)
     assert dead.state == "dead" and says in (dead.last_error or "")
     if "json" in reply and reply["status"] != 412:

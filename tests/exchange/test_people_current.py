@@ -128,3 +128,27 @@ def test_a_job_sends_the_patient_as_held_when_it_is_sent(exchange_runtime: Runti
     assert [e for e in sent["entry"] if e["resource"]["resourceType"] != "Patient"] == \
         [e for e in first["entry"] if e["resource"]["resourceType"] != "Patient"]  # the rest as written
     assert current_people(exchange_runtime.engine, second) == second
+
+
+def test_our_person_is_laid_over_the_ehrs_and_blanks_nothing_it_holds() -> None:
+    """service/exchange/people.merge: our elements replace theirs; identifiers, other names, the name's prefix,
+    their tags and everything we do not send are kept; the narrative goes when data changes."""
+    from service.exchange.people import merge
+
+    theirs = {"resourceType": "Patient", "id": "77", "meta": {"versionId": "4", "tag": [{"system": "s", "code": "x"}]},
+              "text": {"status": "generated", "div": "<div>Ms Ada Okafor</div>"},
+              "identifier": [{"system": "h", "value": "1"}, {"system": "m", "value": "2"}],
+              "name": [{"use": "official", "family": "Okafor", "given": ["Ada"], "prefix": ["Ms"]},
+                       {"use": "maiden", "family": "Eze"}],
+              "gender": "female", "telecom": [{"system": "phone", "value": "1"}]}
+    ours = {"resourceType": "Patient", "meta": {"tag": [{"system": "k", "code": "v"}]},
+            "identifier": [{"system": "m", "value": "2"}], "name": [{"family": "Okafor-Reyes", "given": ["Ada"]}],
+            "birthDate": "1971-02-03"}
+    assert merge(theirs, ours) == {
+        "resourceType": "Patient", "id": "77", "meta": {"tag": [{"system": "s", "code": "x"}, {"system": "k", "code": "v"}]},
+        "identifier": theirs["identifier"],
+        "name": [{"use": "official", "prefix": ["Ms"], "family": "Okafor-Reyes", "given": ["Ada"]},
+                 {"use": "maiden", "family": "Eze"}],
+        "gender": "female", "telecom": theirs["telecom"], "birthDate": "1971-02-03"}
+    same = {k: v for k, v in ours.items() if k != "birthDate"} | {"name": [{"family": "Okafor", "given": ["Ada"]}]}
+    assert merge(theirs, same) is theirs  # nothing new: their resource as it is, narrative and all

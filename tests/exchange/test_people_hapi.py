@@ -1,5 +1,6 @@
 """People kept current at a real EHR (HAPI FHIR 8.8.0 JPA, tests/peers): whatever order the outbox's jobs are
-delivered in, the EHR ends with the person as we hold it now (service/exchange/people.py)."""
+delivered in, the EHR ends with the person as we hold it now, merged into its own Patient so that what only the
+EHR holds (an address, a phone, its own identifiers) stays (service/exchange/people.py)."""
 from __future__ import annotations
 
 import uuid
@@ -28,6 +29,7 @@ class Ehr:
         self.worker = Worker(runtime.outbox, runtime.endpoints.all())
         self.client = FhirClient(base_url, timeout=120)
         self.mrn = {"system": MRN_SYSTEM, "value": f"P5-{uuid.uuid4().hex[:10]}"}
+        self.base_url = base_url
         self.source = f"p5-{uuid.uuid4().hex[:8]}"
 
     def send(self, external_id: str, at: str, **demographics: Any) -> None:
@@ -64,3 +66,69 @@ def test_jobs_delivered_out_of_order_leave_the_ehr_with_the_current_patient(ehr:
     held = ehr.patient()
     assert (held["name"], held["gender"], held["birthDate"]) == ([{"family": "Late", "given": ["Ada"]}], "female",
                                                                  "1971-02-03")
+
+
+#: what the hospital's registration holds of the patient and a clinic record never carries
+REGISTERED = {"address": [{"line": ["1 Harbour Road"], "city": "Portsmouth", "postalCode": "PO1 2AB"}],
+              "telecom": [{"system": "phone", "value": "+44 23 9200 0000", "use": "home"}]}
+HOSPITAL_ID = {"system": "https://hospital.example/patient-id", "value": "H-778"}
+
+
+def register(ehr: Ehr, **more: Any) -> dict[str, Any]:
+    """The patient as the hospital's registration created it at the EHR, another client than ours."""
+    patient = {"resourceType": "Patient", "identifier": [ehr.mrn, HOSPITAL_ID], **REGISTERED,
+               "name": [{"use": "official", "family": "Okafor", "given": ["Ada"], "prefix": ["Ms"]},
+                        {"use": "nickname", "given": ["Dee"]}], **more}
+    made: dict[str, Any] = ehr.client.json("POST", "Patient", patient)
+    return made
+
+
+def test_our_update_keeps_what_only_the_ehr_holds(ehr: Ehr) -> None:
+    """A new family name from the clinic reaches the EHR's Patient; its address, phone, hospital identifier,
+    nickname and the prefix of its name stay; birth date and sex, which it lacked, are filled."""
+    register(ehr)
+    ehr.send("asmt-1", "2026-03-05T10:00:00+00:00", name={"family": "Okafor-Reyes", "given": ["Ada"]},
+             birth_date="1971-02-03", sex="female")
+    assert ehr.worker.drain().done == 1
+    held = ehr.patient()
+    assert held["name"] == [{"use": "official", "family": "Okafor-Reyes", "given": ["Ada"], "prefix": ["Ms"]},
+                            {"use": "nickname", "given": ["Dee"]}]
+    assert (held["birthDate"], held["gender"]) == ("1971-02-03", "female")
+    assert {k: held[k] for k in REGISTERED} == REGISTERED
+    assert held["identifier"] == [ehr.mrn, HOSPITAL_ID]
+    assert held["meta"]["versionId"] == "2"
+    ehr.send("asmt-2", "2026-03-06T10:00:00+00:00")  # nothing new about the patient: no new version there
+    assert ehr.worker.drain().done == 1 and ehr.patient()["meta"]["versionId"] == "2"
+
+
+class Interleaved(FhirClient):
+    """Our worker's client, with the hospital's clerk changing the patient at the EHR right after our first read
+    of it (between our read and our write: what If-Match is for)."""
+
+    def __init__(self, base_url: str, clerk: Any) -> None:
+        super().__init__(base_url, timeout=120)
+        self.clerk = clerk
+
+    def search(self, resource_type: str, params: Any) -> Iterator[dict[str, Any]]:
+        yield from super().search(resource_type, params)
+        if resource_type == "Patient" and self.clerk is not None:
+            clerk, self.clerk = self.clerk, None
+            clerk()
+
+
+def test_a_write_between_our_read_and_our_update_is_kept(ehr: Ehr) -> None:
+    """The clerk adds a mobile number after our read: our versioned update is refused (HAPI: 409), read again and
+    merged again, so the EHR ends with the clerk's number and our name."""
+    made = register(ehr)
+    mobile = {"system": "phone", "value": "+44 7700 900000", "use": "mobile"}
+
+    def clerk() -> None:
+        ehr.client.json("PUT", f"Patient/{made['id']}", {**made, "telecom": [*made["telecom"], mobile]})
+
+    ehr.worker.clients["hapi"] = Interleaved(ehr.base_url, clerk)
+    ehr.send("asmt-1", "2026-03-05T10:00:00+00:00", name={"family": "Okafor-Reyes", "given": ["Ada"]})
+    assert ehr.worker.drain().done == 1
+    held = ehr.patient()
+    assert held["telecom"] == [*REGISTERED["telecom"], mobile]
+    assert held["name"][0]["family"] == "Okafor-Reyes"
+    assert held["meta"]["versionId"] == "3"  # registered, the clerk's update, ours

@@ -1,6 +1,7 @@
 """A small real HTTP server playing three EHRs on one loopback port, for the console's exchange tests: `/ok`
 answers a transaction like a FHIR server (every entry 201 Created), `/refusing` refuses it with 422 and an
-OperationOutcome pointing into the Bundle, `/down` answers 503 (in maintenance). HAPI would accept our Bundles;
+OperationOutcome pointing into the Bundle, `/down` answers 503 (in maintenance). Searches (the worker looks for
+the EHR's own Patient before it writes one) find nothing, but at `/down`. HAPI would accept our Bundles;
 these are the failures an admin must see, produced by a real server over a real socket."""
 from __future__ import annotations
 
@@ -36,6 +37,12 @@ class _Handler(BaseHTTPRequestHandler):
             entries = [{"response": {"status": "201 Created", "location": f"{e['resource']['resourceType']}/"
                                      f"srv-{i}/_history/1"}} for i, e in enumerate(body.get("entry") or [])]
             self._send(200, {"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        if self.path.startswith("/down"):
+            self._send(503, MAINTENANCE)
+        else:
+            self._send(200, {"resourceType": "Bundle", "type": "searchset", "total": 0})
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
