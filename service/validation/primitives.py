@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -18,11 +18,22 @@ PRIMITIVES = ("boolean", "integer", "decimal", "string", "code", "id", "uri", "u
 class Primitive:
     name: str
     pattern: re.Pattern[str] | None
+    #: verdicts on short texts already checked: systems, codes, references and dates recur in every resource
+    seen: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def check(self, value: Any) -> str | None:
         """None when `value` is a valid JSON value of this type, else what is wrong with it."""
         if type(value) is str and self.name not in NOT_TEXT:  # the commonest case, straight to the text rules
-            return self._text(value)
+            seen = self.seen
+            found = seen.get(value, _UNSEEN)
+            if found is not _UNSEEN:
+                return found  # type: ignore[return-value]
+            problem = self._text(value)
+            if len(value) <= SEEN_LENGTH:
+                if len(seen) >= SEEN_MAX:  # bounded: a long-running service meets endless distinct texts
+                    seen.clear()
+                seen[value] = problem
+            return problem
         if self.name == "boolean":
             return None if isinstance(value, bool) else "must be true or false"
         if self.name in INTEGERS:
@@ -52,6 +63,8 @@ class Primitive:
 
 
 NOT_TEXT = {"boolean", "decimal", *INTEGERS}  # the JSON types other than string
+_UNSEEN = object()
+SEEN_LENGTH, SEEN_MAX = 128, 2048  # texts remembered per type: at most 2,048 of at most 128 characters (< 0.5 MB)
 #: R4 code: "no leading or trailing whitespace, and ... no whitespace other than single spaces in the contents";
 #: whitespace in Unicode's sense (a no-break space is whitespace here, unlike in the regexes)
 UNICODE_SPACE = re.compile(r"\s")

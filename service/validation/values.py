@@ -18,6 +18,7 @@ ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # object addresses differ between runs
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
+TEXT_RULES = {"uri", "url", "canonical", "uuid", "xhtml"}  # the types _text_rules has rules for
 ID_CHARACTERS = re.compile(r"[A-Za-z0-9\-.]{65,}")
 
 
@@ -35,31 +36,36 @@ class Values(Bindings):
                     resource: bool = False) -> None: ...
 
     def _primitive(self, value: Any, plan: ElementPlan, kind: TypeRef, expr: str, run: Run) -> None:
-        primitive = self.primitives.get(kind.code)
+        code = kind.code
+        primitive = self.primitives.get(code)
         if primitive is None:  # System.String etc.: the `value` of a primitive type's own definition
             return
         problem = primitive.check(value)
-        if problem and kind.code == "id" and _long_contained_id(value, expr, run):
+        if problem and code == "id" and _long_contained_id(value, expr, run):
             run.add("warning", "value", expr, f"The contained resource's id {value!r} is longer than 64 characters.")
         elif problem:
-            run.add("error", "value", expr, f"{_shown(value)} {problem} ({kind.code}).")
+            run.add("error", "value", expr, f"{_shown(value)} {problem} ({code}).")
             return
-        if kind.code in ("uri", "url", "canonical", "uuid") and value.startswith("urn:uuid:") \
-                and not UUID.fullmatch(value):
-            run.add("error", "value", expr, f"UUIDs are lowercase hexadecimal in the form 8-4-4-4-12 (R4 uuid, RFC "
-                                            f"4122): {value}.")
-        if kind.code == "canonical" and not value.startswith("#") and not ABSOLUTE.match(value):
-            run.add("error", "value", expr, f"Canonical URLs must be absolute unless they are fragment references "
-                                            f"({value}).")
-        if kind.code == "canonical" and not run.policy.allow_example_urls and is_example_url(value) \
-                and self.defs.resolve(value) is None:
-            run.add("error", "invalid", expr, f"Example URLs are not allowed in this context ({value}).")
-        if kind.code == "xhtml":
-            check_narrative(value, expr, run)
+        if code in TEXT_RULES:
+            self._text_rules(value, code, expr, run)
         if plan.fixed or plan.pattern:
             self._fixed_and_pattern(value, plan, expr, run)
-        if plan.binding and kind.code in CODED:
-            self._binding(value, kind.code, plan, expr, run)
+        if plan.binding and code in CODED:
+            self._binding(value, code, plan, expr, run)
+
+    def _text_rules(self, value: str, code: str, expr: str, run: Run) -> None:
+        """What the regexes of uri, url, canonical, uuid and xhtml leave unchecked."""
+        if code in ("uri", "url", "canonical", "uuid") and value.startswith("urn:uuid:") and not UUID.fullmatch(value):
+            run.add("error", "value", expr, f"UUIDs are lowercase hexadecimal in the form 8-4-4-4-12 (R4 uuid, RFC "
+                                            f"4122): {value}.")
+        if code == "canonical" and not value.startswith("#") and not ABSOLUTE.match(value):
+            run.add("error", "value", expr, f"Canonical URLs must be absolute unless they are fragment references "
+                                            f"({value}).")
+        if code == "canonical" and not run.policy.allow_example_urls and is_example_url(value) \
+                and self.defs.resolve(value) is None:
+            run.add("error", "invalid", expr, f"Example URLs are not allowed in this context ({value}).")
+        if code == "xhtml":
+            check_narrative(value, expr, run)
 
     def _fixed_and_pattern(self, value: Any, plan: ElementPlan, expr: str, run: Run) -> None:
         if plan.fixed and value != plan.fixed[1]:
