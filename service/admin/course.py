@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from service.app.people import current_patient
+from service.app.people import current_patient, current_persons
 from service.store.engine import session
 from service.store.models import RecordRow
 
@@ -158,10 +158,13 @@ def search(engine: Engine, text: str) -> list[PatientHit]:
             .order_by(RecordRow.patient_value).limit(SEARCH_LIMIT))
     with session(engine) as s:
         found = s.execute(stmt).all()
-        names = {pk: content.get("patient", {}) for pk, content in
-                 s.execute(select(RecordRow.pk, RecordRow.content).where(RecordRow.pk.in_([r[4] for r in found])))}
-    hits = [PatientHit(system, value, display_name(names.get(pk, {})), n, last)
-            for system, value, n, last, pk in found]
+        last = {pk: content.get("patient", {}) for pk, content in
+                s.execute(select(RecordRow.pk, RecordRow.content).where(RecordRow.pk.in_([r[4] for r in found])))}
+    # the Patient as now known (service/app/people.py), as the course page shows it; the last record's patient
+    # only for one the store does not hold (or holds twice)
+    current = current_persons(engine, "Patient", [(system, value) for system, value, *_ in found])
+    hits = [PatientHit(system, value, display_name(current.get((system, value)) or last.get(pk, {})), n, at)
+            for system, value, n, at, pk in found]
     return sorted(hits, key=lambda h: (h.value.lower() != needle.lower(), h.value, h.system))
 
 

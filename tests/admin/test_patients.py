@@ -96,6 +96,24 @@ def test_a_course_shows_the_current_patient_not_the_last_records(admin: FlaskCli
     assert "<dt>Birth date</dt><dd>1980-05-17</dd>" in found
 
 
+def test_the_search_lists_the_current_patient_not_the_last_records(admin: FlaskClient, app: Flask) -> None:
+    """As the course page: the last record to arrive is an older one with an older name, and another patient's
+    only record gives no name at all: the list shows each Patient as now known."""
+    _seed(app)
+    intake = app.extensions["kfhir"].intake
+    intake.submit("assessment", assessment(external_id="asmt-late", at="2025-12-01T10:00:00+00:00", patient={
+        "identifier": PATIENT["identifier"], "name": {"family": "Maiden", "given": ["Zulu"]}}))
+    unnamed = {"identifier": {"system": SYSTEM, "value": "MRN-0019"}}
+    intake.submit("assessment", assessment(external_id="named", patient=unnamed | {"name": {"family": "Yankee"}}))
+    intake.submit("assessment", assessment(external_id="bare", at="2026-03-08T10:00:00+00:00", patient=unnamed))
+
+    found = page(admin, "/admin/patients?identifier=mrn-001")
+
+    assert "2 patients with an identifier containing" in found
+    assert "Zulu Testpatient" in found and "Maiden" not in found
+    assert "Yankee" in found and "(no name recorded)" not in found
+
+
 def test_a_course_draws_vitals_and_scores_as_svg_with_thresholds(admin: FlaskClient, app: Flask) -> None:
     _seed(app)
 
