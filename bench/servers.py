@@ -104,7 +104,7 @@ def ours(workers: int, folder: Path, database_url: str | None, name: str) -> Ite
         limits = ", ".join(f"{k}={v}" for k, v in TRANSACTION_1000.items())
         yield Server(name, base, token, f"ketamine-fhir serve --production (gunicorn, {workers} workers); {store}; "
                                         f"every write validated, with its Provenance in the same transaction (one "
-                                        f"per write) and its audit event committed after it; {limits}", True)
+                                        f"per write) and its audit event in the same transaction; {limits}", True)
     finally:
         process.terminate()
         process.wait(timeout=60)

@@ -17,7 +17,8 @@
         ├── UnsupportedMediaType    415
         ├── Unprocessable           422 schema or clinical-rule errors
         ├── PreconditionRequired    428 PUT without If-Match
-        └── TooManyRequests         429 over the client's rate limit; `retry_after` seconds
+        ├── TooManyRequests         429 over the client's rate limit; `retry_after` seconds
+        └── ServiceUnavailable      503 a write refused whole because its audit event could not be written
 
 The core raises these; it knows nothing of HTTP beyond the status number each carries.
 """
@@ -140,3 +141,6 @@ class TooManyRequests(RequestError):
         super().__init__(detail)
         self.retry_after = retry_after
 
+
+class ServiceUnavailable(RequestError):
+    status, title = 503, "Service unavailable"

@@ -1,8 +1,9 @@
 """Database engine: SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,12 @@ from sqlalchemy.orm import Session
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Execution option marking a connection that will write.
 WRITE = "kfhir_write"
+#: Key of `Session.info` under which a transaction lists what it wrote, as (stored resource or record, created).
+WRITTEN = "kfhir_written"
+#: What a write transaction that wrote resources or records runs last, inside itself, before it commits: the web
+#: layer's audit event of the request (service/web/auth.py), so that a write and its event commit together or not
+#: at all, under one writer lock and one flush. Set for one request in its own thread; None elsewhere.
+BEFORE_COMMIT: ContextVar[Callable[[Session], None] | None] = ContextVar("kfhir_before_commit", default=None)
 
 
 def make_engine(url: str) -> Engine:
@@ -57,3 +64,11 @@ def session(engine: Engine, write: bool = False) -> Iterator[Session]:
         conn = conn.execution_options(**{WRITE: write})
         with Session(bind=conn, expire_on_commit=False) as current, current.begin():
             yield current
+            last = BEFORE_COMMIT.get() if write else None
+            if last is not None and current.info.get(WRITTEN):
+                last(current)
+
+
+def wrote(current: Session, item: Any, created: bool) -> None:
+    """Note in `current`'s transaction that it wrote `item` (a StoredResource or a StoredRecord), for BEFORE_COMMIT."""
+    current.info.setdefault(WRITTEN, []).append((item, created))

@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, Engine, Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.store.engine import session
+from service.store.engine import session, wrote
 from service.store.models import RecordRow, RecordVersionRow
 
 
@@ -116,6 +116,7 @@ class RecordStore:
                 session.add(row)
                 session.flush()
                 session.add(_version_of(row))
+                wrote(session, StoredRecord.of(row), True)
                 if within is not None:
                     within(session, StoredRecord.of(row))
             return StoredRecord.of(row), True
@@ -140,6 +141,7 @@ class RecordStore:
             if result.rowcount != 1:
                 raise StaleVersion(StoredRecord.of(row))
             session.add(_version_of(row))
+            wrote(session, StoredRecord.of(row), False)
             if within is not None:
                 within(session, StoredRecord.of(row))
             return StoredRecord.of(row)

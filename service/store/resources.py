@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, aliased
 from service.params import EARLIEST, LATEST
 from service.search.parameters import LINK, index
 from service.search.query import Criterion, Match, Query
-from service.store.engine import session
+from service.store.engine import session, wrote
 from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.records import utcnow
 
@@ -202,6 +202,7 @@ class Unit:
             stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings,
                                     kept)
         self._rows[resource_type, resource_id] = stored
+        wrote(self.session, stored, row is None or row.deleted)
         # The version and the index rows (one statement for all of them); a row just inserted has no index rows or
         # claims to drop. Core: the ORM's bulk INSERT split the index rows by which of their values are None.
         connection.execute(ADD_VERSION, [{

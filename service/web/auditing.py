@@ -10,6 +10,8 @@ from flask import Response, g, request
 
 from service.security.audit import MAX_ENTITIES, Access, Entity
 from service.security.authn import Principal
+from service.store.records import StoredRecord
+from service.store.resources import StoredResource
 from service.web import current
 
 #: patients looked up by reference per event (a searchset of one patient's resources needs one)
@@ -18,9 +20,28 @@ MAX_LOOKUPS = 20
 
 def access(response: Response, principal: Principal | None, interaction: str) -> Access:
     body = response.get_json(silent=True) if response.is_json and not response.direct_passthrough else None
+    return access_of(body, response.status_code, principal, interaction)
+
+
+def written_answer(written: list[tuple[Any, bool]]) -> tuple[Any, int] | None:
+    """What a write route answers, as its audit event reads it, from what the write's transaction wrote
+    (store/engine.WRITTEN, in order): the record (domain API), or the first resource that is not a Provenance
+    (FHIR), with the status the route gives it. None when it wrote neither: the event then waits for the answer."""
+    if request.blueprint == "domain_api":
+        for item, created in written:
+            if isinstance(item, StoredRecord):
+                return {"id": item.id, "record": item.content}, 201 if created else 200
+        return None
+    for item, created in written:
+        if isinstance(item, StoredResource) and item.resource_type != "Provenance":
+            return (None, 204) if item.deleted else (item.content, 201 if created else 200)
+    return None
+
+
+def access_of(body: Any, status: int, principal: Principal | None, interaction: str) -> Access:
     args = request.view_args or {}
     prefix = "/fhir" if request.path.startswith("/fhir") else "/api/v1"
-    found = Access(interaction=_refined(interaction, body), status=response.status_code,
+    found = Access(interaction=_refined(interaction, body), status=status,
                    client_id=principal.client_id if principal else None, issuer=principal.issuer if principal else None,
                    source_address=request.remote_addr, server=current.public_root() + prefix,
                    request_id=_request_id())

@@ -12,13 +12,16 @@ import math
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
+from sqlalchemy.orm import Session
 
 from service.conformance.package import CONFORMANCE_TYPES
-from service.errors import Forbidden, TooManyRequests, Unauthorized
+from service.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from service.search.parameters import TYPES
 from service.security import Security
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
+from service.store.engine import BEFORE_COMMIT, WRITTEN
+from service.store.resources import StoredResource, Unit
 from service.web import auditing, current, limits
 
 log = logging.getLogger(__name__)
@@ -41,12 +44,17 @@ LETTERS = {"read": "r", "vread": "r", "history-instance": "r", "search-type": "s
 #: blueprints whose routes all concern one scope resource (any new route of theirs is covered by method)
 BLUEPRINT_RESOURCE = {"domain_api": RECORDS, "exchange_api": EXCHANGE, "audit_api": AUDIT}
 BY_METHOD = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+#: routes whose audit event commits in their write's own transaction (_audit_write); every other event is
+#: written once the answer is decided
+IN_WRITE = frozenset({"fhir_api.create", "fhir_api.update", "fhir_api.conditional_update", "fhir_api.delete",
+                      "domain_api.create", "domain_api.replace"})
 
 
 def init_app(app: Flask, security: Security) -> None:
     app.extensions["kfhir_security"] = security
     app.before_request(_guard)
     app.after_request(_audit)
+    app.teardown_request(_unhook)
 
 
 def security() -> Security:
@@ -96,6 +104,8 @@ def _guard() -> None:
     if request.endpoint is None:
         return  # no such route: routing answers 404 or 405 now that the caller is known
     _authorize(g.principal.grant, request.endpoint, request.view_args or {})
+    if request.endpoint in IN_WRITE:
+        BEFORE_COMMIT.set(_audit_write)
 
 
 def _authorize(grant: Grant, endpoint: str, args: dict[str, Any]) -> None:
@@ -147,19 +157,47 @@ API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 def _patient_identifier(patient_id: str) -> tuple[str, str] | None:
     """(system, value) of the first identifier of the stored Patient `patient_id`, for the audit's hash."""
     with current.runtime().resources.unit() as unit:
-        stored = unit.get("Patient", patient_id)
+        return _identifier(unit.get("Patient", patient_id))
+
+
+def _identifier(stored: StoredResource | None) -> tuple[str, str] | None:
     for identifier in ((stored.content or {}).get("identifier") or []) if stored is not None else []:
         if isinstance(identifier, dict) and identifier.get("value"):
             return str(identifier.get("system") or ""), str(identifier["value"])
     return None
 
 
+def _audit_write(current: Session) -> None:
+    """The request's audit event, inside the first of its write transactions that wrote what the route answers
+    with, just before it commits (store/engine.BEFORE_COMMIT). A change whose event cannot be written is refused
+    whole (503): a change without its event is what this prevents."""
+    if g.get("kfhir_audited") is not None:
+        return
+    answer = auditing.written_answer(current.info[WRITTEN])
+    if answer is None:
+        return
+    body, status = answer
+    try:
+        access = auditing.access_of(body, status, g.get("principal"), interaction())
+        auditing.identify_patients(access, lambda patient_id: _identifier(Unit(current).get("Patient", patient_id)))
+        security().audit.record_in(current, access)
+    except Exception as exc:
+        log.exception("an AuditEvent could not be recorded; the change it records is refused")
+        raise ServiceUnavailable("The audit trail could not record this change, so nothing was changed; "
+                                 "try again.") from exc
+    g.kfhir_audited = status
+
+
+def _unhook(_error: BaseException | None) -> None:
+    BEFORE_COMMIT.set(None)
+
+
 def _audit(response: Response) -> Response:
     if request.path.startswith(SECURED[0]) or request.path == "/fhir" or request.path.startswith("/fhir/"):
         for name, value in API_HEADERS.items():
             response.headers.setdefault(name, value)
-    if not secured():
-        return response
+    if not secured() or g.pop("kfhir_audited", None) == response.status_code:
+        return response  # not audited, or its event committed with its write (_audit_write)
     try:
         access = auditing.access(response, g.get("principal"), interaction())
         auditing.identify_patients(access, _patient_identifier)

@@ -1,0 +1,158 @@
+"""A write's audit event commits in the write's own transaction: one writer lock and one flush per write, and
+no write without its event, no success event for a write that rolled back, whenever the process stops."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from factories import PATIENT, administration
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from service.security.audit import AuditLog, AuditQuery
+from service.store.engine import WRITE
+from service.store.models import RecordRow, ResourceRow
+
+pytestmark = pytest.mark.both_backends
+
+FHIR = "application/fhir+json"
+MRN = {"system": "https://clinic.example/mrn", "value": "MRN-IN-WRITE-1"}
+PATIENT_BODY = {"resourceType": "Patient", "identifier": [MRN], "name": [{"family": "Inwrite"}]}
+
+
+class Crash(BaseException):
+    """The process stopping at this point (a BaseException: Flask's handlers, after_request included, do not run)."""
+
+
+def events(app: Flask) -> list[dict[str, Any]]:
+    log: AuditLog = app.extensions["kfhir_security"].audit
+    return log.search(AuditQuery(count=200))[0]
+
+
+def stored(app: Flask, resource_type: str) -> list[str]:
+    with Session(app.extensions["kfhir"].engine) as s:
+        return list(s.scalars(select(ResourceRow.id).where(ResourceRow.resource_type == resource_type,
+                                                           ResourceRow.deleted.is_(False))))
+
+
+def records(app: Flask) -> int:
+    with Session(app.extensions["kfhir"].engine) as s:
+        return int(s.scalar(select(func.count()).select_from(RecordRow)) or 0)
+
+
+@pytest.fixture
+def write_commits(app: Flask) -> Iterator[list[int]]:
+    """How many write transactions (BEGIN IMMEDIATE on SQLite; the writers' commits, on either database) commit."""
+    engine = app.extensions["kfhir"].engine
+    seen: list[int] = []
+
+    def committed(conn: Any) -> None:
+        if conn.get_execution_options().get(WRITE):
+            seen.append(1)
+
+    event.listen(engine, "commit", committed)
+    yield seen
+    event.remove(engine, "commit", committed)
+
+
+def references(event_: dict[str, Any]) -> list[str]:
+    return [e["what"]["reference"] for e in event_.get("entity", []) if "reference" in e.get("what", {})]
+
+
+@pytest.mark.parametrize("prefer", ["return=representation", "return=minimal"])
+def test_a_fhir_create_commits_once_with_its_event_naming_what_it_made(
+        app: Flask, client: FlaskClient, write_commits: list[int], prefer: str) -> None:
+    answer = client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR,
+                         headers={"Prefer": prefer})
+    assert answer.status_code == 201
+    assert len(write_commits) == 1  # the resource, its Provenance and its audit event: one transaction
+    [made] = stored(app, "Patient")
+    [created] = events(app)
+    assert created["action"] == "C" and created["outcomeDesc"] == "HTTP 201"
+    assert f"Patient/{made}" in references(created)  # the id, even when the answer carried no body
+
+
+def test_an_update_and_a_delete_each_commit_once_with_their_event(
+        app: Flask, client: FlaskClient, write_commits: list[int]) -> None:
+    pid = client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR).get_json()["id"]
+    assert client.put(f"/fhir/Patient/{pid}", data=json.dumps({**PATIENT_BODY, "id": pid, "gender": "other"}),
+                      content_type=FHIR).status_code == 200
+    assert client.delete(f"/fhir/Patient/{pid}").status_code == 204
+    assert len(write_commits) == 3
+    seen = [(e["action"], e["outcomeDesc"], references(e)[0]) for e in events(app)]
+    assert seen == [("C", "HTTP 201", f"Patient/{pid}"), ("U", "HTTP 200", f"Patient/{pid}"),
+                    ("D", "HTTP 204", f"Patient/{pid}")]
+
+
+def test_a_domain_record_commits_once_with_its_event(app: Flask, client: FlaskClient,
+                                                     write_commits: list[int]) -> None:
+    made = client.post("/api/v1/administrations", json=administration())
+    assert made.status_code == 201, made.get_json()
+    assert len(write_commits) == 1  # the record, its FHIR resources, their Provenance, the outbox and the event
+    [created] = events(app)
+    ids = [e["what"].get("identifier", {}).get("value") for e in created["entity"]]
+    assert created["action"] == "C" and made.get_json()["id"] in ids
+    digest = app.extensions["kfhir_security"].audit.patient_hash(PATIENT["identifier"]["system"],
+                                                                   PATIENT["identifier"]["value"])
+    assert digest in ids
+
+
+def test_a_write_that_stops_after_its_commit_keeps_its_event(app: Flask, client: FlaskClient,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*_: Any, **__: Any) -> Any:
+        raise Crash
+
+    monkeypatch.setattr("service.web.fhir_api._written", crash)  # committed; the answer is never made
+    with pytest.raises(Crash):
+        client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR)
+    [made] = stored(app, "Patient")
+    [created] = events(app)
+    assert created["outcome"] == "0" and f"Patient/{made}" in references(created)
+
+
+def test_a_domain_record_that_stops_after_its_commit_keeps_its_event(app: Flask, client: FlaskClient,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*_: Any, **__: Any) -> Any:
+        raise Crash
+
+    monkeypatch.setattr("service.web.domain_api._answer", crash)
+    with pytest.raises(Crash):
+        client.post("/api/v1/administrations", json=administration())
+    assert records(app) == 1
+    [created] = events(app)
+    assert created["action"] == "C" and created["outcome"] == "0"
+
+
+def test_a_write_that_stops_before_its_commit_leaves_neither_it_nor_its_event(
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = AuditLog.record_in
+
+    def then_crash(self: AuditLog, session: Session, access: Any) -> Any:
+        original(self, session, access)  # the event is in the transaction; the process stops before the commit
+        raise Crash
+
+    monkeypatch.setattr(AuditLog, "record_in", then_crash)
+    with pytest.raises(Crash):
+        client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR)
+    assert stored(app, "Patient") == [] and stored(app, "Provenance") == []
+    assert events(app) == []  # no event claims the write that rolled back
+
+
+def test_a_write_whose_event_cannot_be_written_is_refused_whole_and_the_refusal_audited(
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = AuditLog.record_in
+
+    def then_fail(self: AuditLog, session: Session, access: Any) -> Any:
+        original(self, session, access)
+        raise RuntimeError("the audit table refused the row")
+
+    monkeypatch.setattr(AuditLog, "record_in", then_fail)
+    answer = client.post("/api/v1/administrations", json=administration())
+    assert answer.status_code == 503, answer.get_json()
+    assert records(app) == 0 and stored(app, "MedicationAdministration") == []
+    [refused] = events(app)  # written after the rollback, in a transaction of its own, as failures always were
+    assert refused["outcome"] == "8" and refused["outcomeDesc"] == "HTTP 503"
