@@ -84,7 +84,7 @@ class Settings:
     validation_our_profiles: bool = False
     #: accept example URLs (example.org, acme.com) in canonicals that do not resolve (HL7: refused)
     validation_allow_example_urls: bool = False
-    #: how a display the terminology server does not hold for its code is reported (HL7: error)
+    #: how a display that is not one of its code's (code system held completely, or tx server) is reported (HL7: error)
     validation_display_issues: str = "error"
     #: the FHIR terminology server `$validate` asks what offline expansion cannot answer (LOINC and SNOMED CT codes
     #: and displays, value sets we cannot expand); empty: none, terminology is checked offline only

@@ -49,8 +49,8 @@ MAX_DEPTH = 64
 @click.option("--tx-timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True, metavar="SECONDS",
               help="How long a terminology server's answer is waited for; then the offline answer and a warning.")
 @click.option("--display-issues", type=click.Choice(SEVERITIES), default="error", show_default=True,
-              help="How to report a display the terminology server does not hold for its code (the HL7 validator: "
-                   "error; its -display-issues-are-warnings: warning).")
+              help="How to report a display that is not one of its code's, in a code system held completely or by the "
+                   "terminology server (the HL7 validator: error; its -display-issues-are-warnings: warning).")
 def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str,
                      must_support: bool, unknown_profile: str, unknown_extension: str,
                      extension_domains: tuple[str, ...], allow_any_extensions: bool, our_profiles: bool,

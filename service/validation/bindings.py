@@ -6,7 +6,7 @@ from typing import Any
 
 from service.conformance.definitions import CORE_SD
 from service.validation.plan import ElementPlan
-from service.validation.remote import Remote
+from service.validation.remote import Remote, coding_paths
 from service.validation.run import Run
 from service.validation.terminology import Terminology
 
@@ -45,7 +45,11 @@ class Bindings(Remote):
         hits = [c for c in codings if in_codes(expansion.codes, c)]
         for system, code, display in hits:
             expected = expansion.codes.get((system, code)) if system else None
-            if display and expected and display.strip().lower() != expected.strip().lower():
+            # A display from a value set's list (LOINC, SNOMED CT, CVX codes we do not hold the system of) is the
+            # value set's, not the code system's (R4 ValueSet.compose.include.concept.display: "in the context of
+            # this valueset"): a difference is a warning. Code systems held completely: _known_codes.
+            if display and expected and display.strip().lower() != expected.strip().lower() \
+                    and (system is None or self.terminology.complete_codes(system) is None):
                 run.add("warning", "value", expr, f"Display {display!r} for {system}#{code} should be {expected!r}.")
         if hits:
             return
@@ -62,15 +66,29 @@ class Bindings(Remote):
                                                 f"({strength} binding).")
 
     def _known_codes(self, value: dict[str, Any], code_type: str, expr: str, run: Run) -> None:
-        """A code from a code system we hold completely must exist in it."""
-        for system, code, _ in codings_of(value, code_type):
+        """A code from a code system we hold completely must exist in it, and a display given must be one of its
+        displays: the HL7 validator's check (ValueSetValidator: an error, dispWarning(), unless the CLI's
+        -display-issues-are-warnings; here the policy's display_issues)."""
+        displayed = False
+        for system, code, display in codings_of(value, code_type):
             if not system or not code:
                 continue
             codes = self.terminology.complete_codes(system)
             if codes is not None and code not in codes:
                 run.add("error", "code-invalid", expr, f"Unknown code {code!r} in the code system {system}.")
+            displayed |= codes is not None and display is not None
+        if displayed and code_type != "Quantity" and run.policy.display_issues != "ignore":
+            self._known_displays(value, code_type, expr, run)
         if run.policy.tx_server:  # the walk's hot path: nothing more without a server
             self._ask_codes(value, code_type, expr, run)
+
+    def _known_displays(self, value: dict[str, Any], code_type: str, expr: str, run: Run) -> None:
+        for where, coding in coding_paths(value, code_type, expr):
+            display, system, code = coding.get("display"), coding["system"], coding["code"]
+            known = self.terminology.displays(system, code) if isinstance(display, str) else None
+            if known is not None and isinstance(display, str) and display.casefold() not in known[1]:
+                run.add(run.policy.display_issues, "invalid", f"{where}.display",
+                        f"Wrong display {display!r} for {system}#{code}: the code system gives {known[0]!r}.")
 
     def _member(self, value: Any, valueset: str) -> bool:
         """For a discriminator on a bound element: is some code of `value` in the value set?"""

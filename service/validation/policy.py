@@ -51,8 +51,9 @@ class ValidationPolicy:
     #: accept example URLs (example.org, acme.com) in canonicals that do not resolve. HL7: refused (an error) unless
     #: -allow-example-urls (urls.py).
     allow_example_urls: bool = False
-    #: a display the terminology server does not hold for the code. HL7: an error (ValueSetValidator.dispWarning)
-    #: unless -display-issues-are-warnings.
+    #: a display that is not one of its code's, in a code system held completely or by the terminology server. HL7:
+    #: an error (ValueSetValidator.dispWarning) unless -display-issues-are-warnings. A display that differs only from
+    #: a value set's list (LOINC, SNOMED CT or CVX offline) is a warning whatever this says (bindings.py).
     display_issues: str = "error"
 
     def __post_init__(self) -> None:
@@ -72,8 +73,10 @@ class ValidationPolicy:
     def store(cls) -> ValidationPolicy:
         """What the FHIR facade holds a resource to before storing it: our profile of its type when it names none,
         an unknown profile refused (it could not be checked), an unknown extension kept with a warning, example URLs
-        kept (refusing them is the HL7 publication policy, not an R4 rule)."""
-        return cls(unknown_profile="error", unknown_extension="warning", our_profiles=True, allow_example_urls=True)
+        kept (refusing them is the HL7 publication policy, not an R4 rule), a wrong display kept with a warning (the
+        code decides what a coding means; the display only shows it)."""
+        return cls(unknown_profile="error", unknown_extension="warning", our_profiles=True, allow_example_urls=True,
+                   display_issues="warning")
 
     def replace(self, **changes: Any) -> ValidationPolicy:
         return dataclasses.replace(self, **changes)

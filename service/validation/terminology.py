@@ -27,6 +27,7 @@ class Terminology:
         self._pending: dict[str, Expansion] = {}  # being expanded by the thread holding the lock
         self._lock = threading.RLock()  # re-entered by imports of value sets
         self._indexes: dict[str, tuple[dict[str, str | None], bool] | None] = {}
+        self._displays: dict[str, dict[str, tuple[str, frozenset[str]]]] = {}
 
     def expand(self, url: str) -> Expansion | None:
         """None when the value set itself is unknown. Thread-safe: web workers validate in threads, and a value
@@ -58,6 +59,17 @@ class Terminology:
         """code → display of a code system we hold completely (content = complete), else None."""
         index = self._index(system)
         return index[0] if index and index[1] else None
+
+    def displays(self, system: str, code: str) -> tuple[str, frozenset[str]] | None:
+        """A code of a code system we hold completely: its display and every display it accepts (its designations
+        too), casefolded; None when the system is not held completely or the code has no display."""
+        if self.complete_codes(system) is None:
+            return None
+        known = self._displays.get(system)
+        if known is None:
+            cs = self.defs.resolve(system) or {}
+            known = self._displays[system] = _displays(cs.get("concept", []))
+        return known.get(code)
 
     def _index(self, system: str) -> tuple[dict[str, str | None], bool] | None:
         """The code system's concepts, nested ones included, flattened once per system."""
@@ -115,4 +127,15 @@ def _concepts(concepts: list[dict[str, Any]]) -> dict[str, str | None]:
     for c in concepts:
         out[c["code"]] = c.get("display")
         out.update(_concepts(c.get("concept", [])))
+    return out
+
+
+def _displays(concepts: list[dict[str, Any]]) -> dict[str, tuple[str, frozenset[str]]]:
+    out: dict[str, tuple[str, frozenset[str]]] = {}
+    for c in concepts:
+        given = [c.get("display"), *(d.get("value") for d in c.get("designation", []) if isinstance(d, dict))]
+        names = [n for n in given if isinstance(n, str)]
+        if names:
+            out[c["code"]] = (names[0], frozenset(n.casefold() for n in names))
+        out.update(_displays(c.get("concept", [])))
     return out

@@ -99,6 +99,18 @@ def test_policy_parameters_in_the_query_and_in_parameters(client: FlaskClient) -
     assert unheld_severities(post(client, "/fhir/$validate", params)) == ["information"]
 
 
+def test_a_wrong_display_is_an_error_unless_display_issues_says_otherwise(client: FlaskClient) -> None:
+    """tests/validation/test_displays.py has the rule; here the parameter."""
+    encounter = {"resourceType": "Encounter", "id": "e", "status": "finished",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB",
+                           "display": "Ambulant"}}
+
+    def severities(outcome: dict) -> list[str]:
+        return [i["severity"] for i in outcome["issue"] if "Wrong display" in i["details"]["text"]]
+    assert severities(post(client, "/fhir/$validate", encounter)) == ["error"]
+    assert severities(post(client, "/fhir/$validate?display-issues=warning", encounter)) == ["warning"]
+
+
 def test_our_profiles_only_when_asked(client: FlaskClient) -> None:
     condition = {"resourceType": "Condition", "subject": {"reference": "Patient/p"}, "code": {"text": "Asthma"}}
     assert errors(post(client, "/fhir/Condition/$validate", condition)) == []
