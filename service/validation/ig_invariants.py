@@ -237,6 +237,82 @@ def ket_19(node: dict[str, Any], base: str, resource: Any) -> bool:
     return code is not None and _INDICATION.search(code) is not None
 
 
+#: ket-21, ket-22: the CTCAE grade extension, and the severity codes it must agree with
+CTCAE = "https://ketamine-fhir.org/fhir/StructureDefinition/adverse-event-ctcae-grade"
+SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
+EXTENSION_VALUE = Choice("Extension.value")
+
+
+def _grade(node: dict[str, Any]) -> int | None:
+    """`extension.where(url = CTCAE).value`: the one integer grade, or None when there is none."""
+    of_type(node, "AdverseEvent")
+    values = []
+    for extension in objects(node, "extension"):
+        if text(extension, "url") == CTCAE:
+            value = EXTENSION_VALUE.of(extension)[1]
+            if value is not None:
+                values.append(value)
+    if not values:
+        return None
+    if len(values) > 1 or type(values[0]) is not int:
+        raise NotPlain("grade")
+    return values[0]
+
+
+def ket_21(node: dict[str, Any], base: str, resource: Any) -> bool:
+    """The CTCAE grade agrees with the severity: 1 mild, 2 moderate, 3 or more severe."""
+    grade = _grade(node)
+    graded = [(text(c, "system"), text(c, "code")) for c in codings(node, "severity")]
+    codes = [code for system, code in graded if system == SEVERITY]
+    if grade is None or not codes:
+        return True
+    return (grade != 1 or "mild" in codes) and (grade != 2 or "moderate" in codes) and (grade < 3 or "severe" in codes)
+
+
+def ket_22(node: dict[str, Any], base: str, resource: Any) -> bool:
+    """Grade 4 and 5 events are serious; a grade 5 event's outcome, when given, is fatal."""
+    grade = _grade(node)
+    serious = "Serious" in _seriousness(node)
+    outcome = codings(node, "outcome")
+    fatal = "fatal" in [text(c, "code") for c in outcome]
+    if grade is None or grade < 4:
+        return True
+    return serious and (grade != 5 or not exists(node, "outcome") or fatal)
+
+
+def ket_ext_3(node: dict[str, Any], base: str, resource: Any) -> bool:
+    """`value.empty() or (value >= 1 and value <= 5)`: a CTCAE grade."""
+    value = _score(node, base)
+    return value is None or 1 <= value <= 5
+
+
+GOAL_DUE, GOAL_START, GOAL_DETAIL = Choice("Goal.target.due"), Choice("Goal.start"), Choice("Goal.target.detail")
+
+
+def ket_23(node: dict[str, Any], base: str, resource: Any) -> bool:
+    """A target due after a duration needs the goal's start."""
+    of_type(node, "Goal")
+    timed = any([GOAL_DUE.of(t)[0] == "Duration" for t in objects(node, "target")])
+    started = GOAL_START.of(node)[1] is not None
+    return not timed or started
+
+
+def ket_24(node: dict[str, Any], base: str, resource: Any) -> bool:
+    """A score range target has only a high bound, a UCUM {score}."""
+    of_type(node, "Goal")
+    verdict = True
+    for target in objects(node, "target"):
+        kind, detail = GOAL_DETAIL.of(target)
+        if kind != "Range":
+            continue
+        highs = objects(detail, "high")
+        system = equals([text(h, "system") for h in highs], UCUM)
+        code = equals([text(h, "code") for h in highs], "{score}")
+        if exists(detail, "low") or system is not True or code is not True:
+            verdict = False
+    return verdict
+
+
 NATIVE: dict[str, Native] = {
     "dosageInstruction.where(route.coding.where(system='http://snomed.info/sct' and code='47625008').exists())"
     ".all(doseAndRate.rate.exists() or timing.repeat.duration.exists())": ket_1,
@@ -262,4 +338,17 @@ NATIVE: dict[str, Native] = {
     "suspectEntity.causality.exists() implies extension('" + CAUSALITY + "').empty()": ket_18,
     "period.all(start.empty() or end.empty() or end >= start)": ket_11,
     "code.matches('" + INDICATION.replace("\\", "\\\\") + "')": ket_19,
+    "extension.where(url = '" + CTCAE + "').value.empty() or severity.coding.where(system = '" + SEVERITY + "')"
+    ".empty() or ((extension.where(url = '" + CTCAE + "').value = 1 implies severity.coding.where(system = '"
+    + SEVERITY + "' and code = 'mild').exists()) and (extension.where(url = '" + CTCAE + "').value = 2 implies "
+    "severity.coding.where(system = '" + SEVERITY + "' and code = 'moderate').exists()) and (extension.where(url = '"
+    + CTCAE + "').value >= 3 implies severity.coding.where(system = '" + SEVERITY + "' and code = 'severe')"
+    ".exists()))": ket_21,
+    "extension.where(url = '" + CTCAE + "').value.empty() or extension.where(url = '" + CTCAE + "').value < 4 or "
+    "(seriousness.coding.where(code = 'Serious').exists() and (extension.where(url = '" + CTCAE + "').value = 5 "
+    "implies outcome.empty() or outcome.coding.where(code = 'fatal').exists()))": ket_22,
+    "value.empty() or (value >= 1 and value <= 5)": ket_ext_3,
+    "target.due.ofType(Duration).exists() implies start.exists()": ket_23,
+    "target.detail.ofType(Range).all(low.empty() and high.system = 'http://unitsofmeasure.org' and "
+    "high.code = '{score}')": ket_24,
 }
