@@ -25,8 +25,8 @@ from service.store.resources import ResourceStore
 PEOPLE = ("Patient", "Practitioner")
 #: The types a patient's ketamine records are made of (all searchable by `subject`), in the order they are
 #: stored: what a record's main resource refers to comes first.
-TYPES = ("Condition", "Goal", "MedicationRequest", "MedicationStatement", "Encounter", "Observation", "CarePlan",
-         "MedicationAdministration", "AdverseEvent")
+TYPES = ("Condition", "Goal", "MedicationRequest", "MedicationStatement", "Procedure", "Encounter", "Observation",
+         "CarePlan", "MedicationAdministration", "AdverseEvent")
 #: What a reference may lead to and is read along (not, say, an Organization graph without end): a plan's or
 #: session's safety flags (DetectedIssue, which R4 searches by `patient`, not `subject`) too.
 FOLLOWED = {*TYPES, *PEOPLE, "DetectedIssue"}

@@ -18,8 +18,8 @@ from service.params import date_range as text_range
 
 #: The resource types the facade serves.
 TYPES = ("Patient", "Practitioner", "Encounter", "Condition", "CarePlan", "Goal", "MedicationRequest",
-         "MedicationAdministration", "MedicationStatement", "Observation", "AdverseEvent", "DetectedIssue",
-         "Provenance")
+         "MedicationAdministration", "MedicationStatement", "Procedure", "Observation", "AdverseEvent",
+         "DetectedIssue", "Provenance")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,12 @@ PARAMS: dict[str, dict[str, Param]] = {
         _p("context", "reference", "context", targets=("Encounter", "EpisodeOfCare")),
         _p("source", "reference", "informationSource",
            targets=("Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Organization")))},
+    "Procedure": {p.name: p for p in (
+        IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("code", "token", "code"), _p("date", "date", "performed"),
+        _p("category", "token", "category"), _p("encounter", "reference", "encounter", targets=("Encounter",)),
+        _p("performer", "reference", "performer.actor",
+           targets=("Practitioner", "PractitionerRole", "Organization", "Patient", "RelatedPerson", "Device")),
+        _p("based-on", "reference", "basedOn", targets=("CarePlan", "ServiceRequest")))},
     "Observation": {p.name: p for p in (
         IDENTIFIER, SUBJECT_PATIENT, SUBJECT, STATUS, _p("code", "token", "code"),
         _p("category", "token", "category"), _p("date", "date", "effective"),

@@ -39,7 +39,8 @@ CANONICAL = "https://ketamine-fhir.org/fhir/StructureDefinition/"
 
 PROFILE_IDS = ("ketamine-treatment-plan", "ketamine-indication", "ketamine-protocol-order", "ketamine-administration",
                "ketamine-session-monitoring", "ketamine-outcome-score", "ketamine-adverse-event",
-               "ketamine-safety-flag", "ketamine-concurrent-medication", "ketamine-treatment-goal")
+               "ketamine-safety-flag", "ketamine-concurrent-medication", "ketamine-treatment-goal",
+               "ketamine-concurrent-psychotherapy")
 RULES = ("cardinality", "fixed", "pattern", "binding", "invariant", "reference-target", "type", "unknown-element",
          "extension")
 #: Rules whose examples are not R4 at all, so fhir.resources must reject them (see test_broken_structure...).

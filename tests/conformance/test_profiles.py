@@ -28,6 +28,7 @@ def test_every_resource_profile_of_the_ig_is_listed_by_its_type() -> None:
         "DetectedIssue": (OURS + "ketamine-safety-flag",),
         "MedicationStatement": (OURS + "ketamine-concurrent-medication",),
         "Goal": (OURS + "ketamine-treatment-goal",),
+        "Procedure": (OURS + "ketamine-concurrent-psychotherapy",),
         "CarePlan": (OURS + "ketamine-treatment-plan",),
     }
 
@@ -37,6 +38,7 @@ def test_every_resource_profile_of_the_ig_is_listed_by_its_type() -> None:
     ("MedicationRequest", "ketamine-protocol-order"), ("MedicationAdministration", "ketamine-administration"),
     ("AdverseEvent", "ketamine-adverse-event"), ("DetectedIssue", "ketamine-safety-flag"),
     ("MedicationStatement", "ketamine-concurrent-medication"), ("Goal", "ketamine-treatment-goal"),
+    ("Procedure", "ketamine-concurrent-psychotherapy"),
 ])
 def test_a_type_with_one_profile_defaults_to_it(resource_type: str, profile: str) -> None:
     assert shipped().defaults({"resourceType": resource_type}) == [OURS + profile]

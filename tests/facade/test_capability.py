@@ -15,7 +15,8 @@ from service.validation import default_validator
 FHIR = "application/fhir+json"
 PATIENT = {"reference": "Patient/walk-p"}
 #: codes: terminology.md (SNOMED 38341003 hypertension, 422587007 nausea; LOINC 8867-4 heart rate), the R4 examples
-#: (v3-ActCode DRG in DetectedIssue-ddi, adverse-event-category product-use-error in AdverseEvent-example), R4's
+#: (v3-ActCode DRG in DetectedIssue-ddi, adverse-event-category product-use-error in AdverseEvent-example, SNOMED
+#: 80146002 in Procedure-example and 386053000 in Procedure-physical-therapy), R4's
 #: own code systems, ours (ketamine-protocol-phase), and the two medications cited in test_policy.py
 SNOMED, LOINC, RXNORM = "http://snomed.info/sct", "http://loinc.org", "http://www.nlm.nih.gov/research/umls/rxnorm"
 TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"
@@ -59,6 +60,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
                             "category": coded(TERMINOLOGY + "medication-statement-category", "community"),
                             "effectiveDateTime": "2026-03-02", "context": {"reference": "Encounter/walk-e"},
                             "informationSource": {"reference": "Practitioner/walk-pr"}},
+    "Procedure": {"identifier": [{"value": "PR-1"}], "status": "completed",
+                  "code": {**coded(SNOMED, "80146002"), "text": "Appendectomy"}, "subject": PATIENT,
+                  "category": coded(SNOMED, "386053000"), "performedDateTime": "2026-03-02",
+                  "encounter": {"reference": "Encounter/walk-e"},
+                  "performer": [{"actor": {"reference": "Practitioner/walk-pr"}}],
+                  "basedOn": [{"reference": "CarePlan/walk-careplan"}]},
     "Observation": {"identifier": [{"value": "O-1"}], "status": "final", "code": coded(LOINC, "8867-4"),
                     "subject": PATIENT, "category": [coded(TERMINOLOGY + "observation-category", "vital-signs")], "effectiveDateTime": "2026-03-02T10:00:00Z",
                     "encounter": {"reference": "Encounter/walk-e"},

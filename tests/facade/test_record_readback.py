@@ -1,6 +1,7 @@
 """What an EHR posts through the facade comes back into the clinic record whole: a contraindication's documented
 override (the flag's mitigation, found from the plan's supportingInfo), the screening's pregnancy status and
-a session's concomitant medications (contained MedicationStatements the session refers to)."""
+a session's concomitant medications (contained MedicationStatements the session refers to), a plan's concurrent
+antidepressants and psychotherapy."""
 from __future__ import annotations
 
 from typing import Any
@@ -55,3 +56,19 @@ def test_a_plan_posted_as_fhir_keeps_its_concurrent_antidepressants(client: Flas
     assert "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-concurrent-medication" in \
         served["supportedProfile"]
     assert {"patient", "code", "status", "effective"} <= {p["name"] for p in served["searchParam"]}
+
+
+def test_a_plan_posted_as_fhir_keeps_its_concurrent_psychotherapy(client: FlaskClient) -> None:
+    """The Procedure the plan's supportingInfo names comes back as concurrent_therapy.psychotherapy; it is stored,
+    searchable by patient, and the CapabilityStatement says Procedure is served with our profile."""
+    therapy = {"psychotherapy": "CBT, weekly", "antidepressants": [{"name": "sertraline", "rxnorm": "36437"}]}
+    sent = post(client, "/fhir", golden_bundle("treatment-plan", concurrent_therapy=therapy))
+    assert sent.status_code == 200, sent.json
+    assert read_back(client, "treatment-plans")["concurrent_therapy"] == therapy
+    found = client.get("/fhir/Procedure?patient.identifier=urn:oid:2.16.840.1.113883.19.5|MRN-1002"
+                       "&status=in-progress").json
+    assert [e["resource"]["code"] for e in found["entry"]] == [{"text": "CBT, weekly"}]
+    (served,) = [r for r in client.get("/fhir/metadata").json["rest"][0]["resource"] if r["type"] == "Procedure"]
+    assert "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-concurrent-psychotherapy" in \
+        served["supportedProfile"]
+    assert {"patient", "code", "status", "date"} <= {p["name"] for p in served["searchParam"]}

@@ -103,7 +103,7 @@ def treatment_plans(draw: st.DrawFn) -> dict[str, Any]:
                                                           "period_unit": st.sampled_from(v.PERIOD_UNITS)}))),
         "period": _drop_none({"start": str(start), "end": end}),
         "goals": draw(optional(st.lists(goals(), max_size=3))),
-        "concurrent_therapy": draw(optional(st.fixed_dictionaries({"psychotherapy": st.sampled_from(["CBT", None])},
+        "concurrent_therapy": draw(optional(st.fixed_dictionaries({"psychotherapy": st.none() | names | st.sampled_from(["CBT", "DBT skills group, weekly"])},
             optional={"antidepressants": st.lists(st.fixed_dictionaries(
                 {"name": names}, optional={"rxnorm": st.from_regex(r"[1-9][0-9]{3,6}", fullmatch=True)}),
                 max_size=3, unique_by=lambda a: a["name"])}))),

@@ -1,6 +1,7 @@
 """Treatment plans the HAPI FHIR peer must accept: an indication coded with any ICD-10-CM code of its chapter
 (F33.2, the usual code for treatment-resistant depression, is not among the listed ones) and an MDSI plan with
-its suicidal-ideation Condition, each with its concurrent antidepressant as a MedicationStatement; a code outside
+its suicidal-ideation Condition, each with its concurrent antidepressant as a MedicationStatement and its
+psychotherapy as a Procedure; a code outside
 the chapters is refused there too (ket-19). Goals of every scale and target, with their cut-offs and due dates, are
 stored as sent; a target range with a low value is refused there too (ket-24)."""
 from __future__ import annotations
@@ -31,6 +32,9 @@ def test_plans_with_chapter_codes_reach_the_ehr(hapi_server: HapiServer, fhir: r
         (taken,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationStatement"]
         stored = fhir.get(f"{hapi_server.base_url}/MedicationStatement/{taken['id']}").json()  # its antidepressant
         assert stored["medicationCodeableConcept"]["text"] == "sertraline" and stored["status"] == "active"
+        (therapy,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Procedure"]
+        stored = fhir.get(f"{hapi_server.base_url}/Procedure/{therapy['id']}").json()  # its psychotherapy
+        assert stored["code"] == {"text": "CBT"} and stored["status"] == "in-progress"
 
 
 def test_a_code_outside_the_chapters_is_refused_by_the_ehr_too(hapi_server: HapiServer,
