@@ -108,5 +108,7 @@ def _carry(role: Role, scope: Any, record: dict[str, Any], target: dict[str, Any
             continue
         value = lookup(scope, rule.field)
         if value is None or value == []:
-            continue
+            if rule.default is None:
+                continue
+            value = rule.default  # sent for an absent field, so it comes back
         put(target, rule.field, copy.deepcopy(value))

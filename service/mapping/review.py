@@ -57,6 +57,8 @@ def _role_label(role: Role) -> str:
 
 def _transform(rule: Rule) -> str:
     params = {k: v for k, v in rule.params.items() if k not in ("values", "value")}
+    if rule.default is not None:  # reviewers see what an absent field is sent as
+        params["absent"] = rule.default
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
     return f"{rule.transform}({shown})" if shown else rule.transform
 
@@ -195,7 +197,7 @@ def diff(old: Spec, new: Spec) -> list[Change]:
         changes.append(Change("removed", key, before[key].why))
     for key in before.keys() & after.keys():
         was, now = before[key], after[key]
-        for name in ("transform", "params", "when", "one_way", "each", "why"):
+        for name in ("transform", "params", "when", "one_way", "each", "default", "why"):
             a, b = getattr(was, name), getattr(now, name)
             a = a.text if hasattr(a, "text") else a
             b = b.text if hasattr(b, "text") else b

@@ -26,7 +26,7 @@ TRANSFORMS = {
     "record-reference", "minutes-between", "ratio", "template", "scaled", "course-length",
 }
 #: Keys a rule may carry besides its transform's parameters.
-RULE_KEYS = {"field", "fields", "to", "transform", "why", "when", "one_way", "each"}
+RULE_KEYS = {"field", "fields", "to", "transform", "why", "when", "one_way", "each", "default"}
 PARAMS = {
     "copy": set(), "date": set(), "datetime": set(),
     "quantity": {"unit", "unit_display", "unit_field"},
@@ -109,6 +109,7 @@ class Rule:
     when: Condition | None = None
     one_way: str | None = None
     each: bool = False
+    default: Any = None   # what the contract says an absent field means; sent as such, so read back as such
 
     @property
     def reversible(self) -> bool:
@@ -334,6 +335,8 @@ def _rule(data: Any, where: str) -> Rule:
     if transform not in DERIVED and str(data["field"]).startswith("$.") and "one_way" not in data:
         raise SpecError(f"{where}: a rule reading the whole record (`$.`) writes a copy; it is read back elsewhere, "
                         "so it says `one_way`")
+    if "default" in data and ("field" not in data or data.get("each")):
+        raise SpecError(f"{where}: `default` is for a rule that reads a `field` (one value, not `each`)")
     params = {k: v for k, v in data.items() if k in PARAMS[transform]}
     if transform == "concept" and "map" not in params:
         raise SpecError(f"{where}: a concept rule names its `map` (a local code system)")
@@ -345,7 +348,7 @@ def _rule(data: Any, where: str) -> Rule:
             raise SpecError(f"{where}: a reversible lookup maps each record value to a distinct FHIR value")
     when = Condition.parse(data["when"], where) if data.get("when") is not None else None
     return Rule(str(data["to"]), transform, str(data["why"]), data.get("field"), tuple(data.get("fields") or ()),
-                params, when, data.get("one_way"), bool(data.get("each", False)))
+                params, when, data.get("one_way"), bool(data.get("each", False)), data.get("default"))
 
 
 def _only(data: dict[str, Any], allowed: set[str], where: str) -> None:

@@ -53,7 +53,9 @@ def forward(rule: Rule, scope: Any, links: Links) -> Json:
         return _DERIVED[transform](rule, scope, links)
     value = read(scope, links.record, rule.field or "")
     if value is None or value == []:
-        return None
+        if rule.default is None:
+            return None
+        value = rule.default  # the contract's meaning of an absent field, stated for the EHR
     if rule.each:
         out: list[Json] = []
         for item in value:

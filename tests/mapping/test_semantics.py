@@ -1,10 +1,10 @@
 """What the mapped elements mean: monitoring minutes counted as the REMS counts them, the weight-based dose as
 given (the prescribed one is the plan's), esketamine coded for the route it was given by, and the CTCAE grade in
 its own extension beside R4's three-level severity (clinical.md §7), the REMS ready-to-leave time on the session's
-visit."""
+visit, and every BPRS positive total with the item anchoring it was scored under (clinical.md §3)."""
 from __future__ import annotations
 
-from factories import administration, adverse_event, esketamine_plan, esketamine_session
+from factories import administration, adverse_event, esketamine_plan, esketamine_session, score
 from mapping.support import canonical
 
 from service.domain import rules
@@ -16,6 +16,7 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CTCAE = "https://ketamine-fhir.org/fhir/StructureDefinition/adverse-event-ctcae-grade"
 SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
 READY = "https://ketamine-fhir.org/fhir/StructureDefinition/ready-to-leave"
+ANCHORING = "https://ketamine-fhir.org/fhir/CodeSystem/ketamine-bprs-anchoring"
 
 
 def main(mapper: Mapper, kind: str, record: dict[str, object], role: str | None = None) -> dict[str, object]:
@@ -79,3 +80,20 @@ def test_the_ready_to_leave_time_is_the_visits_and_keeps_the_rems_rule_working(m
     assert back["ready_to_leave_at"] == "2026-03-02T11:20:00-05:00"
     loaded = KINDS["administration"].schema().load(canonical("administration", back))
     assert "esketamine-left-before-ready" in {i.rule for i in rules.check("administration", loaded, rules.NO_CONTEXT)}
+
+
+def test_every_bprs_total_states_its_anchoring_and_comes_back_with_it(mapper: Mapper) -> None:
+    """A BPRS positive total is 4-28 with items rated 1-7 and 0-24 with items rated 0-6: the sender must say which
+    and a total is never reinterpreted silently (clinical.md §3). Each BPRS+ score Observation states the anchoring
+    in `method`, the contract's default 0-6 included; other instruments have none."""
+    scores = [score("bprs-positive", 9, anchoring="1-7"), score("bprs-positive", 3, at="2026-03-02T09:30:00-05:00"),
+              score("cadss", 12, at="2026-03-02T09:35:00-05:00")]
+    mapped = map_record("administration", canonical("administration", administration(scores=scores)), mapper)
+    methods = {(o["code"]["coding"][0]["code"], o["valueInteger"]): o.get("method")
+               for o in (e["resource"] for e in mapped.bundle["entry"]) if o.get("valueInteger") is not None}
+    assert [(c["system"], c["code"]) for c in methods[("bprs-positive-total", 9)]["coding"]] == [(ANCHORING, "1-7")]
+    assert [(c["system"], c["code"]) for c in methods[("bprs-positive-total", 3)]["coding"]] == [(ANCHORING, "0-6")]
+    assert methods[("cadss-total", 12)] is None
+    back = read_fhir(mapped.bundle, mapper=mapper).record["scores"]
+    assert sorted((s["instrument"], s["value"], s.get("anchoring")) for s in back) == [
+        ("bprs-positive", 3, "0-6"), ("bprs-positive", 9, "1-7"), ("cadss", 12, None)]

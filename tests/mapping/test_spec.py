@@ -59,6 +59,9 @@ def test_person_templates_expand_with_their_record_field() -> None:
                      "rules": [{"to": "subject", "transform": "reference", "ref": "nobody", "why": "w"}]}]},
      "no role 'nobody'"),
     ({"resources": [{"role": "x", "type": "Observation",
+                     "rules": [{"to": "status", "transform": "fixed", "value": "final", "default": "x", "why": "w"}]}]},
+     "`default` is for a rule that reads a `field`"),
+    ({"resources": [{"role": "x", "type": "Observation",
                      "rules": [{**RULE, "transform": "lookup", "values": {"a": "x", "b": "x"}}]}]},
      "distinct FHIR value"),
     ({"resources": [{"role": "x", "type": "Observation", "rules": [{**RULE, "when": "a ~= b"}]}]},
@@ -102,3 +105,14 @@ def test_a_second_file_for_the_same_kind_is_refused(tmp_path: Path) -> None:
 ])
 def test_conditions(text: str, scope: dict[str, Any], expected: bool) -> None:
     assert Condition.parse(text, "t").holds(scope, {"route": "intravenous"}) is expected
+
+
+def test_a_default_is_what_an_absent_field_means_both_ways() -> None:
+    """`default`: the contract's meaning of an absent field (BPRS anchoring: absent is 0-6), sent explicitly and
+    promised back by the round-trip yardstick."""
+    from service.mapping.coverage import carried
+    rule = {"field": "anchoring", "to": "method.text", "default": "0-6", "why": "Stated, absent or not."}
+    loaded = parse(spec(resources=[{"role": "score", "type": "Observation", "rules": [rule]}]), "t.yaml", {})
+    assert loaded.roles[0].rules[0].default == "0-6"
+    assert carried(loaded, {"external_id": "a"}) == {"external_id": "a", "anchoring": "0-6"}
+    assert carried(loaded, {"external_id": "a", "anchoring": "1-7"})["anchoring"] == "1-7"
