@@ -9,6 +9,14 @@ a newer name, and the result must not depend on which process stored what first.
 whatever order the records arrive in. A record that lacks a field never blanks it, and a record replaced by a
 version without a field leaves the value its older version gave.
 
+A pull (service/app/pull.py) brings the changes an EHR made to a person we hold under the same rule
+(`from_ehr`): the EHR's change ranks as a record dated at its `meta.lastUpdated` there (the EHR's registration
+is a statement about the person at that time, as a session is), so it wins over every record dated before and
+loses to a clinic record dated after; a value one of our own versions held is our own push coming back, not a
+change (else an older push, dated at the EHR after a newer record, would undo it). Its limit: the EHR change's
+rank is not kept after the pull, so a record dated before the EHR's change that arrives after the pull and is
+newer than every other record giving the field still replaces the EHR's value.
+
 The mapped Bundle's person entry then carries the person as now known: a conditional create when the person is
 new, a conditional update (`PUT Patient?identifier=system|value`, R4 http.html#cond-update) when this record
 changes it (our store keeps a new version). The outbox worker does not send these requests as written: it
@@ -17,18 +25,20 @@ that what only the EHR holds (an address, a phone) stays there (service/exchange
 """
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from service.domain.kinds import as_utc_naive
 from service.facade.interactions import condition, match_in
 from service.mapping import Mapper, default_mapper
 from service.mapping.spec import Role, lookup, put
 from service.search.parameters import escape
 from service.search.query import MAX_COUNT, parse
-from service.store.models import RecordRow
+from service.store.models import RecordRow, ResourceVersionRow
 from service.store.records import StoredRecord
 from service.store.resources import ResourceStore, Unit
 
@@ -146,6 +156,55 @@ def _read(mapper: Mapper, role: Role, resource: dict[str, Any]) -> dict[str, Any
     return values
 
 
+def from_ehr(session: Session, held: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any] | None:
+    """Our person (`held`, as stored) with the changes an EHR made to it (`theirs`, as pulled), or None when it
+    made none that win. A value the EHR holds is its change when it differs from ours and was never ours (a
+    value one of our versions held is our own push coming back, perhaps older than ours now); it ranks at the
+    EHR's `meta.lastUpdated`, as a record of that time: it wins unless a record dated later gives the field
+    (the clinic saw the patient after the EHR's change). Undated, it only fills what we lack. It never blanks."""
+    mapper = default_mapper()
+    role = next(r for s in mapper.specs.values() for r in s.roles if r.person and r.type == held["resourceType"])
+    ours, known = _read(mapper, role, held), _read(mapper, role, theirs)
+    past = [_read(mapper, role, c) for c in session.scalars(select(ResourceVersionRow.content).where(
+        ResourceVersionRow.resource_type == held["resourceType"], ResourceVersionRow.id == held["id"])) if c]
+    at = _instant((theirs.get("meta") or {}).get("lastUpdated"))
+    newer, updated = _Newer(session, mapper, None, at), copy.deepcopy(held)
+    for rule in role.rules:
+        field = rule.field
+        if not rule.reversible or field is None or field.startswith("identifier.") or "[" in rule.to:
+            continue
+        value, mine = lookup(known, field), lookup(ours, field)
+        if value is None or value == mine or any(lookup(p, field) == value for p in past):
+            continue
+        if mine is not None and (at is None or newer.gives(role, ours, field)):
+            continue
+        _set(updated, rule.to.split("."), value)
+    return updated if updated != held else None
+
+
+def _set(resource: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set a dotted element path (`name.family`): the first item of a list on the way, made when absent."""
+    *parents, last = path
+    here = resource
+    for part in parents:
+        found = here.get(part)
+        if isinstance(found, list) and found and isinstance(found[0], dict):
+            here = found[0]
+        elif isinstance(found, dict):
+            here = found
+        else:
+            here[part] = [{}]
+            here = here[part][0]
+    here[last] = value
+
+
+def _instant(text: Any) -> datetime | None:
+    try:
+        return as_utc_naive(datetime.fromisoformat(str(text).replace("Z", "+00:00"))) if text else None
+    except ValueError:
+        return None
+
+
 def rank(kind: str, source: str, external_id: str, clinical_at: datetime | None) -> Rank:
     """A record's place in time: dated records by clinical time, undated ones below them; ties by identity."""
     return (0, datetime.min, kind, source, external_id) if clinical_at is None else (
@@ -153,20 +212,25 @@ def rank(kind: str, source: str, external_id: str, clinical_at: datetime | None)
 
 
 class _Newer:
-    """Which person fields records newer than this one give (asked only when a value differs, so rarely)."""
+    """Which person fields records newer than this one give (asked only when a value differs, so rarely); with
+    no record, newer than the instant `at` (an EHR's change, which wins a tie: "~" sorts after every kind)."""
 
-    def __init__(self, session: Session, mapper: Mapper, record: StoredRecord) -> None:
+    def __init__(self, session: Session, mapper: Mapper, record: StoredRecord | None,
+                 at: datetime | None = None) -> None:
         self.session, self.mapper, self.record = session, mapper, record
-        self._rank: Rank | None = None
-        self._at: datetime | None = None
+        self._rank: Rank | None = None if record is not None else rank("~", "", "", at)
+        self._at: datetime | None = at
 
     def gives(self, role: Role, person: dict[str, Any], field: str) -> bool:
         ident = (person["identifier"]["system"], person["identifier"]["value"])
-        if self._rank is None:
+        if self._rank is None and self.record is not None:
             self._at = self.session.scalar(select(RecordRow.clinical_at).where(RecordRow.pk == self.record.pk))
             self._rank = rank(self.record.kind, self.record.source, self.record.external_id, self._at)
+        assert self._rank is not None  # noqa: S101 - set above, for mypy
         stmt = select(RecordRow.kind, RecordRow.source, RecordRow.external_id, RecordRow.clinical_at,
-                      RecordRow.content).where(RecordRow.id != self.record.id)
+                      RecordRow.content)
+        if self.record is not None:
+            stmt = stmt.where(RecordRow.id != self.record.id)
         if role.type == "Patient":
             stmt = stmt.where(RecordRow.patient_system == ident[0], RecordRow.patient_value == ident[1])
         else:

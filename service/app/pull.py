@@ -3,7 +3,9 @@
 
 Only resources that claim one of our profiles are taken, with the Patient and Practitioners they refer
 to. People are matched by identifier (the EHR's ids for them are its own): a person we already hold
-keeps our id, a new one is created conditionally, and every reference is rewritten accordingly.
+keeps our id and takes the changes the EHR made to it under the newest-wins rule of the records
+(service/app/people.from_ehr: the EHR's change ranks at its time there), a new one is created conditionally,
+and every reference is rewritten accordingly.
 Resources we hold with the same content are left alone, so pulling twice changes nothing.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.app.people import from_ehr
 from service.app.runtime import Runtime
 from service.conformance.profiles import STRUCTURES
 from service.exchange.client import FhirClient, FhirError
@@ -97,6 +100,13 @@ def _import(fhir: FhirServer, store: ResourceStore, fetched: dict[str, dict[str,
             names[key] = local or f"urn:uuid:{uuid.uuid4()}"
             if local is None:
                 entries.append(_conditional_create(person, names[key]))
+                continue
+            with store.unit() as unit:  # a person we hold takes the changes the EHR made to it that win
+                held = unit.get(*local.split("/"))
+                updated = from_ehr(unit.session, held.content, person) if held and held.content else None
+            if updated is not None:
+                entries.append({"fullUrl": local, "resource": _clean(updated), "request": {"method": "PUT",
+                                                                                           "url": local}})
     for key, resource in sorted(fetched.items(), key=lambda kv: _rank(kv[1])):
         if key.split("/")[0] in PEOPLE:
             continue

@@ -152,3 +152,23 @@ def test_our_person_is_laid_over_the_ehrs_and_blanks_nothing_it_holds() -> None:
         "gender": "female", "telecom": theirs["telecom"], "birthDate": "1971-02-03"}
     same = {k: v for k, v in ours.items() if k != "birthDate"} | {"name": [{"family": "Okafor", "given": ["Ada"]}]}
     assert merge(theirs, same) is theirs  # nothing new: their resource as it is, narrative and all
+
+
+def test_an_ehr_change_older_than_a_record_giving_the_field_loses_but_fills_gaps(runtime: Runtime) -> None:
+    """service/app/people.from_ehr, the pull's rule: the EHR's name dated February loses to a March record's name;
+    its birth date, which no record gives, is taken; the same resource undated takes only the birth date too."""
+    from service.app.people import from_ehr
+
+    runtime.intake.submit("assessment", assessment(at="2026-03-08T10:00:00+00:00", patient={
+        **BARE, "name": {"family": "Okafor", "given": ["Ada"]}}))
+    held = patient(runtime)
+    theirs = {**held, "id": "ehr-1", "meta": {"versionId": "7", "lastUpdated": "2026-02-01T09:00:00.000+00:00"},
+              "name": [{"family": "Other", "given": ["Ada"]}], "birthDate": "1971-02-03"}
+    for dated in (theirs, {k: v for k, v in theirs.items() if k != "meta"}):
+        with runtime.resources.unit() as unit:
+            updated = from_ehr(unit.session, held, dated)
+        assert updated is not None
+        assert (updated["name"], updated["birthDate"]) == (held["name"], "1971-02-03")
+    with runtime.resources.unit() as unit:  # dated after the record: the EHR's name wins
+        later = from_ehr(unit.session, held, {**theirs, "meta": {"lastUpdated": "2026-04-01T00:00:00Z"}})
+    assert later is not None and later["name"] == [{"family": "Other", "given": ["Ada"]}]

@@ -3,8 +3,10 @@ delivered in, the EHR ends with the person as we hold it now, merged into its ow
 EHR holds (an address, a phone, its own identifiers) stays (service/exchange/people.py)."""
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ from exchange.conftest import endpoints_file
 from factories import assessment
 from peers.hapi_server import HapiServer
 
+from service.app.people import current_patient
+from service.app.pull import pull
 from service.app.runtime import Runtime
 from service.config import Settings
 from service.exchange.client import FhirClient
@@ -36,18 +40,35 @@ class Ehr:
         self.runtime.intake.submit("assessment", assessment(source=self.source, external_id=external_id, at=at,
                                                             patient={"identifier": self.mrn, **demographics}))
 
+    def pull(self) -> int:
+        return pull(self.client, self.runtime, f"{self.mrn['system']}|{self.mrn['value']}").written
+
+    def ours(self) -> dict[str, Any]:
+        held = current_patient(self.runtime.engine, self.mrn["system"], self.mrn["value"])
+        assert held is not None
+        return held
+
     def patient(self) -> dict[str, Any]:
         (held,) = self.client.search("Patient", {"identifier": f"{self.mrn['system']}|{self.mrn['value']}"})
         return held
 
 
+def _ehr(mode: str, base_url: str, database_url: str, tmp_path: Path) -> Iterator[Ehr]:
+    path = endpoints_file(tmp_path, {"name": "hapi", "base_url": base_url, "mode": mode, "timeout_s": 120})
+    runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
+    yield Ehr(runtime, base_url)
+    runtime.engine.dispose()
+
+
 @pytest.fixture(params=["transaction", "batch", "conditional"])
 def ehr(request: pytest.FixtureRequest, hapi_server: HapiServer, database_url: str, tmp_path: Path) -> Iterator[Ehr]:
-    path = endpoints_file(tmp_path, {"name": "hapi", "base_url": hapi_server.base_url, "mode": request.param,
-                                     "timeout_s": 120})
-    runtime = Runtime.build(Settings.load({"database_url": database_url, "endpoints_file": str(path)}, environ={}))
-    yield Ehr(runtime, hapi_server.base_url)
-    runtime.engine.dispose()
+    yield from _ehr(request.param, hapi_server.base_url, database_url, tmp_path)
+
+
+@pytest.fixture
+def ehr_tx(hapi_server: HapiServer, database_url: str, tmp_path: Path) -> Iterator[Ehr]:
+    """One push mode is enough where what is tested is the pull."""
+    yield from _ehr("transaction", hapi_server.base_url, database_url, tmp_path)
 
 
 def test_jobs_delivered_out_of_order_leave_the_ehr_with_the_current_patient(ehr: Ehr) -> None:
@@ -132,3 +153,37 @@ def test_a_write_between_our_read_and_our_update_is_kept(ehr: Ehr) -> None:
     assert held["telecom"] == [*REGISTERED["telecom"], mobile]
     assert held["name"][0]["family"] == "Okafor-Reyes"
     assert held["meta"]["versionId"] == "3"  # registered, the clerk's update, ours
+
+
+def test_a_pull_takes_the_ehrs_change_to_a_patient_we_hold(ehr_tx: Ehr) -> None:
+    """Registration at the EHR corrects the family name and adds the birth date after our last record: the pull
+    brings both into our Patient (a new version here); pulling again changes nothing; an older clinic record
+    arriving late changes nothing; a clinic record dated after the EHR's change wins (newest first, both ways)."""
+    ehr = ehr_tx
+    ehr.send("asmt-1", "2026-03-05T10:00:00+00:00", name={"family": "Okafor", "given": ["Ada"]}, sex="female")
+    assert ehr.worker.drain().done == 1
+    at_ehr = ehr.patient()
+    ehr.client.json("PUT", f"Patient/{at_ehr['id']}", {**at_ehr, "birthDate": "1971-02-03",
+                                                       "name": [{"family": "Okafor-Reyes", "given": ["Ada"]}]})
+    assert ehr.pull() >= 1
+    assert ehr.ours() == {"identifier": ehr.mrn, "name": {"family": "Okafor-Reyes", "given": ["Ada"]},
+                          "birth_date": "1971-02-03", "sex": "female"}
+    assert ehr.pull() == 0  # nothing new there
+    ehr.send("asmt-0", "2026-01-05T10:00:00+00:00", name={"family": "Okafor", "given": ["Ada"]})
+    assert ehr.ours()["name"]["family"] == "Okafor-Reyes"
+    time.sleep(1.1)  # a session after the EHR's change (records are dated to the second; the future is refused)
+    ehr.send("asmt-9", datetime.now(UTC).isoformat(timespec="seconds"), name={"family": "Okafor",
+                                                                                "given": ["Ada", "B."]})
+    assert ehr.ours()["name"] == {"family": "Okafor", "given": ["Ada", "B."]}
+
+
+def test_a_pull_does_not_take_back_our_own_older_push(ehr_tx: Ehr) -> None:
+    """The EHR still holds the name our earlier job sent (the newer job waits in the outbox): that is our own
+    value coming back, not a change the EHR made, though the EHR dated it after the newer record."""
+    ehr = ehr_tx
+    ehr.send("asmt-1", "2026-02-05T10:00:00+00:00", name={"family": "Early", "given": ["Ada"]})
+    assert ehr.worker.drain().done == 1
+    ehr.send("asmt-2", "2026-03-05T10:00:00+00:00", name={"family": "Late", "given": ["Ada"]})
+    ehr.pull()
+    assert ehr.ours()["name"]["family"] == "Late"
+    assert ehr.worker.drain().done == 1 and ehr.patient()["name"][0]["family"] == "Late"
