@@ -13,9 +13,9 @@ A pull (service/app/pull.py) brings the changes an EHR made to a person we hold 
 (`from_ehr`): the EHR's change ranks as a record dated at its `meta.lastUpdated` there (the EHR's registration
 is a statement about the person at that time, as a session is), so it wins over every record dated before and
 loses to a clinic record dated after; a value one of our own versions held is our own push coming back, not a
-change (else an older push, dated at the EHR after a newer record, would undo it). Its limit: the EHR change's
-rank is not kept after the pull, so a record dated before the EHR's change that arrives after the pull and is
-newer than every other record giving the field still replaces the EHR's value.
+change (else an older push, dated at the EHR after a newer record, would undo it). The pull's version names the
+EHR's version in `meta.source`; afterwards that value ranks at the time of the pull (our version's time; the
+EHR's own time is not kept), so a record dated before it that arrives later does not undo it.
 
 The mapped Bundle's person entry then carries the person as now known: a conditional create when the person is
 new, a conditional update (`PUT Patient?identifier=system|value`, R4 http.html#cond-update) when this record
@@ -74,7 +74,9 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
             if rule.field is None or rule.field.startswith("identifier."):
                 continue
             ours, theirs = lookup(mine, rule.field), lookup(known, rule.field)
-            if theirs is not None and (ours is None or (ours != theirs and newer.gives(role, mine, rule.field))):
+            if theirs is not None and (ours is None or (ours != theirs and (
+                    newer.gives(role, mine, rule.field) or _pulled_after(unit.session, mapper, role, found,
+                                                                         rule.field, theirs, newer.record_at())))):
                 put(merged, rule.field, theirs)
         put(merged_record, role.scope or "", merged)
         stored[entry["fullUrl"]] = (role, found.content)
@@ -182,6 +184,24 @@ def from_ehr(session: Session, held: dict[str, Any], theirs: dict[str, Any]) -> 
     return updated if updated != held else None
 
 
+def _pulled_after(session: Session, mapper: Mapper, role: Role, found: Any, field: str, value: Any,
+                  at: datetime | None) -> bool:
+    """Whether the person's `value` of `field` was set by a pull (the version names the EHR's version it came from
+    in `meta.source`) later than `at`, a record's clinical time: the EHR's change, kept at the time it reached us,
+    outranks that record. The versions are read newest first back to where the value was set."""
+    rows = session.execute(select(ResourceVersionRow.content, ResourceVersionRow.last_updated).where(
+        ResourceVersionRow.resource_type == found.resource_type, ResourceVersionRow.id == found.id)
+        .order_by(ResourceVersionRow.version.desc()))
+    setter: tuple[dict[str, Any], datetime] | None = None
+    for content, written in rows:
+        if content is None or lookup(_read(mapper, role, content), field) != value:
+            break
+        setter = (content, written)
+    if setter is None or not ((setter[0].get("meta") or {}).get("source")):
+        return False
+    return at is None or setter[1] > at
+
+
 def _set(resource: dict[str, Any], path: list[str], value: Any) -> None:
     """Set a dotted element path (`name.family`): the first item of a list on the way, made when absent."""
     *parents, last = path
@@ -221,12 +241,17 @@ class _Newer:
         self._rank: Rank | None = None if record is not None else rank("~", "", "", at)
         self._at: datetime | None = at
 
-    def gives(self, role: Role, person: dict[str, Any], field: str) -> bool:
-        ident = (person["identifier"]["system"], person["identifier"]["value"])
+    def record_at(self) -> datetime | None:
+        """The record's clinical time (the instant given, without a record)."""
         if self._rank is None and self.record is not None:
             self._at = self.session.scalar(select(RecordRow.clinical_at).where(RecordRow.pk == self.record.pk))
             self._rank = rank(self.record.kind, self.record.source, self.record.external_id, self._at)
-        assert self._rank is not None  # noqa: S101 - set above, for mypy
+        return self._at
+
+    def gives(self, role: Role, person: dict[str, Any], field: str) -> bool:
+        ident = (person["identifier"]["system"], person["identifier"]["value"])
+        self.record_at()
+        assert self._rank is not None  # noqa: S101 - set by record_at, for mypy
         stmt = select(RecordRow.kind, RecordRow.source, RecordRow.external_id, RecordRow.clinical_at,
                       RecordRow.content)
         if self.record is not None:

@@ -60,7 +60,7 @@ def pull(client: FhirClient, runtime: Runtime, identifier: str) -> PullReport:
         report.patients += 1
         fetched = _fetch(client, patient)
         report.fetched += len(fetched)
-        _import(runtime.fhir, runtime.resources, fetched, report)
+        _import(client, runtime.fhir, runtime.resources, fetched, report)
     return report
 
 
@@ -91,7 +91,8 @@ def _fetch(client: FhirClient, patient: dict[str, Any]) -> dict[str, dict[str, A
     return found
 
 
-def _import(fhir: FhirServer, store: ResourceStore, fetched: dict[str, dict[str, Any]], report: PullReport) -> None:
+def _import(client: FhirClient, fhir: FhirServer, store: ResourceStore, fetched: dict[str, dict[str, Any]],
+            report: PullReport) -> None:
     names: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
     for key, person in fetched.items():
@@ -104,9 +105,11 @@ def _import(fhir: FhirServer, store: ResourceStore, fetched: dict[str, dict[str,
             with store.unit() as unit:  # a person we hold takes the changes the EHR made to it that win
                 held = unit.get(*local.split("/"))
                 updated = from_ehr(unit.session, held.content, person) if held and held.content else None
-            if updated is not None:
-                entries.append({"fullUrl": local, "resource": _clean(updated), "request": {"method": "PUT",
-                                                                                           "url": local}})
+            if updated is not None:  # meta.source: the EHR's version it came from (what ranks it later)
+                content = _clean(updated)
+                source = f"{client.base_url}/{key}/_history/{(person.get('meta') or {}).get('versionId', '')}"
+                content["meta"] = {**(content.get("meta") or {}), "source": source.removesuffix("/_history/")}
+                entries.append({"fullUrl": local, "resource": content, "request": {"method": "PUT", "url": local}})
     for key, resource in sorted(fetched.items(), key=lambda kv: _rank(kv[1])):
         if key.split("/")[0] in PEOPLE:
             continue

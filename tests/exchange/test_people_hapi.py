@@ -157,8 +157,8 @@ def test_a_write_between_our_read_and_our_update_is_kept(ehr: Ehr) -> None:
 
 def test_a_pull_takes_the_ehrs_change_to_a_patient_we_hold(ehr_tx: Ehr) -> None:
     """Registration at the EHR corrects the family name and adds the birth date after our last record: the pull
-    brings both into our Patient (a new version here); pulling again changes nothing; an older clinic record
-    arriving late changes nothing; a clinic record dated after the EHR's change wins (newest first, both ways)."""
+    brings both into our Patient (a new version here); pulling again changes nothing; clinic records dated before
+    the change arriving late change nothing; a clinic record dated after the EHR's change wins (newest first)."""
     ehr = ehr_tx
     ehr.send("asmt-1", "2026-03-05T10:00:00+00:00", name={"family": "Okafor", "given": ["Ada"]}, sex="female")
     assert ehr.worker.drain().done == 1
@@ -170,6 +170,9 @@ def test_a_pull_takes_the_ehrs_change_to_a_patient_we_hold(ehr_tx: Ehr) -> None:
                           "birth_date": "1971-02-03", "sex": "female"}
     assert ehr.pull() == 0  # nothing new there
     ehr.send("asmt-0", "2026-01-05T10:00:00+00:00", name={"family": "Okafor", "given": ["Ada"]})
+    assert ehr.ours()["name"]["family"] == "Okafor-Reyes"
+    # newest of the records, but dated before the EHR's change reached us: the pulled name still outranks it
+    ehr.send("asmt-6", "2026-06-01T10:00:00+00:00", name={"family": "Okafor", "given": ["Ada"]})
     assert ehr.ours()["name"]["family"] == "Okafor-Reyes"
     time.sleep(1.1)  # a session after the EHR's change (records are dated to the second; the future is refused)
     ehr.send("asmt-9", datetime.now(UTC).isoformat(timespec="seconds"), name={"family": "Okafor",
