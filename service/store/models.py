@@ -59,6 +59,8 @@ class ResourceRow(Base):
     __table_args__ = (
         UniqueConstraint("resource_type", "id", name="uq_fhir_resources_identity"),
         Index("ix_fhir_resources_type_updated", "resource_type", "last_updated"),
+        # a search's candidates of one type, live ones, in key order, without reading their rows (0011)
+        Index("ix_fhir_resources_live", "resource_type", "deleted"),
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -99,7 +101,8 @@ class SearchIndexRow(Base):
 
     __tablename__ = "fhir_search_index"
     __table_args__ = (
-        Index("ix_fhir_search_value", "resource_type", "param", "value"),
+        # the keys a value finds, without reading the index's rows (a search's IN list; 0011)
+        Index("ix_fhir_search_keys", "resource_type", "param", "value", "resource_pk"),
         Index("ix_fhir_search_dates", "resource_type", "param", "low", "high"),
         Index("ix_fhir_search_resource", "resource_pk"),
         Index("ix_fhir_search_links", "param", "value"),  # who refers to Type/id, whatever its type
