@@ -8,6 +8,7 @@ import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ MAPPINGS = ROOT / "mappings"
 CORE = PROFILES / "core" / "hl7.fhir.r4.core-4.0.1.tgz"
 SHEET = ROOT.parent / "shared" / "reference" / "terminology.md"  # ../shared is there for every run
 BASE = "https://ketamine-fhir.org/fhir"
+FIRST_PUBLISHED = date(2026, 11, 28)
 
 SCT = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -229,6 +231,27 @@ def core_concepts() -> list[tuple[str, str, str | None]]:
     return out
 
 
+def core_ucum() -> list[tuple[str, str, str | None]]:
+    """UCUM codes R4's own common-units value set lists with their displays (`wk`, week): UCUM is a grammar, not a
+    list, so the R4 package confirms these through ValueSet-ucum-common rather than a CodeSystem."""
+    with tarfile.open(CORE, "r:gz") as tar:
+        extracted = tar.extractfile("package/ValueSet-ucum-common.json")
+        assert extracted is not None
+        vs = json.load(extracted)
+    return [(UCUM, c["code"], c.get("display")) for inc in vs["compose"]["include"] if inc["system"] == UCUM
+            for c in inc.get("concept", [])]
+
+
+#: UCUM units a confirmed row of terminology.md names in its notes (the PHQ-9 total's LOINC example unit); each
+#: must still stand in the sheet as quoted, or the allowance lapses.
+SHEET_NOTE_UNITS = {"{score}": "Example UCUM unit `{score}`"}
+
+
+def sheet_note_units() -> list[tuple[str, str, str | None]]:
+    text = SHEET.read_text(encoding="utf-8")
+    return [(UCUM, code, None) for code, quote in SHEET_NOTE_UNITS.items() if quote in text]
+
+
 @cache
 def allow_list() -> dict[tuple[str, str], set[str]]:
     """(system, code) → the displays allowed for it (empty: no confirmed display, so write none)."""
@@ -236,7 +259,8 @@ def allow_list() -> dict[tuple[str, str], set[str]]:
     local = [(url, c["code"], c.get("display")) for url, cs in local_code_systems().items()
              for c in _flatten(cs.get("concept", []))]
     elsewhere = [(c["system"], c["code"], c["display"]) for c in confirmed_elsewhere()]
-    for system, code, display in sheet().rows + sheet().fhir + sheet().answers + core_concepts() + local + elsewhere:
+    for system, code, display in (sheet().rows + sheet().fhir + sheet().answers + core_concepts() + core_ucum()
+                                   + sheet_note_units() + local + elsewhere):
         displays = allowed.setdefault((system, code), set())
         if display:
             displays.add(display)
@@ -422,7 +446,9 @@ def test_resource_basics(path: Path) -> None:
     assert re.fullmatch(r"[A-Z][A-Za-z0-9]*", doc["name"])
     assert doc["title"] and doc["description"]
     assert doc["status"] == "active" and doc["experimental"] is False
-    assert doc["date"] == "2026-11-28" and doc["publisher"] == "Ketamine FHIR Bridge"
+    # The date a resource last changed (R4 CanonicalResource.date): the IG's first publication or later, never ahead.
+    assert FIRST_PUBLISHED <= date.fromisoformat(doc["date"]) <= date.today()
+    assert doc["publisher"] == "Ketamine FHIR Bridge"
     assert path.read_text(encoding="utf-8") == json.dumps(doc, indent=2, ensure_ascii=False) + "\n", \
         "write JSON with a 2-space indent, unescaped UTF-8 and a final newline"
 
