@@ -4,12 +4,13 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
+import pytest
 from factories import PATIENT, adverse_event, assessment, esketamine_plan, esketamine_session
 from flask import Flask
 from flask.testing import FlaskClient
 
 from service.admin.course import course
-from service.web.admin.charts import heart_rate_chart, score_charts, vitals_chart
+from service.web.admin.charts import TOP, heart_rate_chart, score_charts, vitals_chart
 
 SYSTEM, VALUE = PATIENT["identifier"]["system"], PATIENT["identifier"]["value"]
 COURSE = "/admin/patients/course?" + urlencode({"system": SYSTEM, "value": VALUE})
@@ -185,6 +186,22 @@ def test_charts_put_higher_values_higher_and_skip_what_is_missing(app: Flask) ->
     assert [p.value for p in heart] == ["80", "92"]  # the third reading has no heart rate
     assert [label for _, label in chart.x_ticks] == ["pre", "post", "post 2", "pre"]  # a repeated phase numbered
     assert [c.id for c in score_charts(built)] == ["score-chart-madrs"]
+
+
+def test_a_ham_d17_chart_draws_remission_at_7_on_its_0_to_52_scale(app: Flask) -> None:
+    """clinical.md §3: HAM-D17 totals run 0–52 and remission is a score of 7 or less (§6 too)."""
+    intake = app.extensions["kfhir"].intake
+    for n, (score, at) in enumerate(((26, "2026-03-01T10:00:00-05:00"), (6, "2026-03-20T10:00:00-05:00"))):
+        intake.submit("assessment", assessment(external_id=f"ham-{n}", instrument="hamd17", score=score, at=at))
+    built = course(app.extensions["kfhir"].engine, SYSTEM, VALUE)
+    assert built is not None
+
+    (chart,) = score_charts(built)
+
+    assert chart.id == "score-chart-hamd17"
+    assert [rule.label for rule in chart.thresholds if rule.key == "remission"] == ["remission ≤ 7"]
+    a, b = chart.scale
+    assert a * 52 + b == pytest.approx(TOP)  # the scale's top is HAM-D17's maximum, not the highest score
 
 
 def test_many_sessions_keep_their_labels_apart(app: Flask) -> None:

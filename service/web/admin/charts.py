@@ -24,15 +24,17 @@ MIN_LABEL_PX, MIN_PHASE_STEP_PX, MIN_TICK_PX, MIN_GUIDE_PX = 76, 44, 44, 26
 RESPONSE_FRACTION = 0.5
 #: Remission cut-offs, score at or below (clinical.md §6). MADRS ≤10 as in KetECT (PMC9154276); a 17-trial
 #: meta-analysis used ≤12, so protocols differ. PHQ-9 <5 is the 0–4 "none" band (Kroenke 2001); clinical.md
-#: marks an explicit PHQ-9 remission source UNCONFIRMED, so the label names the band. No sourced cut-off for
-#: C-SSRS, QIDS-SR16, HAM-D17 or GAD-7: none is drawn.
+#: marks an explicit PHQ-9 remission source UNCONFIRMED, so the label names the band. HAM-D17 ≤ 7 (clinical.md §3
+#: Depression scales, Zimmerman 2013; §6, the meta-analysis's HDRS cut-off), the plan's Goal uses the same. No sourced
+#: cut-off for C-SSRS, QIDS-SR16 or GAD-7: none is drawn.
 REMISSION = {"madrs": (10, "remission ≤ 10 (KetECT)"),
-             "phq9": (4, "remission ≤ 4 ('none' band, 0–4)")}
+             "phq9": (4, "remission ≤ 4 ('none' band, 0–4)"),
+             "hamd17": (7, "remission ≤ 7")}
 #: Instruments measured by response only when a plan sets that goal (the definition is generic).
 RESPONSE_ALWAYS = {"madrs", "phq9", "qids-sr16"}
 LABELS = {"phq9": "PHQ-9", "madrs": "MADRS", "cssrs": "C-SSRS", "qids-sr16": "QIDS-SR16", "hamd17": "HAM-D17",
           "gad7": "GAD-7"}
-RANGES = {"phq9": 27, "madrs": 60, "cssrs": 5, "qids-sr16": 27, "gad7": 21}
+RANGES = {"phq9": 27, "madrs": 60, "cssrs": 5, "qids-sr16": 27, "gad7": 21, "hamd17": 52}  # HAM-D17 0–52, §3
 
 
 @dataclass(frozen=True)
