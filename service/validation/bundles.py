@@ -9,6 +9,8 @@ from service.validation.references import LITERAL_REFERENCE, as_list
 from service.validation.run import Run
 
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+#: beginnings that ABSOLUTE matches, the fullUrls of nearly every Bundle: a string test, not the regex
+ABSOLUTE_PREFIXES = ("http://", "https://", "urn:uuid:", "urn:oid:")
 #: Bundle types whose entries need no fullUrl (R4 Bundle.entry.fullUrl: "fullUrl may be omitted" for these)
 FULL_URL_OPTIONAL = {"transaction", "transaction-response", "batch", "batch-response"}
 PAGING = ("first", "previous", "next", "last")
@@ -22,30 +24,36 @@ class Bundles:
     def _bundle(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
         kind = bundle.get("type")
         entries = [e if isinstance(e, dict) else {} for e in as_list(bundle.get("entry"))]
-        run.full_urls.update({e["fullUrl"]: e["resource"]["resourceType"] for e in entries
-                              if isinstance(e.get("fullUrl"), str) and isinstance(e.get("resource"), dict)
-                              and isinstance(e["resource"].get("resourceType"), str)})
-        for i, entry in enumerate(entries):
-            self._full_url(entry, f"{expr}.entry[{i}]", run)
+        for i, entry in enumerate(entries):  # one pass: what references resolve to, and each fullUrl's form
+            full_url, resource = entry.get("fullUrl"), entry.get("resource")
+            if not isinstance(full_url, str):
+                continue
+            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+                run.full_urls[full_url] = resource["resourceType"]
+            if full_url:
+                self._full_url(full_url, resource, expr, i, run)
         self._links(bundle, kind, expr, run)
         if kind == "searchset":
             self._search_entries(bundle, entries, expr, run)
         if kind == "document" and entries and isinstance(entries[0].get("resource"), dict):
             self._document(entries, expr, run)
 
-    def _full_url(self, entry: dict[str, Any], expr: str, run: Run) -> None:
-        """fullUrl is absolute (a URL, urn:uuid: or urn:oid:); a RESTful one ends with the resource's type and id."""
-        full_url, resource = entry.get("fullUrl"), entry.get("resource")
-        if not isinstance(full_url, str) or not full_url:
+    def _full_url(self, full_url: str, resource: Any, expr: str, i: int, run: Run) -> None:
+        """fullUrl is absolute (a URL, urn:uuid: or urn:oid:); a RESTful one ends with the resource's type and id.
+        Per entry of every Bundle, so the common forms are decided by string tests (exactly what the regexes say of
+        them, tests/validation/test_rules.py compares the two); the regexes only see the rest."""
+        if not full_url.startswith(ABSOLUTE_PREFIXES) and not ABSOLUTE.match(full_url):
+            run.add("error", "invalid", f"{expr}.entry[{i}].fullUrl",
+                    f"fullUrl {full_url!r} must be an absolute URL (or a urn:uuid: / urn:oid:), not a relative one.")
             return
-        if not ABSOLUTE.match(full_url):
-            run.add("error", "invalid", f"{expr}.fullUrl", f"fullUrl {full_url!r} must be an absolute URL (or a "
-                                                           f"urn:uuid: / urn:oid:), not a relative one.")
+        # Only an http(s) URL can be RESTful (LITERAL_REFERENCE's group 2), and only one with a resource be wrong
+        if not isinstance(resource, dict) or not full_url.startswith(("http://", "https://")) \
+                or _ends_with_type_and_id(full_url, resource):
             return
         match = LITERAL_REFERENCE.match(full_url)
-        if match and match.group(2) and isinstance(resource, dict) \
-                and (match.group(3), match.group(4)) != (resource.get("resourceType"), resource.get("id")):
-            run.add("error", "invalid", f"{expr}.fullUrl",
+        if match and match.group(2) and (match.group(3), match.group(4)) != (resource.get("resourceType"),
+                                                                            resource.get("id")):
+            run.add("error", "invalid", f"{expr}.entry[{i}].fullUrl",
                     f"fullUrl {full_url} does not match the resource's type and id "
                     f"({resource.get('resourceType')}/{resource.get('id')}).")
 
@@ -134,6 +142,15 @@ def resolve_in_bundle(reference: str, entries: list[dict[str, Any]], base: str |
     if version is not None:
         found = [e for e in found if ((e.get("resource") or {}).get("meta") or {}).get("versionId") == version]
     return found
+
+
+def _ends_with_type_and_id(full_url: str, resource: dict[str, Any]) -> bool:
+    """Whether `full_url` ends with /type/id of `resource`, so that LITERAL_REFERENCE, if it matches, reads that
+    type and id: its id (group 4) is the last segment and its type (group 3) the one before, unless the URL ends
+    /_history/v (then the type is not `_history`) or a newline (`$` matches before one, an id has none)."""
+    kind, ident = resource.get("resourceType"), resource.get("id")
+    return isinstance(kind, str) and isinstance(ident, str) and kind != "_history" and "/" not in kind \
+        and "/" not in ident and "\n" not in ident and full_url.endswith(f"/{kind}/{ident}")
 
 
 def _searched_types(bundle: dict[str, Any]) -> list[str]:

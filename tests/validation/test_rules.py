@@ -10,7 +10,10 @@ import pytest
 
 from service.conformance.definitions import load
 from service.fhirjson import Finding
+from service.validation.bundles import ABSOLUTE, _ends_with_type_and_id
 from service.validation.engine import Validator
+from service.validation.references import LITERAL_REFERENCE
+from service.validation.run import Run
 
 NARRATIVE = {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}
 
@@ -48,6 +51,54 @@ def bundle(kind: str, *entries: dict[str, Any], **extra: Any) -> dict[str, Any]:
 def test_full_url_is_absolute_and_names_its_resource(validator: Validator, full_url: str, ok: bool) -> None:
     found = errors(validator, bundle("collection", {"fullUrl": full_url, "resource": patient()}))
     assert (found == []) == ok, found
+
+
+#: fullUrl forms that tell the string tests of bundles._full_url from the regexes they stand in for
+FULL_URLS = ["", "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0", "urn:oid:1.2.3", "urn:uuid:X", "urn:x", "Patient/p1",
+             "/Patient/p1", "p1", "mailto:a@b.c", "1http://x", " http://x.org/Patient/p1", "HTTP://x.org/fhir/Patient/p1",
+             "ftp://x.org/fhir/Patient/p1", "http://x.org/fhir/Patient/p1", "https://x.org/fhir/Patient/p1",
+             "http://x.org/fhir/Patient/p2", "http://x.org/fhir/Observation/p1", "http://x.org/fhir/patient/p1",
+             "http://x.org/fhir/Patient/p1/_history/2", "http://x.org/fhir/Patient/p1/_history/",
+             "http://x.org/fhir/Patient/_history/2", "http://x.org/fhir/Patient/p1\n", "http://x.org/fhir/Patient/p1?a=1",
+             "http://x.org/fhir/Patient/a/b", "http://x.org/fhir/Patient/Ab/p1", "http://x.org/fhir/Ab/Patient/p1", "http://x.org/fhir/Patient/" + "a" * 65,
+             "http://x.org/Patient/p1#f", "http://Patient/p1", "https:Patient/p1"]
+#: the entry's resource: its resourceType and id as they come (the RESTful comparison reads both)
+RESOURCES = [None, "text", {}, {"resourceType": "Patient"}, {"resourceType": "Patient", "id": "p1"},
+             {"resourceType": "Patient", "id": "p1\n"}, {"resourceType": "Patient", "id": "a/b"}, {"resourceType": "Patient", "id": "Ab/p1"},
+             {"resourceType": "Patient", "id": "p2"}, {"resourceType": "_history", "id": "2"},
+             {"resourceType": "Patient", "id": 1}, {"resourceType": "Ab/Patient", "id": "p1"},
+             {"resourceType": "Patient", "id": ""}, {"resourceType": "Patient", "id": "a" * 65}]
+
+
+def _full_url_by_regexes(entry: dict[str, Any], expr: str) -> list[tuple[str, str]]:
+    """The fullUrl rule as written before its string tests: ABSOLUTE, then LITERAL_REFERENCE, on every entry."""
+    full_url, resource = entry.get("fullUrl"), entry.get("resource")
+    if not isinstance(full_url, str) or not full_url:
+        return []
+    if not ABSOLUTE.match(full_url):
+        return [(f"{expr}.fullUrl", f"fullUrl {full_url!r} must be an absolute URL (or a urn:uuid: / urn:oid:), not "
+                                    f"a relative one.")]
+    match = LITERAL_REFERENCE.match(full_url)
+    if match and match.group(2) and isinstance(resource, dict) \
+            and (match.group(3), match.group(4)) != (resource.get("resourceType"), resource.get("id")):
+        return [(f"{expr}.fullUrl", f"fullUrl {full_url} does not match the resource's type and id "
+                                    f"({resource.get('resourceType')}/{resource.get('id')}).")]
+    return []
+
+
+def test_full_url_string_tests_say_what_the_regexes_say(validator: Validator) -> None:
+    """Every fullUrl form with every resource shape, in one Bundle: the Bundle's fullUrl findings are those of the
+    two regexes applied to each entry, and the fast forms (http(s) URLs ending with the type and id) take part."""
+    entries = [{"fullUrl": url, **({} if res is None else {"resource": res})} for url in FULL_URLS for res in RESOURCES]
+    run = Run({})
+    validator._bundle(bundle("collection", *entries), "Bundle", run)
+    found = [(f.expression, f.message) for f in run.findings if "fullUrl" in f.message]
+    expected = [hit for i, entry in enumerate(entries) for hit in _full_url_by_regexes(entry, f"Bundle.entry[{i}]")]
+    assert found == expected
+    assert len(expected) > 100  # both findings, on many forms
+    assert any("does not match" in m for _, m in expected) and any("absolute" in m for _, m in expected)
+    assert sum(1 for e in entries if isinstance(e.get("resource"), dict)
+               and _ends_with_type_and_id(e["fullUrl"], e["resource"])) >= 4
 
 
 # --- Bundle: link relations at most once (BUNDLE_LINK_SEARCH_NO_DUPLICATES) ------------------------------------
