@@ -13,9 +13,12 @@ from typing import Any
 _ABSENT: tuple[None, list[Any]] = (None, [])
 
 
+#: the `_name` holder of each element these paths test (built once, not per entry)
+_HOLDERS = {key: "_" + key for key in ("fullUrl", "search", "request", "response", "resource")}
+
+
 def _exists(node: dict[str, Any], key: str) -> bool:
-    value, holder = node.get(key), node.get("_" + key)
-    return (value is not None and value != []) or (holder is not None and holder != [])
+    return node.get(key) not in _ABSENT or node.get(_HOLDERS[key]) not in _ABSENT
 
 
 def _entries(bundle: Any) -> list[dict[str, Any]] | None:
@@ -70,11 +73,12 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
         return None
     keys = []
     for entry in entries:
-        if not _exists(entry, "fullUrl"):
-            continue
         full_url = entry.get("fullUrl")
-        if "_fullUrl" in entry or not isinstance(full_url, str):
-            return None
+        if type(full_url) is not str or "_fullUrl" in entry:  # not the plain fullUrl of nearly every entry
+            if not _exists(entry, "fullUrl"):
+                continue
+            if "_fullUrl" in entry or not isinstance(full_url, str):
+                return None
         version = _version_id(entry)
         if version is None:
             return None
