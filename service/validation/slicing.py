@@ -98,16 +98,14 @@ class Slicing(Bindings):
     def _discriminator_value(self, slice_: ElementPlan, path: str) -> tuple[str, Any] | None:
         if path == "url" and slice_.types and slice_.types[0].code == "Extension" and slice_.types[0].profiles:
             return ("fixed", slice_.types[0].profiles[0])
-        target = slice_ if path == "$this" else find_child(slice_, path)
-        if target is None:
-            return None
-        if target.fixed:
-            return ("fixed", target.fixed[1])
-        if target.pattern:
-            return ("pattern", target.pattern[1])
-        binding = target.binding or {}
-        if binding.get("strength") == "required" and binding.get("valueSet"):
-            return ("valueset", binding["valueSet"])  # R4 allows a discriminator on a required binding
+        for target in [slice_] if path == "$this" else find_targets(slice_, path):
+            if target.fixed:
+                return ("fixed", target.fixed[1])
+            if target.pattern:
+                return ("pattern", target.pattern[1])
+            binding = target.binding or {}
+            if binding.get("strength") == "required" and binding.get("valueSet"):
+                return ("valueset", binding["valueSet"])  # R4 allows a discriminator on a required binding
         return None
 
 
@@ -122,6 +120,16 @@ def navigate(value: Any, path: str) -> list[Any]:
                     found = node.get(step)
                     nxt.extend(found if isinstance(found, list) else [found] if found is not None else [])
             nodes = nxt
+    return nodes
+
+
+def find_targets(plan: ElementPlan, path: str) -> list[ElementPlan]:
+    """The elements `path` reaches from `plan`, through the slices of a sliced element too: R4's bp profile
+    slices component by `code.coding.code`, whose value is fixed only in the slice `code.coding:SBPCode`."""
+    nodes = [plan]
+    for step in path.split("."):
+        children = [c for n in nodes for c in n.children if c.name == step.removesuffix("[x]")]
+        nodes = [*children, *(s for c in children for s in c.slices)]
     return nodes
 
 
