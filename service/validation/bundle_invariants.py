@@ -1,5 +1,5 @@
-"""Native fast paths for R4's Bundle invariants, whose FHIRPath walks every entry (bdl-2, -3, -4, -7) or runs once per
-entry (bdl-5, -8): through FHIRPath they made an entry of a Bundle dearer than the same resource alone.
+"""Native fast paths for R4's Bundle invariants, whose FHIRPath walks every entry (bdl-2, -3, -4, -7, -11, -12) or runs
+once per entry (bdl-5, -8): through FHIRPath they made an entry of a Bundle dearer than the same resource alone.
 
 Each answers exactly as its FHIRPath does (fhirpathpy's semantics, as fhirpath_compiled's), or None to defer to
 FHIRPath whenever the JSON is not plain: a `_field` extension holder, a value of an unexpected JSON type, an entry
@@ -116,6 +116,32 @@ def _searched_only_in_searchsets(node: Any, resource: Any) -> bool | None:
     return kind == "searchset" or not any(_exists(e, "search") for e in entries)
 
 
+def _first_entry_is(bundle_type: str, resource_type: str) -> Callable[[Any, Any], bool | None]:
+    """bdl-11/bdl-12: `type = '<bundle_type>' implies entry.first().resource.is(<resource_type>)`. Through FHIRPath
+    they made a node of every entry. Both sides are evaluated; `{} implies x` is true when x is, else empty, and
+    `true implies {}` is empty: both fail the invariant. A first resource that is no object with a resourceType
+    (or behind a holder) is left to FHIRPath."""
+    def check(node: Any, resource: Any) -> bool | None:
+        entries = _entries(node)
+        plain, kind = _bundle_type(node)
+        if entries is None or not plain:
+            return None
+        right: bool | None = None  # empty: no entry, or a first entry without a resource
+        if entries:
+            first = entries[0]
+            if "_resource" in first:
+                return None
+            value = first.get("resource")
+            if value not in _ABSENT:
+                if type(value) is not dict or not isinstance(value.get("resourceType"), str):
+                    return None
+                right = value["resourceType"] == resource_type
+        if kind is not None and kind != bundle_type:
+            return True
+        return right is True
+    return check
+
+
 def _entry_has_content(node: Any, resource: Any) -> bool | None:
     """bdl-5: `resource.exists() or request.exists() or response.exists()`."""
     entry = _entry(node)
@@ -145,6 +171,8 @@ BUNDLE: dict[str, Callable[[Any, Any], bool | None]] = {
                                                                             "history"})),
     "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()":
         _full_urls_distinct,
+    "type = 'document' implies entry.first().resource.is(Composition)": _first_entry_is("document", "Composition"),
+    "type = 'message' implies entry.first().resource.is(MessageHeader)": _first_entry_is("message", "MessageHeader"),
     "resource.exists() or request.exists() or response.exists()": _entry_has_content,
     "fullUrl.exists() implies fullUrl.contains('/_history/').not()": _no_history_in_full_url,
 }

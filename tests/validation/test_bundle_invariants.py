@@ -45,7 +45,7 @@ def _agree(invariants: Invariants, key: str, expression: str, bundle: Any) -> in
 
 def test_every_native_path_is_an_r4_bundle_invariant() -> None:
     assert set(_rules().values()) == set(BUNDLE)
-    assert set(_rules()) == {"bdl-2", "bdl-3", "bdl-4", "bdl-5", "bdl-7", "bdl-8"}
+    assert set(_rules()) == {"bdl-2", "bdl-3", "bdl-4", "bdl-5", "bdl-7", "bdl-8", "bdl-11", "bdl-12"}
 
 
 def test_native_paths_agree_with_fhirpath_on_the_official_bundles() -> None:
@@ -70,7 +70,8 @@ _maybe = st.sampled_from([None, [], {}, {"method": "GET"}, [{"x": 1}]])
 _meta = st.one_of(st.none(), st.just([]), st.fixed_dictionaries({}, optional={
     "versionId": st.sampled_from(["1", "2", "", None, 3, []]), "_versionId": st.just({"id": "v"})}))
 _resource = st.one_of(st.none(), st.just([]), st.just("text"), st.fixed_dictionaries(
-    {"resourceType": st.just("Patient")}, optional={"meta": _meta, "_meta": st.just({"id": "m"})}))
+    {"resourceType": st.sampled_from(["Patient", "Composition", "MessageHeader", "Foo"])},
+    optional={"meta": _meta, "_meta": st.just({"id": "m"})}), st.just({}), st.just({"resourceType": 5}))
 _plain_entry = st.fixed_dictionaries({}, optional={
     "fullUrl": st.one_of(_text, st.none(), st.just(7), st.just([])), "resource": _resource, "request": _maybe,
     "response": _maybe, "search": _maybe})
@@ -82,7 +83,7 @@ _entry = st.one_of(_plain_entry, _plain_entry, _plain_entry, st.builds(lambda a,
                    st.none(), st.just("text"))
 _plain_bundle = st.fixed_dictionaries({"resourceType": st.just("Bundle")}, optional={
     "type": st.sampled_from(["batch", "transaction", "history", "batch-response", "transaction-response",
-                             "collection", "document", "searchset", "", 5, None, []]),
+                             "collection", "document", "message", "searchset", "", 5, None, []]),
     "entry": st.one_of(st.lists(_entry, max_size=4), st.lists(_plain_entry, max_size=4), st.none(), _entry)})
 bundles = st.one_of(_plain_bundle, _plain_bundle, st.builds(
     lambda b, odd: {**b, **odd}, _plain_bundle,
@@ -105,6 +106,12 @@ def test_generated_bundles_reach_the_native_answers() -> None:
     answers = {key: [BUNDLE[e](n, plain) for n in (plain["entry"] if key in ENTRY_RULES else [plain])]
                for key, e in _rules().items()}
     assert answers == {"bdl-2": [True], "bdl-3": [False], "bdl-4": [True], "bdl-7": [False], "bdl-5": [True, True],
-                       "bdl-8": [True, True]}
+                       "bdl-8": [True, True], "bdl-11": [True], "bdl-12": [True]}
+    for kind, first, wanted in (("document", "Composition", "bdl-11"), ("message", "MessageHeader", "bdl-12")):
+        rule = _rules()[wanted]
+        assert BUNDLE[rule]({**plain, "type": kind}, plain) is False  # a Patient first
+        assert BUNDLE[rule]({**plain, "type": kind, "entry": []}, plain) is False  # true implies {}
+        assert BUNDLE[rule]({**plain, "type": kind, "entry": [{"resource": {"resourceType": first}}]}, plain) is True
+        assert BUNDLE[rule]({"resourceType": "Bundle", "entry": [{"resource": {"resourceType": first}}]}, plain) is True
     searched = {**plain, "entry": [{**plain["entry"][0], "search": {"mode": "match"}}]}
     assert BUNDLE["entry.search.empty() or (type = 'searchset')"](searched, searched) is False
