@@ -16,6 +16,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from service.domain import vocabulary as v
+from service.domain.plan_rules import HARD_STOPS
 from service.domain.plausibility import CTCAE_SEVERITY
 from service.domain.rules import BPRS_POSITIVE_RANGES, SCORE_RANGES
 from service.resources import profiles_dir
@@ -126,9 +127,10 @@ def goals() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def _screened(draw: st.DrawFn, code: str) -> dict[str, Any]:
-    """A checklist item; a present one may carry a clinician's documented override."""
+    """A checklist item; a present one may carry a clinician's documented override, and a present label
+    contraindication always does: intake refuses a hard stop without one (plan_rules.HARD_STOPS)."""
     item: dict[str, Any] = {"code": code, "present": draw(st.booleans())}
-    if item["present"] and draw(st.booleans()):
+    if item["present"] and (code in HARD_STOPS or draw(st.booleans())):
         at = datetime(2026, 1, 1, 9, tzinfo=draw(offsets)) + timedelta(minutes=draw(st.integers(0, 10**5)))
         item["override"] = {"by": draw(person()), "reason": draw(names), "at": at.isoformat()}
     return item

@@ -17,7 +17,7 @@ from service.mapping.coverage import contract_fields
 #: examples drawn per kind before searching for what they did not meet (derandomized)
 DRAWS = 100
 #: how long a search for one value the draws did not meet may look
-SEARCH = settings(max_examples=1000, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+SEARCH = settings(max_examples=4000, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))  # found is enough: no shrinking
 
 
