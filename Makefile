@@ -79,6 +79,7 @@ agreement: $(VENV)/.installed-test
 FUZZ_REQUESTS ?= 5000
 FUZZ_RANDOM ?=
 fuzz: $(VENV)/.installed-test
+	scripts/fetch_packages.sh .cache
 	@set -e; eval "$$(scripts/postgres.sh start)"; trap 'scripts/postgres.sh stop' EXIT; \
 	  KFHIR_FUZZ_REQUESTS=$(FUZZ_REQUESTS) KFHIR_FUZZ_RANDOM=$(FUZZ_RANDOM) \
 	    $(PY) -m pytest $(XDIST) -p no:logging -rP -m fuzz $(PYTEST_ARGS)
