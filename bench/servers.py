@@ -28,8 +28,9 @@ HAPI_JAVA_OPTS = ("-XX:TieredStopAtLevel=4", "-XX:-UseSerialGC", "-XX:+UseG1GC",
                   "-XX:ReservedCodeCacheSize=240m", "-XX:MaxMetaspaceSize=512m")
 
 
-# What a deployment that accepts 1,000-entry transactions sets: the default (500 entries) refuses the benchmark's
-# Bundle with 413 before reading it; the JSON limits of a Bundle grow with it (service/config.py VALUES_PER_ENTRY).
+# What a deployment that accepts 1,000-entry transactions sets: the default (300 entries) refuses the benchmark's
+# Bundle with 413 before reading it; the JSON limits of a Bundle grow with it (service/config.py VALUES_PER_ENTRY),
+# so this one setting is the whole change (tests/bench/test_serving_limits.py).
 TRANSACTION_1000 = {"KFHIR_MAX_BUNDLE_ENTRIES": "1000"}
 
 
