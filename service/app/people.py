@@ -58,6 +58,7 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
     merged_record = dict(record.content)
     stored: dict[str, tuple[Role, dict[str, Any]]] = {}
     newer = _Newer(unit.session, mapper, record)
+    changed = False
     for role in people:
         mine = lookup(record.content, role.scope or "")
         entry = next((e for e in entries.values() if e["request"].get("ifNoneExist")
@@ -69,7 +70,7 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
         if found is None or found.deleted or found.content is None:
             continue  # a new person: the entry creates it as the record gives it
         known = _read(mapper, role, found.content)
-        merged = dict(mine)
+        merged = copy.deepcopy(mine)  # `put` writes into nested fields: the record's own must stay as sent
         for rule in role.rules:
             if rule.field is None or rule.field.startswith("identifier."):
                 continue
@@ -80,9 +81,13 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
                 put(merged, rule.field, theirs)
         put(merged_record, role.scope or "", merged)
         stored[entry["fullUrl"]] = (role, found.content)
+        changed = changed or merged != mine
     if not stored:
         return bundle
-    remapped = {e["fullUrl"]: e["resource"] for e in mapper.to_bundle(kind, merged_record)["entry"]}
+    # the record as the store now knows its people, mapped again only when that differs from the record: else
+    # its people's entries are the mapped Bundle's own (the mapping runs on the same content)
+    remapped = {e["fullUrl"]: e["resource"] for e in (mapper.to_bundle(kind, merged_record) if changed else bundle)[
+        "entry"]}
     out = []
     for entry in bundle["entry"]:
         if entry.get("fullUrl") in stored:

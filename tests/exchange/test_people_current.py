@@ -78,6 +78,20 @@ def test_an_older_record_arriving_late_fills_gaps_but_changes_no_newer_value(run
     assert (now["birthDate"], now["gender"]) == ("1971-02-03", "unknown")  # gaps filled from January
 
 
+def test_the_record_keeps_its_own_person_as_sent(runtime: Runtime) -> None:
+    """The person merged for the store is a copy: the record, as answered and as stored, says what was sent (the
+    merge once wrote the newer stored name into the older record's own answer)."""
+    runtime.intake.submit("assessment", assessment(at="2026-03-08T10:00:00+00:00",
+                                                   patient={**BARE, "name": {"family": "Okafor-Reyes",
+                                                                             "given": ["Ada"]}}))
+    made = runtime.intake.submit("assessment", assessment(external_id="asmt-old", at="2026-01-05T10:00:00+00:00",
+                                                          patient=FULL)).record
+    assert made.content["patient"]["name"] == {"family": "Okafor", "given": ["Ada"]}
+    assert runtime.intake.get("assessment", made.id).content["patient"]["name"] == {"family": "Okafor",
+                                                                                    "given": ["Ada"]}
+    assert patient(runtime)["name"] == [{"family": "Okafor-Reyes", "given": ["Ada"]}]
+
+
 SENT = [  # (record time, demographics): the newest giving each field must win, whatever the arrival order
     ("2026-01-05T10:00:00+00:00", {"name": {"family": "Early", "given": ["Ada"]}, "sex": "female"}),
     ("2026-02-05T10:00:00+00:00", {"birth_date": "1971-02-03"}),
