@@ -177,11 +177,17 @@ def read_in(unit: Unit, resource_type: str, resource_id: str, version: int | Non
 
 
 def match_in(unit: Unit, when: Condition) -> StoredResource | None:
-    """The resource a conditional create finds instead of creating one (http.html#ccreate): 412 if several."""
+    """The resource a conditional create finds instead of creating one (http.html#ccreate): 412 if several.
+    Asked again before the unit writes (a record's people: keep_current, then its export), the answer is the
+    same, so it is kept (Unit.matched)."""
+    key = (when.query.resource_type, when.criteria)  # as written: `key` is cut at 1,000 characters
+    if key in unit.matched:
+        return unit.matched[key]
     matches, _ = unit.search(when.query)
     if len(matches) > 1:
         raise PreconditionFailed(f"If-None-Exist {when.criteria!r} matches {len(matches)} resources.")
-    return matches[0] if matches else None
+    unit.matched[key] = found = matches[0] if matches else None
+    return found
 
 
 def create_in(unit: Unit, prepared: Prepared, new_id: str, names: Names, when: Condition | None = None) -> Written:

@@ -134,6 +134,9 @@ class Unit:
         #: BEGIN IMMEDIATE; on PostgreSQL a concurrent create of the same id fails this one's INSERT on the
         #: unique constraint, as it did between a lookup and the INSERT before.
         self._rows: dict[tuple[str, str], StoredResource | None] = {}
+        #: conditional matches (If-None-Exist, a conditional update) found since this transaction last wrote, by
+        #: (type, criteria): a record's people were searched for by keep_current, then again by its export
+        self.matched: dict[tuple[str, str], StoredResource | None] = {}
 
     def permits(self, resource: str, letters: str) -> bool:
         """Whether the client this transaction writes for holds `letters` on `resource` (the server: always)."""
@@ -177,6 +180,7 @@ class Unit:
         `new`: the id was just made by this server (a UUID), so no row can hold it: none is looked for."""
         row = None if new else self._row(resource_type, resource_id)
         inserted = row is None
+        self.matched.clear()  # what a search found may not match any more, or something new may
         now = utcnow()
         version = row.version + 1 if row else 1
         if content is not None:
