@@ -49,6 +49,17 @@ SET_RESOURCE = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk"))
 ADD_VERSION = insert(VERSIONS)
 ADD_INDEX = insert(INDEX)
 DROP_INDEX = delete(INDEX).where(INDEX.c.resource_pk == bindparam("the_pk"))
+#: a search page's bodies, joined to its keys: one alias for every search (each new alias adapted its columns anew)
+PAGE_BODY = aliased(ResourceRow)
+#: the current resources of a type holding a token `system|value` under a parameter, oldest first: a conditional
+#: create's or update's `identifier=system|value`, as the general search would ask it (_condition, _match), built
+#: once; building the general statement cost 1.1-1.5 ms a search, ten times running it
+TOKEN_MATCH = select(RESOURCES).where(
+    RESOURCES.c.resource_type == bindparam("resource_type"), RESOURCES.c.deleted.is_(False),
+    RESOURCES.c.pk.in_(select(INDEX.c.resource_pk).where(
+        INDEX.c.resource_type == bindparam("resource_type"), INDEX.c.param == bindparam("param"),
+        INDEX.c.value == bindparam("value"), INDEX.c.system == bindparam("system")))
+).order_by(RESOURCES.c.pk.asc()).limit(bindparam("count"))
 
 
 @dataclass(frozen=True)
@@ -251,6 +262,11 @@ class Unit:
         The total is a window count over the matching keys only, and the page's bodies are joined to the page's
         keys afterwards in the same statement: a window count beside each selected body made the database build
         every matching row with its JSON (the bench's searches, 3,122 matches of 1.7 KB: 62 ms, against 13 ms)."""
+        if _one_token(query):
+            (match,) = query.criteria[0].matches
+            return [StoredResource.of_columns(r) for r in self.session.connection().execute(TOKEN_MATCH, {
+                "resource_type": query.resource_type, "param": query.criteria[0].param.name, "value": match.value,
+                "system": match.system, "count": query.count})], None
         matching = select(ResourceRow.pk).where(ResourceRow.resource_type == query.resource_type,
                                                 ResourceRow.deleted.is_(False))
         for criterion in query.criteria:
@@ -266,7 +282,7 @@ class Unit:
         order = [column.desc() if descending else column.asc() for column, descending in sort]
         page = keys.order_by(*order, ResourceRow.pk.asc()).offset(query.offset).limit(
             max(query.count, 1) if query.total else query.count).subquery()
-        body = aliased(ResourceRow)
+        body = PAGE_BODY
         stmt = select(body, *([page.c.total] if query.total else [])).join(page, body.pk == page.c.pk).order_by(
             *((page.c[f"s{i}"].desc() if descending else page.c[f"s{i}"].asc()) for i, (_, descending) in
               enumerate(sort)), page.c.pk.asc())
@@ -322,6 +338,18 @@ class Unit:
         total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = self.session.scalars(stmt.order_by(ResourceVersionRow.pk.desc()).offset(offset).limit(count))
         return [StoredResource.of_version(r) for r in rows], total
+
+
+def _one_token(query: Query) -> bool:
+    """The query is TOKEN_MATCH's: one token criterion, one `system|value` (both given), no modifier, no chain; no
+    total, sort or offset."""
+    if query.total or query.sort or query.offset or len(query.criteria) != 1:
+        return False
+    criterion = query.criteria[0]
+    if criterion.param.kind != "token" or criterion.modifier or criterion.chain or len(criterion.matches) != 1:
+        return False
+    match = criterion.matches[0]
+    return bool(match.system and match.system_given and match.value is not None and criterion.param.name != "_id")
 
 
 #: the resource row a condition is about: the searched one, or one across a chain (an alias)
