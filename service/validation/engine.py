@@ -319,13 +319,17 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
             return
         step = self._steps.get((id(plan), id(kind))) or self._step(plan, kind)
         code = step.code
-        outer, run.owner_types = run.owner_types, step.owner
-        self._object(value, step.children, expr, run)
-        run.owner_types = outer
+        # an extension that names a definition is walked against it first; when that finds nothing, the walk
+        # against the element's type (base Extension, which a definition only narrows) is skipped
+        clean = code == "Extension" and not kind.profiles and self._clean_against_definition(value, expr, run)
+        if not clean:
+            outer, run.owner_types = run.owner_types, step.owner
+            self._object(value, step.children, expr, run)
+            run.owner_types = outer
         if step.fixed_or_pattern:
             self._fixed_and_pattern(value, plan, expr, run)
         if code == "Extension":
-            self._extension(value, plan, kind, expr, run)
+            self._extension(value, plan, kind, expr, run, walked=clean)
         elif code == "Reference":
             self._reference(value, kind, expr, run)
         if step.bound:

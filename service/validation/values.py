@@ -91,7 +91,35 @@ class Values(Bindings):
                 source = f" (defined in {rule.source})" if rule.source else ""
                 run.add(severity, "invariant", expr, f"Constraint failed: {rule.key}: '{rule.human}'{source}")
 
-    def _extension(self, value: dict[str, Any], plan: ElementPlan, kind: TypeRef, expr: str, run: Run) -> None:
+    def _clean_against_definition(self, value: dict[str, Any], expr: str, run: Run) -> bool:
+        """Walks an extension against the definition its url names, when _extension would: True when that finds
+        nothing. Otherwise its findings are dropped and False returned, so that the walk against the base Extension
+        comes first and the findings keep their order."""
+        extension_plan = self._definition_plan(value.get("url"))
+        if extension_plan is None:
+            return False
+        mark = len(run.findings)
+        self._object(value, extension_plan.root.children, expr, run)
+        if len(run.findings) == mark:
+            return True
+        del run.findings[mark:]
+        return False
+
+    def _definition_plan(self, url: Any) -> StructurePlan | None:
+        """The plan of the Extension definition an absolute `url` names, when it is held and usable."""
+        if not isinstance(url, str) or ":" not in url:
+            return None
+        definition = self.defs.resolve(url)
+        if definition is None or definition.get("type") != "Extension":
+            return None
+        try:
+            return self.plan(definition["url"])
+        except UnknownProfile:  # held, but no snapshot could be had: as unusable as one not held at all
+            return None
+
+    def _extension(self, value: dict[str, Any], plan: ElementPlan, kind: TypeRef, expr: str, run: Run,
+                   walked: bool = False) -> None:
+        """`walked`: already walked against its definition, with no finding (_clean_against_definition)."""
         has_value = any(k.startswith(("value", "_value")) for k in value)  # an extended primitive exists too
         if has_value == bool(value.get("extension")):  # ext-1, checked natively
             run.add("error", "invariant", expr, "Constraint failed: ext-1: 'Must have either extensions or value[x], "
@@ -111,17 +139,14 @@ class Values(Bindings):
                     run.add(severity, "extension", expr, f"Unknown extension {url}: the profile's slice names "
                                                          f"{kind.profiles[0]}, which is not held.")
             return
-        try:
-            extension_plan = self.plan(definition["url"]) if definition and definition.get("type") == "Extension" \
-                else None
-        except UnknownProfile:  # held, but no snapshot could be had: as unusable as one not held at all
-            extension_plan = None
+        extension_plan = self._definition_plan(url)
         if extension_plan is None:
             severity = run.policy.extension_severity(url)
             if severity != "ignore":
                 run.add(severity, "extension", expr, f"Unknown extension {url}.")
             return
-        self._object(value, extension_plan.root.children, expr, run)
+        if not walked:
+            self._object(value, extension_plan.root.children, expr, run)
         self._constraints(value, extension_plan.root.constraints, "Extension", expr, run, url)
 
     def _extension_context(self, definition: dict[str, Any], plan: ElementPlan, expr: str, run: Run) -> None:
