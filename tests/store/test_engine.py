@@ -1,0 +1,173 @@
+"""The SQLite engine: writers take turns through a lock file, and the WAL is checkpointed outside the commits."""
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from service.store import engine as engine_module
+from service.store.engine import checkpoint, make_engine, session
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    with session(engine, write=True) as s:
+        s.execute(text("CREATE TABLE t (n INTEGER)"))
+    yield engine
+    engine.dispose()
+
+
+def lock_file(engine: Engine) -> str:
+    return f"{engine.url.database}-writer"
+
+
+def taken(engine: Engine) -> bool:
+    """Does anyone hold the writers' turn? (tried from a descriptor of our own, as another process would)"""
+    fd = os.open(lock_file(engine), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def rows(engine: Engine) -> int:
+    with session(engine) as s:
+        return int(s.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+
+def test_a_writer_holds_the_turn_until_it_has_committed_and_a_reader_takes_none(db: Engine) -> None:
+    with session(db) as s:
+        s.execute(text("SELECT count(*) FROM t"))
+        assert not taken(db)
+    with session(db, write=True) as s:
+        s.execute(text("INSERT INTO t VALUES (1)"))
+        assert taken(db)
+    assert not taken(db)
+    assert rows(db) == 1
+
+
+def test_a_writer_waits_for_the_turn_then_writes(db: Engine) -> None:
+    holder = os.open(lock_file(db), os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    done: list[float] = []
+
+    def write() -> None:
+        with session(db, write=True) as s:
+            s.execute(text("INSERT INTO t VALUES (1)"))
+        done.append(time.monotonic())
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.3)
+    assert done == [] and rows(db) == 0  # still waiting for its turn
+    released = time.monotonic()
+    os.close(holder)
+    writer.join(10)
+    assert done and done[0] >= released and rows(db) == 1
+
+
+def test_a_write_inside_a_write_of_the_same_thread_fails_as_before_instead_of_waiting_for_its_own_turn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The turn is not taken twice by one thread: the inner transaction meets SQLite's lock, which the outer holds,
+    and fails after the busy timeout, as without turns (no hang)."""
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    db = make_engine(f"sqlite:///{tmp_path / 'nested.db'}")
+    started = time.monotonic()
+    with pytest.raises(OperationalError, match="locked"), session(db, write=True) as outer:
+        outer.execute(text("CREATE TABLE t (n INTEGER)"))
+        with session(db, write=True) as inner:
+            inner.execute(text("INSERT INTO t VALUES (2)"))
+    assert time.monotonic() - started < 5
+    db.dispose()
+
+
+def test_past_the_busy_timeout_a_writer_goes_on_without_its_turn(db: Engine,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn held too long (a writer stuck elsewhere) is not waited for past SQLite's own busy timeout: SQLite's
+    lock, which it does not hold, decides."""
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    holder = os.open(lock_file(db), os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        with session(db, write=True) as s:
+            s.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        os.close(holder)
+    assert rows(db) == 1
+
+
+def test_commits_leave_the_checkpoint_to_the_checkpointer(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No commit checkpoints up to 20,000 pages of WAL; the checkpointer copies them into the database."""
+    monkeypatch.setattr(engine_module.CHECKPOINTER, "wrote", lambda engine: None)
+    with session(db, write=True) as s:
+        assert s.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == engine_module.SQLITE_AUTOCHECKPOINT_PAGES
+        assert s.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL: every commit synced
+    for n in range(50):
+        with session(db, write=True) as s:
+            s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+    checkpoint(db)
+    raw = db.raw_connection()
+    try:
+        busy, frames, copied = raw.driver_connection.execute(  # type: ignore[union-attr]
+            "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        raw.close()
+    assert busy == 0 and frames == copied  # everything in the WAL is in the database file
+    assert rows(db) == 50
+
+
+def test_a_process_that_writes_starts_its_checkpointer(db: Engine) -> None:
+    engine_module.CHECKPOINTER._last.pop(db, None)
+    with session(db, write=True) as s:
+        s.execute(text("INSERT INTO t VALUES (1)"))
+    assert any(t.name == "kfhir-checkpoint" and t.is_alive() for t in threading.enumerate())
+
+
+def wal_frames(engine: Engine) -> int:
+    return engine_module._passive(engine)
+
+
+def test_the_wal_starts_over_though_a_writer_committed_while_it_was_checkpointed(
+        db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that commits during the checkpoint leaves frames it did not copy; the pass with the turn held copies
+    them, so the next writer starts the WAL over instead of growing it."""
+    monkeypatch.setattr(engine_module.CHECKPOINTER, "wrote", lambda engine: None)  # this test checkpoints alone
+    for n in range(30):
+        with session(db, write=True) as s:
+            s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+    grown = wal_frames(db)
+    passive, passes = engine_module._passive, []
+
+    def overtaken(engine: Engine) -> int:
+        frames = passive(engine)
+        if not passes:  # another writer commits just after the first pass
+            writer = threading.Thread(target=lambda: rows_written(engine, 1))
+            writer.start()
+            writer.join(10)
+        passes.append(frames)
+        return frames
+
+    monkeypatch.setattr(engine_module, "RESTART_AFTER_FRAMES", 10)
+    monkeypatch.setattr(engine_module, "_passive", overtaken)
+    checkpoint(db)
+    monkeypatch.setattr(engine_module, "_passive", passive)
+    assert len(passes) == 2
+    rows_written(db, 1)
+    assert wal_frames(db) < grown  # started over: the last write's frames only
+
+
+def rows_written(engine: Engine, count: int) -> None:
+    for n in range(count):
+        with session(engine, write=True) as s:
+            s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
