@@ -159,9 +159,7 @@ def _payload(unit: Unit, main: StoredResource) -> dict[str, Any]:
     content = main.content or {}
     if main.resource_type != "MedicationAdministration":
         return content
-    query = parse("Observation", [("part-of", f"MedicationAdministration/{main.id}")])
-    query.count, query.total = MAX_READINGS, False
-    readings, _ = unit.search(query)
+    readings = unit.referring("Observation", "part-of", [f"MedicationAdministration/{main.id}"], MAX_READINGS)
     return {"resourceType": "Bundle", "type": "collection",
             "entry": [{"resource": content}, *({"resource": r.content} for r in readings if r.content)]}
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -60,6 +61,18 @@ TOKEN_MATCH = select(RESOURCES).where(
         INDEX.c.resource_type == bindparam("resource_type"), INDEX.c.param == bindparam("param"),
         INDEX.c.value == bindparam("value"), INDEX.c.system == bindparam("system")))
 ).order_by(RESOURCES.c.pk.asc()).limit(bindparam("count"))
+SET_RECORD = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk"))
+#: the reads a write makes, built once too (their construction cost more than SQLite's lookup)
+GET_ROW = select(RESOURCES).where(RESOURCES.c.resource_type == bindparam("the_type"),
+                                  RESOURCES.c.id == bindparam("the_id"))
+#: current resources of a type whose reference parameter names one of some keys, in the order they were made
+REFERRING = select(RESOURCES).where(
+    RESOURCES.c.resource_type == bindparam("source"), RESOURCES.c.deleted.is_(False),
+    RESOURCES.c.pk.in_(select(INDEX.c.resource_pk).where(
+        INDEX.c.resource_type == bindparam("source"), INDEX.c.param == bindparam("param"),
+        INDEX.c.value.in_(bindparam("keys", expanding=True))))).order_by(RESOURCES.c.pk).limit(bindparam("limit"))
+#: (type, id) pairs looked up together, at most this many a statement
+PREFETCH_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -156,8 +169,8 @@ class Unit:
     def _row(self, resource_type: str, resource_id: str) -> StoredResource | None:
         key = (resource_type, resource_id)
         if key not in self._rows:
-            found = self.session.connection().execute(select(RESOURCES).where(
-                RESOURCES.c.resource_type == resource_type, RESOURCES.c.id == resource_id)).one_or_none()
+            found = self.session.connection().execute(GET_ROW, {"the_type": resource_type,
+                                                                "the_id": resource_id}).one_or_none()
             self._rows[key] = StoredResource.of_columns(found) if found is not None else None
         return self._rows[key]
 
@@ -167,10 +180,13 @@ class Unit:
         wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if len(wanted) > 1:
             self._rows.update(dict.fromkeys(wanted))
-            # an OR of (type, id) pairs: SQLite looks each up in the unique index, where a row-value IN scanned it
-            for row in self.session.connection().execute(select(RESOURCES).where(or_(*(
-                    and_(RESOURCES.c.resource_type == t, RESOURCES.c.id == i) for t, i in wanted)))):
-                self._rows[row.resource_type, row.id] = StoredResource.of_columns(row)
+            for start in range(0, len(wanted), PREFETCH_CHUNK):
+                chunk = wanted[start:start + PREFETCH_CHUNK]
+                size = _bucket(len(chunk))  # the last pair repeated up to the statement's size: the same rows
+                pairs = chunk + [chunk[-1]] * (size - len(chunk))
+                params = {f"t{n}": t for n, (t, _) in enumerate(pairs)} | {f"i{n}": i for n, (_, i) in enumerate(pairs)}
+                for row in self.session.connection().execute(_prefetch_statement(size), params):
+                    self._rows[row.resource_type, row.id] = StoredResource.of_columns(row)
 
     def get(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version, deleted or not; None when the id was never used."""
@@ -237,8 +253,7 @@ class Unit:
     def link_record(self, resource_type: str, resource_id: str, record_id: str) -> None:
         row = self._row(resource_type, resource_id)
         if row is not None and row.record_id != record_id:
-            self.session.connection().execute(update(RESOURCES).where(RESOURCES.c.pk == row.pk).values(
-                record_id=record_id))
+            self.session.connection().execute(SET_RECORD, {"the_pk": row.pk, "record_id": record_id})
             self._rows[resource_type, resource_id] = replace(row, record_id=record_id)
 
     # --- conditional create -----------------------------------------------------------------
@@ -309,11 +324,9 @@ class Unit:
         """_revinclude: current `source` resources whose reference parameter `param` names one of `keys`."""
         if not keys:
             return []
-        rows = self.session.scalars(select(ResourceRow).where(
-            ResourceRow.resource_type == source, ResourceRow.deleted.is_(False),
-            _indexed(source, param, SearchIndexRow.value.in_(keys))).order_by(ResourceRow.pk).limit(limit)
-            .execution_options(populate_existing=True))
-        return [StoredResource.of(r) for r in rows]
+        rows = self.session.connection().execute(REFERRING, {"source": source, "param": param, "keys": keys,
+                                                             "limit": limit})
+        return [StoredResource.of_columns(r) for r in rows]
 
     def referrers(self, keys: list[str], limit: int = 20) -> list[tuple[str, str, str]]:
         """(referrer `Type/id`, the path it refers at, the `Type/id` referred to) of current resources that refer
@@ -350,6 +363,22 @@ def _one_token(query: Query) -> bool:
         return False
     match = criterion.matches[0]
     return bool(match.system and match.system_given and match.value is not None and criterion.param.name != "_id")
+
+
+def _bucket(count: int) -> int:
+    """The size of the prefetch statement for `count` pairs: the next power of two (statements of 2, 4, … 32)."""
+    size = 2
+    while size < count:
+        size *= 2
+    return size
+
+
+@lru_cache(maxsize=8)
+def _prefetch_statement(size: int) -> Any:
+    """The rows of `size` (type, id) pairs, bound as t0, i0, t1, i1, …: an OR of the pairs, so SQLite looks each up
+    in the unique index (a row-value IN scanned it)."""
+    return select(RESOURCES).where(or_(*(and_(RESOURCES.c.resource_type == bindparam(f"t{n}"),
+                                              RESOURCES.c.id == bindparam(f"i{n}")) for n in range(size))))
 
 
 #: the resource row a condition is about: the searched one, or one across a chain (an alias)
