@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 #: How long a SQLite writer waits for the lock before failing (ms).
@@ -26,6 +27,11 @@ WRITTEN = "kfhir_written"
 #: layer's audit event of the request (service/web/auth.py), so that a write and its event commit together or not
 #: at all, under one writer lock and one flush. Set for one request in its own thread; None elsewhere.
 BEFORE_COMMIT: ContextVar[Callable[[Session], None] | None] = ContextVar("kfhir_before_commit", default=None)
+#: The read transaction of a request that only reads (service/web/auth.py opens it with `reading`): every read
+#: `session` of its engine joins it instead of beginning its own, so that authenticating the caller, the read or
+#: search itself and the audit's patient lookup are one transaction (one pool checkout, one BEGIN, one snapshot)
+#: instead of three. Set for one request in its own thread; None elsewhere.
+SHARED_READ: ContextVar[Session | None] = ContextVar("kfhir_shared_read", default=None)
 #: How long a writer waiting for its turn sleeps between looks (s): 0.5, 1, then 2 ms. A turn lasts 10-20 ms and the
 #: writer that ends one needs longer than 2 ms to begin its next, so the waiter takes the turn before it again.
 TURN_POLL_S = (0.0005, 0.001, 0.002)
@@ -184,17 +190,37 @@ CHECKPOINTER = Checkpointer()
 
 
 @contextmanager
-def session(engine: Engine, write: bool = False) -> Iterator[Session]:
+def session(engine: Engine, write: bool = False, fresh: bool = False) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises.
-    Writers say so up front, so SQLite takes the write lock at BEGIN (see _sqlite_begin), in turn (_writer_turn)."""
+    Writers say so up front, so SQLite takes the write lock at BEGIN (see _sqlite_begin), in turn (_writer_turn).
+    A read joins the request's shared read transaction, if one is open on `engine` (SHARED_READ), unless `fresh`
+    (it must see what other processes committed since that transaction began)."""
+    shared = None if write or fresh else SHARED_READ.get()
     if write:
         with _writer_turn(engine), _session(engine, write) as current:
             yield current
         if engine in _TURN_FILES:
             CHECKPOINTER.wrote(engine)
+    elif shared is not None and cast(Connection, shared.bind).engine is engine:
+        try:
+            yield shared
+        except DBAPIError:  # the transaction may be unusable now (PostgreSQL aborts it): later reads begin theirs
+            SHARED_READ.set(None)
+            raise
     else:
         with _session(engine, write) as current:
             yield current
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """One read transaction that every read `session` of `engine` in this context joins until the block ends."""
+    with session(engine) as current:
+        token = SHARED_READ.set(current)
+        try:
+            yield current
+        finally:
+            SHARED_READ.reset(token)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import ExitStack
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -20,7 +21,7 @@ from service.search.parameters import TYPES
 from service.security import Security
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
-from service.store.engine import BEFORE_COMMIT, WRITTEN
+from service.store.engine import BEFORE_COMMIT, WRITTEN, reading
 from service.store.resources import StoredResource, Unit
 from service.web import auditing, current, limits
 
@@ -46,6 +47,11 @@ BLUEPRINT_RESOURCE = {"domain_api": RECORDS, "exchange_api": EXCHANGE, "audit_ap
 BY_METHOD = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
 #: routes whose audit event commits in their write's own transaction (_audit_write); every other event is
 #: written once the answer is decided
+#: routes that only read: authenticating the caller, the read itself and the audit's patient lookup share one read
+#: transaction (store/engine.reading), closed before the audit event is written
+READ_ONLY = frozenset({"fhir_api.read", "fhir_api.vread", "fhir_api.history_instance", "fhir_api.search",
+                       "fhir_api.history_type", "fhir_api.history_system", "domain_api.read", "domain_api.versions",
+                       "domain_api.as_fhir", "domain_api.search", "audit_api.search", "audit_api.read"})
 IN_WRITE = frozenset({"fhir_api.create", "fhir_api.update", "fhir_api.conditional_update", "fhir_api.delete",
                       "domain_api.create", "domain_api.replace"})
 
@@ -55,6 +61,7 @@ def init_app(app: Flask, security: Security) -> None:
     app.before_request(_guard)
     app.after_request(_audit)
     app.teardown_request(_unhook)
+    app.teardown_request(_stop_reading)
 
 
 def security() -> Security:
@@ -95,6 +102,9 @@ def _guard() -> None:
     if wait:  # before the token is looked at: no key lookup, no JWKS fetch, no audit row per request
         raise TooManyRequests(f"More than {limits.FAILED_AUTH_PER_MINUTE} failed authentications a minute from "
                               "this address; try again later.", retry_after=math.ceil(wait))
+    if request.endpoint in READ_ONLY:
+        g.kfhir_reading = ExitStack()
+        g.kfhir_reading.enter_context(reading(current.runtime().engine))
     try:
         g.principal = security().authenticator.authenticate(request.headers.get("Authorization"))
     except Unauthorized:
@@ -192,6 +202,16 @@ def _unhook(_error: BaseException | None) -> None:
     BEFORE_COMMIT.set(None)
 
 
+def _stop_reading(_error: BaseException | None = None) -> None:
+    """End the request's shared read transaction, if it has one (a read only: nothing to keep or lose)."""
+    stack = g.pop("kfhir_reading", None)
+    if stack is not None:
+        try:
+            stack.close()
+        except Exception:  # an aborted read transaction: it ends either way
+            log.warning("a request's read transaction did not end cleanly", exc_info=True)
+
+
 def _audit(response: Response) -> Response:
     if request.path.startswith(SECURED[0]) or request.path == "/fhir" or request.path.startswith("/fhir/"):
         for name, value in API_HEADERS.items():
@@ -201,6 +221,7 @@ def _audit(response: Response) -> Response:
     try:
         access = auditing.access(response, g.get("principal"), interaction())
         auditing.identify_patients(access, _patient_identifier)
+        _stop_reading()  # before the event's write: a read needs no snapshot held while it waits for its commit
         if access.client_id is None:  # refused before anyone was identified: one event per burst of them
             security().audit.record_refused(access, f"address:{request.remote_addr}")
         else:
