@@ -37,7 +37,9 @@ SEARCH_DOC = ("Modifiers: :missing on every parameter but _id and _lastUpdated; 
               ":contains on strings. Reference parameters chain one level to a parameter of their target "
               "(subject:Patient.identifier, patient.name) and are reverse chained by _has:Type:param:target-param. "
               "Result parameters: _count, _offset, _sort (date, _lastUpdated, _id), _include, _revinclude, _total "
-              "(none, estimate, accurate), _summary (true, text, data, count, false), _elements. "
+              "(none, estimate, accurate), _summary (true, text, data, count, false), _elements. Bundle.total "
+              "is counted for _total=accurate or estimate, _summary=count and _count=0; otherwise it is given "
+              "on the last page only. "
               "PATCH is not supported (405): read, change and PUT with If-Match.")
 POLICY_DOC = ("A resource that claims one of our profiles (meta.profile), or whose medication is ketamine or "
               "esketamine by its code, is held to our profile; any other is held to its R4 base.")

@@ -59,7 +59,12 @@ class Query:
     offset: int = 0
     sort: list[tuple[str, bool]] = field(default_factory=list)   # (param, descending)
     include: list[tuple[str, str, str | None]] = field(default_factory=list)  # (type, param, target)
-    total: bool = True
+    #: Bundle.total: True counts every match (`_total=accurate|estimate`, `_summary=count`, `_count=0`); False gives
+    #: none (`_total=none`); None, the default, gives it only when the page shows it for free: the last page, which
+    #: ends before `_count` (a page fetches one row more than it shows, to know). R4 search.html#total: counting
+    #: may be onerous, so the client says what it needs, and Bundle.total is optional; HAPI JPA (its default total
+    #: mode) and Medplum count only when asked. A large result's count cost most of a served search.
+    total: bool | None = None
     ignored: list[str] = field(default_factory=list)             # lenient: what was left out
     revinclude: list[tuple[str, str, str | None]] = field(default_factory=list)  # (type, param, target)
     summary: str | None = None                                   # _summary: true, text, data, count, false
@@ -114,6 +119,8 @@ def parse(resource_type: str, items: list[tuple[str, str]], lenient: bool = Fals
                 problems.extend(exc.issues)
     if problems:
         raise BadRequest("The search has parameters this server cannot use.", problems)
+    if query.count == 0 and query.total is None:  # `_count=0`: the total alone, as `_summary=count`
+        query.total = True
     return query
 
 
@@ -142,7 +149,7 @@ def _include(raw: str, resource_type: str) -> tuple[str, str, str | None]:
 def _total(raw: str) -> bool:
     if raw not in ("none", "estimate", "accurate"):
         raise bad("_total", f"_total={raw!r}: expected none, estimate or accurate")
-    return raw != "none"  # an estimate is the accurate count here: one window count beside the page
+    return raw != "none"  # an estimate is the accurate count here: one window count over the matching keys
 
 
 def _summary(query: Query, raw: str) -> None:

@@ -271,17 +271,19 @@ class Unit:
     # --- search and history -----------------------------------------------------------------
 
     def search(self, query: Query) -> tuple[list[StoredResource], int | None]:
-        """One page and, unless `_total=none`, how many match: one query, a second only for a page past the end,
-        where no row carries the total.
+        """One page and how many match (query.total: counted, none, or the default, only when this page is the
+        last and shows it): one query, a second only for a counted page past the end, where no row carries the total.
 
         The total is a window count over the matching keys only, and the page's bodies are joined to the page's
         keys afterwards in the same statement: a window count beside each selected body made the database build
         every matching row with its JSON (the bench's searches, 3,122 matches of 1.7 KB: 62 ms, against 13 ms)."""
+        # one row more than the page shows, unless counted: whether another page follows, and so the total of the last
+        shown = max(query.count, 1) if query.total else query.count + 1 if query.total is None else query.count
         if _one_token(query):
             (match,) = query.criteria[0].matches
-            return [StoredResource.of_columns(r) for r in self.session.connection().execute(TOKEN_MATCH, {
-                "resource_type": query.resource_type, "param": query.criteria[0].param.name, "value": match.value,
-                "system": match.system, "count": query.count})], None
+            return _uncounted(query, [StoredResource.of_columns(r) for r in self.session.connection().execute(
+                TOKEN_MATCH, {"resource_type": query.resource_type, "param": query.criteria[0].param.name,
+                              "value": match.value, "system": match.system, "count": shown})])
         matching = select(ResourceRow.pk).where(ResourceRow.resource_type == query.resource_type,
                                                 ResourceRow.deleted.is_(False))
         for criterion in query.criteria:
@@ -295,8 +297,7 @@ class Unit:
         if query.total:
             keys = keys.add_columns(func.count().over().label("total"))
         order = [column.desc() if descending else column.asc() for column, descending in sort]
-        page = keys.order_by(*order, ResourceRow.pk.asc()).offset(query.offset).limit(
-            max(query.count, 1) if query.total else query.count).subquery()
+        page = keys.order_by(*order, ResourceRow.pk.asc()).offset(query.offset).limit(shown).subquery()
         body = PAGE_BODY
         stmt = select(body, *([page.c.total] if query.total else [])).join(page, body.pk == page.c.pk).order_by(
             *((page.c[f"s{i}"].desc() if descending else page.c[f"s{i}"].asc()) for i, (_, descending) in
@@ -304,7 +305,7 @@ class Unit:
         # rows written through Core in this unit: as they are now
         rows = self.session.execute(stmt.execution_options(populate_existing=True)).all()
         if not query.total:
-            return [StoredResource.of(r[0]) for r in rows], None
+            return _uncounted(query, [StoredResource.of(r[0]) for r in rows])
         total = int(rows[0].total) if rows else 0
         if not rows and query.offset > 0:
             total = self.session.scalar(select(func.count()).select_from(matching.subquery())) or 0
@@ -351,6 +352,12 @@ class Unit:
         total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = self.session.scalars(stmt.order_by(ResourceVersionRow.pk.desc()).offset(offset).limit(count))
         return [StoredResource.of_version(r) for r in rows], total
+
+
+def _uncounted(query: Query, rows: list[StoredResource]) -> tuple[list[StoredResource], int | None]:
+    """The page of `rows` (read one beyond it unless `_total=none`), and its total if it is the last page."""
+    last = query.total is None and len(rows) <= query.count and (bool(rows) or not query.offset)
+    return rows[:query.count], query.offset + len(rows) if last else None
 
 
 def _one_token(query: Query) -> bool:

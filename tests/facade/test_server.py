@@ -264,6 +264,32 @@ def test_paging_links_keep_every_parameter(client: FlaskClient, observations: li
     assert any(link["relation"] == "previous" for link in second["link"])
 
 
+@pytest.mark.both_backends  # search runs in SQL (a page reads one row more than it shows)
+def test_the_total_is_counted_when_asked_and_given_free_on_the_last_page(client: FlaskClient,
+                                                                          observations: list[str]) -> None:
+    def page(**query: str | int) -> dict[str, Any]:
+        found: dict[str, Any] = client.get("/fhir/Observation", query_string={"status": "final", **query}).json
+        return found
+
+    def has_next(bundle: dict[str, Any]) -> bool:
+        return any(link["relation"] == "next" for link in bundle["link"])
+
+    full = page(_count=2)  # more follow: no count is made, and the next link says so
+    assert "total" not in full and len(full["entry"]) == 2 and has_next(full)
+    exact = page(_count=3)  # exactly one page: the row after it is looked for, not found
+    assert exact["total"] == 3 and not has_next(exact)
+    last = page(_count=2, _offset=2)
+    assert last["total"] == 3 and len(last["entry"]) == 1 and not has_next(last)
+    assert "total" not in page(_count=2, _offset=5)  # past the end: unknown without counting
+    for asked in ({"_total": "accurate"}, {"_total": "estimate"}, {"_summary": "count"}, {"_count": 0}):
+        assert page(**{"_count": 2, **asked})["total"] == 3, asked
+    assert page(_count=2, _offset=5, _total="accurate")["total"] == 3
+    assert "total" not in page(_total="none")
+    for one_token in ({"code": "http://loinc.org|8867-4"},):  # one system|code: the store's prepared statement
+        assert "total" not in page(_count=2, **one_token) and has_next(page(_count=2, **one_token))
+        assert page(_count=3, **one_token)["total"] == 3 and not has_next(page(_count=3, **one_token))
+
+
 @pytest.mark.both_backends  # search runs in SQL
 def test_include_adds_the_referenced_patient(client: FlaskClient, observations: list[str]) -> None:
     found = client.get("/fhir/Observation", query_string={"_include": "Observation:patient"}).json

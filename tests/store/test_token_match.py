@@ -40,25 +40,28 @@ GENERAL = [("Patient", "identifier", "1"), ("Patient", "identifier", "|1"), ("Pa
 @pytest.mark.parametrize(("resource_type", "name", "value"), FAST + GENERAL)
 def test_the_statement_built_once_finds_what_the_general_search_finds(
         held: Runtime, monkeypatch: pytest.MonkeyPatch, resource_type: str, name: str, value: str) -> None:
-    def search(count: int) -> list[tuple[str, int]]:
+    def search(count: int, total: bool | None) -> tuple[list[tuple[str, int]], int | None]:
         query = parse(resource_type, [(name, value)])
-        query.total, query.count = False, count
+        query.total, query.count = total, count
         with held.resources.unit() as unit:
-            return [(r.id, r.version) for r in unit.search(query)[0]]
+            found, counted = unit.search(query)
+            return [(r.id, r.version) for r in found], counted
 
     query = parse(resource_type, [(name, value)])
     query.total = False
     assert resources._one_token(query) is ((resource_type, name, value) in FAST)
-    found = {count: search(count) for count in (1, 2, 10)}
+    shapes = [(count, total) for count in (1, 2, 10) for total in (False, None)]  # none, or the last page's
+    found = {shape: search(*shape) for shape in shapes}
     monkeypatch.setattr(resources, "_one_token", lambda _query: False)
-    assert found == {count: search(count) for count in (1, 2, 10)}
+    assert found == {shape: search(*shape) for shape in shapes}
 
 
 def test_a_match_with_a_total_sort_or_offset_takes_the_general_search() -> None:
-    query = parse("Patient", [("identifier", f"{MRN}|1")])
-    assert resources._one_token(query) is False  # a total asked (the default)
-    query.total = False
-    assert resources._one_token(query) is True
+    query = parse("Patient", [("identifier", f"{MRN}|1"), ("_total", "accurate")])
+    assert resources._one_token(query) is False  # a total asked for
+    for total in (False, None):  # none, or the default: the last page's, which needs no count
+        query.total = total
+        assert resources._one_token(query) is True
     for changed in (parse("Patient", [("identifier", f"{MRN}|1"), ("_sort", "_id")]),
                     parse("Patient", [("identifier", f"{MRN}|1"), ("gender", "female")])):
         changed.total = False
