@@ -159,7 +159,14 @@ def _transaction(server: Interactions, base: str, requests: list[_Request]) -> d
 
 def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
          pending: set[str]) -> list[dict[str, Any]]:
-    """A transaction's entries in one unit, in R4 order; the response entries in request order."""
+    """A transaction's entries in one unit, in R4 order; the response entries in request order. Their rows are
+    sent together (Unit.batch): one statement a table, not three a resource."""
+    with unit.batch():
+        return _entries(unit, base, requests, prepared, log, pending)
+
+
+def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
+             pending: set[str]) -> list[dict[str, Any]]:
     # every urn:uuid and Type/id fullUrl of a created or updated resource, mapped to its stored id
     names: Names = {f"#ahead-{i}": key for i, key in enumerate(sorted(pending))}
     for r in requests:

@@ -194,7 +194,7 @@ def create_in(unit: Unit, prepared: Prepared, new_id: str, names: Names, when: C
     """create under the server's `new_id`; for a conditional create (`when`), claim its criteria."""
     written = _write(unit, prepared, new_id, "POST", True, names)
     if when is not None:
-        _claim(unit, when, written.resource.pk)
+        _claim(unit, when, written.resource.id)
     return written
 
 
@@ -250,12 +250,12 @@ def write_provenance(unit: Unit, versions: list[tuple[str, bool, datetime]]) -> 
                                                                    unit.record_id), [], "POST", new=True)
 
 
-def _claim(unit: Unit, when: Condition, resource_pk: int) -> None:
+def _claim(unit: Unit, when: Condition, resource_id: str) -> None:
     """Claim an If-None-Exist key for a just-written resource, dropping a claim left by a resource that
     no longer matches. Under PostgreSQL's READ COMMITTED that drop also removes the claim of a concurrent
     create that committed after our search, so search again: any match besides ours means we lost."""
     unit.release(when.query.resource_type, when.key)
-    unit.claim(when.query.resource_type, when.key, resource_pk)
+    unit.claim(when.query.resource_type, when.key, resource_id)
     if len(unit.search(when.query)[0]) > 1:
         raise ClaimLost(when.key)
 

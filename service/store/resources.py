@@ -16,13 +16,11 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Engine,
-    Table,
     and_,
     bindparam,
     delete,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -34,22 +32,13 @@ from sqlalchemy.orm import Session, aliased
 from service.params import EARLIEST, LATEST
 from service.search.parameters import LINK, index
 from service.search.query import Criterion, Match, Query
+from service.store.batch import INDEX, RESOURCES, UNSENT, Batch
 from service.store.engine import session, wrote
 from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.records import utcnow
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
 MAX_VERSION = 2**31 - 1
-#: the tables a unit of work reads and writes through Core (Unit says why)
-RESOURCES = cast(Table, ResourceRow.__table__)
-VERSIONS = cast(Table, ResourceVersionRow.__table__)
-INDEX = cast(Table, SearchIndexRow.__table__)
-#: the statements a write runs, built once: building `insert(...).values(...)` anew cost more than running it
-ADD_RESOURCE = insert(RESOURCES)
-SET_RESOURCE = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk"))
-ADD_VERSION = insert(VERSIONS)
-ADD_INDEX = insert(INDEX)
-DROP_INDEX = delete(INDEX).where(INDEX.c.resource_pk == bindparam("the_pk"))
 #: a search page's bodies, joined to its keys: one alias for every search (each new alias adapted its columns anew)
 PAGE_BODY = aliased(ResourceRow)
 #: the current resources of a type holding a token `system|value` under a parameter, oldest first: a conditional
@@ -161,6 +150,8 @@ class Unit:
         #: conditional matches (If-None-Exist, a conditional update) found since this transaction last wrote, by
         #: (type, criteria): a record's people were searched for by keep_current, then again by its export
         self.matched: dict[tuple[str, str], StoredResource | None] = {}
+        #: the rows of the writes not sent yet, inside batch(); None: each write sends its own
+        self._batch: Batch | None = None
 
     def permits(self, resource: str, letters: str) -> bool:
         """Whether the client this transaction writes for holds `letters` on `resource` (the server: always)."""
@@ -195,18 +186,42 @@ class Unit:
     def version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
         if not 0 < version <= MAX_VERSION:  # PostgreSQL refuses to compare an INTEGER column with a larger number
             return None
+        self._send()
         row = self.session.scalars(select(ResourceVersionRow).where(
             ResourceVersionRow.resource_type == resource_type, ResourceVersionRow.id == resource_id,
             ResourceVersionRow.version == version)).one_or_none()
         return StoredResource.of_version(row) if row else None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the rows of the writes made inside and send them together as the block ends, or before anything
+        reads them (store/batch.py); a failure (a concurrent create of the same id) is raised by then."""
+        outer = self._batch  # inside a batch already: it goes on holding what comes after
+        self._batch = outer or Batch()
+        try:
+            yield
+            self._send()
+        finally:
+            if outer is None:
+                self._batch = None
+
+    def _send(self, held: Batch | None = None) -> None:
+        """Send `held`, or the rows the batch holds so far: every read of the tables they go to comes after."""
+        if held is None and self._batch is not None:
+            held, self._batch = self._batch, Batch()
+        if held is not None and held.keys:
+            for key, pk in held.send(self.session.connection()).items():
+                self._rows[key] = replace(cast(StoredResource, self._rows[key]), pk=pk)
 
     def write(self, resource_type: str, resource_id: str, content: dict[str, Any] | None,
               warnings: list[dict[str, Any]], method: str, record_id: str | None = None,
               new: bool = False) -> StoredResource:
         """Store the next version (the first when new); `content` None deletes. Sets meta.versionId/lastUpdated.
         `new`: the id was just made by this server (a UUID), so no row can hold it: none is looked for."""
+        key = (resource_type, resource_id)
+        if self._batch is not None and key in self._batch.keys:  # its held rows go first: this version replaces
+            self._send()  # their index rows
         row = None if new else self._row(resource_type, resource_id)
-        inserted = row is None
         self.matched.clear()  # what a search found may not match any more, or something new may
         now = utcnow()
         version = row.version + 1 if row else 1
@@ -217,50 +232,36 @@ class Unit:
             content = {"resourceType": content["resourceType"], "id": resource_id, "meta": content["meta"],
                        **{k: v for k, v in content.items() if k not in ("resourceType", "id", "meta")}}
         self.session.flush()  # what the ORM holds (e.g. a claim) goes first, as it did when this was ORM too
-        connection = self.session.connection()
+        pk = row.pk if row else UNSENT
+        kept = record_id if row is None or record_id is not None else row.record_id
         values = {"version": version, "deleted": content is None, "last_updated": now, "content": content,
-                  "warnings": warnings}
-        if row is None:
-            made = connection.execute(ADD_RESOURCE, {"resource_type": resource_type, "id": resource_id,
-                                                     "record_id": record_id, **values})
-            pk = int(cast(Any, made.inserted_primary_key)[0])
-            stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings,
-                                    record_id)
-        else:
-            pk = row.pk
-            kept = record_id if record_id is not None else row.record_id
-            connection.execute(SET_RESOURCE, {"the_pk": pk, **values, "record_id": kept})
-            stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings,
-                                    kept)
-        self._rows[resource_type, resource_id] = stored
+                  "warnings": warnings, "record_id": kept}
+        stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings, kept)
+        self._rows[key] = stored
         wrote(self.session, stored, row is None or row.deleted)
-        # The version and the index rows (one statement for all of them); a row just inserted has no index rows or
-        # claims to drop. Core: the ORM's bulk INSERT split the index rows by which of their values are None.
-        connection.execute(ADD_VERSION, [{
-            "resource_pk": pk, "resource_type": resource_type, "id": resource_id, "version": version,
-            "method": method, "deleted": content is None, "last_updated": now, "content": content}])
-        if not inserted:
-            connection.execute(DROP_INDEX, {"the_pk": pk})
-        if content is not None:
-            rows = [{"resource_pk": pk, "resource_type": resource_type, "param": v.param, "system": v.system,
-                     "value": v.value, "low": v.low, "high": v.high} for v in index(content)]
-            if rows:
-                connection.execute(ADD_INDEX, rows)
-        elif not inserted:
+        held = self._batch or Batch()
+        held.write(pk, key, values, method, index(content) if content is not None else ())
+        if self._batch is None:
+            self._send(held)
+        if content is None and row is not None:
             self.session.execute(delete(ConditionalClaimRow).where(ConditionalClaimRow.resource_pk == pk))
-        return stored
+        return cast(StoredResource, self._rows[key])
 
     def link_record(self, resource_type: str, resource_id: str, record_id: str) -> None:
         row = self._row(resource_type, resource_id)
         if row is not None and row.record_id != record_id:
+            self._send()
+            row = cast(StoredResource, self._row(resource_type, resource_id))
             self.session.connection().execute(SET_RECORD, {"the_pk": row.pk, "record_id": record_id})
             self._rows[resource_type, resource_id] = replace(row, record_id=record_id)
 
     # --- conditional create -----------------------------------------------------------------
 
-    def claim(self, resource_type: str, criteria: str, resource_pk: int) -> None:
-        """Raises IntegrityError when another transaction holds the same claim."""
-        self.session.add(ConditionalClaimRow(resource_type=resource_type, criteria=criteria, resource_pk=resource_pk))
+    def claim(self, resource_type: str, criteria: str, resource_id: str) -> None:
+        """Claim `criteria` for `resource_type/resource_id`; IntegrityError when another transaction holds it."""
+        self._send()
+        pk = cast(StoredResource, self._row(resource_type, resource_id)).pk
+        self.session.add(ConditionalClaimRow(resource_type=resource_type, criteria=criteria, resource_pk=pk))
         self.session.flush()
 
     def release(self, resource_type: str, criteria: str) -> None:
@@ -277,6 +278,7 @@ class Unit:
         The total is a window count over the matching keys only, and the page's bodies are joined to the page's
         keys afterwards in the same statement: a window count beside each selected body made the database build
         every matching row with its JSON (the bench's searches, 3,122 matches of 1.7 KB: 62 ms, against 13 ms)."""
+        self._send()
         # one row more than the page shows, unless counted: whether another page follows, and so the total of the last
         shown = max(query.count, 1) if query.total else query.count + 1 if query.total is None else query.count
         if _one_token(query):
@@ -325,6 +327,7 @@ class Unit:
         """_revinclude: current `source` resources whose reference parameter `param` names one of `keys`."""
         if not keys:
             return []
+        self._send()
         rows = self.session.connection().execute(REFERRING, {"source": source, "param": param, "keys": keys,
                                                              "limit": limit})
         return [StoredResource.of_columns(r) for r in rows]
@@ -332,6 +335,7 @@ class Unit:
     def referrers(self, keys: list[str], limit: int = 20) -> list[tuple[str, str, str]]:
         """(referrer `Type/id`, the path it refers at, the `Type/id` referred to) of current resources that refer
         to any of `keys` (parameters.links), Provenance left out: it records history, which outlives a delete."""
+        self._send()
         rows = self.session.execute(
             select(ResourceRow.resource_type, ResourceRow.id, SearchIndexRow.system, SearchIndexRow.value)
             .join(ResourceRow, ResourceRow.pk == SearchIndexRow.resource_pk)
@@ -342,6 +346,7 @@ class Unit:
 
     def history(self, resource_type: str | None, resource_id: str | None, since: datetime | None,
                 count: int, offset: int) -> tuple[list[StoredResource], int]:
+        self._send()
         stmt = select(ResourceVersionRow)
         if resource_type is not None:
             stmt = stmt.where(ResourceVersionRow.resource_type == resource_type)
