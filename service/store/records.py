@@ -6,14 +6,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Select, select, update
+from sqlalchemy import CursorResult, Engine, Select, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.store.engine import session, wrote
 from service.store.models import RecordRow, RecordVersionRow
+
+RECORDS = cast(Table, RecordRow.__table__)
+#: a record's create and lookups, as plain SQL built once (the ORM's flush cost more than SQLite's insert)
+ADD_RECORD = insert(RECORDS)
+ADD_RECORD_VERSION = insert(cast(Table, RecordVersionRow.__table__))
+FIND_RECORD = select(RECORDS).where(RECORDS.c.kind == bindparam("kind"), RECORDS.c.source == bindparam("source"),
+                                    RECORDS.c.external_id == bindparam("external_id"))
+GET_RECORD = select(RECORDS).where(RECORDS.c.kind == bindparam("kind"), RECORDS.c.id == bindparam("record_id"))
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,8 @@ class StoredRecord:
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: RecordRow) -> StoredRecord:
+    def of(cls, row: RecordRow | Any) -> StoredRecord:
+        """From an ORM row or a Core row of records."""
         return cls(row.pk, row.id, row.kind, row.source, row.external_id, row.version, row.content,
                    row.content_hash, row.warnings, row.created_at, row.updated_at)
 
@@ -106,20 +115,24 @@ class RecordStore:
         The unique constraint decides between concurrent identical creates, so exactly one wins.
         `within(session, record)` runs in the same transaction (the record's FHIR resources).
         """
-        now = utcnow()
-        row = RecordRow(id=str(uuid.uuid4()), kind=new.kind, source=new.source, external_id=new.external_id,
-                        patient_system=new.patient_system, patient_value=new.patient_value,
-                        clinical_at=new.clinical_at, version=1, content=new.content,
-                        content_hash=new.content_hash, warnings=new.warnings, created_at=now, updated_at=now)
+        now, record_id = utcnow(), str(uuid.uuid4())
+        values = {"id": record_id, "kind": new.kind, "source": new.source, "external_id": new.external_id,
+                  "patient_system": new.patient_system, "patient_value": new.patient_value,
+                  "clinical_at": new.clinical_at, "version": 1, "content": new.content,
+                  "content_hash": new.content_hash, "warnings": new.warnings, "created_at": now, "updated_at": now}
         try:
             with self._session(write=True) as session:
-                session.add(row)
-                session.flush()
-                session.add(_version_of(row))
-                wrote(session, StoredRecord.of(row), True)
+                connection = session.connection()
+                pk = int(cast(Any, connection.execute(ADD_RECORD, values).inserted_primary_key)[0])
+                stored = StoredRecord(pk, record_id, new.kind, new.source, new.external_id, 1, new.content,
+                                      new.content_hash, new.warnings, now, now)
+                connection.execute(ADD_RECORD_VERSION, {"record_pk": pk, "version": 1, "content": new.content,
+                                                        "content_hash": new.content_hash, "warnings": new.warnings,
+                                                        "created_at": now})
+                wrote(session, stored, True)
                 if within is not None:
-                    within(session, StoredRecord.of(row))
-            return StoredRecord.of(row), True
+                    within(session, stored)
+            return stored, True
         except IntegrityError:
             existing = self.find(new.kind, new.source, new.external_id)
             if existing is None:  # the constraint that failed was not the identity: a real error
@@ -147,11 +160,20 @@ class RecordStore:
             return StoredRecord.of(row)
 
     def get(self, kind: str, record_id: str) -> StoredRecord | None:
-        return self._one(select(RecordRow).where(RecordRow.kind == kind, RecordRow.id == record_id))
+        return self._lookup(GET_RECORD, {"kind": kind, "record_id": record_id})
 
     def find(self, kind: str, source: str, external_id: str) -> StoredRecord | None:
-        return self._one(select(RecordRow).where(RecordRow.kind == kind, RecordRow.source == source,
-                                                 RecordRow.external_id == external_id))
+        return self._lookup(FIND_RECORD, {"kind": kind, "source": source, "external_id": external_id})
+
+    def _lookup(self, statement: Select[Any], params: dict[str, Any]) -> StoredRecord | None:
+        """One record by a unique key; inside the caller's transaction without a savepoint (a read undoes nothing)."""
+        if self._outer is not None:
+            self._outer.flush()  # what the caller's ORM objects hold goes first, as a query of the ORM would
+            row = self._outer.connection().execute(statement, params).one_or_none()
+        else:
+            with session(self.engine) as current:
+                row = current.connection().execute(statement, params).one_or_none()
+        return StoredRecord.of(row) if row is not None else None
 
     def versions(self, record: StoredRecord) -> list[dict[str, Any]]:
         with self._session() as session:
@@ -173,11 +195,6 @@ class RecordStore:
             stmt = stmt.where(RecordRow.clinical_at < q.date_to)
         with self._session() as session:
             return [StoredRecord.of(r) for r in session.scalars(stmt.order_by(RecordRow.pk).limit(q.limit))]
-
-    def _one(self, stmt: Select[RecordRow]) -> StoredRecord | None:
-        with self._session() as session:
-            row = session.scalars(stmt).one_or_none()
-            return StoredRecord.of(row) if row else None
 
 
 def _version_of(row: RecordRow) -> RecordVersionRow:

@@ -107,10 +107,10 @@ def test_concurrent_updates_from_one_version_let_exactly_one_win(runtime: Runtim
 
 
 def test_a_crash_between_record_and_version_rows_writes_neither(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
-    def explode(row: RecordRow) -> RecordVersionRow:
+    def explode(*_: Any) -> None:  # after the record's INSERT, before its version's
         raise RuntimeError("process died here")
 
-    monkeypatch.setattr(records_module, "_version_of", explode)
+    monkeypatch.setattr(records_module, "StoredRecord", explode)
     with pytest.raises(RuntimeError):
         runtime.store.create(new())
     assert counts(runtime) == (0, 0)
