@@ -36,8 +36,7 @@ from service.domain.kinds import as_utc_naive
 from service.facade.interactions import condition, match_in
 from service.mapping import Mapper, default_mapper
 from service.mapping.spec import Role, lookup, put
-from service.search.parameters import escape
-from service.search.query import MAX_COUNT, parse
+from service.store.identified import held_once
 from service.store.models import RecordRow, ResourceVersionRow
 from service.store.records import StoredRecord
 from service.store.resources import ResourceStore, Unit
@@ -108,26 +107,13 @@ def current_person(engine: Engine, resource_type: str, system: str, value: str) 
 
 def current_persons(engine: Engine, resource_type: str, identifiers: list[tuple[str, str]],
                     ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Many people as the store holds them now, in a record's shape, by (system, value), in one search (the
-    token values joined by `,`, R4 search.html#combining); an identifier held by none or by two is left out."""
+    """Many people as the store holds them now, in a record's shape, by (system, value), in one search
+    (store/identified.held_once); an identifier held by none or by two is left out."""
     mapper = default_mapper()
     role = next(r for s in mapper.specs.values() for r in s.roles if r.person and r.type == resource_type)
-    wanted = set(identifiers)
-    if not wanted:
-        return {}
-    query = parse(resource_type, [("identifier", ",".join(f"{escape(s)}|{escape(v)}" for s, v in sorted(wanted)))])
-    query.total, query.count = False, MAX_COUNT
-    held: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with ResourceStore(engine).unit() as unit:
-        while True:
-            page, _ = unit.search(query)
-            for content in (f.content for f in page if f.content is not None and not f.deleted):
-                for key in {(i.get("system"), i.get("value")) for i in content.get("identifier") or []} & wanted:
-                    held.setdefault(key, []).append(content)
-            if len(page) < query.count:
-                break
-            query.offset += query.count
-    return {key: _read(mapper, role, people[0]) for key, people in held.items() if len(people) == 1}
+        held = held_once(unit, resource_type, identifiers)
+    return {key: _read(mapper, role, person) for key, person in held.items()}
 
 
 def _current(entry: dict[str, Any], mapped: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:

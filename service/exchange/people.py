@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from service.exchange.client import FhirClient
 from service.fhirjson import etag
 from service.search.parameters import escape
-from service.search.query import parse
+from service.store.identified import held_once
 from service.store.resources import ResourceStore
 
 PEOPLE = ("Patient", "Practitioner")
@@ -42,18 +42,20 @@ OTHER_NAMES = ("nickname", "anonymous", "old", "maiden")
 def current_people(engine: Engine, bundle: dict[str, Any]) -> dict[str, Any]:
     """`bundle` with each person entry's resource as the store holds it now. An entry whose person changed
     since the job was written becomes a conditional update (the EHR may hold the older one by now); a person
-    the store does not hold (or holds twice) is sent as the job has it."""
-    entries = []
+    the store does not hold (or holds twice) is sent as the job has it. One search per resource type."""
+    entries = bundle.get("entry") or []
+    keys = [person_key(entry.get("resource") or {}) for entry in entries]
+    wanted: dict[str, list[tuple[str, str]]] = {}
+    for entry, key in zip(entries, keys, strict=True):
+        if key is not None:
+            wanted.setdefault(entry["resource"]["resourceType"], []).append(key)
     with ResourceStore(engine).unit() as unit:
-        for entry in bundle.get("entry") or []:
-            token = person_token(entry.get("resource") or {})
-            held = None
-            if token is not None:
-                found, _ = unit.search(parse(entry["resource"]["resourceType"], [("identifier", token)]))
-                alive = [f.content for f in found if f.content is not None and not f.deleted]
-                held = alive[0] if len(alive) == 1 else None
-            entries.append(entry if held is None else _refreshed(entry, held, token or ""))
-    return {**bundle, "entry": entries}
+        held = {(kind, key): person for kind, keys_of in wanted.items()
+                for key, person in held_once(unit, kind, keys_of).items()}
+    return {**bundle, "entry": [
+        entry if key is None or (entry["resource"]["resourceType"], key) not in held else
+        _refreshed(entry, held[entry["resource"]["resourceType"], key], _token(key))
+        for entry, key in zip(entries, keys, strict=True)]}
 
 
 def merged_at(client: FhirClient, bundle: dict[str, Any]) -> dict[str, Any]:
@@ -138,15 +140,26 @@ def _conditional_create(entry: dict[str, Any], token: str) -> dict[str, Any]:
     return {**entry, "request": request}
 
 
-def person_token(resource: dict[str, Any]) -> str | None:
-    """A person's first identifier as a search token, `system|value`, each part escaped (R4
-    search.html#escaping); None for a resource that is not a person with one."""
+def person_key(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """A person's first identifier with a system and a value, as (system, value); None for a resource that is
+    not a person with one."""
     if resource.get("resourceType") not in PEOPLE:
         return None
     for identifier in resource.get("identifier") or []:
         if isinstance(identifier, dict) and identifier.get("system") and identifier.get("value"):
-            return f"{escape(identifier['system'])}|{escape(identifier['value'])}"
+            return str(identifier["system"]), str(identifier["value"])
     return None
+
+
+def person_token(resource: dict[str, Any]) -> str | None:
+    """A person's first identifier as a search token, `system|value`, each part escaped (R4
+    search.html#escaping); None for a resource that is not a person with one."""
+    key = person_key(resource)
+    return None if key is None else _token(key)
+
+
+def _token(key: tuple[str, str]) -> str:
+    return f"{escape(key[0])}|{escape(key[1])}"
 
 
 def without_server_elements(resource: dict[str, Any]) -> dict[str, Any]:

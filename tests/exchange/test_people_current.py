@@ -186,3 +186,37 @@ def test_an_ehr_change_older_than_a_record_giving_the_field_loses_but_fills_gaps
     with runtime.resources.unit() as unit:  # dated after the record: the EHR's name wins
         later = from_ehr(unit.session, held, {**theirs, "meta": {"lastUpdated": "2026-04-01T00:00:00Z"}})
     assert later is not None and later["name"] == [{"family": "Other", "given": ["Ada"]}]
+
+
+def test_a_jobs_people_are_looked_up_in_one_search_a_resource_type(exchange_runtime: Runtime) -> None:
+    """current_people asks the store once per type (store/identified.held_once), not once per person entry: here
+    a Bundle with the patient and two practitioners, one of them renamed since its job was written."""
+    from sqlalchemy import event
+
+    from service.exchange.people import current_people
+
+    other = {"system": NPI["system"], "value": "9990000025"}
+    for n, performer in enumerate(({"identifier": NPI, "name": "Dr. A. Old"}, {"identifier": other, "name": "Dr. B. Old"},
+                                   {"identifier": other, "name": "Dr. B. New"}), start=1):
+        exchange_runtime.intake.submit("administration", administration(
+            external_id=f"adm-{n}", session_number=n, performer=performer,
+            started_at=f"2026-03-0{n + 1}T09:00:00-05:00", ended_at=f"2026-03-0{n + 1}T09:40:00-05:00"))
+    with transaction(exchange_runtime.engine) as session:
+        first, second, _ = session.scalars(select(OutboxJobRow.payload).where(OutboxJobRow.endpoint == "ehr")
+                                           .order_by(OutboxJobRow.pk))
+    people = [e for e in second["entry"] if e["resource"]["resourceType"] == "Practitioner"]
+    payload = {**first, "entry": [*first["entry"], *people]}  # Dr. B. as its job has it: the older name
+    selects: list[str] = []
+
+    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        selects.extend([statement] if statement.lstrip().upper().startswith("SELECT") else [])
+
+    event.listen(exchange_runtime.engine, "before_cursor_execute", counted)
+    try:
+        sent = current_people(exchange_runtime.engine, payload)
+    finally:
+        event.remove(exchange_runtime.engine, "before_cursor_execute", counted)
+    assert len(selects) == 2  # Patient, Practitioner
+    names = [e["resource"].get("name") for e in sent["entry"] if e["resource"]["resourceType"] == "Practitioner"]
+    assert names == [[{"text": "Dr. A. Old"}], [{"text": "Dr. B. New"}]]
+    assert sent["entry"][:len(first["entry"])] == first["entry"]  # the rest as written
