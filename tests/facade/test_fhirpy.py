@@ -113,3 +113,45 @@ def test_a_search_we_cannot_do_is_an_operation_outcome(ehr: SyncFHIRClient) -> N
     with pytest.raises(FhirpyOutcome) as refused:
         ehr.resources("Observation").search(**{"subject:Patient.shoe": "42"}).fetch()
     assert "shoe" in str(refused.value)
+
+
+PSYCHOTHERAPY = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-concurrent-psychotherapy"
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
+def test_concurrent_psychotherapy_is_created_read_and_found_by_each_of_its_search_parameters(
+        ehr: SyncFHIRClient, charts: dict[str, str], tag: str) -> None:
+    """The Procedure route as an EHR's client uses it: a Procedure held to our psychotherapy profile (the therapy in
+    code.text, no code being confirmed for it: terminology.md), created, read, updated and searched."""
+    prescriber = ehr.resource("Practitioner", identifier=[{"system": NPI, "value": "9990000025"}],
+                              name=[{"family": "Osei", "text": "Dr Osei"}])
+    prescriber.save()
+    therapy = ehr.resource("Procedure", meta={"profile": [PSYCHOTHERAPY]}, status="in-progress",
+                           identifier=[{"system": "https://clinic.example/therapy", "value": f"{tag}-cbt"}],
+                           code={"text": "Cognitive behavioural therapy, weekly"},
+                           subject={"reference": f"Patient/{charts['ana']}"},
+                           asserter={"reference": f"Practitioner/{prescriber.id}"},
+                           performer=[{"actor": {"reference": f"Practitioner/{prescriber.id}"}}],
+                           performedPeriod={"start": "2026-02-16"})
+    therapy.save()
+    read = ehr.reference("Procedure", therapy.id).to_resource()
+    assert (read["meta"]["versionId"], read["code"]["text"], read["meta"]["profile"]) == (
+        "1", "Cognitive behavioural therapy, weekly", [PSYCHOTHERAPY])
+
+    procedures = ehr.resources("Procedure")
+    for name, value in (("_id", therapy.id), ("identifier", f"https://clinic.example/therapy|{tag}-cbt"),
+                        ("patient", charts["ana"]), ("subject", f"Patient/{charts['ana']}"),
+                        ("status", "in-progress"), ("performer", f"Practitioner/{prescriber.id}"),
+                        ("date", "ge2026-02-16"), ("patient.identifier", f"{MRN}|{tag}-ana")):
+        assert ids(procedures.search(**{name: value}).fetch_all()) == {str(therapy.id)}, name
+    for name, value in (("patient", charts["bo"]), ("date", "lt2026-02-16"), ("status", "completed")):
+        assert procedures.search(**{name: value}).count() == 0, name
+
+    therapy["status"] = "completed"  # the course of therapy ended
+    therapy.save()
+    assert ehr.reference("Procedure", therapy.id).to_resource()["meta"]["versionId"] == "2"
+    assert ids(procedures.search(status="completed", patient=charts["ana"]).fetch_all()) == {str(therapy.id)}
+    with pytest.raises(FhirpyOutcome) as refused:  # held to the profile: the therapy must be described
+        ehr.resource("Procedure", meta={"profile": [PSYCHOTHERAPY]}, status="in-progress",
+                     subject={"reference": f"Patient/{charts['ana']}"}).save()
+    assert "Procedure.code" in str(refused.value)
