@@ -1,7 +1,7 @@
 """The servers bench/serving.py loads, each configured as its users would run it for this load, and the line
 that says how (printed beside its figures).
 
-* ours: `ketamine-fhir serve --production` (gunicorn, 2 workers) on a SQLite file (WAL, synchronous=FULL:
+* ours: `ketamine-fhir serve --production` (gunicorn, 2 workers × 4 threads) on a SQLite file (WAL, synchronous=FULL:
   every commit fsynced) or on PostgreSQL; its log goes to server.log in its folder;
 * PostgreSQL: a server of our own for the run, with PostgreSQL's defaults (fsync on, synchronous_commit on;
   scripts/postgres.sh turns fsync off for the tests, which would flatter us);
@@ -32,6 +32,8 @@ HAPI_JAVA_OPTS = ("-XX:TieredStopAtLevel=4", "-XX:-UseSerialGC", "-XX:+UseG1GC",
 # Bundle with 413 before reading it; the JSON limits of a Bundle grow with it (service/config.py VALUES_PER_ENTRY),
 # so this one setting is the whole change (tests/bench/test_serving_limits.py).
 TRANSACTION_1000 = {"KFHIR_MAX_BUNDLE_ENTRIES": "1000"}
+#: requests each of our worker processes serves at once: the service's default (KFHIR_THREADS), said outright
+THREADS = 4
 
 
 @dataclass
@@ -90,7 +92,7 @@ def ours(workers: int, folder: Path, database_url: str | None, name: str) -> Ite
     # As README's "Running in production" says to run it; a 1,000-entry transaction on a loaded machine may take
     # longer than the default 60 s a worker gets before gunicorn replaces it.
     env |= {"KFHIR_HOST": "127.0.0.1", "KFHIR_PORT": str(port), "KFHIR_WORKERS": str(workers),
-            "KFHIR_REQUEST_TIMEOUT": "300"}
+            "KFHIR_THREADS": str(THREADS), "KFHIR_REQUEST_TIMEOUT": "300"}
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([str(bin_dir / "ketamine-fhir"), "serve", "--production"], env=env,  # noqa: S603
                                cwd=folder, stderr=log)
@@ -103,7 +105,8 @@ def ours(workers: int, folder: Path, database_url: str | None, name: str) -> Ite
             raise RuntimeError(f"{exc}: {tail}") from exc
         store = "PostgreSQL (defaults: fsync on)" if database_url else "SQLite file (WAL, synchronous=FULL)"
         limits = ", ".join(f"{k}={v}" for k, v in TRANSACTION_1000.items())
-        yield Server(name, base, token, f"ketamine-fhir serve --production (gunicorn, {workers} workers); {store}; "
+        yield Server(name, base, token, f"ketamine-fhir serve --production (gunicorn, {workers} workers × {THREADS} "
+                                        f"threads, gthread); {store}; "
                                         f"every write validated, with its Provenance in the same transaction (one "
                                         f"per write) and its audit event in the same transaction; {limits}", True)
     finally:

@@ -41,6 +41,8 @@ class Settings:
     #: `serve --production`: gunicorn worker processes, and seconds before a silent worker is killed and
     #: replaced, or before workers still finishing requests on SIGTERM are stopped
     workers: int = 2
+    #: `serve --production`: requests each worker serves at once (gunicorn's gthread worker above 1, sync at 1)
+    threads: int = 4
     request_timeout: int = 60
     graceful_timeout: int = 30
     #: addresses of the TLS-terminating proxy, trusted for X-Forwarded-Proto (gunicorn forwarded_allow_ips)
@@ -147,7 +149,7 @@ class Settings:
             raise ConfigError("KFHIR_BASE_URL must be an http:// or https:// URL without query or fragment")
         if not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError("KFHIR_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
-        for name in ("workers", "request_timeout", "graceful_timeout"):
+        for name in ("workers", "threads", "request_timeout", "graceful_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"KFHIR_{name.upper()} must be a positive integer")
         from service.validation.policy import PolicyError

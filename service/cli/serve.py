@@ -13,7 +13,8 @@ from service.cli import context
 @click.option("--host", default=None, help="Interface to bind (default KFHIR_HOST or 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default KFHIR_PORT or 8080).")
 @click.option("--production", is_flag=True,
-              help="gunicorn with KFHIR_WORKERS workers, KFHIR_REQUEST_TIMEOUT, graceful stop on SIGTERM.")
+              help="gunicorn with KFHIR_WORKERS workers of KFHIR_THREADS threads, KFHIR_REQUEST_TIMEOUT, graceful stop "
+                   "on SIGTERM.")
 def serve(host: str | None, port: int | None, production: bool) -> None:
     """Serve the API on HOST:PORT (the development server, or gunicorn with --production)."""
     from werkzeug.serving import run_simple
@@ -25,7 +26,8 @@ def serve(host: str | None, port: int | None, production: bool) -> None:
     if production:
         from service.web.serving import serve as serve_production
 
-        click.echo(f"Ketamine FHIR Bridge (gunicorn, {settings.workers} workers) on {settings.host}:{settings.port}")
+        click.echo(f"Ketamine FHIR Bridge (gunicorn, {settings.workers} workers × {settings.threads} threads) on "
+                   f"{settings.host}:{settings.port}")
         serve_production(settings)
         return
     app = create_app(settings)

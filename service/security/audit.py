@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
+from service.security.grouped import GroupCommit
 from service.store.engine import session
 from service.store.models import AuditEventRow
 from service.store.records import utcnow
@@ -181,6 +182,7 @@ class AuditLog:
         self._bursts: dict[str, _Burst] = {}
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._group = GroupCommit(engine)
         _OPEN.add(self)
 
     def patient_hash(self, system: str, value: str) -> str:
@@ -239,8 +241,7 @@ class AuditLog:
 
     def _write(self, access: Access) -> dict[str, Any]:
         row = self._row(access)
-        with session(self.engine, write=True) as s:
-            s.add(row)
+        self._group.commit(row)
         return row.content
 
     def _row(self, access: Access) -> AuditEventRow:

@@ -14,6 +14,10 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.workers,
+        # threads: requests in hand at once per worker; above 1 gunicorn runs its gthread worker, whose requests
+        # overlap their waits (the audit's fsync: service/security/grouped.py) and keep connections alive
+        "threads": settings.threads,
+        "worker_class": "gthread" if settings.threads > 1 else "sync",
         # a worker silent this long is killed and replaced; its open transaction is rolled back
         "timeout": settings.request_timeout,
         # on SIGTERM workers finish the requests in hand for up to this long, then stop

@@ -31,6 +31,9 @@ def test_gunicorn_takes_workers_bind_and_timeouts_from_settings() -> None:
     assert options["timeout"] == 45 and options["graceful_timeout"] == 20
     assert options["forwarded_allow_ips"] == "10.0.0.2"
     assert options["preload_app"] is False and options["accesslog"] is None
+    assert options["threads"] == 4 and options["worker_class"] == "gthread"  # the default: 4 requests at once
+    one = gunicorn_options(Settings.load(environ={"KFHIR_THREADS": "1"}))
+    assert one["threads"] == 1 and one["worker_class"] == "sync"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

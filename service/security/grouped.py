@@ -1,0 +1,89 @@
+"""Group commit: audit events written on their own, committed together; each caller returns once its own is durable."""
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import Engine
+
+from service.store.engine import session
+from service.store.models import AuditEventRow
+
+
+class _Waiting:
+    """One event waiting for its commit: told when it is committed (or failed), or that it leads the next group."""
+
+    def __init__(self, row: AuditEventRow) -> None:
+        self.row = row
+        self.done = threading.Event()
+        self.lead = False
+        self.error: Exception | None = None
+
+
+class GroupCommit:
+    """The events this process writes on their own (reads, searches, refusals), committed in groups: a request
+    that finds no commit under way leads one, taking every event queued so far into one transaction; requests that
+    arrive meanwhile queue theirs and wait, and the first of them leads the next group once this one commits. Each
+    request still returns only once its own event is committed (fsynced), so nothing is answered before its event
+    is durable; what the group shares is the commit and its fsync (6.8 ms on the bench's disk). With one request
+    at a time per process (gunicorn's sync workers) every group is one event, as before; threads (KFHIR_THREADS)
+    make groups of the requests in hand."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting] = []
+        self._leading = False
+
+    def commit(self, row: AuditEventRow) -> None:
+        """Return once `row` is committed; raise what its commit raised."""
+        me = _Waiting(row)
+        with self._lock:
+            self._queue.append(me)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            me.done.wait()
+        if lead or me.lead:
+            self._lead(me)
+        if me.error is not None:
+            raise me.error
+
+    def _lead(self, me: _Waiting) -> None:
+        with self._lock:
+            group, self._queue = self._queue, []
+        failed = self._commit(group)
+        with self._lock:
+            after = self._queue[0] if self._queue else None
+            if after is None:
+                self._leading = False
+        for waiting in group:
+            waiting.error = failed.get(id(waiting))
+            if waiting is not me:
+                waiting.done.set()
+        if after is not None:
+            after.lead = True
+            after.done.set()
+
+    def _commit(self, group: list[_Waiting]) -> dict[int, Exception]:
+        """Commit the group's events in one transaction; if that fails, each on its own, so that one event the
+        database refuses does not take the others with it. Returns the errors by waiting id."""
+        try:
+            with session(self.engine, write=True) as s:
+                s.add_all([w.row for w in group])
+            return {}
+        except Exception as exc:
+            if len(group) == 1:
+                return {id(group[0]): exc}
+        failed: dict[int, Exception] = {}
+        for waiting in group:
+            try:
+                with session(self.engine, write=True) as s:
+                    s.add(_fresh(waiting.row))
+            except Exception as exc:
+                failed[id(waiting)] = exc
+        return failed
+
+
+def _fresh(row: AuditEventRow) -> AuditEventRow:
+    """A copy of `row` not yet bound to a session (its group's failed transaction had it)."""
+    return AuditEventRow(id=row.id, recorded=row.recorded, action=row.action, outcome=row.outcome, agent=row.agent,
+                         entity_types=row.entity_types, patients=row.patients, content=row.content)
