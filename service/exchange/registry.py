@@ -14,8 +14,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,9 @@ from service.store.records import utcnow
 
 log = logging.getLogger(__name__)
 
+ENDPOINTS = cast(Table, EndpointRow.__table__)
+EVERY = select(ENDPOINTS).order_by(ENDPOINTS.c.name)
+ENABLED = EVERY.where(ENDPOINTS.c.enabled.is_(True))
 #: the columns an import compares and brings up to the file's (not `enabled`: a person's choice once made)
 DEFINITION = ("base_url", "auth", "mode", "max_entries", "timeout_s", "kinds", "note")
 
@@ -70,13 +74,11 @@ class Endpoints:
         return next((e for e in self.all() if e.name == name), None)
 
     def within(self, session: Session, enabled_only: bool = True) -> list[Endpoint]:
-        """The endpoints as `session` sees them: what a record's transaction enqueues for."""
-        stmt = select(EndpointRow).order_by(EndpointRow.name)
-        if enabled_only:
-            stmt = stmt.where(EndpointRow.enabled.is_(True))
-        return [self._of(row) for row in session.scalars(stmt)]
+        """The endpoints as `session` sees them: what a record's transaction enqueues for (read through Core with
+        statements built once: every domain record asks)."""
+        return [self._of(row) for row in session.connection().execute(ENABLED if enabled_only else EVERY)]
 
-    def _of(self, row: EndpointRow) -> Endpoint:
+    def _of(self, row: EndpointRow | Any) -> Endpoint:
         env = dict(os.environ if self._environ is None else self._environ)
         return Endpoint(row.name, row.base_url, dict(row.auth), row.mode, row.max_entries, row.timeout_s,
                         tuple(row.kinds.split()), row.enabled, row.note, env, row.added_at, row.added_by,
