@@ -12,7 +12,7 @@ from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
 from service.domain import rules
-from service.domain.kinds import KINDS, Kind, as_utc_naive
+from service.domain.kinds import KINDS, Kind, as_utc_naive, schema_of
 from service.domain.schemas import flatten_errors
 from service.errors import Conflict, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
 from service.store.records import ListQuery, NewRecord, RecordStore, StaleVersion, StoredRecord, Within
@@ -79,7 +79,7 @@ class Intake:
     def check(self, kind_name: str, payload: Any) -> Checked:
         """Validate `payload`; raise Unprocessable with every error found, or return it checked."""
         kind = KINDS[kind_name]
-        schema = kind.schema()
+        schema = schema_of(kind.name)
         if not isinstance(payload, dict):
             raise Unprocessable("The record must be a JSON object.", [Issue("$", "Expected a JSON object.")])
         try:

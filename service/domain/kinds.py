@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from functools import cache
 from typing import Any
 
 from marshmallow import Schema
@@ -29,6 +30,13 @@ KINDS: dict[str, Kind] = {
     )
 }
 NAMES = tuple(KINDS)
+
+
+@cache
+def schema_of(name: str) -> Schema:
+    """The schema of the kind `name`, built once: the schemas keep no state between loads and dumps, and building
+    one (its fields and their nested schemas) cost more than loading a session with it."""
+    return KINDS[name].schema()
 BY_PLURAL = {k.plural: k for k in KINDS.values()}
 
 
