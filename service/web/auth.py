@@ -19,6 +19,7 @@ from service.conformance.package import CONFORMANCE_TYPES
 from service.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from service.search.parameters import TYPES
 from service.security import Security
+from service.security.audit import Access
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
 from service.store.engine import BEFORE_COMMIT, WRITTEN, reading
@@ -164,10 +165,12 @@ def may(resource_type: str, letters: str) -> bool:
 API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-def _patient_identifier(patient_id: str) -> tuple[str, str] | None:
-    """(system, value) of the first identifier of the stored Patient `patient_id`, for the audit's hash."""
+def _identify_patients(access: Access) -> None:
+    """The identifiers of the patients `access` names by reference, for the audit's hash: one unit (the request's
+    read transaction, when it has one), the patients read in one statement."""
     with current.runtime().resources.unit() as unit:
-        return _identifier(unit.get("Patient", patient_id))
+        auditing.identify_patients(access, lambda patient_id: _identifier(unit.get("Patient", patient_id)),
+                                   lambda ids: unit.prefetch([("Patient", i) for i in ids]))
 
 
 def _identifier(stored: StoredResource | None) -> tuple[str, str] | None:
@@ -220,7 +223,7 @@ def _audit(response: Response) -> Response:
         return response  # not audited, or its event committed with its write (_audit_write)
     try:
         access = auditing.access(response, g.get("principal"), interaction())
-        auditing.identify_patients(access, _patient_identifier)
+        _identify_patients(access)
         _stop_reading()  # before the event's write: a read needs no snapshot held while it waits for its commit
         if access.client_id is None:  # refused before anyone was identified: one event per burst of them
             security().audit.record_refused(access, f"address:{request.remote_addr}")

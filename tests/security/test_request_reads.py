@@ -86,3 +86,31 @@ def test_a_failed_read_still_leaves_its_event(app: Flask, client: FlaskClient, a
     from service.security.audit import AuditQuery
     found, _ = app.extensions["kfhir_security"].audit.search(AuditQuery(entity_type="Patient"))
     assert [e["outcome"] for e in found[-2:]] == ["4", "4"]
+
+
+def test_the_patients_a_page_names_are_identified_in_one_statement(app: Flask, client: FlaskClient,
+                                                                    api_key: Callable[..., str]) -> None:
+    key = api_key("system/Patient.cruds", "system/Observation.cruds")
+    for n in range(3):
+        made = client.post("/fhir/Patient", json={"resourceType": "Patient", "identifier": [
+            {"system": MRN, "value": f"P-{n}"}]}, headers=auth(key))
+        assert client.post("/fhir/Observation", json=observation(made.get_json()["id"]),
+                           headers=auth(key)).status_code == 201
+    selects: list[str] = []
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    engine = app.extensions["kfhir"].engine
+    event.listen(engine, "before_cursor_execute", executed)
+    try:
+        assert client.get("/fhir/Observation?status=final", headers=auth(key)).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+    assert len(selects) == 3, selects  # the caller's key, the page, its three patients
+    from service.security.audit import AuditQuery
+    audit = app.extensions["kfhir_security"].audit
+    [searched] = audit.search(AuditQuery(entity_type="Observation", action="E"))[0][-1:]
+    hashes = {e["what"]["identifier"]["value"] for e in searched["entity"] if "identifier" in e.get("what", {})}
+    assert hashes == {audit.patient_hash(MRN, f"P-{n}") for n in range(3)}
