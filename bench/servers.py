@@ -88,6 +88,10 @@ def ours(workers: int, folder: Path, database_url: str | None, name: str) -> Ite
     subprocess.run([str(bin_dir / "ketamine-fhir"), "db", "upgrade"], env=env, check=True,  # noqa: S603
                    capture_output=True)
     token = api_key(env)
+    # An EHR endpoint, so that each clinic record is queued as in a clinic; no worker runs, so nothing is sent
+    # (port 9, discard, is never served here).
+    subprocess.run([str(bin_dir / "ketamine-fhir"), "endpoints", "add", "ehr", "--base-url",  # noqa: S603
+                    "http://127.0.0.1:9/fhir"], env=env, check=True, capture_output=True)
     port = free_port()
     # As README's "Running in production" says to run it; a 1,000-entry transaction on a loaded machine may take
     # longer than the default 60 s a worker gets before gunicorn replaces it.
@@ -106,7 +110,8 @@ def ours(workers: int, folder: Path, database_url: str | None, name: str) -> Ite
         store = "PostgreSQL (defaults: fsync on)" if database_url else "SQLite file (WAL, synchronous=FULL)"
         limits = ", ".join(f"{k}={v}" for k, v in TRANSACTION_1000.items())
         yield Server(name, base, token, f"ketamine-fhir serve --production (gunicorn, {workers} workers × {THREADS} "
-                                        f"threads, gthread); {store}; "
+                                        f"threads, gthread); {store}; one EHR endpoint (records queued, "
+                                        f"no worker sending); "
                                         f"every write validated, with its Provenance in the same transaction (one "
                                         f"per write) and its audit event in the same transaction; {limits}", True)
     finally:

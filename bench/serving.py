@@ -15,7 +15,8 @@ refers to, and 50 administrations to read), then the same load from a generator 
    MedicationAdministration?patient=…&_count=10 and ?status=completed&_count=10), each for `--seconds` (5);
 3. one 1,000-entry transaction Bundle (vital-sign Observations of one new patient), timed alone;
 4. ours only: POST /api/v1/administrations (a clinic's session record, with vitals and scores: mapped,
-   validated, stored, queued), each request a new record.
+   validated, stored, and queued for the EHR endpoint the server is given), each request a new record of a stored
+   treatment plan (PLAN), so the plan and course rules run as they do in a clinic.
 
 Throughput counts answers 201/200 only; p50/p99 are over every request. The load generator shares the 2 cores
 with the server (by design: they are the machine's only cores), so its CPU share is printed beside each row.
@@ -45,6 +46,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 EXAMPLES = ROOT / "profiles" / "examples"
 GOLDEN = ROOT / "tests" / "mapping" / "golden"
 READ_IDS = 50
+# The racemic IV plan the golden session record names (plan-7, the same patient): 0.5 mg/kg over 40 min, six
+# sessions twice a week (clinical.md section 1), so each session is checked against its plan and course.
+PLAN = {"external_id": "plan-7", "source": "clinic-a", "status": "active",
+        "patient": {"identifier": {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-1001"}},
+        "indication": {"code": "trd"}, "prior_antidepressant_trials": 3, "medication": "ketamine",
+        "route": "intravenous", "dose": {"value": 0.5, "unit": "mg/kg"}, "infusion_minutes": 40, "phase": "induction",
+        "sessions_planned": 6, "frequency": {"count": 2, "period": 1, "period_unit": "wk"},
+        "period": {"start": "2026-03-02", "end": "2026-03-20"},
+        "prescriber": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "9990000017"},
+                       "name": "Dr. A. Prescriber"}}
 SEARCHES = ("MedicationAdministration?patient=Patient/demo-alpha&_count=10",
             "MedicationAdministration?status=completed&_count=10")
 
@@ -146,7 +157,12 @@ def suite(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         record = json.loads((GOLDEN / "administration.record.json").read_text(encoding="utf-8"))
         record.pop("_scenario", None)
         record["external_id"] = "bench-__SEQ__"
-        domain = base.removesuffix("/fhir") + "/api/v1/administrations"
+        api = base.removesuffix("/fhir") + "/api/v1"
+        stored = requests.post(f"{api}/treatment-plans", data=json.dumps(PLAN),
+                               headers=headers(token, "application/json"), timeout=120)
+        if stored.status_code != 201 or stored.json().get("findings"):
+            raise RuntimeError(f"seeding plan-7: {stored.status_code} {stored.text[:300]}")
+        domain = f"{api}/administrations"
         load(domain, record, min(args.window, args.seconds), args.clients, token, "application/json")  # warm-up
         out["domain_records"] = load(domain, record, args.seconds, args.clients, token, "application/json")
     out["seconds"] = time.monotonic() - began
