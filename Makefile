@@ -88,7 +88,8 @@ fuzz: $(VENV)/.installed-test
 # protocol (bench/protocol.py: ours, HAPI, Medplum as shipped and with the profile parsed once, fhircraft,
 # fhir.resources, json.loads; warmed until steady, pinned to one core, verdicts beside every time), mapping, and
 # serving on equal terms (ours on SQLite and PostgreSQL, the HAPI FHIR JPA server with C2 on an H2 file). Each
-# prints its tables and time and writes bench/results/<part>-<date>.json (and .md, compare also .svg). HAPI needs
+# prints its tables, wall and CPU time, and writes bench/results/<part>-<date>.json (and .md, compare also .svg; not
+# committed, bench/.gitignore: the README figures are, by make bench-readme). HAPI needs
 # Java 17 and Maven (built on first use), Medplum Node and npm, fhircraft its own venv; a peer that cannot be
 # installed is reported as "not run". QUICK=1: every part small (< 2 min on an idle 2-core machine).
 # BENCH_PARTS=validation,compare,mapping,serving picks parts; BENCH_ARGS go to the validation part.

@@ -106,7 +106,7 @@ def _spawn(command: list[str], manifest: dict[str, Any], folder: Path, cwd: Path
                                 preexec_fn=_pin(cpu))  # noqa: PLW1509 - no threads in the parent
         polled = None
         while True:
-            pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             polled = hapi._vmhwm_kib(proc.pid) or polled
@@ -122,7 +122,9 @@ def _spawn(command: list[str], manifest: dict[str, Any], folder: Path, cwd: Path
         return {"status": f"not run: exited {code} ({last[0][:200]})", "stderr": stderr[-3000:]}
     report: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8"))
     # The child's own VmHWM at its end; the polled one covers a child that cannot read it.
+    # its CPU time beside the wall time: pinned to one core, it is what the wall time would be on an idle machine
     report.update(status="ran", spawn_ns=spawn_ns, wall_s=time.perf_counter() - started,
+                  cpu_s=usage.ru_utime + usage.ru_stime,
                   peak_rss_kib=max(report.get("peak_rss_kib") or 0, polled or 0) or None)
     report["startup_ms"] = (int(report["first_result_ns"]) - spawn_ns) / 1e6
     report["load_ms"] = (int(report["loaded_ns"]) - spawn_ns) / 1e6
@@ -161,7 +163,8 @@ def run(plan: Plan, chosen: list[str], skipped: dict[str, str]) -> dict[str, dic
                 out[name] = run_child(name, plan)
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 out[name] = {"status": f"not run: {type(exc).__name__}: {str(exc)[:200]}"}
-            print(f"contenders: {name} {out[name]['status']} in {time.perf_counter() - began:.0f} s",
+            cpu = f", {out[name]['cpu_s']:.0f} s of CPU" if "cpu_s" in out[name] else ""
+            print(f"contenders: {name} {out[name]['status']} in {time.perf_counter() - began:.0f} s{cpu}",
                   file=sys.stderr, flush=True)
         out[name].setdefault("contender", LABELS[name])
         out[name]["checks"] = CHECKS[name]

@@ -3,6 +3,7 @@ and the end, printed beside every figure because this 2-core machine is shared w
 from __future__ import annotations
 
 import os
+import resource
 
 
 def load_average() -> str:
@@ -13,3 +14,9 @@ def load_average() -> str:
 def load_span(before: str) -> str:
     """`before` (taken at the start) and the load now."""
     return f"{before} at the start, {load_average().removeprefix('load average ')} at the end"
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of the children it has waited for, so far."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime

@@ -150,3 +150,16 @@ def test_the_serving_targets_give_the_factor_each_is_off_by() -> None:
     assert all(r["verdict"] == "NOT RUN" for r in failed if "HAPI" in r["target"])  # no HAPI, no ratio
     table = serving.targets_markdown(serving.targets([ours, hapi]))
     assert "| ours, SQLite: creates ≥ 3× HAPI JPA | 1.50× (60 vs 40/s) | MISS | 2.00× |" in table
+
+
+def test_a_parts_cpu_time_counts_the_children_it_waited_for() -> None:
+    """bench/machine.cpu_seconds, printed beside each part's wall time: a child's CPU counts once it is reaped."""
+    import subprocess
+    import sys
+
+    from bench import machine
+
+    before = machine.cpu_seconds()
+    subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 0.3\n"
+                    "while time.process_time() < end: pass"], check=True)
+    assert machine.cpu_seconds() - before >= 0.3
