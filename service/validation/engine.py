@@ -14,6 +14,7 @@ from service.validation import ids
 from service.validation.bundles import Bundles
 from service.validation.datatypes import Datatypes
 from service.validation.invariants import NATIVE, Invariants
+from service.validation.layouts import Layout, Name, layout
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.plan import UnknownProfile as UnknownProfile  # raised by plan(); callers import it here
 from service.validation.policy import ValidationPolicy
@@ -32,11 +33,9 @@ QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Coun
 DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
 
 
-#: Of a list of element plans: JSON name → (position, element, implied type), positions always visited, positions
-#: of the elements one value satisfies (no array, no slices, at most one required, at least one allowed).
-Layout = tuple[dict[str, tuple[int, ElementPlan, TypeRef | None]], frozenset[int], frozenset[int]]
 Occurrence = tuple[str, TypeRef | None, Any]  # JSON name, the type it implies, its value
-NONE: tuple[Occurrence, ...] = ()
+Found = tuple[str, Any, Name]  # the first JSON name of an element present, its value, what the name is
+_UNSEEN = object()
 ELEMENT = TypeRef("Element")
 #: what kind of value a type code is: a primitive, a resource, or a datatype walked as an object
 PRIMITIVE, RESOURCE, COMPLEX = range(3)
@@ -64,7 +63,8 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._plans: dict[str, StructurePlan] = {}
         # Keyed by id(); each entry keeps its key object alive, so an id is never reused while cached.
         self._steps: dict[tuple[int, int], Step] = {}
-        self._layouts: dict[int, tuple[list[ElementPlan], Layout]] = {}
+        self._layouts: dict[int, Layout] = {}
+        self._layout_keys: list[list[ElementPlan]] = []
         self._kinds: dict[str, int] = {}
         self._systems: dict[str, str | None] = {}
         self._targets: dict[int, tuple[TypeRef, set[str]]] = {}
@@ -180,43 +180,52 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
 
     def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
                 resource: bool = False) -> None:
-        names, always, single = self._layout(children)
+        names, always, single = self._layouts.get(id(children)) or self._layout(children)
         ident = obj.get("id")
         if ident.__class__ is str and not resource:
             ids.element(obj, ident, expr, run)
-        found: dict[int, list[Occurrence]] = {}
+        found: dict[int, Found] = {}
         extended: dict[int, int] = {}
+        others: dict[int, list[Occurrence]] = {}  # a choice element's second (third …) type present: an error
         for key, value in obj.items():
-            if resource and key == "resourceType":
-                continue
-            holder = key.startswith("_")
-            hit = names.get(key[1:] if holder else key)
+            hit = names.get(key)  # no element's JSON name starts with `_`: a holder is never one
             if hit is None:
-                run.add("error", "structure", f"{expr}.{key}", f"Unknown element '{key}' in {expr.rsplit('.', 1)[-1]}.")
-                continue
-            i, child, kind = hit
-            if holder:
-                run.primitive_owner, run.owner_types = child.path, tuple(t.code for t in child.types)
-                extended[i] = self._primitive_extensions(value, f"{expr}.{key}", run)
+                if resource and key == "resourceType":
+                    continue
+                hit = names.get(key[1:]) if key.startswith("_") else None
+                if hit is None:
+                    run.add("error", "structure", f"{expr}.{key}", f"Unknown element '{key}' in "
+                                                                   f"{expr.rsplit('.', 1)[-1]}.")
+                    continue
+                run.primitive_owner, run.owner_types = hit[1].path, tuple(t.code for t in hit[1].types)
+                extended[hit[0]] = self._primitive_extensions(value, f"{expr}.{key}", run)
                 run.primitive_owner, run.owner_types = None, ()
-            elif i in found:
-                found[i].append((key, kind, value))
+            elif hit[0] in found:
+                others.setdefault(hit[0], []).append((key, hit[2], value))
             else:
-                found[i] = [(key, kind, value)]
-        if not run.must_support:  # the present elements and those with a minimum or slices, in definition order
-            for i in sorted(always.union(found, extended)):
-                occurrences = found.get(i, NONE)
-                if i in single and len(occurrences) == 1 and i not in extended \
-                        and not isinstance(occurrences[0][2], list):  # what _element would do, without its work
-                    key, kind, value = occurrences[0]
-                    self._value(value, children[i], kind, f"{expr}.{key}", run)
-                else:
-                    self._element(children[i], occurrences, extended.get(i, 0), expr, run)
+                found[hit[0]] = (key, value, hit)
+        if run.must_support:
+            self._must_support_elements(children, always, found, extended, others, expr, run)
             return
+        for i in sorted(always.union(found, extended)):  # present or required, in definition order
+            present = found.get(i)
+            if present is not None and i in single and i not in extended and i not in others:
+                key, value, (_, child, kind, seen) = present
+                if seen is not None and value.__class__ is str and seen.get(value, _UNSEEN) is None:
+                    continue  # a text already found valid, of a type with no rule beyond its format here
+                if not isinstance(value, list):  # what _element would do, without its work
+                    self._value(value, child, kind, f"{expr}.{key}", run)
+                    continue
+            self._element(children[i], _occurrences(present, others.get(i)), extended.get(i, 0), expr, run)
+
+    def _must_support_elements(self, children: list[ElementPlan], always: frozenset[int], found: dict[int, Found],
+                               extended: dict[int, int], others: dict[int, list[Occurrence]], expr: str,
+                               run: Run) -> None:
+        """Every element in definition order, and an information issue for each absent mustSupport one."""
         for i, child in enumerate(children):
             present = i in found or i in extended
             if present or i in always:
-                self._element(child, found.get(i, NONE), extended.get(i, 0), expr, run)
+                self._element(child, _occurrences(found.get(i), others.get(i)), extended.get(i, 0), expr, run)
             if not present and child.must_support and child.min == 0:  # min > 0: an error already
                 self._absent_must_support(child, expr, run)
 
@@ -229,17 +238,9 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
                 f"{plan.path} is mustSupport in {profile} but absent: send it when it is known.")
 
     def _layout(self, children: list[ElementPlan]) -> Layout:
-        """Per list of element plans, once: JSON name → (position, element, implied type), and the positions of
-        the elements that must be looked at even when absent (a minimum, or slices that may have one)."""
-        layout = self._layouts.get(id(children))
-        if layout is None:
-            names = {json_name: (i, child, kind) for i, child in enumerate(children)
-                     for json_name, kind in child.json_names().items()}
-            always = frozenset(i for i, c in enumerate(children) if c.min > 0 or c.slices)
-            single = frozenset(i for i, c in enumerate(children) if not c.is_array and not c.slices and c.min <= 1
-                               and (c.max is None or c.max >= 1))
-            layout = self._layouts[id(children)] = (children, (names, always, single))
-        return layout[1]
+        self._layout_keys.append(children)  # keeps the list alive, so its id() is never reused while cached
+        found = self._layouts[id(children)] = layout(children, self.primitives)
+        return found
 
     def _element(self, plan: ElementPlan, occurrences: Sequence[Occurrence], extended: int, expr: str,
                  run: Run) -> None:
@@ -401,6 +402,11 @@ class Step:
     datatype: bool  # datatype rules no StructureDefinition states
     constraints: tuple[Constraint, ...]  # without those checked natively
     base: str  # the type the constraints' FHIRPath starts from
+
+
+def _occurrences(present: Found | None, others: list[Occurrence] | None) -> list[Occurrence]:
+    first = [] if present is None else [(present[0], present[2][2], present[1])]
+    return first + others if others else first
 
 
 def _find_path(root: ElementPlan, path: str) -> ElementPlan | None:
