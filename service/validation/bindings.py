@@ -6,7 +6,7 @@ from typing import Any
 
 from service.conformance.definitions import CORE_SD
 from service.validation.plan import ElementPlan
-from service.validation.remote import Remote, coding_paths
+from service.validation.remote import Remote
 from service.validation.run import Run
 from service.validation.terminology import Terminology
 
@@ -15,12 +15,15 @@ BINDING_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "
 #: The HL7 validator backs that off to extensible for R4's own profiles ("the R4 profile wrongly applies this value
 #: set to all types": org.hl7.fhir.r5 utils/PackageHackerR5.java); profiles derived elsewhere keep what they say.
 VITALS_UNITS = "http://hl7.org/fhir/ValueSet/ucum-vitals-common|4.0.1"
+IN_VALUE_SET_KEPT = 10_000
 
 
 class Bindings(Remote):
     """Mixed into the Validator: the checks that need its terminology."""
 
     terminology: Terminology
+    #: (value set, each coding's system, code and display) found in the value set with no display to question
+    _in_value_set: set[tuple[Any, ...]]
 
     def _binding(self, value: Any, code_type: str, plan: ElementPlan, expr: str, run: Run) -> None:
         binding = plan.binding or {}
@@ -37,12 +40,16 @@ class Bindings(Remote):
                 run.add(severity, "code-invalid", expr, f"{plan.path}: no code given; a code from {url} is "
                                                         f"{'required' if strength == 'required' else 'expected'}.")
             return
+        remembered = (url, *codings)
+        if remembered in self._in_value_set:
+            return
         expansion = self.terminology.expand(url)
         if expansion is None:
             if not self._ask_value_set(value, code_type, plan, url, expr, run):
                 run.add("warning", "not-found", expr, f"{plan.path}: value set {url} is unknown, codes not checked.")
             return
         hits = [c for c in codings if in_codes(expansion.codes, c)]
+        mark = len(run.findings)
         for system, code, display in hits:
             expected = expansion.codes.get((system, code)) if system else None
             # A display from a value set's list (LOINC, SNOMED CT, CVX codes we do not hold the system of) is the
@@ -52,6 +59,10 @@ class Bindings(Remote):
                     and (system is None or self.terminology.complete_codes(system) is None):
                 run.add("warning", "value", expr, f"Display {display!r} for {system}#{code} should be {expected!r}.")
         if hits:
+            if len(run.findings) == mark:  # in the value set, nothing to say: the same codings never need more
+                if len(self._in_value_set) >= IN_VALUE_SET_KEPT:  # bounded: codings come from input
+                    self._in_value_set.clear()
+                self._in_value_set.add(remembered)
             return
         unchecked = [c for c in codings if (c[0] or None) in expansion.systems_unknown or (c[0] is None)]
         if unchecked and not expansion.complete:
@@ -83,10 +94,17 @@ class Bindings(Remote):
             self._ask_codes(value, code_type, expr, run)
 
     def _known_displays(self, value: dict[str, Any], code_type: str, expr: str, run: Run) -> None:
-        for where, coding in coding_paths(value, code_type, expr):
-            display, system, code = coding.get("display"), coding["system"], coding["code"]
-            known = self.terminology.displays(system, code) if isinstance(display, str) else None
-            if known is not None and isinstance(display, str) and display.casefold() not in known[1]:
+        """Each coding's display against its code system's (coding_paths' codings, without building them)."""
+        codings = [value] if code_type == "Coding" else value.get("coding")
+        for i, coding in enumerate(codings if isinstance(codings, list) else []):
+            if not isinstance(coding, dict):
+                continue
+            display, system, code = coding.get("display"), coding.get("system"), coding.get("code")
+            if not (isinstance(display, str) and isinstance(system, str) and isinstance(code, str)):
+                continue
+            known = self.terminology.displays(system, code)
+            if known is not None and display.casefold() not in known[1]:
+                where = expr if code_type == "Coding" else f"{expr}.coding[{i}]"
                 run.add(run.policy.display_issues, "invalid", f"{where}.display",
                         f"Wrong display {display!r} for {system}#{code}: the code system gives {known[0]!r}.")
 

@@ -67,6 +67,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._layout_keys: list[list[ElementPlan]] = []
         self._kinds: dict[str, int] = {}
         self._systems: dict[str, str | None] = {}
+        self._in_value_set: set[tuple[Any, ...]] = set()
         self._targets: dict[int, tuple[TypeRef, set[str]]] = {}
         self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
