@@ -322,8 +322,12 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         step = self._steps.get((id(plan), id(kind))) or self._step(plan, kind)
         code = step.code
         # an extension that names a definition is walked against it first; when that finds nothing, the walk
-        # against the element's type (base Extension, which a definition only narrows) is skipped
-        clean = code == "Extension" and not kind.profiles and self._clean_against_definition(value, expr, run)
+        # against the element's type (base Extension, which a definition only narrows) is skipped, and so is the
+        # walk against a slice typed by that definition (the same walk, when no nested extension's context can
+        # see the owner types it is walked with)
+        clean = code == "Extension" and (
+            (id(value), id(step.children)) in run.clean and "extension" not in value if kind.profiles
+            else self._clean_against_definition(value, expr, run))
         if not clean:
             outer, run.owner_types = run.owner_types, step.owner
             self._object(value, step.children, expr, run)

@@ -27,6 +27,9 @@ class Run:
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
     #: per resource being walked, the ids its elements have so far → the object holding each (ids.py)
     ids: list[dict[str, int]] = field(default_factory=list)
+    #: (id of an extension, id of its definition's element list) walked with no finding (Values._clean_against_
+    #: definition): the slice naming that definition need not walk it again
+    clean: set[tuple[int, int]] = field(default_factory=set)
 
     def add(self, severity: str, code: str, expression: str, message: str) -> None:
         self.findings.append(Finding(severity, code, expression, message))

@@ -101,6 +101,7 @@ class Values(Bindings):
         mark = len(run.findings)
         self._object(value, extension_plan.root.children, expr, run)
         if len(run.findings) == mark:
+            run.clean.add((id(value), id(extension_plan.root.children)))
             return True
         del run.findings[mark:]
         return False
