@@ -18,7 +18,7 @@ from typing import Any
 from marshmallow import Schema, fields
 
 from service.domain.intake import Intake
-from service.domain.kinds import KINDS
+from service.domain.kinds import schema_of
 from service.errors import BadRequest, RequestError
 from service.jsondoc import parse_json
 
@@ -74,7 +74,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _csv_rows(path: Path, kind: str) -> Iterator[tuple[int, Any]]:
-    schema = KINDS[kind].schema()
+    schema = schema_of(kind)
     try:
         text = path.read_bytes().decode("utf-8-sig")  # -sig: spreadsheets often write a byte-order mark
     except UnicodeDecodeError as exc:

@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from service.conformance.definitions import load
 from service.domain import rules
 from service.domain.findings import Finding
-from service.domain.kinds import KINDS
+from service.domain.kinds import schema_of
 from service.errors import Issue, Unprocessable
 from service.fhirjson import has_errors, operation_outcome
 from service.mapping.engine import Mapper, Reversed
@@ -80,7 +80,7 @@ def map_record(kind: str, record: dict[str, Any], mapper: Mapper | None = None,
 
 def _findings(kind: str, record: dict[str, Any]) -> list[dict[str, Any]]:
     try:
-        loaded = KINDS[kind].schema().load(record)
+        loaded = schema_of(kind).load(record)
     except ValidationError:  # not a record the intake would take: nothing to flag
         return []
     return [i.as_dict() for i in rules.check(kind, loaded) if isinstance(i, Finding)]
