@@ -19,16 +19,22 @@ def references(node: Any, path: str = "$", *, contained: bool = True) -> Iterato
     """Every literal reference under `node` in document order, as (FHIRPath of its `reference` element,
     the reference). `contained=False` skips contained resources, whose references are their own business."""
     stack: list[tuple[Any, str]] = [(node, path)]
+    push = stack.append
     while stack:  # a stack, not recursion: JSON from an EHR has no depth limit of ours
         current, where = stack.pop()
+        # only objects and arrays go on the stack: a primitive holds no reference, and building its path cost most
+        # of the walk (it runs three times a resource on every write)
         if isinstance(current, dict):
             ref = current.get("reference")
             if isinstance(ref, str):
                 yield f"{where}.reference", ref
-            stack.extend((value, f"{where}.{key}") for key, value in reversed(current.items())
-                         if contained or key != "contained")
+            for key, value in reversed(current.items()):
+                if isinstance(value, (dict, list)) and (contained or key != "contained"):
+                    push((value, f"{where}.{key}"))
         elif isinstance(current, list):
-            stack.extend((value, f"{where}[{i}]") for i, value in reversed(list(enumerate(current))))
+            for i in range(len(current) - 1, -1, -1):
+                if isinstance(current[i], (dict, list)):
+                    push((current[i], f"{where}[{i}]"))
 
 
 def reference_key(ref: str) -> tuple[str, str] | None:
