@@ -44,7 +44,7 @@ import java.util.Set;
  * java -cp target/classes:$(cat target/cp.txt) org.ketaminefhir.peer.ValidateMain \
  *     [--ig DIR]... [--package FILE.tgz]... [--profile URL]... [--stdin-list]
  *     [--strict-unknown-code-systems] [--allow-snapshot-problems] [--no-warmup]
- *     [--allow-any-extensions] [--extension-domain URL]... [--] FILE.json...
+ *     [--allow-any-extensions] [--extension-domain URL]... [--display-issues-are-warnings] [--] FILE.json...
  * </pre>
  *
  * Prints exactly one JSON document on stdout (results, timing, harness); every log line goes to stderr.
@@ -103,6 +103,7 @@ public final class ValidateMain {
 		boolean warmup = true;
 		boolean allowSnapshotProblems;
 		boolean allowAnyExtensions;
+		boolean displayIssuesAreWarnings;
 		final List<String> extensionDomains = new ArrayList<>();
 	}
 
@@ -137,7 +138,7 @@ public final class ValidateMain {
 	private static String usage() {
 		return "usage: ValidateMain [--ig DIR]... [--package FILE.tgz]... [--profile URL]... [--stdin-list]\n"
 				+ "                    [--strict-unknown-code-systems] [--allow-snapshot-problems] [--no-warmup]\n"
-				+ "                    [--allow-any-extensions] [--extension-domain URL]...\n"
+				+ "                    [--allow-any-extensions] [--extension-domain URL]... [--display-issues-are-warnings]\n"
 				+ "                    [--] FILE.json...";
 	}
 
@@ -160,6 +161,7 @@ public final class ValidateMain {
 				case "--no-warmup" -> o.warmup = false;
 				case "--allow-snapshot-problems" -> o.allowSnapshotProblems = true;
 				case "--allow-any-extensions" -> o.allowAnyExtensions = true;
+				case "--display-issues-are-warnings" -> o.displayIssuesAreWarnings = true;
 				case "--extension-domain" -> o.extensionDomains.add(value(args, ++i, a));
 				case "--help" -> throw new UsageException("help");
 				default -> throw new UsageException("unknown option " + a);
@@ -204,7 +206,7 @@ public final class ValidateMain {
 				ours,
 				new DefaultProfileValidationSupport(ctx),
 				new CommonCodeSystemsTerminologyService(ctx),
-				new InMemoryTerminologyServerValidationSupport(ctx),
+				terminology(ctx, o),
 				new SnapshotGeneratingValidationSupport(ctx));
 		FhirInstanceValidator module = new FhirInstanceValidator(chain);
 		configureAsHl7Defaults(module, o);
@@ -314,6 +316,13 @@ public final class ValidateMain {
 	 * <li>allowExamples = false: the HL7 CLI's -allow-example-urls defaults to false (example.org and acme.com URLs
 	 *     refused where it checks them); set explicitly, whatever HAPI's default is.</li>
 	 * <li>assumeValidRestReferences: left at the default (false), as the HL7 CLI's.</li>
+	 * <li>displays checked, a wrong one an error (see {@link #terminology}): the HL7 CLI's default
+	 *     (-display-issues-are-warnings off); HAPI's instance validator never asks for the check.
+	 *     --display-issues-are-warnings gives the CLI's option.</li>
+	 * <li>references to other resources: HAPI's FhirDefaultPolicyAdvisor says IGNORE, and so does the HL7 CLI's
+	 *     ValidationEngine.policyForReference for a URL that names no hl7.org/fhir.org definition (every reference
+	 *     in the corpus); contained and bundled ones are checked by both. Nothing to set.</li>
+	 * <li>best practice: BestPracticeWarningLevel.Warning in both (warnings only). Nothing to set.</li>
 	 * </ul>
 	 * One thing no option can give offline: the HL7 CLI asks a terminology server (tx.fhir.org) about code systems
 	 * it does not hold (SNOMED CT, LOINC, RxNorm); here there is none, so what only a server could say is
@@ -327,6 +336,18 @@ public final class ValidateMain {
 		}
 		module.setErrorForUnknownProfiles(false);
 		module.setAllowExamples(false);
+	}
+
+	/**
+	 * The in-memory terminology service, with the HL7 CLI's display rule (Hl7DisplayCheck says how it is found
+	 * and judged) at its default severity, error, or warning with --display-issues-are-warnings.
+	 */
+	private static InMemoryTerminologyServerValidationSupport terminology(FhirContext ctx, Options o) {
+		InMemoryTerminologyServerValidationSupport tx = new Hl7DisplayCheck(ctx);
+		if (o.displayIssuesAreWarnings) {
+			tx.setIssueSeverityForCodeDisplayMismatch(ca.uhn.fhir.context.support.IValidationSupport.IssueSeverity.WARNING);
+		}
+		return tx;
 	}
 
 	private static long millisSince(long nanoStart) {
