@@ -86,6 +86,9 @@ class Settings:
     validation_our_profiles: bool = False
     #: accept example URLs (example.org, acme.com) in canonicals that do not resolve (HL7: refused)
     validation_allow_example_urls: bool = False
+    #: refuse a reference to a type the element does not allow even when its target is not here (HL7: off, its
+    #: -assume-valid-rest-references)
+    validation_assume_valid_rest_references: bool = False
     #: how a display that is not one of its code's (code system held completely, or tx server) is reported (HL7: error)
     validation_display_issues: str = "error"
     #: the FHIR terminology server `$validate` asks what offline expansion cannot answer (LOINC and SNOMED CT codes
@@ -113,7 +116,8 @@ class Settings:
                                 extension_domains=domains(self.validation_extension_domains),
                                 our_profiles=self.validation_our_profiles, tx_server=self.tx_url or None,
                                 tx_timeout=float(self.tx_timeout), display_issues=self.validation_display_issues,
-                                allow_example_urls=self.validation_allow_example_urls)
+                                allow_example_urls=self.validation_allow_example_urls,
+                                assume_valid_rest_references=self.validation_assume_valid_rest_references)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -43,6 +43,10 @@ MAX_DEPTH = 64
 @click.option("--allow-example-urls", is_flag=True,
               help="Accept example URLs (example.org, acme.com) in canonicals that do not resolve (the HL7 "
                    "validator refuses them unless -allow-example-urls).")
+@click.option("--assume-valid-rest-references", is_flag=True,
+              help="Refuse a reference to a type the element does not allow even when its target is not contained or "
+                   "in the Bundle (the HL7 validator checks only targets it resolves unless "
+                   "-assume-valid-rest-references).")
 @click.option("--tx", "tx_server", envvar="KFHIR_TX_URL", default=NO_TX, show_default=True, metavar="URL",
               help="A FHIR terminology server asked what offline expansion cannot answer (LOINC or SNOMED CT codes "
                    "and displays, value sets not held or not expandable here); n/a: none (env KFHIR_TX_URL).")
@@ -54,7 +58,8 @@ MAX_DEPTH = 64
 def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Path, ...], fmt: str,
                      must_support: bool, unknown_profile: str, unknown_extension: str,
                      extension_domains: tuple[str, ...], allow_any_extensions: bool, our_profiles: bool,
-                     allow_example_urls: bool, tx_server: str, tx_timeout: float, display_issues: str) -> None:
+                     allow_example_urls: bool, assume_valid_rest_references: bool, tx_server: str, tx_timeout: float,
+                     display_issues: str) -> None:
     """Validate FHIR JSON files (or folders of them) against R4 and the profiles they claim, as the HL7
     validator does by default (the options change that)."""
     from service.validation.policy import ANY, PolicyError, ValidationPolicy
@@ -64,7 +69,8 @@ def validate_command(paths: tuple[Path, ...], profile: str | None, igs: tuple[Pa
                                   extension_domains=(*extension_domains, *([ANY] if allow_any_extensions else [])),
                                   our_profiles=our_profiles, tx_server=None if tx_server == NO_TX else tx_server,
                                   tx_timeout=tx_timeout, display_issues=display_issues,
-                                  allow_example_urls=allow_example_urls)
+                                  allow_example_urls=allow_example_urls,
+                                  assume_valid_rest_references=assume_valid_rest_references)
     except PolicyError as exc:
         raise click.UsageError(str(exc).replace("tx_server", "--tx")) from None
     sys.exit(run_validate(list(paths), profile, list(igs), fmt, must_support, policy))

@@ -27,7 +27,8 @@ SECURITY = {
 }
 VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
             "documentation": "Besides resource and profile: unknown-profile, unknown-extension, extension-domain, "
-                             "our-profiles, allow-example-urls and display-issues (the policy, defaults the HL7 "
+                             "our-profiles, allow-example-urls, display-issues and assume-valid-rest-references (the "
+                             "policy, defaults the HL7 "
                              "validator's), and txServer: the terminology server asked what offline expansion cannot "
                              "answer (one this server allows, or n/a)."}
 #: our implementation guide (profiles/ImplementationGuide-ketamine-fhir.json)

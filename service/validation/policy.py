@@ -55,6 +55,12 @@ class ValidationPolicy:
     #: an error (ValueSetValidator.dispWarning) unless -display-issues-are-warnings. A display that differs only from
     #: a value set's list (LOINC, SNOMED CT or CVX offline) is a warning whatever this says (bindings.py).
     display_issues: str = "error"
+    #: read a literal reference's type from the reference itself when its target cannot be resolved (not contained,
+    #: not in the Bundle), and refuse a type the element does not allow. HL7: only with -assume-valid-rest-references
+    #: (InstanceValidator.checkReference, REFERENCE_REF_BADTARGETTYPE2); otherwise a target type is checked only
+    #: for a target it resolves. R4 says the target SHALL be one of the listed types (references.html), so the
+    #: facade's policy checks it (store()).
+    assume_valid_rest_references: bool = False
 
     def __post_init__(self) -> None:
         for name in ("unknown_profile", "unknown_extension", "display_issues"):
@@ -74,9 +80,10 @@ class ValidationPolicy:
         """What the FHIR facade holds a resource to before storing it: our profile of its type when it names none,
         an unknown profile refused (it could not be checked), an unknown extension kept with a warning, example URLs
         kept (refusing them is the HL7 publication policy, not an R4 rule), a wrong display kept with a warning (the
-        code decides what a coding means; the display only shows it)."""
+        code decides what a coding means; the display only shows it), a reference to a type the element does not
+        allow refused even when its target is not here (R4: the target SHALL be of a listed type)."""
         return cls(unknown_profile="error", unknown_extension="warning", our_profiles=True, allow_example_urls=True,
-                   display_issues="warning")
+                   display_issues="warning", assume_valid_rest_references=True)
 
     def replace(self, **changes: Any) -> ValidationPolicy:
         return dataclasses.replace(self, **changes)

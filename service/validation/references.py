@@ -21,9 +21,10 @@ class References:
 
     def _reference(self, value: dict[str, Any], kind: TypeRef, expr: str, run: Run) -> None:
         ref = value.get("reference")
+        allowed = self._target_types(kind)
+        self._declared_type(value.get("type"), allowed, expr, run)
         if not isinstance(ref, str):
             return
-        allowed = self._target_types(kind)
         if ref.startswith("#"):
             # `#id` points into the containing resource's `contained`, also from one contained resource to another
             contained = [c.get("id") for holder in [run.root, *run.resources]
@@ -45,9 +46,27 @@ class References:
             if target not in self._resource_types:
                 run.add("warning", "structure", f"{expr}.reference", f"{target} in {ref!r} is not a resource type.")
                 return
-        if target and allowed and target not in allowed:
+        declared = value.get("type")
+        if isinstance(declared, str) and target and declared != target and not declared.startswith(("http:", "https:")):
+            # R4 Reference.type: "the type this reference refers to"; HL7: REFERENCE_REF_BADTARGETTYPE, resolved or not
+            run.add("error", "structure", f"{expr}.reference",
+                    f"The reference is to a {target} but its type says {declared}.")
+        if target and allowed and target not in allowed and (
+                run.policy.assume_valid_rest_references or ref.startswith(("urn:uuid:", "urn:oid:"))
+                or _in_bundle(ref, run.full_urls)):
             run.add("error", "structure", f"{expr}.reference",
                     f"The type '{target}' is not valid for this reference: must be {' or '.join(sorted(allowed))}.")
+
+    @staticmethod
+    def _declared_type(declared: Any, allowed: set[str], expr: str, run: Run) -> None:
+        """Reference.type is one of the element's target types, whether the reference resolves or not (R4
+        Reference.type: "the expected type of the target"; HL7: REFERENCE_REF_WRONGTARGET). An absolute URL names a
+        logical model, which no resource type list decides."""
+        if isinstance(declared, str) and allowed and declared not in allowed \
+                and not declared.startswith(("http:", "https:")):
+            run.add("error", "structure", f"{expr}.type",
+                    f"The type '{declared}' is not a valid target for this reference: must be "
+                    f"{' or '.join(sorted(allowed))}.")
 
     def _target_types(self, kind: TypeRef) -> set[str]:
         """The resource types a Reference typed `kind` may point to (empty: any); once per TypeRef."""
@@ -64,6 +83,13 @@ class References:
                 return set()
             types.add(sd["type"])
         return types
+
+
+def _in_bundle(ref: str, full_urls: dict[str, str]) -> bool:
+    """Whether a literal reference names an entry of the Bundle being validated (its fullUrl, or a fullUrl ending in
+    the relative reference): a target the HL7 validator resolves, and so checks the type of."""
+    plain = ref.split("/_history/")[0]
+    return plain in full_urls or any(url.endswith("/" + plain) for url in full_urls)
 
 
 def as_list(value: Any) -> list[Any]:

@@ -308,6 +308,7 @@ TX_PARAMETER = "txServer"
 POLICY_PARAMETERS = {"unknown-profile": "unknown_profile", "unknown-extension": "unknown_extension",
                      "extension-domain": "extension_domains", "our-profiles": "our_profiles",
                      "display-issues": "display_issues", "allow-example-urls": "allow_example_urls",
+                     "assume-valid-rest-references": "assume_valid_rest_references",
                      TX_PARAMETER: "tx_server"}
 
 
@@ -344,7 +345,7 @@ def _policy(given: dict[str, list[str]]) -> ValidationPolicy:
             changes[field] = domains(values)
         elif field == "tx_server":
             changes[field] = _tx_server(values[-1])
-        elif field in ("our_profiles", "allow_example_urls"):
+        elif field in ("our_profiles", "allow_example_urls", "assume_valid_rest_references"):
             if values[-1].lower() not in ("true", "false"):
                 raise BadRequest(f"{name} must be true or false.", [Issue(name, "true or false")])
             changes[field] = values[-1].lower() == "true"

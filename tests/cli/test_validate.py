@@ -147,8 +147,8 @@ def test_every_valid_example_exits_0() -> None:
     # an invariant of the profile: reported at the resource, naming its key
     ("ketamine-administration--completed-without-dose.json", "MedicationAdministration", "ket-5"),
     ("ketamine-outcome-score--phq9-above-27.json", "Observation", "ket-9"),
-    # a reference to the wrong type
-    ("ketamine-administration--context-patient.json", "MedicationAdministration.context.reference",
+    # a reference whose declared type (Reference.type) the element does not allow
+    ("ketamine-administration--context-patient.json", "MedicationAdministration.context.type",
      "must be Encounter"),
     # a required binding
     ("ketamine-protocol-order--dose-unit-not-in-value-set.json",
@@ -607,6 +607,17 @@ def test_an_ordinary_r4_condition_is_not_judged_as_a_ketamine_indication(tmp_pat
         "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Asthma</div>"}})
     assert validate(condition).returncode == 0
     assert validate("--our-profiles", condition).returncode == 1
+
+
+def test_a_reference_to_a_type_not_allowed_and_not_here_fails_only_when_asked(tmp_path: Path) -> None:
+    """R4's own Observation-clinical-gender names an Encounter as performer: the HL7 CLI checks only a target it
+    resolves unless -assume-valid-rest-references."""
+    observation = write(tmp_path / "o.json", {
+        "resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+        "performer": [{"reference": "Encounter/e1"}],
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}})
+    assert validate(observation).returncode == 0
+    assert validate("--assume-valid-rest-references", observation).returncode == 1
 
 
 @pytest.mark.parametrize("flags, code, severity", [

@@ -3,6 +3,7 @@ case fails for the one thing broken and passes without it (R4 text and the HL7 v
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -12,6 +13,7 @@ from service.conformance.definitions import load
 from service.fhirjson import Finding
 from service.validation.bundles import ABSOLUTE, _ends_with_type_and_id
 from service.validation.engine import Validator
+from service.validation.policy import ValidationPolicy
 from service.validation.references import LITERAL_REFERENCE
 from service.validation.run import Run
 
@@ -165,6 +167,44 @@ def test_a_versioned_reference_names_that_version(validator: Validator) -> None:
     assert any("is not in the document" in f.message for f in errors(validator, versioned))
     versioned["entry"][2]["resource"]["meta"] = {"versionId": "2"}
     assert errors(validator, versioned) == []
+
+
+# --- Reference target types (R4 references.html: "the reference SHALL be to a resource of one of the listed types";
+# the HL7 validator checks the type of a target it resolves, or of any with -assume-valid-rest-references) ----------
+
+def performer(reference: str, **extra: Any) -> dict[str, Any]:
+    """An Observation whose performer (CareTeam, Organization, Patient, Practitioner, PractitionerRole or
+    RelatedPerson) is `reference`."""
+    return observation(performer=[{"reference": reference, **extra}])
+
+
+def type_errors(validator: Validator, resource: dict[str, Any], **policy: Any) -> list[str]:
+    return [f.expression for f in validator.validate(resource, policy=ValidationPolicy(**policy))
+            if f.severity == "error" and "type" in f.message]
+
+
+def test_a_target_type_is_checked_where_it_resolves_or_when_asked(validator: Validator) -> None:
+    unresolved = performer("Encounter/e1")
+    assert type_errors(validator, unresolved) == []  # the HL7 CLI's default
+    assert type_errors(validator, unresolved, assume_valid_rest_references=True) == \
+        ["Observation.performer[0].reference"]
+    assert type_errors(validator, unresolved, **dataclasses.asdict(ValidationPolicy.store())) == \
+        ["Observation.performer[0].reference"]
+    encounter = {"resourceType": "Encounter", "id": "e1", "text": NARRATIVE, "status": "finished",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}
+    held = bundle("collection", {"fullUrl": "http://example.com/fhir/Observation/o1", "resource": unresolved},
+                  {"fullUrl": "http://example.com/fhir/Encounter/e1", "resource": encounter})
+    assert type_errors(validator, held) == ["Bundle.entry[0].resource.performer[0].reference"]
+    assert type_errors(validator, performer("Practitioner/x")) == []
+
+
+def test_a_declared_reference_type_is_checked_resolved_or_not(validator: Validator) -> None:
+    assert type_errors(validator, performer("Encounter/e1", type="Encounter")) == [
+        "Observation.performer[0].type"]
+    assert type_errors(validator, performer("Patient/p1", type="Practitioner")) == [
+        "Observation.performer[0].reference"]
+    assert type_errors(validator, performer("Practitioner/x", type="Practitioner")) == []
+    assert type_errors(validator, performer("Practitioner/x", type="http://example.org/Model")) == []
 
 
 # --- elements -----------------------------------------------------------------------------------------------

@@ -117,6 +117,19 @@ def test_our_profiles_only_when_asked(client: FlaskClient) -> None:
     assert errors(post(client, "/fhir/Condition/$validate?our-profiles=true", condition)) != []
 
 
+def test_a_target_type_not_here_is_checked_only_when_asked(client: FlaskClient) -> None:
+    """tests/validation/test_rules.py has the rule (the HL7 CLI's -assume-valid-rest-references); here the
+    parameter, as a query and in Parameters."""
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "performer": [{"reference": "Encounter/e1"}]}
+    assert errors(post(client, "/fhir/$validate", observation)) == []
+    assert errors(post(client, "/fhir/$validate?assume-valid-rest-references=true", observation)) != []
+    params = {"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": observation}, {"name": "assume-valid-rest-references", "valueBoolean": True}]}
+    assert errors(post(client, "/fhir/$validate", params)) != []
+    assert post(client, "/fhir/$validate?assume-valid-rest-references=maybe", observation)["status"] == 400
+
+
 def test_a_bad_policy_parameter_is_400(client: FlaskClient) -> None:
     assert post(client, "/fhir/$validate?unknown-profile=loud", UNHELD)["status"] == 400
     assert post(client, "/fhir/$validate?our-profiles=maybe", UNHELD)["status"] == 400
