@@ -4,11 +4,13 @@ import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.ConceptValidationOptions;
 import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.context.support.ValidationSupportContext;
+import org.hl7.fhir.common.hapi.validation.support.CommonCodeSystemsTerminologyService;
 import org.hl7.fhir.common.hapi.validation.support.InMemoryTerminologyServerValidationSupport;
 import org.hl7.fhir.instance.model.api.IBaseResource;
 import org.hl7.fhir.r4.model.CodeSystem;
 
 import java.util.List;
+import java.util.Set;
 import java.util.function.Function;
 
 /**
@@ -22,11 +24,27 @@ import java.util.function.Function;
  * Display_Name_for__should_be_one_of__instead_of (or its _WS_ variant when only whitespace differs) at the severity
  * dispWarning() gives, ERROR unless display issues are warnings. It applies where the HL7 CLI judges the display
  * from a CodeSystem it holds, so only codes of a CodeSystem whose content is complete here (R4's, HL7
- * terminology's, a loaded IG's); a display known only from a value set's list of a system we lack (LOINC, SNOMED
- * CT) is a question for the terminology server, which offline there is none of, and stays unchecked as before.
+ * terminology's, a loaded IG's; not HAPI's own tables, see HAPI_TABLES); a display known only from a value set's
+ * list of a system we lack (LOINC, SNOMED CT) is a question for the terminology server, which offline there is none
+ * of, and stays unchecked as before.
  * HAPI's own comparison (exact, display only) is used only to find a mismatch; the rule above then decides it.
  */
 final class Hl7DisplayCheck extends InMemoryTerminologyServerValidationSupport {
+
+	/**
+	 * Code systems HAPI builds from its own tables (CommonCodeSystemsTerminologyService: ISO 3166 countries, ISO 4217
+	 * currencies, BCP-47 languages, BCP-13 mime types, UCUM, USPS states), which are no CodeSystem the HL7 CLI holds:
+	 * it asks the terminology server about them, and HAPI's displays are not the standards' (ISO 3166-1's English
+	 * short name of US is "United States of America", HAPI's table says "United States"). Offline, as for LOINC,
+	 * their displays stay unchecked.
+	 */
+	private static final Set<String> HAPI_TABLES = Set.of(
+			CommonCodeSystemsTerminologyService.COUNTRIES_CODESYSTEM_URL,
+			CommonCodeSystemsTerminologyService.CURRENCIES_CODESYSTEM_URL,
+			CommonCodeSystemsTerminologyService.LANGUAGES_CODESYSTEM_URL,
+			CommonCodeSystemsTerminologyService.MIMETYPES_CODESYSTEM_URL,
+			CommonCodeSystemsTerminologyService.UCUM_CODESYSTEM_URL,
+			CommonCodeSystemsTerminologyService.USPS_CODESYSTEM_URL);
 
 	Hl7DisplayCheck(FhirContext ctx) {
 		super(ctx);
@@ -73,7 +91,10 @@ final class Hl7DisplayCheck extends InMemoryTerminologyServerValidationSupport {
 		if (checked == null || checked.getSeverity() == null) {
 			return plain;
 		}
-		IBaseResource found = system == null ? null : context.getRootValidationSupport().fetchCodeSystem(system);
+		if (system == null || HAPI_TABLES.contains(system)) {
+			return plain;
+		}
+		IBaseResource found = context.getRootValidationSupport().fetchCodeSystem(system);
 		if (!(found instanceof CodeSystem cs) || cs.getContent() != CodeSystem.CodeSystemContentMode.COMPLETE) {
 			return plain;
 		}
