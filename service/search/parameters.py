@@ -29,10 +29,14 @@ class Param:
     paths: tuple[str, ...]
     targets: tuple[str, ...] = ()  # reference: the resource types it may point at
     description: str = ""
+    #: reference: reads only the references at its paths that point at one of `targets` (an R4 expression like
+    #: `Provenance.target.where(resolve() is Patient)`), so no other is indexed under it
+    only_targets: bool = False
 
 
-def _p(name: str, kind: str, *paths: str, targets: tuple[str, ...] = (), description: str = "") -> Param:
-    return Param(name, kind, paths, targets, description)
+def _p(name: str, kind: str, *paths: str, targets: tuple[str, ...] = (), description: str = "",
+       only_targets: bool = False) -> Param:
+    return Param(name, kind, paths, targets, description, only_targets)
 
 
 IDENTIFIER = _p("identifier", "token", "identifier", description="A business identifier: system|value")
@@ -94,7 +98,8 @@ PARAMS: dict[str, dict[str, Param]] = {
         _p("identified", "date", "identified"),
         _p("implicated", "reference", "implicated"))},
     "Provenance": {p.name: p for p in (
-        _p("target", "reference", "target"), _p("patient", "reference", "target", targets=("Patient",)),
+        _p("target", "reference", "target"),
+        _p("patient", "reference", "target", targets=("Patient",), only_targets=True),
         _p("recorded", "date", "recorded"))},
 }
 #: Parameters every type has, answered from the resource table itself.
@@ -174,7 +179,7 @@ def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:
             yield IndexValue(param.name, low=found[0], high=found[1])
     elif param.kind == "reference":
         target = reference_key(value)
-        if target:
+        if target and (not param.only_targets or target.partition("/")[0] in param.targets):
             yield IndexValue(param.name, value=target)
     elif param.kind == "string" and isinstance(value, str):  # as written too, for :exact
         yield IndexValue(param.name, system=value[:500], value=normalise(value)[:500])

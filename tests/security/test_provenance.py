@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from factories import administration
+from factories import PATIENT, administration
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -97,3 +97,35 @@ def test_a_transaction_gets_one_provenance_for_what_it_created_and_one_for_what_
     assert found["total"] == 1
     for resource in ours:
         assert [f for f in default_validator().validate(resource) if f.severity in ("error", "fatal")] == []
+
+
+def test_a_records_provenance_is_found_by_each_parameter_the_capability_statement_declares_for_it(
+        app: Flask, client: FlaskClient) -> None:
+    """Its `patient` index holds its Patient target only (R4: target.where(resolve() is Patient)); every declared
+    parameter still finds it."""
+    client.post("/api/v1/administrations", json=administration())
+    [written] = [p for p in provenances(app) if p.get("entity")]
+    declared = {r["type"]: [p["name"] for p in r["searchParam"]]
+                for r in client.get("/fhir/metadata").get_json()["rest"][0]["resource"]}["Provenance"]
+    assert sorted(declared) == ["_id", "_lastUpdated", "patient", "recorded", "target"]
+    targets = [t["reference"].split("/_history/")[0] for t in written["target"]]
+    [patient] = [t for t in targets if t.startswith("Patient/")]
+
+    def ids(**query: str) -> list[str]:
+        bundle = client.get("/fhir/Provenance", query_string=query | {"_count": "100"}).get_json()
+        return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+
+    for target in targets:
+        assert written["id"] in ids(target=target), target
+    assert written["id"] in ids(patient=patient)
+    assert written["id"] in ids(patient=patient.removeprefix("Patient/"))
+    mrn = PATIENT["identifier"]
+    assert written["id"] in ids(**{"patient.identifier": f"{mrn['system']}|{mrn['value']}"})
+    assert written["id"] in ids(recorded=written["recorded"])
+    assert written["id"] in ids(_id=written["id"])
+    assert written["id"] in ids(_lastUpdated="ge2000-01-01")
+    revincluded = client.get("/fhir/Patient", query_string={"_id": patient.removeprefix("Patient/"),
+                                                             "_revinclude": "Provenance:patient"}).get_json()
+    assert written["id"] in [e["resource"]["id"] for e in revincluded["entry"] if e["search"]["mode"] == "include"]
+    other = next(t for t in targets if not t.startswith("Patient/"))
+    assert written["id"] not in ids(patient=other)  # not a Patient: the patient parameter never pointed there
