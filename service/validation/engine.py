@@ -14,7 +14,7 @@ from service.validation import ids
 from service.validation.bundles import Bundles
 from service.validation.datatypes import Datatypes
 from service.validation.invariants import NATIVE, Invariants
-from service.validation.layouts import Layout, Name, layout
+from service.validation.layouts import Layout, Name, layout, remember_clean
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.plan import UnknownProfile as UnknownProfile  # raised by plan(); callers import it here
 from service.validation.policy import ValidationPolicy
@@ -35,7 +35,6 @@ DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
 
 Occurrence = tuple[str, TypeRef | None, Any]  # JSON name, the type it implies, its value
 Found = tuple[str, Any, Name]  # the first JSON name of an element present, its value, what the name is
-_UNSEEN = object()
 ELEMENT = TypeRef("Element")
 #: what kind of value a type code is: a primitive, a resource, or a datatype walked as an object
 PRIMITIVE, RESOURCE, COMPLEX = range(3)
@@ -211,9 +210,15 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         for i in sorted(always.union(found, extended)):  # present or required, in definition order
             present = found.get(i)
             if present is not None and i in single and i not in extended and i not in others:
-                key, value, (_, child, kind, seen) = present
-                if seen is not None and value.__class__ is str and seen.get(value, _UNSEEN) is None:
-                    continue  # a text already found valid, of a type with no rule beyond its format here
+                key, value, (_, child, kind, clean) = present
+                if clean is not None and value.__class__ is str:
+                    if value in clean:
+                        continue  # this text was found here before, with nothing to say
+                    mark = len(run.findings)
+                    self._value(value, child, kind, f"{expr}.{key}", run)
+                    if len(run.findings) == mark and not run.policy.tx_server:
+                        remember_clean(clean, value)
+                    continue
                 if not isinstance(value, list):  # what _element would do, without its work
                     self._value(value, child, kind, f"{expr}.{key}", run)
                     continue

@@ -1,13 +1,13 @@
 """A list of element plans compiled once into the lookups the walk makes on every object of its type."""
 from __future__ import annotations
 
+from service.validation.bindings import VITALS_UNITS
 from service.validation.plan import ElementPlan, TypeRef
 from service.validation.primitives import NOT_TEXT, Primitive
-from service.validation.values import CODED, TEXT_RULES
 
-#: A JSON name of an element: its position, the element, the type the name implies, and the verdicts remembered
-#: for texts of that type when a valid one needs nothing more (plain_text)
-Name = tuple[int, ElementPlan, TypeRef | None, dict[str, str | None] | None]
+#: A JSON name of an element: its position, the element, the type the name implies, and the texts found with
+#: nothing to say there when that depends on the text alone (clean_texts)
+Name = tuple[int, ElementPlan, TypeRef | None, set[str] | None]
 #: Of a list of element plans: JSON name → Name, positions always visited, positions of the elements one value
 #: satisfies (no array, no slices, at most one required, at least one allowed).
 Layout = tuple[dict[str, Name], frozenset[int], frozenset[int]]
@@ -16,7 +16,7 @@ Layout = tuple[dict[str, Name], frozenset[int], frozenset[int]]
 def layout(children: list[ElementPlan], primitives: dict[str, Primitive]) -> Layout:
     """JSON names, and the positions of the elements that must be looked at even when absent (a minimum, or slices
     that may have one) and of those one value satisfies."""
-    names = {json_name: (i, child, kind, plain_text(child, kind, primitives)) for i, child in enumerate(children)
+    names = {json_name: (i, child, kind, clean_texts(child, kind, primitives)) for i, child in enumerate(children)
              for json_name, kind in child.json_names().items()}
     always = frozenset(i for i, c in enumerate(children) if c.min > 0 or c.slices)
     single = frozenset(i for i, c in enumerate(children) if not c.is_array and not c.slices and c.min <= 1
@@ -24,15 +24,25 @@ def layout(children: list[ElementPlan], primitives: dict[str, Primitive]) -> Lay
     return names, always, single
 
 
-def plain_text(child: ElementPlan, kind: TypeRef | None,
-               primitives: dict[str, Primitive]) -> dict[str, str | None] | None:
-    """The verdicts remembered for texts of the primitive type `child` holds as `kind`, when a valid text needs
-    nothing more (Values._primitive: no text rule, fixed value, pattern or binding to check)."""
+def clean_texts(child: ElementPlan, kind: TypeRef | None, primitives: dict[str, Primitive]) -> set[str] | None:
+    """A set for the texts found with nothing to say as `child` typed `kind`, when that answer depends on the text
+    alone (Values._primitive): a primitive type read from a JSON string, but not a canonical (the policy's example
+    URLs), xhtml (the resource's contained ids) or the vital signs' units binding (the profile's origin). Texts
+    found so without a terminology server need none: the server is only asked what the offline answer warns of."""
     if kind is None and (child.content_reference or len(child.types) != 1):
         return None
     code = (kind or child.types[0]).code
-    primitive = primitives.get(code)
-    if primitive is None or code in NOT_TEXT or code in TEXT_RULES or child.fixed or child.pattern \
-            or (child.binding and code in CODED):
+    if code not in primitives or code in NOT_TEXT or code in ("canonical", "xhtml") \
+            or (child.binding or {}).get("valueSet") == VITALS_UNITS:
         return None
-    return primitive.seen
+    return set()
+
+
+def remember_clean(texts: set[str], value: str) -> None:
+    if len(value) <= CLEAN_LENGTH:
+        if len(texts) >= CLEAN_MAX:  # bounded: a long-running service meets endless distinct texts
+            texts.clear()
+        texts.add(value)
+
+
+CLEAN_LENGTH, CLEAN_MAX = 128, 64  # per element and type: at most 64 texts of at most 128 characters
