@@ -15,7 +15,7 @@ BINDING_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "
 #: The HL7 validator backs that off to extensible for R4's own profiles ("the R4 profile wrongly applies this value
 #: set to all types": org.hl7.fhir.r5 utils/PackageHackerR5.java); profiles derived elsewhere keep what they say.
 VITALS_UNITS = "http://hl7.org/fhir/ValueSet/ucum-vitals-common|4.0.1"
-IN_VALUE_SET_KEPT = 10_000
+ANSWERS_KEPT = 10_000  # per kind of answer remembered
 
 
 class Bindings(Remote):
@@ -24,6 +24,8 @@ class Bindings(Remote):
     terminology: Terminology
     #: (value set, each coding's system, code and display) found in the value set with no display to question
     _in_value_set: set[tuple[Any, ...]]
+    #: (type, display issues ignored, each coding's system, code and display) with no unknown code or display
+    _codes_known: set[tuple[Any, ...]]
 
     def _binding(self, value: Any, code_type: str, plan: ElementPlan, expr: str, run: Run) -> None:
         binding = plan.binding or {}
@@ -60,9 +62,7 @@ class Bindings(Remote):
                 run.add("warning", "value", expr, f"Display {display!r} for {system}#{code} should be {expected!r}.")
         if hits:
             if len(run.findings) == mark:  # in the value set, nothing to say: the same codings never need more
-                if len(self._in_value_set) >= IN_VALUE_SET_KEPT:  # bounded: codings come from input
-                    self._in_value_set.clear()
-                self._in_value_set.add(remembered)
+                remember(self._in_value_set, remembered)
             return
         unchecked = [c for c in codings if (c[0] or None) in expansion.systems_unknown or (c[0] is None)]
         if unchecked and not expansion.complete:
@@ -80,8 +80,14 @@ class Bindings(Remote):
         """A code from a code system we hold completely must exist in it, and a display given must be one of its
         displays: the HL7 validator's check (ValueSetValidator: an error, dispWarning(), unless the CLI's
         -display-issues-are-warnings; here the policy's display_issues)."""
+        codings = codings_of(value, code_type)
+        # the answer depends on these alone (codings_of keeps every coding _known_displays reads) and the policy
+        remembered = (code_type, run.policy.display_issues == "ignore", *codings)
+        if remembered in self._codes_known and not run.policy.tx_server:
+            return
+        mark = len(run.findings)
         displayed = False
-        for system, code, display in codings_of(value, code_type):
+        for system, code, display in codings:
             if not system or not code:
                 continue
             codes = self.terminology.complete_codes(system)
@@ -92,6 +98,8 @@ class Bindings(Remote):
             self._known_displays(value, code_type, expr, run)
         if run.policy.tx_server:  # the walk's hot path: nothing more without a server
             self._ask_codes(value, code_type, expr, run)
+        elif len(run.findings) == mark:
+            remember(self._codes_known, remembered)
 
     def _known_displays(self, value: dict[str, Any], code_type: str, expr: str, run: Run) -> None:
         """Each coding's display against its code system's (coding_paths' codings, without building them)."""
@@ -116,6 +124,12 @@ class Bindings(Remote):
         code_type = "CodeableConcept" if isinstance(value, dict) and "coding" in value else (
             "Coding" if isinstance(value, dict) else "code")
         return any(in_codes(expansion.codes, c) for c in codings_of(value, code_type))
+
+
+def remember(answers: set[tuple[Any, ...]], key: tuple[Any, ...]) -> None:
+    if len(answers) >= ANSWERS_KEPT:  # bounded: codings come from input
+        answers.clear()
+    answers.add(key)
 
 
 def codings_of(value: Any, code_type: str) -> list[tuple[str | None, Any, str | None]]:

@@ -67,6 +67,8 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._kinds: dict[str, int] = {}
         self._systems: dict[str, str | None] = {}
         self._in_value_set: set[tuple[Any, ...]] = set()
+        self._codes_known: set[tuple[Any, ...]] = set()
+        self._discriminator_values: dict[tuple[int, str], tuple[ElementPlan, tuple[str, Any] | None]] = {}
         self._targets: dict[int, tuple[TypeRef, set[str]]] = {}
         self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).

@@ -15,6 +15,7 @@ class Slicing(Bindings):
 
     defs: Definitions
     _unheld: dict[int, tuple[ElementPlan, list[str | None]]]  # by id(): each entry keeps its plan alive
+    _discriminator_values: dict[tuple[int, str], tuple[ElementPlan, tuple[str, Any] | None]]
 
     if TYPE_CHECKING:
         def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: Run) -> None: ...
@@ -84,7 +85,10 @@ class Slicing(Bindings):
                 if bool(actual) != wanted:
                     return False
                 continue
-            expected = self._discriminator_value(slice_, path)
+            known = self._discriminator_values.get((id(slice_), path))
+            if known is None:  # a slice's value at a path is its plan's: found once (the entry keeps the plan alive)
+                known = self._discriminator_values[id(slice_), path] = (slice_, self._discriminator_value(slice_, path))
+            expected = known[1]
             if expected is None:
                 return False
             mode, wanted_value = expected
