@@ -14,25 +14,21 @@ from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
-    ColumnElement,
     Engine,
     and_,
     bindparam,
     delete,
-    exists,
     func,
-    literal,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.orm import Session, aliased
 
-from service.params import EARLIEST, LATEST
 from service.search.parameters import LINK, index
-from service.search.query import Criterion, Match, Query
+from service.search.query import Query
 from service.store.batch import INDEX, RESOURCES, UNSENT, Batch
+from service.store.conditions import condition, date_key
 from service.store.engine import session, wrote
 from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.records import utcnow
@@ -289,10 +285,10 @@ class Unit:
         matching = select(ResourceRow.pk).where(ResourceRow.resource_type == query.resource_type,
                                                 ResourceRow.deleted.is_(False))
         for criterion in query.criteria:
-            matching = matching.where(_condition(query.resource_type, criterion))
+            matching = matching.where(condition(query.resource_type, criterion))
         sort: list[tuple[Any, bool]] = [
             (ResourceRow.last_updated if name == "_lastUpdated" else
-             ResourceRow.id if name == "_id" else _date_key(query.resource_type, descending), descending)
+             ResourceRow.id if name == "_id" else date_key(query.resource_type, descending), descending)
             for name, descending in query.sort]
         # the sort keys travel with the keys (s0, s1, …), so that the page keeps its order once joined to its bodies
         keys = matching.add_columns(*(column.label(f"s{i}") for i, (column, _) in enumerate(sort)))
@@ -391,104 +387,3 @@ def _prefetch_statement(size: int) -> Any:
     in the unique index (a row-value IN scanned it)."""
     return select(RESOURCES).where(or_(*(and_(RESOURCES.c.resource_type == bindparam(f"t{n}"),
                                               RESOURCES.c.id == bindparam(f"i{n}")) for n in range(size))))
-
-
-#: the resource row a condition is about: the searched one, or one across a chain (an alias)
-Row = Any
-
-
-def _indexed(resource_type: str, param: str, *conditions: ColumnElement[bool], row: Row = ResourceRow
-             ) -> ColumnElement[bool]:
-    """`row` has an index row of `param` that meets `conditions`: its key among the keys the index finds (an EXISTS
-    probed the index once per candidate row, so a conditional write's `identifier=` match read every resource of its
-    type: 84 ms among 3,740 MedicationAdministrations, against 0.5 ms this way). Uncorrelated: the index's keys."""
-    found: ColumnElement[bool] = row.pk.in_(select(SearchIndexRow.resource_pk).where(
-        SearchIndexRow.resource_type == resource_type, SearchIndexRow.param == param, *conditions).correlate(None))
-    return found
-
-
-def _condition(resource_type: str, criterion: Criterion, row: Row = ResourceRow) -> ColumnElement[bool]:
-    """One condition per criterion: its alternatives OR'd inside one index lookup (one EXISTS each made 300
-    alternatives cost 5 s and 990 overflow SQLite's expression depth)."""
-    param = criterion.param
-    if criterion.chain:
-        found: ColumnElement[bool] = or_(*[(_referred_by if criterion.reverse else _refers_to)(
-            resource_type, param.name, other, inner, row) for other, inner in criterion.chain])
-    elif criterion.modifier == "missing":  # search.html#modifiers: true, no value; false, some value
-        present = _indexed(resource_type, param.name, row=row)
-        found = ~present if criterion.matches[0].value == "true" else present
-    elif param.name == "_id":
-        found = row.id.in_([m.value for m in criterion.matches])
-    elif param.name == "_lastUpdated":
-        found = or_(*[_date_compare(row.last_updated, row.last_updated, m) for m in criterion.matches])
-    else:
-        found = _indexed(resource_type, param.name, or_(*[_match(criterion, m) for m in criterion.matches]), row=row)
-    return ~found if criterion.modifier == "not" and param.kind == "token" else found
-
-
-def _refers_to(resource_type: str, param: str, target: str, inner: Criterion, row: Row) -> ColumnElement[bool]:
-    """A chain: `row`'s reference `param` names a current `target` resource that meets `inner`."""
-    other = aliased(ResourceRow)
-    link = aliased(SearchIndexRow)  # not the inner criterion's own index lookup (it would correlate to this)
-    named = select(literal(f"{target}/") + other.id).where(
-        other.resource_type == target, other.deleted.is_(False), _condition(target, inner, other))
-    return exists().where(link.resource_pk == row.pk, link.resource_type == resource_type, link.param == param,
-                          link.value.in_(named))
-
-
-def _referred_by(resource_type: str, param: str, source: str, inner: Criterion, row: Row) -> ColumnElement[bool]:
-    """`_has`: a current `source` resource that meets `inner` refers to `row` through its `param`."""
-    other = aliased(ResourceRow)
-    link = aliased(SearchIndexRow)
-    return exists().where(other.resource_type == source, other.deleted.is_(False), link.resource_pk == other.pk,
-                          link.resource_type == source, link.param == param,
-                          link.value == literal(f"{resource_type}/") + row.id, _condition(source, inner, other))
-
-
-def _match(criterion: Criterion, m: Match) -> ColumnElement[bool]:
-    """What one alternative asks of an index row of the criterion's parameter."""
-    param = criterion.param
-    if param.kind == "token":
-        conditions = []
-        if m.value is not None:
-            conditions.append(SearchIndexRow.value == m.value)
-        if m.system_given:
-            conditions.append(SearchIndexRow.system == m.system if m.system else SearchIndexRow.system.is_(None))
-        return and_(true(), *conditions)
-    if param.kind == "reference":
-        return SearchIndexRow.value == m.value
-    if param.kind == "string":
-        text = (m.value or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        if criterion.modifier == "exact":  # case and accents as written (search.html#string)
-            return SearchIndexRow.system == (m.system or "")
-        if criterion.modifier == "contains":
-            return SearchIndexRow.value.like(f"%{text}%", escape="\\")
-        return SearchIndexRow.value.like(f"{text}%", escape="\\")
-    found: ColumnElement[bool] = _date_compare(SearchIndexRow.low, SearchIndexRow.high, m)
-    return found
-
-
-def _date_compare(low: Any, high: Any, m: Match) -> Any:
-    """R4 date search: eq — the value's range contains the resource's; lt/le/gt/ge — the ranges overlap that way."""
-    if m.low is None or m.high is None:  # the parser gives every date match both ends
-        raise ValueError("a date match without its range")
-    if m.prefix == "eq":
-        return and_(low >= m.low, high <= m.high)
-    if m.prefix == "lt":
-        return low < m.low
-    if m.prefix == "le":
-        return low <= m.high
-    if m.prefix == "gt":
-        return high > m.high
-    return high >= m.low  # ge
-
-
-def _date_key(resource_type: str, descending: bool) -> Any:
-    """The resource's earliest indexed `date`-kind value, for _sort=date (missing sorts last)."""
-    from service.search.parameters import PARAMS
-
-    names = [p.name for p in PARAMS.get(resource_type, {}).values() if p.kind == "date"]
-    preferred = "date" if "date" in names else (names[0] if names else "date")
-    agg = func.max(SearchIndexRow.high) if descending else func.min(SearchIndexRow.low)
-    key = select(agg).where(SearchIndexRow.resource_pk == ResourceRow.pk, SearchIndexRow.param == preferred)
-    return func.coalesce(key.scalar_subquery(), EARLIEST if descending else LATEST)
