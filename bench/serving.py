@@ -211,8 +211,9 @@ def _row(name: str, part: dict[str, Any]) -> str:
 def _warmup(c: dict[str, Any]) -> str:
     w = c["warmup"]
     rates = ", ".join(f"{r:,.0f}" for r in w["per_second"])
-    state = f"steady after {w['steady_after']}" if w["steady_after"] else "not steady after"
-    return f"{state} {w['windows']} windows of {w['window_s']:g} s ({rates} creates/s)"
+    state = (f"steady after {w['steady_after']} of {w['windows']}" if w["steady_after"]
+             else f"not steady after {w['windows']}")
+    return f"{state} windows of {w['window_s']:g} s ({rates} creates/s)"
 
 
 def table(result: dict[str, Any]) -> list[str]:
