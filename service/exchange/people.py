@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from service.exchange.client import FhirClient
 from service.fhirjson import etag
-from service.search.parameters import escape
+from service.search.parameters import system_value
 from service.store.identified import held_once
 from service.store.resources import ResourceStore
 
@@ -159,7 +159,7 @@ def person_token(resource: dict[str, Any]) -> str | None:
 
 
 def _token(key: tuple[str, str]) -> str:
-    return f"{escape(key[0])}|{escape(key[1])}"
+    return system_value(*key)
 
 
 def without_server_elements(resource: dict[str, Any]) -> dict[str, Any]:

@@ -190,6 +190,11 @@ def escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
 
 
+def system_value(system: str, value: str) -> str:
+    """An identifier as a token search value, `system|value`, each part escaped."""
+    return f"{escape(system)}|{escape(value)}"
+
+
 def tokens(value: Any) -> list[tuple[str | None, str]]:
     """(system, code) pairs of a code, Coding, CodeableConcept or Identifier."""
     if isinstance(value, str):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.search.parameters import escape
+from service.search.parameters import system_value
 from service.search.query import MAX_COUNT, parse
 from service.store.resources import Unit
 
@@ -18,7 +18,7 @@ def held_once(unit: Unit, resource_type: str, identifiers: list[Key]) -> dict[Ke
     wanted = set(identifiers)
     if not wanted:
         return {}
-    query = parse(resource_type, [("identifier", ",".join(f"{escape(s)}|{escape(v)}" for s, v in sorted(wanted)))])
+    query = parse(resource_type, [("identifier", ",".join(system_value(s, v) for s, v in sorted(wanted)))])
     query.total, query.count = False, MAX_COUNT
     held: dict[Key, list[dict[str, Any]]] = {}
     while True:
