@@ -61,7 +61,7 @@ check: lint
 
 clean:
 	rm -rf $(VENV) instance build *.egg-info tests/peers/hapi/server/target bench/medplum/node_modules \
-	  tests/peers/medplum/node_modules bench/fhircraft/.venv bench/java/target
+	  tests/peers/medplum/node_modules bench/fhircraft/.venv bench/java/target bench/loadgen/target
 
 # Our validator against the HL7 reference validator on the whole corpus (tests/validation/test_hapi_agreement.py),
 # alone; `make test` runs it too. About 11 minutes of HAPI on one core with a cold cache, seconds once its verdicts

@@ -1,5 +1,6 @@
-"""Load generator (run as its own process by bench/serving.py): POST one body, or GET a list of URLs, repeatedly
-from N threads.
+"""Load generator in Python (run as its own process by bench/serving.py when Go is absent, or with
+--load-generator python; bench/loadgen/main.go is the same contract in Go): POST one body, or GET a list of URLs,
+repeatedly from N threads.
 
     python -m bench.load URL BODY.json SECONDS THREADS [CONTENT_TYPE]     POST BODY to URL, expect 201
     python -m bench.load - URLS.txt SECONDS THREADS                        GET the URLs in turn, expect 200
@@ -8,7 +9,9 @@ from N threads.
 Each thread keeps one HTTP connection (requests.Session) and sends back to back; latency is measured
 per request around the whole call. "__SEQ__" in the body becomes "<pid>-<thread>-<n>" in each request, so that
 a body with a business identifier creates a new record each time instead of updating one. cpu_s lets the
-parent report the load generator's share of the machine: it runs on the same 2 cores as the server.
+parent report the load generator's share of the machine: it runs on the same 2 cores as the server. Under the GIL
+the threads take 12–27 % of the 2 cores and their latencies include each thread's wait for the GIL: hence the Go
+generator (bench/generator.py), which prints the same JSON.
 """
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
 """Serving benchmark: ours and the HAPI FHIR JPA server on equal terms, each configured for the load.
 
-    python -m bench.serving [--seconds 10] [--clients 8] [--workers 2] [--quick] [--no-hapi] [--no-postgres]
+    python -m bench.serving [--seconds 5] [--clients 8] [--workers 2] [--no-hapi] [--no-postgres]
+                            [--load-generator go|python]
 
 Servers (bench/servers.py says how each is configured; the table prints it): ours under `gunicorn -w 2` on a
 SQLite file and on PostgreSQL, and the HAPI FHIR 8.8.0 JPA server (C2, G1 with a 2 GB heap, a durable H2 file,
 our IG and request validation). Each gets the same seed (the resources a ketamine MedicationAdministration
-refers to, and 50 administrations to read), then the same load from a generator in its own process
-(bench/load.py: threads, one keep-alive connection each):
+refers to, and 50 administrations to read), then the same load from one generator in its own process, the same
+for every server of a run (bench/generator.py: bench/loadgen in Go, a goroutine and a keep-alive connection per
+client; bench/load.py, Python threads, when Go is absent or with --load-generator python; the table says which):
 
 1. warm-up: creates in windows of `--window` seconds until the median throughput of the last 3 windows is
    within 10 % of the 3 before (bench/protocol.is_steady), at most `--max-warmup` seconds (60); how many
@@ -38,7 +40,7 @@ from typing import Any
 
 import requests
 
-from bench import machine, protocol, servers
+from bench import generator, machine, protocol, servers
 from bench.servers import Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,16 +108,16 @@ def transaction_bundle(entries: int) -> dict[str, Any]:
     return bundle
 
 
-def load(url: str, body: dict[str, Any] | list[str], seconds: float, clients: int, token: str | None,
+def load(url: str, body: dict[str, Any] | list[str], seconds: float, args: argparse.Namespace, token: str | None,
          content_type: str = "application/fhir+json") -> dict[str, Any]:
-    """bench/load.py for `seconds`: POST `body` to `url`, or GET the URLs of a list; adds the generator's share of
-    the machine's CPU."""
+    """The run's load generator (args.generator: the Go one, or bench/load.py) for `seconds` with args.clients
+    clients: POST `body` to `url`, or GET the URLs of a list; adds the generator's share of the machine's CPU."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write("\n".join(body) if isinstance(body, list) else json.dumps(body))
     env = dict(os.environ) | ({"KFHIR_BENCH_TOKEN": token} if token else {})  # a key is kept off the command line
     try:
-        command = [sys.executable, "-m", "bench.load", "-" if isinstance(body, list) else url, f.name, str(seconds),
-                   str(clients), content_type]
+        command = [*args.generator.command, "-" if isinstance(body, list) else url, f.name, str(seconds),
+                   str(args.clients), content_type]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env,  # noqa: S603
                               check=True)
     finally:
@@ -129,7 +131,7 @@ def warm_up(url: str, body: dict[str, Any], args: argparse.Namespace, token: str
     """Creates in windows until the throughput changes by < 10 % over 3 windows, or --max-warmup seconds."""
     began, rates = time.monotonic(), list[float]()
     while not protocol.is_steady(rates, 3, 0.10) and time.monotonic() - began < args.max_warmup:
-        rates.append(load(url, body, args.window, args.clients, token)["per_second"])
+        rates.append(load(url, body, args.window, args, token)["per_second"])
     after = protocol.steady_after(rates, 3, 0.10)
     return {"windows": len(rates), "window_s": args.window, "steady_after": after, "per_second": rates,
             "seconds": time.monotonic() - began}
@@ -149,9 +151,9 @@ def suite(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     url = f"{base}/MedicationAdministration"
     out: dict[str, Any] = {"name": server.name, "config": server.config, "load": machine.load_average(),
                            "warmup": warm_up(url, body, args, token)}
-    out["creates"] = load(url, body, args.seconds, args.clients, token)
-    out["reads"] = load("-", [f"{url}/bench-read-{k}" for k in range(READ_IDS)], args.seconds, args.clients, token)
-    out["searches"] = load("-", [f"{base}/{s}" for s in SEARCHES], args.seconds, args.clients, token)
+    out["creates"] = load(url, body, args.seconds, args, token)
+    out["reads"] = load("-", [f"{url}/bench-read-{k}" for k in range(READ_IDS)], args.seconds, args, token)
+    out["searches"] = load("-", [f"{base}/{s}" for s in SEARCHES], args.seconds, args, token)
     out["transaction_1000"] = transaction(base, 1000, token)
     if server.ours:
         record = json.loads((GOLDEN / "administration.record.json").read_text(encoding="utf-8"))
@@ -163,8 +165,8 @@ def suite(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         if stored.status_code != 201 or stored.json().get("findings"):
             raise RuntimeError(f"seeding plan-7: {stored.status_code} {stored.text[:300]}")
         domain = f"{api}/administrations"
-        load(domain, record, min(args.window, args.seconds), args.clients, token, "application/json")  # warm-up
-        out["domain_records"] = load(domain, record, args.seconds, args.clients, token, "application/json")
+        load(domain, record, min(args.window, args.seconds), args, token, "application/json")  # warm-up
+        out["domain_records"] = load(domain, record, args.seconds, args, token, "application/json")
     out["seconds"] = time.monotonic() - began
     return out
 
@@ -219,9 +221,10 @@ def _warmup(c: dict[str, Any]) -> str:
 def table(result: dict[str, Any]) -> list[str]:
     lines = [f"## Serving, {result['date'][:10]}", "",
              f"Load while measuring: {result['load']}. The 2 cores are shared by design: the server, its database "
-             f"and the load generator ({result['clients']} threads, its own process) all run on them, and other "
-             f"work ran beside; the generator's share of the machine's CPU is in the last column. "
-             f"{result['seconds']:g} s per measurement after the warm-up.", "",
+             f"and the load generator ({result['clients']} clients, so {result['clients']} requests at once, in its "
+             f"own process) all run on them, and other work ran beside; the generator's share of the machine's CPU "
+             f"is in the last column. {result['seconds']:g} s per measurement after the warm-up.", "",
+             f"Load generator: {result['generator_says']}.", "",
              "| server and operation | per s | p50 ms | p99 ms | errors | load generator CPU |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     notes = []
@@ -290,15 +293,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-warmup", type=float, default=4.0 if quick else 60.0, help="warm-up cap, seconds")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--load-generator", choices=("go", "python"), default="go",
+                        help="go (bench/loadgen, built once; load.py when Go is absent) or python (bench/load.py)")
     parser.add_argument("--no-hapi", action="store_true", default=quick, help="do not run the HAPI JPA server")
     parser.add_argument("--no-postgres", action="store_true", default=quick, help="do not run ours on PostgreSQL")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    args.generator = generator.choose(args.load_generator)  # built before any server starts, used for every one
+    print(f"serving: load generator {args.generator.says}", file=sys.stderr, flush=True)
     before = machine.load_average()
     started = time.monotonic()
     contenders = run(args)
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "seconds": args.seconds,
-              "clients": args.clients, "quick": quick, "contenders": contenders, "load": machine.load_span(before)}
+              "clients": args.clients, "generator": args.generator.kind, "generator_says": args.generator.says,
+              "quick": quick, "contenders": contenders, "load": machine.load_span(before)}
     result["targets"] = targets(contenders)
     result["wall_s"] = time.monotonic() - started
     text = "\n".join(table(result) + ["", "Targets (serving; off by: how far from the target, 1.00 or less meets "

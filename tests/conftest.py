@@ -82,6 +82,7 @@ XDIST_GROUPS: dict[str, str] = {
     "peers/test_hapi_validator.py": "hapi-validator",
     "peers/test_hapi_tx.py": "hapi-tx",                 # a HAPI FHIR JPA server of its own, as terminology server
     "test_packaging.py": "wheel",
+    "bench/test_loadgen.py": "loadgen",                 # builds the Go load generator once (module fixture)
 }
 
 
