@@ -154,7 +154,9 @@ def index(resource: dict[str, Any]) -> list[IndexValue]:
         for path in param.paths:
             for value in values_at(resource, path):
                 out.extend(_index_one(param, value))
-    return out + links(resource)
+    # A Provenance's references are its `target` rows already, and what refers to a resource leaves Provenance out
+    # (Unit.referrers: it records history, which outlives a delete): its link rows were a second copy nobody read.
+    return out if resource.get("resourceType") == "Provenance" else out + links(resource)
 
 
 def links(resource: dict[str, Any]) -> list[IndexValue]:

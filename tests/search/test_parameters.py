@@ -63,3 +63,11 @@ def test_unknown_parameters_are_named_unless_lenient() -> None:
         parse("Observation", [("colour", "red"), ("code:above", "x")])
     assert [i.field for i in refused.value.issues] == ["colour", "code:above"]
     assert parse("Observation", [("colour", "red")], lenient=True).ignored == ["colour"]
+
+
+def test_a_provenance_is_indexed_by_its_targets_once_without_link_rows() -> None:
+    provenance = {"resourceType": "Provenance", "recorded": "2026-03-02T10:00:00Z",
+                  "target": [{"reference": "Observation/o1/_history/1"}, {"reference": "Patient/p1/_history/2"}],
+                  "agent": [{"who": {"reference": "Device/d1"}}]}
+    found = [(v.param, v.value) for v in index(provenance) if v.low is None]
+    assert sorted(found) == [("patient", "Patient/p1"), ("target", "Observation/o1"), ("target", "Patient/p1")]
