@@ -24,6 +24,7 @@ from service.validation.plain import (
     of_type,
     text,
 )
+from service.validation.temporal import order
 
 SNOMED, LOINC = "http://snomed.info/sct", "http://loinc.org"
 UCUM, RXNORM = "http://unitsofmeasure.org", "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -47,12 +48,10 @@ def equals(values: list[str | None], literal: str) -> bool | None:
     return len(present) == 1 and present[0] == literal
 
 
-def ordered(first: Any, second: Any) -> bool:
-    """`end >= start` on two Period bounds, when text_order can say; else fhirpathpy's."""
+def ordered(first: str, second: str) -> bool:
+    """`end >= start` on two Period bounds inside `all()`, where an empty comparison counts as false."""
     answer = text_order(first, second)
-    if answer is None:
-        raise NotPlain("bounds")
-    return answer
+    return answer if answer is not None else order(">=", first, second) is True
 
 
 def _periods_ordered(periods: list[dict[str, Any]]) -> bool:
@@ -313,6 +312,25 @@ def ket_24(node: dict[str, Any], base: str, resource: Any) -> bool:
     return verdict
 
 
+#: ket-25: the BPRS positive total's anchoring (how its four items were rated) and the range that gives the total
+ANCHORING = "https://ketamine-fhir.org/fhir/CodeSystem/ketamine-bprs-anchoring"
+ANCHORED = f"method.coding.where(system = '{ANCHORING}'"
+KET_25 = (f"code.coding.where(system = '{INSTRUMENT}' and code = 'bprs-positive-total').empty() or ({ANCHORED})"
+          f".count() = 1 and (value.empty() or (({ANCHORED} and code = '0-6').exists() implies value <= 24) and "
+          f"({ANCHORED} and code = '1-7').exists() implies value >= 4))))")
+
+
+def ket_25(node: dict[str, Any], base: str, resource: Any) -> bool:
+    value = _score(node, base)
+    total = coded(codings(node, "code"), INSTRUMENT, frozenset({"bprs-positive-total"}))
+    method = codings(node, "method")
+    anchorings = [c for c in method if text(c, "system") == ANCHORING]
+    from_zero = coded(method, ANCHORING, frozenset({"0-6"}))
+    from_one = coded(method, ANCHORING, frozenset({"1-7"}))
+    in_range = value is None or (not from_zero or value <= 24) and (not from_one or value >= 4)
+    return not total or len(anchorings) == 1 and in_range
+
+
 NATIVE: dict[str, Native] = {
     "dosageInstruction.where(route.coding.where(system='http://snomed.info/sct' and code='47625008').exists())"
     ".all(doseAndRate.rate.exists() or timing.repeat.duration.exists())": ket_1,
@@ -331,6 +349,7 @@ NATIVE: dict[str, Native] = {
     "(value.exists() or dataAbsentReason.exists())": ket_7,
     "value.empty() or value >= 0": at_least_zero,
     KET_9: ket_9,
+    KET_25: ket_25,
     "(seriousness.coding.where(code = 'Serious').exists() implies extension('" + SERIOUSNESS + "').exists()) and "
     "(seriousness.coding.where(code = 'Non-serious').exists() implies extension('" + SERIOUSNESS + "').empty())":
         ket_10,

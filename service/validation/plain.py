@@ -20,6 +20,10 @@ class NotPlain(Exception):
     """The JSON is not plain here: fhirpathpy answers."""
 
 
+class InvariantError(Exception):
+    """The expression could not be evaluated (unsupported function, type error)."""
+
+
 def of_type(node: dict[str, Any], kind: str) -> None:
     """The resource is of the type whose paths a native invariant navigates (the model's choices depend on it)."""
     if node.get("resourceType") != kind:

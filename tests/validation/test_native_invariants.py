@@ -40,8 +40,15 @@ SITES: dict[Any, tuple[str, ...]] = {
     ig.ket_24: ("Goal",),
     core.obs_6: ("Observation",), core.obs_7: ("Observation",), core.vs_2: ("Observation",),
     core.vs_3: ("Observation.component",), core.con_3: ("Condition",), core.con_4: ("Condition",),
-    core.con_5: ("Condition",), core.mad_1: ("MedicationAdministration.dosage",),
+    core.con_5: ("Condition",), core.mad_1: ("MedicationAdministration.dosage",), ig.ket_25: ("Observation",),
+    core.tim_1: ("Timing.repeat",), core.tim_2: ("Timing.repeat",), core.tim_4: ("Timing.repeat",),
+    core.tim_5: ("Timing.repeat",), core.tim_6: ("Timing.repeat",), core.tim_7: ("Timing.repeat",),
+    core.tim_8: ("Timing.repeat",), core.tim_9: ("Timing.repeat",), core.tim_10: ("Timing.repeat",),
+    core.drt_1: ("Duration",), core.rng_2: ("Range",), core.gol_1: ("Goal.target",),
+    core.cpl_3: ("CarePlan.activity",), core.per_1: ("Period",),
 }
+#: the sites found by the name they have in JSON: any member so named, or named so after its choice (`boundsDuration`)
+NAMED = {"Timing.repeat": "repeat", "Duration": "Duration", "Range": "Range", "Period": "Period"}
 
 
 def _resources(doc: Any) -> Iterator[dict[str, Any]]:
@@ -62,16 +69,17 @@ def _objects(node: Any, key: str) -> list[Any]:
     return found if isinstance(found, list) else [found] if found is not None else []
 
 
-def _all_under(node: Any, key: str) -> Iterator[Any]:
-    """Every value of `key` anywhere under `node` (array items one by one)."""
+def _all_under(node: Any, key: str, suffix: bool = False) -> Iterator[Any]:
+    """Every value of `key` (or, with `suffix`, of any member whose name ends with it, case aside) anywhere under
+    `node` (array items one by one)."""
     if isinstance(node, dict):
         for name, value in node.items():
-            if name == key:
+            if name == key or suffix and name.lower().endswith(key.lower()) and not name.startswith("_"):
                 yield from value if isinstance(value, list) else [value]
-            yield from _all_under(value, key)
+            yield from _all_under(value, key, suffix)
     elif isinstance(node, list):
         for item in node:
-            yield from _all_under(item, key)
+            yield from _all_under(item, key, suffix)
 
 
 def _nodes(site: str, resource: dict[str, Any]) -> Iterator[Any]:
@@ -87,6 +95,10 @@ def _nodes(site: str, resource: dict[str, Any]) -> Iterator[Any]:
         yield from _all_under(resource, "coding")
     elif site == "Extension":
         yield from _all_under(resource, "extension")
+    elif site in NAMED:
+        yield from _all_under(resource, NAMED[site], suffix=site != "Timing.repeat")
+    elif site in ("Goal.target", "CarePlan.activity") and kind == site.split(".")[0]:
+        yield from _objects(resource, site.split(".")[1])
 
 
 class Comparison:
@@ -112,6 +124,12 @@ class Comparison:
         except NotPlain:
             self.answers[native.__name__, None] += 1
             return
+        except InvariantError as exc:  # the native path says fhirpathpy fails here: it must, and say the same
+            with pytest.raises(InvariantError) as slow_failure:
+                self.invariants.evaluate(expression, node, base, resource, resource)
+            assert str(slow_failure.value) == str(exc), (native.__name__, base, node)
+            self.answers[native.__name__, "unevaluable"] += 1
+            return
         try:
             slow = self.invariants.evaluate(expression, node, base, resource, resource)
         except InvariantError as exc:
@@ -128,8 +146,8 @@ def test_every_native_path_is_a_constraint_we_meet() -> None:
         doc = json.loads(path.read_text())
         expressions |= {c.get("expression") for e in doc.get("differential", {}).get("element", [])
                         for c in e.get("constraint", [])}
-    for kind in ("Observation", "Condition", "MedicationAdministration",
-                 "http://hl7.org/fhir/StructureDefinition/vitalsigns"):
+    for kind in ("Observation", "Condition", "MedicationAdministration", "Timing", "Duration", "Range", "Goal",
+                 "CarePlan", "Period", "http://hl7.org/fhir/StructureDefinition/vitalsigns"):
         expressions |= {c.get("expression") for e in definitions.structure(kind)["snapshot"]["element"]
                         for c in e.get("constraint", [])}
     assert set(PLAIN) <= expressions, set(PLAIN) - expressions
@@ -173,10 +191,15 @@ SYSTEMS = [ig.LOINC, ig.SNOMED, ig.INSTRUMENT, ig.UCUM, ig.RXNORM, ig.DOMAIN_MED
            core.CLINICAL, "http://x.org"]
 CODES = ["44261-6", "70274-6", "madrs-total", "cadss-total", "moaas-score", "85354-9", "8480-6", "8462-4",
          "47625008", "mg", "Serious", "Non-serious", "entered-in-error", "resolved", "active", "F32.1", "F43.1",
-         "F41.1", "F32.", "F99", "R45.851", "F32.1\n", "f32.1"]
-NUMBERS = [-1, 0, 5, 21, 22, 27, 28, 52, 60, 61, 92, 93, 2.5, 27.0, 27.5, -0.0, 10**20]
+         "F41.1", "F32.", "F99", "R45.851", "F32.1\n", "f32.1", "bprs-positive-total", "0-6", "1-7"]
+NUMBERS = [-1, 0, 3, 4, 5, 21, 22, 24, 25, 27, 28, 52, 60, 61, 92, 93, 2.5, 24.5, 27.0, 27.5, -0.0, 10**20]
 DATES = ["2026-01-01", "2026-01-02", "2026-01-01T10:00:00-05:00", "2026-01-01T16:00:00+01:00",
-         "2026-01-01T15:00:00Z", "2026-01-01T10:00:00", "2026-02-30", "2026", "2026-01-01\n", "2026-01-01T10:00:00.5Z"]
+         "2026-01-01T15:00:00Z", "2026-01-01T10:00:00", "2026-02-30", "2026", "2026-01-01\n", "2026-01-01T10:00:00.5Z",
+         # partial precision, offsets that cross a day, month or year in UTC, fractions, forms FHIR does not allow
+         "2025", "2026-01", "2025-12", "2026-02", "2025-12-31T23:30:00-05:00", "2026-01-01T00:30:00+05:30",
+         "2026-01-01T04:30:00Z", "2026-01-01T23:59:59.999999-12:00", "2026-01-01T10:00:00.000-05:00",
+         "2026-01-01T15:00:00+00:00", "2026-01-01T10:00", "2026-01-01T10Z", "2026-13", "0000-01-01", "2026-1-1",
+         "2026-01-01T10:00:00.1234567Z", "2026-03-08T02:30:00", "2026-11-01T01:30:00", "2026-12-31T23:30:00-05:00"]
 CODING = [{"system": s, "code": c} for s, c in ((ig.LOINC, "85354-9"), (ig.LOINC, "8480-6"), (ig.LOINC, "44261-6"),
                                                (ig.SNOMED, "47625008"), (ig.RXNORM, "1"), (ig.INSTRUMENT, "moaas-score"))]
 POOLS: dict[str, list[Any]] = {
@@ -185,11 +208,23 @@ POOLS: dict[str, list[Any]] = {
     "valueString": ["3", "a"], "valueBoolean": [True, False], "start": DATES, "end": DATES,
     "url": [ig.SERIOUSNESS, ig.CAUSALITY, "http://x.org"], "status": ["completed", "in-progress", 5],
     "reference": ["#med", "Medication/1", "#", "", 5], "resourceType": ["Medication", "Patient"],
-    "rateQuantity": [{"value": 1}], "rateRatio": [{"numerator": {"value": 1}}], "duration": [30, 0],
+    "rateQuantity": [{"value": 1}], "rateRatio": [{"numerator": {"value": 1}}], "duration": [30, 0, -1, 2.5, -0.5],
     "effectivePeriod": [{"start": DATES[0]}, {"end": DATES[1]}, "2026"], "effectiveDateTime": DATES[:3],
     "dose": [{"value": 1, "system": ig.UCUM, "code": "mg"}, {"value": 1, "code": "mg/kg"}, [{"code": "mg"}, {}]],
     "medicationReference": [{"reference": "#med"}, {"reference": "Medication/1"}, {}],
+    "period": [1, 0, -1, 0.5, "1"], "durationUnit": ["min", "h"], "periodUnit": ["d", "wk"], "periodMax": [2, 1.5],
+    "durationMax": [60], "count": [1, 6], "countMax": [8], "offset": [0, 30, -5],
+    "when": [["C"], ["CM", "MORN"], ["MORN"], ["AC", "PC"], [], "HS", [None], ["CV", "CV"]],
+    "timeOfDay": [["08:00:00"], []], "measure": [{"text": "MADRS"}, {}], "detail": [{"kind": "Appointment"}, {}],
+    "low": [{"value": 1, "system": ig.UCUM, "code": "mg"}, {"value": 2}, {}, [{"value": 1}]],
+    "high": [{"value": 2, "system": ig.UCUM, "code": "mg"}, {"value": 1}, {}],
+    "value": [8, 0, 2.5, "8"], "method": [{"text": "x"}],
 }
+ANCHOR = [{"system": ig.ANCHORING, "code": code} for code in ("0-6", "1-7")]
+REPEAT = ("dosageInstruction", 0, "timing", "repeat")
+PLAN_REPEAT = ("activity", 0, "detail", "scheduledTiming", "repeat")
+TIMING = [(*REPEAT, key) for key in ("duration", "durationUnit", "durationMax", "period", "periodUnit", "periodMax",
+                                     "count", "countMax", "offset", "when", "timeOfDay", "_duration", "_when", "_period")]
 PATHS: dict[str, list[tuple[Any, ...]]] = {
     "Observation": [("valueInteger",), ("valueQuantity",), ("valueString",), ("valueBoolean",), ("valueDecimal",),
                     ("_valueInteger",), ("valueCodeableConcept",), ("dataAbsentReason",), ("_dataAbsentReason",),
@@ -199,7 +234,9 @@ PATHS: dict[str, list[tuple[Any, ...]]] = {
                     ("component", 0, "valueQuantity"), ("code", "coding"), ("code", "coding", 0, "system"),
                     ("code", "coding", 0, "code"), ("code", "coding", 1, "code"), ("code", "coding", 0, "_code"),
                     ("code",), ("component", 0, "code"), ("extension", 0, "url"), ("extension", 0, "valueInteger"),
-                    ("extension", 0, "valueDecimal"), ("extension", 0, "_valueInteger")],
+                    ("extension", 0, "valueDecimal"), ("extension", 0, "_valueInteger"), ("method", "coding"),
+                    ("method", "coding", 0, "code"), ("method", "coding", 1), ("method",), ("method", "coding", 0, "system"),
+                    ("code", "coding", 0, "code"), ("valueInteger",), ("valueInteger",), ("valueQuantity",)],
     "MedicationAdministration": [("dosage",), ("dosage", "route", "coding"), ("dosage", "route", "coding", 0, "code"),
                                  ("dosage", "rateQuantity"), ("dosage", "rateRatio"), ("dosage", "dose"),
                                  ("dosage", "dose", "system"), ("dosage", "dose", "code"), ("dosage", "_dose"),
@@ -211,7 +248,11 @@ PATHS: dict[str, list[tuple[Any, ...]]] = {
     "MedicationRequest": [("dosageInstruction", 0, "route", "coding"), ("dosageInstruction", 0, "doseAndRate"),
                           ("dosageInstruction", 0, "doseAndRate", 0, "rateQuantity"),
                           ("dosageInstruction", 0, "timing", "repeat", "duration"), ("dosageInstruction", 0, "timing"),
-                          ("dosageInstruction", 1, "route", "coding"), ("dosageInstruction",)],
+                          ("dosageInstruction", 1, "route", "coding"), ("dosageInstruction",), *TIMING, *TIMING,
+                          (*REPEAT,), (*REPEAT, "boundsDuration", "code"), (*REPEAT, "boundsDuration", "system"),
+                          (*REPEAT, "boundsDuration", "value"), (*REPEAT, "boundsRange", "low"),
+                          (*REPEAT, "boundsRange", "high"), (*REPEAT, "boundsPeriod", "start"),
+                          (*REPEAT, "boundsPeriod", "end")],
     "AdverseEvent": [("extension", 2, "url"), ("extension", 2, "valueInteger"), ("extension", 2, "valueDecimal"),
                      ("extension", 2, "_valueInteger"), ("severity", "coding", 0, "code"),
                      ("severity", "coding", 0, "system"), ("severity", "coding", 1), ("outcome",),
@@ -225,8 +266,15 @@ PATHS: dict[str, list[tuple[Any, ...]]] = {
     "Goal": [("target", 0, "dueDuration"), ("target", 0, "dueDate"), ("startDate",), ("startCodeableConcept",),
              ("_startDate",), ("target", 0, "detailRange", "low"), ("target", 0, "detailRange", "high", "system"),
              ("target", 0, "detailRange", "high", "code"), ("target", 0, "detailQuantity"), ("target", 0, "detailRange"),
-             ("target", 1, "detailRange", "high"), ("target",)],
-    "CarePlan": [("period",), ("period", "start"), ("period", "end"), ("period", "_start")],
+             ("target", 1, "detailRange", "high"), ("target",), ("target", 0, "measure"), ("target", 1, "measure"),
+             ("target", 0, "dueDuration", "code"), ("target", 0, "dueDuration", "system"),
+             ("target", 0, "dueDuration", "value"), ("target", 0, "detailRange", "high"),
+             ("target", 0, "detailQuantity", "value")],
+    "CarePlan": [("period",), ("period", "start"), ("period", "end"), ("period", "_start"), ("activity", 0, "detail"),
+                 ("activity", 0, "reference"), ("activity", 1, "reference"), ("activity",), (*PLAN_REPEAT, "when"),
+                 (*PLAN_REPEAT, "offset"), (*PLAN_REPEAT, "period"), (*PLAN_REPEAT, "periodUnit")],
+    "Encounter": [("period", "start"), ("period", "end"), ("period", "start"), ("period", "end"), ("period", "_start"),
+                  ("period", "_end"), ("period",)],
 }
 DELETE, SAME = object(), object()  # SAME: the resource's own code
 #: values for one path rather than for its last key
@@ -248,6 +296,15 @@ SPECIFIC: dict[tuple[Any, ...], list[Any]] = {
     ("target", 0, "detailRange", "high", "system"): [ig.UCUM, "http://x.org"],
     ("target", 0, "detailRange", "high", "code"): ["{score}", "mg"],
     ("target", 0, "detailRange", "low"): [DELETE, {"value": 1}], ("contained",): [[{"resourceType": "Medication", "id": "med"}]],
+    ("method", "coding"): [ANCHOR[:1], ANCHOR[1:], ANCHOR, [{"system": "http://x.org", "code": "0-6"}], []],
+    ("method", "coding", 1): [ANCHOR[0], ANCHOR[1], {"code": "1-7"}], ("method", "coding", 0, "system"): [ig.ANCHORING],
+    ("method", "coding", 0, "code"): ["0-6", "1-7", "0-7"], ("code", "coding", 0, "code"): ["bprs-positive-total"],
+    ("valueInteger",): [*NUMBERS, DELETE, DELETE, DELETE], ("valueQuantity",): [{"value": 1}, DELETE],
+    (*REPEAT, "period"): [1, 0, -1, 0.5, "1", DELETE, DELETE],
+    ("activity", 0, "reference"): [{"reference": "ServiceRequest/1"}, DELETE, {}],
+    ("activity", 1, "reference"): [{"reference": "ServiceRequest/1"}],
+    ("target", 0, "dueDuration", "code"): ["wk", "d", DELETE], ("target", 0, "dueDuration", "system"): [ig.UCUM, "x:y"],
+    ("target", 0, "detailRange", "high"): [{"value": 20, "system": ig.UCUM, "code": "{score}"}, DELETE],
 }
 
 
@@ -299,14 +356,15 @@ def _generated(rng: random.Random) -> dict[str, Any]:
 
 
 def test_native_paths_agree_with_fhirpath_on_generated_resources() -> None:
-    """3,000 generated resources (seeded): both verdicts from every native path, and mostly answers."""
+    """4,000 generated resources (seeded): both verdicts from every native path, and mostly answers."""
     compare, rng = Comparison(), random.Random(17)  # noqa: S311 - test data, not secrets
-    for _ in range(3_000):
+    for _ in range(4_000):
         compare.resource(_generated(rng))
     print(sorted(compare.answers.items(), key=str))
     for native in set(PLAIN.values()):
         assert compare.answers[native.__name__, True] > 0, native.__name__
-        assert compare.answers[native.__name__, False] > 0, native.__name__
+        refused = "unevaluable" if native is core.rng_2 else False  # rng-2 holds, or fhirpathpy cannot order
+        assert compare.answers[native.__name__, refused] > 0, native.__name__
 
 
 @settings(max_examples=300, deadline=None)
