@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import cache
 from typing import Any
 
 from service.mapping.spec import Narrative, lookup
@@ -15,7 +16,7 @@ def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, 
     lines = []
     for line in spec.lines:
         values = {}
-        for name in _FIELD.findall(line):
+        for name in _fields(line):
             value = lookup(record, name[2:]) if name.startswith("$.") else lookup(scope, name)
             if value is None or value == []:
                 break
@@ -25,6 +26,12 @@ def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, 
     items = "".join(f"<li>{html.escape(line, quote=False)}</li>" for line in lines)
     body = f"<p><b>{html.escape(spec.title, quote=False)}</b></p>" + (f"<ul>{items}</ul>" if items else "")
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
+
+
+@cache
+def _fields(line: str) -> list[str]:
+    """The fields a spec line names (a spec's lines are few and fixed: found once each)."""
+    return _FIELD.findall(line)
 
 
 def _fill(line: str, values: dict[str, str]) -> str:

@@ -152,6 +152,8 @@ class PathCompiler:
     def __init__(self, defs: Definitions) -> None:
         self.defs = defs
         self._compile = cache(self._compile_uncached)
+        #: (structure, element id or None for its root) → property → _slot's answer (ordered)
+        self._slots: dict[tuple[str, str | None], dict[str, tuple[int, str | None, str | None]]] = {}
 
     def compile(self, structure: str, text: str) -> ElementPath:
         return self._compile(structure, text)
@@ -214,17 +216,24 @@ class PathCompiler:
             return [self.ordered(v, structure, current) for v in value]
         if not isinstance(value, dict):
             return value
-        current = current or next(iter(self.elements(structure)))
+        # the slots of one element's properties, in a dict of their own: this runs for every object of every mapped
+        # resource, and the cached _slot's four-argument key cost more than the ordering
+        slots = self._slots.get((structure, current))
+        if slots is None:
+            slots = self._slots[structure, current] = {}
         placed = []
         for key, child in value.items():
-            position, inner, sub = self._slot(structure, current, key)
+            slot = slots.get(key)
+            if slot is None:
+                slot = slots[key] = self._slot(structure, current or next(iter(self.elements(structure))), key)
+            position, inner, sub = slot
             if isinstance(child, dict | list):
                 if inner is not None:
                     child = self.ordered(child, structure, inner)
                 elif sub is not None:
                     child = self.ordered(child, sub)
             placed.append((position, key, child))
-        placed.sort(key=lambda p: p[0])
+        placed.sort(key=_first)
         return {key: child for _, key, child in placed}
 
     @cache  # noqa: B019
@@ -271,6 +280,10 @@ class PathCompiler:
                     prop = rest[:-3] + match.group(2) if rest.endswith("[x]") else rest
                     template[prop] = copy.deepcopy(value)
         return template or None
+
+
+def _first(placed: tuple[int, str, Json]) -> int:
+    return placed[0]
 
 
 def _segments(text: str) -> list[str]:
