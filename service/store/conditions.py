@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, literal, or_, select, true
 from sqlalchemy.orm import aliased
 
 from service.params import EARLIEST, LATEST
@@ -24,80 +24,115 @@ def _indexed(resource_type: str, param: str, *conditions: ColumnElement[bool], r
     return found
 
 
-def condition(resource_type: str, criterion: Criterion, row: Row = ResourceRow) -> ColumnElement[bool]:
+def condition(resource_type: str, criterion: Criterion, name: str, row: Row = ResourceRow) -> ColumnElement[bool]:
     """One condition per criterion: its alternatives OR'd inside one index lookup (one EXISTS each made 300
-    alternatives cost 5 s and 990 overflow SQLite's expression depth)."""
+    alternatives cost 5 s and 990 overflow SQLite's expression depth).
+
+    Each value is a parameter named after where it sits (`name`, the criterion's, then its alternative's number and
+    the field: values()), holding its value: the statement runs as built, or, built once for queries of the same
+    shape, with another query's values() (store/pages.py)."""
     param = criterion.param
     if criterion.chain:
         found: ColumnElement[bool] = or_(*[(_referred_by if criterion.reverse else _refers_to)(
-            resource_type, param.name, other, inner, row) for other, inner in criterion.chain])
+            resource_type, param.name, other, inner, f"{name}_{k}", row)
+            for k, (other, inner) in enumerate(criterion.chain)])
     elif criterion.modifier == "missing":  # search.html#modifiers: true, no value; false, some value
         present = _indexed(resource_type, param.name, row=row)
         found = ~present if criterion.matches[0].value == "true" else present
     elif param.name == "_id":
-        found = row.id.in_([m.value for m in criterion.matches])
+        found = row.id.in_([bindparam(f"{name}_{j}v", m.value) for j, m in enumerate(criterion.matches)])
     elif param.name == "_lastUpdated":
-        found = or_(*[_date_compare(row.last_updated, row.last_updated, m) for m in criterion.matches])
+        found = or_(*[_date_compare(row.last_updated, row.last_updated, m, f"{name}_{j}")
+                      for j, m in enumerate(criterion.matches)])
     else:
-        found = _indexed(resource_type, param.name, or_(*[_match(criterion, m) for m in criterion.matches]), row=row)
+        found = _indexed(resource_type, param.name, or_(*[_match(criterion, m, f"{name}_{j}")
+                                                          for j, m in enumerate(criterion.matches)]), row=row)
     return ~found if criterion.modifier == "not" and param.kind == "token" else found
 
 
-def _refers_to(resource_type: str, param: str, target: str, inner: Criterion, row: Row) -> ColumnElement[bool]:
+def values(criterion: Criterion, name: str) -> dict[str, Any]:
+    """The parameters of condition(criterion, name): each alternative's fields under the names it gives them."""
+    out: dict[str, Any] = {}
+    for j, m in enumerate(criterion.matches):
+        at = f"{name}_{j}"
+        out |= {f"{at}v": m.value, f"{at}s": m.system or "", f"{at}p": _pattern(criterion, m), f"{at}lo": m.low,
+                f"{at}hi": m.high}
+    for k, (_other, inner) in enumerate(criterion.chain):
+        out |= values(inner, f"{name}_{k}")
+    return out
+
+
+def shape(criterion: Criterion) -> tuple[Any, ...]:
+    """What condition() builds for `criterion` apart from its values: criteria of one shape differ in values()
+    only. Everything a branch of condition() or _match() looks at is in it, besides the values themselves."""
+    return (criterion.param.name, criterion.param.kind, criterion.modifier, criterion.reverse,
+            tuple((m.value is None, m.value if criterion.modifier == "missing" else None, m.system_given,
+                   m.system is None, m.prefix, m.low is None, m.high is None) for m in criterion.matches),
+            tuple((other, shape(inner)) for other, inner in criterion.chain))
+
+
+def _refers_to(resource_type: str, param: str, target: str, inner: Criterion, name: str, row: Row
+               ) -> ColumnElement[bool]:
     """A chain: `row`'s reference `param` names a current `target` resource that meets `inner`."""
     other = aliased(ResourceRow)
     link = aliased(SearchIndexRow)  # not the inner criterion's own index lookup (it would correlate to this)
     named = select(literal(f"{target}/") + other.id).where(
-        other.resource_type == target, other.deleted.is_(False), condition(target, inner, other))
+        other.resource_type == target, other.deleted.is_(False), condition(target, inner, name, other))
     return exists().where(link.resource_pk == row.pk, link.resource_type == resource_type, link.param == param,
                           link.value.in_(named))
 
 
-def _referred_by(resource_type: str, param: str, source: str, inner: Criterion, row: Row) -> ColumnElement[bool]:
+def _referred_by(resource_type: str, param: str, source: str, inner: Criterion, name: str, row: Row
+                 ) -> ColumnElement[bool]:
     """`_has`: a current `source` resource that meets `inner` refers to `row` through its `param`."""
     other = aliased(ResourceRow)
     link = aliased(SearchIndexRow)
     return exists().where(other.resource_type == source, other.deleted.is_(False), link.resource_pk == other.pk,
                           link.resource_type == source, link.param == param,
-                          link.value == literal(f"{resource_type}/") + row.id, condition(source, inner, other))
+                          link.value == literal(f"{resource_type}/") + row.id, condition(source, inner, name, other))
 
 
-def _match(criterion: Criterion, m: Match) -> ColumnElement[bool]:
-    """What one alternative asks of an index row of the criterion's parameter."""
+def _match(criterion: Criterion, m: Match, at: str) -> ColumnElement[bool]:
+    """What one alternative asks of an index row of the criterion's parameter (its values named `at`…)."""
     param = criterion.param
     if param.kind == "token":
         conditions = []
         if m.value is not None:
-            conditions.append(SearchIndexRow.value == m.value)
+            conditions.append(SearchIndexRow.value == bindparam(f"{at}v", m.value))
         if m.system_given:
-            conditions.append(SearchIndexRow.system == m.system if m.system else SearchIndexRow.system.is_(None))
+            conditions.append(SearchIndexRow.system == bindparam(f"{at}s", m.system) if m.system
+                              else SearchIndexRow.system.is_(None))
         return and_(true(), *conditions)
     if param.kind == "reference":
-        return SearchIndexRow.value == m.value
+        return SearchIndexRow.value == bindparam(f"{at}v", m.value)
     if param.kind == "string":
-        text = (m.value or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         if criterion.modifier == "exact":  # case and accents as written (search.html#string)
-            return SearchIndexRow.system == (m.system or "")
-        if criterion.modifier == "contains":
-            return SearchIndexRow.value.like(f"%{text}%", escape="\\")
-        return SearchIndexRow.value.like(f"{text}%", escape="\\")
-    found: ColumnElement[bool] = _date_compare(SearchIndexRow.low, SearchIndexRow.high, m)
+            return SearchIndexRow.system == bindparam(f"{at}s", m.system or "")
+        return SearchIndexRow.value.like(bindparam(f"{at}p", _pattern(criterion, m)), escape="\\")
+    found: ColumnElement[bool] = _date_compare(SearchIndexRow.low, SearchIndexRow.high, m, at)
     return found
 
 
-def _date_compare(low: Any, high: Any, m: Match) -> Any:
+def _pattern(criterion: Criterion, m: Match) -> str:
+    """A string alternative's LIKE pattern: its text escaped, then a prefix (the default) or :contains."""
+    text = (m.value or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{text}%" if criterion.modifier == "contains" else f"{text}%"
+
+
+def _date_compare(low: Any, high: Any, m: Match, at: str) -> Any:
     """R4 date search: eq — the value's range contains the resource's; lt/le/gt/ge — the ranges overlap that way."""
     if m.low is None or m.high is None:  # the parser gives every date match both ends
         raise ValueError("a date match without its range")
+    start, end = bindparam(f"{at}lo", m.low, type_=low.type), bindparam(f"{at}hi", m.high, type_=high.type)
     if m.prefix == "eq":
-        return and_(low >= m.low, high <= m.high)
+        return and_(low >= start, high <= end)
     if m.prefix == "lt":
-        return low < m.low
+        return low < start
     if m.prefix == "le":
-        return low <= m.high
+        return low <= end
     if m.prefix == "gt":
-        return high > m.high
-    return high >= m.low  # ge
+        return high > end
+    return high >= start  # ge
 
 
 def date_key(resource_type: str, descending: bool) -> Any:

@@ -23,20 +23,18 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from service.search.parameters import LINK, index
 from service.search.query import Query
 from service.store.batch import INDEX, RESOURCES, UNSENT, Batch
-from service.store.conditions import condition, date_key
 from service.store.engine import session, wrote
 from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
+from service.store.pages import page
 from service.store.records import utcnow
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
 MAX_VERSION = 2**31 - 1
-#: a search page's bodies, joined to its keys: one alias for every search (each new alias adapted its columns anew)
-PAGE_BODY = aliased(ResourceRow)
 #: the current resources of a type holding a token `system|value` under a parameter, oldest first: a conditional
 #: create's or update's `identifier=system|value`, as the general search would ask it (_condition, _match), built
 #: once; building the general statement cost 1.1-1.5 ms a search, ten times running it
@@ -269,11 +267,9 @@ class Unit:
 
     def search(self, query: Query) -> tuple[list[StoredResource], int | None]:
         """One page and how many match (query.total: counted, none, or the default, only when this page is the
-        last and shows it): one query, a second only for a counted page past the end, where no row carries the total.
-
-        The total is a window count over the matching keys only, and the page's bodies are joined to the page's
-        keys afterwards in the same statement: a window count beside each selected body made the database build
-        every matching row with its JSON (the bench's searches, 3,122 matches of 1.7 KB: 62 ms, against 13 ms)."""
+        last and shows it): one query (store/pages.py), a second only for a counted page past the end, where no row
+        carries the total. Rows as plain SQL (Core), as the reads and writes are: the ORM's loading of each row cost
+        more than SQLite's finding it."""
         self._send()
         # one row more than the page shows, unless counted: whether another page follows, and so the total of the last
         shown = max(query.count, 1) if query.total else query.count + 1 if query.total is None else query.count
@@ -282,32 +278,15 @@ class Unit:
             return _uncounted(query, [StoredResource.of_columns(r) for r in self.session.connection().execute(
                 TOKEN_MATCH, {"resource_type": query.resource_type, "param": query.criteria[0].param.name,
                               "value": match.value, "system": match.system, "count": shown})])
-        matching = select(ResourceRow.pk).where(ResourceRow.resource_type == query.resource_type,
-                                                ResourceRow.deleted.is_(False))
-        for criterion in query.criteria:
-            matching = matching.where(condition(query.resource_type, criterion))
-        sort: list[tuple[Any, bool]] = [
-            (ResourceRow.last_updated if name == "_lastUpdated" else
-             ResourceRow.id if name == "_id" else date_key(query.resource_type, descending), descending)
-            for name, descending in query.sort]
-        # the sort keys travel with the keys (s0, s1, …), so that the page keeps its order once joined to its bodies
-        keys = matching.add_columns(*(column.label(f"s{i}") for i, (column, _) in enumerate(sort)))
-        if query.total:
-            keys = keys.add_columns(func.count().over().label("total"))
-        order = [column.desc() if descending else column.asc() for column, descending in sort]
-        page = keys.order_by(*order, ResourceRow.pk.asc()).offset(query.offset).limit(shown).subquery()
-        body = PAGE_BODY
-        stmt = select(body, *([page.c.total] if query.total else [])).join(page, body.pk == page.c.pk).order_by(
-            *((page.c[f"s{i}"].desc() if descending else page.c[f"s{i}"].asc()) for i, (_, descending) in
-              enumerate(sort)), page.c.pk.asc())
-        # rows written through Core in this unit: as they are now
-        rows = self.session.execute(stmt.execution_options(populate_existing=True)).all()
+        statement, params = page(query, shown)
+        connection = self.session.connection()
+        rows = connection.execute(statement.keyed, params).all()
         if not query.total:
-            return _uncounted(query, [StoredResource.of(r[0]) for r in rows])
+            return _uncounted(query, [StoredResource.of_columns(r) for r in rows])
         total = int(rows[0].total) if rows else 0
         if not rows and query.offset > 0:
-            total = self.session.scalar(select(func.count()).select_from(matching.subquery())) or 0
-        return [StoredResource.of(r[0]) for r in rows[:query.count]], total
+            total = connection.execute(statement.matching, params).scalar() or 0
+        return [StoredResource.of_columns(r) for r in rows[:query.count]], total
 
     def by_keys(self, keys: list[str]) -> list[StoredResource]:
         """Current, not deleted resources named `Type/id`."""

@@ -1,0 +1,80 @@
+"""A search's page statement, built once for every query of its shape and run with each query's values."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from threading import Lock
+from typing import Any
+
+from sqlalchemy import Select, bindparam, func, select
+
+from service.search.query import Query
+from service.store.batch import RESOURCES
+from service.store.conditions import condition, date_key, shape, values
+from service.store.models import ResourceRow
+
+#: statements kept, the least recently used dropped first: a served search's shapes are few (the bench's two)
+CACHED = 256
+#: a page's bodies, joined to its keys
+BODY = RESOURCES.alias("body")
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page statement: `keyed` selects the page's rows (with `total` when counted) in order; `matching` the keys
+    of every match (the count of a page past the end)."""
+
+    keyed: Select[Any]
+    matching: Select[Any]
+
+
+_built: OrderedDict[tuple[Any, ...], Page] = OrderedDict()
+_lock = Lock()
+
+
+def page(query: Query, shown: int) -> tuple[Page, dict[str, Any]]:
+    """The statement of `query`'s page of `shown` rows, and its parameters.
+
+    Building it cost more than running it (a served search: 1.1 ms of SQLAlchemy constructs and their cache key,
+    against 0.3 ms in SQLite): a statement is built once for each shape of query (its type, criteria without
+    their values, sort, whether counted) and reused with the values of each query (conditions.values)."""
+    key = (query.resource_type, tuple(shape(c) for c in query.criteria), tuple(query.sort), bool(query.total))
+    params: dict[str, Any] = {"page_offset": query.offset, "page_rows": shown}
+    for i, criterion in enumerate(query.criteria):
+        params |= values(criterion, f"c{i}")
+    with _lock:
+        found = _built.get(key)
+        if found is not None:
+            _built.move_to_end(key)
+            return found, params
+    found = _build(query)
+    with _lock:
+        _built[key] = found
+        while len(_built) > CACHED:
+            _built.popitem(last=False)
+    return found, params
+
+
+def _build(query: Query) -> Page:
+    """The total is a window count over the matching keys only, and the page's bodies are joined to the page's keys
+    afterwards in the same statement: a window count beside each selected body made the database build every
+    matching row with its JSON (the bench's searches, 3,122 matches of 1.7 KB: 62 ms, against 13 ms)."""
+    matching = select(ResourceRow.pk).where(ResourceRow.resource_type == query.resource_type,
+                                            ResourceRow.deleted.is_(False))
+    for i, criterion in enumerate(query.criteria):
+        matching = matching.where(condition(query.resource_type, criterion, f"c{i}"))
+    sort: list[tuple[Any, bool]] = [
+        (ResourceRow.last_updated if name == "_lastUpdated" else
+         ResourceRow.id if name == "_id" else date_key(query.resource_type, descending), descending)
+        for name, descending in query.sort]
+    # the sort keys travel with the keys (s0, s1, …), so that the page keeps its order once joined to its bodies
+    keys = matching.add_columns(*(column.label(f"s{i}") for i, (column, _) in enumerate(sort)))
+    if query.total:
+        keys = keys.add_columns(func.count().over().label("total"))
+    order = [column.desc() if descending else column.asc() for column, descending in sort]
+    rows = keys.order_by(*order, ResourceRow.pk.asc()).offset(bindparam("page_offset")).limit(
+        bindparam("page_rows")).subquery()
+    keyed = select(BODY, *([rows.c.total] if query.total else [])).join(rows, BODY.c.pk == rows.c.pk).order_by(
+        *((rows.c[f"s{i}"].desc() if descending else rows.c[f"s{i}"].asc()) for i, (_, descending) in
+          enumerate(sort)), rows.c.pk.asc())
+    return Page(keyed, select(func.count()).select_from(matching.subquery()))
