@@ -17,7 +17,7 @@ import requests
 from hardening.production import Production, production
 from sqlalchemy import Engine, event, select
 
-from service.security.grouped import GroupCommit
+from service.security.grouped import ADD_EVENT, EventRow, GroupCommit
 from service.store.engine import WRITE, make_engine, session
 from service.store.models import AuditEventRow
 from service.store.records import utcnow
@@ -32,10 +32,10 @@ def engine(database_url: str) -> Iterator[Engine]:
     made.dispose()
 
 
-def row(event_id: str | None = None) -> AuditEventRow:
+def row(event_id: str | None = None) -> EventRow:
     event_id = event_id or str(uuid.uuid4())
-    return AuditEventRow(id=event_id, recorded=utcnow(), action="R", outcome="0", agent="tests", entity_types=" ",
-                         patients=" ", content={"resourceType": "AuditEvent", "id": event_id})
+    return {"id": event_id, "recorded": utcnow(), "action": "R", "outcome": "0", "agent": "tests", "entity_types": " ",
+            "patients": " ", "content": {"resourceType": "AuditEvent", "id": event_id}}
 
 
 def stored_ids(engine: Engine) -> set[str]:
@@ -54,19 +54,20 @@ def test_concurrent_events_share_commits_and_each_returns_once_its_own_is_commit
             commits.append(1)
             committed.update(pending.pop(id(conn), []))
 
-    def added(_mapper: Any, conn: Any, target: AuditEventRow) -> None:
-        pending.setdefault(id(conn), []).append(target.id)
+    def added(conn: Any, clause: Any, many: list[dict[str, Any]], one: dict[str, Any], *_: Any) -> None:
+        if clause is ADD_EVENT:  # the events an INSERT sent: one (`one`) or several (`many`)
+            pending.setdefault(id(conn), []).extend(p["id"] for p in many or [one])
 
     event.listen(engine, "commit", before)
-    event.listen(AuditEventRow, "after_insert", added)
+    event.listen(engine, "after_execute", added)
     late: list[str] = []
 
     def one(n: int) -> None:
         for _ in range(n):
             made = row()
             group.commit(made)
-            if made.id not in committed:
-                late.append(made.id)
+            if made["id"] not in committed:
+                late.append(made["id"])
 
     try:
         threads = [threading.Thread(target=one, args=(25,)) for _ in range(8)]
@@ -75,7 +76,7 @@ def test_concurrent_events_share_commits_and_each_returns_once_its_own_is_commit
         for t in threads:
             t.join()
     finally:
-        event.remove(AuditEventRow, "after_insert", added)
+        event.remove(engine, "after_execute", added)
     assert late == []  # nobody returned before its own event was committed
     assert len(stored_ids(engine)) == 200
     assert len(commits) < 200  # commits were shared (8 threads: most waited for a commit under way)
@@ -89,21 +90,21 @@ def test_an_event_the_database_refuses_fails_alone(engine: Engine) -> None:
     errors: dict[str, BaseException] = {}
     gate = threading.Barrier(7)
 
-    def send(made: AuditEventRow) -> None:
+    def send(made: EventRow) -> None:
         gate.wait()
         try:
             group.commit(made)
         except Exception as exc:
-            errors[made.id] = exc
+            errors[made["id"]] = exc
 
-    threads = [threading.Thread(target=send, args=(r,)) for r in [*good, row(taken.id)]]
+    threads = [threading.Thread(target=send, args=(r,)) for r in [*good, row(taken["id"])]]
     for t in threads:
         t.start()
     gate.wait()
     for t in threads:
         t.join()
-    assert list(errors) == [taken.id]  # the duplicate id, refused; the others committed, in a group or alone
-    assert stored_ids(engine) >= {r.id for r in good}
+    assert list(errors) == [taken["id"]]  # the duplicate id, refused; the others committed, in a group or alone
+    assert stored_ids(engine) >= {r["id"] for r in good}
 
 
 # --- a worker killed after answering -----------------------------------------------------------------
