@@ -35,6 +35,7 @@ from service.mapping import Mapper, MappingError, main_profiles
 from service.mapping.flags import withdraw_stale
 from service.search.query import MAX_COUNT, parse
 from service.security.scopes import RECORDS, insufficient
+from service.store.engine import WRITTEN
 from service.store.records import StoredRecord
 from service.store.resources import Author, StoredResource, Unit
 
@@ -159,9 +160,19 @@ def _payload(unit: Unit, main: StoredResource) -> dict[str, Any]:
     content = main.content or {}
     if main.resource_type != "MedicationAdministration":
         return content
+    if main.method == "POST" and not _wrote_readings(unit):
+        # a POST's id was made by this server in this transaction (interactions.create_in), so only what this
+        # transaction wrote can refer to it, and it wrote no reading: nothing to look for
+        return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": content}]}
     readings = unit.referring("Observation", "part-of", [f"MedicationAdministration/{main.id}"], MAX_READINGS)
     return {"resourceType": "Bundle", "type": "collection",
             "entry": [{"resource": content}, *({"resource": r.content} for r in readings if r.content)]}
+
+
+def _wrote_readings(unit: Unit) -> bool:
+    """Whether the unit's transaction wrote an Observation (a reading may be one)."""
+    return any(isinstance(item, StoredResource) and item.resource_type == "Observation"
+               for item, _ in unit.session.info.get(WRITTEN, ()))
 
 
 def _resolve(unit: Unit, reference: str) -> dict[str, Any] | None:

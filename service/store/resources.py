@@ -69,6 +69,8 @@ class StoredResource:
     content: dict[str, Any] | None
     warnings: list[dict[str, Any]]
     record_id: str | None = None
+    #: the interaction that wrote this version (POST, PUT, DELETE): known for a version read from the history and
+    #: for one written in this transaction; None for a current row read back
     method: str | None = None
 
     @classmethod
@@ -230,7 +232,8 @@ class Unit:
         kept = record_id if row is None or record_id is not None else row.record_id
         values = {"version": version, "deleted": content is None, "last_updated": now, "content": content,
                   "warnings": warnings, "record_id": kept}
-        stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings, kept)
+        stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings, kept,
+                                method)
         self._rows[key] = stored
         wrote(self.session, stored, row is None or row.deleted)
         held = self._batch or Batch()

@@ -114,6 +114,42 @@ def test_an_ehr_session_becomes_a_clinic_record(client: FlaskClient) -> None:
     assert records[0]["version"] == 1  # the session and its readings made the record once
 
 
+def as_created(bundle: dict[str, Any]) -> dict[str, Any]:
+    """`bundle` with each PUT entry a POST under a urn:uuid fullUrl (the server makes the ids), references following."""
+    text = json.dumps(bundle)
+    for n, entry in enumerate(bundle["entry"]):
+        if entry["request"]["method"] == "PUT":
+            text = text.replace(f'"{entry["fullUrl"]}"', f'"urn:uuid:00000000-0000-4000-8000-{n:012d}"')
+    posted = json.loads(text)
+    for entry in posted["entry"]:
+        if entry["request"]["method"] == "PUT":
+            entry["resource"].pop("id")
+            entry["request"] = {"method": "POST", "url": entry["resource"]["resourceType"]}
+    return posted
+
+
+def test_a_session_created_with_its_readings_in_one_transaction_keeps_them(client: FlaskClient) -> None:
+    """The session's id is made by the server as the transaction writes it, and its readings, created with it, refer
+    to it: the record made from it has them (a created session's readings are only looked for in its own write)."""
+    the_plan(client)
+    sent = post(client, "/fhir", as_created(golden_bundle("administration")))
+    assert sent.status_code == 200, sent.json
+    assert {e["response"]["status"] for e in sent.json["entry"][:8]} == {"201 Created"}
+    (item,) = client.get("/api/v1/administrations").json["items"]
+    assert (item["record"]["vitals"], item["record"]["scores"]) == (golden_record("administration")["vitals"],
+                                                                    golden_record("administration")["scores"])
+    assert item["version"] == 1
+
+
+def test_a_session_created_alone_becomes_a_record_without_readings(client: FlaskClient) -> None:
+    the_plan(client)
+    bundle = as_created(golden_bundle("administration"))
+    sent = post(client, "/fhir", bundle | {"entry": [e for e in bundle["entry"] if not e["resource"].get("partOf")]})
+    assert sent.status_code == 200, sent.json
+    (item,) = client.get("/api/v1/administrations").json["items"]
+    assert item["record"]["dose_mg"] == 35 and item["record"].get("vitals") in (None, [])
+
+
 def test_readings_posted_one_by_one_join_their_session_record(client: FlaskClient) -> None:
     """An EHR without transactions posts the session, then each vital sign and score on its own."""
     the_plan(client)
