@@ -50,6 +50,22 @@ def condition(resource_type: str, criterion: Criterion, name: str, row: Row = Re
     return ~found if criterion.modifier == "not" and param.kind == "token" else found
 
 
+def drives(criterion: Criterion) -> bool:
+    """Whether the index rows that meet `criterion` come in key order (one value, equal: a token with its code, or a
+    reference), so that they can give a page's keys in order, stopping at the page's end (store/pages.py)."""
+    return (not criterion.chain and criterion.modifier is None and len(criterion.matches) == 1
+            and criterion.param.kind in ("token", "reference") and criterion.param.name not in ("_id", "_lastUpdated")
+            and criterion.matches[0].value is not None)
+
+
+def driven(resource_type: str, criterion: Criterion, name: str, index: Any) -> ColumnElement[bool]:
+    """The rows of `index` (an alias of the search index) that meet `criterion`, which drives() a page: the same
+    parameters as condition(criterion, name)."""
+    found: ColumnElement[bool] = and_(index.resource_type == resource_type, index.param == criterion.param.name,
+                                      _match(criterion, criterion.matches[0], f"{name}_0", index))
+    return found
+
+
 def values(criterion: Criterion, name: str) -> dict[str, Any]:
     """The parameters of condition(criterion, name): each alternative's fields under the names it gives them."""
     out: dict[str, Any] = {}
@@ -92,24 +108,27 @@ def _referred_by(resource_type: str, param: str, source: str, inner: Criterion, 
                           link.value == literal(f"{resource_type}/") + row.id, condition(source, inner, name, other))
 
 
-def _match(criterion: Criterion, m: Match, at: str) -> ColumnElement[bool]:
-    """What one alternative asks of an index row of the criterion's parameter (its values named `at`…)."""
+def _match(criterion: Criterion, m: Match, at: str, index: Any = SearchIndexRow) -> ColumnElement[bool]:
+    """What one alternative asks of an index row (of `index`, the index or an alias) of the criterion's parameter (its
+    values named `at`…)."""
     param = criterion.param
     if param.kind == "token":
         conditions = []
         if m.value is not None:
-            conditions.append(SearchIndexRow.value == bindparam(f"{at}v", m.value))
+            conditions.append(index.value == bindparam(f"{at}v", m.value))
         if m.system_given:
-            conditions.append(SearchIndexRow.system == bindparam(f"{at}s", m.system) if m.system
-                              else SearchIndexRow.system.is_(None))
+            conditions.append(index.system == bindparam(f"{at}s", m.system) if m.system
+                              else index.system.is_(None))
         return and_(true(), *conditions)
+    found: ColumnElement[bool]
     if param.kind == "reference":
-        return SearchIndexRow.value == bindparam(f"{at}v", m.value)
-    if param.kind == "string":
-        if criterion.modifier == "exact":  # case and accents as written (search.html#string)
-            return SearchIndexRow.system == bindparam(f"{at}s", m.system or "")
-        return SearchIndexRow.value.like(bindparam(f"{at}p", _pattern(criterion, m)), escape="\\")
-    found: ColumnElement[bool] = _date_compare(SearchIndexRow.low, SearchIndexRow.high, m, at)
+        found = index.value == bindparam(f"{at}v", m.value)
+    elif param.kind == "string" and criterion.modifier == "exact":  # case and accents as written (search.html#string)
+        found = index.system == bindparam(f"{at}s", m.system or "")
+    elif param.kind == "string":
+        found = index.value.like(bindparam(f"{at}p", _pattern(criterion, m)), escape="\\")
+    else:
+        found = _date_compare(index.low, index.high, m, at)
     return found
 
 

@@ -7,11 +7,12 @@ from threading import Lock
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.orm import aliased
 
 from service.search.query import Query
 from service.store.batch import RESOURCES
-from service.store.conditions import condition, date_key, shape, values
-from service.store.models import ResourceRow
+from service.store.conditions import condition, date_key, driven, drives, shape, values
+from service.store.models import ResourceRow, SearchIndexRow
 
 #: statements kept, the least recently used dropped first: a served search's shapes are few (the bench's two)
 CACHED = 256
@@ -59,10 +60,13 @@ def _build(query: Query) -> Page:
     """The total is a window count over the matching keys only, and the page's bodies are joined to the page's keys
     afterwards in the same statement: a window count beside each selected body made the database build every
     matching row with its JSON (the bench's searches, 3,122 matches of 1.7 KB: 62 ms, against 13 ms)."""
-    matching = select(ResourceRow.pk).where(ResourceRow.resource_type == query.resource_type,
-                                            ResourceRow.deleted.is_(False))
+    live = (ResourceRow.resource_type == query.resource_type, ResourceRow.deleted.is_(False))
+    matching = select(ResourceRow.pk).where(*live)
     for i, criterion in enumerate(query.criteria):
         matching = matching.where(condition(query.resource_type, criterion, f"c{i}"))
+    lead = next((i for i, c in enumerate(query.criteria) if drives(c)), None)
+    if lead is not None and not query.sort and not query.total:
+        return Page(_driven(query, lead), select(func.count()).select_from(matching.subquery()))
     sort: list[tuple[Any, bool]] = [
         (ResourceRow.last_updated if name == "_lastUpdated" else
          ResourceRow.id if name == "_id" else date_key(query.resource_type, descending), descending)
@@ -78,3 +82,20 @@ def _build(query: Query) -> Page:
         *((rows.c[f"s{i}"].desc() if descending else rows.c[f"s{i}"].asc()) for i, (_, descending) in
           enumerate(sort)), rows.c.pk.asc())
     return Page(keyed, select(func.count()).select_from(matching.subquery()))
+
+
+def _driven(query: Query, lead: int) -> Select[Any]:
+    """The page in key order, its keys read off the index rows of one criterion that come in key order
+    (conditions.drives), the other criteria checked on each, until the page is full. Asked for the keys of every
+    match first (`pk IN (…)`), SQLite gathered all of them before it took the page's: the bench's searches, ~2,650
+    matches, took 0.7-0.8 ms in SQLite, 0.02 ms this way; PostgreSQL's plan was already a merge that stops early.
+    DISTINCT: a resource may hold the value twice (two identifiers alike)."""
+    driver = aliased(SearchIndexRow, name="driver")
+    keys = select(driver.resource_pk.label("pk")).distinct().join(
+        ResourceRow, ResourceRow.pk == driver.resource_pk).where(
+        ResourceRow.resource_type == query.resource_type, ResourceRow.deleted.is_(False),
+        driven(query.resource_type, query.criteria[lead], f"c{lead}", driver),
+        *(condition(query.resource_type, c, f"c{i}") for i, c in enumerate(query.criteria) if i != lead))
+    rows = keys.order_by(driver.resource_pk.asc()).offset(bindparam("page_offset")).limit(
+        bindparam("page_rows")).subquery()
+    return select(BODY).join(rows, BODY.c.pk == rows.c.pk).order_by(rows.c.pk.asc())
