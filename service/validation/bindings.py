@@ -16,6 +16,7 @@ BINDING_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "
 #: set to all types": org.hl7.fhir.r5 utils/PackageHackerR5.java); profiles derived elsewhere keep what they say.
 VITALS_UNITS = "http://hl7.org/fhir/ValueSet/ucum-vitals-common|4.0.1"
 ANSWERS_KEPT = 10_000  # per kind of answer remembered
+Coded = tuple[str | None, Any, str | None]  # a coding's system, code and display (codings_of)
 
 
 class Bindings(Remote):
@@ -27,7 +28,9 @@ class Bindings(Remote):
     #: (type, display issues ignored, each coding's system, code and display) with no unknown code or display
     _codes_known: set[tuple[Any, ...]]
 
-    def _binding(self, value: Any, code_type: str, plan: ElementPlan, expr: str, run: Run) -> None:
+    def _binding(self, value: Any, code_type: str, plan: ElementPlan, expr: str, run: Run,
+                 codings: list[Coded] | None = None) -> None:
+        """`codings`: codings_of(value, code_type), when the caller has them already."""
         binding = plan.binding or {}
         strength, url = binding.get("strength"), binding.get("valueSet")
         if url == VITALS_UNITS and plan.path == "Observation.component.value[x]" and run.plans \
@@ -35,7 +38,7 @@ class Bindings(Remote):
             strength = "extensible"
         if strength not in BINDING_SEVERITY or not url:
             return
-        codings = codings_of(value, code_type)
+        codings = codings_of(value, code_type) if codings is None else codings
         severity = BINDING_SEVERITY[strength]
         if not codings:
             if code_type == "CodeableConcept" and strength in ("required", "extensible"):
@@ -76,11 +79,12 @@ class Bindings(Remote):
         run.add(severity, "code-invalid", expr, f"{plan.path}: {shown} is not in the value set {url} "
                                                 f"({strength} binding).")
 
-    def _known_codes(self, value: dict[str, Any], code_type: str, expr: str, run: Run) -> None:
+    def _known_codes(self, value: dict[str, Any], code_type: str, expr: str, run: Run,
+                     codings: list[Coded] | None = None) -> None:
         """A code from a code system we hold completely must exist in it, and a display given must be one of its
         displays: the HL7 validator's check (ValueSetValidator: an error, dispWarning(), unless the CLI's
         -display-issues-are-warnings; here the policy's display_issues)."""
-        codings = codings_of(value, code_type)
+        codings = codings_of(value, code_type) if codings is None else codings
         # the answer depends on these alone (codings_of keeps every coding _known_displays reads) and the policy
         remembered = (code_type, run.policy.display_issues == "ignore", *codings)
         if remembered in self._codes_known and not run.policy.tx_server:
@@ -132,7 +136,7 @@ def remember(answers: set[tuple[Any, ...]], key: tuple[Any, ...]) -> None:
     answers.add(key)
 
 
-def codings_of(value: Any, code_type: str) -> list[tuple[str | None, Any, str | None]]:
+def codings_of(value: Any, code_type: str) -> list[Coded]:
     """(system, code, display) of each coding in `value`; wrongly typed parts (reported elsewhere) are None."""
     def text(v: Any) -> str | None:
         return v if isinstance(v, str) else None

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from service.conformance.definitions import CORE_SD, Definitions
@@ -13,9 +12,9 @@ from service.fhirjson import Finding
 from service.validation import ids
 from service.validation.bundles import Bundles
 from service.validation.datatypes import Datatypes
-from service.validation.invariants import NATIVE, Invariants
+from service.validation.invariants import Invariants
 from service.validation.layouts import Layout, Name, layout, remember_clean
-from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, compile_structure
+from service.validation.plan import ElementPlan, StructurePlan, TypeRef, compile_structure
 from service.validation.plan import UnknownProfile as UnknownProfile  # raised by plan(); callers import it here
 from service.validation.policy import ValidationPolicy
 from service.validation.primitives import load_primitives
@@ -25,19 +24,16 @@ from service.validation.sdslicing import check_slicing
 from service.validation.slicing import Slicing
 from service.validation.terminology import Terminology
 from service.validation.units import valid_ucum
-from service.validation.values import CODED, Values
+from service.validation.values import Values
+from service.validation.walkers import COMPLEX, PRIMITIVE, RESOURCE, Step, Walk, compile_walk, make_step
 
 UCUM = "http://unitsofmeasure.org"
 ABSTRACT = {"Resource", "DomainResource"}  # types of the definitions, never of an instance
-QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Count", "MoneyQuantity"}
-DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
 
 
 Occurrence = tuple[str, TypeRef | None, Any]  # JSON name, the type it implies, its value
 Found = tuple[str, Any, Name]  # the first JSON name of an element present, its value, what the name is
 ELEMENT = TypeRef("Element")
-#: what kind of value a type code is: a primitive, a resource, or a datatype walked as an object
-PRIMITIVE, RESOURCE, COMPLEX = range(3)
 #: Our profiles of a resource that declares none (no meta.profile), when the policy applies ours.
 DefaultProfiles = Callable[[dict[str, Any]], list[str]]
 
@@ -64,12 +60,15 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._steps: dict[tuple[int, int], Step] = {}
         self._layouts: dict[int, Layout] = {}
         self._layout_keys: list[list[ElementPlan]] = []
+        self._walkers: dict[int, Walk] = {}  # by id() of an element list, as _layouts
         self._kinds: dict[str, int] = {}
         self._systems: dict[str, str | None] = {}
         self._in_value_set: set[tuple[Any, ...]] = set()
         self._codes_known: set[tuple[Any, ...]] = set()
         self._discriminator_values: dict[tuple[int, str], tuple[ElementPlan, tuple[str, Any] | None]] = {}
         self._targets: dict[int, tuple[TypeRef, set[str]]] = {}
+        self._references_clean: set[tuple[Any, ...]] = set()
+        self._extension_definitions: dict[str, tuple[dict[str, Any] | None, StructurePlan | None]] = {}
         self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
         self._resource_types = {e["type"] for e in defs.core.index if e.get("resourceType") == "StructureDefinition"
@@ -182,6 +181,28 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
 
     def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
                 resource: bool = False) -> None:
+        walk = self._walkers.get(id(children)) or self._walker(children)
+        if not run.sliced:
+            walk(self, obj, expr, run, resource)
+            return
+        # inside a sliced element, whose items are walked twice (against the element, then their slice): an object
+        # walked against the same element list before, in the same place, with nothing found, is passed over
+        key = (id(obj), id(children), run.owner_types, run.primitive_owner, id(run.resources[-1] if run.resources
+                                                                               else None))
+        if key not in run.walked:
+            mark = len(run.findings)
+            walk(self, obj, expr, run, resource)
+            if len(run.findings) == mark:
+                run.walked.add(key)
+
+    def _walker(self, children: list[ElementPlan]) -> Walk:
+        self._layout_keys.append(children)  # keeps the list alive, so its id() is never reused while cached
+        found = self._walkers[id(children)] = compile_walk(self, children)
+        return found
+
+    def _object_generic(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
+                        resource: bool = False) -> None:
+        """The walk of an object against its element list, whatever the object holds (walkers.compile_walk)."""
         names, always, single = self._layouts.get(id(children)) or self._layout(children)
         ident = obj.get("id")
         if ident.__class__ is str and not resource:
@@ -278,10 +299,15 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
                                                     f"{count}.")
             if plan.max is not None and count > plan.max:
                 run.add("error", "structure", where, f"{plan.path}: maximum allowed = {plan.max}, but found {count}.")
+        if not plan.slices:
+            for item_expr, kind, value in items:
+                self._value(value, plan, kind, item_expr, run)
+            return
+        run.sliced += 1
         for item_expr, kind, value in items:
             self._value(value, plan, kind, item_expr, run)
-        if plan.slices:
-            self._slicing(plan, items, where, run)
+        self._slicing(plan, items, where, run)
+        run.sliced -= 1
 
     def _primitive_extensions(self, value: Any, expr: str, run: Run) -> int:
         """`_field` holds a primitive's id and extensions; returns how many values it stands for."""
@@ -310,7 +336,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
             kind = plan.types[0] if plan.types else ELEMENT
         what = self._kinds.get(kind.code)
         if what is None:
-            what = self._kinds[kind.code] = self._kind_of(kind.code)
+            what = self.kind_of(kind.code)
         if what == PRIMITIVE:
             self._primitive(value, plan, kind, expr, run)
             return
@@ -326,7 +352,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         if not value:
             run.add("error", "structure", expr, f"{plan.path} must not be an empty object (ele-1).")
             return
-        step = self._steps.get((id(plan), id(kind))) or self._step(plan, kind)
+        step = self.step(plan, kind)
         code = step.code
         # an extension that names a definition is walked against it first; when that finds nothing, the walk
         # against the element's type (base Extension, which a definition only narrows) is skipped, and so is the
@@ -357,23 +383,20 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         if step.constraints:
             self._constraints(value, step.constraints, step.base, expr, run, plan.id)
 
-    def _kind_of(self, code: str) -> int:
-        if self.primitives.get(code) is not None or code.startswith("http://hl7.org/fhirpath/System."):
-            return PRIMITIVE
-        return RESOURCE if code == "Resource" or code in self._resource_types else COMPLEX
+    def kind_of(self, code: str) -> int:
+        what = self._kinds.get(code)
+        if what is None:
+            what = PRIMITIVE if self.primitives.get(code) is not None or code.startswith(
+                "http://hl7.org/fhirpath/System.") else RESOURCE if code == "Resource" or code in self._resource_types \
+                else COMPLEX
+            self._kinds[code] = what
+        return what
+
+    def step(self, plan: ElementPlan, kind: TypeRef) -> Step:
+        return self._steps.get((id(plan), id(kind))) or self._step(plan, kind)
 
     def _step(self, plan: ElementPlan, kind: TypeRef) -> Step:
-        """What is done to an object value of `plan` typed `kind`, decided once per pair."""
-        type_plan = self._type_plan(kind)
-        code = kind.code
-        keys = {c.key for c in plan.constraints}  # the element's own constraints, then its type's not restated
-        constraints = tuple(c for c in plan.constraints + tuple(c for c in type_plan.root.constraints
-                                                                 if c.key not in keys) if c.key not in NATIVE)
-        step = Step(plan, kind, code, (code,), plan.children or type_plan.root.children,
-                    bool(plan.fixed or plan.pattern), bool(plan.binding) and code in CODED, code in QUANTITIES,
-                    code in ("Coding", "CodeableConcept", "Quantity"), code in DATATYPE_CHECKED, constraints,
-                    code if code not in ("BackboneElement", "Element") else plan.path)
-        self._steps[id(plan), id(kind)] = step
+        step = self._steps[id(plan), id(kind)] = make_step(plan, kind, self._type_plan(kind))
         return step
 
     def _content_reference(self, value: Any, plan: ElementPlan, expr: str, run: Run) -> None:
@@ -397,24 +420,6 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What the walk does to an object value of one element typed one way (holds both, keeping their ids)."""
-
-    plan: ElementPlan
-    kind: TypeRef
-    code: str
-    owner: tuple[str]  # run.owner_types while its children are walked
-    children: list[ElementPlan]
-    fixed_or_pattern: bool
-    bound: bool  # a binding to check
-    quantity: bool  # a UCUM unit to check
-    coded: bool  # codes of code systems held completely to check
-    datatype: bool  # datatype rules no StructureDefinition states
-    constraints: tuple[Constraint, ...]  # without those checked natively
-    base: str  # the type the constraints' FHIRPath starts from
-
 
 def _occurrences(present: Found | None, others: list[Occurrence] | None) -> list[Occurrence]:
     first = [] if present is None else [(present[0], present[2][2], present[1])]

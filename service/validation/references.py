@@ -11,6 +11,8 @@ from service.validation.run import Run
 LITERAL_REFERENCE = re.compile(
     r"^((https?://[^?#]*/)?)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 
+REFERENCES_KEPT = 10_000
+
 
 class References:
     """Mixed into the Validator: Reference.reference against the profile's targetProfile types."""
@@ -18,11 +20,20 @@ class References:
     defs: Definitions
     _resource_types: set[str]
     _targets: dict[int, tuple[TypeRef, set[str]]]  # by id(): each entry keeps its TypeRef alive
+    #: (target profiles, reference, type) of references found with nothing to say, by a verdict that read neither
+    #: the Bundle nor the containing resource
+    _references_clean: set[tuple[Any, ...]]
 
     def _reference(self, value: dict[str, Any], kind: TypeRef, expr: str, run: Run) -> None:
-        ref = value.get("reference")
+        ref, declared = value.get("reference"), value.get("type")
+        # a literal reference found to name an allowed type, with nothing to say: its verdict read nothing but itself
+        known = (kind.targets, ref, declared) if ref.__class__ is str and declared.__class__ in (str, type(None)) \
+            else None
+        if known is not None and known in self._references_clean:
+            return
+        mark = len(run.findings)
         allowed = self._target_types(kind)
-        self._declared_type(value.get("type"), allowed, expr, run)
+        self._declared_type(declared, allowed, expr, run)
         if not isinstance(ref, str):
             return
         if ref.startswith("#"):
@@ -46,7 +57,6 @@ class References:
             if target not in self._resource_types:
                 run.add("warning", "structure", f"{expr}.reference", f"{target} in {ref!r} is not a resource type.")
                 return
-        declared = value.get("type")
         if isinstance(declared, str) and target and declared != target and not declared.startswith(("http:", "https:")):
             # R4 Reference.type: "the type this reference refers to"; HL7: REFERENCE_REF_BADTARGETTYPE, resolved or not
             run.add("error", "structure", f"{expr}.reference",
@@ -56,6 +66,11 @@ class References:
                 or _in_bundle(ref, run.full_urls)):
             run.add("error", "structure", f"{expr}.reference",
                     f"The type '{target}' is not valid for this reference: must be {' or '.join(sorted(allowed))}.")
+        elif known is not None and len(run.findings) == mark and not (target and allowed and target not in allowed) \
+                and not ref.startswith(("urn:uuid:", "urn:oid:")):
+            if len(self._references_clean) >= REFERENCES_KEPT:  # bounded: references come from input
+                self._references_clean.clear()
+            self._references_clean.add(known)
 
     @staticmethod
     def _declared_type(declared: Any, allowed: set[str], expr: str, run: Run) -> None:

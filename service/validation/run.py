@@ -30,6 +30,10 @@ class Run:
     #: (id of an extension, id of its definition's element list) walked with no finding (Values._clean_against_
     #: definition): the slice naming that definition need not walk it again
     clean: set[tuple[int, int]] = field(default_factory=set)
+    #: how many sliced elements are being walked (Validator._element), and the objects walked inside them with no
+    #: finding: (id of the object, id of its element list, owner_types, primitive_owner, id of its resource)
+    sliced: int = 0
+    walked: set[tuple[Any, ...]] = field(default_factory=set)
 
     def add(self, severity: str, code: str, expression: str, message: str) -> None:
         self.findings.append(Finding(severity, code, expression, message))

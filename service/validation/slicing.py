@@ -30,7 +30,8 @@ class Slicing(Bindings):
                 run.add("error", "structure", item_expr, f"Slicing cannot be evaluated: the profile {unheld} of "
                                                          f"the slice {sliced.path}:{s.slice_name} is not held.")
         for item_expr, kind, value in items:
-            chosen = next((s for s in sliced.slices if self._matches(value, kind, s, discriminators)), None)
+            found: dict[str, list[Any]] = {}  # the item's values at each discriminator path, read once for all slices
+            chosen = next((s for s in sliced.slices if self._matches(value, kind, s, discriminators, found)), None)
             if chosen is None:
                 url = value.get("url") if isinstance(value, dict) else None
                 if sliced.path.endswith(".extension") and isinstance(url, str) and ":" not in url:
@@ -62,8 +63,8 @@ class Slicing(Bindings):
                                                               None) for s in sliced.slices])
         return known[1]
 
-    def _matches(self, value: Any, kind: TypeRef | None, slice_: ElementPlan,
-                 discriminators: list[dict[str, Any]]) -> bool:
+    def _matches(self, value: Any, kind: TypeRef | None, slice_: ElementPlan, discriminators: list[dict[str, Any]],
+                 found: dict[str, list[Any]]) -> bool:
         for d in discriminators:
             path, how = d.get("path", "$this"), d.get("type")
             if how == "type":
@@ -78,7 +79,9 @@ class Slicing(Bindings):
                 if any(f.severity in ("error", "fatal") for f in probe.findings):
                     return False
                 continue
-            actual = navigate(value, path)
+            actual = found.get(path)
+            if actual is None:
+                actual = found[path] = navigate(value, path)
             if how == "exists":
                 target = find_child(slice_, path)
                 wanted = target is not None and target.min > 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from service.conformance.definitions import CORE_SD, Definitions
@@ -19,6 +20,7 @@ ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
 TEXT_RULES = {"uri", "url", "canonical", "uuid", "xhtml"}  # the types _text_rules has rules for
+DEFINITIONS_KEPT = 10_000  # extension urls whose definition is remembered
 ID_CHARACTERS = re.compile(r"[A-Za-z0-9\-.]{65,}")
 
 
@@ -28,6 +30,8 @@ class Values(Bindings):
     defs: Definitions
     primitives: dict[str, Primitive]
     invariants: Invariants
+    #: url → what it resolves to and its plan, when a usable Extension definition (_extension_definition)
+    _extension_definitions: dict[str, tuple[dict[str, Any] | None, StructurePlan | None]]
 
     if TYPE_CHECKING:
         def plan(self, url: str) -> StructurePlan: ...
@@ -110,13 +114,22 @@ class Values(Bindings):
         """The plan of the Extension definition an absolute `url` names, when it is held and usable."""
         if not isinstance(url, str) or ":" not in url:
             return None
-        definition = self.defs.resolve(url)
-        if definition is None or definition.get("type") != "Extension":
-            return None
-        try:
-            return self.plan(definition["url"])
-        except UnknownProfile:  # held, but no snapshot could be had: as unusable as one not held at all
-            return None
+        return self._extension_definition(url)[1]
+
+    def _extension_definition(self, url: str) -> tuple[dict[str, Any] | None, StructurePlan | None]:
+        """What `url` resolves to, and its plan when that is a usable Extension definition: found once a url, as
+        the definitions held do not change (bounded, as urls come from input)."""
+        known = self._extension_definitions.get(url)
+        if known is None:
+            definition = self.defs.resolve(url)
+            plan = None
+            if definition is not None and definition.get("type") == "Extension":
+                with suppress(UnknownProfile):  # held, but no snapshot could be had: as unusable as one not held
+                    plan = self.plan(definition["url"])
+            if len(self._extension_definitions) >= DEFINITIONS_KEPT:
+                self._extension_definitions.clear()
+            known = self._extension_definitions[url] = (definition, plan)
+        return known
 
     def _extension(self, value: dict[str, Any], plan: ElementPlan, kind: TypeRef, expr: str, run: Run,
                    walked: bool = False) -> None:
@@ -130,7 +143,7 @@ class Values(Bindings):
             return  # a missing url is a cardinality error already
         if ":" not in url:
             return  # a complex extension's part, named relative to it: its slicing says whether it is defined
-        definition = self.defs.resolve(kind.profiles[0] if kind.profiles else url)
+        definition = self._extension_definition(kind.profiles[0] if kind.profiles else url)[0]
         if definition is not None and definition.get("type") == "Extension":
             self._extension_context(definition, plan, expr, run)
         if kind.profiles:  # a profiled slice was validated against its definition, if it is held

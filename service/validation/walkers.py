@@ -1,0 +1,230 @@
+"""An element list's walk generated once as Python code: the dispatch, cardinality and type checks in line."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from service.validation import ids
+from service.validation.bindings import codings_of
+from service.validation.invariants import NATIVE
+from service.validation.layouts import Layout, Name, remember_clean
+from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef
+from service.validation.units import valid_ucum
+from service.validation.values import CODED
+
+#: walk(validator, obj, expr, run, resource): an object's elements checked against one list of element plans
+Walk = Callable[[Any, dict[str, Any], str, Any, bool], None]
+UCUM = "http://unitsofmeasure.org"
+QUANTITIES = {"Quantity", "SimpleQuantity", "Duration", "Age", "Distance", "Count", "MoneyQuantity"}
+DATATYPE_CHECKED = {"Attachment", "Coding", "CodeableConcept", "Identifier"}
+#: what kind of value a type code is: a primitive, a resource, or a datatype walked as an object
+PRIMITIVE, RESOURCE, COMPLEX = range(3)
+#: an element absent from an object (not a JSON value, so never confused with one)
+_NO = object()
+
+
+class Validator(Protocol):
+    """What the generation asks of the validator (engine.Validator), whose methods the generated code calls."""
+
+    _layouts: dict[int, Layout]
+    _walkers: dict[int, Walk]
+
+    def _layout(self, children: list[ElementPlan]) -> Layout: ...
+
+    def kind_of(self, code: str) -> int: ...
+
+    def step(self, plan: ElementPlan, kind: TypeRef) -> Step: ...
+
+
+def compile_walk(validator: Validator, children: list[ElementPlan]) -> Walk:
+    """The walk of `children`, equal in findings and their order to Validator._object_generic, which it hands the
+    object over to whenever the object is not the common case: a key no element has (or `_field`, a primitive's
+    extensions), two types of one choice element, or a run reporting absent mustSupport elements. In the common
+    case each element present is checked by code written for it: a single value, an array of them, its type's
+    object walked and that type's rules called, without looking any of it up again."""
+    names, always, single = validator._layouts.get(id(children)) or validator._layout(children)
+    env: dict[str, Any] = {"NO": _NO, "CH": children, "ids_element": ids.element, "remember_clean": remember_clean,
+                           "valid_ucum": valid_ucum, "UCUM": UCUM, "WALKS": validator._walkers,
+                           "codings_of": codings_of}
+    plain = {key: hit[0] for key, hit in names.items() if not children[hit[0]].choice}
+    choice = {key: hit[0] for key, hit in names.items() if children[hit[0]].choice}
+    env["PLAIN"], env["CHOICE"] = plain.get, choice.get
+    lines = ["def walk(self, obj, expr, run, resource):",
+             "    if run.must_support:",
+             "        return self._object_generic(obj, CH, expr, run, resource)",
+             f"    s = [NO] * {len(children)}",
+             "    for key, value in obj.items():",
+             "        p = PLAIN(key)",
+             "        if p is not None:",
+             "            s[p] = value",
+             "            continue"]
+    if choice:
+        lines += ["        p = CHOICE(key)",
+                  "        if p is not None and s[p] is NO:",
+                  "            s[p] = key",  # a choice element's slot holds its JSON name, which says its type
+                  "            continue"]
+    lines += ["        if resource and key == 'resourceType':",
+              "            continue",
+              "        return self._object_generic(obj, CH, expr, run, resource)",
+              "    ident = obj.get('id')",
+              "    if ident.__class__ is str and not resource:",
+              "        ids_element(obj, ident, expr, run)"]
+    by_position: dict[int, list[tuple[str, Name]]] = {}
+    for key, hit in names.items():
+        by_position.setdefault(hit[0], []).append((key, hit))
+    for i, child in enumerate(children):
+        env[f"K{i}"] = child
+        keys = by_position.get(i)
+        if not keys:
+            if i in always:
+                lines += [f"    self._element(K{i}, [], 0, expr, run)"]
+            continue
+        lines += [f"    v = s[{i}]", "    if v is not NO:"]
+        if child.choice:
+            lines += _choice(i, keys, i in single, env)
+        else:
+            lines += _plain(validator, i, child, keys[0], i in single, env)
+        if i in always:
+            lines += ["    else:", f"        self._element(K{i}, [], 0, expr, run)"]
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), f"<walk {children[0].path if children else '-'}>", "exec"), env, namespace)  # noqa: S102 - our own generated code
+    walk: Walk = namespace["walk"]
+    return walk
+
+
+def _choice(i: int, keys: list[tuple[str, Name]], single: bool, env: dict[str, Any]) -> list[str]:
+    """A choice element present under one of its names (its slot holds the name)."""
+    env[f"T{i}"] = {key: (hit[2], hit[3]) for key, hit in keys}
+    if not single:
+        return [f"        t, c = T{i}[v]", f"        self._element(K{i}, [(v, t, obj[v])], 0, expr, run)"]
+    return [f"        k = v; v = obj[k]; t, c = T{i}[k]",
+            "        if c is not None and v.__class__ is str:",
+            "            if v not in c:",
+            "                mark = len(run.findings)",
+            f"                self._value(v, K{i}, t, f'{{expr}}.{{k}}', run)",
+            "                if len(run.findings) == mark and not run.policy.tx_server:",
+            "                    remember_clean(c, v)",
+            "        elif not isinstance(v, list):",
+            f"            self._value(v, K{i}, t, f'{{expr}}.{{k}}', run)",
+            "        else:",
+            f"            self._element(K{i}, [(k, t, v)], 0, expr, run)"]
+
+
+def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, Name], single: bool,
+           env: dict[str, Any]) -> list[str]:
+    key, (_, _, kind, clean) = named
+    env[f"T{i}"], env[f"C{i}"], env[f"N{i}"] = kind, clean, "." + key
+    generic = f"self._element(K{i}, [(N{i}[1:], T{i}, v)], 0, expr, run)"
+    if single:
+        out = []
+        if clean is not None:
+            out += ["        if v.__class__ is str:",
+                    f"            if v not in C{i}:",
+                    "                mark = len(run.findings)",
+                    f"                self._value(v, K{i}, T{i}, expr + N{i}, run)",
+                    "                if len(run.findings) == mark and not run.policy.tx_server:",
+                    f"                    remember_clean(C{i}, v)",
+                    "        elif not isinstance(v, list):"]
+        else:
+            out += ["        if not isinstance(v, list):"]
+        out += [f"            e = expr + N{i}"]
+        out += _value(validator, i, child, kind, "v", "            ", env)
+        return out + ["        else:", f"            {generic}"]
+    if child.is_array and not child.slices and (child.max is None or child.max >= 1):
+        test = "v.__class__ is list and v"
+        if child.min > 1:
+            test += f" and len(v) >= {child.min}"
+        if child.max is not None:
+            test += f" and len(v) <= {child.max}"
+        return [f"        if {test}:",
+                f"            w = expr + N{i}",
+                "            for n, x in enumerate(v):",
+                "                e = f'{w}[{n}]'",
+                *_value(validator, i, child, kind, "x", "                ", env),
+                "        else:",
+                f"            {generic}"]
+    return [f"        {generic}"]
+
+
+def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | None, v: str, pad: str,
+           env: dict[str, Any]) -> list[str]:
+    """One value `v` of the element at position i, at `e`: Validator._value written out for its type."""
+    generic = [f"{pad}self._value({v}, K{i}, T{i}, e, run)"]
+    if kind is None and child.content_reference:
+        return generic
+    resolved = kind if kind is not None else child.types[0] if child.types else None
+    if resolved is None:
+        return generic
+    what = validator.kind_of(resolved.code)
+    if what == PRIMITIVE:
+        env[f"R{i}"] = resolved
+        return [f"{pad}if {v} is None:", f"    {generic[0]}", f"{pad}else:",
+                f"{pad}    self._primitive({v}, K{i}, R{i}, e, run)"]
+    if what != COMPLEX or resolved.code == "Extension":
+        return generic
+    try:
+        step = validator.step(child, resolved)
+    except LookupError:  # a type whose plan cannot be had: _value says so when such a value turns up
+        return generic
+    env[f"S{i}"], env[f"R{i}"], env[f"O{i}"] = step.children, resolved, step.owner
+    env[f"I{i}"] = id(step.children)
+    out = [f"{pad}if {v}.__class__ is dict and {v}:",
+           f"{pad}    o = run.owner_types",
+           f"{pad}    run.owner_types = O{i}",
+           f"{pad}    if run.sliced:",
+           f"{pad}        self._object({v}, S{i}, e, run)",
+           f"{pad}    else:",
+           f"{pad}        (WALKS.get(I{i}) or self._walker(S{i}))(self, {v}, e, run, False)",
+           f"{pad}    run.owner_types = o"]
+    if step.fixed_or_pattern:
+        out += [f"{pad}    self._fixed_and_pattern({v}, K{i}, e, run)"]
+    if step.code == "Reference":
+        out += [f"{pad}    self._reference({v}, R{i}, e, run)"]
+    both = step.bound and step.coded  # their codings read once
+    if both:
+        out += [f"{pad}    cs = codings_of({v}, R{i}.code)"]
+    if step.bound:
+        out += [f"{pad}    self._binding({v}, R{i}.code, K{i}, e, run{', cs' if both else ''})"]
+    if step.quantity:
+        out += [f"{pad}    u = {v}.get('code') if {v}.get('system') == UCUM else None",
+                f"{pad}    if isinstance(u, str) and not valid_ucum(u):",
+                f"{pad}        run.add('error', 'code-invalid', e, f'The unit {{u!r}} is not valid UCUM.')"]
+    if step.coded:
+        out += [f"{pad}    self._known_codes({v}, R{i}.code, e, run{', cs' if both else ''})"]
+    if step.datatype:
+        out += [f"{pad}    self._datatype({v}, R{i}.code, e, run)"]
+    if step.constraints:
+        env[f"X{i}"], env[f"B{i}"] = step.constraints, step.base
+        out += [f"{pad}    self._constraints({v}, X{i}, B{i}, e, run, K{i}.id)"]
+    return out + [f"{pad}else:", f"{pad}    {generic[0].strip()}"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What the walk does to an object value of one element typed one way (holds both, keeping their ids)."""
+
+    plan: ElementPlan
+    kind: TypeRef
+    code: str
+    owner: tuple[str]  # run.owner_types while its children are walked
+    children: list[ElementPlan]
+    fixed_or_pattern: bool
+    bound: bool  # a binding to check
+    quantity: bool  # a UCUM unit to check
+    coded: bool  # codes of code systems held completely to check
+    datatype: bool  # datatype rules no StructureDefinition states
+    constraints: tuple[Constraint, ...]  # without those checked natively
+    base: str  # the type the constraints' FHIRPath starts from
+
+
+def make_step(plan: ElementPlan, kind: TypeRef, type_plan: StructurePlan) -> Step:
+    """What is done to an object value of `plan` typed `kind` (whose plan is `type_plan`), decided once per pair."""
+    code = kind.code
+    keys = {c.key for c in plan.constraints}  # the element's own constraints, then its type's not restated
+    constraints = tuple(c for c in plan.constraints + tuple(c for c in type_plan.root.constraints
+                                                             if c.key not in keys) if c.key not in NATIVE)
+    return Step(plan, kind, code, (code,), plan.children or type_plan.root.children,
+                bool(plan.fixed or plan.pattern), bool(plan.binding) and code in CODED, code in QUANTITIES,
+                code in ("Coding", "CodeableConcept", "Quantity"), code in DATATYPE_CHECKED, constraints,
+                code if code not in ("BackboneElement", "Element") else plan.path)

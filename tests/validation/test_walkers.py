@@ -1,0 +1,83 @@
+"""The generated walk of each element list (walkers.py) finds what the generic walk finds, in the same order."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from validation.corpus import MUTATIONS, mutated, official_sample
+
+from service.conformance.definitions import load
+from service.resources import profiles_dir
+from service.validation.engine import Validator
+from service.validation.plan import ElementPlan
+from service.validation.policy import ValidationPolicy
+from service.validation.run import Run
+
+OFFICIAL = Path(__file__).resolve().parents[2] / ".cache" / "hl7.fhir.r4.examples-4.0.1.tgz"
+
+
+class Generic(Validator):
+    """The walk without generated code: every object through _object_generic."""
+
+    def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
+                resource: bool = False) -> None:
+        self._object_generic(obj, children, expr, run, resource)
+
+
+class Counted(Validator):
+    """The generated walk, counting the objects it hands to the generic one."""
+
+    handed = 0
+
+    def _object_generic(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
+                        resource: bool = False) -> None:
+        Counted.handed += 1
+        super()._object_generic(obj, children, expr, run, resource)
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[Any]:
+    """Our examples (valid and invalid) and their mutations, a sample of the official R4 examples and theirs."""
+    examples = [p for p in sorted(profiles_dir().glob("examples/**/*.json")) if p.name != "manifest.json"]
+    docs = [json.loads(p.read_text()) for p in examples] + [doc for _, doc in mutated(examples)]
+    official = [doc for _, doc in official_sample(OFFICIAL, count=40)] if OFFICIAL.exists() else []
+    for doc in official[::4]:
+        for mutate in MUTATIONS.values():
+            changed = copy.deepcopy(doc)
+            if mutate(changed) and changed != doc:
+                docs.append(changed)
+    return docs + official
+
+
+def _findings(validator: Validator, docs: list[Any], must_support: bool) -> list[str]:
+    return [json.dumps([[f.severity, f.code, f.expression, f.message] for f in validator.validate(
+        doc, must_support=must_support)]) for doc in docs]
+
+
+@pytest.mark.parametrize(("policy", "must_support"), [(ValidationPolicy.store(), False), (ValidationPolicy(), False),
+                                                      (ValidationPolicy.store(), True)],
+                         ids=["store", "hl7", "store-must-support"])
+def test_generated_walk_finds_what_the_generic_walk_finds(documents: list[Any], policy: ValidationPolicy,
+                                                          must_support: bool) -> None:
+    defs = load()
+    docs = documents
+    expected = _findings(Generic(defs, policy), docs, must_support)
+    assert _findings(Validator(defs, policy), docs, must_support) == expected
+    assert sum(found != "[]" for found in expected) > len(docs) // 4  # the corpus has findings to agree on
+
+
+def test_the_generated_walk_keeps_the_common_case_to_itself() -> None:
+    """A valid example's objects are walked by generated code; one with an unknown key is handed over."""
+    validator = Counted(load(), ValidationPolicy.store())
+    example = json.loads((profiles_dir() / "examples" / "MedicationAdministration-iv-session-1.json").read_text())
+    Counted.handed = 0
+    assert not [f for f in validator.validate(example) if f.severity in ("error", "fatal")]
+    assert Counted.handed == 0
+    odd = copy.deepcopy(example)
+    odd["dosage"]["route"]["colour"] = "blue"
+    found = validator.validate(odd)
+    assert Counted.handed >= 1
+    assert [f.expression for f in found if "colour" in f.message] == ["MedicationAdministration.dosage.route.colour"]
