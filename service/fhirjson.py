@@ -59,6 +59,34 @@ def rewrite_references(node: Any, names: Mapping[str, str]) -> Any:
     return out
 
 
+def rewritten(resource: dict[str, Any], names: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """rewrite_references and then `references(copy, resourceType, contained=False)` in one walk: the copy, and
+    every literal reference in it outside contained resources, in document order, as (FHIRPath, reference).
+    A write walked each resource three times (rewrite, reference check, link rows)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(node: Any, where: str | None) -> Any:  # `where` None: inside a contained resource, not collected
+        if isinstance(node, list):
+            return [walk(v, None if where is None else f"{where}[{i}]") if isinstance(v, (dict, list)) else v
+                    for i, v in enumerate(node)]
+        out = {}
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            ref = names.get(ref, ref)
+            if where is not None:
+                found.append((f"{where}.reference", ref))
+        for key, value in node.items():
+            if isinstance(value, (dict, list)):
+                out[key] = walk(value, None if where is None or key == "contained" else f"{where}.{key}")
+            else:
+                out[key] = value
+        if isinstance(ref, str):
+            out["reference"] = ref
+        return out
+
+    return walk(resource, str(resource.get("resourceType", ""))), found
+
+
 def matches_pattern(value: Any, pattern: Any) -> bool:
     """FHIR pattern[x] (elementdefinition-definitions.html#ElementDefinition.pattern_x_): every property of the
     pattern is in the value, each item of a pattern list in the value's list; anything else equal."""

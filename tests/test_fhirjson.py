@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from service.fhirjson import (
     references,
     refuse_errors,
     rewrite_references,
+    rewritten,
     version_id,
 )
 
@@ -83,6 +86,40 @@ def test_rewrite_replaces_only_the_named_references_and_leaves_the_input_alone()
     assert out["subject"] == {"reference": "Patient/p1", "display": "Ann"}
     assert out["note"] == [{"text": "reference"}] and out["reasonReference"] == [{"reference": 7}]
     assert out["contained"] is not SESSION["contained"]
+
+
+def test_rewritten_is_the_rewrite_then_the_walk_of_its_copy_outside_contained_resources() -> None:
+    names = {"urn:uuid:enc": "Encounter/e9", "Organization/o": "Organization/ours", "Observation/b": "Observation/c"}
+    out, found = rewritten(SESSION, names)
+    assert out == rewrite_references(SESSION, names) and list(out) == list(SESSION)
+    assert found == list(references(out, "MedicationAdministration", contained=False)) == [
+        ("MedicationAdministration.subject.reference", "Patient/p1"),
+        ("MedicationAdministration.context.reference", "Encounter/e9"),
+        ("MedicationAdministration.supportingInformation[0].reference", "Observation/a"),
+        ("MedicationAdministration.supportingInformation[2].reference", "Observation/c")]
+    assert out["contained"] is not SESSION["contained"] and out["note"] is not SESSION["note"]
+
+
+def test_rewritten_agrees_with_rewrite_and_references_on_every_json_resource_of_the_project() -> None:
+    root, compared = Path(__file__).resolve().parents[1], 0
+    for path in sorted([*root.glob("tests/**/*.json"), *root.glob("profiles/**/*.json")]):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        resources = [doc] + [e.get("resource") for e in doc.get("entry") or [] if isinstance(e, dict)] \
+            if isinstance(doc, dict) else []
+        for resource in resources:
+            if not isinstance(resource, dict) or "resourceType" not in resource:
+                continue
+            # every reference renamed, so the walk must report each as rewritten
+            names = {ref: f"Renamed/{i}" for i, (_, ref) in enumerate(references(resource))}
+            out, found = rewritten(resource, names)
+            expected = rewrite_references(resource, names)
+            assert json.dumps(out) == json.dumps(expected), path
+            assert found == list(references(expected, resource["resourceType"], contained=False)), path
+            compared += 1
+    assert compared > 200
 
 
 # --- ETags ---------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from service.facade.interactions import (
     write_provenance,
 )
 from service.facade.references import check_referrers
-from service.fhirjson import Finding, error_outcome, etag, if_match_version, operation_outcome, references, version_id
+from service.fhirjson import Finding, error_outcome, etag, if_match_version, operation_outcome, version_id
 from service.search.parameters import TYPES
 from service.security.scopes import insufficient
 from service.store.resources import StoredResource, Unit, instant
@@ -99,11 +99,10 @@ def export_record(unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
     prepared = {r.index: shaped(r.resource_type, r.resource, [], _id_in_url(r))
                 for r in requests if r.method in ("POST", "PUT")}
     log: list[Written] = []
-    ahead = {key for r in requests for _, ref in references(r.resource, "") for key in [ref] if "/" in key}
     if unit.record_id is None:
         raise ValueError("export_record needs a unit of work for a record (Unit.record_id)")
     unit.prefetch([(r.resource_type, r.resource_id) for r in requests if r.method == "PUT" and r.resource_id])
-    _run(unit, "", requests, prepared, log, ahead)
+    _run(unit, "", requests, prepared, log, set())  # what its references name need not be stored (interactions._write)
     for written in log:
         unit.link_record(written.resource.resource_type, written.resource.id, unit.record_id)
     return [w.resource for w in log]

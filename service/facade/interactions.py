@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from service.errors import BadRequest, Conflict, Gone, Issue, NotFound, PreconditionFailed
 from service.facade.policy import Validate, judge
 from service.facade.references import check_references, check_referrers
-from service.fhirjson import Finding, etag, refuse_errors, rewrite_references
+from service.fhirjson import Finding, etag, refuse_errors, rewritten
 from service.search.parameters import TYPES
 from service.search.query import Query, parse
 from service.security.provenance import provenance
@@ -223,12 +223,14 @@ def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = Tr
 
 
 def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names) -> Written:
-    resource = rewrite_references(prepared.resource, names)  # Bundle fullUrls → the stored resources
-    check_references(unit, resource, set(names.values()))
+    resource, found = rewritten(prepared.resource, names)  # Bundle fullUrls → the stored resources
+    # a clinic record's resources may refer ahead (a session stored before its plan): their ids are deterministic,
+    # so they resolve once it arrives; only a placeholder naming no entry is refused (bundles.export_record)
+    check_references(unit, resource, set(names.values()), found, exists=unit.record_id is None)
     # a POST's id is a UUID this server just made (create_in): no row can hold it yet
     # a record's resources name it as they are written (export_record)
     stored = unit.write(prepared.resource_type, resource_id, resource, [_as_warning(f) for f in prepared.findings],
-                        method, record_id=unit.record_id, new=method == "POST")
+                        method, record_id=unit.record_id, new=method == "POST", references=found)
     if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
         target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
         if unit.provenance is not None:  # a Bundle's or a record's: one Provenance for the whole write (bundles.py)

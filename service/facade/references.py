@@ -13,20 +13,27 @@ from service.store.resources import Unit
 PLACEHOLDERS = ("urn:uuid:", "urn:oid:")
 
 
-def check_references(unit: Unit, resource: dict[str, Any], pending: set[str]) -> None:
+def check_references(unit: Unit, resource: dict[str, Any], pending: set[str],
+                     found: list[tuple[str, str]] | None = None, exists: bool = True) -> None:
     """Referential integrity on write, as HAPI enforces it: a relative reference to a type this
     server serves must name a resource it holds, or one the same transaction writes (`pending`);
     absolute URLs point elsewhere and are not checked, nor references to a type the writing client may not read
     (the answer would reveal whether the id exists). A placeholder (urn:uuid:, urn:oid:) still there
     after that named no entry of a transaction: it resolves nowhere (references.html: SHALL be
     resolvable), in a Bundle or sent alone: 400, as HAPI answers it ("Unable to satisfy placeholder ID",
-    an InvalidRequestException)."""
-    found = list(references(resource, resource.get("resourceType", ""), contained=False))
+    an InvalidRequestException).
+
+    `found`: the resource's references (fhirjson.rewritten), when the caller has them already. `exists` False:
+    only placeholders are checked (a clinic record's resources refer ahead, bundles.export_record)."""
+    if found is None:
+        found = list(references(resource, resource.get("resourceType", ""), contained=False))
     dangling = [Issue(path, f"{ref} names no entry of this request") for path, ref in found
                 if ref.startswith(PLACEHOLDERS)]
     if dangling:
         raise BadRequest(f"The reference {dangling[0].message.split(' ')[0]} names no entry of a transaction "
                        f"Bundle (a placeholder resolves only within one).", dangling)
+    if not exists:
+        return
     checked = []
     for path, ref in found:
         parts = ref.split("/_history/")[0].split("/")

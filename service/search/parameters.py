@@ -147,8 +147,8 @@ class IndexValue:
     high: datetime | None = None
 
 
-def index(resource: dict[str, Any]) -> list[IndexValue]:
-    """The values `resource` is found by, for every parameter of its type."""
+def index(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:
+    """The values `resource` is found by, for every parameter of its type; `references`: see links."""
     out: list[IndexValue] = []
     for param in PARAMS.get(resource.get("resourceType", ""), {}).values():
         for path in param.paths:
@@ -156,15 +156,17 @@ def index(resource: dict[str, Any]) -> list[IndexValue]:
                 out.extend(_index_one(param, value))
     # A Provenance's references are its `target` rows already, and what refers to a resource leaves Provenance out
     # (Unit.referrers: it records history, which outlives a delete): its link rows were a second copy nobody read.
-    return out if resource.get("resourceType") == "Provenance" else out + links(resource)
+    return out if resource.get("resourceType") == "Provenance" else out + links(resource, references)
 
 
-def links(resource: dict[str, Any]) -> list[IndexValue]:
+def links(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:
     """The resource's relative literal references (`Type/id`, version dropped) with their paths; absolute URLs
-    point at other servers and contained resources' references are theirs."""
+    point at other servers and contained resources' references are theirs. `references`: what
+    `fhirjson.references(resource, resourceType, contained=False)` yields, when the caller has it already."""
     out = []
-    kind = str(resource.get("resourceType", ""))
-    for path, ref in fhirjson.references(resource, kind, contained=False):
+    if references is None:
+        references = list(fhirjson.references(resource, str(resource.get("resourceType", "")), contained=False))
+    for path, ref in references:
         key = fhirjson.reference_key(ref) if ":" not in ref else None
         if key is not None:
             out.append(IndexValue(LINK, system=path.removesuffix(".reference")[:500], value="/".join(key)[:500]))

@@ -211,9 +211,10 @@ class Unit:
 
     def write(self, resource_type: str, resource_id: str, content: dict[str, Any] | None,
               warnings: list[dict[str, Any]], method: str, record_id: str | None = None,
-              new: bool = False) -> StoredResource:
+              new: bool = False, references: list[tuple[str, str]] | None = None) -> StoredResource:
         """Store the next version (the first when new); `content` None deletes. Sets meta.versionId/lastUpdated.
-        `new`: the id was just made by this server (a UUID), so no row can hold it: none is looked for."""
+        `new`: the id was just made by this server (a UUID), so no row can hold it: none is looked for.
+        `references`: the content's, as fhirjson.rewritten found them (else its link rows walk it again)."""
         key = (resource_type, resource_id)
         if self._batch is not None and key in self._batch.keys:  # its held rows go first: this version replaces
             self._send()  # their index rows
@@ -237,7 +238,7 @@ class Unit:
         self._rows[key] = stored
         wrote(self.session, stored, row is None or row.deleted)
         held = self._batch or Batch()
-        held.write(pk, key, values, method, index(content) if content is not None else ())
+        held.write(pk, key, values, method, index(content, references) if content is not None else ())
         if self._batch is None:
             self._send(held)
         if content is None and row is not None:
