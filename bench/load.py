@@ -33,7 +33,9 @@ def main(argv: list[str]) -> int:
     with open(body_path, encoding="utf-8") as f:
         body = f.read()
     urls = body.split() if url == "-" else []
-    headers = {"Content-Type": content_type, "Prefer": "return=minimal"}
+    # Accept and Accept-Encoding as requests sends them by default, said outright: bench/loadgen sends the same
+    headers = {"Content-Type": content_type, "Prefer": "return=minimal", "Accept": "*/*",
+               "Accept-Encoding": "gzip, deflate"}
     if os.environ.get("KFHIR_BENCH_TOKEN"):  # the service's API key, given by environment, not argv
         headers["Authorization"] = f"Bearer {os.environ['KFHIR_BENCH_TOKEN']}"
     latencies: list[list[float]] = [[] for _ in range(threads)]

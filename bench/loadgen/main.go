@@ -107,7 +107,10 @@ func run(args []string) (*result, error) {
 			return nil, errors.New("no URLs in " + bodyPath)
 		}
 	}
-	header := http.Header{"Content-Type": {contentType}, "Prefer": {"return=minimal"}}
+	// The headers load.py sends (requests' defaults said outright), so that a server negotiates the same answer for
+	// both; the answer is discarded, so Go's transparent gunzip (which an explicit Accept-Encoding turns off) is moot.
+	header := http.Header{"Content-Type": {contentType}, "Prefer": {"return=minimal"}, "Accept": {"*/*"},
+		"Accept-Encoding": {"gzip, deflate"}}
 	if token := os.Getenv("KFHIR_BENCH_TOKEN"); token != "" { // the service's API key, given by environment, not argv
 		header.Set("Authorization", "Bearer "+token)
 	}

@@ -124,6 +124,7 @@ def test_posts_are_counted_with_their_errors_each_body_numbered_anew(command: li
         assert r["headers"]["Authorization"] == "Bearer secret-key"
         assert r["headers"]["Prefer"] == "return=minimal"
         assert r["headers"]["Content-Type"] == "application/json"
+        assert (r["headers"]["Accept"], r["headers"]["Accept-Encoding"]) == ("*/*", "gzip, deflate")
     assert len({r["port"] for r in sent}) == CLIENTS  # one keep-alive connection per client, no more
 
 
