@@ -133,10 +133,11 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
         return out + ["        else:", f"            {generic}"]
     if child.is_array and not child.slices and (child.max is None or child.max >= 1):
         test = "v.__class__ is list and v"
+        env[f"MIN{i}"], env[f"MAX{i}"] = child.min, child.max  # names, not text: a profile's values stay data
         if child.min > 1:
-            test += f" and len(v) >= {child.min}"
+            test += f" and len(v) >= MIN{i}"
         if child.max is not None:
-            test += f" and len(v) <= {child.max}"
+            test += f" and len(v) <= MAX{i}"
         return [f"        if {test}:",
                 f"            w = expr + N{i}",
                 "            for n, x in enumerate(v):",

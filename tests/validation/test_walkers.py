@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from validation.corpus import MUTATIONS, mutated, official_sample
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from validation.corpus import MUTATIONS, mutated, official_sample, walk
 
 from service.conformance.definitions import load
 from service.resources import profiles_dir
@@ -17,6 +20,15 @@ from service.validation.policy import ValidationPolicy
 from service.validation.run import Run
 
 OFFICIAL = Path(__file__).resolve().parents[2] / ".cache" / "hl7.fhir.r4.examples-4.0.1.tgz"
+VALID = [json.loads(p.read_text()) for p in sorted((profiles_dir() / "examples").glob("*.json"))
+         if p.name != "manifest.json"]
+#: every subtree of the valid examples (as JSON text), to put where another belongs: it reaches deeper than noise
+PIECES = sorted({json.dumps(node, sort_keys=True) for doc in VALID for _, node in walk(doc)})
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) | \
+    st.sampled_from(["", "2024-01-01", "Patient/x", "#", "urn:uuid:1", "http://unitsofmeasure.org", "mg"])
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.sampled_from(["id", "url", "extension", "value", "valueString", "_value", "code", "coding", "system",
+                     "reference", "colour"]) | st.text(max_size=6), inner, max_size=4), max_leaves=12)
 
 
 class Generic(Validator):
@@ -25,6 +37,12 @@ class Generic(Validator):
     def _object(self, obj: dict[str, Any], children: list[ElementPlan], expr: str, run: Run,
                 resource: bool = False) -> None:
         self._object_generic(obj, children, expr, run, resource)
+
+
+@cache
+def _pair() -> tuple[Validator, Validator]:
+    defs = load()
+    return Generic(defs, ValidationPolicy.store()), Validator(defs, ValidationPolicy.store())
 
 
 class Counted(Validator):
@@ -81,3 +99,26 @@ def test_the_generated_walk_keeps_the_common_case_to_itself() -> None:
     found = validator.validate(odd)
     assert Counted.handed >= 1
     assert [f.expression for f in found if "colour" in f.message] == ["MedicationAdministration.dosage.route.colour"]
+
+
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_generated_walk_agrees_on_examples_with_a_part_replaced(data: st.DataObject) -> None:
+    """One element of a valid example replaced by another example's part, a random JSON value, or deleted."""
+    doc = copy.deepcopy(data.draw(st.sampled_from(VALID)))
+    path = data.draw(st.sampled_from([p for p, _ in walk(doc) if p]))
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    how = data.draw(st.sampled_from(["piece", "value", "delete", "unknown"]))
+    if how == "piece":
+        parent[path[-1]] = json.loads(data.draw(st.sampled_from(PIECES)))
+    elif how == "value":
+        parent[path[-1]] = data.draw(VALUES)
+    elif isinstance(parent, dict) and how == "delete":
+        del parent[path[-1]]
+    elif isinstance(parent, dict):
+        parent["_" + str(path[-1])] = data.draw(VALUES)
+    generic, generated = _pair()
+    assert [(f.severity, f.expression, f.message) for f in generated.validate(doc)] == \
+        [(f.severity, f.expression, f.message) for f in generic.validate(doc)]
