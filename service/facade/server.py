@@ -37,6 +37,12 @@ class FhirServer(Interactions):
         self.check_type(resource_type)
         return paging.search(self.store, resource_type, items, base, lenient, can_read)
 
+    def search_json(self, resource_type: str, items: list[tuple[str, str]], base: str, lenient: bool = False,
+                    can_read: Callable[[str], bool] | None = None) -> str:
+        """search(), as the JSON text json.dumps(ensure_ascii=False) writes (paging.search_json)."""
+        self.check_type(resource_type)
+        return paging.search_json(self.store, resource_type, items, base, lenient, can_read)
+
     def history(self, base: str, resource_type: str | None = None, resource_id: str | None = None,
                 items: list[tuple[str, str]] | None = None) -> dict[str, Any]:
         if resource_type is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, Subquery, Text, bindparam, cast, func, select
 from sqlalchemy.orm import aliased
 
 from service.search.query import Query
@@ -22,10 +22,12 @@ BODY = RESOURCES.alias("body")
 
 @dataclass(frozen=True)
 class Page:
-    """A page statement: `keyed` selects the page's rows (with `total` when counted) in order; `matching` the keys
-    of every match (the count of a page past the end)."""
+    """A page statement: `keyed` selects the page's rows (with `total` when counted) in order; `texts` their type, id
+    and stored JSON `text` instead (with `total`); `matching` the keys of every match (the count of a page past the
+    end)."""
 
     keyed: Select[Any]
+    texts: Select[Any]
     matching: Select[Any]
 
 
@@ -66,7 +68,7 @@ def _build(query: Query) -> Page:
         matching = matching.where(condition(query.resource_type, criterion, f"c{i}"))
     lead = next((i for i, c in enumerate(query.criteria) if drives(c)), None)
     if lead is not None and not query.sort and not query.total:
-        return Page(_driven(query, lead), select(func.count()).select_from(matching.subquery()))
+        return Page(*_driven(query, lead), select(func.count()).select_from(matching.subquery()))
     sort: list[tuple[Any, bool]] = [
         (ResourceRow.last_updated if name == "_lastUpdated" else
          ResourceRow.id if name == "_id" else date_key(query.resource_type, descending), descending)
@@ -78,13 +80,12 @@ def _build(query: Query) -> Page:
     order = [column.desc() if descending else column.asc() for column, descending in sort]
     rows = keys.order_by(*order, ResourceRow.pk.asc()).offset(bindparam("page_offset")).limit(
         bindparam("page_rows")).subquery()
-    keyed = select(BODY, *([rows.c.total] if query.total else [])).join(rows, BODY.c.pk == rows.c.pk).order_by(
-        *((rows.c[f"s{i}"].desc() if descending else rows.c[f"s{i}"].asc()) for i, (_, descending) in
-          enumerate(sort)), rows.c.pk.asc())
-    return Page(keyed, select(func.count()).select_from(matching.subquery()))
+    again = [rows.c[f"s{i}"].desc() if descending else rows.c[f"s{i}"].asc() for i, (_, descending) in enumerate(sort)]
+    return Page(*_bodies(rows, [*again, rows.c.pk.asc()], bool(query.total)),
+                select(func.count()).select_from(matching.subquery()))
 
 
-def _driven(query: Query, lead: int) -> Select[Any]:
+def _driven(query: Query, lead: int) -> tuple[Select[Any], Select[Any]]:
     """The page in key order, its keys read off the index rows of one criterion that come in key order
     (conditions.drives), the other criteria checked on each, until the page is full. Asked for the keys of every
     match first (`pk IN (…)`), SQLite gathered all of them before it took the page's: the bench's searches, ~2,650
@@ -98,4 +99,13 @@ def _driven(query: Query, lead: int) -> Select[Any]:
         *(condition(query.resource_type, c, f"c{i}") for i, c in enumerate(query.criteria) if i != lead))
     rows = keys.order_by(driver.resource_pk.asc()).offset(bindparam("page_offset")).limit(
         bindparam("page_rows")).subquery()
-    return select(BODY).join(rows, BODY.c.pk == rows.c.pk).order_by(rows.c.pk.asc())
+    return _bodies(rows, [rows.c.pk.asc()], False)
+
+
+def _bodies(rows: Subquery, order: list[Any], counted: bool) -> tuple[Select[Any], Select[Any]]:
+    """The rows of the page whose keys `rows` holds, in `order`, and their stored JSON texts (Page)."""
+    def of(*columns: Any) -> Select[Any]:
+        return select(*columns, *([rows.c.total] if counted else [])).join_from(
+            BODY, rows, BODY.c.pk == rows.c.pk).order_by(*order)
+
+    return of(BODY), of(BODY.c.resource_type, BODY.c.id, cast(BODY.c.content, Text).label("text"))

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Engine,
@@ -56,6 +56,7 @@ REFERRING = select(RESOURCES).where(
         INDEX.c.value.in_(bindparam("keys", expanding=True))))).order_by(RESOURCES.c.pk).limit(bindparam("limit"))
 #: (type, id) pairs looked up together, at most this many a statement
 PREFETCH_CHUNK = 32
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,15 @@ class StoredResource:
     def of_version(cls, row: ResourceVersionRow) -> StoredResource:
         return cls(row.resource_pk, row.resource_type, row.id, row.version, row.deleted, row.last_updated,
                    row.content, [], None, row.method)
+
+
+@dataclass(frozen=True)
+class StoredText:
+    """A current resource as its stored JSON text (json.dumps of its content, as the JSON column writes it)."""
+
+    resource_type: str
+    id: str
+    text: str
 
 
 def instant(moment: datetime) -> str:
@@ -275,22 +285,29 @@ class Unit:
         carries the total. Rows as plain SQL (Core), as the reads and writes are: the ORM's loading of each row cost
         more than SQLite's finding it."""
         self._send()
-        # one row more than the page shows, unless counted: whether another page follows, and so the total of the last
-        shown = max(query.count, 1) if query.total else query.count + 1 if query.total is None else query.count
         if _one_token(query):
             (match,) = query.criteria[0].matches
             return _uncounted(query, [StoredResource.of_columns(r) for r in self.session.connection().execute(
                 TOKEN_MATCH, {"resource_type": query.resource_type, "param": query.criteria[0].param.name,
-                              "value": match.value, "system": match.system, "count": shown})])
-        statement, params = page(query, shown)
+                              "value": match.value, "system": match.system, "count": _shown(query)})])
+        return self._page(query, False, StoredResource.of_columns)
+
+    def search_texts(self, query: Query) -> tuple[list[StoredText], int | None]:
+        """search(), each resource as its stored JSON text: for an answer that shows the resources as stored, which
+        then need not be parsed and serialised again (facade/paging.py)."""
+        self._send()
+        return self._page(query, True, lambda r: StoredText(r.resource_type, r.id, r.text))
+
+    def _page(self, query: Query, texts: bool, made: Callable[[Any], T]) -> tuple[list[T], int | None]:
+        statement, params = page(query, _shown(query))
         connection = self.session.connection()
-        rows = connection.execute(statement.keyed, params).all()
+        rows = connection.execute(statement.texts if texts else statement.keyed, params).all()
         if not query.total:
-            return _uncounted(query, [StoredResource.of_columns(r) for r in rows])
+            return _uncounted(query, [made(r) for r in rows])
         total = int(rows[0].total) if rows else 0
         if not rows and query.offset > 0:
             total = connection.execute(statement.matching, params).scalar() or 0
-        return [StoredResource.of_columns(r) for r in rows[:query.count]], total
+        return [made(r) for r in rows[:query.count]], total
 
     def by_keys(self, keys: list[str]) -> list[StoredResource]:
         """Current, not deleted resources named `Type/id`."""
@@ -338,7 +355,13 @@ class Unit:
         return [StoredResource.of_version(r) for r in rows], total
 
 
-def _uncounted(query: Query, rows: list[StoredResource]) -> tuple[list[StoredResource], int | None]:
+def _shown(query: Query) -> int:
+    """The rows a page reads: one more than it shows, unless counted (whether another page follows, and so the total
+    of the last)."""
+    return max(query.count, 1) if query.total else query.count + 1 if query.total is None else query.count
+
+
+def _uncounted(query: Query, rows: list[T]) -> tuple[list[T], int | None]:
     """The page of `rows` (read one beyond it unless `_total=none`), and its total if it is the last page."""
     last = query.total is None and len(rows) <= query.count and (bool(rows) or not query.offset)
     return rows[:query.count], query.offset + len(rows) if last else None

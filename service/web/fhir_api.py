@@ -101,8 +101,12 @@ def _resource_body(bundle: bool = False) -> Any:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """`body` as FHIR JSON; a str is JSON text already, as json.dumps(ensure_ascii=False) writes it."""
     pretty = request.args.get("_pretty") == "true"
-    text = json.dumps(body, ensure_ascii=False, indent=2 if pretty else None)
+    if isinstance(body, str):
+        text = json.dumps(json.loads(body), ensure_ascii=False, indent=2) if pretty else body
+    else:
+        text = json.dumps(body, ensure_ascii=False, indent=2 if pretty else None)
     response = Response(text, status=status, mimetype=FHIR_JSON)
     response.headers.update(headers or {})
     return response
@@ -190,7 +194,8 @@ def search(resource_type: str) -> Response:
     if resource_type in CONFORMANCE_TYPES:
         return _json(_conformance_search(resource_type))
     lenient = _prefer("handling") == "lenient"
-    return _json(current.runtime().fhir.search(_type(resource_type), _query_items(), _base(), lenient, auth.can_read))
+    return _json(current.runtime().fhir.search_json(_type(resource_type), _query_items(), _base(), lenient,
+                                                     auth.can_read))
 
 
 @bp.post("/<resource_type>")
