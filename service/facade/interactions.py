@@ -119,7 +119,8 @@ class Interactions:
         self.check_type(resource_type)
         prepared = self.prepare(resource_type, body)
         if if_none_exist is None:
-            with self.store.unit(write=True) as unit:
+            # its rows, its Provenance's and the record it is read into sent together: one statement a table
+            with self.store.unit(write=True) as unit, unit.batch():
                 return self.followed(unit, create_in(unit, prepared, str(uuid.uuid4()), {}))
         when = condition(resource_type, if_none_exist, "If-None-Exist")
         for _attempt in range(3):
@@ -136,7 +137,7 @@ class Interactions:
     def update(self, resource_type: str, resource_id: str, body: Any, if_match: int | None = None) -> Written:
         self.check_type(resource_type)
         prepared = self.prepare(resource_type, body, resource_id)
-        with self.store.unit(write=True) as unit:
+        with self.store.unit(write=True) as unit, unit.batch():  # as create's
             return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}))
 
     def conditional_update(self, resource_type: str, criteria: str, body: Any) -> Written:

@@ -40,7 +40,8 @@ class Batch:
     dropped: list[Row] = field(default_factory=list)
     versions: list[Row] = field(default_factory=list)
     index: list[Row] = field(default_factory=list)
-    keys: set[tuple[str, str]] = field(default_factory=set)
+    #: the resources held, each with its row's values (a created row's or a changed row's)
+    keys: dict[tuple[str, str], Row] = field(default_factory=dict)
 
     def write(self, pk: int, key: tuple[str, str], values: Row, method: str, indexed: Iterable[Any]) -> None:
         """A resource's next version: a new row when `pk` is UNSENT (its key comes when sent), else a change of the
@@ -51,14 +52,23 @@ class Batch:
         # Core, not the ORM: its bulk INSERT split the index rows by which of their values are None
         index = [{"resource_pk": pk, "resource_type": resource_type, "param": v.param, "system": v.system,
                   "value": v.value, "low": v.low, "high": v.high} for v in indexed]
-        self.keys.add(key)
         self.versions.append(version)
         self.index += index
         if pk == UNSENT:
-            self.created.append(({"resource_type": resource_type, "id": resource_id, **values}, [version, *index]))
+            self.keys[key] = {"resource_type": resource_type, "id": resource_id, **values}
+            self.created.append((self.keys[key], [version, *index]))
         else:
-            self.changed.append({"the_pk": pk, **values})
+            self.keys[key] = {"the_pk": pk, **values}
+            self.changed.append(self.keys[key])
             self.dropped.append({"the_pk": pk})
+
+    def link(self, key: tuple[str, str], record_id: str) -> bool:
+        """Name the clinic record of a resource held here, in the row still to be sent; False if none is held."""
+        row = self.keys.get(key)
+        if row is None:
+            return False
+        row["record_id"] = record_id
+        return True
 
     def send(self, connection: Connection) -> dict[tuple[str, str], int]:
         """Every held row, in an order the foreign keys accept; the keys of the created rows by (type, id)."""

@@ -256,12 +256,15 @@ class Unit:
         return cast(StoredResource, self._rows[key])
 
     def link_record(self, resource_type: str, resource_id: str, record_id: str) -> None:
-        row = self._row(resource_type, resource_id)
-        if row is not None and row.record_id != record_id:
+        key = (resource_type, resource_id)
+        row = self._row(*key)
+        if row is None or row.record_id == record_id:
+            return
+        if self._batch is None or not self._batch.link(key, record_id):  # a row not sent yet takes it as it goes
             self._send()
-            row = cast(StoredResource, self._row(resource_type, resource_id))
+            row = cast(StoredResource, self._row(*key))
             self.session.connection().execute(SET_RECORD, {"the_pk": row.pk, "record_id": record_id})
-            self._rows[resource_type, resource_id] = replace(row, record_id=record_id)
+        self._rows[key] = replace(row, record_id=record_id)
 
     # --- conditional create -----------------------------------------------------------------
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from service.mapping import default_mapper
+from service.store.models import ResourceRow
 from service.store.records import RecordStore
 from service.validation import default_validator
 
@@ -148,6 +150,32 @@ def test_a_session_created_alone_becomes_a_record_without_readings(client: Flask
     assert sent.status_code == 200, sent.json
     (item,) = client.get("/api/v1/administrations").json["items"]
     assert item["record"]["dose_mg"] == 35 and item["record"].get("vitals") in (None, [])
+
+
+@pytest.mark.both_backends  # the row is sent with the record's id at the end of the write
+def test_a_session_posted_or_put_alone_names_its_record_in_its_row(client: FlaskClient) -> None:
+    """The administration's row carries the id of the record read from it (the console lists a record's resources
+    by it), whether a request alone creates it by POST or by PUT."""
+    the_plan(client)
+    bundle = as_created(golden_bundle("administration"))
+    sent = post(client, "/fhir", bundle | {"entry": [e for e in bundle["entry"] if not e["resource"].get("partOf")]})
+    first = sent.json["entry"][0]["response"]["location"].split("/")[1]
+    session = client.get(f"/fhir/MedicationAdministration/{first}").json
+    session["meta"] = {"profile": session["meta"]["profile"]}  # the profile makes it a record's main resource
+    engine = client.application.extensions["kfhir"].engine
+    for method in ("POST", "PUT"):
+        assert client.delete(f"/fhir/MedicationAdministration/{session.pop('id')}").status_code == 204
+        if method == "POST":
+            made = post(client, "/fhir/MedicationAdministration", session)
+        else:
+            made = client.put("/fhir/MedicationAdministration/session-2", data=json.dumps(session | {"id": "session-2"}),
+                              content_type=FHIR)
+        assert made.status_code == 201, made.json
+        session["id"] = made.json["id"]
+        with engine.connect() as connection:
+            linked = connection.execute(select(ResourceRow.record_id).where(ResourceRow.id == session["id"])).scalar()
+        (item,) = client.get("/api/v1/administrations").json["items"]  # the same session: the same record
+        assert linked == item["id"]
 
 
 def test_readings_posted_one_by_one_join_their_session_record(client: FlaskClient) -> None:
