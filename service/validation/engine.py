@@ -68,6 +68,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._discriminator_values: dict[tuple[int, str], tuple[ElementPlan, tuple[str, Any] | None]] = {}
         self._targets: dict[int, tuple[TypeRef, set[str]]] = {}
         self._references_clean: set[tuple[Any, ...]] = set()
+        self._contexts_allowed: set[tuple[Any, ...]] = set()
         self._extension_definitions: dict[str, tuple[dict[str, Any] | None, StructurePlan | None]] = {}
         self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).

@@ -32,6 +32,8 @@ class Values(Bindings):
     invariants: Invariants
     #: url → what it resolves to and its plan, when a usable Extension definition (_extension_definition)
     _extension_definitions: dict[str, tuple[dict[str, Any] | None, StructurePlan | None]]
+    #: (extension definition url, owner element, owner types) where that extension may sit (_extension_context)
+    _contexts_allowed: set[tuple[Any, ...]]
 
     if TYPE_CHECKING:
         def plan(self, url: str) -> StructurePlan: ...
@@ -166,11 +168,17 @@ class Values(Bindings):
     def _extension_context(self, definition: dict[str, Any], plan: ElementPlan, expr: str, run: Run) -> None:
         """An extension may sit only where its definition's context says."""
         owner = run.primitive_owner or plan.path.rsplit(".", 1)[0]
+        place = (definition["url"], owner, run.owner_types)  # all the verdict reads: remembered when allowed
+        if place in self._contexts_allowed:
+            return
         names = {owner, "Element", "Resource", "DomainResource", *run.owner_types}
         if "." not in owner:
             names.add(owner)
         allowed = [c.get("expression") for c in definition.get("context", []) if c.get("type") == "element"]
         if not allowed or any(a in names for a in allowed):
+            if len(self._contexts_allowed) >= DEFINITIONS_KEPT:
+                self._contexts_allowed.clear()
+            self._contexts_allowed.add(place)
             return
         # R4's own extensions are used beyond their declared contexts by R4's own examples; HAPI lets that pass.
         severity = "warning" if definition["url"].startswith(CORE_SD) else "error"

@@ -102,7 +102,7 @@ def _choice(i: int, keys: list[tuple[str, Name]], single: bool, env: dict[str, A
             "        if c is not None and v.__class__ is str:",
             "            if v not in c:",
             "                mark = len(run.findings)",
-            f"                self._value(v, K{i}, t, f'{{expr}}.{{k}}', run)",
+            f"                self._primitive(v, K{i}, t, f'{{expr}}.{{k}}', run)",  # clean sets: primitives only
             "                if len(run.findings) == mark and not run.policy.tx_server:",
             "                    remember_clean(c, v)",
             "        elif not isinstance(v, list):",
@@ -118,11 +118,12 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
     generic = f"self._element(K{i}, [(N{i}[1:], T{i}, v)], 0, expr, run)"
     if single:
         out = []
-        if clean is not None:
+        if clean is not None:  # only a primitive type has one (layouts.clean_texts): _value would call _primitive
+            env[f"P{i}"] = kind or child.types[0]
             out += ["        if v.__class__ is str:",
                     f"            if v not in C{i}:",
                     "                mark = len(run.findings)",
-                    f"                self._value(v, K{i}, T{i}, expr + N{i}, run)",
+                    f"                self._primitive(v, K{i}, P{i}, expr + N{i}, run)",
                     "                if len(run.findings) == mark and not run.policy.tx_server:",
                     f"                    remember_clean(C{i}, v)",
                     "        elif not isinstance(v, list):"]
