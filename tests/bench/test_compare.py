@@ -97,17 +97,19 @@ def test_bundle_entries_are_distinct_copies_of_the_examples() -> None:
 
 def test_targets_say_how_far_off_and_name_the_largest_gap() -> None:
     files = [{"kind": "valid", "profile": targets.MA_PROFILE}, {"kind": "valid", "profile": None}]
-    ours = {"status": "ran", "peak_rss_kib": 100_000, "results": [{"median_ns": 500_000}, {"median_ns": 1_000}],
-            "sizes": {"1": {"median_us": 100.0}, "10": {"median_us": 50.0}}}
-    hapi = {"status": "ran", "sizes": {"1": {"median_us": 5_000.0}, "10": {"median_us": 500.0}}}
+    ours = {"status": "ran", "peak_rss_kib": 100_000, "results": [{"median_ns": 500_000}, {"median_ns": 100_000}],
+            "sizes": {"1": {"median_us": 120.0, "files": 2}, "10": {"median_us": 450.0}}}
+    hapi = {"status": "ran", "sizes": {"1": {"median_us": 5_000.0}, "10": {"median_us": 4_500.0}}}
     rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": ours, "hapi": hapi}})
-    assert [r["verdict"] for r in rows] == ["MISS", "MISS", "PASS"]
-    assert rows[0]["off_by"] == 2.0  # 500 µs against 250
-    assert rows[1]["off_by"] == 2.0 and "10.0× at the worst size (10)" in rows[1]["measured"]
+    assert [r["verdict"] for r in rows] == ["PASS", "MISS", "MISS", "MISS", "PASS"]
+    assert rows[0]["off_by"] == 0.8  # 120 µs against 150
+    assert rows[1]["off_by"] == 2.0  # 500 µs against 250
+    assert rows[2]["off_by"] == 1.5  # 450 µs an entry against the same two examples alone, (500 + 100) / 2
+    assert rows[3]["off_by"] == 2.0 and "10.0× at the worst size (10)" in rows[3]["measured"]
     assert targets.markdown(rows)[-1].startswith("Largest gap: ≤ 250 µs")
     rows = targets.check({"corpus": {"files": files},
                           "contenders": {"ours": ours, "hapi": {"status": "not run: no java"}}})
-    assert rows[1]["verdict"] == "NOT RUN"
+    assert rows[3]["verdict"] == "NOT RUN"
 
 
 def test_a_slow_contender_is_called_no_more_once_its_calls_took_the_time_cap() -> None:
