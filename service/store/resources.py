@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
@@ -54,6 +55,9 @@ REFERRING = select(RESOURCES).where(
     RESOURCES.c.pk.in_(select(INDEX.c.resource_pk).where(
         INDEX.c.resource_type == bindparam("source"), INDEX.c.param == bindparam("param"),
         INDEX.c.value.in_(bindparam("keys", expanding=True))))).order_by(RESOURCES.c.pk).limit(bindparam("limit"))
+#: the unit of work this thread has open through ResourceStore.unit, until its transaction has ended: what runs in
+#: it just before it commits (the audit event's patient lookup, store/engine.BEFORE_COMMIT) finds the rows it read
+OPEN_UNIT: ContextVar[Unit | None] = ContextVar("kfhir_open_unit", default=None)
 #: (type, id) pairs looked up together, at most this many a statement
 PREFETCH_CHUNK = 32
 T = TypeVar("T")
@@ -124,8 +128,13 @@ class ResourceStore:
 
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Unit]:
-        with session(self.engine, write) as current:
-            yield Unit(current, self.author, permits=self.permits)
+        token = OPEN_UNIT.set(None)
+        try:
+            with session(self.engine, write) as current:  # its end runs BEFORE_COMMIT, with OPEN_UNIT still set
+                OPEN_UNIT.set(opened := Unit(current, self.author, permits=self.permits))
+                yield opened
+        finally:
+            OPEN_UNIT.reset(token)
 
 
 class Unit:
@@ -158,6 +167,12 @@ class Unit:
         self.matched: dict[tuple[str, str], StoredResource | None] = {}
         #: the rows of the writes not sent yet, inside batch(); None: each write sends its own
         self._batch: Batch | None = None
+
+    @classmethod
+    def on(cls, current: Session) -> Unit:
+        """The unit this thread has open on `current` (ResourceStore.unit), with the rows it has read, or a new one."""
+        found = OPEN_UNIT.get()
+        return found if found is not None and found.session is current else cls(current)
 
     def permits(self, resource: str, letters: str) -> bool:
         """Whether the client this transaction writes for holds `letters` on `resource` (the server: always)."""

@@ -192,7 +192,8 @@ def _audit_write(current: Session) -> None:
     body, status = answer
     try:
         access = auditing.access_of(body, status, g.get("principal"), interaction())
-        auditing.identify_patients(access, lambda patient_id: _identifier(Unit(current).get("Patient", patient_id)))
+        unit = Unit.on(current)  # the write's own: the patients it refers to were read by its reference check
+        auditing.identify_patients(access, lambda patient_id: _identifier(unit.get("Patient", patient_id)))
         security().audit.record_in(current, access)
     except Exception as exc:
         log.exception("an AuditEvent could not be recorded; the change it records is refused")

@@ -54,6 +54,26 @@ def test_a_fhir_create_is_recorded_as_balp_create_with_the_patient_hashed(app: F
         assert phi not in stored
 
 
+def test_a_create_that_refers_to_a_patient_names_the_patient_as_its_transaction_sees_them(
+        app: Flask, client: FlaskClient) -> None:
+    """The event is written just before the write commits, with the patient's identifier as the write read it; a
+    transaction that changes the patient's identifier and refers to it names the new one."""
+    pid = post_patient(client).get_json()["id"]
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "mood"},
+                   "subject": {"reference": f"Patient/{pid}"}, "valueString": "better"}
+    assert client.post("/fhir/Observation", data=json.dumps(observation), content_type=FHIR).status_code == 201
+    hashes = [e["what"]["identifier"]["value"] for e in events(app)[0]["entity"] if "identifier" in e["what"]]
+    assert hashes == [audit(app).patient_hash(MRN["system"], MRN["value"])]
+    moved = {**MRN, "value": "MRN-AUDIT-8"}
+    patient = {"resourceType": "Patient", "id": pid, "identifier": [moved], "name": [{"family": "Auditee"}]}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient, "request": {"method": "PUT", "url": f"Patient/{pid}"}},
+        {"resource": observation, "request": {"method": "POST", "url": "Observation"}}]}
+    assert client.post("/fhir", data=json.dumps(bundle), content_type=FHIR).status_code == 200
+    hashes = [e["what"]["identifier"]["value"] for e in events(app)[0]["entity"] if "identifier" in e["what"]]
+    assert hashes == [audit(app).patient_hash(moved["system"], moved["value"])]
+
+
 def test_every_kind_of_access_is_recorded_with_its_action_and_outcome(
         app: Flask, client: FlaskClient, anonymous_client: FlaskClient) -> None:
     pid = post_patient(client).get_json()["id"]
