@@ -12,6 +12,7 @@ from fhirpathpy.models import models
 from service.validation import core_invariants, fhirpath_fixes, ig_invariants
 from service.validation.bundle_invariants import BUNDLE
 from service.validation.fhirpath_compiled import Compiled, compile_expression
+from service.validation.ig_invariants import Native
 from service.validation.plain import InvariantError as InvariantError
 
 fhirpath_fixes.apply()
@@ -66,15 +67,22 @@ class Invariants:
     def __init__(self) -> None:
         self._compiled: dict[str, Any] = {}
         self._native: dict[str, Compiled | None] = {}
+        #: per expression, how it is answered: (GUARDS, FAST, PLAIN, BUNDLE entries), looked up once
+        self._ways: dict[str, tuple[frozenset[str] | None, Fast | None, Native | None, Fast | None]] = {}
 
     def holds(self, expression: str, node: Any, base: str, resource: Any, root: Any) -> bool:
         """Whether `expression` is true on `node` (an element of type/path `base`)."""
-        fast = FAST.get(expression)  # before PLAIN: per-1 is in both, and FAST keeps its answers on odd texts
-        if fast is not None:
+        way = self._ways.get(expression)
+        if way is None:
+            way = self._ways[expression] = (GUARDS.get(expression), FAST.get(expression), PLAIN.get(expression),
+                                            BUNDLE.get(expression))
+        guard, fast, plain, bundle = way
+        if guard is not None and type(node) is dict and guard.isdisjoint(node):
+            return True
+        if fast is not None:  # before PLAIN: per-1 is in both, and FAST keeps its answers on odd texts
             answer = fast(node, root)
             if answer is not None:
                 return bool(answer)
-        plain = PLAIN.get(expression)
         if plain is not None and type(node) is dict:
             try:
                 return plain(node, base, resource)
@@ -82,7 +90,6 @@ class Invariants:
                 raise
             except Exception:  # noqa: BLE001, S110 - NotPlain (or any surprise): fhirpathpy answers
                 pass
-        bundle = BUNDLE.get(expression)
         if bundle is not None:
             answer = bundle(node, resource)
             if answer is not None:
@@ -201,7 +208,8 @@ def _per_1(node: Any, root: Any) -> bool | None:
     return None
 
 
-FAST: dict[str, Callable[[Any, Any], bool | None]] = {
+Fast = Callable[[Any, Any], bool | None]
+FAST: dict[str, Fast] = {
     "code.empty() or system.exists()": lambda n, r: _get(n, "code") is None or _get(n, "system") is not None,
     "comparator.empty()": lambda n, r: _get(n, "comparator") is None,
     "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
@@ -218,3 +226,35 @@ FAST["contained.where((('#'+id in (%resource.descendants().reference | %resource
      "%resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#')"
      ".exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#')"
      ".exists()).not()).trace('unmatched', id).empty()"] = _dom_3
+
+
+def _members(*names: str) -> frozenset[str]:
+    """The JSON members an element `name` may be given by: its value and its `_name` holder."""
+    return frozenset(n for name in names for n in (name, "_" + name))
+
+
+#: Expressions true on any element that has none of these members, whatever else it holds (FHIRPath evaluates each
+#: side of an `or`; none of these can fail there): a Period, Quantity or resource without them skips the rule.
+#: tests/validation/test_native_invariants.py evaluates each through fhirpathpy on elements stripped of them.
+GUARDS: dict[str, frozenset[str]] = {
+    "contained.contained.empty()": _members("contained"),
+    "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()": _members("contained"),
+    "contained.meta.security.empty()": _members("contained"),
+    next(e for e in FAST if e.startswith("contained.where(")): _members("contained"),
+    "comparator.empty()": _members("comparator"),
+    "code.empty() or system.exists()": _members("code"),
+    "duration.empty() or durationUnit.exists()": _members("duration"),
+    "period.empty() or periodUnit.exists()": _members("period"),
+    "duration.exists() implies duration >= 0": _members("duration"),
+    "period.exists() implies period >= 0": _members("period"),
+    "periodMax.empty() or period.exists()": _members("periodMax"),
+    "durationMax.empty() or duration.exists()": _members("durationMax"),
+    "countMax.empty() or count.exists()": _members("countMax"),
+    "offset.empty() or (when.exists() and when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())":
+        _members("offset"),
+    "timeOfDay.empty() or when.empty()": _members("timeOfDay"),
+    "code.exists() implies ((system = %ucum) and value.exists())": _members("code"),
+    "low.empty() or high.empty() or (low <= high)": _members("low"),
+    "detail.empty() or reference.empty()": _members("detail"),
+    "dataAbsentReason.empty() or value.empty()": _members("dataAbsentReason"),
+}
