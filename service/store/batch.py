@@ -6,28 +6,50 @@ them (service/store/resources.Unit.batch), they take one multi-row INSERT a tabl
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, update
+from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, delete, insert, update
+from sqlalchemy.types import TypeDecorator
 
 from service.store.models import ResourceRow, ResourceVersionRow, SearchIndexRow
 
 RESOURCES = cast(Table, ResourceRow.__table__)
 VERSIONS = cast(Table, ResourceVersionRow.__table__)
 INDEX = cast(Table, SearchIndexRow.__table__)
+
+
+class Serialised(TypeDecorator[str]):
+    """A JSON column's value serialised already, by `serialise`: sent as that text. A resource's JSON went through
+    json.dumps twice, once for its row and once for its version row (the JSON type serialises each value bound)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        return None  # the text as it is (PostgreSQL casts the parameter to JSON, as for the JSON type)
+
+
+#: what the JSON type does with a value: json.dumps (the engines set no json_serializer), None too ("null")
+serialise = json.dumps
 #: the statements, built once: building `insert(...).values(...)` anew cost more than running it. A created row's
 #: key comes back in the order the rows were sent (sort_by_parameter_order), so each version and index row gets its own.
-ADD_RESOURCES = insert(RESOURCES).returning(RESOURCES.c.pk, sort_by_parameter_order=True)
-SET_RESOURCE = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk"))
-ADD_VERSIONS = insert(VERSIONS)
-ADD_INDEX = insert(INDEX)
+ADD_RESOURCES = insert(RESOURCES).values(content=bindparam("content", type_=Serialised())).returning(
+    RESOURCES.c.pk, sort_by_parameter_order=True)
+SET_RESOURCE = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk")).values(
+    content=bindparam("content", type_=Serialised()))
+ADD_VERSIONS = insert(VERSIONS).values(content=bindparam("content", type_=Serialised()))
 DROP_INDEX = delete(INDEX).where(INDEX.c.resource_pk == bindparam("the_pk"))
+#: the index rows' columns, in the order of the tuples held (the resource's key first)
+INDEX_COLUMNS = ("resource_pk", "resource_type", "param", "system", "value", "low", "high")
 #: the key of a resource row not sent yet (keys start at 1)
 UNSENT = 0
 
 Row = dict[str, Any]
+#: an index row without its resource's key: (resource_type, param, system, value, low, high)
+Indexed = tuple[Any, ...]
 
 
 @dataclass
@@ -35,11 +57,12 @@ class Batch:
     """What writes left to send: created rows (with the version and index rows waiting for their key), changed
     rows, and the index rows of changed resources to drop. A resource is in it at most once (Unit sends it first)."""
 
-    created: list[tuple[Row, list[Row]]] = field(default_factory=list)
+    created: list[tuple[Row, Row]] = field(default_factory=list)
     changed: list[Row] = field(default_factory=list)
     dropped: list[Row] = field(default_factory=list)
     versions: list[Row] = field(default_factory=list)
-    index: list[Row] = field(default_factory=list)
+    #: each written resource's version row (which holds its key once known) and its index rows, in write order
+    index: list[tuple[Row, list[Indexed]]] = field(default_factory=list)
     #: the resources held, each with its row's values (a created row's or a changed row's)
     keys: dict[tuple[str, str], Row] = field(default_factory=dict)
 
@@ -47,16 +70,14 @@ class Batch:
         """A resource's next version: a new row when `pk` is UNSENT (its key comes when sent), else a change of the
         row `pk` (its index rows replace those it had). `values`: the row's columns; `indexed`: its search values."""
         resource_type, resource_id = key
+        values = {**values, "content": serialise(values["content"])}  # once, for the row and its version
         version = {"resource_pk": pk, "resource_type": resource_type, "id": resource_id, "method": method,
                    **{k: values[k] for k in ("version", "deleted", "last_updated", "content")}}
-        # Core, not the ORM: its bulk INSERT split the index rows by which of their values are None
-        index = [{"resource_pk": pk, "resource_type": resource_type, "param": v.param, "system": v.system,
-                  "value": v.value, "low": v.low, "high": v.high} for v in indexed]
         self.versions.append(version)
-        self.index += index
+        self.index.append((version, [(resource_type, v.param, v.system, v.value, v.low, v.high) for v in indexed]))
         if pk == UNSENT:
             self.keys[key] = {"resource_type": resource_type, "id": resource_id, **values}
-            self.created.append((self.keys[key], [version, *index]))
+            self.created.append((self.keys[key], version))
         else:
             self.keys[key] = {"the_pk": pk, **values}
             self.changed.append(self.keys[key])
@@ -75,12 +96,30 @@ class Batch:
         made: dict[tuple[str, str], int] = {}
         if self.created:
             pks = connection.execute(ADD_RESOURCES, [row for row, _ in self.created]).scalars().all()
-            for (row, waiting), pk in zip(self.created, pks, strict=True):
+            for (row, version), pk in zip(self.created, pks, strict=True):
                 made[row["resource_type"], row["id"]] = pk
-                for dependent in waiting:
-                    dependent["resource_pk"] = pk
+                version["resource_pk"] = pk
         for statement, rows in ((SET_RESOURCE, self.changed), (DROP_INDEX, self.dropped),
-                                (ADD_VERSIONS, self.versions), (ADD_INDEX, self.index)):
+                                (ADD_VERSIONS, self.versions)):
             if rows:
                 connection.execute(statement, rows)
+        index = [(version["resource_pk"], *row) for version, rows in self.index for row in rows]
+        if index:
+            add_index(connection, index)
         return made
+
+
+def add_index(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Index rows (in INDEX_COLUMNS' order) by the driver's executemany: through SQLAlchemy's statement each row's
+    every value was processed on its own (~107 rows a clinic record). Their times go as the DateTime type binds them."""
+    dialect = connection.dialect
+    time = INDEX.c.low.type.dialect_impl(dialect).bind_processor(dialect)
+    if time is not None:
+        rows = [(*row[:5], row[5] if row[5] is None else time(row[5]), row[6] if row[6] is None else time(row[6]))
+                for row in rows]
+    connection.exec_driver_sql(ADD_INDEX_SQL["?" if dialect.paramstyle == "qmark" else "%s"], rows)
+
+
+#: by the driver's placeholder (sqlite3's qmark, psycopg's format); built from the constants above, no value in it
+ADD_INDEX_SQL = {mark: f"INSERT INTO {INDEX.name} ({', '.join(INDEX_COLUMNS)}) "  # noqa: S608
+                       f"VALUES ({', '.join([mark] * len(INDEX_COLUMNS))})" for mark in ("?", "%s")}
