@@ -19,6 +19,7 @@
         ├── PreconditionRequired    428 PUT without If-Match
         ├── TooManyRequests         429 over the client's rate limit; `retry_after` seconds
         └── ServiceUnavailable      503 a write refused whole because its audit event could not be written
+            └── TransactionLost     503 (store/group.py) the database rolled back a write's group commit
 
 The core raises these; it knows nothing of HTTP beyond the status number each carries.
 """

@@ -74,9 +74,10 @@ class ApiClients:
         check_scopes(scopes)
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         key = f"{PREFIX}{key_id}_{secret}"
+        key_hash = self._hash(key)  # before the write: the first hash stores the pepper, a write of its own
         try:
             with session(self.engine, write=True) as s:
-                s.add(ApiClientRow(name=name, key_id=key_id, key_hash=self._hash(key), scopes=" ".join(scopes),
+                s.add(ApiClientRow(name=name, key_id=key_id, key_hash=key_hash, scopes=" ".join(scopes),
                                    created_at=utcnow()))
         except IntegrityError:
             raise ClientError(f"a client named {name!r} exists already") from None

@@ -5,6 +5,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,6 +17,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+from service.store.group import WriteGroup
 
 #: How long a SQLite writer waits for the lock before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -37,6 +40,8 @@ SHARED_READ: ContextVar[Session | None] = ContextVar("kfhir_shared_read", defaul
 TURN_POLL_S = (0.0005, 0.001, 0.002)
 #: Per SQLite file engine: the lock file that queues its writers (see _writer_turn).
 _TURN_FILES: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
+#: Per SQLite file engine: its writes' group commit (store/group.py)
+_GROUPS: WeakKeyDictionary[Engine, WriteGroup] = WeakKeyDictionary()
 #: Whether this thread holds its engine's turn already (a write transaction opened inside another waits as before).
 _TURN = threading.local()
 #: WAL pages a commit may leave before SQLite checkpoints inside that commit (its default is 1,000): a safety net
@@ -59,6 +64,8 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             _TURN_FILES[engine] = os.path.abspath(parsed.database) + "-writer"
+            made = weakref.ref(engine)  # the group must not keep its engine alive (a weak key of _GROUPS)
+            _GROUPS[engine] = WriteGroup(lambda: _Shared(cast(Engine, made())))
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -92,35 +99,40 @@ def _sqlite_begin(conn: Any) -> None:
 @contextmanager
 def _writer_turn(engine: Engine) -> Iterator[None]:
     """A SQLite writer's turn: an exclusive flock on a file beside the database, held from before BEGIN IMMEDIATE
-    until after the commit. SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between tries and is not woken
-    when the lock frees, so of two processes writing back to back the one waiting kept losing the lock to the one
-    that had it (waits of 0.5-1 s, the serving benchmark's p99). Here the waiter looks every few ms (TURN_POLL_S)
-    and takes the lock once it is free. SQLite's lock still decides who writes: past SQLITE_BUSY_TIMEOUT_MS of waiting
-    (a writer outside this scheme, a stuck one) the transaction begins anyway, and its BEGIN IMMEDIATE waits and
-    fails as it did before."""
+    until after the commit (see _take_turn). Taken once a thread: a write transaction opened inside another of the
+    same thread (or inside a unit of a group commit) meets SQLite's lock, as it would without turns."""
     path = _TURN_FILES.get(engine)
-    if path is None or getattr(_TURN, "held", False):
+    group = _GROUPS.get(engine)
+    if path is None or getattr(_TURN, "held", False) or (group is not None and group.inside()):
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _take_turn(path)
+    _TURN.held = True
     try:
-        deadline, tries = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000, 0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(TURN_POLL_S[min(tries, len(TURN_POLL_S) - 1)])
-                tries += 1
-        _TURN.held = True
-        try:
-            yield
-        finally:
-            _TURN.held = False
+        yield
     finally:
+        _TURN.held = False
         os.close(fd)  # releases the flock
+
+
+def _take_turn(path: str) -> int:
+    """The descriptor holding the writers' turn of the database whose lock file is `path`. SQLite's own busy handler
+    sleeps 1, 2, 5, 10 … 100 ms between tries and is not woken when the lock frees, so of two processes writing back
+    to back the one waiting kept losing the lock to the one that had it (waits of 0.5-1 s, the serving benchmark's
+    p99). Here the waiter looks every few ms (TURN_POLL_S) and takes the lock once it is free. SQLite's lock still
+    decides who writes: past SQLITE_BUSY_TIMEOUT_MS of waiting (a writer outside this scheme, a stuck one) the
+    transaction begins anyway, and its BEGIN IMMEDIATE waits and fails as it did before. Closing it frees the turn."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline, tries = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000, 0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return fd
+            time.sleep(TURN_POLL_S[min(tries, len(TURN_POLL_S) - 1)])
+            tries += 1
 
 
 class Checkpointer:
@@ -198,10 +210,17 @@ CHECKPOINTER = Checkpointer()
 def session(engine: Engine, write: bool = False, fresh: bool = False) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises.
     Writers say so up front, so SQLite takes the write lock at BEGIN (see _sqlite_begin), in turn (_writer_turn).
+    A SQLite file's writers share transactions (group commit, store/group.py): the block is a savepoint in the
+    process's open write transaction, and it ends once that transaction has committed, so on return the write is
+    durable as before; if the block raises, only its own work is undone.
     A read joins the request's shared read transaction, if one is open on `engine` (SHARED_READ), unless `fresh`
     (it must see what other processes committed since that transaction began)."""
     shared = None if write or fresh else SHARED_READ.get()
-    if write:
+    group = _GROUPS.get(engine) if write else None
+    if group is not None and not group.inside() and not getattr(_TURN, "held", False):
+        with group.unit() as connection, _joined(connection) as current:
+            yield current
+    elif write:
         with _writer_turn(engine), _session(engine, write) as current:
             yield current
         if engine in _TURN_FILES:
@@ -234,9 +253,66 @@ def _session(engine: Engine, write: bool) -> Iterator[Session]:
         conn = conn.execution_options(**{WRITE: write})
         with Session(bind=conn, expire_on_commit=False) as current, current.begin():
             yield current
-            last = BEFORE_COMMIT.get() if write else None
-            if last is not None and current.info.get(WRITTEN):
-                last(current)
+            _last(current, write)
+
+
+@contextmanager
+def _joined(connection: Connection) -> Iterator[Session]:
+    """A write unit in a transaction open on `connection`: its own savepoint, released or rolled back at the end."""
+    with Session(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint") as current, \
+            current.begin():
+        yield current
+        _last(current, True)
+
+
+def _last(current: Session, write: bool) -> None:
+    """What a write transaction runs last, inside itself (BEFORE_COMMIT), if it wrote resources or records."""
+    last = BEFORE_COMMIT.get() if write else None
+    if last is not None and current.info.get(WRITTEN):
+        last(current)
+
+
+class _Shared:
+    """A group commit's write transaction on a SQLite file (store/group.py's Shared): the writers' turn, then a
+    connection with BEGIN IMMEDIATE."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        path = _TURN_FILES.get(engine)
+        self._turn = _take_turn(path) if path is not None else None
+        try:
+            self.connection = engine.connect().execution_options(**{WRITE: True})
+            try:
+                self._transaction = self.connection.begin()
+            except BaseException:
+                self.connection.close()
+                raise
+        except BaseException:
+            self._free()
+            raise
+
+    def alive(self) -> bool:
+        raw = self.connection.connection.driver_connection
+        return not self.connection.invalidated and bool(getattr(raw, "in_transaction", True))
+
+    def end(self, commit: bool) -> None:
+        try:
+            if commit:
+                self._transaction.commit()
+            else:
+                self._transaction.rollback()
+        finally:
+            try:
+                self.connection.close()  # back to the pool, rolled back if the commit failed
+            finally:
+                self._free()
+        if commit and self.engine in _TURN_FILES:
+            CHECKPOINTER.wrote(self.engine)
+
+    def _free(self) -> None:
+        if self._turn is not None:
+            os.close(self._turn)
+            self._turn = None
 
 
 def wrote(current: Session, item: Any, created: bool) -> None:

@@ -1,0 +1,244 @@
+"""Group commit of writes (store/group.py): the write units of a process's threads share one SQLite transaction and
+one commit; each returns only once its own unit is committed; a unit that fails is undone alone; updates of one
+resource keep their order and versions; a server killed after answering loses none of the creates it answered."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from hardening.production import Production, production
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from service.store import engine as engine_module
+from service.store import group as group_module
+from service.store.engine import make_engine
+from service.store.group import WriteGroup
+from service.store.resources import ResourceStore
+
+FHIR = "application/fhir+json"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    made = make_engine(database_url)
+    yield made
+    made.dispose()
+
+
+def group_of(engine: Engine) -> WriteGroup:
+    return engine_module._GROUPS[engine]
+
+
+def stored(engine: Engine, resource_type: str) -> dict[str, int]:
+    """id → version of the stored resources of a type, read through a connection of its own (committed rows only)."""
+    with sqlite3.connect(str(engine.url.database)) as raw:
+        return dict(raw.execute("SELECT id, version FROM fhir_resources WHERE resource_type = ?", (resource_type,)))
+
+
+def patient(resource_id: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": resource_id, **extra}
+
+
+def create(store: ResourceStore, resource_id: str) -> None:
+    with store.unit(write=True) as unit:
+        unit.write("Patient", resource_id, patient(resource_id), [], "POST")
+
+
+def until(condition: Any, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_units_queued_behind_one_in_flight_commit_together_and_a_failing_one_is_undone_alone(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(group_module, "MAX_OPEN_S", 60)  # the first unit holds the transaction while the rest queue
+    store, group = ResourceStore(engine), group_of(engine)
+    entered, release = threading.Event(), threading.Event()
+    errors: dict[str, BaseException] = {}
+
+    def first() -> None:
+        with store.unit(write=True) as unit:
+            unit.write("Patient", "first", patient("first"), [], "POST")
+            entered.set()
+            release.wait(10)
+
+    def good(name: str) -> None:
+        create(store, name)
+
+    def refused(name: str) -> None:  # a validation error met after writing: raised out of the unit
+        try:
+            with store.unit(write=True) as unit:
+                unit.write("Patient", name, patient(name), [], "POST")
+                raise ValueError("refused")
+        except ValueError as exc:
+            errors[name] = exc
+
+    def duplicate(name: str) -> None:  # the database refuses it: "first" exists already (unique type and id)
+        try:
+            with store.unit(write=True) as unit:
+                unit.write("Patient", name, patient(name), [], "POST")
+                unit.write("Patient", "first", patient("first"), [], "POST", new=True)
+        except IntegrityError as exc:
+            errors[name] = exc
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert entered.wait(10)
+    others = [threading.Thread(target=f, args=(n,)) for f, n in
+              ((good, "good-1"), (refused, "refused"), (good, "good-2"), (duplicate, "duplicate"), (good, "good-3"))]
+    for t in others:
+        t.start()
+    until(lambda: group._waiting == len(others))
+    commits = group.commits
+    release.set()
+    for t in [holder, *others]:
+        t.join(30)
+    assert set(errors) == {"refused", "duplicate"}
+    assert set(stored(engine, "Patient")) >= {"first", "good-1", "good-2", "good-3"}
+    assert not {"refused", "duplicate"} & set(stored(engine, "Patient"))  # undone with their unit, and only they
+    assert group.commits == commits + 1  # six units, one commit
+
+
+def test_each_unit_returns_only_once_it_is_committed_and_commits_are_shared(engine: Engine) -> None:
+    store, group = ResourceStore(engine), group_of(engine)
+    late: list[str] = []
+    commits = group.commits
+
+    def writer(k: int) -> None:
+        for n in range(25):
+            name = f"w{k}-{n}"
+            create(store, name)
+            if name not in stored(engine, "Patient"):  # another connection sees only what was committed
+                late.append(name)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert late == []
+    assert len(stored(engine, "Patient")) == 200
+    assert group.commits - commits < 200  # eight threads: units waited behind commits and shared them
+
+
+def test_concurrent_updates_of_one_resource_keep_one_version_each_in_order(engine: Engine) -> None:
+    """Every update reads the current version and writes the next in one unit; units of a group see each other's
+    writes (one transaction), so no two updates write the same version and none is lost."""
+    store = ResourceStore(engine)
+    create(store, "counted")
+
+    def bump(times: int) -> None:
+        for _ in range(times):
+            with store.unit(write=True) as unit:
+                current = unit.get("Patient", "counted")
+                assert current is not None and current.content is not None
+                count = int(current.content.get("birthDate", "0000")) + 1  # how many updates came before
+                unit.write("Patient", "counted", patient("counted", birthDate=f"{count:04d}"), [], "PUT")
+
+    threads = [threading.Thread(target=bump, args=(10,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    with store.unit() as unit:
+        current = unit.get("Patient", "counted")
+        history, total = unit.history("Patient", "counted", None, 100, 0)
+    assert current is not None and current.version == 61 and current.content is not None
+    assert current.content["birthDate"] == "0060"  # every update counted once: none read a stale version
+    assert total == 61 and [v.version for v in history] == list(range(61, 0, -1))
+    assert all(v.content and v.content.get("birthDate", "0000") == f"{v.version - 1:04d}" for v in history[:-1])
+
+
+def test_updates_with_if_match_from_many_threads_each_version_won_once(app: Flask) -> None:
+    """PUT with If-Match from 8 threads at once: per version exactly one update wins (200), the others are 412;
+    the versions stay contiguous and every winner's body is the version it names."""
+    first = app.test_client().put("/fhir/Patient/contended", json=patient("contended"),
+                                  headers={"Content-Type": FHIR})
+    assert first.status_code == 201, first.get_data(as_text=True)
+    won: list[tuple[int, str]] = []
+    statuses: list[int] = []
+
+    def contend(k: int) -> None:
+        client = app.test_client()
+        for n in range(8):
+            seen = client.get("/fhir/Patient/contended")
+            version = int(seen.get_json()["meta"]["versionId"])
+            body = patient("contended", gender="other", name=[{"text": f"t{k}-{n}"}])
+            answer = client.put("/fhir/Patient/contended", json=body,
+                                headers={"Content-Type": FHIR, "If-Match": f'W/"{version}"'})
+            statuses.append(answer.status_code)
+            if answer.status_code == 200:
+                won.append((int(answer.get_json()["meta"]["versionId"]), f"t{k}-{n}"))
+
+    threads = [threading.Thread(target=contend, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert set(statuses) <= {200, 412} and 200 in statuses
+    versions = sorted(v for v, _ in won)
+    assert versions == list(range(2, 2 + len(won)))  # one winner per version, none skipped
+    client = app.test_client()
+    for version, text in won:
+        vread = client.get(f"/fhir/Patient/contended/_history/{version}")
+        assert vread.get_json()["name"] == [{"text": text}]
+
+
+# --- a server killed after answering --------------------------------------------------------------------
+
+@pytest.fixture
+def served(tmp_path: Path, database_url: str) -> Iterator[Production]:
+    with production(database_url, tmp_path, KFHIR_WORKERS="2", KFHIR_THREADS="4") as server:
+        yield server
+
+
+def test_a_server_killed_after_answering_creates_keeps_every_answered_create(served: Production) -> None:
+    headers = served.headers | {"Content-Type": FHIR}
+    answered: list[str] = []
+    enough, stop = threading.Event(), threading.Event()
+
+    def client() -> None:
+        with requests.Session() as s:
+            while not stop.is_set():
+                try:
+                    answer = s.post(f"{served.base}/fhir/Patient", json={"resourceType": "Patient",
+                                    "identifier": [{"system": "urn:test", "value": str(uuid.uuid4())}]},
+                                    headers=headers, timeout=30)
+                except requests.RequestException:
+                    return  # the server is gone
+                if answer.status_code == 201:
+                    answered.append(answer.json()["id"])
+                    if len(answered) >= 201:
+                        enough.set()
+
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for t in threads:
+        t.start()
+    assert enough.wait(240)
+    workers = served.workers()
+    os.kill(served.proc.pid, signal.SIGKILL)  # the master first, so that no worker is started again
+    for worker in workers:
+        os.kill(worker, signal.SIGKILL)  # with creates in hand: in a unit, queued, or committing
+    killed_at = len(answered)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    database = served.env["KFHIR_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as raw:  # reopened after the crash: SQLite replays the WAL's committed frames
+        kept = {r[0] for r in raw.execute("SELECT id FROM fhir_resources WHERE resource_type = 'Patient'")}
+    missing = [pid for pid in answered if pid not in kept]
+    assert missing == [], f"{len(missing)} of {len(answered)} answered creates are not stored"
+    assert killed_at >= 201
