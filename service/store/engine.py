@@ -292,7 +292,10 @@ class _Shared:
             raise
 
     def alive(self) -> bool:
-        raw = self.connection.connection.driver_connection
+        try:
+            raw = self.connection.connection.driver_connection
+        except Exception:  # noqa: BLE001 - a connection SQLAlchemy invalidated (closed under us): nothing is open
+            return False
         return not self.connection.invalidated and bool(getattr(raw, "in_transaction", True))
 
     def end(self, commit: bool) -> None:
