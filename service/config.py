@@ -43,6 +43,9 @@ class Settings:
     workers: int = 2
     #: `serve --production`: requests each worker serves at once (gunicorn's gthread worker above 1, sync at 1)
     threads: int = 4
+    #: SQLite: the writes a process has in hand share one transaction and one commit (service/store/group.py);
+    #: false: each write commits on its own, one fsync each (to compare the two)
+    group_commit: bool = True
     request_timeout: int = 60
     graceful_timeout: int = 30
     #: addresses of the TLS-terminating proxy, trusted for X-Forwarded-Proto (gunicorn forwarded_allow_ips)

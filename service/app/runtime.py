@@ -36,7 +36,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         """Wire the service: every collaborator is given at construction, nothing is set afterwards."""
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, group_commit=settings.group_commit)
         store = RecordStore(engine)
         resources = ResourceStore(engine)
         path = Path(settings.endpoints_file) if settings.endpoints_file else None

@@ -53,8 +53,9 @@ CHECKPOINT_EVERY_S = 0.25
 RESTART_AFTER_FRAMES = 1000
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`. SQL parameters are hidden from error messages: they carry patient data."""
+def make_engine(url: str, group_commit: bool = True) -> Engine:
+    """An engine for `url`. SQL parameters are hidden from error messages: they carry patient data.
+    `group_commit`: a SQLite file's writes in this process share transactions (store/group.py)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -64,8 +65,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             _TURN_FILES[engine] = os.path.abspath(parsed.database) + "-writer"
-            made = weakref.ref(engine)  # the group must not keep its engine alive (a weak key of _GROUPS)
-            _GROUPS[engine] = WriteGroup(lambda: _Shared(cast(Engine, made())))
+            if group_commit:
+                made = weakref.ref(engine)  # the group must not keep its engine alive (a weak key of _GROUPS)
+                _GROUPS[engine] = WriteGroup(lambda: _Shared(cast(Engine, made())))
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")

@@ -242,3 +242,24 @@ def test_a_server_killed_after_answering_creates_keeps_every_answered_create(ser
     missing = [pid for pid in answered if pid not in kept]
     assert missing == [], f"{len(missing)} of {len(answered)} answered creates are not stored"
     assert killed_at >= 201
+
+
+def test_with_group_commit_off_each_write_commits_on_its_own(database_url: str) -> None:
+    """KFHIR_GROUP_COMMIT=0: the runtime's engine has no group; its writes take the writers' turn one by one."""
+    from service.app.runtime import Runtime
+    from service.config import Settings
+
+    settings = Settings.load({"database_url": database_url}, environ={"KFHIR_GROUP_COMMIT": "0"})
+    assert settings.group_commit is False
+    runtime = Runtime.build(settings)
+    try:
+        assert runtime.engine not in engine_module._GROUPS
+        create(ResourceStore(runtime.engine), "alone")
+        assert "alone" in stored(runtime.engine, "Patient")
+    finally:
+        runtime.engine.dispose()
+    on = Runtime.build(Settings.load({"database_url": database_url}, environ={}))
+    try:
+        assert on.engine in engine_module._GROUPS
+    finally:
+        on.engine.dispose()
