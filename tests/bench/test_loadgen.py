@@ -125,7 +125,9 @@ def test_posts_are_counted_with_their_errors_each_body_numbered_anew(command: li
         assert r["headers"]["Prefer"] == "return=minimal"
         assert r["headers"]["Content-Type"] == "application/json"
         assert (r["headers"]["Accept"], r["headers"]["Accept-Encoding"]) == ("*/*", "gzip, deflate")
-    assert len({r["port"] for r in sent}) == CLIENTS  # one keep-alive connection per client, no more
+    # keep-alive: a connection per request would show one port a request; a client may redial once when its
+    # connection is dropped under load (seen once in make check at load ~10: 4 ports for 3 clients)
+    assert CLIENTS <= len({r["port"] for r in sent}) <= 2 * CLIENTS < len(sent)
 
 
 def test_gets_go_round_the_urls_and_count_what_is_not_200(command: list[str], server: tuple[str, Seen],
@@ -141,7 +143,7 @@ def test_gets_go_round_the_urls_and_count_what_is_not_200(command: list[str], se
     assert result["errors"] == missing > 0
     assert result["error_statuses"] == {"404": missing}
     assert all(r["method"] == "GET" and r["headers"]["Content-Type"] == "application/fhir+json" for r in sent)
-    assert len({r["port"] for r in sent}) == CLIENTS
+    assert CLIENTS <= len({r["port"] for r in sent}) <= 2 * CLIENTS < len(sent)  # keep-alive, as above
 
 
 def test_a_server_that_is_not_there_is_an_error_not_a_crash(command: list[str], tmp_path: Path) -> None:
