@@ -65,7 +65,7 @@ def serving(res: dict[str, Any]) -> list[str]:
         return []
     rows = [line for line in table[start:] if line.startswith("|")]
     rows = rows[:next((i for i, line in enumerate(rows) if line.startswith("| target")), len(rows))]
-    which = f" ({res['generator_says']})" if res.get("generator_says") else ""
+    which = f": {res['generator_says']}," if res.get("generator_says") else ""
     return [f"Serving, {res['date'][:10]}{' (QUICK)' if res.get('quick') else ''}; {res['load']}. The load generator"
             f"{which} shares the machine's 2 cores with the server (its CPU share is the last column); configurations "
             f"in `bench/README.md`.", "", *rows]
