@@ -60,10 +60,13 @@ class ApiClients:
 
     def pepper(self) -> bytes:
         """The hashing secret, read once (and made on first use): also keys patient hashes in the audit."""
-        with self._lock:
-            if self._pepper is None:
-                self._pepper = stored_key(self.engine, PEPPER).encode()
-            return self._pepper
+        if self._pepper is None:
+            # stored_key is safe against a race (every caller gets the stored row), and may write: holding the
+            # lock across that write deadlocks with a write unit whose audit hook asks for the pepper meanwhile
+            found = stored_key(self.engine, PEPPER).encode()
+            with self._lock:
+                self._pepper = self._pepper or found
+        return self._pepper
 
     def _hash(self, key: str) -> str:
         return hmac.new(self.pepper(), key.encode(), hashlib.sha256).hexdigest()

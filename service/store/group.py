@@ -94,19 +94,21 @@ class WriteGroup:
         self._inside.on = True
         try:
             yield shared.connection
-        except BaseException:
+        except BaseException as exc:
             self._inside.on = False
             self._after(shared, members, finished=False)
             # A unit refused on a row an earlier unit of its group wrote (a unique identity, a conditional claim)
             # goes on to read that row, or to try again: it must be committed by then, as it was when each unit
             # committed alone.
             members.done.wait()
+            if members.error is not None and isinstance(exc, Exception):  # judged on rows the group then lost
+                raise TransactionLost(LOST) from members.error
             raise
         self._inside.on = False
         self._after(shared, members, finished=True)
         members.done.wait()
-        if members.error is not None:
-            raise members.error
+        if members.error is not None:  # a fresh 503 for each unit, never the commit's own error (a 500, shared)
+            raise TransactionLost(LOST) from members.error
 
     def _after(self, shared: Shared, members: _Members, finished: bool) -> None:
         """A unit ended: hand the transaction on to a waiting unit, or end it."""

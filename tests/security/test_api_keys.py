@@ -73,3 +73,21 @@ def test_a_name_is_taken_once(clients: ApiClients) -> None:
     clients.add("ehr", ["system/*.rs"])
     with pytest.raises(ClientError, match="exists already"):
         clients.add("EHR", ["system/*.rs"])
+
+
+def test_the_pepper_is_made_without_holding_the_clients_lock(runtime: Runtime,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making the pepper may write; a thread holding the lock while it waits for the writers' turn deadlocks with a
+    write unit whose audit hook asks for the pepper (the group-commit review, 12-05)."""
+    from service.security import keys
+
+    fresh = ApiClients(runtime.engine)
+    held: list[bool] = []
+
+    def stored(engine: object, name: str) -> str:
+        held.append(fresh._lock.locked())
+        return "a-pepper"
+
+    monkeypatch.setattr(keys, "stored_key", stored)
+    assert fresh.pepper() == b"a-pepper" and fresh.pepper() == b"a-pepper"
+    assert held == [False]  # made once, outside the lock

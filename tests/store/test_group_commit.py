@@ -263,3 +263,51 @@ def test_with_group_commit_off_each_write_commits_on_its_own(database_url: str) 
         assert on.engine in engine_module._GROUPS
     finally:
         on.engine.dispose()
+
+
+class FailingCommit:
+    """A shared transaction whose commit fails as SQLite's does when the disk is full."""
+
+    connection: Any = None
+
+    def alive(self) -> bool:
+        return True
+
+    def end(self, commit: bool) -> None:
+        if commit:
+            raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_failed_commit_is_a_503_for_each_unit_of_its_group_even_one_that_refused_on_its_rows() -> None:
+    """Each unit gets a TransactionLost of its own (a 503), never the commit's error (a 500 shared by N threads);
+    a unit refused on a row of its group (a unique identity) is told the group was lost, not its refusal."""
+    group, first_in, second_waits = WriteGroup(FailingCommit), threading.Event(), threading.Event()
+    raised: dict[str, BaseException] = {}
+
+    def first() -> None:
+        try:
+            with group.unit():
+                first_in.set()
+                until(lambda: group._waiting == 1)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what it is
+            raised["first"] = exc
+
+    def second() -> None:
+        first_in.wait(10)
+        second_waits.set()
+        try:
+            with group.unit():
+                raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+        except BaseException as exc:  # noqa: BLE001
+            raised["second"] = exc
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert set(raised) == {"first", "second"}
+    assert all(isinstance(e, group_module.TransactionLost) for e in raised.values()), raised
+    assert raised["first"] is not raised["second"]
+    assert isinstance(raised["first"].__cause__, sqlite3.OperationalError)
+    assert group.commits == 0
