@@ -5,7 +5,8 @@ with each profile parsed once); HAPI runs bench/java/BenchMain.java in one JVM (
 what it sees: no -XX flag but the heap). Every process is pinned before exec to the same single core
 (os.sched_setaffinity in the child between fork and exec, as `taskset -c N` does), so the JVM, Node and Python
 all see one CPU; gets the same files and the same protocol settings; and reports its warm-up passes, from which
-the parent computes when it was steady. Peak RSS is the child's VmHWM. A contender that cannot run is returned
+the parent computes when it was steady, its calls of each file, and its calls of the valid singles in rotation
+(bench/protocol.py). Peak RSS is the child's VmHWM. A contender that cannot run is returned
 as {"status": "not run: why"}, never dropped."""
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ class Plan:
         smallest = min((f.entries for f in self.files if f.kind == "bundle"), default=0)
         return [i for i, f in enumerate(self.files)
                 if f.kind in ("valid", "invalid") or (f.kind == "bundle" and f.entries == smallest)]
+
+    def rotation(self) -> list[int]:
+        """The valid singles in the order the Bundles cycle through them (bench/bundles.py): timed in rotation."""
+        return [i for i, f in enumerate(self.files) if f.kind == "valid"]
 
 
 CONTENDERS = ("ours", "hapi", "medplum", "medplum-parsed", "fhircraft", "fhir.resources", "json.loads")
@@ -112,10 +117,10 @@ def _spawn(command: list[str], manifest: dict[str, Any], folder: Path, cwd: Path
             polled = hapi._vmhwm_kib(proc.pid) or polled
             if time.perf_counter() - started > TIMEOUT_S:
                 proc.kill()
-                os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(os.wait4(proc.pid, 0)[1])
                 return {"status": f"not run: timed out after {TIMEOUT_S} s"}
             time.sleep(0.02)
-    code = os.waitstatus_to_exitcode(status)
+    code = proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait again
     stderr = err_path.read_text(encoding="utf-8", errors="replace")
     if code != 0:
         last = [line for line in stderr.splitlines() if line.strip()][-1:] or ["(no stderr)"]
@@ -138,7 +143,7 @@ def run_child(name: str, plan: Plan) -> dict[str, Any]:
             return {"status": f"not run: {command}"}
         manifest = {"profiles": plan.profiles, "ig_dir": str(plan.ig_dir.resolve()),
                     "files": [f.to_json() for f in plan.files], "warmup": plan.warmup(),
-                    "protocol": plan.settings.to_json()}
+                    "rotation": plan.rotation(), "protocol": plan.settings.to_json()}
         cpu = core()
         out = _spawn(command, manifest, Path(tmp), MEDPLUM if name.startswith("medplum") else ROOT, cpu)
     if out["status"] == "ran":

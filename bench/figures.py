@@ -1,7 +1,9 @@
 """Figures of one contender's run: per input size the median and p95 time per resource and
 resources/s, cost growth from the smallest to the largest Bundle, and verdict agreement with HAPI.
 
-Size 1 is the valid single resources: each file's median call, then the median and p95 over files.
+Size 1 is the valid single resources, each file called over and over: each file's median call, then the median
+and p95 over files. "1 (rotation)" is the same files called in rotation, each call a different document: each
+file's median over its calls in rotation, then the median and p95 over files.
 A Bundle of N entries: the median and p95 of its calls, / N. Growth: the least-squares slope of
 the median call time against N (µs per entry) and the exponent log(t_max / t_min) / log(N_max / N_min),
 1.00 when cost is linear in N."""
@@ -13,6 +15,8 @@ from typing import Any
 from bench import protocol, stats
 from bench.bundles import File
 
+ROTATION = "1 (rotation)"  # the key of the valid singles in rotation (bench/protocol.py rule 3)
+
 
 def size_indexes(files: list[File]) -> dict[str, list[int]]:
     """The files behind each row of the speed table: the valid singles, the invalid ones, each Bundle."""
@@ -23,25 +27,34 @@ def size_indexes(files: list[File]) -> dict[str, list[int]]:
     return {k: v for k, v in out.items() if v}
 
 
-def agreed_row(results: list[dict[str, Any]], chosen: list[int]) -> dict[str, Any] | None:
-    """Median and p95 over the chosen single files' medians (the files every validator agrees on)."""
-    medians = [results[i]["median_ns"] for i in chosen]
+def _singles(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Median and p95 over single files' medians; reps: the fewest calls a file had."""
+    medians = [r["median_ns"] for r in results]
     if not medians:
         return None
     med = (stats.median(medians) or 0.0) / 1e3
     return {"entries": 1, "files": len(medians), "median_us": med, "p95_us": (stats.p95(medians) or 0.0) / 1e3,
-            "per_s": 1e6 / med if med else None, "reps": min(results[i]["calls"] for i in chosen)}
+            "per_s": 1e6 / med if med else None, "reps": min(r["calls"] for r in results)}
+
+
+def agreed_row(results: list[dict[str, Any]], chosen: list[int]) -> dict[str, Any] | None:
+    """Median and p95 over the chosen single files' medians (the files every validator agrees on)."""
+    return _singles([results[i] for i in chosen])
+
+
+def rotation_row(rotation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The valid singles in rotation (bench/protocol.py rule 3): median and p95 over each file's median of its calls
+    in rotation, as the row of the same files called one at a time; None when the contender did not report them."""
+    row = _singles((rotation or {}).get("results") or [])
+    return None if row is None or not rotation else row | {"rounds": rotation["rounds"]}
 
 
 def _size_rows(files: list[File], results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for kind, key in (("valid", "1"), ("invalid", "1 (invalid)")):
-        medians = [r["median_ns"] for f, r in zip(files, results, strict=True) if f.kind == kind]
-        if medians:
-            med = (stats.median(medians) or 0.0) / 1e3
-            rows[key] = {"entries": 1, "files": len(medians), "median_us": med,
-                         "p95_us": (stats.p95(medians) or 0.0) / 1e3, "per_s": 1e6 / med if med else None,
-                         "reps": min(r["calls"] for f, r in zip(files, results, strict=True) if f.kind == kind)}
+        row = _singles([r for f, r in zip(files, results, strict=True) if f.kind == kind])
+        if row is not None:
+            rows[key] = row
     for f, r in zip(files, results, strict=True):
         if f.kind == "bundle":
             med = r["median_ns"] / 1e3 / f.entries
@@ -82,6 +95,13 @@ def summarise(files: list[File], runs: dict[str, dict[str, Any]]) -> dict[str, A
         if run["status"] != "ran":
             continue
         run["sizes"] = _size_rows(files, run["results"])
+        rotation: dict[str, Any] = run.get("rotation") or {}
+        rotated = rotation_row(rotation)
+        in_turn = list(zip(rotation.get("order", []), rotation.get("results", []), strict=True))
+        if rotated is not None:
+            run["sizes"][ROTATION] = rotated
+            run["rotation_verdict_changed"] = [files[i].name for i, r in in_turn
+                                               if r["errors"] != run["results"][i]["errors"]]
         run["growth"] = growth(run["sizes"])
         run["verdicts"] = {"with_errors": sum(r["errors"] for r in run["results"]), "of": len(files)}
         if oracle is None:
@@ -90,6 +110,11 @@ def summarise(files: list[File], runs: dict[str, dict[str, Any]]) -> dict[str, A
         run["disagreements"] = disagreements(files, run["results"], runs["hapi"]["results"])
         for key, chosen in indexes.items():
             run["sizes"][key]["agree"] = protocol.agreement(verdicts, oracle, chosen)
+        if rotated is not None:
+            in_rotation = list(verdicts)
+            for i, r in in_turn:
+                in_rotation[i] = r["errors"]
+            rotated["agree"] = protocol.agreement(in_rotation, oracle, [i for i, _ in in_turn])
         row = agreed_row(run["results"], singles)
         if row is not None:
             run["sizes"]["agreed"] = row | {"agree": protocol.agreement(verdicts, oracle, singles)}

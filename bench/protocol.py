@@ -13,9 +13,16 @@ JVM and Node see one CPU as the Python children do), and is handed the same mani
    contender is reported as not steady, with its pass count, never silently;
 2. then every file is called for the same `per_file_s` (at least `min_calls` calls, but no more once its calls
    have taken `slow_file_s`), and its median and p95 are taken from those calls only: warm-up calls never
-   enter a median.
+   enter a median;
+3. then the valid singles in rotation: rounds of one call of each valid single, in the order the Bundles cycle
+   through them (bench/bundles.py), until every file has had `min_calls` calls and the rounds have taken
+   `per_file_s` per file (the same time each file got alone); each file's median from its calls in rotation.
+   Rule 2 calls one document over and over, so whatever a validator remembers of a document (ours keeps
+   per-element memories of clean texts, codings, references and generated walks) is hit on every call; in
+   rotation each call is a different document, as in a Bundle or a server's stream of requests. Both rows are
+   printed, labelled; the validator targets for a single and for a Bundle entry are judged on the rotation.
 
-The children (bench/child.py, bench/medplum/validate.mjs, bench/hapi/BenchMain.java) each implement rule 1 in
+The children (bench/child.py, bench/medplum/validate.mjs, bench/java/BenchMain.java) each implement rules 1-3 in
 their own language; the parent recomputes `steady_after` from the pass values they report with the function
 below, so the rule that is printed is the rule that is tested (tests/bench/test_protocol.py).
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import targets
+from bench import figures, targets
 
-SINGLES = {"1": "1 resource (valid examples)", "1 (invalid)": "1 resource (invalid examples)",
+SINGLES = {figures.ROTATION: "1 resource (valid examples) in rotation, each call another file",
+           "1": "1 resource (valid examples), one file repeated", "1 (invalid)": "1 resource (invalid examples)",
            "agreed": "1 resource, only files all validators agree on"}
+#: the single rows first, in this order, then the Bundles by size
+ORDER = ("agreed", figures.ROTATION, "1", "1 (invalid)")
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -19,7 +22,7 @@ def _mb(kib: int | None) -> str:
 
 def _sizes(runs: dict[str, dict[str, Any]]) -> list[str]:
     keys = {k for r in runs.values() for k in r.get("sizes", {})}
-    return sorted(keys, key=lambda k: (0, k) if k == "agreed" else (int(k.split()[0]), k))
+    return sorted(keys, key=lambda k: (ORDER.index(k), 0) if k in ORDER else (len(ORDER), int(k)))
 
 
 def _agree(row: dict[str, Any]) -> str:
@@ -83,8 +86,11 @@ def hapi_lines(hapi: dict[str, Any]) -> list[str]:
              f"for {jvm.get('available_processors', '?')} CPU), heap max {jvm.get('max_heap_mb', '?')} MB, "
              f"options {' '.join(jvm.get('input_arguments', [])) or '(none)'}, Java {jvm.get('java_version', '?')}."]
     if c.get("status") == "ran":
-        single = hapi.get("sizes", {}).get("1", {}).get("median_us")
-        share = f"; {c['median_ns'] / 1e3 / single * 100:,.0f} % of its median valid single" if single else ""
+        sizes = hapi.get("sizes", {})
+        rotated = figures.ROTATION in sizes
+        single = sizes.get(figures.ROTATION if rotated else "1", {}).get("median_us")
+        share = (f"; {c['median_ns'] / 1e3 / single * 100:,.0f} % of its median valid single"
+                 f"{' in rotation' if rotated else ''}") if single else ""
         lines.append(f"HAPI's per-call constant: {c['what']}: median {c['median_ns'] / 1e3:,.0f} µs, p95 "
                      f"{c['p95_ns'] / 1e3:,.0f} µs over {c['calls']} calls{share}. It is paid once per "
                      f"validateWithResult call, so once per Bundle, not per entry.")
@@ -115,12 +121,20 @@ def markdown(res: dict[str, Any]) -> str:
              f"{st['window']} passes is within {st['tolerance'] * 100:.0f} % of the {st['window']} before (at most "
              f"{st['max_s']:.0f} s; the warm-up column says how many passes it took), then each file is timed for "
              f"{st['per_file_s']} s (at least "
-             f"{st['min_calls']} calls); medians come from those calls only. Time = parse + validate from the text "
-             f"in memory.", ""]
+             f"{st['min_calls']} calls); medians come from those calls only. Then the valid singles in rotation: "
+             f"rounds of one call of each, in the order the Bundles cycle through them, so that each call is another "
+             f"document, for {st['per_file_s']} s per file in all; each file's median from its calls in rotation. "
+             f"\"One file repeated\" calls one document over and over, so what a validator remembers of a document "
+             f"is found on every call: the single and Bundle-entry targets are judged in rotation. Time = parse + "
+             f"validate from the text in memory.", ""]
     if agreed is not None:
         lines += [f"\"Only files all validators agree on\": the {len(agreed['files'])} of {agreed['of']} single "
                   f"files where {', '.join(agreed['judges'])} all have HAPI's verdict.", ""]
     lines += speed_table(runs) + [""] + contender_table(runs) + [""] + hapi_lines(runs.get("hapi", {}))
+    changed = [f"{run['contender']}: {', '.join(run['rotation_verdict_changed'])}" for run in runs.values()
+               if run.get("rotation_verdict_changed")]
+    if changed:
+        lines += ["", "Verdicts that differ in rotation from the same file repeated: " + "; ".join(changed) + "."]
     lines += ["", "Targets (validator):", ""] + targets.markdown(res["targets"])
     lines += ["", "Verdict: a file has errors when the contender reports an error or fatal issue; "
               "\"verdict = HAPI's\" counts the row's files where it is HAPI's verdict, \"≠ HAPI\" the files "

@@ -1,12 +1,15 @@
 """The validator targets against the compare figures (issue 17 item 5): ≤ 150 µs per valid single resource,
 ≤ 250 µs per ketamine MedicationAdministration, a Bundle entry no dearer than the same resource alone, ≥ 20× faster
-than HAPI at every input size, < 150 MB resident. Each row says how
-far off it is (a factor: 1.00 or less meets the target), so the largest gap can be named."""
+than HAPI at every input size, < 150 MB resident. The single and the Bundle-entry targets are judged on the valid
+singles in rotation (bench/protocol.py rule 3: each call another document, as a Bundle's entries are), not on one
+file repeated, which finds our per-element memories of it on every call. Each row says how far off it is (a
+factor: 1.00 or less meets the target), so the largest gap can be named."""
 from __future__ import annotations
 
 from typing import Any
 
 from bench import stats
+from bench.figures import ROTATION
 
 MA_PROFILE = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-administration"
 
@@ -16,40 +19,55 @@ def _row(target: str, measured: str, factor: float | None) -> dict[str, Any]:
     return {"target": target, "measured": measured, "off_by": factor, "verdict": verdict}
 
 
+def _rotated(res: dict[str, Any], ours: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(file, result in rotation) for each valid single ours timed in rotation, in the rotation's order (the order
+    the Bundles cycle through them); empty when the rotation was not run."""
+    rotation = ours.get("rotation") or {}
+    files = res["corpus"]["files"]
+    return [(files[i], r) for i, r in zip(rotation.get("order", []), rotation.get("results", []), strict=True)]
+
+
 def _administration(res: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     medians = [r["median_ns"] for f, r in zip(res["corpus"]["files"], ours["results"], strict=True)
                if f["kind"] == "valid" and f["profile"] == MA_PROFILE]
     us = (stats.median(medians) or 0.0) / 1e3 if medians else None
-    return _row("≤ 250 µs per ketamine MedicationAdministration (parse + validate)",
-                f"{us:,.0f} µs, median of {len(medians)} valid examples" if us else "no valid example",
+    rotated = [r["median_ns"] for f, r in _rotated(res, ours) if f["profile"] == MA_PROFILE]
+    also = f" (in rotation: {(stats.median(rotated) or 0.0) / 1e3:,.0f} µs)" if rotated else ""
+    return _row("≤ 250 µs per ketamine MedicationAdministration (parse + validate; the example repeated)",
+                f"{us:,.0f} µs, median of {len(medians)} valid examples{also}" if us else "no valid example",
                 us / 250 if us else None)
 
 
 def _single(ours: dict[str, Any]) -> dict[str, Any]:
-    row = ours["sizes"].get("1")
+    """Judged on the valid singles in rotation (bench/protocol.py rule 3): one file repeated finds our per-element
+    memories of that document on every call, which a stream of different documents does not."""
+    row, repeated = ours["sizes"].get(ROTATION), ours["sizes"].get("1")
     us = row["median_us"] if row else None
-    return _row("≤ 150 µs per valid single resource (median)",
-                f"{us:,.0f} µs, median of {row['files']} valid examples" if us else "not measured",
-                us / 150 if us else None)
+    also = f" (one file repeated: {repeated['median_us']:,.0f} µs)" if repeated else ""
+    return _row("≤ 150 µs per valid single resource (median; singles in rotation, each call another document)",
+                f"{us:,.0f} µs, median of {row['files']} valid examples in rotation{also}" if row and us
+                else "singles in rotation not measured", us / 150 if us else None)
 
 
 def _entries(res: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     """A Bundle's entries cycle through the valid examples (bench/bundles.py), so each size's per-entry median is
-    set against the mean of those same examples' medians as single resources."""
-    alone = [r["median_ns"] / 1e3 for f, r in zip(res["corpus"]["files"], ours["results"], strict=True)
-             if f["kind"] == "valid"]
+    set against the mean of those same examples' medians as single resources in rotation (in the Bundle's order,
+    each call another document, as the entries are), not each repeated on its own."""
+    target = "a Bundle entry no dearer than the same resources alone (singles in rotation)"
+    alone = [r["median_ns"] / 1e3 for _, r in _rotated(res, ours)]
+    if not alone:
+        return _row(target, "singles in rotation not measured", None)
     ratios = {}
     for size, row in ours["sizes"].items():
-        if not alone or not size.isdigit() or int(size) < 2 or not row.get("median_us"):
+        if not size.isdigit() or int(size) < 2 or not row.get("median_us"):
             continue
         same = sum(alone[i % len(alone)] for i in range(int(size))) / int(size)
         ratios[size] = row["median_us"] / same
     if not ratios:
-        return _row("a Bundle entry no dearer than the same resource alone", "no Bundle measured", None)
+        return _row(target, "no Bundle measured", None)
     size, worst = max(ratios.items(), key=lambda kv: kv[1])
     each = ", ".join(f"{k}: {v:,.2f}×" for k, v in ratios.items())
-    return _row("a Bundle entry no dearer than the same resource alone",
-                f"{worst:,.2f}× at the dearest size ({size}); {each}", worst)
+    return _row(target, f"{worst:,.2f}× at the dearest size ({size}); {each}", worst)
 
 
 def _versus_hapi(ours: dict[str, Any], hapi: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,8 @@ import ca.uhn.fhir.context.support.DefaultProfileValidationSupport;
  * The validator is built exactly as the harness's ValidateMain builds it (same chain, same options); the
  * harness's private helpers (loading our IG directory, the verdict with unknown code systems downgraded) are
  * reached by reflection so that verdicts stay the harness's. The timed call is validateWithResult on the
- * file's text in memory, as the other contenders are timed. Besides the protocol, it measures HAPI's own
+ * file's text in memory, as the other contenders are timed, each file on its own and then the valid singles in
+ * rotation (rule 3 of bench/protocol.py). Besides the protocol, it measures HAPI's own
  * per-call constant: ValidatorWrapper builds a new InstanceValidator for every validateWithResult call
  * (whose constructor re-reads an OID table), so buildInstanceValidator is timed on its own, warm.
  */
@@ -129,6 +130,9 @@ public final class BenchMain {
 			results.add(r);
 		}
 
+		Map<String, Object> rotation = rotate(validator, options, texts, (List<Integer>) manifest.get("rotation"),
+				results, minCalls, minNs, maxNs);
+
 		Map<String, Object> out = new LinkedHashMap<>();
 		out.put("contender", "HAPI FHIR " + ca.uhn.fhir.util.VersionUtil.getVersion() + " (instance validator)");
 		out.put("loaded_ns", Long.toString(loadedNs));
@@ -138,6 +142,7 @@ public final class BenchMain {
 		out.put("jvm", jvm());
 		out.put("peak_rss_kib", vmhwmKib());
 		out.put("results", results);
+		out.put("rotation", rotation);
 		return out;
 	}
 
@@ -206,6 +211,48 @@ public final class BenchMain {
 			times.add(System.nanoTime() - t0);
 		}
 		return summary(times);
+	}
+
+	/**
+	 * The valid singles in rotation (bench/protocol.py, as bench/child.py rotate): rounds of one call of each file
+	 * of {@code order}, in that order, until every file has had minCalls calls and the rounds have taken minNs per
+	 * file. Each file's verdict is the harness's (validateFile, already in {@code results}): the timed call is
+	 * validateWithResult, whose issues only the harness's own code turns into a verdict.
+	 */
+	private static Map<String, Object> rotate(FhirValidator validator, ValidationOptions options, List<String> texts,
+			List<Integer> order, List<Map<String, Object>> results, int minCalls, long minNs, long maxNs) {
+		List<List<Long>> times = new ArrayList<>();
+		for (int k = 0; k < order.size(); k++) {
+			times.add(new ArrayList<>());
+		}
+		long budget = minNs * order.size();
+		long cap = maxNs * order.size();
+		long start = System.nanoTime();
+		int rounds = 0;
+		while (!order.isEmpty() && (rounds < minCalls || System.nanoTime() - start < budget)) {
+			if (rounds > 0 && System.nanoTime() - start > cap) {
+				break;
+			}
+			for (int k = 0; k < order.size(); k++) {
+				long t0 = System.nanoTime();
+				call(validator, options, texts.get(order.get(k)));
+				times.get(k).add(System.nanoTime() - t0);
+			}
+			rounds++;
+		}
+		List<Map<String, Object>> rotated = new ArrayList<>();
+		for (int k = 0; k < order.size(); k++) {
+			Map<String, Object> r = summary(times.get(k));
+			Map<String, Object> verdict = results.get(order.get(k));
+			r.put("errors", verdict.get("errors"));
+			r.put("messages", verdict.get("messages"));
+			rotated.add(r);
+		}
+		Map<String, Object> out = new LinkedHashMap<>();
+		out.put("order", order);
+		out.put("rounds", rounds);
+		out.put("results", rotated);
+		return out;
 	}
 
 	private static Map<String, Object> summary(List<Long> times) {

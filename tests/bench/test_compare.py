@@ -13,6 +13,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench import bundles, chart, child, figures, targets
 from bench.contenders import CONTENDERS
 
@@ -28,7 +30,8 @@ def test_the_quick_path_prints_the_table_and_writes_json_and_chart(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout
     assert "| input | contender | median µs/resource |" in table
-    for size in ("1 resource (valid examples)", "Bundle of 10 ", "Bundle of 100 "):
+    for size in ("1 resource (valid examples) in rotation, each call another file |",
+                 "1 resource (valid examples), one file repeated |", "Bundle of 10 ", "Bundle of 100 "):
         assert sum(line.startswith(f"| {size}") for line in table.splitlines()) == 3, size
     assert "Bundle of 1,000" not in table  # QUICK stops at 100 entries
     assert "| target | measured | verdict | off by |" in table
@@ -42,14 +45,21 @@ def test_the_quick_path_prints_the_table_and_writes_json_and_chart(tmp_path: Pat
     res = json.loads(json_path.read_text(encoding="utf-8"))
     assert res["quick"] is True and list(res["contenders"]) == list(CONTENDERS)
     ours = res["contenders"]["ours"]
-    assert ours["status"] == "ran" and set(ours["sizes"]) == {"1", "1 (invalid)", "10", "100"}
+    assert ours["status"] == "ran" and set(ours["sizes"]) == {"1", "1 (rotation)", "1 (invalid)", "10", "100"}
     assert ours["verdicts"]["with_errors"] >= res["corpus"]["invalid"] - 1  # the invalid examples are invalid
     assert res["contenders"]["json.loads"]["verdicts"]["with_errors"] == 0
     assert all(r["startup_ms"] > 0 and r["peak_rss_kib"] > 0 for r in res["contenders"].values()
                if r["status"] == "ran")
+    valid = [i for i, f in enumerate(res["corpus"]["files"]) if f["kind"] == "valid"]
     for run in (r for r in res["contenders"].values() if r["status"] == "ran"):  # the protocol was followed
         assert run["warmup"]["passes"] >= 1 and run["pinned_to_cpu"] == res["core"]
         assert all(r["calls"] >= res["protocol"]["min_calls"] for r in run["results"])
+        # every valid single in rotation, in the Bundles' order, each called as often as the others
+        rotation = run["rotation"]
+        assert rotation["order"] == valid and len(rotation["results"]) == len(valid)
+        assert all(r["calls"] == rotation["rounds"] >= res["protocol"]["min_calls"] for r in rotation["results"])
+        assert run["sizes"]["1 (rotation)"]["files"] == len(valid) and run["rotation_verdict_changed"] == []
+    assert not any(r["errors"] for r in ours["rotation"]["results"])  # valid examples stay valid in rotation
     assert "Load while measuring: load average" in table
     assert (tmp_path / f"compare-{res['date']}.md").read_text(encoding="utf-8").strip() == table.split("\nFigures")[0].strip()
     (svg_path,) = tmp_path.glob("compare-*.svg")
@@ -83,6 +93,9 @@ def test_the_chart_draws_one_line_per_contender_that_ran() -> None:
     (line,) = root.findall(f"{SVG}polyline")
     assert len(line.get("points", "").split()) == 3  # invalid singles are not a point of the curve
     assert any(t.text == "a & b" for t in root.iter(f"{SVG}text"))  # escaped, without the parenthesis
+    rotated = ran | {"sizes": ran["sizes"] | {"1 (rotation)": {"entries": 1, "median_us": 330.0}}}
+    (line,) = ET.fromstring(chart.svg("t", {"x": rotated})).findall(f"{SVG}polyline")  # noqa: S314 - ours
+    assert len(line.get("points", "").split()) == 3  # one point at 1 entry: the rotation, not also the repeated
 
 
 def test_bundle_entries_are_distinct_copies_of_the_examples() -> None:
@@ -97,19 +110,30 @@ def test_bundle_entries_are_distinct_copies_of_the_examples() -> None:
 
 def test_targets_say_how_far_off_and_name_the_largest_gap() -> None:
     files = [{"kind": "valid", "profile": targets.MA_PROFILE}, {"kind": "valid", "profile": None}]
+    # one file repeated: 500 and 100 µs; in rotation: 600 and 200 µs (no memory of the last call to find)
+    rotation = {"order": [0, 1], "rounds": 5, "results": [{"median_ns": 600_000, "calls": 5, "errors": False},
+                                                         {"median_ns": 200_000, "calls": 5, "errors": False}]}
     ours = {"status": "ran", "peak_rss_kib": 100_000, "results": [{"median_ns": 500_000}, {"median_ns": 100_000}],
-            "sizes": {"1": {"median_us": 120.0, "files": 2}, "10": {"median_us": 450.0}}}
+            "rotation": rotation, "sizes": {"1": {"median_us": 120.0, "files": 2},
+                                            "1 (rotation)": {"median_us": 140.0, "files": 2},
+                                            "10": {"median_us": 450.0}}}
     hapi = {"status": "ran", "sizes": {"1": {"median_us": 5_000.0}, "10": {"median_us": 4_500.0}}}
     rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": ours, "hapi": hapi}})
     assert [r["verdict"] for r in rows] == ["PASS", "MISS", "MISS", "MISS", "PASS"]
-    assert rows[0]["off_by"] == 0.8  # 120 µs against 150
-    assert rows[1]["off_by"] == 2.0  # 500 µs against 250
-    assert rows[2]["off_by"] == 1.5  # 450 µs an entry against the same two examples alone, (500 + 100) / 2
+    assert rows[0]["off_by"] == pytest.approx(140 / 150)  # judged in rotation, not on the repeated 120 µs
+    assert "in rotation" in rows[0]["target"] and "(one file repeated: 120 µs)" in rows[0]["measured"]
+    assert rows[1]["off_by"] == 2.0 and "(in rotation: 600 µs)" in rows[1]["measured"]  # 500 µs against 250
+    assert rows[2]["off_by"] == 1.125  # 450 µs an entry against the same two examples in rotation, (600 + 200) / 2
+    assert "singles in rotation" in rows[2]["target"]
     assert rows[3]["off_by"] == 2.0 and "10.0× at the worst size (10)" in rows[3]["measured"]
     assert targets.markdown(rows)[-1].startswith("Largest gap: ≤ 250 µs")
     rows = targets.check({"corpus": {"files": files},
                           "contenders": {"ours": ours, "hapi": {"status": "not run: no java"}}})
     assert rows[3]["verdict"] == "NOT RUN"
+    # results of a run without the rotation judge neither target on the repeated files
+    older = ours | {"rotation": None, "sizes": {k: v for k, v in ours["sizes"].items() if k != "1 (rotation)"}}
+    rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": older, "hapi": hapi}})
+    assert [rows[0]["verdict"], rows[2]["verdict"]] == ["NOT RUN", "NOT RUN"]
 
 
 def test_a_slow_contender_is_called_no_more_once_its_calls_took_the_time_cap() -> None:

@@ -87,8 +87,40 @@ def test_every_row_carries_its_agreement_and_the_agreed_row_times_only_the_agree
     assert len(agreed_rows) == 3 and agreed_rows[1].startswith("| 1 resource, only files all validators agree on | "
                                                                "ours | 0.1 |")
     assert agreed_rows[1].endswith("| 2 of 2 |")  # the agreed files: ours has HAPI's verdict on each
-    valid_ours = next(line for line in table if line.startswith("| 1 resource (valid examples) | ours |"))
+    valid_ours = next(line for line in table if line.startswith("| 1 resource (valid examples), one file repeated "
+                                                                "| ours |"))
     assert valid_ours.endswith("| 1 of 2 |")
+
+
+def test_the_rotation_row_is_timed_and_judged_on_the_calls_in_rotation(tmp_path: Any) -> None:
+    files = [File("MA-valid", "valid", 1, str(tmp_path / "a"), None), File("P-valid", "valid", 1, "b", None),
+             File("MA-invalid", "invalid", 1, "c", None), File("bundle-10", "bundle", 10, "d", None)]
+
+    def rotated(verdicts: list[bool], medians: list[float]) -> dict[str, Any]:
+        return {"order": [0, 1], "rounds": 4, "results": [{"errors": v, "median_ns": m, "p95_ns": m, "calls": 4}
+                                                          for v, m in zip(verdicts, medians, strict=True)]}
+
+    runs = {"hapi": _run([False, False, True, False], [9000.0, 9000.0, 9000.0, 90000.0], "HAPI")
+            | {"rotation": rotated([False, False], [9000.0, 9100.0])},
+            "ours": _run([False, False, True, False], [100.0, 300.0, 200.0, 1000.0], "ours")
+            | {"rotation": rotated([False, True], [150.0, 450.0])},  # P-valid refused in rotation only
+            "json.loads": _run([False, False, False, False], [1.0, 1.0, 1.0, 10.0], "json.loads")}
+    figures.summarise(files, runs)
+    ours = runs["ours"]
+    row = ours["sizes"][figures.ROTATION]
+    assert row["median_us"] == pytest.approx(0.3) and row["files"] == 2 and row["rounds"] == row["reps"] == 4
+    assert ours["sizes"]["1"]["median_us"] == pytest.approx(0.2)  # the same files repeated: their own row
+    assert row["agree"] == {"agree": 1, "of": 2} and ours["sizes"]["1"]["agree"] == {"agree": 2, "of": 2}
+    assert ours["rotation_verdict_changed"] == ["P-valid"] and runs["hapi"]["rotation_verdict_changed"] == []
+    assert figures.ROTATION not in runs["json.loads"]["sizes"]  # a runner that did not rotate has no such row
+    table = report.speed_table(runs)
+    labels = [line.split(" | ")[0] for line in table[2:]]
+    assert labels.index("| 1 resource (valid examples) in rotation, each call another file") \
+        < labels.index("| 1 resource (valid examples), one file repeated") < labels.index("| Bundle of 10")
+    rotation_rows = [line for line in table if "in rotation" in line]
+    assert len(rotation_rows) == 2 and rotation_rows[1].startswith(
+        "| 1 resource (valid examples) in rotation, each call another file | ours | 0.3 |")
+    assert rotation_rows[1].endswith("| 1 of 2 |")
 
 
 def test_without_hapi_the_rows_say_so_instead_of_an_agreement() -> None:
@@ -124,6 +156,11 @@ def test_the_readme_validator_table_carries_agreement_and_warm_up() -> None:
     assert not any("never became steady" in line for line in lines)
     assert "| HAPI | — | not run: no java | all |" in lines
     assert "load average 9" in lines[0] and "(QUICK)" in lines[0]
+    both = run | {"sizes": {"1": {"median_us": 117.0}, figures.ROTATION: {"median_us": 131.0}}}
+    lines = readme.validators({"date": "d", "quick": False, "load": "l", "protocol": protocol.FULL.to_json(),
+                               "contenders": {"ours": both}})
+    assert "| contender | single (valid), in rotation | single (valid), one file repeated | warm-up | checks |" in lines
+    assert "| ours | 131 | 117 | steady after 12 passes | everything |" in lines
 
 
 def _part(per_second: float, p99: float) -> dict[str, Any]:

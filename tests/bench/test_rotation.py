@@ -1,0 +1,98 @@
+"""The valid singles in rotation (bench/protocol.py rule 3) in every contender's runner: bench/child.py (ours,
+fhircraft, the floors), bench/medplum/validate.mjs (both Medplum rows) and bench/java/BenchMain.java (HAPI).
+Each runner gets a small manifest through bench/contenders.run_child, as make bench hands it the whole corpus,
+and must report each file of the rotation, in the rotation's order, with its calls and its verdict."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import bundles, child, contenders, corpus, figures, protocol
+from service.resources import profiles_dir
+
+#: small enough for a test: a short warm-up and 5 ms a file
+TINY = protocol.Settings(window=2, max_s=1.0, min_pass_s=0.005, per_file_s=0.005, min_calls=2)
+
+
+def _plan(tmp_path: Path) -> contenders.Plan:
+    """Three valid singles, one invalid, a Bundle of 3: the shape of make bench's corpus, small."""
+    valid, invalid = corpus.valid_paths()[:3], corpus.invalid_paths()[:1]
+    files = [bundles.File(p.stem, "valid", 1, str(p), None) for p in valid]
+    files += [bundles.File(p.stem, "invalid", 1, str(p), None) for p in invalid]
+    doc = bundles.bundle([json.loads(p.read_text(encoding="utf-8")) for p in valid], 3)
+    (tmp_path / "bundle-3.json").write_text(json.dumps(doc), encoding="utf-8")
+    files.append(bundles.File("bundle-3", "bundle", 3, str(tmp_path / "bundle-3.json"), None))
+    profiles = sorted(str(p) for p in profiles_dir().glob("StructureDefinition-*.json"))
+    return contenders.Plan(files, profiles, corpus.conformance_dir(tmp_path / "ig"), TINY)
+
+
+def _assert_rotated(report: dict[str, Any], plan: contenders.Plan) -> None:
+    assert report["status"] == "ran", report.get("stderr") or report["status"]
+    rotation = report["rotation"]
+    assert rotation["order"] == plan.rotation() == [0, 1, 2]  # the valid singles, in the Bundle's order
+    assert rotation["rounds"] >= TINY.min_calls and len(rotation["results"]) == 3
+    for mine, alone in zip(rotation["results"], report["results"][:3], strict=True):
+        assert mine["calls"] == rotation["rounds"] and mine["median_ns"] > 0
+        assert mine["errors"] == alone["errors"]  # the same verdict in rotation as the file repeated
+    row = figures.rotation_row(rotation)
+    assert row is not None and row["files"] == 3 and row["reps"] == rotation["rounds"]
+
+
+def test_rotate_calls_each_file_in_turn_never_the_same_twice_in_a_row() -> None:
+    called: list[str] = []
+
+    def check(text: str) -> list[str]:
+        called.append(text)
+        time.sleep(0.001)
+        return ["bad"] if text == "c" else []
+
+    settings = TINY.to_json() | {"per_file_s": 0.004, "min_calls": 3}
+    began = time.perf_counter()
+    out = child.rotate(check, ["a", "b", "c", "d"], [2, 0, 3], settings)
+    assert time.perf_counter() - began >= 3 * 0.004  # the time each file would have had alone, for each
+    rounds = out["rounds"]
+    assert rounds >= 3 and called == ["c", "a", "d"] * rounds
+    assert all(x != y for x, y in zip(called, called[1:], strict=False))
+    assert [r["errors"] for r in out["results"]] == [True, False, False] and out["results"][0]["messages"] == ["bad"]
+    assert all(r["calls"] == rounds for r in out["results"])
+
+
+def test_the_python_runner_reports_the_rotation(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    _assert_rotated(contenders.run_child("ours", plan), plan)
+
+
+@pytest.mark.peer
+def test_the_medplum_runner_reports_the_rotation_in_both_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("node") is None:  # as the Medplum peer's tests: skipped with the reason, failed on CI
+        if os.environ.get("CI") == "true":
+            pytest.fail("node is not on PATH")
+        pytest.skip("node is not on PATH")
+    if not (contenders.MEDPLUM / "node_modules" / "@medplum" / "core").is_dir():
+        # make test installs the Medplum peer (the same @medplum/core and definitions, 4.5.2); make bench installs
+        # bench/medplum's own: run the bench's script beside the peer's packages
+        from peers.medplum_server import PEER_DIR, install
+        install()
+        here = tmp_path / "medplum"
+        here.mkdir()
+        shutil.copy(contenders.MEDPLUM / "validate.mjs", here)
+        (here / "node_modules").symlink_to(PEER_DIR / "node_modules")
+        monkeypatch.setattr(contenders, "MEDPLUM", here)
+    plan = _plan(tmp_path)
+    for name in ("medplum", "medplum-parsed"):
+        _assert_rotated(contenders.run_child(name, plan), plan)
+
+
+@pytest.mark.peer
+@pytest.mark.xdist_group("hapi-validator")  # builds the tests' HAPI harness, as tests/peers/test_hapi_validator.py
+def test_the_hapi_runner_reports_the_rotation(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    report = contenders.run_child("hapi", plan)
+    _assert_rotated(report, plan)
+    assert report["results"][3]["errors"]  # the invalid example: HAPI's verdict came through
