@@ -160,7 +160,7 @@ def rotate(check: Check, texts: list[str], order: list[int], settings: dict[str,
             times[k].append(clock() - t0)
         rounds += 1
     results = [{**summary(t), "errors": bool(e), "messages": e[:5]} for t, e in zip(times, errors, strict=True)]
-    return {"order": order, "rounds": rounds, "results": results}
+    return {"order": order, "rounds": rounds, "seconds": (clock() - start) / 1e9, "results": results}
 
 
 def warm_up(check: Check, texts: list[str], settings: dict[str, Any]) -> list[float]:

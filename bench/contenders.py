@@ -169,6 +169,8 @@ def run(plan: Plan, chosen: list[str], skipped: dict[str, str]) -> dict[str, dic
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 out[name] = {"status": f"not run: {type(exc).__name__}: {str(exc)[:200]}"}
             cpu = f", {out[name]['cpu_s']:.0f} s of CPU" if "cpu_s" in out[name] else ""
+            if "seconds" in (out[name].get("rotation") or {}):
+                cpu += f" (the singles in rotation {out[name]['rotation']['seconds']:.1f} s of it)"
             print(f"contenders: {name} {out[name]['status']} in {time.perf_counter() - began:.0f} s{cpu}",
                   file=sys.stderr, flush=True)
         out[name].setdefault("contender", LABELS[name])

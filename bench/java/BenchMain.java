@@ -240,6 +240,7 @@ public final class BenchMain {
 			}
 			rounds++;
 		}
+		double seconds = (System.nanoTime() - start) / 1e9;
 		List<Map<String, Object>> rotated = new ArrayList<>();
 		for (int k = 0; k < order.size(); k++) {
 			Map<String, Object> r = summary(times.get(k));
@@ -251,6 +252,7 @@ public final class BenchMain {
 		Map<String, Object> out = new LinkedHashMap<>();
 		out.put("order", order);
 		out.put("rounds", rounds);
+		out.put("seconds", seconds);
 		out.put("results", rotated);
 		return out;
 	}

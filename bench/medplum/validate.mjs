@@ -157,7 +157,7 @@ function rotate(texts, order, profiles, settings) {
     rounds += 1;
   }
   return {
-    order, rounds,
+    order, rounds, seconds: Number(now() - start) / 1e9,
     results: times.map((t, k) => ({ ...summary(t), errors: errors[k].length > 0, messages: errors[k].slice(0, 5) })),
   };
 }

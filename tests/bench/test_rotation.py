@@ -37,6 +37,7 @@ def _assert_rotated(report: dict[str, Any], plan: contenders.Plan) -> None:
     rotation = report["rotation"]
     assert rotation["order"] == plan.rotation() == [0, 1, 2]  # the valid singles, in the Bundle's order
     assert rotation["rounds"] >= TINY.min_calls and len(rotation["results"]) == 3
+    assert rotation["seconds"] >= 3 * TINY.per_file_s  # the time the three files had alone, in all
     for mine, alone in zip(rotation["results"], report["results"][:3], strict=True):
         assert mine["calls"] == rotation["rounds"] and mine["median_ns"] > 0
         assert mine["errors"] == alone["errors"]  # the same verdict in rotation as the file repeated
