@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
 from service.store.group import WriteGroup
 
@@ -44,6 +45,9 @@ _TURN_FILES: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
 _GROUPS: WeakKeyDictionary[Engine, WriteGroup] = WeakKeyDictionary()
 #: Whether this thread holds its engine's turn already (a write transaction opened inside another waits as before).
 _TURN = threading.local()
+#: Key of a group commit connection's `info`: the savepoints opened on it that no completed RELEASE or ROLLBACK TO
+#: has ended yet, oldest first (see _savepoints)
+OPEN_SAVEPOINTS = "kfhir_open_savepoints"
 #: WAL pages a commit may leave before SQLite checkpoints inside that commit (its default is 1,000): a safety net
 #: only, for a process whose checkpointer has not run; the checkpointer below keeps the WAL well short of it.
 SQLITE_AUTOCHECKPOINT_PAGES = 20_000
@@ -66,6 +70,7 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             _TURN_FILES[engine] = os.path.abspath(parsed.database) + "-writer"
             if group_commit:
+                event.listen(engine, "after_execute", _savepoints)
                 made = weakref.ref(engine)  # the group must not keep its engine alive (a weak key of _GROUPS)
                 _GROUPS[engine] = WriteGroup(lambda: _Shared(cast(Engine, made())))
         return engine
@@ -96,6 +101,20 @@ def _sqlite_begin(conn: Any) -> None:
     """Writers take the write lock up front (BEGIN IMMEDIATE) so the busy timeout applies;
     a deferred transaction that reads then writes fails at once with 'database is locked'."""
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+
+
+def _savepoints(conn: Connection, clause: Any, *_: Any) -> None:
+    """Keeps OPEN_SAVEPOINTS: a savepoint counts as ended only once its RELEASE or ROLLBACK TO has completed
+    (SQLAlchemy calls a savepoint ended even when that statement failed, and runs no other; SQLite keeps it, and its
+    rows, in the transaction). after_execute runs only after a statement that succeeded. SQLite's RELEASE ends the
+    savepoints opened after the one it names too, as does ROLLBACK TO, which leaves its own open: SQLAlchemy
+    never ends that one again, and its rows were undone."""
+    if isinstance(clause, SavepointClause):
+        conn.info.setdefault(OPEN_SAVEPOINTS, []).append(clause.ident)
+    elif isinstance(clause, ReleaseSavepointClause | RollbackToSavepointClause):
+        names = conn.info.get(OPEN_SAVEPOINTS)
+        if names and clause.ident in names:
+            del names[names.index(clause.ident):]
 
 
 @contextmanager
@@ -284,6 +303,7 @@ class _Shared:
         self._turn = _take_turn(path) if path is not None else None
         try:
             self.connection = engine.connect().execution_options(**{WRITE: True})
+            self.connection.info[OPEN_SAVEPOINTS] = []
             try:
                 self._transaction = self.connection.begin()
             except BaseException:
@@ -299,6 +319,9 @@ class _Shared:
         except Exception:  # noqa: BLE001 - a connection SQLAlchemy invalidated (closed under us): nothing is open
             return False
         return not self.connection.invalidated and bool(getattr(raw, "in_transaction", True))
+
+    def settled(self) -> bool:
+        return not self.connection.info.get(OPEN_SAVEPOINTS)
 
     def end(self, commit: bool) -> None:
         try:

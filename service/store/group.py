@@ -31,6 +31,12 @@ class Shared(Protocol):
         """Whether the transaction is still open: SQLite rolls a whole transaction back itself on some errors
         (SQLITE_FULL, SQLITE_IOERR, SQLITE_BUSY …), not only the failed statement."""
 
+    def settled(self) -> bool:
+        """Whether every savepoint opened in the transaction so far was ended by a RELEASE or ROLLBACK TO that
+        completed. One that failed (SQLITE_INTERRUPT, an I/O error) leaves the transaction open with the unit's rows
+        in it: a unit told it failed whose rows its group would commit, or one told it succeeded whose savepoint the
+        database may still undo."""
+
     def end(self, commit: bool) -> None:
         """Commit (and wait for it to be durable) or roll back; give back the connection and the turn."""
 
@@ -113,7 +119,7 @@ class WriteGroup:
     def _after(self, shared: Shared, members: _Members, finished: bool) -> None:
         """A unit ended: hand the transaction on to a waiting unit, or end it."""
         members.count += finished
-        if not shared.alive():
+        if not shared.alive() or not shared.settled():
             self._end(shared, members, TransactionLost(LOST))
             return
         with self._turn:

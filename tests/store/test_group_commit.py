@@ -270,6 +270,9 @@ class FailingCommit:
 
     connection: Any = None
 
+    def settled(self) -> bool:
+        return True
+
     def alive(self) -> bool:
         return True
 
@@ -311,3 +314,89 @@ def test_a_failed_commit_is_a_503_for_each_unit_of_its_group_even_one_that_refus
     assert raised["first"] is not raised["second"]
     assert isinstance(raised["first"].__cause__, sqlite3.OperationalError)
     assert group.commits == 0
+
+
+# --- a savepoint that could not be ended ----------------------------------------------------------------
+
+def interrupt_next_statement(unit: Any) -> None:
+    """SQLite interrupts the next statement this unit's connection runs (and only that one): sqlite3's progress
+    handler returning non-zero is SQLITE_INTERRUPT, a real failure that leaves the transaction open."""
+    raw = unit.session.connection().connection.driver_connection
+    fired: list[bool] = []
+
+    def handler() -> int:
+        if fired:
+            return 0
+        fired.append(True)
+        return 1
+
+    raw.set_progress_handler(handler, 1)
+
+
+def group_with_one_failing_to_end(engine: Engine, monkeypatch: pytest.MonkeyPatch,
+                                  failing: Any) -> dict[str, BaseException]:
+    """A unit holds the group's transaction while three queue behind it in this order: a good one, `failing` and
+    another good one; what each raised."""
+    monkeypatch.setattr(group_module, "MAX_OPEN_S", 60)
+    store, group = ResourceStore(engine), group_of(engine)
+    entered, release = threading.Event(), threading.Event()
+    raised: dict[str, BaseException] = {}
+
+    def run(name: str, body: Any) -> None:
+        try:
+            body(name)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what it is
+            raised[name] = exc
+
+    def first(name: str) -> None:
+        with store.unit(write=True) as unit:
+            unit.write("Patient", name, patient(name), [], "POST")
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=run, args=("first", first))
+    holder.start()
+    assert entered.wait(10)
+    others = [threading.Thread(target=run, args=(n, f)) for n, f in
+              (("good-1", lambda n: create(store, n)), ("failing", failing), ("good-2", lambda n: create(store, n)))]
+    for queued, t in enumerate(others, 1):
+        t.start()
+        until(lambda queued=queued: group._waiting == queued)  # in this order: the failing unit runs second
+    release.set()
+    for t in [holder, *others]:
+        t.join(30)
+    return raised
+
+
+def test_a_unit_whose_savepoint_rollback_failed_loses_its_group_and_none_of_its_rows_is_committed(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit refused after writing whose ROLLBACK TO SAVEPOINT fails still has its rows in the shared transaction:
+    committing the group would store what its client was told failed. The group is lost: each of its units a 503;
+    the unit queued behind them runs in a group of its own."""
+    def failing(name: str) -> None:
+        with store.unit(write=True) as unit:
+            unit.write("Patient", name, patient(name), [], "POST")
+            interrupt_next_statement(unit)  # the ROLLBACK TO that undoes this unit
+            raise ValueError("refused")
+
+    store = ResourceStore(engine)
+    raised = group_with_one_failing_to_end(engine, monkeypatch, failing)
+    assert set(raised) == {"first", "good-1", "failing"}  # good-2 ran after them, in a group of its own
+    assert all(isinstance(e, group_module.TransactionLost) for e in raised.values()), raised
+    assert set(stored(engine, "Patient")) == {"good-2"}
+
+
+def test_a_unit_whose_savepoint_release_failed_loses_its_group_and_none_of_its_rows_is_committed(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit whose RELEASE SAVEPOINT fails is told it failed, though its rows are in the shared transaction."""
+    def failing(name: str) -> None:
+        with store.unit(write=True) as unit:
+            unit.write("Patient", name, patient(name), [], "POST")
+            unit.session.flush()
+            interrupt_next_statement(unit)  # the RELEASE that ends this unit
+
+    store = ResourceStore(engine)
+    raised = group_with_one_failing_to_end(engine, monkeypatch, failing)
+    assert set(raised) == {"first", "good-1", "failing"}  # good-2 ran after them, in a group of its own
+    assert all(isinstance(e, group_module.TransactionLost) for e in raised.values()), raised
+    assert set(stored(engine, "Patient")) == {"good-2"}
