@@ -18,8 +18,10 @@
         ├── Unprocessable           422 schema or clinical-rule errors
         ├── PreconditionRequired    428 PUT without If-Match
         ├── TooManyRequests         429 over the client's rate limit; `retry_after` seconds
-        └── ServiceUnavailable      503 a write refused whole because its audit event could not be written
-            └── TransactionLost     503 (store/group.py) the database rolled back a write's group commit
+        └── ServiceUnavailable      503 a write refused whole because its audit event could not be written;
+            │                           `retry_after` seconds when given
+            ├── TransactionLost     503 (store/group.py) the database rolled back a write's group commit
+            └── WritersBusy         503 (store/group.py) a write waited past SQLite's busy timeout for its turn
 
 The core raises these; it knows nothing of HTTP beyond the status number each carries.
 """
@@ -144,4 +146,11 @@ class TooManyRequests(RequestError):
 
 
 class ServiceUnavailable(RequestError):
+    """Rendered with a Retry-After header of `retry_after` whole seconds when one is given."""
+
     status, title = 503, "Service unavailable"
+
+    def __init__(self, detail: str, issues: list[Issue] | None = None, retry_after: int | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail, issues, **extra)
+        self.retry_after = retry_after

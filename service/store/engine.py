@@ -72,7 +72,7 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
             if group_commit:
                 event.listen(engine, "after_execute", _savepoints)
                 made = weakref.ref(engine)  # the group must not keep its engine alive (a weak key of _GROUPS)
-                _GROUPS[engine] = WriteGroup(lambda: _Shared(cast(Engine, made())))
+                _GROUPS[engine] = WriteGroup(lambda: _Shared(cast(Engine, made())), SQLITE_BUSY_TIMEOUT_MS / 1000)
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")

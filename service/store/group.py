@@ -20,6 +20,10 @@ from service.errors import ServiceUnavailable
 MAX_UNITS = 32
 MAX_OPEN_S = 0.1
 LOST = "The write was not stored: the database rolled back the transaction it shared with others. Retry it."
+BUSY = "The write was not stored: the database's other writes kept it waiting too long. Retry it."
+#: What a write refused as WritersBusy tells its client to wait before retrying (s): the writes that held it up
+#: have usually finished or failed by then.
+RETRY_AFTER_S = 2
 
 
 class Shared(Protocol):
@@ -46,6 +50,14 @@ class TransactionLost(ServiceUnavailable):
     and the client is told so (503), as it was when its own transaction failed to commit."""
 
 
+class WritersBusy(ServiceUnavailable):
+    """A unit waited longer than its engine's busy timeout for its turn (a unit before it held the transaction that
+    long): refused, as SQLite refuses a writer past its busy timeout, never waiting for ever."""
+
+    def __init__(self) -> None:
+        super().__init__(BUSY, retry_after=RETRY_AFTER_S)
+
+
 class _Members:
     """The units of one shared transaction that finished and wait for its commit."""
 
@@ -65,8 +77,10 @@ class WriteGroup:
     saves is the commit: while one commits (SQLite's fsync: 6.8 ms on the bench's disk) the next units queue, and
     they then share one."""
 
-    def __init__(self, begin: Callable[[], Shared]) -> None:
+    def __init__(self, begin: Callable[[], Shared], timeout: float) -> None:
+        """`timeout`: how long a unit waits for its turn before WritersBusy (s): SQLite's busy timeout."""
         self._begin = begin
+        self.timeout = timeout
         self._turn = threading.Condition()
         self._busy = False  # a thread is running a unit, or opening or ending the transaction
         self._waiting = 0  # threads waiting to run a unit
@@ -83,12 +97,20 @@ class WriteGroup:
     @contextmanager
     def unit(self) -> Iterator[Connection]:
         """The shared transaction's connection, this thread's alone until the block ends; after the block, wait for
-        the commit that makes this unit durable (raise if that commit failed)."""
+        the commit that makes this unit durable (raise if that commit failed). WritersBusy when the turn does not
+        come within `timeout`. The commit itself is waited for without a deadline: a unit told it failed must have
+        nothing stored, and its commit may still succeed."""
         with self._turn:
             self._waiting += 1
-            while self._busy:
-                self._turn.wait()
-            self._waiting -= 1
+            deadline = time.monotonic() + self.timeout
+            try:
+                while self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise WritersBusy
+                    self._turn.wait(left)
+            finally:
+                self._waiting -= 1
             self._busy = True
         try:
             if self._shared is None:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from service.errors import Forbidden, Issue, RequestError, TooManyRequests, Unauthorized
+from service.errors import Forbidden, Issue, RequestError, ServiceUnavailable, TooManyRequests, Unauthorized
 from service.fhirjson import error_outcome
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def register(app: Flask) -> None:
         response = problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
         if isinstance(exc, Unauthorized | Forbidden) and exc.challenge:
             response.headers["WWW-Authenticate"] = exc.challenge
-        if isinstance(exc, TooManyRequests):
+        if isinstance(exc, TooManyRequests | ServiceUnavailable) and exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 

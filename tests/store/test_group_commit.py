@@ -284,7 +284,7 @@ class FailingCommit:
 def test_a_failed_commit_is_a_503_for_each_unit_of_its_group_even_one_that_refused_on_its_rows() -> None:
     """Each unit gets a TransactionLost of its own (a 503), never the commit's error (a 500 shared by N threads);
     a unit refused on a row of its group (a unique identity) is told the group was lost, not its refusal."""
-    group, first_in, second_waits = WriteGroup(FailingCommit), threading.Event(), threading.Event()
+    group, first_in, second_waits = WriteGroup(FailingCommit, 10), threading.Event(), threading.Event()
     raised: dict[str, BaseException] = {}
 
     def first() -> None:
@@ -400,3 +400,57 @@ def test_a_unit_whose_savepoint_release_failed_loses_its_group_and_none_of_its_r
     assert set(raised) == {"first", "good-1", "failing"}  # good-2 ran after them, in a group of its own
     assert all(isinstance(e, group_module.TransactionLost) for e in raised.values()), raised
     assert set(stored(engine, "Patient")) == {"good-2"}
+
+
+# --- a turn that does not come ----------------------------------------------------------------------------
+
+def hold_the_turn(store: ResourceStore) -> tuple[threading.Thread, threading.Event]:
+    """A thread in a unit of the store's group until the returned event is set (at most 20 s)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.unit(write=True) as unit:
+            unit.write("Patient", "holder", patient("holder"), [], "POST")
+            entered.set()
+            release.wait(20)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(10)
+    return holder, release
+
+
+def test_a_unit_waits_for_its_turn_no_longer_than_the_busy_timeout(engine: Engine) -> None:
+    store, group = ResourceStore(engine), group_of(engine)
+    assert group.timeout == engine_module.SQLITE_BUSY_TIMEOUT_MS / 1000  # SQLite's own, for a writer of the file
+    group.timeout = 0.3
+    holder, release = hold_the_turn(store)
+    started = time.monotonic()
+    try:
+        with pytest.raises(group_module.WritersBusy):
+            create(store, "waiter")
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(30)
+    assert 0.3 <= waited < 5
+    assert group._waiting == 0 and "waiter" not in stored(engine, "Patient")
+    create(store, "later")  # the group goes on
+    assert {"holder", "later"} <= set(stored(engine, "Patient"))
+
+
+def test_a_create_kept_waiting_past_the_busy_timeout_is_a_503_with_retry_after(app: Flask) -> None:
+    runtime = app.extensions["kfhir"]
+    group_of(runtime.engine).timeout = 0.3
+    holder, release = hold_the_turn(runtime.resources)
+    try:
+        answer = app.test_client().post("/fhir/Patient", json={"resourceType": "Patient"},
+                                        headers={"Content-Type": FHIR})
+    finally:
+        release.set()
+        holder.join(30)
+    assert answer.status_code == 503, answer.get_data(as_text=True)
+    assert answer.headers["Retry-After"] == str(group_module.RETRY_AFTER_S)
+    assert answer.get_json()["resourceType"] == "OperationOutcome"  # the FHIR form of the problem (web/errors.py)
+    assert app.test_client().post("/fhir/Patient", json={"resourceType": "Patient"},
+                                  headers={"Content-Type": FHIR}).status_code == 201
