@@ -10,9 +10,11 @@ The web layer (service/web/auth.py) calls these; none of them knows Flask.
 """
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import Settings
 from service.security.audit import AuditLog
@@ -33,6 +35,10 @@ class Security:
     @classmethod
     def build(cls, settings: Settings, engine: Engine) -> Security:
         clients = ApiClients(engine)
+        # made now, outside any write: a write's audit hook (inside its unit) then only reads it; on a database not
+        # migrated yet, made before the first write instead (web/auth)
+        with suppress(SQLAlchemyError):
+            clients.pepper()
         verifier = None
         if settings.oauth_issuer:
             verifier = TokenVerifier(settings.oauth_issuer, settings.oauth_audience, settings.oauth_jwks_url)

@@ -59,7 +59,9 @@ class ApiClients:
         self._lock = threading.Lock()
 
     def pepper(self) -> bytes:
-        """The hashing secret, read once (and made on first use): also keys patient hashes in the audit."""
+        """The hashing secret, read once (and made on first use): also keys patient hashes in the audit. Made when
+        the app is built (Security.build) or, on a database migrated later, before a request's write (web/auth):
+        making it is a write of its own, which cannot run inside a write's unit, where the audit asks for it."""
         if self._pepper is None:
             # stored_key is safe against a race (every caller gets the stored row), and may write: holding the
             # lock across that write deadlocks with a write unit whose audit hook asks for the pepper meanwhile

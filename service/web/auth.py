@@ -116,6 +116,7 @@ def _guard() -> None:
         return  # no such route: routing answers 404 or 405 now that the caller is known
     _authorize(g.principal.grant, request.endpoint, request.view_args or {})
     if request.endpoint in IN_WRITE:
+        security().clients.pepper()  # made (app built before the migration) before the write's unit, not inside it
         BEFORE_COMMIT.set(_audit_write)
 
 

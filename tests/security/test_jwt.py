@@ -6,12 +6,14 @@ import base64
 import hashlib
 import hmac
 import json
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -24,7 +26,10 @@ from flask.testing import FlaskClient
 from service import create_app
 from service.config import Settings
 from service.errors import ConfigError
+from service.security.keys import PEPPER
 from service.security.tokens import cache_seconds
+from service.store.engine import make_engine
+from service.store.migrate import upgrade
 
 ISSUER = "https://auth.hospital.example"
 AUDIENCE = "https://kfhir.hospital.example/fhir"
@@ -254,3 +259,49 @@ def test_issuer_audience_and_jwks_url_come_together() -> None:
     (None, 300), ("max-age=999999999", 86400), ("private", 300)])
 def test_cache_seconds(header: str | None, seconds: int) -> None:
     assert cache_seconds(header) == seconds
+
+
+# --- the pepper: made before any write, never inside one ---------------------------------------------------
+
+def without_pepper(database_url: str) -> None:
+    with sqlite3.connect(database_url.removeprefix("sqlite:///")) as raw:
+        raw.execute("DELETE FROM admin_secrets WHERE name = ?", (PEPPER,))
+
+
+def has_pepper(database_url: str) -> bool:
+    with sqlite3.connect(database_url.removeprefix("sqlite:///")) as raw:
+        return raw.execute("SELECT 1 FROM admin_secrets WHERE name = ?", (PEPPER,)).fetchone() is not None
+
+
+def test_the_app_makes_the_pepper_when_it_is_built(settings: Settings) -> None:
+    """Not at a write's audit, inside the write's unit, where making it is a write of its own (group commit)."""
+    without_pepper(settings.database_url)
+    application = create_app(settings)
+    try:
+        assert has_pepper(settings.database_url)
+    finally:
+        application.extensions["kfhir"].engine.dispose()
+
+
+def test_an_app_built_before_the_migration_makes_the_pepper_before_its_first_write(
+        tmp_path: Path, issuer: Issuer, rsa_key: rsa.RSAPrivateKey) -> None:
+    """A JWT client's create (no API key was hashed) of a patient whose identifier the audit hashes, first
+    request to an app built on a database migrated afterwards: 201, its audit event keyed by the pepper. When the
+    audit hook made the pepper inside the create's unit, it waited for its own write lock and refused it (503)."""
+    url = f"sqlite:///{tmp_path / 'later.db'}"
+    application = create_app(Settings.load({"database_url": url, "oauth_issuer": ISSUER, "oauth_audience": AUDIENCE,
+                                            "oauth_jwks_url": issuer.url}, environ={}))
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        assert not has_pepper(url)
+        bearer = token(rsa_key, scope="system/Patient.cruds")
+        answer = FlaskClient(application, application.response_class).post(
+            "/fhir/Patient", json={"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}]},
+            headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/fhir+json"})
+        assert answer.status_code == 201, answer.get_data(as_text=True)
+        assert has_pepper(url)
+    finally:
+        application.extensions["kfhir_security"].audit.close()
+        application.extensions["kfhir"].engine.dispose()
+        engine.dispose()
