@@ -93,10 +93,12 @@ class Accounts:
         """Add an account; AccountError if the name is taken or the password too weak."""
         name = check_username(username)
         check_password(password)
+        # hashed before the write begins: a write holds the database's write lock from its start (SQLite: BEGIN
+        # IMMEDIATE, and with group commit every writer of this process waits for it)
+        hashed = self.hasher.hash(password)
         try:
             with session(self.engine, write=True) as s:
-                s.add(AdminAccountRow(username=name, password_hash=self.hasher.hash(password), session_version=1,
-                                      created_at=utcnow()))
+                s.add(AdminAccountRow(username=name, password_hash=hashed, session_version=1, created_at=utcnow()))
         except IntegrityError:
             raise AccountError(f"an account named {name!r} exists already") from None
         return name
@@ -104,11 +106,12 @@ class Accounts:
     def set_password(self, username: str, password: str) -> None:
         """Replace the password; sessions signed in with the old one end."""
         check_password(password)
+        hashed = self.hasher.hash(password)
         with session(self.engine, write=True) as s:
             row = s.scalars(select(AdminAccountRow).where(AdminAccountRow.username == normalize(username))).first()
             if row is None:
                 raise AccountError(f"no account named {normalize(username)!r}")
-            row.password_hash = self.hasher.hash(password)
+            row.password_hash = hashed
             row.session_version += 1
 
     def usernames(self) -> list[str]:
@@ -185,13 +188,13 @@ class Accounts:
         return None
 
     def _succeeded(self, row: AdminAccountRow, password: str, now: datetime) -> None:
+        values: dict[str, object] = {"last_sign_in_at": now}
+        if self.hasher.check_needs_rehash(row.password_hash):  # parameters changed since it was hashed
+            values["password_hash"] = self.hasher.hash(password)
         with session(self.engine, write=True) as s:
             found = s.get(AdminThrottleRow, row.username)
             if found is not None:
                 s.delete(found)
-            values: dict[str, object] = {"last_sign_in_at": now}
-            if self.hasher.check_needs_rehash(row.password_hash):  # parameters changed since it was hashed
-                values["password_hash"] = self.hasher.hash(password)
             s.execute(update(AdminAccountRow).where(AdminAccountRow.pk == row.pk).values(**values))
 
 

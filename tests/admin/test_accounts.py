@@ -1,10 +1,14 @@
 """Accounts core: argon2 hashes, the lockout kept in the database, and the session signing key."""
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from admin.support import PASSWORD, USER
+from admin.support import PASSWORD, USER, WRONG
+from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from service.admin.accounts import LOCKOUT, MAX_FAILURES, AccountError, Accounts
@@ -137,3 +141,51 @@ def test_a_configured_key_is_used_and_a_short_one_refused(runtime: Runtime) -> N
     with pytest.raises(ConfigError, match="KFHIR_SECRET_KEY"):
         SigningKey(runtime.engine, "short")
 
+
+
+class HeldHasher(PasswordHasher):
+    """A real argon2 hasher whose hash() then holds until `release`: a slow hash, for as long as the test needs."""
+
+    def __init__(self, **parameters: Any) -> None:
+        super().__init__(**parameters)
+        self.hashing, self.release = threading.Event(), threading.Event()
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        hashed = super().hash(password, salt=salt)
+        self.hashing.set()
+        self.release.wait(15)
+        return hashed
+
+
+@pytest.mark.parametrize("operation", ["create", "set_password", "sign_in_rehash"])
+def test_a_password_is_hashed_before_its_write_so_other_writes_go_on_meanwhile(
+        runtime: Runtime, operation: str) -> None:
+    """A write holds the database's write lock from its start (SQLite: BEGIN IMMEDIATE; with group commit every
+    writer of the process waits for it): an argon2 hash inside it held every other write up for its duration."""
+    accounts = Accounts(runtime.engine)
+    if operation != "create":
+        accounts.hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # the rehash: other parameters
+        accounts.create(USER, PASSWORD)
+    held = accounts.hasher = HeldHasher(time_cost=1, memory_cost=16, parallelism=1)
+    do = {"create": lambda: accounts.create("bob", PASSWORD), "set_password": lambda: accounts.set_password(USER, WRONG * 2),
+          "sign_in_rehash": lambda: accounts.sign_in(USER, PASSWORD, NOW)}[operation]
+    done: list[object] = []
+    hashing = threading.Thread(target=lambda: done.append(do()))
+    hashing.start()
+    try:
+        assert held.hashing.wait(10)
+        started = time.monotonic()
+        with runtime.resources.unit(write=True) as unit:  # another write, while the hash runs
+            unit.write("Patient", "meanwhile", {"resourceType": "Patient"}, [], "POST")
+        waited = time.monotonic() - started
+    finally:
+        held.release.set()
+        hashing.join(30)
+    assert waited < 5 and done, (waited, done)
+    if operation == "sign_in_rehash":
+        assert done[0].ok  # type: ignore[attr-defined]
+    with session(runtime.engine) as s:
+        row = s.scalars(select(AdminAccountRow).where(AdminAccountRow.username == ("bob" if operation == "create"
+                                                                                    else USER))).one()
+    assert held.verify(row.password_hash, WRONG * 2 if operation == "set_password" else PASSWORD)
+    assert not held.check_needs_rehash(row.password_hash)
