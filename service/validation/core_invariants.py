@@ -6,6 +6,7 @@ As ig_invariants: keyed by the exact expression, fhirpathpy's answer or plain.No
 tests/validation/test_native_invariants.py compares the two."""
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from service.validation.ig_invariants import GOAL_DETAIL, MA_RATE, OBS_VALUE, UCUM, Native
@@ -177,16 +178,46 @@ def drt_1(node: dict[str, Any], base: str, resource: Any) -> bool:
     return not exists(node, "code") or system == UCUM and exists(node, "value")
 
 
+#: what fhirpathpy says when asked to order two Quantity objects (it cannot): kept as the finding's text where the
+#: bounds' units differ, as before rng-2 was answered natively
+UNORDERED = "'<=' not supported between instances of 'dict' and 'dict'"
+
+
+def _amount(quantity: dict[str, Any]) -> tuple[int | Decimal, tuple[Any, ...]] | None:
+    """(value, unit key) of a plain SimpleQuantity, or None when either is anything else (a `_value` holder, a value
+    that is not a number, a unit member that is not text) or when it has a system without a code or a code without a
+    system. The unit key is (system, code) when both are given, else ("unit", unit) (the unit itself may be absent)."""
+    value, system, code, unit = (quantity.get(k) for k in ("value", "system", "code", "unit"))
+    if "_value" in quantity or any(v is not None and type(v) is not str for v in (system, code, unit)):
+        return None
+    try:
+        amount = number(value)
+    except NotPlain:
+        return None
+    if system is not None and code is not None:
+        return amount, (system, code)
+    return (amount, ("unit", unit)) if system is None and code is None else None
+
+
 def rng_2(node: dict[str, Any], base: str, resource: Any) -> bool:
-    """`low <= high` on two Quantity objects is beyond fhirpathpy: it fails, and the finding says so (as before this
-    native path); ordering them needs the UCUM comparison the HL7 validator makes."""
+    """`low <= high` where both bounds are in the same unit: the same system and code, or neither with the same unit
+    text (or none). FHIRPath N1 (http://hl7.org/fhirpath/N1/), 4.1.8 Quantity: "Implementations shall support
+    comparison and arithmetic operations on quantities with units where the units are the same", and "may return
+    empty ({ }) for calculations involving quantities with units where the units are different"; 6.2 Comparison:
+    "When comparing quantities, the dimensions of each quantity must be the same, but not necessarily the unit."
+    The HL7 validator compares such bounds (UCUM conversion where units differ); fhirpathpy cannot order two
+    Quantity objects at all and fails, so where the units differ (or a value is not a plain number) the finding
+    still says the invariant could not be evaluated: converting units needs UCUM, which we do not implement."""
     _at(node, base, "Range")
     if not exists(node, "low") or not exists(node, "high"):
         return True
     low, high = node.get("low"), node.get("high")
     if "_low" in node or "_high" in node or type(low) is not dict or type(high) is not dict:
         raise NotPlain("bounds")
-    raise InvariantError("'<=' not supported between instances of 'dict' and 'dict'")
+    lower, upper = _amount(low), _amount(high)
+    if lower is None or upper is None or lower[1] != upper[1]:
+        raise InvariantError(UNORDERED)
+    return lower[0] <= upper[0]
 
 
 def gol_1(node: dict[str, Any], base: str, resource: Any) -> bool:
