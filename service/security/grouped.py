@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, insert
 
-from service.store.engine import session
+from service.store.engine import execute_alone
 from service.store.models import AuditEventRow
 
 #: an audit_events row's columns (its key comes from the database)
@@ -73,8 +73,7 @@ class GroupCommit:
         """Commit the group's events in one transaction; if that fails, each on its own, so that one event the
         database refuses does not take the others with it. Returns the errors by waiting id."""
         try:
-            with session(self.engine, write=True) as s:
-                s.connection().execute(ADD_EVENT, [w.row for w in group])
+            execute_alone(self.engine, ADD_EVENT, [w.row for w in group])
             return {}
         except Exception as exc:
             if len(group) == 1:
@@ -82,8 +81,7 @@ class GroupCommit:
         failed: dict[int, Exception] = {}
         for waiting in group:
             try:
-                with session(self.engine, write=True) as s:
-                    s.connection().execute(ADD_EVENT, waiting.row)
+                execute_alone(self.engine, ADD_EVENT, waiting.row)
             except Exception as exc:
                 failed[id(waiting)] = exc
         return failed

@@ -257,6 +257,24 @@ def session(engine: Engine, write: bool = False, fresh: bool = False) -> Iterato
             yield current
 
 
+def execute_alone(engine: Engine, statement: Any, params: Any) -> None:
+    """Run one writing statement (an INSERT of one row or many) in a write transaction, as `session(write=True)`
+    would, but on a bare connection: no Session and, in a group's unit, no savepoint, which cost more than the
+    statement (an audit event: ~0.5 ms of CPU a request). One statement is atomic on its own: if it fails, the
+    database undoes it alone, and the rest of the shared transaction stands."""
+    group = _GROUPS.get(engine)
+    if group is not None and not group.inside() and not getattr(_TURN, "held", False):
+        with group.unit() as connection:
+            connection.execute(statement, params)
+        return
+    with _writer_turn(engine), engine.connect() as connection:
+        connection = connection.execution_options(**{WRITE: True})
+        with connection.begin():
+            connection.execute(statement, params)
+    if engine in _TURN_FILES:
+        CHECKPOINTER.wrote(engine)
+
+
 @contextmanager
 def reading(engine: Engine) -> Iterator[Session]:
     """One read transaction that every read `session` of `engine` in this context joins until the block ends."""
