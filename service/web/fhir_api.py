@@ -32,7 +32,7 @@ from service.validation import default_validator
 from service.validation.engine import UnknownProfile
 from service.validation.policy import NO_TX, PolicyError, ValidationPolicy, domains
 from service.validation.positions import locate, root_name
-from service.web import auth, current
+from service.web import auditing, auth, current
 from service.web.body import JSON_TYPES
 
 bp = Blueprint("fhir_api", __name__, url_prefix="/fhir")
@@ -100,8 +100,10 @@ def _resource_body(bundle: bool = False) -> Any:
     return current.body(bundle)
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """`body` as FHIR JSON; a str is JSON text already, as json.dumps(ensure_ascii=False) writes it."""
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None,
+          outline: dict[str, Any] | None = None) -> Response:
+    """`body` as FHIR JSON; a str is JSON text already, as json.dumps(ensure_ascii=False) writes it, and `outline`
+    what the request's audit event reads of it (paging.Searchset)."""
     pretty = request.args.get("_pretty") == "true"
     if isinstance(body, str):
         text = json.dumps(json.loads(body), ensure_ascii=False, indent=2) if pretty else body
@@ -109,7 +111,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
         text = json.dumps(body, ensure_ascii=False, indent=2 if pretty else None)
     response = Response(text, status=status, mimetype=FHIR_JSON)
     response.headers.update(headers or {})
-    return response
+    return auditing.shown(response, outline if isinstance(body, str) else body)
 
 
 def _version_headers(stored: StoredResource) -> dict[str, str]:
@@ -194,8 +196,9 @@ def search(resource_type: str) -> Response:
     if resource_type in CONFORMANCE_TYPES:
         return _json(_conformance_search(resource_type))
     lenient = _prefer("handling") == "lenient"
-    return _json(current.runtime().fhir.search_json(_type(resource_type), _query_items(), _base(), lenient,
-                                                     auth.can_read))
+    answer = current.runtime().fhir.search_json(_type(resource_type), _query_items(), _base(), lenient,
+                                                auth.can_read)
+    return _json(answer.text, outline=answer.outline)
 
 
 @bp.post("/<resource_type>")
