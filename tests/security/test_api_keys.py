@@ -1,12 +1,15 @@
 """API keys: made once, stored only as a keyed hash, refused once revoked (both backends)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from service.app.runtime import Runtime
 from service.security.keys import ApiClients, ClientError
-from service.store.engine import session
+from service.store.engine import make_engine, session
 from service.store.models import ApiClientRow
 
 
@@ -91,3 +94,51 @@ def test_the_pepper_is_made_without_holding_the_clients_lock(runtime: Runtime,
     monkeypatch.setattr(keys, "stored_key", stored)
     assert fresh.pepper() == b"a-pepper" and fresh.pepper() == b"a-pepper"
     assert held == [False]  # made once, outside the lock
+
+
+@pytest.fixture
+def elsewhere(runtime: Runtime) -> Iterator[ApiClients]:
+    """The clients as another process sees them (the CLI that revokes a key): an engine of its own."""
+    engine = make_engine(runtime.engine.url.render_as_string(hide_password=False))
+    yield ApiClients(engine)
+    engine.dispose()
+
+
+def full_reads(clients: ApiClients, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The key ids whose whole row `clients` reads from now on (what a verified key skips)."""
+    read: list[str] = []
+    original = clients._row
+
+    def counted(key_id: str) -> Any:
+        read.append(key_id)
+        return original(key_id)
+
+    monkeypatch.setattr(clients, "_row", counted)
+    return read
+
+
+@pytest.mark.both_backends
+def test_a_verified_key_is_remembered_and_a_revoked_one_refused_at_once(
+        clients: ApiClients, elsewhere: ApiClients, monkeypatch: pytest.MonkeyPatch) -> None:
+    key, other = clients.add("feed", ["system/*.rs"]), clients.add("other", ["system/*.rs"])
+    read = full_reads(clients, monkeypatch)
+    for _ in range(3):
+        found = clients.authenticate(key)
+        assert found is not None and found.name == "feed" and found.grant.allows("Patient", "r")
+    assert read == [key.split("_")[1]]  # the whole row once; later requests read only its hash and revocation
+    assert elsewhere.revoke("feed")  # another process
+    assert clients.authenticate(key) is None
+    assert clients.authenticate(other) is not None
+    assert clients.revoke("other")  # this process
+    assert clients.authenticate(other) is None
+
+
+@pytest.mark.both_backends
+def test_a_remembered_key_id_does_not_let_another_secret_in(clients: ApiClients, runtime: Runtime) -> None:
+    key = clients.add("feed", ["system/*.rs"])
+    assert clients.authenticate(key) is not None
+    assert clients.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    assert clients.authenticate(key) is not None
+    with session(runtime.engine, write=True) as s:  # the row's hash changed under the process (a restored backup)
+        s.execute(update(ApiClientRow).where(ApiClientRow.name == "feed").values(key_hash="0" * 64))
+    assert clients.authenticate(key) is None
