@@ -22,15 +22,16 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
 
-from service.search.parameters import LINK, index
+from service.search.parameters import index
 from service.search.query import Query
 from service.store.batch import INDEX, RESOURCES, UNSENT, Batch
 from service.store.engine import session, wrote
-from service.store.models import ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
+from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.pages import page
 from service.store.records import utcnow
 
@@ -358,7 +359,7 @@ class Unit:
         rows = self.session.execute(
             select(ResourceRow.resource_type, ResourceRow.id, SearchIndexRow.system, SearchIndexRow.value)
             .join(ResourceRow, ResourceRow.pk == SearchIndexRow.resource_pk)
-            .where(SearchIndexRow.param == LINK, SearchIndexRow.value.in_(keys), ResourceRow.deleted.is_(False),
+            .where(text(LINK_ROWS), SearchIndexRow.value.in_(keys), ResourceRow.deleted.is_(False),
                    ResourceRow.resource_type != "Provenance")
             .order_by(SearchIndexRow.pk).limit(limit))
         return [(f"{t}/{i}", path or "", value or "") for t, i, path, value in rows]
