@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import threading
 import time
 import weakref
@@ -15,7 +16,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
@@ -80,8 +81,27 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
     # any values (a generic plan): a search, one statement text for every value searched, went from a plan made for
     # its values (0.1 ms to execute) to one that was not (a served search's PostgreSQL CPU 12 ms; 52 against 20 ms
     # a search in a loop). Plans are made for each execution's values; parsing is still saved.
-    return create_engine(parsed, pool_pre_ping=True, hide_parameters=True,
-                         connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
+    engine = create_engine(parsed, hide_parameters=True,
+                           connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
+    event.listen(engine, "checkout", _closed_while_idle)
+    return engine
+
+
+def _closed_while_idle(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled PostgreSQL connection the server closed while it sat idle (a restart, an administrator's
+    pg_terminate_backend, an idle timeout) is replaced at checkout: SQLAlchemy reconnects when this raises.
+
+    Instead of pool_pre_ping's `SELECT 1` (a round trip each checkout: 0.3-0.5 ms of wall time and 0.1-0.2 ms of
+    CPU a request), a look at the socket without a round trip: an idle connection has nothing to read unless the
+    server said goodbye (its FATAL message, then end of file). What this cannot see is a server that vanished without
+    closing its end (a host down, a cable cut): the next statement fails then, and SQLAlchemy, seeing a disconnect,
+    replaces every connection of the pool made before it."""
+    if dbapi_conn.closed or dbapi_conn.broken:
+        raise DisconnectionError("the connection was closed")
+    idle = select.poll()  # poll, not select(): no limit on the descriptor's number
+    idle.register(dbapi_conn.pgconn.socket, select.POLLIN)
+    if idle.poll(0):
+        raise DisconnectionError("the database closed this connection while it was idle")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

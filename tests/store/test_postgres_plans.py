@@ -3,6 +3,8 @@ and the plan psycopg's prepared statements drifted to (after 5 runs) cost a serv
 instead of 2."""
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import Engine, text
 
 from service.store.engine import make_engine
@@ -14,5 +16,33 @@ def test_every_connection_plans_for_the_values_of_each_execution(postgres_engine
         for _ in range(2):  # a new connection, then one from the pool
             with engine.connect() as conn:
                 assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+    finally:
+        engine.dispose()
+
+
+def test_connections_the_server_closed_while_idle_are_replaced_without_a_failed_request(
+        postgres_engine: Engine) -> None:
+    """What a restart does to a pool's idle connections (each backend told FATAL, then closed), done by
+    pg_terminate_backend on the shared test server: every request after it still gets a working connection, found at
+    checkout by a look at the socket, not a `SELECT 1` round trip (pool_pre_ping) before every request."""
+    engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
+    try:
+        assert not engine.pool._pre_ping
+        held = [engine.connect() for _ in range(3)]  # three connections in the pool
+        pids = [conn.execute(text("SELECT pg_backend_pid()")).scalar() for conn in held]
+        for conn in held:
+            conn.close()
+        with postgres_engine.connect() as admin:
+            assert all(admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar() for pid in pids)
+            for _ in range(100):  # until the backends are gone
+                if not admin.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                                     {"pids": pids}).scalar():
+                    break
+                time.sleep(0.05)
+        served = []
+        for _ in range(5):
+            with engine.connect() as conn:
+                served.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
+        assert not set(served) & set(pids)
     finally:
         engine.dispose()
