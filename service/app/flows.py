@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from service.app.people import keep_current
 from service.domain.intake import Intake
 from service.errors import Conflict, Contention, Forbidden, Issue, RequestError, Unprocessable
-from service.exchange.outbox import enqueue
+from service.exchange.outbox import queue
 from service.exchange.registry import Endpoints
 from service.facade.interactions import ClaimLost
 from service.facade.server import FhirServer
@@ -60,7 +60,7 @@ class RecordWritten:
             bundle = keep_current(unit, mapper, mapped.kind, record, mapped.bundle)  # people as now known
             self.fhir.export_record(unit, bundle)
             # read in the record's transaction: every process queues for the same endpoints (the database's)
-            enqueue(session, record, bundle, self.endpoints.within(session))
+            queue(session, record, bundle, self.endpoints.taking(session, record.kind))
         except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "
                              "send this record again.") from None

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 
 from service.errors import Conflict, NotFound
 from service.exchange.endpoints import Endpoint
+from service.store.batch import Serialised, serialise
 from service.store.engine import session as transaction
 from service.store.models import OutboxAttemptRow, OutboxJobRow
 from service.store.records import ListQuery, RecordStore, StoredRecord, utcnow
@@ -36,7 +37,7 @@ Clock = Callable[[], datetime]
 #: a record's jobs are written through Core, as its resources are (service/store/resources.py): the ORM's flush of
 #: one job and its bulk UPDATE cost more than the statements, built once here
 JOBS = cast(Table, OutboxJobRow.__table__)
-ADD_JOB = insert(JOBS)
+ADD_JOB = insert(JOBS).values(payload=bindparam("payload", type_=Serialised()))
 SUPERSEDE = update(JOBS).where(
     JOBS.c.endpoint == bindparam("the_endpoint"), JOBS.c.business_key == bindparam("the_key"),
     JOBS.c.state == "queued", JOBS.c.pk < bindparam("the_pk"),
@@ -51,19 +52,27 @@ def business_key(record: StoredRecord) -> str:
 def enqueue(session: Session, record: StoredRecord, bundle: dict[str, Any], endpoints: list[Endpoint],
             clock: Clock = utcnow) -> list[int]:
     """One job per enabled endpoint that takes this kind, in the caller's transaction (the record's)."""
-    now, key = clock(), business_key(record)
+    return queue(session, record, bundle,
+                 [e.name for e in endpoints if e.enabled and record.kind in e.kinds], clock)
+
+
+def queue(session: Session, record: StoredRecord, bundle: dict[str, Any], names: list[str],
+          clock: Clock = utcnow) -> list[int]:
+    """One job for each of the endpoints `names` (enabled, taking this kind: Endpoints.taking), in the caller's
+    transaction; the Bundle is serialised once for all of them (the JSON type serialised it for each job)."""
+    if not names:
+        return []
+    now, key, payload = clock(), business_key(record), serialise(bundle)
     pks = []
     connection = session.connection()
-    for endpoint in endpoints:
-        if not endpoint.enabled or record.kind not in endpoint.kinds:
-            continue
+    for name in names:
         made = connection.execute(ADD_JOB, {
-            "endpoint": endpoint.name, "record_id": record.id, "record_kind": record.kind,
+            "endpoint": name, "record_id": record.id, "record_kind": record.kind,
             "record_version": record.version, "business_key": key, "state": "queued", "attempts": 0,
-            "next_attempt_at": now, "payload": bundle, "created_at": now, "updated_at": now})
+            "next_attempt_at": now, "payload": payload, "created_at": now, "updated_at": now})
         pk = int(cast(Any, made.inserted_primary_key)[0])
         # Not yet started jobs of older versions have nothing left to say: this one carries the newest.
-        connection.execute(SUPERSEDE, {"the_endpoint": endpoint.name, "the_key": key, "the_pk": pk, "the_now": now})
+        connection.execute(SUPERSEDE, {"the_endpoint": name, "the_key": key, "the_pk": pk, "the_now": now})
         pks.append(pk)
     return pks
 

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 ENDPOINTS = cast(Table, EndpointRow.__table__)
 EVERY = select(ENDPOINTS).order_by(ENDPOINTS.c.name)
 ENABLED = EVERY.where(ENDPOINTS.c.enabled.is_(True))
+#: what a record's transaction needs to queue it: the enabled endpoints' names and the kinds each takes
+QUEUES = select(ENDPOINTS.c.name, ENDPOINTS.c.kinds).where(ENDPOINTS.c.enabled.is_(True)).order_by(ENDPOINTS.c.name)
 #: the columns an import compares and brings up to the file's (not `enabled`: a person's choice once made)
 DEFINITION = ("base_url", "auth", "mode", "max_entries", "timeout_s", "kinds", "note")
 
@@ -77,6 +79,11 @@ class Endpoints:
         """The endpoints as `session` sees them: what a record's transaction enqueues for (read through Core with
         statements built once: every domain record asks)."""
         return [self._of(row) for row in session.connection().execute(ENABLED if enabled_only else EVERY)]
+
+    def taking(self, session: Session, kind: str) -> list[str]:
+        """The names of the enabled endpoints that take records of `kind`, as `session` sees them: what a record's
+        transaction queues it for (within() built every Endpoint, a copy of the environment each, per record)."""
+        return [name for name, kinds in session.connection().execute(QUEUES) if kind in kinds.split()]
 
     def _of(self, row: EndpointRow | Any) -> Endpoint:
         env = dict(os.environ if self._environ is None else self._environ)

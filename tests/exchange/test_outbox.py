@@ -2,6 +2,7 @@
 one in-flight job per (endpoint, business key), oldest version first, dead letters retried by hand."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -38,6 +39,19 @@ def test_storing_a_record_enqueues_one_job_per_endpoint_that_takes_its_kind(exch
     (job,) = [j for j in jobs(exchange_runtime) if j.record_id == plan.id]
     assert job.business_key == "treatment-plan/clinic-a/plan-1"
     assert {e["resource"]["resourceType"] for e in job.payload["entry"]} >= {"CarePlan", "Patient"}
+
+
+def test_a_records_jobs_hold_its_bundle_as_the_json_type_writes_it(exchange_runtime: Runtime) -> None:
+    """The Bundle is serialised once for every endpoint's job (outbox.queue): each job's payload is the text the
+    column's JSON type writes for it, the same for both."""
+    score = exchange_runtime.intake.submit("assessment", assessment()).record
+    with transaction(exchange_runtime.engine) as session:
+        texts = session.execute(text("SELECT endpoint, CAST(payload AS TEXT) FROM outbox_jobs WHERE record_id = :r "
+                                     "ORDER BY endpoint"), {"r": score.id}).all()
+    assert [endpoint for endpoint, _ in texts] == ["ehr", "registry"]
+    (payload,) = {stored for _, stored in texts}
+    assert payload == json.dumps(json.loads(payload))  # json.dumps' own text, as the JSON type binds it
+    assert json.loads(payload)["entry"][0]["resource"]["resourceType"] == "Observation"
 
 
 def test_the_same_record_again_enqueues_nothing(exchange_runtime: Runtime) -> None:
