@@ -138,19 +138,23 @@ def remember(answers: set[tuple[Any, ...]], key: tuple[Any, ...]) -> None:
 
 def codings_of(value: Any, code_type: str) -> list[Coded]:
     """(system, code, display) of each coding in `value`; wrongly typed parts (reported elsewhere) are None."""
-    def text(v: Any) -> str | None:
-        return v if isinstance(v, str) else None
-
     if code_type in ("code", "string", "uri"):
         return [(None, value, None)] if isinstance(value, str) else []
     if not isinstance(value, dict):
         return []
     if code_type in ("Coding", "Quantity"):
-        code = text(value.get("code"))
-        return [(text(value.get("system")), code, text(value.get("display")))] if code else []
+        return [_coded(value)] if isinstance(value.get("code"), str) and value["code"] else []
     codings = value.get("coding")
-    return [(text(c.get("system")), c["code"], text(c.get("display"))) for c in codings or []
-            if isinstance(c, dict) and isinstance(c.get("code"), str)] if isinstance(codings, list) else []
+    if not isinstance(codings, list):
+        return []
+    return [_coded(c) for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)]
+
+
+def _coded(coding: dict[str, Any]) -> Coded:
+    """A coding's (system, code, display), a part that is not text None (the code is text: the caller made sure)."""
+    system, display = coding.get("system"), coding.get("display")
+    return (system if isinstance(system, str) else None, coding["code"],
+            display if isinstance(display, str) else None)
 
 
 def in_codes(codes: dict[tuple[str, str], str | None], coding: tuple[str | None, Any, str | None]) -> bool:

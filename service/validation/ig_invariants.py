@@ -22,6 +22,7 @@ from service.validation.plain import (
     number,
     objects,
     of_type,
+    pairs,
     text,
 )
 from service.validation.temporal import order
@@ -179,8 +180,8 @@ KET_9 = "value.empty() or (" + " and ".join(
 def ket_9(node: dict[str, Any], base: str, resource: Any) -> bool:
     value = _score(node, base)
     found = codings(node, "code")
-    over = [coded(found, s, frozenset({c})) and value is not None and value > n for s, c, n in SCORE_LIMITS]
-    return not any(over)
+    named = pairs(found)
+    return not any(value is not None and value > n for s, c, n in SCORE_LIMITS if (s, c) in named)
 
 
 def _extended(node: dict[str, Any], url: str) -> bool:

@@ -81,11 +81,20 @@ def codings(node: dict[str, Any], key: str) -> list[dict[str, Any]]:
 def coded(codings: list[dict[str, Any]], system: str | None, codes: frozenset[str]) -> bool:
     """`coding.where(system = S and code = C).exists()` (any code of `codes`; system None: `code = C` alone).
     Every coding's system and code are read, as fhirpathpy's where() reads them."""
-    found = False
+    found = pairs(codings)
+    return any(code in codes for code_system, code in found) if system is None else \
+        any((system, code) in found for code in codes)
+
+
+def pairs(codings: list[dict[str, Any]]) -> set[tuple[str | None, str | None]]:
+    """(system, code) of each coding, read as coded() reads them: `coded(codings, S, {C})` is `(S, C) in pairs`."""
+    found = set()
     for coding in codings:
-        has_system, code = text(coding, "system"), text(coding, "code")
-        if (system is None or has_system == system) and code in codes:
-            found = True
+        system, code = coding.get("system"), coding.get("code")
+        if "_system" in coding or "_code" in coding or system is not None and type(system) is not str \
+                or code is not None and type(code) is not str:
+            raise NotPlain("coding")
+        found.add((system, code))
     return found
 
 
@@ -100,15 +109,12 @@ class Choice:
 
     def of(self, node: dict[str, Any]) -> tuple[str | None, Any]:
         """(type, value) of the one value the node holds, or (None, None) when it holds none."""
-        found = None
-        names = self.names
-        for name in node:
-            if name in names:
-                if found is not None or name[0] == "_":
-                    raise NotPlain(name)
-                found = name
-        if found is None:
+        present = self.names.intersection(node)  # the node's names of this element, in one pass over its keys
+        if not present:
             return None, None
+        found = present.pop()
+        if present or found[0] == "_":  # two types given, or a `_field` holder: fhirpathpy answers
+            raise NotPlain(found)
         value, kind = node[found], found[len(self.key):]
         if value is None or type(value) is list or (type(value) is dict) is (kind in PRIMITIVES) \
                 or type(value) is dict and "resourceType" in value:

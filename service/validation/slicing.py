@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING, Any
 
 from service.conformance.definitions import Definitions
 from service.fhirjson import matches_pattern
-from service.validation.bindings import Bindings
-from service.validation.plan import ElementPlan, TypeRef
+from service.validation.bindings import Bindings, remember
+from service.validation.plan import ElementPlan, StructurePlan, TypeRef
 from service.validation.run import Run
 
 
@@ -16,9 +16,14 @@ class Slicing(Bindings):
     defs: Definitions
     _unheld: dict[int, tuple[ElementPlan, list[str | None]]]  # by id(): each entry keeps its plan alive
     _discriminator_values: dict[tuple[int, str], tuple[ElementPlan, tuple[str, Any] | None]]
+    #: (slice, type, policy, profile, codes) walked with nothing found (_coded_key); bounded as bindings.remember
+    _slices_clean: set[tuple[Any, ...]]
+    _free_slices: dict[int, tuple[ElementPlan, bool]]  # by id(): each entry keeps its plan alive
 
     if TYPE_CHECKING:
         def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: Run) -> None: ...
+
+        def _type_plan(self, kind: TypeRef) -> StructurePlan: ...
 
     def _slicing(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
                  run: Run) -> None:
@@ -43,8 +48,14 @@ class Slicing(Bindings):
                                                              f"slicing is closed.")
                 continue
             counts[chosen.slice_name] += 1
-            self._value(value, chosen, kind if kind and any(t.code == kind.code for t in chosen.types) else None,
-                        item_expr, run)
+            typed = kind if kind and any(t.code == kind.code for t in chosen.types) else None
+            memo = self._coded_key(value, chosen, typed, run)
+            if memo is not None and memo in self._slices_clean:
+                continue  # these codes were walked against this slice before, in a like run, with nothing found
+            mark = len(run.findings)
+            self._value(value, chosen, typed, item_expr, run)
+            if memo is not None and len(run.findings) == mark:
+                remember(self._slices_clean, memo)
         for s in sliced.slices:
             n = counts[s.slice_name]
             if n < s.min:
@@ -53,6 +64,55 @@ class Slicing(Bindings):
             if s.max is not None and n > s.max:
                 run.add("error", "structure", expr, f"{sliced.path}: slice '{s.slice_name}' allows at most {s.max}, "
                                                     f"found {n}.")
+
+    def _coded_key(self, value: Any, slice_: ElementPlan, kind: TypeRef | None, run: Run) -> tuple[Any, ...] | None:
+        """What the findings of walking a Coding or CodeableConcept against its slice depend on, when that is the
+        slice, the run's policy and profile, and the codes alone (None otherwise): the value holds nothing but
+        codings (system, version, code, display, userSelected) and a text, so no id, extension or reference
+        whose verdict depends on the rest of the resource; no constraint it meets reads %resource or the like; and
+        no terminology server is asked. Codes repeat from resource to resource (a category, a diagnosis), so the
+        slice's second walk of the same codes is done once (bounded, as bindings.remember)."""
+        types = slice_.types if kind is None else (kind,)
+        code = types[0].code if len(types) == 1 and not types[0].profiles else None
+        if code not in ("CodeableConcept", "Coding") or run.must_support or run.policy.tx_server \
+                or type(value) is not dict or not self._context_free(slice_, code):
+            return None
+        if code == "Coding":
+            frozen = _coding(value)
+        elif value.keys() <= CONCEPT and type(value.get("text", "")) is str \
+                and type(value.get("coding", [])) is list:
+            codings = tuple(_coding(c) for c in value.get("coding", []))
+            frozen = None if None in codings else (value.get("text"), *codings)
+        else:
+            return None
+        if frozen is None:
+            return None
+        return id(slice_), code, run.policy, run.plans[-1].url if run.plans else None, frozen
+
+    def _context_free(self, slice_: ElementPlan, code: str) -> bool:
+        """No constraint on the slice, on the parts a plain coded value has (its codings' members, their slices)
+        or on their types reads an environment variable (%resource, %rootResource …): their answers depend on the
+        value alone. Found once per slice."""
+        known = self._free_slices.get(id(slice_))
+        if known is None:
+            plans, seen = [], set()
+            todo: list[tuple[ElementPlan, str | None]] = [(slice_, code)]
+            while todo:
+                element, kind = todo.pop()
+                if id(element) in seen:
+                    continue
+                seen.add(id(element))
+                plans.append(element)
+                parts = element.children + [s for c in element.children for s in c.slices] + element.slices
+                if kind in ("CodeableConcept", "Coding"):
+                    root = self._type_plan(TypeRef(kind)).root
+                    plans.append(root)
+                    parts += root.children
+                todo += [(c, c.types[0].code if len(c.types) == 1 else None) for c in parts
+                         if c.name in ("coding", "text", *CODING)]
+            free = not any("%" in c.expression for p in plans for c in p.constraints)
+            known = self._free_slices[id(slice_)] = (slice_, free)
+        return known[1]
 
     def _unheld_profiles(self, sliced: ElementPlan) -> list[str | None]:
         """Per slice, the first profile of its Extension type that is not held (None: all held); once per plan."""
@@ -114,6 +174,23 @@ class Slicing(Bindings):
             if binding.get("strength") == "required" and binding.get("valueSet"):
                 return ("valueset", binding["valueSet"])  # R4 allows a discriminator on a required binding
         return None
+
+
+#: the members of a plain Coding, and of a plain CodeableConcept (_coded_key)
+CODING, CONCEPT = ("system", "version", "code", "display", "userSelected"), {"coding", "text"}
+
+
+def _coding(value: Any) -> tuple[Any, ...] | None:
+    """A plain coding's members in a fixed order, or None when it holds anything else."""
+    if type(value) is not dict or not value.keys() <= CODING_KEYS:
+        return None
+    frozen = tuple(value.get(k) for k in CODING)
+    if any(v is not None and type(v) is not str for v in frozen[:4]) or type(frozen[4]) not in (bool, type(None)):
+        return None
+    return frozen
+
+
+CODING_KEYS = set(CODING)
 
 
 def navigate(value: Any, path: str) -> list[Any]:

@@ -1,0 +1,79 @@
+"""A Coding or CodeableConcept walked against its slice with nothing found is not walked there again with the same
+codes (slicing.Slicing._coded_key): the findings must be those of a validator that remembers nothing, whatever
+was validated before and under whichever policy."""
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from validation.corpus import mutated
+
+from service.conformance.definitions import load
+from service.resources import profiles_dir
+from service.validation.engine import Validator
+from service.validation.policy import ValidationPolicy
+from service.validation.run import Run
+
+POLICIES = [None, ValidationPolicy(), ValidationPolicy(display_issues="ignore"),
+            ValidationPolicy(display_issues="error")]
+
+
+def _docs() -> list[dict[str, Any]]:
+    paths = [p for p in sorted(profiles_dir().glob("examples/**/*.json")) if p.name != "manifest.json"]
+    docs = [json.loads(p.read_text()) for p in paths] + [doc for _, doc in mutated(paths)]
+    # a category with a wrong display, and an unknown code, after the same category seen clean
+    vitals = [d for d in docs if any(c.get("code") == "vital-signs" for cat in d.get("category", [])
+                                     if isinstance(cat, dict) for c in cat.get("coding", []) if isinstance(c, dict))]
+    for doc, change in zip(vitals[:2], ({"display": "Vitals!"}, {"code": "vital-sign"}), strict=False):
+        odd = copy.deepcopy(doc)
+        odd["category"][0]["coding"][0].update(change)
+        docs.append(odd)
+    return docs
+
+
+def _findings(validator: Validator, doc: dict[str, Any], policy: ValidationPolicy | None) -> list[Any]:
+    return [(f.severity, f.code, f.expression, f.message) for f in validator.validate(doc, policy=policy)]
+
+
+def test_findings_do_not_depend_on_what_the_validator_saw_before() -> None:
+    docs = _docs()
+    runs = [(i, policy) for i in range(len(docs)) for policy in POLICIES]
+    forward, backward = Validator(load()), Validator(load())
+    seen = {run: _findings(forward, docs[run[0]], run[1]) for run in runs}
+    assert forward._slices_clean, "no slice walk was remembered: the memo is not exercised"
+    for run in reversed(runs):
+        assert _findings(backward, docs[run[0]], run[1]) == seen[run], run
+    again = {run: _findings(forward, docs[run[0]], run[1]) for run in runs}  # every memo in place
+    assert again == seen
+
+
+def test_the_memo_key_is_the_codes_and_the_context_and_nothing_else_is_remembered() -> None:
+    validator = Validator(load())
+    doc = json.loads((profiles_dir() / "examples" / "Observation-phq9-alpha-baseline.json").read_text())
+    validator.validate(doc)
+    sliced = next(c for c in validator.plan(doc["meta"]["profile"][0]).root.children if c.name == "category")
+    survey = sliced.slices[0]
+    run = Run(doc, policy=validator.policy)
+    run.plans.append(validator.plan(doc["meta"]["profile"][0]))
+
+    def key(value: Any, policy: ValidationPolicy | None = None, must_support: bool = False) -> Any:
+        run.policy, run.must_support = policy or validator.policy, must_support
+        return validator._coded_key(value, survey, None, run)
+
+    category = copy.deepcopy(doc["category"][0])
+    assert key(category) is not None and key(category) == key(copy.deepcopy(category))
+    for change in ({"display": "Questionnaire"}, {"system": "http://example.org/cat"}, {"version": "1"},
+                   {"userSelected": True}, {"code": "exam"}):
+        other = copy.deepcopy(category)
+        other["coding"][0].update(change)
+        assert key(other) is not None and key(other) != key(category), change
+    assert key({**category, "text": "Survey"}) != key(category)
+    assert key({**category, "coding": category["coding"] * 2}) != key(category)
+    assert key(category, ValidationPolicy(display_issues="ignore")) != key(category)
+    for odd in ({**category, "id": "c1"}, {**category, "extension": [{"url": "http://x.org", "valueString": "x"}]},
+                {"coding": [{**category["coding"][0], "id": "c"}]}, {"coding": [{**category["coding"][0], "code": 1}]},
+                {"coding": "x"}):
+        assert key(odd) is None, odd  # an id, an extension or a wrongly typed member: walked every time
+    assert key(category, ValidationPolicy(tx_server="http://tx.example.org/fhir")) is None
+    assert key(category, must_support=True) is None
