@@ -10,6 +10,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 from weakref import WeakKeyDictionary
@@ -42,9 +43,14 @@ SHARED_READ: ContextVar[Session | None] = ContextVar("kfhir_shared_read", defaul
 TURN_POLL_S = (0.0005, 0.001, 0.002)
 #: Per SQLite file engine: the lock file that queues its writers (see _writer_turn).
 _TURN_FILES: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
-#: Per SQLite file engine: its writes' group commit (store/group.py)
+#: Per SQLite file engine: its writes' group commit (store/group.py), its file's (_FILE_GROUPS)
 _GROUPS: WeakKeyDictionary[Engine, WriteGroup] = WeakKeyDictionary()
-#: Whether this thread holds its engine's turn already (a write transaction opened inside another waits as before).
+#: Per SQLite file (its resolved path): the group commit of this process's writes to it, shared by every engine on
+#: that file (tests and the CLI build several), alive while one is. With a group each, a write through one engine
+#: inside a unit of another's waited for the writers' turn (10 s), then for SQLite's lock (10 s more), then failed.
+_FILE_GROUPS: weakref.WeakValueDictionary[str, WriteGroup] = weakref.WeakValueDictionary()
+_FILE_GROUPS_LOCK = threading.Lock()
+#: The turn files (see _writer_turn) whose turn this thread holds (`paths`).
 _TURN = threading.local()
 #: Key of a group commit connection's `info`: the savepoints opened on it that no completed RELEASE or ROLLBACK TO
 #: has ended yet, oldest first (see _savepoints)
@@ -69,11 +75,15 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            _TURN_FILES[engine] = os.path.abspath(parsed.database) + "-writer"
+            path = os.path.realpath(parsed.database)
+            _TURN_FILES[engine] = path + "-writer"
             if group_commit:
                 event.listen(engine, "after_execute", _savepoints)
-                made = weakref.ref(engine)  # the group must not keep its engine alive (a weak key of _GROUPS)
-                _GROUPS[engine] = WriteGroup(lambda: _Shared(cast(Engine, made())), SQLITE_BUSY_TIMEOUT_MS / 1000)
+                with _FILE_GROUPS_LOCK:
+                    group = _FILE_GROUPS.get(path)
+                    if group is None:
+                        group = _FILE_GROUPS[path] = WriteGroup(SQLITE_BUSY_TIMEOUT_MS / 1000)
+                _GROUPS[engine] = group
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -137,22 +147,42 @@ def _savepoints(conn: Connection, clause: Any, *_: Any) -> None:
             del names[names.index(clause.ident):]
 
 
+class NestedWrite(RuntimeError):
+    """A write transaction begun inside another of the same thread on the same SQLite file: SQLite has one writer at a
+    time, so it would wait for the outer one, its own thread's, until its busy timeout. Write in the outer
+    transaction, or after it."""
+
+
+def _held() -> set[str]:
+    """The turn files whose turn this thread holds."""
+    paths: set[str] | None = getattr(_TURN, "paths", None)
+    if paths is None:
+        paths = _TURN.paths = set()
+    return paths
+
+
+def _not_nested(engine: Engine, path: str) -> None:
+    group = _GROUPS.get(engine)
+    if path in _held() or (group is not None and group.inside()):
+        raise NestedWrite(f"a write to {path.removesuffix('-writer')} was begun inside another write of this thread "
+                          "to the same database: it would wait for itself")
+
+
 @contextmanager
 def _writer_turn(engine: Engine) -> Iterator[None]:
     """A SQLite writer's turn: an exclusive flock on a file beside the database, held from before BEGIN IMMEDIATE
-    until after the commit (see _take_turn). Taken once a thread: a write transaction opened inside another of the
-    same thread (or inside a unit of a group commit) meets SQLite's lock, as it would without turns."""
+    until after the commit (see _take_turn). Taken once a thread (a nested write is refused: _not_nested)."""
     path = _TURN_FILES.get(engine)
-    group = _GROUPS.get(engine)
-    if path is None or getattr(_TURN, "held", False) or (group is not None and group.inside()):
+    held = _held()
+    if path is None or path in held:
         yield
         return
     fd = _take_turn(path)
-    _TURN.held = True
+    held.add(path)
     try:
         yield
     finally:
-        _TURN.held = False
+        held.discard(path)
         os.close(fd)  # releases the flock
 
 
@@ -257,9 +287,12 @@ def session(engine: Engine, write: bool = False, fresh: bool = False) -> Iterato
     A read joins the request's shared read transaction, if one is open on `engine` (SHARED_READ), unless `fresh`
     (it must see what other processes committed since that transaction began)."""
     shared = None if write or fresh else SHARED_READ.get()
+    path = _TURN_FILES.get(engine) if write else None
+    if path is not None:
+        _not_nested(engine, path)
     group = _GROUPS.get(engine) if write else None
-    if group is not None and not group.inside() and not getattr(_TURN, "held", False):
-        with group.unit() as connection, _joined(connection) as current:
+    if group is not None:
+        with group.unit(partial(_Shared, engine)) as connection, _joined(connection) as current:
             yield current
     elif write:
         with _writer_turn(engine), _session(engine, write) as current:

@@ -69,17 +69,16 @@ class _Members:
 
 
 class WriteGroup:
-    """The write units of one engine in this process. A unit takes the shared transaction (opening one if none is
-    open), runs alone in it inside its own savepoint (the caller's Session joins the connection that way), then
-    either hands the transaction to the next waiting unit or, when none waits (or the group is full), commits it for
-    every unit in it. A unit that raises rolls back to its savepoint alone and the others still commit; every unit
-    returns (or raises) only once the commit has returned, so nothing is answered before it is durable. What a group
-    saves is the commit: while one commits (SQLite's fsync: 6.8 ms on the bench's disk) the next units queue, and
-    they then share one."""
+    """The write units of this process to one database file (every engine on it). A unit takes the shared
+    transaction (opening one if none is open), runs alone in it inside its own savepoint (the caller's Session joins
+    the connection that way), then either hands the transaction to the next waiting unit or, when none waits (or the
+    group is full), commits it for every unit in it. A unit that raises rolls back to its savepoint alone and the
+    others still commit; every unit returns (or raises) only once the commit has returned, so nothing is answered
+    before it is durable. What a group saves is the commit: while one commits (SQLite's fsync: 6.8 ms on the
+    bench's disk) the next units queue, and they then share one."""
 
-    def __init__(self, begin: Callable[[], Shared], timeout: float) -> None:
+    def __init__(self, timeout: float) -> None:
         """`timeout`: how long a unit waits for its turn before WritersBusy (s): SQLite's busy timeout."""
-        self._begin = begin
         self.timeout = timeout
         self._turn = threading.Condition()
         self._busy = False  # a thread is running a unit, or opening or ending the transaction
@@ -95,11 +94,12 @@ class WriteGroup:
         return bool(getattr(self._inside, "on", False))
 
     @contextmanager
-    def unit(self) -> Iterator[Connection]:
+    def unit(self, begin: Callable[[], Shared]) -> Iterator[Connection]:
         """The shared transaction's connection, this thread's alone until the block ends; after the block, wait for
         the commit that makes this unit durable (raise if that commit failed). WritersBusy when the turn does not
         come within `timeout`. The commit itself is waited for without a deadline: a unit told it failed must have
-        nothing stored, and its commit may still succeed."""
+        nothing stored, and its commit may still succeed. `begin` opens the shared transaction when none is open
+        (the engines of one file share a group: the one whose unit comes first opens it)."""
         with self._turn:
             self._waiting += 1
             deadline = time.monotonic() + self.timeout
@@ -114,7 +114,7 @@ class WriteGroup:
             self._busy = True
         try:
             if self._shared is None:
-                self._shared, self._members = self._begin(), _Members()
+                self._shared, self._members = begin(), _Members()
         except BaseException:
             self._free()
             raise

@@ -284,12 +284,12 @@ class FailingCommit:
 def test_a_failed_commit_is_a_503_for_each_unit_of_its_group_even_one_that_refused_on_its_rows() -> None:
     """Each unit gets a TransactionLost of its own (a 503), never the commit's error (a 500 shared by N threads);
     a unit refused on a row of its group (a unique identity) is told the group was lost, not its refusal."""
-    group, first_in, second_waits = WriteGroup(FailingCommit, 10), threading.Event(), threading.Event()
+    group, first_in, second_waits = WriteGroup(10), threading.Event(), threading.Event()
     raised: dict[str, BaseException] = {}
 
     def first() -> None:
         try:
-            with group.unit():
+            with group.unit(FailingCommit):
                 first_in.set()
                 until(lambda: group._waiting == 1)
         except BaseException as exc:  # noqa: BLE001 - the test looks at what it is
@@ -299,7 +299,7 @@ def test_a_failed_commit_is_a_503_for_each_unit_of_its_group_even_one_that_refus
         first_in.wait(10)
         second_waits.set()
         try:
-            with group.unit():
+            with group.unit(FailingCommit):
                 raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
         except BaseException as exc:  # noqa: BLE001
             raised["second"] = exc
@@ -454,3 +454,50 @@ def test_a_create_kept_waiting_past_the_busy_timeout_is_a_503_with_retry_after(a
     assert answer.get_json()["resourceType"] == "OperationOutcome"  # the FHIR form of the problem (web/errors.py)
     assert app.test_client().post("/fhir/Patient", json={"resourceType": "Patient"},
                                   headers={"Content-Type": FHIR}).status_code == 201
+
+
+# --- two engines on one file --------------------------------------------------------------------------------
+
+def test_engines_on_one_file_share_its_group_and_a_write_nested_in_a_unit_fails_at_once(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests and the CLI build several engines on one file. Each had a group: a write through B from another
+    thread contended with A's units for the file's lock, and one inside A's unit (this thread's) waited for the
+    writers' turn (10 s), then SQLite's lock (10 s more), then failed with a 500. Now the file's writes queue in one
+    group, and a write begun inside a unit of its own thread is refused at once, saying why."""
+    monkeypatch.setattr(group_module, "MAX_OPEN_S", 60)
+    link = tmp_path / "same.db"
+    link.symlink_to(str(engine.url.database))
+    other = make_engine(f"sqlite:///{link}")  # another spelling of the same file
+    try:
+        assert group_of(other) is group_of(engine)
+        group, store, through_other = group_of(engine), ResourceStore(engine), ResourceStore(other)
+        entered, release = threading.Event(), threading.Event()
+        nested: list[tuple[BaseException, float]] = []
+
+        def first() -> None:
+            with store.unit(write=True) as unit:
+                unit.write("Patient", "a", patient("a"), [], "POST")
+                started = time.monotonic()
+                try:
+                    create(through_other, "nested")
+                except engine_module.NestedWrite as exc:
+                    nested.append((exc, time.monotonic() - started))
+                entered.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=first)
+        holder.start()
+        assert entered.wait(30)
+        commits = group.commits
+        queued = threading.Thread(target=create, args=(through_other, "b"))
+        queued.start()
+        until(lambda: group._waiting == 1)  # B's write waits in the file's group, behind A's unit
+        release.set()
+        for t in (holder, queued):
+            t.join(30)
+        assert [(type(e), waited < 1) for e, waited in nested] == [(engine_module.NestedWrite, True)]
+        assert "same database" in str(nested[0][0])
+        assert set(stored(engine, "Patient")) == {"a", "b"}  # the unit that met the nested write went on
+        assert group.commits == commits + 1  # one commit for both engines' units
+    finally:
+        other.dispose()
