@@ -8,7 +8,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
@@ -19,9 +19,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
-from service.store.group import WriteGroup
+from service.store.group import OPEN_SAVEPOINTS, WriteGroup, track_savepoints
 
 #: How long a SQLite writer waits for the lock before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -52,9 +51,11 @@ _FILE_GROUPS: weakref.WeakValueDictionary[str, WriteGroup] = weakref.WeakValueDi
 _FILE_GROUPS_LOCK = threading.Lock()
 #: The turn files (see _writer_turn) whose turn this thread holds (`paths`).
 _TURN = threading.local()
-#: Key of a group commit connection's `info`: the savepoints opened on it that no completed RELEASE or ROLLBACK TO
-#: has ended yet, oldest first (see _savepoints)
-OPEN_SAVEPOINTS = "kfhir_open_savepoints"
+#: The descriptors holding a writers' turn in this process (_take_turn until _give_turn): a forked child closes its
+#: copies (see _forked).
+_TURNS_OPEN: set[int] = set()
+#: Every engine make_engine made, for _forked.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 #: WAL pages a commit may leave before SQLite checkpoints inside that commit (its default is 1,000): a safety net
 #: only, for a process whose checkpointer has not run; the checkpointer below keeps the WAL well short of it.
 SQLITE_AUTOCHECKPOINT_PAGES = 20_000
@@ -72,13 +73,14 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
+        _ENGINES.add(engine)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             path = os.path.realpath(parsed.database)
             _TURN_FILES[engine] = path + "-writer"
             if group_commit:
-                event.listen(engine, "after_execute", _savepoints)
+                event.listen(engine, "after_execute", track_savepoints)
                 with _FILE_GROUPS_LOCK:
                     group = _FILE_GROUPS.get(path)
                     if group is None:
@@ -94,6 +96,7 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
     engine = create_engine(parsed, hide_parameters=True,
                            connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
     event.listen(engine, "checkout", _closed_while_idle)
+    _ENGINES.add(engine)
     return engine
 
 
@@ -114,6 +117,26 @@ def _closed_while_idle(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("the database closed this connection while it was idle")
 
 
+def _forked() -> None:
+    """In a forked child: close the copies of the parent's turn descriptors (an flock belongs to the open file,
+    which the copy shares: it kept the turn held after the parent gave it back, so every writer of the database
+    waited for this process to exit or for the busy timeout), and drop the pools' connections without closing them
+    (they are the parent's, in use there: a database connection must not cross a fork). SQLite's own lock state is
+    the process's and crosses the fork too: a child forked while a write to a file was open cannot write that file.
+    gunicorn forks its workers before any engine exists (no preload: service/web/serving.py)."""
+    global _FILE_GROUPS_LOCK
+    for fd in list(_TURNS_OPEN):
+        with suppress(OSError):
+            os.close(fd)  # not flock(LOCK_UN): that would give the parent's turn away
+    _TURNS_OPEN.clear()
+    _FILE_GROUPS_LOCK = threading.Lock()  # held by a thread of the parent, perhaps: none runs here
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -131,20 +154,6 @@ def _sqlite_begin(conn: Any) -> None:
     """Writers take the write lock up front (BEGIN IMMEDIATE) so the busy timeout applies;
     a deferred transaction that reads then writes fails at once with 'database is locked'."""
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
-
-
-def _savepoints(conn: Connection, clause: Any, *_: Any) -> None:
-    """Keeps OPEN_SAVEPOINTS: a savepoint counts as ended only once its RELEASE or ROLLBACK TO has completed
-    (SQLAlchemy calls a savepoint ended even when that statement failed, and runs no other; SQLite keeps it, and its
-    rows, in the transaction). after_execute runs only after a statement that succeeded. SQLite's RELEASE ends the
-    savepoints opened after the one it names too, as does ROLLBACK TO, which leaves its own open: SQLAlchemy
-    never ends that one again, and its rows were undone."""
-    if isinstance(clause, SavepointClause):
-        conn.info.setdefault(OPEN_SAVEPOINTS, []).append(clause.ident)
-    elif isinstance(clause, ReleaseSavepointClause | RollbackToSavepointClause):
-        names = conn.info.get(OPEN_SAVEPOINTS)
-        if names and clause.ident in names:
-            del names[names.index(clause.ident):]
 
 
 class NestedWrite(RuntimeError):
@@ -183,7 +192,7 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
         yield
     finally:
         held.discard(path)
-        os.close(fd)  # releases the flock
+        _give_turn(fd)
 
 
 def _take_turn(path: str) -> int:
@@ -194,6 +203,7 @@ def _take_turn(path: str) -> int:
     decides who writes: past SQLITE_BUSY_TIMEOUT_MS of waiting (a writer outside this scheme, a stuck one) the
     transaction begins anyway, and its BEGIN IMMEDIATE waits and fails as it did before. Closing it frees the turn."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    _TURNS_OPEN.add(fd)
     deadline, tries = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000, 0
     while True:
         try:
@@ -204,6 +214,13 @@ def _take_turn(path: str) -> int:
                 return fd
             time.sleep(TURN_POLL_S[min(tries, len(TURN_POLL_S) - 1)])
             tries += 1
+
+
+def _give_turn(fd: int) -> None:
+    """Close a turn's descriptor, which releases its flock; one a fork closed already (_forked) is left alone."""
+    if fd in _TURNS_OPEN:
+        _TURNS_OPEN.discard(fd)
+        os.close(fd)
 
 
 class Checkpointer:
@@ -315,9 +332,12 @@ def execute_alone(engine: Engine, statement: Any, params: Any) -> None:
     would, but on a bare connection: no Session and, in a group's unit, no savepoint, which cost more than the
     statement (an audit event: ~0.5 ms of CPU a request). One statement is atomic on its own: if it fails, the
     database undoes it alone, and the rest of the shared transaction stands."""
+    path = _TURN_FILES.get(engine)
+    if path is not None:
+        _not_nested(engine, path)
     group = _GROUPS.get(engine)
-    if group is not None and not group.inside() and not getattr(_TURN, "held", False):
-        with group.unit() as connection:
+    if group is not None:
+        with group.unit(partial(_Shared, engine)) as connection:
             connection.execute(statement, params)
         return
     with _writer_turn(engine), engine.connect() as connection:
@@ -410,7 +430,7 @@ class _Shared:
 
     def _free(self) -> None:
         if self._turn is not None:
-            os.close(self._turn)
+            _give_turn(self._turn)
             self._turn = None
 
 

@@ -8,9 +8,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
+from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
 from service.errors import ServiceUnavailable
 
@@ -19,11 +20,28 @@ from service.errors import ServiceUnavailable
 #: A thread's unit waits in its group until the commit, so with gunicorn's 4 threads a group is at most 4 units.
 MAX_UNITS = 32
 MAX_OPEN_S = 0.1
+#: Key of a group commit connection's `info`: the savepoints opened on it that no completed RELEASE or ROLLBACK TO
+#: has ended yet, oldest first (see track_savepoints)
+OPEN_SAVEPOINTS = "kfhir_open_savepoints"
 LOST = "The write was not stored: the database rolled back the transaction it shared with others. Retry it."
 BUSY = "The write was not stored: the database's other writes kept it waiting too long. Retry it."
 #: What a write refused as WritersBusy tells its client to wait before retrying (s): the writes that held it up
 #: have usually finished or failed by then.
 RETRY_AFTER_S = 2
+
+
+def track_savepoints(conn: Connection, clause: Any, *_: Any) -> None:
+    """Keeps OPEN_SAVEPOINTS (an after_execute listener of the engines whose writes a group commits): a savepoint
+    counts as ended only once its RELEASE or ROLLBACK TO has completed (SQLAlchemy calls a savepoint ended even when
+    that statement failed, and runs no other; SQLite keeps it, and its rows, in the transaction). after_execute runs
+    only after a statement that succeeded. SQLite's RELEASE ends the savepoints opened after the one it names too, as
+    does ROLLBACK TO, which leaves its own open: SQLAlchemy never ends that one again, and its rows were undone."""
+    if isinstance(clause, SavepointClause):
+        conn.info.setdefault(OPEN_SAVEPOINTS, []).append(clause.ident)
+    elif isinstance(clause, ReleaseSavepointClause | RollbackToSavepointClause):
+        names = conn.info.get(OPEN_SAVEPOINTS)
+        if names and clause.ident in names:
+            del names[names.index(clause.ident):]
 
 
 class Shared(Protocol):

@@ -501,3 +501,50 @@ def test_engines_on_one_file_share_its_group_and_a_write_nested_in_a_unit_fails_
         assert group.commits == commits + 1  # one commit for both engines' units
     finally:
         other.dispose()
+
+
+# --- fork ---------------------------------------------------------------------------------------------------
+
+def forked(child: Any) -> int:
+    """Fork; the child runs `child()` (no thread of the parent runs there) and exits with what it returns (3 if it
+    raised); the parent gets the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def exit_code(pid: int) -> int:
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_a_forked_child_holds_no_turn_of_its_parent_and_no_connection_of_its_pool(engine: Engine) -> None:
+    """A child forked while a unit holds the writers' turn inherits a copy of the turn's descriptor, and the flock
+    belongs to the open file both copies share: after the parent's commit gave the turn back, the child's copy kept
+    it, and every writer of the database waited for the child to exit (or the busy timeout). A child must not use
+    the pool's connections either: they are the parent's (SQLite: a connection must not cross a fork)."""
+    store = ResourceStore(engine)
+    create(store, "before")  # the pool now holds a connection of the parent's
+
+    def child_writes() -> int:
+        fresh = engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+        create(store, "child")
+        return 0 if fresh else 2
+
+    assert exit_code(forked(child_writes)) == 0  # 2: the child's pool held the parent's connection
+    holder, release = hold_the_turn(store)
+    pid = forked(lambda: (time.sleep(4), 0)[1])  # alive, with what the fork gave it, while the parent writes
+    try:
+        release.set()
+        holder.join(30)
+        started = time.monotonic()
+        create(store, "parent")  # the turn the holder's commit gave back
+        waited = time.monotonic() - started
+    finally:
+        assert exit_code(pid) == 0
+    assert waited < 2, f"the parent waited {waited:.1f} s for a turn its forked child held"
+    assert {"before", "child", "holder", "parent"} <= set(stored(engine, "Patient"))
