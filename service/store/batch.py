@@ -35,9 +35,10 @@ class Serialised(TypeDecorator[str]):
 #: what the JSON type does with a value: json.dumps (the engines set no json_serializer), None too ("null")
 serialise = json.dumps
 #: the statements, built once: building `insert(...).values(...)` anew cost more than running it. A created row's
-#: key comes back in the order the rows were sent (sort_by_parameter_order), so each version and index row gets its own.
+#: key comes back beside its (type, id), so each version and index row gets its own: in the order sent
+#: (sort_by_parameter_order), SQLite's rows went one INSERT each, its RETURNING promising no order.
 ADD_RESOURCES = insert(RESOURCES).values(content=bindparam("content", type_=Serialised())).returning(
-    RESOURCES.c.pk, sort_by_parameter_order=True)
+    RESOURCES.c.pk, RESOURCES.c.resource_type, RESOURCES.c.id)
 SET_RESOURCE = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk")).values(
     content=bindparam("content", type_=Serialised()))
 ADD_VERSIONS = insert(VERSIONS).values(content=bindparam("content", type_=Serialised()))
@@ -95,10 +96,9 @@ class Batch:
         """Every held row, in an order the foreign keys accept; the keys of the created rows by (type, id)."""
         made: dict[tuple[str, str], int] = {}
         if self.created:
-            pks = connection.execute(ADD_RESOURCES, [row for row, _ in self.created]).scalars().all()
-            for (row, version), pk in zip(self.created, pks, strict=True):
-                made[row["resource_type"], row["id"]] = pk
-                version["resource_pk"] = pk
+            made = {(t, i): pk for pk, t, i in connection.execute(ADD_RESOURCES, [row for row, _ in self.created])}
+            for row, version in self.created:
+                version["resource_pk"] = made[row["resource_type"], row["id"]]
         for statement, rows in ((SET_RESOURCE, self.changed), (DROP_INDEX, self.dropped),
                                 (ADD_VERSIONS, self.versions)):
             if rows:
