@@ -31,10 +31,10 @@ RETRY_AFTER_S = 2
 
 
 def track_savepoints(conn: Connection, clause: Any, *_: Any) -> None:
-    """Keeps OPEN_SAVEPOINTS (an after_execute listener of the engines whose writes a group commits): a savepoint
-    counts as ended only once its RELEASE or ROLLBACK TO has completed (SQLAlchemy calls a savepoint ended even when
-    that statement failed, and runs no other; SQLite keeps it, and its rows, in the transaction). after_execute runs
-    only after a statement that succeeded. SQLite's RELEASE ends the savepoints opened after the one it names too, as
+    """Keeps OPEN_SAVEPOINTS (told by the engines whose writes a group commits of each savepoint statement that
+    succeeded: engine._plain_savepoints): a savepoint counts as ended only once its RELEASE or ROLLBACK TO has completed
+    (SQLAlchemy calls a savepoint ended even when that statement failed, and runs no other; SQLite keeps it, and its
+    rows, in the transaction). SQLite's RELEASE ends the savepoints opened after the one it names too, as
     does ROLLBACK TO, which leaves its own open: SQLAlchemy never ends that one again, and its rows were undone."""
     if isinstance(clause, SavepointClause):
         conn.info.setdefault(OPEN_SAVEPOINTS, []).append(clause.ident)

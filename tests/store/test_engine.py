@@ -7,9 +7,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from service.store import engine as engine_module
 from service.store.engine import checkpoint, make_engine, session
@@ -174,3 +175,37 @@ def rows_written(engine: Engine, count: int) -> None:
     for n in range(count):
         with session(engine, write=True) as s:
             s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+
+
+@pytest.mark.both_backends
+def test_savepoints_go_as_the_drivers_sql_and_a_rolled_back_one_undoes_only_its_own_work(database_url: str) -> None:
+    """SQLAlchemy's SAVEPOINT statements carry no cache key: compiled anew each time (~0.1 ms of CPU a pair) in every
+    write unit. Sent as the driver's SQL they compile nothing, and nest, release and roll back as before."""
+    engine = make_engine(database_url, group_commit=False)
+    sent: list[tuple[str, bool]] = []
+
+    def seen(conn: object, cursor: object, statement: str, params: object, context: Any, many: bool) -> None:
+        sent.append((statement, context.compiled is not None))
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("CREATE TEMPORARY TABLE sp (n INTEGER)"))
+            conn.commit()
+            event.listen(engine, "before_cursor_execute", seen)
+            with conn.begin():
+                conn.execute(text("INSERT INTO sp VALUES (1)"))
+                with pytest.raises(ZeroDivisionError), conn.begin_nested():
+                    conn.execute(text("INSERT INTO sp VALUES (2)"))
+                    with conn.begin_nested():
+                        conn.execute(text("INSERT INTO sp VALUES (3)"))
+                    raise ZeroDivisionError
+                with conn.begin_nested():
+                    conn.execute(text("INSERT INTO sp VALUES (4)"))
+            event.remove(engine, "before_cursor_execute", seen)
+            assert [n for (n,) in conn.execute(text("SELECT n FROM sp ORDER BY n"))] == [1, 4]
+    finally:
+        engine.dispose()
+    savepoints = [(s, compiled) for s, compiled in sent if "SAVEPOINT" in s]
+    assert [s.split(" sa_")[0] for s, _ in savepoints] == [
+        "SAVEPOINT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "SAVEPOINT", "RELEASE SAVEPOINT"]
+    assert not any(compiled for _, compiled in savepoints)
