@@ -19,6 +19,8 @@ def chained(resource_type: str, raw_name: str) -> tuple[Param, Ends]:
     head, _, tail = raw_name.partition(".")
     ref_name, _, given = head.partition(":")
     reference = _reference(resource_type, ref_name, raw_name)
+    if given and reference.rows and given not in reference.targets:  # it reads another parameter's rows
+        raise bad(raw_name, f"{ref_name} refers to {' or '.join(reference.targets)} only")
     inner_name, _, modifier = tail.partition(":")
     if "." in tail or not inner_name:
         raise bad(raw_name, "one level of chaining is supported (e.g. subject:Patient.identifier)")

@@ -32,16 +32,27 @@ class Param:
     #: reference: reads only the references at its paths that point at one of `targets` (an R4 expression like
     #: `Provenance.target.where(resolve() is Patient)`), so no other is indexed under it
     only_targets: bool = False
+    #: reference: answered from the index rows of this other parameter of its type, those that point at one of
+    #: `targets`, and given no rows of its own (`patient`: the `subject` rows naming a Patient, which it held again)
+    rows: str = ""
+
+    @property
+    def stored(self) -> str:
+        """The parameter whose index rows answer this one."""
+        return self.rows or self.name
 
 
 def _p(name: str, kind: str, *paths: str, targets: tuple[str, ...] = (), description: str = "",
-       only_targets: bool = False) -> Param:
-    return Param(name, kind, paths, targets, description, only_targets)
+       only_targets: bool = False, rows: str = "") -> Param:
+    return Param(name, kind, paths, targets, description, only_targets, rows)
 
 
 IDENTIFIER = _p("identifier", "token", "identifier", description="A business identifier: system|value")
-SUBJECT_PATIENT = _p("patient", "reference", "subject", targets=("Patient",), description="The patient")
 SUBJECT = _p("subject", "reference", "subject", targets=("Patient", "Group"), description="The subject")
+#: the `subject` rows that name a Patient (a resource's `patient` and `subject` rows held the same value: migration
+#: 0013 drops the old ones)
+SUBJECT_PATIENT = _p("patient", "reference", "subject", targets=("Patient",), description="The patient",
+                     rows=SUBJECT.name)
 STATUS = _p("status", "token", "status", description="The status code")
 
 PARAMS: dict[str, dict[str, Param]] = {
@@ -151,6 +162,8 @@ def index(resource: dict[str, Any], references: list[tuple[str, str]] | None = N
     """The values `resource` is found by, for every parameter of its type; `references`: see links."""
     out: list[IndexValue] = []
     for param in PARAMS.get(resource.get("resourceType", ""), {}).values():
+        if param.rows:
+            continue  # answered from another parameter's rows
         for path in param.paths:
             for value in values_at(resource, path):
                 out.extend(_index_one(param, value))

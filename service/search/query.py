@@ -221,6 +221,8 @@ def _match(param: Param, raw: str) -> Match:
                 raise bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
             return Match(value=f"{param.targets[0]}/{raw}")
         parts = raw.rstrip("/").split("/_history/")[0].split("/")
+        if param.rows and parts[-2] not in param.targets:  # it reads another parameter's rows, which may name it
+            raise bad(param.name, f"{param.name}={raw!r}: {param.name} refers to {' or '.join(param.targets)} only")
         return Match(value=f"{parts[-2]}/{parts[-1]}")
     if param.kind == "string":  # `system`: as given, for :exact
         return Match(system=raw, value=normalise(raw))

@@ -34,10 +34,10 @@ def condition(resource_type: str, criterion: Criterion, name: str, row: Row = Re
     param = criterion.param
     if criterion.chain:
         found: ColumnElement[bool] = or_(*[(_referred_by if criterion.reverse else _refers_to)(
-            resource_type, param.name, other, inner, f"{name}_{k}", row)
+            resource_type, param.stored, other, inner, f"{name}_{k}", row)
             for k, (other, inner) in enumerate(criterion.chain)])
     elif criterion.modifier == "missing":  # search.html#modifiers: true, no value; false, some value
-        present = _indexed(resource_type, param.name, row=row)
+        present = _indexed(resource_type, param.stored, *_targeted(criterion), row=row)
         found = ~present if criterion.matches[0].value == "true" else present
     elif param.name == "_id":
         found = row.id.in_([bindparam(f"{name}_{j}v", m.value) for j, m in enumerate(criterion.matches)])
@@ -45,7 +45,7 @@ def condition(resource_type: str, criterion: Criterion, name: str, row: Row = Re
         found = or_(*[_date_compare(row.last_updated, row.last_updated, m, f"{name}_{j}")
                       for j, m in enumerate(criterion.matches)])
     else:
-        found = _indexed(resource_type, param.name, or_(*[_match(criterion, m, f"{name}_{j}")
+        found = _indexed(resource_type, param.stored, or_(*[_match(criterion, m, f"{name}_{j}")
                                                           for j, m in enumerate(criterion.matches)]), row=row)
     return ~found if criterion.modifier == "not" and param.kind == "token" else found
 
@@ -61,9 +61,18 @@ def drives(criterion: Criterion) -> bool:
 def driven(resource_type: str, criterion: Criterion, name: str, index: Any) -> ColumnElement[bool]:
     """The rows of `index` (an alias of the search index) that meet `criterion`, which drives() a page: the same
     parameters as condition(criterion, name)."""
-    found: ColumnElement[bool] = and_(index.resource_type == resource_type, index.param == criterion.param.name,
+    found: ColumnElement[bool] = and_(index.resource_type == resource_type, index.param == criterion.param.stored,
                                       _match(criterion, criterion.matches[0], f"{name}_0", index))
     return found
+
+
+def _targeted(criterion: Criterion) -> list[ColumnElement[bool]]:
+    """A parameter answered from another's rows (Param.rows) reads those that point at its targets only; a value
+    searched for names one of them already (query.py)."""
+    param = criterion.param
+    if not param.rows:
+        return []
+    return [or_(*[SearchIndexRow.value.like(f"{target}/%") for target in param.targets])]
 
 
 def values(criterion: Criterion, name: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from service.search.parameters import index
+from service.search.parameters import index, params_of
 from service.search.query import Query
 from service.store.batch import INDEX, RESOURCES, UNSENT, Batch
 from service.store.engine import session, wrote
@@ -345,6 +345,9 @@ class Unit:
 
     def referring(self, source: str, param: str, keys: list[str], limit: int = 1000) -> list[StoredResource]:
         """_revinclude: current `source` resources whose reference parameter `param` names one of `keys`."""
+        known = params_of(source).get(param)
+        if known is not None and known.rows:  # `patient`: the `subject` rows, those naming a Patient
+            keys, param = [k for k in keys if k.partition("/")[0] in known.targets], known.rows
         if not keys:
             return []
         self._send()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from service.search.parameters import index
+from service.search.parameters import index, params_of
 from service.validation import default_validator
 
 FHIR = "application/fhir+json"
@@ -207,6 +207,9 @@ def _values(kind: str, resource: dict[str, Any]) -> dict[str, str]:
             values[v.param] = f"{v.system}|{v.value}"
         else:
             values[v.param] = str(v.value if v.param not in ("family", "given", "name") else v.system)
+    for name, param in params_of(kind).items():  # answered from another's rows (`patient`: the subject's)
+        if param.rows and str(values.get(param.rows, "")).partition("/")[0] in param.targets:
+            values.setdefault(name, values[param.rows])
     return values
 
 
