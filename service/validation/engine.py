@@ -71,7 +71,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._contexts_allowed: set[tuple[Any, ...]] = set()
         self._extension_definitions: dict[str, tuple[dict[str, Any] | None, StructurePlan | None]] = {}
         self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
-        self._slices_clean: set[tuple[Any, ...]] = set()
+        self._coded_clean: set[tuple[Any, ...]] = set()
         self._free_slices: dict[int, tuple[ElementPlan, bool]] = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
         self._resource_types = {e["type"] for e in defs.core.index if e.get("resourceType") == "StructureDefinition"

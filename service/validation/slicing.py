@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 from service.conformance.definitions import Definitions
 from service.fhirjson import matches_pattern
 from service.validation.bindings import Bindings, remember
+from service.validation.coded import FREEZE, PARTS, coded_key
 from service.validation.plan import ElementPlan, StructurePlan, TypeRef
 from service.validation.run import Run
 
@@ -17,7 +18,7 @@ class Slicing(Bindings):
     _unheld: dict[int, tuple[ElementPlan, list[str | None]]]  # by id(): each entry keeps its plan alive
     _discriminator_values: dict[tuple[int, str], tuple[ElementPlan, tuple[str, Any] | None]]
     #: (slice, type, policy, profile, codes) walked with nothing found (_coded_key); bounded as bindings.remember
-    _slices_clean: set[tuple[Any, ...]]
+    _coded_clean: set[tuple[Any, ...]]
     _free_slices: dict[int, tuple[ElementPlan, bool]]  # by id(): each entry keeps its plan alive
 
     if TYPE_CHECKING:
@@ -50,12 +51,12 @@ class Slicing(Bindings):
             counts[chosen.slice_name] += 1
             typed = kind if kind and any(t.code == kind.code for t in chosen.types) else None
             memo = self._coded_key(value, chosen, typed, run)
-            if memo is not None and memo in self._slices_clean:
+            if memo is not None and memo in self._coded_clean:
                 continue  # these codes were walked against this slice before, in a like run, with nothing found
             mark = len(run.findings)
             self._value(value, chosen, typed, item_expr, run)
             if memo is not None and len(run.findings) == mark:
-                remember(self._slices_clean, memo)
+                remember(self._coded_clean, memo)
         for s in sliced.slices:
             n = counts[s.slice_name]
             if n < s.min:
@@ -66,33 +67,22 @@ class Slicing(Bindings):
                                                     f"found {n}.")
 
     def _coded_key(self, value: Any, slice_: ElementPlan, kind: TypeRef | None, run: Run) -> tuple[Any, ...] | None:
-        """What the findings of walking a Coding or CodeableConcept against its slice depend on, when that is the
-        slice, the run's policy and profile, and the codes alone (None otherwise): the value holds nothing but
-        codings (system, version, code, display, userSelected) and a text, so no id, extension or reference
-        whose verdict depends on the rest of the resource; no constraint it meets reads %resource or the like; and
-        no terminology server is asked. Codes repeat from resource to resource (a category, a diagnosis), so the
-        slice's second walk of the same codes is done once (bounded, as bindings.remember)."""
+        """What the findings of walking a Coding or CodeableConcept against its slice depend on (coded.coded_key),
+        when that is all they depend on (None otherwise): the value holds nothing but codings (system, version,
+        code, display, userSelected) and a text, so no id, extension or reference whose verdict depends on the rest
+        of the resource, and no constraint it meets reads %resource or the like (_context_free). Codes repeat from
+        resource to resource (a category, a diagnosis), so the slice's second walk of the same codes is done once
+        (bounded, as bindings.remember)."""
         types = slice_.types if kind is None else (kind,)
         code = types[0].code if len(types) == 1 and not types[0].profiles else None
-        if code not in ("CodeableConcept", "Coding") or run.must_support or run.policy.tx_server \
-                or type(value) is not dict or not self._context_free(slice_, code):
+        if code not in FREEZE or not self._context_free(slice_, code):
             return None
-        if code == "Coding":
-            frozen = _coding(value)
-        elif value.keys() <= CONCEPT and type(value.get("text", "")) is str \
-                and type(value.get("coding", [])) is list:
-            codings = tuple(_coding(c) for c in value.get("coding", []))
-            frozen = None if None in codings else (value.get("text"), *codings)
-        else:
-            return None
-        if frozen is None:
-            return None
-        return id(slice_), code, run.policy, run.plans[-1].url if run.plans else None, frozen
+        return coded_key((id(slice_), code), value, run)
 
     def _context_free(self, slice_: ElementPlan, code: str) -> bool:
-        """No constraint on the slice, on the parts a plain coded value has (its codings' members, their slices)
-        or on their types reads an environment variable (%resource, %rootResource …): their answers depend on the
-        value alone. Found once per slice."""
+        """No constraint on the element (a slice, or any element typed Coding or CodeableConcept), on the parts a
+        plain coded value has (its codings' members, their slices) or on their types reads an environment variable
+        (%resource, %rootResource …): their answers depend on the value alone. Found once per element."""
         known = self._free_slices.get(id(slice_))
         if known is None:
             plans, seen = [], set()
@@ -108,8 +98,7 @@ class Slicing(Bindings):
                     root = self._type_plan(TypeRef(kind)).root
                     plans.append(root)
                     parts += root.children
-                todo += [(c, c.types[0].code if len(c.types) == 1 else None) for c in parts
-                         if c.name in ("coding", "text", *CODING)]
+                todo += [(c, c.types[0].code if len(c.types) == 1 else None) for c in parts if c.name in PARTS]
             free = not any("%" in c.expression for p in plans for c in p.constraints)
             known = self._free_slices[id(slice_)] = (slice_, free)
         return known[1]
@@ -174,23 +163,6 @@ class Slicing(Bindings):
             if binding.get("strength") == "required" and binding.get("valueSet"):
                 return ("valueset", binding["valueSet"])  # R4 allows a discriminator on a required binding
         return None
-
-
-#: the members of a plain Coding, and of a plain CodeableConcept (_coded_key)
-CODING, CONCEPT = ("system", "version", "code", "display", "userSelected"), {"coding", "text"}
-
-
-def _coding(value: Any) -> tuple[Any, ...] | None:
-    """A plain coding's members in a fixed order, or None when it holds anything else."""
-    if type(value) is not dict or not value.keys() <= CODING_KEYS:
-        return None
-    frozen = tuple(value.get(k) for k in CODING)
-    if any(v is not None and type(v) is not str for v in frozen[:4]) or type(frozen[4]) not in (bool, type(None)):
-        return None
-    return frozen
-
-
-CODING_KEYS = set(CODING)
 
 
 def navigate(value: Any, path: str) -> list[Any]:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from service.validation import ids
-from service.validation.bindings import codings_of
+from service.validation.bindings import codings_of, remember
+from service.validation.coded import FREEZE, coded_key
 from service.validation.invariants import NATIVE
 from service.validation.layouts import Layout, Name, remember_clean
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef
@@ -35,6 +36,10 @@ class Validator(Protocol):
     def kind_of(self, code: str) -> int: ...
 
     def step(self, plan: ElementPlan, kind: TypeRef) -> Step: ...
+
+    def _context_free(self, slice_: ElementPlan, code: str) -> bool: ...
+
+    _coded_clean: set[tuple[Any, ...]]
 
 
 def compile_walk(validator: Validator, children: list[ElementPlan]) -> Walk:
@@ -171,8 +176,18 @@ def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | Non
         return generic
     env[f"S{i}"], env[f"R{i}"], env[f"O{i}"] = step.children, resolved, step.owner
     env[f"I{i}"] = id(step.children)
-    out = [f"{pad}if {v}.__class__ is dict and {v}:",
-           f"{pad}    o = run.owner_types",
+    # a plain Coding or CodeableConcept walked here before with nothing found is not walked again (coded.py)
+    memo = step.code in FREEZE and not resolved.profiles and validator._context_free(child, step.code)
+    if memo:
+        env[f"M{i}"], env["coded_key"], env["CLEAN"], env["remember"] = \
+            (id(child), step.code), coded_key, validator._coded_clean, remember
+    head = [f"{pad}if {v}.__class__ is dict and {v}:"]
+    if memo:
+        head += [f"{pad}    mk = coded_key(M{i}, {v}, run)",
+                 f"{pad}    if mk is None or mk not in CLEAN:",
+                 f"{pad}        mark = len(run.findings)"]
+        pad += "    "
+    out = [f"{pad}    o = run.owner_types",
            f"{pad}    run.owner_types = O{i}",
            f"{pad}    if run.sliced:",
            f"{pad}        self._object({v}, S{i}, e, run)",
@@ -199,7 +214,11 @@ def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | Non
     if step.constraints:
         env[f"X{i}"], env[f"B{i}"] = step.constraints, step.base
         out += [f"{pad}    self._constraints({v}, X{i}, B{i}, e, run, K{i}.id)"]
-    return out + [f"{pad}else:", f"{pad}    {generic[0].strip()}"]
+    if memo:
+        out += [f"{pad}    if mk is not None and len(run.findings) == mark:",
+                f"{pad}        remember(CLEAN, mk)"]
+        pad = pad[:-4]
+    return head + out + [f"{pad}else:", f"{pad}    {generic[0].strip()}"]
 
 
 @dataclass(frozen=True, slots=True)

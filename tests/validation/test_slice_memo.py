@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 from validation.corpus import mutated
 
-from service.conformance.definitions import load
+from service.conformance.definitions import CORE_SD, load
 from service.resources import profiles_dir
 from service.validation.engine import Validator
+from service.validation.plan import Constraint
 from service.validation.policy import ValidationPolicy
 from service.validation.run import Run
 
@@ -41,7 +43,7 @@ def test_findings_do_not_depend_on_what_the_validator_saw_before() -> None:
     runs = [(i, policy) for i in range(len(docs)) for policy in POLICIES]
     forward, backward = Validator(load()), Validator(load())
     seen = {run: _findings(forward, docs[run[0]], run[1]) for run in runs}
-    assert forward._slices_clean, "no slice walk was remembered: the memo is not exercised"
+    assert forward._coded_clean, "no slice walk was remembered: the memo is not exercised"
     for run in reversed(runs):
         assert _findings(backward, docs[run[0]], run[1]) == seen[run], run
     again = {run: _findings(forward, docs[run[0]], run[1]) for run in runs}  # every memo in place
@@ -77,3 +79,17 @@ def test_the_memo_key_is_the_codes_and_the_context_and_nothing_else_is_remembere
         assert key(odd) is None, odd  # an id, an extension or a wrongly typed member: walked every time
     assert key(category, ValidationPolicy(tx_server="http://tx.example.org/fhir")) is None
     assert key(category, must_support=True) is None
+
+
+def test_codes_under_a_rule_that_reads_the_resource_are_walked_every_time() -> None:
+    """A constraint reading %resource (or any environment variable) on the element, a coding member or a slice of
+    them: its answer depends on more than the codes, so nothing there is remembered."""
+    validator = Validator(load())
+    condition = validator.plan(CORE_SD + "Condition").root
+    code = next(c for c in condition.children if c.name == "code")
+    assert validator._context_free(code, "CodeableConcept")
+    reads = Constraint("x-1", "error", "x", "%resource.subject.exists()", None)
+    assert not validator._context_free(replace(code, constraints=(*code.constraints, reads)), "CodeableConcept")
+    coding = replace(next(c for c in validator.plan(CORE_SD + "CodeableConcept").root.children if c.name == "coding"),
+                     constraints=(reads,))
+    assert not validator._context_free(replace(code, children=[coding]), "CodeableConcept")

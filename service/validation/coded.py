@@ -1,0 +1,61 @@
+"""Codes walked with nothing found, remembered: a plain Coding or CodeableConcept's findings depend on its codes,
+the element it is walked against, the run's policy and profile, and nothing else (codes repeat across resources)."""
+from __future__ import annotations
+
+from typing import Any
+
+from service.validation.run import Run
+
+#: the members of a plain Coding, and of a plain CodeableConcept
+CODING, CONCEPT = ("system", "version", "code", "display", "userSelected"), frozenset({"coding", "text"})
+CODING_KEYS = frozenset(CODING)
+#: the element names a plain coded value can hold, down to its codings' members
+PARTS = frozenset({"coding", "text", *CODING})
+Token = tuple[int, str]  # (id of the element plan, type code): fixed where the walk is generated
+
+
+def frozen_coding(value: Any) -> tuple[Any, ...] | None:
+    """A plain coding's members in a fixed order, or None when it holds anything else (an id, an extension, a
+    member of the wrong JSON type)."""
+    if value.__class__ is not dict or not value.keys() <= CODING_KEYS:
+        return None
+    get = value.get
+    system, version, code, display, selected = (get("system"), get("version"), get("code"), get("display"),
+                                                get("userSelected"))
+    for text in (system, version, code, display):
+        if text is not None and text.__class__ is not str:
+            return None
+    if selected is not None and selected.__class__ is not bool:
+        return None
+    return system, version, code, display, selected
+
+
+def frozen_concept(value: Any) -> tuple[Any, ...] | None:
+    """A plain CodeableConcept (codings and a text, nothing else) as a tuple, or None."""
+    if value.__class__ is not dict or not value.keys() <= CONCEPT:
+        return None
+    text, codings = value.get("text"), value.get("coding", ())
+    if text is not None and text.__class__ is not str or codings.__class__ not in (list, tuple):
+        return None
+    frozen: list[Any] = [text]
+    for coding in codings:
+        one = frozen_coding(coding)
+        if one is None:
+            return None
+        frozen.append(one)
+    return tuple(frozen)
+
+
+FREEZE = {"Coding": frozen_coding, "CodeableConcept": frozen_concept}
+
+
+def coded_key(token: Token, value: Any, run: Run) -> tuple[Any, ...] | None:
+    """The memo key of `value` walked at `token` in `run`, or None when it must be walked: not plain, or a
+    terminology server may be asked (its answers are not ours to remember), or absent mustSupport elements are
+    reported."""
+    if run.policy.tx_server or run.must_support:
+        return None
+    frozen = FREEZE[token[1]](value)
+    if frozen is None:
+        return None
+    return token, run.policy, run.plans[-1].url if run.plans else None, frozen
