@@ -71,6 +71,7 @@ class Mapper:
         self.specs = specs
         self.paths = PathCompiler(defs)
         self.concepts = ConceptIndex(defs)
+        self._pointers: dict[tuple[str, str], list[tuple[Role, ElementPath]]] = {}
         self.check()
 
     def check(self) -> None:
@@ -303,18 +304,22 @@ class Mapper:
     def _referenced(self, spec: Spec, role: Role, by_role: dict[str, list[dict[str, Any]]],
                     found: Payload) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for other in spec.roles:
-            for rule in other.rules:
-                if rule.transform != "reference" or rule.params.get("ref") != role.role:
-                    continue
-                for resource in by_role.get(other.role, []):
-                    refs = self.path(other, rule).get(resource)
-                    for ref in refs if isinstance(refs, list) else [refs] if refs else []:
-                        target = found.resolve(ref, resource)
-                        if target is not None and target.get("resourceType") == role.type and \
-                                all(t is not target for t in out):
-                            out.append(target)
+        for other, path in self._pointing(spec, role):
+            for resource in by_role.get(other.role, []):
+                refs = path.get(resource)
+                for ref in refs if isinstance(refs, list) else [refs] if refs else []:
+                    target = found.resolve(ref, resource)
+                    if target is not None and target.get("resourceType") == role.type and \
+                            all(t is not target for t in out):
+                        out.append(target)
         return out
+
+    def _pointing(self, spec: Spec, role: Role) -> list[tuple[Role, ElementPath]]:
+        """The reference rules pointing at `role`, with their paths: found once, not over every rule per role read."""
+        if (key := (spec.kind, role.role)) not in self._pointers:
+            self._pointers[key] = [(other, self.path(other, rule)) for other in spec.roles for rule in other.rules
+                                   if rule.transform == "reference" and rule.params.get("ref") == role.role]
+        return self._pointers[key]
 
     def _read(self, role: Role, resource: dict[str, Any], links: _ReverseLinks) -> dict[str, Any]:
         values: dict[str, Any] = {}
