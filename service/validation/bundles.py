@@ -11,6 +11,7 @@ from service.validation.run import Run
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 #: beginnings that ABSOLUTE matches, the fullUrls of nearly every Bundle: a string test, not the regex
 ABSOLUTE_PREFIXES = ("http://", "https://", "urn:uuid:", "urn:oid:")
+RESTFUL = ("http://", "https://")
 #: Bundle types whose entries need no fullUrl (R4 Bundle.entry.fullUrl: "fullUrl may be omitted" for these)
 FULL_URL_OPTIONAL = {"transaction", "transaction-response", "batch", "batch-response"}
 PAGING = ("first", "previous", "next", "last")
@@ -24,12 +25,16 @@ class Bundles:
     def _bundle(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
         kind = bundle.get("type")
         entries = [e if isinstance(e, dict) else {} for e in as_list(bundle.get("entry"))]
+        full_urls = run.full_urls
         for i, entry in enumerate(entries):  # one pass: what references resolve to, and each fullUrl's form
             full_url, resource = entry.get("fullUrl"), entry.get("resource")
             if not isinstance(full_url, str):
                 continue
             if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-                run.full_urls[full_url] = resource["resourceType"]
+                full_urls[full_url] = resource["resourceType"]
+                # the RESTful fullUrl of nearly every entry, ending with its resource's type and id: nothing to say
+                if full_url.startswith(RESTFUL) and _ends_with_type_and_id(full_url, resource):
+                    continue
             if full_url:
                 self._full_url(full_url, resource, expr, i, run)
         self._links(bundle, kind, expr, run)
@@ -47,7 +52,7 @@ class Bundles:
                     f"fullUrl {full_url!r} must be an absolute URL (or a urn:uuid: / urn:oid:), not a relative one.")
             return
         # Only an http(s) URL can be RESTful (LITERAL_REFERENCE's group 2), and only one with a resource be wrong
-        if not isinstance(resource, dict) or not full_url.startswith(("http://", "https://")) \
+        if not isinstance(resource, dict) or not full_url.startswith(RESTFUL) \
                 or _ends_with_type_and_id(full_url, resource):
             return
         match = LITERAL_REFERENCE.match(full_url)
