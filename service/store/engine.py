@@ -94,7 +94,11 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
     # psycopg prepares a statement once a connection has run it 5 times, and PostgreSQL then may plan it once for
     # any values (a generic plan): a search, one statement text for every value searched, went from a plan made for
     # its values (0.1 ms to execute) to one that was not (a served search's PostgreSQL CPU 12 ms; 52 against 20 ms
-    # a search in a loop). Plans are made for each execution's values; parsing is still saved.
+    # a search in a loop). Plans are made for each execution's values; parsing is still saved. Checked again on
+    # 12-05 with the searches that read their page off one value's index rows: generic plans still hurt a value two
+    # rows hold after thousands of searches for a value 3,000 hold (patient=: 1.2 -> 2.2 ms; sorted: 1.7 -> 4.4 ms).
+    # Planning once only what reads by key (searches sent unprepared, the rest prepared under `auto`) saved a served
+    # read 0.13 ms of PostgreSQL CPU but cost a search ~0.15 ms (parsed again each time): not worth it as it stands.
     engine = create_engine(parsed, hide_parameters=True,
                            connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
     event.listen(engine, "checkout", _closed_while_idle)
