@@ -55,6 +55,22 @@ def integer(minimum: int | None = None, maximum: int | None = None, **kwargs: An
     return fields.Integer(strict=True, validate=validate.Range(min=minimum, max=maximum), **kwargs)
 
 
+#: the largest value of FHIR R4's integer, positiveInt and unsignedInt (datatypes.html#primitive: a 32-bit signed
+#: integer; positiveInt 1.., unsignedInt 0..): a field mapped to one of them is bounded here, so a value the FHIR form
+#: cannot carry is refused at the record's own field, not by the validator after mapping
+FHIR_INT_MAX = 2_147_483_647
+
+
+def positive_int(**kwargs: Any) -> fields.Integer:
+    """A count mapped to a FHIR positiveInt."""
+    return integer(1, FHIR_INT_MAX, **kwargs)
+
+
+def unsigned_int(**kwargs: Any) -> fields.Integer:
+    """A count mapped to a FHIR unsignedInt, or to an integer that is never negative."""
+    return integer(0, FHIR_INT_MAX, **kwargs)
+
+
 def positive(**kwargs: Any) -> StrictNumber:
     return StrictNumber(validate=validate.Range(min=0, min_inclusive=False), **kwargs)
 

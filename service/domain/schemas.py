@@ -6,7 +6,17 @@ from typing import Any
 from marshmallow import RAISE, Schema, fields, validate
 
 from service.domain import vocabulary as v
-from service.domain.fields import StrictBoolean, Text, instant, integer, local_code, one_of, positive
+from service.domain.fields import (
+    StrictBoolean,
+    Text,
+    instant,
+    integer,
+    local_code,
+    one_of,
+    positive,
+    positive_int,
+    unsigned_int,
+)
 
 ICD10_CM = r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
 RXNORM = r"^[0-9]{1,10}$"
@@ -63,7 +73,7 @@ class DoseSchema(Strict):
 
 
 class FrequencySchema(Strict):
-    count = integer(1, required=True)
+    count = positive_int(required=True)  # Timing.repeat.frequency
     period = positive(required=True)
     period_unit = one_of(v.PERIOD_UNITS, required=True)
 
@@ -76,7 +86,7 @@ class DatePeriodSchema(Strict):
 class GoalSchema(Strict):
     measure = one_of(v.GOAL_MEASURES, required=True)
     target = one_of(v.GOAL_TARGETS, required=True)
-    baseline = integer(0)
+    baseline = unsigned_int()  # the goal-baseline-score extension's valueUnsignedInt
 
 
 class AntidepressantSchema(Strict):
@@ -125,13 +135,13 @@ class ScreeningSchema(Strict):
 class TreatmentPlanSchema(RecordSchema):
     status = one_of(v.PLAN_STATUS, required=True)
     indication = fields.Nested(IndicationSchema, required=True)
-    prior_antidepressant_trials = integer(0)
+    prior_antidepressant_trials = unsigned_int()  # the priorTrials extension's valueInteger
     medication = one_of(v.MEDICATIONS, required=True)
     route = one_of(v.ROUTES, required=True)
     dose = fields.Nested(DoseSchema, required=True)
     infusion_minutes = integer(1)
     phase = one_of(v.PHASES)
-    sessions_planned = integer(1)
+    sessions_planned = positive_int()  # Timing.repeat.count
     frequency = fields.Nested(FrequencySchema)
     period = fields.Nested(DatePeriodSchema)
     goals = fields.List(fields.Nested(GoalSchema), validate=validate.Length(max=20))
@@ -169,7 +179,7 @@ class ConcomitantMedicationSchema(Strict):
 
 class AdministrationSchema(RecordSchema):
     plan_external_id = Text()
-    session_number = integer(1)
+    session_number = positive_int()  # the sessionNumber extension's valuePositiveInt
     status = one_of(v.SESSION_STATUS, required=True)
     status_reason = Text(max_length=1000)
     medication = one_of(v.MEDICATIONS, required=True)
