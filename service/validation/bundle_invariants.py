@@ -22,24 +22,16 @@ def _exists(node: dict[str, Any], key: str) -> bool:
     return node.get(key) not in _ABSENT or node.get(_HOLDERS[key]) not in _ABSENT
 
 
-def _entries(bundle: Any) -> list[dict[str, Any]] | None:
-    """Bundle.entry as plain objects, or None when FHIRPath would see anything else."""
+def _entry_list(bundle: Any) -> list[Any] | None:
+    """Bundle.entry as a list, or None when FHIRPath would see anything else. Each entry is then checked plain
+    (an object without `resourceType`, which would make it a resource to FHIRPath) in the loop that reads it, so
+    the Bundle invariants pass over the entries once each."""
     if not isinstance(bundle, dict) or "_entry" in bundle:
         return None
     entries = bundle.get("entry")
     if entries is None or entries == []:
         return []
-    if type(entries) is not list:
-        return None
-    for entry in entries:  # a loop, not all() over a generator: this runs for each Bundle invariant
-        if type(entry) is not dict or "resourceType" in entry:
-            return None
-    return entries
-
-
-def _entry(node: Any) -> dict[str, Any] | None:
-    """A Bundle.entry as a plain object (a `resourceType` would make it a resource to FHIRPath)."""
-    return node if type(node) is dict and "resourceType" not in node else None
+    return entries if type(entries) is list else None
 
 
 def _bundle_type(resource: Any) -> tuple[bool, str | None]:
@@ -54,17 +46,17 @@ def _entries_say(field: str, kinds: frozenset[str]) -> Callable[[Any, Any], bool
     """bdl-3/bdl-4: `entry.all(<field>.exists() = (%resource.type = k1 or … ))`. With no type, the right side is
     empty, so `=` is empty and every entry fails `all`."""
     def check(node: Any, resource: Any) -> bool | None:
-        entries = _entries(node)
+        entries = _entry_list(node)
         plain, kind = _bundle_type(resource)
         if entries is None or not plain:
             return None
-        if kind is None:
-            return not entries
-        wanted, holder = kind in kinds, _HOLDERS[field]
-        for entry in entries:  # noqa: SIM110 - a loop, not all() over a generator: cheaper for each entry
-            if (entry.get(field) not in _ABSENT or entry.get(holder) not in _ABSENT) is not wanted:
-                return False
-        return True
+        wanted, holder, answer = kind in kinds, _HOLDERS[field], True
+        for entry in entries:
+            if type(entry) is not dict or "resourceType" in entry:
+                return None
+            if answer and (entry.get(field) not in _ABSENT or entry.get(holder) not in _ABSENT) is not wanted:
+                answer = False
+        return not entries if kind is None else answer
     return check
 
 
@@ -72,12 +64,15 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
     """bdl-7: `(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId)
     .isDistinct()`. The right side is evaluated (and may fail) whatever the left says; with no type the left is
     empty, and `{} or x` is x when true, else empty, which fails the invariant."""
-    entries = _entries(node)
+    entries = _entry_list(node)
     plain, kind = _bundle_type(node)
     if entries is None or not plain:
         return None
-    keys = []
+    keys: set[str] = set()
+    count = 0
     for entry in entries:
+        if type(entry) is not dict or "resourceType" in entry:
+            return None
         full_url = entry.get("fullUrl")
         if type(full_url) is not str or "_fullUrl" in entry:  # not the plain fullUrl of nearly every entry
             if not _exists(entry, "fullUrl"):
@@ -87,10 +82,11 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
         version = _version_id(entry)
         if version is None:
             return None
-        keys.append(full_url + version)
+        keys.add(full_url + version)
+        count += 1
     if kind == "history":
         return True
-    return len(set(keys)) == len(keys)
+    return len(keys) == count
 
 
 def _version_id(entry: dict[str, Any]) -> str | None:
@@ -114,16 +110,17 @@ def _version_id(entry: dict[str, Any]) -> str | None:
 def _searched_only_in_searchsets(node: Any, resource: Any) -> bool | None:
     """bdl-2: `entry.search.empty() or (type = 'searchset')`. With no type the right side is empty, and
     `false or {}` is empty, which fails the invariant."""
-    entries = _entries(node)
+    entries = _entry_list(node)
     plain, kind = _bundle_type(node)
     if entries is None or not plain:
         return None
-    if kind == "searchset":
-        return True
-    for entry in entries:  # noqa: SIM110 - a loop, not any() over a generator: cheaper for each entry
-        if entry.get("search") not in _ABSENT or entry.get("_search") not in _ABSENT:
-            return False
-    return True
+    searched = False
+    for entry in entries:
+        if type(entry) is not dict or "resourceType" in entry:
+            return None
+        if not searched and (entry.get("search") not in _ABSENT or entry.get("_search") not in _ABSENT):
+            searched = True
+    return kind == "searchset" or not searched
 
 
 def _first_entry_is(bundle_type: str, resource_type: str) -> Callable[[Any, Any], bool | None]:
@@ -132,14 +129,14 @@ def _first_entry_is(bundle_type: str, resource_type: str) -> Callable[[Any, Any]
     `true implies {}` is empty: both fail the invariant. A first resource that is no object with a resourceType
     (or behind a holder) is left to FHIRPath."""
     def check(node: Any, resource: Any) -> bool | None:
-        entries = _entries(node)
+        entries = _entry_list(node)
         plain, kind = _bundle_type(node)
         if entries is None or not plain:
             return None
         right: bool | None = None  # empty: no entry, or a first entry without a resource
         if entries:
-            first = entries[0]
-            if "_resource" in first:
+            first = entries[0]  # only the first entry is read: the others, whatever they hold, do not matter
+            if type(first) is not dict or "resourceType" in first or "_resource" in first:
                 return None
             value = first.get("resource")
             if value not in _ABSENT:
@@ -154,21 +151,22 @@ def _first_entry_is(bundle_type: str, resource_type: str) -> Callable[[Any, Any]
 
 def _entry_has_content(node: Any, resource: Any) -> bool | None:
     """bdl-5: `resource.exists() or request.exists() or response.exists()`."""
-    entry = _entry(node)
-    if entry is None:
+    # a plain Bundle.entry (a `resourceType` would make it a resource to FHIRPath); this runs for every entry
+    if type(node) is not dict or "resourceType" in node:
         return None
-    return _exists(entry, "resource") or _exists(entry, "request") or _exists(entry, "response")
+    return node.get("resource") not in _ABSENT or node.get("_resource") not in _ABSENT \
+        or node.get("request") not in _ABSENT or node.get("_request") not in _ABSENT \
+        or node.get("response") not in _ABSENT or node.get("_response") not in _ABSENT
 
 
 def _no_history_in_full_url(node: Any, resource: Any) -> bool | None:
     """bdl-8: `fullUrl.exists() implies fullUrl.contains('/_history/').not()`."""
-    entry = _entry(node)
-    if entry is None or "_fullUrl" in entry:
+    if type(node) is not dict or "resourceType" in node or "_fullUrl" in node:
         return None
-    full_url = entry.get("fullUrl")
-    if full_url in _ABSENT:
-        return True
-    return "/_history/" not in full_url if isinstance(full_url, str) else None
+    full_url = node.get("fullUrl")
+    if type(full_url) is str:
+        return "/_history/" not in full_url
+    return True if full_url in _ABSENT else None
 
 
 def _plain_scalar(node: dict[str, Any], key: str) -> bool | None:

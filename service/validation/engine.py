@@ -144,7 +144,8 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         elif kind == "StructureDefinition":
             check_slicing(res, expr, run, self.defs)
         run.resources.append(res)
-        contained = bool(run.roots) and _CONTAINED.search(expr) is not None
+        # a contained resource's expression ends `.contained[i]`: the test of "]" spares a Bundle's entries the regex
+        contained = bool(run.roots) and expr.endswith("]") and _CONTAINED.search(expr) is not None
         run.roots.append(run.roots[-1] if contained else res)
         ids.enter(res, contained, expr, run)
         for plan in plans:
