@@ -69,6 +69,8 @@ class ValidationPolicy:
         if isinstance(self.extension_domains, str) or not all(isinstance(d, str) and d
                                                               for d in self.extension_domains):
             raise PolicyError("extension_domains must be a list of URL prefixes")
+        # a tuple whatever was given: a policy is part of the validator's memo keys (coded.py), so it must hash
+        object.__setattr__(self, "extension_domains", tuple(self.extension_domains))
         if self.tx_server is not None and not tx_url(self.tx_server):
             raise PolicyError(f"tx_server must be an http:// or https:// URL without query or fragment, or n/a for "
                               f"none, not {self.tx_server!r}")

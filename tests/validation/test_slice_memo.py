@@ -93,3 +93,10 @@ def test_codes_under_a_rule_that_reads_the_resource_are_walked_every_time() -> N
     coding = replace(next(c for c in validator.plan(CORE_SD + "CodeableConcept").root.children if c.name == "coding"),
                      constraints=(reads,))
     assert not validator._context_free(replace(code, children=[coding]), "CodeableConcept")
+
+
+def test_a_policy_given_its_extension_domains_as_a_list_is_a_memo_key_like_any_other() -> None:
+    listed = ValidationPolicy(extension_domains=["https://example.org/fhir/"])  # type: ignore[arg-type]
+    assert listed == ValidationPolicy(extension_domains=("https://example.org/fhir/",)) and hash(listed)
+    doc = json.loads((profiles_dir() / "examples" / "Condition-trd-alpha.json").read_text())
+    assert _findings(Validator(load()), doc, listed) == _findings(Validator(load()), doc, listed)
