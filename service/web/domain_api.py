@@ -15,7 +15,7 @@ from service.errors import BadRequest, Issue, PreconditionFailed, PreconditionRe
 from service.fhirjson import etag, etag_version
 from service.params import cursor, date_bound, integer, uncursor
 from service.store.records import ListQuery, StoredRecord
-from service.web import auth, current
+from service.web import auditing, auth, current
 
 bp = Blueprint("domain_api", __name__, url_prefix="/api/v1")
 KIND_SEGMENT = "<any(" + ", ".join(f'"{p}"' for p in BY_PLURAL) + "):plural>"
@@ -37,11 +37,12 @@ def represent(record: StoredRecord) -> dict[str, Any]:
 
 
 def _answer(record: StoredRecord, status: int) -> Response:
-    response = jsonify(represent(record))
+    body = represent(record)
+    response = jsonify(body)
     response.status_code = status
     response.headers["ETag"] = etag(record.version)
     response.headers["Location"] = url_for("domain_api.read", plural=KINDS[record.kind].plural, record_id=record.id)
-    return response
+    return auditing.shown(response, body)  # the audit event reads the record from here, not the answer parsed again
 
 
 @bp.post(f"/{KIND_SEGMENT}")
@@ -116,7 +117,8 @@ def search(plural: str) -> Response:
         page = page[: query.limit]
         args: dict[str, Any] = request.args.to_dict() | {"cursor": cursor(page[-1].pk)}
         following = url_for("domain_api.search", plural=plural, **args)
-    return jsonify(items=[represent(r) for r in page], count=len(page), next=following)
+    body = {"items": [represent(r) for r in page], "count": len(page), "next": following}
+    return auditing.shown(jsonify(body), body)
 
 
 LIST_PARAMS = {"patient_identifier", "date_from", "date_to", "limit", "cursor"}
