@@ -188,14 +188,18 @@ class Accounts:
         return None
 
     def _succeeded(self, row: AdminAccountRow, password: str, now: datetime) -> None:
-        values: dict[str, object] = {"last_sign_in_at": now}
+        rehashed = None
         if self.hasher.check_needs_rehash(row.password_hash):  # parameters changed since it was hashed
-            values["password_hash"] = self.hasher.hash(password)
+            rehashed = self.hasher.hash(password)
         with session(self.engine, write=True) as s:
             found = s.get(AdminThrottleRow, row.username)
             if found is not None:
                 s.delete(found)
-            s.execute(update(AdminAccountRow).where(AdminAccountRow.pk == row.pk).values(**values))
+            s.execute(update(AdminAccountRow).where(AdminAccountRow.pk == row.pk).values(last_sign_in_at=now))
+            if rehashed is not None:  # only over the hash it verified: a password set while it hashed stays set
+                s.execute(update(AdminAccountRow).where(AdminAccountRow.pk == row.pk,
+                                                        AdminAccountRow.password_hash == row.password_hash)
+                          .values(password_hash=rehashed))
 
 
 def _verify(hasher: PasswordHasher, password_hash: str, password: str) -> bool:

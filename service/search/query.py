@@ -221,6 +221,8 @@ def _match(param: Param, raw: str) -> Match:
                 raise bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
             return Match(value=f"{param.targets[0]}/{raw}")
         parts = raw.rstrip("/").split("/_history/")[0].split("/")
+        if len(parts) < 2 or not parts[-2] or not parts[-1]:  # "abc/_history/1", "/x": no type or no id
+            raise bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
         if param.rows and parts[-2] not in param.targets:  # it reads another parameter's rows, which may name it
             raise bad(param.name, f"{param.name}={raw!r}: {param.name} refers to {' or '.join(param.targets)} only")
         return Match(value=f"{parts[-2]}/{parts[-1]}")

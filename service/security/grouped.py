@@ -1,7 +1,9 @@
 """Group commit: audit events written on their own, committed together; each caller returns once its own is durable."""
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, insert
@@ -39,6 +41,13 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Waiting] = []
         self._leading = False
+        mine = weakref.ref(self)  # weak: an app built and dropped (tests, CLI) is not kept alive by the hook
+        os.register_at_fork(after_in_child=lambda: _forked(mine()))
+
+    def _forked(self) -> None:
+        """A child forked while a commit was led (or queued for) here would wait for ever on a leader that is not
+        in it: its copy starts empty. The queued events are the parent's requests', answered there."""
+        self._lock, self._queue, self._leading = threading.Lock(), [], False
 
     def commit(self, row: EventRow) -> None:
         """Return once `row` is committed; raise what its commit raised."""
@@ -86,3 +95,7 @@ class GroupCommit:
                 failed[id(waiting)] = exc
         return failed
 
+
+def _forked(group: GroupCommit | None) -> None:
+    if group is not None:
+        group._forked()

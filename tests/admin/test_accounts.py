@@ -189,3 +189,24 @@ def test_a_password_is_hashed_before_its_write_so_other_writes_go_on_meanwhile(
                                                                                     else USER))).one()
     assert held.verify(row.password_hash, WRONG * 2 if operation == "set_password" else PASSWORD)
     assert not held.check_needs_rehash(row.password_hash)
+
+
+def test_a_password_set_while_a_sign_in_rehashes_the_old_one_stays_set(runtime: Runtime) -> None:
+    """A reset meant to lock the old password out: the sign-in's rehash of that old password (hashed outside its
+    write) must not write it back over the new one."""
+    accounts = Accounts(runtime.engine)
+    accounts.hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # the rehash: other parameters
+    accounts.create(USER, PASSWORD)
+    held = accounts.hasher = HeldHasher(time_cost=1, memory_cost=16, parallelism=1)
+    signed: list[Any] = []
+    signing = threading.Thread(target=lambda: signed.append(accounts.sign_in(USER, PASSWORD, NOW)))
+    signing.start()
+    try:
+        assert held.hashing.wait(10)
+        Accounts(runtime.engine).set_password(USER, WRONG * 2)  # the reset, while the old password is rehashed
+    finally:
+        held.release.set()
+        signing.join(30)
+    assert signed and signed[0].ok
+    assert not Accounts(runtime.engine).sign_in(USER, PASSWORD, NOW).ok
+    assert Accounts(runtime.engine).sign_in(USER, WRONG * 2, NOW).ok

@@ -109,3 +109,19 @@ def test_total_summary_and_elements(client: FlaskClient, charts: None) -> None:
     assert "text" in whole["resource"] and "tag" not in whole["resource"]["meta"]
     assert client.get("/fhir/Observation", query_string={"_summary": "brief"}).status_code == 400
     assert client.get("/fhir/Observation", query_string={"_elements": "a b"}).status_code == 400
+
+
+@pytest.mark.parametrize("value", ["abc/_history/1", "/abc", "Patient//_history/2", "/_history/1"])
+@pytest.mark.parametrize("name", ["patient", "subject"])
+def test_a_reference_value_without_type_or_id_is_a_400_with_the_parameter(client: FlaskClient, name: str,
+                                                                         value: str) -> None:
+    answer = client.get("/fhir/Observation", query_string={name: value})
+    assert answer.status_code == 400, answer.json
+    assert "Type/id" in json.dumps(answer.json), answer.json
+    assert f"{name}=" in json.dumps(answer.json)
+
+
+def test_a_versioned_reference_value_searches_by_type_and_id(client: FlaskClient, people: None) -> None:
+    put(client, {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+                 "subject": {"reference": "Patient/ana"}})
+    assert ids(client, "/fhir/Observation", patient="Patient/ana/_history/2") == ["o1"]

@@ -158,3 +158,25 @@ def test_a_worker_killed_after_answering_reads_keeps_every_answered_read_in_the_
     assert missing == [], f"{len(missing)} of {len(answered)} answered reads have no event"
     assert killed_at < 240 and len(answered) < 240, "the worker was killed after every read: nothing was tested"
     time.sleep(0)  # (the master replaces the worker; the fixture stops it)
+
+
+def test_a_child_forked_while_a_commit_is_led_commits_its_own_events(engine: Engine) -> None:
+    """Forked while another thread of the parent leads a commit (or waits in the queue), the child inherits that
+    state but not those threads: its first event waited for ever for a leader that is not there."""
+    group = GroupCommit(engine)
+    group.commit(row())  # the engine's pool holds a connection of the parent's (the store drops it in the child)
+    with group._lock:  # what another thread's commit under way leaves: a leader, an event queued behind it
+        group._leading, group._queue = True, [object()]  # type: ignore[list-item]
+        pid = os.fork()
+        if pid == 0:
+            code = 3
+            try:
+                child_event = row("child-event")
+                done = threading.Thread(target=group.commit, args=(child_event,), daemon=True)
+                done.start()
+                done.join(10)
+                code = 0 if not done.is_alive() and "child-event" in stored_ids(engine) else 2
+            finally:
+                os._exit(code)
+    group._leading, group._queue = False, []
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0  # 2: the child's event never committed

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from sqlalchemy import Engine, text
 
+from service.store import engine as engine_module
 from service.store.engine import make_engine
 
 
@@ -44,5 +46,43 @@ def test_connections_the_server_closed_while_idle_are_replaced_without_a_failed_
             with engine.connect() as conn:
                 served.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
         assert not set(served) & set(pids)
+    finally:
+        engine.dispose()
+
+
+def test_connections_carry_tcp_keepalives(postgres_engine: Engine) -> None:
+    """A server host gone without closing its end shows on the socket only through keepalives."""
+    engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
+    try:
+        with engine.connect() as conn:
+            parameters = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+        assert (parameters["keepalives"], parameters["keepalives_idle"]) == ("1", "30")
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_idle_for_long_is_pinged_and_replaced_if_it_does_not_answer(
+        postgres_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a half-open connection does to a ping (no answer, an error), done by a ping that fails: the request gets
+    a new connection, not the error. A connection back from recent use is not pinged (no round trip per request)."""
+    engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
+    pings: list[object] = []
+
+    def ping(dbapi_conn: object) -> bool:
+        pings.append(dbapi_conn)
+        raise OSError("no answer")
+
+    monkeypatch.setattr(engine.dialect, "do_ping", ping)
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as conn:  # back from recent use: no ping, the same connection
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == first
+        assert pings == []
+        monkeypatch.setattr(engine_module, "IDLE_PING_S", 0.0)
+        time.sleep(0.01)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != first
+        assert len(pings) == 1
     finally:
         engine.dispose()
