@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.errors import BadRequest, Issue
+from service.fhirjson import reference_key
 from service.params import bad, date_range, parse_integer
 from service.search import chains, limits
 from service.search.parameters import RESULT, Param, normalise, params_of
@@ -220,12 +221,12 @@ def _match(param: Param, raw: str) -> Match:
             if not param.targets or len(param.targets) > 1 and "Patient" not in param.targets:
                 raise bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
             return Match(value=f"{param.targets[0]}/{raw}")
-        parts = raw.rstrip("/").split("/_history/")[0].split("/")
-        if len(parts) < 2 or not parts[-2] or not parts[-1]:  # "abc/_history/1", "/x": no type or no id
+        key = reference_key(raw.rstrip("/"))  # None for "abc/_history/1", "/x": no type or no id
+        if key is None:
             raise bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
-        if param.rows and parts[-2] not in param.targets:  # it reads another parameter's rows, which may name it
+        if param.rows and key[0] not in param.targets:  # it reads another parameter's rows, which may name it
             raise bad(param.name, f"{param.name}={raw!r}: {param.name} refers to {' or '.join(param.targets)} only")
-        return Match(value=f"{parts[-2]}/{parts[-1]}")
+        return Match(value=f"{key[0]}/{key[1]}")
     if param.kind == "string":  # `system`: as given, for :exact
         return Match(system=raw, value=normalise(raw))
     prefix, text = (raw[:2], raw[2:]) if raw[:2] in DATE_PREFIXES else ("eq", raw)
