@@ -46,6 +46,10 @@ class Settings:
     #: SQLite: the writes a process has in hand share one transaction and one commit (service/store/group.py);
     #: false: each write commits on its own, one fsync each (to compare the two)
     group_commit: bool = True
+    #: a read (GET, search, history) whose AuditEvent cannot be written: false, the default, answers 503 and discloses
+    #: nothing unrecorded; true answers it and logs the failure (availability before the trail). Writes are always
+    #: refused whole without their event (service/web/auth.py)
+    answer_unaudited_reads: bool = False
     request_timeout: int = 60
     graceful_timeout: int = 30
     #: addresses of the TLS-terminating proxy, trusted for X-Forwarded-Proto (gunicorn forwarded_allow_ips)

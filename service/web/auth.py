@@ -24,7 +24,7 @@ from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
 from service.store.engine import BEFORE_COMMIT, WRITTEN, reading
 from service.store.resources import StoredResource, Unit
-from service.web import auditing, current, limits
+from service.web import auditing, current, errors, limits
 
 log = logging.getLogger(__name__)
 SECURED = ("/api/", "/fhir")
@@ -218,11 +218,8 @@ def _stop_reading(_error: BaseException | None = None) -> None:
 
 
 def _audit(response: Response) -> Response:
-    if request.path.startswith(SECURED[0]) or request.path == "/fhir" or request.path.startswith("/fhir/"):
-        for name, value in API_HEADERS.items():
-            response.headers.setdefault(name, value)
     if not secured() or g.pop("kfhir_audited", None) == response.status_code:
-        return response  # not audited, or its event committed with its write (_audit_write)
+        return _api_headers(response)  # not audited, or its event committed with its write (_audit_write)
     try:
         access = auditing.access(response, g.get("principal"), interaction())
         _identify_patients(access)
@@ -231,6 +228,23 @@ def _audit(response: Response) -> Response:
             security().audit.record_refused(access, f"address:{request.remote_addr}")
         else:
             security().audit.record(access)
-    except Exception:  # the access happened whatever the audit store says: answer it, and alert loudly
+    except Exception:
         log.exception("an AuditEvent could not be recorded")
+        if _discloses(response) and not current.runtime().settings.answer_unaudited_reads:
+            # the answer is not sent yet: nothing leaves unrecorded (KFHIR_ANSWER_UNAUDITED_READS=1: availability first)
+            response = errors.render(ServiceUnavailable("The audit trail could not record this access, so nothing "
+                                                        "is disclosed; try again.", retry_after=1))
+    return _api_headers(response)
+
+
+def _api_headers(response: Response) -> Response:
+    if request.path.startswith(SECURED[0]) or request.path == "/fhir" or request.path.startswith("/fhir/"):
+        for name, value in API_HEADERS.items():
+            response.headers.setdefault(name, value)
     return response
+
+
+def _discloses(response: Response) -> bool:
+    """An answer that would show stored data: a successful read, search or history (a write's event commits with
+    the write, or its change is refused whole; an error shows nothing stored)."""
+    return response.status_code < 400 and (request.endpoint in READ_ONLY or request.method in ("GET", "HEAD"))

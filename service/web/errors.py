@@ -39,17 +39,20 @@ def outcome(status: int, detail: str, issues: list[Issue], full: Any = None) -> 
     return Response(json.dumps(body), status=status, mimetype=FHIR_JSON)
 
 
+def render(exc: RequestError) -> Response:
+    """A RequestError as its response (also for hooks that replace an answer after the view: web/auth.py)."""
+    errors = [{"field": i.field, "message": i.message} | ({"rule": i.rule} if i.rule else {})
+              | ({"fhir_path": i.fhir_path} if i.fhir_path else {}) for i in exc.issues]
+    response = problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
+    if isinstance(exc, Unauthorized | Forbidden) and exc.challenge:
+        response.headers["WWW-Authenticate"] = exc.challenge
+    if isinstance(exc, TooManyRequests | ServiceUnavailable) and exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def register(app: Flask) -> None:
-    @app.errorhandler(RequestError)
-    def on_request_error(exc: RequestError) -> Response:
-        errors = [{"field": i.field, "message": i.message} | ({"rule": i.rule} if i.rule else {})
-                  | ({"fhir_path": i.fhir_path} if i.fhir_path else {}) for i in exc.issues]
-        response = problem(exc.status, exc.title, exc.detail, errors, **exc.extra)
-        if isinstance(exc, Unauthorized | Forbidden) and exc.challenge:
-            response.headers["WWW-Authenticate"] = exc.challenge
-        if isinstance(exc, TooManyRequests | ServiceUnavailable) and exc.retry_after is not None:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+    app.errorhandler(RequestError)(render)
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> Response:
