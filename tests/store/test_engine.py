@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, text
 
+from service.store import checkpoint as checkpoint_module
 from service.store import engine as engine_module
-from service.store.engine import checkpoint, make_engine, session
+from service.store.engine import make_engine, session
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def test_commits_leave_the_checkpoint_to_the_checkpointer(db: Engine, monkeypatc
     for n in range(50):
         with session(db, write=True) as s:
             s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
-    checkpoint(db)
+    engine_module.CHECKPOINTER.checkpoint(db)
     raw = db.raw_connection()
     try:
         busy, frames, copied = raw.driver_connection.execute(  # type: ignore[union-attr]
@@ -139,7 +140,7 @@ def test_a_process_that_writes_starts_its_checkpointer(db: Engine) -> None:
 
 
 def wal_frames(engine: Engine) -> int:
-    return engine_module._passive(engine)
+    return checkpoint_module.passive(engine)
 
 
 def test_the_wal_starts_over_though_a_writer_committed_while_it_was_checkpointed(
@@ -151,7 +152,7 @@ def test_the_wal_starts_over_though_a_writer_committed_while_it_was_checkpointed
         with session(db, write=True) as s:
             s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
     grown = wal_frames(db)
-    passive, passes = engine_module._passive, []
+    passive, passes = checkpoint_module.passive, []
 
     def overtaken(engine: Engine) -> int:
         frames = passive(engine)
@@ -162,10 +163,10 @@ def test_the_wal_starts_over_though_a_writer_committed_while_it_was_checkpointed
         passes.append(frames)
         return frames
 
-    monkeypatch.setattr(engine_module, "RESTART_AFTER_FRAMES", 10)
-    monkeypatch.setattr(engine_module, "_passive", overtaken)
-    checkpoint(db)
-    monkeypatch.setattr(engine_module, "_passive", passive)
+    monkeypatch.setattr(checkpoint_module, "RESTART_AFTER_FRAMES", 10)
+    monkeypatch.setattr(checkpoint_module, "passive", overtaken)
+    engine_module.CHECKPOINTER.checkpoint(db)
+    monkeypatch.setattr(checkpoint_module, "passive", passive)
     assert len(passes) == 2
     rows_written(db, 1)
     assert wal_frames(db) < grown  # started over: the last write's frames only
