@@ -175,7 +175,7 @@ def _empty_postgres(engine: Engine) -> None:
 
 def _copy_sqlite(source: Path, target: Path) -> None:
     """SQLite's online backup: a consistent copy whatever another connection does meanwhile. A file copy could
-    be torn by the checkpointer (store/engine.py), whose thread may still copy the template's WAL into its file
+    be torn by the checkpointer (store/checkpoint.py), whose thread may still copy the template's WAL into its file
     after the template's engine is disposed ("database disk image is malformed" once, on 12-05)."""
     with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
         src.backup(dst)
