@@ -48,8 +48,9 @@ def build(go: str, target: Path = TARGET, source: Path = SOURCE) -> Path:
     version = subprocess.run([go, "version"], capture_output=True, text=True, check=True, env=env,  # noqa: S603
                              timeout=60).stdout.strip()
     digest = hashlib.sha256(version.encode())
-    for name in ("go.mod", "main.go"):
-        digest.update((source / name).read_bytes())
+    # every file the binary is built from (its tests are not): a change to any builds it anew
+    for path in [source / "go.mod", *sorted(p for p in source.glob("*.go") if not p.name.endswith("_test.go"))]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     binary = target / f"loadgen-{digest.hexdigest()[:16]}"
     if binary.is_file():
         return binary

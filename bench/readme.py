@@ -64,16 +64,25 @@ def validators(res: dict[str, Any]) -> list[str]:
 
 
 def serving(res: dict[str, Any]) -> list[str]:
+    """The serving tables of a run: the closed loop's, then (since the open loop was added) the open loop's with the
+    sentence that says what it is; each protocol said in a sentence."""
     table = res.get("table", [])
     start = next((i for i, line in enumerate(table) if line.startswith("| server and operation")), None)
     if start is None:
         return []
-    rows = [line for line in table[start:] if line.startswith("|")]
-    rows = rows[:next((i for i, line in enumerate(rows) if line.startswith("| target")), len(rows))]
+    end = next((i for i, line in enumerate(table) if i > start and line == "Configurations:"), len(table))
+    rows = [line for line in table[start:end] if not line.startswith("| target")]
+    while rows and not rows[-1].strip():
+        rows.pop()
     which = f": {res['generator_says']}," if res.get("generator_says") else ""
+    clients = res.get("clients", 8)
     return [f"Serving, {res['date'][:10]}{' (QUICK)' if res.get('quick') else ''}; {res['load']}. The load generator"
             f"{which} shares the machine's 2 cores with the server (its CPU share is the last column); configurations "
-            f"in `bench/README.md`.", "", *rows]
+            f"in `bench/README.md`. Two protocols: the closed loop ({clients} clients, each sending its next request "
+            f"when its last is answered) runs each server at saturation, so its latency is mostly {clients} requests "
+            f"in flight over the throughput; the open loop sends at the target's rate whatever the answers and times "
+            f"each request from its intended send time, so it shows whether a server keeps that rate and at what "
+            f"latency.", "", *rows]
 
 
 def targets(compare: dict[str, Any] | None, serve: dict[str, Any] | None) -> list[str]:

@@ -1,7 +1,7 @@
 """Serving benchmark: ours and the HAPI FHIR JPA server on equal terms, each configured for the load.
 
-    python -m bench.serving [--seconds 5] [--clients 8] [--workers 2] [--no-hapi] [--no-postgres]
-                            [--load-generator go|python]
+    python -m bench.serving [--seconds 5] [--open-seconds 5] [--clients 8] [--workers 2] [--no-hapi]
+                            [--no-postgres] [--load-generator go|python]
 
 Servers (bench/servers.py says how each is configured; the table prints it): ours under `gunicorn -w 2` on a
 SQLite file and on PostgreSQL, and the HAPI FHIR 8.8.0 JPA server (C2, G1 with a 2 GB heap, a durable H2 file,
@@ -18,10 +18,15 @@ client; bench/load.py, Python threads, when Go is absent or with --load-generato
 3. one 1,000-entry transaction Bundle (vital-sign Observations of one new patient), timed alone;
 4. ours only: POST /api/v1/administrations (a clinic's session record, with vitals and scores: mapped,
    validated, stored, and queued for the EHR endpoint the server is given), each request a new record of a stored
-   treatment plan (PLAN), so the plan and course rules run as they do in a clinic.
+   treatment plan (PLAN), so the plan and course rules run as they do in a clinic;
+5. open loop (bench/openloop.py): creates and searches at 3× HAPI JPA's closed-loop rate of this run (HAPI runs
+   first for that), and for ours domain records at 150/s, each for `--open-seconds`, requests sent on a fixed
+   schedule and timed from their intended send time, so a server that cannot keep the rate shows it.
 
-Throughput counts answers 201/200 only; p50/p99 are over every request. The load generator shares the 2 cores
-with the server (by design: they are the machine's only cores), so its CPU share is printed beside each row.
+Steps 1-4 are a closed loop (`--clients` clients, each sending when its last answer came: the server at
+saturation). Throughput counts answers 201/200 only; p50/p99 are over every request. The load generator shares
+the 2 cores with the server (by design: they are the machine's only cores), so its CPU share is printed beside
+each row.
 The targets table says by what factor each target of issue 21 is off. Writes bench/results/serving-<date>.json
 and .md."""
 from __future__ import annotations
@@ -40,7 +45,7 @@ from typing import Any
 
 import requests
 
-from bench import generator, machine, protocol, servers
+from bench import generator, machine, openloop, protocol, servers, targets
 from bench.servers import Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,15 +114,20 @@ def transaction_bundle(entries: int) -> dict[str, Any]:
 
 
 def load(url: str, body: dict[str, Any] | list[str], seconds: float, args: argparse.Namespace, token: str | None,
-         content_type: str = "application/fhir+json") -> dict[str, Any]:
-    """The run's load generator (args.generator: the Go one, or bench/load.py) for `seconds` with args.clients
-    clients: POST `body` to `url`, or GET the URLs of a list; adds the generator's share of the machine's CPU."""
+         content_type: str = "application/fhir+json", rate: float | None = None) -> dict[str, Any]:
+    """The run's load generator (args.generator: the Go one, or bench/load.py) for `seconds`: POST `body` to `url`,
+    or GET the URLs of a list; closed loop with args.clients clients, or, given a `rate`, open loop at that rate
+    (the Go generator only: bench/openloop.py); adds the generator's share of the machine's CPU."""
+    if rate is not None and args.generator.kind != "go":
+        return {"error": "not run: the open loop needs the Go generator (bench/load.py has no fixed-rate mode)"}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write("\n".join(body) if isinstance(body, list) else json.dumps(body))
     env = dict(os.environ) | ({"KFHIR_BENCH_TOKEN": token} if token else {})  # a key is kept off the command line
     try:
-        command = [*args.generator.command, "-" if isinstance(body, list) else url, f.name, str(seconds),
-                   str(args.clients), content_type]
+        opened = [] if rate is None else openloop.flags(rate)
+        clients = args.clients if rate is None else openloop.connections(rate)
+        command = [*args.generator.command, *opened, "-" if isinstance(body, list) else url, f.name, str(seconds),
+                   str(clients), content_type]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env,  # noqa: S603
                               check=True)
     finally:
@@ -144,7 +154,9 @@ def transaction(base: str, entries: int, token: str | None) -> dict[str, Any]:
     return {"entries": entries, "status": answer.status_code, "seconds": time.perf_counter() - started}
 
 
-def suite(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+def suite(server: Server, args: argparse.Namespace, hapi: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The closed-loop measurements, then the open loop at the target rates (bench/openloop.py): 3× `hapi`'s
+    creates and searches rates (HAPI JPA's results of this run; HAPI's own suite takes its own), 150 records/s."""
     began = time.monotonic()
     base, token = server.base, server.token
     body = seed(base, token)
@@ -153,8 +165,11 @@ def suite(server: Server, args: argparse.Namespace) -> dict[str, Any]:
                            "warmup": warm_up(url, body, args, token)}
     out["creates"] = load(url, body, args.seconds, args, token)
     out["reads"] = load("-", [f"{url}/bench-read-{k}" for k in range(READ_IDS)], args.seconds, args, token)
-    out["searches"] = load("-", [f"{base}/{s}" for s in SEARCHES], args.seconds, args, token)
+    searches = [f"{base}/{s}" for s in SEARCHES]
+    out["searches"] = load("-", searches, args.seconds, args, token)
     out["transaction_1000"] = transaction(base, 1000, token)
+    fixed_rate: dict[str, tuple[str, Any, str]] = {"creates": (url, body, "application/fhir+json"),
+                                                   "searches": ("-", searches, "application/fhir+json")}
     if server.ours:
         record = json.loads((GOLDEN / "administration.record.json").read_text(encoding="utf-8"))
         record.pop("_scenario", None)
@@ -167,17 +182,35 @@ def suite(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         domain = f"{api}/administrations"
         load(domain, record, min(args.window, args.seconds), args, token, "application/json")  # warm-up
         out["domain_records"] = load(domain, record, args.seconds, args, token, "application/json")
+        fixed_rate["domain_records"] = (domain, record, "application/json")
+    out["open_loop"] = open_loop(fixed_rate, openloop.rates(hapi if server.ours else out), args, token)
     out["seconds"] = time.monotonic() - began
     return out
 
 
-def _measure(name: str, started: AbstractContextManager[Server], args: argparse.Namespace) -> dict[str, Any]:
+def open_loop(fixed_rate: dict[str, tuple[str, Any, str]], rates: dict[str, dict[str, Any]],
+              args: argparse.Namespace, token: str | None) -> dict[str, Any]:
+    """Each operation of `fixed_rate` ({key: (url or "-", body or URLs, content type)}) at its rate for
+    args.open_seconds; a failure is reported in place of the readings, and the closed-loop ones are kept."""
+    if args.generator.kind != "go":
+        return {"error": "not run: the open loop needs the Go generator (bench/load.py has no fixed-rate mode)"}
+    out: dict[str, Any] = {"rates": rates}
+    for key, (url, body, content_type) in fixed_rate.items():
+        try:
+            out[key] = load(url, body, args.open_seconds, args, token, content_type, rates[key]["rate"])
+        except Exception as exc:  # noqa: BLE001 - the generator failed: said in the row, the other readings kept
+            out[key] = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
+    return out
+
+
+def _measure(name: str, started: AbstractContextManager[Server], args: argparse.Namespace,
+             hapi: dict[str, Any] | None = None) -> dict[str, Any]:
     """One server's suite, or {"name", "error"} when it cannot start or fails: reported, never dropped."""
     print(f"serving: {name}…", file=sys.stderr, flush=True)
     began = time.monotonic()
     try:
         with started as server:
-            out = suite(server, args)
+            out = suite(server, args, hapi)
     except Exception as exc:  # noqa: BLE001 - Java, Maven or PostgreSQL missing, a start or a seed failed
         out = {"name": name, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
     out["wall_s"] = time.monotonic() - began
@@ -186,21 +219,23 @@ def _measure(name: str, started: AbstractContextManager[Server], args: argparse.
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    out = []
+    """HAPI JPA first (unless --no-hapi), since its closed-loop rates set the open loop's rates for ours; the
+    results in the table's order: ours on SQLite, on PostgreSQL, HAPI."""
     with tempfile.TemporaryDirectory(prefix="kfhir-bench-serving-") as tmp:
         folder = Path(tmp)
+        if args.no_hapi:
+            hapi = {"name": "HAPI FHIR 8.8.0 JPA", "error": "not run: --no-hapi (QUICK=1)"}
+        else:
+            (folder / "hapi").mkdir()
+            hapi = _measure("HAPI FHIR 8.8.0 JPA", servers.hapi(folder / "hapi"), args)
         (folder / "sqlite").mkdir()
-        out.append(_measure("ours, SQLite", servers.ours(args.workers, folder / "sqlite", None, "ours, SQLite"), args))
+        out = [_measure("ours, SQLite", servers.ours(args.workers, folder / "sqlite", None, "ours, SQLite"), args,
+                        hapi)]
         if args.no_postgres:
             out.append({"name": "ours, PostgreSQL", "error": "not run: --no-postgres (QUICK=1)"})
         else:
-            out.append(_measure("ours, PostgreSQL", servers.ours_on_postgres(args.workers, folder), args))
-        if args.no_hapi:
-            out.append({"name": "HAPI FHIR 8.8.0 JPA", "error": "not run: --no-hapi (QUICK=1)"})
-        else:
-            (folder / "hapi").mkdir()
-            out.append(_measure("HAPI FHIR 8.8.0 JPA", servers.hapi(folder / "hapi"), args))
-    return out
+            out.append(_measure("ours, PostgreSQL", servers.ours_on_postgres(args.workers, folder), args, hapi))
+    return [*out, hapi]
 
 
 def _row(name: str, part: dict[str, Any]) -> str:
@@ -225,6 +260,9 @@ def table(result: dict[str, Any]) -> list[str]:
              f"own process) all run on them, and other work ran beside; the generator's share of the machine's CPU "
              f"is in the last column. {result['seconds']:g} s per measurement after the warm-up.", "",
              f"Load generator: {result['generator_says']}.", "",
+             f"Closed loop: each of {result['clients']} clients sends its next request when its last is answered, so "
+             f"each server runs at saturation and its latency is mostly {result['clients']} requests in flight over "
+             f"its throughput (Little's law).", "",
              "| server and operation | per s | p50 ms | p99 ms | errors | load generator CPU |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     notes = []
@@ -241,48 +279,8 @@ def table(result: dict[str, Any]) -> list[str]:
         lines.append(f"| {c['name']}: 1,000-entry transaction | {tx['seconds']:,.2f} s | | | "
                      f"{'' if tx['status'] == 200 else tx['status']} | |")
         notes.append(f"* {c['name']}: {c['config']}; warm-up {_warmup(c)}; load at its start: {c['load']}.")
-    return lines + ["", "Configurations:", ""] + notes
-
-
-def _factor(target: str, measured: str, off: float | None) -> dict[str, Any]:
-    verdict = "NOT RUN" if off is None else ("PASS" if off <= 1 else "MISS")
-    return {"target": target, "measured": measured, "off_by": off, "verdict": verdict}
-
-
-def targets(contenders: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 21's serving targets, for each of our backends; off_by 1.00 or less meets the target."""
-    hapi = next((c for c in contenders if not c["name"].startswith("ours") and "error" not in c), None)
-    rows = []
-    for ours in (c for c in contenders if c["name"].startswith("ours")):
-        name = ours["name"]
-        if "error" in ours:
-            rows.append(_factor(f"{name}: every target", ours["error"], None))
-            continue
-        for key in ("creates", "searches"):
-            mine = ours[key]
-            if hapi is None:
-                rows.append(_factor(f"{name}: {key} ≥ 3× HAPI JPA", "HAPI not run", None))
-            else:
-                ratio = mine["per_second"] / max(hapi[key]["per_second"], 1e-9)
-                rows.append(_factor(f"{name}: {key} ≥ 3× HAPI JPA", f"{ratio:,.2f}× ({mine['per_second']:,.0f} "
-                                    f"vs {hapi[key]['per_second']:,.0f}/s)", 3 / max(ratio, 1e-9)))
-            rows.append(_factor(f"{name}: {key} p99 ≤ 50 ms", f"{mine['p99_ms']:,.0f} ms", mine["p99_ms"] / 50))
-        d = ours["domain_records"]
-        rows.append(_factor(f"{name}: domain records ≥ 150/s", f"{d['per_second']:,.0f}/s",
-                            150 / max(d["per_second"], 1e-9)))
-        rows.append(_factor(f"{name}: domain records p99 ≤ 100 ms", f"{d['p99_ms']:,.0f} ms", d["p99_ms"] / 100))
-        tx = ours["transaction_1000"]
-        rows.append(_factor(f"{name}: 1,000-entry transaction < 2 s", f"{tx['seconds']:,.2f} s (HTTP {tx['status']})",
-                            tx["seconds"] / 2 if tx["status"] == 200 else None))
-    return rows
-
-
-def targets_markdown(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| target | measured | verdict | off by |", "| --- | --- | --- | ---: |"]
-    for r in rows:
-        off = "—" if r["off_by"] is None else f"{r['off_by']:,.2f}×"
-        lines.append(f"| {r['target']} | {r['measured']} | {r['verdict']} | {off} |")
-    return lines
+    opened = openloop.table(result["contenders"], result.get("open_seconds", result["seconds"]))
+    return lines + ["", *opened, "", "Configurations:", ""] + notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0 if quick else 5.0, help="per measurement")
     parser.add_argument("--window", type=float, default=1.0 if quick else 3.0, help="warm-up window, seconds")
     parser.add_argument("--max-warmup", type=float, default=4.0 if quick else 60.0, help="warm-up cap, seconds")
+    parser.add_argument("--open-seconds", type=float, default=None,
+                        help="per open-loop measurement (bench/openloop.py); --seconds when not given")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--load-generator", choices=("go", "python"), default="go",
@@ -299,18 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-postgres", action="store_true", default=quick, help="do not run ours on PostgreSQL")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    args.open_seconds = args.seconds if args.open_seconds is None else args.open_seconds
     args.generator = generator.choose(args.load_generator)  # built before any server starts, used for every one
     print(f"serving: load generator {args.generator.says}", file=sys.stderr, flush=True)
     before = machine.load_average()
     started = time.monotonic()
     contenders = run(args)
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "seconds": args.seconds,
+              "open_seconds": args.open_seconds,
               "clients": args.clients, "generator": args.generator.kind, "generator_says": args.generator.says,
               "quick": quick, "contenders": contenders, "load": machine.load_span(before)}
-    result["targets"] = targets(contenders)
+    result["targets"] = targets.serving(contenders, args.clients)
     result["wall_s"] = time.monotonic() - started
     text = "\n".join(table(result) + ["", "Targets (serving; off by: how far from the target, 1.00 or less meets "
-                                          "it):", ""] + targets_markdown(result["targets"]))
+                                          "it):", ""] + targets.markdown(result["targets"]))
     print(text)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.out_dir / f"serving-{result['date'][:10]}"

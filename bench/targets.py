@@ -3,12 +3,15 @@
 than HAPI at every input size, < 150 MB resident. The single and the Bundle-entry targets are judged on the valid
 singles in rotation (bench/protocol.py rule 3: each call another document, as a Bundle's entries are), not on one
 file repeated, which finds our per-element memories of it on every call. Each row says how far off it is (a
-factor: 1.00 or less meets the target), so the largest gap can be named."""
+factor: 1.00 or less meets the target), so the largest gap can be named.
+
+The serving targets of issue 21 (serving()) are read twice, each row labelled: in the closed loop (8 clients at
+saturation, bench/serving.py) and in the open loop at the target rate (bench/openloop.py)."""
 from __future__ import annotations
 
 from typing import Any
 
-from bench import stats
+from bench import openloop, stats
 from bench.figures import ROTATION
 
 MA_PROFILE = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-administration"
@@ -90,6 +93,37 @@ def check(res: dict[str, Any]) -> list[dict[str, Any]]:
     memory = _row("< 150 MB resident, whole process", f"{rss * 1024 / 1e6:,.0f} MB peak RSS" if rss else "unknown",
                   rss * 1024 / 150e6 if rss else None)
     return [_single(ours), _administration(res, ours), _entries(res, ours), _versus_hapi(ours, runs["hapi"]), memory]
+
+
+def serving(contenders: list[dict[str, Any]], clients: int = 8) -> list[dict[str, Any]]:
+    """Issue 21's serving targets for each of our backends: in the closed loop (`clients` clients at saturation:
+    throughput against HAPI JPA's, p99 at that throughput) and in the open loop at the target rate."""
+    hapi = next((c for c in contenders if not c["name"].startswith("ours") and "error" not in c), None)
+    closed = f"(closed loop, {clients} clients at saturation)"
+    rows = []
+    for ours in (c for c in contenders if c["name"].startswith("ours")):
+        name = ours["name"]
+        if "error" in ours:
+            rows.append(_row(f"{name}: every target", ours["error"], None))
+            continue
+        for key in ("creates", "searches"):
+            mine = ours[key]
+            if hapi is None:
+                rows.append(_row(f"{name}: {key} ≥ 3× HAPI JPA {closed}", "HAPI not run", None))
+            else:
+                ratio = mine["per_second"] / max(hapi[key]["per_second"], 1e-9)
+                rows.append(_row(f"{name}: {key} ≥ 3× HAPI JPA {closed}", f"{ratio:,.2f}× ({mine['per_second']:,.0f} "
+                                 f"vs {hapi[key]['per_second']:,.0f}/s)", 3 / max(ratio, 1e-9)))
+            rows.append(_row(f"{name}: {key} p99 ≤ 50 ms {closed}", f"{mine['p99_ms']:,.0f} ms", mine["p99_ms"] / 50))
+        d = ours["domain_records"]
+        rows.append(_row(f"{name}: domain records ≥ 150/s {closed}", f"{d['per_second']:,.0f}/s",
+                         150 / max(d["per_second"], 1e-9)))
+        rows.append(_row(f"{name}: domain records p99 ≤ 100 ms {closed}", f"{d['p99_ms']:,.0f} ms", d["p99_ms"] / 100))
+        rows += openloop.targets(name, ours.get("open_loop"))
+        tx = ours["transaction_1000"]
+        rows.append(_row(f"{name}: 1,000-entry transaction < 2 s", f"{tx['seconds']:,.2f} s (HTTP {tx['status']})",
+                         tx["seconds"] / 2 if tx["status"] == 200 else None))
+    return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> list[str]:

@@ -5,15 +5,20 @@
 //
 //	loadgen URL BODY.json SECONDS CLIENTS [CONTENT_TYPE]   POST BODY to URL, expect 201
 //	loadgen - URLS.txt SECONDS CLIENTS                      GET the URLs in turn, expect 200
+//	loadgen -rate R [-drain S] URL|- BODY SECONDS CONNECTIONS [CONTENT_TYPE]   the same, open loop (open.go)
 //
-// Each client is a goroutine with its own http.Transport limited to one connection, so N clients are N
-// connections and at most N requests in flight, as N threads of load.py are.
+// Closed loop (no -rate): each client is a goroutine with its own http.Transport limited to one connection, so N
+// clients are N connections and at most N requests in flight, as N threads of load.py are; a client sends its next
+// request when its last is answered. Open loop (-rate, open.go; load.py has no such mode): requests at R a second
+// on a fixed schedule, latency from each request's intended send time.
 package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -78,45 +83,95 @@ func cpuSeconds() float64 {
 	return seconds(usage.Utime) + seconds(usage.Stime)
 }
 
-func run(args []string) (*result, error) {
+// workload is what every request of a run is made from: the arguments, the body, the headers.
+type workload struct {
+	url     string
+	urls    []string // GET these in turn when the URL argument is "-"
+	body    string
+	header  http.Header
+	pid     int
+	seconds float64
+	clients int // closed loop: clients; open loop: the most requests in flight (connections)
+}
+
+func parse(args []string) (*workload, error) {
 	if len(args) < 4 {
-		return nil, errors.New("usage: loadgen URL|- BODY SECONDS CLIENTS [CONTENT_TYPE]")
+		return nil, errors.New("usage: loadgen [-rate R [-drain S]] URL|- BODY SECONDS CLIENTS [CONTENT_TYPE]")
 	}
-	url, bodyPath := args[0], args[1]
-	seconds, err := strconv.ParseFloat(args[2], 64)
-	if err != nil {
+	w := &workload{url: args[0], pid: os.Getpid()}
+	var err error
+	if w.seconds, err = strconv.ParseFloat(args[2], 64); err != nil {
 		return nil, fmt.Errorf("SECONDS: %w", err)
 	}
-	clients, err := strconv.Atoi(args[3])
-	if err != nil || clients < 1 {
+	if w.clients, err = strconv.Atoi(args[3]); err != nil || w.clients < 1 {
 		return nil, fmt.Errorf("CLIENTS: %q", args[3])
 	}
 	contentType := "application/fhir+json"
 	if len(args) > 4 {
 		contentType = args[4]
 	}
-	raw, err := os.ReadFile(bodyPath)
+	raw, err := os.ReadFile(args[1])
 	if err != nil {
 		return nil, err
 	}
-	body := string(raw)
-	var urls []string
-	if url == "-" {
-		urls = strings.Fields(body)
-		if len(urls) == 0 {
-			return nil, errors.New("no URLs in " + bodyPath)
+	w.body = string(raw)
+	if w.url == "-" {
+		w.urls = strings.Fields(w.body)
+		if len(w.urls) == 0 {
+			return nil, errors.New("no URLs in " + args[1])
 		}
 	}
 	// The headers load.py sends (requests' defaults said outright), so that a server negotiates the same answer for
 	// both; the answer is discarded, so Go's transparent gunzip (which an explicit Accept-Encoding turns off) is moot.
-	header := http.Header{"Content-Type": {contentType}, "Prefer": {"return=minimal"}, "Accept": {"*/*"},
+	w.header = http.Header{"Content-Type": {contentType}, "Prefer": {"return=minimal"}, "Accept": {"*/*"},
 		"Accept-Encoding": {"gzip, deflate"}}
 	if token := os.Getenv("KFHIR_BENCH_TOKEN"); token != "" { // the service's API key, given by environment, not argv
-		header.Set("Authorization", "Bearer "+token)
+		w.header.Set("Authorization", "Bearer "+token)
 	}
-	pid := os.Getpid()
-	per := make([]client, clients)
-	stop := time.Now().Add(time.Duration(seconds * float64(time.Second)))
+	return w, nil
+}
+
+// request builds request number n: the URL at `turn` of the list (GET, expect 200), or the body with __SEQ__
+// replaced by seq (POST, expect 201).
+func (w *workload) request(ctx context.Context, turn int, seq string) (*http.Request, int, error) {
+	var request *http.Request
+	var err error
+	want := http.StatusCreated
+	if w.urls != nil {
+		request, err = http.NewRequestWithContext(ctx, http.MethodGet, w.urls[turn%len(w.urls)], nil)
+		want = http.StatusOK
+	} else {
+		data := strings.ReplaceAll(w.body, "__SEQ__", seq)
+		request, err = http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader([]byte(data)))
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	request.Header = w.header.Clone()
+	return request, want, nil
+}
+
+// exchange sends the request and reads the whole answer, as requests does (so the connection is kept for the next
+// request); it returns "" for the expected status, else what went wrong (a status, or a transport failure's name).
+func exchange(session *http.Client, request *http.Request, want int) string {
+	answer, err := session.Do(request)
+	if err != nil {
+		return failure(err)
+	}
+	_, err = io.Copy(io.Discard, answer.Body)
+	answer.Body.Close()
+	if err != nil {
+		return failure(err)
+	}
+	if answer.StatusCode != want {
+		return strconv.Itoa(answer.StatusCode)
+	}
+	return ""
+}
+
+func closedLoop(w *workload) *result {
+	per := make([]client, w.clients)
+	stop := time.Now().Add(time.Duration(w.seconds * float64(time.Second)))
 	var wg sync.WaitGroup
 	started := time.Now()
 	for i := range per {
@@ -131,37 +186,16 @@ func run(args []string) (*result, error) {
 			c.statuses = map[string]int{}
 			c.latencies = make([]float64, 0, 4096)
 			for sent := 0; time.Now().Before(stop); sent++ {
-				var request *http.Request
-				var err error // this client's own: run's err is shared by every goroutine
-				want := http.StatusCreated
-				if urls != nil {
-					request, err = http.NewRequest(http.MethodGet, urls[(i+sent*clients)%len(urls)], nil)
-					want = http.StatusOK
-				} else { // unique across runs: the pid, the client and its count
-					data := strings.ReplaceAll(body, "__SEQ__", fmt.Sprintf("%d-%d-%d", pid, i, sent))
-					request, err = http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(data)))
-				}
+				// unique across runs: the pid, the client and its count
+				request, want, err := w.request(context.Background(), i+sent*w.clients,
+					fmt.Sprintf("%d-%d-%d", w.pid, i, sent))
 				if err != nil {
 					c.errors++
 					c.statuses["InvalidURL"]++
 					continue
 				}
-				request.Header = header.Clone()
 				t0 := time.Now()
-				answer, err := session.Do(request)
-				what := ""
-				if err != nil {
-					what = failure(err)
-				} else {
-					// The whole answer is read, as requests does, and the connection kept for the next request.
-					_, err = io.Copy(io.Discard, answer.Body)
-					answer.Body.Close()
-					if err != nil {
-						what = failure(err)
-					} else if answer.StatusCode != want {
-						what = strconv.Itoa(answer.StatusCode)
-					}
-				}
+				what := exchange(session, request, want)
 				c.latencies = append(c.latencies, float64(time.Since(t0))/float64(time.Millisecond))
 				if what != "" {
 					c.errors++
@@ -186,7 +220,25 @@ func run(args []string) (*result, error) {
 	out.PerSecond = float64(len(flat)-out.Errors) / elapsed
 	out.P50ms, out.P99ms = quantile(flat, 0.5), quantile(flat, 0.99)
 	out.CPUSeconds = cpuSeconds()
-	return out, nil
+	return out
+}
+
+// run parses the flags and arguments and runs the closed loop, or the open loop when -rate is given.
+func run(args []string) (any, error) {
+	flags := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	rate := flags.Float64("rate", 0, "open loop: requests a second, on a fixed schedule")
+	drain := flags.Float64("drain", 10, "open loop: seconds after the schedule's end to wait for answers")
+	if err := flags.Parse(args); err != nil {
+		return nil, err
+	}
+	w, err := parse(flags.Args())
+	if err != nil {
+		return nil, err
+	}
+	if *rate > 0 {
+		return openLoop(w, *rate, time.Duration(*drain*float64(time.Second))), nil
+	}
+	return closedLoop(w), nil
 }
 
 func main() {

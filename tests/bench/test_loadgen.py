@@ -3,8 +3,10 @@ bench/load.py, against a small HTTP server of the test's own: the same contract 
 they count as an error, one keep-alive connection per client, the JSON they print)."""
 from __future__ import annotations
 
+import argparse
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bench import generator, serving
+from bench import generator, openloop, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"count", "errors", "seconds", "per_second", "cpu_s", "p50_ms", "p99_ms", "error_statuses"}
@@ -188,3 +190,45 @@ def test_the_go_generator_is_chosen_when_go_is_there(go_generator: list[str]) ->
 
     assert chosen.kind == "go" and chosen.command == go_generator
     assert generator.choose("python").kind == "python"
+
+
+OPEN_KEYS = KEYS | {"mode", "rate", "scheduled", "sent", "not_sent", "waited_for_connection", "connections",
+                    "peak_in_flight", "dialed", "max_ms", "p50_first_ms", "p50_last_ms", "send_lag_p99_ms",
+                    "send_lag_max_ms"}
+
+
+def test_the_open_loop_goes_through_serving_load_at_its_rate(go_generator: list[str], server: tuple[str, Seen]) -> None:
+    """serving.load with a rate runs the Go generator's open loop (-rate, bench/loadgen/open.go): the schedule's
+    requests, each body numbered anew, a second of the schedule allowed in flight."""
+    url, seen = server
+    args = argparse.Namespace(generator=generator.Generator(go_generator, "go", "Go"), clients=CLIENTS)
+    result = serving.load(f"{url}/MedicationAdministration", {"id": "bench-__SEQ__"}, 0.5, args, "secret-key",
+                          "application/json", rate=40.0)
+
+    assert set(result) == OPEN_KEYS | {"load_cpu_share"}
+    assert (result["mode"], result["rate"], result["scheduled"]) == ("open", 40.0, 20)
+    assert result["connections"] == openloop.connections(40.0)
+    assert result["sent"] == result["count"] == len(seen.requests) == 20 and result["not_sent"] == 0
+    ids = [json.loads(r["body"])["id"] for r in seen.requests]
+    assert sorted(ids, key=lambda i: int(i.split("-")[-1])) == [f"bench-{ids[0].split('-')[1]}-o-{k}" for k in range(20)]
+    refused = sum(i.endswith("3") for i in ids)
+    assert result["errors"] == refused == 2 and result["error_statuses"] == {"422": 2}
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert all(r["headers"]["Authorization"] == "Bearer secret-key" for r in seen.requests)
+
+
+def test_the_python_generator_says_it_has_no_open_loop() -> None:
+    args = argparse.Namespace(generator=generator.python("chosen"), clients=CLIENTS)
+    assert "needs the Go generator" in serving.load("http://127.0.0.1:9/x", {}, 1, args, None, rate=10.0)["error"]
+
+
+def test_the_go_generators_own_tests_pass(go_generator: list[str]) -> None:
+    """bench/loadgen/open_test.go: the schedule is kept, and latency counts from the intended send time against a
+    deliberately slow server (with one connection, a server at half the rate leaves requests unsent and late)."""
+    go = generator.go_binary()
+    assert go is not None
+    env = dict(os.environ) | {"GOPROXY": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "", "GOWORK": "off",
+                              "CGO_ENABLED": "0"}
+    done = subprocess.run([go, "test", "-count=1", "."], cwd=generator.SOURCE, env=env,  # noqa: S603
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
