@@ -76,13 +76,16 @@ def serving(res: dict[str, Any]) -> list[str]:
         rows.pop()
     which = f": {res['generator_says']}," if res.get("generator_says") else ""
     clients = res.get("clients", 8)
+    closed = (f"the closed loop ({clients} clients, each sending its next request when its last is answered) runs "
+              f"each server at saturation, so its latency is mostly {clients} requests in flight over the throughput")
+    opened = ("the open loop sends at the target's rate whatever the answers and times each request from its "
+              "intended send time, so it shows whether a server keeps that rate and at what latency")
+    protocols = (f"Two protocols: {closed}; {opened}." if any(line.startswith("| server and operation, open loop")
+                                                             for line in rows)
+                 else f"One protocol (this run had no open loop): {closed}.")
     return [f"Serving, {res['date'][:10]}{' (QUICK)' if res.get('quick') else ''}; {res['load']}. The load generator"
             f"{which} shares the machine's 2 cores with the server (its CPU share is the last column); configurations "
-            f"in `bench/README.md`. Two protocols: the closed loop ({clients} clients, each sending its next request "
-            f"when its last is answered) runs each server at saturation, so its latency is mostly {clients} requests "
-            f"in flight over the throughput; the open loop sends at the target's rate whatever the answers and times "
-            f"each request from its intended send time, so it shows whether a server keeps that rate and at what "
-            f"latency.", "", *rows]
+            f"in `bench/README.md`. {protocols}", "", *rows]
 
 
 def targets(compare: dict[str, Any] | None, serve: dict[str, Any] | None) -> list[str]:

@@ -118,6 +118,10 @@ def test_the_open_loop_table_shows_a_server_that_cannot_keep_the_rate() -> None:
     assert records in section
     assert "the closed loop (8 clients" in section[0] and "intended send time" in section[0]
     assert not any(line.startswith(("Configurations", "* ours")) for line in section)
+    closed_only = lines[:lines.index(next(line for line in lines if line.startswith("Open loop:")))]
+    older = readme.serving({**result, "table": closed_only + ["Configurations:"], "quick": False})
+    assert "One protocol (this run had no open loop): the closed loop (8 clients" in older[0]
+    assert "intended send time" not in older[0]
 
 
 def test_an_open_loop_that_failed_is_a_row_not_a_lost_server() -> None:
