@@ -62,7 +62,7 @@ def _ms(value: float | None) -> str:
 def row(name: str, part: dict[str, Any]) -> str:
     """One table row from the generator's open-loop JSON (with the rate's "from" and "load_cpu_share" added)."""
     if "error" in part:
-        return f"| {name} | {part['error']} | | | | | | | | |"
+        return f"| {name} | {part['error']} | | | | | | | | | |"
     waited = part["waited_for_connection"]
     not_sent = f"{part['not_sent']:,}" + (f" ({waited:,} sent late: no free connection)" if waited else "")
     errors = f"{part['errors']:,}" + (f" ({', '.join(f'{k}: {v}' for k, v in part['error_statuses'].items())})"
@@ -70,7 +70,7 @@ def row(name: str, part: dict[str, Any]) -> str:
     return (f"| {name} | {part['rate']:,.0f} ({part['scheduled']:,} in all) | {part['per_second']:,.0f} | "
             f"{_ms(part['p50_ms'])} | {_ms(part['p99_ms'])} | {_ms(part['max_ms'])} | "
             f"{_ms(part['p50_first_ms'])} → {_ms(part['p50_last_ms'])} | {not_sent} | {errors} | "
-            f"{part['load_cpu_share'] * 100:,.0f} % |")
+            f"{_ms(part['send_lag_p99_ms'])} | {part['load_cpu_share'] * 100:,.0f} % |")
 
 
 def table(contenders: list[dict[str, Any]], seconds: float) -> list[str]:
@@ -79,10 +79,11 @@ def table(contenders: list[dict[str, Any]], seconds: float) -> list[str]:
              f"send time, so a queue is counted, not hidden; achieved: answers as expected over the time from the "
              f"first intended send to the last answer. A server that cannot keep the rate shows an achieved rate "
              f"below it, a median growing from the schedule's first fifth to its last, and requests not sent (the "
-             f"generator keeps up to a second of the schedule in flight).", "",
+             f"generator keeps up to a second of the schedule in flight). Send lag: how late the generator itself "
+             f"sent (waiting for the CPU it shares, or for a connection), which the latencies include.", "",
              "| server and operation, open loop | rate asked /s | achieved /s | p50 ms | p99 ms | max ms | "
-             "p50 first → last fifth ms | not sent | errors | load generator CPU |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "p50 first → last fifth ms | not sent | errors | send lag p99 ms | load generator CPU |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for c in contenders:
         if "error" in c:
             continue  # the closed-loop table says why
