@@ -24,8 +24,8 @@ R4 = "http://hl7.org/fhir/StructureDefinition/"
 
 
 def _ours(profiles: list[str]) -> tuple[str, Check, dict[str, Any]]:
-    from service.validation import default_validator
-    validate = default_validator().validate
+    from service.validation import settle
+    validate = settle().validate  # as `ketamine-fhir serve --production` starts it (service/web/serving.py)
 
     def check(text: str) -> list[str]:
         return [f"{f.expression}: {f.message}" for f in validate(json.loads(text)) if f.severity in ("error", "fatal")]

@@ -65,4 +65,10 @@ class ProductionServer(BaseApplication):  # type: ignore[misc]
 
 def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT (graceful: requests in hand finish), then return."""
+    from service.validation import settle
+
+    # In the arbiter, before it forks: each worker starts with the validator compiled and warmed (not on its first
+    # request), its pages shared, and its objects out of the garbage collector's reach (service/validation). The
+    # validator holds no connection or thread, so it may cross the fork; the app (database) is built per worker.
+    settle()
     ProductionServer(settings).run()
