@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.security.scopes import Grant, well_formed
 from service.security.signing import stored_key
-from service.store.engine import SHARED_READ, session
+from service.store.engine import SHARED_READ, alone, session
 from service.store.models import ApiClientRow
 from service.store.records import utcnow
 
@@ -147,7 +147,7 @@ class ApiClients:
                 if SHARED_READ.get() is not None:
                     with session(self.engine) as s:
                         return _fetch(s.connection(), self._key_state, key_id)
-                with self.engine.connect() as connection:
+                with alone(self.engine) as connection:
                     return _fetch(connection, self._key_state, key_id)
             except Exception:  # noqa: BLE001, S110 - the driver's own error: again through SQLAlchemy, which then
                 pass  # knows of it (a lost connection is invalidated) and raises it as its own
@@ -156,11 +156,12 @@ class ApiClients:
 
     def _row(self, key_id: str) -> Row[Any] | None:
         """The client row of `key_id`: in the request's read transaction when it has one (store/engine.reading), else
-        on a connection of its own, without a Session, whose set-up cost as much as the lookup (~150 µs a request)."""
+        on a connection of its own (store/engine.alone: no transaction around the one statement), without a Session,
+        whose set-up cost as much as the lookup (~150 µs a request)."""
         if SHARED_READ.get() is not None:
             with session(self.engine) as s:
                 return s.connection().execute(BY_KEY_ID, {"key_id": key_id}).first()
-        with self.engine.connect() as connection:
+        with alone(self.engine) as connection:
             return connection.execute(BY_KEY_ID, {"key_id": key_id}).first()
 
 

@@ -313,6 +313,10 @@ def execute_alone(engine: Engine, statement: Any, params: Any) -> None:
         with group.unit(partial(_Shared, engine)) as connection:
             connection.execute(statement, params)
         return
+    if engine.dialect.name == "postgresql":  # its own transaction: no BEGIN, no COMMIT (see alone)
+        with alone(engine) as connection:
+            connection.execution_options(**{WRITE: True}).execute(statement, params)
+        return
     with _writer_turn(engine), engine.connect() as connection:
         connection = connection.execution_options(**{WRITE: True})
         with connection.begin():
@@ -322,9 +326,26 @@ def execute_alone(engine: Engine, statement: Any, params: Any) -> None:
 
 
 @contextmanager
+def alone(engine: Engine) -> Iterator[Connection]:
+    """A connection on which each statement is a transaction of its own, for reads that need no snapshot shared
+    with the next statement and writes of one statement: on PostgreSQL, autocommit. A transaction there costs a
+    round trip to begin and one to end (psycopg sends BEGIN before the first statement, then COMMIT or, as the pool
+    takes the connection back, ROLLBACK): two of the three of a one-statement read. A statement alone sees what
+    it would see in a transaction (READ COMMITTED gives each statement its own snapshot either way): committed
+    rows only. On SQLite, a plain connection (its transactions are begun locally, without a round trip)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":  # reset to the pool's default as it goes back to the pool
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
+@contextmanager
 def reading(engine: Engine) -> Iterator[Session]:
-    """One read transaction that every read `session` of `engine` in this context joins until the block ends."""
-    with session(engine) as current:
+    """One read transaction that every read `session` of `engine` in this context joins until the block ends.
+    On PostgreSQL its statements run alone (see alone): what joins it only reads (the routes that open it write,
+    if at all, in transactions of their own: session(write=True)), and READ COMMITTED gave each of its statements
+    a snapshot of its own anyway."""
+    with _session(engine, False, engine.dialect.name == "postgresql") as current:
         token = SHARED_READ.set(current)
         try:
             yield current
@@ -333,9 +354,10 @@ def reading(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def _session(engine: Engine, write: bool) -> Iterator[Session]:
+def _session(engine: Engine, write: bool, statements_alone: bool = False) -> Iterator[Session]:
     with engine.connect() as conn:
-        conn = conn.execution_options(**{WRITE: write})
+        conn = conn.execution_options(**{WRITE: write}, **({"isolation_level": "AUTOCOMMIT"} if statements_alone
+                                                            else {}))
         with Session(bind=conn, expire_on_commit=False) as current, current.begin():
             yield current
             _last(current, write)

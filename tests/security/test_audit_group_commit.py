@@ -50,13 +50,15 @@ def test_concurrent_events_share_commits_and_each_returns_once_its_own_is_commit
     commits: list[int] = []
 
     def before(conn: Any) -> None:  # what each writer's transaction holds, known once it commits
-        if conn.get_execution_options().get(WRITE):
+        if conn.get_execution_options().get(WRITE) or id(conn) in pending:
             commits.append(1)
             committed.update(pending.pop(id(conn), []))
 
     def added(conn: Any, clause: Any, many: list[dict[str, Any]], one: dict[str, Any], *_: Any) -> None:
         if clause is ADD_EVENT:  # the events an INSERT sent: one (`one`) or several (`many`)
             pending.setdefault(id(conn), []).extend(p["id"] for p in many or [one])
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":  # PostgreSQL: the INSERT alone
+                before(conn)  # is its transaction, committed once it returns (store/engine.alone)
 
     event.listen(engine, "commit", before)
     event.listen(engine, "after_execute", added)

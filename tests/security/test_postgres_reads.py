@@ -1,0 +1,137 @@
+"""On PostgreSQL a request that only reads runs its statements alone (autocommit: no BEGIN, no COMMIT), and its
+audit event is one INSERT committed alone; what the database is sent is read off libpq's own trace of the protocol.
+A read still sees only committed work: never a write's rows before it commits, never half of a write."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, event
+
+from service.store.engine import make_engine
+from service.store.resources import ResourceStore
+
+FHIR = "application/fhir+json"
+MRN = "https://clinic.example/mrn"
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Content-Type": FHIR}
+
+
+class Sent:
+    """What the app's connections send from now on, as libpq traces it (one line a protocol message)."""
+
+    def __init__(self, engine: Engine, file: BinaryIO) -> None:
+        self._file = file
+        self._traced: list[Any] = []
+        self._engine = engine
+        event.listen(engine, "checkout", self._trace)
+
+    def _trace(self, dbapi_conn: Any, *_: Any) -> None:
+        if all(dbapi_conn is not c for c in self._traced):
+            self._traced.append(dbapi_conn)
+            dbapi_conn.pgconn.trace(self._file.fileno())
+            dbapi_conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+
+    def messages(self) -> list[tuple[str, str]]:
+        """(type, rest) of each message sent to the server so far, for instance ("Query", '"BEGIN"')."""
+        for conn in self._traced:
+            conn.pgconn.untrace()
+        self._traced.clear()
+        event.remove(self._engine, "checkout", self._trace)
+        self._file.seek(0)
+        lines = self._file.read().decode("utf-8", "replace").splitlines()
+        return [(p[2], p[3] if len(p) > 3 else "") for p in (line.split("\t") for line in lines) if p[0] == "F"]
+
+
+@pytest.fixture
+def patient_and_observation(client: FlaskClient, api_key: Callable[..., str]) -> tuple[str, str, str]:
+    key = api_key("system/Patient.cruds", "system/Observation.cruds")
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient", "identifier": [
+        {"system": MRN, "value": "R-1"}]}, headers=auth(key)).get_json()["id"]
+    oid = client.post("/fhir/Observation", json={
+        "resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
+        "subject": {"reference": f"Patient/{pid}"}}, headers=auth(key)).get_json()["id"]
+    return key, pid, oid
+
+
+def test_a_read_sends_no_begin_or_commit_and_four_statements(app: Flask, client: FlaskClient, tmp_path: Path,
+                                                             patient_and_observation: tuple[str, str, str]) -> None:
+    key, pid, oid = patient_and_observation
+    for url in (f"/fhir/Observation/{oid}", f"/fhir/Observation?subject=Patient/{pid}"):
+        for _ in range(6):  # warm: the key verified once, the statements prepared (psycopg: on their 5th use)
+            client.get(url, headers=auth(key))
+        with (tmp_path / "trace").open("w+b") as file:
+            sent = Sent(app.extensions["kfhir"].engine, file)
+            assert client.get(url, headers=auth(key)).status_code == 200
+            messages = sent.messages()
+        queries = [rest for kind, rest in messages if kind == "Query"]
+        assert not [q for q in queries if any(w in q.upper() for w in ("BEGIN", "COMMIT", "ROLLBACK"))], url
+        # the key's state, the read (or search), the audit's patient, the audit event: one round trip each
+        assert sum(kind == "Sync" for kind, _ in messages) + len(queries) == 4, (url, [k for k, _ in messages])
+
+
+def test_a_read_while_a_write_is_open_sees_what_was_committed_before_it(
+        client: FlaskClient, database_url: str, patient_and_observation: tuple[str, str, str]) -> None:
+    """A write that changed a resource and made another, not committed yet: the reads see neither; once it commits,
+    both at once."""
+    key, pid, _ = patient_and_observation
+    writer = make_engine(database_url)
+    written, release, failed = threading.Event(), threading.Event(), []
+
+    def write() -> None:
+        try:
+            with ResourceStore(writer).unit(write=True) as unit:
+                unit.write("Patient", pid, {"resourceType": "Patient", "identifier": [
+                    {"system": MRN, "value": "R-2"}]}, [], "PUT")
+                unit.write("Patient", "made-in-the-open-write", {"resourceType": "Patient"}, [], "PUT")
+                written.set()
+                release.wait(30)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+            written.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        assert written.wait(30) and not failed
+        before = client.get(f"/fhir/Patient/{pid}", headers=auth(key))
+        assert (before.status_code, before.headers["ETag"]) == (200, 'W/"1"')
+        assert before.get_json()["identifier"][0]["value"] == "R-1"
+        assert client.get("/fhir/Patient/made-in-the-open-write", headers=auth(key)).status_code == 404
+        found = client.get(f"/fhir/Patient?identifier={MRN}|R-2", headers=auth(key)).get_json()
+        assert found["total"] == 0 if "total" in found else not found.get("entry")
+    finally:
+        release.set()
+        thread.join(30)
+        writer.dispose()
+    assert not failed
+    after = client.get(f"/fhir/Patient/{pid}", headers=auth(key))
+    assert (after.headers["ETag"], after.get_json()["identifier"][0]["value"]) == ('W/"2"', "R-2")
+    assert client.get("/fhir/Patient/made-in-the-open-write", headers=auth(key)).status_code == 200
+
+
+def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: FlaskClient, tmp_path: Path,
+                                                            patient_and_observation: tuple[str, str, str]) -> None:
+    """The key check before a write is one statement alone; the write is one transaction (BEGIN ... COMMIT)."""
+    key, pid, _ = patient_and_observation
+    body = {"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
+            "subject": {"reference": f"Patient/{pid}"}}
+    for _ in range(6):
+        client.post("/fhir/Observation", json=body, headers=auth(key))
+    with (tmp_path / "trace").open("w+b") as file:
+        sent = Sent(app.extensions["kfhir"].engine, file)
+        assert client.post("/fhir/Observation", json=body, headers=auth(key)).status_code == 201
+        messages = sent.messages()
+    queries = [rest.strip().strip('"').split()[0].upper() for kind, rest in messages if kind == "Query"]
+    assert queries == ["BEGIN", "COMMIT"], messages
+    first_begin = next(i for i, (kind, rest) in enumerate(messages) if kind == "Query")
+    assert sum(kind == "Sync" for kind, _ in messages[:first_begin]) == 1  # the key's state, alone
