@@ -18,26 +18,27 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.app.people import keep_current
-from service.domain.intake import Intake
+from service.domain.intake import Checked, Intake, Seen
 from service.errors import Conflict, Contention, Forbidden, Issue, RequestError, Unprocessable
 from service.exchange.outbox import queue
 from service.exchange.registry import Endpoints
 from service.facade.interactions import ClaimLost
 from service.facade.server import FhirServer
-from service.fhirjson import reference_key
-from service.mapping import Mapper, MappingError, main_profiles
+from service.fhirjson import reference_key, references
+from service.mapping import Mapper, MappingError, Reversed, main_profiles
 from service.mapping.flags import withdraw_stale
 from service.search.query import MAX_COUNT, parse
 from service.security.scopes import RECORDS, insufficient
 from service.store.engine import WRITTEN
 from service.store.records import StoredRecord
-from service.store.resources import Author, StoredResource, Unit
+from service.store.resources import Author, ResourceStore, StoredResource, Unit
 
 #: more readings than a session can have (vital signs every few minutes of a long infusion, scores)
 MAX_READINGS = 500
@@ -85,6 +86,21 @@ def _stored_flags(unit: Unit, record: StoredRecord) -> list[dict[str, Any]]:
         query.offset += query.count
 
 
+@dataclass(frozen=True)
+class ReadAhead:
+    """A created main resource read back into a clinic record before its write's unit of work (ResourceWritten.ahead):
+    the record and its check, and what they read: the resources its references name (`rows`, None for an id not
+    held; the write's unit adopts them while unchanged, Unit.adopt), of which the mapping `resolved` some, and the
+    records its rules looked up (`seen`). The unit uses the record while all of that is unchanged."""
+
+    key: tuple[str, str]
+    reversed: Reversed
+    checked: Checked
+    rows: dict[tuple[str, str], StoredResource | None]
+    resolved: frozenset[tuple[str, str]]
+    seen: Seen
+
+
 class ResourceWritten:
     """Reads a written FHIR resource back into a clinic record, in the write's own transaction."""
 
@@ -97,16 +113,54 @@ class ResourceWritten:
     def mapper(self) -> Mapper:
         return self._mapper() if callable(self._mapper) else self._mapper  # type: ignore[no-any-return]
 
-    def __call__(self, unit: Unit, stored: StoredResource) -> list[str]:
+    def ahead(self, store: ResourceStore, content: dict[str, Any]) -> ReadAhead | None:
+        """The read-back of `content`, a resource a POST is about to create as it will be stored (its id made), worked
+        out before the write's unit of work, which every other writer waits for (SQLite's writers' turn): the mapping
+        and the record's check, on what a read transaction of their own finds (~2 ms of CPU a create out of the
+        turn). None where the unit must work it out itself: not a record's main resource (a session's reading is read
+        into its session's record, found in the unit), or a record that cannot be made (its note is made there)."""
+        if not store.one_writer or not _is_main(content):  # PostgreSQL's writers run at once: it would cost only
+            return None
+        keys = [k for _, ref in references(content, content["resourceType"], contained=False)
+                if (k := reference_key(ref)) is not None]
+        rows: dict[tuple[str, str], StoredResource | None] = {}
+        try:
+            with store.unit() as reader:
+                reader.prefetch(keys)
+
+                def resolve(reference: str) -> dict[str, Any] | None:
+                    key = reference_key(reference)
+                    if key is None:
+                        return None
+                    found = rows[key] = reader.get(*key)
+                    return found.content if found and not found.deleted else None
+
+                reversed_ = self.mapper.to_record(_lone(content), resolve=resolve)
+                checked, seen = self.intake.bound(reader.session).check_ahead(reversed_.kind, reversed_.record)
+                resolved = frozenset(rows)
+                rows |= {key: reader.get(*key) for key in keys}  # read already (prefetch): the unit's reference check's
+        except Exception:  # noqa: BLE001 - e.g. a record that cannot be made: the unit works it out and says why
+            return None
+        if seen is None:
+            return None
+        return ReadAhead((content["resourceType"], content["id"]), reversed_, checked, rows, resolved, seen)
+
+    def __call__(self, unit: Unit, stored: StoredResource, ahead: ReadAhead | None = None) -> list[str]:
+        """`ahead`: what ahead() worked out for this resource, used if all it read is unchanged in `unit`."""
         main = self._main(unit, stored)
         key = f"{main.resource_type}/{main.id}" if main is not None else ""
         if main is None or key in unit.linked:
             return []
         unit.linked.add(key)  # a transaction's readings of one session make its record once
+        intake = self.intake.bound(unit.session)
         try:
-            reversed_ = self.mapper.to_record(_payload(unit, main),
-                                              resolve=lambda reference: _resolve(unit, reference))
-            record = self._store(self.intake.bound(unit.session), unit, reversed_.kind, reversed_.record)
+            if ahead is not None and main is stored and _holds(ahead, unit, intake, stored):
+                reversed_, checked = ahead.reversed, ahead.checked
+            else:
+                reversed_ = self.mapper.to_record(_payload(unit, main),
+                                                  resolve=lambda reference: _resolve(unit, reference))
+                checked = None
+            record = self._store(intake, unit, reversed_.kind, reversed_.record, checked)
         except Forbidden:
             raise  # the write changes a clinic record its client may not change: refused whole
         except (MappingError, RequestError) as exc:
@@ -131,11 +185,12 @@ class ResourceWritten:
         return stored if _is_main(stored) else None
 
     @staticmethod
-    def _store(intake: Intake, unit: Unit, kind: str, record: dict[str, Any]) -> str:
+    def _store(intake: Intake, unit: Unit, kind: str, record: dict[str, Any], checked: Checked | None = None) -> str:
         """The record made or changed, in the write's transaction; the client needs the record scope the domain
-        API would ask (a reading posted with only `system/Observation.c` once changed a session's record)."""
+        API would ask (a reading posted with only `system/Observation.c` once changed a session's record).
+        `checked`: the record's check, if it was made before the unit and holds."""
         try:
-            made = intake.submit(kind, record).record.id
+            made = intake.submit(kind, record, checked=checked).record.id
             _require(unit, "c")  # raised inside the transaction: the record made is rolled back with the rest
             return made
         except Conflict as exc:  # the EHR sent a new version of a record it sent before
@@ -149,9 +204,29 @@ def _require(unit: Unit, letters: str) -> None:
         raise insufficient(RECORDS, letters, "A write that changes a clinic record")
 
 
-def _is_main(stored: StoredResource) -> bool:
-    profile = main_profiles().get(stored.resource_type)
-    return profile is not None and profile in (((stored.content or {}).get("meta") or {}).get("profile") or [])
+def _is_main(stored: StoredResource | dict[str, Any]) -> bool:
+    """Whether a stored resource, or a resource's content, is a clinic record's main resource (its profile says)."""
+    content = stored if isinstance(stored, dict) else stored.content or {}
+    profile = main_profiles().get(str(content.get("resourceType")))
+    return profile is not None and profile in ((content.get("meta") or {}).get("profile") or [])
+
+
+def _holds(ahead: ReadAhead, unit: Unit, intake: Intake, stored: StoredResource) -> bool:
+    """Whether the read-back `ahead` worked out is what the unit would work out now: made for this resource, and
+    what it read unchanged in the unit's transaction (the resources its references name, read by the write's
+    reference check already, and the records its rules looked up); the payload is the resource alone, as _payload
+    makes it for a POST whose transaction wrote no reading."""
+    if ahead.key != (stored.resource_type, stored.id) or stored.method != "POST" or _wrote_readings(unit):
+        return False
+    unit.prefetch(list(ahead.resolved))  # adopted (Unit.adopt) while unchanged: no statement then
+    return all(unit.get(*key) == ahead.rows[key] for key in ahead.resolved) and intake.holds(ahead.seen)
+
+
+def _lone(content: dict[str, Any]) -> dict[str, Any]:
+    """What a record is read from when its main resource is all there is to read (see _payload)."""
+    if content["resourceType"] != "MedicationAdministration":
+        return content
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": content}]}
 
 
 def _payload(unit: Unit, main: StoredResource) -> dict[str, Any]:
@@ -163,7 +238,7 @@ def _payload(unit: Unit, main: StoredResource) -> dict[str, Any]:
     if main.method == "POST" and not _wrote_readings(unit):
         # a POST's id was made by this server in this transaction (interactions.create_in), so only what this
         # transaction wrote can refer to it, and it wrote no reading: nothing to look for
-        return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": content}]}
+        return _lone(content)
     readings = unit.referring("Observation", "part-of", [f"MedicationAdministration/{main.id}"], MAX_READINGS)
     return {"resourceType": "Bundle", "type": "collection",
             "entry": [{"resource": content}, *({"resource": r.content} for r in readings if r.content)]}

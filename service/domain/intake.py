@@ -31,6 +31,18 @@ class Checked:
         return self.new.warnings
 
 
+#: What a record's check read of another record (a rule's lookup): its id, version and content hash, None if absent
+Stamp = tuple[str, int, str] | None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The other records a check read (its rules' lookups, by kind, source and external_id) and what it found: its
+    result holds while they are unchanged (Intake.holds)."""
+
+    lookups: tuple[tuple[tuple[str, str, str], Stamp], ...]
+
+
 @dataclass(frozen=True)
 class Outcome:
     record: StoredRecord
@@ -78,6 +90,33 @@ class Intake:
 
     def check(self, kind_name: str, payload: Any) -> Checked:
         """Validate `payload`; raise Unprocessable with every error found, or return it checked."""
+        return self._check(kind_name, payload, self.context)
+
+    def check_ahead(self, kind_name: str, payload: Any) -> tuple[Checked, Seen | None]:
+        """check(), before the transaction that stores the record (whose writers wait for it), with what its rules
+        read of other records: the result holds in that transaction while `holds(seen)`. Seen None: it read what
+        holds() cannot tell unchanged (a course of sessions): check it again there."""
+        lookups: list[tuple[tuple[str, str, str], Stamp]] = []
+        whole = [True]
+
+        def lookup(kind: str, source: str, external_id: str) -> dict[str, Any] | None:
+            record = self._store.find(kind, source, external_id) if self._store is not None else None
+            lookups.append(((kind, source, external_id), _stamp(record)))
+            return record.content if record is not None else None
+
+        def course(source: str, plan_external_id: str, patient: dict[str, Any], around: datetime) -> list[
+                dict[str, Any]]:
+            whole[0] = False  # the result is not used: not worth reading
+            return []
+
+        checked = self._check(kind_name, payload, rules.RuleContext(lookup=lookup, course=course))
+        return checked, Seen(tuple(lookups)) if whole[0] and self._store is not None else None
+
+    def holds(self, seen: Seen) -> bool:
+        """Whether the records a check_ahead read are as it found them (in this intake's store: the transaction's)."""
+        return all(self.store.stamp(*key) == stamp for key, stamp in seen.lookups)
+
+    def _check(self, kind_name: str, payload: Any, context: rules.RuleContext) -> Checked:
         kind = KINDS[kind_name]
         schema = schema_of(kind.name)
         if not isinstance(payload, dict):
@@ -87,7 +126,7 @@ class Intake:
         except ValidationError as exc:
             issues = [Issue(path, msg) for path, msg in flatten_errors(exc.messages)]
             raise Unprocessable(f"The {kind.name} record is not valid.", issues) from None
-        found = rules.check(kind.name, loaded, self.context)
+        found = rules.check(kind.name, loaded, context)
         errors = [i for i in found if i.severity == "error"]
         if errors:
             raise Unprocessable(f"The {kind.name} record breaks clinical rules.", errors)
@@ -108,11 +147,13 @@ class Intake:
         run, mapped = self.export, checked.mapped
         return lambda session, record: run(session, mapped, record, author)
 
-    def submit(self, kind_name: str, payload: Any, author: Author | None = None) -> Outcome:
+    def submit(self, kind_name: str, payload: Any, author: Author | None = None,
+               checked: Checked | None = None) -> Outcome:
         """Store a new record; the same record sent again returns the stored one (created=False).
 
-        `author`: the API client it comes from, named in the Provenance of its FHIR resources."""
-        checked = self.check(kind_name, payload)
+        `author`: the API client it comes from, named in the Provenance of its FHIR resources. `checked`: what
+        check() gives for `payload` now (a check_ahead that holds), else it is checked here."""
+        checked = checked or self.check(kind_name, payload)
         for attempt in range(3):
             try:
                 record, created = self.store.create(checked.new, self._within(checked, author))
@@ -174,6 +215,10 @@ class Intake:
                           limit=1000)
         return [r.content for r in self._store.list(query)
                 if r.source == source and r.content.get("plan_external_id") == plan_external_id]
+
+
+def _stamp(record: StoredRecord | None) -> Stamp:
+    return (record.id, record.version, record.content_hash) if record is not None else None
 
 
 #: How far either side of a session its course's other sessions are looked for (a week of the course, and a day

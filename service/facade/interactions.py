@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.exc import IntegrityError
@@ -26,12 +26,29 @@ from service.fhirjson import Finding, etag, refuse_errors, rewritten
 from service.search.parameters import TYPES
 from service.search.query import Query, parse
 from service.security.provenance import provenance
-from service.store.resources import ResourceStore, StoredResource, Unit, instant
+from service.store.records import utcnow
+from service.store.resources import ResourceStore, StoredResource, Unit, instant, versioned
 
 ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
-#: runs after a write, in its transaction, e.g. to read the resource into a clinic record; returns notes
-AfterWrite = Callable[[Unit, StoredResource], list[str]]
+class Ahead(Protocol):
+    """What an AfterWrite worked out before a create's unit of work began."""
+
+    @property
+    def rows(self) -> Mapping[tuple[str, str], StoredResource | None]:
+        """The stored resources it read (None: an id not held), which the unit adopts while current (Unit.adopt)."""
+
+
+class AfterWrite(Protocol):
+    """Runs after a write, in its transaction, e.g. to read the resource into a clinic record; returns notes."""
+
+    def __call__(self, unit: Unit, stored: StoredResource, ahead: Any = None) -> list[str]:
+        """`ahead`: what ahead() gave for the resource, if the write is a create that asked it."""
+
+    def ahead(self, store: ResourceStore, content: dict[str, Any]) -> Ahead | None:
+        """What __call__ can work out before the write's unit of work begins (every other writer waits for a unit),
+        for `content`, a resource about to be created, as it will be stored; None: nothing."""
+
 #: a Bundle's fullUrls (urn:uuid:…, Type/id) → the Type/id each is stored as; empty for a request sent alone
 Names = dict[str, str]
 
@@ -103,9 +120,9 @@ class Interactions:
         refuse_errors(findings, f"The {resource_type} does not conform to its profile.")
         return shaped(resource_type, body, findings, resource_id)
 
-    def followed(self, unit: Unit, written: Written) -> Written:
+    def followed(self, unit: Unit, written: Written, ahead: Any = None) -> Written:
         if self.after_write is not None:
-            written.notes.extend(self.after_write(unit, written.resource))
+            written.notes.extend(self.after_write(unit, written.resource, ahead))
         return written
 
     # --- requests sent alone: each the operation below in a unit of its own -----------------
@@ -119,9 +136,15 @@ class Interactions:
         self.check_type(resource_type)
         prepared = self.prepare(resource_type, body)
         if if_none_exist is None:
+            new_id = str(uuid.uuid4())
+            ahead = None
+            if self.after_write is not None:  # out of the unit what can be: the clinic record it is read into
+                ahead = self.after_write.ahead(self.store, versioned(prepared.resource, new_id, 1, utcnow()))
             # its rows, its Provenance's and the record it is read into sent together: one statement a table
             with self.store.unit(write=True) as unit, unit.batch():
-                return self.followed(unit, create_in(unit, prepared, str(uuid.uuid4()), {}))
+                if ahead is not None:  # the rows it read, its references' among them: not read again if unchanged
+                    unit.adopt(ahead.rows)
+                return self.followed(unit, create_in(unit, prepared, new_id, {}), ahead)
         when = condition(resource_type, if_none_exist, "If-None-Exist")
         for _attempt in range(3):
             try:

@@ -21,6 +21,8 @@ ADD_RECORD = insert(RECORDS)
 ADD_RECORD_VERSION = insert(cast(Table, RecordVersionRow.__table__))
 FIND_RECORD = select(RECORDS).where(RECORDS.c.kind == bindparam("kind"), RECORDS.c.source == bindparam("source"),
                                     RECORDS.c.external_id == bindparam("external_id"))
+#: FIND_RECORD's id, version and content hash only: whether a record read before is unchanged (no content to decode)
+FIND_STAMP = FIND_RECORD.with_only_columns(RECORDS.c.id, RECORDS.c.version, RECORDS.c.content_hash)
 GET_RECORD = select(RECORDS).where(RECORDS.c.kind == bindparam("kind"), RECORDS.c.id == bindparam("record_id"))
 
 
@@ -165,15 +167,22 @@ class RecordStore:
     def find(self, kind: str, source: str, external_id: str) -> StoredRecord | None:
         return self._lookup(FIND_RECORD, {"kind": kind, "source": source, "external_id": external_id})
 
+    def stamp(self, kind: str, source: str, external_id: str) -> tuple[str, int, str] | None:
+        """find()'s record's (id, version, content_hash), or None: what a record read before is now."""
+        row = self._one(FIND_STAMP, {"kind": kind, "source": source, "external_id": external_id})
+        return (row.id, row.version, row.content_hash) if row is not None else None
+
     def _lookup(self, statement: Select[Any], params: dict[str, Any]) -> StoredRecord | None:
-        """One record by a unique key; inside the caller's transaction without a savepoint (a read undoes nothing)."""
+        row = self._one(statement, params)
+        return StoredRecord.of(row) if row is not None else None
+
+    def _one(self, statement: Select[Any], params: dict[str, Any]) -> Any:
+        """One row by a unique key; inside the caller's transaction without a savepoint (a read undoes nothing)."""
         if self._outer is not None:
             self._outer.flush()  # what the caller's ORM objects hold goes first, as a query of the ORM would
-            row = self._outer.connection().execute(statement, params).one_or_none()
-        else:
-            with session(self.engine) as current:
-                row = current.connection().execute(statement, params).one_or_none()
-        return StoredRecord.of(row) if row is not None else None
+            return self._outer.connection().execute(statement, params).one_or_none()
+        with session(self.engine) as current:
+            return current.connection().execute(statement, params).one_or_none()
 
     def versions(self, record: StoredRecord) -> list[dict[str, Any]]:
         with self._session() as session:

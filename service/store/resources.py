@@ -6,7 +6,7 @@ history and rewrites the resource's search index rows in the same transaction.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -131,6 +131,12 @@ class ResourceStore:
         whose scopes `permits` answers for (None: everything, the server's own writes)."""
         return ResourceStore(self.engine, author, permits)
 
+    @property
+    def one_writer(self) -> bool:
+        """Whether this store's write units run one at a time (SQLite), so that what each does in its unit every
+        other writer waits for; PostgreSQL's run at once."""
+        return self.engine.dialect.name == "sqlite"
+
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Unit]:
         token = OPEN_UNIT.set(None)
@@ -205,6 +211,25 @@ class Unit:
                 for row in self.session.connection().execute(_prefetch_statement(size), params):
                     self._rows[row.resource_type, row.id] = StoredResource.of_columns(row)
 
+    def adopt(self, rows: Mapping[tuple[str, str], StoredResource | None]) -> None:
+        """Take rows read before this unit began (in a read transaction of their own) as read here, those that are
+        still current: one statement reads the version columns of those present, without their content (decoding it
+        cost most of a read). A row changed since, or an id not held then, is read as usual when asked for."""
+        known = {key: row for key, row in rows.items() if row is not None and key not in self._rows}
+        if not known:
+            return
+        keys = list(known)
+        for start in range(0, len(keys), PREFETCH_CHUNK):
+            chunk = keys[start:start + PREFETCH_CHUNK]
+            size = _bucket(len(chunk))
+            pairs = chunk + [chunk[-1]] * (size - len(chunk))
+            params = {f"t{n}": t for n, (t, _) in enumerate(pairs)} | {f"i{n}": i for n, (_, i) in enumerate(pairs)}
+            for now in self.session.connection().execute(_prefetch_statement(size, versions=True), params):
+                row = known[now.resource_type, now.id]
+                if (now.pk, now.version, bool(now.deleted), now.last_updated) == (
+                        row.pk, row.version, row.deleted, row.last_updated):
+                    self._rows[now.resource_type, now.id] = row
+
     def get(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version, deleted or not; None when the id was never used."""
         return self._row(resource_type, resource_id)
@@ -253,11 +278,7 @@ class Unit:
         now = utcnow()
         version = row.version + 1 if row else 1
         if content is not None:
-            content = {**content, "id": resource_id,
-                       "meta": {**(content.get("meta") or {}), "versionId": str(version),
-                                "lastUpdated": instant(now)}}
-            content = {"resourceType": content["resourceType"], "id": resource_id, "meta": content["meta"],
-                       **{k: v for k, v in content.items() if k not in ("resourceType", "id", "meta")}}
+            content = versioned(content, resource_id, version, now)
         self.session.flush()  # what the ORM holds (e.g. a claim) goes first, as it did when this was ORM too
         pk = row.pk if row else UNSENT
         kept = record_id if row is None or record_id is not None else row.record_id
@@ -382,6 +403,14 @@ class Unit:
         return [StoredResource.of_version(r) for r in rows], total
 
 
+def versioned(content: dict[str, Any], resource_id: str, version: int, now: datetime) -> dict[str, Any]:
+    """`content` as Unit.write stores it as `version` of `resource_id` written at `now`: its id, meta.versionId and
+    meta.lastUpdated set, and resourceType, id and meta first."""
+    meta = {**(content.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
+    return {"resourceType": content["resourceType"], "id": resource_id, "meta": meta,
+            **{k: v for k, v in content.items() if k not in ("resourceType", "id", "meta")}}
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -418,9 +447,11 @@ def _bucket(count: int) -> int:
     return size
 
 
-@lru_cache(maxsize=8)
-def _prefetch_statement(size: int) -> Any:
+@lru_cache(maxsize=16)
+def _prefetch_statement(size: int, versions: bool = False) -> Any:
     """The rows of `size` (type, id) pairs, bound as t0, i0, t1, i1, …: an OR of the pairs, so SQLite looks each up
-    in the unique index (a row-value IN scanned it)."""
-    return select(RESOURCES).where(or_(*(and_(RESOURCES.c.resource_type == bindparam(f"t{n}"),
-                                              RESOURCES.c.id == bindparam(f"i{n}")) for n in range(size))))
+    in the unique index (a row-value IN scanned it). `versions`: only what tells a version (Unit.adopt), not content."""
+    columns = [RESOURCES.c.resource_type, RESOURCES.c.id, RESOURCES.c.pk, RESOURCES.c.version, RESOURCES.c.deleted,
+               RESOURCES.c.last_updated] if versions else [RESOURCES]
+    return select(*columns).where(or_(*(and_(RESOURCES.c.resource_type == bindparam(f"t{n}"),
+                                             RESOURCES.c.id == bindparam(f"i{n}")) for n in range(size))))
