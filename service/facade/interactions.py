@@ -31,7 +31,7 @@ from service.store.resources import ResourceStore, StoredResource, Unit, instant
 
 ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
-class Ahead(Protocol):
+class ReadEarly(Protocol):
     """What an AfterWrite worked out before a create's unit of work began."""
 
     @property
@@ -45,7 +45,7 @@ class AfterWrite(Protocol):
     def __call__(self, unit: Unit, stored: StoredResource, ahead: Any = None) -> list[str]:
         """`ahead`: what ahead() gave for the resource, if the write is a create that asked it."""
 
-    def ahead(self, store: ResourceStore, content: dict[str, Any]) -> Ahead | None:
+    def ahead(self, store: ResourceStore, content: dict[str, Any]) -> ReadEarly | None:
         """What __call__ can work out before the write's unit of work begins (every other writer waits for a unit),
         for `content`, a resource about to be created, as it will be stored; None: nothing."""
 
