@@ -29,15 +29,17 @@ from service.domain.intake import Checked, Intake, Seen
 from service.errors import Conflict, Contention, Forbidden, Issue, RequestError, Unprocessable
 from service.exchange.outbox import queue
 from service.exchange.registry import Endpoints
-from service.facade.interactions import ClaimLost
+from service.facade.bundles import ExportDraft, draft_export
+from service.facade.interactions import ClaimLost, Condition, condition, matches_still
 from service.facade.server import FhirServer
 from service.fhirjson import reference_key, references
 from service.mapping import Mapper, MappingError, Reversed, main_profiles
 from service.mapping.flags import withdraw_stale
 from service.search.query import MAX_COUNT, parse
 from service.security.scopes import RECORDS, insufficient
+from service.store.batch import serialise
 from service.store.engine import WRITTEN
-from service.store.records import StoredRecord
+from service.store.records import NewRecord, StoredRecord, utcnow
 from service.store.resources import Author, ResourceStore, StoredResource, Unit
 
 #: more readings than a session can have (vital signs every few minutes of a long infusion, scores)
@@ -53,21 +55,58 @@ class RecordWritten:
         self.endpoints = endpoints
         self._mapper = mapper
 
+    def draft(self, mapped: Any, new: NewRecord) -> Drafted:
+        """What of a new record's export can be worked out before its transaction, whose writers wait for it (and
+        all a process's writers share one, service/store/group.py): its people as now known, its resources as
+        written, the outbox's text. From what its transaction reads again: the people it searched for."""
+        mapper = self._mapper() if callable(self._mapper) else self._mapper
+        now = utcnow()  # a record not stored yet: keep_current asks for its key only when drafting gives up
+        record = StoredRecord(0, "", new.kind, new.source, new.external_id, 1, new.content, new.content_hash,
+                              new.warnings, now, now)
+        try:
+            with self.fhir.store.unit() as unit:
+                bundle = keep_current(unit, mapper, mapped.kind, record, mapped.bundle, drafting=True)
+                export = draft_export(unit, mapped.bundle if bundle is None else bundle)
+                seen = [(condition(t, criteria, "criteria"), found) for (t, criteria), found in unit.matched.items()]
+        except RequestError:  # e.g. two Patients with this MRN: the transaction finds it again and says so
+            return Drafted(mapped, None, None, [], None)
+        return Drafted(mapped, bundle, None if bundle is None else serialise(bundle), seen, export)
+
     def __call__(self, session: Session, mapped: Any, record: StoredRecord, author: Author | None) -> None:
+        drafted = mapped if isinstance(mapped, Drafted) else Drafted(mapped, None, None, [], None)
+        mapped = drafted.mapped
         try:
             unit = Unit(session, author, record.id)
             withdraw_stale(mapped.bundle, _stored_flags(unit, record))
-            mapper = self._mapper() if callable(self._mapper) else self._mapper
-            bundle = keep_current(unit, mapper, mapped.kind, record, mapped.bundle)  # people as now known
-            self.fhir.export_record(unit, bundle)
+            # the draft holds if the people it found are those found now (their versions: their content)
+            holds = record.version == 1 and all(matches_still(unit, when, found) for when, found in drafted.seen)
+            bundle, payload = (drafted.bundle, drafted.payload) if holds else (None, None)
+            if bundle is None:
+                mapper = self._mapper() if callable(self._mapper) else self._mapper
+                bundle = keep_current(unit, mapper, mapped.kind, record, mapped.bundle)  # people as now known
+                assert bundle is not None  # noqa: S101 - None only when drafting
+            self.fhir.export_record(unit, bundle, drafted.export if holds else None)
             # read in the record's transaction: every process queues for the same endpoints (the database's)
-            queue(session, record, bundle, self.endpoints.taking(session, record.kind))
+            queue(session, record, bundle, self.endpoints.taking(session, record.kind), payload=payload)
         except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "
                              "send this record again.") from None
         except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN
             raise Unprocessable(f"The record's FHIR resources cannot be stored: {exc.detail}",
                                 exc.issues or [Issue("$", exc.detail)]) from None
+
+
+@dataclass(frozen=True)
+class Drafted:
+    """A new record's mapped Bundle (`mapped`) with what RecordWritten.draft worked out of its export before the
+    record's transaction: keep_current's Bundle (None: it depends on other records, asked in the transaction), its
+    serialised text, the conditional searches made and what each found, the export's draft."""
+
+    mapped: Any
+    bundle: dict[str, Any] | None
+    payload: str | None
+    seen: list[tuple[Condition, StoredResource | None]]
+    export: ExportDraft | None
 
 
 def _stored_flags(unit: Unit, record: StoredRecord) -> list[dict[str, Any]]:

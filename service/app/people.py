@@ -47,8 +47,10 @@ SERVER_ELEMENTS = ("id", "meta")
 
 
 def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
-                 bundle: dict[str, Any]) -> dict[str, Any]:
-    """The record's Bundle with each person entry carrying the current person, written as described above."""
+                 bundle: dict[str, Any], drafting: bool = False) -> dict[str, Any] | None:
+    """The record's Bundle with each person entry carrying the current person, written as described above.
+    `drafting`: worked out before the record is stored (its pk unknown), from the people alone: None when the
+    answer depends on other records too (a field the record and the person hold differently)."""
     spec = mapper.specs[kind]
     people = [r for r in spec.roles if r.person and isinstance(lookup(record.content, r.scope or ""), dict)]
     if not people:
@@ -74,6 +76,8 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
             if rule.field is None or rule.field.startswith("identifier."):
                 continue
             ours, theirs = lookup(mine, rule.field), lookup(known, rule.field)
+            if drafting and theirs is not None and ours is not None and ours != theirs:
+                return None
             if theirs is not None and (ours is None or (ours != theirs and (
                     newer.gives(role, mine, rule.field) or _pulled_after(unit.session, mapper, role, found,
                                                                          rule.field, theirs, newer.record_at())))):

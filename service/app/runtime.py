@@ -51,7 +51,8 @@ class Runtime:
         # a record written through the domain API is mapped, and its resources written through the facade.
         read_back = ResourceWritten(Intake(store), _mapper)
         fhir = FhirServer(resources, _validate, settings.max_bundle_entries, after_write=read_back)
-        intake = Intake(store, map_check=_map_check, export=RecordWritten(fhir, endpoints, _mapper))
+        written = RecordWritten(fhir, endpoints, _mapper)
+        intake = Intake(store, map_check=_map_check, export=written, draft=written.draft)
         return cls(settings, engine, store, intake, resources, fhir, endpoints, Outbox(engine))
 
 

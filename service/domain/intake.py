@@ -61,26 +61,31 @@ MapCheck = Callable[[str, dict[str, Any], list[dict[str, Any]]], Any]
 Author = tuple[str, str]
 #: Stores a record's FHIR form (map_check's result) in the record write's own transaction, for its author.
 Export = Callable[[Session, Any, StoredRecord, Author | None], None]
+#: Works out before a new record's transaction what of its export can be (that transaction's writers wait for it):
+#: given map_check's result, what Export is then given in its stead.
+Draft = Callable[[Any, NewRecord], Any]
 
 
 class Intake:
     def __init__(self, store: RecordStore | None, map_check: MapCheck | None = None,
-                 export: Export | None = None) -> None:
+                 export: Export | None = None, draft: Draft | None = None) -> None:
         """`store` None: check records without one (a preview); rules that compare with other records are skipped.
 
         `map_check`: run on every record that passed its schema and rules, so a record whose FHIR form
         would break our profiles is refused before it is stored (the mapping engine in production).
-        `export`: run with map_check's result in the transaction that stores the record (service/app/flows.py).
+        `export`: run with map_check's result in the transaction that stores the record (service/app/flows.py);
+        of a new record, with what `draft` made of it just before.
         An intake without them stores records read from FHIR resources, which are validated as FHIR already.
         """
         self._store = store
         self.map_check = map_check
         self.export = export
+        self.draft = draft
         self.context = rules.RuleContext(lookup=self._lookup, course=self._course)
 
     def bound(self, outer: Session) -> Intake:
         """This intake storing inside the caller's transaction (see RecordStore.bound)."""
-        return Intake(self.store.bound(outer), self.map_check, self.export)
+        return Intake(self.store.bound(outer), self.map_check, self.export, self.draft)
 
     @property
     def store(self) -> RecordStore:
@@ -140,11 +145,14 @@ class Intake:
                         content_hash=content_hash(content), warnings=warnings)
         return Checked(kind, new, mapped)
 
-    def _within(self, checked: Checked, author: Author | None) -> Within | None:
-        """The export of the record's FHIR form into the same transaction, when there is one to do."""
+    def _within(self, checked: Checked, author: Author | None, new: bool = False) -> Within | None:
+        """The export of the record's FHIR form into the same transaction, when there is one to do; of a `new`
+        record, drafted first."""
         if self.export is None or checked.mapped is None:
             return None
         run, mapped = self.export, checked.mapped
+        if new and self.draft is not None:
+            mapped = self.draft(mapped, checked.new)
         return lambda session, record: run(session, mapped, record, author)
 
     def submit(self, kind_name: str, payload: Any, author: Author | None = None,
@@ -156,7 +164,8 @@ class Intake:
         checked = checked or self.check(kind_name, payload)
         for attempt in range(3):
             try:
-                record, created = self.store.create(checked.new, self._within(checked, author))
+                # drafted again each time: a draft that does not hold (a concurrent record's new Patient) costs more
+                record, created = self.store.create(checked.new, self._within(checked, author, new=True))
                 break
             except Contention:  # a concurrent record made the same new Patient: it is there now
                 if attempt == 2:

@@ -57,12 +57,13 @@ def enqueue(session: Session, record: StoredRecord, bundle: dict[str, Any], endp
 
 
 def queue(session: Session, record: StoredRecord, bundle: dict[str, Any], names: list[str],
-          clock: Clock = utcnow) -> list[int]:
+          clock: Clock = utcnow, payload: str | None = None) -> list[int]:
     """One job for each of the endpoints `names` (enabled, taking this kind: Endpoints.taking), in the caller's
-    transaction; the Bundle is serialised once for all of them (the JSON type serialised it for each job)."""
+    transaction; the Bundle is serialised once for all of them (the JSON type serialised it for each job), or
+    before the transaction (`payload`: serialise(bundle))."""
     if not names:
         return []
-    now, key, payload = clock(), business_key(record), serialise(bundle)
+    now, key, payload = clock(), business_key(record), serialise(bundle) if payload is None else payload
     pks = []
     connection = session.connection()
     for name in names:

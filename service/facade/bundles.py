@@ -25,6 +25,7 @@ from service.errors import (
     RequestError,
 )
 from service.facade.interactions import (
+    Ahead,
     ClaimLost,
     Condition,
     Interactions,
@@ -39,6 +40,7 @@ from service.facade.interactions import (
     shaped,
     update_in,
     write_provenance,
+    written_ahead,
 )
 from service.facade.references import check_referrers
 from service.fhirjson import Finding, error_outcome, etag, if_match_version, operation_outcome, version_id
@@ -84,25 +86,76 @@ def bundle(server: Interactions, body: Any, base: str, max_entries: int,
     return _transaction(server, base, requests)
 
 
-def export_record(unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
+@dataclass(frozen=True)
+class ExportDraft:
+    """A clinic record's export worked out before its unit of work (draft_export), whose writers wait for it: the
+    ids its creates make, the names its references are rewritten to, and each create's and update's resource as
+    written under them, by entry (with the entry's resource it was made from). export_record uses the resources
+    when its own names are the same: its conditional creates found what the draft's found."""
+
+    bundle: dict[str, Any]
+    requests: list[_Request]
+    prepared: dict[int, Prepared]
+    conditions: dict[int, Condition]
+    ids: dict[int, str]
+    names: Names
+    written: dict[int, tuple[Any, Ahead]]
+
+
+def draft_export(unit: Unit, bundle: dict[str, Any]) -> ExportDraft | None:
+    """export_record's work that needs no unit of work of its own, done in `unit` (a read): None when an entry
+    would fail (export_record says why)."""
+    requests = [_request_of(i, e) for i, e in enumerate(bundle["entry"])]
+    if any(r.error for r in requests):
+        return None
+    prepared = {r.index: shaped(r.resource_type, r.resource, [], _id_in_url(r))
+                for r in requests if r.method in ("POST", "PUT")}
+    ids = {r.index: str(uuid.uuid4()) for r in requests if r.method == "POST" or r.criteria is not None}
+    names: Names = {}
+    conditions = {}
+    try:
+        for r in requests:  # as _entries names them
+            if r.method == "POST" and r.full_url and not r.if_none_exist:
+                names[r.full_url] = f"{r.resource_type}/{ids[r.index]}"
+            elif r.method == "PUT" and r.resource_id:
+                names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
+        for r in requests:
+            if (r.method == "POST" and r.if_none_exist) or r.criteria is not None:
+                when = conditions[r.index] = condition(r.resource_type, r.if_none_exist or r.criteria or "",
+                                                       f"entry[{r.index}] criteria")
+                found = match_in(unit, when)
+                if r.full_url:
+                    names[r.full_url] = f"{r.resource_type}/{found.id if found else ids[r.index]}"
+        written = {r.index: (r.resource, written_ahead(unit, prepared[r.index], names))
+                   for r in requests if not r.if_none_exist and r.criteria is None and r.method in ("POST", "PUT")}
+    except RequestError:
+        return None
+    return ExportDraft(bundle, requests, prepared, conditions, ids, names, written)
+
+
+def export_record(unit: Unit, bundle: dict[str, Any], draft: ExportDraft | None = None) -> list[StoredResource]:
     """Store the mapped (and already validated) Bundle of the clinic record `unit.record_id` in the caller's
-    transaction; their Provenance names the record.
+    transaction; their Provenance names the record. `draft`: draft_export's, of this Bundle.
 
     References to other records' resources may point ahead (a session stored before its plan):
     the ids are deterministic, so they resolve once the plan arrives.
     """
-    requests = [_request_of(i, e) for i, e in enumerate(bundle["entry"])]
-    for request in requests:
-        if request.error:
-            with _at(request):
-                raise request.error
-    prepared = {r.index: shaped(r.resource_type, r.resource, [], _id_in_url(r))
-                for r in requests if r.method in ("POST", "PUT")}
+    if draft is not None and draft.bundle is bundle:  # read from this Bundle already
+        requests, prepared = draft.requests, draft.prepared
+    else:
+        requests = [_request_of(i, e) for i, e in enumerate(bundle["entry"])]
+        for request in requests:
+            if request.error:
+                with _at(request):
+                    raise request.error
+        prepared = {r.index: shaped(r.resource_type, r.resource, [], _id_in_url(r))
+                    for r in requests if r.method in ("POST", "PUT")}
     log: list[Written] = []
     if unit.record_id is None:
         raise ValueError("export_record needs a unit of work for a record (Unit.record_id)")
     unit.prefetch([(r.resource_type, r.resource_id) for r in requests if r.method == "PUT" and r.resource_id])
-    _run(unit, "", requests, prepared, log, set())  # what its references name need not be stored (interactions._write)
+    # what its references name need not be stored (interactions._write)
+    _run(unit, "", requests, prepared, log, set(), draft)
     for written in log:
         unit.link_record(written.resource.resource_type, written.resource.id, unit.record_id)
     return [w.resource for w in log]
@@ -157,20 +210,22 @@ def _transaction(server: Interactions, base: str, requests: list[_Request]) -> d
 
 
 def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
-         pending: set[str]) -> list[dict[str, Any]]:
+         pending: set[str], draft: ExportDraft | None = None) -> list[dict[str, Any]]:
     """A transaction's entries in one unit, in R4 order; the response entries in request order. Their rows are
     sent together (Unit.batch): one statement a table, not three a resource."""
     with unit.batch():
-        return _entries(unit, base, requests, prepared, log, pending)
+        return _entries(unit, base, requests, prepared, log, pending, draft)
 
 
 def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
-             pending: set[str]) -> list[dict[str, Any]]:
+             pending: set[str], draft: ExportDraft | None = None) -> list[dict[str, Any]]:
+    ids = draft.ids if draft is not None else {}
+    drafted = draft.conditions if draft is not None and draft.requests is requests else {}  # of these entries
     # every urn:uuid and Type/id fullUrl of a created or updated resource, mapped to its stored id
     names: Names = {f"#ahead-{i}": key for i, key in enumerate(sorted(pending))}
     for r in requests:
         if r.method == "POST" and r.full_url and not r.if_none_exist:
-            names[r.full_url] = f"{r.resource_type}/{uuid.uuid4()}"
+            names[r.full_url] = f"{r.resource_type}/{ids.get(r.index) or uuid.uuid4()}"
         elif r.method == "PUT" and r.resource_id:  # keyed by fullUrl, or a key no reference can use
             names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
     responses: dict[int, dict[str, Any]] = {}
@@ -181,7 +236,8 @@ def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int
     for r in requests:
         if (r.method == "POST" and r.if_none_exist) or r.criteria is not None:
             with _at(r):
-                when = condition(r.resource_type, r.if_none_exist or r.criteria or "", f"entry[{r.index}] criteria")
+                when = drafted.get(r.index) or condition(r.resource_type, r.if_none_exist or r.criteria or "",
+                                                         f"entry[{r.index}] criteria")
                 found = match_in(unit, when)
                 if r.criteria is not None and found is not None and r.resource.get("id") not in (None, found.id):
                     raise BadRequest(f"The resource's id {r.resource['id']!r} is not the matching resource's "
@@ -190,14 +246,17 @@ def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int
                 conditions[r.index] = when  # a create claims its criteria against concurrent ones
             if found is not None and r.criteria is None:
                 responses[r.index] = _written(base, Written(found, False))
-            targets[r.index] = found.id if found else str(uuid.uuid4())
+            targets[r.index] = found.id if found else ids.get(r.index) or str(uuid.uuid4())
             if r.full_url:
                 names[r.full_url] = f"{r.resource_type}/{targets[r.index]}"
+    # the draft's resources were written under its names: usable if they are these (what its searches found is)
+    ahead = draft.written if draft is not None and draft.names == names else {}
     for r in sorted(requests, key=lambda q: (ORDER[q.method], q.index)):
         if r.index not in responses:
+            made, written = ahead.get(r.index, (None, None))
             with _at(r):
                 responses[r.index] = _perform(unit, base, r, names, prepared, conditions.get(r.index), log,
-                                              targets.get(r.index))
+                                              targets.get(r.index), written if made is r.resource else None)
     deletes = [r for r in requests if r.method == "DELETE"]
     if deletes:  # once all are done: a transaction may delete a resource together with what refers to it
         with _at(deletes[0] if len(deletes) == 1 else None):
@@ -208,20 +267,22 @@ def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int
 
 
 def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[int, Prepared],
-             when: Condition | None, log: list[Written], target: str | None = None) -> dict[str, Any]:
+             when: Condition | None, log: list[Written], target: str | None = None,
+             ahead: Ahead | None = None) -> dict[str, Any]:
     """One transaction entry: the operation a request sent alone runs, in the transaction's unit; a conditional
-    update (http.html#cond-update) writes its `target`, creating it under its `when` when nothing matched."""
+    update (http.html#cond-update) writes its `target`, creating it under its `when` when nothing matched.
+    `ahead`: the resource as written, from a draft (ExportDraft)."""
     if r.method == "GET":
         return _read(base, read_in(unit, r.resource_type, r.resource_id or "", r.version))
     if r.method == "DELETE":
         return _deleted(delete_in(unit, r.resource_type, r.resource_id or "", check=False))
     if r.method == "POST":
         new_id = names[r.full_url].split("/")[-1] if r.full_url in names else str(uuid.uuid4())
-        written = create_in(unit, prepared[r.index], new_id, names, when)
+        written = create_in(unit, prepared[r.index], new_id, names, when, ahead)
     elif r.criteria is not None and when is not None:
         written = create_in(unit, prepared[r.index], target or str(uuid.uuid4()), names, when)
     else:
-        written = update_in(unit, prepared[r.index], target or r.resource_id or "", r.if_match, names)
+        written = update_in(unit, prepared[r.index], target or r.resource_id or "", r.if_match, names, ahead)
     log.append(written)
     return _written(base, written)
 

@@ -26,6 +26,7 @@ from service.fhirjson import Finding, etag, refuse_errors, rewritten
 from service.search.parameters import TYPES
 from service.search.query import Query, parse
 from service.security.provenance import provenance
+from service.store.batch import Drafted, draft
 from service.store.records import utcnow
 from service.store.resources import ResourceStore, StoredResource, Unit, instant, versioned
 
@@ -51,6 +52,8 @@ class AfterWrite(Protocol):
 
 #: a Bundle's fullUrls (urn:uuid:…, Type/id) → the Type/id each is stored as; empty for a request sent alone
 Names = dict[str, str]
+#: a resource as written: its references rewritten, those references, and its Drafted index values and text
+Ahead = tuple[dict[str, Any], list[tuple[str, str]], Drafted]
 
 
 class ClaimLost(Exception):
@@ -214,15 +217,33 @@ def match_in(unit: Unit, when: Condition) -> StoredResource | None:
     return found
 
 
-def create_in(unit: Unit, prepared: Prepared, new_id: str, names: Names, when: Condition | None = None) -> Written:
+def matches_still(unit: Unit, when: Condition, found: StoredResource | None) -> bool:
+    """Whether match_in would find `found` (the same version: the same content) again in `unit`, which then
+    remembers it as found: asked without reading the resources when the condition is one identifier."""
+    keys = unit.found_keys(when.query)
+    if keys is None:
+        return _seen(match_in(unit, when)) == _seen(found)
+    if keys != ([] if found is None else [_seen(found)]):
+        return False
+    unit.matched[when.query.resource_type, when.criteria] = found
+    return True
+
+
+def _seen(found: StoredResource | None) -> tuple[str, int, bool] | None:
+    return None if found is None else (found.id, found.version, found.deleted)
+
+
+def create_in(unit: Unit, prepared: Prepared, new_id: str, names: Names, when: Condition | None = None,
+              ahead: Ahead | None = None) -> Written:
     """create under the server's `new_id`; for a conditional create (`when`), claim its criteria."""
-    written = _write(unit, prepared, new_id, "POST", True, names)
+    written = _write(unit, prepared, new_id, "POST", True, names, ahead)
     if when is not None:
         _claim(unit, when, written.resource.id)
     return written
 
 
-def update_in(unit: Unit, prepared: Prepared, resource_id: str, if_match: int | None, names: Names) -> Written:
+def update_in(unit: Unit, prepared: Prepared, resource_id: str, if_match: int | None, names: Names,
+              ahead: Ahead | None = None) -> Written:
     """update, or create at a client's id (http.html#update); `if_match` must name the current version
     (http.html#concurrency): a deleted resource has none (a read answers 410), so it fails there too."""
     current = unit.get(prepared.resource_type, resource_id)
@@ -230,7 +251,7 @@ def update_in(unit: Unit, prepared: Prepared, resource_id: str, if_match: int | 
         at = "no current version" if current is None or current.deleted else f"version {current.version}"
         raise PreconditionFailed(f"If-Match {etag(if_match)} does not match: "
                                  f"{prepared.resource_type}/{resource_id} is at {at}.")
-    return _write(unit, prepared, resource_id, "PUT", current is None or current.deleted, names)
+    return _write(unit, prepared, resource_id, "PUT", current is None or current.deleted, names, ahead)
 
 
 def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = True) -> StoredResource:
@@ -246,15 +267,18 @@ def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = Tr
     return unit.write(resource_type, resource_id, None, [], "DELETE")
 
 
-def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names) -> Written:
-    resource, found = rewritten(prepared.resource, names)  # Bundle fullUrls → the stored resources
-    # a clinic record's resources may refer ahead (a session stored before its plan): their ids are deterministic,
-    # so they resolve once it arrives; only a placeholder naming no entry is refused (bundles.export_record)
-    check_references(unit, resource, set(names.values()), found, exists=unit.record_id is None)
+def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names,
+           ahead: Ahead | None = None) -> Written:
+    """`ahead`: the write's resource as `written_ahead(prepared, names)` made it, before the unit began."""
+    resource, found, drafted = ahead or (*rewritten(prepared.resource, names), None)  # fullUrls → stored ids
+    if ahead is None:  # a written_ahead resource was checked by it
+        # a clinic record's resources may refer ahead (a session stored before its plan): their ids are
+        # deterministic, so they resolve once it arrives; only a placeholder naming no entry is refused (export_record)
+        check_references(unit, resource, set(names.values()), found, exists=unit.record_id is None)
     # a POST's id is a UUID this server just made (create_in): no row can hold it yet
     # a record's resources name it as they are written (export_record)
     stored = unit.write(prepared.resource_type, resource_id, resource, [_as_warning(f) for f in prepared.findings],
-                        method, record_id=unit.record_id, new=method == "POST", references=found)
+                        method, record_id=unit.record_id, new=method == "POST", references=found, drafted=drafted)
     if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
         target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
         if unit.provenance is not None:  # a Bundle's or a record's: one Provenance for the whole write (bundles.py)
@@ -262,6 +286,15 @@ def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, create
         else:
             write_provenance(unit, [(target, created, stored.last_updated)])
     return Written(stored, created, prepared.findings)
+
+
+def written_ahead(unit: Unit, prepared: Prepared, names: Names) -> Ahead:
+    """A clinic record's resource as `_write` writes it under `names`, worked out before its unit of work: its
+    references rewritten and their placeholders checked (references to stored resources are not: a record's may
+    refer ahead), its index values and JSON text. Pure: the same for the same `prepared` and `names`."""
+    resource, found = rewritten(prepared.resource, names)
+    check_references(unit, resource, set(names.values()), found, exists=False)
+    return resource, found, draft(resource, found)
 
 
 def write_provenance(unit: Unit, versions: list[tuple[str, bool, datetime]]) -> None:

@@ -53,10 +53,11 @@ class FhirServer(Interactions):
         """A batch or transaction; `permits` checks every entry's interaction (bundles.py)."""
         return bundles.bundle(self, body, base, self.max_bundle_entries, permits)
 
-    def export_record(self, unit: Unit, bundle: dict[str, Any]) -> list[StoredResource]:
+    def export_record(self, unit: Unit, bundle: dict[str, Any],
+                      draft: bundles.ExportDraft | None = None) -> list[StoredResource]:
         """Store the mapped (and already validated) Bundle of the record `unit.record_id` in the caller's
-        transaction."""
-        return bundles.export_record(unit, bundle)
+        transaction; `draft`: bundles.draft_export's, of it."""
+        return bundles.export_record(unit, bundle, draft)
 
     @staticmethod
     def capability(base: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, delete, insert, update
 from sqlalchemy.types import TypeDecorator
 
+from service.search.parameters import IndexValue, index
 from service.store.models import ResourceRow, ResourceVersionRow, SearchIndexRow
 
 RESOURCES = cast(Table, ResourceRow.__table__)
@@ -34,6 +35,36 @@ class Serialised(TypeDecorator[str]):
 
 #: what the JSON type does with a value: json.dumps (the engines set no json_serializer), None too ("null")
 serialise = json.dumps
+#: the elements a resource's stored JSON begins with, which its write sets (Unit.write): the rest can be serialised
+#: before the write's unit of work (rest_of), and joined to them inside it (joined)
+HEAD = ("resourceType", "id", "meta")
+
+
+def rest_of(content: dict[str, Any]) -> str:
+    """`content` without its HEAD elements, serialised: what `joined` completes."""
+    return serialise({k: v for k, v in content.items() if k not in HEAD})
+
+
+@dataclass(frozen=True)
+class Drafted:
+    """What a write of a content stores besides its row's columns, worked out before its unit of work: its search
+    index values and its JSON text but for the elements the write sets (rest_of)."""
+
+    indexed: list[IndexValue]
+    rest: str
+
+
+def draft(content: dict[str, Any], references: list[tuple[str, str]] | None = None) -> Drafted:
+    """Unit.write's index values and serialised rest of `content` (neither reads id or meta, which it sets)."""
+    return Drafted(index(content, references), rest_of(content))
+
+
+def joined(content: dict[str, Any], rest: str) -> str:
+    """serialise(content) for a `content` that is its HEAD elements, in that order, then the elements `rest` (rest_of)
+    holds: the same text, without serialising those again."""
+    head = (f'{{"resourceType": {serialise(content["resourceType"])}, "id": {serialise(content["id"])}, '
+            f'"meta": {serialise(content["meta"])}')
+    return f"{head}}}" if rest == "{}" else f"{head}, {rest[1:]}"
 #: the statements, built once: building `insert(...).values(...)` anew cost more than running it. A created row's
 #: key comes back beside its (type, id), so each version and index row gets its own: in the order sent
 #: (sort_by_parameter_order), SQLite's rows went one INSERT each, its RETURNING promising no order.
@@ -67,11 +98,14 @@ class Batch:
     #: the resources held, each with its row's values (a created row's or a changed row's)
     keys: dict[tuple[str, str], Row] = field(default_factory=dict)
 
-    def write(self, pk: int, key: tuple[str, str], values: Row, method: str, indexed: Iterable[Any]) -> None:
+    def write(self, pk: int, key: tuple[str, str], values: Row, method: str, indexed: Iterable[Any],
+              text: str | None = None) -> None:
         """A resource's next version: a new row when `pk` is UNSENT (its key comes when sent), else a change of the
-        row `pk` (its index rows replace those it had). `values`: the row's columns; `indexed`: its search values."""
+        row `pk` (its index rows replace those it had). `values`: the row's columns; `indexed`: its search values;
+        `text`: the content serialised already (joined), if it is."""
         resource_type, resource_id = key
-        values = {**values, "content": serialise(values["content"])}  # once, for the row and its version
+        # once, for the row and its version
+        values = {**values, "content": serialise(values["content"]) if text is None else text}
         version = {"resource_pk": pk, "resource_type": resource_type, "id": resource_id, "method": method,
                    **{k: values[k] for k in ("version", "deleted", "last_updated", "content")}}
         self.versions.append(version)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from service.search.parameters import index, params_of
 from service.search.query import Query
-from service.store.batch import INDEX, RESOURCES, UNSENT, Batch
+from service.store.batch import INDEX, RESOURCES, UNSENT, Batch, Drafted, joined
 from service.store.engine import session, wrote
 from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.pages import page
@@ -46,6 +46,8 @@ TOKEN_MATCH = select(RESOURCES).where(
         INDEX.c.resource_type == bindparam("resource_type"), INDEX.c.param == bindparam("param"),
         INDEX.c.value == bindparam("value"), INDEX.c.system == bindparam("system")))
 ).order_by(RESOURCES.c.pk.asc()).limit(bindparam("count"))
+#: TOKEN_MATCH's resources by id, version and deleted only: whether a search would still find what it found
+TOKEN_KEYS = TOKEN_MATCH.with_only_columns(RESOURCES.c.id, RESOURCES.c.version, RESOURCES.c.deleted)
 SET_RECORD = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk"))
 #: the reads a write makes, built once too (their construction cost more than SQLite's lookup)
 GET_ROW = select(RESOURCES).where(RESOURCES.c.resource_type == bindparam("the_type"),
@@ -266,10 +268,12 @@ class Unit:
 
     def write(self, resource_type: str, resource_id: str, content: dict[str, Any] | None,
               warnings: list[dict[str, Any]], method: str, record_id: str | None = None,
-              new: bool = False, references: list[tuple[str, str]] | None = None) -> StoredResource:
+              new: bool = False, references: list[tuple[str, str]] | None = None,
+              drafted: Drafted | None = None) -> StoredResource:
         """Store the next version (the first when new); `content` None deletes. Sets meta.versionId/lastUpdated.
         `new`: the id was just made by this server (a UUID), so no row can hold it: none is looked for.
-        `references`: the content's, as fhirjson.rewritten found them (else its link rows walk it again)."""
+        `references`: the content's, as fhirjson.rewritten found them (else its link rows walk it again); `drafted`:
+        batch.draft(content, references), worked out before the unit began (every other writer waits for a unit)."""
         key = (resource_type, resource_id)
         if self._batch is not None and key in self._batch.keys:  # its held rows go first: this version replaces
             self._send()  # their index rows
@@ -289,7 +293,9 @@ class Unit:
         self._rows[key] = stored
         wrote(self.session, stored, row is None or row.deleted)
         held = self._batch or Batch()
-        held.write(pk, key, values, method, index(content, references) if content is not None else ())
+        text = joined(content, drafted.rest) if drafted is not None and content is not None else None
+        held.write(pk, key, values, method, () if content is None else drafted.indexed if drafted is not None
+                   else index(content, references), text)
         if self._batch is None:
             self._send(held)
         if content is None and row is not None:
@@ -330,11 +336,16 @@ class Unit:
         more than SQLite's finding it."""
         self._send()
         if _one_token(query):
-            (match,) = query.criteria[0].matches
             return _uncounted(query, [StoredResource.of_columns(r) for r in self.session.connection().execute(
-                TOKEN_MATCH, {"resource_type": query.resource_type, "param": query.criteria[0].param.name,
-                              "value": match.value, "system": match.system, "count": _shown(query)})])
+                TOKEN_MATCH, _token(query))])
         return self._page(query, False, StoredResource.of_columns)
+
+    def found_keys(self, query: Query) -> list[tuple[str, int, bool]] | None:
+        """(id, version, deleted) of what search(query) finds on its first page, the resources not read; None for a
+        query that is not TOKEN_MATCH's."""
+        self._send()
+        keys = self.session.connection().execute(TOKEN_KEYS, _token(query)) if _one_token(query) else None
+        return None if keys is None else [(i, v, bool(d)) for i, v, d in keys]
 
     def search_texts(self, query: Query) -> tuple[list[StoredText], int | None]:
         """search(), each resource as its stored JSON text: for an answer that shows the resources as stored, which
@@ -437,6 +448,13 @@ def _one_token(query: Query) -> bool:
         return False
     match = criterion.matches[0]
     return bool(match.system and match.system_given and match.value is not None and criterion.param.name != "_id")
+
+
+def _token(query: Query) -> dict[str, Any]:
+    """TOKEN_MATCH's parameters for a query that is its (_one_token)."""
+    criterion = query.criteria[0]
+    return {"resource_type": query.resource_type, "param": criterion.param.name, "value": criterion.matches[0].value,
+            "system": criterion.matches[0].system, "count": _shown(query)}
 
 
 def _bucket(count: int) -> int:
