@@ -228,6 +228,15 @@ FAST["contained.where((('#'+id in (%resource.descendants().reference | %resource
      ".exists()).not()).trace('unmatched', id).empty()"] = _dom_3
 
 
+def bundle_path(expression: str) -> Fast | None:
+    """The Bundle fast path (bundle_invariants.BUNDLE) that Invariants.holds answers `expression` by, when no guard,
+    FAST or PLAIN path comes before it: the generated walk calls it itself (walkers._value), which on bdl-5 and
+    bdl-8, once per entry, saves the dispatch. None (defer) from it still goes through holds."""
+    if expression in GUARDS or expression in FAST or expression in PLAIN:
+        return None
+    return BUNDLE.get(expression)
+
+
 def _members(*names: str) -> frozenset[str]:
     """The JSON members an element `name` may be given by: its value and its `_name` holder."""
     return frozenset(n for name in names for n in (name, "_" + name))

@@ -5,6 +5,10 @@ from service.validation.bindings import VITALS_UNITS
 from service.validation.plan import ElementPlan, TypeRef
 from service.validation.primitives import NOT_TEXT, Primitive
 
+#: Elements whose every text names one thing (each entry of a Bundle has its own fullUrl): remembered as clean, they
+#: would never be met again, and a Bundle of more than CLEAN_MAX entries would empty the set over and over for
+#: nothing; the walk checks them outright instead (walkers._plain)
+IDENTITIES = frozenset({"Bundle.entry.fullUrl"})
 #: A JSON name of an element: its position, the element, the type the name implies, and the texts found with
 #: nothing to say there when that depends on the text alone (clean_texts)
 Name = tuple[int, ElementPlan, TypeRef | None, set[str] | None]
@@ -33,7 +37,7 @@ def clean_texts(child: ElementPlan, kind: TypeRef | None, primitives: dict[str, 
         return None
     code = (kind or child.types[0]).code
     if code not in primitives or code in NOT_TEXT or code in ("canonical", "xhtml") \
-            or (child.binding or {}).get("valueSet") == VITALS_UNITS:
+            or (child.binding or {}).get("valueSet") == VITALS_UNITS or child.path in IDENTITIES:
         return None
     return set()
 

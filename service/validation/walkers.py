@@ -8,11 +8,12 @@ from typing import Any, Protocol
 from service.validation import ids
 from service.validation.bindings import codings_of, remember
 from service.validation.coded import FREEZE, coded_key
-from service.validation.invariants import NATIVE
-from service.validation.layouts import Layout, Name, remember_clean
+from service.validation.invariants import NATIVE, bundle_path
+from service.validation.layouts import IDENTITIES, Layout, Name, remember_clean
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef
+from service.validation.primitives import Primitive
 from service.validation.units import valid_ucum
-from service.validation.values import CODED
+from service.validation.values import CODED, UUID
 
 #: walk(validator, obj, expr, run, resource): an object's elements checked against one list of element plans
 Walk = Callable[[Any, dict[str, Any], str, Any, bool], None]
@@ -30,6 +31,7 @@ class Validator(Protocol):
 
     _layouts: dict[int, Layout]
     _walkers: dict[int, Walk]
+    primitives: dict[str, Primitive]
 
     def _layout(self, children: list[ElementPlan]) -> Layout: ...
 
@@ -132,6 +134,13 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
                     "                if len(run.findings) == mark and not run.policy.tx_server:",
                     f"                    remember_clean(C{i}, v)",
                     "        elif not isinstance(v, list):"]
+        elif (uri := _identity_uri(validator, child, kind)) is not None:
+            # a valid uri, and a urn:uuid: one in the form _text_rules asks: Values._primitive has nothing to say
+            env[f"U{i}"], env["UUID"] = uri, UUID.fullmatch
+            out += [f"        if v.__class__ is str and v and U{i}(v) is not None \\",
+                    "                and (not v.startswith('urn:uuid:') or UUID(v) is not None):",
+                    "            pass",
+                    "        elif not isinstance(v, list):"]
         else:
             out += ["        if not isinstance(v, list):"]
         out += [f"            e = expr + N{i}"]
@@ -152,6 +161,17 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
                 "        else:",
                 f"            {generic}"]
     return [f"        {generic}"]
+
+
+def _identity_uri(validator: Validator, child: ElementPlan, kind: TypeRef | None) -> Any:
+    """The uri regex's fullmatch for an element of layouts.IDENTITIES typed uri with nothing else to check of its
+    text (no fixed value, pattern or binding): the walk tests its texts outright, remembering none."""
+    code = (kind or (child.types[0] if len(child.types) == 1 else None))
+    primitive = validator.primitives.get("uri")
+    if child.path not in IDENTITIES or code is None or code.code != "uri" or primitive is None \
+            or primitive.pattern is None or child.fixed or child.pattern or child.binding:
+        return None
+    return primitive.pattern.fullmatch
 
 
 def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | None, v: str, pad: str,
@@ -213,12 +233,37 @@ def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | Non
         out += [f"{pad}    self._datatype({v}, R{i}.code, e, run)"]
     if step.constraints:
         env[f"X{i}"], env[f"B{i}"] = step.constraints, step.base
-        out += [f"{pad}    self._constraints({v}, X{i}, B{i}, e, run, K{i}.id)"]
+        out += _constraints(i, step.constraints, v, pad, env)
     if memo:
         out += [f"{pad}    if mk is not None and len(run.findings) == mark:",
                 f"{pad}        remember(CLEAN, mk)"]
         pad = pad[:-4]
     return head + out + [f"{pad}else:", f"{pad}    {generic[0].strip()}"]
+
+
+def _constraints(i: int, constraints: tuple[Constraint, ...], v: str, pad: str, env: dict[str, Any]) -> list[str]:
+    """Values._constraints on `v` written out: a rule with a Bundle fast path (invariants.bundle_path: bdl-5 and
+    bdl-8, on every entry) is answered here, the others, and any the fast path defers, through _constraints in
+    their order, so the findings and their order are the same."""
+    paths = [bundle_path(rule.expression) for rule in constraints]
+    if not any(paths):
+        return [f"{pad}    self._constraints({v}, X{i}, B{i}, e, run, K{i}.id)"]
+    out = [f"{pad}    r = run.resources[-1] if run.resources else run.root"]
+    for j, (rule, path) in enumerate(zip(constraints, paths, strict=True)):
+        env[f"X{i}_{j}"] = (rule,)
+        if path is None:
+            out += [f"{pad}    self._constraints({v}, X{i}_{j}, B{i}, e, run, K{i}.id)"]
+            continue
+        source = f" (defined in {rule.source})" if rule.source else ""
+        env[f"F{i}_{j}"] = path
+        env[f"W{i}_{j}"] = ("error" if rule.severity == "error" else "warning",
+                            f"Constraint failed: {rule.key}: '{rule.human}'{source}")
+        out += [f"{pad}    a = F{i}_{j}({v}, r)",
+                f"{pad}    if a is None:",
+                f"{pad}        self._constraints({v}, X{i}_{j}, B{i}, e, run, K{i}.id)",
+                f"{pad}    elif not a:",
+                f"{pad}        run.add(W{i}_{j}[0], 'invariant', e, W{i}_{j}[1])"]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
