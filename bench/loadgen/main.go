@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -152,21 +153,22 @@ func (w *workload) request(ctx context.Context, turn int, seq string) (*http.Req
 }
 
 // exchange sends the request and reads the whole answer, as requests does (so the connection is kept for the next
-// request); it returns "" for the expected status, else what went wrong (a status, or a transport failure's name).
-func exchange(session *http.Client, request *http.Request, want int) string {
+// request); it returns "" for the expected status, else what went wrong (a status, or a transport failure's name),
+// and the transport's error, if any, so that a caller can tell a deadline of its own from the server's failure.
+func exchange(session *http.Client, request *http.Request, want int) (string, error) {
 	answer, err := session.Do(request)
 	if err != nil {
-		return failure(err)
+		return failure(err), err
 	}
 	_, err = io.Copy(io.Discard, answer.Body)
 	answer.Body.Close()
 	if err != nil {
-		return failure(err)
+		return failure(err), err
 	}
 	if answer.StatusCode != want {
-		return strconv.Itoa(answer.StatusCode)
+		return strconv.Itoa(answer.StatusCode), nil
 	}
-	return ""
+	return "", nil
 }
 
 func closedLoop(w *workload) *result {
@@ -195,7 +197,7 @@ func closedLoop(w *workload) *result {
 					continue
 				}
 				t0 := time.Now()
-				what := exchange(session, request, want)
+				what, _ := exchange(session, request, want)
 				c.latencies = append(c.latencies, float64(time.Since(t0))/float64(time.Millisecond))
 				if what != "" {
 					c.errors++
@@ -235,8 +237,19 @@ func run(args []string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if *rate > 0 {
+	given := map[string]bool{}
+	flags.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["rate"] && !(*rate > 0 && !math.IsInf(*rate, 0)) { // NaN too: an open loop needs a positive rate
+		return nil, fmt.Errorf("-rate %v: want requests a second, more than 0", *rate)
+	}
+	if given["drain"] && !(*drain >= 0 && !math.IsInf(*drain, 0)) {
+		return nil, fmt.Errorf("-drain %v: want seconds, 0 or more", *drain)
+	}
+	if given["rate"] {
 		return openLoop(w, *rate, time.Duration(*drain*float64(time.Second))), nil
+	}
+	if given["drain"] {
+		return nil, errors.New("-drain without -rate: the closed loop has no drain")
 	}
 	return closedLoop(w), nil
 }

@@ -6,11 +6,17 @@ package main
 // the bounds are wide, but each fails for a generator that sends in bursts or times from the actual send.
 
 import (
+	"context"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -25,12 +31,12 @@ func TestTheScheduleIsKept(t *testing.T) {
 	var arrivals []time.Time
 	var ids []string
 	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body strings.Builder
-		buf := make([]byte, 256)
-		n, _ := r.Body.Read(buf)
-		body.Write(buf[:n])
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("reading a request's body: %v", err)
+		}
 		mu.Lock()
-		arrivals, ids = append(arrivals, time.Now()), append(ids, body.String())
+		arrivals, ids = append(arrivals, time.Now()), append(ids, string(body))
 		mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 	}))
@@ -113,6 +119,48 @@ func TestLatencyCountsFromTheIntendedSendTime(t *testing.T) {
 		t.Errorf("p50 of the first fifth %.0f ms against p99 %.0f ms: the latency should grow", *out.P50FirstMs,
 			*out.P99ms)
 	}
+	// The requests never sent are the ones the server fell furthest behind on: each is in the figures at its lower
+	// bound (intended time to the schedule's end), so the last fifth of the schedule, all unsent, still has a median
+	// and every figure those values reach says it is a lower bound.
+	if out.Censored != out.NotSent+out.ErrorStatuses["NotAnswered"] || out.Censored < 15 {
+		t.Errorf("censored %d, not sent %d, not answered %d: want every unsent or unanswered request censored",
+			out.Censored, out.NotSent, out.ErrorStatuses["NotAnswered"])
+	}
+	if out.P50LastMs == nil || !slices.Contains(out.LowerBounds, "p50_last_ms") {
+		t.Errorf("p50 of the last fifth %v, lower bounds %v: the unsent tail should be in it, as lower bounds",
+			out.P50LastMs, out.LowerBounds)
+	}
+	if slices.Contains(out.LowerBounds, "p50_first_ms") {
+		t.Errorf("lower bounds %v: the first fifth was sent and answered, its median is exact", out.LowerBounds)
+	}
+}
+
+func TestUnsentRequestsAreInThePercentiles(t *testing.T) {
+	// 200 a second for 0.5 s with 2 connections to a server taking 100 ms each in turn: about 6 of the 100 are
+	// sent and answered, the rest not sent. Left out, the unsent would leave the last fifth of the schedule with no
+	// median at all and every figure over 6 requests; counted, each waited at least from its intended time to the
+	// schedule's end, and every figure they reach says it is only a lower bound.
+	server := slowServer(100*time.Millisecond, http.StatusCreated)
+	defer server.Close()
+
+	out := openLoop(testWorkload(server.URL, 0.5, 2), 200, 5*time.Second)
+
+	if out.NotSent < 80 || out.Censored != out.NotSent {
+		t.Fatalf("not sent %d, censored %d: want most unsent and each counted", out.NotSent, out.Censored)
+	}
+	for _, key := range []string{"p50_ms", "p99_ms", "max_ms", "p50_last_ms"} {
+		if !slices.Contains(out.LowerBounds, key) {
+			t.Errorf("lower bounds %v: want %s among them", out.LowerBounds, key)
+		}
+	}
+	if out.Count+out.NotSent != 100 || out.P50LastMs == nil || *out.P99ms < 400 {
+		t.Errorf("count %d + not sent %d, p50 of the last fifth %v, p99 %.0f ms: want all 100 in the figures",
+			out.Count, out.NotSent, out.P50LastMs, *out.P99ms)
+	}
+	// request 20 (meant for 100 ms) was given up at the schedule's end (500 ms): at least 400 ms
+	if *out.P50FirstMs < 300 {
+		t.Errorf("p50 of the first fifth %.0f ms: its unsent requests waited at least 400 ms", *out.P50FirstMs)
+	}
 }
 
 func TestAServerThatKeepsUpShowsNoQueue(t *testing.T) {
@@ -148,5 +196,79 @@ func TestAnswersStillAwaitedAfterTheDrainAreCountedAndRefusalsAreErrors(t *testi
 	}
 	if *out.MaxMs > 3000 {
 		t.Errorf("max %.0f ms: the drain should end the wait after about 500 ms", *out.MaxMs)
+	}
+}
+
+func TestSecondsEndAtTheLastAnswerAndTheGiveUpIsApart(t *testing.T) {
+	// The first 5 of 10 requests are answered at once, the rest never: the drain (1 s) ends their wait. The
+	// achieved rate is over the time to the last answer (about 50 ms), not to the give-up (about 1.1 s).
+	var seen atomic.Int32
+	release := make(chan struct{})
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // the server notices a closed connection only once the body is read
+		if seen.Add(1) > 5 {
+			select { // held until the generator gives up, or the test ends
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer server.Close()
+	defer close(release)
+
+	out := openLoop(testWorkload(server.URL, 0.1, 10), 100, time.Second)
+
+	if out.Sent != 10 || out.ErrorStatuses["NotAnswered"] != 5 || out.Censored != 5 {
+		t.Fatalf("sent %d, error statuses %v, censored %d: want 5 answered and 5 not", out.Sent, out.ErrorStatuses,
+			out.Censored)
+	}
+	if out.Seconds > 0.6 || out.PerSecond < 5/0.6 {
+		t.Errorf("seconds %.2f, achieved %.1f/s: the time should end at the last answer (about 0.05 s)", out.Seconds,
+			out.PerSecond)
+	}
+	if out.GaveUpSeconds == nil || *out.GaveUpSeconds < 1.0 {
+		t.Errorf("gave up at %v s: want the drain's end, about 1.1 s", out.GaveUpSeconds)
+	}
+	if *out.MaxMs < 900 || !slices.Contains(out.LowerBounds, "max_ms") || !slices.Contains(out.LowerBounds, "p99_ms") {
+		t.Errorf("max %.0f ms, lower bounds %v: the unanswered wait at least to the drain's end", *out.MaxMs,
+			out.LowerBounds)
+	}
+}
+
+func TestOnlyTheRunsDeadlineMakesARequestNotAnswered(t *testing.T) {
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	refused := errors.New("connection reset by peer")
+	if cutOff(expired, nil) || cutOff(expired, refused) {
+		t.Error("an answer, or the server's failure, reported after the deadline is not 'not answered'")
+	}
+	if !cutOff(expired, context.DeadlineExceeded) {
+		t.Error("an exchange the run's deadline cut off is 'not answered'")
+	}
+	if cutOff(context.Background(), context.DeadlineExceeded) {
+		t.Error("a deadline not the run's (the client's own timeout) is the server's slowness, named as such")
+	}
+}
+
+func TestARateIsPositive(t *testing.T) {
+	server := slowServer(0, http.StatusCreated)
+	defer server.Close()
+	body := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(body, []byte(`{"id": "x-__SEQ__"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, rate := range []string{"0", "-5", "NaN", "+Inf"} {
+		if _, err := run([]string{"-rate", rate, server.URL, body, "0.05", "1"}); err == nil {
+			t.Errorf("-rate %s was taken: want an error, not a closed loop", rate)
+		}
+	}
+	if _, err := run([]string{"-rate", "10", "-drain", "-1", server.URL, body, "0.05", "1"}); err == nil {
+		t.Error("-drain -1 was taken")
+	}
+	out, err := run([]string{"-rate", "40", server.URL, body, "0.05", "1"})
+	if err != nil || out.(*openResult).Scheduled != 2 {
+		t.Errorf("-rate 40 for 0.05 s: %v, %v", out, err)
 	}
 }
