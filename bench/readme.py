@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import ROTATION
+from bench.targets import factor
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,8 +96,7 @@ def targets(compare: dict[str, Any] | None, serve: dict[str, Any] | None) -> lis
     lines = ["Targets (off by: how far from the target; 1.00 or less meets it):", "",
              "| target | measured | verdict | off by |", "| --- | --- | --- | ---: |"]
     for r in rows:
-        off = "—" if r["off_by"] is None else f"{r['off_by']:,.2f}×"
-        lines.append(f"| {r['target']} | {r['measured']} | {r['verdict']} | {off} |")
+        lines.append(f"| {r['target']} | {r['measured']} | {r['verdict']} | {factor(r)} |")
     return lines
 
 

@@ -193,8 +193,8 @@ def test_the_go_generator_is_chosen_when_go_is_there(go_generator: list[str]) ->
 
 
 OPEN_KEYS = KEYS | {"mode", "rate", "scheduled", "sent", "not_sent", "waited_for_connection", "connections",
-                    "peak_in_flight", "dialed", "max_ms", "p50_first_ms", "p50_last_ms", "send_lag_p99_ms",
-                    "send_lag_max_ms"}
+                    "peak_in_flight", "dialed", "censored", "gave_up_s", "max_ms", "p50_first_ms", "p50_last_ms",
+                    "lower_bounds", "send_lag_p99_ms", "send_lag_max_ms"}
 
 
 def test_the_open_loop_goes_through_serving_load_at_its_rate(go_generator: list[str], server: tuple[str, Seen]) -> None:
@@ -205,7 +205,8 @@ def test_the_open_loop_goes_through_serving_load_at_its_rate(go_generator: list[
     result = serving.load(f"{url}/MedicationAdministration", {"id": "bench-__SEQ__"}, 0.5, args, "secret-key",
                           "application/json", rate=40.0)
 
-    assert set(result) == OPEN_KEYS | {"load_cpu_share"}
+    assert set(result) == OPEN_KEYS | {"load_cpu_share"} and OPEN_KEYS == openloop.KEYS
+    assert result["censored"] == 0 and result["lower_bounds"] == [] and result["gave_up_s"] is None
     assert (result["mode"], result["rate"], result["scheduled"]) == ("open", 40.0, 20)
     assert result["connections"] == openloop.connections(40.0)
     assert result["sent"] == result["count"] == len(seen.requests) == 20 and result["not_sent"] == 0
@@ -231,6 +232,15 @@ def test_the_go_generators_own_tests_pass(go_generator: list[str]) -> None:
                               "CGO_ENABLED": "0"}
     if not {"GOCACHE", "HOME", "XDG_CACHE_HOME"} & set(env):  # as generator.build: Go needs a build cache
         env["GOCACHE"] = str(generator.TARGET / "gocache")
-    done = subprocess.run([go, "test", "-count=1", "."], cwd=generator.SOURCE, env=env,  # noqa: S603
+    done = subprocess.run([go, "test", "-count=1", "-timeout=300s", "."], cwd=generator.SOURCE, env=env,  # noqa: S603
                           capture_output=True, text=True, check=False, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_the_go_generator_refuses_a_rate_of_zero(go_generator: list[str], tmp_path: Path) -> None:
+    """-rate 0 once ran a closed loop, silently: a rate given must be a rate."""
+    body = tmp_path / "body.json"
+    body.write_text("{}", encoding="utf-8")
+    done = subprocess.run([*go_generator, "-rate", "0", "http://127.0.0.1:9/x", str(body), "0.1", "1"],  # noqa: S603
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 2 and "-rate 0" in done.stderr and done.stdout == ""
