@@ -10,10 +10,15 @@
 // answers still awaited at the end are waited for up to -drain seconds more, then counted as "NotAnswered".
 //
 // A request never sent, or never answered, has no latency, but it is not left out: leaving it out would drop
-// exactly the requests a server fell furthest behind on. Each is counted as censored: its latency is at least the
-// time from its intended send to the moment the generator gave up on it (the schedule's end for one not sent, the
-// drain's end for one not answered), and that lower bound goes into every percentile, the maximum and the fifths.
-// A figure that a censored value reaches is itself only a lower bound, and lower_bounds names it.
+// exactly the requests a server fell furthest behind on. Each is counted as censored, at a lower bound of its
+// latency, in every percentile, the maximum and the fifths; a figure that a censored value reaches is itself only
+// a lower bound, and lower_bounds names it. One not answered waited at least until the drain's end. One not sent
+// could not have left before a connection came free: the j-th unsent request in schedule order not before the j-th
+// answer (or give-up) after the dispatcher gave up, or the last of them when there were fewer, since every request
+// earlier in the schedule would have taken a free connection first; its bound is that time minus its intended
+// time (at least the schedule's end minus it). Bounding it by the schedule's end alone would show the last fifth's
+// median falling, all its requests unsent and "late" by less than the schedule's last second, exactly when the
+// queue grew.
 package main
 
 import (
@@ -163,14 +168,16 @@ dispatch:
 		}(k, intended)
 	}
 	wg.Wait()
+	frees := freedAfter(samples, gaveUp)
 	var all, first, last []timing
 	var lags []float64
 	var end, lastGiveUp time.Time
 	for k := range samples {
 		s := &samples[k]
 		t := timing{ms: s.latency, censored: !s.sent || s.what == "NotAnswered"}
-		if !s.sent { // never sent: at least from its intended time to the dispatcher's give-up
-			t.ms = millis(gaveUp.Sub(schedule(start, rate, k)))
+		if !s.sent { // never sent: at least from its intended time to the connection it would have waited for
+			j := k - (n - out.NotSent) // the j-th unsent, in schedule order
+			t.ms = millis(frees[min(j, len(frees)-1)].Sub(schedule(start, rate, k)))
 		}
 		all = append(all, t)
 		if k < n/5 {
@@ -231,6 +238,22 @@ dispatch:
 // even when it is reported after the deadline passed.
 func cutOff(ctx context.Context, err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded)
+}
+
+// freedAfter is when connections came free after the dispatcher gave up (each answer or give-up of a request then
+// in flight), in order; the give-up itself when none did. Unused when every request was sent.
+func freedAfter(samples []sample, gaveUp time.Time) []time.Time {
+	frees := []time.Time{gaveUp}
+	for _, s := range samples {
+		if s.sent && s.done.After(gaveUp) {
+			frees = append(frees, s.done)
+		}
+	}
+	sort.Slice(frees, func(i, j int) bool { return frees[i].Before(frees[j]) })
+	if len(frees) > 1 {
+		return frees[1:]
+	}
+	return frees
 }
 
 // later is the latest of the times, the zero time left out.

@@ -272,3 +272,26 @@ func TestARateIsPositive(t *testing.T) {
 		t.Errorf("-rate 40 for 0.05 s: %v, %v", out, err)
 	}
 }
+
+func TestAnUnsentRequestWaitsAtLeastForAConnection(t *testing.T) {
+	// 200 a second for 0.5 s, 10 connections, a server taking 50 ms each in turn (20 a second): at the schedule's
+	// end 10 requests are in flight and about 80 unsent, and the in-flight ones are answered one every 50 ms until
+	// about 1 s. An unsent request could not have left before a connection came free, so the last fifth (meant for
+	// 0.4-0.5 s) waited at least until about 1 s: its median is about 550 ms, not the 0-100 ms left of the schedule.
+	server := slowServer(50*time.Millisecond, http.StatusCreated)
+	defer server.Close()
+
+	out := openLoop(testWorkload(server.URL, 0.5, 10), 200, 5*time.Second)
+
+	if out.NotSent < 60 {
+		t.Fatalf("not sent %d: want most of the 100 unsent", out.NotSent)
+	}
+	if *out.P50LastMs < 300 || !slices.Contains(out.LowerBounds, "p50_last_ms") {
+		t.Errorf("p50 of the last fifth %.0f ms (lower bounds %v): want at least the wait for a free connection, "+
+			"about 550 ms", *out.P50LastMs, out.LowerBounds)
+	}
+	if *out.P50LastMs < *out.P50FirstMs {
+		t.Errorf("p50 first fifth %.0f ms, last %.0f ms: the queue grew, the figures should say so",
+			*out.P50FirstMs, *out.P50LastMs)
+	}
+}
