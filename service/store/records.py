@@ -6,12 +6,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Select, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.store import driver
 from service.store.engine import session, wrote
 from service.store.models import RecordRow, RecordVersionRow
 
@@ -168,7 +170,12 @@ class RecordStore:
         return self._lookup(FIND_RECORD, {"kind": kind, "source": source, "external_id": external_id})
 
     def stamp(self, kind: str, source: str, external_id: str) -> tuple[str, int, str] | None:
-        """find()'s record's (id, version, content_hash), or None: what a record read before is now."""
+        """find()'s record's (id, version, content_hash), or None: what a record read before is now. In the caller's
+        transaction (a write unit's) on the driver's cursor (store/driver.py)."""
+        if self._outer is not None and (mark := driver.placeholder(self._outer.connection())) is not None:
+            self._outer.flush()  # as _one
+            found = driver.rows(self._outer.connection(), _stamp_sql(mark), (kind, source, external_id))
+            return (str(found[0][0]), int(found[0][1]), str(found[0][2])) if found else None
         row = self._one(FIND_STAMP, {"kind": kind, "source": source, "external_id": external_id})
         return (row.id, row.version, row.content_hash) if row is not None else None
 
@@ -204,6 +211,13 @@ class RecordStore:
             stmt = stmt.where(RecordRow.clinical_at < q.date_to)
         with self._session() as session:
             return [StoredRecord.of(r) for r in session.scalars(stmt.order_by(RecordRow.pk).limit(q.limit))]
+
+
+@lru_cache(maxsize=4)
+def _stamp_sql(mark: str) -> str:
+    """FIND_STAMP in the driver's SQL, with its placeholder `mark`."""
+    return (f"SELECT id, version, content_hash FROM {RECORDS.name} "  # noqa: S608 - constants
+            f"WHERE kind = {mark} AND source = {mark} AND external_id = {mark}")
 
 
 def _version_of(row: RecordRow) -> RecordVersionRow:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from service.search.parameters import index, params_of
 from service.search.query import Query
+from service.store import driver
 from service.store.batch import INDEX, RESOURCES, UNSENT, Batch, Drafted, joined
 from service.store.engine import session, wrote
 from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
@@ -215,22 +216,26 @@ class Unit:
 
     def adopt(self, rows: Mapping[tuple[str, str], StoredResource | None]) -> None:
         """Take rows read before this unit began (in a read transaction of their own) as read here, those that are
-        still current: one statement reads the version columns of those present, without their content (decoding it
-        cost most of a read). A row changed since, or an id not held then, is read as usual when asked for."""
+        still current: one statement reads the key, version and record of those present, on the driver's cursor
+        (store/driver.py). A version is written once, so a row at the same key and version with the same record holds
+        the same content (a delete makes a version; link_record changes the record alone). A row changed since, or
+        an id not held then, is read as usual when asked for."""
         known = {key: row for key, row in rows.items() if row is not None and key not in self._rows}
         if not known:
             return
+        connection = self.session.connection()
+        mark = driver.placeholder(connection)
         keys = list(known)
         for start in range(0, len(keys), PREFETCH_CHUNK):
             chunk = keys[start:start + PREFETCH_CHUNK]
-            size = _bucket(len(chunk))
-            pairs = chunk + [chunk[-1]] * (size - len(chunk))
-            params = {f"t{n}": t for n, (t, _) in enumerate(pairs)} | {f"i{n}": i for n, (_, i) in enumerate(pairs)}
-            for now in self.session.connection().execute(_prefetch_statement(size, versions=True), params):
-                row = known[now.resource_type, now.id]
-                if (now.pk, now.version, bool(now.deleted), now.last_updated) == (
-                        row.pk, row.version, row.deleted, row.last_updated):
-                    self._rows[now.resource_type, now.id] = row
+            if mark is None:  # a driver of another parameter style: read them whole
+                self.prefetch(chunk)
+                continue
+            for resource_type, resource_id, pk, version, record_id in driver.rows(
+                    connection, _versions_sql(mark, len(chunk)), [part for key in chunk for part in key]):
+                row = known[resource_type, resource_id]
+                if (pk, version, record_id) == (row.pk, row.version, row.record_id):
+                    self._rows[resource_type, resource_id] = row
 
     def get(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version, deleted or not; None when the id was never used."""
@@ -465,11 +470,17 @@ def _bucket(count: int) -> int:
     return size
 
 
-@lru_cache(maxsize=16)
-def _prefetch_statement(size: int, versions: bool = False) -> Any:
+@lru_cache(maxsize=64)
+def _versions_sql(mark: str, size: int) -> str:
+    """What Unit.adopt reads of `size` (type, id) pairs, in the driver's SQL with its placeholder `mark`: an OR of the
+    pairs, as _prefetch_statement's."""
+    where = " OR ".join([f"(resource_type = {mark} AND id = {mark})"] * size)
+    return f"SELECT resource_type, id, pk, version, record_id FROM {RESOURCES.name} WHERE {where}"  # noqa: S608 - constants
+
+
+@lru_cache(maxsize=8)
+def _prefetch_statement(size: int) -> Any:
     """The rows of `size` (type, id) pairs, bound as t0, i0, t1, i1, …: an OR of the pairs, so SQLite looks each up
-    in the unique index (a row-value IN scanned it). `versions`: only what tells a version (Unit.adopt), not content."""
-    columns = [RESOURCES.c.resource_type, RESOURCES.c.id, RESOURCES.c.pk, RESOURCES.c.version, RESOURCES.c.deleted,
-               RESOURCES.c.last_updated] if versions else [RESOURCES]
-    return select(*columns).where(or_(*(and_(RESOURCES.c.resource_type == bindparam(f"t{n}"),
-                                             RESOURCES.c.id == bindparam(f"i{n}")) for n in range(size))))
+    in the unique index (a row-value IN scanned it)."""
+    return select(RESOURCES).where(or_(*(and_(RESOURCES.c.resource_type == bindparam(f"t{n}"),
+                                              RESOURCES.c.id == bindparam(f"i{n}")) for n in range(size))))

@@ -158,9 +158,9 @@ def test_a_unit_adopts_only_the_rows_read_before_it_that_are_still_current(app: 
     resources = app.extensions["kfhir"].resources
     patient = {"resourceType": "Patient", "gender": "female"}
     with resources.unit(write=True) as unit:
-        for name in ("kept", "changed", "deleted"):
+        for name in ("kept", "changed", "deleted", "linked"):
             unit.write("Patient", name, patient, [], "PUT")
-    keys = [("Patient", n) for n in ("kept", "changed", "deleted", "absent")]
+    keys = [("Patient", n) for n in ("kept", "changed", "deleted", "linked", "absent")]
     with resources.unit() as reader:
         reader.prefetch(keys)
         before = {key: reader.get(*key) for key in keys}
@@ -168,6 +168,7 @@ def test_a_unit_adopts_only_the_rows_read_before_it_that_are_still_current(app: 
         unit.write("Patient", "changed", patient | {"gender": "male"}, [], "PUT")
         unit.write("Patient", "deleted", None, [], "DELETE")
         unit.write("Patient", "absent", patient, [], "PUT")
+        unit.link_record("Patient", "linked", "a-record")  # the same version, now naming a record
     with resources.unit(write=True) as unit:
         unit.adopt(before)
         now = {key: unit.get(*key) for key in keys}
@@ -176,3 +177,5 @@ def test_a_unit_adopts_only_the_rows_read_before_it_that_are_still_current(app: 
     assert changed is not None and (changed.version, changed.content["gender"]) == (2, "male")
     assert deleted is not None and deleted.deleted and deleted.version == 2
     assert absent is not None and absent.version == 1  # not held then: read now
+    linked = now[("Patient", "linked")]
+    assert linked is not None and (linked.version, linked.record_id) == (1, "a-record")
