@@ -62,7 +62,14 @@ func TestTheScheduleIsKept(t *testing.T) {
 		gaps = append(gaps, arrivals[i].Sub(arrivals[i-1]))
 	}
 	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
-	if median := gaps[len(gaps)/2]; median < 2500*time.Microsecond || median > 7500*time.Microsecond {
+	// A process held off the CPU (the generator and this server share one) sends, and receives, what fell due
+	// meanwhile together: the gaps then say nothing about the schedule, and the generator's own send lag says so
+	// (0.53 ms median gaps were seen once at load 8 under -race). A generator sending early or in bursts of its own
+	// has no such lag.
+	if median := gaps[len(gaps)/2]; *out.SendLagP99ms > 20 {
+		t.Logf("median gap %v not judged: the generator sent up to %.1f ms late (p99), held off the CPU", median,
+			*out.SendLagP99ms)
+	} else if median < 2500*time.Microsecond || median > 7500*time.Microsecond {
 		t.Errorf("median gap between arrivals %v, want about 5 ms", median)
 	}
 	if out.PerSecond < 100 || out.PerSecond > 205 {
