@@ -67,7 +67,9 @@ class RecordWritten:
             with self.fhir.store.unit() as unit:
                 bundle = keep_current(unit, mapper, mapped.kind, record, mapped.bundle, drafting=True)
                 export = draft_export(unit, mapped.bundle if bundle is None else bundle)
-                seen = [(condition(t, criteria, "criteria"), found) for (t, criteria), found in unit.matched.items()]
+                made = {(w.query.resource_type, w.criteria): w for w in (export.conditions if export else {}).values()}
+                seen = [(made.get(key) or condition(key[0], key[1], "criteria"), found)
+                        for key, found in unit.matched.items()]
         except RequestError:  # e.g. two Patients with this MRN: the transaction finds it again and says so
             return Drafted(mapped, None, None, [], None)
         return Drafted(mapped, bundle, None if bundle is None else serialise(bundle), seen, export)

@@ -52,7 +52,9 @@ class Runtime:
         read_back = ResourceWritten(Intake(store), _mapper)
         fhir = FhirServer(resources, _validate, settings.max_bundle_entries, after_write=read_back)
         written = RecordWritten(fhir, endpoints, _mapper)
-        intake = Intake(store, map_check=_map_check, export=written, draft=written.draft)
+        # drafted before its unit where writers take turns (SQLite); PostgreSQL's run at once: it would only cost more
+        intake = Intake(store, map_check=_map_check, export=written,
+                        draft=written.draft if resources.one_writer else None)
         return cls(settings, engine, store, intake, resources, fhir, endpoints, Outbox(engine))
 
 

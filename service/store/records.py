@@ -14,13 +14,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.store import driver
+from service.store.batch import Serialised, serialise
 from service.store.engine import session, wrote
 from service.store.models import RecordRow, RecordVersionRow
 
 RECORDS = cast(Table, RecordRow.__table__)
-#: a record's create and lookups, as plain SQL built once (the ORM's flush cost more than SQLite's insert)
-ADD_RECORD = insert(RECORDS)
-ADD_RECORD_VERSION = insert(cast(Table, RecordVersionRow.__table__))
+#: a record's create and lookups, as plain SQL built once (the ORM's flush cost more than SQLite's insert); its
+#: content and warnings serialised once for the record and its version, before the write's unit (batch.Serialised)
+SERIALISED = {name: bindparam(name, type_=Serialised()) for name in ("content", "warnings")}
+ADD_RECORD = insert(RECORDS).values(**SERIALISED)
+ADD_RECORD_VERSION = insert(cast(Table, RecordVersionRow.__table__)).values(**SERIALISED)
 FIND_RECORD = select(RECORDS).where(RECORDS.c.kind == bindparam("kind"), RECORDS.c.source == bindparam("source"),
                                     RECORDS.c.external_id == bindparam("external_id"))
 #: FIND_RECORD's id, version and content hash only: whether a record read before is unchanged (no content to decode)
@@ -120,18 +123,19 @@ class RecordStore:
         `within(session, record)` runs in the same transaction (the record's FHIR resources).
         """
         now, record_id = utcnow(), str(uuid.uuid4())
+        content, warnings = serialise(new.content), serialise(new.warnings)
         values = {"id": record_id, "kind": new.kind, "source": new.source, "external_id": new.external_id,
                   "patient_system": new.patient_system, "patient_value": new.patient_value,
-                  "clinical_at": new.clinical_at, "version": 1, "content": new.content,
-                  "content_hash": new.content_hash, "warnings": new.warnings, "created_at": now, "updated_at": now}
+                  "clinical_at": new.clinical_at, "version": 1, "content": content,
+                  "content_hash": new.content_hash, "warnings": warnings, "created_at": now, "updated_at": now}
         try:
             with self._session(write=True) as session:
                 connection = session.connection()
                 pk = int(cast(Any, connection.execute(ADD_RECORD, values).inserted_primary_key)[0])
                 stored = StoredRecord(pk, record_id, new.kind, new.source, new.external_id, 1, new.content,
                                       new.content_hash, new.warnings, now, now)
-                connection.execute(ADD_RECORD_VERSION, {"record_pk": pk, "version": 1, "content": new.content,
-                                                        "content_hash": new.content_hash, "warnings": new.warnings,
+                connection.execute(ADD_RECORD_VERSION, {"record_pk": pk, "version": 1, "content": content,
+                                                        "content_hash": new.content_hash, "warnings": warnings,
                                                         "created_at": now})
                 wrote(session, stored, True)
                 if within is not None:
