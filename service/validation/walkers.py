@@ -188,6 +188,9 @@ def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | Non
         env[f"R{i}"] = resolved
         return [f"{pad}if {v} is None:", f"    {generic[0]}", f"{pad}else:",
                 f"{pad}    self._primitive({v}, K{i}, R{i}, e, run)"]
+    if what == RESOURCE:  # a Bundle entry's or a contained resource: what Validator._value does with an object
+        return [f"{pad}if {v}.__class__ is dict:", f"{pad}    self._resource({v}, e, run)", f"{pad}else:",
+                f"    {generic[0]}"]
     if what != COMPLEX or resolved.code == "Extension":
         return generic
     try:

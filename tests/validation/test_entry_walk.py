@@ -1,5 +1,6 @@
-"""A Bundle entry's walk: bdl-5 and bdl-8 answered in the generated walk, fullUrl checked outright and not remembered;
-the findings are those of the generic dispatch, whatever the entry holds."""
+"""A Bundle entry's walk: bdl-5 and bdl-8 answered in the generated walk, fullUrl checked outright and not remembered,
+its resource (and a contained one) walked without Validator._value's dispatch; the findings are those of the generic
+dispatch, whatever the entry holds."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,9 @@ ENTRIES: list[Any] = [
     {"fullUrl": "http://a/Patient/p", "resource": PATIENT, "resourceType": "X"}, "not an object", None,
     {"fullUrl": "urn:oid:1.2.3", "resource": PATIENT}, {"fullUrl": "relative/Patient/p", "resource": PATIENT},
     {"fullUrl": "http://a/b/_history/", "resource": PATIENT}, {"fullUrl": "x" * 300, "resource": PATIENT},
+    {"fullUrl": "http://a/Patient/p", "resource": "x"},
+    {"fullUrl": "http://a/Patient/p", "resource": dict(PATIENT, contained=[{"resourceType": "Organization", "id": "o"},
+                                                                          "x", None, {}])},
 ]
 
 
@@ -45,6 +49,7 @@ def test_an_entry_s_findings_are_those_of_the_generic_dispatch(policy: Validatio
     with monkeypatch.context() as patched:  # walks compiled without either shortcut (they compile on first use)
         patched.setattr(walkers, "bundle_path", lambda expression: None)
         patched.setattr(walkers, "_identity_uri", lambda *args: None)
+        patched.setattr(walkers, "RESOURCE", -1)  # no type is: resources go through _value as other values
         generic = ours(policy=policy)
         expected = [_findings(generic, b) for b in _bundles()]
     found = [_findings(ours(policy=policy), b) for b in _bundles()]
