@@ -1,12 +1,13 @@
-"""Reads a write unit makes many times, sent on the driver's own cursor: through SQLAlchemy's Core each cost
+"""Statements a write unit makes many times, sent on the driver's own cursor: through SQLAlchemy's Core each cost
 ~150-200 µs of CPU (its cache key, events, parameter and result processing) against ~20 µs in SQLite, and every
 other SQLite writer waits for the unit (store/group.py)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy.exc import DBAPIError
 
 #: the driver's placeholder by its DB-API parameter style (sqlite3: qmark, psycopg: format)
 PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -25,3 +26,40 @@ def rows(connection: Connection, sql: str, params: Sequence[Any]) -> list[tuple[
         return list(cursor.fetchall())
     finally:
         cursor.close()
+
+
+def insert(connection: Connection, table: Table, values: dict[str, Any], ready: tuple[str, ...] = ()) -> int | None:
+    """INSERT one row of `values` into `table` on SQLite's own cursor, each value bound as its column's type binds it
+    (the same stored text as Core's insert), but those of the `ready` columns, which are that text already (JSON
+    serialised, batch.Serialised); returns its key (rowid), or None on another database (use Core: its drivers need
+    casts and RETURNING). Errors are raised as SQLAlchemy raises them (IntegrityError on a unique key)."""
+    if connection.dialect.name != "sqlite":
+        return None
+    sql, processors = _insert_of(table, tuple(values), ready, connection.dialect)
+    params = tuple(value if process is None else process(value)
+                   for value, process in zip(values.values(), processors, strict=True))
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        return int(cursor.lastrowid)
+    except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+        raise DBAPIError.instance(sql, params, exc, connection.dialect.dbapi.Error) from exc  # type: ignore[union-attr]
+    finally:
+        cursor.close()
+
+
+_INSERTS: dict[tuple[str, tuple[str, ...], tuple[str, ...], int], tuple[str, list[Callable[[Any], Any] | None]]] = {}
+
+
+def _insert_of(table: Table, names: tuple[str, ...], ready: tuple[str, ...],
+               dialect: Dialect) -> tuple[str, list[Callable[[Any], Any] | None]]:
+    """The INSERT of `names` into `table`, and each column type's bind processor for `dialect` (none for `ready`
+    columns), made once."""
+    key = (table.name, names, ready, id(dialect))
+    if key not in _INSERTS:
+        columns = ", ".join(names)
+        marks = ", ".join("?" * len(names))
+        _INSERTS[key] = (f"INSERT INTO {table.name} ({columns}) VALUES ({marks})",  # noqa: S608 - the table's names
+                         [None if name in ready else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                          for name in names])
+    return _INSERTS[key]

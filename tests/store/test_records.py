@@ -141,3 +141,32 @@ def test_content_round_trips_unicode_and_nesting(runtime: Runtime) -> None:
     content = assessment(patient={"identifier": {"system": "s", "value": "v"}, "name": {"family": "Ñoño 患者"}})
     record, _ = runtime.store.create(new(content=content))
     assert runtime.store.get("assessment", record.id).content == content  # type: ignore[union-attr]
+
+
+def test_a_created_record_s_rows_hold_what_core_s_insert_writes(runtime: Runtime) -> None:
+    """RecordStore.create sends its two INSERTs on SQLite's own cursor (store/driver.insert): each column holds the
+    text SQLAlchemy's Core would have written (JSON, times with microseconds)."""
+    from sqlalchemy import text
+
+    made = new("a-9", content={"external_id": "a-9", "é": ["ü", {"n": 1.5}], "none": None})
+    stored, _ = runtime.store.create(made)
+    core = records_module.insert(records_module.RECORDS).values(pk=stored.pk + 1000, id="core", external_id="a-core",
+                                                                clinical_at=made.clinical_at)  # the JSON type's own
+    with runtime.engine.begin() as connection:
+        connection.execute(core, {"kind": made.kind, "source": made.source, "patient_system": made.patient_system,
+                                  "patient_value": made.patient_value, "version": 1, "content": made.content,
+                                  "content_hash": made.content_hash, "warnings": made.warnings,
+                                  "created_at": stored.created_at, "updated_at": stored.updated_at})
+        connection.execute(records_module.insert(records_module.VERSIONS), {
+            "record_pk": stored.pk + 1000, "version": 1, "content": made.content, "content_hash": made.content_hash,
+            "warnings": made.warnings, "created_at": stored.created_at})
+        rows = connection.execute(text(
+            "SELECT id, CAST(content AS TEXT), CAST(warnings AS TEXT), CAST(created_at AS TEXT), CAST(updated_at AS TEXT), "
+            "CAST(clinical_at AS TEXT) FROM records WHERE id IN ('core', :id) ORDER BY id"), {"id": stored.id}).all()
+        versions = connection.execute(text(
+            "SELECT CAST(content AS TEXT), CAST(warnings AS TEXT), CAST(created_at AS TEXT) FROM record_versions "
+            "WHERE record_pk IN (:a, :b) ORDER BY record_pk"), {"a": stored.pk, "b": stored.pk + 1000}).all()
+    (core_row, driver_row) = rows if rows[0][0] == "core" else rows[::-1]
+    assert driver_row[1:] == core_row[1:] and driver_row[5] is not None
+    assert versions[0] == versions[1]
+    assert runtime.store.get("assessment", stored.id) == stored
