@@ -42,6 +42,17 @@ def _bundle_type(resource: Any) -> tuple[bool, str | None]:
     return (kind is None or isinstance(kind, str)), kind if isinstance(kind, str) else None
 
 
+def _none_has(entries: list[Any], keys: frozenset[str]) -> bool:
+    """Whether every entry is an object with none of `keys` as a member: the entries of nearly every Bundle, for
+    one of the rules below, tested in C (map over the entries) rather than by a Python loop per entry and rule."""
+    return bool(entries) and set(map(type, entries)) == {dict} and all(map(keys.isdisjoint, entries))
+
+
+#: per field, the members that make an entry other than a plain one without it: its `resourceType` (a resource to
+#: FHIRPath), the field or its `_field` holder (present, so perhaps existing)
+_WITHOUT = {key: frozenset({"resourceType", key, "_" + key}) for key in ("search", "request", "response")}
+
+
 def _entries_say(field: str, kinds: frozenset[str]) -> Callable[[Any, Any], bool | None]:
     """bdl-3/bdl-4: `entry.all(<field>.exists() = (%resource.type = k1 or … ))`. With no type, the right side is
     empty, so `=` is empty and every entry fails `all`."""
@@ -51,6 +62,8 @@ def _entries_say(field: str, kinds: frozenset[str]) -> Callable[[Any, Any], bool
         if entries is None or not plain:
             return None
         wanted, holder, answer = kind in kinds, _HOLDERS[field], True
+        if not wanted and kind is not None and _none_has(entries, _WITHOUT[field]):
+            return True  # plain entries, none with the field: the loop below would say so
         for entry in entries:
             if type(entry) is not dict or "resourceType" in entry:
                 return None
@@ -114,6 +127,8 @@ def _searched_only_in_searchsets(node: Any, resource: Any) -> bool | None:
     plain, kind = _bundle_type(node)
     if entries is None or not plain:
         return None
+    if _none_has(entries, _WITHOUT["search"]):
+        return True  # plain entries, none with a search: the loop below would say so
     searched = False
     for entry in entries:
         if type(entry) is not dict or "resourceType" in entry:
