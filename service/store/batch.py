@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, delete, inse
 from sqlalchemy.types import TypeDecorator
 
 from service.search.parameters import IndexValue, index
+from service.store import driver
 from service.store.models import ResourceRow, ResourceVersionRow, SearchIndexRow
 
 RESOURCES = cast(Table, ResourceRow.__table__)
@@ -130,13 +131,17 @@ class Batch:
         """Every held row, in an order the foreign keys accept; the keys of the created rows by (type, id)."""
         made: dict[tuple[str, str], int] = {}
         if self.created:
-            made = {(t, i): pk for pk, t, i in connection.execute(ADD_RESOURCES, [row for row, _ in self.created])}
+            # on SQLite's own cursor (store/driver.py): through Core each statement cost ~150 µs more
+            rows = [row for row, _ in self.created]
+            back = driver.insert_many(connection, RESOURCES, rows, ("content",), ("pk", "resource_type", "id"))
+            made = {(t, i): pk for pk, t, i in (back if back is not None else connection.execute(ADD_RESOURCES, rows))}
             for row, version in self.created:
                 version["resource_pk"] = made[row["resource_type"], row["id"]]
-        for statement, rows in ((SET_RESOURCE, self.changed), (DROP_INDEX, self.dropped),
-                                (ADD_VERSIONS, self.versions)):
+        for statement, rows in ((SET_RESOURCE, self.changed), (DROP_INDEX, self.dropped)):
             if rows:
                 connection.execute(statement, rows)
+        if self.versions and driver.insert_many(connection, VERSIONS, self.versions, ("content",)) is None:
+            connection.execute(ADD_VERSIONS, self.versions)
         index = [(version["resource_pk"], *row) for version, rows in self.index for row in rows]
         if index:
             add_index(connection, index)

@@ -63,3 +63,39 @@ def _insert_of(table: Table, names: tuple[str, ...], ready: tuple[str, ...],
                          [None if name in ready else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
                           for name in names])
     return _INSERTS[key]
+
+
+def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]], ready: tuple[str, ...] = (),
+                returning: tuple[str, ...] = ()) -> list[tuple[Any, ...]] | None:
+    """insert() of several rows (each of the same columns): with `returning`, as multi-row INSERTs (each row's
+    `returning` columns come back, in no promised order), else by the driver's executemany. None on another
+    database, or rows of different columns (use Core)."""
+    if connection.dialect.name != "sqlite" or not rows:
+        return None
+    names = tuple(rows[0])
+    if any(tuple(row) != names for row in rows):
+        return None
+    sql, processors = _insert_of(table, names, ready, connection.dialect)
+    params = [tuple(value if process is None else process(value)
+                    for value, process in zip(row.values(), processors, strict=True)) for row in rows]
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if not returning:
+            cursor.executemany(sql, params)
+            return []
+        back: list[tuple[Any, ...]] = []
+        head, _, one = sql.partition(" VALUES ")
+        for start in range(0, len(params), ROWS_A_STATEMENT):
+            chunk = params[start:start + ROWS_A_STATEMENT]
+            many = f"{head} VALUES {', '.join([one] * len(chunk))} RETURNING {', '.join(returning)}"
+            cursor.execute(many, [value for row in chunk for value in row])
+            back += cursor.fetchall()
+        return back
+    except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+        raise DBAPIError.instance(sql, params, exc, connection.dialect.dbapi.Error) from exc  # type: ignore[union-attr]
+    finally:
+        cursor.close()
+
+
+#: rows a multi-row INSERT takes at most (SQLite's limit of bound values is 32,766)
+ROWS_A_STATEMENT = 500
