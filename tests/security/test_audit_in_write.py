@@ -156,3 +156,30 @@ def test_a_write_whose_event_cannot_be_written_is_refused_whole_and_the_refusal_
     assert records(app) == 0 and stored(app, "MedicationAdministration") == []
     [refused] = events(app)  # written after the rollback, in a transaction of its own, as failures always were
     assert refused["outcome"] == "8" and refused["outcomeDesc"] == "HTTP 503"
+
+
+
+def test_an_event_written_in_a_write_holds_what_core_s_insert_writes(app: Flask) -> None:
+    """record_in sends its INSERT on SQLite's own cursor (store/driver.insert): each column holds Core's text."""
+    from sqlalchemy import text
+
+    from service.security.audit import Access, Entity
+    from service.security.grouped import ADD_EVENT
+    from service.store.engine import session
+
+    log: AuditLog = app.extensions["kfhir_security"].audit
+    engine = app.extensions["kfhir"].engine
+    access = Access(interaction="create", status=201, client_id="c-é", issuer="i", source_address="127.0.0.1",
+                    server="http://x/fhir", entities=[Entity("Patient", "p-1")], patients=[("s", "v")])
+    with session(engine, write=True) as current:
+        content = log.record_in(current, access)
+        table = ADD_EVENT.table
+        row = dict(current.connection().execute(select(table).where(table.c.id == content["id"])).mappings().one())
+    row = {k: v for k, v in row.items() if k != "pk"} | {"id": "core"}
+    with engine.begin() as connection:  # the same row through Core's statement, under another id
+        connection.execute(ADD_EVENT, row)
+        found = {i: rest for i, *rest in connection.execute(text(
+            "SELECT id, CAST(recorded AS TEXT), action, outcome, agent, entity_types, patients, CAST(content AS TEXT) "
+            "FROM audit_events"))}
+    assert found[content["id"]] == found["core"]
+    assert found["core"][-1] == json.dumps(content)  # the text json.dumps makes, as the JSON type's
