@@ -193,7 +193,7 @@ class Interactions:
 
 def read_in(unit: Unit, resource_type: str, resource_id: str, version: int | None = None) -> StoredResource:
     """read, or vread with a `version` (http.html#read, #vread): 404 unknown, 410 deleted."""
-    found = unit.get(resource_type, resource_id) if version is None else unit.version(
+    found = unit.read(resource_type, resource_id) if version is None else unit.version(
         resource_type, resource_id, version)
     if found is None:
         what = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version is not None else "")

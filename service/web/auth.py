@@ -168,14 +168,23 @@ API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 def _identify_patients(access: Access) -> None:
     """The identifiers of the patients `access` names by reference, for the audit's hash: one unit (the request's
-    read transaction, when it has one), the patients read in one statement."""
+    read transaction, when it has one), where a read noted those its rows name (Unit.read); the others read in one
+    statement."""
     with current.runtime().resources.unit() as unit:
-        auditing.identify_patients(access, lambda patient_id: _identifier(unit.get("Patient", patient_id)),
-                                   lambda ids: unit.prefetch([("Patient", i) for i in ids]))
+        named = unit.named_patients()
+        auditing.identify_patients(
+            access, lambda patient_id: _identifier(named[patient_id]) if patient_id in named
+            else _identifier_of(unit.get("Patient", patient_id)),
+            lambda ids: unit.prefetch([("Patient", i) for i in ids if i not in named]))
 
 
-def _identifier(stored: StoredResource | None) -> tuple[str, str] | None:
-    for identifier in ((stored.content or {}).get("identifier") or []) if stored is not None else []:
+def _identifier_of(stored: StoredResource | None) -> tuple[str, str] | None:
+    return _identifier((stored.content or {}).get("identifier")) if stored is not None else None
+
+
+def _identifier(identifiers: Any) -> tuple[str, str] | None:
+    """(system, value) of a Patient's first identifier with a value."""
+    for identifier in identifiers if isinstance(identifiers, list) else []:
         if isinstance(identifier, dict) and identifier.get("value"):
             return str(identifier.get("system") or ""), str(identifier["value"])
     return None
@@ -194,7 +203,7 @@ def _audit_write(current: Session) -> None:
     try:
         access = auditing.access_of(body, status, g.get("principal"), interaction())
         unit = Unit.on(current)  # the write's own: the patients it refers to were read by its reference check
-        auditing.identify_patients(access, lambda patient_id: _identifier(unit.get("Patient", patient_id)))
+        auditing.identify_patients(access, lambda patient_id: _identifier_of(unit.get("Patient", patient_id)))
         security().audit.record_in(current, access)
     except Exception as exc:
         log.exception("an AuditEvent could not be recorded; the change it records is refused")

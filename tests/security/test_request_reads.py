@@ -88,6 +88,22 @@ def test_a_failed_read_still_leaves_its_event(app: Flask, client: FlaskClient, a
     assert [e["outcome"] for e in found[-2:]] == ["4", "4"]
 
 
+def selects_while(engine: Engine, request: Callable[[], Any]) -> list[str]:
+    """The SELECT statements sent through SQLAlchemy while `request` is answered (200)."""
+    selects: list[str] = []
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(engine, "before_cursor_execute", executed)
+    try:
+        assert request().status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+    return selects
+
+
 def test_the_patients_a_page_names_are_identified_in_one_statement(app: Flask, client: FlaskClient,
                                                                     api_key: Callable[..., str]) -> None:
     key = api_key("system/Patient.cruds", "system/Observation.cruds")
@@ -96,18 +112,8 @@ def test_the_patients_a_page_names_are_identified_in_one_statement(app: Flask, c
             {"system": MRN, "value": f"P-{n}"}]}, headers=auth(key))
         assert client.post("/fhir/Observation", json=observation(made.get_json()["id"]),
                            headers=auth(key)).status_code == 201
-    selects: list[str] = []
-
-    def executed(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            selects.append(statement)
-
-    engine = app.extensions["kfhir"].engine
-    event.listen(engine, "before_cursor_execute", executed)
-    try:
-        assert client.get("/fhir/Observation?status=final", headers=auth(key)).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", executed)
+    selects = selects_while(app.extensions["kfhir"].engine,
+                            lambda: client.get("/fhir/Observation?status=final", headers=auth(key)))
     # the page, its three patients (the caller's key, verified before, is read on the driver's cursor: keys.KEY_STATE)
     assert len(selects) == 2, selects
     from service.security.audit import AuditQuery
@@ -115,3 +121,31 @@ def test_the_patients_a_page_names_are_identified_in_one_statement(app: Flask, c
     [searched] = audit.search(AuditQuery(entity_type="Observation", action="E"))[0][-1:]
     hashes = {e["what"]["identifier"]["value"] for e in searched["entity"] if "identifier" in e.get("what", {})}
     assert hashes == {audit.patient_hash(MRN, f"P-{n}") for n in range(3)}
+
+
+def test_a_read_names_its_patients_by_their_identifiers_as_they_stand_in_one_statement(
+        app: Flask, client: FlaskClient, api_key: Callable[..., str]) -> None:
+    """The read's own statement reads the identifiers of the patient its subject names (store Unit.read); a Patient
+    read names itself; a reference the statement does not resolve (versioned) is looked up as before; a changed
+    identifier is the one the next read's event hashes."""
+    key = api_key("system/Patient.cruds", "system/Observation.cruds")
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient", "identifier": [
+        {"system": MRN, "value": "N-1"}]}, headers=auth(key)).get_json()["id"]
+    plain = client.post("/fhir/Observation", json=observation(pid), headers=auth(key)).get_json()["id"]
+    versioned = client.post("/fhir/Observation", json=observation(f"{pid}/_history/1"),
+                            headers=auth(key)).get_json()["id"]
+    audit = app.extensions["kfhir_security"].audit
+    from service.security.audit import AuditQuery
+
+    def hashed_after(url: str) -> tuple[set[str], int]:
+        selects = selects_while(app.extensions["kfhir"].engine, lambda: client.get(url, headers=auth(key)))
+        found, _ = audit.search(AuditQuery(action="R"))
+        return {e["what"]["identifier"]["value"] for e in found[-1]["entity"]
+                if "identifier" in e.get("what", {}) and e["type"]["code"] == "1"}, len(selects)
+
+    assert hashed_after(f"/fhir/Observation/{plain}") == ({audit.patient_hash(MRN, "N-1")}, 1)
+    assert hashed_after(f"/fhir/Patient/{pid}") == ({audit.patient_hash(MRN, "N-1")}, 1)
+    assert hashed_after(f"/fhir/Observation/{versioned}") == ({audit.patient_hash(MRN, "N-1")}, 2)
+    assert client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "identifier": [
+        {"system": MRN, "value": "N-2"}]}, headers=auth(key)).status_code == 200
+    assert hashed_after(f"/fhir/Observation/{plain}") == ({audit.patient_hash(MRN, "N-2")}, 1)
