@@ -12,9 +12,7 @@ every request test twice. Tiers (markers set below by path or fixture): peer, br
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,7 @@ from peers.hapi_server import hapi_server  # noqa: F401
 from peers.medplum_server import medplum_server  # noqa: F401
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
-from support.databases import create_database, drop_database
+from support.databases import copy_sqlite, create_database, drop_database
 
 from service import create_app
 from service.admin import accounts
@@ -173,20 +171,12 @@ def _empty_postgres(engine: Engine) -> None:
             conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
 
 
-def _copy_sqlite(source: Path, target: Path) -> None:
-    """SQLite's online backup: a consistent copy whatever another connection does meanwhile. A file copy could
-    be torn by the checkpointer (store/checkpoint.py), whose thread may still copy the template's WAL into its file
-    after the template's engine is disposed ("database disk image is malformed" once, on 12-05)."""
-    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
-        src.backup(dst)
-
-
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database: SQLite unless parametrized with "postgresql" (see pytest_generate_tests)."""
     if getattr(request, "param", "sqlite") == "sqlite":
         target = tmp_path / "kfhir.db"
-        _copy_sqlite(request.getfixturevalue("sqlite_template"), target)
+        copy_sqlite(request.getfixturevalue("sqlite_template"), target)
         KEYS[f"sqlite:///{target}"] = KEYS["template"]
         return f"sqlite:///{target}"
     engine = request.getfixturevalue("postgres_engine")

@@ -15,6 +15,7 @@ import pytest
 from cli.support import Done, kfhir
 from factories import RECHECK_40_MIN, administration, assessment, esketamine_session
 from sqlalchemy import Engine, text
+from support.databases import copy_sqlite
 
 from service.app.runtime import Runtime
 from service.importer import import_file
@@ -282,7 +283,7 @@ def test_a_csv_row_with_more_cells_than_the_header_is_rejected(runtime: Runtime,
 
 def test_a_csv_that_is_not_utf8_gets_a_clear_error_not_a_traceback(
         sqlite_template: Path, tmp_path: Path) -> None:
-    database = shutil.copy(sqlite_template, tmp_path / "kfhir.db")
+    database = copy_sqlite(sqlite_template, tmp_path / "kfhir.db")
     path = tmp_path / "latin1.csv"
     path.write_bytes(WRONG_TYPES_CSV.splitlines()[0].encode() + b"\n"
                      + WRONG_TYPES_CSV.splitlines()[1].replace("MRN-001", "M\u00fcller").encode("latin-1") + b"\n")

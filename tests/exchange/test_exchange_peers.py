@@ -8,7 +8,6 @@ client compares them, never counts them); paging (HAPI `next` links; Medplum onl
 HAPI refuses a batch whose entries refer to each other (the client sends waves) and does not declare batch."""
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from exchange.conftest import Peer, endpoints_file
 from exchange.test_outbox_hapi import assert_once_each, identified, records_of
 from factories import PATIENT, administration, adverse_event, treatment_plan
+from support.databases import copy_sqlite
 
 from service.app.pull import pull
 from service.app.runtime import Runtime
@@ -79,7 +79,7 @@ def test_records_reach_the_peer_once_change_into_new_versions_and_come_back(
         assert old["dosage"]["dose"]["value"] == 35
 
         # Pulled into a fresh database: the three records; pulled again: nothing written.
-        shutil.copy(sqlite_template, tmp_path / "fresh.db")
+        copy_sqlite(sqlite_template, tmp_path / "fresh.db")
         fresh = runtime_for(f"sqlite:///{tmp_path / 'fresh.db'}", tmp_path / "fresh", ehr_peer, mode)
         try:
             first = pull(client, fresh, f"{MRN}|{source}")

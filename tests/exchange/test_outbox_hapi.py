@@ -3,7 +3,6 @@ every demo record through the worker, read back and validated, sent again withou
 into a new version of the same resource, and pulled back into a fresh database."""
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from exchange.conftest import endpoints_file
 from factories import assessment
 from mapping.support import canonical
 from peers.hapi_server import HapiServer
+from support.databases import copy_sqlite
 
 from service.app.pull import pull
 from service.app.runtime import Runtime
@@ -120,7 +120,7 @@ def test_demo_data_through_the_worker_to_hapi_and_back(runtime_on_hapi: Runtime,
 
     # Pull every demo patient back into a fresh database: the same records, and again changes nothing.
     fresh_path = tmp_path / "fresh.db"
-    shutil.copy(sqlite_template, fresh_path)
+    copy_sqlite(sqlite_template, fresh_path)
     (tmp_path / "fresh").mkdir()
     fresh = hapi_runtime(f"sqlite:///{fresh_path}", tmp_path / "fresh", hapi_server.base_url)
     try:

@@ -4,7 +4,6 @@ gracefully; push drains once; pull reads a patient back into a fresh database.""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import uuid
@@ -15,6 +14,7 @@ from exchange.conftest import endpoints_file
 from factories import PATIENT, assessment
 from peers.hapi_server import HapiServer
 from sqlalchemy import delete
+from support.databases import copy_sqlite
 from support.serving import KFHIR, script_env
 from support.waiting import wait_until
 
@@ -120,7 +120,7 @@ def test_push_drains_once_and_pull_reads_back_into_a_fresh_database(
     assert unknown.returncode == 2 and "no endpoint named 'nowhere'" in unknown.stderr
 
     fresh = tmp_path / "fresh.db"
-    shutil.copy(sqlite_template, fresh)
+    copy_sqlite(sqlite_template, fresh)
     fresh_env = env_for(f"sqlite:///{fresh}", endpoints)
     patient = f"https://clinic.example/mrn|{source}-0"
     for expected_written in (5, 0):  # the Patient and four Observations; then nothing new

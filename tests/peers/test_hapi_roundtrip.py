@@ -17,7 +17,6 @@ Size: KFHIR_FUZZ_REQUESTS / 60 examples per kind (10 in `make test`, 83 under `m
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from mapping.strategies import RECORDS
 from mapping.support import canonical, numbers
 from peers.hapi_server import HapiServer
 from peers.test_hapi_server import golden_record
+from support.databases import copy_sqlite
 
 from service.app.people import current_person
 from service.app.pull import pull
@@ -61,7 +61,7 @@ def sender(hapi_server: HapiServer, sqlite_template: Path, tmp_path_factory: pyt
            ) -> Iterator[Runtime]:
     """The sending service: one database for the module, so people recur across examples as in a clinic."""
     folder = tmp_path_factory.mktemp("sender")
-    shutil.copy(sqlite_template, folder / "sender.db")
+    copy_sqlite(sqlite_template, folder / "sender.db")
     runtime = on_hapi(f"sqlite:///{folder / 'sender.db'}", folder, hapi_server.base_url)
     yield runtime
     runtime.engine.dispose()
@@ -142,7 +142,7 @@ def test_records_come_back_from_the_ehr_into_a_fresh_database(
 
     # Pull the patient into a fresh database: the record comes back as sent.
     folder = tmp_path_factory.mktemp("fresh")
-    shutil.copy(sqlite_template, folder / "fresh.db")
+    copy_sqlite(sqlite_template, folder / "fresh.db")
     fresh = on_hapi(f"sqlite:///{folder / 'fresh.db'}", folder, hapi_server.base_url)
     try:
         ident = record["patient"]["identifier"]
