@@ -70,8 +70,8 @@ class RecordWritten:
                 made = {(w.query.resource_type, w.criteria): w for w in (export.conditions if export else {}).values()}
                 seen = [(made.get(key) or condition(key[0], key[1], "criteria"), found)
                         for key, found in unit.matched.items()]
-        except RequestError:  # e.g. two Patients with this MRN: the transaction finds it again and says so
-            return Drafted(mapped, None, None, [], None)
+        except Exception:  # noqa: BLE001 - e.g. two Patients with this MRN, a lost connection: the transaction
+            return Drafted(mapped, None, None, [], None)  # works it out again and says why
         return Drafted(mapped, bundle, None if bundle is None else serialise(bundle), seen, export)
 
     def __call__(self, session: Session, mapped: Any, record: StoredRecord, author: Author | None) -> None:

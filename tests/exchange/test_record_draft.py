@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ import pytest
 from exchange.conftest import ENDPOINTS, endpoints_file
 from factories import PATIENT, administration, assessment, bp, score, treatment_plan
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+from support.databases import copy_sqlite
 
 from service.app.runtime import Runtime
 from service.config import Settings
@@ -42,7 +43,7 @@ def two(sqlite_template: Path, tmp_path: Path) -> Iterator[tuple[Runtime, Runtim
     made = []
     for name in ("drafted", "undrafted"):
         (tmp_path / name).mkdir()
-        shutil.copy(sqlite_template, tmp_path / name / "kfhir.db")
+        copy_sqlite(sqlite_template, tmp_path / name / "kfhir.db")
         made.append(build(f"sqlite:///{tmp_path / name / 'kfhir.db'}", tmp_path / name))
     plain = made[1].intake
     made[1].intake = Intake(plain.store, plain.map_check, plain.export)  # no draft
@@ -196,3 +197,17 @@ def test_records_are_drafted_where_writers_take_turns_only(exchange_runtime: Run
 ])
 def test_a_joined_text_is_the_content_serialised(content: dict[str, Any]) -> None:
     assert joined(content, rest_of(content)) == serialise(content) == json.dumps(content)
+
+
+def test_a_draft_that_fails_leaves_the_record_to_its_transaction(exchange_runtime: Runtime,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever stops a draft (here a lost connection while it reads) is not the record's answer: the transaction
+    works the export out itself, and the record is stored and queued as without a draft."""
+    assert exchange_runtime.intake.draft is not None
+
+    def lost(*_: Any, **__: Any) -> Any:
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr("service.app.flows.draft_export", lost)
+    made = exchange_runtime.intake.submit("administration", SESSION).record
+    assert payload_patient(exchange_runtime, made.id)["resource"]["identifier"][0]["value"] == "MRN-001"
