@@ -254,6 +254,20 @@ def _api_headers(response: Response) -> Response:
 
 
 def _discloses(response: Response) -> bool:
-    """An answer that would show stored data: a successful read, search or history (a write's event commits with
-    the write, or its change is refused whole; an error shows nothing stored)."""
-    return response.status_code < 400 and (request.endpoint in READ_ONLY or request.method in ("GET", "HEAD"))
+    """An answer that would show stored data and changed nothing: a successful read, search or history, a
+    conditional create that found its match (200: nothing created), a batch or transaction of reads only. A
+    write's event commits with the write or its change is refused whole; an error shows nothing stored."""
+    if response.status_code >= 400:
+        return False
+    if request.endpoint in READ_ONLY or request.method in ("GET", "HEAD"):
+        return True
+    if request.endpoint == "fhir_api.create":
+        return response.status_code == 200
+    return request.endpoint == "fhir_api.bundle" and _reads_only(g.get("kfhir_body"))
+
+
+def _reads_only(bundle: Any) -> bool:
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    return isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get("request"), dict) and e["request"].get("method") in ("GET", "HEAD")
+        for e in entries)

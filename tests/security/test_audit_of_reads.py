@@ -93,3 +93,38 @@ def test_a_read_whose_event_is_written_is_answered(client: FlaskClient) -> None:
     patient_id = _patient(client)
     answer = client.get(f"/fhir/Patient/{patient_id}")
     assert answer.status_code == 200 and answer.get_json()["id"] == patient_id
+
+
+def test_a_conditional_create_that_finds_its_match_is_a_read_and_refused_unaudited(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    _patient(client)
+    monkeypatch.setattr(AuditLog, "record", _fail)
+    answer = client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR,
+                         headers={"If-None-Exist": "identifier=https://clinic.example/mrn|U-1",
+                                  "Prefer": "return=representation"})
+    assert answer.status_code == 503
+    assert FAMILY not in answer.get_data(as_text=True)
+
+
+def _batch(*entries: dict[str, Any]) -> str:
+    return json.dumps({"resourceType": "Bundle", "type": "batch", "entry": list(entries)})
+
+
+def test_a_batch_of_reads_whose_event_cannot_be_written_is_refused(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    patient_id = _patient(client)
+    monkeypatch.setattr(AuditLog, "record", _fail)
+    answer = client.post("/fhir", data=_batch({"request": {"method": "GET", "url": f"Patient/{patient_id}"}}),
+                         content_type=FHIR)
+    assert answer.status_code == 503
+    assert FAMILY not in answer.get_data(as_text=True)
+
+
+def test_a_batch_that_wrote_is_answered_though_its_event_failed(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its writes committed before the event was tried: a 503 would tell the client to send them again."""
+    monkeypatch.setattr(AuditLog, "record", _fail)
+    answer = client.post("/fhir", data=_batch({"resource": PATIENT_BODY, "request": {"method": "POST", "url": "Patient"}}),
+                         content_type=FHIR)
+    assert answer.status_code == 200
+    assert answer.get_json()["entry"][0]["response"]["status"].startswith("201")
