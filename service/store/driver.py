@@ -24,6 +24,8 @@ def rows(connection: Connection, sql: str, params: Sequence[Any]) -> list[tuple[
     try:
         cursor.execute(sql, tuple(params))
         return list(cursor.fetchall())
+    except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+        raise _wrapped(connection, sql, params, exc) from exc
     finally:
         cursor.close()
 
@@ -43,9 +45,16 @@ def insert(connection: Connection, table: Table, values: dict[str, Any], ready: 
         cursor.execute(sql, params)
         return int(cursor.lastrowid)
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
-        raise DBAPIError.instance(sql, params, exc, connection.dialect.dbapi.Error) from exc  # type: ignore[union-attr]
+        raise _wrapped(connection, sql, params, exc) from exc
     finally:
         cursor.close()
+
+
+def _wrapped(connection: Connection, sql: str, params: Any, exc: Exception) -> BaseException:
+    """A driver error as SQLAlchemy raises it (IntegrityError, OperationalError, ...), its parameters (patient data)
+    kept out of its message as the engine keeps them (make_engine: hide_parameters)."""
+    return DBAPIError.instance(sql, params, exc, connection.dialect.dbapi.Error,  # type: ignore[union-attr]
+                               hide_parameters=connection.engine.hide_parameters, dialect=connection.dialect)
 
 
 _INSERTS: dict[tuple[str, tuple[str, ...], tuple[str, ...], int], tuple[str, list[Callable[[Any], Any] | None]]] = {}
@@ -92,7 +101,7 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
             back += cursor.fetchall()
         return back
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
-        raise DBAPIError.instance(sql, params, exc, connection.dialect.dbapi.Error) from exc  # type: ignore[union-attr]
+        raise _wrapped(connection, sql, params, exc) from exc
     finally:
         cursor.close()
 
