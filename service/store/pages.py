@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import Select, Subquery, Text, bindparam, cast, func, select
+from sqlalchemy import JSON, Select, Subquery, Text, bindparam, cast, func, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.functions import FunctionElement
 
 from service.search.query import Query
 from service.store.batch import RESOURCES
@@ -105,6 +107,34 @@ def _driven(query: Query, lead: int) -> tuple[Select[Any], Select[Any]]:
     return _bodies(rows, [rows.c.pk.asc()], False)
 
 
+class _Pair(FunctionElement[Any]):
+    """A JSON array of two values: json_build_array on PostgreSQL, json_array on SQLite."""
+
+    type = JSON()
+    inherit_cache = True
+
+
+@compiles(_Pair)
+def _json_array(element: _Pair, compiler: Any, **kw: Any) -> str:
+    return f"json_array({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Pair, "postgresql")
+def _json_build_array(element: _Pair, compiler: Any, **kw: Any) -> str:
+    return f"json_build_array({compiler.process(element.clauses, **kw)})"
+
+
+def named_patient(body: Any) -> Any:
+    """[id, identifier list] of the Patient that `body`'s subject reference (else its patient's, REFERENCES) names as
+    `Patient/<id>`, found by key, or NULL: a scalar subquery of one JSON path (the first present). A reference of
+    another type may find a Patient whose id ends it: what is found is that Patient's, kept by its own id, which such
+    a reference is not (the audit asks for the ids of `Patient/` references)."""
+    reference = func.coalesce(*(body.c.content[(name, "reference")].as_string() for name in REFERENCES))
+    patient = RESOURCES.alias("named")
+    return select(_Pair(patient.c.id, patient.c.content["identifier"])).where(
+        patient.c.resource_type == "Patient", patient.c.id == func.substr(reference, 9)).scalar_subquery()
+
+
 def _bodies(rows: Subquery, order: list[Any], counted: bool) -> tuple[Select[Any], Select[Any]]:
     """The rows of the page whose keys `rows` holds, in `order`, and their stored JSON texts (Page)."""
     def of(*columns: Any) -> Select[Any]:
@@ -112,4 +142,5 @@ def _bodies(rows: Subquery, order: list[Any], counted: bool) -> tuple[Select[Any
             BODY, rows, BODY.c.pk == rows.c.pk).order_by(*order)
 
     return of(BODY), of(BODY.c.resource_type, BODY.c.id, cast(BODY.c.content, Text).label("text"),
-                        *(BODY.c.content[(name, "reference")].as_string().label(name) for name in REFERENCES))
+                        *(BODY.c.content[(name, "reference")].as_string().label(name) for name in REFERENCES),
+                        named_patient(BODY).label("named"))

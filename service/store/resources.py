@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
-    JSON,
     Engine,
     Select,
     and_,
@@ -27,9 +26,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 
 from service.search.parameters import index, params_of
 from service.search.query import Query
@@ -37,7 +34,7 @@ from service.store import driver
 from service.store.batch import INDEX, RESOURCES, UNSENT, Batch, Drafted, joined
 from service.store.engine import session, wrote
 from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
-from service.store.pages import REFERENCES, page
+from service.store.pages import named_patient, page
 from service.store.records import utcnow
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
@@ -61,36 +58,12 @@ GET_ROW = select(RESOURCES).where(RESOURCES.c.resource_type == bindparam("the_ty
 NAMED_PATIENTS = "kfhir_named_patients"
 
 
-class _Pair(FunctionElement[Any]):
-    """A JSON array of two values: json_build_array on PostgreSQL, json_array on SQLite."""
-
-    type = JSON()
-    inherit_cache = True
-
-
-@compiles(_Pair)
-def _json_array(element: _Pair, compiler: Any, **kw: Any) -> str:
-    return f"json_array({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_Pair, "postgresql")
-def _json_build_array(element: _Pair, compiler: Any, **kw: Any) -> str:
-    return f"json_build_array({compiler.process(element.clauses, **kw)})"
-
-
 def _read_row() -> Select[Any]:
-    """GET_ROW, with `named`: [id, identifier list] of the Patient that its subject's reference (else its patient's)
-    names as `Patient/<id>`, found by key, or NULL. What the answer's audit event hashes (web/auth.py) then needs no
-    statement of its own. One scalar subquery of one JSON path (the first present): a join per reference, each
-    with a prefix check, cost PostgreSQL more than the statement it saved (370 against 230 µs a read); this, 190.
-    A reference of another type may find a Patient whose id ends it: `named` is what that Patient's row holds,
-    kept by its own id, which such a reference is not (the audit asks for the ids of `Patient/` references)."""
-    reference = func.coalesce(*(RESOURCES.c.content[(name, "reference")].as_string() for name in REFERENCES))
-    patient = RESOURCES.alias("named")
-    named = select(_Pair(patient.c.id, patient.c.content["identifier"])).where(
-        patient.c.resource_type == "Patient", patient.c.id == func.substr(reference, 9)).scalar_subquery()
-    return select(RESOURCES, named.label("named")).where(RESOURCES.c.resource_type == bindparam("the_type"),
-                                                         RESOURCES.c.id == bindparam("the_id"))
+    """GET_ROW, with `named` (pages.named_patient): what the answer's audit event hashes (web/auth.py) then needs no
+    statement of its own. A join per reference, each with a prefix check, cost PostgreSQL more than the statement it
+    saved (370 against 230 µs a read); this, 190."""
+    return select(RESOURCES, named_patient(RESOURCES).label("named")).where(
+        RESOURCES.c.resource_type == bindparam("the_type"), RESOURCES.c.id == bindparam("the_id"))
 
 
 READ_ROW = _read_row()
@@ -293,8 +266,8 @@ class Unit:
                                                              "the_id": resource_id}).one_or_none()
         self._rows[key] = stored = StoredResource.of_columns(found) if found is not None else None
         named = self.named_patients()
-        if found is not None and isinstance(found.named, list) and len(found.named) == 2:
-            named[found.named[0]] = found.named[1]
+        if found is not None:
+            _note(named, found.named)
         if stored is not None and resource_type == "Patient":
             named[resource_id] = (stored.content or {}).get("identifier")
         return stored
@@ -420,8 +393,13 @@ class Unit:
         """search(), each resource as its stored JSON text: for an answer that shows the resources as stored, which
         then need not be parsed and serialised again (facade/paging.py)."""
         self._send()
-        return self._page(query, True, lambda r: StoredText(r.resource_type, r.id, r.text, _text(r.subject),
-                                                                  _text(r.patient)))
+        named = self.named_patients()
+
+        def made(row: Any) -> StoredText:
+            _note(named, row.named)  # for the answer's audit event, as read notes them
+            return StoredText(row.resource_type, row.id, row.text, _text(row.subject), _text(row.patient))
+
+        return self._page(query, True, made)
 
     def _page(self, query: Query, texts: bool, made: Callable[[Any], T]) -> tuple[list[T], int | None]:
         statement, params = page(query, _shown(query))
@@ -489,6 +467,12 @@ def versioned(content: dict[str, Any], resource_id: str, version: int, now: date
     meta = {**(content.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
     return {"resourceType": content["resourceType"], "id": resource_id, "meta": meta,
             **{k: v for k, v in content.items() if k not in ("resourceType", "id", "meta")}}
+
+
+def _note(named: dict[str, Any], found: Any) -> None:
+    """Note a row's `named` (pages.named_patient) in `named` (Unit.named_patients)."""
+    if isinstance(found, list) and len(found) == 2:
+        named[found[0]] = found[1]
 
 
 def _text(value: Any) -> str | None:
