@@ -11,73 +11,36 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Engine,
-    Select,
-    and_,
-    bindparam,
     delete,
     func,
-    or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.orm import Session
 
 from service.search.parameters import index, params_of
 from service.search.query import Query
 from service.store import driver
-from service.store.batch import INDEX, RESOURCES, UNSENT, Batch, Drafted, joined
+from service.store import statements as sql
+from service.store.batch import UNSENT, Batch, Drafted, joined
 from service.store.engine import session, wrote
 from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
-from service.store.pages import named_patient, page
+from service.store.pages import page
 from service.store.records import utcnow
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
 MAX_VERSION = 2**31 - 1
-#: the current resources of a type holding a token `system|value` under a parameter, oldest first: a conditional
-#: create's or update's `identifier=system|value`, as the general search would ask it (_condition, _match), built
-#: once; building the general statement cost 1.1-1.5 ms a search, ten times running it
-TOKEN_MATCH = select(RESOURCES).where(
-    RESOURCES.c.resource_type == bindparam("resource_type"), RESOURCES.c.deleted.is_(False),
-    RESOURCES.c.pk.in_(select(INDEX.c.resource_pk).where(
-        INDEX.c.resource_type == bindparam("resource_type"), INDEX.c.param == bindparam("param"),
-        INDEX.c.value == bindparam("value"), INDEX.c.system == bindparam("system")))
-).order_by(RESOURCES.c.pk.asc()).limit(bindparam("count"))
-#: TOKEN_MATCH's resources by id, version and deleted only: whether a search would still find what it found
-TOKEN_KEYS = TOKEN_MATCH.with_only_columns(RESOURCES.c.id, RESOURCES.c.version, RESOURCES.c.deleted)
-SET_RECORD = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk"))
-#: the reads a write makes, built once too (their construction cost more than SQLite's lookup)
-GET_ROW = select(RESOURCES).where(RESOURCES.c.resource_type == bindparam("the_type"),
-                                  RESOURCES.c.id == bindparam("the_id"))
 #: Session.info key of the patients the rows a read transaction read name, by id: their `identifier` lists (read)
 NAMED_PATIENTS = "kfhir_named_patients"
 
 
-def _read_row() -> Select[Any]:
-    """GET_ROW, with `named` (pages.named_patient): what the answer's audit event hashes (web/auth.py) then needs no
-    statement of its own. A join per reference, each with a prefix check, cost PostgreSQL more than the statement it
-    saved (370 against 230 µs a read); this, 190."""
-    return select(RESOURCES, named_patient(RESOURCES).label("named")).where(
-        RESOURCES.c.resource_type == bindparam("the_type"), RESOURCES.c.id == bindparam("the_id"))
-
-
-READ_ROW = _read_row()
-#: current resources of a type whose reference parameter names one of some keys, in the order they were made
-REFERRING = select(RESOURCES).where(
-    RESOURCES.c.resource_type == bindparam("source"), RESOURCES.c.deleted.is_(False),
-    RESOURCES.c.pk.in_(select(INDEX.c.resource_pk).where(
-        INDEX.c.resource_type == bindparam("source"), INDEX.c.param == bindparam("param"),
-        INDEX.c.value.in_(bindparam("keys", expanding=True))))).order_by(RESOURCES.c.pk).limit(bindparam("limit"))
 #: the unit of work this thread has open through ResourceStore.unit, until its transaction has ended: what runs in
 #: it just before it commits (the audit event's patient lookup, store/engine.BEFORE_COMMIT) finds the rows it read
 OPEN_UNIT: ContextVar[Unit | None] = ContextVar("kfhir_open_unit", default=None)
-#: (type, id) pairs looked up together, at most this many a statement
-PREFETCH_CHUNK = 32
 T = TypeVar("T")
 
 
@@ -209,7 +172,7 @@ class Unit:
     def _row(self, resource_type: str, resource_id: str) -> StoredResource | None:
         key = (resource_type, resource_id)
         if key not in self._rows:
-            found = self.session.connection().execute(GET_ROW, {"the_type": resource_type,
+            found = self.session.connection().execute(sql.GET_ROW, {"the_type": resource_type,
                                                                 "the_id": resource_id}).one_or_none()
             self._rows[key] = StoredResource.of_columns(found) if found is not None else None
         return self._rows[key]
@@ -220,12 +183,12 @@ class Unit:
         wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if len(wanted) > 1:
             self._rows.update(dict.fromkeys(wanted))
-            for start in range(0, len(wanted), PREFETCH_CHUNK):
-                chunk = wanted[start:start + PREFETCH_CHUNK]
-                size = _bucket(len(chunk))  # the last pair repeated up to the statement's size: the same rows
+            for start in range(0, len(wanted), sql.PREFETCH_CHUNK):
+                chunk = wanted[start:start + sql.PREFETCH_CHUNK]
+                size = sql.bucket(len(chunk))  # the last pair repeated up to the statement's size: the same rows
                 pairs = chunk + [chunk[-1]] * (size - len(chunk))
                 params = {f"t{n}": t for n, (t, _) in enumerate(pairs)} | {f"i{n}": i for n, (_, i) in enumerate(pairs)}
-                for row in self.session.connection().execute(_prefetch_statement(size), params):
+                for row in self.session.connection().execute(sql.prefetch_statement(size), params):
                     self._rows[row.resource_type, row.id] = StoredResource.of_columns(row)
 
     def adopt(self, rows: Mapping[tuple[str, str], StoredResource | None]) -> None:
@@ -240,13 +203,13 @@ class Unit:
         connection = self.session.connection()
         mark = driver.placeholder(connection)
         keys = list(known)
-        for start in range(0, len(keys), PREFETCH_CHUNK):
-            chunk = keys[start:start + PREFETCH_CHUNK]
+        for start in range(0, len(keys), sql.PREFETCH_CHUNK):
+            chunk = keys[start:start + sql.PREFETCH_CHUNK]
             if mark is None:  # a driver of another parameter style: read them whole
                 self.prefetch(chunk)
                 continue
             for resource_type, resource_id, pk, version, record_id in driver.rows(
-                    connection, _versions_sql(mark, len(chunk)), [part for key in chunk for part in key]):
+                    connection, sql.versions_sql(mark, len(chunk)), [part for key in chunk for part in key]):
                 row = known[resource_type, resource_id]
                 if (pk, version, record_id) == (row.pk, row.version, row.record_id):
                     self._rows[resource_type, resource_id] = row
@@ -262,7 +225,7 @@ class Unit:
         if key in self._rows:
             return self._rows[key]
         self._send()
-        found = self.session.connection().execute(READ_ROW, {"the_type": resource_type,
+        found = self.session.connection().execute(sql.READ_ROW, {"the_type": resource_type,
                                                              "the_id": resource_id}).one_or_none()
         self._rows[key] = stored = StoredResource.of_columns(found) if found is not None else None
         named = self.named_patients()
@@ -352,7 +315,7 @@ class Unit:
         if self._batch is None or not self._batch.link(key, record_id):  # a row not sent yet takes it as it goes
             self._send()
             row = cast(StoredResource, self._row(*key))
-            self.session.connection().execute(SET_RECORD, {"the_pk": row.pk, "record_id": record_id})
+            self.session.connection().execute(sql.SET_RECORD, {"the_pk": row.pk, "record_id": record_id})
         self._rows[key] = replace(row, record_id=record_id)
 
     # --- conditional create -----------------------------------------------------------------
@@ -377,17 +340,19 @@ class Unit:
         carries the total. Rows as plain SQL (Core), as the reads and writes are: the ORM's loading of each row cost
         more than SQLite's finding it."""
         self._send()
-        if _one_token(query):
-            return _uncounted(query, [StoredResource.of_columns(r) for r in self.session.connection().execute(
-                TOKEN_MATCH, _token(query))])
+        if sql.one_token(query):
+            return sql.uncounted(query, [StoredResource.of_columns(r) for r in self.session.connection().execute(
+                sql.TOKEN_MATCH, sql.token_params(query))])
         return self._page(query, False, StoredResource.of_columns)
 
     def found_keys(self, query: Query) -> list[tuple[str, int, bool]] | None:
         """(id, version, deleted) of what search(query) finds on its first page, the resources not read; None for a
         query that is not TOKEN_MATCH's."""
         self._send()
-        keys = self.session.connection().execute(TOKEN_KEYS, _token(query)) if _one_token(query) else None
-        return None if keys is None else [(i, v, bool(d)) for i, v, d in keys]
+        if not sql.one_token(query):
+            return None
+        found = self.session.connection().execute(sql.TOKEN_KEYS, sql.token_params(query))
+        return [(i, v, bool(d)) for i, v, d in found]
 
     def search_texts(self, query: Query) -> tuple[list[StoredText], int | None]:
         """search(), each resource as its stored JSON text: for an answer that shows the resources as stored, which
@@ -402,11 +367,11 @@ class Unit:
         return self._page(query, True, made)
 
     def _page(self, query: Query, texts: bool, made: Callable[[Any], T]) -> tuple[list[T], int | None]:
-        statement, params = page(query, _shown(query))
+        statement, params = page(query, sql.shown(query))
         connection = self.session.connection()
         rows = connection.execute(statement.texts if texts else statement.keyed, params).all()
         if not query.total:
-            return _uncounted(query, [made(r) for r in rows])
+            return sql.uncounted(query, [made(r) for r in rows])
         total = int(rows[0].total) if rows else 0
         if not rows and query.offset > 0:
             total = connection.execute(statement.matching, params).scalar() or 0
@@ -430,7 +395,7 @@ class Unit:
         if not keys:
             return []
         self._send()
-        rows = self.session.connection().execute(REFERRING, {"source": source, "param": param, "keys": keys,
+        rows = self.session.connection().execute(sql.REFERRING, {"source": source, "param": param, "keys": keys,
                                                              "limit": limit})
         return [StoredResource.of_columns(r) for r in rows]
 
@@ -477,58 +442,3 @@ def _note(named: dict[str, Any], found: Any) -> None:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _shown(query: Query) -> int:
-    """The rows a page reads: one more than it shows, unless counted (whether another page follows, and so the total
-    of the last)."""
-    return max(query.count, 1) if query.total else query.count + 1 if query.total is None else query.count
-
-
-def _uncounted(query: Query, rows: list[T]) -> tuple[list[T], int | None]:
-    """The page of `rows` (read one beyond it unless `_total=none`), and its total if it is the last page."""
-    last = query.total is None and len(rows) <= query.count and (bool(rows) or not query.offset)
-    return rows[:query.count], query.offset + len(rows) if last else None
-
-
-def _one_token(query: Query) -> bool:
-    """The query is TOKEN_MATCH's: one token criterion, one `system|value` (both given), no modifier, no chain; no
-    total, sort or offset."""
-    if query.total or query.sort or query.offset or len(query.criteria) != 1:
-        return False
-    criterion = query.criteria[0]
-    if criterion.param.kind != "token" or criterion.modifier or criterion.chain or len(criterion.matches) != 1:
-        return False
-    match = criterion.matches[0]
-    return bool(match.system and match.system_given and match.value is not None and criterion.param.name != "_id")
-
-
-def _token(query: Query) -> dict[str, Any]:
-    """TOKEN_MATCH's parameters for a query that is its (_one_token)."""
-    criterion = query.criteria[0]
-    return {"resource_type": query.resource_type, "param": criterion.param.name, "value": criterion.matches[0].value,
-            "system": criterion.matches[0].system, "count": _shown(query)}
-
-
-def _bucket(count: int) -> int:
-    """The size of the prefetch statement for `count` pairs: the next power of two (statements of 2, 4, … 32)."""
-    size = 2
-    while size < count:
-        size *= 2
-    return size
-
-
-@lru_cache(maxsize=64)
-def _versions_sql(mark: str, size: int) -> str:
-    """What Unit.adopt reads of `size` (type, id) pairs, in the driver's SQL with its placeholder `mark`: an OR of the
-    pairs, as _prefetch_statement's."""
-    where = " OR ".join([f"(resource_type = {mark} AND id = {mark})"] * size)
-    return f"SELECT resource_type, id, pk, version, record_id FROM {RESOURCES.name} WHERE {where}"  # noqa: S608 - constants
-
-
-@lru_cache(maxsize=8)
-def _prefetch_statement(size: int) -> Any:
-    """The rows of `size` (type, id) pairs, bound as t0, i0, t1, i1, …: an OR of the pairs, so SQLite looks each up
-    in the unique index (a row-value IN scanned it)."""
-    return select(RESOURCES).where(or_(*(and_(RESOURCES.c.resource_type == bindparam(f"t{n}"),
-                                              RESOURCES.c.id == bindparam(f"i{n}")) for n in range(size))))

@@ -30,7 +30,6 @@ from service.validation.walkers import COMPLEX, PRIMITIVE, RESOURCE, Step, Walk,
 UCUM = "http://unitsofmeasure.org"
 ABSTRACT = {"Resource", "DomainResource"}  # types of the definitions, never of an instance
 
-
 Occurrence = tuple[str, TypeRef | None, Any]  # JSON name, the type it implies, its value
 Found = tuple[str, Any, Name]  # the first JSON name of an element present, its value, what the name is
 ELEMENT = TypeRef("Element")
@@ -445,7 +444,7 @@ def _global_profiles(defs: Definitions) -> dict[str, tuple[str, ...]]:
     for resource in defs.own.values():
         if resource.get("resourceType") == "ImplementationGuide":
             for entry in as_list(resource.get("global")):
-                if isinstance(entry, dict) and isinstance(entry.get("type"), str) and \
-                        isinstance(entry.get("profile"), str):
-                    out.setdefault(entry["type"], []).append(entry["profile"])
+                if isinstance(entry, dict) and isinstance(kind := entry.get("type"), str) and isinstance(
+                        url := entry.get("profile"), str):
+                    out.setdefault(kind, []).append(url)
     return {kind: tuple(urls) for kind, urls in out.items()}

@@ -1,4 +1,4 @@
-"""A conditional match's `identifier=system|value` runs a statement built once (resources.TOKEN_MATCH); it must find
+"""A conditional match's `identifier=system|value` runs a statement built once (statements.TOKEN_MATCH); it must find
 exactly what the general search finds, for every shape it takes and none it does not."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from service.app.runtime import Runtime
 from service.search.query import parse
-from service.store import resources
+from service.store import statements
 
 MRN, OTHER = "https://clinic.example/mrn", "https://other.example/mrn"
 
@@ -49,22 +49,22 @@ def test_the_statement_built_once_finds_what_the_general_search_finds(
 
     query = parse(resource_type, [(name, value)])
     query.total = False
-    assert resources._one_token(query) is ((resource_type, name, value) in FAST)
+    assert statements.one_token(query) is ((resource_type, name, value) in FAST)
     shapes = [(count, total) for count in (1, 2, 10) for total in (False, None)]  # none, or the last page's
     found = {shape: search(*shape) for shape in shapes}
-    monkeypatch.setattr(resources, "_one_token", lambda _query: False)
+    monkeypatch.setattr(statements, "one_token", lambda _query: False)
     assert found == {shape: search(*shape) for shape in shapes}
 
 
 def test_a_match_with_a_total_sort_or_offset_takes_the_general_search() -> None:
     query = parse("Patient", [("identifier", f"{MRN}|1"), ("_total", "accurate")])
-    assert resources._one_token(query) is False  # a total asked for
+    assert statements.one_token(query) is False  # a total asked for
     for total in (False, None):  # none, or the default: the last page's, which needs no count
         query.total = total
-        assert resources._one_token(query) is True
+        assert statements.one_token(query) is True
     for changed in (parse("Patient", [("identifier", f"{MRN}|1"), ("_sort", "_id")]),
                     parse("Patient", [("identifier", f"{MRN}|1"), ("gender", "female")])):
         changed.total = False
-        assert resources._one_token(changed) is False
+        assert statements.one_token(changed) is False
     query.offset = 2
-    assert resources._one_token(query) is False
+    assert statements.one_token(query) is False
