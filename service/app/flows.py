@@ -55,11 +55,15 @@ class RecordWritten:
         self.endpoints = endpoints
         self._mapper = mapper
 
+    @property
+    def mapper(self) -> Mapper:
+        return _loaded(self._mapper)
+
     def draft(self, mapped: Any, new: NewRecord) -> Drafted:
         """What of a new record's export can be worked out before its transaction, whose writers wait for it (and
         all a process's writers share one, service/store/group.py): its people as now known, its resources as
         written, the outbox's text. From what its transaction reads again: the people it searched for."""
-        mapper = self._mapper() if callable(self._mapper) else self._mapper
+        mapper = self.mapper
         now = utcnow()  # a record not stored yet: keep_current asks for its key only when drafting gives up
         record = StoredRecord(0, "", new.kind, new.source, new.external_id, 1, new.content, new.content_hash,
                               new.warnings, now, now)
@@ -71,11 +75,11 @@ class RecordWritten:
                 seen = [(made.get(key) or condition(key[0], key[1], "criteria"), found)
                         for key, found in unit.matched.items()]
         except Exception:  # noqa: BLE001 - e.g. two Patients with this MRN, a lost connection: the transaction
-            return Drafted(mapped, None, None, [], None)  # works it out again and says why
+            return Drafted.bare(mapped)  # works it out again and says why
         return Drafted(mapped, bundle, None if bundle is None else serialise(bundle), seen, export)
 
     def __call__(self, session: Session, mapped: Any, record: StoredRecord, author: Author | None) -> None:
-        drafted = mapped if isinstance(mapped, Drafted) else Drafted(mapped, None, None, [], None)
+        drafted = mapped if isinstance(mapped, Drafted) else Drafted.bare(mapped)
         mapped = drafted.mapped
         try:
             unit = Unit(session, author, record.id)
@@ -84,8 +88,7 @@ class RecordWritten:
             holds = record.version == 1 and all(matches_still(unit, when, found) for when, found in drafted.seen)
             bundle, payload = (drafted.bundle, drafted.payload) if holds else (None, None)
             if bundle is None:
-                mapper = self._mapper() if callable(self._mapper) else self._mapper
-                bundle = keep_current(unit, mapper, mapped.kind, record, mapped.bundle)  # people as now known
+                bundle = keep_current(unit, self.mapper, mapped.kind, record, mapped.bundle)  # people as now known
                 assert bundle is not None  # noqa: S101 - None only when drafting
             self.fhir.export_record(unit, bundle, drafted.export if holds else None)
             # read in the record's transaction: every process queues for the same endpoints (the database's)
@@ -109,6 +112,11 @@ class Drafted:
     payload: str | None
     seen: list[tuple[Condition, StoredResource | None]]
     export: ExportDraft | None
+
+    @classmethod
+    def bare(cls, mapped: Any) -> Drafted:
+        """Nothing drafted: the record's transaction works its export out itself."""
+        return cls(mapped, None, None, [], None)
 
 
 def _stored_flags(unit: Unit, record: StoredRecord) -> list[dict[str, Any]]:
@@ -152,7 +160,7 @@ class ResourceWritten:
 
     @property
     def mapper(self) -> Mapper:
-        return self._mapper() if callable(self._mapper) else self._mapper  # type: ignore[no-any-return]
+        return _loaded(self._mapper)
 
     def ahead(self, store: ResourceStore, content: dict[str, Any]) -> ReadAhead | None:
         """The read-back of `content`, a resource a POST is about to create as it will be stored (its id made), worked
@@ -238,6 +246,11 @@ class ResourceWritten:
             _require(unit, "u")
             current = intake.get(kind, exc.extra["existing_id"])
             return intake.replace(kind, current.id, current.version, record).record.id
+
+
+def _loaded(mapper: Any) -> Mapper:
+    """A Mapper, or what a function giving one gives (the specs load on first use)."""
+    return mapper() if callable(mapper) else mapper  # type: ignore[no-any-return]
 
 
 def _require(unit: Unit, letters: str) -> None:

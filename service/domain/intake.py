@@ -15,7 +15,7 @@ from service.domain import rules
 from service.domain.kinds import KINDS, Kind, as_utc_naive, schema_of
 from service.domain.schemas import flatten_errors
 from service.errors import Conflict, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
-from service.store.records import ListQuery, NewRecord, RecordStore, StaleVersion, StoredRecord, Within
+from service.store.records import ListQuery, NewRecord, RecordStore, StaleVersion, Stamp, StoredRecord, Within
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,6 @@ class Checked:
     @property
     def warnings(self) -> list[dict[str, Any]]:
         return self.new.warnings
-
-
-#: What a record's check read of another record (a rule's lookup): its id, version and content hash, None if absent
-Stamp = tuple[str, int, str] | None
 
 
 @dataclass(frozen=True)

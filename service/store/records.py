@@ -29,6 +29,8 @@ FIND_RECORD = select(RECORDS).where(RECORDS.c.kind == bindparam("kind"), RECORDS
                                     RECORDS.c.external_id == bindparam("external_id"))
 #: FIND_RECORD's id, version and content hash only: whether a record read before is unchanged (no content to decode)
 FIND_STAMP = FIND_RECORD.with_only_columns(RECORDS.c.id, RECORDS.c.version, RECORDS.c.content_hash)
+#: what a record is now, as read again to tell it unchanged: its id, version and content hash; None if absent
+Stamp = tuple[str, int, str] | None
 GET_RECORD = select(RECORDS).where(RECORDS.c.kind == bindparam("kind"), RECORDS.c.id == bindparam("record_id"))
 
 
@@ -178,7 +180,7 @@ class RecordStore:
     def find(self, kind: str, source: str, external_id: str) -> StoredRecord | None:
         return self._lookup(FIND_RECORD, {"kind": kind, "source": source, "external_id": external_id})
 
-    def stamp(self, kind: str, source: str, external_id: str) -> tuple[str, int, str] | None:
+    def stamp(self, kind: str, source: str, external_id: str) -> Stamp:
         """find()'s record's (id, version, content_hash), or None: what a record read before is now. In the caller's
         transaction (a write unit's) on the driver's cursor (store/driver.py)."""
         if self._outer is not None and (mark := driver.placeholder(self._outer.connection())) is not None:

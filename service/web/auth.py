@@ -71,9 +71,12 @@ def security() -> Security:
 
 
 def secured() -> bool:
+    return _under_api() and (request.method, request.path) not in OPEN
+
+
+def _under_api() -> bool:
     path = request.path
-    return (path.startswith(SECURED[0]) or path == "/fhir" or path.startswith("/fhir/")) \
-        and (request.method, path) not in OPEN
+    return path.startswith(SECURED[0]) or path == "/fhir" or path.startswith("/fhir/")
 
 
 def principal() -> Principal:
@@ -247,7 +250,7 @@ def _audit(response: Response) -> Response:
 
 
 def _api_headers(response: Response) -> Response:
-    if request.path.startswith(SECURED[0]) or request.path == "/fhir" or request.path.startswith("/fhir/"):
+    if _under_api():
         for name, value in API_HEADERS.items():
             response.headers.setdefault(name, value)
     return response
