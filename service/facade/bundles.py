@@ -111,14 +111,9 @@ def draft_export(unit: Unit, bundle: dict[str, Any]) -> ExportDraft | None:
     prepared = {r.index: shaped(r.resource_type, r.resource, [], _id_in_url(r))
                 for r in requests if r.method in ("POST", "PUT")}
     ids = {r.index: str(uuid.uuid4()) for r in requests if r.method == "POST" or r.criteria is not None}
-    names: Names = {}
+    names = _named(requests, ids, {})
     conditions = {}
     try:
-        for r in requests:  # as _entries names them
-            if r.method == "POST" and r.full_url and not r.if_none_exist:
-                names[r.full_url] = f"{r.resource_type}/{ids[r.index]}"
-            elif r.method == "PUT" and r.resource_id:
-                names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
         for r in requests:
             if (r.method == "POST" and r.if_none_exist) or r.criteria is not None:
                 when = conditions[r.index] = condition(r.resource_type, r.if_none_exist or r.criteria or "",
@@ -221,13 +216,7 @@ def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int
              pending: set[str], draft: ExportDraft | None = None) -> list[dict[str, Any]]:
     ids = draft.ids if draft is not None else {}
     drafted = draft.conditions if draft is not None and draft.requests is requests else {}  # of these entries
-    # every urn:uuid and Type/id fullUrl of a created or updated resource, mapped to its stored id
-    names: Names = {f"#ahead-{i}": key for i, key in enumerate(sorted(pending))}
-    for r in requests:
-        if r.method == "POST" and r.full_url and not r.if_none_exist:
-            names[r.full_url] = f"{r.resource_type}/{ids.get(r.index) or uuid.uuid4()}"
-        elif r.method == "PUT" and r.resource_id:  # keyed by fullUrl, or a key no reference can use
-            names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
+    names = _named(requests, ids, {f"#ahead-{i}": key for i, key in enumerate(sorted(pending))})
     responses: dict[int, dict[str, Any]] = {}
     conditions: dict[int, Condition] = {}
     unit.provenance = []  # one Provenance for the Bundle's (or the record's) versions, written at the end
@@ -264,6 +253,18 @@ def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int
     versions, unit.provenance = unit.provenance, None
     write_provenance(unit, versions)
     return [responses[r.index] for r in requests]
+
+
+def _named(requests: list[_Request], ids: dict[int, str], names: Names) -> Names:
+    """`names` with the fullUrl of every plain create and update of `requests` mapped to the Type/id it is stored as:
+    a create's id from `ids` (a draft's) or a new one; a conditional create's or update's is named once its search
+    has run."""
+    for r in requests:
+        if r.method == "POST" and r.full_url and not r.if_none_exist:
+            names[r.full_url] = f"{r.resource_type}/{ids.get(r.index) or uuid.uuid4()}"
+        elif r.method == "PUT" and r.resource_id:  # keyed by fullUrl, or a key no reference can use
+            names[r.full_url or f"#entry-{r.index}"] = f"{r.resource_type}/{r.resource_id}"
+    return names
 
 
 def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[int, Prepared],
