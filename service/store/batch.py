@@ -15,7 +15,7 @@ from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, delete, inse
 from sqlalchemy.types import TypeDecorator
 
 from service.search.parameters import IndexValue, index
-from service.store import driver
+from service.store import driver, postgres
 from service.store.models import ResourceRow, ResourceVersionRow, SearchIndexRow
 
 RESOURCES = cast(Table, ResourceRow.__table__)
@@ -128,7 +128,16 @@ class Batch:
         return True
 
     def send(self, connection: Connection) -> dict[tuple[str, str], int]:
-        """Every held row, in an order the foreign keys accept; the keys of the created rows by (type, id)."""
+        """Every held row, in an order the foreign keys accept; the keys of the created rows by (type, id). On
+        PostgreSQL one statement (store/postgres.py), each a round trip; on SQLite a statement a table (send_each)."""
+        if connection.dialect.name == "postgresql":
+            index = [(version["resource_pk"], version["id"], *row) for version, rows in self.index for row in rows]
+            return postgres.send_batch(connection, self.created, self.changed, self.dropped, self.versions, index)
+        return self.send_each(connection)
+
+    def send_each(self, connection: Connection) -> dict[tuple[str, str], int]:
+        """send(), a statement a table (a few for a whole transaction Bundle): SQLite's way, where a statement is
+        no round trip."""
         made: dict[tuple[str, str], int] = {}
         if self.created:
             # on SQLite's own cursor (store/driver.py): through Core each statement cost ~150 µs more

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -13,9 +13,10 @@ from sqlalchemy import CursorResult, Engine, Select, Table, bindparam, insert, s
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.store import driver
+from service.errors import Contention
+from service.store import driver, postgres
 from service.store.batch import Serialised, serialise
-from service.store.engine import session, wrote
+from service.store.engine import SHARED_READ, alone, session, wrote
 from service.store.models import RecordRow, RecordVersionRow
 
 RECORDS = cast(Table, RecordRow.__table__)
@@ -131,6 +132,8 @@ class RecordStore:
                   "patient_system": new.patient_system, "patient_value": new.patient_value,
                   "clinical_at": new.clinical_at, "version": 1, "content": content,
                   "content_hash": new.content_hash, "warnings": warnings, "created_at": now, "updated_at": now}
+        if self.engine.dialect.name == "postgresql" and (self._outer is None or within is None):
+            return self._add(new, values, within)
         try:
             with self._session(write=True) as session:
                 connection = session.connection()
@@ -153,6 +156,25 @@ class RecordStore:
             if existing is None:  # the constraint that failed was not the identity: a real error
                 raise
             return existing, False
+
+    def _add(self, new: NewRecord, values: dict[str, Any], within: Within | None) -> tuple[StoredRecord, bool]:
+        """create() on PostgreSQL: the record and its version in one statement (store/postgres.py); in the caller's
+        transaction (with nothing to write `within`), without a savepoint (two round trips): a record already there
+        under its identity makes the statement insert nothing, and nothing else is written here that a savepoint
+        would have to undo."""
+        with self._session(write=True) if self._outer is None else nullcontext(self._outer) as session:
+            pk = postgres.add_record(session.connection(), values)
+            if pk is not None:
+                stored = StoredRecord(pk, values["id"], new.kind, new.source, new.external_id, 1, new.content,
+                                      new.content_hash, new.warnings, values["created_at"], values["updated_at"])
+                wrote(session, stored, True)
+                if within is not None:
+                    within(session, stored)
+                return stored, True
+        existing = self.find(new.kind, new.source, new.external_id)
+        if existing is None:  # records are never deleted: a holder gone since would be a concurrent writer's doing
+            raise Contention("A concurrent write held this record's identity; send it again.")
+        return existing, False
 
     def update(self, record_id: str, expected_version: int, new: NewRecord,
                within: Within | None = None) -> StoredRecord:
@@ -199,6 +221,9 @@ class RecordStore:
         if self._outer is not None:
             self._outer.flush()  # what the caller's ORM objects hold goes first, as a query of the ORM would
             return self._outer.connection().execute(statement, params).one_or_none()
+        if SHARED_READ.get() is None:  # one statement: alone (on PostgreSQL no BEGIN and COMMIT, two round trips)
+            with alone(self.engine) as connection:
+                return connection.execute(statement, params).one_or_none()
         with session(self.engine) as current:
             return current.connection().execute(statement, params).one_or_none()
 

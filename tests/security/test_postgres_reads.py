@@ -121,7 +121,8 @@ def test_a_read_while_a_write_is_open_sees_what_was_committed_before_it(
 
 def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: FlaskClient, tmp_path: Path,
                                                             patient_and_observation: tuple[str, str, str]) -> None:
-    """The key check before a write is one statement alone; the write is one transaction (BEGIN ... COMMIT)."""
+    """The key check before a write is one statement alone; the write is one transaction (BEGIN ... COMMIT), which
+    sends the resource's row, its version and its index rows in one statement (store/postgres.py), not three."""
     key, pid, _ = patient_and_observation
     body = {"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
             "subject": {"reference": f"Patient/{pid}"}}
@@ -135,3 +136,6 @@ def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: 
     assert queries == ["BEGIN", "COMMIT"], messages
     first_begin = next(i for i, (kind, rest) in enumerate(messages) if kind == "Query")
     assert sum(kind == "Sync" for kind, _ in messages[:first_begin]) == 1  # the key's state, alone
+    # the key's state; BEGIN; the subject's row; the rows written; the audit event; COMMIT
+    assert sum(kind == "Sync" for kind, _ in messages) + len(queries) == 6, messages
+

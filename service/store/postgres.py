@@ -1,0 +1,123 @@
+"""A write unit's rows sent to PostgreSQL in one statement each, where SQLite's path sends several: on PostgreSQL
+every statement is a round trip (the client waits for its answer), and a facade create made 13 of them.
+
+* a Batch (store/batch.py) of resource writes: its created rows, changed rows, dropped index rows, versions and
+  index rows were 3-5 statements (a created row's key came back before its version and index rows could be sent);
+  here one, whose data-modifying CTEs pass each created row's key on to its version and index rows inside the
+  server. Each list goes as one array a column (unnest), so the statement's text is the same for every size (parsed
+  once a connection: psycopg prepares it) and the rows go in the order given (WITH ORDINALITY), keys as before.
+* a new clinic record and its first version: two statements, one here; a record already stored under its identity
+  inserts nothing (ON CONFLICT DO NOTHING), which the caller tells from the key not coming back, instead of the
+  unique violation that needed a savepoint (two round trips more) inside a facade write's transaction.
+
+The values are bound as the Core statements bound them (JSON as its json.dumps text cast to json, which PostgreSQL
+stores as that text; times as psycopg's timestamps), so the stored rows are the same
+(tests/store/test_postgres_writes.py).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection
+
+from service.store import driver
+from service.store.models import RecordRow, RecordVersionRow, ResourceRow, ResourceVersionRow, SearchIndexRow
+
+R, V, X = ResourceRow.__tablename__, ResourceVersionRow.__tablename__, SearchIndexRow.__tablename__
+
+#: a Batch in one statement (names are the tables' constants, values are bound): created rows (made), changed rows
+#: (changed), the index rows of changed resources dropped (dropped: its snapshot is the statement's, so it never sees
+#: the rows `indexed` adds), then every version and index row, a created resource's key taken from `made`
+BATCH_SQL = f"""WITH made AS (
+  INSERT INTO {R} (resource_type, id, version, deleted, last_updated, content, warnings, record_id)
+  SELECT resource_type, id, version, deleted, last_updated, content::json, warnings::json, record_id
+  FROM unnest(%s::varchar[], %s::varchar[], %s::integer[], %s::boolean[], %s::timestamp[], %s::text[], %s::text[],
+              %s::varchar[]) WITH ORDINALITY
+       AS c(resource_type, id, version, deleted, last_updated, content, warnings, record_id, n)
+  ORDER BY n RETURNING pk, resource_type, id
+), changed AS (
+  UPDATE {R} AS r SET version = u.version, deleted = u.deleted, last_updated = u.last_updated,
+                      content = u.content::json, warnings = u.warnings::json, record_id = u.record_id
+  FROM unnest(%s::integer[], %s::integer[], %s::boolean[], %s::timestamp[], %s::text[], %s::text[], %s::varchar[])
+       AS u(pk, version, deleted, last_updated, content, warnings, record_id)
+  WHERE r.pk = u.pk
+), dropped AS (
+  DELETE FROM {X} WHERE resource_pk = ANY(%s::integer[])
+), versions AS (
+  INSERT INTO {V} (resource_pk, resource_type, id, version, method, deleted, last_updated, content)
+  SELECT coalesce(made.pk, v.resource_pk), v.resource_type, v.id, v.version, v.method, v.deleted, v.last_updated,
+         v.content::json
+  FROM unnest(%s::integer[], %s::varchar[], %s::varchar[], %s::integer[], %s::varchar[], %s::boolean[],
+              %s::timestamp[], %s::text[]) WITH ORDINALITY
+       AS v(resource_pk, resource_type, id, version, method, deleted, last_updated, content, n)
+  LEFT JOIN made ON made.resource_type = v.resource_type AND made.id = v.id
+  ORDER BY v.n
+), indexed AS (
+  INSERT INTO {X} (resource_pk, resource_type, param, system, value, low, high)
+  SELECT coalesce(made.pk, x.resource_pk), x.resource_type, x.param, x.system, x.value, x.low, x.high
+  FROM unnest(%s::integer[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],
+              %s::timestamp[], %s::timestamp[]) WITH ORDINALITY
+       AS x(resource_pk, id, resource_type, param, system, value, low, high, n)
+  LEFT JOIN made ON made.resource_type = x.resource_type AND made.id = x.id
+  ORDER BY x.n
+)
+SELECT pk, resource_type, id FROM made"""  # noqa: S608 - the tables' names, no value
+
+#: the columns of a resource row as Batch holds them (besides its key), in BATCH_SQL's order
+ROW = ("version", "deleted", "last_updated", "content", "warnings", "record_id")
+VERSION = ("resource_pk", "resource_type", "id", "version", "method", "deleted", "last_updated", "content")
+
+
+Row = dict[str, Any]
+
+
+def send_batch(connection: Connection, created: list[tuple[Row, Row]], changed: list[Row], dropped: list[Row],
+               versions: list[Row], index: list[tuple[Any, ...]]) -> dict[tuple[str, str], int]:
+    """Batch.send on PostgreSQL, of its lists (`index`: the index rows with their resource's key and id first): every
+    row in one statement; the keys of the created rows by (type, id), also set in their versions."""
+    new = [row for row, _ in created]
+    params: list[Any] = [[row["resource_type"] for row in new], [row["id"] for row in new]]
+    params += [[_json(name, row[name]) for row in new] for name in ROW]
+    params += [[row["the_pk"] for row in changed]]
+    params += [[_json(name, row[name]) for row in changed] for name in ROW]
+    params += [[row["the_pk"] for row in dropped]]
+    params += [[row[name] for row in versions] for name in VERSION]
+    params += [list(column) for column in zip(*index, strict=True)] if index else [[] for _ in range(8)]
+    made = {(t, i): pk for pk, t, i in driver.rows(connection, BATCH_SQL, params)}
+    for row, version in created:
+        version["resource_pk"] = made[row["resource_type"], row["id"]]
+    return made
+
+
+def _json(name: str, value: Any) -> Any:
+    """A row's value as BATCH_SQL takes it: warnings serialised as the JSON type serialises them (json.dumps, as
+    batch.serialise); the content is already."""
+    return json.dumps(value) if name == "warnings" else value
+
+
+RECORD = ("id", "kind", "source", "external_id", "patient_system", "patient_value", "clinical_at", "version",
+          "content", "content_hash", "warnings", "created_at", "updated_at")
+#: a new record and its first version, sent once (the content is the larger part of a request); no row back when
+#: a record holds its identity already (uq_records_identity), which the version's INSERT then does not make
+RECORD_SQL = f"""WITH v AS (
+  SELECT %s::varchar AS id, %s::varchar AS kind, %s::varchar AS source, %s::varchar AS external_id,
+         %s::varchar AS patient_system, %s::varchar AS patient_value, %s::timestamp AS clinical_at,
+         %s::integer AS version, %s::text AS content, %s::varchar AS content_hash, %s::text AS warnings,
+         %s::timestamp AS created_at, %s::timestamp AS updated_at
+), made AS (
+  INSERT INTO {RecordRow.__tablename__} ({", ".join(RECORD)})
+  SELECT id, kind, source, external_id, patient_system, patient_value, clinical_at, version, content::json,
+         content_hash, warnings::json, created_at, updated_at FROM v
+  ON CONFLICT ON CONSTRAINT uq_records_identity DO NOTHING RETURNING pk
+)
+INSERT INTO {RecordVersionRow.__tablename__} (record_pk, version, content, content_hash, warnings, created_at)
+SELECT made.pk, v.version, v.content::json, v.content_hash, v.warnings::json, v.created_at FROM made, v
+RETURNING record_pk"""  # noqa: S608 - the tables' names, no value
+
+
+def add_record(connection: Connection, values: dict[str, Any]) -> int | None:
+    """A new record's row and first version (`values`: its columns, content and warnings serialised already); its
+    key, or None when a record holds its identity already (nothing is written then)."""
+    found = driver.rows(connection, RECORD_SQL, [values[name] for name in RECORD])
+    return int(found[0][0]) if found else None

@@ -1,0 +1,119 @@
+"""service/store/postgres: on PostgreSQL a write unit's resource rows go in one statement and a new record with its
+version in another. They store the same rows as the statement-per-table path (Batch.send_each, SQLite's); a failure
+anywhere in a unit commits nothing of it; a record already stored under its identity, met inside a facade write's
+transaction (no savepoint now), leaves the rest of that transaction to commit."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from service.app.runtime import Runtime
+from service.domain.intake import content_hash
+from service.search.parameters import index
+from service.store.batch import UNSENT, Batch
+from service.store.records import NewRecord, RecordStore
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+AT = datetime(2026, 3, 2, 14, 5, 6, 789000)
+TABLES = {"fhir_resources": "pk, resource_type, id, version, deleted, last_updated, CAST(content AS TEXT), "
+                            "CAST(warnings AS TEXT), record_id",
+          "fhir_resource_versions": "pk, resource_pk, resource_type, id, version, method, deleted, last_updated, "
+                                    "CAST(content AS TEXT)",
+          "fhir_search_index": "pk, resource_pk, resource_type, param, system, value, low, high"}
+
+
+def observation(at: str, name: str = "Hé rate") -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": "x", "meta": {"versionId": "1"}, "status": "final",
+            "subject": {"reference": "Patient/p"}, "effectivePeriod": {"start": at},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": name}]}}
+
+
+def batch(pks: dict[str, int]) -> Batch:
+    """Two created resources, a changed one and a deleted one (`pks`: the stored keys of `a` and `b`)."""
+    held = Batch()
+    writes: list[tuple[str, dict[str, Any] | None, str]] = [
+        ("c", observation("2026-03-02T13:12:02.25-05:00"), "POST"), ("d", observation("2026-03-03", "Ōta"), "POST"),
+        ("a", observation("2026-03-04T10:00:00Z"), "PUT"), ("b", None, "DELETE")]
+    for name, content, method in writes:
+        pk = pks.get(name, UNSENT)
+        values = {"version": 2 if pk else 1, "deleted": content is None, "last_updated": AT, "content": content,
+                  "warnings": [{"severity": "warning", "text": "ünïcode"}] if name == "c" else [],
+                  "record_id": "rec-1" if name == "d" else None}
+        held.write(pk, ("Observation", name), values, method, index(content) if content else [])
+    return held
+
+
+def rows(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the resource tables, each key as its rank in its table (sequences are not rolled back, so the
+    same rows sent twice get other keys, in the same order)."""
+    found = {table: [tuple(r) for r in connection.execute(text(
+        f"SELECT {columns} FROM {table} ORDER BY pk"))]  # noqa: S608 - the test's constants
+             for table, columns in TABLES.items()}
+    rank = {pk: n for n, (pk, *_) in enumerate(found["fhir_resources"])}
+    return {table: [(n, *((rank[r[1]],) if table != "fhir_resources" else (r[1],)), *r[2:])
+                    for n, r in enumerate(found[table])] for table in found}
+
+
+def test_one_statement_stores_the_rows_a_statement_a_table_stores(runtime: Runtime) -> None:
+    with runtime.resources.unit(write=True) as unit:
+        for name in ("a", "b"):
+            unit.write("Observation", name, observation("2026-03-01"), [], "PUT")
+    with runtime.engine.connect() as connection:
+        pks = {r[0]: r[1] for r in connection.execute(text("SELECT id, pk FROM fhir_resources"))}
+        connection.rollback()
+        seen = []
+        for send in (Batch.send_each, Batch.send):
+            with connection.begin() as transaction:
+                made = send(batch(pks), connection)
+                seen.append((sorted(made), rows(connection)))
+                transaction.rollback()
+    (keys, each), (keys_now, one) = seen
+    assert keys == keys_now == [("Observation", "c"), ("Observation", "d")]
+    assert one == each
+    versions = {r[3]: r for r in one["fhir_resource_versions"] if r[4] == 2 or r[3] in "cd"}
+    assert versions["b"][8] == "null" and json.loads(versions["c"][8])["code"]["coding"][0]["display"] == "Hé rate"
+    assert len(one["fhir_search_index"]) > 10 and any(r[6] is not None for r in one["fhir_search_index"])
+
+
+def test_a_failure_in_the_statement_leaves_nothing_of_it_and_the_unit_commits_nothing(runtime: Runtime) -> None:
+    too_long = observation("2026-03-02") | {"identifier": [{"system": "urn:x", "value": "v" * 600}]}
+    record = new_record("e-1")
+    with pytest.raises(DBAPIError), runtime.resources.unit(write=True) as unit:
+        RecordStore(runtime.engine).bound(unit.session).create(record)  # no savepoint: its rows are the unit's
+        with unit.batch():
+            unit.write("Observation", "fine", observation("2026-03-02"), [], "PUT")
+            unit.write("Observation", "long", too_long, [], "PUT")  # an index value over its column's 500
+    with runtime.engine.connect() as connection:
+        for table in ("records", "record_versions", *TABLES):
+            assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0, table  # noqa: S608
+
+
+def new_record(external_id: str, score: int = 1) -> NewRecord:
+    body = {"external_id": external_id, "score": score}
+    return NewRecord("assessment", "clinic-a", external_id, "https://clinic.example/mrn", "MRN-1", AT, body,
+                     content_hash(body), [{"severity": "warning", "text": "é"}])
+
+
+def test_a_record_met_under_its_identity_inside_a_unit_leaves_the_unit_to_commit(runtime: Runtime) -> None:
+    stored, _ = runtime.store.create(new_record("r-1"))
+    with runtime.resources.unit(write=True) as unit:
+        found, created = RecordStore(runtime.engine).bound(unit.session).create(new_record("r-1", score=2))
+        made, created_now = RecordStore(runtime.engine).bound(unit.session).create(new_record("r-2"))
+        unit.write("Observation", "kept", observation("2026-03-02"), [], "PUT")
+    assert (found.id, found.content["score"], created) == (stored.id, 1, False)
+    assert created_now and runtime.store.get("assessment", made.id) == made
+    with runtime.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM records")).scalar_one() == 2
+        assert connection.execute(text("SELECT count(*) FROM fhir_resources")).scalar_one() == 1
+        version = connection.execute(text(
+            "SELECT v.version, CAST(v.content AS TEXT), v.content_hash, CAST(v.warnings AS TEXT), v.created_at, "
+            "CAST(r.content AS TEXT), r.created_at, r.clinical_at FROM record_versions v JOIN records r "
+            "ON r.pk = v.record_pk WHERE r.id = :id"), {"id": made.id}).one()
+    text_ = json.dumps(made.content)
+    assert version == (1, text_, made.content_hash, json.dumps(made.warnings), made.created_at, text_,
+                       made.created_at, AT)
