@@ -104,8 +104,26 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
                                          "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3})
     event.listen(engine, "checkout", partial(_closed_while_idle, engine.dialect))
     event.listen(engine, "checkin", _idle_from)
+    event.listen(engine, "before_cursor_execute", _no_write_alone)
     _ENGINES.add(engine)
     return _plain_savepoints(engine)
+
+
+class WriteWithoutTransaction(RuntimeError):
+    """A writing statement on a PostgreSQL connection whose statements run alone (autocommit) and that was not marked
+    a write: a read-only route's session (`reading`, `alone`). Were it allowed, a route that wrote two statements
+    there would commit the first even if the second failed. Write in `session(write=True)` or `execute_alone`."""
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
+
+
+def _no_write_alone(conn: Connection, _cursor: Any, statement: str, _params: Any, _context: Any,
+                    _many: bool) -> None:
+    options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT" and not options.get(WRITE) \
+            and statement.split(None, 1)[0].upper() in _WRITES:
+        raise WriteWithoutTransaction(" ".join(statement.split(None, 3)[:3]))
 
 
 def _plain_savepoints(engine: Engine, track: Callable[[Connection, Any], None] | None = None) -> Engine:

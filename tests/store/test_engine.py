@@ -210,3 +210,28 @@ def test_savepoints_go_as_the_drivers_sql_and_a_rolled_back_one_undoes_only_its_
     assert [s.split(" sa_")[0] for s, _ in savepoints] == [
         "SAVEPOINT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "SAVEPOINT", "RELEASE SAVEPOINT"]
     assert not any(compiled for _, compiled in savepoints)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_connection_whose_statements_run_alone_refuses_to_write_unless_marked_a_write(
+        database_url: str) -> None:
+    """A read-only route's statements run alone (autocommit): a write there would commit statement by statement, so
+    two writes that must stand or fall together could half-commit. Such a write is refused before it is sent."""
+    engine = make_engine(database_url)
+    try:
+        with session(engine, write=True) as s:
+            s.execute(text("CREATE TABLE alone_t (n INTEGER)"))
+        with engine_module.reading(engine), session(engine) as s:
+            assert s.execute(text("SELECT count(*) FROM alone_t")).scalar_one() == 0  # reads are what it is for
+            with pytest.raises(engine_module.WriteWithoutTransaction, match="INSERT INTO alone_t"):
+                s.execute(text("INSERT INTO alone_t VALUES (1)"))
+        with engine_module.alone(engine) as connection:
+            with pytest.raises(engine_module.WriteWithoutTransaction):
+                connection.execute(text("  update alone_t SET n = 2"))
+        engine_module.execute_alone(engine, text("INSERT INTO alone_t VALUES (3)"), {})  # one statement, marked
+        with session(engine) as s:
+            assert s.execute(text("SELECT n FROM alone_t")).scalars().all() == [3]
+    finally:
+        with session(engine, write=True) as s:
+            s.execute(text("DROP TABLE alone_t"))
+        engine.dispose()
