@@ -225,9 +225,8 @@ def test_on_postgresql_a_connection_whose_statements_run_alone_refuses_to_write_
             assert s.execute(text("SELECT count(*) FROM alone_t")).scalar_one() == 0  # reads are what it is for
             with pytest.raises(engine_module.WriteWithoutTransaction, match="INSERT INTO alone_t"):
                 s.execute(text("INSERT INTO alone_t VALUES (1)"))
-        with engine_module.alone(engine) as connection:
-            with pytest.raises(engine_module.WriteWithoutTransaction):
-                connection.execute(text("  update alone_t SET n = 2"))
+        with engine_module.alone(engine) as connection, pytest.raises(engine_module.WriteWithoutTransaction):
+            connection.execute(text("  update alone_t SET n = 2"))
         engine_module.execute_alone(engine, text("INSERT INTO alone_t VALUES (3)"), {})  # one statement, marked
         with session(engine) as s:
             assert s.execute(text("SELECT n FROM alone_t")).scalars().all() == [3]
