@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import compare, machine, mapping, serving, validation
+from bench import compare, machine, mapping, results_files, serving, validation
 
 PARTS = ("validation", "compare", "mapping", "serving")
 # The validation part times every file of the corpus (some 700 with the mutations) for --min-time each: 0.03 s keeps
@@ -62,8 +62,9 @@ def main() -> int:
     results = Path(__file__).resolve().parent / "results"
     results.mkdir(exist_ok=True)
     date = dt.date.today().isoformat()
-    (results / f"run-{date}.json").write_text(json.dumps({"date": date, "quick": quick, "parts": chosen,
-                                                          "summary": summary}) + "\n", encoding="utf-8")
+    path = results_files.stem(results, "run", date, quick).with_suffix(".json")
+    path.write_text(json.dumps({"date": date, "quick": quick, "parts": chosen, "summary": summary}) + "\n",
+                    encoding="utf-8")
     return status
 
 

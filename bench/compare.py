@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bundles, chart, contenders, corpus, figures, machine, protocol, report, targets
+from bench import bundles, chart, contenders, corpus, figures, machine, protocol, report, results_files, targets
 from bench.validation import _cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args.quick, only)
     text = report.markdown(res)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"compare-{res['date']}"
+    stem = results_files.stem(args.out_dir, "compare", res["date"], res["quick"])
     res["table"] = text.splitlines()
     stem.with_suffix(".json").write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     stem.with_suffix(".md").write_text(text + "\n", encoding="utf-8")

@@ -17,6 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import results_files
+
 #: issue 21: creates and searches at ≥ 3× HAPI JPA, p99 ≤ 50 ms at that throughput
 HAPI_FACTOR = 3.0
 #: issue 21: ≥ 150 clinic records/s with p99 ≤ 100 ms
@@ -58,10 +60,11 @@ def _hapi(contenders: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def earlier(results: Path) -> dict[str, dict[str, Any]]:
-    """For creates and searches, HAPI JPA's usable closed-loop rate in the latest serving-*.json of `results` that has
-    one: {key: {"per_second", "file", "date"}}; a key no file has is left out."""
+    """For creates and searches, HAPI JPA's usable closed-loop rate in the latest full run's serving-<date>.json of
+    `results` that has one (QUICK runs measure no HAPI): {key: {"per_second", "file", "date"}}; a key no file has is
+    left out."""
     found: dict[str, dict[str, Any]] = {}
-    for path in sorted(results.glob("serving-*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+    for path in reversed(results_files.full_runs(results, "serving")):
         try:
             res = json.loads(path.read_text(encoding="utf-8"))
             hapi = _hapi(res["contenders"])

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import results_files
 from bench.figures import ROTATION
 from bench.targets import factor
 
@@ -21,8 +22,10 @@ SIZES = ((ROTATION, "single (valid), in rotation"), ("1", "single (valid), one f
          ("1000", "Bundle of 1,000"))
 
 
-def latest(part: str) -> dict[str, Any] | None:
-    found = sorted(RESULTS.glob(f"{part}-*.json"), key=lambda p: p.stat().st_mtime)
+def latest(part: str, folder: Path = RESULTS) -> dict[str, Any] | None:
+    """The latest full run's results of `part`; a QUICK run's only when no full run has any (the figures then say
+    QUICK)."""
+    found = results_files.full_runs(folder, part) or results_files.quick_runs(folder, part)
     return json.loads(found[-1].read_text(encoding="utf-8")) if found else None
 
 

@@ -32,7 +32,7 @@ saturation). Throughput counts answers 201/200 only; p50/p99 are over every requ
 the 2 cores with the server (by design: they are the machine's only cores), so its CPU share is printed beside
 each row.
 The targets table says by what factor each target of issue 21 is off. Writes bench/results/serving-<date>.json
-and .md."""
+and .md (serving-quick-<date> under QUICK, which leaves the day's full results alone: bench/results_files.py)."""
 from __future__ import annotations
 
 import argparse
@@ -49,7 +49,7 @@ from typing import Any
 
 import requests
 
-from bench import generator, machine, openloop, protocol, servers, targets
+from bench import generator, machine, openloop, protocol, results_files, servers, targets
 from bench.servers import Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
               "clients": args.clients, "generator": args.generator.kind, "generator_says": args.generator.says,
               "quick": quick, "contenders": contenders, "load": machine.load_span(before)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"serving-{result['date'][:10]}"
+    stem = results_files.stem(args.out_dir, "serving", result["date"][:10], quick)
     # the measurements first, as they are: should the judging or the tables below fail, they are not lost
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     result["targets"] = targets.serving(contenders, args.clients)

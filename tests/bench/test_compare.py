@@ -61,7 +61,7 @@ def test_the_quick_path_prints_the_table_and_writes_json_and_chart(tmp_path: Pat
         assert run["sizes"]["1 (rotation)"]["files"] == len(valid) and run["rotation_verdict_changed"] == []
     assert not any(r["errors"] for r in ours["rotation"]["results"])  # valid examples stay valid in rotation
     assert "Load while measuring: load average" in table
-    assert (tmp_path / f"compare-{res['date']}.md").read_text(encoding="utf-8").strip() == table.split("\nFigures")[0].strip()
+    assert (tmp_path / f"compare-quick-{res['date']}.md").read_text(encoding="utf-8").strip() == table.split("\nFigures")[0].strip()
     (svg_path,) = tmp_path.glob("compare-*.svg")
     svg = ET.parse(svg_path).getroot()  # noqa: S314 - the chart we just wrote
     assert len(svg.findall(f"{SVG}polyline")) == 3

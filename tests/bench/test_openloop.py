@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import http.server
 import json
 import os
@@ -379,6 +380,30 @@ def test_an_open_loop_that_fails_leaves_the_closed_loop_figures_written(
     assert any(line.startswith("| ours, SQLite: creates (POST MedicationAdministration) | 140 |")
                for line in written["table"])
     assert all(r["verdict"] == "NOT RUN" for r in written["targets"] if "open loop" in r["target"])
+
+
+@pytest.mark.usefixtures("no_server")
+def test_a_quick_run_leaves_the_days_full_results_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A QUICK run writes serving-quick-<date>.json/.md (bench/results_files.py): the day's full run, under its own
+    name, keeps HAPI's rates for the open loop and the README's figures, both of which read the full run's file."""
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    full = write_results(tmp_path, today, [{"name": "ours, SQLite"}, hapi_results(43.0, 85.0)], 1_000)
+    kept = full.read_bytes()
+    monkeypatch.setattr(serving.generator, "choose", lambda kind: generator.Generator(["x"], "go", "a test's"))
+    monkeypatch.setattr(serving, "load", FakeGenerator(reading(129.0, 258)))
+    monkeypatch.setattr(serving.servers, "ours", lambda workers, folder, url, name: fake_server(name, True))
+    monkeypatch.setenv("QUICK", "1")
+
+    assert serving.main(["--out-dir", str(tmp_path), "--seconds", "0.1", "--window", "0.1"]) == 0
+
+    assert full.read_bytes() == kept
+    quick = json.loads((tmp_path / f"serving-quick-{today}.json").read_text(encoding="utf-8"))
+    assert quick["quick"] and (tmp_path / f"serving-quick-{today}.md").exists()
+    assert f"serving-{today}.json" in quick["contenders"][0]["open_loop"]["rates"]["creates"]["from"]
+    assert openloop.earlier(tmp_path)["creates"]["file"] == full.name  # the QUICK file is newer, and passed over
+    assert readme.latest("serving", tmp_path)["contenders"][1]["creates"]["per_second"] == 43.0
+    full.unlink()  # with no full run, the README shows the QUICK one (and says QUICK)
+    assert readme.latest("serving", tmp_path)["quick"]
 
 
 def test_after_requests_left_unanswered_the_next_measurement_waits_for_an_idle_server(
