@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -19,6 +20,7 @@ from support.databases import fresh_database
 from service.config import Settings
 from service.store.engine import make_engine
 from service.store.migrate import head_revision, upgrade
+from service.web import serving
 from service.web.serving import gunicorn_options
 
 
@@ -34,6 +36,28 @@ def test_gunicorn_takes_workers_bind_and_timeouts_from_settings() -> None:
     assert options["threads"] == 4 and options["worker_class"] == "gthread"  # the default: 4 requests at once
     one = gunicorn_options(Settings.load(environ={"KFHIR_THREADS": "1"}))
     assert one["threads"] == 1 and one["worker_class"] == "sync"
+
+
+def test_a_worker_freezes_its_app_once_built_and_again_once_its_first_requests_are_served(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a worker builds after the fork is moved out of the collector's reach (gc.freeze) twice: once its app is
+    built, and once its first requests have compiled and cached what they use (serving.SETTLE_AFTER_REQUESTS),
+    each after a collection, so no garbage is frozen; then never again."""
+    steps: list[str] = []
+    monkeypatch.setattr(serving.gc, "collect", lambda: steps.append("collect"))
+    monkeypatch.setattr(serving.gc, "freeze", lambda: steps.append("freeze"))
+    monkeypatch.setattr("service.create_app", lambda settings: steps.append("app") or "the app")
+    monkeypatch.setattr(serving, "_settled", False)
+    monkeypatch.setattr(serving.sys, "setswitchinterval", lambda interval: None)  # this process's is left alone
+    worker = serving.ProductionServer.__new__(serving.ProductionServer)
+    worker.settings = Settings.load(environ={})
+
+    assert worker.load() == "the app" and steps == ["app", "collect", "freeze"]
+    hook = gunicorn_options(worker.settings)["post_request"]
+    for served in (1, serving.SETTLE_AFTER_REQUESTS - 1, serving.SETTLE_AFTER_REQUESTS,
+                   serving.SETTLE_AFTER_REQUESTS + 1, 10 * serving.SETTLE_AFTER_REQUESTS):
+        hook(SimpleNamespace(nr=served), None, {}, None)
+    assert steps == ["app", "collect", "freeze", "collect", "freeze"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
