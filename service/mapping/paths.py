@@ -138,12 +138,16 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def clone(value: Json) -> Json:
-    """A copy of JSON data (dicts, lists, scalars): what deepcopy does, without its bookkeeping."""
+    """A copy of JSON data (dicts, lists, scalars): what deepcopy does, without its bookkeeping (a scalar member is
+    kept without a call of its own: most are)."""
     if isinstance(value, dict):
-        return {k: clone(v) for k, v in value.items()}
+        return {k: clone(v) if isinstance(v, _NESTED) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [clone(v) for v in value]
+        return [clone(v) if isinstance(v, _NESTED) else v for v in value]
     return value
+
+
+_NESTED = (dict, list)
 
 
 class PathCompiler:
@@ -213,7 +217,7 @@ class PathCompiler:
     def ordered(self, value: Json, structure: str, current: str | None = None) -> Json:
         """`value` with its properties in the definition's element order, as FHIR JSON is written."""
         if isinstance(value, list):
-            return [self.ordered(v, structure, current) for v in value]
+            return [self.ordered(v, structure, current) if isinstance(v, _NESTED) else v for v in value]
         if not isinstance(value, dict):
             return value
         # the slots of one element's properties, in a dict of their own: this runs for every object of every mapped
@@ -221,20 +225,23 @@ class PathCompiler:
         slots = self._slots.get((structure, current))
         if slots is None:
             slots = self._slots[structure, current] = {}
-        placed = []
+        out, last, in_order = {}, -2, True
         for key, child in value.items():
             slot = slots.get(key)
             if slot is None:
                 slot = slots[key] = self._slot(structure, current or next(iter(self.elements(structure))), key)
             position, inner, sub = slot
-            if isinstance(child, dict | list):
+            if isinstance(child, _NESTED):
                 if inner is not None:
                     child = self.ordered(child, structure, inner)
                 elif sub is not None:
                     child = self.ordered(child, sub)
-            placed.append((position, key, child))
-        placed.sort(key=_first)
-        return {key: child for _, key, child in placed}
+            out[key] = child
+            in_order = in_order and position >= last
+            last = position
+        if in_order:  # most objects are built in element order already: the order the stable sort below keeps
+            return out
+        return dict(sorted(out.items(), key=lambda item: slots[item[0]][0]))
 
     @cache  # noqa: B019
     def _slot(self, structure: str, current: str, key: str) -> tuple[int, str | None, str | None]:
@@ -280,10 +287,6 @@ class PathCompiler:
                     prop = rest[:-3] + match.group(2) if rest.endswith("[x]") else rest
                     template[prop] = copy.deepcopy(value)
         return template or None
-
-
-def _first(placed: tuple[int, str, Json]) -> int:
-    return placed[0]
 
 
 def _segments(text: str) -> list[str]:
