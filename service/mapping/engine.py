@@ -72,6 +72,7 @@ class Mapper:
         self.paths = PathCompiler(defs)
         self.concepts = ConceptIndex(defs)
         self._pointers: dict[tuple[str, str], list[tuple[Role, ElementPath]]] = {}
+        self._paths_of: dict[int, list[tuple[Rule, ElementPath]]] = {}
         self.check()
 
     def check(self) -> None:
@@ -88,6 +89,14 @@ class Mapper:
 
     def path(self, role: Role, rule: Rule) -> ElementPath:
         return self.paths.compile(role.structure, rule.to)
+
+    def _rule_paths(self, role: Role) -> list[tuple[Rule, ElementPath]]:
+        """A role's rules, each with its compiled target path: looked up once per role, not once per rule and record
+        (a session's Bundle runs ~140 rules)."""
+        found = self._paths_of.get(id(role))
+        if found is None:  # keyed by id(): the roles live as long as the specs this mapper holds
+            found = self._paths_of[id(role)] = [(rule, self.path(role, rule)) for rule in role.rules]
+        return found
 
     def found(self, role: Role, rule: Rule, resource: dict[str, Any]) -> Json:
         """The value at a rule's target in a resource: every item's, for a rule over a list (`each`)."""
@@ -114,7 +123,7 @@ class Mapper:
             if each.role.narrative is not None:
                 each.resource["text"] = narrative(each.role.narrative, each.scope, record)
             origin = track.setdefault(each.full_url, Origin(each.role.structure)) if track is not None else None
-            for rule in each.role.rules:
+            for rule, path in self._rule_paths(each.role):
                 if rule.when is not None and not rule.when.holds(each.scope, record):
                     continue
                 try:
@@ -123,13 +132,14 @@ class Mapper:
                     raise MappingError(str(exc), _fields(each, rule)) from None
                 if value is None:
                     continue
-                before = leaves(each.resource) if origin is not None else set()
-                path = self.path(each.role, rule)
+                before = leaves(each.resource) if origin is not None else None
+                if isinstance(value, dict | list):  # a copy: later rules may write into what it holds
+                    value = clone(value)
                 if rule.each:
-                    path.put_each(each.resource, clone(value))
+                    path.put_each(each.resource, value)
                 else:
-                    path.put(each.resource, clone(value))
-                if origin is not None:
+                    path.put(each.resource, value)
+                if origin is not None and before is not None:
                     fields = _fields(each, rule)
                     origin.leaves.extend((leaf, fields) for leaf in sorted(leaves(each.resource) - before))
         entries, seen = [], set()
@@ -170,12 +180,11 @@ class Mapper:
                                "ifNoneExist": "identifier=" + quote(f"{escape(ident['system'])}|"
                                                                     f"{escape(ident['value'])}", safe="")}
                 else:
-                    key = RecordKey(spec.kind, source, external_id, None if role is spec.primary else role.role,
-                                    item)
-                    rid = key.id
-                    resource["id"] = rid
+                    identifier = RecordKey(spec.kind, source, external_id,
+                                           None if role is spec.primary else role.role, item).identifier()
+                    rid = resource["id"] = stable_id(identifier["system"], identifier["value"])  # RecordKey.id
                     request = {"method": "PUT", "url": f"{role.type}/{rid}"}
-                    self.paths.compile(role.structure, "identifier").put(resource, key.identifier())
+                    self.paths.compile(role.structure, "identifier").put(resource, identifier)
                 meta: dict[str, Any] = {}
                 if role.profile:
                     meta["profile"] = [role.profile]
@@ -347,8 +356,10 @@ class _ForwardLinks:
     def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]:
         spec = self.mapper.specs[kind]
         target = spec.role(role) if role else spec.primary
-        key = RecordKey(kind, self.source, external_id, None if target is spec.primary else target.role)
-        return {"reference": f"{target.type}/{key.id}", "identifier": key.identifier()}
+        identifier = RecordKey(kind, self.source, external_id,
+                               None if target is spec.primary else target.role).identifier()
+        return {"reference": f"{target.type}/{stable_id(identifier['system'], identifier['value'])}",
+                "identifier": identifier}
 
     def external_id_of(self, kind: str, role: str | None, reference: dict[str, Any]) -> str | None:
         raise NotImplementedError  # forward never reads references
