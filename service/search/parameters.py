@@ -7,8 +7,10 @@ resource indexes these values; searching compares against them.
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -115,8 +117,9 @@ PARAMS: dict[str, dict[str, Param]] = {
 }
 #: Parameters every type has, answered from the resource table itself.
 COMMON = {"_id": _p("_id", "token", "id"), "_lastUpdated": _p("_lastUpdated", "date", "meta.lastUpdated")}
-#: Not a search parameter: every relative literal reference a resource makes, indexed with the path it is at,
-#: so that a delete can name what still refers to its resource (facade/references.py), as HAPI's links do.
+#: Not a search parameter: a relative literal reference at a path no reference parameter of its type reads, indexed
+#: with that path (IndexValue.path), so that a delete can name what still refers to its resource (facade/references.py),
+#: as HAPI's links do. A reference a parameter reads is that parameter's row, its path beside it (migration 0014).
 LINK = "_link"
 #: Result parameters the facade honours.
 RESULT = ("_count", "_offset", "_sort", "_include", "_revinclude", "_format", "_pretty", "_summary", "_total",
@@ -156,10 +159,22 @@ class IndexValue:
     value: str | None = None
     low: datetime | None = None
     high: datetime | None = None
+    #: a relative literal reference's path (`Observation.performer[0].actor`): what refers to a resource (links)
+    path: str | None = None
 
 
 def index(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:
-    """The values `resource` is found by, for every parameter of its type; `references`: see links."""
+    """The values `resource` is found by (searched) and its links (`references`: see links), one row for a
+    reference that is both: the parameter's row carries the path of the link it is (merged)."""
+    values = searched(resource)
+    # A Provenance's references are its `target` rows already, and what refers to a resource leaves Provenance out
+    # (Unit.referrers: it records history, which outlives a delete): its link rows were a second copy nobody read.
+    resource_type = str(resource.get("resourceType", ""))
+    return values if resource_type == "Provenance" else merged(resource_type, values, links(resource, references))
+
+
+def searched(resource: dict[str, Any]) -> list[IndexValue]:
+    """The values `resource` is found by, for every parameter of its type."""
     out: list[IndexValue] = []
     for param in PARAMS.get(resource.get("resourceType", ""), {}).values():
         if param.rows:
@@ -167,14 +182,12 @@ def index(resource: dict[str, Any], references: list[tuple[str, str]] | None = N
         for path in param.paths:
             for value in values_at(resource, path):
                 out.extend(_index_one(param, value))
-    # A Provenance's references are its `target` rows already, and what refers to a resource leaves Provenance out
-    # (Unit.referrers: it records history, which outlives a delete): its link rows were a second copy nobody read.
-    return out if resource.get("resourceType") == "Provenance" else out + links(resource, references)
+    return out
 
 
 def links(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:
-    """The resource's relative literal references (`Type/id`, version dropped) with their paths; absolute URLs
-    point at other servers and contained resources' references are theirs. `references`: what
+    """The resource's relative literal references (`Type/id`, version dropped) with their paths, as LINK rows;
+    absolute URLs point at other servers and contained resources' references are theirs. `references`: what
     `fhirjson.references(resource, resourceType, contained=False)` yields, when the caller has it already."""
     out = []
     if references is None:
@@ -182,8 +195,61 @@ def links(resource: dict[str, Any], references: list[tuple[str, str]] | None = N
     for path, ref in references:
         key = fhirjson.reference_key(ref) if ":" not in ref else None
         if key is not None:
-            out.append(IndexValue(LINK, system=path.removesuffix(".reference")[:500], value="/".join(key)[:500]))
+            out.append(IndexValue(LINK, value="/".join(key)[:500], path=path.removesuffix(".reference")[:500]))
     return out
+
+
+def merged(resource_type: str, values: list[IndexValue], found: list[IndexValue]) -> list[IndexValue]:
+    """`values` and the LINK rows `found`, a link at a path a reference parameter reads given to that parameter's row
+    of the same value (a clinic record held ~22 of its ~98 rows twice): the values other than references, then one
+    row per link in document order (what Unit.referrers orders by), then the references no link is (absolute URLs).
+    Every value and every link is a row still: `unmerged` gives back both row sets."""
+    at = REFERENCE_PATHS.get(resource_type, {})
+    readers = set(at.values())
+    plain = [v for v in values if v.param not in readers]
+    waiting = Counter((v.param, v.value) for v in values if v.param in readers)
+    out = plain
+    for link in found:
+        name = at.get(dotted(link.path or ""), LINK)
+        if name != LINK and waiting[name, link.value] > 0:
+            waiting[name, link.value] -= 1
+        else:
+            name = LINK
+        out.append(IndexValue(name, value=link.value, path=link.path))
+    out.extend(IndexValue(name, value=value) for (name, value), left in waiting.items() for _ in range(left))
+    return out
+
+
+def unmerged(values: list[IndexValue]) -> list[IndexValue]:
+    """The rows `merged` made as two sets again: each parameter's values (no path), then the links (LINK, path)."""
+    return ([replace(v, path=None) for v in values if v.param != LINK]
+            + [IndexValue(LINK, value=v.value, path=v.path) for v in values if v.path is not None])
+
+
+def dotted(path: str) -> str:
+    """A reference's path as a parameter names it: `Procedure.performer[0].actor` -> `performer.actor`."""
+    return _POSITIONS.sub("", path.partition(".")[2])
+
+
+_POSITIONS = re.compile(r"\[\d+\]")
+
+
+def _reference_paths() -> dict[str, dict[str, str]]:
+    """By type, the paths its reference parameters read, each to the one parameter that reads it (a path two read,
+    as Provenance's `target` and `patient` do, is neither's)."""
+    out: dict[str, dict[str, str]] = {}
+    for resource_type, params in PARAMS.items():
+        readers: dict[str, list[str]] = {}
+        for param in params.values():
+            if param.kind == "reference" and not param.rows:
+                for path in param.paths:
+                    readers.setdefault(path, []).append(param.name)
+        out[resource_type] = {path: names[0] for path, names in readers.items() if len(names) == 1}
+    return out
+
+
+#: by type, each path a reference parameter reads, to that parameter (merged)
+REFERENCE_PATHS = _reference_paths()
 
 
 def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:

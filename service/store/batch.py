@@ -76,12 +76,12 @@ SET_RESOURCE = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk")).va
 ADD_VERSIONS = insert(VERSIONS).values(content=bindparam("content", type_=Serialised()))
 DROP_INDEX = delete(INDEX).where(INDEX.c.resource_pk == bindparam("the_pk"))
 #: the index rows' columns, in the order of the tuples held (the resource's key first)
-INDEX_COLUMNS = ("resource_pk", "resource_type", "param", "system", "value", "low", "high")
+INDEX_COLUMNS = ("resource_pk", "resource_type", "param", "system", "value", "low", "high", "path")
 #: the key of a resource row not sent yet (keys start at 1)
 UNSENT = 0
 
 Row = dict[str, Any]
-#: an index row without its resource's key: (resource_type, param, system, value, low, high)
+#: an index row without its resource's key: (resource_type, param, system, value, low, high, path)
 Indexed = tuple[Any, ...]
 
 
@@ -110,7 +110,8 @@ class Batch:
         version = {"resource_pk": pk, "resource_type": resource_type, "id": resource_id, "method": method,
                    **{k: values[k] for k in ("version", "deleted", "last_updated", "content")}}
         self.versions.append(version)
-        self.index.append((version, [(resource_type, v.param, v.system, v.value, v.low, v.high) for v in indexed]))
+        self.index.append((version, [(resource_type, v.param, v.system, v.value, v.low, v.high, v.path)
+                                     for v in indexed]))
         if pk == UNSENT:
             self.keys[key] = {"resource_type": resource_type, "id": resource_id, **values}
             self.created.append((self.keys[key], version))
@@ -163,8 +164,8 @@ def add_index(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
     dialect = connection.dialect
     time = INDEX.c.low.type.dialect_impl(dialect).bind_processor(dialect)
     if time is not None:
-        rows = [(*row[:5], row[5] if row[5] is None else time(row[5]), row[6] if row[6] is None else time(row[6]))
-                for row in rows]
+        rows = [(*row[:5], row[5] if row[5] is None else time(row[5]), row[6] if row[6] is None else time(row[6]),
+                 *row[7:]) for row in rows]
     connection.exec_driver_sql(ADD_INDEX_SQL["?" if dialect.paramstyle == "qmark" else "%s"], rows)
 
 

@@ -8,8 +8,6 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from service.search.parameters import LINK
-
 
 class Base(DeclarativeBase):
     pass
@@ -98,25 +96,27 @@ class ResourceVersionRow(Base):
     content: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
-#: the rows the search index's partial indexes hold (SQL): reference links (search/parameters.LINK), and date ranges
-LINK_ROWS = f"param = '{LINK}'"
+#: the rows the search index's partial indexes hold (SQL): relative references with their paths (a reference
+#: parameter's row or a LINK row: search/parameters.merged), and date ranges
+LINK_ROWS = "path IS NOT NULL"
 DATE_ROWS = "low IS NOT NULL"
 
 
 class SearchIndexRow(Base):
-    """One searchable value of a current resource: a token, a date range or a reference."""
+    """One searchable value of a current resource: a token, a date range or a reference; a relative reference's row
+    (a reference parameter's, else a LINK row) also says where the resource refers (`path`), for Unit.referrers."""
 
     __tablename__ = "fhir_search_index"
     __table_args__ = (
         # the keys a value finds, without reading the index's rows (a search's IN list; 0011)
         Index("ix_fhir_search_keys", "resource_type", "param", "value", "resource_pk"),
-        # partial (0012): a date search reads date rows, a referrer lookup link rows, and every other row cost each
-        # index an entry nobody read (a clinic record's ~128 rows: ~10 dates, ~30 links)
+        # partial (0012, 0014): a date search reads date rows, a referrer lookup the rows with a path, and every other
+        # row cost each index an entry nobody read (a clinic record's ~76 rows: ~9 dates, ~29 paths)
         Index("ix_fhir_search_dates", "resource_type", "param", "low", "high", sqlite_where=text(DATE_ROWS),
               postgresql_where=text(DATE_ROWS)),
         Index("ix_fhir_search_resource", "resource_pk"),
         # who refers to Type/id, whatever its type: a query must say LINK_ROWS as written for the index to serve it
-        Index("ix_fhir_search_links", "param", "value", sqlite_where=text(LINK_ROWS), postgresql_where=text(LINK_ROWS)),
+        Index("ix_fhir_search_links", "value", sqlite_where=text(LINK_ROWS), postgresql_where=text(LINK_ROWS)),
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -127,6 +127,8 @@ class SearchIndexRow(Base):
     value: Mapped[str | None] = mapped_column(String(500), nullable=True)
     low: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
     high: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    #: a relative reference's path (`Observation.performer[0].actor`), None for every other row
+    path: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class ConditionalClaimRow(Base):

@@ -54,11 +54,11 @@ BATCH_SQL = f"""WITH made AS (
   LEFT JOIN made ON made.resource_type = v.resource_type AND made.id = v.id
   ORDER BY v.n
 ), indexed AS (
-  INSERT INTO {X} (resource_pk, resource_type, param, system, value, low, high)
-  SELECT coalesce(made.pk, x.resource_pk), x.resource_type, x.param, x.system, x.value, x.low, x.high
+  INSERT INTO {X} (resource_pk, resource_type, param, system, value, low, high, path)
+  SELECT coalesce(made.pk, x.resource_pk), x.resource_type, x.param, x.system, x.value, x.low, x.high, x.path
   FROM unnest(%s::integer[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],
-              %s::timestamp[], %s::timestamp[]) WITH ORDINALITY
-       AS x(resource_pk, id, resource_type, param, system, value, low, high, n)
+              %s::timestamp[], %s::timestamp[], %s::varchar[]) WITH ORDINALITY
+       AS x(resource_pk, id, resource_type, param, system, value, low, high, path, n)
   LEFT JOIN made ON made.resource_type = x.resource_type AND made.id = x.id
   ORDER BY x.n
 )
@@ -83,7 +83,7 @@ def send_batch(connection: Connection, created: list[tuple[Row, Row]], changed: 
     params += [[_json(name, row[name]) for row in changed] for name in ROW]
     params += [[row["the_pk"] for row in dropped]]
     params += [[row[name] for row in versions] for name in VERSION]
-    params += [list(column) for column in zip(*index, strict=True)] if index else [[] for _ in range(8)]
+    params += [list(column) for column in zip(*index, strict=True)] if index else [[] for _ in range(9)]
     made = {(t, i): pk for pk, t, i in driver.rows(connection, BATCH_SQL, params)}
     for row, version in created:
         version["resource_pk"] = made[row["resource_type"], row["id"]]

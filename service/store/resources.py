@@ -401,10 +401,11 @@ class Unit:
 
     def referrers(self, keys: list[str], limit: int = 20) -> list[tuple[str, str, str]]:
         """(referrer `Type/id`, the path it refers at, the `Type/id` referred to) of current resources that refer
-        to any of `keys` (parameters.links), Provenance left out: it records history, which outlives a delete."""
+        to any of `keys` (parameters.links: the index rows with a path), Provenance left out: it records history, which
+        outlives a delete."""
         self._send()
         rows = self.session.execute(
-            select(ResourceRow.resource_type, ResourceRow.id, SearchIndexRow.system, SearchIndexRow.value)
+            select(ResourceRow.resource_type, ResourceRow.id, SearchIndexRow.path, SearchIndexRow.value)
             .join(ResourceRow, ResourceRow.pk == SearchIndexRow.resource_pk)
             .where(text(LINK_ROWS), SearchIndexRow.value.in_(keys), ResourceRow.deleted.is_(False),
                    ResourceRow.resource_type != "Provenance")

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from service.app.runtime import Runtime
 from service.errors import BadRequest
 from service.search.query import parse
-from service.store.migrate import upgrade
+from service.store.migrate import downgrade, upgrade
 from service.store.resources import Unit
 
 pytestmark = pytest.mark.both_backends
@@ -80,14 +80,17 @@ def test_patient_naming_another_type_is_refused(items: list[tuple[str, str]]) ->
 def test_0013_drops_the_patient_rows_a_database_held(runtime: Runtime) -> None:
     with runtime.resources.unit(write=True) as unit:
         unit.write("Observation", "o1", _observation("Patient/p1", "a"), [], "PUT")
-    with runtime.engine.begin() as conn:  # as 0012 left them: a patient row beside each subject row, a DetectedIssue's
-        conn.execute(text("DELETE FROM alembic_version"))
-        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0012')"))
-        pk = conn.execute(text("SELECT pk FROM fhir_resources WHERE id = 'o1'")).scalar()
-        for resource_type in ("Observation", "DetectedIssue"):
+    downgrade(runtime.engine, "0012")  # as 0012 left them: a patient row beside each subject row, a DetectedIssue's
+    try:
+        with runtime.engine.begin() as conn:
+            pk = conn.execute(text("SELECT pk FROM fhir_resources WHERE id = 'o1'")).scalar()
             conn.execute(text("INSERT INTO fhir_search_index (resource_pk, resource_type, param, value) "
-                              "VALUES (:pk, :t, 'patient', 'Patient/p1')"), {"pk": pk, "t": resource_type})
-    upgrade(runtime.engine)
+                              "VALUES (:pk, 'DetectedIssue', 'patient', 'Patient/p1')"), {"pk": pk})
+            observation = conn.execute(text("SELECT count(*) FROM fhir_search_index WHERE param = 'patient' "
+                                            "AND resource_type = 'Observation'")).scalar()
+            assert observation == 1  # 0013's downgrade wrote it back
+    finally:
+        upgrade(runtime.engine)  # a PostgreSQL database is the session's: it stays at the head
     with runtime.engine.connect() as conn:
         left = conn.execute(text("SELECT resource_type FROM fhir_search_index WHERE param = 'patient'")).scalars()
         assert list(left) == ["DetectedIssue"]

@@ -24,7 +24,7 @@ TABLES = {"fhir_resources": "pk, resource_type, id, version, deleted, last_updat
                             "CAST(warnings AS TEXT), record_id",
           "fhir_resource_versions": "pk, resource_pk, resource_type, id, version, method, deleted, last_updated, "
                                     "CAST(content AS TEXT)",
-          "fhir_search_index": "pk, resource_pk, resource_type, param, system, value, low, high"}
+          "fhir_search_index": "pk, resource_pk, resource_type, param, system, value, low, high, path"}
 
 
 def observation(at: str, name: str = "Hé rate") -> dict[str, Any]:

@@ -22,7 +22,8 @@ search_index = sa.table("fhir_search_index", sa.column("resource_pk", sa.Integer
 
 
 def upgrade() -> None:
-    from service.search.parameters import index  # the rule every later write indexes by
+    # the rule every later write indexes by, as the two row sets 0008 wrote (0014 makes them one)
+    from service.search.parameters import LINK, index, unmerged
 
     op.create_index("ix_fhir_search_links", "fhir_search_index", ["param", "value"])
     conn = op.get_bind()
@@ -30,10 +31,11 @@ def upgrade() -> None:
                         .where(resources.c.deleted.is_(False))).fetchall()
     for pk, resource_type, content in rows:
         conn.execute(search_index.delete().where(search_index.c.resource_pk == pk))
-        values = index(content or {})
+        values = unmerged(index(content or {}))
         if values:
             conn.execute(search_index.insert(), [
-                {"resource_pk": pk, "resource_type": resource_type, "param": v.param, "system": v.system,
+                {"resource_pk": pk, "resource_type": resource_type, "param": v.param,
+                 "system": v.path if v.param == LINK else v.system,
                  "value": v.value, "low": v.low, "high": v.high} for v in values])
 
 
