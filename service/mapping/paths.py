@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -39,11 +39,16 @@ class Step:
 class ElementPath:
     text: str
     steps: tuple[Step, ...]
+    #: the steps down to the last one's parent: put() runs ~200 times a record
+    _head: tuple[Step, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_head", self.steps[:-1])
 
     def put(self, resource: dict[str, Any], value: Json) -> None:
         """Set the element to `value`; at a repeating last step, append (a list extends)."""
         node = resource
-        for step in self.steps[:-1]:
+        for step in self._head:
             node = _descend(node, step)
         last = self.steps[-1]
         if not last.array:
