@@ -3,7 +3,9 @@
 other SQLite writer waits for the unit (store/group.py)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
@@ -20,9 +22,10 @@ def placeholder(connection: Connection) -> str | None:
 
 def rows(connection: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """`sql` (with the driver's placeholders) run on the driver's cursor of `connection`, in its transaction."""
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    raw = connection.connection.driver_connection
+    cursor = raw.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(sql, tuple(params))
+        sent(raw, lambda: cursor.execute(sql, tuple(params)))
         return list(cursor.fetchall())
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
         raise _wrapped(connection, sql, params, exc) from exc
@@ -108,3 +111,43 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
 
 #: rows a multi-row INSERT takes at most (SQLite's limit of bound values is 32,766)
 ROWS_A_STATEMENT = 500
+
+
+#: PostgreSQL connections (psycopg's, in autocommit mode) whose write transaction is open but not begun on the
+#: server: its BEGIN goes with its first statement, in one round trip (psycopg, out of autocommit, sends BEGIN alone
+#: and waits for its answer; in its pipeline mode too). See store/engine.py, _session.
+_UNBEGUN: weakref.WeakSet[Any] = weakref.WeakSet()
+#: what psycopg sends to begin a transaction at the pool's isolation level (the engines keep its default)
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+
+
+@contextmanager
+def begin_with_first(raw: Any) -> Iterator[None]:
+    """Inside, the transaction of `raw` (a psycopg connection in autocommit mode) begins with its first statement
+    sent through `sent` (every statement SQLAlchemy executes, and `rows`): no statement can run outside it. A block
+    that sent none leaves nothing open."""
+    _UNBEGUN.add(raw)
+    try:
+        yield
+    finally:
+        _UNBEGUN.discard(raw)
+
+
+def statements_sent(dialect: Dialect) -> None:
+    """Every statement `dialect` executes (do_execute, do_executemany) goes through `sent`."""
+    for method in ("do_execute", "do_executemany"):
+        execute = getattr(dialect, method)
+        setattr(dialect, method, lambda cursor, *args, run=execute: sent(cursor.connection, lambda: run(cursor, *args)))
+
+
+def sent(raw: Any, run: Callable[[], Any]) -> None:
+    """`run()` (a statement's execution on a cursor of `raw`), after BEGIN if the transaction of `raw` is still to
+    begin (begin_with_first): both in psycopg's pipeline, one round trip, whose end makes the results readable.
+    An error of either is raised at the pipeline's end; the transaction is then aborted, as it would be."""
+    if raw not in _UNBEGUN:
+        run()
+        return
+    _UNBEGUN.discard(raw)
+    with raw.pipeline():
+        raw.execute(BEGIN)
+        run()

@@ -121,8 +121,9 @@ def test_a_read_while_a_write_is_open_sees_what_was_committed_before_it(
 
 def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: FlaskClient, tmp_path: Path,
                                                             patient_and_observation: tuple[str, str, str]) -> None:
-    """The key check before a write is one statement alone; the write is one transaction (BEGIN ... COMMIT), which
-    sends the resource's row, its version and its index rows in one statement (store/postgres.py), not three."""
+    """The key check before a write is one statement alone; the write is one transaction, its BEGIN sent with its
+    first statement (store/driver.begin_with_first), its rows, version and index rows in one statement
+    (store/postgres.py), not three."""
     key, pid, _ = patient_and_observation
     body = {"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
             "subject": {"reference": f"Patient/{pid}"}}
@@ -133,9 +134,10 @@ def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: 
         assert client.post("/fhir/Observation", json=body, headers=auth(key)).status_code == 201
         messages = sent.messages()
     queries = [rest.strip().strip('"').split()[0].upper() for kind, rest in messages if kind == "Query"]
-    assert queries == ["BEGIN", "COMMIT"], messages
-    first_begin = next(i for i, (kind, rest) in enumerate(messages) if kind == "Query")
-    assert sum(kind == "Sync" for kind, _ in messages[:first_begin]) == 1  # the key's state, alone
-    # the key's state; BEGIN; the subject's row; the rows written; the audit event; COMMIT
-    assert sum(kind == "Sync" for kind, _ in messages) + len(queries) == 6, messages
-
+    assert queries == ["COMMIT"], messages
+    syncs = [i for i, (kind, _) in enumerate(messages) if kind == "Sync"]
+    assert not any("BEGIN" in rest for _, rest in messages[:syncs[0]])  # the key's state, alone
+    second = messages[syncs[0]:syncs[1]]  # BEGIN (prepared by now: its name only) and the subject's row
+    assert sum(kind == "Bind" for kind, _ in second) == 2, second
+    # the key's state; BEGIN with the subject's row; the rows written; the audit event; COMMIT
+    assert len(syncs) + len(queries) == 5, messages
