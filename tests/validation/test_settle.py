@@ -38,8 +38,12 @@ def test_settle_freezes_the_warmed_validator_so_collections_do_not_walk_it() -> 
 
 
 def test_the_production_server_settles_the_validator_before_gunicorn_forks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mapping specs are loaded in the arbiter too, before settle's freeze, instead of by the first creates and
+    updates of each worker (every thread that came before they were loaded parsed their YAML)."""
     steps: list[str] = []
+    monkeypatch.setattr("service.mapping.default_mapper", lambda: steps.append("mapper"))
+    monkeypatch.setattr("service.mapping.main_profiles", lambda: steps.append("main profiles"))
     monkeypatch.setattr("service.validation.settle", lambda: steps.append("settle"))
     monkeypatch.setattr(serving.ProductionServer, "run", lambda self: steps.append("gunicorn"))
     serving.serve(Settings.load(environ={}))
-    assert steps == ["settle", "gunicorn"]
+    assert steps == ["mapper", "main profiles", "settle", "gunicorn"]
