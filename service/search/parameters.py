@@ -8,10 +8,10 @@ resource indexes these values; searching compares against them.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from service import fhirjson
@@ -165,67 +165,75 @@ class IndexValue:
 
 def index(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:
     """The values `resource` is found by (searched) and its links (`references`: see links), one row for a
-    reference that is both: the parameter's row carries the path of the link it is (merged)."""
-    values = searched(resource)
+    reference that is both (a clinic record held ~22 of its ~98 rows twice): the values other than references, then
+    one row per link in document order (what Unit.referrers orders by), a link at a path a reference parameter reads
+    being that parameter's row of the same value, then the references no link is (absolute URLs). Every value and
+    every link is a row still: `unmerged` gives back both row sets."""
+    resource_type = str(resource.get("resourceType", ""))
     # A Provenance's references are its `target` rows already, and what refers to a resource leaves Provenance out
     # (Unit.referrers: it records history, which outlives a delete): its link rows were a second copy nobody read.
-    resource_type = str(resource.get("resourceType", ""))
-    return values if resource_type == "Provenance" else merged(resource_type, values, links(resource, references))
+    if resource_type == "Provenance":
+        return searched(resource)
+    at = REFERENCE_PATHS.get(resource_type, {})
+    out, waiting = _values(resource, READERS.get(resource_type, frozenset()))
+    for path, value in _links(resource, references):
+        name = at.get(dotted(path))
+        if name is not None and waiting.get((name, value)):
+            waiting[name, value] -= 1
+        else:
+            name = LINK
+        out.append(IndexValue(name, value=value, path=path))
+    out.extend(IndexValue(name, value=value) for (name, value), left in waiting.items() for _ in range(left))
+    return out
 
 
 def searched(resource: dict[str, Any]) -> list[IndexValue]:
     """The values `resource` is found by, for every parameter of its type."""
+    return _values(resource, frozenset())[0]
+
+
+def _values(resource: dict[str, Any], counted: frozenset[str]) -> tuple[list[IndexValue], dict[tuple[str, str], int]]:
+    """searched(), but the references of the parameters named in `counted` counted by (parameter, value) instead."""
     out: list[IndexValue] = []
+    waiting: dict[tuple[str, str], int] = {}
     for param in PARAMS.get(resource.get("resourceType", ""), {}).values():
         if param.rows:
             continue  # answered from another parameter's rows
         for path in param.paths:
             for value in values_at(resource, path):
-                out.extend(_index_one(param, value))
-    return out
+                if param.name not in counted:
+                    out.extend(_index_one(param, value))
+                    continue
+                target = reference_key(value)  # as _index_one's reference row (no reader is only_targets)
+                if target:
+                    waiting[param.name, target] = waiting.get((param.name, target), 0) + 1
+    return out, waiting
 
 
 def links(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:
     """The resource's relative literal references (`Type/id`, version dropped) with their paths, as LINK rows;
     absolute URLs point at other servers and contained resources' references are theirs. `references`: what
     `fhirjson.references(resource, resourceType, contained=False)` yields, when the caller has it already."""
-    out = []
+    return [IndexValue(LINK, value=value, path=path) for path, value in _links(resource, references)]
+
+
+def _links(resource: dict[str, Any], references: list[tuple[str, str]] | None) -> Iterator[tuple[str, str]]:
+    """(path, `Type/id`) of each link (links)."""
     if references is None:
         references = list(fhirjson.references(resource, str(resource.get("resourceType", "")), contained=False))
     for path, ref in references:
         key = fhirjson.reference_key(ref) if ":" not in ref else None
         if key is not None:
-            out.append(IndexValue(LINK, value="/".join(key)[:500], path=path.removesuffix(".reference")[:500]))
-    return out
-
-
-def merged(resource_type: str, values: list[IndexValue], found: list[IndexValue]) -> list[IndexValue]:
-    """`values` and the LINK rows `found`, a link at a path a reference parameter reads given to that parameter's row
-    of the same value (a clinic record held ~22 of its ~98 rows twice): the values other than references, then one
-    row per link in document order (what Unit.referrers orders by), then the references no link is (absolute URLs).
-    Every value and every link is a row still: `unmerged` gives back both row sets."""
-    at = REFERENCE_PATHS.get(resource_type, {})
-    readers = set(at.values())
-    plain = [v for v in values if v.param not in readers]
-    waiting = Counter((v.param, v.value) for v in values if v.param in readers)
-    out = plain
-    for link in found:
-        name = at.get(dotted(link.path or ""), LINK)
-        if name != LINK and waiting[name, link.value] > 0:
-            waiting[name, link.value] -= 1
-        else:
-            name = LINK
-        out.append(IndexValue(name, value=link.value, path=link.path))
-    out.extend(IndexValue(name, value=value) for (name, value), left in waiting.items() for _ in range(left))
-    return out
+            yield path.removesuffix(".reference")[:500], "/".join(key)[:500]
 
 
 def unmerged(values: list[IndexValue]) -> list[IndexValue]:
-    """The rows `merged` made as two sets again: each parameter's values (no path), then the links (LINK, path)."""
+    """The rows `index` made as two sets again: each parameter's values (no path), then the links (LINK, path)."""
     return ([replace(v, path=None) for v in values if v.param != LINK]
             + [IndexValue(LINK, value=v.value, path=v.path) for v in values if v.path is not None])
 
 
+@lru_cache(maxsize=4096)
 def dotted(path: str) -> str:
     """A reference's path as a parameter names it: `Procedure.performer[0].actor` -> `performer.actor`."""
     return _POSITIONS.sub("", path.partition(".")[2])
@@ -236,20 +244,22 @@ _POSITIONS = re.compile(r"\[\d+\]")
 
 def _reference_paths() -> dict[str, dict[str, str]]:
     """By type, the paths its reference parameters read, each to the one parameter that reads it (a path two read,
-    as Provenance's `target` and `patient` do, is neither's)."""
+    as Provenance's `target` and `patient` do, is neither's; nor is a parameter's that reads some references only)."""
     out: dict[str, dict[str, str]] = {}
     for resource_type, params in PARAMS.items():
         readers: dict[str, list[str]] = {}
         for param in params.values():
-            if param.kind == "reference" and not param.rows:
+            if param.kind == "reference" and not param.rows and not param.only_targets:
                 for path in param.paths:
                     readers.setdefault(path, []).append(param.name)
         out[resource_type] = {path: names[0] for path, names in readers.items() if len(names) == 1}
     return out
 
 
-#: by type, each path a reference parameter reads, to that parameter (merged)
+#: by type, each path a reference parameter reads, to that parameter (index)
 REFERENCE_PATHS = _reference_paths()
+#: by type, the parameters of REFERENCE_PATHS
+READERS = {resource_type: frozenset(paths.values()) for resource_type, paths in REFERENCE_PATHS.items()}
 
 
 def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:

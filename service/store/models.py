@@ -97,7 +97,7 @@ class ResourceVersionRow(Base):
 
 
 #: the rows the search index's partial indexes hold (SQL): relative references with their paths (a reference
-#: parameter's row or a LINK row: search/parameters.merged), and date ranges
+#: parameter's row or a LINK row: search/parameters.index), and date ranges
 LINK_ROWS = "path IS NOT NULL"
 DATE_ROWS = "low IS NOT NULL"
 

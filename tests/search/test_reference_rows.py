@@ -1,4 +1,4 @@
-"""A relative reference a search parameter reads is one index row (search/parameters.merged, migration 0014): that
+"""A relative reference a search parameter reads is one index row (search/parameters.index, migration 0014): that
 parameter's row, carrying the reference's path, is also the link a delete's referrer check reads. No row set is lost:
 every search, chain, `_has`, `_revinclude` and referrer lookup answers as with the two row sets, on rows written now
 and on rows 0013 held, migrated."""

@@ -2,7 +2,7 @@
 referrer check reads) and its parameter's row held the same value (a clinic record: ~22 of ~98 rows). The rows gain
 `path`, the reference's path, set on every relative reference's row; a link a parameter's row of the same resource and
 value reads becomes that row (the `_link` row keeps its key and takes the parameter's name, the parameter's own row
-goes), and the other `_link` rows keep their param. Referrers are the rows with a path (search/parameters.merged).
+goes), and the other `_link` rows keep their param. Referrers are the rows with a path (search/parameters.index).
 
 Revision ID: 0014
 Revises: 0013
