@@ -9,7 +9,7 @@ from service.validation import ids
 from service.validation.bindings import codings_of, remember
 from service.validation.coded import FREEZE, coded_key
 from service.validation.invariants import NATIVE, bundle_path
-from service.validation.layouts import IDENTITIES, Layout, Name, remember_clean
+from service.validation.layouts import Layout, Name, identity, remember_clean
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef
 from service.validation.primitives import Primitive
 from service.validation.units import valid_ucum
@@ -50,17 +50,10 @@ def compile_walk(validator: Validator, children: list[ElementPlan]) -> Walk:
     extensions), two types of one choice element, or a run reporting absent mustSupport elements. In the common
     case each element present is checked by code written for it: a single value, an array of them, its type's
     object walked and that type's rules called, without looking any of it up again."""
-    names, always, single = validator._layouts.get(id(children)) or validator._layout(children)
-    env: dict[str, Any] = {"NO": _NO, "CH": children, "ids_element": ids.element, "remember_clean": remember_clean,
-                           "valid_ucum": valid_ucum, "UCUM": UCUM, "WALKS": validator._walkers,
-                           "codings_of": codings_of}
-    plain = {key: hit[0] for key, hit in names.items() if not children[hit[0]].choice}
+    names, always, single, env, lines = _start(validator, children)
     choice = {key: hit[0] for key, hit in names.items() if children[hit[0]].choice}
-    env["PLAIN"], env["CHOICE"] = plain.get, choice.get
-    lines = ["def walk(self, obj, expr, run, resource):",
-             "    if run.must_support:",
-             "        return self._object_generic(obj, CH, expr, run, resource)",
-             f"    s = [NO] * {len(children)}",
+    env["CHOICE"] = choice.get
+    lines += [f"    s = [NO] * {len(children)}",
              "    for key, value in obj.items():",
              "        p = PLAIN(key)",
              "        if p is not None:",
@@ -77,12 +70,7 @@ def compile_walk(validator: Validator, children: list[ElementPlan]) -> Walk:
               "    ident = obj.get('id')",
               "    if ident.__class__ is str and not resource:",
               "        ids_element(obj, ident, expr, run)"]
-    by_position: dict[int, list[tuple[str, Name]]] = {}
-    for key, hit in names.items():
-        by_position.setdefault(hit[0], []).append((key, hit))
-    for i, child in enumerate(children):
-        env[f"K{i}"] = child
-        keys = by_position.get(i)
+    for i, child, keys in _positions(children, names, env):
         if not keys:
             if i in always:
                 lines += [f"    self._element(K{i}, [], 0, expr, run)"]
@@ -94,10 +82,78 @@ def compile_walk(validator: Validator, children: list[ElementPlan]) -> Walk:
             lines += _plain(validator, i, child, keys[0], i in single, env)
         if i in always:
             lines += ["    else:", f"        self._element(K{i}, [], 0, expr, run)"]
+    return _compiled(lines, env, children)
+
+
+def _start(validator: Validator, children: list[ElementPlan]) \
+        -> tuple[dict[str, Name], frozenset[int], frozenset[int], dict[str, Any], list[str]]:
+    """The layout of `children`, the names the generated code is given, and its first lines."""
+    names, always, single = validator._layouts.get(id(children)) or validator._layout(children)
+    env: dict[str, Any] = {"NO": _NO, "CH": children, "ids_element": ids.element, "remember_clean": remember_clean,
+                           "valid_ucum": valid_ucum, "UCUM": UCUM, "WALKS": validator._walkers,
+                           "codings_of": codings_of}
+    env["PLAIN"] = {key: hit[0] for key, hit in names.items() if not children[hit[0]].choice}.get
+    lines = ["def walk(self, obj, expr, run, resource):",
+             "    if run.must_support:",
+             "        return self._object_generic(obj, CH, expr, run, resource)"]
+    return names, always, single, env, lines
+
+
+def _positions(children: list[ElementPlan], names: dict[str, Name],
+               env: dict[str, Any]) -> list[tuple[int, ElementPlan, list[tuple[str, Name]]]]:
+    """(position, element, its JSON names) of each element, each element bound as K<position>."""
+    by_position: dict[int, list[tuple[str, Name]]] = {}
+    for key, hit in names.items():
+        by_position.setdefault(hit[0], []).append((key, hit))
+    for i, child in enumerate(children):
+        env[f"K{i}"] = child
+    return [(i, child, by_position.get(i, [])) for i, child in enumerate(children)]
+
+
+def _compiled(lines: list[str], env: dict[str, Any], children: list[ElementPlan]) -> Walk:
     namespace: dict[str, Any] = {}
     exec(compile("\n".join(lines), f"<walk {children[0].path if children else '-'}>", "exec"), env, namespace)  # noqa: S102 - our own generated code
     walk: Walk = namespace["walk"]
     return walk
+
+
+def compile_shaped(validator: Validator, children: list[ElementPlan], shape: tuple[str, ...]) -> Walk | None:
+    """compile_walk's walk for objects with exactly the keys `shape`, each the name of an element that is no choice
+    (None when they are not): its lines for each element present, in definition order, without sorting the keys
+    into slots or testing for the absent elements (the required ones are reported absent, as there)."""
+    names, always, single, env, lines = _start(validator, children)
+    if not all(env["PLAIN"](key) is not None for key in shape):
+        return None
+    if "id" in shape:
+        lines += ["    ident = obj['id']",
+                  "    if ident.__class__ is str and not resource:",
+                  "        ids_element(obj, ident, expr, run)"]
+    for i, child, keys in _positions(children, names, env):
+        if keys and keys[0][0] in shape:
+            env[f"J{i}"] = keys[0][0]
+            body = _plain(validator, i, child, keys[0], i in single, env)
+            lines += [f"    v = obj[J{i}]", *(line[4:] for line in body)]
+        elif i in always:
+            lines += [f"    self._element(K{i}, [], 0, expr, run)"]
+    return _compiled(lines, env, children)
+
+
+#: Element lists walked once per entry of a large document (a Bundle's entries), whose objects come in few shapes:
+#: each shape met gets a walk of its own (shaped_walk), up to SHAPES_KEPT of them per list
+SHAPED = frozenset({"Bundle.entry"})
+SHAPES_KEPT = 32
+
+
+def shaped_walk(validator: Any, children: list[ElementPlan], walks: dict[tuple[str, ...], Walk], obj: dict[str, Any]) \
+        -> Walk:
+    """The walk of `obj` against `children`, an element list of SHAPED, by the keys it has: kept in `walks` by its
+    keys (a walk of its own when compile_shaped can write one, else the general one), until SHAPES_KEPT are."""
+    general: Walk = validator._walkers.get(id(children)) or validator._walker(children)
+    if len(walks) >= SHAPES_KEPT:
+        return general
+    key = tuple(obj)
+    found = walks[key] = compile_shaped(validator, children, key) or general
+    return found
 
 
 def _choice(i: int, keys: list[tuple[str, Name]], single: bool, env: dict[str, Any]) -> list[str]:
@@ -134,13 +190,13 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
                     "                if len(run.findings) == mark and not run.policy.tx_server:",
                     f"                    remember_clean(C{i}, v)",
                     "        elif not isinstance(v, list):"]
-        elif (uri := _identity_uri(validator, child, kind)) is not None:
-            # a valid uri, and a urn:uuid: one in the form _text_rules asks: Values._primitive has nothing to say
-            env[f"U{i}"], env["UUID"] = uri, UUID.fullmatch
-            out += [f"        if v.__class__ is str and v and U{i}(v) is not None \\",
-                    "                and (not v.startswith('urn:uuid:') or UUID(v) is not None):",
-                    "            pass",
-                    "        elif not isinstance(v, list):"]
+        elif (outright := _identity(validator, child, kind)) is not None:
+            # a valid uri (and a urn:uuid: one in the form _text_rules asks) or id: Values._primitive has nothing to say
+            env[f"U{i}"], env["UUID"] = outright[1], UUID.fullmatch
+            test = f"v.__class__ is str and v and U{i}(v) is not None"
+            if outright[0] == "uri":
+                test += " and (not v.startswith('urn:uuid:') or UUID(v) is not None)"
+            out += [f"        if {test}:", "            pass", "        elif not isinstance(v, list):"]
         else:
             out += ["        if not isinstance(v, list):"]
         out += [f"            e = expr + N{i}"]
@@ -163,15 +219,15 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
     return [f"        {generic}"]
 
 
-def _identity_uri(validator: Validator, child: ElementPlan, kind: TypeRef | None) -> Any:
-    """The uri regex's fullmatch for an element of layouts.IDENTITIES typed uri with nothing else to check of its
-    text (no fixed value, pattern or binding): the walk tests its texts outright, remembering none."""
+def _identity(validator: Validator, child: ElementPlan, kind: TypeRef | None) -> tuple[str, Any] | None:
+    """(type, its regex's fullmatch) for an element of layouts.identity typed uri or id with nothing else to check
+    of its text (no fixed value, pattern or binding): the walk tests its texts outright, remembering none."""
     code = (kind or (child.types[0] if len(child.types) == 1 else None))
-    primitive = validator.primitives.get("uri")
-    if child.path not in IDENTITIES or code is None or code.code != "uri" or primitive is None \
-            or primitive.pattern is None or child.fixed or child.pattern or child.binding:
+    primitive = validator.primitives.get(code.code) if code is not None and code.code in ("uri", "id") else None
+    if primitive is None or primitive.pattern is None or not identity(child, primitive.name) or child.fixed \
+            or child.pattern or child.binding:
         return None
-    return primitive.pattern.fullmatch
+    return primitive.name, primitive.pattern.fullmatch
 
 
 def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | None, v: str, pad: str,
@@ -210,12 +266,16 @@ def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | Non
                  f"{pad}    if mk is None or mk not in CLEAN:",
                  f"{pad}        mark = len(run.findings)"]
         pad += "    "
+    walk = f"(WALKS.get(I{i}) or self._walker(S{i}))"
+    if child.path in SHAPED:  # by the object's keys
+        env[f"H{i}"], env["shaped_walk"] = {}, shaped_walk
+        walk = f"(H{i}.get(tuple({v})) or shaped_walk(self, S{i}, H{i}, {v}))"
     out = [f"{pad}    o = run.owner_types",
            f"{pad}    run.owner_types = O{i}",
            f"{pad}    if run.sliced:",
            f"{pad}        self._object({v}, S{i}, e, run)",
            f"{pad}    else:",
-           f"{pad}        (WALKS.get(I{i}) or self._walker(S{i}))(self, {v}, e, run, False)",
+           f"{pad}        {walk}(self, {v}, e, run, False)",
            f"{pad}    run.owner_types = o"]
     if step.fixed_or_pattern:
         out += [f"{pad}    self._fixed_and_pattern({v}, K{i}, e, run)"]

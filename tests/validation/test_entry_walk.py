@@ -1,6 +1,6 @@
-"""A Bundle entry's walk: bdl-5 and bdl-8 answered in the generated walk, fullUrl checked outright and not remembered,
-its resource (and a contained one) walked without Validator._value's dispatch; the findings are those of the generic
-dispatch, whatever the entry holds."""
+"""A Bundle entry's walk: bdl-5 and bdl-8 answered in the generated walk, fullUrl and the resource's id checked outright
+and not remembered, its resource (and a contained one) walked without Validator._value's dispatch, by a walk written
+for the entry's keys (walkers.SHAPED); the findings are those of the generic dispatch, whatever the entry holds."""
 from __future__ import annotations
 
 import json
@@ -28,7 +28,13 @@ ENTRIES: list[Any] = [
     {"fullUrl": "http://a/Patient/p", "resource": PATIENT, "resourceType": "X"}, "not an object", None,
     {"fullUrl": "urn:oid:1.2.3", "resource": PATIENT}, {"fullUrl": "relative/Patient/p", "resource": PATIENT},
     {"fullUrl": "http://a/b/_history/", "resource": PATIENT}, {"fullUrl": "x" * 300, "resource": PATIENT},
-    {"fullUrl": "http://a/Patient/p", "resource": "x"},
+    {"fullUrl": "http://a/Patient/p", "resource": "x"}, {"resource": PATIENT, "fullUrl": "http://a/Patient/p"},
+    {"fullUrl": "http://a/Patient/p", "resource": dict(PATIENT, id="p/q")}, {"fullUrl": "http://a/Patient/",
+                                                                             "resource": dict(PATIENT, id="")},
+    {"fullUrl": "http://a/Patient/p", "resource": dict(PATIENT, id=7)}, {"resource": dict(PATIENT, id="x" * 65)},
+    {"id": "e", "fullUrl": "http://a/Patient/p", "resource": PATIENT, "search": {"mode": "match"}},
+    {"id": "e", "extension": [{"url": "http://a/e", "valueString": "x"}], "resource": PATIENT},
+    {"link": [{"relation": "self", "url": "http://a"}], "request": {"method": "GET"}, "response": {}},
     {"fullUrl": "http://a/Patient/p", "resource": dict(PATIENT, contained=[{"resourceType": "Organization", "id": "o"},
                                                                           "x", None, {}])},
 ]
@@ -48,8 +54,9 @@ def test_an_entry_s_findings_are_those_of_the_generic_dispatch(policy: Validatio
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patched:  # walks compiled without either shortcut (they compile on first use)
         patched.setattr(walkers, "bundle_path", lambda expression: None)
-        patched.setattr(walkers, "_identity_uri", lambda *args: None)
+        patched.setattr(walkers, "_identity", lambda *args: None)
         patched.setattr(walkers, "RESOURCE", -1)  # no type is: resources go through _value as other values
+        patched.setattr(walkers, "SHAPED", frozenset())  # no walk by the entry's keys
         generic = ours(policy=policy)
         expected = [_findings(generic, b) for b in _bundles()]
     found = [_findings(ours(policy=policy), b) for b in _bundles()]
@@ -70,3 +77,46 @@ def test_a_bundle_s_full_urls_are_not_remembered() -> None:
     remembered = {text for names, _, _ in validator._layouts.values() for _, _, _, clean in names.values() if clean
                   for text in clean}
     assert not set(urls) & remembered
+
+
+def test_each_shape_of_entry_has_a_walk_of_its_own_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry's keys, in their order, name its walk (compiled on first meeting, kept per element list up to
+    SHAPES_KEPT); a key no element has, or a choice's, leaves the entry to the general walk. Findings unchanged."""
+    monkeypatch.setattr(walkers, "SHAPES_KEPT", 3)
+    compiled: list[tuple[str, ...]] = []
+    shaped = walkers.compile_shaped
+    monkeypatch.setattr(walkers, "compile_shaped", lambda v, c, shape: compiled.append(shape) or shaped(v, c, shape))
+    validator = ours()
+    shapes = [{"fullUrl": "http://a/Patient/p", "resource": PATIENT}, {"resource": PATIENT},
+              {"resource": PATIENT, "fullUrl": "http://a/Patient/p"}, {"resource": PATIENT, "unknown": 1},
+              {"fullUrl": "http://a/Patient/p"}]
+    for entry in shapes * 2:
+        validator.validate({"resourceType": "Bundle", "type": "collection", "entry": [entry, entry]})
+    assert compiled == [("fullUrl", "resource"), ("resource",), ("resource", "fullUrl")]  # each once, 3 at most
+    assert walkers.compile_shaped(validator, walkers_entry_children(validator), ("resource", "unknown")) is None
+    assert walkers.compile_shaped(validator, walkers_entry_children(validator), ("resource", "_fullUrl")) is None
+
+
+def walkers_entry_children(validator: Validator) -> list[Any]:
+    bundle = validator.plan("http://hl7.org/fhir/StructureDefinition/Bundle")
+    return next(c for c in bundle.root.children if c.path == "Bundle.entry").children
+
+
+def test_a_bundle_changed_between_validations_gets_the_findings_of_its_new_content() -> None:
+    """Nothing of a Bundle's entries is kept between validations (the walks are by keys, not by objects; fullUrls
+    and ids are checked outright): the same objects, changed in place, are judged afresh."""
+    validator = ours()
+    entries = [{"fullUrl": f"https://a/fhir/Patient/p{n}", "resource": dict(PATIENT, id=f"p{n}")} for n in range(3)]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+    def errors() -> list[tuple[str, str]]:
+        return [(f.expression, f.message) for f in validator.validate(bundle) if f.severity == "error"]
+    assert errors() == []
+    entries[2]["fullUrl"] = entries[0]["fullUrl"]  # now two entries share a fullUrl (bdl-7), one names another id
+    entries[1]["resource"]["id"] = "p 1"
+    changed = errors()
+    assert [where for where, _ in changed] == ["Bundle.entry[1].fullUrl", "Bundle.entry[2].fullUrl",
+                                               "Bundle.entry[1].resource.id", "Bundle"]
+    assert "(Patient/p 1)" in changed[0][1] and "(Patient/p2)" in changed[1][1] and "bdl-7" in changed[3][1]
+    entries[2]["fullUrl"], entries[1]["resource"]["id"] = "https://a/fhir/Patient/p2", "p1"
+    assert errors() == []
