@@ -7,7 +7,7 @@ from service.validation.primitives import NOT_TEXT, Primitive
 
 #: Elements whose every text names one thing (each entry of a Bundle has its own fullUrl): remembered as clean, they
 #: would never be met again, and a Bundle of more than CLEAN_MAX entries would empty the set over and over for
-#: nothing; the walk checks them outright instead (walkers._plain). A resource's own id is one too (identity).
+#: nothing; the walk checks them outright instead (walkers._plain)
 IDENTITIES = frozenset({"Bundle.entry.fullUrl"})
 #: A JSON name of an element: its position, the element, the type the name implies, and the texts found with
 #: nothing to say there when that depends on the text alone (clean_texts)
@@ -37,15 +37,9 @@ def clean_texts(child: ElementPlan, kind: TypeRef | None, primitives: dict[str, 
         return None
     code = (kind or child.types[0]).code
     if code not in primitives or code in NOT_TEXT or code in ("canonical", "xhtml") \
-            or (child.binding or {}).get("valueSet") == VITALS_UNITS or identity(child, code):
+            or (child.binding or {}).get("valueSet") == VITALS_UNITS or child.path in IDENTITIES:
         return None
     return set()
-
-
-def identity(child: ElementPlan, code: str) -> bool:
-    """Whether every text of `child` typed `code` names one thing: IDENTITIES, and a resource's own id (`Type.id`
-    typed id; an element's id is a System.String), each unique among a Bundle's entries."""
-    return child.path in IDENTITIES or (code == "id" and child.path.endswith(".id") and child.path.count(".") == 1)
 
 
 def remember_clean(texts: set[str], value: str) -> None:

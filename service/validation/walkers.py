@@ -9,7 +9,7 @@ from service.validation import ids
 from service.validation.bindings import codings_of, remember
 from service.validation.coded import FREEZE, coded_key
 from service.validation.invariants import NATIVE, bundle_path
-from service.validation.layouts import Layout, Name, identity, remember_clean
+from service.validation.layouts import IDENTITIES, Layout, Name, remember_clean
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef
 from service.validation.primitives import Primitive
 from service.validation.units import valid_ucum
@@ -190,13 +190,13 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
                     "                if len(run.findings) == mark and not run.policy.tx_server:",
                     f"                    remember_clean(C{i}, v)",
                     "        elif not isinstance(v, list):"]
-        elif (outright := _identity(validator, child, kind)) is not None:
-            # a valid uri (and a urn:uuid: one in the form _text_rules asks) or id: Values._primitive has nothing to say
-            env[f"U{i}"], env["UUID"] = outright[1], UUID.fullmatch
-            test = f"v.__class__ is str and v and U{i}(v) is not None"
-            if outright[0] == "uri":
-                test += " and (not v.startswith('urn:uuid:') or UUID(v) is not None)"
-            out += [f"        if {test}:", "            pass", "        elif not isinstance(v, list):"]
+        elif (uri := _identity_uri(validator, child, kind)) is not None:
+            # a valid uri, and a urn:uuid: one in the form _text_rules asks: Values._primitive has nothing to say
+            env[f"U{i}"], env["UUID"] = uri, UUID.fullmatch
+            out += [f"        if v.__class__ is str and v and U{i}(v) is not None \\",
+                    "                and (not v.startswith('urn:uuid:') or UUID(v) is not None):",
+                    "            pass",
+                    "        elif not isinstance(v, list):"]
         else:
             out += ["        if not isinstance(v, list):"]
         out += [f"            e = expr + N{i}"]
@@ -219,15 +219,15 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
     return [f"        {generic}"]
 
 
-def _identity(validator: Validator, child: ElementPlan, kind: TypeRef | None) -> tuple[str, Any] | None:
-    """(type, its regex's fullmatch) for an element of layouts.identity typed uri or id with nothing else to check
-    of its text (no fixed value, pattern or binding): the walk tests its texts outright, remembering none."""
+def _identity_uri(validator: Validator, child: ElementPlan, kind: TypeRef | None) -> Any:
+    """The uri regex's fullmatch for an element of layouts.IDENTITIES typed uri with nothing else to check of its
+    text (no fixed value, pattern or binding): the walk tests its texts outright, remembering none."""
     code = (kind or (child.types[0] if len(child.types) == 1 else None))
-    primitive = validator.primitives.get(code.code) if code is not None and code.code in ("uri", "id") else None
-    if primitive is None or primitive.pattern is None or not identity(child, primitive.name) or child.fixed \
-            or child.pattern or child.binding:
+    primitive = validator.primitives.get("uri")
+    if child.path not in IDENTITIES or code is None or code.code != "uri" or primitive is None \
+            or primitive.pattern is None or child.fixed or child.pattern or child.binding:
         return None
-    return primitive.name, primitive.pattern.fullmatch
+    return primitive.pattern.fullmatch
 
 
 def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | None, v: str, pad: str,

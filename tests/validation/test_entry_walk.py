@@ -1,6 +1,6 @@
-"""A Bundle entry's walk: bdl-5 and bdl-8 answered in the generated walk, fullUrl and the resource's id checked outright
-and not remembered, its resource (and a contained one) walked without Validator._value's dispatch, by a walk written
-for the entry's keys (walkers.SHAPED); the findings are those of the generic dispatch, whatever the entry holds."""
+"""A Bundle entry's walk: bdl-5 and bdl-8 answered in the generated walk, fullUrl checked outright and not remembered,
+its resource (and a contained one) walked without Validator._value's dispatch, by a walk written for the entry's keys
+(walkers.SHAPED); the findings are those of the generic dispatch, whatever the entry holds."""
 from __future__ import annotations
 
 import json
@@ -54,7 +54,7 @@ def test_an_entry_s_findings_are_those_of_the_generic_dispatch(policy: Validatio
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patched:  # walks compiled without either shortcut (they compile on first use)
         patched.setattr(walkers, "bundle_path", lambda expression: None)
-        patched.setattr(walkers, "_identity", lambda *args: None)
+        patched.setattr(walkers, "_identity_uri", lambda *args: None)
         patched.setattr(walkers, "RESOURCE", -1)  # no type is: resources go through _value as other values
         patched.setattr(walkers, "SHAPED", frozenset())  # no walk by the entry's keys
         generic = ours(policy=policy)
@@ -104,7 +104,7 @@ def walkers_entry_children(validator: Validator) -> list[Any]:
 
 def test_a_bundle_changed_between_validations_gets_the_findings_of_its_new_content() -> None:
     """Nothing of a Bundle's entries is kept between validations (the walks are by keys, not by objects; fullUrls
-    and ids are checked outright): the same objects, changed in place, are judged afresh."""
+    are checked outright): the same objects, changed in place, are judged afresh."""
     validator = ours()
     entries = [{"fullUrl": f"https://a/fhir/Patient/p{n}", "resource": dict(PATIENT, id=f"p{n}")} for n in range(3)]
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
