@@ -72,7 +72,7 @@ class Mapper:
         self.paths = PathCompiler(defs)
         self.concepts = ConceptIndex(defs)
         self._pointers: dict[tuple[str, str], list[tuple[Role, ElementPath]]] = {}
-        self._paths_of: dict[int, list[tuple[Rule, ElementPath]]] = {}
+        self._paths_of: dict[int, tuple[Role, list[tuple[Rule, ElementPath]]]] = {}
         self.check()
 
     def check(self) -> None:
@@ -94,9 +94,10 @@ class Mapper:
         """A role's rules, each with its compiled target path: looked up once per role, not once per rule and record
         (a session's Bundle runs ~140 rules)."""
         found = self._paths_of.get(id(role))
-        if found is None:  # keyed by id(): the roles live as long as the specs this mapper holds
-            found = self._paths_of[id(role)] = [(rule, self.path(role, rule)) for rule in role.rules]
-        return found
+        if found is None or found[0] is not role:  # keyed by id(), the role held beside: an id is reused once its
+            # object is freed (the admin's trace maps with roles made and dropped one after another)
+            found = self._paths_of[id(role)] = (role, [(rule, self.path(role, rule)) for rule in role.rules])
+        return found[1]
 
     def found(self, role: Role, rule: Rule, resource: dict[str, Any]) -> Json:
         """The value at a rule's target in a resource: every item's, for a rule over a list (`each`)."""
