@@ -262,10 +262,20 @@ REFERENCE_PATHS = _reference_paths()
 READERS = {resource_type: frozenset(paths.values()) for resource_type, paths in REFERENCE_PATHS.items()}
 
 
+#: characters of a system or value an index row holds (its columns' size: PostgreSQL refuses more). Longer ones are
+#: held, and searched for, by their first INDEXED characters, as HAPI truncates its index strings.
+INDEXED = 500
+
+
+def cut(text: str | None) -> str | None:
+    """`text` as an index row holds it (INDEXED)."""
+    return text[:INDEXED] if text is not None and len(text) > INDEXED else text
+
+
 def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:
     if param.kind == "token":
         for system, code in tokens(value):
-            yield IndexValue(param.name, system, code)
+            yield IndexValue(param.name, cut(system), cut(code))
     elif param.kind == "date":
         found = date_range(value)
         if found:
@@ -273,9 +283,9 @@ def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:
     elif param.kind == "reference":
         target = reference_key(value)
         if target and (not param.only_targets or target.partition("/")[0] in param.targets):
-            yield IndexValue(param.name, value=target)
+            yield IndexValue(param.name, value=cut(target))
     elif param.kind == "string" and isinstance(value, str):  # as written too, for :exact
-        yield IndexValue(param.name, system=value[:500], value=normalise(value)[:500])
+        yield IndexValue(param.name, system=value[:INDEXED], value=normalise(value)[:INDEXED])
 
 
 def escape(text: str) -> str:

@@ -18,7 +18,7 @@ from service.errors import BadRequest, Issue
 from service.fhirjson import reference_key
 from service.params import bad, date_range, parse_integer
 from service.search import chains, limits
-from service.search.parameters import RESULT, Param, normalise, params_of
+from service.search.parameters import RESULT, Param, cut, normalise, params_of
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 200
@@ -214,8 +214,8 @@ def _match(param: Param, raw: str) -> Match:
     if param.kind == "token":
         if "|" in raw:
             system, code = raw.split("|", 1)
-            return Match(system=system or None, system_given=True, value=code or None)
-        return Match(value=raw)
+            return Match(system=cut(system) or None, system_given=True, value=cut(code) or None)
+        return Match(value=cut(raw))
     if param.kind == "reference":
         if "/" not in raw.rstrip("/"):
             if not param.targets or len(param.targets) > 1 and "Patient" not in param.targets:
@@ -226,7 +226,7 @@ def _match(param: Param, raw: str) -> Match:
             raise bad(param.name, f"{param.name}={raw!r}: give the reference as Type/id")
         if param.rows and key[0] not in param.targets:  # it reads another parameter's rows, which may name it
             raise bad(param.name, f"{param.name}={raw!r}: {param.name} refers to {' or '.join(param.targets)} only")
-        return Match(value=f"{key[0]}/{key[1]}")
+        return Match(value=cut(f"{key[0]}/{key[1]}"))
     if param.kind == "string":  # `system`: as given, for :exact
         return Match(system=raw, value=normalise(raw))
     prefix, text = (raw[:2], raw[2:]) if raw[:2] in DATE_PREFIXES else ("eq", raw)

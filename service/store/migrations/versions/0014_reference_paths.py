@@ -57,6 +57,11 @@ def upgrade() -> None:
         _merge(conn, start, start + CHUNK)
     op.create_index("ix_fhir_search_links", "fhir_search_index", ["value"],
                     sqlite_where=sa.text(LINKS), postgresql_where=sa.text(LINKS))
+    # token and reference values are held by their first 500 characters from now on (search/parameters.INDEXED), as
+    # searches for them are cut: longer ones only SQLite could hold (PostgreSQL refused the write)
+    for column in ("system", "value"):
+        conn.execute(sa.text(f"UPDATE fhir_search_index SET {column} = substr({column}, 1, 500) "  # noqa: S608
+                             f"WHERE length({column}) > 500"))
 
 
 def _merge(conn: Any, start: int, end: int) -> None:
