@@ -81,13 +81,12 @@ def test_one_statement_stores_the_rows_a_statement_a_table_stores(runtime: Runti
 
 
 def test_a_failure_in_the_statement_leaves_nothing_of_it_and_the_unit_commits_nothing(runtime: Runtime) -> None:
-    too_long = observation("2026-03-02") | {"identifier": [{"system": "urn:x", "value": "v" * 600}]}
     record = new_record("e-1")
     with pytest.raises(DBAPIError), runtime.resources.unit(write=True) as unit:
         RecordStore(runtime.engine).bound(unit.session).create(record)  # no savepoint: its rows are the unit's
         with unit.batch():
             unit.write("Observation", "fine", observation("2026-03-02"), [], "PUT")
-            unit.write("Observation", "long", too_long, [], "PUT")  # an index value over its column's 500
+            unit.write("Observation", "l" * 65, observation("2026-03-02"), [], "PUT")  # an id over its column's 64
     with runtime.engine.connect() as connection:
         for table in ("records", "record_versions", *TABLES):
             assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0, table  # noqa: S608
