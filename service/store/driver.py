@@ -3,6 +3,7 @@
 other SQLite writer waits for the unit (store/group.py)."""
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,6 +11,27 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.exc import DBAPIError
+
+#: Execution option marking a connection that will write.
+WRITE = "kfhir_write"
+#: a statement that writes: its first word, or a data-modifying WITH (store/postgres.py) or one behind a comment
+_WRITING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+
+
+class WriteWithoutTransaction(RuntimeError):
+    """A writing statement on a PostgreSQL connection whose statements run alone (autocommit) and that was not marked
+    a write: a read-only route's session (store/engine.reading, alone). Were it allowed, a route that wrote two
+    statements there would commit the first even if the second failed. Write in `session(write=True)` or
+    `execute_alone`."""
+
+
+def refuse_write_alone(connection: Connection, sql: str) -> None:
+    """WriteWithoutTransaction if `sql` writes on `connection` in autocommit without WRITE (a SELECT ... FOR UPDATE
+    counts: a lock taken alone ends with its statement)."""
+    options = connection.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT" and not options.get(WRITE) and _WRITING.search(sql):
+        raise WriteWithoutTransaction(" ".join(sql.split(None, 3)[:3]))
+
 
 #: the driver's placeholder by its DB-API parameter style (sqlite3: qmark, psycopg: format)
 PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -22,6 +44,7 @@ def placeholder(connection: Connection) -> str | None:
 
 def rows(connection: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """`sql` (with the driver's placeholders) run on the driver's cursor of `connection`, in its transaction."""
+    refuse_write_alone(connection, sql)
     raw = connection.connection.driver_connection
     cursor = raw.cursor()  # type: ignore[union-attr]
     try:

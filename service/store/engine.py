@@ -27,8 +27,8 @@ from service.store.group import OPEN_SAVEPOINTS, WriteGroup, track_savepoints
 
 #: How long a SQLite writer waits for the lock before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-#: Execution option marking a connection that will write.
-WRITE = "kfhir_write"
+WRITE = driver.WRITE
+WriteWithoutTransaction = driver.WriteWithoutTransaction
 #: Key of `Session.info` under which a transaction lists what it wrote, as (stored resource or record, created).
 WRITTEN = "kfhir_written"
 #: What a write transaction that wrote resources or records runs last, inside itself, before it commits: the web
@@ -111,21 +111,9 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
     return _plain_savepoints(engine)
 
 
-class WriteWithoutTransaction(RuntimeError):
-    """A writing statement on a PostgreSQL connection whose statements run alone (autocommit) and that was not marked
-    a write: a read-only route's session (`reading`, `alone`). Were it allowed, a route that wrote two statements
-    there would commit the first even if the second failed. Write in `session(write=True)` or `execute_alone`."""
-
-
-_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
-
-
 def _no_write_alone(conn: Connection, _cursor: Any, statement: str, _params: Any, _context: Any,
                     _many: bool) -> None:
-    options = conn.get_execution_options()
-    if options.get("isolation_level") == "AUTOCOMMIT" and not options.get(WRITE) \
-            and statement.split(None, 1)[0].upper() in _WRITES:
-        raise WriteWithoutTransaction(" ".join(statement.split(None, 3)[:3]))
+    driver.refuse_write_alone(conn, statement)
 
 
 def _plain_savepoints(engine: Engine, track: Callable[[Connection, Any], None] | None = None) -> Engine:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from service.store import checkpoint as checkpoint_module
+from service.store import driver
 from service.store import engine as engine_module
 from service.store.engine import make_engine, session
 
@@ -225,8 +226,12 @@ def test_on_postgresql_a_connection_whose_statements_run_alone_refuses_to_write_
             assert s.execute(text("SELECT count(*) FROM alone_t")).scalar_one() == 0  # reads are what it is for
             with pytest.raises(engine_module.WriteWithoutTransaction, match="INSERT INTO alone_t"):
                 s.execute(text("INSERT INTO alone_t VALUES (1)"))
+        for sql in ("  update alone_t SET n = 2", "/* x */ INSERT INTO alone_t VALUES (2)",
+                    "WITH w AS (INSERT INTO alone_t VALUES (2) RETURNING n) SELECT n FROM w"):
+            with engine_module.alone(engine) as connection, pytest.raises(engine_module.WriteWithoutTransaction):
+                connection.execute(text(sql))
         with engine_module.alone(engine) as connection, pytest.raises(engine_module.WriteWithoutTransaction):
-            connection.execute(text("  update alone_t SET n = 2"))
+            driver.rows(connection, "INSERT INTO alone_t VALUES (2) RETURNING n", ())  # the driver's own cursor
         engine_module.execute_alone(engine, text("INSERT INTO alone_t VALUES (3)"), {})  # one statement, marked
         with session(engine) as s:
             assert s.execute(text("SELECT n FROM alone_t")).scalars().all() == [3]
