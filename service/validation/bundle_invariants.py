@@ -108,6 +108,7 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
 
 #: members that make an entry other than plain to bdl-7: a resource to FHIRPath, or a holder of what it reads
 _ENTRY_HOLDERS = frozenset({"resourceType", "_fullUrl", "_resource"})
+_META_HOLDER = frozenset({"_meta"})
 #: members of a meta that give it a versionId, or make it other than plain
 _VERSIONED = frozenset({"resourceType", "versionId", "_versionId"})
 _OBJECT, _OBJECT_OR_NONE = {dict}, {dict, type(None)}
@@ -129,9 +130,9 @@ def unversioned_full_urls(entries: list[Any]) -> list[Any] | None:
     reads (or a resourceType, which makes it a resource to FHIRPath) and each resource's meta, if any, an object
     without a versionId: then every bdl-7 key (`fullUrl & resource.meta.versionId`) is the fullUrl. None otherwise,
     for the loop that reads each entry."""
-    columns = entry_columns(entries)  # `_meta` looked up in each resource, not each resource's keys iterated
+    columns = entry_columns(entries)
     if columns is None or not all(map(_ENTRY_HOLDERS.isdisjoint, entries)) \
-            or any(map(dict.__contains__, columns[1], repeat("_meta"))):
+            or not all(map(_META_HOLDER.isdisjoint, columns[1])):
         return None
     metas = list(map(dict.get, columns[1], repeat("meta")))
     if not set(map(type, metas)) <= _OBJECT_OR_NONE or not all(map(_VERSIONED.isdisjoint, filter(None, metas))):
