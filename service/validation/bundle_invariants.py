@@ -8,7 +8,6 @@ that is not an object. tests/validation/test_bundle_invariants.py compares them 
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import repeat
 from typing import Any
 
 #: a FHIRPath member navigation that is not empty: the value, or its `_name` holder, is neither null nor []
@@ -82,9 +81,6 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
     plain, kind = _bundle_type(node)
     if entries is None or not plain:
         return None
-    urls = unversioned_full_urls(entries)
-    if urls is not None:  # each key is its fullUrl + ''
-        return kind == "history" or len(set(urls)) == len(urls)
     keys: set[str] = set()
     count = 0
     for entry in entries:
@@ -104,40 +100,6 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
     if kind == "history":
         return True
     return len(keys) == count
-
-
-#: members that make an entry other than plain to bdl-7: a resource to FHIRPath, or a holder of what it reads
-_ENTRY_HOLDERS = frozenset({"resourceType", "_fullUrl", "_resource"})
-_META_HOLDER = frozenset({"_meta"})
-#: members of a meta that give it a versionId, or make it other than plain
-_VERSIONED = frozenset({"resourceType", "versionId", "_versionId"})
-_OBJECT, _OBJECT_OR_NONE = {dict}, {dict, type(None)}
-
-
-def entry_columns(entries: list[Any]) -> tuple[list[Any], list[Any]] | None:
-    """(fullUrls, resources) of the entries when every entry is an object with a fullUrl string and a resource
-    object: the entries of nearly every Bundle, then read in C (map over the entries) rather than by a loop of
-    Python per entry and rule; None otherwise."""
-    if set(map(type, entries)) != _OBJECT:
-        return None
-    urls = list(map(dict.get, entries, repeat("fullUrl")))
-    resources = list(map(dict.get, entries, repeat("resource")))
-    return (urls, resources) if set(map(type, urls)) == {str} and set(map(type, resources)) == _OBJECT else None
-
-
-def unversioned_full_urls(entries: list[Any]) -> list[Any] | None:
-    """Each entry's fullUrl when the entries are as entry_columns reads them, none with a holder of what bdl-7
-    reads (or a resourceType, which makes it a resource to FHIRPath) and each resource's meta, if any, an object
-    without a versionId: then every bdl-7 key (`fullUrl & resource.meta.versionId`) is the fullUrl. None otherwise,
-    for the loop that reads each entry."""
-    columns = entry_columns(entries)
-    if columns is None or not all(map(_ENTRY_HOLDERS.isdisjoint, entries)) \
-            or not all(map(_META_HOLDER.isdisjoint, columns[1])):
-        return None
-    metas = list(map(dict.get, columns[1], repeat("meta")))
-    if not set(map(type, metas)) <= _OBJECT_OR_NONE or not all(map(_VERSIONED.isdisjoint, filter(None, metas))):
-        return None
-    return columns[0]
 
 
 def _version_id(entry: dict[str, Any]) -> str | None:

@@ -3,10 +3,8 @@ fullUrls, link relations, search set entries, references a document must resolve
 from __future__ import annotations
 
 import re
-from itertools import repeat
 from typing import Any
 
-from service.validation.bundle_invariants import entry_columns
 from service.validation.references import LITERAL_REFERENCE, as_list
 from service.validation.run import Run
 
@@ -26,20 +24,7 @@ class Bundles:
 
     def _bundle(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
         kind = bundle.get("type")
-        entries = as_list(bundle.get("entry"))
-        named = _restful_names(entries)
-        if named is not None:  # every fullUrl RESTful and naming its resource: nothing to say of any
-            run.full_urls.update(named)
-        else:
-            entries = [e if isinstance(e, dict) else {} for e in entries]
-            self._full_urls(entries, expr, run)
-        self._links(bundle, kind, expr, run)
-        if kind == "searchset":
-            self._search_entries(bundle, entries, expr, run)
-        if kind == "document" and entries and isinstance(entries[0].get("resource"), dict):
-            self._document(entries, expr, run)
-
-    def _full_urls(self, entries: list[dict[str, Any]], expr: str, run: Run) -> None:
+        entries = [e if isinstance(e, dict) else {} for e in as_list(bundle.get("entry"))]
         full_urls = run.full_urls
         for i, entry in enumerate(entries):  # one pass: what references resolve to, and each fullUrl's form
             full_url, resource = entry.get("fullUrl"), entry.get("resource")
@@ -52,6 +37,11 @@ class Bundles:
                     continue
             if full_url:
                 self._full_url(full_url, resource, expr, i, run)
+        self._links(bundle, kind, expr, run)
+        if kind == "searchset":
+            self._search_entries(bundle, entries, expr, run)
+        if kind == "document" and entries and isinstance(entries[0].get("resource"), dict):
+            self._document(entries, expr, run)
 
     def _full_url(self, full_url: str, resource: Any, expr: str, i: int, run: Run) -> None:
         """fullUrl is absolute (a URL, urn:uuid: or urn:oid:); a RESTful one ends with the resource's type and id.
@@ -166,26 +156,6 @@ def _ends_with_type_and_id(full_url: str, resource: dict[str, Any]) -> bool:
     kind, ident = resource.get("resourceType"), resource.get("id")
     return isinstance(kind, str) and isinstance(ident, str) and kind != "_history" and "/" not in kind \
         and "/" not in ident and "\n" not in ident and full_url.endswith(f"/{kind}/{ident}")
-
-
-def _restful_names(entries: list[Any]) -> zip[tuple[Any, Any]] | None:
-    """(fullUrl, resourceType) of each entry when every entry is an object whose fullUrl is RESTful (http or https)
-    and ends with its resource's type and id, as _ends_with_type_and_id tells: the entries of nearly every Bundle,
-    of which _full_urls would say nothing. Tested in C (map over the entries), not by a loop of Python per entry;
-    None otherwise."""
-    columns = entry_columns(entries)
-    if columns is None:
-        return None
-    urls, resources = columns
-    kinds: list[Any] = list(map(dict.get, resources, repeat("resourceType")))
-    idents: list[Any] = list(map(dict.get, resources, repeat("id")))
-    if set(map(type, kinds)) != {str} or set(map(type, idents)) != {str} or "_history" in kinds:
-        return None
-    slashed, joined = "".join(kinds), "".join(idents)
-    if "/" in slashed or "/" in joined or "\n" in joined or not all(map(str.startswith, urls, repeat(RESTFUL))) \
-            or not all(map(str.endswith, urls, map("/{}/{}".format, kinds, idents))):
-        return None
-    return zip(urls, kinds, strict=True)
 
 
 def _searched_types(bundle: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.conformance.definitions import load
-from service.validation.bundle_invariants import BUNDLE, unversioned_full_urls
+from service.validation.bundle_invariants import BUNDLE
 from service.validation.invariants import InvariantError, Invariants
 
 OFFICIAL = Path(__file__).resolve().parents[2] / ".cache" / "hl7.fhir.r4.examples-4.0.1.tgz"
@@ -143,27 +143,3 @@ def test_document_and_total_rules_answer_both_ways() -> None:
             bundle = {"resourceType": "Bundle", **fields}
             assert BUNDLE[rules[key]](bundle, bundle) is wanted, (key, bundle)
             assert invariants.evaluate(rules[key], bundle, "Bundle", bundle, bundle) is wanted, (key, bundle)
-
-
-def test_bdl_7_reads_plain_entries_without_versions_in_c_and_agrees_with_fhirpath() -> None:
-    """bdl-7's keys are the fullUrls alone when every entry is a plain object with a fullUrl string and a resource
-    whose meta holds no versionId (unversioned_full_urls, read in C); anything else goes through the loop."""
-    invariants, expression = Invariants(), _rules()["bdl-7"]
-    patient = {"resourceType": "Patient", "meta": {"profile": ["http://x.org/p"]}}
-    plain = [{"fullUrl": f"http://x.org/Patient/{n}", "resource": dict(patient, id=str(n))} for n in range(3)]
-    cases = {"plain": (plain, True), "no meta": ([{**e, "resource": {"resourceType": "Patient"}} for e in plain], True),
-             "empty meta": ([{**e, "resource": dict(patient, meta={})} for e in plain], True),
-             "twice": ([*plain, plain[0]], False), "history": ([*plain, plain[0]], True),
-             "versions": ([*plain, {**plain[0], "resource": dict(patient, meta={"versionId": "2"})}], True),
-             "same version": ([{**e, "resource": dict(patient, meta={"versionId": "1"})} for e in plain[:1] * 2], False),
-             "a holder": ([*plain, {**plain[1], "_fullUrl": {"id": "f"}}], None),
-             "no fullUrl": ([*plain, {"resource": patient}], True), "meta null": ([{**plain[0], "resource": dict(
-                 patient, meta=None)}, plain[0]], False), "a resourceType": ([*plain, {**plain[0], "resourceType": "X"}],
-                                                                           None)}
-    fast = {"plain", "no meta", "empty meta", "twice", "history", "meta null"}
-    for name, (entries, wanted) in cases.items():
-        bundle = {"resourceType": "Bundle", "type": "history" if name == "history" else "collection", "entry": entries}
-        assert (unversioned_full_urls(entries) is not None) == (name in fast), name
-        assert BUNDLE[expression](bundle, bundle) == wanted, name
-        if wanted is not None:
-            assert invariants.evaluate(expression, bundle, "Bundle", bundle, bundle) is wanted, name

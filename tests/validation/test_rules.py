@@ -11,7 +11,7 @@ import pytest
 
 from service.conformance.definitions import load
 from service.fhirjson import Finding
-from service.validation.bundles import ABSOLUTE, _ends_with_type_and_id, _restful_names
+from service.validation.bundles import ABSOLUTE, _ends_with_type_and_id
 from service.validation.engine import Validator
 from service.validation.policy import ValidationPolicy
 from service.validation.references import LITERAL_REFERENCE
@@ -101,25 +101,6 @@ def test_full_url_string_tests_say_what_the_regexes_say(validator: Validator) ->
     assert any("does not match" in m for _, m in expected) and any("absolute" in m for _, m in expected)
     assert sum(1 for e in entries if isinstance(e.get("resource"), dict)
                and _ends_with_type_and_id(e["fullUrl"], e["resource"])) >= 4
-
-
-def test_bundles_whose_every_full_url_names_its_resource_are_told_apart_as_the_loop_tells_them(
-        validator: Validator) -> None:
-    """bundles._restful_names reads the entries in C and answers only when every fullUrl is RESTful and ends with
-    its resource's type and id, of which the loop over the entries (Bundles._full_urls) would say nothing: each form
-    beside a plain entry, both ways round, gives the findings and the fullUrl → type map of the loop."""
-    plain = {"fullUrl": "https://x.org/fhir/Observation/o1", "resource": {"resourceType": "Observation", "id": "o1"}}
-    answered = 0
-    for url in [*FULL_URLS, 7, None]:
-        for res in RESOURCES:
-            entry = {"fullUrl": url, **({} if res is None else {"resource": res})}
-            for entries in ([plain, entry], [entry, plain], [entry]):
-                run, loop = Run({}), Run({})
-                validator._bundle(bundle("collection", *entries), "Bundle", run)
-                validator._full_urls(entries, "Bundle", loop)
-                assert (run.findings, run.full_urls) == (loop.findings, loop.full_urls), entries
-                answered += _restful_names(entries) is not None
-    assert answered == 3 * 6  # six forms (http or https, ending with the type and id), with each of the lists
 
 
 # --- Bundle: link relations at most once (BUNDLE_LINK_SEARCH_NO_DUPLICATES) ------------------------------------
