@@ -204,7 +204,7 @@ def _values(resource: dict[str, Any], counted: frozenset[str]) -> tuple[list[Ind
                 if param.name not in counted:
                     out.extend(_index_one(param, value))
                     continue
-                target = reference_key(value)  # as _index_one's reference row (no reader is only_targets)
+                target = cut(reference_key(value))  # as _index_one's reference row (no reader is only_targets)
                 if target:
                     waiting[param.name, target] = waiting.get((param.name, target), 0) + 1
     return out, waiting
@@ -224,7 +224,7 @@ def _links(resource: dict[str, Any], references: list[tuple[str, str]] | None) -
     for path, ref in references:
         key = fhirjson.reference_key(ref) if ":" not in ref else None
         if key is not None:
-            yield path.removesuffix(".reference")[:500], "/".join(key)[:500]
+            yield path.removesuffix(".reference")[:INDEXED], "/".join(key)[:INDEXED]  # as cut()
 
 
 def unmerged(values: list[IndexValue]) -> list[IndexValue]:

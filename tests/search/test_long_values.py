@@ -31,3 +31,14 @@ def test_an_identifier_longer_than_a_row_holds_is_stored_and_found(client: Flask
         assert [e["resource"]["id"] for e in found.get("entry", [])] == [created.get_json()["id"]], query
     other = client.get(f"/fhir/Observation?identifier={'w' * 600}", headers=headers).get_json()
     assert other["total"] == 0 if "total" in other else not other.get("entry")
+
+
+def test_a_reference_longer_than_a_row_holds_never_fails_the_write(client: FlaskClient,
+                                                                    api_key: Callable[..., str]) -> None:
+    """A relative reference whose id is longer than a row holds (not a valid id, so it finds nothing, but the
+    resource may still be stored): its subject row and its link row are cut alike, and nothing answers 500."""
+    headers = {"Authorization": f"Bearer {api_key('system/Observation.cruds')}", "Content-Type": FHIR}
+    created = client.post("/fhir/Observation", headers=headers, json={
+        "resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
+        "subject": {"reference": "Patient/" + "p" * 600}})
+    assert created.status_code < 500, created.get_json()
