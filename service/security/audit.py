@@ -39,7 +39,7 @@ from sqlalchemy import Engine, Table, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.security.grouped import ADD_EVENT, EventRow, GroupCommit
-from service.store import driver
+from service.store import driver, postgres
 from service.store.engine import session
 from service.store.models import AuditEventRow
 from service.store.records import utcnow
@@ -234,13 +234,17 @@ class AuditLog:
             self.flush()
         return self._write(access)
 
-    def record_in(self, current: Session, access: Access) -> dict[str, Any]:
-        """Append one AuditEvent inside the caller's transaction (a change's: it commits with the change)."""
+    def record_in(self, current: Session, access: Access,
+                  failed: Callable[[Exception], BaseException] | None = None) -> dict[str, Any]:
+        """Append one AuditEvent inside the caller's transaction (a change's: it commits with the change).
+        `failed`: what to raise if the database refuses the event at the commit, where PostgreSQL sends it (below);
+        without it, the event is sent now."""
         row = self._row(access)
         connection = current.connection()
         # on SQLite's own cursor (store/driver.py), in the write unit every other writer waits for: through Core the
-        # INSERT cost ~150 µs more (and the ORM's flush more still)
-        if driver.insert(connection, cast(Table, AuditEventRow.__table__), row) is None:
+        # INSERT cost ~150 µs more (and the ORM's flush more still); on PostgreSQL with the COMMIT, one round trip
+        if driver.insert(connection, cast(Table, AuditEventRow.__table__), row) is None and (failed is None or not (
+                driver.at_commit(connection, postgres.EVENT_SQL, postgres.event_params(row), failed))):
             connection.execute(ADD_EVENT, row)
         return cast(dict[str, Any], row["content"])
 

@@ -144,6 +144,11 @@ _UNBEGUN: weakref.WeakSet[Any] = weakref.WeakSet()
 BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 
 
+#: per psycopg connection of such a write: the statement sent with its COMMIT (at_commit), and what its failure raises
+_AT_COMMIT: weakref.WeakKeyDictionary[Any, tuple[str, tuple[Any, ...], Callable[[Exception], BaseException]]] = \
+    weakref.WeakKeyDictionary()
+
+
 @contextmanager
 def begin_with_first(raw: Any) -> Iterator[None]:
     """Inside, the transaction of `raw` (a psycopg connection in autocommit mode) begins with its first statement
@@ -154,13 +159,61 @@ def begin_with_first(raw: Any) -> Iterator[None]:
         yield
     finally:
         _UNBEGUN.discard(raw)
+        _AT_COMMIT.pop(raw, None)
+
+
+def at_commit(connection: Connection, sql: str, params: Sequence[Any],
+              failed: Callable[[Exception], BaseException]) -> bool:
+    """Send `sql` (a write whose answer nobody reads: the request's audit event) with the COMMIT of `connection`'s
+    write transaction (begin_with_first's), in one round trip: if it fails, the transaction rolls back whole and the
+    commit raises `failed(the database's error)`. False where it cannot (SQLite, a connection not in such a
+    transaction): run it now. One a transaction; a rollback drops it."""
+    raw = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql" or not getattr(raw, "autocommit", False) or raw in _AT_COMMIT:
+        return False
+    refuse_write_alone(connection, sql)
+    _AT_COMMIT[raw] = (sql, tuple(params), failed)
+    return True
 
 
 def statements_sent(dialect: Dialect) -> None:
-    """Every statement `dialect` executes (do_execute, do_executemany) goes through `sent`."""
+    """Every statement `dialect` executes (do_execute, do_executemany) goes through `sent`; its commit sends the
+    transaction's at_commit statement, a rollback drops it."""
     for method in ("do_execute", "do_executemany"):
         execute = getattr(dialect, method)
         setattr(dialect, method, lambda cursor, *args, run=execute: sent(cursor.connection, lambda: run(cursor, *args)))
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+    dialect.do_commit = lambda dbapi_connection: _commit(dbapi_connection, commit)  # type: ignore[method-assign]
+
+    def dropped(dbapi_connection: Any) -> None:
+        _AT_COMMIT.pop(getattr(dbapi_connection, "driver_connection", dbapi_connection), None)
+        rollback(dbapi_connection)
+
+    dialect.do_rollback = dropped  # type: ignore[method-assign]
+
+
+def _commit(dbapi_connection: Any, commit: Callable[[Any], None]) -> None:
+    """COMMIT, after the transaction's at_commit statement if it has one (and BEGIN, if nothing began it yet), all in
+    psycopg's pipeline: one round trip. A statement that fails skips the COMMIT; the transaction stays aborted (a
+    rollback follows). An error without a server's SQLSTATE (the connection lost: whether the COMMIT was carried out
+    is unknown) is raised as it is."""
+    raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    last = _AT_COMMIT.pop(raw, None)
+    if last is None:
+        commit(dbapi_connection)
+        return
+    sql, params, failed = last
+    try:
+        with raw.pipeline():
+            if raw in _UNBEGUN:
+                _UNBEGUN.discard(raw)
+                raw.execute(BEGIN)
+            raw.execute(sql, params)
+            raw.execute("COMMIT")
+    except raw.Error as exc:  # psycopg's, a DB-API Error
+        if getattr(exc, "sqlstate", None) is None:
+            raise
+        raise failed(exc) from exc
 
 
 def sent(raw: Any, run: Callable[[], Any]) -> None:

@@ -6,6 +6,7 @@ every statement is a round trip (the client waits for its answer), and a facade 
   here one, whose data-modifying CTEs pass each created row's key on to its version and index rows inside the
   server. Each list goes as one array a column (unnest), so the statement's text is the same for every size (parsed
   once a connection: psycopg prepares it) and the rows go in the order given (WITH ORDINALITY), keys as before.
+* a write's audit event, sent with its COMMIT (driver.at_commit): its INSERT alone was a round trip.
 * a new clinic record and its first version: two statements, one here; a record already stored under its identity
   inserts nothing (ON CONFLICT DO NOTHING), which the caller tells from the key not coming back, instead of the
   unique violation that needed a savepoint (two round trips more) inside a facade write's transaction.
@@ -22,7 +23,14 @@ from typing import Any
 from sqlalchemy import Connection
 
 from service.store import driver
-from service.store.models import RecordRow, RecordVersionRow, ResourceRow, ResourceVersionRow, SearchIndexRow
+from service.store.models import (
+    AuditEventRow,
+    RecordRow,
+    RecordVersionRow,
+    ResourceRow,
+    ResourceVersionRow,
+    SearchIndexRow,
+)
 
 R, V, X = ResourceRow.__tablename__, ResourceVersionRow.__tablename__, SearchIndexRow.__tablename__
 
@@ -121,3 +129,14 @@ def add_record(connection: Connection, values: dict[str, Any]) -> int | None:
     key, or None when a record holds its identity already (nothing is written then)."""
     found = driver.rows(connection, RECORD_SQL, [values[name] for name in RECORD])
     return int(found[0][0]) if found else None
+
+
+EVENT = ("id", "recorded", "action", "outcome", "agent", "entity_types", "patients", "content")
+#: an audit event's row (security/audit.py), its content the JSON text json.dumps makes, as the JSON type's
+EVENT_SQL = (f"INSERT INTO {AuditEventRow.__tablename__} ({', '.join(EVENT)}) "  # noqa: S608 - the table's names
+             f"VALUES ({'%s, ' * (len(EVENT) - 1)}%s::json)")
+
+
+def event_params(row: dict[str, Any]) -> list[Any]:
+    """EVENT_SQL's values of an audit_events row."""
+    return [json.dumps(row[name]) if name == "content" else row[name] for name in EVENT]

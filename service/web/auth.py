@@ -207,12 +207,16 @@ def _audit_write(current: Session) -> None:
         access = auditing.access_of(body, status, g.get("principal"), interaction())
         unit = Unit.on(current)  # the write's own: the patients it refers to were read by its reference check
         auditing.identify_patients(access, lambda patient_id: _identifier_of(unit.get("Patient", patient_id)))
-        security().audit.record_in(current, access)
+        security().audit.record_in(current, access, _unrecorded)  # on PostgreSQL sent with the COMMIT
     except Exception as exc:
-        log.exception("an AuditEvent could not be recorded; the change it records is refused")
-        raise ServiceUnavailable("The audit trail could not record this change, so nothing was changed; "
-                                 "try again.") from exc
+        raise _unrecorded(exc) from exc
     g.kfhir_audited = status
+
+
+def _unrecorded(exc: Exception) -> ServiceUnavailable:
+    """The refusal of a change whose audit event could not be written (`exc`: why): the write rolls back whole."""
+    log.error("an AuditEvent could not be recorded; the change it records is refused", exc_info=exc)
+    return ServiceUnavailable("The audit trail could not record this change, so nothing was changed; try again.")
 
 
 def _unhook(_error: BaseException | None) -> None:

@@ -131,8 +131,8 @@ def test_a_write_that_stops_before_its_commit_leaves_neither_it_nor_its_event(
         app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     original = AuditLog.record_in
 
-    def then_crash(self: AuditLog, session: Session, access: Any) -> Any:
-        original(self, session, access)  # the event is in the transaction; the process stops before the commit
+    def then_crash(self: AuditLog, session: Session, access: Any, *rest: Any) -> Any:
+        original(self, session, access, *rest)  # the event is in the transaction; the process stops before the commit
         raise Crash
 
     monkeypatch.setattr(AuditLog, "record_in", then_crash)
@@ -146,8 +146,8 @@ def test_a_write_whose_event_cannot_be_written_is_refused_whole_and_the_refusal_
         app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     original = AuditLog.record_in
 
-    def then_fail(self: AuditLog, session: Session, access: Any) -> Any:
-        original(self, session, access)
+    def then_fail(self: AuditLog, session: Session, access: Any, *rest: Any) -> Any:
+        original(self, session, access, *rest)
         raise RuntimeError("the audit table refused the row")
 
     monkeypatch.setattr(AuditLog, "record_in", then_fail)
@@ -157,6 +157,28 @@ def test_a_write_whose_event_cannot_be_written_is_refused_whole_and_the_refusal_
     [refused] = events(app)  # written after the rollback, in a transaction of its own, as failures always were
     assert refused["outcome"] == "8" and refused["outcomeDesc"] == "HTTP 503"
 
+
+def test_a_write_whose_event_the_database_refuses_is_refused_whole(
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event's INSERT fails in the database (an id taken: the unique key), which on PostgreSQL sends it with the
+    COMMIT (store/driver.at_commit): 503, and neither the record, its resources nor the event are stored."""
+    import uuid
+    from types import SimpleNamespace
+
+    from service.security import audit
+    from service.security.audit import Access
+
+    log: AuditLog = app.extensions["kfhir_security"].audit
+    log.record(Access(interaction="read", status=200, client_id="c", issuer="i", source_address=None, server="s"))
+    [taken] = events(app)
+    ids = iter([uuid.UUID(taken["id"])])
+    monkeypatch.setattr(audit, "uuid", SimpleNamespace(uuid4=lambda: next(ids, None) or uuid.uuid4()))
+    answer = client.post("/api/v1/administrations", json=administration())
+    assert answer.status_code == 503, answer.get_json()
+    assert "nothing was changed" in answer.get_json()["detail"]
+    assert records(app) == 0 and stored(app, "MedicationAdministration") == [] and stored(app, "Provenance") == []
+    assert [e["id"] for e in events(app)][:1] == [taken["id"]]  # not a second event under its id
+    assert len(events(app)) == 2 and events(app)[1]["outcomeDesc"] == "HTTP 503"  # the refusal, audited after
 
 
 def test_an_event_written_in_a_write_holds_what_core_s_insert_writes(app: Flask) -> None:
