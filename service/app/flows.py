@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from service.app.people import keep_current
 from service.domain.intake import Checked, Intake, Seen
 from service.errors import Conflict, Contention, Forbidden, Issue, RequestError, Unprocessable
-from service.exchange.outbox import queue
+from service.exchange.outbox import queue_taking
 from service.exchange.registry import Endpoints
 from service.facade.bundles import ExportDraft, draft_export
 from service.facade.interactions import ClaimLost, Condition, condition, matches_still
@@ -92,7 +92,7 @@ class RecordWritten:
                 assert bundle is not None  # noqa: S101 - None only when drafting
             self.fhir.export_record(unit, bundle, drafted.export if holds else None)
             # read in the record's transaction: every process queues for the same endpoints (the database's)
-            queue(session, record, bundle, self.endpoints.taking(session, record.kind), payload=payload)
+            queue_taking(session, record, bundle, lambda: self.endpoints.taking(session, record.kind), payload)
         except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "
                              "send this record again.") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,13 +42,15 @@ def placeholder(connection: Connection) -> str | None:
     return PLACEHOLDER.get(connection.dialect.paramstyle)
 
 
-def rows(connection: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """`sql` (with the driver's placeholders) run on the driver's cursor of `connection`, in its transaction."""
+def rows(connection: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """`sql` (with the driver's placeholders, or psycopg's named ones for a mapping of `params`) run on the driver's
+    cursor of `connection`, in its transaction."""
     refuse_write_alone(connection, sql)
     raw = connection.connection.driver_connection
     cursor = raw.cursor()  # type: ignore[union-attr]
+    values = dict(params) if isinstance(params, Mapping) else tuple(params)
     try:
-        sent(raw, lambda: cursor.execute(sql, tuple(params)))
+        sent(raw, lambda: cursor.execute(sql, values))
         return list(cursor.fetchall())
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
         raise _wrapped(connection, sql, params, exc) from exc

@@ -7,6 +7,8 @@ every statement is a round trip (the client waits for its answer), and a facade 
   server. Each list goes as one array a column (unnest), so the statement's text is the same for every size (parsed
   once a connection: psycopg prepares it) and the rows go in the order given (WITH ORDINALITY), keys as before.
 * a write's audit event, sent with its COMMIT (driver.at_commit): its INSERT alone was a round trip.
+* a record's outbox jobs: the endpoints that take it read, its jobs queued and older ones superseded, three round
+  trips, in one statement (QUEUE_SQL).
 * a new clinic record and its first version: two statements, one here; a record already stored under its identity
   inserts nothing (ON CONFLICT DO NOTHING), which the caller tells from the key not coming back, instead of the
   unique violation that needed a savepoint (two round trips more) inside a facade write's transaction.
@@ -25,6 +27,8 @@ from sqlalchemy import Connection
 from service.store import driver
 from service.store.models import (
     AuditEventRow,
+    EndpointRow,
+    OutboxJobRow,
     RecordRow,
     RecordVersionRow,
     ResourceRow,
@@ -140,3 +144,34 @@ EVENT_SQL = (f"INSERT INTO {AuditEventRow.__tablename__} ({', '.join(EVENT)}) " 
 def event_params(row: dict[str, Any]) -> list[Any]:
     """EVENT_SQL's values of an audit_events row."""
     return [json.dumps(row[name]) if name == "content" else row[name] for name in EVENT]
+
+
+JOB = ("record_id", "record_kind", "record_version", "business_key", "next_attempt_at", "payload", "created_at",
+       "updated_at")
+#: a record's outbox jobs (exchange/outbox.queue), read, written and superseded in one statement where they were
+#: three round trips: the enabled endpoints that take its kind (registry.Endpoints.taking: `kind in kinds.split()`),
+#: a queued job for each in the names' order, and each endpoint's older queued jobs of its key marked done,
+#: superseded by it (the UPDATE's snapshot is the statement's: it never sees the jobs `made` adds, as pk < the new
+#: job's kept them out when it was its own statement; it still keeps out a newer job committed meanwhile)
+QUEUE_SQL = f"""WITH taking AS (
+  SELECT name FROM {EndpointRow.__tablename__}
+  WHERE enabled IS true AND %(kind)s = ANY(regexp_split_to_array(kinds, '\\s+'))
+), made AS (
+  INSERT INTO {OutboxJobRow.__tablename__} (endpoint, record_id, record_kind, record_version, business_key, state,
+                                            attempts, next_attempt_at, payload, created_at, updated_at)
+  SELECT name, %(record_id)s, %(record_kind)s, %(record_version)s, %(business_key)s, 'queued', 0,
+         %(next_attempt_at)s, %(payload)s::json, %(created_at)s, %(updated_at)s
+  FROM taking ORDER BY name RETURNING pk, endpoint
+), superseded AS (
+  UPDATE {OutboxJobRow.__tablename__} AS o SET state = 'done', superseded_by = made.pk, finished_at = %(updated_at)s,
+                                               updated_at = %(updated_at)s
+  FROM made WHERE o.endpoint = made.endpoint AND o.business_key = %(business_key)s AND o.state = 'queued'
+        AND o.pk < made.pk
+)
+SELECT pk FROM made ORDER BY pk"""  # noqa: S608 - the tables' names, no value
+
+
+def queue_jobs(connection: Connection, kind: str, job: dict[str, Any]) -> list[int]:
+    """QUEUE_SQL: the keys of the jobs queued for the enabled endpoints taking `kind`, in their names' order (`job`:
+    the JOB columns, the payload serialised)."""
+    return [int(pk) for pk, in driver.rows(connection, QUEUE_SQL, {"kind": kind, **{name: job[name] for name in JOB}})]

@@ -142,3 +142,28 @@ def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: 
     assert sum(kind == "Bind" for kind, _ in last) == 2, last
     # the key's state; BEGIN with the subject's row; the rows written; the audit event with COMMIT
     assert len(syncs) == 4, messages
+
+
+def test_a_domain_record_post_makes_nine_round_trips(app: Flask, client: FlaskClient, tmp_path: Path,
+                                                     api_key: Callable[..., str]) -> None:
+    """A clinic record queued for an EHR: the key's state; the record looked up; BEGIN with the record's row; its
+    patient and practitioner found; the rows its update replaces; its resources; its outbox jobs with the endpoints
+    that take it (store/postgres.QUEUE_SQL, where the endpoints' read, the job's INSERT and its older jobs' UPDATE
+    were three); the audit event with COMMIT."""
+    from factories import administration
+
+    from service.exchange.endpoints import Endpoint
+
+    app.extensions["kfhir"].endpoints.add(Endpoint("ehr", "http://ehr.example/fhir", {}), by="test")
+    key = api_key("system/ketamine-records.cruds")
+    headers = {"Authorization": f"Bearer {key}"}
+    for n in range(6):
+        made = client.post("/api/v1/administrations", json=administration(external_id=f"rt-{n}"), headers=headers)
+        assert made.status_code == 201, made.get_json()
+    with (tmp_path / "trace").open("w+b") as file:
+        sent = Sent(app.extensions["kfhir"].engine, file)
+        made = client.post("/api/v1/administrations", json=administration(external_id="rt-last"), headers=headers)
+        assert made.status_code == 201, made.get_json()
+        messages = sent.messages()
+    assert not [rest for kind, rest in messages if kind == "Query"], messages
+    assert sum(kind == "Sync" for kind, _ in messages) == 9, messages

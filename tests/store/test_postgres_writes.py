@@ -1,5 +1,5 @@
 """service/store/postgres: on PostgreSQL a write unit's resource rows go in one statement and a new record with its
-version in another. They store the same rows as the statement-per-table path (Batch.send_each, SQLite's); a failure
+version in another, a record's outbox jobs in a third. They store the same rows as the statement-per-table path (Batch.send_each, SQLite's); a failure
 anywhere in a unit commits nothing of it; a record already stored under its identity, met inside a facade write's
 transaction (no savepoint now), leaves the rest of that transaction to commit."""
 from __future__ import annotations
@@ -116,3 +116,41 @@ def test_a_record_met_under_its_identity_inside_a_unit_leaves_the_unit_to_commit
     text_ = json.dumps(made.content)
     assert version == (1, text_, made.content_hash, json.dumps(made.warnings), made.created_at, text_,
                        made.created_at, AT)
+
+
+def test_one_statement_queues_the_jobs_the_endpoints_read_and_a_statement_a_job_queue(runtime: Runtime) -> None:
+    """outbox.queue_taking (store/postgres.QUEUE_SQL) against Endpoints.taking and outbox.queue: the same jobs, for
+    the enabled endpoints that take the kind in their names' order, and the same older job superseded."""
+    from service.exchange.endpoints import Endpoint
+    from service.exchange.outbox import queue, queue_taking
+    from service.store.engine import session
+    from service.store.records import StoredRecord
+
+    for name, kinds, enabled in (("b-ehr", ("assessment", "administration"), True), ("a-ehr", ("assessment",), True),
+                                 ("c-off", ("assessment",), False), ("d-plans", ("treatment-plan",), True)):
+        runtime.endpoints.add(Endpoint(name, "http://ehr.example/fhir", {}, kinds=kinds, enabled=enabled), by="test")
+    record = StoredRecord(1, "r-1", "assessment", "clinic-a", "s-1", 2, {}, "h", [], AT, AT)
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "note": "é"}}]}
+    with session(runtime.engine, write=True) as current:  # an older version's queued jobs, to be superseded
+        queue(current, record, bundle, ["a-ehr", "b-ehr"], lambda: AT)
+    found = []
+    for queued in (lambda s: queue_taking(s, record, bundle, lambda: [], clock=lambda: AT),
+                   lambda s: queue(s, record, bundle, runtime.endpoints.taking(s, record.kind), lambda: AT)):
+        with pytest.raises(Rollback), session(runtime.engine, write=True) as current:
+            pks = queued(current)
+            jobs = current.connection().execute(text(
+                "SELECT pk, endpoint, record_id, record_kind, record_version, business_key, state, attempts, "
+                "next_attempt_at, lease_owner, lease_expires_at, last_error, CAST(last_outcome AS TEXT), "
+                "CAST(written AS TEXT), superseded_by, created_at, updated_at, finished_at, CAST(payload AS TEXT) "
+                "FROM outbox_jobs ORDER BY pk")).all()
+            rank = {pk: n for n, (pk, *_) in enumerate(jobs)}
+            found.append(([rank[pk] for pk in pks], [(rank[pk], *rest[:13], rank.get(rest[13]), *rest[14:])
+                                                     for pk, *rest in jobs]))
+            raise Rollback
+    assert found[0] == found[1]
+    assert [(job[1], job[6], job[14]) for job in found[0][1]] == [("a-ehr", "done", 2), ("b-ehr", "done", 3),
+                                                                  ("a-ehr", "queued", None), ("b-ehr", "queued", None)]
+
+
+class Rollback(Exception):
+    """Ends a transaction the test looked into, writing nothing."""
