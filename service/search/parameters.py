@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from service import fhirjson
 from service.params import EARLIEST, LATEST
@@ -134,26 +134,45 @@ def params_of(resource_type: str) -> dict[str, Param]:
 
 def values_at(resource: dict[str, Any], path: str) -> list[Any]:
     """Every value at a dotted path; a last step `effective` also reads `effectiveDateTime`, …"""
+    return _at(resource, _steps(path))
+
+
+@lru_cache(maxsize=256)
+def _steps(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+def _at(resource: dict[str, Any], steps: tuple[str, ...]) -> list[Any]:
+    """values_at of a path split into its steps (a write reads ~70 paths of its resources: each split once)."""
     nodes: list[Any] = [resource]
-    steps = path.split(".")
+    last = len(steps) - 1
     for i, step in enumerate(steps):
         found: list[Any] = []
         for node in nodes:
             if not isinstance(node, dict):
                 continue
-            if step in node:
-                value = node[step]
-                found.extend(value if isinstance(value, list) else [value])
-            elif i == len(steps) - 1:
+            value = node.get(step, _ABSENT)
+            if value is not _ABSENT:
+                if isinstance(value, list):
+                    found.extend(value)
+                else:
+                    found.append(value)
+            elif i == last:
+                size = len(step)
                 for key, value in node.items():  # a choice element: effective → effectiveDateTime
-                    if key.startswith(step) and key[len(step):len(step) + 1].isupper():
+                    if key.startswith(step) and key[size:size + 1].isupper():
                         found.extend(value if isinstance(value, list) else [value])
         nodes = found
     return nodes
 
 
-@dataclass(frozen=True)
-class IndexValue:
+_ABSENT = object()
+
+
+class IndexValue(NamedTuple):
+    """A row's values: a tuple, made ~100 times a clinic record (a frozen dataclass's __init__ cost 3 times as
+    much)."""
+
     param: str
     system: str | None = None
     value: str | None = None
@@ -196,18 +215,23 @@ def _values(resource: dict[str, Any], counted: frozenset[str]) -> tuple[list[Ind
     """searched(), but the references of the parameters named in `counted` counted by (parameter, value) instead."""
     out: list[IndexValue] = []
     waiting: dict[tuple[str, str], int] = {}
-    for param in PARAMS.get(resource.get("resourceType", ""), {}).values():
-        if param.rows:
-            continue  # answered from another parameter's rows
-        for path in param.paths:
-            for value in values_at(resource, path):
-                if param.name not in counted:
-                    out.extend(_index_one(param, value))
-                    continue
-                target = cut(reference_key(value))  # as _index_one's reference row (no reader is only_targets)
-                if target:
-                    waiting[param.name, target] = waiting.get((param.name, target), 0) + 1
+    for param, steps in _reads(str(resource.get("resourceType", ""))):
+        for value in _at(resource, steps):
+            if param.name not in counted:
+                out.extend(_index_one(param, value))
+                continue
+            target = cut(reference_key(value))  # as _index_one's reference row (no reader is only_targets)
+            if target:
+                waiting[param.name, target] = waiting.get((param.name, target), 0) + 1
     return out, waiting
+
+
+@lru_cache(maxsize=64)
+def _reads(resource_type: str) -> tuple[tuple[Param, tuple[str, ...]], ...]:
+    """(parameter, path split into steps) of each path a type's parameters read, in their order; not those answered
+    from another parameter's rows."""
+    return tuple((param, _steps(path)) for param in PARAMS.get(resource_type, {}).values() if not param.rows
+                 for path in param.paths)
 
 
 def links(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:
@@ -229,7 +253,7 @@ def _links(resource: dict[str, Any], references: list[tuple[str, str]] | None) -
 
 def unmerged(values: list[IndexValue]) -> list[IndexValue]:
     """The rows `index` made as two sets again: each parameter's values (no path), then the links (LINK, path)."""
-    return ([replace(v, path=None) for v in values if v.param != LINK]
+    return ([v._replace(path=None) for v in values if v.param != LINK]
             + [IndexValue(LINK, value=v.value, path=v.path) for v in values if v.path is not None])
 
 
@@ -272,20 +296,21 @@ def cut(text: str | None) -> str | None:
     return text[:INDEXED] if text is not None and len(text) > INDEXED else text
 
 
-def _index_one(param: Param, value: Any) -> Iterator[IndexValue]:
-    if param.kind == "token":
-        for system, code in tokens(value):
-            yield IndexValue(param.name, cut(system), cut(code))
-    elif param.kind == "date":
+def _index_one(param: Param, value: Any) -> list[IndexValue]:
+    kind = param.kind
+    if kind == "token":
+        return [IndexValue(param.name, cut(system), cut(code)) for system, code in tokens(value)]
+    if kind == "date":
         found = date_range(value)
-        if found:
-            yield IndexValue(param.name, low=found[0], high=found[1])
-    elif param.kind == "reference":
+        return [IndexValue(param.name, None, None, found[0], found[1])] if found else []
+    if kind == "reference":
         target = reference_key(value)
         if target and (not param.only_targets or target.partition("/")[0] in param.targets):
-            yield IndexValue(param.name, value=cut(target))
-    elif param.kind == "string" and isinstance(value, str):  # as written too, for :exact
-        yield IndexValue(param.name, system=value[:INDEXED], value=normalise(value)[:INDEXED])
+            return [IndexValue(param.name, None, cut(target))]
+        return []
+    if kind == "string" and isinstance(value, str):  # as written too, for :exact
+        return [IndexValue(param.name, value[:INDEXED], normalise(value)[:INDEXED])]
+    return []
 
 
 def escape(text: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from service.errors import BadRequest
 from service.params import EARLIEST, LATEST
-from service.search.parameters import date_range, index, reference_key, tokens
+from service.search.parameters import date_range, index, reference_key, tokens, values_at
 from service.search.query import parse
 
 
@@ -71,3 +71,19 @@ def test_a_provenance_is_indexed_by_its_targets_once_without_link_rows() -> None
                   "agent": [{"who": {"reference": "Device/d1"}}]}
     found = [(v.param, v.value) for v in index(provenance) if v.low is None]
     assert sorted(found) == [("patient", "Patient/p1"), ("target", "Observation/o1"), ("target", "Patient/p1")]
+
+
+def test_values_at_reads_every_item_of_every_step_and_a_choice_at_the_last() -> None:
+    """The index reads its paths split once per path (parameters._steps): the values are those of each step's items
+    in document order, a list flattened at every step, a missing last step read as a choice (`effective` →
+    `effectiveDateTime`), and nothing below a missing inner step or a value that is no object."""
+    resource = {"name": [{"given": ["Ann", "Bo"], "family": "Lee"}, {"given": "Cy"}, "odd", {"text": "x"}],
+                "effectiveDateTime": "2026-03-02", "effectiveInstant": ["2026-03-03T00:00:00Z"],
+                "effectivelyNot": 1, "performer": [{"actor": {"reference": "Practitioner/1"}}]}
+    assert values_at(resource, "name.given") == ["Ann", "Bo", "Cy"]
+    assert values_at(resource, "name.family") == ["Lee"]
+    assert values_at(resource, "effective") == ["2026-03-02", "2026-03-03T00:00:00Z"]
+    assert values_at(resource, "performer.actor") == [{"reference": "Practitioner/1"}]
+    assert values_at(resource, "contact.name") == [] and values_at(resource, "name.given.x") == []
+    (row,) = [v for v in index({"resourceType": "Patient", "name": [{"given": ["Ann"]}]}) if v.param == "given"]
+    assert row == ("given", "Ann", "ann", None, None, None)  # a row's values, in the order the store sends them
