@@ -33,7 +33,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from service.domain.kinds import as_utc_naive
-from service.facade.interactions import condition, match_in
+from service.facade.bundles import replaced
+from service.facade.interactions import Condition, condition, match_in
 from service.mapping import Mapper, default_mapper
 from service.mapping.spec import Role, lookup, put
 from service.store.identified import held_once
@@ -60,14 +61,22 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
     stored: dict[str, tuple[Role, dict[str, Any]]] = {}
     newer = _Newer(unit.session, mapper, record)
     changed = False
+    found_by: list[tuple[Role, dict[str, Any], dict[str, Any], Condition]] = []
     for role in people:
         mine = lookup(record.content, role.scope or "")
         entry = next((e for e in entries.values() if e["request"].get("ifNoneExist")
                       and e["resource"]["resourceType"] == role.type
                       and _identifier_of(e) == (mine["identifier"]["system"], mine["identifier"]["value"])), None)
-        if entry is None or entry["fullUrl"] in stored:
+        if entry is not None:
+            found_by.append((role, mine, entry, condition(role.type, entry["request"]["ifNoneExist"],
+                                                          f"the {role.role}")))
+    # the people and the rows the export then reads first, asked together (one statement on PostgreSQL)
+    unit.look_up(replaced(bundle), {(when.query.resource_type, when.criteria): when.query
+                                    for *_, when in found_by})
+    for role, mine, entry, when in found_by:
+        if entry["fullUrl"] in stored:
             continue
-        found = match_in(unit, condition(role.type, entry["request"]["ifNoneExist"], f"the {role.role}"))
+        found = match_in(unit, when)
         if found is None or found.deleted or found.content is None:
             continue  # a new person: the entry creates it as the record gives it
         known = _read(mapper, role, found.content)

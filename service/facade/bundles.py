@@ -148,12 +148,21 @@ def export_record(unit: Unit, bundle: dict[str, Any], draft: ExportDraft | None 
     log: list[Written] = []
     if unit.record_id is None:
         raise ValueError("export_record needs a unit of work for a record (Unit.record_id)")
-    unit.prefetch([(r.resource_type, r.resource_id) for r in requests if r.method == "PUT" and r.resource_id])
+    unit.prefetch(_replaced(requests))
     # what its references name need not be stored (interactions._write)
     _run(unit, "", requests, prepared, log, set(), draft)
     for written in log:
         unit.link_record(written.resource.resource_type, written.resource.id, unit.record_id)
     return [w.resource for w in log]
+
+
+def replaced(bundle: dict[str, Any]) -> list[tuple[str, str]]:
+    """(type, id) of what a clinic record's Bundle updates by id: the rows export_record reads first."""
+    return _replaced([_request_of(i, e) for i, e in enumerate(bundle["entry"])])
+
+
+def _replaced(requests: list[_Request]) -> list[tuple[str, str]]:
+    return [(r.resource_type, r.resource_id) for r in requests if r.method == "PUT" and r.resource_id]
 
 
 def _batch_entry(server: Interactions, base: str, r: _Request) -> dict[str, Any]:

@@ -9,6 +9,8 @@ every statement is a round trip (the client waits for its answer), and a facade 
 * a write's audit event, sent with its COMMIT (driver.at_commit): its INSERT alone was a round trip.
 * a record's outbox jobs: the endpoints that take it read, its jobs queued and older ones superseded, three round
   trips, in one statement (QUEUE_SQL).
+* what a clinic record's export reads first: its people's conditional searches (keep_current's) and the rows its
+  updates replace (export_record's prefetch), a round trip each, in one statement (LOOK_UP_SQL).
 * a new clinic record and its first version: two statements, one here; a record already stored under its identity
   inserts nothing (ON CONFLICT DO NOTHING), which the caller tells from the key not coming back, instead of the
   unique violation that needed a savepoint (two round trips more) inside a facade write's transaction.
@@ -175,3 +177,36 @@ def queue_jobs(connection: Connection, kind: str, job: dict[str, Any]) -> list[i
     """QUEUE_SQL: the keys of the jobs queued for the enabled endpoints taking `kind`, in their names' order (`job`:
     the JOB columns, the payload serialised)."""
     return [int(pk) for pk, in driver.rows(connection, QUEUE_SQL, {"kind": kind, **{name: job[name] for name in JOB}})]
+
+
+#: a current row's columns, in StoredResource's order
+COLUMNS = "pk, resource_type, id, version, deleted, last_updated, content, warnings, record_id"
+#: the rows of some (type, id) keys (Unit.prefetch's), tagged 0, and the first page of each of some searches of one
+#: token (statements.TOKEN_MATCH's: current resources of a type holding `system|value` under a parameter, oldest
+#: first, `count` at most), tagged by their place from 1. Each search's index rows are read first (ARRAY), then its
+#: resources by key: planned for values the planner does not know, IN let it read every current resource of the type
+LOOK_UP_SQL = f"""SELECT 0 AS n, {", ".join(f"r.{c}" for c in COLUMNS.split(", "))}
+FROM unnest(%s::varchar[], %s::varchar[]) AS k(resource_type, id)
+JOIN {R} AS r ON r.resource_type = k.resource_type AND r.id = k.id
+UNION ALL
+SELECT q.n, m.* FROM unnest(%s::integer[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::integer[])
+     AS q(n, resource_type, param, system, value, count)
+CROSS JOIN LATERAL (
+  SELECT {COLUMNS} FROM {R} WHERE resource_type = q.resource_type AND deleted IS false AND pk = ANY(ARRAY(
+    SELECT resource_pk FROM {X} WHERE resource_type = q.resource_type AND param = q.param AND value = q.value
+                                  AND system = q.system))
+  ORDER BY pk LIMIT q.count) AS m
+ORDER BY 1, 2"""  # noqa: S608 - the tables' names, no value
+TOKEN = ("resource_type", "param", "system", "value", "count")
+
+
+def look_up(connection: Connection, keys: list[tuple[str, str]],
+            searches: list[dict[str, Any]]) -> dict[int, list[tuple[Any, ...]]]:
+    """LOOK_UP_SQL's rows (COLUMNS) by tag: 0 for those of `keys`, n for those the n-th of `searches` (each with
+    TOKEN_MATCH's parameters, statements.token_params) finds."""
+    params: list[Any] = [[t for t, _ in keys], [i for _, i in keys], list(range(1, len(searches) + 1))]
+    params += [[search[name] for search in searches] for name in TOKEN]
+    found: dict[int, list[tuple[Any, ...]]] = {n: [] for n in range(len(searches) + 1)}
+    for n, *row in driver.rows(connection, LOOK_UP_SQL, params):
+        found[n].append(tuple(row))
+    return found

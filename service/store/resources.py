@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from service.search.parameters import index, params_of
 from service.search.query import Query
-from service.store import driver
+from service.store import driver, postgres
 from service.store import statements as sql
 from service.store.batch import UNSENT, Batch, Drafted, joined
 from service.store.engine import session, wrote
@@ -190,6 +190,26 @@ class Unit:
                 params = {f"t{n}": t for n, (t, _) in enumerate(pairs)} | {f"i{n}": i for n, (_, i) in enumerate(pairs)}
                 for row in self.session.connection().execute(sql.prefetch_statement(size), params):
                     self._rows[row.resource_type, row.id] = StoredResource.of_columns(row)
+
+    def look_up(self, keys: list[tuple[str, str]], matches: Mapping[tuple[str, str], Query]) -> None:
+        """On PostgreSQL, prefetch(keys) and what the conditional searches `matches` find (each by its key in
+        `matched`), in one statement (store/postgres.LOOK_UP_SQL) where each was a round trip: a search that finds
+        one resource or none is kept in `matched`, as facade.match_in keeps it; one that finds more, or is not
+        TOKEN_MATCH's, is left to match_in (which says why). Elsewhere nothing: each is asked when needed."""
+        connection = self.session.connection()
+        if connection.dialect.name != "postgresql":
+            return
+        self._send()
+        wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
+        searches = {key: query for key, query in matches.items() if key not in self.matched and sql.one_token(query)}
+        self._rows.update(dict.fromkeys(wanted))
+        found = postgres.look_up(connection, wanted, [sql.token_params(query) for query in searches.values()])
+        for row in found[0]:
+            self._rows[row[1], row[2]] = StoredResource(*row)
+        for n, (key, query) in enumerate(searches.items(), 1):
+            page, _ = sql.uncounted(query, [StoredResource(*row) for row in found[n]])
+            if len(page) <= 1:
+                self.matched[key] = page[0] if page else None
 
     def adopt(self, rows: Mapping[tuple[str, str], StoredResource | None]) -> None:
         """Take rows read before this unit began (in a read transaction of their own) as read here, those that are

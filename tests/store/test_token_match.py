@@ -68,3 +68,40 @@ def test_a_match_with_a_total_sort_or_offset_takes_the_general_search() -> None:
         assert statements.one_token(changed) is False
     query.offset = 2
     assert statements.one_token(query) is False
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_one_statement_looks_up_what_the_matches_and_the_prefetch_find(held: Runtime) -> None:
+    """Unit.look_up (store/postgres.LOOK_UP_SQL, PostgreSQL's): the conditional matches it keeps are match_in's, one
+    finding two resources or not TOKEN_MATCH's is left to match_in, and the rows it read are the rows, read once."""
+    from sqlalchemy import event
+
+    from service.errors import PreconditionFailed
+    from service.facade.interactions import condition, match_in
+
+    conditions = [condition(t, f"{name}={value}", "test") for t, name, value in FAST + GENERAL]
+    keys = [("Patient", "a"), ("Patient", "gone"), ("Patient", "nobody"), ("Practitioner", "p"), ("Patient", "a")]
+    expected: dict[tuple[str, str], Any] = {}
+    with held.resources.unit() as unit:
+        for when in conditions:
+            try:
+                expected[when.query.resource_type, when.criteria] = match_in(unit, when)
+            except PreconditionFailed:
+                expected[when.query.resource_type, when.criteria] = "412"
+        rows = {key: unit.get(*key) for key in keys}
+    statements_run: list[str] = []
+
+    def run(*args: Any) -> None:
+        statements_run.append(args[2])
+
+    with held.resources.unit() as unit:
+        unit.look_up(keys, {(w.query.resource_type, w.criteria): w.query for w in conditions})
+        event.listen(held.engine, "before_cursor_execute", run)
+        try:
+            assert {key: unit.get(*key) for key in keys} == rows
+        finally:
+            event.remove(held.engine, "before_cursor_execute", run)
+        assert statements_run == []  # read by look_up
+    fast = {(t, f"{name}={value}") for t, name, value in FAST}
+    assert unit.matched == {key: found for key, found in expected.items() if key in fast and found != "412"}
+    assert len(unit.matched) == len(FAST) - 1 and expected["Patient", f"identifier={MRN}|4"] == "412"
