@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
 from service.config import Settings
 
@@ -37,8 +39,19 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "preload_app": False,
         "accesslog": None,  # kfhir.access logs each request by route template; gunicorn's would log the URL
         "logconfig_dict": logging_config(settings.log_level),
+        "logger_class": QuietAccessLogger,
         "post_request": after_request,
     }
+
+
+class QuietAccessLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, whose access line is built only when gunicorn.access would log it: gunicorn builds each
+    request's atoms (its headers and environ read, a strftime) whenever a logging config is given, then drops the line
+    at WARNING (kfhir.access logs requests by route): 5 % of a served read's CPU (py-spy)."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
 
 
 def settle_worker() -> None:

@@ -3,6 +3,7 @@ JSON log lines without query strings, and a graceful stop on SIGTERM that lets t
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from collections.abc import Iterator
@@ -58,6 +59,28 @@ def test_a_worker_freezes_its_app_once_built_and_again_once_its_first_requests_a
                    serving.SETTLE_AFTER_REQUESTS + 1, 10 * serving.SETTLE_AFTER_REQUESTS):
         hook(SimpleNamespace(nr=served), None, {}, None)
     assert steps == ["app", "collect", "freeze", "collect", "freeze"]
+
+
+def test_gunicorn_builds_no_access_line_its_access_logger_would_drop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn.access is at WARNING (kfhir.access logs each request by route): its logger does not build the line
+    of each request (its atoms) to drop it, and builds and logs it once the logger is at INFO."""
+    from gunicorn.config import Config  # noqa: PLC0415 - gunicorn's own, only here
+
+    config = Config()
+    for key, value in gunicorn_options(Settings.load(environ={})).items():
+        config.set(key, value)
+    assert config.logger_class is serving.QuietAccessLogger
+    logger = serving.QuietAccessLogger.__new__(serving.QuietAccessLogger)  # without setup(): no logging config here
+    logger.cfg, logger.access_log = config, logging.getLogger("test.gunicorn.access")
+    logger.access_log.setLevel("WARNING")
+    logger.access_log.propagate = False  # the line is not this test's output
+    built: list[str] = []
+    monkeypatch.setattr(logger, "atoms", lambda *args: built.append("atoms") or {"h": "127.0.0.1"})
+    logger.access(None, None, {}, None)
+    assert built == []
+    logger.access_log.setLevel("INFO")
+    logger.access(None, None, {}, None)
+    assert built == ["atoms"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
