@@ -143,11 +143,12 @@ class Interactions:
             ahead = None
             if self.after_write is not None:  # out of the unit what can be: the clinic record it is read into
                 ahead = self.after_write.ahead(self.store, versioned(prepared.resource, new_id, 1, utcnow()))
+            early = drafted(prepared)
             # its rows, its Provenance's and the record it is read into sent together: one statement a table
             with self.store.unit(write=True) as unit, unit.batch():
                 if ahead is not None:  # the rows it read, its references' among them: not read again if unchanged
                     unit.adopt(ahead.rows)
-                return self.followed(unit, create_in(unit, prepared, new_id, {}), ahead)
+                return self.followed(unit, create_in(unit, prepared, new_id, {}, ahead=early, checked=False), ahead)
         when = condition(resource_type, if_none_exist, "If-None-Exist")
         for _attempt in range(3):
             try:
@@ -163,8 +164,9 @@ class Interactions:
     def update(self, resource_type: str, resource_id: str, body: Any, if_match: int | None = None) -> Written:
         self.check_type(resource_type)
         prepared = self.prepare(resource_type, body, resource_id)
+        early = drafted(prepared)
         with self.store.unit(write=True) as unit, unit.batch():  # as create's
-            return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}))
+            return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}, early, checked=False))
 
     def conditional_update(self, resource_type: str, criteria: str, body: Any) -> Written:
         self.check_type(resource_type)
@@ -234,16 +236,16 @@ def _seen(found: StoredResource | None) -> tuple[str, int, bool] | None:
 
 
 def create_in(unit: Unit, prepared: Prepared, new_id: str, names: Names, when: Condition | None = None,
-              ahead: Ahead | None = None) -> Written:
+              ahead: Ahead | None = None, checked: bool = True) -> Written:
     """create under the server's `new_id`; for a conditional create (`when`), claim its criteria."""
-    written = _write(unit, prepared, new_id, "POST", True, names, ahead)
+    written = _write(unit, prepared, new_id, "POST", True, names, ahead, checked)
     if when is not None:
         _claim(unit, when, written.resource.id)
     return written
 
 
 def update_in(unit: Unit, prepared: Prepared, resource_id: str, if_match: int | None, names: Names,
-              ahead: Ahead | None = None) -> Written:
+              ahead: Ahead | None = None, checked: bool = True) -> Written:
     """update, or create at a client's id (http.html#update); `if_match` must name the current version
     (http.html#concurrency): a deleted resource has none (a read answers 410), so it fails there too."""
     current = unit.get(prepared.resource_type, resource_id)
@@ -251,7 +253,7 @@ def update_in(unit: Unit, prepared: Prepared, resource_id: str, if_match: int | 
         at = "no current version" if current is None or current.deleted else f"version {current.version}"
         raise PreconditionFailed(f"If-Match {etag(if_match)} does not match: "
                                  f"{prepared.resource_type}/{resource_id} is at {at}.")
-    return _write(unit, prepared, resource_id, "PUT", current is None or current.deleted, names, ahead)
+    return _write(unit, prepared, resource_id, "PUT", current is None or current.deleted, names, ahead, checked)
 
 
 def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = True) -> StoredResource:
@@ -268,17 +270,18 @@ def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = Tr
 
 
 def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names,
-           ahead: Ahead | None = None) -> Written:
-    """`ahead`: the write's resource as `written_ahead(prepared, names)` made it, before the unit began."""
-    resource, found, drafted = ahead or (*rewritten(prepared.resource, names), None)  # fullUrls → stored ids
-    if ahead is None:  # a written_ahead resource was checked by it
+           ahead: Ahead | None = None, checked: bool = True) -> Written:
+    """`ahead`: the write's resource as `written_ahead(prepared, names)` made it, before the unit began, or as
+    `drafted(prepared)` did (`checked` False: its references are checked here)."""
+    resource, found, early = ahead or (*rewritten(prepared.resource, names), None)  # fullUrls → stored ids
+    if ahead is None or not checked:  # a written_ahead resource was checked by it
         # a clinic record's resources may refer ahead (a session stored before its plan): their ids are
         # deterministic, so they resolve once it arrives; only a placeholder naming no entry is refused (export_record)
         check_references(unit, resource, set(names.values()), found, exists=unit.record_id is None)
     # a POST's id is a UUID this server just made (create_in): no row can hold it yet
     # a record's resources name it as they are written (export_record)
     stored = unit.write(prepared.resource_type, resource_id, resource, [_as_warning(f) for f in prepared.findings],
-                        method, record_id=unit.record_id, new=method == "POST", references=found, drafted=drafted)
+                        method, record_id=unit.record_id, new=method == "POST", references=found, drafted=early)
     if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
         target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
         if unit.provenance is not None:  # a Bundle's or a record's: one Provenance for the whole write (bundles.py)
@@ -294,6 +297,14 @@ def written_ahead(unit: Unit, prepared: Prepared, names: Names) -> Ahead:
     refer ahead), its index values and JSON text. Pure: the same for the same `prepared` and `names`."""
     resource, found = rewritten(prepared.resource, names)
     check_references(unit, resource, set(names.values()), found, exists=False)
+    return resource, found, draft(resource, found)
+
+
+def drafted(prepared: Prepared) -> Ahead:
+    """A request's resource as `_write` writes it (no fullUrl to rewrite), its index values and JSON text worked out
+    before its unit of work, which every other SQLite writer waits for: ~0.3 ms of CPU a served create. Its
+    references are checked in the unit (`checked` False), where the rows they name are read."""
+    resource, found = rewritten(prepared.resource, {})
     return resource, found, draft(resource, found)
 
 
