@@ -98,7 +98,7 @@ def send_batch(connection: Connection, created: list[tuple[Row, Row]], changed: 
     params += [[row["the_pk"] for row in dropped]]
     params += [[row[name] for row in versions] for name in VERSION]
     params += [list(column) for column in zip(*index, strict=True)] if index else [[] for _ in range(9)]
-    made = {(t, i): pk for pk, t, i in driver.rows(connection, BATCH_SQL, params)}
+    made = {(t, i): pk for pk, t, i in driver.rows(connection, BATCH_SQL, params, generic=True)}
     for row, version in created:
         version["resource_pk"] = made[row["resource_type"], row["id"]]
     return made

@@ -92,6 +92,21 @@ def test_a_failure_in_the_statement_leaves_nothing_of_it_and_the_unit_commits_no
             assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0, table  # noqa: S608
 
 
+def test_the_write_units_statement_is_planned_once_a_connection_and_nothing_after_it(runtime: Runtime) -> None:
+    """postgres.BATCH_SQL runs under a generic plan (driver.GENERIC: made once a connection, psycopg having prepared
+    it on its 5th use), every other statement under the plans the engine forces, made for their values."""
+    for n in range(8):
+        with runtime.resources.unit(write=True) as unit:
+            unit.write("Observation", f"o-{n}", observation("2026-03-01"), [], "PUT")
+            assert unit.session.connection().exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    with runtime.engine.connect() as connection:  # the pool's one connection, which sent them
+        plans = connection.execute(text("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                                        "WHERE statement LIKE 'WITH made AS%'")).all()
+        assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    [(generic, custom)] = plans
+    assert generic >= 2 and custom == 0  # its sends since psycopg prepared it: one plan, used again
+
+
 def new_record(external_id: str, score: int = 1) -> NewRecord:
     body = {"external_id": external_id, "score": score}
     return NewRecord("assessment", "clinic-a", external_id, "https://clinic.example/mrn", "MRN-1", AT, body,
