@@ -153,6 +153,8 @@ def clone(value: Json) -> Json:
 
 
 _NESTED = (dict, list)
+#: sets of properties whose order PathCompiler.ordered keeps, per element (a mapped object's come in a few)
+SHAPES_KEPT = 64
 
 
 class PathCompiler:
@@ -161,8 +163,11 @@ class PathCompiler:
     def __init__(self, defs: Definitions) -> None:
         self.defs = defs
         self._compile = cache(self._compile_uncached)
-        #: (structure, element id or None for its root) → property → _slot's answer (ordered)
+        #: (structure, element id or None for its root) → property → _slot's answer (_plan)
         self._slots: dict[tuple[str, str | None], dict[str, tuple[int, str | None, str | None]]] = {}
+        #: (structure, element id or None) → an object's keys, in their order → _plan's answer (ordered)
+        self._shapes: dict[tuple[str, str | None], dict[tuple[str, ...], tuple[tuple[str, str | None, str | None],
+                                                                           ...]]] = {}
 
     def compile(self, structure: str, text: str) -> ElementPath:
         return self._compile(structure, text)
@@ -225,28 +230,43 @@ class PathCompiler:
             return [self.ordered(v, structure, current) if isinstance(v, _NESTED) else v for v in value]
         if not isinstance(value, dict):
             return value
-        # the slots of one element's properties, in a dict of their own: this runs for every object of every mapped
-        # resource, and the cached _slot's four-argument key cost more than the ordering
+        # this runs for every object of every mapped resource (~200 a record), whose properties come in few sets, each
+        # mostly in order already: per set of properties (its keys, in their order), the order to write them in and
+        # what each child is ordered by, worked out once
+        shapes = self._shapes.get((structure, current))
+        if shapes is None:
+            shapes = self._shapes[structure, current] = {}
+        keys = tuple(value)
+        plan = shapes.get(keys)
+        if plan is None:
+            plan = self._plan(structure, current, keys)
+            if len(shapes) < SHAPES_KEPT:
+                shapes[keys] = plan
+        out = {}
+        for key, inner, sub in plan:
+            child = value[key]
+            if inner is not None:
+                if isinstance(child, _NESTED):
+                    child = self.ordered(child, structure, inner)
+            elif sub is not None and isinstance(child, _NESTED):
+                child = self.ordered(child, sub)
+            out[key] = child
+        return out
+
+    def _plan(self, structure: str, current: str | None,
+              keys: tuple[str, ...]) -> tuple[tuple[str, str | None, str | None], ...]:
+        """(property, element id to order its object by, or the type to order it by) of each of `keys`, stably sorted
+        by their elements' places in the definition (unknown ones last)."""
         slots = self._slots.get((structure, current))
         if slots is None:
             slots = self._slots[structure, current] = {}
-        out, last, in_order = {}, -2, True
-        for key, child in value.items():
+        placed = []
+        for key in keys:
             slot = slots.get(key)
             if slot is None:
                 slot = slots[key] = self._slot(structure, current or next(iter(self.elements(structure))), key)
-            position, inner, sub = slot
-            if isinstance(child, _NESTED):
-                if inner is not None:
-                    child = self.ordered(child, structure, inner)
-                elif sub is not None:
-                    child = self.ordered(child, sub)
-            out[key] = child
-            in_order = in_order and position >= last
-            last = position
-        if in_order:  # most objects are built in element order already: the order the stable sort below keeps
-            return out
-        return dict(sorted(out.items(), key=lambda item: slots[item[0]][0]))
+            placed.append((slot[0], key, slot[1], slot[2]))
+        return tuple((key, inner, sub) for _, key, inner, sub in sorted(placed, key=lambda p: p[0]))
 
     @cache  # noqa: B019
     def _slot(self, structure: str, current: str, key: str) -> tuple[int, str | None, str | None]:

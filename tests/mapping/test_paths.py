@@ -134,6 +134,20 @@ def test_ordered_gives_the_text_of_a_stable_sort_by_definition_order(paths: Path
                                                                                                    structure))
 
 
+def test_ordered_reuses_an_order_only_for_the_same_properties_in_the_same_order(paths: PathCompiler) -> None:
+    """ordered() keeps, per element, the order it worked out for a set of properties as given (up to SHAPES_KEPT):
+    the same properties with other values, in another order, or beyond that many sets still give the sort's text."""
+    from service.mapping import paths as module  # noqa: PLC0415 - its bound, read here only
+
+    first = {"valueInteger": 3, "code": {"text": "x", "coding": [{"code": "c", "system": "s"}]}, "status": "final"}
+    again = {"valueInteger": 4, "code": "not an object", "status": "amended"}
+    turned = {"status": "final", "valueInteger": 3, "code": {"coding": [], "text": "y"}}
+    many = [{f"unknown{i}": i, "status": "final", "id": str(i)} for i in range(module.SHAPES_KEPT + 5)]
+    for value in (first, again, turned, first, *many, turned):
+        assert json.dumps(paths.ordered(value, "Observation")) == json.dumps(sorted_by_definition(paths, value,
+                                                                                                  "Observation"))
+
+
 @pytest.mark.parametrize("value, pattern, expected", [
     ({"coding": [{"system": "s", "code": "c", "display": "d"}]}, {"coding": [{"system": "s", "code": "c"}]}, True),
     ({"coding": [{"system": "s", "code": "x"}]}, {"coding": [{"system": "s", "code": "c"}]}, False),
