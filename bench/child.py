@@ -7,8 +7,8 @@ bench/medplum/validate.mjs and bench/hapi/BenchMain.java: the manifest holds spa
 (profiles), the files, the warm-up files, the rotation (the valid singles, in the order the Bundles cycle through
 them) and the protocol settings; stdout gets one JSON document with loaded_ns and first_result_ns
 (time.monotonic_ns, CLOCK_MONOTONIC like the parent's spawn_ns), the warm-up pass values (ms per round), per file
-the call times of parse + validate from the file's text in memory, whether errors were reported, and the first
-messages, and the same per file of the rotation's calls."""
+its calls of parse + validate from the file's text in memory (their count, the median and p95 over rounds, each
+round's median), whether errors were reported, and the first messages, and the same per file of the rotation."""
 from __future__ import annotations
 
 import json
@@ -111,13 +111,6 @@ def _quantile(ordered: list[int], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def summary(times: Sequence[int]) -> dict[str, Any]:
-    """What the parent needs of one file's call times: kept per file, not every sample, so that the samples
-    of a fast contender (tens of thousands of calls) do not swell the peak RSS being measured."""
-    ordered = sorted(times)
-    return {"calls": len(ordered), "median_ns": _quantile(ordered, 0.5), "p95_ns": _quantile(ordered, 0.95)}
-
-
 def _call(check: Check, text: str) -> list[str]:
     try:
         return check(text)
@@ -125,42 +118,108 @@ def _call(check: Check, text: str) -> list[str]:
         return [f"not parsed: {exc}"]
 
 
-def _timed(check: Check, text: str, min_calls: int, min_ns: int, max_ns: int | None = None) -> dict[str, Any]:
-    """Calls until min_calls and min_ns are reached, but none once the calls have taken max_ns (fhircraft spends
-    about 40 s on each call of the 1,000-entry Bundle, which made make bench overrun its 15 minutes)."""
-    times: list[int] = []
+class _Series:
+    """One file's calls in one row over the rounds: per round its median and p95, kept as numbers (not every
+    sample, which would swell the peak RSS being measured), the time its calls took, its last verdict."""
+
+    def __init__(self) -> None:
+        self.calls, self.spent_ns = 0, 0
+        self.medians: list[float] = []
+        self.p95s: list[float] = []
+        self.errors: list[str] = []
+
+    def close(self, times: Sequence[int]) -> None:
+        if times:
+            ordered = sorted(times)
+            self.medians.append(_quantile(ordered, 0.5))
+            self.p95s.append(_quantile(ordered, 0.95))
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's median: the median of its rounds' medians (p95 likewise), so that a round slowed by other
+        work on the machine moves neither."""
+        return {"calls": self.calls, "median_ns": _quantile(sorted(self.medians), 0.5),
+                "p95_ns": _quantile(sorted(self.p95s), 0.5), "round_medians_ns": self.medians,
+                "errors": bool(self.errors), "messages": self.errors[:5]}
+
+
+def _repeat(check: Check, text: str, series: _Series, min_calls: int, share_ns: int, cap_ns: int) -> None:
+    """One round of one file repeated: calls until min_calls and share_ns are reached, but none once the file's
+    calls have taken cap_ns in all (fhircraft spends about 40 s on each call of the 1,000-entry Bundle, which made
+    make bench overrun its 15 minutes): such a file keeps its one call."""
+    if series.calls and series.spent_ns > cap_ns:
+        return
     clock = time.perf_counter_ns
+    times = array("q")
     start = clock()
-    errors: list[str] = []
-    while len(times) < min_calls or clock() - start < min_ns:
-        if max_ns is not None and times and clock() - start > max_ns:
+    while len(times) < min_calls or clock() - start < share_ns:
+        if series.calls and series.spent_ns > cap_ns:
             break
         t0 = clock()
-        errors = _call(check, text)
-        times.append(clock() - t0)
-    return {**summary(times), "errors": bool(errors), "messages": errors[:5]}
+        series.errors = _call(check, text)
+        spent = clock() - t0
+        times.append(spent)
+        series.calls += 1
+        series.spent_ns += spent
+    series.close(times)
 
 
-def rotate(check: Check, texts: list[str], order: list[int], settings: dict[str, Any]) -> dict[str, Any]:
-    """The valid singles in rotation (bench/protocol.py): rounds of one call of each file of `order`, in that
-    order, so that consecutive calls never see the same document, until every file has had min_calls calls and
-    the rounds have taken per_file_s per file (the time each file gets alone); a file's median from its calls."""
+def _rotate(check: Check, texts: list[str], order: list[int], turns: list[_Series], min_rounds: int,
+            share_ns: int, cap_ns: int) -> int:
+    """One round of the rotation: passes of one call of each file of `order`, in that order, so that consecutive
+    calls never see the same document, until min_rounds passes and share_ns; none once the passes have taken
+    cap_ns in all. Returns the passes made."""
+    if not order or (turns[0].calls and sum(t.spent_ns for t in turns) > cap_ns):
+        return 0
     clock = time.perf_counter_ns
-    budget = int(settings["per_file_s"] * 1e9) * len(order)
-    cap = int(settings["slow_file_s"] * 1e9) * len(order)
     times = [array("q") for _ in order]  # 8 bytes a call: json.loads makes some 500,000 calls in 3.7 s
-    errors: list[list[str]] = [[] for _ in order]
-    start, rounds = clock(), 0
-    while order and (rounds < settings["min_calls"] or clock() - start < budget):
-        if rounds and clock() - start > cap:
+    start, passes = clock(), 0
+    while passes < min_rounds or clock() - start < share_ns:
+        if passes and sum(t.spent_ns for t in turns) > cap_ns:
             break
         for k, i in enumerate(order):
             t0 = clock()
-            errors[k] = _call(check, texts[i])
-            times[k].append(clock() - t0)
-        rounds += 1
-    results = [{**summary(t), "errors": bool(e), "messages": e[:5]} for t, e in zip(times, errors, strict=True)]
-    return {"order": order, "rounds": rounds, "seconds": (clock() - start) / 1e9, "results": results}
+            turns[k].errors = _call(check, texts[i])
+            spent = clock() - t0
+            times[k].append(spent)
+            turns[k].calls += 1
+            turns[k].spent_ns += spent
+        passes += 1
+    for series, kept in zip(turns, times, strict=True):
+        series.close(kept)
+    return passes
+
+
+def measure(check: Check, texts: list[str], order: list[int], settings: dict[str, Any]) \
+        -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rules 2 and 3 of bench/protocol.py in `rounds` rounds: in each, every file repeated for its share of
+    per_file_s, and the rotation of `order` for the same share per file; even rounds take the files in order and
+    then the rotation, odd rounds the rotation first and then the files in reverse order, so that neither row,
+    nor any file, always runs after the same work. Returns each file's result and the rotation's."""
+    clock = time.perf_counter_ns
+    rounds = max(1, int(settings.get("rounds", 1)))
+    min_calls = -(-int(settings["min_calls"]) // rounds)  # per round, so min_calls in all
+    share_ns = int(settings["per_file_s"] * 1e9 / rounds)
+    cap_ns = int(settings["slow_file_s"] * 1e9)
+    files = [_Series() for _ in texts]
+    turns = [_Series() for _ in order]
+    passes, rotation_ns = 0, 0
+
+    def rotation() -> None:
+        nonlocal passes, rotation_ns
+        t0 = clock()
+        passes += _rotate(check, texts, order, turns, min_calls, share_ns * len(order), cap_ns * len(order))
+        rotation_ns += clock() - t0
+
+    for r in range(rounds):
+        forward = r % 2 == 0
+        if not forward:
+            rotation()
+        for i in (range(len(texts)) if forward else reversed(range(len(texts)))):
+            _repeat(check, texts[i], files[i], min_calls, share_ns, cap_ns)
+        if forward:
+            rotation()
+    return [f.to_json() for f in files], {"order": order, "rounds": passes, "timed_rounds": rounds,
+                                          "seconds": rotation_ns / 1e9, "results": [t.to_json() for t in turns]}
 
 
 def warm_up(check: Check, texts: list[str], settings: dict[str, Any]) -> list[float]:
@@ -206,9 +265,7 @@ def main(name: str, manifest_path: str) -> dict[str, Any]:
     _call(check, texts[manifest["warmup"][0]])
     first_ns = time.monotonic_ns()
     passes = warm_up(check, [texts[i] for i in manifest["warmup"]], settings)
-    min_ns, max_ns = int(settings["per_file_s"] * 1e9), int(settings["slow_file_s"] * 1e9)
-    results = [_timed(check, text, settings["min_calls"], min_ns, max_ns) for text in texts]
-    rotation = rotate(check, texts, manifest["rotation"], settings)
+    results, rotation = measure(check, texts, manifest["rotation"], settings)
     return {"contender": label, "loaded_ns": loaded_ns, "first_result_ns": first_ns, **info,
             "warmup_pass_ms": passes, "peak_rss_kib": vmhwm_kib(), "results": results, "rotation": rotation}
 

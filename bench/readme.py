@@ -42,7 +42,8 @@ def validators(res: dict[str, Any]) -> list[str]:
     kind = "QUICK" if res["quick"] else "full protocol"
     lines = [f"Validators, {res['date']} ({kind}); {res['load']}. Median µs per resource, all pinned to one core, "
              f"after each contender's warm-up (until its pass time changes by < {st['tolerance'] * 100:.0f} % over "
-             f"{st['window']} passes, at most {st['max_s']:g} s), each file timed {st['per_file_s']:g} s; in "
+             f"{st['window']} passes, at most {st['max_s']:g} s), each file timed {st['per_file_s']:g} s in "
+             f"{st.get('rounds', 1)} rounds alternated with the rotation's, its median over rounds; in "
              f"brackets the files where its verdict is HAPI's. \"In rotation\": the valid singles called in turn, "
              f"each call another document, for the same time per file; \"one file repeated\": each called over and "
              f"over, which finds what a validator remembers of a document on every call.", "",

@@ -40,8 +40,8 @@ import ca.uhn.fhir.context.support.DefaultProfileValidationSupport;
  * The validator is built exactly as the harness's ValidateMain builds it (same chain, same options); the
  * harness's private helpers (loading our IG directory, the verdict with unknown code systems downgraded) are
  * reached by reflection so that verdicts stay the harness's. The timed call is validateWithResult on the
- * file's text in memory, as the other contenders are timed, each file on its own and then the valid singles in
- * rotation (rule 3 of bench/protocol.py). Besides the protocol, it measures HAPI's own
+ * file's text in memory, as the other contenders are timed: each file on its own and the valid singles in
+ * rotation, in alternated rounds (rules 2 and 3 of bench/protocol.py). Besides the protocol, it measures HAPI's own
  * per-call constant: ValidatorWrapper builds a new InstanceValidator for every validateWithResult call
  * (whose constructor re-reads an OID table), so buildInstanceValidator is timed on its own, warm.
  */
@@ -116,22 +116,36 @@ public final class BenchMain {
 		List<Double> passes = warmUp(validator, options, warmTexts, settings);
 
 		long minNs = (long) (num(settings, "per_file_s") * 1e9);
-		long maxNs = (long) (num(settings, "slow_file_s") * 1e9);
 		int minCalls = (int) num(settings, "min_calls");
+		List<Integer> order = (List<Integer>) manifest.get("rotation");
+		Measured measured = measure(validator, options, texts, order, settings);
 		Method validateFile = harness("validateFile", FhirValidator.class, ValidationOptions.class, Path.class,
 				boolean.class);
 		List<Map<String, Object>> results = new ArrayList<>();
 		for (int i = 0; i < texts.size(); i++) {
-			Map<String, Object> r = timed(validator, options, texts.get(i), minCalls, minNs, maxNs);
+			Map<String, Object> r = measured.files.get(i).toJson();
 			List<String> errors = errors((List<?>) validateFile.invoke(null, validator, options,
 					Path.of((String) files.get(i).get("path")), false));
 			r.put("errors", !errors.isEmpty());
 			r.put("messages", errors.subList(0, Math.min(5, errors.size())));
 			results.add(r);
 		}
-
-		Map<String, Object> rotation = rotate(validator, options, texts, (List<Integer>) manifest.get("rotation"),
-				results, minCalls, minNs, maxNs);
+		// each file's verdict in rotation is the harness's (validateFile, in results): the timed call is
+		// validateWithResult, whose issues only the harness's own code turns into a verdict
+		List<Map<String, Object>> rotated = new ArrayList<>();
+		for (int k = 0; k < order.size(); k++) {
+			Map<String, Object> r = measured.turns.get(k).toJson();
+			Map<String, Object> verdict = results.get(order.get(k));
+			r.put("errors", verdict.get("errors"));
+			r.put("messages", verdict.get("messages"));
+			rotated.add(r);
+		}
+		Map<String, Object> rotation = new LinkedHashMap<>();
+		rotation.put("order", order);
+		rotation.put("rounds", measured.passes);
+		rotation.put("timed_rounds", measured.rounds);
+		rotation.put("seconds", measured.rotationNs / 1e9);
+		rotation.put("results", rotated);
 
 		Map<String, Object> out = new LinkedHashMap<>();
 		out.put("contender", "HAPI FHIR " + ca.uhn.fhir.util.VersionUtil.getVersion() + " (instance validator)");
@@ -198,63 +212,136 @@ public final class BenchMain {
 		return passes;
 	}
 
-	private static Map<String, Object> timed(FhirValidator validator, ValidationOptions options, String text,
-			int minCalls, long minNs, long maxNs) {
-		List<Long> times = new ArrayList<>();
-		long start = System.nanoTime();
-		while (times.size() < minCalls || System.nanoTime() - start < minNs) {
-			if (!times.isEmpty() && System.nanoTime() - start > maxNs) {
-				break;
+	/** One file's calls in one row over the rounds (bench/child.py _Series). */
+	private static final class Series {
+		int calls;
+		long spentNs;
+		final List<Double> medians = new ArrayList<>();
+		final List<Double> p95s = new ArrayList<>();
+
+		void close(List<Long> times) {
+			if (!times.isEmpty()) {
+				Map<String, Object> r = summary(times);
+				medians.add((Double) r.get("median_ns"));
+				p95s.add((Double) r.get("p95_ns"));
 			}
-			long t0 = System.nanoTime();
-			call(validator, options, text);
-			times.add(System.nanoTime() - t0);
 		}
-		return summary(times);
+
+		/** The file's median (p95): the median of its rounds' medians (p95s). */
+		Map<String, Object> toJson() {
+			Map<String, Object> r = new LinkedHashMap<>();
+			r.put("calls", calls);
+			r.put("median_ns", median(medians));
+			r.put("p95_ns", median(p95s));
+			r.put("round_medians_ns", medians);
+			return r;
+		}
+
+		void call(FhirValidator validator, ValidationOptions options, String text, List<Long> times) {
+			long t0 = System.nanoTime();
+			BenchMain.call(validator, options, text);
+			long spent = System.nanoTime() - t0;
+			times.add(spent);
+			calls++;
+			spentNs += spent;
+		}
+	}
+
+	private record Measured(List<Series> files, List<Series> turns, int passes, int rounds, long rotationNs) {
 	}
 
 	/**
-	 * The valid singles in rotation (bench/protocol.py, as bench/child.py rotate): rounds of one call of each file
-	 * of {@code order}, in that order, until every file has had minCalls calls and the rounds have taken minNs per
-	 * file. Each file's verdict is the harness's (validateFile, already in {@code results}): the timed call is
-	 * validateWithResult, whose issues only the harness's own code turns into a verdict.
+	 * Rules 2 and 3 of bench/protocol.py in {@code rounds} rounds, as bench/child.py measure: rounds 1, 3, ... the
+	 * files in order then the rotation; rounds 2, 4, ... the rotation then the files in reverse order.
 	 */
-	private static Map<String, Object> rotate(FhirValidator validator, ValidationOptions options, List<String> texts,
-			List<Integer> order, List<Map<String, Object>> results, int minCalls, long minNs, long maxNs) {
+	private static Measured measure(FhirValidator validator, ValidationOptions options, List<String> texts,
+			List<Integer> order, Map<String, Object> settings) {
+		int rounds = Math.max(1, (int) num(settings, "rounds"));
+		int minCalls = (int) Math.ceil(num(settings, "min_calls") / rounds);
+		long shareNs = (long) (num(settings, "per_file_s") * 1e9 / rounds);
+		long capNs = (long) (num(settings, "slow_file_s") * 1e9);
+		List<Series> files = new ArrayList<>();
+		for (int i = 0; i < texts.size(); i++) {
+			files.add(new Series());
+		}
+		List<Series> turns = new ArrayList<>();
+		for (int k = 0; k < order.size(); k++) {
+			turns.add(new Series());
+		}
+		int passes = 0;
+		long rotationNs = 0;
+		for (int r = 0; r < rounds; r++) {
+			boolean forward = r % 2 == 0;
+			if (!forward) {
+				long t0 = System.nanoTime();
+				passes += rotateRound(validator, options, texts, order, turns, minCalls, shareNs * order.size(),
+						capNs * order.size());
+				rotationNs += System.nanoTime() - t0;
+			}
+			for (int j = 0; j < texts.size(); j++) {
+				int i = forward ? j : texts.size() - 1 - j;
+				repeat(validator, options, texts.get(i), files.get(i), minCalls, shareNs, capNs);
+			}
+			if (forward) {
+				long t0 = System.nanoTime();
+				passes += rotateRound(validator, options, texts, order, turns, minCalls, shareNs * order.size(),
+						capNs * order.size());
+				rotationNs += System.nanoTime() - t0;
+			}
+		}
+		return new Measured(files, turns, passes, rounds, rotationNs);
+	}
+
+	/** One round of one file repeated (bench/child.py _repeat). */
+	private static void repeat(FhirValidator validator, ValidationOptions options, String text, Series s,
+			int minCalls, long shareNs, long capNs) {
+		if (s.calls > 0 && s.spentNs > capNs) {
+			return;
+		}
+		List<Long> times = new ArrayList<>();
+		long start = System.nanoTime();
+		while (times.size() < minCalls || System.nanoTime() - start < shareNs) {
+			if (s.calls > 0 && s.spentNs > capNs) {
+				break;
+			}
+			s.call(validator, options, text, times);
+		}
+		s.close(times);
+	}
+
+	/** One round of the rotation (bench/child.py _rotate); returns the passes made. */
+	private static int rotateRound(FhirValidator validator, ValidationOptions options, List<String> texts,
+			List<Integer> order, List<Series> turns, int minPasses, long shareNs, long capNs) {
+		if (order.isEmpty() || (turns.get(0).calls > 0 && spent(turns) > capNs)) {
+			return 0;
+		}
 		List<List<Long>> times = new ArrayList<>();
 		for (int k = 0; k < order.size(); k++) {
 			times.add(new ArrayList<>());
 		}
-		long budget = minNs * order.size();
-		long cap = maxNs * order.size();
 		long start = System.nanoTime();
-		int rounds = 0;
-		while (!order.isEmpty() && (rounds < minCalls || System.nanoTime() - start < budget)) {
-			if (rounds > 0 && System.nanoTime() - start > cap) {
+		int passes = 0;
+		while (passes < minPasses || System.nanoTime() - start < shareNs) {
+			if (passes > 0 && spent(turns) > capNs) {
 				break;
 			}
 			for (int k = 0; k < order.size(); k++) {
-				long t0 = System.nanoTime();
-				call(validator, options, texts.get(order.get(k)));
-				times.get(k).add(System.nanoTime() - t0);
+				turns.get(k).call(validator, options, texts.get(order.get(k)), times.get(k));
 			}
-			rounds++;
+			passes++;
 		}
-		double seconds = (System.nanoTime() - start) / 1e9;
-		List<Map<String, Object>> rotated = new ArrayList<>();
 		for (int k = 0; k < order.size(); k++) {
-			Map<String, Object> r = summary(times.get(k));
-			Map<String, Object> verdict = results.get(order.get(k));
-			r.put("errors", verdict.get("errors"));
-			r.put("messages", verdict.get("messages"));
-			rotated.add(r);
+			turns.get(k).close(times.get(k));
 		}
-		Map<String, Object> out = new LinkedHashMap<>();
-		out.put("order", order);
-		out.put("rounds", rounds);
-		out.put("seconds", seconds);
-		out.put("results", rotated);
-		return out;
+		return passes;
+	}
+
+	private static long spent(List<Series> turns) {
+		long total = 0;
+		for (Series t : turns) {
+			total += t.spentNs;
+		}
+		return total;
 	}
 
 	private static Map<String, Object> summary(List<Long> times) {

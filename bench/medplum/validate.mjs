@@ -121,44 +121,110 @@ function summary(times) {
   return { calls: ordered.length, median_ns: quantile(0.5), p95_ns: quantile(0.95) };
 }
 
-function timed(text, profiles, minCalls, minNs, maxNs) {
-  const times = [];
-  const start = now();
-  let errors = [];
-  while (times.length < minCalls || now() - start < minNs) {
-    if (times.length >= 1 && now() - start > maxNs) {
-      break;
-    }
-    const t0 = now();
-    errors = validateOrParseError(text, profiles);
-    times.push(Number(now() - t0));
-  }
-  return { ...summary(times), errors: errors.length > 0, messages: errors.slice(0, 5) };
+// One file's calls in one row over the rounds (bench/child.py _Series): per round its median and p95, kept as
+// numbers; the file's median (p95) is the median of its rounds' medians (p95s).
+function series() {
+  return { calls: 0, spentNs: 0n, medians: [], p95s: [], errors: [] };
 }
 
-// The valid singles in rotation (bench/protocol.py, as bench/child.py rotate): rounds of one call of each file of
-// `order`, in that order, until every file has had minCalls calls and the rounds have taken perFileNs per file.
-function rotate(texts, order, profiles, settings) {
-  const budget = BigInt(Math.round(settings.per_file_s * 1e9)) * BigInt(order.length);
-  const cap = BigInt(Math.round(settings.slow_file_s * 1e9)) * BigInt(order.length);
-  const times = order.map(() => []);
-  const errors = order.map(() => []);
+function close(s, times) {
+  if (times.length > 0) {
+    const r = summary(times);
+    s.medians.push(r.median_ns);
+    s.p95s.push(r.p95_ns);
+  }
+}
+
+function seriesJson(s) {
+  return {
+    calls: s.calls, median_ns: summary(s.medians).median_ns, p95_ns: summary(s.p95s).median_ns,
+    round_medians_ns: s.medians, errors: s.errors.length > 0, messages: s.errors.slice(0, 5),
+  };
+}
+
+function callInto(s, text, profiles, times) {
+  const t0 = now();
+  s.errors = validateOrParseError(text, profiles);
+  const spent = now() - t0;
+  times.push(Number(spent));
+  s.calls += 1;
+  s.spentNs += spent;
+}
+
+// One round of one file repeated (bench/child.py _repeat): calls until minCalls and shareNs, none once the file's
+// calls have taken capNs in all.
+function repeat(text, profiles, s, minCalls, shareNs, capNs) {
+  if (s.calls > 0 && s.spentNs > capNs) {
+    return;
+  }
+  const times = [];
   const start = now();
-  let rounds = 0;
-  while (order.length > 0 && (rounds < settings.min_calls || now() - start < budget)) {
-    if (rounds > 0 && now() - start > cap) {
+  while (times.length < minCalls || now() - start < shareNs) {
+    if (s.calls > 0 && s.spentNs > capNs) {
       break;
     }
-    order.forEach((i, k) => {
-      const t0 = now();
-      errors[k] = validateOrParseError(texts[i], profiles);
-      times[k].push(Number(now() - t0));
-    });
-    rounds += 1;
+    callInto(s, text, profiles, times);
+  }
+  close(s, times);
+}
+
+// One round of the rotation (bench/child.py _rotate): passes of one call of each file of `order`, in that order,
+// until minPasses and shareNs; none once the passes have taken capNs in all. Returns the passes made.
+function rotateRound(texts, order, profiles, turns, minPasses, shareNs, capNs) {
+  const spent = () => turns.reduce((a, t) => a + t.spentNs, 0n);
+  if (order.length === 0 || (turns[0].calls > 0 && spent() > capNs)) {
+    return 0;
+  }
+  const times = order.map(() => []);
+  const start = now();
+  let passes = 0;
+  while (passes < minPasses || now() - start < shareNs) {
+    if (passes > 0 && spent() > capNs) {
+      break;
+    }
+    order.forEach((i, k) => callInto(turns[k], texts[i], profiles, times[k]));
+    passes += 1;
+  }
+  turns.forEach((t, k) => close(t, times[k]));
+  return passes;
+}
+
+// Rules 2 and 3 of bench/protocol.py in `rounds` rounds, as bench/child.py measure: rounds 1, 3, ... the files in
+// order then the rotation; rounds 2, 4, ... the rotation then the files in reverse order.
+function measure(texts, order, profiles, settings) {
+  const rounds = Math.max(1, Math.floor(settings.rounds ?? 1));
+  const minCalls = Math.ceil(settings.min_calls / rounds);
+  const shareNs = BigInt(Math.floor(settings.per_file_s * 1e9 / rounds));
+  const capNs = BigInt(Math.floor(settings.slow_file_s * 1e9));
+  const files = texts.map(() => series());
+  const turns = order.map(() => series());
+  let passes = 0;
+  let rotationNs = 0n;
+  const rotation = () => {
+    const t0 = now();
+    passes += rotateRound(texts, order, profiles, turns, minCalls, shareNs * BigInt(order.length),
+      capNs * BigInt(order.length));
+    rotationNs += now() - t0;
+  };
+  for (let r = 0; r < rounds; r += 1) {
+    const forward = r % 2 === 0;
+    if (!forward) {
+      rotation();
+    }
+    const indexes = texts.map((_, i) => i);
+    for (const i of forward ? indexes : indexes.reverse()) {
+      repeat(texts[i], profiles, files[i], minCalls, shareNs, capNs);
+    }
+    if (forward) {
+      rotation();
+    }
   }
   return {
-    order, rounds, seconds: Number(now() - start) / 1e9,
-    results: times.map((t, k) => ({ ...summary(t), errors: errors[k].length > 0, messages: errors[k].slice(0, 5) })),
+    results: files.map(seriesJson),
+    rotation: {
+      order, rounds: passes, timed_rounds: rounds, seconds: Number(rotationNs) / 1e9,
+      results: turns.map(seriesJson),
+    },
   };
 }
 
@@ -226,10 +292,7 @@ function main() {
   validateOrParseError(texts[manifest.warmup[0]], loaded);
   const firstNs = now();
   const passes = warmUp(manifest.warmup.map((i) => texts[i]), loaded, settings);
-  const minNs = BigInt(Math.round(settings.per_file_s * 1e9));
-  const maxNs = BigInt(Math.round(settings.slow_file_s * 1e9));
-  const results = texts.map((text) => timed(text, loaded, settings.min_calls, minNs, maxNs));
-  const rotation = rotate(texts, manifest.rotation, loaded, settings);
+  const { results, rotation } = measure(texts, manifest.rotation, loaded, settings);
   const version = JSON.parse(readFileSync(new URL('./node_modules/@medplum/core/package.json', import.meta.url))).version;
   const label = MODE === 'parsed-once' ? 'profile parsed once (bench wrapper)' : 'as shipped (validateResource)';
   process.stdout.write(JSON.stringify({

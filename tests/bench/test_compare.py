@@ -141,7 +141,14 @@ def test_a_slow_contender_is_called_no_more_once_its_calls_took_the_time_cap() -
         time.sleep(0.03)
         return ["an error"]
 
-    capped = child._timed(slow, "{}", 20, 0, int(0.1e9))  # 20 calls wanted, 0.6 s: the cap stops it sooner
-    assert 1 <= capped["calls"] <= 4 and capped["errors"] and capped["median_ns"] >= 0.03e9
-    assert child._timed(slow, "{}", 3, 0, None)["calls"] == 3
-    assert child._timed(slow, "{}", 3, 0, int(0.01e9))["calls"] == 1  # one call past the cap: no second
+    capped = child._Series()
+    child._repeat(slow, "{}", capped, 20, 0, int(0.1e9))  # 20 calls wanted, 0.6 s: the cap stops it sooner
+    assert 1 <= capped.calls <= 5 and capped.to_json()["errors"] and capped.to_json()["median_ns"] >= 0.03e9
+    child._repeat(slow, "{}", capped, 20, 0, int(0.1e9))  # a later round: the cap is spent, no call
+    assert capped.calls <= 5 and len(capped.medians) == 1
+    uncapped = child._Series()
+    child._repeat(slow, "{}", uncapped, 3, 0, int(60e9))
+    assert uncapped.calls == 3
+    once = child._Series()
+    child._repeat(slow, "{}", once, 3, 0, int(0.01e9))
+    assert once.calls == 1  # one call past the cap: no second

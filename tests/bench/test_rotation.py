@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ import pytest
 from bench import bundles, child, contenders, corpus, figures, protocol
 from service.resources import profiles_dir
 
-#: small enough for a test: a short warm-up and 5 ms a file
-TINY = protocol.Settings(window=2, max_s=1.0, min_pass_s=0.005, per_file_s=0.005, min_calls=2)
+#: small enough for a test: a short warm-up and 5 ms a file, in two rounds
+TINY = protocol.Settings(window=2, max_s=1.0, min_pass_s=0.005, per_file_s=0.005, min_calls=2, rounds=2)
 
 
 def _plan(tmp_path: Path) -> contenders.Plan:
@@ -53,15 +54,44 @@ def test_rotate_calls_each_file_in_turn_never_the_same_twice_in_a_row() -> None:
         time.sleep(0.001)
         return ["bad"] if text == "c" else []
 
-    settings = TINY.to_json() | {"per_file_s": 0.004, "min_calls": 3}
+    turns = [child._Series() for _ in range(3)]
     began = time.perf_counter()
-    out = child.rotate(check, ["a", "b", "c", "d"], [2, 0, 3], settings)
+    passes = child._rotate(check, ["a", "b", "c", "d"], [2, 0, 3], turns, 3, int(3 * 0.004e9), int(60e9))
     assert time.perf_counter() - began >= 3 * 0.004  # the time each file would have had alone, for each
-    rounds = out["rounds"]
-    assert rounds >= 3 and called == ["c", "a", "d"] * rounds
+    assert passes >= 3 and called == ["c", "a", "d"] * passes
     assert all(x != y for x, y in zip(called, called[1:], strict=False))
-    assert [r["errors"] for r in out["results"]] == [True, False, False] and out["results"][0]["messages"] == ["bad"]
-    assert all(r["calls"] == rounds for r in out["results"])
+    results = [t.to_json() for t in turns]
+    assert [r["errors"] for r in results] == [True, False, False] and results[0]["messages"] == ["bad"]
+    assert all(r["calls"] == passes for r in results)
+
+
+def test_the_rows_are_measured_in_alternated_rounds() -> None:
+    """Rules 2 and 3 in rounds (bench/protocol.py): round 1 the files in order then the rotation, round 2 the
+    rotation then the files in reverse order, round 3 as round 1; each row's calls split over the rounds."""
+    called: list[str] = []
+
+    def check(text: str) -> list[str]:
+        called.append(text)
+        time.sleep(0.0005)
+        return []
+
+    settings = TINY.to_json() | {"per_file_s": 0.003, "min_calls": 3, "rounds": 3}
+    results, rotation = child.measure(check, ["a", "b", "c"], [1, 2], settings)
+    assert re.fullmatch(r"a+b+c+(bc)+c+b+a+b+c+(bc)+", "".join(called))
+    assert rotation["timed_rounds"] == 3 and rotation["order"] == [1, 2]
+    for r in results + rotation["results"]:
+        assert len(r["round_medians_ns"]) == 3 and r["calls"] >= 3
+    assert rotation["rounds"] >= 3 and all(r["calls"] == rotation["rounds"] for r in rotation["results"])
+
+
+def test_a_files_median_is_the_median_of_its_rounds_medians() -> None:
+    """A round slowed by other work on the machine moves neither row: it is the odd one out of the rounds."""
+    series = child._Series()
+    for times in ([1000, 1100, 900], [9000, 9900, 8000], [1200, 1300, 1250]):
+        series.close(times)
+    out = series.to_json()
+    assert out["round_medians_ns"] == [1000, 9000, 1250] and out["median_ns"] == 1250
+    assert out["p95_ns"] == child._quantile(sorted([1090, 9810, 1295]), 0.5)
 
 
 def test_the_python_runner_reports_the_rotation(tmp_path: Path) -> None:
