@@ -24,10 +24,19 @@ class Bundles:
 
     def _bundle(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
         kind = bundle.get("type")
-        entries = [e if isinstance(e, dict) else {} for e in as_list(bundle.get("entry"))]
+        listed = bundle.get("entry")
         full_urls = run.full_urls
-        for i, entry in enumerate(entries):  # one pass: what references resolve to, and each fullUrl's form
+        # whether every entry is a plain object with a resource and a fullUrl without /_history/, so that bdl-5 and
+        # bdl-8 hold for each: the walk then answers them once for the list (walkers._constraints), not per entry
+        quiet = listed.__class__ is list
+        for i, entry in enumerate(as_list(listed)):  # one pass: what references resolve to, each fullUrl's form
+            if not isinstance(entry, dict):
+                quiet = False
+                continue
             full_url, resource = entry.get("fullUrl"), entry.get("resource")
+            if quiet and (full_url.__class__ is not str or resource.__class__ is not dict or "/_history/" in full_url
+                          or entry.__class__ is not dict or "resourceType" in entry or "_fullUrl" in entry):
+                quiet = False
             if not isinstance(full_url, str):
                 continue
             if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
@@ -37,11 +46,15 @@ class Bundles:
                     continue
             if full_url:
                 self._full_url(full_url, resource, expr, i, run)
+        if quiet:
+            run.quiet_entries = listed
         self._links(bundle, kind, expr, run)
-        if kind == "searchset":
-            self._search_entries(bundle, entries, expr, run)
-        if kind == "document" and entries and isinstance(entries[0].get("resource"), dict):
-            self._document(entries, expr, run)
+        if kind in ("searchset", "document"):
+            entries = [e if isinstance(e, dict) else {} for e in as_list(listed)]
+            if kind == "searchset":
+                self._search_entries(bundle, entries, expr, run)
+            elif entries and isinstance(entries[0].get("resource"), dict):
+                self._document(entries, expr, run)
 
     def _full_url(self, full_url: str, resource: Any, expr: str, i: int, run: Run) -> None:
         """fullUrl is absolute (a URL, urn:uuid: or urn:oid:); a RESTful one ends with the resource's type and id.

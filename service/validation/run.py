@@ -21,6 +21,8 @@ class Run:
     roots: list[dict[str, Any]] = field(default_factory=list)
     plans: list[StructurePlan] = field(default_factory=list)
     full_urls: dict[str, str] = field(default_factory=dict)  # Bundle entry fullUrl → resourceType
+    #: the last Bundle's entry list of which every entry holds bdl-5 and bdl-8 (bundles.py found it so)
+    quiet_entries: list[Any] | None = None
     primitive_owner: str | None = None  # the element whose `_field` extensions are being walked
     owner_types: tuple[str, ...] = ()  # the datatype(s) of the element whose extensions are being walked
     must_support: bool = False  # report absent mustSupport elements (information)

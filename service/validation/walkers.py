@@ -213,7 +213,7 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
                 f"            w = expr + N{i}",
                 "            for n, x in enumerate(v):",
                 "                e = f'{w}[{n}]'",
-                *_value(validator, i, child, kind, "x", "                ", env),
+                *_value(validator, i, child, kind, "x", "                ", env, listed="v"),
                 "        else:",
                 f"            {generic}"]
     return [f"        {generic}"]
@@ -231,8 +231,9 @@ def _identity_uri(validator: Validator, child: ElementPlan, kind: TypeRef | None
 
 
 def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | None, v: str, pad: str,
-           env: dict[str, Any]) -> list[str]:
-    """One value `v` of the element at position i, at `e`: Validator._value written out for its type."""
+           env: dict[str, Any], listed: str | None = None) -> list[str]:
+    """One value `v` of the element at position i, at `e`: Validator._value written out for its type (`listed`:
+    the array holding it, if any)."""
     generic = [f"{pad}self._value({v}, K{i}, T{i}, e, run)"]
     if kind is None and child.content_reference:
         return generic
@@ -296,7 +297,7 @@ def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | Non
         out += [f"{pad}    self._datatype({v}, R{i}.code, e, run)"]
     if step.constraints:
         env[f"X{i}"], env[f"B{i}"] = step.constraints, step.base
-        out += _constraints(i, step.constraints, v, pad, env)
+        out += _constraints(i, step.constraints, v, pad, env, listed)
     if memo:
         out += [f"{pad}    if mk is not None and len(run.findings) == mark:",
                 f"{pad}        remember(CLEAN, mk)"]
@@ -304,18 +305,22 @@ def _value(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | Non
     return head + out + [f"{pad}else:", f"{pad}    {generic[0].strip()}"]
 
 
-def _constraints(i: int, constraints: tuple[Constraint, ...], v: str, pad: str, env: dict[str, Any]) -> list[str]:
+def _constraints(i: int, constraints: tuple[Constraint, ...], v: str, pad: str, env: dict[str, Any],
+                 listed: str | None) -> list[str]:
     """Values._constraints on `v` written out: a rule with a Bundle fast path (invariants.bundle_path: bdl-5 and
     bdl-8, on every entry) is answered here, the others, and any the fast path defers, through _constraints in
-    their order, so the findings and their order are the same."""
+    their order, so the findings and their order are the same. For an entry list bundles.py found quiet (every
+    entry holds them: run.quiet_entries), those rules are not asked again per entry."""
     paths = [bundle_path(rule.expression) for rule in constraints]
     if not any(paths):
         return [f"{pad}    self._constraints({v}, X{i}, B{i}, e, run, K{i}.id)"]
     out = [f"{pad}    r = run.resources[-1] if run.resources else run.root"]
+    rest = []  # the rules without a fast path, for a quiet list
     for j, (rule, path) in enumerate(zip(constraints, paths, strict=True)):
         env[f"X{i}_{j}"] = (rule,)
         if path is None:
             out += [f"{pad}    self._constraints({v}, X{i}_{j}, B{i}, e, run, K{i}.id)"]
+            rest += [out[-1]]
             continue
         source = f" (defined in {rule.source})" if rule.source else ""
         env[f"F{i}_{j}"] = path
@@ -326,7 +331,10 @@ def _constraints(i: int, constraints: tuple[Constraint, ...], v: str, pad: str, 
                 f"{pad}        self._constraints({v}, X{i}_{j}, B{i}, e, run, K{i}.id)",
                 f"{pad}    elif not a:",
                 f"{pad}        run.add(W{i}_{j}[0], 'invariant', e, W{i}_{j}[1])"]
-    return out
+    if listed is None:
+        return out
+    quiet = [f"{pad}    if run.quiet_entries is not {listed}:", *("    " + line for line in out)]
+    return quiet + ([f"{pad}    else:", *("    " + line for line in rest)] if rest else [])
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,9 +40,18 @@ ENTRIES: list[Any] = [
 ]
 
 
+#: an entry of which bdl-5 and bdl-8 hold, beside each of ENTRIES: whether the list is quiet is the list's to say
+PLAIN = {"fullUrl": "https://a/fhir/Patient/p", "resource": PATIENT}
+
+
 def _bundles() -> list[dict[str, Any]]:
-    return [{"resourceType": "Bundle", "type": kind, "entry": [entry] * copies}
-            for kind in ("collection", "transaction") for entry in ENTRIES for copies in (1, 2)]
+    lists = [[entry] * copies for entry in ENTRIES for copies in (1, 2)]
+    lists += [[PLAIN, entry] for entry in ENTRIES] + [[entry, PLAIN] for entry in ENTRIES]
+    inner = {"resourceType": "Bundle", "type": "collection", "entry": [{"fullUrl": "http://a/Patient/p/_history/2",
+                                                                        "resource": PATIENT}, PLAIN]}
+    lists += [[PLAIN, {"fullUrl": "https://a/fhir/Bundle/b", "resource": inner}, PLAIN]]  # a Bundle in a Bundle
+    return [{"resourceType": "Bundle", "type": kind, "entry": entries}
+            for kind in ("collection", "transaction") for entries in lists]
 
 
 def _findings(validator: Validator, bundle: dict[str, Any]) -> str:
@@ -63,6 +72,28 @@ def test_an_entry_s_findings_are_those_of_the_generic_dispatch(policy: Validatio
     assert found == expected
     assert sum("bdl-5" in f for f in found) >= 8 and sum("bdl-8" in f for f in found) >= 4  # both are exercised
     assert sum("fullUrl" in f and "uri" in f for f in found) >= 4  # and invalid uris
+
+
+def test_bdl_5_and_bdl_8_are_answered_once_for_a_quiet_entry_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bundles.py's pass over the entries finds every entry plain, with a resource and a fullUrl without /_history/
+    (run.quiet_entries): the walk asks neither rule again per entry; one entry otherwise, and each entry is asked."""
+    asked: list[Any] = []
+    real = walkers.bundle_path
+
+    def counting(expression: str) -> Any:
+        path = real(expression)
+        return path and (lambda node, resource: asked.append(node) or path(node, resource))
+    monkeypatch.setattr(walkers, "bundle_path", counting)
+    validator = ours()
+    entries = [{"fullUrl": f"https://a/fhir/Patient/p{n}", "resource": dict(PATIENT, id=f"p{n}")} for n in range(3)]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+    def bdl() -> list[tuple[str, str]]:
+        return [(f.expression, f.message[:25]) for f in validator.validate(bundle) if "bdl-" in f.message]
+    assert bdl() == [] and asked == []
+    entries.append({"fullUrl": "https://a/fhir/Patient/p3/_history/1", "resource": dict(PATIENT, id="p3")})
+    assert bdl() == [("Bundle.entry[3]", "Constraint failed: bdl-8:")]
+    assert len(asked) == 8  # both rules of each of the 4 entries
 
 
 def test_a_bundle_s_full_urls_are_not_remembered() -> None:
