@@ -92,10 +92,16 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
                 continue
             if "_fullUrl" in entry or not isinstance(full_url, str):
                 return None
-        version = _version_id(entry)
-        if version is None:
-            return None
-        keys.add(full_url + version)
+        resource = entry.get("resource")
+        meta = resource.get("meta") if resource.__class__ is dict else None
+        if meta.__class__ is dict and "versionId" not in meta and "_versionId" not in meta \
+                and "resourceType" not in meta and "_meta" not in resource and "_resource" not in entry:
+            keys.add(full_url)  # the plain meta of nearly every entry, without a versionId: `&` adds ''
+        else:
+            version = _version_id(entry)
+            if version is None:
+                return None
+            keys.add(full_url + version)
         count += 1
     if kind == "history":
         return True

@@ -39,10 +39,13 @@ class Bundles:
                 quiet = False
             if not isinstance(full_url, str):
                 continue
-            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-                full_urls[full_url] = resource["resourceType"]
+            if isinstance(resource, dict) and isinstance(named := resource.get("resourceType"), str):
+                full_urls[full_url] = named
                 # the RESTful fullUrl of nearly every entry, ending with its resource's type and id: nothing to say
-                if full_url.startswith(RESTFUL) and _ends_with_type_and_id(full_url, resource):
+                # (_ends_with_type_and_id written out: this runs for every entry)
+                ident = resource.get("id")
+                if full_url.startswith(RESTFUL) and isinstance(ident, str) and full_url.endswith(f"/{named}/{ident}") \
+                        and named != "_history" and "/" not in named and "/" not in ident and "\n" not in ident:
                     continue
             if full_url:
                 self._full_url(full_url, resource, expr, i, run)
