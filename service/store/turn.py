@@ -6,11 +6,19 @@ import _thread
 import fcntl
 import os
 import threading
+import time
 from contextlib import suppress
 
 #: The descriptors holding (or waiting for) a writers' turn in this process, from `take` until `give`: a forked
 #: child closes its copies (see _forked).
 OPEN: set[int] = set()
+#: Lock files whose waiter a writer left behind past its deadline, still blocked in its flock (the turn held all that
+#: time by another process): by count. While one is, the next writers of that file look every few ms (POLL_S) instead
+#: of each leaving another thread and descriptor behind as long as the holder keeps the turn.
+_STUCK: dict[str, int] = {}
+_STUCK_LOCK = threading.Lock()
+#: How long a writer looking for a turn (see _STUCK) sleeps between looks (s).
+POLL_S = (0.0005, 0.001, 0.002)
 
 
 def take(path: str, timeout: float) -> int:
@@ -26,9 +34,25 @@ def take(path: str, timeout: float) -> int:
         return fd
     except BlockingIOError:
         pass
-    if _Waiter(fd).taken(timeout):
+    if _STUCK.get(path):
+        return _looked_for(fd, timeout)
+    if _Waiter(path, fd).taken(timeout):
         return fd
     return _opened(path)  # without the turn; the waiter closes its own descriptor once its flock returns
+
+
+def _looked_for(fd: int, timeout: float) -> int:
+    """`fd`, once its flock is taken or past `timeout` (s) without it."""
+    deadline, tries = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        time.sleep(POLL_S[min(tries, len(POLL_S) - 1)])
+        tries += 1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            continue
+    return fd
 
 
 def give(fd: int) -> None:
@@ -50,27 +74,40 @@ class _Waiter:
     instead left the turn free for 1.4 ms on average at each hand-over between the serving benchmark's two workers
     (4-7 % of the time while the other waited for it; their creates held it 87 % of the time)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd, self.state = fd, "waiting"  # then "taken", or "abandoned" by a writer past its deadline
+    def __init__(self, path: str, fd: int) -> None:
+        self.path, self.fd, self.state = path, fd, "waiting"  # then "taken" or "failed" (flock refused: ENOLCK …),
+        # or "abandoned" by a writer past its deadline
         self.changed = threading.Condition(threading.Lock())
         _thread.start_new_thread(self._run, ())  # not threading.Thread: its start waits for the thread to run
 
     def _run(self) -> None:
-        with suppress(OSError):
+        try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
+            outcome = "taken"
+        except OSError:
+            outcome = "failed"
         with self.changed:
             if self.state == "abandoned":  # the writer went on without it: what this took goes back at once
                 give(self.fd)
-            else:
-                self.state = "taken"
-                self.changed.notify()
+                with _STUCK_LOCK:
+                    if _STUCK.get(self.path, 0) > 1:
+                        _STUCK[self.path] -= 1
+                    else:
+                        _STUCK.pop(self.path, None)
+                return
+            self.state = outcome
+            if outcome == "failed":  # the writer goes on without the turn, on a descriptor of its own
+                give(self.fd)
+            self.changed.notify()
 
     def taken(self, timeout: float) -> bool:
         """Whether the turn came within `timeout` (s); if not, the descriptor is the waiter's to close."""
         with self.changed:
-            self.changed.wait_for(lambda: self.state == "taken", timeout)
-            if self.state != "taken":
+            self.changed.wait_for(lambda: self.state != "waiting", timeout)
+            if self.state == "waiting":
                 self.state = "abandoned"
+                with _STUCK_LOCK:
+                    _STUCK[self.path] = _STUCK.get(self.path, 0) + 1
             return self.state == "taken"
 
 
@@ -83,6 +120,9 @@ def _forked() -> None:
         with suppress(OSError):
             os.close(fd)
     OPEN.clear()
+    global _STUCK_LOCK  # noqa: PLW0603 - a lock the fork may have copied held
+    _STUCK_LOCK = threading.Lock()
+    _STUCK.clear()
 
 
 os.register_at_fork(after_in_child=_forked)
