@@ -198,25 +198,35 @@ def statements_sent(dialect: Dialect) -> None:
 def _commit(dbapi_connection: Any, commit: Callable[[Any], None]) -> None:
     """COMMIT, after the transaction's at_commit statement if it has one (and BEGIN, if nothing began it yet), all in
     psycopg's pipeline: one round trip. A statement that fails skips the COMMIT; the transaction stays aborted (a
-    rollback follows). An error without a server's SQLSTATE (the connection lost: whether the COMMIT was carried out
-    is unknown) is raised as it is."""
+    rollback follows). Any other error (the COMMIT's own, the connection's) is raised as it is (_statement_failed)."""
     raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
     last = _AT_COMMIT.pop(raw, None)
     if last is None:
         commit(dbapi_connection)
         return
     sql, params, failed = last
+    statement = None
     try:
         with raw.pipeline():
             if raw in _UNBEGUN:
                 _UNBEGUN.discard(raw)
                 raw.execute(BEGIN)
-            raw.execute(sql, params)
+            statement = raw.execute(sql, params)
             raw.execute("COMMIT")
     except raw.Error as exc:  # psycopg's, a DB-API Error
-        if getattr(exc, "sqlstate", None) is None:
+        if not _statement_failed(exc, statement):
             raise
         raise failed(exc) from exc
+
+
+def _statement_failed(exc: Exception, statement: Any) -> bool:
+    """Whether the at_commit statement is what failed: not when it ran (its result came back) and the COMMIT then
+    failed (a deferred constraint, a serialization failure), nor when the connection went (08…, 57…: whether the
+    COMMIT was carried out is unknown), nor without a server's SQLSTATE."""
+    state = getattr(exc, "sqlstate", None)
+    if state is None or state[:2] in ("08", "57"):
+        return False
+    return statement is None or statement.pgresult is None
 
 
 #: what a statement run with rows(generic=True) is sent between, in its transaction: PostgreSQL plans it once a

@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, json, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from service.errors import Forbidden, Issue, RequestError, ServiceUnavailable, TooManyRequests, Unauthorized
@@ -61,6 +62,17 @@ def register(app: Flask) -> None:
         allowed = getattr(exc, "valid_methods", None)
         if status == 405 and allowed:
             response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(OperationalError)
+    def on_database_failure(exc: OperationalError) -> Response:
+        # The database, not the request, failed (unreachable, locked past the busy timeout, full, a transaction it
+        # could not serialise): the same request may succeed later. Logged with its traceback, as a bug is.
+        log.exception("the database failed %s %s", request.method, request.path)
+        response = problem(503, "Service Unavailable", "The database could not complete this request; try again. "
+                           "A write whose connection was lost as it committed may have been carried out: read it "
+                           "back before sending it again.")
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(Exception)

@@ -10,7 +10,7 @@ import pytest
 from factories import PATIENT, administration
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from service.security.audit import AuditLog, AuditQuery
@@ -179,6 +179,32 @@ def test_a_write_whose_event_the_database_refuses_is_refused_whole(
     assert records(app) == 0 and stored(app, "MedicationAdministration") == [] and stored(app, "Provenance") == []
     assert [e["id"] for e in events(app)][:1] == [taken["id"]]  # not a second event under its id
     assert len(events(app)) == 2 and events(app)[1]["outcomeDesc"] == "HTTP 503"  # the refusal, audited after
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_commit_that_fails_after_the_event_was_written_is_not_called_the_audit_s_refusal(
+        app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    """The event's INSERT and the COMMIT go in one round trip on PostgreSQL: when the INSERT went through and the
+    COMMIT then failed (here a deferred trigger raising a serialization failure), the answer is the database's
+    failure (503, try again), not "the audit trail could not record this change"; nothing is stored."""
+    engine = app.extensions["kfhir"].engine
+    with engine.begin() as c:
+        c.execute(text("CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                       "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$"))
+        c.execute(text("CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON fhir_resources "
+                       "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"))
+    try:
+        answer = client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR)
+    finally:
+        with engine.begin() as c:
+            c.execute(text("DROP TRIGGER refuse_at_commit ON fhir_resources"))
+            c.execute(text("DROP FUNCTION refuse_at_commit()"))
+    assert answer.status_code == 503, answer.get_json()
+    assert answer.headers["Retry-After"] == "1"
+    said = json.dumps(answer.get_json())
+    assert "database" in said and "audit" not in said
+    assert not [r for r in caplog.records if "AuditEvent" in r.getMessage()]
+    assert stored(app, "Patient") == [] and stored(app, "Provenance") == []
 
 
 def test_an_event_written_in_a_write_holds_what_core_s_insert_writes(app: Flask) -> None:
