@@ -15,7 +15,6 @@ from sqlalchemy import Engine, event, text
 from service.store import checkpoint as checkpoint_module
 from service.store import driver
 from service.store import engine as engine_module
-from service.store import turn as turn_module
 from service.store.engine import make_engine, session
 
 
@@ -112,73 +111,6 @@ def test_past_the_busy_timeout_a_writer_goes_on_without_its_turn(db: Engine,
     finally:
         os.close(holder)
     assert rows(db) == 1
-    # the writer's waiter, still waiting when the writer went on, takes the turn once it is free and gives it back
-    deadline = time.monotonic() + 10
-    while turn_module.OPEN and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not turn_module.OPEN and not taken(db)
-
-
-def test_a_writer_takes_the_turn_as_its_holder_gives_it_back_and_keeps_it_until_it_has_committed(
-        db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The turn's waiter (a blocking flock in a thread of its own) hands it to the writer, whose transaction holds
-    it: another process's writer finds it taken until the commit. The writer is woken, it never looks again."""
-    holder = os.open(lock_file(db), os.O_RDWR)
-    fcntl.flock(holder, fcntl.LOCK_EX)
-    inside, go_on = threading.Event(), threading.Event()
-    held_inside: list[bool] = []
-    slept: list[float] = []
-    real_sleep = time.sleep
-
-    def sleep(seconds: float) -> None:
-        if threading.current_thread() is writer:
-            slept.append(seconds)
-        real_sleep(seconds)
-
-    monkeypatch.setattr(time, "sleep", sleep)
-
-    def write() -> None:
-        with session(db, write=True) as s:
-            s.execute(text("INSERT INTO t VALUES (1)"))
-            inside.set()
-            go_on.wait(10)
-            held_inside.append(taken(db))
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    assert not inside.wait(0.2)  # waiting for its turn
-    os.close(holder)
-    assert inside.wait(10)
-    go_on.set()
-    writer.join(10)
-    assert held_inside == [True] and not taken(db) and rows(db) == 1
-    assert slept == []
-
-
-def test_writers_past_the_busy_timeout_leave_one_waiter_behind_not_one_each(
-        db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A turn another process keeps (a stuck writer, a long admin job) leaves behind the waiter of the first writer
-    that gave up on it, still blocked in its flock; the writers after it look for the turn instead of each leaving
-    a thread and a descriptor behind until the holder lets go (at one a write, a worker ran out of descriptors)."""
-    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 20)
-    tasks = lambda: len(os.listdir("/proc/self/task"))  # noqa: E731 - _thread's threads included
-    threads_before = tasks()
-    holder = os.open(lock_file(db), os.O_RDWR)
-    fcntl.flock(holder, fcntl.LOCK_EX)
-    try:
-        for n in range(30):
-            with session(db, write=True) as s:
-                s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
-        assert tasks() <= threads_before + 1 and len(turn_module.OPEN) <= 1
-    finally:
-        os.close(holder)
-    assert rows(db) == 30
-    deadline = time.monotonic() + 10
-    while (turn_module.OPEN or tasks() > threads_before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not turn_module.OPEN and tasks() == threads_before and not taken(db)
-    # the waiter gone, the next writer waits in the kernel again
-    assert not turn_module._STUCK  # noqa: SLF001
 
 
 def test_commits_leave_the_checkpoint_to_the_checkpointer(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
