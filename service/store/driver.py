@@ -86,21 +86,24 @@ def _wrapped(connection: Connection, sql: str, params: Any, exc: Exception) -> B
                                hide_parameters=connection.engine.hide_parameters, dialect=connection.dialect)
 
 
-_INSERTS: dict[tuple[str, tuple[str, ...], tuple[str, ...], int], tuple[str, list[Callable[[Any], Any] | None]]] = {}
+#: The INSERTs made, by dialect (held weakly: an id() could name a later dialect once this one is freed).
+_INSERTS: weakref.WeakKeyDictionary[Dialect, dict[tuple[str, tuple[str, ...], tuple[str, ...]],
+                                                  tuple[str, list[Callable[[Any], Any] | None]]]] = \
+    weakref.WeakKeyDictionary()
 
 
 def _insert_of(table: Table, names: tuple[str, ...], ready: tuple[str, ...],
                dialect: Dialect) -> tuple[str, list[Callable[[Any], Any] | None]]:
     """The INSERT of `names` into `table`, and each column type's bind processor for `dialect` (none for `ready`
     columns), made once."""
-    key = (table.name, names, ready, id(dialect))
-    if key not in _INSERTS:
+    made, key = _INSERTS.setdefault(dialect, {}), (table.name, names, ready)
+    if key not in made:
         columns = ", ".join(names)
         marks = ", ".join("?" * len(names))
-        _INSERTS[key] = (f"INSERT INTO {table.name} ({columns}) VALUES ({marks})",  # noqa: S608 - the table's names
-                         [None if name in ready else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-                          for name in names])
-    return _INSERTS[key]
+        made[key] = (f"INSERT INTO {table.name} ({columns}) VALUES ({marks})",  # noqa: S608 - the table's names
+                     [None if name in ready else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                      for name in names])
+    return made[key]
 
 
 def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]], ready: tuple[str, ...] = (),
