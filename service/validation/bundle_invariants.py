@@ -93,10 +93,10 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
             if "_fullUrl" in entry or not isinstance(full_url, str):
                 return None
         resource = entry.get("resource")
-        meta = resource.get("meta") if resource.__class__ is dict else None
+        meta = resource.get("meta", _NO_META) if resource.__class__ is dict else None
         if meta.__class__ is dict and "versionId" not in meta and "_versionId" not in meta \
                 and "resourceType" not in meta and "_meta" not in resource and "_resource" not in entry:
-            keys.add(full_url)  # the plain meta of nearly every entry, without a versionId: `&` adds ''
+            keys.add(full_url)  # the plain meta of nearly every entry (or none), without a versionId: `&` adds ''
         else:
             version = _version_id(entry)
             if version is None:
@@ -106,6 +106,10 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
     if kind == "history":
         return True
     return len(keys) == count
+
+
+#: an absent meta, read as the plain meta without a versionId it amounts to (bdl-7: `&` adds '' for either)
+_NO_META: dict[str, Any] = {}
 
 
 def _version_id(entry: dict[str, Any]) -> str | None:
