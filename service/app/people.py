@@ -71,7 +71,7 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
             found_by.append((role, mine, entry, condition(role.type, entry["request"]["ifNoneExist"],
                                                           f"the {role.role}")))
     # the people and the rows the export then reads first, asked together (one statement on PostgreSQL)
-    unit.look_up(replaced(bundle), {(when.query.resource_type, when.criteria): when.query
+    unit.look_up(lambda: replaced(bundle), {(when.query.resource_type, when.criteria): when.query
                                     for *_, when in found_by})
     for role, mine, entry, when in found_by:
         if entry["fullUrl"] in stored:

@@ -191,17 +191,20 @@ class Unit:
                 for row in self.session.connection().execute(sql.prefetch_statement(size), params):
                     self._rows[row.resource_type, row.id] = StoredResource.of_columns(row)
 
-    def look_up(self, keys: list[tuple[str, str]], matches: Mapping[tuple[str, str], Query]) -> None:
+    def look_up(self, keys: Callable[[], list[tuple[str, str]]], matches: Mapping[tuple[str, str], Query]) -> None:
         """On PostgreSQL, prefetch(keys) and what the conditional searches `matches` find (each by its key in
         `matched`), in one statement (store/postgres.LOOK_UP_SQL) where each was a round trip: a search that finds
         one resource or none is kept in `matched`, as facade.match_in keeps it; one that finds more, or is not
-        TOKEN_MATCH's, is left to match_in (which says why). Elsewhere nothing: each is asked when needed."""
+        TOKEN_MATCH's, is left to match_in (which says why). Elsewhere nothing, `keys()` not even worked out: each is
+        asked when needed."""
         connection = self.session.connection()
         if connection.dialect.name != "postgresql":
             return
         self._send()
-        wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
+        wanted = [k for k in dict.fromkeys(keys()) if k not in self._rows]
         searches = {key: query for key, query in matches.items() if key not in self.matched and sql.one_token(query)}
+        if not wanted and not searches:
+            return
         self._rows.update(dict.fromkeys(wanted))
         found = postgres.look_up(connection, wanted, [sql.token_params(query) for query in searches.values()])
         for row in found[0]:

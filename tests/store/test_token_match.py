@@ -95,7 +95,7 @@ def test_one_statement_looks_up_what_the_matches_and_the_prefetch_find(held: Run
         statements_run.append(args[2])
 
     with held.resources.unit() as unit:
-        unit.look_up(keys, {(w.query.resource_type, w.criteria): w.query for w in conditions})
+        unit.look_up(lambda: keys, {(w.query.resource_type, w.criteria): w.query for w in conditions})
         event.listen(held.engine, "before_cursor_execute", run)
         try:
             assert {key: unit.get(*key) for key in keys} == rows
