@@ -193,6 +193,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss.
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
+    # A write unit is a savepoint (group commit), whose journal of the pages it changes went to a temporary file
+    # past 64 KiB: ~190 pwrite calls a clinic record (~0.3 ms of CPU) inside the writers' turn. In memory, a
+    # unit's journal is the size of the pages it changed, freed at its end; temporary tables and sorts too.
+    cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
     # Let SQLAlchemy, not the driver, open transactions, so `_sqlite_begin` chooses their kind.
     dbapi_conn.isolation_level = None

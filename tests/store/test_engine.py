@@ -113,6 +113,13 @@ def test_past_the_busy_timeout_a_writer_goes_on_without_its_turn(db: Engine,
     assert rows(db) == 1
 
 
+def test_a_write_units_savepoint_journal_is_kept_in_memory(db: Engine) -> None:
+    """A write unit is a savepoint of the group's transaction: the pages it changes are journalled in memory, not
+    in a temporary file written page by page (system calls inside the writers' turn)."""
+    with session(db, write=True) as s:
+        assert s.execute(text("PRAGMA temp_store")).scalar_one() == 2  # MEMORY
+
+
 def test_commits_leave_the_checkpoint_to_the_checkpointer(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """No commit checkpoints up to 20,000 pages of WAL; the checkpointer copies them into the database."""
     monkeypatch.setattr(engine_module.CHECKPOINTER, "wrote", lambda engine: None)
