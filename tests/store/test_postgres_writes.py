@@ -93,8 +93,9 @@ def test_a_failure_in_the_statement_leaves_nothing_of_it_and_the_unit_commits_no
 
 
 def test_the_write_units_statement_is_planned_once_a_connection_and_nothing_after_it(runtime: Runtime) -> None:
-    """postgres.BATCH_SQL runs under a generic plan (driver.GENERIC: made once a connection, psycopg having prepared
-    it on its 5th use), every other statement under the plans the engine forces, made for their values."""
+    """postgres.ADD_SQL (a unit that only adds rows) runs under a generic plan (driver.GENERIC: made once a
+    connection, psycopg having prepared it on its 5th use), every other statement under the plans the engine forces,
+    made for their values."""
     for n in range(8):
         with runtime.resources.unit(write=True) as unit:
             unit.write("Observation", f"o-{n}", observation("2026-03-01"), [], "PUT")
@@ -105,6 +106,20 @@ def test_the_write_units_statement_is_planned_once_a_connection_and_nothing_afte
         assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
     [(generic, custom)] = plans
     assert generic >= 2 and custom == 0  # its sends since psycopg prepared it: one plan, used again
+
+
+def test_a_unit_that_changes_stored_rows_is_planned_for_its_values(runtime: Runtime) -> None:
+    """postgres.BATCH_SQL (changed rows: their UPDATE and their index rows' DELETE read the resource and index tables)
+    is planned for each execution's values: a plan made once, while the tables were small, read the whole index
+    table for every write after it."""
+    for n in range(8):
+        with runtime.resources.unit(write=True) as unit:
+            unit.write("Observation", "o", observation(f"2026-03-0{n + 1}"), [], "PUT")
+    with runtime.engine.connect() as connection:
+        plans = connection.execute(text("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                                        "WHERE statement LIKE '%changed AS%'")).all()
+    [(generic, custom)] = plans
+    assert generic == 0 and custom >= 2
 
 
 def new_record(external_id: str, score: int = 1) -> NewRecord:
