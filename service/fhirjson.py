@@ -65,26 +65,40 @@ def rewritten(resource: dict[str, Any], names: Mapping[str, str]) -> tuple[dict[
     A write walked each resource three times (rewrite, reference check, link rows)."""
     found: list[tuple[str, str]] = []
 
-    def walk(node: Any, where: str | None) -> Any:  # `where` None: inside a contained resource, not collected
-        if isinstance(node, list):
-            return [walk(v, None if where is None else f"{where}[{i}]") if isinstance(v, (dict, list)) else v
-                    for i, v in enumerate(node)]
-        out = {}
+    # `where`: the path as nested steps (_path), written out only for a reference found (a resource has ~40
+    # objects and arrays, ~5 references); None inside a contained resource, whose references are not collected
+    def walk(node: dict[str, Any], where: Any) -> dict[str, Any]:
+        out = node.copy()  # the scalars as they are, in their order; objects and arrays replaced by copies below
         ref = node.get("reference")
         if isinstance(ref, str):
             ref = names.get(ref, ref)
             if where is not None:
-                found.append((f"{where}.reference", ref))
-        for key, value in node.items():
-            if isinstance(value, (dict, list)):
-                out[key] = walk(value, None if where is None or key == "contained" else f"{where}.{key}")
-            else:
-                out[key] = value
-        if isinstance(ref, str):
+                found.append((f"{_path(where)}.reference", ref))
             out["reference"] = ref
+        for key, value in node.items():
+            if value.__class__ is str:  # most members: nothing to do
+                continue
+            if isinstance(value, dict):
+                out[key] = walk(value, None if where is None or key == "contained" else (where, key))
+            elif isinstance(value, list):
+                out[key] = walk_list(value, None if where is None or key == "contained" else (where, key))
         return out
 
+    def walk_list(node: list[Any], where: Any) -> list[Any]:
+        return [walk(v, None if where is None else (where, i, None)) if isinstance(v, dict) else
+                walk_list(v, None if where is None else (where, i, None)) if isinstance(v, list) else v
+                for i, v in enumerate(node)]
+
     return walk(resource, str(resource.get("resourceType", ""))), found
+
+
+def _path(where: Any) -> str:
+    """The FHIRPath of rewritten's nested steps: (parent, name) gives `.name`, (parent, i, None) `[i]`."""
+    steps = []
+    while where.__class__ is tuple:
+        steps.append(f".{where[1]}" if len(where) == 2 else f"[{where[1]}]")
+        where = where[0]
+    return where + "".join(reversed(steps))  # type: ignore[no-any-return]
 
 
 def matches_pattern(value: Any, pattern: Any) -> bool:
