@@ -6,11 +6,33 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from service.errors import Issue, Unprocessable
+
+# --- text --------------------------------------------------------------------------------------
+
+
+def _not_serialisable(value: Any) -> Any:
+    """What json.JSONEncoder.default raises."""
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+def _dumps() -> Callable[[Any], str]:
+    """json.dumps with its defaults (ASCII escapes, `, ` and `: `), the same C encoder with the same settings made once:
+    json.dumps made one a call (~35 a clinic record) and kept every object and array in a dict while inside it, to
+    report a cycle, which JSON parsed or mapped cannot hold (one would end in RecursionError instead of ValueError)."""
+    if c_make_encoder is None:  # an interpreter without the C encoder
+        return json.dumps
+    encode = c_make_encoder(None, _not_serialisable, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+#: json.dumps(value), the same text (tests/test_fhirjson.py)
+dumps = _dumps()
 
 # --- references --------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from service.errors import Issue, Unprocessable
 from service.fhirjson import (
     ISSUE_COL,
     Finding,
+    dumps,
     error_outcome,
     etag,
     etag_tag,
@@ -100,13 +101,20 @@ def test_rewritten_is_the_rewrite_then_the_walk_of_its_copy_outside_contained_re
     assert out["contained"] is not SESSION["contained"] and out["note"] is not SESSION["note"]
 
 
-def test_rewritten_agrees_with_rewrite_and_references_on_every_json_resource_of_the_project() -> None:
-    root, compared = Path(__file__).resolve().parents[1], 0
+def _project_json() -> list[tuple[Path, Any]]:
+    """Every JSON document of the project's tests and profiles, with its path."""
+    root, found = Path(__file__).resolve().parents[1], []
     for path in sorted([*root.glob("tests/**/*.json"), *root.glob("profiles/**/*.json")]):
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            found.append((path, json.loads(path.read_text(encoding="utf-8"))))
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
+    return found
+
+
+def test_rewritten_agrees_with_rewrite_and_references_on_every_json_resource_of_the_project() -> None:
+    compared = 0
+    for path, doc in _project_json():
         resources = [doc] + [e.get("resource") for e in doc.get("entry") or [] if isinstance(e, dict)] \
             if isinstance(doc, dict) else []
         for resource in resources:
@@ -120,6 +128,20 @@ def test_rewritten_agrees_with_rewrite_and_references_on_every_json_resource_of_
             assert found == list(references(expected, resource["resourceType"], contained=False)), path
             compared += 1
     assert compared > 200
+
+
+def test_dumps_writes_the_text_json_dumps_writes() -> None:
+    odd: list[Any] = [None, True, False, 0, -7, 2**70, 1.0, 70.0, 1e16, 1.5e-7, -0.0, float("nan"), float("inf"),
+                      float("-inf"), "", "é ü 中 \U0001f600", "\x00\x1f\x7f \" \\ / \n\t\r\b\f", [], {}, [[]], [{}],
+                      {3: "int key", 2.5: "float key", False: "bool", None: "none"}, {"a": [1, {"b": [None, "x"]}]}]
+    for value in [*odd, odd, {"all": odd}]:
+        assert dumps(value) == json.dumps(value), value
+    documents = _project_json()
+    for path, doc in documents:
+        assert dumps(doc) == json.dumps(doc), path
+    assert len(documents) > 200
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        dumps({"a": {1}})
 
 
 # --- ETags ---------------------------------------------------------------------------------------

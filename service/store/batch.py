@@ -6,7 +6,6 @@ them (service/store/resources.Unit.batch), they take one multi-row INSERT a tabl
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -14,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, delete, insert, update
 from sqlalchemy.types import TypeDecorator
 
+from service.fhirjson import dumps
 from service.search.parameters import IndexValue, index
 from service.store import driver, postgres
 from service.store.models import ResourceRow, ResourceVersionRow, SearchIndexRow
@@ -34,8 +34,9 @@ class Serialised(TypeDecorator[str]):
         return None  # the text as it is (PostgreSQL casts the parameter to JSON, as for the JSON type)
 
 
-#: what the JSON type does with a value: json.dumps (the engines set no json_serializer), None too ("null")
-serialise = json.dumps
+#: what the JSON type does with a value: json.dumps (the engines set no json_serializer), None too ("null"); the same
+#: text, with an encoder made once (fhirjson.dumps)
+serialise = dumps
 #: the elements a resource's stored JSON begins with, which its write sets (Unit.write): the rest can be serialised
 #: before the write's unit of work (rest_of), and joined to them inside it (joined)
 HEAD = ("resourceType", "id", "meta")
