@@ -91,8 +91,10 @@ class RecordWritten:
                 bundle = keep_current(unit, self.mapper, mapped.kind, record, mapped.bundle)  # people as now known
                 assert bundle is not None  # noqa: S101 - None only when drafting
             self.fhir.export_record(unit, bundle, drafted.export if holds else None)
-            # read in the record's transaction: every process queues for the same endpoints (the database's)
-            queue_taking(session, record, bundle, lambda: self.endpoints.taking(session, record.kind), payload)
+            # read in the record's transaction: every process queues for the same endpoints (the database's); on
+            # PostgreSQL with its COMMIT (nothing after this reads the jobs)
+            queue_taking(session, record, bundle, lambda: self.endpoints.taking(session, record.kind), payload,
+                         at_commit=True)
         except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
             raise Contention("Another record created the same patient or practitioner at the same moment; "
                              "send this record again.") from None

@@ -101,10 +101,11 @@ def _supersede_sql(mark: str) -> str:
 
 
 def queue_taking(session: Session, record: StoredRecord, bundle: dict[str, Any], taking: Callable[[], list[str]],
-                 payload: str | None = None, clock: Clock = utcnow) -> list[int]:
+                 payload: str | None = None, clock: Clock = utcnow, at_commit: bool = False) -> list[int] | None:
     """queue() for the enabled endpoints that take the record's kind (`taking()`: their names, as `session` sees them,
     Endpoints.taking): on PostgreSQL read, queued and superseded in one statement (store/postgres.QUEUE_SQL), one
-    round trip where they were three."""
+    round trip where they were three; `at_commit`: that statement sent with the transaction's COMMIT, one round trip
+    fewer, and None: the jobs are then not seen in the transaction until it commits, nor their keys known."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return queue(session, record, bundle, taking(), clock, payload)
@@ -112,7 +113,7 @@ def queue_taking(session: Session, record: StoredRecord, bundle: dict[str, Any],
     return postgres.queue_jobs(connection, record.kind, {
         "record_id": record.id, "record_kind": record.kind, "record_version": record.version,
         "business_key": business_key(record), "next_attempt_at": now, "created_at": now, "updated_at": now,
-        "payload": serialise(bundle) if payload is None else payload})
+        "payload": serialise(bundle) if payload is None else payload}, at_commit)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def rows(connection: Connection, sql: str, params: Sequence[Any] | Mapping[str, 
         sent(raw, lambda: cursor.execute(sql, values), GENERIC if generic else None)
         return list(cursor.fetchall())
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
-        raise _wrapped(connection, sql, params, exc) from exc
+        raise wrapped(connection, sql, params, exc) from exc
     finally:
         cursor.close()
 
@@ -74,12 +74,12 @@ def insert(connection: Connection, table: Table, values: dict[str, Any], ready: 
         cursor.execute(sql, params)
         return int(cursor.lastrowid)
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
-        raise _wrapped(connection, sql, params, exc) from exc
+        raise wrapped(connection, sql, params, exc) from exc
     finally:
         cursor.close()
 
 
-def _wrapped(connection: Connection, sql: str, params: Any, exc: Exception) -> BaseException:
+def wrapped(connection: Connection, sql: str, params: Any, exc: Exception) -> BaseException:
     """A driver error as SQLAlchemy raises it (IntegrityError, OperationalError, ...), its parameters (patient data)
     kept out of its message as the engine keeps them (make_engine: hide_parameters)."""
     return DBAPIError.instance(sql, params, exc, connection.dialect.dbapi.Error,  # type: ignore[union-attr]
@@ -133,7 +133,7 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
             back += cursor.fetchall()
         return back
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
-        raise _wrapped(connection, sql, params, exc) from exc
+        raise wrapped(connection, sql, params, exc) from exc
     finally:
         cursor.close()
 
@@ -150,8 +150,9 @@ _UNBEGUN: weakref.WeakSet[Any] = weakref.WeakSet()
 BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 
 
-#: per psycopg connection of such a write: the statement sent with its COMMIT (at_commit), and what its failure raises
-_AT_COMMIT: weakref.WeakKeyDictionary[Any, tuple[str, tuple[Any, ...], Callable[[Exception], BaseException]]] = \
+#: per psycopg connection of such a write: the statements sent with its COMMIT (at_commit), in order, each with what
+#: its failure raises
+_AT_COMMIT: weakref.WeakKeyDictionary[Any, list[tuple[str, Any, Callable[[Exception], BaseException]]]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -168,23 +169,31 @@ def begin_with_first(raw: Any) -> Iterator[None]:
         _AT_COMMIT.pop(raw, None)
 
 
-def at_commit(connection: Connection, sql: str, params: Sequence[Any],
+def at_commit(connection: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any],
               failed: Callable[[Exception], BaseException]) -> bool:
-    """Send `sql` (a write whose answer nobody reads: the request's audit event) with the COMMIT of `connection`'s
-    write transaction (begin_with_first's), in one round trip: if it fails, the transaction rolls back whole and the
-    commit raises `failed(the database's error)`. False where it cannot (SQLite, a connection not in such a
-    transaction): run it now. One a transaction; a rollback drops it."""
+    """Send `sql` (a write whose answer nobody reads: the request's audit event, a record's outbox jobs) with the
+    COMMIT of `connection`'s write transaction (begin_with_first's), in one round trip, after those given before it:
+    if it fails, the transaction rolls back whole and the commit raises `failed(the database's error)`. False where it
+    cannot (SQLite, a connection not in such a transaction, or in a savepoint, whose rollback would not drop it): run
+    it now. A rollback drops them. What it writes is not seen in the transaction before its COMMIT."""
     raw = connection.connection.driver_connection
-    if connection.dialect.name != "postgresql" or not getattr(raw, "autocommit", False) or raw in _AT_COMMIT:
+    if (connection.dialect.name != "postgresql" or not getattr(raw, "autocommit", False)
+            or connection.in_nested_transaction()):
         return False
     refuse_write_alone(connection, sql)
-    _AT_COMMIT[raw] = (sql, tuple(params), failed)
+    _AT_COMMIT.setdefault(raw, []).append((sql, dict(params) if isinstance(params, Mapping) else tuple(params),
+                                           failed))
     return True
+
+
+def waiting(connection: Connection) -> int:
+    """How many statements wait to be sent with the COMMIT of `connection`'s transaction (at_commit)."""
+    return len(_AT_COMMIT.get(connection.connection.driver_connection, ()))
 
 
 def statements_sent(dialect: Dialect) -> None:
     """Every statement `dialect` executes (do_execute, do_executemany) goes through `sent`; its commit sends the
-    transaction's at_commit statement, a rollback drops it."""
+    transaction's at_commit statements, a rollback drops them."""
     for method in ("do_execute", "do_executemany"):
         execute = getattr(dialect, method)
         setattr(dialect, method, lambda cursor, *args, run=execute: sent(cursor.connection, lambda: run(cursor, *args)))
@@ -199,33 +208,36 @@ def statements_sent(dialect: Dialect) -> None:
 
 
 def _commit(dbapi_connection: Any, commit: Callable[[Any], None]) -> None:
-    """COMMIT, after the transaction's at_commit statement if it has one (and BEGIN, if nothing began it yet), all in
-    psycopg's pipeline: one round trip. A statement that fails skips the COMMIT; the transaction stays aborted (a
-    rollback follows). Any other error (the COMMIT's own, the connection's) is raised as it is (_statement_failed)."""
+    """COMMIT, after the transaction's at_commit statements if it has any (and BEGIN, if nothing began it yet), all in
+    psycopg's pipeline: one round trip. A statement that fails skips those after it and the COMMIT; the transaction
+    stays aborted (a rollback follows) and its `failed` is raised. Any other error (the COMMIT's own, the
+    connection's) is raised as it is (_statement_failed)."""
     raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
     last = _AT_COMMIT.pop(raw, None)
-    if last is None:
+    if not last:
         commit(dbapi_connection)
         return
-    sql, params, failed = last
-    statement = None
+    statements: list[Any] = []
     try:
         with raw.pipeline():
             if raw in _UNBEGUN:
                 _UNBEGUN.discard(raw)
                 raw.execute(BEGIN)
-            statement = raw.execute(sql, params)
+            for sql, params, _ in last:
+                statements.append(raw.execute(sql, params))
             raw.execute("COMMIT")
     except raw.Error as exc:  # psycopg's, a DB-API Error
-        if not _statement_failed(exc, statement):
-            raise
-        raise failed(exc) from exc
+        for n, (_, _, failed) in enumerate(last):
+            if _statement_failed(exc, statements[n] if n < len(statements) else None):
+                raise failed(exc) from exc
+        raise
 
 
 def _statement_failed(exc: Exception, statement: Any) -> bool:
-    """Whether the at_commit statement is what failed: not when it ran (its result came back) and the COMMIT then
-    failed (a deferred constraint, a serialization failure), nor when the connection went (08…, 57…: whether the
-    COMMIT was carried out is unknown), nor without a server's SQLSTATE."""
+    """Whether an at_commit statement is what failed (the first of them for which this holds): not when it ran (its
+    result came back) and a later one or the COMMIT then failed (a deferred constraint, a serialization failure), nor
+    when the connection went (08…, 57…: whether the COMMIT was carried out is unknown), nor without a server's
+    SQLSTATE."""
     state = getattr(exc, "sqlstate", None)
     if state is None or state[:2] in ("08", "57"):
         return False

@@ -8,7 +8,7 @@ every statement is a round trip (the client waits for its answer), and a facade 
   once a connection: psycopg prepares it) and the rows go in the order given (WITH ORDINALITY), keys as before.
 * a write's audit event, sent with its COMMIT (driver.at_commit): its INSERT alone was a round trip.
 * a record's outbox jobs: the endpoints that take it read, its jobs queued and older ones superseded, three round
-  trips, in one statement (QUEUE_SQL).
+  trips, in one statement (QUEUE_SQL), which a record's write sends with its COMMIT.
 * what a clinic record's export reads first: its people's conditional searches (keep_current's) and the rows its
   updates replace (export_record's prefetch), a round trip each, in one statement (LOOK_UP_SQL).
 * a new clinic record and its first version: two statements, one here; a record already stored under its identity
@@ -183,10 +183,16 @@ QUEUE_SQL = f"""WITH taking AS (
 SELECT pk FROM made ORDER BY pk"""  # noqa: S608 - the tables' names, no value
 
 
-def queue_jobs(connection: Connection, kind: str, job: dict[str, Any]) -> list[int]:
+def queue_jobs(connection: Connection, kind: str, job: dict[str, Any], at_commit: bool = False) -> list[int] | None:
     """QUEUE_SQL: the keys of the jobs queued for the enabled endpoints taking `kind`, in their names' order (`job`:
-    the JOB columns, the payload serialised)."""
-    return [int(pk) for pk, in driver.rows(connection, QUEUE_SQL, {"kind": kind, **{name: job[name] for name in JOB}})]
+    the JOB columns, the payload serialised). `at_commit`: sent with the COMMIT of the connection's write transaction
+    (driver.at_commit) where it can, one round trip fewer, and None: its jobs are not seen in the transaction before
+    it commits. A failure there raises what it would have raised here."""
+    params = {"kind": kind, **{name: job[name] for name in JOB}}
+    if at_commit and driver.at_commit(connection, QUEUE_SQL, params,
+                                      lambda exc: driver.wrapped(connection, QUEUE_SQL, params, exc)):
+        return None
+    return [int(pk) for pk, in driver.rows(connection, QUEUE_SQL, params)]
 
 
 #: a current row's columns, in StoredResource's order

@@ -207,6 +207,36 @@ def test_a_commit_that_fails_after_the_event_was_written_is_not_called_the_audit
     assert stored(app, "Patient") == [] and stored(app, "Provenance") == []
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_record_whose_outbox_jobs_fail_at_the_commit_is_not_called_the_audit_s_refusal(
+        app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    """A record's outbox jobs (store/postgres.QUEUE_SQL) go with its COMMIT, before its audit event: when their
+    statement fails there (here a trigger raising a serialization failure), the answer is the database's failure (503,
+    try again), not the audit's; neither the record, its resources nor a job is stored."""
+    from service.exchange.endpoints import Endpoint
+
+    app.extensions["kfhir"].endpoints.add(Endpoint("ehr", "http://ehr.example/fhir", {}), by="test")
+    engine = app.extensions["kfhir"].engine
+    with engine.begin() as c:
+        c.execute(text("CREATE FUNCTION refuse_job() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                       "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$"))
+        c.execute(text("CREATE TRIGGER refuse_job BEFORE INSERT ON outbox_jobs FOR EACH ROW "
+                       "EXECUTE FUNCTION refuse_job()"))
+    try:
+        answer = client.post("/api/v1/administrations", json=administration())
+    finally:
+        with engine.begin() as c:
+            c.execute(text("DROP TRIGGER refuse_job ON outbox_jobs"))
+            c.execute(text("DROP FUNCTION refuse_job()"))
+    assert answer.status_code == 503, answer.get_json()
+    said = json.dumps(answer.get_json())
+    assert "database" in said and "audit" not in said
+    assert not [r for r in caplog.records if "AuditEvent" in r.getMessage()]
+    assert records(app) == 0 and stored(app, "MedicationAdministration") == []
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM outbox_jobs")).scalar_one() == 0
+
+
 def test_an_event_written_in_a_write_holds_what_core_s_insert_writes(app: Flask) -> None:
     """record_in sends its INSERT on SQLite's own cursor (store/driver.insert): each column holds Core's text."""
     from sqlalchemy import text

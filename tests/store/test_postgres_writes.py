@@ -182,5 +182,33 @@ def test_one_statement_queues_the_jobs_the_endpoints_read_and_a_statement_a_job_
                                                                   ("a-ehr", "queued", None), ("b-ehr", "queued", None)]
 
 
+def test_jobs_queued_with_the_commit_are_those_queued_at_once(runtime: Runtime) -> None:
+    """queue_taking(at_commit=True) sends QUEUE_SQL with the transaction's COMMIT (driver.at_commit): its jobs are not
+    seen in the transaction, and once it commits they are the jobs queued at once, the older job superseded."""
+    from service.exchange.endpoints import Endpoint
+    from service.exchange.outbox import queue_taking
+    from service.store.engine import session
+
+    for name in ("b-ehr", "a-ehr"):
+        runtime.endpoints.add(Endpoint(name, f"http://{name}.example/fhir", {}), by="test")
+    record, _ = runtime.store.create(new_record("q-1"))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    columns = "endpoint, record_id, record_version, business_key, state, payload::text, superseded_by IS NULL"
+    seen = []
+    for at_commit in (False, True):
+        with session(runtime.engine, write=True) as current:
+            current.connection().execute(text("DELETE FROM outbox_jobs"))
+            queue_taking(current, record, bundle, lambda: [], clock=lambda: AT)
+            queued = queue_taking(current, record, bundle, lambda: [], clock=lambda: AT, at_commit=at_commit)
+            inside = current.connection().execute(text("SELECT count(*) FROM outbox_jobs")).scalar_one()
+        with runtime.engine.connect() as connection:
+            jobs = connection.execute(text(f"SELECT {columns} FROM outbox_jobs ORDER BY pk")).all()  # noqa: S608
+        seen.append(jobs)
+        assert (queued is None, inside) == ((True, 2) if at_commit else (False, 4))
+    assert seen[0] == seen[1]
+    assert [(job[0], job[4], job[6]) for job in seen[1]] == [("a-ehr", "done", False), ("b-ehr", "done", False),
+                                                             ("a-ehr", "queued", True), ("b-ehr", "queued", True)]
+
+
 class Rollback(Exception):
     """Ends a transaction the test looked into, writing nothing."""
