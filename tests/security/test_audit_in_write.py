@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -181,24 +182,31 @@ def test_a_write_whose_event_the_database_refuses_is_refused_whole(
     assert len(events(app)) == 2 and events(app)[1]["outcomeDesc"] == "HTTP 503"  # the refusal, audited after
 
 
+@contextmanager
+def refusing(app: Flask, trigger: str) -> Iterator[None]:
+    """Inside, PostgreSQL's `trigger` (CREATE's words up to its table and timing) raises a serialization failure."""
+    engine = app.extensions["kfhir"].engine
+    table = trigger.split(" ON ")[1].split()[0]
+    with engine.begin() as c:
+        c.execute(text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                       "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$"))
+        c.execute(text(f"CREATE {trigger} FOR EACH ROW EXECUTE FUNCTION refuse()"))
+    try:
+        yield
+    finally:
+        with engine.begin() as c:
+            c.execute(text(f"DROP TRIGGER refuse ON {table}"))
+            c.execute(text("DROP FUNCTION refuse()"))
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_commit_that_fails_after_the_event_was_written_is_not_called_the_audit_s_refusal(
         app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
     """The event's INSERT and the COMMIT go in one round trip on PostgreSQL: when the INSERT went through and the
     COMMIT then failed (here a deferred trigger raising a serialization failure), the answer is the database's
     failure (503, try again), not "the audit trail could not record this change"; nothing is stored."""
-    engine = app.extensions["kfhir"].engine
-    with engine.begin() as c:
-        c.execute(text("CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                       "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$"))
-        c.execute(text("CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON fhir_resources "
-                       "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"))
-    try:
+    with refusing(app, "CONSTRAINT TRIGGER refuse AFTER INSERT ON fhir_resources DEFERRABLE INITIALLY DEFERRED"):
         answer = client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR)
-    finally:
-        with engine.begin() as c:
-            c.execute(text("DROP TRIGGER refuse_at_commit ON fhir_resources"))
-            c.execute(text("DROP FUNCTION refuse_at_commit()"))
     assert answer.status_code == 503, answer.get_json()
     assert answer.headers["Retry-After"] == "1"
     said = json.dumps(answer.get_json())
@@ -216,24 +224,14 @@ def test_a_record_whose_outbox_jobs_fail_at_the_commit_is_not_called_the_audit_s
     from service.exchange.endpoints import Endpoint
 
     app.extensions["kfhir"].endpoints.add(Endpoint("ehr", "http://ehr.example/fhir", {}), by="test")
-    engine = app.extensions["kfhir"].engine
-    with engine.begin() as c:
-        c.execute(text("CREATE FUNCTION refuse_job() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                       "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$"))
-        c.execute(text("CREATE TRIGGER refuse_job BEFORE INSERT ON outbox_jobs FOR EACH ROW "
-                       "EXECUTE FUNCTION refuse_job()"))
-    try:
+    with refusing(app, "TRIGGER refuse BEFORE INSERT ON outbox_jobs"):
         answer = client.post("/api/v1/administrations", json=administration())
-    finally:
-        with engine.begin() as c:
-            c.execute(text("DROP TRIGGER refuse_job ON outbox_jobs"))
-            c.execute(text("DROP FUNCTION refuse_job()"))
     assert answer.status_code == 503, answer.get_json()
     said = json.dumps(answer.get_json())
     assert "database" in said and "audit" not in said
     assert not [r for r in caplog.records if "AuditEvent" in r.getMessage()]
     assert records(app) == 0 and stored(app, "MedicationAdministration") == []
-    with engine.connect() as c:
+    with app.extensions["kfhir"].engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM outbox_jobs")).scalar_one() == 0
 
 
