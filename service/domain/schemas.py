@@ -29,6 +29,18 @@ class Strict(Schema):
         unknown = RAISE
         ordered = True
 
+    def on_bind_field(self, field_name: str, field_obj: fields.Field[Any]) -> None:
+        _validated_once(field_obj)
+
+
+def _validated_once(field: fields.Field[Any]) -> None:
+    """marshmallow checks a value through `And(*field.validators)` made anew on each call (Field._validate_all, a
+    property; ~40 a record loaded): made once here, the same validators in the same order, so the same errors."""
+    field._validate = validate.And(*field.validators)  # type: ignore[method-assign]
+    inner = getattr(field, "inner", None)  # a List's item field, bound by the List, not the schema
+    if isinstance(inner, fields.Field):
+        _validated_once(inner)
+
 
 class IdentifierSchema(Strict):
     system = Text(max_length=500, required=True)
