@@ -1,0 +1,18 @@
+"""bench/servers.py: the PostgreSQL of the serving run takes PG_SETTINGS the server can take."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import servers
+
+
+@pytest.mark.parametrize(("configure", "expected"), [("'--with-llvm' '--with-lz4' '--with-zstd'", {"lz4"}),
+                                                     ("'--with-llvm'", set())])
+def test_lz4_compression_is_set_only_on_a_server_built_with_it(tmp_path: Path, configure: str,
+                                                               expected: set[str]) -> None:
+    config = tmp_path / "pg_config"
+    config.write_text(f"#!/bin/sh\necho \"{configure}\"\n", encoding="utf-8")
+    config.chmod(0o755)
+    assert set(servers.pg_settings(tmp_path).values()) == expected
