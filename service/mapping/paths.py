@@ -153,6 +153,8 @@ def clone(value: Json) -> Json:
 
 
 _NESTED = (dict, list)
+#: how ordered() writes an object: (property, element id to order its object by, or the type to order it by), in order
+Plan = tuple[tuple[str, str | None, str | None], ...]
 #: sets of properties whose order PathCompiler.ordered keeps, per element (a mapped object's come in a few)
 SHAPES_KEPT = 64
 
@@ -165,9 +167,10 @@ class PathCompiler:
         self._compile = cache(self._compile_uncached)
         #: (structure, element id or None for its root) → property → _slot's answer (_plan)
         self._slots: dict[tuple[str, str | None], dict[str, tuple[int, str | None, str | None]]] = {}
-        #: (structure, element id or None) → an object's keys, in their order → _plan's answer (ordered)
-        self._shapes: dict[tuple[str, str | None], dict[tuple[str, ...], tuple[tuple[str, str | None, str | None],
-                                                                           ...]]] = {}
+        #: (structure, element id or None) → an object's keys, in their order → _plan's answer, whether the keys are
+        #: in its order already, and (property, structure, element id) of each child it orders (ordered)
+        self._shapes: dict[tuple[str, str | None], dict[tuple[str, ...], tuple[Plan, bool, tuple[tuple[
+            str, str, str | None], ...]]]] = {}
 
     def compile(self, structure: str, text: str) -> ElementPath:
         return self._compile(structure, text)
@@ -225,9 +228,15 @@ class PathCompiler:
         return positions, parents
 
     def ordered(self, value: Json, structure: str, current: str | None = None) -> Json:
-        """`value` with its properties in the definition's element order, as FHIR JSON is written."""
+        """`value` with its properties in the definition's element order, as FHIR JSON is written. An object or array
+        already in that order all through is given back as it is, not copied; any other is a new one."""
         if isinstance(value, list):
-            return [self.ordered(v, structure, current) if isinstance(v, _NESTED) else v for v in value]
+            items = value  # copied at the first item that changes
+            for i, item in enumerate(value):
+                if isinstance(item, _NESTED) and (made := self.ordered(item, structure, current)) is not item:
+                    items = value.copy() if items is value else items
+                    items[i] = made
+            return items
         if not isinstance(value, dict):
             return value
         # this runs for every object of every mapped resource (~200 a record), whose properties come in few sets, each
@@ -237,11 +246,24 @@ class PathCompiler:
         if shapes is None:
             shapes = self._shapes[structure, current] = {}
         keys = tuple(value)
-        plan = shapes.get(keys)
-        if plan is None:
+        shape = shapes.get(keys)
+        if shape is None:
             plan = self._plan(structure, current, keys)
+            shape = (plan, tuple(key for key, _, _ in plan) == keys, _orders(structure, plan))
             if len(shapes) < SHAPES_KEPT:
-                shapes[keys] = plan
+                shapes[keys] = shape
+        plan, kept, nested = shape
+        if kept:  # in order: only the children that may be out of order are looked at
+            changed = None
+            for key, by, at in nested:
+                child = value[key]
+                if isinstance(child, _NESTED):
+                    made = self.ordered(child, by, at)
+                    if made is not child:
+                        if changed is None:
+                            changed = value.copy()
+                        changed[key] = made
+            return value if changed is None else changed
         out = {}
         for key, inner, sub in plan:
             child = value[key]
@@ -253,8 +275,7 @@ class PathCompiler:
             out[key] = child
         return out
 
-    def _plan(self, structure: str, current: str | None,
-              keys: tuple[str, ...]) -> tuple[tuple[str, str | None, str | None], ...]:
+    def _plan(self, structure: str, current: str | None, keys: tuple[str, ...]) -> Plan:
         """(property, element id to order its object by, or the type to order it by) of each of `keys`, stably sorted
         by their elements' places in the definition (unknown ones last)."""
         slots = self._slots.get((structure, current))
@@ -312,6 +333,17 @@ class PathCompiler:
                     prop = rest[:-3] + match.group(2) if rest.endswith("[x]") else rest
                     template[prop] = copy.deepcopy(value)
         return template or None
+
+
+def _orders(structure: str, plan: Plan) -> tuple[tuple[str, str, str | None], ...]:
+    """(property, structure, element id) that ordered() orders each child of `plan` by, for those it orders."""
+    out: list[tuple[str, str, str | None]] = []
+    for key, inner, sub in plan:
+        if inner is not None:
+            out.append((key, structure, inner))
+        elif sub is not None:
+            out.append((key, sub, None))
+    return tuple(out)
 
 
 def _segments(text: str) -> list[str]:

@@ -148,6 +148,20 @@ def test_ordered_reuses_an_order_only_for_the_same_properties_in_the_same_order(
                                                                                                   "Observation"))
 
 
+def test_ordered_gives_an_object_in_order_back_as_it_is_and_never_changes_what_it_is_given(paths: PathCompiler) -> None:
+    """An object or array in order all through is not copied; one with anything out of order is a new one (and so is
+    each object and array holding it), the given one left as it was."""
+    inside = {"coding": [{"system": "s", "code": "c"}], "text": "x"}
+    kept = {"resourceType": "Observation", "status": "final", "code": inside, "valueInteger": 3}
+    assert paths.ordered(kept, "Observation") is kept and kept["code"] is inside
+    messy = {"resourceType": "Observation", "status": "final", "category": [inside, {"text": "y", "coding": []}],
+             "code": inside}
+    before = json.dumps(messy)
+    out = paths.ordered(messy, "Observation")
+    assert json.dumps(messy) == before and out is not messy and out["category"] is not messy["category"]
+    assert out["code"] is inside and out["category"][0] is inside and list(out["category"][1]) == ["coding", "text"]
+
+
 @pytest.mark.parametrize("value, pattern, expected", [
     ({"coding": [{"system": "s", "code": "c", "display": "d"}]}, {"coding": [{"system": "s", "code": "c"}]}, True),
     ({"coding": [{"system": "s", "code": "x"}]}, {"coding": [{"system": "s", "code": "c"}]}, False),
