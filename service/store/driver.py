@@ -151,8 +151,8 @@ BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 
 
 #: per psycopg connection of such a write: the statements sent with its COMMIT (at_commit), in order, each with what
-#: its failure raises
-_AT_COMMIT: weakref.WeakKeyDictionary[Any, list[tuple[str, Any, Callable[[Exception], BaseException]]]] = \
+#: its failure raises and whether it runs under a generic plan
+_AT_COMMIT: weakref.WeakKeyDictionary[Any, list[tuple[str, Any, Callable[[Exception], BaseException], bool]]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -170,19 +170,20 @@ def begin_with_first(raw: Any) -> Iterator[None]:
 
 
 def at_commit(connection: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any],
-              failed: Callable[[Exception], BaseException]) -> bool:
+              failed: Callable[[Exception], BaseException], generic: bool = False) -> bool:
     """Send `sql` (a write whose answer nobody reads: the request's audit event, a record's outbox jobs) with the
     COMMIT of `connection`'s write transaction (begin_with_first's), in one round trip, after those given before it:
     if it fails, the transaction rolls back whole and the commit raises `failed(the database's error)`. False where it
     cannot (SQLite, a connection not in such a transaction, or in a savepoint, whose rollback would not drop it): run
-    it now. A rollback drops them. What it writes is not seen in the transaction before its COMMIT."""
+    it now. A rollback drops them. What it writes is not seen in the transaction before its COMMIT. `generic`: as
+    rows(generic=True)."""
     raw = connection.connection.driver_connection
     if (connection.dialect.name != "postgresql" or not getattr(raw, "autocommit", False)
             or connection.in_nested_transaction()):
         return False
     refuse_write_alone(connection, sql)
     _AT_COMMIT.setdefault(raw, []).append((sql, dict(params) if isinstance(params, Mapping) else tuple(params),
-                                           failed))
+                                           failed, generic))
     return True
 
 
@@ -223,11 +224,15 @@ def _commit(dbapi_connection: Any, commit: Callable[[Any], None]) -> None:
             if raw in _UNBEGUN:
                 _UNBEGUN.discard(raw)
                 raw.execute(BEGIN)
-            for sql, params, _ in last:
+            for sql, params, _, generic in last:
+                if generic:
+                    raw.execute(GENERIC[0])
                 statements.append(raw.execute(sql, params))
+                if generic:
+                    raw.execute(GENERIC[1])
             raw.execute("COMMIT")
     except raw.Error as exc:  # psycopg's, a DB-API Error
-        for n, (_, _, failed) in enumerate(last):
+        for n, (_, _, failed, _) in enumerate(last):
             if _statement_failed(exc, statements[n] if n < len(statements) else None):
                 raise failed(exc) from exc
         raise

@@ -123,7 +123,8 @@ def _json(name: str, value: Any) -> Any:
 RECORD = ("id", "kind", "source", "external_id", "patient_system", "patient_value", "clinical_at", "version",
           "content", "content_hash", "warnings", "created_at", "updated_at")
 #: a new record and its first version, sent once (the content is the larger part of a request); no row back when
-#: a record holds its identity already (uq_records_identity), which the version's INSERT then does not make
+#: a record holds its identity already (uq_records_identity), which the version's INSERT then does not make. It
+#: reads no table, so it runs under a generic plan (driver.GENERIC): planning it cost ~0.1 ms of the server's CPU
 RECORD_SQL = f"""WITH v AS (
   SELECT %s::varchar AS id, %s::varchar AS kind, %s::varchar AS source, %s::varchar AS external_id,
          %s::varchar AS patient_system, %s::varchar AS patient_value, %s::timestamp AS clinical_at,
@@ -143,7 +144,7 @@ RETURNING record_pk"""  # noqa: S608 - the tables' names, no value
 def add_record(connection: Connection, values: dict[str, Any]) -> int | None:
     """A new record's row and first version (`values`: its columns, content and warnings serialised already); its
     key, or None when a record holds its identity already (nothing is written then)."""
-    found = driver.rows(connection, RECORD_SQL, [values[name] for name in RECORD])
+    found = driver.rows(connection, RECORD_SQL, [values[name] for name in RECORD], generic=True)
     return int(found[0][0]) if found else None
 
 
@@ -164,7 +165,11 @@ JOB = ("record_id", "record_kind", "record_version", "business_key", "next_attem
 #: three round trips: the enabled endpoints that take its kind (registry.Endpoints.taking: `kind in kinds.split()`),
 #: a queued job for each in the names' order, and each endpoint's older queued jobs of its key marked done,
 #: superseded by it (the UPDATE's snapshot is the statement's: it never sees the jobs `made` adds, as pk < the new
-#: job's kept them out when it was its own statement; it still keeps out a newer job committed meanwhile)
+#: job's kept them out when it was its own statement; it still keeps out a newer job committed meanwhile). Under a
+#: generic plan (driver.GENERIC; planning it for its values cost ~0.3 ms of the server's CPU a record): its older
+#: jobs are read by ix_outbox_key, for the endpoint and key, whatever the table held when it was made. The plans made
+#: for its values read every queued job (ix_outbox_claim) until the table was first analysed: linear in the jobs
+#: waiting, every one while no worker sends or an EHR is down (/work/notes/pg-tools/explain_queue_generic.py)
 QUEUE_SQL = f"""WITH taking AS (
   SELECT name FROM {EndpointRow.__tablename__}
   WHERE enabled IS true AND %(kind)s = ANY(regexp_split_to_array(kinds, '\\s+'))
@@ -190,9 +195,9 @@ def queue_jobs(connection: Connection, kind: str, job: dict[str, Any], at_commit
     it commits. A failure there raises what it would have raised here."""
     params = {"kind": kind, **{name: job[name] for name in JOB}}
     if at_commit and driver.at_commit(connection, QUEUE_SQL, params,
-                                      lambda exc: driver.wrapped(connection, QUEUE_SQL, params, exc)):
+                                      lambda exc: driver.wrapped(connection, QUEUE_SQL, params, exc), generic=True):
         return None
-    return [int(pk) for pk, in driver.rows(connection, QUEUE_SQL, params)]
+    return [int(pk) for pk, in driver.rows(connection, QUEUE_SQL, params, generic=True)]
 
 
 #: a current row's columns, in StoredResource's order

@@ -108,6 +108,26 @@ def test_the_write_units_statement_is_planned_once_a_connection_and_nothing_afte
     assert generic >= 2 and custom == 0  # its sends since psycopg prepared it: one plan, used again
 
 
+def test_a_records_row_and_its_jobs_are_planned_once_a_connection(runtime: Runtime) -> None:
+    """RECORD_SQL (it reads no table) and QUEUE_SQL (its older jobs read by ix_outbox_key whatever the table held)
+    run under generic plans (driver.GENERIC), sent alone or with the COMMIT."""
+    from service.exchange.endpoints import Endpoint
+    from service.exchange.outbox import queue_taking
+    from service.store.engine import session
+
+    runtime.endpoints.add(Endpoint("ehr", "http://ehr.example/fhir", {}), by="test")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    for n in range(8):
+        record, _ = runtime.store.create(new_record(f"g-{n}"))
+        with session(runtime.engine, write=True) as current:
+            queue_taking(current, record, bundle, lambda: [], clock=lambda: AT, at_commit=n % 2 == 0)
+    with runtime.engine.connect() as connection:
+        plans = dict(connection.execute(text(
+            "SELECT substr(statement, 1, 11), generic_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE 'WITH v AS%' OR statement LIKE 'WITH taking%'")).all())
+    assert plans.keys() == {"WITH v AS (", "WITH taking"} and min(plans.values()) >= 2, plans
+
+
 def test_a_unit_that_changes_stored_rows_is_planned_for_its_values(runtime: Runtime) -> None:
     """postgres.BATCH_SQL (changed rows: their UPDATE and their index rows' DELETE read the resource and index tables)
     is planned for each execution's values: a plan made once, while the tables were small, read the whole index
