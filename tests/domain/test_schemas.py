@@ -6,9 +6,10 @@ from typing import Any
 import pytest
 from factories import FACTORIES, administration, adverse_event, assessment, esketamine_session, treatment_plan, with_
 from marshmallow import ValidationError
+from marshmallow.utils import get_value
 
 from service.domain.kinds import KINDS
-from service.domain.schemas import flatten_errors
+from service.domain.schemas import Strict, flatten_errors
 
 
 def errors_of(kind: str, record: dict[str, Any]) -> dict[str, str]:
@@ -109,3 +110,13 @@ def test_every_error_is_reported_at_once() -> None:
 def test_flatten_errors_paths() -> None:
     messages = {"a": ["x"], "b": {0: {"c": ["y"]}}, "_schema": ["z"]}
     assert flatten_errors(messages) == [("a", "x"), ("b[0].c", "y"), ("$", "z")]
+
+
+def test_a_dumped_dict_s_fields_are_read_as_marshmallow_reads_them() -> None:
+    """Strict.get_attribute skips the failing getattr for a field a dict lacks: it gives what get_value gives, a dict
+    method for a field that names one, and reads dotted names and other objects through marshmallow."""
+    schema, default = Strict(), object()
+    nested = {"a": {"b": 1}, "items": 2, "none": None, "falsy": 0}
+    for obj in (nested, {}, [1, 2], "text"):
+        for attr in ("a", "a.b", "items", "values", "none", "falsy", "missing", "__class__", "get"):
+            assert schema.get_attribute(obj, attr, default) == get_value(obj, attr, default), (obj, attr)
