@@ -83,7 +83,9 @@ class RecordWritten:
         mapped = drafted.mapped
         try:
             unit = Unit(session, author, record.id)
-            withdraw_stale(mapped.bundle, _stored_flags(unit, record))
+            flags = _stored_flags(unit, record)
+            if flags:  # a first version has none to withdraw (~0.1 ms inside the writers' turn to find that out)
+                withdraw_stale(mapped.bundle, flags)
             # the draft holds if the people it found are those found now (their versions: their content)
             holds = record.version == 1 and all(matches_still(unit, when, found) for when, found in drafted.seen)
             bundle, payload = (drafted.bundle, drafted.payload) if holds else (None, None)

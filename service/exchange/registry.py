@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
 from service.exchange.endpoints import Endpoint
+from service.store import driver
 from service.store.engine import session as transaction
 from service.store.models import EndpointRow
 from service.store.records import utcnow
@@ -83,7 +84,10 @@ class Endpoints:
     def taking(self, session: Session, kind: str) -> list[str]:
         """The names of the enabled endpoints that take records of `kind`, as `session` sees them: what a record's
         transaction queues it for (within() built every Endpoint, a copy of the environment each, per record)."""
-        return [name for name, kinds in session.connection().execute(QUEUES) if kind in kinds.split()]
+        connection = session.connection()
+        found = driver.select(connection, QUEUES, {})  # on SQLite's own cursor: inside the writers' turn
+        return [name for name, kinds in (connection.execute(QUEUES) if found is None else found)
+                if kind in kinds.split()]
 
     def _of(self, row: EndpointRow | Any) -> Endpoint:
         env = dict(os.environ if self._environ is None else self._environ)

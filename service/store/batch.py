@@ -165,9 +165,12 @@ def add_index(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
     dialect = connection.dialect
     time = INDEX.c.low.type.dialect_impl(dialect).bind_processor(dialect)
     if time is not None:
-        rows = [(*row[:5], row[5] if row[5] is None else time(row[5]), row[6] if row[6] is None else time(row[6]),
-                 *row[7:]) for row in rows]
-    connection.exec_driver_sql(ADD_INDEX_SQL["?" if dialect.paramstyle == "qmark" else "%s"], rows)
+        rows = [row if row[5] is None and row[6] is None else (
+            *row[:5], row[5] if row[5] is None else time(row[5]), row[6] if row[6] is None else time(row[6]),
+            *row[7:]) for row in rows]
+    # on SQLite's own cursor: through exec_driver_sql the statement cost ~50 µs more, in the writers' turn
+    if not driver.many(connection, ADD_INDEX_SQL["?"], rows):
+        connection.exec_driver_sql(ADD_INDEX_SQL["?" if dialect.paramstyle == "qmark" else "%s"], rows)
 
 
 #: by the driver's placeholder (sqlite3's qmark, psycopg's format); built from the constants above, no value in it

@@ -2,7 +2,9 @@
 text in its row and its version row, JSON null for a deletion, and each index row's times as the DateTime type binds them."""
 from __future__ import annotations
 
+import dataclasses
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -10,6 +12,8 @@ from sqlalchemy import DateTime, bindparam, text
 
 from service.app.runtime import Runtime
 from service.search.parameters import index
+from service.store.batch import UNSENT
+from service.store.resources import StoredResource
 
 pytestmark = pytest.mark.both_backends  # the driver's executemany and the JSON and time columns differ by backend
 
@@ -56,3 +60,10 @@ def test_the_rows_sent_are_those_the_column_types_write(runtime: Runtime) -> Non
                     for v in index(json.loads(latest[name][1]))]
     assert sorted(found, key=repr) == sorted(expected, key=repr)  # o2, deleted, has none; o1 only its second's
     assert any(row[5] is not None for row in found)  # times among them
+
+
+def test_a_sent_rows_key_keeps_every_other_field_of_its_version() -> None:
+    """What a batch's row gets once sent, its key (StoredResource.with_pk), changes nothing else of the version."""
+    written = StoredResource(UNSENT, "Observation", "o1", 3, False, datetime(2026, 3, 2, 13, 12, 2, 250000),
+                             observation("2026-03-02"), [{"severity": "warning"}], "record-1", "PUT")
+    assert written.with_pk(7) == dataclasses.replace(written, pk=7)

@@ -194,7 +194,7 @@ def test_savepoints_go_as_the_drivers_sql_and_a_rolled_back_one_undoes_only_its_
     sent: list[tuple[str, bool]] = []
 
     def seen(conn: object, cursor: object, statement: str, params: object, context: Any, many: bool) -> None:
-        sent.append((statement, context.compiled is not None))
+        sent.append((statement, context is not None and context.compiled is not None))  # none: the driver's cursor
 
     try:
         with engine.connect() as conn:
