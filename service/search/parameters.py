@@ -182,6 +182,9 @@ class IndexValue(NamedTuple):
     path: str | None = None
 
 
+_make = IndexValue._make
+
+
 def index(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:
     """The values `resource` is found by (searched) and its links (`references`: see links), one row for a
     reference that is both (a clinic record held ~22 of its ~98 rows twice): the values other than references, then
@@ -216,7 +219,10 @@ def _values(resource: dict[str, Any], counted: frozenset[str]) -> tuple[list[Ind
     out: list[IndexValue] = []
     waiting: dict[tuple[str, str], int] = {}
     for param, steps in _reads(str(resource.get("resourceType", ""))):
-        for value in _at(resource, steps):
+        # a path of one step, as most are: _at's answer read at once, unless absent (a choice element: `effective`)
+        found = resource.get(steps[0], _ABSENT) if len(steps) == 1 else _ABSENT
+        found = _at(resource, steps) if found is _ABSENT else found if isinstance(found, list) else [found]
+        for value in found:
             if param.name not in counted:
                 out.extend(_index_one(param, value))
                 continue
@@ -298,15 +304,18 @@ def cut(text: str | None) -> str | None:
 
 def _index_one(param: Param, value: Any) -> list[IndexValue]:
     kind = param.kind
+    # rows made by _make, as IndexValue(…) makes them without its Python __new__; cut() in line (~90 calls a record)
     if kind == "token":
-        return [IndexValue(param.name, cut(system), cut(code)) for system, code in tokens(value)]
+        return [_make((param.name, system if system is None or len(system) <= INDEXED else system[:INDEXED],
+                       code if code is None or len(code) <= INDEXED else code[:INDEXED], None, None, None))
+                for system, code in tokens(value)]
     if kind == "date":
         found = date_range(value)
-        return [IndexValue(param.name, None, None, found[0], found[1])] if found else []
+        return [_make((param.name, None, None, found[0], found[1], None))] if found else []
     if kind == "reference":
         target = reference_key(value)
         if target and (not param.only_targets or target.partition("/")[0] in param.targets):
-            return [IndexValue(param.name, None, cut(target))]
+            return [_make((param.name, None, cut(target), None, None, None))]
         return []
     if kind == "string" and isinstance(value, str):  # as written too, for :exact
         return [IndexValue(param.name, value[:INDEXED], normalise(value)[:INDEXED])]
