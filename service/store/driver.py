@@ -219,6 +219,9 @@ BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 #: its failure raises and whether it runs under a generic plan
 _AT_COMMIT: weakref.WeakKeyDictionary[Any, list[tuple[str, Any, Callable[[Exception], BaseException], bool]]] = \
     weakref.WeakKeyDictionary()
+#: the psycopg connections inside begin_with_first: only their COMMIT sends what at_commit holds (another
+#: connection in autocommit mode, `alone`'s, has no COMMIT to send it with)
+_WITH_FIRST: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 @contextmanager
@@ -227,10 +230,12 @@ def begin_with_first(raw: Any) -> Iterator[None]:
     sent through `sent` (every statement SQLAlchemy executes, and `rows`): no statement can run outside it. A block
     that sent none leaves nothing open."""
     _UNBEGUN.add(raw)
+    _WITH_FIRST.add(raw)
     try:
         yield
     finally:
         _UNBEGUN.discard(raw)
+        _WITH_FIRST.discard(raw)
         _AT_COMMIT.pop(raw, None)
 
 
@@ -243,7 +248,7 @@ def at_commit(connection: Connection, sql: str, params: Sequence[Any] | Mapping[
     it now. A rollback drops them. What it writes is not seen in the transaction before its COMMIT. `generic`: as
     rows(generic=True)."""
     raw = connection.connection.driver_connection
-    if (connection.dialect.name != "postgresql" or not getattr(raw, "autocommit", False)
+    if (connection.dialect.name != "postgresql" or raw not in _WITH_FIRST
             or connection.in_nested_transaction()):
         return False
     refuse_write_alone(connection, sql)

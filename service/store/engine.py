@@ -196,10 +196,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss.
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
-    # A write unit is a savepoint (group commit), whose journal of the pages it changes went to a temporary file
-    # past 64 KiB: ~190 pwrite calls a clinic record (~0.3 ms of CPU) inside the writers' turn. In memory, a
-    # unit's journal is the size of the pages it changed, freed at its end; temporary tables and sorts too.
-    cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
     # Let SQLAlchemy, not the driver, open transactions, so `_sqlite_begin` chooses their kind.
     dbapi_conn.isolation_level = None
@@ -207,8 +203,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Any) -> None:
     """Writers take the write lock up front (BEGIN IMMEDIATE) so the busy timeout applies;
-    a deferred transaction that reads then writes fails at once with 'database is locked'."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+    a deferred transaction that reads then writes fails at once with 'database is locked'. A write's temporary
+    files are in memory (a write unit's savepoint journal went to a file past 64 KiB: ~190 pwrites a record inside
+    the turn), a read's on file (a search's total, count() OVER (), holds every match's key: ~40 MiB at 1M)."""
+    write = bool(conn.get_execution_options().get(WRITE))
+    info = conn.connection.info
+    if info.get(_TEMP_STORE) != write:  # a pooled connection serves reads and writes: switched as it changes
+        conn.connection.driver_connection.execute(f"PRAGMA temp_store={'MEMORY' if write else 'FILE'}")
+        info[_TEMP_STORE] = write
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+#: a SQLite connection's `info` key: whether its temporary files are in memory (a write's) or on file (a read's)
+_TEMP_STORE = "kfhir_temp_store_write"
 
 
 class NestedWrite(RuntimeError):

@@ -170,8 +170,11 @@ JOB = ("record_id", "record_kind", "record_version", "business_key", "next_attem
 #: a queued job for each in the names' order, and each endpoint's older queued jobs of its key marked done,
 #: superseded by it (the UPDATE's snapshot is the statement's: it never sees the jobs `made` adds, as pk < the new
 #: job's kept them out when it was its own statement; it still keeps out a newer job committed meanwhile). Under a
-#: generic plan (driver.GENERIC; planning it for its values cost ~0.3 ms of the server's CPU a record): its older
-#: jobs are read by ix_outbox_key, for the endpoint and key, whatever the table held when it was made. The plans made
+#: generic plan (driver.GENERIC; planning it for its values cost ~0.3 ms of the server's CPU a record), made once a
+#: connection and again whenever ANALYZE changes the tables' statistics (autovacuum's, after 50 rows + 10 % changed):
+#: its older jobs are read by ix_outbox_key, for the endpoint and key, on a table never analysed or analysed holding
+#: jobs; a plan made just after the table was analysed empty reads it whole until the next analyse (a minute at most
+#: with autovacuum's defaults; review of 657bb09: 824 buffers against 98 at 20,000 jobs). The plans made
 #: for its values read every queued job (ix_outbox_claim) until the table was first analysed: linear in the jobs
 #: waiting, every one while no worker sends or an EHR is down (/work/notes/pg-tools/explain_queue_generic.py)
 QUEUE_SQL = f"""WITH taking AS (

@@ -113,11 +113,15 @@ def test_past_the_busy_timeout_a_writer_goes_on_without_its_turn(db: Engine,
     assert rows(db) == 1
 
 
-def test_a_write_units_savepoint_journal_is_kept_in_memory(db: Engine) -> None:
+def test_a_write_units_savepoint_journal_is_kept_in_memory_and_a_reads_temporary_tables_on_file(db: Engine) -> None:
     """A write unit is a savepoint of the group's transaction: the pages it changes are journalled in memory, not
-    in a temporary file written page by page (system calls inside the writers' turn)."""
-    with session(db, write=True) as s:
-        assert s.execute(text("PRAGMA temp_store")).scalar_one() == 2  # MEMORY
+    in a temporary file written page by page (system calls inside the writers' turn). A read's temporary tables (a
+    search's total holds every match's key in one) stay on file, whichever the pooled connection served before."""
+    for _ in range(2):
+        with session(db, write=True) as s:
+            assert s.execute(text("PRAGMA temp_store")).scalar_one() == 2  # MEMORY
+        with session(db) as s:
+            assert s.execute(text("PRAGMA temp_store")).scalar_one() == 1  # FILE
 
 
 def test_commits_leave_the_checkpoint_to_the_checkpointer(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -232,3 +232,15 @@ def test_jobs_queued_with_the_commit_are_those_queued_at_once(runtime: Runtime) 
 
 class Rollback(Exception):
     """Ends a transaction the test looked into, writing nothing."""
+
+
+def test_a_statement_for_the_commit_on_a_connection_alone_runs_at_once(runtime: Runtime) -> None:
+    """alone()'s connection (autocommit, no COMMIT of ours to come) takes no statement for a COMMIT: at_commit says
+    so (False) and the caller runs it, where it was held for a COMMIT never sent and silently dropped."""
+    from service.store import driver
+    from service.store.engine import WRITE, alone
+
+    with alone(runtime.engine) as connection:
+        connection = connection.execution_options(**{WRITE: True})
+        held = driver.at_commit(connection, "SELECT 1", (), lambda exc: exc)
+        assert (held, driver.waiting(connection)) == (False, 0)
