@@ -9,32 +9,34 @@ from typing import Any
 from service.mapping.spec import Narrative, lookup
 
 _FIELD = re.compile(r"\{([\w.$]+)\}")
+#: a line's fields in order (each as often as named): (its name without `$.`, whether it reads the whole record)
+Fields = tuple[tuple[str, bool], ...]
 
 
 def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, str]:
     """Resource.text: the title and every line whose fields are all present, as escaped XHTML."""
-    lines = []
-    for line in spec.lines:
-        values = {}
-        for name in _fields(line):
-            value = lookup(record, name[2:]) if name.startswith("$.") else lookup(scope, name)
+    items = []
+    for fields, template in _lines(spec.lines):
+        values = []
+        for name, whole in fields:
+            value = lookup(record if whole else scope, name)
             if value is None or value == []:
                 break
-            values[name] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            values.append(", ".join(map(str, value)) if isinstance(value, list) else str(value))
         else:
-            lines.append("".join(values[part] if i % 2 else part for i, part in enumerate(_parts(line))))
-    items = "".join(f"<li>{html.escape(line, quote=False)}</li>" for line in lines)
-    body = f"<p><b>{html.escape(spec.title, quote=False)}</b></p>" + (f"<ul>{items}</ul>" if items else "")
+            items.append(f"<li>{html.escape(template.format(*values), quote=False)}</li>")
+    body = f"<p><b>{html.escape(spec.title, quote=False)}</b></p>" + (f"<ul>{''.join(items)}</ul>" if items else "")
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
 
 
 @cache
-def _fields(line: str) -> list[str]:
-    """The fields a spec line names (a spec's lines are few and fixed: found once each)."""
-    return _FIELD.findall(line)
-
-
-@cache
-def _parts(line: str) -> list[str]:
-    """The line split at its fields: text, field, text, …, text (what _FIELD.sub would replace, found once)."""
-    return _FIELD.split(line)
+def _lines(lines: tuple[str, ...]) -> tuple[tuple[Fields, str], ...]:
+    """Per line of a spec (few and fixed: worked out once each), its fields and the line as a str.format template
+    taking their values in that order (its other text with braces doubled)."""
+    out = []
+    for line in lines:
+        parts = _FIELD.split(line)  # text, field, text, …, text
+        fields = tuple((name[2:], True) if name.startswith("$.") else (name, False) for name in parts[1::2])
+        template = "{}".join(text.replace("{", "{{").replace("}", "}}") for text in parts[0::2])
+        out.append((fields, template))
+    return tuple(out)

@@ -2,7 +2,9 @@
 become, written by hand from the profiles and terminology.md (*.bundle.json), ids shown as labels."""
 from __future__ import annotations
 
+import html
 import json
+import re
 import uuid
 
 import pytest
@@ -10,6 +12,8 @@ from mapping.support import golden_bundle, golden_record, labelled
 
 from service.mapping import Mapper, map_record
 from service.mapping.identity import RecordKey
+from service.mapping.narrative import narrative
+from service.mapping.spec import Narrative
 
 KINDS = ["treatment-plan", "administration", "adverse-event", "assessment"]
 
@@ -93,3 +97,15 @@ def test_narratives_escape_what_the_clinic_typed(mapper: Mapper) -> None:
     record = golden_record("adverse-event") | {"description": "BP <194/112> & headache"}
     div = mapper.to_bundle("adverse-event", record)["entry"][0]["resource"]["text"]["div"]
     assert "BP &lt;194/112&gt; &amp; headache" in div and "<194" not in div
+
+
+def test_a_narrative_line_is_its_text_with_each_field_replaced_and_left_out_when_one_is_missing() -> None:
+    """narrative() fills a line through a str.format template worked out once: the line's text as written (braces
+    that are no field too), each field as often as named, `$.` fields from the whole record, lists joined."""
+    lines = ("{a} and {a} {b}", "x {{a}} {not a field} }{ {$.c}", "{missing} gone", "{items}: {$.c.d}", "plain")
+    scope, record = {"a": "{b}", "b": 2.5, "items": [1, "two"]}, {"c": {"d": "<&>"}}
+    shown = {"a": "{b}", "b": "2.5", "$.c": str(record["c"]), "items": "1, two", "$.c.d": "<&>"}
+    kept = [re.sub(r"\{([\w.$]+)\}", lambda m: shown[m.group(1)], line) for line in lines if "missing" not in line]
+    expected = "".join(f"<li>{html.escape(line, quote=False)}</li>" for line in kept)
+    assert narrative(Narrative("T", lines), scope, record)["div"] == (
+        f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>T</b></p><ul>{expected}</ul></div>')
