@@ -145,7 +145,13 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def clone(value: Json) -> Json:
     """A copy of JSON data (dicts, lists, scalars): what deepcopy does, without its bookkeeping (a scalar member is
     kept without a call of its own: most are)."""
-    if isinstance(value, dict):
+    if value.__class__ is dict:
+        out = value.copy()  # the scalars as they are, in their order; objects and arrays replaced by copies
+        for key, member in value.items():
+            if member.__class__ is not str and isinstance(member, _NESTED):
+                out[key] = clone(member)
+        return out
+    if isinstance(value, dict):  # another mapping: a plain dict of it
         return {k: clone(v) if isinstance(v, _NESTED) else v for k, v in value.items()}
     if isinstance(value, list):
         return [clone(v) if isinstance(v, _NESTED) else v for v in value]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import OrderedDict
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from service.conformance.definitions import load
 from service.domain.kinds import schema_of
 from service.fhirjson import matches_pattern
 from service.mapping import Mapper
-from service.mapping.paths import PathCompiler, PathError
+from service.mapping.paths import PathCompiler, PathError, clone
 
 MONITORING = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-session-monitoring"
 ADMINISTRATION = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-administration"
@@ -170,3 +171,17 @@ def test_ordered_gives_an_object_in_order_back_as_it_is_and_never_changes_what_i
 ])
 def test_contains_follows_pattern_semantics(value: object, pattern: object, expected: bool) -> None:
     assert matches_pattern(value, pattern) is expected
+
+
+def test_clone_is_an_equal_copy_sharing_no_object_or_array() -> None:
+    value = {"a": [{"b": [1, "x", None, {"c": {}}]}, []], "d": {"e": "f", "g": 2.5}, "h": "i",
+             "j": OrderedDict(k=[1])}
+    copied = clone(value)
+    assert json.dumps(copied) == json.dumps(value) and list(copied) == list(value)
+    assert type(copied["j"]) is dict and copied["j"] == {"k": [1]}
+
+    def containers(node: Any) -> list[Any]:
+        inner = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+        return [node, *(c for child in inner for c in containers(child))] if isinstance(node, dict | list) else []
+
+    assert not {id(c) for c in containers(value)} & {id(c) for c in containers(copied)}
