@@ -150,7 +150,7 @@ def export_record(unit: Unit, bundle: dict[str, Any], draft: ExportDraft | None 
         raise ValueError("export_record needs a unit of work for a record (Unit.record_id)")
     unit.prefetch(_replaced(requests))
     # what its references name need not be stored (interactions._write)
-    _run(unit, "", requests, prepared, log, set(), draft)
+    _run(unit, None, requests, prepared, log, set(), draft)  # no answers: nobody reads them
     for written in log:
         unit.link_record(written.resource.resource_type, written.resource.id, unit.record_id)
     return [w.resource for w in log]
@@ -213,15 +213,16 @@ def _transaction(server: Interactions, base: str, requests: list[_Request]) -> d
     raise Conflict("The transaction kept meeting concurrent identical creates; retry it.")
 
 
-def _run(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
+def _run(unit: Unit, base: str | None, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
          pending: set[str], draft: ExportDraft | None = None) -> list[dict[str, Any]]:
-    """A transaction's entries in one unit, in R4 order; the response entries in request order. Their rows are
-    sent together (Unit.batch): one statement a table, not three a resource."""
+    """A transaction's entries in one unit, in R4 order; the response entries in request order (empty ones for the
+    writes when `base` is None: a record's export answers nobody). Their rows are sent together (Unit.batch): one
+    statement a table, not three a resource."""
     with unit.batch():
         return _entries(unit, base, requests, prepared, log, pending, draft)
 
 
-def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
+def _entries(unit: Unit, base: str | None, requests: list[_Request], prepared: dict[int, Prepared], log: list[Written],
              pending: set[str], draft: ExportDraft | None = None) -> list[dict[str, Any]]:
     ids = draft.ids if draft is not None else {}
     drafted = draft.conditions if draft is not None and draft.requests is requests else {}  # of these entries
@@ -243,7 +244,7 @@ def _entries(unit: Unit, base: str, requests: list[_Request], prepared: dict[int
             if found is None or r.criteria is None:
                 conditions[r.index] = when  # a create claims its criteria against concurrent ones
             if found is not None and r.criteria is None:
-                responses[r.index] = _written(base, Written(found, False))
+                responses[r.index] = _written(base, Written(found, False)) if base is not None else {}
             targets[r.index] = found.id if found else ids.get(r.index) or str(uuid.uuid4())
             if r.full_url:
                 names[r.full_url] = f"{r.resource_type}/{targets[r.index]}"
@@ -276,14 +277,14 @@ def _named(requests: list[_Request], ids: dict[int, str], names: Names) -> Names
     return names
 
 
-def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[int, Prepared],
+def _perform(unit: Unit, base: str | None, r: _Request, names: Names, prepared: dict[int, Prepared],
              when: Condition | None, log: list[Written], target: str | None = None,
              ahead: Ahead | None = None) -> dict[str, Any]:
     """One transaction entry: the operation a request sent alone runs, in the transaction's unit; a conditional
     update (http.html#cond-update) writes its `target`, creating it under its `when` when nothing matched.
     `ahead`: the resource as written, from a draft (ExportDraft)."""
     if r.method == "GET":
-        return _read(base, read_in(unit, r.resource_type, r.resource_id or "", r.version))
+        return _read(base or "", read_in(unit, r.resource_type, r.resource_id or "", r.version))
     if r.method == "DELETE":
         return _deleted(delete_in(unit, r.resource_type, r.resource_id or "", check=False))
     if r.method == "POST":
@@ -294,7 +295,7 @@ def _perform(unit: Unit, base: str, r: _Request, names: Names, prepared: dict[in
     else:
         written = update_in(unit, prepared[r.index], target or r.resource_id or "", r.if_match, names, ahead)
     log.append(written)
-    return _written(base, written)
+    return _written(base, written) if base is not None else {}
 
 
 @contextmanager

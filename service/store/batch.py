@@ -49,16 +49,22 @@ def rest_of(content: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Drafted:
-    """What a write of a content stores besides its row's columns, worked out before its unit of work: its search
-    index values and its JSON text but for the elements the write sets (rest_of)."""
+    """What a write of a content stores besides its row's columns, worked out before its unit of work: its index rows
+    (index_rows) and its JSON text but for the elements the write sets (rest_of)."""
 
-    indexed: list[IndexValue]
+    rows: list[Indexed]
     rest: str
 
 
 def draft(content: dict[str, Any], references: list[tuple[str, str]] | None = None) -> Drafted:
-    """Unit.write's index values and serialised rest of `content` (neither reads id or meta, which it sets)."""
-    return Drafted(index(content, references), rest_of(content))
+    """Unit.write's index rows and serialised rest of `content` (neither reads id or meta, which it sets)."""
+    return Drafted(index_rows(content["resourceType"], index(content, references)), rest_of(content))
+
+
+def index_rows(resource_type: str, values: Iterable[IndexValue]) -> list[Indexed]:
+    """The index rows of a resource's values, but for its key (INDEX_COLUMNS after the first): an IndexValue's fields
+    are the columns that follow resource_type, in their order."""
+    return [(resource_type, *value) for value in values]
 
 
 def joined(content: dict[str, Any], rest: str) -> str:
@@ -100,19 +106,18 @@ class Batch:
     #: the resources held, each with its row's values (a created row's or a changed row's)
     keys: dict[tuple[str, str], Row] = field(default_factory=dict)
 
-    def write(self, pk: int, key: tuple[str, str], values: Row, method: str, indexed: Iterable[Any],
+    def write(self, pk: int, key: tuple[str, str], values: Row, method: str, rows: list[Indexed],
               text: str | None = None) -> None:
         """A resource's next version: a new row when `pk` is UNSENT (its key comes when sent), else a change of the
-        row `pk` (its index rows replace those it had). `values`: the row's columns; `indexed`: its search values;
-        `text`: the content serialised already (joined), if it is."""
+        row `pk` (its index rows replace those it had). `values`: the row's columns; `rows`: its index rows
+        (index_rows); `text`: the content serialised already (joined), if it is."""
         resource_type, resource_id = key
         # once, for the row and its version
         values = {**values, "content": serialise(values["content"]) if text is None else text}
         version = {"resource_pk": pk, "resource_type": resource_type, "id": resource_id, "method": method,
                    **{k: values[k] for k in ("version", "deleted", "last_updated", "content")}}
         self.versions.append(version)
-        self.index.append((version, [(resource_type, v.param, v.system, v.value, v.low, v.high, v.path)
-                                     for v in indexed]))
+        self.index.append((version, rows))
         if pk == UNSENT:
             self.keys[key] = {"resource_type": resource_type, "id": resource_id, **values}
             self.created.append((self.keys[key], version))

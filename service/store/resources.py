@@ -27,7 +27,7 @@ from service.search.parameters import index, params_of
 from service.search.query import Query
 from service.store import driver, postgres
 from service.store import statements as sql
-from service.store.batch import UNSENT, Batch, Drafted, joined
+from service.store.batch import UNSENT, Batch, Drafted, index_rows, joined
 from service.store.engine import session, wrote
 from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.pages import page
@@ -344,8 +344,8 @@ class Unit:
         wrote(self.session, stored, row is None or row.deleted)
         held = self._batch or Batch()
         text = joined(content, drafted.rest) if drafted is not None and content is not None else None
-        held.write(pk, key, values, method, () if content is None else drafted.indexed if drafted is not None
-                   else index(content, references), text)
+        held.write(pk, key, values, method, [] if content is None else drafted.rows if drafted is not None
+                   else index_rows(resource_type, index(content, references)), text)
         if self._batch is None:
             self._send(held)
         if content is None and row is not None:

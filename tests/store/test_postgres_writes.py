@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from service.app.runtime import Runtime
 from service.domain.intake import content_hash
 from service.search.parameters import index
-from service.store.batch import UNSENT, Batch
+from service.store.batch import UNSENT, Batch, index_rows
 from service.store.records import NewRecord, RecordStore
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -44,7 +44,7 @@ def batch(pks: dict[str, int]) -> Batch:
         values = {"version": 2 if pk else 1, "deleted": content is None, "last_updated": AT, "content": content,
                   "warnings": [{"severity": "warning", "text": "ünïcode"}] if name == "c" else [],
                   "record_id": "rec-1" if name == "d" else None}
-        held.write(pk, ("Observation", name), values, method, index(content) if content else [])
+        held.write(pk, ("Observation", name), values, method, index_rows("Observation", index(content)) if content else [])
     return held
 
 
