@@ -133,8 +133,11 @@ PG_SETTINGS = {"default_toast_compression": "lz4"}
 
 def pg_settings(bin_dir: Path) -> dict[str, str]:
     """PG_SETTINGS that the server in `bin_dir` can take (lz4 only if it was built with it)."""
-    built = subprocess.run([str(bin_dir / "pg_config"), "--configure"], capture_output=True, text=True,  # noqa: S603
-                           check=False).stdout
+    try:
+        built = subprocess.run([str(bin_dir / "pg_config"), "--configure"], capture_output=True,  # noqa: S603
+                               text=True, check=False).stdout
+    except OSError:  # no pg_config beside this pg_ctl (one found on PATH, say): not known to have lz4
+        built = ""
     return {k: v for k, v in PG_SETTINGS.items() if v != "lz4" or "--with-lz4" in built}
 
 
