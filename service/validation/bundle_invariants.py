@@ -18,6 +18,37 @@ _ABSENT: tuple[None, list[Any]] = (None, [])
 _HOLDERS = {key: "_" + key for key in ("fullUrl", "search", "request", "response", "resource")}
 
 
+#: (id of a Bundle, its type) when Bundles._bundle last found every entry of it bare (Bundles._bare: an object
+#: holding only a RESTful fullUrl, each another, naming its resource, whose meta has no versionId) and its type and
+#: entry list plain (no `_type` or `_entry` holder, a type absent or a string): the Bundle rules then read its type
+#: from here and the entries' answers follow from it, and the walk gives each entry's resource to _resource outright.
+#: Said for each Bundle before its walk and rules, which follow in the same validation while it lives: an id that
+#: matches is that Bundle's, no other living object having it. An id, not the object: it keeps no document alive.
+#: Another thread's Bundle said in between only sends them the long way, as for any other Bundle.
+_SAID: list[tuple[int, tuple[bool, str | None, bool]] | None] = [None]
+
+
+def say(bundle: dict[str, Any], kind: Any, bare: bool) -> None:
+    """Bundles._bundle's word on a Bundle (`kind`, its type): whether its entries are bare."""
+    _SAID[0] = (id(bundle), (True, kind, True)) if bare and "_type" not in bundle and "_entry" not in bundle \
+        and (kind is None or isinstance(kind, str)) else None
+
+
+def said_bare(bundle: Any) -> bool:
+    """Whether the entries of `bundle` were last said bare."""
+    said = _SAID[0]
+    return said is not None and said[0] == id(bundle)
+
+
+def _typed(node: Any) -> tuple[bool, str | None, bool]:
+    """_bundle_type's (plain, Bundle.type) of `node`, and whether its entries were said bare (then from _SAID)."""
+    said = _SAID[0]
+    if said is not None and said[0] == id(node):
+        return said[1]
+    plain, kind = _bundle_type(node)
+    return plain, kind, False
+
+
 def _exists(node: dict[str, Any], key: str) -> bool:
     return node.get(key) not in _ABSENT or node.get(_HOLDERS[key]) not in _ABSENT
 
@@ -57,8 +88,10 @@ def _entries_say(field: str, kinds: frozenset[str]) -> Callable[[Any, Any], bool
     """bdl-3/bdl-4: `entry.all(<field>.exists() = (%resource.type = k1 or … ))`. With no type, the right side is
     empty, so `=` is empty and every entry fails `all`."""
     def check(node: Any, resource: Any) -> bool | None:
+        plain, kind, bare = _typed(resource)
+        if bare and resource is node:  # objects without the field
+            return kind is not None and kind not in kinds
         entries = _entry_list(node)
-        plain, kind = _bundle_type(resource)
         if entries is None or not plain:
             return None
         wanted, holder, answer = kind in kinds, _HOLDERS[field], True
@@ -77,8 +110,10 @@ def _full_urls_distinct(node: Any, resource: Any) -> bool | None:
     """bdl-7: `(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId)
     .isDistinct()`. The right side is evaluated (and may fail) whatever the left says; with no type the left is
     empty, and `{} or x` is x when true, else empty, which fails the invariant."""
+    plain, kind, bare = _typed(node)
+    if bare:  # each key a fullUrl, each another
+        return True
     entries = _entry_list(node)
-    plain, kind = _bundle_type(node)
     if entries is None or not plain:
         return None
     keys: set[str] = set()
@@ -133,8 +168,10 @@ def _version_id(entry: dict[str, Any]) -> str | None:
 def _searched_only_in_searchsets(node: Any, resource: Any) -> bool | None:
     """bdl-2: `entry.search.empty() or (type = 'searchset')`. With no type the right side is empty, and
     `false or {}` is empty, which fails the invariant."""
+    plain, kind, bare = _typed(node)
+    if bare:  # objects without a search
+        return True
     entries = _entry_list(node)
-    plain, kind = _bundle_type(node)
     if entries is None or not plain:
         return None
     if _none_has(entries, _WITHOUT["search"]):
@@ -154,8 +191,11 @@ def _first_entry_is(bundle_type: str, resource_type: str) -> Callable[[Any, Any]
     `true implies {}` is empty: both fail the invariant. A first resource that is no object with a resourceType
     (or behind a holder) is left to FHIRPath."""
     def check(node: Any, resource: Any) -> bool | None:
+        plain, kind, bare = _typed(node)
+        if bare:  # a first entry as plain as can be
+            return kind is not None and kind != bundle_type or node["entry"][0]["resource"]["resourceType"] == \
+                resource_type
         entries = _entry_list(node)
-        plain, kind = _bundle_type(node)
         if entries is None or not plain:
             return None
         right: bool | None = None  # empty: no entry, or a first entry without a resource
@@ -208,7 +248,7 @@ def _plain_scalar(node: dict[str, Any], key: str) -> bool | None:
 def _total_only_in_search_or_history(node: Any, resource: Any) -> bool | None:
     """bdl-1: `total.empty() or (type = 'searchset') or (type = 'history')`. With no type both right sides are
     empty, and `false or {}` is empty, which fails the invariant."""
-    plain, kind = _bundle_type(node)
+    plain, kind, _ = _typed(node)
     total = _plain_scalar(node, "total") if plain else None
     if total is None:
         return None
@@ -219,7 +259,7 @@ def _document_implies(right: Callable[[dict[str, Any]], bool | None]) -> Callabl
     """`type = 'document' implies <right>`, for a `right` that is true or false (never empty) on plain JSON.
     Both sides are evaluated; with no type, `{} implies false` is empty, which fails the invariant."""
     def check(node: Any, resource: Any) -> bool | None:
-        plain, kind = _bundle_type(node)
+        plain, kind, _ = _typed(node)
         answer = right(node) if plain else None
         if answer is None:
             return None

@@ -3,8 +3,13 @@ fullUrls, link relations, search set entries, references a document must resolve
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from itertools import islice
 from typing import Any
 
+from service.validation import bundle_invariants
+from service.validation.invariants import bundle_path
+from service.validation.plan import StructurePlan
 from service.validation.references import LITERAL_REFERENCE, as_list
 from service.validation.run import Run
 
@@ -22,9 +27,97 @@ DOCUMENT_REFERENCES = (("subject", False), ("author", True), ("encounter", False
 class Bundles:
     """Mixed into the Validator: a Bundle's own rules, checked once per Bundle before its entries are walked."""
 
-    def _bundle(self, bundle: dict[str, Any], expr: str, run: Run) -> None:
+    _resource_types: set[str]
+    #: per Bundle plan (by id, the plans being kept by the validator): its root rules answered by a native path
+    #: (bit, path), and the plan without each set of them (by bits) that has held
+    _bundle_rules: dict[int, tuple[list[tuple[int, Any]], dict[int, StructurePlan]]]
+
+    def _bundle(self, bundle: dict[str, Any], expr: str, run: Run, plans: list[StructurePlan]) \
+            -> list[StructurePlan]:
+        """The Bundle's own rules; `plans`, its plans, returned without the root rules that hold (_rules_left)."""
         kind = bundle.get("type")
         listed = bundle.get("entry")
+        bare = listed.__class__ is list and listed and self._bare(listed, run)
+        bundle_invariants.say(bundle, kind, bool(bare))
+        if bare:  # nothing to say of any entry's fullUrl, and bdl-5 and bdl-8 hold for each
+            run.quiet_entries = listed
+        else:
+            self._entries(listed, expr, run)
+        self._links(bundle, kind, expr, run)
+        if kind in ("searchset", "document"):
+            entries = [e if isinstance(e, dict) else {} for e in as_list(listed)]
+            if kind == "searchset":
+                self._search_entries(bundle, entries, expr, run)
+            elif entries and isinstance(entries[0].get("resource"), dict):
+                self._document(entries, expr, run)
+        return [self._rules_left(bundle, plan) for plan in plans]
+
+    def _rules_left(self, bundle: dict[str, Any], plan: StructurePlan) -> StructurePlan:
+        """`plan` without the root rules that hold of `bundle` by their native paths (bundle_invariants.BUNDLE,
+        which Invariants.holds would answer them by after the walk, these reading the document alone): the root's
+        constraints are then asked only the others, in their order. A rule that holds says nothing, so the findings
+        and their order are those of asking all; a Bundle is spared the dispatch of nine rules through
+        Values._constraints and Invariants.holds, a tenth of what its entries cost in a Bundle of ten."""
+        known = self._bundle_rules.get(id(plan))
+        if known is None:
+            known = self._bundle_rules[id(plan)] = ([(1 << i, path) for i, rule in enumerate(plan.root.constraints)
+                                                     if (path := bundle_path(rule.expression)) is not None], {})
+        held = 0
+        for bit, path in known[0]:
+            if path(bundle, bundle):  # %resource is the Bundle when its root's rules are asked
+                held |= bit
+        if not held:
+            return plan
+        left = known[1].get(held)
+        if left is None:
+            rules = plan.root.constraints
+            left = known[1][held] = StructurePlan(plan.url, plan.type, replace(plan.root, constraints=tuple(
+                rule for i, rule in enumerate(rules) if not held >> i & 1)))
+        return left
+
+    def _bare(self, listed: list[Any], run: Run) -> bool:
+        """Whether every entry is bare: an object holding a fullUrl and a resource and nothing else, the fullUrl
+        RESTful (http or https, one base for all, without whitespace or /_history/) and ending with its resource's
+        type (one we know) and id, the resource's meta, if any, an object without a versionId, every fullUrl
+        another. The entries of nearly every collection Bundle: nothing is to be said of their fullUrls (here, or by
+        the walk: its uri check), nor of bdl-5, bdl-7 and bdl-8 (bundle_invariants.say),
+        and run.full_urls gets each as _entries gives it. One pass of subscripts (an odd entry raises, the rare one
+        that does not is told by its tests), then tests of the fullUrls joined, not a call per entry and rule.
+        False otherwise, with run.full_urls perhaps given some of them: _entries gives each again, in order."""
+        full_urls, types = run.full_urls, self._resource_types
+        before = len(full_urls)
+        try:
+            url, resource = listed[0]["fullUrl"], listed[0]["resource"]
+            base = url[:len(url) - len(resource["resourceType"]) - len(resource["id"]) - 1]
+            for entry in listed:
+                url, resource = entry["fullUrl"], entry["resource"]
+                named, ident = resource["resourceType"], resource["id"]
+                if entry.__class__ is not dict or len(entry) != 2 or resource.__class__ is not dict \
+                        or url.__class__ is not str or ident.__class__ is not str or named not in types \
+                        or url != f"{base}{named}/{ident}" or "_meta" in resource:
+                    return False
+                if "meta" in resource:  # bdl-7's key is then the fullUrl: `&` adds '' for no versionId
+                    meta = resource["meta"]
+                    if meta.__class__ is not dict or "versionId" in meta or "_versionId" in meta \
+                            or "resourceType" in meta:
+                        return False
+                full_urls[url] = named
+        except (KeyError, TypeError):  # an entry or resource that is no object, or without one of the four
+            return False
+        count = len(listed)
+        if len(full_urls) - before != count or not base.startswith(RESTFUL) or not base.endswith("/") \
+                or "/_history/" in base:
+            return False
+        # the uri regex (\S*, ASCII) on each: no whitespace but the joins; no / in any id (each ends the base's /s
+        # and the one after its type, which has none): _ends_with_type_and_id's terms, and no /_history/ then
+        joined = "\n".join(islice(full_urls, before, None))
+        return " " not in joined and "\t" not in joined and "\r" not in joined and "\f" not in joined \
+            and "\v" not in joined and joined.count("\n") == count - 1 \
+            and joined.count("/") == count * (base.count("/") + 1)
+
+    def _entries(self, listed: Any, expr: str, run: Run) -> None:
+        """Each entry's fullUrl: what references resolve to (run.full_urls), its form; whether the entries are
+        quiet (bdl-5 and bdl-8 hold for each)."""
         full_urls = run.full_urls
         # whether every entry is a plain object with a resource and a fullUrl without /_history/, so that bdl-5 and
         # bdl-8 hold for each: the walk then answers them once for the list (walkers._constraints), not per entry
@@ -51,13 +144,6 @@ class Bundles:
                 self._full_url(full_url, resource, expr, i, run)
         if quiet:
             run.quiet_entries = listed
-        self._links(bundle, kind, expr, run)
-        if kind in ("searchset", "document"):
-            entries = [e if isinstance(e, dict) else {} for e in as_list(listed)]
-            if kind == "searchset":
-                self._search_entries(bundle, entries, expr, run)
-            elif entries and isinstance(entries[0].get("resource"), dict):
-                self._document(entries, expr, run)
 
     def _full_url(self, full_url: str, resource: Any, expr: str, i: int, run: Run) -> None:
         """fullUrl is absolute (a URL, urn:uuid: or urn:oid:); a RESTful one ends with the resource's type and id.

@@ -72,6 +72,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
         self._coded_clean: set[tuple[Any, ...]] = set()
         self._free_slices: dict[int, tuple[ElementPlan, bool]] = {}
+        self._bundle_rules = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
         self._resource_types = {e["type"] for e in defs.core.index if e.get("resourceType") == "StructureDefinition"
                                 and e.get("kind") == "resource" and e.get("id") == e.get("type")} - ABSTRACT
@@ -135,7 +136,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         if not plans:
             plans = [self.plan(CORE_SD + kind)]
         if kind == "Bundle":
-            self._bundle(res, expr, run)
+            plans = self._bundle(res, expr, run, plans)
         elif kind == "ConceptMap":
             self._concept_map(res, expr, run)
         elif kind == "ValueSet":

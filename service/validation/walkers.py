@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from service.validation import ids
 from service.validation.bindings import codings_of, remember
+from service.validation.bundle_invariants import said_bare
 from service.validation.coded import FREEZE, coded_key
 from service.validation.invariants import NATIVE, bundle_path
 from service.validation.layouts import IDENTITIES, Layout, Name, remember_clean
@@ -209,14 +210,53 @@ def _plain(validator: Validator, i: int, child: ElementPlan, named: tuple[str, N
             test += f" and len(v) >= MIN{i}"
         if child.max is not None:
             test += f" and len(v) <= MAX{i}"
-        return [f"        if {test}:",
-                f"            w = expr + N{i}",
-                "            for n, x in enumerate(v):",
+        each = ["            for n, x in enumerate(v):",
                 "                e = f'{w}[{n}]'",
-                *_value(validator, i, child, kind, "x", "                ", env, listed="v"),
-                "        else:",
-                f"            {generic}"]
+                *_value(validator, i, child, kind, "x", "                ", env, listed="v")]
+        bare = _bare_entries(validator, i, child, kind, env)
+        if bare:
+            each = [*bare, "            else:", *("    " + line for line in each)]
+        return [f"        if {test}:", f"            w = expr + N{i}", *each, "        else:", f"            {generic}"]
     return [f"        {generic}"]
+
+
+def _bare_entries(validator: Validator, i: int, child: ElementPlan, kind: TypeRef | None,
+                  env: dict[str, Any]) -> list[str]:
+    """For Bundle.entry (SHAPED), the loop over an entry list bundles.py found bare (bundle_invariants.said_bare: each
+    entry an object of a fullUrl, a uri without whitespace, and a resource, whose rules bdl-5 and bdl-8 hold): each
+    resource given to _resource at `.resource`, when that is all the loop below would do with such an entry (no
+    check of the entry's step but rules with a Bundle fast path, which the quiet list answers; its fullUrl a uri
+    tested outright; its resource typed a resource; no other element required). [] otherwise."""
+    resolved = kind if kind is not None else child.types[0] if child.types else None
+    if child.path not in SHAPED or resolved is None or validator.kind_of(resolved.code) != COMPLEX:
+        return []
+    try:
+        step = validator.step(child, resolved)
+    except LookupError:
+        return []
+    if step.fixed_or_pattern or step.bound or step.quantity or step.coded or step.datatype \
+            or step.code in ("Reference", "Extension", *FREEZE) \
+            or not all(bundle_path(rule.expression) for rule in step.constraints):
+        return []
+    names, always, single = validator._layouts.get(id(step.children)) or validator._layout(step.children)
+    url, resource = names.get("fullUrl"), names.get("resource")
+    if url is None or resource is None or not always <= {url[0], resource[0]} \
+            or not {url[0], resource[0]} <= single or url[1].choice or resource[1].choice:
+        return []
+    check = _identity_uri(validator, url[1], url[2])
+    if url[3] is not None or check is None or check.__self__.pattern != r"\S*":  # what bundles.py tests, joined
+        return []
+    typed = resource[2] if resource[2] is not None else resource[1].types[0] if resource[1].types else None
+    if typed is None or (resource[2] is None and resource[1].content_reference) \
+            or validator.kind_of(typed.code) != RESOURCE:
+        return []
+    env["BARE"], env[f"O{i}"] = said_bare, step.owner
+    return ["            if BARE(obj) and not run.sliced:",
+            "                o = run.owner_types",
+            "                for n, x in enumerate(v):",
+            f"                    run.owner_types = O{i}",
+            "                    self._resource(x['resource'], f'{w}[{n}].resource', run)",
+            "                run.owner_types = o"]
 
 
 def _identity_uri(validator: Validator, child: ElementPlan, kind: TypeRef | None) -> Any:

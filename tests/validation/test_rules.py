@@ -93,7 +93,7 @@ def test_full_url_string_tests_say_what_the_regexes_say(validator: Validator) ->
     two regexes applied to each entry, and the fast forms (http(s) URLs ending with the type and id) take part."""
     entries = [{"fullUrl": url, **({} if res is None else {"resource": res})} for url in FULL_URLS for res in RESOURCES]
     run = Run({})
-    validator._bundle(bundle("collection", *entries), "Bundle", run)
+    validator._bundle(bundle("collection", *entries), "Bundle", run, [])
     found = [(f.expression, f.message) for f in run.findings if "fullUrl" in f.message]
     expected = [hit for i, entry in enumerate(entries) for hit in _full_url_by_regexes(entry, f"Bundle.entry[{i}]")]
     assert found == expected
