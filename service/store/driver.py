@@ -323,8 +323,9 @@ def _statement_failed(exc: Exception, statement: Any) -> bool:
 #: connection for any values (the engines force a plan for each execution's values: make_engine). For the write unit's
 #: one statement when it only adds rows (postgres.ADD_SQL) planning cost ~0.4 ms of the server's CPU a create, more
 #: than running it, and its generic plan joins as its custom plans do (hash joins on its CTEs): checked with EXPLAIN
-#: ANALYZE for a create and a 1,000-entry transaction Bundle (/work/notes/pgr-tools/batch_generic.py). Only for a
-#: statement that reads no table: a plan made once may read a table whole that was small when it was made.
+#: ANALYZE for a create and a 1,000-entry transaction Bundle (/work/notes/pgr-tools/batch_generic.py). A plan made
+#: once may read a table whole that was small when it was made, so: statements that read no table, and QUEUE_SQL,
+#: whose one such plan (the outbox analysed empty) lasts until the next ANALYZE (see there).
 GENERIC = ("SET LOCAL plan_cache_mode = force_generic_plan", "SET LOCAL plan_cache_mode = force_custom_plan")
 
 

@@ -67,3 +67,14 @@ def test_a_sent_rows_key_keeps_every_other_field_of_its_version() -> None:
     written = StoredResource(UNSENT, "Observation", "o1", 3, False, datetime(2026, 3, 2, 13, 12, 2, 250000),
                              observation("2026-03-02"), [{"severity": "warning"}], "record-1", "PUT")
     assert written.with_pk(7) == dataclasses.replace(written, pk=7)
+
+
+def test_a_row_of_the_resources_table_gives_a_stored_resources_fields_in_their_order() -> None:
+    """Unit._current makes a StoredResource of a row read on SQLite's own cursor by position (select(RESOURCES)
+    gives the table's columns in its order): a column added or moved in fhir_resources must fail here, not fill
+    another field."""
+    from service.store.models import ResourceRow
+
+    columns = [column.name for column in ResourceRow.__table__.columns]
+    assert columns == [f.name for f in dataclasses.fields(StoredResource)][:len(columns)]
+    assert [f.name for f in dataclasses.fields(StoredResource)][len(columns):] == ["method"]  # a version's only
