@@ -11,6 +11,7 @@ from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
 from service.config import Settings
+from service.web.balance import BalancedWorker, ConnectionCounts
 
 #: How long a worker's thread may hold the GIL while another waits for it (s; Python's default is 0.005). A thread
 #: writing gives the GIL up at every SQL statement and waits that long to get it back from a thread that computes
@@ -24,13 +25,18 @@ SETTLE_AFTER_REQUESTS = 300
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     """Each worker builds its own app (no preload): database connections must not cross a fork."""
+    # a slot per worker, twice over: a reload (SIGHUP) runs the new workers beside the old until these stop
+    counts = ConnectionCounts(2 * settings.workers + 2)
     return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.workers,
         # threads: requests in hand at once per worker; above 1 gunicorn runs its gthread worker, whose requests
         # overlap their waits (the audit's fsync: service/security/grouped.py) and keep connections alive
         "threads": settings.threads,
-        "worker_class": "gthread" if settings.threads > 1 else "sync",
+        # gthread's, but spreading keep-alive clients across the workers (service/web/balance.py)
+        "worker_class": BalancedWorker if settings.threads > 1 else "sync",
+        "pre_fork": counts.pre_fork,
+        "child_exit": counts.child_exit,
         # a worker silent this long is killed and replaced; its open transaction is rolled back
         "timeout": settings.request_timeout,
         # on SIGTERM workers finish the requests in hand for up to this long, then stop

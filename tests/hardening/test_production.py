@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 from hardening.db import stored, wait_for_writer
 from hardening.production import api_credentials, cli, production
 from hardening.test_crash import LONG_TRANSACTION, fhir_headers, post_in_background, transaction
@@ -22,6 +23,7 @@ from service.config import Settings
 from service.store.engine import make_engine
 from service.store.migrate import head_revision, upgrade
 from service.web import serving
+from service.web.balance import BalancedWorker
 from service.web.serving import gunicorn_options
 
 
@@ -34,7 +36,8 @@ def test_gunicorn_takes_workers_bind_and_timeouts_from_settings() -> None:
     assert options["timeout"] == 45 and options["graceful_timeout"] == 20
     assert options["forwarded_allow_ips"] == "10.0.0.2"
     assert options["preload_app"] is False and options["accesslog"] is None
-    assert options["threads"] == 4 and options["worker_class"] == "gthread"  # the default: 4 requests at once
+    assert options["threads"] == 4  # the default: 4 requests at once, in gunicorn's gthread worker spreading clients
+    assert options["worker_class"] is BalancedWorker and issubclass(BalancedWorker, ThreadWorker)
     one = gunicorn_options(Settings.load(environ={"KFHIR_THREADS": "1"}))
     assert one["threads"] == 1 and one["worker_class"] == "sync"
 

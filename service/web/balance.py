@@ -1,0 +1,104 @@
+"""Spreading clients' connections across gunicorn's workers: a worker leaves a new connection to one that holds fewer.
+
+gunicorn's workers share one listening socket. A new connection wakes them all and the first to call accept() gets it,
+whatever it holds already; a keep-alive client then stays with that worker. So 8 clients arriving together landed
+4/4 on two workers of 4 threads, or 5/3 ... 8/0 at random: the clients beyond a worker's threads queued for one
+while the other worker idled, and the throughput of a run changed by up to 2x with the split. Here each worker
+publishes how many connections it holds (in memory the arbiter shares with the workers it forks), and one that holds
+more than another live worker lets that one take the connection, waiting at most ACCEPT_DEFER_S for it to: a worker
+that does not answer (stopped, swapping) delays a new connection that long, never refuses it."""
+from __future__ import annotations
+
+import multiprocessing
+import select
+import time
+from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
+
+#: How long a worker holding more connections than another leaves a new one to it before taking it itself (s)
+ACCEPT_DEFER_S = 0.05
+#: How often, meanwhile, it looks whether the connection is still waiting (s)
+ACCEPT_POLL_S = 0.0005
+#: A slot no live worker holds
+ABSENT = -1
+
+
+class ConnectionCounts:
+    """Connections held per worker, one slot per worker, shared with the workers the arbiter forks. gunicorn's
+    pre_fork and child_exit hooks (arbiter side) give a new worker a slot and free the slot of a worker gone; the
+    worker writes its own count (BalancedWorker). Reads and writes of one slot are single aligned ints: no lock."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = multiprocessing.RawArray("i", [ABSENT] * slots)
+
+    def pre_fork(self, server: Any, worker: Any) -> None:
+        """A slot no live worker holds (a reload runs old and new workers side by side); none left: unbalanced.
+        The slot stays ABSENT until the worker accepts (BalancedWorker.run): its app takes seconds to build."""
+        held = {getattr(w, "slot", None) for w in server.WORKERS.values()}
+        worker.counts = self
+        worker.slot = next((i for i in range(len(self.slots)) if i not in held), None)
+        self.publish(worker.slot, ABSENT)
+
+    def child_exit(self, _server: Any, worker: Any) -> None:
+        self.publish(getattr(worker, "slot", None), ABSENT)
+
+    def publish(self, slot: int | None, connections: int) -> None:
+        if slot is not None:
+            self.slots[slot] = connections
+
+    def fewer_elsewhere(self, slot: int | None, connections: int) -> bool:
+        """Whether another live worker holds fewer connections than `connections`."""
+        return slot is not None and any(ABSENT < held < connections
+                                        for other, held in enumerate(self.slots) if other != slot)
+
+
+class BalancedWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's gthread worker that lets a worker holding fewer connections take a new one (the module's doc)."""
+
+    counts: ConnectionCounts | None = None
+    slot: int | None = None
+
+    def _publish(self) -> None:
+        if self.counts is not None and self.alive:  # a worker stopping has left its slot (handle_exit)
+            self.counts.publish(self.slot, self.nr_conns)
+
+    def run(self) -> None:
+        self._publish()  # its app built: from now on it takes connections
+        super().run()
+
+    def accept(self, server: Any, listener: Any) -> None:
+        """Called when the listening socket is readable: wait while another worker holds fewer connections and the
+        connection is still waiting, at most ACCEPT_DEFER_S, then take it if it is still there."""
+        self._publish()
+        deadline = time.monotonic() + ACCEPT_DEFER_S
+        while self.counts is not None and self.counts.fewer_elsewhere(self.slot, self.nr_conns):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(ACCEPT_POLL_S)
+            if not _waiting(listener):
+                return  # another worker took it
+        if self.alive:  # not once SIGTERM came: the connection is left to a worker that goes on
+            super().accept(server, listener)
+            self._publish()
+
+    def finish_request(self, fs: Any) -> None:
+        super().finish_request(fs)  # a connection not kept alive is closed here
+        self._publish()
+
+    def murder_keepalived(self) -> None:
+        super().murder_keepalived()  # idle keep-alive connections past their timeout are closed here
+        self._publish()
+
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        """SIGTERM: this worker accepts no more (it finishes what it has), so no other should wait for it to."""
+        super().handle_exit(sig, frame)
+        if self.counts is not None:
+            self.counts.publish(self.slot, ABSENT)
+
+
+def _waiting(listener: Any) -> bool:
+    """Whether a connection waits at the listening socket (poll: select() refuses descriptors past 1023)."""
+    poll = select.poll()
+    poll.register(listener, select.POLLIN)
+    return bool(poll.poll(0))
