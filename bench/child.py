@@ -5,10 +5,12 @@ standard library and bench/protocol.py (standard library only, on PYTHONPATH) ar
 contender's library is imported inside its loader. The protocol (bench/protocol.py), shared with
 bench/medplum/validate.mjs and bench/hapi/BenchMain.java: the manifest holds spawn_ns, our StructureDefinitions
 (profiles), the files, the warm-up files, the rotation (the valid singles, in the order the Bundles cycle through
-them) and the protocol settings; stdout gets one JSON document with loaded_ns and first_result_ns
-(time.monotonic_ns, CLOCK_MONOTONIC like the parent's spawn_ns), the warm-up pass values (ms per round), per file
-its calls of parse + validate from the file's text in memory (their count, the median and p95 over rounds, each
-round's median), whether errors were reported, and the first messages, and the same per file of the rotation."""
+them), the pairs (each Bundle with the singles of its entries, in its order) and the protocol settings; stdout
+gets one JSON document with loaded_ns and first_result_ns (time.monotonic_ns, CLOCK_MONOTONIC like the parent's
+spawn_ns), the warm-up pass values (ms per round), per file its calls of parse + validate from the file's text in
+memory (their count, the median and p95 over rounds, each round's median), whether errors were reported, and the
+first messages, the same per file of the rotation, and per Bundle the times of its pairs with the same resources as
+singles (rule 4)."""
 from __future__ import annotations
 
 import json
@@ -222,6 +224,38 @@ def measure(check: Check, texts: list[str], order: list[int], settings: dict[str
                                           "seconds": rotation_ns / 1e9, "results": [t.to_json() for t in turns]}
 
 
+def pair(check: Check, texts: list[str], pairs: list[dict[str, Any]], results: list[dict[str, Any]],
+         settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rule 4 of bench/protocol.py: per Bundle, pairs of one call of the Bundle and one pass over the same resources
+    as singles (`singles`, the rotation in the Bundle's order), taking turns at going first, each side timed as a
+    whole, until `min_pairs` pairs and `pair_s`, at most `max_pairs`, none more once they have taken
+    `pairs_cap_s`; none for a Bundle whose `min_pairs` pairs would take longer than that by its files' medians
+    (`results`, rule 2). Returns each Bundle's pair times; the parent makes the ratios."""
+    clock = time.perf_counter_ns
+    share_ns, cap_ns = int(settings.get("pair_s", 0) * 1e9), int(settings.get("pairs_cap_s", 10) * 1e9)
+    least, most = int(settings.get("min_pairs", 1)), int(settings.get("max_pairs", 1000))
+    out = []
+    for spec in pairs:
+        b, singles = spec["bundle"], spec["singles"]
+        guess = results[b]["median_ns"] + sum(results[i]["median_ns"] for i in singles)
+        bundle_ns, singles_ns = array("q"), array("q")
+        start, spent = clock(), 0
+        while guess * least <= cap_ns and len(bundle_ns) < most and spent <= cap_ns \
+                and (len(bundle_ns) < least or clock() - start < share_ns):
+            for is_bundle in ((True, False) if len(bundle_ns) % 2 == 0 else (False, True)):
+                t0 = clock()
+                if is_bundle:
+                    _call(check, texts[b])
+                else:
+                    for i in singles:
+                        _call(check, texts[i])
+                spent_ns = clock() - t0
+                (bundle_ns if is_bundle else singles_ns).append(spent_ns)
+                spent += spent_ns
+        out.append({"bundle": b, "bundle_ns": list(bundle_ns), "singles_ns": list(singles_ns)})
+    return out
+
+
 def warm_up(check: Check, texts: list[str], settings: dict[str, Any]) -> list[float]:
     """Rule 1 of bench/protocol.py: passes over the warm-up files until the last `window` pass values (ms per
     round) are steady, or `max_s` has passed. Returns the pass values."""
@@ -266,8 +300,10 @@ def main(name: str, manifest_path: str) -> dict[str, Any]:
     first_ns = time.monotonic_ns()
     passes = warm_up(check, [texts[i] for i in manifest["warmup"]], settings)
     results, rotation = measure(check, texts, manifest["rotation"], settings)
+    pairs = pair(check, texts, manifest.get("pairs", []), results, settings)
     return {"contender": label, "loaded_ns": loaded_ns, "first_result_ns": first_ns, **info,
-            "warmup_pass_ms": passes, "peak_rss_kib": vmhwm_kib(), "results": results, "rotation": rotation}
+            "warmup_pass_ms": passes, "peak_rss_kib": vmhwm_kib(), "results": results, "rotation": rotation,
+            "pairs": pairs}
 
 
 if __name__ == "__main__":

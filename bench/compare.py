@@ -1,6 +1,7 @@
 """Validators side by side under one protocol (bench/protocol.py): ours, HAPI FHIR 8.8.0, Medplum as shipped
 and with the profile parsed once, fhircraft, and the floors fhir.resources `model_validate` and `json.loads`, on
-the same single resources and Bundles of 10, 100 and 1,000.
+the same single resources and Bundles of 10, 100 and 1,000; each Bundle also in pairs with the same resources alone
+(bench/protocol.py rule 4), and ours by instructions too when valgrind is on PATH (bench/instructions.py).
 
     python -m bench.compare [--quick] [--only ours,hapi,...] [--out-dir DIR]
 
@@ -20,7 +21,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bundles, chart, contenders, corpus, figures, machine, protocol, report, results_files, targets
+from bench import (
+    bundles,
+    chart,
+    contenders,
+    corpus,
+    figures,
+    instructions,
+    machine,
+    protocol,
+    report,
+    results_files,
+    targets,
+)
 from bench.validation import _cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,6 +55,8 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
         plan = contenders.Plan(files, _profiles(), corpus.conformance_dir(Path(tmp) / "ig"),
                                protocol.QUICK if quick else protocol.FULL)
         runs = contenders.run(plan, only, QUICK_SKIPS if quick else {})
+        counted = instructions.count([f.to_json() for f in files], plan.pairs()) \
+            if runs["ours"]["status"] == "ran" else None
     agreed = figures.summarise(files, runs)
     res = {
         "date": dt.date.today().isoformat(),
@@ -55,6 +70,7 @@ def run(quick: bool, only: list[str]) -> dict[str, Any]:
         "load": machine.load_span(before),
         "agreed": agreed if runs["hapi"]["status"] == "ran" else None,
         "contenders": runs,
+        "instructions": counted,
         "wall_s": time.perf_counter() - started,
     }
     res["targets"] = targets.check(res)

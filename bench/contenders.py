@@ -47,6 +47,12 @@ class Plan:
         """The valid singles in the order the Bundles cycle through them (bench/bundles.py): timed in rotation."""
         return [i for i, f in enumerate(self.files) if f.kind == "valid"]
 
+    def pairs(self) -> list[dict[str, Any]]:
+        """Each Bundle with the singles of its entries in its order (the rotation cycled): timed in pairs (rule 4)."""
+        order = self.rotation()
+        return [{"bundle": i, "singles": [order[k % len(order)] for k in range(f.entries)]}
+                for i, f in enumerate(self.files) if f.kind == "bundle" and order]
+
 
 CONTENDERS = ("ours", "hapi", "medplum", "medplum-parsed", "fhircraft", "fhir.resources", "json.loads")
 LABELS = {"ours": "ours (ketamine-fhir)", "hapi": "HAPI FHIR 8.8.0", "medplum": "Medplum, as shipped",
@@ -143,7 +149,7 @@ def run_child(name: str, plan: Plan) -> dict[str, Any]:
             return {"status": f"not run: {command}"}
         manifest = {"profiles": plan.profiles, "ig_dir": str(plan.ig_dir.resolve()),
                     "files": [f.to_json() for f in plan.files], "warmup": plan.warmup(),
-                    "rotation": plan.rotation(), "protocol": plan.settings.to_json()}
+                    "rotation": plan.rotation(), "pairs": plan.pairs(), "protocol": plan.settings.to_json()}
         cpu = core()
         out = _spawn(command, manifest, Path(tmp), MEDPLUM if name.startswith("medplum") else ROOT, cpu)
     if out["status"] == "ran":

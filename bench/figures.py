@@ -49,6 +49,25 @@ def rotation_row(rotation: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if row is None or not rotation else row | {"rounds": rotation["rounds"]}
 
 
+def entry_ratios(files: list[File], pairs: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Per Bundle size, its pairs with the same resources alone (bench/protocol.py rule 4): the median of the pairs'
+    ratios (the Bundle's time over the singles' time, each pair run within the same moment) and its interquartile
+    range, and the per-entry medians of both sides; `pairs: 0` with why when the contender made none."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in pairs or []:
+        f = files[spec["bundle"]]
+        ratios = [b / s for b, s in zip(spec["bundle_ns"], spec["singles_ns"], strict=True) if s > 0]
+        if not ratios:
+            out[str(f.entries)] = {"entries": f.entries, "pairs": 0,
+                                   "why": "none: its pairs would take longer than pairs_cap_s"}
+            continue
+        out[str(f.entries)] = {"entries": f.entries, "pairs": len(ratios), "ratio_median": stats.median(ratios),
+                               "ratio_p25": stats.quantile(ratios, 0.25), "ratio_p75": stats.quantile(ratios, 0.75),
+                               "bundle_us_per_entry": (stats.median(spec["bundle_ns"]) or 0.0) / 1e3 / f.entries,
+                               "singles_us_per_entry": (stats.median(spec["singles_ns"]) or 0.0) / 1e3 / f.entries}
+    return out
+
+
 def _size_rows(files: list[File], results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for kind, key in (("valid", "1"), ("invalid", "1 (invalid)")):
@@ -103,6 +122,8 @@ def summarise(files: list[File], runs: dict[str, dict[str, Any]]) -> dict[str, A
             run["rotation_verdict_changed"] = [files[i].name for i, r in in_turn
                                                if r["errors"] != run["results"][i]["errors"]]
         run["growth"] = growth(run["sizes"])
+        if run.get("pairs") is not None:
+            run["entry_ratios"] = entry_ratios(files, run["pairs"])
         run["verdicts"] = {"with_errors": sum(r["errors"] for r in run["results"]), "of": len(files)}
         if oracle is None:
             continue

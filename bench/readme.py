@@ -10,6 +10,7 @@ from typing import Any
 
 from bench import results_files
 from bench.figures import ROTATION
+from bench.report import pairs_table
 from bench.targets import factor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,8 @@ def validators(res: dict[str, Any]) -> list[str]:
         lines += ["", f"{len(unsteady)} of {len(ran)} contenders never became steady under this load (their pass "
                       f"time still changed by {res['protocol']['tolerance'] * 100:.0f} % or more): their medians carry "
                       f"the machine's noise, and ratios between them are rough."]
+    pairs = pairs_table(res["contenders"], res.get("instructions"))
+    lines += [""] + pairs if pairs else []
     constant = next((line for line in res.get("table", []) if line.startswith("HAPI's per-call constant")), None)
     return lines + ([""] + [constant] if constant else [])
 

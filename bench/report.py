@@ -48,6 +48,35 @@ def speed_table(runs: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def pairs_table(runs: dict[str, dict[str, Any]], instructions: dict[str, Any] | None) -> list[str]:
+    """Rule 4: each Bundle against the same resources alone, timed in pairs; and ours by instructions, if counted."""
+    sizes = sorted({k for r in runs.values() for k in r.get("entry_ratios") or {}}, key=int)
+    if not sizes:
+        return []
+    lines = ["Bundle ÷ the same resources alone, timed in pairs (bench/protocol.py rule 4: one call of the Bundle and "
+             "one pass over its entries as singles, within the same moment, taking turns at going first): the "
+             "median of the pairs' ratios, its interquartile range, the pairs; below 1.00 an entry costs less in "
+             "the Bundle.", "",
+             "| contender | " + " | ".join(f"Bundle of {int(k):,}" for k in sizes) + " |",
+             "| --- |" + " ---: |" * len(sizes)]
+    for run in runs.values():
+        rows = run.get("entry_ratios")
+        if not rows:
+            continue
+        cells = []
+        for k in sizes:
+            row = rows.get(k)
+            cells.append("—" if row is None else row.get("why", "none") if not row["pairs"] else
+                         f"{row['ratio_median']:,.3f}× ({row['ratio_p25']:,.3f}-{row['ratio_p75']:,.3f}, "
+                         f"{row['pairs']:,})")
+        lines.append(f"| {run['contender']} | " + " | ".join(cells) + " |")
+    if instructions:
+        lines += ["", f"By instructions (ours only, {instructions['what']}): " + (", ".join(
+            f"Bundle of {int(k):,}: {v:,.4f}×" for k, v in instructions["ratios"].items())
+            if instructions.get("ratios") else instructions.get("status", "not counted")) + "."]
+    return lines
+
+
 def _warmup(run: dict[str, Any]) -> str:
     w = run.get("warmup")
     if not w:
@@ -124,14 +153,18 @@ def markdown(res: dict[str, Any]) -> str:
              f"of one call of each in the order the Bundles cycle through them (each call another document), for "
              f"{st['per_file_s']} s per file in all; both rows in {st.get('rounds', 1)} alternated rounds (files "
              f"then rotation, rotation then files in reverse order), each file's median the median of its rounds' "
-             f"medians. "
+             f"medians; then each Bundle in pairs with the same resources alone (at least {st.get('min_pairs', '—')} "
+             f"pairs, {st.get('pair_s', '—')} s). "
              f"\"One file repeated\" calls one document over and over, so what a validator remembers of a document "
-             f"is found on every call: the single and Bundle-entry targets are judged in rotation. Time = parse + "
-             f"validate from the text in memory.", ""]
+             f"is found on every call: the single target is judged in rotation, the Bundle-entry target in pairs. "
+             f"Time = parse + validate from the text in memory.", ""]
     if agreed is not None:
         lines += [f"\"Only files all validators agree on\": the {len(agreed['files'])} of {agreed['of']} single "
                   f"files where {', '.join(agreed['judges'])} all have HAPI's verdict.", ""]
-    lines += speed_table(runs) + [""] + contender_table(runs) + [""] + hapi_lines(runs.get("hapi", {}))
+    lines += speed_table(runs) + [""]
+    pairs = pairs_table(runs, res.get("instructions"))
+    lines += pairs + [""] if pairs else []
+    lines += contender_table(runs) + [""] + hapi_lines(runs.get("hapi", {}))
     changed = [f"{run['contender']}: {', '.join(run['rotation_verdict_changed'])}" for run in runs.values()
                if run.get("rotation_verdict_changed")]
     if changed:

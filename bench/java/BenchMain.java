@@ -41,7 +41,8 @@ import ca.uhn.fhir.context.support.DefaultProfileValidationSupport;
  * harness's private helpers (loading our IG directory, the verdict with unknown code systems downgraded) are
  * reached by reflection so that verdicts stay the harness's. The timed call is validateWithResult on the
  * file's text in memory, as the other contenders are timed: each file on its own and the valid singles in
- * rotation, in alternated rounds (rules 2 and 3 of bench/protocol.py). Besides the protocol, it measures HAPI's own
+ * rotation, in alternated rounds (rules 2 and 3 of bench/protocol.py), then each Bundle in pairs with its singles
+ * (rule 4). Besides the protocol, it measures HAPI's own
  * per-call constant: ValidatorWrapper builds a new InstanceValidator for every validateWithResult call
  * (whose constructor re-reads an OID table), so buildInstanceValidator is timed on its own, warm.
  */
@@ -119,6 +120,8 @@ public final class BenchMain {
 		int minCalls = (int) num(settings, "min_calls");
 		List<Integer> order = (List<Integer>) manifest.get("rotation");
 		Measured measured = measure(validator, options, texts, order, settings);
+		List<Map<String, Object>> pairs = pair(validator, options, texts,
+				(List<Map<String, Object>>) manifest.get("pairs"), measured.files, settings);
 		Method validateFile = harness("validateFile", FhirValidator.class, ValidationOptions.class, Path.class,
 				boolean.class);
 		List<Map<String, Object>> results = new ArrayList<>();
@@ -157,6 +160,7 @@ public final class BenchMain {
 		out.put("peak_rss_kib", vmhwmKib());
 		out.put("results", results);
 		out.put("rotation", rotation);
+		out.put("pairs", pairs);
 		return out;
 	}
 
@@ -334,6 +338,57 @@ public final class BenchMain {
 			turns.get(k).close(times.get(k));
 		}
 		return passes;
+	}
+
+	/**
+	 * Rule 4 of bench/protocol.py, as bench/child.py pair: per Bundle, pairs of one call of the Bundle and one pass
+	 * over its singles, taking turns at going first, each side timed as a whole, until min_pairs and pair_s, at most
+	 * max_pairs, none more once they have taken pairs_cap_s; none when min_pairs pairs would take longer than that
+	 * by the files' medians (rule 2). The parent makes the ratios.
+	 */
+	@SuppressWarnings("unchecked")
+	private static List<Map<String, Object>> pair(FhirValidator validator, ValidationOptions options,
+			List<String> texts, List<Map<String, Object>> pairs, List<Series> files, Map<String, Object> settings) {
+		long shareNs = (long) (num(settings, "pair_s") * 1e9);
+		long capNs = (long) (num(settings, "pairs_cap_s") * 1e9);
+		int least = (int) num(settings, "min_pairs");
+		int most = (int) num(settings, "max_pairs");
+		List<Map<String, Object>> out = new ArrayList<>();
+		for (Map<String, Object> spec : pairs == null ? List.<Map<String, Object>>of() : pairs) {
+			int bundle = ((Number) spec.get("bundle")).intValue();
+			List<Integer> singles = (List<Integer>) spec.get("singles");
+			double guess = (Double) files.get(bundle).toJson().get("median_ns");
+			for (int i : singles) {
+				guess += (Double) files.get(i).toJson().get("median_ns");
+			}
+			List<Long> bundleNs = new ArrayList<>();
+			List<Long> singlesNs = new ArrayList<>();
+			long start = System.nanoTime();
+			long spent = 0;
+			while (guess * least <= capNs && bundleNs.size() < most && spent <= capNs
+					&& (bundleNs.size() < least || System.nanoTime() - start < shareNs)) {
+				boolean[] turns = bundleNs.size() % 2 == 0 ? new boolean[] {true, false} : new boolean[] {false, true};
+				for (boolean isBundle : turns) {
+					long t0 = System.nanoTime();
+					if (isBundle) {
+						call(validator, options, texts.get(bundle));
+					} else {
+						for (int i : singles) {
+							call(validator, options, texts.get(i));
+						}
+					}
+					long took = System.nanoTime() - t0;
+					(isBundle ? bundleNs : singlesNs).add(took);
+					spent += took;
+				}
+			}
+			Map<String, Object> r = new LinkedHashMap<>();
+			r.put("bundle", bundle);
+			r.put("bundle_ns", bundleNs);
+			r.put("singles_ns", singlesNs);
+			out.add(r);
+		}
+		return out;
 	}
 
 	private static long spent(List<Series> turns) {

@@ -228,6 +228,41 @@ function measure(texts, order, profiles, settings) {
   };
 }
 
+// Rule 4 of bench/protocol.py, as bench/child.py pair: per Bundle, pairs of one call of the Bundle and one pass over
+// its singles, taking turns at going first, each side timed as a whole, until min_pairs and pair_s, at most
+// max_pairs, none more once they have taken pairs_cap_s; none when min_pairs pairs would take longer than that by
+// the files' medians (rule 2). The parent makes the ratios.
+function pair(texts, pairs, profiles, results, settings) {
+  const shareNs = BigInt(Math.floor((settings.pair_s ?? 0) * 1e9));
+  const capNs = BigInt(Math.floor((settings.pairs_cap_s ?? 10) * 1e9));
+  const least = settings.min_pairs ?? 1;
+  const most = settings.max_pairs ?? 1000;
+  return (pairs ?? []).map(({ bundle, singles }) => {
+    const guess = singles.reduce((a, i) => a + results[i].median_ns, results[bundle].median_ns);
+    const bundleNs = [];
+    const singlesNs = [];
+    const start = now();
+    let spent = 0n;
+    while (guess * least <= Number(capNs) && bundleNs.length < most && spent <= capNs
+      && (bundleNs.length < least || now() - start < shareNs)) {
+      for (const isBundle of (bundleNs.length % 2 === 0 ? [true, false] : [false, true])) {
+        const t0 = now();
+        if (isBundle) {
+          validateOrParseError(texts[bundle], profiles);
+        } else {
+          for (const i of singles) {
+            validateOrParseError(texts[i], profiles);
+          }
+        }
+        const took = now() - t0;
+        (isBundle ? bundleNs : singlesNs).push(Number(took));
+        spent += took;
+      }
+    }
+    return { bundle, bundle_ns: bundleNs, singles_ns: singlesNs };
+  });
+}
+
 function validateOrParseError(text, profiles) {
   try {
     return validate(text, profiles);
@@ -293,12 +328,13 @@ function main() {
   const firstNs = now();
   const passes = warmUp(manifest.warmup.map((i) => texts[i]), loaded, settings);
   const { results, rotation } = measure(texts, manifest.rotation, loaded, settings);
+  const pairs = pair(texts, manifest.pairs, loaded, results, settings);
   const version = JSON.parse(readFileSync(new URL('./node_modules/@medplum/core/package.json', import.meta.url))).version;
   const label = MODE === 'parsed-once' ? 'profile parsed once (bench wrapper)' : 'as shipped (validateResource)';
   process.stdout.write(JSON.stringify({
     contender: `Medplum ${version}, ${label}`, loaded_ns: loadedNs.toString(), first_result_ns: firstNs.toString(),
     warmup_pass_ms: passes, profiles_loaded: [...loaded.keys()], profiles_failed: failed, peak_rss_kib: vmhwmKib(),
-    results, rotation,
+    results, rotation, pairs,
   }));
 }
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench import bundles, chart, child, figures, targets
+from bench import bundles, chart, child, figures, instructions, targets
 from bench.contenders import CONTENDERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +130,13 @@ def test_targets_say_how_far_off_and_name_the_largest_gap() -> None:
     rows = targets.check({"corpus": {"files": files},
                           "contenders": {"ours": ours, "hapi": {"status": "not run: no java"}}})
     assert rows[3]["verdict"] == "NOT RUN"
+    # with pairs (rule 4) the Bundle-entry target is their median ratio, with the instructions' beside it if counted
+    paired = ours | {"entry_ratios": {"10": {"pairs": 9, "ratio_median": 0.98, "ratio_p25": 0.96, "ratio_p75": 1.01},
+                                      "100": {"pairs": 0, "why": "none"}}}
+    rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": paired, "hapi": hapi},
+                          "instructions": {"ratios": {"10": 1.0021}}})
+    assert rows[2]["off_by"] == 0.98 and rows[2]["verdict"] == "PASS" and "in pairs" in rows[2]["target"]
+    assert "10: 0.98× (0.96-1.01, 9 pairs)" in rows[2]["measured"] and "10: 1.002×" in rows[2]["measured"]
     # results of a run without the rotation judge neither target on the repeated files
     older = ours | {"rotation": None, "sizes": {k: v for k, v in ours["sizes"].items() if k != "1 (rotation)"}}
     rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": older, "hapi": hapi}})
@@ -152,3 +159,20 @@ def test_a_slow_contender_is_called_no_more_once_its_calls_took_the_time_cap() -
     once = child._Series()
     child._repeat(slow, "{}", once, 3, 0, int(0.01e9))
     assert once.calls == 1  # one call past the cap: no second
+
+
+def test_instructions_are_the_bundles_over_their_singles_summed_over_the_counted_pairs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/instructions.py: per Bundle a dump of its untimed calls, then REPS pairs of dumps (Bundle, singles)."""
+    files = [{"entries": 1}, {"entries": 10}, {"entries": 100}]
+    pairs = [{"bundle": 1, "singles": [0] * 10}, {"bundle": 2, "singles": [0] * 100}]
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: None)
+    assert instructions.count(files, pairs)["status"] == "not counted: valgrind is not on PATH"
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(instructions.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
+    monkeypatch.setattr(instructions, "_totals", lambda folder: [9, 100, 98, 102, 100, 7, 990, 1000, 1010, 1000, 3])
+    out = instructions.count(files, pairs)
+    assert out["instructions"] == {"10": [100, 98, 102, 100], "100": [990, 1000, 1010, 1000]}
+    assert out["ratios"] == {"10": 202 / 198, "100": 1.0}
+    monkeypatch.setattr(instructions, "_totals", lambda folder: [9, 100, 98])
+    assert instructions.count(files, pairs)["status"] == "not counted: 3 dumps"

@@ -18,7 +18,8 @@ from bench import bundles, child, contenders, corpus, figures, protocol
 from service.resources import profiles_dir
 
 #: small enough for a test: a short warm-up and 5 ms a file, in two rounds
-TINY = protocol.Settings(window=2, max_s=1.0, min_pass_s=0.005, per_file_s=0.005, min_calls=2, rounds=2)
+TINY = protocol.Settings(window=2, max_s=1.0, min_pass_s=0.005, per_file_s=0.005, min_calls=2, rounds=2, pair_s=0.005,
+                        min_pairs=2)
 
 
 def _plan(tmp_path: Path) -> contenders.Plan:
@@ -44,6 +45,13 @@ def _assert_rotated(report: dict[str, Any], plan: contenders.Plan) -> None:
         assert mine["errors"] == alone["errors"]  # the same verdict in rotation as the file repeated
     row = figures.rotation_row(rotation)
     assert row is not None and row["files"] == 3 and row["reps"] == rotation["rounds"]
+    # rule 4: the Bundle of 3 in pairs with its three entries' singles, each side timed
+    assert plan.pairs() == [{"bundle": 4, "singles": [0, 1, 2]}]
+    (pairs,) = report["pairs"]
+    assert pairs["bundle"] == 4 and len(pairs["bundle_ns"]) == len(pairs["singles_ns"]) >= TINY.min_pairs
+    assert all(t > 0 for t in pairs["bundle_ns"] + pairs["singles_ns"])
+    ratios = figures.entry_ratios([bundles.File(**f) for f in map(bundles.File.to_json, plan.files)], report["pairs"])
+    assert ratios["3"]["pairs"] == len(pairs["bundle_ns"]) and ratios["3"]["ratio_median"] > 0
 
 
 def test_rotate_calls_each_file_in_turn_never_the_same_twice_in_a_row() -> None:
@@ -82,6 +90,34 @@ def test_the_rows_are_measured_in_alternated_rounds() -> None:
     for r in results + rotation["results"]:
         assert len(r["round_medians_ns"]) == 3 and r["calls"] >= 3
     assert rotation["rounds"] >= 3 and all(r["calls"] == rotation["rounds"] for r in rotation["results"])
+
+
+def test_a_bundle_and_its_singles_take_turns_at_going_first_in_pairs() -> None:
+    """Rule 4 (bench/protocol.py): one call of the Bundle and one pass over its singles make a pair, the Bundle first in
+    the first pair and the singles first in the next; a Bundle whose pairs would take longer than pairs_cap_s by its
+    files' medians gets none."""
+    called: list[str] = []
+
+    def check(text: str) -> list[str]:
+        called.append(text)
+        time.sleep(0.0005)
+        return []
+
+    settings = TINY.to_json() | {"pair_s": 0.0, "min_pairs": 4, "pairs_cap_s": 1.0}
+    results = [{"median_ns": 1e6}, {"median_ns": 1e6}, {"median_ns": 2e6}, {"median_ns": 1e9}]
+    pairs = child.pair(check, ["a", "b", "B", "S"], [{"bundle": 2, "singles": [0, 1]},
+                                                      {"bundle": 3, "singles": [0, 1]}], results, settings)
+    assert "".join(called) == "Bab" "abB" "Bab" "abB"  # the slow Bundle S: 4 pairs of over 1 s would pass the cap
+    assert [len(p["bundle_ns"]) for p in pairs] == [4, 0] and len(pairs[0]["singles_ns"]) == 4
+    assert min(pairs[0]["bundle_ns"]) >= 0.0005e9 and min(pairs[0]["singles_ns"]) >= 2 * 0.0005e9
+    files = [bundles.File("a", "valid", 1, "a", None), bundles.File("b", "valid", 1, "b", None),
+             bundles.File("B", "bundle", 2, "B", None), bundles.File("S", "bundle", 20, "S", None)]
+    pairs[0] |= {"bundle_ns": [100, 300, 200, 400], "singles_ns": [100, 100, 100, 100]}
+    rows = figures.entry_ratios(files, pairs)
+    assert rows["2"] | {"bundle_us_per_entry": 0} == {"entries": 2, "pairs": 4, "ratio_median": 2.5,
+                                                        "ratio_p25": 1.75, "ratio_p75": 3.25,
+                                                        "bundle_us_per_entry": 0, "singles_us_per_entry": 0.05}
+    assert rows["20"]["pairs"] == 0 and "pairs_cap_s" in rows["20"]["why"]
 
 
 def test_a_files_median_is_the_median_of_its_rounds_medians() -> None:
