@@ -114,6 +114,28 @@ def rewritten(resource: dict[str, Any], names: Mapping[str, str]) -> tuple[dict[
     return walk(resource, str(resource.get("resourceType", ""))), found
 
 
+def renaming(names: Mapping[str, str]) -> list[tuple[str, str]] | None:
+    """(member as dumps writes it, the member rewritten) for each reference `names` rewrites, for `renamed`; None
+    when a name is rewritten to another name (rewritten renames once, one replacement after another would twice)."""
+    if any(new in names for new in names.values()):
+        return None
+    return [(f'"reference": {encode_basestring_ascii(old)}', f'"reference": {encode_basestring_ascii(new)}')
+            for old, new in names.items()]
+
+
+def renamed(text: str, renames: list[tuple[str, str]]) -> str | None:
+    """dumps(rewritten(value, names)[0]) from `text`, dumps(value), without encoding it again (`renames`:
+    renaming(names)); None when the text cannot tell. In dumps's text a `"` inside a string is escaped (`\\"`), so
+    `"reference": "old"` is a member named reference holding "old" unless its first quote is an escaped one, the end
+    of a member name that holds `"` (no FHIR element's): then None, as it cannot tell which."""
+    if '\\"reference": ' in text:
+        return None
+    for old, new in renames:
+        if old in text:
+            text = text.replace(old, new)
+    return text
+
+
 def _path(where: Any) -> str:
     """The FHIRPath of rewritten's nested steps: (parent, name) gives `.name`, (parent, i, None) `[i]`."""
     steps = []

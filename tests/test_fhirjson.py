@@ -26,6 +26,8 @@ from service.fhirjson import (
     reference_key,
     references,
     refuse_errors,
+    renamed,
+    renaming,
     rewrite_references,
     rewritten,
     version_id,
@@ -112,22 +114,47 @@ def _project_json() -> list[tuple[Path, Any]]:
     return found
 
 
-def test_rewritten_agrees_with_rewrite_and_references_on_every_json_resource_of_the_project() -> None:
-    compared = 0
+def _project_resources() -> list[tuple[Path, dict[str, Any]]]:
+    """Every resource of _project_json's documents (and their Bundles' entries), with its path."""
+    found = []
     for path, doc in _project_json():
         resources = [doc] + [e.get("resource") for e in doc.get("entry") or [] if isinstance(e, dict)] \
             if isinstance(doc, dict) else []
-        for resource in resources:
-            if not isinstance(resource, dict) or "resourceType" not in resource:
-                continue
-            # every reference renamed, so the walk must report each as rewritten
-            names = {ref: f"Renamed/{i}" for i, (_, ref) in enumerate(references(resource))}
-            out, found = rewritten(resource, names)
-            expected = rewrite_references(resource, names)
-            assert json.dumps(out) == json.dumps(expected), path
-            assert found == list(references(expected, resource["resourceType"], contained=False)), path
-            compared += 1
-    assert compared > 200
+        found += [(path, r) for r in resources if isinstance(r, dict) and "resourceType" in r]
+    return found
+
+
+def test_rewritten_agrees_with_rewrite_and_references_on_every_json_resource_of_the_project() -> None:
+    resources = _project_resources()
+    for path, resource in resources:
+        # every reference renamed, so the walk must report each as rewritten
+        names = {ref: f"Renamed/{i}" for i, (_, ref) in enumerate(references(resource))}
+        out, found = rewritten(resource, names)
+        expected = rewrite_references(resource, names)
+        assert json.dumps(out) == json.dumps(expected), path
+        assert found == list(references(expected, resource["resourceType"], contained=False)), path
+    assert len(resources) > 200
+
+
+def test_renamed_text_is_the_text_of_the_rewritten_copy_on_every_json_resource_of_the_project() -> None:
+    """What a record's export writes from the text it already has: dumps(rewritten(r, names)[0]) from dumps(r)."""
+    resources = _project_resources()
+    for path, resource in resources:
+        names = {ref: f"Renamed/ü\"{i}" for i, (_, ref) in enumerate(references(resource)) if i % 2 == 0}
+        renames = renaming(names)
+        assert renames is not None
+        assert renamed(dumps(resource), renames) == dumps(rewritten(resource, names)[0]), path
+    assert len(resources) > 200
+
+
+def test_renamed_gives_up_where_the_text_cannot_tell() -> None:
+    names = {"urn:uuid:enc": "Encounter/e9"}
+    renames = renaming(names)
+    assert renames is not None and renamed(dumps(SESSION), renames) == dumps(rewritten(SESSION, names)[0])
+    odd = {"resourceType": "Basic", 'x"reference': "urn:uuid:enc", "note": [{"text": '"reference": "urn:uuid:enc"'}]}
+    assert renamed(dumps(odd), renames) is None  # a member name holding a quote: not a reference member
+    assert dumps(rewritten(odd, names)[0]) == dumps(odd)  # nothing rewritten, as a text replacement would have
+    assert renaming({"urn:uuid:a": "urn:uuid:b", "urn:uuid:b": "Patient/1"}) is None  # renamed once, not twice
 
 
 def test_dumps_writes_the_text_json_dumps_writes() -> None:

@@ -37,7 +37,7 @@ from service.mapping import Mapper, MappingError, Reversed, main_profiles
 from service.mapping.flags import withdraw_stale
 from service.search.query import MAX_COUNT, parse
 from service.security.scopes import RECORDS, insufficient
-from service.store.batch import serialise
+from service.store.batch import serialise, spliced
 from service.store.engine import WRITTEN
 from service.store.records import NewRecord, StoredRecord, utcnow
 from service.store.resources import Author, ResourceStore, StoredResource, Unit
@@ -76,7 +76,10 @@ class RecordWritten:
                         for key, found in unit.matched.items()]
         except Exception:  # noqa: BLE001 - e.g. two Patients with this MRN, a lost connection: the transaction
             return Drafted.bare(mapped)  # works it out again and says why
-        return Drafted(mapped, bundle, None if bundle is None else serialise(bundle), seen, export)
+        # the outbox's text, its resources' texts drafted (the export's) spliced in
+        payload = None if bundle is None else spliced(bundle, export.texts) if export is not None and \
+            export.bundle is bundle else serialise(bundle)
+        return Drafted(mapped, bundle, payload, seen, export)
 
     def __call__(self, session: Session, mapped: Any, record: StoredRecord, author: Author | None) -> None:
         drafted = mapped if isinstance(mapped, Drafted) else Drafted.bare(mapped)

@@ -43,9 +43,19 @@ from service.facade.interactions import (
     written_ahead,
 )
 from service.facade.references import check_referrers
-from service.fhirjson import Finding, error_outcome, etag, if_match_version, operation_outcome, version_id
+from service.fhirjson import (
+    Finding,
+    error_outcome,
+    etag,
+    if_match_version,
+    operation_outcome,
+    renamed,
+    renaming,
+    version_id,
+)
 from service.search.parameters import TYPES
 from service.security.scopes import insufficient
+from service.store.batch import rest_of
 from service.store.resources import StoredResource, Unit, instant
 
 #: R4 transaction processing order (http.html#trules): deletes, creates, updates, reads.
@@ -100,6 +110,8 @@ class ExportDraft:
     ids: dict[int, str]
     names: Names
     written: dict[int, tuple[Any, Ahead]]
+    #: by entry, batch.rest_of its resource as in `bundle` (written's texts before their references were renamed)
+    texts: dict[int, str]
 
 
 def draft_export(unit: Unit, bundle: dict[str, Any]) -> ExportDraft | None:
@@ -121,11 +133,17 @@ def draft_export(unit: Unit, bundle: dict[str, Any]) -> ExportDraft | None:
                 found = match_in(unit, when)
                 if r.full_url:
                     names[r.full_url] = f"{r.resource_type}/{found.id if found else ids[r.index]}"
-        written = {r.index: (r.resource, written_ahead(unit, prepared[r.index], names))
-                   for r in requests if not r.if_none_exist and r.criteria is None and r.method in ("POST", "PUT")}
+        # each resource's text but for its HEAD elements is the Bundle's (text) with its references renamed
+        renames = renaming(names)
+        texts, written = {}, {}
+        for r in requests:
+            if not r.if_none_exist and r.criteria is None and r.method in ("POST", "PUT"):
+                texts[r.index] = text = rest_of(r.resource)  # as of prepared's: shaped sets only HEAD elements
+                rest = renamed(text, renames) if renames is not None else None
+                written[r.index] = (r.resource, written_ahead(unit, prepared[r.index], names, rest))
     except RequestError:
         return None
-    return ExportDraft(bundle, requests, prepared, conditions, ids, names, written)
+    return ExportDraft(bundle, requests, prepared, conditions, ids, names, written, texts)
 
 
 def export_record(unit: Unit, bundle: dict[str, Any], draft: ExportDraft | None = None) -> list[StoredResource]:

@@ -291,13 +291,14 @@ def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, create
     return Written(stored, created, prepared.findings)
 
 
-def written_ahead(unit: Unit, prepared: Prepared, names: Names) -> Ahead:
+def written_ahead(unit: Unit, prepared: Prepared, names: Names, rest: str | None = None) -> Ahead:
     """A clinic record's resource as `_write` writes it under `names`, worked out before its unit of work: its
     references rewritten and their placeholders checked (references to stored resources are not: a record's may
-    refer ahead), its index values and JSON text. Pure: the same for the same `prepared` and `names`."""
+    refer ahead), its index values and JSON text (`rest`: batch.rest_of of it, when known). Pure: the same for the
+    same `prepared` and `names`."""
     resource, found = rewritten(prepared.resource, names)
     check_references(unit, resource, set(names.values()), found, exists=False)
-    return resource, found, draft(resource, found)
+    return resource, found, draft(resource, found, rest)
 
 
 def drafted(prepared: Prepared) -> Ahead:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, cast
 
 from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, delete, insert, update
@@ -56,9 +57,12 @@ class Drafted:
     rest: str
 
 
-def draft(content: dict[str, Any], references: list[tuple[str, str]] | None = None) -> Drafted:
-    """Unit.write's index rows and serialised rest of `content` (neither reads id or meta, which it sets)."""
-    return Drafted(index_rows(content["resourceType"], index(content, references)), rest_of(content))
+def draft(content: dict[str, Any], references: list[tuple[str, str]] | None = None, rest: str | None = None
+          ) -> Drafted:
+    """Unit.write's index rows and serialised rest of `content` (neither reads id or meta, which it sets); `rest`:
+    rest_of(content), when known already."""
+    return Drafted(index_rows(content["resourceType"], index(content, references)),
+                   rest_of(content) if rest is None else rest)
 
 
 def index_rows(resource_type: str, values: Iterable[IndexValue]) -> list[Indexed]:
@@ -73,6 +77,37 @@ def joined(content: dict[str, Any], rest: str) -> str:
     head = (f'{{"resourceType": {serialise(content["resourceType"])}, "id": {serialise(content["id"])}, '
             f'"meta": {serialise(content["meta"])}')
     return f"{head}}}" if rest == "{}" else f"{head}, {rest[1:]}"
+def spliced(bundle: dict[str, Any], texts: dict[int, str]) -> str:
+    """serialise(bundle), a record's Bundle as the outbox holds it, with the texts of its entries' resources that
+    `texts` holds (rest_of each, by entry) spliced in, not serialised again: the Bundle is serialised with each of
+    them cut to its HEAD elements (which mapped resources begin with) and a mark, whose places their texts then take.
+    A call of serialise per element spliced cost more than serialising it all (~70 a record). A mark found more often
+    than put (a member of its name elsewhere: inside a string a quote is escaped) gives up."""
+    entries: list[Any] = []
+    holes: list[tuple[str, str]] = []
+    for i, entry in enumerate(bundle["entry"]):
+        text, resource = texts.get(i), entry.get("resource")
+        if text is None or not isinstance(resource, dict) or tuple(islice(resource, len(HEAD))) != HEAD:
+            entries.append(entry)
+            continue
+        entries.append({**entry, "resource": {**{k: resource[k] for k in HEAD}, _MARK: i}})
+        holes.append((f"{_MARKED}{i}}}", "}" if text == "{}" else f", {text[1:]}"))
+    out = serialise({**bundle, "entry": entries})
+    if out.count(_MARKED) != len(holes):
+        return serialise(bundle)
+    parts: list[str] = []
+    at = 0
+    for mark, text in holes:  # in the text's order, each once
+        found = out.index(mark, at)
+        parts += (out[at:found], text)
+        at = found + len(mark)
+    parts.append(out[at:])
+    return "".join(parts)
+
+
+#: the member that marks where a resource's text goes (spliced), no FHIR element's name, and as serialised
+_MARK = "\x00"
+_MARKED = ', "\\u0000": '
 #: the statements, built once: building `insert(...).values(...)` anew cost more than running it. A created row's
 #: key comes back beside its (type, id), so each version and index row gets its own: in the order sent
 #: (sort_by_parameter_order), SQLite's rows went one INSERT each, its RETURNING promising no order.

@@ -20,8 +20,9 @@ from service.app.runtime import Runtime
 from service.config import Settings
 from service.domain.intake import Intake
 from service.facade import bundles
+from service.mapping import map_record
 from service.search.query import parse
-from service.store.batch import joined, rest_of, serialise
+from service.store.batch import joined, rest_of, serialise, spliced
 from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow
 
@@ -197,6 +198,18 @@ def test_records_are_drafted_where_writers_take_turns_only(exchange_runtime: Run
 ])
 def test_a_joined_text_is_the_content_serialised(content: dict[str, Any]) -> None:
     assert joined(content, rest_of(content)) == serialise(content) == json.dumps(content)
+
+
+@pytest.mark.parametrize("odd", [{}, {"note": [{"text": ', "\\u0000": 1}'}]}, {"\x00": 1}])
+def test_the_drafted_text_is_the_bundle_serialised(odd: dict[str, Any]) -> None:
+    """The outbox's text spliced from its resources' texts (batch.spliced) is serialise(bundle), also when a resource
+    not spliced holds a member named as its marks are (then the Bundle is serialised whole)."""
+    bundle = map_record("administration", SESSION).bundle
+    bundle["entry"][0]["resource"].update(odd)
+    texts = {i: rest_of(e["resource"]) for i, e in enumerate(bundle["entry"]) if e["request"]["method"] == "PUT"}
+    del texts[0]
+    assert len(texts) >= 3 and 1 in texts
+    assert spliced(bundle, texts) == serialise(bundle) == json.dumps(bundle)
 
 
 def test_a_draft_that_fails_leaves_the_record_to_its_transaction(exchange_runtime: Runtime,
