@@ -158,6 +158,8 @@ class Mapper:
 
     def _instances(self, spec: Spec, record: dict[str, Any]) -> list[_Made]:
         source, external_id = record.get("source", "default"), record["external_id"]
+        version = spec.exact_version  # the tag's texts, once for the record's resources
+        code, display = f"{spec.kind}/{version}", f"Mapped by mappings/{spec.kind}.yaml version {version}"
         made: list[_Made] = []
         for role in spec.roles:
             scopes: list[tuple[Any, int | None]]
@@ -189,8 +191,7 @@ class Mapper:
                 meta: dict[str, Any] = {}
                 if role.profile:
                     meta["profile"] = [role.profile]
-                meta["tag"] = [{"system": TAG_SYSTEM, "code": f"{spec.kind}/{spec.exact_version}",
-                                "display": f"Mapped by mappings/{spec.kind}.yaml version {spec.exact_version}"}]
+                meta["tag"] = [{"system": TAG_SYSTEM, "code": code, "display": display}]
                 resource["meta"] = meta
                 made.append(_Made(role, scope, item, f"urn:uuid:{rid}", resource, request))
         return made

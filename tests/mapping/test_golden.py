@@ -11,7 +11,7 @@ import pytest
 from mapping.support import golden_bundle, golden_record, labelled
 
 from service.mapping import Mapper, map_record
-from service.mapping.identity import RecordKey
+from service.mapping.identity import RecordKey, stable_id
 from service.mapping.narrative import narrative
 from service.mapping.spec import Narrative
 
@@ -40,6 +40,13 @@ def test_ids_are_uuid5_of_the_business_identifier(mapper: Mapper) -> None:
     assert observation["resource"]["id"] == key.id and uuid.UUID(key.id).version == 5
     assert observation["fullUrl"] == f"urn:uuid:{key.id}"
     assert observation["request"] == {"method": "PUT", "url": f"Observation/{key.id}"}
+
+
+@pytest.mark.parametrize(("system", "value"), [
+    ("https://ketamine-fhir.org/fhir/record/assessment", "clinic-a/phq9-2026-03-20#item/3"),
+    ("", ""), ("urn:oid:1.2.3", "ü 中 😀 | / # %"), ("x" * 300, "\x00\n")])
+def test_a_stable_id_is_the_uuid5_of_system_bar_value(system: str, value: str) -> None:
+    assert stable_id(system, value) == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{system}|{value}"))
 
 
 def test_re_export_of_an_unchanged_record_is_byte_identical(mapper: Mapper) -> None:
