@@ -10,7 +10,6 @@ that does not answer (stopped, swapping) delays a new connection that long, neve
 from __future__ import annotations
 
 import multiprocessing
-import select
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped
 
 #: How long a worker holding more connections than another leaves a new one to it before taking it itself (s)
 ACCEPT_DEFER_S = 0.05
-#: How often, meanwhile, it looks whether the connection is still waiting (s)
+#: How long, meanwhile, each turn of its loop pauses before the next (in which it looks again) (s)
 ACCEPT_POLL_S = 0.0005
 #: A slot no live worker holds
 ABSENT = -1
@@ -58,6 +57,10 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
 
     counts: ConnectionCounts | None = None
     slot: int | None = None
+    #: since when this worker has left waiting connections to another (turns of its loop in a row), and whether the
+    #: listening socket was ready in the loop's current turn
+    _deferred_since: float | None = None
+    _listener_ready = False
 
     def _publish(self) -> None:
         if self.counts is not None and self.alive:  # a worker stopping has left its slot (handle_exit)
@@ -68,16 +71,20 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
         super().run()
 
     def accept(self, server: Any, listener: Any) -> None:
-        """Called when the listening socket is readable: wait while another worker holds fewer connections and the
-        connection is still waiting, at most ACCEPT_DEFER_S, then take it if it is still there."""
+        """Called by the main loop when the listening socket is readable. While another worker holds fewer
+        connections, this one leaves the connection to it: it returns without taking it (after ACCEPT_POLL_S, so that
+        its loop, which serves its own clients meanwhile, does not spin), for turns of its loop in a row that together
+        last at most ACCEPT_DEFER_S; then it takes it. Waiting in here instead stalled the loop: 13 ms at the 99th
+        percentile of the open loop's accepts under load, 50 ms at most, its own clients' requests waiting too."""
         self._publish()
-        deadline = time.monotonic() + ACCEPT_DEFER_S
-        while self.counts is not None and self.counts.fewer_elsewhere(self.slot, self.nr_conns):
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(ACCEPT_POLL_S)
-            if not _waiting(listener):
-                return  # another worker took it
+        self._listener_ready = True
+        if self.counts is not None and self.counts.fewer_elsewhere(self.slot, self.nr_conns):
+            now = time.monotonic()
+            self._deferred_since = self._deferred_since or now
+            if now - self._deferred_since < ACCEPT_DEFER_S:
+                time.sleep(ACCEPT_POLL_S)
+                return
+        self._deferred_since = None
         if self.alive:  # not once SIGTERM came: the connection is left to a worker that goes on
             super().accept(server, listener)
             self._publish()
@@ -87,8 +94,12 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
         self._publish()
 
     def murder_keepalived(self) -> None:
+        """Called once a turn of the main loop, after the sockets that were ready were handled."""
         super().murder_keepalived()  # idle keep-alive connections past their timeout are closed here
         self._publish()
+        if not self._listener_ready:  # a turn with no connection waiting: the next one waits afresh
+            self._deferred_since = None
+        self._listener_ready = False
 
     def handle_exit(self, sig: Any, frame: Any) -> None:
         """SIGTERM: this worker accepts no more (it finishes what it has), so no other should wait for it to."""
@@ -96,9 +107,3 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
         if self.counts is not None:
             self.counts.publish(self.slot, ABSENT)
 
-
-def _waiting(listener: Any) -> bool:
-    """Whether a connection waits at the listening socket (poll: select() refuses descriptors past 1023)."""
-    poll = select.poll()
-    poll.register(listener, select.POLLIN)
-    return bool(poll.poll(0))

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 from hardening.production import Production, production
 
-from service.web.balance import ABSENT, ConnectionCounts
+from service.web import balance
+from service.web.balance import ABSENT, BalancedWorker, ConnectionCounts
 
 CLIENTS = 8
 
@@ -143,3 +144,38 @@ def test_the_arbiter_gives_each_new_worker_a_free_slot_and_frees_it_when_the_wor
     replacement = SimpleNamespace()
     counts.pre_fork(arbiter, replacement)
     assert replacement.slot == 1 and counts.slots[1] == ABSENT
+
+
+def test_a_worker_leaving_a_connection_to_another_returns_to_its_loop_each_turn_until_the_wait_is_over(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """accept() does not wait in place (its loop would serve none of its own clients meanwhile): while the other
+    worker holds fewer it returns after one short pause, turn after turn, and takes the connection once the turns in
+    a row have lasted ACCEPT_DEFER_S; a turn without a waiting connection starts the next wait afresh."""
+    clock = [100.0]
+    monkeypatch.setattr(balance.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(balance.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    taken: list[str] = []
+    monkeypatch.setattr(balance.ThreadWorker, "accept", lambda self, server, listener: taken.append(listener.name))
+    monkeypatch.setattr(balance.ThreadWorker, "murder_keepalived", lambda self: None)
+    counts = ConnectionCounts(2)
+    worker = BalancedWorker.__new__(BalancedWorker)
+    worker.counts, worker.slot, worker.nr_conns, worker.alive = counts, 0, 3, True
+    counts.publish(1, 2)  # the other worker holds fewer
+
+    first, second = SimpleNamespace(name="first"), SimpleNamespace(name="second")
+    turns = 0
+    while not taken:
+        worker.accept(None, first)
+        worker.murder_keepalived()  # the end of the loop's turn
+        turns += 1
+    assert turns == round(balance.ACCEPT_DEFER_S / balance.ACCEPT_POLL_S) + 1  # one short pause a turn, then taken
+
+    worker.accept(None, second)  # the next connection: the wait starts afresh
+    worker.murder_keepalived()
+    clock[0] += balance.ACCEPT_DEFER_S  # turns of the loop with no connection waiting ...
+    worker.murder_keepalived()
+    worker.accept(None, second)  # ... so this one is left to the other worker again, not taken at once
+    assert taken == ["first"]
+    counts.publish(1, 3)  # the other worker holds as many: taken at once
+    worker.accept(None, second)
+    assert taken == ["first", "second"]
