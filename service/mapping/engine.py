@@ -20,6 +20,7 @@ from service.mapping.narrative import narrative
 from service.mapping.paths import ElementPath, PathCompiler, clone
 from service.mapping.payload import Payload
 from service.mapping.spec import Role, Rule, Spec, branch, field_path, lookup, put
+from service.mapping.steps import Step, compiled
 from service.mapping.transforms import MappingError, codes_only, forward, reverse
 from service.search.parameters import escape
 
@@ -73,6 +74,7 @@ class Mapper:
         self.concepts = ConceptIndex(defs)
         self._pointers: dict[tuple[str, str], list[tuple[Role, ElementPath]]] = {}
         self._paths_of: dict[int, tuple[Role, list[tuple[Rule, ElementPath]]]] = {}
+        self._steps_of: dict[int, tuple[Role, list[tuple[Rule, Step]]]] = {}
         self.check()
 
     def check(self) -> None:
@@ -99,6 +101,14 @@ class Mapper:
             found = self._paths_of[id(role)] = (role, [(rule, self.path(role, rule)) for rule in role.rules])
         return found[1]
 
+    def _rule_steps(self, role: Role) -> list[tuple[Rule, Step]]:
+        """A role's rules, each with its step (steps.compiled), compiled once per role as _rule_paths."""
+        found = self._steps_of.get(id(role))
+        if found is None or found[0] is not role:
+            found = self._steps_of[id(role)] = (role, [(rule, compiled(rule, path))
+                                                       for rule, path in self._rule_paths(role)])
+        return found[1]
+
     def found(self, role: Role, rule: Rule, resource: dict[str, Any]) -> Json:
         """The value at a rule's target in a resource: every item's, for a rule over a list (`each`)."""
         path = self.path(role, rule)
@@ -112,9 +122,12 @@ class Mapper:
 
     def origins(self, kind: str, record: dict[str, Any]) -> dict[str, Origin]:
         """Per entry (fullUrl): its structure and the record fields behind each JSON leaf of its resource."""
+        return self.traced(kind, record)[1]
+
+    def traced(self, kind: str, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Origin]]:
+        """to_bundle's Bundle made rule by rule, not by the rules' compiled steps, and its origins."""
         track: dict[str, Origin] = {}
-        self._build(kind, record, track)
-        return track
+        return self._build(kind, record, track), track
 
     def _build(self, kind: str, record: dict[str, Any], track: dict[str, Origin] | None) -> dict[str, Any]:
         spec = self.specs[kind]
@@ -123,7 +136,15 @@ class Mapper:
         for each in made:
             if each.role.narrative is not None:
                 each.resource["text"] = narrative(each.role.narrative, each.scope, record)
-            origin = track.setdefault(each.full_url, Origin(each.role.structure)) if track is not None else None
+            if track is None:  # the rules' steps, compiled (steps.py); origins runs them one by one
+                scope, resource = each.scope, each.resource
+                for rule, step in self._rule_steps(each.role):
+                    try:
+                        step(scope, record, links, resource)
+                    except (MappingError, ConceptError) as exc:  # a local code no concept map knows: that field's
+                        raise MappingError(str(exc), _fields(each, rule)) from None
+                continue
+            origin = track.setdefault(each.full_url, Origin(each.role.structure))
             for rule, path in self._rule_paths(each.role):
                 if rule.when is not None and not rule.when.holds(each.scope, record):
                     continue
@@ -133,16 +154,15 @@ class Mapper:
                     raise MappingError(str(exc), _fields(each, rule)) from None
                 if value is None:
                     continue
-                before = leaves(each.resource) if origin is not None else None
+                before = leaves(each.resource)
                 if isinstance(value, dict | list):  # a copy: later rules may write into what it holds
                     value = clone(value)
                 if rule.each:
                     path.put_each(each.resource, value)
                 else:
                     path.put(each.resource, value)
-                if origin is not None and before is not None:
-                    fields = _fields(each, rule)
-                    origin.leaves.extend((leaf, fields) for leaf in sorted(leaves(each.resource) - before))
+                fields = _fields(each, rule)
+                origin.leaves.extend((leaf, fields) for leaf in sorted(leaves(each.resource) - before))
         entries, seen = [], set()
         for each in made:
             if each.role.contained:  # R4 contained resources have no meta.tag of their own to keep apart

@@ -49,8 +49,8 @@ def forward(rule: Rule, scope: Any, links: Links) -> Json:
         if not refs:
             return None
         return refs if rule.each else refs[0]
-    if transform in _DERIVED:
-        return _DERIVED[transform](rule, scope, links)
+    if transform in FROM_SCOPE:
+        return FROM_SCOPE[transform](rule, scope, links)
     value = read(scope, links.record, rule.field or "")
     if value is None or value == []:
         if rule.default is None:
@@ -59,13 +59,13 @@ def forward(rule: Rule, scope: Any, links: Links) -> Json:
     if rule.each:
         out: list[Json] = []
         for item in value:
-            produced = _FORWARD[transform](rule, item, links)
+            produced = FROM_FIELD[transform](rule, item, links)
             out.extend(produced if isinstance(produced, list) else [produced])
         return out
-    return _FORWARD[transform](rule, value, links)
+    return FROM_FIELD[transform](rule, value, links)
 
 
-def _copy(rule: Rule, value: Any, links: Links) -> Json:
+def as_is(rule: Rule, value: Any, links: Links) -> Json:
     return value
 
 
@@ -152,11 +152,12 @@ def _template(rule: Rule, scope: Any, links: Links) -> Json:
         return None
 
 
-_FORWARD: dict[str, Callable[[Rule, Any, Links], Json]] = {
-    "copy": _copy, "date": _copy, "datetime": _copy, "quantity": _quantity, "concept": _concept,
+#: forward of a transform of one field's value (or of each of its items), and of one that reads its scope itself
+FROM_FIELD: dict[str, Callable[[Rule, Any, Links], Json]] = {
+    "copy": as_is, "date": as_is, "datetime": as_is, "quantity": _quantity, "concept": _concept,
     "lookup": _lookup, "record-reference": _record_reference,
 }
-_DERIVED: dict[str, Callable[[Rule, Any, Links], Json]] = {
+FROM_SCOPE: dict[str, Callable[[Rule, Any, Links], Json]] = {
     "minutes-between": _minutes_between, "ratio": _ratio, "template": _template, "scaled": _scaled,
     "course-length": _course_length,
 }

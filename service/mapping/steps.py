@@ -1,0 +1,112 @@
+"""A role's rules compiled once into steps for Mapper.to_bundle, as the validator compiles its walks.
+
+The rules stay data (mappings/); what forward() asked of a rule on each of the ~95 a record maps (which transform it
+names, how its field is read, whether its value is copied, where it is put) is asked once, when the mapper first maps
+the role. A step does what the plain loop (engine.Mapper._build, which origins() runs) does with its rule: the same
+values at the same places (tests/mapping/test_steps.py compares them on every kind's records).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from service.mapping.paths import ElementPath, clone
+from service.mapping.spec import Rule, lookup
+from service.mapping.transforms import FROM_FIELD, FROM_SCOPE, Links, as_is
+
+Json = Any
+#: (scope, record, links, resource): the rule run on one resource being made
+Step = Callable[[Any, dict[str, Any], Links, dict[str, Any]], None]
+_Produce = Callable[[Any, dict[str, Any], Links], Json]
+_NESTED = (dict, list)
+
+
+def compiled(rule: Rule, path: ElementPath) -> Step:
+    """The step of `rule`, whose compiled target is `path`: its condition, its value (a copy where the value is the
+    record's or the spec's, which later rules may write into), put at its path."""
+    produce = _producer(rule)
+    put = path.put_each if rule.each else path.put
+    if rule.when is None:
+        def step(scope: Any, record: dict[str, Any], links: Links, resource: dict[str, Any]) -> None:
+            value = produce(scope, record, links)
+            if value is not None:
+                put(resource, value)
+        return step
+    holds = rule.when.holds
+
+    def step_when(scope: Any, record: dict[str, Any], links: Links, resource: dict[str, Any]) -> None:
+        if holds(scope, record):
+            value = produce(scope, record, links)
+            if value is not None:
+                put(resource, value)
+    return step_when
+
+
+def _producer(rule: Rule) -> _Produce:
+    """transforms.forward(rule, …) and the engine's copy of a nested value, decided once."""
+    transform = rule.transform
+    if transform == "fixed":
+        fixed = rule.params["value"]
+        if isinstance(fixed, _NESTED):
+            return lambda scope, record, links: clone(fixed)
+        return lambda scope, record, links: fixed
+    if transform == "reference":
+        return _reference(rule.params["ref"], rule.each)
+    if transform in FROM_SCOPE:
+        derive = FROM_SCOPE[transform]
+        return lambda scope, record, links: _copied(derive(rule, scope, links))
+    return _field(rule)
+
+
+def _reference(ref: str, each: bool) -> _Produce:
+    def reference(scope: Any, record: dict[str, Any], links: Links) -> Json:
+        refs = links.references(ref)  # made here: nothing else holds them, so no copy
+        if not refs:
+            return None
+        return refs if each else refs[0]
+    return reference
+
+
+def _field(rule: Rule) -> _Produce:
+    """A transform of the rule's field (or of each of its items)."""
+    read, each, make = _reader(rule.field or "", rule.default), rule.each, FROM_FIELD[rule.transform]
+    if each:
+        def each_item(scope: Any, record: dict[str, Any], links: Links) -> Json:
+            value = read(scope, record)
+            if value is None:
+                return None
+            out: list[Json] = []
+            for item in value:
+                produced = make(rule, item, links)
+                out.extend(produced if isinstance(produced, list) else [produced])
+            return clone(out)
+        return each_item
+    if make is as_is:  # copy, date, datetime: the record's value as it is
+        return lambda scope, record, links: _copied(read(scope, record))
+
+    def made(scope: Any, record: dict[str, Any], links: Links) -> Json:
+        value = read(scope, record)
+        return None if value is None else _copied(make(rule, value, links))
+    return made
+
+
+def _reader(name: str, default: Any) -> Callable[[Any, dict[str, Any]], Any]:
+    """spec.read for one field name (`$.period.end` in the whole record, `a.b` or `a` in the rule's scope), an absent
+    value (None or []) the rule's default."""
+    get: Callable[[Any, dict[str, Any]], Any]
+    if name.startswith("$."):
+        whole = name[2:]
+        get = lambda scope, record: lookup(record, whole)  # noqa: E731
+    elif "." in name:
+        get = lambda scope, record: lookup(scope, name)  # noqa: E731
+    else:
+        get = lambda scope, record: scope.get(name) if isinstance(scope, dict) else None  # noqa: E731
+
+    def read(scope: Any, record: dict[str, Any]) -> Any:
+        value = get(scope, record)
+        return default if value is None or value == [] else value
+    return read
+
+
+def _copied(value: Json) -> Json:
+    return clone(value) if isinstance(value, _NESTED) else value
