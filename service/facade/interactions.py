@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
@@ -342,12 +344,24 @@ def shaped(resource_type: str, resource: dict[str, Any], findings: list[Finding]
 
 
 def condition(resource_type: str, criteria: str, what: str) -> Condition:
+    parsed = _parsed(resource_type, criteria)
+    if parsed is None:
+        raise BadRequest(f"{what} has no search criteria.", [Issue(what, "expected e.g. identifier=system|value")])
+    query, key = parsed
+    return Condition(copy(query), criteria, key)  # its own: a caller may page it
+
+
+@lru_cache(maxsize=256)
+def _parsed(resource_type: str, criteria: str) -> tuple[Query, str] | None:
+    """condition's search and key, parsed once for the same criteria: a record's people are asked for by keep_current
+    and by its export's draft, and the same people by many records (~25 µs each). None: no criteria; what parse
+    refuses is not kept, and raised each time."""
     items = parse_qsl(criteria.split("?", 1)[-1], keep_blank_values=True)
     if not items:
-        raise BadRequest(f"{what} has no search criteria.", [Issue(what, "expected e.g. identifier=system|value")])
+        return None
     query = parse(resource_type, items)
     query.count, query.total = 2, False
-    return Condition(query, criteria, urlencode(sorted(items))[:1000])
+    return query, urlencode(sorted(items))[:1000]
 
 
 def client_meta(meta: Any) -> dict[str, Any]:
