@@ -72,6 +72,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
         self._coded_clean: set[tuple[Any, ...]] = set()
         self._free_slices: dict[int, tuple[ElementPlan, bool]] = {}
+        self._free_extensions: dict[int, tuple[ElementPlan, bool]] = {}
         self._bundle_rules = {}
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
         self._resource_types = {e["type"] for e in defs.core.index if e.get("resourceType") == "StructureDefinition"

@@ -10,6 +10,8 @@ from service.validation.coded import FREEZE, PARTS, coded_key
 from service.validation.plan import ElementPlan, StructurePlan, TypeRef
 from service.validation.run import Run
 
+SCALARS = (str, int, float, bool)  # a primitive's JSON value, by its class (True == 1: the class is in the key)
+
 
 class Slicing(Bindings):
     """Mixed into the Validator: slice counts, closed slicing, and the discriminator types R4 defines."""
@@ -20,14 +22,101 @@ class Slicing(Bindings):
     #: (slice, type, policy, profile, codes) walked with nothing found (_coded_key); bounded as bindings.remember
     _coded_clean: set[tuple[Any, ...]]
     _free_slices: dict[int, tuple[ElementPlan, bool]]  # by id(): each entry keeps its plan alive
+    _free_extensions: dict[int, tuple[ElementPlan, bool]]  # as _free_slices, for _extensions_free
 
     if TYPE_CHECKING:
         def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: Run) -> None: ...
 
         def _type_plan(self, kind: TypeRef) -> StructurePlan: ...
 
+        def _extension_definition(self, url: str) -> tuple[dict[str, Any] | None, StructurePlan | None]: ...
+
     def _slicing(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
                  run: Run) -> None:
+        memo = self._sliced_key(sliced, items, run)
+        if memo is not None and memo in self._coded_clean:
+            return  # these codes were sliced here before, in a like run, with nothing found
+        mark = len(run.findings)
+        self._slice_items(sliced, items, expr, run)
+        if memo is not None and len(run.findings) == mark:
+            remember(self._coded_clean, memo)
+
+    def _sliced_key(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]],
+                    run: Run) -> tuple[Any, ...] | None:
+        """What the findings of slicing coded items depend on, when that is all (None otherwise): every item a plain
+        Coding or CodeableConcept (coded.coded_key) of one type, every slice of that type and context-free
+        (_context_free), so which slice each item matches, and its walk against it, follow from its codes alone. A
+        category slicing (vital signs' VSCat) meets the same codes in every resource."""
+        if not items or not sliced.slices:
+            return None
+        if sliced.path.endswith(".extension"):
+            return self._extensions_key(sliced, items, run)
+        kind = items[0][1]  # None: the element's one type (it has several only as a choice, whose names say it)
+        typed = kind if kind is not None else sliced.types[0] if len(sliced.types) == 1 else None
+        code = typed.code if typed is not None and not typed.profiles else None
+        if code not in FREEZE or any(k is not kind for _, k, _ in items):
+            return None
+        for s in sliced.slices:
+            if len(s.types) != 1 or s.types[0].code != code or s.types[0].profiles or not self._context_free(s, code):
+                return None
+        keys = []
+        for _, _, value in items:
+            key = coded_key((id(sliced), code), value, run)
+            if key is None:
+                return None
+            keys.append(key[3])
+        return (id(sliced), code, kind is None), run.policy, run.plans[-1].url if run.plans else None, tuple(keys)
+
+    def _extensions_key(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]],
+                        run: Run) -> tuple[Any, ...] | None:
+        """_sliced_key for extensions: every item a url and one primitive value[x] or a valueQuantity of primitives
+        (no id, no nested extension, no reference, whose verdict would depend on the Bundle), every slice an
+        Extension profiled by a definition that is held, and no constraint of theirs reading an environment variable
+        (_extensions_free): the findings then follow from the urls and values, the element they sit on and its types
+        (the context check, run.owner_types) alone. A session's timepoint, number or dose per kg recurs."""
+        if run.policy.tx_server or run.must_support or not self._extensions_free(sliced):
+            return None
+        kind = items[0][1]  # the element's type, Extension (None only for an element of several types)
+        if kind is None or kind.code != "Extension" or kind.profiles:
+            return None
+        keys = []
+        for _, typed, value in items:
+            if typed is not kind or value.__class__ is not dict or len(value) != 2:
+                return None
+            url, name = value.get("url"), next((k for k in value if k != "url"), "")
+            held = value[name] if name.startswith("value") else None
+            if held.__class__ is dict and name == "valueQuantity" and "id" not in held \
+                    and all(v.__class__ in SCALARS for v in held.values()):
+                held = tuple((k, v.__class__, v) for k, v in held.items())  # in its order: findings follow it
+            elif held.__class__ not in SCALARS:
+                return None
+            if url.__class__ is not str:
+                return None
+            keys.append((url, name, held.__class__, held))
+        return ((id(sliced), "Extension"), run.policy, run.plans[-1].url if run.plans else None, run.owner_types,
+                run.primitive_owner, tuple(keys))
+
+    def _extensions_free(self, sliced: ElementPlan) -> bool:
+        """Every slice of `sliced` an Extension of one held definition, no constraint of the slices or definitions
+        (their elements and slices, all the way down) reading %resource or the like. Found once per element."""
+        known = self._free_extensions.get(id(sliced))
+        if known is None:
+            todo, free = [sliced], len(sliced.types) == 1 and sliced.types[0].code == "Extension"
+            for s in sliced.slices:
+                kind = s.types[0] if len(s.types) == 1 else None
+                plan = self._extension_definition(kind.profiles[0])[1] \
+                    if kind is not None and kind.code == "Extension" and len(kind.profiles) == 1 else None
+                free = free and plan is not None
+                todo += [s, plan.root] if plan is not None else [s]
+            while free and todo:
+                element = todo.pop()
+                free = not any("%" in c.expression for c in element.constraints)
+                todo += element.children + element.slices
+            known = self._free_extensions[id(sliced)] = (sliced, free)
+        return known[1]
+
+    def _slice_items(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
+                     run: Run) -> None:
         discriminators = (sliced.slicing or {}).get("discriminator", [])
         counts = {s.slice_name: 0 for s in sliced.slices}
         for s, unheld in zip(sliced.slices, self._unheld_profiles(sliced), strict=True):

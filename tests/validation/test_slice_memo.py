@@ -100,3 +100,50 @@ def test_a_policy_given_its_extension_domains_as_a_list_is_a_memo_key_like_any_o
     assert listed == ValidationPolicy(extension_domains=("https://example.org/fhir/",)) and hash(listed)
     doc = json.loads((profiles_dir() / "examples" / "Condition-trd-alpha.json").read_text())
     assert _findings(Validator(load()), doc, listed) == _findings(Validator(load()), doc, listed)
+
+
+EXAMPLES = profiles_dir() / "examples"
+TIMEPOINT = "https://ketamine-fhir.org/fhir/StructureDefinition/session-timepoint"
+
+
+def _extension_docs() -> list[dict[str, Any]]:
+    """Resources whose sliced extensions Slicing._extensions_key remembers once clean, and the same extensions odd: a
+    value of another type or class, another url, an id, a holder, a nested extension, one where its context does not
+    allow it (the same items on another owner), a quantity changed member by member or reordered."""
+    bp = json.loads((EXAMPLES / "Observation-bp-esketamine-session-1-pre.json").read_text())
+    ma = json.loads((EXAMPLES / "MedicationAdministration-iv-session-1.json").read_text())
+    encounter = json.loads((EXAMPLES / "Encounter-iv-session-1.json").read_text())
+    docs = [bp, ma, encounter]
+    for odd in ({"url": TIMEPOINT, "valueCode": "later"}, {"url": TIMEPOINT, "valueString": "pre"},
+                {"url": TIMEPOINT, "valueCode": 1}, {"url": TIMEPOINT, "valueCode": True},
+                {"url": TIMEPOINT + "s", "valueCode": "pre"}, {"url": TIMEPOINT, "valueCode": "pre", "id": "t"},
+                {"url": TIMEPOINT, "_valueCode": {"id": "x"}}, {"url": TIMEPOINT, "valueCode": ""},
+                {"url": TIMEPOINT, "extension": [{"url": "part", "valueCode": "pre"}]}):
+        docs.append({**bp, "extension": [odd]})
+    docs.append({**bp, "extension": bp["extension"] * 2})  # the slice allows one
+    docs.append({**encounter, "extension": encounter["extension"] + bp["extension"]})  # not an Encounter's
+    docs.append({**ma, "extension": ma["extension"] + bp["extension"]})
+    dose = ma["dosage"]["extension"][0]
+    for change in ({"code": "mg"}, {"value": "0.5"}, {"value": -0.5}, {"comparator": "<"}, {"system": "http://x.org"},
+                   {"id": "q"}, {"value": True}):
+        odd_dose = {**dose, "valueQuantity": {**dose["valueQuantity"], **change}}
+        docs.append({**ma, "dosage": {**ma["dosage"], "extension": [odd_dose]}})
+    reordered = {**dose, "valueQuantity": dict(reversed(list(dose["valueQuantity"].items())))}
+    docs.append({**ma, "dosage": {**ma["dosage"], "extension": [reordered]}})
+    return docs
+
+
+def test_sliced_extensions_and_codes_remembered_clean_change_no_finding() -> None:
+    """Slicing._sliced_key: a slicing of plain codes, or of plain extensions, found clean is not done again with
+    the same items in a like run; the findings are those of a validator that remembers nothing."""
+    docs = _extension_docs()
+    runs = [(i, policy) for i in range(len(docs)) for policy in POLICIES]
+    forward, backward = Validator(load()), Validator(load())
+    seen = {run: _findings(forward, docs[run[0]], run[1]) for run in runs}
+    tokens = {key[0] for key in forward._coded_clean}
+    assert any(len(t) == 2 and t[1] == "Extension" for t in tokens), "no sliced extensions were remembered"
+    assert any(len(t) == 3 and t[1] == "CodeableConcept" for t in tokens), "no sliced codes were remembered"
+    assert sum(1 for run in runs if seen[run]) > len(POLICIES) * 10  # the odd ones have findings
+    for run in reversed(runs):
+        assert _findings(backward, docs[run[0]], run[1]) == seen[run], run
+    assert {run: _findings(forward, docs[run[0]], run[1]) for run in runs} == seen
