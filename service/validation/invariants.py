@@ -237,6 +237,14 @@ def bundle_path(expression: str) -> Fast | None:
     return BUNDLE.get(expression)
 
 
+def fast_path(expression: str) -> Fast | None:
+    """The FAST path that Invariants.holds answers `expression` by first, when no guard comes before it (ref-1 on
+    every Reference, per-1): the generated walk calls it itself (walkers._constraints), sparing the dispatch through
+    Values._constraints and holds; None (defer) from it still goes through them. Its answer is taken for its truth,
+    as holds takes it."""
+    return None if expression in GUARDS else FAST.get(expression)
+
+
 def _members(*names: str) -> frozenset[str]:
     """The JSON members an element `name` may be given by: its value and its `_name` holder."""
     return frozenset(n for name in names for n in (name, "_" + name))

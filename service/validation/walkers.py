@@ -9,7 +9,7 @@ from service.validation import ids
 from service.validation.bindings import codings_of, remember
 from service.validation.bundle_invariants import said_bare
 from service.validation.coded import FREEZE, coded_key
-from service.validation.invariants import NATIVE, bundle_path
+from service.validation.invariants import NATIVE, bundle_path, fast_path
 from service.validation.layouts import IDENTITIES, Layout, Name, remember_clean
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef
 from service.validation.primitives import Primitive
@@ -352,25 +352,30 @@ def _constraints(i: int, constraints: tuple[Constraint, ...], v: str, pad: str, 
     their order, so the findings and their order are the same. For an entry list bundles.py found quiet (every
     entry holds them: run.quiet_entries), those rules are not asked again per entry."""
     paths = [bundle_path(rule.expression) for rule in constraints]
-    if not any(paths):
+    fast = [fast_path(rule.expression) for rule in constraints]
+    if not any(paths) and not any(fast):
         return [f"{pad}    self._constraints({v}, X{i}, B{i}, e, run, K{i}.id)"]
-    out = [f"{pad}    r = run.resources[-1] if run.resources else run.root"]
-    rest = []  # the rules without a fast path, for a quiet list
-    for j, (rule, path) in enumerate(zip(constraints, paths, strict=True)):
+    out = [f"{pad}    r = run.resources[-1] if run.resources else run.root"] if any(paths) else []
+    if any(fast):
+        out += [f"{pad}    rr = run.roots[-1] if run.roots else run.root"]  # %rootResource, as _constraints gives
+    rest = []  # the rules without a Bundle fast path, for a quiet list
+    for j, (rule, path, quick) in enumerate(zip(constraints, paths, fast, strict=True)):
         env[f"X{i}_{j}"] = (rule,)
-        if path is None:
+        if path is None and quick is None:
             out += [f"{pad}    self._constraints({v}, X{i}_{j}, B{i}, e, run, K{i}.id)"]
             rest += [out[-1]]
             continue
         source = f" (defined in {rule.source})" if rule.source else ""
-        env[f"F{i}_{j}"] = path
+        env[f"F{i}_{j}"] = path or quick
         env[f"W{i}_{j}"] = ("error" if rule.severity == "error" else "warning",
                             f"Constraint failed: {rule.key}: '{rule.human}'{source}")
-        out += [f"{pad}    a = F{i}_{j}({v}, r)",
-                f"{pad}    if a is None:",
-                f"{pad}        self._constraints({v}, X{i}_{j}, B{i}, e, run, K{i}.id)",
-                f"{pad}    elif not a:",
-                f"{pad}        run.add(W{i}_{j}[0], 'invariant', e, W{i}_{j}[1])"]
+        lines = [f"{pad}    a = F{i}_{j}({v}, {'r' if path else 'rr'})",
+                 f"{pad}    if a is None:",
+                 f"{pad}        self._constraints({v}, X{i}_{j}, B{i}, e, run, K{i}.id)",
+                 f"{pad}    elif not a:",
+                 f"{pad}        run.add(W{i}_{j}[0], 'invariant', e, W{i}_{j}[1])"]
+        out += lines
+        rest += lines if path is None else []
     if listed is None:
         return out
     quiet = [f"{pad}    if run.quiet_entries is not {listed}:", *("    " + line for line in out)]

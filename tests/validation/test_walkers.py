@@ -15,6 +15,7 @@ from validation.corpus import MUTATIONS, mutated, official_sample, walk
 from service.conformance.definitions import load
 from service.resources import profiles_dir
 from service.validation.engine import Validator
+from service.validation.invariants import FAST, Invariants
 from service.validation.plan import ElementPlan
 from service.validation.policy import ValidationPolicy
 from service.validation.run import Run
@@ -29,6 +30,10 @@ SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
     st.sampled_from(["id", "url", "extension", "value", "valueString", "_value", "code", "coding", "system",
                      "reference", "colour"]) | st.text(max_size=6), inner, max_size=4), max_leaves=12)
+
+
+FAST_REF_1 = next(e for e in FAST if e.startswith("reference.startsWith('#')"))
+FAST_PER_1 = next(e for e in FAST if e.startswith("start.hasValue()"))
 
 
 class Generic(Validator):
@@ -122,3 +127,26 @@ def test_generated_walk_agrees_on_examples_with_a_part_replaced(data: st.DataObj
     generic, generated = _pair()
     assert [(f.severity, f.expression, f.message) for f in generated.validate(doc)] == \
         [(f.severity, f.expression, f.message) for f in generic.validate(doc)]
+
+
+def test_a_rule_with_a_fast_path_is_answered_by_the_generated_walk_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """invariants.fast_path (ref-1 on every Reference, per-1 on a Period): the generated walk calls it where it
+    writes the value's checks out, not Invariants.holds through Values._constraints; its findings are the generic
+    walk's."""
+    asked: list[str] = []
+    real = Invariants.holds
+
+    def holds(self: Invariants, expression: str, *args: Any) -> bool:
+        asked.append(expression)
+        return real(self, expression, *args)
+    monkeypatch.setattr(Invariants, "holds", holds)
+    example = json.loads((profiles_dir() / "examples" / "MedicationAdministration-iv-session-1.json").read_text())
+    odd = copy.deepcopy(example)
+    odd["subject"]["reference"] = "#nowhere"  # ref-1 fails: no contained resource has that id
+    odd["effectivePeriod"] = {"start": "2026-03-05T10:00:00-05:00", "end": "2026-03-05T09:00:00-05:00"}  # per-1
+    generic, generated = _pair()
+    expected = _findings(generic, [example, odd], False)
+    asked.clear()
+    assert _findings(generated, [example, odd], False) == expected
+    assert "ref-1" in expected[1] and "per-1" in expected[1]
+    assert FAST_REF_1 not in asked and FAST_PER_1 in asked  # a choice (effective[x]) goes through _value: holds
