@@ -76,6 +76,11 @@ class ValidationPolicy:
                               f"none, not {self.tx_server!r}")
         if not isinstance(self.tx_timeout, (int, float)) or not 0 < self.tx_timeout <= 300:
             raise PolicyError("tx_timeout must be a number of seconds between 0 and 300")
+        # the hash of its fields, worked out once: the memo keys hash it on every look-up (dozens a record)
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self))))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined, no-any-return]  # set once in __post_init__
 
     @classmethod
     def store(cls) -> ValidationPolicy:

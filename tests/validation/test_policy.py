@@ -117,3 +117,15 @@ def test_a_policy_value_out_of_range_is_refused(changes: dict[str, Any]) -> None
 def test_extension_domains_from_a_setting() -> None:
     assert domains("http://a/, http://b/  *") == ("http://a/", "http://b/", "*")
     assert domains(["http://a/"]) == ("http://a/",)
+
+
+def test_a_policy_hashes_as_its_fields_say_worked_out_once() -> None:
+    """A policy is part of every memo key (coded.py, slicing.py): equal policies hash equal, whichever way they
+    were made, and the hash is worked out when the policy is made, not on each look-up."""
+    store = ValidationPolicy.store()
+    assert hash(store) == hash(ValidationPolicy.store()) == hash(ValidationPolicy().replace(
+        unknown_profile="error", unknown_extension="warning", our_profiles=True, allow_example_urls=True,
+        display_issues="warning", assume_valid_rest_references=True))
+    assert hash(store) != hash(ValidationPolicy()) and store != ValidationPolicy()
+    assert {store: 1}[ValidationPolicy.store()] == 1
+    assert vars(store)["_hash"] == hash(store) and "_hash" not in repr(store)
