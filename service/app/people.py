@@ -36,6 +36,7 @@ from service.domain.kinds import as_utc_naive
 from service.facade.bundles import replaced
 from service.facade.interactions import Condition, condition, match_in
 from service.mapping import Mapper, default_mapper
+from service.mapping.paths import clone
 from service.mapping.spec import Role, lookup, put
 from service.store.identified import held_once
 from service.store.models import RecordRow, ResourceVersionRow
@@ -80,7 +81,7 @@ def keep_current(unit: Unit, mapper: Mapper, kind: str, record: StoredRecord,
         if found is None or found.deleted or found.content is None:
             continue  # a new person: the entry creates it as the record gives it
         known = _read(mapper, role, found.content)
-        merged = copy.deepcopy(mine)  # `put` writes into nested fields: the record's own must stay as sent
+        merged = clone(mine)  # `put` writes into nested fields: the record's own must stay as sent
         for rule in role.rules:
             if rule.field is None or rule.field.startswith("identifier."):
                 continue
