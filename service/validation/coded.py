@@ -1,5 +1,6 @@
 """Codes walked with nothing found, remembered: a plain Coding or CodeableConcept's findings depend on its codes,
-the element it is walked against, the run's policy and profile, and nothing else (codes repeat across resources)."""
+the element it is walked against, the run's policy and profile, and nothing else (codes repeat across resources);
+so do a plain meta's, by its profiles, tags and security labels."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,10 @@ from service.validation.run import Run
 #: the members of a plain Coding, and of a plain CodeableConcept
 CODING, CONCEPT = ("system", "version", "code", "display", "userSelected"), frozenset({"coding", "text"})
 CODING_KEYS = frozenset(CODING)
-#: the element names a plain coded value can hold, down to its codings' members
-PARTS = frozenset({"coding", "text", *CODING})
+#: the members of a plain meta (frozen_meta)
+META = frozenset({"profile", "tag", "security", "source"})
+#: the element names a plain coded value (or meta) can hold, down to its codings' members
+PARTS = frozenset({"coding", "text", *CODING, *META})
 Token = tuple[int, str]  # (id of the element plan, type code): fixed where the walk is generated
 
 
@@ -46,7 +49,28 @@ def frozen_concept(value: Any) -> tuple[Any, ...] | None:
     return tuple(frozen)
 
 
-FREEZE = {"Coding": frozen_coding, "CodeableConcept": frozen_concept}
+def frozen_meta(value: Any) -> tuple[Any, ...] | None:
+    """A resource's plain meta as a tuple: profiles and a source as texts, tags and security labels as plain codings,
+    nothing else (an id, an extension, a versionId or lastUpdated: the last two differ from one stored resource to
+    the next, and would only push out what recurs); None otherwise. A mapped record's meta is the same in each."""
+    if value.__class__ is not dict or not value.keys() <= META:
+        return None
+    source, frozen = value.get("source"), []
+    if source is not None and source.__class__ is not str:
+        return None
+    for name in ("profile", "tag", "security"):
+        listed = value.get(name, ())
+        if listed.__class__ is not list and listed != ():
+            return None
+        for item in listed:
+            one = (item if item.__class__ is str else None) if name == "profile" else frozen_coding(item)
+            if one is None:
+                return None
+            frozen.append((name, one))
+    return source, tuple(frozen)
+
+
+FREEZE = {"Coding": frozen_coding, "CodeableConcept": frozen_concept, "Meta": frozen_meta}
 
 
 def coded_key(token: Token, value: Any, run: Run) -> tuple[Any, ...] | None:

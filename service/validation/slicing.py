@@ -169,9 +169,9 @@ class Slicing(Bindings):
         return coded_key((id(slice_), code), value, run)
 
     def _context_free(self, slice_: ElementPlan, code: str) -> bool:
-        """No constraint on the element (a slice, or any element typed Coding or CodeableConcept), on the parts a
-        plain coded value has (its codings' members, their slices) or on their types reads an environment variable
-        (%resource, %rootResource …): their answers depend on the value alone. Found once per element."""
+        """No constraint on the element (a slice, or any element typed Coding, CodeableConcept or Meta), on the parts
+        a plain coded value or meta has (its codings' members, their slices) or on their types reads an environment
+        variable (%resource, %rootResource …): their answers depend on the value alone. Found once per element."""
         known = self._free_slices.get(id(slice_))
         if known is None:
             plans, seen = [], set()
@@ -183,7 +183,7 @@ class Slicing(Bindings):
                 seen.add(id(element))
                 plans.append(element)
                 parts = element.children + [s for c in element.children for s in c.slices] + element.slices
-                if kind in ("CodeableConcept", "Coding"):
+                if kind in ("CodeableConcept", "Coding", "Meta"):
                     root = self._type_plan(TypeRef(kind)).root
                     plans.append(root)
                     parts += root.children

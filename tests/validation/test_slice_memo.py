@@ -147,3 +147,28 @@ def test_sliced_extensions_and_codes_remembered_clean_change_no_finding() -> Non
     for run in reversed(runs):
         assert _findings(backward, docs[run[0]], run[1]) == seen[run], run
     assert {run: _findings(forward, docs[run[0]], run[1]) for run in runs} == seen
+
+
+def test_a_plain_meta_remembered_clean_changes_no_finding() -> None:
+    """coded.frozen_meta: a resource's meta walked clean is not walked again with the same profiles, tags and
+    security labels in a like run; odd metas (an example or relative profile, a tag of a wrong type, an id, an
+    extension, a versionId) are walked, and the findings are those of a validator that remembers nothing."""
+    bp = json.loads((EXAMPLES / "Observation-bp-esketamine-session-1-pre.json").read_text())
+    tag = {"system": "https://ketamine-fhir.org/fhir/mapping", "code": "administration/1", "display": "Mapped"}
+    metas = [{"tag": [tag]}, {**bp["meta"], "tag": [tag]}, {**bp["meta"], "source": "urn:uuid:x"},
+             {**bp["meta"], "source": 1}, {**bp["meta"], "profile": ["http://example.org/StructureDefinition/x"]},
+             {**bp["meta"], "profile": ["x"]}, {**bp["meta"], "tag": [{"code": 2}]}, {**bp["meta"], "tag": tag},
+             {**bp["meta"], "security": [{**tag, "userSelected": "yes"}]}, {**bp["meta"], "id": "m"},
+             {**bp["meta"], "extension": [{"url": "http://example.org/x", "valueString": "x"}]},
+             {**bp["meta"], "versionId": "1"}, {**bp["meta"], "versionId": 1}, {**bp["meta"], "lastUpdated": "x"},
+             {**bp["meta"], "tag": [tag, {**tag, "display": None}]}, {}]
+    docs = [{**bp, "meta": meta} for meta in metas] + [{**bp, "meta": meta, "id": "other"} for meta in metas]
+    policies = [*POLICIES, ValidationPolicy(allow_example_urls=True), ValidationPolicy.store()]
+    runs = [(i, policy) for i in range(len(docs)) for policy in policies]
+    forward, backward = Validator(load()), Validator(load())
+    seen = {run: _findings(forward, docs[run[0]], run[1]) for run in runs}
+    assert any(key[0][1] == "Meta" for key in forward._coded_clean), "no meta was remembered"
+    assert len({json.dumps(found) for found in seen.values()}) > 8  # the odd metas say different things
+    for run in reversed(runs):
+        assert _findings(backward, docs[run[0]], run[1]) == seen[run], run
+    assert {run: _findings(forward, docs[run[0]], run[1]) for run in runs} == seen
