@@ -170,10 +170,18 @@ def _dom_3(node: Any, root: Any) -> bool | None:
     contained = _contained(node)
     if not contained:
         return True
-    outside = set(_strings(node))
+    # the `#id` of each contained resource with a text id, looked for among the resource's strings until all are
+    # found (a mapped record's one Medication is referenced early): those never found must themselves hold a "#"
+    wanted = {f"#{cid}" for c in contained if isinstance(cid := _get(c, "id"), str)}
+    if wanted:
+        for text in _strings(node):
+            if text in wanted:
+                wanted.discard(text)
+                if not wanted:
+                    break
     for c in contained:
         cid = _get(c, "id")
-        if isinstance(cid, str) and f"#{cid}" not in outside and "#" not in set(_strings(c)):
+        if isinstance(cid, str) and f"#{cid}" in wanted and "#" not in set(_strings(c)):
             return False
     return True
 

@@ -92,6 +92,17 @@ def test_dom_3_contained_resources_must_be_referenced() -> None:
     assert FAST[dom_3](referenced, referenced) is True
     assert FAST[dom_3](orphan, orphan) is False
     assert FAST[dom_3](back, back) is True
+    # the first referenced found does not end the search for the second; one referenced from another counts
+    two = {"contained": [{"resourceType": "Practitioner", "id": "a"}, {"resourceType": "Practitioner", "id": "b"}],
+           "generalPractitioner": [{"reference": "#a"}]}
+    assert FAST[dom_3](two, two) is False
+    assert FAST[dom_3](two | {"note": [{"text": "#b"}]}, two) is True
+    inner = {"contained": [{"resourceType": "Practitioner", "id": "a", "x": {"reference": "#b"}},
+                           {"resourceType": "Practitioner", "id": "b"}], "generalPractitioner": [{"reference": "#a"}]}
+    assert FAST[dom_3](inner, inner) is True
+    odd = {"contained": [{"resourceType": "Practitioner", "id": 1}, {"resourceType": "Practitioner", "id": "a"}],
+           "y": "#a"}
+    assert FAST[dom_3](odd, odd) is True  # an id that is no text is not asked for
 
 
 def test_an_input_the_compiled_form_cannot_evaluate_is_reported_as_fhirpathpy_reports_it() -> None:
