@@ -371,9 +371,12 @@ class _ForwardLinks:
         self.source = record.get("source", "default")
         self.record = record
         self.made = made
+        self._urls: dict[str, list[str]] = {}  # by role, its resources' fullUrls: ~30 references a record
+        for m in made:
+            self._urls.setdefault(m.role.role, []).append(m.full_url)
 
     def references(self, role: str) -> list[dict[str, Any]]:
-        return [{"reference": m.full_url} for m in self.made if m.role.role == role]
+        return [{"reference": url} for url in self._urls.get(role, ())]
 
     def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]:
         spec = self.mapper.specs[kind]
