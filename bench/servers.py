@@ -113,8 +113,8 @@ def ours(workers: int, folder: Path, database_url: str | None, name: str) -> Ite
                  else "SQLite file (WAL, synchronous=FULL)")
         limits = ", ".join(f"{k}={v}" for k, v in TRANSACTION_1000.items())
         yield Server(name, base, token, f"ketamine-fhir serve --production (gunicorn, {workers} workers × {THREADS} "
-                                        f"threads, gthread, each new connection to the worker holding fewest); {store}; one EHR endpoint (records queued, "
-                                        f"no worker sending); "
+                                        f"threads, gthread, each new connection to the worker holding fewest); "
+                                        f"{store}; one EHR endpoint (records queued, no worker sending); "
                                         f"every write validated, with its Provenance in the same transaction (one "
                                         f"per write) and its audit event in the same transaction; {limits}", True)
     finally:
