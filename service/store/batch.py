@@ -200,8 +200,8 @@ class Batch:
 
 
 def add_index(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Index rows (in INDEX_COLUMNS' order) by the driver's executemany: through SQLAlchemy's statement each row's
-    every value was processed on its own (~107 rows a clinic record). Their times go as the DateTime type binds them."""
+    """Index rows (in INDEX_COLUMNS' order) on the driver's cursor: through SQLAlchemy's statement each row's every
+    value was processed on its own (~113 rows a clinic record). Their times go as the DateTime type binds them."""
     dialect = connection.dialect
     time = INDEX.c.low.type.dialect_impl(dialect).bind_processor(dialect)
     if time is not None:

@@ -3,7 +3,9 @@
 other SQLite writer waits for the unit (store/group.py)."""
 from __future__ import annotations
 
+import functools
 import re
+import sqlite3
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +33,21 @@ def refuse_write_alone(connection: Connection, sql: str) -> None:
     options = connection.get_execution_options()
     if options.get("isolation_level") == "AUTOCOMMIT" and not options.get(WRITE) and _WRITING.search(sql):
         raise WriteWithoutTransaction(" ".join(sql.split(None, 3)[:3]))
+
+
+def cheap_sqlite_binds() -> None:
+    """sqlite3 binds None and bool as before, without its adaptation's lookups: a value of any type but int, float,
+    str and bytearray is looked up as `__adapt__` and `__conform__` when bound, each lookup failing with an
+    AttributeError whose message is formatted and dropped, ~10,000 instructions a value (callgrind). A clinic
+    record's ~113 index rows bind ~450 None, 24 % of their INSERTs' instructions, inside the writers' turn. Adapters
+    registered for their types are found first: None stays None (NULL), a bool becomes its int (the 0 or 1 SQLite
+    stored for it). For every connection of sqlite3 in the process."""
+    sqlite3.register_adapter(type(None), _NONE)
+    sqlite3.register_adapter(bool, int)
+
+
+#: a C function returning None for any key: the None adapter, as cheap a call as there is
+_NONE: Callable[[Any], None] = {}.get
 
 
 #: the driver's placeholder by its DB-API parameter style (sqlite3: qmark, psycopg: format)
@@ -80,18 +97,44 @@ def insert(connection: Connection, table: Table, values: dict[str, Any], ready: 
 
 
 def many(connection: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> bool:
-    """`sql` (with qmark placeholders, its values bound already) run for each of `rows` by SQLite's own executemany;
-    False on another database (use Core)."""
+    """`sql` (an INSERT of one row, `INSERT INTO t (...) VALUES (?, ...)`, its values bound already) for each of
+    `rows`, on SQLite's own cursor as multi-row INSERTs (chunked); False on another database (use Core)."""
     if connection.dialect.name != "sqlite":
         return False
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(sql, rows)
+        _chunked(cursor, sql, rows)
         return True
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
         raise wrapped(connection, sql, rows, exc) from exc
     finally:
         cursor.close()
+
+
+def _chunked(cursor: Any, sql: str, rows: Sequence[Sequence[Any]], returning: str = "") -> list[tuple[Any, ...]]:
+    """`sql` (an INSERT of one row) for each of `rows` as multi-row INSERTs on a sqlite3 cursor, in the rows' order, of
+    CHUNKS' sizes, largest first; what `returning` (`RETURNING ...`, if given) gives back. executemany stepped each
+    row on its own, and each step releases the GIL and takes it again: a turn holder that lost it then waited for
+    the interpreter's switch interval (5 ms) while every other writer waited for the turn. A clinic record's ~113
+    index rows: 113 steps, then 4 (64 + 32 + 16 + 1), and 2 % fewer instructions (/work/notes/unit2-tools/
+    cg_layout.sh). Sizes of powers of two keep the texts few, each prepared once a connection (sqlite3's cache)."""
+    head, _, one = sql.partition(" VALUES ")
+    back: list[tuple[Any, ...]] = []
+    start = 0
+    while start < len(rows):
+        size = next(size for size in CHUNKS if size <= len(rows) - start)
+        chunk = rows[start:start + size]
+        cursor.execute(_multi_row(head, one, size, returning), [value for row in chunk for value in row])
+        if returning:
+            back += cursor.fetchall()
+        start += size
+    return back
+
+
+@functools.cache
+def _multi_row(head: str, one: str, size: int, returning: str) -> str:
+    """`head VALUES one, one, ...` (`size` times) `returning`: its text made once."""
+    return f"{head} VALUES {', '.join([one] * size)}{' ' + returning if returning else ''}"
 
 
 def wrapped(connection: Connection, sql: str, params: Any, exc: Exception) -> BaseException:
@@ -123,9 +166,9 @@ def _insert_of(table: Table, names: tuple[str, ...], ready: tuple[str, ...],
 
 def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]], ready: tuple[str, ...] = (),
                 returning: tuple[str, ...] = ()) -> list[tuple[Any, ...]] | None:
-    """insert() of several rows (each of the same columns): with `returning`, as multi-row INSERTs (each row's
-    `returning` columns come back, in no promised order), else by the driver's executemany. None on another
-    database, or rows of different columns (use Core)."""
+    """insert() of several rows (each of the same columns), as multi-row INSERTs (_chunked); with `returning`, each
+    row's `returning` columns come back, in no promised order. None on another database, or rows of different
+    columns (use Core)."""
     if connection.dialect.name != "sqlite" or not rows:
         return None
     names = tuple(rows[0])
@@ -136,17 +179,7 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
                     for value, process in zip(row.values(), processors, strict=True)) for row in rows]
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        if not returning:
-            cursor.executemany(sql, params)
-            return []
-        back: list[tuple[Any, ...]] = []
-        head, _, one = sql.partition(" VALUES ")
-        for start in range(0, len(params), ROWS_A_STATEMENT):
-            chunk = params[start:start + ROWS_A_STATEMENT]
-            many = f"{head} VALUES {', '.join([one] * len(chunk))} RETURNING {', '.join(returning)}"
-            cursor.execute(many, [value for row in chunk for value in row])
-            back += cursor.fetchall()
-        return back
+        return _chunked(cursor, sql, params, f"RETURNING {', '.join(returning)}" if returning else "")
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
         raise wrapped(connection, sql, params, exc) from exc
     finally:
@@ -203,8 +236,9 @@ def _select_of(statement: Select[Any], dialect: Dialect) -> _Select:
     return made[statement]
 
 
-#: rows a multi-row INSERT takes at most (SQLite's limit of bound values is 32,766)
-ROWS_A_STATEMENT = 500
+#: the rows a multi-row INSERT takes (_chunked), largest first: at most 256 (SQLite's limit of bound values is
+#: 32,766; the widest rows sent so hold 9 values)
+CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 
 #: PostgreSQL connections (psycopg's, in autocommit mode) whose write transaction is open but not begun on the

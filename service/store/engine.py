@@ -72,6 +72,7 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        driver.cheap_sqlite_binds()
         engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
         _ENGINES.add(engine)
         _plain_savepoints(engine)

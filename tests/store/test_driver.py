@@ -1,7 +1,9 @@
 """Statements on the driver's own cursor fail as SQLAlchemy's do: the same exception classes, and the values they
-bound (patient data) kept out of the message, as the engine keeps them (hide_parameters)."""
+bound (patient data) kept out of the message, as the engine keeps them (hide_parameters); rows sent together are
+stored as executemany stored them."""
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -67,3 +69,32 @@ def test_a_select_on_the_drivers_cursor_gives_the_values_core_gives(tmp_path: Pa
             (False, when, rows[0]["content"], []), (False, when, rows[1]["content"], rows[1]["warnings"]),
             (True, when, rows[2]["content"], []), (False, when, None, [])]
     engine.dispose()
+
+
+VALUES = Table("values_kept", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer),
+               Column("s", String), Column("flag", Integer), Column("t", String))
+
+
+def test_rows_sent_together_are_stored_as_executemany_stored_them_in_their_order(tmp_path: Path) -> None:
+    """driver.many and insert_many send rows as multi-row INSERTs of CHUNKS' sizes (300 rows: 256 + 32 + 8 + 4),
+    None and bool bound through the adapters make_engine registers: each row is stored, in the rows' order, with
+    the values and SQLite types sqlite3's executemany stored (NULL for None, the integers 0 and 1 for bools)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'many.db'}", group_commit=False)
+    VALUES.create(engine)
+    rows = [(n, n * 7 - 1000, None if n % 3 else f"é{n}", n % 2 == 0 if n % 5 else None, None) for n in range(300)]
+    sql = "INSERT INTO values_kept (id, n, s, flag, t) VALUES (?, ?, ?, ?, ?)"
+    with engine.begin() as conn:
+        assert driver.many(conn, sql, rows)
+        back = driver.insert_many(conn, VALUES, [dict(zip(("id", "n", "s", "flag", "t"), (1000 + row[0], *row[1:]),
+                                                              strict=True)) for row in rows], returning=("id",))
+        assert sorted(pk for pk, in back or []) == [1000 + n for n in range(300)]
+        stored = conn.exec_driver_sql("SELECT id, n, s, flag, t, typeof(s), typeof(flag), typeof(t) FROM values_kept "
+                                      "ORDER BY rowid").all()
+    engine.dispose()
+    plain = sqlite3.connect(":memory:")  # the same rows by executemany, one at a time
+    plain.execute("CREATE TABLE values_kept (id INTEGER PRIMARY KEY, n INTEGER, s VARCHAR, flag INTEGER, t VARCHAR)")
+    plain.executemany(sql, rows + [(1000 + row[0], *row[1:]) for row in rows])
+    assert stored == plain.execute("SELECT id, n, s, flag, t, typeof(s), typeof(flag), typeof(t) FROM values_kept "
+                                   "ORDER BY rowid").fetchall()
+    assert {(row[6], row[3]) for row in stored} == {("integer", 0), ("integer", 1), ("null", None)}
+    assert [row[0] for row in stored[:300]] == list(range(300))
