@@ -203,7 +203,7 @@ def add_index(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
     """Index rows (in INDEX_COLUMNS' order) on the driver's cursor: through SQLAlchemy's statement each row's every
     value was processed on its own (~113 rows a clinic record). Their times go as the DateTime type binds them."""
     dialect = connection.dialect
-    time = INDEX.c.low.type.dialect_impl(dialect).bind_processor(dialect)
+    time = driver.binder(INDEX.c.low.type, dialect)
     if time is not None:
         rows = [row if row[5] is None and row[6] is None else (
             *row[:5], row[5] if row[5] is None else time(row[5]), row[6] if row[6] is None else time(row[6]),

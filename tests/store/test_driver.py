@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, bindparam, event, insert, select
+from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table, bindparam, event, insert, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service.store import driver
@@ -98,3 +99,16 @@ def test_rows_sent_together_are_stored_as_executemany_stored_them_in_their_order
                                    "ORDER BY rowid").fetchall()
     assert {(row[6], row[3]) for row in stored} == {("integer", 0), ("integer", 1), ("null", None)}
     assert [row[0] for row in stored[:300]] == list(range(300))
+
+
+def test_sqlites_time_binder_makes_the_text_the_datetime_type_makes() -> None:
+    """driver.binder's SQLite DateTime processor (isoformat for a naive datetime) makes the DateTime type's text:
+    whole seconds, microseconds, years below 1000, the extremes; other values go to the type's own processor."""
+    dialect = sqlite.dialect()
+    own, fast = DateTime().dialect_impl(dialect).bind_processor(dialect), driver.binder(DateTime(), dialect)
+    assert own is not None and fast is not None
+    values = [datetime(2026, 3, 5, 13, 50), datetime(2026, 3, 5, 13, 50, 0, 999999), datetime(999, 1, 2, 3, 4, 5, 6),
+              datetime.min, datetime.max, datetime(2026, 12, 6, 6, 36, 27, 596000),
+              datetime(2026, 3, 5, 13, 50, tzinfo=UTC), date(2026, 3, 5), None]
+    assert [fast(v) for v in values] == [own(v) for v in values]
+    assert fast(values[0]) == "2026-03-05 13:50:00.000000"
