@@ -1,14 +1,13 @@
 """Database engine: SQLite (WAL, foreign keys, busy timeout, writers queued) by default, PostgreSQL by URL."""
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
-from service.store import driver
+from service.store import driver, turn
 from service.store.checkpoint import Checkpointer
 from service.store.group import OPEN_SAVEPOINTS, WriteGroup, track_savepoints
 
@@ -40,9 +39,6 @@ BEFORE_COMMIT: ContextVar[Callable[[Session], None] | None] = ContextVar("kfhir_
 #: search itself and the audit's patient lookup are one transaction (one pool checkout, one BEGIN, one snapshot)
 #: instead of three. Set for one request in its own thread; None elsewhere.
 SHARED_READ: ContextVar[Session | None] = ContextVar("kfhir_shared_read", default=None)
-#: How long a writer waiting for its turn sleeps between looks (s): 0.5, 1, then 2 ms. A turn lasts 10-20 ms and the
-#: writer that ends one needs longer than 2 ms to begin its next, so the waiter takes the turn before it again.
-TURN_POLL_S = (0.0005, 0.001, 0.002)
 #: Per SQLite file engine: the lock file that queues its writers (see _writer_turn).
 _TURN_FILES: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
 #: Per SQLite file engine: its writes' group commit (store/group.py), its file's (_FILE_GROUPS)
@@ -54,9 +50,6 @@ _FILE_GROUPS: weakref.WeakValueDictionary[str, WriteGroup] = weakref.WeakValueDi
 _FILE_GROUPS_LOCK = threading.Lock()
 #: The turn files (see _writer_turn) whose turn this thread holds (`paths`).
 _TURN = threading.local()
-#: The descriptors holding a writers' turn in this process (_take_turn until _give_turn): a forked child closes its
-#: copies (see _forked).
-_TURNS_OPEN: set[int] = set()
 #: Every engine make_engine made, for _forked.
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 #: WAL pages a commit may leave before SQLite checkpoints inside that commit (its default is 1,000): a safety net
@@ -177,10 +170,7 @@ def _forked() -> None:
     the process's and crosses the fork too: a child forked while a write to a file was open cannot write that file.
     gunicorn forks its workers before any engine exists (no preload: service/web/serving.py)."""
     global _FILE_GROUPS_LOCK
-    for fd in list(_TURNS_OPEN):
-        with suppress(OSError):
-            os.close(fd)  # not flock(LOCK_UN): that would give the parent's turn away
-    _TURNS_OPEN.clear()
+    turn.closed()
     _FILE_GROUPS_LOCK = threading.Lock()  # held by a thread of the parent, perhaps: none runs here
     for engine in list(_ENGINES):
         engine.dispose(close=False)
@@ -259,31 +249,13 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
 
 
 def _take_turn(path: str) -> int:
-    """The descriptor holding the writers' turn of the database whose lock file is `path`. SQLite's own busy handler
-    sleeps 1, 2, 5, 10 … 100 ms between tries and is not woken when the lock frees, so of two processes writing back
-    to back the one waiting kept losing the lock to the one that had it (waits of 0.5-1 s, the serving benchmark's
-    p99). Here the waiter looks every few ms (TURN_POLL_S) and takes the lock once it is free. SQLite's lock still
-    decides who writes: past SQLITE_BUSY_TIMEOUT_MS of waiting (a writer outside this scheme, a stuck one) the
-    transaction begins anyway, and its BEGIN IMMEDIATE waits and fails as it did before. Closing it frees the turn."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    _TURNS_OPEN.add(fd)
-    deadline, tries = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000, 0
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return fd
-            time.sleep(TURN_POLL_S[min(tries, len(TURN_POLL_S) - 1)])
-            tries += 1
+    """The writers' turn of the file whose lock file is `path` (store/turn.py). SQLite's own busy handler sleeps 1,
+    2, 5, 10 … 100 ms between tries and is not woken when the lock frees, so of two processes writing back to back
+    the one waiting kept losing the lock to the one that had it (waits of 0.5-1 s, the serving benchmark's p99)."""
+    return turn.take(path, SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
-def _give_turn(fd: int) -> None:
-    """Close a turn's descriptor, which releases its flock; one a fork closed already (_forked) is left alone."""
-    if fd in _TURNS_OPEN:
-        _TURNS_OPEN.discard(fd)
-        os.close(fd)
+_give_turn = turn.give
 
 
 #: The checkpointer of the SQLite files this process writes (store/checkpoint.py).
