@@ -19,8 +19,8 @@ Token = tuple[int, str]  # (id of the element plan, type code): fixed where the 
 
 def frozen_coding(value: Any) -> tuple[Any, ...] | None:
     """A plain coding's members in a fixed order, or None when it holds anything else (an id, an extension, a
-    member of the wrong JSON type)."""
-    if value.__class__ is not dict or not value.keys() <= CODING_KEYS:
+    member of the wrong JSON type, a null: FHIR JSON refuses one, and `get` would read it as a member absent)."""
+    if value.__class__ is not dict or not value.keys() <= CODING_KEYS or None in value.values():
         return None
     get = value.get
     system, version, code, display, selected = (get("system"), get("version"), get("code"), get("display"),
@@ -34,8 +34,8 @@ def frozen_coding(value: Any) -> tuple[Any, ...] | None:
 
 
 def frozen_concept(value: Any) -> tuple[Any, ...] | None:
-    """A plain CodeableConcept (codings and a text, nothing else) as a tuple, or None."""
-    if value.__class__ is not dict or not value.keys() <= CONCEPT:
+    """A plain CodeableConcept (codings and a text, nothing else, no null) as a tuple, or None."""
+    if value.__class__ is not dict or not value.keys() <= CONCEPT or None in value.values():
         return None
     text, codings = value.get("text"), value.get("coding", ())
     if text is not None and text.__class__ is not str or codings.__class__ not in (list, tuple):
@@ -52,8 +52,9 @@ def frozen_concept(value: Any) -> tuple[Any, ...] | None:
 def frozen_meta(value: Any) -> tuple[Any, ...] | None:
     """A resource's plain meta as a tuple: profiles and a source as texts, tags and security labels as plain codings,
     nothing else (an id, an extension, a versionId or lastUpdated: the last two differ from one stored resource to
-    the next, and would only push out what recurs); None otherwise. A mapped record's meta is the same in each."""
-    if value.__class__ is not dict or not value.keys() <= META:
+    the next, and would only push out what recurs, or a null); None otherwise. A mapped record's meta is the same
+    in each."""
+    if value.__class__ is not dict or not value.keys() <= META or None in value.values():
         return None
     source, frozen = value.get("source"), []
     if source is not None and source.__class__ is not str:

@@ -172,3 +172,25 @@ def test_a_plain_meta_remembered_clean_changes_no_finding() -> None:
     for run in reversed(runs):
         assert _findings(backward, docs[run[0]], run[1]) == seen[run], run
     assert {run: _findings(forward, docs[run[0]], run[1]) for run in runs} == seen
+
+
+def test_a_member_holding_null_is_never_remembered_as_a_member_absent() -> None:
+    """FHIR JSON refuses null: a coding, a concept or a meta holding one is walked (and refused) though the same
+    without that member was remembered clean; a validator that remembers nothing says the same (review 4: a
+    `"version": null` or `"source": null` was stored once the same codes or meta had been seen clean)."""
+    condition = json.loads((EXAMPLES / "Condition-trd-alpha.json").read_text())
+    code, coding = condition["code"], condition["code"]["coding"][0]
+    odd = [{**condition, "code": {**code, "coding": [{**coding, name: None}]}}
+           for name in ("version", "display", "userSelected")]
+    odd += [{**condition, "code": {**code, "text": None}}, {**condition, "meta": {**condition["meta"], "source": None}},
+            {**condition, "meta": {**condition["meta"], "tag": [{**coding, "version": None}]}}]
+    warm = Validator(load())
+    for policy in POLICIES:
+        assert not [f for f in _findings(warm, condition, policy) if f[0] == "error"]
+        warm.validate({**condition, "meta": {**condition["meta"], "tag": [coding]}}, policy=policy)
+    assert any(key[0][1] == "Meta" for key in warm._coded_clean), "no meta was remembered"
+    for doc in odd:
+        for policy in POLICIES:
+            found = _findings(warm, doc, policy)
+            assert [f for f in found if f[0] == "error"], (doc, policy)
+            assert found == _findings(Validator(load()), doc, policy)
