@@ -21,15 +21,22 @@ ACCEPT_DEFER_S = 0.05
 ACCEPT_POLL_S = 0.0005
 #: A slot no live worker holds
 ABSENT = -1
+#: How long after its last word a worker is taken as not answering (s): its loop turns at least once a second (its
+#: poll's timeout), so a worker silent longer is stopped, swapped out or stuck in a call holding the GIL, and no other
+#: leaves it new connections (each waited ACCEPT_DEFER_S for it: 20 connections a second until the arbiter killed
+#: it, up to the request timeout later)
+SILENT_S = 2.5
 
 
 class ConnectionCounts:
     """Connections held per worker, one slot per worker, shared with the workers the arbiter forks. gunicorn's
     pre_fork and child_exit hooks (arbiter side) give a new worker a slot and free the slot of a worker gone; the
-    worker writes its own count (BalancedWorker). Reads and writes of one slot are single aligned ints: no lock."""
+    worker writes its own count (BalancedWorker), and when it wrote it (`said`, time.monotonic: CLOCK_MONOTONIC, one
+    clock for every process). Reads and writes of one slot are single aligned ints and doubles: no lock."""
 
     def __init__(self, slots: int) -> None:
         self.slots = multiprocessing.RawArray("i", [ABSENT] * slots)
+        self.said = multiprocessing.RawArray("d", slots)
 
     def pre_fork(self, server: Any, worker: Any) -> None:
         """A slot no live worker holds (a reload runs old and new workers side by side); none left: unbalanced.
@@ -44,12 +51,17 @@ class ConnectionCounts:
 
     def publish(self, slot: int | None, connections: int) -> None:
         if slot is not None:
+            self.said[slot] = time.monotonic()
             self.slots[slot] = connections
 
     def fewer_elsewhere(self, slot: int | None, connections: int) -> bool:
-        """Whether another live worker holds fewer connections than `connections`."""
-        return slot is not None and any(ABSENT < held < connections
-                                        for other, held in enumerate(self.slots) if other != slot)
+        """Whether another live worker, one that spoke in the last SILENT_S, holds fewer connections than
+        `connections`."""
+        if slot is None:
+            return False
+        now = time.monotonic()
+        return any(ABSENT < held < connections and now - self.said[other] < SILENT_S
+                   for other, held in enumerate(self.slots) if other != slot)
 
 
 class BalancedWorker(ThreadWorker):  # type: ignore[misc]
@@ -65,6 +77,8 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
     def _publish(self) -> None:
         if self.counts is not None and self.alive:  # a worker stopping has left its slot (handle_exit)
             self.counts.publish(self.slot, self.nr_conns)
+            if not self.alive:  # SIGTERM's handler ran between the look and the write (a request's thread writes)
+                self.counts.publish(self.slot, ABSENT)
 
     def run(self) -> None:
         self._publish()  # its app built: from now on it takes connections

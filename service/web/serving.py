@@ -25,7 +25,7 @@ SETTLE_AFTER_REQUESTS = 300
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     """Each worker builds its own app (no preload): database connections must not cross a fork."""
-    # a slot per worker, twice over: a reload (SIGHUP) runs the new workers beside the old until these stop
+    # a slot per worker, and spares: pre_fork gives a new worker one no live worker holds, child_exit frees it
     counts = ConnectionCounts(2 * settings.workers + 2)
     return {
         "bind": f"{settings.host}:{settings.port}",

@@ -179,3 +179,37 @@ def test_a_worker_leaving_a_connection_to_another_returns_to_its_loop_each_turn_
     counts.publish(1, 3)  # the other worker holds as many: taken at once
     worker.accept(None, second)
     assert taken == ["first", "second"]
+
+
+def test_a_worker_silent_longer_than_its_loop_can_be_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that stopped turning its loop (stopped, swapped out) keeps the count it last said: others leave it
+    new connections only while it spoke in the last SILENT_S (review 4: with one worker stopped the others took 20
+    new connections a second, each after ACCEPT_DEFER_S, until the arbiter killed it)."""
+    clock = [100.0]
+    monkeypatch.setattr(balance.time, "monotonic", lambda: clock[0])
+    counts = ConnectionCounts(2)
+    counts.publish(0, 3)
+    counts.publish(1, 0)
+    assert counts.fewer_elsewhere(0, 3)
+    clock[0] += balance.SILENT_S
+    assert not counts.fewer_elsewhere(0, 3)  # silent: not waited for
+    counts.publish(1, 0)  # it speaks again (a turn of its loop)
+    assert counts.fewer_elsewhere(0, 3)
+
+
+def test_a_worker_stopping_stays_absent_though_a_thread_said_its_count_as_sigterm_came() -> None:
+    """A request's thread that found the worker alive and then wrote its count after SIGTERM's handler had left the
+    slot would make a stopping worker look live for its whole graceful period: it leaves the slot again."""
+    counts = ConnectionCounts(2)
+    worker = BalancedWorker.__new__(BalancedWorker)
+    worker.counts, worker.slot, worker.nr_conns, worker.alive = counts, 0, 3, True
+    plain = counts.publish
+
+    def signalled(slot: int | None, connections: int) -> None:
+        counts.publish = plain  # type: ignore[method-assign]
+        worker.handle_exit(signal.SIGTERM, None)  # the handler runs between the look at `alive` and the write
+        plain(slot, connections)
+
+    counts.publish = signalled  # type: ignore[method-assign]
+    worker._publish()
+    assert counts.slots[0] == ABSENT
