@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from service.errors import BadRequest, PayloadTooLarge, Unprocessable
@@ -32,16 +33,33 @@ def parse_json(raw: bytes, max_depth: int, max_items: int = DEFAULT_MAX_ITEMS,
     except RecursionError:
         _too_deep(max_depth)
     _check_shape(doc, max_depth, max_items, max_values)
-    if "\\u0000" in text and _holds_nul(doc):  # well-formed, but no FHIR string or record field holds one
+    if "\\u0000" in text and _holds(doc, _nul):  # well-formed, but no FHIR string or record field holds one
         raise Unprocessable("The JSON holds a NUL character (\\u0000) in a string; PostgreSQL cannot store it.")
+    # only an escape makes one: UTF-8 cannot carry a surrogate, and json.loads joins an escaped pair into one character
+    if ("\\ud" in text or "\\uD" in text) and _holds(doc, _lone_surrogate):
+        raise BadRequest("A string holds a lone surrogate (a \\ud800-\\udfff escape without its pair): it is not "
+                         "Unicode text, and no FHIR string or record field can hold it.")
     return doc
 
 
-def _holds_nul(doc: Any) -> bool:
+def _nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _holds(doc: Any, odd: Callable[[str], bool]) -> bool:
+    """Whether a string of `doc`, a member's name or a value, is `odd`."""
     stack = [doc]
     while stack:
         node = stack.pop()
-        if isinstance(node, str) and "\x00" in node:
+        if isinstance(node, str) and odd(node):
             return True
         if isinstance(node, dict):
             stack.extend(node.keys())
