@@ -69,8 +69,11 @@ def _entries(res: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
                 f"{k}: {v:,.3f}×" for k, v in instructions["ratios"].items())
         else:
             measured += each
+        unpaired = [k for k, v in (ours.get("entry_ratios") or {}).items() if not v["pairs"]]
+        if unpaired:  # a size of ours not paired is not judged: NOT RUN, not a silent pass on the others
+            measured += f"; NOT RUN at {', '.join(unpaired)} (no pairs)"
         return _row("a Bundle entry no dearer than the same resources alone (timed in pairs with them)", measured,
-                    worst)
+                    None if unpaired else worst)
     target = "a Bundle entry no dearer than the same resources alone (singles in rotation)"
     alone = [r["median_ns"] / 1e3 for _, r in _rotated(res, ours)]
     if not alone:

@@ -135,8 +135,11 @@ def test_targets_say_how_far_off_and_name_the_largest_gap() -> None:
                                       "100": {"pairs": 0, "why": "none"}}}
     rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": paired, "hapi": hapi},
                           "instructions": {"ratios": {"10": 1.0021}}})
-    assert rows[2]["off_by"] == 0.98 and rows[2]["verdict"] == "PASS" and "in pairs" in rows[2]["target"]
+    assert rows[2]["verdict"] == "NOT RUN" and "NOT RUN at 100 (no pairs)" in rows[2]["measured"]  # not judged
     assert "10: 0.98× (0.96-1.01, 9 pairs)" in rows[2]["measured"] and "10: 1.002×" in rows[2]["measured"]
+    paired["entry_ratios"].pop("100")  # every size of ours paired
+    rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": paired, "hapi": hapi}})
+    assert rows[2]["off_by"] == 0.98 and rows[2]["verdict"] == "PASS" and "in pairs" in rows[2]["target"]
     # results of a run without the rotation judge neither target on the repeated files
     older = ours | {"rotation": None, "sizes": {k: v for k, v in ours["sizes"].items() if k != "1 (rotation)"}}
     rows = targets.check({"corpus": {"files": files}, "contenders": {"ours": older, "hapi": hapi}})
