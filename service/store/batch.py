@@ -77,6 +77,8 @@ def joined(content: dict[str, Any], rest: str) -> str:
     head = (f'{{"resourceType": {serialise(content["resourceType"])}, "id": {serialise(content["id"])}, '
             f'"meta": {serialise(content["meta"])}')
     return f"{head}}}" if rest == "{}" else f"{head}, {rest[1:]}"
+
+
 def spliced(bundle: dict[str, Any], texts: dict[int, str]) -> str:
     """serialise(bundle), a record's Bundle as the outbox holds it, with the texts of its entries' resources that
     `texts` holds (rest_of each, by entry) spliced in, not serialised again: the Bundle is serialised with each of
@@ -108,6 +110,7 @@ def spliced(bundle: dict[str, Any], texts: dict[int, str]) -> str:
 #: the member that marks where a resource's text goes (spliced), no FHIR element's name, and as serialised
 _MARK = "\x00"
 _MARKED = ', "\\u0000": '
+
 #: the statements, built once: building `insert(...).values(...)` anew cost more than running it. A created row's
 #: key comes back beside its (type, id), so each version and index row gets its own: in the order sent
 #: (sort_by_parameter_order), SQLite's rows went one INSERT each, its RETURNING promising no order.
