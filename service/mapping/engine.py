@@ -17,11 +17,11 @@ from service.fhirjson import matches_pattern, references
 from service.mapping.concepts import ConceptError, ConceptIndex
 from service.mapping.identity import RecordKey, stable_id
 from service.mapping.narrative import narrative
-from service.mapping.paths import ElementPath, PathCompiler, clone
+from service.mapping.paths import ElementPath, PathCompiler
 from service.mapping.payload import Payload
 from service.mapping.spec import Role, Rule, Spec, branch, field_path, lookup, put
 from service.mapping.steps import Step, compiled
-from service.mapping.transforms import MappingError, codes_only, forward, reverse
+from service.mapping.transforms import MappingError, codes_only, reverse
 from service.search.parameters import escape
 
 TAG_SYSTEM = "https://ketamine-fhir.org/fhir/mapping"
@@ -125,7 +125,7 @@ class Mapper:
         return self.traced(kind, record)[1]
 
     def traced(self, kind: str, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Origin]]:
-        """to_bundle's Bundle made rule by rule, not by the rules' compiled steps, and its origins."""
+        """to_bundle's Bundle and its origins: the leaves each rule's step put."""
         track: dict[str, Origin] = {}
         return self._build(kind, record, track), track
 
@@ -136,33 +136,17 @@ class Mapper:
         for each in made:
             if each.role.narrative is not None:
                 each.resource["text"] = narrative(each.role.narrative, each.scope, record)
-            if track is None:  # the rules' steps, compiled (steps.py); origins runs them one by one
-                scope, resource = each.scope, each.resource
-                for rule, step in self._rule_steps(each.role):
-                    try:
-                        step(scope, record, links, resource)
-                    except (MappingError, ConceptError) as exc:  # a local code no concept map knows: that field's
-                        raise MappingError(str(exc), _fields(each, rule)) from None
-                continue
-            origin = track.setdefault(each.full_url, Origin(each.role.structure))
-            for rule, path in self._rule_paths(each.role):
-                if rule.when is not None and not rule.when.holds(each.scope, record):
-                    continue
+            origin = track.setdefault(each.full_url, Origin(each.role.structure)) if track is not None else None
+            scope, resource = each.scope, each.resource
+            for rule, step in self._rule_steps(each.role):
+                before = leaves(resource) if origin is not None else None
                 try:
-                    value = forward(rule, each.scope, links)
+                    step(scope, record, links, resource)
                 except (MappingError, ConceptError) as exc:  # a local code no concept map knows: that field's fault
                     raise MappingError(str(exc), _fields(each, rule)) from None
-                if value is None:
-                    continue
-                before = leaves(each.resource)
-                if isinstance(value, dict | list):  # a copy: later rules may write into what it holds
-                    value = clone(value)
-                if rule.each:
-                    path.put_each(each.resource, value)
-                else:
-                    path.put(each.resource, value)
-                fields = _fields(each, rule)
-                origin.leaves.extend((leaf, fields) for leaf in sorted(leaves(each.resource) - before))
+                if origin is not None and before is not None:  # origins: the leaves this rule put
+                    fields = _fields(each, rule)
+                    origin.leaves.extend((leaf, fields) for leaf in sorted(leaves(resource) - before))
         entries, seen = [], set()
         for each in made:
             if each.role.contained:  # R4 contained resources have no meta.tag of their own to keep apart

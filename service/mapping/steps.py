@@ -1,9 +1,9 @@
 """A role's rules compiled once into steps for Mapper.to_bundle, as the validator compiles its walks.
 
-The rules stay data (mappings/); what forward() asked of a rule on each of the ~95 a record maps (which transform it
-names, how its field is read, whether its value is copied, where it is put) is asked once, when the mapper first maps
-the role. A step does what the plain loop (engine.Mapper._build, which origins() runs) does with its rule: the same
-values at the same places (tests/mapping/test_steps.py compares them on every kind's records).
+The rules stay data (mappings/); what a rule's transform needs to know of it on each of the ~95 a record maps
+(which transform it names, how its field is read, whether its value is copied, where it is put) is asked once, when
+the mapper first maps the role. Mapper._build runs the steps for to_bundle and for origins(), which also notes the
+leaves each step put.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def compiled(rule: Rule, path: ElementPath) -> Step:
 
 
 def _producer(rule: Rule) -> _Produce:
-    """transforms.forward(rule, …) and the engine's copy of a nested value, decided once."""
+    """The value a rule produces from its scope (or None for nothing), a copy where it is nested, decided once."""
     transform = rule.transform
     if transform == "fixed":
         fixed = rule.params["value"]

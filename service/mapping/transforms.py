@@ -39,32 +39,6 @@ class Links(Protocol):
 
 # --- forward -------------------------------------------------------------------------------
 
-def forward(rule: Rule, scope: Any, links: Links) -> Json:
-    """The FHIR value `rule` produces from `scope` (its record or list item), or None for nothing."""
-    transform = rule.transform
-    if transform == "fixed":
-        return rule.params["value"]
-    if transform == "reference":
-        refs = links.references(rule.params["ref"])
-        if not refs:
-            return None
-        return refs if rule.each else refs[0]
-    if transform in FROM_SCOPE:
-        return FROM_SCOPE[transform](rule, scope, links)
-    value = read(scope, links.record, rule.field or "")
-    if value is None or value == []:
-        if rule.default is None:
-            return None
-        value = rule.default  # the contract's meaning of an absent field, stated for the EHR
-    if rule.each:
-        out: list[Json] = []
-        for item in value:
-            produced = FROM_FIELD[transform](rule, item, links)
-            out.extend(produced if isinstance(produced, list) else [produced])
-        return out
-    return FROM_FIELD[transform](rule, value, links)
-
-
 def as_is(rule: Rule, value: Any, links: Links) -> Json:
     return value
 
