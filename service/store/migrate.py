@@ -1,7 +1,9 @@
 """Apply Alembic migrations from code (``ketamine-fhir db upgrade``) and report whether the schema is current."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -41,3 +43,14 @@ def downgrade(engine: Engine, revision: str) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
+
+
+def compared(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """Alembic's include_object on `dialect`: what the models make only on another dialect (ddl_if, as the search
+    index's foreign key, SQLite's only) is not compared with the database."""
+    def include(obj: Any, _name: str | None, _type: str, reflected: bool, _compare_to: Any) -> bool:
+        made_if = getattr(obj, "_ddl_if", None)
+        if reflected or made_if is None or made_if.dialect is None:
+            return True
+        return dialect in ((made_if.dialect,) if isinstance(made_if.dialect, str) else made_if.dialect)
+    return include

@@ -8,10 +8,11 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from support.databases import fresh_database
 
 from service.app.runtime import Runtime
 from service.store.engine import make_engine
-from service.store.migrate import current_revision, head_revision, upgrade
+from service.store.migrate import compared, current_revision, downgrade, head_revision, upgrade
 from service.store.models import Base
 from service.store.resources import ResourceStore
 
@@ -23,7 +24,7 @@ def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0014"
+    assert current_revision(engine) == head_revision() == "0015"
 
 
 def test_0008_indexes_the_references_resources_already_held(tmp_path: Path) -> None:
@@ -44,8 +45,57 @@ def test_0008_indexes_the_references_resources_already_held(tmp_path: Path) -> N
 
 def test_migrations_match_the_models(runtime: Runtime) -> None:
     with runtime.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"include_object": compared(conn.dialect.name)}),
+                                Base.metadata)
     assert diff == []
+
+
+def _index_keys(engine: sa.Engine) -> list[tuple[str, list[str]]]:
+    return [(key["referred_table"], key["constrained_columns"])
+            for key in sa.inspect(engine).get_foreign_keys("fhir_search_index")]
+
+
+def test_0015_drops_the_index_rows_foreign_key_on_postgresql_only_in_place(runtime: Runtime, tmp_path: Path) -> None:
+    """A database at 0014 holding resources: upgraded, its index rows are the same and still found; PostgreSQL no
+    longer checks their key (a row naming no resource is taken), SQLite still does; the downgrade checks it again."""
+    backend = runtime.engine.dialect.name
+    url = runtime.engine.url.render_as_string(hide_password=False) if backend == "postgresql" else None
+    with fresh_database(backend, url, tmp_path) as fresh:
+        engine = make_engine(fresh)
+        try:
+            upgrade(engine, "0014")
+            with ResourceStore(engine).unit(write=True) as unit:
+                unit.write("Observation", "o1", {"resourceType": "Observation", "status": "final",
+                                                 "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}},
+                           [], "PUT")
+            read = "SELECT resource_pk, resource_type, param, system, value, low, high, path FROM fhir_search_index"
+            with engine.connect() as conn:
+                before = conn.execute(sa.text(read + " ORDER BY pk")).all()
+            assert before and _index_keys(engine) == [("fhir_resources", ["resource_pk"])]
+
+            upgrade(engine)
+            with engine.connect() as conn:
+                assert conn.execute(sa.text(read + " ORDER BY pk")).all() == before
+            with ResourceStore(engine).unit() as unit:
+                assert unit.referrers(["Patient/p1"]) == [("Observation/o1", "Observation.subject", "Patient/p1")]
+            orphan = ("INSERT INTO fhir_search_index (resource_pk, resource_type, param, value) "
+                      "VALUES (999999, 'Observation', 'code', 'x')")
+            if backend == "postgresql":
+                assert _index_keys(engine) == []
+                with engine.begin() as conn:
+                    conn.execute(sa.text(orphan))
+                    conn.execute(sa.text("DELETE FROM fhir_search_index WHERE resource_pk = 999999"))
+            else:
+                assert _index_keys(engine) == [("fhir_resources", ["resource_pk"])]
+                with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+                    conn.execute(sa.text(orphan))
+
+            downgrade(engine, "0014")
+            assert _index_keys(engine) == [("fhir_resources", ["resource_pk"])]
+            with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+                conn.execute(sa.text(orphan))
+        finally:
+            engine.dispose()
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
