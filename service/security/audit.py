@@ -39,6 +39,7 @@ from sqlalchemy import Engine, Table, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.security.grouped import ADD_EVENT, EventRow, GroupCommit
+from service.security.keys import keyed_hash
 from service.store import driver, postgres
 from service.store.engine import session
 from service.store.models import AuditEventRow
@@ -179,6 +180,7 @@ class AuditLog:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self._pepper = pepper
+        self._mac: Any = None  # an HMAC keyed with the pepper (keys.keyed_hash)
         self.clock = clock
         self._bursts: dict[str, _Burst] = {}
         self._lock = threading.Lock()
@@ -189,7 +191,9 @@ class AuditLog:
     def patient_hash(self, system: str, value: str) -> str:
         """HMAC-SHA256 of `system|value` under the server's secret: MRNs are few enough to enumerate,
         so a plain hash would give them away; this one only lets someone holding the secret look one up."""
-        return hmac.new(self._pepper(), f"{system}|{value}".encode(), hashlib.sha256).hexdigest()
+        if self._mac is None:
+            self._mac = hmac.new(self._pepper(), digestmod=hashlib.sha256)
+        return keyed_hash(self._mac, f"{system}|{value}")
 
     def record_refused(self, access: Access, key: str) -> None:
         """A refusal of a caller nobody identified, from `key` (its address): counted in that address's burst,

@@ -14,6 +14,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, bindparam, select
@@ -55,8 +56,9 @@ class ApiClient:
     created_at: datetime
     revoked_at: datetime | None
 
-    @property
+    @cached_property
     def grant(self) -> Grant:
+        """Made once: a verified key's client is remembered (ApiClients.authenticate), and with it its parsed scopes."""
         return Grant.of(self.scopes)
 
 
@@ -64,6 +66,7 @@ class ApiClients:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pepper: bytes | None = None
+        self._mac: Any = None  # an HMAC keyed with the pepper, copied for each hash (keyed_hash)
         self._lock = threading.Lock()
         #: key id → the client its key was verified as, with the stored hash it was verified against (authenticate)
         self._verified: dict[str, tuple[str, ApiClient]] = {}
@@ -82,7 +85,9 @@ class ApiClients:
         return self._pepper
 
     def _hash(self, key: str) -> str:
-        return hmac.new(self.pepper(), key.encode(), hashlib.sha256).hexdigest()
+        if self._mac is None:
+            self._mac = hmac.new(self.pepper(), digestmod=hashlib.sha256)
+        return keyed_hash(self._mac, key)
 
     def add(self, name: str, scopes: list[str]) -> str:
         """Create client `name` with `scopes`; returns its key, which is never stored or shown again."""
@@ -163,6 +168,14 @@ class ApiClients:
                 return s.connection().execute(BY_KEY_ID, {"key_id": key_id}).first()
         with alone(self.engine) as connection:
             return connection.execute(BY_KEY_ID, {"key_id": key_id}).first()
+
+
+def keyed_hash(mac: Any, text: str) -> str:
+    """hmac.new(key, text.encode(), sha256).hexdigest() from `mac`, an HMAC keyed with `key` and given nothing yet:
+    copied, its key's inner and outer pads are not derived again (~10 µs a hash, twice a write request)."""
+    copy = mac.copy()
+    copy.update(text.encode())
+    return str(copy.hexdigest())
 
 
 def _fetch(connection: Connection, statement: str, key_id: str) -> tuple[str, Any] | None:

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from service.errors import Forbidden
 
 LETTERS = "cruds"
+#: resource types whose letters a Grant remembers (a URL names the type: a client could name any number)
+MAX_REMEMBERED = 256
 V1 = {"read": "rs", "write": "cud", "*": LETTERS}
 SCOPE = re.compile(r"^system/(?P<type>\*|[A-Za-z][A-Za-z0-9-]{0,63})\.(?P<perm>\*|read|write|c?r?u?d?s?)$")
 #: names the wildcard does not reach
@@ -51,16 +54,27 @@ class Grant:
         items = scopes.split() if isinstance(scopes, str) else list(scopes)
         return cls(tuple(dict.fromkeys(s for s in items if s)))
 
-    def _letters(self, resource_type: str) -> set[str]:
+    @cached_property
+    def _parsed(self) -> list[tuple[str, str]]:
+        """The scopes that grant anything, parsed once (a request asks 2-4 times; a key's Grant lives on)."""
+        return [parsed for scope in self.scopes if (parsed := parse(scope)) is not None]
+
+    @cached_property
+    def _remembered(self) -> dict[str, frozenset[str]]:
+        return {}
+
+    def _letters(self, resource_type: str) -> frozenset[str]:
+        found = self._remembered.get(resource_type)
+        if found is not None:
+            return found
         letters: set[str] = set()
-        for scope in self.scopes:
-            parsed = parse(scope)
-            if parsed is None:
-                continue
-            kind, perm = parsed
+        for kind, perm in self._parsed:
             if kind == resource_type or (kind == "*" and resource_type not in NAMED_ONLY):
                 letters.update(perm)
-        return letters
+        found = frozenset(letters)
+        if len(self._remembered) < MAX_REMEMBERED:
+            self._remembered[resource_type] = found
+        return found
 
     def allows(self, resource_type: str, letters: str) -> bool:
         """True when every letter (of c r u d s) is granted on `resource_type`."""

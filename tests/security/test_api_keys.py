@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from service.app.runtime import Runtime
-from service.security.keys import ApiClients, ClientError
+from service.security.keys import ApiClients, ClientError, keyed_hash
 from service.store.engine import make_engine, session
 from service.store.models import ApiClientRow
 
@@ -36,6 +36,19 @@ def test_the_key_is_stored_only_as_a_keyed_hash(clients: ApiClients, runtime: Ru
     import hashlib
 
     assert stored[1] != hashlib.sha256(key.encode()).hexdigest()  # keyed: a plain hash would not do
+
+
+@pytest.mark.parametrize("text", ["kfhir_0123456789abcdef_" + "A" * 43, "", "urn:oid:1.2|MRN-1", "ü|Zoë 中"])
+def test_a_keyed_hash_is_the_hmac_of_its_text_however_often_its_mac_is_used(text: str) -> None:
+    """keyed_hash copies an HMAC keyed once instead of keying one per hash: the same digest, and a copy's update never
+    reaches the keyed original (the second and third hash with it are the first's)."""
+    import hashlib
+    import hmac
+
+    mac = hmac.new(b"pepper" * 8, digestmod=hashlib.sha256)
+    expected = hmac.new(b"pepper" * 8, text.encode(), hashlib.sha256).hexdigest()
+    assert [keyed_hash(mac, text) for _ in range(3)] == [expected] * 3
+    assert keyed_hash(mac, "other") == hmac.new(b"pepper" * 8, b"other", hashlib.sha256).hexdigest()
 
 
 @pytest.mark.parametrize("tampered", [

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from service.errors import Forbidden
-from service.security.scopes import Grant, parse
+from service.security.scopes import MAX_REMEMBERED, Grant, parse
 
 
 @pytest.mark.parametrize(("scope", "parsed"), [
@@ -56,3 +56,18 @@ def test_require_names_the_scope_that_would_allow_it() -> None:
     assert "system/Patient.c" in refused.value.detail
     assert refused.value.challenge == \
         'Bearer realm="ketamine-fhir", error="insufficient_scope", scope="system/Patient.c"'
+
+
+def test_a_grant_answers_the_same_when_it_remembers_a_types_letters() -> None:
+    """A Grant parses its scopes once and remembers each type's letters (a request asks 2-4 times): asked again, and
+    for more types than it remembers, it answers as a fresh Grant does."""
+    scopes = "system/Patient.rs system/*.c system/ketamine-records.cud system/Observation.read system/x.sr"
+    grant = Grant.of(scopes)
+    types = ["Patient", "Observation", "AuditEvent", "ketamine-records", "ketamine-exchange", "Encounter"]
+    types += [f"Type{i}" for i in range(MAX_REMEMBERED + 10)]
+    for _ in range(2):
+        for kind in types:
+            for letters in ("c", "r", "u", "d", "s", "rs", "cud", "cruds", ""):
+                assert grant.allows(kind, letters) == Grant.of(scopes).allows(kind, letters), (kind, letters)
+    assert len(grant._remembered) == MAX_REMEMBERED  # a client naming types in URLs cannot grow it further
+    assert grant == Grant.of(scopes) and hash(grant) == hash(Grant.of(scopes))  # what it remembers is no field
