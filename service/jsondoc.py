@@ -71,6 +71,38 @@ def _holds(doc: Any, odd: Callable[[str], bool]) -> bool:
 
 def _check_shape(doc: Any, max_depth: int, max_items: int, max_values: int) -> None:
     """Refuse, before anything walks it, a document nested too deep, with too long an array or too many values."""
+    if not _within(doc, max_depth, max_items, max_values):
+        _refuse_shape(doc, max_depth, max_items, max_values)
+
+
+def _within(doc: Any, max_depth: int, max_items: int, max_values: int) -> bool:
+    """Whether `doc` keeps every limit _refuse_shape holds it to, walking its objects and arrays only (counting their
+    members by len): a document's values are mostly strings and numbers, each once a step of that walk (~60 µs of a
+    served create's CPU, now less than half)."""
+    values = 1
+    if values > max_values:
+        return False
+    stack = [(doc, 1)] if isinstance(doc, dict | list) else []
+    while stack:
+        node, level = stack.pop()
+        if level > max_depth:
+            return False
+        if isinstance(node, dict):
+            children: Any = node.values()
+        else:
+            if len(node) > max_items:
+                return False
+            children = node
+        values += len(children)
+        if values > max_values:
+            return False
+        stack.extend([(child, level + 1) for child in children if isinstance(child, dict | list)])
+    return True
+
+
+def _refuse_shape(doc: Any, max_depth: int, max_items: int, max_values: int) -> None:
+    """Raise what a document beyond a limit is refused for: the first limit a walk of every value meets (_within finds
+    whether there is one; this walk, which says which, is the one the refusals have always come from)."""
     stack, values = [(doc, 1)], 0
     while stack:
         node, level = stack.pop()
@@ -106,9 +138,12 @@ def _no_constant(name: str) -> NoReturn:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise BadRequest(f"The JSON object repeats the key {key!r}.")
-        out[key] = value
+    """The object of `pairs`, made by dict (in C); only if it came out shorter was a key repeated: then found which."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BadRequest(f"The JSON object repeats the key {key!r}.")
+            seen.add(key)
     return out

@@ -134,6 +134,8 @@ def _finish(response: Response) -> Response:
     if "request_id" not in g:  # a hook before ours answered
         _start()
     response.headers["X-Request-ID"] = g.request_id
+    if not ACCESS.isEnabledFor(logging.INFO):  # KFHIR_LOG_LEVEL=WARNING (as served in the bench): no line to make
+        return response
     route = _CONVERTER.sub(r"<\1>", request.url_rule.rule) if request.url_rule is not None else None
     duration = round((time.perf_counter() - g.request_started) * 1000, 1)
     fields = {"request_id": g.request_id, "client_id": client_id(), "method": request.method, "route": route,
