@@ -13,6 +13,7 @@ from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, 
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from service.app.runtime import Runtime
 from service.store import driver
 from service.store.batch import RESOURCES
 from service.store.engine import make_engine
@@ -46,11 +47,12 @@ def test_a_failed_read_is_sqlalchemys_error_without_the_values(connection: Conne
     assert SECRET not in str(raised.value)
 
 
-def test_a_select_on_the_drivers_cursor_gives_the_values_core_gives(tmp_path: Path) -> None:
+@pytest.mark.both_backends
+def test_a_select_on_the_drivers_cursor_gives_the_values_core_gives(runtime: Runtime) -> None:
     """driver.select binds and makes values as Core does: times, JSON, booleans, NULL, and the parameters the
-    statement gives itself (SQLite's OFFSET of a LIMIT); a statement it has not run before is made then."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'select.db'}", group_commit=False)
-    RESOURCES.create(engine)
+    statement gives itself (SQLite's OFFSET of a LIMIT); a statement it has not run before is made then. On SQLite's
+    cursor and on psycopg's (named parameters)."""
+    engine = runtime.engine
     when = datetime(2026, 3, 5, 14, 0, 0, 123456)
     rows = [{"resource_type": "Patient", "id": f"p{n}", "version": n, "deleted": n == 2, "last_updated": when,
              "content": {"resourceType": "Patient", "name": [{"family": "Ünïcode"}]} if n != 3 else None,
@@ -69,7 +71,6 @@ def test_a_select_on_the_drivers_cursor_gives_the_values_core_gives(tmp_path: Pa
         assert [r[4:8] for r in driver.select(conn, newest, params) or []] == [
             (False, when, rows[0]["content"], []), (False, when, rows[1]["content"], rows[1]["warnings"]),
             (True, when, rows[2]["content"], []), (False, when, None, [])]
-    engine.dispose()
 
 
 VALUES = Table("values_kept", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer),
