@@ -124,6 +124,21 @@ def test_get_and_find(runtime: Runtime) -> None:
     assert runtime.store.find("assessment", "clinic-b", "a-1") is None
 
 
+def test_a_lookup_by_key_reads_on_the_drivers_cursor_what_core_reads(runtime: Runtime) -> None:
+    """find() and get() read on SQLite's own cursor (driver.select): every column's value as Core's row gives it."""
+    content = {"external_id": "a-1", "name": "Zoë 名", "nested": {"list": [1, 2.5, None, True]}}
+    record, _ = runtime.store.create(new(content=content, at=datetime(2026, 3, 2, 14, 5, 6, 789)))
+    params = {"kind": "assessment", "source": "clinic-a", "external_id": "a-1"}
+    with runtime.engine.connect() as connection:
+        fast = records_module._one_row(connection, records_module.FIND_RECORD, params)
+        core = connection.execute(records_module.FIND_RECORD, params).one()
+        assert records_module._one_row(connection, records_module.FIND_RECORD, params | {"source": "b"}) is None
+    assert fast._asdict() == core._asdict()
+    assert [type(value) for value in fast] == [type(value) for value in core]
+    assert fast.clinical_at == datetime(2026, 3, 2, 14, 5, 6, 789) and fast.content == content
+    assert runtime.store.find("assessment", "clinic-a", "a-1") == record
+
+
 def test_list_filters_by_patient_and_date_and_pages_in_order(runtime: Runtime) -> None:
     for n in range(5):
         runtime.store.create(new(f"a-{n}", patient="MRN-1" if n % 2 == 0 else "MRN-2", at=datetime(2026, 3, 1 + n, 12)))
