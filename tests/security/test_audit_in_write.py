@@ -77,6 +77,20 @@ def test_a_fhir_create_commits_once_with_its_event_naming_what_it_made(
     assert f"Patient/{made}" in references(created)  # the id, even when the answer carried no body
 
 
+def test_an_events_stored_text_is_the_json_the_column_would_make_of_it(app: Flask, client: FlaskClient) -> None:
+    """On SQLite the event's JSON text is made before the INSERT (fhirjson.dumps), not by the column's processor:
+    the same text, non-ASCII identifiers (escaped) included."""
+    body = {**PATIENT_BODY, "identifier": [{"system": "https://clinic.example/mrn", "value": "MRN-Zoë-中"}],
+            "name": [{"family": "Müller"}]}
+    assert client.post("/fhir/Patient", data=json.dumps(body), content_type=FHIR).status_code == 201
+    engine = app.extensions["kfhir"].engine
+    with engine.connect() as connection:
+        [(raw,)] = connection.execute(text("SELECT CAST(content AS TEXT) FROM audit_events")).all()
+    if engine.dialect.name == "sqlite":
+        assert raw == json.dumps(json.loads(raw))  # as json.dumps writes it: `, ` and `: `, ASCII escapes
+    assert json.loads(raw) == events(app)[0]
+
+
 def test_an_update_and_a_delete_each_commit_once_with_their_event(
         app: Flask, client: FlaskClient, write_commits: list[int]) -> None:
     pid = client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR).get_json()["id"]
