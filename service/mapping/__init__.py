@@ -20,9 +20,10 @@ from service.domain.findings import Finding
 from service.domain.kinds import schema_of
 from service.errors import Issue, Unprocessable
 from service.fhirjson import has_errors, operation_outcome
-from service.mapping.engine import Mapper, Reversed
+from service.mapping.engine import Mapper
 from service.mapping.explain import record_issues
 from service.mapping.flags import add_flags
+from service.mapping.reverse import Reversed
 from service.mapping.spec import load_all
 from service.mapping.transforms import MappingError
 from service.validation import default_validator
