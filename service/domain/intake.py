@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.domain import rules
 from service.domain.kinds import KINDS, Kind, as_utc_naive, schema_of
-from service.domain.schemas import flatten_errors
+from service.domain.schemas import dumped, flatten_errors
 from service.errors import Conflict, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
 from service.store.records import ListQuery, NewRecord, RecordStore, StaleVersion, Stamp, StoredRecord, Within
 
@@ -131,7 +131,7 @@ class Intake:
         errors = [i for i in found if i.severity == "error"]
         if errors:
             raise Unprocessable(f"The {kind.name} record breaks clinical rules.", errors)
-        content = schema.dump(loaded)
+        content = dumped(schema, loaded)
         warnings = [i.as_dict() for i in found]
         mapped = self.map_check(kind.name, content, warnings) if self.map_check is not None else None
         patient = loaded["patient"]["identifier"]
