@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from service.app.runtime import Runtime
 from service.domain.intake import content_hash
 from service.store import records as records_module
 from service.store.models import RecordRow, RecordVersionRow
-from service.store.records import ListQuery, NewRecord, StaleVersion
+from service.store.records import ListQuery, NewRecord, StaleVersion, utcnow
 
 pytestmark = pytest.mark.both_backends  # the store: identity constraints, savepoints, concurrent writers, JSON and time columns
 
@@ -185,3 +185,10 @@ def test_a_created_record_s_rows_hold_what_core_s_insert_writes(runtime: Runtime
     assert driver_row[1:] == core_row[1:] and driver_row[5] is not None
     assert versions[0] == versions[1]
     assert runtime.store.get("assessment", stored.id) == stored
+
+
+def test_utcnow_is_the_moment_in_utc_without_tzinfo() -> None:
+    before = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
+    after = datetime.now(UTC).replace(tzinfo=None)
+    assert type(now) is datetime and now.tzinfo is None and before <= now <= after
