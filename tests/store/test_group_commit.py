@@ -3,6 +3,7 @@ one commit; each returns only once its own unit is committed; a unit that fails 
 resource keep their order and versions; a server killed after answering loses none of the creates it answered."""
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
@@ -418,6 +419,26 @@ def hold_the_turn(store: ResourceStore) -> tuple[threading.Thread, threading.Eve
     holder.start()
     assert entered.wait(10)
     return holder, release
+
+
+def test_the_garbage_collector_pauses_from_a_units_turn_until_its_commit_and_only_then(engine: Engine) -> None:
+    """Its passes, due where a unit's allocations tripped them, ran while every other writer waited for the turn."""
+    store, inside = ResourceStore(engine), []
+    assert gc.isenabled()
+    with store.unit(write=True) as unit:
+        inside.append(gc.isenabled())
+        unit.write("Patient", "gc-1", patient("gc-1"), [], "POST")
+    assert inside == [False] and gc.isenabled() and "gc-1" in stored(engine, "Patient")
+    with pytest.raises(RuntimeError), store.unit(write=True):
+        inside.append(gc.isenabled())
+        raise RuntimeError("a unit that fails")
+    assert inside == [False, False] and gc.isenabled()
+    gc.disable()  # paused by someone else: a unit leaves it so
+    try:
+        create(store, "gc-2")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_unit_waits_for_its_turn_no_longer_than_the_busy_timeout(engine: Engine) -> None:
