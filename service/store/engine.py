@@ -66,7 +66,13 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         driver.cheap_sqlite_binds()
-        engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
+        # a file's pool hands out the connection given back last (LIFO): a connection's page cache is dropped whenever
+        # another connection wrote since its last read, and pages are read in again; in turn (FIFO), every checkout
+        # of a request (its key check, its read unit) got a connection left before the last writes (:memory: has
+        # one connection a thread, and no such option)
+        lifo = {"pool_use_lifo": True} if parsed.database and parsed.database != ":memory:" \
+            and not parsed.database.startswith("file:") else {}
+        engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True, **lifo)
         _ENGINES.add(engine)
         _plain_savepoints(engine)
         event.listen(engine, "connect", _sqlite_pragmas)

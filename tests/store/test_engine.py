@@ -250,3 +250,15 @@ def test_on_postgresql_a_connection_whose_statements_run_alone_refuses_to_write_
         with session(engine, write=True) as s:
             s.execute(text("DROP TABLE alone_t"))
         engine.dispose()
+
+
+def test_a_sqlite_files_pool_hands_out_the_connection_given_back_last(tmp_path: Path) -> None:
+    """LIFO: a request's next checkout (its read unit after its key check) gets the connection just used, whose page
+    cache no other connection's write has dropped since; FIFO gave it the one left longest."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'lifo.db'}")
+    with engine.connect() as first, engine.connect() as second:
+        used_first, used_second = first.connection.driver_connection, second.connection.driver_connection
+    # `second` went back, then `first`
+    with engine.connect() as again:
+        assert again.connection.driver_connection is used_first and used_first is not used_second
+    engine.dispose()
