@@ -476,8 +476,12 @@ def versioned(content: dict[str, Any], resource_id: str, version: int, now: date
     """`content` as Unit.write stores it as `version` of `resource_id` written at `now`: its id, meta.versionId and
     meta.lastUpdated set, and resourceType, id and meta first."""
     meta = {**(content.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
-    return {"resourceType": content["resourceType"], "id": resource_id, "meta": meta,
-            **{k: v for k, v in content.items() if k not in ("resourceType", "id", "meta")}}
+    # the rest copied whole (C), those three set again in their places: a comprehension testing each key cost
+    # ~2.5x as much, ~9 times a clinic record inside the writers' turn
+    out = {"resourceType": content["resourceType"], "id": resource_id, "meta": meta}
+    out.update(content)
+    out["id"], out["meta"] = resource_id, meta
+    return out
 
 
 def _note(named: dict[str, Any], found: Any) -> None:

@@ -1,0 +1,31 @@
+"""The resource store's helpers (service/store/resources.py): a version's content as written."""
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from service.store.resources import versioned
+
+AT = datetime(2026, 1, 2, 3, 4, 5, 6789)
+
+
+@pytest.mark.parametrize(("content", "written"), [
+    ({"status": "final", "resourceType": "Observation", "meta": {"profile": ["p"], "versionId": "9"}, "id": "old",
+      "code": {}},
+     '{"resourceType": "Observation", "id": "new", "meta": {"profile": ["p"], "versionId": "2", "lastUpdated": '
+     '"2026-01-02T03:04:05.006Z"}, "status": "final", "code": {}}'),
+    ({"resourceType": "Patient"},
+     '{"resourceType": "Patient", "id": "new", "meta": {"versionId": "2", "lastUpdated": "2026-01-02T03:04:05.006Z"}}'),
+    ({"resourceType": "Patient", "active": True, "meta": None, "id": None},
+     '{"resourceType": "Patient", "id": "new", "meta": {"versionId": "2", "lastUpdated": "2026-01-02T03:04:05.006Z"}, '
+     '"active": true}'),
+])
+def test_a_version_begins_with_its_type_id_and_meta_then_the_rest_in_order(content: dict[str, Any],
+                                                                          written: str) -> None:
+    before = copy.deepcopy(content)
+    assert json.dumps(versioned(content, "new", 2, AT)) == written
+    assert content == before  # the caller's content is not changed
