@@ -87,7 +87,7 @@ def _supersede(connection: Connection, endpoint: str, key: str, pk: int, now: da
     if connection.dialect.name != "sqlite" or (mark := driver.placeholder(connection)) is None:
         connection.execute(SUPERSEDE, {"the_endpoint": endpoint, "the_key": key, "the_pk": pk, "the_now": now})
         return
-    time = JOBS.c.finished_at.type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+    time = driver.binder(JOBS.c.finished_at.type, connection.dialect)  # isoformat's text, not the type's dict format
     moment = now if time is None else time(now)
     driver.rows(connection, _supersede_sql(mark), (pk, moment, moment, endpoint, key, "queued", pk))
 
