@@ -74,6 +74,8 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._free_slices: dict[int, tuple[ElementPlan, bool]] = {}
         self._free_extensions: dict[int, tuple[ElementPlan, bool]] = {}
         self._bundle_rules = {}
+        self._rule_groups = {}
+        self._rule_keys = []
         # From the package index, so the 650 core StructureDefinitions are not all parsed (≈65 MB).
         self._resource_types = {e["type"] for e in defs.core.index if e.get("resourceType") == "StructureDefinition"
                                 and e.get("kind") == "resource" and e.get("id") == e.get("type")} - ABSTRACT

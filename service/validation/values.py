@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from service.conformance.definitions import CORE_SD, Definitions
 from service.fhirjson import matches_pattern
 from service.validation.bindings import Bindings
-from service.validation.invariants import NATIVE, InvariantError, Invariants
+from service.validation.ig_invariants import Native
+from service.validation.invariants import FAST, GUARDS, NATIVE, PLAIN, Fast, InvariantError, Invariants
 from service.validation.narrative import check_narrative
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, UnknownProfile
 from service.validation.primitives import Primitive
@@ -21,6 +22,8 @@ UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 CODED = {"code", "string", "uri", "Coding", "CodeableConcept", "Quantity"}
 TEXT_RULES = {"uri", "url", "canonical", "uuid", "xhtml"}  # the types _text_rules has rules for
 DEFINITIONS_KEPT = 10_000  # extension urls whose definition is remembered
+#: a tuple of constraints as _constraints asks them: (guard, ((rule, its FAST path, its PLAIN one), ...)) runs
+RuleGroups = tuple[tuple[frozenset[str] | None, tuple[tuple[Constraint, Fast | None, Native | None], ...]], ...]
 ID_CHARACTERS = re.compile(r"[A-Za-z0-9\-.]{65,}")
 
 
@@ -34,6 +37,9 @@ class Values(Bindings):
     _extension_definitions: dict[str, tuple[dict[str, Any] | None, StructurePlan | None]]
     #: (extension definition url, owner element, owner types) where that extension may sit (_extension_context)
     _contexts_allowed: set[tuple[Any, ...]]
+    #: id() of a tuple of constraints → its rule groups (_group_rules); the tuples kept alive in _rule_keys
+    _rule_groups: dict[int, RuleGroups]
+    _rule_keys: list[tuple[Constraint, ...]]
 
     if TYPE_CHECKING:
         def plan(self, url: str) -> StructurePlan: ...
@@ -81,21 +87,55 @@ class Values(Bindings):
 
     def _constraints(self, node: Any, constraints: tuple[Constraint, ...], base: str, expr: str, run: Run,
                      where: str) -> None:
+        groups = self._rule_groups.get(id(constraints))
+        if groups is None:
+            groups = self._group_rules(constraints)
         resource = run.resources[-1] if run.resources else run.root
         root = run.roots[-1] if run.roots else run.root
+        plain = type(node) is dict
+        for guard, rules in groups:
+            if guard is not None and plain and guard.isdisjoint(node):
+                continue  # each rule of the run holds: what Invariants.holds answers first
+            for rule, fast, native in rules:
+                try:  # the FAST path, then the PLAIN one, as holds asks them next; holds itself when they defer
+                    answer = fast(node, root) if fast is not None else None
+                    if answer is not None:
+                        ok = bool(answer)
+                    elif native is not None and plain:
+                        try:
+                            ok = native(node, base, resource)
+                        except InvariantError:
+                            raise
+                        except Exception:  # noqa: BLE001 - NotPlain (or any surprise): holds goes on from there
+                            ok = self.invariants.holds(rule.expression, node, base, resource, root)
+                    else:
+                        ok = self.invariants.holds(rule.expression, node, base, resource, root)
+                except InvariantError as exc:
+                    run.add("information", "informational", expr, f"Invariant {rule.key} could not be evaluated: "
+                                                                   f"{ADDRESS.sub('', str(exc))}")
+                    continue
+                if not ok:
+                    severity = "error" if rule.severity == "error" else "warning"
+                    source = f" (defined in {rule.source})" if rule.source else ""
+                    run.add(severity, "invariant", expr, f"Constraint failed: {rule.key}: '{rule.human}'{source}")
+
+    def _group_rules(self, constraints: tuple[Constraint, ...]) -> RuleGroups:
+        """The rules Invariants.holds answers, in their order, in runs of those with the same guard (GUARDS): the
+        four rules on `contained` every resource has are passed over by one test of a resource without it. Kept by
+        id() with the tuple itself, so an id is never reused while kept (plans and steps keep theirs anyway)."""
+        groups: list[tuple[frozenset[str] | None, list[tuple[Constraint, Fast | None, Native | None]]]] = []
         for rule in constraints:
             if rule.key in NATIVE:
                 continue
-            try:
-                ok = self.invariants.holds(rule.expression, node, base, resource, root)
-            except InvariantError as exc:
-                run.add("information", "informational", expr, f"Invariant {rule.key} could not be evaluated: "
-                                                               f"{ADDRESS.sub('', str(exc))}")
-                continue
-            if not ok:
-                severity = "error" if rule.severity == "error" else "warning"
-                source = f" (defined in {rule.source})" if rule.source else ""
-                run.add(severity, "invariant", expr, f"Constraint failed: {rule.key}: '{rule.human}'{source}")
+            guard, ways = GUARDS.get(rule.expression), (rule, FAST.get(rule.expression), PLAIN.get(rule.expression))
+            if groups and groups[-1][0] == guard:
+                groups[-1][1].append(ways)
+            else:
+                groups.append((guard, [ways]))
+        found = tuple((guard, tuple(rules)) for guard, rules in groups)
+        self._rule_groups[id(constraints)] = found
+        self._rule_keys.append(constraints)
+        return found
 
     def _clean_against_definition(self, value: dict[str, Any], expr: str, run: Run) -> bool:
         """Walks an extension against the definition its url names, when _extension would: True when that finds
