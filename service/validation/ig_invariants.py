@@ -34,6 +34,8 @@ DOMAIN_MEDICATION = "https://ketamine-fhir.org/fhir/CodeSystem/domain-medication
 SERIOUSNESS = "https://ketamine-fhir.org/fhir/StructureDefinition/adverse-event-seriousness-criterion"
 CAUSALITY = "https://ketamine-fhir.org/fhir/StructureDefinition/adverse-event-causality"
 IV = frozenset({"47625008"})  # SNOMED CT: intravenous route, as the profiles' rules name it
+#: LOINC's blood pressure panel and its two components (ket-6, ket-7), as (system, code) pairs
+BP_PANEL, SYSTOLIC, DIASTOLIC = (LOINC, "85354-9"), (LOINC, "8480-6"), (LOINC, "8462-4")
 Native = Callable[[dict[str, Any], str, Any], bool]
 
 MA_RATE, MA_EFFECTIVE = Choice("MedicationAdministration.dosage.rate"), Choice("MedicationAdministration.effective")
@@ -135,16 +137,14 @@ def ket_20(node: dict[str, Any], base: str, resource: Any) -> bool:
 def ket_6(node: dict[str, Any], base: str, resource: Any) -> bool:
     """A blood-pressure panel has systolic and diastolic components."""
     of_type(node, "Observation")
-    panel = coded(codings(node, "code"), LOINC, frozenset({"85354-9"}))
-    components = [codings(c, "code") for c in objects(node, "component")]
-    systolic = any([coded(c, LOINC, frozenset({"8480-6"})) for c in components])
-    diastolic = any([coded(c, LOINC, frozenset({"8462-4"})) for c in components])
-    return not panel or systolic and diastolic
+    panel = BP_PANEL in pairs(codings(node, "code"))  # coded(…, LOINC, {code}), its pairs read once
+    components = [pairs(codings(c, "code")) for c in objects(node, "component")]
+    return not panel or any(SYSTOLIC in c for c in components) and any(DIASTOLIC in c for c in components)
 
 
 def ket_7(node: dict[str, Any], base: str, resource: Any) -> bool:
     of_type(node, "Observation")
-    panel = coded(codings(node, "code"), LOINC, frozenset({"85354-9"}))
+    panel = BP_PANEL in pairs(codings(node, "code"))
     value = OBS_VALUE.of(node)[1]
     return panel or value is not None or exists(node, "dataAbsentReason")
 
