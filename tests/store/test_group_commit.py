@@ -441,6 +441,33 @@ def test_the_garbage_collector_pauses_from_a_units_turn_until_its_commit_and_onl
         gc.enable()
 
 
+def test_turns_handed_on_without_a_gap_still_let_the_collector_run() -> None:
+    """Review 5: threads taking the turn one after another, each before the last resumed it, kept the collector
+    paused for good, and the garbage cycles hold piled up. Past PAUSE_BOUND times its threshold a pass runs."""
+    from service.store import group as group_module
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    limit = group_module.PAUSE_BOUND * gc.get_threshold()[0]
+    gc.collect()
+    group_module._pause_gc()  # the first holder
+    try:
+        peak = 0
+        for _ in range(200):
+            for _ in range(100):
+                Cycle()
+            group_module._pause_gc()  # the next holder comes before this one goes
+            group_module._resume_gc()
+            peak = max(peak, gc.get_count()[0])
+            assert not gc.isenabled()
+        assert peak < limit + 300  # 20,000 cycles made, never more than the bound and one round's waiting
+    finally:
+        group_module._resume_gc()
+    assert gc.isenabled()
+
+
 def test_a_unit_waits_for_its_turn_no_longer_than_the_busy_timeout(engine: Engine) -> None:
     store, group = ResourceStore(engine), group_of(engine)
     assert group.timeout == engine_module.SQLITE_BUSY_TIMEOUT_MS / 1000  # SQLite's own, for a writer of the file
