@@ -5,6 +5,7 @@ import os
 import select
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -15,9 +16,10 @@ from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
 from service.store import driver, turn
@@ -58,6 +60,13 @@ _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 SQLITE_AUTOCHECKPOINT_PAGES = 20_000
 
 
+def _queue_pooled(parsed: URL) -> bool:
+    """Whether SQLAlchemy pools `parsed`'s connections in a QueuePool (a file), which alone takes pool_use_lifo."""
+    with warnings.catch_warnings():  # its choice for `mode=memory` is deprecated: the choice is all we ask
+        warnings.simplefilter("ignore")
+        return issubclass(cast(Any, parsed.get_dialect()).get_pool_class(parsed), QueuePool)
+
+
 def make_engine(url: str, group_commit: bool = True) -> Engine:
     """An engine for `url`. SQL parameters are hidden from error messages: they carry patient data.
     `group_commit`: a SQLite file's writes in this process share transactions (store/group.py)."""
@@ -68,10 +77,9 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
         driver.cheap_sqlite_binds()
         # a file's pool hands out the connection given back last (LIFO): a connection's page cache is dropped whenever
         # another connection wrote since its last read, and pages are read in again; in turn (FIFO), every checkout
-        # of a request (its key check, its read unit) got a connection left before the last writes (:memory: has
-        # one connection a thread, and no such option)
-        lifo = {"pool_use_lifo": True} if parsed.database and parsed.database != ":memory:" \
-            and not parsed.database.startswith("file:") else {}
+        # of a request (its key check, its read unit) got a connection left before the last writes (an in-memory
+        # database, `mode=memory` too, has one connection a thread, and no such option)
+        lifo = {"pool_use_lifo": True} if _queue_pooled(parsed) else {}
         engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True, **lifo)
         _ENGINES.add(engine)
         _plain_savepoints(engine)

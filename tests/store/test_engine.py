@@ -262,3 +262,19 @@ def test_a_sqlite_files_pool_hands_out_the_connection_given_back_last(tmp_path: 
     with engine.connect() as again:
         assert again.connection.driver_connection is used_first and used_first is not used_second
     engine.dispose()
+
+
+@pytest.mark.parametrize("url", [
+    "sqlite://", "sqlite:///:memory:",
+    # SQLAlchemy's create_engine warns that its pool choice for `mode=memory` will change: the URL works meanwhile
+    pytest.param("sqlite:///shared-mem?mode=memory&cache=shared&uri=true",
+                 marks=pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SADeprecationWarning")),
+])
+def test_an_in_memory_database_gets_an_engine_as_before_the_lifo_pool(
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its pool (one connection a thread) takes no pool_use_lifo: `mode=memory` once raised TypeError here."""
+    monkeypatch.chdir(tmp_path)  # a relative name's turn files (store/turn.py) go there
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+    engine.dispose()
