@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Dialect, Select, Table
+from sqlalchemy import Connection, DateTime, Dialect, Float, Numeric, Select, Table
 from sqlalchemy.exc import DBAPIError
 
 #: Execution option marking a connection that will write.
@@ -220,7 +220,10 @@ def select(connection: Connection, statement: Select[Any], params: Mapping[str, 
     too; on PostgreSQL ~70 µs more than on psycopg's (165 against 94 µs a read by key: pg2-tools/select_cost.py)."""
     if connection.dialect.name not in ("sqlite", "postgresql"):
         return None
-    sql, names, binds, results, fixed, keys = _select_of(statement, connection.dialect)
+    made = _select_of(statement, connection.dialect)
+    if made is None:
+        return None
+    sql, names, binds, results, fixed, keys = made
     values = [params[name] if name in params else fixed[name] for name in names]
     bound = [value if bind is None else bind(value) for value, bind in zip(values, binds, strict=True)]
     _seen(connection, sql, bound)
@@ -246,14 +249,19 @@ def _seen(connection: Connection, sql: str, params: Sequence[Any]) -> None:
 
 
 _Select = tuple[str, tuple[str, ...], list[Any], list[Any], dict[str, Any], tuple[str, ...] | None]
-_SELECTS: weakref.WeakKeyDictionary[Dialect, dict[Any, _Select]] = weakref.WeakKeyDictionary()
+_SELECTS: weakref.WeakKeyDictionary[Dialect, dict[Any, _Select | None]] = weakref.WeakKeyDictionary()
 
 
-def _select_of(statement: Select[Any], dialect: Dialect) -> _Select:
+def _select_of(statement: Select[Any], dialect: Dialect) -> _Select | None:
     """`statement` compiled for `dialect` (SQLite's qmark, psycopg's pyformat), the names of its parameters (in their
     order), their bind processors, its columns' result processors, the values of the parameters it gives itself
-    (SQLite's OFFSET 0) and, for named parameters, the names its text gives them: made once."""
+    (SQLite's OFFSET 0) and, for named parameters, the names its text gives them: made once. None for a statement
+    that reads a Numeric or Float column on PostgreSQL: psycopg's processors for those need the result's type code,
+    which only Core's cursor gives (review 5)."""
     made = _SELECTS.setdefault(dialect, {})
+    if statement not in made and dialect.name == "postgresql" and any(
+            isinstance(column.type, (Numeric, Float)) for column in statement.selected_columns):
+        made[statement] = None
     if statement not in made:
         compiled = statement.compile(dialect=dialect)
         positional = compiled.positiontup is not None

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service.app.runtime import Runtime
+from service.exchange.registry import ENDPOINTS
 from service.store import driver
 from service.store.batch import RESOURCES
 from service.store.engine import make_engine
@@ -71,6 +72,24 @@ def test_a_select_on_the_drivers_cursor_gives_the_values_core_gives(runtime: Run
         assert [r[4:8] for r in driver.select(conn, newest, params) or []] == [
             (False, when, rows[0]["content"], []), (False, when, rows[1]["content"], rows[1]["warnings"]),
             (True, when, rows[2]["content"], []), (False, when, None, [])]
+
+
+@pytest.mark.both_backends
+def test_a_float_column_read_on_the_drivers_cursor_or_through_core_as_core_reads_it(runtime: Runtime) -> None:
+    """psycopg's Float and Numeric processors need the result's type code, which only Core's cursor gives: on
+    PostgreSQL such a statement goes through Core (None here), on SQLite the driver reads it (review 5: a TypeError,
+    a 500 for its first caller)."""
+    timeouts = select(ENDPOINTS.c.name, ENDPOINTS.c.timeout_s).order_by(ENDPOINTS.c.name)
+    with runtime.engine.begin() as conn:
+        now = datetime(2026, 12, 6, 11, 0)
+        conn.execute(insert(ENDPOINTS), [{
+            "name": "float-ehr", "base_url": "http://127.0.0.1:9/fhir", "auth": {}, "mode": "transaction",
+            "max_entries": 100, "timeout_s": 2.5, "kinds": "administration", "note": "", "enabled": True,
+            "added_at": now, "added_by": "test", "enabled_at": now, "updated_at": now}])
+        core = [tuple(r) for r in conn.execute(timeouts)]
+        found = driver.select(conn, timeouts, {})
+        assert found == (core if runtime.engine.dialect.name == "sqlite" else None)
+        assert ("float-ehr", 2.5) in core
 
 
 VALUES = Table("values_kept", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer),
