@@ -15,7 +15,7 @@ from service.mapping.concepts import ConceptError, ConceptIndex
 from service.mapping.identity import RecordKey, stable_id
 from service.mapping.narrative import narrative
 from service.mapping.paths import ElementPath, PathCompiler
-from service.mapping.reverse import Reader, Reversed, ReverseLinks
+from service.mapping.reverse import PayloadLinks, Reader, Reversed
 from service.mapping.spec import Role, Rule, Spec, field_path, lookup
 from service.mapping.steps import Step, compiled
 from service.mapping.transforms import MappingError
@@ -120,7 +120,7 @@ class Mapper:
     def _build(self, kind: str, record: dict[str, Any], track: dict[str, Origin] | None) -> dict[str, Any]:
         spec = self.specs[kind]
         made = self._instances(spec, record)
-        links = _ForwardLinks(self, spec, record, made)
+        links = _RecordLinks(self, spec, record, made)
         for each in made:
             if each.role.narrative is not None:
                 each.resource["text"] = narrative(each.role.narrative, each.scope, record)
@@ -198,16 +198,18 @@ class Mapper:
         """(kind, role → the payload's resources playing it): what reverse reads, for review and tests."""
         return self.reader.assign(payload, resolve)
 
-    def reverse_links(self, payload: dict[str, Any], resolve: Any = None) -> ReverseLinks:
+    def reverse_links(self, payload: dict[str, Any], resolve: Any = None) -> PayloadLinks:
         return self.reader.reverse_links(payload, resolve)
 
-    def read_value(self, rule: Rule, found: Json, links: ReverseLinks) -> Json:
+    def read_value(self, rule: Rule, found: Json, links: PayloadLinks) -> Json:
         """One rule run backwards on the value at its target."""
         return self.reader.read_value(rule, found, links)
 
 
 
-class _ForwardLinks:
+class _RecordLinks:
+    """transforms.ForwardLinks over one record being mapped: its resources' fullUrls, and other records' ids."""
+
     def __init__(self, mapper: Mapper, spec: Spec, record: dict[str, Any], made: list[_Made]) -> None:
         self.concepts = mapper.concepts
         self.mapper = mapper
@@ -229,9 +231,6 @@ class _ForwardLinks:
                                None if target is spec.primary else target.role).identifier()
         return {"reference": f"{target.type}/{stable_id(identifier['system'], identifier['value'])}",
                 "identifier": identifier}
-
-    def external_id_of(self, kind: str, role: str | None, reference: dict[str, Any]) -> str | None:
-        raise NotImplementedError  # forward never reads references
 
 
 

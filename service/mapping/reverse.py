@@ -53,7 +53,7 @@ class Reader:
         """
         found = Payload(payload, resolve)
         spec, primary, by_role = self._assign(found)
-        links = ReverseLinks(self, found)
+        links = PayloadLinks(self, found)
         record: dict[str, Any] = {}
         items: dict[str, dict[Any, dict[str, Any]]] = {}
         for role in spec.roles:
@@ -92,10 +92,10 @@ class Reader:
         spec, _, by_role = self._assign(Payload(payload, resolve))
         return spec.kind, by_role
 
-    def reverse_links(self, payload: dict[str, Any], resolve: Any = None) -> ReverseLinks:
-        return ReverseLinks(self, Payload(payload, resolve))
+    def reverse_links(self, payload: dict[str, Any], resolve: Any = None) -> PayloadLinks:
+        return PayloadLinks(self, Payload(payload, resolve))
 
-    def read_value(self, rule: Rule, found: Json, links: ReverseLinks) -> Json:
+    def read_value(self, rule: Rule, found: Json, links: PayloadLinks) -> Json:
         """One rule run backwards on the value at its target."""
         return reverse(rule, found, links)
 
@@ -179,7 +179,7 @@ class Reader:
                                    if rule.transform == "reference" and rule.params.get("ref") == role.role]
         return self._pointers[key]
 
-    def _read(self, role: Role, resource: dict[str, Any], links: ReverseLinks) -> dict[str, Any]:
+    def _read(self, role: Role, resource: dict[str, Any], links: PayloadLinks) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for rule in role.rules:
             if not rule.reversible or rule.field is None:
@@ -190,17 +190,12 @@ class Reader:
         return values
 
 
-class ReverseLinks:
+class PayloadLinks:
+    """transforms.ReverseLinks over one payload: the records its references name."""
+
     def __init__(self, mapper: Reader, found: Payload) -> None:
         self.concepts = mapper.concepts
         self.found = found
-        self.record: dict[str, Any] = {}  # reverse reads FHIR, never the record
-
-    def references(self, role: str) -> list[dict[str, Any]]:
-        raise NotImplementedError  # reverse never makes references
-
-    def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]:
-        raise NotImplementedError
 
     def external_id_of(self, kind: str, role: str | None, reference: dict[str, Any]) -> str | None:
         identifier = reference.get("identifier")

@@ -12,12 +12,12 @@ from typing import Any
 
 from service.mapping.paths import ElementPath, clone
 from service.mapping.spec import Rule, lookup
-from service.mapping.transforms import FROM_FIELD, FROM_SCOPE, Links, as_is
+from service.mapping.transforms import FROM_FIELD, FROM_SCOPE, ForwardLinks, as_is
 
 Json = Any
 #: (scope, record, links, resource): the rule run on one resource being made
-Step = Callable[[Any, dict[str, Any], Links, dict[str, Any]], None]
-_Produce = Callable[[Any, dict[str, Any], Links], Json]
+Step = Callable[[Any, dict[str, Any], ForwardLinks, dict[str, Any]], None]
+_Produce = Callable[[Any, dict[str, Any], ForwardLinks], Json]
 _NESTED = (dict, list)
 
 
@@ -27,14 +27,14 @@ def compiled(rule: Rule, path: ElementPath) -> Step:
     produce = _producer(rule)
     put = path.put_each if rule.each else path.put
     if rule.when is None:
-        def step(scope: Any, record: dict[str, Any], links: Links, resource: dict[str, Any]) -> None:
+        def step(scope: Any, record: dict[str, Any], links: ForwardLinks, resource: dict[str, Any]) -> None:
             value = produce(scope, record, links)
             if value is not None:
                 put(resource, value)
         return step
     holds = rule.when.holds
 
-    def step_when(scope: Any, record: dict[str, Any], links: Links, resource: dict[str, Any]) -> None:
+    def step_when(scope: Any, record: dict[str, Any], links: ForwardLinks, resource: dict[str, Any]) -> None:
         if holds(scope, record):
             value = produce(scope, record, links)
             if value is not None:
@@ -59,7 +59,7 @@ def _producer(rule: Rule) -> _Produce:
 
 
 def _reference(ref: str, each: bool) -> _Produce:
-    def reference(scope: Any, record: dict[str, Any], links: Links) -> Json:
+    def reference(scope: Any, record: dict[str, Any], links: ForwardLinks) -> Json:
         refs = links.references(ref)  # made here: nothing else holds them, so no copy
         if not refs:
             return None
@@ -71,7 +71,7 @@ def _field(rule: Rule) -> _Produce:
     """A transform of the rule's field (or of each of its items)."""
     read, each, make = _reader(rule.field or "", rule.default), rule.each, FROM_FIELD[rule.transform]
     if each:
-        def each_item(scope: Any, record: dict[str, Any], links: Links) -> Json:
+        def each_item(scope: Any, record: dict[str, Any], links: ForwardLinks) -> Json:
             value = read(scope, record)
             if value is None:
                 return None
@@ -84,7 +84,7 @@ def _field(rule: Rule) -> _Produce:
     if make is as_is:  # copy, date, datetime: the record's value as it is
         return lambda scope, record, links: _copied(read(scope, record))
 
-    def made(scope: Any, record: dict[str, Any], links: Links) -> Json:
+    def made(scope: Any, record: dict[str, Any], links: ForwardLinks) -> Json:
         value = read(scope, record)
         return None if value is None else _copied(make(rule, value, links))
     return made

@@ -24,8 +24,8 @@ class MappingError(ValueError):
         self.fields = fields
 
 
-class Links(Protocol):
-    """What a transform may ask of the mapping in progress."""
+class ForwardLinks(Protocol):
+    """What a forward transform may ask of the record being mapped (Mapper.to_bundle)."""
 
     concepts: ConceptIndex
     record: dict[str, Any]   # the whole record, which `$.` fields read (a goal's rule reading the plan's period)
@@ -34,16 +34,22 @@ class Links(Protocol):
 
     def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]: ...
 
+
+class ReverseLinks(Protocol):
+    """What a reverse transform may ask of the payload being read (Mapper.to_record)."""
+
+    concepts: ConceptIndex
+
     def external_id_of(self, kind: str, role: str | None, reference: dict[str, Any]) -> str | None: ...
 
 
 # --- forward -------------------------------------------------------------------------------
 
-def as_is(rule: Rule, value: Any, links: Links) -> Json:
+def as_is(rule: Rule, value: Any, links: ForwardLinks) -> Json:
     return value
 
 
-def _quantity(rule: Rule, value: Any, links: Links) -> Json:
+def _quantity(rule: Rule, value: Any, links: ForwardLinks) -> Json:
     if "unit_field" in rule.params:
         number, unit = value["value"], value[rule.params["unit_field"]]
         display = unit
@@ -53,7 +59,7 @@ def _quantity(rule: Rule, value: Any, links: Links) -> Json:
     return {"value": number, "unit": display, "system": UCUM, "code": unit}
 
 
-def _concept(rule: Rule, value: Any, links: Links) -> Json:
+def _concept(rule: Rule, value: Any, links: ForwardLinks) -> Json:
     system = links.concepts.system(rule.params["map"])
     standard, with_local = system.forward(value, rule.params.get("system"))
     shape = rule.params.get("as", "CodeableConcept")
@@ -67,7 +73,7 @@ def _concept(rule: Rule, value: Any, links: Links) -> Json:
     return {"coding": codings}
 
 
-def _lookup(rule: Rule, value: Any, links: Links) -> Json:
+def _lookup(rule: Rule, value: Any, links: ForwardLinks) -> Json:
     values = rule.params["values"]
     key = value if value in values else str(value).lower() if isinstance(value, bool) else value
     if key not in values:
@@ -75,11 +81,11 @@ def _lookup(rule: Rule, value: Any, links: Links) -> Json:
     return values[key]
 
 
-def _record_reference(rule: Rule, value: Any, links: Links) -> Json:
+def _record_reference(rule: Rule, value: Any, links: ForwardLinks) -> Json:
     return links.record_reference(rule.params["kind"], rule.params.get("role"), str(value))
 
 
-def _minutes_between(rule: Rule, scope: Any, links: Links) -> Json:
+def _minutes_between(rule: Rule, scope: Any, links: ForwardLinks) -> Json:
     start, end = (read(scope, links.record, name) for name in rule.fields)
     if start is None or end is None:
         return None
@@ -87,7 +93,7 @@ def _minutes_between(rule: Rule, scope: Any, links: Links) -> Json:
     return int(seconds // 60) if seconds >= 0 else None
 
 
-def _ratio(rule: Rule, scope: Any, links: Links) -> Json:
+def _ratio(rule: Rule, scope: Any, links: ForwardLinks) -> Json:
     top, bottom = (read(scope, links.record, name) for name in rule.fields)
     if top is None or not bottom:
         return None
@@ -96,7 +102,7 @@ def _ratio(rule: Rule, scope: Any, links: Links) -> Json:
             "code": unit}
 
 
-def _scaled(rule: Rule, scope: Any, links: Links) -> Json:
+def _scaled(rule: Rule, scope: Any, links: ForwardLinks) -> Json:
     """A UCUM Quantity of one field's value times `factor` (half a baseline score), unrounded."""
     (value,) = (read(scope, links.record, name) for name in rule.fields)
     if value is None:
@@ -107,7 +113,7 @@ def _scaled(rule: Rule, scope: Any, links: Links) -> Json:
             "code": unit}
 
 
-def _course_length(rule: Rule, scope: Any, links: Links) -> Json:
+def _course_length(rule: Rule, scope: Any, links: ForwardLinks) -> Json:
     """How long `sessions` take at `count` per `period` `unit`: whole periods until the last session's, as a UCUM
     Duration (7 sessions at 2 a week fall in 4 weeks); None when any of the four is missing."""
     sessions, count, period, unit = (read(scope, links.record, name) for name in rule.fields)
@@ -118,7 +124,7 @@ def _course_length(rule: Rule, scope: Any, links: Links) -> Json:
             "code": unit}
 
 
-def _template(rule: Rule, scope: Any, links: Links) -> Json:
+def _template(rule: Rule, scope: Any, links: ForwardLinks) -> Json:
     text: str = rule.params["text"]
     try:
         return text.format_map({k: v for k, v in scope.items() if v is not None})
@@ -127,11 +133,11 @@ def _template(rule: Rule, scope: Any, links: Links) -> Json:
 
 
 #: forward of a transform of one field's value (or of each of its items), and of one that reads its scope itself
-FROM_FIELD: dict[str, Callable[[Rule, Any, Links], Json]] = {
+FROM_FIELD: dict[str, Callable[[Rule, Any, ForwardLinks], Json]] = {
     "copy": as_is, "date": as_is, "datetime": as_is, "quantity": _quantity, "concept": _concept,
     "lookup": _lookup, "record-reference": _record_reference,
 }
-FROM_SCOPE: dict[str, Callable[[Rule, Any, Links], Json]] = {
+FROM_SCOPE: dict[str, Callable[[Rule, Any, ForwardLinks], Json]] = {
     "minutes-between": _minutes_between, "ratio": _ratio, "template": _template, "scaled": _scaled,
     "course-length": _course_length,
 }
@@ -139,7 +145,7 @@ FROM_SCOPE: dict[str, Callable[[Rule, Any, Links], Json]] = {
 
 # --- reverse -------------------------------------------------------------------------------
 
-def reverse(rule: Rule, found: Json, links: Links) -> Json:
+def reverse(rule: Rule, found: Json, links: ReverseLinks) -> Json:
     """The record value for the FHIR value `found` at the rule's target, or None."""
     if found is None:
         return None
@@ -151,7 +157,7 @@ def reverse(rule: Rule, found: Json, links: Links) -> Json:
     return _REVERSE[rule.transform](rule, found, links)
 
 
-def _reverse_each(rule: Rule, items: list[Json], links: Links) -> list[Json]:
+def _reverse_each(rule: Rule, items: list[Json], links: ReverseLinks) -> list[Json]:
     if rule.transform != "concept":
         return [_REVERSE[rule.transform](rule, item, links) for item in items]
     if rule.params.get("as", "CodeableConcept") == "CodeableConcept":
@@ -169,17 +175,17 @@ def _reverse_each(rule: Rule, items: list[Json], links: Links) -> list[Json]:
     return out
 
 
-def _r_copy(rule: Rule, found: Json, links: Links) -> Json:
+def _r_copy(rule: Rule, found: Json, links: ReverseLinks) -> Json:
     return found
 
 
-def _r_datetime(rule: Rule, found: Json, links: Links) -> Json:
+def _r_datetime(rule: Rule, found: Json, links: ReverseLinks) -> Json:
     if not isinstance(found, str) or "T" not in found:
         raise MappingError(f"{rule.to}: {found!r} is not a date and time; the record needs one with a UTC offset")
     return found
 
 
-def _r_quantity(rule: Rule, found: Json, links: Links) -> Json:
+def _r_quantity(rule: Rule, found: Json, links: ReverseLinks) -> Json:
     if not isinstance(found, dict) or "value" not in found:
         raise MappingError(f"{rule.to}: expected a Quantity with a value")
     if found.get("system") != UCUM:
@@ -191,7 +197,7 @@ def _r_quantity(rule: Rule, found: Json, links: Links) -> Json:
     return found["value"]
 
 
-def _r_concept(rule: Rule, found: Json, links: Links) -> Json:
+def _r_concept(rule: Rule, found: Json, links: ReverseLinks) -> Json:
     system = links.concepts.system(rule.params["map"])
     shape = rule.params.get("as", "CodeableConcept")
     if shape == "code":
@@ -215,13 +221,13 @@ def _r_concept(rule: Rule, found: Json, links: Links) -> Json:
     raise MappingError(f"{rule.to}: {shown} has no {system.name} equivalent")
 
 
-def _standard_system(name: str, rule: Rule, links: Links) -> str:
+def _standard_system(name: str, rule: Rule, links: ReverseLinks) -> str:
     """For `as: code` targets the system is implied: the one every target of the map shares."""
     systems = {t.system for c in links.concepts.system(name).concepts.values() for t in c.targets}
     return systems.pop() if len(systems) == 1 else ""
 
 
-def _r_lookup(rule: Rule, found: Json, links: Links) -> Json:
+def _r_lookup(rule: Rule, found: Json, links: ReverseLinks) -> Json:
     candidates = found if isinstance(found, list) else [found]
     for record_value, fhir_value in rule.params["values"].items():
         # codes decide, displays do not: an EHR may send its own display for the same code
@@ -244,7 +250,7 @@ def _typed(value: Any) -> Any:
     return {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
 
 
-def _r_record_reference(rule: Rule, found: Json, links: Links) -> Json:
+def _r_record_reference(rule: Rule, found: Json, links: ReverseLinks) -> Json:
     if not isinstance(found, dict):
         return None
     external_id = links.external_id_of(rule.params["kind"], rule.params.get("role"), found)
@@ -254,7 +260,7 @@ def _r_record_reference(rule: Rule, found: Json, links: Links) -> Json:
     return external_id
 
 
-_REVERSE: dict[str, Callable[[Rule, Json, Links], Json]] = {
+_REVERSE: dict[str, Callable[[Rule, Json, ReverseLinks], Json]] = {
     "copy": _r_copy, "date": _r_copy, "datetime": _r_datetime, "quantity": _r_quantity,
     "concept": _r_concept, "lookup": _r_lookup, "record-reference": _r_record_reference,
 }
