@@ -11,7 +11,7 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
-from service.domain import rules
+from service.domain import loading, rules
 from service.domain.kinds import KINDS, Kind, as_utc_naive, schema_of
 from service.domain.schemas import dumped, flatten_errors
 from service.errors import Conflict, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
@@ -123,7 +123,7 @@ class Intake:
         if not isinstance(payload, dict):
             raise Unprocessable("The record must be a JSON object.", [Issue("$", "Expected a JSON object.")])
         try:
-            loaded = schema.load(payload)
+            loaded = loading.loaded(schema, payload)
         except ValidationError as exc:
             issues = [Issue(path, msg) for path, msg in flatten_errors(exc.messages)]
             raise Unprocessable(f"The {kind.name} record is not valid.", issues) from None

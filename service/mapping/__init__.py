@@ -15,7 +15,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from service.conformance.definitions import load
-from service.domain import rules
+from service.domain import loading, rules
 from service.domain.findings import Finding
 from service.domain.kinds import schema_of
 from service.errors import Issue, Unprocessable
@@ -81,7 +81,7 @@ def map_record(kind: str, record: dict[str, Any], mapper: Mapper | None = None,
 
 def _findings(kind: str, record: dict[str, Any]) -> list[dict[str, Any]]:
     try:
-        loaded = schema_of(kind).load(record)
+        loaded = loading.loaded(schema_of(kind), record)
     except ValidationError:  # not a record the intake would take: nothing to flag
         return []
     return [i.as_dict() for i in rules.check(kind, loaded) if isinstance(i, Finding)]
