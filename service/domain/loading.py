@@ -1,13 +1,14 @@
 """schema.load for the record schemas, fast for a valid record: `loaded`.
 
-marshmallow's load of a session costs ~1.3 M instructions of a record POST's ~31 M: for each field a getter, an
+marshmallow's load of a session costs ~1.2 M instructions of a record POST's ~31 M: for each field a getter, an
 error store, Field.deserialize with its missing and null checks, an And of the validators, and for each Nested
 a whole Schema.load again. `loaded` reads the same fields from a plan made once per schema: each field's value
-checked as its field class and validators check it, made as they make it. Anything the plan does not fully
-handle (a value that is not exactly valid: a wrong type, a value a validator refuses, a missing required field,
-an unknown one) is loaded again by marshmallow from the start, so an invalid record gets marshmallow's own error
-messages, every one of them. A schema or field the plan does not know (hooks, partial loads, other field classes'
-pre/post-load functions) goes through marshmallow, or through the field's own deserialize.
+checked as its field class and validators check it, made as they make it (an instant parsed as the field parses
+it). Anything the plan does not fully handle (a value that is not exactly valid: a wrong type, a value a validator
+refuses, a missing required field, an unknown one) is loaded again by marshmallow from the start, so an invalid
+record gets marshmallow's own error messages, every one of them. A schema or field the plan does not know (hooks,
+partial loads, other field classes, pre/post-load functions) goes through marshmallow, or through the field's own
+deserialize.
 """
 from __future__ import annotations
 
@@ -125,6 +126,23 @@ def _reader(field: fields.Field[Any]) -> _Read | None:
                 except OverflowError:
                     raise _Unhandled from None
             raise _Unhandled
+    elif (kind is fields.AwareDateTime and field.default_timezone is None  # type: ignore[attr-defined]
+          or kind is fields.Date) and kind.DESERIALIZATION_FUNCS.get(field.format) is not None:  # type: ignore[attr-defined]
+        # _TemporalField._deserialize of a string (its format bound by then): the format's parse; of an
+        # AwareDateTime, aware (utils.is_aware)
+        parse: Callable[[str], Any] = kind.DESERIALIZATION_FUNCS[field.format]  # type: ignore[attr-defined]
+        aware = kind is fields.AwareDateTime
+
+        def made(value: Any) -> Any:
+            if type(value) is not str:
+                raise _Unhandled
+            try:
+                out = parse(value)
+            except (TypeError, AttributeError, ValueError):
+                raise _Unhandled from None
+            if aware and (out.tzinfo is None or out.tzinfo.utcoffset(out) is None):
+                raise _Unhandled
+            return out
     elif kind is StrictBoolean:
         def made(value: Any) -> Any:
             if type(value) is not bool:

@@ -14,7 +14,8 @@ from service.domain.kinds import schema_of
 from service.domain.loading import _plan, loaded
 
 #: values of every JSON type, and the edge of each check a field makes (whitespace, lengths, NaN, overflow, bounds)
-ODD: list[Any] = [None, "", " ", "x", " x", "x ", "ZZZ", "2026-03-02", "2026-03-02T09:00:00", "2026-03-02T09:00:00Z",
+ODD: list[Any] = [None, "", " ", "x", " x", "x ", "ZZZ", "2026-03-02", "2026-02-30", "20260302",
+                  "2026-03-02T09:00:00", "2026-03-02T09:00:00Z", "2026-03-02T09:00:00.5+05:30", "2026-03-02 09:00+01",
                   "a" * 201, "a" * 5000, 0, -1, 1, 3, 101, 2**31 - 1, 2**31, 10**400, 0.0, 1.5, -0.5, float("nan"),
                   float("inf"), True, False, [], [None], ["x"], [{}], {}, {"x": 1}]
 
