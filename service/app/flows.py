@@ -85,7 +85,7 @@ class RecordWritten:
         drafted = mapped if isinstance(mapped, Drafted) else Drafted.bare(mapped)
         mapped = drafted.mapped
         try:
-            unit = Unit(session, author, record.id)
+            unit = Unit(session, author, record.id, failed=_contended)  # its rows may fail with the COMMIT
             flags = _stored_flags(unit, record)
             if flags:  # a first version has none to withdraw (~0.1 ms inside the writers' turn to find that out)
                 withdraw_stale(mapped.bundle, flags)
@@ -100,12 +100,23 @@ class RecordWritten:
             # PostgreSQL with its COMMIT (nothing after this reads the jobs)
             queue_taking(session, record, bundle, lambda: self.endpoints.taking(session, record.kind), payload,
                          at_commit=True)
-        except (IntegrityError, ClaimLost):  # a concurrent record created the same new Patient first
-            raise Contention("Another record created the same patient or practitioner at the same moment; "
-                             "send this record again.") from None
+        except (IntegrityError, ClaimLost, Contention):  # a concurrent record created the same new Patient first
+            raise _contention() from None
         except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN
             raise Unprocessable(f"The record's FHIR resources cannot be stored: {exc.detail}",
                                 exc.issues or [Issue("$", exc.detail)]) from None
+
+
+def _contention() -> Contention:
+    """A concurrent record created the same new Patient first: the same record sent again passes (Intake.submit
+    sends it again)."""
+    return Contention("Another record created the same patient or practitioner at the same moment; "
+                      "send this record again.")
+
+
+def _contended(exc: BaseException) -> BaseException:
+    """What a failure of a record's resources' rows raises where they are sent with the COMMIT (Unit, `failed`)."""
+    return _contention() if isinstance(exc, IntegrityError) else exc
 
 
 @dataclass(frozen=True)

@@ -253,7 +253,7 @@ class AuditLog:
         values = row | {"content": dumps(row["content"])} if sqlite else row
         if driver.insert(connection, cast(Table, AuditEventRow.__table__), values, ("content",)) is None and (
                 failed is None or not driver.at_commit(connection, postgres.EVENT_SQL, postgres.event_params(row),
-                                                       failed)):
+                                                       failed, generic=True)):
             connection.execute(ADD_EVENT, row)
         return cast(dict[str, Any], row["content"])
 

@@ -172,12 +172,15 @@ class Batch:
         row["record_id"] = record_id
         return True
 
-    def send(self, connection: Connection) -> dict[tuple[str, str], int]:
+    def send(self, connection: Connection, then: postgres.Made | None = None,
+             failed: Callable[[BaseException], BaseException] = lambda exc: exc) -> dict[tuple[str, str], int] | None:
         """Every held row, in an order the foreign keys accept; the keys of the created rows by (type, id). On
-        PostgreSQL one statement (store/postgres.py), each a round trip; on SQLite a statement a table (send_each)."""
+        PostgreSQL one statement (store/postgres.py), each a round trip: with `then`, sent with the next statement
+        or the COMMIT where it can (None; send_batch); on SQLite a statement a table (send_each)."""
         if connection.dialect.name == "postgresql":
             index = [(version["resource_pk"], version["id"], *row) for version, rows in self.index for row in rows]
-            return postgres.send_batch(connection, self.created, self.changed, self.dropped, self.versions, index)
+            return postgres.send_batch(connection, self.created, self.changed, self.dropped, self.versions, index,
+                                       then, failed)
         return self.send_each(connection)
 
     def send_each(self, connection: Connection) -> dict[tuple[str, str], int]:

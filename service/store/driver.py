@@ -7,13 +7,14 @@ import functools
 import re
 import sqlite3
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Dialect, Float, Numeric, Select, Table
 from sqlalchemy.exc import DBAPIError
+
+from service.store import pipeline
 
 #: Execution option marking a connection that will write.
 WRITE = "kfhir_write"
@@ -63,13 +64,13 @@ def placeholder(connection: Connection) -> str | None:
 def rows(connection: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any],
          generic: bool = False) -> list[tuple[Any, ...]]:
     """`sql` (with the driver's placeholders, or psycopg's named ones for a mapping of `params`) run on the driver's
-    cursor of `connection`, in its transaction; `generic`: on PostgreSQL under a generic plan (GENERIC)."""
+    cursor of `connection`, in its transaction; `generic`: on PostgreSQL under a generic plan (pipeline.GENERIC)."""
     refuse_write_alone(connection, sql)
     raw = connection.connection.driver_connection
     cursor = raw.cursor()  # type: ignore[union-attr]
     values = dict(params) if isinstance(params, Mapping) else tuple(params)
     try:
-        sent(raw, lambda: cursor.execute(sql, values), GENERIC if generic else None)
+        pipeline.sent(raw, lambda: cursor.execute(sql, values), generic)
         return list(cursor.fetchall())
     except connection.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
         raise wrapped(connection, sql, params, exc) from exc
@@ -280,143 +281,32 @@ def _select_of(statement: Select[Any], dialect: Dialect) -> _Select | None:
 CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 
-#: PostgreSQL connections (psycopg's, in autocommit mode) whose write transaction is open but not begun on the
-#: server: its BEGIN goes with its first statement, in one round trip (psycopg, out of autocommit, sends BEGIN alone
-#: and waits for its answer; in its pipeline mode too). See store/engine.py, _session.
-_UNBEGUN: weakref.WeakSet[Any] = weakref.WeakSet()
-#: what psycopg sends to begin a transaction at the pool's isolation level (the engines keep its default)
-BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
-
-
-#: per psycopg connection of such a write: the statements sent with its COMMIT (at_commit), in order, each with what
-#: its failure raises and whether it runs under a generic plan
-_AT_COMMIT: weakref.WeakKeyDictionary[Any, list[tuple[str, Any, Callable[[Exception], BaseException], bool]]] = \
-    weakref.WeakKeyDictionary()
-#: the psycopg connections inside begin_with_first: only their COMMIT sends what at_commit holds (another
-#: connection in autocommit mode, `alone`'s, has no COMMIT to send it with)
-_WITH_FIRST: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-@contextmanager
-def begin_with_first(raw: Any) -> Iterator[None]:
-    """Inside, the transaction of `raw` (a psycopg connection in autocommit mode) begins with its first statement
-    sent through `sent` (every statement SQLAlchemy executes, and `rows`): no statement can run outside it. A block
-    that sent none leaves nothing open."""
-    _UNBEGUN.add(raw)
-    _WITH_FIRST.add(raw)
-    try:
-        yield
-    finally:
-        _UNBEGUN.discard(raw)
-        _WITH_FIRST.discard(raw)
-        _AT_COMMIT.pop(raw, None)
 
 
 def at_commit(connection: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any],
-              failed: Callable[[Exception], BaseException], generic: bool = False) -> bool:
+              failed: Callable[[Exception], BaseException], generic: bool = False,
+              done: Callable[[list[tuple[Any, ...]]], None] | None = None) -> bool:
     """Send `sql` (a write whose answer nobody reads: the request's audit event, a record's outbox jobs) with the
-    COMMIT of `connection`'s write transaction (begin_with_first's), in one round trip, after those given before it:
-    if it fails, the transaction rolls back whole and the commit raises `failed(the database's error)`. False where it
-    cannot (SQLite, a connection not in such a transaction, or in a savepoint, whose rollback would not drop it): run
-    it now. A rollback drops them. What it writes is not seen in the transaction before its COMMIT. `generic`: as
-    rows(generic=True)."""
+    COMMIT of `connection`'s write transaction (pipeline.begin_with_first), in one round trip, after those given
+    before it: if it fails, the transaction rolls back whole and the commit raises `failed(the database's error)`.
+    False where it cannot (SQLite, a connection not in such a transaction, or in a savepoint, whose rollback would
+    not drop it): run it now. A rollback drops them. What it writes is not seen in the transaction before it is sent.
+    `generic`: as rows(generic=True). `done`: it goes with the next statement sent on the connection if one comes
+    first (in the transaction, before a savepoint), whose rows it is then given (pipeline.Later)."""
     raw = connection.connection.driver_connection
-    if (connection.dialect.name != "postgresql" or raw not in _WITH_FIRST
-            or connection.in_nested_transaction()):
+    if connection.dialect.name != "postgresql" or not pipeline.in_write(raw) or connection.in_nested_transaction():
         return False
     refuse_write_alone(connection, sql)
-    _AT_COMMIT.setdefault(raw, []).append((sql, dict(params) if isinstance(params, Mapping) else tuple(params),
-                                           failed, generic))
+    pipeline.later(raw, pipeline.Later(sql, dict(params) if isinstance(params, Mapping) else tuple(params), failed,
+                                       generic, done))
     return True
+
+
+def send_held(connection: Connection) -> None:
+    """Send now the statements at_commit holds with `done` on `connection` (one round trip), if any still wait."""
+    pipeline.send_held(connection.connection.driver_connection)
 
 
 def waiting(connection: Connection) -> int:
     """How many statements wait to be sent with the COMMIT of `connection`'s transaction (at_commit)."""
-    return len(_AT_COMMIT.get(connection.connection.driver_connection, ()))
-
-
-def statements_sent(dialect: Dialect) -> None:
-    """Every statement `dialect` executes (do_execute, do_executemany) goes through `sent`; its commit sends the
-    transaction's at_commit statements, a rollback drops them."""
-    for method in ("do_execute", "do_executemany"):
-        execute = getattr(dialect, method)
-        setattr(dialect, method, lambda cursor, *args, run=execute: sent(cursor.connection, lambda: run(cursor, *args)))
-    commit, rollback = dialect.do_commit, dialect.do_rollback
-    dialect.do_commit = lambda dbapi_connection: _commit(dbapi_connection, commit)  # type: ignore[method-assign]
-
-    def dropped(dbapi_connection: Any) -> None:
-        _AT_COMMIT.pop(getattr(dbapi_connection, "driver_connection", dbapi_connection), None)
-        rollback(dbapi_connection)
-
-    dialect.do_rollback = dropped  # type: ignore[method-assign]
-
-
-def _commit(dbapi_connection: Any, commit: Callable[[Any], None]) -> None:
-    """COMMIT, after the transaction's at_commit statements if it has any (and BEGIN, if nothing began it yet), all in
-    psycopg's pipeline: one round trip. A statement that fails skips those after it and the COMMIT; the transaction
-    stays aborted (a rollback follows) and its `failed` is raised. Any other error (the COMMIT's own, the
-    connection's) is raised as it is (_statement_failed)."""
-    raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
-    last = _AT_COMMIT.pop(raw, None)
-    if not last:
-        commit(dbapi_connection)
-        return
-    statements: list[Any] = []
-    try:
-        with raw.pipeline():
-            if raw in _UNBEGUN:
-                _UNBEGUN.discard(raw)
-                raw.execute(BEGIN)
-            for sql, params, _, generic in last:
-                if generic:
-                    raw.execute(GENERIC[0])
-                statements.append(raw.execute(sql, params))
-                if generic:
-                    raw.execute(GENERIC[1])
-            raw.execute("COMMIT")
-    except raw.Error as exc:  # psycopg's, a DB-API Error
-        for n, (_, _, failed, _) in enumerate(last):
-            if _statement_failed(exc, statements[n] if n < len(statements) else None):
-                raise failed(exc) from exc
-        raise
-
-
-def _statement_failed(exc: Exception, statement: Any) -> bool:
-    """Whether an at_commit statement is what failed (the first of them for which this holds): not when it ran (its
-    result came back) and a later one or the COMMIT then failed (a deferred constraint, a serialization failure), nor
-    when the connection went (08…, 57…: whether the COMMIT was carried out is unknown), nor without a server's
-    SQLSTATE."""
-    state = getattr(exc, "sqlstate", None)
-    if state is None or state[:2] in ("08", "57"):
-        return False
-    return statement is None or statement.pgresult is None
-
-
-#: what a statement run with rows(generic=True) is sent between, in its transaction: PostgreSQL plans it once a
-#: connection for any values (the engines force a plan for each execution's values: make_engine). For the write unit's
-#: one statement when it only adds rows (postgres.ADD_SQL) planning cost ~0.4 ms of the server's CPU a create, more
-#: than running it, and its generic plan joins as its custom plans do (hash joins on its CTEs): checked with EXPLAIN
-#: ANALYZE for a create and a 1,000-entry transaction Bundle (/work/notes/pgr-tools/batch_generic.py). A plan made
-#: once may read a table whole that was small when it was made, so: statements that read no table, and QUEUE_SQL,
-#: whose one such plan (the outbox analysed empty) lasts until the next ANALYZE (see there).
-GENERIC = ("SET LOCAL plan_cache_mode = force_generic_plan", "SET LOCAL plan_cache_mode = force_custom_plan")
-
-
-def sent(raw: Any, run: Callable[[], Any], around: tuple[str, str] | None = None) -> None:
-    """`run()` (a statement's execution on a cursor of `raw`), after BEGIN if the transaction of `raw` is still to
-    begin (begin_with_first), between the statements `around` if given: all in psycopg's pipeline, one round trip,
-    whose end makes the results readable. An error of any is raised at the pipeline's end; the transaction is then
-    aborted, as it would be (and what `around` set in it undone)."""
-    begin = raw in _UNBEGUN
-    if not begin and around is None:
-        run()
-        return
-    _UNBEGUN.discard(raw)
-    with raw.pipeline():
-        if begin:
-            raw.execute(BEGIN)
-        if around is not None:
-            raw.execute(around[0])
-        run()
-        if around is not None:
-            raw.execute(around[1])
+    return pipeline.waiting(connection.connection.driver_connection)

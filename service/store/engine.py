@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
-from service.store import driver, turn
+from service.store import driver, pipeline, turn
 from service.store.checkpoint import Checkpointer
 from service.store.group import OPEN_SAVEPOINTS, WriteGroup, track_savepoints
 
@@ -115,7 +115,7 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
     event.listen(engine, "checkin", _idle_from)
     event.listen(engine, "before_cursor_execute", _no_write_alone)
     _ENGINES.add(engine)
-    driver.statements_sent(engine.dialect)  # a write's BEGIN goes with its first statement (_session)
+    pipeline.statements_sent(engine.dialect)  # a write's BEGIN goes with its first statement (_session)
     return _plain_savepoints(engine)
 
 
@@ -364,13 +364,13 @@ def reading(engine: Engine) -> Iterator[Session]:
 
 @contextmanager
 def _session(engine: Engine, write: bool, statements_alone: bool = False) -> Iterator[Session]:
-    """On PostgreSQL a write's BEGIN goes with its first statement (driver.begin_with_first): its connection is in
+    """On PostgreSQL a write's BEGIN goes with its first statement (pipeline.begin_with_first): its connection is in
     autocommit mode, so psycopg sends no BEGIN of its own (alone, waiting for the answer); COMMIT ends it as before."""
     deferred = write and engine.dialect.name == "postgresql"
     with engine.connect() as conn:
         conn = conn.execution_options(**{WRITE: write}, **({"isolation_level": "AUTOCOMMIT"}
                                                             if statements_alone or deferred else {}))
-        with (driver.begin_with_first(conn.connection.driver_connection) if deferred else nullcontext(),
+        with (pipeline.begin_with_first(conn.connection.driver_connection) if deferred else nullcontext(),
               Session(bind=conn, expire_on_commit=False) as current, current.begin()):
             yield current
             _last(current, write)

@@ -6,7 +6,9 @@ every statement is a round trip (the client waits for its answer), and a facade 
   here one, whose data-modifying CTEs pass each created row's key on to its version and index rows inside the
   server. Each list goes as one array a column (unnest), so the statement's text is the same for every size (parsed
   once a connection: psycopg prepares it) and the rows go in the order given (WITH ORDINALITY), keys as before.
-* a write's audit event, sent with its COMMIT (driver.at_commit): its INSERT alone was a round trip.
+* a write's audit event, sent with its COMMIT (driver.at_commit): its INSERT alone was a round trip; and a write
+  unit's last Batch (Unit.batch), sent with the next statement or the COMMIT, whichever comes first: a facade
+  create and a clinic record made 6 round trips, now 5 (store/pipeline.py).
 * a record's outbox jobs: the endpoints that take it read, its jobs queued and older ones superseded, three round
   trips, in one statement (QUEUE_SQL), which a record's write sends with its COMMIT.
 * what a clinic record's export reads first: its people's conditional searches (keep_current's) and the rows its
@@ -26,6 +28,7 @@ for a clinic record's batch and 0.64 ms for a create's; binary, 0.29 and 0.11 ms
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -85,7 +88,7 @@ _ADDED = f"""versions AS (
 SELECT pk, resource_type, id FROM made"""  # noqa: S608 - the tables' names, no value
 BATCH_SQL = _MADE + _CHANGED + _ADDED
 #: BATCH_SQL for a Batch that changes no stored row (a create, a clinic record's new resources, a Bundle of POSTs):
-#: it reads no table, so it runs under a generic plan (driver.GENERIC) made once a connection. BATCH_SQL's UPDATE
+#: it reads no table, so it runs under a generic plan (pipeline.GENERIC) made once a connection. BATCH_SQL's UPDATE
 #: and DELETE read the resource and index tables, and a generic plan made while they were small (a new database's
 #: first requests) read them whole until the next ANALYZE: the search index's every row on each create (served, 0.62
 #: sequential scans a create of ~5,000 rows each, pg_stat_user_tables). It is planned for its values each time.
@@ -96,12 +99,18 @@ VERSION = ("resource_pk", "resource_type", "id", "version", "method", "deleted",
 
 
 Row = dict[str, Any]
+#: what takes the keys of a batch's created rows by (type, id) once they are back
+Made = Callable[[dict[tuple[str, str], int]], None]
 
 
 def send_batch(connection: Connection, created: list[tuple[Row, Row]], changed: list[Row], dropped: list[Row],
-               versions: list[Row], index: list[tuple[Any, ...]]) -> dict[tuple[str, str], int]:
+               versions: list[Row], index: list[tuple[Any, ...]], then: Made | None = None,
+               failed: Callable[[BaseException], BaseException] = lambda exc: exc) -> dict[tuple[str, str], int] | None:
     """Batch.send on PostgreSQL, of its lists (`index`: the index rows with their resource's key and id first): every
-    row in one statement; the keys of the created rows by (type, id), also set in their versions."""
+    row in one statement; the keys of the created rows by (type, id), also set in their versions. With `then`, sent
+    with the next statement or the COMMIT of the connection's write transaction where it can (driver.at_commit, one
+    round trip fewer): None, the keys given to `then` once back, and a failure raises `failed(the error as
+    SQLAlchemy raises it)` there."""
     new = [row for row, _ in created]
     params: list[Any] = [[row["resource_type"] for row in new], [row["id"] for row in new]]
     params += [[_json(name, row[name]) for row in new] for name in ROW]
@@ -112,7 +121,16 @@ def send_batch(connection: Connection, created: list[tuple[Row, Row]], changed: 
     params += [[row[name] for row in versions] for name in VERSION]
     params += [list(column) for column in zip(*index, strict=True)] if index else [[] for _ in range(9)]
     sql, generic = (BATCH_SQL, False) if changed or dropped else (ADD_SQL, True)
-    made = {(t, i): pk for pk, t, i in driver.rows(connection, sql, params, generic=generic)}
+    if then is not None and driver.at_commit(connection, sql, params,
+                                             lambda exc: failed(driver.wrapped(connection, sql, params, exc)),
+                                             generic, lambda rows: then(_made(rows, created))):
+        return None
+    return _made(driver.rows(connection, sql, params, generic=generic), created)
+
+
+def _made(rows: list[tuple[Any, ...]], created: list[tuple[Row, Row]]) -> dict[tuple[str, str], int]:
+    """The keys of the created rows by (type, id) (BATCH_SQL's rows), also set in their versions."""
+    made = {(t, i): pk for pk, t, i in rows}
     for row, version in created:
         version["resource_pk"] = made[row["resource_type"], row["id"]]
     return made
@@ -128,7 +146,7 @@ RECORD = ("id", "kind", "source", "external_id", "patient_system", "patient_valu
           "content", "content_hash", "warnings", "created_at", "updated_at")
 #: a new record and its first version, sent once (the content is the larger part of a request); no row back when
 #: a record holds its identity already (uq_records_identity), which the version's INSERT then does not make. It
-#: reads no table, so it runs under a generic plan (driver.GENERIC): planning it cost ~0.1 ms of the server's CPU
+#: reads no table, so it runs under a generic plan (pipeline.GENERIC): planning it cost ~0.1 ms of the server's CPU
 RECORD_SQL = f"""WITH v AS (
   SELECT %s::varchar AS id, %s::varchar AS kind, %s::varchar AS source, %s::varchar AS external_id,
          %s::varchar AS patient_system, %s::varchar AS patient_value, %s::timestamp AS clinical_at,
@@ -153,7 +171,9 @@ def add_record(connection: Connection, values: dict[str, Any]) -> int | None:
 
 
 EVENT = ("id", "recorded", "action", "outcome", "agent", "entity_types", "patients", "content")
-#: an audit event's row (security/audit.py), its content the JSON text json.dumps makes, as the JSON type's
+#: an audit event's row (security/audit.py), its content the JSON text json.dumps makes, as the JSON type's; it reads
+#: no table, so it may run under a generic plan (pipeline.GENERIC): with the COMMIT it follows the write's statements
+#: that do, with no switch between them
 EVENT_SQL = (f"INSERT INTO {AuditEventRow.__tablename__} ({', '.join(EVENT)}) "  # noqa: S608 - the table's names
              f"VALUES ({'%s, ' * (len(EVENT) - 1)}%s::json)")
 
@@ -170,7 +190,7 @@ JOB = ("record_id", "record_kind", "record_version", "business_key", "next_attem
 #: a queued job for each in the names' order, and each endpoint's older queued jobs of its key marked done,
 #: superseded by it (the UPDATE's snapshot is the statement's: it never sees the jobs `made` adds, as pk < the new
 #: job's kept them out when it was its own statement; it still keeps out a newer job committed meanwhile). Under a
-#: generic plan (driver.GENERIC; planning it for its values cost ~0.3 ms of the server's CPU a record), made once a
+#: generic plan (pipeline.GENERIC; planning it for its values cost ~0.3 ms of the server's CPU a record), made once a
 #: connection and again whenever ANALYZE changes the tables' statistics (autovacuum's, after 50 rows + 10 % changed):
 #: its older jobs are read by ix_outbox_key, for the endpoint and key, on a table never analysed or analysed holding
 #: jobs; a plan made just after the table was analysed empty reads it whole until the next analyse (a minute at most

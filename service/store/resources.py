@@ -104,6 +104,8 @@ def instant(moment: datetime) -> str:
 Author = tuple[str, str]
 #: (scope resource, letters) → may the client on whose behalf a transaction writes do that?
 Permits = Callable[[str, str], bool]
+#: what a failure raises, of the error SQLAlchemy raised
+Failed = Callable[[BaseException], BaseException]
 
 
 class ResourceStore:
@@ -142,7 +144,7 @@ class Unit:
     select ORM rows, refreshed from the database (populate_existing) since the Core writes pass the ORM by."""
 
     def __init__(self, session: Session, author: Author | None = None, record_id: str | None = None,
-                 permits: Permits | None = None) -> None:
+                 permits: Permits | None = None, failed: Failed | None = None) -> None:
         self.session = session
         self.author = author
         self._permits = permits
@@ -165,6 +167,11 @@ class Unit:
         #: the rows of the writes not sent yet, inside batch(); None: each write sends its own
         self._batch: Batch | None = None
         self._connection: Connection | None = None
+        #: the rows of its last batch (by key) while they wait to go with the next statement or the COMMIT
+        #: (PostgreSQL: batch), and what their failure then raises (the error as SQLAlchemy raises it, or what the
+        #: caller makes of it: `failed`)
+        self._later: Mapping[tuple[str, str], Any] = {}
+        self._failed = failed or _as_is
 
     @property
     def connection(self) -> Connection:
@@ -303,18 +310,35 @@ class Unit:
         self._batch = outer or Batch()
         try:
             yield
-            self._send()
+            self._send(later=outer is None)
         finally:
             if outer is None:
                 self._batch = None
 
-    def _send(self, held: Batch | None = None) -> None:
-        """Send `held`, or the rows the batch holds so far: every read of the tables they go to comes after."""
+    def _send(self, held: Batch | None = None, later: bool = False) -> None:
+        """Send `held`, or the rows the batch holds so far: every read of the tables they go to comes after. `later`:
+        on PostgreSQL with the next statement sent or the COMMIT, whichever comes first (Batch.send), one round trip
+        fewer: every statement that reads them comes after, and what needs the key of one of their rows sends them
+        first (_keyed)."""
         if held is None and self._batch is not None:
             held, self._batch = self._batch, Batch()
         if held is not None and held.keys:
-            for key, pk in held.send(self.connection).items():
-                self._rows[key] = cast(StoredResource, self._rows[key]).with_pk(pk)
+            made = held.send(self.connection, self._made if later else None, self._failed)
+            if made is None:
+                self._later = held.keys
+            else:
+                self._made(made)
+
+    def _made(self, made: dict[tuple[str, str], int]) -> None:
+        """The keys of the rows sent, once back."""
+        self._later = {}
+        for key, pk in made.items():
+            self._rows[key] = cast(StoredResource, self._rows[key]).with_pk(pk)
+
+    def _keyed(self, key: tuple[str, str]) -> None:
+        """The rows held for later (_send) sent now if `key`'s is among them: what follows needs its row's key."""
+        if key in self._later:
+            driver.send_held(self.connection)
 
     def write(self, resource_type: str, resource_id: str, content: dict[str, Any] | None,
               warnings: list[dict[str, Any]], method: str, record_id: str | None = None,
@@ -325,6 +349,7 @@ class Unit:
         `references`: the content's, as fhirjson.rewritten found them (else its link rows walk it again); `drafted`:
         batch.draft(content, references), worked out before the unit began (every other writer waits for a unit)."""
         key = (resource_type, resource_id)
+        self._keyed(key)
         if self._batch is not None and key in self._batch.keys:  # its held rows go first: this version replaces
             self._send()  # their index rows
         row = None if new else self._row(resource_type, resource_id)
@@ -359,6 +384,7 @@ class Unit:
             return
         if self._batch is None or not self._batch.link(key, record_id):  # a row not sent yet takes it as it goes
             self._send()
+            self._keyed(key)
             row = cast(StoredResource, self._row(*key))
             self.connection.execute(sql.SET_RECORD, {"the_pk": row.pk, "record_id": record_id})
         self._rows[key] = replace(row, record_id=record_id)
@@ -368,6 +394,7 @@ class Unit:
     def claim(self, resource_type: str, criteria: str, resource_id: str) -> None:
         """Claim `criteria` for `resource_type/resource_id`; IntegrityError when another transaction holds it."""
         self._send()
+        self._keyed((resource_type, resource_id))
         pk = cast(StoredResource, self._row(resource_type, resource_id)).pk
         self.session.add(ConditionalClaimRow(resource_type=resource_type, criteria=criteria, resource_pk=pk))
         self.session.flush()
@@ -482,6 +509,10 @@ def versioned(content: dict[str, Any], resource_id: str, version: int, now: date
     out.update(content)
     out["id"], out["meta"] = resource_id, meta
     return out
+
+
+def _as_is(exc: BaseException) -> BaseException:
+    return exc
 
 
 def _note(named: dict[str, Any], found: Any) -> None:

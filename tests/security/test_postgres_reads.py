@@ -122,8 +122,9 @@ def test_a_read_while_a_write_is_open_sees_what_was_committed_before_it(
 def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: FlaskClient, tmp_path: Path,
                                                             patient_and_observation: tuple[str, str, str]) -> None:
     """The key check before a write is one statement alone; the write is one transaction, its BEGIN sent with its
-    first statement (store/driver.begin_with_first), its rows, version and index rows in one statement
-    (store/postgres.py), not three, its audit event with its COMMIT (driver.at_commit)."""
+    first statement (store/pipeline.begin_with_first), its rows, version and index rows in one statement
+    (store/postgres.py), not three, sent with its audit event and its COMMIT (driver.at_commit), after one switch to
+    generic plans for the three (pipeline.GENERIC)."""
     key, pid, _ = patient_and_observation
     body = {"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
             "subject": {"reference": f"Patient/{pid}"}}
@@ -138,17 +139,17 @@ def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: 
     assert not any("BEGIN" in rest for _, rest in messages[:syncs[0]])  # the key's state, alone
     second = messages[syncs[0]:syncs[1]]  # BEGIN (prepared by now: its name only) and the subject's row
     assert sum(kind == "Bind" for kind, _ in second) == 2, second
-    last = messages[syncs[-2]:syncs[-1]]  # the audit event and COMMIT (each prepared by now)
-    assert sum(kind == "Bind" for kind, _ in last) == 2, last
-    # the key's state; BEGIN with the subject's row; the rows written; the audit event with COMMIT
-    assert len(syncs) == 4, messages
+    last = messages[syncs[-2]:syncs[-1]]  # the switch, the rows, the audit event and COMMIT (each prepared by now)
+    assert sum(kind == "Bind" for kind, _ in last) == 4, last
+    # the key's state; BEGIN with the subject's row; the rows written with the audit event and COMMIT
+    assert len(syncs) == 3, messages
 
 
-def test_a_domain_record_post_makes_six_round_trips(app: Flask, client: FlaskClient, tmp_path: Path,
-                                                   api_key: Callable[..., str]) -> None:
+def test_a_domain_record_post_makes_five_round_trips(app: Flask, client: FlaskClient, tmp_path: Path,
+                                                    api_key: Callable[..., str]) -> None:
     """A clinic record queued for an EHR: the key's state; the record looked up; BEGIN with the record's row; its
     patient and practitioner found with the rows its updates replace (store/postgres.LOOK_UP_SQL, where they were
-    three); its resources; its outbox jobs with the endpoints that take it (QUEUE_SQL, where the endpoints' read, the
+    three); its resources, its outbox jobs with the endpoints that take it (QUEUE_SQL, where the endpoints' read, the
     job's INSERT and its older jobs' UPDATE were three), the audit event and COMMIT, in one round trip."""
     from factories import administration
 
@@ -167,6 +168,8 @@ def test_a_domain_record_post_makes_six_round_trips(app: Flask, client: FlaskCli
         messages = sent.messages()
     assert not [rest for kind, rest in messages if kind == "Query"], messages
     syncs = [i for i, (kind, _) in enumerate(messages) if kind == "Sync"]
-    assert len(syncs) == 6, messages
-    last = messages[syncs[-2]:syncs[-1]]  # the jobs (between driver.GENERIC's two SETs), the audit event, COMMIT
-    assert sum(kind == "Bind" for kind, _ in last) == 5, last
+    # each prepared by now (its name only): the key; the record; BEGIN, the switch to generic plans and the record's
+    # row; the switch back and LOOK_UP_SQL; the switch, its resources, its jobs, the audit event and COMMIT (the
+    # COMMIT ends the switch: none back)
+    binds = [sum(kind == "Bind" for kind, _ in messages[start:end]) for start, end in zip([0, *syncs[:-1]], syncs, strict=True)]
+    assert binds == [1, 1, 3, 2, 5], messages

@@ -244,3 +244,118 @@ def test_a_statement_for_the_commit_on_a_connection_alone_runs_at_once(runtime: 
         connection = connection.execution_options(**{WRITE: True})
         held = driver.at_commit(connection, "SELECT 1", (), lambda exc: exc)
         assert (held, driver.waiting(connection)) == (False, 0)
+
+
+class Refused(Exception):
+    """What the tests' units make of a unique violation of their rows (Unit, `failed`)."""
+
+
+def refused(exc: BaseException) -> BaseException:
+    from sqlalchemy.exc import IntegrityError
+
+    return Refused() if isinstance(exc, IntegrityError) else exc
+
+
+def count(runtime: Runtime, table: str) -> int:
+    with runtime.engine.connect() as connection:
+        return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
+
+
+def test_a_units_last_rows_go_with_its_commit_and_their_failure_there_commits_nothing(runtime: Runtime) -> None:
+    """A unit's batch's rows wait for the next statement or the COMMIT (store/pipeline.py: one round trip fewer): a
+    unique violation at the COMMIT raises what the unit's `failed` makes of it, and nothing of the transaction is
+    stored, the record written before them neither."""
+    from service.store import driver
+    from service.store.engine import session
+    from service.store.resources import Unit
+
+    with runtime.resources.unit(write=True) as unit:
+        unit.write("Observation", "taken", observation("2026-03-01"), [], "PUT")
+    with pytest.raises(Refused), session(runtime.engine, write=True) as current:
+        unit = Unit(current, failed=refused)
+        RecordStore(runtime.engine).bound(current).create(new_record("h-1"))
+        with unit.batch():
+            unit.write("Observation", "fine", observation("2026-03-02"), [], "POST", new=True)
+            unit.write("Observation", "taken", observation("2026-03-02"), [], "POST", new=True)  # a concurrent one's
+        assert driver.waiting(current.connection()) == 1
+    assert [count(runtime, t) for t in ("records", "fhir_resources", "fhir_resource_versions")] == [0, 1, 1]
+
+
+def test_a_units_last_rows_go_with_the_next_statement_which_sees_them(runtime: Runtime) -> None:
+    """The rows wait for the next statement, which sees them; a write of one of them sends them first (it needs its
+    row's key); their failure there raises what `failed` makes of it."""
+    from service.store import driver
+    from service.store.engine import session
+    from service.store.resources import Unit
+
+    with session(runtime.engine, write=True) as current:
+        unit = Unit(current, failed=refused)
+        with unit.batch():
+            unit.write("Observation", "n-1", observation("2026-03-02"), [], "POST", new=True)
+        connection = current.connection()
+        assert driver.waiting(connection) == 1
+        assert connection.execute(text("SELECT id FROM fhir_resources")).scalars().all() == ["n-1"]
+        assert driver.waiting(connection) == 0
+        with unit.batch():
+            unit.write("Observation", "n-2", observation("2026-03-02"), [], "POST", new=True)
+        assert unit.write("Observation", "n-2", observation("2026-03-03"), [], "PUT").version == 2
+    with runtime.engine.connect() as connection:
+        assert connection.execute(text("SELECT id, version FROM fhir_resource_versions ORDER BY pk")).all() == [
+            ("n-1", 1), ("n-2", 1), ("n-2", 2)]
+    with session(runtime.engine, write=True) as current:
+        unit = Unit(current, failed=refused)
+        with unit.batch():
+            unit.write("Observation", "n-1", observation("2026-03-02"), [], "POST", new=True)
+        with pytest.raises(Refused):
+            current.connection().execute(text("SELECT 1"))
+        current.rollback()
+    assert count(runtime, "fhir_resources") == 2
+
+
+def test_a_rollback_to_a_savepoint_leaves_the_engines_plan_mode(runtime: Runtime) -> None:
+    """A generic statement leaves its transaction's plan mode generic for the next one (pipeline._switch), but a
+    SAVEPOINT runs under the engine's: a ROLLBACK TO, which undoes what was switched inside, leaves the engine's, and
+    searches are planned for their values."""
+    from service.store import driver
+    from service.store.engine import session
+
+    with session(runtime.engine, write=True) as current:
+        connection = current.connection()
+        driver.rows(connection, "SELECT 1", (), generic=True)
+        nested = current.begin_nested()
+        driver.rows(connection, "SELECT 1", (), generic=True)
+        assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+        driver.rows(connection, "SELECT 1", (), generic=True)
+        nested.rollback()
+        assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+
+
+def test_a_record_whose_resources_meet_a_concurrent_writes_at_the_commit_is_sent_again(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record's resources go with its COMMIT (Unit.batch): one a concurrent write made meanwhile fails them there,
+    which is the Contention a failure inside the export was (flows.RecordWritten), so the intake sends it again, and
+    the record and its resources are stored, nothing lost."""
+    from factories import administration
+
+    from service.app import flows
+    from service.store.engine import WRITTEN
+    from service.store.resources import StoredResource
+
+    real, raced = flows.queue_taking, []
+
+    def queue_taking(session: Any, *args: Any, **kwargs: Any) -> Any:
+        if not raced:  # the record's rows are held; a concurrent write makes one of them first
+            made = next(item for item, _ in session.info[WRITTEN]
+                        if isinstance(item, StoredResource) and item.resource_type == "MedicationAdministration")
+            with runtime.resources.unit(write=True) as other:
+                other.write(made.resource_type, made.id, made.content, [], "PUT")
+            raced.append(made.id)
+        return real(session, *args, **kwargs)
+
+    monkeypatch.setattr(flows, "queue_taking", queue_taking)
+    outcome = runtime.intake.submit("administration", administration())
+    assert outcome.created and raced
+    with runtime.engine.connect() as connection:
+        assert connection.execute(text("SELECT version, record_id FROM fhir_resources WHERE id = :id"),
+                                  {"id": raced[0]}).one() == (2, outcome.record.id)
+    assert count(runtime, "records") == 1
