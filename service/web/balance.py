@@ -6,10 +6,12 @@ whatever it holds already; a keep-alive client then stays with that worker. So 8
 while the other worker idled, and the throughput of a run changed by up to 2x with the split. Here each worker
 publishes how many connections it holds (in memory the arbiter shares with the workers it forks), and one that holds
 more than another live worker lets that one take the connection, waiting at most ACCEPT_DEFER_S for it to: a worker
-that does not answer (stopped, swapping) delays a new connection that long, never refuses it."""
+that does not answer (stopped, swapping) delays a new connection that long, never refuses it. A thread that answered
+a keep-alive client serves that client's next request itself when it comes at once (BalancedWorker.handle)."""
 from __future__ import annotations
 
 import multiprocessing
+import select
 import time
 from typing import Any
 
@@ -26,6 +28,10 @@ ABSENT = -1
 #: leaves it new connections (each waited ACCEPT_DEFER_S for it: 20 connections a second until the arbiter killed
 #: it, up to the request timeout later)
 SILENT_S = 2.5
+#: How long a thread that answered a keep-alive client waits for that client's next request itself, when no other
+#: request waits for a thread (s). A closed-loop client sends it within ~0.1 ms of the answer; the worker's loop took
+#: it from there otherwise (poll, unregister, queue, wake a thread: one more thread waking for the GIL a request).
+NEXT_REQUEST_S = 0.002
 
 
 class ConnectionCounts:
@@ -103,6 +109,20 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
             super().accept(server, listener)
             self._publish()
 
+    def handle(self, conn: Any) -> tuple[bool, Any]:
+        """A request of `conn` (in a thread of the pool), and then the next ones its client sends within
+        NEXT_REQUEST_S of each answer, while no other request waits for a thread; then the connection goes back to
+        the worker's loop (finish_request), as each did after one request."""
+        while True:
+            keepalive, conn = super().handle(conn)
+            if not (keepalive and self._idle_pool() and _readable(conn.sock, NEXT_REQUEST_S)):
+                return keepalive, conn
+
+    def _idle_pool(self) -> bool:
+        """No request waits for a thread of the pool, and this worker goes on (not stopping)."""
+        waiting = getattr(self.tpool, "_work_queue", None)  # ThreadPoolExecutor's queue of submitted calls
+        return self.alive and waiting is not None and waiting.empty() and not self.cfg.is_ssl
+
     def finish_request(self, fs: Any) -> None:
         super().finish_request(fs)  # a connection not kept alive is closed here
         self._publish()
@@ -121,3 +141,9 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
         if self.counts is not None:
             self.counts.publish(self.slot, ABSENT)
 
+
+def _readable(sock: Any, timeout_s: float) -> bool:
+    """Whether `sock` has something to read (a request, or the client's close) within `timeout_s`."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout_s * 1000))

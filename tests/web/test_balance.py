@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import http.client
 import os
+import queue
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hardening.production import Production, production
@@ -213,3 +216,58 @@ def test_a_worker_stopping_stays_absent_though_a_thread_said_its_count_as_sigter
     counts.publish = signalled  # type: ignore[method-assign]
     worker._publish()
     assert counts.slots[0] == ABSENT
+
+
+class _Client:
+    """One end of a socket pair as a gthread connection (`sock`), and what the handler read of each request."""
+
+    def __init__(self) -> None:
+        self.sock, self.peer = socket.socketpair()
+        self.served: list[bytes] = []
+
+    def close(self) -> None:
+        self.sock.close()
+        self.peer.close()
+
+
+def _lingering(monkeypatch: pytest.MonkeyPatch, keepalive: bool = True, queued: int = 0) -> BalancedWorker:
+    """A worker whose gthread handler serves one request (one byte) of a connection, with `queued` requests waiting
+    for a thread of its pool."""
+    def one_request(self: BalancedWorker, conn: Any) -> tuple[bool, Any]:
+        conn.served.append(conn.sock.recv(1))
+        return keepalive, conn
+
+    monkeypatch.setattr(balance.ThreadWorker, "handle", one_request)
+    worker = BalancedWorker.__new__(BalancedWorker)
+    worker.alive, worker.cfg = True, SimpleNamespace(is_ssl=False)
+    worker.tpool = SimpleNamespace(_work_queue=queue.SimpleQueue())
+    for _ in range(queued):
+        worker.tpool._work_queue.put(object())
+    return worker
+
+
+def test_a_thread_serves_its_keep_alive_clients_next_request_itself_when_it_comes_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's loop handed each request of a kept-alive connection to a thread (poll, unregister, queue, wake:
+    one more thread waking for the GIL a request); a client sending its next request at once is served by the thread
+    that answered it, and its connection goes back to the loop once none comes within NEXT_REQUEST_S."""
+    worker, client = _lingering(monkeypatch), _Client()
+    try:
+        client.peer.sendall(b"abc")
+        assert worker.handle(client) == (True, client)
+        assert client.served == [b"a", b"b", b"c"]
+    finally:
+        client.close()
+
+
+def test_a_thread_leaves_the_next_request_to_the_loop_when_others_wait_closing_or_stopping(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for keepalive, queued, alive in ((True, 1, True), (False, 0, True), (True, 0, False)):
+        worker, client = _lingering(monkeypatch, keepalive, queued), _Client()
+        worker.alive = alive
+        try:
+            client.peer.sendall(b"ab")
+            assert worker.handle(client)[1] is client
+            assert client.served == [b"a"]
+        finally:
+            client.close()
