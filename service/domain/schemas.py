@@ -9,6 +9,7 @@ from marshmallow.decorators import POST_DUMP, PRE_DUMP
 from service.domain import vocabulary as v
 from service.domain.fields import (
     StrictBoolean,
+    StrictNumber,
     Text,
     instant,
     integer,
@@ -50,23 +51,29 @@ _ABSENT = object()
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
+#: field classes whose _serialize gives a value of the type back as it is (these ones' _serialize is marshmallow's)
+_KEPT: dict[type, type] = {fields.String: str, Text: str, fields.Integer: int, fields.Float: float, StrictNumber: float,
+                           fields.Boolean: bool, StrictBoolean: bool}
+
+
 def dumped(schema: Schema, obj: Any) -> Any:
     """schema.dump(obj), for a record as schema.load made it (dicts, and lists of them): what Schema.dump and
     Field.serialize do for it, each present field's value made by its own field's _serialize (a Nested's and a
     List's of Nested by this again), without marshmallow's call of serialize, get_value and get_attribute for every
-    field a schema declares, present or not (~27 a session; 0.6 M instructions of a record POST's ~33 M). A schema
+    field a schema declares, present or not (~27 a session; 0.6 M instructions of a record POST's ~33 M), nor of
+    _serialize for a scalar it would give back as it is (_KEPT). A schema
     this does not cover (dump hooks, a field with a dump default, an attribute, or a name a dict's method has) or a
     value not a dict goes through marshmallow."""
     plan = _dump_plan(schema)
     if plan is None or type(obj) is not dict:
         return schema.dump(obj)
     out = {}
-    for attr, key, field, nested, each in plan:
+    for attr, key, field, nested, each, kept in plan:
         value = obj.get(attr, _ABSENT)
         if value is _ABSENT:
             continue
         if nested is None or value is None:
-            out[key] = field._serialize(value, attr, obj)
+            out[key] = value if value.__class__ is kept else field._serialize(value, attr, obj)
         elif each:
             out[key] = [None if item is None else dumped(nested, item) for item in value]
         else:
@@ -74,8 +81,8 @@ def dumped(schema: Schema, obj: Any) -> Any:
     return out
 
 
-#: by schema: (attribute, key, field, the schema of a Nested or of a List's Nested, whether a List's) per dump field,
-#: or None where `dumped` uses marshmallow
+#: by schema: (attribute, key, field, the schema of a Nested or of a List's Nested, whether a List's, the type whose
+#: values the field's _serialize gives back as they are) per dump field, or None where `dumped` uses marshmallow
 _DUMP_PLANS: dict[int, tuple[Schema, Any]] = {}
 
 
@@ -83,7 +90,7 @@ def _dump_plan(schema: Schema) -> Any:
     held = _DUMP_PLANS.get(id(schema))
     if held is not None and held[0] is schema:
         return held[1]
-    plan: list[tuple[str, str, fields.Field[Any], Schema | None, bool]] | None = []
+    plan: list[tuple[str, str, fields.Field[Any], Schema | None, bool, type | None]] | None = []
     if schema.many or schema._hooks[PRE_DUMP] or schema._hooks[POST_DUMP]:
         plan = None
     for name, field in schema.dump_fields.items():
@@ -99,9 +106,17 @@ def _dump_plan(schema: Schema) -> Any:
             plan = None
             break
         plan.append((name, field.data_key if field.data_key is not None else name, field,
-                     target.schema if target is not None else None, inner is not None))
+                     target.schema if target is not None else None, inner is not None, _kept(field)))
     _DUMP_PLANS[id(schema)] = (schema, plan)
     return plan
+
+
+def _kept(field: fields.Field[Any]) -> type | None:
+    """The type whose values a field's _serialize returns as they are: a str of a String's (ensure_text_type), an int
+    of an Integer's and a float of a Float's (int(value), float(value); not as strings), a bool of a Boolean's
+    (Field._serialize); None for any other field class."""
+    kept = _KEPT.get(type(field))
+    return None if kept is None or getattr(field, "as_string", False) else kept
 
 
 def _validated_once(field: fields.Field[Any]) -> None:

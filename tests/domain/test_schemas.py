@@ -145,3 +145,13 @@ def test_dumped_keeps_nulls_and_renamed_keys_as_marshmallow_does(kind: str) -> N
     if kind == "administration":
         loaded["concomitant_medications"] = [{"name": "x", "class_": "maoi"}, None]  # `class` by its data_key
     assert json.dumps(dumped(schema, loaded)) == json.dumps(schema.dump(loaded))
+
+
+@pytest.mark.parametrize("value", [True, 1, 2.5, 3.0, "7", None])
+def test_dumped_gives_back_only_the_values_a_field_would(value: Any) -> None:
+    """A scalar is dumped as it is only when its field's _serialize would give it back so: an int in a number
+    field becomes a float, a bool or a float in an integer field an int, as marshmallow makes them."""
+    schema = schema_of("administration")
+    loaded = schema.load(administration())
+    loaded |= {"dose_mg": value, "session_number": value, "discharged_with_escort": value, "lot_number": value}
+    assert repr(dumped(schema, loaded)) == repr(schema.dump(loaded))
