@@ -29,6 +29,7 @@ from service.search.parameters import TYPES
 from service.search.query import Query, parse
 from service.security.provenance import provenance
 from service.store.batch import Drafted, draft
+from service.store.engine import answering
 from service.store.records import utcnow
 from service.store.resources import ResourceStore, StoredResource, Unit, instant, versioned
 
@@ -94,14 +95,6 @@ class Condition:
     key: str
 
 
-#: How many times a write meeting a concurrent one on a unique key (the same version of a resource, a new id, an
-#: If-None-Exist claim) is tried before a 409. PostgreSQL's writers do not take turns as SQLite's do: two updates of
-#: one resource both read version n and both write n + 1, and the second's INSERT fails once the first commits;
-#: tried again, it reads n + 1 and writes n + 2, as it would have had it come a moment later (with If-Match, it then
-#: fails the precondition: 412). k writers at once settle in at most k attempts.
-SETTLE_ATTEMPTS = 8
-
-
 class Interactions:
     """The single-resource interactions, each in a database transaction of its own."""
 
@@ -154,13 +147,16 @@ class Interactions:
             if self.after_write is not None:  # out of the unit what can be: the clinic record it is read into
                 ahead = self.after_write.ahead(self.store, versioned(prepared.resource, new_id, 1, utcnow()))
             early = drafted(prepared)
+            answering(StoredResource(0, resource_type, new_id, 1, False, now := utcnow(),
+                                     versioned(early[0], new_id, 1, now), [], None, "POST"), True,
+                      ahead.rows if ahead is not None else None)  # what it answers with, before its unit
             # its rows, its Provenance's and the record it is read into sent together: one statement a table
             with self.store.unit(write=True) as unit, unit.batch():
                 if ahead is not None:  # the rows it read, its references' among them: not read again if unchanged
                     unit.adopt(ahead.rows)
                 return self.followed(unit, create_in(unit, prepared, new_id, {}, ahead=early, checked=False), ahead)
         when = condition(resource_type, if_none_exist, "If-None-Exist")
-        for _attempt in range(SETTLE_ATTEMPTS):
+        for _attempt in range(3):
             try:
                 with self.store.unit(write=True) as unit:
                     found = match_in(unit, when)
@@ -174,15 +170,9 @@ class Interactions:
     def update(self, resource_type: str, resource_id: str, body: Any, if_match: int | None = None) -> Written:
         self.check_type(resource_type)
         prepared = self.prepare(resource_type, body, resource_id)
-        for _attempt in range(SETTLE_ATTEMPTS):
-            early = drafted(prepared)  # anew each attempt: a unit that failed may have filled in its rows' keys
-            try:
-                with self.store.unit(write=True) as unit, unit.batch():  # as create's
-                    return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}, early,
-                                                         checked=False))
-            except (IntegrityError, ClaimLost):
-                continue  # a concurrent writer stored the version (or created the id) first: read it, write after it
-        raise Conflict(f"{resource_type}/{resource_id} kept meeting concurrent writers; retry.")
+        early = drafted(prepared)
+        with self.store.unit(write=True) as unit, unit.batch():  # as create's
+            return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}, early, checked=False))
 
     def conditional_update(self, resource_type: str, criteria: str, body: Any) -> Written:
         self.check_type(resource_type)
@@ -203,13 +193,8 @@ class Interactions:
 
     def delete(self, resource_type: str, resource_id: str) -> StoredResource:
         self.check_type(resource_type)
-        for _attempt in range(SETTLE_ATTEMPTS):
-            try:
-                with self.store.unit(write=True) as unit:
-                    return delete_in(unit, resource_type, resource_id)
-            except IntegrityError:
-                continue  # a concurrent writer stored the version first: read it (deleted already: nothing to do)
-        raise Conflict(f"{resource_type}/{resource_id} kept meeting concurrent writers; retry.")
+        with self.store.unit(write=True) as unit:
+            return delete_in(unit, resource_type, resource_id)
 
 
 # --- the operations on a unit of work, for a request alone and for a Bundle entry alike ------------

@@ -134,6 +134,22 @@ class Access:
             patient_refs=[r[:MAX_FIELD] for r in self.patient_refs[:MAX_ENTITIES]])
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """An event made before its change's unit of work (AuditLog.ahead): its row's columns but its id, time and text,
+    and its JSON text in the pieces around its id and its two instants (meta.lastUpdated, recorded)."""
+
+    row: EventRow
+    pieces: tuple[str, ...]
+
+
+#: what an event made ahead holds in place of its id and its time (AuditLog.ahead); a text with them elsewhere (a
+#: caller's choice: a client id, a Host) is made in the unit as before
+_STAND_ID = "00000000-0000-4000-8000-000000000000"
+_STAND_AT = datetime(1, 1, 1)
+_STAND_TEXT = instant(_STAND_AT)
+
+
 @dataclass
 class _Burst:
     first: Access  # bounded: ten thousand open bursts must not each hold a 60 KB Host header
@@ -257,16 +273,47 @@ class AuditLog:
             connection.execute(ADD_EVENT, row)
         return cast(dict[str, Any], row["content"])
 
+    def ahead(self, access: Access) -> Ahead | None:
+        """record_in's event of `access` made before the change's unit of work (every other SQLite writer waits for
+        a unit) but for its id and time, which record_ahead fills in; None where record_in must make it: on
+        PostgreSQL (sent with the COMMIT, no writers' turn), or a text holding a stand-in where a caller chose it."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        row = self._row(access, (_STAND_ID, _STAND_AT))
+        text = dumps(row["content"])
+        if text.count(_STAND_ID) != 1 or text.count(_STAND_TEXT) != 2:  # stand-ins elsewhere: made in the unit
+            return None
+        first, rest = text.split(_STAND_ID)
+        pieces = (first, *rest.split(_STAND_TEXT))  # the id comes first, then meta.lastUpdated and recorded
+        if len(pieces) != 4:
+            return None
+        return Ahead({k: v for k, v in row.items() if k not in ("id", "recorded", "content")}, pieces)
+
+    def record_ahead(self, current: Session, made: Ahead) -> bool:
+        """record_in of the event `made` (ahead): its id made and its time taken now, its text the same as
+        record_in's; False on another database than SQLite (use record_in)."""
+        connection = current.connection()
+        if connection.dialect.name != "sqlite":
+            return False
+        now, event_id = utcnow(), str(uuid.uuid4())
+        at = instant(now)
+        first, before_at, between, last = made.pieces
+        row = {"id": event_id, "recorded": now, **made.row,
+               "content": f"{first}{event_id}{before_at}{at}{between}{at}{last}"}
+        driver.insert(connection, cast(Table, AuditEventRow.__table__), row, ("content",))
+        return True
+
     def _write(self, access: Access) -> dict[str, Any]:
         row = self._row(access)
         self._group.commit(row)
         return cast(dict[str, Any], row["content"])
 
-    def _row(self, access: Access) -> EventRow:
+    def _row(self, access: Access, stand_ins: tuple[str, datetime] | None = None) -> EventRow:
+        """The event's row; `stand_ins`: its id and time, else a new id and now."""
         access = access.bounded()
-        now = utcnow()
+        now = utcnow() if stand_ins is None else stand_ins[1]
         hashes = list(dict.fromkeys(self.patient_hash(s, v) for s, v in access.patients))[:MAX_ENTITIES]
-        content = _event(str(uuid.uuid4()), now, access, hashes)
+        content = _event(str(uuid.uuid4()) if stand_ins is None else stand_ins[0], now, access, hashes)
         types = {e.type for e in access.entities} | {e["type"]["code"] for e in content.get("entity", [])}
         return {"id": content["id"], "recorded": now, "action": content["action"], "outcome": content["outcome"],
                 "agent": access.client_id or "", "entity_types": f" {' '.join(sorted(types))} "[:1000],

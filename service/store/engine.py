@@ -7,7 +7,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from functools import partial
@@ -36,6 +36,11 @@ WRITTEN = "kfhir_written"
 #: layer's audit event of the request (service/web/auth.py), so that a write and its event commit together or not
 #: at all, under one writer lock and one flush. Set for one request in its own thread; None elsewhere.
 BEFORE_COMMIT: ContextVar[Callable[[Session], None] | None] = ContextVar("kfhir_before_commit", default=None)
+#: What BEFORE_COMMIT can work out before a write's unit of work waits for its turn, told what the write will answer
+#: with (`answering`): the audit event but for its id and time, made where no other writer waits for it. Set and
+#: None as BEFORE_COMMIT.
+BEFORE_TURN: ContextVar[Callable[[Any, bool, Mapping[Any, Any]], None] | None] = ContextVar(
+    "kfhir_before_turn", default=None)
 #: The read transaction of a request that only reads (service/web/auth.py opens it with `reading`): every read
 #: `session` of its engine joins it instead of beginning its own, so that authenticating the caller, the read or
 #: search itself and the audit's patient lookup are one transaction (one pool checkout, one BEGIN, one snapshot)
@@ -440,6 +445,14 @@ class _Shared:
         if self._turn is not None:
             _give_turn(self._turn)
             self._turn = None
+
+
+def answering(item: Any, created: bool, read: Mapping[Any, Any] | None = None) -> None:
+    """Tell BEFORE_TURN, if set, that the write transaction about to begin will write `item` (a StoredResource or a
+    StoredRecord, as `wrote` will note it) first; `read`: rows read before it, by (type, id), if any."""
+    early = BEFORE_TURN.get()
+    if early is not None:
+        early(item, created, read or {})
 
 
 def wrote(current: Session, item: Any, created: bool) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -18,11 +20,11 @@ from sqlalchemy.orm import Session
 from service.conformance.package import CONFORMANCE_TYPES
 from service.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from service.search.parameters import TYPES
-from service.security import Security
+from service.security import Security, audit
 from service.security.audit import Access
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
-from service.store.engine import BEFORE_COMMIT, WRITTEN, reading
+from service.store.engine import BEFORE_COMMIT, BEFORE_TURN, WRITTEN, reading
 from service.store.resources import StoredResource, Unit
 from service.web import auditing, current, errors, limits
 
@@ -128,6 +130,7 @@ def _guard() -> None:
     if endpoint in IN_WRITE:
         guard.clients.pepper()  # made (app built before the migration) before the write's unit, not inside it
         BEFORE_COMMIT.set(_audit_write)
+        BEFORE_TURN.set(_audit_ahead)
 
 
 def _authorize(grant: Grant, endpoint: str, args: dict[str, Any]) -> None:
@@ -200,6 +203,53 @@ def _identifier(identifiers: Any) -> tuple[str, str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Ahead:
+    """_audit_write's event made before the write's unit (_audit_ahead) for an answer of this id and status, and the
+    identifiers of the patients it names by reference as they were read then (by id)."""
+
+    id: str
+    status: int
+    looked: dict[str, tuple[str, str] | None]
+    event: audit.Ahead
+
+
+def _audit_ahead(item: Any, created: bool, read: Mapping[Any, Any]) -> None:
+    """_audit_write's event for a write about to answer with `item`, made before its unit of work waits for the
+    writers' turn (store/engine.BEFORE_TURN): in the unit only its id and time are filled in, if the answer is the
+    same and so are the patients it names (~0.5 ms of CPU a record where every other writer waits). `read`: rows
+    read before the unit, the patients' among them; others are read here."""
+    g.kfhir_audit_ahead = None
+    log = security().audit
+    if log.engine.dialect.name != "sqlite":  # sent with the COMMIT there: nothing to make ahead, nothing to read
+        return
+    answer = auditing.written_answer([(item, created)])
+    if g.get("kfhir_audited") is not None or answer is None or not isinstance(answer[0], dict) or \
+            answer[0].get("resourceType") == "Patient":  # names itself, not stored yet: looked up in the unit
+        return
+    body, status = answer
+    looked: dict[str, tuple[str, str] | None] = {}
+    try:
+        access = auditing.access_of(body, status, g.get("principal"), interaction())
+        with ExitStack() as stack:
+            units: list[Unit] = []  # a read unit opened only for a patient not read already
+
+            def identifier_of(patient_id: str) -> tuple[str, str] | None:
+                stored = read.get(("Patient", patient_id))
+                if stored is None:
+                    units[:] = units or [stack.enter_context(current.runtime().resources.unit())]
+                    stored = units[0].get("Patient", patient_id)
+                looked[patient_id] = found = _identifier_of(stored)
+                return found
+
+            auditing.identify_patients(access, identifier_of)
+        made = log.ahead(access)
+    except Exception:  # noqa: BLE001 - the unit makes the event itself, and says why if it cannot
+        return
+    if made is not None:
+        g.kfhir_audit_ahead = _Ahead(str(body.get("id")), status, looked, made)
+
+
 def _audit_write(current: Session) -> None:
     """The request's audit event, inside the first of its write transactions that wrote what the route answers
     with, just before it commits (store/engine.BEFORE_COMMIT). A change whose event cannot be written is refused
@@ -210,6 +260,16 @@ def _audit_write(current: Session) -> None:
     if answer is None:
         return
     body, status = answer
+    ahead: _Ahead | None = g.get("kfhir_audit_ahead")
+    if ahead is not None and status == ahead.status and isinstance(body, dict) and body.get("id") == ahead.id:
+        try:
+            unit = Unit.on(current) if ahead.looked else None  # the write's own: its reference check read them
+            if all(_identifier_of(unit.get("Patient", i)) == found for i, found in ahead.looked.items() if unit) \
+                    and security().audit.record_ahead(current, ahead.event):
+                g.kfhir_audited = status
+                return
+        except Exception as exc:
+            raise _unrecorded(exc) from exc
     try:
         access = auditing.access_of(body, status, g.get("principal"), interaction())
         unit = Unit.on(current)  # the write's own: the patients it refers to were read by its reference check
@@ -228,6 +288,7 @@ def _unrecorded(exc: Exception) -> ServiceUnavailable:
 
 def _unhook(_error: BaseException | None) -> None:
     BEFORE_COMMIT.set(None)
+    BEFORE_TURN.set(None)
 
 
 def _stop_reading(_error: BaseException | None = None) -> None:

@@ -142,30 +142,30 @@ def test_a_domain_record_that_stops_after_its_commit_keeps_its_event(app: Flask,
     assert created["action"] == "C" and created["outcome"] == "0"
 
 
+def after_the_event(monkeypatch: pytest.MonkeyPatch, then: BaseException) -> None:
+    """Raise `then` once a write's event is in its transaction: made in its unit (record_in) or before (record_ahead)."""
+    for name in ("record_in", "record_ahead"):
+        def raising(self: AuditLog, session: Session, *rest: Any, _original: Any = AuditLog.__dict__[name]) -> Any:
+            _original(self, session, *rest)
+            raise then
+
+        monkeypatch.setattr(AuditLog, name, raising)
+
+
+@pytest.mark.parametrize("post", ["/fhir/Patient", "/api/v1/administrations"])
 def test_a_write_that_stops_before_its_commit_leaves_neither_it_nor_its_event(
-        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = AuditLog.record_in
-
-    def then_crash(self: AuditLog, session: Session, access: Any, *rest: Any) -> Any:
-        original(self, session, access, *rest)  # the event is in the transaction; the process stops before the commit
-        raise Crash
-
-    monkeypatch.setattr(AuditLog, "record_in", then_crash)
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, post: str) -> None:
+    after_the_event(monkeypatch, Crash())  # the event is in the transaction; the process stops before the commit
+    body = PATIENT_BODY if post == "/fhir/Patient" else administration()
     with pytest.raises(Crash):
-        client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR)
-    assert stored(app, "Patient") == [] and stored(app, "Provenance") == []
+        client.post(post, data=json.dumps(body), content_type=FHIR if post == "/fhir/Patient" else "application/json")
+    assert stored(app, "Patient") == [] and stored(app, "Provenance") == [] and records(app) == 0
     assert events(app) == []  # no event claims the write that rolled back
 
 
 def test_a_write_whose_event_cannot_be_written_is_refused_whole_and_the_refusal_audited(
         app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = AuditLog.record_in
-
-    def then_fail(self: AuditLog, session: Session, access: Any, *rest: Any) -> Any:
-        original(self, session, access, *rest)
-        raise RuntimeError("the audit table refused the row")
-
-    monkeypatch.setattr(AuditLog, "record_in", then_fail)
+    after_the_event(monkeypatch, RuntimeError("the audit table refused the row"))
     answer = client.post("/api/v1/administrations", json=administration())
     assert answer.status_code == 503, answer.get_json()
     assert records(app) == 0 and stored(app, "MedicationAdministration") == []
@@ -273,3 +273,72 @@ def test_an_event_written_in_a_write_holds_what_core_s_insert_writes(app: Flask)
             "FROM audit_events"))}
     assert found[content["id"]] == found["core"]
     assert found["core"][-1] == json.dumps(content)  # the text json.dumps makes, as the JSON type's
+
+
+def test_an_event_made_before_its_write_s_unit_is_the_one_made_in_it(app: Flask, monkeypatch: pytest.MonkeyPatch
+                                                                       ) -> None:
+    """AuditLog.ahead makes a change's event before its unit of work but for its id and time, which record_ahead
+    fills in (SQLite, whose writers wait for each unit): every column holds what record_in writes of the same access
+    at the same moment under the same id. A text holding the stand-ins elsewhere is not made ahead."""
+    import uuid
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from service.security import audit
+    from service.security.audit import Access, Entity
+    from service.store.engine import session
+
+    log: AuditLog = app.extensions["kfhir_security"].audit
+    engine = app.extensions["kfhir"].engine
+    access = Access(interaction="create", status=201, client_id="c-é", issuer="i", source_address="127.0.0.1",
+                    server="http://x/fhir", entities=[Entity("administration", "r-1", record=True)],
+                    patients=[("s", "v")], patient_refs=["Patient/p-1"])
+    made = log.ahead(access)
+    if engine.dialect.name != "sqlite":  # sent with the COMMIT there: nothing to make ahead
+        assert made is None
+        return
+    assert made is not None
+    at = datetime(2026, 12, 6, 13, 5, 7, 123456)
+    monkeypatch.setattr(audit, "utcnow", lambda: at)
+    for event_id in ("in-unit", "ahead"):
+        monkeypatch.setattr(audit, "uuid", SimpleNamespace(uuid4=lambda e=event_id: e))
+        with session(engine, write=True) as current:
+            if event_id == "ahead":
+                assert log.record_ahead(current, made)
+            else:
+                log.record_in(current, access)
+    with engine.connect() as connection:
+        found = {i: rest for i, *rest in connection.execute(text(
+            "SELECT id, CAST(recorded AS TEXT), action, outcome, agent, entity_types, patients, CAST(content AS TEXT) "
+            "FROM audit_events"))}
+    assert found["ahead"][:-1] == found["in-unit"][:-1]
+    assert found["ahead"][-1] == found["in-unit"][-1].replace('"in-unit"', '"ahead"')
+    assert '"recorded": "2026-12-06T13:05:07.123Z"' in found["ahead"][-1]
+    monkeypatch.setattr(audit, "uuid", uuid)
+    assert log.ahead(Access(interaction="create", status=201, client_id="0001-01-01T00:00:00.000Z", issuer="i",
+                            source_address=None, server="s")) is None
+
+
+def test_a_create_s_event_names_its_patient_as_its_unit_finds_it(app: Flask, client: FlaskClient,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create's event is made before its unit (auth._audit_ahead) with its patients' identifiers read then; when
+    one has changed by the unit, the event names the patient by the identifier the unit reads."""
+    from service.store.resources import ResourceStore
+    from service.web import auth
+
+    pid = client.post("/fhir/Patient", data=json.dumps(PATIENT_BODY), content_type=FHIR).get_json()["id"]
+    new_mrn = {"system": MRN["system"], "value": "MRN-IN-WRITE-2"}
+    made_ahead = auth._audit_ahead
+
+    def then_changed(*args: Any) -> None:
+        made_ahead(*args)  # the patient changes between the event made ahead and the write's unit
+        with ResourceStore(app.extensions["kfhir"].engine).unit(write=True) as unit:
+            unit.write("Patient", pid, {**PATIENT_BODY, "id": pid, "identifier": [new_mrn]}, [], "PUT")
+
+    monkeypatch.setattr(auth, "_audit_ahead", then_changed)
+    condition = {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "Asthma"}}
+    assert client.post("/fhir/Condition", data=json.dumps(condition), content_type=FHIR).status_code == 201
+    created = events(app)[-1]
+    log: AuditLog = app.extensions["kfhir_security"].audit
+    hashes = [e["what"]["identifier"]["value"] for e in created["entity"] if "identifier" in e["what"]]
+    assert hashes == [log.patient_hash(new_mrn["system"], new_mrn["value"])]
