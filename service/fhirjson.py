@@ -107,9 +107,15 @@ def rewritten(resource: dict[str, Any], names: Mapping[str, str]) -> tuple[dict[
         return out
 
     def walk_list(node: list[Any], where: Any) -> list[Any]:
-        return [walk(v, None if where is None else (where, i, None)) if isinstance(v, dict) else
-                walk_list(v, None if where is None else (where, i, None)) if isinstance(v, list) else v
-                for i, v in enumerate(node)]
+        out = node.copy()  # as walk's: the scalars as they are (a comprehension's frame and conditions cost more)
+        for i, value in enumerate(node):
+            if value.__class__ is str:
+                continue
+            if isinstance(value, dict):
+                out[i] = walk(value, None if where is None else (where, i, None))
+            elif isinstance(value, list):
+                out[i] = walk_list(value, None if where is None else (where, i, None))
+        return out
 
     return walk(resource, str(resource.get("resourceType", ""))), found
 

@@ -103,6 +103,19 @@ def test_rewritten_is_the_rewrite_then_the_walk_of_its_copy_outside_contained_re
     assert out["contained"] is not SESSION["contained"] and out["note"] is not SESSION["note"]
 
 
+def test_rewritten_copies_every_list_and_reports_the_references_in_lists_of_lists() -> None:
+    """A list is copied with its scalars as they are and its objects and lists rewritten in their places."""
+    resource = {"resourceType": "Basic", "extension": [[{"reference": "urn:a"}, "s", 1, None], [], "t"],
+                "identifier": ["x", {"reference": "urn:b"}]}
+    out, found = rewritten(resource, {"urn:a": "Patient/1"})
+    assert out == {"resourceType": "Basic", "extension": [[{"reference": "Patient/1"}, "s", 1, None], [], "t"],
+                   "identifier": ["x", {"reference": "urn:b"}]}
+    assert found == [("Basic.extension[0][0].reference", "Patient/1"), ("Basic.identifier[1].reference", "urn:b")]
+    assert out["extension"] is not resource["extension"] and out["extension"][0] is not resource["extension"][0]
+    assert out["extension"][1] is not resource["extension"][1] and out["identifier"] is not resource["identifier"]
+    assert resource["extension"][0][0] == {"reference": "urn:a"}
+
+
 def _project_json() -> list[tuple[Path, Any]]:
     """Every JSON document of the project's tests and profiles, with its path."""
     root, found = Path(__file__).resolve().parents[1], []

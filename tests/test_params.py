@@ -55,6 +55,9 @@ def test_an_absent_integer_is_the_default_and_a_present_one_is_parsed() -> None:
     ("2026-03-02T13:30+05:30", datetime(2026, 3, 2, 8), datetime(2026, 3, 2, 8, 0, 59, 999999)),
     ("9999", datetime(9999, 1, 1), datetime.max),
     ("9999-12", datetime(9999, 12, 1), datetime.max),
+    ("2026-03-02T00:30:00+14:00", datetime(2026, 3, 1, 10, 30), datetime(2026, 3, 1, 10, 30, 0, 999999)),
+    ("2026-03-01T23:15-10:45", datetime(2026, 3, 2, 10), datetime(2026, 3, 2, 10, 0, 59, 999999)),
+    ("9999-12-31T23:59:59.5Z", datetime(9999, 12, 31, 23, 59, 59, 500000), datetime(9999, 12, 31, 23, 59, 59, 500000)),
 ])
 def test_fhir_dates_cover_their_whole_precision_in_naive_utc(text: str, low: datetime, high: datetime) -> None:
     assert date_range(text) == (low, high)
@@ -63,7 +66,9 @@ def test_fhir_dates_cover_their_whole_precision_in_naive_utc(text: str, low: dat
 @pytest.mark.parametrize("text", ["", "26", "26-03-02", "yesterday", "2026-2", "2026-02-30", "2026-13", "2026-13-01",
                                   "2026-03-02T25:00",
                                   "2026-03-02 09:00", "03/02/2026", "2026-03-02T09:00:00+0100",
-                                  "9999-12-31T23:00:00-05:00", "0000"])
+                                  "9999-12-31T23:00:00-05:00", "0000",
+                                  # its end, a second (a minute) on less a tick, is past year 9999 on the way there
+                                  "9999-12-31T23:59:59Z", "9999-12-31T23:59Z"])
 def test_other_texts_are_no_fhir_date(text: str) -> None:
     assert date_range(text) is None
 

@@ -95,6 +95,14 @@ class Condition:
     key: str
 
 
+#: How many times a write meeting a concurrent one on a unique key (the same version of a resource, a new id, an
+#: If-None-Exist claim) is tried before a 409. PostgreSQL's writers do not take turns as SQLite's do: two updates of
+#: one resource both read version n and both write n + 1, and the second's INSERT fails once the first commits;
+#: tried again, it reads n + 1 and writes n + 2, as it would have had it come a moment later (with If-Match, it then
+#: fails the precondition: 412). k writers at once settle in at most k attempts.
+SETTLE_ATTEMPTS = 8
+
+
 class Interactions:
     """The single-resource interactions, each in a database transaction of its own."""
 
@@ -156,7 +164,7 @@ class Interactions:
                     unit.adopt(ahead.rows)
                 return self.followed(unit, create_in(unit, prepared, new_id, {}, ahead=early, checked=False), ahead)
         when = condition(resource_type, if_none_exist, "If-None-Exist")
-        for _attempt in range(3):
+        for _attempt in range(SETTLE_ATTEMPTS):
             try:
                 with self.store.unit(write=True) as unit:
                     found = match_in(unit, when)
@@ -170,9 +178,15 @@ class Interactions:
     def update(self, resource_type: str, resource_id: str, body: Any, if_match: int | None = None) -> Written:
         self.check_type(resource_type)
         prepared = self.prepare(resource_type, body, resource_id)
-        early = drafted(prepared)
-        with self.store.unit(write=True) as unit, unit.batch():  # as create's
-            return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}, early, checked=False))
+        for _attempt in range(SETTLE_ATTEMPTS):
+            early = drafted(prepared)  # anew each attempt: a unit that failed may have filled in its rows' keys
+            try:
+                with self.store.unit(write=True) as unit, unit.batch():  # as create's
+                    return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}, early,
+                                                         checked=False))
+            except (IntegrityError, ClaimLost):
+                continue  # a concurrent writer stored the version (or created the id) first: read it, write after it
+        raise Conflict(f"{resource_type}/{resource_id} kept meeting concurrent writers; retry.")
 
     def conditional_update(self, resource_type: str, criteria: str, body: Any) -> Written:
         self.check_type(resource_type)
@@ -193,8 +207,13 @@ class Interactions:
 
     def delete(self, resource_type: str, resource_id: str) -> StoredResource:
         self.check_type(resource_type)
-        with self.store.unit(write=True) as unit:
-            return delete_in(unit, resource_type, resource_id)
+        for _attempt in range(SETTLE_ATTEMPTS):
+            try:
+                with self.store.unit(write=True) as unit:
+                    return delete_in(unit, resource_type, resource_id)
+            except IntegrityError:
+                continue  # a concurrent writer stored the version first: read it (deleted already: nothing to do)
+        raise Conflict(f"{resource_type}/{resource_id} kept meeting concurrent writers; retry.")
 
 
 # --- the operations on a unit of work, for a request alone and for a Bundle entry alike ------------

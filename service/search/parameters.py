@@ -197,47 +197,67 @@ def index(resource: dict[str, Any], references: list[tuple[str, str]] | None = N
     if resource_type == "Provenance":
         return searched(resource)
     at = REFERENCE_PATHS.get(resource_type, {})
-    out, waiting = _values(resource, READERS.get(resource_type, frozenset()))
+    out, waiting = _values(resource, True)
     for path, value in _links(resource, references):
         name = at.get(dotted(path))
         if name is not None and waiting.get((name, value)):
             waiting[name, value] -= 1
         else:
             name = LINK
-        out.append(IndexValue(name, value=value, path=path))
-    out.extend(IndexValue(name, value=value) for (name, value), left in waiting.items() for _ in range(left))
+        out.append(_make((name, None, value, None, None, path)))
+    out.extend(_make((name, None, value, None, None, None)) for (name, value), left in waiting.items()
+               for _ in range(left))
     return out
 
 
 def searched(resource: dict[str, Any]) -> list[IndexValue]:
     """The values `resource` is found by, for every parameter of its type."""
-    return _values(resource, frozenset())[0]
+    return _values(resource, False)[0]
 
 
-def _values(resource: dict[str, Any], counted: frozenset[str]) -> tuple[list[IndexValue], dict[tuple[str, str], int]]:
-    """searched(), but the references of the parameters named in `counted` counted by (parameter, value) instead."""
+def _values(resource: dict[str, Any], count: bool) -> tuple[list[IndexValue], dict[tuple[str, str], int]]:
+    """searched(), but with `count` the references of the parameters index reads links for (READERS) counted by
+    (parameter, value) instead. Each parameter's rows are made here as _index_one makes them (token and date in
+    line: a call and a list for each of ~90 values a clinic record cost more than the rows)."""
     out: list[IndexValue] = []
+    append = out.append
     waiting: dict[tuple[str, str], int] = {}
-    for param, steps in _reads(str(resource.get("resourceType", ""))):
+    for name, kind, step, steps, counted, param in _reads(str(resource.get("resourceType", "")), count):
         # a path of one step, as most are: _at's answer read at once, unless absent (a choice element: `effective`)
-        found = resource.get(steps[0], _ABSENT) if len(steps) == 1 else _ABSENT
-        found = _at(resource, steps) if found is _ABSENT else found if isinstance(found, list) else [found]
-        for value in found:
-            if param.name not in counted:
+        found = resource.get(step, _ABSENT) if step is not None else _ABSENT
+        found = _at(resource, steps) if found is _ABSENT else found if isinstance(found, list) else (found,)
+        if counted:
+            for value in found:
+                target = cut(reference_key(value))  # as _index_one's reference row (no reader is only_targets)
+                if target:
+                    waiting[name, target] = waiting.get((name, target), 0) + 1
+        elif kind == "token":
+            for value in found:
+                for system, code in tokens(value):
+                    append(_make((name, system if system is None or len(system) <= INDEXED else system[:INDEXED],
+                                  code if code is None or len(code) <= INDEXED else code[:INDEXED], None, None,
+                                  None)))
+        elif kind == "date":
+            for value in found:
+                dates = date_range(value)
+                if dates:
+                    append(_make((name, None, None, dates[0], dates[1], None)))
+        else:
+            for value in found:
                 out.extend(_index_one(param, value))
-                continue
-            target = cut(reference_key(value))  # as _index_one's reference row (no reader is only_targets)
-            if target:
-                waiting[param.name, target] = waiting.get((param.name, target), 0) + 1
     return out, waiting
 
 
 @lru_cache(maxsize=64)
-def _reads(resource_type: str) -> tuple[tuple[Param, tuple[str, ...]], ...]:
-    """(parameter, path split into steps) of each path a type's parameters read, in their order; not those answered
-    from another parameter's rows."""
-    return tuple((param, _steps(path)) for param in PARAMS.get(resource_type, {}).values() if not param.rows
-                 for path in param.paths)
+def _reads(resource_type: str, count: bool = False) -> tuple[tuple[str, str, str | None, tuple[str, ...], bool, Param],
+                                                             ...]:
+    """(name, kind, the path's one step or None, the path split into steps, counted, parameter) of each path a type's
+    parameters read, in their order; not those answered from another parameter's rows. `counted`: with `count`, a
+    parameter of READERS (_values)."""
+    counted = READERS.get(resource_type, frozenset()) if count else frozenset()
+    return tuple((param.name, param.kind, steps[0] if len(steps) == 1 else None, steps, param.name in counted, param)
+                 for param in PARAMS.get(resource_type, {}).values() if not param.rows
+                 for steps in map(_steps, param.paths))
 
 
 def links(resource: dict[str, Any], references: list[tuple[str, str]] | None = None) -> list[IndexValue]:

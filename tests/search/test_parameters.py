@@ -1,13 +1,16 @@
 """Search parameters: the values a resource is indexed under, and how query values are read."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from service.errors import BadRequest
 from service.params import EARLIEST, LATEST
-from service.search.parameters import date_range, index, reference_key, tokens, values_at
+from service.search.parameters import PARAMS, _index_one, date_range, index, reference_key, searched, tokens, values_at
 from service.search.query import parse
 
 
@@ -87,3 +90,26 @@ def test_values_at_reads_every_item_of_every_step_and_a_choice_at_the_last() -> 
     assert values_at(resource, "contact.name") == [] and values_at(resource, "name.given.x") == []
     (row,) = [v for v in index({"resourceType": "Patient", "name": [{"given": ["Ann"]}]}) if v.param == "given"]
     assert row == ("given", "Ann", "ann", None, None, None)  # a row's values, in the order the store sends them
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "profiles" / "examples"
+#: values of every shape a path may hold, odd ones too: a row is made of what each is, whatever the element
+ODD = [None, "", "final", 0, True, False, [], {}, ["a", 3], {"reference": 3}, {"reference": "Patient/p9"},
+       {"coding": "ab"}, {"coding": [None, "c", {"code": 1}, {"system": "s", "code": "k"}]}, {"system": "s", "value": "v"},
+       {"start": "2026-03-02T09:00:00-05:00"}, {"start": 5}, "2026-13-01", "2026-03-05T10:00:00+14:00", "x" * 600]
+
+
+def _resources() -> list[dict[str, Any]]:
+    examples = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(EXAMPLES.glob("*-*.json"))]
+    odd = [{"resourceType": t, **{path.split(".")[0]: value for p in params.values() for path in p.paths}}
+           for t, params in PARAMS.items() for value in ODD]
+    return examples + odd
+
+
+@pytest.mark.parametrize("resource", _resources())
+def test_each_parameters_rows_are_those_of_each_value_at_its_paths(resource: dict[str, Any]) -> None:
+    """searched() makes a token's and a date's rows in line: the rows are still, parameter by parameter and path by
+    path, those `_index_one` makes of each value the path holds, in that order."""
+    params = PARAMS.get(resource["resourceType"], {}).values()
+    assert searched(resource) == [row for p in params if not p.rows for path in p.paths
+                                  for value in values_at(resource, path) for row in _index_one(p, value)]
