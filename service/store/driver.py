@@ -18,6 +18,9 @@ from service.store import pipeline
 
 #: Execution option marking a connection that will write.
 WRITE = "kfhir_write"
+#: Execution option marking a PostgreSQL connection whose statements run alone (psycopg in autocommit mode:
+#: store/engine.statements_alone)
+ALONE = "kfhir_alone"
 #: a statement that writes: its first word, or a data-modifying WITH (store/postgres.py) or one behind a comment
 _WRITING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
@@ -33,7 +36,7 @@ def refuse_write_alone(connection: Connection, sql: str) -> None:
     """WriteWithoutTransaction if `sql` writes on `connection` in autocommit without WRITE (a SELECT ... FOR UPDATE
     counts: a lock taken alone ends with its statement)."""
     options = connection.get_execution_options()
-    if options.get("isolation_level") == "AUTOCOMMIT" and not options.get(WRITE) and _WRITING.search(sql):
+    if options.get(ALONE) and not options.get(WRITE) and _WRITING.search(sql):
         raise WriteWithoutTransaction(" ".join(sql.split(None, 3)[:3]))
 
 

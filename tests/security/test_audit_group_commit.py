@@ -18,6 +18,7 @@ from hardening.production import Production, production
 from sqlalchemy import Engine, event, select
 
 from service.security.grouped import ADD_EVENT, EventRow, GroupCommit
+from service.store.driver import ALONE
 from service.store.engine import WRITE, make_engine, session
 from service.store.models import AuditEventRow
 from service.store.records import utcnow
@@ -57,7 +58,7 @@ def test_concurrent_events_share_commits_and_each_returns_once_its_own_is_commit
     def added(conn: Any, clause: Any, many: list[dict[str, Any]], one: dict[str, Any], *_: Any) -> None:
         if clause is ADD_EVENT:  # the events an INSERT sent: one (`one`) or several (`many`)
             pending.setdefault(id(conn), []).extend(p["id"] for p in many or [one])
-            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":  # PostgreSQL: the INSERT alone
+            if conn.get_execution_options().get(ALONE):  # PostgreSQL: the INSERT alone
                 before(conn)  # is its transaction, committed once it returns (store/engine.alone)
 
     event.listen(engine, "commit", before)

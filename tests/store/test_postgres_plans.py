@@ -86,3 +86,25 @@ def test_a_connection_idle_for_long_is_pinged_and_replaced_if_it_does_not_answer
         assert len(pings) == 1
     finally:
         engine.dispose()
+
+
+def test_a_connection_whose_statements_ran_alone_goes_back_to_the_pool_in_transactions(postgres_engine: Engine) -> None:
+    """alone() puts psycopg's connection in autocommit mode itself (engine.statements_alone); the pool takes it back
+    out of it, so the next checkout's statements share a transaction again, even after one was left open."""
+    from service.store.engine import alone
+
+    engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
+    try:
+        for left_open in (False, True):
+            with alone(engine) as connection:
+                raw = connection.connection.driver_connection
+                assert raw is not None and raw.autocommit
+                if left_open:
+                    connection.exec_driver_sql("BEGIN")
+            assert not raw.autocommit
+            with engine.connect() as connection:
+                connection.execute(text("CREATE TEMPORARY TABLE t (n integer)"))
+                connection.rollback()  # undoes the CREATE: it ran in a transaction
+                assert connection.execute(text("SELECT to_regclass('t')")).scalar() is None
+    finally:
+        engine.dispose()
