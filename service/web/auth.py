@@ -14,7 +14,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, has_request_context, request
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from service.conformance.package import CONFORMANCE_TYPES
@@ -267,6 +268,7 @@ def _audit_write(current: Session) -> None:
             if all(_identifier_of(unit.get("Patient", i)) == found for i, found in ahead.looked.items() if unit) \
                     and security().audit.record_ahead(current, ahead.event):
                 g.kfhir_audited = status
+                current.info[_AUDITED] = True
                 return
         except Exception as exc:
             raise _unrecorded(exc) from exc
@@ -278,6 +280,20 @@ def _audit_write(current: Session) -> None:
     except Exception as exc:
         raise _unrecorded(exc) from exc
     g.kfhir_audited = status
+    current.info[_AUDITED] = True
+
+
+#: Session.info key of a write transaction that holds the request's audit event (_audit_write)
+_AUDITED = "kfhir_audited"
+
+
+@event.listens_for(Session, "after_rollback")
+def _unaudited(current: Session) -> None:
+    """A transaction holding the request's event rolled back (on PostgreSQL a write's last rows fail with its
+    COMMIT, after the event: store/pipeline.py): the event went with it, so the write sent again (a record's
+    Contention, a facade update's retry) writes its own."""
+    if current.info.pop(_AUDITED, None) and has_request_context():
+        g.pop("kfhir_audited", None)
 
 
 def _unrecorded(exc: Exception) -> ServiceUnavailable:

@@ -342,3 +342,17 @@ def test_a_create_s_event_names_its_patient_as_its_unit_finds_it(app: Flask, cli
     log: AuditLog = app.extensions["kfhir_security"].audit
     hashes = [e["what"]["identifier"]["value"] for e in created["entity"] if "identifier" in e["what"]]
     assert hashes == [log.patient_hash(new_mrn["system"], new_mrn["value"])]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_record_sent_again_after_its_commit_failed_commits_its_event(app: Flask, client: FlaskClient,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record's resources go with its COMMIT on PostgreSQL (store/pipeline.py), after its event: a concurrent write
+    that fails them there rolls the event back too, and the record sent again (Contention) writes its event anew."""
+    from support.races import race_records_resource
+
+    raced = race_records_resource(app.extensions["kfhir"], monkeypatch)
+    made = client.post("/api/v1/administrations", json=administration())
+    assert made.status_code == 201 and raced, made.get_json()
+    [created] = events(app)
+    assert made.get_json()["id"] in [e["what"].get("identifier", {}).get("value") for e in created["entity"]]

@@ -336,23 +336,9 @@ def test_a_record_whose_resources_meet_a_concurrent_writes_at_the_commit_is_sent
     which is the Contention a failure inside the export was (flows.RecordWritten), so the intake sends it again, and
     the record and its resources are stored, nothing lost."""
     from factories import administration
+    from support.races import race_records_resource
 
-    from service.app import flows
-    from service.store.engine import WRITTEN
-    from service.store.resources import StoredResource
-
-    real, raced = flows.queue_taking, []
-
-    def queue_taking(session: Any, *args: Any, **kwargs: Any) -> Any:
-        if not raced:  # the record's rows are held; a concurrent write makes one of them first
-            made = next(item for item, _ in session.info[WRITTEN]
-                        if isinstance(item, StoredResource) and item.resource_type == "MedicationAdministration")
-            with runtime.resources.unit(write=True) as other:
-                other.write(made.resource_type, made.id, made.content, [], "PUT")
-            raced.append(made.id)
-        return real(session, *args, **kwargs)
-
-    monkeypatch.setattr(flows, "queue_taking", queue_taking)
+    raced = race_records_resource(runtime, monkeypatch)
     outcome = runtime.intake.submit("administration", administration())
     assert outcome.created and raced
     with runtime.engine.connect() as connection:
