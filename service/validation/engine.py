@@ -310,11 +310,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
             for item_expr, kind, value in items:
                 self._value(value, plan, kind, item_expr, run)
             return
-        run.sliced += 1
-        for item_expr, kind, value in items:
-            self._value(value, plan, kind, item_expr, run)
-        self._slicing(plan, items, where, run)
-        run.sliced -= 1
+        self._sliced_element(plan, items, where, run)
 
     def _primitive_extensions(self, value: Any, expr: str, run: Run) -> int:
         """`_field` holds a primitive's id and extensions; returns how many values it stands for."""

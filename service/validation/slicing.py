@@ -10,6 +10,8 @@ from service.validation.coded import FREEZE, PARTS, coded_key
 from service.validation.plan import ElementPlan, StructurePlan, TypeRef
 from service.validation.run import Run
 
+#: the last member of _sliced_element's memo key: the items walked against the element too, not only sliced
+WALKED = "walked"
 SCALARS = (str, int, float, bool)  # a primitive's JSON value, by its class (True == 1: the class is in the key)
 
 
@@ -19,7 +21,8 @@ class Slicing(Bindings):
     defs: Definitions
     _unheld: dict[int, tuple[ElementPlan, list[str | None]]]  # by id(): each entry keeps its plan alive
     _discriminator_values: dict[tuple[int, str], tuple[ElementPlan, tuple[str, Any] | None]]
-    #: (slice, type, policy, profile, codes) walked with nothing found (_coded_key); bounded as bindings.remember
+    #: (slice, type, policy, profile, codes) walked with nothing found (_coded_key), and the like of sliced elements
+    #: (_sliced_key, _sliced_element); bounded as bindings.remember
     _coded_clean: set[tuple[Any, ...]]
     _free_slices: dict[int, tuple[ElementPlan, bool]]  # by id(): each entry keeps its plan alive
     _free_extensions: dict[int, tuple[ElementPlan, bool]]  # as _free_slices, for _extensions_free
@@ -31,15 +34,29 @@ class Slicing(Bindings):
 
         def _extension_definition(self, url: str) -> tuple[dict[str, Any] | None, StructurePlan | None]: ...
 
-    def _slicing(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
-                 run: Run) -> None:
+    def _sliced_element(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
+                        run: Run) -> None:
+        """Validator._element's part for a sliced element: each item walked against the element, then sliced. Plain
+        coded items (_sliced_key) walked and sliced here before with nothing found, in a like run, are passed over
+        whole when the element's own walk of them depends on their codes alone too (_context_free, as the walk's
+        coded memo asks): a category slicing (vital signs' VSCat) meets the same codes in every resource."""
         memo = self._sliced_key(sliced, items, run)
-        if memo is not None and memo in self._coded_clean:
-            return  # these codes were sliced here before, in a like run, with nothing found
+        code = memo[0][1] if memo is not None else None
+        whole = (*memo, WALKED) if memo is not None and code in FREEZE and self._context_free(sliced, code) else None
+        if whole is not None and whole in self._coded_clean:
+            return
         mark = len(run.findings)
-        self._slice_items(sliced, items, expr, run)
-        if memo is not None and len(run.findings) == mark:
-            remember(self._coded_clean, memo)
+        run.sliced += 1
+        for item_expr, kind, value in items:
+            self._value(value, sliced, kind, item_expr, run)
+        if memo is None or memo not in self._coded_clean:  # these codes were sliced here before, with nothing found
+            sliced_mark = len(run.findings)
+            self._slice_items(sliced, items, expr, run)
+            if memo is not None and len(run.findings) == sliced_mark:
+                remember(self._coded_clean, memo)
+        run.sliced -= 1
+        if whole is not None and len(run.findings) == mark:
+            remember(self._coded_clean, whole)
 
     def _sliced_key(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]],
                     run: Run) -> tuple[Any, ...] | None:

@@ -16,6 +16,7 @@ from service.validation.engine import Validator
 from service.validation.plan import Constraint
 from service.validation.policy import ValidationPolicy
 from service.validation.run import Run
+from service.validation.slicing import WALKED
 
 POLICIES = [None, ValidationPolicy(), ValidationPolicy(display_issues="ignore"),
             ValidationPolicy(display_issues="error")]
@@ -194,3 +195,29 @@ def test_a_member_holding_null_is_never_remembered_as_a_member_absent() -> None:
             found = _findings(warm, doc, policy)
             assert [f for f in found if f[0] == "error"], (doc, policy)
             assert found == _findings(Validator(load()), doc, policy)
+
+
+def test_a_sliced_element_of_plain_codes_walked_and_sliced_clean_is_passed_over_whole() -> None:
+    """Slicing._sliced_element: a category walked against its element and sliced with nothing found is passed over
+    whole the next time the same codes come under the same profile and policy; the same codes under another
+    profile (R4's bodyweight, none), or changed (a wrong display, another code, an id, a null, a second category),
+    say what a validator that remembers nothing says."""
+    bp = json.loads((EXAMPLES / "Observation-bp-esketamine-session-1-pre.json").read_text())
+    category = bp["category"][0]
+    coding = category["coding"][0]
+    docs = [bp, {**bp, "meta": {"profile": [CORE_SD + "bodyweight"]}}, {**bp, "meta": {}},
+            {**bp, "meta": {"profile": [CORE_SD + "vitalsigns"]}}]
+    for odd in ([{"coding": [{**coding, "display": "Vitals!"}]}], [{"coding": [{**coding, "code": "exam"}]}],
+                [{**category, "id": "c"}], [{"coding": [{**coding, "version": None}]}], [category, category],
+                [category, {"coding": [{**coding, "code": "exam"}]}], [{"coding": [coding, coding]}]):
+        docs += [{**doc, "category": odd} for doc in docs[:4]]
+    policies = [*POLICIES, ValidationPolicy.store(), ValidationPolicy(our_profiles=True)]
+    runs = [(i, policy) for i in range(len(docs)) for policy in policies]
+    forward, backward = Validator(load()), Validator(load())
+    seen = {run: _findings(forward, docs[run[0]], run[1]) for run in runs}
+    assert any(key[-1] == WALKED for key in forward._coded_clean), "no sliced element was passed over whole"
+    assert len({json.dumps(found) for found in seen.values()}) > 8  # the odd categories say different things
+    for run in reversed(runs):
+        assert _findings(backward, docs[run[0]], run[1]) == seen[run], run
+    assert {run: _findings(forward, docs[run[0]], run[1]) for run in runs} == seen
+    assert [_findings(forward, doc, None) for doc in docs] == [_findings(Validator(load()), doc, None) for doc in docs]
