@@ -40,6 +40,9 @@ class Slicing(Bindings):
         coded items (_sliced_key) walked and sliced here before with nothing found, in a like run, are passed over
         whole when the element's own walk of them depends on their codes alone too (_context_free, as the walk's
         coded memo asks): a category slicing (vital signs' VSCat) meets the same codes in every resource."""
+        if not items:  # nothing to walk or match: _slice_items would only find each slice empty
+            self._slice_counts(sliced, {}, expr, run)
+            return
         memo = self._sliced_key(sliced, items, run)
         code = memo[0][1] if memo is not None else None
         whole = (*memo, WALKED) if memo is not None and code in FREEZE and self._context_free(sliced, code) else None
@@ -135,7 +138,7 @@ class Slicing(Bindings):
     def _slice_items(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
                      run: Run) -> None:
         discriminators = (sliced.slicing or {}).get("discriminator", [])
-        counts = {s.slice_name: 0 for s in sliced.slices}
+        counts: dict[str | None, int] = {s.slice_name: 0 for s in sliced.slices}
         for s, unheld in zip(sliced.slices, self._unheld_profiles(sliced), strict=True):
             # an extension slice whose profile is not held cannot tell its items apart
             for item_expr, _, _ in items if unheld is not None else []:
@@ -163,8 +166,13 @@ class Slicing(Bindings):
             self._value(value, chosen, typed, item_expr, run)
             if memo is not None and len(run.findings) == mark:
                 remember(self._coded_clean, memo)
+        self._slice_counts(sliced, counts, expr, run)
+
+    @staticmethod
+    def _slice_counts(sliced: ElementPlan, counts: dict[str | None, int], expr: str, run: Run) -> None:
+        """Each slice's items (by name; none when absent) against its cardinality."""
         for s in sliced.slices:
-            n = counts[s.slice_name]
+            n = counts.get(s.slice_name, 0)
             if n < s.min:
                 run.add("error", "required", expr, f"{sliced.path}: slice '{s.slice_name}' requires at least {s.min}, "
                                                    f"found {n}.")

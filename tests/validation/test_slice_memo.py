@@ -221,3 +221,26 @@ def test_a_sliced_element_of_plain_codes_walked_and_sliced_clean_is_passed_over_
         assert _findings(backward, docs[run[0]], run[1]) == seen[run], run
     assert {run: _findings(forward, docs[run[0]], run[1]) for run in runs} == seen
     assert [_findings(forward, doc, None) for doc in docs] == [_findings(Validator(load()), doc, None) for doc in docs]
+
+
+def test_a_sliced_element_with_no_item_finds_what_slicing_nothing_finds() -> None:
+    """Slicing._sliced_element passes an element with no item straight to the slices' counts: for every sliced
+    element of R4's vital signs profiles and ours, the findings are _slice_items' on no item (a slice's minimum)."""
+    validator = Validator(load())
+    urls = [CORE_SD + name for name in ("bp", "bodyweight", "vitalsigns", "heartrate", "oxygensat")] + [
+        "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-session-monitoring",
+        "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-outcome-score"]
+    todo = [validator.plan(url).root for url in urls]
+    sliced, said = 0, set()
+    while todo:
+        element = todo.pop()
+        todo += element.children + element.slices
+        if not element.slices:
+            continue
+        fast, slow = Run({}), Run({})
+        validator._sliced_element(element, [], "Observation.x", fast)
+        validator._slice_items(element, [], "Observation.x", slow)
+        assert fast.findings == slow.findings, element.id
+        sliced += 1
+        said |= {f.message for f in fast.findings}
+    assert sliced > 10 and any("requires at least 1, found 0" in m for m in said)
