@@ -354,31 +354,33 @@ class _Request:
 
 def _request_of(index: int, entry: Any) -> _Request:
     where = f"Bundle.entry[{index}]"
-    blank = _Request(index, "GET", "", None, None, None, None, None)
     if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):
-        blank.error = BadRequest(f"{where} has no request.", [Issue(f"{where}.request", "required")])
-        return blank
+        return _refused(index, BadRequest(f"{where} has no request.", [Issue(f"{where}.request", "required")]))
     request = entry["request"]
     method, url = request.get("method"), request.get("url")
     if method not in ORDER or method == "HEAD" or not isinstance(url, str) or not url:
-        blank.error = BadRequest(f"{where}.request needs a method (GET, POST, PUT, DELETE) and a url.",
-                                 [Issue(f"{where}.request", "method and url required")])
-        return blank
+        return _refused(index, BadRequest(f"{where}.request needs a method (GET, POST, PUT, DELETE) and a url.",
+                                          [Issue(f"{where}.request", "method and url required")]))
     parts = url.split("?", 1)[0].strip("/").split("/")
     resource_type, resource_id = parts[0], parts[1] if len(parts) > 1 else None
     if_match = None
     if request.get("ifMatch"):
         if_match = if_match_version(str(request["ifMatch"]))
         if if_match is None:  # as the If-Match header: a condition that cannot hold (RFC 9110 §13.1.1)
-            blank.error = PreconditionFailed(f"{where}.request.ifMatch is not an ETag like W/\"1\".",
-                                             [Issue(f"{where}.request.ifMatch", "expected W/\"n\"")])
-            return blank
+            return _refused(index, PreconditionFailed(f"{where}.request.ifMatch is not an ETag like W/\"1\".",
+                                                      [Issue(f"{where}.request.ifMatch", "expected W/\"n\"")]))
     out = _Request(index, method, resource_type, resource_id, entry.get("resource"), entry.get("fullUrl"),
                    request.get("ifNoneExist"), if_match)
     if method == "PUT" and resource_id is None and "?" in url:
         out.criteria = url.split("?", 1)[1]
     out.error = _refusal(where, out, url, parts[2:])
     return out
+
+
+def _refused(index: int, error: RequestError) -> _Request:
+    """An entry whose request cannot be read: a GET of nothing carrying why (made only then: a dataclass's
+    __init__ a well-formed entry made for nothing, ~10 a clinic record)."""
+    return _Request(index, "GET", "", None, None, None, None, None, error=error)
 
 
 def _refusal(where: str, r: _Request, url: str, rest: list[str]) -> RequestError | None:

@@ -175,3 +175,21 @@ def test_a_conditional_update_answers_alike(client: FlaskClient, way: str) -> No
     assert status(client, way, "PUT", url, patient("someone-else", identifier=[identifier])) == 400
     assert status(client, "single", "POST", "Patient", patient(identifier=[identifier])) == 201
     assert status(client, way, "PUT", url, patient(identifier=[identifier])) == 412
+
+
+@pytest.mark.parametrize("entry, code, field", [
+    ({"resource": {"resourceType": "Patient"}}, 400, "Bundle.entry[1].request"),
+    ({"request": {"method": "HEAD", "url": "Patient"}}, 400, "Bundle.entry[1].request"),
+    ({"request": {"method": "PUT", "url": "Patient/p", "ifMatch": "version one"},
+      "resource": {"resourceType": "Patient", "id": "p"}}, 412, "Bundle.entry[1].request.ifMatch"),
+])
+def test_a_transaction_entry_whose_request_cannot_be_read_fails_the_transaction_naming_it(
+        client: FlaskClient, entry: dict[str, Any], code: int, field: str) -> None:
+    """An entry with no request, a method that is none of GET, POST, PUT, DELETE, or an ifMatch that is no ETag:
+    the transaction fails whole, naming the entry's field, and the entry before it is not written."""
+    first = {"request": {"method": "PUT", "url": "Patient/before"}, "resource": patient("before")}
+    response = client.post("/fhir", data=json.dumps({"resourceType": "Bundle", "type": "transaction",
+                                                     "entry": [first, entry]}), content_type=FHIR)
+    assert response.status_code == code
+    assert field in json.dumps(response.json)
+    assert client.get("/fhir/Patient/before").status_code == 404
