@@ -39,7 +39,9 @@ _LATER: weakref.WeakKeyDictionary[Any, list[Later]] = weakref.WeakKeyDictionary(
 #: engine's (False). Every statement but a generic one runs under the engine's, a SAVEPOINT and a ROLLBACK TO too, so
 #: a savepoint begins under it and a ROLLBACK TO leaves it so. Only their COMMIT sends what later() holds (another
 #: connection in autocommit mode, `alone`'s, has no COMMIT to send it with).
-_WITH_FIRST: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+#: None after a statement failed: the transaction is aborted and only a ROLLBACK TO (or ROLLBACK) can run, before which
+#: no switch may be sent (sent).
+_WITH_FIRST: weakref.WeakKeyDictionary[Any, bool | None] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
@@ -178,8 +180,21 @@ def sent(raw: Any, run: Callable[[], Any], generic: bool = False) -> None:
     readable. An error of any is raised at the pipeline's end (a later statement's as its `failed`); the transaction
     is then aborted, as it would be. Inside begin_with_first the plan mode is switched as a statement needs it
     (_switch) and left so, for the next; elsewhere a generic statement is sent between both switches."""
-    begin = raw in _UNBEGUN
     tracked = raw in _WITH_FIRST
+    if tracked and _WITH_FIRST[raw] is None:  # a statement failed: this is the ROLLBACK TO that recovers, sent as it is
+        run()
+        _WITH_FIRST[raw] = False  # the mode the savepoint began under: every SAVEPOINT is sent under the engine's
+        return
+    try:
+        _send(raw, run, generic, tracked)
+    except BaseException:
+        if tracked:  # aborted: a switch sent now would fail, and the ROLLBACK TO after it would never run
+            _WITH_FIRST[raw] = None
+        raise
+
+
+def _send(raw: Any, run: Callable[[], Any], generic: bool, tracked: bool) -> None:
+    begin = raw in _UNBEGUN
     pending = _LATER.get(raw) if tracked else None  # a sqlite3 connection takes no weak reference
     held = [s for s in pending if s.done is not None] if pending else []
     if not begin and not held and (_WITH_FIRST[raw] is generic if tracked else not generic):

@@ -330,6 +330,29 @@ def test_a_rollback_to_a_savepoint_leaves_the_engines_plan_mode(runtime: Runtime
         assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
 
 
+def test_a_statement_failing_inside_a_savepoint_is_undone_by_its_rollback_to_whatever_its_plan_mode(
+        runtime: Runtime) -> None:
+    """The transaction is aborted once a statement fails: a plan-mode switch sent before the ROLLBACK TO failed too
+    (25P02), so the ROLLBACK TO never ran and the savepoint could not be recovered (review 6, finding 2)."""
+    from service.store import driver
+    from service.store.engine import session
+
+    for first, failing in ((True, True), (False, True), (True, False)):
+        with session(runtime.engine, write=True) as current:
+            connection = current.connection()
+            driver.rows(connection, "SELECT 1", ())
+            nested = current.begin_nested()
+            connection = current.connection()
+            if first:  # a generic statement that ran, leaving the mode generic
+                driver.rows(connection, "SELECT 1", (), generic=True)
+            with pytest.raises(DBAPIError):
+                driver.rows(connection, "SELECT 1 / 0", (), generic=failing)
+            nested.rollback()
+            assert driver.rows(connection, "SELECT 2", ()) == [(2,)]
+            assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+            assert driver.rows(connection, "SELECT 3", (), generic=True) == [(3,)]
+
+
 def test_a_record_whose_resources_meet_a_concurrent_writes_at_the_commit_is_sent_again(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """A record's resources go with its COMMIT (Unit.batch): one a concurrent write made meanwhile fails them there,
