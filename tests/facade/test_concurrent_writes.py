@@ -13,6 +13,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from service.security.audit import AuditLog, AuditQuery
+
 FHIR = {"Content-Type": "application/fhir+json"}
 WRITERS = 6
 
@@ -36,6 +38,10 @@ def test_updates_of_one_resource_at_once_each_make_a_version(client: FlaskClient
     assert sorted(int(e["resource"]["meta"]["versionId"]) for e in history["entry"]) == list(range(1, WRITERS + 2))
     assert {e["resource"].get("birthDate") for e in history["entry"]} == {None} | {f"{1950 + i}" for i in
                                                                                    range(WRITERS)}
+    # each with its audit event, a retried one too: on PostgreSQL its first attempt's event went with the rollback
+    log: AuditLog = client.application.extensions["kfhir_security"].audit
+    updates = [e for e in log.search(AuditQuery(count=200))[0] if e["action"] == "U"]
+    assert sorted(e["outcomeDesc"] for e in updates) == ["HTTP 200"] * WRITERS + ["HTTP 201"]  # the first PUT
 
 
 @pytest.mark.both_backends  # a race on the resources' unique (type, id)
