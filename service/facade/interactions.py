@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.exc import IntegrityError
@@ -101,6 +101,18 @@ class Condition:
 #: tried again, it reads n + 1 and writes n + 2, as it would have had it come a moment later (with If-Match, it then
 #: fails the precondition: 412). k writers at once settle in at most k attempts.
 SETTLE_ATTEMPTS = 8
+T = TypeVar("T")
+
+
+def settled(attempt: Callable[[], T], conflict: str) -> T:
+    """`attempt()` (one unit of work), again when it meets a concurrent writer on a unique key or a claim, up to
+    SETTLE_ATTEMPTS times; then 409 with `conflict`."""
+    for _attempt in range(SETTLE_ATTEMPTS):
+        try:
+            return attempt()
+        except (IntegrityError, ClaimLost):
+            continue
+    raise Conflict(conflict)
 
 
 class Interactions:
@@ -164,29 +176,25 @@ class Interactions:
                     unit.adopt(ahead.rows)
                 return self.followed(unit, create_in(unit, prepared, new_id, {}, ahead=early, checked=False), ahead)
         when = condition(resource_type, if_none_exist, "If-None-Exist")
-        for _attempt in range(SETTLE_ATTEMPTS):
-            try:
-                with self.store.unit(write=True) as unit:
-                    found = match_in(unit, when)
-                    if found is not None:
-                        return Written(found, False)
-                    return self.followed(unit, create_in(unit, prepared, str(uuid.uuid4()), {}, when))
-            except (IntegrityError, ClaimLost):
-                continue  # a concurrent identical create won the claim: search again, now it is visible
-        raise Conflict(f"Could not settle If-None-Exist {if_none_exist!r} against concurrent writers; retry.")
+
+        def attempt() -> Written:  # after a concurrent identical create won the claim, it finds that one
+            with self.store.unit(write=True) as unit:
+                found = match_in(unit, when)
+                if found is not None:
+                    return Written(found, False)
+                return self.followed(unit, create_in(unit, prepared, str(uuid.uuid4()), {}, when))
+        return settled(attempt, f"Could not settle If-None-Exist {if_none_exist!r} against concurrent writers; "
+                                "retry.")
 
     def update(self, resource_type: str, resource_id: str, body: Any, if_match: int | None = None) -> Written:
         self.check_type(resource_type)
         prepared = self.prepare(resource_type, body, resource_id)
-        for _attempt in range(SETTLE_ATTEMPTS):
+
+        def attempt() -> Written:  # after a concurrent writer stored the version (or made the id), it writes after it
             early = drafted(prepared)  # anew each attempt: a unit that failed may have filled in its rows' keys
-            try:
-                with self.store.unit(write=True) as unit, unit.batch():  # as create's
-                    return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}, early,
-                                                         checked=False))
-            except (IntegrityError, ClaimLost):
-                continue  # a concurrent writer stored the version (or created the id) first: read it, write after it
-        raise Conflict(f"{resource_type}/{resource_id} kept meeting concurrent writers; retry.")
+            with self.store.unit(write=True) as unit, unit.batch():  # as create's
+                return self.followed(unit, update_in(unit, prepared, resource_id, if_match, {}, early, checked=False))
+        return settled(attempt, f"{resource_type}/{resource_id} kept meeting concurrent writers; retry.")
 
     def conditional_update(self, resource_type: str, criteria: str, body: Any) -> Written:
         self.check_type(resource_type)
@@ -207,13 +215,11 @@ class Interactions:
 
     def delete(self, resource_type: str, resource_id: str) -> StoredResource:
         self.check_type(resource_type)
-        for _attempt in range(SETTLE_ATTEMPTS):
-            try:
-                with self.store.unit(write=True) as unit:
-                    return delete_in(unit, resource_type, resource_id)
-            except IntegrityError:
-                continue  # a concurrent writer stored the version first: read it (deleted already: nothing to do)
-        raise Conflict(f"{resource_type}/{resource_id} kept meeting concurrent writers; retry.")
+
+        def attempt() -> StoredResource:  # after a concurrent writer stored the version, it reads it (deleted: done)
+            with self.store.unit(write=True) as unit:
+                return delete_in(unit, resource_type, resource_id)
+        return settled(attempt, f"{resource_type}/{resource_id} kept meeting concurrent writers; retry.")
 
 
 # --- the operations on a unit of work, for a request alone and for a Bundle entry alike ------------
