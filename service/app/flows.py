@@ -40,7 +40,8 @@ from service.security.scopes import RECORDS, insufficient
 from service.store.batch import serialise, spliced
 from service.store.engine import WRITTEN
 from service.store.records import NewRecord, StoredRecord, utcnow
-from service.store.resources import Author, ResourceStore, StoredResource, Unit
+from service.store.resources import Author, ResourceStore, Unit
+from service.store.stored import StoredResource
 
 #: more readings than a session can have (vital signs every few minutes of a long infusion, scores)
 MAX_READINGS = 500

@@ -56,7 +56,8 @@ from service.fhirjson import (
 from service.search.parameters import TYPES
 from service.security.scopes import insufficient
 from service.store.batch import rest_of
-from service.store.resources import StoredResource, Unit, instant
+from service.store.resources import Unit
+from service.store.stored import StoredResource, instant
 
 #: R4 transaction processing order (http.html#trules): deletes, creates, updates, reads.
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}

@@ -31,7 +31,8 @@ from service.security.provenance import provenance
 from service.store.batch import Drafted, draft
 from service.store.engine import answering
 from service.store.records import utcnow
-from service.store.resources import ResourceStore, StoredResource, Unit, instant, versioned
+from service.store.resources import ResourceStore, Unit
+from service.store.stored import StoredResource, instant, versioned
 
 ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 

@@ -15,7 +15,8 @@ from service.params import date_range, integer
 from service.search.parameters import params_of, reference_key, values_at
 from service.search.query import Query, parse
 from service.security.scopes import insufficient
-from service.store.resources import ResourceStore, StoredResource, StoredText, Unit, instant
+from service.store.resources import ResourceStore, Unit
+from service.store.stored import StoredResource, StoredText, instant
 
 
 def search(store: ResourceStore, resource_type: str, items: list[tuple[str, str]], base: str,

@@ -14,7 +14,8 @@ from service.facade.bundles import Permits
 from service.facade.capability import capability
 from service.facade.interactions import AfterWrite, Interactions, Written
 from service.facade.policy import Validate
-from service.store.resources import Author, ResourceStore, StoredResource, Unit
+from service.store.resources import Author, ResourceStore, Unit
+from service.store.stored import StoredResource
 
 
 class FhirServer(Interactions):

@@ -45,7 +45,7 @@ from service.store import driver, postgres
 from service.store.engine import session
 from service.store.models import AuditEventRow
 from service.store.records import utcnow
-from service.store.resources import instant
+from service.store.stored import instant
 
 # --- codes, each from the source cited beside it ------------------------------------------------
 #: R4 AuditEventID value set; BALP: `type = audit-event-type#rest "Restful Operation"`

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -32,6 +32,7 @@ from service.store.engine import session, wrote
 from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.pages import page
 from service.store.records import utcnow
+from service.store.stored import StoredResource, StoredText, versioned
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
 MAX_VERSION = 2**31 - 1
@@ -43,61 +44,6 @@ NAMED_PATIENTS = "kfhir_named_patients"
 #: it just before it commits (the audit event's patient lookup, store/engine.BEFORE_COMMIT) finds the rows it read
 OPEN_UNIT: ContextVar[Unit | None] = ContextVar("kfhir_open_unit", default=None)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class StoredResource:
-    pk: int
-    resource_type: str
-    id: str
-    version: int
-    deleted: bool
-    last_updated: datetime
-    content: dict[str, Any] | None
-    warnings: list[dict[str, Any]]
-    record_id: str | None = None
-    #: the interaction that wrote this version (POST, PUT, DELETE): known for a version read from the history and
-    #: for one written in this transaction; None for a current row read back
-    method: str | None = None
-
-    def with_pk(self, pk: int) -> StoredResource:
-        """This version under the key its row was given (dataclasses.replace cost ~5 µs more, in the write unit)."""
-        return StoredResource(pk, self.resource_type, self.id, self.version, self.deleted, self.last_updated,
-                              self.content, self.warnings, self.record_id, self.method)
-
-    @classmethod
-    def of(cls, row: ResourceRow) -> StoredResource:
-        return cls(row.pk, row.resource_type, row.id, row.version, row.deleted, row.last_updated, row.content,
-                   row.warnings, row.record_id)
-
-    @classmethod
-    def of_columns(cls, row: Any) -> StoredResource:
-        """From a Core row of fhir_resources."""
-        return cls(row.pk, row.resource_type, row.id, row.version, row.deleted, row.last_updated, row.content,
-                   row.warnings, row.record_id)
-
-    @classmethod
-    def of_version(cls, row: ResourceVersionRow) -> StoredResource:
-        return cls(row.resource_pk, row.resource_type, row.id, row.version, row.deleted, row.last_updated,
-                   row.content, [], None, row.method)
-
-
-@dataclass(frozen=True)
-class StoredText:
-    """A current resource as its stored JSON text (json.dumps of its content, as the JSON column writes it)."""
-
-    resource_type: str
-    id: str
-    text: str
-    #: its subject.reference and patient.reference, read by the database beside the text: what an answer's audit
-    #: event names the patients by, without parsing the text (None where absent or not a string)
-    subject: str | None = None
-    patient: str | None = None
-
-
-def instant(moment: datetime) -> str:
-    """`meta.lastUpdated`: a FHIR instant in UTC with milliseconds."""
-    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 #: (issuer, client id) of the API client on whose behalf a transaction writes
@@ -497,18 +443,6 @@ class Unit:
         total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = self.session.scalars(stmt.order_by(ResourceVersionRow.pk.desc()).offset(offset).limit(count))
         return [StoredResource.of_version(r) for r in rows], total
-
-
-def versioned(content: dict[str, Any], resource_id: str, version: int, now: datetime) -> dict[str, Any]:
-    """`content` as Unit.write stores it as `version` of `resource_id` written at `now`: its id, meta.versionId and
-    meta.lastUpdated set, and resourceType, id and meta first."""
-    meta = {**(content.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
-    # the rest copied whole (C), those three set again in their places: a comprehension testing each key cost
-    # ~2.5x as much, ~9 times a clinic record inside the writers' turn
-    out = {"resourceType": content["resourceType"], "id": resource_id, "meta": meta}
-    out.update(content)
-    out["id"], out["meta"] = resource_id, meta
-    return out
 
 
 def _as_is(exc: BaseException) -> BaseException:

@@ -11,7 +11,7 @@ from flask import Response, g, request
 from service.security.audit import MAX_ENTITIES, Access, Entity
 from service.security.authn import Principal
 from service.store.records import StoredRecord
-from service.store.resources import StoredResource
+from service.store.stored import StoredResource
 from service.web import current
 
 #: patients looked up by reference per event (a searchset of one patient's resources needs one)

@@ -26,7 +26,8 @@ from service.security.audit import Access
 from service.security.authn import Principal
 from service.security.scopes import AUDIT, EXCHANGE, RECORDS, Grant, insufficient
 from service.store.engine import BEFORE_COMMIT, BEFORE_TURN, WRITTEN, reading
-from service.store.resources import StoredResource, Unit
+from service.store.resources import Unit
+from service.store.stored import StoredResource
 from service.web import auditing, current, errors, limits
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from service.facade.interactions import Written
 from service.facade.server import FhirServer
 from service.fhirjson import etag, if_match_version, issue, operation_outcome, version_id
 from service.search.parameters import TYPES
-from service.store.resources import StoredResource
+from service.store.stored import StoredResource
 from service.validation import default_validator
 from service.validation.engine import UnknownProfile
 from service.validation.policy import NO_TX, PolicyError, ValidationPolicy, domains

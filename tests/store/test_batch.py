@@ -13,7 +13,7 @@ from sqlalchemy import DateTime, bindparam, text
 from service.app.runtime import Runtime
 from service.search.parameters import index
 from service.store.batch import UNSENT
-from service.store.resources import StoredResource
+from service.store.stored import StoredResource
 
 pytestmark = pytest.mark.both_backends  # the driver's executemany and the JSON and time columns differ by backend
 

@@ -3,12 +3,8 @@ and the plan psycopg's prepared statements drifted to (after 5 runs) cost a serv
 instead of 2."""
 from __future__ import annotations
 
-import time
-
-import pytest
 from sqlalchemy import Engine, text
 
-from service.store import engine as engine_module
 from service.store.engine import make_engine
 
 
@@ -22,34 +18,6 @@ def test_every_connection_plans_for_the_values_of_each_execution(postgres_engine
         engine.dispose()
 
 
-def test_connections_the_server_closed_while_idle_are_replaced_without_a_failed_request(
-        postgres_engine: Engine) -> None:
-    """What a restart does to a pool's idle connections (each backend told FATAL, then closed), done by
-    pg_terminate_backend on the shared test server: every request after it still gets a working connection, found at
-    checkout by a look at the socket, not a `SELECT 1` round trip (pool_pre_ping) before every request."""
-    engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
-    try:
-        assert not engine.pool._pre_ping
-        held = [engine.connect() for _ in range(3)]  # three connections in the pool
-        pids = [conn.execute(text("SELECT pg_backend_pid()")).scalar() for conn in held]
-        for conn in held:
-            conn.close()
-        with postgres_engine.connect() as admin:
-            assert all(admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar() for pid in pids)
-            for _ in range(100):  # until the backends are gone
-                if not admin.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
-                                     {"pids": pids}).scalar():
-                    break
-                time.sleep(0.05)
-        served = []
-        for _ in range(5):
-            with engine.connect() as conn:
-                served.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
-        assert not set(served) & set(pids)
-    finally:
-        engine.dispose()
-
-
 def test_connections_carry_tcp_keepalives(postgres_engine: Engine) -> None:
     """A server host gone without closing its end shows on the socket only through keepalives."""
     engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
@@ -57,54 +25,5 @@ def test_connections_carry_tcp_keepalives(postgres_engine: Engine) -> None:
         with engine.connect() as conn:
             parameters = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
         assert (parameters["keepalives"], parameters["keepalives_idle"]) == ("1", "30")
-    finally:
-        engine.dispose()
-
-
-def test_a_connection_idle_for_long_is_pinged_and_replaced_if_it_does_not_answer(
-        postgres_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What a half-open connection does to a ping (no answer, an error), done by a ping that fails: the request gets
-    a new connection, not the error. A connection back from recent use is not pinged (no round trip per request)."""
-    engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
-    pings: list[object] = []
-
-    def ping(dbapi_conn: object) -> bool:
-        pings.append(dbapi_conn)
-        raise OSError("no answer")
-
-    monkeypatch.setattr(engine.dialect, "do_ping", ping)
-    try:
-        with engine.connect() as conn:
-            first = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-        with engine.connect() as conn:  # back from recent use: no ping, the same connection
-            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == first
-        assert pings == []
-        monkeypatch.setattr(engine_module, "IDLE_PING_S", 0.0)
-        time.sleep(0.01)
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != first
-        assert len(pings) == 1
-    finally:
-        engine.dispose()
-
-
-def test_a_connection_whose_statements_ran_alone_goes_back_to_the_pool_in_transactions(postgres_engine: Engine) -> None:
-    """alone() puts psycopg's connection in autocommit mode itself (engine.statements_alone); the pool takes it back
-    out of it, so the next checkout's statements share a transaction again, even after one was left open."""
-    from service.store.engine import alone
-
-    engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
-    try:
-        for left_open in (False, True):
-            with alone(engine) as connection:
-                raw = connection.connection.driver_connection
-                assert raw is not None and raw.autocommit
-                if left_open:
-                    connection.exec_driver_sql("BEGIN")
-            assert not raw.autocommit
-            with engine.connect() as connection:
-                connection.execute(text("CREATE TEMPORARY TABLE t (n integer)"))
-                connection.rollback()  # undoes the CREATE: it ran in a transaction
-                assert connection.execute(text("SELECT to_regclass('t')")).scalar() is None
     finally:
         engine.dispose()

@@ -8,7 +8,7 @@ import pytest
 from service.app import flows
 from service.app.runtime import Runtime
 from service.store.engine import WRITTEN
-from service.store.resources import StoredResource
+from service.store.stored import StoredResource
 
 
 def race_records_resource(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:

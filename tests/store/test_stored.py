@@ -1,4 +1,4 @@
-"""The resource store's helpers (service/store/resources.py): a version's content as written."""
+"""What the resource store gives back (service/store/stored.py): a version's content as written."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.store.resources import versioned
+from service.store.stored import versioned
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 6789)
 
