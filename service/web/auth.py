@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.conformance.package import CONFORMANCE_TYPES
@@ -278,6 +279,8 @@ def _audit_write(current: Session) -> None:
         unit = Unit.on(current)  # the write's own: the patients it refers to were read by its reference check
         auditing.identify_patients(access, lambda patient_id: _identifier_of(unit.get("Patient", patient_id)))
         security().audit.record_in(current, access, _unrecorded)  # on PostgreSQL sent with the COMMIT
+    except IntegrityError:  # the write's last rows, sent with a patient's lookup (PostgreSQL: store/pipeline.py),
+        raise  # met a concurrent writer: the write's conflict, as at its COMMIT, tried again (interactions.settled)
     except Exception as exc:
         raise _unrecorded(exc) from exc
     g.kfhir_audited = status

@@ -6,6 +6,7 @@ again after the first (interactions.SETTLE_ATTEMPTS), as HAPI's retry on a versi
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -42,6 +43,33 @@ def test_updates_of_one_resource_at_once_each_make_a_version(client: FlaskClient
     log: AuditLog = client.application.extensions["kfhir_security"].audit
     updates = [e for e in log.search(AuditQuery(count=200))[0] if e["action"] == "U"]
     assert sorted(e["outcomeDesc"] for e in updates) == ["HTTP 200"] * WRITERS + ["HTTP 201"]  # the first PUT
+
+
+@pytest.mark.both_backends
+def test_updates_at_once_whose_audit_looks_up_their_patient_each_make_a_version(
+        client: FlaskClient, api_key: Callable[..., str]) -> None:
+    """A client that may not read Patients: the write's reference check passes its subject by (it would tell which
+    ids exist), so the audit event reads the patient's identifier itself, inside the write's transaction. On
+    PostgreSQL that read carries the write's last rows (store/pipeline.py), which fail there on the version a
+    concurrent update stored first: that is the write's conflict, tried again, not the audit's failure (a 503)."""
+    assert client.put("/fhir/Patient/seen", json={"resourceType": "Patient", "id": "seen", "identifier": [
+        {"system": "https://clinic.example/mrn", "value": "M-1"}]}, headers=FHIR).status_code == 201
+    headers = FHIR | {"Authorization": f"Bearer {api_key('system/Observation.cru')}"}
+
+    def put(c: FlaskClient, i: int) -> int:
+        body = {"resourceType": "Observation", "id": "pulse", "status": "final", "code": {"text": "Heart rate"},
+                "subject": {"reference": "Patient/seen"}, "valueQuantity": {"value": 60 + i}}
+        return c.put("/fhir/Observation/pulse", json=body, headers=headers).status_code
+
+    assert put(client, 0) == 201
+    for _round in range(3):
+        assert _at_once(client.application, put) == [200] * WRITERS
+    assert client.get("/fhir/Observation/pulse").json["meta"]["versionId"] == str(3 * WRITERS + 1)
+    # each with its event, naming the patient by the identifier its lookup read
+    log: AuditLog = client.application.extensions["kfhir_security"].audit
+    mrn = log.patient_hash("https://clinic.example/mrn", "M-1")
+    named = log.search(AuditQuery(action="U", patient_hash=mrn, count=200))[0]
+    assert Counter(e["outcomeDesc"] for e in named) == {"HTTP 201": 2, "HTTP 200": 3 * WRITERS}  # both PUTs creating
 
 
 @pytest.mark.both_backends  # a race on the resources' unique (type, id)
