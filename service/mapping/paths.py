@@ -161,6 +161,11 @@ def clone(value: Json) -> Json:
 _NESTED = (dict, list)
 #: how ordered() writes an object: (property, element id to order its object by, or the type to order it by), in order
 Plan = tuple[tuple[str, str | None, str | None], ...]
+#: of a set of properties (PathCompiler._shape): its plan; whether in order; what ordered() walks, (property, the shapes
+#: where its child is ordered, that structure and element id; _UNORDERED, None, None for a child not ordered), of an
+#: object in order its children to order, else every property in order; and whether in order with no child to order
+Shape = tuple[Plan, bool, tuple[tuple[str, dict[tuple[str, ...], Any], str | None, str | None], ...], bool]
+_UNORDERED: dict[tuple[str, ...], Any] = {}  # the shapes of a child not ordered (its structure None): never read
 #: sets of properties whose order PathCompiler.ordered keeps, per element (a mapped object's come in a few)
 SHAPES_KEPT = 64
 
@@ -175,8 +180,7 @@ class PathCompiler:
         self._slots: dict[tuple[str, str | None], dict[str, tuple[int, str | None, str | None]]] = {}
         #: (structure, element id or None) → an object's keys, in their order → _plan's answer, whether the keys are
         #: in its order already, and (property, structure, element id) of each child it orders (ordered)
-        self._shapes: dict[tuple[str, str | None], dict[tuple[str, ...], tuple[Plan, bool, tuple[tuple[
-            str, str, str | None], ...]]]] = {}
+        self._shapes: dict[tuple[str, str | None], dict[tuple[str, ...], Shape]] = {}
 
     def compile(self, structure: str, text: str) -> ElementPath:
         return self._compile(structure, text)
@@ -237,49 +241,78 @@ class PathCompiler:
         """`value` with its properties in the definition's element order, as FHIR JSON is written. An object or array
         already in that order all through is given back as it is, not copied; any other is a new one."""
         if isinstance(value, list):
-            items = value  # copied at the first item that changes
-            for i, item in enumerate(value):
-                if isinstance(item, _NESTED) and (made := self.ordered(item, structure, current)) is not item:
-                    items = value.copy() if items is value else items
-                    items[i] = made
-            return items
+            return self._items(value, self._shapes_at(structure, current), structure, current)
         if not isinstance(value, dict):
             return value
-        # this runs for every object of every mapped resource (~200 a record), whose properties come in few sets, each
-        # mostly in order already: per set of properties (its keys, in their order), the order to write them in and
-        # what each child is ordered by, worked out once
+        return self._object(value, self._shapes_at(structure, current), structure, current)
+
+    def _shapes_at(self, structure: str, current: str | None) -> dict[tuple[str, ...], Shape]:
         shapes = self._shapes.get((structure, current))
         if shapes is None:
             shapes = self._shapes[structure, current] = {}
+        return shapes
+
+    def _object(self, value: dict[str, Any], shapes: dict[tuple[str, ...], Shape], structure: str,
+                current: str | None) -> dict[str, Any]:
+        # this runs for the objects of every mapped resource (~140 a record), whose properties come in few sets, each
+        # mostly in order already: per set of properties (its keys, in their order), the order to write them in and
+        # what each child is ordered by, worked out once
         keys = tuple(value)
         shape = shapes.get(keys)
         if shape is None:
-            plan = self._plan(structure, current, keys)
-            shape = (plan, tuple(key for key, _, _ in plan) == keys, _orders(structure, plan))
-            if len(shapes) < SHAPES_KEPT:
-                shapes[keys] = shape
-        plan, kept, nested = shape
-        if kept:  # in order: only the children that may be out of order are looked at
-            changed = None
-            for key, by, at in nested:
-                child = value[key]
-                if isinstance(child, _NESTED):
+            shape = self._shape(shapes, structure, current, keys)
+        kept, walk = shape[1], shape[2]
+        # in order: only the children that may be out of order are walked (and of those not the objects in order with
+        # nothing below them to order, a Coding, a Reference: most), the object copied at the first that changes;
+        # else every property, in order, into a new object
+        out = value if kept else {}
+        for key, at_shapes, by, at in walk:
+            child = made = value[key]
+            if by is not None:
+                if child.__class__ is dict:
+                    inner = at_shapes.get(tuple(child))
+                    if inner is None or not inner[3]:
+                        made = self._object(child, at_shapes, by, at)
+                elif child.__class__ is list:
+                    made = self._items(child, at_shapes, by, at)
+                elif isinstance(child, _NESTED):
                     made = self.ordered(child, by, at)
-                    if made is not child:
-                        if changed is None:
-                            changed = value.copy()
-                        changed[key] = made
-            return value if changed is None else changed
-        out = {}
-        for key, inner, sub in plan:
-            child = value[key]
-            if inner is not None:
-                if isinstance(child, _NESTED):
-                    child = self.ordered(child, structure, inner)
-            elif sub is not None and isinstance(child, _NESTED):
-                child = self.ordered(child, sub)
-            out[key] = child
+            if not kept:
+                out[key] = made
+            elif made is not child:
+                if out is value:
+                    out = value.copy()
+                out[key] = made
         return out
+
+    def _items(self, value: list[Any], shapes: dict[tuple[str, ...], Shape], structure: str,
+               current: str | None) -> list[Any]:
+        items = value  # copied at the first item that changes
+        for i, item in enumerate(value):
+            made = item
+            if item.__class__ is dict:
+                inner = shapes.get(tuple(item))
+                if inner is None or not inner[3]:
+                    made = self._object(item, shapes, structure, current)
+            elif isinstance(item, _NESTED):
+                made = self.ordered(item, structure, current)
+            if made is not item:
+                items = value.copy() if items is value else items
+                items[i] = made
+        return items
+
+    def _shape(self, shapes: dict[tuple[str, ...], Shape], structure: str, current: str | None,
+               keys: tuple[str, ...]) -> Shape:
+        """How ordered() writes an object of these keys here (its Shape), kept up to SHAPES_KEPT sets of keys per
+        element."""
+        plan = self._plan(structure, current, keys)
+        kept = tuple(key for key, _, _ in plan) == keys
+        walk = tuple((key, _UNORDERED if by is None else self._shapes_at(by, at), by, at)
+                     for key, by, at in _children(structure, plan, every=not kept))
+        shape = (plan, kept, walk, kept and not walk)
+        if len(shapes) < SHAPES_KEPT:
+            shapes[keys] = shape
+        return shape
 
     def _plan(self, structure: str, current: str | None, keys: tuple[str, ...]) -> Plan:
         """(property, element id to order its object by, or the type to order it by) of each of `keys`, stably sorted
@@ -341,15 +374,18 @@ class PathCompiler:
         return template or None
 
 
-def _orders(structure: str, plan: Plan) -> tuple[tuple[str, str, str | None], ...]:
-    """(property, structure, element id) that ordered() orders each child of `plan` by, for those it orders."""
-    out: list[tuple[str, str, str | None]] = []
+def _children(structure: str, plan: Plan, every: bool) -> list[tuple[str, str | None, str | None]]:
+    """(property, structure, element id) that ordered() orders each child of `plan` by, for those it orders; `every`:
+    each property of the plan, those it does not order with (property, None, None)."""
+    out: list[tuple[str, str | None, str | None]] = []
     for key, inner, sub in plan:
         if inner is not None:
             out.append((key, structure, inner))
         elif sub is not None:
             out.append((key, sub, None))
-    return tuple(out)
+        elif every:
+            out.append((key, None, None))
+    return out
 
 
 def _segments(text: str) -> list[str]:

@@ -163,6 +163,23 @@ def test_ordered_gives_an_object_in_order_back_as_it_is_and_never_changes_what_i
     assert out["code"] is inside and out["category"][0] is inside and list(out["category"][1]) == ["coding", "text"]
 
 
+def test_ordered_skips_only_what_is_in_order_with_nothing_below_to_order(paths: PathCompiler) -> None:
+    """ordered() looks no further into an object whose properties it has met in order with nothing below them to order
+    (a Coding): the same properties out of order, nested lists, another kind of mapping, and an object met before
+    beside one that is not in order still give the sort's text, the objects in order as they are."""
+    coding = {"system": "s", "code": "c"}
+    turned = {"code": "c", "system": "s"}
+    for _ in range(2):  # the second time from the shapes the first worked out
+        value = {"status": "final", "resourceType": "Observation",
+                 "code": {"coding": [coding, turned, [coding, turned], OrderedDict(code="d", system="t")], "text": "x"},
+                 "category": [{"text": "y", "coding": [coding]}, {"coding": [turned]}]}
+        out = paths.ordered(value, "Observation")
+        assert json.dumps(out) == json.dumps(sorted_by_definition(paths, value, "Observation"))
+        assert out["code"]["coding"][0] is coding and out["code"]["coding"][2][0] is coding
+        assert out["category"][1] is not value["category"][1] and list(out["category"][1]["coding"][0]) == [
+            "system", "code"]
+
+
 @pytest.mark.parametrize("value, pattern, expected", [
     ({"coding": [{"system": "s", "code": "c", "display": "d"}]}, {"coding": [{"system": "s", "code": "c"}]}, True),
     ({"coding": [{"system": "s", "code": "x"}]}, {"coding": [{"system": "s", "code": "c"}]}, False),
