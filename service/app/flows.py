@@ -69,7 +69,7 @@ class RecordWritten:
         record = StoredRecord(0, "", new.kind, new.source, new.external_id, 1, new.content, new.content_hash,
                               new.warnings, now, now)
         try:
-            with self.fhir.store.unit() as unit:
+            with self.fhir.store.unit(keyed=True) as unit:  # reads its people by identifier, rows by key
                 bundle = keep_current(unit, mapper, mapped.kind, record, mapped.bundle, drafting=True)
                 export = draft_export(unit, mapped.bundle if bundle is None else bundle)
                 made = {(w.query.resource_type, w.criteria): w for w in (export.conditions if export else {}).values()}

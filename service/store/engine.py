@@ -27,6 +27,9 @@ from service.store.group import OPEN_SAVEPOINTS, WriteGroup, track_savepoints
 #: How long a SQLite writer waits for the lock before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE = driver.WRITE
+#: a read's execution option: it reads a few rows found by key (no sort or count over many rows), which need no
+#: temporary file: its connection's temp store is left as it is (_sqlite_begin)
+KEYED = "kfhir_keyed_read"
 WriteWithoutTransaction = driver.WriteWithoutTransaction
 #: Key of `Session.info` under which a transaction lists what it wrote, as (stored resource or record, created).
 WRITTEN = "kfhir_written"
@@ -177,10 +180,14 @@ def _sqlite_begin(conn: Any) -> None:
     """Writers take the write lock up front (BEGIN IMMEDIATE) so the busy timeout applies;
     a deferred transaction that reads then writes fails at once with 'database is locked'. A write's temporary
     files are in memory (a write unit's savepoint journal went to a file past 64 KiB: ~190 pwrites a record inside
-    the turn), a read's on file (a search's total, count() OVER (), holds every match's key: ~40 MiB at 1M)."""
-    write = bool(conn.get_execution_options().get(WRITE))
+    the turn), a read's on file (a search's total, count() OVER (), holds every match's key: ~40 MiB at 1M). A KEYED
+    read keeps what the connection has: a record's draft read, on the connection the last write gave back, switched
+    it to FILE and that write's successor back to MEMORY, inside the writers' turn (two PRAGMAs a record)."""
+    options = conn.get_execution_options()
+    write = bool(options.get(WRITE))
     info = conn.connection.info
-    if info.get(_TEMP_STORE) != write:  # a pooled connection serves reads and writes: switched as it changes
+    # a pooled connection serves reads and writes: switched as it changes
+    if info.get(_TEMP_STORE) != write and (write or not options.get(KEYED)):
         conn.connection.driver_connection.execute(f"PRAGMA temp_store={'MEMORY' if write else 'FILE'}")
         info[_TEMP_STORE] = write
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -244,14 +251,15 @@ CHECKPOINTER = Checkpointer(_writer_turn)
 
 
 @contextmanager
-def session(engine: Engine, write: bool = False, fresh: bool = False) -> Iterator[Session]:
+def session(engine: Engine, write: bool = False, fresh: bool = False, keyed: bool = False) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises.
     Writers say so up front, so SQLite takes the write lock at BEGIN (see _sqlite_begin), in turn (_writer_turn).
     A SQLite file's writers share transactions (group commit, store/group.py): the block is a savepoint in the
     process's open write transaction, and it ends once that transaction has committed, so on return the write is
     durable as before; if the block raises, only its own work is undone.
     A read joins the request's shared read transaction, if one is open on `engine` (SHARED_READ), unless `fresh`
-    (it must see what other processes committed since that transaction began)."""
+    (it must see what other processes committed since that transaction began). `keyed`: a read of a few rows found
+    by key (KEYED)."""
     shared = None if write or fresh else SHARED_READ.get()
     path = _TURN_FILES.get(engine) if write else None
     if path is not None:
@@ -272,7 +280,7 @@ def session(engine: Engine, write: bool = False, fresh: bool = False) -> Iterato
             SHARED_READ.set(None)
             raise
     else:
-        with _session(engine, write) as current:
+        with _session(engine, write, keyed=keyed) as current:
             yield current
 
 
@@ -330,12 +338,13 @@ def reading(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def _session(engine: Engine, write: bool, each_alone: bool = False) -> Iterator[Session]:
+def _session(engine: Engine, write: bool, each_alone: bool = False, keyed: bool = False) -> Iterator[Session]:
     """On PostgreSQL a write's BEGIN goes with its first statement (pipeline.begin_with_first): its connection is in
     autocommit mode, so psycopg sends no BEGIN of its own (alone, waiting for the answer); COMMIT ends it as before."""
     deferred = write and engine.dialect.name == "postgresql"
     with engine.connect() as conn:
-        conn = (pg_pool.statements_alone(conn) if each_alone or deferred else conn).execution_options(**{WRITE: write})
+        conn = (pg_pool.statements_alone(conn) if each_alone or deferred else conn).execution_options(
+            **{WRITE: write, KEYED: keyed})
         with (pipeline.begin_with_first(conn.connection.driver_connection) if deferred else nullcontext(),
               Session(bind=conn, expire_on_commit=False) as current, current.begin()):
             yield current

@@ -72,10 +72,12 @@ class ResourceStore:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def unit(self, write: bool = False) -> Iterator[Unit]:
+    def unit(self, write: bool = False, keyed: bool = False) -> Iterator[Unit]:
+        """`keyed`: a read of a few rows found by key (engine.KEYED)."""
         token = OPEN_UNIT.set(None)
         try:
-            with session(self.engine, write) as current:  # its end runs BEFORE_COMMIT, with OPEN_UNIT still set
+            # its end runs BEFORE_COMMIT, with OPEN_UNIT still set
+            with session(self.engine, write, keyed=keyed) as current:
                 OPEN_UNIT.set(opened := Unit(current, self.author, permits=self.permits))
                 yield opened
         finally:

@@ -124,6 +124,29 @@ def test_a_write_units_savepoint_journal_is_kept_in_memory_and_a_reads_temporary
             assert s.execute(text("PRAGMA temp_store")).scalar_one() == 1  # FILE
 
 
+def test_a_keyed_read_keeps_the_temp_store_its_connection_has(db: Engine) -> None:
+    """A read of a few rows by key (a record's draft) switches no temp store: on the connection a write gave back it
+    reads with MEMORY, and the next write finds MEMORY still (no PRAGMA inside the writers' turn); a read that is
+    not keyed switches to FILE as before, and a keyed read after it keeps FILE."""
+    statements: list[str] = []
+    event.listen(db, "connect", lambda dbapi_conn, _record: dbapi_conn.set_trace_callback(statements.append))
+    db.dispose()
+    with session(db, write=True) as s:
+        s.execute(text("INSERT INTO t VALUES (1)"))
+    statements.clear()
+    with session(db, keyed=True) as s:
+        assert s.execute(text("PRAGMA temp_store")).scalar_one() == 2  # MEMORY, as the write left it
+    with session(db, write=True) as s:
+        s.execute(text("INSERT INTO t VALUES (2)"))
+    assert not [sql for sql in statements if sql.startswith("PRAGMA temp_store=")]
+    with session(db) as s:
+        assert s.execute(text("PRAGMA temp_store")).scalar_one() == 1  # FILE
+    with session(db, keyed=True) as s:
+        assert s.execute(text("PRAGMA temp_store")).scalar_one() == 1
+    assert [sql for sql in statements if sql.startswith("PRAGMA temp_store=")] == ["PRAGMA temp_store=FILE"]
+    assert rows(db) == 2
+
+
 def test_commits_leave_the_checkpoint_to_the_checkpointer(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """No commit checkpoints up to 20,000 pages of WAL; the checkpointer copies them into the database."""
     monkeypatch.setattr(engine_module.CHECKPOINTER, "wrote", lambda engine: None)
