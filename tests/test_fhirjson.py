@@ -170,6 +170,21 @@ def test_renamed_gives_up_where_the_text_cannot_tell() -> None:
     assert renaming({"urn:uuid:a": "urn:uuid:b", "urn:uuid:b": "Patient/1"}) is None  # renamed once, not twice
 
 
+def test_renamed_reads_a_reference_holding_escapes_as_rewritten_does() -> None:
+    """A reference whose text holds an escape (a quote or a backslash in it): the quote found first may be an
+    escaped one, so its members are replaced name by name; the others beside it as usual."""
+    odd = ['urn:a"b', "urn:a", 'urn:c\\', "urn:c", 'urn:"', "urn:uuid:enc", "\\", '"']
+    resource = {"resourceType": "Basic", "extension": [{"valueReference": {"reference": ref}} for ref in odd],
+                "note": [{"text": '"reference": "urn:a"'}]}
+    for names in ({ref: f"Basic/{i}" for i, ref in enumerate(odd)}, {"urn:a": 'Basic/"q'}, {'urn:a"b': "Basic/1"},
+                  {"urn:uuid:enc": "Encounter/e9"}, {}):
+        renames = renaming(names)
+        assert renames is not None
+        assert renamed(dumps(resource), renames) == dumps(rewritten(resource, names)[0]), names
+    plain = {"resourceType": "Basic", "subject": {"reference": "urn:a"}, "focus": {"reference": "urn:b"}}
+    assert renamed(dumps(plain), renaming({"urn:x": "Basic/x"}) or {}) == dumps(plain)
+
+
 def test_dumps_writes_the_text_json_dumps_writes() -> None:
     odd: list[Any] = [None, True, False, 0, -7, 2**70, 1.0, 70.0, 1e16, 1.5e-7, -0.0, float("nan"), float("inf"),
                       float("-inf"), "", "é ü 中 \U0001f600", "\x00\x1f\x7f \" \\ / \n\t\r\b\f", [], {}, [[]], [{}],
