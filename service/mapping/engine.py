@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from service.conformance.definitions import Definitions
 from service.mapping.concepts import ConceptError, ConceptIndex
-from service.mapping.identity import RecordKey, stable_id
+from service.mapping.identity import RecordKey, RecordKeys, stable_id
 from service.mapping.narrative import narrative
 from service.mapping.paths import ElementPath, PathCompiler
 from service.mapping.reverse import PayloadLinks, Reader, Reversed
@@ -152,6 +152,7 @@ class Mapper:
         source, external_id = record.get("source", "default"), record["external_id"]
         version = spec.exact_version  # the tag's texts, once for the record's resources
         code, display = f"{spec.kind}/{version}", f"Mapped by mappings/{spec.kind}.yaml version {version}"
+        keys = RecordKeys(spec.kind, source, external_id)
         made: list[_Made] = []
         for role in spec.roles:
             scopes: list[tuple[Any, int | None]]
@@ -175,8 +176,7 @@ class Mapper:
                                "ifNoneExist": "identifier=" + quote(f"{escape(ident['system'])}|"
                                                                     f"{escape(ident['value'])}", safe="")}
                 else:
-                    identifier = RecordKey(spec.kind, source, external_id,
-                                           None if role is spec.primary else role.role, item).identifier()
+                    identifier = keys.identifier(None if role is spec.primary else role.role, item)  # RecordKey's
                     rid = resource["id"] = stable_id(identifier["system"], identifier["value"])  # RecordKey.id
                     request = {"method": "PUT", "url": f"{role.type}/{rid}"}
                     self.paths.compile(role.structure, "identifier").put(resource, identifier)

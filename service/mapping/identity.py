@@ -32,10 +32,7 @@ class RecordKey:
 
     @property
     def value(self) -> str:
-        value = f"{_quoted(self.source)}/{_quoted(self.external_id)}"
-        if self.role is not None:
-            value += f"#{self.role}" + (f"/{self.item}" if self.item is not None else "")
-        return value
+        return _value(f"{_quoted(self.source)}/{_quoted(self.external_id)}", self.role, self.item)
 
     def identifier(self) -> dict[str, str]:
         return {"system": self.system, "value": self.value}
@@ -59,16 +56,36 @@ class RecordKey:
         return cls(kind, unquote(source), unquote(external_id), role, item)
 
 
+class RecordKeys:
+    """The business identifiers of one record's resources (RecordKey.identifier of each role and item), its source
+    and external_id encoded once for the ~10 resources a record makes."""
+
+    def __init__(self, kind: str, source: str, external_id: str) -> None:
+        self.system = RECORD_SYSTEM + kind
+        self.head = f"{_quoted(source)}/{_quoted(external_id)}"
+
+    def identifier(self, role: str | None = None, item: int | None = None) -> dict[str, str]:
+        return {"system": self.system, "value": _value(self.head, role, item)}
+
+
+def _value(head: str, role: str | None, item: int | None) -> str:
+    """A key's identifier value: `source/external_id`, then `#role` or `#role/item` for the resources besides the
+    main one."""
+    if role is None:
+        return head
+    return f"{head}#{role}" if item is None else f"{head}#{role}/{item}"
+
+
 def stable_id(system: str, value: str) -> str:
-    """str(uuid.uuid5(uuid.NAMESPACE_URL, f"{system}|{value}")), without its UUID object (~11 a record mapped)."""
-    digest = bytearray(sha1(_NAMESPACE + f"{system}|{value}".encode()).digest()[:16])  # noqa: S324 - as uuid5
-    digest[6] = digest[6] & 0x0F | 0x50  # version 5
-    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    """str(uuid.uuid5(uuid.NAMESPACE_URL, f"{system}|{value}")), without its UUID object (~11 a record mapped): the
+    SHA-1's first 32 hex digits, the version digit 5 and the variant's two bits set in the text."""
+    text = sha1(_NAMESPACE + f"{system}|{value}".encode()).hexdigest()  # noqa: S324 - as uuid5
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:32]}"
 
 
 _NAMESPACE = uuid.NAMESPACE_URL.bytes
+#: a hex digit with its top two bits made 10 (RFC 4122's variant: byte 8 & 0x3F | 0x80, of its first digit)
+_VARIANT = {f"{n:x}": f"{n & 0x3 | 0x8:x}" for n in range(16)}
 
 
 @lru_cache(maxsize=1024)

@@ -2,6 +2,7 @@
 become, written by hand from the profiles and terminology.md (*.bundle.json), ids shown as labels."""
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -11,7 +12,7 @@ import pytest
 from mapping.support import golden_bundle, golden_record, labelled
 
 from service.mapping import Mapper, map_record
-from service.mapping.identity import RecordKey, stable_id
+from service.mapping.identity import RECORD_SYSTEM, RecordKey, RecordKeys, stable_id
 from service.mapping.narrative import narrative
 from service.mapping.spec import Narrative
 
@@ -47,6 +48,28 @@ def test_ids_are_uuid5_of_the_business_identifier(mapper: Mapper) -> None:
     ("", ""), ("urn:oid:1.2.3", "ü 中 😀 | / # %"), ("x" * 300, "\x00\n")])
 def test_a_stable_id_is_the_uuid5_of_system_bar_value(system: str, value: str) -> None:
     assert stable_id(system, value) == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{system}|{value}"))
+
+
+def test_a_stable_id_sets_version_and_variant_as_uuid5_for_every_digit_they_replace() -> None:
+    """stable_id writes the version digit and the variant's bits into the SHA-1's hex text: the same text as uuid5
+    whatever the digits it replaces were (all 16 of each met below)."""
+    met = set()
+    for i in range(400):
+        value = f"clinic-a/session-{i}#vitals/{i % 7}"
+        expected = uuid.uuid5(uuid.NAMESPACE_URL, f"{RECORD_SYSTEM}administration|{value}")
+        assert stable_id(f"{RECORD_SYSTEM}administration", value) == str(expected)
+        met.add(hashlib.sha1(uuid.NAMESPACE_URL.bytes + f"{RECORD_SYSTEM}administration|{value}".encode(),
+                             usedforsecurity=False).hexdigest()[16])
+    assert len(met) == 16
+
+
+@pytest.mark.parametrize(("source", "external_id"), [("clinic-a", "s-1"), ("a/b#c", "ü %2F|x"), ("", "")])
+@pytest.mark.parametrize(("role", "item"), [(None, None), (None, 3), ("bp", None), ("bp", 0), ("flag-x", 12)])
+def test_a_records_keys_are_its_record_keys_identifiers(source: str, external_id: str, role: str | None,
+                                                        item: int | None) -> None:
+    """RecordKeys (the mapper's, a record's source and external_id encoded once) gives RecordKey's identifiers."""
+    expected = RecordKey("administration", source, external_id, role, item).identifier()
+    assert RecordKeys("administration", source, external_id).identifier(role, item) == expected
 
 
 def test_re_export_of_an_unchanged_record_is_byte_identical(mapper: Mapper) -> None:
