@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -378,7 +377,15 @@ def condition(resource_type: str, criteria: str, what: str) -> Condition:
     if parsed is None:
         raise BadRequest(f"{what} has no search criteria.", [Issue(what, "expected e.g. identifier=system|value")])
     query, key = parsed
-    return Condition(copy(query), criteria, key)  # its own: a caller may page it
+    return Condition(_own(query), criteria, key)  # its own: a caller may page it
+
+
+def _own(query: Query) -> Query:
+    """A shallow copy of `query`, as copy.copy makes it, without its reduce protocol (~10 K instructions each; a
+    record asks for its people's conditions ~6 times)."""
+    made = object.__new__(Query)
+    made.__dict__.update(query.__dict__)
+    return made
 
 
 @lru_cache(maxsize=256)

@@ -21,7 +21,7 @@ def test_a_condition_asked_again_is_the_one_parsed_first_and_its_own() -> None:
     fresh.count, fresh.total = 2, False
     assert first == again and first.query == fresh
     assert first.key == "family=Okafor&identifier=http%3A%2F%2Fhospital.example.org%2Fmrn%7CMRN-001"
-    assert first.query is not again.query
+    assert first.query is not again.query and vars(first.query) == vars(fresh) and type(first.query) is type(fresh)
     first.query.offset += 2  # paged by one caller (as store/identified pages its queries)
     assert condition("Patient", CRITERIA, "x").query.offset == 0
 
