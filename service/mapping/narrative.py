@@ -15,8 +15,9 @@ Fields = tuple[tuple[str, bool], ...]
 
 def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, str]:
     """Resource.text: the title and every line whose fields are all present, as escaped XHTML."""
+    head, lines = _parts(spec.title, spec.lines)
     items = []
-    for fields, template in _lines(spec.lines):
+    for fields, template in lines:
         values = []
         for name, whole in fields:
             value = lookup(record if whole else scope, name)
@@ -24,9 +25,19 @@ def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, 
                 break
             values.append(", ".join(map(str, value)) if isinstance(value, list) else str(value))
         else:
-            items.append(f"<li>{html.escape(template.format(*values), quote=False)}</li>")
-    body = f"<p><b>{html.escape(spec.title, quote=False)}</b></p>" + (f"<ul>{''.join(items)}</ul>" if items else "")
-    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
+            items.append(f"<li>{_escaped(template.format(*values))}</li>")
+    return {"status": "generated", "div": f"{head}<ul>{''.join(items)}</ul></div>" if items else f"{head}</div>"}
+
+
+def _escaped(text: str) -> str:
+    """html.escape(text, quote=False), without its three replaces where none has anything to replace (most lines)."""
+    return html.escape(text, quote=False) if "&" in text or "<" in text or ">" in text else text
+
+
+@cache
+def _parts(title: str, lines: tuple[str, ...]) -> tuple[str, tuple[tuple[Fields, str], ...]]:
+    """Of a spec's narrative (few and fixed: worked out once each): the div's start with its title, and _lines."""
+    return f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{_escaped(title)}</b></p>', _lines(lines)
 
 
 @cache

@@ -129,6 +129,15 @@ def test_narratives_escape_what_the_clinic_typed(mapper: Mapper) -> None:
     assert "BP &lt;194/112&gt; &amp; headache" in div and "<194" not in div
 
 
+@pytest.mark.parametrize("typed", ["a & b", "a < b", "a > b", "<&>", "&amp;", "plain", "", "\"quoted\" 'it'"])
+def test_a_narrative_escapes_each_of_what_xhtml_text_cannot_hold_alone(typed: str) -> None:
+    """narrative() escapes a line or title only when it holds `&`, `<` or `>`: each of them alone is escaped as
+    html.escape does (quotes kept), a line without any is as typed."""
+    div = narrative(Narrative(f"T {typed}", ("{x}",)), {"x": typed}, {})["div"]
+    shown = html.escape(typed, quote=False)
+    assert div == f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>T {shown}</b></p><ul><li>{shown}</li></ul></div>'
+
+
 def test_a_narrative_line_is_its_text_with_each_field_replaced_and_left_out_when_one_is_missing() -> None:
     """narrative() fills a line through a str.format template worked out once: the line's text as written (braces
     that are no field too), each field as often as named, `$.` fields from the whole record, lists joined."""
