@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import OperationalError
 
 from service.store import checkpoint as checkpoint_module
 from service.store import driver
@@ -145,6 +147,34 @@ def test_a_keyed_read_keeps_the_temp_store_its_connection_has(db: Engine) -> Non
         assert s.execute(text("PRAGMA temp_store")).scalar_one() == 1
     assert [sql for sql in statements if sql.startswith("PRAGMA temp_store=")] == ["PRAGMA temp_store=FILE"]
     assert rows(db) == 2
+
+
+def test_a_transactions_begin_goes_on_the_drivers_cursor_seen_and_refused_as_through_core(
+        db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN and BEGIN IMMEDIATE are sent on sqlite3's own cursor, as the savepoints are: no Core execution (no
+    after_cursor_execute), still told to before_cursor_execute listeners (statements are counted there); a BEGIN
+    IMMEDIATE finding the database locked past the busy timeout raises SQLAlchemy's OperationalError, as before."""
+    before: list[str] = []
+    after: list[str] = []
+    event.listen(db, "before_cursor_execute", lambda _c, _cur, sql, *_: before.append(sql))
+    event.listen(db, "after_cursor_execute", lambda _c, _cur, sql, *_: after.append(sql))
+    with session(db) as s:
+        s.execute(text("SELECT count(*) FROM t"))
+    with session(db, write=True) as s:
+        s.execute(text("INSERT INTO t VALUES (1)"))
+    assert "BEGIN" in before and "BEGIN IMMEDIATE" in before
+    assert "BEGIN" not in after and "BEGIN IMMEDIATE" not in after and "SELECT count(*) FROM t" in after
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    db.dispose()  # connections made again, with the short busy timeout
+    holder = sqlite3.connect(str(db.url.database), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="database is locked"), session(db, write=True) as s:
+            s.execute(text("INSERT INTO t VALUES (2)"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert rows(db) == 1
 
 
 def test_commits_leave_the_checkpoint_to_the_checkpointer(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
