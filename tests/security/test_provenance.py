@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from factories import PATIENT, administration
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from service.app.runtime import Runtime
+from service.facade.interactions import provenance_rows
+from service.search.parameters import index
 from service.security.audit import RECORD_ID
+from service.security.provenance import provenance
+from service.store.batch import index_rows
+from service.store.models import ResourceRow, SearchIndexRow
 from service.validation import default_validator
 
 FHIR = "application/fhir+json"
@@ -129,3 +136,34 @@ def test_a_records_provenance_is_found_by_each_parameter_the_capability_statemen
     assert written["id"] in [e["resource"]["id"] for e in revincluded["entry"] if e["search"]["mode"] == "include"]
     other = next(t for t in targets if not t.startswith("Patient/"))
     assert written["id"] not in ids(patient=other)  # not a Patient: the patient parameter never pointed there
+
+
+@pytest.mark.parametrize("targets", [
+    ["Patient/p1/_history/1"],
+    ["MedicationAdministration/a-1/_history/3", "Patient/p.1/_history/2", "Observation/o1/_history/1",
+     "Patient/p2/_history/12"],
+    ["Practitioner/nurse/_history/10", "CarePlan/plan-x/_history/1"]])
+@pytest.mark.parametrize("recorded", ["2026-03-02T09:00:00.123Z", "2026-12-31T23:59:59.000Z"])
+def test_a_provenances_index_rows_are_made_from_its_targets_as_index_makes_them(targets: list[str],
+                                                                                  recorded: str) -> None:
+    content = provenance(targets, True, recorded, ("https://issuer", "ehr"), "rec-1")
+    assert provenance_rows(targets, recorded) == index_rows("Provenance", index(content))
+
+
+@pytest.mark.parametrize("target", ["patient/p1/_history/1", "Patient/_history/1", "Patient/p1/x/_history/1",
+                                    "https://ehr/fhir/Patient/p1/_history/1", "Patient/"])
+def test_a_target_not_named_as_a_write_names_it_is_indexed_by_index(target: str) -> None:
+    assert provenance_rows([target], "2026-03-02T09:00:00.123Z") is None
+
+
+@pytest.mark.both_backends
+def test_a_records_provenance_is_stored_with_the_index_rows_index_makes_of_it(app: Flask, client: FlaskClient) -> None:
+    client.post("/api/v1/administrations", json=administration())
+    [written] = [p for p in provenances(app) if p.get("entity")]
+    i, r = SearchIndexRow, ResourceRow
+    with app.extensions["kfhir"].engine.connect() as c:
+        stored = [tuple(row) for row in c.execute(
+            select(i.resource_type, i.param, i.system, i.value, i.low, i.high, i.path)
+            .join(r, r.pk == i.resource_pk).where(r.resource_type == "Provenance", r.id == written["id"])
+            .order_by(i.pk))]
+    assert len(stored) > 3 and stored == index_rows("Provenance", index(written))
