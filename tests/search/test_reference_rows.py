@@ -207,3 +207,11 @@ def test_0014_finds_every_link_0013_held(runtime: Runtime) -> None:
             ("Procedure/pr1", "Procedure.reasonReference[0]", "Condition/d1")]
         assert [r.id for r in unit.search(parse("Procedure", [("performer", "Practitioner/n1")]))[0]] == ["pr1"]
         assert unit.referrers(["Encounter/e9"]) == []
+
+
+def test_every_row_index_makes_is_an_index_value_of_its_six_fields() -> None:
+    """Rows are made by tuple.__new__ bound to IndexValue (no _make frame): each is an IndexValue, equal to the one
+    its constructor makes from its fields, its fields read by name."""
+    rows = [*index(PROCEDURE), *index(OBSERVATION), *index(PROCEDURE, [("Procedure.subject.reference", "Patient/p1")])]
+    assert rows and all(type(row) is IndexValue and len(row) == 6 for row in rows)
+    assert all(row == IndexValue(*row) and row.path == row[5] and row.param == row[0] for row in rows)
