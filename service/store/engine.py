@@ -116,10 +116,11 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
     # within ~1 minute of idleness, which the checkout's look at the socket then sees; without them, never.
     engine = create_engine(parsed, hide_parameters=True,
                            connect_args={"options": "-c plan_cache_mode=force_custom_plan", "keepalives": 1,
-                                         "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3})
+                                         "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+                                         **pg_pool.CONNECT_ARGS})
     pg_pool.watched(engine)
     _ENGINES.add(engine)
-    pipeline.statements_sent(engine.dialect)  # a write's BEGIN goes with its first statement (_session)
+    pipeline.statements_sent(engine.dialect)  # a transaction's BEGIN goes with its first statement
     return _plain_savepoints(engine)
 
 

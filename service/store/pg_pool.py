@@ -1,6 +1,6 @@
 """PostgreSQL's pooled connections: checked at checkout for a server that closed them while idle (without a round
-trip), switched to autocommit for statements that run alone and back as they return to the pool, and refused a
-write outside a transaction (driver.refuse_write_alone)."""
+trip), in psycopg's autocommit mode from the start, a transaction begun by the BEGIN sent with its first statement
+(pipeline.py), and refused a write outside a transaction (driver.refuse_write_alone)."""
 from __future__ import annotations
 
 import select
@@ -11,14 +11,29 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DisconnectionError
 
-from service.store import driver
+from service.store import driver, pipeline
+
+#: what make_engine gives psycopg.connect: every connection in autocommit mode for good. Most checkouts of a request
+#: want it (alone, reading, a write's BEGIN sent with its first statement: 2-3 a request, every one served); switched
+#: on at checkout and off at checkin, psycopg's setter twice cost ~18 µs of CPU a checkout (alone: 50.7 against 32.0
+#: µs for a plain checkout, /work/notes/pg2-tools/alone_cost.py). A transaction is begun by _begun instead.
+CONNECT_ARGS = {"autocommit": True}
 
 
 def watched(engine: Engine) -> None:
     """Listen on `engine`'s pool and statements, as this module says."""
     event.listen(engine, "checkout", partial(_closed_while_idle, engine.dialect))
     event.listen(engine, "checkin", _idle_from)
+    event.listen(engine, "begin", _begun)
     event.listen(engine, "before_cursor_execute", _no_write_alone)
+
+
+def _begun(conn: Connection) -> None:
+    """A transaction SQLAlchemy begins on a connection whose statements do not run alone (statements_alone): in
+    autocommit mode psycopg sends no BEGIN, so it is sent before the transaction's first statement (pipeline.unbegun),
+    as psycopg sent it out of autocommit; its COMMIT or ROLLBACK ends it as before."""
+    if not conn.get_execution_options().get(driver.ALONE):
+        pipeline.unbegun(conn.connection.driver_connection)
 
 
 def _no_write_alone(conn: Connection, _cursor: Any, statement: str, _params: Any, _context: Any,
@@ -29,23 +44,15 @@ def _no_write_alone(conn: Connection, _cursor: Any, statement: str, _params: Any
 IDLE_PING_S = 30.0  # a connection idle longer is asked at checkout (one round trip): the keepalives' blind spot
 
 
-def _idle_from(dbapi_conn: Any, record: Any) -> None:
-    """A PostgreSQL connection back in the pool (rolled back already): out of autocommit mode (statements_alone), as
-    the pool hands them out; one that cannot be is closed (the next checkout replaces it: _closed_while_idle)."""
+def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+    """A PostgreSQL connection back in the pool (rolled back already: a transaction left open is ended there)."""
     record.info["idle_since"] = time.monotonic()
-    if dbapi_conn is not None and dbapi_conn.autocommit:
-        try:
-            dbapi_conn.autocommit = False
-        except Exception:  # noqa: BLE001 - lost, or left in a transaction: not to be handed out again
-            dbapi_conn.close()
 
 
 def statements_alone(connection: Connection) -> Connection:
-    """`connection` (a PostgreSQL one, just checked out) in autocommit mode until it goes back to the pool
-    (_idle_from): each statement a transaction of its own, unless one is begun (pipeline.begin_with_first). psycopg's
-    own switch: SQLAlchemy's isolation_level option, set here and reset at checkin, cost ~33 µs of CPU a checkout
-    (47 against 14 µs: /work/notes/pg3-tools/alone_prof.py), and most of a request's checkouts take it."""
-    connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+    """`connection` (a PostgreSQL one, just checked out), its statements each a transaction of its own (autocommit,
+    as the pool's connections are: CONNECT_ARGS), unless one is begun (pipeline.begin_with_first): what SQLAlchemy
+    begins on it begins nothing on the server (_begun)."""
     return connection.execution_options(**{driver.ALONE: True})
 
 

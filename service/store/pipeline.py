@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-#: PostgreSQL connections (psycopg's, in autocommit mode) whose write transaction is open but not begun on the
-#: server: its BEGIN goes with its first statement, in one round trip (psycopg, out of autocommit, sends BEGIN alone
-#: and waits for its answer; in its pipeline mode too). See store/engine.py, _session.
+#: PostgreSQL connections (psycopg's, in autocommit mode: store/pg_pool.py) whose transaction is open but not begun
+#: on the server: its BEGIN goes with its first statement, in one round trip (psycopg, out of autocommit, sends BEGIN
+#: alone and waits for its answer; in its pipeline mode too). Its COMMIT or rollback ends it, begun or not.
 _UNBEGUN: weakref.WeakSet[Any] = weakref.WeakSet()
 #: what psycopg sends to begin a transaction at the pool's isolation level (the engines keep its default)
 BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
@@ -59,6 +59,19 @@ def begin_with_first(raw: Any) -> Iterator[None]:
         _LATER.pop(raw, None)
 
 
+#: PostgreSQL connections (in autocommit mode) whose transaction SQLAlchemy opened outside begin_with_first and that
+#: is not begun on the server: its BEGIN is sent alone just before its first statement, as psycopg out of autocommit
+#: sends it (in psycopg's pipeline a statement of several commands, `DROP ...; CREATE ...`, is refused).
+_BEGIN_ALONE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def unbegun(raw: Any) -> None:
+    """The transaction just opened on `raw` (a psycopg connection in autocommit mode) begins just before its first
+    statement sent through `sent` (_BEGIN_ALONE), or never if none is: its COMMIT or rollback ends it either way
+    (store/pg_pool._begun)."""
+    _BEGIN_ALONE.add(raw)
+
+
 def in_write(raw: Any) -> bool:
     """Whether `raw` is inside begin_with_first (a COMMIT of ours is to come)."""
     return raw in _WITH_FIRST
@@ -84,18 +97,23 @@ def waiting(raw: Any) -> int:
 def statements_sent(dialect: Any) -> None:
     """Every statement `dialect` executes (do_execute, do_executemany) goes through `sent`; its commit sends the
     transaction's later statements, a rollback drops them."""
-    for method in ("do_execute", "do_executemany"):
+    for method in ("do_execute", "do_executemany", "do_execute_no_params"):
         execute = getattr(dialect, method)
         setattr(dialect, method, lambda cursor, *args, run=execute: sent(cursor.connection, lambda: run(cursor, *args)))
-    commit, rollback = dialect.do_commit, dialect.do_rollback
+    from psycopg.pq import TransactionStatus  # a PostgreSQL dialect's: psycopg is there
+
+    commit, rollback, idle = dialect.do_commit, dialect.do_rollback, TransactionStatus.IDLE
     dialect.do_commit = lambda dbapi_connection: _commit(dbapi_connection, commit)
 
     def dropped(dbapi_connection: Any) -> None:
         raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        _UNBEGUN.discard(raw)
+        _BEGIN_ALONE.discard(raw)
         _LATER.pop(raw, None)
         if raw in _WITH_FIRST:
             _WITH_FIRST[raw] = False
-        rollback(dbapi_connection)
+        if raw.pgconn.transaction_status != idle:  # else psycopg's rollback would send nothing either
+            rollback(dbapi_connection)
 
     dialect.do_rollback = dropped
 
@@ -108,6 +126,8 @@ def _commit(dbapi_connection: Any, commit: Callable[[Any], None]) -> None:
     raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
     last = _LATER.pop(raw, None)
     if not last:
+        _UNBEGUN.discard(raw)  # a transaction that sent nothing began nothing: psycopg's commit then sends none
+        _BEGIN_ALONE.discard(raw)
         commit(dbapi_connection)
     else:
         with _failing(raw, last) as cursors, raw.pipeline():
@@ -180,6 +200,9 @@ def sent(raw: Any, run: Callable[[], Any], generic: bool = False) -> None:
     readable. An error of any is raised at the pipeline's end (a later statement's as its `failed`); the transaction
     is then aborted, as it would be. Inside begin_with_first the plan mode is switched as a statement needs it
     (_switch) and left so, for the next; elsewhere a generic statement is sent between both switches."""
+    if raw in _BEGIN_ALONE:
+        _BEGIN_ALONE.discard(raw)
+        raw.execute(BEGIN)
     tracked = raw in _WITH_FIRST
     if tracked and _WITH_FIRST[raw] is None:  # a statement failed: this is the ROLLBACK TO that recovers, sent as it is
         run()

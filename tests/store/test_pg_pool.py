@@ -1,6 +1,6 @@
 """PostgreSQL's pooled connections (service/store/pg_pool.py): one the server closed while it sat idle is replaced
-at checkout, one idle for long is pinged first, and one whose statements ran alone goes back to the pool in
-transactions."""
+at checkout, one idle for long is pinged first, and each runs its statements alone or in a transaction without
+a switch of psycopg's mode between them."""
 from __future__ import annotations
 
 import time
@@ -67,23 +67,37 @@ def test_a_connection_idle_for_long_is_pinged_and_replaced_if_it_does_not_answer
         engine.dispose()
 
 
-def test_a_connection_whose_statements_ran_alone_goes_back_to_the_pool_in_transactions(postgres_engine: Engine) -> None:
-    """alone() puts psycopg's connection in autocommit mode itself (pg_pool.statements_alone); the pool takes it back
-    out of it, so the next checkout's statements share a transaction again, even after one was left open."""
-    from service.store.engine import alone
+def test_the_pools_connections_run_alone_or_in_a_transaction_with_no_switch_between(postgres_engine: Engine) -> None:
+    """The pool's connections stay in psycopg's autocommit mode (pg_pool.CONNECT_ARGS): alone()'s statements each
+    commit at once; a transaction SQLAlchemy begins elsewhere is one (its BEGIN sent before its first statement), even
+    after a connection was left in a transaction or a transaction began and sent nothing."""
+    from service.store.engine import WRITE, alone, execute_alone
 
     engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
     try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE pooled_t (n integer)"))
         for left_open in (False, True):
             with alone(engine) as connection:
                 raw = connection.connection.driver_connection
                 assert raw is not None and raw.autocommit
                 if left_open:
                     connection.exec_driver_sql("BEGIN")
-            assert not raw.autocommit
+                connection.execution_options(**{WRITE: True}).execute(text("INSERT INTO pooled_t VALUES (1)"))
             with engine.connect() as connection:
+                assert connection.connection.driver_connection is raw and raw.autocommit  # no switch back
+                connection.execute(text("INSERT INTO pooled_t VALUES (2)"))
                 connection.execute(text("CREATE TEMPORARY TABLE t (n integer)"))
-                connection.rollback()  # undoes the CREATE: it ran in a transaction
+                connection.rollback()  # undoes both: they ran in one transaction
                 assert connection.execute(text("SELECT to_regclass('t')")).scalar() is None
+            with engine.connect() as connection:  # a transaction that sent nothing leaves nothing begun
+                connection.begin()
+                connection.commit()
+            execute_alone(engine, text("INSERT INTO pooled_t VALUES (3)"), {})  # committed alone, at once
+            with postgres_engine.connect() as other:
+                # the insert after a BEGIN left open is undone as the pool takes its connection back
+                assert other.execute(text("SELECT n FROM pooled_t ORDER BY n")).scalars().all() == [1, 3] + [3] * left_open
     finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS pooled_t"))
         engine.dispose()
