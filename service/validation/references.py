@@ -12,6 +12,8 @@ LITERAL_REFERENCE = re.compile(
     r"^((https?://[^?#]*/)?)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 REFERENCES_KEPT = 10_000
+URNS = ("urn:uuid:", "urn:oid:")  # a Bundle entry's names: resolved by run.full_urls alone
+URN = "urn:"  # the place of the reference in a urn: reference's memo key (a literal one's is its text)
 
 
 class References:
@@ -26,11 +28,14 @@ class References:
 
     def _reference(self, value: dict[str, Any], kind: TypeRef, expr: str, run: Run) -> None:
         ref, declared = value.get("reference"), value.get("type")
-        # a literal reference found to name an allowed type, with nothing to say: its verdict read nothing but itself
-        known = (kind.targets, ref, declared) if ref.__class__ is str and declared.__class__ in (str, type(None)) \
-            else None
-        if known is not None and known in self._references_clean:
-            return
+        # a literal reference found to name an allowed type, with nothing to say: its verdict read nothing but itself;
+        # a Bundle's urn: reference, whose verdict reads the type of the entry it names (or none) and no more
+        known = None
+        if ref.__class__ is str and declared.__class__ in (str, type(None)):
+            known = (kind.targets, ref, declared) if not ref.startswith(URNS) \
+                else (kind.targets, URN, declared, run.full_urls.get(ref))
+            if known in self._references_clean:
+                return
         mark = len(run.findings)
         allowed = self._target_types(kind)
         self._declared_type(declared, allowed, expr, run)
@@ -44,7 +49,7 @@ class References:
             if ref != "#" and ref[1:] not in contained:
                 run.add("error", "structure", f"{expr}.reference", f"Contained resource {ref} is not in this resource.")
             return
-        if ref.startswith(("urn:uuid:", "urn:oid:")):
+        if ref.startswith(URNS):
             target = run.full_urls.get(ref)
         else:
             match = LITERAL_REFERENCE.match(ref)
@@ -62,12 +67,11 @@ class References:
             run.add("error", "structure", f"{expr}.reference",
                     f"The reference is to a {target} but its type says {declared}.")
         if target and allowed and target not in allowed and (
-                run.policy.assume_valid_rest_references or ref.startswith(("urn:uuid:", "urn:oid:"))
+                run.policy.assume_valid_rest_references or ref.startswith(URNS)
                 or _in_bundle(ref, run.full_urls)):
             run.add("error", "structure", f"{expr}.reference",
                     f"The type '{target}' is not valid for this reference: must be {' or '.join(sorted(allowed))}.")
-        elif known is not None and len(run.findings) == mark and not (target and allowed and target not in allowed) \
-                and not ref.startswith(("urn:uuid:", "urn:oid:")):
+        elif known is not None and len(run.findings) == mark and not (target and allowed and target not in allowed):
             if len(self._references_clean) >= REFERENCES_KEPT:  # bounded: references come from input
                 self._references_clean.clear()
             self._references_clean.add(known)

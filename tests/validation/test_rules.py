@@ -207,6 +207,30 @@ def test_a_declared_reference_type_is_checked_resolved_or_not(validator: Validat
     assert type_errors(validator, performer("Practitioner/x", type="http://example.org/Model")) == []
 
 
+def test_a_urn_reference_remembered_clean_by_the_type_it_names_is_judged_as_a_fresh_validator_would() -> None:
+    """A urn: reference found with nothing to say is remembered by its element's targets, its declared type and the
+    type of the entry it names, not its text: a Bundle's entries change names, not types (references.py)."""
+    def entries(target: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        urn = f"urn:uuid:0c3151bd-1cbf-4d64-b04d-{len(seen):012x}"
+        seen.append(urn)
+        return bundle("collection", {"fullUrl": urn, "resource": target},
+                      {"fullUrl": f"urn:uuid:9c3151bd-1cbf-4d64-b04d-{len(seen):012x}",
+                       "resource": performer(urn, **extra)})
+    seen: list[str] = []
+    practitioner = {"resourceType": "Practitioner", "id": "x", "text": NARRATIVE}
+    encounter = {"resourceType": "Encounter", "id": "e1", "text": NARRATIVE, "status": "finished",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}
+    docs = [entries(practitioner), entries(practitioner), entries(encounter), entries(practitioner, type="Patient"),
+            entries(practitioner, type="Practitioner"), entries(encounter, type="Practitioner"),
+            performer("urn:uuid:0c3151bd-1cbf-4d64-b04d-0000000000ff"), entries(practitioner)]
+    remembering = Validator(load())
+    found = [[(f.severity, f.expression, f.message) for f in remembering.validate(doc)] for doc in docs]
+    for doc, expected in zip(docs, found, strict=True):
+        assert [(f.severity, f.expression, f.message) for f in Validator(load()).validate(doc)] == expected
+    assert [len([f for f in one if "type" in f[2]]) for one in found] == [0, 0, 1, 1, 0, 2, 0, 0]
+    assert any(len(key) == 4 and "Practitioner" in key for key in remembering._references_clean)
+
+
 # --- elements -----------------------------------------------------------------------------------------------
 
 def attachment(data: bytes, **extra: Any) -> dict[str, Any]:
