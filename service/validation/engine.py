@@ -72,7 +72,7 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         self._unheld: dict[int, tuple[ElementPlan, list[str | None]]] = {}
         self._coded_clean: set[tuple[Any, ...]] = set()
         self._free_slices: dict[int, tuple[ElementPlan, bool]] = {}
-        self._free_extensions: dict[int, tuple[ElementPlan, bool]] = {}
+        self._free_extensions: dict[int, tuple[ElementPlan, bool, frozenset[Any]]] = {}
         self._bundle_rules = {}
         self._rule_groups = {}
         self._rule_keys = []

@@ -13,6 +13,7 @@ from service.validation.run import Run
 #: the last member of _sliced_element's memo key: the items walked against the element too, not only sliced
 WALKED = "walked"
 SCALARS = (str, int, float, bool)  # a primitive's JSON value, by its class (True == 1: the class is in the key)
+RECURRING = frozenset({"valueCode", "valueBoolean"})  # extension values whose whole walk is remembered (_recurs)
 
 
 class Slicing(Bindings):
@@ -25,7 +26,7 @@ class Slicing(Bindings):
     #: (_sliced_key, _sliced_element); bounded as bindings.remember
     _coded_clean: set[tuple[Any, ...]]
     _free_slices: dict[int, tuple[ElementPlan, bool]]  # by id(): each entry keeps its plan alive
-    _free_extensions: dict[int, tuple[ElementPlan, bool]]  # as _free_slices, for _extensions_free
+    _free_extensions: dict[int, tuple[ElementPlan, bool, frozenset[Any]]]  # as _free_slices: _extensions_found
 
     if TYPE_CHECKING:
         def _value(self, value: Any, plan: ElementPlan, kind: TypeRef | None, expr: str, run: Run) -> None: ...
@@ -45,7 +46,9 @@ class Slicing(Bindings):
             return
         memo = self._sliced_key(sliced, items, run)
         code = memo[0][1] if memo is not None else None
-        whole = (*memo, WALKED) if memo is not None and code in FREEZE and self._context_free(sliced, code) else None
+        whole = (*memo, WALKED) if memo is not None and (
+            code in FREEZE and self._context_free(sliced, code) or code == "Extension" and self._recurs(sliced, memo)) \
+            else None
         if whole is not None and whole in self._coded_clean:
             return
         mark = len(run.findings)
@@ -119,21 +122,38 @@ class Slicing(Bindings):
     def _extensions_free(self, sliced: ElementPlan) -> bool:
         """Every slice of `sliced` an Extension of one held definition, no constraint of the slices or definitions
         (their elements and slices, all the way down) reading %resource or the like. Found once per element."""
+        return self._extensions_found(sliced)[1]
+
+    def _extensions_found(self, sliced: ElementPlan) -> tuple[ElementPlan, bool, frozenset[Any]]:
+        """What _extensions_free and _recurs know of `sliced`: whether it is free, and its slices' urls."""
         known = self._free_extensions.get(id(sliced))
         if known is None:
             todo, free = [sliced], len(sliced.types) == 1 and sliced.types[0].code == "Extension"
+            if free:  # the base Extension's own rules, which the walk of an item against the element meets too
+                todo.append(self._type_plan(sliced.types[0]).root)
+            urls = []
             for s in sliced.slices:
                 kind = s.types[0] if len(s.types) == 1 else None
                 plan = self._extension_definition(kind.profiles[0])[1] \
                     if kind is not None and kind.code == "Extension" and len(kind.profiles) == 1 else None
                 free = free and plan is not None
                 todo += [s, plan.root] if plan is not None else [s]
+                urls += [kind.profiles[0]] if plan is not None and kind is not None else []
             while free and todo:
                 element = todo.pop()
                 free = not any("%" in c.expression for c in element.constraints)
                 todo += element.children + element.slices
-            known = self._free_extensions[id(sliced)] = (sliced, free)
-        return known[1]
+            known = self._free_extensions[id(sliced)] = (sliced, free, frozenset(urls))
+        return known
+
+    def _recurs(self, sliced: ElementPlan, memo: tuple[Any, ...]) -> bool:
+        """Extensions (an _extensions_key) whose walk against the element, as well as their slicing, is remembered
+        with it: each is one of the slices' (whose definitions _extensions_free found free of %resource and the
+        like, so the walk reads the url, the value and the key's context alone) with a code or a boolean, the few
+        values such an extension takes in every record (a session's timepoint, an escort at discharge). A number or
+        a quantity (a session's number, a dose per kg) is a patient's own: walked each time."""
+        urls = self._extensions_found(sliced)[2]
+        return all(name in RECURRING and url in urls for url, name, _, _ in memo[-1])
 
     def _slice_items(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
                      run: Run) -> None:

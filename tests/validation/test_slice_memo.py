@@ -244,3 +244,31 @@ def test_a_sliced_element_with_no_item_finds_what_slicing_nothing_finds() -> Non
         sliced += 1
         said |= {f.message for f in fast.findings}
     assert sliced > 10 and any("requires at least 1, found 0" in m for m in said)
+
+
+def test_sliced_extensions_of_codes_walked_and_sliced_clean_are_passed_over_whole() -> None:
+    """Slicing._recurs: the slices' extensions holding a code or a boolean (a session's timepoint), walked against
+    their element and sliced with nothing found, are passed over whole the next time; a number or a quantity (a
+    session's number, a dose per kg) is walked every time; odd ones (another code, type, url, owner) say what a
+    validator that remembers nothing says."""
+    docs = _extension_docs()
+    forward = Validator(load())
+    store = ValidationPolicy.store()
+    seen = [_findings(forward, doc, store) for doc in docs]
+    whole = [key for key in forward._coded_clean if key[-1] == WALKED and key[0][1] == "Extension"]
+    assert {name for key in whole for _, name, _, _ in key[-2]} == {"valueCode"}  # the timepoint
+    walked: list[str] = []
+    value = forward._value
+
+    def counted(item: Any, plan: Any, kind: Any, expr: str, run: Run) -> None:
+        walked.append(plan.path)
+        value(item, plan, kind, expr, run)
+    forward._value = counted  # type: ignore[method-assign]
+    assert [_findings(forward, doc, store) for doc in docs] == seen
+    assert "Observation.extension" in walked  # the odd ones
+    walked.clear()
+    for doc in docs[:3]:
+        forward.validate(doc, policy=store)
+    assert "Observation.extension" not in walked
+    assert "MedicationAdministration.extension" in walked and "MedicationAdministration.dosage.extension" in walked
+    assert seen == [_findings(Validator(load()), doc, store) for doc in docs]
