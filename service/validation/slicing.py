@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from service.conformance.definitions import Definitions
-from service.fhirjson import matches_pattern
 from service.validation.bindings import Bindings, remember
 from service.validation.coded import FREEZE, PARTS, coded_key
+from service.validation.patterns import remembered
 from service.validation.plan import ElementPlan, StructurePlan, TypeRef
 from service.validation.run import Run
 
@@ -281,7 +281,10 @@ class Slicing(Bindings):
             if mode == "valueset":
                 if not any(self._member(v, wanted_value) for v in actual):
                     return False
-            elif not any((v == wanted_value) if mode == "fixed" else matches_pattern(v, wanted_value) for v in actual):
+            elif mode == "pattern":
+                if not any(map(remembered(wanted_value), actual)):
+                    return False
+            elif not any(v == wanted_value for v in actual):
                 return False
         return True
 

@@ -6,11 +6,11 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from service.conformance.definitions import CORE_SD, Definitions
-from service.fhirjson import matches_pattern
 from service.validation.bindings import Bindings
 from service.validation.ig_invariants import Native
 from service.validation.invariants import FAST, GUARDS, NATIVE, PLAIN, Fast, InvariantError, Invariants
 from service.validation.narrative import check_narrative
+from service.validation.patterns import remembered
 from service.validation.plan import Constraint, ElementPlan, StructurePlan, TypeRef, UnknownProfile
 from service.validation.primitives import Primitive
 from service.validation.run import Run
@@ -82,7 +82,7 @@ class Values(Bindings):
     def _fixed_and_pattern(self, value: Any, plan: ElementPlan, expr: str, run: Run) -> None:
         if plan.fixed and value != plan.fixed[1]:
             run.add("error", "value", expr, f"{plan.path}: value must be exactly {plan.fixed[1]!r} ({plan.fixed[0]}).")
-        if plan.pattern and not matches_pattern(value, plan.pattern[1]):
+        if plan.pattern and not remembered(plan.pattern[1])(value):
             run.add("error", "value", expr, f"{plan.path}: value must match the pattern {plan.pattern[1]!r}.")
 
     def _constraints(self, node: Any, constraints: tuple[Constraint, ...], base: str, expr: str, run: Run,
