@@ -168,11 +168,15 @@ class Validator(Values, Slicing, References, Datatypes, Bundles):
         and the policy applies ours, our profile of its type."""
         meta = res.get("meta")
         declared = meta.get("profile") if isinstance(meta, dict) else None
-        urls = [p for p in declared if isinstance(p, str)] if isinstance(declared, list) else []
+        urls = []
+        for url in declared if isinstance(declared, list) else ():  # a loop, not a comprehension's frame: per resource
+            if isinstance(url, str):
+                urls.append(url)
         if not urls and run.policy.our_profiles:
             urls = (self.our_profiles or shipped().defaults)(res)
-        if run.policy.global_profiles:
-            urls += [u for u in self.global_profiles.get(str(res.get("resourceType")), ()) if u not in urls]
+        found = self.global_profiles.get(str(res.get("resourceType"))) if run.policy.global_profiles else None
+        if found:  # none for most types
+            urls += [u for u in found if u not in urls]
         return urls
 
     def _unknown_profile(self, url: str, expr: str, run: Run) -> None:

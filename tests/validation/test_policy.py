@@ -11,6 +11,7 @@ from service.fhirjson import Finding
 from service.validation import ours
 from service.validation.engine import Validator
 from service.validation.policy import ANY, PolicyError, ValidationPolicy, domains
+from service.validation.run import Run
 
 OURS = "https://ketamine-fhir.org/fhir/StructureDefinition/"
 UNHELD = "http://example.org/fhir/StructureDefinition/unheld"
@@ -105,6 +106,21 @@ def test_an_implementation_guides_global_profile_applies_to_its_type() -> None:
     assert [f for f in validator.validate(observation, policy=ValidationPolicy(global_profiles=False))
             if f.severity == "error"] == []
     assert [f for f in Validator(defs).validate(observation) if f.severity == "error"] == []
+
+
+def test_a_resources_profiles_are_its_declared_texts_then_its_types_global_ones_not_repeated() -> None:
+    defs = load()
+    validator = Validator(defs.with_own([*defs.own.values(), global_ig("Observation", CORE_SD + "vitalsigns")]))
+    run = Run({}, policy=ValidationPolicy())
+    declared = {"resourceType": "Observation", "meta": {"profile": [CORE_SD + "bp", 7, None, CORE_SD + "vitalsigns"]}}
+    assert validator._profiles_of(declared, run) == [CORE_SD + "bp", CORE_SD + "vitalsigns"]
+    assert validator._profiles_of({"resourceType": "Observation", "meta": {"profile": [CORE_SD + "bp"]}}, run) == [
+        CORE_SD + "bp", CORE_SD + "vitalsigns"]
+    assert validator._profiles_of({"resourceType": "Observation", "meta": {"profile": "x"}}, run) == [
+        CORE_SD + "vitalsigns"]
+    assert validator._profiles_of({"resourceType": "Patient", "meta": []}, run) == []
+    run.policy = ValidationPolicy(global_profiles=False)
+    assert validator._profiles_of({"resourceType": "Observation"}, run) == []
 
 
 @pytest.mark.parametrize("changes", [{"unknown_profile": "fatal"}, {"unknown_extension": "loud"},
