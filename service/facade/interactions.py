@@ -163,18 +163,20 @@ class Interactions:
         prepared = self.prepare(resource_type, body)
         if if_none_exist is None:
             new_id = str(uuid.uuid4())
+            early = drafted(prepared)
+            # the version as stored, made once: read back and answered before the unit, stamped in it with its time
+            made = versioned(early[0], new_id, 1, now := utcnow())
             ahead = None
             if self.after_write is not None:  # out of the unit what can be: the clinic record it is read into
-                ahead = self.after_write.ahead(self.store, versioned(prepared.resource, new_id, 1, utcnow()))
-            early = drafted(prepared)
-            answering(StoredResource(0, resource_type, new_id, 1, False, now := utcnow(),
-                                     versioned(early[0], new_id, 1, now), [], None, "POST"), True,
+                ahead = self.after_write.ahead(self.store, made)
+            answering(StoredResource(0, resource_type, new_id, 1, False, now, made, [], None, "POST"), True,
                       ahead.rows if ahead is not None else None)  # what it answers with, before its unit
             # its rows, its Provenance's and the record it is read into sent together: one statement a table
             with self.store.unit(write=True) as unit, unit.batch():
                 if ahead is not None:  # the rows it read, its references' among them: not read again if unchanged
                     unit.adopt(ahead.rows)
-                return self.followed(unit, create_in(unit, prepared, new_id, {}, ahead=early, checked=False), ahead)
+                return self.followed(unit, create_in(unit, prepared, new_id, {}, ahead=early, checked=False,
+                                                     made=made), ahead)
         when = condition(resource_type, if_none_exist, "If-None-Exist")
 
         def attempt() -> Written:  # after a concurrent identical create won the claim, it finds that one
@@ -267,9 +269,10 @@ def _seen(found: StoredResource | None) -> tuple[str, int, bool] | None:
 
 
 def create_in(unit: Unit, prepared: Prepared, new_id: str, names: Names, when: Condition | None = None,
-              ahead: Ahead | None = None, checked: bool = True) -> Written:
-    """create under the server's `new_id`; for a conditional create (`when`), claim its criteria."""
-    written = _write(unit, prepared, new_id, "POST", True, names, ahead, checked)
+              ahead: Ahead | None = None, checked: bool = True, made: dict[str, Any] | None = None) -> Written:
+    """create under the server's `new_id`; for a conditional create (`when`), claim its criteria. `made`: the
+    resource of `ahead` versioned() as `new_id`'s first version already (stamped with the unit's time as written)."""
+    written = _write(unit, prepared, new_id, "POST", True, names, ahead, checked, made)
     if when is not None:
         _claim(unit, when, written.resource.id)
     return written
@@ -301,7 +304,7 @@ def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = Tr
 
 
 def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names,
-           ahead: Ahead | None = None, checked: bool = True) -> Written:
+           ahead: Ahead | None = None, checked: bool = True, made: dict[str, Any] | None = None) -> Written:
     """`ahead`: the write's resource as `written_ahead(prepared, names)` made it, before the unit began, or as
     `drafted(prepared)` did (`checked` False: its references are checked here)."""
     resource, found, early = ahead or (*rewritten(prepared.resource, names), None)  # fullUrls → stored ids
@@ -311,8 +314,9 @@ def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, create
         check_references(unit, resource, set(names.values()), found, exists=unit.record_id is None)
     # a POST's id is a UUID this server just made (create_in): no row can hold it yet
     # a record's resources name it as they are written (export_record)
-    stored = unit.write(prepared.resource_type, resource_id, resource, [_as_warning(f) for f in prepared.findings],
-                        method, record_id=unit.record_id, new=method == "POST", references=found, drafted=early)
+    stored = unit.write(prepared.resource_type, resource_id, resource if made is None else made,
+                        [_as_warning(f) for f in prepared.findings], method, record_id=unit.record_id,
+                        new=method == "POST", references=found, drafted=early, stamped=made is not None)
     if prepared.resource_type != "Provenance":  # who sent it, or which record it came from; same transaction
         target = f"{prepared.resource_type}/{stored.id}/_history/{stored.version}"
         if unit.provenance is not None:  # a Bundle's or a record's: one Provenance for the whole write (bundles.py)

@@ -32,7 +32,7 @@ from service.store.engine import session, wrote
 from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
 from service.store.pages import page
 from service.store.records import utcnow
-from service.store.stored import StoredResource, StoredText, versioned
+from service.store.stored import StoredResource, StoredText, restamped, versioned
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
 MAX_VERSION = 2**31 - 1
@@ -291,11 +291,13 @@ class Unit:
     def write(self, resource_type: str, resource_id: str, content: dict[str, Any] | None,
               warnings: list[dict[str, Any]], method: str, record_id: str | None = None,
               new: bool = False, references: list[tuple[str, str]] | None = None,
-              drafted: Drafted | None = None) -> StoredResource:
+              drafted: Drafted | None = None, stamped: bool = False) -> StoredResource:
         """Store the next version (the first when new); `content` None deletes. Sets meta.versionId/lastUpdated.
         `new`: the id was just made by this server (a UUID), so no row can hold it: none is looked for.
         `references`: the content's, as fhirjson.rewritten found them (else its link rows walk it again); `drafted`:
-        batch.draft(content, references), worked out before the unit began (every other writer waits for a unit)."""
+        batch.draft(content, references), worked out before the unit began (every other writer waits for a unit).
+        `stamped` (with `new`): `content` is versioned() as this first version already, made before the unit: only
+        its meta.lastUpdated is set (restamped)."""
         key = (resource_type, resource_id)
         self._keyed(key)
         if self._batch is not None and key in self._batch.keys:  # its held rows go first: this version replaces
@@ -305,7 +307,7 @@ class Unit:
         now = utcnow()
         version = row.version + 1 if row else 1
         if content is not None:
-            content = versioned(content, resource_id, version, now)
+            content = restamped(content, now) if stamped else versioned(content, resource_id, version, now)
         self.session.flush()  # what the ORM holds (e.g. a claim) goes first, as it did when this was ORM too
         pk = row.pk if row else UNSENT
         kept = record_id if row is None or record_id is not None else row.record_id

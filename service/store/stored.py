@@ -74,3 +74,11 @@ def versioned(content: dict[str, Any], resource_id: str, version: int, now: date
     out.update(content)
     out["id"], out["meta"] = resource_id, meta
     return out
+
+
+def restamped(content: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """`content`, a version as versioned() made it, as written at `now` instead: a copy with its meta.lastUpdated
+    set in its place (a create's version is made once before its unit, and stamped with the unit's time in it)."""
+    out = content.copy()
+    out["meta"] = {**content["meta"], "lastUpdated": instant(now)}
+    return out

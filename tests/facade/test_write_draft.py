@@ -4,6 +4,7 @@ in the unit. What it stores and answers is what the unit stores and answers when
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from service.facade import interactions
 from service.fhirjson import rewritten
-from service.store import resources
+from service.store import resources, stored
 
 READING = {"resourceType": "Observation", "status": "final",
            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
@@ -106,3 +107,26 @@ def test_a_drafted_write_still_has_its_references_checked_in_its_unit(seeded: Fl
     put = seeded.put("/fhir/Observation/s-3", data=json.dumps(body | {"id": "s-3"}), content_type=FHIR)
     assert put.status_code == 400
     assert seeded.get("/fhir/Observation").json["total"] == 0
+
+
+def test_a_creates_version_is_made_once_before_its_unit_and_stamped_with_its_time_in_it(
+        seeded: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version answered ahead (the audit's) is the one stored, its meta.lastUpdated the time its unit wrote it;
+    it was made two or three times (with the read-back's)."""
+    made: list[str] = []
+
+    def counted(content: dict[str, Any], *args: Any) -> dict[str, Any]:
+        made.append(content["resourceType"])
+        return stored.versioned(content, *args)
+
+    monkeypatch.setattr(interactions, "versioned", counted)
+    monkeypatch.setattr(resources, "versioned", counted)
+    answer = post(seeded, "/fhir/Observation", READING)
+    assert answer.status_code == 201, answer.json
+    assert [t for t in made if t != "Provenance"] == ["Observation"]
+    engine = seeded.application.extensions["kfhir"].engine
+    with engine.connect() as c:
+        at = c.execute(text("SELECT last_updated FROM fhir_resource_versions WHERE id = :i"),
+                       {"i": answer.json["id"]}).scalar_one()
+    moment = at if not isinstance(at, str) else datetime.fromisoformat(at)
+    assert answer.json["meta"]["lastUpdated"] == stored.instant(moment)
