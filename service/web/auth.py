@@ -16,11 +16,11 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from service.conformance.package import CONFORMANCE_TYPES
-from service.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
+from service.errors import Contention, Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from service.search.parameters import TYPES
 from service.security import Security, audit
 from service.security.audit import Access
@@ -278,9 +278,12 @@ def _audit_write(current: Session) -> None:
         access = auditing.access_of(body, status, g.get("principal"), interaction())
         unit = Unit.on(current)  # the write's own: the patients it refers to were read by its reference check
         auditing.identify_patients(access, lambda patient_id: _identifier_of(unit.get("Patient", patient_id)))
-        security().audit.record_in(current, access, _unrecorded)  # on PostgreSQL sent with the COMMIT
-    except IntegrityError:  # the write's last rows, sent with a patient's lookup (PostgreSQL: store/pipeline.py),
-        raise  # met a concurrent writer: the write's conflict, as at its COMMIT, tried again (interactions.settled)
+    except (IntegrityError, OperationalError, Contention):  # the write's last rows, sent with a patient's lookup
+        raise  # (PostgreSQL: store/pipeline.py), failed: the write's failure, as at its COMMIT (settled, Intake.submit)
+    except Exception as exc:
+        raise _unrecorded(exc) from exc
+    try:  # the event's own row: its refusal is the audit's (on SQLite sent here, on PostgreSQL with the COMMIT)
+        security().audit.record_in(current, access, _unrecorded)
     except Exception as exc:
         raise _unrecorded(exc) from exc
     g.kfhir_audited = status

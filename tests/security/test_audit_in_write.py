@@ -356,3 +356,61 @@ def test_a_record_sent_again_after_its_commit_failed_commits_its_event(app: Flas
     assert made.status_code == 201 and raced, made.get_json()
     [created] = events(app)
     assert made.get_json()["id"] in [e["what"].get("identifier", {}).get("value") for e in created["entity"]]
+
+
+FHIR_PATIENT = {"resourceType": "Patient", "identifier": [{"system": "https://clinic.example/mrn", "value": "R-1"}]}
+
+
+def _next_event_id_taken(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next event id the audit makes is the newest stored one: the database refuses the row (its unique key)."""
+    import uuid
+    from types import SimpleNamespace
+
+    from service.security import audit
+
+    ids = iter([uuid.UUID(events(app)[0]["id"])])
+    monkeypatch.setattr(audit, "uuid", SimpleNamespace(uuid4=lambda: next(ids, None) or uuid.uuid4()))
+
+
+def test_a_fhir_create_whose_event_the_database_refuses_is_refused_whole(
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Patient's event is never made ahead (it names itself): its row goes in the unit, on SQLite at once. Its
+    refusal is the audit's 503, not a concurrent writer's conflict (once let out unconverted: a 500)."""
+    from service.security.audit import Access
+
+    log: AuditLog = app.extensions["kfhir_security"].audit
+    log.record(Access(interaction="read", status=200, client_id="c", issuer="i", source_address=None, server="s"))
+    _next_event_id_taken(app, monkeypatch)
+    answer = client.post("/fhir/Patient", data=json.dumps(FHIR_PATIENT), content_type=FHIR)
+    assert answer.status_code == 503, answer.get_json()
+    assert stored(app, "Patient") == []
+
+
+def test_a_record_update_whose_event_the_database_refuses_is_refused_whole(
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = client.post("/api/v1/administrations", json=administration())
+    assert made.status_code == 201, made.get_json()
+    _next_event_id_taken(app, monkeypatch)
+    answer = client.put(f"/api/v1/administrations/{made.get_json()['id']}", json=administration(dose_mg=40),
+                        headers={"If-Match": 'W/"1"'})
+    assert answer.status_code == 503, answer.get_json()
+    kept = client.get(f"/api/v1/administrations/{made.get_json()['id']}").get_json()
+    assert kept["version"] == 1 and kept["record"]["dose_mg"] == 35
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("scopes", [("system/Observation.cru", "system/Patient.r"), ("system/Observation.cru",)])
+def test_a_write_whose_rows_the_database_refuses_is_the_database_s_503_with_or_without_a_patient_lookup(
+        app: Flask, client: FlaskClient, api_key: Any, scopes: tuple[str, ...]) -> None:
+    """On PostgreSQL a write's last rows go with its next statement: the COMMIT, or (a client that may not read
+    Patients) the audit's patient lookup. Failing there, they are the write's failure, not the audit's."""
+    assert client.put("/fhir/Patient/seen", json=FHIR_PATIENT | {"id": "seen"}, headers={"Content-Type": FHIR}
+                      ).status_code == 201
+    body = {"resourceType": "Observation", "id": "pulse", "status": "final", "code": {"text": "Heart rate"},
+            "subject": {"reference": "Patient/seen"}, "valueQuantity": {"value": 60}}
+    with refusing(app, "TRIGGER refuse BEFORE INSERT ON fhir_resources"):
+        answer = client.put("/fhir/Observation/pulse", data=json.dumps(body),
+                            headers={"Content-Type": FHIR, "Authorization": f"Bearer {api_key(*scopes)}"})
+    assert answer.status_code == 503, answer.get_json()
+    assert "audit" not in json.dumps(answer.get_json())
+    assert stored(app, "Observation") == []
