@@ -19,7 +19,7 @@ from service.store import pipeline
 #: Execution option marking a connection that will write.
 WRITE = "kfhir_write"
 #: Execution option marking a PostgreSQL connection whose statements run alone (psycopg in autocommit mode:
-#: store/engine.statements_alone)
+#: store/pg_pool.statements_alone)
 ALONE = "kfhir_alone"
 #: a statement that writes: its first word, or a data-modifying WITH (store/postgres.py) or one behind a comment
 _WRITING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)

@@ -269,8 +269,7 @@ def _audit_write(current: Session) -> None:
             unit = Unit.on(current) if ahead.looked else None  # the write's own: its reference check read them
             if all(_identifier_of(unit.get("Patient", i)) == found for i, found in ahead.looked.items() if unit) \
                     and security().audit.record_ahead(current, ahead.event):
-                g.kfhir_audited = status
-                current.info[_AUDITED] = True
+                _audited(current, status)
                 return
         except Exception as exc:
             raise _unrecorded(exc) from exc
@@ -286,12 +285,17 @@ def _audit_write(current: Session) -> None:
         security().audit.record_in(current, access, _unrecorded)
     except Exception as exc:
         raise _unrecorded(exc) from exc
-    g.kfhir_audited = status
-    current.info[_AUDITED] = True
+    _audited(current, status)
 
 
 #: Session.info key of a write transaction that holds the request's audit event (_audit_write)
 _AUDITED = "kfhir_audited"
+
+
+def _audited(current: Session, status: int) -> None:
+    """The request's event is in `current` (its answer `status`): no other is written, unless it rolls back."""
+    g.kfhir_audited = status
+    current.info[_AUDITED] = True
 
 
 @event.listens_for(Session, "after_rollback")
