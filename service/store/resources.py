@@ -11,28 +11,21 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    delete,
-    func,
-    select,
-    text,
-)
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.orm import Session
 
-from service.search.parameters import index, params_of
+from service.search.parameters import index
 from service.search.query import Query
 from service.store import driver, postgres
 from service.store import statements as sql
 from service.store.batch import UNSENT, Batch, Drafted, index_rows, joined
 from service.store.engine import session, wrote
-from service.store.models import LINK_ROWS, ConditionalClaimRow, ResourceRow, ResourceVersionRow, SearchIndexRow
-from service.store.pages import page
+from service.store.models import ConditionalClaimRow, ResourceVersionRow
 from service.store.records import utcnow
-from service.store.stored import StoredResource, StoredText, restamped, versioned
+from service.store.searches import Searches, note_named
+from service.store.stored import StoredResource, restamped, versioned
 
 #: versions are INTEGER columns (32 bits); a larger version cannot exist
 MAX_VERSION = 2**31 - 1
@@ -43,7 +36,6 @@ NAMED_PATIENTS = "kfhir_named_patients"
 #: the unit of work this thread has open through ResourceStore.unit, until its transaction has ended: what runs in
 #: it just before it commits (the audit event's patient lookup, store/engine.BEFORE_COMMIT) finds the rows it read
 OPEN_UNIT: ContextVar[Unit | None] = ContextVar("kfhir_open_unit", default=None)
-T = TypeVar("T")
 
 
 #: (issuer, client id) of the API client on whose behalf a transaction writes
@@ -84,8 +76,9 @@ class ResourceStore:
             OPEN_UNIT.reset(token)
 
 
-class Unit:
-    """The operations of one transaction, and on whose behalf it writes (what each version's Provenance says).
+class Unit(Searches):
+    """The operations of one transaction (its searches and history: store/searches.py), and on whose behalf it
+    writes (what each version's Provenance says).
 
     The current rows are read and written as plain SQL (Core), not as ORM objects: a domain record's write
     spent more time in the ORM's flush (its unit of work, events, identity map) than in SQLite. Searches still
@@ -230,7 +223,7 @@ class Unit:
         self._rows[key] = stored = StoredResource.of_columns(found) if found is not None else None
         named = self.named_patients()
         if found is not None:
-            _note(named, found.named)
+            note_named(named, found.named)
         if stored is not None and resource_type == "Patient":
             named[resource_id] = (stored.content or {}).get("identifier")
         return stored
@@ -354,110 +347,6 @@ class Unit:
         self.session.execute(delete(ConditionalClaimRow).where(
             ConditionalClaimRow.resource_type == resource_type, ConditionalClaimRow.criteria == criteria))
 
-    # --- search and history -----------------------------------------------------------------
-
-    def search(self, query: Query) -> tuple[list[StoredResource], int | None]:
-        """One page and how many match (query.total: counted, none, or the default, only when this page is the
-        last and shows it): one query (store/pages.py), a second only for a counted page past the end, where no row
-        carries the total. Rows as plain SQL (Core), as the reads and writes are: the ORM's loading of each row cost
-        more than SQLite's finding it."""
-        self._send()
-        if sql.one_token(query):
-            return sql.uncounted(query, self._current(sql.TOKEN_MATCH, sql.token_params(query)))
-        return self._page(query, False, StoredResource.of_columns)
-
-    def found_keys(self, query: Query) -> list[tuple[str, int, bool]] | None:
-        """(id, version, deleted) of what search(query) finds on its first page, the resources not read; None for a
-        query that is not TOKEN_MATCH's."""
-        self._send()
-        if not sql.one_token(query):
-            return None
-        connection, params = self.connection, sql.token_params(query)
-        found = driver.select(connection, sql.TOKEN_KEYS, params)
-        return [(i, v, bool(d)) for i, v, d in (connection.execute(sql.TOKEN_KEYS, params) if found is None else found)]
-
-    def search_texts(self, query: Query) -> tuple[list[StoredText], int | None]:
-        """search(), each resource as its stored JSON text: for an answer that shows the resources as stored, which
-        then need not be parsed and serialised again (facade/paging.py)."""
-        self._send()
-        named = self.named_patients()
-
-        def made(row: Any) -> StoredText:
-            _note(named, row.named)  # for the answer's audit event, as read notes them
-            return StoredText(row.resource_type, row.id, row.text, _text(row.subject), _text(row.patient))
-
-        return self._page(query, True, made)
-
-    def _page(self, query: Query, texts: bool, made: Callable[[Any], T]) -> tuple[list[T], int | None]:
-        statement, params = page(query, sql.shown(query))
-        connection = self.connection
-        rows = connection.execute(statement.texts if texts else statement.keyed, params).all()
-        if not query.total:
-            return sql.uncounted(query, [made(r) for r in rows])
-        total = int(rows[0].total) if rows else 0
-        if not rows and query.offset > 0:
-            total = connection.execute(statement.matching, params).scalar() or 0
-        return [made(r) for r in rows[:query.count]], total
-
-    def by_keys(self, keys: list[str]) -> list[StoredResource]:
-        """Current, not deleted resources named `Type/id`."""
-        out = []
-        for key in dict.fromkeys(keys):
-            resource_type, _, resource_id = key.partition("/")
-            row = self._row(resource_type, resource_id)
-            if row is not None and not row.deleted:
-                out.append(row)
-        return out
-
-    def referring(self, source: str, param: str, keys: list[str], limit: int = 1000) -> list[StoredResource]:
-        """_revinclude: current `source` resources whose reference parameter `param` names one of `keys`."""
-        known = params_of(source).get(param)
-        if known is not None and known.rows:  # `patient`: the `subject` rows, those naming a Patient
-            keys, param = [k for k in keys if k.partition("/")[0] in known.targets], known.rows
-        if not keys:
-            return []
-        self._send()
-        rows = self.connection.execute(sql.REFERRING, {"source": source, "param": param, "keys": keys,
-                                                             "limit": limit})
-        return [StoredResource.of_columns(r) for r in rows]
-
-    def referrers(self, keys: list[str], limit: int = 20) -> list[tuple[str, str, str]]:
-        """(referrer `Type/id`, the path it refers at, the `Type/id` referred to) of current resources that refer
-        to any of `keys` (parameters.links: the index rows with a path), Provenance left out: it records history, which
-        outlives a delete."""
-        self._send()
-        rows = self.session.execute(
-            select(ResourceRow.resource_type, ResourceRow.id, SearchIndexRow.path, SearchIndexRow.value)
-            .join(ResourceRow, ResourceRow.pk == SearchIndexRow.resource_pk)
-            .where(text(LINK_ROWS), SearchIndexRow.value.in_(keys), ResourceRow.deleted.is_(False),
-                   ResourceRow.resource_type != "Provenance")
-            .order_by(SearchIndexRow.pk).limit(limit))
-        return [(f"{t}/{i}", path or "", value or "") for t, i, path, value in rows]
-
-    def history(self, resource_type: str | None, resource_id: str | None, since: datetime | None,
-                count: int, offset: int) -> tuple[list[StoredResource], int]:
-        self._send()
-        stmt = select(ResourceVersionRow)
-        if resource_type is not None:
-            stmt = stmt.where(ResourceVersionRow.resource_type == resource_type)
-        if resource_id is not None:
-            stmt = stmt.where(ResourceVersionRow.id == resource_id)
-        if since is not None:
-            stmt = stmt.where(ResourceVersionRow.last_updated >= since)
-        total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = self.session.scalars(stmt.order_by(ResourceVersionRow.pk.desc()).offset(offset).limit(count))
-        return [StoredResource.of_version(r) for r in rows], total
-
 
 def _as_is(exc: BaseException) -> BaseException:
     return exc
-
-
-def _note(named: dict[str, Any], found: Any) -> None:
-    """Note a row's `named` (pages.named_patient) in `named` (Unit.named_patients)."""
-    if isinstance(found, list) and len(found) == 2:
-        named[found[0]] = found[1]
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
