@@ -224,6 +224,11 @@ class _RecordLinks:
     def references(self, role: str) -> list[dict[str, Any]]:
         return [{"reference": url} for url in self._urls.get(role, ())]
 
+    def reference(self, role: str) -> dict[str, Any] | None:
+        """The first of references(role), or None: a Reference rule's (~30 a record), without a list."""
+        urls = self._urls.get(role)
+        return {"reference": urls[0]} if urls else None
+
     def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]:
         spec = self.mapper.specs[kind]
         target = spec.role(role) if role else spec.primary

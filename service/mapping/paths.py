@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from service.conformance.definitions import Definitions
 from service.conformance.profiles import STRUCTURES
 from service.conformance.snapshot import with_snapshot
-from service.fhirjson import matches_pattern
+from service.validation.patterns import pattern_test
 
 Json = Any
 _VALUE_KEY = re.compile(r"^(fixed|pattern)([A-Z]\w*)$")
@@ -33,6 +34,11 @@ class Step:
     name: str                     # the JSON property (`valueQuantity`, `component`)
     array: bool                   # the property holds a JSON array
     template: dict[str, Any] | None  # what an item of the named slice must contain
+    #: fhirjson.matches_pattern(item, template) made once: put() looks for the slice's item (~25 times a record)
+    holds: Callable[[Any], bool] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "holds", None if self.template is None else pattern_test(self.template))
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,9 @@ class ElementPath:
                 return None
         last = self.steps[-1]
         found = node.get(last.name) if isinstance(node, dict) else None
-        if last.array and isinstance(found, list) and last.template is not None:
-            found = [item for item in found if matches_pattern(item, last.template)] or None
+        holds = last.holds
+        if last.array and isinstance(found, list) and holds is not None:
+            found = [item for item in found if holds(item)] or None
         return found
 
     def put_each(self, resource: dict[str, Any], values: list[Json]) -> None:
@@ -113,8 +120,9 @@ def _descend(node: dict[str, Any], step: Step) -> dict[str, Any]:
         child = node.setdefault(step.name, {})
         return child  # type: ignore[no-any-return]
     items: list[dict[str, Any]] = node.setdefault(step.name, [])
+    holds = step.holds
     for item in items:
-        if step.template is None or matches_pattern(item, step.template):
+        if holds is None or holds(item):
             return item
     created = clone(step.template) if step.template else {}
     items.append(created)
@@ -127,8 +135,9 @@ def _find(node: Json, step: Step) -> Json:
     child = node[step.name]
     if not step.array:
         return child
+    holds = step.holds
     for item in child if isinstance(child, list) else []:
-        if step.template is None or matches_pattern(item, step.template):
+        if holds is None or holds(item):
             return item
     return None
 
@@ -138,7 +147,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value)
         else:
-            base[key] = clone(value)
+            base[key] = clone(value) if isinstance(value, _NESTED) else value
     return base
 
 

@@ -59,12 +59,10 @@ def _producer(rule: Rule) -> _Produce:
 
 
 def _reference(ref: str, each: bool) -> _Produce:
-    def reference(scope: Any, record: dict[str, Any], links: ForwardLinks) -> Json:
-        refs = links.references(ref)  # made here: nothing else holds them, so no copy
-        if not refs:
-            return None
-        return refs if each else refs[0]
-    return reference
+    # made here: nothing else holds them, so no copy
+    if each:
+        return lambda scope, record, links: links.references(ref) or None
+    return lambda scope, record, links: links.reference(ref)
 
 
 def _field(rule: Rule) -> _Produce:

@@ -32,6 +32,8 @@ class ForwardLinks(Protocol):
 
     def references(self, role: str) -> list[dict[str, Any]]: ...
 
+    def reference(self, role: str) -> dict[str, Any] | None: ...  # the first of references(role)
+
     def record_reference(self, kind: str, role: str | None, external_id: str) -> dict[str, Any]: ...
 
 

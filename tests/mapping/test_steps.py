@@ -46,3 +46,15 @@ def test_a_value_no_rule_can_carry_names_the_same_field_either_way(mapper: Mappe
             make("administration", record)
         failed.append((str(caught.value), caught.value.fields))
     assert failed[0] == failed[1] and failed[0][1] == ("route",)
+
+
+def test_a_reference_rule_gets_the_first_of_a_roles_references_as_a_new_object(mapper: Mapper) -> None:
+    # a one-valued Reference rule takes links.reference(role) (no list made): what references(role)[0] is, or None
+    from service.mapping.engine import _RecordLinks
+    record = canonical("administration", next(r for k, r in demo_records() if k == "administration"))
+    spec = mapper.specs["administration"]
+    links = _RecordLinks(mapper, spec, record, mapper._instances(spec, record))
+    for role in [r.role for r in spec.roles] + ["no-such-role"]:
+        first = links.reference(role)
+        assert first == (links.references(role) or [None])[0]
+        assert first is None or first is not links.reference(role)
