@@ -15,7 +15,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlsplit
 
 from service.errors import BadRequest, Issue
@@ -68,13 +68,35 @@ _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}
 def date_range(text: str) -> tuple[datetime, datetime] | None:
     """`2026`, `2026-03`, `2026-03-02`, `2026-03-02T09:00:00-05:00`: the first and last instant it covers,
     in naive UTC (a time without a zone is taken as UTC); None when `text` is none of these."""
-    match = _DATE.match(text)
-    if not match:
-        return None
     try:
-        return _range(*match.groups())
+        if len(text) == 25 and text[4:23:3] in _ZONED:
+            moment = _zoned(text)
+            if moment is not None:
+                return moment, moment + _SECOND - _TICK
+        match = _DATE.match(text)
+        return None if match is None else _range(*match.groups())
     except (ValueError, OverflowError):  # 2026-02-30, or past the year 9999 once in UTC
         return None
+
+
+#: the separators of the form a clinic record's every dateTime takes, seconds and a zone offset
+#: (`2026-03-05T09:00:00-05:00`), at characters 4, 7, 10, 13, 16, 19 and 22
+_ZONED = ("--T::+:", "--T::-:")
+
+
+def _zoned(text: str) -> datetime | None:
+    """That form in naive UTC, read by datetime.fromisoformat (C), which checks that the rest are ASCII digits: the
+    pattern and _range took ~30 K instructions a text, ~10 a clinic record's index. None for what it refuses (an
+    offset of 24 hours or more, a day past the month's end, other digits than ASCII's): the pattern reads those."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return _EPOCH + (moment - _UTC_EPOCH)  # replace(tzinfo=None) parsed its keywords: ~9 K instructions
+
+
+_EPOCH = datetime(1970, 1, 1)
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _range(year: str, month: str | None, day: str | None, hour: str | None, minute: str | None,

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from service.errors import BadRequest
-from service.params import MAX_KEY, cursor, date_bound, date_range, integer, parse_integer, uncursor
+from service.params import _DATE, MAX_KEY, _range, cursor, date_bound, date_range, integer, parse_integer, uncursor
 
 # --- integers ------------------------------------------------------------------------------------
 
@@ -71,6 +71,31 @@ def test_fhir_dates_cover_their_whole_precision_in_naive_utc(text: str, low: dat
                                   "9999-12-31T23:59:59Z", "9999-12-31T23:59Z"])
 def test_other_texts_are_no_fhir_date(text: str) -> None:
     assert date_range(text) is None
+
+
+def _by_pattern(text: str) -> tuple[datetime, datetime] | None:
+    """date_range as the pattern alone reads a text (the way every form but the zoned one takes)."""
+    match = _DATE.match(text)
+    try:
+        return None if match is None else _range(*match.groups())
+    except (ValueError, OverflowError):
+        return None
+
+
+@pytest.mark.parametrize("day", ["2026-03-05", "2024-02-29", "2026-02-29", "2026-04-31", "0001-01-01", "9999-12-31",
+                                 "2026-13-01", "2026-00-10"])
+@pytest.mark.parametrize("clock", ["09:00:00", "00:00:00", "23:59:59", "24:00:00", "23:59:60", "09:60:00"])
+@pytest.mark.parametrize("zone", ["-05:00", "+00:00", "-00:00", "+14:00", "+23:59", "-23:59", "+24:00", "-24:00",
+                                  "+05:75", "+99:99"])
+def test_the_zoned_form_read_by_fromisoformat_is_read_as_the_pattern_reads_it(day: str, clock: str, zone: str) -> None:
+    text = f"{day}T{clock}{zone}"
+    assert date_range(text) == _by_pattern(text)
+
+
+@pytest.mark.parametrize("text", ["2026-03-05 09:00:00-05:00", "2026-03-05t09:00:00-05:00", "2026-W10-4T09:00:00-05:00",
+                                  "٢٠٢٦-03-05T09:00:00-05:00", "2026-03-05T09:00:00-0٥:00", "2026-03-05T09:00:00-05:00\n"])
+def test_texts_of_its_length_and_separators_that_fromisoformat_reads_otherwise_are_read_by_the_pattern(text: str) -> None:
+    assert date_range(text) == _by_pattern(text)
 
 
 @pytest.mark.parametrize("raw, end, expected", [
