@@ -249,7 +249,7 @@ class _Newer:
     def record_at(self) -> datetime | None:
         """The record's clinical time (the instant given, without a record)."""
         if self._rank is None and self.record is not None:
-            self._at = self.session.scalar(select(RecordRow.clinical_at).where(RecordRow.pk == self.record.pk))
+            self._at = self.session.scalar(select(RecordRow.clinical_at).where(RecordRow.id == self.record.id))
             self._rank = rank(self.record.kind, self.record.source, self.record.external_id, self._at)
         return self._at
 

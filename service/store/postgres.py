@@ -144,10 +144,7 @@ def _json(name: str, value: Any) -> Any:
 
 RECORD = ("id", "kind", "source", "external_id", "patient_system", "patient_value", "clinical_at", "version",
           "content", "content_hash", "warnings", "created_at", "updated_at")
-#: a new record and its first version, sent once (the content is the larger part of a request); no row back when
-#: a record holds its identity already (uq_records_identity), which the version's INSERT then does not make. It
-#: reads no table, so it runs under a generic plan (pipeline.GENERIC): planning it cost ~0.1 ms of the server's CPU
-RECORD_SQL = f"""WITH v AS (
+_RECORD = f"""WITH v AS (
   SELECT %s::varchar AS id, %s::varchar AS kind, %s::varchar AS source, %s::varchar AS external_id,
          %s::varchar AS patient_system, %s::varchar AS patient_value, %s::timestamp AS clinical_at,
          %s::integer AS version, %s::text AS content, %s::varchar AS content_hash, %s::text AS warnings,
@@ -155,12 +152,19 @@ RECORD_SQL = f"""WITH v AS (
 ), made AS (
   INSERT INTO {RecordRow.__tablename__} ({", ".join(RECORD)})
   SELECT id, kind, source, external_id, patient_system, patient_value, clinical_at, version, content::json,
-         content_hash, warnings::json, created_at, updated_at FROM v
-  ON CONFLICT ON CONSTRAINT uq_records_identity DO NOTHING RETURNING pk
+         content_hash, warnings::json, created_at, updated_at FROM v{{}} RETURNING pk
 )
 INSERT INTO {RecordVersionRow.__tablename__} (record_pk, version, content, content_hash, warnings, created_at)
 SELECT made.pk, v.version, v.content::json, v.content_hash, v.warnings::json, v.created_at FROM made, v
 RETURNING record_pk"""  # noqa: S608 - the tables' names, no value
+#: a new record and its first version, sent once (the content is the larger part of a request); no row back when
+#: a record holds its identity already (uq_records_identity), which the version's INSERT then does not make. It
+#: reads no table, so it runs under a generic plan (pipeline.GENERIC): planning it cost ~0.1 ms of the server's CPU
+RECORD_SQL = _RECORD.format("\n  ON CONFLICT ON CONSTRAINT uq_records_identity DO NOTHING")
+#: RECORD_SQL held to go with the next statement (hold_record): a record holding its identity already fails it
+#: (unique violation), which aborts the transaction, so nothing written with it commits, even if it was sent with the
+#: COMMIT; with DO NOTHING, the "no row" would come back too late to undo what was written with it
+HELD_RECORD_SQL = _RECORD.format("")
 
 
 def add_record(connection: Connection, values: dict[str, Any]) -> int | None:
@@ -168,6 +172,24 @@ def add_record(connection: Connection, values: dict[str, Any]) -> int | None:
     key, or None when a record holds its identity already (nothing is written then)."""
     found = driver.rows(connection, RECORD_SQL, [values[name] for name in RECORD], generic=True)
     return int(found[0][0]) if found else None
+
+
+class IdentityHeld(Exception):
+    """A record held back by hold_record met a record stored under its identity: its transaction is aborted."""
+
+
+def hold_record(connection: Connection, values: dict[str, Any], made: Callable[[int], None]) -> bool:
+    """add_record's row and version sent with the next statement of `connection`'s write transaction, or its COMMIT
+    (driver.at_commit: a round trip fewer), `made` given its key once back; a record stored under its identity
+    fails the statement, and the next or the COMMIT raises IdentityHeld. False where it cannot be held (SQLite, a
+    savepoint): nothing is sent then."""
+    params = [values[name] for name in RECORD]
+
+    def failed(exc: Exception) -> BaseException:
+        if getattr(getattr(exc, "diag", None), "constraint_name", None) == "uq_records_identity":
+            return IdentityHeld()
+        return driver.wrapped(connection, HELD_RECORD_SQL, params, exc)
+    return driver.at_commit(connection, HELD_RECORD_SQL, params, failed, True, lambda rows: made(int(rows[0][0])))
 
 
 EVENT = ("id", "recorded", "action", "outcome", "agent", "entity_types", "patients", "content")

@@ -5,7 +5,7 @@ import uuid
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
@@ -168,16 +168,25 @@ class RecordStore:
         """create() on PostgreSQL: the record and its version in one statement (store/postgres.py); in the caller's
         transaction (with nothing to write `within`), without a savepoint (two round trips): a record already there
         under its identity makes the statement insert nothing, and nothing else is written here that a savepoint
-        would have to undo."""
-        with self._session(write=True) if self._outer is None else nullcontext(self._outer) as session:
-            pk = postgres.add_record(session.connection(), values)
+        would have to undo. In a transaction of its own with `within`, the statement goes with within's first
+        (postgres.hold_record: a round trip fewer), the record's key known only once back: `within` is given it as
+        0; a record there under its identity aborts the transaction (IdentityHeld)."""
+        made: list[int] = []
+        try:
+            with self._session(write=True) if self._outer is None else nullcontext(self._outer) as session:
+                connection = session.connection()
+                held = within is not None and postgres.hold_record(connection, values, made.append)
+                pk = 0 if held else postgres.add_record(connection, values)
+                if pk is not None:
+                    stored = StoredRecord(pk, values["id"], new.kind, new.source, new.external_id, 1, new.content,
+                                          new.content_hash, new.warnings, values["created_at"], values["updated_at"])
+                    wrote(session, stored, True)
+                    if within is not None:
+                        within(session, stored)
             if pk is not None:
-                stored = StoredRecord(pk, values["id"], new.kind, new.source, new.external_id, 1, new.content,
-                                      new.content_hash, new.warnings, values["created_at"], values["updated_at"])
-                wrote(session, stored, True)
-                if within is not None:
-                    within(session, stored)
-                return stored, True
+                return (replace(stored, pk=made[0]) if held else stored), True
+        except postgres.IdentityHeld:
+            pass
         existing = self.find(new.kind, new.source, new.external_id)
         if existing is None:  # records are never deleted: a holder gone since would be a concurrent writer's doing
             raise Contention("A concurrent write held this record's identity; send it again.")

@@ -145,12 +145,13 @@ def test_a_write_route_checks_its_key_without_a_transaction(app: Flask, client: 
     assert len(syncs) == 3, messages
 
 
-def test_a_domain_record_post_makes_five_round_trips(app: Flask, client: FlaskClient, tmp_path: Path,
+def test_a_domain_record_post_makes_four_round_trips(app: Flask, client: FlaskClient, tmp_path: Path,
                                                     api_key: Callable[..., str]) -> None:
-    """A clinic record queued for an EHR: the key's state; the record looked up; BEGIN with the record's row; its
-    patient and practitioner found with the rows its updates replace (store/postgres.LOOK_UP_SQL, where they were
-    three); its resources, its outbox jobs with the endpoints that take it (QUEUE_SQL, where the endpoints' read, the
-    job's INSERT and its older jobs' UPDATE were three), the audit event and COMMIT, in one round trip."""
+    """A clinic record queued for an EHR: the key's state; the record looked up; BEGIN with the record's row
+    (postgres.hold_record, where it was a round trip of its own), its patient and practitioner found with the rows
+    its updates replace (store/postgres.LOOK_UP_SQL, where they were three); its resources, its outbox jobs with the
+    endpoints that take it (QUEUE_SQL, where the endpoints' read, the job's INSERT and its older jobs' UPDATE were
+    three), the audit event and COMMIT, in one round trip."""
     from factories import administration
 
     from service.exchange.endpoints import Endpoint
@@ -168,8 +169,8 @@ def test_a_domain_record_post_makes_five_round_trips(app: Flask, client: FlaskCl
         messages = sent.messages()
     assert not [rest for kind, rest in messages if kind == "Query"], messages
     syncs = [i for i, (kind, _) in enumerate(messages) if kind == "Sync"]
-    # each prepared by now (its name only): the key; the record; BEGIN, the switch to generic plans and the record's
-    # row; the switch back and LOOK_UP_SQL; the switch, its resources, its jobs, the audit event and COMMIT (the
+    # each prepared by now (its name only): the key; the record; BEGIN, the switch to generic plans, the record's
+    # row, the switch back and LOOK_UP_SQL; the switch, its resources, its jobs, the audit event and COMMIT (the
     # COMMIT ends the switch: none back)
     binds = [sum(kind == "Bind" for kind, _ in messages[start:end]) for start, end in zip([0, *syncs[:-1]], syncs, strict=True)]
-    assert binds == [1, 1, 3, 2, 5], messages
+    assert binds == [1, 1, 5, 5], messages

@@ -368,3 +368,29 @@ def test_a_record_whose_resources_meet_a_concurrent_writes_at_the_commit_is_sent
         assert connection.execute(text("SELECT version, record_id FROM fhir_resources WHERE id = :id"),
                                   {"id": raced[0]}).one() == (2, outcome.record.id)
     assert count(runtime, "records") == 1
+
+
+@pytest.mark.parametrize("reads", [False, True])
+def test_a_record_sent_with_the_next_statement_meeting_its_identity_stores_nothing_and_answers_the_stored_one(
+        runtime: Runtime, reads: bool) -> None:
+    """A new record with work in its transaction goes with that work's first statement, or with its COMMIT if none
+    comes (postgres.hold_record, a round trip fewer), its key unknown to the work (0): one stored under its identity
+    meanwhile fails it there, nothing of the transaction is stored, and create() answers the stored record."""
+    from service.store import driver
+    from service.store.resources import Unit
+
+    def within(current: Any, record: Any) -> None:
+        given.append(record.pk)
+        unit = Unit(current, failed=refused)
+        with unit.batch():
+            unit.write("Observation", f"with-{len(given)}", observation("2026-03-02"), [], "POST", new=True)
+        if reads:
+            assert driver.rows(current.connection(), "SELECT count(*) FROM records", ()) == [(len(given),)]
+
+    given: list[int] = []
+    made, created = runtime.store.create(new_record("held"), within)
+    again, created_again = runtime.store.create(new_record("held", score=2), within)
+    assert created and not created_again and again == made and given == [0, 0]
+    with runtime.engine.connect() as connection:
+        assert connection.execute(text("SELECT pk, id FROM records")).all() == [(made.pk, made.id)]
+        assert connection.execute(text("SELECT id FROM fhir_resources")).scalars().all() == ["with-1"]
