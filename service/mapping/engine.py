@@ -94,7 +94,7 @@ class Mapper:
         """A role's rules, each with its step (steps.compiled), compiled once per role as _rule_paths."""
         found = self._steps_of.get(id(role))
         if found is None or found[0] is not role:
-            found = self._steps_of[id(role)] = (role, [(rule, compiled(rule, path))
+            found = self._steps_of[id(role)] = (role, [(rule, compiled(rule, path, self.concepts))
                                                        for rule, path in self._rule_paths(role)])
         return found[1]
 

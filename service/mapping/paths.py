@@ -36,9 +36,12 @@ class Step:
     template: dict[str, Any] | None  # what an item of the named slice must contain
     #: fhirjson.matches_pattern(item, template) made once: put() looks for the slice's item (~25 times a record)
     holds: Callable[[Any], bool] | None = field(init=False, repr=False, compare=False)
+    #: a new item of the slice: the template cloned (cloner)
+    fresh: Callable[[], dict[str, Any]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "holds", None if self.template is None else pattern_test(self.template))
+        object.__setattr__(self, "fresh", dict if not self.template else cloner(self.template))
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class ElementPath:
         items = node.setdefault(last.name, [])
         for item in value if isinstance(value, list) else [value]:
             if last.template is not None and isinstance(item, dict):
-                item = _merge(clone(last.template), item)
+                item = _merge(last.fresh(), item)
             if not (isinstance(item, dict) and item in items):  # the same coding produced twice is one coding
                 items.append(item)
 
@@ -124,7 +127,7 @@ def _descend(node: dict[str, Any], step: Step) -> dict[str, Any]:
     for item in items:
         if holds is None or holds(item):
             return item
-    created = clone(step.template) if step.template else {}
+    created = step.fresh()
     items.append(created)
     return created
 
@@ -165,6 +168,29 @@ def clone(value: Json) -> Json:
     if isinstance(value, list):
         return [clone(v) if isinstance(v, _NESTED) else v for v in value]
     return value
+
+
+def cloner(value: Json) -> Callable[[], Json]:
+    """clone(value) as a function of nothing, for a value that is never changed (a fixed value of the specs, a
+    slice's template): its structure read once; an object or array of scalars copied by its own copy()."""
+    if value.__class__ is dict:
+        nested: tuple[tuple[Any, Callable[[], Json]], ...] = tuple(
+            (key, cloner(member)) for key, member in value.items() if isinstance(member, _NESTED))
+    elif value.__class__ is list:
+        nested = tuple((i, cloner(member)) for i, member in enumerate(value) if isinstance(member, _NESTED))
+    elif isinstance(value, _NESTED):
+        return lambda: clone(value)  # another mapping or sequence: clone() makes it a dict or list
+    else:
+        return lambda: value
+    if not nested:
+        return value.copy  # type: ignore[no-any-return]
+
+    def made() -> Json:
+        out = value.copy()
+        for key, make in nested:
+            out[key] = make()
+        return out
+    return made
 
 
 _NESTED = (dict, list)

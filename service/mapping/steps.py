@@ -10,9 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from service.mapping.paths import ElementPath, clone
+from service.mapping.concepts import ConceptError, ConceptIndex
+from service.mapping.paths import ElementPath, clone, cloner
 from service.mapping.spec import Rule, lookup
-from service.mapping.transforms import FROM_FIELD, FROM_SCOPE, ForwardLinks, as_is
+from service.mapping.transforms import (
+    FROM_FIELD,
+    FROM_SCOPE,
+    SHARING,
+    ForwardLinks,
+    MappingError,
+    as_is,
+    concept_value,
+)
 
 Json = Any
 #: (scope, record, links, resource): the rule run on one resource being made
@@ -21,10 +30,10 @@ _Produce = Callable[[Any, dict[str, Any], ForwardLinks], Json]
 _NESTED = (dict, list)
 
 
-def compiled(rule: Rule, path: ElementPath) -> Step:
+def compiled(rule: Rule, path: ElementPath, concepts: ConceptIndex) -> Step:
     """The step of `rule`, whose compiled target is `path`: its condition, its value (a copy where the value is the
     record's or the spec's, which later rules may write into), put at its path."""
-    produce = _producer(rule)
+    produce = _producer(rule, concepts)
     put = path.put_each if rule.each else path.put
     if rule.when is None:
         def step(scope: Any, record: dict[str, Any], links: ForwardLinks, resource: dict[str, Any]) -> None:
@@ -42,20 +51,21 @@ def compiled(rule: Rule, path: ElementPath) -> Step:
     return step_when
 
 
-def _producer(rule: Rule) -> _Produce:
+def _producer(rule: Rule, concepts: ConceptIndex) -> _Produce:
     """The value a rule produces from its scope (or None for nothing), a copy where it is nested, decided once."""
     transform = rule.transform
     if transform == "fixed":
         fixed = rule.params["value"]
         if isinstance(fixed, _NESTED):
-            return lambda scope, record, links: clone(fixed)
+            made = cloner(fixed)
+            return lambda scope, record, links: made()
         return lambda scope, record, links: fixed
     if transform == "reference":
         return _reference(rule.params["ref"], rule.each)
-    if transform in FROM_SCOPE:
+    if transform in FROM_SCOPE:  # a value made anew (transforms.SHARING)
         derive = FROM_SCOPE[transform]
-        return lambda scope, record, links: _copied(derive(rule, scope, links))
-    return _field(rule)
+        return lambda scope, record, links: derive(rule, scope, links)
+    return _field(rule, concepts)
 
 
 def _reference(ref: str, each: bool) -> _Produce:
@@ -65,7 +75,7 @@ def _reference(ref: str, each: bool) -> _Produce:
     return lambda scope, record, links: links.reference(ref)
 
 
-def _field(rule: Rule) -> _Produce:
+def _field(rule: Rule, concepts: ConceptIndex) -> _Produce:
     """A transform of the rule's field (or of each of its items)."""
     read, each, make = _reader(rule.field or "", rule.default), rule.each, FROM_FIELD[rule.transform]
     if each:
@@ -81,11 +91,40 @@ def _field(rule: Rule) -> _Produce:
         return each_item
     if make is as_is:  # copy, date, datetime: the record's value as it is
         return lambda scope, record, links: _copied(read(scope, record))
+    known = _known(rule, concepts)
+    if known is not None:
+        def looked_up(scope: Any, record: dict[str, Any], links: ForwardLinks) -> Json:
+            value = read(scope, record)
+            if value is None:
+                return None
+            made = known.get(value) if value.__class__ is str else None
+            return made() if made is not None else _copied(make(rule, value, links))
+        return looked_up
+    shared = rule.transform in SHARING  # else a value made anew: nothing to copy
 
     def made(scope: Any, record: dict[str, Any], links: ForwardLinks) -> Json:
         value = read(scope, record)
-        return None if value is None else _copied(make(rule, value, links))
+        if value is None:
+            return None
+        value = make(rule, value, links)
+        return _copied(value) if shared else value
     return made
+
+
+def _known(rule: Rule, concepts: ConceptIndex) -> dict[str, Callable[[], Json]] | None:
+    """Of a concept or lookup rule, what it makes of each code it knows (a few dozen at most), made once: the value's
+    cloner (paths.cloner), by code. Any other value is left to the transform (its error, a boolean's lookup)."""
+    if rule.transform == "lookup":
+        return {code: cloner(value) for code, value in rule.params["values"].items() if code.__class__ is str}
+    if rule.transform != "concept":
+        return None
+    known = {}
+    for code in concepts.system(rule.params["map"]).concepts:
+        try:
+            known[code] = cloner(concept_value(rule, code, concepts))
+        except (MappingError, ConceptError):  # a code it cannot send: the transform says so, each time
+            continue
+    return known
 
 
 def _reader(name: str, default: Any) -> Callable[[Any, dict[str, Any]], Any]:

@@ -62,7 +62,12 @@ def _quantity(rule: Rule, value: Any, links: ForwardLinks) -> Json:
 
 
 def _concept(rule: Rule, value: Any, links: ForwardLinks) -> Json:
-    system = links.concepts.system(rule.params["map"])
+    return concept_value(rule, value, links.concepts)
+
+
+def concept_value(rule: Rule, value: Any, concepts: ConceptIndex) -> Json:
+    """A concept rule's value for a local code: the code, its Coding(s) or a CodeableConcept of them."""
+    system = concepts.system(rule.params["map"])
     standard, with_local = system.forward(value, rule.params.get("system"))
     shape = rule.params.get("as", "CodeableConcept")
     if shape == "code":
@@ -134,11 +139,13 @@ def _template(rule: Rule, scope: Any, links: ForwardLinks) -> Json:
         return None
 
 
-#: forward of a transform of one field's value (or of each of its items), and of one that reads its scope itself
+#: forward of a transform of one field's value (or of each of its items), and of one that reads its scope itself;
+#: each makes its value anew, except those in SHARING, which give the record's value or the spec's as it is
 FROM_FIELD: dict[str, Callable[[Rule, Any, ForwardLinks], Json]] = {
     "copy": as_is, "date": as_is, "datetime": as_is, "quantity": _quantity, "concept": _concept,
     "lookup": _lookup, "record-reference": _record_reference,
 }
+SHARING = frozenset({"copy", "date", "datetime", "lookup"})
 FROM_SCOPE: dict[str, Callable[[Rule, Any, ForwardLinks], Json]] = {
     "minutes-between": _minutes_between, "ratio": _ratio, "template": _template, "scaled": _scaled,
     "course-length": _course_length,

@@ -15,7 +15,7 @@ from service.conformance.definitions import load
 from service.domain.kinds import schema_of
 from service.fhirjson import matches_pattern
 from service.mapping import Mapper
-from service.mapping.paths import PathCompiler, PathError, clone
+from service.mapping.paths import PathCompiler, PathError, clone, cloner
 
 MONITORING = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-session-monitoring"
 ADMINISTRATION = "https://ketamine-fhir.org/fhir/StructureDefinition/ketamine-administration"
@@ -202,3 +202,20 @@ def test_clone_is_an_equal_copy_sharing_no_object_or_array() -> None:
         return [node, *(c for child in inner for c in containers(child))] if isinstance(node, dict | list) else []
 
     assert not {id(c) for c in containers(value)} & {id(c) for c in containers(copied)}
+
+
+def test_a_cloner_makes_what_clone_makes_each_time_anew() -> None:
+    value = {"a": [{"b": [1, "x", None, {"c": {}}]}, [], "y"], "d": {"e": "f", "g": 2.5}, "h": "i",
+             "j": OrderedDict(k=[1]), "l": {"m": "n"}}
+    make = cloner(value)
+    first, second = make(), make()
+    assert json.dumps(first) == json.dumps(second) == json.dumps(clone(value))
+    assert list(first) == list(value) and type(first["j"]) is dict
+    assert [cloner(v)() for v in ("s", 1, None, [], {})] == ["s", 1, None, [], {}]
+
+    def containers(node: Any) -> list[Any]:
+        inner = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+        return [node, *(c for child in inner for c in containers(child))] if isinstance(node, dict | list) else []
+
+    ids = [{id(c) for c in containers(v)} for v in (value, first, second)]
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]

@@ -3,6 +3,7 @@ one (Mapper.traced). Both make the same Bundle, byte for byte, and fail on the s
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,15 +14,35 @@ from mapping.support import canonical
 
 from service.demo import demo_records
 from service.mapping import Mapper
-from service.mapping.transforms import MappingError
+from service.mapping.concepts import ConceptError
+from service.mapping.steps import _known
+from service.mapping.transforms import FROM_FIELD, MappingError
 
 KINDS = list(RECORDS)
 
 
 def same(mapper: Mapper, kind: str, record: dict[str, Any]) -> None:
-    compiled = json.dumps(mapper.to_bundle(kind, record))
+    bundle = mapper.to_bundle(kind, record)
+    compiled = json.dumps(bundle)
     assert compiled == json.dumps(mapper.traced(kind, record)[0])
     assert json.dumps(mapper.to_bundle(kind, record)) == compiled  # nothing of the record or the specs was changed
+    # the Bundle is written into later (flags, a stale entry withdrawn): it holds each object and array once, and
+    # none of the record's or the specs' (steps copy only what is not made anew: a record's value, a fixed one)
+    made = containers(bundle)
+    assert len(made) == len(set(made))
+    assert not set(made) & set(containers(record) + containers([s.roles for s in mapper.specs.values()]))
+
+
+def containers(node: Any) -> list[int]:
+    """id() of every dict and list in a JSON value (or in the specs' rules: their params)."""
+    if isinstance(node, tuple | list):
+        inner = [c for child in node for c in containers(child)]
+        return inner if isinstance(node, tuple) else [id(node), *inner]
+    if isinstance(node, dict):
+        return [id(node), *(c for child in node.values() for c in containers(child))]
+    if hasattr(node, "rules"):  # a Role
+        return [c for rule in node.rules for c in containers(rule.params)]
+    return []
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -58,3 +79,23 @@ def test_a_reference_rule_gets_the_first_of_a_roles_references_as_a_new_object(m
         first = links.reference(role)
         assert first == (links.references(role) or [None])[0]
         assert first is None or first is not links.reference(role)
+
+
+def test_a_concept_or_lookup_rule_makes_of_each_code_what_its_transform_makes(mapper: Mapper) -> None:
+    # steps._known: what such a rule makes of each code it knows, made once; any other value goes to the transform
+    links = SimpleNamespace(concepts=mapper.concepts)
+    for rule in (rule for spec in mapper.specs.values() for role in spec.roles for rule in role.rules
+                 if rule.transform in ("concept", "lookup")):
+        known = _known(rule, mapper.concepts)
+        assert known is not None
+        codes = [str(v).lower() if isinstance(v, bool) else str(v) for v in rule.params.get("values", ())]
+        codes.append("no-such-code")  # a str, as the steps look one up (a value of another type: the transform)
+        if rule.transform == "concept":
+            codes += list(mapper.concepts.system(rule.params["map"]).concepts)
+        for code in codes:
+            try:
+                expected = FROM_FIELD[rule.transform](rule, code, links)  # type: ignore[arg-type]
+            except (MappingError, ConceptError):
+                assert code not in known
+                continue
+            assert json.dumps(known[code]()) == json.dumps(expected), (rule.to, code)
