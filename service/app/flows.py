@@ -91,7 +91,7 @@ class RecordWritten:
             if flags:  # a first version has none to withdraw (~0.1 ms inside the writers' turn to find that out)
                 withdraw_stale(mapped.bundle, flags)
             # the draft holds if the people it found are those found now (their versions: their content)
-            holds = record.version == 1 and all(matches_still(unit, when, found) for when, found in drafted.seen)
+            holds = record.version == 1 and matches_still(unit, drafted.seen)
             bundle, payload = (drafted.bundle, drafted.payload) if holds else (None, None)
             if bundle is None:
                 bundle = keep_current(unit, self.mapper, mapped.kind, record, mapped.bundle)  # people as now known

@@ -252,15 +252,20 @@ def match_in(unit: Unit, when: Condition) -> StoredResource | None:
     return found
 
 
-def matches_still(unit: Unit, when: Condition, found: StoredResource | None) -> bool:
-    """Whether match_in would find `found` (the same version: the same content) again in `unit`, which then
-    remembers it as found: asked without reading the resources when the condition is one identifier."""
-    keys = unit.found_keys(when.query)
-    if keys is None:
-        return _seen(match_in(unit, when)) == _seen(found)
-    if keys != ([] if found is None else [_seen(found)]):
-        return False
-    unit.matched[when.query.resource_type, when.criteria] = found
+def matches_still(unit: Unit, seen: list[tuple[Condition, StoredResource | None]]) -> bool:
+    """Whether match_in would find each `found` of `seen` (the same version: the same content) again for its condition
+    in `unit`, which then remembers those found, up to the first it would not: those whose condition is one identifier
+    asked in one statement (Unit.found_keys), the resources not read."""
+    if not seen:
+        return True
+    for (when, found), keys in zip(seen, unit.found_keys([when.query for when, _ in seen]), strict=True):
+        if keys is None:
+            if _seen(match_in(unit, when)) != _seen(found):
+                return False
+            continue
+        if keys != ([] if found is None else [_seen(found)]):
+            return False
+        unit.matched[when.query.resource_type, when.criteria] = found
     return True
 
 

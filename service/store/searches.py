@@ -45,15 +45,31 @@ class Searches:
             return sql.uncounted(query, self._current(sql.TOKEN_MATCH, sql.token_params(query)))
         return self._page(query, False, StoredResource.of_columns)
 
-    def found_keys(self, query: Query) -> list[tuple[str, int, bool]] | None:
-        """(id, version, deleted) of what search(query) finds on its first page, the resources not read; None for a
-        query that is not TOKEN_MATCH's."""
+    def found_keys(self, queries: list[Query]) -> list[list[tuple[str, int, bool]] | None]:
+        """For each of `queries`, (id, version, deleted) of what search(query) finds on its first page, the resources
+        not read, those of all in one statement (sql.token_keys); None for a query that is not TOKEN_MATCH's."""
         self._send()
-        if not sql.one_token(query):
-            return None
-        connection, params = self.connection, sql.token_params(query)
-        found = driver.select(connection, sql.TOKEN_KEYS, params)
-        return [(i, v, bool(d)) for i, v, d in (connection.execute(sql.TOKEN_KEYS, params) if found is None else found)]
+        asked = {n: sql.token_params(query) for n, query in enumerate(queries) if sql.one_token(query)}
+        if not asked:
+            return [None] * len(queries)
+        searches: dict[tuple[str, str, str, str], list[int]] = {}
+        for n, params in asked.items():
+            searches.setdefault((params["resource_type"], params["param"], params["value"], params["system"]),
+                                []).append(n)
+        tokens = list(searches)
+        size = sql.bucket(len(tokens))  # the last search repeated up to the statement's size: the same rows
+        tokens += [tokens[-1]] * (size - len(tokens))
+        params = {f"{letter}{n}": part for n, token in enumerate(tokens)
+                  for letter, part in zip("tpvs", token, strict=True)}
+        connection, statement = self.connection, sql.token_keys(size)
+        rows = driver.select(connection, statement, params)
+        found: dict[int, list[tuple[str, int, bool]]] = {n: [] for n in asked}
+        for resource_type, param, value, system, i, v, d in (connection.execute(statement, params) if rows is None
+                                                             else rows):
+            for n in searches[resource_type, param, value, system]:
+                found[n].append((i, v, bool(d)))
+        # a resource once (a join row a token it holds), at most as many as the page shows, as search's
+        return [list(dict.fromkeys(found[n]))[:asked[n]["count"]] if n in asked else None for n in range(len(queries))]
 
     def search_texts(self, query: Query) -> tuple[list[StoredText], int | None]:
         """search(), each resource as its stored JSON text: for an answer that shows the resources as stored, which

@@ -22,8 +22,6 @@ TOKEN_MATCH = select(RESOURCES).where(
         INDEX.c.resource_type == bindparam("resource_type"), INDEX.c.param == bindparam("param"),
         INDEX.c.value == bindparam("value"), INDEX.c.system == bindparam("system")))
 ).order_by(RESOURCES.c.pk.asc()).limit(bindparam("count"))
-#: TOKEN_MATCH's resources by id, version and deleted only: whether a search would still find what it found
-TOKEN_KEYS = TOKEN_MATCH.with_only_columns(RESOURCES.c.id, RESOURCES.c.version, RESOURCES.c.deleted)
 SET_RECORD = update(RESOURCES).where(RESOURCES.c.pk == bindparam("the_pk"))
 #: the reads a write makes, built once too (their construction cost more than SQLite's lookup)
 GET_ROW = select(RESOURCES).where(RESOURCES.c.resource_type == bindparam("the_type"),
@@ -78,6 +76,22 @@ def token_params(query: Query) -> dict[str, Any]:
     criterion = query.criteria[0]
     return {"resource_type": query.resource_type, "param": criterion.param.name, "value": criterion.matches[0].value,
             "system": criterion.matches[0].system, "count": shown(query)}
+
+
+@lru_cache(maxsize=8)
+def token_keys(size: int) -> Select[Any]:
+    """The current resources holding the tokens of `size` TOKEN_MATCH searches (bound as t0, p0, v0, s0, t1, …: its
+    type, param, value and system) by id, version and deleted, after each index row's type, param, value and system
+    (which search found it), in the order they were made: whether the searches would still find what they found, in
+    one statement where each was one (a clinic record's people, in the writers' turn). A resource holding the same
+    token twice comes twice."""
+    tokens = select(INDEX.c.resource_type, INDEX.c.param, INDEX.c.value, INDEX.c.system, RESOURCES.c.id,
+                    RESOURCES.c.version, RESOURCES.c.deleted)
+    return tokens.join(RESOURCES, RESOURCES.c.pk == INDEX.c.resource_pk).where(
+        RESOURCES.c.resource_type == INDEX.c.resource_type, RESOURCES.c.deleted.is_(False),
+        or_(*(and_(INDEX.c.resource_type == bindparam(f"t{n}"), INDEX.c.param == bindparam(f"p{n}"),
+                   INDEX.c.value == bindparam(f"v{n}"), INDEX.c.system == bindparam(f"s{n}")) for n in range(size)))
+    ).order_by(RESOURCES.c.pk)
 
 
 def bucket(count: int) -> int:

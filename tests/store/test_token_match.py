@@ -21,6 +21,7 @@ def patient(pid: str, *identifiers: tuple[str, str]) -> dict[str, Any]:
 def held(runtime: Runtime) -> Runtime:
     for resource in (patient("a", (MRN, "1")), patient("b", (OTHER, "1")), patient("c", (MRN, "2"), (OTHER, "3")),
                      patient("d", (MRN, "4")), patient("e", (MRN, "4")), patient("gone", (MRN, "5")),
+                     patient("twice", (MRN, "6"), (MRN, "6")),
                      {"resourceType": "Practitioner", "id": "p", "identifier": [{"system": MRN, "value": "1"}]}):
         runtime.fhir.update(resource["resourceType"], resource["id"], resource)
     runtime.fhir.delete("Patient", "gone")
@@ -30,7 +31,8 @@ def held(runtime: Runtime) -> Runtime:
 FAST = [("Patient", "identifier", f"{MRN}|1"), ("Patient", "identifier", f"{OTHER}|1"),
         ("Patient", "identifier", f"{OTHER}|3"), ("Patient", "identifier", f"{MRN}|3"),
         ("Patient", "identifier", f"{MRN}|4"), ("Patient", "identifier", f"{MRN}|5"),
-        ("Practitioner", "identifier", f"{MRN}|1"), ("Patient", "identifier", f"{MRN}|nobody")]
+        ("Practitioner", "identifier", f"{MRN}|1"), ("Patient", "identifier", f"{MRN}|nobody"),
+        ("Patient", "identifier", f"{MRN}|6")]
 GENERAL = [("Patient", "identifier", "1"), ("Patient", "identifier", "|1"), ("Patient", "identifier", f"{MRN}|"),
            ("Patient", "identifier", f"{MRN}|1,{OTHER}|1"), ("Patient", "identifier:not", f"{MRN}|1"),
            ("Patient", "_id", "a")]
@@ -54,6 +56,37 @@ def test_the_statement_built_once_finds_what_the_general_search_finds(
     found = {shape: search(*shape) for shape in shapes}
     monkeypatch.setattr(statements, "one_token", lambda _query: False)
     assert found == {shape: search(*shape) for shape in shapes}
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("count", [1, 2, 10])
+def test_what_many_searches_find_is_read_in_one_statement(held: Runtime, count: int) -> None:
+    """Unit.found_keys (statements.token_keys): what each search finds on its first page, by id, version and deleted
+    (a resource holding the token twice once, at most `count`, in search's order), None for a query that is not
+    TOKEN_MATCH's, the TOKEN_MATCH ones' read in one statement."""
+    from sqlalchemy import event
+
+    queries = []
+    for resource_type, name, value in FAST + GENERAL + FAST[:2]:  # a search asked twice is answered twice
+        queries.append(query := parse(resource_type, [(name, value)]))
+        query.total, query.count = False, count
+    with held.resources.unit() as unit:
+        expected = [[(r.id, r.version, r.deleted) for r in unit.search(query)[0]] if statements.one_token(query)
+                    else None for query in queries]
+    statements_run: list[str] = []
+
+    def run(*args: Any) -> None:
+        statements_run.append(args[2])
+
+    with held.resources.unit() as unit:
+        event.listen(held.engine, "before_cursor_execute", run)
+        try:
+            found = unit.found_keys(queries)
+        finally:
+            event.remove(held.engine, "before_cursor_execute", run)
+    assert found == expected
+    assert ["a"] in [[i for i, _, _ in keys] for keys in found if keys]  # it found some
+    assert len([s for s in statements_run if "fhir_search_index" in s]) == 1
 
 
 def test_a_match_with_a_total_sort_or_offset_takes_the_general_search() -> None:
