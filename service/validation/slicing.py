@@ -77,8 +77,11 @@ class Slicing(Bindings):
         kind = items[0][1]  # None: the element's one type (it has several only as a choice, whose names say it)
         typed = kind if kind is not None else sliced.types[0] if len(sliced.types) == 1 else None
         code = typed.code if typed is not None and not typed.profiles else None
-        if code not in FREEZE or any(k is not kind for _, k, _ in items):
+        if code not in FREEZE:
             return None
+        for _, other, _ in items:  # a loop, not any() over a generator: per sliced element of every resource
+            if other is not kind:
+                return None
         for s in sliced.slices:
             if len(s.types) != 1 or s.types[0].code != code or s.types[0].profiles or not self._context_free(s, code):
                 return None
@@ -106,7 +109,8 @@ class Slicing(Bindings):
         for _, typed, value in items:
             if typed is not kind or value.__class__ is not dict or len(value) != 2:
                 return None
-            url, name = value.get("url"), next((k for k in value if k != "url"), "")
+            first, second = value  # its two members: the url and the other (a loop, not next() over a generator)
+            url, name = value.get("url"), second if first == "url" else first
             held = value[name] if name.startswith("value") else None
             if held.__class__ is dict and name == "valueQuantity" and "id" not in held \
                     and all(v.__class__ in SCALARS for v in held.values()):
