@@ -193,7 +193,9 @@ class ResourceWritten:
                 if (k := reference_key(ref)) is not None]
         rows: dict[tuple[str, str], StoredResource | None] = {}
         try:
-            with store.unit() as reader:
+            # keyed: rows by key and records by identity, no temporary file: its connection, the one the last write
+            # gave back (LIFO), keeps its temp_store, which a plain read switched and the next write switched back
+            with store.unit(keyed=True) as reader:
                 reader.prefetch(keys)
 
                 def resolve(reference: str) -> dict[str, Any] | None:

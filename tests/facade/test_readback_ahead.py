@@ -13,6 +13,7 @@ import pytest
 from facade.test_server import FHIR, as_created, golden_bundle, golden_record, post, the_plan
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 from service.app.flows import ReadAhead, ResourceWritten
 from service.domain.intake import Intake
@@ -83,6 +84,34 @@ def test_a_created_session_is_read_back_ahead_into_the_record_the_unit_would_mak
         linked = dict(connection.exec_driver_sql("SELECT id, record_id FROM fhir_resources WHERE id IN (?, ?)",
                                                  (made.json["id"], again.json["id"])).all())
     assert linked == {made.json["id"]: ahead["id"], again.json["id"]: inside["id"]}
+
+
+def test_a_created_sessions_read_ahead_switches_no_temp_store(
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read ahead reads rows by key and records by identity (keyed): it reads on its connection as that is, a
+    write's given back (MEMORY) or a new one, and switches no temp_store (a plain read made it FILE, and the write
+    after it, on the same connection, MEMORY again inside the writers' turn)."""
+    session = a_session(client)
+    statements: list[str] = []
+    during: list[list[str]] = []
+    engine = app.extensions["kfhir"].engine
+    event.listen(engine, "connect", lambda dbapi_conn, _record: dbapi_conn.set_trace_callback(statements.append))
+    engine.dispose()  # connections made again, traced
+    ahead = ResourceWritten.ahead
+
+    def traced(self: ResourceWritten, store: Any, content: dict[str, Any]) -> ReadAhead | None:
+        before = len(statements)
+        made = ahead(self, store, content)
+        during.append(statements[before:])
+        assert made is not None
+        return made
+
+    monkeypatch.setattr(ResourceWritten, "ahead", traced)
+    for _ in range(2):  # on a new connection, then on the one the first create's write gave back
+        made = post(client, "/fhir/MedicationAdministration", session)
+        assert made.status_code == 201, made.json
+    assert len(during) == 2 and all("BEGIN" in sql for sql in during)  # traced: the read's transaction
+    assert not [sql for sql in during[0] + during[1] if sql.startswith("PRAGMA temp_store")]
 
 
 def test_a_patient_changed_between_the_read_ahead_and_the_unit_is_read_as_it_is_now(
