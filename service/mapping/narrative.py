@@ -9,8 +9,9 @@ from typing import Any
 from service.mapping.spec import Narrative, lookup
 
 _FIELD = re.compile(r"\{([\w.$]+)\}")
-#: a line's fields in order (each as often as named): (its name without `$.`, whether it reads the whole record)
-Fields = tuple[tuple[str, bool], ...]
+#: a line's fields in order (each as often as named): (its name without `$.`, whether it reads the whole record,
+#: whether the name is dotted: else read with dict.get)
+Fields = tuple[tuple[str, bool, bool], ...]
 
 
 def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, str]:
@@ -19,13 +20,17 @@ def narrative(spec: Narrative, scope: Any, record: dict[str, Any]) -> dict[str, 
     items = []
     for fields, template in lines:
         values = []
-        for name, whole in fields:
-            value = lookup(record if whole else scope, name)
+        for name, whole, dotted in fields:
+            source = record if whole else scope
+            value = source.get(name) if not dotted and source.__class__ is dict else lookup(source, name)
             if value is None or value == []:
                 break
             values.append(", ".join(map(str, value)) if isinstance(value, list) else str(value))
         else:
-            items.append(f"<li>{_escaped(template.format(*values))}</li>")
+            text = template.format(*values)  # escaped as _escaped does, in line: ~25 lines a record
+            if "&" in text or "<" in text or ">" in text:
+                text = html.escape(text, quote=False)
+            items.append(f"<li>{text}</li>")
     return {"status": "generated", "div": f"{head}<ul>{''.join(items)}</ul></div>" if items else f"{head}</div>"}
 
 
@@ -47,7 +52,8 @@ def _lines(lines: tuple[str, ...]) -> tuple[tuple[Fields, str], ...]:
     out = []
     for line in lines:
         parts = _FIELD.split(line)  # text, field, text, …, text
-        fields = tuple((name[2:], True) if name.startswith("$.") else (name, False) for name in parts[1::2])
+        fields = tuple((name[2:], True, "." in name[2:]) if name.startswith("$.") else (name, False, "." in name)
+                       for name in parts[1::2])
         template = "{}".join(text.replace("{", "{{").replace("}", "}}") for text in parts[0::2])
         out.append((fields, template))
     return tuple(out)
