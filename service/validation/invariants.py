@@ -157,7 +157,7 @@ def _contained(node: Any) -> list[Any]:
 
 
 def _ref_1(node: Any, root: Any) -> bool | None:
-    ref = _get(node, "reference")
+    ref = node.get("reference") if isinstance(node, dict) else None  # _get written out: on every Reference
     if not isinstance(ref, str) or not ref.startswith("#") or ref == "#":  # "#" is the container itself
         return True
     return ref[1:] in {_get(c, "id") for c in _contained(root)}

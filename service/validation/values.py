@@ -176,7 +176,11 @@ class Values(Bindings):
     def _extension(self, value: dict[str, Any], plan: ElementPlan, kind: TypeRef, expr: str, run: Run,
                    walked: bool = False) -> None:
         """`walked`: already walked against its definition, with no finding (_clean_against_definition)."""
-        has_value = any(k.startswith(("value", "_value")) for k in value)  # an extended primitive exists too
+        has_value = False  # a value[x], or an extended primitive's `_value[x]` (a loop: on every extension)
+        for k in value:
+            if k.startswith(("value", "_value")):
+                has_value = True
+                break
         if has_value == bool(value.get("extension")):  # ext-1, checked natively
             run.add("error", "invariant", expr, "Constraint failed: ext-1: 'Must have either extensions or value[x], "
                                                 "not both'")
