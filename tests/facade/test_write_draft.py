@@ -130,3 +130,22 @@ def test_a_creates_version_is_made_once_before_its_unit_and_stamped_with_its_tim
                        {"i": answer.json["id"]}).scalar_one()
     moment = at if not isinstance(at, str) else datetime.fromisoformat(at)
     assert answer.json["meta"]["lastUpdated"] == stored.instant(moment)
+
+
+@pytest.mark.parametrize("resource", [
+    {"resourceType": "Observation", "id": "o1", "meta": {"versionId": "3", "lastUpdated": "2026-01-01T00:00:00Z",
+                                                         "profile": ["p"]}, "status": "final"},
+    {"resourceType": "Observation", "status": "final", "meta": {"tag": [{"code": "t"}]}, "id": "o1", "note": []},
+    {"resourceType": "Observation", "status": "final"},
+    {"resourceType": "Observation", "meta": None, "id": None},
+])
+@pytest.mark.parametrize("resource_id", [None, "o1"])
+def test_a_shaped_resource_keeps_its_members_in_their_order_less_a_creates_id_and_the_servers_meta(
+        resource: dict[str, Any], resource_id: str | None) -> None:
+    made = interactions.shaped("Observation", resource, [], resource_id).resource
+    # as the comprehension that made it before: every member but a create's id, then meta as a client may say it
+    kept = {k: v for k, v in resource.items() if k != "id" or resource_id is not None}
+    expected = kept | {"meta": interactions.client_meta(resource.get("meta"))}
+    assert list(made.items()) == list(expected.items())
+    assert json.dumps(made) == json.dumps(expected)
+    assert made is not resource and "lastUpdated" not in made["meta"]
