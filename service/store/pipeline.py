@@ -16,8 +16,12 @@ from typing import Any
 #: on the server: its BEGIN goes with its first statement, in one round trip (psycopg, out of autocommit, sends BEGIN
 #: alone and waits for its answer; in its pipeline mode too). Its COMMIT or rollback ends it, begun or not.
 _UNBEGUN: weakref.WeakSet[Any] = weakref.WeakSet()
-#: what psycopg sends to begin a transaction at the pool's isolation level (the engines keep its default)
+#: what begins a write transaction (begin_with_first): READ COMMITTED, PostgreSQL's default, whatever the database's
+#: default_transaction_isolation says (its retries of a concurrent write assume it)
 BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+#: what begins one opened outside the write path (unbegun): psycopg's plain BEGIN out of autocommit, at the
+#: database's or role's default_transaction_isolation, as before the pool was in autocommit mode
+BEGIN_AS_SET = "BEGIN"
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ def sent(raw: Any, run: Callable[[], Any], generic: bool = False) -> None:
     (_switch) and left so, for the next; elsewhere a generic statement is sent between both switches."""
     if raw in _BEGIN_ALONE:
         _BEGIN_ALONE.discard(raw)
-        raw.execute(BEGIN)
+        raw.execute(BEGIN_AS_SET)
     tracked = raw in _WITH_FIRST
     if tracked and _WITH_FIRST[raw] is None:  # a statement failed: this is the ROLLBACK TO that recovers, sent as it is
         run()

@@ -7,9 +7,10 @@ import time
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from service.store import pg_pool
-from service.store.engine import make_engine
+from service.store.engine import make_engine, session
 
 
 def test_connections_the_server_closed_while_idle_are_replaced_without_a_failed_request(
@@ -100,4 +101,26 @@ def test_the_pools_connections_run_alone_or_in_a_transaction_with_no_switch_betw
     finally:
         with engine.begin() as connection:
             connection.execute(text("DROP TABLE IF EXISTS pooled_t"))
+        engine.dispose()
+
+
+def test_a_transaction_outside_the_write_path_keeps_the_databases_isolation_level(postgres_engine: Engine) -> None:
+    """A deployment that sets default_transaction_isolation (for the database, a role, or as here the session of the
+    pool's one connection) gets it for the transactions SQLAlchemy begins outside the write path (an ORM session, a
+    fresh read: admin, CLI, migrations), as with psycopg's plain BEGIN before the pool ran in autocommit mode; a write
+    still runs READ COMMITTED, which its retries of a concurrent write assume."""
+    engine = make_engine(postgres_engine.url.render_as_string(hide_password=False))
+    show, pid = text("SHOW transaction_isolation"), text("SELECT pg_backend_pid()")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SET SESSION default_transaction_isolation = 'serializable'"))
+            conn.commit()
+            first = conn.execute(pid).scalar()
+        with Session(engine) as orm, orm.begin():
+            assert (orm.execute(pid).scalar(), orm.execute(show).scalar()) == (first, "serializable")
+        with session(engine, fresh=True) as fresh:
+            assert (fresh.execute(pid).scalar(), fresh.execute(show).scalar()) == (first, "serializable")
+        with session(engine, write=True) as write:
+            assert (write.execute(pid).scalar(), write.execute(show).scalar()) == (first, "read committed")
+    finally:
         engine.dispose()
