@@ -7,6 +7,7 @@ rules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -172,9 +173,7 @@ class Mapper:
                 if role.person:
                     ident = scope["identifier"]
                     rid = stable_id(ident["system"], ident["value"])
-                    request = {"method": "POST", "url": role.type,
-                               "ifNoneExist": "identifier=" + quote(f"{escape(ident['system'])}|"
-                                                                    f"{escape(ident['value'])}", safe="")}
+                    request = {"method": "POST", "url": role.type, "ifNoneExist": _if_none_exist(ident)}
                 else:
                     identifier = keys.identifier(None if role is spec.primary else role.role, item)  # RecordKey's
                     rid = resource["id"] = stable_id(identifier["system"], identifier["value"])  # RecordKey.id
@@ -238,6 +237,17 @@ class _RecordLinks:
                 "identifier": identifier}
 
 
+
+
+def _if_none_exist(identifier: dict[str, str]) -> str:
+    """A person's conditional create: `identifier=` and its token system|value, escaped and percent-encoded (quote
+    maps byte by byte, so the system, one of a clinic's few, is encoded once: _token_system)."""
+    return f"identifier={_token_system(identifier['system'])}%7C{quote(escape(identifier['value']), safe='')}"
+
+
+@lru_cache(maxsize=256)
+def _token_system(system: str) -> str:
+    return quote(escape(system), safe="")
 
 
 def leaves(node: Json, prefix: str = "") -> set[str]:

@@ -102,8 +102,11 @@ def test_a_second_file_for_the_same_kind_is_refused(tmp_path: Path) -> None:
     ("present == true", {"present": True}, True),
     ("a or b", {"b": 1}, True),
     ("$.route == intravenous", {}, True),
+    ("bp.systolic", {"bp": {"systolic": 120}}, True),  # a dotted name, through lookup
+    ("systolic", "120", False),  # a scope that is no object (an item of a list of codes) has no fields
+    ("not systolic", ["systolic"], True),
 ])
-def test_conditions(text: str, scope: dict[str, Any], expected: bool) -> None:
+def test_conditions(text: str, scope: Any, expected: bool) -> None:
     assert Condition.parse(text, "t").holds(scope, {"route": "intravenous"}) is expected
 
 

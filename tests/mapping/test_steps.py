@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,8 +16,10 @@ from mapping.support import canonical
 from service.demo import demo_records
 from service.mapping import Mapper
 from service.mapping.concepts import ConceptError
+from service.mapping.engine import _if_none_exist
 from service.mapping.steps import _known
 from service.mapping.transforms import FROM_FIELD, MappingError
+from service.search.parameters import escape
 
 KINDS = list(RECORDS)
 
@@ -99,3 +102,11 @@ def test_a_concept_or_lookup_rule_makes_of_each_code_what_its_transform_makes(ma
                 assert code not in known
                 continue
             assert json.dumps(known[code]()) == json.dumps(expected), (rule.to, code)
+
+
+@settings(max_examples=300, deadline=None)
+@given(system=st.text(max_size=12), value=st.text(max_size=12))
+def test_a_persons_conditional_create_encodes_its_token_as_one_string(system: str, value: str) -> None:
+    # _if_none_exist encodes the system once (quote maps byte by byte): the text of quoting the whole token
+    token = quote(f"{escape(system)}|{escape(value)}", safe="")
+    assert _if_none_exist({"system": system, "value": value}) == "identifier=" + token
