@@ -39,9 +39,9 @@ from service.facade.interactions import (
     read_in,
     shaped,
     update_in,
-    write_provenance,
     written_ahead,
 )
+from service.facade.provenances import write_provenance
 from service.facade.references import check_referrers
 from service.fhirjson import (
     Finding,

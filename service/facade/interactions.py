@@ -13,7 +13,6 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode
@@ -22,16 +21,16 @@ from sqlalchemy.exc import IntegrityError
 
 from service.errors import BadRequest, Conflict, Gone, Issue, NotFound, PreconditionFailed
 from service.facade.policy import Validate, judge
+from service.facade.provenances import ProvenanceAhead, provenance_ahead, write_provenance
 from service.facade.references import check_references, check_referrers
 from service.fhirjson import Finding, etag, refuse_errors, rewritten
-from service.search.parameters import TYPES, cut, date_range
+from service.search.parameters import TYPES
 from service.search.query import Query, parse
-from service.security.provenance import provenance
-from service.store.batch import Drafted, Indexed, draft, rest_of
+from service.store.batch import Drafted, draft
 from service.store.engine import answering
 from service.store.records import utcnow
 from service.store.resources import ResourceStore, Unit
-from service.store.stored import StoredResource, instant, versioned
+from service.store.stored import StoredResource, versioned
 
 ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -166,6 +165,7 @@ class Interactions:
             early = drafted(prepared)
             # the version as stored, made once: read back and answered before the unit, stamped in it with its time
             made = versioned(early[0], new_id, 1, now := utcnow())
+            told = provenance_ahead(self.store.author, f"{resource_type}/{new_id}/_history/1")
             ahead = None
             if self.after_write is not None:  # out of the unit what can be: the clinic record it is read into
                 ahead = self.after_write.ahead(self.store, made)
@@ -176,7 +176,7 @@ class Interactions:
                 if ahead is not None:  # the rows it read, its references' among them: not read again if unchanged
                     unit.adopt(ahead.rows)
                 return self.followed(unit, create_in(unit, prepared, new_id, {}, ahead=early, checked=False,
-                                                     made=made), ahead)
+                                                     made=made, told=told), ahead)
         when = condition(resource_type, if_none_exist, "If-None-Exist")
 
         def attempt() -> Written:  # after a concurrent identical create won the claim, it finds that one
@@ -274,10 +274,12 @@ def _seen(found: StoredResource | None) -> tuple[str, int, bool] | None:
 
 
 def create_in(unit: Unit, prepared: Prepared, new_id: str, names: Names, when: Condition | None = None,
-              ahead: Ahead | None = None, checked: bool = True, made: dict[str, Any] | None = None) -> Written:
+              ahead: Ahead | None = None, checked: bool = True, made: dict[str, Any] | None = None,
+              told: ProvenanceAhead | None = None) -> Written:
     """create under the server's `new_id`; for a conditional create (`when`), claim its criteria. `made`: the
-    resource of `ahead` versioned() as `new_id`'s first version already (stamped with the unit's time as written)."""
-    written = _write(unit, prepared, new_id, "POST", True, names, ahead, checked, made)
+    resource of `ahead` versioned() as `new_id`'s first version already (stamped with the unit's time as written);
+    `told`: its Provenance, as provenance_ahead drafted it."""
+    written = _write(unit, prepared, new_id, "POST", True, names, ahead, checked, made, told)
     if when is not None:
         _claim(unit, when, written.resource.id)
     return written
@@ -309,7 +311,8 @@ def delete_in(unit: Unit, resource_type: str, resource_id: str, check: bool = Tr
 
 
 def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, created: bool, names: Names,
-           ahead: Ahead | None = None, checked: bool = True, made: dict[str, Any] | None = None) -> Written:
+           ahead: Ahead | None = None, checked: bool = True, made: dict[str, Any] | None = None,
+           told: ProvenanceAhead | None = None) -> Written:
     """`ahead`: the write's resource as `written_ahead(prepared, names)` made it, before the unit began, or as
     `drafted(prepared)` did (`checked` False: its references are checked here)."""
     resource, found, early = ahead or (*rewritten(prepared.resource, names), None)  # fullUrls → stored ids
@@ -327,7 +330,7 @@ def _write(unit: Unit, prepared: Prepared, resource_id: str, method: str, create
         if unit.provenance is not None:  # a Bundle's or a record's: one Provenance for the whole write (bundles.py)
             unit.provenance.append((target, created, stored.last_updated))
         else:
-            write_provenance(unit, [(target, created, stored.last_updated)])
+            write_provenance(unit, [(target, created, stored.last_updated)], told)
     return Written(stored, created, prepared.findings)
 
 
@@ -347,37 +350,6 @@ def drafted(prepared: Prepared) -> Ahead:
     references are checked in the unit (`checked` False), where the rows they name are read."""
     resource, found = rewritten(prepared.resource, {})
     return resource, found, draft(resource, found)
-
-
-def write_provenance(unit: Unit, versions: list[tuple[str, bool, datetime]]) -> None:
-    """The Provenance of one write (a request, a transaction Bundle, a record's resources): one for the versions
-    it created and one for those it updated (R4 gives a Provenance one activity), each naming them all. One per
-    version doubled the rows a record or a Bundle wrote."""
-    for created in (True, False):
-        targets = [target for target, made, _ in versions if made is created]
-        if targets:
-            recorded = instant(max(at for _, made, at in versions if made is created))
-            content = provenance(targets, created, recorded, unit.author, unit.record_id)
-            rows = provenance_rows(targets, recorded)
-            unit.write("Provenance", str(uuid.uuid4()), content, [], "POST", new=True,
-                       drafted=None if rows is None else Drafted(rows, rest_of(content)))
-
-
-def provenance_rows(targets: list[str], recorded: str) -> list[Indexed] | None:
-    """The index rows of write_provenance's Provenance of `targets` (`Type/id/_history/n`, as _write names them)
-    recorded at `recorded`, as index_rows(index(it)) makes them: its `target` rows, its `patient` rows (the Patients
-    among them), its `recorded` row. Made from the targets as they are, not from references parsed back (~0.2 M
-    instructions a clinic record of 9 versions, in the writers' turn). None for a target that is not `Type/id`
-    followed by its version: index() is asked."""
-    keys = [target.split("/_history/")[0] for target in targets]
-    if not all(key.count("/") == 1 and key[:1].isupper() and not key.endswith("/") for key in keys):
-        return None
-    rows: list[Indexed] = [("Provenance", "target", None, cut(key), None, None, None) for key in keys]
-    rows += [("Provenance", "patient", None, cut(key), None, None, None) for key in keys if key.startswith("Patient/")]
-    found = date_range(recorded)
-    if found is not None:
-        rows.append(("Provenance", "recorded", None, None, found[0], found[1], None))
-    return rows
 
 
 def _claim(unit: Unit, when: Condition, resource_id: str) -> None:

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from service.app.runtime import Runtime
-from service.facade.interactions import provenance_rows
+from service.facade.provenances import provenance_rows
 from service.search.parameters import index
 from service.security.audit import RECORD_ID
 from service.security.provenance import provenance
