@@ -87,7 +87,10 @@ _ZONED = ("--T::+:", "--T::-:")
 def _zoned(text: str) -> datetime | None:
     """That form in naive UTC, read by datetime.fromisoformat (C), which checks that the rest are ASCII digits: the
     pattern and _range took ~30 K instructions a text, ~10 a clinic record's index. None for what it refuses (an
-    offset of 24 hours or more, a day past the month's end, other digits than ASCII's): the pattern reads those."""
+    offset of 24 hours or more, a day past the month's end, other digits than ASCII's, and hour 24, which Python 3.14's
+    fromisoformat reads as the next midnight): the pattern reads those."""
+    if text[11:13] == "24":
+        return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

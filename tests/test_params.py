@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
+from service import params
 from service.errors import BadRequest
 from service.params import _DATE, MAX_KEY, _range, cursor, date_bound, date_range, integer, parse_integer, uncursor
 
@@ -96,6 +97,24 @@ def test_the_zoned_form_read_by_fromisoformat_is_read_as_the_pattern_reads_it(da
                                   "٢٠٢٦-03-05T09:00:00-05:00", "2026-03-05T09:00:00-0٥:00", "2026-03-05T09:00:00-05:00\n"])
 def test_texts_of_its_length_and_separators_that_fromisoformat_reads_otherwise_are_read_by_the_pattern(text: str) -> None:
     assert date_range(text) == _by_pattern(text)
+
+
+class _ReadsHour24(datetime):
+    """datetime whose fromisoformat reads hour 24 as the next day's midnight, as Python 3.14's does (gh-102450)."""
+
+    @classmethod
+    def fromisoformat(cls, text: str) -> datetime:
+        if text[11:13] == "24":
+            return datetime.fromisoformat(text[:11] + "00" + text[13:]) + timedelta(days=1)
+        return datetime.fromisoformat(text)
+
+
+def test_hour_24_is_refused_whatever_fromisoformat_makes_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pattern refuses `T24:00:00` (FHIR's time is 00-23), so the zoned form does too, on a Python whose
+    fromisoformat reads it (3.14); the same instant with another spelling is read."""
+    monkeypatch.setattr(params, "datetime", _ReadsHour24)
+    assert date_range("2026-03-05T24:00:00+00:00") is None
+    assert date_range("2026-03-06T00:00:00+00:00") is not None
 
 
 @pytest.mark.parametrize("raw, end, expected", [
