@@ -157,7 +157,10 @@ class Slicing(Bindings):
         values such an extension takes in every record (a session's timepoint, an escort at discharge). A number or
         a quantity (a session's number, a dose per kg) is a patient's own: walked each time."""
         urls = self._extensions_found(sliced)[2]
-        return all(name in RECURRING and url in urls for url, name, _, _ in memo[-1])
+        for url, name, _, _ in memo[-1]:  # noqa: SIM110 - a loop, not all() over a generator: on every extension list
+            if name not in RECURRING or url not in urls:
+                return False
+        return True
 
     def _slice_items(self, sliced: ElementPlan, items: list[tuple[str, TypeRef | None, Any]], expr: str,
                      run: Run) -> None:
