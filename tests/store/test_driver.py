@@ -9,7 +9,20 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table, bindparam, event, insert, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+    insert,
+    select,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -21,6 +34,7 @@ from service.store.engine import make_engine
 
 SECRET = "MRN-SECRET-77"  # noqa: S105 - a patient identifier, not a password
 PEOPLE = Table("people", MetaData(), Column("id", Integer, primary_key=True), Column("mrn", String, unique=True))
+DOCS = Table("docs", MetaData(), Column("id", Integer, primary_key=True), Column("doc", JSON))
 
 
 @pytest.fixture
@@ -73,6 +87,36 @@ def test_a_select_on_the_drivers_cursor_gives_the_values_core_gives(runtime: Run
             (False, when, rows[0]["content"], []), (False, when, rows[1]["content"], rows[1]["warnings"]),
             (True, when, rows[2]["content"], []), (False, when, None, [])]
 
+
+
+def test_json_read_on_the_drivers_cursor_is_what_core_reads_whatever_the_text(tmp_path: Path) -> None:
+    """A JSON column's text is scanned by json.loads' own scanner (driver._json_made), and what it does not take whole
+    goes to SQLAlchemy's processor: the same values as Core for every text, and the same error for a broken one."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'docs.db'}", group_commit=False)
+    DOCS.create(engine)
+    texts = ['{"resourceType": "Patient", "name": [{"family": "\\u00dcn\\u00efcode", "given": ["A"]}]}',
+             '[{"severity": "warning"}]', "[]", '"a string"', "7", "1.5e3", "null", "true", "NaN",
+             ' {"padded": 1} ', '{"a": 1}\n', '{"deep": [[[[{"x": [1, 2.25, -3, null, false]}]]]]}',
+             '"\\ud83d\\ude00 \\\\ \\""', '{"same": 1, "same": 2}']
+    every = select(DOCS.c.doc).order_by(DOCS.c.id)
+    with engine.begin() as conn:
+        for text_ in texts:
+            conn.exec_driver_sql("INSERT INTO docs (doc) VALUES (?)", (text_,))
+        conn.exec_driver_sql("INSERT INTO docs (doc) VALUES (42)")  # a number SQLite holds as one
+        conn.exec_driver_sql("INSERT INTO docs (doc) VALUES (NULL)")
+        core = [tuple(r) for r in conn.execute(every)]
+        assert driver.select(conn, every, {}) == core
+        assert [repr(v) for (v,) in driver.select(conn, every, {}) or []] == [repr(v) for (v,) in core]
+        for broken in ('{"a": 1} extra', '{"a": ', "\ufeff{}", ""):
+            conn.exec_driver_sql("DELETE FROM docs")
+            conn.exec_driver_sql("INSERT INTO docs (doc) VALUES (?)", (broken,))
+            with pytest.raises(ValueError) as through_core:
+                conn.execute(every).all()
+            with pytest.raises(ValueError) as on_the_driver:
+                driver.select(conn, every, {})
+            assert (type(on_the_driver.value), str(on_the_driver.value)) == \
+                (type(through_core.value), str(through_core.value))
+    engine.dispose()
 
 @pytest.mark.both_backends
 def test_a_float_column_read_on_the_drivers_cursor_or_through_core_as_core_reads_it(runtime: Runtime) -> None:
