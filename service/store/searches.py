@@ -59,13 +59,20 @@ class Searches:
         tokens = list(searches)
         size = sql.bucket(len(tokens))  # the last search repeated up to the statement's size: the same rows
         tokens += [tokens[-1]] * (size - len(tokens))
+        # twice the rows the pages show: enough for each resource holding its token twice; a statement that fills it
+        # may have left a search's rows out, and each is then asked alone, as many as its page shows
+        cap = 2 * sum(one["count"] for one in asked.values())
         params = {f"{letter}{n}": part for n, token in enumerate(tokens)
-                  for letter, part in zip("tpvs", token, strict=True)}
+                  for letter, part in zip("tpvs", token, strict=True)} | {"cap": cap}
         connection, statement = self.connection, sql.token_keys(size)
         rows = driver.select(connection, statement, params)
+        if rows is None:
+            rows = [tuple(row) for row in connection.execute(statement, params)]
+        if len(rows) >= cap:
+            return [[(r.id, r.version, r.deleted) for r in self._current(sql.TOKEN_MATCH, asked[n])] if n in asked
+                    else None for n in range(len(queries))]
         found: dict[int, list[tuple[str, int, bool]]] = {n: [] for n in asked}
-        for resource_type, param, value, system, i, v, d in (connection.execute(statement, params) if rows is None
-                                                             else rows):
+        for resource_type, param, value, system, i, v, d in rows:
             for n in searches[resource_type, param, value, system]:
                 found[n].append((i, v, bool(d)))
         # a resource once (a join row a token it holds), at most as many as the page shows, as search's

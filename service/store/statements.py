@@ -84,14 +84,14 @@ def token_keys(size: int) -> Select[Any]:
     type, param, value and system) by id, version and deleted, after each index row's type, param, value and system
     (which search found it), in the order they were made: whether the searches would still find what they found, in
     one statement where each was one (a clinic record's people, in the writers' turn). A resource holding the same
-    token twice comes twice."""
+    token twice comes twice. At most `cap` rows: a token many resources hold (a duplicated MRN) is not read whole."""
     tokens = select(INDEX.c.resource_type, INDEX.c.param, INDEX.c.value, INDEX.c.system, RESOURCES.c.id,
                     RESOURCES.c.version, RESOURCES.c.deleted)
     return tokens.join(RESOURCES, RESOURCES.c.pk == INDEX.c.resource_pk).where(
         RESOURCES.c.resource_type == INDEX.c.resource_type, RESOURCES.c.deleted.is_(False),
         or_(*(and_(INDEX.c.resource_type == bindparam(f"t{n}"), INDEX.c.param == bindparam(f"p{n}"),
                    INDEX.c.value == bindparam(f"v{n}"), INDEX.c.system == bindparam(f"s{n}")) for n in range(size)))
-    ).order_by(RESOURCES.c.pk)
+    ).order_by(RESOURCES.c.pk).limit(bindparam("cap"))
 
 
 def bucket(count: int) -> int:

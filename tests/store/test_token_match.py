@@ -89,6 +89,36 @@ def test_what_many_searches_find_is_read_in_one_statement(held: Runtime, count: 
     assert len([s for s in statements_run if "fhir_search_index" in s]) == 1
 
 
+@pytest.mark.both_backends
+def test_a_token_many_resources_hold_is_not_read_whole(held: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token sixty Patients hold (duplicates an EHR's sync made, say): found_keys reads at most twice the rows the
+    pages show in its one statement, and then asks each search alone, its page's rows at most; the answers are
+    search's (review 8: the one statement had no limit and read all sixty in the writers' turn)."""
+    from service.store import driver
+
+    for n in range(60):
+        held.fhir.update("Patient", f"dup{n}", patient(f"dup{n}", (MRN, "dup")))
+    queries = [parse("Patient", [("identifier", f"{MRN}|dup")]), parse("Patient", [("identifier", f"{MRN}|1")])]
+    for query in queries:
+        query.total, query.count = False, 2
+    with held.resources.unit() as unit:
+        expected = [[(r.id, r.version, r.deleted) for r in unit.search(query)[0]] for query in queries]
+    read: list[int] = []
+    rows = driver.rows
+
+    def counted(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        found = rows(*args, **kwargs)
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(driver, "rows", counted)
+    with held.resources.unit() as unit:
+        found = unit.found_keys(queries)
+    assert found == expected
+    assert [i for i, _, _ in found[0] or []] == ["dup0", "dup1"]
+    assert read and max(read) <= 8  # 2 x (2 + 2), not 60
+
+
 def test_a_match_with_a_total_sort_or_offset_takes_the_general_search() -> None:
     query = parse("Patient", [("identifier", f"{MRN}|1"), ("_total", "accurate")])
     assert statements.one_token(query) is False  # a total asked for
