@@ -280,7 +280,6 @@ def _select_of(statement: Select[Any], dialect: Dialect) -> _Select | None:
     return made[statement]
 
 
-
 #: json.loads' own scanner (the C one): what it runs on a text, without its Python around it
 _SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
 
@@ -305,6 +304,7 @@ def _json_made(process: Any, kind: Any, dialect: Dialect) -> Any:
                 return found
         return process(value)
     return made
+
 
 #: the rows a multi-row INSERT takes (_chunked), largest first: at most 256 (SQLite's limit of bound values is
 #: 32,766; the widest rows sent so hold 9 values)
