@@ -127,15 +127,20 @@ class SearchIndexRow(Base):
         # row cost each index an entry nobody read (a clinic record's ~76 rows: ~9 dates, ~29 paths)
         Index("ix_fhir_search_dates", "resource_type", "param", "low", "high", sqlite_where=text(DATE_ROWS),
               postgresql_where=text(DATE_ROWS)),
-        Index("ix_fhir_search_resource", "resource_pk"),
-        # who refers to Type/id, whatever its type: a query must say LINK_ROWS as written for the index to serve it
-        Index("ix_fhir_search_links", "value", sqlite_where=text(LINK_ROWS), postgresql_where=text(LINK_ROWS)),
+        # a resource's rows (a changed one's dropped, a date sort's): SQLite only (0016); on PostgreSQL the table's
+        # primary key is (resource_pk, pk), whose index reads them by its first column, one index fewer a row written
+        Index("ix_fhir_search_resource", "resource_pk").ddl_if(dialect="sqlite"),
+        # who refers to Type/id, whatever its type, in key order (Unit.referrers' first few; 0016: PostgreSQL's key no
+        # longer gives the rows in pk order, and SQLite's (value) entries ended in the rowid already): a query must say
+        # LINK_ROWS as written for the index to serve it
+        Index("ix_fhir_search_links", "value", "pk", sqlite_where=text(LINK_ROWS), postgresql_where=text(LINK_ROWS)),
         # SQLite only (0015): on PostgreSQL each index row's check was a trigger and a locking read of its resource,
         # ~85 a clinic record (0.4-0.7 ms of the server's CPU); the rows are written in the statement that writes
         # their resource (store/postgres.py), and no resource row is ever deleted (a deletion is a version)
         ForeignKeyConstraint(["resource_pk"], ["fhir_resources.pk"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
     )
 
+    #: the key; on PostgreSQL the table's primary key is (resource_pk, pk) (0016), unique all the same
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     resource_pk: Mapped[int] = mapped_column(Integer, nullable=False)
     resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
