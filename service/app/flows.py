@@ -98,9 +98,10 @@ class RecordWritten:
                 assert bundle is not None  # noqa: S101 - None only when drafting
             self.fhir.export_record(unit, bundle, drafted.export if holds else None)
             # read in the record's transaction: every process queues for the same endpoints (the database's); on
-            # PostgreSQL with its COMMIT (nothing after this reads the jobs)
+            # PostgreSQL with its COMMIT (nothing after this reads the jobs). A first version is the record created in
+            # this transaction (RecordStore.create; a change is version 2 on): no older job of it to supersede.
             queue_taking(session, record, bundle, lambda: self.endpoints.taking(session, record.kind), payload,
-                         at_commit=True)
+                         at_commit=True, created=record.version == 1)
         except (IntegrityError, ClaimLost, Contention):  # a concurrent record created the same new Patient first
             raise _contention() from None
         except RequestError as exc:  # e.g. the EHR holds two Patients with this MRN

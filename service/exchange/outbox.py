@@ -59,10 +59,12 @@ def enqueue(session: Session, record: StoredRecord, bundle: dict[str, Any], endp
 
 
 def queue(session: Session, record: StoredRecord, bundle: dict[str, Any], names: list[str],
-          clock: Clock = utcnow, payload: str | None = None) -> list[int]:
+          clock: Clock = utcnow, payload: str | None = None, created: bool = False) -> list[int]:
     """One job for each of the endpoints `names` (enabled, taking this kind: Endpoints.taking), in the caller's
     transaction; the Bundle is serialised once for all of them (the JSON type serialised it for each job), or
-    before the transaction (`payload`: serialise(bundle))."""
+    before the transaction (`payload`: serialise(bundle)). `created`: the record was created in this transaction,
+    so no job of its business key can be queued before this one (jobs are queued for stored records only, and
+    records are never deleted): nothing to supersede (a statement fewer in the writers' turn, ~0.16 M instructions)."""
     if not names:
         return []
     now, key, payload = clock(), business_key(record), serialise(bundle) if payload is None else payload
@@ -77,7 +79,8 @@ def queue(session: Session, record: StoredRecord, bundle: dict[str, Any], names:
         if pk is None:
             pk = int(cast(Any, connection.execute(ADD_JOB, job).inserted_primary_key)[0])
         # Not yet started jobs of older versions have nothing left to say: this one carries the newest.
-        _supersede(connection, name, key, pk, now)
+        if not created:
+            _supersede(connection, name, key, pk, now)
         pks.append(pk)
     return pks
 
@@ -101,14 +104,16 @@ def _supersede_sql(mark: str) -> str:
 
 
 def queue_taking(session: Session, record: StoredRecord, bundle: dict[str, Any], taking: Callable[[], list[str]],
-                 payload: str | None = None, clock: Clock = utcnow, at_commit: bool = False) -> list[int] | None:
+                 payload: str | None = None, clock: Clock = utcnow, at_commit: bool = False,
+                 created: bool = False) -> list[int] | None:
     """queue() for the enabled endpoints that take the record's kind (`taking()`: their names, as `session` sees them,
     Endpoints.taking): on PostgreSQL read, queued and superseded in one statement (store/postgres.QUEUE_SQL), one
     round trip where they were three; `at_commit`: that statement sent with the transaction's COMMIT, one round trip
-    fewer, and None: the jobs are then not seen in the transaction until it commits, nor their keys known."""
+    fewer, and None: the jobs are then not seen in the transaction until it commits, nor their keys known.
+    `created`: as queue's (on SQLite)."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        return queue(session, record, bundle, taking(), clock, payload)
+        return queue(session, record, bundle, taking(), clock, payload, created)
     now = clock()
     return postgres.queue_jobs(connection, record.kind, {
         "record_id": record.id, "record_kind": record.kind, "record_version": record.version,

@@ -62,3 +62,21 @@ def test_jobs_written_on_the_drivers_cursor_are_the_rows_core_writes(
         finally:
             other.engine.dispose()
     assert mine == theirs
+
+
+def test_a_created_records_jobs_supersede_nothing_so_no_update_is_sent(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record's first version is created in the transaction that queues it: no older job of its key can be
+    queued, so SUPERSEDE is not sent (a statement fewer in the writers' turn); its next version's is."""
+    sent: list[str] = []
+    rows = driver.rows
+
+    def counted(connection: object, sql: str, params: object) -> object:
+        sent.append(sql.split()[0])
+        return rows(connection, sql, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox.driver, "rows", counted)
+    first = runtime.intake.submit("assessment", assessment()).record
+    assert "UPDATE" not in sent
+    runtime.intake.replace("assessment", first.id, 1, assessment(score=12))
+    assert sent.count("UPDATE") == 2  # one for each endpoint's queued version 1
