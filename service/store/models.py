@@ -1,5 +1,6 @@
 """Tables: records and record_versions (clinic records, every version kept); fhir_* (the FHIR facade's
-resources, their versions, search index and conditional-create claims); admin_*; outbox_* (EHR delivery)."""
+resources, their versions, search index and conditional-create claims); admin_*; outbox_* (EHR delivery).
+On PostgreSQL the columns holding whole documents (contents, payloads) compress with lz4, not pglz (0017)."""
 from __future__ import annotations
 
 from datetime import datetime

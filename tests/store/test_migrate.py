@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0016"
+    assert current_revision(engine) == head_revision() == "0017"
 
 
 def test_0008_indexes_the_references_resources_already_held(tmp_path: Path) -> None:
@@ -98,6 +100,20 @@ def test_0015_drops_the_index_rows_foreign_key_on_postgresql_only_in_place(runti
             engine.dispose()
 
 
+@contextmanager
+def _fresh_engine(runtime: Runtime, tmp_path: Path, revision: str) -> Iterator[sa.Engine]:
+    """An engine on a new database of the runtime's backend, at `revision`; disposed of at the end."""
+    backend = runtime.engine.dialect.name
+    url = runtime.engine.url.render_as_string(hide_password=False) if backend == "postgresql" else None
+    with fresh_database(backend, url, tmp_path) as fresh:
+        engine = make_engine(fresh)
+        try:
+            upgrade(engine, revision)
+            yield engine
+        finally:
+            engine.dispose()
+
+
 def _index_layout(engine: sa.Engine) -> tuple[list[str], dict[str, list[str]]]:
     """The search index's primary key columns and its indexes' columns by name."""
     found = sa.inspect(engine)
@@ -110,56 +126,82 @@ BEFORE_0016 = {"ix_fhir_search_keys": ["resource_type", "param", "value", "resou
                "ix_fhir_search_resource": ["resource_pk"], "ix_fhir_search_links": ["value"]}
 
 
-def test_0016_keys_the_index_rows_by_resource_on_postgresql_and_orders_the_links_in_place(runtime: Runtime, tmp_path: Path) -> None:
+def test_0016_keys_the_index_rows_by_resource_on_postgresql_and_orders_the_links_in_place(runtime: Runtime,
+                                                                                          tmp_path: Path) -> None:
     """A database at 0015 holding resources: upgraded, PostgreSQL's search index is keyed (resource_pk, pk), without
     ix_fhir_search_resource (SQLite's as it was), and the links index is (value, pk) on both; the rows are the same and
     still found, a changed resource's replaced, referrers found in key order; a second row of the same key is refused;
     the downgrade brings the indexes and key back."""
     backend = runtime.engine.dialect.name
-    url = runtime.engine.url.render_as_string(hide_password=False) if backend == "postgresql" else None
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                    "subject": {"reference": "Patient/p1"}}
     read = "SELECT pk, resource_pk, resource_type, param, system, value, low, high, path FROM fhir_search_index"
-    with fresh_database(backend, url, tmp_path) as fresh:
-        engine = make_engine(fresh)
-        try:
-            upgrade(engine, "0015")
+    with _fresh_engine(runtime, tmp_path, "0015") as engine:
+        with ResourceStore(engine).unit(write=True) as unit:
+            for n in (1, 2, 3):
+                unit.write("Observation", f"o{n}", observation, [], "PUT")
+        with engine.connect() as conn:
+            before = conn.execute(sa.text(read + " ORDER BY pk")).all()
+        assert len({row.resource_pk for row in before}) == 3 and _index_layout(engine) == (["pk"], BEFORE_0016)
+
+        upgrade(engine)
+        if backend == "postgresql":
+            kept = {name: columns for name, columns in BEFORE_0016.items() if name != "ix_fhir_search_resource"}
+            assert _index_layout(engine) == (["resource_pk", "pk"], kept | {"ix_fhir_search_links": ["value", "pk"]})
+        else:
+            assert _index_layout(engine) == (["pk"], BEFORE_0016 | {"ix_fhir_search_links": ["value", "pk"]})
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(read + " ORDER BY pk")).all() == before
+        with ResourceStore(engine).unit(write=True) as unit:  # o1 now refers to p2: its rows dropped by key
+            unit.write("Observation", "o1", observation | {"subject": {"reference": "Patient/p2"}}, [], "PUT")
+        with ResourceStore(engine).unit() as unit:
+            assert unit.referrers(["Patient/p1"]) == [("Observation/o2", "Observation.subject", "Patient/p1"),
+                                                      ("Observation/o3", "Observation.subject", "Patient/p1")]
+            assert unit.referrers(["Patient/p1"], limit=1) == [
+                ("Observation/o2", "Observation.subject", "Patient/p1")]
+            assert unit.referrers(["Patient/p2"]) == [("Observation/o1", "Observation.subject", "Patient/p2")]
+        with engine.connect() as conn:
+            first = conn.execute(sa.text(read + " ORDER BY pk LIMIT 1")).one()
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # still the key it was
+            conn.execute(sa.text("INSERT INTO fhir_search_index (pk, resource_pk, resource_type, param) "
+                                 "VALUES (:pk, :resource_pk, 'Observation', 'code')"),
+                         {"pk": first.pk, "resource_pk": first.resource_pk})
+
+        downgrade(engine, "0015")
+        assert _index_layout(engine) == (["pk"], BEFORE_0016)
+        with ResourceStore(engine).unit() as unit:
+            assert unit.referrers(["Patient/p2"]) == [("Observation/o1", "Observation.subject", "Patient/p2")]
+
+
+def test_0017_compresses_new_documents_with_lz4_on_postgresql_and_reads_every_one_back(runtime: Runtime,
+                                                                                       tmp_path: Path) -> None:
+    """A database at 0016 holding a resource large enough to be compressed (pglz): upgraded, a resource written then
+    is compressed with lz4 on PostgreSQL, the one before keeps pglz, and both read back as written; the downgrade
+    compresses new ones as the server's default again. SQLite: nothing changes, both read back."""
+    backend = runtime.engine.dialect.name
+    note = " ".join(f"reading {n} of the infusion monitoring" for n in range(200))  # ~7 KB: compressed
+    content = {"resourceType": "Observation", "status": "final", "code": {"text": note}}
+    method = "SELECT pg_column_compression(content) FROM fhir_resources WHERE id = :id"
+    with _fresh_engine(runtime, tmp_path, "0016") as engine:
+        with ResourceStore(engine).unit(write=True) as unit:
+            unit.write("Observation", "before", content, [], "PUT")
+        upgrade(engine)
+        with ResourceStore(engine).unit(write=True) as unit:
+            unit.write("Observation", "after", content, [], "PUT")
+        with ResourceStore(engine).unit() as unit:
+            for name in ("before", "after"):
+                stored = unit.read("Observation", name)
+                assert stored is not None and stored.content is not None
+                assert stored.content["code"] == content["code"]
+        if backend == "postgresql":
+            with engine.connect() as conn:
+                assert [conn.execute(sa.text(method), {"id": name}).scalar() for name in ("before", "after")] == [
+                    "pglz", "lz4"]
+            downgrade(engine, "0016")
             with ResourceStore(engine).unit(write=True) as unit:
-                for n in (1, 2, 3):
-                    unit.write("Observation", f"o{n}", observation, [], "PUT")
+                unit.write("Observation", "again", content, [], "PUT")
             with engine.connect() as conn:
-                before = conn.execute(sa.text(read + " ORDER BY pk")).all()
-            assert len({row.resource_pk for row in before}) == 3 and _index_layout(engine) == (["pk"], BEFORE_0016)
-
-            upgrade(engine)
-            if backend == "postgresql":
-                kept = {name: columns for name, columns in BEFORE_0016.items() if name != "ix_fhir_search_resource"}
-                assert _index_layout(engine) == (["resource_pk", "pk"], kept | {"ix_fhir_search_links": ["value", "pk"]})
-            else:
-                assert _index_layout(engine) == (["pk"], BEFORE_0016 | {"ix_fhir_search_links": ["value", "pk"]})
-            with engine.connect() as conn:
-                assert conn.execute(sa.text(read + " ORDER BY pk")).all() == before
-            with ResourceStore(engine).unit(write=True) as unit:  # o1 now refers to p2: its rows dropped by key
-                unit.write("Observation", "o1", observation | {"subject": {"reference": "Patient/p2"}}, [], "PUT")
-            with ResourceStore(engine).unit() as unit:
-                assert unit.referrers(["Patient/p1"]) == [("Observation/o2", "Observation.subject", "Patient/p1"),
-                                                          ("Observation/o3", "Observation.subject", "Patient/p1")]
-                assert unit.referrers(["Patient/p1"], limit=1) == [
-                    ("Observation/o2", "Observation.subject", "Patient/p1")]
-                assert unit.referrers(["Patient/p2"]) == [("Observation/o1", "Observation.subject", "Patient/p2")]
-            with engine.connect() as conn:
-                first = conn.execute(sa.text(read + " ORDER BY pk LIMIT 1")).one()
-            with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # still the key it was
-                conn.execute(sa.text("INSERT INTO fhir_search_index (pk, resource_pk, resource_type, param) "
-                                     "VALUES (:pk, :resource_pk, 'Observation', 'code')"),
-                             {"pk": first.pk, "resource_pk": first.resource_pk})
-
-            downgrade(engine, "0015")
-            assert _index_layout(engine) == (["pk"], BEFORE_0016)
-            with ResourceStore(engine).unit() as unit:
-                assert unit.referrers(["Patient/p2"]) == [("Observation/o1", "Observation.subject", "Patient/p2")]
-        finally:
-            engine.dispose()
+                assert conn.execute(sa.text(method), {"id": "again"}).scalar() == "pglz"
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
