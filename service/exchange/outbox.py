@@ -48,7 +48,19 @@ SUPERSEDE = update(JOBS).where(
 
 
 def business_key(record: StoredRecord) -> str:
-    return f"{record.kind}/{record.source}/{record.external_id}"
+    """The key a record's jobs share across its versions: the jobs of one key supersede and wait for each other.
+    `kind/source/external_id` read back unambiguously only while the source holds no "/": (source "clinic/x", id
+    "1") and ("clinic", "x/1") made one key, and the second record's job superseded the first's, which was never
+    sent. A source with a "/" is written `kind//length/source/external_id`: "//" after the kind never starts the
+    plain form (a source is never empty), and its length says where it ends. Plain keys are unchanged (migration
+    0018 rewrote the stored keys of the other form)."""
+    return _key(record.kind, record.source, record.external_id)
+
+
+def _key(kind: str, source: str, external_id: str) -> str:
+    if "/" in source:
+        return f"{kind}//{len(source)}/{source}/{external_id}"
+    return f"{kind}/{source}/{external_id}"
 
 
 def enqueue(session: Session, record: StoredRecord, bundle: dict[str, Any], endpoints: list[Endpoint],

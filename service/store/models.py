@@ -227,7 +227,7 @@ class OutboxJobRow(Base):
     record_id: Mapped[str] = mapped_column(String(36), nullable=False)
     record_kind: Mapped[str] = mapped_column(String(32), nullable=False)
     record_version: Mapped[int] = mapped_column(Integer, nullable=False)
-    #: kind/source/external_id: jobs of one key run one at a time, oldest first
+    #: kind/source/external_id (exchange/outbox.business_key): jobs of one key run one at a time, oldest first
     business_key: Mapped[str] = mapped_column(String(500), nullable=False)
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -16,12 +16,12 @@ from support.clock import FakeClock
 
 from service.app.runtime import Runtime
 from service.errors import Conflict, NotFound
-from service.exchange.outbox import LEASE_S, Failure, JobQuery, Outbox, every_record
+from service.exchange.outbox import LEASE_S, Failure, JobQuery, Outbox, business_key, every_record
 from service.store import driver
 from service.store.engine import make_engine
 from service.store.engine import session as transaction
 from service.store.models import OutboxJobRow, RecordRow, ResourceRow
-from service.store.records import utcnow
+from service.store.records import StoredRecord, utcnow
 
 pytestmark = pytest.mark.both_backends  # claims (SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite), leases, the partial unique index
 
@@ -40,6 +40,38 @@ def test_storing_a_record_enqueues_one_job_per_endpoint_that_takes_its_kind(exch
     (job,) = [j for j in jobs(exchange_runtime) if j.record_id == plan.id]
     assert job.business_key == "treatment-plan/clinic-a/plan-1"
     assert {e["resource"]["resourceType"] for e in job.payload["entry"]} >= {"CarePlan", "Patient"}
+
+
+def test_records_whose_source_and_external_id_split_a_slash_differently_keep_their_own_jobs(
+        exchange_runtime: Runtime) -> None:
+    """(source "clinic/x", id "1") and (source "clinic", id "x/1") are two records: the plain key `kind/source/id`
+    made them one, and the second's job superseded the first's, which was never sent. Each keeps its queued job."""
+    first = exchange_runtime.intake.submit("assessment", assessment(source="clinic/x", external_id="1")).record
+    second = exchange_runtime.intake.submit("assessment", assessment(source="clinic", external_id="x/1")).record
+    found = {(j.record_id, j.endpoint): (j.business_key, j.state, j.superseded_by) for j in jobs(exchange_runtime)}
+    assert found == {(first.id, "ehr"): ("assessment//8/clinic/x/1", "queued", None),
+                     (first.id, "registry"): ("assessment//8/clinic/x/1", "queued", None),
+                     (second.id, "ehr"): ("assessment/clinic/x/1", "queued", None),
+                     (second.id, "registry"): ("assessment/clinic/x/1", "queued", None)}
+
+
+@pytest.mark.parametrize(("kind", "source", "external_id", "key"), [
+    ("assessment", "clinic-a", "asmt-1", "assessment/clinic-a/asmt-1"),  # the plain form, as stored before 0018
+    ("assessment", "clinic-a", "a/b//c", "assessment/clinic-a/a/b//c"),  # an id's "/" is read after the source's end
+    ("assessment", "a/b", "c", "assessment//3/a/b/c"),
+    ("assessment", "/", "/", "assessment//1////"),
+    ("assessment", "7/clinic", "x/1", "assessment//8/7/clinic/x/1"),
+])
+def test_a_business_key_reads_back_as_its_records_kind_source_and_id(kind: str, source: str, external_id: str,
+                                                                     key: str) -> None:
+    now = utcnow()
+    assert business_key(StoredRecord(pk=1, id="r", kind=kind, source=source, external_id=external_id, version=1,
+                                     content={}, content_hash="", warnings=[], created_at=now, updated_at=now)) == key
+    if key.startswith(f"{kind}//"):  # the length says where the source ends
+        length, rest = key.removeprefix(f"{kind}//").split("/", 1)
+        assert (rest[:int(length)], rest[int(length) + 1:]) == (source, external_id)
+    else:
+        assert key.split("/", 2)[1:] == [source, external_id]
 
 
 def test_a_records_jobs_hold_its_bundle_as_the_json_type_writes_it(exchange_runtime: Runtime) -> None:

@@ -26,7 +26,7 @@ def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0017"
+    assert current_revision(engine) == head_revision() == "0018"
 
 
 def test_0008_indexes_the_references_resources_already_held(tmp_path: Path) -> None:
@@ -202,6 +202,43 @@ def test_0017_compresses_new_documents_with_lz4_on_postgresql_and_reads_every_on
                 unit.write("Observation", "again", content, [], "PUT")
             with engine.connect() as conn:
                 assert conn.execute(sa.text(method), {"id": "again"}).scalar() == "pglz"
+
+
+def test_0018_rewrites_the_outbox_keys_of_sources_holding_a_slash_and_only_those(runtime: Runtime,
+                                                                                  tmp_path: Path) -> None:
+    """A database at 0017 whose outbox holds jobs keyed in the plain form: upgraded, the jobs of a record whose source
+    holds a "/" are keyed `kind//length/source/id` (exchange/outbox.business_key), the others as they were; the
+    downgrade writes the plain form back."""
+    records = [("r1", "assessment", "clinic/x", "1"), ("r2", "assessment", "clinic", "x/1"),
+               ("r3", "treatment-plan", "clinic-a", "plan-1")]
+    at = "2026-03-02 09:00:00"
+    with _fresh_engine(runtime, tmp_path, "0017") as engine:
+        with engine.begin() as conn:
+            for pk, (record_id, kind, source, external_id) in enumerate(records, start=1):
+                conn.execute(sa.text(
+                    "INSERT INTO records (id, kind, source, external_id, patient_system, patient_value, version, content, "
+                    "content_hash, warnings, created_at, updated_at) VALUES (:id, :kind, :source, :ext, 'urn:x', "
+                    "'p', 1, '{}', 'h', '[]', :at, :at)"),
+                    {"id": record_id, "kind": kind, "source": source, "ext": external_id, "at": at})
+                conn.execute(sa.text(
+                    "INSERT INTO outbox_jobs (pk, endpoint, record_id, record_kind, record_version, business_key, "
+                    "state, attempts, next_attempt_at, payload, created_at, updated_at) VALUES (:pk, 'ehr', :id, "
+                    ":kind, 1, :key, :state, 0, :at, '{}', :at, :at)"),
+                    {"pk": pk, "id": record_id, "kind": kind, "key": f"{kind}/{source}/{external_id}",
+                     "state": "queued" if pk != 2 else "done", "at": at})
+        keys = "SELECT business_key FROM outbox_jobs ORDER BY pk"
+        plain = ["assessment/clinic/x/1", "assessment/clinic/x/1", "treatment-plan/clinic-a/plan-1"]
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(keys)).scalars().all() == plain
+
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(keys)).scalars().all() == [
+                "assessment//8/clinic/x/1", "assessment/clinic/x/1", "treatment-plan/clinic-a/plan-1"]
+
+        downgrade(engine, "0017")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(keys)).scalars().all() == plain
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
