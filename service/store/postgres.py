@@ -157,12 +157,13 @@ _RECORD = f"""WITH v AS (
 ), made AS (
   INSERT INTO {RecordRow.__tablename__} ({", ".join(RECORD)})
   SELECT id, kind, source, external_id, patient_system, patient_value, clinical_at, version, content::json,
-         content_hash, warnings::json, created_at, updated_at FROM v{{}} RETURNING pk
+         content_hash, warnings::json, created_at, updated_at FROM v{{}} RETURNING pk, content, warnings
 )
 INSERT INTO {RecordVersionRow.__tablename__} (record_pk, version, content, content_hash, warnings, created_at)
-SELECT made.pk, v.version, v.content::json, v.content_hash, v.warnings::json, v.created_at FROM made, v
+SELECT made.pk, v.version, made.content, v.content_hash, made.warnings, v.created_at FROM made, v
 RETURNING record_pk"""  # noqa: S608 - the tables' names, no value
-#: a new record and its first version, sent once (the content is the larger part of a request); no row back when
+#: a new record and its first version, sent once (the content is the larger part of a request) and checked as JSON
+#: once (the version's content and warnings are the record's, as its INSERT returns them); no row back when
 #: a record holds its identity already (uq_records_identity), which the version's INSERT then does not make. It
 #: reads no table, so it runs under a generic plan (pipeline.GENERIC): planning it cost ~0.1 ms of the server's CPU
 RECORD_SQL = _RECORD.format("\n  ON CONFLICT ON CONSTRAINT uq_records_identity DO NOTHING")
