@@ -118,7 +118,8 @@ DATE_ROWS = "low IS NOT NULL"
 
 class SearchIndexRow(Base):
     """One searchable value of a current resource: a token, a date range or a reference; a relative reference's row
-    (a reference parameter's, else a LINK row) also says where the resource refers (`path`), for Unit.referrers."""
+    (a reference parameter's, else a LINK row) also says where the resource refers (`path`), for Unit.referrers.
+    On PostgreSQL resource_type, param and value compare byte by byte, COLLATE "C" (0019), as SQLite's do."""
 
     __tablename__ = "fhir_search_index"
     __table_args__ = (

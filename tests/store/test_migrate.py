@@ -26,7 +26,7 @@ def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0018"
+    assert current_revision(engine) == head_revision() == "0019"
 
 
 def test_0008_indexes_the_references_resources_already_held(tmp_path: Path) -> None:
@@ -239,6 +239,44 @@ def test_0018_rewrites_the_outbox_keys_of_sources_holding_a_slash_and_only_those
         downgrade(engine, "0017")
         with engine.connect() as conn:
             assert conn.execute(sa.text(keys)).scalars().all() == plain
+
+
+def test_0019_compares_the_index_text_bytewise_on_postgresql_and_finds_the_same(runtime: Runtime,
+                                                                              tmp_path: Path) -> None:
+    """A database at 0018 holding resources: upgraded, PostgreSQL's search index compares resource_type, param and
+    value byte by byte (COLLATE "C"); a token, a string prefix (accents included), a reference and a chain find what
+    they found; the downgrade gives the columns the database's collation again. SQLite: the same answers."""
+    from service.search.query import parse
+
+    backend = runtime.engine.dialect.name
+    patient = {"resourceType": "Patient", "name": [{"family": "Ōta"}], "identifier": [{"system": "urn:x", "value": "Z"}]}
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "subject": {"reference": "Patient/p1"}}
+    searches = [("Patient", [("name", "ōt")]), ("Patient", [("identifier", "urn:x|Z")]),
+                ("Observation", [("subject", "Patient/p1")]), ("Observation", [("subject.identifier", "urn:x|Z")])]
+    collations = ("SELECT column_name, collation_name FROM information_schema.columns WHERE table_name = "
+                  "'fhir_search_index' AND column_name IN ('resource_type', 'param', 'value') ORDER BY column_name")
+
+    def found(engine: sa.Engine) -> list[list[str]]:
+        with ResourceStore(engine).unit() as unit:
+            return [[row.id for row in unit.search(parse(kind, criteria))[0]] for kind, criteria in searches]
+
+    with _fresh_engine(runtime, tmp_path, "0018") as engine:
+        with ResourceStore(engine).unit(write=True) as unit:
+            unit.write("Patient", "p1", patient, [], "PUT")
+            unit.write("Observation", "o1", observation, [], "PUT")
+        before = found(engine)
+        assert before == [["p1"], ["p1"], ["o1"], ["o1"]]
+        upgrade(engine)
+        assert found(engine) == before
+        if backend == "postgresql":
+            with engine.connect() as conn:
+                assert conn.execute(sa.text(collations)).all() == [("param", "C"), ("resource_type", "C"),
+                                                                   ("value", "C")]
+            downgrade(engine, "0018")
+            with engine.connect() as conn:
+                assert [name for _, name in conn.execute(sa.text(collations))] == [None, None, None]
+            assert found(engine) == before
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
