@@ -13,8 +13,10 @@ from service.store.models import AuditEventRow
 
 #: an audit_events row's columns (its key comes from the database)
 EventRow = dict[str, Any]
-#: one event or many in one statement, built once; Core, not the ORM, whose flush cost more than the INSERT itself
-ADD_EVENT = insert(cast(Table, AuditEventRow.__table__))
+#: one event or many in one statement, built once; Core, not the ORM, whose flush cost more than the INSERT itself (on
+#: SQLite on its own cursor: store/engine.execute_alone's `into`)
+EVENTS = cast(Table, AuditEventRow.__table__)
+ADD_EVENT = insert(EVENTS)
 
 
 class _Waiting:
@@ -82,7 +84,7 @@ class GroupCommit:
         """Commit the group's events in one transaction; if that fails, each on its own, so that one event the
         database refuses does not take the others with it. Returns the errors by waiting id."""
         try:
-            execute_alone(self.engine, ADD_EVENT, [w.row for w in group])
+            execute_alone(self.engine, ADD_EVENT, [w.row for w in group], EVENTS)
             return {}
         except Exception as exc:
             if len(group) == 1:
@@ -90,7 +92,7 @@ class GroupCommit:
         failed: dict[int, Exception] = {}
         for waiting in group:
             try:
-                execute_alone(self.engine, ADD_EVENT, waiting.row)
+                execute_alone(self.engine, ADD_EVENT, [waiting.row], EVENTS)
             except Exception as exc:
                 failed[id(waiting)] = exc
         return failed
