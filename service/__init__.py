@@ -14,8 +14,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults → KFHIR_* environment → `config`), database, blueprints."""
     # Imported here, not at the top: `import service.validation` (the CLI's validate, the benchmarks, a
     # library user) then costs no Flask, SQLAlchemy or exchange imports (≈ 1 s of a cold start).
-    from flask import Flask
-
     from service.app.runtime import Runtime
     from service.config import Settings
 
@@ -23,7 +21,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     from service.web import logs
 
     logs.configure(settings.log_level)  # JSON lines without PHI: no URLs, query strings or bodies
-    app = Flask(__name__)
+    from service.web.application import App
+
+    app = App(__name__)
     logs.init_app(app)  # first, so every later hook's refusal is logged with a request id
     # Werkzeug's own cap too, so chunked bodies without Content-Length are cut off as well.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -125,7 +125,7 @@ def init_app(app: Flask) -> None:
 
 
 def _start() -> None:
-    given = request.headers.get("X-Request-ID", "")
+    given = request.environ.get("HTTP_X_REQUEST_ID", "")  # request.headers' value; its miss raised a KeyError
     g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
     g.request_started = time.perf_counter()
 
