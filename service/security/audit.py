@@ -25,9 +25,9 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import os
 import threading
 import time
-import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -119,6 +119,19 @@ class Access:
     subtype: dict[str, str] | None = None
     #: when what the event records happened, if over a span (a burst of refusals): AuditEvent.period
     period: tuple[datetime, datetime] | None = None
+
+    def fits(self) -> bool:
+        """Whether bounded() would cut nothing, so that what only reads this access may read it as it is: its copy
+        (dataclasses.replace, every entity made again) cost ~20 µs of every audited request's ~60 µs event row."""
+        def short(text: str | None, limit: int = MAX_FIELD) -> bool:
+            return text is None or len(text) <= limit
+
+        return (short(self.client_id) and short(self.issuer) and short(self.source_address)
+                and len(self.server) <= MAX_FIELD and short(self.query, MAX_QUERY) and short(self.request_id)
+                and short(self.description, MAX_QUERY) and len(self.entities) <= MAX_ENTITIES
+                and len(self.patients) <= MAX_ENTITIES and len(self.patient_refs) <= MAX_ENTITIES
+                and all(len(e.type) <= 64 and short(e.id, 64) for e in self.entities)
+                and all(len(ref) <= MAX_FIELD for ref in self.patient_refs))
 
     def bounded(self) -> Access:
         """This access with every text the caller chose cut to what an event keeps."""
@@ -295,7 +308,7 @@ class AuditLog:
         connection = current.connection()
         if connection.dialect.name != "sqlite":
             return False
-        now, event_id = utcnow(), str(uuid.uuid4())
+        now, event_id = utcnow(), new_id()
         at = instant(now)
         first, before_at, between, last = made.pieces
         row = {"id": event_id, "recorded": now, **made.row,
@@ -310,10 +323,10 @@ class AuditLog:
 
     def _row(self, access: Access, stand_ins: tuple[str, datetime] | None = None) -> EventRow:
         """The event's row; `stand_ins`: its id and time, else a new id and now."""
-        access = access.bounded()
+        access = access if access.fits() else access.bounded()
         now = utcnow() if stand_ins is None else stand_ins[1]
         hashes = list(dict.fromkeys(self.patient_hash(s, v) for s, v in access.patients))[:MAX_ENTITIES]
-        content = _event(str(uuid.uuid4()) if stand_ins is None else stand_ins[0], now, access, hashes)
+        content = _event(new_id() if stand_ins is None else stand_ins[0], now, access, hashes)
         types = {e.type for e in access.entities} | {e["type"]["code"] for e in content.get("entity", [])}
         return {"id": content["id"], "recorded": now, "action": content["action"], "outcome": content["outcome"],
                 "agent": access.client_id or "", "entity_types": f" {' '.join(sorted(types))} "[:1000],
@@ -385,6 +398,16 @@ def _flush_at_exit() -> None:
                 logging.getLogger(__name__).warning("open bursts of refusals not written at exit", exc_info=True)
 
 
+def new_id() -> str:
+    """str(uuid.uuid4()): 16 random bytes, their version (4) and variant (RFC 4122) bits set as UUID(version=4) sets
+    them, in the same text; without UUID's checks and formatting (~8 µs against ~1.5 µs, once an audited request)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def _coding(system: str, code: str, display: str) -> dict[str, str]:
     return {"system": system, "code": code, "display": display}
 
@@ -400,11 +423,12 @@ def _event(event_id: str, now: datetime, access: Access, hashes: list[str]) -> d
         client["network"] = {"address": access.source_address, "type": NETWORK_IP}
     server = {"type": {"coding": [DESTINATION_ROLE]}, "who": {"display": SERVER_NAME}, "requestor": False,
               "network": {"address": access.server, "type": NETWORK_URI}}
+    at = instant(now)  # meta.lastUpdated and recorded: one instant, its text made once
     event: dict[str, Any] = {
-        "resourceType": "AuditEvent", "id": event_id, "meta": {"versionId": "1", "lastUpdated": instant(now)},
+        "resourceType": "AuditEvent", "id": event_id, "meta": {"versionId": "1", "lastUpdated": at},
         "type": access.event_type or EVENT_TYPE,
         "subtype": [access.subtype or _coding(INTERACTION, access.interaction, access.interaction)],
-        "action": action_of(access.interaction), "recorded": instant(now),
+        "action": action_of(access.interaction), "recorded": at,
         "outcome": outcome_of(access.status), "outcomeDesc": access.description or f"HTTP {access.status}",
         **({"period": {"start": instant(access.period[0]), "end": instant(access.period[1])}}
            if access.period else {}),

@@ -177,8 +177,6 @@ def test_a_write_whose_event_the_database_refuses_is_refused_whole(
         app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """The event's INSERT fails in the database (an id taken: the unique key), which on PostgreSQL sends it with the
     COMMIT (store/driver.at_commit): 503, and neither the record, its resources nor the event are stored."""
-    import uuid
-    from types import SimpleNamespace
 
     from service.security import audit
     from service.security.audit import Access
@@ -186,8 +184,8 @@ def test_a_write_whose_event_the_database_refuses_is_refused_whole(
     log: AuditLog = app.extensions["kfhir_security"].audit
     log.record(Access(interaction="read", status=200, client_id="c", issuer="i", source_address=None, server="s"))
     [taken] = events(app)
-    ids = iter([uuid.UUID(taken["id"])])
-    monkeypatch.setattr(audit, "uuid", SimpleNamespace(uuid4=lambda: next(ids, None) or uuid.uuid4()))
+    ids, fresh = iter([taken["id"]]), audit.new_id
+    monkeypatch.setattr(audit, "new_id", lambda: next(ids, None) or fresh())
     answer = client.post("/api/v1/administrations", json=administration())
     assert answer.status_code == 503, answer.get_json()
     assert "nothing was changed" in answer.get_json()["detail"]
@@ -280,9 +278,7 @@ def test_an_event_made_before_its_write_s_unit_is_the_one_made_in_it(app: Flask,
     """AuditLog.ahead makes a change's event before its unit of work but for its id and time, which record_ahead
     fills in (SQLite, whose writers wait for each unit): every column holds what record_in writes of the same access
     at the same moment under the same id. A text holding the stand-ins elsewhere is not made ahead."""
-    import uuid
     from datetime import datetime
-    from types import SimpleNamespace
 
     from service.security import audit
     from service.security.audit import Access, Entity
@@ -298,10 +294,10 @@ def test_an_event_made_before_its_write_s_unit_is_the_one_made_in_it(app: Flask,
         assert made is None
         return
     assert made is not None
-    at = datetime(2026, 12, 6, 13, 5, 7, 123456)
+    at, fresh = datetime(2026, 12, 6, 13, 5, 7, 123456), audit.new_id
     monkeypatch.setattr(audit, "utcnow", lambda: at)
     for event_id in ("in-unit", "ahead"):
-        monkeypatch.setattr(audit, "uuid", SimpleNamespace(uuid4=lambda e=event_id: e))
+        monkeypatch.setattr(audit, "new_id", lambda e=event_id: e)
         with session(engine, write=True) as current:
             if event_id == "ahead":
                 assert log.record_ahead(current, made)
@@ -314,7 +310,7 @@ def test_an_event_made_before_its_write_s_unit_is_the_one_made_in_it(app: Flask,
     assert found["ahead"][:-1] == found["in-unit"][:-1]
     assert found["ahead"][-1] == found["in-unit"][-1].replace('"in-unit"', '"ahead"')
     assert '"recorded": "2026-12-06T13:05:07.123Z"' in found["ahead"][-1]
-    monkeypatch.setattr(audit, "uuid", uuid)
+    monkeypatch.setattr(audit, "new_id", fresh)
     assert log.ahead(Access(interaction="create", status=201, client_id="0001-01-01T00:00:00.000Z", issuer="i",
                             source_address=None, server="s")) is None
 
@@ -363,13 +359,11 @@ FHIR_PATIENT = {"resourceType": "Patient", "identifier": [{"system": "https://cl
 
 def _next_event_id_taken(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     """The next event id the audit makes is the newest stored one: the database refuses the row (its unique key)."""
-    import uuid
-    from types import SimpleNamespace
 
     from service.security import audit
 
-    ids = iter([uuid.UUID(events(app)[0]["id"])])
-    monkeypatch.setattr(audit, "uuid", SimpleNamespace(uuid4=lambda: next(ids, None) or uuid.uuid4()))
+    ids, fresh = iter([events(app)[0]["id"]]), audit.new_id
+    monkeypatch.setattr(audit, "new_id", lambda: next(ids, None) or fresh())
 
 
 def test_a_fhir_create_whose_event_the_database_refuses_is_refused_whole(
