@@ -138,6 +138,8 @@ class RecordStore:
                   "content_hash": new.content_hash, "warnings": warnings, "created_at": now, "updated_at": now}
         if self.engine.dialect.name == "postgresql" and (self._outer is None or within is None):
             return self._add(new, values, within)
+        if self._outer is not None and within is None and self.engine.dialect.name == "sqlite":
+            return self._add_in(self._outer, new, values)
         if self._outer is None:  # what it answers with, before its unit waits for the writers' turn
             answering(StoredRecord(0, record_id, new.kind, new.source, new.external_id, 1, new.content,
                                    new.content_hash, new.warnings, now, now), True)
@@ -163,6 +165,30 @@ class RecordStore:
             if existing is None:  # the constraint that failed was not the identity: a real error
                 raise
             return existing, False
+
+    def _add_in(self, outer: Session, new: NewRecord, values: dict[str, Any]) -> tuple[StoredRecord, bool]:
+        """create() on SQLite in the caller's transaction with nothing to write `within` (a record read from a FHIR
+        resource), without a savepoint, whose two statements and the ORM's nested transaction cost ~0.25 M instructions
+        of a facade create's ~4 M inside the writers' turn: SQLite backs out a statement that fails on a constraint by
+        itself and the transaction goes on, so a record already there under its identity leaves nothing behind, as the
+        savepoint's rollback did. Any other failure raises, and the caller's unit, which it ends, is rolled back."""
+        outer.flush()  # what the caller's ORM objects hold goes first, as begin_nested flushed it
+        connection = outer.connection()
+        try:
+            pk = driver.insert(connection, RECORDS, values, tuple(SERIALISED))
+        except IntegrityError:
+            existing = self.find(new.kind, new.source, new.external_id)
+            if existing is None:  # the constraint that failed was not the identity: a real error
+                raise
+            return existing, False
+        assert pk is not None  # noqa: S101 - driver.insert inserts on SQLite
+        stored = StoredRecord(pk, values["id"], new.kind, new.source, new.external_id, 1, new.content,
+                              new.content_hash, new.warnings, values["created_at"], values["updated_at"])
+        driver.insert(connection, VERSIONS, {"record_pk": pk, "version": 1, "content": values["content"],
+                                             "content_hash": new.content_hash, "warnings": values["warnings"],
+                                             "created_at": values["created_at"]}, tuple(SERIALISED))
+        wrote(outer, stored, True)
+        return stored, True
 
     def _add(self, new: NewRecord, values: dict[str, Any], within: Within | None) -> tuple[StoredRecord, bool]:
         """create() on PostgreSQL: the record and its version in one statement (store/postgres.py); in the caller's

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from service.app.runtime import Runtime
 from service.domain.intake import content_hash
 from service.store import records as records_module
+from service.store.engine import session
 from service.store.models import RecordRow, RecordVersionRow
 from service.store.records import ListQuery, NewRecord, StaleVersion, utcnow
 
@@ -113,6 +114,35 @@ def test_a_crash_between_record_and_version_rows_writes_neither(runtime: Runtime
     monkeypatch.setattr(records_module, "StoredRecord", explode)
     with pytest.raises(RuntimeError):
         runtime.store.create(new())
+    assert counts(runtime) == (0, 0)
+
+
+def test_a_create_in_a_caller_s_transaction_finds_a_held_identity_and_keeps_the_rest(runtime: Runtime) -> None:
+    """Bound to a caller's transaction with nothing to write within it (a record read from a FHIR resource; SQLite
+    without a savepoint): an identity already held gives the stored record, its failed INSERT leaves nothing behind,
+    and what the transaction wrote before and after commits."""
+    first, _ = runtime.store.create(new())
+    with session(runtime.engine, write=True) as outer:
+        bound = runtime.store.bound(outer)
+        made, created = bound.create(new("a-2"))
+        again, created_again = bound.create(new(content={"external_id": "a-1", "score": 2}))
+        after, created_after = bound.create(new("a-3"))
+    assert (created, created_again, created_after) == (True, False, True)
+    assert again == first
+    assert counts(runtime) == (3, 3)
+    assert runtime.store.get("assessment", made.id) == made and runtime.store.get("assessment", after.id) == after
+
+
+def test_a_crash_in_a_caller_s_transaction_rolls_the_whole_transaction_back(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*_: Any) -> None:  # after the record's INSERT, before its version's
+        raise RuntimeError("process died here")
+
+    with pytest.raises(RuntimeError), session(runtime.engine, write=True) as outer:
+        bound = runtime.store.bound(outer)
+        bound.create(new("a-2"))
+        monkeypatch.setattr(records_module, "StoredRecord", explode)
+        bound.create(new("a-3"))
     assert counts(runtime) == (0, 0)
 
 
