@@ -195,8 +195,9 @@ class ResourceWritten:
         rows: dict[tuple[str, str], StoredResource | None] = {}
         try:
             # keyed: rows by key and records by identity, no temporary file: its connection, the one the last write
-            # gave back (LIFO), keeps its temp_store, which a plain read switched and the next write switched back
-            with store.unit(keyed=True) as reader:
+            # gave back (LIFO), keeps its temp_store, which a plain read switched and the next write switched back;
+            # on a Core connection, no ORM Session begun
+            with store.read_by_key() as reader:
                 reader.prefetch(keys)
 
                 def resolve(reference: str) -> dict[str, Any] | None:
@@ -207,7 +208,7 @@ class ResourceWritten:
                     return found.content if found and not found.deleted else None
 
                 reversed_ = self.mapper.to_record(_lone(content), resolve=resolve)
-                checked, seen = self.intake.bound(reader.session).check_ahead(reversed_.kind, reversed_.record)
+                checked, seen = self.intake.reading(reader.connection).check_ahead(reversed_.kind, reversed_.record)
                 resolved = frozenset(rows)
                 rows |= {key: reader.get(*key) for key in keys}  # read already (prefetch): the unit's reference check's
         except Exception:  # noqa: BLE001 - e.g. a record that cannot be made: the unit works it out and says why

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from marshmallow import ValidationError
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from service.domain import loading, rules
@@ -82,6 +83,11 @@ class Intake:
     def bound(self, outer: Session) -> Intake:
         """This intake storing inside the caller's transaction (see RecordStore.bound)."""
         return Intake(self.store.bound(outer), self.map_check, self.export, self.draft)
+
+    def reading(self, connection: Connection) -> Intake:
+        """This intake checking, its rules' lookups in the read transaction open on `connection` (RecordStore.reading);
+        for checks only (check_ahead)."""
+        return Intake(self.store.reading(connection), self.map_check, self.export, self.draft)
 
     @property
     def store(self) -> RecordStore:

@@ -289,6 +289,17 @@ def session(engine: Engine, write: bool = False, fresh: bool = False, keyed: boo
             yield current
 
 
+@contextmanager
+def keyed_read(engine: Engine) -> Iterator[Connection]:
+    """A read transaction of a few statements by key (KEYED) on a Core connection: session(keyed=True) without its ORM
+    Session, whose begin and commit cost ~0.27 M instructions more (a facade create's read ahead: 0.55 against 0.29 M).
+    Never joins the request's shared read (SHARED_READ): ask session() where one may be open."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{WRITE: False, KEYED: True})
+        with connection.begin():
+            yield connection
+
+
 def execute_alone(engine: Engine, statement: Any, params: Any, into: Table | None = None) -> None:
     """Run one writing statement (an INSERT of one row or many) in a write transaction, as `session(write=True)`
     would, but on a bare connection: no Session and, in a group's unit, no savepoint, which cost more than the

@@ -106,14 +106,20 @@ def utcnow() -> datetime:
 
 
 class RecordStore:
-    def __init__(self, engine: Engine, outer: Session | None = None) -> None:
+    def __init__(self, engine: Engine, outer: Session | None = None, reading: Connection | None = None) -> None:
         self.engine = engine
         self._outer = outer
+        self._reading = reading
 
     def bound(self, outer: Session) -> RecordStore:
         """This store working inside the caller's transaction: each operation is a savepoint of it, so a
         failed insert (the identity constraint) undoes only itself and the caller's work commits as one."""
         return RecordStore(self.engine, outer)
+
+    def reading(self, connection: Connection) -> RecordStore:
+        """This store's lookups by key (find, get, stamp) in the read transaction open on `connection`
+        (ResourceStore.read_by_key's); for reads only."""
+        return RecordStore(self.engine, reading=connection)
 
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
@@ -263,6 +269,8 @@ class RecordStore:
         if self._outer is not None:
             self._outer.flush()  # what the caller's ORM objects hold goes first, as a query of the ORM would
             return _one_row(self._outer.connection(), statement, params)
+        if self._reading is not None:
+            return _one_row(self._reading, statement, params)
         if SHARED_READ.get() is None:  # one statement: alone (on PostgreSQL no BEGIN and COMMIT, two round trips)
             with alone(self.engine) as connection:
                 return _one_row(connection, statement, params)

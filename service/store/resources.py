@@ -21,7 +21,7 @@ from service.search.query import Query
 from service.store import driver, postgres
 from service.store import statements as sql
 from service.store.batch import UNSENT, Batch, Drafted, index_rows, joined
-from service.store.engine import session, wrote
+from service.store.engine import SHARED_READ, keyed_read, session, wrote
 from service.store.models import ConditionalClaimRow, ResourceVersionRow
 from service.store.records import utcnow
 from service.store.searches import Searches, note_named
@@ -75,6 +75,27 @@ class ResourceStore:
         finally:
             OPEN_UNIT.reset(token)
 
+    @contextmanager
+    def read_by_key(self) -> Iterator[Unit]:
+        """unit(keyed=True) for reads by key (get, prefetch) on a Core connection (engine.keyed_read), its Session
+        begun only if something asks for it (a search): a facade create's read ahead (ResourceWritten.ahead) read its
+        rows and a record by key, and the Session's transaction cost as much as those reads. Inside a read route's
+        shared transaction (SHARED_READ), unit(keyed=True), which joins it."""
+        if SHARED_READ.get() is not None:
+            with self.unit(keyed=True) as joined:
+                yield joined
+            return
+        token = OPEN_UNIT.set(None)
+        try:
+            with keyed_read(self.engine) as connection:
+                OPEN_UNIT.set(opened := Unit(None, self.author, permits=self.permits, connection=connection))
+                try:
+                    yield opened
+                finally:
+                    opened.close_session()
+        finally:
+            OPEN_UNIT.reset(token)
+
 
 class Unit(Searches):
     """The operations of one transaction (its searches and history: store/searches.py), and on whose behalf it
@@ -84,9 +105,12 @@ class Unit(Searches):
     spent more time in the ORM's flush (its unit of work, events, identity map) than in SQLite. Searches still
     select ORM rows, refreshed from the database (populate_existing) since the Core writes pass the ORM by."""
 
-    def __init__(self, session: Session, author: Author | None = None, record_id: str | None = None,
-                 permits: Permits | None = None, failed: Failed | None = None) -> None:
-        self.session = session
+    def __init__(self, session: Session | None, author: Author | None = None, record_id: str | None = None,
+                 permits: Permits | None = None, failed: Failed | None = None,
+                 connection: Connection | None = None) -> None:
+        """`connection`: the transaction's, if known, else the session's when first asked; `session` None: the unit
+        reads on `connection` (ResourceStore.read_by_key), a Session bound to it made only if asked for (session)."""
+        self._session = session
         self.author = author
         self._permits = permits
         #: the clinic record whose FHIR form this transaction writes, if it is one (the Provenance's source)
@@ -107,12 +131,25 @@ class Unit(Searches):
         self.matched: dict[tuple[str, str], StoredResource | None] = {}
         #: the rows of the writes not sent yet, inside batch(); None: each write sends its own
         self._batch: Batch | None = None
-        self._connection: Connection | None = None
+        self._connection = connection
         #: the rows of its last batch (by key) while they wait to go with the next statement or the COMMIT
         #: (PostgreSQL: batch), and what their failure then raises (the error as SQLAlchemy raises it, or what the
         #: caller makes of it: `failed`)
         self._later: Mapping[tuple[str, str], Any] = {}
         self._failed = failed or _as_is
+
+    @property
+    def session(self) -> Session:
+        """The transaction's Session: of a unit that reads on a connection, one bound to it, made when first asked
+        (its construction and close cost more than the few reads by key such a unit makes)."""
+        if self._session is None:
+            self._session = Session(bind=self.connection)
+        return self._session
+
+    def close_session(self) -> None:
+        """Close the Session made for a unit that reads on a connection (session), if one was."""
+        if self._session is not None:
+            self._session.close()
 
     @property
     def connection(self) -> Connection:

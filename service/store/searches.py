@@ -22,7 +22,8 @@ T = TypeVar("T")
 
 class Searches:
     if TYPE_CHECKING:  # what resources.Unit gives them
-        session: Session
+        @property
+        def session(self) -> Session: ...
 
         @property
         def connection(self) -> Connection: ...
