@@ -42,7 +42,7 @@ from service.fhirjson import dumps
 from service.security.grouped import ADD_EVENT, EventRow, GroupCommit
 from service.security.keys import keyed_hash
 from service.store import driver, postgres
-from service.store.engine import session
+from service.store.engine import connection_of, session
 from service.store.models import AuditEventRow
 from service.store.records import utcnow
 from service.store.stored import instant
@@ -305,7 +305,7 @@ class AuditLog:
     def record_ahead(self, current: Session, made: Ahead) -> bool:
         """record_in of the event `made` (ahead): its id made and its time taken now, its text the same as
         record_in's; False on another database than SQLite (use record_in)."""
-        connection = current.connection()
+        connection = connection_of(current)
         if connection.dialect.name != "sqlite":
             return False
         now, event_id = utcnow(), new_id()

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from service.errors import Contention
 from service.store import driver, postgres
 from service.store.batch import Serialised, serialise
-from service.store.engine import SHARED_READ, alone, answering, session, wrote
+from service.store.engine import SHARED_READ, alone, answering, connection_of, session, wrote
 from service.store.models import RecordRow, RecordVersionRow
 
 RECORDS = cast(Table, RecordRow.__table__)
@@ -179,7 +179,7 @@ class RecordStore:
         itself and the transaction goes on, so a record already there under its identity leaves nothing behind, as the
         savepoint's rollback did. Any other failure raises, and the caller's unit, which it ends, is rolled back."""
         outer.flush()  # what the caller's ORM objects hold goes first, as begin_nested flushed it
-        connection = outer.connection()
+        connection = connection_of(outer)
         try:
             pk = driver.insert(connection, RECORDS, values, tuple(SERIALISED))
         except IntegrityError:
@@ -253,9 +253,9 @@ class RecordStore:
     def stamp(self, kind: str, source: str, external_id: str) -> Stamp:
         """find()'s record's (id, version, content_hash), or None: what a record read before is now. In the caller's
         transaction (a write unit's) on the driver's cursor (store/driver.py)."""
-        if self._outer is not None and (mark := driver.placeholder(self._outer.connection())) is not None:
+        if self._outer is not None and (mark := driver.placeholder(connection_of(self._outer))) is not None:
             self._outer.flush()  # as _one
-            found = driver.rows(self._outer.connection(), _stamp_sql(mark), (kind, source, external_id))
+            found = driver.rows(connection_of(self._outer), _stamp_sql(mark), (kind, source, external_id))
             return (str(found[0][0]), int(found[0][1]), str(found[0][2])) if found else None
         row = self._one(FIND_STAMP, {"kind": kind, "source": source, "external_id": external_id})
         return (row.id, row.version, row.content_hash) if row is not None else None
@@ -268,7 +268,7 @@ class RecordStore:
         """One row by a unique key; inside the caller's transaction without a savepoint (a read undoes nothing)."""
         if self._outer is not None:
             self._outer.flush()  # what the caller's ORM objects hold goes first, as a query of the ORM would
-            return _one_row(self._outer.connection(), statement, params)
+            return _one_row(connection_of(self._outer), statement, params)
         if self._reading is not None:
             return _one_row(self._reading, statement, params)
         if SHARED_READ.get() is None:  # one statement: alone (on PostgreSQL no BEGIN and COMMIT, two round trips)

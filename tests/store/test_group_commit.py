@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ import pytest
 import requests
 from flask import Flask
 from hardening.production import Production, production
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service.store import engine as engine_module
 from service.store import group as group_module
-from service.store.engine import make_engine
+from service.store.engine import connection_of, make_engine
 from service.store.group import WriteGroup
+from service.store.models import AdminSecretRow, ResourceRow
 from service.store.resources import ResourceStore
 
 FHIR = "application/fhir+json"
@@ -401,6 +404,51 @@ def test_a_unit_whose_savepoint_release_failed_loses_its_group_and_none_of_its_r
     assert set(raised) == {"first", "good-1", "failing"}  # good-2 ran after them, in a group of its own
     assert all(isinstance(e, group_module.TransactionLost) for e in raised.values()), raised
     assert set(stored(engine, "Patient")) == {"good-2"}
+
+
+def test_a_units_session_begins_no_transaction_of_its_own_and_its_failure_still_tells_its_listeners(
+        engine: Engine) -> None:
+    """A unit writes on its savepoint's connection (connection_of) without its Session beginning a transaction; a
+    unit that raises is rolled back whole and its Session's after_rollback listeners are told all the same (the audit
+    forgets an event that went with it: web/auth.py), as when its Session always began one."""
+    store = ResourceStore(engine)
+    told: list[Session] = []
+
+    def rolled_back(session: Session) -> None:
+        told.append(session)
+
+    event.listen(Session, "after_rollback", rolled_back)
+    try:
+        with store.unit(write=True) as unit:
+            unit.write("Patient", "kept", patient("kept"), [], "POST")
+            assert not unit.session.in_transaction() and connection_of(unit.session) is unit.connection
+        with pytest.raises(ValueError), store.unit(write=True) as unit:
+            unit.write("Patient", "undone", patient("undone"), [], "POST")
+            failed = unit.session
+            raise ValueError("refused")
+    finally:
+        event.remove(Session, "after_rollback", rolled_back)
+    assert told == [failed]
+    assert set(stored(engine, "Patient")) == {"kept"}
+
+
+def test_what_a_units_session_holds_is_flushed_before_its_release_and_a_query_joins_its_savepoint(
+        engine: Engine) -> None:
+    """Objects added to a unit's Session and not flushed go in with the unit; a query through its Session runs in the
+    unit's savepoint (it sees the unit's rows), and rolling the Session back undoes the unit's rows alone."""
+    store = ResourceStore(engine)
+    with store.unit(write=True) as unit:
+        unit.write("Patient", "p-1", patient("p-1"), [], "POST")
+        unit.session.add(AdminSecretRow(name="pending", value="v", created_at=datetime(2026, 3, 2)))
+    with sqlite3.connect(str(engine.url.database)) as raw:
+        assert raw.execute("SELECT value FROM admin_secrets WHERE name = 'pending'").fetchall() == [("v",)]
+    with pytest.raises(ValueError), store.unit(write=True) as unit:
+        unit.write("Patient", "p-2", patient("p-2"), [], "POST")
+        unit._send()
+        assert unit.session.scalar(select(func.count()).select_from(ResourceRow)) == 2
+        assert unit.session.in_transaction()
+        raise ValueError("refused")
+    assert set(stored(engine, "Patient")) == {"p-1"}
 
 
 # --- a turn that does not come ----------------------------------------------------------------------------
