@@ -343,12 +343,12 @@ class Unit(Searches):
         kept = record_id if row is None or record_id is not None else row.record_id
         values = {"version": version, "deleted": content is None, "last_updated": now, "content": content,
                   "warnings": warnings, "record_id": kept}
+        text = joined(content, drafted.rest) if drafted is not None and content is not None else None
         stored = StoredResource(pk, resource_type, resource_id, version, content is None, now, content, warnings, kept,
-                                method)
+                                method, text)
         self._rows[key] = stored
         wrote(self.session, stored, row is None or row.deleted)
         held = self._batch or Batch()
-        text = joined(content, drafted.rest) if drafted is not None and content is not None else None
         held.write(pk, key, values, method, [] if content is None else drafted.rows if drafted is not None
                    else index_rows(resource_type, index(content, references)), text)
         if self._batch is None:

@@ -2,7 +2,7 @@
 (StoredText), and how a version's id and meta are set (versioned, instant). Plain values, no database."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,11 +23,14 @@ class StoredResource:
     #: the interaction that wrote this version (POST, PUT, DELETE): known for a version read from the history and
     #: for one written in this transaction; None for a current row read back
     method: str | None = None
+    #: its content's JSON text as stored (serialise's), where the write that made it had it already (Unit.write of a
+    #: drafted resource); None otherwise. Not compared: the same version, the same content.
+    text: str | None = field(default=None, compare=False, repr=False)
 
     def with_pk(self, pk: int) -> StoredResource:
         """This version under the key its row was given (dataclasses.replace cost ~5 µs more, in the write unit)."""
         return StoredResource(pk, self.resource_type, self.id, self.version, self.deleted, self.last_updated,
-                              self.content, self.warnings, self.record_id, self.method)
+                              self.content, self.warnings, self.record_id, self.method, self.text)
 
     @classmethod
     def of(cls, row: ResourceRow) -> StoredResource:

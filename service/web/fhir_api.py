@@ -146,7 +146,15 @@ def _written(written: Written) -> Response:
         outcome = operation_outcome(written.findings)
         outcome["issue"] += [issue("information", "informational", note) for note in written.notes]
         return _json(outcome, written.status, headers)
-    return _json(stored.content, written.status, headers)
+    return _json(_as_stored(stored), written.status, headers, outline=stored.content)
+
+
+def _as_stored(stored: StoredResource) -> Any:
+    """What _json answers with for a stored version: its text as stored, where the write had it (a create's or an
+    update's: ~3 KB not encoded again), if it holds no \\u escape: json.dumps(ensure_ascii=False) writes the same
+    text as the store's ASCII-escaping serialise but for the characters that one writes as \\uXXXX. Else its content."""
+    text = stored.text
+    return text if text is not None and "\\u" not in text else stored.content
 
 
 def _prefer(name: str) -> str | None:

@@ -65,8 +65,9 @@ def test_the_rows_sent_are_those_the_column_types_write(runtime: Runtime) -> Non
 def test_a_sent_rows_key_keeps_every_other_field_of_its_version() -> None:
     """What a batch's row gets once sent, its key (StoredResource.with_pk), changes nothing else of the version."""
     written = StoredResource(UNSENT, "Observation", "o1", 3, False, datetime(2026, 3, 2, 13, 12, 2, 250000),
-                             observation("2026-03-02"), [{"severity": "warning"}], "record-1", "PUT")
+                             observation("2026-03-02"), [{"severity": "warning"}], "record-1", "PUT", '{"a": 1}')
     assert written.with_pk(7) == dataclasses.replace(written, pk=7)
+    assert written.with_pk(7).text == '{"a": 1}'  # not compared: kept all the same
 
 
 def test_a_row_of_the_resources_table_gives_a_stored_resources_fields_in_their_order() -> None:
@@ -77,4 +78,5 @@ def test_a_row_of_the_resources_table_gives_a_stored_resources_fields_in_their_o
 
     columns = [column.name for column in ResourceRow.__table__.columns]
     assert columns == [f.name for f in dataclasses.fields(StoredResource)][:len(columns)]
-    assert [f.name for f in dataclasses.fields(StoredResource)][len(columns):] == ["method"]  # a version's only
+    # a version's only, and the text its write had (Unit.write)
+    assert [f.name for f in dataclasses.fields(StoredResource)][len(columns):] == ["method", "text"]

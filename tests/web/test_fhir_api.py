@@ -164,3 +164,24 @@ def test_a_tx_server_the_service_does_not_allow_is_400(client: FlaskClient) -> N
 def test_a_bad_tx_setting_stops_start_up(setting: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="KFHIR_(TX|VALIDATION_DISPLAY)"):
         Settings.load(setting, environ={})
+
+
+@pytest.mark.parametrize("name", ["plain ASCII", "Zoë 名 ☕", "DEL \x7f, tab\t", "a literal \\u0041"])
+def test_a_written_resource_is_answered_as_json_dumps_writes_it_whatever_its_characters(
+        client: FlaskClient, name: str) -> None:
+    """A create or an update answers with the text it stored where that is what json.dumps(ensure_ascii=False)
+    writes, and with its content encoded again where the stored text escaped a character (\\uXXXX): the same text."""
+    made = client.post("/fhir/Patient", data=json.dumps({"resourceType": "Patient", "name": [{"text": name}]}),
+                       content_type="application/fhir+json")
+    assert made.status_code == 201, made.get_json()
+    assert made.get_data(as_text=True) == json.dumps(made.get_json(), ensure_ascii=False)
+    assert made.get_json()["name"] == [{"text": name}]
+    changed = made.get_json() | {"gender": "female"}
+    updated = client.put(f"/fhir/Patient/{changed['id']}", data=json.dumps(changed),
+                         content_type="application/fhir+json")
+    assert updated.status_code == 200, updated.get_json()
+    assert updated.get_data(as_text=True) == json.dumps(updated.get_json(), ensure_ascii=False)
+    assert updated.get_json()["name"] == [{"text": name}] and updated.get_json()["meta"]["versionId"] == "2"
+    pretty = client.post("/fhir/Patient?_pretty=true", data=json.dumps({"resourceType": "Patient"}),
+                         content_type="application/fhir+json")
+    assert pretty.get_data(as_text=True) == json.dumps(pretty.get_json(), ensure_ascii=False, indent=2)
