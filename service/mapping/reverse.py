@@ -103,18 +103,22 @@ class Reader:
         spec, primary = self._detect(found)
         by_role: dict[str, list[dict[str, Any]]] = {spec.primary.role: [primary]}
         claimed = {id(primary)}
+        ours: set[str] | None = None  # the names of the resources taken so far, while no role takes more
         for role in spec.roles[1:]:
             # a role with fixed codes takes only what matches them (of a plan's two Conditions, the suicidality one)
             targets = [t for t in self._referenced(spec, role, by_role, found)
                        if id(t) not in claimed and self._matches(role, t)]
             if not targets and not role.person:
                 # nothing points at it (vital signs, safety flags): it must point into the record
-                ours = {name for rs in by_role.values() for r in rs for name in found.names(r)}
+                if ours is None:
+                    ours = {name for rs in by_role.values() for r in rs for name in found.names(r)}
                 targets = [r for r in found.resources if id(r) not in claimed and self._matches(role, r)
                            and _references(r) & ours]
             if not role.for_each:
                 targets = targets[:1]  # one role, one resource: the main resource's reference comes first
             claimed.update(id(t) for t in targets)
+            if targets or role.role in by_role:  # what `ours` was made of changes
+                ours = None
             by_role[role.role] = targets
         return spec, primary, by_role
 
