@@ -20,16 +20,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
-from service.store import driver, pg_pool, pipeline, turn
+from service.store import driver, pg_pool, pipeline, sqlite_setup, turn
 from service.store.checkpoint import Checkpointer
 from service.store.group import OPEN_SAVEPOINTS, WriteGroup, track_savepoints
+from service.store.sqlite_setup import KEYED
 
-#: How long a SQLite writer waits for the lock before failing (ms).
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE = driver.WRITE
-#: a read's execution option: it reads a few rows found by key (no sort or count over many rows), which need no
-#: temporary file: its connection's temp store is left as it is (_sqlite_begin)
-KEYED = "kfhir_keyed_read"
 WriteWithoutTransaction = driver.WriteWithoutTransaction
 #: Key of `Session.info` under which a transaction lists what it wrote, as (stored resource or record, created).
 WRITTEN = "kfhir_written"
@@ -60,10 +56,6 @@ _FILE_GROUPS_LOCK = threading.Lock()
 _TURN = threading.local()
 #: Every engine make_engine made, for _forked.
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
-#: WAL pages a commit may leave before SQLite checkpoints inside that commit (its default is 1,000): a safety net
-#: only, for a process whose checkpointer has not run; the checkpointer (store/checkpoint.py) keeps the WAL well
-#: short of it.
-SQLITE_AUTOCHECKPOINT_PAGES = 20_000
 
 
 def _queue_pooled(parsed: URL) -> bool:
@@ -89,8 +81,8 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True, **lifo)
         _ENGINES.add(engine)
         _plain_savepoints(engine)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "connect", sqlite_setup.pragmas)
+        event.listen(engine, "begin", sqlite_setup.begin)
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             path = os.path.realpath(parsed.database)
             _TURN_FILES[engine] = path + "-writer"
@@ -99,7 +91,7 @@ def make_engine(url: str, group_commit: bool = True) -> Engine:
                 with _FILE_GROUPS_LOCK:
                     group = _FILE_GROUPS.get(path)
                     if group is None:
-                        group = _FILE_GROUPS[path] = WriteGroup(SQLITE_BUSY_TIMEOUT_MS / 1000)
+                        group = _FILE_GROUPS[path] = WriteGroup(sqlite_setup.SQLITE_BUSY_TIMEOUT_MS / 1000)
                 _GROUPS[engine] = group
         return engine
     if parsed.drivername == "postgresql":
@@ -164,44 +156,6 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss.
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
-    cur.close()
-    # Let SQLAlchemy, not the driver, open transactions, so `_sqlite_begin` chooses their kind.
-    dbapi_conn.isolation_level = None
-
-
-def _sqlite_begin(conn: Any) -> None:
-    """Writers take the write lock up front (BEGIN IMMEDIATE) so the busy timeout applies;
-    a deferred transaction that reads then writes fails at once with 'database is locked'. A write's temporary
-    files are in memory (a write unit's savepoint journal went to a file past 64 KiB: ~190 pwrites a record inside
-    the turn), a read's on file (a search's total, count() OVER (), holds every match's key: ~40 MiB at 1M). A KEYED
-    read keeps what the connection has: a record's draft read, on the connection the last write gave back, switched
-    it to FILE and that write's successor back to MEMORY, inside the writers' turn (two PRAGMAs a record)."""
-    options = conn.get_execution_options()
-    write = bool(options.get(WRITE))
-    info = conn.connection.info
-    # a pooled connection serves reads and writes: switched as it changes
-    if info.get(_TEMP_STORE) != write and (write or not options.get(KEYED)):
-        conn.connection.driver_connection.execute(f"PRAGMA temp_store={'MEMORY' if write else 'FILE'}")
-        info[_TEMP_STORE] = write
-    begin = "BEGIN IMMEDIATE" if write else "BEGIN"
-    # on SQLite's own cursor, as the savepoints are (_plain_savepoints): through exec_driver_sql each cost ~45 K
-    # instructions more, a write's inside the writers' turn
-    if not driver.run(conn, begin):
-        conn.exec_driver_sql(begin)
-
-
-#: a SQLite connection's `info` key: whether its temporary files are in memory (a write's) or on file (a read's)
-_TEMP_STORE = "kfhir_temp_store_write"
-
-
 class NestedWrite(RuntimeError):
     """A write transaction begun inside another of the same thread on the same SQLite file: SQLite has one writer at a
     time, so it would wait for the outer one, its own thread's, until its busy timeout. Write in the outer
@@ -245,7 +199,7 @@ def _take_turn(path: str) -> int:
     """The writers' turn of the file whose lock file is `path` (store/turn.py). SQLite's own busy handler sleeps 1,
     2, 5, 10 … 100 ms between tries and is not woken when the lock frees, so of two processes writing back to back
     the one waiting kept losing the lock to the one that had it (waits of 0.5-1 s, the serving benchmark's p99)."""
-    return turn.take(path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+    return turn.take(path, sqlite_setup.SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
 _give_turn = turn.give
@@ -258,7 +212,7 @@ CHECKPOINTER = Checkpointer(_writer_turn)
 @contextmanager
 def session(engine: Engine, write: bool = False, fresh: bool = False, keyed: bool = False) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises.
-    Writers say so up front, so SQLite takes the write lock at BEGIN (see _sqlite_begin), in turn (_writer_turn).
+    Writers say so up front, so SQLite takes the write lock at BEGIN (see sqlite_setup.begin), in turn (_writer_turn).
     A SQLite file's writers share transactions (group commit, store/group.py): the block is a savepoint in the
     process's open write transaction, and it ends once that transaction has committed, so on return the write is
     durable as before; if the block raises, only its own work is undone.
@@ -382,7 +336,9 @@ def _joined(connection: Connection) -> Iterator[Session]:
     close leave it to this block). connection_of gives the connection without it: a facade create's unit used its
     Session for nothing else, and the Session's transaction (its begin, joining, commit and close) cost ~0.25 M
     instructions inside the writers' turn. A failure, the release's too, rolls the Session back (its after_rollback
-    listeners told, as when it always began one: web/auth.py's), then the savepoint."""
+    listeners told, as when it always began one: web/auth.py's), then the savepoint. Nothing may go on using the
+    Session after its rollback: it would join the group's own transaction next, and a second rollback would undo
+    other writers' units."""
     savepoint = connection.begin_nested()
     current = Session(bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only")
     try:

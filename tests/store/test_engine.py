@@ -15,7 +15,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from service.store import checkpoint as checkpoint_module
-from service.store import driver
+from service.store import driver, sqlite_setup
 from service.store import engine as engine_module
 from service.store.engine import make_engine, session
 
@@ -104,7 +104,7 @@ def test_past_the_busy_timeout_a_writer_goes_on_without_its_turn(db: Engine,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A turn held too long (a writer stuck elsewhere) is not waited for past SQLite's own busy timeout: SQLite's
     lock, which it does not hold, decides."""
-    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(sqlite_setup, "SQLITE_BUSY_TIMEOUT_MS", 200)
     holder = os.open(lock_file(db), os.O_RDWR)
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
@@ -164,7 +164,7 @@ def test_a_transactions_begin_goes_on_the_drivers_cursor_seen_and_refused_as_thr
         s.execute(text("INSERT INTO t VALUES (1)"))
     assert "BEGIN" in before and "BEGIN IMMEDIATE" in before
     assert "BEGIN" not in after and "BEGIN IMMEDIATE" not in after and "SELECT count(*) FROM t" in after
-    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(sqlite_setup, "SQLITE_BUSY_TIMEOUT_MS", 100)
     db.dispose()  # connections made again, with the short busy timeout
     holder = sqlite3.connect(str(db.url.database), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
@@ -181,7 +181,7 @@ def test_commits_leave_the_checkpoint_to_the_checkpointer(db: Engine, monkeypatc
     """No commit checkpoints up to 20,000 pages of WAL; the checkpointer copies them into the database."""
     monkeypatch.setattr(engine_module.CHECKPOINTER, "wrote", lambda engine: None)
     with session(db, write=True) as s:
-        assert s.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == engine_module.SQLITE_AUTOCHECKPOINT_PAGES
+        assert s.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == sqlite_setup.SQLITE_AUTOCHECKPOINT_PAGES
         assert s.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL: every commit synced
     for n in range(50):
         with session(db, write=True) as s:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from service.store import engine as engine_module
 from service.store import group as group_module
+from service.store import sqlite_setup
 from service.store.engine import connection_of, make_engine
 from service.store.group import WriteGroup
 from service.store.models import AdminSecretRow, ResourceRow
@@ -518,7 +519,7 @@ def test_turns_handed_on_without_a_gap_still_let_the_collector_run() -> None:
 
 def test_a_unit_waits_for_its_turn_no_longer_than_the_busy_timeout(engine: Engine) -> None:
     store, group = ResourceStore(engine), group_of(engine)
-    assert group.timeout == engine_module.SQLITE_BUSY_TIMEOUT_MS / 1000  # SQLite's own, for a writer of the file
+    assert group.timeout == sqlite_setup.SQLITE_BUSY_TIMEOUT_MS / 1000  # SQLite's own, for a writer of the file
     group.timeout = 0.3
     holder, release = hold_the_turn(store)
     started = time.monotonic()
