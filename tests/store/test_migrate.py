@@ -204,79 +204,47 @@ def test_0017_compresses_new_documents_with_lz4_on_postgresql_and_reads_every_on
                 assert conn.execute(sa.text(method), {"id": "again"}).scalar() == "pglz"
 
 
-def test_0018_rewrites_the_outbox_keys_of_sources_holding_a_slash_and_only_those(runtime: Runtime,
-                                                                                  tmp_path: Path) -> None:
-    """A database at 0017 whose outbox holds jobs keyed in the plain form: upgraded, the jobs of a record whose source
-    holds a "/" are keyed `kind//length/source/id` (exchange/outbox.business_key), the others as they were; the
-    downgrade writes the plain form back."""
-    records = [("r1", "assessment", "clinic/x", "1"), ("r2", "assessment", "clinic", "x/1"),
-               ("r3", "treatment-plan", "clinic-a", "plan-1")]
+def test_0018_rewrites_the_outbox_keys_of_sources_holding_a_slash_and_queues_again_the_jobs_a_clash_lost(
+        runtime: Runtime, tmp_path: Path) -> None:
+    """A database at 0017 whose outbox holds jobs keyed in the plain form, one of them lost to a clash (superseded by
+    the job of another record of the same plain key): upgraded, the jobs of a record whose source holds a "/" are keyed
+    `kind//length/source/id` (exchange/outbox.business_key), the others as they were, and the lost job is queued again,
+    while a job superseded by its own record's newer version stays done; the downgrade writes the plain form back."""
+    records = {"r1": ("assessment", "clinic/x", "1"), "r2": ("assessment", "clinic", "x/1"),
+               "r3": ("treatment-plan", "clinic-a", "plan-1")}
+    jobs = [(1, "r1", 1, "done", 2), (2, "r2", 1, "queued", None),  # r1's only job lost to r2's
+            (3, "r3", 1, "done", 4), (4, "r3", 2, "queued", None)]  # r3's first version superseded by its second
     at = "2026-03-02 09:00:00"
     with _fresh_engine(runtime, tmp_path, "0017") as engine:
         with engine.begin() as conn:
-            for pk, (record_id, kind, source, external_id) in enumerate(records, start=1):
+            for record_id, (kind, source, external_id) in records.items():
                 conn.execute(sa.text(
                     "INSERT INTO records (id, kind, source, external_id, patient_system, patient_value, version, content, "
                     "content_hash, warnings, created_at, updated_at) VALUES (:id, :kind, :source, :ext, 'urn:x', "
                     "'p', 1, '{}', 'h', '[]', :at, :at)"),
                     {"id": record_id, "kind": kind, "source": source, "ext": external_id, "at": at})
+            for pk, record_id, version, state, superseded_by in jobs:
+                kind, source, external_id = records[record_id]
                 conn.execute(sa.text(
                     "INSERT INTO outbox_jobs (pk, endpoint, record_id, record_kind, record_version, business_key, "
-                    "state, attempts, next_attempt_at, payload, created_at, updated_at) VALUES (:pk, 'ehr', :id, "
-                    ":kind, 1, :key, :state, 0, :at, '{}', :at, :at)"),
-                    {"pk": pk, "id": record_id, "kind": kind, "key": f"{kind}/{source}/{external_id}",
-                     "state": "queued" if pk != 2 else "done", "at": at})
-        keys = "SELECT business_key FROM outbox_jobs ORDER BY pk"
-        plain = ["assessment/clinic/x/1", "assessment/clinic/x/1", "treatment-plan/clinic-a/plan-1"]
-        with engine.connect() as conn:
-            assert conn.execute(sa.text(keys)).scalars().all() == plain
+                    "state, attempts, next_attempt_at, payload, created_at, updated_at, superseded_by, finished_at) "
+                    "VALUES (:pk, 'ehr', :id, :kind, :version, :key, :state, 0, :at, '{}', :at, :at, :by, :done)"),
+                    {"pk": pk, "id": record_id, "kind": kind, "version": version, "state": state, "at": at,
+                     "key": f"{kind}/{source}/{external_id}", "by": superseded_by,
+                     "done": at if state == "done" else None})
+        read = "SELECT business_key, state, superseded_by FROM outbox_jobs ORDER BY pk"
+        plain = ["assessment/clinic/x/1", "assessment/clinic/x/1", "treatment-plan/clinic-a/plan-1",
+                 "treatment-plan/clinic-a/plan-1"]
 
         upgrade(engine)
         with engine.connect() as conn:
-            assert conn.execute(sa.text(keys)).scalars().all() == [
-                "assessment//8/clinic/x/1", "assessment/clinic/x/1", "treatment-plan/clinic-a/plan-1"]
+            assert [tuple(row) for row in conn.execute(sa.text(read))] == [
+                ("assessment//8/clinic/x/1", "queued", None), ("assessment/clinic/x/1", "queued", None),
+                ("treatment-plan/clinic-a/plan-1", "done", 4), ("treatment-plan/clinic-a/plan-1", "queued", None)]
 
         downgrade(engine, "0017")
         with engine.connect() as conn:
-            assert conn.execute(sa.text(keys)).scalars().all() == plain
-
-
-def test_0019_compares_the_index_text_bytewise_on_postgresql_and_finds_the_same(runtime: Runtime,
-                                                                              tmp_path: Path) -> None:
-    """A database at 0018 holding resources: upgraded, PostgreSQL's search index compares resource_type, param and
-    value byte by byte (COLLATE "C"); a token, a string prefix (accents included), a reference and a chain find what
-    they found; the downgrade gives the columns the database's collation again. SQLite: the same answers."""
-    from service.search.query import parse
-
-    backend = runtime.engine.dialect.name
-    patient = {"resourceType": "Patient", "name": [{"family": "Ōta"}], "identifier": [{"system": "urn:x", "value": "Z"}]}
-    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                   "subject": {"reference": "Patient/p1"}}
-    searches = [("Patient", [("name", "ōt")]), ("Patient", [("identifier", "urn:x|Z")]),
-                ("Observation", [("subject", "Patient/p1")]), ("Observation", [("subject.identifier", "urn:x|Z")])]
-    collations = ("SELECT column_name, collation_name FROM information_schema.columns WHERE table_name = "
-                  "'fhir_search_index' AND column_name IN ('resource_type', 'param', 'value') ORDER BY column_name")
-
-    def found(engine: sa.Engine) -> list[list[str]]:
-        with ResourceStore(engine).unit() as unit:
-            return [[row.id for row in unit.search(parse(kind, criteria))[0]] for kind, criteria in searches]
-
-    with _fresh_engine(runtime, tmp_path, "0018") as engine:
-        with ResourceStore(engine).unit(write=True) as unit:
-            unit.write("Patient", "p1", patient, [], "PUT")
-            unit.write("Observation", "o1", observation, [], "PUT")
-        before = found(engine)
-        assert before == [["p1"], ["p1"], ["o1"], ["o1"]]
-        upgrade(engine)
-        assert found(engine) == before
-        if backend == "postgresql":
-            with engine.connect() as conn:
-                assert conn.execute(sa.text(collations)).all() == [("param", "C"), ("resource_type", "C"),
-                                                                   ("value", "C")]
-            downgrade(engine, "0018")
-            with engine.connect() as conn:
-                assert [name for _, name in conn.execute(sa.text(collations))] == [None, None, None]
-            assert found(engine) == before
+            assert [row.business_key for row in conn.execute(sa.text(read))] == plain
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:

@@ -28,15 +28,21 @@ def _set(method: str) -> None:
         op.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION {method}"))
 
 
-def upgrade() -> None:
+def _methods() -> list[str]:
+    """The compression methods the server offers: none before PostgreSQL 14 (no default_toast_compression, and no
+    SET COMPRESSION either), pglz alone on a server built without lz4."""
     conn = op.get_bind()
     if conn.dialect.name != "postgresql":
-        return
-    methods = conn.execute(sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"))
-    if "lz4" in (methods.scalar() or []):  # a server built without it keeps pglz
+        return []
+    found = conn.execute(sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"))
+    return list(found.scalar() or [])
+
+
+def upgrade() -> None:
+    if "lz4" in _methods():
         _set("lz4")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    if "lz4" in _methods():  # where the upgrade could not set it, there is nothing to undo (nor SET COMPRESSION)
         _set("DEFAULT")
