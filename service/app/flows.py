@@ -13,8 +13,9 @@
   stored through an intake that neither maps nor exports (the record came from FHIR: nothing to send back,
   and no loop). The resources it refers to are read from the store; the resource keeps the id of its
   record. A resource that cannot become a record stays stored as FHIR; the reason is a note for the
-  response and the console. The record's part runs in a savepoint, so a record that cannot be made undoes
-  only itself while the resource, its record and the link between them commit together.
+  response and the console. The record's part runs in a savepoint (but for a new record on SQLite: one
+  INSERT, which SQLite undoes alone when it fails), so a record that cannot be made undoes only itself while
+  the resource, its record and the link between them commit together.
 """
 from __future__ import annotations
 
